@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The project's test command (README "Testing"). CI runs it through .ci/run on a clean clone.
+# Order: cheapest checks first, so a formatting slip fails in seconds rather than after a build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace
+
+echo "== all checks passed"

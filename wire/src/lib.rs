@@ -1,0 +1,5 @@
+//! Kafka wire protocol codecs for Spate.
+//!
+//! Every byte format that crosses a client socket lives here: frames, request headers, record
+//! batch headers, and the response encoders of the hot paths. This crate does no I/O: callers
+//! feed it bytes and get back typed values, or hand it values and get back bytes to send.
