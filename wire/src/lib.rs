@@ -3,3 +3,8 @@
 //! Every byte format that crosses a client socket lives here: frames, request headers, record
 //! batch headers, and the response encoders of the hot paths. This crate does no I/O: callers
 //! feed it bytes and get back typed values, or hand it values and get back bytes to send.
+
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod types;
