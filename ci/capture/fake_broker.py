@@ -260,7 +260,7 @@ class FakeBroker:
         request = req_cls.decode(frame, version=api_version, header=True, framed=True)
         header = request.header
         handler = getattr(self, "_on_%d" % api_key)
-        response, facts = handler(request, api_version)
+        response, facts = handler(request, api_version, frame)
         self._record(frame, api_key, api_version, header, facts)
         if response is None:
             return None  # Produce with acks=0
@@ -312,7 +312,7 @@ class FakeBroker:
                 for k, (lo, hi) in sorted(self.advertised.items())]
         return cls(error_code=error, api_keys=keys, throttle_time_ms=0)
 
-    def _on_18(self, req, version):
+    def _on_18(self, req, version, frame):
         facts = {}
         if version >= 3:
             facts["client_software_name"] = req.client_software_name
@@ -320,7 +320,7 @@ class FakeBroker:
         return self._api_versions(version), facts
 
     # Metadata
-    def _on_3(self, req, version):
+    def _on_3(self, req, version, frame):
         cls = RESPONSES[3]
         with self.lock:
             if req.topics is None:
@@ -350,7 +350,7 @@ class FakeBroker:
         return resp, facts
 
     # Produce
-    def _on_0(self, req, version):
+    def _on_0(self, req, version, frame):
         cls = RESPONSES[0]
         topics_out, batches_fact = [], []
         with self.lock:
@@ -372,7 +372,17 @@ class FakeBroker:
                         index=pd.index, error_code=0, base_offset=base if base is not None else -1,
                         log_append_time_ms=-1, log_start_offset=0, record_errors=[], error_message=None))
                 topics_out.append(cls.TopicProduceResponse(name=td.name, partition_responses=parts))
+        # Where each partition's records field sits in the frame, so a test can check that its
+        # own request decoder finds the same bytes (records are found by content: unique here).
+        records_at = []
+        for td in req.topic_data:
+            for pd in td.partition_data:
+                raw = bytes(pd.records or b"")
+                at = frame.find(raw) if raw else -1
+                assert raw == b"" or frame.count(raw) == 1
+                records_at.append([td.name, pd.index, at, len(raw)])
         facts = {
+            "records_at": records_at,
             "acks": req.acks,
             "timeout_ms": req.timeout_ms,
             "transactional_id": req.transactional_id if version >= 3 else None,
@@ -385,7 +395,7 @@ class FakeBroker:
         return cls(responses=topics_out, throttle_time_ms=0), facts
 
     # Fetch
-    def _on_1(self, req, version):
+    def _on_1(self, req, version, frame):
         cls = RESPONSES[1]
         topics_out, facts_parts = [], []
         any_data = False
@@ -426,7 +436,7 @@ class FakeBroker:
         return resp, facts
 
     # ListOffsets
-    def _on_2(self, req, version):
+    def _on_2(self, req, version, frame):
         cls = RESPONSES[2]
         topics_out, facts_parts = [], []
         with self.lock:
@@ -446,7 +456,7 @@ class FakeBroker:
         return cls(throttle_time_ms=0, topics=topics_out), facts
 
     # CreateTopics
-    def _on_19(self, req, version):
+    def _on_19(self, req, version, frame):
         cls = RESPONSES[19]
         out = []
         facts_topics = []
@@ -463,7 +473,7 @@ class FakeBroker:
         return cls(throttle_time_ms=0, topics=out), facts
 
     # DeleteTopics
-    def _on_20(self, req, version):
+    def _on_20(self, req, version, frame):
         cls = RESPONSES[20]
         names = [t.name for t in req.topics] if version >= 6 else list(req.topic_names)
         out = [cls.DeletableTopicResult(name=n, topic_id=self.topic_ids.get(n, uuid.UUID(int=0)),
@@ -471,7 +481,7 @@ class FakeBroker:
         return cls(throttle_time_ms=0, responses=out), {"topics": names, "timeout_ms": req.timeout_ms}
 
     # DescribeConfigs
-    def _on_32(self, req, version):
+    def _on_32(self, req, version, frame):
         cls = RESPONSES[32]
         results = []
         facts_res = []
@@ -487,7 +497,7 @@ class FakeBroker:
         return cls(throttle_time_ms=0, results=results), {"resources": facts_res}
 
     # OffsetForLeaderEpoch
-    def _on_23(self, req, version):
+    def _on_23(self, req, version, frame):
         cls = RESPONSES[23]
         topics_out = []
         with self.lock:
@@ -502,14 +512,14 @@ class FakeBroker:
         return cls(throttle_time_ms=0, topics=topics_out), {"topics": [t.topic for t in req.topics]}
 
     # InitProducerId
-    def _on_22(self, req, version):
+    def _on_22(self, req, version, frame):
         cls = RESPONSES[22]
         facts = {"transactional_id": req.transactional_id,
                  "transaction_timeout_ms": req.transaction_timeout_ms}
         return cls(throttle_time_ms=0, error_code=0, producer_id=4242, producer_epoch=0), facts
 
     # FindCoordinator: this node coordinates everything.
-    def _on_10(self, req, version):
+    def _on_10(self, req, version, frame):
         cls = RESPONSES[10]
         if version >= 4:
             keys = list(req.coordinator_keys)
