@@ -8,3 +8,13 @@
 
 pub mod batch;
 pub mod types;
+
+#[allow(dead_code)] // some readers are used only by modules still to come
+pub(crate) mod codec;
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod versions;
+
+pub use error::{ErrorCode, WireError};
+pub use kafka_protocol;
