@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# Tests for the tuning kit: tuning/check's report (text and JSON, as root and not, with /sys
+# hidden), and tuning/apply in dry-run mode against the real machine plus a real apply/revert
+# round trip against a fake /proc, /sys and /etc tree (SPATE_TUNING_ROOT). Nothing on this
+# machine is changed. Takes a few seconds; does not need root (some cases are skipped without).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+tmp=$(mktemp -d)
+trap 'rm -rf -- "$tmp"' EXIT
+chmod 755 "$tmp"
+
+passed=0
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+ok() {
+    passed=$((passed + 1))
+    echo "ok: $*"
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+
+is_root=0
+[ "$(id -u)" -eq 0 ] && is_root=1
+# Runs a command as the unprivileged user nobody, when we are root and can.
+as_nobody() {
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
+}
+can_drop=0
+[ "$is_root" -eq 1 ] && have setpriv && can_drop=1
+
+# The items the issue asks tuning/check to report, by the names it prints.
+required_items=(
+    "kernel" "io_uring" "memlock (RLIMIT_MEMLOCK)" "cpu governor" "smt" "irq affinity"
+    "thp enabled" "thp defrag" "disk scheduler" "disk queue depth" "filesystem" "o_direct"
+    "vm.swappiness" "net.core.somaxconn" "net.core.rmem_max" "net.core.wmem_max"
+    "net.ipv4.tcp_rmem" "net.ipv4.tcp_wmem" "nofile (RLIMIT_NOFILE)" "fs.file-max"
+)
+
+# Asserts that a text report ($1, file) is well formed and has a line per required item.
+assert_report() {
+    local report="$1" label="$2" item lines summary
+    for item in "${required_items[@]}"; do
+        grep -qE "^(OK|WARN|FAIL|INFO) +$(printf '%s' "$item" | sed 's/[][().*]/\\&/g')( |$)" "$report" ||
+            fail "$label: no line for '$item'"
+    done
+    # Every line between the header and the summary is one item with a status.
+    lines=$(sed -n '3,$p' "$report" | grep -v '^summary:' | grep -cvE '^(OK|WARN|FAIL|INFO) ' || true)
+    [ "$lines" -eq 0 ] || fail "$label: $lines line(s) without a status"
+    summary=$(grep '^summary:' "$report") || fail "$label: no summary line"
+    local status count
+    for status in OK WARN FAIL INFO; do
+        count=$(grep -c "^$status " "$report" || true)
+        grep -q " $count $status" <<<"$summary" || fail "$label: summary '$summary' does not count $count $status"
+    done
+}
+
+# --- tuning/check ---------------------------------------------------------------------------
+data="$tmp/data"
+mkdir "$data"
+chmod 777 "$data"
+
+rc=0
+./check --data-dir "$data" >"$tmp/check.txt" 2>"$tmp/check.err" || rc=$?
+[ "$rc" -eq 0 ] || { cat "$tmp/check.txt" "$tmp/check.err" >&2; fail "check exited $rc"; }
+[ ! -s "$tmp/check.err" ] || { cat "$tmp/check.err" >&2; fail "check wrote to stderr"; }
+assert_report "$tmp/check.txt" "check"
+grep -qE "^OK +o_direct +4 KiB write\+read with O_DIRECT ok in $data" "$tmp/check.txt" || fail "O_DIRECT probe did not run in $data"
+[ -z "$(ls -A "$data")" ] || fail "check left files in the data dir: $(ls -A "$data")"
+ok "check reports all $((${#required_items[@]})) required items, exit 0, leaves the data dir empty"
+
+if have python3; then
+    ./check --data-dir "$data" --json >"$tmp/check.json" || fail "check --json exited $?"
+    python3 -m json.tool "$tmp/check.json" >/dev/null || fail "check --json is not valid JSON"
+    text_items=$(grep -cE '^(OK|WARN|FAIL|INFO) ' "$tmp/check.txt")
+    python3 - "$tmp/check.json" "$text_items" <<'EOF' || fail "check --json content"
+import json, sys
+report = json.load(open(sys.argv[1]))
+items = report["items"]
+assert len(items) == int(sys.argv[2]), (len(items), sys.argv[2])
+assert all(i["status"] in ("OK", "WARN", "FAIL", "INFO") for i in items)
+assert all(set(i) == {"status", "item", "current", "recommended", "why"} for i in items)
+summary = report["summary"]
+assert summary["ok"] + summary["warn"] + summary["fail"] + summary["info"] == len(items)
+assert report["fatal"] is (summary["fail"] > 0)
+assert any(i["item"] == "io_uring" for i in items)
+EOF
+    ok "check --json is valid JSON with the same $text_items items"
+else
+    echo "skip: check --json validation (no python3)"
+fi
+
+if [ "$can_drop" -eq 1 ]; then
+    rc=0
+    as_nobody ./check --data-dir "$data" >"$tmp/check-nobody.txt" 2>&1 || rc=$?
+    [ "$rc" -eq 0 ] || { cat "$tmp/check-nobody.txt" >&2; fail "check as nobody exited $rc"; }
+    assert_report "$tmp/check-nobody.txt" "check as nobody"
+    ok "check runs as an unprivileged user"
+else
+    echo "skip: check as an unprivileged user (not root, or no setpriv)"
+fi
+
+if [ "$is_root" -eq 1 ] && have unshare; then
+    # A private mount namespace with an empty /sys: what containers and odd VMs look like.
+    rc=0
+    # shellcheck disable=SC2016 # $1 is expanded by the inner sh
+    unshare -m sh -c 'mount -t tmpfs none /sys && exec ./check --data-dir "$1"' sh "$data" >"$tmp/check-nosys.txt" 2>&1 || rc=$?
+    if grep -q 'mount: .*permission denied\|unshare failed' "$tmp/check-nosys.txt"; then
+        echo "skip: check without /sys (cannot mount here)"
+    else
+        [ "$rc" -eq 0 ] || { cat "$tmp/check-nosys.txt" >&2; fail "check without /sys exited $rc"; }
+        assert_report "$tmp/check-nosys.txt" "check without /sys"
+        grep -qE '^INFO +thp enabled +unknown \(no /sys/kernel/mm/transparent_hugepage\)' "$tmp/check-nosys.txt" ||
+            fail "check without /sys does not say unknown for THP"
+        ok "check without /sys reports unknown items instead of failing"
+    fi
+fi
+
+rc=0
+./check --cores 'not-a-list' >/dev/null 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || fail "check --cores not-a-list exited $rc, want 2"
+rc=0
+./check --cores 99999 >/dev/null 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || fail "check --cores 99999 exited $rc, want 2"
+ok "check rejects bad --cores with exit 2"
+
+online=$(cat /sys/devices/system/cpu/online 2>/dev/null || echo 0)
+first_cpu="${online%%[-,]*}"
+./check --cores "$first_cpu" >"$tmp/check-cores.txt" || fail "check --cores $first_cpu exited $?"
+grep -qE "^INFO +broker cores +$first_cpu \(1 of" "$tmp/check-cores.txt" || fail "check --cores $first_cpu: broker cores line"
+ok "check --cores $first_cpu reports one broker core"
+
+# --- tuning/apply --dry-run against the real machine ------------------------------------------
+watched=(
+    /proc/sys/vm/swappiness /proc/sys/net/core/rmem_max /proc/sys/net/core/wmem_max
+    /proc/sys/net/ipv4/tcp_wmem /proc/sys/net/ipv4/tcp_slow_start_after_idle /proc/sys/vm/dirty_bytes
+    /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/mm/transparent_hugepage/defrag
+)
+snapshot() {
+    local f
+    for f in "${watched[@]}"; do
+        printf '%s=%s\n' "$f" "$(cat "$f" 2>/dev/null || echo absent)"
+    done
+    for f in /etc/security/limits.d/90-spate.conf /etc/sysctl.d/90-spate.conf; do
+        printf '%s=%s\n' "$f" "$(cat "$f" 2>/dev/null || echo absent)"
+    done
+}
+snapshot >"$tmp/before"
+./apply --dry-run --persist --data-dir "$data" --state-dir "$tmp/state" >"$tmp/apply.txt" 2>&1 ||
+    { cat "$tmp/apply.txt" >&2; fail "apply --dry-run exited $?"; }
+snapshot >"$tmp/after"
+diff -u "$tmp/before" "$tmp/after" >&2 || fail "apply --dry-run changed the machine"
+[ ! -e "$tmp/state" ] || fail "apply --dry-run created the state dir"
+for setting in "vm.swappiness" "vm.dirty_bytes" "net.core.somaxconn" "net.ipv4.tcp_max_syn_backlog" \
+    "net.core.rmem_max" "net.core.wmem_max" "net.ipv4.tcp_rmem" "net.ipv4.tcp_wmem" \
+    "net.ipv4.tcp_slow_start_after_idle" "fs.file-max" "transparent_hugepage/enabled" \
+    "/etc/security/limits.d/90-spate.conf"; do
+    grep -qF "$setting" "$tmp/apply.txt" || fail "apply --dry-run does not mention $setting"
+done
+grep -q '^done (dry run)$' "$tmp/apply.txt" || fail "apply --dry-run did not finish"
+ok "apply --dry-run names every setting and changes nothing"
+
+if [ "$can_drop" -eq 1 ] || [ "$is_root" -eq 0 ]; then
+    rc=0
+    if [ "$is_root" -eq 1 ]; then
+        as_nobody ./apply --state-dir "$tmp/state" >"$tmp/apply-nonroot.txt" 2>&1 || rc=$?
+    else
+        ./apply --state-dir "$tmp/state" >"$tmp/apply-nonroot.txt" 2>&1 || rc=$?
+    fi
+    [ "$rc" -eq 1 ] || fail "apply as non-root exited $rc, want 1"
+    grep -q 'must run as root' "$tmp/apply-nonroot.txt" || fail "apply as non-root does not say it needs root"
+    ok "apply refuses to run for real without root"
+fi
+
+# --revert --dry-run with a recorded previous value different from the current one.
+swappiness=$(cat /proc/sys/vm/swappiness)
+recorded=$(((swappiness + 7) % 100))
+mkdir -p "$tmp/revert-state"
+printf '# test\nsysctl:vm.swappiness=%s\n' "$recorded" >"$tmp/revert-state/previous.env"
+cp "$tmp/revert-state/previous.env" "$tmp/revert-state.orig"
+./apply --revert --dry-run --state-dir "$tmp/revert-state" >"$tmp/revert.txt" 2>&1 ||
+    { cat "$tmp/revert.txt" >&2; fail "apply --revert --dry-run exited $?"; }
+grep -qF "would restore vm.swappiness: $swappiness -> $recorded" "$tmp/revert.txt" ||
+    { cat "$tmp/revert.txt" >&2; fail "apply --revert --dry-run does not show the restore"; }
+[ "$(cat /proc/sys/vm/swappiness)" = "$swappiness" ] || fail "apply --revert --dry-run changed vm.swappiness"
+cmp -s "$tmp/revert-state/previous.env" "$tmp/revert-state.orig" || fail "apply --revert --dry-run touched the state file"
+./apply --revert --dry-run --state-dir "$tmp/no-state" | grep -q '^nothing to revert' || fail "revert without state"
+ok "apply --revert --dry-run shows the restore and changes nothing"
+
+# --- a real apply and revert against a fake tree ---------------------------------------------
+# SPATE_TUNING_ROOT points every /proc, /sys and /etc path of apply into $fake. When we are root
+# the run is done as nobody, so a path that escaped the fake tree would fail instead of
+# changing this machine.
+fake="$tmp/fake"
+put() { mkdir -p "$(dirname "$fake$1")"; printf '%s\n' "$2" >"$fake$1"; }
+put /proc/sys/vm/swappiness 60
+put /proc/sys/vm/dirty_ratio 20
+put /proc/sys/vm/dirty_background_ratio 10
+put /proc/sys/vm/dirty_bytes 0
+put /proc/sys/vm/dirty_background_bytes 0
+put /proc/sys/net/core/somaxconn 8192
+put /proc/sys/net/ipv4/tcp_max_syn_backlog 512
+put /proc/sys/net/core/rmem_max 212992
+put /proc/sys/net/core/wmem_max 212992
+put /proc/sys/net/ipv4/tcp_rmem $'4096\t131072\t6291456'
+put /proc/sys/net/ipv4/tcp_wmem $'4096\t16384\t4194304'
+put /proc/sys/net/ipv4/tcp_slow_start_after_idle 1
+put /proc/sys/fs/file-max 2097152
+put /proc/sys/fs/nr_open 1048576
+put /sys/kernel/mm/transparent_hugepage/enabled '[always] madvise never'
+put /sys/kernel/mm/transparent_hugepage/defrag '[always] defer defer+madvise madvise never'
+put /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor powersave
+put /sys/devices/system/cpu/cpu0/cpufreq/scaling_available_governors 'performance powersave'
+put /etc/sysctl.d/90-spate.conf '# an older file of the admin'
+cp -r "$fake" "$tmp/fake.orig"
+fake_state="$tmp/fake-state"
+[ "$can_drop" -eq 1 ] && chown -R 65534:65534 "$fake"
+run_fake() {
+    if [ "$can_drop" -eq 1 ]; then
+        as_nobody env SPATE_TUNING_ROOT="$fake" ./apply --state-dir "$fake_state" "$@"
+    else
+        SPATE_TUNING_ROOT="$fake" ./apply --state-dir "$fake_state" "$@"
+    fi
+}
+[ "$can_drop" -eq 1 ] && { mkdir -p "$fake_state"; chown 65534:65534 "$fake_state"; }
+
+run_fake --persist >"$tmp/fake-apply.txt" 2>&1 || { cat "$tmp/fake-apply.txt" >&2; fail "fake apply exited $?"; }
+expect() {
+    local got
+    got=$(tr '\t' ' ' <"$fake$1")
+    [ "$got" = "$2" ] || { cat "$tmp/fake-apply.txt" >&2; fail "$3: $1 is '$got', want '$2'"; }
+}
+expect /proc/sys/vm/swappiness 1 "apply"
+expect /proc/sys/vm/dirty_bytes 268435456 "apply"
+expect /proc/sys/vm/dirty_background_bytes 67108864 "apply"
+expect /proc/sys/net/core/somaxconn 8192 "apply (above the minimum: left alone)"
+expect /proc/sys/net/ipv4/tcp_max_syn_backlog 4096 "apply"
+expect /proc/sys/net/core/rmem_max 16777216 "apply"
+expect /proc/sys/net/ipv4/tcp_rmem "4096 131072 16777216" "apply"
+expect /proc/sys/net/ipv4/tcp_slow_start_after_idle 0 "apply"
+expect /proc/sys/fs/file-max 2097152 "apply (above the minimum: left alone)"
+expect /sys/kernel/mm/transparent_hugepage/enabled madvise "apply"
+expect /sys/kernel/mm/transparent_hugepage/defrag 'defer+madvise' "apply"
+expect /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor performance "apply"
+grep -qx 'spate hard memlock unlimited' "$fake/etc/security/limits.d/90-spate.conf" || fail "apply: limits.d file"
+grep -qx 'net.core.rmem_max = 16777216' "$fake/etc/sysctl.d/90-spate.conf" || fail "apply --persist: sysctl.d file"
+grep -q 'somaxconn' "$fake/etc/sysctl.d/90-spate.conf" && fail "apply --persist pinned a sysctl it did not raise"
+grep -qx 'sysctl:vm.swappiness=60' "$fake_state/previous.env" || fail "state file lacks the old swappiness"
+grep -qx 'sysctl:net.ipv4.tcp_rmem=4096 131072 6291456' "$fake_state/previous.env" || fail "state file lacks the old tcp_rmem"
+grep -qx 'file:/etc/security/limits.d/90-spate.conf=absent' "$fake_state/previous.env" || fail "state file lacks limits.d"
+grep -q '^sysctl:net.core.somaxconn=' "$fake_state/previous.env" && fail "state file records a setting apply left alone"
+entries=$(grep -vc '^#' "$fake_state/previous.env")
+ok "apply changes the fake tree as recommended and records $entries previous values"
+
+# A second apply records nothing new: the first values are the ones to restore.
+cp "$fake_state/previous.env" "$tmp/state-after-first"
+run_fake --persist >"$tmp/fake-apply2.txt" 2>&1 || { cat "$tmp/fake-apply2.txt" >&2; fail "second fake apply exited $?"; }
+cmp -s "$fake_state/previous.env" "$tmp/state-after-first" || fail "second apply changed the state file"
+grep -q 'would set\|  set ' "$tmp/fake-apply2.txt" && { cat "$tmp/fake-apply2.txt" >&2; fail "second apply changed something"; }
+ok "a second apply is a no-op and keeps the first recorded values"
+
+run_fake --revert >"$tmp/fake-revert.txt" 2>&1 || { cat "$tmp/fake-revert.txt" >&2; fail "fake revert exited $?"; }
+# The fake tree does not emulate the kernel zeroing dirty_*_bytes when a ratio is written,
+# so those two files are compared apart.
+expect /proc/sys/vm/dirty_ratio 20 "revert"
+expect /proc/sys/vm/dirty_background_ratio 10 "revert"
+rm "$fake/proc/sys/vm/dirty_bytes" "$fake/proc/sys/vm/dirty_background_bytes" \
+    "$tmp/fake.orig/proc/sys/vm/dirty_bytes" "$tmp/fake.orig/proc/sys/vm/dirty_background_bytes"
+# Sysfs choice files read back as the chosen word once written; compare the choice.
+for f in sys/kernel/mm/transparent_hugepage/enabled sys/kernel/mm/transparent_hugepage/defrag; do
+    [ "$(cat "$fake/$f")" = always ] || fail "revert: $f is '$(cat "$fake/$f")', want always"
+    rm "$fake/$f" "$tmp/fake.orig/$f"
+done
+# The kernel prints tcp_rmem with tabs and accepts spaces; directories apply created for its own
+# files (limits.d) may stay behind, empty.
+find "$fake" "$tmp/fake.orig" -type f -exec sed -i 's/\t/ /g' {} +
+find "$fake" "$tmp/fake.orig" -type d -empty -delete
+diff -ru "$tmp/fake.orig" "$fake" >&2 || fail "revert did not restore the fake tree exactly"
+[ ! -e "$fake_state/previous.env" ] || fail "revert kept the state file"
+ls "$fake_state"/previous.env.reverted.* >/dev/null 2>&1 || fail "revert did not retire the state file"
+ok "apply --revert restores every value and file, and retires the state file"
+
+echo "tuning tests: $passed passed"
