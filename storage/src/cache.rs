@@ -1,0 +1,141 @@
+//! The tail cache: the most recent batches in memory, for tailing readers.
+//!
+//! Direct-I/O writes bypass the page cache, so without this every consumer read at the tail
+//! would go to the disk. The cache also holds every batch still in the write-behind buffer (it
+//! only evicts batches already written), which is what lets a reader never see unwritten bytes.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use spate_wire::types::Offset;
+
+/// One cached batch.
+#[derive(Debug, Clone)]
+pub struct CachedBatch {
+    /// Its base offset.
+    pub base: Offset,
+    /// Its last offset.
+    pub last: Offset,
+    /// Base offset of the segment holding it.
+    pub segment: Offset,
+    /// Its position in that segment.
+    pub position: u64,
+    /// The batch as stored.
+    pub bytes: Bytes,
+}
+
+/// Recent batches, oldest first, bounded by `bytes_max` plus the unwritten ones.
+#[derive(Debug)]
+pub struct TailCache {
+    batches: VecDeque<CachedBatch>,
+    bytes: usize,
+    bytes_max: usize,
+}
+
+impl TailCache {
+    /// An empty cache.
+    pub fn new(bytes_max: usize) -> Self {
+        TailCache {
+            batches: VecDeque::new(),
+            bytes: 0,
+            bytes_max,
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Adds the newest batch.
+    ///
+    /// # Panics
+    /// If it does not directly follow the previous newest batch.
+    pub fn push(&mut self, batch: CachedBatch) {
+        if let Some(last) = self.batches.back() {
+            assert_eq!(last.last.next(), batch.base, "cached batches must be dense");
+        }
+        self.bytes += batch.bytes.len();
+        self.batches.push_back(batch);
+    }
+
+    /// Evicts the oldest batches while over budget, but only those `is_written` says are on disk.
+    pub fn evict(&mut self, is_written: impl Fn(&CachedBatch) -> bool) {
+        while self.bytes > self.bytes_max {
+            match self.batches.front() {
+                Some(front) if is_written(front) => {
+                    self.bytes -= front.bytes.len();
+                    self.batches.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Index of the cached batch containing `offset`, if cached.
+    pub fn find(&self, offset: Offset) -> Option<usize> {
+        let front = self.batches.front()?;
+        if offset < front.base {
+            return None;
+        }
+        let i = self.batches.partition_point(|b| b.last < offset);
+        (i < self.batches.len()).then_some(i)
+    }
+
+    /// The batch at index `i` (from [`TailCache::find`]).
+    pub fn get(&self, i: usize) -> Option<&CachedBatch> {
+        self.batches.get(i)
+    }
+
+    /// Drops batches at or after `offset` (the log was truncated there).
+    pub fn truncate_from(&mut self, offset: Offset) {
+        while self.batches.back().is_some_and(|b| b.base >= offset) {
+            if let Some(b) = self.batches.pop_back() {
+                self.bytes -= b.bytes.len();
+            }
+        }
+    }
+
+    /// Drops batches before `offset` (retention removed them).
+    pub fn drop_before(&mut self, offset: Offset) {
+        while self.batches.front().is_some_and(|b| b.base < offset) {
+            if let Some(b) = self.batches.pop_front() {
+                self.bytes -= b.bytes.len();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(base: i64, last: i64, len: usize) -> CachedBatch {
+        CachedBatch {
+            base: Offset(base),
+            last: Offset(last),
+            segment: Offset(0),
+            position: base as u64 * 100,
+            bytes: Bytes::from(vec![base as u8; len]),
+        }
+    }
+
+    #[test]
+    fn cache_finds_the_containing_batch_and_evicts_only_written_ones() {
+        let mut cache = TailCache::new(250);
+        cache.push(batch(0, 4, 100));
+        cache.push(batch(5, 9, 100));
+        cache.push(batch(10, 10, 100));
+        assert_eq!(cache.find(Offset(7)), Some(1));
+        assert_eq!(cache.find(Offset(10)), Some(2));
+        assert_eq!(cache.find(Offset(11)), None);
+        cache.evict(|_| false);
+        assert_eq!(cache.bytes(), 300);
+        cache.evict(|b| b.base < Offset(5));
+        assert_eq!(cache.bytes(), 200);
+        assert_eq!(cache.find(Offset(3)), None);
+        cache.truncate_from(Offset(10));
+        assert_eq!(cache.bytes(), 100);
+        assert_eq!(cache.find(Offset(9)), Some(0));
+    }
+}

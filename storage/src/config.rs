@@ -1,0 +1,93 @@
+//! Configuration of a partition log.
+
+use crate::io::BLOCK_BYTES;
+
+/// When the log calls fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Every append is written and synced before `append` returns.
+    EveryAppend,
+    /// Appends return once buffered; a sync covering many appends runs when a caller waits for
+    /// durability ([`crate::Log::wait_durable`]), when `bytes_max` unsynced bytes accumulate,
+    /// or when the owner's timer finds [`crate::Log::flush_due`] true (every `interval_ms`).
+    GroupCommit {
+        /// Longest time appended data stays unsynced while nobody waits for it.
+        interval_ms: u64,
+        /// Most unsynced bytes before an append syncs inline.
+        bytes_max: u64,
+    },
+    /// Never sync on the log's own initiative (durability comes from replication); syncs still
+    /// happen when a segment is closed and when a caller asks for one.
+    Never,
+}
+
+/// Settings of one partition log. [`LogConfig::default`] gives Kafka-like defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A segment is rolled before it would grow past this size.
+    pub segment_bytes_max: u64,
+    /// A segment is rolled once a batch's max timestamp is this much newer than its first batch.
+    pub segment_ms: i64,
+    /// Bytes of log between two sparse index entries.
+    pub index_interval_bytes: u64,
+    /// Closed segments whose newest timestamp is older than this are deleted (`None`: keep).
+    pub retention_ms: Option<i64>,
+    /// Oldest closed segments are deleted while the log is larger than this (`None`: keep).
+    pub retention_bytes: Option<u64>,
+    /// When to fdatasync.
+    pub flush: FlushPolicy,
+    /// Memory for the most recent batches, served to tailing readers without disk reads.
+    pub tail_cache_bytes_max: usize,
+    /// The aligned write-behind buffer of the active segment.
+    pub write_buffer_bytes_max: usize,
+    /// Largest batch `append` accepts.
+    pub batch_bytes_max: usize,
+    /// Segment files grow in steps of this many bytes (fallocate), not per write.
+    pub preallocate_bytes: u64,
+}
+
+/// Largest batch recovery will consider plausible; a longer length field is corruption.
+pub const RECOVERY_BATCH_BYTES_MAX: usize = 64 << 20;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes_max: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            flush: FlushPolicy::GroupCommit {
+                interval_ms: 10,
+                bytes_max: 16 << 20,
+            },
+            tail_cache_bytes_max: 8 << 20,
+            write_buffer_bytes_max: 4 << 20,
+            batch_bytes_max: 1 << 20 | 1 << 16,
+            preallocate_bytes: 64 << 20,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the relations between the limits.
+    ///
+    /// # Panics
+    /// If a limit is zero or the limits contradict each other (a programmer error in the caller).
+    pub fn validate(&self) {
+        let block = BLOCK_BYTES as u64;
+        assert!(self.segment_bytes_max >= block && self.segment_bytes_max <= u64::from(u32::MAX));
+        assert!(self.segment_ms > 0);
+        assert!(self.index_interval_bytes > 0);
+        assert!(self.batch_bytes_max >= spate_wire::batch::BATCH_HEADER_BYTES);
+        assert!(self.batch_bytes_max <= RECOVERY_BATCH_BYTES_MAX);
+        // A whole batch plus the partial tail block must always fit in the write buffer.
+        assert!(self.write_buffer_bytes_max >= self.batch_bytes_max + BLOCK_BYTES);
+        assert!(self.write_buffer_bytes_max % BLOCK_BYTES == 0);
+        assert!(self.preallocate_bytes % block == 0 && self.preallocate_bytes > 0);
+        assert!(self.tail_cache_bytes_max > 0);
+        if let FlushPolicy::GroupCommit { bytes_max, .. } = self.flush {
+            assert!(bytes_max > 0);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The storage error type.
+//!
+//! Operating errors only: a full disk, a failed device, corrupt bytes on disk, an offset outside
+//! the log. Programmer errors (a misaligned write, offsets going backwards) are assertions.
+
+use std::path::PathBuf;
+
+use spate_wire::batch::BatchError;
+use spate_wire::types::Offset;
+
+/// What an I/O operation on the disk seam failed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoErrorKind {
+    /// No space left on the device (ENOSPC) or over quota: the operation wrote nothing that the
+    /// log counts on, and it can be retried once space is freed.
+    NoSpace,
+    /// The file or directory does not exist.
+    NotFound,
+    /// Any other failure (EIO and friends).
+    Other,
+}
+
+/// An error from the storage engine. The broker maps it to a Kafka error code:
+/// [`StorageError::OffsetOutOfRange`] to OFFSET_OUT_OF_RANGE, [`StorageError::CorruptBatch`] and
+/// [`StorageError::InvalidBatch`] to CORRUPT_MESSAGE, everything else to KAFKA_STORAGE_ERROR.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A batch handed to `append` is not a valid v2 batch (bad header or CRC); nothing was written.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[source] BatchError),
+    /// A batch handed to `append` is larger than the configured limit.
+    #[error("record batch of {bytes} bytes exceeds the limit of {bytes_max} bytes")]
+    BatchTooLarge {
+        /// Size of the rejected batch.
+        bytes: usize,
+        /// The configured `batch_bytes_max`.
+        bytes_max: usize,
+    },
+    /// Bytes on disk that were once written whole are no longer valid (bit rot, a bad sector):
+    /// the partition must not serve them.
+    #[error("corrupt batch in segment {segment}: position {position}: {reason}")]
+    CorruptBatch {
+        /// The segment file.
+        segment: PathBuf,
+        /// Byte position of the bad batch in the segment.
+        position: u64,
+        /// What check failed.
+        reason: BatchError,
+    },
+    /// A read asked for an offset before the log start or after the log end.
+    #[error("offset {offset} out of range [{start}, {end})")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: Offset,
+        /// The log start offset.
+        start: Offset,
+        /// The log end offset.
+        end: Offset,
+    },
+    /// The disk is full: the append failed without changing the log; retry after space is freed.
+    #[error("no space left on device while {op} {path}")]
+    DiskFull {
+        /// What the log was doing.
+        op: &'static str,
+        /// The file involved.
+        path: PathBuf,
+    },
+    /// Any other I/O failure.
+    #[error("i/o error while {op} {path}: {source}")]
+    Io {
+        /// What the log was doing.
+        op: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A previous write or sync failed in a way that leaves the on-disk state unknown (EIO on
+    /// fdatasync): the log refuses further appends until it is reopened, which re-validates the
+    /// tail. Retrying an fsync after EIO is known to lose data silently on Linux.
+    #[error("log is fenced after an earlier i/o failure; reopen the partition")]
+    Fenced,
+    /// A checkpoint file (index, leader epochs) could not be parsed.
+    #[error("bad checkpoint file {path}: {reason}")]
+    BadCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+impl StorageError {
+    /// Builds an error for a failed disk operation, classifying ENOSPC as [`StorageError::DiskFull`].
+    pub fn from_io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        if io_error_kind(&source) == IoErrorKind::NoSpace {
+            StorageError::DiskFull { op, path }
+        } else {
+            StorageError::Io { op, path, source }
+        }
+    }
+}
+
+/// Classifies an `std::io::Error` from either disk implementation.
+pub fn io_error_kind(error: &std::io::Error) -> IoErrorKind {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    match error.raw_os_error() {
+        Some(ENOSPC) | Some(EDQUOT) => IoErrorKind::NoSpace,
+        _ if error.kind() == std::io::ErrorKind::StorageFull => IoErrorKind::NoSpace,
+        _ if error.kind() == std::io::ErrorKind::NotFound => IoErrorKind::NotFound,
+        _ => IoErrorKind::Other,
+    }
+}
+
+/// Result alias for storage operations.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,190 @@
+//! The production disk: glommio DMA files (O_DIRECT over io_uring).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+
+use super::{AlignedBuf, Disk, DiskFile, OpenMode, BLOCK_BYTES};
+
+/// A glommio DMA buffer as the seam's aligned buffer; written without another copy.
+#[derive(Debug)]
+pub struct GlommioBuf(DmaBuffer);
+
+impl AlignedBuf for GlommioBuf {
+    fn as_slice(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.0.as_bytes_mut()
+    }
+    fn shrink_to(&mut self, len: usize) {
+        assert!(len <= self.0.len() && len % BLOCK_BYTES == 0);
+        self.0.trim_to_size(len);
+    }
+}
+
+/// Files on a real filesystem through glommio. Must be used inside a glommio executor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GlommioDisk;
+
+/// An open DMA file.
+#[derive(Debug)]
+pub struct GlommioFile {
+    file: DmaFile,
+    // Kept for error messages; glommio's own copy is behind a RefCell borrow.
+    path: PathBuf,
+}
+
+fn to_io(error: glommio::GlommioError<()>) -> io::Error {
+    error.into()
+}
+
+impl Disk for GlommioDisk {
+    type File = GlommioFile;
+
+    async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<GlommioFile> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        if mode == OpenMode::CreateTruncate {
+            options.create(true).truncate(true);
+        }
+        let file = options.dma_open(path).await.map_err(to_io)?;
+        Ok(GlommioFile {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    async fn remove(&self, path: &Path) -> io::Result<()> {
+        glommio::io::remove(path).await.map_err(to_io)
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        glommio::io::rename(from, to).await.map_err(to_io)
+    }
+
+    async fn list_dir(&self, dir: &Path, entries_max: usize) -> io::Result<Vec<String>> {
+        // Listing happens only when a partition opens; a blocking readdir is acceptable there.
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            if names.len() == entries_max {
+                return Err(io::Error::other(format!(
+                    "{} holds more than {entries_max} files",
+                    dir.display()
+                )));
+            }
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        // Rare (once per partition creation); blocking is acceptable.
+        std::fs::create_dir_all(dir)
+    }
+
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let directory = glommio::io::Directory::open(dir).await.map_err(to_io)?;
+        directory.sync().await.map_err(to_io)?;
+        directory.close().await.map_err(to_io)
+    }
+}
+
+impl DiskFile for GlommioFile {
+    type Buf = GlommioBuf;
+
+    fn alloc_buf(&self, len: usize) -> GlommioBuf {
+        assert!(
+            len % BLOCK_BYTES == 0,
+            "buffer length {len} not block aligned"
+        );
+        GlommioBuf(self.file.alloc_dma_buffer(len))
+    }
+
+    async fn write_at(&self, buf: GlommioBuf, pos: u64) -> io::Result<()> {
+        assert!(
+            pos % BLOCK_BYTES as u64 == 0,
+            "write position {pos} not block aligned"
+        );
+        let len = buf.0.len();
+        assert!(
+            len % BLOCK_BYTES == 0,
+            "write length {len} not block aligned"
+        );
+        let written = self.file.write_at(buf.0, pos).await.map_err(to_io)?;
+        if written != len {
+            // A short direct write happens only when the device runs out of space mid-way.
+            return Err(io::Error::from_raw_os_error(28));
+        }
+        Ok(())
+    }
+
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        let result = self.file.read_at(pos, len).await.map_err(to_io)?;
+        Ok(Bytes::copy_from_slice(&result))
+    }
+
+    async fn fdatasync(&self) -> io::Result<()> {
+        self.file.fdatasync().await.map_err(to_io)
+    }
+
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.file.truncate(len).await.map_err(to_io)
+    }
+
+    async fn pre_allocate(&self, len: u64) -> io::Result<()> {
+        let size = self.file.file_size().await.map_err(to_io)?;
+        if len > size {
+            // Not KEEP_SIZE: the file grows, so later writes inside it change no file size and
+            // fdatasync has less metadata to commit. Recovery reads the zeros as end of data.
+            self.file.pre_allocate(len, false).await.map_err(to_io)?;
+        }
+        Ok(())
+    }
+
+    async fn size(&self) -> io::Result<u64> {
+        self.file.file_size().await.map_err(to_io)
+    }
+
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+}
+
+/// Works around glommio 0.9's io-poll probe bug (upstream #605, #670): the first DMA file
+/// glommio opens decides whether reads are polled, and if that file is empty the probe caches a
+/// wrong answer, after which every DMA read fails with EOPNOTSUPP. Call this once per executor
+/// at startup, before opening any other DMA file on the device: it writes (if needed) a small
+/// non-empty file in `dir` with ordinary I/O and reads one block of it through `DmaFile`.
+///
+/// # Errors
+/// Any I/O error creating or reading the probe file.
+pub async fn prime_io_poll_probe(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(".spate-io-probe");
+    let needs_write = std::fs::metadata(&path)
+        .map(|m| m.len() < BLOCK_BYTES as u64)
+        .unwrap_or(true);
+    if needs_write {
+        std::fs::write(&path, vec![0x5Au8; BLOCK_BYTES])?;
+    }
+    let file = Rc::new(DmaFile::open(&path).await.map_err(to_io)?);
+    let block = file.read_at_aligned(0, BLOCK_BYTES).await.map_err(to_io)?;
+    if block.len() != BLOCK_BYTES {
+        return Err(io::Error::other("io probe file read short"));
+    }
+    drop(block);
+    if let Ok(file) = Rc::try_unwrap(file) {
+        file.close().await.map_err(to_io)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,469 @@
+//! An in-memory disk with deterministic faults, for tests.
+//!
+//! Each file has durable bytes and a log of volatile operations since its last `fdatasync`;
+//! directory entries likewise are durable only after `sync_dir`. [`MemDisk::crash`] keeps the
+//! durable state plus a seeded-random prefix of the volatile operations, the last of which may be
+//! a write cut at an arbitrary byte: a torn write. ENOSPC comes from a byte quota that can be
+//! raised again; EIO from faults armed on the n-th call of an operation. Writes must follow
+//! O_DIRECT alignment or the call panics, so misaligned I/O is caught by tests.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::{AlignedBuf, Disk, DiskFile, OpenMode, BLOCK_BYTES};
+
+/// A write buffer for [`MemDisk`]: a plain byte vector whose length is a block multiple.
+#[derive(Debug)]
+pub struct MemBuf(Vec<u8>);
+
+impl AlignedBuf for MemBuf {
+    fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+    fn shrink_to(&mut self, len: usize) {
+        assert!(len <= self.0.len() && len % BLOCK_BYTES == 0);
+        self.0.truncate(len);
+    }
+}
+
+/// A disk operation that a fault can be armed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultOp {
+    /// `write_at`.
+    Write,
+    /// `read_at`.
+    Read,
+    /// `fdatasync`.
+    Sync,
+    /// `pre_allocate`.
+    Allocate,
+    /// `open` (either mode).
+    Open,
+    /// `rename`.
+    Rename,
+}
+
+#[derive(Debug, Clone)]
+enum FileOp {
+    Write { pos: u64, data: Vec<u8> },
+    SetLen(u64),
+}
+
+#[derive(Debug, Default)]
+struct MemFile {
+    current: Vec<u8>,
+    durable: Vec<u8>,
+    pending: Vec<FileOp>,
+}
+
+impl MemFile {
+    fn apply(bytes: &mut Vec<u8>, op: &FileOp, cut: Option<usize>) {
+        match op {
+            FileOp::Write { pos, data } => {
+                let len = cut.unwrap_or(data.len());
+                let pos = *pos as usize;
+                if bytes.len() < pos + len {
+                    bytes.resize(pos + len, 0);
+                }
+                bytes[pos..pos + len].copy_from_slice(&data[..len]);
+            }
+            FileOp::SetLen(len) => bytes.resize(*len as usize, 0),
+        }
+    }
+    fn push(&mut self, op: FileOp) {
+        Self::apply(&mut self.current, &op, None);
+        self.pending.push(op);
+    }
+    fn sync(&mut self) {
+        for op in self.pending.drain(..) {
+            Self::apply(&mut self.durable, &op, None);
+        }
+        debug_assert_eq!(self.durable, self.current);
+    }
+}
+
+type FileRef = Rc<RefCell<MemFile>>;
+
+#[derive(Debug, Clone)]
+enum DirOp {
+    Link(PathBuf, FileRef),
+    Unlink(PathBuf),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    names: BTreeMap<PathBuf, FileRef>,
+    durable_names: BTreeMap<PathBuf, FileRef>,
+    dir_pending: Vec<DirOp>,
+    dirs: Vec<PathBuf>,
+    quota_bytes: Option<u64>,
+    faults: Vec<(FaultOp, u64)>,
+    calls: BTreeMap<FaultOp, u64>,
+    syncs: u64,
+}
+
+impl State {
+    fn used_bytes(&self) -> u64 {
+        // Files removed from the namespace but still open count too in a real filesystem; the
+        // model ignores them, which only makes ENOSPC a little later than on a real disk.
+        self.names
+            .values()
+            .map(|f| f.borrow().current.len() as u64)
+            .sum()
+    }
+    fn check_space(&self, extra_bytes: u64) -> io::Result<()> {
+        match self.quota_bytes {
+            Some(quota) if self.used_bytes() + extra_bytes > quota => {
+                Err(io::Error::from_raw_os_error(28))
+            }
+            _ => Ok(()),
+        }
+    }
+    fn check_fault(&mut self, op: FaultOp) -> io::Result<()> {
+        let count = self.calls.entry(op).or_insert(0);
+        *count += 1;
+        let n = *count;
+        if let Some(i) = self.faults.iter().position(|&(o, at)| o == op && at == n) {
+            self.faults.swap_remove(i);
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        Ok(())
+    }
+}
+
+/// The in-memory disk. Cheap to clone; clones share the same files.
+#[derive(Debug, Clone, Default)]
+pub struct MemDisk {
+    state: Rc<RefCell<State>>,
+}
+
+/// An open file on a [`MemDisk`].
+#[derive(Debug, Clone)]
+pub struct MemFileHandle {
+    file: FileRef,
+    disk: MemDisk,
+    path: PathBuf,
+}
+
+/// A small deterministic generator (splitmix64), so crashes replay exactly from a seed.
+#[derive(Debug, Clone)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix(seed)
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// A number in `0..=max`.
+    pub fn up_to(&mut self, max: u64) -> u64 {
+        if max == u64::MAX {
+            return self.next_u64();
+        }
+        self.next_u64() % (max + 1)
+    }
+}
+
+impl MemDisk {
+    /// An empty disk with no quota and no faults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Limits the bytes all files may hold together (`None`: unlimited). Writes and
+    /// allocations beyond it fail with ENOSPC; raising it lets them succeed again.
+    pub fn set_quota_bytes(&self, quota_bytes: Option<u64>) {
+        self.state.borrow_mut().quota_bytes = quota_bytes;
+    }
+
+    /// Bytes all files hold now.
+    pub fn used_bytes(&self) -> u64 {
+        self.state.borrow().used_bytes()
+    }
+
+    /// Makes the `nth` future call (counting from 1, from now) of `op` fail with EIO.
+    pub fn fail_nth(&self, op: FaultOp, nth: u64) {
+        let mut state = self.state.borrow_mut();
+        let done = state.calls.get(&op).copied().unwrap_or(0);
+        state.faults.push((op, done + nth));
+    }
+
+    /// Simulates power loss: every file keeps its durable bytes plus a seeded-random prefix of
+    /// the operations since its last sync, the last kept write possibly cut at any byte; the
+    /// namespace keeps its durable entries plus a random prefix of later creates and removes.
+    /// Open handles must not be used afterwards (the process "died").
+    pub fn crash(&self, seed: u64) {
+        let mut rng = SplitMix::new(seed);
+        let mut state = self.state.borrow_mut();
+        let mut all: Vec<FileRef> = state.names.values().cloned().collect();
+        all.extend(state.durable_names.values().cloned());
+        for op in &state.dir_pending {
+            if let DirOp::Link(_, f) = op {
+                all.push(f.clone());
+            }
+        }
+        let mut seen: Vec<*const RefCell<MemFile>> = Vec::new();
+        for file in all {
+            if seen.contains(&Rc::as_ptr(&file)) {
+                continue;
+            }
+            seen.push(Rc::as_ptr(&file));
+            let mut f = file.borrow_mut();
+            let keep = rng.up_to(f.pending.len() as u64) as usize;
+            let mut bytes = f.durable.clone();
+            for op in &f.pending[..keep] {
+                MemFile::apply(&mut bytes, op, None);
+            }
+            if let Some(op @ FileOp::Write { data, .. }) = f.pending.get(keep) {
+                let cut = rng.up_to(data.len() as u64) as usize;
+                MemFile::apply(&mut bytes, op, Some(cut));
+            }
+            f.current = bytes.clone();
+            f.durable = bytes;
+            f.pending.clear();
+        }
+        let keep = rng.up_to(state.dir_pending.len() as u64) as usize;
+        let mut names = state.durable_names.clone();
+        for op in &state.dir_pending[..keep] {
+            match op {
+                DirOp::Link(p, f) => {
+                    names.insert(p.clone(), f.clone());
+                }
+                DirOp::Unlink(p) => {
+                    names.remove(p);
+                }
+            }
+        }
+        state.dir_pending.clear();
+        state.durable_names = names.clone();
+        state.names = names;
+    }
+
+    /// The current bytes of a file, for assertions and for planting corruption.
+    pub fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
+        let state = self.state.borrow();
+        state.names.get(path).map(|f| f.borrow().current.clone())
+    }
+
+    /// Flips one bit of a file, durably (bit rot).
+    ///
+    /// # Panics
+    /// If the file does not exist or is shorter than `pos`.
+    pub fn flip_bit(&self, path: &Path, pos: u64, bit: u8) {
+        let state = self.state.borrow();
+        let mut f = state.names[path].borrow_mut();
+        f.current[pos as usize] ^= 1 << bit;
+        f.durable[pos as usize] ^= 1 << bit;
+    }
+
+    /// fdatasync calls completed so far.
+    pub fn sync_count(&self) -> u64 {
+        self.state.borrow().syncs
+    }
+
+    /// Names of all files, sorted.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.state.borrow().names.keys().cloned().collect()
+    }
+}
+
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
+}
+
+impl Disk for MemDisk {
+    type File = MemFileHandle;
+
+    async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<MemFileHandle> {
+        let mut state = self.state.borrow_mut();
+        state.check_fault(FaultOp::Open)?;
+        let file = match mode {
+            OpenMode::Existing => state
+                .names
+                .get(path)
+                .cloned()
+                .ok_or_else(|| not_found(path))?,
+            OpenMode::CreateTruncate => {
+                if let Some(f) = state.names.get(path).cloned() {
+                    f.borrow_mut().push(FileOp::SetLen(0));
+                    f
+                } else {
+                    let f: FileRef = Rc::default();
+                    state.names.insert(path.to_owned(), f.clone());
+                    state
+                        .dir_pending
+                        .push(DirOp::Link(path.to_owned(), f.clone()));
+                    f
+                }
+            }
+        };
+        Ok(MemFileHandle {
+            file,
+            disk: self.clone(),
+            path: path.to_owned(),
+        })
+    }
+
+    async fn remove(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state.borrow_mut();
+        state.names.remove(path).ok_or_else(|| not_found(path))?;
+        state.dir_pending.push(DirOp::Unlink(path.to_owned()));
+        Ok(())
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state.borrow_mut();
+        state.check_fault(FaultOp::Rename)?;
+        let f = state.names.remove(from).ok_or_else(|| not_found(from))?;
+        state.names.insert(to.to_owned(), f.clone());
+        // Recorded as link-then-unlink, so a crash can keep both names but never neither: the
+        // log only renames `*.tmp` files into place and deletes leftover `*.tmp` files on open.
+        state.dir_pending.push(DirOp::Link(to.to_owned(), f));
+        state.dir_pending.push(DirOp::Unlink(from.to_owned()));
+        Ok(())
+    }
+
+    async fn list_dir(&self, dir: &Path, entries_max: usize) -> io::Result<Vec<String>> {
+        let state = self.state.borrow();
+        if !state.dirs.iter().any(|d| d == dir) {
+            return Err(not_found(dir));
+        }
+        let names: Vec<String> = state
+            .names
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+            .collect();
+        if names.len() > entries_max {
+            return Err(io::Error::other(format!(
+                "{} holds more than {entries_max} files",
+                dir.display()
+            )));
+        }
+        Ok(names)
+    }
+
+    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state.borrow_mut();
+        if !state.dirs.iter().any(|d| d == dir) {
+            state.dirs.push(dir.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+        let mut state = self.state.borrow_mut();
+        state.dir_pending.clear();
+        state.durable_names = state.names.clone();
+        Ok(())
+    }
+}
+
+impl DiskFile for MemFileHandle {
+    type Buf = MemBuf;
+
+    fn alloc_buf(&self, len: usize) -> MemBuf {
+        assert!(
+            len % BLOCK_BYTES == 0,
+            "buffer length {len} not block aligned"
+        );
+        // Filled with a marker, not zeros, so code that forgets to clear padding is caught.
+        MemBuf(vec![0xA5; len])
+    }
+
+    async fn write_at(&self, buf: MemBuf, pos: u64) -> io::Result<()> {
+        assert!(
+            pos % BLOCK_BYTES as u64 == 0,
+            "write position {pos} not block aligned"
+        );
+        assert!(
+            buf.0.len() % BLOCK_BYTES == 0,
+            "write length not block aligned"
+        );
+        let mut state = self.disk.state.borrow_mut();
+        state.check_fault(FaultOp::Write)?;
+        let mut f = self.file.borrow_mut();
+        let end = pos + buf.0.len() as u64;
+        let grow = end.saturating_sub(f.current.len() as u64);
+        drop(f);
+        state.check_space(grow)?;
+        f = self.file.borrow_mut();
+        f.push(FileOp::Write { pos, data: buf.0 });
+        Ok(())
+    }
+
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.disk.state.borrow_mut().check_fault(FaultOp::Read)?;
+        let f = self.file.borrow();
+        let start = (pos as usize).min(f.current.len());
+        let end = (start + len).min(f.current.len());
+        Ok(Bytes::copy_from_slice(&f.current[start..end]))
+    }
+
+    async fn fdatasync(&self) -> io::Result<()> {
+        // A real sync takes time; yielding once lets concurrent tasks run meanwhile, as they
+        // would on a real disk, so tests can observe group commit.
+        yield_once().await;
+        let mut state = self.disk.state.borrow_mut();
+        state.check_fault(FaultOp::Sync)?;
+        state.syncs += 1;
+        self.file.borrow_mut().sync();
+        Ok(())
+    }
+
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.file.borrow_mut().push(FileOp::SetLen(len));
+        Ok(())
+    }
+
+    async fn pre_allocate(&self, len: u64) -> io::Result<()> {
+        let mut state = self.disk.state.borrow_mut();
+        state.check_fault(FaultOp::Allocate)?;
+        let size = self.file.borrow().current.len() as u64;
+        if len > size {
+            state.check_space(len - size)?;
+            self.file.borrow_mut().push(FileOp::SetLen(len));
+        }
+        Ok(())
+    }
+
+    async fn size(&self) -> io::Result<u64> {
+        Ok(self.file.borrow().current.len() as u64)
+    }
+
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+}

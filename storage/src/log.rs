@@ -1,0 +1,1211 @@
+//! The partition log: append, read, flush, recovery, truncation and retention.
+//!
+//! One [`Log`] per partition, owned by the executor of the core the partition is pinned to.
+//! Tasks on that executor share it through `Rc<Log>`; every method takes `&self`. State that
+//! changes together lives in a `Core` behind a single-threaded async mutex (held across disk
+//! writes); the durability state (`durable`, the sync in flight) lives outside it, so an
+//! fdatasync runs without the lock and appends continue while it is in flight: that is what lets
+//! many appends share one sync (group commit).
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use spate_wire::batch::{
+    set_base_offset, set_partition_leader_epoch, verify_crc, BatchError, BatchHeader,
+    BATCH_HEADER_BYTES,
+};
+use spate_wire::types::{LeaderEpoch, Offset};
+
+use crate::cache::{CachedBatch, TailCache};
+use crate::config::{FlushPolicy, LogConfig};
+use crate::epoch::{EpochCache, EPOCH_FILE_NAME};
+use crate::error::{io_error_kind, IoErrorKind, Result, StorageError};
+use crate::files::{read_whole, write_atomically};
+use crate::index::{Checkpoint, SegmentIndex};
+use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile, OpenMode, BLOCK_BYTES};
+use crate::segment::{
+    file_name, parse_file_name, scan, Scan, ScanEnd, Segment, INDEX_SUFFIX, LOG_SUFFIX, TMP_SUFFIX,
+};
+use crate::sync::{AsyncMutex, Notify};
+
+/// Most files a partition directory may hold.
+pub const DIR_ENTRIES_MAX: usize = 1 << 20;
+/// Most chunks one read returns (each a cached batch or a file range).
+pub const READ_CHUNKS_MAX: usize = 1024;
+
+/// What `append` assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the batch's first record.
+    pub base_offset: Offset,
+    /// Offset of its last record.
+    pub last_offset: Offset,
+    /// Its max timestamp.
+    pub max_timestamp_ms: i64,
+}
+
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadUpTo {
+    /// Only data below [`Log::high_watermark`] (what consumers may see).
+    HighWatermark,
+    /// Everything written, durable or not (for replication to followers).
+    LogEnd,
+}
+
+/// A byte range of a segment file holding whole batches, to be sent zero-copy or loaded.
+///
+/// Holds the file open: retention may unlink the segment while a reader still has this range,
+/// and the bytes stay readable until it is dropped.
+#[derive(Debug, Clone)]
+pub struct FileRange<F> {
+    /// The open segment file.
+    pub file: Rc<F>,
+    /// Its path (for errors and for sendfile by path).
+    pub path: PathBuf,
+    /// Byte position of the first batch.
+    pub position: u64,
+    /// Length in bytes (whole batches).
+    pub length: u64,
+    /// Base offset of the first batch.
+    pub first_offset: Offset,
+}
+
+impl<F: DiskFile> FileRange<F> {
+    /// Reads the range into memory through the I/O seam, checking every batch's length and
+    /// CRC32C, so corrupt bytes on disk are never handed out.
+    ///
+    /// # Errors
+    /// [`StorageError::CorruptBatch`] if a batch fails a check; I/O errors.
+    pub async fn load(&self) -> Result<Bytes> {
+        let bytes = self
+            .file
+            .read_at(self.position, self.length as usize)
+            .await
+            .map_err(|e| StorageError::from_io("reading", &self.path, e))?;
+        let mut at = 0usize;
+        let mut expected = self.first_offset;
+        for item in spate_wire::batch::batches(&bytes) {
+            let corrupt = |reason| StorageError::CorruptBatch {
+                segment: self.path.clone(),
+                position: self.position + at as u64,
+                reason,
+            };
+            let (header, batch) = item.map_err(corrupt)?;
+            verify_crc(batch).map_err(corrupt)?;
+            if header.base_offset != expected {
+                return Err(corrupt(BatchError::BadOffsets {
+                    last_offset_delta: header.last_offset_delta,
+                    record_count: header.record_count,
+                }));
+            }
+            expected = header.last_offset().next();
+            at += batch.len();
+        }
+        if at as u64 != self.length {
+            return Err(StorageError::CorruptBatch {
+                segment: self.path.clone(),
+                position: self.position + at as u64,
+                reason: BatchError::Truncated {
+                    needed: self.length as usize,
+                    available: at,
+                },
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+/// One piece of a read result.
+#[derive(Debug, Clone)]
+pub enum ReadChunk<F> {
+    /// A batch from the tail cache.
+    Memory(Bytes),
+    /// Whole batches still on disk.
+    File(FileRange<F>),
+}
+
+/// What [`Log::read`] returns: whole batches, in order, starting with the batch that contains
+/// the requested offset.
+#[derive(Debug, Clone)]
+pub struct ReadResult<F> {
+    /// The batches, as cached slices and file ranges.
+    pub chunks: Vec<ReadChunk<F>>,
+    /// Offset after the last returned batch (where the next read continues).
+    pub next_offset: Offset,
+    /// Total bytes returned.
+    pub bytes: u64,
+}
+
+/// What [`Log::apply_retention`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub segments_deleted: usize,
+    /// Bytes of log deleted.
+    pub bytes_deleted: u64,
+    /// The log start offset afterwards.
+    pub log_start_offset: Offset,
+}
+
+/// The aligned write-behind buffer of the active segment. It holds file bytes
+/// `[start, start + filled)`: the partial block last written (rewritten in place by the next
+/// write, since direct I/O writes whole blocks) followed by batches not yet written.
+#[derive(Debug)]
+struct WriteBuffer<B> {
+    buf: Option<B>,
+    start: u64,
+    filled: usize,
+}
+
+#[derive(Debug)]
+struct Core<F: DiskFile> {
+    segments: BTreeMap<Offset, Segment<F>>,
+    write: WriteBuffer<F::Buf>,
+    // Position in the active segment up to which bytes have reached the disk via write_at.
+    written: u64,
+    cache: TailCache,
+    epochs: EpochCache,
+    log_end: Offset,
+}
+
+/// A partition's commit log.
+#[derive(Debug)]
+pub struct Log<D: Disk> {
+    disk: D,
+    dir: PathBuf,
+    config: LogConfig,
+    core: AsyncMutex<Core<D::File>>,
+    log_start: Cell<Offset>,
+    log_end: Cell<Offset>,
+    durable: Cell<Offset>,
+    fenced: Cell<bool>,
+    sync_in_flight: Cell<bool>,
+    synced: Notify,
+    appended_bytes: Cell<u64>,
+    synced_bytes: Cell<u64>,
+    truncations: Cell<u64>,
+}
+
+fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
+    move |e| StorageError::from_io(op, path, e)
+}
+
+impl<D: Disk> Log<D> {
+    /// Opens the log in `dir` (creating it if empty) and recovers it: closed segments are
+    /// checked against their index checkpoints (or rescanned when one is missing or stale), the
+    /// active segment is scanned from its checkpoint with CRC checks, and a torn tail is cut off.
+    ///
+    /// # Errors
+    /// [`StorageError::CorruptBatch`] if a closed segment holds an invalid batch (bit rot);
+    /// I/O errors.
+    ///
+    /// # Panics
+    /// If `config` is inconsistent ([`LogConfig::validate`]).
+    pub async fn open(disk: D, dir: &Path, config: LogConfig) -> Result<Self> {
+        config.validate();
+        disk.create_dir_all(dir)
+            .await
+            .map_err(io_err("creating", dir))?;
+        let names = disk
+            .list_dir(dir, DIR_ENTRIES_MAX)
+            .await
+            .map_err(io_err("listing", dir))?;
+        let mut bases = Vec::new();
+        for name in &names {
+            if name.ends_with(TMP_SUFFIX) {
+                let path = dir.join(name);
+                disk.remove(&path)
+                    .await
+                    .map_err(io_err("removing", &path))?;
+            } else if let Some(base) = parse_file_name(name, LOG_SUFFIX) {
+                bases.push(base);
+            }
+        }
+        bases.sort();
+        for name in &names {
+            if let Some(base) = parse_file_name(name, INDEX_SUFFIX) {
+                if bases.binary_search(&base).is_err() {
+                    let path = dir.join(name);
+                    disk.remove(&path)
+                        .await
+                        .map_err(io_err("removing", &path))?;
+                }
+            }
+        }
+        let mut segments = BTreeMap::new();
+        if bases.is_empty() {
+            let segment = create_segment(&disk, dir, &config, Offset(0)).await?;
+            segments.insert(segment.base, segment);
+        }
+        for (i, &base) in bases.iter().enumerate() {
+            let is_last = i + 1 == bases.len();
+            let segment = recover_segment(&disk, dir, &config, base, is_last).await?;
+            if let Some(prev) = segments.values().next_back() {
+                let prev: &Segment<D::File> = prev;
+                if prev.next_offset != base {
+                    return Err(StorageError::CorruptBatch {
+                        segment: segment.path.clone(),
+                        position: 0,
+                        reason: BatchError::BadOffsets {
+                            last_offset_delta: (base.0 - prev.next_offset.0) as i32,
+                            record_count: 0,
+                        },
+                    });
+                }
+            }
+            segments.insert(base, segment);
+        }
+        disk.sync_dir(dir).await.map_err(io_err("syncing", dir))?;
+        let active = segments.values().next_back().expect("a log has a segment");
+        let log_end = active.next_offset;
+        let log_start = *segments.keys().next().expect("a log has a segment");
+        let write = load_tail_block(active, config.write_buffer_bytes_max).await?;
+        let written = active.size;
+        let epoch_path = dir.join(EPOCH_FILE_NAME);
+        let mut epochs = match read_whole(&disk, &epoch_path).await? {
+            Some(bytes) => EpochCache::decode(&bytes).ok_or(StorageError::BadCheckpoint {
+                path: epoch_path.clone(),
+                reason: "malformed leader epoch checkpoint",
+            })?,
+            None => EpochCache::default(),
+        };
+        let epochs_changed =
+            epochs.truncate_from_end(log_end) | epochs.truncate_from_start(log_start);
+        if epochs_changed {
+            write_atomically(&disk, dir, EPOCH_FILE_NAME, &epochs.encode()).await?;
+        }
+        let core = Core {
+            segments,
+            write,
+            written,
+            cache: TailCache::new(config.tail_cache_bytes_max),
+            epochs,
+            log_end,
+        };
+        Ok(Log {
+            disk,
+            dir: dir.to_owned(),
+            config,
+            core: AsyncMutex::new(core),
+            log_start: Cell::new(log_start),
+            log_end: Cell::new(log_end),
+            // Recovery synced the active segment, so everything it kept is durable.
+            durable: Cell::new(log_end),
+            fenced: Cell::new(false),
+            sync_in_flight: Cell::new(false),
+            synced: Notify::default(),
+            appended_bytes: Cell::new(0),
+            synced_bytes: Cell::new(0),
+            truncations: Cell::new(0),
+        })
+    }
+
+    /// First offset still in the log.
+    pub fn log_start_offset(&self) -> Offset {
+        self.log_start.get()
+    }
+
+    /// Offset the next append gets: everything below was written (to the buffer or the disk).
+    pub fn log_end_offset(&self) -> Offset {
+        self.log_end.get()
+    }
+
+    /// Everything below this offset survives a crash ("flushed up to").
+    pub fn durable_offset(&self) -> Offset {
+        self.durable.get()
+    }
+
+    /// What consumers may read up to: the durable offset, or the log end under
+    /// [`FlushPolicy::Never`] (where durability comes from replication, not from this log).
+    pub fn high_watermark(&self) -> Offset {
+        match self.config.flush {
+            FlushPolicy::Never => self.log_end.get(),
+            _ => self.durable.get(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// How often the owner should call [`Log::flush`] under group commit (`None` otherwise).
+    pub fn flush_interval_ms(&self) -> Option<u64> {
+        match self.config.flush {
+            FlushPolicy::GroupCommit { interval_ms, .. } => Some(interval_ms),
+            _ => None,
+        }
+    }
+
+    /// Bytes appended but not yet covered by a completed fdatasync.
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.appended_bytes.get() - self.synced_bytes.get()
+    }
+
+    /// Appends one record batch, assigning its offsets: `baseOffset` and `partitionLeaderEpoch`
+    /// are written into the header (outside the CRC range, so the producer's CRC stays valid).
+    /// Returns once the batch is in the write-behind buffer (and, under
+    /// [`FlushPolicy::EveryAppend`], durable). Use [`Log::wait_durable`] for `acks=all`.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidBatch`] / [`StorageError::BatchTooLarge`] for a bad batch (nothing
+    /// written); [`StorageError::DiskFull`] if space could not be reserved (nothing changed, retry
+    /// later); [`StorageError::Fenced`] after an earlier write or sync failure; other I/O errors.
+    pub async fn append(&self, mut batch: BytesMut, epoch: LeaderEpoch) -> Result<AppendInfo> {
+        if batch.len() > self.config.batch_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                bytes: batch.len(),
+                bytes_max: self.config.batch_bytes_max,
+            });
+        }
+        let mut header = BatchHeader::parse(&batch).map_err(StorageError::InvalidBatch)?;
+        if header.total_bytes() != batch.len() {
+            return Err(StorageError::InvalidBatch(BatchError::Truncated {
+                needed: header.total_bytes(),
+                available: batch.len(),
+            }));
+        }
+        verify_crc(&batch).map_err(StorageError::InvalidBatch)?;
+        let info = {
+            let mut core = self.core.lock().await;
+            self.check_fenced()?;
+            self.maybe_roll(&mut core, &header).await?;
+            self.reserve(&mut core, batch.len()).await?;
+            let base = core.log_end;
+            if core.epochs.assign(epoch, base) {
+                let bytes = core.epochs.encode();
+                if let Err(e) =
+                    write_atomically(&self.disk, &self.dir, EPOCH_FILE_NAME, &bytes).await
+                {
+                    core.epochs.truncate_from_end(base);
+                    return Err(e);
+                }
+            }
+            set_base_offset(&mut batch, base);
+            set_partition_leader_epoch(&mut batch, epoch);
+            header.base_offset = base;
+            header.partition_leader_epoch = epoch;
+            let bytes = batch.freeze();
+            self.buffer_batch(&mut core, &header, bytes);
+            AppendInfo {
+                base_offset: base,
+                last_offset: header.last_offset(),
+                max_timestamp_ms: header.max_timestamp_ms,
+            }
+        };
+        match self.config.flush {
+            FlushPolicy::EveryAppend => self.wait_durable(info.last_offset.next()).await?,
+            FlushPolicy::GroupCommit { bytes_max, .. } if self.unflushed_bytes() >= bytes_max => {
+                self.flush().await?;
+            }
+            _ => {}
+        }
+        Ok(info)
+    }
+
+    fn check_fenced(&self) -> Result<()> {
+        if self.fenced.get() {
+            return Err(StorageError::Fenced);
+        }
+        Ok(())
+    }
+
+    /// Copies the batch into the write buffer and updates indexes, cache and offsets. Space for
+    /// it was reserved by `reserve`.
+    fn buffer_batch(&self, core: &mut Core<D::File>, header: &BatchHeader, bytes: Bytes) {
+        let len = bytes.len();
+        let Core {
+            segments,
+            write,
+            cache,
+            written,
+            ..
+        } = core;
+        let active = segments
+            .values_mut()
+            .next_back()
+            .expect("a log has a segment");
+        let buf = write.buf.as_mut().expect("write buffer present");
+        assert!(write.filled + len <= buf.as_slice().len());
+        assert_eq!(write.start + write.filled as u64, active.size);
+        buf.as_mut_slice()[write.filled..write.filled + len].copy_from_slice(&bytes);
+        write.filled += len;
+        let position = active.size;
+        active.index.on_batch(header, position);
+        active
+            .first_timestamp_ms
+            .get_or_insert(header.max_timestamp_ms);
+        active.size += len as u64;
+        assert_eq!(active.next_offset, header.base_offset);
+        active.next_offset = header.last_offset().next();
+        cache.push(CachedBatch {
+            base: header.base_offset,
+            last: header.last_offset(),
+            segment: active.base,
+            position,
+            bytes,
+        });
+        let active_base = active.base;
+        let written = *written;
+        cache.evict(|b| b.segment != active_base || b.position + b.bytes.len() as u64 <= written);
+        core.log_end = header.last_offset().next();
+        self.log_end.set(core.log_end);
+        self.appended_bytes
+            .set(self.appended_bytes.get() + len as u64);
+    }
+
+    /// Makes room for a batch of `len` bytes: writes the buffer out if the batch does not fit,
+    /// and extends the file's preallocation if needed. Changes nothing visible on failure.
+    async fn reserve(&self, core: &mut Core<D::File>, len: usize) -> Result<()> {
+        let capacity = self.config.write_buffer_bytes_max;
+        if core.write.filled + len > capacity {
+            self.write_out(core).await?;
+        }
+        assert!(core.write.filled + len <= capacity);
+        let active = core
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("a log has a segment");
+        let needed = align_up(active.size + len as u64);
+        if needed <= active.allocated {
+            return Ok(());
+        }
+        let step = (active.allocated + self.config.preallocate_bytes)
+            .min(align_up(self.config.segment_bytes_max));
+        for target in [step.max(needed), needed] {
+            match active.file.pre_allocate(target).await {
+                Ok(()) => {
+                    active.allocated = target;
+                    return Ok(());
+                }
+                Err(e) if io_error_kind(&e) == IoErrorKind::NoSpace && target != needed => {}
+                Err(e) => return Err(StorageError::from_io("preallocating", &active.path, e)),
+            }
+        }
+        unreachable!("the loop returns on its last iteration")
+    }
+
+    /// Writes the dirty part of the write buffer with one aligned `write_at`, keeping the partial
+    /// last block in a fresh buffer to be rewritten by the next write.
+    async fn write_out(&self, core: &mut Core<D::File>) -> Result<()> {
+        let Core {
+            segments,
+            write,
+            written,
+            ..
+        } = core;
+        let active = segments.values().next_back().expect("a log has a segment");
+        let end = write.start + write.filled as u64;
+        assert_eq!(end, active.size);
+        if *written == end {
+            return Ok(());
+        }
+        let mut buf = write.buf.take().expect("write buffer present");
+        let tail = write.filled % BLOCK_BYTES;
+        let full = write.filled - tail;
+        let mut tail_block = [0u8; BLOCK_BYTES];
+        tail_block[..tail].copy_from_slice(&buf.as_slice()[full..write.filled]);
+        let padded = align_up(write.filled as u64) as usize;
+        buf.as_mut_slice()[write.filled..padded].fill(0);
+        buf.shrink_to(padded);
+        let mut next = active.file.alloc_buf(self.config.write_buffer_bytes_max);
+        next.as_mut_slice()[..tail].copy_from_slice(&tail_block[..tail]);
+        let result = active.file.write_at(buf, write.start).await;
+        // Whatever happened, the bytes stay in the new buffer (and every unwritten batch stays
+        // in the tail cache), so the in-memory state remains consistent.
+        write.buf = Some(next);
+        if let Err(e) = result {
+            // Which blocks reached the disk is unknown; only a reopen (rescan) can tell.
+            self.fenced.set(true);
+            return Err(StorageError::from_io("writing", &active.path, e));
+        }
+        write.start += full as u64;
+        write.filled = tail;
+        *written = end;
+        Ok(())
+    }
+
+    /// Waits until everything below `offset` is durable, running an fdatasync if none in flight
+    /// covers it. Concurrent callers share syncs: while one runs, later appends accumulate and
+    /// the next sync covers them all.
+    ///
+    /// # Errors
+    /// [`StorageError::Fenced`] if a write or sync failed (durability then is unknown); I/O
+    /// errors from the sync this call ran.
+    pub async fn wait_durable(&self, offset: Offset) -> Result<()> {
+        loop {
+            if self.durable.get() >= offset {
+                return Ok(());
+            }
+            self.check_fenced()?;
+            if self.sync_in_flight.get() {
+                self.synced.notified().await;
+                continue;
+            }
+            self.sync_now().await?;
+        }
+    }
+
+    /// Writes and syncs everything appended so far. Returns the durable offset.
+    ///
+    /// # Errors
+    /// As [`Log::wait_durable`].
+    pub async fn flush(&self) -> Result<Offset> {
+        self.wait_durable(self.log_end.get()).await?;
+        Ok(self.durable.get())
+    }
+
+    async fn sync_now(&self) -> Result<()> {
+        struct InFlight<'a>(&'a Cell<bool>, &'a Notify);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+                self.1.notify_all();
+            }
+        }
+        self.sync_in_flight.set(true);
+        let _in_flight = InFlight(&self.sync_in_flight, &self.synced);
+        let (file, path, target, appended, truncations) = {
+            let mut core = self.core.lock().await;
+            self.check_fenced()?;
+            self.write_out(&mut core).await?;
+            let active = core
+                .segments
+                .values()
+                .next_back()
+                .expect("a log has a segment");
+            (
+                active.file.clone(),
+                active.path.clone(),
+                core.log_end,
+                self.appended_bytes.get(),
+                self.truncations.get(),
+            )
+        };
+        if let Err(e) = file.fdatasync().await {
+            // After a failed fdatasync Linux may drop the dirty pages and report success on a
+            // retry: never retry, fence until a reopen re-validates what is on disk.
+            self.fenced.set(true);
+            return Err(StorageError::from_io("syncing", &path, e));
+        }
+        self.mark_durable(target, truncations);
+        self.synced_bytes.set(self.synced_bytes.get().max(appended));
+        Ok(())
+    }
+
+    fn mark_durable(&self, target: Offset, truncations_before: u64) {
+        // A truncation during the sync may have removed offsets the sync was meant to cover.
+        let target = if self.truncations.get() != truncations_before {
+            target.min(self.log_end.get())
+        } else {
+            target
+        };
+        if target > self.durable.get() {
+            self.durable.set(target);
+        }
+    }
+
+    /// Rolls to a new segment if the batch would overflow the active one or it is too old.
+    async fn maybe_roll(&self, core: &mut Core<D::File>, header: &BatchHeader) -> Result<()> {
+        let active = core
+            .segments
+            .values()
+            .next_back()
+            .expect("a log has a segment");
+        if active.is_empty() {
+            return Ok(());
+        }
+        let too_big = active.size + header.total_bytes() as u64 > self.config.segment_bytes_max;
+        let too_old = active.first_timestamp_ms.is_some_and(|first| {
+            header.max_timestamp_ms.saturating_sub(first) > self.config.segment_ms
+        });
+        if too_big || too_old {
+            self.roll(core).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment (synced, truncated to its size, index checkpointed) and opens
+    /// a new one at the log end. The new file is created first, so a full disk leaves the old
+    /// segment active and unchanged.
+    async fn roll(&self, core: &mut Core<D::File>) -> Result<()> {
+        self.write_out(core).await?;
+        let old = core
+            .segments
+            .values()
+            .next_back()
+            .expect("a log has a segment");
+        let (old_file, old_path) = (old.file.clone(), old.path.clone());
+        if let Err(e) = old_file.fdatasync().await {
+            self.fenced.set(true);
+            return Err(StorageError::from_io("syncing", &old_path, e));
+        }
+        self.mark_durable(core.log_end, self.truncations.get());
+        self.synced_bytes.set(self.appended_bytes.get());
+        let new = create_segment(&self.disk, &self.dir, &self.config, core.log_end).await?;
+        let new_base = new.base;
+        let old = core
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("a log has a segment");
+        old.file
+            .truncate(old.size)
+            .await
+            .map_err(io_err("truncating", &old.path))?;
+        old.file
+            .fdatasync()
+            .await
+            .map_err(io_err("syncing", &old.path))?;
+        old.allocated = old.size;
+        write_index(&self.disk, &self.dir, old).await?;
+        let write = WriteBuffer {
+            buf: Some(new.file.alloc_buf(self.config.write_buffer_bytes_max)),
+            start: 0,
+            filled: 0,
+        };
+        core.segments.insert(new_base, new);
+        core.write = write;
+        core.written = 0;
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one containing `offset`, up to about `bytes_max`
+    /// bytes (at least one batch if any is readable), as cached slices and file ranges.
+    ///
+    /// # Errors
+    /// [`StorageError::OffsetOutOfRange`] if `offset` is below the log start or above the log
+    /// end; [`StorageError::CorruptBatch`] if a header on disk is invalid; I/O errors.
+    pub async fn read(
+        &self,
+        offset: Offset,
+        bytes_max: u64,
+        up_to: ReadUpTo,
+    ) -> Result<ReadResult<D::File>> {
+        let limit = match up_to {
+            ReadUpTo::HighWatermark => self.high_watermark(),
+            ReadUpTo::LogEnd => self.log_end.get(),
+        };
+        let core = self.core.lock().await;
+        let start = self.log_start.get();
+        if offset < start || offset > core.log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                start,
+                end: core.log_end,
+            });
+        }
+        let mut result = ReadResult {
+            chunks: Vec::new(),
+            next_offset: offset,
+            bytes: 0,
+        };
+        while result.next_offset < limit
+            && (result.bytes < bytes_max || result.chunks.is_empty())
+            && result.chunks.len() < READ_CHUNKS_MAX
+        {
+            let cur = result.next_offset;
+            if let Some(i) = core.cache.find(cur) {
+                read_from_cache(&core.cache, i, limit, bytes_max, &mut result);
+                break;
+            }
+            let (&base, segment) = core
+                .segments
+                .range(..=cur)
+                .next_back()
+                .expect("offset within the log has a segment");
+            if cur >= segment.next_offset {
+                // An empty or finished segment: the next one starts right here.
+                assert!(
+                    core.segments.range(base..).nth(1).is_some(),
+                    "offsets are dense"
+                );
+                let next = core.segments.range(base..).nth(1).map(|(b, _)| *b);
+                assert_eq!(next, Some(cur));
+                continue;
+            }
+            let written = if core.segments.keys().next_back() == Some(&base) {
+                core.written
+            } else {
+                segment.size
+            };
+            let budget = bytes_max.saturating_sub(result.bytes);
+            let (range, next) = file_range(segment, cur, limit, written, budget).await?;
+            result.bytes += range.length;
+            result.next_offset = next;
+            result.chunks.push(ReadChunk::File(range));
+        }
+        Ok(result)
+    }
+
+    /// The first batch whose max timestamp is at least `timestamp_ms` (ListOffsets by time):
+    /// its base offset and max timestamp, or `None` if every batch is older.
+    ///
+    /// Batch granularity: the offset is the batch's first record, which may be older than
+    /// `timestamp_ms` (records are not decoded); consumers then skip a few records.
+    ///
+    /// # Errors
+    /// [`StorageError::CorruptBatch`] for an invalid header on disk; I/O errors.
+    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(Offset, i64)>> {
+        let mut core = self.core.lock().await;
+        // Scanning reads headers from the file, so put the buffered tail there first.
+        self.write_out(&mut core).await?;
+        for segment in core.segments.values() {
+            if segment.index.max_timestamp_ms() < timestamp_ms {
+                continue;
+            }
+            let entry = segment.index.lookup_time(timestamp_ms);
+            let mut position = entry.position;
+            while position < segment.size {
+                let header = read_header(segment, position).await?;
+                if header.max_timestamp_ms >= timestamp_ms {
+                    return Ok(Some((header.base_offset, header.max_timestamp_ms)));
+                }
+                position += header.total_bytes() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch with offsets at or above `offset`, cutting before the batch that
+    /// contains it (the log end may end up below `offset`); durable before it returns.
+    ///
+    /// # Errors
+    /// [`StorageError::OffsetOutOfRange`] if `offset` is below the log start; I/O errors.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<Offset> {
+        let mut core = self.core.lock().await;
+        self.check_fenced()?;
+        if offset >= core.log_end {
+            return Ok(core.log_end);
+        }
+        let start = self.log_start.get();
+        if offset < start {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                start,
+                end: core.log_end,
+            });
+        }
+        self.write_out(&mut core).await?;
+        self.truncations.set(self.truncations.get() + 1);
+        let (&cut_base, _) = core.segments.range(..=offset).next_back().expect("segment");
+        let later: Vec<Offset> = core
+            .segments
+            .range(cut_base..)
+            .skip(1)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in later {
+            let segment = core.segments.remove(&base).expect("listed segment");
+            self.remove_segment_files(&segment).await?;
+        }
+        let segment = core.segments.get_mut(&cut_base).expect("segment");
+        // Find the first batch that holds `offset` or later.
+        let mut position = segment.index.lookup(offset).position;
+        let mut new_end = segment.next_offset;
+        while position < segment.size {
+            let header = read_header(segment, position).await?;
+            if header.last_offset() >= offset {
+                new_end = header.base_offset;
+                break;
+            }
+            position += header.total_bytes() as u64;
+        }
+        // The checkpoint would describe batches that are gone: drop it before cutting the file.
+        let index_path = segment.index_path(&self.dir);
+        match self.disk.remove(&index_path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StorageError::from_io("removing", &index_path, e));
+            }
+            _ => {}
+        }
+        self.disk
+            .sync_dir(&self.dir)
+            .await
+            .map_err(io_err("syncing", &self.dir))?;
+        segment
+            .file
+            .truncate(position)
+            .await
+            .map_err(io_err("truncating", &segment.path))?;
+        segment
+            .file
+            .fdatasync()
+            .await
+            .map_err(io_err("syncing", &segment.path))?;
+        segment.allocated = position;
+        let mut index = SegmentIndex::new(segment.base, self.config.index_interval_bytes);
+        let rescan = scan(&*segment.file, position, 0, segment.base, &mut index).await?;
+        assert_eq!(
+            rescan.end,
+            ScanEnd::Clean,
+            "bytes before the cut were valid"
+        );
+        assert_eq!(rescan.next_offset, new_end);
+        segment.index = index;
+        segment.size = position;
+        segment.next_offset = new_end;
+        segment.first_timestamp_ms = rescan.first_timestamp_ms;
+        core.write = load_tail_block(segment, self.config.write_buffer_bytes_max).await?;
+        core.written = position;
+        core.cache.truncate_from(new_end);
+        core.log_end = new_end;
+        self.log_end.set(new_end);
+        if self.durable.get() > new_end {
+            self.durable.set(new_end);
+        }
+        if core.epochs.truncate_from_end(new_end) {
+            write_atomically(
+                &self.disk,
+                &self.dir,
+                EPOCH_FILE_NAME,
+                &core.epochs.encode(),
+            )
+            .await?;
+        }
+        Ok(new_end)
+    }
+
+    /// Deletes the oldest closed segments that are past `retention_ms` (their newest batch is
+    /// older than `now_ms - retention_ms`) or beyond `retention_bytes`, and advances the log
+    /// start. Never touches the active segment; readers holding a [`FileRange`] keep their bytes.
+    ///
+    /// # Errors
+    /// I/O errors removing files (the segments already removed stay removed).
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
+        let mut core = self.core.lock().await;
+        let mut total: u64 = core.segments.values().map(|s| s.size).sum();
+        let mut outcome = RetentionOutcome {
+            segments_deleted: 0,
+            bytes_deleted: 0,
+            log_start_offset: self.log_start.get(),
+        };
+        loop {
+            if core.segments.len() < 2 {
+                break;
+            }
+            let oldest = core.segments.values().next().expect("segment");
+            let expired = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| oldest.index.max_timestamp_ms() < now_ms.saturating_sub(ms));
+            let oversize = self
+                .config
+                .retention_bytes
+                .is_some_and(|bytes_max| total - oldest.size >= bytes_max);
+            if !expired && !oversize {
+                break;
+            }
+            let base = oldest.base;
+            let segment = core.segments.remove(&base).expect("segment");
+            self.remove_segment_files(&segment).await?;
+            total -= segment.size;
+            outcome.segments_deleted += 1;
+            outcome.bytes_deleted += segment.size;
+            let start = *core.segments.keys().next().expect("segment");
+            self.log_start.set(start);
+            outcome.log_start_offset = start;
+            core.cache.drop_before(start);
+        }
+        if outcome.segments_deleted > 0 && core.epochs.truncate_from_start(outcome.log_start_offset)
+        {
+            write_atomically(
+                &self.disk,
+                &self.dir,
+                EPOCH_FILE_NAME,
+                &core.epochs.encode(),
+            )
+            .await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn remove_segment_files(&self, segment: &Segment<D::File>) -> Result<()> {
+        let index_path = segment.index_path(&self.dir);
+        for path in [&index_path, &segment.path] {
+            match self.disk.remove(path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::from_io("removing", path, e));
+                }
+                _ => {}
+            }
+        }
+        self.disk
+            .sync_dir(&self.dir)
+            .await
+            .map_err(io_err("syncing", &self.dir))
+    }
+
+    /// The leader epochs recorded so far.
+    pub async fn epochs(&self) -> EpochCache {
+        self.core.lock().await.epochs.clone()
+    }
+
+    /// For OffsetsForLeaderEpoch: the largest known epoch `<= epoch` and where it ends.
+    pub async fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let core = self.core.lock().await;
+        core.epochs.end_offset_for(epoch, core.log_end)
+    }
+
+    /// Number of segments.
+    pub async fn segment_count(&self) -> usize {
+        self.core.lock().await.segments.len()
+    }
+
+    /// Syncs everything and writes the active segment's index checkpoint, so the next open
+    /// needs no scan.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn close(self) -> Result<()> {
+        self.flush().await?;
+        let core = self.core.into_inner();
+        let active = core
+            .segments
+            .values()
+            .next_back()
+            .expect("a log has a segment");
+        write_index(&self.disk, &self.dir, active).await
+    }
+}
+
+fn read_from_cache<F>(
+    cache: &TailCache,
+    mut i: usize,
+    limit: Offset,
+    bytes_max: u64,
+    result: &mut ReadResult<F>,
+) {
+    while let Some(batch) = cache.get(i) {
+        let over_budget = result.bytes + batch.bytes.len() as u64 > bytes_max;
+        if batch.base >= limit || (over_budget && !result.chunks.is_empty()) {
+            break;
+        }
+        if result.chunks.len() == READ_CHUNKS_MAX {
+            break;
+        }
+        assert!(batch.last < limit, "limits fall on batch boundaries");
+        result.bytes += batch.bytes.len() as u64;
+        result.next_offset = batch.last.next();
+        result.chunks.push(ReadChunk::Memory(batch.bytes.clone()));
+        i += 1;
+    }
+}
+
+/// Largest byte range of `segment` that starts at the batch holding `offset`, ends on a batch
+/// boundary at or below `limit` (an offset) and `written` (a position), and is at most `budget`
+/// bytes unless a single batch is larger. Also returns the offset after the range.
+async fn file_range<F: DiskFile>(
+    segment: &Segment<F>,
+    offset: Offset,
+    limit: Offset,
+    written: u64,
+    budget: u64,
+) -> Result<(FileRange<F>, Offset)> {
+    let mut position = segment.index.lookup(offset).position;
+    let header = loop {
+        let header = read_header(segment, position).await?;
+        if header.last_offset() >= offset {
+            break header;
+        }
+        position += header.total_bytes() as u64;
+    };
+    let first_end = position + header.total_bytes() as u64;
+    assert!(
+        first_end <= written,
+        "batches missing from the cache are on disk"
+    );
+    let cap = position.saturating_add(budget).min(written);
+    let (mut end, mut next) = (first_end, header.last_offset().next());
+    if segment.size <= cap && segment.next_offset <= limit {
+        (end, next) = (segment.size, segment.next_offset);
+    } else if let Some(entry) = segment.index.entry_at_or_before(cap, position) {
+        if entry.offset <= limit && entry.position > end {
+            (end, next) = (entry.position, entry.offset);
+        }
+    }
+    let range = FileRange {
+        file: segment.file.clone(),
+        path: segment.path.clone(),
+        position,
+        length: end - position,
+        first_offset: header.base_offset,
+    };
+    Ok((range, next))
+}
+
+async fn read_header<F: DiskFile>(segment: &Segment<F>, position: u64) -> Result<BatchHeader> {
+    let bytes = segment
+        .file
+        .read_at(position, BATCH_HEADER_BYTES)
+        .await
+        .map_err(io_err("reading", &segment.path))?;
+    BatchHeader::parse(&bytes).map_err(|reason| StorageError::CorruptBatch {
+        segment: segment.path.clone(),
+        position,
+        reason,
+    })
+}
+
+async fn create_segment<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    config: &LogConfig,
+    base: Offset,
+) -> Result<Segment<D::File>> {
+    let path = dir.join(file_name(base, LOG_SUFFIX));
+    let file = disk
+        .open(&path, OpenMode::CreateTruncate)
+        .await
+        .map_err(io_err("creating", &path))?;
+    let allocated = config
+        .preallocate_bytes
+        .min(align_up(config.segment_bytes_max));
+    if let Err(e) = file.pre_allocate(allocated).await {
+        drop(file);
+        // Best effort: a leftover empty segment would be recovered as empty and is harmless.
+        let _ = disk.remove(&path).await;
+        return Err(StorageError::from_io("preallocating", &path, e));
+    }
+    disk.sync_dir(dir).await.map_err(io_err("syncing", dir))?;
+    Ok(Segment {
+        base,
+        file: Rc::new(file),
+        path,
+        index: SegmentIndex::new(base, config.index_interval_bytes),
+        size: 0,
+        next_offset: base,
+        first_timestamp_ms: None,
+        allocated,
+    })
+}
+
+async fn write_index<D: Disk>(disk: &D, dir: &Path, segment: &Segment<D::File>) -> Result<()> {
+    let checkpoint = Checkpoint {
+        covered_bytes: segment.size,
+        next_offset: segment.next_offset,
+    };
+    let name = file_name(segment.base, INDEX_SUFFIX);
+    write_atomically(disk, dir, &name, &segment.index.encode(checkpoint)).await
+}
+
+/// Opens and validates one segment. A closed segment must be whole (any invalid batch is
+/// corruption); the last one may end in a torn write, which is cut off.
+async fn recover_segment<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    config: &LogConfig,
+    base: Offset,
+    is_last: bool,
+) -> Result<Segment<D::File>> {
+    let path = dir.join(file_name(base, LOG_SUFFIX));
+    let file = disk
+        .open(&path, OpenMode::Existing)
+        .await
+        .map_err(io_err("opening", &path))?;
+    let file_size = file.size().await.map_err(io_err("sizing", &path))?;
+    let index_path = dir.join(file_name(base, INDEX_SUFFIX));
+    let checkpoint = match read_whole(disk, &index_path).await? {
+        Some(bytes) => SegmentIndex::decode(&bytes, base, config.index_interval_bytes),
+        None => None,
+    };
+    // A closed segment's checkpoint must cover the whole file; the active one's a prefix.
+    let usable = checkpoint.filter(|(_, cp)| {
+        if is_last {
+            cp.covered_bytes <= file_size
+        } else {
+            cp.covered_bytes == file_size
+        }
+    });
+    let had_checkpoint = usable.is_some();
+    let (mut index, from, next) = match usable {
+        Some((index, cp)) => (index, cp.covered_bytes, cp.next_offset),
+        None => (
+            SegmentIndex::new(base, config.index_interval_bytes),
+            0,
+            base,
+        ),
+    };
+    let scan_result: Scan = scan(&file, file_size, from, next, &mut index).await?;
+    if let ScanEnd::Invalid { position, reason } = scan_result.end {
+        if !is_last {
+            return Err(StorageError::CorruptBatch {
+                segment: path,
+                position,
+                reason,
+            });
+        }
+    }
+    let size = scan_result.end_position;
+    if size != file_size {
+        // A torn tail, or zeros past the data (preallocation, or a crash during a roll):
+        // cut the file to its whole batches so the next writes start from a clean end.
+        file.truncate(size)
+            .await
+            .map_err(io_err("truncating", &path))?;
+    }
+    // Synced even when unchanged: what recovery read may have sat only in a volatile cache,
+    // and the log reports all of it as durable.
+    file.fdatasync().await.map_err(io_err("syncing", &path))?;
+    let first_timestamp_ms = match scan_result.first_timestamp_ms {
+        Some(ts) => Some(ts),
+        None if size > 0 => {
+            let bytes = file
+                .read_at(0, BATCH_HEADER_BYTES)
+                .await
+                .map_err(io_err("reading", &path))?;
+            BatchHeader::parse(&bytes).ok().map(|h| h.max_timestamp_ms)
+        }
+        None => None,
+    };
+    let segment = Segment {
+        base,
+        file: Rc::new(file),
+        path,
+        index,
+        size,
+        next_offset: scan_result.next_offset,
+        first_timestamp_ms,
+        allocated: size,
+    };
+    if !is_last && !had_checkpoint {
+        write_index(disk, dir, &segment).await?;
+    }
+    Ok(segment)
+}
+
+/// A write buffer for the active segment holding its partial last block, read back from disk.
+async fn load_tail_block<F: DiskFile>(
+    segment: &Segment<F>,
+    capacity: usize,
+) -> Result<WriteBuffer<F::Buf>> {
+    let start = align_down(segment.size);
+    let filled = (segment.size - start) as usize;
+    let tail = segment
+        .file
+        .read_at(start, filled)
+        .await
+        .map_err(io_err("reading", &segment.path))?;
+    if tail.len() != filled {
+        return Err(StorageError::from_io(
+            "reading",
+            &segment.path,
+            std::io::Error::other("short read of the tail block"),
+        ));
+    }
+    let mut buf = segment.file.alloc_buf(capacity);
+    buf.as_mut_slice()[..filled].copy_from_slice(&tail);
+    Ok(WriteBuffer {
+        buf: Some(buf),
+        start,
+        filled,
+    })
+}

@@ -1,0 +1,100 @@
+//! Helpers shared by the storage integration tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use spate_storage::io::Disk;
+use spate_storage::{FlushPolicy, Log, LogConfig, ReadChunk, ReadUpTo, StorageError};
+use spate_wire::batch::{batches, BatchBuilder, BatchHeader, BatchSpec};
+use spate_wire::types::Offset;
+
+/// A valid v2 batch of `records` records with `value_bytes`-byte values; the values encode
+/// `seed` so batches differ.
+pub fn batch(records: usize, value_bytes: usize, timestamp_ms: i64, seed: u64) -> BytesMut {
+    let mut out = BytesMut::new();
+    let spec = BatchSpec {
+        first_timestamp_ms: timestamp_ms,
+        ..BatchSpec::default()
+    };
+    let mut builder = BatchBuilder::new(&mut out, spec);
+    let mut value = vec![0u8; value_bytes];
+    for r in 0..records {
+        for (i, b) in value.iter_mut().enumerate() {
+            *b = (seed as usize).wrapping_mul(31).wrapping_add(r * 7 + i) as u8;
+        }
+        builder.push(timestamp_ms, None, Some(&value), &[]);
+    }
+    builder.finish();
+    out
+}
+
+/// A config with small limits so tests roll segments and evict the cache quickly.
+pub fn small_config(flush: FlushPolicy) -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 64 << 10,
+        segment_ms: i64::MAX / 2,
+        index_interval_bytes: 1024,
+        retention_ms: None,
+        retention_bytes: None,
+        flush,
+        tail_cache_bytes_max: 8 << 10,
+        write_buffer_bytes_max: 32 << 10,
+        batch_bytes_max: 16 << 10,
+        preallocate_bytes: 16 << 10,
+    }
+}
+
+/// Polls all futures to completion on this thread, round-robin (for MemDisk futures, which
+/// only ever yield and wake themselves).
+pub fn join_all<T>(mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..1_000_000 {
+        let mut pending = false;
+        for (i, f) in futures.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(&mut cx) {
+                    Poll::Ready(v) => out[i] = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if !pending {
+            return out.into_iter().map(|v| v.expect("completed")).collect();
+        }
+    }
+    panic!("futures did not complete");
+}
+
+/// Reads every batch from `from` to the end (`up_to`), loading file ranges (CRC-checked), and
+/// returns (header, bytes) per batch.
+pub async fn read_all<D: Disk>(
+    log: &Log<D>,
+    from: Offset,
+    up_to: ReadUpTo,
+) -> Result<Vec<(BatchHeader, Bytes)>, StorageError> {
+    let mut out = Vec::new();
+    let mut next = from;
+    loop {
+        let result = log.read(next, 20_000, up_to).await?;
+        if result.chunks.is_empty() {
+            return Ok(out);
+        }
+        assert!(result.next_offset > next, "a read makes progress");
+        for chunk in &result.chunks {
+            let bytes = match chunk {
+                ReadChunk::Memory(b) => b.clone(),
+                ReadChunk::File(range) => range.load().await?,
+            };
+            for item in batches(&bytes) {
+                let (header, raw) = item.expect("whole valid batches");
+                spate_wire::batch::verify_crc(raw).expect("crc valid");
+                out.push((header, bytes.slice_ref(raw)));
+            }
+        }
+        next = result.next_offset;
+    }
+}

@@ -1,0 +1,493 @@
+//! Log behaviour on the in-memory disk: append, read, recovery, faults, truncation, retention.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use common::{batch, join_all, read_all, small_config};
+use spate_storage::io::mem::{FaultOp, MemDisk};
+use spate_storage::{block_on, FlushPolicy, Log, ReadChunk, ReadUpTo, StorageError};
+use spate_wire::types::{LeaderEpoch, Offset};
+
+const DIR: &str = "/data/topic-0";
+
+fn dir() -> &'static Path {
+    Path::new(DIR)
+}
+
+fn seg(base: i64) -> PathBuf {
+    dir().join(format!("{base:020}.log"))
+}
+
+fn open(disk: &MemDisk, flush: FlushPolicy) -> Log<MemDisk> {
+    block_on(Log::open(disk.clone(), dir(), small_config(flush))).expect("open")
+}
+
+/// Appends `n` batches of 4 records x 100 bytes, timestamps 1000 + i.
+fn fill(log: &Log<MemDisk>, n: u64) -> Vec<BytesMut> {
+    let mut sent = Vec::new();
+    for i in 0..n {
+        let b = batch(4, 100, 1000 + i as i64, i);
+        sent.push(b.clone());
+        block_on(log.append(b, LeaderEpoch(1))).expect("append");
+    }
+    sent
+}
+
+#[test]
+fn append_assigns_dense_offsets_and_reads_back_the_same_bytes() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    let mut expected_base = 0;
+    for i in 0..120u64 {
+        let info = block_on(log.append(batch(3, 200, 5000 + i as i64, i), LeaderEpoch(7))).unwrap();
+        assert_eq!(info.base_offset, Offset(expected_base));
+        assert_eq!(info.last_offset, Offset(expected_base + 2));
+        expected_base += 3;
+    }
+    assert_eq!(log.log_end_offset(), Offset(360));
+    let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+    assert_eq!(all.len(), 120);
+    for (i, (header, bytes)) in all.iter().enumerate() {
+        assert_eq!(header.base_offset, Offset(i as i64 * 3));
+        assert_eq!(header.partition_leader_epoch, LeaderEpoch(7));
+        // Same bytes as sent, except the two patched header fields.
+        let mut sent = batch(3, 200, 5000 + i as i64, i as u64);
+        spate_wire::batch::set_base_offset(&mut sent, Offset(i as i64 * 3));
+        spate_wire::batch::set_partition_leader_epoch(&mut sent, LeaderEpoch(7));
+        assert_eq!(&bytes[..], &sent[..]);
+    }
+    // Several segments were rolled (64 KiB each) and older batches came from file ranges.
+    assert!(block_on(log.segment_count()) >= 2);
+}
+
+#[test]
+fn read_from_the_middle_of_a_batch_returns_the_whole_batch() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 200);
+    for offset in [1, 2, 401, 797] {
+        let result = block_on(log.read(Offset(offset), 1, ReadUpTo::LogEnd)).unwrap();
+        assert_eq!(result.chunks.len(), 1, "one batch for a 1-byte budget");
+        let bytes = match &result.chunks[0] {
+            ReadChunk::Memory(b) => b.clone(),
+            ReadChunk::File(r) => block_on(r.load()).unwrap(),
+        };
+        let header = spate_wire::batch::BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(header.base_offset, Offset(offset / 4 * 4));
+        assert_eq!(result.next_offset, Offset(offset / 4 * 4 + 4));
+    }
+    // The oldest data is served from the file, the newest from memory.
+    let old = block_on(log.read(Offset(0), 1 << 20, ReadUpTo::LogEnd)).unwrap();
+    assert!(matches!(old.chunks[0], ReadChunk::File(_)));
+    let new = block_on(log.read(Offset(796), 1 << 20, ReadUpTo::LogEnd)).unwrap();
+    assert!(matches!(new.chunks[0], ReadChunk::Memory(_)));
+}
+
+#[test]
+fn reads_outside_the_log_are_out_of_range_and_the_end_is_empty() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 3);
+    let end = block_on(log.read(Offset(12), 100, ReadUpTo::LogEnd)).unwrap();
+    assert!(end.chunks.is_empty());
+    let err = block_on(log.read(Offset(13), 100, ReadUpTo::LogEnd)).unwrap_err();
+    assert!(matches!(
+        err,
+        StorageError::OffsetOutOfRange {
+            offset: Offset(13),
+            end: Offset(12),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn high_watermark_follows_durability_under_group_commit() {
+    let disk = MemDisk::new();
+    let policy = FlushPolicy::GroupCommit {
+        interval_ms: 5,
+        bytes_max: 1 << 30,
+    };
+    let log = open(&disk, policy);
+    fill(&log, 5);
+    assert_eq!(log.log_end_offset(), Offset(20));
+    assert_eq!(log.high_watermark(), Offset(0));
+    let hidden = block_on(log.read(Offset(0), 1 << 20, ReadUpTo::HighWatermark)).unwrap();
+    assert!(hidden.chunks.is_empty());
+    assert_eq!(block_on(log.flush()).unwrap(), Offset(20));
+    assert_eq!(log.durable_offset(), Offset(20));
+    assert_eq!(
+        block_on(read_all(&log, Offset(0), ReadUpTo::HighWatermark))
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+#[test]
+fn concurrent_waiters_share_one_fdatasync() {
+    let disk = MemDisk::new();
+    let policy = FlushPolicy::GroupCommit {
+        interval_ms: 5,
+        bytes_max: 1 << 30,
+    };
+    let log = open(&disk, policy);
+    // The first append of an epoch syncs the epoch checkpoint; keep that out of the count.
+    block_on(log.append(batch(2, 50, 1, 99), LeaderEpoch(0))).unwrap();
+    let syncs_before = disk.sync_count();
+    let futures = (0..16u64)
+        .map(|i| {
+            let log = &log;
+            Box::pin(async move {
+                let info = log.append(batch(2, 50, 1, i), LeaderEpoch(0)).await?;
+                log.wait_durable(info.last_offset.next()).await?;
+                Ok::<_, StorageError>(info.last_offset)
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>
+        })
+        .collect();
+    let results = join_all(futures);
+    assert_eq!(results.len(), 16);
+    assert!(results
+        .iter()
+        .all(|r: &Result<Offset, StorageError>| r.is_ok()));
+    assert_eq!(log.durable_offset(), Offset(34));
+    let syncs = disk.sync_count() - syncs_before;
+    assert!((1..=2).contains(&syncs), "16 waiters needed {syncs} syncs");
+}
+
+#[test]
+fn every_append_policy_makes_each_append_durable() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::EveryAppend);
+    for i in 0..5 {
+        let info = block_on(log.append(batch(1, 10, 1, i), LeaderEpoch(0))).unwrap();
+        assert_eq!(log.durable_offset(), info.last_offset.next());
+    }
+    drop(log);
+    disk.crash(99);
+    let log = open(&disk, FlushPolicy::EveryAppend);
+    assert_eq!(log.log_end_offset(), Offset(5));
+}
+
+#[test]
+fn torn_tail_is_truncated_on_recovery() {
+    let (mut torn, mut whole) = (0, 0);
+    for seed in 0..40 {
+        let disk = replay_history(seed);
+        let log = open(&disk, FlushPolicy::Never);
+        let end = log.log_end_offset().0;
+        assert!(
+            end == 12 || end == 16 || end == 20,
+            "end {end} on a batch boundary"
+        );
+        let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+        assert_eq!(all.len() as i64, end / 4);
+        if end < 20 {
+            torn += 1;
+        } else {
+            whole += 1;
+        }
+        // Appends resume densely after the cut.
+        let info = block_on(log.append(batch(1, 10, 5, 77), LeaderEpoch(1))).unwrap();
+        assert_eq!(info.base_offset, Offset(end));
+    }
+    assert!(torn > 0 && whole > 0, "torn {torn}, whole {whole}");
+}
+
+/// Three synced batches, two written but unsynced, then a crash with `seed`.
+fn replay_history(seed: u64) -> MemDisk {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 3);
+    block_on(log.flush()).unwrap();
+    fill(&log, 2);
+    block_on(log.offset_for_timestamp(0)).unwrap();
+    drop(log);
+    disk.crash(seed);
+    disk
+}
+
+#[test]
+fn a_torn_write_cut_mid_batch_leaves_only_whole_batches() {
+    // Count seeds whose cut left bytes of a partial batch past the last whole one.
+    let mut partial = 0;
+    for seed in 0..100 {
+        let disk = replay_history(seed);
+        let before = disk.file_bytes(&seg(0)).unwrap();
+        let last_nonzero = before.iter().rposition(|&b| b != 0).unwrap_or(0);
+        let log = open(&disk, FlushPolicy::Never);
+        let end = log.log_end_offset().0;
+        let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+        assert_eq!(all.len() as i64, end / 4);
+        let kept = disk.file_bytes(&seg(0)).unwrap().len();
+        if last_nonzero >= kept {
+            partial += 1;
+        }
+    }
+    assert!(partial > 0, "no seed tore a batch in the middle");
+}
+
+#[test]
+fn flipped_bit_in_a_closed_segment_is_reported_and_never_served() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 300);
+    assert!(block_on(log.segment_count()) >= 3);
+    block_on(log.close()).unwrap();
+    // Flip a bit inside the records of the third batch of the first (closed) segment.
+    let len = batch(4, 100, 0, 0).len() as u64;
+    disk.flip_bit(&seg(0), 2 * len + 200, 3);
+    // The checkpoint says the segment is whole, so open succeeds, but reading it fails.
+    let log = open(&disk, FlushPolicy::Never);
+    let err = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap_err();
+    assert!(
+        matches!(err, StorageError::CorruptBatch { ref segment, .. } if *segment == seg(0)),
+        "{err}"
+    );
+    drop(log);
+    // Without the index checkpoint the segment is rescanned and the partition refuses to open.
+    block_on(spate_storage::io::Disk::remove(
+        &disk,
+        &dir().join(format!("{:020}.index", 0)),
+    ))
+    .unwrap();
+    let err = block_on(Log::open(
+        disk.clone(),
+        dir(),
+        small_config(FlushPolicy::Never),
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(err, StorageError::CorruptBatch { position, .. } if position == 2 * len),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_or_corrupt_index_is_rebuilt() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    let sent = fill(&log, 300);
+    block_on(log.close()).unwrap();
+    let index0 = dir().join(format!("{:020}.index", 0));
+    let before = disk.file_bytes(&index0).unwrap();
+    block_on(spate_storage::io::Disk::remove(&disk, &index0)).unwrap();
+    let seg1 = block_on(open_and_count(&disk));
+    assert_eq!(seg1, sent.len());
+    // Rebuilt identically.
+    assert_eq!(disk.file_bytes(&index0).unwrap(), before);
+    // A corrupt checkpoint is ignored and rebuilt too.
+    disk.flip_bit(&index0, 30, 1);
+    assert_eq!(block_on(open_and_count(&disk)), sent.len());
+    assert_eq!(disk.file_bytes(&index0).unwrap(), before);
+}
+
+async fn open_and_count(disk: &MemDisk) -> usize {
+    let log = Log::open(disk.clone(), dir(), small_config(FlushPolicy::Never))
+        .await
+        .unwrap();
+    let n = read_all(&log, Offset(0), ReadUpTo::LogEnd)
+        .await
+        .unwrap()
+        .len();
+    log.close().await.unwrap();
+    n
+}
+
+#[test]
+fn disk_full_fails_the_append_cleanly_and_appends_resume_after() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 20);
+    let end = log.log_end_offset();
+    disk.set_quota_bytes(Some(disk.used_bytes()));
+    let mut failures = 0;
+    for i in 0..100 {
+        match block_on(log.append(batch(4, 100, 1, i), LeaderEpoch(1))) {
+            Ok(_) => {}
+            Err(StorageError::DiskFull { .. }) => {
+                failures += 1;
+                break;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(
+        failures, 1,
+        "the quota must be hit within the preallocated space"
+    );
+    let end_full = log.log_end_offset();
+    assert!(end_full >= end);
+    // The log is consistent: everything appended reads back.
+    let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+    assert_eq!(Offset(all.len() as i64 * 4), end_full);
+    disk.set_quota_bytes(None);
+    let info = block_on(log.append(batch(4, 100, 1, 5), LeaderEpoch(1))).unwrap();
+    assert_eq!(info.base_offset, end_full);
+    block_on(log.flush()).unwrap();
+    drop(log);
+    disk.crash(3);
+    let log = open(&disk, FlushPolicy::Never);
+    assert_eq!(log.log_end_offset(), end_full.next().next().next().next());
+}
+
+#[test]
+fn failed_fdatasync_fences_the_log_until_reopen() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 2);
+    disk.fail_nth(FaultOp::Sync, 1);
+    assert!(matches!(
+        block_on(log.flush()),
+        Err(StorageError::Io { .. })
+    ));
+    assert!(matches!(
+        block_on(log.append(batch(1, 1, 1, 1), LeaderEpoch(1))),
+        Err(StorageError::Fenced)
+    ));
+    assert_eq!(log.durable_offset(), Offset(0));
+    drop(log);
+    let log = open(&disk, FlushPolicy::Never);
+    assert_eq!(
+        log.log_end_offset(),
+        Offset(8),
+        "written data is recovered and re-validated"
+    );
+}
+
+#[test]
+fn truncate_to_cuts_before_the_containing_batch_and_appends_continue() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 300);
+    let segments = block_on(log.segment_count());
+    assert_eq!(block_on(log.truncate_to(Offset(402))).unwrap(), Offset(400));
+    assert_eq!(log.log_end_offset(), Offset(400));
+    assert!(block_on(log.segment_count()) < segments);
+    let info = block_on(log.append(batch(2, 10, 1, 1), LeaderEpoch(2))).unwrap();
+    assert_eq!(info.base_offset, Offset(400));
+    let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+    assert_eq!(all.len(), 101);
+    assert_eq!(all[100].0.partition_leader_epoch, LeaderEpoch(2));
+    let epochs = block_on(log.epochs());
+    assert_eq!(epochs.entries().len(), 2);
+    assert_eq!(
+        block_on(log.end_offset_for_epoch(LeaderEpoch(1))),
+        Some((LeaderEpoch(1), Offset(400)))
+    );
+    block_on(log.truncate_to(Offset(400))).unwrap();
+    assert_eq!(block_on(log.epochs()).entries().len(), 1);
+    // Truncation is durable: a crash does not bring the removed batches back.
+    drop(log);
+    disk.crash(5);
+    let log = open(&disk, FlushPolicy::Never);
+    assert_eq!(log.log_end_offset(), Offset(400));
+    assert_eq!(block_on(log.epochs()).entries().len(), 1);
+}
+
+#[test]
+fn retention_deletes_old_closed_segments_but_readers_keep_their_ranges() {
+    let disk = MemDisk::new();
+    let mut config = small_config(FlushPolicy::Never);
+    config.retention_bytes = Some(100 << 10);
+    let log = block_on(Log::open(disk.clone(), dir(), config)).unwrap();
+    fill(&log, 600);
+    let held = block_on(log.read(Offset(0), 1 << 20, ReadUpTo::LogEnd)).unwrap();
+    let ReadChunk::File(range) = held.chunks[0].clone() else {
+        panic!("old data from file")
+    };
+    let outcome = block_on(log.apply_retention(0)).unwrap();
+    assert!(outcome.segments_deleted >= 2);
+    assert!(outcome.log_start_offset > Offset(0));
+    assert_eq!(log.log_start_offset(), outcome.log_start_offset);
+    assert!(disk.file_bytes(&seg(0)).is_none(), "segment file unlinked");
+    // The reader that held a range into the deleted segment still reads its bytes.
+    let bytes = block_on(range.load()).unwrap();
+    assert_eq!(bytes.len() as u64, range.length);
+    let err = block_on(log.read(Offset(0), 100, ReadUpTo::LogEnd)).unwrap_err();
+    assert!(matches!(err, StorageError::OffsetOutOfRange { .. }));
+    let remaining = block_on(read_all(&log, outcome.log_start_offset, ReadUpTo::LogEnd)).unwrap();
+    let total: usize = remaining.iter().map(|(_, b)| b.len()).sum();
+    assert!(((100 << 10)..(164 << 10)).contains(&total), "{total}");
+    // Time retention: everything is older than the cutoff, but the active segment stays.
+    let mut config = small_config(FlushPolicy::Never);
+    config.retention_ms = Some(10);
+    block_on(log.close()).unwrap();
+    let log = block_on(Log::open(disk.clone(), dir(), config)).unwrap();
+    block_on(log.apply_retention(1_000_000)).unwrap();
+    assert_eq!(block_on(log.segment_count()), 1);
+    assert_eq!(log.log_end_offset(), Offset(2400));
+}
+
+#[test]
+fn offset_for_timestamp_finds_the_first_batch_at_or_after() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 300);
+    assert_eq!(
+        block_on(log.offset_for_timestamp(0)).unwrap(),
+        Some((Offset(0), 1000))
+    );
+    assert_eq!(
+        block_on(log.offset_for_timestamp(1150)).unwrap(),
+        Some((Offset(600), 1150))
+    );
+    assert_eq!(
+        block_on(log.offset_for_timestamp(1299)).unwrap(),
+        Some((Offset(1196), 1299))
+    );
+    assert_eq!(block_on(log.offset_for_timestamp(1300)).unwrap(), None);
+}
+
+#[test]
+fn segments_roll_by_age_of_their_first_batch() {
+    let disk = MemDisk::new();
+    let mut config = small_config(FlushPolicy::Never);
+    config.segment_ms = 100;
+    let log = block_on(Log::open(disk.clone(), dir(), config)).unwrap();
+    for ts in [0, 50, 100, 101, 150, 202] {
+        block_on(log.append(batch(1, 10, ts, 0), LeaderEpoch(0))).unwrap();
+    }
+    // Rolls before ts 101 (101 - 0 > 100) and before 202 (202 - 101 > 100).
+    assert_eq!(block_on(log.segment_count()), 3);
+    assert!(disk.file_bytes(&seg(3)).is_some());
+    assert!(disk.file_bytes(&seg(5)).is_some());
+}
+
+#[test]
+fn clean_close_and_reopen_keeps_everything() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 250);
+    let before = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+    block_on(log.close()).unwrap();
+    disk.crash(1);
+    let log = open(&disk, FlushPolicy::Never);
+    let after = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+    assert_eq!(before.len(), 250);
+    assert_eq!(
+        before.iter().map(|b| &b.1).collect::<Vec<_>>(),
+        after.iter().map(|b| &b.1).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn invalid_batches_are_rejected_without_writing() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    let mut bad = batch(2, 10, 1, 1);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(
+        block_on(log.append(bad, LeaderEpoch(0))),
+        Err(StorageError::InvalidBatch(_))
+    ));
+    let big = batch(20, 1000, 1, 1);
+    assert!(matches!(
+        block_on(log.append(big, LeaderEpoch(0))),
+        Err(StorageError::BatchTooLarge { .. })
+    ));
+    assert_eq!(log.log_end_offset(), Offset(0));
+}
