@@ -13,7 +13,9 @@ pub mod types;
 pub(crate) mod codec;
 pub mod error;
 pub mod frame;
+pub(crate) mod guard;
 pub mod header;
+pub mod request;
 pub mod versions;
 
 pub use error::{ErrorCode, WireError};
