@@ -9,9 +9,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use spate_wire::batch::{self, BatchError, BatchHeader, Compression};
+use spate_wire::frame::FrameDecoder;
+use spate_wire::header::{
+    peek_header_prefix, request_header_version, RequestHeader, RequestHeaderVersion,
+};
 use spate_wire::types::{LeaderEpoch, Offset};
+use spate_wire::versions::supported;
+use spate_wire::WireError;
 
 /// Fewer fixtures than this means the fixture directory was lost or half-captured: fail rather
 /// than pass over nothing.
@@ -61,7 +68,8 @@ fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
 fn load_fixtures() -> Vec<Fixture> {
     let mut out = Vec::new();
     for client_dir in sorted_entries(&fixtures_dir()) {
-        if !client_dir.is_dir() {
+        // `responses/` holds spate-wire's own encodings (golden_responses.rs), not captures.
+        if !client_dir.is_dir() || client_dir.ends_with("responses") {
             continue;
         }
         for scenario_dir in sorted_entries(&client_dir) {
@@ -179,14 +187,13 @@ fn size_prefix_of_every_captured_frame_matches_its_length() {
 
 #[test]
 fn request_header_fields_match_the_manifest() {
-    // Request header v1 and v2 share this prefix: api key, api version, correlation id, then
-    // client id as an int16-length string (v2 keeps it non-compact for compatibility).
     for fixture in load_fixtures() {
-        let body = fixture.body();
-        let api_key = i16::from_be_bytes([body[0], body[1]]);
-        let api_version = i16::from_be_bytes([body[2], body[3]]);
-        let correlation_id = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
-        let client_id_len = i16::from_be_bytes([body[8], body[9]]);
+        let mut body = Bytes::copy_from_slice(fixture.body());
+        let (api_key, api_version, correlation_id) =
+            peek_header_prefix(&body).unwrap_or_else(|e| panic!("{}: {e}", fixture.name));
+        let header =
+            RequestHeader::decode(&mut body).unwrap_or_else(|e| panic!("{}: {e}", fixture.name));
+        assert_eq!(header.api_key as i16, api_key, "{}", fixture.name);
         assert_eq!(
             i64::from(api_key),
             fixture.int("api_key"),
@@ -199,22 +206,127 @@ fn request_header_fields_match_the_manifest() {
             "{}",
             fixture.name
         );
+        assert_eq!(header.api_version, api_version, "{}", fixture.name);
+        assert_eq!(header.correlation_id, correlation_id, "{}", fixture.name);
         assert_eq!(
-            i64::from(correlation_id),
+            i64::from(header.correlation_id.0),
             fixture.int("correlation_id"),
             "{}",
             fixture.name
         );
-        let client_id = usize::try_from(client_id_len)
-            .ok()
-            .map(|len| std::str::from_utf8(&body[10..10 + len]).expect("utf-8 client id"));
-        assert_eq!(client_id, fixture.str("client_id"), "{}", fixture.name);
+        assert_eq!(
+            header.client_id_str(),
+            fixture.str("client_id"),
+            "{}",
+            fixture.name
+        );
         assert!(
-            client_id.is_some_and(|id| id.starts_with("golden-")),
-            "{}: every capture script sets a golden-* client id, got {client_id:?}",
+            header
+                .client_id_str()
+                .is_some_and(|id| id.starts_with("golden-")),
+            "{}: every capture script sets a golden-* client id",
+            fixture.name
+        );
+        // Flexible versions use header v2; the layout must follow the API's version tables.
+        assert_eq!(
+            header.version,
+            request_header_version(header.api_key, header.api_version),
+            "{}",
+            fixture.name
+        );
+        let flexible = header.version == RequestHeaderVersion::V2;
+        assert_eq!(
+            fixture.body().len() - body.len(),
+            10 + header.client_id.as_ref().map_or(0, |id| id.len()) + usize::from(flexible),
+            "{}: header bytes consumed",
             fixture.name
         );
     }
+}
+
+#[test]
+fn every_captured_request_is_in_a_supported_version_range() {
+    for fixture in load_fixtures() {
+        let mut body = Bytes::copy_from_slice(fixture.body());
+        let header = RequestHeader::decode(&mut body).expect("header");
+        let range = supported(header.api_key)
+            .unwrap_or_else(|| panic!("{}: {:?} is not supported", fixture.name, header.api_key));
+        assert!(
+            range.contains(header.api_version),
+            "{}: {:?} v{} outside {}..={}",
+            fixture.name,
+            header.api_key,
+            header.api_version,
+            range.min,
+            range.max
+        );
+    }
+}
+
+#[test]
+fn frame_decoder_splits_each_scenario_stream_back_into_the_captured_frames() {
+    let fixtures = load_fixtures();
+    let mut scenarios: BTreeMap<(String, String), Vec<&Fixture>> = BTreeMap::new();
+    for fixture in &fixtures {
+        let key = (
+            fixture.str("client").expect("client").to_string(),
+            fixture.str("scenario").expect("scenario").to_string(),
+        );
+        scenarios.entry(key).or_default().push(fixture);
+    }
+    let decoder = FrameDecoder::new(64 * 1024);
+    let mut frames_total = 0;
+    // Feed every scenario's frames back to back, in reads of awkward sizes, as a socket would.
+    for read_bytes in [1, 3, 7, 64, 4096] {
+        for (key, frames) in &scenarios {
+            let stream: Vec<u8> = frames
+                .iter()
+                .flat_map(|f| f.frame.iter().copied())
+                .collect();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for chunk in stream.chunks(read_bytes) {
+                buf.extend_from_slice(chunk);
+                while let Some(body) = decoder.decode(&mut buf).expect("valid frame") {
+                    got.push(body);
+                }
+            }
+            assert!(buf.is_empty(), "{key:?}: {} bytes left over", buf.len());
+            assert_eq!(got.len(), frames.len(), "{key:?}");
+            for (body, fixture) in got.iter().zip(frames) {
+                assert_eq!(&body[..], fixture.body(), "{}", fixture.name);
+            }
+            frames_total += got.len();
+        }
+    }
+    assert_eq!(frames_total, 5 * fixtures.len());
+}
+
+#[test]
+fn frame_decoder_refuses_a_real_frame_over_its_limit() {
+    let fixtures = load_fixtures();
+    let largest = fixtures
+        .iter()
+        .max_by_key(|f| f.frame.len())
+        .expect("fixtures");
+    let body_bytes = largest.frame.len() - 4;
+    let mut buf = BytesMut::from(&largest.frame[..]);
+    let err = FrameDecoder::new(body_bytes - 1)
+        .decode(&mut buf)
+        .expect_err("over the limit");
+    assert_eq!(
+        err,
+        WireError::FrameTooLarge {
+            size: body_bytes,
+            max: body_bytes - 1
+        }
+    );
+    assert_eq!(buf.len(), largest.frame.len(), "buffer left as it was");
+    let body = FrameDecoder::new(body_bytes)
+        .decode(&mut buf)
+        .expect("at the limit")
+        .expect("whole frame");
+    assert_eq!(&body[..], largest.body());
 }
 
 #[test]

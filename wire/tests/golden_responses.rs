@@ -1,0 +1,148 @@
+//! Golden responses: what spate-wire encodes for clients, pinned byte for byte.
+//!
+//! Each case is encoded here and compared with `tests/fixtures/responses/<name>.bin`; the
+//! `.json` next to it lists the fields a client must read back. `ci/capture/check_responses.py`
+//! decodes the same files with kafka-python's protocol classes (an independent decoder, the one
+//! kafka-python clients use) and checks those fields, so a committed response is known to be
+//! readable by a real client library.
+//!
+//! After a deliberate encoder change: `SPATE_BLESS=1 cargo test -p spate-wire --test
+//! golden_responses`, then run `check_responses.py` before committing the new files.
+
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use serde_json::{json, Value};
+use spate_wire::frame::{finish_frame, start_frame, FrameDecoder};
+use spate_wire::header::{encode_response_header, response_header_version, CorrelationId};
+use spate_wire::kafka_protocol::messages::ApiKey;
+use spate_wire::kafka_protocol::protocol::Encodable;
+use spate_wire::versions::{ApiSet, VersionTable, API_VERSIONS_VERSION_MAX, SUPPORTED};
+use spate_wire::ErrorCode;
+
+/// Kafka's UNSUPPORTED_VERSION, the KIP-511 answer to a too-new ApiVersions request.
+const UNSUPPORTED_VERSION: i16 = 35;
+
+fn responses_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/responses")
+}
+
+/// Compares `frame` with the committed file (or rewrites it under `SPATE_BLESS=1`).
+fn check_golden(name: &str, frame: &[u8], manifest: &Value) {
+    let bin = responses_dir().join(format!("{name}.bin"));
+    let json_path = responses_dir().join(format!("{name}.json"));
+    let manifest_text = serde_json::to_string_pretty(manifest).expect("json") + "\n";
+    if std::env::var_os("SPATE_BLESS").is_some() {
+        std::fs::create_dir_all(responses_dir()).expect("mkdir");
+        std::fs::write(&bin, frame).expect("write golden");
+        std::fs::write(&json_path, &manifest_text).expect("write manifest");
+    }
+    let want = std::fs::read(&bin).unwrap_or_else(|e| {
+        panic!("{}: {e} (SPATE_BLESS=1 writes it)", bin.display());
+    });
+    assert_eq!(
+        frame,
+        &want[..],
+        "{name}: encoding differs from the golden file"
+    );
+    let want_manifest = std::fs::read_to_string(&json_path).expect("manifest");
+    assert_eq!(manifest_text, want_manifest, "{name}: manifest differs");
+}
+
+/// Encodes the answer to an ApiVersions request of `request_version` as a whole frame.
+fn api_versions_frame(table: &VersionTable, request_version: i16, correlation: i32) -> Vec<u8> {
+    let (response, version) = table.api_versions_response(request_version);
+    let mut out = BytesMut::new();
+    let at = start_frame(&mut out);
+    encode_response_header(
+        &mut out,
+        CorrelationId(correlation),
+        response_header_version(ApiKey::ApiVersions, version),
+    );
+    response.encode(&mut out, version).expect("encodable");
+    finish_frame(&mut out, at, 0);
+    out.to_vec()
+}
+
+fn advertised(table: &VersionTable) -> Vec<Value> {
+    table
+        .ranges()
+        .map(|r| json!([r.api_key as i16, r.min, r.max]))
+        .collect()
+}
+
+#[test]
+fn api_versions_responses_match_their_golden_files() {
+    let table = VersionTable::new(ApiSet::all_supported());
+    let ranges = advertised(&table);
+    assert_eq!(ranges.len(), SUPPORTED.len());
+    for request_version in 0..=API_VERSIONS_VERSION_MAX {
+        let correlation = 1000 + i32::from(request_version);
+        let frame = api_versions_frame(&table, request_version, correlation);
+        let manifest = json!({
+            "api_key": 18,
+            "api_version": request_version,
+            "correlation_id": correlation,
+            "error_code": 0,
+            "api_keys": ranges,
+        });
+        check_golden(
+            &format!("api_versions-v{request_version}"),
+            &frame,
+            &manifest,
+        );
+    }
+}
+
+#[test]
+fn too_new_api_versions_gets_the_kip_511_answer_in_v0() {
+    // A client newer than Spate sends ApiVersions v5+: the answer is v0, UNSUPPORTED_VERSION,
+    // with the full list, so the client can pick a version it finds there and retry.
+    let table = VersionTable::new(ApiSet::all_supported());
+    let frame = api_versions_frame(&table, API_VERSIONS_VERSION_MAX + 1, 77);
+    assert_eq!(
+        &frame[4..8],
+        &77i32.to_be_bytes(),
+        "correlation id, header v0"
+    );
+    assert_eq!(
+        i16::from_be_bytes([frame[8], frame[9]]),
+        UNSUPPORTED_VERSION,
+        "error code comes first in v0"
+    );
+    assert_eq!(ErrorCode::UnsupportedVersion.code(), UNSUPPORTED_VERSION);
+    let manifest = json!({
+        "api_key": 18,
+        "api_version": 0,
+        "request_version": API_VERSIONS_VERSION_MAX + 1,
+        "correlation_id": 77,
+        "error_code": UNSUPPORTED_VERSION,
+        "api_keys": advertised(&table),
+    });
+    check_golden("api_versions-kip511", &frame, &manifest);
+}
+
+#[test]
+fn api_versions_responses_are_whole_frames_with_a_v0_header() {
+    let table = VersionTable::new(ApiSet::core());
+    for request_version in 0..=API_VERSIONS_VERSION_MAX + 1 {
+        let frame = api_versions_frame(&table, request_version, 5);
+        let mut buf = BytesMut::from(&frame[..]);
+        let body = FrameDecoder::new(1 << 16)
+            .decode(&mut buf)
+            .expect("valid frame")
+            .expect("whole frame");
+        assert!(buf.is_empty());
+        assert_eq!(body.len(), frame.len() - 4);
+        // Header v0 even for the flexible v3/v4 bodies: correlation id, then the error code
+        // with no tagged-field byte between them.
+        assert_eq!(&body[..4], &5i32.to_be_bytes());
+        let error = i16::from_be_bytes([body[4], body[5]]);
+        let expected = if request_version > API_VERSIONS_VERSION_MAX {
+            UNSUPPORTED_VERSION
+        } else {
+            0
+        };
+        assert_eq!(error, expected, "request v{request_version}");
+    }
+}
