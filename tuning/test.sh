@@ -60,6 +60,8 @@ assert_report() {
 }
 
 # --- tuning/check ---------------------------------------------------------------------------
+online=$(cat /sys/devices/system/cpu/online 2>/dev/null || echo 0)
+first_cpu="${online%%[-,]*}"
 data="$tmp/data"
 mkdir "$data"
 chmod 777 "$data"
@@ -130,8 +132,55 @@ ok "check rejects bad --cores with exit 2"
 grep -q "limits of pid $$ (" "$tmp/check-pid.txt" || fail "check --pid $$ does not read that process's limits"
 ok "check --pid reads another process's limits"
 
-online=$(cat /sys/devices/system/cpu/online 2>/dev/null || echo 0)
-first_cpu="${online%%[-,]*}"
+# Fatal findings: stand-ins on PATH make uname report an old kernel, the io_uring probe (perl)
+# fail with EPERM as under Docker's seccomp profile, and dd refuse O_DIRECT as some filesystems do.
+mkdir "$tmp/fakebin"
+cat >"$tmp/fakebin/uname" <<'EOF_UNAME'
+#!/bin/sh
+case "$1" in -r) echo 5.4.0-old ;; *) echo fakehost ;; esac
+EOF_UNAME
+cat >"$tmp/fakebin/perl" <<'EOF_PERL'
+#!/bin/sh
+echo "io_uring_setup failed: Operation not permitted (errno 1)"
+exit 1
+EOF_PERL
+cat >"$tmp/fakebin/dd" <<'EOF_DD'
+#!/bin/sh
+echo "dd: failed to open 'x': Invalid argument" >&2
+exit 1
+EOF_DD
+chmod +x "$tmp/fakebin/"*
+rc=0
+PATH="$tmp/fakebin:$PATH" ./check --data-dir "$data" >"$tmp/check-fatal.txt" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] || { cat "$tmp/check-fatal.txt" >&2; fail "check with fatal findings exited $rc, want 1"; }
+grep -qE '^FAIL +kernel +5\.4\.0-old ' "$tmp/check-fatal.txt" || fail "old kernel is not FAIL"
+grep -qE '^FAIL +io_uring +probe: io_uring_setup failed: Operation not permitted' "$tmp/check-fatal.txt" || fail "blocked io_uring is not FAIL"
+grep -qE '^FAIL +o_direct +failed in .*Invalid argument' "$tmp/check-fatal.txt" || fail "refused O_DIRECT is not FAIL"
+grep -q '^summary: .* 3 FAIL' "$tmp/check-fatal.txt" || fail "summary does not count 3 FAIL"
+[ -z "$(ls -A "$data")" ] || fail "check left its probe file behind after a failed probe"
+ok "check exits 1 and says FAIL for an old kernel, blocked io_uring and refused O_DIRECT"
+
+# Locked memory: the estimate is 3 x io_memory x cores + 25%. With 1 MiB and one core that is
+# 3.75 MiB (3840 KiB): a soft limit of exactly that is OK, one below is WARN with the io_memory
+# that fits, and one under glommio's 512 KiB minimum is FAIL.
+hard_kib=$(ulimit -H -l)
+if [ "$hard_kib" = unlimited ] || [ "$hard_kib" -ge 3840 ]; then
+    (ulimit -S -l 3840 && ./check --io-memory-mib 1 --cores "$first_cpu") >"$tmp/memlock-ok.txt" 2>&1 || true
+    grep -qE '^OK +memlock \(RLIMIT_MEMLOCK\) +3\.7 MiB soft.*>= 3\.7 MiB = 3 x 1 MiB x 1 cores \+ 25%' "$tmp/memlock-ok.txt" ||
+        { grep memlock "$tmp/memlock-ok.txt" >&2; fail "memlock 3840 KiB for 3 x 1 MiB x 1 core + 25% is not OK"; }
+    (ulimit -S -l 3000 && ./check --io-memory-mib 1 --cores "$first_cpu") >"$tmp/memlock-warn.txt" 2>&1 || true
+    # 3000 KiB / (3 x 1 x 1.25) = 800 KiB per executor.
+    grep -qE '^WARN +memlock \(RLIMIT_MEMLOCK\) +2\.9 MiB soft.*io_memory must shrink to ~800 KiB per core' "$tmp/memlock-warn.txt" ||
+        { grep memlock "$tmp/memlock-warn.txt" >&2; fail "memlock 3000 KiB is not WARN with 800 KiB per core"; }
+    rc=0
+    (ulimit -S -l 256 && exec ./check --cores "$first_cpu") >"$tmp/memlock-fail.txt" 2>&1 || rc=$?
+    [ "$rc" -eq 1 ] || fail "check with a 256 KiB memlock limit exited $rc, want 1"
+    grep -qE '^FAIL +memlock \(RLIMIT_MEMLOCK\) +256 KiB soft' "$tmp/memlock-fail.txt" || fail "memlock 256 KiB is not FAIL"
+    ok "memlock: OK at 3 x io_memory x cores + 25%, WARN below with the io_memory that fits, FAIL under 512 KiB"
+else
+    echo "skip: memlock thresholds (hard limit $hard_kib KiB < 7680 KiB)"
+fi
+
 ./check --cores "$first_cpu" >"$tmp/check-cores.txt" || fail "check --cores $first_cpu exited $?"
 grep -qE "^INFO +broker cores +$first_cpu \(1 of" "$tmp/check-cores.txt" || fail "check --cores $first_cpu: broker cores line"
 ok "check --cores $first_cpu reports one broker core"
