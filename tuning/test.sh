@@ -166,7 +166,7 @@ ok "check exits 1 and says FAIL for an old kernel, blocked io_uring and refused 
 hard_kib=$(ulimit -H -l)
 if [ "$hard_kib" = unlimited ] || [ "$hard_kib" -ge 3840 ]; then
     (ulimit -S -l 3840 && ./check --io-memory-mib 1 --cores "$first_cpu") >"$tmp/memlock-ok.txt" 2>&1 || true
-    grep -qE '^OK +memlock \(RLIMIT_MEMLOCK\) +3\.7 MiB soft.*>= 3\.7 MiB = 3 x 1 MiB x 1 cores \+ 25%' "$tmp/memlock-ok.txt" ||
+    grep -qE '^OK +memlock \(RLIMIT_MEMLOCK\) +3\.7 MiB soft.*>= 3\.7 MiB = 3 x 1 MiB x 1 core \+ 25%' "$tmp/memlock-ok.txt" ||
         { grep memlock "$tmp/memlock-ok.txt" >&2; fail "memlock 3840 KiB for 3 x 1 MiB x 1 core + 25% is not OK"; }
     (ulimit -S -l 3000 && ./check --io-memory-mib 1 --cores "$first_cpu") >"$tmp/memlock-warn.txt" 2>&1 || true
     # 3000 KiB / (3 x 1 x 1.25) = 800 KiB per executor.
