@@ -738,6 +738,16 @@ pub enum WireError {
         /// What the decoder said.
         reason: String,
     },
+    /// kafka-protocol refused to encode a response (a field set that the version lacks).
+    #[error("cannot encode {api_key:?} v{version}: {reason}")]
+    Encode {
+        /// The API.
+        api_key: ApiKey,
+        /// Its version.
+        version: i16,
+        /// What the encoder said.
+        reason: String,
+    },
     /// A record batch is malformed.
     #[error(transparent)]
     Batch(#[from] BatchError),

@@ -12,10 +12,12 @@ pub mod types;
 #[allow(dead_code)] // some readers are used only by modules still to come
 pub(crate) mod codec;
 pub mod error;
+pub mod fetch;
 pub mod frame;
 pub(crate) mod guard;
 pub mod header;
 pub mod request;
+pub mod response;
 pub mod versions;
 
 pub use error::{ErrorCode, WireError};
