@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 tmp=$(mktemp -d)
-trap 'rm -rf -- "$tmp"' EXIT
+trap '[ -n "${KEEP_TMP:-}" ] || rm -rf -- "$tmp"' EXIT
 chmod 755 "$tmp"
 
 passed=0
@@ -165,15 +165,15 @@ ok "check exits 1 and says FAIL for an old kernel, blocked io_uring and refused 
 # that fits, and one under glommio's 512 KiB minimum is FAIL.
 hard_kib=$(ulimit -H -l)
 if [ "$hard_kib" = unlimited ] || [ "$hard_kib" -ge 3840 ]; then
-    (ulimit -S -l 3840 && ./check --io-memory-mib 1 --cores "$first_cpu") >"$tmp/memlock-ok.txt" 2>&1 || true
+    (ulimit -S -l 3840 && ./check --pid self --io-memory-mib 1 --cores "$first_cpu") >"$tmp/memlock-ok.txt" 2>&1 || true
     grep -qE '^OK +memlock \(RLIMIT_MEMLOCK\) +3\.7 MiB soft.*>= 3\.7 MiB = 3 x 1 MiB x 1 core \+ 25%' "$tmp/memlock-ok.txt" ||
         { grep memlock "$tmp/memlock-ok.txt" >&2; fail "memlock 3840 KiB for 3 x 1 MiB x 1 core + 25% is not OK"; }
-    (ulimit -S -l 3000 && ./check --io-memory-mib 1 --cores "$first_cpu") >"$tmp/memlock-warn.txt" 2>&1 || true
+    (ulimit -S -l 3000 && ./check --pid self --io-memory-mib 1 --cores "$first_cpu") >"$tmp/memlock-warn.txt" 2>&1 || true
     # 3000 KiB / (3 x 1 x 1.25) = 800 KiB per executor.
     grep -qE '^WARN +memlock \(RLIMIT_MEMLOCK\) +2\.9 MiB soft.*io_memory must shrink to ~800 KiB per core' "$tmp/memlock-warn.txt" ||
         { grep memlock "$tmp/memlock-warn.txt" >&2; fail "memlock 3000 KiB is not WARN with 800 KiB per core"; }
     rc=0
-    (ulimit -S -l 256 && exec ./check --cores "$first_cpu") >"$tmp/memlock-fail.txt" 2>&1 || rc=$?
+    (ulimit -S -l 256 && exec ./check --pid self --cores "$first_cpu") >"$tmp/memlock-fail.txt" 2>&1 || rc=$?
     [ "$rc" -eq 1 ] || fail "check with a 256 KiB memlock limit exited $rc, want 1"
     grep -qE '^FAIL +memlock \(RLIMIT_MEMLOCK\) +256 KiB soft' "$tmp/memlock-fail.txt" || fail "memlock 256 KiB is not FAIL"
     ok "memlock: OK at 3 x io_memory x cores + 25%, WARN below with the io_memory that fits, FAIL under 512 KiB"
@@ -267,6 +267,14 @@ put /sys/kernel/mm/transparent_hugepage/defrag '[always] defer defer+madvise mad
 put /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor powersave
 put /sys/devices/system/cpu/cpu0/cpufreq/scaling_available_governors 'performance powersave'
 put /etc/sysctl.d/90-spate.conf '# an older file of the admin'
+# A 4-CPU machine with one NIC whose PCI function has two MSI-X vectors, 50 and 51.
+put /sys/devices/system/cpu/online 0-3
+put /sys/devices/pci0000:00/0000:00:03.0/msi_irqs/50 msix
+put /sys/devices/pci0000:00/0000:00:03.0/msi_irqs/51 msix
+mkdir -p "$fake/sys/class/net/eth9"
+ln -s ../../../devices/pci0000:00/0000:00:03.0 "$fake/sys/class/net/eth9/device"
+put /proc/irq/50/smp_affinity_list 0-3
+put /proc/irq/51/smp_affinity_list 3
 cp -r "$fake" "$tmp/fake.orig"
 fake_state="$tmp/fake-state"
 [ "$can_drop" -eq 1 ] && chown -R 65534:65534 "$fake"
@@ -279,7 +287,7 @@ run_fake() {
 }
 [ "$can_drop" -eq 1 ] && { mkdir -p "$fake_state"; chown 65534:65534 "$fake_state"; }
 
-run_fake --persist >"$tmp/fake-apply.txt" 2>&1 || { cat "$tmp/fake-apply.txt" >&2; fail "fake apply exited $?"; }
+run_fake --persist --irq-affinity --cores 2-3 >"$tmp/fake-apply.txt" 2>&1 || { cat "$tmp/fake-apply.txt" >&2; fail "fake apply exited $?"; }
 expect() {
     local got
     got=$(tr '\t' ' ' <"$fake$1")
@@ -297,6 +305,8 @@ expect /proc/sys/fs/file-max 2097152 "apply (above the minimum: left alone)"
 expect /sys/kernel/mm/transparent_hugepage/enabled madvise "apply"
 expect /sys/kernel/mm/transparent_hugepage/defrag 'defer+madvise' "apply"
 expect /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor performance "apply"
+expect /proc/irq/50/smp_affinity_list 0-1 "apply --irq-affinity --cores 2-3"
+expect /proc/irq/51/smp_affinity_list 0-1 "apply --irq-affinity --cores 2-3"
 grep -qx 'spate hard memlock unlimited' "$fake/etc/security/limits.d/90-spate.conf" || fail "apply: limits.d file"
 grep -qx 'net.core.rmem_max = 16777216' "$fake/etc/sysctl.d/90-spate.conf" || fail "apply --persist: sysctl.d file"
 grep -q 'somaxconn' "$fake/etc/sysctl.d/90-spate.conf" && fail "apply --persist pinned a sysctl it did not raise"
@@ -309,7 +319,7 @@ ok "apply changes the fake tree as recommended and records $entries previous val
 
 # A second apply records nothing new: the first values are the ones to restore.
 cp "$fake_state/previous.env" "$tmp/state-after-first"
-run_fake --persist >"$tmp/fake-apply2.txt" 2>&1 || { cat "$tmp/fake-apply2.txt" >&2; fail "second fake apply exited $?"; }
+run_fake --persist --irq-affinity --cores 2-3 >"$tmp/fake-apply2.txt" 2>&1 || { cat "$tmp/fake-apply2.txt" >&2; fail "second fake apply exited $?"; }
 cmp -s "$fake_state/previous.env" "$tmp/state-after-first" || fail "second apply changed the state file"
 grep -q 'would set\|  set ' "$tmp/fake-apply2.txt" && { cat "$tmp/fake-apply2.txt" >&2; fail "second apply changed something"; }
 ok "a second apply is a no-op and keeps the first recorded values"
