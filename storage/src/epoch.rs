@@ -43,22 +43,30 @@ impl EpochCache {
     /// changed (the caller then rewrites the checkpoint).
     ///
     /// # Panics
-    /// If `epoch` is older than the latest, or the offset goes backwards (appends are ordered).
+    /// If `epoch` is older than the latest (leadership epochs only grow).
     pub fn assign(&mut self, epoch: LeaderEpoch, start_offset: Offset) -> bool {
         if epoch.0 < 0 {
             return false;
         }
-        match self.entries.last() {
-            Some(last) if last.epoch == epoch => return false,
-            Some(last) => {
-                assert!(
-                    epoch > last.epoch,
-                    "leader epoch went backwards: {epoch} < {}",
-                    last.epoch
-                );
-                assert!(start_offset > last.start_offset);
+        if let Some(last) = self.entries.last() {
+            if last.epoch == epoch {
+                return false;
             }
-            None => {}
+            assert!(
+                epoch > last.epoch,
+                "leader epoch went backwards: {epoch} < {}",
+                last.epoch
+            );
+        }
+        // An older epoch that starts at the same offset never got a record of its own (its
+        // records were truncated or retention moved its start up): the new epoch replaces it,
+        // as in Kafka's epoch cache.
+        while self
+            .entries
+            .last()
+            .is_some_and(|last| last.start_offset >= start_offset)
+        {
+            self.entries.pop();
         }
         if self.entries.len() == EPOCH_ENTRIES_MAX {
             self.entries.remove(0);
