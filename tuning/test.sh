@@ -132,6 +132,23 @@ ok "check rejects bad --cores with exit 2"
 grep -q "limits of pid $$ (" "$tmp/check-pid.txt" || fail "check --pid $$ does not read that process's limits"
 ok "check --pid reads another process's limits"
 
+# Without --cores, the broker's CPUs come from the threads of the process given by --pid that are
+# pinned to a single CPU (glommio pins one executor thread per CPU).
+if have taskset; then
+    taskset -c "$first_cpu" sleep 30 &
+    pinned_pid=$!
+    rc=0
+    ./check --pid "$pinned_pid" >"$tmp/check-pinned.txt" 2>&1 || rc=$?
+    kill "$pinned_pid" 2>/dev/null || true
+    wait "$pinned_pid" 2>/dev/null || true
+    [ "$rc" -eq 0 ] || fail "check --pid (pinned) exited $rc"
+    grep -qE "^INFO +broker cores +$first_cpu \(1 of [0-9]+ online; threads of pid $pinned_pid pinned to one CPU\)" "$tmp/check-pinned.txt" ||
+        { grep 'broker cores' "$tmp/check-pinned.txt" >&2; fail "check --pid does not take broker cores from pinned threads"; }
+    ok "check takes the broker's cores from the pinned threads of --pid"
+else
+    echo "skip: broker cores from pinned threads (no taskset)"
+fi
+
 # Fatal findings: stand-ins on PATH make uname report an old kernel, the io_uring probe (perl)
 # fail with EPERM as under Docker's seccomp profile, and dd refuse O_DIRECT as some filesystems do.
 mkdir "$tmp/fakebin"
