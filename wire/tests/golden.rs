@@ -16,6 +16,7 @@ use spate_wire::frame::FrameDecoder;
 use spate_wire::header::{
     peek_header_prefix, request_header_version, RequestHeader, RequestHeaderVersion,
 };
+use spate_wire::request::{decode_request, RequestBody, RequestLimits};
 use spate_wire::types::{LeaderEpoch, Offset};
 use spate_wire::versions::supported;
 use spate_wire::WireError;
@@ -327,6 +328,237 @@ fn frame_decoder_refuses_a_real_frame_over_its_limit() {
         .expect("at the limit")
         .expect("whole frame");
     assert_eq!(&body[..], largest.body());
+}
+
+/// Manifest lists of `[topic, partition, number]` triples, as tuples.
+fn triples(fixture: &Fixture, field: &str) -> Vec<(String, i64, i64)> {
+    fixture.manifest[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: no {field}", fixture.name))
+        .iter()
+        .map(|t| {
+            (
+                t[0].as_str().expect("topic").to_string(),
+                t[1].as_i64().expect("partition"),
+                t[2].as_i64().expect("number"),
+            )
+        })
+        .collect()
+}
+
+fn names(fixture: &Fixture, field: &str) -> Option<Vec<String>> {
+    fixture.manifest[field].as_array().map(|list| {
+        list.iter()
+            .map(|v| v.as_str().expect("name").to_string())
+            .collect()
+    })
+}
+
+fn text(s: &str) -> String {
+    s.to_string()
+}
+
+/// Checks a decoded body against the manifest; returns the API's name for the tally.
+fn check_body(fixture: &Fixture, frame: &Bytes, body: &RequestBody) -> &'static str {
+    let name = &fixture.name;
+    match body {
+        RequestBody::Produce(r) => {
+            assert_eq!(i64::from(r.acks), fixture.int("acks"), "{name}");
+            assert_eq!(i64::from(r.timeout_ms), fixture.int("timeout_ms"), "{name}");
+            assert_eq!(
+                r.transactional_id.as_ref().map(|t| text(t)),
+                fixture.str("transactional_id").map(text),
+                "{name}"
+            );
+            let topics: Vec<String> = r.topic_data.iter().map(|t| text(&t.name)).collect();
+            assert_eq!(Some(topics), names(fixture, "topics"), "{name}");
+            let expected = fixture.manifest["records_at"]
+                .as_array()
+                .expect("records_at");
+            let mut at = expected.iter();
+            for topic in &r.topic_data {
+                for partition in &topic.partition_data {
+                    let want = at.next().expect("manifest lists every partition");
+                    assert_eq!(want[0].as_str(), Some(&*text(&topic.name)), "{name}");
+                    assert_eq!(want[1].as_i64(), Some(i64::from(partition.index)), "{name}");
+                    let records = partition.records.as_ref().expect("records present");
+                    let offset = want[2].as_u64().expect("offset") as usize - 4;
+                    let len = want[3].as_u64().expect("length") as usize;
+                    assert_eq!(&records[..], &frame[offset..offset + len], "{name}");
+                    // Decoding from Bytes keeps record data a slice of the frame: no copy.
+                    assert_eq!(records.as_ptr(), frame[offset..].as_ptr(), "{name}: copied");
+                }
+            }
+            assert!(at.next().is_none(), "{name}: manifest has more partitions");
+            "Produce"
+        }
+        RequestBody::Fetch(r) => {
+            assert_eq!(
+                i64::from(r.max_wait_ms),
+                fixture.int("max_wait_ms"),
+                "{name}"
+            );
+            assert_eq!(i64::from(r.min_bytes), fixture.int("min_bytes"), "{name}");
+            assert_eq!(i64::from(r.max_bytes), fixture.int("max_bytes"), "{name}");
+            assert_eq!(
+                i64::from(r.isolation_level),
+                fixture.int("isolation_level"),
+                "{name}"
+            );
+            let got: Vec<(String, i64, i64)> = r
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(move |p| (text(&t.topic), i64::from(p.partition), p.fetch_offset))
+                })
+                .collect();
+            assert!(!got.is_empty(), "{name}: a consumer fetches something");
+            assert_eq!(got, triples(fixture, "fetch_partitions"), "{name}");
+            "Fetch"
+        }
+        RequestBody::ListOffsets(r) => {
+            assert_eq!(
+                i64::from(r.replica_id.0),
+                fixture.int("replica_id"),
+                "{name}"
+            );
+            assert_eq!(
+                i64::from(r.isolation_level),
+                fixture.int("isolation_level"),
+                "{name}"
+            );
+            let got: Vec<(String, i64, i64)> = r
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(move |p| (text(&t.name), i64::from(p.partition_index), p.timestamp))
+                })
+                .collect();
+            assert_eq!(got, triples(fixture, "list_partitions"), "{name}");
+            "ListOffsets"
+        }
+        RequestBody::Metadata(r) => {
+            let got = r.topics.as_ref().map(|topics| {
+                topics
+                    .iter()
+                    .map(|t| text(t.name.as_ref().expect("clients ask by name")))
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(got, names(fixture, "topics"), "{name}");
+            if let Some(allow) = fixture.manifest["allow_auto_topic_creation"].as_bool() {
+                assert_eq!(r.allow_auto_topic_creation, allow, "{name}");
+            }
+            "Metadata"
+        }
+        RequestBody::CreateTopics(r) => {
+            let got: Vec<(String, i64, i64)> = r
+                .topics
+                .iter()
+                .map(|t| {
+                    let partitions = i64::from(t.num_partitions);
+                    (text(&t.name), partitions, i64::from(t.replication_factor))
+                })
+                .collect();
+            assert_eq!(got, triples(fixture, "create_topics"), "{name}");
+            assert_eq!(i64::from(r.timeout_ms), fixture.int("timeout_ms"), "{name}");
+            assert_eq!(
+                Some(r.validate_only),
+                fixture.manifest["validate_only"].as_bool(),
+                "{name}"
+            );
+            "CreateTopics"
+        }
+        RequestBody::DeleteTopics(r) => {
+            let got: Vec<String> = if fixture.int("api_version") >= 6 {
+                let named = r.topics.iter().map(|t| t.name.as_ref().expect("by name"));
+                named.map(|n| text(n)).collect()
+            } else {
+                r.topic_names.iter().map(|n| text(n)).collect()
+            };
+            assert_eq!(Some(got), names(fixture, "topics"), "{name}");
+            assert_eq!(i64::from(r.timeout_ms), fixture.int("timeout_ms"), "{name}");
+            "DeleteTopics"
+        }
+        RequestBody::DescribeConfigs(r) => {
+            let want = fixture.manifest["resources"].as_array().expect("resources");
+            assert_eq!(r.resources.len(), want.len(), "{name}");
+            for (got, want) in r.resources.iter().zip(want) {
+                assert_eq!(
+                    Some(i64::from(got.resource_type)),
+                    want[0].as_i64(),
+                    "{name}"
+                );
+                assert_eq!(Some(&*text(&got.resource_name)), want[1].as_str(), "{name}");
+                let keys = got
+                    .configuration_keys
+                    .as_ref()
+                    .map(|keys| keys.iter().map(|k| Value::from(text(k))).collect());
+                assert_eq!(keys.unwrap_or(Value::Null), want[2], "{name}");
+            }
+            "DescribeConfigs"
+        }
+        RequestBody::InitProducerId(r) => {
+            assert_eq!(
+                r.transactional_id.as_ref().map(|t| text(t)),
+                fixture.str("transactional_id").map(text),
+                "{name}"
+            );
+            assert_eq!(
+                i64::from(r.transaction_timeout_ms),
+                fixture.int("transaction_timeout_ms"),
+                "{name}"
+            );
+            "InitProducerId"
+        }
+        RequestBody::FindCoordinator(r) => {
+            let keys: Vec<String> = if fixture.int("api_version") >= 4 {
+                r.coordinator_keys.iter().map(|k| text(k)).collect()
+            } else {
+                vec![text(&r.key)]
+            };
+            assert_eq!(Some(keys), names(fixture, "coordinator_keys"), "{name}");
+            assert_eq!(i64::from(r.key_type), fixture.int("key_type"), "{name}");
+            "FindCoordinator"
+        }
+        RequestBody::ApiVersions(r) => {
+            if fixture.int("api_version") >= 3 {
+                let software = fixture.str("client_software_name");
+                assert_eq!(Some(&*text(&r.client_software_name)), software, "{name}");
+                let version = fixture.str("client_software_version");
+                assert_eq!(Some(&*text(&r.client_software_version)), version, "{name}");
+                assert!(!r.client_software_name.is_empty(), "{name}");
+            }
+            "ApiVersions"
+        }
+        other => panic!("{name}: no capture scenario sends {:?}", other.api_key()),
+    }
+}
+
+#[test]
+fn request_bodies_decode_to_the_fields_the_client_sent() {
+    let fixtures = load_fixtures();
+    let mut per_api: BTreeMap<&str, usize> = BTreeMap::new();
+    for fixture in &fixtures {
+        let frame = Bytes::copy_from_slice(fixture.body());
+        let request = decode_request(frame.clone(), &RequestLimits::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", fixture.name));
+        assert_eq!(
+            i64::from(request.header.api_key as i16),
+            fixture.int("api_key"),
+            "{}",
+            fixture.name
+        );
+        assert_eq!(request.body.api_key(), request.header.api_key);
+        *per_api
+            .entry(check_body(fixture, &frame, &request.body))
+            .or_default() += 1;
+    }
+    assert_eq!(per_api.values().sum::<usize>(), fixtures.len());
+    assert_eq!(per_api.len(), 10, "{per_api:?}");
 }
 
 #[test]
