@@ -85,6 +85,7 @@ pub(crate) fn put_uvarint(out: &mut impl BufMut, mut value: u32) {
     out.put_u8(value as u8);
 }
 
+#[cfg(test)]
 pub(crate) fn uvarint_len(mut value: u32) -> usize {
     let mut len = 1;
     while value >= 0x80 {

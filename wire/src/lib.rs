@@ -9,13 +9,14 @@
 pub mod batch;
 pub mod types;
 
-#[allow(dead_code)] // some readers are used only by modules still to come
 pub(crate) mod codec;
+pub mod compression;
 pub mod error;
 pub mod fetch;
 pub mod frame;
 pub(crate) mod guard;
 pub mod header;
+pub mod records;
 pub mod request;
 pub mod response;
 pub mod versions;
