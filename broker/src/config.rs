@@ -1,0 +1,371 @@
+//! Broker configuration: command-line flags, an optional TOML file and `SPATE_*` environment
+//! variables, merged in that order of precedence (a flag beats the file, the file beats the
+//! environment), then defaults.
+//!
+//! Every setting has one name used in all three places: `--segment-bytes` on the command line,
+//! `segment-bytes = ...` in the file, `SPATE_SEGMENT_BYTES` in the environment. Unknown keys in
+//! the file or unknown `SPATE_*` variables are errors, so a typo never silently falls back to a
+//! default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// When partition data is made durable with fdatasync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlushMode {
+    /// fdatasync after every append before it is acknowledged (acks=all waits for it).
+    EveryAppend,
+    /// Group commit: one fdatasync every `flush-interval-ms` or `flush-bytes-max`, shared by all
+    /// appends in between.
+    Group,
+    /// Never fdatasync on the append path; rely on replication (and on the OS eventually).
+    Never,
+}
+
+macro_rules! settings {
+    ($( $(#[$doc:meta])* $field:ident : $ty:ty ),* $(,)?) => {
+        /// Settings as given by one source; `None` means "not given here".
+        #[derive(Args, Deserialize, Debug, Default, Clone)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        pub struct Settings {
+            $( $(#[$doc])* #[arg(long)] pub $field: Option<$ty>, )*
+        }
+
+        impl Settings {
+            /// Keeps every value given here, filling the rest from `lower`.
+            pub fn or(self, lower: Settings) -> Settings {
+                Settings { $( $field: self.$field.or(lower.$field), )* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Address to listen on for Kafka clients [default: 127.0.0.1:9092].
+    listen: SocketAddr,
+    /// host:port that clients are told to connect to (Metadata) [default: the listen address].
+    advertised_listener: String,
+    /// Directory holding topics and partition logs [default: ./spate-data].
+    data_dir: PathBuf,
+    /// Number of cores (executors) to run, each pinned to one CPU [default: all CPUs].
+    cores: usize,
+    /// This broker's node id [default: 0].
+    node_id: i32,
+    /// Log format [default: human].
+    log_format: LogFormat,
+    /// Log filter, in `tracing` env-filter syntax; RUST_LOG also works [default: info].
+    log_level: String,
+    /// Bytes of io_uring registered buffer memory per executor; it counts three times against
+    /// RLIMIT_MEMLOCK [default: fit the limit, at most 8 MiB].
+    io_memory_bytes: usize,
+    /// Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes) [default: 104857600].
+    frame_bytes_max: usize,
+    /// Most client connections per core [default: 10000].
+    connections_per_core_max: usize,
+    /// Create topics on first Metadata or Produce for them [default: true].
+    auto_create_topics: bool,
+    /// Partitions of an auto-created topic [default: 1].
+    num_partitions: i32,
+    /// Default retention by age, ms; -1 keeps forever [default: 604800000].
+    retention_ms: i64,
+    /// Default retention by size per partition, bytes; -1 means no limit [default: -1].
+    retention_bytes: i64,
+    /// Default segment size before rolling, bytes [default: 1073741824].
+    segment_bytes: u64,
+    /// Default segment age before rolling, ms [default: 604800000].
+    segment_ms: i64,
+    /// Default largest record batch accepted, bytes [default: 1048588].
+    max_message_bytes: usize,
+    /// Default flush policy [default: group].
+    flush_mode: FlushMode,
+    /// Group commit interval, ms [default: 5].
+    flush_interval_ms: u64,
+    /// Group commit after this many unflushed bytes [default: 4194304].
+    flush_bytes_max: u64,
+}
+
+/// Spate: a Kafka-compatible event-streaming broker on io_uring, thread-per-core.
+///
+/// Every option can also be set in the TOML file given by --config (same name, e.g.
+/// `segment-bytes = 1048576`) or in the environment (`SPATE_SEGMENT_BYTES=1048576`).
+/// Precedence: command line, then the file, then the environment, then the default.
+#[derive(Parser, Debug)]
+#[command(name = "spate", version, about, long_about)]
+pub struct Cli {
+    /// TOML file with settings (keys are the option names without the leading dashes).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// The broker's configuration with every default applied and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub data_dir: PathBuf,
+    pub cores: usize,
+    pub node_id: i32,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// `None`: derive from RLIMIT_MEMLOCK at startup.
+    pub io_memory_bytes: Option<usize>,
+    pub frame_bytes_max: usize,
+    pub connections_per_core_max: usize,
+    pub auto_create_topics: bool,
+    pub topic_defaults: TopicDefaults,
+}
+
+/// Broker-wide defaults for per-topic settings.
+#[derive(Debug, Clone)]
+pub struct TopicDefaults {
+    pub num_partitions: i32,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub max_message_bytes: usize,
+    pub flush_mode: FlushMode,
+    pub flush_interval_ms: u64,
+    pub flush_bytes_max: u64,
+}
+
+/// Upper bound on `--cores`: far above any machine Spate runs on, low enough that a typo
+/// (`--cores 1000000`) is refused instead of spawning a million threads.
+pub const CORES_MAX: usize = 1024;
+/// Upper bound on `--frame-bytes-max`: Kafka frames carry an i32 length.
+pub const FRAME_BYTES_MAX_LIMIT: usize = i32::MAX as usize;
+
+impl Config {
+    /// Reads the command line, the config file it names and the environment.
+    ///
+    /// # Errors
+    /// If the file cannot be read or parsed, an environment variable is unknown or malformed,
+    /// or a value is out of range.
+    pub fn load() -> anyhow::Result<Config> {
+        let cli = Cli::parse();
+        let file = match &cli.config {
+            Some(path) => settings_from_file(path)?,
+            None => Settings::default(),
+        };
+        let env = settings_from_env(std::env::vars())?;
+        Config::resolve(cli.settings.or(file).or(env))
+    }
+
+    /// Applies defaults to merged settings and checks them.
+    ///
+    /// # Errors
+    /// If a value is out of range.
+    pub fn resolve(s: Settings) -> anyhow::Result<Config> {
+        let listen = s
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092)));
+        let (advertised_host, advertised_port) = match &s.advertised_listener {
+            Some(text) => parse_host_port(text)?,
+            None => (listen.ip().to_string(), listen.port()),
+        };
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = s.cores.unwrap_or(available);
+        if cores == 0 || cores > CORES_MAX {
+            bail!("cores must be between 1 and {CORES_MAX}, got {cores}");
+        }
+        let frame_bytes_max = s.frame_bytes_max.unwrap_or(100 * 1024 * 1024);
+        if !(1024..=FRAME_BYTES_MAX_LIMIT).contains(&frame_bytes_max) {
+            bail!("frame-bytes-max must be between 1024 and {FRAME_BYTES_MAX_LIMIT}, got {frame_bytes_max}");
+        }
+        let num_partitions = s.num_partitions.unwrap_or(1);
+        if num_partitions < 1 {
+            bail!("num-partitions must be at least 1, got {num_partitions}");
+        }
+        let segment_bytes = s.segment_bytes.unwrap_or(1 << 30);
+        if segment_bytes < 4096 {
+            bail!("segment-bytes must be at least 4096, got {segment_bytes}");
+        }
+        let connections_per_core_max = s.connections_per_core_max.unwrap_or(10_000);
+        if connections_per_core_max == 0 {
+            bail!("connections-per-core-max must be at least 1");
+        }
+        Ok(Config {
+            listen,
+            advertised_host,
+            advertised_port,
+            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("./spate-data")),
+            cores,
+            node_id: s.node_id.unwrap_or(0),
+            log_format: s.log_format.unwrap_or(LogFormat::Human),
+            log_level: s.log_level.unwrap_or_else(|| "info".to_owned()),
+            io_memory_bytes: s.io_memory_bytes,
+            frame_bytes_max,
+            connections_per_core_max,
+            auto_create_topics: s.auto_create_topics.unwrap_or(true),
+            topic_defaults: TopicDefaults {
+                num_partitions,
+                retention_ms: s.retention_ms.unwrap_or(7 * 24 * 3_600_000),
+                retention_bytes: s.retention_bytes.unwrap_or(-1),
+                segment_bytes,
+                segment_ms: s.segment_ms.unwrap_or(7 * 24 * 3_600_000),
+                max_message_bytes: s.max_message_bytes.unwrap_or(1_048_588),
+                flush_mode: s.flush_mode.unwrap_or(FlushMode::Group),
+                flush_interval_ms: s.flush_interval_ms.unwrap_or(5),
+                flush_bytes_max: s.flush_bytes_max.unwrap_or(4 << 20),
+            },
+        })
+    }
+}
+
+fn parse_host_port(text: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .with_context(|| format!("advertised-listener must be host:port, got {text:?}"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("bad port in advertised-listener {text:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        bail!("advertised-listener has an empty host: {text:?}");
+    }
+    Ok((host.to_owned(), port))
+}
+
+fn settings_from_file(path: &std::path::Path) -> anyhow::Result<Settings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// Builds settings from `SPATE_*` variables: `SPATE_SEGMENT_BYTES=5` becomes the TOML key
+/// `segment-bytes = 5`, so values parse exactly as in the file.
+fn settings_from_env(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<Settings> {
+    let mut table = toml::Table::new();
+    for (name, value) in vars {
+        let Some(key) = name.strip_prefix("SPATE_") else {
+            continue;
+        };
+        let key = key.to_ascii_lowercase().replace('_', "-");
+        // Numbers and booleans parse as TOML scalars; anything else is taken as a string.
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|v| !v.is_table() && !v.is_array())
+            .unwrap_or(toml::Value::String(value));
+        table.insert(key, parsed);
+    }
+    Settings::deserialize(toml::Value::Table(table))
+        .context("reading SPATE_* environment variables")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn defaults_work_out_of_the_box() {
+        let config = Config::resolve(Settings::default()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(config.advertised_host, "127.0.0.1");
+        assert_eq!(config.advertised_port, 9092);
+        assert_eq!(config.data_dir, PathBuf::from("./spate-data"));
+        assert_eq!(config.frame_bytes_max, 100 * 1024 * 1024);
+        assert_eq!(config.topic_defaults.num_partitions, 1);
+        assert_eq!(config.topic_defaults.flush_mode, FlushMode::Group);
+        assert!(config.auto_create_topics);
+    }
+
+    #[test]
+    fn flag_beats_file_beats_environment() {
+        let flags = Settings {
+            segment_bytes: Some(10_000),
+            ..Settings::default()
+        };
+        let file: Settings = toml::from_str("segment-bytes = 20000\nnum-partitions = 3\n").unwrap();
+        let environment = settings_from_env(env(&[
+            ("SPATE_SEGMENT_BYTES", "30000"),
+            ("SPATE_NUM_PARTITIONS", "4"),
+            ("SPATE_FLUSH_MODE", "every-append"),
+            ("PATH", "/bin"),
+        ]))
+        .unwrap();
+        let config = Config::resolve(flags.or(file).or(environment)).unwrap();
+        assert_eq!(config.topic_defaults.segment_bytes, 10_000);
+        assert_eq!(config.topic_defaults.num_partitions, 3);
+        assert_eq!(config.topic_defaults.flush_mode, FlushMode::EveryAppend);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_not_silent_defaults() {
+        assert!(toml::from_str::<Settings>("segment-byte = 1\n").is_err());
+        assert!(settings_from_env(env(&[("SPATE_SEGMENT_BYTE", "1")])).is_err());
+    }
+
+    #[test]
+    fn environment_values_parse_like_file_values() {
+        let s = settings_from_env(env(&[
+            ("SPATE_LISTEN", "0.0.0.0:19092"),
+            ("SPATE_AUTO_CREATE_TOPICS", "false"),
+            ("SPATE_DATA_DIR", "/var/lib/spate"),
+        ]))
+        .unwrap();
+        assert_eq!(s.listen, Some("0.0.0.0:19092".parse().unwrap()));
+        assert_eq!(s.auto_create_topics, Some(false));
+        assert_eq!(s.data_dir, Some(PathBuf::from("/var/lib/spate")));
+    }
+
+    #[test]
+    fn advertised_listener_is_separate_from_bind_address() {
+        let s = Settings {
+            listen: Some("0.0.0.0:9092".parse().unwrap()),
+            advertised_listener: Some("broker-1.example:19092".to_owned()),
+            ..Settings::default()
+        };
+        let config = Config::resolve(s).unwrap();
+        assert_eq!(config.advertised_host, "broker-1.example");
+        assert_eq!(config.advertised_port, 19092);
+        assert!(parse_host_port("nohost").is_err());
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        for s in [
+            Settings {
+                cores: Some(0),
+                ..Settings::default()
+            },
+            Settings {
+                frame_bytes_max: Some(10),
+                ..Settings::default()
+            },
+            Settings {
+                num_partitions: Some(0),
+                ..Settings::default()
+            },
+        ] {
+            assert!(Config::resolve(s).is_err());
+        }
+    }
+}

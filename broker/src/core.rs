@@ -1,0 +1,793 @@
+//! One core's world: the topic table, the partitions this core owns, and the execution of ops
+//! on them, whether they come from a local connection or another core.
+//!
+//! Invariants: a partition's log is opened by exactly one core, `owner_core(topic, partition)`;
+//! nothing here is shared with another thread; topic metadata changes only through the
+//! controller core ([`CONTROLLER_CORE`]), which writes the topic file durably before telling
+//! every core, so all cores apply topic changes in the controller's order.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures::future::join_all;
+use spate_storage::io::glommio::GlommioDisk;
+use spate_storage::sync::Notify;
+use spate_storage::{Log, ReadChunk, ReadUpTo, StorageError};
+use spate_wire::batch::{batches, verify_crc};
+use spate_wire::types::{LeaderEpoch, Offset};
+use spate_wire::versions::VersionTable;
+use spate_wire::ErrorCode;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::mesh::Mesh;
+use crate::ops::*;
+use crate::topics::{self, TopicMeta};
+
+/// The core that owns topic metadata: creates and deletes topics, in one order for everyone.
+pub const CONTROLLER_CORE: usize = 0;
+/// The single broker's leader epoch for every partition (replication will make this real).
+pub const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(0);
+/// How often a core looks for group-commit flushes that are due.
+const FLUSH_TICK: Duration = Duration::from_millis(1);
+/// How often a core applies retention to its partitions.
+const RETENTION_TICK: Duration = Duration::from_secs(30);
+
+/// Which core owns a partition: stable across restarts for a given core count (FNV-1a of the
+/// topic name, plus the partition index so a topic's partitions spread over consecutive cores).
+pub fn owner_core(topic: &str, partition: i32, cores: usize) -> usize {
+    assert!(cores > 0);
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in topic.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash.wrapping_add(partition as u64) % cores as u64) as usize
+}
+
+/// A partition this core owns.
+pub struct Partition {
+    pub log: Log<GlommioDisk>,
+    /// Woken on every append, for long-polling fetches.
+    pub appended: Notify,
+    /// Largest batch accepted (the topic's max.message.bytes).
+    pub batch_bytes_max: usize,
+    /// When the maintenance task last flushed this partition (group commit timing).
+    pub flushed_at: Cell<Instant>,
+}
+
+impl Partition {
+    /// Whether group commit owes this partition a flush: data is waiting and the interval
+    /// passed since the last one.
+    fn flush_due(&self, now: Instant) -> bool {
+        match self.log.flush_interval_ms() {
+            Some(interval_ms) => {
+                self.log.unflushed_bytes() > 0
+                    && now.duration_since(self.flushed_at.get())
+                        >= Duration::from_millis(interval_ms)
+            }
+            None => false,
+        }
+    }
+}
+
+/// An op that names a partition and can be routed to its owner.
+pub trait Routable: Sized + Send + 'static {
+    type Result;
+    fn key(&self) -> (&str, i32);
+    fn into_request(ops: Vec<Self>) -> CoreRequest;
+    fn from_reply(reply: CoreReply) -> Vec<Self::Result>;
+    /// The result when the owner cannot be reached.
+    fn unreachable(&self) -> Self::Result;
+}
+
+/// A core's state; see the module doc for its invariants.
+pub struct Core {
+    pub id: usize,
+    pub cores: usize,
+    pub config: Arc<Config>,
+    pub versions: VersionTable,
+    pub topics: RefCell<BTreeMap<String, Rc<TopicMeta>>>,
+    partitions: RefCell<HashMap<String, HashMap<i32, Rc<Partition>>>>,
+    pub mesh: Mesh,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("id", &self.id).finish()
+    }
+}
+
+fn storage_error_code(error: &StorageError) -> ErrorCode {
+    match error {
+        StorageError::InvalidBatch(_) | StorageError::CorruptBatch { .. } => {
+            ErrorCode::CorruptMessage
+        }
+        StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
+        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        _ => ErrorCode::KafkaStorageError,
+    }
+}
+
+impl Core {
+    /// A core with no topics yet; [`Core::load`] opens what is on disk.
+    pub fn new(
+        id: usize,
+        cores: usize,
+        config: Arc<Config>,
+        versions: VersionTable,
+        mesh: Mesh,
+    ) -> Core {
+        Core {
+            id,
+            cores,
+            config,
+            versions,
+            topics: RefCell::new(BTreeMap::new()),
+            partitions: RefCell::new(HashMap::new()),
+            mesh,
+        }
+    }
+
+    /// Reads every topic file and opens (recovers) the partitions this core owns.
+    ///
+    /// # Errors
+    /// If the topic files cannot be read, or a partition cannot be opened.
+    pub async fn load(&self) -> anyhow::Result<()> {
+        let all = topics::load_all(&self.config.data_dir)?;
+        for meta in all.into_values() {
+            self.upsert_topic(meta).await?;
+        }
+        Ok(())
+    }
+
+    /// The core owning a partition.
+    pub fn owner(&self, topic: &str, partition: i32) -> usize {
+        owner_core(topic, partition, self.cores)
+    }
+
+    /// A topic's metadata, if it exists.
+    pub fn topic(&self, name: &str) -> Option<Rc<TopicMeta>> {
+        self.topics.borrow().get(name).cloned()
+    }
+
+    fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(topic)?
+            .get(&partition)
+            .cloned()
+    }
+
+    /// Records a topic and opens the partitions of it this core owns and has not opened yet.
+    async fn upsert_topic(&self, meta: TopicMeta) -> anyhow::Result<()> {
+        let log_config = meta.config.log_config();
+        for index in 0..meta.partitions {
+            if self.owner(&meta.name, index) != self.id
+                || self.partition(&meta.name, index).is_some()
+            {
+                continue;
+            }
+            let dir = topics::partition_dir(&self.config.data_dir, &meta.name, index);
+            let log = Log::open(GlommioDisk, &dir, log_config.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("opening partition {}-{index}: {e}", meta.name))?;
+            info!(
+                core = self.id,
+                topic = %meta.name,
+                partition = index,
+                log_start = %log.log_start_offset(),
+                log_end = %log.log_end_offset(),
+                "partition opened"
+            );
+            let partition = Rc::new(Partition {
+                log,
+                appended: Notify::default(),
+                batch_bytes_max: meta.config.max_message_bytes,
+                flushed_at: Cell::new(Instant::now()),
+            });
+            self.partitions
+                .borrow_mut()
+                .entry(meta.name.clone())
+                .or_default()
+                .insert(index, partition);
+        }
+        self.topics
+            .borrow_mut()
+            .insert(meta.name.clone(), Rc::new(meta));
+        Ok(())
+    }
+
+    async fn remove_topic(&self, name: &str) {
+        self.topics.borrow_mut().remove(name);
+        let owned = self
+            .partitions
+            .borrow_mut()
+            .remove(name)
+            .unwrap_or_default();
+        for (index, partition) in owned {
+            // Wake long-polls so they see the partition is gone.
+            partition.appended.notify_all();
+            let dir = topics::partition_dir(&self.config.data_dir, name, index);
+            if let Ok(partition) = Rc::try_unwrap(partition) {
+                if let Err(e) = partition.log.close().await {
+                    warn!(core = self.id, topic = name, partition = index, error = %e, "closing deleted partition");
+                }
+            }
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                warn!(core = self.id, dir = %dir.display(), error = %e, "removing deleted partition");
+            }
+        }
+    }
+
+    /// Runs a request on this core (from a local handler or another core).
+    pub async fn run(&self, request: CoreRequest) -> CoreReply {
+        match request {
+            CoreRequest::Produce(ops) => {
+                let mut results = Vec::with_capacity(ops.len());
+                for op in ops {
+                    results.push(self.produce(op).await);
+                }
+                CoreReply::Produce(results)
+            }
+            CoreRequest::Fetch(ops) => {
+                let mut results = Vec::with_capacity(ops.len());
+                for op in ops {
+                    results.push(self.fetch(op).await);
+                }
+                CoreReply::Fetch(results)
+            }
+            CoreRequest::ListOffsets(ops) => {
+                let mut results = Vec::with_capacity(ops.len());
+                for op in ops {
+                    results.push(self.list_offsets(op).await);
+                }
+                CoreReply::ListOffsets(results)
+            }
+            CoreRequest::EpochEnd(ops) => {
+                CoreReply::EpochEnd(ops.into_iter().map(|op| self.epoch_end(op)).collect())
+            }
+            CoreRequest::WaitForData {
+                partitions,
+                wait_ms,
+            } => {
+                self.wait_for_data(&partitions, wait_ms).await;
+                CoreReply::Done
+            }
+            CoreRequest::CreateTopics(metas) => CoreReply::Topics(self.create_topics(metas).await),
+            CoreRequest::DeleteTopics(names) => CoreReply::Topics(self.delete_topics(names).await),
+            CoreRequest::CreatePartitions(changes) => {
+                CoreReply::Topics(self.create_partitions(changes).await)
+            }
+            CoreRequest::TopicUpserted(meta) => {
+                let name = meta.name.clone();
+                if let Err(e) = self.upsert_topic(meta).await {
+                    error!(core = self.id, topic = %name, error = %e, "cannot open topic partitions");
+                }
+                CoreReply::Done
+            }
+            CoreRequest::TopicRemoved(name) => {
+                self.remove_topic(&name).await;
+                CoreReply::Done
+            }
+        }
+    }
+
+    /// Runs `request` on core `to`, directly if that is this core.
+    pub async fn call(&self, to: usize, request: CoreRequest) -> Option<CoreReply> {
+        if to == self.id {
+            return Some(Box::pin(self.run(request)).await);
+        }
+        match self.mesh.call(self.id, to, request).await {
+            Ok(reply) => Some(reply),
+            Err(e) => {
+                warn!(core = self.id, error = %e, "cross-core call failed");
+                None
+            }
+        }
+    }
+
+    /// Runs each op on the core owning its partition, all cores in parallel, and returns the
+    /// results in the order of `ops`.
+    pub async fn scatter<O: Routable>(&self, ops: Vec<O>) -> Vec<O::Result> {
+        let count = ops.len();
+        let mut by_core: Vec<(Vec<usize>, Vec<O>)> =
+            (0..self.cores).map(|_| (Vec::new(), Vec::new())).collect();
+        for (i, op) in ops.into_iter().enumerate() {
+            let (topic, partition) = op.key();
+            let owner = self.owner(topic, partition);
+            by_core[owner].0.push(i);
+            by_core[owner].1.push(op);
+        }
+        let mut slots: Vec<Option<O::Result>> = (0..count).map(|_| None).collect();
+        let mut calls = Vec::new();
+        let mut fallbacks = Vec::new();
+        for (core, (indexes, ops)) in by_core.into_iter().enumerate() {
+            if ops.is_empty() {
+                continue;
+            }
+            fallbacks.push(ops.iter().map(O::unreachable).collect::<Vec<_>>());
+            calls.push(async move { (indexes, self.call(core, O::into_request(ops)).await) });
+        }
+        for ((indexes, reply), fallback) in join_all(calls).await.into_iter().zip(fallbacks) {
+            let results = match reply {
+                Some(reply) => O::from_reply(reply),
+                None => fallback,
+            };
+            assert_eq!(results.len(), indexes.len(), "one result per op");
+            for (i, result) in indexes.into_iter().zip(results) {
+                slots[i] = Some(result);
+            }
+        }
+        slots
+            .into_iter()
+            .map(|r| r.expect("every op has a result"))
+            .collect()
+    }
+
+    /// Sends `make()` to every core (this one included) and waits for all.
+    pub async fn broadcast(&self, make: impl Fn() -> CoreRequest) {
+        let calls = (0..self.cores).map(|core| self.call(core, make()));
+        join_all(calls).await;
+    }
+
+    async fn produce(&self, op: ProduceOp) -> ProduceResult {
+        let refused = |error: ErrorCode, message: String| ProduceResult {
+            error,
+            base_offset: Offset(-1),
+            log_start_offset: Offset(-1),
+            message: Some(message),
+        };
+        let Some(partition) = self.partition(&op.topic, op.partition) else {
+            return refused(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("{}-{} is not here", op.topic, op.partition),
+            );
+        };
+        // Check every batch before appending any: a partition's records are all-or-nothing.
+        let mut count = 0usize;
+        for item in batches(&op.records) {
+            let (header, batch) = match item {
+                Ok(ok) => ok,
+                Err(e) => return refused(ErrorCode::CorruptMessage, e.to_string()),
+            };
+            if batch.len() > partition.batch_bytes_max {
+                return refused(
+                    ErrorCode::MessageTooLarge,
+                    format!(
+                        "batch of {} bytes exceeds max.message.bytes {}",
+                        batch.len(),
+                        partition.batch_bytes_max
+                    ),
+                );
+            }
+            if let Err(e) = verify_crc(batch) {
+                return refused(ErrorCode::CorruptMessage, e.to_string());
+            }
+            if header.record_count != header.last_offset_delta + 1 {
+                return refused(
+                    ErrorCode::InvalidRecord,
+                    format!(
+                        "record count {} does not match last offset delta {}",
+                        header.record_count, header.last_offset_delta
+                    ),
+                );
+            }
+            if header.is_transactional() || header.is_control() {
+                return refused(
+                    ErrorCode::InvalidRecord,
+                    "transactions are not supported yet".to_owned(),
+                );
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return refused(ErrorCode::CorruptMessage, "no record batch".to_owned());
+        }
+        let mut first = None;
+        let mut last = Offset(-1);
+        for item in batches(&op.records) {
+            let (_, batch) = item.expect("validated above");
+            match partition
+                .log
+                .append(BytesMut::from(batch), LEADER_EPOCH)
+                .await
+            {
+                Ok(info) => {
+                    first.get_or_insert(info.base_offset);
+                    last = info.last_offset;
+                }
+                Err(e) => {
+                    warn!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "append failed");
+                    // Batches appended before the failure stay; the client retries the rest.
+                    return refused(storage_error_code(&e), e.to_string());
+                }
+            }
+        }
+        partition.appended.notify_all();
+        if op.durability == Durability::Flushed {
+            if let Err(e) = partition.log.wait_durable(last.next()).await {
+                warn!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "flush failed");
+                return refused(storage_error_code(&e), e.to_string());
+            }
+        }
+        ProduceResult {
+            error: ErrorCode::None,
+            base_offset: first.expect("at least one batch"),
+            log_start_offset: partition.log.log_start_offset(),
+            message: None,
+        }
+    }
+
+    async fn fetch(&self, op: FetchOp) -> FetchResult {
+        let Some(partition) = self.partition(&op.topic, op.partition) else {
+            return FetchResult::failed(ErrorCode::UnknownTopicOrPartition);
+        };
+        let log = &partition.log;
+        let mut result = FetchResult {
+            error: ErrorCode::None,
+            high_watermark: log.high_watermark(),
+            log_start_offset: log.log_start_offset(),
+            records: Vec::new(),
+            bytes: 0,
+        };
+        if op.offset == result.high_watermark {
+            return result;
+        }
+        let read = match log
+            .read(op.offset, op.bytes_max, ReadUpTo::HighWatermark)
+            .await
+        {
+            Ok(read) => read,
+            Err(e) => {
+                result.error = storage_error_code(&e);
+                if result.error != ErrorCode::OffsetOutOfRange {
+                    warn!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "read failed");
+                }
+                return result;
+            }
+        };
+        for chunk in read.chunks {
+            let bytes = match chunk {
+                ReadChunk::Memory(bytes) => bytes,
+                ReadChunk::File(range) => match range.load().await {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        error!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "reading segment");
+                        if result.records.is_empty() {
+                            result.error = storage_error_code(&e);
+                        }
+                        break;
+                    }
+                },
+            };
+            result.bytes += bytes.len() as u64;
+            result.records.push(bytes);
+        }
+        result
+    }
+
+    async fn list_offsets(&self, op: ListOffsetsOp) -> ListOffsetsResult {
+        let missing = ListOffsetsResult {
+            error: ErrorCode::UnknownTopicOrPartition,
+            offset: Offset(-1),
+            timestamp_ms: -1,
+        };
+        let Some(partition) = self.partition(&op.topic, op.partition) else {
+            return missing;
+        };
+        let log = &partition.log;
+        let found = |offset, timestamp_ms| ListOffsetsResult {
+            error: ErrorCode::None,
+            offset,
+            timestamp_ms,
+        };
+        match op.timestamp_ms {
+            -1 => found(log.high_watermark(), -1),
+            -2 => found(log.log_start_offset(), -1),
+            t if t < 0 => ListOffsetsResult {
+                error: ErrorCode::UnsupportedVersion,
+                ..missing
+            },
+            t => match log.offset_for_timestamp(t).await {
+                Ok(Some((offset, timestamp_ms))) => found(offset, timestamp_ms),
+                Ok(None) => found(Offset(-1), -1),
+                Err(e) => ListOffsetsResult {
+                    error: storage_error_code(&e),
+                    ..missing
+                },
+            },
+        }
+    }
+
+    fn epoch_end(&self, op: EpochEndOp) -> EpochEndResult {
+        let Some(partition) = self.partition(&op.topic, op.partition) else {
+            return EpochEndResult {
+                error: ErrorCode::UnknownTopicOrPartition,
+                leader_epoch: -1,
+                end_offset: Offset(-1),
+            };
+        };
+        // One broker, one epoch: any epoch at or below ours ends at the log end.
+        if op.leader_epoch > LEADER_EPOCH.0 {
+            return EpochEndResult {
+                error: ErrorCode::None,
+                leader_epoch: -1,
+                end_offset: Offset(-1),
+            };
+        }
+        EpochEndResult {
+            error: ErrorCode::None,
+            leader_epoch: LEADER_EPOCH.0,
+            end_offset: partition.log.log_end_offset(),
+        }
+    }
+
+    /// Waits until one of `partitions` (owned here) has data beyond the given offset, or
+    /// `wait_ms` passes.
+    pub async fn wait_for_data(&self, partitions: &[(String, i32, Offset)], wait_ms: u64) {
+        let mut waits = Vec::new();
+        for (topic, index, offset) in partitions {
+            let Some(partition) = self.partition(topic, *index) else {
+                return;
+            };
+            if partition.log.high_watermark() > *offset {
+                return;
+            }
+            waits.push(partition);
+        }
+        if waits.is_empty() {
+            return;
+        }
+        let notified =
+            futures::future::select_all(waits.iter().map(|p| Box::pin(p.appended.notified())));
+        futures_lite::future::or(
+            async {
+                notified.await;
+            },
+            async {
+                glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
+            },
+        )
+        .await;
+    }
+
+    async fn create_topics(&self, metas: Vec<TopicMeta>) -> Vec<(ErrorCode, Option<String>)> {
+        assert_eq!(self.id, CONTROLLER_CORE);
+        let mut results = Vec::with_capacity(metas.len());
+        for meta in metas {
+            if self.topic(&meta.name).is_some() {
+                results.push((
+                    ErrorCode::TopicAlreadyExists,
+                    Some(format!("topic {} already exists", meta.name)),
+                ));
+                continue;
+            }
+            if self.topics.borrow().len() >= topics::TOPICS_MAX {
+                results.push((
+                    ErrorCode::PolicyViolation,
+                    Some(format!("at most {} topics", topics::TOPICS_MAX)),
+                ));
+                continue;
+            }
+            if let Err(e) = topics::save(&self.config.data_dir, &meta) {
+                error!(topic = %meta.name, error = %e, "writing topic file");
+                results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
+                continue;
+            }
+            info!(topic = %meta.name, partitions = meta.partitions, "topic created");
+            self.broadcast(|| CoreRequest::TopicUpserted(meta.clone()))
+                .await;
+            results.push((ErrorCode::None, None));
+        }
+        results
+    }
+
+    async fn delete_topics(&self, names: Vec<String>) -> Vec<(ErrorCode, Option<String>)> {
+        assert_eq!(self.id, CONTROLLER_CORE);
+        let mut results = Vec::with_capacity(names.len());
+        for name in names {
+            if self.topic(&name).is_none() {
+                results.push((ErrorCode::UnknownTopicOrPartition, None));
+                continue;
+            }
+            if let Err(e) = topics::remove(&self.config.data_dir, &name) {
+                results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
+                continue;
+            }
+            info!(topic = %name, "topic deleted");
+            self.broadcast(|| CoreRequest::TopicRemoved(name.clone()))
+                .await;
+            results.push((ErrorCode::None, None));
+        }
+        results
+    }
+
+    async fn create_partitions(
+        &self,
+        changes: Vec<(String, i32)>,
+    ) -> Vec<(ErrorCode, Option<String>)> {
+        assert_eq!(self.id, CONTROLLER_CORE);
+        let mut results = Vec::with_capacity(changes.len());
+        for (name, count) in changes {
+            let Some(current) = self.topic(&name) else {
+                results.push((ErrorCode::UnknownTopicOrPartition, None));
+                continue;
+            };
+            if count <= current.partitions || count > topics::PARTITIONS_PER_TOPIC_MAX {
+                results.push((
+                    ErrorCode::InvalidPartitions,
+                    Some(format!(
+                        "topic has {} partitions; asked for {count}",
+                        current.partitions
+                    )),
+                ));
+                continue;
+            }
+            let mut meta = (*current).clone();
+            meta.partitions = count;
+            if let Err(e) = topics::save(&self.config.data_dir, &meta) {
+                results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
+                continue;
+            }
+            self.broadcast(|| CoreRequest::TopicUpserted(meta.clone()))
+                .await;
+            results.push((ErrorCode::None, None));
+        }
+        results
+    }
+
+    /// Background work of this core: group-commit flushes and retention. Runs until shutdown.
+    pub async fn maintain(self: Rc<Self>, shutdown: Arc<crate::runtime::ShutdownFlag>) {
+        let mut since_retention = Duration::ZERO;
+        while !shutdown.is_triggered() {
+            glommio::timer::sleep(FLUSH_TICK).await;
+            since_retention += FLUSH_TICK;
+            let owned: Vec<Rc<Partition>> = self
+                .partitions
+                .borrow()
+                .values()
+                .flat_map(|m| m.values().cloned())
+                .collect();
+            let now = Instant::now();
+            for partition in &owned {
+                if partition.flush_due(now) {
+                    partition.flushed_at.set(now);
+                    if let Err(e) = partition.log.flush().await {
+                        error!(core = self.id, error = %e, "group commit flush failed");
+                    }
+                }
+            }
+            if since_retention >= RETENTION_TICK {
+                since_retention = Duration::ZERO;
+                let now_ms = now_ms();
+                for partition in &owned {
+                    match partition.log.apply_retention(now_ms).await {
+                        Ok(outcome) if outcome.segments_deleted > 0 => info!(
+                            core = self.id,
+                            segments = outcome.segments_deleted,
+                            bytes = outcome.bytes_deleted,
+                            log_start = %outcome.log_start_offset,
+                            "retention deleted segments"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => warn!(core = self.id, error = %e, "retention failed"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every partition (clean shutdown: the next start needs no scan).
+    pub async fn close_all(&self) {
+        let owned: Vec<(String, i32, Rc<Partition>)> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .flat_map(|(topic, m)| m.into_iter().map(move |(i, p)| (topic.clone(), i, p)))
+            .collect();
+        for (topic, index, partition) in owned {
+            match Rc::try_unwrap(partition) {
+                Ok(partition) => {
+                    if let Err(e) = partition.log.close().await {
+                        error!(core = self.id, topic = %topic, partition = index, error = %e, "closing partition");
+                    }
+                }
+                Err(partition) => {
+                    // Still referenced by a request that outlived the drain: flush at least.
+                    if let Err(e) = partition.log.flush().await {
+                        error!(core = self.id, topic = %topic, partition = index, error = %e, "flushing partition");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+macro_rules! routable {
+    ($op:ty, $result:ty, $variant:ident, $unreachable:expr) => {
+        impl Routable for $op {
+            type Result = $result;
+            fn key(&self) -> (&str, i32) {
+                (&self.topic, self.partition)
+            }
+            fn into_request(ops: Vec<Self>) -> CoreRequest {
+                CoreRequest::$variant(ops)
+            }
+            fn from_reply(reply: CoreReply) -> Vec<Self::Result> {
+                match reply {
+                    CoreReply::$variant(results) => results,
+                    other => panic!("expected a {} reply, got {other:?}", stringify!($variant)),
+                }
+            }
+            fn unreachable(&self) -> Self::Result {
+                $unreachable
+            }
+        }
+    };
+}
+
+routable!(
+    ProduceOp,
+    ProduceResult,
+    Produce,
+    ProduceResult {
+        error: ErrorCode::NotLeaderOrFollower,
+        base_offset: Offset(-1),
+        log_start_offset: Offset(-1),
+        message: Some("partition owner unreachable".to_owned()),
+    }
+);
+routable!(
+    FetchOp,
+    FetchResult,
+    Fetch,
+    FetchResult::failed(ErrorCode::NotLeaderOrFollower)
+);
+routable!(
+    ListOffsetsOp,
+    ListOffsetsResult,
+    ListOffsets,
+    ListOffsetsResult {
+        error: ErrorCode::NotLeaderOrFollower,
+        offset: Offset(-1),
+        timestamp_ms: -1,
+    }
+);
+routable!(
+    EpochEndOp,
+    EpochEndResult,
+    EpochEnd,
+    EpochEndResult {
+        error: ErrorCode::NotLeaderOrFollower,
+        leader_epoch: -1,
+        end_offset: Offset(-1),
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_is_stable_and_spreads_partitions() {
+        assert_eq!(owner_core("orders", 0, 1), 0);
+        let owners: Vec<usize> = (0..8).map(|p| owner_core("orders", p, 2)).collect();
+        assert_eq!(owners.iter().filter(|&&c| c == 0).count(), 4);
+        for p in 0..8 {
+            assert_eq!(owner_core("orders", p, 4), owner_core("orders", p, 4));
+            assert!(owner_core("orders", p, 3) < 3);
+        }
+    }
+}

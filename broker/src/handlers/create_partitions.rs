@@ -1,0 +1,75 @@
+//! CreatePartitions (key 37): grow a topic's partition count, through the controller.
+
+use spate_wire::header::RequestHeader;
+use spate_wire::kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
+use spate_wire::kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
+use spate_wire::ErrorCode;
+
+use super::{respond, str_bytes};
+use crate::connection::ResponseParts;
+use crate::core::{Core, CONTROLLER_CORE};
+use crate::ops::{CoreReply, CoreRequest};
+use crate::topics::PARTITIONS_PER_TOPIC_MAX;
+
+pub async fn handle(
+    core: &Core,
+    header: &RequestHeader,
+    request: CreatePartitionsRequest,
+) -> Option<ResponseParts> {
+    let mut results = Vec::with_capacity(request.topics.len());
+    let mut changes = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        let mut result = CreatePartitionsTopicResult::default();
+        result.name = topic.name.clone();
+        match core.topic(&name) {
+            None => result.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+            Some(meta)
+                if topic.count <= meta.partitions || topic.count > PARTITIONS_PER_TOPIC_MAX =>
+            {
+                result.error_code = ErrorCode::InvalidPartitions.code();
+                result.error_message = Some(str_bytes(&format!(
+                    "topic has {} partitions; the new count must be larger and at most {PARTITIONS_PER_TOPIC_MAX}",
+                    meta.partitions
+                )));
+            }
+            Some(_) if topic.assignments.is_some() => {
+                result.error_code = ErrorCode::InvalidRequest.code();
+                result.error_message =
+                    Some(str_bytes("manual replica assignment is not supported"));
+            }
+            Some(_) => {
+                if !request.validate_only {
+                    changes.push((results.len(), (name, topic.count)));
+                }
+            }
+        }
+        results.push(result);
+    }
+    if !changes.is_empty() {
+        let (indexes, changes): (Vec<usize>, Vec<(String, i32)>) = changes.into_iter().unzip();
+        let count = changes.len();
+        let outcomes = match core
+            .call(CONTROLLER_CORE, CoreRequest::CreatePartitions(changes))
+            .await
+        {
+            Some(CoreReply::Topics(outcomes)) => outcomes,
+            _ => vec![
+                (
+                    ErrorCode::KafkaStorageError,
+                    Some("controller unreachable".to_owned())
+                );
+                count
+            ],
+        };
+        for (i, (error, message)) in indexes.into_iter().zip(outcomes) {
+            results[i].error_code = error.code();
+            results[i].error_message = message.as_deref().map(str_bytes);
+        }
+    }
+    let mut response = CreatePartitionsResponse::default();
+    response.results = results;
+    respond(header, &response)
+}

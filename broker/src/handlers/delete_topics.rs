@@ -1,0 +1,97 @@
+//! DeleteTopics (key 20): by name (all versions) or by topic id (v6+), through the controller.
+
+use spate_wire::header::RequestHeader;
+use spate_wire::kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
+use spate_wire::kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
+use spate_wire::ErrorCode;
+use uuid::Uuid;
+
+use super::{respond, str_bytes, topic_name};
+use crate::connection::ResponseParts;
+use crate::core::{Core, CONTROLLER_CORE};
+use crate::ops::{CoreReply, CoreRequest};
+
+pub async fn handle(
+    core: &Core,
+    header: &RequestHeader,
+    request: DeleteTopicsRequest,
+) -> Option<ResponseParts> {
+    // v0-5 name topics in `topic_names`, v6+ in `topics` (by name or id).
+    let mut wanted: Vec<(Option<String>, Uuid)> = request
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.0.to_string()), Uuid::nil()))
+        .collect();
+    wanted.extend(
+        request
+            .topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)),
+    );
+
+    let version = header.api_version;
+    let mut results = Vec::with_capacity(wanted.len());
+    let mut names = Vec::new();
+    for (name, id) in wanted {
+        let meta = match &name {
+            Some(name) => core.topic(name),
+            None => core
+                .topics
+                .borrow()
+                .values()
+                .find(|m| Uuid::from_bytes(m.id) == id)
+                .cloned(),
+        };
+        let mut result = DeletableTopicResult::default();
+        result.name = name.as_deref().map(topic_name);
+        if version >= 6 {
+            result.topic_id = id;
+        }
+        match meta {
+            Some(meta) => {
+                result.name = Some(topic_name(&meta.name));
+                if version >= 6 {
+                    result.topic_id = Uuid::from_bytes(meta.id);
+                }
+                names.push((results.len(), meta.name.clone()));
+            }
+            None => {
+                result.error_code = if name.is_some() {
+                    ErrorCode::UnknownTopicOrPartition
+                } else {
+                    ErrorCode::UnknownTopicId
+                }
+                .code();
+            }
+        }
+        results.push(result);
+    }
+    if !names.is_empty() {
+        let (indexes, names): (Vec<usize>, Vec<String>) = names.into_iter().unzip();
+        let count = names.len();
+        let outcomes = match core
+            .call(CONTROLLER_CORE, CoreRequest::DeleteTopics(names))
+            .await
+        {
+            Some(CoreReply::Topics(outcomes)) => outcomes,
+            _ => vec![
+                (
+                    ErrorCode::KafkaStorageError,
+                    Some("controller unreachable".to_owned())
+                );
+                count
+            ],
+        };
+        for (i, (error, message)) in indexes.into_iter().zip(outcomes) {
+            results[i].error_code = error.code();
+            if version >= 5 {
+                results[i].error_message = message.as_deref().map(str_bytes);
+            }
+        }
+    }
+    let mut response = DeleteTopicsResponse::default();
+    response.responses = results;
+    respond(header, &response)
+}

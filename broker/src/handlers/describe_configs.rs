@@ -1,0 +1,134 @@
+//! DescribeConfigs (key 32): the configs of topics (type 2) and of this broker (type 4).
+
+use spate_wire::header::RequestHeader;
+use spate_wire::kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
+use spate_wire::kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+};
+use spate_wire::ErrorCode;
+
+use super::{respond, str_bytes};
+use crate::connection::ResponseParts;
+use crate::core::Core;
+use crate::topics::{TopicConfig, TOPIC_CONFIG_KEYS};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+// Config sources, as Kafka numbers them.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+// Config types (v3+).
+const TYPE_STRING: i8 = 2;
+const TYPE_LONG: i8 = 5;
+
+fn entry(
+    name: &str,
+    value: String,
+    source: i8,
+    read_only: bool,
+    version: i16,
+) -> DescribeConfigsResourceResult {
+    let mut e = DescribeConfigsResourceResult::default();
+    e.name = str_bytes(name);
+    if version >= 3 {
+        e.config_type = if value.parse::<i64>().is_ok() {
+            TYPE_LONG
+        } else {
+            TYPE_STRING
+        };
+    }
+    e.value = Some(str_bytes(&value));
+    e.config_source = source;
+    e.read_only = read_only;
+    e.is_sensitive = false;
+    e
+}
+
+pub fn handle(
+    core: &Core,
+    header: &RequestHeader,
+    request: DescribeConfigsRequest,
+) -> Option<ResponseParts> {
+    let mut response = DescribeConfigsResponse::default();
+    for resource in &request.resources {
+        let mut result = DescribeConfigsResult::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name.clone();
+        let wanted = |key: &str| {
+            resource
+                .configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
+        };
+        match resource.resource_type {
+            RESOURCE_TOPIC => match core.topic(resource.resource_name.as_str()) {
+                Some(meta) => {
+                    for key in TOPIC_CONFIG_KEYS.iter().filter(|k| wanted(k)) {
+                        let value = meta.config.get(key).expect("listed keys have values");
+                        let source = if meta.config.is_override(key) {
+                            SOURCE_TOPIC
+                        } else {
+                            SOURCE_DEFAULT
+                        };
+                        result
+                            .configs
+                            .push(entry(key, value, source, false, header.api_version));
+                    }
+                }
+                None => {
+                    result.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                    result.error_message = Some(str_bytes("unknown topic"));
+                }
+            },
+            RESOURCE_BROKER => {
+                let name = resource.resource_name.as_str();
+                if !name.is_empty() && name != core.config.node_id.to_string() {
+                    result.error_code = ErrorCode::InvalidRequest.code();
+                    result.error_message = Some(str_bytes("unknown broker id"));
+                } else {
+                    let defaults = TopicConfig::from_defaults(&core.config.topic_defaults);
+                    let config = &core.config;
+                    let mut entries = vec![
+                        ("broker.id", config.node_id.to_string()),
+                        (
+                            "num.partitions",
+                            config.topic_defaults.num_partitions.to_string(),
+                        ),
+                        (
+                            "auto.create.topics.enable",
+                            config.auto_create_topics.to_string(),
+                        ),
+                        (
+                            "socket.request.max.bytes",
+                            config.frame_bytes_max.to_string(),
+                        ),
+                        ("log.dirs", config.data_dir.display().to_string()),
+                        ("log.retention.ms", defaults.retention_ms.to_string()),
+                        ("log.retention.bytes", defaults.retention_bytes.to_string()),
+                        ("log.segment.bytes", defaults.segment_bytes.to_string()),
+                        ("log.roll.ms", defaults.segment_ms.to_string()),
+                        ("message.max.bytes", defaults.max_message_bytes.to_string()),
+                    ];
+                    entries.retain(|(k, _)| wanted(k));
+                    for (key, value) in entries {
+                        result.configs.push(entry(
+                            key,
+                            value,
+                            SOURCE_STATIC_BROKER,
+                            true,
+                            header.api_version,
+                        ));
+                    }
+                }
+            }
+            _ => {
+                result.error_code = ErrorCode::InvalidRequest.code();
+                result.error_message =
+                    Some(str_bytes("only topic and broker configs are described"));
+            }
+        }
+        response.results.push(result);
+    }
+    respond(header, &response)
+}

@@ -1,0 +1,161 @@
+//! Fetch (key 1): read whole batches from partitions on their owning cores, long-polling until
+//! `min_bytes` are there or `max_wait_ms` passes, woken by appends.
+//!
+//! `max_bytes` is a soft limit as in Kafka: partitions are filled in request order until it is
+//! reached, and the first non-empty partition always returns at least one whole batch, so a
+//! batch larger than the limit never stalls a consumer.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{select_all, FutureExt, LocalBoxFuture};
+use spate_wire::header::RequestHeader;
+use spate_wire::kafka_protocol::messages::fetch_request::FetchRequest;
+use spate_wire::kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
+use spate_wire::types::Offset;
+use spate_wire::ErrorCode;
+
+use super::respond;
+use crate::connection::ResponseParts;
+use crate::core::Core;
+use crate::ops::{CoreRequest, FetchOp, FetchResult};
+
+/// Longest long-poll honoured, whatever the client asks: bounds how long a request holds
+/// its connection.
+const MAX_WAIT_MS_MAX: u64 = 60_000;
+
+pub async fn handle(
+    core: &Core,
+    header: &RequestHeader,
+    request: FetchRequest,
+) -> Option<ResponseParts> {
+    let ops: Vec<FetchOp> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| FetchOp {
+                topic: t.topic.0.to_string(),
+                partition: p.partition,
+                offset: Offset(p.fetch_offset),
+                bytes_max: u64::try_from(p.partition_max_bytes).unwrap_or(0),
+            })
+        })
+        .collect();
+    let min_bytes = u64::try_from(request.min_bytes).unwrap_or(0);
+    let max_bytes = u64::try_from(request.max_bytes).unwrap_or(0);
+    let wait = Duration::from_millis(
+        u64::try_from(request.max_wait_ms)
+            .unwrap_or(0)
+            .min(MAX_WAIT_MS_MAX),
+    );
+    let deadline = Instant::now() + wait;
+
+    let mut results = core.scatter(ops.clone()).await;
+    loop {
+        let bytes: u64 = results.iter().map(|r| r.bytes).sum();
+        let has_error = results.iter().any(|r| r.error != ErrorCode::None);
+        let now = Instant::now();
+        if bytes >= min_bytes.max(1) || has_error || now >= deadline || ops.is_empty() {
+            break;
+        }
+        wait_for_data(core, &ops, &results, deadline - now).await;
+        results = core.scatter(ops.clone()).await;
+    }
+    trim_to_max_bytes(&mut results, max_bytes);
+
+    let read_committed = request.isolation_level == 1;
+    let mut response = FetchResponse::default();
+    let mut results = results.into_iter();
+    for topic in &request.topics {
+        let mut out = FetchableTopicResponse::default();
+        out.topic = topic.topic.clone();
+        out.topic_id = topic.topic_id;
+        for partition in &topic.partitions {
+            let result = results.next().expect("one result per partition");
+            let mut p = PartitionData::default();
+            p.partition_index = partition.partition;
+            p.error_code = result.error.code();
+            p.high_watermark = result.high_watermark.0;
+            p.last_stable_offset = result.high_watermark.0;
+            if header.api_version >= 5 {
+                p.log_start_offset = result.log_start_offset.0;
+            }
+            p.aborted_transactions = read_committed.then(Vec::new);
+            p.records = Some(concat(result.records));
+            out.partitions.push(p);
+        }
+        response.responses.push(out);
+    }
+    respond(header, &response)
+}
+
+/// Waits until a partition of the fetch gets data, on whichever core owns it, or the time is up.
+async fn wait_for_data(core: &Core, ops: &[FetchOp], results: &[FetchResult], wait: Duration) {
+    let mut by_core: Vec<Vec<(String, i32, Offset)>> = vec![Vec::new(); core.cores];
+    for (op, result) in ops.iter().zip(results) {
+        // Wake when the high watermark passes what the consumer already has.
+        let seen = if result.records.is_empty() {
+            op.offset
+        } else {
+            result.high_watermark
+        };
+        by_core[core.owner(&op.topic, op.partition)].push((op.topic.clone(), op.partition, seen));
+    }
+    let wait_ms = wait.as_millis() as u64;
+    let mut waits: Vec<LocalBoxFuture<'_, ()>> = Vec::new();
+    for (owner, partitions) in by_core.into_iter().enumerate() {
+        if partitions.is_empty() {
+            continue;
+        }
+        if owner == core.id {
+            waits.push(async move { core.wait_for_data(&partitions, wait_ms).await }.boxed_local());
+        } else {
+            let request = CoreRequest::WaitForData {
+                partitions,
+                wait_ms,
+            };
+            waits.push(
+                async move {
+                    core.call(owner, request).await;
+                }
+                .boxed_local(),
+            );
+        }
+    }
+    waits.push(glommio::timer::sleep(wait).boxed_local());
+    select_all(waits).await;
+}
+
+/// Drops record data past `max_bytes`, in request order, keeping at least the first non-empty
+/// partition's data.
+fn trim_to_max_bytes(results: &mut [FetchResult], max_bytes: u64) {
+    let mut total = 0u64;
+    for result in results.iter_mut() {
+        if result.records.is_empty() {
+            continue;
+        }
+        if total > 0 && total + result.bytes > max_bytes {
+            result.records.clear();
+            result.bytes = 0;
+            continue;
+        }
+        total += result.bytes;
+    }
+}
+
+fn concat(mut records: Vec<Bytes>) -> Bytes {
+    match records.len() {
+        0 => Bytes::new(),
+        1 => records.pop().expect("one element"),
+        _ => {
+            let len = records.iter().map(Bytes::len).sum();
+            let mut out = BytesMut::with_capacity(len);
+            for r in &records {
+                out.extend_from_slice(r);
+            }
+            out.freeze()
+        }
+    }
+}

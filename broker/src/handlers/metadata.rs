@@ -1,0 +1,135 @@
+//! Metadata (key 3): brokers, topics and partition leaders. This broker leads every partition.
+//! Unknown topics are created on the spot when auto-creation is on and the client allows it.
+
+use spate_wire::header::RequestHeader;
+use spate_wire::kafka_protocol::messages::metadata_request::MetadataRequest;
+use spate_wire::kafka_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use spate_wire::kafka_protocol::messages::BrokerId;
+use spate_wire::ErrorCode;
+use uuid::Uuid;
+
+use super::{create_via_controller, new_topic, respond, str_bytes, topic_error_code, topic_name};
+use crate::connection::ResponseParts;
+use crate::core::{Core, LEADER_EPOCH};
+use crate::topics::TopicMeta;
+
+/// Topics one Metadata request may name: bounds the response size.
+const TOPICS_PER_REQUEST_MAX: usize = 10_000;
+
+pub async fn handle(
+    core: &Core,
+    header: &RequestHeader,
+    request: MetadataRequest,
+) -> Option<ResponseParts> {
+    let version = header.api_version;
+    let node = BrokerId(core.config.node_id);
+    let mut response = MetadataResponse::default();
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = node;
+    broker.host = str_bytes(&core.config.advertised_host);
+    broker.port = i32::from(core.config.advertised_port);
+    response.brokers = vec![broker];
+    if version >= 2 {
+        response.cluster_id = Some(str_bytes("spate"));
+    }
+    if version >= 1 {
+        response.controller_id = node;
+    }
+    response.cluster_authorized_operations = i32::MIN;
+
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let all = match &request.topics {
+        None => true,
+        Some(list) => list.is_empty() && version == 0,
+    };
+    let requested: Vec<(Option<String>, Uuid)> = if all {
+        core.topics
+            .borrow()
+            .keys()
+            .map(|name| (Some(name.clone()), Uuid::nil()))
+            .collect()
+    } else {
+        request
+            .topics
+            .unwrap_or_default()
+            .into_iter()
+            .take(TOPICS_PER_REQUEST_MAX)
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    };
+    // Clients older than v4 cannot say no to auto-creation.
+    let client_allows = version < 4 || request.allow_auto_topic_creation;
+    let auto_create = core.config.auto_create_topics && client_allows && !all;
+
+    let mut to_create = Vec::new();
+    for (name, id) in &requested {
+        if let Some(name) = name {
+            if core.topic(name).is_none() && auto_create {
+                if let Ok(meta) = new_topic(core, name, -1, -1, std::iter::empty()) {
+                    to_create.push(meta);
+                }
+            }
+        } else if id.is_nil() {
+            continue;
+        }
+    }
+    if !to_create.is_empty() {
+        // Another client may have created one meanwhile: TOPIC_ALREADY_EXISTS is fine here.
+        create_via_controller(core, to_create).await;
+    }
+
+    for (name, id) in requested {
+        let mut topic = MetadataResponseTopic::default();
+        topic.topic_authorized_operations = i32::MIN;
+        let meta = match &name {
+            Some(name) => core.topic(name),
+            None => core
+                .topics
+                .borrow()
+                .values()
+                .find(|m| Uuid::from_bytes(m.id) == id)
+                .cloned(),
+        };
+        match meta {
+            Some(meta) => fill_topic(&mut topic, &meta, node, version),
+            None => {
+                topic.name = name.as_deref().map(topic_name);
+                if version >= 10 {
+                    topic.topic_id = id;
+                }
+                topic.error_code = match name.as_deref().map(crate::topics::validate_topic_name) {
+                    Some(Err(e)) => topic_error_code(&e).code(),
+                    Some(Ok(())) => ErrorCode::UnknownTopicOrPartition.code(),
+                    None => ErrorCode::UnknownTopicId.code(),
+                };
+            }
+        }
+        response.topics.push(topic);
+    }
+    respond(header, &response)
+}
+
+fn fill_topic(topic: &mut MetadataResponseTopic, meta: &TopicMeta, node: BrokerId, version: i16) {
+    topic.error_code = ErrorCode::None.code();
+    topic.name = Some(topic_name(&meta.name));
+    if version >= 10 {
+        topic.topic_id = Uuid::from_bytes(meta.id);
+    }
+    topic.is_internal = false;
+    topic.partitions = (0..meta.partitions)
+        .map(|index| {
+            let mut partition = MetadataResponsePartition::default();
+            partition.error_code = ErrorCode::None.code();
+            partition.partition_index = index;
+            partition.leader_id = node;
+            if version >= 7 {
+                partition.leader_epoch = LEADER_EPOCH.0;
+            }
+            partition.replica_nodes = vec![node];
+            partition.isr_nodes = vec![node];
+            partition
+        })
+        .collect();
+}

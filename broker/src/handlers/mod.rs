@@ -1,0 +1,211 @@
+//! One module per Kafka API. [`handle`] turns a request frame into a response frame.
+//!
+//! Errors from lower layers become Kafka error codes in the handler of each API; a request whose
+//! header cannot be read, or whose API or version is not advertised, closes the connection
+//! (Kafka does the same: there is no response layout to answer in).
+
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_topics;
+mod describe_configs;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+use bytes::{Bytes, BytesMut};
+use spate_wire::header::{response_header_version, RequestHeader};
+use spate_wire::kafka_protocol::messages::{ApiKey, TopicName};
+use spate_wire::kafka_protocol::protocol::{Encodable, StrBytes};
+use spate_wire::request::{RequestBody, RequestLimits};
+use spate_wire::versions::{ApiSet, VersionTable};
+use spate_wire::ErrorCode;
+use tracing::{debug, warn};
+
+use crate::connection::ResponseParts;
+use crate::core::{Core, CONTROLLER_CORE};
+use crate::ops::{CoreReply, CoreRequest};
+use crate::topics::{self, TopicConfig, TopicError, TopicMeta};
+
+/// The APIs this broker implements, and so advertises.
+pub fn version_table() -> VersionTable {
+    VersionTable::new(ApiSet::core().with(ApiKey::CreatePartitions))
+}
+
+/// Handles one request frame. `None` means: close the connection.
+pub async fn handle(core: &Core, frame: Bytes) -> Option<ResponseParts> {
+    let mut rest = frame.clone();
+    let header = match RequestHeader::decode(&mut rest) {
+        Ok(header) => header,
+        Err(error) => {
+            let prefix = spate_wire::header::peek_header_prefix(&frame).ok();
+            warn!(core = core.id, %error, ?prefix, "unreadable request header; closing connection");
+            return None;
+        }
+    };
+    if header.api_key == ApiKey::ApiVersions {
+        // Answered for any version (KIP-511), so it is checked inside.
+        return api_versions::handle(core, &header);
+    }
+    match core.versions.range(header.api_key) {
+        Some(range) if range.contains(header.api_version) => {}
+        _ => {
+            warn!(
+                core = core.id,
+                api = ?header.api_key,
+                version = header.api_version,
+                client = ?header.client_id_str(),
+                "request for an API or version this broker does not advertise; closing connection"
+            );
+            return None;
+        }
+    }
+    let limits = RequestLimits::default();
+    let body = match RequestBody::decode(&header, rest, &limits) {
+        Ok(body) => body,
+        Err(error) => {
+            warn!(
+                core = core.id,
+                api = ?header.api_key,
+                version = header.api_version,
+                client = ?header.client_id_str(),
+                %error,
+                "malformed request; closing connection"
+            );
+            return None;
+        }
+    };
+    debug!(core = core.id, api = ?header.api_key, version = header.api_version, "request");
+    match body {
+        RequestBody::Metadata(request) => metadata::handle(core, &header, request).await,
+        RequestBody::Produce(request) => produce::handle(core, &header, request).await,
+        RequestBody::Fetch(request) => fetch::handle(core, &header, request).await,
+        RequestBody::ListOffsets(request) => list_offsets::handle(core, &header, request).await,
+        RequestBody::CreateTopics(request) => create_topics::handle(core, &header, request).await,
+        RequestBody::DeleteTopics(request) => delete_topics::handle(core, &header, request).await,
+        RequestBody::CreatePartitions(request) => {
+            create_partitions::handle(core, &header, request).await
+        }
+        RequestBody::DescribeConfigs(request) => describe_configs::handle(core, &header, request),
+        RequestBody::OffsetForLeaderEpoch(request) => {
+            offset_for_leader_epoch::handle(core, &header, request).await
+        }
+        other => {
+            warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");
+            None
+        }
+    }
+}
+
+/// Encodes `body` as the response to `header`, in the version the request used.
+pub fn respond(header: &RequestHeader, body: &impl Encodable) -> Option<ResponseParts> {
+    respond_in(header, header.api_version, body)
+}
+
+/// Encodes `body` as the response to `header` in `version`.
+///
+/// kafka-protocol refuses to encode a field set to a non-default value in a version that lacks
+/// it; handlers set version-specific fields only where they exist, so a failure here is a bug.
+/// It is logged and the connection closed rather than the core brought down.
+pub fn respond_in(
+    header: &RequestHeader,
+    version: i16,
+    body: &impl Encodable,
+) -> Option<ResponseParts> {
+    let mut out = BytesMut::with_capacity(256);
+    let at = spate_wire::frame::start_frame(&mut out);
+    spate_wire::header::encode_response_header(
+        &mut out,
+        header.correlation_id,
+        response_header_version(header.api_key, version),
+    );
+    if let Err(error) = body.encode(&mut out, version) {
+        tracing::error!(api = ?header.api_key, version, %error, "cannot encode response; closing connection");
+        debug_assert!(false, "encoding {:?} v{version}: {error}", header.api_key);
+        return None;
+    }
+    spate_wire::frame::finish_frame(&mut out, at, 0);
+    Some(vec![out.freeze()])
+}
+
+/// A kafka-protocol string from text.
+pub fn str_bytes(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_owned())
+}
+
+/// A kafka-protocol topic name from text.
+pub fn topic_name(text: &str) -> TopicName {
+    TopicName(str_bytes(text))
+}
+
+/// The Kafka error code of a refused topic name or config.
+pub fn topic_error_code(error: &TopicError) -> ErrorCode {
+    match error {
+        TopicError::InvalidName { .. } => ErrorCode::InvalidTopicException,
+        TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+        TopicError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+        TopicError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+    }
+}
+
+/// Checks a topic to create and builds its record: name, partitions (`-1`: the broker
+/// default), replication factor (`-1` or 1 on a single broker) and config overrides.
+///
+/// # Errors
+/// The first problem found.
+pub fn new_topic<'a>(
+    core: &Core,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<TopicMeta, TopicError> {
+    topics::validate_topic_name(name)?;
+    let partitions = if partitions == -1 {
+        core.config.topic_defaults.num_partitions
+    } else {
+        partitions
+    };
+    if !(1..=topics::PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+        return Err(TopicError::InvalidPartitions(partitions));
+    }
+    if replication_factor != -1 && replication_factor != 1 {
+        return Err(TopicError::InvalidReplicationFactor(replication_factor));
+    }
+    let mut config = TopicConfig::from_defaults(&core.config.topic_defaults);
+    for (key, value) in configs {
+        // A null value keeps the default.
+        if let Some(value) = value {
+            config.set(key, value)?;
+        }
+    }
+    Ok(TopicMeta {
+        name: name.to_owned(),
+        id: topics::new_topic_id(),
+        partitions,
+        config,
+    })
+}
+
+/// Creates topics through the controller core; one result per topic, in order.
+pub async fn create_via_controller(
+    core: &Core,
+    metas: Vec<TopicMeta>,
+) -> Vec<(ErrorCode, Option<String>)> {
+    let count = metas.len();
+    match core
+        .call(CONTROLLER_CORE, CoreRequest::CreateTopics(metas))
+        .await
+    {
+        Some(CoreReply::Topics(results)) => results,
+        _ => vec![
+            (
+                ErrorCode::KafkaStorageError,
+                Some("controller unreachable".to_owned())
+            );
+            count
+        ],
+    }
+}

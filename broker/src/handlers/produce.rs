@@ -1,0 +1,86 @@
+//! Produce (key 0): append record batches to partitions, each on its owning core.
+//!
+//! The records of a partition are checked whole (framing, CRC32C, record counts, size) before
+//! any is appended. acks=0 gets no response at all (as in Kafka); acks=1 is answered once the
+//! batches are in the log; acks=-1 once they are durable under the topic's flush policy.
+
+use spate_wire::header::RequestHeader;
+use spate_wire::kafka_protocol::messages::produce_request::ProduceRequest;
+use spate_wire::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use spate_wire::ErrorCode;
+
+use super::{respond, str_bytes};
+use crate::connection::ResponseParts;
+use crate::core::Core;
+use crate::ops::{Durability, ProduceOp, ProduceResult};
+
+pub async fn handle(
+    core: &Core,
+    header: &RequestHeader,
+    request: ProduceRequest,
+) -> Option<ResponseParts> {
+    let durability = match request.acks {
+        -1 => Some(Durability::Flushed),
+        0 | 1 => Some(Durability::Appended),
+        _ => None,
+    };
+    let mut ops = Vec::new();
+    // Per partition: Ok(index into ops) or an error decided here.
+    let mut plan: Vec<Result<usize, ErrorCode>> = Vec::new();
+    for topic in &request.topic_data {
+        for partition in &topic.partition_data {
+            let step = match (durability, &partition.records) {
+                (None, _) => Err(ErrorCode::InvalidRequiredAcks),
+                (Some(_), None) => Err(ErrorCode::CorruptMessage),
+                (Some(durability), Some(records)) => {
+                    ops.push(ProduceOp {
+                        topic: topic.name.0.to_string(),
+                        partition: partition.index,
+                        records: records.clone(),
+                        durability,
+                    });
+                    Ok(ops.len() - 1)
+                }
+            };
+            plan.push(step);
+        }
+    }
+    let results: Vec<ProduceResult> = core.scatter(ops).await;
+    if request.acks == 0 {
+        return Some(Vec::new());
+    }
+    let version = header.api_version;
+    let mut plan = plan.into_iter();
+    let mut response = ProduceResponse::default();
+    for topic in &request.topic_data {
+        let mut out = TopicProduceResponse::default();
+        out.name = topic.name.clone();
+        for partition in &topic.partition_data {
+            let mut p = PartitionProduceResponse::default();
+            p.index = partition.index;
+            p.log_append_time_ms = -1;
+            match plan.next().expect("one step per partition") {
+                Ok(i) => {
+                    let result = &results[i];
+                    p.error_code = result.error.code();
+                    p.base_offset = result.base_offset.0;
+                    if version >= 5 {
+                        p.log_start_offset = result.log_start_offset.0;
+                    }
+                    if version >= 8 {
+                        p.error_message = result.message.as_deref().map(str_bytes);
+                    }
+                }
+                Err(error) => {
+                    p.error_code = error.code();
+                    p.base_offset = -1;
+                }
+            }
+            out.partition_responses.push(p);
+        }
+        response.responses.push(out);
+    }
+    respond(header, &response)
+}

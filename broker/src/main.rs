@@ -1,0 +1,45 @@
+//! `spate`: a Kafka-compatible event-streaming broker on io_uring, thread-per-core.
+//!
+//! Start here: `config` reads flags/file/environment, `runtime` starts one pinned glommio
+//! executor per core, `server` accepts connections on each core, `connection` turns bytes into
+//! requests and responses, and `handlers` holds one module per Kafka API.
+
+mod config;
+mod connection;
+mod core;
+mod handlers;
+mod mesh;
+mod ops;
+mod runtime;
+mod server;
+mod topics;
+
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let config = config::Config::load()?;
+    init_logging(&config)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %config.listen,
+        advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
+        data_dir = %config.data_dir.display(),
+        "starting spate"
+    );
+    runtime::run(config)
+}
+
+fn init_logging(config: &config::Config) -> anyhow::Result<()> {
+    // RUST_LOG wins over --log-level so one can turn up a module without editing the config.
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .map_err(|error| anyhow::anyhow!("bad log filter {:?}: {error}", config.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        config::LogFormat::Human => builder.init(),
+        config::LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}

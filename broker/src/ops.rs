@@ -1,0 +1,145 @@
+//! The work a core does on the partitions it owns, as plain data that can cross cores.
+//!
+//! Handlers split a request into ops, group them by owning core (`Core::scatter`), run the
+//! local group directly and send the others over the mesh, then put the results back in request
+//! order. Every type here is `Send`: record data travels as `Bytes` (reference-counted, never
+//! copied between cores).
+
+use bytes::Bytes;
+use spate_wire::types::Offset;
+use spate_wire::ErrorCode;
+
+use crate::topics::TopicMeta;
+
+/// Append one partition's records (one or more whole batches).
+#[derive(Debug)]
+pub struct ProduceOp {
+    pub topic: String,
+    pub partition: i32,
+    pub records: Bytes,
+    /// Wait until the appended data is durable before answering (acks=all).
+    pub durability: Durability,
+}
+
+/// What an acknowledgement waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Answer once appended (acks=0 and acks=1).
+    Appended,
+    /// Answer once the flush policy made it durable (acks=all).
+    Flushed,
+}
+
+/// The outcome of a [`ProduceOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceResult {
+    pub error: ErrorCode,
+    pub base_offset: Offset,
+    pub log_start_offset: Offset,
+    /// Why a batch was refused, for the client's log (Produce v8+ `error_message`).
+    pub message: Option<String>,
+}
+
+/// Read one partition from an offset.
+#[derive(Debug, Clone)]
+pub struct FetchOp {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: Offset,
+    pub bytes_max: u64,
+}
+
+/// The outcome of a [`FetchOp`]: whole batches, loaded into memory.
+#[derive(Debug, Clone)]
+pub struct FetchResult {
+    pub error: ErrorCode,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+    pub records: Vec<Bytes>,
+    pub bytes: u64,
+}
+
+impl FetchResult {
+    /// A result carrying only an error.
+    pub fn failed(error: ErrorCode) -> FetchResult {
+        FetchResult {
+            error,
+            high_watermark: Offset(-1),
+            log_start_offset: Offset(-1),
+            records: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+/// Look up an offset by timestamp, or the earliest/latest offset.
+#[derive(Debug, Clone)]
+pub struct ListOffsetsOp {
+    pub topic: String,
+    pub partition: i32,
+    /// -1 latest, -2 earliest, otherwise a timestamp in ms.
+    pub timestamp_ms: i64,
+}
+
+/// The outcome of a [`ListOffsetsOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListOffsetsResult {
+    pub error: ErrorCode,
+    pub offset: Offset,
+    pub timestamp_ms: i64,
+}
+
+/// The end offset of a leader epoch (OffsetForLeaderEpoch).
+#[derive(Debug, Clone)]
+pub struct EpochEndOp {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+}
+
+/// The outcome of an [`EpochEndOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochEndResult {
+    pub error: ErrorCode,
+    pub leader_epoch: i32,
+    pub end_offset: Offset,
+}
+
+/// Work sent to another core.
+#[derive(Debug)]
+pub enum CoreRequest {
+    Produce(Vec<ProduceOp>),
+    Fetch(Vec<FetchOp>),
+    ListOffsets(Vec<ListOffsetsOp>),
+    EpochEnd(Vec<EpochEndOp>),
+    /// Wait until one of these partitions gets new data, or `wait_ms` passes.
+    WaitForData {
+        partitions: Vec<(String, i32, Offset)>,
+        wait_ms: u64,
+    },
+    /// To the controller core: create these topics (validated there, written durably), then
+    /// tell every core.
+    CreateTopics(Vec<TopicMeta>),
+    /// To the controller core: delete these topics.
+    DeleteTopics(Vec<String>),
+    /// To the controller core: grow a topic to this many partitions.
+    CreatePartitions(Vec<(String, i32)>),
+    /// From the controller to every core: this topic now exists (or changed): open owned
+    /// partitions.
+    TopicUpserted(TopicMeta),
+    /// From the controller to every core: this topic is gone: close and delete owned
+    /// partitions.
+    TopicRemoved(String),
+}
+
+/// A core's answer.
+#[derive(Debug)]
+pub enum CoreReply {
+    Produce(Vec<ProduceResult>),
+    Fetch(Vec<FetchResult>),
+    ListOffsets(Vec<ListOffsetsResult>),
+    EpochEnd(Vec<EpochEndResult>),
+    /// Per topic: the error code and message.
+    Topics(Vec<(ErrorCode, Option<String>)>),
+    Done,
+}

@@ -1,0 +1,143 @@
+//! One core's server: joins the core mesh, recovers the partitions it owns, accepts
+//! connections on its listener (SO_REUSEPORT, so the kernel spreads connections over cores),
+//! serves requests from other cores, and drains on shutdown.
+
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use glommio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::connection;
+use crate::core::Core;
+use crate::handlers;
+use crate::mesh::{self, Mesh, Message};
+use crate::runtime::{ShutdownFlag, TaskCounter};
+
+/// How long shutdown waits for in-flight requests before giving up on a connection.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Serves one core until shutdown; returns once its connections have drained and its
+/// partitions are flushed and closed.
+///
+/// # Errors
+/// If the mesh cannot be joined, the partitions cannot be recovered, or the listener cannot be
+/// bound.
+pub async fn serve_core(
+    config: Arc<Config>,
+    mesh_builder: Option<mesh::Builder>,
+    shutdown: Arc<ShutdownFlag>,
+) -> anyhow::Result<()> {
+    let (id, senders, receivers) = match mesh_builder {
+        Some(builder) => {
+            let (senders, receivers) = builder
+                .join()
+                .await
+                .map_err(|e| anyhow::anyhow!("joining the core mesh: {e}"))?;
+            (senders.peer_id(), Some(senders), Some(receivers))
+        }
+        None => (0, None, None),
+    };
+    // Before any other DMA file: see the storage crate's note on glommio's io-poll probe.
+    spate_storage::io::glommio::prime_io_poll_probe(Path::new(&config.data_dir))
+        .await
+        .map_err(|e| anyhow::anyhow!("core {id}: priming the io-poll probe: {e}"))?;
+    let core = Rc::new(Core::new(
+        id,
+        config.cores,
+        config.clone(),
+        handlers::version_table(),
+        Mesh::new(senders),
+    ));
+    if let Some(mut receivers) = receivers {
+        for (_peer, stream) in receivers.streams() {
+            let core = core.clone();
+            glommio::spawn_local(async move {
+                while let Some(message) = stream.recv().await {
+                    match message {
+                        Message::Reply { id, reply } => core.mesh.deliver(id, reply),
+                        Message::Request { from, id, request } => {
+                            let core = core.clone();
+                            glommio::spawn_local(async move {
+                                let reply = core.run(request).await;
+                                core.mesh.reply(from, id, reply).await;
+                            })
+                            .detach();
+                        }
+                    }
+                }
+            })
+            .detach();
+        }
+    }
+    let started = Instant::now();
+    core.load().await?;
+    info!(
+        core = id,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "partitions recovered"
+    );
+    let maintenance = glommio::spawn_local(core.clone().maintain(shutdown.clone()));
+
+    let listener = TcpListener::bind(config.listen)
+        .map_err(|error| anyhow::anyhow!("core {id}: binding {}: {error}", config.listen))?;
+    info!(core = id, listen = %config.listen, "accepting connections");
+    let connections = Rc::new(TaskCounter::default());
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            shutdown.wait().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(error)) => {
+                // EMFILE and friends: keep serving the connections we have.
+                warn!(core = id, %error, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if connections.count() >= config.connections_per_core_max {
+            warn!(
+                core = id,
+                limit = config.connections_per_core_max,
+                "connection limit reached: closing new connection"
+            );
+            drop(stream);
+            continue;
+        }
+        let guard = connections.enter();
+        let core = core.clone();
+        let shutdown = shutdown.clone();
+        glommio::spawn_local(async move {
+            let _guard = guard;
+            let peer = stream.peer_addr().ok();
+            debug!(core = core.id, ?peer, "connection opened");
+            if let Err(error) = connection::serve(stream, &core, &shutdown).await {
+                debug!(core = core.id, ?peer, %error, "connection closed with error");
+            }
+        })
+        .detach();
+    }
+    drop(listener);
+    let drain_started = Instant::now();
+    while connections.count() > 0 && drain_started.elapsed() < DRAIN_TIMEOUT {
+        glommio::timer::sleep(DRAIN_POLL).await;
+    }
+    if connections.count() > 0 {
+        warn!(core = id, open = connections.count(), "drain timed out");
+    }
+    maintenance.await;
+    core.close_all().await;
+    // Other cores may still forward work to us until they stop; the mesh closes with us.
+    core.mesh.close();
+    info!(core = id, "core stopped");
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! Topics: names, per-topic configuration with broker defaults, and their durable record.
+//!
+//! A topic is a file `<data-dir>/topics/<name>.toml` (written to a temporary file, fsynced,
+//! renamed, directory fsynced), and its partitions are directories `<data-dir>/<name>-<n>/` like
+//! Kafka's. The topic file is the source of truth: on startup every core reads all of them, and a
+//! partition directory without a topic file is left alone (and logged) rather than guessed at.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use spate_storage::{FlushPolicy, LogConfig};
+
+use crate::config::{FlushMode, TopicDefaults};
+
+/// Kafka's limit on topic name length (a partition directory adds `-<n>`).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Most partitions one topic may have on this broker: each partition holds a write buffer and a
+/// tail cache, so this bounds a single CreateTopics request's memory.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 1024;
+/// Most topics the broker keeps.
+pub const TOPICS_MAX: usize = 10_000;
+
+/// Why a topic name or config was refused; each maps to one Kafka error code.
+// The shared prefix mirrors Kafka's error names (INVALID_*), which is what readers look for.
+#[allow(clippy::enum_variant_names)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    /// INVALID_TOPIC_EXCEPTION.
+    #[error("invalid topic name {name:?}: {why}")]
+    InvalidName { name: String, why: &'static str },
+    /// INVALID_PARTITIONS.
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(i32),
+    /// INVALID_REPLICATION_FACTOR.
+    #[error("invalid replication factor {0}: this broker keeps one replica")]
+    InvalidReplicationFactor(i16),
+    /// INVALID_CONFIG.
+    #[error("invalid config {key}={value:?}: {why}")]
+    InvalidConfig {
+        key: String,
+        value: String,
+        why: &'static str,
+    },
+}
+
+/// Checks a topic name the way Kafka does: 1-249 bytes of `[a-zA-Z0-9._-]`, not `.` or `..`.
+///
+/// # Errors
+/// [`TopicError::InvalidName`].
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |why| {
+        Err(TopicError::InvalidName {
+            name: name.to_owned(),
+            why,
+        })
+    };
+    if name.is_empty() {
+        return invalid("empty");
+    }
+    if name.len() > TOPIC_NAME_BYTES_MAX {
+        return invalid("longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return invalid("'.' and '..' are reserved");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// Per-topic settings. Keys are Kafka's topic config names; `flush.policy` and `flush.bytes`
+/// are Spate's own (Kafka's `flush.ms` keeps its meaning: the group commit interval).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub max_message_bytes: usize,
+    pub flush_mode: FlushMode,
+    pub flush_interval_ms: u64,
+    pub flush_bytes_max: u64,
+    /// Keys the creator set explicitly (DescribeConfigs reports the rest as defaults).
+    #[serde(default)]
+    pub overrides: Vec<String>,
+}
+
+/// Every topic config key DescribeConfigs reports, in order.
+pub const TOPIC_CONFIG_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "max.message.bytes",
+    "flush.policy",
+    "flush.ms",
+    "flush.bytes",
+];
+
+impl TopicConfig {
+    /// The broker defaults, no overrides.
+    pub fn from_defaults(defaults: &TopicDefaults) -> TopicConfig {
+        TopicConfig {
+            retention_ms: defaults.retention_ms,
+            retention_bytes: defaults.retention_bytes,
+            segment_bytes: defaults.segment_bytes,
+            segment_ms: defaults.segment_ms,
+            max_message_bytes: defaults.max_message_bytes,
+            flush_mode: defaults.flush_mode,
+            flush_interval_ms: defaults.flush_interval_ms,
+            flush_bytes_max: defaults.flush_bytes_max,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// Sets one config from its Kafka name and text value.
+    ///
+    /// # Errors
+    /// [`TopicError::InvalidConfig`] for unknown keys, unparsable or out-of-range values, and
+    /// `cleanup.policy` other than `delete` (compaction is not built yet).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), TopicError> {
+        let invalid = |why| TopicError::InvalidConfig {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            why,
+        };
+        let int = |min: i64| -> Result<i64, TopicError> {
+            let v: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid("not an integer"))?;
+            if v < min {
+                return Err(invalid("out of range"));
+            }
+            Ok(v)
+        };
+        match key {
+            "cleanup.policy" => {
+                if value.trim() != "delete" {
+                    return Err(invalid("only cleanup.policy=delete is supported"));
+                }
+            }
+            "retention.ms" => self.retention_ms = int(-1)?,
+            "retention.bytes" => self.retention_bytes = int(-1)?,
+            "segment.bytes" => {
+                let v = int(1 << 14)?;
+                if v > i64::from(u32::MAX) {
+                    return Err(invalid("at most 4294967295"));
+                }
+                self.segment_bytes = v as u64;
+            }
+            "segment.ms" => self.segment_ms = int(1)?,
+            "max.message.bytes" => {
+                let v = int(64)?;
+                if v > spate_storage::config::RECOVERY_BATCH_BYTES_MAX as i64 {
+                    return Err(invalid("larger than the largest batch Spate stores"));
+                }
+                self.max_message_bytes = v as usize;
+            }
+            "flush.policy" => {
+                self.flush_mode = match value.trim() {
+                    "every-append" => FlushMode::EveryAppend,
+                    "group" => FlushMode::Group,
+                    "never" => FlushMode::Never,
+                    _ => return Err(invalid("one of every-append, group, never")),
+                }
+            }
+            "flush.ms" => self.flush_interval_ms = int(1)? as u64,
+            "flush.bytes" => self.flush_bytes_max = int(1)? as u64,
+            _ => return Err(invalid("unknown topic config")),
+        }
+        if !self.overrides.iter().any(|k| k == key) {
+            self.overrides.push(key.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The current value of a key from [`TOPIC_CONFIG_KEYS`], as text.
+    pub fn get(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "cleanup.policy" => "delete".to_owned(),
+            "retention.ms" => self.retention_ms.to_string(),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "flush.policy" => match self.flush_mode {
+                FlushMode::EveryAppend => "every-append",
+                FlushMode::Group => "group",
+                FlushMode::Never => "never",
+            }
+            .to_owned(),
+            "flush.ms" => self.flush_interval_ms.to_string(),
+            "flush.bytes" => self.flush_bytes_max.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Whether `key` was set for this topic rather than taken from the broker defaults.
+    pub fn is_override(&self, key: &str) -> bool {
+        self.overrides.iter().any(|k| k == key)
+    }
+
+    /// The storage engine's settings for one partition of this topic.
+    pub fn log_config(&self) -> LogConfig {
+        let defaults = LogConfig::default();
+        let batch_bytes_max = self
+            .max_message_bytes
+            .max(spate_wire::batch::BATCH_HEADER_BYTES);
+        let write_buffer_bytes_max = defaults.write_buffer_bytes_max.max(
+            (batch_bytes_max + 2 * spate_storage::io::BLOCK_BYTES)
+                .next_multiple_of(spate_storage::io::BLOCK_BYTES),
+        );
+        LogConfig {
+            segment_bytes_max: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            retention_ms: (self.retention_ms >= 0).then_some(self.retention_ms),
+            retention_bytes: u64::try_from(self.retention_bytes).ok(),
+            flush: match self.flush_mode {
+                FlushMode::EveryAppend => FlushPolicy::EveryAppend,
+                FlushMode::Group => FlushPolicy::GroupCommit {
+                    interval_ms: self.flush_interval_ms,
+                    bytes_max: self.flush_bytes_max,
+                },
+                FlushMode::Never => FlushPolicy::Never,
+            },
+            batch_bytes_max,
+            write_buffer_bytes_max,
+            ..defaults
+        }
+    }
+}
+
+/// A topic as recorded on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    /// Kafka topic id (a UUID), reported by Metadata v10+.
+    pub id: [u8; 16],
+    pub partitions: i32,
+    pub config: TopicConfig,
+}
+
+/// Where topic files live.
+pub fn topics_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("topics")
+}
+
+/// A partition's log directory.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+/// Reads every topic file.
+///
+/// # Errors
+/// If the directory or a file cannot be read or parsed: a broker that cannot tell which topics
+/// exist must not start and invent an empty set.
+pub fn load_all(data_dir: &Path) -> anyhow::Result<BTreeMap<String, TopicMeta>> {
+    use anyhow::Context;
+    let dir = topics_dir(data_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut topics = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let meta: TopicMeta =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        anyhow::ensure!(topics.len() < TOPICS_MAX, "more than {TOPICS_MAX} topics");
+        topics.insert(meta.name.clone(), meta);
+    }
+    Ok(topics)
+}
+
+/// Writes a topic file durably (temporary file, fsync, rename, directory fsync).
+///
+/// # Errors
+/// From the file system.
+pub fn save(data_dir: &Path, meta: &TopicMeta) -> std::io::Result<()> {
+    let dir = topics_dir(data_dir);
+    std::fs::create_dir_all(&dir)?;
+    let text = toml::to_string(meta).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!("{}.toml.tmp", meta.name));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(format!("{}.toml", meta.name)))?;
+    std::fs::File::open(&dir)?.sync_all()
+}
+
+/// Removes a topic file durably. Partition directories are removed by their owners.
+///
+/// # Errors
+/// From the file system.
+pub fn remove(data_dir: &Path, name: &str) -> std::io::Result<()> {
+    let dir = topics_dir(data_dir);
+    std::fs::remove_file(dir.join(format!("{name}.toml")))?;
+    std::fs::File::open(&dir)?.sync_all()
+}
+
+/// A fresh random topic id.
+pub fn new_topic_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    // getrandom(2) never fails for 16 bytes once the pool is initialised; fall back to the
+    // clock rather than return an all-zero id (Kafka's "no id").
+    // SAFETY: writes at most 16 bytes into `id`.
+    let n = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
+    if n != 16 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos());
+        id = now.to_le_bytes();
+    }
+    // Version 4, variant 1, as a UUID.
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Settings};
+
+    fn defaults() -> TopicDefaults {
+        Config::resolve(Settings::default()).unwrap().topic_defaults
+    }
+
+    #[test]
+    fn kafka_topic_name_rules() {
+        assert!(validate_topic_name("orders.v2_eu-1").is_ok());
+        for bad in ["", ".", "..", "has space", "slash/y", "ü"] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn config_set_get_round_trips_and_marks_overrides() {
+        let mut config = TopicConfig::from_defaults(&defaults());
+        config.set("retention.ms", "60000").unwrap();
+        config.set("flush.policy", "every-append").unwrap();
+        assert_eq!(config.get("retention.ms").as_deref(), Some("60000"));
+        assert_eq!(config.get("flush.policy").as_deref(), Some("every-append"));
+        assert!(config.is_override("retention.ms"));
+        assert!(!config.is_override("segment.bytes"));
+        assert!(config.set("cleanup.policy", "compact").is_err());
+        assert!(config.set("retention.ms", "soon").is_err());
+        assert!(config.set("no.such.key", "1").is_err());
+        assert!(config.set("segment.bytes", "100").is_err());
+        for key in TOPIC_CONFIG_KEYS {
+            assert!(config.get(key).is_some(), "{key}");
+        }
+    }
+
+    #[test]
+    fn log_config_is_valid_for_any_accepted_topic_config() {
+        let mut config = TopicConfig::from_defaults(&defaults());
+        config.log_config().validate();
+        config.set("max.message.bytes", "10000000").unwrap();
+        config.set("segment.bytes", "16384").unwrap();
+        config.set("retention.bytes", "-1").unwrap();
+        let log = config.log_config();
+        log.validate();
+        assert_eq!(log.retention_bytes, None);
+        assert_eq!(log.batch_bytes_max, 10_000_000);
+    }
+
+    #[test]
+    fn topic_files_survive_a_reload() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/test-tmp")
+            .join(format!("topics-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let meta = TopicMeta {
+            name: "t1".to_owned(),
+            id: new_topic_id(),
+            partitions: 6,
+            config: TopicConfig::from_defaults(&defaults()),
+        };
+        save(&dir, &meta).unwrap();
+        let loaded = load_all(&dir).unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded["t1"], meta);
+        remove(&dir, "t1").unwrap();
+        assert!(load_all(&dir).unwrap().is_empty());
+        assert_ne!(new_topic_id(), new_topic_id());
+    }
+}

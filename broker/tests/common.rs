@@ -1,0 +1,154 @@
+//! Test helpers: start the real `spate` binary on a free loopback port and talk raw Kafka to it.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A broker process; killed on drop if still running.
+pub struct Broker {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+/// A directory for a test's data, on the real disk (O_DIRECT does not work on tmpfs), empty.
+pub fn test_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("broker-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Broker {
+    /// Starts a broker with one core on a fresh data dir and waits until it accepts.
+    pub fn start(name: &str, extra_args: &[&str]) -> Broker {
+        Broker::start_in(test_dir(name), extra_args)
+    }
+
+    /// Starts a broker on an existing data dir.
+    pub fn start_in(data_dir: PathBuf, extra_args: &[&str]) -> Broker {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--cores")
+            .arg("1")
+            .args(extra_args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning spate");
+        let broker = Broker {
+            child,
+            addr,
+            data_dir,
+        };
+        broker.wait_accepting(Duration::from_secs(10));
+        broker
+    }
+
+    fn wait_accepting(&self, limit: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("broker did not accept on {} within {limit:?}", self.addr);
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "broker did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one frame (prefix added here) and reads one response frame body.
+pub fn round_trip(stream: &mut TcpStream, body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    stream.write_all(&frame).unwrap();
+    read_frame(stream)
+}
+
+pub fn read_frame(stream: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).unwrap();
+    body
+}
+
+/// An ApiVersions request (header v1 for versions 0-2, v2 for 3+).
+pub fn api_versions_request(version: i16, correlation_id: i32) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&18i16.to_be_bytes());
+    b.extend_from_slice(&version.to_be_bytes());
+    b.extend_from_slice(&correlation_id.to_be_bytes());
+    b.extend_from_slice(&4i16.to_be_bytes());
+    b.extend_from_slice(b"test");
+    if version >= 3 {
+        b.push(0); // header tagged fields
+        b.push(5); // compact string "spate" length + 1
+        b.extend_from_slice(b"test");
+        b.push(4);
+        b.extend_from_slice(b"0.1");
+        b.push(0); // body tagged fields
+    }
+    b
+}
+
+/// Whether the peer closed the connection (read returns 0 or an error) within `limit`.
+pub fn is_closed(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Ok(0) | Err(_))
+        && !matches!(stream.read(&mut byte), Ok(n) if n > 0)
+}
