@@ -185,9 +185,9 @@ if [ "$hard_kib" = unlimited ] || [ "$hard_kib" -ge 3840 ]; then
     (ulimit -S -l 3840 && ./check --pid self --io-memory-mib 1 --cores "$first_cpu") >"$tmp/memlock-ok.txt" 2>&1 || true
     grep -qE '^OK +memlock \(RLIMIT_MEMLOCK\) +3\.7 MiB soft.*>= 3\.7 MiB = 3 x 1 MiB x 1 core \+ 25%' "$tmp/memlock-ok.txt" ||
         { grep memlock "$tmp/memlock-ok.txt" >&2; fail "memlock 3840 KiB for 3 x 1 MiB x 1 core + 25% is not OK"; }
-    (ulimit -S -l 3000 && ./check --pid self --io-memory-mib 1 --cores "$first_cpu") >"$tmp/memlock-warn.txt" 2>&1 || true
+    (ulimit -S -l 3000 && ./check --pid self --io-memory-bytes 1048576 --cores "$first_cpu") >"$tmp/memlock-warn.txt" 2>&1 || true
     # 3000 KiB / (3 x 1 x 1.25) = 800 KiB per executor.
-    grep -qE '^WARN +memlock \(RLIMIT_MEMLOCK\) +2\.9 MiB soft.*io_memory must shrink to ~800 KiB per core' "$tmp/memlock-warn.txt" ||
+    grep -qE '^WARN +memlock \(RLIMIT_MEMLOCK\) +2\.9 MiB soft.*fits io_memory to the limit: ~800 KiB per core' "$tmp/memlock-warn.txt" ||
         { grep memlock "$tmp/memlock-warn.txt" >&2; fail "memlock 3000 KiB is not WARN with 800 KiB per core"; }
     rc=0
     (ulimit -S -l 256 && exec ./check --pid self --cores "$first_cpu") >"$tmp/memlock-fail.txt" 2>&1 || rc=$?
