@@ -1,1 +1,181 @@
-fn main() {}
+//! Append throughput of the log against raw O_DIRECT write bandwidth, in the same run and the
+//! same directory.
+//!
+//! `cargo bench -p spate-storage --bench append` (env: `SPATE_BENCH_MIB`, data per measurement,
+//! default 512; `SPATE_BENCH_RUNS`, default 3, the median is printed; `SPATE_BENCH_DIR`,
+//! default under the target directory, must be on a real disk, not tmpfs).
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use glommio::io::{DmaFile, OpenOptions};
+use glommio::{LocalExecutorBuilder, Placement};
+use spate_storage::io::glommio::{prime_io_poll_probe, GlommioDisk};
+use spate_storage::{FlushPolicy, Log, LogConfig};
+use spate_wire::batch::{BatchBuilder, BatchSpec};
+use spate_wire::types::LeaderEpoch;
+
+const RECORD_BYTES: usize = 1024;
+const WRITE_BYTES: usize = 4 << 20;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn make_batch(records: usize, seed: u64) -> BytesMut {
+    let mut out = BytesMut::with_capacity(records * (RECORD_BYTES + 16) + 64);
+    let mut builder = BatchBuilder::new(&mut out, BatchSpec::default());
+    let mut value = vec![0u8; RECORD_BYTES];
+    for r in 0..records {
+        value.iter_mut().enumerate().for_each(|(i, b)| *b = (seed as usize + r + i) as u8);
+        builder.push(seed as i64, None, Some(&value), &[]);
+    }
+    builder.finish();
+    out
+}
+
+/// Raw bandwidth: sequential aligned `WRITE_BYTES` DMA writes at queue depth one, one
+/// fdatasync at the end; the same write size the log's buffer uses.
+async fn raw(dir: &Path, total: u64) -> f64 {
+    let path = dir.join("raw.bin");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .dma_open(&path)
+        .await
+        .expect("open raw");
+    let start = Instant::now();
+    let mut pos = 0u64;
+    while pos < total {
+        let mut buf = file.alloc_dma_buffer(WRITE_BYTES);
+        buf.as_bytes_mut().fill((pos >> 20) as u8);
+        file.write_at(buf, pos).await.expect("raw write");
+        pos += WRITE_BYTES as u64;
+    }
+    file.fdatasync().await.expect("raw sync");
+    let secs = start.elapsed().as_secs_f64();
+    file.close().await.expect("close");
+    let _ = std::fs::remove_file(&path);
+    pos as f64 / secs
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// Appends do not wait; group commit syncs every `bytes_max`, one final flush.
+    GroupCommit,
+    /// `producers` tasks each append then wait for durability (acks=all), sharing syncs.
+    GroupCommitAcksAll { producers: usize },
+    /// fdatasync on every append.
+    SyncEveryAppend,
+}
+
+async fn log_append(dir: &Path, total: u64, records: usize, mode: Mode) -> f64 {
+    let log_dir = dir.join("log");
+    let _ = std::fs::remove_dir_all(&log_dir);
+    let flush = match mode {
+        Mode::SyncEveryAppend => FlushPolicy::EveryAppend,
+        _ => FlushPolicy::GroupCommit { interval_ms: 10, bytes_max: 32 << 20 },
+    };
+    let config = LogConfig {
+        flush,
+        write_buffer_bytes_max: WRITE_BYTES,
+        tail_cache_bytes_max: 8 << 20,
+        batch_bytes_max: 2 << 20,
+        retention_ms: None,
+        ..LogConfig::default()
+    };
+    let log = Rc::new(Log::open(GlommioDisk, &log_dir, config).await.expect("open log"));
+    let batch_len = make_batch(records, 0).len() as u64;
+    let count = total.div_ceil(batch_len);
+    // Batches are built before timing: the broker receives them from the network.
+    let batches: Vec<BytesMut> = (0..count).map(|i| make_batch(records, i)).collect();
+    let start = Instant::now();
+    match mode {
+        Mode::GroupCommitAcksAll { producers } => {
+            let mut queues: Vec<Vec<BytesMut>> = (0..producers).map(|_| Vec::new()).collect();
+            for (i, b) in batches.into_iter().enumerate() {
+                queues[i % producers].push(b);
+            }
+            let tasks: Vec<_> = queues
+                .into_iter()
+                .map(|queue| {
+                    let log = log.clone();
+                    glommio::spawn_local(async move {
+                        for b in queue {
+                            let info = log.append(b, LeaderEpoch(0)).await.expect("append");
+                            log.wait_durable(info.last_offset.next()).await.expect("durable");
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await;
+            }
+        }
+        _ => {
+            for b in batches {
+                log.append(b, LeaderEpoch(0)).await.expect("append");
+            }
+            log.flush().await.expect("flush");
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(log.durable_offset(), log.log_end_offset());
+    drop(log);
+    let _ = std::fs::remove_dir_all(&log_dir);
+    (count * batch_len) as f64 / secs
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let dir: PathBuf = std::env::var("SPATE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("storage-bench"));
+    let total = env_or("SPATE_BENCH_MIB", 512) << 20;
+    let runs = env_or("SPATE_BENCH_RUNS", 3) as usize;
+    // cargo bench passes `--bench`; nothing else to parse.
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(move || async move {
+            prime_io_poll_probe(&dir).await.expect("probe");
+            let _ = DmaFile::open(dir.join(".spate-io-probe")).await;
+            let mib = |bps: f64| bps / (1 << 20) as f64;
+            println!("storage append bench: {} MiB per run, median of {runs} runs, dir {}", total >> 20, dir.display());
+            let cases: [(&str, usize, Mode); 6] = [
+                ("16 KiB batches, group commit", 16, Mode::GroupCommit),
+                ("1 MiB batches, group commit", 1024, Mode::GroupCommit),
+                ("16 KiB batches, group commit, 8 acks=all producers", 16, Mode::GroupCommitAcksAll { producers: 8 }),
+                ("1 MiB batches, group commit, 8 acks=all producers", 1024, Mode::GroupCommitAcksAll { producers: 8 }),
+                ("16 KiB batches, fsync per append", 16, Mode::SyncEveryAppend),
+                ("1 MiB batches, fsync per append", 1024, Mode::SyncEveryAppend),
+            ];
+            let mut raw_runs = Vec::new();
+            let mut results: Vec<Vec<f64>> = cases.iter().map(|_| Vec::new()).collect();
+            for _ in 0..runs {
+                // Interleaved so that drift in the device's speed hits raw and log alike.
+                raw_runs.push(raw(&dir, total).await);
+                for (i, (_, records, mode)) in cases.iter().enumerate() {
+                    // fsync per append with 16 KiB batches is slow: a smaller volume suffices.
+                    let volume = if matches!(mode, Mode::SyncEveryAppend) && *records == 16 { total / 16 } else { total };
+                    results[i].push(log_append(&dir, volume, *records, *mode).await);
+                }
+            }
+            let raw_bps = median(raw_runs);
+            println!("{:<55} {:>10.1} MiB/s", "raw O_DIRECT sequential write (4 MiB, QD1)", mib(raw_bps));
+            for ((name, _, _), r) in cases.iter().zip(results) {
+                let bps = median(r);
+                println!("{name:<55} {:>10.1} MiB/s  ratio {:.3}", mib(bps), bps / raw_bps);
+            }
+        })
+        .expect("executor")
+        .join()
+        .expect("bench ran");
+}
