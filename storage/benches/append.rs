@@ -21,7 +21,10 @@ const RECORD_BYTES: usize = 1024;
 const WRITE_BYTES: usize = 4 << 20;
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn make_batch(records: usize, seed: u64) -> BytesMut {
@@ -29,7 +32,10 @@ fn make_batch(records: usize, seed: u64) -> BytesMut {
     let mut builder = BatchBuilder::new(&mut out, BatchSpec::default());
     let mut value = vec![0u8; RECORD_BYTES];
     for r in 0..records {
-        value.iter_mut().enumerate().for_each(|(i, b)| *b = (seed as usize + r + i) as u8);
+        value
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (seed as usize + r + i) as u8);
         builder.push(seed as i64, None, Some(&value), &[]);
     }
     builder.finish();
@@ -78,7 +84,10 @@ async fn log_append(dir: &Path, total: u64, records: usize, mode: Mode) -> f64 {
     let _ = std::fs::remove_dir_all(&log_dir);
     let flush = match mode {
         Mode::SyncEveryAppend => FlushPolicy::EveryAppend,
-        _ => FlushPolicy::GroupCommit { interval_ms: 10, bytes_max: 32 << 20 },
+        _ => FlushPolicy::GroupCommit {
+            interval_ms: 10,
+            bytes_max: 32 << 20,
+        },
     };
     let config = LogConfig {
         flush,
@@ -88,7 +97,11 @@ async fn log_append(dir: &Path, total: u64, records: usize, mode: Mode) -> f64 {
         retention_ms: None,
         ..LogConfig::default()
     };
-    let log = Rc::new(Log::open(GlommioDisk, &log_dir, config).await.expect("open log"));
+    let log = Rc::new(
+        Log::open(GlommioDisk, &log_dir, config)
+            .await
+            .expect("open log"),
+    );
     let batch_len = make_batch(records, 0).len() as u64;
     let count = total.div_ceil(batch_len);
     // Batches are built before timing: the broker receives them from the network.
@@ -107,7 +120,9 @@ async fn log_append(dir: &Path, total: u64, records: usize, mode: Mode) -> f64 {
                     glommio::spawn_local(async move {
                         for b in queue {
                             let info = log.append(b, LeaderEpoch(0)).await.expect("append");
-                            log.wait_durable(info.last_offset.next()).await.expect("durable");
+                            log.wait_durable(info.last_offset.next())
+                                .await
+                                .expect("durable");
                         }
                     })
                 })
@@ -148,14 +163,34 @@ fn main() {
             prime_io_poll_probe(&dir).await.expect("probe");
             let _ = DmaFile::open(dir.join(".spate-io-probe")).await;
             let mib = |bps: f64| bps / (1 << 20) as f64;
-            println!("storage append bench: {} MiB per run, median of {runs} runs, dir {}", total >> 20, dir.display());
+            println!(
+                "storage append bench: {} MiB per run, median of {runs} runs, dir {}",
+                total >> 20,
+                dir.display()
+            );
             let cases: [(&str, usize, Mode); 6] = [
                 ("16 KiB batches, group commit", 16, Mode::GroupCommit),
                 ("1 MiB batches, group commit", 1024, Mode::GroupCommit),
-                ("16 KiB batches, group commit, 8 acks=all producers", 16, Mode::GroupCommitAcksAll { producers: 8 }),
-                ("1 MiB batches, group commit, 8 acks=all producers", 1024, Mode::GroupCommitAcksAll { producers: 8 }),
-                ("16 KiB batches, fsync per append", 16, Mode::SyncEveryAppend),
-                ("1 MiB batches, fsync per append", 1024, Mode::SyncEveryAppend),
+                (
+                    "16 KiB batches, group commit, 8 acks=all producers",
+                    16,
+                    Mode::GroupCommitAcksAll { producers: 8 },
+                ),
+                (
+                    "1 MiB batches, group commit, 8 acks=all producers",
+                    1024,
+                    Mode::GroupCommitAcksAll { producers: 8 },
+                ),
+                (
+                    "16 KiB batches, fsync per append",
+                    16,
+                    Mode::SyncEveryAppend,
+                ),
+                (
+                    "1 MiB batches, fsync per append",
+                    1024,
+                    Mode::SyncEveryAppend,
+                ),
             ];
             let mut raw_runs = Vec::new();
             let mut results: Vec<Vec<f64>> = cases.iter().map(|_| Vec::new()).collect();
@@ -164,15 +199,27 @@ fn main() {
                 raw_runs.push(raw(&dir, total).await);
                 for (i, (_, records, mode)) in cases.iter().enumerate() {
                     // fsync per append with 16 KiB batches is slow: a smaller volume suffices.
-                    let volume = if matches!(mode, Mode::SyncEveryAppend) && *records == 16 { total / 16 } else { total };
+                    let volume = if matches!(mode, Mode::SyncEveryAppend) && *records == 16 {
+                        total / 16
+                    } else {
+                        total
+                    };
                     results[i].push(log_append(&dir, volume, *records, *mode).await);
                 }
             }
             let raw_bps = median(raw_runs);
-            println!("{:<55} {:>10.1} MiB/s", "raw O_DIRECT sequential write (4 MiB, QD1)", mib(raw_bps));
+            println!(
+                "{:<55} {:>10.1} MiB/s",
+                "raw O_DIRECT sequential write (4 MiB, QD1)",
+                mib(raw_bps)
+            );
             for ((name, _, _), r) in cases.iter().zip(results) {
                 let bps = median(r);
-                println!("{name:<55} {:>10.1} MiB/s  ratio {:.3}", mib(bps), bps / raw_bps);
+                println!(
+                    "{name:<55} {:>10.1} MiB/s  ratio {:.3}",
+                    mib(bps),
+                    bps / raw_bps
+                );
             }
         })
         .expect("executor")
