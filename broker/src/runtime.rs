@@ -119,6 +119,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
+    // glommio binds with SO_REUSEPORT, which would let a second broker (same user) share the
+    // port silently and split clients between the two. A plain bind fails if anyone holds it.
+    drop(
+        std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("listen address {} is not available", config.listen))?,
+    );
+
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
 

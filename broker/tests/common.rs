@@ -24,12 +24,20 @@ pub fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A port no other test of this run uses. Not an ephemeral port from the kernel: the broker
+/// binds with SO_REUSEPORT, so two brokers handed the same just-freed port would both start and
+/// split each other's connections. Ports below the ephemeral range, one counter per process,
+/// offset by the pid so concurrent test binaries rarely meet; a port still taken is skipped.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 400) as u16 * 25;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 10_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Broker {
