@@ -13,4 +13,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
 
+echo "== tuning kit"
+bash tuning/test.sh
+
 echo "== all checks passed"
