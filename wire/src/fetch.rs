@@ -42,8 +42,12 @@ pub const FETCH_VERSION_MAX: i16 = 12;
 /// First flexible Fetch version (compact lengths, tagged fields, response header v1).
 pub const FETCH_VERSION_FLEXIBLE_MIN: i16 = 12;
 
-/// Framing bytes reserved up front per partition; the buffer grows if a partition needs more.
+/// Framing bytes reserved per partition (fixed fields; aborted transactions may need more).
 const PARTITION_FRAMING_BYTES: usize = 64;
+/// Framing bytes reserved per topic besides its partitions (name up to 32 bytes, counts, tags).
+const TOPIC_FRAMING_BYTES: usize = 48;
+/// Prefix, header and top-level fields.
+const RESPONSE_FRAMING_BYTES: usize = 32;
 
 /// Record data for one partition: `len` bytes that the caller sends from `data`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,9 +156,11 @@ impl<R> FetchResponseEncoder<R> {
         }
         let mut enc = FetchResponseEncoder {
             version,
-            buf: BytesMut::with_capacity(64 + topic_count * 4 * PARTITION_FRAMING_BYTES),
+            buf: BytesMut::with_capacity(
+                RESPONSE_FRAMING_BYTES + topic_count * TOPIC_FRAMING_BYTES,
+            ),
             frame_at: 0,
-            cuts: Vec::with_capacity(topic_count * 4),
+            cuts: Vec::new(),
             records_bytes: 0,
             topics_left: topic_count,
             partitions_left: 0,
@@ -215,6 +221,10 @@ impl<R> FetchResponseEncoder<R> {
         }
         self.buf.put_slice(name.as_bytes());
         self.put_len(partition_count);
+        // One reservation per topic, not one per partition.
+        self.buf
+            .reserve(partition_count * PARTITION_FRAMING_BYTES + TOPIC_FRAMING_BYTES);
+        self.cuts.reserve(partition_count);
         self.partitions_left = partition_count;
         if partition_count == 0 {
             self.put_empty_tagged_fields();
@@ -228,7 +238,6 @@ impl<R> FetchResponseEncoder<R> {
     pub fn partition(&mut self, header: &PartitionHeader<'_>, records: Option<Records<R>>) {
         assert!(self.partitions_left > 0, "more partitions than declared");
         self.partitions_left -= 1;
-        self.buf.reserve(PARTITION_FRAMING_BYTES);
         self.buf.put_i32(header.partition_index.0);
         self.buf.put_i16(header.error_code.code());
         self.buf.put_i64(header.high_watermark.0);
