@@ -93,7 +93,7 @@ pub trait Disk: std::fmt::Debug {
 }
 
 /// An open file, used with direct I/O.
-pub trait DiskFile: std::fmt::Debug {
+pub trait DiskFile: std::fmt::Debug + 'static {
     /// The aligned buffer type writes take.
     type Buf: AlignedBuf;
 

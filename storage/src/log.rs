@@ -8,9 +8,12 @@
 //! many appends share one sync (group commit).
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::{poll_fn, Future};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use spate_wire::batch::{
@@ -35,6 +38,37 @@ use crate::sync::{AsyncMutex, Notify};
 pub const DIR_ENTRIES_MAX: usize = 1 << 20;
 /// Most chunks one read returns (each a cached batch or a file range).
 pub const READ_CHUNKS_MAX: usize = 1024;
+/// Most full-block writes in flight per log while appends keep filling the next buffer: two
+/// let copying and checksumming overlap the device's work, which is what closes the gap to raw
+/// bandwidth; more would only hold more buffers on a single device.
+pub const WRITES_IN_FLIGHT_MAX: usize = 2;
+
+type WriteFuture = Pin<Box<dyn Future<Output = std::io::Result<()>>>>;
+
+/// A submitted write of full blocks whose completion has not been collected yet.
+struct InFlightWrite {
+    future: WriteFuture,
+    end: u64,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for InFlightWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlightWrite")
+            .field("end", &self.end)
+            .finish()
+    }
+}
+
+/// How much of the write buffer `write_out` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteOut {
+    /// Only whole blocks, without waiting for completion; the partial last block stays in the
+    /// buffer. Writes issued this way never overlap, so they may complete in any order.
+    FullBlocks,
+    /// Everything, including the zero-padded partial block, after all earlier writes completed.
+    All,
+}
 
 /// What `append` assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +201,8 @@ struct Core<F: DiskFile> {
     write: WriteBuffer<F::Buf>,
     // Position in the active segment up to which bytes have reached the disk via write_at.
     written: u64,
+    // Full-block writes submitted and not yet collected, oldest first.
+    in_flight: VecDeque<InFlightWrite>,
     cache: TailCache,
     epochs: EpochCache,
     log_end: Offset,
@@ -285,6 +321,7 @@ impl<D: Disk> Log<D> {
             segments,
             write,
             written,
+            in_flight: VecDeque::new(),
             cache: TailCache::new(config.tail_cache_bytes_max),
             epochs,
             log_end,
@@ -466,7 +503,7 @@ impl<D: Disk> Log<D> {
     async fn reserve(&self, core: &mut Core<D::File>, len: usize) -> Result<()> {
         let capacity = self.config.write_buffer_bytes_max;
         if core.write.filled + len > capacity {
-            self.write_out(core).await?;
+            self.write_out(core, WriteOut::FullBlocks).await?;
         }
         assert!(core.write.filled + len <= capacity);
         let active = core
@@ -493,44 +530,95 @@ impl<D: Disk> Log<D> {
         unreachable!("the loop returns on its last iteration")
     }
 
-    /// Writes the dirty part of the write buffer with one aligned `write_at`, keeping the partial
-    /// last block in a fresh buffer to be rewritten by the next write.
-    async fn write_out(&self, core: &mut Core<D::File>) -> Result<()> {
+    /// Writes the write buffer out with one aligned `write_at` (see [`WriteOut`]), moving the
+    /// partial last block into a fresh buffer to be rewritten by the next write.
+    async fn write_out(&self, core: &mut Core<D::File>, mode: WriteOut) -> Result<()> {
+        if mode == WriteOut::All {
+            while !core.in_flight.is_empty() {
+                self.complete_oldest_write(core).await?;
+            }
+        } else {
+            while core.in_flight.len() >= WRITES_IN_FLIGHT_MAX {
+                self.complete_oldest_write(core).await?;
+            }
+        }
         let Core {
             segments,
             write,
             written,
+            in_flight,
             ..
         } = core;
         let active = segments.values().next_back().expect("a log has a segment");
         let end = write.start + write.filled as u64;
         assert_eq!(end, active.size);
-        if *written == end {
-            return Ok(());
-        }
-        let mut buf = write.buf.take().expect("write buffer present");
         let tail = write.filled % BLOCK_BYTES;
         let full = write.filled - tail;
-        let mut tail_block = [0u8; BLOCK_BYTES];
-        tail_block[..tail].copy_from_slice(&buf.as_slice()[full..write.filled]);
-        let padded = align_up(write.filled as u64) as usize;
-        buf.as_mut_slice()[write.filled..padded].fill(0);
-        buf.shrink_to(padded);
+        let length = match mode {
+            WriteOut::All if *written < end => align_up(write.filled as u64) as usize,
+            WriteOut::FullBlocks if full > 0 => full,
+            _ => return Ok(()),
+        };
+        let mut buf = write.buf.take().expect("write buffer present");
         let mut next = active.file.alloc_buf(self.config.write_buffer_bytes_max);
-        next.as_mut_slice()[..tail].copy_from_slice(&tail_block[..tail]);
-        let result = active.file.write_at(buf, write.start).await;
-        // Whatever happened, the bytes stay in the new buffer (and every unwritten batch stays
-        // in the tail cache), so the in-memory state remains consistent.
+        next.as_mut_slice()[..tail].copy_from_slice(&buf.as_slice()[full..write.filled]);
+        buf.as_mut_slice()[write.filled..length.max(write.filled)].fill(0);
+        buf.shrink_to(length);
+        let position = write.start;
+        // The new buffer holds the partial block and every unwritten batch is in the tail cache,
+        // so the in-memory state stays consistent whatever the write's outcome.
         write.buf = Some(next);
-        if let Err(e) = result {
-            // Which blocks reached the disk is unknown; only a reopen (rescan) can tell.
-            self.fenced.set(true);
-            return Err(StorageError::from_io("writing", &active.path, e));
-        }
         write.start += full as u64;
         write.filled = tail;
-        *written = end;
-        Ok(())
+        let file = active.file.clone();
+        let mut future: WriteFuture = Box::pin(async move { file.write_at(buf, position).await });
+        let write_end = (position + length as u64).min(end);
+        let first = match mode {
+            // Polled once so the write is submitted now; its completion is collected later.
+            WriteOut::FullBlocks => poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await,
+            WriteOut::All => Poll::Ready(future.as_mut().await),
+        };
+        match first {
+            Poll::Pending => {
+                in_flight.push_back(InFlightWrite {
+                    future,
+                    end: write_end,
+                    path: active.path.clone(),
+                });
+                Ok(())
+            }
+            Poll::Ready(result) => self.write_done(written, write_end, &active.path, result),
+        }
+    }
+
+    async fn complete_oldest_write(&self, core: &mut Core<D::File>) -> Result<()> {
+        let Some(write) = core.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let result = write.future.await;
+        self.write_done(&mut core.written, write.end, &write.path, result)
+    }
+
+    fn write_done(
+        &self,
+        written: &mut u64,
+        end: u64,
+        path: &Path,
+        result: std::io::Result<()>,
+    ) -> Result<()> {
+        match result {
+            Ok(()) => {
+                // Writes complete in submission order from the log's point of view: they are
+                // collected oldest first, so `written` only grows.
+                *written = (*written).max(end);
+                Ok(())
+            }
+            Err(e) => {
+                // Which blocks reached the disk is unknown; only a reopen (rescan) can tell.
+                self.fenced.set(true);
+                Err(StorageError::from_io("writing", path, e))
+            }
+        }
     }
 
     /// Waits until everything below `offset` is durable, running an fdatasync if none in flight
@@ -541,6 +629,7 @@ impl<D: Disk> Log<D> {
     /// [`StorageError::Fenced`] if a write or sync failed (durability then is unknown); I/O
     /// errors from the sync this call ran.
     pub async fn wait_durable(&self, offset: Offset) -> Result<()> {
+        let mut yielded = false;
         loop {
             if self.durable.get() >= offset {
                 return Ok(());
@@ -548,6 +637,13 @@ impl<D: Disk> Log<D> {
             self.check_fenced()?;
             if self.sync_in_flight.get() {
                 self.synced.notified().await;
+                continue;
+            }
+            if !yielded {
+                // Tasks woken by the same completed sync append their next batches first, so
+                // the sync this task is about to lead covers them too.
+                yielded = true;
+                crate::sync::yield_now().await;
                 continue;
             }
             self.sync_now().await?;
@@ -576,7 +672,7 @@ impl<D: Disk> Log<D> {
         let (file, path, target, appended, truncations) = {
             let mut core = self.core.lock().await;
             self.check_fenced()?;
-            self.write_out(&mut core).await?;
+            self.write_out(&mut core, WriteOut::All).await?;
             let active = core
                 .segments
                 .values()
@@ -637,7 +733,7 @@ impl<D: Disk> Log<D> {
     /// a new one at the log end. The new file is created first, so a full disk leaves the old
     /// segment active and unchanged.
     async fn roll(&self, core: &mut Core<D::File>) -> Result<()> {
-        self.write_out(core).await?;
+        self.write_out(core, WriteOut::All).await?;
         let old = core
             .segments
             .values()
@@ -757,7 +853,7 @@ impl<D: Disk> Log<D> {
     pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(Offset, i64)>> {
         let mut core = self.core.lock().await;
         // Scanning reads headers from the file, so put the buffered tail there first.
-        self.write_out(&mut core).await?;
+        self.write_out(&mut core, WriteOut::All).await?;
         for segment in core.segments.values() {
             if segment.index.max_timestamp_ms() < timestamp_ms {
                 continue;
@@ -794,7 +890,7 @@ impl<D: Disk> Log<D> {
                 end: core.log_end,
             });
         }
-        self.write_out(&mut core).await?;
+        self.write_out(&mut core, WriteOut::All).await?;
         self.truncations.set(self.truncations.get() + 1);
         let (&cut_base, _) = core.segments.range(..=offset).next_back().expect("segment");
         let later: Vec<Offset> = core

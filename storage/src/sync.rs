@@ -128,6 +128,22 @@ impl Notify {
     }
 }
 
+/// Yields once to the executor: the task goes to the back of the run queue, so tasks that
+/// are ready run first.
+pub async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
 /// Runs a future to completion on the current thread, for futures that never wait on anything
 /// outside themselves (the in-memory disk). Used by tests and doc examples.
 ///

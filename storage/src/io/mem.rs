@@ -282,20 +282,6 @@ impl MemDisk {
     }
 }
 
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
-}
-
 fn not_found(path: &Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
@@ -412,6 +398,8 @@ impl DiskFile for MemFileHandle {
             buf.0.len() % BLOCK_BYTES == 0,
             "write length not block aligned"
         );
+        // Real writes complete later; yielding once lets the log keep writes in flight here too.
+        crate::sync::yield_now().await;
         let mut state = self.disk.state.borrow_mut();
         state.check_fault(FaultOp::Write)?;
         let mut f = self.file.borrow_mut();
@@ -435,7 +423,7 @@ impl DiskFile for MemFileHandle {
     async fn fdatasync(&self) -> io::Result<()> {
         // A real sync takes time; yielding once lets concurrent tasks run meanwhile, as they
         // would on a real disk, so tests can observe group commit.
-        yield_once().await;
+        crate::sync::yield_now().await;
         let mut state = self.disk.state.borrow_mut();
         state.check_fault(FaultOp::Sync)?;
         state.syncs += 1;
