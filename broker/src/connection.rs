@@ -20,6 +20,73 @@ use crate::runtime::ShutdownFlag;
 /// syscalls, small enough to keep idle connections cheap.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 
+/// Buffers handed to one writev: a Fetch response is framing plus one buffer per batch chunk,
+/// so a few dozen cover most responses in one syscall (IOV_MAX is 1024).
+const IOVECS_PER_WRITE_MAX: usize = 64;
+
+/// Sends `parts` in order with vectored writes on the socket, so record data is never copied
+/// into one contiguous buffer first.
+///
+/// glommio's `TcpStream` sends only the first buffer of a vectored write, so this calls
+/// `writev(2)` on the (non-blocking) socket itself, and when the socket is full lets glommio wait
+/// for writability by writing the next slice through the stream.
+async fn write_parts(stream: &mut TcpStream, parts: &[Bytes]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let mut index = 0; // first part not fully sent
+    let mut sent = 0; // bytes of parts[index] already sent
+    while index < parts.len() {
+        let mut iovecs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; IOVECS_PER_WRITE_MAX];
+        let mut count = 0;
+        for (i, part) in parts[index..].iter().take(IOVECS_PER_WRITE_MAX).enumerate() {
+            let slice = if i == 0 { &part[sent..] } else { &part[..] };
+            iovecs[count] = libc::iovec {
+                iov_base: slice.as_ptr() as *mut libc::c_void,
+                iov_len: slice.len(),
+            };
+            count += 1;
+        }
+        // SAFETY: every iovec points into a `Bytes` in `parts`, alive for the whole call.
+        let written = unsafe { libc::writev(fd, iovecs.as_ptr(), count as libc::c_int) };
+        let mut advance = if written >= 0 {
+            written as usize
+        } else {
+            let error = std::io::Error::last_os_error();
+            match error.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => {
+                    // Full socket: glommio waits for it to drain, then writes some bytes.
+                    match stream.write(&parts[index][sent..]).await? {
+                        0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                        n => n,
+                    }
+                }
+                _ => return Err(error),
+            }
+        };
+        while advance > 0 {
+            let left = parts[index].len() - sent;
+            if advance < left {
+                sent += advance;
+                advance = 0;
+            } else {
+                advance -= left;
+                index += 1;
+                sent = 0;
+            }
+        }
+        // Skip empty parts so the loop ends.
+        while index < parts.len() && parts[index].len() == sent {
+            index += 1;
+            sent = 0;
+        }
+    }
+    Ok(())
+}
+
 /// A response to send: the frame (prefix, header, body) as one or more buffers, sent in order.
 pub type ResponseParts = Vec<Bytes>;
 
@@ -48,9 +115,7 @@ pub async fn serve(
                 // Kafka closes the connection on requests it cannot parse the header of.
                 return Ok(());
             };
-            for part in parts {
-                stream.write_all(&part).await?;
-            }
+            write_parts(&mut stream, &parts).await?;
         }
         if shutdown.is_triggered() {
             debug!(core = core.id, "shutdown: closing idle connection");

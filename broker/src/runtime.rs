@@ -128,6 +128,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    // glommio opens directories (for fsync) with openat(-1, path), which fails with EBADF on a
+    // relative path; the default data dir is relative, so make it absolute once here.
+    let mut config = config;
+    config.data_dir = std::fs::canonicalize(&config.data_dir)
+        .with_context(|| format!("resolving data dir {}", config.data_dir.display()))?;
 
     let shutdown = Arc::new(ShutdownFlag::default());
     spawn_signal_thread(shutdown.clone())?;

@@ -7,17 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use futures::future::{select_all, FutureExt, LocalBoxFuture};
+use spate_wire::fetch::{AbortedTransaction, FetchResponseEncoder, Part, PartitionHeader, Records};
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::fetch_request::FetchRequest;
-use spate_wire::kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
-};
-use spate_wire::types::Offset;
+use spate_wire::types::{Offset, PartitionIndex};
 use spate_wire::ErrorCode;
 
-use super::respond;
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::ops::{CoreRequest, FetchOp, FetchResult};
@@ -66,29 +62,50 @@ pub async fn handle(
     trim_to_max_bytes(&mut results, max_bytes);
 
     let read_committed = request.isolation_level == 1;
-    let mut response = FetchResponse::default();
+    let mut encoder = match FetchResponseEncoder::new(
+        header.api_version,
+        header.correlation_id,
+        ErrorCode::None,
+        0, // no fetch sessions: every request is a full fetch
+        request.topics.len(),
+    ) {
+        Ok(encoder) => encoder,
+        Err(error) => {
+            tracing::error!(version = header.api_version, %error, "fetch version not encodable; closing connection");
+            return None;
+        }
+    };
+    let no_aborted: &[AbortedTransaction] = &[];
     let mut results = results.into_iter();
     for topic in &request.topics {
-        let mut out = FetchableTopicResponse::default();
-        out.topic = topic.topic.clone();
-        out.topic_id = topic.topic_id;
+        encoder.topic(topic.topic.0.as_str(), topic.partitions.len());
         for partition in &topic.partitions {
             let result = results.next().expect("one result per partition");
-            let mut p = PartitionData::default();
-            p.partition_index = partition.partition;
-            p.error_code = result.error.code();
-            p.high_watermark = result.high_watermark.0;
-            p.last_stable_offset = result.high_watermark.0;
-            if header.api_version >= 5 {
-                p.log_start_offset = result.log_start_offset.0;
-            }
-            p.aborted_transactions = read_committed.then(Vec::new);
-            p.records = Some(concat(result.records));
-            out.partitions.push(p);
+            let mut p = PartitionHeader::new(PartitionIndex(partition.partition));
+            p.error_code = result.error;
+            p.high_watermark = result.high_watermark;
+            p.last_stable_offset = result.high_watermark;
+            p.log_start_offset = result.log_start_offset;
+            p.aborted_transactions = read_committed.then_some(no_aborted);
+            let len = result.bytes as usize;
+            encoder.partition(
+                &p,
+                Some(Records {
+                    len,
+                    data: result.records,
+                }),
+            );
         }
-        response.responses.push(out);
     }
-    respond(header, &response)
+    let response = encoder.finish();
+    let mut parts = Vec::with_capacity(response.parts.len() + 8);
+    for part in response.parts {
+        match part {
+            Part::Bytes(bytes) => parts.push(bytes),
+            Part::Records(chunks) => parts.extend(chunks),
+        }
+    }
+    Some(parts)
 }
 
 /// Waits until a partition of the fetch gets data, on whichever core owns it, or the time is up.
@@ -142,20 +159,5 @@ fn trim_to_max_bytes(results: &mut [FetchResult], max_bytes: u64) {
             continue;
         }
         total += result.bytes;
-    }
-}
-
-fn concat(mut records: Vec<Bytes>) -> Bytes {
-    match records.len() {
-        0 => Bytes::new(),
-        1 => records.pop().expect("one element"),
-        _ => {
-            let len = records.iter().map(Bytes::len).sum();
-            let mut out = BytesMut::with_capacity(len);
-            for r in &records {
-                out.extend_from_slice(r);
-            }
-            out.freeze()
-        }
     }
 }
