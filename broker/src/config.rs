@@ -77,7 +77,7 @@ settings! {
     frame_bytes_max: usize,
     /// Most client connections per core [default: 10000].
     connections_per_core_max: usize,
-    /// Create topics on first Metadata or Produce for them [default: true].
+    /// Create a topic when a Metadata request names it and it does not exist [default: true].
     auto_create_topics: bool,
     /// Partitions of an auto-created topic [default: 1].
     num_partitions: i32,
