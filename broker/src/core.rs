@@ -52,8 +52,12 @@ pub fn owner_core(topic: &str, partition: i32, cores: usize) -> usize {
 /// A partition this core owns.
 pub struct Partition {
     pub log: Log<GlommioDisk>,
-    /// Woken on every append, for long-polling fetches.
+    /// Woken when the high watermark (what consumers may read) advances, for long-polling
+    /// fetches. The high watermark is the durable offset under group commit, so it moves when a
+    /// flush completes, not at append.
     pub appended: Notify,
+    /// The high watermark consumers were last woken for.
+    pub notified_hw: Cell<Offset>,
     /// Largest batch accepted (the topic's max.message.bytes).
     pub batch_bytes_max: usize,
     /// When the maintenance task last flushed this partition (group commit timing).
@@ -61,6 +65,15 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// Wakes long-polling fetches if the high watermark moved since they were last woken.
+    fn notify_if_advanced(&self) {
+        let hw = self.log.high_watermark();
+        if hw != self.notified_hw.get() {
+            self.notified_hw.set(hw);
+            self.appended.notify_all();
+        }
+    }
+
     /// Whether group commit owes this partition a flush: data is waiting and the interval
     /// passed since the last one.
     fn flush_due(&self, now: Instant) -> bool {
@@ -189,6 +202,7 @@ impl Core {
                 appended: Notify::default(),
                 batch_bytes_max: meta.config.max_message_bytes,
                 flushed_at: Cell::new(Instant::now()),
+                notified_hw: Cell::new(Offset(-1)),
             });
             self.partitions
                 .borrow_mut()
@@ -408,12 +422,13 @@ impl Core {
                 }
             }
         }
-        partition.appended.notify_all();
+        partition.notify_if_advanced();
         if op.durability == Durability::Flushed {
             if let Err(e) = partition.log.wait_durable(last.next()).await {
                 warn!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "flush failed");
                 return refused(storage_error_code(&e), e.to_string());
             }
+            partition.notify_if_advanced();
         }
         ProduceResult {
             error: ErrorCode::None,
@@ -661,6 +676,9 @@ impl Core {
                         error!(core = self.id, error = %e, "group commit flush failed");
                     }
                 }
+                // Flushes also happen inside appends (flush-bytes-max) and for other
+                // requests' acks=all waits: catch every high watermark move here.
+                partition.notify_if_advanced();
             }
             if since_retention >= RETENTION_TICK {
                 since_retention = Duration::ZERO;
