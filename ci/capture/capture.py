@@ -24,17 +24,27 @@ SEED = [b"golden-value-%d" % i for i in range(MESSAGES)]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def check_produce(broker, topic, messages, compression, acks):
+def check_produce(broker, topic, messages, compression, acks, sent=None):
+    """`sent`: the (key, value, headers) the scenario produced, in order, as text."""
     produces = [m for m in broker.captured if m["api_key"] == 0]
     assert produces, "%s: no Produce captured" % broker.scenario
     total = 0
+    records = []
     for m in produces:
         assert m["acks"] == acks, (m["acks"], acks)
         assert m["topics"] == [topic], m["topics"]
         for b in m["batches"]:
             assert b["compression"] == compression, (b["compression"], compression)
+            assert len(b["records"]) == b["record_count"]
             total += b["record_count"]
+            records.extend(b["records"])
     assert total == messages, "%s: %d records captured, %d sent" % (broker.scenario, total, messages)
+    if sent is not None:
+        assert records == [[k, v, [list(h) for h in hs]] for k, v, hs in sent], records
+
+
+def sent_records(values, headers):
+    return [("key-%d" % i, values[i], headers(i)) for i in range(MESSAGES)]
 
 
 def expect_apis(broker, *api_keys):
@@ -55,7 +65,9 @@ def rdkafka_produce(out, compression):
             p.produce(topic, key=b"key-%d" % i, value=(b"value-%d " % i) * 60,
                       headers=[("trace", b"t%d" % i), ("kind", b"golden")], partition=0)
         assert p.flush(15) == 0, "librdkafka did not deliver everything"
-        check_produce(b, topic, MESSAGES, compression, -1)
+        sent = sent_records([("value-%d " % i) * 60 for i in range(MESSAGES)],
+                            lambda i: [("trace", "t%d" % i), ("kind", "golden")])
+        check_produce(b, topic, MESSAGES, compression, -1, sent)
         expect_apis(b, 18, 3, 0)
 
 
@@ -106,7 +118,8 @@ def kafka_python_produce(out):
             p.send(topic, key=b"key-%d" % i, value=b"value-%d" % i, headers=[("trace", b"t%d" % i)], partition=0)
         p.flush(15)
         p.close(5)
-        check_produce(b, topic, MESSAGES, "none", -1)
+        sent = sent_records(["value-%d" % i for i in range(MESSAGES)], lambda i: [("trace", "t%d" % i)])
+        check_produce(b, topic, MESSAGES, "none", -1, sent)
         expect_apis(b, 18, 3, 0, 22)
 
 
@@ -148,7 +161,8 @@ def aiokafka_produce(out, compression):
             finally:
                 await p.stop()
         asyncio.run(run())
-        check_produce(b, topic, MESSAGES, compression, -1)
+        sent = sent_records(["value-%d" % i for i in range(MESSAGES)], lambda i: [("trace", "t%d" % i)])
+        check_produce(b, topic, MESSAGES, compression, -1, sent)
         expect_apis(b, 18, 3, 0)
 
 
@@ -168,7 +182,10 @@ def kcat_produce(out):
     lines = b"".join(b"key-%d:value-%d\n" % (i, i) for i in range(MESSAGES))
     kcat(out, "produce", ["-P", "-t", "golden-kcat", "-p", "0", "-K:", "-z", "gzip",
                           "-X", "acks=all", "-H", "trace=golden"], stdin=lines,
-         check=lambda b, _o: (check_produce(b, "golden-kcat", MESSAGES, "gzip", -1), expect_apis(b, 18, 3, 0)))
+         check=lambda b, _o: (
+             check_produce(b, "golden-kcat", MESSAGES, "gzip", -1,
+                           sent_records(["value-%d" % i for i in range(MESSAGES)], lambda i: [("trace", "golden")])),
+             expect_apis(b, 18, 3, 0)))
 
 
 def kcat_consume(out):

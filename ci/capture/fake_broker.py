@@ -24,7 +24,7 @@ import uuid
 from kafka.protocol.api_message import ApiMessage
 from kafka.protocol.api_header import RequestHeader
 from kafka.record.util import calc_crc32c
-from kafka.record.default_records import DefaultRecordBatchBuilder
+from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 import kafka.protocol.metadata  # noqa: F401  (imports register the message classes)
 import kafka.protocol.producer  # noqa: F401
 import kafka.protocol.consumer  # noqa: F401
@@ -107,9 +107,21 @@ def parse_batches(records):
             "base_sequence": base_sequence,
             "record_count": record_count,
             "transactional": bool(attributes & 0x10),
+            "records": _records(buf[pos:end]),
         })
         pos = end
     return out
+
+
+def _text(b):
+    return None if b is None else bytes(b).decode("latin-1")
+
+
+def _records(batch):
+    """Key, value and headers of every record, read by kafka-python's own batch reader (which
+    also decompresses): an independent view for the golden tests to compare with."""
+    return [[_text(r.key), _text(r.value), [[k, _text(v)] for k, v in r.headers]]
+            for r in DefaultRecordBatch(bytearray(batch))]
 
 
 def build_batch(base_offset, values):
