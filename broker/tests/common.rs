@@ -160,3 +160,47 @@ pub fn is_closed(stream: &mut TcpStream, limit: Duration) -> bool {
     matches!(stream.read(&mut byte), Ok(0) | Err(_))
         && !matches!(stream.read(&mut byte), Ok(n) if n > 0)
 }
+
+/// Encodes a request with kafka-protocol: header (in the layout the API version needs) + body.
+pub fn encode_request<B: spate_wire::kafka_protocol::protocol::Encodable>(
+    api_key: spate_wire::kafka_protocol::messages::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &B,
+) -> Vec<u8> {
+    use spate_wire::header::{request_header_version, CorrelationId, RequestHeader};
+    let mut out = bytes::BytesMut::new();
+    RequestHeader {
+        api_key,
+        api_version: version,
+        correlation_id: CorrelationId(correlation_id),
+        client_id: Some(bytes::Bytes::from_static(b"spate-test")),
+        version: request_header_version(api_key, version),
+    }
+    .encode(&mut out);
+    body.encode(&mut out, version).unwrap();
+    out.to_vec()
+}
+
+/// Sends a request and decodes the response body (after the response header).
+pub fn call<Req, Resp>(
+    stream: &mut TcpStream,
+    api_key: spate_wire::kafka_protocol::messages::ApiKey,
+    version: i16,
+    request: &Req,
+) -> Resp
+where
+    Req: spate_wire::kafka_protocol::protocol::Encodable,
+    Resp: spate_wire::kafka_protocol::protocol::Decodable,
+{
+    use spate_wire::header::{response_header_version, ResponseHeaderVersion};
+    let response = round_trip(stream, &encode_request(api_key, version, 77, request));
+    let mut body = bytes::Bytes::from(response);
+    assert_eq!(&body[..4], &77i32.to_be_bytes(), "correlation id");
+    let mut skip = 4;
+    if response_header_version(api_key, version) == ResponseHeaderVersion::V1 {
+        skip += 1; // empty tagged fields
+    }
+    let _ = body.split_to(skip);
+    Resp::decode(&mut body, version).unwrap()
+}
