@@ -772,4 +772,43 @@ mod tests {
         assert_eq!(&records[..], b"not-a-batch-but-opaque");
         assert!(range.contains(&records.as_ptr()), "records were copied");
     }
+    #[test]
+    fn array_elements_are_small_enough_for_the_guard_bound() {
+        // guard.rs bounds reservations by (bytes left) x size_of(element); its doc assumes
+        // every element type is under 256 bytes.
+        use std::mem::size_of;
+        let sizes = [
+            size_of::<produce_request::TopicProduceData>(),
+            size_of::<produce_request::PartitionProduceData>(),
+            size_of::<fetch_request::FetchTopic>(),
+            size_of::<fetch_request::FetchPartition>(),
+            size_of::<fetch_request::ForgottenTopic>(),
+            size_of::<list_offsets_request::ListOffsetsTopic>(),
+            size_of::<list_offsets_request::ListOffsetsPartition>(),
+            size_of::<metadata_request::MetadataRequestTopic>(),
+            size_of::<create_topics_request::CreatableTopic>(),
+            size_of::<create_topics_request::CreatableReplicaAssignment>(),
+            size_of::<create_topics_request::CreatableTopicConfig>(),
+            size_of::<delete_topics_request::DeleteTopicState>(),
+            size_of::<create_partitions_request::CreatePartitionsTopic>(),
+            size_of::<create_partitions_request::CreatePartitionsAssignment>(),
+            size_of::<describe_configs_request::DescribeConfigsResource>(),
+            size_of::<offset_for_leader_epoch_request::OffsetForLeaderTopic>(),
+            size_of::<offset_for_leader_epoch_request::OffsetForLeaderPartition>(),
+            size_of::<join_group_request::JoinGroupRequestProtocol>(),
+            size_of::<sync_group_request::SyncGroupRequestAssignment>(),
+            size_of::<leave_group_request::MemberIdentity>(),
+            size_of::<offset_commit_request::OffsetCommitRequestTopic>(),
+            size_of::<offset_commit_request::OffsetCommitRequestPartition>(),
+            size_of::<offset_fetch_request::OffsetFetchRequestTopic>(),
+            size_of::<offset_fetch_request::OffsetFetchRequestGroup>(),
+            size_of::<offset_fetch_request::OffsetFetchRequestTopics>(),
+            size_of::<StrBytes>(),
+        ];
+        let largest = sizes.into_iter().max().unwrap();
+        assert!(
+            largest > 0 && largest < 256,
+            "largest element {largest} bytes"
+        );
+    }
 }
