@@ -184,8 +184,13 @@ pub fn batch_records<'a>(
     decompressed_bytes_max: usize,
 ) -> Result<(BatchHeader, Records<'a>), WireError> {
     let header = BatchHeader::parse(batch)?;
-    let end = header.total_bytes().min(batch.len());
-    let section = &batch[BATCH_HEADER_BYTES..end];
+    if batch.len() < header.total_bytes() {
+        return Err(WireError::Truncated {
+            needed: header.total_bytes(),
+            available: batch.len(),
+        });
+    }
+    let section = &batch[BATCH_HEADER_BYTES..header.total_bytes()];
     let count = usize::try_from(header.record_count).map_err(|_| WireError::Malformed {
         what: "record count",
     })?;

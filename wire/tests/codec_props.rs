@@ -106,3 +106,50 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+mod hostile_input {
+    use proptest::prelude::*;
+    use spate_wire::batch::Compression;
+    use spate_wire::compression::decompress;
+    use spate_wire::records::{batch_records, Records};
+
+    proptest! {
+        /// Random bytes given to any decompressor give an error or at most the limit, never a
+        /// panic or a larger buffer.
+        #[test]
+        fn decompressors_stay_within_the_limit_on_random_input(
+            codec in prop::sample::select(vec![Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd]),
+            xerial in any::<bool>(),
+            input in prop::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let mut data = if xerial { b"\x82SNAPPY\0\0\0\0\x01\0\0\0\x01".to_vec() } else { Vec::new() };
+            data.extend_from_slice(&input);
+            let mut out = Vec::new();
+            if decompress(codec, &data, &mut out, 4096).is_ok() {
+                prop_assert!(out.len() <= 4096);
+            }
+        }
+
+        /// Random record sections yield at most `count` items and stop after the first error.
+        #[test]
+        fn record_iteration_stops_after_one_error(
+            section in prop::collection::vec(any::<u8>(), 0..256),
+            count in 0usize..20,
+        ) {
+            let items: Vec<_> = Records::new(&section, count).collect();
+            prop_assert!(items.len() <= count + 1);
+            if let Some(first_err) = items.iter().position(|r| r.is_err()) {
+                prop_assert_eq!(first_err, items.len() - 1);
+            }
+        }
+
+        /// Random bytes as a whole batch: an error or a record iterator, never a panic.
+        #[test]
+        fn batch_records_never_panics(batch in prop::collection::vec(any::<u8>(), 0..200)) {
+            let mut scratch = Vec::new();
+            if let Ok((_, records)) = batch_records(&batch, &mut scratch, 1 << 16) {
+                prop_assert!(records.count() <= batch.len());
+            }
+        }
+    }
+}
