@@ -10,7 +10,7 @@
 //!   length-prefixed raw blocks); librdkafka writes one raw snappy block. Java reads both, and so
 //!   does this module;
 //! - lz4: the LZ4 frame format;
-//! - zstd: a zstd frame (window size limited by the zstd crate's default, 2^27 bytes).
+//! - zstd: a zstd frame, with a window of at most [`ZSTD_WINDOW_LOG_MAX`] (8 MiB).
 
 use std::io::Read;
 
@@ -20,6 +20,11 @@ use crate::error::WireError;
 /// Default `decompressed_bytes_max`: Kafka's default `message.max.bytes` is 1 MiB compressed;
 /// 64 MiB leaves room for well-compressed batches and still bounds a bomb.
 pub const DECOMPRESSED_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;
+
+/// Largest zstd window accepted, as a power of two (8 MiB). Producers' default levels use 2 MiB
+/// windows or less (level 3: 2^21); only levels above 19 without a known content size go higher,
+/// and such batches are refused as corrupt rather than let a frame header pick our memory use.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
 const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\0";
 /// Magic, version, compatible version.
@@ -76,12 +81,17 @@ pub fn decompress(
             decompressed_bytes_max,
         ),
         Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(|e| {
-                WireError::Decompress {
-                    codec: "zstd",
-                    reason: e.to_string(),
-                }
-            })?;
+            let zstd_error = |e: std::io::Error| WireError::Decompress {
+                codec: "zstd",
+                reason: e.to_string(),
+            };
+            let mut decoder =
+                zstd::stream::read::Decoder::with_buffer(input).map_err(zstd_error)?;
+            // zstd allocates the window a frame header asks for before decoding a byte, outside
+            // Rust's allocator; cap it so a 100-byte batch cannot claim 128 MiB.
+            decoder
+                .window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(zstd_error)?;
             read_bounded(codec, decoder, out, decompressed_bytes_max)
         }
     }
@@ -309,5 +319,32 @@ mod tests {
             );
             assert!(err.is_err(), "{codec:?}");
         }
+    }
+
+    #[test]
+    fn a_zstd_frame_asking_for_a_huge_window_is_refused() {
+        use std::io::Write;
+        let input = sample();
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        enc.set_parameter(zstd::stream::raw::CParameter::WindowLog(25))
+            .unwrap();
+        enc.write_all(&input).unwrap();
+        let big_window = enc.finish().unwrap();
+        let mut out = Vec::new();
+        let err = decompress(Compression::Zstd, &big_window, &mut out, usize::MAX >> 1);
+        assert!(
+            matches!(err, Err(WireError::Decompress { codec: "zstd", .. })),
+            "{err:?}"
+        );
+
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        enc.set_parameter(zstd::stream::raw::CParameter::WindowLog(
+            ZSTD_WINDOW_LOG_MAX,
+        ))
+        .unwrap();
+        enc.write_all(&input).unwrap();
+        let at_the_cap = enc.finish().unwrap();
+        decompress(Compression::Zstd, &at_the_cap, &mut out, usize::MAX >> 1).unwrap();
+        assert_eq!(out, input);
     }
 }

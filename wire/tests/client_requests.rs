@@ -16,7 +16,10 @@ fn request_fixtures(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n != "responses") {
+            if path
+                .file_name()
+                .is_some_and(|n| n != "responses" && n != "regressions")
+            {
                 request_fixtures(&path, out);
             }
         } else if path.extension().is_some_and(|e| e == "bin") {
@@ -86,10 +89,7 @@ fn real_client_requests_decode_and_their_batches_yield_every_record() {
             }
         }
     }
-    assert!(
-        produce_requests >= 10,
-        "{produce_requests} produce requests"
-    );
+    assert!(produce_requests >= 9, "{produce_requests} produce requests");
     assert!(records_seen >= 40, "{records_seen} records");
     for codec in [
         Compression::None,
