@@ -32,7 +32,7 @@ use crate::codec::put_uvarint;
 use crate::error::{ErrorCode, WireError};
 use crate::frame::{finish_frame, start_frame, FRAME_PREFIX_BYTES};
 use crate::header::{encode_response_header, CorrelationId, ResponseHeaderVersion};
-use crate::types::{Offset, PartitionIndex, ProducerId};
+use crate::types::{LeaderEpoch, Offset, PartitionIndex, ProducerId};
 use kafka_protocol::messages::ApiKey;
 
 /// Lowest Fetch version this encoder writes (record batch v2 needs 4+).
@@ -93,6 +93,12 @@ pub struct PartitionHeader<'a> {
     pub aborted_transactions: Option<&'a [AbortedTransaction]>,
     /// Replica the consumer should fetch from instead (v11+), or -1.
     pub preferred_read_replica: i32,
+    /// v12+: the consumer's log diverged from the leader's (KIP-320): the largest epoch not
+    /// above the consumer's `last_fetched_epoch`, and where it ends. Not sent before v12.
+    pub diverging_epoch: Option<(LeaderEpoch, Offset)>,
+    /// v12+: the current leader (broker id) and its epoch, for NOT_LEADER_OR_FOLLOWER and
+    /// FENCED_LEADER_EPOCH answers. Not sent before v12.
+    pub current_leader: Option<(i32, LeaderEpoch)>,
 }
 
 impl PartitionHeader<'_> {
@@ -106,6 +112,8 @@ impl PartitionHeader<'_> {
             log_start_offset: Offset(-1),
             aborted_transactions: None,
             preferred_read_replica: -1,
+            diverging_epoch: None,
+            current_leader: None,
         }
     }
 }
@@ -276,9 +284,32 @@ impl<R> FetchResponseEncoder<R> {
                 }
             }
         }
-        self.put_empty_tagged_fields(); // partition
+        if self.flexible() {
+            self.put_partition_tagged_fields(header);
+        }
         if self.partitions_left == 0 {
             self.put_empty_tagged_fields(); // topic
+        }
+    }
+
+    /// Tagged fields of a partition, in tag order: 0 DivergingEpoch, 1 CurrentLeader.
+    fn put_partition_tagged_fields(&mut self, header: &PartitionHeader<'_>) {
+        let count = u32::from(header.diverging_epoch.is_some())
+            + u32::from(header.current_leader.is_some());
+        put_uvarint(&mut self.buf, count);
+        if let Some((epoch, end_offset)) = header.diverging_epoch {
+            put_uvarint(&mut self.buf, 0);
+            put_uvarint(&mut self.buf, 4 + 8 + 1);
+            self.buf.put_i32(epoch.0);
+            self.buf.put_i64(end_offset.0);
+            put_uvarint(&mut self.buf, 0);
+        }
+        if let Some((leader_id, epoch)) = header.current_leader {
+            put_uvarint(&mut self.buf, 1);
+            put_uvarint(&mut self.buf, 4 + 4 + 1);
+            self.buf.put_i32(leader_id);
+            self.buf.put_i32(epoch.0);
+            put_uvarint(&mut self.buf, 0);
         }
     }
 
@@ -375,6 +406,8 @@ mod tests {
         p.last_stable_offset = Offset(90);
         p.log_start_offset = Offset(1);
         p.aborted_transactions = Some(&aborted);
+        p.diverging_epoch = Some((LeaderEpoch(3), Offset(57)));
+        p.current_leader = Some((1, LeaderEpoch(4)));
         enc.partition(
             &p,
             Some(Records {
@@ -407,6 +440,17 @@ mod tests {
         let txns = part.aborted_transactions.as_ref().unwrap();
         assert_eq!((txns[0].producer_id.0, txns[0].first_offset), (5, 3));
         assert_eq!(part.records.as_ref().unwrap(), &records);
+        assert_eq!(
+            (part.diverging_epoch.epoch, part.diverging_epoch.end_offset),
+            (3, 57)
+        );
+        assert_eq!(
+            (
+                part.current_leader.leader_id.0,
+                part.current_leader.leader_epoch
+            ),
+            (1, 4)
+        );
         assert!(decoded.responses[1].partitions.is_empty());
     }
 

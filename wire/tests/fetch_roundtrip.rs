@@ -7,7 +7,7 @@ use kafka_protocol::protocol::Decodable;
 use proptest::prelude::*;
 use spate_wire::fetch::{AbortedTransaction, FetchResponseEncoder, Part, PartitionHeader, Records};
 use spate_wire::header::CorrelationId;
-use spate_wire::types::{Offset, PartitionIndex, ProducerId};
+use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex, ProducerId};
 use spate_wire::ErrorCode;
 
 #[derive(Debug, Clone)]
@@ -20,9 +20,15 @@ struct PartitionCase {
     aborted: Option<Vec<(i64, i64)>>,
     preferred_read_replica: i32,
     records: Option<Vec<u8>>,
+    diverging_epoch: Option<(i32, i64)>,
+    current_leader: Option<(i32, i32)>,
 }
 
 fn partition_case() -> impl Strategy<Value = PartitionCase> {
+    let tagged = (
+        prop::option::of((any::<i32>(), any::<i64>())),
+        prop::option::of((any::<i32>(), any::<i32>())),
+    );
     (
         any::<i32>(),
         prop::sample::select(vec![
@@ -30,23 +36,26 @@ fn partition_case() -> impl Strategy<Value = PartitionCase> {
             ErrorCode::OffsetOutOfRange,
             ErrorCode::NotLeaderOrFollower,
         ]),
-        any::<i64>(),
-        any::<i64>(),
-        any::<i64>(),
+        (any::<i64>(), any::<i64>(), any::<i64>()),
         prop::option::of(prop::collection::vec((any::<i64>(), any::<i64>()), 0..3)),
         -1i32..5,
         prop::option::of(prop::collection::vec(any::<u8>(), 0..300)),
+        tagged,
     )
         .prop_map(
-            |(index, error, hw, lso, lstart, aborted, prr, records)| PartitionCase {
-                index,
-                error,
-                high_watermark: hw,
-                last_stable_offset: lso,
-                log_start_offset: lstart,
-                aborted,
-                preferred_read_replica: prr,
-                records,
+            |(index, error, (hw, lso, lstart), aborted, prr, records, (diverging, leader))| {
+                PartitionCase {
+                    index,
+                    error,
+                    high_watermark: hw,
+                    last_stable_offset: lso,
+                    log_start_offset: lstart,
+                    aborted,
+                    preferred_read_replica: prr,
+                    records,
+                    diverging_epoch: diverging,
+                    current_leader: leader,
+                }
             },
         )
 }
@@ -98,6 +107,8 @@ proptest! {
                     log_start_offset: Offset(p.log_start_offset),
                     aborted_transactions: p.aborted.as_ref().map(|_| &aborted_lists[t][i][..]),
                     preferred_read_replica: p.preferred_read_replica,
+                    diverging_epoch: p.diverging_epoch.map(|(e, o)| (LeaderEpoch(e), Offset(o))),
+                    current_leader: p.current_leader.map(|(id, e)| (id, LeaderEpoch(e))),
                 };
                 let records = p.records.as_ref().map(|r| Records { len: r.len(), data: Bytes::from(r.clone()) });
                 enc.partition(&header, records);
@@ -145,6 +156,12 @@ proptest! {
                     a.iter().map(|t| (t.producer_id.0, t.first_offset)).collect::<Vec<_>>()
                 });
                 prop_assert_eq!(&got_aborted, &want.aborted);
+                if version >= 12 {
+                    let diverging = (got.diverging_epoch.epoch, got.diverging_epoch.end_offset);
+                    prop_assert_eq!(diverging, want.diverging_epoch.unwrap_or((-1, -1)));
+                    let leader = (got.current_leader.leader_id.0, got.current_leader.leader_epoch);
+                    prop_assert_eq!(leader, want.current_leader.unwrap_or((-1, -1)));
+                }
                 let got_records = got.records.as_ref().map(|r| r.to_vec());
                 prop_assert_eq!(&got_records, &want.records);
             }
