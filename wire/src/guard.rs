@@ -20,12 +20,16 @@
 //!    the same position and checked `n * min_element_bytes <= remaining`, with
 //!    `min_element_bytes >= 1`. Every `with_capacity` is thus bounded by the body length, and a
 //!    body is bounded by `frame_bytes_max` (Produce) or a per-API limit (everything else).
-//! 3. Nested arrays each get their own bound, so the total capacity reserved while decoding a
-//!    body of `L` bytes is at most `L * depth` elements; with the largest element under 256
-//!    bytes and depth at most 3, decoding never reserves more than ~768 times the body size. The
-//!    per-API limit ([`crate::request::RequestLimits`]) keeps that small for control-plane
-//!    requests; Produce's arrays hold topics and partitions, whose elements take at least 6
-//!    bytes each on the wire.
+//! 3. So one reservation is at most `size_of::<T>() / min_element_bytes` times the bytes left.
+//!    The worst ratio among the supported messages is 40 (a 120-byte element that can be 3 bytes
+//!    on the wire, e.g. LeaveGroup v4 members; arrays of strings: 32 bytes per 1-byte element),
+//!    so no single reservation exceeds 40 times the body. Arrays filled successfully have
+//!    consumed their bytes, and at most one unfinished reservation per nesting level (depth at
+//!    most 3) is live, so the total stays under about 160 times the body: 160 MiB for the
+//!    1 MiB control-plane limit ([`crate::request::RequestLimits`]) in the worst case, and
+//!    Produce, whose topic and partition elements take at least 3 bytes, under about 40 times.
+//!    `tests/request_guard.rs` checks the single-reservation bound (with margin: 48x) on random
+//!    hostile bodies with a counting allocator.
 //!
 //! Bodies the walk accepts can still be refused by the generated decoder (bad UTF-8, a null
 //! where none is allowed, an unknown tag in the wrong version): the walk is only as strict as it

@@ -773,9 +773,9 @@ mod tests {
         assert!(range.contains(&records.as_ptr()), "records were copied");
     }
     #[test]
-    fn array_elements_are_small_enough_for_the_guard_bound() {
+    fn array_elements_are_as_small_as_the_guard_bound_assumes() {
         // guard.rs bounds reservations by (bytes left) x size_of(element); its doc assumes
-        // every element type is under 256 bytes.
+        // every element type is at most 120 bytes.
         use std::mem::size_of;
         let sizes = [
             size_of::<produce_request::TopicProduceData>(),
