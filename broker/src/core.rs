@@ -424,9 +424,30 @@ impl Core {
         }
         partition.notify_if_advanced();
         if op.durability == Durability::Flushed {
-            if let Err(e) = partition.log.wait_durable(last.next()).await {
-                warn!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "flush failed");
-                return refused(storage_error_code(&e), e.to_string());
+            // The wait runs as its own task so a timeout never cancels a sync this request
+            // happens to lead (the log's write-out is not cancellation safe); it finishes anyway.
+            let waiter = partition.clone();
+            let wait =
+                glommio::spawn_local(async move { waiter.log.wait_durable(last.next()).await })
+                    .detach();
+            let durable = futures_lite::future::or(wait, async {
+                glommio::timer::sleep(Duration::from_millis(op.timeout_ms)).await;
+                None
+            });
+            match durable.await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    warn!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "flush failed");
+                    return refused(storage_error_code(&e), e.to_string());
+                }
+                None => {
+                    // Appended but not known durable within the client's timeout; the sync goes
+                    // on, and a retry may duplicate the batch (as in Kafka without idempotence).
+                    return refused(
+                        ErrorCode::RequestTimedOut,
+                        format!("not durable within timeout_ms {}", op.timeout_ms),
+                    );
+                }
             }
             partition.notify_if_advanced();
         }

@@ -19,6 +19,8 @@ pub struct ProduceOp {
     pub records: Bytes,
     /// Wait until the appended data is durable before answering (acks=all).
     pub durability: Durability,
+    /// How long an acks=all request may wait for durability (the request's `timeout_ms`).
+    pub timeout_ms: u64,
 }
 
 /// What an acknowledgement waits for.

@@ -40,6 +40,7 @@ pub async fn handle(
                         partition: partition.index,
                         records: records.clone(),
                         durability,
+                        timeout_ms: u64::try_from(request.timeout_ms).unwrap_or(0),
                     });
                     Ok(ops.len() - 1)
                 }
