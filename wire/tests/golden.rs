@@ -71,12 +71,8 @@ fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
 fn load_fixtures() -> Vec<Fixture> {
     let mut out = Vec::new();
     for client_dir in sorted_entries(&fixtures_dir()) {
-        // `responses/` holds spate-wire's own encodings (golden_responses.rs) and `regressions/`
-        // fuzzer finds (golden_regressions.rs), not captures.
-        if !client_dir.is_dir()
-            || client_dir.ends_with("responses")
-            || client_dir.ends_with("regressions")
-        {
+        // `responses/` holds spate-wire's own encodings (golden_responses.rs), not captures.
+        if !client_dir.is_dir() || client_dir.ends_with("responses") {
             continue;
         }
         for scenario_dir in sorted_entries(&client_dir) {

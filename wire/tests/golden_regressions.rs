@@ -136,12 +136,11 @@ fn batch_claiming_a_huge_length_in_a_real_header_is_truncated_not_read() {
 /// frame header before decoding anything: 84 MB here, up to 128 MiB (zstd's default
 /// `window_log_max` of 27) whatever `decompressed_bytes_max` says. Reproduce with
 /// `cargo +nightly fuzz run --fuzz-dir wire/fuzz records
-/// wire/tests/fixtures/regressions/records-zstd-window-84mb.bin -- -malloc_limit_mb=64`.
+/// wire/fuzz/regressions/records-zstd-window-84mb.bin -- -malloc_limit_mb=64`.
 #[test]
 fn zstd_batch_declaring_a_huge_window_is_an_error() {
     let input = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/regressions/records-zstd-window-84mb.bin"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/records-zstd-window-84mb.bin"),
     )
     .expect("regression input");
     assert_eq!(input.len(), 94);
