@@ -1,0 +1,515 @@
+//! Per-partition record accumulation into v2 record batches (sans-I/O).
+//!
+//! `spate_wire::batch::BatchBuilder` borrows its output buffer for the life of the batch, which
+//! does not fit an accumulator that keeps one open batch per partition between calls; this
+//! module has its own writer that owns its buffer, and checks its output with `spate_wire`'s
+//! parser in tests.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use spate_wire::batch::{compute_crc, Compression, BATCH_HEADER_BYTES, MAGIC_V2};
+use spate_wire::compression::compress;
+
+use crate::error::ClientError;
+
+/// A record header as given to the producer: key and optional value.
+pub type Header<'a> = (&'a str, Option<&'a [u8]>);
+
+/// How records are grouped into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// A batch is closed once it holds this many bytes (uncompressed); one record larger than
+    /// this gets a batch of its own. Kafka's `batch.size` (default 16 KiB).
+    pub batch_bytes_max: usize,
+    /// A batch is closed this long after its first record even if not full. Kafka's
+    /// `linger.ms`.
+    pub linger_ms: u64,
+    /// Codec applied to each batch when it is closed.
+    pub compression: Compression,
+    /// Closed batches waiting to be sent, at most; appends report [`Append::Full`] beyond it.
+    pub ready_batches_max: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            batch_bytes_max: 16 * 1024,
+            linger_ms: 5,
+            compression: Compression::None,
+            ready_batches_max: 64,
+        }
+    }
+}
+
+/// Upper bound on `batch_bytes_max`: Kafka's default `message.max.bytes` is 1 MiB; a batch far
+/// above it would be refused by brokers.
+pub const BATCH_BYTES_MAX_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A closed batch, ready for a Produce request.
+#[derive(Debug, Clone)]
+pub struct ReadyBatch {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The whole encoded batch.
+    pub records: Bytes,
+    /// Records in it.
+    pub record_count: i32,
+    /// Send attempts made so far.
+    pub attempts: u32,
+}
+
+/// What [`Accumulator::append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Append {
+    /// The record went into an open batch.
+    Appended,
+    /// The record went in and its batch was closed (full).
+    AppendedAndClosed,
+    /// The ready queue is full: send batches first, then append again.
+    Full,
+}
+
+/// An open batch: records written after a 61-byte header placeholder.
+#[derive(Debug)]
+struct OpenBatch {
+    buf: BytesMut,
+    record_count: i32,
+    first_timestamp_ms: i64,
+    max_timestamp_ms: i64,
+    opened: Instant,
+}
+
+impl OpenBatch {
+    fn new(capacity: usize, timestamp_ms: i64, now: Instant) -> OpenBatch {
+        let mut buf = BytesMut::with_capacity(capacity.max(BATCH_HEADER_BYTES + 64));
+        buf.put_bytes(0, BATCH_HEADER_BYTES);
+        OpenBatch {
+            buf,
+            record_count: 0,
+            first_timestamp_ms: timestamp_ms,
+            max_timestamp_ms: timestamp_ms,
+            opened: now,
+        }
+    }
+
+    fn push(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) {
+        let timestamp_delta = timestamp_ms - self.first_timestamp_ms;
+        let offset_delta = i64::from(self.record_count);
+        let body_len = 1
+            + varint_len(timestamp_delta)
+            + varint_len(offset_delta)
+            + field_len(key)
+            + field_len(value)
+            + varint_len(headers.len() as i64)
+            + headers
+                .iter()
+                .map(|(k, v)| field_len(Some(k.as_bytes())) + field_len(*v))
+                .sum::<usize>();
+        put_varint(&mut self.buf, body_len as i64);
+        let before = self.buf.len();
+        self.buf.put_i8(0);
+        put_varint(&mut self.buf, timestamp_delta);
+        put_varint(&mut self.buf, offset_delta);
+        put_field(&mut self.buf, key);
+        put_field(&mut self.buf, value);
+        put_varint(&mut self.buf, headers.len() as i64);
+        for (k, v) in headers {
+            put_field(&mut self.buf, Some(k.as_bytes()));
+            put_field(&mut self.buf, *v);
+        }
+        debug_assert_eq!(self.buf.len() - before, body_len);
+        self.record_count += 1;
+        self.max_timestamp_ms = self.max_timestamp_ms.max(timestamp_ms);
+    }
+
+    /// Writes the header (compressing the records first if asked) and returns the batch.
+    fn finish(
+        mut self,
+        compression: Compression,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Bytes, ClientError> {
+        assert!(self.record_count > 0, "a closed batch holds a record");
+        if compression != Compression::None {
+            compress(compression, &self.buf[BATCH_HEADER_BYTES..], scratch)?;
+            self.buf.truncate(BATCH_HEADER_BYTES);
+            self.buf.extend_from_slice(scratch);
+        }
+        let total = self.buf.len();
+        let batch_length = i32::try_from(total - 12).map_err(|_| {
+            ClientError::InvalidArgument(format!("batch of {total} bytes is over 2 GiB"))
+        })?;
+        let mut header = &mut self.buf[..BATCH_HEADER_BYTES];
+        header.put_i64(0); // base offset: the broker assigns it
+        header.put_i32(batch_length);
+        header.put_i32(-1); // partition leader epoch
+        header.put_i8(MAGIC_V2);
+        header.put_u32(0); // crc, filled in below
+        header.put_i16(compression.id());
+        header.put_i32(self.record_count - 1);
+        header.put_i64(self.first_timestamp_ms);
+        header.put_i64(self.max_timestamp_ms);
+        header.put_i64(-1); // producer id: no idempotence yet
+        header.put_i16(-1);
+        header.put_i32(-1);
+        header.put_i32(self.record_count);
+        let crc = compute_crc(&self.buf);
+        self.buf[17..21].copy_from_slice(&crc.to_be_bytes());
+        Ok(self.buf.freeze())
+    }
+}
+
+/// A topic's name (shared by its ready batches) and its open batch per partition.
+type TopicBatches = (Arc<str>, Vec<Option<OpenBatch>>);
+
+/// Open batches per topic and partition, and the queue of closed ones.
+#[derive(Debug)]
+pub struct Accumulator {
+    config: BatchConfig,
+    open: HashMap<Arc<str>, TopicBatches>,
+    ready: VecDeque<ReadyBatch>,
+    scratch: Vec<u8>,
+}
+
+impl Accumulator {
+    /// An empty accumulator.
+    ///
+    /// # Panics
+    /// If `batch_bytes_max` is 0 or above [`BATCH_BYTES_MAX_LIMIT`], or `ready_batches_max` is 0.
+    pub fn new(config: BatchConfig) -> Accumulator {
+        assert!(config.batch_bytes_max > 0 && config.batch_bytes_max <= BATCH_BYTES_MAX_LIMIT);
+        assert!(config.ready_batches_max > 0);
+        Accumulator {
+            config,
+            open: HashMap::new(),
+            ready: VecDeque::with_capacity(config.ready_batches_max),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BatchConfig {
+        &self.config
+    }
+
+    /// Whether the ready queue has room for another closed batch.
+    pub fn has_room(&self) -> bool {
+        self.ready.len() < self.config.ready_batches_max
+    }
+
+    /// Appends one record to the open batch of `topic`/`partition`.
+    ///
+    /// # Errors
+    /// [`ClientError::Wire`] if compressing a closed batch fails.
+    ///
+    /// # Panics
+    /// If `partition` is negative.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+        now: Instant,
+    ) -> Result<Append, ClientError> {
+        assert!(partition >= 0);
+        // Closing a full batch needs room in the ready queue, so check first.
+        if !self.has_room() {
+            return Ok(Append::Full);
+        }
+        let index = partition as usize;
+        let (_, slots) = match self.open.get_mut(topic) {
+            Some(entry) => entry,
+            None => {
+                let name: Arc<str> = Arc::from(topic);
+                self.open
+                    .entry(Arc::clone(&name))
+                    .or_insert_with(|| (name, Vec::new()))
+            }
+        };
+        if slots.len() <= index {
+            slots.resize_with(index + 1, || None);
+        }
+        let batch_bytes_max = self.config.batch_bytes_max;
+        let batch = slots[index]
+            .get_or_insert_with(|| OpenBatch::new(batch_bytes_max + 512, timestamp_ms, now));
+        batch.push(timestamp_ms, key, value, headers);
+        if batch.buf.len() >= batch_bytes_max {
+            self.close(topic, partition)?;
+            return Ok(Append::AppendedAndClosed);
+        }
+        Ok(Append::Appended)
+    }
+
+    /// Closes the open batch of `topic`/`partition`, if any, moving it to the ready queue.
+    ///
+    /// # Errors
+    /// [`ClientError::Wire`] if compression fails.
+    pub fn close(&mut self, topic: &str, partition: i32) -> Result<(), ClientError> {
+        let Some((name, slots)) = self.open.get_mut(topic) else {
+            return Ok(());
+        };
+        let Some(open) = slots.get_mut(partition as usize).and_then(Option::take) else {
+            return Ok(());
+        };
+        let name = Arc::clone(name);
+        let record_count = open.record_count;
+        let records = open.finish(self.config.compression, &mut self.scratch)?;
+        self.ready.push_back(ReadyBatch {
+            topic: name,
+            partition,
+            records,
+            record_count,
+            attempts: 0,
+        });
+        Ok(())
+    }
+
+    /// Closes every open batch older than `linger_ms` (all of them with [`Linger::Ignore`]).
+    ///
+    /// # Errors
+    /// [`ClientError::Wire`] if compression fails.
+    pub fn close_expired(&mut self, now: Instant, linger: Linger) -> Result<(), ClientError> {
+        let linger_time = Duration::from_millis(self.config.linger_ms);
+        let mut expired: Vec<(Arc<str>, i32)> = Vec::new();
+        for (topic, slots) in self.open.values() {
+            for (partition, slot) in slots.iter().enumerate() {
+                if let Some(open) = slot {
+                    let due = now.saturating_duration_since(open.opened) >= linger_time;
+                    if linger == Linger::Ignore || due {
+                        expired.push((Arc::clone(topic), partition as i32));
+                    }
+                }
+            }
+        }
+        for (topic, partition) in expired {
+            self.close(&topic, partition)?;
+        }
+        Ok(())
+    }
+
+    /// The time at which the oldest open batch's linger runs out, if any batch is open.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let linger_time = Duration::from_millis(self.config.linger_ms);
+        self.open
+            .values()
+            .flat_map(|(_, slots)| slots.iter().flatten())
+            .map(|b| b.opened + linger_time)
+            .min()
+    }
+
+    /// Takes the oldest ready batch.
+    pub fn pop_ready(&mut self) -> Option<ReadyBatch> {
+        self.ready.pop_front()
+    }
+
+    /// Puts a batch back at the front of the queue, for a retry. May exceed
+    /// `ready_batches_max` by the batches of the requests in flight, which are themselves
+    /// bounded by `in_flight_max`.
+    pub fn push_front(&mut self, batch: ReadyBatch) {
+        self.ready.push_front(batch);
+    }
+
+    /// Closed batches waiting.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Whether no record is waiting anywhere (open or ready).
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+            && self
+                .open
+                .values()
+                .all(|(_, slots)| slots.iter().all(Option::is_none))
+    }
+}
+
+/// Whether [`Accumulator::close_expired`] honours `linger_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linger {
+    /// Close only batches whose linger ran out.
+    Honour,
+    /// Close every open batch (flush).
+    Ignore,
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn varint_len(value: i64) -> usize {
+    let mut v = zigzag(value);
+    let mut len = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        len += 1;
+    }
+    len
+}
+
+fn put_varint(out: &mut BytesMut, value: i64) {
+    let mut v = zigzag(value);
+    while v >= 0x80 {
+        out.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+fn field_len(field: Option<&[u8]>) -> usize {
+    match field {
+        None => varint_len(-1),
+        Some(bytes) => varint_len(bytes.len() as i64) + bytes.len(),
+    }
+}
+
+fn put_field(out: &mut BytesMut, field: Option<&[u8]>) {
+    match field {
+        None => put_varint(out, -1),
+        Some(bytes) => {
+            put_varint(out, bytes.len() as i64);
+            out.put_slice(bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spate_wire::batch::{verify_crc, BatchHeader};
+    use spate_wire::compression::DECOMPRESSED_BYTES_MAX_DEFAULT;
+    use spate_wire::records::batch_records;
+
+    fn config(batch_bytes_max: usize, compression: Compression) -> BatchConfig {
+        BatchConfig {
+            batch_bytes_max,
+            linger_ms: 10,
+            compression,
+            ready_batches_max: 4,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_spate_wire_parser() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut acc = Accumulator::new(config(1 << 20, codec));
+            let now = Instant::now();
+            for i in 0..10u8 {
+                let value = vec![i; 100];
+                let key = [b'k', i];
+                let headers: &[Header<'_>] = &[("h", Some(&[i][..])), ("null", None)];
+                let key = if i % 2 == 0 { Some(&key[..]) } else { None };
+                let outcome = acc
+                    .append(
+                        "t",
+                        2,
+                        1_000 + i64::from(i),
+                        key,
+                        Some(&value),
+                        headers,
+                        now,
+                    )
+                    .unwrap();
+                assert_eq!(outcome, Append::Appended);
+            }
+            assert!(acc.pop_ready().is_none());
+            acc.close_expired(now, Linger::Ignore).unwrap();
+            let ready = acc.pop_ready().unwrap();
+            assert!(acc.is_empty());
+            assert_eq!(
+                (&*ready.topic, ready.partition, ready.record_count),
+                ("t", 2, 10)
+            );
+            verify_crc(&ready.records).unwrap();
+            let header = BatchHeader::parse(&ready.records).unwrap();
+            assert_eq!(header.compression(), codec);
+            assert_eq!(header.total_bytes(), ready.records.len());
+            assert_eq!(header.first_timestamp_ms, 1_000);
+            assert_eq!(header.max_timestamp_ms, 1_009);
+            assert_eq!(header.last_offset_delta, 9);
+            let mut scratch = Vec::new();
+            let (_, records) =
+                batch_records(&ready.records, &mut scratch, DECOMPRESSED_BYTES_MAX_DEFAULT)
+                    .unwrap();
+            let mut n = 0u8;
+            for record in records {
+                let record = record.unwrap();
+                assert_eq!(record.offset_delta, i32::from(n));
+                assert_eq!(record.timestamp_delta_ms, i64::from(n));
+                assert_eq!(record.value, Some(&vec![n; 100][..]));
+                let want_key = [b'k', n];
+                assert_eq!(record.key, (n % 2 == 0).then_some(&want_key[..]));
+                let headers: Vec<_> = record.headers().collect();
+                assert_eq!(
+                    headers,
+                    vec![(&b"h"[..], Some(&[n][..])), (&b"null"[..], None)]
+                );
+                n += 1;
+            }
+            assert_eq!(n, 10, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn batch_closes_when_full_and_queue_reports_full() {
+        let mut acc = Accumulator::new(config(1000, Compression::None));
+        let now = Instant::now();
+        let value = [7u8; 300];
+        let mut closed = 0;
+        let mut appended = 0;
+        loop {
+            match acc.append("t", 0, 0, None, Some(&value), &[], now).unwrap() {
+                Append::Appended => appended += 1,
+                Append::AppendedAndClosed => {
+                    appended += 1;
+                    closed += 1;
+                }
+                Append::Full => break,
+            }
+        }
+        assert_eq!(closed, 4); // ready_batches_max
+        assert_eq!(acc.ready_len(), 4);
+        // 61 header + 3 x ~307 bytes < 1000 <= 61 + 4 x ~307: 4 records per batch.
+        assert_eq!(appended, 16);
+        let batch = acc.pop_ready().unwrap();
+        assert_eq!(batch.record_count, 4);
+        assert!(acc.has_room());
+    }
+
+    #[test]
+    fn linger_closes_only_old_batches() {
+        let mut acc = Accumulator::new(config(1 << 20, Compression::None));
+        let t0 = Instant::now();
+        acc.append("a", 0, 0, None, Some(b"x"), &[], t0).unwrap();
+        let t1 = t0 + Duration::from_millis(6);
+        acc.append("b", 1, 0, None, Some(b"y"), &[], t1).unwrap();
+        assert_eq!(acc.next_deadline(), Some(t0 + Duration::from_millis(10)));
+        acc.close_expired(t0 + Duration::from_millis(11), Linger::Honour)
+            .unwrap();
+        assert_eq!(acc.ready_len(), 1);
+        let ready = acc.pop_ready().unwrap();
+        assert_eq!((&*ready.topic, ready.partition), ("a", 0));
+        assert!(!acc.is_empty());
+        assert_eq!(acc.next_deadline(), Some(t1 + Duration::from_millis(10)));
+    }
+}

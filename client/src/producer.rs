@@ -1,0 +1,456 @@
+//! The producer: partitioning, batching, pipelined Produce requests, retries, delivery reports.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use spate_wire::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
+use spate_wire::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use spate_wire::kafka_protocol::protocol::StrBytes;
+use spate_wire::types::Offset;
+
+use crate::batch::{Accumulator, Append, BatchConfig, Header, Linger, ReadyBatch};
+use crate::cluster::{ClientConfig, Cluster};
+use crate::error::ClientError;
+use crate::partitioner::{partition_for_key, StickyPartitioner};
+use crate::protocol::PRODUCE_VERSION;
+
+/// How many acknowledgements the broker waits for before answering a Produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// acks=0: the broker does not answer; deliveries report no offset.
+    None,
+    /// acks=1: the leader appended the batch.
+    Leader,
+    /// acks=all (-1): every in-sync replica has it (on Spate, the flush policy decides).
+    All,
+}
+
+impl Acks {
+    /// The value of the request's `acks` field.
+    pub fn to_wire(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Connection, retries.
+    pub client: ClientConfig,
+    /// Acknowledgement level.
+    pub acks: Acks,
+    /// Batching and compression.
+    pub batch: BatchConfig,
+    /// The broker's wait limit for acks=all, sent in each request.
+    pub request_timeout_ms: i32,
+    /// Record bytes in one Produce request, at most (batches are not split).
+    pub request_bytes_max: usize,
+}
+
+impl ProducerConfig {
+    /// Defaults (acks=all, 16 KiB batches, 5 ms linger) for talking to `client.bootstrap`.
+    pub fn new(client: ClientConfig) -> ProducerConfig {
+        ProducerConfig {
+            client,
+            acks: Acks::All,
+            batch: BatchConfig::default(),
+            request_timeout_ms: 30_000,
+            request_bytes_max: 1024 * 1024,
+        }
+    }
+}
+
+/// The outcome of one batch: every record of the batch shares it.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// Records in the batch, in the order they were sent.
+    pub record_count: i32,
+    /// The offset of the first record, `Ok(None)` with acks=0, or why the batch failed.
+    pub result: Result<Option<Offset>, ClientError>,
+}
+
+/// Called once per batch with its outcome, in order per partition.
+pub type DeliveryCallback = Box<dyn FnMut(Delivery)>;
+
+/// A producer on the current glommio executor.
+///
+/// `send` appends to a per-partition batch and sends closed batches while fewer than
+/// `in_flight_max` requests are waiting; it waits for responses only when that limit or the
+/// ready-queue limit is reached. Nothing runs in the background: call [`Producer::poll`]
+/// (or `send`/`flush`) regularly so lingering batches go out and responses are read.
+///
+/// Ordering: batches of a partition are delivered in order unless a retry happens while
+/// others are in flight (as in Kafka without idempotence, which needs InitProducerId).
+pub struct Producer {
+    cluster: Cluster,
+    config: ProducerConfig,
+    acc: Accumulator,
+    sticky: HashMap<String, StickyPartitioner>,
+    in_flight: VecDeque<Vec<ReadyBatch>>,
+    on_delivery: DeliveryCallback,
+    needs_refresh: bool,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("config", &self.config)
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Connects; `on_delivery` gets every batch's outcome.
+    ///
+    /// # Errors
+    /// [`ClientError::Io`] if the broker cannot be reached.
+    pub async fn connect(
+        config: ProducerConfig,
+        on_delivery: DeliveryCallback,
+    ) -> Result<Producer, ClientError> {
+        let cluster = Cluster::connect(config.client.clone()).await?;
+        Ok(Producer {
+            cluster,
+            acc: Accumulator::new(config.batch),
+            config,
+            sticky: HashMap::new(),
+            in_flight: VecDeque::new(),
+            on_delivery,
+            needs_refresh: false,
+        })
+    }
+
+    /// Queues one record (timestamped now) for `topic`; keyed records go to the key's murmur2
+    /// partition, others to the sticky partition.
+    ///
+    /// # Errors
+    /// Metadata errors for an unknown topic; connection errors while waiting for room.
+    pub async fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> Result<(), ClientError> {
+        let partitions = self.cluster.partitions(topic).await?;
+        let partition = match key {
+            Some(k) => partition_for_key(k, partitions),
+            None => self.sticky_partition(topic, partitions),
+        };
+        self.send_to(topic, partition, key, value, headers).await
+    }
+
+    /// Queues one record for an explicit partition.
+    ///
+    /// # Errors
+    /// As [`Producer::send`]; [`ClientError::InvalidArgument`] for a partition the topic does
+    /// not have.
+    pub async fn send_to(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> Result<(), ClientError> {
+        let partitions = self.cluster.partitions(topic).await?;
+        if !(0..partitions).contains(&partition) {
+            return Err(ClientError::InvalidArgument(format!(
+                "partition {partition} of {topic} (it has {partitions})"
+            )));
+        }
+        let timestamp_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        loop {
+            let now = Instant::now();
+            match self
+                .acc
+                .append(topic, partition, timestamp_ms, key, value, headers, now)?
+            {
+                Append::Full => self.make_room().await?,
+                Append::Appended => break,
+                Append::AppendedAndClosed => {
+                    if key.is_none() {
+                        if let Some(s) = self.sticky.get_mut(topic) {
+                            s.advance(partitions);
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        self.dispatch().await
+    }
+
+    fn sticky_partition(&mut self, topic: &str, partitions: i32) -> i32 {
+        if let Some(s) = self.sticky.get_mut(topic) {
+            return s.partition(partitions);
+        }
+        self.sticky
+            .entry(topic.to_string())
+            .or_default()
+            .partition(partitions)
+    }
+
+    /// Sends lingering batches and handles responses until `wait` has passed or nothing is in
+    /// flight.
+    ///
+    /// # Errors
+    /// Connection errors that retries could not hide.
+    pub async fn poll(&mut self, wait: Duration) -> Result<(), ClientError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            self.dispatch().await?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            let until = match self.acc.next_deadline() {
+                Some(linger_end) => linger_end.clamp(now, deadline),
+                None => deadline,
+            };
+            if self.in_flight.is_empty() {
+                glommio::timer::sleep(until - now).await;
+                continue;
+            }
+            self.receive_one(Some(until - now)).await?;
+        }
+    }
+
+    /// Sends every open batch and waits for all responses.
+    ///
+    /// # Errors
+    /// Connection errors that retries could not hide.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        self.acc.close_expired(Instant::now(), Linger::Ignore)?;
+        while !self.acc.is_empty() || !self.in_flight.is_empty() {
+            self.dispatch().await?;
+            if !self.in_flight.is_empty() {
+                self.receive_one(None).await?;
+            }
+            self.acc.close_expired(Instant::now(), Linger::Ignore)?;
+        }
+        Ok(())
+    }
+
+    /// Requests waiting for a response.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    async fn make_room(&mut self) -> Result<(), ClientError> {
+        self.dispatch().await?;
+        if !self.acc.has_room() {
+            assert!(
+                !self.in_flight.is_empty(),
+                "ready queue full with nothing in flight"
+            );
+            self.receive_one(None).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends ready batches while the connection has room.
+    async fn dispatch(&mut self) -> Result<(), ClientError> {
+        self.acc.close_expired(Instant::now(), Linger::Honour)?;
+        if self.needs_refresh && self.acc.ready_len() > 0 {
+            self.cluster.backoff().await;
+            let _ = self
+                .cluster
+                .refresh(None, crate::cluster::AutoCreate::Deny)
+                .await;
+            self.needs_refresh = false;
+        }
+        while self.acc.ready_len() > 0 {
+            let conn = match self.cluster.connection().await {
+                Ok(c) => c,
+                Err(e) => return self.fail_or_retry_all(e).await,
+            };
+            if !conn.can_send() {
+                self.receive_one(None).await?;
+                continue;
+            }
+            let batches = self.take_request_batches();
+            let request = build_request(&batches, self.config.acks, self.config.request_timeout_ms);
+            let expect_response = self.config.acks != Acks::None;
+            let conn = self.cluster.connection().await?;
+            match conn
+                .send(ApiKey::Produce, PRODUCE_VERSION, &request, expect_response)
+                .await
+            {
+                Ok(_) if expect_response => self.in_flight.push_back(batches),
+                Ok(_) => {
+                    for b in batches {
+                        (self.on_delivery)(Delivery {
+                            topic: b.topic,
+                            partition: b.partition,
+                            record_count: b.record_count,
+                            result: Ok(None),
+                        });
+                    }
+                }
+                Err(e) => {
+                    self.in_flight.push_back(batches);
+                    return self.fail_or_retry_all(e).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ready batches for one request: up to `request_bytes_max`, one batch per partition
+    /// (a request names each partition once).
+    fn take_request_batches(&mut self) -> Vec<ReadyBatch> {
+        let mut batches: Vec<ReadyBatch> = Vec::new();
+        let mut bytes = 0;
+        while let Some(b) = self.acc.pop_ready() {
+            let duplicate = batches
+                .iter()
+                .any(|x| x.partition == b.partition && x.topic == b.topic);
+            let too_big =
+                !batches.is_empty() && bytes + b.records.len() > self.config.request_bytes_max;
+            if duplicate || too_big {
+                self.acc.push_front(b);
+                break;
+            }
+            bytes += b.records.len();
+            batches.push(b);
+        }
+        assert!(!batches.is_empty());
+        batches
+    }
+
+    /// Reads one response (waiting at most `wait`, if given) and delivers its batches.
+    async fn receive_one(&mut self, wait: Option<Duration>) -> Result<(), ClientError> {
+        assert!(!self.in_flight.is_empty());
+        let conn = self.cluster.connection().await?;
+        let received = match wait {
+            None => conn.receive().await.map(Some),
+            Some(d) => {
+                futures_lite::future::or(async { conn.receive().await.map(Some) }, async {
+                    glommio::timer::sleep(d).await;
+                    Ok(None)
+                })
+                .await
+            }
+        };
+        let response = match received {
+            Ok(Some(raw)) => raw.decode::<ProduceResponse>(),
+            Ok(None) => return Ok(()),
+            Err(e) => Err(e),
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return self.fail_or_retry_all(e).await,
+        };
+        let batches = self
+            .in_flight
+            .pop_front()
+            .expect("a response matches a request");
+        for mut batch in batches {
+            let result = partition_result(&response, &batch);
+            match result {
+                Err(e) if e.is_retriable() && batch.attempts < self.config.client.retries_max => {
+                    batch.attempts += 1;
+                    self.needs_refresh = true;
+                    self.acc.push_front(batch);
+                }
+                result => (self.on_delivery)(Delivery {
+                    topic: batch.topic,
+                    partition: batch.partition,
+                    record_count: batch.record_count,
+                    result,
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// After a connection or protocol error: drop the connection and queue every in-flight
+    /// batch again (or fail it when out of retries).
+    async fn fail_or_retry_all(&mut self, error: ClientError) -> Result<(), ClientError> {
+        self.cluster.disconnect();
+        let retriable = error.is_retriable();
+        let mut gave_up = false;
+        while let Some(batches) = self.in_flight.pop_back() {
+            for mut batch in batches.into_iter().rev() {
+                if retriable && batch.attempts < self.config.client.retries_max {
+                    batch.attempts += 1;
+                    self.acc.push_front(batch);
+                } else {
+                    gave_up = true;
+                    (self.on_delivery)(Delivery {
+                        topic: batch.topic,
+                        partition: batch.partition,
+                        record_count: batch.record_count,
+                        result: Err(ClientError::RetriesExhausted {
+                            attempts: batch.attempts + 1,
+                            last: Box::new(ClientError::InvalidArgument(error.to_string())),
+                        }),
+                    });
+                }
+            }
+        }
+        if !retriable || gave_up {
+            return Err(error);
+        }
+        self.needs_refresh = true;
+        Ok(())
+    }
+}
+
+fn build_request(batches: &[ReadyBatch], acks: Acks, timeout_ms: i32) -> ProduceRequest {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for b in batches {
+        let data = PartitionProduceData::default()
+            .with_index(b.partition)
+            .with_records(Some(b.records.clone()));
+        match topics.iter_mut().find(|t| t.name.0.as_str() == &*b.topic) {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(b.topic.to_string())))
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    ProduceRequest::default()
+        .with_acks(acks.to_wire())
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(topics)
+}
+
+fn partition_result(
+    response: &ProduceResponse,
+    batch: &ReadyBatch,
+) -> Result<Option<Offset>, ClientError> {
+    let found = response
+        .responses
+        .iter()
+        .filter(|t| t.name.0.as_str() == &*batch.topic)
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == batch.partition);
+    let Some(p) = found else {
+        return Err(ClientError::InvalidArgument(format!(
+            "produce response has no entry for {}/{}",
+            batch.topic, batch.partition
+        )));
+    };
+    ClientError::check(p.error_code, || {
+        format!("produce to {}/{}", batch.topic, batch.partition)
+    })?;
+    Ok(Some(Offset(p.base_offset)))
+}
