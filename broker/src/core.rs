@@ -241,27 +241,17 @@ impl Core {
     /// Runs a request on this core (from a local handler or another core).
     pub async fn run(&self, request: CoreRequest) -> CoreReply {
         match request {
+            // The partitions of one request proceed concurrently: an acks=all produce to eight
+            // partitions waits for eight group commits at once, not one after another.
             CoreRequest::Produce(ops) => {
-                let mut results = Vec::with_capacity(ops.len());
-                for op in ops {
-                    results.push(self.produce(op).await);
-                }
-                CoreReply::Produce(results)
+                CoreReply::Produce(join_all(ops.into_iter().map(|op| self.produce(op))).await)
             }
             CoreRequest::Fetch(ops) => {
-                let mut results = Vec::with_capacity(ops.len());
-                for op in ops {
-                    results.push(self.fetch(op).await);
-                }
-                CoreReply::Fetch(results)
+                CoreReply::Fetch(join_all(ops.into_iter().map(|op| self.fetch(op))).await)
             }
-            CoreRequest::ListOffsets(ops) => {
-                let mut results = Vec::with_capacity(ops.len());
-                for op in ops {
-                    results.push(self.list_offsets(op).await);
-                }
-                CoreReply::ListOffsets(results)
-            }
+            CoreRequest::ListOffsets(ops) => CoreReply::ListOffsets(
+                join_all(ops.into_iter().map(|op| self.list_offsets(op))).await,
+            ),
             CoreRequest::EpochEnd(ops) => {
                 CoreReply::EpochEnd(ops.into_iter().map(|op| self.epoch_end(op)).collect())
             }
