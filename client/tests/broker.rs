@@ -215,7 +215,9 @@ fn admin_creates_lists_and_deletes_topics() {
 
         let (_, callback) = recorder();
         let mut config = ProducerConfig::new(ClientConfig::new(addr));
-        config.acks = Acks::Leader;
+        // acks=all: ListOffsets(latest) answers the high watermark, which acks=1 may not have
+        // moved yet.
+        config.acks = Acks::All;
         let mut producer = Producer::connect(config, callback).await.unwrap();
         for _ in 0..25 {
             producer
