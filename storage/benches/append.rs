@@ -5,8 +5,12 @@
 //! default 512; `SPATE_BENCH_RUNS`, default 3, the median is printed; `SPATE_BENCH_DIR`,
 //! default under the target directory, must be on a real disk, not tmpfs).
 
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -42,29 +46,48 @@ fn make_batch(records: usize, seed: u64) -> BytesMut {
     out
 }
 
-/// Raw bandwidth: sequential aligned `WRITE_BYTES` DMA writes at queue depth one, one
-/// fdatasync at the end; the same write size the log's buffer uses.
-async fn raw(dir: &Path, total: u64) -> f64 {
+/// Raw bandwidth: sequential aligned `WRITE_BYTES` DMA writes with up to `depth` in flight
+/// and one fdatasync at the end: the write size the log's buffer uses, and with `depth` 2 the
+/// same queue depth as the log's pipelined writes.
+async fn raw(dir: &Path, total: u64, depth: usize) -> f64 {
     let path = dir.join("raw.bin");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .dma_open(&path)
-        .await
-        .expect("open raw");
+    let file = Rc::new(
+        OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .dma_open(&path)
+            .await
+            .expect("open raw"),
+    );
+    type Write = Pin<Box<dyn Future<Output = usize>>>;
+    let mut in_flight: VecDeque<Write> = VecDeque::new();
     let start = Instant::now();
     let mut pos = 0u64;
     while pos < total {
         let mut buf = file.alloc_dma_buffer(WRITE_BYTES);
         buf.as_bytes_mut().fill((pos >> 20) as u8);
-        file.write_at(buf, pos).await.expect("raw write");
+        let f = file.clone();
+        let mut write: Write =
+            Box::pin(async move { f.write_at(buf, pos).await.expect("raw write") });
+        // Polled once so it is submitted now.
+        if poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx).is_pending())).await {
+            in_flight.push_back(write);
+        }
+        while in_flight.len() >= depth {
+            in_flight.pop_front().expect("in flight").await;
+        }
         pos += WRITE_BYTES as u64;
+    }
+    while let Some(w) = in_flight.pop_front() {
+        w.await;
     }
     file.fdatasync().await.expect("raw sync");
     let secs = start.elapsed().as_secs_f64();
-    file.close().await.expect("close");
+    if let Ok(file) = Rc::try_unwrap(file) {
+        file.close().await.expect("close");
+    }
     let _ = std::fs::remove_file(&path);
     pos as f64 / secs
 }
@@ -86,7 +109,7 @@ async fn log_append(dir: &Path, total: u64, records: usize, mode: Mode) -> f64 {
         Mode::SyncEveryAppend => FlushPolicy::EveryAppend,
         _ => FlushPolicy::GroupCommit {
             interval_ms: 10,
-            bytes_max: 32 << 20,
+            bytes_max: env_or("SPATE_BENCH_FLUSH_MIB", 32) << 20,
         },
     };
     let config = LogConfig {
@@ -95,6 +118,7 @@ async fn log_append(dir: &Path, total: u64, records: usize, mode: Mode) -> f64 {
         tail_cache_bytes_max: 8 << 20,
         batch_bytes_max: 2 << 20,
         retention_ms: None,
+        preallocate_bytes: env_or("SPATE_BENCH_PREALLOC_MIB", 64) << 20,
         ..LogConfig::default()
     };
     let log = Rc::new(
@@ -192,34 +216,63 @@ fn main() {
                     Mode::SyncEveryAppend,
                 ),
             ];
-            let mut raw_runs = Vec::new();
-            let mut results: Vec<Vec<f64>> = cases.iter().map(|_| Vec::new()).collect();
+            // `SPATE_BENCH_ONLY=<substring>` runs only the matching log cases.
+            let only = std::env::var("SPATE_BENCH_ONLY").unwrap_or_default();
+            // (raw QD1, raw QD2, log) per run and case. The device's speed drifts a lot between
+            // seconds (a virtual disk), so every log run is paired with raw runs just before it
+            // and the ratio is taken per pair, against the better of the two raw depths.
+            let mut results: Vec<Vec<(f64, f64, f64)>> = cases.iter().map(|_| Vec::new()).collect();
             for _ in 0..runs {
-                // Interleaved so that drift in the device's speed hits raw and log alike.
-                raw_runs.push(raw(&dir, total).await);
-                for (i, (_, records, mode)) in cases.iter().enumerate() {
+                for (i, (name, records, mode)) in cases.iter().enumerate() {
+                    if !name.contains(only.as_str()) {
+                        continue;
+                    }
                     // fsync per append with 16 KiB batches is slow: a smaller volume suffices.
                     let volume = if matches!(mode, Mode::SyncEveryAppend) && *records == 16 {
                         total / 16
                     } else {
                         total
                     };
-                    results[i].push(log_append(&dir, volume, *records, *mode).await);
+                    // The order rotates so that no side always runs first after a pause.
+                    let (raw1, raw2, log) = if results[i].len() % 2 == 0 {
+                        let log = log_append(&dir, volume, *records, *mode).await;
+                        (raw(&dir, volume, 1).await, raw(&dir, volume, 2).await, log)
+                    } else {
+                        let raw1 = raw(&dir, volume, 1).await;
+                        let raw2 = raw(&dir, volume, 2).await;
+                        (raw1, raw2, log_append(&dir, volume, *records, *mode).await)
+                    };
+                    results[i].push((raw1, raw2, log));
                 }
             }
-            let raw_bps = median(raw_runs);
             println!(
-                "{:<55} {:>10.1} MiB/s",
-                "raw O_DIRECT sequential write (4 MiB, QD1)",
-                mib(raw_bps)
+                "{:<52} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "case (medians over runs, MiB/s)",
+                "raw QD1",
+                "raw QD2",
+                "log",
+                "log/QD1",
+                "log/best"
             );
             for ((name, _, _), r) in cases.iter().zip(results) {
-                let bps = median(r);
+                if r.is_empty() {
+                    continue;
+                }
+                let ratio_qd1 = median(r.iter().map(|(a, _, l)| l / a).collect());
+                let ratio_best = median(r.iter().map(|(a, b, l)| l / a.max(*b)).collect());
                 println!(
-                    "{name:<55} {:>10.1} MiB/s  ratio {:.3}",
-                    mib(bps),
-                    bps / raw_bps
+                    "{name:<52} {:>8.1} {:>8.1} {:>8.1} {:>8.3} {:>8.3}",
+                    mib(median(r.iter().map(|x| x.0).collect())),
+                    mib(median(r.iter().map(|x| x.1).collect())),
+                    mib(median(r.iter().map(|x| x.2).collect())),
+                    ratio_qd1,
+                    ratio_best
                 );
+                let runs: Vec<String> = r
+                    .iter()
+                    .map(|(a, b, l)| format!("{:.0}/{:.0}/{:.0}", mib(*a), mib(*b), mib(*l)))
+                    .collect();
+                println!("    runs raw1/raw2/log MiB/s: {}", runs.join("  "));
             }
         })
         .expect("executor")

@@ -38,7 +38,7 @@ pub struct LogConfig {
     pub flush: FlushPolicy,
     /// Memory for the most recent batches, served to tailing readers without disk reads.
     pub tail_cache_bytes_max: usize,
-    /// The aligned write-behind buffer of the active segment.
+    /// The aligned write-behind buffer of the active segment, and the size of each full write.
     pub write_buffer_bytes_max: usize,
     /// Largest batch `append` accepts.
     pub batch_bytes_max: usize,
@@ -81,8 +81,8 @@ impl LogConfig {
         assert!(self.index_interval_bytes > 0);
         assert!(self.batch_bytes_max >= spate_wire::batch::BATCH_HEADER_BYTES);
         assert!(self.batch_bytes_max <= RECOVERY_BATCH_BYTES_MAX);
-        // A whole batch plus the partial tail block must always fit in the write buffer.
-        assert!(self.write_buffer_bytes_max >= self.batch_bytes_max + BLOCK_BYTES);
+        // Batches may straddle two write buffers, so the buffer need not hold a whole batch.
+        assert!(self.write_buffer_bytes_max >= BLOCK_BYTES);
         assert!(self.write_buffer_bytes_max % BLOCK_BYTES == 0);
         assert!(self.preallocate_bytes % block == 0 && self.preallocate_bytes > 0);
         assert!(self.tail_cache_bytes_max > 0);

@@ -35,9 +35,8 @@ pub async fn write_atomically<D: Disk>(
         let mut buf = file.alloc_buf(padded);
         buf.as_mut_slice()[..bytes.len()].copy_from_slice(bytes);
         buf.as_mut_slice()[bytes.len()..].fill(0);
-        file.write_at(buf, 0)
-            .await
-            .map_err(io("writing checkpoint"))?;
+        let (result, _) = file.write_at(buf, 0).await;
+        result.map_err(io("writing checkpoint"))?;
     }
     file.truncate(bytes.len() as u64)
         .await

@@ -85,6 +85,10 @@ pub trait Disk: std::fmt::Debug {
     /// # Errors
     /// From the OS.
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Lets the runtime submit I/O queued by writes that are in flight but not awaited. glommio
+    /// hands queued requests to the kernel only when the running task yields, so without this a
+    /// write "in flight" would not start until the log next waits.
+    async fn yield_to_io(&self);
     /// Makes the directory's entries (created, renamed, removed files) durable.
     ///
     /// # Errors
@@ -99,14 +103,15 @@ pub trait DiskFile: std::fmt::Debug + 'static {
 
     /// Allocates an aligned write buffer of `len` bytes (a block multiple). Contents unspecified.
     fn alloc_buf(&self, len: usize) -> Self::Buf;
-    /// Writes the whole buffer at `pos`. Durable only after [`DiskFile::fdatasync`].
+    /// Writes the whole buffer at `pos`. Durable only after [`DiskFile::fdatasync`]. Hands the
+    /// buffer back when it can, so the caller reuses it (a fresh buffer costs page faults).
     ///
     /// # Errors
     /// ENOSPC, EIO, ...; after an error the written range's contents are unspecified.
     ///
     /// # Panics
     /// If `pos` or the buffer length is not a multiple of [`BLOCK_BYTES`].
-    async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<()>;
+    async fn write_at(&self, buf: Self::Buf, pos: u64) -> (io::Result<()>, Option<Self::Buf>);
     /// Reads up to `len` bytes at `pos` (any alignment); short only at the end of the file.
     ///
     /// # Errors

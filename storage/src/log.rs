@@ -28,7 +28,7 @@ use crate::epoch::{EpochCache, EPOCH_FILE_NAME};
 use crate::error::{io_error_kind, IoErrorKind, Result, StorageError};
 use crate::files::{read_whole, write_atomically};
 use crate::index::{Checkpoint, SegmentIndex};
-use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile, OpenMode, BLOCK_BYTES};
+use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile, OpenMode};
 use crate::segment::{
     file_name, parse_file_name, scan, Scan, ScanEnd, Segment, INDEX_SUFFIX, LOG_SUFFIX, TMP_SUFFIX,
 };
@@ -38,36 +38,27 @@ use crate::sync::{AsyncMutex, Notify};
 pub const DIR_ENTRIES_MAX: usize = 1 << 20;
 /// Most chunks one read returns (each a cached batch or a file range).
 pub const READ_CHUNKS_MAX: usize = 1024;
-/// Most full-block writes in flight per log while appends keep filling the next buffer: two
+/// Most full-buffer writes in flight per log while appends keep filling the next buffer: two
 /// let copying and checksumming overlap the device's work, which is what closes the gap to raw
-/// bandwidth; more would only hold more buffers on a single device.
+/// bandwidth; more would only hold more buffers on a single device. Memory per partition is
+/// at most `(2 + WRITES_IN_FLIGHT_MAX) * write_buffer_bytes_max` plus the tail cache.
 pub const WRITES_IN_FLIGHT_MAX: usize = 2;
 
-type WriteFuture = Pin<Box<dyn Future<Output = std::io::Result<()>>>>;
+type WriteFuture<B> = Pin<Box<dyn Future<Output = (std::io::Result<()>, Option<B>)>>>;
 
-/// A submitted write of full blocks whose completion has not been collected yet.
-struct InFlightWrite {
-    future: WriteFuture,
+/// A submitted write of one full buffer whose completion has not been collected yet.
+struct InFlightWrite<B> {
+    future: WriteFuture<B>,
     end: u64,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for InFlightWrite {
+impl<B> std::fmt::Debug for InFlightWrite<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InFlightWrite")
             .field("end", &self.end)
             .finish()
     }
-}
-
-/// How much of the write buffer `write_out` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriteOut {
-    /// Only whole blocks, without waiting for completion; the partial last block stays in the
-    /// buffer. Writes issued this way never overlap, so they may complete in any order.
-    FullBlocks,
-    /// Everything, including the zero-padded partial block, after all earlier writes completed.
-    All,
 }
 
 /// What `append` assigned.
@@ -186,8 +177,10 @@ pub struct RetentionOutcome {
 }
 
 /// The aligned write-behind buffer of the active segment. It holds file bytes
-/// `[start, start + filled)`: the partial block last written (rewritten in place by the next
-/// write, since direct I/O writes whole blocks) followed by batches not yet written.
+/// `[start, start + filled)`, `start` block-aligned: possibly some bytes already written by a
+/// sync (a sync writes from the last block it had not fully written, so the partial last block
+/// is rewritten in place), then bytes not yet written. When it is full it is written whole and
+/// replaced by a spare buffer, so batches may straddle two buffers.
 #[derive(Debug)]
 struct WriteBuffer<B> {
     buf: Option<B>,
@@ -201,8 +194,10 @@ struct Core<F: DiskFile> {
     write: WriteBuffer<F::Buf>,
     // Position in the active segment up to which bytes have reached the disk via write_at.
     written: u64,
-    // Full-block writes submitted and not yet collected, oldest first.
-    in_flight: VecDeque<InFlightWrite>,
+    // Full-buffer writes submitted and not yet collected, oldest first.
+    in_flight: VecDeque<InFlightWrite<F::Buf>>,
+    // Buffers back from completed writes, reused so steady-state appends cause no page faults.
+    spare: Vec<F::Buf>,
     cache: TailCache,
     epochs: EpochCache,
     log_end: Offset,
@@ -322,6 +317,7 @@ impl<D: Disk> Log<D> {
             write,
             written,
             in_flight: VecDeque::new(),
+            spare: Vec::new(),
             cache: TailCache::new(config.tail_cache_bytes_max),
             epochs,
             log_end,
@@ -430,7 +426,8 @@ impl<D: Disk> Log<D> {
             header.base_offset = base;
             header.partition_leader_epoch = epoch;
             let bytes = batch.freeze();
-            self.buffer_batch(&mut core, &header, bytes);
+            self.buffer_batch(&mut core, &header, bytes.clone());
+            self.copy_in(&mut core, &bytes).await?;
             AppendInfo {
                 base_offset: base,
                 last_offset: header.last_offset(),
@@ -454,8 +451,8 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
-    /// Copies the batch into the write buffer and updates indexes, cache and offsets. Space for
-    /// it was reserved by `reserve`.
+    /// Records an accepted batch in the indexes, the cache and the offsets; `copy_in` then puts
+    /// its bytes in the write buffer. Space on disk for it was reserved by `reserve`.
     fn buffer_batch(&self, core: &mut Core<D::File>, header: &BatchHeader, bytes: Bytes) {
         let len = bytes.len();
         let Core {
@@ -469,11 +466,7 @@ impl<D: Disk> Log<D> {
             .values_mut()
             .next_back()
             .expect("a log has a segment");
-        let buf = write.buf.as_mut().expect("write buffer present");
-        assert!(write.filled + len <= buf.as_slice().len());
         assert_eq!(write.start + write.filled as u64, active.size);
-        buf.as_mut_slice()[write.filled..write.filled + len].copy_from_slice(&bytes);
-        write.filled += len;
         let position = active.size;
         active.index.on_batch(header, position);
         active
@@ -498,14 +491,9 @@ impl<D: Disk> Log<D> {
             .set(self.appended_bytes.get() + len as u64);
     }
 
-    /// Makes room for a batch of `len` bytes: writes the buffer out if the batch does not fit,
-    /// and extends the file's preallocation if needed. Changes nothing visible on failure.
+    /// Makes sure the file has space for a batch of `len` bytes, extending its preallocation if
+    /// needed. Changes nothing on failure.
     async fn reserve(&self, core: &mut Core<D::File>, len: usize) -> Result<()> {
-        let capacity = self.config.write_buffer_bytes_max;
-        if core.write.filled + len > capacity {
-            self.write_out(core, WriteOut::FullBlocks).await?;
-        }
-        assert!(core.write.filled + len <= capacity);
         let active = core
             .segments
             .values_mut()
@@ -530,72 +518,117 @@ impl<D: Disk> Log<D> {
         unreachable!("the loop returns on its last iteration")
     }
 
-    /// Writes the write buffer out with one aligned `write_at` (see [`WriteOut`]), moving the
-    /// partial last block into a fresh buffer to be rewritten by the next write.
-    async fn write_out(&self, core: &mut Core<D::File>, mode: WriteOut) -> Result<()> {
-        if mode == WriteOut::All {
-            while !core.in_flight.is_empty() {
-                self.complete_oldest_write(core).await?;
+    /// Copies a batch into the write buffer; each time the buffer fills, it is submitted as one
+    /// write and appending continues in a spare buffer while that write is in flight.
+    async fn copy_in(&self, core: &mut Core<D::File>, mut data: &[u8]) -> Result<()> {
+        let capacity = self.config.write_buffer_bytes_max;
+        while !data.is_empty() {
+            let write = &mut core.write;
+            let buf = write.buf.as_mut().expect("write buffer present");
+            let n = (capacity - write.filled).min(data.len());
+            buf.as_mut_slice()[write.filled..write.filled + n].copy_from_slice(&data[..n]);
+            write.filled += n;
+            data = &data[n..];
+            if write.filled == capacity {
+                self.submit_full_buffer(core).await?;
             }
-        } else {
-            while core.in_flight.len() >= WRITES_IN_FLIGHT_MAX {
-                self.complete_oldest_write(core).await?;
+        }
+        Ok(())
+    }
+
+    /// Submits the full write buffer as one write without waiting for it (at most
+    /// `WRITES_IN_FLIGHT_MAX` in flight) and continues in a spare buffer. Full buffers cover
+    /// disjoint block ranges, so their writes may complete in any order.
+    async fn submit_full_buffer(&self, core: &mut Core<D::File>) -> Result<()> {
+        while core.in_flight.len() >= WRITES_IN_FLIGHT_MAX {
+            self.complete_oldest_write(core).await?;
+        }
+        let capacity = self.config.write_buffer_bytes_max;
+        let active = core
+            .segments
+            .values()
+            .next_back()
+            .expect("a log has a segment");
+        let next = match core.spare.pop() {
+            Some(buf) => buf,
+            None => active.file.alloc_buf(capacity),
+        };
+        let buf = core.write.buf.replace(next).expect("write buffer present");
+        assert_eq!(core.write.filled, capacity);
+        let position = core.write.start;
+        core.write.start += capacity as u64;
+        core.write.filled = 0;
+        let end = position + capacity as u64;
+        let file = active.file.clone();
+        let path = active.path.clone();
+        let mut future: WriteFuture<_> =
+            Box::pin(async move { file.write_at(buf, position).await });
+        // Polled once so the write is submitted now; its completion is collected later.
+        match poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await {
+            Poll::Pending => {
+                core.in_flight
+                    .push_back(InFlightWrite { future, end, path });
+                self.disk.yield_to_io().await;
+                Ok(())
             }
+            Poll::Ready((result, back)) => {
+                self.keep_spare(core, back);
+                self.write_done(&mut core.written, end, &path, result)
+            }
+        }
+    }
+
+    fn keep_spare(&self, core: &mut Core<D::File>, buf: Option<<D::File as DiskFile>::Buf>) {
+        if let Some(buf) = buf {
+            if core.spare.len() < WRITES_IN_FLIGHT_MAX
+                && buf.as_slice().len() == self.config.write_buffer_bytes_max
+            {
+                core.spare.push(buf);
+            }
+        }
+    }
+
+    /// Writes everything not yet written (after all in-flight writes completed): the blocks from
+    /// the last one not fully written up to the end, the last one zero-padded, from a copy, so
+    /// the buffer keeps filling afterwards.
+    async fn write_out(&self, core: &mut Core<D::File>) -> Result<()> {
+        while !core.in_flight.is_empty() {
+            self.complete_oldest_write(core).await?;
         }
         let Core {
             segments,
             write,
             written,
-            in_flight,
             ..
         } = core;
         let active = segments.values().next_back().expect("a log has a segment");
         let end = write.start + write.filled as u64;
         assert_eq!(end, active.size);
-        let tail = write.filled % BLOCK_BYTES;
-        let full = write.filled - tail;
-        let length = match mode {
-            WriteOut::All if *written < end => align_up(write.filled as u64) as usize,
-            WriteOut::FullBlocks if full > 0 => full,
-            _ => return Ok(()),
-        };
-        let mut buf = write.buf.take().expect("write buffer present");
-        let mut next = active.file.alloc_buf(self.config.write_buffer_bytes_max);
-        next.as_mut_slice()[..tail].copy_from_slice(&buf.as_slice()[full..write.filled]);
-        buf.as_mut_slice()[write.filled..length.max(write.filled)].fill(0);
-        buf.shrink_to(length);
-        let position = write.start;
-        // The new buffer holds the partial block and every unwritten batch is in the tail cache,
-        // so the in-memory state stays consistent whatever the write's outcome.
-        write.buf = Some(next);
-        write.start += full as u64;
-        write.filled = tail;
-        let file = active.file.clone();
-        let mut future: WriteFuture = Box::pin(async move { file.write_at(buf, position).await });
-        let write_end = (position + length as u64).min(end);
-        let first = match mode {
-            // Polled once so the write is submitted now; its completion is collected later.
-            WriteOut::FullBlocks => poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await,
-            WriteOut::All => Poll::Ready(future.as_mut().await),
-        };
-        match first {
-            Poll::Pending => {
-                in_flight.push_back(InFlightWrite {
-                    future,
-                    end: write_end,
-                    path: active.path.clone(),
-                });
-                Ok(())
-            }
-            Poll::Ready(result) => self.write_done(written, write_end, &active.path, result),
+        if *written >= end {
+            return Ok(());
         }
+        assert!(
+            *written >= write.start,
+            "earlier buffers were written whole"
+        );
+        let from = align_down(*written);
+        let length = (align_up(end) - from) as usize;
+        let data = (end - from) as usize;
+        let offset = (from - write.start) as usize;
+        let mut out = active.file.alloc_buf(length);
+        let buf = write.buf.as_ref().expect("write buffer present");
+        out.as_mut_slice()[..data].copy_from_slice(&buf.as_slice()[offset..offset + data]);
+        out.as_mut_slice()[data..].fill(0);
+        let (result, _) = active.file.write_at(out, from).await;
+        self.write_done(written, end, &active.path, result)
     }
 
     async fn complete_oldest_write(&self, core: &mut Core<D::File>) -> Result<()> {
         let Some(write) = core.in_flight.pop_front() else {
             return Ok(());
         };
-        let result = write.future.await;
+        let (result, back) = write.future.await;
+        self.keep_spare(core, back);
         self.write_done(&mut core.written, write.end, &write.path, result)
     }
 
@@ -672,7 +705,7 @@ impl<D: Disk> Log<D> {
         let (file, path, target, appended, truncations) = {
             let mut core = self.core.lock().await;
             self.check_fenced()?;
-            self.write_out(&mut core, WriteOut::All).await?;
+            self.write_out(&mut core).await?;
             let active = core
                 .segments
                 .values()
@@ -733,7 +766,7 @@ impl<D: Disk> Log<D> {
     /// a new one at the log end. The new file is created first, so a full disk leaves the old
     /// segment active and unchanged.
     async fn roll(&self, core: &mut Core<D::File>) -> Result<()> {
-        self.write_out(core, WriteOut::All).await?;
+        self.write_out(core).await?;
         let old = core
             .segments
             .values()
@@ -763,8 +796,12 @@ impl<D: Disk> Log<D> {
             .map_err(io_err("syncing", &old.path))?;
         old.allocated = old.size;
         write_index(&self.disk, &self.dir, old).await?;
+        let buf = match core.spare.pop() {
+            Some(buf) => buf,
+            None => new.file.alloc_buf(self.config.write_buffer_bytes_max),
+        };
         let write = WriteBuffer {
-            buf: Some(new.file.alloc_buf(self.config.write_buffer_bytes_max)),
+            buf: Some(buf),
             start: 0,
             filled: 0,
         };
@@ -853,7 +890,7 @@ impl<D: Disk> Log<D> {
     pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(Offset, i64)>> {
         let mut core = self.core.lock().await;
         // Scanning reads headers from the file, so put the buffered tail there first.
-        self.write_out(&mut core, WriteOut::All).await?;
+        self.write_out(&mut core).await?;
         for segment in core.segments.values() {
             if segment.index.max_timestamp_ms() < timestamp_ms {
                 continue;
@@ -890,7 +927,7 @@ impl<D: Disk> Log<D> {
                 end: core.log_end,
             });
         }
-        self.write_out(&mut core, WriteOut::All).await?;
+        self.write_out(&mut core).await?;
         self.truncations.set(self.truncations.get() + 1);
         let (&cut_base, _) = core.segments.range(..=offset).next_back().expect("segment");
         let later: Vec<Offset> = core

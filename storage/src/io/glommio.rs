@@ -92,6 +92,11 @@ impl Disk for GlommioDisk {
         std::fs::create_dir_all(dir)
     }
 
+    async fn yield_to_io(&self) {
+        // Leaves the task queue so the executor runs its reactor, which submits queued I/O.
+        glommio::executor().yield_task_queue_now().await;
+    }
+
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let directory = glommio::io::Directory::open(dir).await.map_err(to_io)?;
         directory.sync().await.map_err(to_io)?;
@@ -110,7 +115,7 @@ impl DiskFile for GlommioFile {
         GlommioBuf(self.file.alloc_dma_buffer(len))
     }
 
-    async fn write_at(&self, buf: GlommioBuf, pos: u64) -> io::Result<()> {
+    async fn write_at(&self, buf: GlommioBuf, pos: u64) -> (io::Result<()>, Option<GlommioBuf>) {
         assert!(
             pos % BLOCK_BYTES as u64 == 0,
             "write position {pos} not block aligned"
@@ -120,12 +125,21 @@ impl DiskFile for GlommioFile {
             len % BLOCK_BYTES == 0,
             "write length {len} not block aligned"
         );
-        let written = self.file.write_at(buf.0, pos).await.map_err(to_io)?;
-        if written != len {
+        // Shared, not owned, so the buffer comes back after the write and can be reused.
+        let shared = Rc::new(buf.0);
+        let result = self
+            .file
+            .write_rc_at(shared.clone(), pos)
+            .await
+            .map_err(to_io);
+        let back = Rc::try_unwrap(shared).ok().map(GlommioBuf);
+        let result = match result {
             // A short direct write happens only when the device runs out of space mid-way.
-            return Err(io::Error::from_raw_os_error(28));
-        }
-        Ok(())
+            Ok(written) if written != len => Err(io::Error::from_raw_os_error(28)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        (result, back)
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {

@@ -369,6 +369,10 @@ impl Disk for MemDisk {
         Ok(())
     }
 
+    async fn yield_to_io(&self) {
+        crate::sync::yield_now().await;
+    }
+
     async fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         let mut state = self.state.borrow_mut();
         state.dir_pending.clear();
@@ -389,7 +393,7 @@ impl DiskFile for MemFileHandle {
         MemBuf(vec![0xA5; len])
     }
 
-    async fn write_at(&self, buf: MemBuf, pos: u64) -> io::Result<()> {
+    async fn write_at(&self, buf: MemBuf, pos: u64) -> (io::Result<()>, Option<MemBuf>) {
         assert!(
             pos % BLOCK_BYTES as u64 == 0,
             "write position {pos} not block aligned"
@@ -401,15 +405,22 @@ impl DiskFile for MemFileHandle {
         // Real writes complete later; yielding once lets the log keep writes in flight here too.
         crate::sync::yield_now().await;
         let mut state = self.disk.state.borrow_mut();
-        state.check_fault(FaultOp::Write)?;
+        if let Err(e) = state.check_fault(FaultOp::Write) {
+            return (Err(e), Some(buf));
+        }
         let mut f = self.file.borrow_mut();
         let end = pos + buf.0.len() as u64;
         let grow = end.saturating_sub(f.current.len() as u64);
         drop(f);
-        state.check_space(grow)?;
+        if let Err(e) = state.check_space(grow) {
+            return (Err(e), Some(buf));
+        }
         f = self.file.borrow_mut();
-        f.push(FileOp::Write { pos, data: buf.0 });
-        Ok(())
+        f.push(FileOp::Write {
+            pos,
+            data: buf.0.clone(),
+        });
+        (Ok(()), Some(buf))
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
