@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# End-to-end tests: the release `spate` binary against real Kafka clients (confluent-kafka,
+# kafka-python, aiokafka, kcat). Idempotent; needs only the Rust toolchain, Python 3.11 and pip
+# (kcat comes from Debian when missing). Exits non-zero on any failure, including "no tests ran".
+#
+#   bash ci/e2e.sh              # whole suite
+#   bash ci/e2e.sh -k latency   # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+started=$(date +%s)
+
+# Per-test bound: a hung broker or client fails its test instead of the CI job's budget.
+per_test_timeout_s=${SPATE_E2E_TEST_TIMEOUT_S:-180}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+
+echo "== e2e: kcat"
+if ! command -v kcat >/dev/null 2>&1; then
+    if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y kcat; }; then
+        echo "e2e: FAILED to install kcat with apt-get (need root and Debian/Ubuntu apt sources)" >&2
+        exit 1
+    fi
+fi
+kcat -V 2>&1 | head -n 1
+
+echo "== e2e: python venv (.venv)"
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r ci/e2e/requirements.txt
+
+echo "== e2e: cargo build --release -p spate-broker"
+cargo build --release -p spate-broker
+export SPATE_BIN=${SPATE_BIN:-$CARGO_TARGET_DIR/release/spate}
+test -x "$SPATE_BIN" || { echo "e2e: no broker binary at $SPATE_BIN" >&2; exit 1; }
+# Fresh broker data dirs per run; they live on the real disk because the broker uses O_DIRECT.
+export SPATE_E2E_DATA=$CARGO_TARGET_DIR/e2e-data
+rm -rf "$SPATE_E2E_DATA"
+
+echo "== e2e: pytest ci/e2e"
+status=0
+.venv/bin/python -m pytest ci/e2e -q -p no:cacheprovider \
+    --timeout="$per_test_timeout_s" -rfE --durations=5 "$@" || status=$?
+
+elapsed=$(( $(date +%s) - started ))
+case $status in
+    0) echo "== e2e: PASSED in ${elapsed}s" ;;
+    5) echo "== e2e: FAILED: pytest collected no tests (${elapsed}s)" >&2; status=1 ;;
+    *) echo "== e2e: FAILED (pytest exit $status) in ${elapsed}s; broker data kept in $SPATE_E2E_DATA" >&2 ;;
+esac
+exit $status
