@@ -1,0 +1,444 @@
+//! The load generator: one producer task, an optional consumer task and a progress task on
+//! one glommio executor (pin it with `--cpu`).
+//!
+//! Open loop (`--rate N`): record `i` is due at `start + i / N`; its latencies are measured
+//! from that intended time, so a stall that delays later sends shows up in their latency
+//! instead of being hidden (coordinated omission). Closed loop (`--rate 0`): send as fast as
+//! batching and `in_flight_max` allow; latency is measured from the actual send call.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use glommio::{LocalExecutorBuilder, Placement};
+use hdrhistogram::Histogram;
+use spate_client::{
+    Acks, Admin, ClientConfig, ClientError, Compression, Consumer, ConsumerConfig, Delivery,
+    NewTopic, OffsetSpec, Producer, ProducerConfig,
+};
+use spate_wire::ErrorCode;
+
+use crate::report::{self, hgrm, LatencySummary, LossCheck, Summary};
+
+/// Bytes at the start of each value: intended send time (ns since start) and sequence number.
+pub const VALUE_HEADER_BYTES: usize = 16;
+
+/// Options of `spate-bench run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Broker address.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: std::net::SocketAddr,
+    /// Topic (created with --partitions if missing).
+    #[arg(long, default_value = "spate-bench")]
+    pub topic: String,
+    /// Partitions of the topic when it is created.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// Value bytes per record (at least 16: send time and sequence number).
+    #[arg(long, default_value_t = 100)]
+    pub message_bytes: usize,
+    /// Target records per second (open loop); 0 = as fast as possible (closed loop).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_s: f64,
+    /// Acknowledgements: 0, 1 or all.
+    #[arg(long, default_value = "1")]
+    pub acks: String,
+    /// Batch size (bytes, uncompressed).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub batch_bytes: usize,
+    /// Linger before a non-full batch is sent (ms).
+    #[arg(long, default_value_t = 1)]
+    pub linger_ms: u64,
+    /// Compression: none, gzip, snappy, lz4, zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+    /// Produce requests in flight, at most.
+    #[arg(long, default_value_t = 5)]
+    pub in_flight: usize,
+    /// Consumers verifying and timing every record (0 or 1).
+    #[arg(long, default_value_t = 1)]
+    pub consumers: u32,
+    /// Pin the bench's executor to this CPU.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Write the JSON summary here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Write `<prefix>-ack.hgrm` and `<prefix>-e2e.hgrm`.
+    #[arg(long)]
+    pub hgrm_prefix: Option<String>,
+    /// Seconds the consumer may take to catch up after sending stops.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_timeout_s: f64,
+    /// Locked memory glommio registers for I/O (KiB); small because a broker may share the
+    /// machine's RLIMIT_MEMLOCK.
+    #[arg(long, default_value_t = 512)]
+    pub io_memory_kib: usize,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_acks(s: &str) -> anyhow::Result<Acks> {
+    Ok(match s {
+        "0" => Acks::None,
+        "1" => Acks::Leader,
+        "all" | "-1" => Acks::All,
+        other => bail!("acks must be 0, 1 or all, not {other}"),
+    })
+}
+
+fn parse_compression(s: &str) -> anyhow::Result<Compression> {
+    Ok(match s {
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        other => bail!("unknown compression {other}"),
+    })
+}
+
+/// Everything the tasks share (one executor: `RefCell`, never borrowed across an await).
+struct State {
+    start: Instant,
+    sending_done: bool,
+    all_done: bool,
+    sent: u64,
+    acked: u64,
+    failed: u64,
+    /// Intended send times (ns since start) of records not yet acknowledged, per partition.
+    pending: Vec<VecDeque<u64>>,
+    ack: Histogram<u64>,
+    e2e: Histogram<u64>,
+    send_end: Duration,
+    consumed: u64,
+    last_consumed_at: Duration,
+    seen: Vec<u64>,
+    duplicates: u64,
+    out_of_order: u64,
+    last_seq: Vec<Option<u64>>,
+}
+
+impl State {
+    fn on_delivery(&mut self, d: Delivery) {
+        let now_ns = self.start.elapsed().as_nanos() as u64;
+        let n = d.record_count as usize;
+        let queue = &mut self.pending[d.partition as usize];
+        assert!(queue.len() >= n, "delivery for records never sent");
+        let ok = d.result.is_ok();
+        for intended in queue.drain(..n) {
+            if ok {
+                self.ack
+                    .saturating_record(now_ns.saturating_sub(intended).max(1));
+            }
+        }
+        if ok {
+            self.acked += n as u64;
+        } else {
+            self.failed += n as u64;
+        }
+    }
+
+    fn on_record(&mut self, partition: i32, value: &[u8]) {
+        let now_ns = self.start.elapsed().as_nanos() as u64;
+        if value.len() < VALUE_HEADER_BYTES {
+            return;
+        }
+        let intended = u64::from_le_bytes(value[0..8].try_into().expect("8 bytes"));
+        let seq = u64::from_le_bytes(value[8..16].try_into().expect("8 bytes"));
+        self.e2e
+            .saturating_record(now_ns.saturating_sub(intended).max(1));
+        let word = (seq / 64) as usize;
+        if self.seen.len() <= word {
+            self.seen.resize(word + 1, 0);
+        }
+        let bit = 1u64 << (seq % 64);
+        if self.seen[word] & bit != 0 {
+            self.duplicates += 1;
+        } else {
+            self.seen[word] |= bit;
+            self.consumed += 1;
+        }
+        let last = &mut self.last_seq[partition as usize];
+        if last.is_some_and(|l| l >= seq) {
+            self.out_of_order += 1;
+        }
+        *last = Some(seq);
+        self.last_consumed_at = self.start.elapsed();
+    }
+}
+
+/// Runs the benchmark and returns its summary.
+///
+/// # Errors
+/// Bad options, or a client error that retries did not hide.
+pub fn run(args: RunArgs, command_line: String) -> anyhow::Result<Summary> {
+    if args.message_bytes < VALUE_HEADER_BYTES {
+        bail!("--message-bytes must be at least {VALUE_HEADER_BYTES}");
+    }
+    if args.partitions < 1 || args.consumers > 1 {
+        bail!("--partitions must be positive and --consumers 0 or 1");
+    }
+    let acks = parse_acks(&args.acks)?;
+    let compression = parse_compression(&args.compression)?;
+    let placement = match args.cpu {
+        Some(cpu) => Placement::Fixed(cpu),
+        None => Placement::Unbound,
+    };
+    let executor = LocalExecutorBuilder::new(placement)
+        .name("spate-bench")
+        .io_memory(args.io_memory_kib << 10)
+        .spawn(move || async move { run_on_executor(args, acks, compression, command_line).await })
+        .map_err(|e| anyhow::anyhow!("starting the glommio executor: {e}"))?;
+    executor
+        .join()
+        .map_err(|e| anyhow::anyhow!("executor failed: {e}"))?
+}
+
+async fn run_on_executor(
+    args: RunArgs,
+    acks: Acks,
+    compression: Compression,
+    command_line: String,
+) -> anyhow::Result<Summary> {
+    let client = ClientConfig::new(args.bootstrap);
+    let mut admin = Admin::connect(client.clone()).await?;
+    let created = admin
+        .create_topics(&[NewTopic::new(&args.topic, args.partitions)])
+        .await?;
+    match &created[0] {
+        Ok(()) => {}
+        Err(ClientError::Broker {
+            code: ErrorCode::TopicAlreadyExists,
+            ..
+        }) => {}
+        Err(e) => bail!("creating {}: {e}", args.topic),
+    }
+    let metadata = admin.metadata(Some(&[&args.topic])).await?;
+    let partitions = metadata
+        .topics
+        .first()
+        .map_or(0, |t| t.partitions.len() as i32);
+    if partitions < 1 {
+        bail!("topic {} has no partitions", args.topic);
+    }
+
+    let state = Rc::new(RefCell::new(State {
+        start: Instant::now(),
+        sending_done: false,
+        all_done: false,
+        sent: 0,
+        acked: 0,
+        failed: 0,
+        pending: vec![VecDeque::new(); partitions as usize],
+        ack: report::histogram(),
+        e2e: report::histogram(),
+        send_end: Duration::ZERO,
+        consumed: 0,
+        last_consumed_at: Duration::ZERO,
+        seen: Vec::new(),
+        duplicates: 0,
+        out_of_order: 0,
+        last_seq: vec![None; partitions as usize],
+    }));
+
+    let mut consumer = None;
+    if args.consumers == 1 {
+        let mut config = ConsumerConfig::new(client.clone());
+        config.max_wait_ms = 100;
+        let mut c = Consumer::connect(config).await?;
+        for p in 0..partitions {
+            c.assign(&args.topic, p, OffsetSpec::Latest).await?;
+        }
+        consumer = Some(c);
+    }
+
+    let mut config = ProducerConfig::new(client);
+    config.acks = acks;
+    config.batch.batch_bytes_max = args.batch_bytes;
+    config.batch.linger_ms = args.linger_ms;
+    config.batch.compression = compression;
+    config.client.connection.in_flight_max = args.in_flight;
+    let sink = Rc::clone(&state);
+    let producer =
+        Producer::connect(config, Box::new(move |d| sink.borrow_mut().on_delivery(d))).await?;
+
+    state.borrow_mut().start = Instant::now();
+    let progress = (!args.quiet).then(|| {
+        let s = Rc::clone(&state);
+        let bytes = args.message_bytes;
+        glommio::spawn_local(async move { progress(s, bytes).await }).detach()
+    });
+    let consumer_task = consumer.map(|c| {
+        let s = Rc::clone(&state);
+        let drain = Duration::from_secs_f64(args.drain_timeout_s);
+        glommio::spawn_local(async move { consume(c, s, drain).await })
+    });
+    let produce_result = produce(producer, Rc::clone(&state), &args, partitions).await;
+    state.borrow_mut().sending_done = true;
+    if let Some(task) = consumer_task {
+        task.await?;
+    }
+    state.borrow_mut().all_done = true;
+    // The progress task sees `all_done` within a second; the executor drops it when this
+    // future returns.
+    drop(progress);
+    produce_result?;
+
+    let s = state.borrow();
+    let send_s = s.send_end.as_secs_f64().max(1e-9);
+    let consume_s = s.last_consumed_at.as_secs_f64().max(1e-9);
+    let mb = |n: u64| (n as f64) * args.message_bytes as f64 / 1e6;
+    let expected = if acks == Acks::None { s.sent } else { s.acked };
+    let loss = LossCheck {
+        ran: args.consumers == 1,
+        expected,
+        received: s.consumed,
+        missing: expected.saturating_sub(s.consumed),
+        duplicates: s.duplicates,
+        out_of_order: s.out_of_order,
+        ok: args.consumers == 1
+            && s.consumed == expected
+            && s.duplicates == 0
+            && s.out_of_order == 0
+            && s.failed == 0,
+    };
+    let summary = Summary {
+        command_line,
+        message_bytes: args.message_bytes,
+        target_rate: args.rate,
+        acks: args.acks.clone(),
+        duration_s: send_s,
+        sent: s.sent,
+        acked: s.acked,
+        failed: s.failed,
+        consumed: s.consumed,
+        produce_rate: s.acked as f64 / send_s,
+        produce_mb_s: mb(s.acked) / send_s,
+        consume_rate: s.consumed as f64 / consume_s,
+        consume_mb_s: mb(s.consumed) / consume_s,
+        ack_latency: LatencySummary::of(&s.ack),
+        e2e_latency: LatencySummary::of(&s.e2e),
+        loss_check: loss,
+    };
+    if let Some(prefix) = &args.hgrm_prefix {
+        std::fs::write(format!("{prefix}-ack.hgrm"), hgrm(&s.ack))?;
+        std::fs::write(format!("{prefix}-e2e.hgrm"), hgrm(&s.e2e))?;
+    }
+    Ok(summary)
+}
+
+async fn produce(
+    mut producer: Producer,
+    state: Rc<RefCell<State>>,
+    args: &RunArgs,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let start = state.borrow().start;
+    let duration = Duration::from_secs_f64(args.duration_s);
+    let interval_ns = if args.rate > 0 {
+        1e9 / args.rate as f64
+    } else {
+        0.0
+    };
+    let mut value = vec![b'x'; args.message_bytes];
+    let mut seq: u64 = 0;
+    loop {
+        let now = start.elapsed();
+        if now >= duration {
+            break;
+        }
+        let now_ns = now.as_nanos() as u64;
+        let intended_ns = if args.rate > 0 {
+            (seq as f64 * interval_ns) as u64
+        } else {
+            now_ns
+        };
+        if intended_ns > now_ns {
+            producer
+                .poll(Duration::from_nanos(intended_ns - now_ns))
+                .await?;
+            continue;
+        }
+        // Round-robin: every partition's batch fills at the same pace.
+        let partition = (seq % partitions as u64) as i32;
+        value[0..8].copy_from_slice(&intended_ns.to_le_bytes());
+        value[8..16].copy_from_slice(&seq.to_le_bytes());
+        {
+            let mut s = state.borrow_mut();
+            s.pending[partition as usize].push_back(intended_ns);
+            s.sent += 1;
+        }
+        producer
+            .send_to(&args.topic, partition, None, Some(&value), &[])
+            .await?;
+        seq += 1;
+    }
+    producer.flush().await?;
+    state.borrow_mut().send_end = start.elapsed();
+    Ok(())
+}
+
+async fn consume(
+    mut consumer: Consumer,
+    state: Rc<RefCell<State>>,
+    drain: Duration,
+) -> anyhow::Result<()> {
+    let mut drain_started: Option<Instant> = None;
+    loop {
+        {
+            let s = state.borrow();
+            if s.sending_done {
+                let target = if s.acked > 0 { s.acked } else { s.sent };
+                if s.consumed + s.duplicates >= target {
+                    return Ok(());
+                }
+                let started = *drain_started.get_or_insert_with(Instant::now);
+                if started.elapsed() > drain {
+                    return Ok(());
+                }
+            }
+        }
+        let fetched = consumer.poll().await?;
+        let mut s = state.borrow_mut();
+        for record in fetched.records() {
+            let record = record?;
+            if let Some(v) = &record.value {
+                s.on_record(record.partition, v);
+            }
+        }
+    }
+}
+
+async fn progress(state: Rc<RefCell<State>>, message_bytes: usize) {
+    let mut last = (0u64, 0u64, 0u64);
+    let mut second = 0u64;
+    loop {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        second += 1;
+        let s = state.borrow();
+        if s.all_done {
+            return;
+        }
+        let (sent, acked, consumed) = (s.sent, s.acked, s.consumed);
+        let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
+        eprintln!(
+            "[{second:>4}s] sent {:>9}/s  acked {:>9}/s ({:>7.1} MB/s)  consumed {:>9}/s  ack p99 {:>9.1} us  e2e p99 {:>9.1} us  failed {}",
+            sent - last.0,
+            acked - last.1,
+            (acked - last.1) as f64 * message_bytes as f64 / 1e6,
+            consumed - last.2,
+            p99(&s.ack),
+            p99(&s.e2e),
+            s.failed
+        );
+        last = (sent, acked, consumed);
+    }
+}
