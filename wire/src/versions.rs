@@ -158,6 +158,13 @@ impl VersionTable {
         supported(api_key).filter(|_| self.enabled.contains(api_key))
     }
 
+    /// Whether a request of `api_key` at `version` is advertised here and decodable: the check
+    /// a broker makes before dispatching (Produce v0-v2 are advertised but not decodable).
+    pub fn allows(&self, api_key: ApiKey, version: i16) -> bool {
+        let decodable = api_key != ApiKey::Produce || version >= PRODUCE_VERSION_DECODE_MIN;
+        decodable && self.range(api_key).is_some_and(|r| r.contains(version))
+    }
+
     /// Every advertised range, sorted by API key.
     pub fn ranges(&self) -> impl Iterator<Item = ApiRange> + '_ {
         SUPPORTED
@@ -234,6 +241,21 @@ mod tests {
         assert!(table.range(ApiKey::JoinGroup).is_none());
         let produce = &response.api_keys[0];
         assert_eq!((produce.min_version, produce.max_version), (0, 11));
+    }
+
+    #[test]
+    fn allows_checks_enabled_set_range_and_produce_minimum() {
+        let table = VersionTable::new(ApiSet::core());
+        assert!(table.allows(ApiKey::Fetch, 12));
+        assert!(!table.allows(ApiKey::Fetch, 13));
+        assert!(!table.allows(ApiKey::Fetch, 3));
+        assert!(
+            !table.allows(ApiKey::JoinGroup, 5),
+            "group APIs are off in the core set"
+        );
+        assert!(!table.allows(ApiKey::Produce, 2));
+        assert!(table.allows(ApiKey::Produce, 3));
+        assert!(table.allows(ApiKey::ApiVersions, 0));
     }
 
     #[test]
