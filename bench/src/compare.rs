@@ -74,9 +74,48 @@ pub fn table(a_name: &str, a: &Summary, b_name: &str, b: &Summary) -> String {
     out
 }
 
+/// The CI latency gate: the candidate fails if it lost records (or its loss check did not run)
+/// or its ack p99 is above `p99_factor_max` times the baseline's. Returns the reasons.
+pub fn gate(baseline: &Summary, candidate: &Summary, p99_factor_max: f64) -> Vec<String> {
+    let mut failures = Vec::new();
+    if !candidate.loss_check.ran || !candidate.loss_check.ok {
+        failures.push(format!("loss check: {:?}", candidate.loss_check));
+    }
+    let limit = baseline.ack_latency.p99_us * p99_factor_max;
+    if candidate.ack_latency.p99_us > limit {
+        failures.push(format!(
+            "ack p99 {:.1} us is above {p99_factor_max} x baseline {:.1} us",
+            candidate.ack_latency.p99_us, baseline.ack_latency.p99_us
+        ));
+    }
+    failures
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::LossCheck;
+
+    #[test]
+    fn gate_fails_on_loss_or_slow_p99_only() {
+        let with = |p99_us: f64, ok: bool| Summary {
+            ack_latency: LatencySummary {
+                p99_us,
+                ..Default::default()
+            },
+            loss_check: LossCheck {
+                ran: true,
+                ok,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let base = with(100.0, true);
+        assert!(gate(&base, &with(299.0, true), 3.0).is_empty());
+        assert_eq!(gate(&base, &with(301.0, true), 3.0).len(), 1);
+        assert_eq!(gate(&base, &with(50.0, false), 3.0).len(), 1);
+        assert_eq!(gate(&base, &with(400.0, false), 3.0).len(), 2);
+    }
 
     #[test]
     fn table_shows_ratios_and_dashes_for_zero() {

@@ -4,6 +4,7 @@
 //!   consume and verify every record; prints a progress line per second, then the JSON summary;
 //!   `--json` and `--hgrm-prefix` write it and the latency histograms to files.
 //! - `spate-bench compare A.json B.json`: side-by-side table with B/A ratios.
+//! - `spate-bench gate BASELINE.json CANDIDATE.json`: CI check (loss, p99 within 3x).
 //! - `spate-bench plot A.json [B.json ...] -o out.svg`: latency by percentile.
 
 mod compare;
@@ -33,6 +34,17 @@ enum Command {
         a: PathBuf,
         /// Candidate.
         b: PathBuf,
+    },
+    /// CI gate: exit 1 if the candidate lost records or its ack p99 is above
+    /// `--p99-factor-max` times the baseline's.
+    Gate {
+        /// Baseline summary.
+        baseline: PathBuf,
+        /// Candidate summary.
+        candidate: PathBuf,
+        /// Allowed p99 ratio.
+        #[arg(long, default_value_t = 3.0)]
+        p99_factor_max: f64,
     },
     /// Plot latency percentiles of one or more JSON summaries as SVG.
     Plot {
@@ -87,6 +99,19 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 compare::table(&a.display().to_string(), &sa, &b.display().to_string(), &sb)
             );
+        }
+        Command::Gate {
+            baseline,
+            candidate,
+            p99_factor_max,
+        } => {
+            let (sa, sb) = (load(&baseline)?, load(&candidate)?);
+            print!("{}", compare::table("baseline", &sa, "candidate", &sb));
+            let failures = compare::gate(&sa, &sb, p99_factor_max);
+            if !failures.is_empty() {
+                anyhow::bail!("latency gate failed: {}", failures.join("; "));
+            }
+            println!("latency gate passed");
         }
         Command::Plot {
             inputs,

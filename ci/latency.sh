@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# CI latency check: a release broker on CPU 0, spate-bench on CPU 1, 15 s at a fixed rate with
+# 1 KiB messages and acks=1, compared with the committed baseline. Fails only if records were
+# lost (or duplicated/reordered) or the produce-ack p99 is above 3x the baseline's p99: shared CI
+# machines are noisy, so smaller regressions are left to the benchmarks in docs/benchmarks.md.
+#
+# Usage: ci/latency.sh              run and gate against ci/latency-baseline/latency.json
+#        ci/latency.sh --update     run and write the result as the new baseline (commit it,
+#                                   with the machine it was measured on in the message)
+# Env:   LATENCY_RATE (default 20000 msg/s), LATENCY_DURATION_S (15), CARGO_TARGET_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+update=0
+if [[ "${1:-}" == "--update" ]]; then update=1; fi
+rate="${LATENCY_RATE:-20000}"
+duration="${LATENCY_DURATION_S:-15}"
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release -p spate-broker -p spate-bench >&2
+work="$target/latency-ci"
+rm -rf "$work"
+mkdir -p "$work/data"
+port=$((39000 + $$ % 500))
+pin_broker=()
+pin_bench=()
+if [[ "$(nproc)" -ge 2 ]] && command -v taskset >/dev/null; then
+  pin_broker=(taskset -c 0)
+  pin_bench=(--cpu 1)
+fi
+${pin_broker[@]+"${pin_broker[@]}"} "$target/release/spate" --listen "127.0.0.1:$port" --data-dir "$work/data" \
+  --cores 1 --log-level warn &
+broker=$!
+trap 'kill "$broker" 2>/dev/null || true; wait "$broker" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  sleep 0.1
+done
+"$target/release/spate-bench" run --bootstrap "127.0.0.1:$port" --topic latency-ci \
+  --message-bytes 1024 --rate "$rate" --duration-s "$duration" --acks 1 --consumers 1 \
+  ${pin_bench[@]+"${pin_bench[@]}"} --quiet --json "$work/latency.json" --hgrm-prefix "$work/latency" >/dev/null
+if [[ "$update" == 1 ]]; then
+  cp "$work/latency.json" ci/latency-baseline/latency.json
+  cp "$work/latency-ack.hgrm" ci/latency-baseline/latency-ack.hgrm
+  echo "baseline updated: ci/latency-baseline/latency.json"
+  exit 0
+fi
+"$target/release/spate-bench" gate ci/latency-baseline/latency.json "$work/latency.json" \
+  --p99-factor-max 3
