@@ -61,6 +61,40 @@ impl<B> std::fmt::Debug for InFlightWrite<B> {
     }
 }
 
+/// What a sync covers, recorded when it starts.
+#[derive(Debug)]
+struct SyncMeta {
+    path: PathBuf,
+    target: Offset,
+    appended: u64,
+    truncations: u64,
+}
+
+/// An fdatasync created but not yet awaited.
+struct PendingSync {
+    future: Pin<Box<dyn Future<Output = std::io::Result<()>>>>,
+    meta: SyncMeta,
+}
+
+impl std::fmt::Debug for PendingSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSync")
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+/// Clears "sync in flight" if the task driving a sync is dropped or fails before finishing it,
+/// so other waiters do not wait forever.
+struct SyncGuard<'a, D: Disk>(&'a Log<D>);
+
+impl<D: Disk> Drop for SyncGuard<'_, D> {
+    fn drop(&mut self) {
+        self.0.sync_in_flight.set(false);
+        self.0.synced.notify_all();
+    }
+}
+
 /// What `append` assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -215,6 +249,8 @@ pub struct Log<D: Disk> {
     durable: Cell<Offset>,
     fenced: Cell<bool>,
     sync_in_flight: Cell<bool>,
+    // A sync started by an append that crossed `bytes_max`, collected later.
+    background_sync: std::cell::RefCell<Option<PendingSync>>,
     synced: Notify,
     appended_bytes: Cell<u64>,
     synced_bytes: Cell<u64>,
@@ -333,6 +369,7 @@ impl<D: Disk> Log<D> {
             durable: Cell::new(log_end),
             fenced: Cell::new(false),
             sync_in_flight: Cell::new(false),
+            background_sync: std::cell::RefCell::new(None),
             synced: Notify::default(),
             appended_bytes: Cell::new(0),
             synced_bytes: Cell::new(0),
@@ -391,6 +428,9 @@ impl<D: Disk> Log<D> {
     /// [`StorageError::InvalidBatch`] / [`StorageError::BatchTooLarge`] for a bad batch (nothing
     /// written); [`StorageError::DiskFull`] if space could not be reserved (nothing changed, retry
     /// later); [`StorageError::Fenced`] after an earlier write or sync failure; other I/O errors.
+    /// A write or sync failure after the batch was buffered (under `EveryAppend`, or when this
+    /// append starts a group-commit sync) also fences the log: the batch was assigned offsets
+    /// and may or may not survive the reopen that the fence requires.
     pub async fn append(&self, mut batch: BytesMut, epoch: LeaderEpoch) -> Result<AppendInfo> {
         if batch.len() > self.config.batch_bytes_max {
             return Err(StorageError::BatchTooLarge {
@@ -406,6 +446,9 @@ impl<D: Disk> Log<D> {
             }));
         }
         verify_crc(&batch).map_err(StorageError::InvalidBatch)?;
+        // Collect a finished background sync first, so its failure is reported before this batch
+        // is accepted rather than after.
+        self.poll_background_sync().await?;
         let info = {
             let mut core = self.core.lock().await;
             self.check_fenced()?;
@@ -436,8 +479,10 @@ impl<D: Disk> Log<D> {
         };
         match self.config.flush {
             FlushPolicy::EveryAppend => self.wait_durable(info.last_offset.next()).await?,
-            FlushPolicy::GroupCommit { bytes_max, .. } if self.unflushed_bytes() >= bytes_max => {
-                self.flush().await?;
+            FlushPolicy::GroupCommit { bytes_max, .. }
+                if self.unflushed_bytes() >= bytes_max && !self.sync_in_flight.get() =>
+            {
+                self.start_background_sync().await?;
             }
             _ => {}
         }
@@ -668,6 +713,9 @@ impl<D: Disk> Log<D> {
                 return Ok(());
             }
             self.check_fenced()?;
+            if self.await_background_sync().await? {
+                continue;
+            }
             if self.sync_in_flight.get() {
                 self.synced.notified().await;
                 continue;
@@ -692,42 +740,98 @@ impl<D: Disk> Log<D> {
         Ok(self.durable.get())
     }
 
+    /// Runs one sync now and waits for it.
     async fn sync_now(&self) -> Result<()> {
-        struct InFlight<'a>(&'a Cell<bool>, &'a Notify);
-        impl Drop for InFlight<'_> {
-            fn drop(&mut self) {
-                self.0.set(false);
-                self.1.notify_all();
-            }
-        }
         self.sync_in_flight.set(true);
-        let _in_flight = InFlight(&self.sync_in_flight, &self.synced);
-        let (file, path, target, appended, truncations) = {
-            let mut core = self.core.lock().await;
-            self.check_fenced()?;
-            self.write_out(&mut core).await?;
-            let active = core
-                .segments
-                .values()
-                .next_back()
-                .expect("a log has a segment");
-            (
-                active.file.clone(),
-                active.path.clone(),
-                core.log_end,
-                self.appended_bytes.get(),
-                self.truncations.get(),
-            )
+        let guard = SyncGuard(self);
+        let pending = self.start_sync().await?;
+        let result = pending.future.await;
+        std::mem::forget(guard);
+        self.finish_sync(&pending.meta, result)
+    }
+
+    /// Writes everything out and creates (but does not await) the fdatasync that covers it.
+    async fn start_sync(&self) -> Result<PendingSync> {
+        let mut core = self.core.lock().await;
+        self.check_fenced()?;
+        self.write_out(&mut core).await?;
+        let active = core
+            .segments
+            .values()
+            .next_back()
+            .expect("a log has a segment");
+        let file = active.file.clone();
+        let meta = SyncMeta {
+            path: active.path.clone(),
+            target: core.log_end,
+            appended: self.appended_bytes.get(),
+            truncations: self.truncations.get(),
         };
-        if let Err(e) = file.fdatasync().await {
+        Ok(PendingSync {
+            future: Box::pin(async move { file.fdatasync().await }),
+            meta,
+        })
+    }
+
+    /// Records a finished sync and wakes everyone waiting for one.
+    fn finish_sync(&self, meta: &SyncMeta, result: std::io::Result<()>) -> Result<()> {
+        self.sync_in_flight.set(false);
+        self.synced.notify_all();
+        if let Err(e) = result {
             // After a failed fdatasync Linux may drop the dirty pages and report success on a
             // retry: never retry, fence until a reopen re-validates what is on disk.
             self.fenced.set(true);
-            return Err(StorageError::from_io("syncing", &path, e));
+            return Err(StorageError::from_io("syncing", &meta.path, e));
         }
-        self.mark_durable(target, truncations);
-        self.synced_bytes.set(self.synced_bytes.get().max(appended));
+        self.mark_durable(meta.target, meta.truncations);
+        self.synced_bytes
+            .set(self.synced_bytes.get().max(meta.appended));
         Ok(())
+    }
+
+    /// Starts a sync without waiting for it, so the appender that crossed `bytes_max` goes on
+    /// appending while the device syncs; later appends and waiters collect it.
+    async fn start_background_sync(&self) -> Result<()> {
+        self.sync_in_flight.set(true);
+        let guard = SyncGuard(self);
+        let mut pending = self.start_sync().await?;
+        std::mem::forget(guard);
+        match poll_fn(|cx| Poll::Ready(pending.future.as_mut().poll(cx))).await {
+            Poll::Ready(result) => self.finish_sync(&pending.meta, result),
+            Poll::Pending => {
+                *self.background_sync.borrow_mut() = Some(pending);
+                self.disk.yield_to_io().await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Collects the background sync if it has finished; never waits.
+    async fn poll_background_sync(&self) -> Result<()> {
+        let taken = self.background_sync.borrow_mut().take();
+        let Some(mut pending) = taken else {
+            return Ok(());
+        };
+        match poll_fn(|cx| Poll::Ready(pending.future.as_mut().poll(cx))).await {
+            Poll::Ready(result) => self.finish_sync(&pending.meta, result),
+            Poll::Pending => {
+                *self.background_sync.borrow_mut() = Some(pending);
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for the background sync, if there is one. Returns whether there was.
+    async fn await_background_sync(&self) -> Result<bool> {
+        let taken = self.background_sync.borrow_mut().take();
+        let Some(pending) = taken else {
+            return Ok(false);
+        };
+        let guard = SyncGuard(self);
+        let result = pending.future.await;
+        std::mem::forget(guard);
+        self.finish_sync(&pending.meta, result)?;
+        Ok(true)
     }
 
     fn mark_durable(&self, target: Offset, truncations_before: u64) {
