@@ -218,10 +218,12 @@ impl Producer {
             if now >= deadline {
                 return Ok(());
             }
-            let until = match self.acc.next_deadline() {
-                Some(linger_end) => linger_end.clamp(now, deadline),
-                None => deadline,
-            };
+            // While the connection is full, lingering batches wait for a response anyway.
+            let linger_end = self
+                .has_send_room()
+                .then(|| self.acc.next_deadline())
+                .flatten();
+            let until = linger_end.map_or(deadline, |t| t.clamp(now, deadline));
             if self.in_flight.is_empty() {
                 glommio::timer::sleep(until - now).await;
                 continue;
@@ -263,9 +265,15 @@ impl Producer {
         Ok(())
     }
 
-    /// Sends ready batches while the connection has room.
+    /// Whether another Produce request may go out now.
+    fn has_send_room(&self) -> bool {
+        self.in_flight.len() < self.config.client.connection.in_flight_max
+    }
+
+    /// Sends ready batches, waiting for responses while the connection is full. Batches still
+    /// lingering are closed only when a request slot is free, so they keep filling while the
+    /// broker is busy (Kafka's `linger.ms` works the same way).
     async fn dispatch(&mut self) -> Result<(), ClientError> {
-        self.acc.close_expired(Instant::now(), Linger::Honour)?;
         if self.needs_refresh && self.acc.ready_len() > 0 {
             self.cluster.backoff().await;
             let _ = self
@@ -274,14 +282,19 @@ impl Producer {
                 .await;
             self.needs_refresh = false;
         }
-        while self.acc.ready_len() > 0 {
-            let conn = match self.cluster.connection().await {
-                Ok(c) => c,
-                Err(e) => return self.fail_or_retry_all(e).await,
-            };
-            if !conn.can_send() {
+        loop {
+            if self.acc.ready_len() == 0 && self.has_send_room() {
+                self.acc.close_expired(Instant::now(), Linger::Honour)?;
+            }
+            if self.acc.ready_len() == 0 {
+                return Ok(());
+            }
+            if !self.has_send_room() {
                 self.receive_one(None).await?;
                 continue;
+            }
+            if let Err(e) = self.cluster.connection().await {
+                return self.fail_or_retry_all(e).await;
             }
             let batches = self.take_request_batches();
             let request = build_request(&batches, self.config.acks, self.config.request_timeout_ms);
@@ -308,7 +321,6 @@ impl Producer {
                 }
             }
         }
-        Ok(())
     }
 
     /// Ready batches for one request: up to `request_bytes_max`, one batch per partition
