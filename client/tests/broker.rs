@@ -183,6 +183,18 @@ fn compressed_batches_round_trip() {
                 assert_eq!(*key, None);
                 assert_eq!(value, format!("{n:08}").repeat(10).as_bytes(), "{codec:?}");
             }
+            // Starting inside a batch: the broker returns the whole batch, the records before
+            // the position are skipped.
+            let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(addr)))
+                .await
+                .unwrap();
+            consumer
+                .assign(&topic, 0, OffsetSpec::Offset(157))
+                .await
+                .unwrap();
+            let tail = consume_all(&mut consumer, 143).await.unwrap();
+            let offsets: Vec<i64> = tail[&0].iter().map(|r| r.0).collect();
+            assert_eq!(offsets, (157..300).collect::<Vec<i64>>(), "{codec:?}");
         }
     });
 }
