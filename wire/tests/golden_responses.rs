@@ -11,12 +11,17 @@
 
 use std::path::{Path, PathBuf};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
+use spate_wire::fetch::{
+    AbortedTransaction, FetchResponseEncoder, Part, PartitionHeader, Records, FETCH_VERSION_MAX,
+    FETCH_VERSION_MIN,
+};
 use spate_wire::frame::{finish_frame, start_frame, FrameDecoder};
 use spate_wire::header::{encode_response_header, response_header_version, CorrelationId};
 use spate_wire::kafka_protocol::messages::ApiKey;
 use spate_wire::kafka_protocol::protocol::Encodable;
+use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex, ProducerId};
 use spate_wire::versions::{ApiSet, VersionTable, API_VERSIONS_VERSION_MAX, SUPPORTED};
 use spate_wire::ErrorCode;
 
@@ -144,5 +149,93 @@ fn api_versions_responses_are_whole_frames_with_a_v0_header() {
             0
         };
         assert_eq!(error, expected, "request v{request_version}");
+    }
+}
+
+/// A real batch: librdkafka's gzip Produce fixture (5 records), and those records as the
+/// capture manifest lists them.
+fn real_gzip_batch() -> (Bytes, Value) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/librdkafka/produce-gzip");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("04-Produce-v9.json")).expect("manifest"))
+            .expect("json");
+    let frame = std::fs::read(dir.join("04-Produce-v9.bin")).expect("fixture");
+    let at = manifest["records_at"][0][2].as_u64().expect("offset") as usize;
+    let len = manifest["records_at"][0][3].as_u64().expect("length") as usize;
+    let records = manifest["batches"][0]["records"].clone();
+    assert_eq!(records.as_array().map(Vec::len), Some(5));
+    (Bytes::copy_from_slice(&frame[at..at + len]), records)
+}
+
+#[test]
+fn fetch_responses_match_their_golden_files() {
+    let (batch, records) = real_gzip_batch();
+    let aborted = [AbortedTransaction {
+        producer_id: ProducerId(4242),
+        first_offset: Offset(3),
+    }];
+    for version in FETCH_VERSION_MIN..=FETCH_VERSION_MAX {
+        let correlation = 2000 + i32::from(version);
+        let mut enc =
+            FetchResponseEncoder::new(version, CorrelationId(correlation), ErrorCode::None, 0, 1)
+                .expect("supported version");
+        enc.topic("golden-fetch", 2);
+        let mut p0 = PartitionHeader::new(PartitionIndex(0));
+        p0.high_watermark = Offset(5);
+        p0.last_stable_offset = Offset(5);
+        p0.log_start_offset = Offset(0);
+        p0.aborted_transactions = Some(&aborted);
+        enc.partition(
+            &p0,
+            Some(Records {
+                len: batch.len(),
+                data: batch.clone(),
+            }),
+        );
+        let mut p1 = PartitionHeader::new(PartitionIndex(1));
+        p1.error_code = ErrorCode::NotLeaderOrFollower;
+        p1.current_leader = (version >= 12).then_some((1, LeaderEpoch(3)));
+        enc.partition(&p1, None);
+        let encoded = enc.finish();
+        let mut frame = Vec::with_capacity(encoded.frame_bytes);
+        for part in &encoded.parts {
+            match part {
+                Part::Bytes(bytes) => frame.extend_from_slice(bytes),
+                Part::Records(bytes) => {
+                    // The record data is the batch itself, never a copy.
+                    assert_eq!(bytes.as_ptr(), batch.as_ptr());
+                    frame.extend_from_slice(bytes);
+                }
+            }
+        }
+        assert_eq!(frame.len(), encoded.frame_bytes);
+        let size = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        assert_eq!(size as usize, frame.len() - 4);
+        let mut partition0 = json!({
+            "partition_index": 0, "error_code": 0, "high_watermark": 5,
+            "last_stable_offset": 5, "aborted_transactions": [[4242, 3]],
+            "preferred_read_replica": -1, "records": records,
+        });
+        let mut partition1 = json!({
+            "partition_index": 1, "error_code": ErrorCode::NotLeaderOrFollower.code(),
+            "high_watermark": -1, "last_stable_offset": -1, "aborted_transactions": null,
+            "preferred_read_replica": -1, "records": null,
+        });
+        if version >= 5 {
+            partition0["log_start_offset"] = json!(0);
+            partition1["log_start_offset"] = json!(-1);
+        }
+        if version >= 12 {
+            partition1["current_leader"] = json!([1, 3]);
+        }
+        let manifest = json!({
+            "api_key": 1,
+            "api_version": version,
+            "correlation_id": correlation,
+            "error_code": 0,
+            "session_id": 0,
+            "topics": [{"topic": "golden-fetch", "partitions": [partition0, partition1]}],
+        });
+        check_golden(&format!("fetch-v{version}"), &frame, &manifest);
     }
 }
