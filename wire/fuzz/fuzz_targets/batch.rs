@@ -33,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => failed = true,
         }
     }
-    assert!(failed || consumed == data.len(), "batches() stopped early without an error");
+    assert!(
+        failed || consumed == data.len(),
+        "batches() stopped early without an error"
+    );
 });
 
 fn check_whole_batch(header: BatchHeader, bytes: &[u8]) {
@@ -45,7 +48,10 @@ fn check_whole_batch(header: BatchHeader, bytes: &[u8]) {
     batch::set_partition_leader_epoch(&mut patched, LeaderEpoch(7));
     assert_eq!(batch::verify_crc(&patched).is_ok(), crc_ok);
     let again = BatchHeader::parse(&patched).expect("patched header still parses");
-    assert_eq!(again.base_offset, Offset(header.base_offset.0.wrapping_add(1)));
+    assert_eq!(
+        again.base_offset,
+        Offset(header.base_offset.0.wrapping_add(1))
+    );
     assert_eq!(again.partition_leader_epoch, LeaderEpoch(7));
     assert_eq!(again.crc, header.crc);
 }

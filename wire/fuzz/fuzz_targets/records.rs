@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(count <= usize::try_from(header.record_count).unwrap_or(0));
     if !failed {
-        assert_eq!(count, usize::try_from(header.record_count).unwrap_or(usize::MAX));
+        assert_eq!(
+            count,
+            usize::try_from(header.record_count).unwrap_or(usize::MAX)
+        );
     }
     assert!(scratch.len() <= DECOMPRESSED_BYTES_MAX);
 });
