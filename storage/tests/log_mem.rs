@@ -491,3 +491,35 @@ fn invalid_batches_are_rejected_without_writing() {
     ));
     assert_eq!(log.log_end_offset(), Offset(0));
 }
+
+#[test]
+fn eio_on_a_write_fences_the_log_and_reopen_recovers_the_written_prefix() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 10);
+    block_on(log.flush()).unwrap();
+    let durable = log.durable_offset();
+    disk.fail_nth(FaultOp::Write, 1);
+    // Appends until the failing write surfaces (the 32 KiB buffer fills after ~66 batches).
+    let mut failed = None;
+    for i in 0..200 {
+        if let Err(e) = block_on(log.append(batch(4, 100, 1, i), LeaderEpoch(1))) {
+            failed = Some(e);
+            break;
+        }
+    }
+    assert!(
+        matches!(failed, Some(StorageError::Io { .. })),
+        "{failed:?}"
+    );
+    assert!(matches!(block_on(log.flush()), Err(StorageError::Fenced)));
+    assert!(matches!(
+        block_on(log.append(batch(1, 1, 1, 1), LeaderEpoch(1))),
+        Err(StorageError::Fenced)
+    ));
+    drop(log);
+    let log = open(&disk, FlushPolicy::Never);
+    assert!(log.log_end_offset() >= durable);
+    let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+    assert_eq!(Offset(all.len() as i64 * 4), log.log_end_offset());
+}
