@@ -25,6 +25,7 @@ enum Op {
     Truncate { at: usize },
     Retention { keep_newest: usize },
     NewEpoch,
+    TimestampLookup { back: i64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,6 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|at| Op::Truncate { at }),
         1 => (0usize..30).prop_map(|keep_newest| Op::Retention { keep_newest }),
         1 => Just(Op::NewEpoch),
+        1 => (-2i64..40).prop_map(|back| Op::TimestampLookup { back }),
     ]
 }
 
@@ -242,6 +244,16 @@ fn run(flush: FlushPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 model.start = start;
             }
             Op::NewEpoch => epoch = LeaderEpoch(epoch.0 + 1),
+            Op::TimestampLookup { back } => {
+                let ts = clock_ms - back;
+                let found = block_on(log.offset_for_timestamp(ts)).expect("lookup");
+                let want = model
+                    .batches
+                    .iter()
+                    .find(|b| b.timestamp_ms >= ts)
+                    .map(|b| (b.base, b.timestamp_ms));
+                prop_assert_eq!(found, want);
+            }
         }
         prop_assert!(log.durable_offset() <= log.log_end_offset());
         check_all(&log, &model)?;
