@@ -523,3 +523,39 @@ fn eio_on_a_write_fences_the_log_and_reopen_recovers_the_written_prefix() {
     let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
     assert_eq!(Offset(all.len() as i64 * 4), log.log_end_offset());
 }
+
+#[test]
+fn disk_full_at_every_allocation_point_including_rolls_leaves_the_log_consistent() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    let (mut failures, mut failed_rolls) = (0, 0);
+    for i in 0..400u64 {
+        // No free space at all: any append that needs a new block or a new segment fails.
+        disk.set_quota_bytes(Some(disk.used_bytes()));
+        let end = log.log_end_offset();
+        let segments = block_on(log.segment_count());
+        match block_on(log.append(batch(4, 100, 1000 + i as i64, i), LeaderEpoch(1))) {
+            Ok(info) => assert_eq!(info.base_offset, end),
+            Err(StorageError::DiskFull { .. }) => {
+                failures += 1;
+                assert_eq!(log.log_end_offset(), end, "a failed append changes nothing");
+                disk.set_quota_bytes(None);
+                let info = block_on(log.append(batch(4, 100, 1000 + i as i64, i), LeaderEpoch(1)))
+                    .expect("append resumes once space is free");
+                assert_eq!(info.base_offset, end);
+                if block_on(log.segment_count()) > segments {
+                    failed_rolls += 1;
+                }
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(failures >= 10, "{failures} failures");
+    assert!(failed_rolls >= 1, "no roll hit the full disk");
+    disk.set_quota_bytes(None);
+    let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+    assert_eq!(all.len(), 400);
+    block_on(log.close()).unwrap();
+    let log = open(&disk, FlushPolicy::Never);
+    assert_eq!(log.log_end_offset(), Offset(1600));
+}
