@@ -97,21 +97,45 @@ pub fn decompress(
     }
 }
 
+/// First growth step of the output buffer; later steps double it, never past the limit.
+const READ_STEP_BYTES_MIN: usize = 16 * 1024;
+
 fn read_bounded(
     codec: Compression,
-    reader: impl Read,
+    mut reader: impl Read,
     out: &mut Vec<u8>,
     decompressed_bytes_max: usize,
 ) -> Result<(), WireError> {
-    // One byte over the limit tells "exactly at the limit" from "over it".
-    let limit = decompressed_bytes_max as u64 + 1;
-    reader
-        .take(limit)
-        .read_to_end(out)
-        .map_err(|e| WireError::Decompress {
-            codec: codec_name(codec),
-            reason: e.to_string(),
-        })?;
+    // One byte over the limit tells "exactly at the limit" from "over it". The buffer is grown
+    // by hand (not read_to_end) so its capacity, not just its length, stays near the limit.
+    let limit = decompressed_bytes_max.saturating_add(1);
+    let mut filled = 0;
+    loop {
+        if filled == out.len() {
+            if out.len() >= limit {
+                break;
+            }
+            let grow = out.len().max(READ_STEP_BYTES_MIN).min(limit - out.len());
+            reserve_capped(out, grow, limit);
+            out.resize(out.len() + grow, 0);
+        }
+        let n = match reader.read(&mut out[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                out.clear();
+                return Err(WireError::Decompress {
+                    codec: codec_name(codec),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    out.truncate(filled);
     if out.len() > decompressed_bytes_max {
         out.clear();
         return Err(WireError::DecompressedTooLarge {
@@ -119,6 +143,18 @@ fn read_bounded(
         });
     }
     Ok(())
+}
+
+/// Makes room for `additional` bytes, doubling like `Vec` does but never past `limit` (which
+/// the caller has checked `out.len() + additional` against).
+fn reserve_capped(out: &mut Vec<u8>, additional: usize, limit: usize) {
+    if out.capacity() - out.len() >= additional {
+        return;
+    }
+    let needed = out.len() + additional;
+    let doubled = out.len() + out.capacity().max(READ_STEP_BYTES_MIN);
+    let target = doubled.min(limit).max(needed);
+    out.reserve_exact(target - out.len());
 }
 
 fn snappy_error(e: snap::Error) -> WireError {
@@ -141,6 +177,7 @@ fn snappy_block(
         });
     }
     let start = out.len();
+    reserve_capped(out, len, decompressed_bytes_max);
     out.resize(start + len, 0);
     let written = snap::raw::Decoder::new()
         .decompress(block, &mut out[start..])
@@ -283,7 +320,7 @@ mod tests {
                 "{codec:?}"
             );
             assert!(
-                out.capacity() <= 4 * 1024 * 1024,
+                out.capacity() <= 1024 * 1024 + 64,
                 "{codec:?} grew to {}",
                 out.capacity()
             );
