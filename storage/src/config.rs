@@ -44,6 +44,10 @@ pub struct LogConfig {
     pub batch_bytes_max: usize,
     /// Segment files grow in steps of this many bytes (fallocate), not per write.
     pub preallocate_bytes: u64,
+    /// The active segment's index checkpoint is rewritten once this many more bytes are durable,
+    /// so recovery after a crash rescans only the tail after it (and bytes before it are
+    /// treated like a closed segment's: trusted at open, CRC-checked when read).
+    pub active_checkpoint_bytes: u64,
 }
 
 /// Largest batch recovery will consider plausible; a longer length field is corruption.
@@ -65,6 +69,7 @@ impl Default for LogConfig {
             write_buffer_bytes_max: 4 << 20,
             batch_bytes_max: 1 << 20 | 1 << 16,
             preallocate_bytes: 64 << 20,
+            active_checkpoint_bytes: 64 << 20,
         }
     }
 }
@@ -86,6 +91,7 @@ impl LogConfig {
         assert!(self.write_buffer_bytes_max % BLOCK_BYTES == 0);
         assert!(self.preallocate_bytes % block == 0 && self.preallocate_bytes > 0);
         assert!(self.tail_cache_bytes_max > 0);
+        assert!(self.active_checkpoint_bytes > 0);
         if let FlushPolicy::GroupCommit { bytes_max, .. } = self.flush {
             assert!(bytes_max > 0);
         }

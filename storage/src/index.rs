@@ -146,25 +146,41 @@ impl SegmentIndex {
         }
     }
 
-    /// Serializes the index with its checkpoint header, padded to a block multiple.
+    /// Serializes the entries that fall inside `checkpoint.covered_bytes` with the checkpoint
+    /// header, padded to a block multiple. (The active segment is checkpointed while appends
+    /// continue past the covered prefix.)
     pub fn encode(&self, checkpoint: Checkpoint) -> Vec<u8> {
-        let body = HEADER_BYTES
-            + self.offsets.len() * OFFSET_ENTRY_BYTES
-            + self.times.len() * TIME_ENTRY_BYTES;
+        let next_rel = checkpoint.next_offset.0 - self.base.0;
+        let offsets: Vec<(u32, u32)> = self
+            .offsets
+            .iter()
+            .copied()
+            .filter(|&(_, pos)| u64::from(pos) < checkpoint.covered_bytes)
+            .collect();
+        let times: Vec<(i64, u32)> = self
+            .times
+            .iter()
+            .copied()
+            .filter(|&(_, rel)| i64::from(rel) < next_rel)
+            .collect();
+        let body =
+            HEADER_BYTES + offsets.len() * OFFSET_ENTRY_BYTES + times.len() * TIME_ENTRY_BYTES;
         let mut out = Vec::with_capacity(align_up(body as u64 + 4) as usize);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&checkpoint.covered_bytes.to_le_bytes());
         out.extend_from_slice(&checkpoint.next_offset.0.to_le_bytes());
+        // The max over the whole segment so far: possibly above the covered prefix's, which only
+        // keeps a segment longer under retention and costs a lookup a useless scan, never a miss.
         out.extend_from_slice(&self.max_timestamp_ms.to_le_bytes());
-        out.extend_from_slice(&(self.offsets.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(self.times.len() as u32).to_le_bytes());
-        for &(rel, pos) in &self.offsets {
+        out.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(times.len() as u32).to_le_bytes());
+        for &(rel, pos) in &offsets {
             out.extend_from_slice(&rel.to_le_bytes());
             out.extend_from_slice(&pos.to_le_bytes());
         }
-        for &(ts, rel) in &self.times {
+        for &(ts, rel) in &times {
             out.extend_from_slice(&ts.to_le_bytes());
             out.extend_from_slice(&rel.to_le_bytes());
         }

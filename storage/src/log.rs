@@ -65,6 +65,8 @@ impl<B> std::fmt::Debug for InFlightWrite<B> {
 #[derive(Debug)]
 struct SyncMeta {
     path: PathBuf,
+    segment: Offset,
+    position: u64,
     target: Offset,
     appended: u64,
     truncations: u64,
@@ -232,6 +234,8 @@ struct Core<F: DiskFile> {
     in_flight: VecDeque<InFlightWrite<F::Buf>>,
     // Buffers back from completed writes, reused so steady-state appends cause no page faults.
     spare: Vec<F::Buf>,
+    // Position in the active segment its index checkpoint covers (0: none).
+    checkpointed: u64,
     cache: TailCache,
     epochs: EpochCache,
     log_end: Offset,
@@ -307,13 +311,15 @@ impl<D: Disk> Log<D> {
             }
         }
         let mut segments = BTreeMap::new();
+        let mut checkpointed = 0;
         if bases.is_empty() {
             let segment = create_segment(&disk, dir, &config, Offset(0)).await?;
             segments.insert(segment.base, segment);
         }
         for (i, &base) in bases.iter().enumerate() {
             let is_last = i + 1 == bases.len();
-            let segment = recover_segment(&disk, dir, &config, base, is_last).await?;
+            let (segment, covered) = recover_segment(&disk, dir, &config, base, is_last).await?;
+            checkpointed = covered;
             if let Some(prev) = segments.values().next_back() {
                 let prev: &Segment<D::File> = prev;
                 if prev.next_offset != base {
@@ -354,6 +360,7 @@ impl<D: Disk> Log<D> {
             written,
             in_flight: VecDeque::new(),
             spare: Vec::new(),
+            checkpointed,
             cache: TailCache::new(config.tail_cache_bytes_max),
             epochs,
             log_end,
@@ -747,7 +754,35 @@ impl<D: Disk> Log<D> {
         let pending = self.start_sync().await?;
         let result = pending.future.await;
         std::mem::forget(guard);
-        self.finish_sync(&pending.meta, result)
+        self.finish_sync(&pending.meta, result)?;
+        self.maybe_checkpoint_active(&pending.meta).await
+    }
+
+    /// Rewrites the active segment's index checkpoint to cover what a completed sync made
+    /// durable, once `active_checkpoint_bytes` more are durable than the last checkpoint covers.
+    async fn maybe_checkpoint_active(&self, meta: &SyncMeta) -> Result<()> {
+        let mut core = self.core.lock().await;
+        if self.truncations.get() != meta.truncations
+            || meta.position < core.checkpointed + self.config.active_checkpoint_bytes
+        {
+            return Ok(());
+        }
+        let Some(active) = core.segments.values().next_back() else {
+            return Ok(());
+        };
+        if active.base != meta.segment {
+            // Rolled since: the segment was closed with a full checkpoint.
+            return Ok(());
+        }
+        let checkpoint = Checkpoint {
+            covered_bytes: meta.position,
+            next_offset: meta.target,
+        };
+        let name = file_name(active.base, INDEX_SUFFIX);
+        let bytes = active.index.encode(checkpoint);
+        write_atomically(&self.disk, &self.dir, &name, &bytes).await?;
+        core.checkpointed = meta.position;
+        Ok(())
     }
 
     /// Writes everything out and creates (but does not await) the fdatasync that covers it.
@@ -763,6 +798,8 @@ impl<D: Disk> Log<D> {
         let file = active.file.clone();
         let meta = SyncMeta {
             path: active.path.clone(),
+            segment: active.base,
+            position: active.size,
             target: core.log_end,
             appended: self.appended_bytes.get(),
             truncations: self.truncations.get(),
@@ -797,7 +834,10 @@ impl<D: Disk> Log<D> {
         let mut pending = self.start_sync().await?;
         std::mem::forget(guard);
         match poll_fn(|cx| Poll::Ready(pending.future.as_mut().poll(cx))).await {
-            Poll::Ready(result) => self.finish_sync(&pending.meta, result),
+            Poll::Ready(result) => {
+                self.finish_sync(&pending.meta, result)?;
+                self.maybe_checkpoint_active(&pending.meta).await
+            }
             Poll::Pending => {
                 *self.background_sync.borrow_mut() = Some(pending);
                 self.disk.yield_to_io().await;
@@ -813,7 +853,10 @@ impl<D: Disk> Log<D> {
             return Ok(());
         };
         match poll_fn(|cx| Poll::Ready(pending.future.as_mut().poll(cx))).await {
-            Poll::Ready(result) => self.finish_sync(&pending.meta, result),
+            Poll::Ready(result) => {
+                self.finish_sync(&pending.meta, result)?;
+                self.maybe_checkpoint_active(&pending.meta).await
+            }
             Poll::Pending => {
                 *self.background_sync.borrow_mut() = Some(pending);
                 Ok(())
@@ -831,6 +874,7 @@ impl<D: Disk> Log<D> {
         let result = pending.future.await;
         std::mem::forget(guard);
         self.finish_sync(&pending.meta, result)?;
+        self.maybe_checkpoint_active(&pending.meta).await?;
         Ok(true)
     }
 
@@ -912,6 +956,7 @@ impl<D: Disk> Log<D> {
         core.segments.insert(new_base, new);
         core.write = write;
         core.written = 0;
+        core.checkpointed = 0;
         Ok(())
     }
 
@@ -1093,6 +1138,7 @@ impl<D: Disk> Log<D> {
         segment.first_timestamp_ms = rescan.first_timestamp_ms;
         core.write = load_tail_block(segment, self.config.write_buffer_bytes_max).await?;
         core.written = position;
+        core.checkpointed = 0;
         core.cache.truncate_from(new_end);
         core.log_end = new_end;
         self.log_end.set(new_end);
@@ -1342,7 +1388,7 @@ async fn recover_segment<D: Disk>(
     config: &LogConfig,
     base: Offset,
     is_last: bool,
-) -> Result<Segment<D::File>> {
+) -> Result<(Segment<D::File>, u64)> {
     let path = dir.join(file_name(base, LOG_SUFFIX));
     let file = disk
         .open(&path, OpenMode::Existing)
@@ -1416,7 +1462,7 @@ async fn recover_segment<D: Disk>(
     if !is_last && !had_checkpoint {
         write_index(disk, dir, &segment).await?;
     }
-    Ok(segment)
+    Ok((segment, from))
 }
 
 /// A write buffer for the active segment holding its partial last block, read back from disk.

@@ -559,3 +559,32 @@ fn disk_full_at_every_allocation_point_including_rolls_leaves_the_log_consistent
     let log = open(&disk, FlushPolicy::Never);
     assert_eq!(log.log_end_offset(), Offset(1600));
 }
+
+#[test]
+fn bit_rot_in_the_durable_part_of_the_active_segment_is_reported_not_cut_off() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 60);
+    // The sync covers ~30 KiB, past `active_checkpoint_bytes` (8 KiB): the active segment's
+    // checkpoint now covers everything durable.
+    block_on(log.flush()).unwrap();
+    assert_eq!(block_on(log.segment_count()), 1);
+    assert!(disk
+        .file_bytes(&dir().join(format!("{:020}.index", 0)))
+        .is_some());
+    drop(log);
+    disk.crash(11);
+    let len = batch(4, 100, 0, 0).len() as u64;
+    disk.flip_bit(&seg(0), 2 * len + 300, 6);
+    let log = open(&disk, FlushPolicy::Never);
+    // Nothing durable was cut off as a "torn tail"...
+    assert_eq!(log.log_end_offset(), Offset(240));
+    // ...and the rotten batch is never served.
+    let err = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap_err();
+    assert!(
+        matches!(err, StorageError::CorruptBatch { position, .. } if position == 2 * len),
+        "{err}"
+    );
+    let after = block_on(read_all(&log, Offset(12), ReadUpTo::LogEnd)).unwrap();
+    assert_eq!(after.len(), 57);
+}

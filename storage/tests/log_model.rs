@@ -65,6 +65,7 @@ fn config(flush: FlushPolicy) -> LogConfig {
         write_buffer_bytes_max: 8 << 10,
         batch_bytes_max: 4 << 10,
         preallocate_bytes: 4 << 10,
+        active_checkpoint_bytes: 1 << 10,
     }
 }
 

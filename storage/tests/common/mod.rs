@@ -44,6 +44,7 @@ pub fn small_config(flush: FlushPolicy) -> LogConfig {
         write_buffer_bytes_max: 32 << 10,
         batch_bytes_max: 16 << 10,
         preallocate_bytes: 16 << 10,
+        active_checkpoint_bytes: 8 << 10,
     }
 }
 
