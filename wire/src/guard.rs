@@ -5,7 +5,7 @@
 //! ask for `2^31 * size_of::<T>()` bytes and abort the process. The crate has no hook to stop
 //! it, and its decoders only see a `ByteBuf`, which cannot tell a count from any other integer.
 //!
-//! So before a body reaches the generated decoder, [`check`] walks it with a copy of the
+//! So before a body reaches the generated decoder, `check` walks it with a copy of the
 //! message's schema (field order, types, the versions each field exists in, the known tagged
 //! fields) and refuses it if any array count, string or bytes length could not fit in the bytes
 //! left at that point. The argument that this is sound:

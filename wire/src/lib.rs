@@ -47,7 +47,7 @@ pub mod compression;
 pub mod error;
 pub mod fetch;
 pub mod frame;
-pub(crate) mod guard;
+pub mod guard;
 pub mod header;
 pub mod records;
 pub mod request;
