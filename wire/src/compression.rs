@@ -11,6 +11,10 @@
 //!   does this module;
 //! - lz4: the LZ4 frame format;
 //! - zstd: a zstd frame, with a window of at most [`ZSTD_WINDOW_LOG_MAX`] (8 MiB).
+//!
+//! Memory besides the output (bounded in capacity, not just length): gzip keeps a 32 KiB window,
+//! lz4 buffers one block (at most 4 MiB, as the frame header declares), zstd its capped window,
+//! snappy nothing (block sizes are read and checked before decoding).
 
 use std::io::Read;
 
