@@ -15,7 +15,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(frame request batch records)
+    targets=(frame request request_body batch records)
 fi
 
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -39,7 +39,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 limits() {
     case "$1" in
         frame) echo "-max_len=262144 -malloc_limit_mb=1" ;;
-        request) echo "-max_len=65536 -malloc_limit_mb=32" ;;
+        request | request_body) echo "-max_len=65536 -malloc_limit_mb=32" ;;
         batch) echo "-max_len=65536 -malloc_limit_mb=1" ;;
         records) echo "-max_len=65536 -malloc_limit_mb=16" ;;
         *) echo "" ;;
