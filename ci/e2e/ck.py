@@ -139,3 +139,13 @@ def high_watermarks(bootstrap: str, topic: str, partitions: int = PARTITIONS) ->
         ]
     finally:
         c.close()
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS, **config) -> None:
+    """Creates a topic with the admin client (CreateTopics), so a test does not depend on
+    auto-creation, which has its own tests."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config)
+    admin.create_topics([new])[topic].result(timeout=15)

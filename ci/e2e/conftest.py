@@ -138,6 +138,7 @@ class Broker:
         """SIGTERM and wait; returns the exit status (0 is the only clean answer)."""
         assert self.proc is not None
         if self.proc.poll() is None:
+            self._log_sockets("at SIGTERM")
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=STOP_TIMEOUT_S)
@@ -152,6 +153,19 @@ class Broker:
     def stop_clean(self) -> None:
         code = self.stop()
         assert code == 0, f"broker exit status {code} after SIGTERM\n{self.log_tail()}"
+
+    def _log_sockets(self, when: str) -> None:
+        # Which client connections the broker still holds: a shutdown that waits out its drain
+        # timeout is explained by this list.
+        try:
+            out = subprocess.run(
+                ["ss", "-tanH", f"sport = :{self.port} or dport = :{self.port}"],
+                capture_output=True, text=True, timeout=5,
+            ).stdout
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out = f"(ss failed: {e})\n"
+        with open(self.log_path, "a") as log:
+            log.write(f"===== sockets on port {self.port} {when}:\n{out}")
 
     def kill9(self) -> None:
         assert self.running(), "kill -9 of a broker that is not running"

@@ -4,6 +4,7 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+import ck
 from records import (
     PARTITIONS,
     RECORDS_PER_CLIENT,
@@ -77,6 +78,7 @@ def _to_reads(batches):
 
 def test_aiokafka_round_trip(broker):
     topic = tag = "aio"
+    ck.create_topic(broker.bootstrap, topic)
     acked = asyncio.run(produce(broker.bootstrap, topic, tag, RECORDS_PER_CLIENT))
     reads = asyncio.run(consume(broker.bootstrap, topic, RECORDS_PER_CLIENT))
     check_reads(tag, reads, RECORDS_PER_CLIENT, acked_offsets=acked)

@@ -91,6 +91,7 @@ def test_real_client_unaffected_by_hostile_connections(broker):
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             failure.append(e)
 
+    ck.create_topic(broker.bootstrap, "beside-garbage")
     t = threading.Thread(target=hostile)
     t.start()
     topic = tag = "beside-garbage"

@@ -11,6 +11,7 @@ from records import PARTITIONS, RECORDS_PER_CLIENT, check_reads
 def test_confluent_round_trip_with_compression(broker, codec):
     topic = f"ck-{codec}"
     tag = f"ck-{codec}"
+    ck.create_topic(broker.bootstrap, topic)
     p = ck.producer(broker.bootstrap, acks="all", compression_type=codec)
     acked = ck.produce_range(p, topic, tag, range(RECORDS_PER_CLIENT))
     reads = ck.consume_all(broker.bootstrap, topic, RECORDS_PER_CLIENT)
@@ -29,6 +30,7 @@ def test_confluent_round_trip_with_acks(start_broker, acks):
     broker = start_broker(cores=1, args=["--num-partitions", "6"])
     topic = f"ck-acks-{acks}"
     tag = topic
+    ck.create_topic(broker.bootstrap, topic)
     p = ck.producer(broker.bootstrap, acks=acks)
     acked = ck.produce_range(p, topic, tag, range(RECORDS_PER_CLIENT))
     if acks == "0":

@@ -2,6 +2,7 @@
 
 import pytest
 
+import ck
 import kp
 from records import RECORDS_PER_CLIENT, check_reads
 
@@ -10,6 +11,7 @@ from records import RECORDS_PER_CLIENT, check_reads
 def test_kafka_python_round_trip(start_broker, cores):
     broker = start_broker(cores=cores, args=["--num-partitions", "6"])
     topic = tag = f"kp-{cores}"
+    ck.create_topic(broker.bootstrap, topic)
     p = kp.producer(broker.bootstrap, acks="all")
     try:
         acked = kp.produce_range(p, topic, tag, range(RECORDS_PER_CLIENT))
@@ -22,6 +24,7 @@ def test_kafka_python_round_trip(start_broker, cores):
 def test_kafka_python_gzip_acks_1(broker):
     topic = tag = "kp-gzip"
     count = 20_000
+    ck.create_topic(broker.bootstrap, topic)
     p = kp.producer(broker.bootstrap, acks=1, compression_type="gzip")
     try:
         acked = kp.produce_range(p, topic, tag, range(count))

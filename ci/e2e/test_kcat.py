@@ -3,6 +3,7 @@ back exactly with kcat's consumer. kcat sets the same headers on every record it
 
 import subprocess
 
+import ck
 from records import PARTITIONS, RECORDS_PER_CLIENT, Read, check_reads, key_of, value_of
 
 KCAT_TIMEOUT_S = 120
@@ -10,6 +11,7 @@ KCAT_TIMEOUT_S = 120
 
 def test_kcat_round_trip(broker):
     topic = tag = "kcat"
+    ck.create_topic(broker.bootstrap, topic)
     producers = []
     for p in range(PARTITIONS):
         lines = b"".join(

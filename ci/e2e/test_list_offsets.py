@@ -33,6 +33,7 @@ QUERIES = [0, 999, 1000, 1001, 1999, 2000, 5500, 10_000, 10_001, 2**40]
 @pytest.fixture
 def timestamped_topic(broker):
     topic = "timestamps"
+    ck.create_topic(broker.bootstrap, topic)
     p = ck.producer(broker.bootstrap, acks="all", linger_ms=0)
     for i in range(RECORDS):
         p.produce(topic, value=b"t%d" % i, partition=PARTITION, timestamp=ts_of(i))

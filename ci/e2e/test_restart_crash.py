@@ -18,6 +18,7 @@ CRASH_PRODUCE_S = 2.0
 def test_clean_restart_keeps_everything_and_offsets_continue(start_broker, cores):
     broker = start_broker(cores=cores, args=["--num-partitions", "6"])
     topic = tag = "restart"
+    ck.create_topic(broker.bootstrap, topic)
     first = range(RESTART_RECORDS)
     acked = ck.produce_range(ck.producer(broker.bootstrap, acks="all"), topic, tag, first)
     broker.stop_clean()
@@ -37,6 +38,7 @@ def test_clean_restart_keeps_everything_and_offsets_continue(start_broker, cores
 def test_kill9_during_acks_all_loses_no_acknowledged_record(start_broker, flush_mode):
     broker = start_broker(cores=2, args=["--num-partitions", "6", "--flush-mode", flush_mode])
     topic = tag = "crash"
+    ck.create_topic(broker.bootstrap, topic)
     # No retries: a retried batch could land after the restart and legitimately duplicate a
     # record whose first attempt was written but whose acknowledgement was lost.
     p = ck.producer(broker.bootstrap, acks="all", linger_ms=1, retries=0, message_timeout_ms=20_000)
@@ -116,6 +118,7 @@ def test_restart_right_after_kill9_with_a_connected_client(start_broker):
     the dead process's connections (FIN-WAIT-2, then TIME-WAIT for up to 60 s) when the
     restart happens: Kafka brokers bind with SO_REUSEADDR for exactly this."""
     broker = start_broker(cores=2, args=["--num-partitions", "1"])
+    ck.create_topic(broker.bootstrap, "idle", partitions=1)
     p = ck.producer(broker.bootstrap, acks="all")
     acked = ck.produce_range(p, "idle", "idle", range(10), partitions=1)
     assert sorted(acked.values()) == [(0, i) for i in range(10)]
