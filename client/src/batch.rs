@@ -5,7 +5,7 @@
 //! module has its own writer that owns its buffer, and checks its output with `spate_wire`'s
 //! parser in tests.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,9 @@ impl Default for BatchConfig {
 /// Upper bound on `batch_bytes_max`: Kafka's default `message.max.bytes` is 1 MiB; a batch far
 /// above it would be refused by brokers.
 pub const BATCH_BYTES_MAX_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Topics one accumulator holds open batches for, at most.
+pub const TOPICS_MAX: usize = 1024;
 
 /// A closed batch, ready for a Produce request.
 #[derive(Debug, Clone)]
@@ -176,7 +179,11 @@ type TopicBatches = (Arc<str>, Vec<Option<OpenBatch>>);
 #[derive(Debug)]
 pub struct Accumulator {
     config: BatchConfig,
-    open: HashMap<Arc<str>, TopicBatches>,
+    /// Looked up by a linear scan: producers write to few topics, and comparing a short name
+    /// costs less than hashing it on every record.
+    open: Vec<TopicBatches>,
+    /// Open batches per topic and partition, at most (a bound on `open`'s growth).
+    topics_max: usize,
     ready: VecDeque<ReadyBatch>,
     scratch: Vec<u8>,
 }
@@ -191,7 +198,8 @@ impl Accumulator {
         assert!(config.ready_batches_max > 0);
         Accumulator {
             config,
-            open: HashMap::new(),
+            open: Vec::new(),
+            topics_max: TOPICS_MAX,
             ready: VecDeque::with_capacity(config.ready_batches_max),
             scratch: Vec::new(),
         }
@@ -210,7 +218,8 @@ impl Accumulator {
     /// Appends one record to the open batch of `topic`/`partition`.
     ///
     /// # Errors
-    /// [`ClientError::Wire`] if compressing a closed batch fails.
+    /// [`ClientError::Wire`] if compressing a closed batch fails;
+    /// [`ClientError::InvalidArgument`] for a topic beyond [`TOPICS_MAX`].
     ///
     /// # Panics
     /// If `partition` is negative.
@@ -231,15 +240,20 @@ impl Accumulator {
             return Ok(Append::Full);
         }
         let index = partition as usize;
-        let (_, slots) = match self.open.get_mut(topic) {
-            Some(entry) => entry,
+        let at = match self.open.iter().position(|(name, _)| &**name == topic) {
+            Some(at) => at,
             None => {
-                let name: Arc<str> = Arc::from(topic);
-                self.open
-                    .entry(Arc::clone(&name))
-                    .or_insert_with(|| (name, Vec::new()))
+                if self.open.len() >= self.topics_max {
+                    return Err(ClientError::InvalidArgument(format!(
+                        "more than {} topics in one producer",
+                        self.topics_max
+                    )));
+                }
+                self.open.push((Arc::from(topic), Vec::new()));
+                self.open.len() - 1
             }
         };
+        let slots = &mut self.open[at].1;
         if slots.len() <= index {
             slots.resize_with(index + 1, || None);
         }
@@ -259,7 +273,7 @@ impl Accumulator {
     /// # Errors
     /// [`ClientError::Wire`] if compression fails.
     pub fn close(&mut self, topic: &str, partition: i32) -> Result<(), ClientError> {
-        let Some((name, slots)) = self.open.get_mut(topic) else {
+        let Some((name, slots)) = self.open.iter_mut().find(|(name, _)| &**name == topic) else {
             return Ok(());
         };
         let Some(open) = slots.get_mut(partition as usize).and_then(Option::take) else {
@@ -285,7 +299,7 @@ impl Accumulator {
     pub fn close_expired(&mut self, now: Instant, linger: Linger) -> Result<(), ClientError> {
         let linger_time = Duration::from_millis(self.config.linger_ms);
         let mut expired: Vec<(Arc<str>, i32)> = Vec::new();
-        for (topic, slots) in self.open.values() {
+        for (topic, slots) in &self.open {
             for (partition, slot) in slots.iter().enumerate() {
                 if let Some(open) = slot {
                     let due = now.saturating_duration_since(open.opened) >= linger_time;
@@ -305,7 +319,7 @@ impl Accumulator {
     pub fn next_deadline(&self) -> Option<Instant> {
         let linger_time = Duration::from_millis(self.config.linger_ms);
         self.open
-            .values()
+            .iter()
             .flat_map(|(_, slots)| slots.iter().flatten())
             .map(|b| b.opened + linger_time)
             .min()
@@ -333,7 +347,7 @@ impl Accumulator {
         self.ready.is_empty()
             && self
                 .open
-                .values()
+                .iter()
                 .all(|(_, slots)| slots.iter().all(Option::is_none))
     }
 }

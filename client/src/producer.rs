@@ -100,6 +100,40 @@ pub struct Producer {
     in_flight: VecDeque<Vec<ReadyBatch>>,
     on_delivery: DeliveryCallback,
     needs_refresh: bool,
+    /// The last topic sent to and its partition count: skips the metadata map's hashing for
+    /// the common case of one topic.
+    last_topic: Option<(Arc<str>, i32)>,
+    clock: Clock,
+}
+
+/// Record timestamps from one `Instant::now` per record: wall-clock time is read once a second
+/// and advanced with the monotonic clock in between (clock reads were a fifth of the
+/// producer's CPU time with two reads per record).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    base: Instant,
+    base_ms: i64,
+}
+
+impl Clock {
+    const REBASE_INTERVAL: Duration = Duration::from_secs(1);
+
+    fn new() -> Clock {
+        let base = Instant::now();
+        let base_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Clock { base, base_ms }
+    }
+
+    fn timestamp_ms(&mut self, now: Instant) -> i64 {
+        let since = now.saturating_duration_since(self.base);
+        if since >= Self::REBASE_INTERVAL {
+            *self = Clock::new();
+            return self.base_ms;
+        }
+        self.base_ms + since.as_millis() as i64
+    }
 }
 
 impl std::fmt::Debug for Producer {
@@ -129,6 +163,8 @@ impl Producer {
             in_flight: VecDeque::new(),
             on_delivery,
             needs_refresh: false,
+            last_topic: None,
+            clock: Clock::new(),
         })
     }
 
@@ -144,7 +180,7 @@ impl Producer {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) -> Result<(), ClientError> {
-        let partitions = self.cluster.partitions(topic).await?;
+        let partitions = self.partitions(topic).await?;
         let partition = match key {
             Some(k) => partition_for_key(k, partitions),
             None => self.sticky_partition(topic, partitions),
@@ -165,22 +201,23 @@ impl Producer {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) -> Result<(), ClientError> {
-        let partitions = self.cluster.partitions(topic).await?;
+        let partitions = self.partitions(topic).await?;
         if !(0..partitions).contains(&partition) {
             return Err(ClientError::InvalidArgument(format!(
                 "partition {partition} of {topic} (it has {partitions})"
             )));
         }
-        let timestamp_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let mut now = Instant::now();
+        let timestamp_ms = self.clock.timestamp_ms(now);
         loop {
-            let now = Instant::now();
             match self
                 .acc
                 .append(topic, partition, timestamp_ms, key, value, headers, now)?
             {
-                Append::Full => self.make_room().await?,
+                Append::Full => {
+                    self.make_room().await?;
+                    now = Instant::now();
+                }
                 Append::Appended => break,
                 Append::AppendedAndClosed => {
                     if key.is_none() {
@@ -193,6 +230,17 @@ impl Producer {
             }
         }
         self.dispatch().await
+    }
+
+    async fn partitions(&mut self, topic: &str) -> Result<i32, ClientError> {
+        if let Some((name, n)) = &self.last_topic {
+            if &**name == topic {
+                return Ok(*n);
+            }
+        }
+        let n = self.cluster.partitions(topic).await?;
+        self.last_topic = Some((Arc::from(topic), n));
+        Ok(n)
     }
 
     fn sticky_partition(&mut self, topic: &str, partitions: i32) -> i32 {
@@ -281,6 +329,7 @@ impl Producer {
                 .refresh(None, crate::cluster::AutoCreate::Deny)
                 .await;
             self.needs_refresh = false;
+            self.last_topic = None;
         }
         loop {
             if self.acc.ready_len() == 0 && self.has_send_room() {
@@ -465,4 +514,37 @@ fn partition_result(
         format!("produce to {}/{}", batch.topic, batch.partition)
     })?;
     Ok(Some(Offset(p.base_offset)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_follows_wall_time_and_rebases() {
+        let mut clock = Clock::new();
+        let wall = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+        };
+        let start = clock.base;
+        let t0 = clock.timestamp_ms(start);
+        assert!((t0 - wall()).abs() <= 5, "{t0} vs {}", wall());
+        let t1 = clock.timestamp_ms(start + Duration::from_millis(250));
+        assert_eq!(t1 - t0, 250);
+        // Past the rebase interval the wall clock is read again.
+        let later = start + Clock::REBASE_INTERVAL + Duration::from_millis(1);
+        let t2 = clock.timestamp_ms(later);
+        assert!((t2 - wall()).abs() <= 5);
+        assert!(clock.base >= start);
+    }
+
+    #[test]
+    fn acks_map_to_kafka_values() {
+        assert_eq!(Acks::None.to_wire(), 0);
+        assert_eq!(Acks::Leader.to_wire(), 1);
+        assert_eq!(Acks::All.to_wire(), -1);
+    }
 }
