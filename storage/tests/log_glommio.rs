@@ -20,7 +20,18 @@ fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs `f` on a small glommio executor (8 MiB of locked memory is all the machine allows).
+/// Runs `f` on a small glommio executor (8 MiB of locked memory is all the machine allows),
+/// then removes the test directory.
+fn run_in<F, Fut>(dir: PathBuf, f: F)
+where
+    F: FnOnce(PathBuf) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let inner = dir.clone();
+    run(move || f(inner));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn run<F, Fut>(f: F)
 where
     F: FnOnce() -> Fut + Send + 'static,
@@ -48,8 +59,7 @@ fn config(flush: FlushPolicy) -> LogConfig {
 
 #[test]
 fn prime_io_poll_probe_lets_dma_reads_of_new_files_work() {
-    let dir = test_dir("probe");
-    run(move || async move {
+    run_in(test_dir("probe"), |dir| async move {
         prime_io_poll_probe(&dir).await.expect("probe");
         // Now a freshly created (empty) DMA file is written and read back: the read is what
         // fails with EOPNOTSUPP when the probe bug bites.
@@ -73,8 +83,7 @@ fn prime_io_poll_probe_lets_dma_reads_of_new_files_work() {
 
 #[test]
 fn log_on_dma_files_reads_back_across_segments_and_reopen() {
-    let dir = test_dir("log");
-    run(move || async move {
+    run_in(test_dir("log"), |dir| async move {
         prime_io_poll_probe(&dir).await.expect("probe");
         let log_dir = dir.join("topic-0");
         let log = Log::open(GlommioDisk, &log_dir, config(FlushPolicy::Never))
@@ -129,8 +138,7 @@ fn log_on_dma_files_reads_back_across_segments_and_reopen() {
 
 #[test]
 fn concurrent_tasks_share_fdatasyncs_on_dma_files() {
-    let dir = test_dir("group");
-    run(move || async move {
+    run_in(test_dir("group"), |dir| async move {
         prime_io_poll_probe(&dir).await.expect("probe");
         let policy = FlushPolicy::GroupCommit {
             interval_ms: 10,
