@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fake_broker import FakeBroker  # noqa: E402
+from fake_broker import GROUP_APIS, SUPPORTED, FakeBroker  # noqa: E402
 
 MESSAGES = 5
 SEED = [b"golden-value-%d" % i for i in range(MESSAGES)]
@@ -108,7 +108,54 @@ def rdkafka_admin(out):
         expect_apis(b, 18, 3, 19, 20, 32)
 
 
+def rdkafka_group(out):
+    from confluent_kafka import Consumer
+    topic = "golden-rdk-group"
+    with FakeBroker(out, "librdkafka", "group", advertised={**SUPPORTED, **GROUP_APIS}) as b:
+        b.add_topic(topic, 1, SEED)
+        c = Consumer({"bootstrap.servers": b.bootstrap, "client.id": "golden-rdkafka", "group.id": "golden-group",
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                      "heartbeat.interval.ms": 200, "fetch.wait.max.ms": 100})
+        c.subscribe([topic])
+        got = []
+        deadline = time.time() + 20
+        while len(got) < MESSAGES and time.time() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got.append(msg.value())
+        assert got == SEED, got
+        c.commit(asynchronous=False)
+        time.sleep(0.5)  # a heartbeat or two
+        c.close()
+        expect_apis(b, 10, 11, 14, 9, 1, 8, 13)
+        commits = [m for m in b.captured if m["api_key"] == 8]
+        assert commits[-1]["commits"] == [[topic, 0, MESSAGES]], commits
+
+
 # ---- kafka-python -----------------------------------------------------------------------------
+def kafka_python_group(out):
+    from kafka import KafkaConsumer
+    topic = "golden-kp-group"
+    with FakeBroker(out, "kafka-python", "group", advertised={**SUPPORTED, **GROUP_APIS}) as b:
+        b.add_topic(topic, 1, SEED)
+        c = KafkaConsumer(topic, bootstrap_servers=b.bootstrap, client_id="golden-kafka-python",
+                          group_id="golden-group", auto_offset_reset="earliest", enable_auto_commit=False,
+                          fetch_max_wait_ms=100, heartbeat_interval_ms=200)
+        got = []
+        deadline = time.time() + 20
+        while len(got) < MESSAGES and time.time() < deadline:
+            for recs in c.poll(500).values():
+                got.extend(r.value for r in recs)
+        assert got == SEED, got
+        c.commit()
+        time.sleep(0.5)
+        c.close()
+        expect_apis(b, 10, 11, 14, 9, 1, 8, 13)
+        commits = [m for m in b.captured if m["api_key"] == 8]
+        assert commits[-1]["commits"] == [[topic, 0, MESSAGES]], commits
+
+
+
 def kafka_python_produce(out):
     from kafka import KafkaProducer
     topic = "golden-kp-produce"
@@ -208,8 +255,10 @@ SCENARIOS = {
     "librdkafka-produce-zstd": lambda o: rdkafka_produce(o, "zstd"),
     "librdkafka-consume": rdkafka_consume,
     "librdkafka-admin": rdkafka_admin,
+    "librdkafka-group": rdkafka_group,
     "kafka-python-produce": kafka_python_produce,
     "kafka-python-consume": kafka_python_consume,
+    "kafka-python-group": kafka_python_group,
     "aiokafka-produce-none": lambda o: aiokafka_produce(o, "none"),
     "aiokafka-produce-gzip": lambda o: aiokafka_produce(o, "gzip"),
     "kcat-produce": kcat_produce,

@@ -543,3 +543,86 @@ class FakeBroker:
             resp = cls(throttle_time_ms=0, error_code=0, error_message=None, node_id=NODE_ID,
                        host="127.0.0.1", port=self.port)
         return resp, {"coordinator_keys": keys, "key_type": req.key_type if version >= 1 else 0}
+
+    # ---- consumer groups: one member, which is also the leader -------------------------------
+    # Offered only to group scenarios (GROUP_APIS): the other scenarios' fixtures were captured
+    # without them, and a broker without groups must not advertise them.
+    def _member(self, req):
+        return req.member_id or "golden-member-1"
+
+    # JoinGroup: accept at once (no MEMBER_ID_REQUIRED round), this member leads generation 1.
+    def _on_11(self, req, version, frame):
+        cls = RESPONSES[11]
+        member = self._member(req)
+        protocol = req.protocols[0]
+        resp = cls(throttle_time_ms=0, error_code=0, generation_id=1, protocol_type=req.protocol_type,
+                   protocol_name=protocol.name, leader=member, skip_assignment=False, member_id=member,
+                   members=[cls.JoinGroupResponseMember(member_id=member, group_instance_id=None,
+                                                        metadata=protocol.metadata)])
+        facts = {"group_id": req.group_id, "member_id": req.member_id, "protocol_type": req.protocol_type,
+                 "protocols": [p.name for p in req.protocols], "session_timeout_ms": req.session_timeout_ms}
+        return resp, facts
+
+    # SyncGroup: hand the leader's assignment for this member back to it.
+    def _on_14(self, req, version, frame):
+        cls = RESPONSES[14]
+        mine = [a.assignment for a in req.assignments if a.member_id == req.member_id]
+        resp = cls(throttle_time_ms=0, error_code=0, protocol_type=req.protocol_type if version >= 5 else None,
+                   protocol_name=req.protocol_name if version >= 5 else None, assignment=mine[0] if mine else b"")
+        facts = {"group_id": req.group_id, "generation_id": req.generation_id, "member_id": req.member_id,
+                 "assignments": len(req.assignments)}
+        return resp, facts
+
+    def _on_12(self, req, version, frame):
+        facts = {"group_id": req.group_id, "generation_id": req.generation_id, "member_id": req.member_id}
+        return RESPONSES[12](throttle_time_ms=0, error_code=0), facts
+
+    def _on_13(self, req, version, frame):
+        cls = RESPONSES[13]
+        if version >= 3:
+            members = [m.member_id for m in req.members]
+            resp = cls(throttle_time_ms=0, error_code=0, members=[
+                cls.MemberResponse(member_id=m.member_id, group_instance_id=m.group_instance_id, error_code=0)
+                for m in req.members])
+        else:
+            members = [req.member_id]
+            resp = cls(throttle_time_ms=0, error_code=0)
+        return resp, {"group_id": req.group_id, "members": members}
+
+    # OffsetFetch: nothing committed yet (-1) for every partition asked about.
+    def _on_9(self, req, version, frame):
+        cls = RESPONSES[9]
+        if version >= 8:
+            groups, facts_groups = [], []
+            for g in req.groups:
+                topics = [cls.OffsetFetchResponseGroup.OffsetFetchResponseTopics(
+                    name=t.name, partitions=[
+                        cls.OffsetFetchResponseGroup.OffsetFetchResponseTopics.OffsetFetchResponsePartitions(
+                            partition_index=p, committed_offset=-1, committed_leader_epoch=-1, metadata="",
+                            error_code=0) for p in t.partition_indexes])
+                    for t in (g.topics or [])]
+                groups.append(cls.OffsetFetchResponseGroup(group_id=g.group_id, topics=topics, error_code=0))
+                facts_groups.append([g.group_id, [[t.name, list(t.partition_indexes)] for t in (g.topics or [])]])
+            return cls(throttle_time_ms=0, groups=groups), {"groups": facts_groups}
+        topics = [cls.OffsetFetchResponseTopic(name=t.name, partitions=[
+            cls.OffsetFetchResponseTopic.OffsetFetchResponsePartition(
+                partition_index=p, committed_offset=-1, committed_leader_epoch=-1, metadata="", error_code=0)
+            for p in t.partition_indexes]) for t in (req.topics or [])]
+        facts = {"groups": [[req.group_id, [[t.name, list(t.partition_indexes)] for t in (req.topics or [])]]]}
+        return cls(throttle_time_ms=0, topics=topics, error_code=0), facts
+
+    # OffsetCommit: every partition committed.
+    def _on_8(self, req, version, frame):
+        cls = RESPONSES[8]
+        topics = [cls.OffsetCommitResponseTopic(name=t.name, partitions=[
+            cls.OffsetCommitResponseTopic.OffsetCommitResponsePartition(partition_index=p.partition_index,
+                                                                        error_code=0)
+            for p in t.partitions]) for t in req.topics]
+        facts = {"group_id": req.group_id, "member_id": req.member_id,
+                 "commits": [[t.name, p.partition_index, p.committed_offset] for t in req.topics
+                             for p in t.partitions]}
+        return cls(throttle_time_ms=0, topics=topics), facts
+
+
+# Consumer-group APIs with the ranges Spate's version table lists for them.
+GROUP_APIS = {8: (2, 8), 9: (1, 8), 11: (0, 7), 12: (0, 4), 13: (0, 4), 14: (0, 5)}

@@ -158,6 +158,12 @@ fn every_client_and_scenario_has_fixtures() {
         "DescribeConfigs",
         "InitProducerId",
         "FindCoordinator",
+        "JoinGroup",
+        "SyncGroup",
+        "Heartbeat",
+        "LeaveGroup",
+        "OffsetFetch",
+        "OffsetCommit",
     ] {
         assert!(
             per_api.get(api).copied().unwrap_or(0) >= 1,
@@ -360,6 +366,10 @@ fn text(s: &str) -> String {
     s.to_string()
 }
 
+fn json_topic(name: &str, partitions: &[i32]) -> Value {
+    Value::from(vec![Value::from(name), Value::from(partitions.to_vec())])
+}
+
 /// Checks a decoded body against the manifest; returns the API's name for the tally.
 fn check_body(fixture: &Fixture, frame: &Bytes, body: &RequestBody) -> &'static str {
     let name = &fixture.name;
@@ -536,6 +546,133 @@ fn check_body(fixture: &Fixture, frame: &Bytes, body: &RequestBody) -> &'static 
             }
             "ApiVersions"
         }
+        RequestBody::JoinGroup(r) => {
+            assert_eq!(Some(&*text(&r.group_id)), fixture.str("group_id"), "{name}");
+            assert_eq!(
+                Some(&*text(&r.member_id)),
+                fixture.str("member_id"),
+                "{name}"
+            );
+            assert_eq!(
+                Some(&*text(&r.protocol_type)),
+                fixture.str("protocol_type"),
+                "{name}"
+            );
+            assert_eq!(text(&r.protocol_type), "consumer", "{name}");
+            let protocols: Vec<String> = r.protocols.iter().map(|p| text(&p.name)).collect();
+            assert_eq!(Some(protocols), names(fixture, "protocols"), "{name}");
+            assert!(r.protocols.iter().all(|p| !p.metadata.is_empty()), "{name}");
+            assert_eq!(
+                i64::from(r.session_timeout_ms),
+                fixture.int("session_timeout_ms"),
+                "{name}"
+            );
+            "JoinGroup"
+        }
+        RequestBody::SyncGroup(r) => {
+            assert_eq!(Some(&*text(&r.group_id)), fixture.str("group_id"), "{name}");
+            assert_eq!(
+                i64::from(r.generation_id),
+                fixture.int("generation_id"),
+                "{name}"
+            );
+            assert_eq!(
+                Some(&*text(&r.member_id)),
+                fixture.str("member_id"),
+                "{name}"
+            );
+            // The only member leads, so it sends the assignment for itself.
+            assert_eq!(
+                r.assignments.len() as i64,
+                fixture.int("assignments"),
+                "{name}"
+            );
+            assert_eq!(r.assignments.len(), 1, "{name}");
+            assert_eq!(r.assignments[0].member_id, r.member_id, "{name}");
+            "SyncGroup"
+        }
+        RequestBody::Heartbeat(r) => {
+            assert_eq!(Some(&*text(&r.group_id)), fixture.str("group_id"), "{name}");
+            assert_eq!(
+                i64::from(r.generation_id),
+                fixture.int("generation_id"),
+                "{name}"
+            );
+            assert_eq!(
+                Some(&*text(&r.member_id)),
+                fixture.str("member_id"),
+                "{name}"
+            );
+            "Heartbeat"
+        }
+        RequestBody::LeaveGroup(r) => {
+            assert_eq!(Some(&*text(&r.group_id)), fixture.str("group_id"), "{name}");
+            let members: Vec<String> = if fixture.int("api_version") >= 3 {
+                r.members.iter().map(|m| text(&m.member_id)).collect()
+            } else {
+                vec![text(&r.member_id)]
+            };
+            assert_eq!(Some(members), names(fixture, "members"), "{name}");
+            "LeaveGroup"
+        }
+        RequestBody::OffsetFetch(r) => {
+            let groups: Vec<Value> = if fixture.int("api_version") >= 8 {
+                r.groups
+                    .iter()
+                    .map(|g| {
+                        let topics: Vec<Value> = g
+                            .topics
+                            .iter()
+                            .flatten()
+                            .map(|t| json_topic(&t.name, &t.partition_indexes))
+                            .collect();
+                        Value::from(vec![Value::from(text(&g.group_id)), Value::from(topics)])
+                    })
+                    .collect()
+            } else {
+                let topics: Vec<Value> = r
+                    .topics
+                    .iter()
+                    .flatten()
+                    .map(|t| json_topic(&t.name, &t.partition_indexes))
+                    .collect();
+                vec![Value::from(vec![
+                    Value::from(text(&r.group_id)),
+                    Value::from(topics),
+                ])]
+            };
+            assert_eq!(Value::from(groups), fixture.manifest["groups"], "{name}");
+            "OffsetFetch"
+        }
+        RequestBody::OffsetCommit(r) => {
+            assert_eq!(Some(&*text(&r.group_id)), fixture.str("group_id"), "{name}");
+            assert_eq!(
+                Some(&*text(&r.member_id)),
+                fixture.str("member_id"),
+                "{name}"
+            );
+            let got: Vec<(String, i64, i64)> = r
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(move |p| {
+                        (
+                            text(&t.name),
+                            i64::from(p.partition_index),
+                            p.committed_offset,
+                        )
+                    })
+                })
+                .collect();
+            assert_eq!(got, triples(fixture, "commits"), "{name}");
+            // Both group scenarios consume all 5 seeded records and commit the next offset.
+            assert_eq!(
+                got.iter().map(|c| c.2).collect::<Vec<_>>(),
+                vec![5],
+                "{name}"
+            );
+            "OffsetCommit"
+        }
         other => panic!("{name}: no capture scenario sends {:?}", other.api_key()),
     }
 }
@@ -560,7 +697,7 @@ fn request_bodies_decode_to_the_fields_the_client_sent() {
             .or_default() += 1;
     }
     assert_eq!(per_api.values().sum::<usize>(), fixtures.len());
-    assert_eq!(per_api.len(), 10, "{per_api:?}");
+    assert_eq!(per_api.len(), 16, "{per_api:?}");
 }
 
 #[test]
