@@ -19,6 +19,13 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Most partitions one topic may have on this broker: each partition holds a write buffer and a
 /// tail cache, so this bounds a single CreateTopics request's memory.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 1024;
+/// Write-behind buffer of a partition's active segment. The log keeps up to four (two writes in
+/// flight, reuse), so with the tail cache a partition holds at most ~8 MiB; the storage default
+/// (4 MiB buffers, 8 MiB cache, ~24 MiB a partition) is too much for brokers with hundreds of
+/// partitions. A per-core memory budget should replace these per-partition sizes.
+pub const PARTITION_WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// Recent batches kept in memory per partition for tailing consumers.
+pub const PARTITION_TAIL_CACHE_BYTES: usize = 4 << 20;
 /// Most topics the broker keeps.
 pub const TOPICS_MAX: usize = 10_000;
 
@@ -214,10 +221,6 @@ impl TopicConfig {
         let batch_bytes_max = self
             .max_message_bytes
             .max(spate_wire::batch::BATCH_HEADER_BYTES);
-        let write_buffer_bytes_max = defaults.write_buffer_bytes_max.max(
-            (batch_bytes_max + 2 * spate_storage::io::BLOCK_BYTES)
-                .next_multiple_of(spate_storage::io::BLOCK_BYTES),
-        );
         LogConfig {
             segment_bytes_max: self.segment_bytes,
             segment_ms: self.segment_ms,
@@ -232,7 +235,8 @@ impl TopicConfig {
                 FlushMode::Never => FlushPolicy::Never,
             },
             batch_bytes_max,
-            write_buffer_bytes_max,
+            write_buffer_bytes_max: PARTITION_WRITE_BUFFER_BYTES,
+            tail_cache_bytes_max: PARTITION_TAIL_CACHE_BYTES,
             ..defaults
         }
     }
