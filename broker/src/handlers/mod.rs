@@ -10,6 +10,7 @@ mod create_topics;
 mod delete_topics;
 mod describe_configs;
 mod fetch;
+mod find_coordinator;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
@@ -31,7 +32,11 @@ use crate::topics::{self, TopicConfig, TopicError, TopicMeta};
 
 /// The APIs this broker implements, and so advertises.
 pub fn version_table() -> VersionTable {
-    VersionTable::new(ApiSet::core().with(ApiKey::CreatePartitions))
+    VersionTable::new(
+        ApiSet::core()
+            .with(ApiKey::CreatePartitions)
+            .with(ApiKey::FindCoordinator),
+    )
 }
 
 /// Handles one request frame. `None` means: close the connection.
@@ -89,6 +94,7 @@ pub async fn handle(core: &Core, frame: Bytes) -> Option<ResponseParts> {
             create_partitions::handle(core, &header, request).await
         }
         RequestBody::DescribeConfigs(request) => describe_configs::handle(core, &header, request),
+        RequestBody::FindCoordinator(request) => find_coordinator::handle(core, &header, request),
         RequestBody::OffsetForLeaderEpoch(request) => {
             offset_for_leader_epoch::handle(core, &header, request).await
         }

@@ -1,0 +1,89 @@
+//! FindCoordinator (key 10): which broker coordinates a consumer group (or a transactional id).
+//!
+//! On one broker the answer for a group is always this broker. Transaction coordination does not
+//! exist yet, so transactional keys get COORDINATOR_NOT_AVAILABLE. The API is advertised even
+//! though the group APIs (JoinGroup, OffsetCommit, ...) are not yet: librdkafka enables LZ4
+//! compression only for brokers that advertise FindCoordinator (its LZ4 feature dates from the
+//! same Kafka release), and otherwise silently sends lz4 producers' batches uncompressed.
+
+use spate_wire::header::RequestHeader;
+use spate_wire::kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use spate_wire::kafka_protocol::messages::find_coordinator_response::{
+    Coordinator, FindCoordinatorResponse,
+};
+use spate_wire::kafka_protocol::messages::BrokerId;
+use spate_wire::kafka_protocol::protocol::StrBytes;
+use spate_wire::ErrorCode;
+
+use super::{respond, str_bytes};
+use crate::connection::ResponseParts;
+use crate::core::Core;
+
+const KEY_TYPE_GROUP: i8 = 0;
+/// Keys one request may name (v4+ batches them): bounds the response.
+const KEYS_PER_REQUEST_MAX: usize = 10_000;
+
+/// The answer for one key: node, host and port, or an error.
+fn lookup(
+    core: &Core,
+    key_type: i8,
+) -> Result<(BrokerId, StrBytes, i32), (ErrorCode, &'static str)> {
+    if key_type == KEY_TYPE_GROUP {
+        Ok((
+            BrokerId(core.config.node_id),
+            str_bytes(&core.config.advertised_host),
+            i32::from(core.config.advertised_port),
+        ))
+    } else {
+        Err((
+            ErrorCode::CoordinatorNotAvailable,
+            "transactions are not supported yet",
+        ))
+    }
+}
+
+pub fn handle(
+    core: &Core,
+    header: &RequestHeader,
+    request: FindCoordinatorRequest,
+) -> Option<ResponseParts> {
+    let version = header.api_version;
+    let mut response = FindCoordinatorResponse::default();
+    if version >= 4 {
+        for key in request.coordinator_keys.iter().take(KEYS_PER_REQUEST_MAX) {
+            let mut c = Coordinator::default();
+            c.key = key.clone();
+            match lookup(core, request.key_type) {
+                Ok((node, host, port)) => {
+                    c.node_id = node;
+                    c.host = host;
+                    c.port = port;
+                }
+                Err((error, message)) => {
+                    c.node_id = BrokerId(-1);
+                    c.port = -1;
+                    c.error_code = error.code();
+                    c.error_message = Some(str_bytes(message));
+                }
+            }
+            response.coordinators.push(c);
+        }
+    } else {
+        match lookup(core, request.key_type) {
+            Ok((node, host, port)) => {
+                response.node_id = node;
+                response.host = host;
+                response.port = port;
+            }
+            Err((error, message)) => {
+                response.node_id = BrokerId(-1);
+                response.port = -1;
+                response.error_code = error.code();
+                if version >= 1 {
+                    response.error_message = Some(str_bytes(message));
+                }
+            }
+        }
+    }
+    respond(header, &response)
+}
