@@ -60,6 +60,91 @@ pub fn io_memory_budget_bytes(memlock_limit_bytes: Option<usize>, cores: usize) 
     rounded.clamp(IO_MEMORY_GRANULE_BYTES, IO_MEMORY_BYTES_MAX)
 }
 
+/// Fails if another socket listens on `addr`.
+///
+/// glommio binds with SO_REUSEPORT, which would let a second broker (same user) share the port
+/// silently and split clients between the two. A bind without SO_REUSEPORT fails while anyone
+/// listens there. It must not listen itself: a client connecting during the check would be
+/// accepted into this socket's backlog and then reset.
+fn check_port_free(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (family, storage, len) = sockaddr(addr);
+    // SAFETY: plain socket(2); the fd is owned (and closed) by `OwnedFd` below.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SO_REUSEADDR only, as std's listeners do: TIME_WAIT leftovers of a previous run do not
+    // count as taken, a listening socket does.
+    // SAFETY: valid fd, option value points to a c_int of the given size.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for `family`.
+    let rc = unsafe {
+        libc::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn sockaddr(addr: std::net::SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; all-zero is a valid (unspecified) value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match addr {
+        std::net::SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            (
+                libc::AF_INET,
+                storage,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        }
+        std::net::SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            (
+                libc::AF_INET6,
+                storage,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        }
+    }
+}
+
 /// CPUs this process may run on, in order.
 fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for the calling thread.
@@ -119,12 +204,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    // glommio binds with SO_REUSEPORT, which would let a second broker (same user) share the
-    // port silently and split clients between the two. A plain bind fails if anyone holds it.
-    drop(
-        std::net::TcpListener::bind(config.listen)
-            .with_context(|| format!("listen address {} is not available", config.listen))?,
-    );
+    check_port_free(config.listen)
+        .with_context(|| format!("listen address {} is not available", config.listen))?;
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
