@@ -8,6 +8,7 @@ thousands of acknowledged records of a partition in about one run in eight; the 
 partition, each open starting a fresh log over the same files."""
 
 import threading
+import time
 
 import pytest
 
@@ -15,8 +16,9 @@ import ck
 from records import PARTITIONS, Read, check_reads
 
 # Many small rounds: the race is in creation, so records only need to show what was lost.
-TOPICS = 10
+TOPICS = 16
 RECORDS_PER_PRODUCER = 3_000
+STAGGER_S = 0.01
 
 
 def produce_partition(bootstrap, topic, partition, barrier, acked, errors):
@@ -24,6 +26,9 @@ def produce_partition(bootstrap, topic, partition, barrier, acked, errors):
     seqs = range(partition, RECORDS_PER_PRODUCER * PARTITIONS, PARTITIONS)
     try:
         barrier.wait(timeout=30)
+        # Staggered starts: later producers ask for the topic while earlier ones already write
+        # to it, which is when a second creation destroys acknowledged records.
+        time.sleep(partition * STAGGER_S)
         acked.update(ck.produce_range(p, topic, topic, seqs))
     except BaseException as e:  # noqa: BLE001 - reported by the main thread
         errors.append(e)
