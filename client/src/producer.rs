@@ -238,6 +238,12 @@ impl Producer {
                 return Ok(*n);
             }
         }
+        if self.cluster.topic(topic).is_none() {
+            // The Metadata request needs the connection idle.
+            while !self.in_flight.is_empty() {
+                self.receive_one(None).await?;
+            }
+        }
         let n = self.cluster.partitions(topic).await?;
         self.last_topic = Some((Arc::from(topic), n));
         Ok(n)
@@ -322,7 +328,9 @@ impl Producer {
     /// lingering are closed only when a request slot is free, so they keep filling while the
     /// broker is busy (Kafka's `linger.ms` works the same way).
     async fn dispatch(&mut self) -> Result<(), ClientError> {
-        if self.needs_refresh && self.acc.ready_len() > 0 {
+        // Metadata goes over the same connection and needs it idle: refresh once the requests
+        // in flight are answered (their batches may need the retry too).
+        if self.needs_refresh && self.acc.ready_len() > 0 && self.in_flight.is_empty() {
             self.cluster.backoff().await;
             let _ = self
                 .cluster

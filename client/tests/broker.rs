@@ -338,3 +338,34 @@ fn consumer_at_latest_long_polls_for_new_records_and_acks_zero_delivers() {
         assert_eq!(again[&0].iter().filter(|r| r.2 == b"old").count(), 10);
     });
 }
+
+#[test]
+fn producer_meets_a_new_topic_while_requests_are_in_flight() {
+    let broker = Broker::start("two-topics");
+    let addr = broker.addr;
+    run(async move {
+        let (deliveries, callback) = recorder();
+        let mut config = ProducerConfig::new(ClientConfig::new(addr));
+        config.acks = Acks::Leader;
+        config.batch.batch_bytes_max = 1024;
+        config.batch.linger_ms = 0;
+        let mut producer = Producer::connect(config, callback).await.unwrap();
+        let value = [5u8; 200];
+        for _ in 0..50 {
+            producer
+                .send("first", None, Some(&value), &[])
+                .await
+                .unwrap();
+        }
+        assert!(producer.in_flight() > 0, "requests still unanswered");
+        // Needs a Metadata round trip for the new topic on the same connection.
+        producer
+            .send("second", None, Some(&value), &[])
+            .await
+            .unwrap();
+        producer.flush().await.unwrap();
+        let d = deliveries.borrow();
+        let count = |t: &str| d.iter().filter(|x| x.0 == t).map(|x| x.2).sum::<i32>();
+        assert_eq!((count("first"), count("second")), (50, 1));
+    });
+}
