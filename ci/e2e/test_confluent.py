@@ -5,6 +5,7 @@ import pytest
 
 import ck
 from records import PARTITIONS, RECORDS_PER_CLIENT, check_reads
+from segments import CODECS, stored_codecs
 
 
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
@@ -21,6 +22,10 @@ def test_confluent_round_trip_with_compression(broker, codec):
         assert low == 0
         assert high in (per_partition, per_partition + 1)
     assert sum(h for _, h in ck.high_watermarks(broker.bootstrap, topic)) == RECORDS_PER_CLIENT
+    # The batches on disk carry the codec asked for: librdkafka really compressed.
+    for partition in range(PARTITIONS):
+        codecs = stored_codecs(broker.data_dir, topic, partition)
+        assert set(codecs) == {CODECS[codec]}, f"partition {partition}: batches by codec {dict(codecs)}"
 
 
 @pytest.mark.parametrize("acks", ["0", "1"])
