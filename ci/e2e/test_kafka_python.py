@@ -4,7 +4,8 @@ import pytest
 
 import ck
 import kp
-from records import RECORDS_PER_CLIENT, check_reads
+from records import PARTITIONS, RECORDS_PER_CLIENT, check_reads
+from segments import CODECS, stored_codecs
 
 
 @pytest.mark.parametrize("cores", [1, 2])
@@ -32,3 +33,6 @@ def test_kafka_python_gzip_acks_1(broker):
         p.close()
     reads = kp.consume_all(broker.bootstrap, topic, count)
     check_reads(tag, reads, count, acked_offsets=acked)
+    for partition in range(PARTITIONS):
+        codecs = stored_codecs(broker.data_dir, topic, partition)
+        assert set(codecs) == {CODECS["gzip"]}, f"partition {partition}: batches by codec {dict(codecs)}"
