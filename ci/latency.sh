@@ -29,7 +29,18 @@ fi
 ${pin_broker[@]+"${pin_broker[@]}"} "$target/release/spate" --listen "127.0.0.1:$port" --data-dir "$work/data" \
   --cores 1 --log-level warn &
 broker=$!
-trap 'kill "$broker" 2>/dev/null || true; wait "$broker" 2>/dev/null || true' EXIT
+stop_broker() {
+  kill "$broker" 2>/dev/null || return 0
+  # The broker has been seen to hang on SIGTERM after heavy runs: do not hang CI with it.
+  for _ in $(seq 50); do kill -0 "$broker" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$broker" 2>/dev/null; then
+    echo "latency.sh: broker ignored SIGTERM for 5 s, killing it" >&2
+    kill -9 "$broker" 2>/dev/null || true
+  fi
+  wait "$broker" 2>/dev/null || true
+  rm -rf "$work/data"
+}
+trap stop_broker EXIT
 for _ in $(seq 100); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
   sleep 0.1
