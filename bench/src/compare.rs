@@ -58,10 +58,12 @@ fn rows(s: &Summary) -> Vec<(&'static str, f64)> {
 pub fn table(a_name: &str, a: &Summary, b_name: &str, b: &Summary) -> String {
     use std::fmt::Write;
     let mut out = String::new();
+    let wa = a_name.len().max(16);
+    let wb = b_name.len().max(16);
     let _ = writeln!(
         out,
-        "{:<16} {:>16} {:>16} {:>8}",
-        "metric", a_name, b_name, "B/A"
+        "{:<16} {a_name:>wa$} {b_name:>wb$} {:>8}",
+        "metric", "B/A"
     );
     for ((name, va), (_, vb)) in rows(a).into_iter().zip(rows(b)) {
         let ratio = if va == 0.0 {
@@ -69,7 +71,7 @@ pub fn table(a_name: &str, a: &Summary, b_name: &str, b: &Summary) -> String {
         } else {
             format!("{:.3}", vb / va)
         };
-        let _ = writeln!(out, "{name:<16} {va:>16.1} {vb:>16.1} {ratio:>8}");
+        let _ = writeln!(out, "{name:<16} {va:>wa$.1} {vb:>wb$.1} {ratio:>8}");
     }
     out
 }
