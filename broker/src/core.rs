@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures::future::join_all;
 use spate_storage::io::glommio::GlommioDisk;
-use spate_storage::sync::Notify;
+use spate_storage::sync::{AsyncMutex, Notify};
 use spate_storage::{Log, ReadChunk, ReadUpTo, StorageError};
 use spate_wire::batch::{batches, verify_crc};
 use spate_wire::types::{LeaderEpoch, Offset};
@@ -107,6 +107,12 @@ pub struct Core {
     pub topics: RefCell<BTreeMap<String, Rc<TopicMeta>>>,
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<Partition>>>>,
     pub mesh: Mesh,
+    /// Serializes topic changes on the controller core: a change is checked, written and
+    /// broadcast to every core before the next one is even checked. Without it, two clients
+    /// auto-creating one topic at once both passed the existence check while the first
+    /// broadcast was in flight, and every core opened the partitions twice, the second log
+    /// replacing the first and losing what had been acknowledged to it.
+    topic_changes: AsyncMutex<()>,
 }
 
 impl std::fmt::Debug for Core {
@@ -143,6 +149,7 @@ impl Core {
             topics: RefCell::new(BTreeMap::new()),
             partitions: RefCell::new(HashMap::new()),
             mesh,
+            topic_changes: AsyncMutex::new(()),
         }
     }
 
@@ -584,6 +591,7 @@ impl Core {
 
     async fn create_topics(&self, metas: Vec<TopicMeta>) -> Vec<(ErrorCode, Option<String>)> {
         assert_eq!(self.id, CONTROLLER_CORE);
+        let _serialized = self.topic_changes.lock().await;
         let mut results = Vec::with_capacity(metas.len());
         for meta in metas {
             if self.topic(&meta.name).is_some() {
@@ -615,6 +623,7 @@ impl Core {
 
     async fn delete_topics(&self, names: Vec<String>) -> Vec<(ErrorCode, Option<String>)> {
         assert_eq!(self.id, CONTROLLER_CORE);
+        let _serialized = self.topic_changes.lock().await;
         let mut results = Vec::with_capacity(names.len());
         for name in names {
             if self.topic(&name).is_none() {
@@ -638,6 +647,7 @@ impl Core {
         changes: Vec<(String, i32)>,
     ) -> Vec<(ErrorCode, Option<String>)> {
         assert_eq!(self.id, CONTROLLER_CORE);
+        let _serialized = self.topic_changes.lock().await;
         let mut results = Vec::with_capacity(changes.len());
         for (name, count) in changes {
             let Some(current) = self.topic(&name) else {

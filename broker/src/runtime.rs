@@ -28,6 +28,8 @@ const IO_MEMORY_RINGS: usize = 3;
 const MEMLOCK_SHARE_PERCENT: usize = 75;
 /// Registered buffers are carved in pages; round budgets down to this.
 const IO_MEMORY_GRANULE_BYTES: usize = 64 << 10;
+/// How long startup waits for a listener on its port to go away (a process just killed).
+const PORT_CHECK_GRACE: Duration = Duration::from_secs(2);
 /// How often executors look at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 
@@ -60,89 +62,75 @@ pub fn io_memory_budget_bytes(memlock_limit_bytes: Option<usize>, cores: usize) 
     rounded.clamp(IO_MEMORY_GRANULE_BYTES, IO_MEMORY_BYTES_MAX)
 }
 
-/// Fails if another socket listens on `addr`.
+/// Fails if a socket already listens on `addr`'s port (on that address or a wildcard).
 ///
-/// glommio binds with SO_REUSEPORT, which would let a second broker (same user) share the port
-/// silently and split clients between the two. A bind without SO_REUSEPORT fails while anyone
-/// listens there. It must not listen itself: a client connecting during the check would be
-/// accepted into this socket's backlog and then reset.
+/// glommio binds with SO_REUSEPORT, which would let a second broker of the same user share the
+/// port silently and split clients between the two. A test bind cannot tell a listening broker
+/// from the TIME-WAIT leftovers of a killed one (those carry SO_REUSEPORT too and make a
+/// plain bind fail for a minute), so this reads the kernel's socket tables instead: only a
+/// socket in LISTEN state counts.
 fn check_port_free(addr: std::net::SocketAddr) -> std::io::Result<()> {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let (family, storage, len) = sockaddr(addr);
-    // SAFETY: plain socket(2); the fd is owned (and closed) by `OwnedFd` below.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // SO_REUSEADDR only, as std's listeners do: TIME_WAIT leftovers of a previous run do not
-    // count as taken, a listening socket does.
-    // SAFETY: valid fd, option value points to a c_int of the given size.
-    unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for `family`.
-    let rc = unsafe {
-        libc::bind(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = match std::fs::read_to_string(table) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(holder) = listening_on(&text, addr) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("a socket already listens on {holder} (another broker?)"),
+            ));
+        }
     }
     Ok(())
 }
 
-fn sockaddr(addr: std::net::SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; all-zero is a valid (unspecified) value.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    match addr {
-        std::net::SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            (
-                libc::AF_INET,
-                storage,
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
+/// The local address of a LISTEN socket in a /proc/net/tcp{,6} table that conflicts with
+/// `addr`: same port, and the same address or either side a wildcard.
+fn listening_on(table: &str, addr: std::net::SocketAddr) -> Option<String> {
+    const TCP_LISTEN: &str = "0A";
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+            continue;
+        };
+        if *state != TCP_LISTEN {
+            continue;
         }
-        std::net::SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: v6.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            (
-                libc::AF_INET6,
-                storage,
-                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
+        let Some((ip_hex, port_hex)) = local.split_once(':') else {
+            continue;
+        };
+        if u16::from_str_radix(port_hex, 16).ok() != Some(addr.port()) {
+            continue;
+        }
+        let listener_wildcard = ip_hex.bytes().all(|b| b == b'0');
+        let conflicts =
+            listener_wildcard || addr.ip().is_unspecified() || hex_ip_matches(ip_hex, addr.ip());
+        if conflicts {
+            return Some(format!("{ip_hex}:{}", addr.port()));
         }
     }
+    None
+}
+
+/// Whether a /proc/net/tcp address (hex of the address bytes as the kernel stores them, in
+/// host order 32-bit words) is `ip`.
+fn hex_ip_matches(hex: &str, ip: std::net::IpAddr) -> bool {
+    let octets: Vec<u8> = match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    if hex.len() != octets.len() * 2 {
+        return false;
+    }
+    // The kernel prints each 32-bit word of the address as a native-endian integer.
+    let mut expected = String::with_capacity(hex.len());
+    for word in octets.chunks(4) {
+        let value = u32::from_ne_bytes([word[0], word[1], word[2], word[3]]);
+        expected.push_str(&format!("{value:08X}"));
+    }
+    expected.eq_ignore_ascii_case(hex)
 }
 
 /// CPUs this process may run on, in order.
@@ -159,19 +147,34 @@ fn allowed_cpus() -> Vec<usize> {
     }
 }
 
-/// Set once by the signal thread; read by every executor on a timer.
+/// Set once by the signal thread; read by every executor on a timer. Also counts the cores
+/// that have drained their connections: a core keeps answering other cores until every core
+/// has drained, since a connection on one core may wait for a reply from another.
 #[derive(Debug, Default)]
-pub struct ShutdownFlag(AtomicBool);
+pub struct ShutdownFlag {
+    triggered: AtomicBool,
+    drained_cores: std::sync::atomic::AtomicUsize,
+}
 
 impl ShutdownFlag {
     /// Asks every core to stop accepting and drain.
     pub fn trigger(&self) {
-        self.0.store(true, Ordering::Release);
+        self.triggered.store(true, Ordering::Release);
     }
 
     /// Whether shutdown was asked for.
     pub fn is_triggered(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.triggered.load(Ordering::Acquire)
+    }
+
+    /// Records that one more core has no connections left.
+    pub fn core_drained(&self) {
+        self.drained_cores.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether `cores` cores have drained.
+    pub fn all_drained(&self, cores: usize) -> bool {
+        self.drained_cores.load(Ordering::Acquire) >= cores
     }
 
     /// Resolves once shutdown was asked for.
@@ -204,8 +207,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    check_port_free(config.listen)
-        .with_context(|| format!("listen address {} is not available", config.listen))?;
+    // A broker killed a moment ago may still show its listener while the kernel tears the
+    // process down: give that a little time before calling the port taken.
+    let mut port_check = check_port_free(config.listen);
+    let check_started = std::time::Instant::now();
+    while port_check.is_err() && check_started.elapsed() < PORT_CHECK_GRACE {
+        std::thread::sleep(Duration::from_millis(50));
+        port_check = check_port_free(config.listen);
+    }
+    port_check.with_context(|| format!("listen address {} is not available", config.listen))?;
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
@@ -314,6 +324,30 @@ impl Drop for TaskGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_check_sees_only_listening_sockets() {
+        let table = "  sl  local_address rem_address   st\n\
+             0: 0100007F:4E20 00000000:0000 0A 0:0\n\
+             1: 0100007F:4E21 0100007F:C350 06 0:0\n\
+             2: 00000000:4E22 00000000:0000 0A 0:0\n";
+        let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        assert!(
+            listening_on(table, at(0x4E20)).is_some(),
+            "listener on 127.0.0.1"
+        );
+        assert!(
+            listening_on(table, at(0x4E21)).is_none(),
+            "TIME-WAIT does not count"
+        );
+        assert!(
+            listening_on(table, at(0x4E22)).is_some(),
+            "wildcard listener"
+        );
+        assert!(listening_on(table, at(0x4E23)).is_none());
+        let other_ip = std::net::SocketAddr::from(([10, 0, 0, 1], 0x4E20));
+        assert!(listening_on(table, other_ip).is_none());
+    }
 
     #[test]
     fn io_memory_fits_this_machines_limit() {

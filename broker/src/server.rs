@@ -134,6 +134,13 @@ pub async fn serve_core(
     if connections.count() > 0 {
         warn!(core = id, open = connections.count(), "drain timed out");
     }
+    // Keep serving other cores' requests (this executor's mesh tasks stay alive) until every
+    // core has drained: a connection elsewhere may be waiting on a reply from this core.
+    shutdown.core_drained();
+    let barrier_started = Instant::now();
+    while !shutdown.all_drained(config.cores) && barrier_started.elapsed() < DRAIN_TIMEOUT {
+        glommio::timer::sleep(DRAIN_POLL).await;
+    }
     maintenance.await;
     core.close_all().await;
     // Other cores may still forward work to us until they stop; the mesh closes with us.
