@@ -16,4 +16,13 @@ cargo test --workspace
 echo "== tuning kit"
 bash tuning/test.sh
 
+echo "== end-to-end tests with real Kafka clients (installs kcat and a Python venv)"
+bash ci/e2e.sh
+
+echo "== Spate-encoded responses decoded by kafka-python"
+.venv/bin/python ci/capture/check_responses.py
+
+echo "== latency gate against the committed baseline"
+bash ci/latency.sh
+
 echo "== all checks passed"
