@@ -5,7 +5,8 @@ every acknowledged record must be readable at its acknowledged offset.
 Found with kcat: six `kcat -P -p N` processes started together to a new topic lost the first
 thousands of acknowledged records of a partition in about one run in eight; the broker log shows
 "topic created" several times and "partition opened ... log_end=0" up to six times for one
-partition, each open starting a fresh log over the same files."""
+partition, each open starting a fresh log over the same files. Fixed in 124b5db (topic changes
+serialised on the controller); this guards against it coming back."""
 
 import threading
 import time

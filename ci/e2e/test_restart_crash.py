@@ -118,7 +118,8 @@ def test_kill9_during_acks_all_loses_no_acknowledged_record(start_broker, flush_
 def test_restart_right_after_kill9_with_a_connected_client(start_broker):
     """A crashed broker must come back on its port at once, even though the kernel still holds
     the dead process's connections (FIN-WAIT-2, then TIME-WAIT for up to 60 s) when the
-    restart happens: Kafka brokers bind with SO_REUSEADDR for exactly this."""
+    restart happens: Kafka brokers bind with SO_REUSEADDR for exactly this. (Spate's port check
+    refused such restarts for a minute until 124b5db.)"""
     broker = start_broker(cores=2, args=["--num-partitions", "1"])
     ck.create_topic(broker.bootstrap, "idle", partitions=1)
     p = ck.producer(broker.bootstrap, acks="all")

@@ -4,7 +4,8 @@ consumer that had a long-poll Fetch parked on the other core's partition went aw
 Found through the 10 s teardowns of the round-trip tests: the broker logged "drain timed out
 core=N open=1" and `ss` showed the connection in CLOSE-WAIT with its FIN unread. A Fetch for
 partitions on both cores is forwarded to the other core; that core stops first and the
-connection waits for a reply that never comes."""
+connection waits for a reply that never comes. Fixed in 124b5db (cores serve each other until
+all have drained); this guards against it coming back."""
 
 from confluent_kafka import TopicPartition
 
