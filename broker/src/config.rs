@@ -47,6 +47,9 @@ macro_rules! settings {
         }
 
         impl Settings {
+            /// Every setting's name, as in the file but with `_` for `-`.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+
             /// Keeps every value given here, filling the rest from `lower`.
             pub fn or(self, lower: Settings) -> Settings {
                 Settings { $( $field: self.$field.or(lower.$field), )* }
@@ -131,6 +134,8 @@ pub struct Config {
     pub connections_per_core_max: usize,
     pub auto_create_topics: bool,
     pub topic_defaults: TopicDefaults,
+    /// `SPATE_*` environment variables that name no setting (logged at startup).
+    pub ignored_env: Vec<String>,
 }
 
 /// Broker-wide defaults for per-topic settings.
@@ -165,8 +170,10 @@ impl Config {
             Some(path) => settings_from_file(path)?,
             None => Settings::default(),
         };
-        let env = settings_from_env(std::env::vars())?;
-        Config::resolve(cli.settings.or(file).or(env))
+        let (env, ignored_env) = settings_from_env(std::env::vars())?;
+        let mut config = Config::resolve(cli.settings.or(file).or(env))?;
+        config.ignored_env = ignored_env;
+        Ok(config)
     }
 
     /// Applies defaults to merged settings and checks them.
@@ -214,6 +221,7 @@ impl Config {
             io_memory_bytes: s.io_memory_bytes,
             frame_bytes_max,
             connections_per_core_max,
+            ignored_env: Vec::new(),
             auto_create_topics: s.auto_create_topics.unwrap_or(true),
             topic_defaults: TopicDefaults {
                 num_partitions,
@@ -251,14 +259,24 @@ fn settings_from_file(path: &std::path::Path) -> anyhow::Result<Settings> {
 }
 
 /// Builds settings from `SPATE_*` variables: `SPATE_SEGMENT_BYTES=5` becomes the TOML key
-/// `segment-bytes = 5`, so values parse exactly as in the file.
-fn settings_from_env(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<Settings> {
+/// `segment-bytes = 5`, so values parse exactly as in the file. Variables that name no setting
+/// are returned, not refused: the environment is shared with other tools (test harnesses set
+/// `SPATE_BIN` and the like), unlike the config file, where an unknown key is an error. The
+/// caller logs them, so a misspelt setting is still visible.
+fn settings_from_env(
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<(Settings, Vec<String>)> {
     let mut table = toml::Table::new();
+    let mut ignored = Vec::new();
     for (name, value) in vars {
         let Some(key) = name.strip_prefix("SPATE_") else {
             continue;
         };
-        let key = key.to_ascii_lowercase().replace('_', "-");
+        let key = key.to_ascii_lowercase();
+        if !Settings::KEYS.contains(&key.as_str()) {
+            ignored.push(name);
+            continue;
+        }
         // Numbers and booleans parse as TOML scalars; anything else is taken as a string.
         let parsed = format!("v = {value}")
             .parse::<toml::Table>()
@@ -266,10 +284,11 @@ fn settings_from_env(vars: impl Iterator<Item = (String, String)>) -> anyhow::Re
             .and_then(|mut t| t.remove("v"))
             .filter(|v| !v.is_table() && !v.is_array())
             .unwrap_or(toml::Value::String(value));
-        table.insert(key, parsed);
+        table.insert(key.replace('_', "-"), parsed);
     }
-    Settings::deserialize(toml::Value::Table(table))
-        .context("reading SPATE_* environment variables")
+    let settings = Settings::deserialize(toml::Value::Table(table))
+        .context("reading SPATE_* environment variables")?;
+    Ok((settings, ignored))
 }
 
 #[cfg(test)]
@@ -304,13 +323,14 @@ mod tests {
             ..Settings::default()
         };
         let file: Settings = toml::from_str("segment-bytes = 20000\nnum-partitions = 3\n").unwrap();
-        let environment = settings_from_env(env(&[
+        let (environment, ignored) = settings_from_env(env(&[
             ("SPATE_SEGMENT_BYTES", "30000"),
             ("SPATE_NUM_PARTITIONS", "4"),
             ("SPATE_FLUSH_MODE", "every-append"),
             ("PATH", "/bin"),
         ]))
         .unwrap();
+        assert!(ignored.is_empty());
         let config = Config::resolve(flags.or(file).or(environment)).unwrap();
         assert_eq!(config.topic_defaults.segment_bytes, 10_000);
         assert_eq!(config.topic_defaults.num_partitions, 3);
@@ -318,14 +338,19 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_errors_not_silent_defaults() {
+    fn unknown_file_keys_are_errors_and_unknown_env_vars_are_reported() {
         assert!(toml::from_str::<Settings>("segment-byte = 1\n").is_err());
-        assert!(settings_from_env(env(&[("SPATE_SEGMENT_BYTE", "1")])).is_err());
+        let (settings, ignored) =
+            settings_from_env(env(&[("SPATE_SEGMENT_BYTE", "1"), ("SPATE_BIN", "/x")])).unwrap();
+        assert_eq!(settings.segment_bytes, None);
+        assert_eq!(ignored, vec!["SPATE_SEGMENT_BYTE", "SPATE_BIN"]);
+        // A known variable with a bad value is still an error.
+        assert!(settings_from_env(env(&[("SPATE_CORES", "many")])).is_err());
     }
 
     #[test]
     fn environment_values_parse_like_file_values() {
-        let s = settings_from_env(env(&[
+        let (s, _) = settings_from_env(env(&[
             ("SPATE_LISTEN", "0.0.0.0:19092"),
             ("SPATE_AUTO_CREATE_TOPICS", "false"),
             ("SPATE_DATA_DIR", "/var/lib/spate"),

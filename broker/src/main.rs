@@ -26,6 +26,9 @@ fn main() -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "starting spate"
     );
+    for name in &config.ignored_env {
+        tracing::warn!(variable = %name, "ignoring environment variable that names no setting");
+    }
     runtime::run(config)
 }
 

@@ -147,12 +147,14 @@ fn allowed_cpus() -> Vec<usize> {
     }
 }
 
-/// Set once by the signal thread; read by every executor on a timer. Also counts the cores
-/// that have drained their connections: a core keeps answering other cores until every core
-/// has drained, since a connection on one core may wait for a reply from another.
+/// Set once by the signal thread; read by every executor on a timer. Also the two barriers
+/// of a core's life: no core accepts clients before every core has recovered its partitions
+/// (a connection on one core may ask about another's), and no core stops answering other cores
+/// before every core has drained its connections (one may wait for a reply from another).
 #[derive(Debug, Default)]
 pub struct ShutdownFlag {
     triggered: AtomicBool,
+    loaded_cores: std::sync::atomic::AtomicUsize,
     drained_cores: std::sync::atomic::AtomicUsize,
 }
 
@@ -165,6 +167,16 @@ impl ShutdownFlag {
     /// Whether shutdown was asked for.
     pub fn is_triggered(&self) -> bool {
         self.triggered.load(Ordering::Acquire)
+    }
+
+    /// Records that one more core has recovered its partitions.
+    pub fn core_loaded(&self) {
+        self.loaded_cores.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether `cores` cores have recovered their partitions.
+    pub fn all_loaded(&self, cores: usize) -> bool {
+        self.loaded_cores.load(Ordering::Acquire) >= cores
     }
 
     /// Records that one more core has no connections left.
@@ -250,7 +262,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("spate-core-{core}"))
             .io_memory(io_memory)
-            .spawn(move || async move { server::serve_core(config, mesh, shutdown).await })
+            .spawn(move || async move {
+                let result = server::serve_core(config, mesh, shutdown.clone()).await;
+                if result.is_err() {
+                    // The other cores may be waiting at a barrier for this one.
+                    shutdown.trigger();
+                }
+                result
+            })
             .map_err(|error| anyhow::anyhow!("starting executor for core {core}: {error}"))?;
         handles.push(handle);
     }

@@ -21,6 +21,7 @@ use crate::runtime::{ShutdownFlag, TaskCounter};
 /// How long shutdown waits for in-flight requests before giving up on a connection.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_POLL: Duration = Duration::from_millis(20);
+const STARTUP_POLL: Duration = Duration::from_millis(1);
 
 /// Serves one core until shutdown; returns once its connections have drained and its
 /// partitions are flushed and closed.
@@ -83,6 +84,15 @@ pub async fn serve_core(
         "partitions recovered"
     );
     let maintenance = glommio::spawn_local(core.clone().maintain(shutdown.clone()));
+    // Accept no client before every core has its partitions open: a request landing here may
+    // name a partition another core is still recovering.
+    shutdown.core_loaded();
+    while !shutdown.all_loaded(config.cores) {
+        if shutdown.is_triggered() {
+            break;
+        }
+        glommio::timer::sleep(STARTUP_POLL).await;
+    }
 
     let listener = TcpListener::bind(config.listen)
         .map_err(|error| anyhow::anyhow!("core {id}: binding {}: {error}", config.listen))?;
