@@ -175,6 +175,14 @@ impl Core {
         self.topics.borrow().get(name).cloned()
     }
 
+    /// A topic named by name, or by id when the name is absent (Metadata v10+, DeleteTopics v6+).
+    pub fn topic_by_name_or_id(&self, name: Option<&str>, id: [u8; 16]) -> Option<Rc<TopicMeta>> {
+        match name {
+            Some(name) => self.topic(name),
+            None => self.topics.borrow().values().find(|m| m.id == id).cloned(),
+        }
+    }
+
     fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
         self.partitions
             .borrow()

@@ -7,10 +7,10 @@ use spate_wire::kafka_protocol::messages::create_partitions_response::{
 };
 use spate_wire::ErrorCode;
 
-use super::{respond, str_bytes};
+use super::{call_controller, respond, str_bytes};
 use crate::connection::ResponseParts;
-use crate::core::{Core, CONTROLLER_CORE};
-use crate::ops::{CoreReply, CoreRequest};
+use crate::core::Core;
+use crate::ops::CoreRequest;
 use crate::topics::PARTITIONS_PER_TOPIC_MAX;
 
 pub async fn handle(
@@ -51,19 +51,7 @@ pub async fn handle(
     if !changes.is_empty() {
         let (indexes, changes): (Vec<usize>, Vec<(String, i32)>) = changes.into_iter().unzip();
         let count = changes.len();
-        let outcomes = match core
-            .call(CONTROLLER_CORE, CoreRequest::CreatePartitions(changes))
-            .await
-        {
-            Some(CoreReply::Topics(outcomes)) => outcomes,
-            _ => vec![
-                (
-                    ErrorCode::KafkaStorageError,
-                    Some("controller unreachable".to_owned())
-                );
-                count
-            ],
-        };
+        let outcomes = call_controller(core, CoreRequest::CreatePartitions(changes), count).await;
         for (i, (error, message)) in indexes.into_iter().zip(outcomes) {
             results[i].error_code = error.code();
             results[i].error_message = message.as_deref().map(str_bytes);

@@ -8,10 +8,10 @@ use spate_wire::kafka_protocol::messages::delete_topics_response::{
 use spate_wire::ErrorCode;
 use uuid::Uuid;
 
-use super::{respond, str_bytes, topic_name};
+use super::{call_controller, respond, str_bytes, topic_name};
 use crate::connection::ResponseParts;
-use crate::core::{Core, CONTROLLER_CORE};
-use crate::ops::{CoreReply, CoreRequest};
+use crate::core::Core;
+use crate::ops::CoreRequest;
 
 pub async fn handle(
     core: &Core,
@@ -35,15 +35,7 @@ pub async fn handle(
     let mut results = Vec::with_capacity(wanted.len());
     let mut names = Vec::new();
     for (name, id) in wanted {
-        let meta = match &name {
-            Some(name) => core.topic(name),
-            None => core
-                .topics
-                .borrow()
-                .values()
-                .find(|m| Uuid::from_bytes(m.id) == id)
-                .cloned(),
-        };
+        let meta = core.topic_by_name_or_id(name.as_deref(), *id.as_bytes());
         let mut result = DeletableTopicResult::default();
         result.name = name.as_deref().map(topic_name);
         if version >= 6 {
@@ -71,19 +63,7 @@ pub async fn handle(
     if !names.is_empty() {
         let (indexes, names): (Vec<usize>, Vec<String>) = names.into_iter().unzip();
         let count = names.len();
-        let outcomes = match core
-            .call(CONTROLLER_CORE, CoreRequest::DeleteTopics(names))
-            .await
-        {
-            Some(CoreReply::Topics(outcomes)) => outcomes,
-            _ => vec![
-                (
-                    ErrorCode::KafkaStorageError,
-                    Some("controller unreachable".to_owned())
-                );
-                count
-            ],
-        };
+        let outcomes = call_controller(core, CoreRequest::DeleteTopics(names), count).await;
         for (i, (error, message)) in indexes.into_iter().zip(outcomes) {
             results[i].error_code = error.code();
             if version >= 5 {

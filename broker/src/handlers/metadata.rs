@@ -83,15 +83,7 @@ pub async fn handle(
     for (name, id) in requested {
         let mut topic = MetadataResponseTopic::default();
         topic.topic_authorized_operations = i32::MIN;
-        let meta = match &name {
-            Some(name) => core.topic(name),
-            None => core
-                .topics
-                .borrow()
-                .values()
-                .find(|m| Uuid::from_bytes(m.id) == id)
-                .cloned(),
-        };
+        let meta = core.topic_by_name_or_id(name.as_deref(), *id.as_bytes());
         match meta {
             Some(meta) => fill_topic(&mut topic, &meta, node, version),
             None => {

@@ -195,17 +195,17 @@ pub fn new_topic<'a>(
     })
 }
 
-/// Creates topics through the controller core; one result per topic, in order.
-pub async fn create_via_controller(
+/// Runs a topic change on the controller core; one result per topic, in order.
+pub async fn call_controller(
     core: &Core,
-    metas: Vec<TopicMeta>,
+    request: CoreRequest,
+    count: usize,
 ) -> Vec<(ErrorCode, Option<String>)> {
-    let count = metas.len();
-    match core
-        .call(CONTROLLER_CORE, CoreRequest::CreateTopics(metas))
-        .await
-    {
-        Some(CoreReply::Topics(results)) => results,
+    match core.call(CONTROLLER_CORE, request).await {
+        Some(CoreReply::Topics(results)) => {
+            assert_eq!(results.len(), count, "one result per topic");
+            results
+        }
         _ => vec![
             (
                 ErrorCode::KafkaStorageError,
@@ -214,4 +214,13 @@ pub async fn create_via_controller(
             count
         ],
     }
+}
+
+/// Creates topics through the controller core; one result per topic, in order.
+pub async fn create_via_controller(
+    core: &Core,
+    metas: Vec<TopicMeta>,
+) -> Vec<(ErrorCode, Option<String>)> {
+    let count = metas.len();
+    call_controller(core, CoreRequest::CreateTopics(metas), count).await
 }
