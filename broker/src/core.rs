@@ -284,10 +284,13 @@ impl Core {
             }
             CoreRequest::TopicUpserted(meta) => {
                 let name = meta.name.clone();
-                if let Err(e) = self.upsert_topic(meta).await {
-                    error!(core = self.id, topic = %name, error = %e, "cannot open topic partitions");
+                match self.upsert_topic(meta).await {
+                    Ok(()) => CoreReply::Topics(vec![(ErrorCode::None, None)]),
+                    Err(e) => {
+                        error!(core = self.id, topic = %name, error = %e, "cannot open topic partitions");
+                        CoreReply::Topics(vec![(ErrorCode::KafkaStorageError, Some(e.to_string()))])
+                    }
                 }
-                CoreReply::Done
             }
             CoreRequest::TopicRemoved(name) => {
                 self.remove_topic(&name).await;
@@ -349,9 +352,33 @@ impl Core {
     }
 
     /// Sends `make()` to every core (this one included) and waits for all.
-    pub async fn broadcast(&self, make: impl Fn() -> CoreRequest) {
+    pub async fn broadcast(&self, make: impl Fn() -> CoreRequest) -> Vec<Option<CoreReply>> {
         let calls = (0..self.cores).map(|core| self.call(core, make()));
-        join_all(calls).await;
+        join_all(calls).await
+    }
+
+    /// Tells every core about a new or grown topic; the first core's failure to open its
+    /// partitions, if any, as the topic's result (the topic file stays: a restart retries).
+    async fn broadcast_upsert(&self, meta: &TopicMeta) -> (ErrorCode, Option<String>) {
+        for reply in self
+            .broadcast(|| CoreRequest::TopicUpserted(meta.clone()))
+            .await
+        {
+            match reply {
+                Some(CoreReply::Topics(mut results)) => match results.pop() {
+                    Some((ErrorCode::None, _)) => {}
+                    Some(failure) => return failure,
+                    None => {}
+                },
+                _ => {
+                    return (
+                        ErrorCode::KafkaStorageError,
+                        Some("a core did not confirm the topic".to_owned()),
+                    )
+                }
+            }
+        }
+        (ErrorCode::None, None)
     }
 
     async fn produce(&self, op: ProduceOp) -> ProduceResult {
@@ -622,9 +649,7 @@ impl Core {
                 continue;
             }
             info!(topic = %meta.name, partitions = meta.partitions, "topic created");
-            self.broadcast(|| CoreRequest::TopicUpserted(meta.clone()))
-                .await;
-            results.push((ErrorCode::None, None));
+            results.push(self.broadcast_upsert(&meta).await);
         }
         results
     }
@@ -678,9 +703,7 @@ impl Core {
                 results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
                 continue;
             }
-            self.broadcast(|| CoreRequest::TopicUpserted(meta.clone()))
-                .await;
-            results.push((ErrorCode::None, None));
+            results.push(self.broadcast_upsert(&meta).await);
         }
         results
     }
