@@ -12,6 +12,7 @@ from records import PARTITIONS, check_reads, headers_of, key_of, partition_of, s
 
 RESTART_RECORDS = 30_000
 CRASH_PRODUCE_S = 2.0
+CRASH_BURST_RECORDS = 2_000
 
 
 @pytest.mark.parametrize("cores", [1, 2])
@@ -64,6 +65,16 @@ def test_kill9_during_acks_all_loses_no_acknowledged_record(start_broker, flush_
             p.poll(0.01)
         if seq % 100 == 0:
             p.poll(0)
+    # Queue a burst right before the kill, so it interrupts a running producer however fast
+    # the broker acknowledged the loop's records (on an idle machine it can catch up fully).
+    for _ in range(CRASH_BURST_RECORDS):
+        try:
+            p.produce(topic, value=value_of(tag, seq), key=key_of(seq),
+                      partition=partition_of(seq), headers=headers_of(tag, seq),
+                      on_delivery=on_delivery)
+            seq += 1
+        except BufferError:
+            break
     # Records are still queued and in flight at this instant.
     broker.kill9()
     p.purge(in_queue=True, in_flight=True)
