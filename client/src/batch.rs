@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use spate_wire::batch::{compute_crc, Compression, BATCH_HEADER_BYTES, MAGIC_V2};
+use spate_wire::batch::{
+    bytes_field_len, compute_crc, put_bytes_field, put_varint, varint_len, Compression,
+    BATCH_HEADER_BYTES, MAGIC_V2,
+};
 use spate_wire::compression::compress;
 
 use crate::error::ClientError;
@@ -112,24 +115,24 @@ impl OpenBatch {
         let body_len = 1
             + varint_len(timestamp_delta)
             + varint_len(offset_delta)
-            + field_len(key)
-            + field_len(value)
+            + bytes_field_len(key)
+            + bytes_field_len(value)
             + varint_len(headers.len() as i64)
             + headers
                 .iter()
-                .map(|(k, v)| field_len(Some(k.as_bytes())) + field_len(*v))
+                .map(|(k, v)| bytes_field_len(Some(k.as_bytes())) + bytes_field_len(*v))
                 .sum::<usize>();
         put_varint(&mut self.buf, body_len as i64);
         let before = self.buf.len();
         self.buf.put_i8(0);
         put_varint(&mut self.buf, timestamp_delta);
         put_varint(&mut self.buf, offset_delta);
-        put_field(&mut self.buf, key);
-        put_field(&mut self.buf, value);
+        put_bytes_field(&mut self.buf, key);
+        put_bytes_field(&mut self.buf, value);
         put_varint(&mut self.buf, headers.len() as i64);
         for (k, v) in headers {
-            put_field(&mut self.buf, Some(k.as_bytes()));
-            put_field(&mut self.buf, *v);
+            put_bytes_field(&mut self.buf, Some(k.as_bytes()));
+            put_bytes_field(&mut self.buf, *v);
         }
         debug_assert_eq!(self.buf.len() - before, body_len);
         self.record_count += 1;
@@ -359,46 +362,6 @@ pub enum Linger {
     Honour,
     /// Close every open batch (flush).
     Ignore,
-}
-
-fn zigzag(value: i64) -> u64 {
-    ((value << 1) ^ (value >> 63)) as u64
-}
-
-fn varint_len(value: i64) -> usize {
-    let mut v = zigzag(value);
-    let mut len = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        len += 1;
-    }
-    len
-}
-
-fn put_varint(out: &mut BytesMut, value: i64) {
-    let mut v = zigzag(value);
-    while v >= 0x80 {
-        out.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.put_u8(v as u8);
-}
-
-fn field_len(field: Option<&[u8]>) -> usize {
-    match field {
-        None => varint_len(-1),
-        Some(bytes) => varint_len(bytes.len() as i64) + bytes.len(),
-    }
-}
-
-fn put_field(out: &mut BytesMut, field: Option<&[u8]>) {
-    match field {
-        None => put_varint(out, -1),
-        Some(bytes) => {
-            put_varint(out, bytes.len() as i64);
-            out.put_slice(bytes);
-        }
-    }
 }
 
 #[cfg(test)]

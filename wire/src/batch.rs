@@ -509,11 +509,13 @@ impl<'a> BatchBuilder<'a> {
     }
 }
 
-fn zigzag(value: i64) -> u64 {
+/// Zig-zag encoding of a signed value, as Kafka's record varints use.
+pub fn zigzag(value: i64) -> u64 {
     ((value << 1) ^ (value >> 63)) as u64
 }
 
-fn varint_len(value: i64) -> usize {
+/// Bytes [`put_varint`] writes for `value`.
+pub fn varint_len(value: i64) -> usize {
     let mut v = zigzag(value);
     let mut len = 1;
     while v >= 0x80 {
@@ -523,7 +525,8 @@ fn varint_len(value: i64) -> usize {
     len
 }
 
-fn put_varint(out: &mut BytesMut, value: i64) {
+/// Writes `value` as a zig-zag varint (the encoding of record fields inside a batch).
+pub fn put_varint(out: &mut BytesMut, value: i64) {
     let mut v = zigzag(value);
     while v >= 0x80 {
         out.put_u8((v as u8 & 0x7f) | 0x80);
@@ -532,14 +535,16 @@ fn put_varint(out: &mut BytesMut, value: i64) {
     out.put_u8(v as u8);
 }
 
-fn bytes_field_len(field: Option<&[u8]>) -> usize {
+/// Bytes [`put_bytes_field`] writes for `field`.
+pub fn bytes_field_len(field: Option<&[u8]>) -> usize {
     match field {
         None => varint_len(-1),
         Some(b) => varint_len(b.len() as i64) + b.len(),
     }
 }
 
-fn put_bytes_field(out: &mut BytesMut, field: Option<&[u8]>) {
+/// Writes a record's key, value or header field: varint length (-1 for null), then the bytes.
+pub fn put_bytes_field(out: &mut BytesMut, field: Option<&[u8]>) {
     match field {
         None => put_varint(out, -1),
         Some(b) => {
