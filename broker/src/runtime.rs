@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use glommio::{LocalExecutorBuilder, Placement};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::server;
@@ -30,6 +30,11 @@ const MEMLOCK_SHARE_PERCENT: usize = 75;
 const IO_MEMORY_GRANULE_BYTES: usize = 64 << 10;
 /// How long startup waits for a listener on its port to go away (a process just killed).
 const PORT_CHECK_GRACE: Duration = Duration::from_secs(2);
+/// Longest a shutdown may take before the process exits anyway: drain (10 s), the cores'
+/// barrier (10 s) and closing logs, with room to spare.
+const SHUTDOWN_WATCHDOG: Duration = Duration::from_secs(30);
+/// Exit status of a shutdown cut short by the watchdog or a second signal.
+const EXIT_SHUTDOWN_FORCED: i32 = 2;
 /// How often executors look at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 
@@ -302,10 +307,28 @@ fn spawn_signal_thread(shutdown: Arc<ShutdownFlag>) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("spate-signals".to_owned())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                info!(signal, "shutdown requested: draining connections");
-                shutdown.trigger();
+            let Some(signal) = signals.forever().next() else {
+                return;
+            };
+            info!(signal, "shutdown requested: draining connections");
+            shutdown.trigger();
+            // A shutdown that never finishes must not leave a process that ignores SIGTERM
+            // (seen once after heavy load: a core asleep in io_uring with the flag set). After
+            // the watchdog, or on a second signal, exit non-zero with a log line; data that was
+            // acknowledged with acks=all is durable already, the rest is as after a crash.
+            let started = std::time::Instant::now();
+            while started.elapsed() < SHUTDOWN_WATCHDOG {
+                if let Some(again) = signals.pending().next() {
+                    error!(signal = again, "second signal during shutdown: exiting now");
+                    std::process::exit(EXIT_SHUTDOWN_FORCED);
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
+            error!(
+                watchdog_s = SHUTDOWN_WATCHDOG.as_secs(),
+                "shutdown did not finish in time: exiting without a clean close"
+            );
+            std::process::exit(EXIT_SHUTDOWN_FORCED);
         })
         .context("starting signal thread")?;
     Ok(())
