@@ -10,10 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use spate_wire::batch::{
-    bytes_field_len, compute_crc, put_bytes_field, put_varint, varint_len, Compression,
-    BATCH_HEADER_BYTES, MAGIC_V2,
-};
+use spate_wire::batch::{compute_crc, put_record, Compression, BATCH_HEADER_BYTES, MAGIC_V2};
 use spate_wire::compression::compress;
 
 use crate::error::ClientError;
@@ -112,29 +109,14 @@ impl OpenBatch {
     ) {
         let timestamp_delta = timestamp_ms - self.first_timestamp_ms;
         let offset_delta = i64::from(self.record_count);
-        let body_len = 1
-            + varint_len(timestamp_delta)
-            + varint_len(offset_delta)
-            + bytes_field_len(key)
-            + bytes_field_len(value)
-            + varint_len(headers.len() as i64)
-            + headers
-                .iter()
-                .map(|(k, v)| bytes_field_len(Some(k.as_bytes())) + bytes_field_len(*v))
-                .sum::<usize>();
-        put_varint(&mut self.buf, body_len as i64);
-        let before = self.buf.len();
-        self.buf.put_i8(0);
-        put_varint(&mut self.buf, timestamp_delta);
-        put_varint(&mut self.buf, offset_delta);
-        put_bytes_field(&mut self.buf, key);
-        put_bytes_field(&mut self.buf, value);
-        put_varint(&mut self.buf, headers.len() as i64);
-        for (k, v) in headers {
-            put_bytes_field(&mut self.buf, Some(k.as_bytes()));
-            put_bytes_field(&mut self.buf, *v);
-        }
-        debug_assert_eq!(self.buf.len() - before, body_len);
+        put_record(
+            &mut self.buf,
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+            headers,
+        );
         self.record_count += 1;
         self.max_timestamp_ms = self.max_timestamp_ms.max(timestamp_ms);
     }

@@ -453,29 +453,7 @@ impl<'a> BatchBuilder<'a> {
     ) {
         let offset_delta = i64::from(self.record_count);
         let timestamp_delta = timestamp_ms - self.spec.first_timestamp_ms;
-        let body_len = 1 // attributes
-            + varint_len(timestamp_delta)
-            + varint_len(offset_delta)
-            + bytes_field_len(key)
-            + bytes_field_len(value)
-            + varint_len(headers.len() as i64)
-            + headers
-                .iter()
-                .map(|(k, v)| bytes_field_len(Some(k.as_bytes())) + bytes_field_len(*v))
-                .sum::<usize>();
-        put_varint(self.out, body_len as i64);
-        let before = self.out.len();
-        self.out.put_i8(0);
-        put_varint(self.out, timestamp_delta);
-        put_varint(self.out, offset_delta);
-        put_bytes_field(self.out, key);
-        put_bytes_field(self.out, value);
-        put_varint(self.out, headers.len() as i64);
-        for (k, v) in headers {
-            put_bytes_field(self.out, Some(k.as_bytes()));
-            put_bytes_field(self.out, *v);
-        }
-        debug_assert_eq!(self.out.len() - before, body_len);
+        put_record(self.out, offset_delta, timestamp_delta, key, value, headers);
         self.record_count += 1;
         self.max_timestamp_ms = self.max_timestamp_ms.max(timestamp_ms);
     }
@@ -507,6 +485,41 @@ impl<'a> BatchBuilder<'a> {
         raw_mut(batch).crc.set(crc);
         total
     }
+}
+
+/// Writes one record of a v2 batch (length, attributes, timestamp and offset deltas, key,
+/// value, headers) at the end of `out`, with no allocation.
+pub fn put_record(
+    out: &mut BytesMut,
+    offset_delta: i64,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[RecordHeader<'_>],
+) {
+    let body_len = 1 // attributes
+        + varint_len(timestamp_delta)
+        + varint_len(offset_delta)
+        + bytes_field_len(key)
+        + bytes_field_len(value)
+        + varint_len(headers.len() as i64)
+        + headers
+            .iter()
+            .map(|(k, v)| bytes_field_len(Some(k.as_bytes())) + bytes_field_len(*v))
+            .sum::<usize>();
+    put_varint(out, body_len as i64);
+    let before = out.len();
+    out.put_i8(0);
+    put_varint(out, timestamp_delta);
+    put_varint(out, offset_delta);
+    put_bytes_field(out, key);
+    put_bytes_field(out, value);
+    put_varint(out, headers.len() as i64);
+    for (k, v) in headers {
+        put_bytes_field(out, Some(k.as_bytes()));
+        put_bytes_field(out, *v);
+    }
+    debug_assert_eq!(out.len() - before, body_len);
 }
 
 /// Zig-zag encoding of a signed value, as Kafka's record varints use.
