@@ -137,6 +137,11 @@ pub async fn serve_core(
         .detach();
     }
     drop(listener);
+    info!(
+        core = id,
+        open = connections.count(),
+        "stopped accepting; draining connections"
+    );
     let drain_started = Instant::now();
     while connections.count() > 0 && drain_started.elapsed() < DRAIN_TIMEOUT {
         glommio::timer::sleep(DRAIN_POLL).await;
@@ -147,11 +152,13 @@ pub async fn serve_core(
     // Keep serving other cores' requests (this executor's mesh tasks stay alive) until every
     // core has drained: a connection elsewhere may be waiting on a reply from this core.
     shutdown.core_drained();
+    debug!(core = id, "drained; waiting for the other cores");
     let barrier_started = Instant::now();
     while !shutdown.all_drained(config.cores) && barrier_started.elapsed() < DRAIN_TIMEOUT {
         glommio::timer::sleep(DRAIN_POLL).await;
     }
     maintenance.await;
+    info!(core = id, "closing partitions");
     core.close_all().await;
     // Other cores may still forward work to us until they stop; the mesh closes with us.
     core.mesh.close();
