@@ -51,6 +51,11 @@ fn rows(s: &Summary) -> Vec<(&'static str, f64)> {
         ],
         &s.e2e_latency,
     ));
+    // Present only when the run measured the disk: rows must line up between two summaries.
+    if let Some(raw) = &s.raw_disk {
+        out.push(("raw disk MB/s", (raw.before_mb_s + raw.after_mb_s) / 2.0));
+        out.push(("produce/raw", raw.produce_ratio));
+    }
     out
 }
 
@@ -65,6 +70,7 @@ pub fn table(a_name: &str, a: &Summary, b_name: &str, b: &Summary) -> String {
         "{:<16} {a_name:>wa$} {b_name:>wb$} {:>8}",
         "metric", "B/A"
     );
+    // zip stops at the shorter list: disk rows show only if both runs measured the disk.
     for ((name, va), (_, vb)) in rows(a).into_iter().zip(rows(b)) {
         let ratio = if va == 0.0 {
             "-".to_string()

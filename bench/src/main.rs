@@ -6,8 +6,11 @@
 //! - `spate-bench compare A.json B.json`: side-by-side table with B/A ratios.
 //! - `spate-bench gate BASELINE.json CANDIDATE.json`: CI check (loss, p99 within 3x).
 //! - `spate-bench plot A.json [B.json ...] -o out.svg`: latency by percentile.
+//! - `spate-bench disk --dir D`: raw sequential O_DIRECT write bandwidth of a directory (`run`
+//!   measures it around a run with `--raw-disk-dir`).
 
 mod compare;
+mod disk;
 mod plot;
 mod report;
 mod run;
@@ -27,7 +30,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a produce (and consume) benchmark.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Compare two JSON summaries.
     Compare {
         /// Baseline.
@@ -45,6 +48,18 @@ enum Command {
         /// Allowed p99 ratio.
         #[arg(long, default_value_t = 3.0)]
         p99_factor_max: f64,
+    },
+    /// Measure raw sequential O_DIRECT write bandwidth of a directory.
+    Disk {
+        /// Directory to write a scratch file in (deleted afterwards).
+        #[arg(long)]
+        dir: PathBuf,
+        /// MiB to write.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+        /// Pin to this CPU.
+        #[arg(long)]
+        cpu: Option<usize>,
     },
     /// Plot latency percentiles of one or more JSON summaries as SVG.
     Plot {
@@ -79,7 +94,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => {
             let json_path = args.json.clone();
-            let summary = run::run(args, command_line)?;
+            let summary = run::run(*args, command_line)?;
             let text = serde_json::to_string_pretty(&summary)?;
             if let Some(path) = json_path {
                 std::fs::write(&path, &text)
@@ -112,6 +127,14 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("latency gate failed: {}", failures.join("; "));
             }
             println!("latency gate passed");
+        }
+        Command::Disk { dir, mib, cpu } => {
+            let mb_s = disk::measure(&dir, mib << 20, cpu, 512 << 10)?;
+            println!(
+                "raw O_DIRECT sequential writes ({} KiB, {} in flight, one fdatasync): {mb_s:.0} MB/s",
+                disk::WRITE_BYTES >> 10,
+                disk::WRITES_IN_FLIGHT
+            );
         }
         Command::Plot {
             inputs,

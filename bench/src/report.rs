@@ -174,6 +174,9 @@ pub struct Summary {
     pub e2e_latency: LatencySummary,
     /// The consumer's verdict.
     pub loss_check: LossCheck,
+    /// Raw disk bandwidth around the run (`--raw-disk-dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_disk: Option<crate::disk::RawDisk>,
 }
 
 #[cfg(test)]

@@ -86,6 +86,14 @@ pub struct RunArgs {
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Also measure raw sequential O_DIRECT write bandwidth in this directory (put it on the
+    /// broker's data disk) right before and right after the run, and report the produce rate
+    /// as a fraction of it.
+    #[arg(long)]
+    pub raw_disk_dir: Option<std::path::PathBuf>,
+    /// MiB written by each raw disk measurement.
+    #[arg(long, default_value_t = 1024)]
+    pub raw_disk_mib: u64,
 }
 
 fn parse_acks(s: &str) -> anyhow::Result<Acks> {
@@ -195,14 +203,32 @@ pub fn run(args: RunArgs, command_line: String) -> anyhow::Result<Summary> {
         Some(cpu) => Placement::Fixed(cpu),
         None => Placement::Unbound,
     };
+    let raw_disk = args.raw_disk_dir.clone();
+    let raw_bytes = args.raw_disk_mib << 20;
+    let (cpu, io_memory_bytes) = (args.cpu, args.io_memory_kib << 10);
+    let before_mb_s = match &raw_disk {
+        Some(dir) => Some(crate::disk::measure(dir, raw_bytes, cpu, io_memory_bytes)?),
+        None => None,
+    };
     let executor = LocalExecutorBuilder::new(placement)
         .name("spate-bench")
-        .io_memory(args.io_memory_kib << 10)
+        .io_memory(io_memory_bytes)
         .spawn(move || async move { run_on_executor(args, acks, compression, command_line).await })
         .map_err(|e| anyhow::anyhow!("starting the glommio executor: {e}"))?;
-    executor
+    let mut summary = executor
         .join()
-        .map_err(|e| anyhow::anyhow!("executor failed: {e}"))?
+        .map_err(|e| anyhow::anyhow!("executor failed: {e}"))??;
+    if let (Some(dir), Some(before_mb_s)) = (raw_disk, before_mb_s) {
+        let after_mb_s = crate::disk::measure(&dir, raw_bytes, cpu, io_memory_bytes)?;
+        summary.raw_disk = Some(crate::disk::RawDisk {
+            dir: dir.display().to_string(),
+            bytes: raw_bytes,
+            before_mb_s,
+            after_mb_s,
+            produce_ratio: summary.produce_mb_s / ((before_mb_s + after_mb_s) / 2.0),
+        });
+    }
+    Ok(summary)
 }
 
 async fn run_on_executor(
@@ -334,6 +360,7 @@ async fn run_on_executor(
         ack_latency: LatencySummary::of(&s.ack),
         e2e_latency: LatencySummary::of(&s.e2e),
         loss_check: loss,
+        raw_disk: None,
     };
     if let Some(prefix) = &args.hgrm_prefix {
         std::fs::write(format!("{prefix}-ack.hgrm"), hgrm(&s.ack))?;
