@@ -12,7 +12,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use futures::future::join_all;
 use spate_storage::io::glommio::GlommioDisk;
 use spate_storage::sync::{AsyncMutex, Notify};
@@ -438,9 +437,10 @@ impl Core {
         let mut last = Offset(-1);
         for item in batches(&op.records) {
             let (_, batch) = item.expect("validated above");
+            // A slice of the request: the log keeps the producer's bytes without copying them.
             match partition
                 .log
-                .append(BytesMut::from(batch), LEADER_EPOCH)
+                .append(op.records.slice_ref(batch), LEADER_EPOCH)
                 .await
             {
                 Ok(info) => {
@@ -521,7 +521,13 @@ impl Core {
         };
         for chunk in read.chunks {
             let bytes = match chunk {
-                ReadChunk::Memory(bytes) => bytes,
+                ReadChunk::Memory(batch) => {
+                    // Two pieces, sent back to back by the zero-copy response encoder.
+                    result.bytes += batch.len() as u64;
+                    result.records.push(batch.header);
+                    result.records.push(batch.records);
+                    continue;
+                }
                 ReadChunk::File(range) => match range.load().await {
                     Ok(bytes) => bytes,
                     Err(e) => {

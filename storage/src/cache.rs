@@ -6,8 +6,62 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use spate_wire::batch::BATCH_HEADER_BYTES;
 use spate_wire::types::Offset;
+
+/// A batch in memory as two pieces, so an append never copies the producer's bytes: the
+/// header as the log patched it (base offset and leader epoch assigned) and the rest exactly as
+/// the producer sent it. Both share their allocations with other batches (`Bytes` slices).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchBytes {
+    /// The first [`BATCH_HEADER_BYTES`] bytes, as stored on disk.
+    pub header: Bytes,
+    /// The records section, as produced.
+    pub records: Bytes,
+}
+
+impl BatchBytes {
+    /// Size of the batch.
+    pub fn len(&self) -> usize {
+        self.header.len() + self.records.len()
+    }
+
+    /// Never empty: a batch has a header. Present for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch as one contiguous buffer. Copies: for tests and rare paths, not for serving.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.len());
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(&self.records);
+        out.freeze()
+    }
+}
+
+/// Bytes of patched headers carved from one allocation: headers are tiny and one allocation per
+/// batch would dominate small-batch appends.
+const HEADER_ARENA_BYTES: usize = 64 * BATCH_HEADER_BYTES;
+
+/// Hands out patched batch headers as `Bytes` carved from shared chunks.
+#[derive(Debug, Default)]
+pub struct HeaderArena {
+    chunk: BytesMut,
+}
+
+impl HeaderArena {
+    /// Copies `header` into the arena and returns it as its own `Bytes`.
+    pub fn carve(&mut self, header: &[u8; BATCH_HEADER_BYTES]) -> Bytes {
+        if self.chunk.capacity() - self.chunk.len() < BATCH_HEADER_BYTES {
+            // The old chunk lives on in the headers carved from it.
+            self.chunk = BytesMut::with_capacity(HEADER_ARENA_BYTES);
+        }
+        self.chunk.extend_from_slice(header);
+        self.chunk.split().freeze()
+    }
+}
 
 /// One cached batch.
 #[derive(Debug, Clone)]
@@ -21,7 +75,7 @@ pub struct CachedBatch {
     /// Its position in that segment.
     pub position: u64,
     /// The batch as stored.
-    pub bytes: Bytes,
+    pub bytes: BatchBytes,
 }
 
 /// Recent batches, oldest first, bounded by `bytes_max` plus the unwritten ones.
@@ -116,7 +170,22 @@ mod tests {
             last: Offset(last),
             segment: Offset(0),
             position: base as u64 * 100,
-            bytes: Bytes::from(vec![base as u8; len]),
+            bytes: BatchBytes {
+                header: Bytes::from(vec![base as u8; BATCH_HEADER_BYTES]),
+                records: Bytes::from(vec![base as u8; len - BATCH_HEADER_BYTES]),
+            },
+        }
+    }
+
+    #[test]
+    fn arena_headers_are_independent_copies() {
+        let mut arena = HeaderArena::default();
+        let carved: Vec<Bytes> = (0..200u8)
+            .map(|i| arena.carve(&[i; BATCH_HEADER_BYTES]))
+            .collect();
+        for (i, header) in carved.iter().enumerate() {
+            assert_eq!(header.len(), BATCH_HEADER_BYTES);
+            assert!(header.iter().all(|&b| b == i as u8));
         }
     }
 

@@ -15,14 +15,14 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use spate_wire::batch::{
     set_base_offset, set_partition_leader_epoch, verify_crc, BatchError, BatchHeader,
     BATCH_HEADER_BYTES,
 };
 use spate_wire::types::{LeaderEpoch, Offset};
 
-use crate::cache::{CachedBatch, TailCache};
+use crate::cache::{BatchBytes, CachedBatch, HeaderArena, TailCache};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::epoch::{EpochCache, EPOCH_FILE_NAME};
 use crate::error::{io_error_kind, IoErrorKind, Result, StorageError};
@@ -183,8 +183,8 @@ impl<F: DiskFile> FileRange<F> {
 /// One piece of a read result.
 #[derive(Debug, Clone)]
 pub enum ReadChunk<F> {
-    /// A batch from the tail cache.
-    Memory(Bytes),
+    /// A batch from the tail cache, in two pieces (see [`BatchBytes`]).
+    Memory(BatchBytes),
     /// Whole batches still on disk.
     File(FileRange<F>),
 }
@@ -237,6 +237,8 @@ struct Core<F: DiskFile> {
     // Position in the active segment its index checkpoint covers (0: none).
     checkpointed: u64,
     cache: TailCache,
+    // Patched batch headers for the cache: the batch body is kept as the producer's `Bytes`.
+    headers: HeaderArena,
     epochs: EpochCache,
     log_end: Offset,
 }
@@ -362,6 +364,7 @@ impl<D: Disk> Log<D> {
             spare: Vec::new(),
             checkpointed,
             cache: TailCache::new(config.tail_cache_bytes_max),
+            headers: HeaderArena::default(),
             epochs,
             log_end,
         };
@@ -438,7 +441,11 @@ impl<D: Disk> Log<D> {
     /// A write or sync failure after the batch was buffered (under `EveryAppend`, or when this
     /// append starts a group-commit sync) also fences the log: the batch was assigned offsets
     /// and may or may not survive the reopen that the fence requires.
-    pub async fn append(&self, mut batch: BytesMut, epoch: LeaderEpoch) -> Result<AppendInfo> {
+    ///
+    /// The batch is not copied into a new buffer: the header is patched in a copy and the body
+    /// is kept as the given `Bytes` (a slice of the request, typically) for the tail cache.
+    pub async fn append(&self, batch: impl Into<Bytes>, epoch: LeaderEpoch) -> Result<AppendInfo> {
+        let batch: Bytes = batch.into();
         if batch.len() > self.config.batch_bytes_max {
             return Err(StorageError::BatchTooLarge {
                 bytes: batch.len(),
@@ -471,13 +478,20 @@ impl<D: Disk> Log<D> {
                     return Err(e);
                 }
             }
-            set_base_offset(&mut batch, base);
-            set_partition_leader_epoch(&mut batch, epoch);
+            let mut head = [0u8; BATCH_HEADER_BYTES];
+            head.copy_from_slice(&batch[..BATCH_HEADER_BYTES]);
+            set_base_offset(&mut head, base);
+            set_partition_leader_epoch(&mut head, epoch);
             header.base_offset = base;
             header.partition_leader_epoch = epoch;
-            let bytes = batch.freeze();
-            self.buffer_batch(&mut core, &header, bytes.clone());
-            self.copy_in(&mut core, &bytes).await?;
+            let bytes = BatchBytes {
+                header: core.headers.carve(&head),
+                records: batch.slice(BATCH_HEADER_BYTES..),
+            };
+            self.buffer_batch(&mut core, &header, bytes);
+            self.copy_in(&mut core, &head).await?;
+            self.copy_in(&mut core, &batch[BATCH_HEADER_BYTES..])
+                .await?;
             AppendInfo {
                 base_offset: base,
                 last_offset: header.last_offset(),
@@ -505,7 +519,7 @@ impl<D: Disk> Log<D> {
 
     /// Records an accepted batch in the indexes, the cache and the offsets; `copy_in` then puts
     /// its bytes in the write buffer. Space on disk for it was reserved by `reserve`.
-    fn buffer_batch(&self, core: &mut Core<D::File>, header: &BatchHeader, bytes: Bytes) {
+    fn buffer_batch(&self, core: &mut Core<D::File>, header: &BatchHeader, bytes: BatchBytes) {
         let len = bytes.len();
         let Core {
             segments,

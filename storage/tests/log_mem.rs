@@ -71,7 +71,7 @@ fn read_from_the_middle_of_a_batch_returns_the_whole_batch() {
         let result = block_on(log.read(Offset(offset), 1, ReadUpTo::LogEnd)).unwrap();
         assert_eq!(result.chunks.len(), 1, "one batch for a 1-byte budget");
         let bytes = match &result.chunks[0] {
-            ReadChunk::Memory(b) => b.clone(),
+            ReadChunk::Memory(b) => b.to_bytes(),
             ReadChunk::File(r) => block_on(r.load()).unwrap(),
         };
         let header = spate_wire::batch::BatchHeader::parse(&bytes).unwrap();

@@ -165,7 +165,7 @@ fn run(flush: FlushPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let mut total = 0u64;
                 for chunk in &result.chunks {
                     let bytes = match chunk {
-                        ReadChunk::Memory(b) => b.clone(),
+                        ReadChunk::Memory(b) => b.to_bytes(),
                         ReadChunk::File(r) => block_on(r.load()).expect("valid range"),
                     };
                     total += bytes.len() as u64;

@@ -87,7 +87,7 @@ pub async fn read_all<D: Disk>(
         assert!(result.next_offset > next, "a read makes progress");
         for chunk in &result.chunks {
             let bytes = match chunk {
-                ReadChunk::Memory(b) => b.clone(),
+                ReadChunk::Memory(b) => b.to_bytes(),
                 ReadChunk::File(range) => range.load().await?,
             };
             for item in batches(&bytes) {
