@@ -16,7 +16,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 use spate_client::{
     Acks, Admin, ClientConfig, ClientError, Compression, Consumer, ConsumerConfig, Delivery,
-    NewTopic, OffsetSpec, Producer, ProducerConfig,
+    Idempotence, NewTopic, OffsetSpec, Producer, ProducerConfig,
 };
 use spate_wire::ErrorCode;
 
@@ -52,6 +52,10 @@ pub struct RunArgs {
     /// Acknowledgements: 0, 1 or all.
     #[arg(long, default_value = "1")]
     pub acks: String,
+    /// Idempotent producer (InitProducerId, producer id and sequences in every batch); needs
+    /// --acks all.
+    #[arg(long)]
+    pub idempotence: bool,
     /// Batch size (bytes, uncompressed).
     #[arg(long, default_value_t = 64 * 1024)]
     pub batch_bytes: usize,
@@ -291,6 +295,9 @@ async fn run_on_executor(
 
     let mut config = ProducerConfig::new(client);
     config.acks = acks;
+    if args.idempotence {
+        config.idempotence = Idempotence::On;
+    }
     config.batch.batch_bytes_max = args.batch_bytes;
     config.batch.linger_ms = args.linger_ms;
     config.batch.compression = compression;

@@ -14,17 +14,19 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use spate_storage::io::glommio::GlommioDisk;
+use spate_storage::producer_state::ProducerError;
 use spate_storage::sync::{AsyncMutex, Notify};
-use spate_storage::{Log, ReadChunk, ReadUpTo, StorageError};
+use spate_storage::{AppendKind, Log, ReadChunk, ReadUpTo, StorageError};
 use spate_wire::batch::{batches, verify_crc};
 use spate_wire::types::{LeaderEpoch, Offset};
 use spate_wire::versions::VersionTable;
 use spate_wire::ErrorCode;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::mesh::Mesh;
 use crate::ops::*;
+use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::{self, TopicMeta};
 
 /// The core that owns topic metadata: creates and deletes topics, in one order for everyone.
@@ -112,6 +114,8 @@ pub struct Core {
     /// broadcast was in flight, and every core opened the partitions twice, the second log
     /// replacing the first and losing what had been acknowledged to it.
     topic_changes: AsyncMutex<()>,
+    /// The producer id allocator, on the controller core only, loaded on first use.
+    producer_ids: RefCell<Option<ProducerIdAllocator>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -127,6 +131,13 @@ fn storage_error_code(error: &StorageError) -> ErrorCode {
         }
         StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        StorageError::Producer(error) => match error {
+            ProducerError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            ProducerError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+            ProducerError::InvalidSequence { .. } => ErrorCode::InvalidRecord,
+            // Not retriable: a new producer waits for idle ones to expire, which takes hours.
+            ProducerError::TooManyProducers { .. } => ErrorCode::PolicyViolation,
+        },
         _ => ErrorCode::KafkaStorageError,
     }
 }
@@ -149,6 +160,7 @@ impl Core {
             partitions: RefCell::new(HashMap::new()),
             mesh,
             topic_changes: AsyncMutex::new(()),
+            producer_ids: RefCell::new(None),
         }
     }
 
@@ -295,7 +307,24 @@ impl Core {
                 self.remove_topic(&name).await;
                 CoreReply::Done
             }
+            CoreRequest::AllocateProducerId => CoreReply::ProducerId(self.allocate_producer_id()),
         }
+    }
+
+    /// A new producer id from the durable allocator (controller core only). No await inside:
+    /// the check and the block write cannot interleave with another allocation.
+    fn allocate_producer_id(&self) -> Result<i64, String> {
+        assert_eq!(self.id, CONTROLLER_CORE);
+        let mut slot = self.producer_ids.borrow_mut();
+        if slot.is_none() {
+            *slot =
+                Some(ProducerIdAllocator::load(&self.config.data_dir).map_err(|e| e.to_string())?);
+        }
+        let allocator = slot.as_mut().expect("loaded above");
+        allocator
+            .allocate()
+            .map(|id| id.0)
+            .map_err(|e| e.to_string())
     }
 
     /// Runs `request` on core `to`, directly if that is this core.
@@ -395,6 +424,7 @@ impl Core {
         };
         // Check every batch before appending any: a partition's records are all-or-nothing.
         let mut count = 0usize;
+        let mut idempotent = false;
         for item in batches(&op.records) {
             let (header, batch) = match item {
                 Ok(ok) => ok,
@@ -428,7 +458,16 @@ impl Core {
                     "transactions are not supported yet".to_owned(),
                 );
             }
+            idempotent |= header.producer_id.0 >= 0;
             count += 1;
+        }
+        if idempotent && count > 1 {
+            // Kafka allows one batch per partition from v3 on; with a producer id the check
+            // of one batch against the producer state must not leave the others half done.
+            return refused(
+                ErrorCode::InvalidRecord,
+                "an idempotent produce carries exactly one batch per partition".to_owned(),
+            );
         }
         if count == 0 {
             return refused(ErrorCode::CorruptMessage, "no record batch".to_owned());
@@ -444,8 +483,20 @@ impl Core {
                 .await
             {
                 Ok(info) => {
+                    if info.kind == AppendKind::Duplicate {
+                        // Answered with the original offsets; for acks=all the wait below
+                        // still covers them, since the original may not be durable yet.
+                        debug!(core = self.id, topic = %op.topic, partition = op.partition, base = %info.base_offset, "duplicate batch");
+                    }
                     first.get_or_insert(info.base_offset);
                     last = info.last_offset;
+                }
+                Err(StorageError::Producer(e)) => {
+                    debug!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "batch refused by producer state");
+                    return refused(
+                        storage_error_code(&StorageError::Producer(e)),
+                        e.to_string(),
+                    );
                 }
                 Err(e) => {
                     warn!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "append failed");
@@ -742,6 +793,7 @@ impl Core {
                 since_retention = Duration::ZERO;
                 let now_ms = now_ms();
                 for partition in &owned {
+                    partition.log.remove_expired_producers(now_ms).await;
                     match partition.log.apply_retention(now_ms).await {
                         Ok(outcome) if outcome.segments_deleted > 0 => info!(
                             core = self.id,

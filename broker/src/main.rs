@@ -10,6 +10,7 @@ mod core;
 mod handlers;
 mod mesh;
 mod ops;
+mod producer_ids;
 mod runtime;
 mod server;
 mod topics;

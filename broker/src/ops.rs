@@ -132,6 +132,8 @@ pub enum CoreRequest {
     /// From the controller to every core: this topic is gone: close and delete owned
     /// partitions.
     TopicRemoved(String),
+    /// To the controller core: a new producer id (InitProducerId).
+    AllocateProducerId,
 }
 
 /// A core's answer.
@@ -143,5 +145,7 @@ pub enum CoreReply {
     EpochEnd(Vec<EpochEndResult>),
     /// Per topic: the error code and message.
     Topics(Vec<(ErrorCode, Option<String>)>),
+    /// A producer id, or why none could be allocated.
+    ProducerId(Result<i64, String>),
     Done,
 }

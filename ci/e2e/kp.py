@@ -8,8 +8,8 @@ from records import PARTITIONS, Deadline, Read, headers_of, key_of, normalise_he
 
 
 def producer(bootstrap: str, **extra) -> KafkaProducer:
-    # kafka-python 3 turns idempotence on by default and then needs InitProducerId, which
-    # Spate does not implement yet (issue #9).
+    # kafka-python 3 turns idempotence on by default; these helpers turn it off so the plain
+    # produce path is what the other tests exercise (test_idempotence.py covers the default).
     config = dict(
         bootstrap_servers=bootstrap,
         enable_idempotence=False,

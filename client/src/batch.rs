@@ -5,7 +5,7 @@
 //! module has its own writer that owns its buffer, and checks its output with `spate_wire`'s
 //! parser in tests.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,31 @@ pub struct ReadyBatch {
     pub record_count: i32,
     /// Send attempts made so far.
     pub attempts: u32,
+}
+
+/// An idempotent producer's identity, stamped into every batch with a per-partition sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdentity {
+    /// The id from InitProducerId.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+}
+
+/// The producer fields of one batch header.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+}
+
+impl Stamp {
+    const NONE: Stamp = Stamp {
+        producer_id: -1,
+        epoch: -1,
+        base_sequence: -1,
+    };
 }
 
 /// What [`Accumulator::append`] did.
@@ -126,6 +151,7 @@ impl OpenBatch {
         mut self,
         compression: Compression,
         scratch: &mut Vec<u8>,
+        stamp: Stamp,
     ) -> Result<Bytes, ClientError> {
         assert!(self.record_count > 0, "a closed batch holds a record");
         if compression != Compression::None {
@@ -147,9 +173,9 @@ impl OpenBatch {
         header.put_i32(self.record_count - 1);
         header.put_i64(self.first_timestamp_ms);
         header.put_i64(self.max_timestamp_ms);
-        header.put_i64(-1); // producer id: no idempotence yet
-        header.put_i16(-1);
-        header.put_i32(-1);
+        header.put_i64(stamp.producer_id);
+        header.put_i16(stamp.epoch);
+        header.put_i32(stamp.base_sequence);
         header.put_i32(self.record_count);
         let crc = compute_crc(&self.buf);
         self.buf[17..21].copy_from_slice(&crc.to_be_bytes());
@@ -171,6 +197,10 @@ pub struct Accumulator {
     topics_max: usize,
     ready: VecDeque<ReadyBatch>,
     scratch: Vec<u8>,
+    /// Set for an idempotent producer: batches are stamped with it.
+    identity: Option<ProducerIdentity>,
+    /// Next sequence per topic and partition (idempotent producers; one lookup per batch).
+    sequences: HashMap<(Arc<str>, i32), i32>,
 }
 
 impl Accumulator {
@@ -187,7 +217,16 @@ impl Accumulator {
             topics_max: TOPICS_MAX,
             ready: VecDeque::with_capacity(config.ready_batches_max),
             scratch: Vec::new(),
+            identity: None,
+            sequences: HashMap::new(),
         }
+    }
+
+    /// Makes batches closed from now on idempotent: stamped with `identity` and a sequence per
+    /// partition starting at 0.
+    pub fn set_identity(&mut self, identity: ProducerIdentity) {
+        self.identity = Some(identity);
+        self.sequences.clear();
     }
 
     /// The configuration.
@@ -266,7 +305,25 @@ impl Accumulator {
         };
         let name = Arc::clone(name);
         let record_count = open.record_count;
-        let records = open.finish(self.config.compression, &mut self.scratch)?;
+        let stamp = match self.identity {
+            None => Stamp::NONE,
+            Some(identity) => {
+                let next = self
+                    .sequences
+                    .entry((Arc::clone(&name), partition))
+                    .or_insert(0);
+                let base_sequence = *next;
+                // Sequences wrap from i32::MAX to 0, as Kafka's producers number them.
+                *next = ((i64::from(base_sequence) + i64::from(record_count))
+                    % (i64::from(i32::MAX) + 1)) as i32;
+                Stamp {
+                    producer_id: identity.producer_id,
+                    epoch: identity.epoch,
+                    base_sequence,
+                }
+            }
+        };
+        let records = open.finish(self.config.compression, &mut self.scratch, stamp)?;
         self.ready.push_back(ReadyBatch {
             topic: name,
             partition,
@@ -360,6 +417,31 @@ mod tests {
             compression,
             ready_batches_max: 4,
         }
+    }
+
+    #[test]
+    fn idempotent_batches_carry_the_identity_and_consecutive_sequences_per_partition() {
+        let mut acc = Accumulator::new(config(1 << 20, Compression::None));
+        acc.set_identity(ProducerIdentity {
+            producer_id: 42,
+            epoch: 3,
+        });
+        let now = Instant::now();
+        for (partition, records) in [(0, 3), (1, 2), (0, 4)] {
+            for _ in 0..records {
+                acc.append("t", partition, 0, None, Some(b"v"), &[], now)
+                    .unwrap();
+            }
+            acc.close("t", partition).unwrap();
+        }
+        let mut seen = Vec::new();
+        while let Some(b) = acc.pop_ready() {
+            let h = BatchHeader::parse(&b.records).unwrap();
+            assert_eq!((h.producer_id.0, h.producer_epoch.0), (42, 3));
+            verify_crc(&b.records).unwrap();
+            seen.push((b.partition, h.base_sequence, h.record_count));
+        }
+        assert_eq!(seen, vec![(0, 0, 3), (1, 0, 2), (0, 3, 4)]);
     }
 
     #[test]

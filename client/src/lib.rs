@@ -102,5 +102,5 @@ pub use batch::BatchConfig;
 pub use cluster::ClientConfig;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Fetched};
 pub use error::ClientError;
-pub use producer::{Acks, Delivery, Producer, ProducerConfig};
+pub use producer::{Acks, Delivery, Idempotence, Producer, ProducerConfig};
 pub use spate_wire::batch::Compression;

@@ -7,15 +7,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use spate_wire::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
-use spate_wire::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use spate_wire::kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+    ProducerId as WireProducerId, TopicName,
+};
 use spate_wire::kafka_protocol::protocol::StrBytes;
 use spate_wire::types::Offset;
 
-use crate::batch::{Accumulator, Append, BatchConfig, Header, Linger, ReadyBatch};
+use crate::batch::{
+    Accumulator, Append, BatchConfig, Header, Linger, ProducerIdentity, ReadyBatch,
+};
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::ClientError;
 use crate::partitioner::{partition_for_key, StickyPartitioner};
-use crate::protocol::PRODUCE_VERSION;
+use crate::protocol::{INIT_PRODUCER_ID_VERSION, PRODUCE_VERSION};
 
 /// How many acknowledgements the broker waits for before answering a Produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +44,16 @@ impl Acks {
     }
 }
 
+/// Whether the producer is idempotent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotence {
+    /// Batches carry no producer id (the default of this client).
+    Off,
+    /// InitProducerId at connect; every batch carries the producer id, epoch and a sequence
+    /// per partition, so the broker drops retried duplicates. Needs acks=all.
+    On,
+}
+
 /// Producer settings.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -52,6 +67,8 @@ pub struct ProducerConfig {
     pub request_timeout_ms: i32,
     /// Record bytes in one Produce request, at most (batches are not split).
     pub request_bytes_max: usize,
+    /// Idempotent produce.
+    pub idempotence: Idempotence,
 }
 
 impl ProducerConfig {
@@ -63,6 +80,7 @@ impl ProducerConfig {
             batch: BatchConfig::default(),
             request_timeout_ms: 30_000,
             request_bytes_max: 1024 * 1024,
+            idempotence: Idempotence::Off,
         }
     }
 }
@@ -154,10 +172,19 @@ impl Producer {
         config: ProducerConfig,
         on_delivery: DeliveryCallback,
     ) -> Result<Producer, ClientError> {
-        let cluster = Cluster::connect(config.client.clone()).await?;
+        let mut cluster = Cluster::connect(config.client.clone()).await?;
+        let mut acc = Accumulator::new(config.batch);
+        if config.idempotence == Idempotence::On {
+            if config.acks != Acks::All {
+                return Err(ClientError::InvalidArgument(
+                    "idempotence needs acks=all".to_owned(),
+                ));
+            }
+            acc.set_identity(init_producer_id(&mut cluster).await?);
+        }
         Ok(Producer {
             cluster,
-            acc: Accumulator::new(config.batch),
+            acc,
             config,
             sticky: HashMap::new(),
             in_flight: VecDeque::new(),
@@ -522,6 +549,24 @@ fn partition_result(
         format!("produce to {}/{}", batch.topic, batch.partition)
     })?;
     Ok(Some(Offset(p.base_offset)))
+}
+
+/// Asks the broker for a producer id (no transactional id).
+async fn init_producer_id(cluster: &mut Cluster) -> Result<ProducerIdentity, ClientError> {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(-1)
+        .with_producer_id(WireProducerId(-1))
+        .with_producer_epoch(-1);
+    let conn = cluster.connection().await?;
+    let response: InitProducerIdResponse = conn
+        .call(ApiKey::InitProducerId, INIT_PRODUCER_ID_VERSION, &request)
+        .await?;
+    ClientError::check(response.error_code, || "InitProducerId".to_owned())?;
+    Ok(ProducerIdentity {
+        producer_id: response.producer_id.0,
+        epoch: response.producer_epoch,
+    })
 }
 
 #[cfg(test)]

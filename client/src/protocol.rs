@@ -19,6 +19,8 @@ use crate::error::ClientError;
 
 /// Produce version used: v9 is flexible and the newest before KIP-951 leader hints matter.
 pub const PRODUCE_VERSION: i16 = 9;
+/// InitProducerId version used (the newest Spate serves).
+pub const INIT_PRODUCER_ID_VERSION: i16 = 4;
 /// Fetch version used: the newest Spate serves by topic name (13+ use topic ids).
 pub const FETCH_VERSION: i16 = 12;
 /// ListOffsets version used.

@@ -8,11 +8,20 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::{run, Broker};
+use spate_client::connection::{Connection, ConnectionConfig};
 use spate_client::partitioner::partition_for_key;
 use spate_client::{
     Acks, Admin, ClientConfig, ClientError, Compression, Consumer, ConsumerConfig, Delivery,
-    NewTopic, OffsetSpec, Producer, ProducerConfig,
+    Idempotence, NewTopic, OffsetSpec, Producer, ProducerConfig,
 };
+use spate_wire::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
+use spate_wire::kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+    ProducerId as WireProducerId, TopicName, TransactionalId,
+};
+use spate_wire::kafka_protocol::protocol::StrBytes;
 use spate_wire::ErrorCode;
 
 type Deliveries = Rc<RefCell<Vec<(String, i32, i32, Option<i64>)>>>;
@@ -367,5 +376,173 @@ fn producer_meets_a_new_topic_while_requests_are_in_flight() {
         let d = deliveries.borrow();
         let count = |t: &str| d.iter().filter(|x| x.0 == t).map(|x| x.2).sum::<i32>();
         assert_eq!((count("first"), count("second")), (50, 1));
+    });
+}
+
+/// One idempotent batch of `records` records for partition 0 of `topic`, as a Produce request.
+fn idempotent_produce(
+    topic: &str,
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+    records: usize,
+) -> ProduceRequest {
+    use bytes::BytesMut;
+    use spate_wire::batch::{BatchBuilder, BatchSpec};
+    use spate_wire::types::{ProducerEpoch, ProducerId};
+    let mut buf = BytesMut::new();
+    let spec = BatchSpec {
+        producer_id: ProducerId(pid),
+        producer_epoch: ProducerEpoch(epoch),
+        base_sequence: seq,
+        ..BatchSpec::default()
+    };
+    let mut builder = BatchBuilder::new(&mut buf, spec);
+    for i in 0..records {
+        builder.push(0, None, Some(format!("{seq}-{i}").as_bytes()), &[]);
+    }
+    builder.finish();
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(buf.freeze()))])])
+}
+
+/// Sends a Produce and returns (error code, base offset) of its only partition.
+async fn produce(conn: &mut Connection, request: ProduceRequest) -> (i16, i64) {
+    let response: ProduceResponse = conn.call(ApiKey::Produce, 9, &request).await.unwrap();
+    let p = &response.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+#[test]
+fn idempotent_produce_dedups_retries_and_refuses_gaps_and_old_epochs() {
+    let broker = Broker::start("idempotent");
+    let addr = broker.addr;
+    run(async move {
+        let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
+        let created = admin
+            .create_topics(&[NewTopic::new("idem", 1)])
+            .await
+            .unwrap();
+        assert!(created[0].is_ok(), "{created:?}");
+        let mut conn = Connection::connect(addr, ConnectionConfig::default())
+            .await
+            .unwrap();
+        let init = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(-1)
+            .with_producer_id(WireProducerId(-1))
+            .with_producer_epoch(-1);
+        let first: InitProducerIdResponse =
+            conn.call(ApiKey::InitProducerId, 4, &init).await.unwrap();
+        let second: InitProducerIdResponse =
+            conn.call(ApiKey::InitProducerId, 4, &init).await.unwrap();
+        assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+        assert!(first.producer_id.0 >= 0);
+        assert_ne!(first.producer_id, second.producer_id, "ids are unique");
+        // Transactions do not exist: no id for a transactional producer.
+        let txn = init
+            .clone()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("txn"))));
+        let refused: InitProducerIdResponse =
+            conn.call(ApiKey::InitProducerId, 4, &txn).await.unwrap();
+        assert_eq!(
+            refused.error_code,
+            ErrorCode::CoordinatorNotAvailable.code()
+        );
+        assert_eq!(refused.producer_id.0, -1);
+
+        let pid = first.producer_id.0;
+        assert_eq!(
+            produce(&mut conn, idempotent_produce("idem", pid, 0, 0, 3)).await,
+            (0, 0)
+        );
+        assert_eq!(
+            produce(&mut conn, idempotent_produce("idem", pid, 0, 3, 2)).await,
+            (0, 3)
+        );
+        // A retry of either batch: no error, the original offsets, nothing appended.
+        assert_eq!(
+            produce(&mut conn, idempotent_produce("idem", pid, 0, 0, 3)).await,
+            (0, 0)
+        );
+        assert_eq!(
+            produce(&mut conn, idempotent_produce("idem", pid, 0, 3, 2)).await,
+            (0, 3)
+        );
+        // A gap.
+        let gap = produce(&mut conn, idempotent_produce("idem", pid, 0, 9, 1)).await;
+        assert_eq!(gap.0, ErrorCode::OutOfOrderSequenceNumber.code());
+        // A new epoch must start at 0; after it, the old epoch is fenced.
+        let bad_start = produce(&mut conn, idempotent_produce("idem", pid, 1, 5, 1)).await;
+        assert_eq!(bad_start.0, ErrorCode::OutOfOrderSequenceNumber.code());
+        assert_eq!(
+            produce(&mut conn, idempotent_produce("idem", pid, 1, 0, 1)).await,
+            (0, 5)
+        );
+        let fenced = produce(&mut conn, idempotent_produce("idem", pid, 0, 5, 1)).await;
+        assert_eq!(fenced.0, ErrorCode::InvalidProducerEpoch.code());
+        // An unknown producer id is accepted at any sequence (Kafka 2.5+).
+        assert_eq!(
+            produce(&mut conn, idempotent_produce("idem", pid + 100, 0, 7, 1)).await,
+            (0, 6)
+        );
+
+        let end = spate_client::admin::list_offset(&mut conn, "idem", 0, OffsetSpec::Latest)
+            .await
+            .unwrap();
+        assert_eq!(end, 7, "3 + 2 + 1 + 1 records, retries not appended");
+    });
+}
+
+#[test]
+fn idempotent_producer_round_trips_records_in_order() {
+    let broker = Broker::start("idempotent-producer");
+    let addr = broker.addr;
+    run(async move {
+        let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
+        let created = admin
+            .create_topics(&[NewTopic::new("ip", 2)])
+            .await
+            .unwrap();
+        assert!(created[0].is_ok(), "{created:?}");
+        let (deliveries, callback) = recorder();
+        let mut config = ProducerConfig::new(ClientConfig::new(addr));
+        config.idempotence = Idempotence::On;
+        config.batch.batch_bytes_max = 2048;
+        let mut producer = Producer::connect(config, callback).await.unwrap();
+        for i in 0..2000u32 {
+            let value = format!("value-{i}");
+            producer
+                .send_to("ip", (i % 2) as i32, None, Some(value.as_bytes()), &[])
+                .await
+                .unwrap();
+        }
+        producer.flush().await.unwrap();
+        let delivered: i32 = deliveries.borrow().iter().map(|d| d.2).sum();
+        assert_eq!(delivered, 2000);
+        let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(addr)))
+            .await
+            .unwrap();
+        for p in 0..2 {
+            consumer
+                .assign("ip", p, OffsetSpec::Earliest)
+                .await
+                .unwrap();
+        }
+        let got = consume_all(&mut consumer, 2000).await.unwrap();
+        for (p, records) in &got {
+            let values: Vec<u32> = records
+                .iter()
+                .map(|r| std::str::from_utf8(&r.2).unwrap()[6..].parse().unwrap())
+                .collect();
+            let expected: Vec<u32> = (0..2000).filter(|i| (i % 2) as i32 == *p).collect();
+            assert_eq!(values, expected, "partition {p}");
+        }
     });
 }

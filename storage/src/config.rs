@@ -48,6 +48,12 @@ pub struct LogConfig {
     /// so recovery after a crash rescans only the tail after it (and bytes before it are
     /// treated like a closed segment's: trusted at open, CRC-checked when read).
     pub active_checkpoint_bytes: u64,
+    /// Most idempotent producers remembered per partition; a new producer beyond it is refused
+    /// until idle ones expire.
+    pub producers_per_partition_max: usize,
+    /// A producer whose latest batch's max timestamp is this much older than now is forgotten
+    /// (Kafka's `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
 }
 
 /// Largest batch recovery will consider plausible; a longer length field is corruption.
@@ -70,6 +76,8 @@ impl Default for LogConfig {
             batch_bytes_max: 1 << 20 | 1 << 16,
             preallocate_bytes: 64 << 20,
             active_checkpoint_bytes: 64 << 20,
+            producers_per_partition_max: crate::producer_state::PRODUCERS_PER_PARTITION_MAX_DEFAULT,
+            producer_id_expiration_ms: crate::producer_state::PRODUCER_ID_EXPIRATION_MS_DEFAULT,
         }
     }
 }
@@ -92,6 +100,8 @@ impl LogConfig {
         assert!(self.preallocate_bytes % block == 0 && self.preallocate_bytes > 0);
         assert!(self.tail_cache_bytes_max > 0);
         assert!(self.active_checkpoint_bytes > 0);
+        assert!(self.producers_per_partition_max > 0);
+        assert!(self.producer_id_expiration_ms > 0);
         if let FlushPolicy::GroupCommit { bytes_max, .. } = self.flush {
             assert!(bytes_max > 0);
         }

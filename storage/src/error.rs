@@ -22,7 +22,8 @@ pub enum IoErrorKind {
 
 /// An error from the storage engine. The broker maps it to a Kafka error code:
 /// [`StorageError::OffsetOutOfRange`] to OFFSET_OUT_OF_RANGE, [`StorageError::CorruptBatch`] and
-/// [`StorageError::InvalidBatch`] to CORRUPT_MESSAGE, everything else to KAFKA_STORAGE_ERROR.
+/// [`StorageError::InvalidBatch`] to CORRUPT_MESSAGE, [`StorageError::Producer`] per
+/// [`crate::producer_state::ProducerError`], everything else to KAFKA_STORAGE_ERROR.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// A batch handed to `append` is not a valid v2 batch (bad header or CRC); nothing was written.
@@ -81,6 +82,10 @@ pub enum StorageError {
     /// tail. Retrying an fsync after EIO is known to lose data silently on Linux.
     #[error("log is fenced after an earlier i/o failure; reopen the partition")]
     Fenced,
+    /// An idempotent producer's batch was refused by the partition's producer state; nothing
+    /// was written.
+    #[error(transparent)]
+    Producer(#[from] crate::producer_state::ProducerError),
     /// A checkpoint file (index, leader epochs) could not be parsed.
     #[error("bad checkpoint file {path}: {reason}")]
     BadCheckpoint {

@@ -45,10 +45,13 @@ pub mod files;
 pub mod index;
 pub mod io;
 pub mod log;
+pub mod producer_state;
 pub mod segment;
 pub mod sync;
 
 pub use config::{FlushPolicy, LogConfig};
 pub use error::{Result, StorageError};
-pub use log::{AppendInfo, FileRange, Log, ReadChunk, ReadResult, ReadUpTo, RetentionOutcome};
+pub use log::{
+    AppendInfo, AppendKind, FileRange, Log, ReadChunk, ReadResult, ReadUpTo, RetentionOutcome,
+};
 pub use sync::block_on;

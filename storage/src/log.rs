@@ -8,7 +8,7 @@
 //! many appends share one sync (group commit).
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::{poll_fn, Future};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -20,7 +20,7 @@ use spate_wire::batch::{
     set_base_offset, set_partition_leader_epoch, verify_crc, BatchError, BatchHeader,
     BATCH_HEADER_BYTES,
 };
-use spate_wire::types::{LeaderEpoch, Offset};
+use spate_wire::types::{LeaderEpoch, Offset, ProducerId};
 
 use crate::cache::{BatchBytes, CachedBatch, HeaderArena, TailCache};
 use crate::config::{FlushPolicy, LogConfig};
@@ -29,8 +29,10 @@ use crate::error::{io_error_kind, IoErrorKind, Result, StorageError};
 use crate::files::{read_whole, write_atomically};
 use crate::index::{Checkpoint, SegmentIndex};
 use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile, OpenMode};
+use crate::producer_state::{ProducerBatch, ProducerState, Verdict};
 use crate::segment::{
-    file_name, parse_file_name, scan, Scan, ScanEnd, Segment, INDEX_SUFFIX, LOG_SUFFIX, TMP_SUFFIX,
+    file_name, parse_file_name, scan, Scan, ScanEnd, Segment, INDEX_SUFFIX, LOG_SUFFIX,
+    SCAN_CHUNK_BYTES, SNAPSHOT_SUFFIX, TMP_SUFFIX,
 };
 use crate::sync::{AsyncMutex, Notify};
 
@@ -97,6 +99,16 @@ impl<D: Disk> Drop for SyncGuard<'_, D> {
     }
 }
 
+/// Whether `append` wrote the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendKind {
+    /// The batch was appended at the offsets given.
+    Appended,
+    /// The batch repeats one of its idempotent producer's last batches: nothing was written,
+    /// the offsets are those the original got.
+    Duplicate,
+}
+
 /// What `append` assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -106,6 +118,8 @@ pub struct AppendInfo {
     pub last_offset: Offset,
     /// Its max timestamp.
     pub max_timestamp_ms: i64,
+    /// Whether it was written now or is a duplicate of a batch written before.
+    pub kind: AppendKind,
 }
 
 /// How far a read may go.
@@ -241,6 +255,10 @@ struct Core<F: DiskFile> {
     headers: HeaderArena,
     epochs: EpochCache,
     log_end: Offset,
+    // Idempotent producers' state as of `log_end`.
+    producers: ProducerState,
+    // Offsets of the producer-state snapshot files on disk.
+    snapshots: BTreeSet<Offset>,
 }
 
 /// A partition's commit log.
@@ -291,7 +309,11 @@ impl<D: Disk> Log<D> {
             .await
             .map_err(io_err("listing", dir))?;
         let mut bases = Vec::new();
+        let mut snapshots = BTreeSet::new();
         for name in &names {
+            if let Some(offset) = parse_file_name(name, SNAPSHOT_SUFFIX) {
+                snapshots.insert(offset);
+            }
             if name.ends_with(TMP_SUFFIX) {
                 let path = dir.join(name);
                 disk.remove(&path)
@@ -356,6 +378,19 @@ impl<D: Disk> Log<D> {
         if epochs_changed {
             write_atomically(&disk, dir, EPOCH_FILE_NAME, &epochs.encode()).await?;
         }
+        let mut producers = ProducerState::new(
+            config.producers_per_partition_max,
+            config.producer_id_expiration_ms,
+        );
+        rebuild_producers(
+            &disk,
+            dir,
+            &segments,
+            &mut snapshots,
+            log_start,
+            &mut producers,
+        )
+        .await?;
         let core = Core {
             segments,
             write,
@@ -367,6 +402,8 @@ impl<D: Disk> Log<D> {
             headers: HeaderArena::default(),
             epochs,
             log_end,
+            producers,
+            snapshots,
         };
         Ok(Log {
             disk,
@@ -463,9 +500,23 @@ impl<D: Disk> Log<D> {
         // Collect a finished background sync first, so its failure is reported before this batch
         // is accepted rather than after.
         self.poll_background_sync().await?;
+        // Non-idempotent batches (producer id -1) skip the producer state entirely.
+        let producer = ProducerBatch::from_header(&header);
         let info = {
             let mut core = self.core.lock().await;
             self.check_fenced()?;
+            // Checked and recorded under the same lock as the append, so two appends of one
+            // producer in flight at once cannot both pass the check.
+            if let Some(producer) = &producer {
+                if let Verdict::Duplicate(original) = core.producers.check(producer)? {
+                    return Ok(AppendInfo {
+                        base_offset: original.first_offset,
+                        last_offset: original.last_offset,
+                        max_timestamp_ms: original.max_timestamp_ms,
+                        kind: AppendKind::Duplicate,
+                    });
+                }
+            }
             self.maybe_roll(&mut core, &header).await?;
             self.reserve(&mut core, batch.len()).await?;
             let base = core.log_end;
@@ -489,6 +540,14 @@ impl<D: Disk> Log<D> {
                 records: batch.slice(BATCH_HEADER_BYTES..),
             };
             self.buffer_batch(&mut core, &header, bytes);
+            if let Some(producer) = &producer {
+                core.producers.record(
+                    producer,
+                    base,
+                    header.last_offset(),
+                    header.max_timestamp_ms,
+                );
+            }
             self.copy_in(&mut core, &head).await?;
             self.copy_in(&mut core, &batch[BATCH_HEADER_BYTES..])
                 .await?;
@@ -496,6 +555,7 @@ impl<D: Disk> Log<D> {
                 base_offset: base,
                 last_offset: header.last_offset(),
                 max_timestamp_ms: header.max_timestamp_ms,
+                kind: AppendKind::Appended,
             }
         };
         match self.config.flush {
@@ -971,7 +1031,51 @@ impl<D: Disk> Log<D> {
         core.write = write;
         core.written = 0;
         core.checkpointed = 0;
+        // Everything below the new base is durable (synced above), so the snapshot never
+        // describes a batch a crash could take away.
+        self.write_producer_snapshot(core).await
+    }
+
+    /// Writes `<log_end>.snapshot` with the producer state as of the log end.
+    async fn write_producer_snapshot(&self, core: &mut Core<D::File>) -> Result<()> {
+        let offset = core.log_end;
+        let bytes = core.producers.encode_snapshot(offset);
+        write_atomically(
+            &self.disk,
+            &self.dir,
+            &file_name(offset, SNAPSHOT_SUFFIX),
+            &bytes,
+        )
+        .await?;
+        core.snapshots.insert(offset);
         Ok(())
+    }
+
+    /// Drops idempotent producers idle for `producer_id_expiration_ms` (measured from their
+    /// latest batch's max timestamp to `now_ms`); returns how many. The owner calls this
+    /// periodically (the log has no clock).
+    pub async fn remove_expired_producers(&self, now_ms: i64) -> usize {
+        self.core.lock().await.producers.remove_expired(now_ms)
+    }
+
+    /// A copy of the idempotent-producer state (for log compaction, which must keep each
+    /// producer's last batch, and for tests).
+    pub async fn producer_state(&self) -> ProducerState {
+        self.core.lock().await.producers.clone()
+    }
+
+    /// Whether the batch ending at `last_offset` is the latest batch of `producer_id`, which a
+    /// compacting rewrite must keep so a retry of it is still recognised as a duplicate.
+    pub async fn is_last_batch_of_producer(
+        &self,
+        producer_id: ProducerId,
+        last_offset: Offset,
+    ) -> bool {
+        self.core
+            .lock()
+            .await
+            .producers
+            .is_last_batch_of_producer(producer_id, last_offset)
     }
 
     /// Reads whole batches starting with the one containing `offset`, up to about `bytes_max`
@@ -1168,6 +1272,21 @@ impl<D: Disk> Log<D> {
             )
             .await?;
         }
+        let Core {
+            segments,
+            snapshots,
+            producers,
+            ..
+        } = &mut *core;
+        rebuild_producers(
+            &self.disk,
+            &self.dir,
+            segments,
+            snapshots,
+            self.log_start.get(),
+            producers,
+        )
+        .await?;
         Ok(new_end)
     }
 
@@ -1211,6 +1330,24 @@ impl<D: Disk> Log<D> {
             self.log_start.set(start);
             outcome.log_start_offset = start;
             core.cache.drop_before(start);
+        }
+        if outcome.segments_deleted > 0 {
+            // Kafka's rule: snapshots below the log start go, the producers stay in memory (a
+            // producer whose batches were all deleted is still deduplicated until it expires).
+            // The snapshot at the new log start stays: recovery replays from it.
+            let old: Vec<Offset> = core
+                .snapshots
+                .range(..outcome.log_start_offset)
+                .copied()
+                .collect();
+            for offset in old {
+                core.snapshots.remove(&offset);
+                remove_file(
+                    &self.disk,
+                    &self.dir.join(file_name(offset, SNAPSHOT_SUFFIX)),
+                )
+                .await?;
+            }
         }
         if outcome.segments_deleted > 0 && core.epochs.truncate_from_start(outcome.log_start_offset)
         {
@@ -1270,7 +1407,30 @@ impl<D: Disk> Log<D> {
             .values()
             .next_back()
             .expect("a log has a segment");
-        write_index(&self.disk, &self.dir, active).await
+        write_index(&self.disk, &self.dir, active).await?;
+        let active_base = active.base;
+        if core.snapshots.last() == Some(&core.log_end) {
+            return Ok(());
+        }
+        let log = Log {
+            core: AsyncMutex::new(core),
+            ..self
+        };
+        let mut core = log.core.lock().await;
+        log.write_producer_snapshot(&mut core).await?;
+        // Earlier clean-close snapshots inside the active segment are superseded; the one at
+        // its base stays for truncation.
+        let stale: Vec<Offset> = core
+            .snapshots
+            .iter()
+            .copied()
+            .filter(|&o| o > active_base && o < core.log_end)
+            .collect();
+        for offset in stale {
+            core.snapshots.remove(&offset);
+            remove_file(&log.disk, &log.dir.join(file_name(offset, SNAPSHOT_SUFFIX))).await?;
+        }
+        Ok(())
     }
 }
 
@@ -1505,4 +1665,100 @@ async fn load_tail_block<F: DiskFile>(
         start,
         filled,
     })
+}
+
+/// Removes a file if it exists and syncs its directory.
+async fn remove_file<D: Disk>(disk: &D, path: &Path) -> Result<()> {
+    match disk.remove(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(StorageError::from_io("removing", path, e));
+        }
+        _ => {}
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    disk.sync_dir(dir).await.map_err(io_err("syncing", dir))
+}
+
+/// Rebuilds the producer state for the log `segments` hold: drops snapshots past the log end,
+/// loads the newest valid one, and replays the batch headers after it (or from the log start
+/// when there is none). All batches must be in the files (nothing buffered).
+async fn rebuild_producers<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    segments: &BTreeMap<Offset, Segment<D::File>>,
+    snapshots: &mut BTreeSet<Offset>,
+    log_start: Offset,
+    producers: &mut ProducerState,
+) -> Result<()> {
+    let log_end = segments
+        .values()
+        .next_back()
+        .expect("a log has a segment")
+        .next_offset;
+    let beyond: Vec<Offset> = snapshots.range(log_end.next()..).copied().collect();
+    for offset in beyond {
+        snapshots.remove(&offset);
+        remove_file(disk, &dir.join(file_name(offset, SNAPSHOT_SUFFIX))).await?;
+    }
+    producers.clear();
+    let mut from = log_start;
+    for &offset in snapshots.iter().rev() {
+        let path = dir.join(file_name(offset, SNAPSHOT_SUFFIX));
+        let Some(bytes) = read_whole(disk, &path).await? else {
+            continue;
+        };
+        // A damaged snapshot is skipped: an older one plus a longer replay gives the same state.
+        if producers.load_snapshot(&bytes) == Some(offset) {
+            from = offset.max(log_start);
+            break;
+        }
+        producers.clear();
+    }
+    for segment in segments.values() {
+        if segment.next_offset > from {
+            replay_segment(segment, from, producers).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Feeds the headers of the batches of `segment` that end at or after `from` to `producers`,
+/// reading the file in chunks.
+async fn replay_segment<F: DiskFile>(
+    segment: &Segment<F>,
+    from: Offset,
+    producers: &mut ProducerState,
+) -> Result<()> {
+    let mut position = if from > segment.base {
+        segment.index.lookup(from).position
+    } else {
+        0
+    };
+    let mut chunk = Bytes::new();
+    let mut chunk_pos = position;
+    while position < segment.size {
+        let in_chunk = position >= chunk_pos
+            && position + BATCH_HEADER_BYTES as u64 <= chunk_pos + chunk.len() as u64;
+        if !in_chunk {
+            let len = (segment.size - position).min(SCAN_CHUNK_BYTES as u64) as usize;
+            chunk = segment
+                .file
+                .read_at(position, len)
+                .await
+                .map_err(io_err("reading", &segment.path))?;
+            chunk_pos = position;
+        }
+        let at = (position - chunk_pos) as usize;
+        let header =
+            BatchHeader::parse(&chunk[at..]).map_err(|reason| StorageError::CorruptBatch {
+                segment: segment.path.clone(),
+                position,
+                reason,
+            })?;
+        if header.last_offset() >= from {
+            producers.replay(&header);
+        }
+        position += header.total_bytes() as u64;
+    }
+    Ok(())
 }

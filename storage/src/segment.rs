@@ -18,6 +18,8 @@ use crate::io::DiskFile;
 pub const LOG_SUFFIX: &str = ".log";
 /// Suffix of index checkpoint files.
 pub const INDEX_SUFFIX: &str = ".index";
+/// Suffix of producer-state snapshot files (`<offset>.snapshot`, like Kafka's).
+pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
 /// Suffix of files being written before an atomic rename.
 pub const TMP_SUFFIX: &str = ".tmp";
 

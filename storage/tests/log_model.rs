@@ -66,6 +66,7 @@ fn config(flush: FlushPolicy) -> LogConfig {
         batch_bytes_max: 4 << 10,
         preallocate_bytes: 4 << 10,
         active_checkpoint_bytes: 1 << 10,
+        ..LogConfig::default()
     }
 }
 

@@ -11,6 +11,7 @@ mod delete_topics;
 mod describe_configs;
 mod fetch;
 mod find_coordinator;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
@@ -35,7 +36,8 @@ pub fn version_table() -> VersionTable {
     VersionTable::new(
         ApiSet::core()
             .with(ApiKey::CreatePartitions)
-            .with(ApiKey::FindCoordinator),
+            .with(ApiKey::FindCoordinator)
+            .with(ApiKey::InitProducerId),
     )
 }
 
@@ -95,6 +97,9 @@ pub async fn handle(core: &Core, frame: Bytes) -> Option<ResponseParts> {
         }
         RequestBody::DescribeConfigs(request) => describe_configs::handle(core, &header, request),
         RequestBody::FindCoordinator(request) => find_coordinator::handle(core, &header, request),
+        RequestBody::InitProducerId(request) => {
+            init_producer_id::handle(core, &header, request).await
+        }
         RequestBody::OffsetForLeaderEpoch(request) => {
             offset_for_leader_epoch::handle(core, &header, request).await
         }
