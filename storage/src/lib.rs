@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod compaction;
 pub mod config;
 pub mod epoch;
 pub mod error;
@@ -50,5 +51,8 @@ pub mod sync;
 
 pub use config::{FlushPolicy, LogConfig};
 pub use error::{Result, StorageError};
-pub use log::{AppendInfo, FileRange, Log, ReadChunk, ReadResult, ReadUpTo, RetentionOutcome};
+pub use log::{
+    AppendInfo, CleanConfig, CleanOutcome, CleanerState, FileRange, IoBudget, Log, ReadChunk,
+    ReadResult, ReadUpTo, RetentionOutcome, Unthrottled,
+};
 pub use sync::block_on;
