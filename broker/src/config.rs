@@ -100,6 +100,15 @@ settings! {
     flush_interval_ms: u64,
     /// Group commit after this many unflushed bytes [default: 4194304].
     flush_bytes_max: u64,
+    /// I/O budget of each core's log cleaner (reads plus writes), bytes per second; Kafka's
+    /// log.cleaner.io.max.bytes.per.second [default: 52428800].
+    log_cleaner_io_max_bytes_per_second: u64,
+    /// Memory of each core's cleaner key map (Kafka's log.cleaner.dedupe.buffer.size, per core);
+    /// 24 bytes a key [default: 16777216].
+    log_cleaner_dedupe_buffer_bytes: usize,
+    /// Pause between two passes of a core's cleaner over its compacted partitions, ms
+    /// [default: 15000].
+    log_cleaner_backoff_ms: u64,
 }
 
 /// Spate: a Kafka-compatible event-streaming broker on io_uring, thread-per-core.
@@ -134,6 +143,7 @@ pub struct Config {
     pub connections_per_core_max: usize,
     pub auto_create_topics: bool,
     pub topic_defaults: TopicDefaults,
+    pub cleaner: CleanerSettings,
     /// `SPATE_*` environment variables that name no setting (logged at startup).
     pub ignored_env: Vec<String>,
 }
@@ -150,6 +160,14 @@ pub struct TopicDefaults {
     pub flush_mode: FlushMode,
     pub flush_interval_ms: u64,
     pub flush_bytes_max: u64,
+}
+
+/// The log cleaner of each core.
+#[derive(Debug, Clone)]
+pub struct CleanerSettings {
+    pub io_bytes_per_second_max: u64,
+    pub dedupe_bytes_max: usize,
+    pub backoff_ms: u64,
 }
 
 /// Upper bound on `--cores`: far above any machine Spate runs on, low enough that a typo
@@ -209,7 +227,25 @@ impl Config {
         if connections_per_core_max == 0 {
             bail!("connections-per-core-max must be at least 1");
         }
+        let cleaner = CleanerSettings {
+            io_bytes_per_second_max: s.log_cleaner_io_max_bytes_per_second.unwrap_or(50 << 20),
+            dedupe_bytes_max: s.log_cleaner_dedupe_buffer_bytes.unwrap_or(16 << 20),
+            backoff_ms: s.log_cleaner_backoff_ms.unwrap_or(15_000),
+        };
+        if cleaner.io_bytes_per_second_max < 4096 {
+            bail!("log-cleaner-io-max-bytes-per-second must be at least 4096");
+        }
+        if cleaner.dedupe_bytes_max < spate_storage::compaction::OFFSET_MAP_BYTES_MIN {
+            bail!(
+                "log-cleaner-dedupe-buffer-bytes must be at least {}",
+                spate_storage::compaction::OFFSET_MAP_BYTES_MIN
+            );
+        }
+        if cleaner.backoff_ms == 0 {
+            bail!("log-cleaner-backoff-ms must be at least 1");
+        }
         Ok(Config {
+            cleaner,
             listen,
             advertised_host,
             advertised_port,

@@ -63,6 +63,10 @@ pub struct Partition {
     pub batch_bytes_max: usize,
     /// When the maintenance task last flushed this partition (group commit timing).
     pub flushed_at: Cell<Instant>,
+    /// The topic is compacted: records need keys, and the cleaner visits the partition.
+    pub compacted: bool,
+    /// The cleaner's memory of this partition (first dirty offset, tombstone horizon).
+    pub cleaner: Cell<spate_storage::CleanerState>,
 }
 
 impl Partition {
@@ -229,6 +233,8 @@ impl Core {
                 batch_bytes_max: meta.config.max_message_bytes,
                 flushed_at: Cell::new(Instant::now()),
                 notified_hw: Cell::new(Offset(-1)),
+                compacted: meta.config.cleanup_policy.compacts(),
+                cleaner: Cell::new(spate_storage::CleanerState::default()),
             });
             self.partitions
                 .borrow_mut()
@@ -459,6 +465,14 @@ impl Core {
                 );
             }
             idempotent |= header.producer_id.0 >= 0;
+            if partition.compacted {
+                if let Err(message) = crate::cleaner::check_keys(batch) {
+                    return refused(
+                        ErrorCode::InvalidRecord,
+                        format!("{message} in topic partition {}-{}", op.topic, op.partition),
+                    );
+                }
+            }
             count += 1;
         }
         if idempotent && count > 1 {
@@ -808,6 +822,23 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// The partitions of compacted topics this core owns, with their cleaning settings.
+    pub fn compacted_partitions(
+        &self,
+    ) -> Vec<(String, i32, Rc<Partition>, spate_storage::CleanConfig)> {
+        let topics = self.topics.borrow();
+        let mut out = Vec::new();
+        for (name, partitions) in self.partitions.borrow().iter() {
+            let Some(clean) = topics.get(name).and_then(|m| m.config.clean_config()) else {
+                continue;
+            };
+            for (&index, partition) in partitions {
+                out.push((name.clone(), index, partition.clone(), clean.clone()));
+            }
+        }
+        out
     }
 
     /// Flushes and closes every partition (clean shutdown: the next start needs no scan).

@@ -84,6 +84,7 @@ pub async fn serve_core(
         "partitions recovered"
     );
     let maintenance = glommio::spawn_local(core.clone().maintain(shutdown.clone()));
+    let cleaner = crate::cleaner::spawn(core.clone(), shutdown.clone());
     // Accept no client before every core has its partitions open: a request landing here may
     // name a partition another core is still recovering.
     shutdown.core_loaded();
@@ -158,6 +159,7 @@ pub async fn serve_core(
         glommio::timer::sleep(DRAIN_POLL).await;
     }
     maintenance.await;
+    cleaner.await;
     info!(core = id, "closing partitions");
     core.close_all().await;
     // Other cores may still forward work to us until they stop; the mesh closes with us.

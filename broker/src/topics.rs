@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use spate_storage::{FlushPolicy, LogConfig};
+use spate_storage::{CleanConfig, FlushPolicy, LogConfig};
 
 use crate::config::{FlushMode, TopicDefaults};
 
@@ -93,14 +93,96 @@ pub struct TopicConfig {
     pub flush_mode: FlushMode,
     pub flush_interval_ms: u64,
     pub flush_bytes_max: u64,
+    /// `cleanup.policy` (topic files written before compaction existed say nothing: delete).
+    #[serde(default)]
+    pub cleanup_policy: CleanupPolicy,
+    /// `min.cleanable.dirty.ratio`, in millionths (an integer keeps the config `Eq`).
+    #[serde(default = "default_dirty_ratio_ppm")]
+    pub min_cleanable_dirty_ratio_ppm: u32,
+    /// `delete.retention.ms`.
+    #[serde(default = "default_delete_retention_ms")]
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`.
+    #[serde(default)]
+    pub min_compaction_lag_ms: i64,
     /// Keys the creator set explicitly (DescribeConfigs reports the rest as defaults).
     #[serde(default)]
     pub overrides: Vec<String>,
 }
 
+/// What happens to old segments (`cleanup.policy`, Kafka's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CleanupPolicy {
+    /// `delete`: retention by age and size.
+    #[default]
+    Delete,
+    /// `compact`: the cleaner keeps the latest record per key; nothing is deleted by age.
+    Compact,
+    /// `compact,delete` (either order): both.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Whether the cleaner compacts this topic.
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+
+    /// Whether retention deletes old segments.
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+}
+
+impl std::str::FromStr for CleanupPolicy {
+    type Err = ();
+
+    /// Kafka's list syntax: `delete`, `compact`, `compact,delete`, `delete,compact`.
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let (mut compact, mut delete) = (false, false);
+        for item in text.split(',') {
+            match item.trim() {
+                "compact" => compact = true,
+                "delete" => delete = true,
+                _ => return Err(()),
+            }
+        }
+        match (compact, delete) {
+            (true, true) => Ok(CleanupPolicy::CompactDelete),
+            (true, false) => Ok(CleanupPolicy::Compact),
+            (false, true) => Ok(CleanupPolicy::Delete),
+            (false, false) => Err(()),
+        }
+    }
+}
+
+impl std::fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        })
+    }
+}
+
+/// Kafka's default `min.cleanable.dirty.ratio`, 0.5.
+fn default_dirty_ratio_ppm() -> u32 {
+    500_000
+}
+
+/// Kafka's default `delete.retention.ms`, one day.
+fn default_delete_retention_ms() -> i64 {
+    24 * 3_600_000
+}
+
 /// Every topic config key DescribeConfigs reports, in order.
 pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
+    "min.cleanable.dirty.ratio",
+    "delete.retention.ms",
+    "min.compaction.lag.ms",
     "retention.ms",
     "retention.bytes",
     "segment.bytes",
@@ -123,6 +205,10 @@ impl TopicConfig {
             flush_mode: defaults.flush_mode,
             flush_interval_ms: defaults.flush_interval_ms,
             flush_bytes_max: defaults.flush_bytes_max,
+            cleanup_policy: CleanupPolicy::Delete,
+            min_cleanable_dirty_ratio_ppm: default_dirty_ratio_ppm(),
+            delete_retention_ms: default_delete_retention_ms(),
+            min_compaction_lag_ms: 0,
             overrides: Vec::new(),
         }
     }
@@ -130,8 +216,7 @@ impl TopicConfig {
     /// Sets one config from its Kafka name and text value.
     ///
     /// # Errors
-    /// [`TopicError::InvalidConfig`] for unknown keys, unparsable or out-of-range values, and
-    /// `cleanup.policy` other than `delete` (compaction is not built yet).
+    /// [`TopicError::InvalidConfig`] for unknown keys and unparsable or out-of-range values.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), TopicError> {
         let invalid = |why| TopicError::InvalidConfig {
             key: key.to_owned(),
@@ -150,10 +235,19 @@ impl TopicConfig {
         };
         match key {
             "cleanup.policy" => {
-                if value.trim() != "delete" {
-                    return Err(invalid("only cleanup.policy=delete is supported"));
-                }
+                self.cleanup_policy = value
+                    .parse()
+                    .map_err(|()| invalid("one of delete, compact, compact,delete"))?;
             }
+            "min.cleanable.dirty.ratio" => {
+                let ratio: f64 = value.trim().parse().map_err(|_| invalid("not a number"))?;
+                if !(0.0..=1.0).contains(&ratio) {
+                    return Err(invalid("between 0 and 1"));
+                }
+                self.min_cleanable_dirty_ratio_ppm = (ratio * 1e6).round() as u32;
+            }
+            "delete.retention.ms" => self.delete_retention_ms = int(0)?,
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms = int(0)?,
             "retention.ms" => self.retention_ms = int(-1)?,
             "retention.bytes" => self.retention_bytes = int(-1)?,
             "segment.bytes" => {
@@ -192,7 +286,12 @@ impl TopicConfig {
     /// The current value of a key from [`TOPIC_CONFIG_KEYS`], as text.
     pub fn get(&self, key: &str) -> Option<String> {
         Some(match key {
-            "cleanup.policy" => "delete".to_owned(),
+            "cleanup.policy" => self.cleanup_policy.to_string(),
+            "min.cleanable.dirty.ratio" => {
+                (f64::from(self.min_cleanable_dirty_ratio_ppm) / 1e6).to_string()
+            }
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
             "retention.ms" => self.retention_ms.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
             "segment.bytes" => self.segment_bytes.to_string(),
@@ -224,8 +323,12 @@ impl TopicConfig {
         LogConfig {
             segment_bytes_max: self.segment_bytes,
             segment_ms: self.segment_ms,
-            retention_ms: (self.retention_ms >= 0).then_some(self.retention_ms),
-            retention_bytes: u64::try_from(self.retention_bytes).ok(),
+            // A compact-only topic keeps everything the cleaner keeps.
+            retention_ms: (self.cleanup_policy.deletes() && self.retention_ms >= 0)
+                .then_some(self.retention_ms),
+            retention_bytes: u64::try_from(self.retention_bytes)
+                .ok()
+                .filter(|_| self.cleanup_policy.deletes()),
             flush: match self.flush_mode {
                 FlushMode::EveryAppend => FlushPolicy::EveryAppend,
                 FlushMode::Group => FlushPolicy::GroupCommit {
@@ -239,6 +342,16 @@ impl TopicConfig {
             tail_cache_bytes_max: PARTITION_TAIL_CACHE_BYTES,
             ..defaults
         }
+    }
+
+    /// The cleaner's settings, if the topic is compacted.
+    pub fn clean_config(&self) -> Option<CleanConfig> {
+        self.cleanup_policy.compacts().then(|| CleanConfig {
+            delete_retention_ms: self.delete_retention_ms,
+            min_compaction_lag_ms: self.min_compaction_lag_ms,
+            min_cleanable_dirty_ratio: f64::from(self.min_cleanable_dirty_ratio_ppm) / 1e6,
+            ..CleanConfig::default()
+        })
     }
 }
 
@@ -360,13 +473,55 @@ mod tests {
         assert_eq!(config.get("flush.policy").as_deref(), Some("every-append"));
         assert!(config.is_override("retention.ms"));
         assert!(!config.is_override("segment.bytes"));
-        assert!(config.set("cleanup.policy", "compact").is_err());
+        assert!(config.set("cleanup.policy", "shred").is_err());
+        assert!(config.set("cleanup.policy", "").is_err());
         assert!(config.set("retention.ms", "soon").is_err());
         assert!(config.set("no.such.key", "1").is_err());
         assert!(config.set("segment.bytes", "100").is_err());
         for key in TOPIC_CONFIG_KEYS {
             assert!(config.get(key).is_some(), "{key}");
         }
+    }
+
+    #[test]
+    fn cleanup_policy_takes_kafkas_values_and_drives_retention_and_cleaning() {
+        let mut config = TopicConfig::from_defaults(&defaults());
+        assert_eq!(config.get("cleanup.policy").as_deref(), Some("delete"));
+        assert!(config.clean_config().is_none());
+        assert!(config.log_config().retention_ms.is_some());
+        config.set("cleanup.policy", "compact").unwrap();
+        assert_eq!(config.get("cleanup.policy").as_deref(), Some("compact"));
+        let log = config.log_config();
+        assert_eq!((log.retention_ms, log.retention_bytes), (None, None));
+        config.set("retention.bytes", "1000000").unwrap();
+        assert_eq!(config.log_config().retention_bytes, None);
+        config.set("cleanup.policy", "delete, compact").unwrap();
+        assert_eq!(
+            config.get("cleanup.policy").as_deref(),
+            Some("compact,delete")
+        );
+        assert_eq!(config.log_config().retention_bytes, Some(1_000_000));
+        config.set("min.cleanable.dirty.ratio", "0.01").unwrap();
+        config.set("delete.retention.ms", "1000").unwrap();
+        config.set("min.compaction.lag.ms", "5").unwrap();
+        assert!(config.set("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(config.set("delete.retention.ms", "-1").is_err());
+        assert_eq!(
+            config.get("min.cleanable.dirty.ratio").as_deref(),
+            Some("0.01")
+        );
+        let clean = config.clean_config().expect("compacted");
+        assert_eq!(clean.min_cleanable_dirty_ratio, 0.01);
+        assert_eq!(clean.delete_retention_ms, 1000);
+        assert_eq!(clean.min_compaction_lag_ms, 5);
+        // Topic files from before these keys existed still load, as delete.
+        let old = "retention_ms = 1\nretention_bytes = -1\nsegment_bytes = 16384\nsegment_ms = 1\n\
+                   max_message_bytes = 100\nflush_mode = \"group\"\nflush_interval_ms = 5\n\
+                   flush_bytes_max = 1\n";
+        let parsed: TopicConfig = toml::from_str(old).unwrap();
+        assert_eq!(parsed.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!(parsed.min_cleanable_dirty_ratio_ppm, 500_000);
+        assert_eq!(parsed.delete_retention_ms, 86_400_000);
     }
 
     #[test]

@@ -86,6 +86,17 @@ pub enum StorageError {
     /// was written.
     #[error(transparent)]
     Producer(#[from] crate::producer_state::ProducerError),
+    /// The cleaner found a batch whose records it cannot decode (it passed its CRC, so the
+    /// producer wrote it that way): compaction of the partition stops rather than drop data.
+    #[error("cannot compact batch in segment {segment}: position {position}: {reason}")]
+    UncleanableBatch {
+        /// The segment file.
+        segment: PathBuf,
+        /// Byte position of the batch in the segment.
+        position: u64,
+        /// What failed.
+        reason: spate_wire::WireError,
+    },
     /// A checkpoint file (index, leader epochs) could not be parsed.
     #[error("bad checkpoint file {path}: {reason}")]
     BadCheckpoint {

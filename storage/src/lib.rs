@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod compaction;
 pub mod config;
 pub mod epoch;
 pub mod error;
@@ -52,6 +53,7 @@ pub mod sync;
 pub use config::{FlushPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use log::{
-    AppendInfo, AppendKind, FileRange, Log, ReadChunk, ReadResult, ReadUpTo, RetentionOutcome,
+    AppendInfo, AppendKind, CleanConfig, CleanOutcome, CleanerState, FileRange, IoBudget, Log,
+    ReadChunk, ReadResult, ReadUpTo, RetentionOutcome, Unthrottled,
 };
 pub use sync::block_on;

@@ -31,10 +31,15 @@ use crate::index::{Checkpoint, SegmentIndex};
 use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile, OpenMode};
 use crate::producer_state::{ProducerBatch, ProducerState, Verdict};
 use crate::segment::{
-    file_name, parse_file_name, scan, Scan, ScanEnd, Segment, INDEX_SUFFIX, LOG_SUFFIX,
-    SCAN_CHUNK_BYTES, SNAPSHOT_SUFFIX, TMP_SUFFIX,
+    file_name, parse_file_name, scan, OffsetOrder, Scan, ScanEnd, Segment, INDEX_SUFFIX,
+    LOG_SUFFIX, SCAN_CHUNK_BYTES, SNAPSHOT_SUFFIX, TMP_SUFFIX,
 };
 use crate::sync::{AsyncMutex, Notify};
+
+mod clean;
+pub use clean::{
+    CleanConfig, CleanOutcome, CleanerState, IoBudget, Unthrottled, CLEANED_SUFFIX, SWAP_SUFFIX,
+};
 
 /// Most files a partition directory may hold.
 pub const DIR_ENTRIES_MAX: usize = 1 << 20;
@@ -171,7 +176,8 @@ impl<F: DiskFile> FileRange<F> {
             };
             let (header, batch) = item.map_err(corrupt)?;
             verify_crc(batch).map_err(corrupt)?;
-            if header.base_offset != expected {
+            // Offsets only grow; compaction leaves gaps where it removed whole batches.
+            if header.base_offset < expected {
                 return Err(corrupt(BatchError::BadOffsets {
                     last_offset_delta: header.last_offset_delta,
                     record_count: header.record_count,
@@ -304,10 +310,16 @@ impl<D: Disk> Log<D> {
         disk.create_dir_all(dir)
             .await
             .map_err(io_err("creating", dir))?;
-        let names = disk
+        let mut names = disk
             .list_dir(dir, DIR_ENTRIES_MAX)
             .await
             .map_err(io_err("listing", dir))?;
+        if clean::recover_swaps(&disk, dir, &names).await? {
+            names = disk
+                .list_dir(dir, DIR_ENTRIES_MAX)
+                .await
+                .map_err(io_err("listing", dir))?;
+        }
         let mut bases = Vec::new();
         let mut snapshots = BTreeSet::new();
         for name in &names {
@@ -344,9 +356,11 @@ impl<D: Disk> Log<D> {
             let is_last = i + 1 == bases.len();
             let (segment, covered) = recover_segment(&disk, dir, &config, base, is_last).await?;
             checkpointed = covered;
-            if let Some(prev) = segments.values().next_back() {
-                let prev: &Segment<D::File> = prev;
-                if prev.next_offset != base {
+            if let Some(prev) = segments.values_mut().next_back() {
+                let prev: &mut Segment<D::File> = prev;
+                // A cleaned segment may end before the next one starts (its last batches were
+                // compacted away); it then covers offsets up to the next base.
+                if prev.next_offset > base {
                     return Err(StorageError::CorruptBatch {
                         segment: segment.path.clone(),
                         position: 0,
@@ -356,6 +370,7 @@ impl<D: Disk> Log<D> {
                         },
                     });
                 }
+                prev.next_offset = base;
             }
             segments.insert(base, segment);
         }
@@ -1123,13 +1138,12 @@ impl<D: Disk> Log<D> {
                 .next_back()
                 .expect("offset within the log has a segment");
             if cur >= segment.next_offset {
-                // An empty or finished segment: the next one starts right here.
-                assert!(
-                    core.segments.range(base..).nth(1).is_some(),
-                    "offsets are dense"
-                );
+                // An empty or finished segment: the next one starts here (or, after
+                // compaction removed batches, a little later).
                 let next = core.segments.range(base..).nth(1).map(|(b, _)| *b);
-                assert_eq!(next, Some(cur));
+                let next = next.expect("an offset below the log end has a segment");
+                assert!(next >= cur, "segments are in offset order");
+                result.next_offset = next;
                 continue;
             }
             let written = if core.segments.keys().next_back() == Some(&base) {
@@ -1138,7 +1152,12 @@ impl<D: Disk> Log<D> {
                 segment.size
             };
             let budget = bytes_max.saturating_sub(result.bytes);
-            let (range, next) = file_range(segment, cur, limit, written, budget).await?;
+            let Some((range, next)) = file_range(segment, cur, limit, written, budget).await?
+            else {
+                // `cur` falls in a gap compaction left at the end of the segment.
+                result.next_offset = segment.next_offset;
+                continue;
+            };
             result.bytes += range.length;
             result.next_offset = next;
             result.chunks.push(ReadChunk::File(range));
@@ -1243,13 +1262,22 @@ impl<D: Disk> Log<D> {
             .map_err(io_err("syncing", &segment.path))?;
         segment.allocated = position;
         let mut index = SegmentIndex::new(segment.base, self.config.index_interval_bytes);
-        let rescan = scan(&*segment.file, position, 0, segment.base, &mut index).await?;
+        let rescan = scan(
+            &*segment.file,
+            position,
+            0,
+            segment.base,
+            OffsetOrder::Increasing,
+            &mut index,
+        )
+        .await?;
         assert_eq!(
             rescan.end,
             ScanEnd::Clean,
             "bytes before the cut were valid"
         );
-        assert_eq!(rescan.next_offset, new_end);
+        // A cleaned segment may have a gap before the cut batch.
+        assert!(rescan.next_offset <= new_end);
         segment.index = index;
         segment.size = position;
         segment.next_offset = new_end;
@@ -1459,16 +1487,20 @@ fn read_from_cache<F>(
 
 /// Largest byte range of `segment` that starts at the batch holding `offset`, ends on a batch
 /// boundary at or below `limit` (an offset) and `written` (a position), and is at most `budget`
-/// bytes unless a single batch is larger. Also returns the offset after the range.
+/// bytes unless a single batch is larger. Also returns the offset after the range. `None` if no
+/// batch of the segment reaches `offset` (compaction removed the batches that did).
 async fn file_range<F: DiskFile>(
     segment: &Segment<F>,
     offset: Offset,
     limit: Offset,
     written: u64,
     budget: u64,
-) -> Result<(FileRange<F>, Offset)> {
+) -> Result<Option<(FileRange<F>, Offset)>> {
     let mut position = segment.index.lookup(offset).position;
     let header = loop {
+        if position >= segment.size {
+            return Ok(None);
+        }
         let header = read_header(segment, position).await?;
         if header.last_offset() >= offset {
             break header;
@@ -1496,7 +1528,7 @@ async fn file_range<F: DiskFile>(
         length: end - position,
         first_offset: header.base_offset,
     };
-    Ok((range, next))
+    Ok(Some((range, next)))
 }
 
 async fn read_header<F: DiskFile>(segment: &Segment<F>, position: u64) -> Result<BatchHeader> {
@@ -1591,7 +1623,14 @@ async fn recover_segment<D: Disk>(
             base,
         ),
     };
-    let scan_result: Scan = scan(&file, file_size, from, next, &mut index).await?;
+    // Only the active segment is written by appends (dense offsets); closed segments may have
+    // been compacted, which leaves gaps where whole batches were removed.
+    let order = if is_last {
+        OffsetOrder::Dense
+    } else {
+        OffsetOrder::Increasing
+    };
+    let scan_result: Scan = scan(&file, file_size, from, next, order, &mut index).await?;
     if let ScanEnd::Invalid { position, reason } = scan_result.end {
         if !is_last {
             return Err(StorageError::CorruptBatch {

@@ -99,8 +99,17 @@ pub struct Scan {
     pub end: ScanEnd,
 }
 
+/// What a scan requires of consecutive batches' offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetOrder {
+    /// Each batch starts right after the previous one (what appends write).
+    Dense,
+    /// Each batch starts after the previous one, gaps allowed (a compacted segment).
+    Increasing,
+}
+
 /// Reads batches from `position` to the end of the file, checking length, structure, CRC32C
-/// and that offsets are dense, and adds them to `index`.
+/// and that offsets are dense (or only increasing, per `order`), and adds them to `index`.
 ///
 /// The stop rule: twelve zero bytes where a batch should start (a zero `baseOffset` and a zero
 /// `batchLength`, which no batch has) are the end of the data, as are fewer than twelve bytes
@@ -113,6 +122,7 @@ pub async fn scan<F: DiskFile>(
     file_size: u64,
     mut position: u64,
     mut next_offset: Offset,
+    order: OffsetOrder,
     index: &mut SegmentIndex,
 ) -> Result<Scan> {
     let mut chunk = Bytes::new();
@@ -157,8 +167,12 @@ pub async fn scan<F: DiskFile>(
                 available: remaining as usize,
             }));
         }
-        if header.base_offset != next_offset {
-            // Offsets that are not dense mean the bytes are not what the log wrote.
+        let out_of_order = match order {
+            OffsetOrder::Dense => header.base_offset != next_offset,
+            OffsetOrder::Increasing => header.base_offset < next_offset,
+        };
+        if out_of_order {
+            // Offsets out of order mean the bytes are not what the log wrote.
             return Ok(invalid(BatchError::BadOffsets {
                 last_offset_delta: header.last_offset_delta,
                 record_count: header.record_count,

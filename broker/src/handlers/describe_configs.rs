@@ -21,6 +21,7 @@ const SOURCE_DEFAULT: i8 = 5;
 // Config types (v3+).
 const TYPE_STRING: i8 = 2;
 const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
 
 fn entry(
     name: &str,
@@ -34,6 +35,9 @@ fn entry(
     if version >= 3 {
         e.config_type = if value.parse::<i64>().is_ok() {
             TYPE_LONG
+        } else if value.parse::<f64>().is_ok() {
+            // min.cleanable.dirty.ratio
+            TYPE_DOUBLE
         } else {
             TYPE_STRING
         };
