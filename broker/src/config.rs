@@ -100,6 +100,22 @@ settings! {
     flush_interval_ms: u64,
     /// Group commit after this many unflushed bytes [default: 4194304].
     flush_bytes_max: u64,
+    /// Partitions of `__consumer_offsets` when it is first created [default: 50].
+    offsets_topic_partitions: i32,
+    /// How long the first rebalance of an empty group waits for more members, ms
+    /// (Kafka's group.initial.rebalance.delay.ms) [default: 3000].
+    group_initial_rebalance_delay_ms: u64,
+    /// Smallest session timeout a consumer may ask for, ms [default: 6000].
+    group_min_session_timeout_ms: u64,
+    /// Largest session timeout a consumer may ask for, ms [default: 1800000].
+    group_max_session_timeout_ms: u64,
+    /// Most consumer groups one core coordinates [default: 10000].
+    groups_per_core_max: usize,
+    /// Most members in one consumer group [default: 1000].
+    members_per_group_max: usize,
+    /// Most bytes of protocol metadata in one JoinGroup and of one member's assignment
+    /// [default: 1048576].
+    group_metadata_bytes_max: usize,
 }
 
 /// Spate: a Kafka-compatible event-streaming broker on io_uring, thread-per-core.
@@ -134,6 +150,7 @@ pub struct Config {
     pub connections_per_core_max: usize,
     pub auto_create_topics: bool,
     pub topic_defaults: TopicDefaults,
+    pub groups: GroupConfig,
     /// `SPATE_*` environment variables that name no setting (logged at startup).
     pub ignored_env: Vec<String>,
 }
@@ -150,6 +167,14 @@ pub struct TopicDefaults {
     pub flush_mode: FlushMode,
     pub flush_interval_ms: u64,
     pub flush_bytes_max: u64,
+}
+
+/// Consumer group settings.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub offsets_partitions: i32,
+    pub groups_per_core_max: usize,
+    pub limits: crate::group::state::GroupLimits,
 }
 
 /// Upper bound on `--cores`: far above any machine Spate runs on, low enough that a typo
@@ -209,7 +234,31 @@ impl Config {
         if connections_per_core_max == 0 {
             bail!("connections-per-core-max must be at least 1");
         }
+        let offsets_partitions = s.offsets_topic_partitions.unwrap_or(50);
+        if !(1..=crate::topics::PARTITIONS_PER_TOPIC_MAX).contains(&offsets_partitions) {
+            bail!(
+                "offsets-topic-partitions must be between 1 and {}, got {offsets_partitions}",
+                crate::topics::PARTITIONS_PER_TOPIC_MAX
+            );
+        }
+        let session_min = s.group_min_session_timeout_ms.unwrap_or(6_000);
+        let session_max = s.group_max_session_timeout_ms.unwrap_or(1_800_000);
+        if session_min > session_max || session_max > i32::MAX as u64 {
+            bail!("group-min-session-timeout-ms {session_min} must not exceed group-max-session-timeout-ms {session_max} (at most {})", i32::MAX);
+        }
+        let groups = GroupConfig {
+            offsets_partitions,
+            groups_per_core_max: s.groups_per_core_max.unwrap_or(10_000).max(1),
+            limits: crate::group::state::GroupLimits {
+                members_per_group_max: s.members_per_group_max.unwrap_or(1000).max(1),
+                metadata_bytes_max: s.group_metadata_bytes_max.unwrap_or(1 << 20),
+                session_timeout_ms_min: session_min,
+                session_timeout_ms_max: session_max,
+                initial_rebalance_delay_ms: s.group_initial_rebalance_delay_ms.unwrap_or(3_000),
+            },
+        };
         Ok(Config {
+            groups,
             listen,
             advertised_host,
             advertised_port,

@@ -66,7 +66,7 @@ pub struct Partition {
 
 impl Partition {
     /// Wakes long-polling fetches if the high watermark moved since they were last woken.
-    fn notify_if_advanced(&self) {
+    pub fn notify_if_advanced(&self) {
         let hw = self.log.high_watermark();
         if hw != self.notified_hw.get() {
             self.notified_hw.set(hw);
@@ -113,6 +113,9 @@ pub struct Core {
     /// broadcast was in flight, and every core opened the partitions twice, the second log
     /// replacing the first and losing what had been acknowledged to it.
     topic_changes: AsyncMutex<()>,
+    /// The consumer groups this core coordinates (those of its `__consumer_offsets`
+    /// partitions).
+    pub groups: crate::group::coordinator::Coordinator,
 }
 
 impl std::fmt::Debug for Core {
@@ -144,6 +147,10 @@ impl Core {
         Core {
             id,
             cores,
+            groups: crate::group::coordinator::Coordinator::new(
+                config.groups.limits,
+                config.groups.groups_per_core_max,
+            ),
             config,
             versions,
             topics: RefCell::new(BTreeMap::new()),
@@ -162,7 +169,7 @@ impl Core {
         for meta in all.into_values() {
             self.upsert_topic(meta).await?;
         }
-        Ok(())
+        self.groups.load(self).await
     }
 
     /// The core owning a partition.
@@ -183,7 +190,8 @@ impl Core {
         }
     }
 
-    fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+    /// A partition this core owns.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
         self.partitions
             .borrow()
             .get(topic)?
@@ -295,6 +303,9 @@ impl Core {
             CoreRequest::TopicRemoved(name) => {
                 self.remove_topic(&name).await;
                 CoreReply::Done
+            }
+            CoreRequest::Group(call) => {
+                CoreReply::Group(Box::new(crate::group::run(self, *call).await))
             }
         }
     }

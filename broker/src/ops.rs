@@ -132,6 +132,8 @@ pub enum CoreRequest {
     /// From the controller to every core: this topic is gone: close and delete owned
     /// partitions.
     TopicRemoved(String),
+    /// To a group's coordinating core.
+    Group(Box<crate::group::GroupCall>),
 }
 
 /// A core's answer.
@@ -143,5 +145,6 @@ pub enum CoreReply {
     EpochEnd(Vec<EpochEndResult>),
     /// Per topic: the error code and message.
     Topics(Vec<(ErrorCode, Option<String>)>),
+    Group(Box<crate::group::GroupAnswer>),
     Done,
 }

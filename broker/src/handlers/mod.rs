@@ -11,10 +11,16 @@ mod delete_topics;
 mod describe_configs;
 mod fetch;
 mod find_coordinator;
+mod heartbeat;
+mod join_group;
+mod leave_group;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 use bytes::{Bytes, BytesMut};
 use spate_wire::header::{response_header_version, RequestHeader};
@@ -35,7 +41,13 @@ pub fn version_table() -> VersionTable {
     VersionTable::new(
         ApiSet::core()
             .with(ApiKey::CreatePartitions)
-            .with(ApiKey::FindCoordinator),
+            .with(ApiKey::FindCoordinator)
+            .with(ApiKey::JoinGroup)
+            .with(ApiKey::SyncGroup)
+            .with(ApiKey::Heartbeat)
+            .with(ApiKey::LeaveGroup)
+            .with(ApiKey::OffsetCommit)
+            .with(ApiKey::OffsetFetch),
     )
 }
 
@@ -98,6 +110,12 @@ pub async fn handle(core: &Core, frame: Bytes) -> Option<ResponseParts> {
         RequestBody::OffsetForLeaderEpoch(request) => {
             offset_for_leader_epoch::handle(core, &header, request).await
         }
+        RequestBody::JoinGroup(request) => join_group::handle(core, &header, request).await,
+        RequestBody::SyncGroup(request) => sync_group::handle(core, &header, request).await,
+        RequestBody::Heartbeat(request) => heartbeat::handle(core, &header, request).await,
+        RequestBody::LeaveGroup(request) => leave_group::handle(core, &header, request).await,
+        RequestBody::OffsetCommit(request) => offset_commit::handle(core, &header, request).await,
+        RequestBody::OffsetFetch(request) => offset_fetch::handle(core, &header, request).await,
         other => {
             warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");
             None
