@@ -26,10 +26,10 @@ use spate_wire::types::Offset;
 use spate_wire::ErrorCode;
 use tracing::{info, warn};
 
-use super::records::{self, OffsetKey, OffsetValue};
+use super::records::{self, OffsetKey, OffsetValue, RecordKey};
 use super::state::{
-    CommitKind, Group, GroupLimits, GroupState, JoinRequest, JoinResponse, LeavingMember, Output,
-    Reply, SyncRequest, SyncResponse,
+    CommitKind, Group, GroupLimits, GroupSnapshot, GroupState, JoinRequest, JoinResponse,
+    LeavingMember, Output, Reply, SyncRequest, SyncResponse,
 };
 use super::{partition_for, OFFSETS_TOPIC};
 use crate::core::{now_ms, Core, Partition, LEADER_EPOCH};
@@ -98,6 +98,8 @@ pub struct Coordinator {
     groups: RefCell<HashMap<String, Group>>,
     offsets: RefCell<HashMap<String, GroupOffsets>>,
     waiters: RefCell<HashMap<WaiterKey, oneshot::Sender<Parked>>>,
+    /// While loading: the latest group record of each group (`None`: deleted).
+    restored: RefCell<HashMap<String, (Offset, Option<GroupSnapshot>)>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -118,6 +120,7 @@ impl Coordinator {
             groups: RefCell::new(HashMap::new()),
             offsets: RefCell::new(HashMap::new()),
             waiters: RefCell::new(HashMap::new()),
+            restored: RefCell::new(HashMap::new()),
         }
     }
 
@@ -134,6 +137,7 @@ impl Coordinator {
     /// Runs `f` on the group, creating it (Empty) if `create` and there is room.
     fn with_group<T>(
         &self,
+        core: &Core,
         group_id: &str,
         create: bool,
         f: impl FnOnce(&mut Group) -> T,
@@ -156,16 +160,20 @@ impl Coordinator {
         let result = f(group);
         let outputs = group.take_outputs();
         drop(groups);
-        self.dispatch(group_id, outputs);
+        self.dispatch(core, group_id, outputs);
         Ok(result)
     }
 
     /// Hands answers to parked calls to their waiters (gone waiters are skipped: the client
-    /// disconnected).
-    fn dispatch(&self, group_id: &str, outputs: Vec<Output>) {
+    /// disconnected) and stores group snapshots.
+    fn dispatch(&self, core: &Core, group_id: &str, outputs: Vec<Output>) {
         let mut waiters = self.waiters.borrow_mut();
         for output in outputs {
             let (key, parked) = match output {
+                Output::Persist(snapshot) => {
+                    persist_group(core, group_id, snapshot);
+                    continue;
+                }
                 Output::Joined {
                     member_id,
                     response,
@@ -198,10 +206,10 @@ impl Coordinator {
     }
 
     /// JoinGroup.
-    pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinResponse {
+    pub async fn join(&self, core: &Core, group_id: &str, request: JoinRequest) -> JoinResponse {
         let member_id = request.member_id.clone();
         let now = self.now_ms();
-        let reply = match self.with_group(group_id, true, |g| g.join(now, request)) {
+        let reply = match self.with_group(core, group_id, true, |g| g.join(now, request)) {
             Ok(reply) => reply,
             Err(error) => return JoinResponse::error(error, &member_id),
         };
@@ -218,9 +226,9 @@ impl Coordinator {
     }
 
     /// SyncGroup.
-    pub async fn sync(&self, group_id: &str, request: SyncRequest) -> SyncResponse {
+    pub async fn sync(&self, core: &Core, group_id: &str, request: SyncRequest) -> SyncResponse {
         let now = self.now_ms();
-        let reply = match self.with_group(group_id, false, |g| g.sync(now, request)) {
+        let reply = match self.with_group(core, group_id, false, |g| g.sync(now, request)) {
             Ok(reply) => reply,
             Err(error) => return SyncResponse::error(error),
         };
@@ -239,32 +247,33 @@ impl Coordinator {
     /// Heartbeat.
     pub fn heartbeat(
         &self,
+        core: &Core,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
         generation_id: i32,
     ) -> ErrorCode {
         let now = self.now_ms();
-        self.with_group(group_id, false, |g| {
+        self.with_group(core, group_id, false, |g| {
             g.heartbeat(now, member_id, instance_id, generation_id)
         })
         .unwrap_or_else(|e| e)
     }
 
     /// LeaveGroup: one error per member.
-    pub fn leave(&self, group_id: &str, members: &[LeavingMember]) -> Vec<ErrorCode> {
+    pub fn leave(&self, core: &Core, group_id: &str, members: &[LeavingMember]) -> Vec<ErrorCode> {
         let now = self.now_ms();
-        self.with_group(group_id, false, |g| g.leave(now, members))
+        self.with_group(core, group_id, false, |g| g.leave(now, members))
             .unwrap_or_else(|e| vec![e; members.len()])
     }
 
     /// Expires sessions and ends rebalances whose deadline passed; forgets empty groups that
     /// have no committed offsets.
-    pub fn tick(&self) {
+    pub fn tick(&self, core: &Core) {
         let now = self.now_ms();
         let ids: Vec<String> = self.groups.borrow().keys().cloned().collect();
         for id in ids {
-            let _ = self.with_group(&id, false, |g| g.tick(now));
+            let _ = self.with_group(core, &id, false, |g| g.tick(now));
         }
         let offsets = self.offsets.borrow();
         self.groups.borrow_mut().retain(|id, g| {
@@ -316,7 +325,7 @@ impl Coordinator {
     ) -> Vec<ErrorCode> {
         let count = offsets.len();
         let standalone_allowed = generation_id < 0 && member_id.is_empty();
-        let checked = self.with_group(group_id, standalone_allowed, |g| {
+        let checked = self.with_group(core, group_id, standalone_allowed, |g| {
             g.validate_commit(member_id, instance_id, generation_id)
         });
         let checked = match checked {
@@ -380,6 +389,9 @@ impl Coordinator {
             );
         }
         builder.finish();
+        if batch.len() > log.batch_bytes_max {
+            return vec![ErrorCode::InvalidCommitOffsetSize; count];
+        }
         let base = match append_durably(log, batch).await {
             Ok(base) => base,
             Err(error) => {
@@ -414,7 +426,18 @@ impl Coordinator {
             };
             loaded += self.load_partition(&partition).await?;
         }
-        let groups = self.offsets.borrow().len();
+        let now = self.now_ms();
+        let restored: Vec<(String, GroupSnapshot)> = self
+            .restored
+            .borrow_mut()
+            .drain()
+            .filter_map(|(id, (_, snapshot))| snapshot.map(|s| (id, s)))
+            .collect();
+        for (id, snapshot) in restored {
+            let group = Group::restore(&id, self.limits, snapshot, now);
+            self.groups.borrow_mut().insert(id, group);
+        }
+        let groups = self.offsets.borrow().len().max(self.groups.borrow().len());
         if loaded > 0 {
             info!(
                 core = core.id,
@@ -474,7 +497,21 @@ impl Coordinator {
     ) {
         let Some(key) = key else { return };
         let key = match records::decode_key(key) {
-            Ok(Some(key)) => key,
+            Ok(Some(RecordKey::Offset(key))) => key,
+            Ok(Some(RecordKey::Group(group))) => {
+                let snapshot = match value.map(records::decode_group_value).transpose() {
+                    Ok(snapshot) => snapshot,
+                    Err(e) => {
+                        warn!(error = %e, %offset, "skipping unreadable group record");
+                        return;
+                    }
+                };
+                let mut restored = self.restored.borrow_mut();
+                if restored.get(&group).is_none_or(|(at, _)| *at < offset) {
+                    restored.insert(group, (offset, snapshot));
+                }
+                return;
+            }
             Ok(None) => return,
             Err(e) => {
                 warn!(error = %e, %offset, "skipping unreadable offsets record key");
@@ -583,13 +620,16 @@ impl Coordinator {
         if let Err(error) = self.tombstone(core, group_id, &partitions).await {
             return error;
         }
-        let mut groups = self.groups.borrow_mut();
-        if let Some(group) = groups.get_mut(group_id) {
-            // Someone joined while the tombstones were written: the group stays.
-            if group.delete().is_err() {
-                return ErrorCode::NonEmptyGroup;
+        if self.groups.borrow().contains_key(group_id) {
+            // Someone may have joined while the tombstones were written: then the group stays.
+            match self.with_group(core, group_id, false, Group::delete) {
+                Ok(Ok(())) => {
+                    self.groups.borrow_mut().remove(group_id);
+                }
+                Ok(Err(error)) | Err(error) => return error,
             }
-            groups.remove(group_id);
+        } else {
+            persist_group(core, group_id, None);
         }
         ErrorCode::None
     }
@@ -732,10 +772,49 @@ async fn append_durably(partition: Rc<Partition>, batch: BytesMut) -> Result<Off
     }
 }
 
+/// Stores a group's snapshot (or its deletion) in its offsets partition, in the background:
+/// answers to members do not wait for it. If it is lost in a crash, the restarted coordinator
+/// resumes from an older generation and members rejoin (UNKNOWN_MEMBER_ID or
+/// ILLEGAL_GENERATION), which costs a rebalance, not data.
+fn persist_group(core: &Core, group_id: &str, snapshot: Option<GroupSnapshot>) {
+    let Some(partition) = offsets_partition(core, group_id) else {
+        return;
+    };
+    let mut batch = BytesMut::new();
+    let mut key = BytesMut::new();
+    let mut value = BytesMut::new();
+    records::encode_group_key(group_id, &mut key);
+    let now = now_ms();
+    if let Some(snapshot) = &snapshot {
+        records::encode_group_value(snapshot, now, &mut value);
+    }
+    let mut builder = BatchBuilder::new(
+        &mut batch,
+        BatchSpec {
+            first_timestamp_ms: now,
+            ..BatchSpec::default()
+        },
+    );
+    builder.push(now, Some(&key), snapshot.as_ref().map(|_| &value[..]), &[]);
+    builder.finish();
+    if batch.len() > partition.batch_bytes_max {
+        warn!(
+            group = group_id,
+            bytes = batch.len(),
+            "group snapshot too large to store"
+        );
+        return;
+    }
+    glommio::spawn_local(async move {
+        let _ = append_durably(partition, batch).await;
+    })
+    .detach();
+}
+
 /// Ticks this core's groups until shutdown.
 pub async fn tick_loop(core: Rc<Core>, shutdown: std::sync::Arc<crate::runtime::ShutdownFlag>) {
     while !shutdown.is_triggered() {
         glommio::timer::sleep(TICK).await;
-        core.groups.tick();
+        core.groups.tick(&core);
     }
 }

@@ -129,20 +129,27 @@ pub async fn call(core: &Core, group: &str, call: GroupCall) -> Option<GroupAnsw
 pub async fn run(core: &Core, call: GroupCall) -> GroupAnswer {
     let groups = &core.groups;
     match call {
-        GroupCall::Join { group, request } => GroupAnswer::Join(groups.join(&group, request).await),
-        GroupCall::Sync { group, request } => GroupAnswer::Sync(groups.sync(&group, request).await),
+        GroupCall::Join { group, request } => {
+            GroupAnswer::Join(groups.join(core, &group, request).await)
+        }
+        GroupCall::Sync { group, request } => {
+            GroupAnswer::Sync(groups.sync(core, &group, request).await)
+        }
         GroupCall::Heartbeat {
             group,
             member_id,
             instance_id,
             generation_id,
         } => GroupAnswer::Error(groups.heartbeat(
+            core,
             &group,
             &member_id,
             instance_id.as_deref(),
             generation_id,
         )),
-        GroupCall::Leave { group, members } => GroupAnswer::Errors(groups.leave(&group, &members)),
+        GroupCall::Leave { group, members } => {
+            GroupAnswer::Errors(groups.leave(core, &group, &members))
+        }
         GroupCall::Commit {
             group,
             member_id,
@@ -190,14 +197,16 @@ pub fn new_member_id(client_id: &str) -> String {
 }
 
 /// The `__consumer_offsets` topic as created at first start: never deleted by retention
-/// (until compaction exists, the log keeps every commit), batches as large as a commit request.
+/// (until compaction exists, the log keeps every commit). Small segments because segment files
+/// are preallocated up to `segment.bytes` (64 MiB steps otherwise): 50 partitions would reserve
+/// 3.2 GiB of disk on a broker that has not seen a single commit.
 pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::topics::TopicMeta {
     let mut topic_config = crate::topics::TopicConfig::from_defaults(&config.topic_defaults);
     for (key, value) in [
         ("retention.ms", "-1"),
         ("retention.bytes", "-1"),
-        ("segment.bytes", "104857600"),
-        ("max.message.bytes", "4194304"),
+        ("segment.bytes", "1048576"),
+        ("max.message.bytes", "1000000"),
     ] {
         topic_config
             .set(key, value)

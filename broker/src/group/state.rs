@@ -198,9 +198,13 @@ pub enum Reply<T> {
     },
 }
 
-/// An answer to a parked call.
+/// What the shell must do after a call: answer a parked call, or store the group's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
+    /// The group reached Stable or Empty (or a static member was replaced): store this
+    /// snapshot so a restarted coordinator knows the generation and members (Kafka's group
+    /// metadata record). `None`: the group was deleted.
+    Persist(Option<GroupSnapshot>),
     Joined {
         member_id: String,
         response: JoinResponse,
@@ -209,6 +213,29 @@ pub enum Output {
         member_id: String,
         response: SyncResponse,
     },
+}
+
+/// A group's durable state: what a restarted coordinator resumes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberSnapshot>,
+}
+
+/// One member in a [`GroupSnapshot`]: its metadata for the chosen protocol and its assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSnapshot {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: u64,
+    pub rebalance_timeout_ms: u64,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
 }
 
 /// A member of the group.
@@ -298,6 +325,88 @@ impl Group {
         }
     }
 
+    /// A group as a restarted coordinator finds it in its snapshot: Stable with those members
+    /// (their sessions restart now), or Empty.
+    pub fn restore(id: &str, limits: GroupLimits, snapshot: GroupSnapshot, now_ms: u64) -> Group {
+        let mut group = Group::new(id, limits);
+        group.generation_id = snapshot.generation_id;
+        group.protocol_type = snapshot.protocol_type;
+        let protocol = snapshot.protocol_name.clone().unwrap_or_default();
+        for m in snapshot
+            .members
+            .into_iter()
+            .take(limits.members_per_group_max)
+        {
+            if let Some(instance) = &m.instance_id {
+                group
+                    .static_members
+                    .insert(instance.clone(), m.member_id.clone());
+            }
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: vec![Protocol {
+                        name: protocol.clone(),
+                        metadata: m.metadata,
+                    }],
+                    assignment: m.assignment,
+                    last_heartbeat_ms: now_ms,
+                    awaiting_join: false,
+                    awaiting_sync: false,
+                },
+            );
+        }
+        if group.members.is_empty() {
+            group.protocol_name = None;
+            group.leader = None;
+        } else {
+            group.state = GroupState::Stable;
+            group.protocol_name = snapshot.protocol_name;
+            group.leader = snapshot
+                .leader
+                .filter(|l| group.members.contains_key(l))
+                .or_else(|| group.members.keys().next().cloned());
+        }
+        group.check_invariants();
+        group
+    }
+
+    /// The durable part of the group's state.
+    pub fn snapshot(&self) -> GroupSnapshot {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        GroupSnapshot {
+            generation_id: self.generation_id,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            leader: self.leader.clone(),
+            members: self
+                .members
+                .values()
+                .map(|m| MemberSnapshot {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    metadata: m.metadata_for(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn persist(&mut self) {
+        let snapshot = self.snapshot();
+        self.outputs.push(Output::Persist(Some(snapshot)));
+    }
+
     pub fn state(&self) -> GroupState {
         self.state
     }
@@ -345,6 +454,7 @@ impl Group {
             return Err(ErrorCode::NonEmptyGroup);
         }
         self.state = GroupState::Dead;
+        self.outputs.push(Output::Persist(None));
         Ok(())
     }
 
@@ -514,7 +624,7 @@ impl Group {
         match position {
             Some(i) => match self.outputs.remove(i) {
                 Output::Joined { response, .. } => Reply::Now(response),
-                Output::Synced { .. } => unreachable!("matched a Joined output"),
+                _ => unreachable!("matched a Joined output"),
             },
             None => Reply::Parked { member_id },
         }
@@ -565,6 +675,7 @@ impl Group {
             GroupState::Stable if protocols_unchanged => {
                 // A restarted static member gets its old assignment back without a rebalance:
                 // it answers the join now and fetches the assignment with SyncGroup.
+                self.persist();
                 Reply::Now(JoinResponse {
                     error: ErrorCode::None,
                     generation_id: self.generation_id,
@@ -728,6 +839,7 @@ impl Group {
             self.state = GroupState::Empty;
             self.protocol_name = None;
             self.leader = None;
+            self.persist();
             return;
         }
         self.protocol_name = Some(self.select_protocol());
@@ -899,7 +1011,7 @@ impl Group {
                 match position {
                     Some(i) => match self.outputs.remove(i) {
                         Output::Synced { response, .. } => Reply::Now(response),
-                        Output::Joined { .. } => unreachable!("matched a Synced output"),
+                        _ => unreachable!("matched a Synced output"),
                     },
                     None => Reply::Parked { member_id },
                 }
@@ -930,6 +1042,7 @@ impl Group {
             }
         }
         self.state = GroupState::Stable;
+        self.persist();
         let waiting: Vec<String> = self
             .members
             .values()

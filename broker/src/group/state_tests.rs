@@ -85,7 +85,7 @@ fn joined(outputs: &[Output]) -> Vec<(String, JoinResponse)> {
                 member_id,
                 response,
             } => Some((member_id.clone(), response.clone())),
-            Output::Synced { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -98,7 +98,7 @@ fn synced(outputs: &[Output]) -> Vec<(String, SyncResponse)> {
                 member_id,
                 response,
             } => Some((member_id.clone(), response.clone())),
-            Output::Joined { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -498,4 +498,66 @@ fn commits_are_accepted_from_current_members_and_standalone_consumers_only() {
         Reply::Parked { .. }
     ));
     assert_eq!(group.validate_commit("a", None, 2), Ok(CommitKind::Member));
+}
+
+#[test]
+fn a_restored_group_keeps_its_generation_members_and_assignments() {
+    let mut group = stable_pair();
+    let persisted: Vec<Output> = group
+        .take_outputs()
+        .into_iter()
+        .filter(|o| matches!(o, Output::Persist(_)))
+        .collect();
+    assert!(persisted.is_empty(), "stable_pair drained the outputs");
+    // The snapshot a Stable group stores, restored by a restarted coordinator at time 0.
+    let snapshot = group.snapshot();
+    assert_eq!(snapshot.generation_id, 2);
+    assert_eq!(snapshot.members.len(), 2);
+    let mut restored = Group::restore("g", limits(), snapshot, 0);
+    assert_eq!(restored.state(), GroupState::Stable);
+    assert_eq!(restored.generation_id(), 2);
+    assert_eq!(restored.leader(), Some("a"));
+    assert_eq!(restored.heartbeat(1, "b", None, 2), ErrorCode::None);
+    assert_eq!(
+        restored.validate_commit("a", None, 2),
+        Ok(CommitKind::Member)
+    );
+    assert!(matches!(
+        restored.sync(2, sync_request("b", 2, &[])),
+        Reply::Now(ref r) if r.assignment == "B"
+    ));
+    // Sessions restart at restore time: a silent member expires one session later.
+    restored.heartbeat(5_000, "a", None, 2);
+    restored.tick(SESSION_MS as u64 + 3);
+    assert_eq!(restored.member_count(), 1);
+}
+
+#[test]
+fn stable_and_empty_transitions_ask_to_persist_the_group() {
+    let mut group = Group::new("g", limits());
+    now(join_new(&mut group, 0, "a"));
+    assert!(!group
+        .take_outputs()
+        .iter()
+        .any(|o| matches!(o, Output::Persist(_))));
+    group.sync(1, sync_request("a", 1, &[("a", "A")]));
+    let outputs = group.take_outputs();
+    let Some(Output::Persist(Some(snapshot))) = outputs.first() else {
+        panic!("expected a snapshot, got {outputs:?}");
+    };
+    assert_eq!(snapshot.members[0].assignment, "A");
+    group.leave(
+        2,
+        &[LeavingMember {
+            member_id: "a".to_owned(),
+            instance_id: None,
+        }],
+    );
+    let outputs = group.take_outputs();
+    assert!(matches!(
+        outputs.as_slice(),
+        [Output::Persist(Some(s))] if s.members.is_empty() && s.generation_id == 2
+    ));
+    assert_eq!(group.delete(), Ok(()));
+    assert_eq!(group.take_outputs(), vec![Output::Persist(None)]);
 }
