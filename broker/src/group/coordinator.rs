@@ -634,8 +634,9 @@ impl Coordinator {
         ErrorCode::None
     }
 
-    /// OffsetDelete: removes committed offsets of partitions no member is assigned to (here:
-    /// of any group without members; Kafka also allows topics the members do not subscribe to).
+    /// OffsetDelete: removes committed offsets, except of topics a member of the group is
+    /// subscribed to (GROUP_SUBSCRIBED_TO_TOPIC for those partitions, as in Kafka). One error
+    /// per partition, or one for the whole request.
     pub async fn delete_offsets(
         &self,
         core: &Core,
@@ -647,24 +648,41 @@ impl Coordinator {
         if !known {
             return Err(ErrorCode::GroupIdNotFound);
         }
-        if self
-            .groups
-            .borrow()
-            .get(group_id)
-            .is_some_and(|g| !g.is_empty())
-        {
-            return Ok(vec![ErrorCode::GroupSubscribedToTopic; partitions.len()]);
-        }
-        let present: Vec<(String, i32)> = {
-            let offsets = self.offsets.borrow();
-            partitions
-                .iter()
-                .filter(|key| offsets.get(group_id).is_some_and(|g| g.contains_key(*key)))
-                .cloned()
-                .collect()
+        let subscribed: Vec<String> = match self.groups.borrow().get(group_id) {
+            Some(g) if !g.is_empty() => {
+                if g.protocol_type() != Some("consumer") {
+                    return Err(ErrorCode::NonEmptyGroup);
+                }
+                let protocol = g.protocol_name().unwrap_or("");
+                g.members()
+                    .flat_map(|m| {
+                        m.protocols
+                            .iter()
+                            .filter(|p| p.name == protocol)
+                            .flat_map(|p| subscribed_topics(&p.metadata))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
         };
-        self.tombstone(core, group_id, &present).await?;
-        Ok(vec![ErrorCode::None; partitions.len()])
+        let mut errors = Vec::with_capacity(partitions.len());
+        let mut delete = Vec::new();
+        {
+            let offsets = self.offsets.borrow();
+            for key in &partitions {
+                if subscribed.contains(&key.0) {
+                    errors.push(ErrorCode::GroupSubscribedToTopic);
+                    continue;
+                }
+                errors.push(ErrorCode::None);
+                if offsets.get(group_id).is_some_and(|g| g.contains_key(key)) {
+                    delete.push(key.clone());
+                }
+            }
+        }
+        self.tombstone(core, group_id, &delete).await?;
+        Ok(errors)
     }
 
     /// Writes a tombstone per partition durably, then forgets those offsets.
@@ -719,6 +737,31 @@ impl Coordinator {
         }
         Ok(())
     }
+}
+
+/// The topics of a consumer protocol subscription (`version: i16, topics: [string]`, the
+/// same start in every version). Parsed here rather than with kafka-protocol's decoder because
+/// that one sizes vectors from the count before reading: the metadata comes from clients.
+fn subscribed_topics(metadata: &[u8]) -> Vec<String> {
+    let mut topics = Vec::new();
+    let Some(count) = metadata.get(2..6) else {
+        return topics;
+    };
+    let count = i32::from_be_bytes(count.try_into().expect("4 bytes"));
+    let mut rest = &metadata[6..];
+    for _ in 0..count.max(0) {
+        let Some(len) = rest.get(..2) else { break };
+        let len = i16::from_be_bytes(len.try_into().expect("2 bytes"));
+        let Ok(len) = usize::try_from(len) else { break };
+        let Some(name) = rest.get(2..2 + len) else {
+            break;
+        };
+        if let Ok(name) = std::str::from_utf8(name) {
+            topics.push(name.to_owned());
+        }
+        rest = &rest[2 + len..];
+    }
+    topics
 }
 
 /// Applies one offsets record unless a later record of the same key was applied already.
@@ -816,5 +859,22 @@ pub async fn tick_loop(core: Rc<Core>, shutdown: std::sync::Arc<crate::runtime::
     while !shutdown.is_triggered() {
         glommio::timer::sleep(TICK).await;
         core.groups.tick(&core);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_name_their_topics_and_garbage_names_none() {
+        let mut meta = vec![
+            0, 1, 0, 0, 0, 2, 0, 1, b'a', 0, 2, b'b', b'c', 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert_eq!(subscribed_topics(&meta), vec!["a", "bc"]);
+        // A count far beyond the bytes stops at the bytes.
+        meta[2..6].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(subscribed_topics(&meta), vec!["a", "bc"]);
+        assert!(subscribed_topics(&[0, 1]).is_empty());
     }
 }
