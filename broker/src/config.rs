@@ -109,6 +109,22 @@ settings! {
     /// Pause between two passes of a core's cleaner over its compacted partitions, ms
     /// [default: 15000].
     log_cleaner_backoff_ms: u64,
+    /// Partitions of `__consumer_offsets` when it is first created [default: 50].
+    offsets_topic_partitions: i32,
+    /// How long the first rebalance of an empty group waits for more members, ms
+    /// (Kafka's group.initial.rebalance.delay.ms) [default: 3000].
+    group_initial_rebalance_delay_ms: u64,
+    /// Smallest session timeout a consumer may ask for, ms [default: 6000].
+    group_min_session_timeout_ms: u64,
+    /// Largest session timeout a consumer may ask for, ms [default: 1800000].
+    group_max_session_timeout_ms: u64,
+    /// Most consumer groups one core coordinates [default: 10000].
+    groups_per_core_max: usize,
+    /// Most members in one consumer group [default: 1000].
+    members_per_group_max: usize,
+    /// Most bytes of protocol metadata in one JoinGroup and of one member's assignment
+    /// [default: 1048576].
+    group_metadata_bytes_max: usize,
 }
 
 /// Spate: a Kafka-compatible event-streaming broker on io_uring, thread-per-core.
@@ -144,6 +160,7 @@ pub struct Config {
     pub auto_create_topics: bool,
     pub topic_defaults: TopicDefaults,
     pub cleaner: CleanerSettings,
+    pub groups: GroupConfig,
     /// `SPATE_*` environment variables that name no setting (logged at startup).
     pub ignored_env: Vec<String>,
 }
@@ -168,6 +185,14 @@ pub struct CleanerSettings {
     pub io_bytes_per_second_max: u64,
     pub dedupe_bytes_max: usize,
     pub backoff_ms: u64,
+}
+
+/// Consumer group settings.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub offsets_partitions: i32,
+    pub groups_per_core_max: usize,
+    pub limits: crate::group::state::GroupLimits,
 }
 
 /// Upper bound on `--cores`: far above any machine Spate runs on, low enough that a typo
@@ -244,8 +269,32 @@ impl Config {
         if cleaner.backoff_ms == 0 {
             bail!("log-cleaner-backoff-ms must be at least 1");
         }
+        let offsets_partitions = s.offsets_topic_partitions.unwrap_or(50);
+        if !(1..=crate::topics::PARTITIONS_PER_TOPIC_MAX).contains(&offsets_partitions) {
+            bail!(
+                "offsets-topic-partitions must be between 1 and {}, got {offsets_partitions}",
+                crate::topics::PARTITIONS_PER_TOPIC_MAX
+            );
+        }
+        let session_min = s.group_min_session_timeout_ms.unwrap_or(6_000);
+        let session_max = s.group_max_session_timeout_ms.unwrap_or(1_800_000);
+        if session_min > session_max || session_max > i32::MAX as u64 {
+            bail!("group-min-session-timeout-ms {session_min} must not exceed group-max-session-timeout-ms {session_max} (at most {})", i32::MAX);
+        }
+        let groups = GroupConfig {
+            offsets_partitions,
+            groups_per_core_max: s.groups_per_core_max.unwrap_or(10_000).max(1),
+            limits: crate::group::state::GroupLimits {
+                members_per_group_max: s.members_per_group_max.unwrap_or(1000).max(1),
+                metadata_bytes_max: s.group_metadata_bytes_max.unwrap_or(1 << 20),
+                session_timeout_ms_min: session_min,
+                session_timeout_ms_max: session_max,
+                initial_rebalance_delay_ms: s.group_initial_rebalance_delay_ms.unwrap_or(3_000),
+            },
+        };
         Ok(Config {
             cleaner,
+            groups,
             listen,
             advertised_host,
             advertised_port,

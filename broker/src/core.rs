@@ -71,7 +71,7 @@ pub struct Partition {
 
 impl Partition {
     /// Wakes long-polling fetches if the high watermark moved since they were last woken.
-    fn notify_if_advanced(&self) {
+    pub fn notify_if_advanced(&self) {
         let hw = self.log.high_watermark();
         if hw != self.notified_hw.get() {
             self.notified_hw.set(hw);
@@ -120,6 +120,9 @@ pub struct Core {
     topic_changes: AsyncMutex<()>,
     /// The producer id allocator, on the controller core only, loaded on first use.
     producer_ids: RefCell<Option<ProducerIdAllocator>>,
+    /// The consumer groups this core coordinates (those of its `__consumer_offsets`
+    /// partitions).
+    pub groups: crate::group::coordinator::Coordinator,
 }
 
 impl std::fmt::Debug for Core {
@@ -158,6 +161,10 @@ impl Core {
         Core {
             id,
             cores,
+            groups: crate::group::coordinator::Coordinator::new(
+                config.groups.limits,
+                config.groups.groups_per_core_max,
+            ),
             config,
             versions,
             topics: RefCell::new(BTreeMap::new()),
@@ -177,7 +184,7 @@ impl Core {
         for meta in all.into_values() {
             self.upsert_topic(meta).await?;
         }
-        Ok(())
+        self.groups.load(self).await
     }
 
     /// The core owning a partition.
@@ -198,7 +205,8 @@ impl Core {
         }
     }
 
-    fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+    /// A partition this core owns.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
         self.partitions
             .borrow()
             .get(topic)?
@@ -314,6 +322,9 @@ impl Core {
                 CoreReply::Done
             }
             CoreRequest::AllocateProducerId => CoreReply::ProducerId(self.allocate_producer_id()),
+            CoreRequest::Group(call) => {
+                CoreReply::Group(Box::new(crate::group::run(self, *call).await))
+            }
         }
     }
 

@@ -134,6 +134,8 @@ pub enum CoreRequest {
     TopicRemoved(String),
     /// To the controller core: a new producer id (InitProducerId).
     AllocateProducerId,
+    /// To a group's coordinating core.
+    Group(Box<crate::group::GroupCall>),
 }
 
 /// A core's answer.
@@ -147,5 +149,6 @@ pub enum CoreReply {
     Topics(Vec<(ErrorCode, Option<String>)>),
     /// A producer id, or why none could be allocated.
     ProducerId(Result<i64, String>),
+    Group(Box<crate::group::GroupAnswer>),
     Done,
 }

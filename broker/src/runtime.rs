@@ -241,6 +241,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut config = config;
     config.data_dir = std::fs::canonicalize(&config.data_dir)
         .with_context(|| format!("resolving data dir {}", config.data_dir.display()))?;
+    crate::group::ensure_offsets_topic(&mut config)?;
 
     let shutdown = Arc::new(ShutdownFlag::default());
     spawn_signal_thread(shutdown.clone())?;

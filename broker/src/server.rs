@@ -85,6 +85,11 @@ pub async fn serve_core(
     );
     let maintenance = glommio::spawn_local(core.clone().maintain(shutdown.clone()));
     let cleaner = crate::cleaner::spawn(core.clone(), shutdown.clone());
+    glommio::spawn_local(crate::group::coordinator::tick_loop(
+        core.clone(),
+        shutdown.clone(),
+    ))
+    .detach();
     // Accept no client before every core has its partitions open: a request landing here may
     // name a partition another core is still recovering.
     shutdown.core_loaded();

@@ -106,7 +106,7 @@ impl NewTopic {
 /// Admin operations over one connection.
 #[derive(Debug)]
 pub struct Admin {
-    cluster: Cluster,
+    pub(crate) cluster: Cluster,
     timeout_ms: i32,
 }
 

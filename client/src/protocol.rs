@@ -32,6 +32,17 @@ pub const CREATE_TOPICS_VERSION: i16 = 7;
 /// DeleteTopics version used (v6 names topics in `topics`, not `topic_names`).
 pub const DELETE_TOPICS_VERSION: i16 = 6;
 
+/// ListGroups version used (v4 reports each group's state).
+pub const LIST_GROUPS_VERSION: i16 = 4;
+/// DescribeGroups version used.
+pub const DESCRIBE_GROUPS_VERSION: i16 = 5;
+/// OffsetFetch version used (the last with one group per request).
+pub const OFFSET_FETCH_VERSION: i16 = 7;
+/// OffsetCommit version used.
+pub const OFFSET_COMMIT_VERSION: i16 = 8;
+/// DeleteGroups version used.
+pub const DELETE_GROUPS_VERSION: i16 = 2;
+
 /// Default bound on a response frame: a Fetch answer is bounded by the request's `max_bytes`
 /// (the consumer's default is 50 MiB), plus framing.
 pub const RESPONSE_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;

@@ -276,9 +276,16 @@ fn admin_creates_lists_and_deletes_topics() {
         let names: Vec<String> = metadata
             .topics
             .iter()
+            // __consumer_offsets is listed too, marked internal, as Kafka does.
+            .filter(|t| !t.is_internal)
             .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
             .collect();
         assert_eq!(names, vec!["b".to_string()]);
+        assert!(metadata
+            .topics
+            .iter()
+            .any(|t| t.is_internal
+                && t.name.as_ref().map(|n| n.as_str()) == Some("__consumer_offsets")));
     });
 }
 

@@ -519,6 +519,30 @@ pub(crate) static LEAVE_GROUP: Schema = Schema {
     ]),
 };
 
+pub(crate) static DESCRIBE_GROUPS: Schema = Schema {
+    flexible_min: 5,
+    // include_authorized_operations is a bool: one byte, like an int8.
+    root: fields(&[all(Strs), f(I8, 3, ANY)]),
+};
+
+pub(crate) static LIST_GROUPS: Schema = Schema {
+    flexible_min: 3,
+    root: fields(&[f(Strs, 4, ANY), f(Strs, 5, ANY)]),
+};
+
+pub(crate) static DELETE_GROUPS: Schema = Schema {
+    flexible_min: 2,
+    root: fields(&[all(Strs)]),
+};
+
+static OFFSET_DELETE_PARTITION: Struct = fields(&[all(I32)]);
+static OFFSET_DELETE_TOPIC: Struct = fields(&[all(Str), all(Structs(&OFFSET_DELETE_PARTITION))]);
+pub(crate) static OFFSET_DELETE: Schema = Schema {
+    // No flexible version exists.
+    flexible_min: ANY,
+    root: fields(&[all(Str), all(Structs(&OFFSET_DELETE_TOPIC))]),
+};
+
 static OFFSET_COMMIT_PARTITION: Struct = fields(&[all(I32), all(I64), f(I32, 6, ANY), all(Str)]);
 static OFFSET_COMMIT_TOPIC: Struct = fields(&[all(Str), all(Structs(&OFFSET_COMMIT_PARTITION))]);
 pub(crate) static OFFSET_COMMIT: Schema = Schema {

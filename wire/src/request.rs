@@ -19,11 +19,12 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListOffsetsRequest,
-    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, SyncGroupRequest,
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -73,6 +74,10 @@ pub enum RequestBody {
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     DescribeConfigs(DescribeConfigsRequest),
     CreatePartitions(CreatePartitionsRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    ListGroups(ListGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    OffsetDelete(OffsetDeleteRequest),
 }
 
 /// A decoded request.
@@ -165,6 +170,10 @@ impl RequestBody {
             ApiKey::CreatePartitions => {
                 RequestBody::CreatePartitions(d.run(&guard::CREATE_PARTITIONS)?)
             }
+            ApiKey::DescribeGroups => RequestBody::DescribeGroups(d.run(&guard::DESCRIBE_GROUPS)?),
+            ApiKey::ListGroups => RequestBody::ListGroups(d.run(&guard::LIST_GROUPS)?),
+            ApiKey::DeleteGroups => RequestBody::DeleteGroups(d.run(&guard::DELETE_GROUPS)?),
+            ApiKey::OffsetDelete => RequestBody::OffsetDelete(d.run(&guard::OFFSET_DELETE)?),
             other => return Err(WireError::UnsupportedApi(other)),
         })
     }
@@ -190,6 +199,10 @@ impl RequestBody {
             RequestBody::OffsetForLeaderEpoch(_) => ApiKey::OffsetForLeaderEpoch,
             RequestBody::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             RequestBody::CreatePartitions(_) => ApiKey::CreatePartitions,
+            RequestBody::DescribeGroups(_) => ApiKey::DescribeGroups,
+            RequestBody::ListGroups(_) => ApiKey::ListGroups,
+            RequestBody::DeleteGroups(_) => ApiKey::DeleteGroups,
+            RequestBody::OffsetDelete(_) => ApiKey::OffsetDelete,
         }
     }
 }
@@ -220,9 +233,9 @@ mod tests {
     use kafka_protocol::messages::{
         create_partitions_request, create_topics_request, delete_topics_request,
         describe_configs_request, fetch_request, join_group_request, leave_group_request,
-        list_offsets_request, metadata_request, offset_commit_request, offset_fetch_request,
-        offset_for_leader_epoch_request, produce_request, sync_group_request, BrokerId, GroupId,
-        TopicName, TransactionalId,
+        list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
+        offset_fetch_request, offset_for_leader_epoch_request, produce_request, sync_group_request,
+        BrokerId, GroupId, TopicName, TransactionalId,
     };
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -279,6 +292,10 @@ mod tests {
             ApiKey::OffsetForLeaderEpoch => &guard::OFFSET_FOR_LEADER_EPOCH,
             ApiKey::DescribeConfigs => &guard::DESCRIBE_CONFIGS,
             ApiKey::CreatePartitions => &guard::CREATE_PARTITIONS,
+            ApiKey::DescribeGroups => &guard::DESCRIBE_GROUPS,
+            ApiKey::ListGroups => &guard::LIST_GROUPS,
+            ApiKey::DeleteGroups => &guard::DELETE_GROUPS,
+            ApiKey::OffsetDelete => &guard::OFFSET_DELETE,
             other => panic!("no schema for {other:?}"),
         }
     }
@@ -516,6 +533,39 @@ mod tests {
         r
     }
 
+    fn describe_groups(v: i16) -> DescribeGroupsRequest {
+        let mut r = DescribeGroupsRequest::default();
+        r.groups = vec![GroupId(s("g1")), GroupId(s("g2"))];
+        r.include_authorized_operations = v >= 3;
+        r
+    }
+
+    fn list_groups(v: i16) -> ListGroupsRequest {
+        let mut r = ListGroupsRequest::default();
+        if v >= 4 {
+            r.states_filter = vec![s("Stable"), s("Empty")];
+        }
+        r
+    }
+
+    fn delete_groups(_v: i16) -> DeleteGroupsRequest {
+        let mut r = DeleteGroupsRequest::default();
+        r.groups_names = vec![GroupId(s("g1")), GroupId(s("g2"))];
+        r
+    }
+
+    fn offset_delete(_v: i16) -> OffsetDeleteRequest {
+        let mut p = offset_delete_request::OffsetDeleteRequestPartition::default();
+        p.partition_index = 4;
+        let mut t = offset_delete_request::OffsetDeleteRequestTopic::default();
+        t.name = TopicName(s("t"));
+        t.partitions = vec![p];
+        let mut r = OffsetDeleteRequest::default();
+        r.group_id = GroupId(s("g"));
+        r.topics = vec![t];
+        r
+    }
+
     #[test]
     fn every_supported_version_of_every_api_round_trips_through_the_guard() {
         let mut checked = 0;
@@ -602,12 +652,35 @@ mod tests {
                         create_partitions(v),
                         RequestBody::CreatePartitions,
                     ),
+                    ApiKey::DescribeGroups => round_trip(
+                        range.api_key,
+                        v,
+                        describe_groups(v),
+                        RequestBody::DescribeGroups,
+                    ),
+                    ApiKey::ListGroups => {
+                        round_trip(range.api_key, v, list_groups(v), RequestBody::ListGroups)
+                    }
+                    ApiKey::DeleteGroups => round_trip(
+                        range.api_key,
+                        v,
+                        delete_groups(v),
+                        RequestBody::DeleteGroups,
+                    ),
+                    ApiKey::OffsetDelete => round_trip(
+                        range.api_key,
+                        v,
+                        offset_delete(v),
+                        RequestBody::OffsetDelete,
+                    ),
                     other => panic!("no sample for {other:?}"),
                 }
                 checked += 1;
             }
         }
-        assert_eq!(checked, 115);
+        // 115 before the group admin APIs, plus DescribeGroups v0-5, ListGroups v0-4,
+        // DeleteGroups v0-2 and OffsetDelete v0.
+        assert_eq!(checked, 115 + 6 + 5 + 3 + 1);
     }
     fn frame(api_key: ApiKey, v: i16, body: &[u8]) -> Bytes {
         let header = RequestHeader {

@@ -58,6 +58,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::Heartbeat, 0, 4),
     range(ApiKey::LeaveGroup, 0, 4),
     range(ApiKey::SyncGroup, 0, 5),
+    range(ApiKey::DescribeGroups, 0, 5),
+    range(ApiKey::ListGroups, 0, 4),
     range(ApiKey::ApiVersions, 0, API_VERSIONS_VERSION_MAX),
     range(ApiKey::CreateTopics, 2, 7),
     range(ApiKey::DeleteTopics, 1, 6),
@@ -65,6 +67,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
     range(ApiKey::DescribeConfigs, 1, 4),
     range(ApiKey::CreatePartitions, 0, 3),
+    range(ApiKey::DeleteGroups, 0, 2),
+    range(ApiKey::OffsetDelete, 0, 0),
 ];
 
 const _: () = {
@@ -226,7 +230,11 @@ mod tests {
         assert_eq!(r(ApiKey::OffsetFetch), Some((1, 8)));
         assert_eq!(r(ApiKey::InitProducerId), Some((0, 4)));
         assert_eq!(r(ApiKey::CreatePartitions), Some((0, 3)));
-        assert_eq!(SUPPORTED.len(), 18);
+        assert_eq!(r(ApiKey::DescribeGroups), Some((0, 5)));
+        assert_eq!(r(ApiKey::ListGroups), Some((0, 4)));
+        assert_eq!(r(ApiKey::DeleteGroups), Some((0, 2)));
+        assert_eq!(r(ApiKey::OffsetDelete), Some((0, 0)));
+        assert_eq!(SUPPORTED.len(), 22);
         assert_eq!(r(ApiKey::ConsumerGroupHeartbeat), None);
     }
 

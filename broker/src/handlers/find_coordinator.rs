@@ -1,10 +1,8 @@
 //! FindCoordinator (key 10): which broker coordinates a consumer group (or a transactional id).
 //!
-//! On one broker the answer for a group is always this broker. Transaction coordination does not
-//! exist yet, so transactional keys get COORDINATOR_NOT_AVAILABLE. The API is advertised even
-//! though the group APIs (JoinGroup, OffsetCommit, ...) are not yet: librdkafka enables LZ4
-//! compression only for brokers that advertise FindCoordinator (its LZ4 feature dates from the
-//! same Kafka release), and otherwise silently sends lz4 producers' batches uncompressed.
+//! On one broker the answer for a group is always this broker (inside it, the group's requests
+//! are forwarded to the core owning its `__consumer_offsets` partition). Transaction
+//! coordination does not exist yet, so transactional keys get COORDINATOR_NOT_AVAILABLE.
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;

@@ -109,7 +109,9 @@ fn fill_topic(topic: &mut MetadataResponseTopic, meta: &TopicMeta, node: BrokerI
     if version >= 10 {
         topic.topic_id = Uuid::from_bytes(meta.id);
     }
-    topic.is_internal = false;
+    // Kafka lists its offsets topic as internal (Metadata v1+); clients skip it in regex
+    // subscriptions.
+    topic.is_internal = version >= 1 && meta.name == crate::group::OFFSETS_TOPIC;
     topic.partitions = (0..meta.partitions)
         .map(|index| {
             let mut partition = MetadataResponsePartition::default();

@@ -7,15 +7,25 @@
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
 mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 use bytes::{Bytes, BytesMut};
 use spate_wire::header::{response_header_version, RequestHeader};
@@ -37,7 +47,17 @@ pub fn version_table() -> VersionTable {
         ApiSet::core()
             .with(ApiKey::CreatePartitions)
             .with(ApiKey::FindCoordinator)
-            .with(ApiKey::InitProducerId),
+            .with(ApiKey::InitProducerId)
+            .with(ApiKey::JoinGroup)
+            .with(ApiKey::SyncGroup)
+            .with(ApiKey::Heartbeat)
+            .with(ApiKey::LeaveGroup)
+            .with(ApiKey::OffsetCommit)
+            .with(ApiKey::OffsetFetch)
+            .with(ApiKey::ListGroups)
+            .with(ApiKey::DescribeGroups)
+            .with(ApiKey::DeleteGroups)
+            .with(ApiKey::OffsetDelete),
     )
 }
 
@@ -103,6 +123,18 @@ pub async fn handle(core: &Core, frame: Bytes) -> Option<ResponseParts> {
         RequestBody::OffsetForLeaderEpoch(request) => {
             offset_for_leader_epoch::handle(core, &header, request).await
         }
+        RequestBody::JoinGroup(request) => join_group::handle(core, &header, request).await,
+        RequestBody::SyncGroup(request) => sync_group::handle(core, &header, request).await,
+        RequestBody::Heartbeat(request) => heartbeat::handle(core, &header, request).await,
+        RequestBody::LeaveGroup(request) => leave_group::handle(core, &header, request).await,
+        RequestBody::OffsetCommit(request) => offset_commit::handle(core, &header, request).await,
+        RequestBody::OffsetFetch(request) => offset_fetch::handle(core, &header, request).await,
+        RequestBody::ListGroups(request) => list_groups::handle(core, &header, request).await,
+        RequestBody::DescribeGroups(request) => {
+            describe_groups::handle(core, &header, request).await
+        }
+        RequestBody::DeleteGroups(request) => delete_groups::handle(core, &header, request).await,
+        RequestBody::OffsetDelete(request) => offset_delete::handle(core, &header, request).await,
         other => {
             warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");
             None

@@ -1,0 +1,268 @@
+//! Consumer groups (the classic protocol) and committed offsets.
+//!
+//! A group is coordinated by the core that owns its partition of `__consumer_offsets`
+//! ([`partition_for`], Kafka's placement), so its membership and its offsets live on one core
+//! and need no locks. `state` is the sans-I/O membership state machine, `coordinator` the
+//! per-core shell around it (parked calls, timers, the offsets log), `records` the layout of
+//! `__consumer_offsets` records.
+//!
+//! A group request arriving on any core is turned by its handler into a [`GroupCall`] and sent
+//! to the coordinating core ([`coordinator_core`]) with `Core::call`; the answer comes back as a
+//! [`GroupAnswer`], which the handler encodes in the request's version.
+
+pub mod coordinator;
+pub mod records;
+pub mod state;
+
+use records::OffsetValue;
+use spate_wire::ErrorCode;
+use state::{JoinRequest, JoinResponse, LeavingMember, SyncRequest, SyncResponse};
+
+use crate::core::{owner_core, Core};
+use crate::ops::{CoreReply, CoreRequest};
+
+/// The internal topic holding committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// The `__consumer_offsets` partition of a group: Kafka's `abs(groupId.hashCode) % partitions`,
+/// with Java's `String.hashCode` over UTF-16 code units, so a group lands on the same partition
+/// number as in Kafka.
+///
+/// # Panics
+/// If `partitions` is not positive.
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    assert!(partitions > 0);
+    let mut hash: i32 = 0;
+    for unit in group_id.encode_utf16() {
+        hash = hash.wrapping_mul(31).wrapping_add(i32::from(unit));
+    }
+    // Kafka's Utils.abs maps i32::MIN to 0.
+    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
+    positive % partitions
+}
+
+/// A group request, as plain data that can cross cores.
+#[derive(Debug)]
+pub enum GroupCall {
+    Join {
+        group: String,
+        request: JoinRequest,
+    },
+    Sync {
+        group: String,
+        request: SyncRequest,
+    },
+    Heartbeat {
+        group: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation_id: i32,
+    },
+    Leave {
+        group: String,
+        members: Vec<LeavingMember>,
+    },
+    Commit {
+        group: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation_id: i32,
+        offsets: Vec<(String, i32, OffsetValue)>,
+    },
+    /// `partitions: None` asks for every committed partition.
+    FetchOffsets {
+        group: String,
+        partitions: Option<Vec<(String, Vec<i32>)>>,
+    },
+    /// Every group of the receiving core.
+    List,
+    Describe {
+        groups: Vec<String>,
+    },
+    Delete {
+        group: String,
+    },
+    DeleteOffsets {
+        group: String,
+        partitions: Vec<(String, i32)>,
+    },
+}
+
+/// The answer to a [`GroupCall`].
+#[derive(Debug)]
+pub enum GroupAnswer {
+    Join(JoinResponse),
+    Sync(SyncResponse),
+    /// Heartbeat and Delete.
+    Error(ErrorCode),
+    /// One error per member (Leave) or partition (Commit).
+    Errors(Vec<ErrorCode>),
+    Offsets(Vec<(String, i32, Option<OffsetValue>)>),
+    /// (group, protocol type, state).
+    List(Vec<(String, String, &'static str)>),
+    Describe(Vec<coordinator::GroupDescription>),
+    DeleteOffsets(Result<Vec<ErrorCode>, ErrorCode>),
+}
+
+/// The core coordinating `group`: the owner of its `__consumer_offsets` partition.
+pub fn coordinator_core(core: &Core, group: &str) -> usize {
+    let partitions = core
+        .topic(OFFSETS_TOPIC)
+        .map_or(core.config.groups.offsets_partitions, |t| t.partitions);
+    owner_core(OFFSETS_TOPIC, partition_for(group, partitions), core.cores)
+}
+
+/// Runs `call` on core `to`; `None` if that core cannot be reached.
+pub async fn call_on(core: &Core, to: usize, call: GroupCall) -> Option<GroupAnswer> {
+    match core.call(to, CoreRequest::Group(Box::new(call))).await {
+        Some(CoreReply::Group(answer)) => Some(*answer),
+        _ => None,
+    }
+}
+
+/// Runs `call` on the core coordinating `group`.
+pub async fn call(core: &Core, group: &str, call: GroupCall) -> Option<GroupAnswer> {
+    call_on(core, coordinator_core(core, group), call).await
+}
+
+/// Executes a call on this (the coordinating) core.
+pub async fn run(core: &Core, call: GroupCall) -> GroupAnswer {
+    let groups = &core.groups;
+    match call {
+        GroupCall::Join { group, request } => {
+            GroupAnswer::Join(groups.join(core, &group, request).await)
+        }
+        GroupCall::Sync { group, request } => {
+            GroupAnswer::Sync(groups.sync(core, &group, request).await)
+        }
+        GroupCall::Heartbeat {
+            group,
+            member_id,
+            instance_id,
+            generation_id,
+        } => GroupAnswer::Error(groups.heartbeat(
+            core,
+            &group,
+            &member_id,
+            instance_id.as_deref(),
+            generation_id,
+        )),
+        GroupCall::Leave { group, members } => {
+            GroupAnswer::Errors(groups.leave(core, &group, &members))
+        }
+        GroupCall::Commit {
+            group,
+            member_id,
+            instance_id,
+            generation_id,
+            offsets,
+        } => GroupAnswer::Errors(
+            groups
+                .commit(
+                    core,
+                    &group,
+                    &member_id,
+                    instance_id.as_deref(),
+                    generation_id,
+                    offsets,
+                )
+                .await,
+        ),
+        GroupCall::FetchOffsets { group, partitions } => {
+            GroupAnswer::Offsets(groups.fetch_offsets(&group, partitions))
+        }
+        GroupCall::List => GroupAnswer::List(groups.list()),
+        GroupCall::Describe { groups: ids } => {
+            GroupAnswer::Describe(ids.iter().map(|id| groups.describe(id)).collect())
+        }
+        GroupCall::Delete { group } => GroupAnswer::Error(groups.delete(core, &group).await),
+        GroupCall::DeleteOffsets { group, partitions } => {
+            GroupAnswer::DeleteOffsets(groups.delete_offsets(core, &group, partitions).await)
+        }
+    }
+}
+
+/// A new member id: the client id and a random UUID, like Kafka's.
+pub fn new_member_id(client_id: &str) -> String {
+    let id = crate::topics::new_topic_id();
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{client_id}-{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// The `__consumer_offsets` topic as created at first start: compacted like Kafka's (the last
+/// commit per group, topic and partition stays; tombstones of deleted offsets and groups go
+/// after `delete.retention.ms`), never deleted by time or size. Small segments because segment files
+/// are preallocated up to `segment.bytes` (64 MiB steps otherwise): 50 partitions would reserve
+/// 3.2 GiB of disk on a broker that has not seen a single commit.
+pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::topics::TopicMeta {
+    let mut topic_config = crate::topics::TopicConfig::from_defaults(&config.topic_defaults);
+    for (key, value) in [
+        ("cleanup.policy", "compact"),
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+        ("segment.bytes", "1048576"),
+        ("max.message.bytes", "1000000"),
+    ] {
+        topic_config
+            .set(key, value)
+            .expect("valid offsets topic config");
+    }
+    crate::topics::TopicMeta {
+        name: OFFSETS_TOPIC.to_owned(),
+        id: crate::topics::new_topic_id(),
+        partitions: config.groups.offsets_partitions,
+        config: topic_config,
+    }
+}
+
+/// Creates the `__consumer_offsets` topic file before the cores start, so every core opens its
+/// partitions while loading like any other topic's. An existing file keeps its partition count
+/// (groups must not move), which overrides the configured one.
+///
+/// # Errors
+/// If the topic files cannot be read or written.
+pub fn ensure_offsets_topic(config: &mut crate::config::Config) -> anyhow::Result<()> {
+    let existing = crate::topics::load_all(&config.data_dir)?;
+    match existing.get(OFFSETS_TOPIC) {
+        Some(meta) => {
+            if meta.partitions != config.groups.offsets_partitions {
+                tracing::warn!(
+                    configured = config.groups.offsets_partitions,
+                    existing = meta.partitions,
+                    "__consumer_offsets exists with another partition count; keeping it"
+                );
+                config.groups.offsets_partitions = meta.partitions;
+            }
+        }
+        None => {
+            let meta = offsets_topic_meta(config);
+            crate::topics::save(&config.data_dir, &meta)?;
+            tracing::info!(partitions = meta.partitions, "created __consumer_offsets");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_land_on_kafkas_partitions() {
+        // "test".hashCode() == 3556498 in Java.
+        assert_eq!(partition_for("test", 50), 3_556_498 % 50);
+        assert_eq!(partition_for("", 50), 0);
+        // "polygenelubricants".hashCode() == Integer.MIN_VALUE.
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        // A negative hash: "my-group-é" mixes in a non-ASCII code unit.
+        let p = partition_for("consumer-group-42", 50);
+        assert!((0..50).contains(&p));
+    }
+}

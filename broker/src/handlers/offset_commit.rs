@@ -1,0 +1,78 @@
+//! OffsetCommit (key 8): store how far a group has consumed, durably in `__consumer_offsets`.
+
+use spate_wire::header::RequestHeader;
+use spate_wire::kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
+use spate_wire::kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use spate_wire::ErrorCode;
+
+use super::respond;
+use crate::connection::ResponseParts;
+use crate::core::{now_ms, Core};
+use crate::group::records::OffsetValue;
+use crate::group::{self, GroupAnswer, GroupCall};
+
+pub async fn handle(
+    core: &Core,
+    header: &RequestHeader,
+    request: OffsetCommitRequest,
+) -> Option<ResponseParts> {
+    let group_id = request.group_id.0.to_string();
+    let now = now_ms();
+    let offsets: Vec<(String, i32, OffsetValue)> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    OffsetValue {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
+                        commit_timestamp_ms: now,
+                    },
+                )
+            })
+        })
+        .collect();
+    let count = offsets.len();
+    let errors = if group_id.is_empty() {
+        vec![ErrorCode::InvalidGroupId; count]
+    } else if count == 0 {
+        Vec::new()
+    } else {
+        let call = GroupCall::Commit {
+            group: group_id.clone(),
+            member_id: request.member_id.to_string(),
+            instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
+            generation_id: request.generation_id_or_member_epoch,
+            offsets,
+        };
+        match group::call(core, &group_id, call).await {
+            Some(GroupAnswer::Errors(errors)) => errors,
+            _ => vec![ErrorCode::CoordinatorNotAvailable; count],
+        }
+    };
+    assert_eq!(errors.len(), count, "one result per partition");
+    let mut errors = errors.into_iter();
+    let mut response = OffsetCommitResponse::default();
+    for topic in &request.topics {
+        let mut out = OffsetCommitResponseTopic::default();
+        out.name = topic.name.clone();
+        for partition in &topic.partitions {
+            let mut p = OffsetCommitResponsePartition::default();
+            p.partition_index = partition.partition_index;
+            p.error_code = errors.next().expect("one per partition").code();
+            out.partitions.push(p);
+        }
+        response.topics.push(out);
+    }
+    respond(header, &response)
+}

@@ -1,0 +1,306 @@
+//! `spate-admin`: consumer group administration for a Spate (or Kafka) broker.
+//!
+//! ```text
+//! spate-admin [--bootstrap HOST:PORT] groups list
+//! spate-admin [--bootstrap HOST:PORT] groups describe GROUP
+//! spate-admin [--bootstrap HOST:PORT] groups reset GROUP (--to-earliest | --to-latest |
+//!             --to-timestamp MS) [--topic TOPIC]... [--execute]
+//! spate-admin [--bootstrap HOST:PORT] groups delete GROUP
+//! ```
+//!
+//! `describe` prints each partition's committed offset, log end offset and lag, and the member
+//! it is assigned to. `reset` prints the new offsets and commits them only with `--execute`
+//! (like Kafka's kafka-consumer-groups), and only for a group without active members.
+//!
+//! It lives in the client crate, not in the `spate` binary, so the broker does not depend on a
+//! client and this tool works against any broker the client speaks to.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use spate_client::{Admin, ClientConfig, OffsetSpec};
+
+type Error = Box<dyn std::error::Error>;
+
+const USAGE: &str = "usage: spate-admin [--bootstrap HOST:PORT] groups (list | describe GROUP | \
+reset GROUP (--to-earliest | --to-latest | --to-timestamp MS) [--topic TOPIC]... [--execute] | \
+delete GROUP)";
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    List,
+    Describe(String),
+    Reset {
+        group: String,
+        to: OffsetSpec,
+        topics: Vec<String>,
+        execute: Execute,
+    },
+    Delete(String),
+}
+
+/// Whether `reset` commits or only shows what it would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Execute {
+    DryRun,
+    Commit,
+}
+
+fn parse(args: &[String]) -> Result<(String, Command), String> {
+    let mut bootstrap = "127.0.0.1:9092".to_owned();
+    let mut rest: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "--bootstrap" {
+            bootstrap = args
+                .get(i + 1)
+                .ok_or("--bootstrap needs HOST:PORT")?
+                .clone();
+            i += 2;
+        } else {
+            rest.push(&args[i]);
+            i += 1;
+        }
+    }
+    let command = match rest.as_slice() {
+        ["groups", "list"] => Command::List,
+        ["groups", "describe", group] => Command::Describe((*group).to_owned()),
+        ["groups", "delete", group] => Command::Delete((*group).to_owned()),
+        ["groups", "reset", group, options @ ..] => {
+            let mut to = None;
+            let mut topics = Vec::new();
+            let mut execute = Execute::DryRun;
+            let mut j = 0;
+            while j < options.len() {
+                match options[j] {
+                    "--to-earliest" => to = Some(OffsetSpec::Earliest),
+                    "--to-latest" => to = Some(OffsetSpec::Latest),
+                    "--to-timestamp" => {
+                        let ms = options.get(j + 1).ok_or("--to-timestamp needs MS")?;
+                        let ms: i64 = ms.parse().map_err(|_| format!("bad timestamp {ms}"))?;
+                        to = Some(OffsetSpec::Timestamp(ms));
+                        j += 1;
+                    }
+                    "--topic" => {
+                        let topic = options.get(j + 1).ok_or("--topic needs TOPIC")?;
+                        topics.push((*topic).to_owned());
+                        j += 1;
+                    }
+                    "--execute" => execute = Execute::Commit,
+                    other => return Err(format!("unknown option {other}")),
+                }
+                j += 1;
+            }
+            Command::Reset {
+                group: (*group).to_owned(),
+                to: to.ok_or("reset needs --to-earliest, --to-latest or --to-timestamp")?,
+                topics,
+                execute,
+            }
+        }
+        _ => return Err(USAGE.to_owned()),
+    };
+    Ok((bootstrap, command))
+}
+
+fn resolve(bootstrap: &str) -> Result<SocketAddr, Error> {
+    bootstrap
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| format!("{bootstrap} resolves to no address").into())
+}
+
+async fn list(admin: &mut Admin) -> Result<(), Error> {
+    let mut groups = admin.list_groups().await?;
+    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    println!("{:<40} {:<20} PROTOCOL-TYPE", "GROUP", "STATE");
+    for g in groups {
+        println!("{:<40} {:<20} {}", g.group_id, g.state, g.protocol_type);
+    }
+    Ok(())
+}
+
+async fn describe(admin: &mut Admin, group: &str) -> Result<(), Error> {
+    let description = admin.describe_group(group).await?;
+    let committed = admin.committed_offsets(group).await?;
+    println!(
+        "group {group} state {} protocol {}/{} members {}",
+        description.state,
+        description.protocol_type,
+        description.protocol,
+        description.members.len()
+    );
+    // Every partition with a commit or an owner, sorted.
+    let mut rows: BTreeMap<(String, i32), (Option<i64>, Option<String>)> = BTreeMap::new();
+    for c in committed {
+        rows.entry((c.topic, c.partition)).or_default().0 = Some(c.offset);
+    }
+    for m in &description.members {
+        for (topic, partition) in &m.assignment {
+            rows.entry((topic.clone(), *partition)).or_default().1 =
+                Some(format!("{} {}", m.member_id, m.client_id));
+        }
+    }
+    println!(
+        "{:<30} {:>9} {:>12} {:>12} {:>10}  MEMBER CLIENT",
+        "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG"
+    );
+    for ((topic, partition), (offset, owner)) in rows {
+        let end = admin
+            .list_offset(&topic, partition, OffsetSpec::Latest)
+            .await?;
+        let (offset_text, lag_text) = match offset {
+            Some(o) => (o.to_string(), (end - o).max(0).to_string()),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        println!(
+            "{topic:<30} {partition:>9} {offset_text:>12} {end:>12} {lag_text:>10}  {}",
+            owner.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+async fn reset(
+    admin: &mut Admin,
+    group: &str,
+    to: OffsetSpec,
+    topics: Vec<String>,
+    execute: Execute,
+) -> Result<(), Error> {
+    let description = admin.describe_group(group).await?;
+    if !description.members.is_empty() {
+        return Err(format!(
+            "group {group} has {} active members (state {}): stop them before resetting",
+            description.members.len(),
+            description.state
+        )
+        .into());
+    }
+    let topics = if topics.is_empty() {
+        let mut named: Vec<String> = admin
+            .committed_offsets(group)
+            .await?
+            .into_iter()
+            .map(|c| c.topic)
+            .collect();
+        named.dedup();
+        named
+    } else {
+        topics
+    };
+    if topics.is_empty() {
+        return Err(
+            format!("group {group} has no committed offsets; name topics with --topic").into(),
+        );
+    }
+    let metadata = admin
+        .metadata(Some(&topics.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await?;
+    let mut plan = Vec::new();
+    for t in &metadata.topics {
+        let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+        if t.error_code != 0 {
+            return Err(format!("topic {name}: error code {}", t.error_code).into());
+        }
+        for p in &t.partitions {
+            let mut offset = admin.list_offset(&name, p.partition_index, to).await?;
+            if offset < 0 {
+                // No record at or after the timestamp: the end, as Kafka resets.
+                offset = admin
+                    .list_offset(&name, p.partition_index, OffsetSpec::Latest)
+                    .await?;
+            }
+            plan.push((name.clone(), p.partition_index, offset));
+        }
+    }
+    plan.sort();
+    println!("{:<30} {:>9} {:>12}", "TOPIC", "PARTITION", "NEW-OFFSET");
+    for (topic, partition, offset) in &plan {
+        println!("{topic:<30} {partition:>9} {offset:>12}");
+    }
+    match execute {
+        Execute::Commit => {
+            admin.commit_offsets(group, &plan).await?;
+            println!("committed {} offsets for group {group}", plan.len());
+        }
+        Execute::DryRun => println!("dry run: add --execute to commit these offsets"),
+    }
+    Ok(())
+}
+
+async fn run(bootstrap: SocketAddr, command: Command) -> Result<(), Error> {
+    let mut admin = Admin::connect(ClientConfig::new(bootstrap)).await?;
+    match command {
+        Command::List => list(&mut admin).await,
+        Command::Describe(group) => describe(&mut admin, &group).await,
+        Command::Reset {
+            group,
+            to,
+            topics,
+            execute,
+        } => reset(&mut admin, &group, to, topics, execute).await,
+        Command::Delete(group) => {
+            admin.delete_group(&group).await?;
+            println!("deleted group {group}");
+            Ok(())
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (bootstrap, command) = match parse(&args) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    let result = resolve(&bootstrap).and_then(|addr| {
+        glommio::LocalExecutorBuilder::default()
+            // A short-lived tool: little registered memory, so it runs under any memlock limit.
+            .io_memory(512 << 10)
+            .make()
+            .map_err(|e| format!("starting the executor: {e}"))?
+            .run(run(addr, command))
+    });
+    if let Err(e) = result {
+        eprintln!("spate-admin: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn command_lines_parse() {
+        assert_eq!(
+            parse(&args("groups list")),
+            Ok(("127.0.0.1:9092".to_owned(), Command::List))
+        );
+        assert_eq!(
+            parse(&args(
+                "--bootstrap h:1 groups reset g --to-timestamp 5 --topic t --execute"
+            )),
+            Ok((
+                "h:1".to_owned(),
+                Command::Reset {
+                    group: "g".to_owned(),
+                    to: OffsetSpec::Timestamp(5),
+                    topics: vec!["t".to_owned()],
+                    execute: Execute::Commit,
+                }
+            ))
+        );
+        assert!(parse(&args("groups reset g")).is_err());
+        assert!(parse(&args("groups frobnicate")).is_err());
+    }
+}

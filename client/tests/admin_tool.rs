@@ -1,0 +1,137 @@
+//! `spate-admin groups ...` against the real broker: list, describe with lag, reset (dry run,
+//! earliest, latest, timestamp), delete; offsets checked through the library afterwards.
+
+mod common;
+
+use std::process::Command;
+
+use common::{run, Broker};
+use spate_client::{Acks, Admin, ClientConfig, NewTopic, Producer, ProducerConfig};
+
+fn admin_tool(broker: &Broker, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_spate-admin"))
+        .arg("--bootstrap")
+        .arg(broker.addr.to_string())
+        .args(args)
+        .output()
+        .expect("running spate-admin");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "spate-admin {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The describe row of a partition: (committed, log end, lag).
+fn row(describe: &str, partition: &str) -> (String, String, String) {
+    let line = describe
+        .lines()
+        .find(|l| l.split_whitespace().take(2).eq(["t", partition]))
+        .unwrap_or_else(|| panic!("no row for t/{partition} in:\n{describe}"));
+    let f: Vec<&str> = line.split_whitespace().collect();
+    (f[2].to_owned(), f[3].to_owned(), f[4].to_owned())
+}
+
+async fn committed(admin: &mut Admin) -> Vec<(i32, i64)> {
+    admin
+        .committed_offsets("g")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.partition, c.offset))
+        .collect()
+}
+
+#[test]
+fn admin_tool_lists_describes_resets_and_deletes_a_group() {
+    let broker = Broker::start("admin-tool");
+    let addr = broker.addr;
+    run(async move {
+        let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
+        let created = admin.create_topics(&[NewTopic::new("t", 2)]).await.unwrap();
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        let mut config = ProducerConfig::new(ClientConfig::new(addr));
+        config.acks = Acks::All;
+        let mut producer = Producer::connect(
+            config,
+            Box::new(|d| {
+                d.result.expect("delivered");
+            }),
+        )
+        .await
+        .unwrap();
+        for (partition, count) in [(0, 25), (1, 10)] {
+            for _ in 0..count {
+                producer
+                    .send_to("t", partition, None, Some(b"x"), &[])
+                    .await
+                    .unwrap();
+            }
+        }
+        producer.flush().await.unwrap();
+        admin
+            .commit_offsets("g", &[("t".to_owned(), 0, 20), ("t".to_owned(), 1, 10)])
+            .await
+            .unwrap();
+
+        let list = admin_tool(&broker, &["groups", "list"]);
+        assert!(
+            list.lines()
+                .any(|l| l.split_whitespace().take(2).eq(["g", "Empty"])),
+            "{list}"
+        );
+        let describe = admin_tool(&broker, &["groups", "describe", "g"]);
+        assert_eq!(row(&describe, "0"), ("20".into(), "25".into(), "5".into()));
+        assert_eq!(row(&describe, "1"), ("10".into(), "10".into(), "0".into()));
+
+        let dry = admin_tool(&broker, &["groups", "reset", "g", "--to-earliest"]);
+        assert!(dry.contains("dry run"), "{dry}");
+        assert_eq!(committed(&mut admin).await, vec![(0, 20), (1, 10)]);
+        admin_tool(
+            &broker,
+            &["groups", "reset", "g", "--to-earliest", "--execute"],
+        );
+        assert_eq!(committed(&mut admin).await, vec![(0, 0), (1, 0)]);
+        let future_ms = "99999999999999";
+        admin_tool(
+            &broker,
+            &[
+                "groups",
+                "reset",
+                "g",
+                "--to-timestamp",
+                future_ms,
+                "--execute",
+            ],
+        );
+        assert_eq!(committed(&mut admin).await, vec![(0, 25), (1, 10)]);
+        admin_tool(
+            &broker,
+            &[
+                "groups",
+                "reset",
+                "g",
+                "--to-timestamp",
+                "0",
+                "--topic",
+                "t",
+                "--execute",
+            ],
+        );
+        assert_eq!(committed(&mut admin).await, vec![(0, 0), (1, 0)]);
+        admin_tool(
+            &broker,
+            &["groups", "reset", "g", "--to-latest", "--execute"],
+        );
+        assert_eq!(committed(&mut admin).await, vec![(0, 25), (1, 10)]);
+        let describe = admin_tool(&broker, &["groups", "describe", "g"]);
+        assert_eq!(row(&describe, "0"), ("25".into(), "25".into(), "0".into()));
+
+        admin_tool(&broker, &["groups", "delete", "g"]);
+        let list = admin_tool(&broker, &["groups", "list"]);
+        assert!(!list.lines().any(|l| l.starts_with("g ")), "{list}");
+        assert!(committed(&mut admin).await.is_empty());
+    });
+}
