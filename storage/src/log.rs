@@ -1004,34 +1004,27 @@ impl<D: Disk> Log<D> {
     /// segment active and unchanged.
     async fn roll(&self, core: &mut Core<D::File>) -> Result<()> {
         self.write_out(core).await?;
-        let old = core
-            .segments
-            .values()
-            .next_back()
-            .expect("a log has a segment");
-        let (old_file, old_path) = (old.file.clone(), old.path.clone());
-        if let Err(e) = old_file.fdatasync().await {
-            self.fenced.set(true);
-            return Err(StorageError::from_io("syncing", &old_path, e));
-        }
-        self.mark_durable(core.log_end, self.truncations.get());
-        self.synced_bytes.set(self.appended_bytes.get());
         let new = create_segment(&self.disk, &self.dir, &self.config, core.log_end).await?;
         let new_base = new.base;
+        let log_end = core.log_end;
         let old = core
             .segments
             .values_mut()
             .next_back()
             .expect("a log has a segment");
+        // Cut the preallocated tail first: then one fdatasync makes both the data and the size
+        // durable. A roll sits on the append path, and each fdatasync costs milliseconds.
         old.file
             .truncate(old.size)
             .await
             .map_err(io_err("truncating", &old.path))?;
-        old.file
-            .fdatasync()
-            .await
-            .map_err(io_err("syncing", &old.path))?;
+        if let Err(e) = old.file.fdatasync().await {
+            self.fenced.set(true);
+            return Err(StorageError::from_io("syncing", &old.path, e));
+        }
         old.allocated = old.size;
+        self.mark_durable(log_end, self.truncations.get());
+        self.synced_bytes.set(self.appended_bytes.get());
         write_index(&self.disk, &self.dir, old).await?;
         let buf = match core.spare.pop() {
             Some(buf) => buf,
