@@ -81,6 +81,44 @@ fn prime_io_poll_probe_lets_dma_reads_of_new_files_work() {
     });
 }
 
+/// Every broker core primes the probe at the same moment on the same data dir. A writer that
+/// truncated the probe file in place let another executor probe an empty file (EOPNOTSUPP at
+/// startup, seen once in the e2e suite on a two-core start); the file is now written aside and
+/// renamed. The race window is microseconds, so this rarely fails without the fix: it pins the
+/// contract (concurrent priming works, one whole block, no temporary files left).
+#[test]
+fn executors_priming_one_fresh_dir_at_once_all_succeed() {
+    const EXECUTORS: usize = 2;
+    for round in 0..20 {
+        let dir = test_dir(&format!("probe-race-{round}"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(EXECUTORS));
+        let handles: Vec<_> = (0..EXECUTORS)
+            .map(|_| {
+                let (dir, barrier) = (dir.clone(), barrier.clone());
+                LocalExecutorBuilder::new(Placement::Unbound)
+                    .io_memory(256 << 10)
+                    .spawn(move || async move {
+                        barrier.wait();
+                        prime_io_poll_probe(&dir).await
+                    })
+                    .expect("spawn executor")
+            })
+            .collect();
+        for handle in handles {
+            let result = handle.join().expect("executor ran");
+            assert!(result.is_ok(), "round {round}: {result:?}");
+        }
+        let probe = std::fs::metadata(dir.join(".spate-io-probe")).expect("probe file");
+        assert_eq!(probe.len(), 4096, "a whole probe block");
+        let leftovers = std::fs::read_dir(&dir)
+            .expect("list")
+            .filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != ".spate-io-probe"))
+            .count();
+        assert_eq!(leftovers, 0, "no temporary probe files left");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[test]
 fn log_on_dma_files_reads_back_across_segments_and_reopen() {
     run_in(test_dir("log"), |dir| async move {

@@ -189,7 +189,16 @@ pub async fn prime_io_poll_probe(dir: &Path) -> io::Result<()> {
         .map(|m| m.len() < BLOCK_BYTES as u64)
         .unwrap_or(true);
     if needs_write {
-        std::fs::write(&path, vec![0x5Au8; BLOCK_BYTES])?;
+        // Written aside and renamed into place: every executor primes at once, and one that
+        // opened the file while another had just truncated it would probe an empty file, the
+        // very misfire this avoids (seen as EOPNOTSUPP on a two-core start).
+        let tmp = dir.join(format!(
+            ".spate-io-probe.{}.{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&tmp, vec![0x5Au8; BLOCK_BYTES])?;
+        std::fs::rename(&tmp, &path)?;
     }
     let file = Rc::new(DmaFile::open(&path).await.map_err(to_io)?);
     let block = file.read_at_aligned(0, BLOCK_BYTES).await.map_err(to_io)?;
