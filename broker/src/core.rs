@@ -205,7 +205,9 @@ impl Core {
 
     /// Records a topic and opens the partitions of it this core owns and has not opened yet.
     async fn upsert_topic(&self, meta: TopicMeta) -> anyhow::Result<()> {
-        let log_config = meta.config.log_config();
+        let mut log_config = meta.config.log_config();
+        log_config.producer_id_expiration_ms = self.config.producer_id_expiration_ms;
+        log_config.producers_per_partition_max = self.config.producers_per_partition_max;
         for index in 0..meta.partitions {
             if self.owner(&meta.name, index) != self.id
                 || self.partition(&meta.name, index).is_some()
