@@ -380,7 +380,7 @@ impl<D: Disk> Log<D> {
             config.producers_per_partition_max,
             config.producer_id_expiration_ms,
         );
-        rebuild_producers(
+        let replayed_from = rebuild_producers(
             &disk,
             dir,
             &segments,
@@ -389,6 +389,13 @@ impl<D: Disk> Log<D> {
             &mut producers,
         )
         .await?;
+        if replayed_from < log_end {
+            // Recovery synced everything it kept, so a snapshot at the log end is safe, and it
+            // spares the next open this replay (a crash, or a log from before snapshots).
+            let name = file_name(log_end, SNAPSHOT_SUFFIX);
+            write_atomically(&disk, dir, &name, &producers.encode_snapshot(log_end)).await?;
+            snapshots.insert(log_end);
+        }
         let core = Core {
             segments,
             write,
@@ -1667,7 +1674,8 @@ async fn remove_file<D: Disk>(disk: &D, path: &Path) -> Result<()> {
 
 /// Rebuilds the producer state for the log `segments` hold: drops snapshots past the log end,
 /// loads the newest valid one, and replays the batch headers after it (or from the log start
-/// when there is none). All batches must be in the files (nothing buffered).
+/// when there is none). All batches must be in the files (nothing buffered). Returns where the
+/// replay started.
 async fn rebuild_producers<D: Disk>(
     disk: &D,
     dir: &Path,
@@ -1675,7 +1683,7 @@ async fn rebuild_producers<D: Disk>(
     snapshots: &mut BTreeSet<Offset>,
     log_start: Offset,
     producers: &mut ProducerState,
-) -> Result<()> {
+) -> Result<Offset> {
     let log_end = segments
         .values()
         .next_back()
@@ -1705,7 +1713,7 @@ async fn rebuild_producers<D: Disk>(
             replay_segment(segment, from, producers).await?;
         }
     }
-    Ok(())
+    Ok(from)
 }
 
 /// Feeds the headers of the batches of `segment` that end at or after `from` to `producers`,
