@@ -224,6 +224,7 @@ impl Core {
                 partition = index,
                 log_start = %log.log_start_offset(),
                 log_end = %log.log_end_offset(),
+                producers = log.producer_count().await,
                 "partition opened"
             );
             let partition = Rc::new(Partition {

@@ -1051,6 +1051,11 @@ impl<D: Disk> Log<D> {
         self.core.lock().await.producers.remove_expired(now_ms)
     }
 
+    /// Number of idempotent producers the partition remembers.
+    pub async fn producer_count(&self) -> usize {
+        self.core.lock().await.producers.len()
+    }
+
     /// A copy of the idempotent-producer state (for log compaction, which must keep each
     /// producer's last batch, and for tests).
     pub async fn producer_state(&self) -> ProducerState {
