@@ -266,6 +266,7 @@ enum Op {
     Flush,
     Crash { seed: u64 },
     Restart,
+    Truncate { back: i64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -279,6 +280,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Flush),
         2 => any::<u64>().prop_map(|seed| Op::Crash { seed }),
         1 => Just(Op::Restart),
+        1 => (0i64..40).prop_map(|back| Op::Truncate { back }),
     ]
 }
 
@@ -412,6 +414,18 @@ proptest! {
                         };
                     }
                     log = Some(reopened);
+                }
+                Op::Truncate { back } => {
+                    let new_end = block_on(l.truncate_to(Offset((end.0 - back).max(0)))).unwrap();
+                    prop_assert!(new_end <= end);
+                    for pr in &mut producers {
+                        // Removed batches: what a follower-to-leader change makes the client resend.
+                        pr.acked.retain(|s| s.first_offset < new_end);
+                        pr.next_seq = match pr.acked.last() {
+                            Some(s) if s.epoch == pr.epoch => s.seq + s.records as i32,
+                            _ => 0,
+                        };
+                    }
                 }
                 Op::Restart => {
                     block_on(log.take().unwrap().close()).unwrap();
