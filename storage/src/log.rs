@@ -395,6 +395,8 @@ impl<D: Disk> Log<D> {
             let name = file_name(log_end, SNAPSHOT_SUFFIX);
             write_atomically(&disk, dir, &name, &producers.encode_snapshot(log_end)).await?;
             snapshots.insert(log_end);
+            let active_base = *segments.keys().next_back().expect("a log has a segment");
+            prune_snapshots(&disk, dir, &mut snapshots, active_base, log_end).await?;
         }
         let core = Core {
             segments,
@@ -1416,20 +1418,38 @@ impl<D: Disk> Log<D> {
         };
         let mut core = log.core.lock().await;
         log.write_producer_snapshot(&mut core).await?;
-        // Earlier clean-close snapshots inside the active segment are superseded; the one at
-        // its base stays for truncation.
-        let stale: Vec<Offset> = core
-            .snapshots
-            .iter()
-            .copied()
-            .filter(|&o| o > active_base && o < core.log_end)
-            .collect();
-        for offset in stale {
-            core.snapshots.remove(&offset);
-            remove_file(&log.disk, &log.dir.join(file_name(offset, SNAPSHOT_SUFFIX))).await?;
-        }
-        Ok(())
+        let log_end = core.log_end;
+        prune_snapshots(
+            &log.disk,
+            &log.dir,
+            &mut core.snapshots,
+            active_base,
+            log_end,
+        )
+        .await
     }
+}
+
+/// Removes the snapshots strictly between the active segment's base and `newest`: each clean
+/// close or crash recovery adds one there, and the newest supersedes them (the one at the base
+/// stays, for truncation). Bounds the files to one per segment plus one.
+async fn prune_snapshots<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    snapshots: &mut BTreeSet<Offset>,
+    active_base: Offset,
+    newest: Offset,
+) -> Result<()> {
+    let stale: Vec<Offset> = snapshots
+        .iter()
+        .copied()
+        .filter(|&o| o > active_base && o < newest)
+        .collect();
+    for offset in stale {
+        snapshots.remove(&offset);
+        remove_file(disk, &dir.join(file_name(offset, SNAPSHOT_SUFFIX))).await?;
+    }
+    Ok(())
 }
 
 fn read_from_cache<F>(

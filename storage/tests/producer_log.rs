@@ -114,6 +114,15 @@ fn producer_state_survives_a_crash_without_any_snapshot() {
         append(&log, pbatch(5, 0, 6, 1, 0)).unwrap().base_offset,
         Offset(6)
     );
+    // Another crash and recovery: the newer snapshot replaces the older one in the segment.
+    block_on(log.flush()).unwrap();
+    drop(log);
+    disk.crash(2);
+    let log = open(&disk);
+    assert!(disk.file_bytes(&snapshot(7)).is_some());
+    assert!(disk.file_bytes(&snapshot(6)).is_none());
+    let state = block_on(log.producer_state());
+    assert_eq!(state.get(ProducerId(5)).unwrap().batches.len(), 4);
 }
 
 #[test]
