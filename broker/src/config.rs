@@ -125,6 +125,12 @@ settings! {
     /// Most bytes of protocol metadata in one JoinGroup and of one member's assignment
     /// [default: 1048576].
     group_metadata_bytes_max: usize,
+    /// An idempotent producer idle this long is forgotten by each partition (Kafka's
+    /// producer.id.expiration.ms), ms [default: 86400000].
+    producer_id_expiration_ms: i64,
+    /// Most idempotent producers each partition tracks; a new one beyond it is refused with
+    /// POLICY_VIOLATION until idle ones expire [default: 10000].
+    producers_per_partition_max: usize,
 }
 
 /// Spate: a Kafka-compatible event-streaming broker on io_uring, thread-per-core.
@@ -161,6 +167,8 @@ pub struct Config {
     pub topic_defaults: TopicDefaults,
     pub cleaner: CleanerSettings,
     pub groups: GroupConfig,
+    pub producer_id_expiration_ms: i64,
+    pub producers_per_partition_max: usize,
     /// `SPATE_*` environment variables that name no setting (logged at startup).
     pub ignored_env: Vec<String>,
 }
@@ -292,9 +300,23 @@ impl Config {
                 initial_rebalance_delay_ms: s.group_initial_rebalance_delay_ms.unwrap_or(3_000),
             },
         };
+        let producer_id_expiration_ms = s
+            .producer_id_expiration_ms
+            .unwrap_or(spate_storage::producer_state::PRODUCER_ID_EXPIRATION_MS_DEFAULT);
+        if producer_id_expiration_ms < 1 {
+            bail!("producer-id-expiration-ms must be at least 1, got {producer_id_expiration_ms}");
+        }
+        let producers_per_partition_max = s
+            .producers_per_partition_max
+            .unwrap_or(spate_storage::producer_state::PRODUCERS_PER_PARTITION_MAX_DEFAULT);
+        if producers_per_partition_max == 0 {
+            bail!("producers-per-partition-max must be at least 1");
+        }
         Ok(Config {
             cleaner,
             groups,
+            producer_id_expiration_ms,
+            producers_per_partition_max,
             listen,
             advertised_host,
             advertised_port,

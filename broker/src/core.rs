@@ -216,7 +216,9 @@ impl Core {
 
     /// Records a topic and opens the partitions of it this core owns and has not opened yet.
     async fn upsert_topic(&self, meta: TopicMeta) -> anyhow::Result<()> {
-        let log_config = meta.config.log_config();
+        let mut log_config = meta.config.log_config();
+        log_config.producer_id_expiration_ms = self.config.producer_id_expiration_ms;
+        log_config.producers_per_partition_max = self.config.producers_per_partition_max;
         for index in 0..meta.partitions {
             if self.owner(&meta.name, index) != self.id
                 || self.partition(&meta.name, index).is_some()
@@ -233,6 +235,7 @@ impl Core {
                 partition = index,
                 log_start = %log.log_start_offset(),
                 log_end = %log.log_end_offset(),
+                producers = log.producer_count().await,
                 "partition opened"
             );
             let partition = Rc::new(Partition {

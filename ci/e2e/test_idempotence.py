@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import struct
 import threading
 import time
@@ -256,6 +257,13 @@ def test_kill9_idempotent_producer_retries_after_restart_without_duplicates(star
         seq += 1
     assert p.flush(120) == 0
     sent = seq
+    # The restarted broker recovered the producer's state from disk in every partition (one
+    # producer id each), which is what lets it recognise the retried batches.
+    log = re.sub(r"\x1b\[[0-9;]*m", "", broker.log_path.read_text(errors="replace"))
+    after_restart = log.rsplit("===== start #2:", 1)[1]
+    opened = re.findall(r"partition opened .*topic=idem-crash partition=(\d+) .*producers=(\d+)",
+                        after_restart)
+    assert sorted(opened) == [(str(q), "1") for q in range(PARTITIONS)], opened
     assert not failed, f"{len(failed)} records failed, first {failed[:3]}"
     assert len(acked) == sent
     assert before_kill < at_kill, "every record was acknowledged before the kill"

@@ -109,7 +109,9 @@ pub type DeliveryCallback = Box<dyn FnMut(Delivery)>;
 /// (or `send`/`flush`) regularly so lingering batches go out and responses are read.
 ///
 /// Ordering: batches of a partition are delivered in order unless a retry happens while
-/// others are in flight (as in Kafka without idempotence, which needs InitProducerId).
+/// others are in flight (as in Kafka without idempotence). With [`Idempotence::On`] a retried
+/// batch is never written twice, but a retry behind later in-flight batches is refused as out
+/// of order: this client does not re-sequence (use one request in flight for strict order).
 pub struct Producer {
     cluster: Cluster,
     config: ProducerConfig,

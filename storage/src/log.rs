@@ -397,7 +397,7 @@ impl<D: Disk> Log<D> {
             config.producers_per_partition_max,
             config.producer_id_expiration_ms,
         );
-        rebuild_producers(
+        let replayed_from = rebuild_producers(
             &disk,
             dir,
             &segments,
@@ -406,6 +406,15 @@ impl<D: Disk> Log<D> {
             &mut producers,
         )
         .await?;
+        if replayed_from < log_end {
+            // Recovery synced everything it kept, so a snapshot at the log end is safe, and it
+            // spares the next open this replay (a crash, or a log from before snapshots).
+            let name = file_name(log_end, SNAPSHOT_SUFFIX);
+            write_atomically(&disk, dir, &name, &producers.encode_snapshot(log_end)).await?;
+            snapshots.insert(log_end);
+            let active_base = *segments.keys().next_back().expect("a log has a segment");
+            prune_snapshots(&disk, dir, &mut snapshots, active_base, log_end).await?;
+        }
         let core = Core {
             segments,
             write,
@@ -1066,6 +1075,11 @@ impl<D: Disk> Log<D> {
         self.core.lock().await.producers.remove_expired(now_ms)
     }
 
+    /// Number of idempotent producers the partition remembers.
+    pub async fn producer_count(&self) -> usize {
+        self.core.lock().await.producers.len()
+    }
+
     /// A copy of the idempotent-producer state (for log compaction, which must keep each
     /// producer's last batch, and for tests).
     pub async fn producer_state(&self) -> ProducerState {
@@ -1439,20 +1453,38 @@ impl<D: Disk> Log<D> {
         };
         let mut core = log.core.lock().await;
         log.write_producer_snapshot(&mut core).await?;
-        // Earlier clean-close snapshots inside the active segment are superseded; the one at
-        // its base stays for truncation.
-        let stale: Vec<Offset> = core
-            .snapshots
-            .iter()
-            .copied()
-            .filter(|&o| o > active_base && o < core.log_end)
-            .collect();
-        for offset in stale {
-            core.snapshots.remove(&offset);
-            remove_file(&log.disk, &log.dir.join(file_name(offset, SNAPSHOT_SUFFIX))).await?;
-        }
-        Ok(())
+        let log_end = core.log_end;
+        prune_snapshots(
+            &log.disk,
+            &log.dir,
+            &mut core.snapshots,
+            active_base,
+            log_end,
+        )
+        .await
     }
+}
+
+/// Removes the snapshots strictly between the active segment's base and `newest`: each clean
+/// close or crash recovery adds one there, and the newest supersedes them (the one at the base
+/// stays, for truncation). Bounds the files to one per segment plus one.
+async fn prune_snapshots<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    snapshots: &mut BTreeSet<Offset>,
+    active_base: Offset,
+    newest: Offset,
+) -> Result<()> {
+    let stale: Vec<Offset> = snapshots
+        .iter()
+        .copied()
+        .filter(|&o| o > active_base && o < newest)
+        .collect();
+    for offset in stale {
+        snapshots.remove(&offset);
+        remove_file(disk, &dir.join(file_name(offset, SNAPSHOT_SUFFIX))).await?;
+    }
+    Ok(())
 }
 
 fn read_from_cache<F>(
@@ -1713,7 +1745,8 @@ async fn remove_file<D: Disk>(disk: &D, path: &Path) -> Result<()> {
 
 /// Rebuilds the producer state for the log `segments` hold: drops snapshots past the log end,
 /// loads the newest valid one, and replays the batch headers after it (or from the log start
-/// when there is none). All batches must be in the files (nothing buffered).
+/// when there is none). All batches must be in the files (nothing buffered). Returns where the
+/// replay started.
 async fn rebuild_producers<D: Disk>(
     disk: &D,
     dir: &Path,
@@ -1721,7 +1754,7 @@ async fn rebuild_producers<D: Disk>(
     snapshots: &mut BTreeSet<Offset>,
     log_start: Offset,
     producers: &mut ProducerState,
-) -> Result<()> {
+) -> Result<Offset> {
     let log_end = segments
         .values()
         .next_back()
@@ -1751,7 +1784,7 @@ async fn rebuild_producers<D: Disk>(
             replay_segment(segment, from, producers).await?;
         }
     }
-    Ok(())
+    Ok(from)
 }
 
 /// Feeds the headers of the batches of `segment` that end at or after `from` to `producers`,

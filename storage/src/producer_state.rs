@@ -717,4 +717,39 @@ mod tests {
             assert_eq!(state().load_snapshot(&bytes[..i]), None, "cut at {i}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_load_as_a_snapshot_or_change_nothing(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let mut s = state();
+            let before = s.clone();
+            if s.load_snapshot(&bytes).is_none() {
+                proptest::prop_assert_eq!(s, before);
+            }
+        }
+
+        #[test]
+        fn any_state_round_trips_through_a_snapshot(
+            producers in proptest::collection::vec((0i64..1000, 0i16..5, 0usize..7), 0..20)
+        ) {
+            let mut s = state();
+            let mut end = 0i64;
+            for (id, epoch, batches) in producers {
+                for k in 0..batches {
+                    let b = ProducerBatch {
+                        producer_id: ProducerId(id),
+                        epoch: ProducerEpoch(epoch),
+                        first_sequence: k as i32,
+                        last_sequence: k as i32,
+                    };
+                    s.record(&b, Offset(end), Offset(end), end);
+                    end += 1;
+                }
+            }
+            let bytes = s.encode_snapshot(Offset(end));
+            let mut back = state();
+            proptest::prop_assert_eq!(back.load_snapshot(&bytes), Some(Offset(end)));
+            proptest::prop_assert_eq!(back, s);
+        }
+    }
 }

@@ -105,6 +105,8 @@ fn producer_state_survives_a_crash_without_any_snapshot() {
     disk.crash(1);
     assert!(disk.file_bytes(&snapshot(6)).is_none());
     let log = open(&disk);
+    // The replay's result is snapshotted at the recovered end, so the next open skips it.
+    assert!(disk.file_bytes(&snapshot(6)).is_some());
     let retry = append(&log, pbatch(5, 0, 2, 2, 0)).unwrap();
     assert_eq!(retry.kind, AppendKind::Duplicate);
     assert_eq!(retry.base_offset, Offset(2));
@@ -112,6 +114,15 @@ fn producer_state_survives_a_crash_without_any_snapshot() {
         append(&log, pbatch(5, 0, 6, 1, 0)).unwrap().base_offset,
         Offset(6)
     );
+    // Another crash and recovery: the newer snapshot replaces the older one in the segment.
+    block_on(log.flush()).unwrap();
+    drop(log);
+    disk.crash(2);
+    let log = open(&disk);
+    assert!(disk.file_bytes(&snapshot(7)).is_some());
+    assert!(disk.file_bytes(&snapshot(6)).is_none());
+    let state = block_on(log.producer_state());
+    assert_eq!(state.get(ProducerId(5)).unwrap().batches.len(), 4);
 }
 
 #[test]
@@ -264,6 +275,7 @@ enum Op {
     Flush,
     Crash { seed: u64 },
     Restart,
+    Truncate { back: i64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -277,6 +289,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Flush),
         2 => any::<u64>().prop_map(|seed| Op::Crash { seed }),
         1 => Just(Op::Restart),
+        1 => (0i64..40).prop_map(|back| Op::Truncate { back }),
     ]
 }
 
@@ -410,6 +423,18 @@ proptest! {
                         };
                     }
                     log = Some(reopened);
+                }
+                Op::Truncate { back } => {
+                    let new_end = block_on(l.truncate_to(Offset((end.0 - back).max(0)))).unwrap();
+                    prop_assert!(new_end <= end);
+                    for pr in &mut producers {
+                        // Removed batches: what a follower-to-leader change makes the client resend.
+                        pr.acked.retain(|s| s.first_offset < new_end);
+                        pr.next_seq = match pr.acked.last() {
+                            Some(s) if s.epoch == pr.epoch => s.seq + s.records as i32,
+                            _ => 0,
+                        };
+                    }
                 }
                 Op::Restart => {
                     block_on(log.take().unwrap().close()).unwrap();
