@@ -274,6 +274,11 @@ pub struct Log<D: Disk> {
     dir: PathBuf,
     config: LogConfig,
     core: AsyncMutex<Core<D::File>>,
+    // Held while the active segment's index checkpoint is written outside the core lock (a few
+    // fsyncs: appends must not wait for them). Taken before `core` by `truncate_to`, which
+    // removes that checkpoint and must not see a stale one renamed into place afterwards.
+    checkpoint: AsyncMutex<()>,
+    checkpoint_in_flight: Cell<bool>,
     log_start: Cell<Offset>,
     log_end: Cell<Offset>,
     durable: Cell<Offset>,
@@ -434,6 +439,8 @@ impl<D: Disk> Log<D> {
             dir: dir.to_owned(),
             config,
             core: AsyncMutex::new(core),
+            checkpoint: AsyncMutex::new(()),
+            checkpoint_in_flight: Cell::new(false),
             log_start: Cell::new(log_start),
             log_end: Cell::new(log_end),
             // Recovery synced the active segment, so everything it kept is durable.
@@ -859,27 +866,58 @@ impl<D: Disk> Log<D> {
     /// Rewrites the active segment's index checkpoint to cover what a completed sync made
     /// durable, once `active_checkpoint_bytes` more are durable than the last checkpoint covers.
     async fn maybe_checkpoint_active(&self, meta: &SyncMeta) -> Result<()> {
-        let mut core = self.core.lock().await;
-        if self.truncations.get() != meta.truncations
-            || meta.position < core.checkpointed + self.config.active_checkpoint_bytes
-        {
+        if self.checkpoint_in_flight.get() {
+            // Another task is writing one; the next sync will cover this.
             return Ok(());
         }
-        let Some(active) = core.segments.values().next_back() else {
-            return Ok(());
+        self.checkpoint_in_flight.set(true);
+        let result = self.checkpoint_active(meta).await;
+        self.checkpoint_in_flight.set(false);
+        result
+    }
+
+    async fn checkpoint_active(&self, meta: &SyncMeta) -> Result<()> {
+        let _writing = self.checkpoint.lock().await;
+        // Encoded under the core lock (cheap), written without it: the write is a file create,
+        // an fdatasync, a rename and a directory fsync, and appends would otherwise stall for
+        // all of them several times a second under load.
+        let (name, bytes) = {
+            let core = self.core.lock().await;
+            if self.truncations.get() != meta.truncations
+                || meta.position < core.checkpointed + self.config.active_checkpoint_bytes
+            {
+                return Ok(());
+            }
+            let Some(active) = core.segments.values().next_back() else {
+                return Ok(());
+            };
+            if active.base != meta.segment {
+                // Rolled since: the segment was closed with a full checkpoint.
+                return Ok(());
+            }
+            let checkpoint = Checkpoint {
+                covered_bytes: meta.position,
+                next_offset: meta.target,
+            };
+            (
+                file_name(active.base, INDEX_SUFFIX),
+                active.index.encode(checkpoint),
+            )
         };
-        if active.base != meta.segment {
-            // Rolled since: the segment was closed with a full checkpoint.
-            return Ok(());
-        }
-        let checkpoint = Checkpoint {
-            covered_bytes: meta.position,
-            next_offset: meta.target,
-        };
-        let name = file_name(active.base, INDEX_SUFFIX);
-        let bytes = active.index.encode(checkpoint);
+        // A roll meanwhile may write the full checkpoint of this segment first and see it
+        // replaced by this prefix one: still valid (recovery rescans a closed segment whose
+        // checkpoint does not cover the whole file). A truncation cannot interleave: it takes
+        // `checkpoint` first.
         write_atomically(&self.disk, &self.dir, &name, &bytes).await?;
-        core.checkpointed = meta.position;
+        let mut core = self.core.lock().await;
+        let same_segment = core
+            .segments
+            .values()
+            .next_back()
+            .is_some_and(|active| active.base == meta.segment);
+        if same_segment && self.truncations.get() == meta.truncations {
+            core.checkpointed = core.checkpointed.max(meta.position);
+        }
         Ok(())
     }
 
@@ -1207,6 +1245,9 @@ impl<D: Disk> Log<D> {
     /// # Errors
     /// [`StorageError::OffsetOutOfRange`] if `offset` is below the log start; I/O errors.
     pub async fn truncate_to(&self, offset: Offset) -> Result<Offset> {
+        // Before `core`: an active-segment checkpoint being written must land before this
+        // removes it, not after.
+        let _checkpoint = self.checkpoint.lock().await;
         let mut core = self.core.lock().await;
         self.check_fenced()?;
         if offset >= core.log_end {
