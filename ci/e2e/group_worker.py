@@ -14,6 +14,10 @@ commit. Lines (all numbers decimal):
     C p:o,p:o      offsets committed (o = next offset to read)
     F error        a commit failed
 
+A commit can fail during a rebalance (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, as with Kafka);
+the confluent member then commits again when partitions are revoked, so no processed record is
+left uncommitted when its partition moves.
+
 SIGTERM makes the member leave the group cleanly (close); SIGKILL is the crash case.
 """
 
@@ -58,6 +62,16 @@ def run_confluent(bootstrap, topic, group, out: Out, assignor: str) -> None:
             consumer.incremental_assign(partitions)
 
     def on_revoke(consumer, partitions):
+        # Commit what was processed of the partitions leaving us: a commit after the last batch
+        # may have failed because a rebalance was under way (REBALANCE_IN_PROGRESS), and the
+        # next owner starts from the committed offset.
+        positions = [p for p in consumer.position(partitions) if p.offset >= 0]
+        if positions:
+            try:
+                committed = consumer.commit(offsets=positions, asynchronous=False)
+                out.line("C " + ",".join(f"{p.partition}:{p.offset}" for p in committed))
+            except KafkaException as e:
+                out.line(f"F {e}")
         out.line("R " + ",".join(str(p.partition) for p in partitions))
         out.flush()
         if cooperative:

