@@ -98,6 +98,8 @@ pub struct Coordinator {
     groups: RefCell<HashMap<String, Group>>,
     offsets: RefCell<HashMap<String, GroupOffsets>>,
     waiters: RefCell<HashMap<WaiterKey, oneshot::Sender<Parked>>>,
+    /// Set at shutdown: no call parks any more.
+    stopping: std::cell::Cell<bool>,
     /// While loading: the latest group record of each group (`None`: deleted).
     restored: RefCell<HashMap<String, (Offset, Option<GroupSnapshot>)>>,
 }
@@ -121,6 +123,7 @@ impl Coordinator {
             offsets: RefCell::new(HashMap::new()),
             waiters: RefCell::new(HashMap::new()),
             restored: RefCell::new(HashMap::new()),
+            stopping: std::cell::Cell::new(false),
         }
     }
 
@@ -205,9 +208,28 @@ impl Coordinator {
         receiver
     }
 
+    /// Answers every parked call with NOT_COORDINATOR (shutdown).
+    pub fn release_parked(&self) {
+        self.stopping.set(true);
+        let waiters: Vec<(WaiterKey, oneshot::Sender<Parked>)> =
+            self.waiters.borrow_mut().drain().collect();
+        for ((_, member_id, phase), sender) in waiters {
+            let answer = match phase {
+                Phase::Join => {
+                    Parked::Join(JoinResponse::error(ErrorCode::NotCoordinator, &member_id))
+                }
+                Phase::Sync => Parked::Sync(SyncResponse::error(ErrorCode::NotCoordinator)),
+            };
+            let _ = sender.send(answer);
+        }
+    }
+
     /// JoinGroup.
     pub async fn join(&self, core: &Core, group_id: &str, request: JoinRequest) -> JoinResponse {
         let member_id = request.member_id.clone();
+        if self.stopping.get() {
+            return JoinResponse::error(ErrorCode::NotCoordinator, &member_id);
+        }
         let now = self.now_ms();
         let reply = match self.with_group(core, group_id, true, |g| g.join(now, request)) {
             Ok(reply) => reply,
@@ -227,6 +249,9 @@ impl Coordinator {
 
     /// SyncGroup.
     pub async fn sync(&self, core: &Core, group_id: &str, request: SyncRequest) -> SyncResponse {
+        if self.stopping.get() {
+            return SyncResponse::error(ErrorCode::NotCoordinator);
+        }
         let now = self.now_ms();
         let reply = match self.with_group(core, group_id, false, |g| g.sync(now, request)) {
             Ok(reply) => reply,
@@ -854,12 +879,15 @@ fn persist_group(core: &Core, group_id: &str, snapshot: Option<GroupSnapshot>) {
     .detach();
 }
 
-/// Ticks this core's groups until shutdown.
+/// Ticks this core's groups until shutdown, then answers every parked call with
+/// NOT_COORDINATOR so the connections waiting in JoinGroup or SyncGroup can drain (clients
+/// look for the coordinator again, as after a Kafka broker stops).
 pub async fn tick_loop(core: Rc<Core>, shutdown: std::sync::Arc<crate::runtime::ShutdownFlag>) {
     while !shutdown.is_triggered() {
         glommio::timer::sleep(TICK).await;
         core.groups.tick(&core);
     }
+    core.groups.release_parked();
 }
 
 #[cfg(test)]
