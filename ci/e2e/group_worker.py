@@ -1,6 +1,6 @@
 """A consumer-group member run as its own process by test_groups.py, so a test can kill it.
 
-    python group_worker.py CLIENT BOOTSTRAP TOPIC GROUP OUT_FILE [ASSIGNOR]
+    python group_worker.py CLIENT BOOTSTRAP TOPIC GROUP OUT_FILE [ASSIGNOR [INSTANCE_ID]]
 
 CLIENT is confluent, kafka-python or aiokafka. The member subscribes to TOPIC in GROUP with
 auto-commit off, and for every batch it polls: writes one line per record, flushes, commits the
@@ -30,6 +30,7 @@ import sys
 POLL_RECORDS_MAX = 500
 SESSION_TIMEOUT_MS = 6_000
 HEARTBEAT_INTERVAL_MS = 1_000
+STATIC_SESSION_TIMEOUT_MS = 60_000
 
 stopping = False
 
@@ -50,7 +51,7 @@ class Out:
         self.f.flush()
 
 
-def run_confluent(bootstrap, topic, group, out: Out, assignor: str) -> None:
+def run_confluent(bootstrap, topic, group, out: Out, assignor: str, instance_id=None) -> None:
     from confluent_kafka import Consumer, KafkaException
 
     cooperative = assignor == "cooperative-sticky"
@@ -77,7 +78,7 @@ def run_confluent(bootstrap, topic, group, out: Out, assignor: str) -> None:
         if cooperative:
             consumer.incremental_unassign(partitions)
 
-    c = Consumer({
+    config = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -85,7 +86,12 @@ def run_confluent(bootstrap, topic, group, out: Out, assignor: str) -> None:
         "session.timeout.ms": SESSION_TIMEOUT_MS,
         "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
         "partition.assignment.strategy": assignor,
-    })
+    }
+    if instance_id:
+        # Static membership (KIP-345): a restart within the session keeps the assignment.
+        config["group.instance.id"] = instance_id
+        config["session.timeout.ms"] = STATIC_SESSION_TIMEOUT_MS
+    c = Consumer(config)
     c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
     while not stopping:
         msgs = c.consume(POLL_RECORDS_MAX, 0.2)
@@ -204,12 +210,13 @@ async def run_aiokafka(bootstrap, topic, group, out: Out, assignor: str) -> None
 def main() -> None:
     client, bootstrap, topic, group, path = sys.argv[1:6]
     assignor = sys.argv[6] if len(sys.argv) > 6 else "range"
+    instance_id = sys.argv[7] if len(sys.argv) > 7 else None
     signal.signal(signal.SIGTERM, _stop)
     out = Out(path)
     out.line("S started")
     out.flush()
     if client == "confluent":
-        run_confluent(bootstrap, topic, group, out, assignor)
+        run_confluent(bootstrap, topic, group, out, assignor, instance_id)
     elif client == "kafka-python":
         run_kafka_python(bootstrap, topic, group, out, assignor)
     elif client == "aiokafka":
