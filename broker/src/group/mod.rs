@@ -206,8 +206,8 @@ pub fn new_member_id(client_id: &str) -> String {
     )
 }
 
-/// The `__consumer_offsets` topic as created at first start: never deleted by retention
-/// (until compaction exists, the log keeps every commit). Small segments because segment files
+/// The `__consumer_offsets` topic as created at first start: never deleted by retention, and
+/// compacted where the broker supports `cleanup.policy=compact`. Small segments because segment files
 /// are preallocated up to `segment.bytes` (64 MiB steps otherwise): 50 partitions would reserve
 /// 3.2 GiB of disk on a broker that has not seen a single commit.
 pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::topics::TopicMeta {
@@ -221,6 +221,12 @@ pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::topics::Topi
         topic_config
             .set(key, value)
             .expect("valid offsets topic config");
+    }
+    // Compaction keeps the last record of each key (offset commits and group records are keyed
+    // for it). Where this broker does not support it yet the setting is refused and the topic
+    // keeps everything; the load at startup gives the same result either way.
+    if topic_config.set("cleanup.policy", "compact").is_err() {
+        tracing::info!("log compaction unavailable: __consumer_offsets keeps every commit");
     }
     crate::topics::TopicMeta {
         name: OFFSETS_TOPIC.to_owned(),
@@ -272,6 +278,21 @@ mod tests {
         // A negative hash: "my-group-é" mixes in a non-ASCII code unit.
         let p = partition_for("consumer-group-42", 50);
         assert!((0..50).contains(&p));
+    }
+
+    #[test]
+    fn the_offsets_topic_is_never_cleaned_by_retention() {
+        let config =
+            crate::config::Config::resolve(crate::config::Settings::default()).expect("defaults");
+        let meta = offsets_topic_meta(&config);
+        assert_eq!(meta.name, OFFSETS_TOPIC);
+        assert_eq!(meta.partitions, 50);
+        let log = meta.config.log_config();
+        log.validate();
+        assert_eq!(log.retention_ms, None);
+        assert_eq!(log.retention_bytes, None);
+        assert_eq!(log.segment_bytes_max, 1 << 20);
+        assert!(log.batch_bytes_max <= log.segment_bytes_max as usize);
     }
 
     #[test]
