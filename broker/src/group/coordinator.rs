@@ -200,8 +200,8 @@ impl Coordinator {
 
     fn park(&self, group_id: &str, member_id: String, phase: Phase) -> oneshot::Receiver<Parked> {
         let (sender, receiver) = oneshot::channel();
-        // A second parked call of the same member replaces the first, whose receiver then
-        // sees the sender dropped and answers REBALANCE_IN_PROGRESS (the client retries).
+        // The state machine answered any earlier call of this member and phase (superseded)
+        // among the outputs dispatched before this, so nothing is replaced here.
         self.waiters
             .borrow_mut()
             .insert((group_id.to_owned(), member_id, phase), sender);
