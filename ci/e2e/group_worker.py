@@ -120,6 +120,8 @@ def run_kafka_python(bootstrap, topic, group, out: Out, assignor: str) -> None:
     from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
     class Listener(ConsumerRebalanceListener):
+        # kafka-python 3 runs listeners on its IO thread, where a blocking commit is refused;
+        # its members commit after each batch only.
         def on_partitions_assigned(self, assigned):
             out.line("A " + ",".join(str(p.partition) for p in assigned))
             out.flush()
@@ -164,12 +166,25 @@ async def run_aiokafka(bootstrap, topic, group, out: Out, assignor: str) -> None
     from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
     from aiokafka.structs import OffsetAndMetadata
 
+    positions: dict[int, int] = {}
+
     class Listener(ConsumerRebalanceListener):
         async def on_partitions_assigned(self, assigned):
             out.line("A " + ",".join(str(p.partition) for p in assigned))
             out.flush()
 
         async def on_partitions_revoked(self, revoked):
+            # aiokafka rebalances in the background while getmany's caller may be awaiting a
+            # commit: commit what was processed of leaving partitions before they move.
+            leaving = {p.partition: positions[p.partition] for p in revoked
+                       if p.partition in positions}
+            if leaving:
+                try:
+                    await c.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "")
+                                    for p, o in leaving.items()})
+                    out.line("C " + ",".join(f"{p}:{o}" for p, o in leaving.items()))
+                except Exception as e:  # noqa: BLE001 - recorded, checked by the test
+                    out.line(f"F {type(e).__name__}: {e}")
             out.line("R " + ",".join(str(p.partition) for p in revoked))
             out.flush()
 
@@ -194,6 +209,7 @@ async def run_aiokafka(bootstrap, topic, group, out: Out, assignor: str) -> None
             if not done:
                 continue
             out.flush()
+            positions.update(done)
             offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in done.items()}
             try:
                 await c.commit(offsets)
