@@ -117,16 +117,30 @@ def run_confluent(bootstrap, topic, group, out: Out, assignor: str, instance_id=
 
 def run_kafka_python(bootstrap, topic, group, out: Out, assignor: str) -> None:
     from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
-    from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
-    class Listener(ConsumerRebalanceListener):
-        # kafka-python 3 runs listeners on its IO thread, where a blocking commit is refused;
-        # its members commit after each batch only.
-        def on_partitions_assigned(self, assigned):
+    from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+
+    positions: dict[int, int] = {}
+
+    class Listener(AsyncConsumerRebalanceListener):
+        # kafka-python 3 rebalances on its IO thread, where a blocking commit is refused; the
+        # async listener awaits the coordinator's commit coroutine instead (a private API: this
+        # is test code pinned to kafka-python 3.0.12).
+        async def on_partitions_assigned(self, assigned):
             out.line("A " + ",".join(str(p.partition) for p in assigned))
             out.flush()
 
-        def on_partitions_revoked(self, revoked):
+        async def on_partitions_revoked(self, revoked):
+            leaving = {p.partition: positions[p.partition] for p in revoked
+                       if p.partition in positions}
+            if leaving:
+                offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
+                           for p, o in leaving.items()}
+                try:
+                    await c._coordinator._commit_offsets_sync_async(offsets)
+                    out.line("C " + ",".join(f"{p}:{o}" for p, o in leaving.items()))
+                except Exception as e:  # noqa: BLE001 - recorded, checked by the test
+                    out.line(f"F {type(e).__name__}: {e}")
             out.line("R " + ",".join(str(p.partition) for p in revoked))
             out.flush()
 
@@ -150,6 +164,7 @@ def run_kafka_python(bootstrap, topic, group, out: Out, assignor: str) -> None:
         if not done:
             continue
         out.flush()
+        positions.update(done)
         offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in done.items()}
         try:
             c.commit(offsets)
