@@ -206,8 +206,8 @@ pub fn new_member_id(client_id: &str) -> String {
     )
 }
 
-/// The `__consumer_offsets` topic as created at first start: never deleted by retention, and
-/// compacted where the broker supports `cleanup.policy=compact`. Small segments because segment files
+/// The `__consumer_offsets` topic as created at first start: never deleted by retention
+/// (until compaction exists, the log keeps every commit). Small segments because segment files
 /// are preallocated up to `segment.bytes` (64 MiB steps otherwise): 50 partitions would reserve
 /// 3.2 GiB of disk on a broker that has not seen a single commit.
 pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::topics::TopicMeta {
@@ -221,12 +221,6 @@ pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::topics::Topi
         topic_config
             .set(key, value)
             .expect("valid offsets topic config");
-    }
-    // Compaction keeps the last record of each key (offset commits and group records are keyed
-    // for it). Where this broker does not support it yet the setting is refused and the topic
-    // keeps everything; the load at startup gives the same result either way.
-    if topic_config.set("cleanup.policy", "compact").is_err() {
-        tracing::info!("log compaction unavailable: __consumer_offsets keeps every commit");
     }
     crate::topics::TopicMeta {
         name: OFFSETS_TOPIC.to_owned(),
