@@ -60,6 +60,7 @@ def test_admin_clients_list_describe_alter_and_delete_groups(broker):
     assert len(described.members) == 1
     member = described.members[0]
     assert member.client_id == "admin-test-consumer"
+    assert member.host == "/127.0.0.1"
     assert sorted(tp.partition for tp in member.assignment.topic_partitions) == [0, 1, 2]
     assert group_offsets(admin) == {p: RECORDS_PER_PARTITION for p in range(PARTITIONS)}
 
