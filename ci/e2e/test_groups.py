@@ -259,6 +259,11 @@ def test_confluent_cooperative_sticky_group(broker, tmp_path):
     print(f"confluent cooperative-sticky: {stats}")
 
 
+def test_confluent_roundrobin_group(broker, tmp_path):
+    stats = run_membership_scenario(broker, tmp_path, "confluent", "roundrobin", 50_000)
+    print(f"confluent roundrobin: {stats}")
+
+
 def test_kafka_python_group(broker, tmp_path):
     stats = run_membership_scenario(broker, tmp_path, "kafka-python", "range", 100_000)
     print(f"kafka-python: {stats}")
