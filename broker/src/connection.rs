@@ -105,13 +105,15 @@ pub async fn serve(
         .map_err(|error| anyhow::anyhow!("setting TCP_NODELAY: {error}"))?;
     let decoder = FrameDecoder::new(core.config.frame_bytes_max);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    // For group members' client host (DescribeGroups), as Kafka reports it.
+    let peer = stream.peer_addr().ok().map(|addr| addr.ip());
     loop {
         // Answer every whole frame already buffered before reading more.
         while let Some(frame) = decoder.decode(&mut buf).map_err(|error| {
             warn!(core = core.id, %error, "refusing frame; closing connection");
             error
         })? {
-            let Some(parts) = handlers::handle(core, frame).await else {
+            let Some(parts) = handlers::handle(core, frame, peer).await else {
                 // Kafka closes the connection on requests it cannot parse the header of.
                 return Ok(());
             };

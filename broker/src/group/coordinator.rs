@@ -98,6 +98,8 @@ pub struct Coordinator {
     groups: RefCell<HashMap<String, Group>>,
     offsets: RefCell<HashMap<String, GroupOffsets>>,
     waiters: RefCell<HashMap<WaiterKey, oneshot::Sender<Parked>>>,
+    /// Set at shutdown: no call parks any more.
+    stopping: std::cell::Cell<bool>,
     /// While loading: the latest group record of each group (`None`: deleted).
     restored: RefCell<HashMap<String, (Offset, Option<GroupSnapshot>)>>,
 }
@@ -121,6 +123,7 @@ impl Coordinator {
             offsets: RefCell::new(HashMap::new()),
             waiters: RefCell::new(HashMap::new()),
             restored: RefCell::new(HashMap::new()),
+            stopping: std::cell::Cell::new(false),
         }
     }
 
@@ -197,17 +200,36 @@ impl Coordinator {
 
     fn park(&self, group_id: &str, member_id: String, phase: Phase) -> oneshot::Receiver<Parked> {
         let (sender, receiver) = oneshot::channel();
-        // A second parked call of the same member replaces the first, whose receiver then
-        // sees the sender dropped and answers REBALANCE_IN_PROGRESS (the client retries).
+        // The state machine answered any earlier call of this member and phase (superseded)
+        // among the outputs dispatched before this, so nothing is replaced here.
         self.waiters
             .borrow_mut()
             .insert((group_id.to_owned(), member_id, phase), sender);
         receiver
     }
 
+    /// Answers every parked call with NOT_COORDINATOR (shutdown).
+    pub fn release_parked(&self) {
+        self.stopping.set(true);
+        let waiters: Vec<(WaiterKey, oneshot::Sender<Parked>)> =
+            self.waiters.borrow_mut().drain().collect();
+        for ((_, member_id, phase), sender) in waiters {
+            let answer = match phase {
+                Phase::Join => {
+                    Parked::Join(JoinResponse::error(ErrorCode::NotCoordinator, &member_id))
+                }
+                Phase::Sync => Parked::Sync(SyncResponse::error(ErrorCode::NotCoordinator)),
+            };
+            let _ = sender.send(answer);
+        }
+    }
+
     /// JoinGroup.
     pub async fn join(&self, core: &Core, group_id: &str, request: JoinRequest) -> JoinResponse {
         let member_id = request.member_id.clone();
+        if self.stopping.get() {
+            return JoinResponse::error(ErrorCode::NotCoordinator, &member_id);
+        }
         let now = self.now_ms();
         let reply = match self.with_group(core, group_id, true, |g| g.join(now, request)) {
             Ok(reply) => reply,
@@ -227,6 +249,9 @@ impl Coordinator {
 
     /// SyncGroup.
     pub async fn sync(&self, core: &Core, group_id: &str, request: SyncRequest) -> SyncResponse {
+        if self.stopping.get() {
+            return SyncResponse::error(ErrorCode::NotCoordinator);
+        }
         let now = self.now_ms();
         let reply = match self.with_group(core, group_id, false, |g| g.sync(now, request)) {
             Ok(reply) => reply,
@@ -336,10 +361,10 @@ impl Coordinator {
             Err(error) => Err(error),
             Ok(inner) => inner,
         };
-        if let Err(error) = checked {
+        // Members and standalone committers (admin tools) are stored alike.
+        if let Err(error) = checked.map(|_: CommitKind| ()) {
             return vec![error; count];
         }
-        let _kind: CommitKind = checked.expect("checked above");
         let mut errors = vec![ErrorCode::None; count];
         let known = self.offsets.borrow().get(group_id).map_or(0, BTreeMap::len);
         if known + count > OFFSETS_PER_GROUP_MAX {
@@ -855,12 +880,15 @@ fn persist_group(core: &Core, group_id: &str, snapshot: Option<GroupSnapshot>) {
     .detach();
 }
 
-/// Ticks this core's groups until shutdown.
+/// Ticks this core's groups until shutdown, then answers every parked call with
+/// NOT_COORDINATOR so the connections waiting in JoinGroup or SyncGroup can drain (clients
+/// look for the coordinator again, as after a Kafka broker stops).
 pub async fn tick_loop(core: Rc<Core>, shutdown: std::sync::Arc<crate::runtime::ShutdownFlag>) {
     while !shutdown.is_triggered() {
         glommio::timer::sleep(TICK).await;
         core.groups.tick(&core);
     }
+    core.groups.release_parked();
 }
 
 #[cfg(test)]

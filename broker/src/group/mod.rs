@@ -182,8 +182,18 @@ pub async fn run(core: &Core, call: GroupCall) -> GroupAnswer {
     }
 }
 
-/// A new member id: the client id and a random UUID, like Kafka's.
+/// Bytes of the client id kept in a member id: member ids are stored as Kafka strings (i16
+/// length) and a client id may itself be 32,767 bytes long.
+const MEMBER_ID_CLIENT_BYTES_MAX: usize = 255;
+
+/// A new member id: the client id (cut to [`MEMBER_ID_CLIENT_BYTES_MAX`]) and a random UUID,
+/// like Kafka's.
 pub fn new_member_id(client_id: &str) -> String {
+    let mut end = client_id.len().min(MEMBER_ID_CLIENT_BYTES_MAX);
+    while !client_id.is_char_boundary(end) {
+        end -= 1;
+    }
+    let client_id = &client_id[..end];
     let id = crate::topics::new_topic_id();
     let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
     format!(
@@ -264,5 +274,33 @@ mod tests {
         // A negative hash: "my-group-é" mixes in a non-ASCII code unit.
         let p = partition_for("consumer-group-42", 50);
         assert!((0..50).contains(&p));
+    }
+
+    #[test]
+    fn the_offsets_topic_is_never_cleaned_by_retention() {
+        let config =
+            crate::config::Config::resolve(crate::config::Settings::default()).expect("defaults");
+        let meta = offsets_topic_meta(&config);
+        assert_eq!(meta.name, OFFSETS_TOPIC);
+        assert_eq!(meta.partitions, 50);
+        let log = meta.config.log_config();
+        log.validate();
+        assert_eq!(log.retention_ms, None);
+        assert_eq!(log.retention_bytes, None);
+        assert_eq!(log.segment_bytes_max, 1 << 20);
+        assert!(log.batch_bytes_max <= log.segment_bytes_max as usize);
+    }
+
+    #[test]
+    fn member_ids_are_bounded_whatever_the_client_id() {
+        let id = new_member_id("rdkafka");
+        assert!(
+            id.starts_with("rdkafka-") && id.len() == "rdkafka-".len() + 36,
+            "{id}"
+        );
+        let long = "é".repeat(20_000);
+        let id = new_member_id(&long);
+        assert!(id.len() <= MEMBER_ID_CLIENT_BYTES_MAX + 37, "{}", id.len());
+        assert_ne!(new_member_id("c"), new_member_id("c"));
     }
 }

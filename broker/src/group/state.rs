@@ -460,6 +460,7 @@ impl Group {
 
     /// A JoinGroup call at `now_ms`.
     pub fn join(&mut self, now_ms: u64, request: JoinRequest) -> Reply<JoinResponse> {
+        self.supersede(&request.member_id, true);
         let reply = self.join_inner(now_ms, request);
         self.check_invariants();
         reply
@@ -509,6 +510,29 @@ impl Group {
             return refuse(ErrorCode::UnknownMemberId);
         }
         self.join_known(now_ms, request)
+    }
+
+    /// A member's new JoinGroup (`join`) or SyncGroup supersedes the one it still has parked
+    /// (a client that gave up and asked again, usually on a new connection): the old call is
+    /// answered REBALANCE_IN_PROGRESS now, and the new one is handled as if the member were not
+    /// waiting, so every parked call gets exactly one answer.
+    fn supersede(&mut self, member_id: &str, join: bool) {
+        let Some(member) = self.members.get_mut(member_id) else {
+            return;
+        };
+        if join && member.awaiting_join {
+            member.awaiting_join = false;
+            self.outputs.push(Output::Joined {
+                member_id: member_id.to_owned(),
+                response: JoinResponse::error(ErrorCode::RebalanceInProgress, member_id),
+            });
+        } else if !join && member.awaiting_sync {
+            member.awaiting_sync = false;
+            self.outputs.push(Output::Synced {
+                member_id: member_id.to_owned(),
+                response: SyncResponse::error(ErrorCode::RebalanceInProgress),
+            });
+        }
     }
 
     /// Whether a member with these protocols fits the group: the same protocol type, and at
@@ -617,10 +641,11 @@ impl Group {
     /// The join of a member just added or updated: parked unless the join phase completed
     /// already (then its answer is among the outputs, handed over as the reply instead).
     fn parked_join(&mut self, member_id: String) -> Reply<JoinResponse> {
+        // The last answer for this member: an earlier one may answer a call it superseded.
         let position = self
             .outputs
             .iter()
-            .position(|o| matches!(o, Output::Joined { member_id: id, .. } if *id == member_id));
+            .rposition(|o| matches!(o, Output::Joined { member_id: id, .. } if *id == member_id));
         match position {
             Some(i) => match self.outputs.remove(i) {
                 Output::Joined { response, .. } => Reply::Now(response),
@@ -953,6 +978,7 @@ impl Group {
 
     /// A SyncGroup call at `now_ms`.
     pub fn sync(&mut self, now_ms: u64, request: SyncRequest) -> Reply<SyncResponse> {
+        self.supersede(&request.member_id, false);
         let reply = self.sync_inner(now_ms, request);
         self.check_invariants();
         reply
@@ -1005,7 +1031,7 @@ impl Group {
                 if self.leader.as_deref() == Some(member_id.as_str()) {
                     self.complete_sync(request.assignments);
                 }
-                let position = self.outputs.iter().position(
+                let position = self.outputs.iter().rposition(
                     |o| matches!(o, Output::Synced { member_id: id, .. } if *id == member_id),
                 );
                 match position {

@@ -561,3 +561,153 @@ fn stable_and_empty_transitions_ask_to_persist_the_group() {
     assert_eq!(group.delete(), Ok(()));
     assert_eq!(group.take_outputs(), vec![Output::Persist(None)]);
 }
+
+/// A small deterministic generator (xorshift64*), so the random walk below needs no crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random walks of joins, syncs, heartbeats, leaves, static restarts and time: the state
+/// machine's own invariants are asserted inside every call; here, every parked call is answered
+/// exactly once (an answer never arrives for a call that is not parked), and once time runs far
+/// enough every parked call has been answered.
+#[test]
+fn random_walks_answer_every_parked_call_exactly_once() {
+    use std::collections::HashSet;
+    for seed in 1..=500u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut group = Group::new(
+            "g",
+            GroupLimits {
+                members_per_group_max: 6,
+                initial_rebalance_delay_ms: 500,
+                ..GroupLimits::default()
+            },
+        );
+        let mut now_ms = 0u64;
+        let mut fresh = 0u32;
+        let mut known: Vec<String> = Vec::new();
+        let mut parked: HashSet<(String, bool)> = HashSet::new(); // (member, is_join)
+        let settle = |group: &mut Group, parked: &mut HashSet<(String, bool)>| {
+            for output in group.take_outputs() {
+                let key = match output {
+                    Output::Joined { member_id, .. } => (member_id, true),
+                    Output::Synced { member_id, .. } => (member_id, false),
+                    Output::Persist(_) => continue,
+                };
+                assert!(
+                    parked.remove(&key),
+                    "seed {seed}: answer for a call not parked: {key:?}"
+                );
+            }
+        };
+        for _ in 0..400 {
+            let pick = |rng: &mut Rng, known: &Vec<String>| -> String {
+                if known.is_empty() {
+                    "nobody".to_owned()
+                } else {
+                    known[rng.below(known.len() as u64) as usize].clone()
+                }
+            };
+            let mut new_park: Option<(String, bool)> = None;
+            match rng.below(8) {
+                0 | 1 => {
+                    fresh += 1;
+                    let new_id = format!("m{fresh}");
+                    let mut request = join_request("", &new_id);
+                    if rng.below(3) == 0 {
+                        request.instance_id = Some(format!("s{}", rng.below(2)));
+                    }
+                    if rng.below(4) == 0 {
+                        request.protocols = protocols(&["roundrobin"]);
+                    }
+                    match group.join(now_ms, request) {
+                        Reply::Now(r) => {
+                            if r.error == ErrorCode::MemberIdRequired || r.error == ErrorCode::None
+                            {
+                                known.push(r.member_id);
+                            }
+                        }
+                        Reply::Parked { member_id } => {
+                            new_park = Some((member_id.clone(), true));
+                            known.push(member_id);
+                        }
+                    }
+                }
+                2 => {
+                    let member = pick(&mut rng, &known);
+                    // A member's new join supersedes its parked one: the state machine answers
+                    // the old one (an output) and then the new one.
+                    if let Reply::Parked { member_id } =
+                        group.join(now_ms, join_request(&member, "unused"))
+                    {
+                        new_park = Some((member_id, true));
+                    }
+                }
+                3 => {
+                    let member = pick(&mut rng, &known);
+                    let generation = group.generation_id() - rng.below(2) as i32;
+                    let assignments: Vec<(String, Bytes)> = group
+                        .members()
+                        .map(|m| (m.id.clone(), Bytes::from_static(b"x")))
+                        .collect();
+                    let request = SyncRequest {
+                        assignments,
+                        ..sync_request(&member, generation, &[])
+                    };
+                    if let Reply::Parked { member_id } = group.sync(now_ms, request) {
+                        new_park = Some((member_id, false));
+                    }
+                }
+                4 => {
+                    let member = pick(&mut rng, &known);
+                    group.heartbeat(now_ms, &member, None, group.generation_id());
+                }
+                5 => {
+                    let member = pick(&mut rng, &known);
+                    group.leave(
+                        now_ms,
+                        &[LeavingMember {
+                            member_id: member,
+                            instance_id: None,
+                        }],
+                    );
+                }
+                _ => {
+                    now_ms += rng.below(8_000);
+                    group.tick(now_ms);
+                }
+            }
+            // Answers produced by the call go to calls parked before it; then it parks.
+            settle(&mut group, &mut parked);
+            if let Some(key) = new_park {
+                assert!(
+                    parked.insert(key),
+                    "seed {seed}: parked twice without an answer"
+                );
+            }
+        }
+        for _ in 0..6 {
+            now_ms += 10_000_000;
+            group.tick(now_ms);
+            settle(&mut group, &mut parked);
+        }
+        assert!(parked.is_empty(), "seed {seed}: never answered: {parked:?}");
+        assert_eq!(
+            group.member_count(),
+            0,
+            "seed {seed}: silent members expire"
+        );
+        assert_eq!(group.state(), GroupState::Empty);
+    }
+}

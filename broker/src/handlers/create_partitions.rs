@@ -26,6 +26,13 @@ pub async fn handle(
         result.name = topic.name.clone();
         match core.topic(&name) {
             None => result.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+            // A group's coordinator is chosen by hashing over the partition count.
+            Some(meta) if meta.name == crate::group::OFFSETS_TOPIC => {
+                result.error_code = ErrorCode::InvalidRequest.code();
+                result.error_message = Some(str_bytes(
+                    "the partition count of __consumer_offsets cannot change: groups would move",
+                ));
+            }
             Some(meta)
                 if topic.count <= meta.partitions || topic.count > PARTITIONS_PER_TOPIC_MAX =>
             {

@@ -42,6 +42,16 @@ pub async fn handle(
             result.topic_id = id;
         }
         match meta {
+            // Kafka refuses to delete its internal topics too: every group's offsets live there.
+            Some(meta) if meta.name == crate::group::OFFSETS_TOPIC => {
+                result.name = Some(topic_name(&meta.name));
+                result.error_code = ErrorCode::InvalidRequest.code();
+                if version >= 5 {
+                    result.error_message = Some(str_bytes(
+                        "the internal topic __consumer_offsets cannot be deleted",
+                    ));
+                }
+            }
             Some(meta) => {
                 result.name = Some(topic_name(&meta.name));
                 if version >= 6 {

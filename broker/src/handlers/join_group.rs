@@ -18,6 +18,7 @@ pub async fn handle(
     core: &Core,
     header: &RequestHeader,
     request: JoinGroupRequest,
+    peer: Option<std::net::IpAddr>,
 ) -> Option<ResponseParts> {
     let version = header.api_version;
     let group_id = request.group_id.0.to_string();
@@ -31,8 +32,8 @@ pub async fn handle(
             member_id: member_id.clone(),
             instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
             client_id,
-            // The peer address is not passed to handlers; DescribeGroups shows it empty.
-            client_host: String::new(),
+            // Kafka's form: "/" and the address.
+            client_host: peer.map(|ip| format!("/{ip}")).unwrap_or_default(),
             session_timeout_ms: request.session_timeout_ms,
             rebalance_timeout_ms: if version >= 1 {
                 request.rebalance_timeout_ms

@@ -61,8 +61,12 @@ pub fn version_table() -> VersionTable {
     )
 }
 
-/// Handles one request frame. `None` means: close the connection.
-pub async fn handle(core: &Core, frame: Bytes) -> Option<ResponseParts> {
+/// Handles one request frame from `peer`. `None` means: close the connection.
+pub async fn handle(
+    core: &Core,
+    frame: Bytes,
+    peer: Option<std::net::IpAddr>,
+) -> Option<ResponseParts> {
     let mut rest = frame.clone();
     let header = match RequestHeader::decode(&mut rest) {
         Ok(header) => header,
@@ -123,7 +127,7 @@ pub async fn handle(core: &Core, frame: Bytes) -> Option<ResponseParts> {
         RequestBody::OffsetForLeaderEpoch(request) => {
             offset_for_leader_epoch::handle(core, &header, request).await
         }
-        RequestBody::JoinGroup(request) => join_group::handle(core, &header, request).await,
+        RequestBody::JoinGroup(request) => join_group::handle(core, &header, request, peer).await,
         RequestBody::SyncGroup(request) => sync_group::handle(core, &header, request).await,
         RequestBody::Heartbeat(request) => heartbeat::handle(core, &header, request).await,
         RequestBody::LeaveGroup(request) => leave_group::handle(core, &header, request).await,
