@@ -37,6 +37,8 @@ use spate_wire::WireError;
 /// Attribute bit 6: the batch's `baseTimestamp` is its delete horizon (Kafka's
 /// `DELETE_HORIZON_FLAG_MASK`).
 pub const ATTR_DELETE_HORIZON: i16 = 0x40;
+/// Batch attribute bits naming the compression codec.
+const ATTR_COMPRESSION_MASK: i16 = 0x07;
 /// Bytes one entry of the [`OffsetMap`] takes (a 128-bit key hash and an offset).
 pub const OFFSET_MAP_SLOT_BYTES: usize = 24;
 /// Smallest map the cleaner accepts; smaller budgets could not make progress.
@@ -176,6 +178,17 @@ pub struct FilterScratch {
     compressed: Vec<u8>,
 }
 
+/// What happens to a batch none of whose records stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyBatch {
+    /// It disappears.
+    Remove,
+    /// It stays as a header without records: the latest batch of an idempotent producer, from
+    /// which the producer state (epoch, last sequence) is rebuilt after a restart. Kafka keeps
+    /// it for the same reason; without it a retry of that batch would no longer be recognised.
+    KeepHeader,
+}
+
 /// What [`filter_batch`] decided for one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchVerdict {
@@ -220,6 +233,7 @@ pub fn filter_batch(
     batch: &[u8],
     map: &OffsetMap,
     tombstones: TombstonePolicy,
+    empty: EmptyBatch,
     scratch: &mut FilterScratch,
     decompressed_bytes_max: usize,
     out: &mut BytesMut,
@@ -286,12 +300,15 @@ pub fn filter_batch(
         result.tombstone_horizon_ms = new_horizon;
     }
     if kept == 0 {
-        // TODO(idempotence): Kafka keeps the last batch of each producer id even when all its
-        // records are cleaned (as an empty batch) so the producer's state (last sequence,
-        // epoch) survives. Producer state does not exist in this branch yet: once it does,
-        // return `Rewritten` with an empty batch here when `header.producer_id` is the last
-        // batch of an active producer (`header.producer_id != ProducerId::NONE`).
-        result.verdict = BatchVerdict::Remove;
+        result.verdict = match empty {
+            EmptyBatch::Remove => BatchVerdict::Remove,
+            EmptyBatch::KeepHeader => {
+                put_empty_batch(batch, &header, out);
+                // Nothing of the records is left, tombstones included: no horizon to keep.
+                result.tombstone_horizon_ms = None;
+                BatchVerdict::Rewritten
+            }
+        };
         return Ok(result);
     }
     if result.records_removed == 0 && !needs_horizon {
@@ -352,6 +369,29 @@ pub fn filter_batch(
     Ok(result)
 }
 
+/// Appends `batch` as a header without records: same offsets (`baseOffset`,
+/// `lastOffsetDelta`), producer id, epoch and base sequence; no compression; both timestamps
+/// the batch's max timestamp (as Kafka writes an empty batch).
+fn put_empty_batch(batch: &[u8], header: &BatchHeader, out: &mut BytesMut) {
+    let start = out.len();
+    out.put_slice(&batch[..BATCH_HEADER_BYTES]);
+    let new = &mut out[start..];
+    let batch_length = (BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES) as i32;
+    // Keep the timestamp type, transactional and control bits; drop the codec (no records to
+    // compress) and the delete horizon (no tombstone left).
+    let attributes = header.attributes & !ATTR_COMPRESSION_MASK & !ATTR_DELETE_HORIZON;
+    new[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    new[21..23].copy_from_slice(&attributes.to_be_bytes());
+    new[27..35].copy_from_slice(&header.max_timestamp_ms.to_be_bytes());
+    new[57..61].copy_from_slice(&0i32.to_be_bytes());
+    let crc = compute_crc(new);
+    new[17..21].copy_from_slice(&crc.to_be_bytes());
+    debug_assert_eq!(
+        BatchHeader::parse(new).map(|h| (h.base_offset, h.last_offset(), h.record_count)),
+        Ok((header.base_offset, header.last_offset(), 0))
+    );
+}
+
 enum Retain {
     Keep,
     KeepTombstone,
@@ -396,6 +436,7 @@ mod tests {
     use super::*;
     use spate_wire::batch::{BatchBuilder, BatchSpec};
     use spate_wire::compression::DECOMPRESSED_BYTES_MAX_DEFAULT;
+    use spate_wire::types::{ProducerEpoch, ProducerId};
 
     type Rec<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
@@ -465,6 +506,7 @@ mod tests {
             input,
             map,
             policy(now_ms),
+            EmptyBatch::Remove,
             &mut FilterScratch::default(),
             DECOMPRESSED_BYTES_MAX_DEFAULT,
             &mut out,
@@ -492,6 +534,63 @@ mod tests {
         map.clear();
         assert!(map.is_empty());
         assert_eq!(map.get(b"k3"), None);
+    }
+
+    #[test]
+    fn a_producers_last_batch_stays_as_an_empty_header_when_every_record_goes() {
+        let mut input = BytesMut::new();
+        let mut b = BatchBuilder::new(
+            &mut input,
+            BatchSpec {
+                base_offset: Offset(200),
+                first_timestamp_ms: 1000,
+                producer_id: ProducerId(7),
+                producer_epoch: ProducerEpoch(2),
+                base_sequence: 40,
+            },
+        );
+        b.push(1000, Some(b"a"), Some(b"1"), &[]);
+        b.push(1005, Some(b"b"), Some(b"2"), &[]);
+        b.finish();
+        let plain = input.clone();
+        let input = compressed(Compression::Lz4, &plain);
+        let mut map = OffsetMap::new(OFFSET_MAP_BYTES_MIN);
+        map.insert(b"a", Offset(300)).unwrap();
+        map.insert(b"b", Offset(301)).unwrap();
+
+        let (removed, out) = run(&input, &map, 0);
+        assert_eq!(removed.verdict, BatchVerdict::Remove);
+        assert!(out.is_empty());
+
+        let mut out = BytesMut::new();
+        let kept = filter_batch(
+            &input,
+            &map,
+            policy(0),
+            EmptyBatch::KeepHeader,
+            &mut FilterScratch::default(),
+            DECOMPRESSED_BYTES_MAX_DEFAULT,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(kept.verdict, BatchVerdict::Rewritten);
+        assert_eq!(kept.records_removed, 2);
+        assert_eq!(out.len(), BATCH_HEADER_BYTES, "a header and no records");
+        spate_wire::batch::verify_crc(&out).unwrap();
+        let h = BatchHeader::parse(&out).unwrap();
+        assert_eq!(h.base_offset, Offset(200));
+        assert_eq!(
+            h.last_offset(),
+            Offset(201),
+            "the offsets it covered stay covered"
+        );
+        assert_eq!(h.record_count, 0);
+        assert_eq!(h.producer_id, ProducerId(7));
+        assert_eq!(h.producer_epoch, ProducerEpoch(2));
+        assert_eq!(h.base_sequence, 40);
+        assert_eq!(h.compression(), Compression::None);
+        assert_eq!((h.first_timestamp_ms, h.max_timestamp_ms), (1005, 1005));
+        assert!(decode(&out).is_empty());
     }
 
     #[test]

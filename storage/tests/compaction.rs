@@ -10,13 +10,15 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use spate_storage::compaction::OffsetMap;
 use spate_storage::io::mem::{FaultOp, MemDisk};
+use spate_storage::io::Disk;
+use spate_storage::AppendKind;
 use spate_storage::{
     block_on, CleanConfig, CleanerState, FlushPolicy, Log, LogConfig, ReadUpTo, Unthrottled,
 };
 use spate_wire::batch::{compute_crc, BatchBuilder, BatchSpec, Compression, BATCH_HEADER_BYTES};
 use spate_wire::compression::compress;
 use spate_wire::records::batch_records;
-use spate_wire::types::{LeaderEpoch, Offset};
+use spate_wire::types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
 const DELETE_RETENTION_MS: i64 = 100;
 
@@ -83,7 +85,11 @@ async fn read_records(log: &Log<MemDisk>) -> Vec<(i64, u8, Option<Vec<u8>>)> {
     for (_, bytes) in batches {
         let bytes: Bytes = bytes;
         let (header, records) = batch_records(&bytes, &mut scratch, 1 << 24).unwrap();
-        assert!(header.record_count > 0, "no empty batch is served");
+        // The only empty batches are idempotent producers' latest ones, kept as headers.
+        assert!(
+            header.record_count > 0 || header.producer_id.0 >= 0,
+            "no other empty batch is served"
+        );
         for r in records {
             let r = r.unwrap();
             let key = r.key.expect("keyed");
@@ -580,5 +586,70 @@ fn a_reader_holding_a_range_of_a_replaced_segment_keeps_reading_it() {
         assert_eq!(offsets, expected);
         // A new read sees the compacted log.
         assert!(read_records(&log).await.len() < history.len());
+    });
+}
+
+/// Kafka keeps the latest batch of each idempotent producer through compaction, as a header
+/// without records if every record is superseded, so a producer state rebuilt from the log alone
+/// still recognises a retry of it. Here the snapshots are deleted before the reopen, so the
+/// batch headers are the only source: without the kept header, the retry would be appended a
+/// second time.
+#[test]
+fn an_idempotent_producers_last_batch_survives_cleaning_as_an_empty_header() {
+    block_on(async {
+        let disk = MemDisk::new();
+        let log = Log::open(disk.clone(), dir(), config()).await.unwrap();
+        let producer_batch = || {
+            let mut out = BytesMut::new();
+            let mut b = BatchBuilder::new(
+                &mut out,
+                BatchSpec {
+                    first_timestamp_ms: 1000,
+                    producer_id: ProducerId(7),
+                    producer_epoch: ProducerEpoch(0),
+                    base_sequence: 0,
+                    ..BatchSpec::default()
+                },
+            );
+            b.push(1000, Some(b"k\x00"), Some(b"old"), &[]);
+            b.push(1000, Some(b"k\x01"), Some(b"old"), &[]);
+            b.finish();
+            out
+        };
+        let first = log.append(producer_batch(), LeaderEpoch(0)).await.unwrap();
+        assert_eq!(first.kind, AppendKind::Appended);
+        // Plain writes of the same keys supersede both records and fill closed segments.
+        fill_rounds(&log, 2, 40).await;
+        let mut map = OffsetMap::new(1 << 16);
+        let mut state = CleanerState::default();
+        let outcome = log
+            .clean(
+                &mut map,
+                &mut state,
+                &clean_config(0.5),
+                10_000,
+                &mut Unthrottled,
+            )
+            .await
+            .unwrap()
+            .expect("due: everything is dirty");
+        assert!(outcome.cleaned_up_to > first.last_offset, "{outcome:?}");
+        // No record of the producer's batch is readable any more.
+        let read = read_records(&log).await;
+        assert!(read
+            .iter()
+            .all(|&(offset, _, _)| offset > first.last_offset.0));
+        log.close().await.unwrap();
+
+        for name in names(&disk).iter().filter(|n| n.ends_with(".snapshot")) {
+            disk.remove(&dir().join(name)).await.unwrap();
+        }
+        let log = Log::open(disk.clone(), dir(), config()).await.unwrap();
+        let retry = log.append(producer_batch(), LeaderEpoch(0)).await.unwrap();
+        assert_eq!(retry.kind, AppendKind::Duplicate, "{retry:?}");
+        assert_eq!(
+            (retry.base_offset, retry.last_offset),
+            (first.base_offset, first.last_offset)
+        );
     });
 }

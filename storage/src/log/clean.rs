@@ -29,7 +29,7 @@ use spate_wire::types::Offset;
 
 use super::{io_err, write_index, Log};
 use crate::compaction::{
-    filter_batch, BatchVerdict, FilterScratch, MapFull, OffsetMap, TombstonePolicy,
+    filter_batch, BatchVerdict, EmptyBatch, FilterScratch, MapFull, OffsetMap, TombstonePolicy,
 };
 use crate::config::RECOVERY_BATCH_BYTES_MAX;
 use crate::error::{Result, StorageError};
@@ -314,15 +314,34 @@ impl<D: Disk> Log<D> {
         let mut writer = CleanedWriter::new(file, base, &self.config);
         let mut scratch = FilterScratch::default();
         let mut rewritten = BytesMut::new();
+        // The latest batch of every idempotent producer, as of now: one in this group must
+        // survive even when all its records are superseded. A producer that appends meanwhile
+        // moves its latest batch to the active segment, so keeping this one is then merely
+        // harmless. Bounded by `producers_per_partition_max`.
+        let mut producer_last: Vec<Offset> = {
+            let core = self.core.lock().await;
+            core.producers.last_batch_offsets().collect()
+        };
+        producer_last.sort_unstable();
         for segment in &group {
             outcome.bytes_before += segment.size;
             let mut reader = SegmentReader::new(segment);
             while let Some((position, batch)) = reader.next(budget).await? {
                 rewritten.clear();
+                let empty = match BatchHeader::parse(&batch) {
+                    Ok(h)
+                        if h.producer_id.0 >= 0
+                            && producer_last.binary_search(&h.last_offset()).is_ok() =>
+                    {
+                        EmptyBatch::KeepHeader
+                    }
+                    _ => EmptyBatch::Remove,
+                };
                 let filtered = filter_batch(
                     &batch,
                     map,
                     policy,
+                    empty,
                     &mut scratch,
                     config.decompressed_bytes_max,
                     &mut rewritten,
