@@ -101,8 +101,9 @@ pub struct CleanOutcome {
     pub groups_skipped: usize,
 }
 
-/// The cleaner's I/O budget: called with the bytes it read or wrote, it may wait (throttling)
-/// and is also where a long cleaning yields to other tasks.
+/// The cleaner's I/O budget: called with the bytes it read or wrote (and with 0 after each
+/// batch it processed), it may wait (throttling) and is also where a long cleaning yields to
+/// other tasks.
 #[allow(async_fn_in_trait)]
 pub trait IoBudget {
     /// Accounts for `bytes` of I/O; returns when the cleaner may go on.
@@ -255,6 +256,9 @@ impl<D: Disk> Log<D> {
                         full = true;
                     }
                 }
+                // The reads were accounted when made; this lets the owner yield between
+                // batches (hashing a batch's keys is CPU work).
+                budget.spend(0).await;
             }
             if full && i > 0 {
                 // This segment's later keys did not fit: it stays dirty. Its keys that did fit
@@ -333,6 +337,7 @@ impl<D: Disk> Log<D> {
                 if let Some(h) = filtered.tombstone_horizon_ms {
                     *horizon = Some(horizon.map_or(h, |old: i64| old.min(h)));
                 }
+                budget.spend(0).await;
                 let kept: &[u8] = match filtered.verdict {
                     BatchVerdict::Keep => &batch,
                     BatchVerdict::Rewritten => &rewritten,
@@ -396,7 +401,7 @@ impl<D: Disk> Log<D> {
             .map_err(io_err("syncing", &self.dir))?;
         // Committed: from here a crash ends with the swap completed by recovery.
         let old: Vec<Offset> = group.iter().map(|s| s.base).collect();
-        complete_swap(&self.disk, &self.dir, base, &old).await?;
+        complete_swap(&self.disk, &self.dir, &swap_path, base, &old).await?;
         drop(written.file);
         let path = self.dir.join(file_name(base, LOG_SUFFIX));
         let file = self
@@ -440,10 +445,17 @@ fn parse_swap_name(name: &str, suffix: &str) -> Option<(Offset, Offset)> {
     (base <= end).then_some((base, end))
 }
 
-/// Replaces the segments `old` (the first is `base`) by the committed swap file: removes their
-/// index checkpoints and log files (all but `base`'s, which the rename replaces), renames the
-/// swap over `<base>.log`, fsyncs the directory. Idempotent, so recovery can rerun it.
-async fn complete_swap<D: Disk>(disk: &D, dir: &Path, base: Offset, old: &[Offset]) -> Result<()> {
+/// Replaces the segments `old` (the first is `base`) by the committed swap file `swap`:
+/// removes their index checkpoints and log files (all but `base`'s, which the rename
+/// replaces), fsyncs the directory, renames the swap over `<base>.log`, fsyncs the directory.
+/// Idempotent, so recovery can rerun it.
+async fn complete_swap<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    swap: &Path,
+    base: Offset,
+    old: &[Offset],
+) -> Result<()> {
     let ignore_missing = |path: &Path, r: std::io::Result<()>| match r {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(StorageError::from_io("removing", path, e))
@@ -461,20 +473,10 @@ async fn complete_swap<D: Disk>(disk: &D, dir: &Path, base: Offset, old: &[Offse
     // The old checkpoints must be gone before the new file takes the name: a stale checkpoint
     // that happened to cover the new file's exact size would be trusted at the next open.
     disk.sync_dir(dir).await.map_err(io_err("syncing", dir))?;
-    let names = disk
-        .list_dir(dir, super::DIR_ENTRIES_MAX)
+    let log = dir.join(file_name(base, LOG_SUFFIX));
+    disk.rename(swap, &log)
         .await
-        .map_err(io_err("listing", dir))?;
-    let swap = names
-        .iter()
-        .find(|n| parse_swap_name(n, SWAP_SUFFIX).is_some_and(|(b, _)| b == base))
-        .map(|n| dir.join(n));
-    if let Some(swap) = swap {
-        let log = dir.join(file_name(base, LOG_SUFFIX));
-        disk.rename(&swap, &log)
-            .await
-            .map_err(io_err("renaming", &swap))?;
-    }
+        .map_err(io_err("renaming", swap))?;
     disk.sync_dir(dir).await.map_err(io_err("syncing", dir))
 }
 
@@ -504,7 +506,7 @@ pub(super) async fn recover_swaps<D: Disk>(disk: &D, dir: &Path, names: &[String
             .filter_map(|n| parse_file_name(n, LOG_SUFFIX))
             .filter(|&b| b >= base && b < end)
             .collect();
-        complete_swap(disk, dir, base, &old).await?;
+        complete_swap(disk, dir, &dir.join(name), base, &old).await?;
         changed = true;
     }
     if changed {
