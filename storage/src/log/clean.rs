@@ -41,8 +41,9 @@ use crate::segment::{file_name, parse_file_name, Segment, INDEX_SUFFIX, LOG_SUFF
 pub const CLEANED_SUFFIX: &str = ".cleaned";
 /// Suffix of a cleaned segment committed to replace its group (completed by recovery).
 pub const SWAP_SUFFIX: &str = ".swap";
-/// Bytes the cleaner reads from a segment at a time.
-pub const CLEAN_READ_CHUNK_BYTES: usize = 1 << 20;
+/// Bytes the cleaner reads from a segment at a time (more for a larger batch): small reads
+/// interleave with the appends' writes on the device (see docs/benchmarks.md).
+pub const CLEAN_READ_CHUNK_BYTES: usize = 128 << 10;
 
 /// The cleaning settings of a compacted topic (Kafka's names in the field docs).
 #[derive(Debug, Clone, PartialEq)]
