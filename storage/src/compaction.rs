@@ -271,6 +271,10 @@ pub fn filter_batch(
         }
         (kept, tombstones_kept)
     };
+    assert!(
+        kept <= result.records_before,
+        "the iterator yields record_count records"
+    );
     result.records_removed = result.records_before - kept;
     let needs_horizon = tombstones_kept > 0 && horizon.is_none();
     let new_horizon = match horizon {

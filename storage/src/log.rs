@@ -976,8 +976,9 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
-    /// Reads whole batches starting with the one containing `offset`, up to about `bytes_max`
-    /// bytes (at least one batch if any is readable), as cached slices and file ranges.
+    /// Reads whole batches starting with the one containing `offset` (or the next one, if
+    /// compaction removed it), up to about `bytes_max` bytes (at least one batch if any is
+    /// readable), as cached slices and file ranges.
     ///
     /// # Errors
     /// [`StorageError::OffsetOutOfRange`] if `offset` is below the log start or above the log
