@@ -8,8 +8,8 @@
 # leaves JSON summaries and broker logs in $OUT (default target dir/compaction-bench).
 #
 # Each run pair: (a) a broker with an empty data dir, (b) a broker on a copy of a preloaded data
-# dir holding a compacted topic of PRELOAD_RECORDS dirty records (cleaning starts at startup,
-# because the cleaner's first dirty offset lives in memory), each measured with the same
+# dir holding a compacted topic of PRELOAD_RECORDS dirty records, never cleaned (so no
+# cleaner-checkpoint: cleaning starts at startup), each measured with the same
 # spate-bench command: broker on CPU 0 (--cores 1), bench on CPU 1, 100 B records, acks=1,
 # open loop at RATE msg/s for DURATION_S s, no consumer.
 set -euo pipefail

@@ -37,7 +37,8 @@ use crate::sync::{AsyncMutex, Notify};
 
 mod clean;
 pub use clean::{
-    CleanConfig, CleanOutcome, CleanerState, IoBudget, Unthrottled, CLEANED_SUFFIX, SWAP_SUFFIX,
+    CleanConfig, CleanOutcome, CleanerState, IoBudget, Unthrottled, CLEANED_SUFFIX,
+    CLEANER_CHECKPOINT_FILE, SWAP_SUFFIX,
 };
 
 /// Most files a partition directory may hold.

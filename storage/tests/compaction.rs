@@ -389,6 +389,21 @@ fn cleaning_shrinks_the_log_and_merges_small_segments() {
         log.close().await.unwrap();
         let log = Log::open(disk.clone(), dir(), config()).await.unwrap();
         assert_eq!(read_records(&log).await, read);
+        // The cleaner state survives the restart: nothing is dirty, so no cleaning is due.
+        let mut reloaded = log.load_cleaner_state().await.unwrap();
+        assert_eq!(reloaded, state);
+        assert!(reloaded.first_dirty > Offset(0));
+        let again = log
+            .clean(
+                &mut map,
+                &mut reloaded,
+                &clean_config(0.5),
+                10_002,
+                &mut Unthrottled,
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, None);
     });
 }
 

@@ -33,6 +33,7 @@ use crate::compaction::{
 };
 use crate::config::RECOVERY_BATCH_BYTES_MAX;
 use crate::error::{Result, StorageError};
+use crate::files::{read_whole, write_atomically};
 use crate::index::SegmentIndex;
 use crate::io::{align_up, AlignedBuf, Disk, DiskFile, OpenMode};
 use crate::segment::{file_name, parse_file_name, Segment, INDEX_SUFFIX, LOG_SUFFIX};
@@ -41,6 +42,9 @@ use crate::segment::{file_name, parse_file_name, Segment, INDEX_SUFFIX, LOG_SUFF
 pub const CLEANED_SUFFIX: &str = ".cleaned";
 /// Suffix of a cleaned segment committed to replace its group (completed by recovery).
 pub const SWAP_SUFFIX: &str = ".swap";
+/// The file in a partition directory holding its [`CleanerState`] (Kafka keeps the same fact
+/// in `cleaner-offset-checkpoint`), so a restart does not make the whole log dirty again.
+pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner-checkpoint";
 /// Bytes the cleaner reads from a segment at a time (more for a larger batch): small reads
 /// interleave with the appends' writes on the device (see docs/benchmarks.md).
 pub const CLEAN_READ_CHUNK_BYTES: usize = 128 << 10;
@@ -69,9 +73,9 @@ impl Default for CleanConfig {
     }
 }
 
-/// What the owner remembers about a partition between cleanings (Kafka keeps the first dirty
-/// offset in `cleaner-offset-checkpoint`; here it lives in memory, so after a restart the first
-/// cleaning treats the whole log as dirty, which costs work, not correctness).
+/// What the owner remembers about a partition between cleanings. [`Log::clean`] writes it to
+/// [`CLEANER_CHECKPOINT_FILE`] after each cleaning and [`Log::load_cleaner_state`] reads it back
+/// after a restart; losing it costs work (the whole log is dirty again), never correctness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CleanerState {
     /// Everything below was cleaned with a map covering it.
@@ -129,7 +133,45 @@ struct Snapshot<F> {
     path: std::path::PathBuf,
 }
 
+impl CleanerState {
+    fn encode(&self) -> Vec<u8> {
+        format!(
+            "0\n{}\n{}\n",
+            self.first_dirty.0,
+            self.tombstone_horizon_ms.unwrap_or(-1)
+        )
+        .into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<CleanerState> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != "0" {
+            return None;
+        }
+        let first_dirty: i64 = lines.next()?.parse().ok()?;
+        let horizon: i64 = lines.next()?.parse().ok()?;
+        (first_dirty >= 0).then_some(CleanerState {
+            first_dirty: Offset(first_dirty),
+            tombstone_horizon_ms: (horizon >= 0).then_some(horizon),
+        })
+    }
+}
+
 impl<D: Disk> Log<D> {
+    /// The cleaner state saved by the last cleaning, or the default (everything dirty) if there
+    /// is none or it cannot be parsed.
+    ///
+    /// # Errors
+    /// I/O errors reading the file.
+    pub async fn load_cleaner_state(&self) -> Result<CleanerState> {
+        let path = self.dir.join(CLEANER_CHECKPOINT_FILE);
+        Ok(read_whole(&self.disk, &path)
+            .await?
+            .and_then(|bytes| CleanerState::decode(&bytes))
+            .unwrap_or_default())
+    }
+
     /// Cleans the partition if it is due (see the module doc), with `map` as the key → offset
     /// memory (cleared first) and `budget` throttling the I/O. Returns `None` if nothing was
     /// due. Only closed segments are read or replaced, so appends go on meanwhile; the log's
@@ -194,6 +236,15 @@ impl<D: Disk> Log<D> {
         }
         state.first_dirty = end;
         state.tombstone_horizon_ms = horizon;
+        // After the swaps (each durable when it returned): a crash before this write only
+        // means the next cleaning redoes this one.
+        write_atomically(
+            &self.disk,
+            &self.dir,
+            CLEANER_CHECKPOINT_FILE,
+            &state.encode(),
+        )
+        .await?;
         Ok(Some(outcome))
     }
 
