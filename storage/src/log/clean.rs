@@ -283,7 +283,12 @@ impl<D: Disk> Log<D> {
         config: &CleanConfig,
         budget: &mut impl IoBudget,
     ) -> Result<Offset> {
-        map.clear();
+        // Cleared in steps with a chance to yield between them: zeroing megabytes at once
+        // would hold the executor for milliseconds.
+        map.start_clear();
+        while !map.clear_step(crate::compaction::OFFSET_MAP_CLEAR_STEP_SLOTS) {
+            budget.spend(0).await;
+        }
         let mut end = first_dirty;
         let mut scratch = Vec::new();
         for (i, segment) in cleanable
