@@ -53,7 +53,8 @@ pub fn check_keys(batch: &[u8]) -> Result<(), String> {
 }
 
 /// Starts this core's cleaner in its own low-priority task queue. The task ends soon after
-/// shutdown is triggered (a cleaning in progress finishes unthrottled).
+/// shutdown is triggered: a cleaning in progress stops after its current batch (a group being
+/// swapped finishes its swap).
 pub fn spawn(core: Rc<Core>, shutdown: Arc<ShutdownFlag>) -> glommio::Task<()> {
     let queue = glommio::executor().create_task_queue(
         Shares::Static(CLEANER_SHARES),
@@ -161,6 +162,10 @@ impl IoBudget for Throttle<'_> {
             glommio::executor().yield_task_queue_now().await;
             self.yielded = Instant::now();
         }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.shutdown.is_triggered()
     }
 }
 

@@ -597,3 +597,64 @@ fn a_reader_holding_a_range_of_a_replaced_segment_keeps_reading_it() {
         assert!(read_records(&log).await.len() < history.len());
     });
 }
+
+/// A budget that asks the cleaner to stop after `calls` calls.
+struct StopAfter {
+    calls: u64,
+}
+
+impl spate_storage::IoBudget for StopAfter {
+    async fn spend(&mut self, _bytes: u64) {
+        self.calls = self.calls.saturating_sub(1);
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.calls == 0
+    }
+}
+
+#[test]
+fn a_stop_request_abandons_the_cleaning_and_leaves_the_log_consistent() {
+    block_on(async {
+        // 160 batches: the key map takes more than 160 calls, the rewrite as many again.
+        for calls in [1, 50, 170, 250, 300] {
+            let disk = MemDisk::new();
+            let log = Log::open(disk.clone(), dir(), config()).await.unwrap();
+            let history = fill_rounds(&log, 4, 40).await;
+            let mut map = OffsetMap::new(1 << 16);
+            let mut state = CleanerState::default();
+            let stopped = log
+                .clean(
+                    &mut map,
+                    &mut state,
+                    &clean_config(0.0),
+                    10_000,
+                    &mut StopAfter { calls },
+                )
+                .await
+                .unwrap();
+            assert_eq!(stopped, None, "stopped after {calls} calls");
+            assert_eq!(state, CleanerState::default(), "nothing recorded as clean");
+            assert!(!names(&disk).iter().any(|n| n.ends_with(".cleaned")));
+            check_consistent(&read_records(&log).await, &history);
+            // The next cleaning does the whole job.
+            let o = log
+                .clean(
+                    &mut map,
+                    &mut state,
+                    &clean_config(0.0),
+                    10_000,
+                    &mut Unthrottled,
+                )
+                .await
+                .unwrap()
+                .expect("due");
+            check(
+                &read_records(&log).await,
+                &history,
+                o.cleaned_up_to.0,
+                false,
+            );
+        }
+    });
+}

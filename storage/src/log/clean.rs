@@ -113,6 +113,12 @@ pub struct CleanOutcome {
 pub trait IoBudget {
     /// Accounts for `bytes` of I/O; returns when the cleaner may go on.
     async fn spend(&mut self, bytes: u64);
+
+    /// Whether the cleaner should stop as soon as it can (shutdown): checked after each batch;
+    /// a group not yet committed is then abandoned and its `.cleaned` file removed.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// No throttling (tests, tools).
@@ -208,9 +214,12 @@ impl<D: Disk> Log<D> {
         if !ratio_due && !tombstones_due {
             return Ok(None);
         }
-        let end = self
+        let Some(end) = self
             .build_offset_map(&cleanable, first_dirty, map, config, budget)
-            .await?;
+            .await?
+        else {
+            return Ok(None);
+        };
         let mut outcome = CleanOutcome {
             cleaned_up_to: end,
             ..CleanOutcome::default()
@@ -223,16 +232,21 @@ impl<D: Disk> Log<D> {
         let to_clean: Vec<&Snapshot<D::File>> =
             cleanable.iter().filter(|s| s.next_offset <= end).collect();
         for group in self.groups(&to_clean) {
-            self.clean_group(
-                group,
-                map,
-                policy,
-                config,
-                budget,
-                &mut outcome,
-                &mut horizon,
-            )
-            .await?;
+            let finished = self
+                .clean_group(
+                    group,
+                    map,
+                    policy,
+                    config,
+                    budget,
+                    &mut outcome,
+                    &mut horizon,
+                )
+                .await?;
+            if !finished {
+                // Stopped: the groups swapped so far stay; the next cleaning redoes the rest.
+                return Ok(None);
+            }
         }
         state.first_dirty = end;
         state.tombstone_horizon_ms = horizon;
@@ -273,7 +287,7 @@ impl<D: Disk> Log<D> {
     }
 
     /// Fills `map` from the dirty segments; returns the offset it covers up to (a segment
-    /// boundary). The first dirty segment is always covered, even if the map fills inside it
+    /// boundary), or `None` if the budget asked to stop. The first dirty segment is always covered, even if the map fills inside it
     /// (keys that did not fit are then kept, never wrongly dropped), so every run progresses.
     async fn build_offset_map(
         &self,
@@ -282,7 +296,7 @@ impl<D: Disk> Log<D> {
         map: &mut OffsetMap,
         config: &CleanConfig,
         budget: &mut impl IoBudget,
-    ) -> Result<Offset> {
+    ) -> Result<Option<Offset>> {
         // Cleared in steps with a chance to yield between them: zeroing megabytes at once
         // would hold the executor for milliseconds.
         map.start_clear();
@@ -316,19 +330,22 @@ impl<D: Disk> Log<D> {
                 // The reads were accounted when made; this lets the owner yield between
                 // batches (hashing a batch's keys is CPU work).
                 budget.spend(0).await;
+                if budget.stop_requested() {
+                    return Ok(None);
+                }
             }
             if full && i > 0 {
                 // This segment's later keys did not fit: it stays dirty. Its keys that did fit
                 // point at offsets above `end`, which only drops records that really were
                 // superseded.
-                return Ok(end);
+                return Ok(Some(end));
             }
             end = segment.next_offset;
             if full {
-                return Ok(end);
+                return Ok(Some(end));
             }
         }
-        Ok(end)
+        Ok(Some(end))
     }
 
     /// Adjacent segments whose sizes add up to at most `segment_bytes_max` and whose offsets
@@ -352,7 +369,8 @@ impl<D: Disk> Log<D> {
         groups
     }
 
-    /// Rewrites one group into a cleaned segment and swaps it in.
+    /// Rewrites one group into a cleaned segment and swaps it in. Returns `false` if the
+    /// budget asked to stop first (the cleaned file is then removed, the group untouched).
     #[allow(clippy::too_many_arguments)]
     async fn clean_group(
         &self,
@@ -363,7 +381,7 @@ impl<D: Disk> Log<D> {
         budget: &mut impl IoBudget,
         outcome: &mut CleanOutcome,
         horizon: &mut Option<i64>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let base = group[0].base;
         let end = group.last().expect("a group has a segment").next_offset;
         let cleaned_path = self.dir.join(swap_name(base, end, CLEANED_SUFFIX));
@@ -395,6 +413,14 @@ impl<D: Disk> Log<D> {
                     *horizon = Some(horizon.map_or(h, |old: i64| old.min(h)));
                 }
                 budget.spend(0).await;
+                if budget.stop_requested() {
+                    drop(writer);
+                    self.disk
+                        .remove(&cleaned_path)
+                        .await
+                        .map_err(io_err("removing", &cleaned_path))?;
+                    return Ok(false);
+                }
                 let kept: &[u8] = match filtered.verdict {
                     BatchVerdict::Keep => &batch,
                     BatchVerdict::Rewritten => &rewritten,
@@ -411,7 +437,7 @@ impl<D: Disk> Log<D> {
         } else {
             outcome.groups_skipped += 1;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Swaps the cleaned file in for `group` if the group is still what the cleaner read.
