@@ -24,6 +24,10 @@ use crate::runtime::ShutdownFlag;
 /// The cleaner's share of a core next to the default queue's 1000 (connections, maintenance):
 /// it gets CPU time when the core is idle and only a sliver when it is busy.
 const CLEANER_SHARES: usize = 50;
+/// Longest stretch the cleaner runs before it lets the other task queues run. glommio only
+/// preempts a queue on its timer (100 ms by default) unless the task yields, and decoding,
+/// hashing and re-encoding batches is CPU work between the I/O.
+const CLEANER_SLICE: Duration = Duration::from_micros(500);
 /// How often a sleeping cleaner checks for shutdown.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
 
@@ -49,7 +53,8 @@ pub fn check_keys(batch: &[u8]) -> Result<(), String> {
 }
 
 /// Starts this core's cleaner in its own low-priority task queue. The task ends soon after
-/// shutdown is triggered (a cleaning in progress finishes unthrottled).
+/// shutdown is triggered: a cleaning in progress stops after its current batch (a group being
+/// swapped finishes its swap).
 pub fn spawn(core: Rc<Core>, shutdown: Arc<ShutdownFlag>) -> glommio::Task<()> {
     let queue = glommio::executor().create_task_queue(
         Shares::Static(CLEANER_SHARES),
@@ -118,12 +123,13 @@ async fn run(core: Rc<Core>, shutdown: Arc<ShutdownFlag>) {
 }
 
 /// A rate limit over one pass of the cleaner: after each read or write the cleaner sleeps
-/// until its bytes so far fit `bytes_per_second`, and it yields to other task queues when
-/// glommio asks (decompression and filtering are CPU work between the I/O).
+/// until its bytes so far fit `bytes_per_second`, and it gives the core to the other task
+/// queues at least every [`CLEANER_SLICE`].
 struct Throttle<'a> {
     bytes_per_second: u64,
     started: Instant,
     spent: u64,
+    yielded: Instant,
     shutdown: &'a ShutdownFlag,
 }
 
@@ -134,6 +140,7 @@ impl<'a> Throttle<'a> {
             bytes_per_second,
             started: Instant::now(),
             spent: 0,
+            yielded: Instant::now(),
             shutdown,
         }
     }
@@ -147,9 +154,18 @@ impl IoBudget for Throttle<'_> {
             let elapsed = self.started.elapsed();
             if due > elapsed {
                 glommio::timer::sleep(due - elapsed).await;
+                self.yielded = Instant::now();
+                return;
             }
         }
-        glommio::yield_if_needed().await;
+        if self.yielded.elapsed() >= CLEANER_SLICE {
+            glommio::executor().yield_task_queue_now().await;
+            self.yielded = Instant::now();
+        }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.shutdown.is_triggered()
     }
 }
 

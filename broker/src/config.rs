@@ -101,7 +101,8 @@ settings! {
     /// Group commit after this many unflushed bytes [default: 4194304].
     flush_bytes_max: u64,
     /// I/O budget of each core's log cleaner (reads plus writes), bytes per second; Kafka's
-    /// log.cleaner.io.max.bytes.per.second [default: 52428800].
+    /// log.cleaner.io.max.bytes.per.second. Low by default: cleaner reads compete with appends
+    /// for the disk (see docs/benchmarks.md) [default: 10485760].
     log_cleaner_io_max_bytes_per_second: u64,
     /// Memory of each core's cleaner key map (Kafka's log.cleaner.dedupe.buffer.size, per core);
     /// 24 bytes a key [default: 16777216].
@@ -261,7 +262,7 @@ impl Config {
             bail!("connections-per-core-max must be at least 1");
         }
         let cleaner = CleanerSettings {
-            io_bytes_per_second_max: s.log_cleaner_io_max_bytes_per_second.unwrap_or(50 << 20),
+            io_bytes_per_second_max: s.log_cleaner_io_max_bytes_per_second.unwrap_or(10 << 20),
             dedupe_bytes_max: s.log_cleaner_dedupe_buffer_bytes.unwrap_or(16 << 20),
             backoff_ms: s.log_cleaner_backoff_ms.unwrap_or(15_000),
         };

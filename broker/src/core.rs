@@ -229,6 +229,16 @@ impl Core {
             let log = Log::open(GlommioDisk, &dir, log_config.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("opening partition {}-{index}: {e}", meta.name))?;
+            let compacted = meta.config.cleanup_policy.compacts();
+            let cleaner = if compacted {
+                log.load_cleaner_state().await.unwrap_or_else(|e| {
+                    warn!(core = self.id, topic = %meta.name, partition = index, error = %e,
+                        "reading the cleaner checkpoint; cleaning from the start");
+                    spate_storage::CleanerState::default()
+                })
+            } else {
+                spate_storage::CleanerState::default()
+            };
             info!(
                 core = self.id,
                 topic = %meta.name,
@@ -244,8 +254,8 @@ impl Core {
                 batch_bytes_max: meta.config.max_message_bytes,
                 flushed_at: Cell::new(Instant::now()),
                 notified_hw: Cell::new(Offset(-1)),
-                compacted: meta.config.cleanup_policy.compacts(),
-                cleaner: Cell::new(spate_storage::CleanerState::default()),
+                compacted,
+                cleaner: Cell::new(cleaner),
             });
             self.partitions
                 .borrow_mut()

@@ -77,13 +77,22 @@ pub struct MapFull;
 
 /// Key hash → latest offset seen, in a fixed memory budget (open addressing, linear probing).
 ///
-/// Allocated once per cleaner and reused: [`OffsetMap::clear`] keeps the memory.
+/// Allocated once per cleaner and reused. The memory comes zeroed from the allocator (pages
+/// are only touched as keys land on them), and clearing it for the next cleaning can be done
+/// in steps ([`OffsetMap::clear_step`]) so a cleaner on a shared executor never zeroes
+/// megabytes in one go.
 #[derive(Debug)]
 pub struct OffsetMap {
-    slots: Vec<([u64; 2], i64)>,
+    // Three words a slot: the key hash (two words, all-zero = empty) and the offset.
+    words: Vec<u64>,
     used: usize,
     used_max: usize,
+    // Slots below this are clear; the map is usable only when it reaches the end.
+    cleared: usize,
 }
+
+/// Slots [`OffsetMap::clear_step`] zeroes at a time by default (192 KiB).
+pub const OFFSET_MAP_CLEAR_STEP_SLOTS: usize = 8192;
 
 impl OffsetMap {
     /// A map using about `bytes_max` bytes.
@@ -94,16 +103,36 @@ impl OffsetMap {
         assert!(bytes_max >= OFFSET_MAP_BYTES_MIN, "offset map too small");
         let slots = bytes_max / OFFSET_MAP_SLOT_BYTES;
         OffsetMap {
-            slots: vec![([0, 0], 0); slots],
+            words: vec![0; slots * 3],
             used: 0,
             used_max: slots * OFFSET_MAP_FILL_PERCENT_MAX / 100,
+            cleared: slots,
         }
+    }
+
+    fn slots(&self) -> usize {
+        self.words.len() / 3
     }
 
     /// Forgets every entry, keeping the memory.
     pub fn clear(&mut self) {
-        self.slots.fill(([0, 0], 0));
+        self.start_clear();
+        while !self.clear_step(usize::MAX) {}
+    }
+
+    /// Begins forgetting every entry; call [`OffsetMap::clear_step`] until it returns `true`
+    /// before using the map again.
+    pub fn start_clear(&mut self) {
         self.used = 0;
+        self.cleared = 0;
+    }
+
+    /// Zeroes up to `slots_max` more slots; returns whether the map is clear.
+    pub fn clear_step(&mut self, slots_max: usize) -> bool {
+        let end = self.cleared.saturating_add(slots_max).min(self.slots());
+        self.words[self.cleared * 3..end * 3].fill(0);
+        self.cleared = end;
+        self.cleared == self.slots()
     }
 
     /// Keys held.
@@ -121,11 +150,16 @@ impl OffsetMap {
         self.used_max
     }
 
+    fn hash_at(&self, i: usize) -> [u64; 2] {
+        [self.words[i * 3], self.words[i * 3 + 1]]
+    }
+
     fn slot_of(&self, hash: KeyHash) -> usize {
-        let n = self.slots.len();
+        assert_eq!(self.cleared, self.slots(), "the map is being cleared");
+        let n = self.slots();
         let mut i = (hash.0[0] % n as u64) as usize;
         loop {
-            let (h, _) = self.slots[i];
+            let h = self.hash_at(i);
             if h == hash.0 || h == [0, 0] {
                 return i;
             }
@@ -137,26 +171,36 @@ impl OffsetMap {
     ///
     /// # Errors
     /// [`MapFull`] if the key is new and the map is at its fill limit (nothing changed).
+    ///
+    /// # Panics
+    /// If a [`OffsetMap::start_clear`] has not been finished.
     pub fn insert(&mut self, key: &[u8], offset: Offset) -> Result<(), MapFull> {
         let hash = KeyHash::of(key);
         let i = self.slot_of(hash);
-        if self.slots[i].0 == [0, 0] {
+        if self.hash_at(i) == [0, 0] {
             if self.used >= self.used_max {
                 return Err(MapFull);
             }
             self.used += 1;
-            self.slots[i].0 = hash.0;
+            self.words[i * 3] = hash.0[0];
+            self.words[i * 3 + 1] = hash.0[1];
         }
-        debug_assert!(self.slots[i].1 <= offset.0, "offsets fed in order");
-        self.slots[i].1 = offset.0;
+        debug_assert!(
+            self.words[i * 3 + 2] as i64 <= offset.0,
+            "offsets fed in order"
+        );
+        self.words[i * 3 + 2] = offset.0 as u64;
         Ok(())
     }
 
     /// The latest offset recorded for `key`.
+    ///
+    /// # Panics
+    /// If a [`OffsetMap::start_clear`] has not been finished.
     pub fn get(&self, key: &[u8]) -> Option<Offset> {
         let hash = KeyHash::of(key);
-        let (h, offset) = self.slots[self.slot_of(hash)];
-        (h == hash.0).then_some(Offset(offset))
+        let i = self.slot_of(hash);
+        (self.hash_at(i) == hash.0).then_some(Offset(self.words[i * 3 + 2] as i64))
     }
 }
 
@@ -285,6 +329,10 @@ pub fn filter_batch(
         }
         (kept, tombstones_kept)
     };
+    assert!(
+        kept <= result.records_before,
+        "the iterator yields record_count records"
+    );
     result.records_removed = result.records_before - kept;
     let needs_horizon = tombstones_kept > 0 && horizon.is_none();
     let new_horizon = match horizon {
@@ -534,6 +582,25 @@ mod tests {
         map.clear();
         assert!(map.is_empty());
         assert_eq!(map.get(b"k3"), None);
+        // Cleared in steps: usable again only once every slot is zero.
+        map.insert(b"a", Offset(1)).unwrap();
+        map.start_clear();
+        let mut steps = 1;
+        while !map.clear_step(10) {
+            steps += 1;
+        }
+        assert_eq!(steps, 64usize.div_ceil(10));
+        assert!(map.is_empty());
+        assert_eq!(map.get(b"a"), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "being cleared")]
+    fn a_map_being_cleared_cannot_be_used() {
+        let mut map = OffsetMap::new(OFFSET_MAP_BYTES_MIN);
+        map.start_clear();
+        map.clear_step(1);
+        let _ = map.get(b"a");
     }
 
     #[test]

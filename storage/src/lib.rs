@@ -9,6 +9,8 @@
 //! (recent data) or file ranges (older data, to be sent zero-copy or loaded with
 //! [`FileRange::load`], which checks CRCs). [`Log::open`] recovers from a crash: it validates
 //! the tail by length and CRC32C, cuts a torn write, and rebuilds missing indexes.
+//! [`Log::clean`] compacts closed segments (keep each key's latest record, at its offset) for
+//! `cleanup.policy=compact`; the per-batch rules are in [`compaction`].
 //!
 //! All file access goes through the [`io::Disk`] seam: [`io::glommio::GlommioDisk`] in
 //! production, [`io::mem::MemDisk`] (torn writes, ENOSPC, EIO, crashes from a seed) in tests.

@@ -38,7 +38,8 @@ use crate::sync::{AsyncMutex, Notify};
 
 mod clean;
 pub use clean::{
-    CleanConfig, CleanOutcome, CleanerState, IoBudget, Unthrottled, CLEANED_SUFFIX, SWAP_SUFFIX,
+    CleanConfig, CleanOutcome, CleanerState, IoBudget, Unthrottled, CLEANED_SUFFIX,
+    CLEANER_CHECKPOINT_FILE, SWAP_SUFFIX,
 };
 
 /// Most files a partition directory may hold.
@@ -1138,8 +1139,9 @@ impl<D: Disk> Log<D> {
             .is_last_batch_of_producer(producer_id, last_offset)
     }
 
-    /// Reads whole batches starting with the one containing `offset`, up to about `bytes_max`
-    /// bytes (at least one batch if any is readable), as cached slices and file ranges.
+    /// Reads whole batches starting with the one containing `offset` (or the next one, if
+    /// compaction removed it), up to about `bytes_max` bytes (at least one batch if any is
+    /// readable), as cached slices and file ranges.
     ///
     /// # Errors
     /// [`StorageError::OffsetOutOfRange`] if `offset` is below the log start or above the log

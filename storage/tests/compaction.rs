@@ -395,6 +395,21 @@ fn cleaning_shrinks_the_log_and_merges_small_segments() {
         log.close().await.unwrap();
         let log = Log::open(disk.clone(), dir(), config()).await.unwrap();
         assert_eq!(read_records(&log).await, read);
+        // The cleaner state survives the restart: nothing is dirty, so no cleaning is due.
+        let mut reloaded = log.load_cleaner_state().await.unwrap();
+        assert_eq!(reloaded, state);
+        assert!(reloaded.first_dirty > Offset(0));
+        let again = log
+            .clean(
+                &mut map,
+                &mut reloaded,
+                &clean_config(0.5),
+                10_002,
+                &mut Unthrottled,
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, None);
     });
 }
 
@@ -651,5 +666,66 @@ fn an_idempotent_producers_last_batch_survives_cleaning_as_an_empty_header() {
             (retry.base_offset, retry.last_offset),
             (first.base_offset, first.last_offset)
         );
+    });
+}
+
+/// A budget that asks the cleaner to stop after `calls` calls.
+struct StopAfter {
+    calls: u64,
+}
+
+impl spate_storage::IoBudget for StopAfter {
+    async fn spend(&mut self, _bytes: u64) {
+        self.calls = self.calls.saturating_sub(1);
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.calls == 0
+    }
+}
+
+#[test]
+fn a_stop_request_abandons_the_cleaning_and_leaves_the_log_consistent() {
+    block_on(async {
+        // 160 batches: the key map takes more than 160 calls, the rewrite as many again.
+        for calls in [1, 50, 170, 250, 300] {
+            let disk = MemDisk::new();
+            let log = Log::open(disk.clone(), dir(), config()).await.unwrap();
+            let history = fill_rounds(&log, 4, 40).await;
+            let mut map = OffsetMap::new(1 << 16);
+            let mut state = CleanerState::default();
+            let stopped = log
+                .clean(
+                    &mut map,
+                    &mut state,
+                    &clean_config(0.0),
+                    10_000,
+                    &mut StopAfter { calls },
+                )
+                .await
+                .unwrap();
+            assert_eq!(stopped, None, "stopped after {calls} calls");
+            assert_eq!(state, CleanerState::default(), "nothing recorded as clean");
+            assert!(!names(&disk).iter().any(|n| n.ends_with(".cleaned")));
+            check_consistent(&read_records(&log).await, &history);
+            // The next cleaning does the whole job.
+            let o = log
+                .clean(
+                    &mut map,
+                    &mut state,
+                    &clean_config(0.0),
+                    10_000,
+                    &mut Unthrottled,
+                )
+                .await
+                .unwrap()
+                .expect("due");
+            check(
+                &read_records(&log).await,
+                &history,
+                o.cleaned_up_to.0,
+                false,
+            );
+        }
     });
 }

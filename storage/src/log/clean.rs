@@ -33,6 +33,7 @@ use crate::compaction::{
 };
 use crate::config::RECOVERY_BATCH_BYTES_MAX;
 use crate::error::{Result, StorageError};
+use crate::files::{read_whole, write_atomically};
 use crate::index::SegmentIndex;
 use crate::io::{align_up, AlignedBuf, Disk, DiskFile, OpenMode};
 use crate::segment::{file_name, parse_file_name, Segment, INDEX_SUFFIX, LOG_SUFFIX};
@@ -41,8 +42,12 @@ use crate::segment::{file_name, parse_file_name, Segment, INDEX_SUFFIX, LOG_SUFF
 pub const CLEANED_SUFFIX: &str = ".cleaned";
 /// Suffix of a cleaned segment committed to replace its group (completed by recovery).
 pub const SWAP_SUFFIX: &str = ".swap";
-/// Bytes the cleaner reads from a segment at a time.
-pub const CLEAN_READ_CHUNK_BYTES: usize = 1 << 20;
+/// The file in a partition directory holding its [`CleanerState`] (Kafka keeps the same fact
+/// in `cleaner-offset-checkpoint`), so a restart does not make the whole log dirty again.
+pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner-checkpoint";
+/// Bytes the cleaner reads from a segment at a time (more for a larger batch): small reads
+/// interleave with the appends' writes on the device (see docs/benchmarks.md).
+pub const CLEAN_READ_CHUNK_BYTES: usize = 128 << 10;
 
 /// The cleaning settings of a compacted topic (Kafka's names in the field docs).
 #[derive(Debug, Clone, PartialEq)]
@@ -68,9 +73,9 @@ impl Default for CleanConfig {
     }
 }
 
-/// What the owner remembers about a partition between cleanings (Kafka keeps the first dirty
-/// offset in `cleaner-offset-checkpoint`; here it lives in memory, so after a restart the first
-/// cleaning treats the whole log as dirty, which costs work, not correctness).
+/// What the owner remembers about a partition between cleanings. [`Log::clean`] writes it to
+/// [`CLEANER_CHECKPOINT_FILE`] after each cleaning and [`Log::load_cleaner_state`] reads it back
+/// after a restart; losing it costs work (the whole log is dirty again), never correctness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CleanerState {
     /// Everything below was cleaned with a map covering it.
@@ -101,12 +106,19 @@ pub struct CleanOutcome {
     pub groups_skipped: usize,
 }
 
-/// The cleaner's I/O budget: called with the bytes it read or wrote, it may wait (throttling)
-/// and is also where a long cleaning yields to other tasks.
+/// The cleaner's I/O budget: called with the bytes it read or wrote (and with 0 after each
+/// batch it processed), it may wait (throttling) and is also where a long cleaning yields to
+/// other tasks.
 #[allow(async_fn_in_trait)]
 pub trait IoBudget {
     /// Accounts for `bytes` of I/O; returns when the cleaner may go on.
     async fn spend(&mut self, bytes: u64);
+
+    /// Whether the cleaner should stop as soon as it can (shutdown): checked after each batch;
+    /// a group not yet committed is then abandoned and its `.cleaned` file removed.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// No throttling (tests, tools).
@@ -127,7 +139,45 @@ struct Snapshot<F> {
     path: std::path::PathBuf,
 }
 
+impl CleanerState {
+    fn encode(&self) -> Vec<u8> {
+        format!(
+            "0\n{}\n{}\n",
+            self.first_dirty.0,
+            self.tombstone_horizon_ms.unwrap_or(-1)
+        )
+        .into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<CleanerState> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != "0" {
+            return None;
+        }
+        let first_dirty: i64 = lines.next()?.parse().ok()?;
+        let horizon: i64 = lines.next()?.parse().ok()?;
+        (first_dirty >= 0).then_some(CleanerState {
+            first_dirty: Offset(first_dirty),
+            tombstone_horizon_ms: (horizon >= 0).then_some(horizon),
+        })
+    }
+}
+
 impl<D: Disk> Log<D> {
+    /// The cleaner state saved by the last cleaning, or the default (everything dirty) if there
+    /// is none or it cannot be parsed.
+    ///
+    /// # Errors
+    /// I/O errors reading the file.
+    pub async fn load_cleaner_state(&self) -> Result<CleanerState> {
+        let path = self.dir.join(CLEANER_CHECKPOINT_FILE);
+        Ok(read_whole(&self.disk, &path)
+            .await?
+            .and_then(|bytes| CleanerState::decode(&bytes))
+            .unwrap_or_default())
+    }
+
     /// Cleans the partition if it is due (see the module doc), with `map` as the key → offset
     /// memory (cleared first) and `budget` throttling the I/O. Returns `None` if nothing was
     /// due. Only closed segments are read or replaced, so appends go on meanwhile; the log's
@@ -164,9 +214,12 @@ impl<D: Disk> Log<D> {
         if !ratio_due && !tombstones_due {
             return Ok(None);
         }
-        let end = self
+        let Some(end) = self
             .build_offset_map(&cleanable, first_dirty, map, config, budget)
-            .await?;
+            .await?
+        else {
+            return Ok(None);
+        };
         let mut outcome = CleanOutcome {
             cleaned_up_to: end,
             ..CleanOutcome::default()
@@ -179,19 +232,33 @@ impl<D: Disk> Log<D> {
         let to_clean: Vec<&Snapshot<D::File>> =
             cleanable.iter().filter(|s| s.next_offset <= end).collect();
         for group in self.groups(&to_clean) {
-            self.clean_group(
-                group,
-                map,
-                policy,
-                config,
-                budget,
-                &mut outcome,
-                &mut horizon,
-            )
-            .await?;
+            let finished = self
+                .clean_group(
+                    group,
+                    map,
+                    policy,
+                    config,
+                    budget,
+                    &mut outcome,
+                    &mut horizon,
+                )
+                .await?;
+            if !finished {
+                // Stopped: the groups swapped so far stay; the next cleaning redoes the rest.
+                return Ok(None);
+            }
         }
         state.first_dirty = end;
         state.tombstone_horizon_ms = horizon;
+        // After the swaps (each durable when it returned): a crash before this write only
+        // means the next cleaning redoes this one.
+        write_atomically(
+            &self.disk,
+            &self.dir,
+            CLEANER_CHECKPOINT_FILE,
+            &state.encode(),
+        )
+        .await?;
         Ok(Some(outcome))
     }
 
@@ -220,7 +287,7 @@ impl<D: Disk> Log<D> {
     }
 
     /// Fills `map` from the dirty segments; returns the offset it covers up to (a segment
-    /// boundary). The first dirty segment is always covered, even if the map fills inside it
+    /// boundary), or `None` if the budget asked to stop. The first dirty segment is always covered, even if the map fills inside it
     /// (keys that did not fit are then kept, never wrongly dropped), so every run progresses.
     async fn build_offset_map(
         &self,
@@ -229,8 +296,13 @@ impl<D: Disk> Log<D> {
         map: &mut OffsetMap,
         config: &CleanConfig,
         budget: &mut impl IoBudget,
-    ) -> Result<Offset> {
-        map.clear();
+    ) -> Result<Option<Offset>> {
+        // Cleared in steps with a chance to yield between them: zeroing megabytes at once
+        // would hold the executor for milliseconds.
+        map.start_clear();
+        while !map.clear_step(crate::compaction::OFFSET_MAP_CLEAR_STEP_SLOTS) {
+            budget.spend(0).await;
+        }
         let mut end = first_dirty;
         let mut scratch = Vec::new();
         for (i, segment) in cleanable
@@ -255,19 +327,25 @@ impl<D: Disk> Log<D> {
                         full = true;
                     }
                 }
+                // The reads were accounted when made; this lets the owner yield between
+                // batches (hashing a batch's keys is CPU work).
+                budget.spend(0).await;
+                if budget.stop_requested() {
+                    return Ok(None);
+                }
             }
             if full && i > 0 {
                 // This segment's later keys did not fit: it stays dirty. Its keys that did fit
                 // point at offsets above `end`, which only drops records that really were
                 // superseded.
-                return Ok(end);
+                return Ok(Some(end));
             }
             end = segment.next_offset;
             if full {
-                return Ok(end);
+                return Ok(Some(end));
             }
         }
-        Ok(end)
+        Ok(Some(end))
     }
 
     /// Adjacent segments whose sizes add up to at most `segment_bytes_max` and whose offsets
@@ -291,7 +369,8 @@ impl<D: Disk> Log<D> {
         groups
     }
 
-    /// Rewrites one group into a cleaned segment and swaps it in.
+    /// Rewrites one group into a cleaned segment and swaps it in. Returns `false` if the
+    /// budget asked to stop first (the cleaned file is then removed, the group untouched).
     #[allow(clippy::too_many_arguments)]
     async fn clean_group(
         &self,
@@ -302,7 +381,7 @@ impl<D: Disk> Log<D> {
         budget: &mut impl IoBudget,
         outcome: &mut CleanOutcome,
         horizon: &mut Option<i64>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let base = group[0].base;
         let end = group.last().expect("a group has a segment").next_offset;
         let cleaned_path = self.dir.join(swap_name(base, end, CLEANED_SUFFIX));
@@ -352,6 +431,15 @@ impl<D: Disk> Log<D> {
                 if let Some(h) = filtered.tombstone_horizon_ms {
                     *horizon = Some(horizon.map_or(h, |old: i64| old.min(h)));
                 }
+                budget.spend(0).await;
+                if budget.stop_requested() {
+                    drop(writer);
+                    self.disk
+                        .remove(&cleaned_path)
+                        .await
+                        .map_err(io_err("removing", &cleaned_path))?;
+                    return Ok(false);
+                }
                 let kept: &[u8] = match filtered.verdict {
                     BatchVerdict::Keep => &batch,
                     BatchVerdict::Rewritten => &rewritten,
@@ -368,7 +456,7 @@ impl<D: Disk> Log<D> {
         } else {
             outcome.groups_skipped += 1;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Swaps the cleaned file in for `group` if the group is still what the cleaner read.
@@ -415,7 +503,7 @@ impl<D: Disk> Log<D> {
             .map_err(io_err("syncing", &self.dir))?;
         // Committed: from here a crash ends with the swap completed by recovery.
         let old: Vec<Offset> = group.iter().map(|s| s.base).collect();
-        complete_swap(&self.disk, &self.dir, base, &old).await?;
+        complete_swap(&self.disk, &self.dir, &swap_path, base, &old).await?;
         drop(written.file);
         let path = self.dir.join(file_name(base, LOG_SUFFIX));
         let file = self
@@ -459,10 +547,17 @@ fn parse_swap_name(name: &str, suffix: &str) -> Option<(Offset, Offset)> {
     (base <= end).then_some((base, end))
 }
 
-/// Replaces the segments `old` (the first is `base`) by the committed swap file: removes their
-/// index checkpoints and log files (all but `base`'s, which the rename replaces), renames the
-/// swap over `<base>.log`, fsyncs the directory. Idempotent, so recovery can rerun it.
-async fn complete_swap<D: Disk>(disk: &D, dir: &Path, base: Offset, old: &[Offset]) -> Result<()> {
+/// Replaces the segments `old` (the first is `base`) by the committed swap file `swap`:
+/// removes their index checkpoints and log files (all but `base`'s, which the rename
+/// replaces), fsyncs the directory, renames the swap over `<base>.log`, fsyncs the directory.
+/// Idempotent, so recovery can rerun it.
+async fn complete_swap<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    swap: &Path,
+    base: Offset,
+    old: &[Offset],
+) -> Result<()> {
     let ignore_missing = |path: &Path, r: std::io::Result<()>| match r {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(StorageError::from_io("removing", path, e))
@@ -480,20 +575,10 @@ async fn complete_swap<D: Disk>(disk: &D, dir: &Path, base: Offset, old: &[Offse
     // The old checkpoints must be gone before the new file takes the name: a stale checkpoint
     // that happened to cover the new file's exact size would be trusted at the next open.
     disk.sync_dir(dir).await.map_err(io_err("syncing", dir))?;
-    let names = disk
-        .list_dir(dir, super::DIR_ENTRIES_MAX)
+    let log = dir.join(file_name(base, LOG_SUFFIX));
+    disk.rename(swap, &log)
         .await
-        .map_err(io_err("listing", dir))?;
-    let swap = names
-        .iter()
-        .find(|n| parse_swap_name(n, SWAP_SUFFIX).is_some_and(|(b, _)| b == base))
-        .map(|n| dir.join(n));
-    if let Some(swap) = swap {
-        let log = dir.join(file_name(base, LOG_SUFFIX));
-        disk.rename(&swap, &log)
-            .await
-            .map_err(io_err("renaming", &swap))?;
-    }
+        .map_err(io_err("renaming", swap))?;
     disk.sync_dir(dir).await.map_err(io_err("syncing", dir))
 }
 
@@ -523,7 +608,7 @@ pub(super) async fn recover_swaps<D: Disk>(disk: &D, dir: &Path, names: &[String
             .filter_map(|n| parse_file_name(n, LOG_SUFFIX))
             .filter(|&b| b >= base && b < end)
             .collect();
-        complete_swap(disk, dir, base, &old).await?;
+        complete_swap(disk, dir, &dir.join(name), base, &old).await?;
         changed = true;
     }
     if changed {
