@@ -28,6 +28,9 @@ pub fn test_dir(name: &str) -> PathBuf {
 /// binds with SO_REUSEPORT, so two brokers handed the same just-freed port would both start and
 /// split each other's connections. Ports below the ephemeral range, one counter per process,
 /// offset by the pid so concurrent test binaries rarely meet; a port still taken is skipped.
+/// Brokers started before giving up on finding a port.
+const START_ATTEMPTS_MAX: usize = 5;
+
 fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -48,35 +51,47 @@ impl Broker {
 
     /// Starts a broker on an existing data dir.
     pub fn start_in(data_dir: PathBuf, extra_args: &[&str]) -> Broker {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--cores")
-            .arg("1")
-            .args(extra_args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning spate");
-        let broker = Broker {
-            child,
-            addr,
-            data_dir,
-        };
-        broker.wait_accepting(Duration::from_secs(10));
-        broker
+        // A port found free can be taken before the broker binds it (by another test's
+        // outgoing connection: the range overlaps the ephemeral ports); the broker then exits
+        // at once, and another port is tried.
+        for _ in 0..START_ATTEMPTS_MAX {
+            let port = free_port();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_spate"))
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .arg("--cores")
+                .arg("1")
+                .args(extra_args)
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawning spate");
+            let mut broker = Broker {
+                child,
+                addr,
+                data_dir: data_dir.clone(),
+            };
+            if broker.wait_accepting(Duration::from_secs(10)) {
+                return broker;
+            }
+        }
+        panic!("broker did not start in {START_ATTEMPTS_MAX} attempts");
     }
 
-    fn wait_accepting(&self, limit: Duration) {
+    /// Whether the broker accepts within `limit`; `false` if it exited first.
+    fn wait_accepting(&mut self, limit: Duration) -> bool {
         let started = Instant::now();
         while started.elapsed() < limit {
             if TcpStream::connect(self.addr).is_ok() {
-                return;
+                return true;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                eprintln!("broker on {} exited before accepting: {status}", self.addr);
+                return false;
             }
             std::thread::sleep(Duration::from_millis(10));
         }

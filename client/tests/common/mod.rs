@@ -57,6 +57,9 @@ fn spate_binary() -> PathBuf {
     .clone()
 }
 
+/// Brokers started before giving up on finding a port.
+const START_ATTEMPTS_MAX: usize = 5;
+
 fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -77,35 +80,46 @@ impl Broker {
             .join(format!("client-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         std::fs::create_dir_all(&data_dir).unwrap();
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(spate_binary())
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--cores")
-            .arg("1")
-            .args(["--log-level", "warn"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning spate");
-        let broker = Broker {
-            child,
-            addr,
-            data_dir,
-        };
-        let started = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "broker did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        // A port found free can be taken before the broker binds it (by another test's
+        // outgoing connection: the range overlaps the ephemeral ports); the broker then exits
+        // at once, and another port is tried.
+        for _ in 0..START_ATTEMPTS_MAX {
+            let port = free_port();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let mut child = Command::new(spate_binary())
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .arg("--cores")
+                .arg("1")
+                .args(["--log-level", "warn"])
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawning spate");
+            let started = Instant::now();
+            loop {
+                if TcpStream::connect(addr).is_ok() {
+                    return Broker {
+                        child,
+                        addr,
+                        data_dir,
+                    };
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    eprintln!("broker on {addr} exited before accepting: {status}");
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "broker did not start"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
-        broker
+        panic!("broker did not start in {START_ATTEMPTS_MAX} attempts");
     }
 }
 
