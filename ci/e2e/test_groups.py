@@ -34,6 +34,20 @@ PRODUCE_DURATION_S = 20.0
 PRODUCE_CHUNK = 2_000
 
 
+# Every member process started by the running test, so none outlives a failed test.
+_STARTED: list["Member"] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_members():
+    yield
+    while _STARTED:
+        m = _STARTED.pop()
+        if m.proc.poll() is None:
+            m.proc.kill()
+            m.proc.wait(timeout=30)
+
+
 class Member:
     """One group member process and the parsed contents of its output file."""
 
@@ -49,6 +63,7 @@ class Member:
         )
         self.killed = False
         self.left = False
+        _STARTED.append(self)
 
     def parse(self):
         """(current assignment, processed [(p, o)], last commit {p: o}, commit failures)."""
