@@ -452,6 +452,14 @@ impl Core {
                 format!("{}-{} is not here", op.topic, op.partition),
             );
         };
+        if op.topic == crate::group::OFFSETS_TOPIC {
+            // Only the group coordinator writes it (straight to the log); a client's records
+            // there would be read back as offsets and group state. Kafka refuses the same way.
+            return refused(
+                ErrorCode::InvalidTopicException,
+                format!("cannot append to internal topic {}", op.topic),
+            );
+        }
         // Check every batch before appending any: a partition's records are all-or-nothing.
         let mut count = 0usize;
         let mut idempotent = false;

@@ -127,3 +127,27 @@ def test_the_offsets_topic_is_internal_and_cannot_be_deleted_or_grown(broker):
     except Exception as e:
         assert e.args[0].code() == KafkaError.INVALID_REQUEST, e
     assert len(admin.list_topics(timeout=30).topics["__consumer_offsets"].partitions) == 50
+
+
+def test_clients_cannot_produce_to_the_offsets_topic(broker):
+    """Only the coordinator writes `__consumer_offsets`: a client's records would be read back as
+    offsets and group state. Kafka answers INVALID_TOPIC_EXCEPTION; the delivery fails and the
+    partition's log end does not move."""
+    bootstrap = broker.bootstrap
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets-topic-probe"})
+    before = consumer.get_watermark_offsets(TopicPartition("__consumer_offsets", 0), timeout=30)
+    errors = []
+    p = Producer({"bootstrap.servers": bootstrap, "message.send.max.retries": 0})
+    p.produce(
+        "__consumer_offsets",
+        key=b"not-a-commit",
+        value=b"x",
+        partition=0,
+        on_delivery=lambda err, _msg: errors.append(err),
+    )
+    assert p.flush(30) == 0
+    assert len(errors) == 1 and errors[0] is not None, errors
+    assert errors[0].code() == KafkaError.TOPIC_EXCEPTION, errors[0]
+    after = consumer.get_watermark_offsets(TopicPartition("__consumer_offsets", 0), timeout=30)
+    assert after == before
+    consumer.close()
