@@ -1016,12 +1016,13 @@ impl<D: Disk> Log<D> {
     }
 
     fn mark_durable(&self, target: Offset, truncations_before: u64) {
-        // A truncation during the sync may have removed offsets the sync was meant to cover.
-        let target = if self.truncations.get() != truncations_before {
-            target.min(self.log_end.get())
-        } else {
-            target
-        };
+        // A truncation during the sync removed offsets the sync was meant to cover, and batches
+        // appended since reuse them without this sync covering their bytes: it proves nothing
+        // (`log_end` now may be past the truncation point, so `min(target, log_end)` would claim
+        // unsynced batches). The truncation synced what it kept; the next sync covers the rest.
+        if self.truncations.get() != truncations_before {
+            return;
+        }
         if target > self.durable.get() {
             self.durable.set(target);
         }
