@@ -134,6 +134,9 @@ settings! {
     /// Most idempotent producers each partition tracks; a new one beyond it is refused with
     /// POLICY_VIOLATION until idle ones expire [default: 10000].
     producers_per_partition_max: usize,
+    /// How often each core logs its request-time percentiles per API (queue, handle, send) and
+    /// its log append times, ms; 0 turns the lines off [default: 60000].
+    stats_interval_ms: u64,
 }
 
 /// Spate: a Kafka-compatible event-streaming broker on io_uring, thread-per-core.
@@ -172,6 +175,8 @@ pub struct Config {
     pub groups: GroupConfig,
     pub producer_id_expiration_ms: i64,
     pub producers_per_partition_max: usize,
+    /// How often request-time statistics are logged; `None`: never.
+    pub stats_interval: Option<std::time::Duration>,
     /// `SPATE_*` environment variables that name no setting (logged at startup).
     pub ignored_env: Vec<String>,
 }
@@ -320,6 +325,10 @@ impl Config {
             groups,
             producer_id_expiration_ms,
             producers_per_partition_max,
+            stats_interval: match s.stats_interval_ms.unwrap_or(60_000) {
+                0 => None,
+                ms => Some(std::time::Duration::from_millis(ms)),
+            },
             listen,
             advertised_host,
             advertised_port,

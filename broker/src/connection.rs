@@ -6,6 +6,8 @@
 //! produce needs per-connection order. Bytes that arrive meanwhile wait in the read buffer,
 //! bounded by the frame limit.
 
+use std::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -15,6 +17,7 @@ use tracing::{debug, warn};
 use crate::core::Core;
 use crate::handlers;
 use crate::runtime::ShutdownFlag;
+use crate::stats::RequestTimes;
 
 /// Bytes asked of the socket per read: large enough that a stream of small requests takes few
 /// syscalls, small enough to keep idle connections cheap.
@@ -107,17 +110,34 @@ pub async fn serve(
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     // For group members' client host (DescribeGroups), as Kafka reports it.
     let peer = stream.peer_addr().ok().map(|addr| addr.ip());
+    // When the last read completed: the frames it completed have waited since then.
+    let mut read_at = Instant::now();
     loop {
         // Answer every whole frame already buffered before reading more.
         while let Some(frame) = decoder.decode(&mut buf).map_err(|error| {
             warn!(core = core.id, %error, "refusing frame; closing connection");
             error
         })? {
+            let api_key = match frame.get(..2) {
+                Some(&[high, low]) => i16::from_be_bytes([high, low]),
+                _ => -1,
+            };
+            let handle_at = Instant::now();
             let Some(parts) = handlers::handle(core, frame, peer).await else {
                 // Kafka closes the connection on requests it cannot parse the header of.
                 return Ok(());
             };
+            let send_at = Instant::now();
             write_parts(&mut stream, &parts).await?;
+            let sent_at = Instant::now();
+            core.stats.record_request(
+                api_key,
+                RequestTimes {
+                    queue: handle_at.saturating_duration_since(read_at),
+                    handle: send_at - handle_at,
+                    send: sent_at - send_at,
+                },
+            );
         }
         if shutdown.is_triggered() {
             debug!(core = core.id, "shutdown: closing idle connection");
@@ -143,6 +163,7 @@ pub async fn serve(
             }
             Some(result) => result?,
         };
+        read_at = Instant::now();
         buf.truncate(start + n);
         if n == 0 {
             return Ok(());

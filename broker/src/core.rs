@@ -123,6 +123,8 @@ pub struct Core {
     /// The consumer groups this core coordinates (those of its `__consumer_offsets`
     /// partitions).
     pub groups: crate::group::coordinator::Coordinator,
+    /// Request and append times, logged every `stats-interval-ms`.
+    pub stats: crate::stats::CoreStats,
 }
 
 impl std::fmt::Debug for Core {
@@ -161,6 +163,7 @@ impl Core {
         Core {
             id,
             cores,
+            stats: crate::stats::CoreStats::default(),
             groups: crate::group::coordinator::Coordinator::new(
                 config.groups.limits,
                 config.groups.groups_per_core_max,
@@ -523,11 +526,13 @@ impl Core {
         for item in batches(&op.records) {
             let (_, batch) = item.expect("validated above");
             // A slice of the request: the log keeps the producer's bytes without copying them.
-            match partition
+            let append_started = Instant::now();
+            let appended = partition
                 .log
                 .append(op.records.slice_ref(batch), LEADER_EPOCH)
-                .await
-            {
+                .await;
+            self.stats.record_append(append_started.elapsed());
+            match appended {
                 Ok(info) => {
                     if info.kind == AppendKind::Duplicate {
                         // Answered with the original offsets; for acks=all the wait below

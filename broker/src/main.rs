@@ -17,6 +17,7 @@ mod ops;
 mod producer_ids;
 mod runtime;
 mod server;
+mod stats;
 mod topics;
 
 use tracing_subscriber::EnvFilter;

@@ -85,6 +85,14 @@ pub async fn serve_core(
     );
     let maintenance = glommio::spawn_local(core.clone().maintain(shutdown.clone()));
     let cleaner = crate::cleaner::spawn(core.clone(), shutdown.clone());
+    if let Some(interval) = config.stats_interval {
+        glommio::spawn_local(crate::stats::log_loop(
+            core.clone(),
+            interval,
+            shutdown.clone(),
+        ))
+        .detach();
+    }
     glommio::spawn_local(crate::group::coordinator::tick_loop(
         core.clone(),
         shutdown.clone(),
