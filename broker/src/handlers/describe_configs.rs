@@ -18,10 +18,42 @@ const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
-// Config types (v3+).
+// Config types (v3+), as Kafka's ConfigDef declares them.
+const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_DOUBLE: i8 = 6;
+const TYPE_LIST: i8 = 7;
+
+/// The type Kafka declares for `name`: admin clients (and UIs built on them) parse values by it,
+/// e.g. `cleanup.policy` is a comma-separated list, `segment.bytes` an int.
+fn config_type(name: &str) -> i8 {
+    match name {
+        "cleanup.policy" | "log.dirs" => TYPE_LIST,
+        "auto.create.topics.enable" => TYPE_BOOLEAN,
+        "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
+        "segment.bytes"
+        | "max.message.bytes"
+        | "broker.id"
+        | "num.partitions"
+        | "socket.request.max.bytes"
+        | "log.segment.bytes"
+        | "message.max.bytes" => TYPE_INT,
+        "delete.retention.ms"
+        | "min.compaction.lag.ms"
+        | "retention.ms"
+        | "retention.bytes"
+        | "segment.ms"
+        | "flush.ms"
+        | "flush.bytes"
+        | "log.retention.ms"
+        | "log.retention.bytes"
+        | "log.roll.ms" => TYPE_LONG,
+        // flush.policy (Spate's own) and anything not listed.
+        _ => TYPE_STRING,
+    }
+}
 
 fn entry(
     name: &str,
@@ -33,14 +65,7 @@ fn entry(
     let mut e = DescribeConfigsResourceResult::default();
     e.name = str_bytes(name);
     if version >= 3 {
-        e.config_type = if value.parse::<i64>().is_ok() {
-            TYPE_LONG
-        } else if value.parse::<f64>().is_ok() {
-            // min.cleanable.dirty.ratio
-            TYPE_DOUBLE
-        } else {
-            TYPE_STRING
-        };
+        e.config_type = config_type(name);
     }
     e.value = Some(str_bytes(&value));
     e.config_source = source;
@@ -135,4 +160,23 @@ pub fn handle(
         response.results.push(result);
     }
     respond(header, &response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topics::TOPIC_CONFIG_KEYS;
+
+    #[test]
+    fn types_match_kafka_for_every_described_key() {
+        assert_eq!(config_type("cleanup.policy"), TYPE_LIST);
+        assert_eq!(config_type("segment.bytes"), TYPE_INT);
+        assert_eq!(config_type("retention.ms"), TYPE_LONG);
+        assert_eq!(config_type("auto.create.topics.enable"), TYPE_BOOLEAN);
+        assert_eq!(config_type("min.cleanable.dirty.ratio"), TYPE_DOUBLE);
+        // Every topic key but Spate's own flush.policy has a non-string type in Kafka.
+        for key in TOPIC_CONFIG_KEYS.iter().filter(|k| **k != "flush.policy") {
+            assert_ne!(config_type(key), TYPE_STRING, "{key}");
+        }
+    }
 }
