@@ -7,7 +7,7 @@
 //! bounded by the frame limit.
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncWriteExt};
 use glommio::net::TcpStream;
 use spate_wire::frame::FrameDecoder;
 use tracing::{debug, warn};
@@ -126,26 +126,66 @@ pub async fn serve(
         // A large frame is read in one go (its size was already checked against the limit);
         // otherwise a chunk that may hold several small requests.
         let want = decoder.bytes_missing(&buf)?.max(READ_CHUNK_BYTES);
-        let start = buf.len();
-        buf.resize(start + want, 0);
         let read = future::or(
-            async { Some(stream.read(&mut buf[start..]).await) },
+            async { Some(read_some(&stream, &mut buf, want).await) },
             async {
                 shutdown.wait().await;
                 None
             },
         )
         .await;
-        let n = match read {
-            None => {
-                buf.truncate(start);
-                continue;
+        match read {
+            None => continue,
+            Some(result) => {
+                if result? == 0 {
+                    return Ok(());
+                }
             }
-            Some(result) => result?,
+        }
+    }
+}
+
+/// Appends at most `want` bytes from the socket to `buf`, received straight into its spare
+/// capacity; waits until some bytes are there. `Ok(0)` at the end of the stream.
+///
+/// glommio's read takes an initialized `&mut [u8]`, which cost a zero-fill of the whole 64 KiB
+/// chunk before every read (about 1.5% of the broker's CPU under small produce requests). This
+/// calls recv(2) itself (MSG_DONTWAIT: accepted sockets are blocking, glommio sets no
+/// O_NONBLOCK), and when nothing is there lets glommio wait with a one-byte peek, which returns
+/// once bytes, the end of the stream or an error are there. Cancel-safe: `buf` changes only
+/// when bytes were received.
+async fn read_some(stream: &TcpStream, buf: &mut BytesMut, want: usize) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    assert!(want > 0);
+    buf.reserve(want);
+    let fd = stream.as_raw_fd();
+    loop {
+        let spare = &mut buf.spare_capacity_mut()[..want];
+        // SAFETY: recv(2) writes at most `spare.len()` bytes to `spare`, memory borrowed
+        // exclusively here (MaybeUninit<u8> has the layout of u8); it never reads it.
+        let received = unsafe {
+            libc::recv(
+                fd,
+                spare.as_mut_ptr().cast::<libc::c_void>(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
         };
-        buf.truncate(start + n);
-        if n == 0 {
-            return Ok(());
+        if let Ok(n) = usize::try_from(received) {
+            assert!(n <= want, "recv returned more than asked");
+            // SAFETY: recv initialized the first `n` bytes of the spare capacity, and
+            // `len + n` is within the capacity reserved above.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok(n);
+        }
+        let error = std::io::Error::last_os_error();
+        match error.kind() {
+            std::io::ErrorKind::Interrupted => {}
+            std::io::ErrorKind::WouldBlock => {
+                // Only waits: the peeked byte stays in the socket for the recv above.
+                stream.peek(&mut [0u8; 1]).await?;
+            }
+            _ => return Err(error),
         }
     }
 }
