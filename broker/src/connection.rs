@@ -20,7 +20,7 @@ use crate::runtime::ShutdownFlag;
 /// syscalls, small enough to keep idle connections cheap.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 
-/// Buffers handed to one writev: a Fetch response is framing plus one buffer per batch chunk,
+/// Buffers handed to one sendmsg: a Fetch response is framing plus one buffer per batch chunk,
 /// so a few dozen cover most responses in one syscall (IOV_MAX is 1024).
 const IOVECS_PER_WRITE_MAX: usize = 64;
 
@@ -28,8 +28,11 @@ const IOVECS_PER_WRITE_MAX: usize = 64;
 /// into one contiguous buffer first.
 ///
 /// glommio's `TcpStream` sends only the first buffer of a vectored write, so this calls
-/// `writev(2)` on the (non-blocking) socket itself, and when the socket is full lets glommio wait
-/// for writability by writing the next slice through the stream.
+/// `sendmsg(2)` on the socket itself, and when the socket is full lets glommio wait for
+/// writability by writing the next slice through the stream. MSG_DONTWAIT is what makes the
+/// socket full an EAGAIN: glommio leaves accepted sockets blocking (it passes MSG_DONTWAIT to
+/// each of its own calls), and a blocking send to a client that does not read would stall the
+/// whole core, every connection and partition on it.
 async fn write_parts(stream: &mut TcpStream, parts: &[Bytes]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = stream.as_raw_fd();
@@ -49,8 +52,15 @@ async fn write_parts(stream: &mut TcpStream, parts: &[Bytes]) -> std::io::Result
             };
             count += 1;
         }
-        // SAFETY: every iovec points into a `Bytes` in `parts`, alive for the whole call.
-        let written = unsafe { libc::writev(fd, iovecs.as_ptr(), count as libc::c_int) };
+        // SAFETY: an all-zero msghdr is valid (no address, no control data); its iovecs are
+        // filled in below.
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        message.msg_iov = iovecs.as_mut_ptr();
+        message.msg_iovlen = count;
+        // SAFETY: every iovec points into a `Bytes` in `parts`, alive for the whole call, and
+        // `message` points at `iovecs`, which outlives the call; sendmsg only reads them.
+        let written =
+            unsafe { libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         let mut advance = if written >= 0 {
             written as usize
         } else {
