@@ -3,18 +3,13 @@
 //! virtual disk of a shared machine drifts too much between commands for separate runs to be
 //! compared).
 
-use std::collections::VecDeque;
-use std::future::{poll_fn, Future};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::rc::Rc;
-use std::task::Poll;
-use std::time::Instant;
 
 use anyhow::Context;
-use glommio::io::{DmaFile, OpenOptions};
 use glommio::{LocalExecutorBuilder, Placement};
 use serde::{Deserialize, Serialize};
+use spate_storage::io::bandwidth::{sequential_write, WriteSpec};
+use spate_storage::io::glommio::GlommioDisk;
 
 /// Size of each write: the broker's write-behind buffer is 1 MiB.
 pub const WRITE_BYTES: usize = 1 << 20;
@@ -38,7 +33,9 @@ pub struct RawDisk {
 
 /// Measures on a fresh executor (on `cpu` if given): writes `bytes` to a scratch file in `dir`
 /// with [`WRITE_BYTES`] O_DIRECT writes, [`WRITES_IN_FLIGHT`] at a time, then one fdatasync (a
-/// log under group commit also ends durable), and deletes the file. Returns MB/s.
+/// log under group commit also ends durable), and deletes the file; the loop is
+/// `spate_storage::io::bandwidth::sequential_write`, shared with the storage append bench.
+/// Returns MB/s.
 ///
 /// # Errors
 /// If the file cannot be created, written or synced.
@@ -66,61 +63,15 @@ pub fn measure(
 }
 
 async fn write_sequentially(path: &Path, total: u64) -> anyhow::Result<f64> {
-    let file = Rc::new(
-        OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .dma_open(path)
-            .await
-            .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?,
-    );
-    let result = write_all(&file, total).await;
-    if let Ok(file) = Rc::try_unwrap(file) {
-        let _ = file.close().await;
-    }
-    let _ = std::fs::remove_file(path);
-    result
-}
-
-async fn write_all(file: &Rc<DmaFile>, total: u64) -> anyhow::Result<f64> {
-    type Write = Pin<Box<dyn Future<Output = glommio::Result<usize, ()>>>>;
-    let mut in_flight: VecDeque<Write> = VecDeque::with_capacity(WRITES_IN_FLIGHT);
-    let start = Instant::now();
-    let mut position = 0u64;
-    while position < total {
-        let mut buf = file.alloc_dma_buffer(WRITE_BYTES);
-        // Not zeros: a device or filesystem could shortcut those.
-        buf.as_bytes_mut().fill((position >> 20) as u8 | 1);
-        let f = file.clone();
-        let at = position;
-        let mut write: Write = Box::pin(async move { f.write_at(buf, at).await });
-        // Polled once so the write is submitted now, not when it is awaited.
-        match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-            Poll::Pending => in_flight.push_back(write),
-            Poll::Ready(result) => {
-                result.map_err(failed("raw write"))?;
-            }
-        }
-        while in_flight.len() >= WRITES_IN_FLIGHT {
-            if let Some(w) = in_flight.pop_front() {
-                w.await.map_err(failed("raw write"))?;
-            }
-        }
-        position += WRITE_BYTES as u64;
-    }
-    while let Some(w) = in_flight.pop_front() {
-        w.await.map_err(failed("raw write"))?;
-    }
-    file.fdatasync().await.map_err(failed("raw fdatasync"))?;
-    let secs = start.elapsed().as_secs_f64();
+    let spec = WriteSpec {
+        total_bytes: total,
+        write_bytes: WRITE_BYTES,
+        writes_in_flight: WRITES_IN_FLIGHT,
+    };
+    let measured = sequential_write(&GlommioDisk, path, spec).await?;
+    let secs = measured.elapsed.as_secs_f64();
     anyhow::ensure!(secs > 0.0, "raw write took no time");
-    Ok(position as f64 / 1e6 / secs)
-}
-
-/// glommio's error type is not `Send`, so it cannot become an `anyhow::Error` directly.
-fn failed(what: &'static str) -> impl Fn(glommio::GlommioError<()>) -> anyhow::Error {
-    move |e| anyhow::anyhow!("{what}: {e}")
+    Ok(measured.bytes as f64 / 1e6 / secs)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncWriteExt};
 use glommio::net::TcpStream;
 use spate_wire::frame::FrameDecoder;
 use tracing::{debug, warn};
@@ -23,7 +23,7 @@ use crate::stats::RequestTimes;
 /// syscalls, small enough to keep idle connections cheap.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 
-/// Buffers handed to one writev: a Fetch response is framing plus one buffer per batch chunk,
+/// Buffers handed to one sendmsg: a Fetch response is framing plus one buffer per batch chunk,
 /// so a few dozen cover most responses in one syscall (IOV_MAX is 1024).
 const IOVECS_PER_WRITE_MAX: usize = 64;
 
@@ -31,8 +31,11 @@ const IOVECS_PER_WRITE_MAX: usize = 64;
 /// into one contiguous buffer first.
 ///
 /// glommio's `TcpStream` sends only the first buffer of a vectored write, so this calls
-/// `writev(2)` on the (non-blocking) socket itself, and when the socket is full lets glommio wait
-/// for writability by writing the next slice through the stream.
+/// `sendmsg(2)` on the socket itself, and when the socket is full lets glommio wait for
+/// writability by writing the next slice through the stream. MSG_DONTWAIT is what makes the
+/// socket full an EAGAIN: glommio leaves accepted sockets blocking (it passes MSG_DONTWAIT to
+/// each of its own calls), and a blocking send to a client that does not read would stall the
+/// whole core, every connection and partition on it.
 async fn write_parts(stream: &mut TcpStream, parts: &[Bytes]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = stream.as_raw_fd();
@@ -52,8 +55,15 @@ async fn write_parts(stream: &mut TcpStream, parts: &[Bytes]) -> std::io::Result
             };
             count += 1;
         }
-        // SAFETY: every iovec points into a `Bytes` in `parts`, alive for the whole call.
-        let written = unsafe { libc::writev(fd, iovecs.as_ptr(), count as libc::c_int) };
+        // SAFETY: an all-zero msghdr is valid (no address, no control data); its iovecs are
+        // filled in below.
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        message.msg_iov = iovecs.as_mut_ptr();
+        message.msg_iovlen = count;
+        // SAFETY: every iovec points into a `Bytes` in `parts`, alive for the whole call, and
+        // `message` points at `iovecs`, which outlives the call; sendmsg only reads them.
+        let written =
+            unsafe { libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         let mut advance = if written >= 0 {
             written as usize
         } else {
@@ -146,27 +156,67 @@ pub async fn serve(
         // A large frame is read in one go (its size was already checked against the limit);
         // otherwise a chunk that may hold several small requests.
         let want = decoder.bytes_missing(&buf)?.max(READ_CHUNK_BYTES);
-        let start = buf.len();
-        buf.resize(start + want, 0);
         let read = future::or(
-            async { Some(stream.read(&mut buf[start..]).await) },
+            async { Some(read_some(&stream, &mut buf, want).await) },
             async {
                 shutdown.wait().await;
                 None
             },
         )
         .await;
-        let n = match read {
-            None => {
-                buf.truncate(start);
-                continue;
+        match read {
+            None => continue,
+            Some(result) => {
+                if result? == 0 {
+                    return Ok(());
+                }
+                read_at = Instant::now();
             }
-            Some(result) => result?,
+        }
+    }
+}
+
+/// Appends at most `want` bytes from the socket to `buf`, received straight into its spare
+/// capacity; waits until some bytes are there. `Ok(0)` at the end of the stream.
+///
+/// glommio's read takes an initialized `&mut [u8]`, which cost a zero-fill of the whole 64 KiB
+/// chunk before every read (about 1.5% of the broker's CPU under small produce requests). This
+/// calls recv(2) itself (MSG_DONTWAIT: accepted sockets are blocking, glommio sets no
+/// O_NONBLOCK), and when nothing is there lets glommio wait with a one-byte peek, which returns
+/// once bytes, the end of the stream or an error are there. Cancel-safe: `buf` changes only
+/// when bytes were received.
+async fn read_some(stream: &TcpStream, buf: &mut BytesMut, want: usize) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    assert!(want > 0);
+    buf.reserve(want);
+    let fd = stream.as_raw_fd();
+    loop {
+        let spare = &mut buf.spare_capacity_mut()[..want];
+        // SAFETY: recv(2) writes at most `spare.len()` bytes to `spare`, memory borrowed
+        // exclusively here (MaybeUninit<u8> has the layout of u8); it never reads it.
+        let received = unsafe {
+            libc::recv(
+                fd,
+                spare.as_mut_ptr().cast::<libc::c_void>(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
         };
-        read_at = Instant::now();
-        buf.truncate(start + n);
-        if n == 0 {
-            return Ok(());
+        if let Ok(n) = usize::try_from(received) {
+            assert!(n <= want, "recv returned more than asked");
+            // SAFETY: recv initialized the first `n` bytes of the spare capacity, and
+            // `len + n` is within the capacity reserved above.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok(n);
+        }
+        let error = std::io::Error::last_os_error();
+        match error.kind() {
+            std::io::ErrorKind::Interrupted => {}
+            std::io::ErrorKind::WouldBlock => {
+                // Only waits: the peeked byte stays in the socket for the recv above.
+                stream.peek(&mut [0u8; 1]).await?;
+            }
+            _ => return Err(error),
         }
     }
 }

@@ -85,7 +85,7 @@ fn fetch_all(broker: &Broker) -> (usize, i64) {
 
 #[test]
 fn data_beyond_the_tail_cache_is_read_from_segments_on_a_fresh_data_dir_and_after_restart() {
-    let broker = Broker::start("cold", &["--segment-bytes", "4194304"]);
+    let mut broker = start_broker("cold", &["--segment-bytes", "4194304"]);
     let mut stream = broker.connect();
     let mut creatable = CreatableTopic::default();
     creatable.name = topic();
@@ -117,8 +117,7 @@ fn data_beyond_the_tail_cache_is_read_from_segments_on_a_fresh_data_dir_and_afte
     // ~12 MiB written: more than the 8 MiB tail cache, over several 4 MiB segments.
     assert_eq!(fetch_all(&broker), (total, total as i64));
 
-    let data_dir = broker.data_dir.clone();
-    assert!(broker.terminate().success());
-    let broker = Broker::start_in(data_dir, &["--segment-bytes", "4194304"]);
+    assert!(broker.stop().success());
+    broker.restart();
     assert_eq!(fetch_all(&broker), (total, total as i64));
 }

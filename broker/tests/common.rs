@@ -3,134 +3,22 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
 
-/// A broker process; killed on drop if still running.
-pub struct Broker {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub data_dir: PathBuf,
-}
+pub use spate_testkit::Broker;
+use spate_testkit::TestDir;
 
-/// A directory for a test's data, on the real disk (O_DIRECT does not work on tmpfs), empty.
-pub fn test_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("broker-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A port no other test of this run uses. Not an ephemeral port from the kernel: the broker
-/// binds with SO_REUSEPORT, so two brokers handed the same just-freed port would both start and
-/// split each other's connections. Ports below the ephemeral range, one counter per process,
-/// offset by the pid so concurrent test binaries rarely meet; a port still taken is skipped.
-/// Brokers started before giving up on finding a port.
-const START_ATTEMPTS_MAX: usize = 5;
-
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 400) as u16 * 25;
-    loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 10_000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-impl Broker {
-    /// Starts a broker with one core on a fresh data dir and waits until it accepts.
-    pub fn start(name: &str, extra_args: &[&str]) -> Broker {
-        Broker::start_in(test_dir(name), extra_args)
-    }
-
-    /// Starts a broker on an existing data dir.
-    pub fn start_in(data_dir: PathBuf, extra_args: &[&str]) -> Broker {
-        // A port found free can be taken before the broker binds it (by another test's
-        // outgoing connection: the range overlaps the ephemeral ports); the broker then exits
-        // at once, and another port is tried.
-        for _ in 0..START_ATTEMPTS_MAX {
-            let port = free_port();
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let child = Command::new(env!("CARGO_BIN_EXE_spate"))
-                .arg("--listen")
-                .arg(addr.to_string())
-                .arg("--data-dir")
-                .arg(&data_dir)
-                .arg("--cores")
-                .arg("1")
-                .args(extra_args)
-                .env_remove("RUST_LOG")
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("spawning spate");
-            let mut broker = Broker {
-                child,
-                addr,
-                data_dir: data_dir.clone(),
-            };
-            if broker.wait_accepting(Duration::from_secs(10)) {
-                return broker;
-            }
-        }
-        panic!("broker did not start in {START_ATTEMPTS_MAX} attempts");
-    }
-
-    /// Whether the broker accepts within `limit`; `false` if it exited first.
-    fn wait_accepting(&mut self, limit: Duration) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if TcpStream::connect(self.addr).is_ok() {
-                return true;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                eprintln!("broker on {} exited before accepting: {status}", self.addr);
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("broker did not accept on {} within {limit:?}", self.addr);
-    }
-
-    pub fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream
-    }
-
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "broker did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts the broker built with these tests (one core) on a fresh data dir, removed when the
+/// returned guard drops (kept if the test fails or `SPATE_KEEP_TEST_DATA` is set).
+pub fn start_broker(name: &str, extra_args: &[&str]) -> Broker {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    Broker::start(
+        Path::new(env!("CARGO_BIN_EXE_spate")),
+        TestDir::new(root, &format!("broker-{name}")),
+        extra_args,
+    )
 }
 
 /// Sends one frame (prefix added here) and reads one response frame body.

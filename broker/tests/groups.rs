@@ -45,7 +45,7 @@ fn member_id(stream: &mut std::net::TcpStream) -> String {
 
 #[test]
 fn a_parked_join_is_answered_not_coordinator_when_the_broker_stops() {
-    let mut broker = Broker::start(
+    let mut broker = start_broker(
         "group-shutdown",
         &["--group-initial-rebalance-delay-ms", "0"],
     );
@@ -97,10 +97,7 @@ fn a_parked_join_is_answered_not_coordinator_when_the_broker_stops() {
     assert!(rebalancing, "b's join never started a rebalance");
     drop(a);
 
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(broker.child.id() as i32, libc::SIGTERM);
-    }
+    broker.sigterm();
     b.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let response = read_frame(&mut b);
     assert_eq!(&response[..4], &9i32.to_be_bytes());
@@ -109,6 +106,6 @@ fn a_parked_join_is_answered_not_coordinator_when_the_broker_stops() {
     assert_eq!(answer.error_code, NOT_COORDINATOR);
     drop(b);
     // One SIGTERM only: a second one makes the broker exit at once with status 2.
-    let status = broker.child.wait().unwrap();
+    let status = broker.wait_exit();
     assert!(status.success(), "{status:?}");
 }

@@ -10,7 +10,7 @@ use common::*;
 #[test]
 fn accepts_within_a_second_and_answers_api_versions() {
     let started = Instant::now();
-    let broker = Broker::start("startup", &[]);
+    let broker = start_broker("startup", &[]);
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "took {:?}",
@@ -34,7 +34,7 @@ fn accepts_within_a_second_and_answers_api_versions() {
 
 #[test]
 fn api_versions_newer_than_supported_gets_v0_answer_with_ranges() {
-    let broker = Broker::start("kip511", &[]);
+    let broker = start_broker("kip511", &[]);
     let mut stream = broker.connect();
     // Version 99 with a v2 header: the broker cannot parse the body and answers in v0.
     let response = round_trip(&mut stream, &api_versions_request(99, 3));
@@ -50,7 +50,7 @@ fn api_versions_newer_than_supported_gets_v0_answer_with_ranges() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let broker = Broker::start("pipeline", &[]);
+    let broker = start_broker("pipeline", &[]);
     let mut stream = broker.connect();
     let mut bytes = Vec::new();
     for id in 0..50i32 {
@@ -67,7 +67,7 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn bad_input_closes_that_connection_and_broker_keeps_serving() {
-    let broker = Broker::start("badinput", &[]);
+    let broker = start_broker("badinput", &[]);
 
     let mut claims_2gib = broker.connect();
     claims_2gib
@@ -123,9 +123,9 @@ fn bad_input_closes_that_connection_and_broker_keeps_serving() {
 
 #[test]
 fn sigterm_drains_and_exits_zero() {
-    let broker = Broker::start("sigterm", &[]);
+    let mut broker = start_broker("sigterm", &[]);
     let mut stream = broker.connect();
     let _ = round_trip(&mut stream, &api_versions_request(1, 1));
-    let status = broker.terminate();
+    let status = broker.stop();
     assert!(status.success(), "exit status {status:?}");
 }

@@ -1,10 +1,12 @@
 """Fixtures that run the real `spate` binary for the end-to-end suite.
 
 Each test gets its own broker process on a free loopback port with a fresh data directory on
-the real disk (the broker writes with O_DIRECT, which tmpfs refuses). The broker's stderr goes
-to a file in the test's tmp dir; when a test fails, the tail of every broker log it started is
-attached to the failure report. At teardown each broker still running is stopped with SIGTERM
-and must exit with status 0: a clean shutdown is part of the contract under test.
+the real disk (the broker writes with O_DIRECT, which tmpfs refuses), removed after the test
+unless it failed or SPATE_KEEP_TEST_DATA is set. The broker's stderr goes to a file in the
+test's tmp dir; when a test fails, the tail of every broker log it started and the paths of
+their data dirs are attached to the failure report. At teardown each broker still running is
+stopped with SIGTERM and must exit with status 0: a clean shutdown is part of the contract
+under test.
 """
 
 from __future__ import annotations
@@ -195,6 +197,8 @@ def pytest_runtest_makereport(item, call):
     if report.failed and brokers:
         for broker in brokers:
             report.sections.append((f"spate log {broker.name}", broker.log_tail()))
+        kept = "\n".join(f"{broker.name}: {broker.data_dir}" for broker in brokers)
+        report.sections.append(("spate data dirs (kept because the test failed)", kept))
 
 
 @pytest.fixture
@@ -217,15 +221,19 @@ def start_broker(request, tmp_path):
             code = broker.stop()
             if code != 0:
                 failures.append(f"{broker.name} exited with {code} after SIGTERM\n{broker.log_tail()}")
-    passed = all(
-        getattr(request.node, f"rep_{when}", None) is None
-        or getattr(request.node, f"rep_{when}").passed
+    # Data dirs hold up to gigabytes: only a failed test's are kept (for debugging; the
+    # failure report names them, see pytest_runtest_makereport), also when the failure is the
+    # broker's exit status just checked. A skipped test counts as not failed.
+    failed = bool(failures) or any(
+        getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
         for when in ("setup", "call")
     )
-    if passed and not failures:
+    if not failed and not os.environ.get("SPATE_KEEP_TEST_DATA"):
         for broker in brokers:
             shutil.rmtree(broker.data_dir, ignore_errors=True)
-    assert not failures, "\n".join(failures)
+    assert not failures, "\n".join(
+        failures + [f"data dir kept: {broker.data_dir}" for broker in brokers]
+    )
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{run, Broker};
+use common::{run, start_broker, Broker};
 use spate_client::{Acks, Admin, ClientConfig, NewTopic, Producer, ProducerConfig};
 
 fn admin_tool(broker: &Broker, args: &[&str]) -> String {
@@ -46,7 +46,7 @@ async fn committed(admin: &mut Admin) -> Vec<(i32, i64)> {
 
 #[test]
 fn admin_tool_lists_describes_resets_and_deletes_a_group() {
-    let broker = Broker::start("admin-tool");
+    let broker = start_broker("admin-tool");
     let addr = broker.addr;
     run(async move {
         let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{run, Broker};
+use common::{run, start_broker};
 use spate_client::connection::{Connection, ConnectionConfig};
 use spate_client::partitioner::partition_for_key;
 use spate_client::{
@@ -69,7 +69,7 @@ async fn consume_all(
 
 #[test]
 fn keyed_records_round_trip_with_java_partitioning() {
-    let broker = Broker::start("keyed");
+    let broker = start_broker("keyed");
     let addr = broker.addr;
     run(async move {
         let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
@@ -144,7 +144,7 @@ fn keyed_records_round_trip_with_java_partitioning() {
 
 #[test]
 fn compressed_batches_round_trip() {
-    let broker = Broker::start("compressed");
+    let broker = start_broker("compressed");
     let addr = broker.addr;
     run(async move {
         for (i, codec) in [
@@ -210,7 +210,7 @@ fn compressed_batches_round_trip() {
 
 #[test]
 fn admin_creates_lists_and_deletes_topics() {
-    let broker = Broker::start("admin");
+    let broker = start_broker("admin");
     let addr = broker.addr;
     run(async move {
         let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
@@ -291,7 +291,7 @@ fn admin_creates_lists_and_deletes_topics() {
 
 #[test]
 fn consumer_at_latest_long_polls_for_new_records_and_acks_zero_delivers() {
-    let broker = Broker::start("tail");
+    let broker = start_broker("tail");
     let addr = broker.addr;
     run(async move {
         let (deliveries, callback) = recorder();
@@ -357,7 +357,7 @@ fn consumer_at_latest_long_polls_for_new_records_and_acks_zero_delivers() {
 
 #[test]
 fn producer_meets_a_new_topic_while_requests_are_in_flight() {
-    let broker = Broker::start("two-topics");
+    let broker = start_broker("two-topics");
     let addr = broker.addr;
     run(async move {
         let (deliveries, callback) = recorder();
@@ -428,7 +428,7 @@ async fn produce(conn: &mut Connection, request: ProduceRequest) -> (i16, i64) {
 
 #[test]
 fn idempotent_produce_dedups_retries_and_refuses_gaps_and_old_epochs() {
-    let broker = Broker::start("idempotent");
+    let broker = start_broker("idempotent");
     let addr = broker.addr;
     run(async move {
         let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
@@ -509,7 +509,7 @@ fn idempotent_produce_dedups_retries_and_refuses_gaps_and_old_epochs() {
 
 #[test]
 fn idempotent_producer_round_trips_records_in_order() {
-    let broker = Broker::start("idempotent-producer");
+    let broker = start_broker("idempotent-producer");
     let addr = broker.addr;
     run(async move {
         let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();

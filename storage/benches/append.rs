@@ -5,17 +5,14 @@
 //! default 512; `SPATE_BENCH_RUNS`, default 3, the median is printed; `SPATE_BENCH_DIR`,
 //! default under the target directory, must be on a real disk, not tmpfs).
 
-use std::collections::VecDeque;
-use std::future::{poll_fn, Future};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::DmaFile;
 use glommio::{LocalExecutorBuilder, Placement};
+use spate_storage::io::bandwidth::{sequential_write, WriteSpec};
 use spate_storage::io::glommio::{prime_io_poll_probe, GlommioDisk};
 use spate_storage::{FlushPolicy, Log, LogConfig};
 use spate_wire::batch::{BatchBuilder, BatchSpec};
@@ -60,50 +57,19 @@ fn make_batches(records: usize, count: u64) -> (Vec<BytesMut>, BytesMut) {
     (batches, arena)
 }
 
-/// Raw bandwidth: sequential aligned `WRITE_BYTES` DMA writes with up to `depth` in flight
-/// and one fdatasync at the end: the write size the log's buffer uses, and with `depth` 2 the
-/// same queue depth as the log's pipelined writes.
+/// Raw bandwidth in bytes/s: sequential `WRITE_BYTES` direct writes with up to `depth` in
+/// flight and one fdatasync at the end: the write size the log's buffer uses, and with `depth`
+/// 2 the same queue depth as the log's pipelined writes.
 async fn raw(dir: &Path, total: u64, depth: usize) -> f64 {
-    let path = dir.join("raw.bin");
-    let file = Rc::new(
-        OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .dma_open(&path)
-            .await
-            .expect("open raw"),
-    );
-    type Write = Pin<Box<dyn Future<Output = usize>>>;
-    let mut in_flight: VecDeque<Write> = VecDeque::new();
-    let start = Instant::now();
-    let mut pos = 0u64;
-    while pos < total {
-        let mut buf = file.alloc_dma_buffer(WRITE_BYTES);
-        buf.as_bytes_mut().fill((pos >> 20) as u8);
-        let f = file.clone();
-        let mut write: Write =
-            Box::pin(async move { f.write_at(buf, pos).await.expect("raw write") });
-        // Polled once so it is submitted now.
-        if poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx).is_pending())).await {
-            in_flight.push_back(write);
-        }
-        while in_flight.len() >= depth {
-            in_flight.pop_front().expect("in flight").await;
-        }
-        pos += WRITE_BYTES as u64;
-    }
-    while let Some(w) = in_flight.pop_front() {
-        w.await;
-    }
-    file.fdatasync().await.expect("raw sync");
-    let secs = start.elapsed().as_secs_f64();
-    if let Ok(file) = Rc::try_unwrap(file) {
-        file.close().await.expect("close");
-    }
-    let _ = std::fs::remove_file(&path);
-    pos as f64 / secs
+    let spec = WriteSpec {
+        total_bytes: total,
+        write_bytes: WRITE_BYTES,
+        writes_in_flight: depth,
+    };
+    sequential_write(&GlommioDisk, &dir.join("raw.bin"), spec)
+        .await
+        .expect("raw write")
+        .bytes_per_second()
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -30,7 +30,7 @@ use spate_wire::batch::{
     BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD_BYTES,
 };
 use spate_wire::compression::compress;
-use spate_wire::records::{batch_records, Record};
+use spate_wire::records::{header_records, Record};
 use spate_wire::types::Offset;
 use spate_wire::WireError;
 
@@ -250,6 +250,10 @@ pub enum BatchVerdict {
 pub struct BatchFiltered {
     /// The decision.
     pub verdict: BatchVerdict,
+    /// The header of the batch to write: the rewritten one's if the verdict is
+    /// [`BatchVerdict::Rewritten`], otherwise the input's. Handed back so that the caller need
+    /// not parse the batch it writes again.
+    pub header: BatchHeader,
     /// Records in the batch before filtering.
     pub records_before: u32,
     /// Records dropped.
@@ -259,6 +263,50 @@ pub struct BatchFiltered {
     /// The delete horizon of the kept batch, if it still holds a tombstone: the next cleaning
     /// after this instant can drop it.
     pub tombstone_horizon_ms: Option<i64>,
+}
+
+/// One whole batch and its parsed header, parsed once by whoever read the batch and passed
+/// along from there.
+#[derive(Debug, Clone, Copy)]
+pub struct ParsedBatch<'a> {
+    header: BatchHeader,
+    bytes: &'a [u8],
+}
+
+impl<'a> ParsedBatch<'a> {
+    /// Pairs `bytes` with its already parsed `header`.
+    ///
+    /// # Panics
+    /// If `bytes` is not `header.total_bytes()` long (the header belongs to another batch).
+    pub fn new(header: BatchHeader, bytes: &'a [u8]) -> Self {
+        assert_eq!(bytes.len(), header.total_bytes(), "header of another batch");
+        debug_assert_eq!(BatchHeader::parse(bytes), Ok(header));
+        ParsedBatch { header, bytes }
+    }
+
+    /// Parses the header of `bytes`, one whole batch.
+    ///
+    /// # Errors
+    /// If the header is invalid or `bytes` is not exactly the batch it describes.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, WireError> {
+        let header = BatchHeader::parse(bytes)?;
+        if bytes.len() != header.total_bytes() {
+            return Err(WireError::Malformed {
+                what: "record batch length",
+            });
+        }
+        Ok(ParsedBatch { header, bytes })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The whole batch.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
 }
 
 /// The delete horizon of a batch, if set.
@@ -274,7 +322,7 @@ pub fn delete_horizon_ms(header: &BatchHeader) -> Option<i64> {
 /// this is a producer's malformed batch or a decompression bound; the caller stops cleaning the
 /// partition rather than drop data it cannot read).
 pub fn filter_batch(
-    batch: &[u8],
+    batch: ParsedBatch<'_>,
     map: &OffsetMap,
     tombstones: TombstonePolicy,
     empty: EmptyBatch,
@@ -282,9 +330,11 @@ pub fn filter_batch(
     decompressed_bytes_max: usize,
     out: &mut BytesMut,
 ) -> Result<BatchFiltered, WireError> {
-    let header = BatchHeader::parse(batch)?;
+    let header = batch.header;
+    let batch = batch.bytes;
     let mut result = BatchFiltered {
         verdict: BatchVerdict::Keep,
+        header,
         records_before: u32::try_from(header.record_count).unwrap_or(0),
         records_removed: 0,
         tombstones_removed: 0,
@@ -313,7 +363,12 @@ pub fn filter_batch(
         }
     };
     let (kept, tombstones_kept) = {
-        let (_, records) = batch_records(batch, &mut scratch.decompressed, decompressed_bytes_max)?;
+        let records = header_records(
+            &header,
+            batch,
+            &mut scratch.decompressed,
+            decompressed_bytes_max,
+        )?;
         let mut kept = 0u32;
         let mut tombstones_kept = 0u32;
         for record in records {
@@ -351,7 +406,7 @@ pub fn filter_batch(
         result.verdict = match empty {
             EmptyBatch::Remove => BatchVerdict::Remove,
             EmptyBatch::KeepHeader => {
-                put_empty_batch(batch, &header, out);
+                result.header = put_empty_batch(batch, &header, out);
                 // Nothing of the records is left, tombstones included: no horizon to keep.
                 result.tombstone_horizon_ms = None;
                 BatchVerdict::Rewritten
@@ -369,7 +424,12 @@ pub fn filter_batch(
     // Second pass: re-encode the kept records, timestamps re-based on the new base.
     scratch.records.clear();
     {
-        let (_, records) = batch_records(batch, &mut scratch.decompressed, decompressed_bytes_max)?;
+        let records = header_records(
+            &header,
+            batch,
+            &mut scratch.decompressed,
+            decompressed_bytes_max,
+        )?;
         for record in records {
             let record = record?;
             if matches!(retain(&record), Retain::Keep | Retain::KeepTombstone) {
@@ -409,18 +469,23 @@ pub fn filter_batch(
     new[57..61].copy_from_slice(&(kept as i32).to_be_bytes());
     let crc = compute_crc(new);
     new[17..21].copy_from_slice(&crc.to_be_bytes());
-    debug_assert_eq!(
-        BatchHeader::parse(new).map(|h| (h.base_offset, h.last_offset())),
-        Ok((header.base_offset, header.last_offset()))
-    );
+    result.header = BatchHeader {
+        batch_length,
+        crc,
+        attributes,
+        first_timestamp_ms: base_timestamp_ms,
+        record_count: kept as i32,
+        ..header
+    };
+    debug_assert_eq!(BatchHeader::parse(new), Ok(result.header));
     result.verdict = BatchVerdict::Rewritten;
     Ok(result)
 }
 
 /// Appends `batch` as a header without records: same offsets (`baseOffset`,
 /// `lastOffsetDelta`), producer id, epoch and base sequence; no compression; both timestamps
-/// the batch's max timestamp (as Kafka writes an empty batch).
-fn put_empty_batch(batch: &[u8], header: &BatchHeader, out: &mut BytesMut) {
+/// the batch's max timestamp (as Kafka writes an empty batch). Returns the new header.
+fn put_empty_batch(batch: &[u8], header: &BatchHeader, out: &mut BytesMut) -> BatchHeader {
     let start = out.len();
     out.put_slice(&batch[..BATCH_HEADER_BYTES]);
     let new = &mut out[start..];
@@ -434,10 +499,16 @@ fn put_empty_batch(batch: &[u8], header: &BatchHeader, out: &mut BytesMut) {
     new[57..61].copy_from_slice(&0i32.to_be_bytes());
     let crc = compute_crc(new);
     new[17..21].copy_from_slice(&crc.to_be_bytes());
-    debug_assert_eq!(
-        BatchHeader::parse(new).map(|h| (h.base_offset, h.last_offset(), h.record_count)),
-        Ok((header.base_offset, header.last_offset(), 0))
-    );
+    let empty = BatchHeader {
+        batch_length,
+        crc,
+        attributes,
+        first_timestamp_ms: header.max_timestamp_ms,
+        record_count: 0,
+        ..*header
+    };
+    debug_assert_eq!(BatchHeader::parse(new), Ok(empty));
+    empty
 }
 
 enum Retain {
@@ -484,6 +555,7 @@ mod tests {
     use super::*;
     use spate_wire::batch::{BatchBuilder, BatchSpec};
     use spate_wire::compression::DECOMPRESSED_BYTES_MAX_DEFAULT;
+    use spate_wire::records::batch_records;
     use spate_wire::types::{ProducerEpoch, ProducerId};
 
     type Rec<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
@@ -551,7 +623,7 @@ mod tests {
     fn run(input: &[u8], map: &OffsetMap, now_ms: i64) -> (BatchFiltered, BytesMut) {
         let mut out = BytesMut::new();
         let filtered = filter_batch(
-            input,
+            ParsedBatch::parse(input).unwrap(),
             map,
             policy(now_ms),
             EmptyBatch::Remove,
@@ -631,7 +703,7 @@ mod tests {
 
         let mut out = BytesMut::new();
         let kept = filter_batch(
-            &input,
+            ParsedBatch::parse(&input).unwrap(),
             &map,
             policy(0),
             EmptyBatch::KeepHeader,

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+pub mod bandwidth;
 pub mod glommio;
 pub mod mem;
 

@@ -184,6 +184,22 @@ pub fn batch_records<'a>(
     decompressed_bytes_max: usize,
 ) -> Result<(BatchHeader, Records<'a>), WireError> {
     let header = BatchHeader::parse(batch)?;
+    let records = header_records(&header, batch, scratch, decompressed_bytes_max)?;
+    Ok((header, records))
+}
+
+/// [`batch_records`] for a caller that already parsed `batch`'s header (a loop over stored
+/// batches parses each header once and passes it along).
+///
+/// # Errors
+/// As [`batch_records`], except header errors: `header` must be `BatchHeader::parse(batch)`.
+pub fn header_records<'a>(
+    header: &BatchHeader,
+    batch: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+    decompressed_bytes_max: usize,
+) -> Result<Records<'a>, WireError> {
+    debug_assert_eq!(BatchHeader::parse(batch).ok().as_ref(), Some(header));
     if batch.len() < header.total_bytes() {
         return Err(WireError::Truncated {
             needed: header.total_bytes(),
@@ -201,7 +217,7 @@ pub fn batch_records<'a>(
             scratch
         }
     };
-    Ok((header, Records::new(section, count)))
+    Ok(Records::new(section, count))
 }
 
 #[cfg(test)]

@@ -24,12 +24,13 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use spate_wire::batch::{verify_crc, BatchHeader, BATCH_HEADER_BYTES};
-use spate_wire::records::batch_records;
+use spate_wire::records::header_records;
 use spate_wire::types::Offset;
 
 use super::{io_err, write_index, Log};
 use crate::compaction::{
-    filter_batch, BatchVerdict, EmptyBatch, FilterScratch, MapFull, OffsetMap, TombstonePolicy,
+    filter_batch, BatchVerdict, EmptyBatch, FilterScratch, MapFull, OffsetMap, ParsedBatch,
+    TombstonePolicy,
 };
 use crate::config::RECOVERY_BATCH_BYTES_MAX;
 use crate::error::{Result, StorageError};
@@ -312,9 +313,14 @@ impl<D: Disk> Log<D> {
         {
             let mut reader = SegmentReader::new(segment);
             let mut full = false;
-            while let Some((position, batch)) = reader.next(budget).await? {
-                let (header, records) =
-                    batch_records(&batch, &mut scratch, config.decompressed_bytes_max)
+            while let Some(StoredBatch {
+                position,
+                header,
+                bytes,
+            }) = reader.next(budget).await?
+            {
+                let records =
+                    header_records(&header, &bytes, &mut scratch, config.decompressed_bytes_max)
                         .map_err(|e| uncleanable(segment, position, e))?;
                 if header.is_control() {
                     continue;
@@ -405,19 +411,22 @@ impl<D: Disk> Log<D> {
         for segment in &group {
             outcome.bytes_before += segment.size;
             let mut reader = SegmentReader::new(segment);
-            while let Some((position, batch)) = reader.next(budget).await? {
+            while let Some(StoredBatch {
+                position,
+                header,
+                bytes,
+            }) = reader.next(budget).await?
+            {
                 rewritten.clear();
-                let empty = match BatchHeader::parse(&batch) {
-                    Ok(h)
-                        if h.producer_id.0 >= 0
-                            && producer_last.binary_search(&h.last_offset()).is_ok() =>
-                    {
-                        EmptyBatch::KeepHeader
-                    }
-                    _ => EmptyBatch::Remove,
+                let producers_last = header.producer_id.0 >= 0
+                    && producer_last.binary_search(&header.last_offset()).is_ok();
+                let empty = if producers_last {
+                    EmptyBatch::KeepHeader
+                } else {
+                    EmptyBatch::Remove
                 };
                 let filtered = filter_batch(
-                    &batch,
+                    ParsedBatch::new(header, &bytes),
                     map,
                     policy,
                     empty,
@@ -441,11 +450,17 @@ impl<D: Disk> Log<D> {
                     return Ok(false);
                 }
                 let kept: &[u8] = match filtered.verdict {
-                    BatchVerdict::Keep => &batch,
+                    BatchVerdict::Keep => &bytes,
                     BatchVerdict::Rewritten => &rewritten,
                     BatchVerdict::Remove => continue,
                 };
-                writer.push(kept, &cleaned_path, budget).await?;
+                writer
+                    .push(
+                        ParsedBatch::new(filtered.header, kept),
+                        &cleaned_path,
+                        budget,
+                    )
+                    .await?;
             }
         }
         let written = writer.finish(&cleaned_path, budget).await?;
@@ -629,6 +644,15 @@ fn uncleanable<F>(
     }
 }
 
+/// One batch read back from a segment, with its header parsed once for every later step.
+struct StoredBatch {
+    /// Byte position of the batch in its segment.
+    position: u64,
+    header: BatchHeader,
+    /// The whole batch, CRC-checked.
+    bytes: Bytes,
+}
+
 /// Reads a closed segment batch by batch in large chunks, checking each batch's CRC32C.
 struct SegmentReader<'a, F> {
     segment: &'a Snapshot<F>,
@@ -660,8 +684,8 @@ impl<'a, F: DiskFile> SegmentReader<'a, F> {
         Ok(())
     }
 
-    /// The next batch and its position, or `None` at the end of the segment.
-    async fn next(&mut self, budget: &mut impl IoBudget) -> Result<Option<(u64, Bytes)>> {
+    /// The next batch, or `None` at the end of the segment.
+    async fn next(&mut self, budget: &mut impl IoBudget) -> Result<Option<StoredBatch>> {
         let s = self.segment;
         if self.position >= s.size {
             return Ok(None);
@@ -692,11 +716,15 @@ impl<'a, F: DiskFile> SegmentReader<'a, F> {
             self.read(CLEAN_READ_CHUNK_BYTES.max(total), budget).await?;
         }
         let at = (self.position - self.chunk_pos) as usize;
-        let batch = self.chunk.slice(at..at + total);
-        verify_crc(&batch).map_err(|r| corrupt(self.position, r))?;
+        let bytes = self.chunk.slice(at..at + total);
+        verify_crc(&bytes).map_err(|r| corrupt(self.position, r))?;
         let position = self.position;
         self.position += total as u64;
-        Ok(Some((position, batch)))
+        Ok(Some(StoredBatch {
+            position,
+            header,
+            bytes,
+        }))
     }
 }
 
@@ -734,13 +762,18 @@ impl<F: DiskFile> CleanedWriter<F> {
         }
     }
 
-    async fn push(&mut self, batch: &[u8], path: &Path, budget: &mut impl IoBudget) -> Result<()> {
-        let header = BatchHeader::parse(batch).map_err(StorageError::InvalidBatch)?;
+    async fn push(
+        &mut self,
+        batch: ParsedBatch<'_>,
+        path: &Path,
+        budget: &mut impl IoBudget,
+    ) -> Result<()> {
+        let header = batch.header();
         let position = self.buf_start + self.filled as u64;
-        self.index.on_batch(&header, position);
+        self.index.on_batch(header, position);
         self.first_timestamp_ms
             .get_or_insert(header.max_timestamp_ms);
-        let mut data = batch;
+        let mut data = batch.bytes();
         while !data.is_empty() {
             let n = (self.capacity - self.filled).min(data.len());
             self.buf.as_mut_slice()[self.filled..self.filled + n].copy_from_slice(&data[..n]);
