@@ -23,6 +23,7 @@ use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -104,6 +105,8 @@ struct State<F: DiskFile> {
     failed: bool,
     // The first failure, until someone reports it.
     error: Option<(PathBuf, io::Error)>,
+    // A write was added and not polled yet.
+    added: bool,
 }
 
 impl<F: DiskFile> State<F> {
@@ -234,6 +237,7 @@ impl<F: DiskFile> Writes<F> {
                 buffer_bytes,
                 failed: false,
                 error: None,
+                added: false,
             }),
             waker: Waker::from(Arc::clone(&fan_out)),
             fan_out,
@@ -323,6 +327,7 @@ impl<F: DiskFile> Writes<F> {
             assert!(!state.failed, "no writes after a failure");
             let seq = state.next_seq;
             state.next_seq += 1;
+            state.added = true;
             state.issued = state.issued.max(data_end);
             state.queue.push_back(Queued {
                 seq,
@@ -342,6 +347,14 @@ impl<F: DiskFile> Writes<F> {
     pub(super) fn drive(&self) -> bool {
         let mut cx = Context::from_waker(&self.waker);
         let mut state = self.state.borrow_mut();
+        // Polled only when something may have changed: a write was added, or a write future
+        // woke the fan-out (every pending one was polled with it, so its completion does).
+        // Saves the polls on appends that check a background sync, which is most of them.
+        let woken = self.fan_out.woken.swap(false, Ordering::AcqRel);
+        if !woken && !std::mem::take(&mut state.added) {
+            return false;
+        }
+        state.added = false;
         let mut submitted = false;
         let mut completed = false;
         loop {
@@ -399,6 +412,8 @@ impl<F: DiskFile> Writes<F> {
 #[derive(Debug, Default)]
 struct FanOut {
     waiters: Mutex<Vec<Waker>>,
+    // Set by every wake; cleared by `Writes::drive`.
+    woken: AtomicBool,
 }
 
 impl FanOut {
@@ -411,6 +426,7 @@ impl FanOut {
     }
 
     fn wake_all(&self) {
+        self.woken.store(true, Ordering::Release);
         let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
         for waker in waiters {
             waker.wake();
