@@ -271,6 +271,8 @@ pub struct Log<D: Disk> {
     sync_in_flight: Cell<bool>,
     // A sync started by an append that crossed `bytes_max`, collected later.
     background_sync: std::cell::RefCell<Option<PendingSync>>,
+    // A completed sync whose index checkpoint was left to the next flush (`defer_checkpoint`).
+    checkpoint_due: std::cell::RefCell<Option<SyncMeta>>,
     synced: Notify,
     appended_bytes: Cell<u64>,
     synced_bytes: Cell<u64>,
@@ -431,6 +433,7 @@ impl<D: Disk> Log<D> {
             fenced: Cell::new(false),
             sync_in_flight: Cell::new(false),
             background_sync: std::cell::RefCell::new(None),
+            checkpoint_due: std::cell::RefCell::new(None),
             synced: Notify::default(),
             appended_bytes: Cell::new(0),
             synced_bytes: Cell::new(0),
@@ -794,12 +797,17 @@ impl<D: Disk> Log<D> {
         }
     }
 
-    /// Writes and syncs everything appended so far. Returns the durable offset.
+    /// Writes and syncs everything appended so far, and writes the active segment's index
+    /// checkpoint if a sync an append collected left it due. Returns the durable offset.
     ///
     /// # Errors
     /// As [`Log::wait_durable`].
     pub async fn flush(&self) -> Result<Offset> {
         self.wait_durable(self.log_end.get()).await?;
+        let due = self.checkpoint_due.borrow_mut().take();
+        if let Some(meta) = due {
+            self.maybe_checkpoint_active(&meta).await?;
+        }
         Ok(self.durable.get())
     }
 
@@ -950,7 +958,8 @@ impl<D: Disk> Log<D> {
         match poll_fn(|cx| Poll::Ready(pending.future.as_mut().poll(cx))).await {
             Poll::Ready(result) => {
                 self.finish_sync(&pending.meta, result)?;
-                self.maybe_checkpoint_active(&pending.meta).await
+                self.defer_checkpoint(pending.meta);
+                Ok(())
             }
             Poll::Pending => {
                 *self.background_sync.borrow_mut() = Some(pending);
@@ -958,6 +967,13 @@ impl<D: Disk> Log<D> {
                 Ok(())
             }
         }
+    }
+
+    /// Leaves the active segment's index checkpoint after a sync an append collected to the next
+    /// `flush` (the owner's timer) or sync a waiter leads: writing it takes a file create, an
+    /// fdatasync, a rename and a directory fsync, and the append would wait for all of them.
+    fn defer_checkpoint(&self, meta: SyncMeta) {
+        *self.checkpoint_due.borrow_mut() = Some(meta);
     }
 
     /// Collects the background sync if it has finished; never waits.
@@ -969,7 +985,8 @@ impl<D: Disk> Log<D> {
         match poll_fn(|cx| Poll::Ready(pending.future.as_mut().poll(cx))).await {
             Poll::Ready(result) => {
                 self.finish_sync(&pending.meta, result)?;
-                self.maybe_checkpoint_active(&pending.meta).await
+                self.defer_checkpoint(pending.meta);
+                Ok(())
             }
             Poll::Pending => {
                 *self.background_sync.borrow_mut() = Some(pending);
