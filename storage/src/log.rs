@@ -3,9 +3,10 @@
 //! One [`Log`] per partition, owned by the executor of the core the partition is pinned to.
 //! Tasks on that executor share it through `Rc<Log>`; every method takes `&self`. State that
 //! changes together lives in a `Core` behind a single-threaded async mutex (held across disk
-//! writes); the durability state (`durable`, the sync in flight) lives outside it, so an
-//! fdatasync runs without the lock and appends continue while it is in flight: that is what lets
-//! many appends share one sync (group commit).
+//! writes by roll, truncation and timestamp lookup); the durability state (`durable`, the sync
+//! in flight) and the writes not yet completed (`writes`) live outside it, so a sync holds the
+//! lock only to add its tail write, then waits for its writes and runs the fdatasync without it,
+//! and appends continue meanwhile: that is what lets many appends share one sync (group commit).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
