@@ -391,12 +391,18 @@ impl<F: DiskFile> Writes<F> {
     /// write (see [`Writes::add`]). Cancellation-safe: the writes stay queued.
     pub(super) async fn wait(&self, until: Until) -> bool {
         let mut submitted = false;
+        let done = |state: &State<F>| state.failed || state.reached(until);
         poll_fn(|cx| {
-            // Registered before polling: a write may complete during the polls.
+            submitted |= self.drive();
+            if done(&self.state.borrow()) {
+                return Poll::Ready(());
+            }
+            // Registered only to wait, so tasks that need not wait leave no waker behind. A
+            // write that woke the fan-out during the polls above woke no one: drive again
+            // (`drive` sees the flag), now registered.
             self.fan_out.register(cx.waker());
             submitted |= self.drive();
-            let state = self.state.borrow();
-            if state.failed || state.reached(until) {
+            if done(&self.state.borrow()) {
                 Poll::Ready(())
             } else {
                 Poll::Pending
