@@ -154,10 +154,7 @@ impl<F: DiskFile> State<F> {
     /// each starts at or below `issued` when added, so the data ranges cover `[.., issued)`
     /// without holes and `written` reaches `issued` once all completed.
     fn join_done(&mut self) {
-        while let Some(i) = self.done.iter().position(|&(s, _)| s <= self.written) {
-            let (_, data_end) = self.done.swap_remove(i);
-            self.written = self.written.max(data_end);
-        }
+        join_ranges(&mut self.written, &mut self.done);
         assert!(self.done.len() <= QUEUED_WRITES_MAX);
         assert!(self.written <= self.issued);
     }
@@ -199,6 +196,15 @@ impl<F: DiskFile> State<F> {
             submitted = true;
         }
         submitted
+    }
+}
+
+/// Advances `written` over the ranges in `done` that start at or below it (each range's bytes
+/// are on the file), removing them; ranges beyond a hole stay until the hole is filled.
+fn join_ranges(written: &mut u64, done: &mut Vec<(u64, u64)>) {
+    while let Some(i) = done.iter().position(|&(start, _)| start <= *written) {
+        let (_, data_end) = done.swap_remove(i);
+        *written = (*written).max(data_end);
     }
 }
 
@@ -446,5 +452,35 @@ impl Wake for FanOut {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         self.wake_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_ranges;
+
+    #[test]
+    fn written_advances_only_over_completed_ranges_without_a_hole() {
+        // Full buffers [0, 8192) and [8192, 16384), then a tail write whose data ends at 17000.
+        let (mut written, mut done) = (0u64, Vec::new());
+        done.push((8192, 16384));
+        join_ranges(&mut written, &mut done);
+        assert_eq!(written, 0, "the first buffer's write is still pending");
+        done.push((16384, 17000));
+        join_ranges(&mut written, &mut done);
+        assert_eq!((written, done.len()), (0, 2));
+        done.push((0, 8192));
+        join_ranges(&mut written, &mut done);
+        assert_eq!(written, 17000);
+        assert!(done.is_empty());
+        // A rewrite of the partial last block (a later tail write, or the full buffer chained
+        // behind it) starts below `written` and extends it.
+        done.push((16384, 20480));
+        join_ranges(&mut written, &mut done);
+        assert_eq!(written, 20480);
+        // A completed range entirely below `written` changes nothing.
+        done.push((16384, 17000));
+        join_ranges(&mut written, &mut done);
+        assert_eq!((written, done.len()), (20480, 0));
     }
 }
