@@ -27,7 +27,7 @@ use crate::cache::{BatchBytes, CachedBatch, HeaderArena, TailCache};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::epoch::{EpochCache, EPOCH_FILE_NAME};
 use crate::error::{io_error_kind, IoErrorKind, Result, StorageError};
-use crate::files::{read_whole, write_atomically};
+use crate::files::{read_whole, write_atomically, write_atomically_via};
 use crate::index::{Checkpoint, SegmentIndex};
 use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile, OpenMode};
 use crate::producer_state::{ProducerBatch, ProducerState, Verdict};
@@ -867,8 +867,9 @@ impl<D: Disk> Log<D> {
         // A roll meanwhile may write the full checkpoint of this segment first and see it
         // replaced by this prefix one: still valid (recovery rescans a closed segment whose
         // checkpoint does not cover the whole file). A truncation cannot interleave: it takes
-        // `checkpoint` first.
-        write_atomically(&self.disk, &self.dir, &name, &bytes).await?;
+        // `checkpoint` first. Its own temporary file: the roll's write of the same index runs
+        // under the core lock, not `checkpoint`, and must not rename this one's away.
+        write_atomically_via(&self.disk, &self.dir, &name, ".active", &bytes).await?;
         let mut core = self.core.lock().await;
         let same_segment = core
             .segments

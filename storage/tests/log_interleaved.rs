@@ -30,12 +30,23 @@ enum Op {
     Hold(bool),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// Whether ops may drop a flush midway (cancel it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancel {
+    Never,
+    Flushes,
+}
+
+fn op(cancel: Cancel) -> impl Strategy<Value = Op> {
+    let drop_weight = match cancel {
+        Cancel::Never => 0,
+        Cancel::Flushes => 1,
+    };
     prop_oneof![
         6 => (1usize..5, 0usize..1200).prop_map(|(records, value_bytes)| Op::Append { records, value_bytes }),
         2 => Just(Op::Flush),
         4 => (1usize..12).prop_map(|rounds| Op::Poll { rounds }),
-        1 => Just(Op::DropFlush),
+        drop_weight => Just(Op::DropFlush),
         2 => any::<bool>().prop_map(Op::Hold),
     ]
 }
@@ -166,18 +177,30 @@ fn cases() -> u32 {
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
-    // Ignored: it fails, and the failures are open findings, not fixed yet (branch wal):
-    // 1. flushes that never complete (3 pending, no write in flight, GroupCommit with a small
-    //    bytes_max) once appends and flushes interleave and some flushes are dropped: a
-    //    liveness bug, not yet known whether from the chained-write sync or older;
-    // 2. "renaming checkpoint ... .index.tmp not found": the active segment's checkpoint, written
-    //    outside the core lock, races a roll's `write_index` of the same segment (same tmp name).
+    // The broker never cancels a flush or a durable wait (they run in tasks of their own), so
+    // this is the case that guards it, run in CI.
+    #[test]
+    fn durable_batches_survive_a_crash_with_appends_and_syncs_in_flight(
+        flush in policy(),
+        ops in proptest::collection::vec(op(Cancel::Never), 1..120),
+        finish in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        run(flush, &ops, finish, seed);
+    }
+
+    // Ignored: it fails, an open finding. With flushes dropped midway, flushes can stay pending
+    // for good (0 writes in flight, GroupCommit with a small bytes_max): a liveness bug under
+    // cancellation, not known whether from the chained-write sync or older (main fails this
+    // test earlier, on the dropped-write assertion the chained-write queue fixed). The
+    // checkpoint race this test also found (the active checkpoint and a roll's index write
+    // sharing one tmp file) is fixed.
     // Run: `PROPTEST_CASES=3000 cargo test -p spate-storage --test log_interleaved -- --ignored`.
     #[test]
     #[ignore]
-    fn durable_batches_survive_a_crash_with_appends_and_syncs_in_flight(
+    fn durable_batches_survive_a_crash_with_flushes_cancelled_midway(
         flush in policy(),
-        ops in proptest::collection::vec(op(), 1..120),
+        ops in proptest::collection::vec(op(Cancel::Flushes), 1..120),
         finish in any::<bool>(),
         seed in any::<u64>(),
     ) {
