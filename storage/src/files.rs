@@ -23,7 +23,24 @@ pub async fn write_atomically<D: Disk>(
     name: &str,
     bytes: &[u8],
 ) -> Result<()> {
-    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    write_atomically_via(disk, dir, name, "", bytes).await
+}
+
+/// [`write_atomically`] through the temporary file `name{tag}.tmp`: two writers that may
+/// replace the same file at once (the active segment's checkpoint outside the log lock, and a
+/// roll's full index under it) need their own temporary files, or one renames the other's
+/// away and fails with not-found.
+///
+/// # Errors
+/// As [`write_atomically`].
+pub async fn write_atomically_via<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    name: &str,
+    tag: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    let tmp = dir.join(format!("{name}{tag}{TMP_SUFFIX}"));
     let path = dir.join(name);
     let io = |op| move |e| StorageError::from_io(op, dir.join(name), e);
     let file = disk

@@ -3,12 +3,13 @@
 //! One [`Log`] per partition, owned by the executor of the core the partition is pinned to.
 //! Tasks on that executor share it through `Rc<Log>`; every method takes `&self`. State that
 //! changes together lives in a `Core` behind a single-threaded async mutex (held across disk
-//! writes); the durability state (`durable`, the sync in flight) lives outside it, so an
-//! fdatasync runs without the lock and appends continue while it is in flight: that is what lets
-//! many appends share one sync (group commit).
+//! writes by roll, truncation and timestamp lookup); the durability state (`durable`, the sync
+//! in flight) and the writes not yet completed (`writes`) live outside it, so a sync holds the
+//! lock only to add its tail write, then waits for its writes and runs the fdatasync without it,
+//! and appends continue meanwhile: that is what lets many appends share one sync (group commit).
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::{poll_fn, Future};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -26,7 +27,7 @@ use crate::cache::{BatchBytes, CachedBatch, HeaderArena, TailCache};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::epoch::{EpochCache, EPOCH_FILE_NAME};
 use crate::error::{io_error_kind, IoErrorKind, Result, StorageError};
-use crate::files::{read_whole, write_atomically};
+use crate::files::{read_whole, write_atomically, write_atomically_via};
 use crate::index::{Checkpoint, SegmentIndex};
 use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile, OpenMode};
 use crate::producer_state::{ProducerBatch, ProducerState, Verdict};
@@ -35,8 +36,10 @@ use crate::segment::{
     LOG_SUFFIX, SCAN_CHUNK_BYTES, SNAPSHOT_SUFFIX, TMP_SUFFIX,
 };
 use crate::sync::{AsyncMutex, Notify};
+use writes::{Until, WriteKind, Writes};
 
 mod clean;
+mod writes;
 pub use clean::{
     CleanConfig, CleanOutcome, CleanerState, IoBudget, Unthrottled, CLEANED_SUFFIX,
     CLEANER_CHECKPOINT_FILE, SWAP_SUFFIX,
@@ -46,28 +49,13 @@ pub use clean::{
 pub const DIR_ENTRIES_MAX: usize = 1 << 20;
 /// Most chunks one read returns (each a cached batch or a file range).
 pub const READ_CHUNKS_MAX: usize = 1024;
-/// Most full-buffer writes in flight per log while appends keep filling the next buffer: two
-/// let copying and checksumming overlap the device's work, which is what closes the gap to raw
-/// bandwidth; more would only hold more buffers on a single device. Memory per partition is
-/// at most `(2 + WRITES_IN_FLIGHT_MAX) * write_buffer_bytes_max` plus the tail cache.
+/// Most full-buffer writes queued per log (in flight, or chained behind a sync's tail write that
+/// covers their first blocks) while appends keep filling the next buffer: two let copying and
+/// checksumming overlap the device's work, which is what closes the gap to raw bandwidth; more
+/// would only hold more buffers on a single device. Memory per partition is at most
+/// `(2 + WRITES_IN_FLIGHT_MAX) * write_buffer_bytes_max` plus the tail cache: the buffer being
+/// filled, the full ones queued or spare, and one tail copy.
 pub const WRITES_IN_FLIGHT_MAX: usize = 2;
-
-type WriteFuture<B> = Pin<Box<dyn Future<Output = (std::io::Result<()>, Option<B>)>>>;
-
-/// A submitted write of one full buffer whose completion has not been collected yet.
-struct InFlightWrite<B> {
-    future: WriteFuture<B>,
-    end: u64,
-    path: PathBuf,
-}
-
-impl<B> std::fmt::Debug for InFlightWrite<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InFlightWrite")
-            .field("end", &self.end)
-            .finish()
-    }
-}
 
 /// What a sync covers, recorded when it starts.
 #[derive(Debug)]
@@ -82,7 +70,7 @@ struct SyncMeta {
 
 /// An fdatasync created but not yet awaited.
 struct PendingSync {
-    future: Pin<Box<dyn Future<Output = std::io::Result<()>>>>,
+    future: Pin<Box<dyn Future<Output = Result<()>>>>,
     meta: SyncMeta,
 }
 
@@ -249,12 +237,6 @@ struct WriteBuffer<B> {
 struct Core<F: DiskFile> {
     segments: BTreeMap<Offset, Segment<F>>,
     write: WriteBuffer<F::Buf>,
-    // Position in the active segment up to which bytes have reached the disk via write_at.
-    written: u64,
-    // Full-buffer writes submitted and not yet collected, oldest first.
-    in_flight: VecDeque<InFlightWrite<F::Buf>>,
-    // Buffers back from completed writes, reused so steady-state appends cause no page faults.
-    spare: Vec<F::Buf>,
     // Position in the active segment its index checkpoint covers (0: none).
     checkpointed: u64,
     cache: TailCache,
@@ -275,6 +257,9 @@ pub struct Log<D: Disk> {
     dir: PathBuf,
     config: LogConfig,
     core: AsyncMutex<Core<D::File>>,
+    // The active segment's writes not yet completed, outside the lock: syncs wait for theirs
+    // without it. Added to only under the lock.
+    writes: Rc<Writes<D::File>>,
     // Held while the active segment's index checkpoint is written outside the core lock (a few
     // fsyncs: appends must not wait for them). Taken before `core` by `truncate_to`, which
     // removes that checkpoint and must not see a stale one renamed into place afterwards.
@@ -287,6 +272,8 @@ pub struct Log<D: Disk> {
     sync_in_flight: Cell<bool>,
     // A sync started by an append that crossed `bytes_max`, collected later.
     background_sync: std::cell::RefCell<Option<PendingSync>>,
+    // A completed sync whose index checkpoint was left to the next flush (`defer_checkpoint`).
+    checkpoint_due: std::cell::RefCell<Option<SyncMeta>>,
     synced: Notify,
     appended_bytes: Cell<u64>,
     synced_bytes: Cell<u64>,
@@ -385,7 +372,7 @@ impl<D: Disk> Log<D> {
         let log_end = active.next_offset;
         let log_start = *segments.keys().next().expect("a log has a segment");
         let write = load_tail_block(active, config.write_buffer_bytes_max).await?;
-        let written = active.size;
+        let writes = Rc::new(Writes::new(active.size, config.write_buffer_bytes_max));
         let epoch_path = dir.join(EPOCH_FILE_NAME);
         let mut epochs = match read_whole(&disk, &epoch_path).await? {
             Some(bytes) => EpochCache::decode(&bytes).ok_or(StorageError::BadCheckpoint {
@@ -424,9 +411,6 @@ impl<D: Disk> Log<D> {
         let core = Core {
             segments,
             write,
-            written,
-            in_flight: VecDeque::new(),
-            spare: Vec::new(),
             checkpointed,
             cache: TailCache::new(config.tail_cache_bytes_max),
             headers: HeaderArena::default(),
@@ -440,6 +424,7 @@ impl<D: Disk> Log<D> {
             dir: dir.to_owned(),
             config,
             core: AsyncMutex::new(core),
+            writes,
             checkpoint: AsyncMutex::new(()),
             checkpoint_in_flight: Cell::new(false),
             log_start: Cell::new(log_start),
@@ -449,6 +434,7 @@ impl<D: Disk> Log<D> {
             fenced: Cell::new(false),
             sync_in_flight: Cell::new(false),
             background_sync: std::cell::RefCell::new(None),
+            checkpoint_due: std::cell::RefCell::new(None),
             synced: Notify::default(),
             appended_bytes: Cell::new(0),
             synced_bytes: Cell::new(0),
@@ -603,6 +589,10 @@ impl<D: Disk> Log<D> {
     }
 
     fn check_fenced(&self) -> Result<()> {
+        if let Some(e) = self.writes.failure() {
+            self.fenced.set(true);
+            return Err(e);
+        }
         if self.fenced.get() {
             return Err(StorageError::Fenced);
         }
@@ -617,7 +607,6 @@ impl<D: Disk> Log<D> {
             segments,
             write,
             cache,
-            written,
             ..
         } = core;
         let active = segments
@@ -641,7 +630,7 @@ impl<D: Disk> Log<D> {
             bytes,
         });
         let active_base = active.base;
-        let written = *written;
+        let written = self.writes.written();
         cache.evict(|b| b.segment != active_base || b.position + b.bytes.len() as u64 <= written);
         core.log_end = header.last_offset().next();
         self.log_end.set(core.log_end);
@@ -695,19 +684,20 @@ impl<D: Disk> Log<D> {
     }
 
     /// Submits the full write buffer as one write without waiting for it (at most
-    /// `WRITES_IN_FLIGHT_MAX` in flight) and continues in a spare buffer. Full buffers cover
-    /// disjoint block ranges, so their writes may complete in any order.
+    /// `WRITES_IN_FLIGHT_MAX` queued) and continues in a spare buffer. Full buffers cover
+    /// disjoint block ranges; one that overlaps a sync's tail write still in flight is chained
+    /// behind it (see `writes`), so this never waits for a sync.
     async fn submit_full_buffer(&self, core: &mut Core<D::File>) -> Result<()> {
-        while core.in_flight.len() >= WRITES_IN_FLIGHT_MAX {
-            self.complete_oldest_write(core).await?;
-        }
+        // Waits for the device, not for a sync: the writes drain at its bandwidth.
+        self.wait_writes(Until::FullBelow(writes::FULL_WRITES_MAX))
+            .await?;
         let capacity = self.config.write_buffer_bytes_max;
         let active = core
             .segments
             .values()
             .next_back()
             .expect("a log has a segment");
-        let next = match core.spare.pop() {
+        let next = match self.writes.take_spare() {
             Some(buf) => buf,
             None => active.file.alloc_buf(capacity),
         };
@@ -717,59 +707,30 @@ impl<D: Disk> Log<D> {
         core.write.start += capacity as u64;
         core.write.filled = 0;
         let end = position + capacity as u64;
-        let file = active.file.clone();
-        let path = active.path.clone();
-        let mut future: WriteFuture<_> =
-            Box::pin(async move { file.write_at(buf, position).await });
-        // Polled once so the write is submitted now; its completion is collected later.
-        match poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await {
-            Poll::Pending => {
-                core.in_flight
-                    .push_back(InFlightWrite { future, end, path });
-                self.disk.yield_to_io().await;
-                Ok(())
-            }
-            Poll::Ready((result, back)) => {
-                self.keep_spare(core, back);
-                self.write_done(&mut core.written, end, &path, result)
-            }
-        }
+        self.writes
+            .add(WriteKind::Full, active.file.clone(), buf, position, end);
+        // Submitted (or chained); glommio hands it to the kernel when this task yields.
+        self.disk.yield_to_io().await;
+        self.check_fenced()
     }
 
-    fn keep_spare(&self, core: &mut Core<D::File>, buf: Option<<D::File as DiskFile>::Buf>) {
-        if let Some(buf) = buf {
-            if core.spare.len() < WRITES_IN_FLIGHT_MAX
-                && buf.as_slice().len() == self.config.write_buffer_bytes_max
-            {
-                core.spare.push(buf);
-            }
-        }
-    }
-
-    /// Writes everything not yet written (after all in-flight writes completed): the blocks from
-    /// the last one not fully written up to the end, the last one zero-padded, from a copy, so
-    /// the buffer keeps filling afterwards.
-    async fn write_out(&self, core: &mut Core<D::File>) -> Result<()> {
-        while !core.in_flight.is_empty() {
-            self.complete_oldest_write(core).await?;
-        }
+    /// Adds the write of everything appended and not yet covered by a write: the blocks from
+    /// the last one not fully covered up to the end, the last one zero-padded, from a copy, so
+    /// the buffer keeps filling afterwards. Returns whether it submitted a write now.
+    fn add_tail_write(&self, core: &mut Core<D::File>) -> bool {
         let Core {
-            segments,
-            write,
-            written,
-            ..
+            segments, write, ..
         } = core;
         let active = segments.values().next_back().expect("a log has a segment");
         let end = write.start + write.filled as u64;
         assert_eq!(end, active.size);
-        if *written >= end {
-            return Ok(());
+        let issued = self.writes.issued();
+        assert!(issued >= write.start, "earlier buffers were added whole");
+        assert!(issued <= end);
+        if issued == end {
+            return false;
         }
-        assert!(
-            *written >= write.start,
-            "earlier buffers were written whole"
-        );
-        let from = align_down(*written);
+        let from = align_down(issued);
         let length = (align_up(end) - from) as usize;
         let data = (end - from) as usize;
         let offset = (from - write.start) as usize;
@@ -777,39 +738,32 @@ impl<D: Disk> Log<D> {
         let buf = write.buf.as_ref().expect("write buffer present");
         out.as_mut_slice()[..data].copy_from_slice(&buf.as_slice()[offset..offset + data]);
         out.as_mut_slice()[data..].fill(0);
-        let (result, _) = active.file.write_at(out, from).await;
-        self.write_done(written, end, &active.path, result)
+        self.writes
+            .add(WriteKind::Tail, active.file.clone(), out, from, end)
     }
 
-    async fn complete_oldest_write(&self, core: &mut Core<D::File>) -> Result<()> {
-        let Some(write) = core.in_flight.pop_front() else {
-            return Ok(());
-        };
-        let (result, back) = write.future.await;
-        self.keep_spare(core, back);
-        self.write_done(&mut core.written, write.end, &write.path, result)
+    /// Writes everything out and waits until all writes completed (under the lock: for roll,
+    /// truncation and timestamp lookup, which need the file complete).
+    async fn write_out(&self, core: &mut Core<D::File>) -> Result<()> {
+        // Only a dropped sync leaves a tail write behind (see `start_sync`).
+        self.wait_writes(Until::NoTail).await?;
+        self.add_tail_write(core);
+        self.wait_writes(Until::Empty).await?;
+        let active = core
+            .segments
+            .values()
+            .next_back()
+            .expect("a log has a segment");
+        assert_eq!(self.writes.written(), active.size);
+        Ok(())
     }
 
-    fn write_done(
-        &self,
-        written: &mut u64,
-        end: u64,
-        path: &Path,
-        result: std::io::Result<()>,
-    ) -> Result<()> {
-        match result {
-            Ok(()) => {
-                // Writes complete in submission order from the log's point of view: they are
-                // collected oldest first, so `written` only grows.
-                *written = (*written).max(end);
-                Ok(())
-            }
-            Err(e) => {
-                // Which blocks reached the disk is unknown; only a reopen (rescan) can tell.
-                self.fenced.set(true);
-                Err(StorageError::from_io("writing", path, e))
-            }
+    /// Waits (driving the writes) until `until` holds; fails if a write failed.
+    async fn wait_writes(&self, until: Until) -> Result<()> {
+        if self.writes.wait(until).await {
+            self.disk.yield_to_io().await;
         }
+        self.check_fenced()
     }
 
     /// Waits until everything below `offset` is durable, running an fdatasync if none in flight
@@ -844,12 +798,17 @@ impl<D: Disk> Log<D> {
         }
     }
 
-    /// Writes and syncs everything appended so far. Returns the durable offset.
+    /// Writes and syncs everything appended so far, and writes the active segment's index
+    /// checkpoint if a sync an append collected left it due. Returns the durable offset.
     ///
     /// # Errors
     /// As [`Log::wait_durable`].
     pub async fn flush(&self) -> Result<Offset> {
         self.wait_durable(self.log_end.get()).await?;
+        let due = self.checkpoint_due.borrow_mut().take();
+        if let Some(meta) = due {
+            self.maybe_checkpoint_active(&meta).await?;
+        }
         Ok(self.durable.get())
     }
 
@@ -908,8 +867,9 @@ impl<D: Disk> Log<D> {
         // A roll meanwhile may write the full checkpoint of this segment first and see it
         // replaced by this prefix one: still valid (recovery rescans a closed segment whose
         // checkpoint does not cover the whole file). A truncation cannot interleave: it takes
-        // `checkpoint` first.
-        write_atomically(&self.disk, &self.dir, &name, &bytes).await?;
+        // `checkpoint` first. Its own temporary file: the roll's write of the same index runs
+        // under the core lock, not `checkpoint`, and must not rename this one's away.
+        write_atomically_via(&self.disk, &self.dir, &name, ".active", &bytes).await?;
         let mut core = self.core.lock().await;
         let same_segment = core
             .segments
@@ -922,11 +882,19 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
-    /// Writes everything out and creates (but does not await) the fdatasync that covers it.
+    /// Prepares a sync under the core lock without waiting for any write: adds the write of the
+    /// unwritten tail and returns a future that waits (without the lock) for it and every write
+    /// added before it, then runs the fdatasync, which so covers only completed writes. Appends
+    /// go on meanwhile; a full buffer that overlaps the tail write is chained behind it.
     async fn start_sync(&self) -> Result<PendingSync> {
         let mut core = self.core.lock().await;
         self.check_fenced()?;
-        self.write_out(&mut core).await?;
+        // Normally no tail write is queued: the previous sync waited for its own. Only a sync
+        // dropped before its writes completed leaves one; waiting for it (rare, under the lock)
+        // bounds the tail copies in memory.
+        self.wait_writes(Until::NoTail).await?;
+        self.add_tail_write(&mut core);
+        let upto = self.writes.next_seq();
         let active = core
             .segments
             .values()
@@ -941,21 +909,40 @@ impl<D: Disk> Log<D> {
             appended: self.appended_bytes.get(),
             truncations: self.truncations.get(),
         };
+        drop(core);
+        let writes = Rc::clone(&self.writes);
+        let generation = writes.generation();
+        let (path, position) = (meta.path.clone(), meta.position);
         Ok(PendingSync {
-            future: Box::pin(async move { file.fdatasync().await }),
+            future: Box::pin(async move {
+                // An fdatasync covers only writes that completed before it was issued.
+                writes.wait(Until::Before(upto)).await;
+                if let Some(e) = writes.failure() {
+                    return Err(e);
+                }
+                // A roll or truncation since drained these writes and moved on.
+                assert!(
+                    writes.generation() != generation || writes.written() >= position,
+                    "a sync covers only written bytes"
+                );
+                file.fdatasync()
+                    .await
+                    .map_err(|e| StorageError::from_io("syncing", &path, e))
+            }),
             meta,
         })
     }
 
     /// Records a finished sync and wakes everyone waiting for one.
-    fn finish_sync(&self, meta: &SyncMeta, result: std::io::Result<()>) -> Result<()> {
+    fn finish_sync(&self, meta: &SyncMeta, result: Result<()>) -> Result<()> {
         self.sync_in_flight.set(false);
         self.synced.notify_all();
         if let Err(e) = result {
             // After a failed fdatasync Linux may drop the dirty pages and report success on a
             // retry: never retry, fence until a reopen re-validates what is on disk.
+            // A failed write fences too: which blocks reached the disk is unknown.
             self.fenced.set(true);
-            return Err(StorageError::from_io("syncing", &meta.path, e));
+            return Err(e);
         }
         self.mark_durable(meta.target, meta.truncations);
         self.synced_bytes
@@ -973,7 +960,8 @@ impl<D: Disk> Log<D> {
         match poll_fn(|cx| Poll::Ready(pending.future.as_mut().poll(cx))).await {
             Poll::Ready(result) => {
                 self.finish_sync(&pending.meta, result)?;
-                self.maybe_checkpoint_active(&pending.meta).await
+                self.defer_checkpoint(pending.meta);
+                Ok(())
             }
             Poll::Pending => {
                 *self.background_sync.borrow_mut() = Some(pending);
@@ -981,6 +969,13 @@ impl<D: Disk> Log<D> {
                 Ok(())
             }
         }
+    }
+
+    /// Leaves the active segment's index checkpoint after a sync an append collected to the next
+    /// `flush` (the owner's timer) or sync a waiter leads: writing it takes a file create, an
+    /// fdatasync, a rename and a directory fsync, and the append would wait for all of them.
+    fn defer_checkpoint(&self, meta: SyncMeta) {
+        *self.checkpoint_due.borrow_mut() = Some(meta);
     }
 
     /// Collects the background sync if it has finished; never waits.
@@ -992,7 +987,8 @@ impl<D: Disk> Log<D> {
         match poll_fn(|cx| Poll::Ready(pending.future.as_mut().poll(cx))).await {
             Poll::Ready(result) => {
                 self.finish_sync(&pending.meta, result)?;
-                self.maybe_checkpoint_active(&pending.meta).await
+                self.defer_checkpoint(pending.meta);
+                Ok(())
             }
             Poll::Pending => {
                 *self.background_sync.borrow_mut() = Some(pending);
@@ -1075,7 +1071,7 @@ impl<D: Disk> Log<D> {
         self.mark_durable(log_end, self.truncations.get());
         self.synced_bytes.set(self.appended_bytes.get());
         write_index(&self.disk, &self.dir, old).await?;
-        let buf = match core.spare.pop() {
+        let buf = match self.writes.take_spare() {
             Some(buf) => buf,
             None => new.file.alloc_buf(self.config.write_buffer_bytes_max),
         };
@@ -1086,7 +1082,7 @@ impl<D: Disk> Log<D> {
         };
         core.segments.insert(new_base, new);
         core.write = write;
-        core.written = 0;
+        self.writes.reset(0);
         core.checkpointed = 0;
         // Everything below the new base is durable (synced above), so the snapshot never
         // describes a batch a crash could take away.
@@ -1195,7 +1191,7 @@ impl<D: Disk> Log<D> {
                 continue;
             }
             let written = if core.segments.keys().next_back() == Some(&base) {
-                core.written
+                self.writes.written()
             } else {
                 segment.size
             };
@@ -1334,7 +1330,7 @@ impl<D: Disk> Log<D> {
         segment.next_offset = new_end;
         segment.first_timestamp_ms = rescan.first_timestamp_ms;
         core.write = load_tail_block(segment, self.config.write_buffer_bytes_max).await?;
-        core.written = position;
+        self.writes.reset(position);
         core.checkpointed = 0;
         core.cache.truncate_from(new_end);
         core.log_end = new_end;

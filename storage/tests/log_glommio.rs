@@ -220,6 +220,56 @@ fn concurrent_tasks_share_fdatasyncs_on_dma_files() {
 }
 
 #[test]
+fn appenders_and_background_syncs_on_dma_files_keep_every_batch() {
+    // Syncs every few batches while buffers fill and segments roll: the syncs' writes are
+    // awaited outside the lock, by the sync and by appends whose buffer overlaps them. No task
+    // only waits for durability, so a lost wakeup would hang here.
+    run_in(test_dir("bgsync"), |dir| async move {
+        prime_io_poll_probe(&dir).await.expect("probe");
+        let policy = FlushPolicy::GroupCommit {
+            interval_ms: 10,
+            bytes_max: 16 << 10,
+        };
+        let path = dir.join("p");
+        let log = Rc::new(
+            Log::open(GlommioDisk, &path, config(policy))
+                .await
+                .expect("open"),
+        );
+        let tasks: Vec<_> = (0..4u64)
+            .map(|t| {
+                let log = log.clone();
+                glommio::spawn_local(async move {
+                    for i in 0..150u64 {
+                        log.append(batch(4, 500, 0, t * 1000 + i), LeaderEpoch(0))
+                            .await
+                            .expect("append");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await;
+        }
+        assert_eq!(log.flush().await.expect("flush"), Offset(2400));
+        assert!(log.segment_count().await > 1, "segments rolled");
+        let before = read_all(&log, Offset(0), ReadUpTo::HighWatermark)
+            .await
+            .expect("read");
+        assert_eq!(before.len(), 600);
+        let log = Rc::into_inner(log).expect("tasks done");
+        log.close().await.expect("close");
+        let log = Log::open(GlommioDisk, &path, config(policy))
+            .await
+            .expect("reopen");
+        let after = read_all(&log, Offset(0), ReadUpTo::LogEnd)
+            .await
+            .expect("read");
+        assert_eq!(after, before);
+    });
+}
+
+#[test]
 fn compaction_swaps_segments_on_dma_files_and_old_ranges_stay_readable() {
     use spate_storage::compaction::OffsetMap;
     use spate_storage::{CleanConfig, CleanerState, ReadChunk, Unthrottled};

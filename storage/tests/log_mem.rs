@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bytes::BytesMut;
 use common::{batch, join_all, read_all, small_config};
 use spate_storage::io::mem::{FaultOp, MemDisk};
-use spate_storage::{block_on, FlushPolicy, Log, ReadChunk, ReadUpTo, StorageError};
+use spate_storage::{block_on, FlushPolicy, Log, LogConfig, ReadChunk, ReadUpTo, StorageError};
 use spate_wire::types::{LeaderEpoch, Offset};
 
 const DIR: &str = "/data/topic-0";
@@ -587,4 +587,279 @@ fn bit_rot_in_the_durable_part_of_the_active_segment_is_reported_not_cut_off() {
     );
     let after = block_on(read_all(&log, Offset(12), ReadUpTo::LogEnd)).unwrap();
     assert_eq!(after.len(), 57);
+}
+
+/// Polls `future` up to `polls` times (MemDisk futures only yield and wake themselves).
+fn poll_n<F: std::future::Future>(
+    mut future: std::pin::Pin<&mut F>,
+    polls: usize,
+) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..polls {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// Crashes the disk, reopens and checks every batch in `sent` reads back byte for byte but
+/// for the offset and epoch fields the log writes.
+fn assert_recovers(disk: &MemDisk, sent: &[BytesMut], seed: u64) {
+    disk.crash(seed);
+    let log = open(disk, FlushPolicy::Never);
+    let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+    assert_eq!(all.len(), sent.len());
+    for ((_, got), want) in all.iter().zip(sent) {
+        assert_eq!(got.len(), want.len());
+        // Past baseOffset, batchLength and partitionLeaderEpoch: the producer's bytes.
+        assert_eq!(&got[17..], &want[17..]);
+    }
+}
+
+#[test]
+fn appends_go_on_while_a_syncs_writes_are_pending() {
+    let disk = MemDisk::new();
+    let policy = FlushPolicy::GroupCommit {
+        interval_ms: 5,
+        bytes_max: 1 << 30,
+    };
+    let log = open(&disk, policy);
+    let mut sent = fill(&log, 3);
+    let syncs_before = disk.sync_count();
+    disk.hold_writes(true);
+    let mut flush = Box::pin(log.flush());
+    assert!(poll_n(flush.as_mut(), 100).is_none());
+    // The sync submitted the tail write and is waiting for it, not holding up appends.
+    assert_eq!(disk.writes_in_flight(), 1);
+    let b = batch(4, 100, 2000, 7);
+    sent.push(b.clone());
+    let info = poll_n(std::pin::pin!(log.append(b, LeaderEpoch(1))), 100)
+        .expect("an append completes while the sync's write is pending")
+        .unwrap();
+    assert_eq!(info.base_offset, Offset(12));
+    assert_eq!(log.durable_offset(), Offset(0));
+    assert_eq!(
+        disk.sync_count(),
+        syncs_before,
+        "no fdatasync before the write completed"
+    );
+    disk.hold_writes(false);
+    assert_eq!(
+        poll_n(flush.as_mut(), 1000).expect("flush done").unwrap(),
+        Offset(12)
+    );
+    drop(flush);
+    assert_eq!(disk.sync_count(), syncs_before + 1);
+    assert_eq!(block_on(log.flush()).unwrap(), Offset(16));
+    drop(log);
+    assert_recovers(&disk, &sent, 7);
+}
+
+/// A log whose segments hold many 32 KiB write buffers (`small_config` rolls every 64 KiB).
+fn open_large_segments(disk: &MemDisk, flush: FlushPolicy) -> Log<MemDisk> {
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        ..small_config(flush)
+    };
+    block_on(Log::open(disk.clone(), dir(), config)).expect("open")
+}
+
+/// Appends batches until `done` holds, each append completing without waiting; returns them.
+fn append_until(log: &Log<MemDisk>, seed: u64, done: impl Fn() -> bool) -> Vec<BytesMut> {
+    let mut sent = Vec::new();
+    while !done() {
+        assert!(sent.len() < 1000, "condition never reached");
+        let b = batch(4, 100, 2000, seed + sent.len() as u64);
+        sent.push(b.clone());
+        poll_n(std::pin::pin!(log.append(b, LeaderEpoch(1))), 100)
+            .unwrap_or_else(|| panic!("append {} waited", sent.len()))
+            .unwrap();
+    }
+    sent
+}
+
+#[test]
+fn a_full_buffer_overlapping_a_syncs_tail_write_is_chained_behind_it_without_waiting() {
+    let disk = MemDisk::new();
+    let policy = FlushPolicy::GroupCommit {
+        interval_ms: 5,
+        bytes_max: 1 << 30,
+    };
+    let log = open_large_segments(&disk, policy);
+    let mut sent = fill(&log, 3);
+    disk.hold_writes(true);
+    let mut flush = Box::pin(log.flush());
+    assert!(poll_n(flush.as_mut(), 100).is_none());
+    assert_eq!(disk.writes_in_flight(), 1, "the sync's tail write");
+    // The first 32 KiB buffer to fill covers the tail write's block: it is chained, not
+    // submitted (MemDisk panics on overlapping writes in flight), and the append goes on. The
+    // second is disjoint and submitted at once.
+    // All batches are the same size; the offsets at which the first two buffers are full.
+    let per_buffer = (32 << 10) as f64 / sent[0].len() as f64;
+    let full = |n: f64| Offset(4 * (n * per_buffer).ceil() as i64);
+    sent.extend(append_until(&log, 100, || {
+        log.log_end_offset() >= full(1.0)
+    }));
+    assert_eq!(
+        disk.writes_in_flight(),
+        1,
+        "the first full buffer is chained"
+    );
+    sent.extend(append_until(&log, 200, || {
+        log.log_end_offset() >= full(2.0)
+    }));
+    assert_eq!(disk.writes_in_flight(), 2, "the second is submitted");
+    // A third full buffer would exceed the bound on queued writes: that append waits.
+    let mut blocked = loop {
+        let b = batch(4, 100, 2000, 300 + sent.len() as u64);
+        sent.push(b.clone());
+        let mut append = Box::pin(log.append(b, LeaderEpoch(1)));
+        if poll_n(append.as_mut(), 100).is_none() {
+            break append;
+        }
+        assert!(sent.len() < 1000, "no append waited");
+    };
+    assert_eq!(disk.writes_in_flight(), 2);
+    assert_eq!(log.durable_offset(), Offset(0));
+    disk.hold_writes(false);
+    assert!(poll_n(blocked.as_mut(), 1000).expect("append done").is_ok());
+    drop(blocked);
+    assert_eq!(
+        poll_n(flush.as_mut(), 1000).expect("flush done").unwrap(),
+        Offset(12),
+        "the sync covers what was appended when it started"
+    );
+    drop(flush);
+    assert_eq!(block_on(log.flush()).unwrap(), log.log_end_offset());
+    assert_eq!(disk.writes_in_flight(), 0);
+    drop(log);
+    // The chained buffer landed after the tail write it overlaps: every byte reads back.
+    assert_recovers(&disk, &sent, 11);
+}
+
+#[test]
+fn a_task_dropped_while_it_waits_for_writes_under_the_lock_loses_none() {
+    let disk = MemDisk::new();
+    let log = open_large_segments(&disk, FlushPolicy::Never);
+    // The first append also writes the leader-epoch checkpoint, which must not be held.
+    let mut sent = fill(&log, 1);
+    disk.hold_writes(true);
+    sent.extend(append_until(&log, 10, || disk.writes_in_flight() == 1));
+    {
+        // A timestamp lookup writes the tail and waits for every write under the lock; it is
+        // dropped while they are held.
+        let mut lookup = std::pin::pin!(log.offset_for_timestamp(0));
+        assert!(poll_n(lookup.as_mut(), 100).is_none());
+        assert_eq!(disk.writes_in_flight(), 2, "the full buffer and the tail");
+    }
+    // The writes stay queued: the next waiter completes them.
+    disk.hold_writes(false);
+    sent.extend(fill(&log, 5));
+    assert_eq!(block_on(log.flush()).unwrap(), log.log_end_offset());
+    assert_eq!(disk.writes_in_flight(), 0);
+    let found = block_on(log.offset_for_timestamp(1002)).unwrap();
+    assert!(found.is_some());
+    drop(log);
+    assert_recovers(&disk, &sent, 5);
+}
+
+#[test]
+fn a_dropped_sync_leaves_its_writes_to_the_next_one() {
+    let disk = MemDisk::new();
+    let policy = FlushPolicy::GroupCommit {
+        interval_ms: 5,
+        bytes_max: 1 << 30,
+    };
+    let log = open(&disk, policy);
+    let mut sent = fill(&log, 3);
+    disk.hold_writes(true);
+    {
+        let mut flush = std::pin::pin!(log.flush());
+        assert!(poll_n(flush.as_mut(), 100).is_none());
+        assert_eq!(disk.writes_in_flight(), 1);
+    }
+    // Dropped with its write pending: the write is kept (not lost, not fenced) and the next
+    // sync completes it before writing the tail again.
+    assert_eq!(disk.writes_in_flight(), 1);
+    sent.extend(fill(&log, 2));
+    disk.hold_writes(false);
+    assert_eq!(block_on(log.flush()).unwrap(), Offset(20));
+    assert_eq!(disk.writes_in_flight(), 0);
+    drop(log);
+    assert_recovers(&disk, &sent, 13);
+}
+
+#[test]
+#[should_panic(expected = "overlapping writes in flight")]
+fn mem_disk_rejects_overlapping_writes_in_flight() {
+    use spate_storage::io::{Disk, DiskFile, OpenMode};
+    let disk = MemDisk::new();
+    block_on(disk.create_dir_all(dir())).unwrap();
+    let file = block_on(disk.open(&seg(0), OpenMode::CreateTruncate)).unwrap();
+    disk.hold_writes(true);
+    let mut first = std::pin::pin!(file.write_at(file.alloc_buf(8192), 0));
+    assert!(poll_n(first.as_mut(), 10).is_none());
+    let mut second = std::pin::pin!(file.write_at(file.alloc_buf(4096), 4096));
+    let _ = poll_n(second.as_mut(), 10);
+}
+
+#[test]
+fn a_sync_spanning_a_truncation_does_not_cover_batches_appended_after_it() {
+    let disk = MemDisk::new();
+    let policy = FlushPolicy::GroupCommit {
+        interval_ms: 1,
+        bytes_max: 1,
+    };
+    let log = open(&disk, policy);
+    // Starts a background sync (target offset 5) that is still in flight afterwards.
+    block_on(log.append(batch(5, 0, 1, 1), LeaderEpoch(0))).unwrap();
+    assert_eq!(block_on(log.truncate_to(Offset(0))).unwrap(), Offset(0));
+    let b = batch(1, 0, 2, 2);
+    block_on(log.append(b.clone(), LeaderEpoch(0))).unwrap();
+    // The old sync must not count for the new batch at offset 0: a sync of it must run.
+    assert_eq!(block_on(log.flush()).unwrap(), Offset(1));
+    drop(log);
+    assert_recovers(&disk, &[b], 0);
+}
+
+#[test]
+fn a_failed_write_of_a_sync_fences_the_log_and_appends_made_meanwhile() {
+    let disk = MemDisk::new();
+    let policy = FlushPolicy::GroupCommit {
+        interval_ms: 5,
+        bytes_max: 1 << 30,
+    };
+    let log = open(&disk, policy);
+    fill(&log, 3);
+    disk.hold_writes(true);
+    let mut flush = Box::pin(log.flush());
+    assert!(poll_n(flush.as_mut(), 100).is_none());
+    // The sync's tail write fails when it completes.
+    disk.fail_nth(FaultOp::Write, 1);
+    let info = block_on(log.append(batch(4, 100, 2000, 7), LeaderEpoch(1))).unwrap();
+    assert_eq!(info.base_offset, Offset(12));
+    disk.hold_writes(false);
+    let err = poll_n(flush.as_mut(), 1000)
+        .expect("flush done")
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::Io { op: "writing", .. }),
+        "{err:?}"
+    );
+    drop(flush);
+    assert_eq!(log.durable_offset(), Offset(0));
+    assert!(matches!(
+        block_on(log.append(batch(1, 10, 3000, 8), LeaderEpoch(1))),
+        Err(StorageError::Fenced)
+    ));
+    assert!(matches!(block_on(log.flush()), Err(StorageError::Fenced)));
+    assert!(block_on(log.truncate_to(Offset(4))).is_err());
+    drop(log);
+    // Reopen re-validates: whole batches only, dense from 0.
+    let log = open(&disk, policy);
+    let end = log.log_end_offset().0;
+    let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+    assert_eq!(all.len() as i64 * 4, end);
+    assert!(end <= 16);
 }

@@ -108,6 +108,12 @@ struct State {
     faults: Vec<(FaultOp, u64)>,
     calls: BTreeMap<FaultOp, u64>,
     syncs: u64,
+    // Writes submitted and not completed: (file identity, start, end). Two overlapping ones at
+    // once are a bug on a real device (completion order undefined), so they panic here.
+    writes_in_flight: Vec<(usize, u64, u64)>,
+    // While set, submitted writes do not complete (see `MemDisk::hold_writes`).
+    writes_held: bool,
+    held_waiters: Vec<std::task::Waker>,
 }
 
 impl State {
@@ -271,6 +277,23 @@ impl MemDisk {
         f.durable[pos as usize] ^= 1 << bit;
     }
 
+    /// While `held`, writes are submitted (and counted in flight) but do not complete; releasing
+    /// lets them complete. Lets tests observe what the log does while its writes are pending.
+    pub fn hold_writes(&self, held: bool) {
+        let mut state = self.state.borrow_mut();
+        state.writes_held = held;
+        if !held {
+            for waker in std::mem::take(&mut state.held_waiters) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Writes submitted and not yet completed, on all files.
+    pub fn writes_in_flight(&self) -> usize {
+        self.state.borrow().writes_in_flight.len()
+    }
+
     /// fdatasync calls completed so far.
     pub fn sync_count(&self) -> u64 {
         self.state.borrow().syncs
@@ -279,6 +302,26 @@ impl MemDisk {
     /// Names of all files, sorted.
     pub fn paths(&self) -> Vec<PathBuf> {
         self.state.borrow().names.keys().cloned().collect()
+    }
+}
+
+/// A write in flight on a [`MemDisk`], forgotten when dropped.
+struct InFlight<'a> {
+    disk: &'a MemDisk,
+    key: usize,
+    pos: u64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut state = self.disk.state.borrow_mut();
+        if let Some(i) = state
+            .writes_in_flight
+            .iter()
+            .position(|&(k, start, _)| k == self.key && start == self.pos)
+        {
+            state.writes_in_flight.swap_remove(i);
+        }
     }
 }
 
@@ -402,14 +445,47 @@ impl DiskFile for MemFileHandle {
             buf.0.len() % BLOCK_BYTES == 0,
             "write length not block aligned"
         );
+        let key = Rc::as_ptr(&self.file) as usize;
+        let end = pos + buf.0.len() as u64;
+        {
+            let mut state = self.disk.state.borrow_mut();
+            if let Some(&(_, start, stop)) = state
+                .writes_in_flight
+                .iter()
+                .find(|&&(k, start, stop)| k == key && start < end && pos < stop)
+            {
+                panic!(
+                    "overlapping writes in flight on {}: [{pos}, {end}) and [{start}, {stop})",
+                    self.path.display()
+                );
+            }
+            state.writes_in_flight.push((key, pos, end));
+        }
+        // Removed on completion or when the write's future is dropped.
+        let _in_flight = InFlight {
+            disk: &self.disk,
+            key,
+            pos,
+        };
         // Real writes complete later; yielding once lets the log keep writes in flight here too.
         crate::sync::yield_now().await;
+        std::future::poll_fn(|cx| {
+            let mut state = self.disk.state.borrow_mut();
+            if state.writes_held {
+                if !state.held_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.held_waiters.push(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
         let mut state = self.disk.state.borrow_mut();
         if let Err(e) = state.check_fault(FaultOp::Write) {
             return (Err(e), Some(buf));
         }
         let mut f = self.file.borrow_mut();
-        let end = pos + buf.0.len() as u64;
         let grow = end.saturating_sub(f.current.len() as u64);
         drop(f);
         if let Err(e) = state.check_space(grow) {
