@@ -559,7 +559,8 @@ impl Core {
         partition.notify_if_advanced();
         if op.durability == Durability::Flushed {
             // The wait runs as its own task so a timeout never cancels a sync this request
-            // happens to lead (the log's write-out is not cancellation safe); it finishes anyway.
+            // happens to lead: it finishes anyway. The log is not proven live under cancelled
+            // flushes (storage/tests/log_interleaved.rs, ignored test), so none is cancelled.
             let waiter = partition.clone();
             let wait =
                 glommio::spawn_local(async move { waiter.log.wait_durable(last.next()).await })
