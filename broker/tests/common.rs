@@ -107,3 +107,50 @@ where
     let _ = body.split_to(skip);
     Resp::decode(&mut body, version).unwrap()
 }
+
+/// Creates topic `name` with `partitions` partitions and checks it was created.
+pub fn create_topic(stream: &mut TcpStream, name: &str, partitions: i32) {
+    use spate_wire::kafka_protocol::messages::create_topics_request::{
+        CreatableTopic, CreateTopicsRequest,
+    };
+    use spate_wire::kafka_protocol::messages::create_topics_response::CreateTopicsResponse;
+    use spate_wire::kafka_protocol::messages::{ApiKey, TopicName};
+    use spate_wire::kafka_protocol::protocol::StrBytes;
+    let mut creatable = CreatableTopic::default();
+    creatable.name = TopicName(StrBytes::from_string(name.to_owned()));
+    creatable.num_partitions = partitions;
+    creatable.replication_factor = 1;
+    let mut create = CreateTopicsRequest::default();
+    create.topics = vec![creatable];
+    create.timeout_ms = 5000;
+    let created: CreateTopicsResponse = call(stream, ApiKey::CreateTopics, 5, &create);
+    assert_eq!(created.topics[0].error_code, 0, "creating {name}");
+}
+
+/// Produces one batch to `name`-`partition` (Produce v9) and returns the partition's response.
+pub fn produce(
+    stream: &mut TcpStream,
+    name: &str,
+    partition: i32,
+    batch: bytes::Bytes,
+    acks: i16,
+) -> spate_wire::kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    use spate_wire::kafka_protocol::messages::produce_request::{
+        PartitionProduceData, ProduceRequest, TopicProduceData,
+    };
+    use spate_wire::kafka_protocol::messages::produce_response::ProduceResponse;
+    use spate_wire::kafka_protocol::messages::{ApiKey, TopicName};
+    use spate_wire::kafka_protocol::protocol::StrBytes;
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(batch);
+    let mut t = TopicProduceData::default();
+    t.name = TopicName(StrBytes::from_string(name.to_owned()));
+    t.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.acks = acks;
+    request.timeout_ms = 5000;
+    request.topic_data = vec![t];
+    let mut response: ProduceResponse = call(stream, ApiKey::Produce, 9, &request);
+    response.responses.remove(0).partition_responses.remove(0)
+}

@@ -9,17 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use common::*;
 use spate_wire::batch::{BatchBuilder, BatchSpec};
-use spate_wire::kafka_protocol::messages::create_topics_request::{
-    CreatableTopic, CreateTopicsRequest,
-};
-use spate_wire::kafka_protocol::messages::create_topics_response::CreateTopicsResponse;
 use spate_wire::kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchRequest, FetchTopic,
 };
-use spate_wire::kafka_protocol::messages::produce_request::{
-    PartitionProduceData, ProduceRequest, TopicProduceData,
-};
-use spate_wire::kafka_protocol::messages::produce_response::ProduceResponse;
 use spate_wire::kafka_protocol::messages::{ApiKey, TopicName};
 use spate_wire::kafka_protocol::protocol::StrBytes;
 
@@ -49,28 +41,10 @@ fn batch(n: usize) -> Bytes {
 
 fn fill(broker: &Broker) {
     let mut stream = broker.connect();
-    let mut creatable = CreatableTopic::default();
-    creatable.name = topic();
-    creatable.num_partitions = 1;
-    creatable.replication_factor = 1;
-    let mut create = CreateTopicsRequest::default();
-    create.topics = vec![creatable];
-    create.timeout_ms = 5000;
-    let created: CreateTopicsResponse = call(&mut stream, ApiKey::CreateTopics, 5, &create);
-    assert_eq!(created.topics[0].error_code, 0);
+    create_topic(&mut stream, TOPIC, 1);
     for n in 0..BATCHES {
-        let mut partition = PartitionProduceData::default();
-        partition.index = 0;
-        partition.records = Some(batch(n));
-        let mut t = TopicProduceData::default();
-        t.name = topic();
-        t.partition_data = vec![partition];
-        let mut produce = ProduceRequest::default();
-        produce.acks = 1;
-        produce.timeout_ms = 5000;
-        produce.topic_data = vec![t];
-        let response: ProduceResponse = call(&mut stream, ApiKey::Produce, 9, &produce);
-        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+        let response = produce(&mut stream, TOPIC, 0, batch(n), 1);
+        assert_eq!(response.error_code, 0);
     }
 }
 
