@@ -166,16 +166,8 @@ fn run(flush: FlushPolicy, ops: &[Op], finish: bool, seed: u64) {
     }
 }
 
-/// 64 cases by default (fast in CI); `PROPTEST_CASES` overrides.
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::proptest_cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     // The broker never cancels a flush or a durable wait (they run in tasks of their own), so
     // this is the case that guards it, run in CI.

@@ -263,16 +263,8 @@ fn run(flush: FlushPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// 64 cases by default (fast in CI); `PROPTEST_CASES` overrides.
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::proptest_cases(), failure_persistence: None, ..ProptestConfig::default() })]
     #[test]
     fn log_matches_model_through_crashes(flush in policy(), ops in prop::collection::vec(op(), 1..60)) {
         run(flush, ops)?;

@@ -101,3 +101,11 @@ pub async fn read_all<D: Disk>(
         next = result.next_offset;
     }
 }
+
+/// Proptest cases per property: 64 by default (fast in CI); `PROPTEST_CASES` overrides.
+pub fn proptest_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
