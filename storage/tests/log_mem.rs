@@ -106,10 +106,7 @@ fn reads_outside_the_log_are_out_of_range_and_the_end_is_empty() {
 #[test]
 fn high_watermark_follows_durability_under_group_commit() {
     let disk = MemDisk::new();
-    let policy = FlushPolicy::GroupCommit {
-        interval_ms: 5,
-        bytes_max: 1 << 30,
-    };
+    let policy = TIMER_ONLY;
     let log = open(&disk, policy);
     fill(&log, 5);
     assert_eq!(log.log_end_offset(), Offset(20));
@@ -129,10 +126,7 @@ fn high_watermark_follows_durability_under_group_commit() {
 #[test]
 fn concurrent_waiters_share_one_fdatasync() {
     let disk = MemDisk::new();
-    let policy = FlushPolicy::GroupCommit {
-        interval_ms: 5,
-        bytes_max: 1 << 30,
-    };
+    let policy = TIMER_ONLY;
     let log = open(&disk, policy);
     // The first append of an epoch syncs the epoch checkpoint; keep that out of the count.
     block_on(log.append(batch(2, 50, 1, 99), LeaderEpoch(0))).unwrap();
@@ -590,6 +584,12 @@ fn bit_rot_in_the_durable_part_of_the_active_segment_is_reported_not_cut_off() {
 }
 
 /// Polls `future` up to `polls` times (MemDisk futures only yield and wake themselves).
+/// Group commit on the timer only: no byte trigger starts a sync behind the test's back.
+const TIMER_ONLY: FlushPolicy = FlushPolicy::GroupCommit {
+    interval_ms: 5,
+    bytes_max: 1 << 30,
+};
+
 fn poll_n<F: std::future::Future>(
     mut future: std::pin::Pin<&mut F>,
     polls: usize,
@@ -620,10 +620,7 @@ fn assert_recovers(disk: &MemDisk, sent: &[BytesMut], seed: u64) {
 #[test]
 fn appends_go_on_while_a_syncs_writes_are_pending() {
     let disk = MemDisk::new();
-    let policy = FlushPolicy::GroupCommit {
-        interval_ms: 5,
-        bytes_max: 1 << 30,
-    };
+    let policy = TIMER_ONLY;
     let log = open(&disk, policy);
     let mut sent = fill(&log, 3);
     let syncs_before = disk.sync_count();
@@ -682,10 +679,7 @@ fn append_until(log: &Log<MemDisk>, seed: u64, done: impl Fn() -> bool) -> Vec<B
 #[test]
 fn a_full_buffer_overlapping_a_syncs_tail_write_is_chained_behind_it_without_waiting() {
     let disk = MemDisk::new();
-    let policy = FlushPolicy::GroupCommit {
-        interval_ms: 5,
-        bytes_max: 1 << 30,
-    };
+    let policy = TIMER_ONLY;
     let log = open_large_segments(&disk, policy);
     let mut sent = fill(&log, 3);
     disk.hold_writes(true);
@@ -767,10 +761,7 @@ fn a_task_dropped_while_it_waits_for_writes_under_the_lock_loses_none() {
 #[test]
 fn a_dropped_sync_leaves_its_writes_to_the_next_one() {
     let disk = MemDisk::new();
-    let policy = FlushPolicy::GroupCommit {
-        interval_ms: 5,
-        bytes_max: 1 << 30,
-    };
+    let policy = TIMER_ONLY;
     let log = open(&disk, policy);
     let mut sent = fill(&log, 3);
     disk.hold_writes(true);
@@ -826,10 +817,7 @@ fn a_sync_spanning_a_truncation_does_not_cover_batches_appended_after_it() {
 #[test]
 fn a_failed_write_of_a_sync_fences_the_log_and_appends_made_meanwhile() {
     let disk = MemDisk::new();
-    let policy = FlushPolicy::GroupCommit {
-        interval_ms: 5,
-        bytes_max: 1 << 30,
-    };
+    let policy = TIMER_ONLY;
     let log = open(&disk, policy);
     fill(&log, 3);
     disk.hold_writes(true);
