@@ -42,7 +42,9 @@ pub struct LogConfig {
     pub write_buffer_bytes_max: usize,
     /// Largest batch `append` accepts.
     pub batch_bytes_max: usize,
-    /// Segment files grow in steps of this many bytes (fallocate), not per write.
+    /// Segment files grow by fallocate, not per write: a new segment gets this many bytes, and
+    /// each later step doubles the allocation (up to `segment_bytes_max`), so a busy segment
+    /// takes few steps and an idle one holds little unused space.
     pub preallocate_bytes: u64,
     /// The active segment's index checkpoint is rewritten once this many more bytes are durable,
     /// so recovery after a crash rescans only the tail after it (and bytes before it are

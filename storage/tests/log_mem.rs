@@ -291,6 +291,42 @@ async fn open_and_count(disk: &MemDisk) -> usize {
 }
 
 #[test]
+fn preallocation_steps_double_so_a_segment_takes_few_of_them() {
+    let disk = MemDisk::new();
+    let config = small_config(FlushPolicy::Never);
+    let (step, segment_max) = (config.preallocate_bytes, config.segment_bytes_max);
+    assert_eq!(
+        segment_max,
+        4 * step,
+        "the test expects two steps after the first"
+    );
+    let log = open(&disk, FlushPolicy::Never);
+    let segment = disk
+        .paths()
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .expect("the first segment");
+    let file_len = || disk.file_bytes(&segment).expect("segment").len() as u64;
+    let mut lengths = vec![file_len()];
+    let mut size = 0u64;
+    for i in 0..130u64 {
+        let b = batch(4, 100, 1000 + i as i64, i);
+        if size + b.len() as u64 > segment_max {
+            break;
+        }
+        block_on(log.append(b.clone(), LeaderEpoch(1))).expect("append");
+        size += b.len() as u64;
+        if file_len() != *lengths.last().expect("a length") {
+            lengths.push(file_len());
+        }
+        assert!(file_len() >= size);
+    }
+    assert!(size > 2 * step, "the appends needed the last step");
+    assert_eq!(lengths, vec![step, 2 * step, 4 * step]);
+    assert_eq!(block_on(log.segment_count()), 1);
+}
+
+#[test]
 fn disk_full_fails_the_append_cleanly_and_appends_resume_after() {
     let disk = MemDisk::new();
     let log = open(&disk, FlushPolicy::Never);
