@@ -327,6 +327,58 @@ fn preallocation_steps_double_so_a_segment_takes_few_of_them() {
 }
 
 #[test]
+fn a_write_stuck_while_later_ones_complete_stops_appends_instead_of_panicking() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let disk = MemDisk::new();
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        write_buffer_bytes_max: 4096,
+        ..small_config(FlushPolicy::Never)
+    };
+    let log = block_on(Log::open(disk.clone(), dir(), config)).expect("open");
+    // The epoch file is written at the first append: before the hold, which is by position.
+    block_on(log.append(batch(4, 100, 1000, 0), LeaderEpoch(1))).expect("append");
+    // The first buffer's write hangs (the device completes writes out of order); the writes of
+    // the buffers after it complete, and their ranges wait to join the written prefix.
+    disk.hold_write_at(Some(0));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut appended = 1u64;
+    let mut blocked = None;
+    for i in 1..200u64 {
+        let mut append = Box::pin(log.append(batch(4, 100, 1000 + i as i64, i), LeaderEpoch(1)));
+        let mut done = None;
+        for _ in 0..100 {
+            if let Poll::Ready(result) = append.as_mut().poll(&mut cx) {
+                done = Some(result);
+                break;
+            }
+        }
+        match done {
+            Some(result) => {
+                result.expect("append");
+                appended += 1;
+            }
+            None => {
+                blocked = Some(append);
+                break;
+            }
+        }
+    }
+    let blocked =
+        blocked.expect("appends stop while the hole stays: the completed ranges are bounded");
+    assert!(
+        appended >= 9,
+        "appends went on past the stuck write ({appended})"
+    );
+    disk.hold_write_at(None);
+    block_on(blocked).expect("the blocked append completes once the write does");
+    block_on(log.flush()).expect("flush");
+    let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
+    assert_eq!(all.len() as u64, appended + 1);
+}
+
+#[test]
 fn disk_full_fails_the_append_cleanly_and_appends_resume_after() {
     let disk = MemDisk::new();
     let log = open(&disk, FlushPolicy::Never);

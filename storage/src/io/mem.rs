@@ -113,6 +113,8 @@ struct State {
     writes_in_flight: Vec<(usize, u64, u64)>,
     // While set, submitted writes do not complete (see `MemDisk::hold_writes`).
     writes_held: bool,
+    // While set, only the write at this file position does not complete.
+    write_held_at: Option<u64>,
     held_waiters: Vec<std::task::Waker>,
 }
 
@@ -283,6 +285,18 @@ impl MemDisk {
         let mut state = self.state.borrow_mut();
         state.writes_held = held;
         if !held {
+            for waker in std::mem::take(&mut state.held_waiters) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// While `Some(pos)`, a write at file position `pos` (of any file) does not complete while
+    /// the others do: a device completing writes out of order. `None` releases it.
+    pub fn hold_write_at(&self, pos: Option<u64>) {
+        let mut state = self.state.borrow_mut();
+        state.write_held_at = pos;
+        if pos.is_none() {
             for waker in std::mem::take(&mut state.held_waiters) {
                 waker.wake();
             }
@@ -471,7 +485,7 @@ impl DiskFile for MemFileHandle {
         crate::sync::yield_now().await;
         std::future::poll_fn(|cx| {
             let mut state = self.disk.state.borrow_mut();
-            if state.writes_held {
+            if state.writes_held || state.write_held_at == Some(pos) {
                 if !state.held_waiters.iter().any(|w| w.will_wake(cx.waker())) {
                     state.held_waiters.push(cx.waker().clone());
                 }

@@ -37,6 +37,13 @@ pub(super) const FULL_WRITES_MAX: usize = super::WRITES_IN_FLIGHT_MAX;
 /// before its writes completed leaves one behind, which the next sync waits for first.
 pub(super) const TAIL_WRITES_MAX: usize = 1;
 const QUEUED_WRITES_MAX: usize = FULL_WRITES_MAX + TAIL_WRITES_MAX;
+/// Most completed writes whose ranges wait for an earlier write (a hole) before `written` can
+/// pass them. A write leaves the queue when it completes, so without this bound a device that
+/// completes writes out of order would let appends go on adding writes behind one stuck write.
+/// New full-buffer writes wait below `QUEUED_WRITES_MAX` of them; the queued writes behind the
+/// hole and the tails of at most two syncs (the second waits for the hole) can still
+/// complete, hence the larger hard limit.
+const DONE_RANGES_MAX: usize = 2 * QUEUED_WRITES_MAX;
 const _: () = assert!(FULL_WRITES_MAX >= 1 && TAIL_WRITES_MAX >= 1);
 
 type WriteFuture<B> = Pin<Box<dyn Future<Output = (io::Result<()>, Option<B>)>>>;
@@ -53,7 +60,8 @@ pub(super) enum WriteKind {
 /// What a waiter waits for (besides a failure, which ends every wait).
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Until {
-    /// Fewer than this many full-buffer writes queued.
+    /// Fewer than this many full-buffer writes queued, and fewer than `QUEUED_WRITES_MAX`
+    /// completed writes waiting behind an earlier one (`DONE_RANGES_MAX`).
     FullBelow(usize),
     /// No tail write queued.
     NoTail,
@@ -116,7 +124,9 @@ impl<F: DiskFile> State<F> {
 
     fn reached(&self, until: Until) -> bool {
         match until {
-            Until::FullBelow(n) => self.count(WriteKind::Full) < n,
+            Until::FullBelow(n) => {
+                self.count(WriteKind::Full) < n && self.done.len() < QUEUED_WRITES_MAX
+            }
             Until::NoTail => self.count(WriteKind::Tail) == 0,
             Until::Before(seq) => self.queue.front().is_none_or(|w| w.seq >= seq),
             Until::Empty => self.queue.is_empty(),
@@ -155,7 +165,7 @@ impl<F: DiskFile> State<F> {
     /// without holes and `written` reaches `issued` once all completed.
     fn join_done(&mut self) {
         join_ranges(&mut self.written, &mut self.done);
-        assert!(self.done.len() <= QUEUED_WRITES_MAX);
+        assert!(self.done.len() <= DONE_RANGES_MAX);
         assert!(self.written <= self.issued);
     }
 
