@@ -113,6 +113,8 @@ struct State {
     writes_in_flight: Vec<(usize, u64, u64)>,
     // While set, submitted writes do not complete (see `MemDisk::hold_writes`).
     writes_held: bool,
+    // While set, fdatasync calls do not complete (see `MemDisk::hold_syncs`).
+    syncs_held: bool,
     held_waiters: Vec<std::task::Waker>,
 }
 
@@ -282,6 +284,18 @@ impl MemDisk {
     pub fn hold_writes(&self, held: bool) {
         let mut state = self.state.borrow_mut();
         state.writes_held = held;
+        if !held {
+            for waker in std::mem::take(&mut state.held_waiters) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// While `held`, fdatasync calls wait (they neither complete nor fail); releasing lets them
+    /// go on. Lets tests observe what the log does while a sync or a segment seal is pending.
+    pub fn hold_syncs(&self, held: bool) {
+        let mut state = self.state.borrow_mut();
+        state.syncs_held = held;
         if !held {
             for waker in std::mem::take(&mut state.held_waiters) {
                 waker.wake();
@@ -511,6 +525,18 @@ impl DiskFile for MemFileHandle {
         // A real sync takes time; yielding once lets concurrent tasks run meanwhile, as they
         // would on a real disk, so tests can observe group commit.
         crate::sync::yield_now().await;
+        std::future::poll_fn(|cx| {
+            let mut state = self.disk.state.borrow_mut();
+            if state.syncs_held {
+                if !state.held_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.held_waiters.push(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
         let mut state = self.disk.state.borrow_mut();
         state.check_fault(FaultOp::Sync)?;
         state.syncs += 1;
