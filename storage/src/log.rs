@@ -451,30 +451,6 @@ impl<D: Disk> Log<D> {
             };
             let (segment, covered) = recover_segment(&disk, dir, &config, base, role).await?;
             checkpointed = covered;
-            if role == Role::Unsealed {
-                let next_base = bases[i + 1];
-                if segment.next_offset < next_base {
-                    // The crash came before the seal's fdatasync and took some of this
-                    // segment's tail: nothing after it was reported durable (no sync of a
-                    // later segment starts before the seal completed), and keeping it would
-                    // leave a hole. This segment becomes the active one.
-                    for &later in &bases[i + 1..] {
-                        for suffix in [INDEX_SUFFIX, LOG_SUFFIX] {
-                            remove_file(&disk, &dir.join(file_name(later, suffix))).await?;
-                        }
-                    }
-                    if let Some(prev) = segments.values_mut().next_back() {
-                        let prev: &mut Segment<D::File> = prev;
-                        assert!(prev.next_offset <= base);
-                        prev.next_offset = base;
-                    }
-                    segments.insert(base, segment);
-                    break;
-                }
-                // Whole (a longer one fails the join below): closed like any other, with a full
-                // checkpoint from now on.
-                write_index(&disk, dir, &segment).await?;
-            }
             if let Some(prev) = segments.values_mut().next_back() {
                 let prev: &mut Segment<D::File> = prev;
                 // A cleaned segment may end before the next one starts (its last batches were
@@ -491,7 +467,25 @@ impl<D: Disk> Log<D> {
                 }
                 prev.next_offset = base;
             }
+            // The crash came before a seal's fdatasync and took some of this segment's tail:
+            // nothing after it was reported durable (no sync of a later segment starts before
+            // the seal completed), and keeping it would leave a hole. This segment becomes the
+            // active one.
+            let torn_seal = role == Role::Unsealed && segment.next_offset < bases[i + 1];
+            if role == Role::Unsealed && !torn_seal {
+                // Whole (a longer one fails the join in the next round): closed like any other,
+                // with a full checkpoint from now on.
+                write_index(&disk, dir, &segment).await?;
+            }
             segments.insert(base, segment);
+            if torn_seal {
+                for &later in &bases[i + 1..] {
+                    for suffix in [INDEX_SUFFIX, LOG_SUFFIX] {
+                        remove_file(&disk, &dir.join(file_name(later, suffix))).await?;
+                    }
+                }
+                break;
+            }
         }
         // Every marker has served: its segment was recovered as whole or made active.
         for &base in &unsealed {
