@@ -87,14 +87,50 @@ impl std::fmt::Debug for PendingSync {
 /// segment's base. Runs without the core lock, so appends go on in the new segment meanwhile.
 /// At most one is in flight (a roll waits for the previous one), and it stays in its slot until
 /// it completed, driven by whoever waits, so a waiter dropped midway loses nothing.
-#[derive(Default)]
-struct SealSlot {
-    pending: std::cell::RefCell<Option<PendingSync>>,
+struct SealSlot<F> {
+    pending: std::cell::RefCell<Option<PendingSeal<F>>>,
     // A task is polling the seal in place; others wait for `synced`.
     driving: Cell<bool>,
 }
 
-impl std::fmt::Debug for SealSlot {
+impl<F> Default for SealSlot<F> {
+    fn default() -> Self {
+        SealSlot {
+            pending: std::cell::RefCell::new(None),
+            driving: Cell::new(false),
+        }
+    }
+}
+
+/// A seal started by a roll; it ends with the next roll's file created ahead (`Spare`).
+/// What a seal's future yields: the spare file for the next roll, if it could be made.
+type SealOutput<F> = Result<Option<Spare<F>>>;
+
+struct PendingSeal<F> {
+    future: Pin<Box<dyn Future<Output = SealOutput<F>>>>,
+    meta: SyncMeta,
+}
+
+impl<F> std::fmt::Debug for PendingSeal<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSeal")
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+/// The next segment's file, created and preallocated by the last seal (its directory entry
+/// fsynced) under a temporary name, so a roll only renames it.
+#[derive(Debug)]
+struct Spare<F> {
+    file: F,
+    allocated: u64,
+}
+
+/// The spare segment file's name: a `.tmp`, so `Log::open` deletes a leftover.
+const SPARE_SEGMENT_NAME: &str = "next-segment.log.tmp";
+
+impl<F> std::fmt::Debug for SealSlot<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SealSlot")
             .field("pending", &self.pending.borrow())
@@ -112,6 +148,8 @@ struct SealFiles<D: Disk> {
     index_bytes: Vec<u8>,
     snapshot_name: String,
     snapshot_bytes: Vec<u8>,
+    // Preallocation of the spare segment file.
+    spare_bytes: u64,
 }
 
 impl<D: Disk> SealFiles<D> {
@@ -124,7 +162,12 @@ impl<D: Disk> SealFiles<D> {
     /// index and snapshot writes only save work at the next open (a closed segment without a
     /// checkpoint is rescanned and given one, producers are replayed from an older snapshot),
     /// so a full disk there costs nothing durable and is not an error.
-    async fn seal<F: DiskFile>(self, file: Rc<F>, path: PathBuf, size: u64) -> Result<()> {
+    async fn seal(
+        self,
+        file: Rc<D::File>,
+        path: PathBuf,
+        size: u64,
+    ) -> Result<Option<Spare<D::File>>> {
         // Cut first: then one fdatasync makes both the data and the size durable.
         file.truncate(size)
             .await
@@ -155,7 +198,28 @@ impl<D: Disk> SealFiles<D> {
         );
         // Ignored for the reason above; `rebuild_producers` skips a missing snapshot.
         let _ = snapshot.await;
-        Ok(())
+        // The next roll's file, made here rather than on the append path: a create, an
+        // fallocate and a directory fsync (a journal commit). Optional: without it (a full
+        // disk, say) the roll creates the file itself and reports a full disk there.
+        Ok(self.create_spare().await.ok())
+    }
+
+    async fn create_spare(&self) -> std::io::Result<Spare<D::File>> {
+        let path = self.dir.join(SPARE_SEGMENT_NAME);
+        let file = self.disk.open(&path, OpenMode::CreateTruncate).await?;
+        let made = async {
+            file.pre_allocate(self.spare_bytes).await?;
+            self.disk.sync_dir(&self.dir).await
+        };
+        if let Err(e) = made.await {
+            drop(file);
+            let _ = self.disk.remove(&path).await;
+            return Err(e);
+        }
+        Ok(Spare {
+            file,
+            allocated: self.spare_bytes,
+        })
     }
 }
 
@@ -361,7 +425,9 @@ pub struct Log<D: Disk> {
     // The seal of the segment the last roll closed, until it completed. While it is pending no
     // sync of the new segment starts (`start_sync`), so nothing in the new segment is reported
     // durable before everything in the old one is.
-    seal: SealSlot,
+    seal: SealSlot<D::File>,
+    // The next segment's file, made ahead by the last seal.
+    spare: std::cell::RefCell<Option<Spare<D::File>>>,
     // A sync started by an append that crossed `bytes_max`, collected later.
     background_sync: std::cell::RefCell<Option<PendingSync>>,
     // A completed sync whose index checkpoint was left to the next flush (`defer_checkpoint`).
@@ -561,6 +627,7 @@ impl<D: Disk> Log<D> {
             fenced: Cell::new(false),
             sync_in_flight: Cell::new(false),
             seal: SealSlot::default(),
+            spare: std::cell::RefCell::new(None),
             background_sync: std::cell::RefCell::new(None),
             checkpoint_due: std::cell::RefCell::new(None),
             synced: Notify::default(),
@@ -1216,7 +1283,12 @@ impl<D: Disk> Log<D> {
                 .await
                 .map_err(io_err("creating", &marker))?,
         );
-        let new = match create_segment(&self.disk, &self.dir, &self.config, core.log_end).await {
+        let spare = self.spare.borrow_mut().take();
+        let new = match spare {
+            Some(spare) => self.adopt_spare(spare, core.log_end).await,
+            None => create_segment(&self.disk, &self.dir, &self.config, core.log_end).await,
+        };
+        let new = match new {
             Ok(new) => new,
             Err(e) => {
                 // Best effort: a marker on the active segment is harmless (recovery removes it).
@@ -1250,6 +1322,10 @@ impl<D: Disk> Log<D> {
             index_bytes: old.index.encode(checkpoint),
             snapshot_name: file_name(log_end, SNAPSHOT_SUFFIX),
             snapshot_bytes: core.producers.encode_snapshot(log_end),
+            spare_bytes: self
+                .config
+                .preallocate_bytes
+                .min(align_up(self.config.segment_bytes_max)),
         };
         let meta = SyncMeta {
             path: old.path.clone(),
@@ -1277,11 +1353,45 @@ impl<D: Disk> Log<D> {
         core.snapshots.insert(log_end);
         let mut slot = self.seal.pending.borrow_mut();
         assert!(slot.is_none(), "one seal at a time");
-        *slot = Some(PendingSync {
+        *slot = Some(PendingSeal {
             future: Box::pin(future),
             meta,
         });
         Ok(())
+    }
+
+    /// Makes the spare file segment `base` by renaming it. No directory fsync here: nothing in
+    /// the new segment is relied on before the seal completed, and the seal's index write
+    /// fsyncs the directory first; the marker, created before the rename, cannot be lost
+    /// while the new name survives (the filesystem journal keeps directory operations of one
+    /// directory in order).
+    async fn adopt_spare(&self, spare: Spare<D::File>, base: Offset) -> Result<Segment<D::File>> {
+        let from = self.dir.join(SPARE_SEGMENT_NAME);
+        let path = self.dir.join(file_name(base, LOG_SUFFIX));
+        if let Err(e) = self.disk.rename(&from, &path).await {
+            drop(spare);
+            // Best effort: a leftover is deleted at the next open.
+            let _ = self.disk.remove(&from).await;
+            return Err(StorageError::from_io("renaming", &from, e));
+        }
+        // Reopened under its new name: glommio's DMA file keeps the path it was opened with and
+        // looks it up again (fallocate reads the size through it), so the old handle would fail.
+        drop(spare.file);
+        let file = self
+            .disk
+            .open(&path, OpenMode::Existing)
+            .await
+            .map_err(io_err("opening", &path))?;
+        Ok(Segment {
+            base,
+            file: Rc::new(file),
+            path,
+            index: SegmentIndex::new(base, self.config.index_interval_bytes),
+            size: 0,
+            next_offset: base,
+            first_timestamp_ms: None,
+            allocated: spare.allocated,
+        })
     }
 
     /// Whether a roll's seal is pending.
@@ -1349,14 +1459,23 @@ impl<D: Disk> Log<D> {
 
     /// Records a finished seal: the old segment is durable, so everything below the new
     /// segment's base is.
-    fn finish_seal(&self, meta: &SyncMeta, result: Result<()>) -> Result<()> {
+    fn finish_seal(&self, meta: &SyncMeta, result: Result<Option<Spare<D::File>>>) -> Result<()> {
         assert!(!self.sealing(), "the finished seal left its slot");
         self.synced.notify_all();
-        if let Err(e) = result {
-            // As for a failed sync: never retry, fence until a reopen rescans the tail.
-            self.fenced.set(true);
-            return Err(e);
-        }
+        let spare = match result {
+            Ok(spare) => spare,
+            Err(e) => {
+                // As for a failed sync: never retry, fence until a reopen rescans the tail.
+                self.fenced.set(true);
+                return Err(e);
+            }
+        };
+        let mut slot = self.spare.borrow_mut();
+        assert!(
+            slot.is_none(),
+            "the roll that started this seal took the spare"
+        );
+        *slot = spare;
         self.mark_durable(meta.target, meta.truncations);
         self.synced_bytes
             .set(self.synced_bytes.get().max(meta.appended));
@@ -1757,6 +1876,11 @@ impl<D: Disk> Log<D> {
         self.flush().await?;
         // `flush` drives a pending seal only if the log end was not durable yet.
         self.wait_sealed().await?;
+        if let Some(spare) = self.spare.take() {
+            drop(spare);
+            // Best effort: a leftover is deleted at the next open.
+            let _ = self.disk.remove(&self.dir.join(SPARE_SEGMENT_NAME)).await;
+        }
         let core = self.core.into_inner();
         let active = core
             .segments

@@ -157,7 +157,10 @@ fn appends_go_on_in_the_new_segment_while_the_old_segments_seal_is_held() {
     assert!(names(&disk, ".sealing").is_empty());
     assert_eq!(names(&disk, ".index").len(), 2);
     assert!(names(&disk, ".snapshot").contains(&format!("{:020}.snapshot", new_base.0)));
+    // The last seal made the next roll's file ahead; close removes it.
+    assert_eq!(names(&disk, ".tmp"), ["next-segment.log.tmp"]);
     block_on(log.close()).expect("close");
+    assert!(names(&disk, ".tmp").is_empty());
     let end = assert_recovers_a_prefix(&disk, &sent, Offset(4 * sent.len() as i64));
     assert_eq!(end, Offset(4 * sent.len() as i64));
 }
@@ -169,13 +172,16 @@ fn a_crash_during_the_seal_keeps_every_durable_offset_and_leaves_no_hole() {
         let disk = MemDisk::new();
         let log = open(&disk);
         let mut sent = Vec::new();
+        // A first roll whose seal completes and leaves the spare file the second roll renames.
+        append_until_segments(&log, &mut sent, 2);
         for _ in 0..40 {
             append_now(&log, &mut sent);
         }
         let durable = block_on(log.flush()).expect("flush");
-        assert_eq!(durable, Offset(160));
+        assert_eq!(durable, Offset(4 * sent.len() as i64));
+        assert_eq!(names(&disk, ".tmp"), ["next-segment.log.tmp"]);
         disk.hold_syncs(true);
-        let new_base = append_until_segments(&log, &mut sent, 2);
+        let new_base = append_until_segments(&log, &mut sent, 3);
         for _ in 0..(seed % 30) {
             append_now(&log, &mut sent);
         }
@@ -195,8 +201,9 @@ fn a_crash_during_the_seal_keeps_every_durable_offset_and_leaves_no_hole() {
         if end > new_base {
             new_kept += 1;
         }
-        // The marker served its purpose and is gone.
+        // The marker served its purpose and is gone, as is any spare file.
         assert!(names(&disk, ".sealing").is_empty());
+        assert!(names(&disk, ".tmp").is_empty());
     }
     // Both ways a crash can end are exercised: the old segment lost its tail (and the new
     // segment, had it kept anything, was dropped), or it was whole and the new one kept data.
