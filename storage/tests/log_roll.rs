@@ -266,3 +266,79 @@ fn a_roll_while_a_group_commit_sync_is_in_flight_orders_both() {
     disk.crash(3);
     assert_eq!(assert_recovers_a_prefix(&disk, &sent, end), end);
 }
+
+#[test]
+fn truncation_into_a_segment_being_sealed_waits_for_the_seal_and_leaves_no_stale_checkpoint() {
+    let disk = MemDisk::new();
+    let log = open(&disk);
+    let mut sent = Vec::new();
+    append_now(&log, &mut sent);
+    disk.hold_syncs(true);
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    for _ in 0..5 {
+        append_now(&log, &mut sent);
+    }
+    let cut = Offset(new_base.0 / 8 * 4);
+    let mut truncation = Box::pin(log.truncate_to(cut));
+    assert!(
+        poll_n(truncation.as_mut(), 100).is_none(),
+        "the truncation waits for the seal of the segment it cuts"
+    );
+    disk.hold_syncs(false);
+    let end = poll_n(truncation.as_mut(), 1000)
+        .expect("truncation done")
+        .expect("truncate");
+    drop(truncation);
+    assert_eq!(end, cut);
+    assert_eq!(block_on(log.segment_count()), 1);
+    // The seal's checkpoint of the cut segment was written before the truncation removed it,
+    // not after; the marker is gone.
+    assert!(names(&disk, ".index").is_empty());
+    assert!(names(&disk, ".sealing").is_empty());
+    sent.truncate((cut.0 / 4) as usize);
+    assert_eq!(append_now(&log, &mut sent), cut);
+    assert_eq!(
+        block_on(log.flush()).unwrap(),
+        cut.next().next().next().next()
+    );
+    drop(log);
+    disk.crash(11);
+    let end = assert_recovers_a_prefix(&disk, &sent, Offset(4 * sent.len() as i64));
+    assert_eq!(end, Offset(4 * sent.len() as i64));
+}
+
+#[test]
+fn retention_of_a_segment_being_sealed_waits_for_the_seal_and_leaves_no_stale_checkpoint() {
+    let disk = MemDisk::new();
+    let config = spate_storage::LogConfig {
+        retention_bytes: Some(1),
+        ..small_config(TIMER_ONLY)
+    };
+    let log = block_on(Log::open(disk.clone(), dir(), config)).expect("open");
+    let mut sent = Vec::new();
+    append_now(&log, &mut sent);
+    disk.hold_syncs(true);
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    let mut retention = Box::pin(log.apply_retention(0));
+    assert!(
+        poll_n(retention.as_mut(), 100).is_none(),
+        "waits for the seal"
+    );
+    disk.hold_syncs(false);
+    let outcome = poll_n(retention.as_mut(), 1000)
+        .expect("retention done")
+        .expect("retention");
+    drop(retention);
+    assert_eq!(outcome.segments_deleted, 1);
+    assert_eq!(outcome.log_start_offset, new_base);
+    assert!(
+        names(&disk, ".index").is_empty(),
+        "no checkpoint of the deleted segment"
+    );
+    assert!(names(&disk, ".sealing").is_empty());
+    assert_eq!(
+        names(&disk, ".log"),
+        [format!("{:020}.log", new_base.0)],
+        "only the active segment is left"
+    );
+}
