@@ -87,13 +87,13 @@ impl std::fmt::Debug for PendingSync {
 /// segment's base. Runs without the core lock, so appends go on in the new segment meanwhile.
 /// At most one is in flight (a roll waits for the previous one), and it stays in its slot until
 /// it completed, driven by whoever waits, so a waiter dropped midway loses nothing.
-struct SealSlot<F> {
-    pending: std::cell::RefCell<Option<PendingSeal<F>>>,
+struct SealSlot {
+    pending: std::cell::RefCell<Option<PendingSeal>>,
     // A task is polling the seal in place; others wait for `synced`.
     driving: Cell<bool>,
 }
 
-impl<F> Default for SealSlot<F> {
+impl Default for SealSlot {
     fn default() -> Self {
         SealSlot {
             pending: std::cell::RefCell::new(None),
@@ -102,16 +102,13 @@ impl<F> Default for SealSlot<F> {
     }
 }
 
-/// A seal started by a roll; it ends with the next roll's file created ahead (`Spare`).
-/// What a seal's future yields: the spare file for the next roll, if it could be made.
-type SealOutput<F> = Result<Option<Spare<F>>>;
-
-struct PendingSeal<F> {
-    future: Pin<Box<dyn Future<Output = SealOutput<F>>>>,
+/// A seal started by a roll.
+struct PendingSeal {
+    future: Pin<Box<dyn Future<Output = Result<()>>>>,
     meta: SyncMeta,
 }
 
-impl<F> std::fmt::Debug for PendingSeal<F> {
+impl std::fmt::Debug for PendingSeal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingSeal")
             .field("meta", &self.meta)
@@ -127,10 +124,28 @@ struct Spare<F> {
     allocated: u64,
 }
 
+/// The next segment's file: being made after a seal completed (off the append path and after
+/// the durable offset advanced), or made.
+enum SpareState<F> {
+    None,
+    Making(Pin<Box<dyn Future<Output = std::io::Result<Spare<F>>>>>),
+    Ready(Spare<F>),
+}
+
+impl<F> std::fmt::Debug for SpareState<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpareState::None => "None",
+            SpareState::Making(_) => "Making",
+            SpareState::Ready(_) => "Ready",
+        })
+    }
+}
+
 /// The spare segment file's name: a `.tmp`, so `Log::open` deletes a leftover.
 const SPARE_SEGMENT_NAME: &str = "next-segment.log.tmp";
 
-impl<F> std::fmt::Debug for SealSlot<F> {
+impl std::fmt::Debug for SealSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SealSlot")
             .field("pending", &self.pending.borrow())
@@ -148,8 +163,6 @@ struct SealFiles<D: Disk> {
     index_bytes: Vec<u8>,
     snapshot_name: String,
     snapshot_bytes: Vec<u8>,
-    // Preallocation of the spare segment file.
-    spare_bytes: u64,
 }
 
 impl<D: Disk> SealFiles<D> {
@@ -162,12 +175,7 @@ impl<D: Disk> SealFiles<D> {
     /// index and snapshot writes only save work at the next open (a closed segment without a
     /// checkpoint is rescanned and given one, producers are replayed from an older snapshot),
     /// so a full disk there costs nothing durable and is not an error.
-    async fn seal(
-        self,
-        file: Rc<D::File>,
-        path: PathBuf,
-        size: u64,
-    ) -> Result<Option<Spare<D::File>>> {
+    async fn seal(self, file: Rc<D::File>, path: PathBuf, size: u64) -> Result<()> {
         // Cut first: then one fdatasync makes both the data and the size durable.
         file.truncate(size)
             .await
@@ -198,29 +206,33 @@ impl<D: Disk> SealFiles<D> {
         );
         // Ignored for the reason above; `rebuild_producers` skips a missing snapshot.
         let _ = snapshot.await;
-        // The next roll's file, made here rather than on the append path: a create, an
-        // fallocate and a directory fsync (a journal commit). Optional: without it (a full
-        // disk, say) the roll creates the file itself and reports a full disk there.
-        Ok(self.create_spare().await.ok())
+        Ok(())
     }
+}
 
-    async fn create_spare(&self) -> std::io::Result<Spare<D::File>> {
-        let path = self.dir.join(SPARE_SEGMENT_NAME);
-        let file = self.disk.open(&path, OpenMode::CreateTruncate).await?;
-        let made = async {
-            file.pre_allocate(self.spare_bytes).await?;
-            self.disk.sync_dir(&self.dir).await
-        };
-        if let Err(e) = made.await {
-            drop(file);
-            let _ = self.disk.remove(&path).await;
-            return Err(e);
-        }
-        Ok(Spare {
-            file,
-            allocated: self.spare_bytes,
-        })
+/// Makes the next roll's file ahead, off the append path: a create, an fallocate and a
+/// directory fsync (a journal commit). Optional: without it (a full disk, say) the roll creates
+/// the file itself and reports a full disk there.
+async fn create_spare<D: Disk>(
+    disk: D,
+    dir: PathBuf,
+    bytes: u64,
+) -> std::io::Result<Spare<D::File>> {
+    let path = dir.join(SPARE_SEGMENT_NAME);
+    let file = disk.open(&path, OpenMode::CreateTruncate).await?;
+    let made = async {
+        file.pre_allocate(bytes).await?;
+        disk.sync_dir(&dir).await
+    };
+    if let Err(e) = made.await {
+        drop(file);
+        let _ = disk.remove(&path).await;
+        return Err(e);
     }
+    Ok(Spare {
+        file,
+        allocated: bytes,
+    })
 }
 
 /// Clears `driving` when the task polling the seal stops (finished or dropped), and wakes the
@@ -425,9 +437,9 @@ pub struct Log<D: Disk> {
     // The seal of the segment the last roll closed, until it completed. While it is pending no
     // sync of the new segment starts (`start_sync`), so nothing in the new segment is reported
     // durable before everything in the old one is.
-    seal: SealSlot<D::File>,
-    // The next segment's file, made ahead by the last seal.
-    spare: std::cell::RefCell<Option<Spare<D::File>>>,
+    seal: SealSlot,
+    // The next segment's file, made ahead once the last seal completed.
+    spare: std::cell::RefCell<SpareState<D::File>>,
     // A sync started by an append that crossed `bytes_max`, collected later.
     background_sync: std::cell::RefCell<Option<PendingSync>>,
     // A completed sync whose index checkpoint was left to the next flush (`defer_checkpoint`).
@@ -627,7 +639,7 @@ impl<D: Disk> Log<D> {
             fenced: Cell::new(false),
             sync_in_flight: Cell::new(false),
             seal: SealSlot::default(),
-            spare: std::cell::RefCell::new(None),
+            spare: std::cell::RefCell::new(SpareState::None),
             background_sync: std::cell::RefCell::new(None),
             checkpoint_due: std::cell::RefCell::new(None),
             synced: Notify::default(),
@@ -714,6 +726,7 @@ impl<D: Disk> Log<D> {
         // is accepted rather than after.
         self.poll_background_sync().await?;
         self.poll_seal()?;
+        self.poll_spare();
         // Non-idempotent batches (producer id -1) skip the producer state entirely.
         let producer = ProducerBatch::from_header(&header);
         let info = {
@@ -1283,7 +1296,12 @@ impl<D: Disk> Log<D> {
                 .await
                 .map_err(io_err("creating", &marker))?,
         );
-        let spare = self.spare.borrow_mut().take();
+        let spare = match self.spare.replace(SpareState::None) {
+            SpareState::None => None,
+            SpareState::Ready(spare) => Some(spare),
+            // Rolled again before the spare was made (segments roll seconds apart): wait.
+            SpareState::Making(making) => making.await.ok(),
+        };
         let new = match spare {
             Some(spare) => self.adopt_spare(spare, core.log_end).await,
             None => create_segment(&self.disk, &self.dir, &self.config, core.log_end).await,
@@ -1322,10 +1340,6 @@ impl<D: Disk> Log<D> {
             index_bytes: old.index.encode(checkpoint),
             snapshot_name: file_name(log_end, SNAPSHOT_SUFFIX),
             snapshot_bytes: core.producers.encode_snapshot(log_end),
-            spare_bytes: self
-                .config
-                .preallocate_bytes
-                .min(align_up(self.config.segment_bytes_max)),
         };
         let meta = SyncMeta {
             path: old.path.clone(),
@@ -1394,6 +1408,22 @@ impl<D: Disk> Log<D> {
         })
     }
 
+    /// Moves the spare file's making on without waiting (polled once per append, like the
+    /// seal); a failure only means the next roll creates its file itself.
+    fn poll_spare(&self) {
+        let mut spare = self.spare.borrow_mut();
+        let SpareState::Making(making) = &mut *spare else {
+            return;
+        };
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(result) = making.as_mut().poll(&mut cx) {
+            *spare = match result {
+                Ok(made) => SpareState::Ready(made),
+                Err(_) => SpareState::None,
+            };
+        }
+    }
+
     /// Whether a roll's seal is pending.
     fn sealing(&self) -> bool {
         self.seal.pending.borrow().is_some()
@@ -1459,23 +1489,29 @@ impl<D: Disk> Log<D> {
 
     /// Records a finished seal: the old segment is durable, so everything below the new
     /// segment's base is.
-    fn finish_seal(&self, meta: &SyncMeta, result: Result<Option<Spare<D::File>>>) -> Result<()> {
+    fn finish_seal(&self, meta: &SyncMeta, result: Result<()>) -> Result<()> {
         assert!(!self.sealing(), "the finished seal left its slot");
         self.synced.notify_all();
-        let spare = match result {
-            Ok(spare) => spare,
-            Err(e) => {
-                // As for a failed sync: never retry, fence until a reopen rescans the tail.
-                self.fenced.set(true);
-                return Err(e);
-            }
-        };
-        let mut slot = self.spare.borrow_mut();
+        if let Err(e) = result {
+            // As for a failed sync: never retry, fence until a reopen rescans the tail.
+            self.fenced.set(true);
+            return Err(e);
+        }
+        let mut spare = self.spare.borrow_mut();
         assert!(
-            slot.is_none(),
+            matches!(*spare, SpareState::None),
             "the roll that started this seal took the spare"
         );
-        *slot = spare;
+        let bytes = self
+            .config
+            .preallocate_bytes
+            .min(align_up(self.config.segment_bytes_max));
+        *spare = SpareState::Making(Box::pin(create_spare(
+            self.disk.clone(),
+            self.dir.clone(),
+            bytes,
+        )));
+        drop(spare);
         self.mark_durable(meta.target, meta.truncations);
         self.synced_bytes
             .set(self.synced_bytes.get().max(meta.appended));
@@ -1876,8 +1912,12 @@ impl<D: Disk> Log<D> {
         self.flush().await?;
         // `flush` drives a pending seal only if the log end was not durable yet.
         self.wait_sealed().await?;
-        if let Some(spare) = self.spare.take() {
-            drop(spare);
+        let spare = self.spare.replace(SpareState::None);
+        if !matches!(spare, SpareState::None) {
+            if let SpareState::Making(making) = spare {
+                // Finished first, so its file is not created after the removal below.
+                drop(making.await);
+            }
             // Best effort: a leftover is deleted at the next open.
             let _ = self.disk.remove(&self.dir.join(SPARE_SEGMENT_NAME)).await;
         }
