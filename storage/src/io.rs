@@ -56,7 +56,9 @@ pub enum OpenMode {
 }
 
 /// A directory tree of files: the namespace operations.
-pub trait Disk: std::fmt::Debug {
+/// Cheap to clone (a handle): a segment's seal runs in a future that outlives the borrow of the
+/// log that started it.
+pub trait Disk: std::fmt::Debug + Clone + 'static {
     /// An open file.
     type File: DiskFile;
 

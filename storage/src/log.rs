@@ -33,7 +33,7 @@ use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile, OpenMode};
 use crate::producer_state::{ProducerBatch, ProducerState, Verdict};
 use crate::segment::{
     file_name, parse_file_name, scan, OffsetOrder, Scan, ScanEnd, Segment, INDEX_SUFFIX,
-    LOG_SUFFIX, SCAN_CHUNK_BYTES, SNAPSHOT_SUFFIX, TMP_SUFFIX,
+    LOG_SUFFIX, SCAN_CHUNK_BYTES, SEALING_SUFFIX, SNAPSHOT_SUFFIX, TMP_SUFFIX,
 };
 use crate::sync::{AsyncMutex, Notify};
 use writes::{Until, WriteKind, Writes};
@@ -79,6 +79,170 @@ impl std::fmt::Debug for PendingSync {
         f.debug_struct("PendingSync")
             .field("meta", &self.meta)
             .finish()
+    }
+}
+
+/// The seal of the segment a roll closed: cut its preallocated tail, fdatasync it, then remove
+/// its `.sealing` marker and write its index checkpoint and the producer snapshot at the new
+/// segment's base. Runs without the core lock, so appends go on in the new segment meanwhile.
+/// At most one is in flight (a roll waits for the previous one), and it stays in its slot until
+/// it completed, driven by whoever waits, so a waiter dropped midway loses nothing.
+struct SealSlot {
+    pending: std::cell::RefCell<Option<PendingSeal>>,
+    // A task is polling the seal in place; others wait for `synced`.
+    driving: Cell<bool>,
+}
+
+impl Default for SealSlot {
+    fn default() -> Self {
+        SealSlot {
+            pending: std::cell::RefCell::new(None),
+            driving: Cell::new(false),
+        }
+    }
+}
+
+/// A seal started by a roll.
+struct PendingSeal {
+    future: Pin<Box<dyn Future<Output = Result<()>>>>,
+    meta: SyncMeta,
+}
+
+impl std::fmt::Debug for PendingSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSeal")
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+/// The next segment's file, created and preallocated by the last seal (its directory entry
+/// fsynced) under a temporary name, so a roll only renames it.
+#[derive(Debug)]
+struct Spare<F> {
+    file: F,
+    allocated: u64,
+}
+
+/// The next segment's file: being made after a seal completed (off the append path and after
+/// the durable offset advanced), or made.
+enum SpareState<F> {
+    None,
+    Making(Pin<Box<dyn Future<Output = std::io::Result<Spare<F>>>>>),
+    Ready(Spare<F>),
+}
+
+impl<F> std::fmt::Debug for SpareState<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpareState::None => "None",
+            SpareState::Making(_) => "Making",
+            SpareState::Ready(_) => "Ready",
+        })
+    }
+}
+
+/// The spare segment file's name: a `.tmp`, so `Log::open` deletes a leftover.
+const SPARE_SEGMENT_NAME: &str = "next-segment.log.tmp";
+
+impl std::fmt::Debug for SealSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealSlot")
+            .field("pending", &self.pending.borrow())
+            .field("driving", &self.driving.get())
+            .finish()
+    }
+}
+
+/// What the seal writes besides the segment file itself (encoded under the core lock).
+struct SealFiles<D: Disk> {
+    disk: D,
+    dir: PathBuf,
+    marker: PathBuf,
+    index_name: String,
+    index_bytes: Vec<u8>,
+    snapshot_name: String,
+    snapshot_bytes: Vec<u8>,
+}
+
+impl<D: Disk> SealFiles<D> {
+    /// The seal's steps on the old segment `file`, which holds `size` bytes of data (all
+    /// written). Order matters: the marker goes only once the data is durable, and the index
+    /// rename's directory fsync makes the marker's removal durable too.
+    ///
+    /// # Errors
+    /// Those of the truncate, the fdatasync and the marker's removal, which fence the log. The
+    /// index and snapshot writes only save work at the next open (a closed segment without a
+    /// checkpoint is rescanned and given one, producers are replayed from an older snapshot),
+    /// so a full disk there costs nothing durable and is not an error.
+    async fn seal(self, file: Rc<D::File>, path: PathBuf, size: u64) -> Result<()> {
+        // Cut first: then one fdatasync makes both the data and the size durable.
+        file.truncate(size)
+            .await
+            .map_err(io_err("truncating", &path))?;
+        file.fdatasync().await.map_err(io_err("syncing", &path))?;
+        match self.disk.remove(&self.marker).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StorageError::from_io("removing", &self.marker, e));
+            }
+            _ => {}
+        }
+        let index = write_atomically(&self.disk, &self.dir, &self.index_name, &self.index_bytes);
+        if index.await.is_err() {
+            // The marker's removal must still become durable before the segment can be
+            // compacted (recovery scans a marked segment for dense offsets).
+            self.disk
+                .sync_dir(&self.dir)
+                .await
+                .map_err(io_err("syncing", &self.dir))?;
+        }
+        // Everything below the new base is durable now, so the snapshot never describes a
+        // batch a crash could take away.
+        let snapshot = write_atomically(
+            &self.disk,
+            &self.dir,
+            &self.snapshot_name,
+            &self.snapshot_bytes,
+        );
+        // Ignored for the reason above; `rebuild_producers` skips a missing snapshot.
+        let _ = snapshot.await;
+        Ok(())
+    }
+}
+
+/// Makes the next roll's file ahead, off the append path: a create, an fallocate and a
+/// directory fsync (a journal commit). Optional: without it (a full disk, say) the roll creates
+/// the file itself and reports a full disk there.
+async fn create_spare<D: Disk>(
+    disk: D,
+    dir: PathBuf,
+    bytes: u64,
+) -> std::io::Result<Spare<D::File>> {
+    let path = dir.join(SPARE_SEGMENT_NAME);
+    let file = disk.open(&path, OpenMode::CreateTruncate).await?;
+    let made = async {
+        file.pre_allocate(bytes).await?;
+        disk.sync_dir(&dir).await
+    };
+    if let Err(e) = made.await {
+        drop(file);
+        let _ = disk.remove(&path).await;
+        return Err(e);
+    }
+    Ok(Spare {
+        file,
+        allocated: bytes,
+    })
+}
+
+/// Clears `driving` when the task polling the seal stops (finished or dropped), and wakes the
+/// waiters so one of them drives on.
+struct DrivingGuard<'a, D: Disk>(&'a Log<D>);
+
+impl<D: Disk> Drop for DrivingGuard<'_, D> {
+    fn drop(&mut self) {
+        self.0.seal.driving.set(false);
+        self.0.synced.notify_all();
     }
 }
 
@@ -270,6 +434,12 @@ pub struct Log<D: Disk> {
     durable: Cell<Offset>,
     fenced: Cell<bool>,
     sync_in_flight: Cell<bool>,
+    // The seal of the segment the last roll closed, until it completed. While it is pending no
+    // sync of the new segment starts (`start_sync`), so nothing in the new segment is reported
+    // durable before everything in the old one is.
+    seal: SealSlot,
+    // The next segment's file, made ahead once the last seal completed.
+    spare: std::cell::RefCell<SpareState<D::File>>,
     // A sync started by an append that crossed `bytes_max`, collected later.
     background_sync: std::cell::RefCell<Option<PendingSync>>,
     // A completed sync whose index checkpoint was left to the next flush (`defer_checkpoint`).
@@ -315,9 +485,13 @@ impl<D: Disk> Log<D> {
         }
         let mut bases = Vec::new();
         let mut snapshots = BTreeSet::new();
+        let mut unsealed = BTreeSet::new();
         for name in &names {
             if let Some(offset) = parse_file_name(name, SNAPSHOT_SUFFIX) {
                 snapshots.insert(offset);
+            }
+            if let Some(base) = parse_file_name(name, SEALING_SUFFIX) {
+                unsealed.insert(base);
             }
             if name.ends_with(TMP_SUFFIX) {
                 let path = dir.join(name);
@@ -346,8 +520,14 @@ impl<D: Disk> Log<D> {
             segments.insert(segment.base, segment);
         }
         for (i, &base) in bases.iter().enumerate() {
-            let is_last = i + 1 == bases.len();
-            let (segment, covered) = recover_segment(&disk, dir, &config, base, is_last).await?;
+            let role = if i + 1 == bases.len() {
+                Role::Active
+            } else if unsealed.contains(&base) {
+                Role::Unsealed
+            } else {
+                Role::Closed
+            };
+            let (segment, covered) = recover_segment(&disk, dir, &config, base, role).await?;
             checkpointed = covered;
             if let Some(prev) = segments.values_mut().next_back() {
                 let prev: &mut Segment<D::File> = prev;
@@ -365,7 +545,32 @@ impl<D: Disk> Log<D> {
                 }
                 prev.next_offset = base;
             }
+            // The crash came before a seal's fdatasync and took some of this segment's tail:
+            // nothing after it was reported durable (no sync of a later segment starts before
+            // the seal completed), and keeping it would leave a hole. This segment becomes the
+            // active one.
+            let torn_seal = role == Role::Unsealed && segment.next_offset < bases[i + 1];
+            if role == Role::Unsealed && !torn_seal {
+                // Whole (a longer one fails the join in the next round): closed like any other,
+                // with a full checkpoint from now on.
+                write_index(&disk, dir, &segment).await?;
+            }
             segments.insert(base, segment);
+            if torn_seal {
+                for &later in &bases[i + 1..] {
+                    for suffix in [INDEX_SUFFIX, LOG_SUFFIX] {
+                        remove_file(&disk, &dir.join(file_name(later, suffix))).await?;
+                    }
+                }
+                break;
+            }
+        }
+        // Every marker has served: its segment was recovered as whole or made active.
+        for &base in &unsealed {
+            let path = dir.join(file_name(base, SEALING_SUFFIX));
+            disk.remove(&path)
+                .await
+                .map_err(io_err("removing", &path))?;
         }
         disk.sync_dir(dir).await.map_err(io_err("syncing", dir))?;
         let active = segments.values().next_back().expect("a log has a segment");
@@ -433,6 +638,8 @@ impl<D: Disk> Log<D> {
             durable: Cell::new(log_end),
             fenced: Cell::new(false),
             sync_in_flight: Cell::new(false),
+            seal: SealSlot::default(),
+            spare: std::cell::RefCell::new(SpareState::None),
             background_sync: std::cell::RefCell::new(None),
             checkpoint_due: std::cell::RefCell::new(None),
             synced: Notify::default(),
@@ -518,6 +725,8 @@ impl<D: Disk> Log<D> {
         // Collect a finished background sync first, so its failure is reported before this batch
         // is accepted rather than after.
         self.poll_background_sync().await?;
+        self.poll_seal()?;
+        self.poll_spare();
         // Non-idempotent batches (producer id -1) skip the producer state entirely.
         let producer = ProducerBatch::from_header(&header);
         let info = {
@@ -579,7 +788,9 @@ impl<D: Disk> Log<D> {
         match self.config.flush {
             FlushPolicy::EveryAppend => self.wait_durable(info.last_offset.next()).await?,
             FlushPolicy::GroupCommit { bytes_max, .. }
-                if self.unflushed_bytes() >= bytes_max && !self.sync_in_flight.get() =>
+                if self.unflushed_bytes() >= bytes_max
+                    && !self.sync_in_flight.get()
+                    && !self.sealing() =>
             {
                 self.start_background_sync().await?;
             }
@@ -789,6 +1000,9 @@ impl<D: Disk> Log<D> {
                 return Ok(());
             }
             self.check_fenced()?;
+            if self.drive_seal().await? {
+                continue;
+            }
             if self.await_background_sync().await? {
                 continue;
             }
@@ -825,7 +1039,10 @@ impl<D: Disk> Log<D> {
     async fn sync_now(&self) -> Result<()> {
         self.sync_in_flight.set(true);
         let guard = SyncGuard(self);
-        let pending = self.start_sync().await?;
+        let Some(pending) = self.start_sync().await? else {
+            // A roll's seal started meanwhile: the caller drives it first.
+            return Ok(());
+        };
         let result = pending.future.await;
         std::mem::forget(guard);
         self.finish_sync(&pending.meta, result)?;
@@ -895,9 +1112,16 @@ impl<D: Disk> Log<D> {
     /// unwritten tail and returns a future that waits (without the lock) for it and every write
     /// added before it, then runs the fdatasync, which so covers only completed writes. Appends
     /// go on meanwhile; a full buffer that overlaps the tail write is chained behind it.
-    async fn start_sync(&self) -> Result<PendingSync> {
+    ///
+    /// Returns `None` while a roll's seal is pending: a sync of the new segment must not be
+    /// relied on before the old segment is durable (a crash could otherwise keep later offsets
+    /// and lose earlier ones).
+    async fn start_sync(&self) -> Result<Option<PendingSync>> {
         let mut core = self.core.lock().await;
         self.check_fenced()?;
+        if self.sealing() {
+            return Ok(None);
+        }
         // Normally no tail write is queued: the previous sync waited for its own. Only a sync
         // dropped before its writes completed leaves one; waiting for it (rare, under the lock)
         // bounds the tail copies in memory.
@@ -922,7 +1146,7 @@ impl<D: Disk> Log<D> {
         let writes = Rc::clone(&self.writes);
         let generation = writes.generation();
         let (path, position) = (meta.path.clone(), meta.position);
-        Ok(PendingSync {
+        Ok(Some(PendingSync {
             future: Box::pin(async move {
                 // An fdatasync covers only writes that completed before it was issued.
                 writes.wait(Until::Before(upto)).await;
@@ -939,7 +1163,7 @@ impl<D: Disk> Log<D> {
                     .map_err(|e| StorageError::from_io("syncing", &path, e))
             }),
             meta,
-        })
+        }))
     }
 
     /// Records a finished sync and wakes everyone waiting for one.
@@ -964,8 +1188,12 @@ impl<D: Disk> Log<D> {
     async fn start_background_sync(&self) -> Result<()> {
         self.sync_in_flight.set(true);
         let guard = SyncGuard(self);
-        let mut pending = self.start_sync().await?;
+        let Some(mut pending) = self.start_sync().await? else {
+            // A roll's seal started meanwhile; it is the sync in flight now.
+            return Ok(());
+        };
         std::mem::forget(guard);
+        assert!(self.background_sync.borrow().is_none());
         match poll_fn(|cx| Poll::Ready(pending.future.as_mut().poll(cx))).await {
             Poll::Ready(result) => {
                 self.finish_sync(&pending.meta, result)?;
@@ -1053,49 +1281,250 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
-    /// Closes the active segment (synced, truncated to its size, index checkpointed) and opens
-    /// a new one at the log end. The new file is created first, so a full disk leaves the old
-    /// segment active and unchanged.
+    /// Closes the active segment and opens a new one at the log end. Under the lock (on the
+    /// append path) only what the switch needs: drain the old segment's writes, create its
+    /// `.sealing` marker and the new file (a full disk fails here and leaves the old segment
+    /// active and unchanged), and encode its index and the producer snapshot. The seal (truncate,
+    /// fdatasync, index and snapshot writes: several journal commits) runs without the lock,
+    /// started here and driven by later appends and waiters (`poll_seal`, `drive_seal`).
     async fn roll(&self, core: &mut Core<D::File>) -> Result<()> {
+        // At most one seal in flight; segments roll seconds apart, so this rarely waits.
+        self.wait_sealed().await?;
         self.write_out(core).await?;
-        let new = create_segment(&self.disk, &self.dir, &self.config, core.log_end).await?;
+        let old_base = *core
+            .segments
+            .keys()
+            .next_back()
+            .expect("a log has a segment");
+        let marker = self.dir.join(file_name(old_base, SEALING_SUFFIX));
+        // No fsync of its own: `create_segment` fsyncs the directory, so the marker is durable
+        // before the new segment exists durably, and before any byte of it can be.
+        drop(
+            self.disk
+                .open(&marker, OpenMode::CreateTruncate)
+                .await
+                .map_err(io_err("creating", &marker))?,
+        );
+        let spare = match self.spare.replace(SpareState::None) {
+            SpareState::None => None,
+            SpareState::Ready(spare) => Some(spare),
+            // Rolled again before the spare was made (segments roll seconds apart): wait.
+            SpareState::Making(making) => making.await.ok(),
+        };
+        let new = match spare {
+            Some(spare) => self.adopt_spare(spare, core.log_end).await,
+            None => create_segment(&self.disk, &self.dir, &self.config, core.log_end).await,
+        };
+        let new = match new {
+            Ok(new) => new,
+            Err(e) => {
+                // Best effort: a marker on the active segment is harmless (recovery removes it).
+                let _ = self.disk.remove(&marker).await;
+                return Err(e);
+            }
+        };
         let new_base = new.base;
         let log_end = core.log_end;
         let old = core
             .segments
-            .values_mut()
-            .next_back()
-            .expect("a log has a segment");
-        // Cut the preallocated tail first: then one fdatasync makes both the data and the size
-        // durable. A roll sits on the append path, and each fdatasync costs milliseconds.
-        old.file
-            .truncate(old.size)
-            .await
-            .map_err(io_err("truncating", &old.path))?;
-        if let Err(e) = old.file.fdatasync().await {
-            self.fenced.set(true);
-            return Err(StorageError::from_io("syncing", &old.path, e));
-        }
+            .get_mut(&old_base)
+            .expect("the active segment");
+        assert_eq!(old.next_offset, log_end);
+        assert_eq!(
+            self.writes.written(),
+            old.size,
+            "the old segment is written out"
+        );
+        // The seal cuts the preallocated tail; nothing allocates in a closed segment.
         old.allocated = old.size;
-        self.mark_durable(log_end, self.truncations.get());
-        self.synced_bytes.set(self.appended_bytes.get());
-        write_index(&self.disk, &self.dir, old).await?;
+        let checkpoint = Checkpoint {
+            covered_bytes: old.size,
+            next_offset: old.next_offset,
+        };
+        let files = SealFiles {
+            disk: self.disk.clone(),
+            dir: self.dir.clone(),
+            marker,
+            index_name: file_name(old_base, INDEX_SUFFIX),
+            index_bytes: old.index.encode(checkpoint),
+            snapshot_name: file_name(log_end, SNAPSHOT_SUFFIX),
+            snapshot_bytes: core.producers.encode_snapshot(log_end),
+        };
+        let meta = SyncMeta {
+            path: old.path.clone(),
+            segment: old_base,
+            position: old.size,
+            target: log_end,
+            appended: self.appended_bytes.get(),
+            truncations: self.truncations.get(),
+        };
+        let future = files.seal(old.file.clone(), old.path.clone(), old.size);
         let buf = match self.writes.take_spare() {
             Some(buf) => buf,
             None => new.file.alloc_buf(self.config.write_buffer_bytes_max),
         };
-        let write = WriteBuffer {
+        core.segments.insert(new_base, new);
+        core.write = WriteBuffer {
             buf: Some(buf),
             start: 0,
             filled: 0,
         };
-        core.segments.insert(new_base, new);
-        core.write = write;
         self.writes.reset(0);
         core.checkpointed = 0;
-        // Everything below the new base is durable (synced above), so the snapshot never
-        // describes a batch a crash could take away.
-        self.write_producer_snapshot(core).await
+        // Listed before the file exists: readers of the set tolerate a missing snapshot, and
+        // retention and pruning never remove the one at the active segment's base.
+        core.snapshots.insert(log_end);
+        let mut slot = self.seal.pending.borrow_mut();
+        assert!(slot.is_none(), "one seal at a time");
+        *slot = Some(PendingSeal {
+            future: Box::pin(future),
+            meta,
+        });
+        Ok(())
+    }
+
+    /// Makes the spare file segment `base` by renaming it. No directory fsync here: nothing in
+    /// the new segment is relied on before the seal completed, and the seal's index write
+    /// fsyncs the directory first; the marker, created before the rename, cannot be lost
+    /// while the new name survives (the filesystem journal keeps directory operations of one
+    /// directory in order).
+    async fn adopt_spare(&self, spare: Spare<D::File>, base: Offset) -> Result<Segment<D::File>> {
+        let from = self.dir.join(SPARE_SEGMENT_NAME);
+        let path = self.dir.join(file_name(base, LOG_SUFFIX));
+        if let Err(e) = self.disk.rename(&from, &path).await {
+            drop(spare);
+            // Best effort: a leftover is deleted at the next open.
+            let _ = self.disk.remove(&from).await;
+            return Err(StorageError::from_io("renaming", &from, e));
+        }
+        // Reopened under its new name: glommio's DMA file keeps the path it was opened with and
+        // looks it up again (fallocate reads the size through it), so the old handle would fail.
+        drop(spare.file);
+        let file = self
+            .disk
+            .open(&path, OpenMode::Existing)
+            .await
+            .map_err(io_err("opening", &path))?;
+        Ok(Segment {
+            base,
+            file: Rc::new(file),
+            path,
+            index: SegmentIndex::new(base, self.config.index_interval_bytes),
+            size: 0,
+            next_offset: base,
+            first_timestamp_ms: None,
+            allocated: spare.allocated,
+        })
+    }
+
+    /// Moves the spare file's making on without waiting (polled once per append, like the
+    /// seal); a failure only means the next roll creates its file itself.
+    fn poll_spare(&self) {
+        let mut spare = self.spare.borrow_mut();
+        let SpareState::Making(making) = &mut *spare else {
+            return;
+        };
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(result) = making.as_mut().poll(&mut cx) {
+            *spare = match result {
+                Ok(made) => SpareState::Ready(made),
+                Err(_) => SpareState::None,
+            };
+        }
+    }
+
+    /// Whether a roll's seal is pending.
+    fn sealing(&self) -> bool {
+        self.seal.pending.borrow().is_some()
+    }
+
+    /// Collects the seal if it has finished; never waits. Polls it once in place unless another
+    /// task is driving it (a future wakes only the waker it was last polled with).
+    fn poll_seal(&self) -> Result<()> {
+        if self.seal.driving.get() {
+            return Ok(());
+        }
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let finished = {
+            let mut slot = self.seal.pending.borrow_mut();
+            let Some(pending) = slot.as_mut() else {
+                return Ok(());
+            };
+            match pending.future.as_mut().poll(&mut cx) {
+                Poll::Ready(result) => Some((slot.take().expect("polled above"), result)),
+                Poll::Pending => None,
+            }
+        };
+        match finished {
+            Some((pending, result)) => self.finish_seal(&pending.meta, result),
+            None => Ok(()),
+        }
+    }
+
+    /// Drives the seal until it completes, or waits for the task that drives it. Returns
+    /// whether there was a seal.
+    async fn drive_seal(&self) -> Result<bool> {
+        if !self.sealing() {
+            return Ok(false);
+        }
+        if self.seal.driving.get() {
+            self.synced.notified().await;
+            return Ok(true);
+        }
+        self.seal.driving.set(true);
+        let driving = DrivingGuard(self);
+        let (pending, result) = poll_fn(|cx| {
+            let mut slot = self.seal.pending.borrow_mut();
+            let pending = slot.as_mut().expect("only its driver removes a seal");
+            match pending.future.as_mut().poll(cx) {
+                Poll::Ready(result) => Poll::Ready((slot.take().expect("polled above"), result)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        drop(driving);
+        self.finish_seal(&pending.meta, result)?;
+        Ok(true)
+    }
+
+    /// Waits until no seal is pending (for what needs the closed segments settled: a roll,
+    /// truncation, retention, a compaction swap, close). Never takes the core lock, so callers
+    /// may hold it.
+    async fn wait_sealed(&self) -> Result<()> {
+        while self.drive_seal().await? {}
+        Ok(())
+    }
+
+    /// Records a finished seal: the old segment is durable, so everything below the new
+    /// segment's base is.
+    fn finish_seal(&self, meta: &SyncMeta, result: Result<()>) -> Result<()> {
+        assert!(!self.sealing(), "the finished seal left its slot");
+        self.synced.notify_all();
+        if let Err(e) = result {
+            // As for a failed sync: never retry, fence until a reopen rescans the tail.
+            self.fenced.set(true);
+            return Err(e);
+        }
+        let mut spare = self.spare.borrow_mut();
+        assert!(
+            matches!(*spare, SpareState::None),
+            "the roll that started this seal took the spare"
+        );
+        let bytes = self
+            .config
+            .preallocate_bytes
+            .min(align_up(self.config.segment_bytes_max));
+        *spare = SpareState::Making(Box::pin(create_spare(
+            self.disk.clone(),
+            self.dir.clone(),
+            bytes,
+        )));
+        drop(spare);
+        self.mark_durable(meta.target, meta.truncations);
+        self.synced_bytes
+            .set(self.synced_bytes.get().max(meta.appended));
+        Ok(())
     }
 
     /// Writes `<log_end>.snapshot` with the producer state as of the log end.
@@ -1257,6 +1686,9 @@ impl<D: Disk> Log<D> {
         // removes it, not after.
         let _checkpoint = self.checkpoint.lock().await;
         let mut core = self.core.lock().await;
+        // The seal writes the closed segment's index and the snapshot at the active base: both
+        // may be cut away here, and must not be written back after.
+        self.wait_sealed().await?;
         self.check_fenced()?;
         if offset >= core.log_end {
             return Ok(core.log_end);
@@ -1382,6 +1814,8 @@ impl<D: Disk> Log<D> {
     /// I/O errors removing files (the segments already removed stay removed).
     pub async fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
         let mut core = self.core.lock().await;
+        // A segment being sealed may be deleted here; its seal must not write its index after.
+        self.wait_sealed().await?;
         let mut total: u64 = core.segments.values().map(|s| s.size).sum();
         let mut outcome = RetentionOutcome {
             segments_deleted: 0,
@@ -1485,6 +1919,17 @@ impl<D: Disk> Log<D> {
     /// I/O errors.
     pub async fn close(self) -> Result<()> {
         self.flush().await?;
+        // `flush` drives a pending seal only if the log end was not durable yet.
+        self.wait_sealed().await?;
+        let spare = self.spare.replace(SpareState::None);
+        if !matches!(spare, SpareState::None) {
+            if let SpareState::Making(making) = spare {
+                // Finished first, so its file is not created after the removal below.
+                drop(making.await);
+            }
+            // Best effort: a leftover is deleted at the next open.
+            let _ = self.disk.remove(&self.dir.join(SPARE_SEGMENT_NAME)).await;
+        }
         let core = self.core.into_inner();
         let active = core
             .segments
@@ -1660,6 +2105,19 @@ async fn write_index<D: Disk>(disk: &D, dir: &Path, segment: &Segment<D::File>) 
     write_atomically(disk, dir, &name, &segment.index.encode(checkpoint)).await
 }
 
+/// How recovery treats a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The last segment: a torn tail is cut off.
+    Active,
+    /// Rolled away from, and its `.sealing` marker is still there: the crash may have come
+    /// before its seal's fdatasync, so it is recovered like the active segment; the caller
+    /// decides what that means for the segments after it.
+    Unsealed,
+    /// Sealed: any invalid batch is corruption.
+    Closed,
+}
+
 /// Opens and validates one segment. A closed segment must be whole (any invalid batch is
 /// corruption); the last one may end in a torn write, which is cut off.
 async fn recover_segment<D: Disk>(
@@ -1667,8 +2125,10 @@ async fn recover_segment<D: Disk>(
     dir: &Path,
     config: &LogConfig,
     base: Offset,
-    is_last: bool,
+    role: Role,
 ) -> Result<(Segment<D::File>, u64)> {
+    // A segment whose seal may not have completed may end in a torn write, like the active one.
+    let tolerant = role != Role::Closed;
     let path = dir.join(file_name(base, LOG_SUFFIX));
     let file = disk
         .open(&path, OpenMode::Existing)
@@ -1682,7 +2142,7 @@ async fn recover_segment<D: Disk>(
     };
     // A closed segment's checkpoint must cover the whole file; the active one's a prefix.
     let usable = checkpoint.filter(|(_, cp)| {
-        if is_last {
+        if tolerant {
             cp.covered_bytes <= file_size
         } else {
             cp.covered_bytes == file_size
@@ -1699,14 +2159,14 @@ async fn recover_segment<D: Disk>(
     };
     // Only the active segment is written by appends (dense offsets); closed segments may have
     // been compacted, which leaves gaps where whole batches were removed.
-    let order = if is_last {
+    let order = if tolerant {
         OffsetOrder::Dense
     } else {
         OffsetOrder::Increasing
     };
     let scan_result: Scan = scan(&file, file_size, from, next, order, &mut index).await?;
     if let ScanEnd::Invalid { position, reason } = scan_result.end {
-        if !is_last {
+        if !tolerant {
             return Err(StorageError::CorruptBatch {
                 segment: path,
                 position,
@@ -1746,7 +2206,7 @@ async fn recover_segment<D: Disk>(
         first_timestamp_ms,
         allocated: size,
     };
-    if !is_last && !had_checkpoint {
+    if role == Role::Closed && !had_checkpoint {
         write_index(disk, dir, &segment).await?;
     }
     Ok((segment, from))

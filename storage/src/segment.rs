@@ -22,6 +22,9 @@ pub const INDEX_SUFFIX: &str = ".index";
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
 /// Suffix of files being written before an atomic rename.
 pub const TMP_SUFFIX: &str = ".tmp";
+/// Marker `<base>.sealing`: the segment was rolled away from and its seal (fdatasync, index
+/// checkpoint) may not have completed, so recovery treats it like an active segment.
+pub const SEALING_SUFFIX: &str = ".sealing";
 
 /// Bytes the recovery scan reads at a time.
 pub const SCAN_CHUNK_BYTES: usize = 1 << 20;

@@ -115,6 +115,8 @@ struct State {
     writes_held: bool,
     // While set, only the write at this file position does not complete.
     write_held_at: Option<u64>,
+    // While set, fdatasync calls do not complete (see `MemDisk::hold_syncs`).
+    syncs_held: bool,
     held_waiters: Vec<std::task::Waker>,
 }
 
@@ -297,6 +299,18 @@ impl MemDisk {
         let mut state = self.state.borrow_mut();
         state.write_held_at = pos;
         if pos.is_none() {
+            for waker in std::mem::take(&mut state.held_waiters) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// While `held`, fdatasync calls wait (they neither complete nor fail); releasing lets them
+    /// go on. Lets tests observe what the log does while a sync or a segment seal is pending.
+    pub fn hold_syncs(&self, held: bool) {
+        let mut state = self.state.borrow_mut();
+        state.syncs_held = held;
+        if !held {
             for waker in std::mem::take(&mut state.held_waiters) {
                 waker.wake();
             }
@@ -525,6 +539,18 @@ impl DiskFile for MemFileHandle {
         // A real sync takes time; yielding once lets concurrent tasks run meanwhile, as they
         // would on a real disk, so tests can observe group commit.
         crate::sync::yield_now().await;
+        std::future::poll_fn(|cx| {
+            let mut state = self.disk.state.borrow_mut();
+            if state.syncs_held {
+                if !state.held_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.held_waiters.push(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
         let mut state = self.disk.state.borrow_mut();
         state.check_fault(FaultOp::Sync)?;
         state.syncs += 1;

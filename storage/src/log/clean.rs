@@ -485,6 +485,9 @@ impl<D: Disk> Log<D> {
     ) -> Result<bool> {
         let cleaned_path = self.dir.join(swap_name(base, end, CLEANED_SUFFIX));
         let mut core = self.core.lock().await;
+        // A seal still to write a replaced segment's index would leave a stale checkpoint next
+        // to the cleaned file.
+        self.wait_sealed().await?;
         let active = *core
             .segments
             .keys()

@@ -1,0 +1,347 @@
+//! Segment rolls on the in-memory disk: the old segment's seal (truncate, fdatasync, index and
+//! snapshot writes) runs off the append path, and a crash, a failure or a sync in flight around
+//! it never costs a durable offset or leaves a hole.
+
+mod common;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+use bytes::BytesMut;
+use common::{batch, read_all, small_config};
+use spate_storage::io::mem::{FaultOp, MemDisk};
+use spate_storage::{block_on, FlushPolicy, Log, ReadUpTo, StorageError};
+use spate_wire::types::{LeaderEpoch, Offset};
+
+const DIR: &str = "/data/topic-0";
+
+/// Group commit on the timer only: no byte trigger starts a sync behind the test's back.
+const TIMER_ONLY: FlushPolicy = FlushPolicy::GroupCommit {
+    interval_ms: 5,
+    bytes_max: 1 << 30,
+};
+
+fn dir() -> &'static Path {
+    Path::new(DIR)
+}
+
+fn open(disk: &MemDisk) -> Log<MemDisk> {
+    block_on(Log::open(disk.clone(), dir(), small_config(TIMER_ONLY))).expect("open")
+}
+
+fn poll_n<F: Future>(mut future: Pin<&mut F>, polls: usize) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..polls {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// Appends one batch of 4 records (offsets advance by 4), which must complete without waiting.
+fn append_now(log: &Log<MemDisk>, sent: &mut Vec<BytesMut>) -> Offset {
+    let b = batch(4, 100, 1000 + sent.len() as i64, sent.len() as u64);
+    sent.push(b.clone());
+    poll_n(std::pin::pin!(log.append(b, LeaderEpoch(1))), 100)
+        .unwrap_or_else(|| panic!("append {} waited", sent.len()))
+        .expect("append")
+        .base_offset
+}
+
+/// Appends until the log has `segments` segments; returns the base of the newest.
+fn append_until_segments(log: &Log<MemDisk>, sent: &mut Vec<BytesMut>, segments: usize) -> Offset {
+    loop {
+        let base = append_now(log, sent);
+        if block_on(log.segment_count()) == segments {
+            return base;
+        }
+        assert!(sent.len() < 10_000, "never rolled");
+    }
+}
+
+fn names(disk: &MemDisk, suffix: &str) -> Vec<String> {
+    disk.paths()
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+        .filter(|n| n.ends_with(suffix))
+        .collect()
+}
+
+/// Reopens after a crash and checks the log is `sent[..n]` for some `n`, dense from offset 0
+/// (no hole), byte for byte, and holds at least everything below `durable`. Returns the end.
+fn assert_recovers_a_prefix(disk: &MemDisk, sent: &[BytesMut], durable: Offset) -> Offset {
+    let log = open(disk);
+    let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).expect("read");
+    assert!(all.len() <= sent.len());
+    for (i, ((header, got), want)) in all.iter().zip(sent).enumerate() {
+        assert_eq!(
+            header.base_offset,
+            Offset(4 * i as i64),
+            "dense offsets, no hole"
+        );
+        // Past baseOffset, batchLength and partitionLeaderEpoch: the producer's bytes.
+        assert_eq!(&got[17..], &want[17..]);
+    }
+    let end = log.log_end_offset();
+    assert_eq!(end, Offset(4 * all.len() as i64));
+    assert!(
+        end >= durable,
+        "durable offset {durable:?} lost: end {end:?}"
+    );
+    end
+}
+
+#[test]
+fn appends_go_on_in_the_new_segment_while_the_old_segments_seal_is_held() {
+    let disk = MemDisk::new();
+    let log = open(&disk);
+    let mut sent = Vec::new();
+    // The first append writes the leader-epoch checkpoint (an fdatasync): before the hold.
+    append_now(&log, &mut sent);
+    disk.hold_syncs(true);
+    let syncs_before = disk.sync_count();
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    // The roll did not wait for the old segment's fdatasync, and neither do later appends.
+    for _ in 0..20 {
+        append_now(&log, &mut sent);
+    }
+    assert_eq!(log.log_end_offset(), Offset(4 * sent.len() as i64));
+    assert_eq!(
+        disk.sync_count(),
+        syncs_before,
+        "the seal's fdatasync is held"
+    );
+    assert_eq!(log.durable_offset(), Offset(0));
+    assert_eq!(names(&disk, ".sealing"), [format!("{:020}.sealing", 0)]);
+    // A waiter waits for the seal before any sync of the new segment.
+    let mut flush = Box::pin(log.flush());
+    assert!(poll_n(flush.as_mut(), 100).is_none());
+    assert_eq!(log.durable_offset(), Offset(0));
+    // A second roll waits for the first seal: at most one is in flight.
+    let blocked = loop {
+        let b = batch(4, 100, 5000, sent.len() as u64);
+        sent.push(b.clone());
+        let mut append = Box::pin(log.append(b, LeaderEpoch(1)));
+        if poll_n(append.as_mut(), 100).is_none() {
+            break append;
+        }
+        assert!(sent.len() < 10_000, "no append waited");
+    };
+    // (The blocked append holds the core lock, so only the lock-free accessors are usable.)
+    assert_eq!(log.log_end_offset(), Offset(4 * (sent.len() as i64 - 1)));
+    disk.hold_syncs(false);
+    // The flush drives the seal (the blocked append waits for it to finish), then syncs the
+    // new segment once the append released the lock: poll both in turn, as an executor would.
+    let mut blocked = blocked;
+    let (mut appended, mut flushed) = (None, None);
+    for _ in 0..1000 {
+        if appended.is_none() {
+            appended = poll_n(blocked.as_mut(), 1);
+        }
+        if flushed.is_none() {
+            flushed = poll_n(flush.as_mut(), 1);
+        }
+    }
+    let info = appended
+        .expect("the second roll goes on once the seal completed")
+        .expect("append");
+    assert_eq!(info.base_offset, Offset(4 * (sent.len() as i64 - 1)));
+    assert!(flushed.expect("flush done").unwrap() >= new_base);
+    drop((blocked, flush));
+    assert_eq!(block_on(log.segment_count()), 3);
+    assert_eq!(block_on(log.flush()).unwrap(), log.log_end_offset());
+    // Both seals completed: no marker, each closed segment has its checkpoint and the
+    // snapshots at the new bases exist.
+    assert!(names(&disk, ".sealing").is_empty());
+    assert_eq!(names(&disk, ".index").len(), 2);
+    assert!(names(&disk, ".snapshot").contains(&format!("{:020}.snapshot", new_base.0)));
+    // The next roll's file is made once the seal completed, moved on by the appends that
+    // follow (none yet); close removes it.
+    assert!(names(&disk, ".tmp").is_empty());
+    append_now(&log, &mut sent);
+    assert_eq!(names(&disk, ".tmp"), ["next-segment.log.tmp"]);
+    block_on(log.close()).expect("close");
+    assert!(names(&disk, ".tmp").is_empty());
+    let end = assert_recovers_a_prefix(&disk, &sent, Offset(4 * sent.len() as i64));
+    assert_eq!(end, Offset(4 * sent.len() as i64));
+}
+
+#[test]
+fn a_crash_during_the_seal_keeps_every_durable_offset_and_leaves_no_hole() {
+    let (mut old_cut, mut new_kept) = (0, 0);
+    for seed in 0..64u64 {
+        let disk = MemDisk::new();
+        let log = open(&disk);
+        let mut sent = Vec::new();
+        // A first roll whose seal completes and leaves the spare file the second roll renames.
+        append_until_segments(&log, &mut sent, 2);
+        for _ in 0..40 {
+            append_now(&log, &mut sent);
+        }
+        let durable = block_on(log.flush()).expect("flush");
+        assert_eq!(durable, Offset(4 * sent.len() as i64));
+        assert_eq!(names(&disk, ".tmp"), ["next-segment.log.tmp"]);
+        disk.hold_syncs(true);
+        let new_base = append_until_segments(&log, &mut sent, 3);
+        for _ in 0..(seed % 30) {
+            append_now(&log, &mut sent);
+        }
+        if seed % 2 == 0 {
+            // Puts the new segment's buffered batches in its file (a timestamp lookup writes
+            // everything out), so the crash may keep some of them.
+            block_on(log.offset_for_timestamp(i64::MAX)).expect("lookup");
+        }
+        assert_eq!(log.durable_offset(), durable, "nothing new is durable");
+        drop(log);
+        disk.crash(seed);
+        disk.hold_syncs(false);
+        let end = assert_recovers_a_prefix(&disk, &sent, durable);
+        if end < new_base {
+            old_cut += 1;
+        }
+        if end > new_base {
+            new_kept += 1;
+        }
+        // The marker served its purpose and is gone, as is any spare file.
+        assert!(names(&disk, ".sealing").is_empty());
+        assert!(names(&disk, ".tmp").is_empty());
+    }
+    // Both ways a crash can end are exercised: the old segment lost its tail (and the new
+    // segment, had it kept anything, was dropped), or it was whole and the new one kept data.
+    assert!(old_cut >= 5, "{old_cut} crashes cut the old segment");
+    assert!(new_kept >= 5, "{new_kept} crashes kept new-segment data");
+}
+
+#[test]
+fn a_failed_seal_fences_the_log() {
+    let disk = MemDisk::new();
+    let log = open(&disk);
+    let mut sent = Vec::new();
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    disk.fail_nth(FaultOp::Sync, 1);
+    assert!(matches!(
+        block_on(log.flush()),
+        Err(StorageError::Io { .. })
+    ));
+    assert!(log.durable_offset() < new_base);
+    assert!(matches!(
+        block_on(log.append(batch(1, 1, 1, 1), LeaderEpoch(1))),
+        Err(StorageError::Fenced)
+    ));
+    assert!(matches!(block_on(log.flush()), Err(StorageError::Fenced)));
+    drop(log);
+    // Without a crash every written byte is still there (the old segment was written out
+    // whole; the batch in the new segment's buffer never reached its file); reopening
+    // re-validates it.
+    let end = assert_recovers_a_prefix(&disk, &sent, Offset(0));
+    assert_eq!(end, new_base);
+}
+
+#[test]
+fn a_roll_while_a_group_commit_sync_is_in_flight_orders_both() {
+    let disk = MemDisk::new();
+    let log = open(&disk);
+    let mut sent = Vec::new();
+    for _ in 0..10 {
+        append_now(&log, &mut sent);
+    }
+    disk.hold_syncs(true);
+    // A sync of the old segment, waiting for its fdatasync.
+    let mut first = Box::pin(log.flush());
+    assert!(poll_n(first.as_mut(), 100).is_none());
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    for _ in 0..10 {
+        append_now(&log, &mut sent);
+    }
+    assert_eq!(log.durable_offset(), Offset(0));
+    disk.hold_syncs(false);
+    // The first sync covers only what it was started for, in the old segment.
+    let first_end = poll_n(first.as_mut(), 1000).expect("sync done").unwrap();
+    assert!(first_end >= Offset(40) && first_end <= new_base);
+    drop(first);
+    // The next flush collects the seal before syncing the new segment.
+    let end = log.log_end_offset();
+    assert_eq!(block_on(log.flush()).unwrap(), end);
+    assert!(names(&disk, ".sealing").is_empty());
+    drop(log);
+    disk.crash(3);
+    assert_eq!(assert_recovers_a_prefix(&disk, &sent, end), end);
+}
+
+#[test]
+fn truncation_into_a_segment_being_sealed_waits_for_the_seal_and_leaves_no_stale_checkpoint() {
+    let disk = MemDisk::new();
+    let log = open(&disk);
+    let mut sent = Vec::new();
+    append_now(&log, &mut sent);
+    disk.hold_syncs(true);
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    for _ in 0..5 {
+        append_now(&log, &mut sent);
+    }
+    let cut = Offset(new_base.0 / 8 * 4);
+    let mut truncation = Box::pin(log.truncate_to(cut));
+    assert!(
+        poll_n(truncation.as_mut(), 100).is_none(),
+        "the truncation waits for the seal of the segment it cuts"
+    );
+    disk.hold_syncs(false);
+    let end = poll_n(truncation.as_mut(), 1000)
+        .expect("truncation done")
+        .expect("truncate");
+    drop(truncation);
+    assert_eq!(end, cut);
+    assert_eq!(block_on(log.segment_count()), 1);
+    // The seal's checkpoint of the cut segment was written before the truncation removed it,
+    // not after; the marker is gone.
+    assert!(names(&disk, ".index").is_empty());
+    assert!(names(&disk, ".sealing").is_empty());
+    sent.truncate((cut.0 / 4) as usize);
+    assert_eq!(append_now(&log, &mut sent), cut);
+    assert_eq!(
+        block_on(log.flush()).unwrap(),
+        cut.next().next().next().next()
+    );
+    drop(log);
+    disk.crash(11);
+    let end = assert_recovers_a_prefix(&disk, &sent, Offset(4 * sent.len() as i64));
+    assert_eq!(end, Offset(4 * sent.len() as i64));
+}
+
+#[test]
+fn retention_of_a_segment_being_sealed_waits_for_the_seal_and_leaves_no_stale_checkpoint() {
+    let disk = MemDisk::new();
+    let config = spate_storage::LogConfig {
+        retention_bytes: Some(1),
+        ..small_config(TIMER_ONLY)
+    };
+    let log = block_on(Log::open(disk.clone(), dir(), config)).expect("open");
+    let mut sent = Vec::new();
+    append_now(&log, &mut sent);
+    disk.hold_syncs(true);
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    let mut retention = Box::pin(log.apply_retention(0));
+    assert!(
+        poll_n(retention.as_mut(), 100).is_none(),
+        "waits for the seal"
+    );
+    disk.hold_syncs(false);
+    let outcome = poll_n(retention.as_mut(), 1000)
+        .expect("retention done")
+        .expect("retention");
+    drop(retention);
+    assert_eq!(outcome.segments_deleted, 1);
+    assert_eq!(outcome.log_start_offset, new_base);
+    assert!(
+        names(&disk, ".index").is_empty(),
+        "no checkpoint of the deleted segment"
+    );
+    assert!(names(&disk, ".sealing").is_empty());
+    assert_eq!(
+        names(&disk, ".log"),
+        [format!("{:020}.log", new_base.0)],
+        "only the active segment is left"
+    );
+}
