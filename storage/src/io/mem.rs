@@ -121,6 +121,13 @@ struct State {
 }
 
 impl State {
+    /// Wakes every waiter of a held operation, to look again at what is still held.
+    fn wake_held(&mut self) {
+        for waker in std::mem::take(&mut self.held_waiters) {
+            waker.wake();
+        }
+    }
+
     fn used_bytes(&self) -> u64 {
         // Files removed from the namespace but still open count too in a real filesystem; the
         // model ignores them, which only makes ENOSPC a little later than on a real disk.
@@ -286,11 +293,7 @@ impl MemDisk {
     pub fn hold_writes(&self, held: bool) {
         let mut state = self.state.borrow_mut();
         state.writes_held = held;
-        if !held {
-            for waker in std::mem::take(&mut state.held_waiters) {
-                waker.wake();
-            }
-        }
+        state.wake_held();
     }
 
     /// While `Some(pos)`, a write at file position `pos` (of any file) does not complete while
@@ -298,11 +301,7 @@ impl MemDisk {
     pub fn hold_write_at(&self, pos: Option<u64>) {
         let mut state = self.state.borrow_mut();
         state.write_held_at = pos;
-        if pos.is_none() {
-            for waker in std::mem::take(&mut state.held_waiters) {
-                waker.wake();
-            }
-        }
+        state.wake_held();
     }
 
     /// While `held`, fdatasync calls wait (they neither complete nor fail); releasing lets them
@@ -310,11 +309,26 @@ impl MemDisk {
     pub fn hold_syncs(&self, held: bool) {
         let mut state = self.state.borrow_mut();
         state.syncs_held = held;
-        if !held {
-            for waker in std::mem::take(&mut state.held_waiters) {
-                waker.wake();
+        state.wake_held();
+    }
+
+    /// Waits while `held` says the calling operation is held (`hold_writes`, `hold_write_at`,
+    /// `hold_syncs`), after yielding once: real I/O completes later, and the yield lets
+    /// concurrent tasks run meanwhile, as they would on a real disk.
+    async fn wait_unless_held(&self, held: impl Fn(&State) -> bool) {
+        crate::sync::yield_now().await;
+        std::future::poll_fn(|cx| {
+            let mut state = self.state.borrow_mut();
+            if held(&state) {
+                if !state.held_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.held_waiters.push(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
             }
-        }
+        })
+        .await;
     }
 
     /// Writes submitted and not yet completed, on all files.
@@ -495,20 +509,10 @@ impl DiskFile for MemFileHandle {
             key,
             pos,
         };
-        // Real writes complete later; yielding once lets the log keep writes in flight here too.
-        crate::sync::yield_now().await;
-        std::future::poll_fn(|cx| {
-            let mut state = self.disk.state.borrow_mut();
-            if state.writes_held || state.write_held_at == Some(pos) {
-                if !state.held_waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                    state.held_waiters.push(cx.waker().clone());
-                }
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(())
-            }
-        })
-        .await;
+        // Completing later lets the log keep writes in flight here too.
+        self.disk
+            .wait_unless_held(|state| state.writes_held || state.write_held_at == Some(pos))
+            .await;
         let mut state = self.disk.state.borrow_mut();
         if let Err(e) = state.check_fault(FaultOp::Write) {
             return (Err(e), Some(buf));
@@ -536,21 +540,8 @@ impl DiskFile for MemFileHandle {
     }
 
     async fn fdatasync(&self) -> io::Result<()> {
-        // A real sync takes time; yielding once lets concurrent tasks run meanwhile, as they
-        // would on a real disk, so tests can observe group commit.
-        crate::sync::yield_now().await;
-        std::future::poll_fn(|cx| {
-            let mut state = self.disk.state.borrow_mut();
-            if state.syncs_held {
-                if !state.held_waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                    state.held_waiters.push(cx.waker().clone());
-                }
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(())
-            }
-        })
-        .await;
+        // Completing later lets tests observe group commit.
+        self.disk.wait_unless_held(|state| state.syncs_held).await;
         let mut state = self.disk.state.borrow_mut();
         state.check_fault(FaultOp::Sync)?;
         state.syncs += 1;
