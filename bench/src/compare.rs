@@ -51,6 +51,18 @@ fn rows(s: &Summary) -> Vec<(&'static str, f64)> {
         ],
         &s.e2e_latency,
     ));
+    out.extend(lat(
+        &[
+            "send lag p50 us",
+            "send lag p90 us",
+            "send lag p99 us",
+            "send lag p99.9 us",
+            "send lag p99.99 us",
+            "send lag max us",
+            "send lag mean us",
+        ],
+        &s.send_lag,
+    ));
     // Present only when the run measured the disk: rows must line up between two summaries.
     if let Some(raw) = &s.raw_disk {
         out.push(("raw disk MB/s", (raw.before_mb_s + raw.after_mb_s) / 2.0));
@@ -148,6 +160,6 @@ mod tests {
         assert!(line("produce msg/s").ends_with("2.500"), "{t}");
         assert!(line("ack p99 us ").ends_with("0.500"), "{t}");
         assert!(line("consume msg/s").ends_with('-'), "{t}");
-        assert_eq!(t.lines().count(), 1 + 7 + 14);
+        assert_eq!(t.lines().count(), 1 + 7 + 21); // header, counts, ack, e2e and send-lag latencies
     }
 }

@@ -172,6 +172,11 @@ pub struct Summary {
     pub ack_latency: LatencySummary,
     /// Intended send time to arrival at the consumer.
     pub e2e_latency: LatencySummary,
+    /// Open loop: how far behind its intended send time each record was handed to the
+    /// producer (a sender that fell behind: its own CPU, or a full request window). Empty in
+    /// a closed loop.
+    #[serde(default)]
+    pub send_lag: LatencySummary,
     /// The consumer's verdict.
     pub loss_check: LossCheck,
     /// Raw disk bandwidth around the run (`--raw-disk-dir`).

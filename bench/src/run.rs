@@ -132,6 +132,7 @@ struct State {
     pending: Vec<VecDeque<u64>>,
     ack: Histogram<u64>,
     e2e: Histogram<u64>,
+    send_lag: Histogram<u64>,
     send_end: Duration,
     consumed: u64,
     last_consumed_at: Duration,
@@ -273,6 +274,7 @@ async fn run_on_executor(
         pending: vec![VecDeque::new(); partitions as usize],
         ack: report::histogram(),
         e2e: report::histogram(),
+        send_lag: report::histogram(),
         send_end: Duration::ZERO,
         consumed: 0,
         last_consumed_at: Duration::ZERO,
@@ -366,12 +368,14 @@ async fn run_on_executor(
         consume_mb_s: mb(s.consumed) / consume_s,
         ack_latency: LatencySummary::of(&s.ack),
         e2e_latency: LatencySummary::of(&s.e2e),
+        send_lag: LatencySummary::of(&s.send_lag),
         loss_check: loss,
         raw_disk: None,
     };
     if let Some(prefix) = &args.hgrm_prefix {
         std::fs::write(format!("{prefix}-ack.hgrm"), hgrm(&s.ack))?;
         std::fs::write(format!("{prefix}-e2e.hgrm"), hgrm(&s.e2e))?;
+        std::fs::write(format!("{prefix}-send-lag.hgrm"), hgrm(&s.send_lag))?;
     }
     Ok(summary)
 }
@@ -426,6 +430,11 @@ async fn produce(
             let mut s = state.borrow_mut();
             s.pending[partition as usize].push_back(intended_ns);
             s.sent += 1;
+            if args.rate > 0 {
+                // From the last clock reading: a lower bound, short by at most one burst.
+                s.send_lag
+                    .saturating_record(now_ns.saturating_sub(intended_ns).max(1));
+            }
         }
         producer
             .send_to(&args.topic, partition, None, Some(&value), &[])
