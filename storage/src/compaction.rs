@@ -30,7 +30,7 @@ use spate_wire::batch::{
     BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD_BYTES,
 };
 use spate_wire::compression::compress;
-use spate_wire::records::{header_records, Record};
+use spate_wire::records::{header_records, Record, Records};
 use spate_wire::types::Offset;
 use spate_wire::WireError;
 
@@ -421,15 +421,16 @@ pub fn filter_batch(
         Some(h) => h,
         None => header.first_timestamp_ms,
     };
-    // Second pass: re-encode the kept records, timestamps re-based on the new base.
+    // Second pass: re-encode the kept records, timestamps re-based on the new base, from the
+    // section the first pass read (a compressed batch's is still in the scratch buffer: not
+    // decompressed twice).
     scratch.records.clear();
     {
-        let records = header_records(
-            &header,
-            batch,
-            &mut scratch.decompressed,
-            decompressed_bytes_max,
-        )?;
+        let section: &[u8] = match header.compression() {
+            Compression::None => &batch[BATCH_HEADER_BYTES..header.total_bytes()],
+            _ => &scratch.decompressed,
+        };
+        let records = Records::new(section, result.records_before as usize);
         for record in records {
             let record = record?;
             if matches!(retain(&record), Retain::Keep | Retain::KeepTombstone) {
