@@ -49,13 +49,20 @@ pub use clean::{
 pub const DIR_ENTRIES_MAX: usize = 1 << 20;
 /// Most chunks one read returns (each a cached batch or a file range).
 pub const READ_CHUNKS_MAX: usize = 1024;
-/// Most full-buffer writes queued per log (in flight, or chained behind a sync's tail write that
-/// covers their first blocks) while appends keep filling the next buffer: two let copying and
-/// checksumming overlap the device's work, which is what closes the gap to raw bandwidth; more
-/// would only hold more buffers on a single device. Memory per partition is at most
-/// `(2 + WRITES_IN_FLIGHT_MAX) * write_buffer_bytes_max` plus the tail cache: the buffer being
-/// filled, the full ones queued or spare, and one tail copy.
+/// Most writes submitted to the device at once per log: two let copying and checksumming
+/// overlap the device's work, which is what closes the gap to raw bandwidth; four and six
+/// measured no better on the test machine's disk.
 pub const WRITES_IN_FLIGHT_MAX: usize = 2;
+/// Most full-buffer writes queued per log (submitted, or waiting for a device slot or behind a
+/// sync's tail write that covers their first blocks) while appends keep filling the next
+/// buffer. More than in flight so that an acks=1 append does not wait when the device stalls
+/// for a while (10-90 ms was seen on the test machine's virtio disk, in about one 8 s run of
+/// seven at 240 MB/s): eight 1 MiB buffers hide ~35 ms at that rate. Memory per partition is at
+/// most `(1 + FULL_WRITES_QUEUED_MAX + WRITES_IN_FLIGHT_MAX) * write_buffer_bytes_max` plus the
+/// tail cache: the buffer being filled, the full ones queued, the spares kept, and one tail
+/// copy; the extra queued buffers exist only while the device lags.
+pub const FULL_WRITES_QUEUED_MAX: usize = 8;
+const _: () = assert!(FULL_WRITES_QUEUED_MAX >= WRITES_IN_FLIGHT_MAX && WRITES_IN_FLIGHT_MAX >= 1);
 
 /// What a sync covers, recorded when it starts.
 #[derive(Debug)]
@@ -904,7 +911,7 @@ impl<D: Disk> Log<D> {
     }
 
     /// Submits the full write buffer as one write without waiting for it (at most
-    /// `WRITES_IN_FLIGHT_MAX` queued) and continues in a spare buffer. Full buffers cover
+    /// `FULL_WRITES_QUEUED_MAX` queued) and continues in a spare buffer. Full buffers cover
     /// disjoint block ranges; one that overlaps a sync's tail write still in flight is chained
     /// behind it (see `writes`), so this never waits for a sync.
     async fn submit_full_buffer(&self, core: &mut Core<D::File>) -> Result<()> {

@@ -32,7 +32,12 @@ use crate::io::{AlignedBuf, DiskFile, BLOCK_BYTES};
 use crate::sync::WAITERS_MAX;
 
 /// Most full-buffer writes queued (in flight or chained).
-pub(super) const FULL_WRITES_MAX: usize = super::WRITES_IN_FLIGHT_MAX;
+pub(super) const FULL_WRITES_MAX: usize = super::FULL_WRITES_QUEUED_MAX;
+/// Most writes submitted at once; the others wait in the queue, in order.
+const SUBMITTED_MAX: usize = super::WRITES_IN_FLIGHT_MAX;
+/// Spare buffers kept for reuse: enough for the writes in flight; the buffers of a queue that
+/// grew while the device lagged are freed as their writes complete.
+const SPARE_BUFFERS_MAX: usize = super::WRITES_IN_FLIGHT_MAX;
 /// Most tail writes queued: one per sync, and one sync runs at a time; only a sync dropped
 /// before its writes completed leaves one behind, which the next sync waits for first.
 pub(super) const TAIL_WRITES_MAX: usize = 1;
@@ -72,7 +77,8 @@ pub(super) enum Until {
 }
 
 enum Stage<B> {
-    /// Waits for an earlier overlapping write; holds its buffer until submitted.
+    /// Waits for an earlier overlapping write or for a device slot (`SUBMITTED_MAX`); holds
+    /// its buffer until submitted.
     Chained(Option<B>),
     Submitted(WriteFuture<B>),
 }
@@ -136,7 +142,7 @@ impl<F: DiskFile> State<F> {
     fn complete(&mut self, write: Queued<F>, result: io::Result<()>, back: Option<F::Buf>) {
         if let Some(buf) = back {
             if write.kind == WriteKind::Full
-                && self.spare.len() < FULL_WRITES_MAX
+                && self.spare.len() < SPARE_BUFFERS_MAX
                 && buf.as_slice().len() == self.buffer_bytes
             {
                 self.spare.push(buf);
@@ -169,14 +175,22 @@ impl<F: DiskFile> State<F> {
         assert!(self.written <= self.issued);
     }
 
-    /// Submits the chained writes that no earlier queued write overlaps. Returns whether it
-    /// submitted any.
+    /// Submits, in queue order and up to `SUBMITTED_MAX` in flight, the waiting writes that no
+    /// earlier queued write overlaps. Returns whether it submitted any.
     fn submit_unblocked(&mut self) -> bool {
         if self.failed {
             return false;
         }
         let mut submitted = false;
+        let mut in_flight = self
+            .queue
+            .iter()
+            .filter(|w| matches!(w.stage, Stage::Submitted(_)))
+            .count();
         for i in 0..self.queue.len() {
+            if in_flight >= SUBMITTED_MAX {
+                break;
+            }
             if !matches!(self.queue[i].stage, Stage::Chained(_)) {
                 continue;
             }
@@ -204,6 +218,7 @@ impl<F: DiskFile> State<F> {
             write.stage =
                 Stage::Submitted(Box::pin(async move { file.write_at(buf, position).await }));
             submitted = true;
+            in_flight += 1;
         }
         submitted
     }
