@@ -326,44 +326,61 @@ fn preallocation_steps_double_so_a_segment_takes_few_of_them() {
     assert_eq!(block_on(log.segment_count()), 1);
 }
 
-#[test]
-fn appends_queue_full_buffers_while_the_device_lags_but_submit_only_two_at_once() {
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
-    let disk = MemDisk::new();
+/// A log with 4 KiB write buffers (so a few appends fill one) and one batch appended, whose
+/// first write (the epoch file's, at position 0) must happen before a hold by position.
+fn small_buffer_log(disk: &MemDisk) -> Log<MemDisk> {
     let config = LogConfig {
         segment_bytes_max: 1 << 20,
         write_buffer_bytes_max: 4096,
         ..small_config(FlushPolicy::Never)
     };
     let log = block_on(Log::open(disk.clone(), dir(), config)).expect("open");
-    // The epoch file's write happens at the first append: before the hold.
     block_on(log.append(batch(4, 100, 1000, 0), LeaderEpoch(1))).expect("append");
-    disk.hold_writes(true);
+    log
+}
+
+type PendingAppend<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = spate_storage::Result<spate_storage::AppendInfo>> + 'a>,
+>;
+
+/// Appends batches until one does not finish within 100 polls (an append that hands over a
+/// buffer yields once, so one poll is not enough); returns how many finished (counting the one
+/// `small_buffer_log` appended) and the blocked one. `check` runs after each append.
+fn append_until_blocked<'a>(
+    log: &'a Log<MemDisk>,
+    appends_max: u64,
+    check: impl Fn(),
+) -> (u64, PendingAppend<'a>) {
+    use std::task::{Context, Poll, Waker};
     let mut cx = Context::from_waker(Waker::noop());
     let mut appended = 1u64;
-    let mut blocked = None;
-    for i in 1..400u64 {
-        let mut append = Box::pin(log.append(batch(4, 100, 1000 + i as i64, i), LeaderEpoch(1)));
-        // An append that hands over a buffer yields once: poll a few times before calling it
-        // blocked.
+    for i in 1..appends_max {
+        let mut append: PendingAppend<'a> =
+            Box::pin(log.append(batch(4, 100, 1000 + i as i64, i), LeaderEpoch(1)));
         let done = (0..100).find_map(|_| match append.as_mut().poll(&mut cx) {
             Poll::Ready(result) => Some(result),
             Poll::Pending => None,
         });
-        assert!(disk.writes_in_flight() <= spate_storage::WRITES_IN_FLIGHT_MAX);
+        check();
         match done {
             Some(result) => {
                 result.expect("append");
                 appended += 1;
             }
-            None => {
-                blocked = Some(append);
-                break;
-            }
+            None => return (appended, append),
         }
     }
-    let blocked = blocked.expect("appends stop once the queue is full");
+    panic!("{appends_max} appends and none blocked");
+}
+
+#[test]
+fn appends_queue_full_buffers_while_the_device_lags_but_submit_only_two_at_once() {
+    let disk = MemDisk::new();
+    let log = small_buffer_log(&disk);
+    disk.hold_writes(true);
+    let (appended, blocked) = append_until_blocked(&log, 400, || {
+        assert!(disk.writes_in_flight() <= spate_storage::WRITES_IN_FLIGHT_MAX)
+    });
     assert_eq!(disk.writes_in_flight(), spate_storage::WRITES_IN_FLIGHT_MAX);
     // Every queued buffer holds 4096 bytes of ~450-byte batches: the queue let appends go on
     // far past the two writes in flight.
@@ -382,45 +399,13 @@ fn appends_queue_full_buffers_while_the_device_lags_but_submit_only_two_at_once(
 
 #[test]
 fn a_write_stuck_while_later_ones_complete_stops_appends_instead_of_panicking() {
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
     let disk = MemDisk::new();
-    let config = LogConfig {
-        segment_bytes_max: 1 << 20,
-        write_buffer_bytes_max: 4096,
-        ..small_config(FlushPolicy::Never)
-    };
-    let log = block_on(Log::open(disk.clone(), dir(), config)).expect("open");
-    // The epoch file is written at the first append: before the hold, which is by position.
-    block_on(log.append(batch(4, 100, 1000, 0), LeaderEpoch(1))).expect("append");
+    let log = small_buffer_log(&disk);
     // The first buffer's write hangs (the device completes writes out of order); the writes of
-    // the buffers after it complete, and their ranges wait to join the written prefix.
+    // the buffers after it complete, and their ranges wait to join the written prefix. Without
+    // a bound on those ranges, appends never block here (and an assertion fired).
     disk.hold_write_at(Some(0));
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut appended = 1u64;
-    let mut blocked = None;
-    for i in 1..1000u64 {
-        let mut append = Box::pin(log.append(batch(4, 100, 1000 + i as i64, i), LeaderEpoch(1)));
-        let mut done = None;
-        for _ in 0..100 {
-            if let Poll::Ready(result) = append.as_mut().poll(&mut cx) {
-                done = Some(result);
-                break;
-            }
-        }
-        match done {
-            Some(result) => {
-                result.expect("append");
-                appended += 1;
-            }
-            None => {
-                blocked = Some(append);
-                break;
-            }
-        }
-    }
-    let blocked =
-        blocked.expect("appends stop while the hole stays: the completed ranges are bounded");
+    let (appended, blocked) = append_until_blocked(&log, 1000, || {});
     assert!(
         appended >= 9,
         "appends went on past the stuck write ({appended})"
