@@ -94,33 +94,12 @@ impl std::fmt::Debug for PendingSync {
 /// segment's base. Runs without the core lock, so appends go on in the new segment meanwhile.
 /// At most one is in flight (a roll waits for the previous one), and it stays in its slot until
 /// it completed, driven by whoever waits, so a waiter dropped midway loses nothing.
+#[derive(Debug, Default)]
 struct SealSlot {
-    pending: std::cell::RefCell<Option<PendingSeal>>,
+    // A seal is a sync of the closed segment (with its files written after the fdatasync).
+    pending: std::cell::RefCell<Option<PendingSync>>,
     // A task is polling the seal in place; others wait for `synced`.
     driving: Cell<bool>,
-}
-
-impl Default for SealSlot {
-    fn default() -> Self {
-        SealSlot {
-            pending: std::cell::RefCell::new(None),
-            driving: Cell::new(false),
-        }
-    }
-}
-
-/// A seal started by a roll.
-struct PendingSeal {
-    future: Pin<Box<dyn Future<Output = Result<()>>>>,
-    meta: SyncMeta,
-}
-
-impl std::fmt::Debug for PendingSeal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingSeal")
-            .field("meta", &self.meta)
-            .finish()
-    }
 }
 
 /// The next segment's file, created and preallocated by the last seal (its directory entry
@@ -151,15 +130,6 @@ impl<F> std::fmt::Debug for SpareState<F> {
 
 /// The spare segment file's name: a `.tmp`, so `Log::open` deletes a leftover.
 const SPARE_SEGMENT_NAME: &str = "next-segment.log.tmp";
-
-impl std::fmt::Debug for SealSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SealSlot")
-            .field("pending", &self.pending.borrow())
-            .field("driving", &self.driving.get())
-            .finish()
-    }
-}
 
 /// What the seal writes besides the segment file itself (encoded under the core lock).
 struct SealFiles<D: Disk> {
@@ -1383,7 +1353,7 @@ impl<D: Disk> Log<D> {
         core.snapshots.insert(log_end);
         let mut slot = self.seal.pending.borrow_mut();
         assert!(slot.is_none(), "one seal at a time");
-        *slot = Some(PendingSeal {
+        *slot = Some(PendingSync {
             future: Box::pin(future),
             meta,
         });
@@ -1451,21 +1421,25 @@ impl<D: Disk> Log<D> {
         if self.seal.driving.get() {
             return Ok(());
         }
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let finished = {
-            let mut slot = self.seal.pending.borrow_mut();
-            let Some(pending) = slot.as_mut() else {
-                return Ok(());
-            };
-            match pending.future.as_mut().poll(&mut cx) {
-                Poll::Ready(result) => Some((slot.take().expect("polled above"), result)),
-                Poll::Pending => None,
-            }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.poll_seal_in_place(&mut cx) {
+            Poll::Ready(Some((pending, result))) => self.finish_seal(&pending.meta, result),
+            Poll::Ready(None) | Poll::Pending => Ok(()),
+        }
+    }
+
+    /// Polls the seal in its slot and takes it out once it finished (`None`: no seal).
+    fn poll_seal_in_place(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<(PendingSync, Result<()>)>> {
+        let mut slot = self.seal.pending.borrow_mut();
+        let Some(pending) = slot.as_mut() else {
+            return Poll::Ready(None);
         };
-        match finished {
-            Some((pending, result)) => self.finish_seal(&pending.meta, result),
-            None => Ok(()),
+        match pending.future.as_mut().poll(cx) {
+            Poll::Ready(result) => Poll::Ready(Some((slot.take().expect("polled above"), result))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -1481,16 +1455,9 @@ impl<D: Disk> Log<D> {
         }
         self.seal.driving.set(true);
         let driving = DrivingGuard(self);
-        let (pending, result) = poll_fn(|cx| {
-            let mut slot = self.seal.pending.borrow_mut();
-            let pending = slot.as_mut().expect("only its driver removes a seal");
-            match pending.future.as_mut().poll(cx) {
-                Poll::Ready(result) => Poll::Ready((slot.take().expect("polled above"), result)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await;
+        let finished = poll_fn(|cx| self.poll_seal_in_place(cx)).await;
         drop(driving);
+        let (pending, result) = finished.expect("only its driver removes a seal");
         self.finish_seal(&pending.meta, result)?;
         Ok(true)
     }
