@@ -1485,10 +1485,7 @@ impl<D: Disk> Log<D> {
             matches!(*spare, SpareState::None),
             "the roll that started this seal took the spare"
         );
-        let bytes = self
-            .config
-            .preallocate_bytes
-            .min(align_up(self.config.segment_bytes_max));
+        let bytes = first_allocation_bytes(&self.config);
         *spare = SpareState::Making(Box::pin(create_spare(
             self.disk.clone(),
             self.dir.clone(),
@@ -2037,6 +2034,13 @@ async fn read_header<F: DiskFile>(segment: &Segment<F>, position: u64) -> Result
     })
 }
 
+/// What a new segment file is preallocated to (later steps double it: `Log::reserve`).
+fn first_allocation_bytes(config: &LogConfig) -> u64 {
+    config
+        .preallocate_bytes
+        .min(align_up(config.segment_bytes_max))
+}
+
 async fn create_segment<D: Disk>(
     disk: &D,
     dir: &Path,
@@ -2048,9 +2052,7 @@ async fn create_segment<D: Disk>(
         .open(&path, OpenMode::CreateTruncate)
         .await
         .map_err(io_err("creating", &path))?;
-    let allocated = config
-        .preallocate_bytes
-        .min(align_up(config.segment_bytes_max));
+    let allocated = first_allocation_bytes(config);
     if let Err(e) = file.pre_allocate(allocated).await {
         drop(file);
         // Best effort: a leftover empty segment would be recovered as empty and is harmless.
