@@ -158,12 +158,7 @@ impl<D: Disk> SealFiles<D> {
             .await
             .map_err(io_err("truncating", &path))?;
         file.fdatasync().await.map_err(io_err("syncing", &path))?;
-        match self.disk.remove(&self.marker).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(StorageError::from_io("removing", &self.marker, e));
-            }
-            _ => {}
-        }
+        remove_if_exists(&self.disk, &self.marker).await?;
         let index = write_atomically(&self.disk, &self.dir, &self.index_name, &self.index_bytes);
         if index.await.is_err() {
             // The marker's removal must still become durable before the segment can be
@@ -1699,12 +1694,7 @@ impl<D: Disk> Log<D> {
         }
         // The checkpoint would describe batches that are gone: drop it before cutting the file.
         let index_path = segment.index_path(&self.dir);
-        match self.disk.remove(&index_path).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(StorageError::from_io("removing", &index_path, e));
-            }
-            _ => {}
-        }
+        remove_if_exists(&self.disk, &index_path).await?;
         self.disk
             .sync_dir(&self.dir)
             .await
@@ -1854,12 +1844,7 @@ impl<D: Disk> Log<D> {
     async fn remove_segment_files(&self, segment: &Segment<D::File>) -> Result<()> {
         let index_path = segment.index_path(&self.dir);
         for path in [&index_path, &segment.path] {
-            match self.disk.remove(path).await {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(StorageError::from_io("removing", path, e));
-                }
-                _ => {}
-            }
+            remove_if_exists(&self.disk, path).await?;
         }
         self.disk
             .sync_dir(&self.dir)
@@ -2216,14 +2201,19 @@ async fn load_tail_block<F: DiskFile>(
     })
 }
 
-/// Removes a file if it exists and syncs its directory.
-async fn remove_file<D: Disk>(disk: &D, path: &Path) -> Result<()> {
+/// Removes a file if it exists (durable only after a directory sync).
+pub(super) async fn remove_if_exists<D: Disk>(disk: &D, path: &Path) -> Result<()> {
     match disk.remove(path).await {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(StorageError::from_io("removing", path, e));
+            Err(StorageError::from_io("removing", path, e))
         }
-        _ => {}
+        _ => Ok(()),
     }
+}
+
+/// Removes a file if it exists and syncs its directory.
+async fn remove_file<D: Disk>(disk: &D, path: &Path) -> Result<()> {
+    remove_if_exists(disk, path).await?;
     let dir = path.parent().unwrap_or(Path::new("."));
     disk.sync_dir(dir).await.map_err(io_err("syncing", dir))
 }

@@ -27,7 +27,7 @@ use spate_wire::batch::{verify_crc, BatchHeader, BATCH_HEADER_BYTES};
 use spate_wire::records::header_records;
 use spate_wire::types::Offset;
 
-use super::{io_err, write_index, Log};
+use super::{io_err, remove_if_exists, write_index, Log};
 use crate::compaction::{
     filter_batch, BatchVerdict, EmptyBatch, FilterScratch, MapFull, OffsetMap, ParsedBatch,
     TombstonePolicy,
@@ -576,18 +576,12 @@ async fn complete_swap<D: Disk>(
     base: Offset,
     old: &[Offset],
 ) -> Result<()> {
-    let ignore_missing = |path: &Path, r: std::io::Result<()>| match r {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(StorageError::from_io("removing", path, e))
-        }
-        _ => Ok(()),
-    };
     for &b in old {
         let index = dir.join(file_name(b, INDEX_SUFFIX));
-        ignore_missing(&index, disk.remove(&index).await)?;
+        remove_if_exists(disk, &index).await?;
         if b != base {
             let log = dir.join(file_name(b, LOG_SUFFIX));
-            ignore_missing(&log, disk.remove(&log).await)?;
+            remove_if_exists(disk, &log).await?;
         }
     }
     // The old checkpoints must be gone before the new file takes the name: a stale checkpoint
