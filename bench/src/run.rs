@@ -407,7 +407,7 @@ async fn produce(
             now_ns = start.elapsed().as_nanos() as u64;
             now_ns
         };
-        if intended_ns > now_ns || now_ns >= duration_ns {
+        if intended_ns > now_ns {
             now_ns = start.elapsed().as_nanos() as u64;
         }
         if now_ns >= duration_ns {
