@@ -201,6 +201,10 @@ pub struct Accumulator {
     identity: Option<ProducerIdentity>,
     /// Next sequence per topic and partition (idempotent producers; one lookup per batch).
     sequences: HashMap<(Arc<str>, i32), i32>,
+    /// No open batch's linger runs out before this (`None`: no batch open since the last
+    /// scan). A lower bound, tightened by each scan: the producer asks after every record,
+    /// and comparing one `Instant` costs less than aging every open batch.
+    linger_floor: Option<Instant>,
 }
 
 impl Accumulator {
@@ -219,6 +223,7 @@ impl Accumulator {
             scratch: Vec::new(),
             identity: None,
             sequences: HashMap::new(),
+            linger_floor: None,
         }
     }
 
@@ -282,8 +287,14 @@ impl Accumulator {
             slots.resize_with(index + 1, || None);
         }
         let batch_bytes_max = self.config.batch_bytes_max;
-        let batch = slots[index]
-            .get_or_insert_with(|| OpenBatch::new(batch_bytes_max + 512, timestamp_ms, now));
+        let batch = match &mut slots[index] {
+            Some(batch) => batch,
+            slot @ None => {
+                let deadline = now + Duration::from_millis(self.config.linger_ms);
+                self.linger_floor = Some(self.linger_floor.map_or(deadline, |f| f.min(deadline)));
+                slot.insert(OpenBatch::new(batch_bytes_max + 512, timestamp_ms, now))
+            }
+        };
         batch.push(timestamp_ms, key, value, headers);
         if batch.buf.len() >= batch_bytes_max {
             self.close(topic, partition)?;
@@ -339,18 +350,25 @@ impl Accumulator {
     /// # Errors
     /// [`ClientError::Wire`] if compression fails.
     pub fn close_expired(&mut self, now: Instant, linger: Linger) -> Result<(), ClientError> {
+        if linger == Linger::Honour && self.linger_floor.is_none_or(|floor| now < floor) {
+            return Ok(());
+        }
         let linger_time = Duration::from_millis(self.config.linger_ms);
         let mut expired: Vec<(Arc<str>, i32)> = Vec::new();
+        let mut floor: Option<Instant> = None;
         for (topic, slots) in &self.open {
             for (partition, slot) in slots.iter().enumerate() {
                 if let Some(open) = slot {
-                    let due = now.saturating_duration_since(open.opened) >= linger_time;
-                    if linger == Linger::Ignore || due {
+                    let deadline = open.opened + linger_time;
+                    if linger == Linger::Ignore || now >= deadline {
                         expired.push((Arc::clone(topic), partition as i32));
+                    } else {
+                        floor = Some(floor.map_or(deadline, |f| f.min(deadline)));
                     }
                 }
             }
         }
+        self.linger_floor = floor;
         for (topic, partition) in expired {
             self.close(&topic, partition)?;
         }
@@ -552,5 +570,36 @@ mod tests {
         assert_eq!((&*ready.topic, ready.partition), ("a", 0));
         assert!(!acc.is_empty());
         assert_eq!(acc.next_deadline(), Some(t1 + Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn linger_is_honoured_after_full_batches_closed_the_earliest_one() {
+        // The first batch opens at t0 and closes full; a later one opened at t1 must still close
+        // at t1 + linger, not earlier (the floor is a lower bound) and not never.
+        let mut acc = Accumulator::new(config(128, Compression::None));
+        let t0 = Instant::now();
+        let value = [7u8; 100];
+        let full = acc.append("a", 0, 0, None, Some(&value), &[], t0).unwrap();
+        assert_eq!(full, Append::AppendedAndClosed);
+        acc.pop_ready().unwrap();
+        let t1 = t0 + Duration::from_millis(4);
+        acc.append("a", 0, 0, None, Some(b"x"), &[], t1).unwrap();
+        acc.close_expired(t0 + Duration::from_millis(10), Linger::Honour)
+            .unwrap();
+        assert_eq!(
+            acc.ready_len(),
+            0,
+            "the open batch is 6 ms old, linger is 10"
+        );
+        acc.close_expired(t1 + Duration::from_millis(9), Linger::Honour)
+            .unwrap();
+        assert_eq!(acc.ready_len(), 0);
+        acc.close_expired(t1 + Duration::from_millis(10), Linger::Honour)
+            .unwrap();
+        assert_eq!(acc.ready_len(), 1);
+        // Nothing open: no scan finds anything, and a flush closes nothing.
+        acc.close_expired(t1 + Duration::from_secs(1), Linger::Ignore)
+            .unwrap();
+        assert_eq!(acc.ready_len(), 1);
     }
 }
