@@ -76,6 +76,12 @@ pub struct RunArgs {
     /// Consumers verifying and timing every record (0 or 1).
     #[arg(long, default_value_t = 1)]
     pub consumers: u32,
+    /// Bytes per partition in one Fetch response of the consumer, at most (Kafka's
+    /// `max.partition.fetch.bytes`, 1 MiB). The consumer shares the bench's core with the
+    /// producer and reads one response per turn, so a closed-loop run needs larger fetches for
+    /// the consumer to keep up with large records.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub fetch_partition_bytes: i32,
     /// Pin the bench's executor to this CPU.
     #[arg(long)]
     pub cpu: Option<usize>,
@@ -302,6 +308,8 @@ async fn run_on_executor(
     if args.consumers == 1 {
         let mut config = ConsumerConfig::new(client.clone());
         config.max_wait_ms = 100;
+        config.partition_max_bytes = args.fetch_partition_bytes;
+        config.max_bytes = config.max_bytes.max(args.fetch_partition_bytes);
         let mut c = Consumer::connect(config).await?;
         for p in 0..partitions {
             c.assign(&args.topic, p, OffsetSpec::Latest).await?;
