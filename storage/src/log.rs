@@ -70,7 +70,12 @@ pub const WRITES_IN_FLIGHT_MAX: usize = 2;
 /// queued (at most `(1 + 2 * FULL_WRITES_QUEUED_MAX + WRITES_IN_FLIGHT_MAX)` buffers and two
 /// tail copies per partition), and the tail cache holds the closed segment's unwritten batches
 /// too. Bounded: one seal at a time (the next roll waits for it), and the closed segment's queue
-/// only shrinks.
+/// only shrinks. The cache evicts oldest first, so nothing appended after an unwritten batch of
+/// the closed segment leaves it either: appends wait for the closed queue to drain once this
+/// many buffers of the new segment were written (`wait_closed_segment_drained`), so the cache
+/// holds at most its budget plus about `3 * FULL_WRITES_QUEUED_MAX + 2` buffers of batches (the
+/// closed queue and its tail, the new segment's written buffers, its queue and the buffer being
+/// filled).
 pub const FULL_WRITES_QUEUED_MAX: usize = 8;
 const _: () = assert!(FULL_WRITES_QUEUED_MAX >= WRITES_IN_FLIGHT_MAX && WRITES_IN_FLIGHT_MAX >= 1);
 
@@ -871,6 +876,22 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
+    /// Waits for the writes of the closed segment still being sealed, if any (for an append
+    /// once `FULL_WRITES_QUEUED_MAX` buffers of the new segment were written). The tail cache
+    /// evicts oldest first and never an unwritten batch, so while one of the closed segment's
+    /// writes is pending nothing appended since can be evicted either; a device that completes
+    /// the new segment's writes and leaves one of the old behind (out of order) would otherwise
+    /// let the cache grow by up to a whole segment. Bounded so: the new segment's written
+    /// buffers, its queue, and the closed segment's queue. The old writes were submitted before
+    /// the new ones, so a device that completes writes about in order drained them by the time
+    /// eight new buffers are written: no wait then.
+    async fn wait_closed_segment_drained(&self) -> Result<()> {
+        match self.closed_writes() {
+            Some((_, writes)) => self.wait_closed_writes(&writes).await,
+            None => Ok(()),
+        }
+    }
+
     /// Fails if a write of the active segment, a sync or a seal failed. A failed write of a
     /// closed segment still being sealed is reported by the seal (which fences the log), and
     /// every path that relies on that segment's bytes waits for the seal or for its writes.
@@ -995,10 +1016,13 @@ impl<D: Disk> Log<D> {
     /// disjoint block ranges; one that overlaps a sync's tail write still in flight is chained
     /// behind it (see `writes`), so this never waits for a sync.
     async fn submit_full_buffer(&self, core: &mut Core<D::File>) -> Result<()> {
+        let capacity = self.config.write_buffer_bytes_max;
+        if self.writes().written() >= (FULL_WRITES_QUEUED_MAX * capacity) as u64 {
+            self.wait_closed_segment_drained().await?;
+        }
         // Waits for the device, not for a sync: the writes drain at its bandwidth.
         self.wait_writes(Until::FullBelow(writes::FULL_WRITES_MAX))
             .await?;
-        let capacity = self.config.write_buffer_bytes_max;
         let active = core
             .segments
             .values()

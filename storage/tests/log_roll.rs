@@ -604,3 +604,45 @@ fn the_cleaner_waits_for_the_old_segments_writes_before_reading_its_file() {
     assert_eq!(outcome.records_removed, new_base.0 as u64);
     assert_eq!(outcome.cleaned_up_to, new_base);
 }
+
+#[test]
+fn a_stuck_write_of_the_old_segment_stops_appends_once_eight_buffers_of_the_new_one_are_written() {
+    let disk = MemDisk::new();
+    let log = open_small_buffers(&disk);
+    let mut sent = Vec::new();
+    append_now(&log, &mut sent);
+    disk.hold_write_at(Some(HELD_AT));
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    // The tail cache cannot evict past the old segment's unwritten batch, so all appended since
+    // stays in memory: appends go on in the new segment (its writes complete) only until eight
+    // of its buffers are written, not until the segment is full.
+    let mut blocked = loop {
+        let b = batch(4, 100, 5000, sent.len() as u64);
+        sent.push(b.clone());
+        let mut append = Box::pin(log.append(b, LeaderEpoch(1)));
+        if poll_n(append.as_mut(), 100).is_none() {
+            break append;
+        }
+        assert!(sent.len() < 10_000, "no append waited");
+    };
+    let new_bytes = (log.log_end_offset().0 - new_base.0) as usize / 4 * sent[0].len();
+    let buffers = spate_storage::FULL_WRITES_QUEUED_MAX * 4096;
+    assert!(
+        (buffers..buffers + 2 * 4096).contains(&new_bytes),
+        "{new_bytes} bytes appended to the new segment"
+    );
+    assert!(
+        HELD_AT as usize > new_bytes,
+        "the new segment's writes are not held"
+    );
+    disk.hold_write_at(None);
+    poll_n(blocked.as_mut(), 1000)
+        .expect("the append completes once the old segment's writes did")
+        .expect("append");
+    drop(blocked);
+    assert_eq!(block_on(log.flush()).unwrap(), log.log_end_offset());
+    assert_reads_back(&log, &sent);
+    block_on(log.close()).expect("close");
+    let end = assert_recovers_a_prefix(&disk, &sent, Offset(4 * sent.len() as i64));
+    assert_eq!(end, Offset(4 * sent.len() as i64));
+}
