@@ -49,9 +49,11 @@ pub use clean::{
 pub const DIR_ENTRIES_MAX: usize = 1 << 20;
 /// Most chunks one read returns (each a cached batch or a file range).
 pub const READ_CHUNKS_MAX: usize = 1024;
-/// Most writes submitted to the device at once per log: two let copying and checksumming
-/// overlap the device's work, which is what closes the gap to raw bandwidth; four and six
-/// measured no better on the test machine's disk.
+/// Most writes submitted to the device at once per segment file: two let copying and
+/// checksumming overlap the device's work, which is what closes the gap to raw bandwidth; four
+/// and six measured no better on the test machine's disk. While a roll's seal is pending the
+/// closed segment's queue drains beside the new one's, so a log may then have twice this many
+/// in flight (two files).
 pub const WRITES_IN_FLIGHT_MAX: usize = 2;
 /// Most full-buffer writes queued per log (submitted, or waiting for a device slot or behind a
 /// sync's tail write that covers their first blocks) while appends keep filling the next
@@ -61,6 +63,19 @@ pub const WRITES_IN_FLIGHT_MAX: usize = 2;
 /// most `(1 + FULL_WRITES_QUEUED_MAX + WRITES_IN_FLIGHT_MAX) * write_buffer_bytes_max` plus the
 /// tail cache: the buffer being filled, the full ones queued, the spares kept, and one tail
 /// copy; the extra queued buffers exist only while the device lags.
+///
+/// A roll does not drain the closed segment's queue (that took 30-130 ms under the lock at
+/// saturation): the queue drains while the seal is pending, beside the new segment's. So while a
+/// seal is pending, up to `FULL_WRITES_QUEUED_MAX` more buffers and one more tail copy may be
+/// queued (at most `(1 + 2 * FULL_WRITES_QUEUED_MAX + WRITES_IN_FLIGHT_MAX)` buffers and two
+/// tail copies per partition), and the tail cache holds the closed segment's unwritten batches
+/// too. Bounded: one seal at a time (the next roll waits for it), and the closed segment's queue
+/// only shrinks. The cache evicts oldest first, so nothing appended after an unwritten batch of
+/// the closed segment leaves it either: appends wait for the closed queue to drain once this
+/// many buffers of the new segment were written (`wait_closed_segment_drained`), so the cache
+/// holds at most its budget plus about `3 * FULL_WRITES_QUEUED_MAX + 2` buffers of batches (the
+/// closed queue and its tail, the new segment's written buffers, its queue and the buffer being
+/// filled).
 pub const FULL_WRITES_QUEUED_MAX: usize = 8;
 const _: () = assert!(FULL_WRITES_QUEUED_MAX >= WRITES_IN_FLIGHT_MAX && WRITES_IN_FLIGHT_MAX >= 1);
 
@@ -89,17 +104,39 @@ impl std::fmt::Debug for PendingSync {
     }
 }
 
-/// The seal of the segment a roll closed: cut its preallocated tail, fdatasync it, then remove
-/// its `.sealing` marker and write its index checkpoint and the producer snapshot at the new
-/// segment's base. Runs without the core lock, so appends go on in the new segment meanwhile.
-/// At most one is in flight (a roll waits for the previous one), and it stays in its slot until
-/// it completed, driven by whoever waits, so a waiter dropped midway loses nothing.
-#[derive(Debug, Default)]
-struct SealSlot {
+/// The seal of the segment a roll closed: wait for its writes still queued, cut its
+/// preallocated tail, fdatasync it, then remove its `.sealing` marker and write its index
+/// checkpoint and the producer snapshot at the new segment's base. Runs without the core lock, so
+/// appends go on in the new segment meanwhile. At most one is in flight (a roll waits for the
+/// previous one), and it stays in its slot until it completed, driven by whoever waits, so a
+/// waiter dropped midway loses nothing.
+#[derive(Debug)]
+struct SealSlot<F: DiskFile> {
     // A seal is a sync of the closed segment (with its files written after the fdatasync).
     pending: std::cell::RefCell<Option<PendingSync>>,
     // A task is polling the seal in place; others wait for `synced`.
     driving: Cell<bool>,
+    // The closed segment's writes (a retired queue) until its seal completed: reads take its
+    // written position from them, and the tail cache keeps its batches not yet written. Kept
+    // after a failed seal (the log is fenced), so reads still never serve unwritten bytes.
+    writes: std::cell::RefCell<Option<ClosedWrites<F>>>,
+}
+
+impl<F: DiskFile> Default for SealSlot<F> {
+    fn default() -> Self {
+        SealSlot {
+            pending: std::cell::RefCell::new(None),
+            driving: Cell::new(false),
+            writes: std::cell::RefCell::new(None),
+        }
+    }
+}
+
+/// The writes of the segment based at `base`, closed by a roll before they completed.
+#[derive(Debug)]
+struct ClosedWrites<F: DiskFile> {
+    base: Offset,
+    writes: Rc<Writes<F>>,
 }
 
 /// The next segment's file, created and preallocated by the last seal (its directory entry
@@ -143,16 +180,31 @@ struct SealFiles<D: Disk> {
 }
 
 impl<D: Disk> SealFiles<D> {
-    /// The seal's steps on the old segment `file`, which holds `size` bytes of data (all
-    /// written). Order matters: the marker goes only once the data is durable, and the index
-    /// rename's directory fsync makes the marker's removal durable too.
+    /// The seal's steps on the old segment `file`, which holds `size` bytes of data once its
+    /// `writes` (the roll added the last one, the tail) completed. Order matters: the fdatasync
+    /// covers only completed writes, so it waits for all of them; the marker goes only once the
+    /// data is durable, and the index rename's directory fsync makes the marker's removal
+    /// durable too.
     ///
     /// # Errors
-    /// Those of the truncate, the fdatasync and the marker's removal, which fence the log. The
-    /// index and snapshot writes only save work at the next open (a closed segment without a
-    /// checkpoint is rescanned and given one, producers are replayed from an older snapshot),
-    /// so a full disk there costs nothing durable and is not an error.
-    async fn seal(self, file: Rc<D::File>, path: PathBuf, size: u64) -> Result<()> {
+    /// A failed write of the old segment, and those of the truncate, the fdatasync and the
+    /// marker's removal, which fence the log. The index and snapshot writes only save work at the
+    /// next open (a closed segment without a checkpoint is rescanned and given one, producers are
+    /// replayed from an older snapshot), so a full disk there costs nothing durable and is not an
+    /// error.
+    async fn seal(
+        self,
+        writes: Rc<Writes<D::File>>,
+        file: Rc<D::File>,
+        path: PathBuf,
+        size: u64,
+    ) -> Result<()> {
+        // Driven by whoever polls the seal (appends, waiters); no write is added any more.
+        writes.wait(Until::Empty).await;
+        if let Some(e) = writes.failure() {
+            return Err(e);
+        }
+        assert_eq!(writes.written(), size, "the closed segment is written out");
         // Cut first: then one fdatasync makes both the data and the size durable.
         file.truncate(size)
             .await
@@ -394,8 +446,9 @@ pub struct Log<D: Disk> {
     config: LogConfig,
     core: AsyncMutex<Core<D::File>>,
     // The active segment's writes not yet completed, outside the lock: syncs wait for theirs
-    // without it. Added to only under the lock.
-    writes: Rc<Writes<D::File>>,
+    // without it. Added to only under the lock, and replaced by a new queue at a roll (the old
+    // one moves to the seal). Read through `writes()`, so no borrow is held across an await.
+    writes: std::cell::RefCell<Rc<Writes<D::File>>>,
     // Held while the active segment's index checkpoint is written outside the core lock (a few
     // fsyncs: appends must not wait for them). Taken before `core` by `truncate_to`, which
     // removes that checkpoint and must not see a stale one renamed into place afterwards.
@@ -409,7 +462,7 @@ pub struct Log<D: Disk> {
     // The seal of the segment the last roll closed, until it completed. While it is pending no
     // sync of the new segment starts (`start_sync`), so nothing in the new segment is reported
     // durable before everything in the old one is.
-    seal: SealSlot,
+    seal: SealSlot<D::File>,
     // The next segment's file, made ahead once the last seal completed.
     spare: std::cell::RefCell<SpareState<D::File>>,
     // A sync started by an append that crossed `bytes_max`, collected later.
@@ -521,6 +574,19 @@ impl<D: Disk> Log<D> {
             // nothing after it was reported durable (no sync of a later segment starts before
             // the seal completed), and keeping it would leave a hole. This segment becomes the
             // active one.
+            //
+            // A roll does not wait for the old segment's writes, so at the crash several may
+            // have been in flight or queued, and the device may complete them in any order:
+            // what survived can be a hole in the middle (a later block written, an earlier one
+            // not), not only a cut tail. The scan treats both alike: it stops at the first
+            // position that is not a whole valid batch with the next dense offset, and the file
+            // is cut there, blocks past the hole included. A never-written block reads as zeros
+            // (segment files are created empty or truncated, and extended by fallocate), which
+            // ends the scan where a batch starts; a batch that crosses into the hole fails its
+            // CRC32C. Nothing at or past the hole was durable: the durable offset only covers
+            // bytes whose writes completed before an fdatasync of the file that completed (a
+            // sync waits for its writes; the seal waits for all of the segment's), and a block
+            // written before a completed fdatasync survives the crash.
             let torn_seal = role == Role::Unsealed && segment.next_offset < bases[i + 1];
             if role == Role::Unsealed && !torn_seal {
                 // Whole (a longer one fails the join in the next round): closed like any other,
@@ -601,7 +667,7 @@ impl<D: Disk> Log<D> {
             dir: dir.to_owned(),
             config,
             core: AsyncMutex::new(core),
-            writes,
+            writes: std::cell::RefCell::new(writes),
             checkpoint: AsyncMutex::new(()),
             checkpoint_in_flight: Cell::new(false),
             log_start: Cell::new(log_start),
@@ -697,7 +763,9 @@ impl<D: Disk> Log<D> {
         // Collect a finished background sync first, so its failure is reported before this batch
         // is accepted rather than after.
         self.poll_background_sync().await?;
-        self.poll_seal()?;
+        if self.poll_seal()? {
+            self.disk.yield_to_io().await;
+        }
         self.poll_spare();
         // Non-idempotent batches (producer id -1) skip the producer state entirely.
         let producer = ProducerBatch::from_header(&header);
@@ -771,8 +839,64 @@ impl<D: Disk> Log<D> {
         Ok(info)
     }
 
+    /// The active segment's write queue (a clone of the `Rc`: no borrow outlives the call).
+    fn writes(&self) -> Rc<Writes<D::File>> {
+        Rc::clone(&self.writes.borrow())
+    }
+
+    /// The write queue of the segment the pending seal closed, if its seal has not completed.
+    fn closed_writes(&self) -> Option<(Offset, Rc<Writes<D::File>>)> {
+        let slot = self.seal.writes.borrow();
+        slot.as_ref().map(|c| (c.base, Rc::clone(&c.writes)))
+    }
+
+    /// Position below which segment `base` (of `size` bytes) holds on its file every byte it
+    /// was given: the active segment's and a closed one still being sealed's writes may not all
+    /// have completed; a sealed segment is whole.
+    fn written_in(&self, active_base: Offset, base: Offset, size: u64) -> u64 {
+        if base == active_base {
+            return self.writes().written();
+        }
+        match &*self.seal.writes.borrow() {
+            Some(closed) if closed.base == base => closed.writes.written(),
+            _ => size,
+        }
+    }
+
+    /// Waits until every write of a closed segment still being sealed completed (for what reads
+    /// its file: timestamp lookup, the cleaner); a failed write fences the log.
+    async fn wait_closed_writes(&self, writes: &Writes<D::File>) -> Result<()> {
+        if writes.wait(Until::Empty).await {
+            self.disk.yield_to_io().await;
+        }
+        if let Some(e) = writes.failure() {
+            self.fenced.set(true);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Waits for the writes of the closed segment still being sealed, if any (for an append
+    /// once `FULL_WRITES_QUEUED_MAX` buffers of the new segment were written). The tail cache
+    /// evicts oldest first and never an unwritten batch, so while one of the closed segment's
+    /// writes is pending nothing appended since can be evicted either; a device that completes
+    /// the new segment's writes and leaves one of the old behind (out of order) would otherwise
+    /// let the cache grow by up to a whole segment. Bounded so: the new segment's written
+    /// buffers, its queue, and the closed segment's queue. The old writes were submitted before
+    /// the new ones, so a device that completes writes about in order drained them by the time
+    /// eight new buffers are written: no wait then.
+    async fn wait_closed_segment_drained(&self) -> Result<()> {
+        match self.closed_writes() {
+            Some((_, writes)) => self.wait_closed_writes(&writes).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Fails if a write of the active segment, a sync or a seal failed. A failed write of a
+    /// closed segment still being sealed is reported by the seal (which fences the log), and
+    /// every path that relies on that segment's bytes waits for the seal or for its writes.
     fn check_fenced(&self) -> Result<()> {
-        if let Some(e) = self.writes.failure() {
+        if let Some(e) = self.writes().failure() {
             self.fenced.set(true);
             return Err(e);
         }
@@ -813,8 +937,20 @@ impl<D: Disk> Log<D> {
             bytes,
         });
         let active_base = active.base;
-        let written = self.writes.written();
-        cache.evict(|b| b.segment != active_base || b.position + b.bytes.len() as u64 <= written);
+        // Evicts only batches on the file: of the active segment below its written position,
+        // of a closed segment still being sealed below that one's (its writes may still be
+        // queued), of any other segment all.
+        let written = self.writes().written();
+        let closed = self.seal.writes.borrow();
+        let closed = closed.as_ref().map(|c| (c.base, c.writes.written()));
+        cache.evict(|b| {
+            let end = b.position + b.bytes.len() as u64;
+            if b.segment == active_base {
+                end <= written
+            } else {
+                closed.is_none_or(|(base, written)| b.segment != base || end <= written)
+            }
+        });
         core.log_end = header.last_offset().next();
         self.log_end.set(core.log_end);
         self.appended_bytes
@@ -880,16 +1016,19 @@ impl<D: Disk> Log<D> {
     /// disjoint block ranges; one that overlaps a sync's tail write still in flight is chained
     /// behind it (see `writes`), so this never waits for a sync.
     async fn submit_full_buffer(&self, core: &mut Core<D::File>) -> Result<()> {
+        let capacity = self.config.write_buffer_bytes_max;
+        if self.writes().written() >= (FULL_WRITES_QUEUED_MAX * capacity) as u64 {
+            self.wait_closed_segment_drained().await?;
+        }
         // Waits for the device, not for a sync: the writes drain at its bandwidth.
         self.wait_writes(Until::FullBelow(writes::FULL_WRITES_MAX))
             .await?;
-        let capacity = self.config.write_buffer_bytes_max;
         let active = core
             .segments
             .values()
             .next_back()
             .expect("a log has a segment");
-        let next = match self.writes.take_spare() {
+        let next = match self.writes().take_spare() {
             Some(buf) => buf,
             None => active.file.alloc_buf(capacity),
         };
@@ -899,7 +1038,7 @@ impl<D: Disk> Log<D> {
         core.write.start += capacity as u64;
         core.write.filled = 0;
         let end = position + capacity as u64;
-        self.writes
+        self.writes()
             .add(WriteKind::Full, active.file.clone(), buf, position, end);
         // Submitted (or chained); glommio hands it to the kernel when this task yields.
         self.disk.yield_to_io().await;
@@ -916,7 +1055,7 @@ impl<D: Disk> Log<D> {
         let active = segments.values().next_back().expect("a log has a segment");
         let end = write.start + write.filled as u64;
         assert_eq!(end, active.size);
-        let issued = self.writes.issued();
+        let issued = self.writes().issued();
         assert!(issued >= write.start, "earlier buffers were added whole");
         assert!(issued <= end);
         if issued == end {
@@ -930,12 +1069,13 @@ impl<D: Disk> Log<D> {
         let buf = write.buf.as_ref().expect("write buffer present");
         out.as_mut_slice()[..data].copy_from_slice(&buf.as_slice()[offset..offset + data]);
         out.as_mut_slice()[data..].fill(0);
-        self.writes
+        self.writes()
             .add(WriteKind::Tail, active.file.clone(), out, from, end)
     }
 
-    /// Writes everything out and waits until all writes completed (under the lock: for roll,
-    /// truncation and timestamp lookup, which need the file complete).
+    /// Writes everything out and waits until all writes of the active segment completed (under
+    /// the lock: for truncation and timestamp lookup, which need the file complete; a roll only
+    /// adds the tail write and leaves the waiting to the seal).
     async fn write_out(&self, core: &mut Core<D::File>) -> Result<()> {
         // Only a dropped sync leaves a tail write behind (see `start_sync`).
         self.wait_writes(Until::NoTail).await?;
@@ -946,13 +1086,13 @@ impl<D: Disk> Log<D> {
             .values()
             .next_back()
             .expect("a log has a segment");
-        assert_eq!(self.writes.written(), active.size);
+        assert_eq!(self.writes().written(), active.size);
         Ok(())
     }
 
     /// Waits (driving the writes) until `until` holds; fails if a write failed.
     async fn wait_writes(&self, until: Until) -> Result<()> {
-        if self.writes.wait(until).await {
+        if self.writes().wait(until).await {
             self.disk.yield_to_io().await;
         }
         self.check_fenced()
@@ -1099,7 +1239,7 @@ impl<D: Disk> Log<D> {
         // bounds the tail copies in memory.
         self.wait_writes(Until::NoTail).await?;
         self.add_tail_write(&mut core);
-        let upto = self.writes.next_seq();
+        let upto = self.writes().next_seq();
         let active = core
             .segments
             .values()
@@ -1115,7 +1255,7 @@ impl<D: Disk> Log<D> {
             truncations: self.truncations.get(),
         };
         drop(core);
-        let writes = Rc::clone(&self.writes);
+        let writes = self.writes();
         let generation = writes.generation();
         let (path, position) = (meta.path.clone(), meta.position);
         Ok(Some(PendingSync {
@@ -1125,7 +1265,9 @@ impl<D: Disk> Log<D> {
                 if let Some(e) = writes.failure() {
                     return Err(e);
                 }
-                // A roll or truncation since drained these writes and moved on.
+                // A truncation since drained these writes and moved the queue on. A roll does
+                // not: it retires this queue (the old file's) and the writes before `upto` still
+                // complete in it, so `written` covers `position` here too.
                 assert!(
                     writes.generation() != generation || writes.written() >= position,
                     "a sync covers only written bytes"
@@ -1254,15 +1396,26 @@ impl<D: Disk> Log<D> {
     }
 
     /// Closes the active segment and opens a new one at the log end. Under the lock (on the
-    /// append path) only what the switch needs: drain the old segment's writes, create its
-    /// `.sealing` marker and the new file (a full disk fails here and leaves the old segment
-    /// active and unchanged), and encode its index and the producer snapshot. The seal (truncate,
-    /// fdatasync, index and snapshot writes: several journal commits) runs without the lock,
-    /// started here and driven by later appends and waiters (`poll_seal`, `drive_seal`).
+    /// append path) only what the switch needs: add the write of the old segment's tail (not
+    /// waiting for its writes: at saturation that was 30-130 ms), create its `.sealing` marker
+    /// and the new file (a full disk fails here and leaves the old segment active, its data
+    /// unchanged), encode its index and the producer snapshot, and move the old segment's write
+    /// queue to the seal slot, with a new queue for the new file. The seal (wait for the old
+    /// writes, truncate, fdatasync, index and snapshot writes: several journal commits) runs
+    /// without the lock, started here and driven by later appends and waiters (`poll_seal`,
+    /// `drive_seal`).
     async fn roll(&self, core: &mut Core<D::File>) -> Result<()> {
         // At most one seal in flight; segments roll seconds apart, so this rarely waits.
         self.wait_sealed().await?;
-        self.write_out(core).await?;
+        assert!(
+            self.seal.writes.borrow().is_none(),
+            "a completed seal released the closed segment's writes"
+        );
+        // Only a dropped sync leaves a tail write behind (see `start_sync`): waiting for it
+        // (rare) keeps one tail copy per queue. Then, with no await in between (a failure seen
+        // meanwhile would forbid adding), the last write of the old segment.
+        self.wait_writes(Until::NoTail).await?;
+        self.add_tail_write(core);
         let old_base = *core
             .segments
             .keys()
@@ -1297,15 +1450,18 @@ impl<D: Disk> Log<D> {
         };
         let new_base = new.base;
         let log_end = core.log_end;
+        // A write of the old segment that failed meanwhile fences the log before the switch.
+        self.check_fenced()?;
         let old = core
             .segments
             .get_mut(&old_base)
             .expect("the active segment");
         assert_eq!(old.next_offset, log_end);
+        let old_writes = self.writes();
         assert_eq!(
-            self.writes.written(),
+            old_writes.issued(),
             old.size,
-            "the old segment is written out"
+            "every byte of the old segment has its write"
         );
         // The seal cuts the preallocated tail; nothing allocates in a closed segment.
         old.allocated = old.size;
@@ -1330,18 +1486,34 @@ impl<D: Disk> Log<D> {
             appended: self.appended_bytes.get(),
             truncations: self.truncations.get(),
         };
-        let future = files.seal(old.file.clone(), old.path.clone(), old.size);
-        let buf = match self.writes.take_spare() {
-            Some(buf) => buf,
-            None => new.file.alloc_buf(self.config.write_buffer_bytes_max),
-        };
+        let future = files.seal(
+            Rc::clone(&old_writes),
+            old.file.clone(),
+            old.path.clone(),
+            old.size,
+        );
+        // The new file gets a queue of its own; the old one's spare buffers move to it, so the
+        // appends that follow cause no page faults.
+        let capacity = self.config.write_buffer_bytes_max;
+        let mut spares = old_writes.retire();
+        let buf = spares.pop().unwrap_or_else(|| new.file.alloc_buf(capacity));
+        let new_writes = Writes::new(0, capacity);
+        for spare in spares {
+            new_writes.give_spare(spare);
+        }
         core.segments.insert(new_base, new);
         core.write = WriteBuffer {
             buf: Some(buf),
             start: 0,
             filled: 0,
         };
-        self.writes.reset(0);
+        // A sync in flight keeps its `Rc` of the old queue and goes on waiting for the old
+        // file's writes.
+        *self.writes.borrow_mut() = Rc::new(new_writes);
+        *self.seal.writes.borrow_mut() = Some(ClosedWrites {
+            base: old_base,
+            writes: old_writes,
+        });
         core.checkpointed = 0;
         // Listed before the file exists: readers of the set tolerate a missing snapshot, and
         // retention and pruning never remove the one at the active segment's base.
@@ -1411,16 +1583,23 @@ impl<D: Disk> Log<D> {
     }
 
     /// Collects the seal if it has finished; never waits. Polls it once in place unless another
-    /// task is driving it (a future wakes only the waker it was last polled with).
-    fn poll_seal(&self) -> Result<()> {
+    /// task is driving it (a future wakes only the waker it was last polled with); that also
+    /// moves the closed segment's queued writes on. Returns whether it submitted one of them
+    /// (glommio hands it to the kernel when the task yields).
+    fn poll_seal(&self) -> Result<bool> {
         if self.seal.driving.get() {
-            return Ok(());
+            return Ok(false);
         }
+        // Driven here rather than inside the seal only to learn whether a write was submitted.
+        let submitted = self
+            .closed_writes()
+            .is_some_and(|(_, writes)| writes.drive());
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match self.poll_seal_in_place(&mut cx) {
-            Poll::Ready(Some((pending, result))) => self.finish_seal(&pending.meta, result),
-            Poll::Ready(None) | Poll::Pending => Ok(()),
+            Poll::Ready(Some((pending, result))) => self.finish_seal(&pending.meta, result)?,
+            Poll::Ready(None) | Poll::Pending => {}
         }
+        Ok(submitted)
     }
 
     /// Polls the seal in its slot and takes it out once it finished (`None`: no seal).
@@ -1471,10 +1650,17 @@ impl<D: Disk> Log<D> {
         assert!(!self.sealing(), "the finished seal left its slot");
         self.synced.notify_all();
         if let Err(e) = result {
-            // As for a failed sync: never retry, fence until a reopen rescans the tail.
+            // As for a failed sync: never retry, fence until a reopen rescans the tail. (The
+            // closed segment's writes stay in the slot: reads keep using their written position.)
             self.fenced.set(true);
             return Err(e);
         }
+        // Every write of the closed segment completed (the seal waited for them): it is whole
+        // on its file, and reads and the cache's eviction treat it as any sealed segment.
+        let closed = self.seal.writes.borrow_mut().take();
+        let closed = closed.expect("a roll leaves its closed segment's writes with the seal");
+        assert_eq!(closed.base, meta.segment);
+        assert_eq!(closed.writes.written(), meta.position);
         let mut spare = self.spare.borrow_mut();
         assert!(
             matches!(*spare, SpareState::None),
@@ -1594,11 +1780,12 @@ impl<D: Disk> Log<D> {
                 result.next_offset = next;
                 continue;
             }
-            let written = if core.segments.keys().next_back() == Some(&base) {
-                self.writes.written()
-            } else {
-                segment.size
-            };
+            let active_base = *core
+                .segments
+                .keys()
+                .next_back()
+                .expect("a log has a segment");
+            let written = self.written_in(active_base, base, segment.size);
             let budget = bytes_max.saturating_sub(result.bytes);
             let Some((range, next)) = file_range(segment, cur, limit, written, budget).await?
             else {
@@ -1623,8 +1810,13 @@ impl<D: Disk> Log<D> {
     /// [`StorageError::CorruptBatch`] for an invalid header on disk; I/O errors.
     pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(Offset, i64)>> {
         let mut core = self.core.lock().await;
-        // Scanning reads headers from the file, so put the buffered tail there first.
+        // Scanning reads headers from the file, so put the buffered tail there first, and wait
+        // for the writes of a closed segment still being sealed (not for its seal: reading
+        // needs the bytes on the file, not durable). Under the lock, so no roll moves on.
         self.write_out(&mut core).await?;
+        if let Some((_, writes)) = self.closed_writes() {
+            self.wait_closed_writes(&writes).await?;
+        }
         for segment in core.segments.values() {
             if segment.index.max_timestamp_ms() < timestamp_ms {
                 continue;
@@ -1732,7 +1924,7 @@ impl<D: Disk> Log<D> {
         segment.next_offset = new_end;
         segment.first_timestamp_ms = rescan.first_timestamp_ms;
         core.write = load_tail_block(segment, self.config.write_buffer_bytes_max).await?;
-        self.writes.reset(position);
+        self.writes().reset(position);
         core.checkpointed = 0;
         core.cache.truncate_from(new_end);
         core.log_end = new_end;

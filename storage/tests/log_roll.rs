@@ -11,7 +11,7 @@ use std::pin::Pin;
 use bytes::BytesMut;
 use common::{batch, read_all, small_config};
 use spate_storage::io::mem::{FaultOp, MemDisk};
-use spate_storage::{block_on, FlushPolicy, Log, ReadUpTo, StorageError};
+use spate_storage::{block_on, FlushPolicy, Log, ReadChunk, ReadUpTo, StorageError};
 use spate_wire::types::{LeaderEpoch, Offset};
 
 const DIR: &str = "/data/topic-0";
@@ -344,4 +344,305 @@ fn retention_of_a_segment_being_sealed_waits_for_the_seal_and_leaves_no_stale_ch
         [format!("{:020}.log", new_base.0)],
         "only the active segment is left"
     );
+}
+
+/// The position of the old segment's write that the tests below hold: the 13th of its 4 KiB
+/// buffers, so the roll finds it pending and the writes after it completed (a device completing
+/// writes out of order). The new segment's appends in these tests stay below it (a hold applies
+/// to every file).
+const HELD_AT: u64 = 48 << 10;
+
+/// 4 KiB write buffers: a 64 KiB segment takes sixteen writes, so a roll finds several of the old
+/// segment's writes still queued while the device lags.
+fn open_small_buffers(disk: &MemDisk) -> Log<MemDisk> {
+    let config = spate_storage::LogConfig {
+        write_buffer_bytes_max: 4096,
+        ..small_config(TIMER_ONLY)
+    };
+    block_on(Log::open(disk.clone(), dir(), config)).expect("open")
+}
+
+fn seg(base: Offset) -> std::path::PathBuf {
+    dir().join(format!("{:020}.log", base.0))
+}
+
+/// Reads everything and checks it is `sent`, byte for byte (past the fields the log patches).
+fn assert_reads_back(log: &Log<MemDisk>, sent: &[BytesMut]) {
+    let all = block_on(read_all(log, Offset(0), ReadUpTo::LogEnd)).expect("read");
+    assert_eq!(all.len(), sent.len());
+    for (i, ((header, got), want)) in all.iter().zip(sent).enumerate() {
+        assert_eq!(header.base_offset, Offset(4 * i as i64));
+        assert_eq!(&got[17..], &want[17..]);
+    }
+}
+
+/// The offset of the batch that holds byte `position` of the first segment (all batches
+/// `append_now` makes are the same size).
+fn offset_at(sent: &[BytesMut], position: u64) -> Offset {
+    Offset(4 * (position / sent[0].len() as u64) as i64)
+}
+
+#[test]
+fn a_roll_does_not_wait_for_the_old_segments_writes_and_reads_serve_them_meanwhile() {
+    let disk = MemDisk::new();
+    let log = open_small_buffers(&disk);
+    let mut sent = Vec::new();
+    // The first append writes the leader-epoch checkpoint (a write at 0): before the hold.
+    append_now(&log, &mut sent);
+    let durable = block_on(log.flush()).expect("flush");
+    disk.hold_write_at(Some(HELD_AT));
+    // Every append, the one that rolls included, completes without waiting (`append_now`
+    // panics otherwise): a roll that drained the old segment's writes would wait here forever.
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    for _ in 0..20 {
+        append_now(&log, &mut sent);
+    }
+    assert_eq!(log.log_end_offset(), Offset(4 * sent.len() as i64));
+    // The held write is still pending: its block of the old file is zeros, while writes after
+    // it (the next buffer) landed.
+    let old = disk.file_bytes(&seg(Offset(0))).expect("old segment");
+    let held = HELD_AT as usize;
+    assert!(old[held..held + 4096].iter().all(|&b| b == 0), "held");
+    assert!(
+        old[held + 4096..held + 8192].iter().any(|&b| b != 0),
+        "a later write of the old segment completed"
+    );
+    assert!(disk.writes_in_flight() >= 1);
+    assert_eq!(log.durable_offset(), durable, "nothing new is durable");
+    assert_eq!(names(&disk, ".sealing"), [format!("{:020}.sealing", 0)]);
+    // Reads see every batch, the old segment's unwritten ones from the cache: the batch over
+    // the held block, and the file range before it ends below it.
+    assert_reads_back(&log, &sent);
+    let over_held = offset_at(&sent, HELD_AT);
+    let read = block_on(log.read(over_held, 1, ReadUpTo::LogEnd)).expect("read");
+    assert!(matches!(read.chunks[0], ReadChunk::Memory(_)));
+    let read = block_on(log.read(Offset(0), 1 << 20, ReadUpTo::LogEnd)).expect("read");
+    let ReadChunk::File(range) = &read.chunks[0] else {
+        panic!("the oldest batches come from the file");
+    };
+    assert!(range.position + range.length <= HELD_AT);
+    assert!(read
+        .chunks
+        .iter()
+        .any(|c| matches!(c, ReadChunk::Memory(_))));
+    // Released: the seal completes, and once appends evicted them from the cache the old
+    // segment's batches come from the file.
+    disk.hold_write_at(None);
+    assert_eq!(block_on(log.flush()).unwrap(), log.log_end_offset());
+    assert!(log.durable_offset() > new_base);
+    assert!(names(&disk, ".sealing").is_empty());
+    for _ in 0..30 {
+        append_now(&log, &mut sent);
+    }
+    let read = block_on(log.read(over_held, 1, ReadUpTo::LogEnd)).expect("read");
+    assert!(matches!(read.chunks[0], ReadChunk::File(_)));
+    assert_reads_back(&log, &sent);
+    block_on(log.close()).expect("close");
+    let end = assert_recovers_a_prefix(&disk, &sent, Offset(4 * sent.len() as i64));
+    assert_eq!(end, Offset(4 * sent.len() as i64));
+}
+
+#[test]
+fn a_timestamp_lookup_waits_for_the_old_segments_writes_not_for_its_seal() {
+    let disk = MemDisk::new();
+    let log = open_small_buffers(&disk);
+    let mut sent = Vec::new();
+    append_now(&log, &mut sent);
+    disk.hold_write_at(Some(HELD_AT));
+    append_until_segments(&log, &mut sent, 2);
+    disk.hold_syncs(true);
+    // The batch over the held block has timestamp 1000 + its index (`append_now`).
+    let over_held = offset_at(&sent, HELD_AT);
+    let timestamp_ms = 1000 + over_held.0 / 4;
+    let mut lookup = Box::pin(log.offset_for_timestamp(timestamp_ms));
+    assert!(
+        poll_n(lookup.as_mut(), 100).is_none(),
+        "the lookup reads the old file: it waits for the held write"
+    );
+    disk.hold_write_at(None);
+    let found = poll_n(lookup.as_mut(), 1000)
+        .expect("done once the writes completed, with the seal's fdatasync still held")
+        .expect("lookup");
+    assert_eq!(found, Some((over_held, timestamp_ms)));
+    drop(lookup);
+    assert!(!names(&disk, ".sealing").is_empty(), "the seal is pending");
+    disk.hold_syncs(false);
+    assert_eq!(block_on(log.flush()).unwrap(), log.log_end_offset());
+}
+
+#[test]
+fn a_crash_while_the_old_segments_writes_are_pending_keeps_every_durable_offset_and_leaves_no_hole()
+{
+    let (mut holes, mut old_cut, mut new_kept) = (0, 0, 0);
+    for seed in 0..64u64 {
+        let disk = MemDisk::new();
+        let log = open_small_buffers(&disk);
+        let mut sent = Vec::new();
+        for _ in 0..(20 + seed % 40) {
+            append_now(&log, &mut sent);
+        }
+        let durable = block_on(log.flush()).expect("flush");
+        disk.hold_write_at(Some(HELD_AT));
+        let new_base = append_until_segments(&log, &mut sent, 2);
+        for _ in 0..(seed % 25) {
+            append_now(&log, &mut sent);
+        }
+        if seed % 2 == 1 {
+            // The held write completes last, after the writes behind it and some of the new
+            // segment's; the seal's fdatasync is held, so nothing new is durable.
+            disk.hold_syncs(true);
+            disk.hold_write_at(None);
+            for _ in 0..10 {
+                append_now(&log, &mut sent);
+            }
+        }
+        assert_eq!(log.durable_offset(), durable, "nothing new is durable");
+        drop(log);
+        disk.crash(seed);
+        disk.hold_write_at(None);
+        disk.hold_syncs(false);
+        let old = disk.file_bytes(&seg(Offset(0))).expect("old segment");
+        let held = HELD_AT as usize;
+        let zeros_at_held =
+            old.len() < held + 4096 || old[held..held + 4096].iter().all(|&b| b == 0);
+        if zeros_at_held && old.len() > held + 4096 && old[held + 4096..].iter().any(|&b| b != 0) {
+            // A later write survived and the held one did not: a hole in the middle.
+            holes += 1;
+        }
+        let end = assert_recovers_a_prefix(&disk, &sent, durable);
+        if end < new_base {
+            old_cut += 1;
+            // The torn old segment became the active one; the new segment is gone.
+            assert_eq!(names(&disk, ".log"), [format!("{:020}.log", 0)]);
+        }
+        if end > new_base {
+            new_kept += 1;
+        }
+        assert!(names(&disk, ".sealing").is_empty());
+    }
+    assert!(holes >= 5, "{holes} crashes left a hole in the old segment");
+    assert!(old_cut >= 10, "{old_cut} crashes cut the old segment");
+    assert!(new_kept >= 3, "{new_kept} crashes kept new-segment data");
+}
+
+#[test]
+fn a_failed_write_of_the_old_segment_fails_its_seal_and_fences_the_log() {
+    let disk = MemDisk::new();
+    let log = open_small_buffers(&disk);
+    let mut sent = Vec::new();
+    append_now(&log, &mut sent);
+    let durable = block_on(log.flush()).expect("flush");
+    disk.hold_write_at(Some(HELD_AT));
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    // A waiter drives the seal, which waits for the old segment's writes: all but the held
+    // one complete.
+    let mut flush = Box::pin(log.flush());
+    assert!(poll_n(flush.as_mut(), 100).is_none());
+    assert_eq!(disk.writes_in_flight(), 1, "only the held write is left");
+    // Appends go on meanwhile (less than a buffer: no write of the new segment).
+    for _ in 0..3 {
+        append_now(&log, &mut sent);
+    }
+    disk.fail_nth(FaultOp::Write, 1);
+    disk.hold_write_at(None);
+    let err = poll_n(flush.as_mut(), 1000)
+        .expect("flush done")
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::Io { op: "writing", .. }),
+        "the seal reports the write's error: {err:?}"
+    );
+    drop(flush);
+    assert_eq!(
+        log.durable_offset(),
+        durable,
+        "nothing past the failure is durable"
+    );
+    assert!(matches!(
+        block_on(log.append(batch(1, 1, 1, 1), LeaderEpoch(1))),
+        Err(StorageError::Fenced)
+    ));
+    assert!(matches!(block_on(log.flush()), Err(StorageError::Fenced)));
+    assert!(matches!(
+        block_on(log.offset_for_timestamp(0)),
+        Err(StorageError::Fenced)
+    ));
+    drop(log);
+    // The failed block never reached the file: reopening cuts the old segment there and removes
+    // the new one, keeping everything durable.
+    let end = assert_recovers_a_prefix(&disk, &sent, durable);
+    assert!(end < new_base && end <= offset_at(&sent, HELD_AT));
+    assert_eq!(names(&disk, ".log"), [format!("{:020}.log", 0)]);
+}
+
+#[test]
+fn the_cleaner_waits_for_the_old_segments_writes_before_reading_its_file() {
+    use spate_storage::compaction::OffsetMap;
+    use spate_storage::{CleanConfig, CleanerState, Unthrottled};
+    let disk = MemDisk::new();
+    let log = open_small_buffers(&disk);
+    let mut sent = Vec::new();
+    append_now(&log, &mut sent);
+    disk.hold_write_at(Some(HELD_AT));
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    let (mut map, mut state) = (OffsetMap::new(1 << 16), CleanerState::default());
+    let (config, mut budget) = (CleanConfig::default(), Unthrottled);
+    let mut clean = Box::pin(log.clean(&mut map, &mut state, &config, 10_000, &mut budget));
+    // Reading the old file now would meet the held block's zeros (a corrupt batch).
+    assert!(
+        poll_n(clean.as_mut(), 100).is_none(),
+        "waits for the held write"
+    );
+    disk.hold_write_at(None);
+    let outcome = poll_n(clean.as_mut(), 10_000)
+        .expect("clean done")
+        .expect("clean")
+        .expect("due: the closed segment is all dirty");
+    drop(clean);
+    // `batch` records have no key: a compacted log drops them all.
+    assert_eq!(outcome.segments_before, 1);
+    assert_eq!(outcome.records_removed, new_base.0 as u64);
+    assert_eq!(outcome.cleaned_up_to, new_base);
+}
+
+#[test]
+fn a_stuck_write_of_the_old_segment_stops_appends_once_eight_buffers_of_the_new_one_are_written() {
+    let disk = MemDisk::new();
+    let log = open_small_buffers(&disk);
+    let mut sent = Vec::new();
+    append_now(&log, &mut sent);
+    disk.hold_write_at(Some(HELD_AT));
+    let new_base = append_until_segments(&log, &mut sent, 2);
+    // The tail cache cannot evict past the old segment's unwritten batch, so all appended since
+    // stays in memory: appends go on in the new segment (its writes complete) only until eight
+    // of its buffers are written, not until the segment is full.
+    let mut blocked = loop {
+        let b = batch(4, 100, 5000, sent.len() as u64);
+        sent.push(b.clone());
+        let mut append = Box::pin(log.append(b, LeaderEpoch(1)));
+        if poll_n(append.as_mut(), 100).is_none() {
+            break append;
+        }
+        assert!(sent.len() < 10_000, "no append waited");
+    };
+    let new_bytes = (log.log_end_offset().0 - new_base.0) as usize / 4 * sent[0].len();
+    let buffers = spate_storage::FULL_WRITES_QUEUED_MAX * 4096;
+    assert!(
+        (buffers..buffers + 2 * 4096).contains(&new_bytes),
+        "{new_bytes} bytes appended to the new segment"
+    );
+    assert!(
+        HELD_AT as usize > new_bytes,
+        "the new segment's writes are not held"
+    );
+    disk.hold_write_at(None);
+    poll_n(blocked.as_mut(), 1000)
+        .expect("the append completes once the old segment's writes did")
+        .expect("append");
+    drop(blocked);
+    assert_eq!(block_on(log.flush()).unwrap(), log.log_end_offset());
+    assert_reads_back(&log, &sent);
+    block_on(log.close()).expect("close");
+    let end = assert_recovers_a_prefix(&disk, &sent, Offset(4 * sent.len() as i64));
+    assert_eq!(end, Offset(4 * sent.len() as i64));
 }

@@ -197,7 +197,7 @@ impl<D: Disk> Log<D> {
         now_ms: i64,
         budget: &mut impl IoBudget,
     ) -> Result<Option<CleanOutcome>> {
-        let cleanable = self.cleanable_segments(config, now_ms).await;
+        let cleanable = self.cleanable_segments(config, now_ms).await?;
         if cleanable.is_empty() {
             return Ok(None);
         }
@@ -264,27 +264,45 @@ impl<D: Disk> Log<D> {
     }
 
     /// The closed segments whose newest record is at least `min_compaction_lag_ms` old, oldest
-    /// first, stopping at the first younger one (cleaning never skips over a segment).
+    /// first, stopping at the first younger one (cleaning never skips over a segment). Returns
+    /// once all their bytes are on their files: the segment the last roll closed may still have
+    /// writes queued, which this waits for (without the lock).
+    ///
+    /// # Errors
+    /// A failed write of that segment (which fences the log).
     async fn cleanable_segments(
         &self,
         config: &CleanConfig,
         now_ms: i64,
-    ) -> Vec<Snapshot<D::File>> {
-        let core = self.core.lock().await;
-        let closed = core.segments.len() - 1;
-        let lag_end_ms = now_ms.saturating_sub(config.min_compaction_lag_ms);
-        core.segments
-            .values()
-            .take(closed)
-            .take_while(|s| s.index.max_timestamp_ms() <= lag_end_ms)
-            .map(|s| Snapshot {
-                base: s.base,
-                next_offset: s.next_offset,
-                size: s.size,
-                file: s.file.clone(),
-                path: s.path.clone(),
-            })
-            .collect()
+    ) -> Result<Vec<Snapshot<D::File>>> {
+        let (segments, closed_writes) = {
+            let core = self.core.lock().await;
+            let closed = core.segments.len() - 1;
+            let lag_end_ms = now_ms.saturating_sub(config.min_compaction_lag_ms);
+            let segments: Vec<Snapshot<D::File>> = core
+                .segments
+                .values()
+                .take(closed)
+                .take_while(|s| s.index.max_timestamp_ms() <= lag_end_ms)
+                .map(|s| Snapshot {
+                    base: s.base,
+                    next_offset: s.next_offset,
+                    size: s.size,
+                    file: s.file.clone(),
+                    path: s.path.clone(),
+                })
+                .collect();
+            let closed_writes = self
+                .closed_writes()
+                .filter(|(base, _)| segments.iter().any(|s| s.base == *base));
+            (segments, closed_writes)
+        };
+        if let Some((_, writes)) = closed_writes {
+            // No write is added to a closed segment's queue, so once it is empty the snapshot's
+            // size is on the file. (The swap waits for the seal itself, `install`.)
+            self.wait_closed_writes(&writes).await?;
+        }
+        Ok(segments)
     }
 
     /// Fills `map` from the dirty segments; returns the offset it covers up to (a segment

@@ -1,10 +1,18 @@
-//! The active segment's writes that have not completed yet.
+//! One segment file's writes that have not completed yet: the active segment's, and after a
+//! roll, until its seal finished, the closed segment's (a queue of its own, *retired*).
 //!
 //! Shared (`Rc`) by the holders of the core lock, which add writes (an append submits a full
 //! buffer; a sync, roll, truncation or timestamp lookup writes the partial tail) and by syncs,
 //! which wait for their writes and then run the fdatasync *without* the lock. Whoever waits
 //! drives: every wait polls all writes, so a task dropped while waiting loses nothing (the writes
 //! stay here for the next waiter), and a write completes no matter which task observes it.
+//!
+//! A roll does not wait for the old segment's queue: it adds the old segment's tail write,
+//! *retires* the queue (no write is added to it again) and starts a new one for the new file.
+//! The retired queue lives on in the seal, which waits until it is empty before its
+//! fdatasync, in the log's seal slot, where reads find the closed segment's written position,
+//! and in any sync that was waiting for its writes. A new object, not the old one reset: a
+//! sync holding the old `Rc` must go on waiting for the old file's writes.
 //!
 //! Two writes to the same blocks are never in flight together (their completion order is
 //! undefined on a real device): a write that overlaps an earlier one that has not completed is
@@ -31,9 +39,11 @@ use crate::error::StorageError;
 use crate::io::{AlignedBuf, DiskFile, BLOCK_BYTES};
 use crate::sync::WAITERS_MAX;
 
-/// Most full-buffer writes queued (in flight or chained).
+/// Most full-buffer writes queued (in flight or chained) per queue. While a seal is pending
+/// there are two queues (the closed segment's, retired, and the new segment's), so twice this.
 pub(super) const FULL_WRITES_MAX: usize = super::FULL_WRITES_QUEUED_MAX;
-/// Most writes submitted at once; the others wait in the queue, in order.
+/// Most writes submitted at once per queue; the others wait in the queue, in order. Twice this
+/// per log while a seal is pending (the two queues write different files).
 const SUBMITTED_MAX: usize = super::WRITES_IN_FLIGHT_MAX;
 /// Spare buffers kept for reuse: enough for the writes in flight; the buffers of a queue that
 /// grew while the device lagged are freed as their writes complete.
@@ -105,7 +115,8 @@ struct State<F: DiskFile> {
     // In the order added (`seq` increasing); a write leaves when it completes.
     queue: VecDeque<Queued<F>>,
     next_seq: u64,
-    // Bumped when the log moves to another file position space (roll, truncation).
+    // Bumped when a truncation moves the queue to another position space (a roll retires the
+    // queue instead).
     generation: u64,
     // Every data byte below it reached the file (completed writes only).
     written: u64,
@@ -116,6 +127,9 @@ struct State<F: DiskFile> {
     // Buffers back from completed full-buffer writes, reused so appends cause no page faults.
     spare: Vec<F::Buf>,
     buffer_bytes: usize,
+    // The segment was rolled away from: no write is added any more, and buffers back from
+    // completed writes are freed (the new segment's queue took the spare ones).
+    retired: bool,
     failed: bool,
     // The first failure, until someone reports it.
     error: Option<(PathBuf, io::Error)>,
@@ -142,6 +156,7 @@ impl<F: DiskFile> State<F> {
     fn complete(&mut self, write: Queued<F>, result: io::Result<()>, back: Option<F::Buf>) {
         if let Some(buf) = back {
             if write.kind == WriteKind::Full
+                && !self.retired
                 && self.spare.len() < SPARE_BUFFERS_MAX
                 && buf.as_slice().len() == self.buffer_bytes
             {
@@ -233,7 +248,7 @@ fn join_ranges(written: &mut u64, done: &mut Vec<(u64, u64)>) {
     }
 }
 
-/// The active segment's queued writes; see the module documentation.
+/// One segment file's queued writes; see the module documentation.
 pub(super) struct Writes<F: DiskFile> {
     state: RefCell<State<F>>,
     fan_out: Arc<FanOut>,
@@ -248,6 +263,7 @@ impl<F: DiskFile> std::fmt::Debug for Writes<F> {
             .field("written", &state.written)
             .field("issued", &state.issued)
             .field("failed", &state.failed)
+            .field("retired", &state.retired)
             .finish()
     }
 }
@@ -266,6 +282,7 @@ impl<F: DiskFile> Writes<F> {
                 done: Vec::new(),
                 spare: Vec::new(),
                 buffer_bytes,
+                retired: false,
                 failed: false,
                 error: None,
                 added: false,
@@ -275,12 +292,14 @@ impl<F: DiskFile> Writes<F> {
         }
     }
 
-    /// Starts over at `position` of another file (roll) or of a cut file (truncation).
+    /// Starts over at `position` of the cut file (truncation). A roll makes a new queue instead
+    /// (see the module documentation).
     ///
     /// # Panics
     /// If writes are queued.
     pub(super) fn reset(&self, position: u64) {
         let mut state = self.state.borrow_mut();
+        assert!(!state.retired, "a retired queue is never reused");
         assert!(state.queue.is_empty(), "writes drained before a reset");
         assert!(state.failed || state.done.is_empty());
         state.generation += 1;
@@ -312,6 +331,28 @@ impl<F: DiskFile> Writes<F> {
     /// A buffer back from a completed full-buffer write, if any.
     pub(super) fn take_spare(&self) -> Option<F::Buf> {
         self.state.borrow_mut().spare.pop()
+    }
+
+    /// Keeps `buf` (a write buffer of the usual size) for reuse, if fewer than
+    /// `SPARE_BUFFERS_MAX` are kept; drops it otherwise.
+    pub(super) fn give_spare(&self, buf: F::Buf) {
+        let mut state = self.state.borrow_mut();
+        if !state.retired
+            && state.spare.len() < SPARE_BUFFERS_MAX
+            && buf.as_slice().len() == state.buffer_bytes
+        {
+            state.spare.push(buf);
+        }
+    }
+
+    /// Marks the queue as the closed segment's after a roll: no write is added any more (the
+    /// queued ones go on completing), buffers of writes completing later are freed, and the
+    /// spare buffers kept so far are handed back, for the new segment's queue.
+    pub(super) fn retire(&self) -> Vec<F::Buf> {
+        let mut state = self.state.borrow_mut();
+        assert!(!state.retired, "retired once");
+        state.retired = true;
+        std::mem::take(&mut state.spare)
     }
 
     /// After a failure: the write error the first time, `Fenced` afterwards.
@@ -356,6 +397,7 @@ impl<F: DiskFile> Writes<F> {
             );
             assert!(state.queue.len() < QUEUED_WRITES_MAX);
             assert!(!state.failed, "no writes after a failure");
+            assert!(!state.retired, "no writes to a closed segment");
             let seq = state.next_seq;
             state.next_seq += 1;
             state.added = true;
