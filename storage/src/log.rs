@@ -1316,6 +1316,10 @@ impl<D: Disk> Log<D> {
             }
             Poll::Pending => {
                 *self.background_sync.borrow_mut() = Some(pending);
+                // A waiter that saw `sync_in_flight` before the sync was parked here waits for
+                // `synced`, which only a finished sync sends, and nobody drives a parked one
+                // but the next append: wake it to take the sync over (`await_background_sync`).
+                self.synced.notify_all();
                 self.disk.yield_to_io().await;
                 Ok(())
             }

@@ -181,15 +181,10 @@ proptest! {
         run(flush, &ops, finish, seed);
     }
 
-    // Ignored: it fails, an open finding. With flushes dropped midway, flushes can stay pending
-    // for good (0 writes in flight, GroupCommit with a small bytes_max): a liveness bug under
-    // cancellation, not known whether from the chained-write sync or older (main fails this
-    // test earlier, on the dropped-write assertion the chained-write queue fixed). The
-    // checkpoint race this test also found (the active checkpoint and a roll's index write
-    // sharing one tmp file) is fixed.
-    // Run: `PROPTEST_CASES=3000 cargo test -p spate-storage --test log_interleaved -- --ignored`.
+    // Found a liveness bug, now fixed: a flush that parked on `synced` while an append was
+    // starting a background sync waited for good once the append parked the sync unfinished
+    // (nobody drove it and only a finished sync notifies). The append now wakes the waiters.
     #[test]
-    #[ignore]
     fn durable_batches_survive_a_crash_with_flushes_cancelled_midway(
         flush in policy(),
         ops in proptest::collection::vec(op(Cancel::Flushes), 1..120),
