@@ -817,7 +817,8 @@ impl Core {
         results
     }
 
-    /// Background work of this core: group-commit flushes and retention. Runs until shutdown.
+    /// Background work of this core: driving every partition's pending writes and seal,
+    /// group-commit flushes and retention. Runs until shutdown.
     pub async fn maintain(self: Rc<Self>, shutdown: Arc<crate::runtime::ShutdownFlag>) {
         let mut since_retention = Duration::ZERO;
         // Reused every tick (one allocation, not one per millisecond); emptied before each sleep
@@ -834,6 +835,13 @@ impl Core {
             );
             let now = Instant::now();
             for partition in &owned {
+                // Writes are driven by whoever polls them: without this, a partition that went
+                // idle under flush mode `never` would keep its queued buffers in memory and a
+                // roll's seal parked until its next append. Never waits; a no-op when nothing
+                // is pending.
+                if let Err(e) = partition.log.drive_io().await {
+                    error!(core = self.id, error = %e, "driving partition writes failed");
+                }
                 if partition.flush_due(now) {
                     partition.flushed_at.set(now);
                     if let Err(e) = partition.log.flush().await {

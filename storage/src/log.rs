@@ -1147,6 +1147,46 @@ impl<D: Disk> Log<D> {
         Ok(self.durable.get())
     }
 
+    /// Moves the log's pending I/O on without waiting for any of it: submits the active
+    /// segment's queued writes that a device slot freed up for and collects completed ones,
+    /// polls a roll's pending seal (and with it the closed segment's writes), a background sync
+    /// and the making of the spare file. The owner calls it periodically for every partition:
+    /// the writes are otherwise driven only by appends, syncs and waiters, so under
+    /// [`FlushPolicy::Never`] a partition that went idle would keep queued buffers in memory
+    /// and its seal parked (the durable offset behind) until the next append. Takes no lock;
+    /// costs a few loads when nothing is pending. Yields once to the runtime if it submitted
+    /// anything (glommio hands queued I/O to the kernel only then), never waits for the device.
+    ///
+    /// It does not write the partly filled buffer: under `Never` that waits for the next
+    /// flush, roll or close, as before.
+    ///
+    /// # Errors
+    /// The first failure of a write, a seal or a background sync it observes (the log is fenced
+    /// from then on); a fenced log reports nothing more here (appends and flushes report
+    /// [`StorageError::Fenced`]).
+    pub async fn drive_io(&self) -> Result<()> {
+        if self.fenced.get() {
+            return Ok(());
+        }
+        let mut submitted = self.writes().drive();
+        // Polls the seal (and the closed segment's writes) unless another task drives it.
+        let sealing = self.sealing();
+        if sealing {
+            submitted |= self.poll_seal()?;
+        }
+        self.poll_background_sync().await?;
+        self.poll_spare();
+        // A write that failed fences the log: report it now, not at the next append.
+        self.check_fenced()?;
+        // Chained writes drive() submitted, or a seal step (truncate, fdatasync, file writes)
+        // it may have issued: let them reach the kernel now rather than at the owner's next
+        // sleep.
+        if submitted || sealing {
+            self.disk.yield_to_io().await;
+        }
+        Ok(())
+    }
+
     /// Runs one sync now and waits for it.
     async fn sync_now(&self) -> Result<()> {
         self.sync_in_flight.set(true);

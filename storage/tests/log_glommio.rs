@@ -341,3 +341,50 @@ fn compaction_swaps_segments_on_dma_files_and_old_ranges_stay_readable() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn drive_io_on_a_timer_completes_an_idle_partitions_seal_on_dma_files() {
+    run_in(test_dir("idle-seal"), |dir| async move {
+        prime_io_poll_probe(&dir).await.expect("probe");
+        let log_dir = dir.join("topic-0");
+        let log = Log::open(GlommioDisk, &log_dir, config(FlushPolicy::Never))
+            .await
+            .expect("open");
+        let mut appended = 0u64;
+        let new_base = loop {
+            let info = log
+                .append(batch(8, 1000, 0, appended), LeaderEpoch(3))
+                .await
+                .expect("append");
+            appended += 1;
+            if log.segment_count().await == 2 {
+                break info.base_offset;
+            }
+            assert!(appended < 1000, "never rolled");
+        };
+        let marker = log_dir.join(format!("{:020}.sealing", 0));
+        // The partition goes idle: the executor runs its reactor meanwhile, but nothing polls
+        // the seal, so it does not move.
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(marker.exists(), "nothing drove the seal");
+        assert_eq!(log.durable_offset(), Offset(0));
+        // The broker's maintenance tick: sleep 1 ms, drive_io (about 30 ticks here).
+        let mut ticks = 0;
+        while log.durable_offset() < new_base {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            log.drive_io().await.expect("drive_io");
+            ticks += 1;
+            assert!(ticks < 5000, "the seal did not complete in 5000 ticks");
+        }
+        assert_eq!(log.durable_offset(), new_base);
+        assert!(!marker.exists());
+        // The old segment on disk: cut to its batches, all of them whole and dense.
+        let old = std::fs::read(log_dir.join(format!("{:020}.log", 0))).expect("old segment");
+        let batches: Vec<_> = spate_wire::batch::batches(&old)
+            .map(|item| item.expect("whole batches").0.base_offset)
+            .collect();
+        assert_eq!(batches.len() as i64 * 8, new_base.0);
+        assert!(batches.iter().enumerate().all(|(i, b)| b.0 == 8 * i as i64));
+        log.close().await.expect("close");
+    });
+}

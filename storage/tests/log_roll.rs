@@ -646,3 +646,94 @@ fn a_stuck_write_of_the_old_segment_stops_appends_once_eight_buffers_of_the_new_
     let end = assert_recovers_a_prefix(&disk, &sent, Offset(4 * sent.len() as i64));
     assert_eq!(end, Offset(4 * sent.len() as i64));
 }
+
+/// A failure of one of the seal's steps on the closed segment (armed by `arm` with the log's
+/// directory paths): the append that collects the failed seal reports the I/O error `op`, every
+/// later call `Fenced`; nothing past what was durable before the roll is reported durable; and a
+/// crash then reopen recovers a dense prefix holding every durable offset, the marked segment
+/// scanned as one whose seal may not have completed. Returns how many of the crashes cut the
+/// closed segment short of the new segment's base (possible only where its fdatasync failed).
+fn seal_step_failure_fences_the_log_and_recovers(op: &str, arm: impl Fn(&MemDisk)) -> usize {
+    let mut old_cut = 0;
+    for seed in 0..32u64 {
+        let disk = MemDisk::new();
+        let log = open(&disk);
+        let mut sent = Vec::new();
+        for _ in 0..(10 + seed % 20) {
+            append_now(&log, &mut sent);
+        }
+        let durable = block_on(log.flush()).expect("flush");
+        assert_eq!(durable, Offset(4 * sent.len() as i64));
+        arm(&disk);
+        let new_base = append_until_segments(&log, &mut sent, 2);
+        // Appends poll the seal; the one that collects its failure reports the error and
+        // appends nothing.
+        let err = loop {
+            let b = batch(4, 100, 1000 + sent.len() as i64, sent.len() as u64);
+            let appended = poll_n(std::pin::pin!(log.append(b.clone(), LeaderEpoch(1))), 100)
+                .expect("an append never waits for the seal");
+            match appended {
+                Ok(_) => sent.push(b),
+                Err(e) => break e,
+            }
+            assert!(sent.len() < 10_000, "the seal never failed");
+        };
+        assert!(
+            matches!(&err, StorageError::Io { op: got, .. } if *got == op),
+            "the seal's {op} error first: {err:?}"
+        );
+        assert!(matches!(
+            block_on(log.append(batch(1, 1, 1, 1), LeaderEpoch(1))),
+            Err(StorageError::Fenced)
+        ));
+        assert!(matches!(block_on(log.flush()), Err(StorageError::Fenced)));
+        assert!(matches!(block_on(log.drive_io()), Ok(())), "reported once");
+        assert_eq!(
+            log.durable_offset(),
+            durable,
+            "nothing past the failure is durable"
+        );
+        assert!(durable < new_base);
+        drop(log);
+        disk.crash(seed);
+        // The marker outlived the failed seal: recovery treats the closed segment as one whose
+        // seal may not have completed (a torn tail is cut, not reported as corruption).
+        assert_eq!(names(&disk, ".sealing"), [format!("{:020}.sealing", 0)]);
+        let end = assert_recovers_a_prefix(&disk, &sent, durable);
+        if end < new_base {
+            old_cut += 1;
+            assert_eq!(names(&disk, ".log"), [format!("{:020}.log", 0)]);
+        }
+        assert!(names(&disk, ".sealing").is_empty());
+    }
+    old_cut
+}
+
+#[test]
+fn a_failed_truncate_of_the_closed_segment_fences_the_log_and_recovery_keeps_every_durable_offset()
+{
+    let old_cut = seal_step_failure_fences_the_log_and_recovers("truncating", |disk| {
+        disk.fail_next_on(FaultOp::Truncate, &seg(Offset(0)))
+    });
+    // Nothing of the closed segment after the flush was synced: crashes cut it.
+    assert!(old_cut >= 5, "{old_cut} crashes cut the closed segment");
+}
+
+#[test]
+fn a_failed_fdatasync_of_the_closed_segment_fences_the_log_and_recovery_keeps_every_durable_offset()
+{
+    let old_cut = seal_step_failure_fences_the_log_and_recovers("syncing", |disk| {
+        disk.fail_next_on(FaultOp::Sync, &seg(Offset(0)))
+    });
+    assert!(old_cut >= 5, "{old_cut} crashes cut the closed segment");
+}
+
+#[test]
+fn a_failed_removal_of_the_seal_marker_fences_the_log_and_recovery_keeps_the_synced_segment() {
+    let marker = dir().join(format!("{:020}.sealing", 0));
+    let old_cut = seal_step_failure_fences_the_log_and_recovers("removing", |disk| {
+        disk.fail_next_on(FaultOp::Remove, &marker)
+    });
+    // The closed segment was cut and synced before the removal failed: every crash keeps it.
+    assert_eq!(old_cut, 0);
+}

@@ -4,8 +4,9 @@
 //! directory entries likewise are durable only after `sync_dir`. [`MemDisk::crash`] keeps the
 //! durable state plus a seeded-random prefix of the volatile operations, the last of which may be
 //! a write cut at an arbitrary byte: a torn write. ENOSPC comes from a byte quota that can be
-//! raised again; EIO from faults armed on the n-th call of an operation. Writes must follow
-//! O_DIRECT alignment or the call panics, so misaligned I/O is caught by tests.
+//! raised again; EIO from faults armed on the n-th call of an operation, or on its next call on
+//! a given path. Writes must follow O_DIRECT alignment or the call panics, so misaligned I/O is
+//! caught by tests.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -49,6 +50,10 @@ pub enum FaultOp {
     Open,
     /// `rename`.
     Rename,
+    /// `truncate`.
+    Truncate,
+    /// `remove`.
+    Remove,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +111,8 @@ struct State {
     dirs: Vec<PathBuf>,
     quota_bytes: Option<u64>,
     faults: Vec<(FaultOp, u64)>,
+    // Faults armed on the next call of an operation on one path (see `MemDisk::fail_next_on`).
+    path_faults: Vec<(FaultOp, PathBuf)>,
     calls: BTreeMap<FaultOp, u64>,
     syncs: u64,
     // Writes submitted and not completed: (file identity, start, end). Two overlapping ones at
@@ -150,6 +157,19 @@ impl State {
         let n = *count;
         if let Some(i) = self.faults.iter().position(|&(o, at)| o == op && at == n) {
             self.faults.swap_remove(i);
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        Ok(())
+    }
+    /// `check_fault`, then a fault armed on `op` for `path` (consumed when it fires).
+    fn check_fault_on(&mut self, op: FaultOp, path: &Path) -> io::Result<()> {
+        self.check_fault(op)?;
+        if let Some(i) = self
+            .path_faults
+            .iter()
+            .position(|(o, p)| *o == op && p == path)
+        {
+            self.path_faults.swap_remove(i);
             return Err(io::Error::from_raw_os_error(5));
         }
         Ok(())
@@ -218,6 +238,16 @@ impl MemDisk {
         let mut state = self.state.borrow_mut();
         let done = state.calls.get(&op).copied().unwrap_or(0);
         state.faults.push((op, done + nth));
+    }
+
+    /// Makes the next call of `op` on `path` fail with EIO: for file operations the path the
+    /// file was opened with, for `Rename` the source. Counts no calls, so it targets one file
+    /// whatever else the log does meanwhile.
+    pub fn fail_next_on(&self, op: FaultOp, path: &Path) {
+        self.state
+            .borrow_mut()
+            .path_faults
+            .push((op, path.to_owned()));
     }
 
     /// Simulates power loss: every file keeps its durable bytes plus a seeded-random prefix of
@@ -379,7 +409,7 @@ impl Disk for MemDisk {
 
     async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<MemFileHandle> {
         let mut state = self.state.borrow_mut();
-        state.check_fault(FaultOp::Open)?;
+        state.check_fault_on(FaultOp::Open, path)?;
         let file = match mode {
             OpenMode::Existing => state
                 .names
@@ -409,6 +439,7 @@ impl Disk for MemDisk {
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.borrow_mut();
+        state.check_fault_on(FaultOp::Remove, path)?;
         state.names.remove(path).ok_or_else(|| not_found(path))?;
         state.dir_pending.push(DirOp::Unlink(path.to_owned()));
         Ok(())
@@ -416,7 +447,7 @@ impl Disk for MemDisk {
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state.borrow_mut();
-        state.check_fault(FaultOp::Rename)?;
+        state.check_fault_on(FaultOp::Rename, from)?;
         let f = state.names.remove(from).ok_or_else(|| not_found(from))?;
         state.names.insert(to.to_owned(), f.clone());
         // Recorded as link-then-unlink, so a crash can keep both names but never neither: the
@@ -514,7 +545,7 @@ impl DiskFile for MemFileHandle {
             .wait_unless_held(|state| state.writes_held || state.write_held_at == Some(pos))
             .await;
         let mut state = self.disk.state.borrow_mut();
-        if let Err(e) = state.check_fault(FaultOp::Write) {
+        if let Err(e) = state.check_fault_on(FaultOp::Write, &self.path) {
             return (Err(e), Some(buf));
         }
         let mut f = self.file.borrow_mut();
@@ -532,7 +563,10 @@ impl DiskFile for MemFileHandle {
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        self.disk.state.borrow_mut().check_fault(FaultOp::Read)?;
+        self.disk
+            .state
+            .borrow_mut()
+            .check_fault_on(FaultOp::Read, &self.path)?;
         let f = self.file.borrow();
         let start = (pos as usize).min(f.current.len());
         let end = (start + len).min(f.current.len());
@@ -543,20 +577,24 @@ impl DiskFile for MemFileHandle {
         // Completing later lets tests observe group commit.
         self.disk.wait_unless_held(|state| state.syncs_held).await;
         let mut state = self.disk.state.borrow_mut();
-        state.check_fault(FaultOp::Sync)?;
+        state.check_fault_on(FaultOp::Sync, &self.path)?;
         state.syncs += 1;
         self.file.borrow_mut().sync();
         Ok(())
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.disk
+            .state
+            .borrow_mut()
+            .check_fault_on(FaultOp::Truncate, &self.path)?;
         self.file.borrow_mut().push(FileOp::SetLen(len));
         Ok(())
     }
 
     async fn pre_allocate(&self, len: u64) -> io::Result<()> {
         let mut state = self.disk.state.borrow_mut();
-        state.check_fault(FaultOp::Allocate)?;
+        state.check_fault_on(FaultOp::Allocate, &self.path)?;
         let size = self.file.borrow().current.len() as u64;
         if len > size {
             state.check_space(len - size)?;
