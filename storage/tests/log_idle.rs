@@ -3,15 +3,12 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
-use bytes::BytesMut;
-use common::{batch, small_config};
+use common::{append_now, batch, names, poll_n, small_config};
 use spate_storage::io::mem::MemDisk;
 use spate_storage::{block_on, FlushPolicy, Log, LogConfig};
-use spate_wire::types::{LeaderEpoch, Offset};
+use spate_wire::types::Offset;
 
 const DIR: &str = "/data/topic-0";
 const BUFFER_BYTES: usize = 4096;
@@ -22,34 +19,6 @@ fn dir() -> &'static Path {
 
 fn seg(base: Offset) -> PathBuf {
     dir().join(format!("{:020}.log", base.0))
-}
-
-fn names(disk: &MemDisk, suffix: &str) -> Vec<String> {
-    disk.paths()
-        .iter()
-        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
-        .filter(|n| n.ends_with(suffix))
-        .collect()
-}
-
-fn poll_n<F: Future>(mut future: Pin<&mut F>, polls: usize) -> Option<F::Output> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    for _ in 0..polls {
-        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return Some(out);
-        }
-    }
-    None
-}
-
-/// Appends one batch of 4 records (offsets advance by 4), which must complete without waiting.
-fn append_now(log: &Log<MemDisk>, sent: &mut Vec<BytesMut>) -> Offset {
-    let b = batch(4, 100, 1000 + sent.len() as i64, sent.len() as u64);
-    sent.push(b.clone());
-    poll_n(std::pin::pin!(log.append(b, LeaderEpoch(1))), 100)
-        .unwrap_or_else(|| panic!("append {} waited", sent.len()))
-        .expect("append")
-        .base_offset
 }
 
 /// One call of `drive_io`, which must return within two polls (it yields once at most).

@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
-use common::{batch, join_all, read_all, small_config};
+use common::{batch, join_all, poll_n, read_all, small_config};
 use spate_storage::io::mem::{FaultOp, MemDisk};
 use spate_storage::{block_on, FlushPolicy, Log, LogConfig, ReadChunk, ReadUpTo, StorageError};
 use spate_wire::types::{LeaderEpoch, Offset};
@@ -716,19 +716,6 @@ const TIMER_ONLY: FlushPolicy = FlushPolicy::GroupCommit {
     interval_ms: 5,
     bytes_max: 1 << 30,
 };
-
-fn poll_n<F: std::future::Future>(
-    mut future: std::pin::Pin<&mut F>,
-    polls: usize,
-) -> Option<F::Output> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    for _ in 0..polls {
-        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return Some(out);
-        }
-    }
-    None
-}
 
 /// Crashes the disk, reopens and checks every batch in `sent` reads back byte for byte but
 /// for the offset and epoch fields the log writes.

@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 
 use bytes::BytesMut;
-use common::{batch, read_all, small_config};
+use common::{append_now, batch, names, poll_n, read_all, small_config};
 use spate_storage::io::mem::{FaultOp, MemDisk};
 use spate_storage::{block_on, FlushPolicy, Log, ReadChunk, ReadUpTo, StorageError};
 use spate_wire::types::{LeaderEpoch, Offset};
@@ -30,26 +28,6 @@ fn open(disk: &MemDisk) -> Log<MemDisk> {
     block_on(Log::open(disk.clone(), dir(), small_config(TIMER_ONLY))).expect("open")
 }
 
-fn poll_n<F: Future>(mut future: Pin<&mut F>, polls: usize) -> Option<F::Output> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    for _ in 0..polls {
-        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return Some(out);
-        }
-    }
-    None
-}
-
-/// Appends one batch of 4 records (offsets advance by 4), which must complete without waiting.
-fn append_now(log: &Log<MemDisk>, sent: &mut Vec<BytesMut>) -> Offset {
-    let b = batch(4, 100, 1000 + sent.len() as i64, sent.len() as u64);
-    sent.push(b.clone());
-    poll_n(std::pin::pin!(log.append(b, LeaderEpoch(1))), 100)
-        .unwrap_or_else(|| panic!("append {} waited", sent.len()))
-        .expect("append")
-        .base_offset
-}
-
 /// Appends until the log has `segments` segments; returns the base of the newest.
 fn append_until_segments(log: &Log<MemDisk>, sent: &mut Vec<BytesMut>, segments: usize) -> Offset {
     loop {
@@ -59,14 +37,6 @@ fn append_until_segments(log: &Log<MemDisk>, sent: &mut Vec<BytesMut>, segments:
         }
         assert!(sent.len() < 10_000, "never rolled");
     }
-}
-
-fn names(disk: &MemDisk, suffix: &str) -> Vec<String> {
-    disk.paths()
-        .iter()
-        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
-        .filter(|n| n.ends_with(suffix))
-        .collect()
 }
 
 /// Reopens after a crash and checks the log is `sent[..n]` for some `n`, dense from offset 0
@@ -382,18 +352,26 @@ fn offset_at(sent: &[BytesMut], position: u64) -> Offset {
     Offset(4 * (position / sent[0].len() as u64) as i64)
 }
 
-#[test]
-fn a_roll_does_not_wait_for_the_old_segments_writes_and_reads_serve_them_meanwhile() {
-    let disk = MemDisk::new();
-    let log = open_small_buffers(&disk);
+/// A log with small buffers rolled to its second segment while the old segment's write at
+/// `HELD_AT` is held. One batch is appended and flushed first: it writes the leader-epoch
+/// checkpoint (a write at 0) before the hold. Every append, the one that rolls included,
+/// completes without waiting (`append_now` panics otherwise): a roll that drained the old
+/// segment's writes would wait forever. Returns the log, the batches sent, the durable offset
+/// before the hold and the new segment's base.
+fn rolled_with_old_write_held(disk: &MemDisk) -> (Log<MemDisk>, Vec<BytesMut>, Offset, Offset) {
+    let log = open_small_buffers(disk);
     let mut sent = Vec::new();
-    // The first append writes the leader-epoch checkpoint (a write at 0): before the hold.
     append_now(&log, &mut sent);
     let durable = block_on(log.flush()).expect("flush");
     disk.hold_write_at(Some(HELD_AT));
-    // Every append, the one that rolls included, completes without waiting (`append_now`
-    // panics otherwise): a roll that drained the old segment's writes would wait here forever.
     let new_base = append_until_segments(&log, &mut sent, 2);
+    (log, sent, durable, new_base)
+}
+
+#[test]
+fn a_roll_does_not_wait_for_the_old_segments_writes_and_reads_serve_them_meanwhile() {
+    let disk = MemDisk::new();
+    let (log, mut sent, durable, new_base) = rolled_with_old_write_held(&disk);
     for _ in 0..20 {
         append_now(&log, &mut sent);
     }
@@ -445,11 +423,7 @@ fn a_roll_does_not_wait_for_the_old_segments_writes_and_reads_serve_them_meanwhi
 #[test]
 fn a_timestamp_lookup_waits_for_the_old_segments_writes_not_for_its_seal() {
     let disk = MemDisk::new();
-    let log = open_small_buffers(&disk);
-    let mut sent = Vec::new();
-    append_now(&log, &mut sent);
-    disk.hold_write_at(Some(HELD_AT));
-    append_until_segments(&log, &mut sent, 2);
+    let (log, sent, ..) = rolled_with_old_write_held(&disk);
     disk.hold_syncs(true);
     // The batch over the held block has timestamp 1000 + its index (`append_now`).
     let over_held = offset_at(&sent, HELD_AT);
@@ -528,12 +502,7 @@ fn a_crash_while_the_old_segments_writes_are_pending_keeps_every_durable_offset_
 #[test]
 fn a_failed_write_of_the_old_segment_fails_its_seal_and_fences_the_log() {
     let disk = MemDisk::new();
-    let log = open_small_buffers(&disk);
-    let mut sent = Vec::new();
-    append_now(&log, &mut sent);
-    let durable = block_on(log.flush()).expect("flush");
-    disk.hold_write_at(Some(HELD_AT));
-    let new_base = append_until_segments(&log, &mut sent, 2);
+    let (log, mut sent, durable, new_base) = rolled_with_old_write_held(&disk);
     // A waiter drives the seal, which waits for the old segment's writes: all but the held
     // one complete.
     let mut flush = Box::pin(log.flush());
@@ -580,11 +549,7 @@ fn the_cleaner_waits_for_the_old_segments_writes_before_reading_its_file() {
     use spate_storage::compaction::OffsetMap;
     use spate_storage::{CleanConfig, CleanerState, Unthrottled};
     let disk = MemDisk::new();
-    let log = open_small_buffers(&disk);
-    let mut sent = Vec::new();
-    append_now(&log, &mut sent);
-    disk.hold_write_at(Some(HELD_AT));
-    let new_base = append_until_segments(&log, &mut sent, 2);
+    let (log, _, _, new_base) = rolled_with_old_write_held(&disk);
     let (mut map, mut state) = (OffsetMap::new(1 << 16), CleanerState::default());
     let (config, mut budget) = (CleanConfig::default(), Unthrottled);
     let mut clean = Box::pin(log.clean(&mut map, &mut state, &config, 10_000, &mut budget));
@@ -608,11 +573,7 @@ fn the_cleaner_waits_for_the_old_segments_writes_before_reading_its_file() {
 #[test]
 fn a_stuck_write_of_the_old_segment_stops_appends_once_eight_buffers_of_the_new_one_are_written() {
     let disk = MemDisk::new();
-    let log = open_small_buffers(&disk);
-    let mut sent = Vec::new();
-    append_now(&log, &mut sent);
-    disk.hold_write_at(Some(HELD_AT));
-    let new_base = append_until_segments(&log, &mut sent, 2);
+    let (log, mut sent, _, new_base) = rolled_with_old_write_held(&disk);
     // The tail cache cannot evict past the old segment's unwritten batch, so all appended since
     // stays in memory: appends go on in the new segment (its writes complete) only until eight
     // of its buffers are written, not until the segment is full.

@@ -6,10 +6,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
+use spate_storage::io::mem::MemDisk;
 use spate_storage::io::Disk;
 use spate_storage::{FlushPolicy, Log, LogConfig, ReadChunk, ReadUpTo, StorageError};
 use spate_wire::batch::{batches, BatchBuilder, BatchHeader, BatchSpec};
-use spate_wire::types::Offset;
+use spate_wire::types::{LeaderEpoch, Offset};
 
 /// A valid v2 batch of `records` records with `value_bytes`-byte values; the values encode
 /// `seed` so batches differ.
@@ -108,4 +109,36 @@ pub fn proptest_cases() -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64)
+}
+
+/// Polls `future` up to `polls` times with a no-op waker: `Some(output)` if it finished, `None`
+/// if it is still waiting (for a held write, say).
+pub fn poll_n<F: Future>(mut future: Pin<&mut F>, polls: usize) -> Option<F::Output> {
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..polls {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// Appends one batch of 4 records (offsets advance by 4), which must complete without waiting;
+/// `sent` keeps every batch appended, in order.
+pub fn append_now<D: Disk>(log: &Log<D>, sent: &mut Vec<BytesMut>) -> Offset {
+    let b = batch(4, 100, 1000 + sent.len() as i64, sent.len() as u64);
+    sent.push(b.clone());
+    poll_n(std::pin::pin!(log.append(b, LeaderEpoch(1))), 100)
+        .unwrap_or_else(|| panic!("append {} waited", sent.len()))
+        .expect("append")
+        .base_offset
+}
+
+/// The names of the files in `disk` that end in `suffix`.
+pub fn names(disk: &MemDisk, suffix: &str) -> Vec<String> {
+    disk.paths()
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+        .filter(|n| n.ends_with(suffix))
+        .collect()
 }
