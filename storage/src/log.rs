@@ -876,15 +876,10 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
-    /// Waits for the writes of the closed segment still being sealed, if any (for an append
-    /// once `FULL_WRITES_QUEUED_MAX` buffers of the new segment were written). The tail cache
-    /// evicts oldest first and never an unwritten batch, so while one of the closed segment's
-    /// writes is pending nothing appended since can be evicted either; a device that completes
-    /// the new segment's writes and leaves one of the old behind (out of order) would otherwise
-    /// let the cache grow by up to a whole segment. Bounded so: the new segment's written
-    /// buffers, its queue, and the closed segment's queue. The old writes were submitted before
-    /// the new ones, so a device that completes writes about in order drained them by the time
-    /// eight new buffers are written: no wait then.
+    /// Waits for the writes of the closed segment still being sealed, if any: for a timestamp
+    /// lookup, which reads its file, and for an append once `FULL_WRITES_QUEUED_MAX` buffers of
+    /// the new segment were written (see `submit_full_buffer`). Not for its seal: the bytes
+    /// must be on the file, not durable.
     async fn wait_closed_segment_drained(&self) -> Result<()> {
         match self.closed_writes() {
             Some((_, writes)) => self.wait_closed_writes(&writes).await,
@@ -937,19 +932,10 @@ impl<D: Disk> Log<D> {
             bytes,
         });
         let active_base = active.base;
-        // Evicts only batches on the file: of the active segment below its written position,
-        // of a closed segment still being sealed below that one's (its writes may still be
-        // queued), of any other segment all.
-        let written = self.writes().written();
-        let closed = self.seal.writes.borrow();
-        let closed = closed.as_ref().map(|c| (c.base, c.writes.written()));
+        // Evicts only batches on the file (a closed segment still being sealed may have writes
+        // queued too).
         cache.evict(|b| {
-            let end = b.position + b.bytes.len() as u64;
-            if b.segment == active_base {
-                end <= written
-            } else {
-                closed.is_none_or(|(base, written)| b.segment != base || end <= written)
-            }
+            b.position + b.bytes.len() as u64 <= self.written_in(active_base, b.segment, u64::MAX)
         });
         core.log_end = header.last_offset().next();
         self.log_end.set(core.log_end);
@@ -1017,6 +1003,13 @@ impl<D: Disk> Log<D> {
     /// behind it (see `writes`), so this never waits for a sync.
     async fn submit_full_buffer(&self, core: &mut Core<D::File>) -> Result<()> {
         let capacity = self.config.write_buffer_bytes_max;
+        // The tail cache evicts oldest first and never an unwritten batch, so while one of the
+        // closed segment's writes is pending nothing appended since can be evicted either: a
+        // device that completes the new segment's writes and leaves one of the old behind (out
+        // of order) would let the cache grow by up to a whole segment. Bounded so: the new
+        // segment's written buffers, its queue, and the closed segment's queue. The old writes
+        // were submitted before the new ones, so a device that completes writes about in order
+        // drained them by the time eight new buffers are written: no wait then.
         if self.writes().written() >= (FULL_WRITES_QUEUED_MAX * capacity) as u64 {
             self.wait_closed_segment_drained().await?;
         }
@@ -1858,9 +1851,7 @@ impl<D: Disk> Log<D> {
         // for the writes of a closed segment still being sealed (not for its seal: reading
         // needs the bytes on the file, not durable). Under the lock, so no roll moves on.
         self.write_out(&mut core).await?;
-        if let Some((_, writes)) = self.closed_writes() {
-            self.wait_closed_writes(&writes).await?;
-        }
+        self.wait_closed_segment_drained().await?;
         for segment in core.segments.values() {
             if segment.index.max_timestamp_ms() < timestamp_ms {
                 continue;
