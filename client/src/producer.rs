@@ -260,7 +260,7 @@ impl Producer {
     /// As [`Producer::send_to`].
     pub async fn send_to_at(
         &mut self,
-        now: Instant,
+        mut now: Instant,
         topic: &str,
         partition: i32,
         key: Option<&[u8]>,
@@ -273,7 +273,6 @@ impl Producer {
                 "partition {partition} of {topic} (it has {partitions})"
             )));
         }
-        let mut now = now;
         let timestamp_ms = self.clock.timestamp_ms(now);
         loop {
             match self
