@@ -153,15 +153,20 @@ impl<F: DiskFile> State<F> {
         }
     }
 
+    /// Keeps `buf` for reuse if it is a write buffer of the usual size, fewer than
+    /// `SPARE_BUFFERS_MAX` are kept and the queue is not retired; drops it otherwise.
+    fn keep_spare(&mut self, buf: F::Buf) {
+        if !self.retired
+            && self.spare.len() < SPARE_BUFFERS_MAX
+            && buf.as_slice().len() == self.buffer_bytes
+        {
+            self.spare.push(buf);
+        }
+    }
+
     fn complete(&mut self, write: Queued<F>, result: io::Result<()>, back: Option<F::Buf>) {
-        if let Some(buf) = back {
-            if write.kind == WriteKind::Full
-                && !self.retired
-                && self.spare.len() < SPARE_BUFFERS_MAX
-                && buf.as_slice().len() == self.buffer_bytes
-            {
-                self.spare.push(buf);
-            }
+        if let Some(buf) = back.filter(|_| write.kind == WriteKind::Full) {
+            self.keep_spare(buf);
         }
         match result {
             Ok(()) => {
@@ -336,13 +341,7 @@ impl<F: DiskFile> Writes<F> {
     /// Keeps `buf` (a write buffer of the usual size) for reuse, if fewer than
     /// `SPARE_BUFFERS_MAX` are kept; drops it otherwise.
     pub(super) fn give_spare(&self, buf: F::Buf) {
-        let mut state = self.state.borrow_mut();
-        if !state.retired
-            && state.spare.len() < SPARE_BUFFERS_MAX
-            && buf.as_slice().len() == state.buffer_bytes
-        {
-            state.spare.push(buf);
-        }
+        self.state.borrow_mut().keep_spare(buf);
     }
 
     /// Marks the queue as the closed segment's after a roll: no write is added any more (the
