@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use bytes::BytesMut;
-use common::{append_now, batch, names, poll_n, read_all, small_config};
+use common::{append_now, batch, names, poll_n, read_all, small_config, waits_until_released};
 use spate_storage::io::mem::{FaultOp, MemDisk};
 use spate_storage::{block_on, FlushPolicy, Log, ReadChunk, ReadUpTo, StorageError};
 use spate_wire::types::{LeaderEpoch, Offset};
@@ -252,16 +252,13 @@ fn truncation_into_a_segment_being_sealed_waits_for_the_seal_and_leaves_no_stale
         append_now(&log, &mut sent);
     }
     let cut = Offset(new_base.0 / 8 * 4);
-    let mut truncation = Box::pin(log.truncate_to(cut));
-    assert!(
-        poll_n(truncation.as_mut(), 100).is_none(),
-        "the truncation waits for the seal of the segment it cuts"
-    );
-    disk.hold_syncs(false);
-    let end = poll_n(truncation.as_mut(), 1000)
-        .expect("truncation done")
-        .expect("truncate");
-    drop(truncation);
+    let end = waits_until_released(
+        log.truncate_to(cut),
+        "the truncation waits for the seal of the segment it cuts",
+        || disk.hold_syncs(false),
+        1000,
+    )
+    .expect("truncate");
     assert_eq!(end, cut);
     assert_eq!(block_on(log.segment_count()), 1);
     // The seal's checkpoint of the cut segment was written before the truncation removed it,
@@ -292,16 +289,13 @@ fn retention_of_a_segment_being_sealed_waits_for_the_seal_and_leaves_no_stale_ch
     append_now(&log, &mut sent);
     disk.hold_syncs(true);
     let new_base = append_until_segments(&log, &mut sent, 2);
-    let mut retention = Box::pin(log.apply_retention(0));
-    assert!(
-        poll_n(retention.as_mut(), 100).is_none(),
-        "waits for the seal"
-    );
-    disk.hold_syncs(false);
-    let outcome = poll_n(retention.as_mut(), 1000)
-        .expect("retention done")
-        .expect("retention");
-    drop(retention);
+    let outcome = waits_until_released(
+        log.apply_retention(0),
+        "waits for the seal",
+        || disk.hold_syncs(false),
+        1000,
+    )
+    .expect("retention");
     assert_eq!(outcome.segments_deleted, 1);
     assert_eq!(outcome.log_start_offset, new_base);
     assert!(
@@ -428,17 +422,15 @@ fn a_timestamp_lookup_waits_for_the_old_segments_writes_not_for_its_seal() {
     // The batch over the held block has timestamp 1000 + its index (`append_now`).
     let over_held = offset_at(&sent, HELD_AT);
     let timestamp_ms = 1000 + over_held.0 / 4;
-    let mut lookup = Box::pin(log.offset_for_timestamp(timestamp_ms));
-    assert!(
-        poll_n(lookup.as_mut(), 100).is_none(),
-        "the lookup reads the old file: it waits for the held write"
-    );
-    disk.hold_write_at(None);
-    let found = poll_n(lookup.as_mut(), 1000)
-        .expect("done once the writes completed, with the seal's fdatasync still held")
-        .expect("lookup");
+    // Done once the writes completed, with the seal's fdatasync still held.
+    let found = waits_until_released(
+        log.offset_for_timestamp(timestamp_ms),
+        "the lookup reads the old file: it waits for the held write",
+        || disk.hold_write_at(None),
+        1000,
+    )
+    .expect("lookup");
     assert_eq!(found, Some((over_held, timestamp_ms)));
-    drop(lookup);
     assert!(!names(&disk, ".sealing").is_empty(), "the seal is pending");
     disk.hold_syncs(false);
     assert_eq!(block_on(log.flush()).unwrap(), log.log_end_offset());
@@ -552,18 +544,15 @@ fn the_cleaner_waits_for_the_old_segments_writes_before_reading_its_file() {
     let (log, _, _, new_base) = rolled_with_old_write_held(&disk);
     let (mut map, mut state) = (OffsetMap::new(1 << 16), CleanerState::default());
     let (config, mut budget) = (CleanConfig::default(), Unthrottled);
-    let mut clean = Box::pin(log.clean(&mut map, &mut state, &config, 10_000, &mut budget));
     // Reading the old file now would meet the held block's zeros (a corrupt batch).
-    assert!(
-        poll_n(clean.as_mut(), 100).is_none(),
-        "waits for the held write"
-    );
-    disk.hold_write_at(None);
-    let outcome = poll_n(clean.as_mut(), 10_000)
-        .expect("clean done")
-        .expect("clean")
-        .expect("due: the closed segment is all dirty");
-    drop(clean);
+    let outcome = waits_until_released(
+        log.clean(&mut map, &mut state, &config, 10_000, &mut budget),
+        "waits for the held write",
+        || disk.hold_write_at(None),
+        10_000,
+    )
+    .expect("clean")
+    .expect("due: the closed segment is all dirty");
     // `batch` records have no key: a compacted log drops them all.
     assert_eq!(outcome.segments_before, 1);
     assert_eq!(outcome.records_removed, new_base.0 as u64);

@@ -142,3 +142,18 @@ pub fn names(disk: &MemDisk, suffix: &str) -> Vec<String> {
         .filter(|n| n.ends_with(suffix))
         .collect()
 }
+
+/// Polls `future` and asserts it is still waiting after 100 polls (`waiting_for` says on what),
+/// runs `release`, then polls it to completion within `polls_max` polls and returns its output.
+pub fn waits_until_released<F: Future>(
+    future: F,
+    waiting_for: &str,
+    release: impl FnOnce(),
+    polls_max: usize,
+) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    assert!(poll_n(future.as_mut(), 100).is_none(), "{waiting_for}");
+    release();
+    poll_n(future.as_mut(), polls_max)
+        .unwrap_or_else(|| panic!("not done {polls_max} polls after the release: {waiting_for}"))
+}
