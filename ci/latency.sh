@@ -26,6 +26,13 @@ if [[ "$(nproc)" -ge 2 ]] && command -v taskset >/dev/null; then
   pin_broker=(taskset -c 0)
   pin_bench=(--cpu 1)
 fi
+# How much the machine itself stalls a thread on each CPU right now, printed beside the table
+# so a bad run can be told from a noisy machine (docs/benchmarks.md, "spate-bench hiccup").
+hiccup_cpus=0
+if [[ "$(nproc)" -ge 2 ]]; then hiccup_cpus=0,1; fi
+echo "machine stalls before the run (spate-bench hiccup --cpu $hiccup_cpus --duration-s 3):"
+"$target/release/spate-bench" hiccup --cpu "$hiccup_cpus" --duration-s 3 ||
+  echo "latency.sh: hiccup measurement failed (reported only)" >&2
 ${pin_broker[@]+"${pin_broker[@]}"} "$target/release/spate" --listen "127.0.0.1:$port" --data-dir "$work/data" \
   --cores 1 --log-level warn &
 broker=$!

@@ -8,9 +8,12 @@
 //! - `spate-bench plot A.json [B.json ...] -o out.svg`: latency by percentile.
 //! - `spate-bench disk --dir D`: raw sequential O_DIRECT write bandwidth of a directory (`run`
 //!   measures it around a run with `--raw-disk-dir`).
+//! - `spate-bench hiccup --cpu 0,1`: how often and how long the machine takes each CPU away
+//!   from a thread that wants it (the floor under any latency measured there).
 
 mod compare;
 mod disk;
+mod hiccup;
 mod plot;
 mod report;
 mod run;
@@ -61,6 +64,9 @@ enum Command {
         #[arg(long)]
         cpu: Option<usize>,
     },
+    /// Measure how long the machine stalls a pinned thread on each CPU (interrupts, kernel
+    /// threads, steal): run it before trusting a latency run.
+    Hiccup(hiccup::HiccupArgs),
     /// Plot latency percentiles of one or more JSON summaries as SVG.
     Plot {
         /// Summaries.
@@ -136,6 +142,13 @@ fn main() -> anyhow::Result<()> {
                 disk::WRITE_BYTES >> 10,
                 disk::WRITES_IN_FLIGHT
             );
+        }
+        Command::Hiccup(args) => {
+            let summaries = hiccup::measure(&args)?;
+            print!("{}", hiccup::table(&summaries));
+            if let Some(path) = &args.json {
+                hiccup::write_json(path, &summaries)?;
+            }
         }
         Command::Plot {
             inputs,
