@@ -19,10 +19,13 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Most partitions one topic may have on this broker: each partition holds a write buffer and a
 /// tail cache, so this bounds a single CreateTopics request's memory.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 1024;
-/// Write-behind buffer of a partition's active segment. The log keeps up to four (two writes in
-/// flight, reuse), so with the tail cache a partition holds at most ~8 MiB; the storage default
-/// (4 MiB buffers, 8 MiB cache, ~24 MiB a partition) is too much for brokers with hundreds of
-/// partitions. A per-core memory budget should replace these per-partition sizes.
+/// Write-behind buffer of a partition's active segment. The log holds one being filled and two
+/// spares; only while the device lags does it queue up to `FULL_WRITES_QUEUED_MAX` (8) more, so
+/// with the tail cache a busy partition holds ~7 MiB and at most ~15 MiB while its device lags
+/// (a roll's pending seal may queue as much again for the closed segment: `storage::log`).
+/// The storage defaults (4 MiB buffers, 8 MiB cache) would be several times that, too much for
+/// brokers with hundreds of partitions. A per-core memory budget should replace these
+/// per-partition sizes.
 pub const PARTITION_WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// Recent batches kept in memory per partition for tailing consumers.
 pub const PARTITION_TAIL_CACHE_BYTES: usize = 4 << 20;
