@@ -73,6 +73,11 @@ settings! {
     log_format: LogFormat,
     /// Log filter, in `tracing` env-filter syntax; RUST_LOG also works [default: info].
     log_level: String,
+    /// CPUs for io_uring's worker threads (`iou-wrk-*`: every fdatasync, and the I/O the kernel
+    /// could not start without blocking), as a list like `2,3` or `2-5`. By default they run on
+    /// the CPU of the executor that submitted the work; on a server give them the housekeeping
+    /// CPUs, off the broker's cores (tuning/README.md) [default: unset].
+    io_worker_cpus: String,
     /// Bytes of io_uring registered buffer memory per executor; it counts three times against
     /// RLIMIT_MEMLOCK [default: fit the limit, at most 8 MiB].
     io_memory_bytes: usize,
@@ -167,6 +172,8 @@ pub struct Config {
     pub log_level: String,
     /// `None`: derive from RLIMIT_MEMLOCK at startup.
     pub io_memory_bytes: Option<usize>,
+    /// `None`: the kernel's default (each executor's own CPU).
+    pub io_worker_cpus: Option<Vec<usize>>,
     pub frame_bytes_max: usize,
     pub connections_per_core_max: usize,
     pub auto_create_topics: bool,
@@ -252,6 +259,12 @@ impl Config {
         if cores == 0 || cores > CORES_MAX {
             bail!("cores must be between 1 and {CORES_MAX}, got {cores}");
         }
+        let io_worker_cpus = match &s.io_worker_cpus {
+            Some(text) => {
+                Some(parse_cpu_list(text).with_context(|| format!("io-worker-cpus {text:?}"))?)
+            }
+            None => None,
+        };
         let frame_bytes_max = s.frame_bytes_max.unwrap_or(100 * 1024 * 1024);
         if !(1024..=FRAME_BYTES_MAX_LIMIT).contains(&frame_bytes_max) {
             bail!("frame-bytes-max must be between 1024 and {FRAME_BYTES_MAX_LIMIT}, got {frame_bytes_max}");
@@ -338,6 +351,7 @@ impl Config {
             log_format: s.log_format.unwrap_or(LogFormat::Human),
             log_level: s.log_level.unwrap_or_else(|| "info".to_owned()),
             io_memory_bytes: s.io_memory_bytes,
+            io_worker_cpus,
             frame_bytes_max,
             connections_per_core_max,
             ignored_env: Vec::new(),
@@ -357,6 +371,43 @@ impl Config {
             },
         })
     }
+}
+
+/// Highest CPU number a CPU list may name, plus one: the size of the kernel's `cpu_set_t` that
+/// the broker hands over (glibc's `CPU_SETSIZE`).
+pub const CPU_LIST_CPUS_MAX: usize = 1024;
+
+/// Parses a CPU list in the kernel's format (`0`, `2,3`, `2-5,8`) into sorted distinct CPUs.
+///
+/// # Errors
+/// If it is empty, a number is malformed or not below [`CPU_LIST_CPUS_MAX`], or a range runs
+/// backwards.
+pub fn parse_cpu_list(text: &str) -> anyhow::Result<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let (first, last) = match part.split_once('-') {
+            Some((first, last)) => (first.trim(), last.trim()),
+            None => (part, part),
+        };
+        let cpu = |number: &str| -> anyhow::Result<usize> {
+            let cpu: usize = number
+                .parse()
+                .with_context(|| format!("{number:?} is not a CPU number"))?;
+            if cpu >= CPU_LIST_CPUS_MAX {
+                bail!("CPU {cpu} is not below {CPU_LIST_CPUS_MAX}");
+            }
+            Ok(cpu)
+        };
+        let (first, last) = (cpu(first)?, cpu(last)?);
+        if first > last {
+            bail!("range {part:?} runs backwards");
+        }
+        cpus.extend(first..=last);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    assert!(!cpus.is_empty(), "every part adds at least one CPU");
+    Ok(cpus)
 }
 
 fn parse_host_port(text: &str) -> anyhow::Result<(String, u16)> {
@@ -480,6 +531,44 @@ mod tests {
         assert_eq!(s.listen, Some("0.0.0.0:19092".parse().unwrap()));
         assert_eq!(s.auto_create_topics, Some(false));
         assert_eq!(s.data_dir, Some(PathBuf::from("/var/lib/spate")));
+    }
+
+    #[test]
+    fn cpu_lists_parse_like_the_kernels() {
+        assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
+        assert_eq!(parse_cpu_list("2,3").unwrap(), vec![2, 3]);
+        assert_eq!(parse_cpu_list("0, 2-4 ,3").unwrap(), vec![0, 2, 3, 4]);
+        assert_eq!(parse_cpu_list("1023").unwrap(), vec![1023]);
+        for bad in [
+            "",
+            ",",
+            "a",
+            "1-",
+            "-1",
+            "3-2",
+            "1024",
+            "0-1024",
+            "1,,2",
+            "99999999999999999999",
+        ] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad:?} accepted");
+        }
+        let config = Config::resolve(Settings {
+            io_worker_cpus: Some("1-2".to_owned()),
+            ..Settings::default()
+        })
+        .unwrap();
+        assert_eq!(config.io_worker_cpus, Some(vec![1, 2]));
+        assert_eq!(
+            Config::resolve(Settings::default()).unwrap().io_worker_cpus,
+            None
+        );
+        let error = Config::resolve(Settings {
+            io_worker_cpus: Some("4-1".to_owned()),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("io-worker-cpus"), "{error:#}");
     }
 
     #[test]

@@ -246,6 +246,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = Arc::new(ShutdownFlag::default());
     spawn_signal_thread(shutdown.clone())?;
 
+    if let Some(worker_cpus) = &config.io_worker_cpus {
+        check_online(worker_cpus).context("io-worker-cpus")?;
+    }
     let cpus = allowed_cpus();
     if !cpus.is_empty() && config.cores > cpus.len() {
         warn!(
@@ -269,6 +272,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .name(&format!("spate-core-{core}"))
             .io_memory(io_memory)
             .spawn(move || async move {
+                if let Some(cpus) = &config.io_worker_cpus {
+                    if let Err(error) = set_io_worker_cpus(cpus) {
+                        shutdown.trigger();
+                        return Err(anyhow::anyhow!(
+                            "io-worker-cpus {cpus:?} on core {core}: {error} (the CPUs must be \
+                             in the broker's cpuset, and the kernel 5.14 or newer)"
+                        ));
+                    }
+                    info!(core, ?cpus, "io_uring workers moved");
+                }
                 let result = server::serve_core(config, mesh, shutdown.clone()).await;
                 if result.is_err() {
                     // The other cores may be waiting at a barrier for this one.
@@ -299,6 +312,75 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Fails unless every CPU of `cpus` is online. The kernel cuts the set given to
+/// `IORING_REGISTER_IOWQ_AFF` to its own CPU count without an error, so a CPU number beyond it
+/// would leave the workers an empty set: no fdatasync would ever complete.
+fn check_online(cpus: &[usize]) -> anyhow::Result<()> {
+    const ONLINE: &str = "/sys/devices/system/cpu/online";
+    let text = std::fs::read_to_string(ONLINE).with_context(|| format!("reading {ONLINE}"))?;
+    let online = crate::config::parse_cpu_list(text.trim())
+        .with_context(|| format!("parsing {ONLINE}: {:?}", text.trim()))?;
+    if let Some(cpu) = cpus.iter().find(|cpu| !online.contains(cpu)) {
+        anyhow::bail!("CPU {cpu} is not online (online: {})", text.trim());
+    }
+    Ok(())
+}
+
+/// `IORING_REGISTER_IOWQ_AFF` (Linux 5.14): sets the CPUs of the calling thread's io_uring
+/// workers.
+const IORING_REGISTER_IOWQ_AFF: libc::c_uint = 17;
+const _: () = assert!(crate::config::CPU_LIST_CPUS_MAX <= libc::CPU_SETSIZE as usize);
+/// The link `/proc/self/fd/N` of an io_uring instance points to.
+const IO_URING_FD_LINK: &str = "anon_inode:[io_uring]";
+
+/// Moves the io_uring worker threads of the calling executor thread to `cpus`.
+///
+/// The kernel keeps one worker pool per thread that submits to io_uring (not per ring), and it
+/// runs there what cannot complete inline: every fdatasync, and direct writes it would have to
+/// block for (an mtime update, say). Those workers start on the submitting thread's CPU, so on
+/// a broker core they take time from the executor; this is the only way to move them, since
+/// kernel threads of a process cannot be re-pinned from outside. glommio does not expose its
+/// rings, so the ring named in the call is any of the process's (found in `/proc/self/fd`): the
+/// registration changes the caller's pool whatever ring it names.
+///
+/// # Errors
+/// If no ring is open yet, or the kernel refuses the CPU set (offline CPUs, CPUs outside the
+/// broker's cpuset, or a kernel before 5.14).
+fn set_io_worker_cpus(cpus: &[usize]) -> std::io::Result<()> {
+    assert!(!cpus.is_empty());
+    let ring_fd = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(Result::ok)
+        .find(|entry| {
+            std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.as_os_str() == IO_URING_FD_LINK)
+        })
+        .and_then(|entry| entry.file_name().to_str()?.parse::<libc::c_int>().ok())
+        .ok_or_else(|| std::io::Error::other("no io_uring instance open in this process"))?;
+    // SAFETY: cpu_set_t is plain data, zero is a valid (empty) set, and CPU_SET is given
+    // numbers below CPU_SETSIZE (config::parse_cpu_list checks it).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        assert!(cpu < crate::config::CPU_LIST_CPUS_MAX);
+        // SAFETY: see above.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: the kernel reads `size_of::<cpu_set_t>()` bytes from a live, initialized set and
+    // writes nothing back for this opcode.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring_fd,
+            IORING_REGISTER_IOWQ_AFF,
+            std::ptr::from_ref(&set),
+            std::mem::size_of::<libc::cpu_set_t>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn spawn_signal_thread(shutdown: Arc<ShutdownFlag>) -> anyhow::Result<()> {

@@ -113,6 +113,11 @@ impl Broker {
         }
     }
 
+    /// The broker process's id (for reading its `/proc` entries).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The broker's data dir.
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
