@@ -338,8 +338,8 @@ const IO_URING_FD_LINK: &str = "anon_inode:[io_uring]";
 /// Moves the io_uring worker threads of the calling executor thread to `cpus`.
 ///
 /// The kernel keeps one worker pool per thread that submits to io_uring (not per ring), and it
-/// runs there what cannot complete inline: every fdatasync, and direct writes it would have to
-/// block for (an mtime update, say). Those workers start on the submitting thread's CPU, so on
+/// runs there what cannot complete inline: every fdatasync, and the direct writes it could not
+/// start without blocking. Those workers start on the submitting thread's CPU, so on
 /// a broker core they take time from the executor; this is the only way to move them, since
 /// kernel threads of a process cannot be re-pinned from outside. glommio does not expose its
 /// rings, so the ring named in the call is any of the process's (found in `/proc/self/fd`): the
