@@ -145,6 +145,10 @@ if have taskset; then
     grep -qE "^INFO +broker cores +$first_cpu \(1 of [0-9]+ online; threads of pid $pinned_pid pinned to one CPU\)" "$tmp/check-pinned.txt" ||
         { grep 'broker cores' "$tmp/check-pinned.txt" >&2; fail "check --pid does not take broker cores from pinned threads"; }
     ok "check takes the broker's cores from the pinned threads of --pid"
+    # A process without io_uring has no iou-wrk threads; the item is still reported.
+    grep -qE "^INFO +io_uring workers +none yet" "$tmp/check-pinned.txt" ||
+        { grep 'io_uring workers' "$tmp/check-pinned.txt" >&2; fail "check --pid does not report io_uring workers"; }
+    ok "check reports the io_uring workers of --pid (none for a process without io_uring)"
 else
     echo "skip: broker cores from pinned threads (no taskset)"
 fi
