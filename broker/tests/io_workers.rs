@@ -19,15 +19,18 @@ fn batch() -> Bytes {
     out.freeze()
 }
 
+/// The `Cpus_allowed_list` of a `/proc/.../status` file (None if unreadable).
+fn cpus_allowed_list(status: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(status).ok()?;
+    let list = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    Some(list.trim().to_owned())
+}
+
 /// CPUs this test process may run on (the broker inherits them).
 fn allowed_cpus() -> Vec<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let list = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .expect("Cpus_allowed_list")
-        .trim()
-        .to_owned();
+    let list = cpus_allowed_list(Path::new("/proc/self/status")).expect("Cpus_allowed_list");
     cpu_list(&list)
 }
 
@@ -53,13 +56,7 @@ fn io_worker_cpu_lists(pid: u32) -> Vec<String> {
         if !comm.starts_with("iou-wrk") {
             continue;
         }
-        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
-        if let Some(list) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        {
-            lists.push(list.trim().to_owned());
-        }
+        lists.extend(cpus_allowed_list(&path.join("status")));
     }
     lists
 }
