@@ -207,6 +207,10 @@ impl ShutdownFlag {
 /// # Errors
 /// If an executor cannot be started or a core fails to start serving.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    // Before anything touches the data dir: a bad CPU is a configuration error.
+    if let Some(worker_cpus) = &config.io_worker_cpus {
+        check_online(worker_cpus).context("io-worker-cpus")?;
+    }
     let memlock = memlock_limit_bytes()?;
     let io_memory = config
         .io_memory_bytes
@@ -246,9 +250,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = Arc::new(ShutdownFlag::default());
     spawn_signal_thread(shutdown.clone())?;
 
-    if let Some(worker_cpus) = &config.io_worker_cpus {
-        check_online(worker_cpus).context("io-worker-cpus")?;
-    }
     let cpus = allowed_cpus();
     if !cpus.is_empty() && config.cores > cpus.len() {
         warn!(
