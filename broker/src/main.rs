@@ -9,6 +9,7 @@ mod config;
 mod connection;
 // The handlers that use it arrive in the next commit.
 mod core;
+mod data_dir_lock;
 #[allow(dead_code)]
 mod group;
 mod handlers;

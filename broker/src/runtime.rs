@@ -245,6 +245,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut config = config;
     config.data_dir = std::fs::canonicalize(&config.data_dir)
         .with_context(|| format!("resolving data dir {}", config.data_dir.display()))?;
+    // Before anything reads or writes the data dir: a second broker on it would lose the first
+    // one's acknowledged records. Held until the process exits.
+    let _data_dir_lock = crate::data_dir_lock::DataDirLock::acquire(&config.data_dir)?;
     crate::group::ensure_offsets_topic(&mut config)?;
 
     let shutdown = Arc::new(ShutdownFlag::default());

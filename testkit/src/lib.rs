@@ -172,6 +172,15 @@ impl Broker {
         self.wait_exit()
     }
 
+    /// Kills the process with SIGKILL (a crash: nothing is flushed or closed) and reaps it.
+    ///
+    /// # Panics
+    /// If it cannot be reaped.
+    pub fn kill(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.child.wait().expect("reaping the killed broker")
+    }
+
     /// Starts the broker again on the same data dir with the same arguments (on a new port:
     /// see `addr`), after [`Broker::stop`].
     ///
