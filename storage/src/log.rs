@@ -18,7 +18,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use spate_wire::batch::{
-    set_base_offset, set_partition_leader_epoch, verify_crc, BatchError, BatchHeader,
+    set_base_offset, set_partition_leader_epoch, verify_crc, BatchError, BatchHeader, CheckedBatch,
     BATCH_HEADER_BYTES,
 };
 use spate_wire::types::{LeaderEpoch, Offset, ProducerId};
@@ -752,14 +752,36 @@ impl<D: Disk> Log<D> {
                 bytes_max: self.config.batch_bytes_max,
             });
         }
-        let mut header = BatchHeader::parse(&batch).map_err(StorageError::InvalidBatch)?;
-        if header.total_bytes() != batch.len() {
-            return Err(StorageError::InvalidBatch(BatchError::Truncated {
-                needed: header.total_bytes(),
-                available: batch.len(),
-            }));
+        if let Ok(header) = BatchHeader::parse(&batch) {
+            if header.total_bytes() > batch.len() {
+                return Err(StorageError::InvalidBatch(BatchError::Truncated {
+                    needed: header.total_bytes(),
+                    available: batch.len(),
+                }));
+            }
         }
-        verify_crc(&batch).map_err(StorageError::InvalidBatch)?;
+        let batch = CheckedBatch::check(batch).map_err(StorageError::InvalidBatch)?;
+        self.append_checked(batch, epoch).await
+    }
+
+    /// [`Log::append`] of a batch whose structure and CRC the caller already checked (the
+    /// broker checks each produced batch once, as it parses the request); only its size is
+    /// checked against this log's limit.
+    ///
+    /// # Errors
+    /// As [`Log::append`].
+    pub async fn append_checked(
+        &self,
+        batch: CheckedBatch,
+        epoch: LeaderEpoch,
+    ) -> Result<AppendInfo> {
+        if batch.len() > self.config.batch_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                bytes: batch.len(),
+                bytes_max: self.config.batch_bytes_max,
+            });
+        }
+        let (mut header, batch) = batch.into_parts();
         // Collect a finished background sync first, so its failure is reported before this batch
         // is accepted rather than after.
         self.poll_background_sync().await?;
