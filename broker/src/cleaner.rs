@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use glommio::{Latency, Shares};
 use spate_storage::compaction::OffsetMap;
 use spate_storage::{IoBudget, StorageError};
-use spate_wire::compression::DECOMPRESSED_BYTES_MAX_DEFAULT;
-use spate_wire::records::batch_records;
 use tracing::{error, info, warn};
 
 use crate::core::{now_ms, Core};
@@ -30,27 +28,6 @@ const CLEANER_SHARES: usize = 50;
 const CLEANER_SLICE: Duration = Duration::from_micros(500);
 /// How often a sleeping cleaner checks for shutdown.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
-
-/// Kafka's reason for refusing a keyless record on a compacted topic.
-pub const KEYLESS_MESSAGE: &str = "Compacted topic cannot accept message without key";
-
-/// Checks that every record of a (CRC-checked) batch has a key, as Kafka requires of compacted
-/// topics (it answers INVALID_RECORD).
-///
-/// # Errors
-/// The message to send back.
-pub fn check_keys(batch: &[u8]) -> Result<(), String> {
-    let mut scratch = Vec::new();
-    let (_, records) = batch_records(batch, &mut scratch, DECOMPRESSED_BYTES_MAX_DEFAULT)
-        .map_err(|e| e.to_string())?;
-    for record in records {
-        let record = record.map_err(|e| e.to_string())?;
-        if record.key.is_none() {
-            return Err(KEYLESS_MESSAGE.to_owned());
-        }
-    }
-    Ok(())
-}
 
 /// Starts this core's cleaner in its own low-priority task queue. The task ends soon after
 /// shutdown is triggered: a cleaning in progress stops after its current batch (a group being
@@ -166,27 +143,5 @@ impl IoBudget for Throttle<'_> {
 
     fn stop_requested(&self) -> bool {
         self.shutdown.is_triggered()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::BytesMut;
-    use spate_wire::batch::{BatchBuilder, BatchSpec};
-
-    #[test]
-    fn keyless_records_are_refused_like_kafka() {
-        let mut out = BytesMut::new();
-        let mut b = BatchBuilder::new(&mut out, BatchSpec::default());
-        b.push(0, Some(b"k"), Some(b"v"), &[]);
-        b.finish();
-        assert_eq!(check_keys(&out), Ok(()));
-        let mut out = BytesMut::new();
-        let mut b = BatchBuilder::new(&mut out, BatchSpec::default());
-        b.push(0, Some(b"k"), Some(b"v"), &[]);
-        b.push(0, None, Some(b"v"), &[]);
-        b.finish();
-        assert_eq!(check_keys(&out), Err(KEYLESS_MESSAGE.to_owned()));
     }
 }

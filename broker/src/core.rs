@@ -6,7 +6,7 @@
 //! controller core ([`CONTROLLER_CORE`]), which writes the topic file durably before telling
 //! every core, so all cores apply topic changes in the controller's order.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,25 +14,23 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use spate_storage::io::glommio::GlommioDisk;
-use spate_storage::producer_state::ProducerError;
-use spate_storage::sync::{AsyncMutex, Notify};
-use spate_storage::{AppendKind, Log, ReadChunk, ReadUpTo, StorageError};
-use spate_wire::batch::{batches, verify_crc};
-use spate_wire::types::{LeaderEpoch, Offset};
+use spate_storage::sync::AsyncMutex;
+use spate_storage::Log;
+use spate_wire::types::Offset;
 use spate_wire::versions::VersionTable;
 use spate_wire::ErrorCode;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::mesh::Mesh;
 use crate::ops::*;
+pub use crate::partition::Partition;
+use crate::partition::{Compaction, Writers, SINGLE_NODE_LEADER_EPOCH};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::{self, TopicMeta};
 
 /// The core that owns topic metadata: creates and deletes topics, in one order for everyone.
 pub const CONTROLLER_CORE: usize = 0;
-/// The single broker's leader epoch for every partition (replication will make this real).
-pub const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(0);
 /// How often a core looks for group-commit flushes that are due.
 const FLUSH_TICK: Duration = Duration::from_millis(1);
 /// How often a core applies retention to its partitions.
@@ -48,49 +46,6 @@ pub fn owner_core(topic: &str, partition: i32, cores: usize) -> usize {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     (hash.wrapping_add(partition as u64) % cores as u64) as usize
-}
-
-/// A partition this core owns.
-pub struct Partition {
-    pub log: Log<GlommioDisk>,
-    /// Woken when the high watermark (what consumers may read) advances, for long-polling
-    /// fetches. The high watermark is the durable offset under group commit, so it moves when a
-    /// flush completes, not at append.
-    pub appended: Notify,
-    /// The high watermark consumers were last woken for.
-    pub notified_hw: Cell<Offset>,
-    /// Largest batch accepted (the topic's max.message.bytes).
-    pub batch_bytes_max: usize,
-    /// When the maintenance task last flushed this partition (group commit timing).
-    pub flushed_at: Cell<Instant>,
-    /// The topic is compacted: records need keys, and the cleaner visits the partition.
-    pub compacted: bool,
-    /// The cleaner's memory of this partition (first dirty offset, tombstone horizon).
-    pub cleaner: Cell<spate_storage::CleanerState>,
-}
-
-impl Partition {
-    /// Wakes long-polling fetches if the high watermark moved since they were last woken.
-    pub fn notify_if_advanced(&self) {
-        let hw = self.log.high_watermark();
-        if hw != self.notified_hw.get() {
-            self.notified_hw.set(hw);
-            self.appended.notify_all();
-        }
-    }
-
-    /// Whether group commit owes this partition a flush: data is waiting and the interval
-    /// passed since the last one.
-    fn flush_due(&self, now: Instant) -> bool {
-        match self.log.flush_interval_ms() {
-            Some(interval_ms) => {
-                self.log.unflushed_bytes() > 0
-                    && now.duration_since(self.flushed_at.get())
-                        >= Duration::from_millis(interval_ms)
-            }
-            None => false,
-        }
-    }
 }
 
 /// An op that names a partition and can be routed to its owner.
@@ -130,24 +85,6 @@ pub struct Core {
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Core").field("id", &self.id).finish()
-    }
-}
-
-fn storage_error_code(error: &StorageError) -> ErrorCode {
-    match error {
-        StorageError::InvalidBatch(_) | StorageError::CorruptBatch { .. } => {
-            ErrorCode::CorruptMessage
-        }
-        StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
-        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
-        StorageError::Producer(error) => match error {
-            ProducerError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
-            ProducerError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
-            ProducerError::InvalidSequence { .. } => ErrorCode::InvalidRecord,
-            // Not retriable: a new producer waits for idle ones to expire, which takes hours.
-            ProducerError::TooManyProducers { .. } => ErrorCode::PolicyViolation,
-        },
-        _ => ErrorCode::KafkaStorageError,
     }
 }
 
@@ -251,15 +188,24 @@ impl Core {
                 producers = log.producer_count().await,
                 "partition opened"
             );
-            let partition = Rc::new(Partition {
+            let writers = if meta.name == crate::group::OFFSETS_TOPIC {
+                Writers::CoordinatorOnly
+            } else {
+                Writers::Clients
+            };
+            let compaction = if compacted {
+                Compaction::Compacted
+            } else {
+                Compaction::NotCompacted
+            };
+            let partition = Rc::new(Partition::new(
                 log,
-                appended: Notify::default(),
-                batch_bytes_max: meta.config.max_message_bytes,
-                flushed_at: Cell::new(Instant::now()),
-                notified_hw: Cell::new(Offset(-1)),
-                compacted,
-                cleaner: Cell::new(cleaner),
-            });
+                meta.config.max_message_bytes,
+                compaction,
+                writers,
+                cleaner,
+                SINGLE_NODE_LEADER_EPOCH,
+            ));
             self.partitions
                 .borrow_mut()
                 .entry(meta.name.clone())
@@ -443,264 +389,43 @@ impl Core {
     }
 
     async fn produce(&self, op: ProduceOp) -> ProduceResult {
-        let refused = |error: ErrorCode, message: String| ProduceResult {
-            error,
-            base_offset: Offset(-1),
-            log_start_offset: Offset(-1),
-            message: Some(message),
-        };
         let Some(partition) = self.partition(&op.topic, op.partition) else {
-            return refused(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("{}-{} is not here", op.topic, op.partition),
-            );
-        };
-        if op.topic == crate::group::OFFSETS_TOPIC {
-            // Only the group coordinator writes it (straight to the log); a client's records
-            // there would be read back as offsets and group state. Kafka refuses the same way.
-            return refused(
-                ErrorCode::InvalidTopicException,
-                format!("cannot append to internal topic {}", op.topic),
-            );
-        }
-        // Check every batch before appending any: a partition's records are all-or-nothing.
-        let mut count = 0usize;
-        let mut idempotent = false;
-        for item in batches(&op.records) {
-            let (header, batch) = match item {
-                Ok(ok) => ok,
-                Err(e) => return refused(ErrorCode::CorruptMessage, e.to_string()),
+            return ProduceResult {
+                error: ErrorCode::UnknownTopicOrPartition,
+                base_offset: Offset(-1),
+                log_start_offset: Offset(-1),
+                message: Some(format!("{}-{} is not here", op.topic, op.partition)),
             };
-            if batch.len() > partition.batch_bytes_max {
-                return refused(
-                    ErrorCode::MessageTooLarge,
-                    format!(
-                        "batch of {} bytes exceeds max.message.bytes {}",
-                        batch.len(),
-                        partition.batch_bytes_max
-                    ),
-                );
-            }
-            if let Err(e) = verify_crc(batch) {
-                return refused(ErrorCode::CorruptMessage, e.to_string());
-            }
-            if header.record_count != header.last_offset_delta + 1 {
-                return refused(
-                    ErrorCode::InvalidRecord,
-                    format!(
-                        "record count {} does not match last offset delta {}",
-                        header.record_count, header.last_offset_delta
-                    ),
-                );
-            }
-            if header.is_transactional() || header.is_control() {
-                return refused(
-                    ErrorCode::InvalidRecord,
-                    "transactions are not supported yet".to_owned(),
-                );
-            }
-            idempotent |= header.producer_id.0 >= 0;
-            if partition.compacted {
-                if let Err(message) = crate::cleaner::check_keys(batch) {
-                    return refused(
-                        ErrorCode::InvalidRecord,
-                        format!("{message} in topic partition {}-{}", op.topic, op.partition),
-                    );
-                }
-            }
-            count += 1;
-        }
-        if idempotent && count > 1 {
-            // Kafka allows one batch per partition from v3 on; with a producer id the check
-            // of one batch against the producer state must not leave the others half done.
-            return refused(
-                ErrorCode::InvalidRecord,
-                "an idempotent produce carries exactly one batch per partition".to_owned(),
-            );
-        }
-        if count == 0 {
-            return refused(ErrorCode::CorruptMessage, "no record batch".to_owned());
-        }
-        let mut first = None;
-        let mut last = Offset(-1);
-        for item in batches(&op.records) {
-            let (_, batch) = item.expect("validated above");
-            // A slice of the request: the log keeps the producer's bytes without copying them.
-            let append_started = Instant::now();
-            let appended = partition
-                .log
-                .append(op.records.slice_ref(batch), LEADER_EPOCH)
-                .await;
-            self.stats.record_append(append_started.elapsed());
-            match appended {
-                Ok(info) => {
-                    if info.kind == AppendKind::Duplicate {
-                        // Answered with the original offsets; for acks=all the wait below
-                        // still covers them, since the original may not be durable yet.
-                        debug!(core = self.id, topic = %op.topic, partition = op.partition, base = %info.base_offset, "duplicate batch");
-                    }
-                    first.get_or_insert(info.base_offset);
-                    last = info.last_offset;
-                }
-                Err(StorageError::Producer(e)) => {
-                    debug!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "batch refused by producer state");
-                    return refused(
-                        storage_error_code(&StorageError::Producer(e)),
-                        e.to_string(),
-                    );
-                }
-                Err(e) => {
-                    warn!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "append failed");
-                    // Batches appended before the failure stay; the client retries the rest.
-                    return refused(storage_error_code(&e), e.to_string());
-                }
-            }
-        }
-        partition.notify_if_advanced();
-        if op.durability == Durability::Flushed {
-            // The wait runs as its own task so a timeout never cancels a sync this request
-            // happens to lead: it finishes anyway. The log is not proven live under cancelled
-            // flushes (storage/tests/log_interleaved.rs, ignored test), so none is cancelled.
-            let waiter = partition.clone();
-            let wait =
-                glommio::spawn_local(async move { waiter.log.wait_durable(last.next()).await })
-                    .detach();
-            let durable = futures_lite::future::or(wait, async {
-                glommio::timer::sleep(Duration::from_millis(op.timeout_ms)).await;
-                None
-            });
-            match durable.await {
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    warn!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "flush failed");
-                    return refused(storage_error_code(&e), e.to_string());
-                }
-                None => {
-                    // Appended but not known durable within the client's timeout; the sync goes
-                    // on, and a retry may duplicate the batch (as in Kafka without idempotence).
-                    return refused(
-                        ErrorCode::RequestTimedOut,
-                        format!("not durable within timeout_ms {}", op.timeout_ms),
-                    );
-                }
-            }
-            partition.notify_if_advanced();
-        }
-        ProduceResult {
-            error: ErrorCode::None,
-            base_offset: first.expect("at least one batch"),
-            log_start_offset: partition.log.log_start_offset(),
-            message: None,
-        }
+        };
+        partition.produce(op, &self.stats).await
     }
 
     async fn fetch(&self, op: FetchOp) -> FetchResult {
-        let Some(partition) = self.partition(&op.topic, op.partition) else {
-            return FetchResult::failed(ErrorCode::UnknownTopicOrPartition);
-        };
-        let log = &partition.log;
-        let mut result = FetchResult {
-            error: ErrorCode::None,
-            high_watermark: log.high_watermark(),
-            log_start_offset: log.log_start_offset(),
-            records: Vec::new(),
-            bytes: 0,
-        };
-        if op.offset == result.high_watermark {
-            return result;
+        match self.partition(&op.topic, op.partition) {
+            Some(partition) => partition.fetch(&op).await,
+            None => FetchResult::failed(ErrorCode::UnknownTopicOrPartition),
         }
-        let read = match log
-            .read(op.offset, op.bytes_max, ReadUpTo::HighWatermark)
-            .await
-        {
-            Ok(read) => read,
-            Err(e) => {
-                result.error = storage_error_code(&e);
-                if result.error != ErrorCode::OffsetOutOfRange {
-                    warn!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "read failed");
-                }
-                return result;
-            }
-        };
-        for chunk in read.chunks {
-            let bytes = match chunk {
-                ReadChunk::Memory(batch) => {
-                    // Two pieces, sent back to back by the zero-copy response encoder.
-                    result.bytes += batch.len() as u64;
-                    result.records.push(batch.header);
-                    result.records.push(batch.records);
-                    continue;
-                }
-                ReadChunk::File(range) => match range.load().await {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        error!(core = self.id, topic = %op.topic, partition = op.partition, error = %e, "reading segment");
-                        if result.records.is_empty() {
-                            result.error = storage_error_code(&e);
-                        }
-                        break;
-                    }
-                },
-            };
-            result.bytes += bytes.len() as u64;
-            result.records.push(bytes);
-        }
-        result
     }
 
     async fn list_offsets(&self, op: ListOffsetsOp) -> ListOffsetsResult {
-        let missing = ListOffsetsResult {
-            error: ErrorCode::UnknownTopicOrPartition,
-            offset: Offset(-1),
-            timestamp_ms: -1,
-        };
-        let Some(partition) = self.partition(&op.topic, op.partition) else {
-            return missing;
-        };
-        let log = &partition.log;
-        let found = |offset, timestamp_ms| ListOffsetsResult {
-            error: ErrorCode::None,
-            offset,
-            timestamp_ms,
-        };
-        match op.timestamp_ms {
-            -1 => found(log.high_watermark(), -1),
-            -2 => found(log.log_start_offset(), -1),
-            t if t < 0 => ListOffsetsResult {
-                error: ErrorCode::UnsupportedVersion,
-                ..missing
-            },
-            t => match log.offset_for_timestamp(t).await {
-                Ok(Some((offset, timestamp_ms))) => found(offset, timestamp_ms),
-                Ok(None) => found(Offset(-1), -1),
-                Err(e) => ListOffsetsResult {
-                    error: storage_error_code(&e),
-                    ..missing
-                },
+        match self.partition(&op.topic, op.partition) {
+            Some(partition) => partition.list_offsets(&op).await,
+            None => ListOffsetsResult {
+                error: ErrorCode::UnknownTopicOrPartition,
+                offset: Offset(-1),
+                timestamp_ms: -1,
             },
         }
     }
 
     fn epoch_end(&self, op: EpochEndOp) -> EpochEndResult {
-        let Some(partition) = self.partition(&op.topic, op.partition) else {
-            return EpochEndResult {
+        match self.partition(&op.topic, op.partition) {
+            Some(partition) => partition.epoch_end(&op),
+            None => EpochEndResult {
                 error: ErrorCode::UnknownTopicOrPartition,
                 leader_epoch: -1,
                 end_offset: Offset(-1),
-            };
-        };
-        // One broker, one epoch: any epoch at or below ours ends at the log end.
-        if op.leader_epoch > LEADER_EPOCH.0 {
-            return EpochEndResult {
-                error: ErrorCode::None,
-                leader_epoch: -1,
-                end_offset: Offset(-1),
-            };
-        }
-        EpochEndResult {
-            error: ErrorCode::None,
-            leader_epoch: LEADER_EPOCH.0,
-            end_offset: partition.log.log_end_offset(),
+            },
         }
     }
 

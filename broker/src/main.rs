@@ -10,11 +10,13 @@ mod connection;
 // The handlers that use it arrive in the next commit.
 mod core;
 mod data_dir_lock;
+mod errors;
 #[allow(dead_code)]
 mod group;
 mod handlers;
 mod mesh;
 mod ops;
+mod partition;
 mod producer_ids;
 mod runtime;
 mod server;

@@ -32,7 +32,7 @@ use super::state::{
     LeavingMember, Output, Reply, SyncRequest, SyncResponse,
 };
 use super::{partition_for, OFFSETS_TOPIC};
-use crate::core::{now_ms, Core, Partition, LEADER_EPOCH};
+use crate::core::{now_ms, Core, Partition};
 
 /// Largest metadata string of one committed offset (Kafka's offset.metadata.max.bytes).
 pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
@@ -819,7 +819,7 @@ fn offsets_partition(core: &Core, group_id: &str) -> Option<Rc<Partition>> {
 
 /// Appends one batch and waits until it is durable; the base offset.
 async fn append_durably(partition: Rc<Partition>, batch: BytesMut) -> Result<Offset, ErrorCode> {
-    let info = match partition.log.append(batch, LEADER_EPOCH).await {
+    let info = match partition.log.append(batch, partition.leader_epoch()).await {
         Ok(info) => info,
         Err(e) => {
             warn!(error = %e, "appending to the offsets topic");

@@ -9,8 +9,9 @@ use spate_wire::ErrorCode;
 
 use super::respond;
 use crate::connection::ResponseParts;
-use crate::core::{Core, LEADER_EPOCH};
+use crate::core::Core;
 use crate::ops::ListOffsetsOp;
+use crate::partition::SINGLE_NODE_LEADER_EPOCH as LEADER_EPOCH;
 
 pub async fn handle(
     core: &Core,

@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::{create_via_controller, new_topic, respond, str_bytes, topic_error_code, topic_name};
 use crate::connection::ResponseParts;
-use crate::core::{Core, LEADER_EPOCH};
+use crate::core::Core;
+use crate::partition::SINGLE_NODE_LEADER_EPOCH as LEADER_EPOCH;
 use crate::topics::TopicMeta;
 
 /// Topics one Metadata request may name: bounds the response size.

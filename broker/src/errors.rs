@@ -1,0 +1,163 @@
+//! Every domain error of the layers below, and of the broker's own checks, becomes a Kafka
+//! error code here and nowhere else: handlers ask [`KafkaCode::kafka_code`] instead of
+//! matching on another crate's errors.
+//!
+//! Why one place: the same storage failure reached clients as different codes depending on
+//! which handler saw it, and a new error variant silently fell into whatever `_` arm each
+//! handler had. A table in one file is reviewed once, and its test pins the mapping.
+
+use spate_storage::producer_state::ProducerError;
+use spate_storage::StorageError;
+use spate_wire::batch::BatchError;
+use spate_wire::ErrorCode;
+
+use crate::partition::ProduceRefused;
+use crate::producer_ids::AllocError;
+use crate::topics::TopicError;
+
+/// An error a Kafka client can be told about, by code.
+pub trait KafkaCode {
+    /// The code sent to the client.
+    fn kafka_code(&self) -> ErrorCode;
+}
+
+impl KafkaCode for BatchError {
+    fn kafka_code(&self) -> ErrorCode {
+        ErrorCode::CorruptMessage
+    }
+}
+
+impl KafkaCode for ProducerError {
+    fn kafka_code(&self) -> ErrorCode {
+        match self {
+            ProducerError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            ProducerError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+            ProducerError::InvalidSequence { .. } => ErrorCode::InvalidRecord,
+            // Not retriable: a new producer waits for idle ones to expire, which takes hours.
+            ProducerError::TooManyProducers { .. } => ErrorCode::PolicyViolation,
+        }
+    }
+}
+
+impl KafkaCode for StorageError {
+    fn kafka_code(&self) -> ErrorCode {
+        match self {
+            StorageError::InvalidBatch(_) | StorageError::CorruptBatch { .. } => {
+                ErrorCode::CorruptMessage
+            }
+            StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
+            StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            StorageError::Producer(error) => error.kafka_code(),
+            // Disk full, I/O errors, a fenced log: the client retries, and an operator looks.
+            _ => ErrorCode::KafkaStorageError,
+        }
+    }
+}
+
+impl KafkaCode for TopicError {
+    fn kafka_code(&self) -> ErrorCode {
+        match self {
+            TopicError::InvalidName { .. } => ErrorCode::InvalidTopicException,
+            TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+            TopicError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+            TopicError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+        }
+    }
+}
+
+impl KafkaCode for AllocError {
+    fn kafka_code(&self) -> ErrorCode {
+        // The block file could not be read or written, or ids ran out: nothing the client
+        // did wrong, and not something a retry a moment later is sure to fix.
+        ErrorCode::KafkaStorageError
+    }
+}
+
+impl KafkaCode for ProduceRefused {
+    fn kafka_code(&self) -> ErrorCode {
+        match self {
+            ProduceRefused::Batch(error) => error.kafka_code(),
+            ProduceRefused::NoBatch => ErrorCode::CorruptMessage,
+            ProduceRefused::TooLarge { .. } => ErrorCode::MessageTooLarge,
+            ProduceRefused::RecordCount { .. }
+            | ProduceRefused::Transactional
+            | ProduceRefused::KeylessRecord(_)
+            | ProduceRefused::SeveralIdempotentBatches => ErrorCode::InvalidRecord,
+            ProduceRefused::InternalTopic => ErrorCode::InvalidTopicException,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spate_wire::types::{Offset, ProducerEpoch, ProducerId};
+
+    #[test]
+    fn storage_errors_map_to_the_codes_clients_act_on() {
+        let cases: Vec<(StorageError, ErrorCode)> = vec![
+            (
+                StorageError::InvalidBatch(BatchError::BadMagic(1)),
+                ErrorCode::CorruptMessage,
+            ),
+            (
+                StorageError::BatchTooLarge {
+                    bytes: 2,
+                    bytes_max: 1,
+                },
+                ErrorCode::MessageTooLarge,
+            ),
+            (
+                StorageError::OffsetOutOfRange {
+                    offset: Offset(9),
+                    start: Offset(0),
+                    end: Offset(1),
+                },
+                ErrorCode::OffsetOutOfRange,
+            ),
+            (StorageError::Fenced, ErrorCode::KafkaStorageError),
+            (
+                StorageError::DiskFull {
+                    op: "appending",
+                    path: "x".into(),
+                },
+                ErrorCode::KafkaStorageError,
+            ),
+            (
+                StorageError::Producer(ProducerError::InvalidProducerEpoch {
+                    producer_id: ProducerId(7),
+                    epoch: ProducerEpoch(1),
+                    current: ProducerEpoch(2),
+                }),
+                ErrorCode::InvalidProducerEpoch,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.kafka_code(), code, "{error}");
+        }
+    }
+
+    #[test]
+    fn refused_produce_batches_map_to_kafkas_codes() {
+        assert_eq!(
+            ProduceRefused::Transactional.kafka_code(),
+            ErrorCode::InvalidRecord
+        );
+        assert_eq!(
+            ProduceRefused::InternalTopic.kafka_code(),
+            ErrorCode::InvalidTopicException
+        );
+        assert_eq!(
+            ProduceRefused::TooLarge {
+                bytes: 2,
+                bytes_max: 1
+            }
+            .kafka_code(),
+            ErrorCode::MessageTooLarge
+        );
+        assert_eq!(
+            ProduceRefused::NoBatch.kafka_code(),
+            ErrorCode::CorruptMessage
+        );
+    }
+}

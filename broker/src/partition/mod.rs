@@ -1,0 +1,136 @@
+//! A partition this core owns: its log, the checks a produced batch must pass, reads, and the
+//! state the maintenance task keeps for it.
+//!
+//! A partition knows nothing of cores, connections or other partitions: the core finds it
+//! (`Core::partition`) and hands it an op; everything here takes a `&Partition` and the op.
+//! Replication will add the replica state (leader or follower, the followers' positions) here.
+//!
+//! Invariants: exactly one core opens a partition's log; every batch appended for a client was
+//! checked once, by [`check_produce`], and reaches the log as a [`CheckedBatch`] (the CRC is
+//! not computed a second time on the way to the disk).
+
+mod produce;
+mod read;
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use spate_storage::io::glommio::GlommioDisk;
+use spate_storage::io::Disk;
+use spate_storage::sync::Notify;
+use spate_storage::{CleanerState, Log};
+use spate_wire::batch::CheckedBatch;
+use spate_wire::types::{LeaderEpoch, Offset};
+
+pub use produce::ProduceRefused;
+
+/// The leader epoch of every partition of a single broker, which never changes leader. The
+/// metadata log (cluster mode) will hand each partition its own.
+pub const SINGLE_NODE_LEADER_EPOCH: LeaderEpoch = LeaderEpoch(0);
+
+/// Who may append to a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writers {
+    /// Producers (any Kafka client).
+    Clients,
+    /// Only the broker's group coordinator (`__consumer_offsets`): a client's records there
+    /// would be read back as offsets and group state, so Kafka refuses them and so does Spate.
+    CoordinatorOnly,
+}
+
+/// Whether the topic's records must carry keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compaction {
+    /// `cleanup.policy` includes `compact`: keyless records are refused, the cleaner visits.
+    Compacted,
+    /// Time and size retention only.
+    NotCompacted,
+}
+
+/// A partition this core owns.
+pub struct Partition<D: Disk = GlommioDisk> {
+    /// The commit log.
+    pub log: Log<D>,
+    /// Woken when the high watermark (what consumers may read) advances, for long-polling
+    /// fetches. The high watermark is the durable offset under group commit, so it moves when a
+    /// flush completes, not at append.
+    pub appended: Notify,
+    /// The high watermark consumers were last woken for.
+    pub notified_hw: Cell<Offset>,
+    /// Largest batch accepted (the topic's max.message.bytes).
+    pub batch_bytes_max: usize,
+    /// When the maintenance task last flushed this partition (group commit timing).
+    pub flushed_at: Cell<Instant>,
+    /// Compacted topics need keys, and the cleaner visits their partitions.
+    pub compaction: Compaction,
+    /// The cleaner's memory of this partition (first dirty offset, tombstone horizon).
+    pub cleaner: Cell<CleanerState>,
+    /// Who may append.
+    pub writers: Writers,
+    /// The epoch this broker leads the partition in: written into every batch it appends and
+    /// recorded in the log's epoch cache.
+    leader_epoch: Cell<LeaderEpoch>,
+}
+
+impl<D: Disk> Partition<D> {
+    /// A partition around an opened log.
+    pub fn new(
+        log: Log<D>,
+        batch_bytes_max: usize,
+        compaction: Compaction,
+        writers: Writers,
+        cleaner: CleanerState,
+        leader_epoch: LeaderEpoch,
+    ) -> Partition<D> {
+        assert!(leader_epoch.0 >= 0);
+        Partition {
+            log,
+            appended: Notify::default(),
+            notified_hw: Cell::new(Offset(-1)),
+            batch_bytes_max,
+            flushed_at: Cell::new(Instant::now()),
+            compaction,
+            cleaner: Cell::new(cleaner),
+            writers,
+            leader_epoch: Cell::new(leader_epoch),
+        }
+    }
+
+    /// The epoch this broker leads the partition in.
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.leader_epoch.get()
+    }
+
+    /// Appends one checked batch in this partition's leader epoch.
+    ///
+    /// # Errors
+    /// As [`Log::append_checked`].
+    pub async fn append(
+        &self,
+        batch: CheckedBatch,
+    ) -> spate_storage::Result<spate_storage::log::AppendInfo> {
+        self.log.append_checked(batch, self.leader_epoch()).await
+    }
+
+    /// Wakes long-polling fetches if the high watermark moved since they were last woken.
+    pub fn notify_if_advanced(&self) {
+        let hw = self.log.high_watermark();
+        if hw != self.notified_hw.get() {
+            self.notified_hw.set(hw);
+            self.appended.notify_all();
+        }
+    }
+
+    /// Whether group commit owes this partition a flush: data is waiting and the interval
+    /// passed since the last one.
+    pub fn flush_due(&self, now: Instant) -> bool {
+        match self.log.flush_interval_ms() {
+            Some(interval_ms) => {
+                self.log.unflushed_bytes() > 0
+                    && now.duration_since(self.flushed_at.get())
+                        >= Duration::from_millis(interval_ms)
+            }
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Produce on the owning core: the checks a client's batches must pass, then the append and,
+//! for acks=all, the wait for durability.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use spate_storage::io::Disk;
+use spate_storage::{AppendKind, StorageError};
+use spate_wire::batch::{batches, BatchError, CheckedBatch};
+use spate_wire::compression::DECOMPRESSED_BYTES_MAX_DEFAULT;
+use spate_wire::records::batch_records;
+use spate_wire::types::Offset;
+use spate_wire::ErrorCode;
+use tracing::{debug, warn};
+
+use super::{Compaction, Partition, Writers};
+use crate::errors::KafkaCode;
+use crate::ops::{Durability, ProduceOp, ProduceResult};
+use crate::stats::CoreStats;
+
+/// Why a partition's records were refused before anything was appended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProduceRefused {
+    /// A batch is not a whole v2 batch with a good CRC.
+    #[error("{0}")]
+    Batch(#[from] BatchError),
+    /// The records field holds no batch.
+    #[error("no record batch")]
+    NoBatch,
+    /// A batch is larger than the topic's `max.message.bytes`.
+    #[error("batch of {bytes} bytes exceeds max.message.bytes {bytes_max}")]
+    TooLarge {
+        /// The batch's size.
+        bytes: usize,
+        /// The topic's limit.
+        bytes_max: usize,
+    },
+    /// The record count disagrees with `lastOffsetDelta` (a producer's batch is dense).
+    #[error("record count {record_count} does not match last offset delta {last_offset_delta}")]
+    RecordCount {
+        /// The declared record count.
+        record_count: i32,
+        /// The declared last offset delta.
+        last_offset_delta: i32,
+    },
+    /// Transactional or control batches: transactions are not implemented yet.
+    #[error("transactions are not supported yet")]
+    Transactional,
+    /// A keyless record for a compacted topic.
+    #[error("{0}")]
+    KeylessRecord(String),
+    /// More than one batch from an idempotent producer.
+    #[error("an idempotent produce carries exactly one batch per partition")]
+    SeveralIdempotentBatches,
+    /// A client's records for a topic only the broker writes.
+    #[error("cannot append to an internal topic")]
+    InternalTopic,
+}
+
+/// Kafka's reason for refusing a keyless record on a compacted topic.
+pub const KEYLESS_MESSAGE: &str = "Compacted topic cannot accept message without key";
+
+/// Checks that every record of a (CRC-checked) batch has a key, as Kafka requires of compacted
+/// topics (it answers INVALID_RECORD).
+///
+/// # Errors
+/// The message to send back.
+pub fn check_keys(batch: &[u8]) -> Result<(), String> {
+    let mut scratch = Vec::new();
+    let (_, records) = batch_records(batch, &mut scratch, DECOMPRESSED_BYTES_MAX_DEFAULT)
+        .map_err(|e| e.to_string())?;
+    for record in records {
+        let record = record.map_err(|e| e.to_string())?;
+        if record.key.is_none() {
+            return Err(KEYLESS_MESSAGE.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Checks a client's records for one partition and splits them into batches, each checked
+/// once (structure, CRC, size): a partition's records are all-or-nothing, so every batch is
+/// checked before any is appended.
+///
+/// # Errors
+/// The first problem found.
+pub fn check_produce(
+    records: &Bytes,
+    batch_bytes_max: usize,
+    writers: Writers,
+    compaction: Compaction,
+) -> Result<Vec<CheckedBatch>, ProduceRefused> {
+    if writers == Writers::CoordinatorOnly {
+        return Err(ProduceRefused::InternalTopic);
+    }
+    let mut checked = Vec::with_capacity(1);
+    let mut idempotent = false;
+    for item in batches(records) {
+        let (header, batch) = item?;
+        // Before the CRC: an oversized batch is refused without reading all of it.
+        if batch.len() > batch_bytes_max {
+            return Err(ProduceRefused::TooLarge {
+                bytes: batch.len(),
+                bytes_max: batch_bytes_max,
+            });
+        }
+        let batch = CheckedBatch::check(records.slice_ref(batch))?;
+        if header.record_count != header.last_offset_delta + 1 {
+            return Err(ProduceRefused::RecordCount {
+                record_count: header.record_count,
+                last_offset_delta: header.last_offset_delta,
+            });
+        }
+        if header.is_transactional() || header.is_control() {
+            return Err(ProduceRefused::Transactional);
+        }
+        idempotent |= header.producer_id.0 >= 0;
+        if compaction == Compaction::Compacted {
+            check_keys(batch.bytes()).map_err(ProduceRefused::KeylessRecord)?;
+        }
+        checked.push(batch);
+    }
+    if idempotent && checked.len() > 1 {
+        // Kafka allows one batch per partition from v3 on; with a producer id the check of one
+        // batch against the producer state must not leave the others half done.
+        return Err(ProduceRefused::SeveralIdempotentBatches);
+    }
+    if checked.is_empty() {
+        return Err(ProduceRefused::NoBatch);
+    }
+    Ok(checked)
+}
+
+fn refused(error: ErrorCode, message: String) -> ProduceResult {
+    ProduceResult {
+        error,
+        base_offset: Offset(-1),
+        log_start_offset: Offset(-1),
+        message: Some(message),
+    }
+}
+
+impl<D: Disk> Partition<D> {
+    /// Checks and appends `op`'s records, then for acks=all waits until they are durable or
+    /// the op's timeout passes. Append times go to `stats`.
+    pub async fn produce(
+        self: &std::rc::Rc<Self>,
+        op: ProduceOp,
+        stats: &CoreStats,
+    ) -> ProduceResult {
+        let checked = match check_produce(
+            &op.records,
+            self.batch_bytes_max,
+            self.writers,
+            self.compaction,
+        ) {
+            Ok(checked) => checked,
+            Err(error) => {
+                let message = match &error {
+                    ProduceRefused::KeylessRecord(_) | ProduceRefused::InternalTopic => {
+                        format!("{error} in topic partition {}-{}", op.topic, op.partition)
+                    }
+                    _ => error.to_string(),
+                };
+                return refused(error.kafka_code(), message);
+            }
+        };
+        let mut first = None;
+        let mut last = Offset(-1);
+        for batch in checked {
+            let append_started = Instant::now();
+            let appended = self.append(batch).await;
+            stats.record_append(append_started.elapsed());
+            match appended {
+                Ok(info) => {
+                    if info.kind == AppendKind::Duplicate {
+                        // Answered with the original offsets; for acks=all the wait below
+                        // still covers them, since the original may not be durable yet.
+                        debug!(topic = %op.topic, partition = op.partition, base = %info.base_offset, "duplicate batch");
+                    }
+                    first.get_or_insert(info.base_offset);
+                    last = info.last_offset;
+                }
+                Err(StorageError::Producer(e)) => {
+                    debug!(topic = %op.topic, partition = op.partition, error = %e, "batch refused by producer state");
+                    return refused(e.kafka_code(), e.to_string());
+                }
+                Err(e) => {
+                    warn!(topic = %op.topic, partition = op.partition, error = %e, "append failed");
+                    // Batches appended before the failure stay; the client retries the rest.
+                    return refused(e.kafka_code(), e.to_string());
+                }
+            }
+        }
+        self.notify_if_advanced();
+        if op.durability == Durability::Flushed {
+            // The wait runs as its own task so a timeout never cancels a sync this request
+            // happens to lead: it finishes anyway. The log is not proven live under cancelled
+            // flushes (storage/tests/log_interleaved.rs, ignored test), so none is cancelled.
+            let waiter = self.clone();
+            let wait =
+                glommio::spawn_local(async move { waiter.log.wait_durable(last.next()).await })
+                    .detach();
+            let durable = futures_lite::future::or(wait, async {
+                glommio::timer::sleep(Duration::from_millis(op.timeout_ms)).await;
+                None
+            });
+            match durable.await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    warn!(topic = %op.topic, partition = op.partition, error = %e, "flush failed");
+                    return refused(e.kafka_code(), e.to_string());
+                }
+                None => {
+                    // Appended but not known durable within the client's timeout; the sync goes
+                    // on, and a retry may duplicate the batch (as in Kafka without idempotence).
+                    return refused(
+                        ErrorCode::RequestTimedOut,
+                        format!("not durable within timeout_ms {}", op.timeout_ms),
+                    );
+                }
+            }
+            self.notify_if_advanced();
+        }
+        ProduceResult {
+            error: ErrorCode::None,
+            base_offset: first.expect("at least one batch"),
+            log_start_offset: self.log.log_start_offset(),
+            message: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use spate_wire::batch::{BatchBuilder, BatchSpec};
+
+    fn batch(keys: &[Option<&[u8]>], spec: BatchSpec) -> BytesMut {
+        let mut out = BytesMut::new();
+        let mut builder = BatchBuilder::new(&mut out, spec);
+        for key in keys {
+            builder.push(0, *key, Some(b"v"), &[]);
+        }
+        builder.finish();
+        out
+    }
+
+    fn check(records: &[u8], compaction: Compaction) -> Result<usize, ProduceRefused> {
+        check_produce(
+            &Bytes::copy_from_slice(records),
+            1 << 20,
+            Writers::Clients,
+            compaction,
+        )
+        .map(|batches| batches.len())
+    }
+
+    #[test]
+    fn every_batch_is_checked_before_any_is_taken() {
+        let good = batch(&[Some(b"k")], BatchSpec::default());
+        let mut two = good.clone();
+        two.extend_from_slice(&good);
+        assert_eq!(check(&two, Compaction::NotCompacted), Ok(2));
+        let mut bad_second = good.clone();
+        let mut corrupt = good.clone();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 1;
+        bad_second.extend_from_slice(&corrupt);
+        assert!(matches!(
+            check(&bad_second, Compaction::NotCompacted),
+            Err(ProduceRefused::Batch(BatchError::CrcMismatch { .. }))
+        ));
+        assert_eq!(
+            check(&[], Compaction::NotCompacted),
+            Err(ProduceRefused::NoBatch)
+        );
+    }
+
+    #[test]
+    fn keyless_records_are_refused_like_kafka() {
+        assert_eq!(
+            check_keys(&batch(&[Some(b"k")], BatchSpec::default())),
+            Ok(())
+        );
+        assert_eq!(
+            check_keys(&batch(&[Some(b"k"), None], BatchSpec::default())),
+            Err(KEYLESS_MESSAGE.to_owned())
+        );
+    }
+
+    #[test]
+    fn compacted_topics_refuse_keyless_records_and_size_is_checked() {
+        let keyless = batch(&[Some(b"k"), None], BatchSpec::default());
+        assert_eq!(check(&keyless, Compaction::NotCompacted), Ok(1));
+        assert!(matches!(
+            check(&keyless, Compaction::Compacted),
+            Err(ProduceRefused::KeylessRecord(_))
+        ));
+        let records = Bytes::copy_from_slice(&keyless);
+        assert_eq!(
+            check_produce(&records, 10, Writers::Clients, Compaction::NotCompacted),
+            Err(ProduceRefused::TooLarge {
+                bytes: keyless.len(),
+                bytes_max: 10
+            })
+        );
+        assert_eq!(
+            check_produce(
+                &records,
+                1 << 20,
+                Writers::CoordinatorOnly,
+                Compaction::NotCompacted
+            ),
+            Err(ProduceRefused::InternalTopic)
+        );
+    }
+
+    #[test]
+    fn an_idempotent_producer_sends_one_batch_per_partition() {
+        let spec = BatchSpec {
+            producer_id: spate_wire::types::ProducerId(5),
+            producer_epoch: spate_wire::types::ProducerEpoch(0),
+            base_sequence: 0,
+            ..BatchSpec::default()
+        };
+        let one = batch(&[Some(b"k")], spec);
+        assert_eq!(check(&one, Compaction::NotCompacted), Ok(1));
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        assert_eq!(
+            check(&two, Compaction::NotCompacted),
+            Err(ProduceRefused::SeveralIdempotentBatches)
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! Reads on the owning core: Fetch, ListOffsets and OffsetForLeaderEpoch of one partition.
+
+use spate_storage::io::Disk;
+use spate_storage::{ReadChunk, ReadUpTo};
+use spate_wire::types::Offset;
+use spate_wire::ErrorCode;
+use tracing::{error, warn};
+
+use super::Partition;
+use crate::errors::KafkaCode;
+use crate::ops::{
+    EpochEndOp, EpochEndResult, FetchOp, FetchResult, ListOffsetsOp, ListOffsetsResult,
+};
+
+impl<D: Disk> Partition<D> {
+    /// Whole batches from `op.offset` below the high watermark, at most about `op.bytes_max`.
+    pub async fn fetch(&self, op: &FetchOp) -> FetchResult {
+        let log = &self.log;
+        let mut result = FetchResult {
+            error: ErrorCode::None,
+            high_watermark: log.high_watermark(),
+            log_start_offset: log.log_start_offset(),
+            records: Vec::new(),
+            bytes: 0,
+        };
+        if op.offset == result.high_watermark {
+            return result;
+        }
+        let read = match log
+            .read(op.offset, op.bytes_max, ReadUpTo::HighWatermark)
+            .await
+        {
+            Ok(read) => read,
+            Err(e) => {
+                result.error = e.kafka_code();
+                if result.error != ErrorCode::OffsetOutOfRange {
+                    warn!(topic = %op.topic, partition = op.partition, error = %e, "read failed");
+                }
+                return result;
+            }
+        };
+        for chunk in read.chunks {
+            let bytes = match chunk {
+                ReadChunk::Memory(batch) => {
+                    // Two pieces, sent back to back by the zero-copy response encoder.
+                    result.bytes += batch.len() as u64;
+                    result.records.push(batch.header);
+                    result.records.push(batch.records);
+                    continue;
+                }
+                ReadChunk::File(range) => match range.load().await {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        error!(topic = %op.topic, partition = op.partition, error = %e, "reading segment");
+                        if result.records.is_empty() {
+                            result.error = e.kafka_code();
+                        }
+                        break;
+                    }
+                },
+            };
+            result.bytes += bytes.len() as u64;
+            result.records.push(bytes);
+        }
+        result
+    }
+
+    /// The earliest or latest offset, or the first at or after a timestamp.
+    pub async fn list_offsets(&self, op: &ListOffsetsOp) -> ListOffsetsResult {
+        let failed = |error| ListOffsetsResult {
+            error,
+            offset: Offset(-1),
+            timestamp_ms: -1,
+        };
+        let found = |offset, timestamp_ms| ListOffsetsResult {
+            error: ErrorCode::None,
+            offset,
+            timestamp_ms,
+        };
+        let log = &self.log;
+        match op.timestamp_ms {
+            -1 => found(log.high_watermark(), -1),
+            -2 => found(log.log_start_offset(), -1),
+            t if t < 0 => failed(ErrorCode::UnsupportedVersion),
+            t => match log.offset_for_timestamp(t).await {
+                Ok(Some((offset, timestamp_ms))) => found(offset, timestamp_ms),
+                Ok(None) => found(Offset(-1), -1),
+                Err(e) => failed(e.kafka_code()),
+            },
+        }
+    }
+
+    /// Where a leader epoch ends (OffsetForLeaderEpoch).
+    ///
+    /// While a broker leads alone, in one epoch, any epoch at or below it ends at the log end
+    /// and a later one is unknown. Answering from the log's epoch cache, as a follower
+    /// truncating after a failover needs (KIP-101/279), comes with replication.
+    pub fn epoch_end(&self, op: &EpochEndOp) -> EpochEndResult {
+        let epoch = self.leader_epoch();
+        if op.leader_epoch > epoch.0 {
+            return EpochEndResult {
+                error: ErrorCode::None,
+                leader_epoch: -1,
+                end_offset: Offset(-1),
+            };
+        }
+        EpochEndResult {
+            error: ErrorCode::None,
+            leader_epoch: epoch.0,
+            end_offset: self.log.log_end_offset(),
+        }
+    }
+}
