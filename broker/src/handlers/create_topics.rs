@@ -9,9 +9,10 @@ use spate_wire::kafka_protocol::messages::create_topics_response::{
 use spate_wire::ErrorCode;
 use uuid::Uuid;
 
-use super::{create_via_controller, new_topic, respond, str_bytes, topic_error_code};
+use super::{create_via_controller, new_topic, respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
+use crate::errors::KafkaCode;
 
 pub async fn handle(
     core: &Core,
@@ -66,7 +67,7 @@ pub async fn handle(
                     }
                 }
                 Err(e) => {
-                    result.error_code = topic_error_code(&e).code();
+                    result.error_code = e.kafka_code().code();
                     result.error_message = Some(str_bytes(&e.to_string()));
                 }
             }

@@ -10,9 +10,10 @@ use spate_wire::kafka_protocol::messages::BrokerId;
 use spate_wire::ErrorCode;
 use uuid::Uuid;
 
-use super::{create_via_controller, new_topic, respond, str_bytes, topic_error_code, topic_name};
+use super::{create_via_controller, new_topic, respond, str_bytes, topic_name};
 use crate::connection::ResponseParts;
 use crate::core::Core;
+use crate::errors::KafkaCode;
 use crate::partition::SINGLE_NODE_LEADER_EPOCH as LEADER_EPOCH;
 use crate::topics::TopicMeta;
 
@@ -93,7 +94,7 @@ pub async fn handle(
                     topic.topic_id = id;
                 }
                 topic.error_code = match name.as_deref().map(crate::topics::validate_topic_name) {
-                    Some(Err(e)) => topic_error_code(&e).code(),
+                    Some(Err(e)) => e.kafka_code().code(),
                     Some(Ok(())) => ErrorCode::UnknownTopicOrPartition.code(),
                     None => ErrorCode::UnknownTopicId.code(),
                 };

@@ -1,6 +1,6 @@
 //! One module per Kafka API. [`handle`] turns a request frame into a response frame.
 //!
-//! Errors from lower layers become Kafka error codes in the handler of each API; a request whose
+//! Errors from lower layers become Kafka error codes through `crate::errors`; a request whose
 //! header cannot be read, or whose API or version is not advertised, closes the connection
 //! (Kafka does the same: there is no response layout to answer in).
 
@@ -185,16 +185,6 @@ pub fn str_bytes(text: &str) -> StrBytes {
 /// A kafka-protocol topic name from text.
 pub fn topic_name(text: &str) -> TopicName {
     TopicName(str_bytes(text))
-}
-
-/// The Kafka error code of a refused topic name or config.
-pub fn topic_error_code(error: &TopicError) -> ErrorCode {
-    match error {
-        TopicError::InvalidName { .. } => ErrorCode::InvalidTopicException,
-        TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
-        TopicError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
-        TopicError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
-    }
 }
 
 /// Checks a topic to create and builds its record: name, partitions (`-1`: the broker
