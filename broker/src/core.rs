@@ -1,7 +1,8 @@
 //! One core's world: the topic table, the partitions this core owns, and the execution of ops
 //! on them, whether they come from a local connection or another core.
 //!
-//! Invariants: a partition's log is opened by exactly one core, `owner_core(topic, partition)`;
+//! Invariants: a partition's log is opened by exactly one core, the one its entry in the
+//! [`PartitionTable`] names;
 //! nothing here is shared with another thread; topic metadata changes only through the
 //! controller core ([`CONTROLLER_CORE`]), which writes the topic file durably before telling
 //! every core, so all cores apply topic changes in the controller's order.
@@ -16,10 +17,10 @@ use futures::future::join_all;
 use spate_storage::io::glommio::GlommioDisk;
 use spate_storage::sync::AsyncMutex;
 use spate_storage::Log;
-use spate_wire::types::Offset;
+use spate_wire::types::{LeaderEpoch, Offset};
 use spate_wire::versions::VersionTable;
 use spate_wire::ErrorCode;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::mesh::Mesh;
@@ -27,6 +28,7 @@ use crate::ops::*;
 pub use crate::partition::Partition;
 use crate::partition::{Compaction, Writers, SINGLE_NODE_LEADER_EPOCH};
 use crate::producer_ids::ProducerIdAllocator;
+use crate::routing::{owner_core, Leader, PartitionTable, Placement, Route};
 use crate::topics::{self, TopicMeta};
 
 /// The core that owns topic metadata: creates and deletes topics, in one order for everyone.
@@ -36,26 +38,15 @@ const FLUSH_TICK: Duration = Duration::from_millis(1);
 /// How often a core applies retention to its partitions.
 const RETENTION_TICK: Duration = Duration::from_secs(30);
 
-/// Which core owns a partition: stable across restarts for a given core count (FNV-1a of the
-/// topic name, plus the partition index so a topic's partitions spread over consecutive cores).
-pub fn owner_core(topic: &str, partition: i32, cores: usize) -> usize {
-    assert!(cores > 0);
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in topic.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (hash.wrapping_add(partition as u64) % cores as u64) as usize
-}
-
 /// An op that names a partition and can be routed to its owner.
 pub trait Routable: Sized + Send + 'static {
     type Result;
     fn key(&self) -> (&str, i32);
     fn into_request(ops: Vec<Self>) -> CoreRequest;
     fn from_reply(reply: CoreReply) -> Vec<Self::Result>;
-    /// The result when the owner cannot be reached.
-    fn unreachable(&self) -> Self::Result;
+    /// The result for an op that was not run: `error` says why (no such partition here, led
+    /// by another broker, owner unreachable).
+    fn failed(&self, error: ErrorCode) -> Self::Result;
 }
 
 /// A core's state; see the module doc for its invariants.
@@ -66,6 +57,8 @@ pub struct Core {
     pub versions: VersionTable,
     pub topics: RefCell<BTreeMap<String, Rc<TopicMeta>>>,
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<Partition>>>>,
+    /// Where every partition is led, as this core knows it.
+    routes: RefCell<PartitionTable>,
     pub mesh: Mesh,
     /// Serializes topic changes on the controller core: a change is checked, written and
     /// broadcast to every core before the next one is even checked. Without it, two clients
@@ -109,6 +102,7 @@ impl Core {
             versions,
             topics: RefCell::new(BTreeMap::new()),
             partitions: RefCell::new(HashMap::new()),
+            routes: RefCell::new(PartitionTable::new(id)),
             mesh,
             topic_changes: AsyncMutex::new(()),
             producer_ids: RefCell::new(None),
@@ -127,9 +121,17 @@ impl Core {
         self.groups.load(self).await
     }
 
-    /// The core owning a partition.
-    pub fn owner(&self, topic: &str, partition: i32) -> usize {
-        owner_core(topic, partition, self.cores)
+    /// Where work for a partition goes, as this core's partition table says.
+    pub fn route(&self, topic: &str, partition: i32) -> Route {
+        self.routes.borrow().route(topic, partition)
+    }
+
+    /// The leader epoch of a partition, if the table knows it (on any core).
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<LeaderEpoch> {
+        self.routes
+            .borrow()
+            .placement(topic, partition)
+            .map(|p| p.leader_epoch)
     }
 
     /// A topic's metadata, if it exists.
@@ -160,7 +162,7 @@ impl Core {
         log_config.producer_id_expiration_ms = self.config.producer_id_expiration_ms;
         log_config.producers_per_partition_max = self.config.producers_per_partition_max;
         for index in 0..meta.partitions {
-            if self.owner(&meta.name, index) != self.id
+            if owner_core(&meta.name, index, self.cores) != self.id
                 || self.partition(&meta.name, index).is_some()
             {
                 continue;
@@ -212,6 +214,15 @@ impl Core {
                 .or_default()
                 .insert(index, partition);
         }
+        // Last: a route to this core exists only once the partition is open here.
+        let placements = (0..meta.partitions)
+            .map(|index| Placement {
+                leader: Leader::Core(owner_core(&meta.name, index, self.cores)),
+                leader_epoch: SINGLE_NODE_LEADER_EPOCH,
+            })
+            .collect();
+        self.routes.borrow_mut().set_topic(&meta.name, placements);
+        debug!(core = self.id, topic = %meta.name, revision = self.routes.borrow().revision().0, "partition table updated");
         self.topics
             .borrow_mut()
             .insert(meta.name.clone(), Rc::new(meta));
@@ -219,6 +230,7 @@ impl Core {
     }
 
     async fn remove_topic(&self, name: &str) {
+        self.routes.borrow_mut().remove_topic(name);
         self.topics.borrow_mut().remove(name);
         let owned = self
             .partitions
@@ -326,20 +338,35 @@ impl Core {
         let count = ops.len();
         let mut by_core: Vec<(Vec<usize>, Vec<O>)> =
             (0..self.cores).map(|_| (Vec::new(), Vec::new())).collect();
+        let mut slots: Vec<Option<O::Result>> = (0..count).map(|_| None).collect();
         for (i, op) in ops.into_iter().enumerate() {
             let (topic, partition) = op.key();
-            let owner = self.owner(topic, partition);
+            let owner = match self.route(topic, partition) {
+                Route::ThisCore => self.id,
+                Route::OtherCore(core) => core,
+                Route::OtherBroker(_) => {
+                    slots[i] = Some(op.failed(ErrorCode::NotLeaderOrFollower));
+                    continue;
+                }
+                Route::NotHere => {
+                    slots[i] = Some(op.failed(ErrorCode::UnknownTopicOrPartition));
+                    continue;
+                }
+            };
             by_core[owner].0.push(i);
             by_core[owner].1.push(op);
         }
-        let mut slots: Vec<Option<O::Result>> = (0..count).map(|_| None).collect();
         let mut calls = Vec::new();
         let mut fallbacks = Vec::new();
         for (core, (indexes, ops)) in by_core.into_iter().enumerate() {
             if ops.is_empty() {
                 continue;
             }
-            fallbacks.push(ops.iter().map(O::unreachable).collect::<Vec<_>>());
+            fallbacks.push(
+                ops.iter()
+                    .map(|op| op.failed(ErrorCode::NotLeaderOrFollower))
+                    .collect::<Vec<_>>(),
+            );
             calls.push(async move { (indexes, self.call(core, O::into_request(ops)).await) });
         }
         for ((indexes, reply), fallback) in join_all(calls).await.into_iter().zip(fallbacks) {
@@ -414,6 +441,7 @@ impl Core {
                 error: ErrorCode::UnknownTopicOrPartition,
                 offset: Offset(-1),
                 timestamp_ms: -1,
+                leader_epoch: LeaderEpoch(-1),
             },
         }
     }
@@ -650,7 +678,7 @@ pub fn now_ms() -> i64 {
 }
 
 macro_rules! routable {
-    ($op:ty, $result:ty, $variant:ident, $unreachable:expr) => {
+    ($op:ty, $result:ty, $variant:ident, |$error:ident| $failed:expr) => {
         impl Routable for $op {
             type Result = $result;
             fn key(&self) -> (&str, i32) {
@@ -665,63 +693,34 @@ macro_rules! routable {
                     other => panic!("expected a {} reply, got {other:?}", stringify!($variant)),
                 }
             }
-            fn unreachable(&self) -> Self::Result {
-                $unreachable
+            fn failed(&self, $error: ErrorCode) -> Self::Result {
+                $failed
             }
         }
     };
 }
 
-routable!(
-    ProduceOp,
-    ProduceResult,
-    Produce,
-    ProduceResult {
-        error: ErrorCode::NotLeaderOrFollower,
-        base_offset: Offset(-1),
-        log_start_offset: Offset(-1),
-        message: Some("partition owner unreachable".to_owned()),
-    }
-);
-routable!(
-    FetchOp,
-    FetchResult,
-    Fetch,
-    FetchResult::failed(ErrorCode::NotLeaderOrFollower)
-);
-routable!(
-    ListOffsetsOp,
-    ListOffsetsResult,
-    ListOffsets,
+routable!(ProduceOp, ProduceResult, Produce, |error| ProduceResult {
+    error,
+    base_offset: Offset(-1),
+    log_start_offset: Offset(-1),
+    message: None,
+});
+routable!(FetchOp, FetchResult, Fetch, |error| FetchResult::failed(
+    error
+));
+routable!(ListOffsetsOp, ListOffsetsResult, ListOffsets, |error| {
     ListOffsetsResult {
-        error: ErrorCode::NotLeaderOrFollower,
+        error,
         offset: Offset(-1),
         timestamp_ms: -1,
+        leader_epoch: LeaderEpoch(-1),
     }
-);
-routable!(
-    EpochEndOp,
-    EpochEndResult,
-    EpochEnd,
+});
+routable!(EpochEndOp, EpochEndResult, EpochEnd, |error| {
     EpochEndResult {
-        error: ErrorCode::NotLeaderOrFollower,
+        error,
         leader_epoch: -1,
         end_offset: Offset(-1),
     }
-);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ownership_is_stable_and_spreads_partitions() {
-        assert_eq!(owner_core("orders", 0, 1), 0);
-        let owners: Vec<usize> = (0..8).map(|p| owner_core("orders", p, 2)).collect();
-        assert_eq!(owners.iter().filter(|&&c| c == 0).count(), 4);
-        for p in 0..8 {
-            assert_eq!(owner_core("orders", p, 4), owner_core("orders", p, 4));
-            assert!(owner_core("orders", p, 3) < 3);
-        }
-    }
-}
+});

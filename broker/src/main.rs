@@ -18,6 +18,7 @@ mod mesh;
 mod ops;
 mod partition;
 mod producer_ids;
+mod routing;
 mod runtime;
 mod server;
 mod stats;

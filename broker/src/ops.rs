@@ -6,7 +6,7 @@
 //! copied between cores).
 
 use bytes::Bytes;
-use spate_wire::types::Offset;
+use spate_wire::types::{LeaderEpoch, Offset};
 use spate_wire::ErrorCode;
 
 use crate::topics::TopicMeta;
@@ -89,6 +89,8 @@ pub struct ListOffsetsResult {
     pub error: ErrorCode,
     pub offset: Offset,
     pub timestamp_ms: i64,
+    /// The owner's leader epoch of the partition (ListOffsets v4+).
+    pub leader_epoch: LeaderEpoch,
 }
 
 /// The end offset of a leader epoch (OffsetForLeaderEpoch).

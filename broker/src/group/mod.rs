@@ -18,8 +18,9 @@ use records::OffsetValue;
 use spate_wire::ErrorCode;
 use state::{JoinRequest, JoinResponse, LeavingMember, SyncRequest, SyncResponse};
 
-use crate::core::{owner_core, Core};
+use crate::core::Core;
 use crate::ops::{CoreReply, CoreRequest};
+use crate::routing::Route;
 
 /// The internal topic holding committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -104,12 +105,17 @@ pub enum GroupAnswer {
     DeleteOffsets(Result<Vec<ErrorCode>, ErrorCode>),
 }
 
-/// The core coordinating `group`: the owner of its `__consumer_offsets` partition.
-pub fn coordinator_core(core: &Core, group: &str) -> usize {
+/// The core coordinating `group`: the owner of its `__consumer_offsets` partition; `None`
+/// when that partition is not led on this broker.
+pub fn coordinator_core(core: &Core, group: &str) -> Option<usize> {
     let partitions = core
         .topic(OFFSETS_TOPIC)
         .map_or(core.config.groups.offsets_partitions, |t| t.partitions);
-    owner_core(OFFSETS_TOPIC, partition_for(group, partitions), core.cores)
+    match core.route(OFFSETS_TOPIC, partition_for(group, partitions)) {
+        Route::ThisCore => Some(core.id),
+        Route::OtherCore(owner) => Some(owner),
+        Route::OtherBroker(_) | Route::NotHere => None,
+    }
 }
 
 /// Runs `call` on core `to`; `None` if that core cannot be reached.
@@ -122,7 +128,7 @@ pub async fn call_on(core: &Core, to: usize, call: GroupCall) -> Option<GroupAns
 
 /// Runs `call` on the core coordinating `group`.
 pub async fn call(core: &Core, group: &str, call: GroupCall) -> Option<GroupAnswer> {
-    call_on(core, coordinator_core(core, group), call).await
+    call_on(core, coordinator_core(core, group)?, call).await
 }
 
 /// Executes a call on this (the coordinating) core.

@@ -17,6 +17,7 @@ use spate_wire::ErrorCode;
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::ops::{CoreRequest, FetchOp, FetchResult};
+use crate::routing::Route;
 
 /// Longest long-poll honoured, whatever the client asks: bounds how long a request holds
 /// its connection.
@@ -118,7 +119,13 @@ async fn wait_for_data(core: &Core, ops: &[FetchOp], results: &[FetchResult], wa
         } else {
             result.high_watermark
         };
-        by_core[core.owner(&op.topic, op.partition)].push((op.topic.clone(), op.partition, seen));
+        let owner = match core.route(&op.topic, op.partition) {
+            Route::ThisCore => core.id,
+            Route::OtherCore(owner) => owner,
+            // Nothing to wait for here: the answer already carries the partition's error.
+            Route::OtherBroker(_) | Route::NotHere => continue,
+        };
+        by_core[owner].push((op.topic.clone(), op.partition, seen));
     }
     let wait_ms = wait.as_millis() as u64;
     let mut waits: Vec<LocalBoxFuture<'_, ()>> = Vec::new();

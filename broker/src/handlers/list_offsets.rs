@@ -11,7 +11,6 @@ use super::respond;
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::ops::ListOffsetsOp;
-use crate::partition::SINGLE_NODE_LEADER_EPOCH as LEADER_EPOCH;
 
 pub async fn handle(
     core: &Core,
@@ -42,7 +41,7 @@ pub async fn handle(
             p.offset = result.offset.0;
             p.timestamp = result.timestamp_ms;
             if header.api_version >= 4 && result.error == ErrorCode::None {
-                p.leader_epoch = LEADER_EPOCH.0;
+                p.leader_epoch = result.leader_epoch.0;
             }
             out.partitions.push(p);
         }

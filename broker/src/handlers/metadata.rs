@@ -14,8 +14,8 @@ use super::{create_via_controller, new_topic, respond, str_bytes, topic_name};
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::errors::KafkaCode;
-use crate::partition::SINGLE_NODE_LEADER_EPOCH as LEADER_EPOCH;
 use crate::topics::TopicMeta;
+use spate_wire::types::LeaderEpoch;
 
 /// Topics one Metadata request may name: bounds the response size.
 const TOPICS_PER_REQUEST_MAX: usize = 10_000;
@@ -87,7 +87,9 @@ pub async fn handle(
         topic.topic_authorized_operations = i32::MIN;
         let meta = core.topic_by_name_or_id(name.as_deref(), *id.as_bytes());
         match meta {
-            Some(meta) => fill_topic(&mut topic, &meta, node, version),
+            Some(meta) => fill_topic(&mut topic, &meta, node, version, |index| {
+                core.leader_epoch(&meta.name, index)
+            }),
             None => {
                 topic.name = name.as_deref().map(topic_name);
                 if version >= 10 {
@@ -105,7 +107,15 @@ pub async fn handle(
     respond(header, &response)
 }
 
-fn fill_topic(topic: &mut MetadataResponseTopic, meta: &TopicMeta, node: BrokerId, version: i16) {
+/// Fills one topic's entry; `leader_epoch` gives a partition's epoch from the partition table
+/// (`None`: not in it yet, reported as -1, "unknown", which clients accept).
+fn fill_topic(
+    topic: &mut MetadataResponseTopic,
+    meta: &TopicMeta,
+    node: BrokerId,
+    version: i16,
+    leader_epoch: impl Fn(i32) -> Option<LeaderEpoch>,
+) {
     topic.error_code = ErrorCode::None.code();
     topic.name = Some(topic_name(&meta.name));
     if version >= 10 {
@@ -121,7 +131,7 @@ fn fill_topic(topic: &mut MetadataResponseTopic, meta: &TopicMeta, node: BrokerI
             partition.partition_index = index;
             partition.leader_id = node;
             if version >= 7 {
-                partition.leader_epoch = LEADER_EPOCH.0;
+                partition.leader_epoch = leader_epoch(index).map_or(-1, |epoch| epoch.0);
             }
             partition.replica_nodes = vec![node];
             partition.isr_nodes = vec![node];

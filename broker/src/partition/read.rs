@@ -2,7 +2,7 @@
 
 use spate_storage::io::Disk;
 use spate_storage::{ReadChunk, ReadUpTo};
-use spate_wire::types::Offset;
+use spate_wire::types::{LeaderEpoch, Offset};
 use spate_wire::ErrorCode;
 use tracing::{error, warn};
 
@@ -71,11 +71,13 @@ impl<D: Disk> Partition<D> {
             error,
             offset: Offset(-1),
             timestamp_ms: -1,
+            leader_epoch: LeaderEpoch(-1),
         };
         let found = |offset, timestamp_ms| ListOffsetsResult {
             error: ErrorCode::None,
             offset,
             timestamp_ms,
+            leader_epoch: self.leader_epoch(),
         };
         let log = &self.log;
         match op.timestamp_ms {
