@@ -28,7 +28,7 @@ mod produce;
 mod sync_group;
 
 use bytes::{Bytes, BytesMut};
-use spate_wire::header::{response_header_version, RequestHeader};
+use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::{ApiKey, TopicName};
 use spate_wire::kafka_protocol::protocol::{Encodable, StrBytes};
 use spate_wire::request::{RequestBody, RequestLimits};
@@ -162,18 +162,18 @@ pub fn respond_in(
     body: &impl Encodable,
 ) -> Option<ResponseParts> {
     let mut out = BytesMut::with_capacity(256);
-    let at = spate_wire::frame::start_frame(&mut out);
-    spate_wire::header::encode_response_header(
+    // The codec's own entry point, so the golden tests cover the bytes the broker sends.
+    if let Err(error) = spate_wire::response::encode_response(
         &mut out,
+        header.api_key,
+        version,
         header.correlation_id,
-        response_header_version(header.api_key, version),
-    );
-    if let Err(error) = body.encode(&mut out, version) {
-        tracing::error!(api = ?header.api_key, version, %error, "cannot encode response; closing connection");
-        debug_assert!(false, "encoding {:?} v{version}: {error}", header.api_key);
+        body,
+    ) {
+        tracing::error!(%error, "cannot encode response; closing connection");
+        debug_assert!(false, "{error}");
         return None;
     }
-    spate_wire::frame::finish_frame(&mut out, at, 0);
     Some(vec![out.freeze()])
 }
 
