@@ -299,10 +299,10 @@ impl Config {
             bail!("log-cleaner-backoff-ms must be at least 1");
         }
         let offsets_partitions = s.offsets_topic_partitions.unwrap_or(50);
-        if !(1..=crate::topics::PARTITIONS_PER_TOPIC_MAX).contains(&offsets_partitions) {
+        if !(1..=crate::metadata::topics::PARTITIONS_PER_TOPIC_MAX).contains(&offsets_partitions) {
             bail!(
                 "offsets-topic-partitions must be between 1 and {}, got {offsets_partitions}",
-                crate::topics::PARTITIONS_PER_TOPIC_MAX
+                crate::metadata::topics::PARTITIONS_PER_TOPIC_MAX
             );
         }
         let session_min = s.group_min_session_timeout_ms.unwrap_or(6_000);

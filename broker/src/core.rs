@@ -24,12 +24,12 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::mesh::Mesh;
+use crate::metadata::producer_ids::ProducerIdAllocator;
+use crate::metadata::topics::{self, TopicMeta};
 use crate::ops::*;
 pub use crate::partition::Partition;
 use crate::partition::{Compaction, Writers, SINGLE_NODE_LEADER_EPOCH};
-use crate::producer_ids::ProducerIdAllocator;
 use crate::routing::{owner_core, Leader, PartitionTable, Placement, Route};
-use crate::topics::{self, TopicMeta};
 
 /// The core that owns topic metadata: creates and deletes topics, in one order for everyone.
 pub const CONTROLLER_CORE: usize = 0;

@@ -11,9 +11,9 @@ use spate_storage::StorageError;
 use spate_wire::batch::BatchError;
 use spate_wire::ErrorCode;
 
+use crate::metadata::producer_ids::AllocError;
+use crate::metadata::topics::TopicError;
 use crate::partition::ProduceRefused;
-use crate::producer_ids::AllocError;
-use crate::topics::TopicError;
 
 /// An error a Kafka client can be told about, by code.
 pub trait KafkaCode {

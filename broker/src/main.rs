@@ -7,22 +7,21 @@
 mod cleaner;
 mod config;
 mod connection;
-// The handlers that use it arrive in the next commit.
 mod core;
 mod data_dir_lock;
 mod errors;
+// A few accessors of the group state machine are read only by its tests.
 #[allow(dead_code)]
 mod group;
 mod handlers;
 mod mesh;
+mod metadata;
 mod ops;
 mod partition;
-mod producer_ids;
 mod routing;
 mod runtime;
 mod server;
 mod stats;
-mod topics;
 
 use tracing_subscriber::EnvFilter;
 

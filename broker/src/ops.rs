@@ -9,7 +9,7 @@ use bytes::Bytes;
 use spate_wire::types::{LeaderEpoch, Offset};
 use spate_wire::ErrorCode;
 
-use crate::topics::TopicMeta;
+use crate::metadata::topics::TopicMeta;
 
 /// Append one partition's records (one or more whole batches).
 #[derive(Debug)]

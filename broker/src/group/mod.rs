@@ -200,7 +200,7 @@ pub fn new_member_id(client_id: &str) -> String {
         end -= 1;
     }
     let client_id = &client_id[..end];
-    let id = crate::topics::new_topic_id();
+    let id = crate::metadata::topics::new_topic_id();
     let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
     format!(
         "{client_id}-{}-{}-{}-{}-{}",
@@ -217,8 +217,9 @@ pub fn new_member_id(client_id: &str) -> String {
 /// after `delete.retention.ms`), never deleted by time or size. Small segments because segment files
 /// are preallocated up to `segment.bytes` (64 MiB steps otherwise): 50 partitions would reserve
 /// 3.2 GiB of disk on a broker that has not seen a single commit.
-pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::topics::TopicMeta {
-    let mut topic_config = crate::topics::TopicConfig::from_defaults(&config.topic_defaults);
+pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::metadata::topics::TopicMeta {
+    let mut topic_config =
+        crate::metadata::topics::TopicConfig::from_defaults(&config.topic_defaults);
     for (key, value) in [
         ("cleanup.policy", "compact"),
         ("retention.ms", "-1"),
@@ -230,9 +231,9 @@ pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::topics::Topi
             .set(key, value)
             .expect("valid offsets topic config");
     }
-    crate::topics::TopicMeta {
+    crate::metadata::topics::TopicMeta {
         name: OFFSETS_TOPIC.to_owned(),
-        id: crate::topics::new_topic_id(),
+        id: crate::metadata::topics::new_topic_id(),
         partitions: config.groups.offsets_partitions,
         config: topic_config,
     }
@@ -245,7 +246,7 @@ pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::topics::Topi
 /// # Errors
 /// If the topic files cannot be read or written.
 pub fn ensure_offsets_topic(config: &mut crate::config::Config) -> anyhow::Result<()> {
-    let existing = crate::topics::load_all(&config.data_dir)?;
+    let existing = crate::metadata::topics::load_all(&config.data_dir)?;
     match existing.get(OFFSETS_TOPIC) {
         Some(meta) => {
             if meta.partitions != config.groups.offsets_partitions {
@@ -259,7 +260,7 @@ pub fn ensure_offsets_topic(config: &mut crate::config::Config) -> anyhow::Resul
         }
         None => {
             let meta = offsets_topic_meta(config);
-            crate::topics::save(&config.data_dir, &meta)?;
+            crate::metadata::topics::save(&config.data_dir, &meta)?;
             tracing::info!(partitions = meta.partitions, "created __consumer_offsets");
         }
     }

@@ -10,8 +10,8 @@ use spate_wire::ErrorCode;
 use super::{call_controller, respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
+use crate::metadata::topics::PARTITIONS_PER_TOPIC_MAX;
 use crate::ops::CoreRequest;
-use crate::topics::PARTITIONS_PER_TOPIC_MAX;
 
 pub async fn handle(
     core: &Core,

@@ -10,7 +10,7 @@ use spate_wire::ErrorCode;
 use super::{respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
-use crate::topics::{TopicConfig, TOPIC_CONFIG_KEYS};
+use crate::metadata::topics::{TopicConfig, TOPIC_CONFIG_KEYS};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -165,7 +165,7 @@ pub fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topics::TOPIC_CONFIG_KEYS;
+    use crate::metadata::topics::TOPIC_CONFIG_KEYS;
 
     #[test]
     fn types_match_kafka_for_every_described_key() {

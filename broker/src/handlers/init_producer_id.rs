@@ -3,7 +3,7 @@
 //! Without a transactional id Kafka always answers with a fresh producer id and epoch 0,
 //! whatever id and epoch the request carries (v3+ sends them after a fatal sequence error; the
 //! Kafka coordinator "blindly accepts" and allocates a new id), and so does Spate. Ids come
-//! from the controller core's durable allocator (`crate::producer_ids`), so they are unique
+//! from the controller core's durable allocator (`crate::metadata::producer_ids`), so they are unique
 //! for the life of the data directory.
 //!
 //! Transactions are not implemented: an empty transactional id gets INVALID_REQUEST (as in

@@ -14,7 +14,7 @@ use super::{create_via_controller, new_topic, respond, str_bytes, topic_name};
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::errors::KafkaCode;
-use crate::topics::TopicMeta;
+use crate::metadata::topics::TopicMeta;
 use spate_wire::types::LeaderEpoch;
 
 /// Topics one Metadata request may name: bounds the response size.
@@ -95,7 +95,10 @@ pub async fn handle(
                 if version >= 10 {
                     topic.topic_id = id;
                 }
-                topic.error_code = match name.as_deref().map(crate::topics::validate_topic_name) {
+                topic.error_code = match name
+                    .as_deref()
+                    .map(crate::metadata::topics::validate_topic_name)
+                {
                     Some(Err(e)) => e.kafka_code().code(),
                     Some(Ok(())) => ErrorCode::UnknownTopicOrPartition.code(),
                     None => ErrorCode::UnknownTopicId.code(),

@@ -38,8 +38,8 @@ use tracing::{debug, warn};
 
 use crate::connection::ResponseParts;
 use crate::core::{Core, CONTROLLER_CORE};
+use crate::metadata::topics::{self, TopicConfig, TopicError, TopicMeta};
 use crate::ops::{CoreReply, CoreRequest};
-use crate::topics::{self, TopicConfig, TopicError, TopicMeta};
 
 /// The APIs this broker implements, and so advertises.
 pub fn version_table() -> VersionTable {
