@@ -42,6 +42,7 @@
 pub mod batch;
 pub mod types;
 
+pub mod cluster;
 pub(crate) mod codec;
 pub mod compression;
 pub mod error;
