@@ -332,8 +332,9 @@ fn frame_crc(header: &[u8], payload_parts: &[&[u8]]) -> u32 {
 
 /// An encoded frame: buffers to send in order, with one vectored write.
 ///
-/// `parts[0]` is the header and all the framing; any further parts are record batches handed
-/// over by a [`super::ReplicaFetchResponse`], the same `Bytes` (not copies).
+/// `parts[0]` is the header and all the framing; any further parts are the record chunks of a
+/// [`super::ReplicaFetchResponse`] or the message of a [`super::Raft`] frame: the caller's own
+/// `Bytes`, not copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFrame {
     /// Send these in order.

@@ -71,7 +71,7 @@ pub use frame::{
     encode_frame, EncodedFrame, Envelope, Frame, FrameDecoder, FrameKind, FRAME_HEADER_BYTES, MAGIC,
 };
 pub use replica_fetch::{
-    FetchPartition, FetchedPartition, ReplicaFetchRequest, ReplicaFetchResponse,
+    FetchPartition, FetchedPartition, RecordChunks, ReplicaFetchRequest, ReplicaFetchResponse,
     REPLICA_FETCH_BATCH_BYTES_MAX, REPLICA_FETCH_MAX_BYTES_MAX, REPLICA_FETCH_PARTITIONS_MAX,
     REPLICA_FETCH_RECORDS_BYTES_MAX, REPLICA_FETCH_WAIT_MS_MAX,
 };

@@ -218,6 +218,89 @@ impl ReplicaFetchRequest {
     }
 }
 
+/// Record batches as the log hands them out, sent as they are: one or more `Bytes` chunks (a
+/// cached batch is two: its patched header and its records section). Decoded, they are one
+/// chunk, a slice of the frame. Equality compares content, not how it is chunked.
+#[derive(Debug, Clone, Default)]
+pub struct RecordChunks {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl RecordChunks {
+    /// No records.
+    pub fn new() -> RecordChunks {
+        RecordChunks::default()
+    }
+
+    /// Appends a chunk (an empty one is dropped: it would be an empty write).
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push(chunk);
+        }
+    }
+
+    /// Bytes over all chunks.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No records at all.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The chunks, in order, none empty.
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    /// All records in one buffer: free for one chunk (always the case when decoded), a copy
+    /// otherwise.
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.chunks[..] {
+            [] => Bytes::new(),
+            [only] => only.clone(),
+            chunks => {
+                let mut out = BytesMut::with_capacity(self.len);
+                chunks.iter().for_each(|c| out.put_slice(c));
+                out.freeze()
+            }
+        }
+    }
+}
+
+impl From<Bytes> for RecordChunks {
+    fn from(chunk: Bytes) -> RecordChunks {
+        let mut records = RecordChunks::new();
+        records.push(chunk);
+        records
+    }
+}
+
+impl FromIterator<Bytes> for RecordChunks {
+    fn from_iter<I: IntoIterator<Item = Bytes>>(chunks: I) -> RecordChunks {
+        let mut records = RecordChunks::new();
+        chunks.into_iter().for_each(|c| records.push(c));
+        records
+    }
+}
+
+impl PartialEq for RecordChunks {
+    fn eq(&self, other: &RecordChunks) -> bool {
+        let bytes = |r: &RecordChunks| {
+            r.chunks
+                .iter()
+                .flat_map(|c| c.iter().copied())
+                .collect::<Vec<u8>>()
+        };
+        self.len == other.len && (self.chunks == other.chunks || bytes(self) == bytes(other))
+    }
+}
+
+impl Eq for RecordChunks {}
+
 /// The leader's answer for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedPartition {
@@ -239,7 +322,7 @@ pub struct FetchedPartition {
     /// the wire.
     pub diverging_epoch: Option<EpochEndOffset>,
     /// Record batches exactly as the leader stores them; when decoded, a slice of the frame.
-    pub records: Bytes,
+    pub records: RecordChunks,
 }
 
 /// The leader's answer to a [`ReplicaFetchRequest`].
@@ -310,11 +393,13 @@ impl ReplicaFetchResponse {
                 leader_epoch: I32::new(p.leader_epoch.0),
                 diverging_epoch: I32::new(diverging_epoch.0),
                 diverging_end_offset: I64::new(diverging_end_offset.0),
-                records_bytes: U32::new(p.records.len() as u32),
+                records_bytes: U32::new(u32::try_from(p.records.len()).expect("records over u32")),
             };
             out.put_slice(raw.as_bytes());
         }
-        records.extend(self.partitions.iter().map(|p| p.records.clone()));
+        for p in &self.partitions {
+            records.extend(p.records.chunks().iter().cloned());
+        }
     }
 
     pub(crate) fn decode(mut reader: Reader<'_>) -> Result<ReplicaFetchResponse, ClusterError> {
@@ -353,7 +438,7 @@ impl ReplicaFetchResponse {
                 log_start_offset: Offset(p.log_start_offset.get()),
                 leader_epoch: LeaderEpoch(p.leader_epoch.get()),
                 diverging_epoch: decode_diverging(p)?,
-                records: reader.bytes(p.records_bytes.get() as usize)?,
+                records: RecordChunks::from(reader.bytes(p.records_bytes.get() as usize)?),
             });
         }
         reader.finish()?;
@@ -403,7 +488,7 @@ mod tests {
         }
     }
 
-    fn partition(records: Bytes) -> FetchedPartition {
+    fn partition(records: impl Into<RecordChunks>) -> FetchedPartition {
         FetchedPartition {
             topic_id: [1; 16],
             partition: PartitionIndex(0),
@@ -412,7 +497,7 @@ mod tests {
             log_start_offset: Offset(0),
             leader_epoch: LeaderEpoch(5),
             diverging_epoch: None,
-            records,
+            records: records.into(),
         }
     }
 
@@ -482,7 +567,8 @@ mod tests {
     #[test]
     fn response_records_are_separate_parts_and_not_copied() {
         let a = Bytes::from(vec![0xaa; 5000]);
-        let b = Bytes::from(vec![0xbb; 300]);
+        let b_header = Bytes::from(vec![0xbb; 61]);
+        let b = Bytes::from(vec![0xbb; 239]);
         let mut diverged = partition(Bytes::new());
         diverged.error_code = ErrorCode::None;
         diverged.diverging_epoch = Some(EpochEndOffset {
@@ -491,18 +577,24 @@ mod tests {
         });
         let response = ReplicaFetchResponse {
             error_code: ErrorCode::None,
-            partitions: vec![partition(a.clone()), diverged, partition(b.clone())],
+            partitions: vec![
+                partition(a.clone()),
+                diverged,
+                partition(RecordChunks::from_iter([
+                    b_header.clone(),
+                    Bytes::new(),
+                    b.clone(),
+                ])),
+            ],
         };
         let body = Body::ReplicaFetchResponse(response);
         let encoded = encode_frame(&Envelope::hello(1, 1), &body);
-        assert_eq!(
-            encoded.parts.len(),
-            3,
-            "framing, a, b (the empty one is skipped)"
-        );
+        // Framing, a, then b's two chunks; empty records and chunks are not parts.
+        assert_eq!(encoded.parts.len(), 4);
         assert_eq!(encoded.parts[0].len(), FRAME_HEADER_BYTES + 6 + 3 * 58);
         assert_eq!(encoded.parts[1].as_ptr(), a.as_ptr());
-        assert_eq!(encoded.parts[2].as_ptr(), b.as_ptr());
+        assert_eq!(encoded.parts[2].as_ptr(), b_header.as_ptr());
+        assert_eq!(encoded.parts[3].as_ptr(), b.as_ptr());
         assert_eq!(encoded.frame_bytes, encoded.parts[0].len() + 5300);
 
         let mut buf = BytesMut::from(&encoded.to_bytes()[..]);
@@ -513,12 +605,15 @@ mod tests {
             panic!("kind")
         };
         let start = frame.payload.as_ptr() as usize;
-        let a_at = decoded.partitions[0].records.as_ptr() as usize;
+        let records = &decoded.partitions[0].records;
+        assert_eq!(records.chunks().len(), 1);
+        let a_at = records.chunks()[0].as_ptr() as usize;
         assert_eq!(
             a_at,
             start + 6 + 3 * 58,
             "records are a slice of the payload"
         );
+        assert_eq!(decoded.partitions[2].records.to_bytes().len(), 300);
     }
 
     #[test]
