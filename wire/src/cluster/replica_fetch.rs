@@ -288,14 +288,12 @@ impl FromIterator<Bytes> for RecordChunks {
 }
 
 impl PartialEq for RecordChunks {
+    /// Content, whatever the chunking: records sent as two chunks decode as one.
     fn eq(&self, other: &RecordChunks) -> bool {
-        let bytes = |r: &RecordChunks| {
-            r.chunks
-                .iter()
-                .flat_map(|c| c.iter().copied())
-                .collect::<Vec<u8>>()
-        };
-        self.len == other.len && (self.chunks == other.chunks || bytes(self) == bytes(other))
+        fn bytes(r: &RecordChunks) -> impl Iterator<Item = &u8> {
+            r.chunks.iter().flat_map(|c| c.iter())
+        }
+        self.len == other.len && bytes(self).eq(bytes(other))
     }
 }
 
@@ -614,6 +612,26 @@ mod tests {
             "records are a slice of the payload"
         );
         assert_eq!(decoded.partitions[2].records.to_bytes().len(), 300);
+    }
+
+    #[test]
+    fn record_chunks_compare_by_content_and_drop_empty_chunks() {
+        let one = RecordChunks::from(Bytes::from_static(b"abcdef"));
+        let two: RecordChunks = [&b"abc"[..], b"", b"def"]
+            .into_iter()
+            .map(Bytes::from_static)
+            .collect();
+        assert_eq!(two.chunks().len(), 2);
+        assert_eq!(two.len(), 6);
+        assert_eq!(one, two);
+        assert_eq!(two.to_bytes(), Bytes::from_static(b"abcdef"));
+        let other: RecordChunks = [&b"abc"[..], b"deX"]
+            .into_iter()
+            .map(Bytes::from_static)
+            .collect();
+        assert_ne!(one, other);
+        assert!(RecordChunks::from(Bytes::new()).is_empty());
+        assert_eq!(RecordChunks::new().chunks().len(), 0);
     }
 
     #[test]
