@@ -15,7 +15,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(frame request request_body batch records)
+    targets=(frame request request_body batch records cluster_frame)
 fi
 
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -36,12 +36,16 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 #   records: decompressed output stops at 1 MiB in the target, and zstd's window is capped at
 #            8 MiB (ZSTD_WINDOW_LOG_MAX); before that cap a 94-byte batch made zstd allocate
 #            84 MB (wire/fuzz/regressions/records-zstd-window-84mb.bin).
+#   cluster_frame: payload_bytes_max is 64 KiB in the target; the read buffer may hold one
+#            frame, and a body decoder admits a count only if its bytes are there (at most
+#            4096 entries of < 100 bytes each).
 limits() {
     case "$1" in
         frame) echo "-max_len=262144 -malloc_limit_mb=1" ;;
         request | request_body) echo "-max_len=65536 -malloc_limit_mb=32" ;;
         batch) echo "-max_len=65536 -malloc_limit_mb=1" ;;
         records) echo "-max_len=65536 -malloc_limit_mb=16" ;;
+        cluster_frame) echo "-max_len=262144 -malloc_limit_mb=1" ;;
         *) echo "" ;;
     esac
 }

@@ -14,6 +14,11 @@
 //!   [`fetch::FetchResponseEncoder`], which never copies record data;
 //! - [`WireError::error_code`] says which [`ErrorCode`] a failed decode is answered with.
 //!
+//! Brokers talk to each other in their own protocol, not Kafka's: [`cluster`] has its frames
+//! (a fixed header with a version and CRCs), their decoder and the typed bodies (handshake,
+//! Raft, replica fetch, epoch end offsets), with their own error type,
+//! [`cluster::ClusterError`].
+//!
 //! ```
 //! use bytes::{BufMut, BytesMut};
 //! use spate_wire::frame::FrameDecoder;
@@ -42,6 +47,7 @@
 pub mod batch;
 pub mod types;
 
+pub mod cluster;
 pub(crate) mod codec;
 pub mod compression;
 pub mod error;
