@@ -537,6 +537,13 @@ pub(crate) static DELETE_GROUPS: Schema = Schema {
 
 static OFFSET_DELETE_PARTITION: Struct = fields(&[all(I32)]);
 static OFFSET_DELETE_TOPIC: Struct = fields(&[all(Str), all(Structs(&OFFSET_DELETE_PARTITION))]);
+pub(crate) static DESCRIBE_CLUSTER: Schema = Schema {
+    // Every version is flexible.
+    flexible_min: 0,
+    // include_cluster_authorized_operations, endpoint_type (v1+), include_fenced_brokers (v2+).
+    root: fields(&[all(I8), f(I8, 1, ANY), f(I8, 2, ANY)]),
+};
+
 pub(crate) static OFFSET_DELETE: Schema = Schema {
     // No flexible version exists.
     flexible_min: ANY,

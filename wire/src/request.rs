@@ -20,11 +20,11 @@
 use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    SyncGroupRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
+    ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -78,6 +78,7 @@ pub enum RequestBody {
     ListGroups(ListGroupsRequest),
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
+    DescribeCluster(DescribeClusterRequest),
 }
 
 /// A decoded request.
@@ -174,6 +175,9 @@ impl RequestBody {
             ApiKey::ListGroups => RequestBody::ListGroups(d.run(&guard::LIST_GROUPS)?),
             ApiKey::DeleteGroups => RequestBody::DeleteGroups(d.run(&guard::DELETE_GROUPS)?),
             ApiKey::OffsetDelete => RequestBody::OffsetDelete(d.run(&guard::OFFSET_DELETE)?),
+            ApiKey::DescribeCluster => {
+                RequestBody::DescribeCluster(d.run(&guard::DESCRIBE_CLUSTER)?)
+            }
             other => return Err(WireError::UnsupportedApi(other)),
         })
     }
@@ -203,6 +207,7 @@ impl RequestBody {
             RequestBody::ListGroups(_) => ApiKey::ListGroups,
             RequestBody::DeleteGroups(_) => ApiKey::DeleteGroups,
             RequestBody::OffsetDelete(_) => ApiKey::OffsetDelete,
+            RequestBody::DescribeCluster(_) => ApiKey::DescribeCluster,
         }
     }
 }
@@ -296,6 +301,7 @@ mod tests {
             ApiKey::ListGroups => &guard::LIST_GROUPS,
             ApiKey::DeleteGroups => &guard::DELETE_GROUPS,
             ApiKey::OffsetDelete => &guard::OFFSET_DELETE,
+            ApiKey::DescribeCluster => &guard::DESCRIBE_CLUSTER,
             other => panic!("no schema for {other:?}"),
         }
     }
@@ -548,6 +554,18 @@ mod tests {
         r
     }
 
+    fn describe_cluster(v: i16) -> DescribeClusterRequest {
+        let mut r = DescribeClusterRequest::default();
+        r.include_cluster_authorized_operations = true;
+        if v >= 1 {
+            r.endpoint_type = 1;
+        }
+        if v >= 2 {
+            r.include_fenced_brokers = true;
+        }
+        r
+    }
+
     fn delete_groups(_v: i16) -> DeleteGroupsRequest {
         let mut r = DeleteGroupsRequest::default();
         r.groups_names = vec![GroupId(s("g1")), GroupId(s("g2"))];
@@ -673,14 +691,20 @@ mod tests {
                         offset_delete(v),
                         RequestBody::OffsetDelete,
                     ),
+                    ApiKey::DescribeCluster => round_trip(
+                        range.api_key,
+                        v,
+                        describe_cluster(v),
+                        RequestBody::DescribeCluster,
+                    ),
                     other => panic!("no sample for {other:?}"),
                 }
                 checked += 1;
             }
         }
         // 115 before the group admin APIs, plus DescribeGroups v0-5, ListGroups v0-4,
-        // DeleteGroups v0-2 and OffsetDelete v0.
-        assert_eq!(checked, 115 + 6 + 5 + 3 + 1);
+        // DeleteGroups v0-2, OffsetDelete v0 and DescribeCluster v0-2.
+        assert_eq!(checked, 115 + 6 + 5 + 3 + 1 + 3);
     }
     fn frame(api_key: ApiKey, v: i16, body: &[u8]) -> Bytes {
         let header = RequestHeader {
