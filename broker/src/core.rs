@@ -24,6 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::mesh::Mesh;
+use crate::metadata::cluster::ClusterView;
 use crate::metadata::producer_ids::ProducerIdAllocator;
 use crate::metadata::topics::{self, TopicMeta};
 use crate::ops::*;
@@ -59,6 +60,8 @@ pub struct Core {
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<Partition>>>>,
     /// Where every partition is led, as this core knows it.
     routes: RefCell<PartitionTable>,
+    /// The cluster as clients are told of it (Metadata, DescribeCluster).
+    pub cluster: ClusterView,
     pub mesh: Mesh,
     /// Serializes topic changes on the controller core: a change is checked, written and
     /// broadcast to every core before the next one is even checked. Without it, two clients
@@ -98,6 +101,7 @@ impl Core {
                 config.groups.limits,
                 config.groups.groups_per_core_max,
             ),
+            cluster: ClusterView::single_node(&config),
             config,
             versions,
             topics: RefCell::new(BTreeMap::new()),

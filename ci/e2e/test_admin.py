@@ -134,3 +134,17 @@ def test_unknown_topic_is_an_error_without_auto_creation(start_broker):
     # Explicit creation still works.
     admin.create_topics([NewTopic("made", num_partitions=1, replication_factor=1)])["made"].result(timeout=10)
     assert partition_count(admin, "made") == 1
+
+
+def test_confluent_describe_cluster_names_the_broker_and_controller(broker):
+    """librdkafka's DescribeCluster (API 60): one broker, which is also the controller, at the
+    address clients were given; Metadata (list_topics) agrees."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    described = admin.describe_cluster(request_timeout=10).result(timeout=15)
+    assert described.cluster_id == "spate"
+    assert [(n.id, n.host, n.port) for n in described.nodes] == [(0, "127.0.0.1", broker.port)]
+    assert described.controller is not None and described.controller.id == 0
+    md = admin.list_topics(timeout=10)
+    assert md.cluster_id == "spate"
+    assert md.controller_id == 0
+    assert sorted(md.brokers) == [0]

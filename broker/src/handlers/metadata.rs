@@ -28,16 +28,26 @@ pub async fn handle(
     let version = header.api_version;
     let node = BrokerId(core.config.node_id);
     let mut response = MetadataResponse::default();
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = node;
-    broker.host = str_bytes(&core.config.advertised_host);
-    broker.port = i32::from(core.config.advertised_port);
-    response.brokers = vec![broker];
+    let view = &core.cluster;
+    response.brokers = view
+        .brokers
+        .iter()
+        .map(|b| {
+            let mut broker = MetadataResponseBroker::default();
+            broker.node_id = BrokerId(b.node_id);
+            broker.host = str_bytes(&b.host);
+            broker.port = i32::from(b.port);
+            if version >= 1 {
+                broker.rack = b.rack.as_deref().map(str_bytes);
+            }
+            broker
+        })
+        .collect();
     if version >= 2 {
-        response.cluster_id = Some(str_bytes("spate"));
+        response.cluster_id = Some(str_bytes(&view.cluster_id));
     }
     if version >= 1 {
-        response.controller_id = node;
+        response.controller_id = BrokerId(view.controller_id);
     }
     response.cluster_authorized_operations = i32::MIN;
 

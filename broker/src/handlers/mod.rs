@@ -9,6 +9,7 @@ mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_topics;
+mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod fetch;
@@ -57,7 +58,8 @@ pub fn version_table() -> VersionTable {
             .with(ApiKey::ListGroups)
             .with(ApiKey::DescribeGroups)
             .with(ApiKey::DeleteGroups)
-            .with(ApiKey::OffsetDelete),
+            .with(ApiKey::OffsetDelete)
+            .with(ApiKey::DescribeCluster),
     )
 }
 
@@ -139,6 +141,7 @@ pub async fn handle(
         }
         RequestBody::DeleteGroups(request) => delete_groups::handle(core, &header, request).await,
         RequestBody::OffsetDelete(request) => offset_delete::handle(core, &header, request).await,
+        RequestBody::DescribeCluster(request) => describe_cluster::handle(core, &header, request),
         other => {
             warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");
             None

@@ -1,0 +1,64 @@
+//! DescribeCluster (key 60): the cluster id, the live brokers with their client endpoints, and
+//! the active controller, from the same [`ClusterView`](crate::metadata::cluster::ClusterView)
+//! Metadata answers from. The Java AdminClient's `describeCluster` and librdkafka's
+//! `DescribeCluster` use it when a broker advertises it.
+//!
+//! This is a broker listener: a v1+ request for controller endpoints gets
+//! MISMATCHED_ENDPOINT_TYPE, as from a Kafka broker (controllers answer on their own listener).
+//! Authorized operations are not computed (no ACLs yet): the field says "not provided",
+//! as Metadata's does.
+
+use spate_wire::header::RequestHeader;
+use spate_wire::kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
+use spate_wire::kafka_protocol::messages::describe_cluster_response::{
+    DescribeClusterBroker, DescribeClusterResponse,
+};
+use spate_wire::kafka_protocol::messages::BrokerId;
+use spate_wire::ErrorCode;
+
+use super::{respond, str_bytes};
+use crate::connection::ResponseParts;
+use crate::core::Core;
+
+/// `endpoint_type` of a request for broker endpoints (v1+); v0 implies it.
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+/// "Not provided", Kafka's value when authorized operations were not asked for or computed.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn handle(
+    core: &Core,
+    header: &RequestHeader,
+    request: DescribeClusterRequest,
+) -> Option<ResponseParts> {
+    let version = header.api_version;
+    let mut response = DescribeClusterResponse::default();
+    response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    if version >= 1 {
+        response.endpoint_type = ENDPOINT_TYPE_BROKERS;
+        if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
+            response.endpoint_type = request.endpoint_type;
+            response.error_code = ErrorCode::MismatchedEndpointType.code();
+            response.error_message = Some(str_bytes(
+                "this is a broker listener: it describes brokers, not controllers",
+            ));
+            response.controller_id = BrokerId(-1);
+            return respond(header, &response);
+        }
+    }
+    let view = &core.cluster;
+    response.cluster_id = str_bytes(&view.cluster_id);
+    response.controller_id = BrokerId(view.controller_id);
+    response.brokers = view
+        .brokers
+        .iter()
+        .map(|b| {
+            let mut broker = DescribeClusterBroker::default();
+            broker.broker_id = BrokerId(b.node_id);
+            broker.host = str_bytes(&b.host);
+            broker.port = i32::from(b.port);
+            broker.rack = b.rack.as_deref().map(str_bytes);
+            broker
+        })
+        .collect();
+    respond(header, &response)
+}
