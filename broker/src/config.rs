@@ -69,6 +69,13 @@ settings! {
     cores: usize,
     /// This broker's node id [default: 0].
     node_id: i32,
+    /// Address of the cluster listener, where other brokers connect for the metadata quorum
+    /// (and, later, replication); needs controller-voters [default: unset: a single broker].
+    cluster_listen: SocketAddr,
+    /// The controller quorum's voters, as `ID@HOST:PORT,...`, each PORT that voter's
+    /// cluster-listen; usually the first three brokers, each a voter and a broker (combined
+    /// mode). Unset: this broker is a cluster of one, as before [default: unset].
+    controller_voters: String,
     /// Log format [default: human].
     log_format: LogFormat,
     /// Log filter, in `tracing` env-filter syntax; RUST_LOG also works [default: info].
@@ -168,6 +175,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub cores: usize,
     pub node_id: i32,
+    /// `Some` in a cluster of several brokers (`--controller-voters`).
+    pub cluster: Option<ClusterSettings>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// `None`: derive from RLIMIT_MEMLOCK at startup.
@@ -186,6 +195,99 @@ pub struct Config {
     pub stats_interval: Option<std::time::Duration>,
     /// `SPATE_*` environment variables that name no setting (logged at startup).
     pub ignored_env: Vec<String>,
+}
+
+/// How this broker joins a cluster of several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Where other brokers connect to this one.
+    pub listen: SocketAddr,
+    /// The controller quorum, by node id.
+    pub voters: Vec<Voter>,
+}
+
+/// One voter of the controller quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    /// Its node id.
+    pub node_id: i32,
+    /// Its cluster listener's host.
+    pub host: String,
+    /// Its cluster listener's port.
+    pub port: u16,
+}
+
+/// Most voters in a controller quorum: every commit waits for a majority of them, and Kafka
+/// clusters run 3 or 5.
+pub const VOTERS_MAX: usize = 9;
+
+/// Parses `ID@HOST:PORT,...` (Kafka's `controller.quorum.voters` form) into voters sorted by
+/// node id.
+///
+/// # Errors
+/// If it is empty, an entry is malformed, an id is negative or repeated, or there are more
+/// than [`VOTERS_MAX`].
+pub fn parse_voters(text: &str) -> anyhow::Result<Vec<Voter>> {
+    let mut voters = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, address) = entry
+            .split_once('@')
+            .with_context(|| format!("voter {entry:?} is not ID@HOST:PORT"))?;
+        let node_id: i32 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("voter {entry:?}: {id:?} is not a node id"))?;
+        if node_id < 0 {
+            bail!("voter {entry:?}: node ids are not negative");
+        }
+        let (host, port) =
+            parse_host_port(address.trim()).with_context(|| format!("voter {entry:?}"))?;
+        voters.push(Voter {
+            node_id,
+            host,
+            port,
+        });
+    }
+    if voters.is_empty() {
+        bail!("no voters in {text:?}");
+    }
+    if voters.len() > VOTERS_MAX {
+        bail!("{} voters; at most {VOTERS_MAX}", voters.len());
+    }
+    voters.sort_by_key(|v| v.node_id);
+    if let Some(pair) = voters.windows(2).find(|w| w[0].node_id == w[1].node_id) {
+        bail!("node id {} names two voters", pair[0].node_id);
+    }
+    Ok(voters)
+}
+
+/// Checks the cluster settings against each other.
+fn resolve_cluster(
+    node_id: i32,
+    listen: Option<SocketAddr>,
+    voters: Option<&str>,
+) -> anyhow::Result<Option<ClusterSettings>> {
+    let (listen, voters) = match (listen, voters) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => bail!("cluster-listen needs controller-voters (the quorum to join)"),
+        (None, Some(_)) => {
+            bail!("controller-voters needs cluster-listen (where the other brokers reach this one)")
+        }
+        (Some(listen), Some(text)) => (listen, parse_voters(text).context("controller-voters")?),
+    };
+    let Some(me) = voters.iter().find(|v| v.node_id == node_id) else {
+        bail!(
+            "node-id {node_id} is not among controller-voters: brokers that are not voters are              not supported yet (run every broker as a voter)"
+        );
+    };
+    if me.port != listen.port() {
+        bail!(
+            "controller-voters names {}:{} for node {node_id}, but its cluster-listen is {listen}",
+            me.host,
+            me.port
+        );
+    }
+    Ok(Some(ClusterSettings { listen, voters }))
 }
 
 /// Broker-wide defaults for per-topic settings.
@@ -327,6 +429,11 @@ impl Config {
         if producer_id_expiration_ms < 1 {
             bail!("producer-id-expiration-ms must be at least 1, got {producer_id_expiration_ms}");
         }
+        let node_id = s.node_id.unwrap_or(0);
+        if node_id < 0 {
+            bail!("node-id must not be negative, got {node_id}");
+        }
+        let cluster = resolve_cluster(node_id, s.cluster_listen, s.controller_voters.as_deref())?;
         let producers_per_partition_max = s
             .producers_per_partition_max
             .unwrap_or(spate_storage::producer_state::PRODUCERS_PER_PARTITION_MAX_DEFAULT);
@@ -347,7 +454,8 @@ impl Config {
             advertised_port,
             data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("./spate-data")),
             cores,
-            node_id: s.node_id.unwrap_or(0),
+            node_id,
+            cluster,
             log_format: s.log_format.unwrap_or(LogFormat::Human),
             log_level: s.log_level.unwrap_or_else(|| "info".to_owned()),
             io_memory_bytes: s.io_memory_bytes,
@@ -602,5 +710,59 @@ mod tests {
         ] {
             assert!(Config::resolve(s).is_err());
         }
+    }
+
+    #[test]
+    fn voters_parse_like_kafkas_quorum_voters() {
+        let voters = parse_voters("3@c:9194, 1@a:9192,2@[::1]:9193").unwrap();
+        let ids: Vec<i32> = voters.iter().map(|v| v.node_id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!((voters[1].host.as_str(), voters[1].port), ("::1", 9193));
+        for bad in [
+            "",
+            "1@a",
+            "a@b:1",
+            "-1@a:1",
+            "1@a:1,1@b:2",
+            "1@a:99999",
+            "0@a:1,1@a:1,2@a:1,3@a:1,4@a:1,5@a:1,6@a:1,7@a:1,8@a:1,9@a:1",
+        ] {
+            assert!(parse_voters(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cluster_settings_must_agree_with_each_other() {
+        let with = |node: i32, listen: Option<&str>, voters: Option<&str>| {
+            Config::resolve(Settings {
+                node_id: Some(node),
+                cluster_listen: listen.map(|l| l.parse().unwrap()),
+                controller_voters: voters.map(str::to_owned),
+                ..Settings::default()
+            })
+        };
+        let voters = "1@127.0.0.1:9192,2@127.0.0.1:9193,3@127.0.0.1:9194";
+        let config = with(2, Some("127.0.0.1:9193"), Some(voters)).unwrap();
+        let cluster = config.cluster.expect("cluster mode");
+        assert_eq!(cluster.voters.len(), 3);
+        assert_eq!(cluster.listen.port(), 9193);
+        assert!(
+            with(0, None, None).unwrap().cluster.is_none(),
+            "a single broker"
+        );
+        assert!(
+            with(2, Some("127.0.0.1:9193"), None).is_err(),
+            "listener alone"
+        );
+        assert!(with(2, None, Some(voters)).is_err(), "voters alone");
+        assert!(
+            with(4, Some("127.0.0.1:9195"), Some(voters)).is_err(),
+            "not a voter"
+        );
+        assert!(
+            with(2, Some("127.0.0.1:9999"), Some(voters)).is_err(),
+            "port disagrees"
+        );
+        assert!(with(-1, None, None).is_err(), "negative node id");
     }
 }

@@ -207,6 +207,14 @@ impl ShutdownFlag {
 /// # Errors
 /// If an executor cannot be started or a core fails to start serving.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    if config.cluster.is_some() {
+        // Refused rather than ignored: a broker that silently ran alone would let an operator
+        // believe its data was placed and its metadata replicated across the cluster.
+        anyhow::bail!(
+            "cluster mode (--controller-voters) is not implemented yet; run without it for a \
+             single broker"
+        );
+    }
     // Before anything touches the data dir: a bad CPU is a configuration error.
     if let Some(worker_cpus) = &config.io_worker_cpus {
         check_online(worker_cpus).context("io-worker-cpus")?;
