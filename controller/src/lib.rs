@@ -10,4 +10,5 @@
 
 pub mod codec;
 pub mod ids;
+pub mod image;
 pub mod records;
