@@ -70,6 +70,18 @@ impl fmt::Display for TopicId {
     }
 }
 
+/// A reading of the caller's monotonic clock, in milliseconds. The crate never reads a clock: the caller
+/// passes the time in (glommio's clock in the broker, the simulated one in tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct MonotonicMs(pub u64);
+
+impl MonotonicMs {
+    /// Milliseconds from `earlier` to `self`, 0 if `earlier` is later.
+    pub fn since_ms(self, earlier: MonotonicMs) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
 impl NodeId {
     /// The raft-rs peer id of this node. raft-rs reserves id 0 for "none", and Kafka allows broker id 0,
     /// so the mapping is `raft_id = node_id + 1`; negative node ids cannot be voters.

@@ -9,6 +9,8 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod controller;
 pub mod ids;
 pub mod image;
 pub mod records;
+pub mod rng;
