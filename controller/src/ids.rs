@@ -82,6 +82,11 @@ impl MonotonicMs {
     }
 }
 
+id_newtype!(
+    /// A Raft term of the controller quorum: at most one leader per term.
+    RaftTerm(u64)
+);
+
 impl NodeId {
     /// The raft-rs peer id of this node. raft-rs reserves id 0 for "none", and Kafka allows broker id 0,
     /// so the mapping is `raft_id = node_id + 1`; negative node ids cannot be voters.

@@ -147,6 +147,12 @@ pub enum ApplyError {
         /// Which limit.
         what: &'static str,
     },
+    /// The entry's bytes are not a record this build can decode.
+    #[error("undecodable record: {reason}")]
+    Undecodable {
+        /// The decoder's error.
+        reason: String,
+    },
     /// A producer id block that does not start at the next id, or has a bad count.
     #[error("invalid producer id block {first_id}+{count}, next id {next_id}")]
     InvalidProducerIds {

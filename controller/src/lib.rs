@@ -12,5 +12,7 @@ pub mod codec;
 pub mod controller;
 pub mod ids;
 pub mod image;
+pub mod log_store;
+pub mod node;
 pub mod records;
 pub mod rng;
