@@ -442,6 +442,65 @@ impl Controller {
         Ok(vec![MetadataRecord::DeleteTopic { topic_id }])
     }
 
+    /// Sets (`Some`) or removes (`None`) one config of a topic (IncrementalAlterConfigs).
+    ///
+    /// # Errors
+    ///
+    /// [`ControllerError::UnknownTopic`], [`ControllerError::InvalidConfig`] for an empty or over-long
+    /// key or value, or a topic already at [`CONFIGS_MAX`].
+    pub fn set_topic_config(
+        &mut self,
+        image: &MetadataImage,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<MetadataRecord>, ControllerError> {
+        let topic_id = image
+            .topic_id(name)
+            .ok_or_else(|| ControllerError::UnknownTopic { name: name.into() })?;
+        let pair = [(key.to_string(), value.unwrap_or_default().to_string())];
+        check_configs(&pair)?;
+        let configs = &image.topic(topic_id).expect("indexed by name").configs;
+        if value.is_some() && !configs.contains_key(key) && configs.len() >= CONFIGS_MAX {
+            return Err(ControllerError::InvalidConfig {
+                reason: format!("at most {CONFIGS_MAX} configs"),
+            });
+        }
+        let value = value.map(str::to_string);
+        Ok(vec![MetadataRecord::SetTopicConfig {
+            topic_id,
+            key: key.into(),
+            value,
+        }])
+    }
+
+    /// Removes a broker from the cluster for good (decommission). It must host no partition: move or
+    /// delete them first.
+    ///
+    /// # Errors
+    ///
+    /// [`ControllerError::StaleBroker`] if it is not registered, [`ControllerError::InvalidReplicaAssignment`]
+    /// if it still hosts partitions.
+    pub fn unregister_broker(
+        &mut self,
+        image: &MetadataImage,
+        node: NodeId,
+    ) -> Result<Vec<MetadataRecord>, ControllerError> {
+        if image.broker(node).is_none() {
+            return Err(ControllerError::StaleBroker {
+                node,
+                incarnation: Incarnation(0),
+            });
+        }
+        if image.hosts_any(node) {
+            return Err(assignment_error(&format!(
+                "broker {node} still hosts partitions"
+            )));
+        }
+        self.sessions.remove(&node);
+        Ok(vec![MetadataRecord::UnregisterBroker { node }])
+    }
+
     /// Hands a block of [`PRODUCER_ID_BLOCK_SIZE`] producer ids to a broker. Blocks are unique across the
     /// cluster because each starts at the image's next id and the image refuses any other start.
     ///
@@ -946,6 +1005,53 @@ mod tests {
             .heartbeat(&h.image, MonotonicMs(300), NodeId(1), Incarnation(2))
             .unwrap();
         assert!(records.is_empty());
+    }
+
+    #[test]
+    fn configs_are_set_and_removed_and_an_empty_broker_unregisters() {
+        let mut h = Harness::new();
+        h.start_broker(1, 1, 0);
+        h.start_broker(2, 1, 0);
+        let id = h.create("a", 1, 1).unwrap();
+        let set = h
+            .controller
+            .set_topic_config(&h.image, "a", "retention.ms", Some("1000"))
+            .unwrap();
+        h.commit(set);
+        assert_eq!(
+            h.image
+                .topic(id)
+                .unwrap()
+                .configs
+                .get("retention.ms")
+                .map(String::as_str),
+            Some("1000")
+        );
+        let unset = h
+            .controller
+            .set_topic_config(&h.image, "a", "retention.ms", None)
+            .unwrap();
+        h.commit(unset);
+        assert!(!h
+            .image
+            .topic(id)
+            .unwrap()
+            .configs
+            .contains_key("retention.ms"));
+        assert!(h
+            .controller
+            .set_topic_config(&h.image, "a", "", Some("x"))
+            .is_err());
+        let host = h.image.topic(id).unwrap().partitions[0].replicas[0];
+        let idle = if host == NodeId(1) {
+            NodeId(2)
+        } else {
+            NodeId(1)
+        };
+        assert!(h.controller.unregister_broker(&h.image, host).is_err());
+        let records = h.controller.unregister_broker(&h.image, idle).unwrap();
+        h.commit(records);
+        assert!(h.image.broker(idle).is_none());
     }
 
     #[test]

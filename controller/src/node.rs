@@ -422,6 +422,22 @@ impl ControllerNode {
         })
     }
 
+    /// Whether this node may propose now: the check a request handler makes before asking the
+    /// [`Controller`](crate::controller::Controller) for records.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotLeader`] with the leader this node knows of, if any.
+    pub fn propose_check(&self) -> Result<(), NodeError> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(NodeError::NotLeader {
+                leader_hint: self.leader(),
+            })
+        }
+    }
+
     /// The image a controller should decide against: on the leader, the committed image plus every
     /// entry of its log (its own proposals included), which all commit unless it loses leadership; on
     /// other nodes, the committed image.
@@ -823,6 +839,49 @@ mod tests {
             versioned.extend_from_slice(&bytes);
             let _ = decode_message(&versioned);
         }
+    }
+
+    fn snapshot_message() -> Message {
+        let mut image = MetadataImage::new();
+        let register = MetadataRecord::RegisterBroker {
+            node: NodeId(1),
+            incarnation: crate::ids::Incarnation(1),
+            client: crate::records::Endpoint {
+                host: "a".into(),
+                port: 1,
+            },
+            cluster: crate::records::Endpoint {
+                host: "b".into(),
+                port: 2,
+            },
+            rack: Some("r".into()),
+        };
+        image.apply(MetadataOffset(5), &register).unwrap();
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgSnapshot);
+        m.from = 1;
+        m.to = 2;
+        m.mut_snapshot().set_data(image.to_snapshot().into());
+        m.mut_snapshot().mut_metadata().index = 5;
+        m
+    }
+
+    proptest! {
+        #[test]
+        fn a_snapshot_message_with_a_byte_flipped_or_cut_never_panics(
+            at in any::<usize>(), xor in 1u8..=255, cut in any::<bool>()
+        ) {
+            let mut bytes = encode_message(&snapshot_message());
+            let at = at % bytes.len();
+            if cut { bytes.truncate(at) } else { bytes[at] ^= xor }
+            let _ = decode_message(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_snapshot_message_round_trips() {
+        let m = snapshot_message();
+        assert_eq!(decode_message(&encode_message(&m)), Ok(m));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use spate_controller::image::MetadataImage;
 use spate_controller::log_store::{PersistBatch, RaftLogStore};
 use spate_controller::node::{
     decode_message, encode_message, Actions, CommittedRead, ControllerNode, MetadataFollower,
-    NodeConfig,
+    NodeConfig, NodeError,
 };
 use spate_controller::records::{Endpoint, MetadataRecord};
 use spate_controller::rng::{RandomSource, SplitMix64};
@@ -62,6 +62,7 @@ struct Stats {
     snapshots_installed: u64,
     crashes: u64,
     leaders: u64,
+    redirects: u64,
     follower_offset: u64,
     digest: u64,
 }
@@ -542,8 +543,29 @@ impl Sim {
     }
 
     /// Brokers heartbeat, and clients send one request, to the leader's controller.
+    /// A client's request goes to a random live node; a node that does not lead answers NOT_CONTROLLER
+    /// with its leader hint, and the client retries once there (the hint may be stale).
+    fn controller_for_client(&mut self) -> Option<usize> {
+        let i = self.rng.below(self.nodes.len() as u64) as usize;
+        let node = self.nodes[i].node.as_mut()?;
+        let hint = match node.propose_check() {
+            Ok(()) => return Some(i),
+            Err(NodeError::NotLeader { leader_hint }) => leader_hint?,
+            Err(_) => return None,
+        };
+        self.stats.redirects += 1;
+        let j = self.nodes.iter().position(|n| n.id == hint)?;
+        self.nodes[j]
+            .node
+            .as_ref()
+            .is_some_and(|n| n.is_leader())
+            .then_some(j)
+    }
+
     fn clients(&mut self) {
-        let Some(i) = self.leader_index() else { return };
+        let Some(i) = self.controller_for_client() else {
+            return;
+        };
         let now = self.now();
         let mut requests = Vec::new();
         for id in self.brokers_running.clone() {
@@ -791,6 +813,7 @@ fn the_quorum_stays_safe_and_live_under_faults() {
                 total.snapshots_installed += s.snapshots_installed;
                 total.crashes += s.crashes;
                 total.leaders += s.leaders;
+                total.redirects += s.redirects;
                 total.follower_offset += s.follower_offset;
             }
             Err(e) => panic!("{e}"),
@@ -807,6 +830,7 @@ fn the_quorum_stays_safe_and_live_under_faults() {
     assert!(total.proposals_committed >= 10 * n, "{total:?}");
     assert!(total.crashes >= n, "{total:?}");
     assert!(total.leaders >= 2 * n, "{total:?}");
+    assert!(total.redirects >= n, "{total:?}");
     assert!(total.follower_offset >= 10 * n, "{total:?}");
     if n >= 50 {
         assert!(total.snapshots_installed > 0, "{total:?}");
