@@ -28,7 +28,7 @@ use spate_controller::node::{
     decode_message, encode_message, Actions, CommittedRead, ControllerNode, MetadataFollower,
     NodeConfig, NodeError,
 };
-use spate_controller::records::{Endpoint, MetadataRecord};
+use spate_controller::records::{Endpoint, LeaderChange, MetadataRecord};
 use spate_controller::rng::{RandomSource, SplitMix64};
 
 /// Simulated milliseconds per step; one Raft tick per step.
@@ -41,6 +41,8 @@ const LIVENESS_STEPS_MAX: u64 = 400;
 const BROKER_IDS: [i32; 4] = [101, 102, 103, 104];
 /// Seeds in the default run; `SPATE_SIM_SEEDS` overrides.
 const SEEDS_DEFAULT: u64 = 2000;
+/// Shorter than Kafka's 9 s, so that fencing happens within a run.
+const SESSION_TIMEOUT_MS: u64 = 3000;
 /// The sim snapshots often, so that followers far behind receive snapshots.
 const SNAPSHOT_EVERY_ENTRIES: u64 = 24;
 
@@ -63,6 +65,11 @@ struct Stats {
     crashes: u64,
     leaders: u64,
     redirects: u64,
+    fences: u64,
+    unfences: u64,
+    topics_created: u64,
+    leaderless_partitions: u64,
+    producer_blocks: u64,
     follower_offset: u64,
     digest: u64,
 }
@@ -167,7 +174,9 @@ impl Sim {
                 node: None,
                 disk,
                 writing: VecDeque::new(),
-                controller: Controller::new(ControllerConfig::default()),
+                controller: Controller::new(ControllerConfig {
+                    session_timeout_ms: SESSION_TIMEOUT_MS,
+                }),
                 replica: MetadataImage::new(),
                 last_applied: 0,
                 was_leader: false,
@@ -338,6 +347,20 @@ impl Sim {
                 let outcome = self.reference.apply(offset, r);
                 if outcome.is_err() {
                     self.stats.records_refused += 1;
+                } else {
+                    match r {
+                        MetadataRecord::FenceBroker { .. } => self.stats.fences += 1,
+                        MetadataRecord::UnfenceBroker { .. } => self.stats.unfences += 1,
+                        MetadataRecord::CreateTopic { .. } => self.stats.topics_created += 1,
+                        MetadataRecord::AllocateProducerIds { .. } => {
+                            self.stats.producer_blocks += 1
+                        }
+                        MetadataRecord::ChangePartition {
+                            leader: LeaderChange::NoLeader,
+                            ..
+                        } => self.stats.leaderless_partitions += 1,
+                        _ => {}
+                    }
                 }
                 if let (
                     Ok(()),
@@ -459,7 +482,9 @@ impl Sim {
         n.node = None;
         n.writing.clear();
         n.was_leader = false;
-        n.controller = Controller::new(ControllerConfig::default());
+        n.controller = Controller::new(ControllerConfig {
+            session_timeout_ms: SESSION_TIMEOUT_MS,
+        });
         n.down_until = self.step + down;
         self.stats.crashes += 1;
         if self.bug == Bug::LyingDisk {
@@ -562,6 +587,23 @@ impl Sim {
             .then_some(j)
     }
 
+    /// The leader's controller fences expired sessions on its timer, as the broker will.
+    fn controller_timer(&mut self) {
+        let Some(i) = self.leader_index() else { return };
+        let now = self.now();
+        let node = self.nodes[i].node.as_mut().expect("leader is live");
+        let image = node.speculative_image().clone();
+        for record in self.nodes[i].controller.tick(&image, now) {
+            let node = self.nodes[i].node.as_mut().expect("leader is live");
+            match node.propose(&record) {
+                Ok(id) => {
+                    self.proposals.insert((id.term.0, id.offset.0));
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
     fn clients(&mut self) {
         let Some(i) = self.controller_for_client() else {
             return;
@@ -635,7 +677,7 @@ impl Sim {
                         Ok(Vec::new())
                     }
                 }
-                6..=8 => Ok(ctrl.tick(&image, now)),
+                6..=8 => Ok(Vec::new()),
                 hb => {
                     let id = (hb - 100) as i32;
                     let inc = Incarnation(self.incarnations.get(&id).copied().unwrap_or(0));
@@ -693,6 +735,7 @@ impl Sim {
         if self.faults {
             self.faults();
             self.clients();
+            self.controller_timer();
         }
         self.deliver();
         for n in &mut self.nodes {
@@ -814,6 +857,11 @@ fn the_quorum_stays_safe_and_live_under_faults() {
                 total.crashes += s.crashes;
                 total.leaders += s.leaders;
                 total.redirects += s.redirects;
+                total.fences += s.fences;
+                total.unfences += s.unfences;
+                total.topics_created += s.topics_created;
+                total.leaderless_partitions += s.leaderless_partitions;
+                total.producer_blocks += s.producer_blocks;
                 total.follower_offset += s.follower_offset;
             }
             Err(e) => panic!("{e}"),
@@ -831,6 +879,12 @@ fn the_quorum_stays_safe_and_live_under_faults() {
     assert!(total.crashes >= n, "{total:?}");
     assert!(total.leaders >= 2 * n, "{total:?}");
     assert!(total.redirects >= n, "{total:?}");
+    assert!(
+        total.topics_created >= n && total.producer_blocks >= n,
+        "{total:?}"
+    );
+    assert!(total.fences >= n / 2 && total.unfences >= n, "{total:?}");
+    assert!(total.leaderless_partitions >= n / 10, "{total:?}");
     assert!(total.follower_offset >= 10 * n, "{total:?}");
     if n >= 50 {
         assert!(total.snapshots_installed > 0, "{total:?}");
