@@ -18,6 +18,8 @@ struct Cluster {
     wire: Vec<(NodeId, Outbound)>,
     applied: Vec<Vec<Applied>>,
     down: Vec<bool>,
+    /// Links (from, to) that drop everything.
+    blocked: Vec<(NodeId, NodeId)>,
 }
 
 fn voters() -> Vec<NodeId> {
@@ -52,6 +54,7 @@ impl Cluster {
             wire: vec![],
             applied: vec![vec![]; 3],
             down: vec![false; 3],
+            blocked: vec![],
         }
     }
 
@@ -80,7 +83,7 @@ impl Cluster {
     fn deliver_all(&mut self) {
         for (from, m) in std::mem::take(&mut self.wire) {
             let i = (m.to.0 - 1) as usize;
-            if self.down[i] {
+            if self.down[i] || self.blocked.contains(&(from, m.to)) {
                 continue;
             }
             let message = decode_message(&encode_message(&m.message)).unwrap();
@@ -222,4 +225,65 @@ fn a_restarted_node_recovers_its_image_from_its_durable_log_and_catches_up_by_sn
     follower.apply(read).unwrap();
     assert_eq!(follower.image(), c.nodes[1].image());
     assert!(follower.image().last_applied() >= MetadataOffset(40));
+}
+
+fn leaders(c: &Cluster) -> Vec<usize> {
+    (0..3)
+        .filter(|i| !c.down[*i] && c.nodes[*i].is_leader())
+        .collect()
+}
+
+fn run_ticks(c: &mut Cluster, ticks: usize) {
+    for _ in 0..ticks {
+        for i in 0..3 {
+            if !c.down[i] {
+                c.nodes[i].tick();
+            }
+        }
+        c.settle();
+    }
+}
+
+#[test]
+fn a_leader_that_cannot_hear_its_followers_steps_down_and_another_is_elected() {
+    let mut c = Cluster::new();
+    c.elect(0);
+    let term = c.nodes[0].term();
+    // One-way: node 1 still sends, but hears nobody.
+    c.blocked = vec![(NodeId(2), NodeId(1)), (NodeId(3), NodeId(1))];
+    run_ticks(&mut c, 60);
+    // check-quorum: the old leader hears no responses and steps down, stops heartbeating, and one of
+    // the others wins a later term.
+    assert!(
+        !c.nodes[0].is_leader(),
+        "a leader without a quorum of responses must step down"
+    );
+    let now = leaders(&c);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0], 0);
+    assert!(c.nodes[now[0]].term() > term);
+    let id = c.nodes[now[0]].propose(&record(1)).unwrap();
+    c.settle();
+    assert!(c.nodes[now[0]].image().last_applied() >= id.offset);
+}
+
+#[test]
+fn an_isolated_follower_does_not_disrupt_the_leader_when_it_returns() {
+    let mut c = Cluster::new();
+    c.elect(0);
+    let term = c.nodes[0].term();
+    c.blocked = [1, 3]
+        .iter()
+        .flat_map(|n| [(NodeId(2), NodeId(*n)), (NodeId(*n), NodeId(2))])
+        .collect();
+    run_ticks(&mut c, 60);
+    assert_eq!(
+        c.nodes[1].term(),
+        term,
+        "pre-vote: an isolated node does not bump its term"
+    );
+    c.blocked.clear();
+    run_ticks(&mut c, 10);
+    assert_eq!(leaders(&c), vec![0]);
+    assert_eq!(c.nodes[0].term(), term);
 }

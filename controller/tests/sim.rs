@@ -341,7 +341,18 @@ impl Sim {
         }
         self.global.push((term, record.clone()));
         self.stats.committed_entries += 1;
-        self.stats.digest = fnv(&[self.stats.digest.to_le_bytes(), term.0.to_le_bytes()].concat());
+        // The replay test compares this: every committed entry, its term and its bytes, in order.
+        let bytes = record
+            .as_ref()
+            .map(MetadataRecord::to_bytes)
+            .unwrap_or_default();
+        let step = [
+            &self.stats.digest.to_le_bytes()[..],
+            &term.0.to_le_bytes(),
+            &bytes,
+        ]
+        .concat();
+        self.stats.digest = fnv(&step);
         match record {
             Some(r) => {
                 let outcome = self.reference.apply(offset, r);
@@ -897,8 +908,22 @@ fn a_seed_replays_exactly() {
         let a = run_seed(seed, Bug::None).unwrap();
         let b = run_seed(seed, Bug::None).unwrap();
         assert_eq!(
-            (a.digest, a.committed_entries, a.crashes),
-            (b.digest, b.committed_entries, b.crashes)
+            (
+                a.digest,
+                a.committed_entries,
+                a.crashes,
+                a.leaders,
+                a.redirects,
+                a.snapshots_installed
+            ),
+            (
+                b.digest,
+                b.committed_entries,
+                b.crashes,
+                b.leaders,
+                b.redirects,
+                b.snapshots_installed
+            )
         );
         assert!(a.committed_entries > 0);
     }
