@@ -2,7 +2,8 @@
 //!
 //! It is pure. Each call takes the image to decide against, the time (a [`MonotonicMs`] the caller
 //! passes in) and, where placement or ids need chance, a seeded [`RandomSource`]; it returns the records
-//! to propose, in order. It keeps only broker sessions (the time of each broker's last heartbeat) in
+//! to propose, in order, as one batch: [`ControllerNode::propose`] makes them one Raft entry, which
+//! every image applies all or nothing. It keeps only broker sessions (the time of each broker's last heartbeat) in
 //! memory: heartbeats are not logged, only their consequences (fence, unfence) are.
 //!
 //! The image it is given should be the *speculative* one, [`ControllerNode::speculative_image`]: the
@@ -15,6 +16,7 @@
 //! with a new epoch.
 //!
 //! [`ControllerNode::speculative_image`]: crate::node::ControllerNode::speculative_image
+//! [`ControllerNode::propose`]: crate::node::ControllerNode::propose
 
 use std::collections::BTreeMap;
 
@@ -721,12 +723,13 @@ mod tests {
 
         /// Applies records as the log would, asserting that the controller only makes valid ones.
         fn commit(&mut self, records: Vec<MetadataRecord>) -> usize {
+            // One call's records are one batch, committed as one entry.
             let n = records.len();
-            for r in records {
+            if n > 0 {
                 self.offset += 1;
                 self.image
-                    .apply(MetadataOffset(self.offset), &r)
-                    .unwrap_or_else(|e| panic!("{r:?}: {e}"));
+                    .apply_batch(MetadataOffset(self.offset), &records)
+                    .unwrap_or_else(|e| panic!("{records:?}: {e}"));
             }
             n
         }

@@ -6,7 +6,7 @@
 //! with an [`ApplyError`] and changes nothing but [`MetadataImage::last_applied`]: the refusal is itself
 //! deterministic, so every node refuses it too. Records are validated fully before anything is changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
@@ -165,6 +165,23 @@ pub enum ApplyError {
     },
 }
 
+/// Why a batch was refused: the first record in it that broke a rule. The image is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("record {index} of the batch: {error}")]
+pub struct BatchRefused {
+    /// The record's position in the batch.
+    pub index: usize,
+    /// Its error.
+    pub error: ApplyError,
+}
+
+/// What a batch changed, to put back if a later record of the batch is refused.
+enum Undo {
+    Broker(NodeId, Option<BrokerRegistration>),
+    Topic(TopicId, Option<TopicImage>),
+    NextProducerId(i64),
+}
+
 /// The cluster's metadata at [`MetadataImage::last_applied`]. See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetadataImage {
@@ -264,10 +281,94 @@ impl MetadataImage {
         offset: MetadataOffset,
         record: &MetadataRecord,
     ) -> Result<(), ApplyError> {
+        self.apply_batch(offset, std::slice::from_ref(record))
+            .map_err(|refused| refused.error)
+    }
+
+    /// Applies the batch of records at `offset` (one Raft entry), all or nothing: each record is checked
+    /// against the image as the records before it left it, and if one is refused, those before it are
+    /// undone.
+    ///
+    /// # Errors
+    ///
+    /// [`BatchRefused`] with the first refused record; the image is then unchanged except for
+    /// `last_applied`, which moves to `offset` either way.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `offset` is not after `last_applied`.
+    pub fn apply_batch(
+        &mut self,
+        offset: MetadataOffset,
+        records: &[MetadataRecord],
+    ) -> Result<(), BatchRefused> {
         self.skip(offset);
-        self.check(record)?;
-        self.change(record);
+        let mut undo = Vec::new();
+        // Each key is saved once per batch, before its first change: a broker fenced with a thousand
+        // partitions of one topic copies that topic once, not a thousand times.
+        let mut saved_brokers = BTreeSet::new();
+        let mut saved_topics = BTreeSet::new();
+        let mut saved_producer_id = false;
+        for (index, record) in records.iter().enumerate() {
+            if let Err(error) = self.check(record) {
+                self.roll_back(undo);
+                return Err(BatchRefused { index, error });
+            }
+            if records.len() > 1 {
+                match record {
+                    MetadataRecord::RegisterBroker { node, .. }
+                    | MetadataRecord::FenceBroker { node, .. }
+                    | MetadataRecord::UnfenceBroker { node, .. }
+                    | MetadataRecord::ControlledShutdown { node, .. }
+                    | MetadataRecord::UnregisterBroker { node } => {
+                        if saved_brokers.insert(*node) {
+                            undo.push(Undo::Broker(*node, self.brokers.get(node).cloned()));
+                        }
+                    }
+                    MetadataRecord::CreateTopic { topic_id, .. }
+                    | MetadataRecord::CreatePartition { topic_id, .. }
+                    | MetadataRecord::ChangePartition { topic_id, .. }
+                    | MetadataRecord::DeleteTopic { topic_id }
+                    | MetadataRecord::SetTopicConfig { topic_id, .. } => {
+                        if saved_topics.insert(*topic_id) {
+                            undo.push(Undo::Topic(*topic_id, self.topics.get(topic_id).cloned()));
+                        }
+                    }
+                    MetadataRecord::AllocateProducerIds { .. } => {
+                        if !saved_producer_id {
+                            saved_producer_id = true;
+                            undo.push(Undo::NextProducerId(self.next_producer_id));
+                        }
+                    }
+                }
+            }
+            self.change(record);
+        }
         Ok(())
+    }
+
+    /// Puts back what a refused batch changed, newest first.
+    fn roll_back(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::Broker(node, Some(b)) => {
+                    self.brokers.insert(node, b);
+                }
+                Undo::Broker(node, None) => {
+                    self.brokers.remove(&node);
+                }
+                Undo::Topic(topic_id, before) => {
+                    if let Some(now) = self.topics.remove(&topic_id) {
+                        self.topic_ids_by_name.remove(&now.name);
+                    }
+                    if let Some(before) = before {
+                        self.topic_ids_by_name.insert(before.name.clone(), topic_id);
+                        self.topics.insert(topic_id, before);
+                    }
+                }
+                Undo::NextProducerId(id) => self.next_producer_id = id,
+            }
+        }
     }
 
     fn registered(
@@ -991,6 +1092,58 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_topic_and_its_partitions_commit_together_or_not_at_all() {
+        let mut image = MetadataImage::new();
+        image.apply(MetadataOffset(1), &register(1, 1)).unwrap();
+        let id = TopicId([3; 16]);
+        let create = MetadataRecord::CreateTopic {
+            name: "a".into(),
+            topic_id: id,
+            configs: vec![],
+        };
+        let partition = |index| MetadataRecord::CreatePartition {
+            topic_id: id,
+            index: PartitionIndex(index),
+            replicas: vec![NodeId(1)],
+            isr: vec![NodeId(1)],
+            leader: None,
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(0),
+        };
+        // The third record skips an index: the whole batch is refused, the topic too.
+        let before = image.clone();
+        let refused = image.apply_batch(
+            MetadataOffset(2),
+            &[create.clone(), partition(0), partition(2)],
+        );
+        assert_eq!(refused.unwrap_err().index, 2);
+        assert_eq!(image.topic_id("a"), None);
+        image.last_applied = before.last_applied;
+        assert_eq!(image, before);
+        image
+            .apply_batch(MetadataOffset(3), &[create, partition(0), partition(1)])
+            .unwrap();
+        assert_eq!(image.topic(id).unwrap().partitions.len(), 2);
+        // A delete and a re-create of the same name in one batch, refused at the end, restore the old topic.
+        let again = MetadataRecord::CreateTopic {
+            name: "a".into(),
+            topic_id: TopicId([4; 16]),
+            configs: vec![],
+        };
+        let bad = MetadataRecord::UnregisterBroker { node: NodeId(9) };
+        let before = image.clone();
+        assert!(image
+            .apply_batch(
+                MetadataOffset(4),
+                &[MetadataRecord::DeleteTopic { topic_id: id }, again, bad]
+            )
+            .is_err());
+        image.last_applied = before.last_applied;
+        assert_eq!(image, before);
+        assert_eq!(image.topic_id("a"), Some(id));
+    }
+
+    #[test]
     fn producer_id_blocks_must_start_at_the_next_id() {
         let mut image = MetadataImage::new();
         image.apply(MetadataOffset(1), &register(1, 1)).unwrap();
@@ -1056,6 +1209,46 @@ pub(crate) mod tests {
             if image.apply(MetadataOffset(log.len() as u64 + 1), &record).is_err() {
                 image.last_applied = before.last_applied;
                 prop_assert_eq!(image, before);
+            }
+        }
+
+        #[test]
+        fn a_batch_applies_all_or_nothing(
+            ops in proptest::collection::vec(any::<(u8, u8, u8)>(), 0..60),
+            batch_ops in proptest::collection::vec(any::<(u8, u8, u8)>(), 1..8),
+            random in proptest::collection::vec(strategies::record(), 0..2),
+        ) {
+            let (log, mut image, _) = build(&ops, &[]);
+            // A batch of plausible records, each built against the image the ones before it leave.
+            let mut one_by_one = image.clone();
+            let mut batch = Vec::new();
+            let mut all_ok = true;
+            for (i, &(op, a, b)) in batch_ops.iter().enumerate() {
+                let r = plausible_record(&one_by_one, op, a, b);
+                let offset = MetadataOffset(log.len() as u64 + 1 + i as u64);
+                all_ok &= one_by_one.apply(offset, &r).is_ok();
+                batch.push(r);
+            }
+            batch.extend(random);
+            let before = image.clone();
+            let offset = MetadataOffset(log.len() as u64 + 1);
+            match image.apply_batch(offset, &batch) {
+                Ok(()) => {
+                    prop_assert!(all_ok);
+                    let mut sequential = before.clone();
+                    for r in &batch {
+                        sequential.skip(MetadataOffset(sequential.last_applied().0 + 1));
+                        sequential.check(r).unwrap();
+                        sequential.change(r);
+                    }
+                    sequential.last_applied = offset;
+                    prop_assert_eq!(image, sequential);
+                }
+                Err(refused) => {
+                    prop_assert!(refused.index < batch.len());
+                    image.last_applied = before.last_applied;
+                    prop_assert_eq!(image, before);
+                }
             }
         }
 

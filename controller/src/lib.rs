@@ -6,8 +6,8 @@
 //! A Spate cluster keeps its metadata (brokers, topics, partitions, leaders, epochs, producer id blocks)
 //! in one replicated log, as Kafka's KRaft does. A few brokers (`--controller-voters 1@host:port,...`)
 //! run a [`node::ControllerNode`] each and form the Raft quorum; the leader's [`controller::Controller`]
-//! turns requests (register, heartbeat, create topic...) into [`records::MetadataRecord`]s and proposes
-//! them; every broker applies the committed records, in order, to a [`image::MetadataImage`]. Brokers
+//! turns requests (register, heartbeat, create topic...) into batches of [`records::MetadataRecord`]s
+//! and proposes each batch as one Raft entry; every broker applies the committed records, in order, to a [`image::MetadataImage`]. Brokers
 //! that are not voters fetch committed records from a voter ([`node::MetadataFollower`]).
 //!
 //! # Model
@@ -19,7 +19,8 @@
 //! [`rng::RandomSource`], so a simulated run replays exactly from its seed.
 //!
 //! - [`records`]: the record enum and its versioned, bounded binary codec (never panics on input).
-//! - [`image`]: the pure state machine; an invalid record is refused identically everywhere.
+//! - [`image`]: the pure state machine; a batch applies all or nothing, and a batch with an invalid
+//!   record is refused identically everywhere.
 //! - [`controller`]: placement, fencing by session timeout, incarnations, producer id blocks.
 //! - [`node`]: raft-rs's `RawNode` behind `tick`/`step`/`propose`/`ready`/`on_persisted`; snapshots of
 //!   the image bound the log. [`log_store`] is the log as raft-rs reads it and as the disk keeps it.
@@ -48,7 +49,7 @@
 //! let mut node = ControllerNode::new(NodeConfig::new(NodeId(1), voters, 42), disk.clone()).unwrap();
 //! node.campaign();
 //! assert!(node.is_leader());
-//! let proposal = node.propose(&MetadataRecord::UnregisterBroker { node: NodeId(7) }).unwrap();
+//! let proposal = node.propose(&[MetadataRecord::UnregisterBroker { node: NodeId(7) }]).unwrap();
 //! let mut applied = Vec::new();
 //! loop {
 //!     let actions = node.ready();

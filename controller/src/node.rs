@@ -33,9 +33,10 @@ use thiserror::Error;
 
 use crate::codec::DecodeError;
 use crate::ids::{MetadataOffset, NodeId, RaftTerm};
+use crate::image::BatchRefused;
 use crate::image::{ApplyError, MetadataImage};
 use crate::log_store::{PersistBatch, PersistToken, RaftLogStore};
-use crate::records::{MetadataRecord, RECORD_BYTES_MAX};
+use crate::records::{decode_batch, encode_batch, BatchError, MetadataRecord, BATCH_BYTES_MAX};
 use crate::rng::{RandomSource, SplitMix64};
 
 /// Ticks without a leader's heartbeat before a follower campaigns; the actual timeout is drawn from
@@ -45,7 +46,7 @@ pub const ELECTION_TICKS_DEFAULT: usize = 10;
 pub const HEARTBEAT_TICKS_DEFAULT: usize = 2;
 /// Applied entries between two snapshots of the image.
 pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 1024;
-/// The largest append message raft-rs builds (it always sends at least one entry); room for the largest record.
+/// The largest append message raft-rs builds (it always sends at least one entry); room for the largest batch.
 pub const APPEND_BYTES_MAX: u64 = 2 * 1024 * 1024;
 /// Appends in flight to one follower.
 pub const INFLIGHT_APPENDS_MAX: usize = 256;
@@ -64,7 +65,7 @@ pub const SNAPSHOT_TIMEOUT_ELECTIONS: usize = 2;
 /// The version byte in front of every encoded Raft message.
 pub const MESSAGE_FORMAT_VERSION: u8 = 1;
 
-const _: () = assert!(RECORD_BYTES_MAX as u64 <= APPEND_BYTES_MAX);
+const _: () = assert!(BATCH_BYTES_MAX as u64 <= APPEND_BYTES_MAX);
 const _: () = assert!(APPEND_BYTES_MAX <= UNCOMMITTED_BYTES_MAX);
 
 /// Why the node refused an input.
@@ -85,6 +86,9 @@ pub enum NodeError {
         /// raft-rs's reason.
         reason: String,
     },
+    /// The batch cannot be proposed.
+    #[error(transparent)]
+    InvalidBatch(#[from] BatchError),
     /// The configuration is invalid.
     #[error("invalid config: {reason}")]
     InvalidConfig {
@@ -152,10 +156,11 @@ pub struct Applied {
     pub offset: MetadataOffset,
     /// The term it was proposed in: compare with [`ProposalId`].
     pub term: RaftTerm,
-    /// The record, `None` for Raft's empty entry at the start of a term.
-    pub record: Option<MetadataRecord>,
-    /// Whether the image accepted it.
-    pub outcome: Result<(), ApplyError>,
+    /// The batch of records, empty for Raft's empty entry at the start of a term (and for an entry
+    /// that does not decode).
+    pub records: Vec<MetadataRecord>,
+    /// Whether the image accepted the batch.
+    pub outcome: Result<(), BatchRefused>,
 }
 
 /// What the caller must do after an input. See the module docs for the order.
@@ -187,7 +192,7 @@ impl Actions {
 pub enum CommittedRead {
     /// Committed entries from the offset asked for, in order (`None` for Raft's empty entries, and for
     /// entries that do not decode, which every image refuses alike).
-    Records(Vec<(MetadataOffset, Option<MetadataRecord>)>),
+    Records(Vec<(MetadataOffset, Vec<MetadataRecord>)>),
     /// The offset asked for is compacted: start again from this snapshot of the image.
     Snapshot(Vec<u8>),
 }
@@ -397,14 +402,17 @@ impl ControllerNode {
         })
     }
 
-    /// Proposes a record. It commits when an [`Applied`] with the same offset and term comes out of
-    /// [`ControllerNode::ready`]; a leader change may lose it, which the caller sees as a different term
-    /// at that offset (or no progress: proposals need a timeout).
+    /// Proposes a batch of records, as one entry applied all or nothing (what one
+    /// [`Controller`](crate::controller::Controller) call returns). It commits when an [`Applied`] with
+    /// the same offset and term comes out of [`ControllerNode::ready`]; a leader change may lose it,
+    /// which the caller sees as a different term at that offset (or no progress: proposals need a
+    /// timeout).
     ///
     /// # Errors
     ///
-    /// [`NodeError::NotLeader`] unless this node leads; [`NodeError::ProposalDropped`] under back pressure.
-    pub fn propose(&mut self, record: &MetadataRecord) -> Result<ProposalId, NodeError> {
+    /// [`NodeError::NotLeader`] unless this node leads; [`NodeError::ProposalDropped`] under back
+    /// pressure; [`NodeError::InvalidBatch`] for an empty batch or one above the limits.
+    pub fn propose(&mut self, records: &[MetadataRecord]) -> Result<ProposalId, NodeError> {
         if !self.is_leader() {
             return Err(NodeError::NotLeader {
                 leader_hint: self.leader(),
@@ -412,7 +420,7 @@ impl ControllerNode {
         }
         let before = self.raw.raft.raft_log.last_index();
         self.raw
-            .propose(Vec::new(), record.to_bytes())
+            .propose(Vec::new(), encode_batch(records)?)
             .map_err(|_| NodeError::ProposalDropped)?;
         let offset = self.raw.raft.raft_log.last_index();
         assert_eq!(offset, before + 1, "a leader appends a proposal at once");
@@ -624,7 +632,7 @@ impl ControllerNode {
             .iter()
             .filter(|e| e.index >= from.0 && e.index <= last)
             .take(READ_RECORDS_MAX)
-            .map(|e| (MetadataOffset(e.index), decode_entry(e).ok().flatten()))
+            .map(|e| (MetadataOffset(e.index), decode_entry(e).unwrap_or_default()))
             .collect();
         CommittedRead::Records(records)
     }
@@ -648,43 +656,42 @@ fn outbound(message: Message) -> Outbound {
     Outbound { to, message }
 }
 
-fn decode_entry(e: &Entry) -> Result<Option<MetadataRecord>, DecodeError> {
+fn decode_entry(e: &Entry) -> Result<Vec<MetadataRecord>, DecodeError> {
     assert_eq!(
         e.get_entry_type(),
         EntryType::EntryNormal,
         "conf changes are out of scope"
     );
     if e.data.is_empty() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    MetadataRecord::from_bytes(&e.data).map(Some)
+    decode_batch(&e.data)
 }
 
 fn apply_entry(image: &mut MetadataImage, e: &Entry) -> Applied {
     let offset = MetadataOffset(e.index);
-    let (record, outcome) = match decode_entry(e) {
-        Ok(None) => {
+    let (records, outcome) = match decode_entry(e) {
+        Ok(records) if records.is_empty() => {
             image.skip(offset);
-            (None, Ok(()))
+            (records, Ok(()))
         }
-        Ok(Some(record)) => {
-            let outcome = image.apply(offset, &record);
-            (Some(record), outcome)
+        Ok(records) => {
+            let outcome = image.apply_batch(offset, &records);
+            (records, outcome)
         }
         Err(err) => {
+            // Every node holds the same bytes, so every node refuses them alike.
             image.skip(offset);
-            (
-                None,
-                Err(ApplyError::Undecodable {
-                    reason: err.to_string(),
-                }),
-            )
+            let error = ApplyError::Undecodable {
+                reason: err.to_string(),
+            };
+            (Vec::new(), Err(BatchRefused { index: 0, error }))
         }
     };
     Applied {
         offset,
         term: RaftTerm(e.term),
-        record,
+        records,
         outcome,
     }
 }
@@ -755,7 +762,7 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
         }
     }
     for e in message.get_entries() {
-        if e.get_entry_type() != EntryType::EntryNormal || e.data.len() > RECORD_BYTES_MAX {
+        if e.get_entry_type() != EntryType::EntryNormal || e.data.len() > BATCH_BYTES_MAX {
             return Err(DecodeError::RaftMessage {
                 reason: "entry of another type or too large".into(),
             });
@@ -805,18 +812,18 @@ impl MetadataFollower {
             }
             CommittedRead::Records(records) => {
                 let mut applied = 0;
-                for (offset, record) in records {
+                for (offset, batch) in records {
                     if offset < self.next_offset() {
                         continue;
                     }
                     if offset > self.next_offset() {
                         break;
                     }
-                    match record {
-                        Some(r) => {
-                            let _ = self.image.apply(offset, &r);
-                        }
-                        None => self.image.skip(offset),
+                    if batch.is_empty() {
+                        self.image.skip(offset);
+                    } else {
+                        // A refused batch is refused on every node alike: nothing to report.
+                        let _ = self.image.apply_batch(offset, &batch);
                     }
                     applied += 1;
                 }
@@ -893,8 +900,8 @@ mod tests {
         m.term = 3;
         let e = Entry {
             index: 4,
-            data: MetadataRecord::UnregisterBroker { node: NodeId(1) }
-                .to_bytes()
+            data: encode_batch(&[MetadataRecord::UnregisterBroker { node: NodeId(1) }])
+                .unwrap()
                 .into(),
             ..Default::default()
         };

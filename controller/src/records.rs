@@ -10,6 +10,13 @@
 //! integers are big-endian and fixed width
 //! ```
 //!
+//! A Raft entry carries a *batch* of records, applied all or nothing (a topic and its partitions, or a
+//! broker's fencing and its partitions losing their leader, commit together or not at all):
+//!
+//! ```text
+//! batch   = format_version:u8 (=1)  count:u32  (type:u8 fields...){count}
+//! ```
+//!
 //! The format is versioned as a whole (the first byte) so that a later version can add records or
 //! fields; a decoder refuses versions it does not know instead of guessing. The decoder never panics:
 //! it checks every length against the bytes left and against the field's limit.
@@ -40,6 +47,15 @@ pub const RECORD_BYTES_MAX: usize = 2
     + 16
     + 2
     + CONFIGS_MAX * (4 + CONFIG_KEY_BYTES_MAX + CONFIG_VALUE_BYTES_MAX);
+
+/// Records in one batch: one Raft entry, applied all or nothing.
+pub const RECORDS_PER_BATCH_MAX: usize = 65_536;
+/// The largest encoded batch, and so the largest entry payload.
+pub const BATCH_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// The smallest encoded record (an UnregisterBroker: tag and node id), to bound a decoder's allocation.
+const RECORD_BYTES_MIN: usize = 5;
+
+const _: () = assert!(RECORD_BYTES_MAX + 5 <= BATCH_BYTES_MAX);
 
 // A u16 length prefix must be able to express every limit.
 const _: () = assert!(TOPIC_NAME_BYTES_MAX <= u16::MAX as usize);
@@ -453,6 +469,89 @@ impl MetadataRecord {
     }
 }
 
+/// Why a batch cannot be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// No records: a batch must change something.
+    #[error("empty batch")]
+    Empty,
+    /// Above [`RECORDS_PER_BATCH_MAX`] records or [`BATCH_BYTES_MAX`] bytes.
+    #[error("batch of {records} records and {bytes} bytes is above the limits")]
+    TooLarge {
+        /// Records in the batch.
+        records: usize,
+        /// Its encoded size.
+        bytes: usize,
+    },
+}
+
+/// Encodes a batch of records: the payload of one Raft entry.
+///
+/// # Errors
+///
+/// [`BatchError`] for an empty batch or one above the limits (the caller splits or refuses it).
+///
+/// # Panics
+///
+/// Panics if a record is above its own limits, as [`MetadataRecord::to_bytes`].
+pub fn encode_batch(records: &[MetadataRecord]) -> Result<Vec<u8>, BatchError> {
+    if records.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let mut out = Vec::with_capacity(64 * records.len());
+    let mut w = Writer { out: &mut out };
+    w.u8(RECORD_FORMAT_VERSION);
+    w.u32(u32::try_from(records.len()).unwrap_or(u32::MAX));
+    for r in records {
+        r.write(&mut w);
+    }
+    if records.len() > RECORDS_PER_BATCH_MAX || out.len() > BATCH_BYTES_MAX {
+        return Err(BatchError::TooLarge {
+            records: records.len(),
+            bytes: out.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// Decodes a batch written by [`encode_batch`].
+///
+/// # Errors
+///
+/// [`DecodeError`] as [`MetadataRecord::from_bytes`], or for a count of 0 or above
+/// [`RECORDS_PER_BATCH_MAX`], or input above [`BATCH_BYTES_MAX`]. Never panics.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<MetadataRecord>, DecodeError> {
+    if bytes.len() > BATCH_BYTES_MAX {
+        return Err(DecodeError::TooLong {
+            field: "batch",
+            len: bytes.len(),
+            max: BATCH_BYTES_MAX,
+        });
+    }
+    let mut r = Reader::new(bytes);
+    let version = r.u8("batch version")?;
+    if version != RECORD_FORMAT_VERSION {
+        return Err(DecodeError::UnknownVersion {
+            what: "batch",
+            version,
+        });
+    }
+    let count = r.count32("batch records", RECORDS_PER_BATCH_MAX)?;
+    if count == 0 {
+        return Err(DecodeError::Invalid {
+            what: "batch",
+            reason: "no records".into(),
+        });
+    }
+    // A lying count cannot make us allocate more than the input could hold.
+    let mut records = Vec::with_capacity(count.min(bytes.len() / RECORD_BYTES_MIN));
+    for _ in 0..count {
+        records.push(MetadataRecord::read(&mut r)?);
+    }
+    r.finish("batch")?;
+    Ok(records)
+}
+
 pub(crate) fn write_endpoint(w: &mut Writer<'_>, e: &Endpoint) {
     w.str(&e.host, HOST_BYTES_MAX);
     w.u16(e.port);
@@ -701,6 +800,52 @@ mod tests {
             if cut { bytes.truncate(at) } else { bytes[at] ^= xor }
             let _ = MetadataRecord::from_bytes(&bytes);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn any_batch_round_trips(records in proptest::collection::vec(strategies::record(), 1..8)) {
+            let bytes = encode_batch(&records).unwrap();
+            prop_assert_eq!(decode_batch(&bytes), Ok(records));
+        }
+
+        #[test]
+        fn arbitrary_bytes_decode_as_a_batch_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_batch(&bytes);
+            let mut versioned = vec![RECORD_FORMAT_VERSION];
+            versioned.extend_from_slice(&bytes);
+            let _ = decode_batch(&versioned);
+        }
+
+        #[test]
+        fn a_batch_with_a_byte_flipped_or_cut_never_panics(
+            records in proptest::collection::vec(strategies::record(), 1..6),
+            at in any::<usize>(), xor in 1u8..=255, cut in any::<bool>()
+        ) {
+            let mut bytes = encode_batch(&records).unwrap();
+            let at = at % bytes.len();
+            if cut { bytes.truncate(at) } else { bytes[at] ^= xor }
+            let _ = decode_batch(&bytes);
+        }
+    }
+
+    #[test]
+    fn empty_and_oversized_batches_are_refused() {
+        assert_eq!(encode_batch(&[]), Err(BatchError::Empty));
+        let huge =
+            vec![MetadataRecord::UnregisterBroker { node: NodeId(1) }; RECORDS_PER_BATCH_MAX + 1];
+        assert!(matches!(
+            encode_batch(&huge),
+            Err(BatchError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode_batch(&[RECORD_FORMAT_VERSION, 0, 0, 0, 0]),
+            Err(DecodeError::Invalid { .. })
+        ));
+        assert!(matches!(
+            decode_batch(&[RECORD_FORMAT_VERSION, 0xff, 0xff, 0xff, 0xff]),
+            Err(DecodeError::TooLong { .. })
+        ));
     }
 
     #[test]

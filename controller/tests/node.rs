@@ -121,18 +121,18 @@ impl Cluster {
 fn a_proposal_commits_on_every_node_in_the_same_place() {
     let mut c = Cluster::new();
     c.elect(0);
-    let id = c.nodes[0].propose(&record(7)).unwrap();
+    let id = c.nodes[0].propose(&[record(7)]).unwrap();
     c.settle();
     for i in 0..3 {
         let a = c.applied[i]
             .iter()
             .find(|a| a.offset == id.offset)
             .expect("applied everywhere");
-        assert_eq!((a.term, a.record.clone()), (id.term, Some(record(7))));
+        assert_eq!((a.term, a.records.clone()), (id.term, vec![record(7)]));
         assert_eq!(c.nodes[i].image().last_applied(), id.offset);
     }
     assert_eq!(
-        c.nodes[1].propose(&record(8)),
+        c.nodes[1].propose(&[record(8)]),
         Err(NodeError::NotLeader {
             leader_hint: Some(NodeId(1))
         })
@@ -143,7 +143,7 @@ fn a_proposal_commits_on_every_node_in_the_same_place() {
 fn a_follower_does_not_acknowledge_an_append_before_it_is_durable() {
     let mut c = Cluster::new();
     c.elect(0);
-    c.nodes[0].propose(&record(1)).unwrap();
+    c.nodes[0].propose(&[record(1)]).unwrap();
     c.collect();
     // The leader's append goes out before its own write: that is allowed.
     assert!(c
@@ -182,14 +182,14 @@ fn a_restarted_node_recovers_its_image_from_its_durable_log_and_catches_up_by_sn
     let mut c = Cluster::new();
     c.elect(0);
     for n in 0..5 {
-        c.nodes[0].propose(&record(n)).unwrap();
+        c.nodes[0].propose(&[record(n)]).unwrap();
     }
     c.settle();
     // Node 3 crashes; the others go on long enough to compact past what it has.
     c.down[2] = true;
     c.unwritten[2].clear();
     for n in 5..40 {
-        c.nodes[0].propose(&record(n)).unwrap();
+        c.nodes[0].propose(&[record(n)]).unwrap();
         c.settle();
     }
     let leader_snapshot = c.nodes[0].log_store().snapshot_index();
@@ -262,7 +262,7 @@ fn a_leader_that_cannot_hear_its_followers_steps_down_and_another_is_elected() {
     assert_eq!(now.len(), 1, "{now:?}");
     assert_ne!(now[0], 0);
     assert!(c.nodes[now[0]].term() > term);
-    let id = c.nodes[now[0]].propose(&record(1)).unwrap();
+    let id = c.nodes[now[0]].propose(&[record(1)]).unwrap();
     c.settle();
     assert!(c.nodes[now[0]].image().last_applied() >= id.offset);
 }

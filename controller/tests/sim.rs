@@ -28,7 +28,7 @@ use spate_controller::node::{
     decode_message, encode_message, Actions, CommittedRead, ControllerNode, MetadataFollower,
     NodeConfig, NodeError,
 };
-use spate_controller::records::{Endpoint, LeaderChange, MetadataRecord};
+use spate_controller::records::{encode_batch, Endpoint, LeaderChange, MetadataRecord};
 use spate_controller::rng::{RandomSource, SplitMix64};
 
 /// Simulated milliseconds per step; one Raft tick per step.
@@ -44,13 +44,13 @@ const SEEDS_DEFAULT: u64 = 2000;
 /// Shorter than Kafka's 9 s, so that fencing happens within a run.
 const SESSION_TIMEOUT_MS: u64 = 3000;
 /// The sim snapshots often, so that followers far behind receive snapshots.
-const SNAPSHOT_EVERY_ENTRIES: u64 = 24;
+const SNAPSHOT_EVERY_ENTRIES: u64 = 12;
 
 /// Bugs the sim can inject, to prove the checker fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bug {
     None,
-    /// The broker-side replay on node 0 drops every 5th record.
+    /// The broker-side replay on node 0 drops every 5th entry.
     SkippingApplier,
     /// Disks acknowledge batches at once and lose them on crash anyway.
     LyingDisk,
@@ -112,7 +112,7 @@ struct Sim {
     faults: bool,
     // The checker's model.
     leaders_by_term: BTreeMap<u64, NodeId>,
-    global: Vec<(RaftTerm, Option<MetadataRecord>)>,
+    global: Vec<(RaftTerm, Vec<MetadataRecord>)>,
     reference: MetadataImage,
     reference_hashes: Vec<u64>,
     producer_blocks: Vec<(i64, i64)>,
@@ -302,17 +302,16 @@ impl Sim {
             // The broker-side replay.
             n.replay_count += 1;
             let skip = self.bug == Bug::SkippingApplier && i == 0 && n.replay_count % 5 == 0;
-            match (&applied.record, skip) {
-                (Some(r), false) => {
-                    let _ = n.replica.apply(applied.offset, r);
-                }
-                _ => n.replica.skip(applied.offset),
+            if applied.records.is_empty() || skip {
+                n.replica.skip(applied.offset);
+            } else {
+                let _ = n.replica.apply_batch(applied.offset, &applied.records);
             }
             if self.proposals.remove(&(applied.term.0, o)) {
                 self.stats.proposals_committed += 1;
             }
             let id = n.id;
-            self.record_global(id, applied.offset, applied.term, &applied.record);
+            self.record_global(id, applied.offset, applied.term, &applied.records);
         }
         self.check_images(i);
     }
@@ -323,7 +322,7 @@ impl Sim {
         node: NodeId,
         offset: MetadataOffset,
         term: RaftTerm,
-        record: &Option<MetadataRecord>,
+        records: &[MetadataRecord],
     ) {
         let o = offset.0 as usize;
         assert!(
@@ -334,18 +333,15 @@ impl Sim {
         if o <= self.global.len() {
             let (t, r) = &self.global[o - 1];
             assert!(
-                *t == term && r == record,
-                "node {node} applied a different entry at {o}: term {term} {record:?}, committed term {t} {r:?}"
+                *t == term && r == records,
+                "node {node} applied a different entry at {o}: term {term} {records:?}, committed term {t} {r:?}"
             );
             return;
         }
-        self.global.push((term, record.clone()));
+        self.global.push((term, records.to_vec()));
         self.stats.committed_entries += 1;
         // The replay test compares this: every committed entry, its term and its bytes, in order.
-        let bytes = record
-            .as_ref()
-            .map(MetadataRecord::to_bytes)
-            .unwrap_or_default();
+        let bytes = encode_batch(records).unwrap_or_default();
         let step = [
             &self.stats.digest.to_le_bytes()[..],
             &term.0.to_le_bytes(),
@@ -353,46 +349,43 @@ impl Sim {
         ]
         .concat();
         self.stats.digest = fnv(&step);
-        match record {
-            Some(r) => {
-                let outcome = self.reference.apply(offset, r);
-                if outcome.is_err() {
-                    self.stats.records_refused += 1;
-                } else {
-                    match r {
-                        MetadataRecord::FenceBroker { .. } => self.stats.fences += 1,
-                        MetadataRecord::UnfenceBroker { .. } => self.stats.unfences += 1,
-                        MetadataRecord::CreateTopic { .. } => self.stats.topics_created += 1,
-                        MetadataRecord::AllocateProducerIds { .. } => {
-                            self.stats.producer_blocks += 1
-                        }
-                        MetadataRecord::ChangePartition {
-                            leader: LeaderChange::NoLeader,
-                            ..
-                        } => self.stats.leaderless_partitions += 1,
-                        _ => {}
-                    }
-                }
-                if let (
-                    Ok(()),
-                    MetadataRecord::AllocateProducerIds {
-                        first_id, count, ..
-                    },
-                ) = (&outcome, r)
-                {
-                    let block = (*first_id, first_id + i64::from(*count));
-                    for b in &self.producer_blocks {
-                        assert!(
-                            block.1 <= b.0 || block.0 >= b.1,
-                            "producer id blocks {block:?} and {b:?} overlap"
-                        );
-                    }
-                    self.producer_blocks.push(block);
-                }
+        if records.is_empty() {
+            self.reference.skip(offset);
+        } else if self.reference.apply_batch(offset, records).is_err() {
+            self.stats.records_refused += 1;
+        } else {
+            for r in records {
+                self.count_and_check(r);
             }
-            None => self.reference.skip(offset),
         }
         self.reference_hashes.push(image_hash(&self.reference));
+    }
+
+    /// Counts what the run did, and checks that producer id blocks never overlap.
+    fn count_and_check(&mut self, r: &MetadataRecord) {
+        match r {
+            MetadataRecord::FenceBroker { .. } => self.stats.fences += 1,
+            MetadataRecord::UnfenceBroker { .. } => self.stats.unfences += 1,
+            MetadataRecord::CreateTopic { .. } => self.stats.topics_created += 1,
+            MetadataRecord::ChangePartition {
+                leader: LeaderChange::NoLeader,
+                ..
+            } => self.stats.leaderless_partitions += 1,
+            MetadataRecord::AllocateProducerIds {
+                first_id, count, ..
+            } => {
+                self.stats.producer_blocks += 1;
+                let block = (*first_id, first_id + i64::from(*count));
+                for b in &self.producer_blocks {
+                    assert!(
+                        block.1 <= b.0 || block.0 >= b.1,
+                        "producer id blocks {block:?} and {b:?} overlap"
+                    );
+                }
+                self.producer_blocks.push(block);
+            }
+            _ => {}
+        }
     }
 
     fn reference_hash_at(&self, offset: u64) -> u64 {
@@ -598,21 +591,25 @@ impl Sim {
             .then_some(j)
     }
 
+    /// Proposes one controller call's records as one batch.
+    fn propose(&mut self, i: usize, records: &[MetadataRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        let node = self.nodes[i].node.as_mut().expect("leader is live");
+        if let Ok(id) = node.propose(records) {
+            self.proposals.insert((id.term.0, id.offset.0));
+        }
+    }
+
     /// The leader's controller fences expired sessions on its timer, as the broker will.
     fn controller_timer(&mut self) {
         let Some(i) = self.leader_index() else { return };
         let now = self.now();
         let node = self.nodes[i].node.as_mut().expect("leader is live");
         let image = node.speculative_image().clone();
-        for record in self.nodes[i].controller.tick(&image, now) {
-            let node = self.nodes[i].node.as_mut().expect("leader is live");
-            match node.propose(&record) {
-                Ok(id) => {
-                    self.proposals.insert((id.term.0, id.offset.0));
-                }
-                Err(_) => break,
-            }
-        }
+        let records = self.nodes[i].controller.tick(&image, now);
+        self.propose(i, &records);
     }
 
     fn clients(&mut self) {
@@ -695,15 +692,7 @@ impl Sim {
                     ctrl.heartbeat(&image, now, NodeId(id), inc)
                 }
             };
-            let node = self.nodes[i].node.as_mut().expect("leader is live");
-            for record in records.unwrap_or_default() {
-                match node.propose(&record) {
-                    Ok(id) => {
-                        self.proposals.insert((id.term.0, id.offset.0));
-                    }
-                    Err(_) => break,
-                }
-            }
+            self.propose(i, &records.unwrap_or_default());
         }
     }
 
@@ -793,7 +782,7 @@ impl Sim {
                 let node = self.nodes[i].node.as_mut().expect("live");
                 let term = node.term().0;
                 if !committed && !markers.iter().any(|(t, _)| *t == term) {
-                    if let Ok(id) = node.propose(&marker) {
+                    if let Ok(id) = node.propose(std::slice::from_ref(&marker)) {
                         markers.push((id.term.0, id.offset.0));
                         self.proposals.insert((id.term.0, id.offset.0));
                     }
