@@ -65,6 +65,11 @@ impl RaftLogStore {
         &self.snapshot
     }
 
+    /// The voters' raft ids, as this log records them.
+    pub fn voters(&self) -> Vec<u64> {
+        self.conf_state.voters.clone()
+    }
+
     /// The hard state.
     pub fn hard_state(&self) -> &HardState {
         &self.hard_state

@@ -102,8 +102,8 @@ pub enum NodeError {
 pub struct NodeConfig {
     /// This node.
     pub node: NodeId,
-    /// The fixed voter set (`--controller-voters`); this node need not be one... but only voters run a
-    /// `ControllerNode`, so it must be.
+    /// The fixed voter set (`--controller-voters`), this node among them: only voters run a
+    /// `ControllerNode` (other brokers follow with a [`MetadataFollower`]).
     pub voters: Vec<NodeId>,
     /// See [`ELECTION_TICKS_DEFAULT`].
     pub election_ticks: usize,
@@ -111,7 +111,8 @@ pub struct NodeConfig {
     pub heartbeat_ticks: usize,
     /// See [`SNAPSHOT_EVERY_ENTRIES_DEFAULT`].
     pub snapshot_every_entries: u64,
-    /// Seeds the election timeouts, so that a run replays.
+    /// Seeds the election timeouts, so that a run replays. The node id is mixed in, so that voters given
+    /// the same seed still draw different timeouts (equal timeouts would split every vote).
     pub seed: u64,
 }
 
@@ -224,8 +225,8 @@ impl ControllerNode {
     ///
     /// # Errors
     ///
-    /// [`NodeError::InvalidConfig`] if the node is not a voter, the voters are too many or have
-    /// duplicates, or raft-rs refuses the tick settings.
+    /// [`NodeError::InvalidConfig`] if the node is not a voter, the voters are too many, have
+    /// duplicates or differ from the durable log's, or raft-rs refuses the tick settings.
     ///
     /// # Panics
     ///
@@ -250,6 +251,15 @@ impl ControllerNode {
             .any(|(i, v)| config.voters[..i].contains(v))
         {
             return invalid("duplicate voter");
+        }
+        let mut durable_voters = store.voters();
+        let mut config_voters: Vec<u64> = config.voters.iter().map(|v| v.to_raft_id()).collect();
+        durable_voters.sort_unstable();
+        config_voters.sort_unstable();
+        if durable_voters != config_voters {
+            return invalid(
+                "the voters differ from those in the durable log (conf changes are not supported)",
+            );
         }
         let snapshot_index = store.snapshot_index();
         let image = if snapshot_index == 0 {
@@ -289,12 +299,13 @@ impl ControllerNode {
                 reason: e.to_string(),
             })?;
         let seed = config.seed;
+        let node_id = config.node;
         let mut node = Self {
             config,
             raw,
             image,
             speculative: None,
-            rng: SplitMix64::new(seed),
+            rng: SplitMix64::new(seed ^ node_id.to_raft_id().wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             next_token: 1,
             in_flight: VecDeque::new(),
             releasable: Vec::new(),

@@ -118,6 +118,24 @@ impl Cluster {
 }
 
 #[test]
+fn a_node_refuses_a_voter_set_other_than_its_durable_one() {
+    let durable = RaftLogStore::new(&voters());
+    let other = NodeConfig::new(NodeId(1), vec![NodeId(1), NodeId(2)], 0);
+    assert!(matches!(
+        ControllerNode::new(other, durable.clone()),
+        Err(NodeError::InvalidConfig { .. })
+    ));
+    let not_a_voter = NodeConfig::new(NodeId(4), voters(), 0);
+    assert!(matches!(
+        ControllerNode::new(not_a_voter, durable.clone()),
+        Err(NodeError::InvalidConfig { .. })
+    ));
+    // The same voters in another order are the same set.
+    let reordered = NodeConfig::new(NodeId(1), vec![NodeId(3), NodeId(1), NodeId(2)], 0);
+    assert!(ControllerNode::new(reordered, durable).is_ok());
+}
+
+#[test]
 fn a_proposal_commits_on_every_node_in_the_same_place() {
     let mut c = Cluster::new();
     c.elect(0);
