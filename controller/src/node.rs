@@ -40,7 +40,10 @@ use crate::records::{decode_batch, encode_batch, BatchError, MetadataRecord, BAT
 use crate::rng::{RandomSource, SplitMix64};
 
 /// Ticks without a leader's heartbeat before a follower campaigns; the actual timeout is drawn from
-/// `[election_ticks, 2 * election_ticks)` by the node's seeded RNG.
+/// `[election_ticks, 2 * election_ticks)` by the node's seeded RNG. It must comfortably exceed two
+/// durable writes plus a network round trip (a candidate persists its vote before asking, each voter
+/// persists its vote before answering), or elections never finish: the simulator found a 5-voter
+/// cluster that never elected a leader with writes as slow as the timeout.
 pub const ELECTION_TICKS_DEFAULT: usize = 10;
 /// Ticks between a leader's heartbeats.
 pub const HEARTBEAT_TICKS_DEFAULT: usize = 2;
