@@ -73,6 +73,7 @@
 
 pub mod codec;
 pub mod controller;
+pub mod durable;
 pub mod ids;
 pub mod image;
 pub mod log_store;

@@ -103,6 +103,37 @@ impl RaftLogStore {
         }
     }
 
+    /// Whether [`RaftLogStore::apply`] accepts `batch` rather than panicking: for a caller that
+    /// replays batches read back from a disk, where a gap means a damaged file, not a bug.
+    pub fn can_apply(&self, batch: &PersistBatch) -> bool {
+        let (mut snapshot_index, mut last) = (self.snapshot_index(), self.last());
+        if let Some(snapshot) = &batch.snapshot {
+            let index = snapshot.get_metadata().index;
+            if index < snapshot_index {
+                return false;
+            }
+            snapshot_index = index;
+            last = index;
+        }
+        if let Some(first) = batch.entries.first() {
+            let consecutive = batch
+                .entries
+                .windows(2)
+                .all(|pair| pair[1].index == pair[0].index + 1);
+            if first.index <= snapshot_index || first.index > last + 1 || !consecutive {
+                return false;
+            }
+            last = first.index - 1 + batch.entries.len() as u64;
+        }
+        if let Some(compaction) = &batch.compaction {
+            let index = compaction.get_metadata().index;
+            if index > snapshot_index && index > last {
+                return false;
+            }
+        }
+        true
+    }
+
     pub(crate) fn install_snapshot(&mut self, snapshot: Snapshot) {
         let meta = snapshot.get_metadata();
         assert!(
