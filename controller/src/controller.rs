@@ -286,6 +286,9 @@ impl Controller {
     /// A broker the image shows unfenced but with no session here (this node just became leader) gets a
     /// full session from `now`, as Kafka grants after a controller failover.
     pub fn tick(&mut self, image: &MetadataImage, now: MonotonicMs) -> Vec<MetadataRecord> {
+        // Sessions of brokers that left the image go too, so the map stays bounded by BROKERS_MAX.
+        self.sessions
+            .retain(|node, _| image.broker(*node).is_some());
         let mut records = Vec::new();
         for (node, broker) in image.brokers() {
             if broker.fenced {

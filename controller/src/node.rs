@@ -4,7 +4,8 @@
 //!
 //! - [`ControllerNode::tick`] on a timer (raft-rs counts elections and heartbeats in ticks),
 //! - [`ControllerNode::step`] with each Raft message from a peer ([`decode_message`] first),
-//! - [`ControllerNode::propose`] with records from the [`Controller`](crate::controller::Controller),
+//! - [`ControllerNode::propose`] with the batch of records one
+//!   [`Controller`](crate::controller::Controller) call returned (one entry, applied all or nothing),
 //! - [`ControllerNode::on_persisted`] when a [`PersistBatch`] is durable,
 //! - and [`ControllerNode::ready`] after any of them: an [`Actions`] with messages to send now, batches
 //!   to persist in order, and the records committed and applied to the node's image.
@@ -13,7 +14,8 @@
 //! received snapshot go out as one batch; messages that promise durability (a follower's append
 //! response, a vote) are held until that batch is acknowledged, while a leader's appends go out at once
 //! (the leader counts its own log only once persisted, raft thesis 10.2.1). Batches must be made durable
-//! in the order given; acknowledging one acknowledges all before it.
+//! in the order given; acknowledging one acknowledges all before it. A crash may keep any prefix of the
+//! unacknowledged batches; restart from what the disk holds ([`RaftLogStore`]).
 //!
 //! Snapshots bound the log: every `snapshot_every_entries` applied entries, the node snapshots its image
 //! and emits a compaction batch; a follower too far behind receives that snapshot from the leader.
@@ -426,6 +428,11 @@ impl ControllerNode {
     ///
     /// [`NodeError::NotLeader`] unless this node leads; [`NodeError::ProposalDropped`] under back
     /// pressure; [`NodeError::InvalidBatch`] for an empty batch or one above the limits.
+    ///
+    /// # Panics
+    ///
+    /// Panics if a record is above its own field limits (the controller validates its input, so that
+    /// is a programmer error, see [`MetadataRecord::to_bytes`]).
     pub fn propose(&mut self, records: &[MetadataRecord]) -> Result<ProposalId, NodeError> {
         if !self.is_leader() {
             return Err(NodeError::NotLeader {
