@@ -286,6 +286,37 @@ pub struct NewPartitions {
 /// The status is common to every api, so a sender retries on `NOT_CONTROLLER` without looking
 /// at the answer; when `error_code` is not NONE the answer is [`ControllerAnswer::empty`] and
 /// means nothing.
+///
+/// ```
+/// use bytes::Bytes;
+/// use spate_wire::cluster::{
+///     encode_frame, Body, ControllerApi, ControllerRequest, ControllerResponse, Envelope,
+///     FrameKind, FRAME_HEADER_BYTES, VERSION_MAX,
+/// };
+/// use spate_wire::ErrorCode;
+///
+/// let request = ControllerRequest::Heartbeat {
+///     node_id: 1,
+///     incarnation: 7,
+///     want_shutdown: false,
+///     metadata_offset: 42,
+/// };
+/// // A voter that is not the leader, but knows that node 3 is, answers any request so.
+/// let answer = ControllerResponse::not_controller(request.api(), Some(3));
+/// let envelope = Envelope { version: VERSION_MAX, correlation_id: 9, sender_node_id: 2 };
+/// let frame = encode_frame(&envelope, &Body::ControllerResponse(answer)).to_bytes();
+///
+/// let payload = Bytes::copy_from_slice(&frame[FRAME_HEADER_BYTES..]);
+/// let Body::ControllerResponse(response) =
+///     Body::decode_payload(FrameKind::ControllerResponse, VERSION_MAX, &payload).unwrap()
+/// else {
+///     unreachable!()
+/// };
+/// assert_eq!(response.api(), ControllerApi::Heartbeat);
+/// if response.error_code == ErrorCode::NotController {
+///     assert_eq!(response.leader_hint, Some(3)); // send the heartbeat again, to node 3
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControllerResponse {
     /// NONE, or why the whole request failed: `NOT_CONTROLLER` (retry at `leader_hint`),
@@ -725,7 +756,15 @@ impl ControllerResponse {
 
     /// A whole request of `api` failed with `error_code`; `message` is cut (at a character
     /// boundary) to [`ERROR_MESSAGE_BYTES_MAX`].
+    ///
+    /// # Panics
+    /// If `error_code` is NONE.
     pub fn failed(api: ControllerApi, error_code: ErrorCode, message: &str) -> ControllerResponse {
+        assert_ne!(
+            error_code,
+            ErrorCode::None,
+            "a failed response needs an error"
+        );
         ControllerResponse {
             error_code,
             leader_hint: None,
@@ -1846,6 +1885,12 @@ mod tests {
             ..ControllerResponse::ok(ControllerAnswer::RegisterBroker)
         };
         encode(&Body::ControllerResponse(response));
+    }
+
+    #[test]
+    #[should_panic(expected = "a failed response needs an error")]
+    fn a_failed_response_with_error_code_none_is_a_programmer_error() {
+        ControllerResponse::failed(ControllerApi::DeleteTopics, ErrorCode::None, "");
     }
 
     #[test]

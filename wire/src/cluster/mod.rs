@@ -1,4 +1,5 @@
-//! Spate's inter-broker protocol: the frames of the cluster listener (Raft, replication).
+//! Spate's inter-broker protocol: the frames of the cluster listener (Raft, replication,
+//! requests to the controller quorum).
 //!
 //! Brokers talk to each other in their own compact binary protocol, not Kafka's: every frame is
 //! a fixed 32-byte header ([`frame`]) followed by a payload of at most
