@@ -141,6 +141,14 @@ const _: () = assert!(CREATE_PARTITIONS_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
 const _: () = assert!(CREATE_TOPICS_RESPONSE_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
 const _: () = assert!(TOPIC_RESULTS_RESPONSE_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
 
+/// The largest single reservation a decoder makes, whatever the payload: one assignment's
+/// partitions (`ci/fuzz.sh` reports any allocation of 1 MiB or more as a crash).
+const _: () = assert!(
+    PARTITIONS_PER_ASSIGNMENT_MAX * core::mem::size_of::<Vec<i32>>() < 1024 * 1024
+        && CONTROLLER_RPC_TOPICS_MAX * core::mem::size_of::<NewTopic>() < 1024 * 1024
+        && CONTROLLER_RPC_TOPICS_MAX * core::mem::size_of::<CreateTopicResult>() < 1024 * 1024
+);
+
 /// Least bytes of one entry of each list, to refuse a count the payload cannot hold before
 /// reserving for it.
 const NEW_TOPIC_BYTES_MIN: usize = LEN16_BYTES + 4 + 2 + FLAG_BYTES + 2;
