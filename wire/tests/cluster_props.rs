@@ -6,11 +6,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 use spate_wire::cluster::frame::seal;
 use spate_wire::cluster::{
-    encode_frame, Body, ClusterError, EncodedFrame, Envelope, EpochEndOffset, EpochEndOffsetQuery,
-    EpochEndOffsetRequest, EpochEndOffsetResponse, EpochEndOffsetResult, ErrorBody, FetchPartition,
-    FetchedPartition, FrameDecoder, FrameKind, Hello, Raft, RecordChunks, ReplicaFetchRequest,
-    ReplicaFetchResponse, FRAME_HEADER_BYTES, HELLO_VERSION, REPLICA_FETCH_MAX_BYTES_MAX,
-    REPLICA_FETCH_WAIT_MS_MAX, VERSION_MAX, VERSION_MIN,
+    encode_frame, Body, ClusterError, ControllerAnswer, ControllerApi, ControllerRequest,
+    ControllerResponse, CreateTopicResult, EncodedFrame, Envelope, EpochEndOffset,
+    EpochEndOffsetQuery, EpochEndOffsetRequest, EpochEndOffsetResponse, EpochEndOffsetResult,
+    ErrorBody, FetchPartition, FetchedPartition, FrameDecoder, FrameKind, Hello, NewPartitions,
+    NewTopic, Raft, RecordChunks, ReplicaFetchRequest, ReplicaFetchResponse, TopicResult,
+    FRAME_HEADER_BYTES, HELLO_VERSION, REPLICA_FETCH_MAX_BYTES_MAX, REPLICA_FETCH_WAIT_MS_MAX,
+    VERSION_MAX, VERSION_MIN,
 };
 use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex};
 use spate_wire::ErrorCode;
@@ -192,6 +194,156 @@ fn error_body() -> impl Strategy<Value = ErrorBody> {
         .prop_map(|(code, message)| ErrorBody::new(code, &message))
 }
 
+// Strings of at most N characters of at most 4 bytes: "\\PC{0,30}" is at most 120 bytes, under
+// every string limit of the controller bodies (the smallest is 249).
+fn short_str() -> impl Strategy<Value = String> {
+    "\\PC{0,30}"
+}
+
+fn assignment() -> impl Strategy<Value = Option<Vec<Vec<i32>>>> {
+    prop::option::of(prop::collection::vec(
+        prop::collection::vec(any::<i32>(), 0..5),
+        0..6,
+    ))
+}
+
+fn new_topic() -> impl Strategy<Value = NewTopic> {
+    (
+        short_str(),
+        any::<i32>(),
+        any::<i16>(),
+        assignment(),
+        prop::collection::vec((short_str(), short_str()), 0..4),
+    )
+        .prop_map(
+            |(name, partitions, replication_factor, assignment, configs)| NewTopic {
+                name,
+                partitions,
+                replication_factor,
+                assignment,
+                configs,
+            },
+        )
+}
+
+fn controller_request() -> impl Strategy<Value = ControllerRequest> {
+    prop_oneof![
+        (
+            any::<(i32, u64, u16, u16)>(),
+            short_str(),
+            short_str(),
+            prop::option::of(short_str()),
+        )
+            .prop_map(
+                |(
+                    (node_id, incarnation, client_port, cluster_port),
+                    client_host,
+                    cluster_host,
+                    rack,
+                )| {
+                    ControllerRequest::RegisterBroker {
+                        node_id,
+                        incarnation,
+                        client_host,
+                        client_port,
+                        cluster_host,
+                        cluster_port,
+                        rack,
+                    }
+                }
+            ),
+        any::<(i32, u64, bool, u64)>().prop_map(
+            |(node_id, incarnation, want_shutdown, metadata_offset)| ControllerRequest::Heartbeat {
+                node_id,
+                incarnation,
+                want_shutdown,
+                metadata_offset,
+            }
+        ),
+        (prop::collection::vec(new_topic(), 0..5), any::<bool>()).prop_map(
+            |(topics, validate_only)| ControllerRequest::CreateTopics {
+                topics,
+                validate_only,
+            }
+        ),
+        prop::collection::vec(short_str(), 0..8)
+            .prop_map(|names| ControllerRequest::DeleteTopics { names }),
+        prop::collection::vec(
+            (short_str(), any::<i32>(), assignment()).prop_map(|(name, count, assignment)| {
+                NewPartitions {
+                    name,
+                    count,
+                    assignment,
+                }
+            }),
+            0..5,
+        )
+        .prop_map(|topics| ControllerRequest::CreatePartitions { topics }),
+        any::<(i32, u64)>().prop_map(|(node_id, incarnation)| {
+            ControllerRequest::AllocateProducerIds {
+                node_id,
+                incarnation,
+            }
+        }),
+    ]
+}
+
+fn topic_result() -> impl Strategy<Value = TopicResult> {
+    (short_str(), error_code(), prop::option::of(short_str())).prop_map(
+        |(name, error_code, message)| TopicResult {
+            name,
+            error_code,
+            message,
+        },
+    )
+}
+
+fn controller_answer() -> impl Strategy<Value = ControllerAnswer> {
+    let create_result = (topic_result(), any::<[u8; 16]>(), any::<i32>()).prop_map(
+        |(result, topic_id, partitions)| CreateTopicResult {
+            name: result.name,
+            error_code: result.error_code,
+            message: result.message,
+            topic_id,
+            partitions,
+        },
+    );
+    prop_oneof![
+        Just(ControllerAnswer::RegisterBroker),
+        any::<(bool, bool)>().prop_map(|(fenced, should_shut_down)| {
+            ControllerAnswer::Heartbeat {
+                fenced,
+                should_shut_down,
+            }
+        }),
+        prop::collection::vec(create_result, 0..6)
+            .prop_map(|results| ControllerAnswer::CreateTopics { results }),
+        prop::collection::vec(topic_result(), 0..6)
+            .prop_map(|results| ControllerAnswer::DeleteTopics { results }),
+        prop::collection::vec(topic_result(), 0..6)
+            .prop_map(|results| ControllerAnswer::CreatePartitions { results }),
+        any::<(i64, i32)>().prop_map(|(first_id, count)| {
+            ControllerAnswer::AllocateProducerIds { first_id, count }
+        }),
+    ]
+}
+
+fn controller_response() -> impl Strategy<Value = ControllerResponse> {
+    // A leader hint goes with NOT_CONTROLLER only, and is never negative.
+    let status = prop_oneof![
+        error_code().prop_map(|code| (code, None)),
+        prop::option::of(0..=i32::MAX).prop_map(|hint| (ErrorCode::NotController, hint)),
+    ];
+    (status, prop::option::of(short_str()), controller_answer()).prop_map(
+        |((error_code, leader_hint), message, answer)| ControllerResponse {
+            error_code,
+            leader_hint,
+            message,
+            answer,
+        },
+    )
+}
+
 fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
         hello().prop_map(Body::Hello),
@@ -201,6 +353,8 @@ fn body() -> impl Strategy<Value = Body> {
         epoch_request().prop_map(Body::EpochEndOffsetRequest),
         epoch_response().prop_map(Body::EpochEndOffsetResponse),
         error_body().prop_map(Body::Error),
+        controller_request().prop_map(Body::ControllerRequest),
+        controller_response().prop_map(Body::ControllerResponse),
     ]
 }
 
@@ -356,6 +510,70 @@ proptest! {
         let decoded = FrameDecoder::default().decode(&mut BytesMut::from(&frame[..])).unwrap().unwrap();
         prop_assert_eq!(&decoded.payload, &payload);
         feed(&frame, 7);
+    }
+
+    /// Every controller request and response passes its own limit check and round-trips
+    /// through a frame; a response keeps its request's api.
+    #[test]
+    fn controller_rpcs_validate_and_round_trip(
+        request in controller_request(),
+        response in controller_response(),
+        correlation_id in any::<u64>(),
+    ) {
+        prop_assert_eq!(request.validate(), Ok(()));
+        prop_assert_eq!(response.validate(), Ok(()));
+        let envelope = Envelope { version: VERSION_MAX, correlation_id, sender_node_id: 1 };
+        for body in [Body::ControllerRequest(request), Body::ControllerResponse(response)] {
+            let bytes = flatten(&encode_frame(&envelope, &body));
+            let frame = FrameDecoder::default()
+                .decode(&mut BytesMut::from(&bytes[..]))
+                .unwrap()
+                .expect("whole frame");
+            prop_assert_eq!(frame.kind, body.kind());
+            prop_assert_eq!(Body::decode(&frame).unwrap(), body);
+        }
+    }
+
+    /// Controller bodies with one byte overwritten (a count, a length, a flag, an api) never
+    /// make the decoder panic, and whatever it accepts encodes back to the same bytes.
+    #[test]
+    fn damaged_controller_bodies_never_panic_and_accepted_ones_are_canonical(
+        request in controller_request(),
+        response in controller_response(),
+        at_pick in any::<usize>(),
+        byte in any::<u8>(),
+    ) {
+        let envelope = Envelope { version: VERSION_MAX, correlation_id: 1, sender_node_id: 1 };
+        for body in [Body::ControllerRequest(request), Body::ControllerResponse(response)] {
+            let kind = body.kind();
+            let mut payload = flatten(&encode_frame(&envelope, &body))[FRAME_HEADER_BYTES..].to_vec();
+            let at = at_pick % payload.len();
+            payload[at] = byte;
+            let payload = Bytes::from(payload);
+            if let Ok(decoded) = Body::decode_payload(kind, VERSION_MAX, &payload) {
+                let again = encode_frame(&envelope, &decoded).to_bytes();
+                prop_assert_eq!(&again[FRAME_HEADER_BYTES..], &payload[..]);
+            }
+        }
+    }
+
+    /// Arbitrary bytes after a valid api byte reach each controller decoder and never make it
+    /// panic; whatever it accepts encodes back to the same bytes.
+    #[test]
+    fn arbitrary_controller_payloads_never_panic(
+        response in any::<bool>(),
+        api in prop::sample::select(&ControllerApi::ALL[..]),
+        rest in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let kind = if response { FrameKind::ControllerResponse } else { FrameKind::ControllerRequest };
+        let mut payload = vec![api.code()];
+        payload.extend_from_slice(&rest);
+        let payload = Bytes::from(payload);
+        if let Ok(body) = Body::decode_payload(kind, VERSION_MAX, &payload) {
+            let envelope = Envelope { version: VERSION_MAX, correlation_id: 1, sender_node_id: 1 };
+            let again = encode_frame(&envelope, &body).to_bytes();
+            prop_assert_eq!(&again[FRAME_HEADER_BYTES..], &payload[..]);
+        }
     }
 
     /// A sealed header may claim any length: the decoder refuses it over the limit, and below

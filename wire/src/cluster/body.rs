@@ -4,8 +4,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
 
 use crate::cluster::{
-    ClusterError, EpochEndOffsetRequest, EpochEndOffsetResponse, ErrorBody, Frame, FrameKind,
-    Hello, ReplicaFetchRequest, ReplicaFetchResponse, RAFT_MESSAGE_BYTES_MAX,
+    ClusterError, ControllerRequest, ControllerResponse, EpochEndOffsetRequest,
+    EpochEndOffsetResponse, ErrorBody, Frame, FrameKind, Hello, ReplicaFetchRequest,
+    ReplicaFetchResponse, RAFT_MESSAGE_BYTES_MAX,
 };
 
 /// One encoded Raft message, opaque here: the controller crate encodes and decodes it. The
@@ -48,6 +49,10 @@ pub enum Body {
     EpochEndOffsetResponse(EpochEndOffsetResponse),
     /// [`FrameKind::Error`].
     Error(ErrorBody),
+    /// [`FrameKind::ControllerRequest`].
+    ControllerRequest(ControllerRequest),
+    /// [`FrameKind::ControllerResponse`].
+    ControllerResponse(ControllerResponse),
 }
 
 impl Body {
@@ -61,6 +66,8 @@ impl Body {
             Body::EpochEndOffsetRequest(_) => FrameKind::EpochEndOffsetRequest,
             Body::EpochEndOffsetResponse(_) => FrameKind::EpochEndOffsetResponse,
             Body::Error(_) => FrameKind::Error,
+            Body::ControllerRequest(_) => FrameKind::ControllerRequest,
+            Body::ControllerResponse(_) => FrameKind::ControllerResponse,
         }
     }
 
@@ -90,7 +97,8 @@ impl Body {
     /// # Errors
     /// [`ClusterError::UnsupportedVersion`] for a version this build does not speak,
     /// [`ClusterError::Truncated`], [`ClusterError::TrailingBytes`], [`ClusterError::OverLimit`],
-    /// [`ClusterError::Malformed`], [`ClusterError::UnknownErrorCode`].
+    /// [`ClusterError::Malformed`], [`ClusterError::UnknownErrorCode`],
+    /// [`ClusterError::UnknownControllerApi`].
     pub fn decode_payload(
         kind: FrameKind,
         version: u16,
@@ -114,6 +122,12 @@ impl Body {
                 EpochEndOffsetResponse::decode(Reader::new(kind, payload))?,
             ),
             FrameKind::Error => Body::Error(ErrorBody::decode(Reader::new(kind, payload))?),
+            FrameKind::ControllerRequest => {
+                Body::ControllerRequest(ControllerRequest::decode(Reader::new(kind, payload))?)
+            }
+            FrameKind::ControllerResponse => {
+                Body::ControllerResponse(ControllerResponse::decode(Reader::new(kind, payload))?)
+            }
         };
         Ok(body)
     }
@@ -140,6 +154,8 @@ impl Body {
             Body::EpochEndOffsetRequest(request) => request.encode(out),
             Body::EpochEndOffsetResponse(response) => response.encode(out),
             Body::Error(error) => error.encode(out),
+            Body::ControllerRequest(request) => request.encode(out),
+            Body::ControllerResponse(response) => response.encode(out),
         }
     }
 
@@ -153,6 +169,8 @@ impl Body {
             Body::EpochEndOffsetRequest(request) => request.encoded_bytes(),
             Body::EpochEndOffsetResponse(response) => response.encoded_bytes(),
             Body::Error(error) => error.encoded_bytes(),
+            Body::ControllerRequest(request) => request.encoded_bytes(),
+            Body::ControllerResponse(response) => response.encoded_bytes(),
         }
     }
 }
@@ -244,6 +262,36 @@ impl<'a> Reader<'a> {
             })?;
         let bytes = self.take(bytes)?;
         Ok(<[T]>::ref_from_bytes(bytes).expect("whole unaligned entries"))
+    }
+
+    /// One byte.
+    pub(crate) fn u8(&mut self) -> Result<u8, ClusterError> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// A boolean: one byte, 0 or 1; anything else is [`ClusterError::Malformed`] (`what`), so
+    /// that an accepted body encodes back to the same bytes.
+    pub(crate) fn flag(&mut self, what: &'static str) -> Result<bool, ClusterError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(ClusterError::Malformed { what }),
+        }
+    }
+
+    /// `Err(Truncated)` unless `count` entries of at least `entry_bytes_min` bytes each could
+    /// fit in what is left: called before reserving for a list of variable-size entries.
+    pub(crate) fn room_for(
+        &self,
+        count: usize,
+        entry_bytes_min: usize,
+    ) -> Result<(), ClusterError> {
+        let needed = count.saturating_mul(entry_bytes_min);
+        let available = self.remaining();
+        if needed > available {
+            return Err(ClusterError::Truncated { needed, available });
+        }
+        Ok(())
     }
 
     /// `n` bytes as a slice of the payload (no copy).

@@ -94,6 +94,10 @@ pub enum ClusterError {
     /// An error code Kafka (as of this version) does not define.
     #[error("unknown error code {0}")]
     UnknownErrorCode(i16),
+    /// A controller request or response names an api this build does not define (a peer of a
+    /// newer build).
+    #[error("unknown controller api {0}")]
+    UnknownControllerApi(u8),
 }
 
 impl ClusterError {
@@ -103,7 +107,8 @@ impl ClusterError {
         match self {
             ClusterError::UnsupportedVersion { .. }
             | ClusterError::UnknownKind(_)
-            | ClusterError::UnknownFlags(_) => ErrorCode::UnsupportedVersion,
+            | ClusterError::UnknownFlags(_)
+            | ClusterError::UnknownControllerApi(_) => ErrorCode::UnsupportedVersion,
             ClusterError::FrameTooLarge { .. } => ErrorCode::MessageTooLarge,
             ClusterError::HeaderCrcMismatch { .. } | ClusterError::CrcMismatch { .. } => {
                 ErrorCode::CorruptMessage

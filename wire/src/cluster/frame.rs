@@ -85,11 +85,17 @@ pub enum FrameKind {
     EpochEndOffsetResponse = 6,
     /// A request failed or the peer is about to close: [`super::ErrorBody`].
     Error = 7,
+    /// A broker asks the controller quorum (register, heartbeat, forwarded topic changes,
+    /// producer ids): [`super::ControllerRequest`]. Added within version 1, see
+    /// `docs/CLUSTER-PROTOCOL.md`.
+    ControllerRequest = 8,
+    /// The controller's answer: [`super::ControllerResponse`].
+    ControllerResponse = 9,
 }
 
 impl FrameKind {
     /// Every kind, in wire order.
-    pub const ALL: [FrameKind; 7] = [
+    pub const ALL: [FrameKind; 9] = [
         FrameKind::Hello,
         FrameKind::Raft,
         FrameKind::ReplicaFetchRequest,
@@ -97,6 +103,8 @@ impl FrameKind {
         FrameKind::EpochEndOffsetRequest,
         FrameKind::EpochEndOffsetResponse,
         FrameKind::Error,
+        FrameKind::ControllerRequest,
+        FrameKind::ControllerResponse,
     ];
 
     /// The byte in the header.
@@ -537,9 +545,9 @@ mod tests {
         seal(&mut bytes);
         assert_eq!(decode_all(&bytes), Err(ClusterError::UnknownKind(0)));
         let mut bytes = raft_frame(b"x");
-        bytes[6] = 8;
+        bytes[6] = 10; // one past the last kind, FrameKind::ControllerResponse
         seal(&mut bytes);
-        assert_eq!(decode_all(&bytes), Err(ClusterError::UnknownKind(8)));
+        assert_eq!(decode_all(&bytes), Err(ClusterError::UnknownKind(10)));
         let mut bytes = raft_frame(b"x");
         bytes[7] = 0x80;
         seal(&mut bytes);

@@ -1,4 +1,5 @@
-//! Spate's inter-broker protocol: the frames of the cluster listener (Raft, replication).
+//! Spate's inter-broker protocol: the frames of the cluster listener (Raft, replication,
+//! requests to the controller quorum).
 //!
 //! Brokers talk to each other in their own compact binary protocol, not Kafka's: every frame is
 //! a fixed 32-byte header ([`frame`]) followed by a payload of at most
@@ -13,7 +14,7 @@
 //!   slices of that buffer, never copies;
 //! - [`Body::decode`] turns a frame into a typed body ([`Hello`], [`Raft`],
 //!   [`ReplicaFetchRequest`], [`ReplicaFetchResponse`], [`EpochEndOffsetRequest`],
-//!   [`EpochEndOffsetResponse`], [`ErrorBody`]);
+//!   [`EpochEndOffsetResponse`], [`ErrorBody`], [`ControllerRequest`], [`ControllerResponse`]);
 //! - [`encode_frame`] turns a body back into buffers for one vectored write: the record batches
 //!   of a [`ReplicaFetchResponse`] are handed back as their own parts, never copied.
 //!
@@ -53,6 +54,7 @@
 
 mod body;
 mod control;
+mod controller_rpc;
 mod epoch;
 mod error;
 pub mod frame;
@@ -61,6 +63,14 @@ mod replica_fetch;
 pub use body::{Body, Raft};
 pub use control::{
     negotiate_version, ErrorBody, Hello, CLUSTER_ID_BYTES_MAX, ERROR_MESSAGE_BYTES_MAX,
+};
+pub use controller_rpc::{
+    ControllerAnswer, ControllerApi, ControllerRequest, ControllerResponse, CreateTopicResult,
+    NewPartitions, NewTopic, TopicResult, CONFIGS_PER_TOPIC_MAX, CONFIG_KEY_BYTES_MAX,
+    CONFIG_VALUE_BYTES_MAX, CONTROLLER_RPC_ASSIGNED_PARTITIONS_MAX,
+    CONTROLLER_RPC_ASSIGNED_REPLICAS_MAX, CONTROLLER_RPC_CONFIGS_MAX, CONTROLLER_RPC_TOPICS_MAX,
+    HOST_BYTES_MAX, PARTITIONS_PER_ASSIGNMENT_MAX, RACK_BYTES_MAX, REPLICAS_PER_PARTITION_MAX,
+    TOPIC_NAME_BYTES_MAX,
 };
 pub use epoch::{
     EpochEndOffset, EpochEndOffsetQuery, EpochEndOffsetRequest, EpochEndOffsetResponse,
