@@ -61,7 +61,11 @@ pub struct Core {
     /// Where every partition is led, as this core knows it.
     routes: RefCell<PartitionTable>,
     /// The cluster as clients are told of it (Metadata, DescribeCluster).
-    pub cluster: ClusterView,
+    pub cluster: RefCell<ClusterView>,
+    /// Cluster mode: whether the groups of this core's offsets partitions were rebuilt.
+    groups_loaded: std::cell::Cell<bool>,
+    /// Cluster mode, on the controller core only: the transport and this broker's voter.
+    pub cluster_node: std::cell::OnceCell<crate::cluster::ClusterNode>,
     pub mesh: Mesh,
     /// Serializes topic changes on the controller core: a change is checked, written and
     /// broadcast to every core before the next one is even checked. Without it, two clients
@@ -101,7 +105,9 @@ impl Core {
                 config.groups.limits,
                 config.groups.groups_per_core_max,
             ),
-            cluster: ClusterView::single_node(&config),
+            cluster: RefCell::new(ClusterView::single_node(&config)),
+            cluster_node: std::cell::OnceCell::new(),
+            groups_loaded: std::cell::Cell::new(false),
             config,
             versions,
             topics: RefCell::new(BTreeMap::new()),
@@ -118,6 +124,10 @@ impl Core {
     /// # Errors
     /// If the topic files cannot be read, or a partition cannot be opened.
     pub async fn load(&self) -> anyhow::Result<()> {
+        if self.config.cluster.is_some() {
+            // The metadata log is the source of topics; they arrive with its first image.
+            return Ok(());
+        }
         let all = topics::load_all(&self.config.data_dir)?;
         for meta in all.into_values() {
             self.upsert_topic(meta).await?;
@@ -130,12 +140,9 @@ impl Core {
         self.routes.borrow().route(topic, partition)
     }
 
-    /// The leader epoch of a partition, if the table knows it (on any core).
-    pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<LeaderEpoch> {
-        self.routes
-            .borrow()
-            .placement(topic, partition)
-            .map(|p| p.leader_epoch)
+    /// A partition's leader and leader epoch, if the table knows it (on any core).
+    pub fn placement(&self, topic: &str, partition: i32) -> Option<Placement> {
+        self.routes.borrow().placement(topic, partition)
     }
 
     /// A topic's metadata, if it exists.
@@ -160,15 +167,82 @@ impl Core {
             .cloned()
     }
 
-    /// Records a topic and opens the partitions of it this core owns and has not opened yet.
+    /// Records a topic of a single broker and opens the partitions of it this core owns.
     async fn upsert_topic(&self, meta: TopicMeta) -> anyhow::Result<()> {
+        let placements: Vec<Placement> = (0..meta.partitions)
+            .map(|index| Placement {
+                leader: Leader::Core(owner_core(&meta.name, index, self.cores)),
+                leader_epoch: SINGLE_NODE_LEADER_EPOCH,
+            })
+            .collect();
+        let hosted: Vec<bool> = (0..meta.partitions)
+            .map(|index| owner_core(&meta.name, index, self.cores) == self.id)
+            .collect();
+        self.upsert_topic_placed(meta, placements, &hosted).await
+    }
+
+    /// Applies a committed metadata image (cluster mode): the cluster view, every topic with
+    /// its placements, and the removal of topics that are gone.
+    pub async fn apply_published(&self, published: &crate::cluster::quorum::Published) {
+        let plan = crate::cluster::apply::plan(
+            &published.image,
+            published.leader,
+            crate::cluster::CLUSTER_ID,
+            self.config.node_id,
+            self.id,
+            self.cores,
+            &self.config.topic_defaults,
+        );
+        *self.cluster.borrow_mut() = plan.view;
+        let mut current: std::collections::BTreeSet<String> =
+            self.topics.borrow().keys().cloned().collect();
+        for topic in plan.topics {
+            current.remove(&topic.meta.name);
+            let name = topic.meta.name.clone();
+            if let Err(e) = self
+                .upsert_topic_placed(topic.meta, topic.placements, &topic.hosted_here)
+                .await
+            {
+                error!(core = self.id, topic = %name, error = %e, "cannot open topic partitions");
+            }
+        }
+        for gone in current {
+            info!(core = self.id, topic = %gone, "topic gone from the metadata log");
+            self.remove_topic(&gone).await;
+        }
+        // Partitions stay with their broker (replication factor 1), so the groups of this
+        // core's offsets partitions are rebuilt once, when the offsets topic first appears.
+        if !self.groups_loaded.get() && self.topic(crate::group::OFFSETS_TOPIC).is_some() {
+            self.groups_loaded.set(true);
+            if let Err(e) = self.groups.load(self).await {
+                error!(core = self.id, error = %e, "rebuilding consumer groups from the offsets topic");
+            }
+        }
+    }
+
+    /// Records a topic with the given placements and opens the partitions marked `hosted` that
+    /// this core has not opened yet.
+    async fn upsert_topic_placed(
+        &self,
+        meta: TopicMeta,
+        placements: Vec<Placement>,
+        hosted: &[bool],
+    ) -> anyhow::Result<()> {
+        assert_eq!(placements.len(), meta.partitions as usize);
+        assert_eq!(hosted.len(), meta.partitions as usize);
         let mut log_config = meta.config.log_config();
         log_config.producer_id_expiration_ms = self.config.producer_id_expiration_ms;
         log_config.producers_per_partition_max = self.config.producers_per_partition_max;
         for index in 0..meta.partitions {
-            if owner_core(&meta.name, index, self.cores) != self.id
-                || self.partition(&meta.name, index).is_some()
-            {
+            if let Some(open) = self.partition(&meta.name, index) {
+                // A new leadership of a partition this broker keeps (cluster mode).
+                let epoch = placements[index as usize].leader_epoch;
+                if epoch > open.leader_epoch() {
+                    open.set_leader_epoch(epoch);
+                }
+                continue;
+            }
+            if !hosted[index as usize] {
                 continue;
             }
             let dir = topics::partition_dir(&self.config.data_dir, &meta.name, index);
@@ -210,7 +284,7 @@ impl Core {
                 compaction,
                 writers,
                 cleaner,
-                SINGLE_NODE_LEADER_EPOCH,
+                placements[index as usize].leader_epoch.max(LeaderEpoch(0)),
             ));
             self.partitions
                 .borrow_mut()
@@ -219,12 +293,6 @@ impl Core {
                 .insert(index, partition);
         }
         // Last: a route to this core exists only once the partition is open here.
-        let placements = (0..meta.partitions)
-            .map(|index| Placement {
-                leader: Leader::Core(owner_core(&meta.name, index, self.cores)),
-                leader_epoch: SINGLE_NODE_LEADER_EPOCH,
-            })
-            .collect();
         self.routes.borrow_mut().set_topic(&meta.name, placements);
         debug!(core = self.id, topic = %meta.name, revision = self.routes.borrow().revision().0, "partition table updated");
         self.topics
@@ -299,7 +367,14 @@ impl Core {
                 self.remove_topic(&name).await;
                 CoreReply::Done
             }
-            CoreRequest::AllocateProducerId => CoreReply::ProducerId(self.allocate_producer_id()),
+            CoreRequest::AllocateProducerId => match self.cluster_node.get() {
+                Some(node) => CoreReply::ProducerId(node.allocate_producer_id().await),
+                None => CoreReply::ProducerId(self.allocate_producer_id()),
+            },
+            CoreRequest::ClusterMetadata(published) => {
+                self.apply_published(&published).await;
+                CoreReply::Done
+            }
             CoreRequest::Group(call) => {
                 CoreReply::Group(Box::new(crate::group::run(self, *call).await))
             }
@@ -493,6 +568,9 @@ impl Core {
     async fn create_topics(&self, metas: Vec<TopicMeta>) -> Vec<(ErrorCode, Option<String>)> {
         assert_eq!(self.id, CONTROLLER_CORE);
         let _serialized = self.topic_changes.lock().await;
+        if let Some(node) = self.cluster_node.get() {
+            return crate::cluster::admin::create_topics(node, metas).await;
+        }
         let mut results = Vec::with_capacity(metas.len());
         for meta in metas {
             if self.topic(&meta.name).is_some() {
@@ -523,6 +601,9 @@ impl Core {
     async fn delete_topics(&self, names: Vec<String>) -> Vec<(ErrorCode, Option<String>)> {
         assert_eq!(self.id, CONTROLLER_CORE);
         let _serialized = self.topic_changes.lock().await;
+        if let Some(node) = self.cluster_node.get() {
+            return crate::cluster::admin::delete_topics(node, names).await;
+        }
         let mut results = Vec::with_capacity(names.len());
         for name in names {
             if self.topic(&name).is_none() {
@@ -547,6 +628,9 @@ impl Core {
     ) -> Vec<(ErrorCode, Option<String>)> {
         assert_eq!(self.id, CONTROLLER_CORE);
         let _serialized = self.topic_changes.lock().await;
+        if let Some(node) = self.cluster_node.get() {
+            return crate::cluster::admin::create_partitions(node, changes).await;
+        }
         let mut results = Vec::with_capacity(changes.len());
         for (name, count) in changes {
             let Some(current) = self.topic(&name) else {

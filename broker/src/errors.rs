@@ -6,6 +6,7 @@
 //! which handler saw it, and a new error variant silently fell into whatever `_` arm each
 //! handler had. A table in one file is reviewed once, and its test pins the mapping.
 
+use spate_controller::controller::ControllerError;
 use spate_storage::producer_state::ProducerError;
 use spate_storage::StorageError;
 use spate_wire::batch::BatchError;
@@ -70,6 +71,23 @@ impl KafkaCode for AllocError {
         // The block file could not be read or written, or ids ran out: nothing the client
         // did wrong, and not something a retry a moment later is sure to fix.
         ErrorCode::KafkaStorageError
+    }
+}
+
+impl KafkaCode for ControllerError {
+    fn kafka_code(&self) -> ErrorCode {
+        match self {
+            ControllerError::NotController { .. } => ErrorCode::NotController,
+            ControllerError::TopicAlreadyExists { .. } => ErrorCode::TopicAlreadyExists,
+            ControllerError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
+            ControllerError::InvalidReplicaAssignment { .. } => ErrorCode::InvalidReplicaAssignment,
+            ControllerError::UnknownTopic { .. } => ErrorCode::UnknownTopicOrPartition,
+            ControllerError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
+            ControllerError::InvalidTopicName { .. } => ErrorCode::InvalidTopicException,
+            ControllerError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+            ControllerError::InvalidRegistration { .. } => ErrorCode::InvalidRequest,
+            ControllerError::StaleBroker { .. } => ErrorCode::StaleBrokerEpoch,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! requests and responses, and `handlers` holds one module per Kafka API.
 
 mod cleaner;
+mod cluster;
 mod config;
 mod connection;
 mod core;

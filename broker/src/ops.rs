@@ -138,6 +138,9 @@ pub enum CoreRequest {
     AllocateProducerId,
     /// To a group's coordinating core.
     Group(Box<crate::group::GroupCall>),
+    /// From the controller core to every core (cluster mode): the metadata log's committed
+    /// image; apply its topics, placements and brokers.
+    ClusterMetadata(std::sync::Arc<crate::cluster::quorum::Published>),
 }
 
 /// A core's answer.

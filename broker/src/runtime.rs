@@ -207,14 +207,6 @@ impl ShutdownFlag {
 /// # Errors
 /// If an executor cannot be started or a core fails to start serving.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    if config.cluster.is_some() {
-        // Refused rather than ignored: a broker that silently ran alone would let an operator
-        // believe its data was placed and its metadata replicated across the cluster.
-        anyhow::bail!(
-            "cluster mode (--controller-voters) is not implemented yet; run without it for a \
-             single broker"
-        );
-    }
     // Before anything touches the data dir: a bad CPU is a configuration error.
     if let Some(worker_cpus) = &config.io_worker_cpus {
         check_online(worker_cpus).context("io-worker-cpus")?;
@@ -256,7 +248,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Before anything reads or writes the data dir: a second broker on it would lose the first
     // one's acknowledged records. Held until the process exits.
     let _data_dir_lock = crate::data_dir_lock::DataDirLock::acquire(&config.data_dir)?;
-    crate::group::ensure_offsets_topic(&mut config)?;
+    if config.cluster.is_none() {
+        crate::group::ensure_offsets_topic(&mut config)?;
+    } else {
+        // A single broker's topics live in topic files; a cluster's in its metadata log. Taking
+        // such a data dir into a cluster is not supported yet: refuse it rather than hide them.
+        let existing = crate::metadata::topics::load_all(&config.data_dir)?;
+        if !existing.is_empty() {
+            anyhow::bail!(
+                "data dir {} holds {} topics of a single broker; moving a single broker's data \
+                 into a cluster (--controller-voters) is not supported yet",
+                config.data_dir.display(),
+                existing.len()
+            );
+        }
+    }
 
     let shutdown = Arc::new(ShutdownFlag::default());
     spawn_signal_thread(shutdown.clone())?;

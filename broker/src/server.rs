@@ -98,6 +98,14 @@ pub async fn serve_core(
         shutdown.clone(),
     ))
     .detach();
+    // Cluster mode: the controller core joins the quorum; the image replayed from the metadata
+    // log reaches every core (opening its partitions) before this returns.
+    if let (Some(settings), crate::core::CONTROLLER_CORE) = (&config.cluster, id) {
+        let node = crate::cluster::start(core.clone(), settings, shutdown.clone()).await?;
+        core.cluster_node
+            .set(node)
+            .expect("the cluster starts once, on the controller core");
+    }
     // Accept no client before every core has its partitions open: a request landing here may
     // name a partition another core is still recovering.
     shutdown.core_loaded();

@@ -45,7 +45,7 @@ pub fn handle(
             return respond(header, &response);
         }
     }
-    let view = &core.cluster;
+    let view = core.cluster.borrow();
     response.cluster_id = str_bytes(&view.cluster_id);
     response.controller_id = BrokerId(view.controller_id);
     response.brokers = view

@@ -13,34 +13,69 @@ use spate_wire::kafka_protocol::messages::BrokerId;
 use spate_wire::kafka_protocol::protocol::StrBytes;
 use spate_wire::ErrorCode;
 
-use super::{respond, str_bytes};
+use super::{create_via_controller, respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
+use crate::group::{offsets_topic_meta, partition_for, OFFSETS_TOPIC};
+use crate::routing::Leader;
 
 const KEY_TYPE_GROUP: i8 = 0;
 /// Keys one request may name (v4+ batches them): bounds the response.
 const KEYS_PER_REQUEST_MAX: usize = 10_000;
 
 /// The answer for one key: node, host and port, or an error.
-fn lookup(
+async fn lookup(
     core: &Core,
     key_type: i8,
+    key: &str,
 ) -> Result<(BrokerId, StrBytes, i32), (ErrorCode, &'static str)> {
-    if key_type == KEY_TYPE_GROUP {
-        Ok((
+    if key_type != KEY_TYPE_GROUP {
+        return Err((
+            ErrorCode::CoordinatorNotAvailable,
+            "transactions are not supported yet",
+        ));
+    }
+    let me = || {
+        (
             BrokerId(core.config.node_id),
             str_bytes(&core.config.advertised_host),
             i32::from(core.config.advertised_port),
-        ))
-    } else {
-        Err((
+        )
+    };
+    if core.config.cluster.is_none() {
+        return Ok(me());
+    }
+    // Cluster mode: the coordinator is the leader of the group's offsets partition, and the
+    // offsets topic is created on first use, as Kafka does (by then the brokers are up, so its
+    // partitions spread over them).
+    let Some(offsets) = core.topic(OFFSETS_TOPIC) else {
+        create_via_controller(core, vec![offsets_topic_meta(&core.config)]).await;
+        return Err((
             ErrorCode::CoordinatorNotAvailable,
-            "transactions are not supported yet",
-        ))
+            "the offsets topic is being created",
+        ));
+    };
+    let partition = partition_for(key, offsets.partitions);
+    match core.placement(OFFSETS_TOPIC, partition).map(|p| p.leader) {
+        Some(Leader::Core(_)) => Ok(me()),
+        Some(Leader::Broker(node)) => {
+            let view = core.cluster.borrow();
+            match view.brokers.iter().find(|b| b.node_id == node.0) {
+                Some(b) => Ok((BrokerId(b.node_id), str_bytes(&b.host), i32::from(b.port))),
+                None => Err((
+                    ErrorCode::CoordinatorNotAvailable,
+                    "the coordinator's broker is not available",
+                )),
+            }
+        }
+        Some(Leader::None) | None => Err((
+            ErrorCode::CoordinatorNotAvailable,
+            "the group's offsets partition has no leader",
+        )),
     }
 }
 
-pub fn handle(
+pub async fn handle(
     core: &Core,
     header: &RequestHeader,
     request: FindCoordinatorRequest,
@@ -51,7 +86,7 @@ pub fn handle(
         for key in request.coordinator_keys.iter().take(KEYS_PER_REQUEST_MAX) {
             let mut c = Coordinator::default();
             c.key = key.clone();
-            match lookup(core, request.key_type) {
+            match lookup(core, request.key_type, key.as_str()).await {
                 Ok((node, host, port)) => {
                     c.node_id = node;
                     c.host = host;
@@ -67,7 +102,7 @@ pub fn handle(
             response.coordinators.push(c);
         }
     } else {
-        match lookup(core, request.key_type) {
+        match lookup(core, request.key_type, request.key.as_str()).await {
             Ok((node, host, port)) => {
                 response.node_id = node;
                 response.host = host;

@@ -15,7 +15,7 @@ use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::errors::KafkaCode;
 use crate::metadata::topics::TopicMeta;
-use spate_wire::types::LeaderEpoch;
+use crate::routing::{Leader, Placement};
 
 /// Topics one Metadata request may name: bounds the response size.
 const TOPICS_PER_REQUEST_MAX: usize = 10_000;
@@ -28,7 +28,8 @@ pub async fn handle(
     let version = header.api_version;
     let node = BrokerId(core.config.node_id);
     let mut response = MetadataResponse::default();
-    let view = &core.cluster;
+    // A copy: the view may change while this request waits for an auto-creation below.
+    let view = core.cluster.borrow().clone();
     response.brokers = view
         .brokers
         .iter()
@@ -98,7 +99,7 @@ pub async fn handle(
         let meta = core.topic_by_name_or_id(name.as_deref(), *id.as_bytes());
         match meta {
             Some(meta) => fill_topic(&mut topic, &meta, node, version, |index| {
-                core.leader_epoch(&meta.name, index)
+                core.placement(&meta.name, index)
             }),
             None => {
                 topic.name = name.as_deref().map(topic_name);
@@ -120,14 +121,15 @@ pub async fn handle(
     respond(header, &response)
 }
 
-/// Fills one topic's entry; `leader_epoch` gives a partition's epoch from the partition table
-/// (`None`: not in it yet, reported as -1, "unknown", which clients accept).
+/// Fills one topic's entry; `placement` gives a partition's leader and epoch from the
+/// partition table (`None`: not in it yet; its epoch is then reported as -1, "unknown", which
+/// clients accept). A partition without a leader gets LEADER_NOT_AVAILABLE, and clients retry.
 fn fill_topic(
     topic: &mut MetadataResponseTopic,
     meta: &TopicMeta,
     node: BrokerId,
     version: i16,
-    leader_epoch: impl Fn(i32) -> Option<LeaderEpoch>,
+    placement: impl Fn(i32) -> Option<Placement>,
 ) {
     topic.error_code = ErrorCode::None.code();
     topic.name = Some(topic_name(&meta.name));
@@ -140,14 +142,24 @@ fn fill_topic(
     topic.partitions = (0..meta.partitions)
         .map(|index| {
             let mut partition = MetadataResponsePartition::default();
-            partition.error_code = ErrorCode::None.code();
+            let placed = placement(index);
+            let leader = match placed.map(|p| p.leader) {
+                Some(Leader::Core(_)) | None => Some(node),
+                Some(Leader::Broker(other)) => Some(BrokerId(other.0)),
+                Some(Leader::None) => None,
+            };
             partition.partition_index = index;
-            partition.leader_id = node;
+            partition.error_code = match leader {
+                Some(_) => ErrorCode::None.code(),
+                None => ErrorCode::LeaderNotAvailable.code(),
+            };
+            partition.leader_id = leader.unwrap_or(BrokerId(-1));
             if version >= 7 {
-                partition.leader_epoch = leader_epoch(index).map_or(-1, |epoch| epoch.0);
+                partition.leader_epoch = placed.map_or(-1, |p| p.leader_epoch.0);
             }
-            partition.replica_nodes = vec![node];
-            partition.isr_nodes = vec![node];
+            // Replication factor 1: the leader is the one replica, and in sync.
+            partition.replica_nodes = leader.into_iter().collect();
+            partition.isr_nodes = leader.into_iter().collect();
             partition
         })
         .collect();

@@ -122,7 +122,9 @@ pub async fn handle(
             create_partitions::handle(core, &header, request).await
         }
         RequestBody::DescribeConfigs(request) => describe_configs::handle(core, &header, request),
-        RequestBody::FindCoordinator(request) => find_coordinator::handle(core, &header, request),
+        RequestBody::FindCoordinator(request) => {
+            find_coordinator::handle(core, &header, request).await
+        }
         RequestBody::InitProducerId(request) => {
             init_producer_id::handle(core, &header, request).await
         }

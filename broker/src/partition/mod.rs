@@ -101,6 +101,15 @@ impl<D: Disk> Partition<D> {
         self.leader_epoch.get()
     }
 
+    /// Takes a newer leader epoch (this broker leads the partition again, cluster mode).
+    ///
+    /// # Panics
+    /// If `epoch` is older than the current one: epochs only grow.
+    pub fn set_leader_epoch(&self, epoch: LeaderEpoch) {
+        assert!(epoch >= self.leader_epoch.get(), "leader epochs only grow");
+        self.leader_epoch.set(epoch);
+    }
+
     /// Appends one checked batch in this partition's leader epoch.
     ///
     /// # Errors

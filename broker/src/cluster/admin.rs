@@ -1,0 +1,212 @@
+//! Topic changes in cluster mode: CreateTopics, DeleteTopics and CreatePartitions become records
+//! proposed by this broker's voter while it leads the quorum, answered once committed and
+//! applied on every core of this broker. A broker that does not lead answers NOT_CONTROLLER;
+//! Kafka's clients send these requests to the controller named in Metadata, which is the
+//! quorum's leader, and retry there.
+
+use spate_controller::controller::CreateTopic;
+use spate_wire::ErrorCode;
+use tracing::info;
+
+use spate_wire::cluster::{
+    ControllerAnswer, ControllerRequest, ControllerResponse, NewPartitions, NewTopic,
+};
+
+use super::rpc::RpcError;
+use super::ClusterNode;
+use crate::errors::KafkaCode;
+use crate::metadata::topics::{TopicMeta, TOPIC_CONFIG_KEYS};
+
+/// How long a forwarded change waits for this broker's image to show it before answering.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Per topic: the error code and message.
+pub type TopicResults = Vec<(ErrorCode, Option<String>)>;
+
+fn outcome(
+    result: Result<(), spate_controller::controller::ControllerError>,
+) -> (ErrorCode, Option<String>) {
+    match result {
+        Ok(()) => (ErrorCode::None, None),
+        Err(e) => (e.kafka_code(), Some(e.to_string())),
+    }
+}
+
+/// A forwarded request's per-topic answers, or the whole request's failure for each topic.
+fn forwarded(
+    answer: Result<ControllerResponse, RpcError>,
+    count: usize,
+    results_of: impl FnOnce(ControllerAnswer) -> Option<TopicResults>,
+) -> TopicResults {
+    let failed = |code: ErrorCode, message: String| vec![(code, Some(message)); count];
+    match answer {
+        Err(e) => failed(
+            ErrorCode::NotController,
+            format!("the controller could not be reached: {e}"),
+        ),
+        Ok(response) if response.error_code != ErrorCode::None => failed(
+            response.error_code,
+            response
+                .message
+                .unwrap_or_else(|| "refused by the controller".to_owned()),
+        ),
+        Ok(response) => match results_of(response.answer) {
+            Some(results) if results.len() == count => results,
+            _ => failed(
+                ErrorCode::UnknownServerError,
+                "the controller answered another request".to_owned(),
+            ),
+        },
+    }
+}
+
+fn overrides(meta: &TopicMeta) -> Vec<(String, String)> {
+    TOPIC_CONFIG_KEYS
+        .iter()
+        .filter(|key| meta.config.is_override(key))
+        .filter_map(|key| Some(((*key).to_owned(), meta.config.get(key)?)))
+        .collect()
+}
+
+/// Creates each topic (checked by the broker already: name, partitions, configs), on this
+/// node when it leads the quorum, else forwarded to the leader.
+pub async fn create_topics(node: &ClusterNode, metas: Vec<TopicMeta>) -> TopicResults {
+    if !node.quorum.is_leader() {
+        let count = metas.len();
+        let request = ControllerRequest::CreateTopics {
+            topics: metas
+                .iter()
+                .map(|meta| NewTopic {
+                    name: meta.name.clone(),
+                    partitions: meta.partitions,
+                    replication_factor: -1,
+                    assignment: None,
+                    configs: overrides(meta),
+                })
+                .collect(),
+            validate_only: false,
+        };
+        let answer = node.quorum.call_leader(&request).await;
+        let results = forwarded(answer, count, |answer| match answer {
+            ControllerAnswer::CreateTopics { results } => Some(
+                results
+                    .into_iter()
+                    .map(|r| (r.error_code, r.message))
+                    .collect(),
+            ),
+            _ => None,
+        });
+        let names: Vec<String> = metas.iter().map(|m| m.name.clone()).collect();
+        node.quorum
+            .wait_published(
+                |image| names.iter().all(|n| image.topic_id(n).is_some()),
+                SETTLE_TIMEOUT,
+            )
+            .await;
+        return results;
+    }
+    let mut results = Vec::with_capacity(metas.len());
+    for meta in metas {
+        let configs = overrides(&meta);
+        let request = CreateTopic {
+            name: meta.name.clone(),
+            partitions: meta.partitions,
+            replication_factor: -1,
+            assignment: None,
+            configs,
+        };
+        let created = node
+            .quorum
+            .submit(Box::new(move |controller, image, rng, _now| {
+                controller.create_topic(image, rng, request)
+            }))
+            .await
+            .map(|_| ());
+        if created.is_ok() {
+            info!(topic = %meta.name, partitions = meta.partitions, "topic created through the metadata log");
+        }
+        results.push(outcome(created));
+    }
+    results
+}
+
+/// Deletes each topic, here or at the leader.
+pub async fn delete_topics(node: &ClusterNode, names: Vec<String>) -> TopicResults {
+    if !node.quorum.is_leader() {
+        let count = names.len();
+        let answer = node
+            .quorum
+            .call_leader(&ControllerRequest::DeleteTopics {
+                names: names.clone(),
+            })
+            .await;
+        let results = forwarded(answer, count, |answer| match answer {
+            ControllerAnswer::DeleteTopics { results } => Some(
+                results
+                    .into_iter()
+                    .map(|r| (r.error_code, r.message))
+                    .collect(),
+            ),
+            _ => None,
+        });
+        node.quorum
+            .wait_published(
+                |image| names.iter().all(|n| image.topic_id(n).is_none()),
+                SETTLE_TIMEOUT,
+            )
+            .await;
+        return results;
+    }
+    let mut results = Vec::with_capacity(names.len());
+    for name in names {
+        let deleted = node
+            .quorum
+            .submit(Box::new(|controller, image, _rng, _now| {
+                controller.delete_topic(image, &name)
+            }))
+            .await
+            .map(|_| ());
+        results.push(outcome(deleted));
+    }
+    results
+}
+
+/// Grows each topic to its new partition count, here or at the leader.
+pub async fn create_partitions(node: &ClusterNode, changes: Vec<(String, i32)>) -> TopicResults {
+    if !node.quorum.is_leader() {
+        let count = changes.len();
+        let request = ControllerRequest::CreatePartitions {
+            topics: changes
+                .into_iter()
+                .map(|(name, count)| NewPartitions {
+                    name,
+                    count,
+                    assignment: None,
+                })
+                .collect(),
+        };
+        let answer = node.quorum.call_leader(&request).await;
+        let results = forwarded(answer, count, |answer| match answer {
+            ControllerAnswer::CreatePartitions { results } => Some(
+                results
+                    .into_iter()
+                    .map(|r| (r.error_code, r.message))
+                    .collect(),
+            ),
+            _ => None,
+        });
+        return results;
+    }
+    let mut results = Vec::with_capacity(changes.len());
+    for (name, count) in changes {
+        let grown = node
+            .quorum
+            .submit(Box::new(|controller, image, rng, _now| {
+                controller.create_partitions(image, rng, &name, count, None)
+            }))
+            .await
+            .map(|_| ());
+        results.push(outcome(grown));
+    }
+    results
+}

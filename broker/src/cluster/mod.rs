@@ -1,0 +1,276 @@
+//! A broker as a member of a cluster (`--controller-voters`): the cluster listener and links to
+//! the other brokers ([`transport`]), this broker's voter of the controller quorum ([`quorum`])
+//! with its Raft log on disk ([`raft_file`]), and the translation of the committed metadata
+//! image into what the cores serve ([`apply`]: topics, placements, the cluster view).
+//!
+//! All of it runs on the controller core (core 0); the other cores receive each committed image
+//! over the core mesh and apply it to their own tables, so every core sees metadata changes in
+//! log order. Without `--controller-voters` none of this starts, and a broker is a cluster of
+//! one exactly as before (topic files, core 0 as the controller).
+//!
+//! Deliberately absent for now (see the issue "A cluster of brokers"): brokers that are not
+//! voters, replication factor above 1, moving partitions between brokers.
+
+pub mod admin;
+pub mod apply;
+pub mod quorum;
+pub mod raft_file;
+pub mod rpc;
+pub mod transport;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use spate_controller::controller::RegisterBroker;
+use spate_controller::ids::{Incarnation, NodeId};
+use spate_controller::records::Endpoint;
+use spate_storage::sync::AsyncMutex;
+use spate_wire::cluster::{ControllerAnswer, ControllerRequest};
+use spate_wire::ErrorCode;
+use tracing::{debug, info};
+
+use crate::config::ClusterSettings;
+use crate::core::Core;
+use crate::ops::CoreRequest;
+use crate::runtime::ShutdownFlag;
+use quorum::{Published, Quorum};
+use transport::{Identity, Transport};
+
+/// The id of a cluster started with `--controller-voters`; peers with another id are refused.
+/// One fixed value until cluster ids are generated at formatting time (Kafka's
+/// `kafka-storage format`).
+pub const CLUSTER_ID: &str = "spate-cluster";
+
+/// The cluster side of this broker, on the controller core.
+#[derive(Debug)]
+pub struct ClusterNode {
+    /// This broker's voter.
+    pub quorum: Rc<Quorum>,
+    /// This broker.
+    pub node_id: NodeId,
+    /// This run of the broker: larger than any earlier one of this node id.
+    pub incarnation: Incarnation,
+    /// The producer ids of the block the controller gave this broker: `[next, end)`.
+    producer_ids: Cell<(i64, i64)>,
+    /// Held while a new block is fetched, so two InitProducerIds never fetch two.
+    producer_id_refill: AsyncMutex<()>,
+}
+
+impl ClusterNode {
+    /// A producer id unique in the cluster, from this broker's block (a new block from the
+    /// controller when it is used up).
+    ///
+    /// # Errors
+    /// Why no block could be had (no controller, or it refused).
+    pub async fn allocate_producer_id(&self) -> Result<i64, String> {
+        loop {
+            let (next, end) = self.producer_ids.get();
+            if next < end {
+                self.producer_ids.set((next + 1, end));
+                return Ok(next);
+            }
+            let _refill = self.producer_id_refill.lock().await;
+            if self.producer_ids.get().0 < self.producer_ids.get().1 {
+                continue; // another caller refilled it meanwhile
+            }
+            let (first, count) = if self.quorum.is_leader() {
+                rpc::allocate_producer_ids(&self.quorum, self.node_id, self.incarnation)
+                    .await
+                    .map_err(|e| e.to_string())?
+            } else {
+                let request = ControllerRequest::AllocateProducerIds {
+                    node_id: self.node_id.0,
+                    incarnation: self.incarnation.0,
+                };
+                let response = self
+                    .quorum
+                    .call_leader(&request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match response.answer {
+                    ControllerAnswer::AllocateProducerIds { first_id, count }
+                        if response.error_code == ErrorCode::None && count > 0 =>
+                    {
+                        (first_id, count)
+                    }
+                    _ => {
+                        return Err(format!(
+                            "the controller refused a producer id block: {:?} {}",
+                            response.error_code,
+                            response.message.unwrap_or_default()
+                        ))
+                    }
+                }
+            };
+            info!(
+                first_id = first,
+                count, "producer id block from the controller"
+            );
+            self.producer_ids.set((first, first + i64::from(count)));
+        }
+    }
+}
+
+/// Starts the transport and the quorum on the controller core; every committed image is then
+/// broadcast to all cores.
+///
+/// # Errors
+/// If the cluster listener cannot be bound or the metadata log cannot be replayed.
+pub async fn start(
+    core: Rc<Core>,
+    settings: &ClusterSettings,
+    shutdown: Arc<ShutdownFlag>,
+) -> anyhow::Result<ClusterNode> {
+    let me = core.config.node_id;
+    // Wall-clock milliseconds: a restarted broker's incarnation is larger than its last one's
+    // (unless the clock went back by more than the restart took).
+    let incarnation = crate::core::now_ms().max(1) as u64;
+    let peers = settings
+        .voters
+        .iter()
+        .filter(|v| v.node_id != me)
+        .map(|v| (v.node_id, format!("{}:{}", v.host, v.port)))
+        .collect();
+    let transport = Transport::start(
+        Identity {
+            cluster_id: CLUSTER_ID.to_owned(),
+            node_id: me,
+            incarnation,
+        },
+        settings.listen,
+        peers,
+        shutdown.clone(),
+    )?;
+    let voters: Vec<NodeId> = settings.voters.iter().map(|v| NodeId(v.node_id)).collect();
+    let publisher = core.clone();
+    let publish: quorum::Publish = Box::new(move |published: Arc<Published>| {
+        let core = publisher.clone();
+        async move {
+            core.broadcast(|| CoreRequest::ClusterMetadata(published.clone()))
+                .await;
+        }
+        .boxed_local()
+    });
+    let quorum = Quorum::start(
+        &core.config.data_dir,
+        NodeId(me),
+        voters,
+        incarnation,
+        transport.clone(),
+        publish,
+        shutdown.clone(),
+    )
+    .await?;
+    let shutdown_for_membership = shutdown;
+    let me_voter = settings
+        .voters
+        .iter()
+        .find(|v| v.node_id == me)
+        .expect("config checked this node is a voter");
+    let registration = RegisterBroker {
+        node: NodeId(me),
+        incarnation: Incarnation(incarnation),
+        client: Endpoint {
+            host: core.config.advertised_host.clone(),
+            port: core.config.advertised_port,
+        },
+        cluster: Endpoint {
+            host: me_voter.host.clone(),
+            port: me_voter.port,
+        },
+        rack: None,
+    };
+    glommio::spawn_local(membership(
+        quorum.clone(),
+        registration,
+        shutdown_for_membership,
+    ))
+    .detach();
+    Ok(ClusterNode {
+        quorum,
+        node_id: NodeId(me),
+        incarnation: Incarnation(incarnation),
+        producer_ids: Cell::new((0, 0)),
+        producer_id_refill: AsyncMutex::new(()),
+    })
+}
+
+/// How often this broker tells the controller it is alive (Kafka's broker.heartbeat.interval.ms
+/// default is 2 s against a 9 s session).
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Registers this broker (once per run) and heartbeats it, so the controller places partitions
+/// on it and keeps it unfenced.
+async fn membership(quorum: Rc<Quorum>, registration: RegisterBroker, shutdown: Arc<ShutdownFlag>) {
+    let node = registration.node;
+    let incarnation = registration.incarnation;
+    while !shutdown.is_triggered() {
+        if quorum.is_leader() {
+            let result = if quorum.is_registered(node, incarnation.0) {
+                quorum
+                    .submit(Box::new(move |controller, image, _rng, now| {
+                        controller.heartbeat(image, now, node, incarnation)
+                    }))
+                    .await
+            } else {
+                let registration = registration.clone();
+                let registered = quorum
+                    .submit(Box::new(move |controller, image, _rng, now| {
+                        controller.register_broker(image, now, registration)
+                    }))
+                    .await;
+                if registered.is_ok() {
+                    info!(
+                        node = node.0,
+                        incarnation = incarnation.0,
+                        "broker registered"
+                    );
+                }
+                registered
+            };
+            if let Err(e) = result {
+                debug!(error = %e, "registration or heartbeat not committed");
+            }
+        } else if quorum.leader().is_some() {
+            let registered = quorum.is_registered(node, incarnation.0);
+            let request = if registered {
+                ControllerRequest::Heartbeat {
+                    node_id: node.0,
+                    incarnation: incarnation.0,
+                    want_shutdown: false,
+                    metadata_offset: quorum.applied_offset().0,
+                }
+            } else {
+                ControllerRequest::RegisterBroker {
+                    node_id: node.0,
+                    incarnation: incarnation.0,
+                    client_host: registration.client.host.clone(),
+                    client_port: registration.client.port,
+                    cluster_host: registration.cluster.host.clone(),
+                    cluster_port: registration.cluster.port,
+                    rack: registration.rack.clone(),
+                }
+            };
+            match quorum.call_leader(&request).await {
+                Ok(response) if response.error_code == ErrorCode::None => {
+                    if !registered {
+                        info!(
+                            node = node.0,
+                            incarnation = incarnation.0,
+                            "broker registered with the controller"
+                        );
+                    }
+                }
+                Ok(response) => debug!(
+                    code = ?response.error_code,
+                    message = ?response.message,
+                    "controller refused registration or heartbeat"
+                ),
+                Err(e) => debug!(error = %e, "registration or heartbeat not answered"),
+            }
+        }
+        glommio::timer::sleep(HEARTBEAT_INTERVAL).await;
+    }
+}

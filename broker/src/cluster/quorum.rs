@@ -1,0 +1,458 @@
+//! This broker's voter of the controller quorum: the glommio shell around
+//! `spate_controller::node::ControllerNode` and, while this node leads, its `Controller`.
+//!
+//! One driver task owns the order of everything: it collects the node's actions after each
+//! input, appends the batches to persist to the [`RaftFile`] (fdatasync) and only then tells the
+//! node they are durable, sends the Raft messages through the [`Transport`], and publishes the
+//! committed image to every core before it answers the requests whose records committed. Other
+//! tasks (the inbox, the tick, callers of [`Quorum::submit`]) only feed the node and wake the
+//! driver.
+//!
+//! Invariants: a persist batch is acknowledged only after its fdatasync returned; batches are
+//! written in the order the node gave them; a submit is answered only once its entry committed
+//! in the term it was proposed in and the image that contains it was published to every core.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use futures::future::LocalBoxFuture;
+use spate_controller::controller::{Controller, ControllerConfig, ControllerError};
+use spate_controller::ids::{MetadataOffset, MonotonicMs, NodeId};
+use spate_controller::image::MetadataImage;
+use spate_controller::node::{
+    decode_message, encode_message, ControllerNode, NodeConfig, ProposalId,
+};
+use spate_controller::records::MetadataRecord;
+use spate_controller::rng::SplitMix64;
+use spate_storage::sync::Notify;
+use spate_wire::cluster::{Body, ControllerRequest, ControllerResponse, Raft};
+use tracing::{debug, error, info, warn};
+
+use super::raft_file::RaftFile;
+use super::rpc::{Rpc, RpcError};
+use super::transport::{Inbound, Transport};
+use crate::runtime::ShutdownFlag;
+
+/// One Raft tick: elections take `ELECTION_TICKS_DEFAULT` (10) to 20 ticks, 1-2 s, leaders
+/// heartbeat every 2 ticks.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Submits waiting for their entry to commit, at most; beyond it a submit is refused at once.
+pub const SUBMITS_IN_FLIGHT_MAX: usize = 1024;
+
+/// The committed image as the cores get it, with the quorum's leader.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The image.
+    pub image: MetadataImage,
+    /// The quorum's leader, if known.
+    pub leader: Option<NodeId>,
+}
+
+/// Hands a published image to every core and resolves once all applied it.
+pub type Publish = Box<dyn Fn(Arc<Published>) -> LocalBoxFuture<'static, ()>>;
+
+/// A request's records, built from the leader's image; see [`Quorum::submit`].
+pub type Build<'a> = dyn FnOnce(
+        &mut Controller,
+        &MetadataImage,
+        &mut SplitMix64,
+        MonotonicMs,
+    ) -> Result<Vec<MetadataRecord>, ControllerError>
+    + 'a;
+
+struct Waiter {
+    proposal: ProposalId,
+    done: oneshot::Sender<Result<MetadataOffset, ControllerError>>,
+}
+
+/// See the module docs.
+pub struct Quorum {
+    node: RefCell<ControllerNode>,
+    controller: RefCell<Controller>,
+    rng: RefCell<SplitMix64>,
+    file: RaftFile,
+    transport: Rc<Transport>,
+    publish: Publish,
+    waiters: RefCell<Vec<Waiter>>,
+    /// The leader the cores were last told of.
+    published_leader: Cell<Option<NodeId>>,
+    wake: Notify,
+    was_leader: Cell<bool>,
+    started: Instant,
+    failed: Cell<bool>,
+    /// Requests this node sent to the leader, awaiting answers.
+    rpc: Rpc,
+    /// Woken after each image is published to the cores.
+    published: Notify,
+}
+
+impl std::fmt::Debug for Quorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quorum").finish_non_exhaustive()
+    }
+}
+
+impl Quorum {
+    /// Replays the log under `data_dir`, starts the node, and spawns the driver, inbox and tick
+    /// tasks.
+    ///
+    /// # Errors
+    /// If the log cannot be replayed or the node refuses its configuration.
+    pub async fn start(
+        data_dir: &std::path::Path,
+        me: NodeId,
+        voters: Vec<NodeId>,
+        seed: u64,
+        transport: Rc<Transport>,
+        publish: Publish,
+        shutdown: Arc<ShutdownFlag>,
+    ) -> anyhow::Result<Rc<Quorum>> {
+        let (file, store) = RaftFile::open(data_dir, &voters).await?;
+        let node = ControllerNode::new(NodeConfig::new(me, voters, seed), store)
+            .map_err(|e| anyhow::anyhow!("starting the controller node: {e}"))?;
+        let quorum = Rc::new(Quorum {
+            node: RefCell::new(node),
+            controller: RefCell::new(Controller::new(ControllerConfig::default())),
+            rng: RefCell::new(SplitMix64::new(seed)),
+            file,
+            transport,
+            publish,
+            waiters: RefCell::new(Vec::new()),
+            published_leader: Cell::new(None),
+            wake: Notify::default(),
+            was_leader: Cell::new(false),
+            started: Instant::now(),
+            failed: Cell::new(false),
+            rpc: Rpc::default(),
+            published: Notify::default(),
+        });
+        // The image replayed from the log, before anything new commits.
+        quorum.publish_now().await;
+        glommio::spawn_local(quorum.clone().drive(shutdown.clone())).detach();
+        glommio::spawn_local(quorum.clone().read_inbox(shutdown.clone())).detach();
+        glommio::spawn_local(quorum.clone().tick(shutdown)).detach();
+        Ok(quorum)
+    }
+
+    /// The quorum's leader, if this node knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.node.borrow().leader()
+    }
+
+    /// Whether the committed image has `node` registered in run `incarnation`.
+    pub fn is_registered(&self, node: NodeId, incarnation: u64) -> bool {
+        self.node
+            .borrow()
+            .image()
+            .broker(node)
+            .is_some_and(|b| b.incarnation.0 == incarnation)
+    }
+
+    /// The offset of the last record applied to the committed image.
+    pub fn applied_offset(&self) -> MetadataOffset {
+        self.node.borrow().image().last_applied()
+    }
+
+    /// Whether the committed image has `node` fenced (or does not know it).
+    pub fn is_fenced(&self, node: NodeId) -> bool {
+        self.node
+            .borrow()
+            .image()
+            .broker(node)
+            .is_none_or(|b| b.fenced)
+    }
+
+    /// A topic's id and partition count in the committed image (zeros and -1 if absent).
+    pub fn topic_id_and_partitions(&self, name: &str) -> ([u8; 16], i32) {
+        let node = self.node.borrow();
+        let image = node.image();
+        match image
+            .topic_id(name)
+            .and_then(|id| Some((id, image.topic(id)?)))
+        {
+            Some((id, topic)) => (id.0, topic.partitions.len() as i32),
+            None => ([0; 16], -1),
+        }
+    }
+
+    /// Sends `request` to the quorum's leader (another node) and waits for its answer.
+    ///
+    /// # Errors
+    /// [`RpcError::NoController`] when no other node is known to lead, or the transport's.
+    pub async fn call_leader(
+        &self,
+        request: &ControllerRequest,
+    ) -> Result<ControllerResponse, RpcError> {
+        let leader = self.leader().ok_or(RpcError::NoController)?;
+        if leader.0 == self.transport.node_id() {
+            return Err(RpcError::NoController);
+        }
+        self.rpc.call(&self.transport, leader.0, request).await
+    }
+
+    /// Whether this node leads the quorum.
+    pub fn is_leader(&self) -> bool {
+        self.node.borrow().is_leader()
+    }
+
+    /// A clock for the controller's sessions: time since this node started.
+    pub fn now(&self) -> MonotonicMs {
+        MonotonicMs(self.started.elapsed().as_millis() as u64)
+    }
+
+    /// Builds records with the controller from the leader's view (its image plus what it
+    /// proposed and has not committed yet), proposes them as one entry, and resolves once they
+    /// committed and every core has the image with them.
+    ///
+    /// # Errors
+    /// [`ControllerError::NotController`] on a node that does not lead (or lost leadership before
+    /// the entry committed), or the controller's refusal.
+    pub async fn submit(&self, build: Box<Build<'_>>) -> Result<MetadataOffset, ControllerError> {
+        let receiver = {
+            let mut node = self.node.borrow_mut();
+            if !node.is_leader() || self.failed.get() {
+                return Err(ControllerError::NotController {
+                    leader_hint: node.leader().filter(|_| !self.failed.get()),
+                });
+            }
+            if self.waiters.borrow().len() >= SUBMITS_IN_FLIGHT_MAX {
+                return Err(ControllerError::NotController {
+                    leader_hint: node.leader(),
+                });
+            }
+            let now = self.now();
+            let records = {
+                let image = node.speculative_image();
+                build(
+                    &mut self.controller.borrow_mut(),
+                    image,
+                    &mut self.rng.borrow_mut(),
+                    now,
+                )?
+            };
+            if records.is_empty() {
+                return Ok(node.image().last_applied());
+            }
+            let proposal = node.propose(&records).map_err(|e| {
+                warn!(error = %e, "proposal refused");
+                ControllerError::NotController {
+                    leader_hint: node.leader(),
+                }
+            })?;
+            let (done, receiver) = oneshot::channel();
+            self.waiters.borrow_mut().push(Waiter { proposal, done });
+            receiver
+        };
+        self.wake.notify_all();
+        receiver
+            .await
+            .unwrap_or(Err(ControllerError::NotController { leader_hint: None }))
+    }
+
+    async fn read_inbox(self: Rc<Self>, shutdown: Arc<ShutdownFlag>) {
+        while !shutdown.is_triggered() {
+            let inbound =
+                futures_lite::future::or(async { Some(self.transport.recv().await) }, async {
+                    shutdown.wait().await;
+                    None
+                })
+                .await;
+            let Some(inbound) = inbound else { return };
+            self.handle(inbound);
+            self.wake.notify_all();
+        }
+    }
+
+    fn handle(self: &Rc<Self>, inbound: Inbound) {
+        match inbound.body {
+            Body::ControllerRequest(request) => {
+                let quorum = self.clone();
+                let me = self.transport.node_id();
+                glommio::spawn_local(async move {
+                    let response = super::rpc::serve(quorum, request).await;
+                    let body = Body::ControllerResponse(response);
+                    if let Err(e) = inbound.connection.send(me, inbound.correlation_id, &body) {
+                        debug!(to = inbound.from, error = %e, "controller answer not sent");
+                    }
+                })
+                .detach();
+            }
+            Body::ControllerResponse(response) => {
+                self.rpc.deliver(inbound.correlation_id, response)
+            }
+            Body::Raft(raft) => match decode_message(&raft.message) {
+                Ok(message) => {
+                    if let Err(e) = self.node.borrow_mut().step(message) {
+                        debug!(from = inbound.from, error = %e, "raft message refused");
+                    }
+                }
+                Err(e) => warn!(from = inbound.from, error = %e, "undecodable raft message"),
+            },
+            Body::Error(error) => {
+                warn!(from = inbound.from, message = %error.message, "cluster peer reported an error")
+            }
+            other => {
+                debug!(from = inbound.from, kind = ?other.kind(), "cluster frame not handled here")
+            }
+        }
+    }
+
+    async fn tick(self: Rc<Self>, shutdown: Arc<ShutdownFlag>) {
+        while !shutdown.is_triggered() {
+            glommio::timer::sleep(TICK).await;
+            self.node.borrow_mut().tick();
+            self.watch_leadership();
+            if self.is_leader() {
+                // Fence brokers whose session ran out; usually nothing to propose.
+                let quorum = self.clone();
+                glommio::spawn_local(async move {
+                    let fenced = quorum
+                        .submit(Box::new(|controller, image, _rng, now| {
+                            Ok(controller.tick(image, now))
+                        }))
+                        .await;
+                    if let Err(e) = fenced {
+                        debug!(error = %e, "session check not committed");
+                    }
+                })
+                .detach();
+            }
+            self.wake.notify_all();
+        }
+    }
+
+    /// A new leader starts with fresh sessions (every broker gets a full session timeout to
+    /// heartbeat it); a node that stopped leading fails its waiters, whose entries may still
+    /// commit under the new leader: the client's retry then finds the result.
+    fn watch_leadership(&self) {
+        let leading = self.node.borrow().is_leader();
+        if leading == self.was_leader.get() {
+            return;
+        }
+        self.was_leader.set(leading);
+        self.controller.borrow_mut().reset();
+        let term = self.node.borrow().term();
+        info!(leading, term = term.0, leader = ?self.leader(), "controller quorum leadership changed");
+        if !leading {
+            let hint = self.leader();
+            for waiter in self.waiters.borrow_mut().drain(..) {
+                let _ = waiter
+                    .done
+                    .send(Err(ControllerError::NotController { leader_hint: hint }));
+            }
+        }
+    }
+
+    async fn drive(self: Rc<Self>, shutdown: Arc<ShutdownFlag>) {
+        while !shutdown.is_triggered() && !self.failed.get() {
+            if let Err(e) = self.drain_ready().await {
+                // A write or fdatasync failed: the node must not be told anything is durable, and
+                // it cannot be told that something is not. Stop voting; the quorum goes on without
+                // this node, and a restart replays what is on disk.
+                error!(error = %e, "metadata log write failed: this node stops taking part in the quorum");
+                self.failed.set(true);
+                for waiter in self.waiters.borrow_mut().drain(..) {
+                    let _ = waiter
+                        .done
+                        .send(Err(ControllerError::NotController { leader_hint: None }));
+                }
+                return;
+            }
+            futures_lite::future::or(self.wake.notified(), async {
+                glommio::timer::sleep(TICK).await;
+            })
+            .await;
+        }
+    }
+
+    async fn drain_ready(&self) -> anyhow::Result<()> {
+        loop {
+            let actions = self.node.borrow_mut().ready();
+            if actions.is_empty() {
+                return Ok(());
+            }
+            for outbound in &actions.messages {
+                let body = Body::Raft(Raft {
+                    message: encode_message(&outbound.message).into(),
+                });
+                if let Err(e) = self.transport.send(outbound.to.0, 0, &body) {
+                    debug!(to = outbound.to.0, error = %e, "raft message dropped");
+                }
+            }
+            for batch in &actions.persist {
+                self.file.append(batch).await?;
+                if let Some(token) = batch.token {
+                    self.node.borrow_mut().on_persisted(token);
+                }
+            }
+            let changed = !actions.applied.is_empty() || actions.snapshot_installed.is_some();
+            for applied in &actions.applied {
+                if let Err(refused) = &applied.outcome {
+                    debug!(offset = applied.offset.0, error = ?refused, "committed batch refused by the image");
+                }
+            }
+            if changed || self.leader() != self.published_leader.get() {
+                self.publish_now().await;
+                self.resolve_waiters(&actions.applied);
+            }
+            self.watch_leadership();
+        }
+    }
+
+    fn resolve_waiters(&self, applied: &[spate_controller::node::Applied]) {
+        let mut waiters = self.waiters.borrow_mut();
+        for a in applied {
+            let mut i = 0;
+            while i < waiters.len() {
+                if waiters[i].proposal.offset == a.offset {
+                    let waiter = waiters.swap_remove(i);
+                    let result = if waiter.proposal.term != a.term {
+                        Err(ControllerError::NotController {
+                            leader_hint: self.leader(),
+                        })
+                    } else {
+                        match &a.outcome {
+                            Ok(()) => Ok(a.offset),
+                            Err(refused) => Err(ControllerError::InvalidConfig {
+                                reason: format!("refused when applied: {refused:?}"),
+                            }),
+                        }
+                    };
+                    let _ = waiter.done.send(result);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    async fn publish_now(&self) {
+        let leader = self.leader();
+        self.published_leader.set(leader);
+        let published = Arc::new(Published {
+            image: self.node.borrow().image().clone(),
+            leader,
+        });
+        (self.publish)(published).await;
+        self.published.notify_all();
+    }
+
+    /// Waits until the published image satisfies `done`, or `timeout` passes: after the
+    /// leader answered a forwarded change, so that this broker's next Metadata answer shows it.
+    pub async fn wait_published(&self, done: impl Fn(&MetadataImage) -> bool, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !done(self.node.borrow().image()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            futures_lite::future::or(self.published.notified(), async {
+                glommio::timer::sleep(left).await;
+            })
+            .await;
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! The cluster listener and the links to the other brokers, on the controller core.
+//!
+//! Each broker dials every peer once (a [`Link`], redialled with backoff when it breaks) and
+//! accepts the peers' dials on its `--cluster-listen` address. Either side starts with a
+//! [`Hello`] (cluster id, node id, incarnation, protocol versions); a peer with another cluster
+//! id, an unknown node id or no common version gets an Error frame and is closed. After the
+//! handshake every frame either side receives goes to one inbox, tagged with the sender and the
+//! connection it came on, so a request can be answered on that connection.
+//!
+//! Everything here runs on one executor (the controller core): links and connections are
+//! `Rc`s, queues are `RefCell`s, and nothing is shared with other threads.
+//!
+//! Limits: a connection queues at most [`QUEUED_FRAMES_MAX`] frames and
+//! [`QUEUED_BYTES_MAX`] bytes for sending; beyond that [`Link::send`] refuses (Raft resends what
+//! is lost, and a request's caller gets the error). The inbox is bounded
+//! ([`INBOX_FRAMES_MAX`]): a connection whose frames are not taken stops reading, and TCP slows
+//! its sender.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::{TcpListener, TcpStream};
+use spate_storage::sync::Notify;
+use spate_wire::cluster::{
+    encode_frame, negotiate_version, Body, Envelope, ErrorBody, Frame, FrameDecoder, Hello,
+    CLUSTER_PAYLOAD_BYTES_MAX, VERSION_MAX, VERSION_MIN,
+};
+use spate_wire::ErrorCode;
+use tracing::{debug, info, warn};
+
+use crate::runtime::ShutdownFlag;
+
+/// Frames one connection may have queued for sending.
+pub const QUEUED_FRAMES_MAX: usize = 4096;
+/// Bytes one connection may have queued for sending.
+pub const QUEUED_BYTES_MAX: usize = 64 << 20;
+/// Frames received and not yet taken by the quorum, over all connections.
+pub const INBOX_FRAMES_MAX: usize = 4096;
+/// Bytes asked of a socket per read.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+/// How long a dial or a peer's Hello may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Redial backoff: doubles from the first to the last.
+const REDIAL_BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const REDIAL_BACKOFF_LAST: Duration = Duration::from_secs(2);
+/// How often idle loops look at the shutdown flag.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+
+const _: () = assert!(QUEUED_BYTES_MAX >= CLUSTER_PAYLOAD_BYTES_MAX);
+
+/// Who this broker is, as it says in its Hello.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The cluster's id: peers of another cluster are refused.
+    pub cluster_id: String,
+    /// This node.
+    pub node_id: i32,
+    /// This run of it.
+    pub incarnation: u64,
+}
+
+/// A frame that arrived, with where to answer it.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The sender's node id (checked at the handshake).
+    pub from: i32,
+    /// The frame's correlation id.
+    pub correlation_id: u64,
+    /// The decoded body.
+    pub body: Body,
+    /// The connection it came on: answers go back on it.
+    pub connection: Rc<Outbox>,
+}
+
+/// A connection's queue of frames to send.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    frames: RefCell<VecDeque<Bytes>>,
+    bytes: Cell<usize>,
+    ready: Notify,
+    closed: Cell<bool>,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The connection's queue is at its limit.
+    #[error("send queue full")]
+    Full,
+    /// The connection is gone.
+    #[error("connection closed")]
+    Closed,
+}
+
+impl Outbox {
+    /// Queues one frame.
+    ///
+    /// # Errors
+    /// [`SendError`]: nothing was queued.
+    pub fn send(
+        &self,
+        sender_node_id: i32,
+        correlation_id: u64,
+        body: &Body,
+    ) -> Result<(), SendError> {
+        if self.closed.get() {
+            return Err(SendError::Closed);
+        }
+        // Every peer speaks version 1, the only one there is; the handshake checked it.
+        let envelope = Envelope {
+            version: VERSION_MAX,
+            correlation_id,
+            sender_node_id,
+        };
+        let frame = encode_frame(&envelope, body).to_bytes();
+        let mut frames = self.frames.borrow_mut();
+        if frames.len() >= QUEUED_FRAMES_MAX || self.bytes.get() + frame.len() > QUEUED_BYTES_MAX {
+            return Err(SendError::Full);
+        }
+        self.bytes.set(self.bytes.get() + frame.len());
+        frames.push_back(frame);
+        drop(frames);
+        self.ready.notify_all();
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.closed.set(true);
+        self.frames.borrow_mut().clear();
+        self.bytes.set(0);
+        self.ready.notify_all();
+    }
+
+    /// Takes everything queued, as one buffer (control-plane traffic: copying is cheaper than a
+    /// syscall per frame).
+    fn take_all(&self) -> Option<Bytes> {
+        let mut frames = self.frames.borrow_mut();
+        if frames.is_empty() {
+            return None;
+        }
+        let mut out = BytesMut::with_capacity(self.bytes.get());
+        for frame in frames.drain(..) {
+            out.extend_from_slice(&frame);
+        }
+        self.bytes.set(0);
+        Some(out.freeze())
+    }
+}
+
+/// This broker's dial to one peer: a queue that outlives connections (frames queued while the
+/// peer is down are dropped at each reconnect, since Raft resends).
+#[derive(Debug)]
+pub struct Link {
+    /// The peer.
+    pub node_id: i32,
+    address: String,
+    outbox: RefCell<Rc<Outbox>>,
+}
+
+impl Link {
+    /// Queues a frame for the peer.
+    ///
+    /// # Errors
+    /// [`SendError`].
+    pub fn send(&self, me: i32, correlation_id: u64, body: &Body) -> Result<(), SendError> {
+        self.outbox.borrow().send(me, correlation_id, body)
+    }
+}
+
+/// The transport: links to every peer, the listener, and the inbox.
+pub struct Transport {
+    identity: Identity,
+    links: Vec<Rc<Link>>,
+    inbox_sender: LocalSender<Inbound>,
+    inbox: LocalReceiver<Inbound>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("node_id", &self.identity.node_id)
+            .finish()
+    }
+}
+
+impl Transport {
+    /// Binds `listen`, starts a dialer per peer (`(node id, host:port)`), and accepts peers.
+    ///
+    /// # Errors
+    /// If the listener cannot be bound.
+    pub fn start(
+        identity: Identity,
+        listen: SocketAddr,
+        peers: Vec<(i32, String)>,
+        shutdown: Arc<ShutdownFlag>,
+    ) -> anyhow::Result<Rc<Transport>> {
+        let listener = TcpListener::bind(listen)
+            .map_err(|error| anyhow::anyhow!("binding the cluster listener {listen}: {error}"))?;
+        let (inbox_sender, inbox) = local_channel::new_bounded(INBOX_FRAMES_MAX);
+        let links = peers
+            .iter()
+            .map(|(node_id, address)| {
+                Rc::new(Link {
+                    node_id: *node_id,
+                    address: address.clone(),
+                    outbox: RefCell::new(Rc::new(Outbox::default())),
+                })
+            })
+            .collect();
+        let transport = Rc::new(Transport {
+            identity,
+            links,
+            inbox_sender,
+            inbox,
+        });
+        info!(listen = %listen, peers = peers.len(), "cluster listener up");
+        let known: Vec<i32> = peers.iter().map(|(id, _)| *id).collect();
+        glommio::spawn_local(accept_loop(
+            transport.clone(),
+            listener,
+            known,
+            shutdown.clone(),
+        ))
+        .detach();
+        for link in &transport.links {
+            glommio::spawn_local(dial_loop(transport.clone(), link.clone(), shutdown.clone()))
+                .detach();
+        }
+        Ok(transport)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> i32 {
+        self.identity.node_id
+    }
+
+    /// The link to `node_id`, if it is a peer.
+    pub fn link(&self, node_id: i32) -> Option<&Rc<Link>> {
+        self.links.iter().find(|l| l.node_id == node_id)
+    }
+
+    /// Queues a frame for a peer.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] for an unknown peer, or as [`Link::send`].
+    pub fn send(&self, to: i32, correlation_id: u64, body: &Body) -> Result<(), SendError> {
+        match self.link(to) {
+            Some(link) => link.send(self.identity.node_id, correlation_id, body),
+            None => Err(SendError::Closed),
+        }
+    }
+
+    /// The next frame from any peer.
+    pub async fn recv(&self) -> Inbound {
+        self.inbox
+            .recv()
+            .await
+            .expect("the transport holds a sender")
+    }
+
+    fn hello(&self) -> Body {
+        Body::Hello(Hello {
+            cluster_id: self.identity.cluster_id.clone(),
+            node_id: self.identity.node_id,
+            incarnation: self.identity.incarnation,
+            versions_min: VERSION_MIN,
+            versions_max: VERSION_MAX,
+        })
+    }
+
+    /// Checks a peer's Hello: the same cluster, a known node, a common version.
+    fn check_hello(&self, hello: &Hello, known: &[i32]) -> Result<(), ErrorBody> {
+        if hello.cluster_id != self.identity.cluster_id {
+            return Err(ErrorBody::new(
+                ErrorCode::InconsistentClusterId,
+                &format!(
+                    "cluster id {:?}, expected {:?}",
+                    hello.cluster_id, self.identity.cluster_id
+                ),
+            ));
+        }
+        if !known.contains(&hello.node_id) {
+            return Err(ErrorBody::new(
+                ErrorCode::InvalidRequest,
+                &format!(
+                    "node {} is not a peer of node {}",
+                    hello.node_id, self.identity.node_id
+                ),
+            ));
+        }
+        if negotiate_version(VERSION_MIN, VERSION_MAX, hello).is_none() {
+            return Err(ErrorBody::new(
+                ErrorCode::UnsupportedVersion,
+                &format!(
+                    "peer speaks versions {}-{}, this broker {VERSION_MIN}-{VERSION_MAX}",
+                    hello.versions_min, hello.versions_max
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    transport: Rc<Transport>,
+    listener: TcpListener,
+    known: Vec<i32>,
+    shutdown: Arc<ShutdownFlag>,
+) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shutdown.wait().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => return,
+            Some(Ok(stream)) => stream,
+            Some(Err(error)) => {
+                warn!(%error, "cluster listener: accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let transport = transport.clone();
+        let known = known.clone();
+        let shutdown = shutdown.clone();
+        glommio::spawn_local(async move {
+            let peer = stream.peer_addr().ok();
+            if let Err(error) = serve_accepted(&transport, stream, &known, &shutdown).await {
+                debug!(?peer, %error, "cluster connection closed");
+            }
+        })
+        .detach();
+    }
+}
+
+/// A peer's dial: its Hello, ours back, then frames both ways until it breaks.
+async fn serve_accepted(
+    transport: &Rc<Transport>,
+    mut stream: TcpStream,
+    known: &[i32],
+    shutdown: &ShutdownFlag,
+) -> anyhow::Result<()> {
+    stream.set_nodelay(true).map_err(std::io::Error::from)?;
+    let decoder = FrameDecoder::default();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let first = with_timeout(read_frame(&mut stream, &decoder, &mut buf)).await??;
+    let hello = match Body::decode(&first)? {
+        Body::Hello(hello) => hello,
+        other => anyhow::bail!("first frame is {:?}, not a Hello", other.kind()),
+    };
+    if let Err(refusal) = transport.check_hello(&hello, known) {
+        warn!(peer = hello.node_id, reason = %refusal.message, "refusing a cluster peer");
+        let envelope = Envelope {
+            version: VERSION_MAX,
+            correlation_id: 0,
+            sender_node_id: transport.node_id(),
+        };
+        let frame = encode_frame(&envelope, &Body::Error(refusal));
+        let _ = stream.write_all(&frame.to_bytes()).await;
+        anyhow::bail!("peer refused");
+    }
+    info!(
+        peer = hello.node_id,
+        incarnation = hello.incarnation,
+        "cluster peer connected"
+    );
+    let outbox = Rc::new(Outbox::default());
+    outbox
+        .send(transport.node_id(), 0, &transport.hello())
+        .expect("an empty queue takes a Hello");
+    run_connection(
+        transport,
+        stream,
+        decoder,
+        buf,
+        hello.node_id,
+        outbox,
+        shutdown,
+    )
+    .await
+}
+
+async fn dial_loop(transport: Rc<Transport>, link: Rc<Link>, shutdown: Arc<ShutdownFlag>) {
+    let mut backoff = REDIAL_BACKOFF_FIRST;
+    while !shutdown.is_triggered() {
+        match dial(&transport, &link, &shutdown).await {
+            Ok(()) => backoff = REDIAL_BACKOFF_FIRST,
+            Err(error) => {
+                debug!(peer = link.node_id, address = %link.address, %error, "cluster link down");
+            }
+        }
+        // A fresh queue per connection: what was queued for a dead one is stale.
+        link.outbox.borrow().close();
+        *link.outbox.borrow_mut() = Rc::new(Outbox::default());
+        sleep_unless_shutdown(backoff, &shutdown).await;
+        backoff = (backoff * 2).min(REDIAL_BACKOFF_LAST);
+    }
+}
+
+async fn dial(
+    transport: &Rc<Transport>,
+    link: &Rc<Link>,
+    shutdown: &ShutdownFlag,
+) -> anyhow::Result<()> {
+    // Resolved at each dial, so a peer that moved is found again.
+    let address = link
+        .address
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", link.address))?;
+    let mut stream = with_timeout(TcpStream::connect(address))
+        .await?
+        .map_err(std::io::Error::from)?;
+    stream.set_nodelay(true).map_err(std::io::Error::from)?;
+    let hello = encode_frame(&Envelope::hello(transport.node_id(), 0), &transport.hello());
+    stream.write_all(&hello.to_bytes()).await?;
+    let decoder = FrameDecoder::default();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let first = with_timeout(read_frame(&mut stream, &decoder, &mut buf)).await??;
+    match Body::decode(&first)? {
+        Body::Hello(hello) if hello.node_id == link.node_id => {}
+        Body::Hello(hello) => anyhow::bail!(
+            "dialled node {} but node {} answered",
+            link.node_id,
+            hello.node_id
+        ),
+        Body::Error(error) => anyhow::bail!("refused by the peer: {}", error.message),
+        other => anyhow::bail!("peer answered {:?}, not a Hello", other.kind()),
+    }
+    info!(peer = link.node_id, address = %link.address, "cluster link up");
+    let outbox = link.outbox.borrow().clone();
+    run_connection(
+        transport,
+        stream,
+        decoder,
+        buf,
+        link.node_id,
+        outbox,
+        shutdown,
+    )
+    .await
+}
+
+/// Reads frames into the inbox and writes the outbox, until either side fails or shutdown.
+async fn run_connection(
+    transport: &Rc<Transport>,
+    stream: TcpStream,
+    decoder: FrameDecoder,
+    mut buf: BytesMut,
+    peer: i32,
+    outbox: Rc<Outbox>,
+    shutdown: &ShutdownFlag,
+) -> anyhow::Result<()> {
+    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let writing = {
+        let outbox = outbox.clone();
+        async move {
+            loop {
+                match outbox.take_all() {
+                    Some(bytes) => {
+                        if let Err(error) = writer.write_all(&bytes).await {
+                            return anyhow::Result::<()>::Err(error.into());
+                        }
+                    }
+                    None if outbox.closed.get() => return Ok(()),
+                    None => outbox.ready.notified().await,
+                }
+            }
+        }
+    };
+    let reading = async {
+        loop {
+            let frame = read_frame(&mut reader, &decoder, &mut buf).await?;
+            let body = match Body::decode(&frame) {
+                Ok(body) => body,
+                Err(error) => {
+                    warn!(peer, %error, "undecodable cluster frame; closing the connection");
+                    return Err(error.into());
+                }
+            };
+            let inbound = Inbound {
+                from: peer,
+                correlation_id: frame.envelope.correlation_id,
+                body,
+                connection: outbox.clone(),
+            };
+            if transport.inbox_sender.send(inbound).await.is_err() {
+                return anyhow::Result::<()>::Ok(());
+            }
+        }
+    };
+    let stop = async {
+        shutdown.wait().await;
+        Ok(())
+    };
+    let result = futures_lite::future::or(futures_lite::future::or(writing, reading), stop).await;
+    outbox.close();
+    result
+}
+
+/// Reads until one whole frame is in `buf`.
+async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
+    stream: &mut R,
+    decoder: &FrameDecoder,
+    buf: &mut BytesMut,
+) -> anyhow::Result<Frame> {
+    loop {
+        if let Some(frame) = decoder.decode(buf)? {
+            return Ok(frame);
+        }
+        let start = buf.len();
+        buf.resize(start + READ_CHUNK_BYTES, 0);
+        let read = stream.read(&mut buf[start..]).await?;
+        buf.truncate(start + read);
+        if read == 0 {
+            anyhow::bail!("peer closed the connection");
+        }
+    }
+}
+
+async fn with_timeout<T>(work: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    futures_lite::future::or(async { Ok(work.await) }, async {
+        glommio::timer::sleep(HANDSHAKE_TIMEOUT).await;
+        Err(anyhow::anyhow!("timed out after {HANDSHAKE_TIMEOUT:?}"))
+    })
+    .await
+}
+
+async fn sleep_unless_shutdown(duration: Duration, shutdown: &ShutdownFlag) {
+    let mut left = duration;
+    while !left.is_zero() && !shutdown.is_triggered() {
+        let step = left.min(SHUTDOWN_POLL);
+        glommio::timer::sleep(step).await;
+        left -= step;
+    }
+}
