@@ -10,11 +10,9 @@
 
 use spate_wire::types::Offset;
 
+use super::open::{load_tail_block, rebuild_producers};
 use super::read::read_header;
-use super::{
-    io_err, load_tail_block, rebuild_producers, remove_file, remove_if_exists, Core, Log,
-    RetentionOutcome,
-};
+use super::{io_err, remove_file, remove_if_exists, Core, Log, RetentionOutcome};
 use crate::epoch::EPOCH_FILE_NAME;
 use crate::error::{Result, StorageError};
 use crate::files::write_atomically;
