@@ -155,7 +155,8 @@ impl<D: Disk> Log<D> {
 
     /// Deletes the oldest closed segments that are past `retention_ms` (their newest batch is
     /// older than `now_ms - retention_ms`) or beyond `retention_bytes`, and advances the log
-    /// start. Never touches the active segment; readers holding a [`FileRange`] keep their bytes.
+    /// start. Never touches the active segment; readers holding a
+    /// [`FileRange`](super::FileRange) keep their bytes.
     ///
     /// # Errors
     /// I/O errors removing files (the segments already removed stay removed).

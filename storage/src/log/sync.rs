@@ -88,10 +88,11 @@ impl<D: Disk> Log<D> {
     /// polls a roll's pending seal (and with it the closed segment's writes), a background sync
     /// and the making of the spare file. The owner calls it periodically for every partition:
     /// the writes are otherwise driven only by appends, syncs and waiters, so under
-    /// [`FlushPolicy::Never`] a partition that went idle would keep queued buffers in memory
-    /// and its seal parked (the durable offset behind) until the next append. Takes no lock;
-    /// costs a few loads when nothing is pending. Yields once to the runtime if it submitted
-    /// anything (glommio hands queued I/O to the kernel only then), never waits for the device.
+    /// [`FlushPolicy::Never`](crate::FlushPolicy::Never) a partition that went idle would keep
+    /// queued buffers in memory and its seal parked (the durable offset behind) until the next
+    /// append. Takes no lock; costs a few loads when nothing is pending. Yields once to the
+    /// runtime if it submitted anything (glommio hands queued I/O to the kernel only then),
+    /// never waits for the device.
     ///
     /// It does not write the partly filled buffer: under `Never` that waits for the next
     /// flush, roll or close, as before.
