@@ -73,8 +73,10 @@ pub struct Core {
     /// broadcast was in flight, and every core opened the partitions twice, the second log
     /// replacing the first and losing what had been acknowledged to it.
     topic_changes: AsyncMutex<()>,
-    /// The producer id allocator, on the controller core only, loaded on first use.
-    producer_ids: RefCell<Option<ProducerIdAllocator>>,
+    /// The producer id allocator, on the controller core only, loaded on first use. Behind an
+    /// async lock held for a whole allocation, block write included (see
+    /// `allocate_producer_id`).
+    producer_ids: AsyncMutex<Option<ProducerIdAllocator<GlommioDisk>>>,
     /// The consumer groups this core coordinates (those of its `__consumer_offsets`
     /// partitions).
     pub groups: crate::group::coordinator::Coordinator,
@@ -115,7 +117,7 @@ impl Core {
             routes: RefCell::new(PartitionTable::new(id)),
             mesh,
             topic_changes: AsyncMutex::new(()),
-            producer_ids: RefCell::new(None),
+            producer_ids: AsyncMutex::new(None),
         }
     }
 
@@ -369,7 +371,7 @@ impl Core {
             }
             CoreRequest::AllocateProducerId => match self.cluster_node.get() {
                 Some(node) => CoreReply::ProducerId(node.allocate_producer_id().await),
-                None => CoreReply::ProducerId(self.allocate_producer_id()),
+                None => CoreReply::ProducerId(self.allocate_producer_id().await),
             },
             CoreRequest::ClusterMetadata(published) => {
                 self.apply_published(&published).await;
@@ -381,18 +383,23 @@ impl Core {
         }
     }
 
-    /// A new producer id from the durable allocator (controller core only). No await inside:
-    /// the check and the block write cannot interleave with another allocation.
-    fn allocate_producer_id(&self) -> Result<i64, String> {
+    /// A new producer id from the durable allocator (controller core only). The block write
+    /// goes through the `Disk` seam, so it awaits; the allocator's lock is held across it, from
+    /// the check of the block's end to the hand-out, so another allocation waits for this one
+    /// and the two cannot interleave (what the synchronous version had from awaiting nothing).
+    /// A call dropped midway releases the lock with no id handed out and the reserved end
+    /// unchanged in memory (at worst the block on disk is already written, and is rewritten).
+    async fn allocate_producer_id(&self) -> Result<i64, String> {
         assert_eq!(self.id, CONTROLLER_CORE);
-        let mut slot = self.producer_ids.borrow_mut();
+        let mut slot = self.producer_ids.lock().await;
         if slot.is_none() {
-            *slot =
-                Some(ProducerIdAllocator::load(&self.config.data_dir).map_err(|e| e.to_string())?);
+            let loaded = ProducerIdAllocator::load(GlommioDisk, &self.config.data_dir).await;
+            *slot = Some(loaded.map_err(|e| e.to_string())?);
         }
         let allocator = slot.as_mut().expect("loaded above");
         allocator
             .allocate()
+            .await
             .map(|id| id.0)
             .map_err(|e| e.to_string())
     }
@@ -587,7 +594,7 @@ impl Core {
                 ));
                 continue;
             }
-            if let Err(e) = topics::save(&self.config.data_dir, &meta) {
+            if let Err(e) = topics::save(&GlommioDisk, &self.config.data_dir, &meta).await {
                 error!(topic = %meta.name, error = %e, "writing topic file");
                 results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
                 continue;
@@ -610,7 +617,7 @@ impl Core {
                 results.push((ErrorCode::UnknownTopicOrPartition, None));
                 continue;
             }
-            if let Err(e) = topics::remove(&self.config.data_dir, &name) {
+            if let Err(e) = topics::remove(&GlommioDisk, &self.config.data_dir, &name).await {
                 results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
                 continue;
             }
@@ -649,7 +656,7 @@ impl Core {
             }
             let mut meta = (*current).clone();
             meta.partitions = count;
-            if let Err(e) = topics::save(&self.config.data_dir, &meta) {
+            if let Err(e) = topics::save(&GlommioDisk, &self.config.data_dir, &meta).await {
                 results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
                 continue;
             }

@@ -260,7 +260,8 @@ pub fn ensure_offsets_topic(config: &mut crate::config::Config) -> anyhow::Resul
         }
         None => {
             let meta = offsets_topic_meta(config);
-            crate::metadata::topics::save(&config.data_dir, &meta)?;
+            // Before the executors start: no executor to run the `Disk` path on, none to block.
+            crate::metadata::topics::save_blocking(&config.data_dir, &meta)?;
             tracing::info!(partitions = meta.partitions, "created __consumer_offsets");
         }
     }

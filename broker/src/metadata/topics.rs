@@ -4,13 +4,22 @@
 //! renamed, directory fsynced), and its partitions are directories `<data-dir>/<name>-<n>/` like
 //! Kafka's. The topic file is the source of truth: on startup every core reads all of them, and a
 //! partition directory without a topic file is left alone (and logged) rather than guessed at.
+//!
+//! Topic files are written and removed through the storage [`Disk`] seam ([`save`], [`remove`]:
+//! `GlommioDisk` on the controller core, so a topic change does not block its executor;
+//! `MemDisk` in tests), with `spate_storage::files::write_atomically`, the checkpoint writer the
+//! partition logs use. The one exception is [`save_blocking`], for `__consumer_offsets` before
+//! the executors start, with the same bytes and the same order of steps. Reading them at
+//! startup ([`load_all`]) still uses `std::fs`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use spate_storage::{CleanConfig, FlushPolicy, LogConfig};
+use spate_storage::files::write_atomically;
+use spate_storage::io::Disk;
+use spate_storage::{CleanConfig, FlushPolicy, LogConfig, StorageError};
 
 use crate::config::{FlushMode, TopicDefaults};
 
@@ -403,30 +412,70 @@ pub fn load_all(data_dir: &Path) -> anyhow::Result<BTreeMap<String, TopicMeta>> 
     Ok(topics)
 }
 
-/// Writes a topic file durably (temporary file, fsync, rename, directory fsync).
+/// The name of `topic`'s file in [`topics_dir`].
+fn file_name(topic: &str) -> String {
+    format!("{topic}.toml")
+}
+
+/// The bytes of a topic file.
+fn encode(meta: &TopicMeta) -> std::io::Result<String> {
+    toml::to_string(meta).map_err(std::io::Error::other)
+}
+
+/// Writes a topic file durably through `disk`: `<name>.toml.tmp` written and fdatasynced,
+/// renamed over `<name>.toml`, the directory fsynced (`write_atomically`). A crash leaves the
+/// old file or the new one, whole; after it returns, the file survives a crash.
+///
+/// # Errors
+/// From the disk; the topic file is then unchanged (or, if only the directory fsync failed,
+/// replaced but perhaps not durably).
+pub async fn save<D: Disk>(
+    disk: &D,
+    data_dir: &Path,
+    meta: &TopicMeta,
+) -> Result<(), StorageError> {
+    let dir = topics_dir(data_dir);
+    let name = file_name(&meta.name);
+    disk.create_dir_all(&dir)
+        .await
+        .map_err(|e| StorageError::from_io("creating", &dir, e))?;
+    let text = encode(meta).map_err(|e| StorageError::from_io("encoding", dir.join(&name), e))?;
+    write_atomically(disk, &dir, &name, text.as_bytes()).await
+}
+
+/// [`save`] with blocking `std::fs` calls, for the one topic file written before the executors
+/// start (`__consumer_offsets`, by `group::ensure_offsets_topic`), where no glommio executor
+/// exists to run [`save`] on and nothing else runs to be blocked. Same bytes, same order:
+/// temporary file, fsync, rename, directory fsync.
 ///
 /// # Errors
 /// From the file system.
-pub fn save(data_dir: &Path, meta: &TopicMeta) -> std::io::Result<()> {
+pub fn save_blocking(data_dir: &Path, meta: &TopicMeta) -> std::io::Result<()> {
     let dir = topics_dir(data_dir);
     std::fs::create_dir_all(&dir)?;
-    let text = toml::to_string(meta).map_err(std::io::Error::other)?;
-    let tmp = dir.join(format!("{}.toml.tmp", meta.name));
+    let text = encode(meta)?;
+    let tmp = dir.join(format!("{}.tmp", file_name(&meta.name)));
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
-    std::fs::rename(&tmp, dir.join(format!("{}.toml", meta.name)))?;
+    std::fs::rename(&tmp, dir.join(file_name(&meta.name)))?;
     std::fs::File::open(&dir)?.sync_all()
 }
 
-/// Removes a topic file durably. Partition directories are removed by their owners.
+/// Removes a topic file durably through `disk` (unlink, then fsync the directory). Partition
+/// directories are removed by their owners.
 ///
 /// # Errors
-/// From the file system.
-pub fn remove(data_dir: &Path, name: &str) -> std::io::Result<()> {
+/// From the disk, including not-found.
+pub async fn remove<D: Disk>(disk: &D, data_dir: &Path, name: &str) -> Result<(), StorageError> {
     let dir = topics_dir(data_dir);
-    std::fs::remove_file(dir.join(format!("{name}.toml")))?;
-    std::fs::File::open(&dir)?.sync_all()
+    let path = dir.join(file_name(name));
+    disk.remove(&path)
+        .await
+        .map_err(|e| StorageError::from_io("removing", &path, e))?;
+    disk.sync_dir(&dir)
+        .await
+        .map_err(|e| StorageError::from_io("syncing", &dir, e))
 }
 
 /// A fresh random topic id.
@@ -450,6 +499,9 @@ pub fn new_topic_id() -> [u8; 16] {
 
 #[cfg(test)]
 mod tests {
+    use spate_storage::block_on;
+    use spate_storage::io::mem::{FaultOp, MemDisk};
+
     use super::*;
     use crate::config::{Config, Settings};
 
@@ -540,24 +592,118 @@ mod tests {
         assert_eq!(log.batch_bytes_max, 10_000_000);
     }
 
+    fn meta(name: &str, partitions: i32) -> TopicMeta {
+        TopicMeta {
+            name: name.to_owned(),
+            id: new_topic_id(),
+            partitions,
+            config: TopicConfig::from_defaults(&defaults()),
+        }
+    }
+
     #[test]
     fn topic_files_survive_a_reload() {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../target/test-tmp")
             .join(format!("topics-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let meta = TopicMeta {
-            name: "t1".to_owned(),
-            id: new_topic_id(),
-            partitions: 6,
-            config: TopicConfig::from_defaults(&defaults()),
-        };
-        save(&dir, &meta).unwrap();
+        let (t1, t2) = (meta("t1", 6), meta("t2", 3));
+        save_blocking(&dir, &t1).unwrap();
+        // The `Disk` path writes the same bytes as the blocking one; `load_all` reads both.
+        let disk = MemDisk::new();
+        let data = Path::new("/data");
+        block_on(save(&disk, data, &t1)).unwrap();
+        let t1_path = topics_dir(data).join("t1.toml");
+        assert_eq!(
+            disk.file_bytes(&t1_path).unwrap(),
+            std::fs::read(topics_dir(&dir).join("t1.toml")).unwrap()
+        );
+        block_on(save(&disk, data, &t2)).unwrap();
+        let t2_bytes = disk.file_bytes(&topics_dir(data).join("t2.toml")).unwrap();
+        std::fs::write(topics_dir(&dir).join("t2.toml"), t2_bytes).unwrap();
         let loaded = load_all(&dir).unwrap();
-        assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded["t1"], meta);
-        remove(&dir, "t1").unwrap();
-        assert!(load_all(&dir).unwrap().is_empty());
+        assert_eq!(loaded.len(), 2);
+        assert_eq!((&loaded["t1"], &loaded["t2"]), (&t1, &t2));
+        block_on(remove(&disk, data, "t1")).unwrap();
+        assert!(disk.file_bytes(&t1_path).is_none());
+        assert!(block_on(remove(&disk, data, "t1")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
         assert_ne!(new_topic_id(), new_topic_id());
+    }
+
+    /// What a crash leaves of `path`: `None`, or the topic it parses to (a torn or mixed file
+    /// fails the test).
+    fn topic_after_crash(disk: &MemDisk, path: &Path, seed: u64) -> Option<TopicMeta> {
+        let bytes = disk.file_bytes(path)?;
+        let text = std::str::from_utf8(&bytes).unwrap_or_else(|_| panic!("seed {seed}: torn"));
+        Some(toml::from_str(text).unwrap_or_else(|e| panic!("seed {seed}: torn file: {e}")))
+    }
+
+    /// Power loss after a topic file write, removal or update that failed at any step (or did
+    /// not fail): each file is whole or absent, one that was written (or removed) before the
+    /// call returned stays written (or removed), and an update leaves the old or the new topic.
+    #[test]
+    fn a_topic_file_is_whole_or_absent_after_a_crash() {
+        let faults = [
+            None,
+            Some(FaultOp::Open),
+            Some(FaultOp::Write),
+            Some(FaultOp::Truncate),
+            Some(FaultOp::Sync),
+            Some(FaultOp::Rename),
+        ];
+        let data = Path::new("/data");
+        let dir = topics_dir(data);
+        let (mut failed, mut written) = (0, 0);
+        for seed in 0..240u64 {
+            let disk = MemDisk::new();
+            let old = meta("grown", 2);
+            block_on(save(&disk, data, &old)).unwrap();
+            block_on(save(&disk, data, &meta("gone", 1))).unwrap();
+            let fault = faults[(seed % faults.len() as u64) as usize];
+            let (grown, new) = (
+                TopicMeta {
+                    partitions: 4,
+                    ..old.clone()
+                },
+                meta("new", 8),
+            );
+            // One of the two writes meets the fault, the other runs to the end unsynced by
+            // anything after it.
+            let (faulty, clean) = if seed % 2 == 0 {
+                (&grown, &new)
+            } else {
+                (&new, &grown)
+            };
+            if let Some(op) = fault {
+                disk.fail_next_on(op, &dir.join(format!("{}.toml.tmp", faulty.name)));
+            }
+            let faulty_saved = block_on(save(&disk, data, faulty)).is_ok();
+            assert_eq!(faulty_saved, fault.is_none(), "seed {seed}");
+            block_on(save(&disk, data, clean)).unwrap();
+            let removal = if seed % 3 == 0 {
+                disk.fail_next_on(FaultOp::Remove, &dir.join("gone.toml"));
+                false
+            } else {
+                true
+            };
+            assert_eq!(block_on(remove(&disk, data, "gone")).is_ok(), removal);
+            disk.crash(seed);
+            let after =
+                |name: &str| topic_after_crash(&disk, &dir.join(format!("{name}.toml")), seed);
+            for (topic, saved) in [(faulty, faulty_saved), (clean, true)] {
+                match after(&topic.name) {
+                    Some(found) if found == *topic => written += 1,
+                    Some(found) if topic.name == "grown" && !saved => assert_eq!(found, old),
+                    None if topic.name == "new" && !saved => failed += 1,
+                    other => panic!("seed {seed}: {} saved={saved} left {other:?}", topic.name),
+                }
+            }
+            assert_eq!(after("gone").is_none(), removal, "seed {seed}");
+        }
+        assert!(
+            failed >= 30 && written >= 240,
+            "{failed} failed, {written} written"
+        );
     }
 }

@@ -27,7 +27,8 @@ use spate_wire::batch::{verify_crc, BatchHeader, BATCH_HEADER_BYTES};
 use spate_wire::records::header_records;
 use spate_wire::types::Offset;
 
-use super::{io_err, remove_if_exists, write_index, Log};
+use super::open::write_index;
+use super::{io_err, remove_if_exists, Log};
 use crate::compaction::{
     filter_batch, BatchVerdict, EmptyBatch, FilterScratch, MapFull, OffsetMap, ParsedBatch,
     TombstonePolicy,

@@ -1,0 +1,374 @@
+//! Appends: [`Log::append`] / [`Log::append_checked`] (idempotence check, offsets and epoch
+//! patched into a copy of the header, the batch copied into the aligned write-behind buffer and
+//! kept in the tail cache), preallocation, and the submission of full buffers and tail writes.
+//!
+//! Invariants kept here: offsets are dense in the active segment (asserted); the producer
+//! check and record happen under the same lock as the append; space is reserved before a batch
+//! is accepted, so a full disk changes nothing; every write is block-aligned, and at most
+//! `FULL_WRITES_QUEUED_MAX` full buffers and one tail copy are queued per segment; a batch stays
+//! in the tail cache until its write completed.
+
+use bytes::Bytes;
+use spate_wire::batch::{
+    set_base_offset, set_partition_leader_epoch, BatchError, BatchHeader, CheckedBatch,
+    BATCH_HEADER_BYTES,
+};
+use spate_wire::types::LeaderEpoch;
+
+use super::writes::{self, Until, WriteKind, Writes};
+use super::{AppendInfo, AppendKind, Core, Log, FULL_WRITES_QUEUED_MAX};
+use crate::cache::{BatchBytes, CachedBatch};
+use crate::config::FlushPolicy;
+use crate::epoch::EPOCH_FILE_NAME;
+use crate::error::{io_error_kind, IoErrorKind, Result, StorageError};
+use crate::files::write_atomically;
+use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile};
+use crate::producer_state::{ProducerBatch, Verdict};
+
+impl<D: Disk> Log<D> {
+    /// Appends one record batch, assigning its offsets: `baseOffset` and `partitionLeaderEpoch`
+    /// are written into the header (outside the CRC range, so the producer's CRC stays valid).
+    /// Returns once the batch is in the write-behind buffer (and, under
+    /// [`FlushPolicy::EveryAppend`], durable). Use [`Log::wait_durable`] for `acks=all`.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidBatch`] / [`StorageError::BatchTooLarge`] for a bad batch (nothing
+    /// written); [`StorageError::DiskFull`] if space could not be reserved (nothing changed, retry
+    /// later); [`StorageError::Fenced`] after an earlier write or sync failure; other I/O errors.
+    /// A write or sync failure after the batch was buffered (under `EveryAppend`, or when this
+    /// append starts a group-commit sync) also fences the log: the batch was assigned offsets
+    /// and may or may not survive the reopen that the fence requires.
+    ///
+    /// The batch is not copied into a new buffer: the header is patched in a copy and the body
+    /// is kept as the given `Bytes` (a slice of the request, typically) for the tail cache.
+    pub async fn append(&self, batch: impl Into<Bytes>, epoch: LeaderEpoch) -> Result<AppendInfo> {
+        let batch: Bytes = batch.into();
+        if batch.len() > self.config.batch_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                bytes: batch.len(),
+                bytes_max: self.config.batch_bytes_max,
+            });
+        }
+        if let Ok(header) = BatchHeader::parse(&batch) {
+            if header.total_bytes() > batch.len() {
+                return Err(StorageError::InvalidBatch(BatchError::Truncated {
+                    needed: header.total_bytes(),
+                    available: batch.len(),
+                }));
+            }
+        }
+        let batch = CheckedBatch::check(batch).map_err(StorageError::InvalidBatch)?;
+        self.append_checked(batch, epoch).await
+    }
+
+    /// [`Log::append`] of a batch whose structure and CRC the caller already checked (the
+    /// broker checks each produced batch once, as it parses the request); only its size is
+    /// checked against this log's limit.
+    ///
+    /// # Errors
+    /// As [`Log::append`].
+    pub async fn append_checked(
+        &self,
+        batch: CheckedBatch,
+        epoch: LeaderEpoch,
+    ) -> Result<AppendInfo> {
+        if batch.len() > self.config.batch_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                bytes: batch.len(),
+                bytes_max: self.config.batch_bytes_max,
+            });
+        }
+        let (mut header, batch) = batch.into_parts();
+        // Collect a finished background sync first, so its failure is reported before this batch
+        // is accepted rather than after.
+        self.poll_background_sync().await?;
+        if self.poll_seal()? {
+            self.disk.yield_to_io().await;
+        }
+        self.poll_spare();
+        // Non-idempotent batches (producer id -1) skip the producer state entirely.
+        let producer = ProducerBatch::from_header(&header);
+        let info = {
+            let mut core = self.core.lock().await;
+            self.check_fenced()?;
+            // Checked and recorded under the same lock as the append, so two appends of one
+            // producer in flight at once cannot both pass the check.
+            if let Some(producer) = &producer {
+                if let Verdict::Duplicate(original) = core.producers.check(producer)? {
+                    return Ok(AppendInfo {
+                        base_offset: original.first_offset,
+                        last_offset: original.last_offset,
+                        max_timestamp_ms: original.max_timestamp_ms,
+                        kind: AppendKind::Duplicate,
+                    });
+                }
+            }
+            self.maybe_roll(&mut core, &header).await?;
+            self.reserve(&mut core, batch.len()).await?;
+            let base = core.log_end;
+            if core.epochs.assign(epoch, base) {
+                let bytes = core.epochs.encode();
+                if let Err(e) =
+                    write_atomically(&self.disk, &self.dir, EPOCH_FILE_NAME, &bytes).await
+                {
+                    core.epochs.truncate_from_end(base);
+                    return Err(e);
+                }
+            }
+            let mut head = [0u8; BATCH_HEADER_BYTES];
+            head.copy_from_slice(&batch[..BATCH_HEADER_BYTES]);
+            set_base_offset(&mut head, base);
+            set_partition_leader_epoch(&mut head, epoch);
+            header.base_offset = base;
+            header.partition_leader_epoch = epoch;
+            let bytes = BatchBytes {
+                header: core.headers.carve(&head),
+                records: batch.slice(BATCH_HEADER_BYTES..),
+            };
+            self.buffer_batch(&mut core, &header, bytes);
+            if let Some(producer) = &producer {
+                core.producers.record(
+                    producer,
+                    base,
+                    header.last_offset(),
+                    header.max_timestamp_ms,
+                );
+            }
+            self.copy_in(&mut core, &head).await?;
+            self.copy_in(&mut core, &batch[BATCH_HEADER_BYTES..])
+                .await?;
+            AppendInfo {
+                base_offset: base,
+                last_offset: header.last_offset(),
+                max_timestamp_ms: header.max_timestamp_ms,
+                kind: AppendKind::Appended,
+            }
+        };
+        match self.config.flush {
+            FlushPolicy::EveryAppend => self.wait_durable(info.last_offset.next()).await?,
+            FlushPolicy::GroupCommit { bytes_max, .. }
+                if self.unflushed_bytes() >= bytes_max
+                    && !self.sync_in_flight.get()
+                    && !self.sealing() =>
+            {
+                self.start_background_sync().await?;
+            }
+            _ => {}
+        }
+        Ok(info)
+    }
+
+    /// Waits until every write of a closed segment still being sealed completed (for what reads
+    /// its file: timestamp lookup, the cleaner); a failed write fences the log.
+    pub(super) async fn wait_closed_writes(&self, writes: &Writes<D::File>) -> Result<()> {
+        if writes.wait(Until::Empty).await {
+            self.disk.yield_to_io().await;
+        }
+        if let Some(e) = writes.failure() {
+            self.fenced.set(true);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Waits for the writes of the closed segment still being sealed, if any: for a timestamp
+    /// lookup, which reads its file, and for an append once `FULL_WRITES_QUEUED_MAX` buffers of
+    /// the new segment were written (see `submit_full_buffer`). Not for its seal: the bytes
+    /// must be on the file, not durable.
+    pub(super) async fn wait_closed_segment_drained(&self) -> Result<()> {
+        match self.closed_writes() {
+            Some((_, writes)) => self.wait_closed_writes(&writes).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Records an accepted batch in the indexes, the cache and the offsets; `copy_in` then puts
+    /// its bytes in the write buffer. Space on disk for it was reserved by `reserve`.
+    fn buffer_batch(&self, core: &mut Core<D::File>, header: &BatchHeader, bytes: BatchBytes) {
+        let len = bytes.len();
+        let Core {
+            segments,
+            write,
+            cache,
+            ..
+        } = core;
+        let active = segments
+            .values_mut()
+            .next_back()
+            .expect("a log has a segment");
+        assert_eq!(write.start + write.filled as u64, active.size);
+        let position = active.size;
+        active.index.on_batch(header, position);
+        active
+            .first_timestamp_ms
+            .get_or_insert(header.max_timestamp_ms);
+        active.size += len as u64;
+        assert_eq!(active.next_offset, header.base_offset);
+        active.next_offset = header.last_offset().next();
+        cache.push(CachedBatch {
+            base: header.base_offset,
+            last: header.last_offset(),
+            segment: active.base,
+            position,
+            bytes,
+        });
+        let active_base = active.base;
+        // Evicts only batches on the file (a closed segment still being sealed may have writes
+        // queued too).
+        cache.evict(|b| {
+            b.position + b.bytes.len() as u64 <= self.written_in(active_base, b.segment, u64::MAX)
+        });
+        core.log_end = header.last_offset().next();
+        self.log_end.set(core.log_end);
+        self.appended_bytes
+            .set(self.appended_bytes.get() + len as u64);
+    }
+
+    /// Makes sure the file has space for a batch of `len` bytes, extending its preallocation if
+    /// needed. Changes nothing on failure.
+    ///
+    /// The step runs under the core lock, on the append path. A version that ran it in the
+    /// background was tried and not kept: ext4's fallocate takes the inode lock and waits for
+    /// the writes in flight, so the writes behind it stall anyway, and the A/B runs were too
+    /// noisy to show a gain.
+    async fn reserve(&self, core: &mut Core<D::File>, len: usize) -> Result<()> {
+        let active = core
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("a log has a segment");
+        let needed = align_up(active.size + len as u64);
+        if needed <= active.allocated {
+            return Ok(());
+        }
+        // Each step doubles the allocation (at least `preallocate_bytes`): an fallocate waits
+        // for the file's writes in flight, 0.5-1.5 ms on the test machine, so a busy partition
+        // takes a few steps per segment instead of one per 64 MiB, while an idle one holds
+        // only the first step and no segment holds more than twice what it was written.
+        let step = (active.allocated + active.allocated.max(self.config.preallocate_bytes))
+            .min(align_up(self.config.segment_bytes_max));
+        for target in [step.max(needed), needed] {
+            match active.file.pre_allocate(target).await {
+                Ok(()) => {
+                    active.allocated = target;
+                    return Ok(());
+                }
+                Err(e) if io_error_kind(&e) == IoErrorKind::NoSpace && target != needed => {}
+                Err(e) => return Err(StorageError::from_io("preallocating", &active.path, e)),
+            }
+        }
+        unreachable!("the loop returns on its last iteration")
+    }
+
+    /// Copies a batch into the write buffer; each time the buffer fills, it is submitted as one
+    /// write and appending continues in a spare buffer while that write is in flight.
+    async fn copy_in(&self, core: &mut Core<D::File>, mut data: &[u8]) -> Result<()> {
+        let capacity = self.config.write_buffer_bytes_max;
+        while !data.is_empty() {
+            let write = &mut core.write;
+            let buf = write.buf.as_mut().expect("write buffer present");
+            let n = (capacity - write.filled).min(data.len());
+            buf.as_mut_slice()[write.filled..write.filled + n].copy_from_slice(&data[..n]);
+            write.filled += n;
+            data = &data[n..];
+            if write.filled == capacity {
+                self.submit_full_buffer(core).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Submits the full write buffer as one write without waiting for it (at most
+    /// `FULL_WRITES_QUEUED_MAX` queued) and continues in a spare buffer. Full buffers cover
+    /// disjoint block ranges; one that overlaps a sync's tail write still in flight is chained
+    /// behind it (see `writes`), so this never waits for a sync.
+    async fn submit_full_buffer(&self, core: &mut Core<D::File>) -> Result<()> {
+        let capacity = self.config.write_buffer_bytes_max;
+        // The tail cache evicts oldest first and never an unwritten batch, so while one of the
+        // closed segment's writes is pending nothing appended since can be evicted either: a
+        // device that completes the new segment's writes and leaves one of the old behind (out
+        // of order) would let the cache grow by up to a whole segment. Bounded so: the new
+        // segment's written buffers, its queue, and the closed segment's queue. The old writes
+        // were submitted before the new ones, so a device that completes writes about in order
+        // drained them by the time eight new buffers are written: no wait then.
+        if self.writes().written() >= (FULL_WRITES_QUEUED_MAX * capacity) as u64 {
+            self.wait_closed_segment_drained().await?;
+        }
+        // Waits for the device, not for a sync: the writes drain at its bandwidth.
+        self.wait_writes(Until::FullBelow(writes::FULL_WRITES_MAX))
+            .await?;
+        let active = core
+            .segments
+            .values()
+            .next_back()
+            .expect("a log has a segment");
+        let next = match self.writes().take_spare() {
+            Some(buf) => buf,
+            None => active.file.alloc_buf(capacity),
+        };
+        let buf = core.write.buf.replace(next).expect("write buffer present");
+        assert_eq!(core.write.filled, capacity);
+        let position = core.write.start;
+        core.write.start += capacity as u64;
+        core.write.filled = 0;
+        let end = position + capacity as u64;
+        self.writes()
+            .add(WriteKind::Full, active.file.clone(), buf, position, end);
+        // Submitted (or chained); glommio hands it to the kernel when this task yields.
+        self.disk.yield_to_io().await;
+        self.check_fenced()
+    }
+
+    /// Adds the write of everything appended and not yet covered by a write: the blocks from
+    /// the last one not fully covered up to the end, the last one zero-padded, from a copy, so
+    /// the buffer keeps filling afterwards. Returns whether it submitted a write now.
+    pub(super) fn add_tail_write(&self, core: &mut Core<D::File>) -> bool {
+        let Core {
+            segments, write, ..
+        } = core;
+        let active = segments.values().next_back().expect("a log has a segment");
+        let end = write.start + write.filled as u64;
+        assert_eq!(end, active.size);
+        let issued = self.writes().issued();
+        assert!(issued >= write.start, "earlier buffers were added whole");
+        assert!(issued <= end);
+        if issued == end {
+            return false;
+        }
+        let from = align_down(issued);
+        let length = (align_up(end) - from) as usize;
+        let data = (end - from) as usize;
+        let offset = (from - write.start) as usize;
+        let mut out = active.file.alloc_buf(length);
+        let buf = write.buf.as_ref().expect("write buffer present");
+        out.as_mut_slice()[..data].copy_from_slice(&buf.as_slice()[offset..offset + data]);
+        out.as_mut_slice()[data..].fill(0);
+        self.writes()
+            .add(WriteKind::Tail, active.file.clone(), out, from, end)
+    }
+
+    /// Writes everything out and waits until all writes of the active segment completed (under
+    /// the lock: for truncation and timestamp lookup, which need the file complete; a roll only
+    /// adds the tail write and leaves the waiting to the seal).
+    pub(super) async fn write_out(&self, core: &mut Core<D::File>) -> Result<()> {
+        // Only a dropped sync leaves a tail write behind (see `start_sync`).
+        self.wait_writes(Until::NoTail).await?;
+        self.add_tail_write(core);
+        self.wait_writes(Until::Empty).await?;
+        let active = core
+            .segments
+            .values()
+            .next_back()
+            .expect("a log has a segment");
+        assert_eq!(self.writes().written(), active.size);
+        Ok(())
+    }
+
+    /// Waits (driving the writes) until `until` holds; fails if a write failed.
+    pub(super) async fn wait_writes(&self, until: Until) -> Result<()> {
+        if self.writes().wait(until).await {
+            self.disk.yield_to_io().await;
+        }
+        self.check_fenced()
+    }
+}

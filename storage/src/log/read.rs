@@ -1,0 +1,269 @@
+//! Reads: [`Log::read`] (whole batches from the tail cache or as checked file ranges),
+//! [`FileRange::load`], timestamp lookup ([`Log::offset_for_timestamp`]) and the leader epochs.
+//!
+//! Invariants kept here: a read never goes past its limit (the high watermark or the log end)
+//! and returns whole batches only; a batch not yet written to its file is served from the tail
+//! cache, and a file range never reaches past the position its segment's own write queue
+//! reports written; every byte loaded from a file is checked (length, CRC32C, offsets) before it
+//! is handed out, so corrupt bytes on disk are never served.
+
+use bytes::Bytes;
+use spate_wire::batch::{verify_crc, BatchError, BatchHeader, BATCH_HEADER_BYTES};
+use spate_wire::types::{LeaderEpoch, Offset};
+
+use super::{io_err, FileRange, Log, ReadChunk, ReadResult, ReadUpTo, READ_CHUNKS_MAX};
+use crate::cache::TailCache;
+use crate::epoch::EpochCache;
+use crate::error::{Result, StorageError};
+use crate::io::{Disk, DiskFile};
+use crate::segment::Segment;
+
+impl<F: DiskFile> FileRange<F> {
+    /// Reads the range into memory through the I/O seam, checking every batch's length and
+    /// CRC32C, so corrupt bytes on disk are never handed out.
+    ///
+    /// # Errors
+    /// [`StorageError::CorruptBatch`] if a batch fails a check; I/O errors.
+    pub async fn load(&self) -> Result<Bytes> {
+        let bytes = self
+            .file
+            .read_at(self.position, self.length as usize)
+            .await
+            .map_err(|e| StorageError::from_io("reading", &self.path, e))?;
+        let mut at = 0usize;
+        let mut expected = self.first_offset;
+        for item in spate_wire::batch::batches(&bytes) {
+            let corrupt = |reason| StorageError::CorruptBatch {
+                segment: self.path.clone(),
+                position: self.position + at as u64,
+                reason,
+            };
+            let (header, batch) = item.map_err(corrupt)?;
+            verify_crc(batch).map_err(corrupt)?;
+            // Offsets only grow; compaction leaves gaps where it removed whole batches.
+            if header.base_offset < expected {
+                return Err(corrupt(BatchError::BadOffsets {
+                    last_offset_delta: header.last_offset_delta,
+                    record_count: header.record_count,
+                }));
+            }
+            expected = header.last_offset().next();
+            at += batch.len();
+        }
+        if at as u64 != self.length {
+            return Err(StorageError::CorruptBatch {
+                segment: self.path.clone(),
+                position: self.position + at as u64,
+                reason: BatchError::Truncated {
+                    needed: self.length as usize,
+                    available: at,
+                },
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+impl<D: Disk> Log<D> {
+    /// Reads whole batches starting with the one containing `offset` (or the next one, if
+    /// compaction removed it), up to about `bytes_max` bytes (at least one batch if any is
+    /// readable), as cached slices and file ranges.
+    ///
+    /// # Errors
+    /// [`StorageError::OffsetOutOfRange`] if `offset` is below the log start or above the log
+    /// end; [`StorageError::CorruptBatch`] if a header on disk is invalid; I/O errors.
+    pub async fn read(
+        &self,
+        offset: Offset,
+        bytes_max: u64,
+        up_to: ReadUpTo,
+    ) -> Result<ReadResult<D::File>> {
+        let limit = match up_to {
+            ReadUpTo::HighWatermark => self.high_watermark(),
+            ReadUpTo::LogEnd => self.log_end.get(),
+        };
+        let core = self.core.lock().await;
+        let start = self.log_start.get();
+        if offset < start || offset > core.log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                start,
+                end: core.log_end,
+            });
+        }
+        let mut result = ReadResult {
+            chunks: Vec::new(),
+            next_offset: offset,
+            bytes: 0,
+        };
+        while result.next_offset < limit
+            && (result.bytes < bytes_max || result.chunks.is_empty())
+            && result.chunks.len() < READ_CHUNKS_MAX
+        {
+            let cur = result.next_offset;
+            if let Some(i) = core.cache.find(cur) {
+                read_from_cache(&core.cache, i, limit, bytes_max, &mut result);
+                break;
+            }
+            let (&base, segment) = core
+                .segments
+                .range(..=cur)
+                .next_back()
+                .expect("offset within the log has a segment");
+            if cur >= segment.next_offset {
+                // An empty or finished segment: the next one starts here (or, after
+                // compaction removed batches, a little later).
+                let next = core.segments.range(base..).nth(1).map(|(b, _)| *b);
+                let next = next.expect("an offset below the log end has a segment");
+                assert!(next >= cur, "segments are in offset order");
+                result.next_offset = next;
+                continue;
+            }
+            let active_base = *core
+                .segments
+                .keys()
+                .next_back()
+                .expect("a log has a segment");
+            let written = self.written_in(active_base, base, segment.size);
+            let budget = bytes_max.saturating_sub(result.bytes);
+            let Some((range, next)) = file_range(segment, cur, limit, written, budget).await?
+            else {
+                // `cur` falls in a gap compaction left at the end of the segment.
+                result.next_offset = segment.next_offset;
+                continue;
+            };
+            result.bytes += range.length;
+            result.next_offset = next;
+            result.chunks.push(ReadChunk::File(range));
+        }
+        Ok(result)
+    }
+
+    /// The first batch whose max timestamp is at least `timestamp_ms` (ListOffsets by time):
+    /// its base offset and max timestamp, or `None` if every batch is older.
+    ///
+    /// Batch granularity: the offset is the batch's first record, which may be older than
+    /// `timestamp_ms` (records are not decoded); consumers then skip a few records.
+    ///
+    /// # Errors
+    /// [`StorageError::CorruptBatch`] for an invalid header on disk; I/O errors.
+    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(Offset, i64)>> {
+        let mut core = self.core.lock().await;
+        // Scanning reads headers from the file, so put the buffered tail there first, and wait
+        // for the writes of a closed segment still being sealed (not for its seal: reading
+        // needs the bytes on the file, not durable). Under the lock, so no roll moves on.
+        self.write_out(&mut core).await?;
+        self.wait_closed_segment_drained().await?;
+        for segment in core.segments.values() {
+            if segment.index.max_timestamp_ms() < timestamp_ms {
+                continue;
+            }
+            let entry = segment.index.lookup_time(timestamp_ms);
+            let mut position = entry.position;
+            while position < segment.size {
+                let header = read_header(segment, position).await?;
+                if header.max_timestamp_ms >= timestamp_ms {
+                    return Ok(Some((header.base_offset, header.max_timestamp_ms)));
+                }
+                position += header.total_bytes() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The leader epochs recorded so far.
+    pub async fn epochs(&self) -> EpochCache {
+        self.core.lock().await.epochs.clone()
+    }
+
+    /// For OffsetsForLeaderEpoch: the largest known epoch `<= epoch` and where it ends.
+    pub async fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let core = self.core.lock().await;
+        core.epochs.end_offset_for(epoch, core.log_end)
+    }
+}
+
+fn read_from_cache<F>(
+    cache: &TailCache,
+    mut i: usize,
+    limit: Offset,
+    bytes_max: u64,
+    result: &mut ReadResult<F>,
+) {
+    while let Some(batch) = cache.get(i) {
+        let over_budget = result.bytes + batch.bytes.len() as u64 > bytes_max;
+        if batch.base >= limit || (over_budget && !result.chunks.is_empty()) {
+            break;
+        }
+        if result.chunks.len() == READ_CHUNKS_MAX {
+            break;
+        }
+        assert!(batch.last < limit, "limits fall on batch boundaries");
+        result.bytes += batch.bytes.len() as u64;
+        result.next_offset = batch.last.next();
+        result.chunks.push(ReadChunk::Memory(batch.bytes.clone()));
+        i += 1;
+    }
+}
+
+/// Largest byte range of `segment` that starts at the batch holding `offset`, ends on a batch
+/// boundary at or below `limit` (an offset) and `written` (a position), and is at most `budget`
+/// bytes unless a single batch is larger. Also returns the offset after the range. `None` if no
+/// batch of the segment reaches `offset` (compaction removed the batches that did).
+async fn file_range<F: DiskFile>(
+    segment: &Segment<F>,
+    offset: Offset,
+    limit: Offset,
+    written: u64,
+    budget: u64,
+) -> Result<Option<(FileRange<F>, Offset)>> {
+    let mut position = segment.index.lookup(offset).position;
+    let header = loop {
+        if position >= segment.size {
+            return Ok(None);
+        }
+        let header = read_header(segment, position).await?;
+        if header.last_offset() >= offset {
+            break header;
+        }
+        position += header.total_bytes() as u64;
+    };
+    let first_end = position + header.total_bytes() as u64;
+    assert!(
+        first_end <= written,
+        "batches missing from the cache are on disk"
+    );
+    let cap = position.saturating_add(budget).min(written);
+    let (mut end, mut next) = (first_end, header.last_offset().next());
+    if segment.size <= cap && segment.next_offset <= limit {
+        (end, next) = (segment.size, segment.next_offset);
+    } else if let Some(entry) = segment.index.entry_at_or_before(cap, position) {
+        if entry.offset <= limit && entry.position > end {
+            (end, next) = (entry.position, entry.offset);
+        }
+    }
+    let range = FileRange {
+        file: segment.file.clone(),
+        path: segment.path.clone(),
+        position,
+        length: end - position,
+        first_offset: header.base_offset,
+    };
+    Ok(Some((range, next)))
+}
+
+pub(super) async fn read_header<F: DiskFile>(
+    segment: &Segment<F>,
+    position: u64,
+) -> Result<BatchHeader> {
+    let bytes = segment
+        .file
+        .read_at(position, BATCH_HEADER_BYTES)
+        .await
+        .map_err(io_err("reading", &segment.path))?;
+    BatchHeader::parse(&bytes).map_err(|reason| StorageError::CorruptBatch {
+        segment: segment.path.clone(),
+        position,
+        reason,
+    })
+}

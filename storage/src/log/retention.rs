@@ -1,0 +1,241 @@
+//! Removing data: [`Log::apply_retention`] (oldest closed segments past time or size),
+//! [`Log::truncate_to`] (everything at or above an offset) and idempotent producers' expiry.
+//!
+//! Invariants kept here: retention never deletes the active segment, and both wait for a
+//! pending seal first (it would otherwise write the index or snapshot of a segment removed
+//! here); a truncation is durable before it returns, drops the checkpoint that describes cut
+//! batches before cutting the file, rebuilds the producer state from what is left, and counts
+//! itself in `truncations` so that no sync started before it advances the durable offset;
+//! snapshots below the log start go with the segments, the one at the new start stays.
+
+use spate_wire::types::Offset;
+
+use super::open::{load_tail_block, rebuild_producers};
+use super::read::read_header;
+use super::{io_err, remove_file, remove_if_exists, Core, Log, RetentionOutcome};
+use crate::epoch::EPOCH_FILE_NAME;
+use crate::error::{Result, StorageError};
+use crate::files::write_atomically;
+use crate::index::SegmentIndex;
+use crate::io::{Disk, DiskFile};
+use crate::segment::{file_name, scan, OffsetOrder, ScanEnd, Segment, SNAPSHOT_SUFFIX};
+
+impl<D: Disk> Log<D> {
+    /// Drops idempotent producers idle for `producer_id_expiration_ms` (measured from their
+    /// latest batch's max timestamp to `now_ms`); returns how many. The owner calls this
+    /// periodically (the log has no clock).
+    pub async fn remove_expired_producers(&self, now_ms: i64) -> usize {
+        self.core.lock().await.producers.remove_expired(now_ms)
+    }
+
+    /// Removes every batch with offsets at or above `offset`, cutting before the batch that
+    /// contains it (the log end may end up below `offset`); durable before it returns.
+    ///
+    /// # Errors
+    /// [`StorageError::OffsetOutOfRange`] if `offset` is below the log start; I/O errors.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<Offset> {
+        // Before `core`: an active-segment checkpoint being written must land before this
+        // removes it, not after.
+        let _checkpoint = self.checkpoint.lock().await;
+        let mut core = self.core.lock().await;
+        // The seal writes the closed segment's index and the snapshot at the active base: both
+        // may be cut away here, and must not be written back after.
+        self.wait_sealed().await?;
+        self.check_fenced()?;
+        if offset >= core.log_end {
+            return Ok(core.log_end);
+        }
+        let start = self.log_start.get();
+        if offset < start {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                start,
+                end: core.log_end,
+            });
+        }
+        self.write_out(&mut core).await?;
+        self.truncations.set(self.truncations.get() + 1);
+        let (&cut_base, _) = core.segments.range(..=offset).next_back().expect("segment");
+        let later: Vec<Offset> = core
+            .segments
+            .range(cut_base..)
+            .skip(1)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in later {
+            let segment = core.segments.remove(&base).expect("listed segment");
+            self.remove_segment_files(&segment).await?;
+        }
+        let segment = core.segments.get_mut(&cut_base).expect("segment");
+        // Find the first batch that holds `offset` or later.
+        let mut position = segment.index.lookup(offset).position;
+        let mut new_end = segment.next_offset;
+        while position < segment.size {
+            let header = read_header(segment, position).await?;
+            if header.last_offset() >= offset {
+                new_end = header.base_offset;
+                break;
+            }
+            position += header.total_bytes() as u64;
+        }
+        // The checkpoint would describe batches that are gone: drop it before cutting the file.
+        let index_path = segment.index_path(&self.dir);
+        remove_if_exists(&self.disk, &index_path).await?;
+        self.disk
+            .sync_dir(&self.dir)
+            .await
+            .map_err(io_err("syncing", &self.dir))?;
+        segment
+            .file
+            .truncate(position)
+            .await
+            .map_err(io_err("truncating", &segment.path))?;
+        segment
+            .file
+            .fdatasync()
+            .await
+            .map_err(io_err("syncing", &segment.path))?;
+        segment.allocated = position;
+        let mut index = SegmentIndex::new(segment.base, self.config.index_interval_bytes);
+        let rescan = scan(
+            &*segment.file,
+            position,
+            0,
+            segment.base,
+            OffsetOrder::Increasing,
+            &mut index,
+        )
+        .await?;
+        assert_eq!(
+            rescan.end,
+            ScanEnd::Clean,
+            "bytes before the cut were valid"
+        );
+        // A cleaned segment may have a gap before the cut batch.
+        assert!(rescan.next_offset <= new_end);
+        segment.index = index;
+        segment.size = position;
+        segment.next_offset = new_end;
+        segment.first_timestamp_ms = rescan.first_timestamp_ms;
+        core.write = load_tail_block(segment, self.config.write_buffer_bytes_max).await?;
+        self.writes().reset(position);
+        core.checkpointed = 0;
+        core.cache.truncate_from(new_end);
+        core.log_end = new_end;
+        self.log_end.set(new_end);
+        if self.durable.get() > new_end {
+            self.durable.set(new_end);
+        }
+        if core.epochs.truncate_from_end(new_end) {
+            write_atomically(
+                &self.disk,
+                &self.dir,
+                EPOCH_FILE_NAME,
+                &core.epochs.encode(),
+            )
+            .await?;
+        }
+        let Core {
+            segments,
+            snapshots,
+            producers,
+            ..
+        } = &mut *core;
+        rebuild_producers(
+            &self.disk,
+            &self.dir,
+            segments,
+            snapshots,
+            self.log_start.get(),
+            producers,
+        )
+        .await?;
+        Ok(new_end)
+    }
+
+    /// Deletes the oldest closed segments that are past `retention_ms` (their newest batch is
+    /// older than `now_ms - retention_ms`) or beyond `retention_bytes`, and advances the log
+    /// start. Never touches the active segment; readers holding a
+    /// [`FileRange`](super::FileRange) keep their bytes.
+    ///
+    /// # Errors
+    /// I/O errors removing files (the segments already removed stay removed).
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
+        let mut core = self.core.lock().await;
+        // A segment being sealed may be deleted here; its seal must not write its index after.
+        self.wait_sealed().await?;
+        let mut total: u64 = core.segments.values().map(|s| s.size).sum();
+        let mut outcome = RetentionOutcome {
+            segments_deleted: 0,
+            bytes_deleted: 0,
+            log_start_offset: self.log_start.get(),
+        };
+        loop {
+            if core.segments.len() < 2 {
+                break;
+            }
+            let oldest = core.segments.values().next().expect("segment");
+            let expired = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| oldest.index.max_timestamp_ms() < now_ms.saturating_sub(ms));
+            let oversize = self
+                .config
+                .retention_bytes
+                .is_some_and(|bytes_max| total - oldest.size >= bytes_max);
+            if !expired && !oversize {
+                break;
+            }
+            let base = oldest.base;
+            let segment = core.segments.remove(&base).expect("segment");
+            self.remove_segment_files(&segment).await?;
+            total -= segment.size;
+            outcome.segments_deleted += 1;
+            outcome.bytes_deleted += segment.size;
+            let start = *core.segments.keys().next().expect("segment");
+            self.log_start.set(start);
+            outcome.log_start_offset = start;
+            core.cache.drop_before(start);
+        }
+        if outcome.segments_deleted > 0 {
+            // Kafka's rule: snapshots below the log start go, the producers stay in memory (a
+            // producer whose batches were all deleted is still deduplicated until it expires).
+            // The snapshot at the new log start stays: recovery replays from it.
+            let old: Vec<Offset> = core
+                .snapshots
+                .range(..outcome.log_start_offset)
+                .copied()
+                .collect();
+            for offset in old {
+                core.snapshots.remove(&offset);
+                remove_file(
+                    &self.disk,
+                    &self.dir.join(file_name(offset, SNAPSHOT_SUFFIX)),
+                )
+                .await?;
+            }
+        }
+        if outcome.segments_deleted > 0 && core.epochs.truncate_from_start(outcome.log_start_offset)
+        {
+            write_atomically(
+                &self.disk,
+                &self.dir,
+                EPOCH_FILE_NAME,
+                &core.epochs.encode(),
+            )
+            .await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn remove_segment_files(&self, segment: &Segment<D::File>) -> Result<()> {
+        let index_path = segment.index_path(&self.dir);
+        for path in [&index_path, &segment.path] {
+            remove_if_exists(&self.disk, path).await?;
+        }
+        self.disk
+            .sync_dir(&self.dir)
+            .await
+            .map_err(io_err("syncing", &self.dir))
+    }
+}
