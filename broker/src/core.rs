@@ -430,7 +430,7 @@ impl Core {
             let owner = match self.route(topic, partition) {
                 Route::ThisCore => self.id,
                 Route::OtherCore(core) => core,
-                Route::OtherBroker(_) => {
+                Route::OtherBroker(_) | Route::NoLeader => {
                     slots[i] = Some(op.failed(ErrorCode::NotLeaderOrFollower));
                     continue;
                 }

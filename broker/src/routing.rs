@@ -56,7 +56,10 @@ pub enum Route {
     OtherCore(usize),
     /// Another broker leads it: the client gets NOT_LEADER_OR_FOLLOWER and the leader's id.
     OtherBroker(NodeId),
-    /// No such topic or partition, or no leader now.
+    /// The partition exists but nobody leads it now (its broker is fenced, or this broker's
+    /// image has not caught up yet): the client gets the retriable NOT_LEADER_OR_FOLLOWER.
+    NoLeader,
+    /// No such topic or partition.
     NotHere,
 }
 
@@ -103,7 +106,8 @@ impl PartitionTable {
             Some(Leader::Core(core)) if core == self.core => Route::ThisCore,
             Some(Leader::Core(core)) => Route::OtherCore(core),
             Some(Leader::Broker(node)) => Route::OtherBroker(node),
-            Some(Leader::None) | None => Route::NotHere,
+            Some(Leader::None) => Route::NoLeader,
+            None => Route::NotHere,
         }
     }
 
@@ -160,7 +164,7 @@ mod tests {
         assert_eq!(table.route("t", 0), Route::ThisCore);
         assert_eq!(table.route("t", 1), Route::OtherCore(0));
         assert_eq!(table.route("t", 2), Route::OtherBroker(NodeId(7)));
-        assert_eq!(table.route("t", 3), Route::NotHere);
+        assert_eq!(table.route("t", 3), Route::NoLeader);
         assert_eq!(table.route("t", 4), Route::NotHere);
         assert_eq!(table.route("t", -1), Route::NotHere);
         assert_eq!(table.route("u", 0), Route::NotHere);

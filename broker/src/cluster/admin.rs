@@ -9,7 +9,7 @@ use spate_wire::ErrorCode;
 use tracing::info;
 
 use spate_wire::cluster::{
-    ControllerAnswer, ControllerRequest, ControllerResponse, NewPartitions, NewTopic,
+    ControllerAnswer, ControllerRequest, ControllerResponse, NewPartitions, NewTopic, TopicResult,
 };
 
 use super::rpc::RpcError;
@@ -58,6 +58,13 @@ fn forwarded(
             ),
         },
     }
+}
+
+fn topic_results(results: Vec<TopicResult>) -> TopicResults {
+    results
+        .into_iter()
+        .map(|r| (r.error_code, r.message))
+        .collect()
 }
 
 fn overrides(meta: &TopicMeta) -> Vec<(String, String)> {
@@ -141,12 +148,7 @@ pub async fn delete_topics(node: &ClusterNode, names: Vec<String>) -> TopicResul
             })
             .await;
         let results = forwarded(answer, count, |answer| match answer {
-            ControllerAnswer::DeleteTopics { results } => Some(
-                results
-                    .into_iter()
-                    .map(|r| (r.error_code, r.message))
-                    .collect(),
-            ),
+            ControllerAnswer::DeleteTopics { results } => Some(topic_results(results)),
             _ => None,
         });
         node.quorum
@@ -187,12 +189,7 @@ pub async fn create_partitions(node: &ClusterNode, changes: Vec<(String, i32)>) 
         };
         let answer = node.quorum.call_leader(&request).await;
         let results = forwarded(answer, count, |answer| match answer {
-            ControllerAnswer::CreatePartitions { results } => Some(
-                results
-                    .into_iter()
-                    .map(|r| (r.error_code, r.message))
-                    .collect(),
-            ),
+            ControllerAnswer::CreatePartitions { results } => Some(topic_results(results)),
             _ => None,
         });
         return results;

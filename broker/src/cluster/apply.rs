@@ -47,21 +47,24 @@ pub fn plan(
     cores: usize,
     defaults: &TopicDefaults,
 ) -> Plan {
-    let brokers = image
-        .brokers()
-        .iter()
-        .filter(|(_, b)| !b.fenced)
-        .map(|(node, b)| BrokerEndpoint {
-            node_id: node.0,
-            host: b.client.host.clone(),
-            port: b.client.port,
-            rack: b.rack.clone(),
-        })
-        .collect();
+    let endpoints = |fenced: bool| {
+        image
+            .brokers()
+            .iter()
+            .filter(|(_, b)| b.fenced == fenced)
+            .map(|(node, b)| BrokerEndpoint {
+                node_id: node.0,
+                host: b.client.host.clone(),
+                port: b.client.port,
+                rack: b.rack.clone(),
+            })
+            .collect()
+    };
     let view = ClusterView {
         cluster_id: cluster_id.to_owned(),
         controller_id: leader.map_or(-1, |n| n.0),
-        brokers,
+        brokers: endpoints(false),
+        fenced: endpoints(true),
     };
     let topics = image
         .topics()
@@ -112,4 +115,125 @@ pub fn plan(
         })
         .collect();
     Plan { view, topics }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spate_controller::ids::{
+        Incarnation, LeaderEpoch as CLeaderEpoch, MetadataOffset, PartitionEpoch, PartitionIndex,
+        TopicId,
+    };
+    use spate_controller::records::{Endpoint, MetadataRecord};
+
+    fn image() -> MetadataImage {
+        let mut image = MetadataImage::new();
+        let mut records = Vec::new();
+        for node in [1, 2, 3] {
+            records.push(MetadataRecord::RegisterBroker {
+                node: NodeId(node),
+                incarnation: Incarnation(10),
+                client: Endpoint {
+                    host: format!("b{node}"),
+                    port: 9090 + node as u16,
+                },
+                cluster: Endpoint {
+                    host: format!("b{node}"),
+                    port: 9190 + node as u16,
+                },
+                rack: None,
+            });
+            if node != 3 {
+                records.push(MetadataRecord::UnfenceBroker {
+                    node: NodeId(node),
+                    incarnation: Incarnation(10),
+                });
+            }
+        }
+        let topic_id = TopicId([7; 16]);
+        records.push(MetadataRecord::CreateTopic {
+            name: "t".to_owned(),
+            topic_id,
+            configs: vec![("retention.ms".to_owned(), "1000".to_owned())],
+        });
+        for (index, leader) in [(0, Some(1)), (1, Some(2)), (2, None)] {
+            let replica = NodeId(index + 1);
+            records.push(MetadataRecord::CreatePartition {
+                topic_id,
+                index: PartitionIndex(index),
+                replicas: vec![replica],
+                isr: vec![replica],
+                leader: leader.map(NodeId),
+                leader_epoch: CLeaderEpoch(4),
+                partition_epoch: PartitionEpoch(0),
+            });
+        }
+        for (offset, record) in records.iter().enumerate() {
+            image
+                .apply(MetadataOffset(offset as u64 + 1), record)
+                .unwrap_or_else(|e| panic!("{record:?}: {e}"));
+        }
+        image
+    }
+
+    fn defaults() -> TopicDefaults {
+        crate::config::Config::resolve(crate::config::Settings::default())
+            .unwrap()
+            .topic_defaults
+    }
+
+    #[test]
+    fn a_core_serves_its_own_partitions_and_routes_the_others_to_their_brokers() {
+        let plan = plan(&image(), Some(NodeId(2)), "c", 1, 0, 1, &defaults());
+        assert_eq!(plan.view.controller_id, 2);
+        let live: Vec<i32> = plan.view.brokers.iter().map(|b| b.node_id).collect();
+        assert_eq!(live, [1, 2], "the fenced broker is not listed as live");
+        assert_eq!(plan.view.fenced.len(), 1);
+        assert_eq!(plan.view.fenced[0].node_id, 3);
+        assert_eq!(plan.view.brokers[0].host, "b1");
+        let topic = &plan.topics[0];
+        assert_eq!(topic.meta.name, "t");
+        assert_eq!(topic.meta.partitions, 3);
+        assert_eq!(
+            topic.meta.config.get("retention.ms").as_deref(),
+            Some("1000")
+        );
+        let leaders: Vec<Leader> = topic.placements.iter().map(|p| p.leader).collect();
+        assert_eq!(
+            leaders,
+            [
+                Leader::Core(0),
+                Leader::Broker(RouteNodeId(2)),
+                Leader::None
+            ]
+        );
+        assert!(topic
+            .placements
+            .iter()
+            .all(|p| p.leader_epoch == LeaderEpoch(4)));
+        assert_eq!(topic.hosted_here, [true, false, false]);
+    }
+
+    #[test]
+    fn only_the_owning_core_of_a_broker_keeps_a_partition() {
+        let image = image();
+        let hosted: Vec<Vec<bool>> = (0..2)
+            .map(|core| {
+                plan(&image, None, "c", 1, core, 2, &defaults()).topics[0]
+                    .hosted_here
+                    .clone()
+            })
+            .collect();
+        assert!(
+            hosted[0][0] ^ hosted[1][0],
+            "exactly one of the two cores keeps partition 0"
+        );
+        assert!(hosted.iter().all(|h| !h[1] && !h[2]));
+        assert_eq!(
+            plan(&image, None, "c", 1, 0, 2, &defaults())
+                .view
+                .controller_id,
+            -1
+        );
+    }
 }

@@ -114,7 +114,7 @@ pub fn coordinator_core(core: &Core, group: &str) -> Option<usize> {
     match core.route(OFFSETS_TOPIC, partition_for(group, partitions)) {
         Route::ThisCore => Some(core.id),
         Route::OtherCore(owner) => Some(owner),
-        Route::OtherBroker(_) | Route::NotHere => None,
+        Route::OtherBroker(_) | Route::NoLeader | Route::NotHere => None,
     }
 }
 

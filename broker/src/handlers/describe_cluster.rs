@@ -6,7 +6,8 @@
 //! This is a broker listener: a v1+ request for controller endpoints gets
 //! MISMATCHED_ENDPOINT_TYPE, as from a Kafka broker (controllers answer on their own listener).
 //! Authorized operations are not computed (no ACLs yet): the field says "not provided",
-//! as Metadata's does.
+//! as Metadata's does. v2's `include_fenced_brokers` adds the registered brokers that are
+//! fenced, marked `is_fenced`.
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
@@ -48,15 +49,20 @@ pub fn handle(
     let view = core.cluster.borrow();
     response.cluster_id = str_bytes(&view.cluster_id);
     response.controller_id = BrokerId(view.controller_id);
+    let with_fenced = version >= 2 && request.include_fenced_brokers;
+    let fenced = if with_fenced { &view.fenced[..] } else { &[] };
     response.brokers = view
         .brokers
         .iter()
-        .map(|b| {
+        .map(|b| (b, false))
+        .chain(fenced.iter().map(|b| (b, true)))
+        .map(|(b, is_fenced)| {
             let mut broker = DescribeClusterBroker::default();
             broker.broker_id = BrokerId(b.node_id);
             broker.host = str_bytes(&b.host);
             broker.port = i32::from(b.port);
             broker.rack = b.rack.as_deref().map(str_bytes);
+            broker.is_fenced = is_fenced;
             broker
         })
         .collect();

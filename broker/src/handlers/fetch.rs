@@ -123,7 +123,7 @@ async fn wait_for_data(core: &Core, ops: &[FetchOp], results: &[FetchResult], wa
             Route::ThisCore => core.id,
             Route::OtherCore(owner) => owner,
             // Nothing to wait for here: the answer already carries the partition's error.
-            Route::OtherBroker(_) | Route::NotHere => continue,
+            Route::OtherBroker(_) | Route::NoLeader | Route::NotHere => continue,
         };
         by_core[owner].push((op.topic.clone(), op.partition, seen));
     }

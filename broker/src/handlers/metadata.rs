@@ -29,7 +29,17 @@ pub async fn handle(
     let node = BrokerId(core.config.node_id);
     let mut response = MetadataResponse::default();
     // A copy: the view may change while this request waits for an auto-creation below.
-    let view = core.cluster.borrow().clone();
+    let mut view = core.cluster.borrow().clone();
+    if !view.brokers.iter().any(|b| b.node_id == node.0) {
+        // A broker that has not joined its cluster yet (just started, no controller elected)
+        // still lists itself: librdkafka treats an answer without brokers as a failed request.
+        view.brokers.push(crate::metadata::cluster::BrokerEndpoint {
+            node_id: node.0,
+            host: core.config.advertised_host.clone(),
+            port: core.config.advertised_port,
+            rack: None,
+        });
+    }
     response.brokers = view
         .brokers
         .iter()

@@ -34,6 +34,9 @@ pub struct ClusterView {
     pub controller_id: i32,
     /// Live (unfenced) brokers, by node id.
     pub brokers: Vec<BrokerEndpoint>,
+    /// Registered brokers that are fenced (missed heartbeats, or shutting down): listed only by
+    /// DescribeCluster v2 when asked (`include_fenced_brokers`).
+    pub fenced: Vec<BrokerEndpoint>,
 }
 
 impl ClusterView {
@@ -48,6 +51,7 @@ impl ClusterView {
                 port: config.advertised_port,
                 rack: None,
             }],
+            fenced: Vec::new(),
         }
     }
 }
