@@ -159,6 +159,11 @@ pub async fn serve_core(
         .detach();
     }
     drop(listener);
+    if let Some(node) = core.cluster_node.get() {
+        // Before draining: clients that reconnect elsewhere find the partitions already marked
+        // leaderless instead of waiting out a session timeout.
+        node.leave().await;
+    }
     info!(
         core = id,
         open = connections.count(),

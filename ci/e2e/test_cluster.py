@@ -176,9 +176,15 @@ def test_the_quorum_survives_its_leader_and_a_full_restart(start_broker):
     by_id[old].restart()
     wait_for_brokers(survivor.bootstrap, BROKERS)
 
+    # Controlled shutdown: a broker stopped with SIGTERM tells the controller first, so it is
+    # fenced at once rather than after the 9 s session timeout.
+    assert by_id[old].stop() == 0
+    wait_for_brokers(survivor.bootstrap, BROKERS - 1, timeout_s=3)
+
     # Stop everything cleanly, start everything again: topics, placement and data are back.
     for b in brokers:
-        assert b.stop() == 0
+        if b.running():
+            assert b.stop() == 0
     for b in brokers:
         b.restart()
     for b in brokers:

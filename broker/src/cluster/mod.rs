@@ -29,7 +29,7 @@ use spate_controller::records::Endpoint;
 use spate_storage::sync::AsyncMutex;
 use spate_wire::cluster::{ControllerAnswer, ControllerRequest};
 use spate_wire::ErrorCode;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::ClusterSettings;
 use crate::core::Core;
@@ -56,9 +56,64 @@ pub struct ClusterNode {
     producer_ids: Cell<(i64, i64)>,
     /// Held while a new block is fetched, so two InitProducerIds never fetch two.
     producer_id_refill: AsyncMutex<()>,
+    /// Stops the transport and the quorum: set by [`ClusterNode::leave`], after the broker's
+    /// shutdown, so that the controller hears of the shutdown first.
+    stop: Arc<ShutdownFlag>,
 }
 
+/// How long a stopping broker waits for the controller to take note of it.
+pub const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl ClusterNode {
+    /// Controlled shutdown: tells the controller this broker is stopping (it is fenced, and its
+    /// partitions lose their leader at once rather than after a session timeout), then stops
+    /// the transport and the quorum. Bounded by [`CONTROLLED_SHUTDOWN_TIMEOUT`]: a broker
+    /// whose controller cannot be reached still stops.
+    pub async fn leave(&self) {
+        let node = self.node_id;
+        let incarnation = self.incarnation;
+        let told = futures_lite::future::or(
+            async {
+                if self.quorum.is_leader() {
+                    self.quorum
+                        .submit(Box::new(move |controller, image, _rng, _now| {
+                            controller.controlled_shutdown(image, node, incarnation)
+                        }))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                } else {
+                    let request = ControllerRequest::Heartbeat {
+                        node_id: node.0,
+                        incarnation: incarnation.0,
+                        want_shutdown: true,
+                        metadata_offset: self.quorum.applied_offset().0,
+                    };
+                    match self.quorum.call_leader(&request).await {
+                        Ok(response) if response.error_code == ErrorCode::None => Ok(()),
+                        Ok(response) => Err(format!("{:?}", response.error_code)),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            },
+            async {
+                glommio::timer::sleep(CONTROLLED_SHUTDOWN_TIMEOUT).await;
+                Err(format!("no answer within {CONTROLLED_SHUTDOWN_TIMEOUT:?}"))
+            },
+        )
+        .await;
+        match told {
+            Ok(()) => info!(
+                node = node.0,
+                "controlled shutdown: the controller fenced this broker"
+            ),
+            Err(e) => {
+                warn!(node = node.0, error = %e, "controlled shutdown not confirmed; stopping anyway")
+            }
+        }
+        self.stop.trigger();
+    }
+
     /// A producer id unique in the cluster, from this broker's block (a new block from the
     /// controller when it is used up).
     ///
@@ -133,6 +188,9 @@ pub async fn start(
         .filter(|v| v.node_id != me)
         .map(|v| (v.node_id, format!("{}:{}", v.host, v.port)))
         .collect();
+    // The transport and the quorum outlive the broker's own shutdown until `leave` has told
+    // the controller.
+    let stop = Arc::new(ShutdownFlag::default());
     let transport = Transport::start(
         Identity {
             cluster_id: CLUSTER_ID.to_owned(),
@@ -141,7 +199,7 @@ pub async fn start(
         },
         settings.listen,
         peers,
-        shutdown.clone(),
+        stop.clone(),
     )?;
     let voters: Vec<NodeId> = settings.voters.iter().map(|v| NodeId(v.node_id)).collect();
     let publisher = core.clone();
@@ -160,7 +218,7 @@ pub async fn start(
         incarnation,
         transport.clone(),
         publish,
-        shutdown.clone(),
+        stop.clone(),
     )
     .await?;
     let shutdown_for_membership = shutdown;
@@ -194,6 +252,7 @@ pub async fn start(
         incarnation: Incarnation(incarnation),
         producer_ids: Cell::new((0, 0)),
         producer_id_refill: AsyncMutex::new(()),
+        stop,
     })
 }
 
