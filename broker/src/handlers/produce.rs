@@ -7,14 +7,16 @@
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::produce_request::ProduceRequest;
 use spate_wire::kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
+use spate_wire::kafka_protocol::messages::BrokerId;
 use spate_wire::ErrorCode;
 
 use super::{respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::ops::{Durability, ProduceOp, ProduceResult};
+use crate::routing::Leader;
 
 pub async fn handle(
     core: &Core,
@@ -55,6 +57,9 @@ pub async fn handle(
     let version = header.api_version;
     let mut plan = plan.into_iter();
     let mut response = ProduceResponse::default();
+    // KIP-951 (v10+): a partition answered NOT_LEADER_OR_FOLLOWER carries its current leader,
+    // and the response the leaders' endpoints, so the client moves without a Metadata round trip.
+    let mut leaders_named: Vec<i32> = Vec::new();
     for topic in &request.topic_data {
         let mut out = TopicProduceResponse::default();
         out.name = topic.name.clone();
@@ -73,6 +78,18 @@ pub async fn handle(
                     if version >= 8 {
                         p.error_message = result.message.as_deref().map(str_bytes);
                     }
+                    if version >= 10 && result.error == ErrorCode::NotLeaderOrFollower {
+                        if let Some(placed) = core.placement(&topic.name.0, partition.index) {
+                            let leader = match placed.leader {
+                                Leader::Core(_) => Some(core.config.node_id),
+                                Leader::Broker(node) => Some(node.0),
+                                Leader::None => None,
+                            };
+                            p.current_leader.leader_id = BrokerId(leader.unwrap_or(-1));
+                            p.current_leader.leader_epoch = placed.leader_epoch.0;
+                            leaders_named.extend(leader);
+                        }
+                    }
                 }
                 Err(error) => {
                     p.error_code = error.code();
@@ -82,6 +99,24 @@ pub async fn handle(
             out.partition_responses.push(p);
         }
         response.responses.push(out);
+    }
+    if !leaders_named.is_empty() {
+        leaders_named.sort_unstable();
+        leaders_named.dedup();
+        let view = core.cluster.borrow();
+        response.node_endpoints = view
+            .brokers
+            .iter()
+            .filter(|b| leaders_named.binary_search(&b.node_id).is_ok())
+            .map(|b| {
+                let mut endpoint = NodeEndpoint::default();
+                endpoint.node_id = BrokerId(b.node_id);
+                endpoint.host = str_bytes(&b.host);
+                endpoint.port = i32::from(b.port);
+                endpoint.rack = b.rack.as_deref().map(str_bytes);
+                endpoint
+            })
+            .collect();
     }
     respond(header, &response)
 }
