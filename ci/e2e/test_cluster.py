@@ -118,6 +118,17 @@ def test_any_broker_bootstraps_clients_to_a_cluster_of_three(start_broker):
     kp_reads = kp.consume_all(brokers[1].bootstrap, kp_topic, 300)
     check_reads("kp", kp_reads, 300, acked_offsets=kp_acked)
 
+    # Idempotent producers (kafka-python's default) get producer ids from blocks the controller
+    # hands each broker, unique in the cluster.
+    idem_topic = "spread-idem"
+    create_topic(brokers[0].bootstrap, idem_topic)
+    for b in brokers:
+        idem = kp.producer(b.bootstrap, enable_idempotence=True)
+        acked_idem = kp.produce_range(idem, idem_topic, f"idem{b.name}", range(60))
+        assert len(acked_idem) == 60
+        idem.close()
+    assert sum(len(r) for r in [kp.consume_all(brokers[1].bootstrap, idem_topic, 180)]) == 180
+
     # A consumer group: its coordinator is the leader of its offsets partition, on any broker.
     group = Consumer({
         "bootstrap.servers": brokers[2].bootstrap,
