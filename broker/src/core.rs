@@ -287,6 +287,7 @@ impl Core {
                 writers,
                 cleaner,
                 placements[index as usize].leader_epoch.max(LeaderEpoch(0)),
+                meta.config.min_insync_replicas,
             ));
             self.partitions
                 .borrow_mut()

@@ -35,6 +35,7 @@ fn config_type(name: &str) -> i8 {
         "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
         "segment.bytes"
         | "max.message.bytes"
+        | "min.insync.replicas"
         | "broker.id"
         | "num.partitions"
         | "socket.request.max.bytes"

@@ -117,6 +117,11 @@ pub struct TopicConfig {
     /// `min.compaction.lag.ms`.
     #[serde(default)]
     pub min_compaction_lag_ms: i64,
+    /// `min.insync.replicas`: an acks=all produce needs this many in-sync replicas. Every
+    /// partition has one replica until replication lands, so above 1 acks=all is refused with
+    /// NOT_ENOUGH_REPLICAS, as Kafka refuses it on a topic with fewer in-sync replicas.
+    #[serde(default = "default_min_insync_replicas")]
+    pub min_insync_replicas: u32,
     /// Keys the creator set explicitly (DescribeConfigs reports the rest as defaults).
     #[serde(default)]
     pub overrides: Vec<String>,
@@ -179,6 +184,11 @@ impl std::fmt::Display for CleanupPolicy {
     }
 }
 
+/// Kafka's default `min.insync.replicas`, 1.
+fn default_min_insync_replicas() -> u32 {
+    1
+}
+
 /// Kafka's default `min.cleanable.dirty.ratio`, 0.5.
 fn default_dirty_ratio_ppm() -> u32 {
     500_000
@@ -195,6 +205,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "min.cleanable.dirty.ratio",
     "delete.retention.ms",
     "min.compaction.lag.ms",
+    "min.insync.replicas",
     "retention.ms",
     "retention.bytes",
     "segment.bytes",
@@ -221,6 +232,7 @@ impl TopicConfig {
             min_cleanable_dirty_ratio_ppm: default_dirty_ratio_ppm(),
             delete_retention_ms: default_delete_retention_ms(),
             min_compaction_lag_ms: 0,
+            min_insync_replicas: default_min_insync_replicas(),
             overrides: Vec::new(),
         }
     }
@@ -260,6 +272,13 @@ impl TopicConfig {
             }
             "delete.retention.ms" => self.delete_retention_ms = int(0)?,
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = int(0)?,
+            "min.insync.replicas" => {
+                let v = int(1)?;
+                if v > i64::from(u16::MAX) {
+                    return Err(invalid("out of range"));
+                }
+                self.min_insync_replicas = v as u32;
+            }
             "retention.ms" => self.retention_ms = int(-1)?,
             "retention.bytes" => self.retention_bytes = int(-1)?,
             "segment.bytes" => {
@@ -304,6 +323,7 @@ impl TopicConfig {
             }
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "retention.ms" => self.retention_ms.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
             "segment.bytes" => self.segment_bytes.to_string(),

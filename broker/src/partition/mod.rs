@@ -67,6 +67,9 @@ pub struct Partition<D: Disk = GlommioDisk> {
     pub cleaner: Cell<CleanerState>,
     /// Who may append.
     pub writers: Writers,
+    /// The topic's `min.insync.replicas`; the in-sync set is this broker alone until
+    /// replication lands.
+    pub min_insync_replicas: u32,
     /// The epoch this broker leads the partition in: written into every batch it appends and
     /// recorded in the log's epoch cache.
     leader_epoch: Cell<LeaderEpoch>,
@@ -81,8 +84,10 @@ impl<D: Disk> Partition<D> {
         writers: Writers,
         cleaner: CleanerState,
         leader_epoch: LeaderEpoch,
+        min_insync_replicas: u32,
     ) -> Partition<D> {
         assert!(leader_epoch.0 >= 0);
+        assert!(min_insync_replicas >= 1);
         Partition {
             log,
             appended: Notify::default(),
@@ -92,6 +97,7 @@ impl<D: Disk> Partition<D> {
             compaction,
             cleaner: Cell::new(cleaner),
             writers,
+            min_insync_replicas,
             leader_epoch: Cell::new(leader_epoch),
         }
     }

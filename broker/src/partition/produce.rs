@@ -131,6 +131,9 @@ pub fn check_produce(
     Ok(checked)
 }
 
+/// Replicas in a partition's in-sync set: its leader, until replication lands.
+const IN_SYNC_REPLICAS: u32 = 1;
+
 fn refused(error: ErrorCode, message: String) -> ProduceResult {
     ProduceResult {
         error,
@@ -148,6 +151,17 @@ impl<D: Disk> Partition<D> {
         op: ProduceOp,
         stats: &CoreStats,
     ) -> ProduceResult {
+        if op.durability == Durability::Flushed && self.min_insync_replicas > IN_SYNC_REPLICAS {
+            // Refused before the append, as Kafka does when the in-sync set is too small.
+            return refused(
+                ErrorCode::NotEnoughReplicas,
+                format!(
+                    "min.insync.replicas is {} but {}-{} has {IN_SYNC_REPLICAS} in-sync replica \
+                     (replication is not implemented yet)",
+                    self.min_insync_replicas, op.topic, op.partition
+                ),
+            );
+        }
         let checked = match check_produce(
             &op.records,
             self.batch_bytes_max,
