@@ -573,12 +573,14 @@ impl Core {
         .await;
     }
 
-    async fn create_topics(&self, metas: Vec<TopicMeta>) -> Vec<(ErrorCode, Option<String>)> {
+    async fn create_topics(&self, topics: Vec<NewTopic>) -> Vec<(ErrorCode, Option<String>)> {
         assert_eq!(self.id, CONTROLLER_CORE);
         let _serialized = self.topic_changes.lock().await;
         if let Some(node) = self.cluster_node.get() {
-            return crate::cluster::admin::create_topics(node, metas).await;
+            return crate::cluster::admin::create_topics(node, topics).await;
         }
+        // A single broker holds every partition; the handler checked an assignment names it.
+        let metas: Vec<TopicMeta> = topics.into_iter().map(|t| t.meta).collect();
         let mut results = Vec::with_capacity(metas.len());
         for meta in metas {
             if self.topic(&meta.name).is_some() {

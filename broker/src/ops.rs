@@ -109,6 +109,15 @@ pub struct EpochEndResult {
     pub end_offset: Offset,
 }
 
+/// A topic to create, checked by the handler: its record, and the replicas of each partition
+/// when the client assigned them (CreateTopics' `assignments`; one replica each, since
+/// replication is not implemented yet), else placed by the controller.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub meta: TopicMeta,
+    pub assignment: Option<Vec<Vec<i32>>>,
+}
+
 /// Work sent to another core.
 #[derive(Debug)]
 pub enum CoreRequest {
@@ -123,7 +132,7 @@ pub enum CoreRequest {
     },
     /// To the controller core: create these topics (validated there, written durably), then
     /// tell every core.
-    CreateTopics(Vec<TopicMeta>),
+    CreateTopics(Vec<NewTopic>),
     /// To the controller core: delete these topics.
     DeleteTopics(Vec<String>),
     /// To the controller core: grow a topic to this many partitions.

@@ -148,3 +148,32 @@ def test_confluent_describe_cluster_names_the_broker_and_controller(broker):
     assert md.cluster_id == "spate"
     assert md.controller_id == 0
     assert sorted(md.brokers) == [0]
+
+
+def test_confluent_manual_replica_assignment(broker):
+    """CreateTopics with `assignments` (AdminClient's replica_assignment): one replica per
+    partition on this broker works; another broker, or several replicas, are refused with
+    Kafka's codes and a message."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    # librdkafka wants num_partitions to match the assignment; it sends -1 for both counts.
+    admin.create_topics([NewTopic("assigned", 3, replica_assignment=[[0], [0], [0]])])[
+        "assigned"
+    ].result(timeout=10)
+    assert partition_count(admin, "assigned") == 3
+    p = ck.producer(broker.bootstrap, acks="all")
+    acked = ck.produce_range(p, "assigned", "assigned", range(30), partitions=3)
+    assert {part for part, _ in acked.values()} == {0, 1, 2}
+
+    cases = [
+        ("assigned-elsewhere", [[5]], KafkaError.INVALID_REPLICA_ASSIGNMENT),
+        ("assigned-twice", [[0, 1]], KafkaError.INVALID_REPLICATION_FACTOR),
+    ]
+    for name, assignment, code in cases:
+        with pytest.raises(KafkaException) as excinfo:
+            admin.create_topics(
+                [NewTopic(name, len(assignment), replica_assignment=assignment)]
+            )[name].result(
+                timeout=10
+            )
+        assert excinfo.value.args[0].code() == code, name
+        assert partition_count(admin, name) is None

@@ -66,8 +66,15 @@ def wait_for_brokers(bootstrap: str, count: int, timeout_s: float = 30.0):
 
 
 def leaders(bootstrap: str, topic: str) -> dict[int, int]:
-    md = metadata(bootstrap)
-    return {p: md.topics[topic].partitions[p].leader for p in md.topics[topic].partitions}
+    """Each partition's leader, as the broker at `bootstrap` sees it once it knows the topic
+    (a broker learns of a topic created elsewhere when its metadata image catches up)."""
+    deadline = Deadline(10)
+    while True:
+        md = metadata(bootstrap)
+        if topic in md.topics and md.topics[topic].partitions:
+            return {p: md.topics[topic].partitions[p].leader for p in md.topics[topic].partitions}
+        assert not deadline.expired(), f"{bootstrap} does not list {topic}"
+        time.sleep(0.1)
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS):
@@ -102,6 +109,17 @@ def test_any_broker_bootstraps_clients_to_a_cluster_of_three(start_broker):
     assert set(placed.values()) == {1, 2, 3}, placed
     # Any broker gives the same placement.
     assert leaders(brokers[1].bootstrap, "spread") == placed
+
+    # A manual replica assignment (AdminClient's replica_assignment) places each partition on
+    # the broker named, whichever broker the request reaches.
+    assigned = [[3], [1], [2], [3]]
+    admin = AdminClient({"bootstrap.servers": brokers[1].bootstrap})
+    admin.create_topics([NewTopic("assigned", len(assigned), replica_assignment=assigned)])[
+        "assigned"
+    ].result(
+        timeout=20
+    )
+    assert leaders(brokers[1].bootstrap, "assigned") == {i: r[0] for i, r in enumerate(assigned)}
 
     # Every partition takes produce and fetch: librdkafka follows the leaders from any bootstrap.
     count = 1200

@@ -5,6 +5,7 @@
 //! quorum's leader, and retry there.
 
 use spate_controller::controller::CreateTopic;
+use spate_controller::ids::NodeId;
 use spate_wire::ErrorCode;
 use tracing::info;
 
@@ -77,18 +78,22 @@ fn overrides(meta: &TopicMeta) -> Vec<(String, String)> {
 
 /// Creates each topic (checked by the broker already: name, partitions, configs), on this
 /// node when it leads the quorum, else forwarded to the leader.
-pub async fn create_topics(node: &ClusterNode, metas: Vec<TopicMeta>) -> TopicResults {
+pub async fn create_topics(node: &ClusterNode, topics: Vec<crate::ops::NewTopic>) -> TopicResults {
     if !node.quorum.is_leader() {
-        let count = metas.len();
+        let count = topics.len();
         let request = ControllerRequest::CreateTopics {
-            topics: metas
+            topics: topics
                 .iter()
-                .map(|meta| NewTopic {
-                    name: meta.name.clone(),
-                    partitions: meta.partitions,
+                .map(|topic| NewTopic {
+                    name: topic.meta.name.clone(),
+                    partitions: if topic.assignment.is_some() {
+                        -1
+                    } else {
+                        topic.meta.partitions
+                    },
                     replication_factor: -1,
-                    assignment: None,
-                    configs: overrides(meta),
+                    assignment: topic.assignment.clone(),
+                    configs: overrides(&topic.meta),
                 })
                 .collect(),
             validate_only: false,
@@ -103,7 +108,7 @@ pub async fn create_topics(node: &ClusterNode, metas: Vec<TopicMeta>) -> TopicRe
             ),
             _ => None,
         });
-        let names: Vec<String> = metas.iter().map(|m| m.name.clone()).collect();
+        let names: Vec<String> = topics.iter().map(|t| t.meta.name.clone()).collect();
         node.quorum
             .wait_published(
                 |image| names.iter().all(|n| image.topic_id(n).is_some()),
@@ -112,14 +117,21 @@ pub async fn create_topics(node: &ClusterNode, metas: Vec<TopicMeta>) -> TopicRe
             .await;
         return results;
     }
-    let mut results = Vec::with_capacity(metas.len());
-    for meta in metas {
+    let mut results = Vec::with_capacity(topics.len());
+    for topic in topics {
+        let meta = topic.meta;
         let configs = overrides(&meta);
+        let assigned = topic.assignment.is_some();
         let request = CreateTopic {
             name: meta.name.clone(),
-            partitions: meta.partitions,
+            // The controller takes the count from an assignment, as Kafka's does.
+            partitions: if assigned { -1 } else { meta.partitions },
             replication_factor: -1,
-            assignment: None,
+            assignment: topic.assignment.map(|a| {
+                a.into_iter()
+                    .map(|p| p.into_iter().map(NodeId).collect())
+                    .collect()
+            }),
             configs,
         };
         let created = node

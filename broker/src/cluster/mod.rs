@@ -59,6 +59,8 @@ pub struct ClusterNode {
     /// Stops the transport and the quorum: set by [`ClusterNode::leave`], after the broker's
     /// shutdown, so that the controller hears of the shutdown first.
     stop: Arc<ShutdownFlag>,
+    /// What this broker registers as.
+    registration: RegisterBroker,
 }
 
 /// How long a stopping broker waits for the controller to take note of it.
@@ -74,6 +76,20 @@ impl ClusterNode {
         let incarnation = self.incarnation;
         let told = futures_lite::future::or(
             async {
+                // A broker stopped right after it started may not know the leader yet, or not
+                // be registered in this run: wait for both (within the bound) so that the
+                // controller can fence exactly this run.
+                while self.quorum.leader().is_none() {
+                    glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                // The membership loop stopped with the shutdown: register this run here if
+                // it had not been yet, so the controller fences this run, not a stale one.
+                while !self.quorum.is_registered(node, incarnation.0) {
+                    if let Err(e) = beat(&self.quorum, &self.registration).await {
+                        debug!(error = %e, "registration before controlled shutdown");
+                    }
+                    glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                }
                 if self.quorum.is_leader() {
                     self.quorum
                         .submit(Box::new(move |controller, image, _rng, _now| {
@@ -242,7 +258,7 @@ pub async fn start(
     };
     glommio::spawn_local(membership(
         quorum.clone(),
-        registration,
+        registration.clone(),
         shutdown_for_membership,
     ))
     .detach();
@@ -253,6 +269,7 @@ pub async fn start(
         producer_ids: Cell::new((0, 0)),
         producer_id_refill: AsyncMutex::new(()),
         stop,
+        registration,
     })
 }
 
@@ -263,73 +280,76 @@ pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_mi
 /// Registers this broker (once per run) and heartbeats it, so the controller places partitions
 /// on it and keeps it unfenced.
 async fn membership(quorum: Rc<Quorum>, registration: RegisterBroker, shutdown: Arc<ShutdownFlag>) {
-    let node = registration.node;
-    let incarnation = registration.incarnation;
     while !shutdown.is_triggered() {
-        if quorum.is_leader() {
-            let result = if quorum.is_registered(node, incarnation.0) {
-                quorum
-                    .submit(Box::new(move |controller, image, _rng, now| {
-                        controller.heartbeat(image, now, node, incarnation)
-                    }))
-                    .await
-            } else {
-                let registration = registration.clone();
-                let registered = quorum
-                    .submit(Box::new(move |controller, image, _rng, now| {
-                        controller.register_broker(image, now, registration)
-                    }))
-                    .await;
-                if registered.is_ok() {
-                    info!(
-                        node = node.0,
-                        incarnation = incarnation.0,
-                        "broker registered"
-                    );
-                }
-                registered
-            };
-            if let Err(e) = result {
-                debug!(error = %e, "registration or heartbeat not committed");
-            }
-        } else if quorum.leader().is_some() {
-            let registered = quorum.is_registered(node, incarnation.0);
-            let request = if registered {
-                ControllerRequest::Heartbeat {
-                    node_id: node.0,
-                    incarnation: incarnation.0,
-                    want_shutdown: false,
-                    metadata_offset: quorum.applied_offset().0,
-                }
-            } else {
-                ControllerRequest::RegisterBroker {
-                    node_id: node.0,
-                    incarnation: incarnation.0,
-                    client_host: registration.client.host.clone(),
-                    client_port: registration.client.port,
-                    cluster_host: registration.cluster.host.clone(),
-                    cluster_port: registration.cluster.port,
-                    rack: registration.rack.clone(),
-                }
-            };
-            match quorum.call_leader(&request).await {
-                Ok(response) if response.error_code == ErrorCode::None => {
-                    if !registered {
-                        info!(
-                            node = node.0,
-                            incarnation = incarnation.0,
-                            "broker registered with the controller"
-                        );
-                    }
-                }
-                Ok(response) => debug!(
-                    code = ?response.error_code,
-                    message = ?response.message,
-                    "controller refused registration or heartbeat"
-                ),
-                Err(e) => debug!(error = %e, "registration or heartbeat not answered"),
-            }
+        if let Err(e) = beat(&quorum, &registration).await {
+            debug!(error = %e, "registration or heartbeat not answered");
         }
         glommio::timer::sleep(HEARTBEAT_INTERVAL).await;
     }
+}
+
+/// One registration (if this run is not registered yet) or heartbeat: proposed here on the
+/// quorum's leader, sent to the leader from anywhere else.
+async fn beat(quorum: &Rc<Quorum>, registration: &RegisterBroker) -> Result<(), String> {
+    let node = registration.node;
+    let incarnation = registration.incarnation;
+    let registered = quorum.is_registered(node, incarnation.0);
+    if quorum.is_leader() {
+        let result = if registered {
+            quorum
+                .submit(Box::new(move |controller, image, _rng, now| {
+                    controller.heartbeat(image, now, node, incarnation)
+                }))
+                .await
+        } else {
+            let registration = registration.clone();
+            quorum
+                .submit(Box::new(move |controller, image, _rng, now| {
+                    controller.register_broker(image, now, registration)
+                }))
+                .await
+        };
+        result.map_err(|e| e.to_string())?;
+    } else {
+        if quorum.leader().is_none() {
+            return Err("no controller known yet".to_owned());
+        }
+        let request = if registered {
+            ControllerRequest::Heartbeat {
+                node_id: node.0,
+                incarnation: incarnation.0,
+                want_shutdown: false,
+                metadata_offset: quorum.applied_offset().0,
+            }
+        } else {
+            ControllerRequest::RegisterBroker {
+                node_id: node.0,
+                incarnation: incarnation.0,
+                client_host: registration.client.host.clone(),
+                client_port: registration.client.port,
+                cluster_host: registration.cluster.host.clone(),
+                cluster_port: registration.cluster.port,
+                rack: registration.rack.clone(),
+            }
+        };
+        let response = quorum
+            .call_leader(&request)
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.error_code != ErrorCode::None {
+            return Err(format!(
+                "{:?} {}",
+                response.error_code,
+                response.message.unwrap_or_default()
+            ));
+        }
+    }
+    if !registered {
+        info!(
+            node = node.0,
+            incarnation = incarnation.0,
+            "broker registered with the controller"
+        );
+    }
+    Ok(())
 }

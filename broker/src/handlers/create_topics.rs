@@ -2,17 +2,94 @@
 //! opens the partitions on their owning cores before answering.
 
 use spate_wire::header::RequestHeader;
-use spate_wire::kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
+use spate_wire::kafka_protocol::messages::create_topics_request::{
+    CreatableTopic, CreateTopicsRequest,
+};
 use spate_wire::kafka_protocol::messages::create_topics_response::{
     CreatableTopicResult, CreateTopicsResponse,
 };
 use spate_wire::ErrorCode;
 use uuid::Uuid;
 
-use super::{create_via_controller, new_topic, respond, str_bytes};
+use super::{create_assigned_via_controller, new_topic, respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::errors::KafkaCode;
+use crate::ops::NewTopic;
+
+/// A client's replica assignment (Kafka's `assignments`), checked: one list of replicas per
+/// partition, indexes 0..n each once, one replica each (replication is not implemented yet),
+/// and on a single broker that broker. `None` when the client left placement to the broker.
+/// In a cluster the controller checks the brokers are registered.
+fn check_assignment(
+    core: &Core,
+    topic: &CreatableTopic,
+) -> Result<Option<Vec<Vec<i32>>>, (ErrorCode, String)> {
+    if topic.assignments.is_empty() {
+        return Ok(None);
+    }
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err((
+            ErrorCode::InvalidRequest,
+            "both a replica assignment and a partition count or replication factor were set"
+                .to_owned(),
+        ));
+    }
+    let count = topic.assignments.len();
+    if count > crate::metadata::topics::PARTITIONS_PER_TOPIC_MAX as usize {
+        return Err((
+            ErrorCode::InvalidPartitions,
+            format!("{count} partitions in the assignment"),
+        ));
+    }
+    let mut by_index: Vec<Option<Vec<i32>>> = vec![None; count];
+    for entry in &topic.assignments {
+        let index = usize::try_from(entry.partition_index)
+            .ok()
+            .filter(|&i| i < count && by_index[i].is_none())
+            .ok_or_else(|| {
+                (
+                    ErrorCode::InvalidReplicaAssignment,
+                    "partitions must be numbered 0 to n-1, each once".to_owned(),
+                )
+            })?;
+        let replicas: Vec<i32> = entry.broker_ids.iter().map(|b| b.0).collect();
+        match replicas.len() {
+            0 => {
+                return Err((
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!("partition {index} has no replica"),
+                ))
+            }
+            1 => {}
+            n => {
+                return Err((
+                    ErrorCode::InvalidReplicationFactor,
+                    format!(
+                        "partition {index} has {n} replicas: replication is not implemented yet, \
+                         so every partition has exactly one"
+                    ),
+                ))
+            }
+        }
+        if core.config.cluster.is_none() && replicas[0] != core.config.node_id {
+            return Err((
+                ErrorCode::InvalidReplicaAssignment,
+                format!(
+                    "broker {} is not in this cluster (a single broker, node {})",
+                    replicas[0], core.config.node_id
+                ),
+            ));
+        }
+        by_index[index] = Some(replicas);
+    }
+    Ok(Some(
+        by_index
+            .into_iter()
+            .map(|r| r.expect("each index once"))
+            .collect(),
+    ))
+}
 
 pub async fn handle(
     core: &Core,
@@ -30,10 +107,20 @@ pub async fn handle(
             .iter()
             .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str())));
         let name = topic.name.0.as_str();
-        if !topic.assignments.is_empty() {
-            result.error_code = ErrorCode::InvalidRequest.code();
-            result.error_message = Some(str_bytes("manual replica assignment is not supported"));
-        } else if request
+        let assignment = match check_assignment(core, topic) {
+            Ok(assignment) => assignment,
+            Err((error, message)) => {
+                result.error_code = error.code();
+                result.error_message = Some(str_bytes(&message));
+                results.push(result);
+                continue;
+            }
+        };
+        let partitions = match &assignment {
+            Some(assignment) => assignment.len() as i32,
+            None => topic.num_partitions,
+        };
+        if request
             .topics
             .iter()
             .filter(|t| t.name == topic.name)
@@ -43,13 +130,7 @@ pub async fn handle(
             result.error_code = ErrorCode::InvalidRequest.code();
             result.error_message = Some(str_bytes("topic named twice in one request"));
         } else {
-            match new_topic(
-                core,
-                name,
-                topic.num_partitions,
-                topic.replication_factor,
-                configs,
-            ) {
+            match new_topic(core, name, partitions, topic.replication_factor, configs) {
                 Ok(meta) => {
                     if version >= 7 {
                         result.topic_id = Uuid::from_bytes(meta.id);
@@ -63,7 +144,7 @@ pub async fn handle(
                         result.error_message =
                             Some(str_bytes(&format!("topic '{name}' already exists")));
                     } else if !request.validate_only {
-                        to_create.push((results.len(), meta));
+                        to_create.push((results.len(), NewTopic { meta, assignment }));
                     }
                 }
                 Err(e) => {
@@ -74,8 +155,8 @@ pub async fn handle(
         }
         results.push(result);
     }
-    let (indexes, metas): (Vec<usize>, Vec<_>) = to_create.into_iter().unzip();
-    let outcomes = create_via_controller(core, metas).await;
+    let (indexes, topics): (Vec<usize>, Vec<_>) = to_create.into_iter().unzip();
+    let outcomes = create_assigned_via_controller(core, topics).await;
     for (i, (error, message)) in indexes.into_iter().zip(outcomes) {
         results[i].error_code = error.code();
         results[i].error_message = message.as_deref().map(str_bytes);

@@ -40,7 +40,7 @@ use tracing::{debug, warn};
 use crate::connection::ResponseParts;
 use crate::core::{Core, CONTROLLER_CORE};
 use crate::metadata::topics::{self, TopicConfig, TopicError, TopicMeta};
-use crate::ops::{CoreReply, CoreRequest};
+use crate::ops::{CoreReply, CoreRequest, NewTopic};
 
 /// The APIs this broker implements, and so advertises.
 pub fn version_table() -> VersionTable {
@@ -252,11 +252,26 @@ pub async fn call_controller(
     }
 }
 
-/// Creates topics through the controller core; one result per topic, in order.
+/// Creates topics through the controller core, placed by it; one result per topic, in order.
 pub async fn create_via_controller(
     core: &Core,
     metas: Vec<TopicMeta>,
 ) -> Vec<(ErrorCode, Option<String>)> {
-    let count = metas.len();
-    call_controller(core, CoreRequest::CreateTopics(metas), count).await
+    let topics = metas
+        .into_iter()
+        .map(|meta| NewTopic {
+            meta,
+            assignment: None,
+        })
+        .collect();
+    create_assigned_via_controller(core, topics).await
+}
+
+/// Creates topics through the controller core, each placed as assigned or by the controller.
+pub async fn create_assigned_via_controller(
+    core: &Core,
+    topics: Vec<NewTopic>,
+) -> Vec<(ErrorCode, Option<String>)> {
+    let count = topics.len();
+    call_controller(core, CoreRequest::CreateTopics(topics), count).await
 }
