@@ -390,6 +390,29 @@ impl Accumulator {
         self.ready.pop_front()
     }
 
+    /// The oldest ready batch, left in the queue.
+    pub fn peek_ready(&self) -> Option<&ReadyBatch> {
+        self.ready.front()
+    }
+
+    /// Moves the ready batches `choose` takes into `out`, in queue order; the others keep
+    /// their places. `choose` sees each batch and what was taken so far, and may stop the
+    /// scan. Per request, not per record: the scan is bounded by the ready queue.
+    pub fn take_ready(
+        &mut self,
+        out: &mut Vec<ReadyBatch>,
+        mut choose: impl FnMut(&ReadyBatch, &[ReadyBatch]) -> Choice,
+    ) {
+        let mut i = 0;
+        while i < self.ready.len() {
+            match choose(&self.ready[i], out) {
+                Choice::Take => out.push(self.ready.remove(i).expect("index checked")),
+                Choice::Skip => i += 1,
+                Choice::Stop => return,
+            }
+        }
+    }
+
     /// Puts a batch back at the front of the queue, for a retry. May exceed
     /// `ready_batches_max` by the batches of the requests in flight, which are themselves
     /// bounded by `in_flight_max`.
@@ -410,6 +433,17 @@ impl Accumulator {
                 .iter()
                 .all(|(_, slots)| slots.iter().all(Option::is_none))
     }
+}
+
+/// What [`Accumulator::take_ready`] does with one ready batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// Move it out.
+    Take,
+    /// Leave it and look at the next.
+    Skip,
+    /// Leave it and end the scan.
+    Stop,
 }
 
 /// Whether [`Accumulator::close_expired`] honours `linger_ms`.

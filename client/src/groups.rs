@@ -1,6 +1,7 @@
 //! Consumer group administration on [`Admin`]: list and describe groups, read and set their
-//! committed offsets, delete them. Spate is single-node, so the bootstrap broker is every
-//! group's coordinator (no FindCoordinator round trip).
+//! committed offsets, delete them. A group's requests go to its coordinator (FindCoordinator,
+//! asked again for each call: admin calls are rare); ListGroups asks every broker, since each
+//! lists only the groups it coordinates.
 
 use spate_wire::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -13,6 +14,7 @@ use spate_wire::kafka_protocol::messages::{
 use spate_wire::kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::admin::Admin;
+use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::protocol::{
     DELETE_GROUPS_VERSION, DESCRIBE_GROUPS_VERSION, LIST_GROUPS_VERSION, OFFSET_COMMIT_VERSION,
@@ -94,30 +96,57 @@ fn decode_assignment(bytes: &[u8]) -> Vec<(String, i32)> {
     }
 }
 
+async fn list_groups_at(conn: &mut Connection) -> Result<Vec<GroupListing>, ClientError> {
+    let response: ListGroupsResponse = conn
+        .call(
+            ApiKey::ListGroups,
+            LIST_GROUPS_VERSION,
+            &ListGroupsRequest::default(),
+        )
+        .await?;
+    ClientError::check(response.error_code, || "list groups".to_owned())?;
+    Ok(response
+        .groups
+        .into_iter()
+        .map(|g| GroupListing {
+            group_id: g.group_id.0.to_string(),
+            protocol_type: g.protocol_type.to_string(),
+            state: g.group_state.to_string(),
+        })
+        .collect())
+}
+
 impl Admin {
-    /// Every consumer group the broker knows.
+    /// The connection to `group`'s coordinator.
+    async fn coordinator_connection(
+        &mut self,
+        group: &str,
+    ) -> Result<&mut Connection, ClientError> {
+        let coordinator = self.cluster.coordinator(group).await?;
+        self.cluster.broker_connection(coordinator).await
+    }
+
+    /// Every consumer group of the cluster: ListGroups at every broker (each lists the groups
+    /// it coordinates), merged.
     ///
     /// # Errors
-    /// Connection or codec errors, or the broker's error code.
+    /// Connection or codec errors, or a broker's error code.
     pub async fn list_groups(&mut self) -> Result<Vec<GroupListing>, ClientError> {
-        let conn = self.cluster.connection().await?;
-        let response: ListGroupsResponse = conn
-            .call(
-                ApiKey::ListGroups,
-                LIST_GROUPS_VERSION,
-                &ListGroupsRequest::default(),
-            )
-            .await?;
-        ClientError::check(response.error_code, || "list groups".to_owned())?;
-        Ok(response
-            .groups
-            .into_iter()
-            .map(|g| GroupListing {
-                group_id: g.group_id.0.to_string(),
-                protocol_type: g.protocol_type.to_string(),
-                state: g.group_state.to_string(),
-            })
-            .collect())
+        let brokers: Vec<_> = self.cluster.broker_ids().collect();
+        let mut groups: Vec<GroupListing> = Vec::new();
+        if brokers.is_empty() {
+            let conn = self.cluster.connection().await?;
+            groups.extend(list_groups_at(conn).await?);
+        }
+        for broker in brokers {
+            let conn = self.cluster.broker_connection(broker).await?;
+            for g in list_groups_at(conn).await? {
+                if !groups.iter().any(|x| x.group_id == g.group_id) {
+                    groups.push(g);
+                }
+            }
+        }
+        Ok(groups)
     }
 
     /// A group's state and members (state `Dead` if the broker does not know it).
@@ -125,7 +154,7 @@ impl Admin {
     /// # Errors
     /// Connection or codec errors, or the group's error code.
     pub async fn describe_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
-        let conn = self.cluster.connection().await?;
+        let conn = self.coordinator_connection(group).await?;
         let request = DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
         let response: DescribeGroupsResponse = conn
             .call(ApiKey::DescribeGroups, DESCRIBE_GROUPS_VERSION, &request)
@@ -168,7 +197,7 @@ impl Admin {
         &mut self,
         group: &str,
     ) -> Result<Vec<CommittedOffset>, ClientError> {
-        let conn = self.cluster.connection().await?;
+        let conn = self.coordinator_connection(group).await?;
         let request = OffsetFetchRequest::default()
             .with_group_id(group_id(group))
             .with_topics(None);
@@ -224,7 +253,7 @@ impl Admin {
             .with_group_id(group_id(group))
             .with_generation_id_or_member_epoch(-1)
             .with_topics(topics);
-        let conn = self.cluster.connection().await?;
+        let conn = self.coordinator_connection(group).await?;
         let response: OffsetCommitResponse = conn
             .call(ApiKey::OffsetCommit, OFFSET_COMMIT_VERSION, &request)
             .await?;
@@ -243,7 +272,7 @@ impl Admin {
     /// # Errors
     /// Connection or codec errors, NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND.
     pub async fn delete_group(&mut self, group: &str) -> Result<(), ClientError> {
-        let conn = self.cluster.connection().await?;
+        let conn = self.coordinator_connection(group).await?;
         let request = DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]);
         let response: DeleteGroupsResponse = conn
             .call(ApiKey::DeleteGroups, DELETE_GROUPS_VERSION, &request)
