@@ -500,10 +500,12 @@ impl Cluster {
                     conn,
                 });
             }
-            // A broker that left the list keeps its slot while requests are in flight to it.
+            // A broker that left the list keeps its slot while requests are in flight to it; one
+            // listed at a new address (restarted) gets a new connection, its old one is dropped.
             for n in old {
                 let busy = n.conn.as_ref().is_some_and(|c| c.in_flight() > 0);
-                if busy && self.nodes.len() < BROKERS_MAX {
+                let listed = self.nodes.iter().any(|x| x.id == n.id);
+                if busy && !listed && self.nodes.len() < BROKERS_MAX {
                     self.nodes.push(n);
                 }
             }

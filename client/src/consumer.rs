@@ -353,6 +353,7 @@ impl Consumer {
             self.send_fetches().await?;
             let Some((broker, received)) = self.cluster.receive_any().await else {
                 // Nothing in flight: no assigned partition has a reachable leader.
+                self.in_flight.clear();
                 let (topic, partition) = self
                     .assignments
                     .first()
@@ -429,6 +430,9 @@ impl Consumer {
             let _ = self.cluster.refresh(Some(&topics), AutoCreate::Deny).await;
             self.needs_refresh = false;
         }
+        // A Fetch whose connection was dropped (its broker restarted elsewhere) is not coming.
+        let cluster = &self.cluster;
+        self.in_flight.retain(|(b, _)| cluster.in_flight(*b) > 0);
         let mut leaders: Vec<BrokerId> = Vec::new();
         let mut leaderless = None;
         for a in &self.assignments {

@@ -414,9 +414,15 @@ impl Producer {
     /// read again after every wait.
     async fn dispatch(&mut self, mut now: Instant) -> Result<(), ClientError> {
         loop {
-            // Metadata needs an idle connection: refresh once the requests in flight are
-            // answered (their batches may need the retry too).
-            if self.needs_refresh && self.acc.ready_len() > 0 && self.in_flight.is_empty() {
+            // A refresh is due: first read the answers to the requests in flight (their batches
+            // may need the retry too, and a refresh may replace a broker's connection, which
+            // must then have nothing in flight), then refresh, then send.
+            if self.needs_refresh && self.acc.ready_len() > 0 && !self.in_flight.is_empty() {
+                self.receive_one(None).await?;
+                now = Instant::now();
+                continue;
+            }
+            if self.needs_refresh && self.acc.ready_len() > 0 {
                 self.cluster.backoff().await;
                 let _ = self
                     .cluster
@@ -433,7 +439,7 @@ impl Producer {
                 return Ok(());
             };
             let Some(broker) = self.cluster.leader(&front.topic, front.partition) else {
-                self.no_leader_for_front().await?;
+                self.no_leader_for_front()?;
                 now = Instant::now();
                 continue;
             };
@@ -477,15 +483,12 @@ impl Producer {
     /// The oldest ready batch's partition has no known leader: count an attempt and refresh
     /// metadata (after the requests in flight are answered), or fail the batch when out of
     /// retries.
-    async fn no_leader_for_front(&mut self) -> Result<(), ClientError> {
+    fn no_leader_for_front(&mut self) -> Result<(), ClientError> {
         let mut batch = self.acc.pop_ready().expect("a ready batch was peeked");
         if batch.attempts < self.config.client.retries_max {
             batch.attempts += 1;
             self.acc.push_front(batch);
             self.needs_refresh = true;
-            if !self.in_flight.is_empty() {
-                self.receive_one(None).await?;
-            }
             return Ok(());
         }
         let last = ClientError::NoLeader {

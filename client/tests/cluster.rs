@@ -239,3 +239,103 @@ fn admin_tool_cluster_without_a_broker_exits_unreachable() {
         .expect("running spate-admin");
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Waits until Metadata at `addr` lists broker `id` at `at` and every partition of `topic` has
+/// a leader.
+async fn wait_for_broker_at(addr: SocketAddr, id: i32, at: SocketAddr, topic: &str) {
+    let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let metadata = admin.metadata(Some(&[topic])).await.unwrap();
+        let listed = metadata
+            .brokers
+            .iter()
+            .any(|b| b.node_id.0 == id && b.port == i32::from(at.port()));
+        let led = metadata
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.leader_id.0 >= 0)
+            .count();
+        if listed && led == PARTITIONS as usize {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "broker {id} at {at}: listed {listed}, {led} partitions led"
+        );
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn producer_and_consumer_find_a_restarted_broker_at_its_new_address() {
+    let mut cluster = start_cluster("restarted-broker");
+    let first = cluster.brokers[0].addr;
+    const PER_ROUND: usize = 50;
+
+    // Round one; broker 2 restarts on a new port; round two with the same clients, which
+    // find their connection to broker 2 closed, refresh metadata and reconnect.
+    run(async move {
+        create_spread_topic(first, "moving").await;
+        let delivered: Rc<RefCell<usize>> = Rc::default();
+        let sink = Rc::clone(&delivered);
+        let mut producer = Producer::connect(
+            ProducerConfig::new(ClientConfig::new(first)),
+            Box::new(move |d| {
+                d.result.expect("delivered");
+                *sink.borrow_mut() += d.record_count as usize;
+            }),
+        )
+        .await
+        .unwrap();
+        let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(first)))
+            .await
+            .unwrap();
+        for partition in 0..PARTITIONS {
+            consumer
+                .assign("moving", partition, OffsetSpec::Earliest)
+                .await
+                .unwrap();
+        }
+        let mut read: BTreeMap<i32, Vec<Vec<u8>>> = BTreeMap::new();
+        for round in 0..2 {
+            if round == 1 {
+                // Blocking the executor is fine here: the brokers are other processes.
+                let broker = &mut cluster.brokers[1];
+                assert!(broker.stop().success());
+                broker.restart();
+                let at = broker.addr;
+                cluster.wait_ready(BROKERS);
+                wait_for_broker_at(first, 2, at, "moving").await;
+            }
+            for i in 0..PER_ROUND {
+                for partition in 0..PARTITIONS {
+                    let v = value(partition, round * PER_ROUND + i);
+                    producer
+                        .send_to("moving", partition, None, Some(&v), &[])
+                        .await
+                        .unwrap();
+                }
+            }
+            producer.flush().await.unwrap();
+            let want = (round + 1) * PER_ROUND * PARTITIONS as usize;
+            assert_eq!(*delivered.borrow(), want);
+            let started = Instant::now();
+            while read.values().map(Vec::len).sum::<usize>() < want {
+                assert!(started.elapsed() < Duration::from_secs(60), "{read:?}");
+                let fetched = consumer.poll().await.unwrap();
+                for record in fetched.records() {
+                    let r = record.unwrap();
+                    read.entry(r.partition)
+                        .or_default()
+                        .push(r.value.unwrap().to_vec());
+                }
+            }
+        }
+        for partition in 0..PARTITIONS {
+            let expected: Vec<Vec<u8>> = (0..2 * PER_ROUND).map(|i| value(partition, i)).collect();
+            assert_eq!(read[&partition], expected, "partition {partition}");
+        }
+    });
+}
