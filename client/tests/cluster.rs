@@ -164,6 +164,34 @@ fn the_client_follows_leaders_across_three_brokers() {
                 .unwrap();
             assert_eq!(end, RECORDS_PER_PARTITION as i64, "partition {partition}");
         }
+
+        // Group offsets committed through broker 3 reach the coordinator, wherever it is, and
+        // read back through broker 1; every broker is asked for its groups.
+        let offsets: Vec<(String, i32, i64)> = (0..PARTITIONS)
+            .map(|p| {
+                (
+                    "spread".to_owned(),
+                    p,
+                    RECORDS_PER_PARTITION as i64 - 1 - i64::from(p),
+                )
+            })
+            .collect();
+        admin.commit_offsets("readers", &offsets).await.unwrap();
+        let mut other = Admin::connect(ClientConfig::new(addrs[0])).await.unwrap();
+        let committed: Vec<(String, i32, i64)> = other
+            .committed_offsets("readers")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.topic, c.partition, c.offset))
+            .collect();
+        assert_eq!(committed, offsets);
+        let groups = other.list_groups().await.unwrap();
+        assert_eq!(
+            groups.iter().filter(|g| g.group_id == "readers").count(),
+            1,
+            "{groups:?}"
+        );
         leaders
     });
 
