@@ -14,9 +14,11 @@
 //! refresh metadata ([`ClientError::refreshes_metadata`]) after the backoff and retry.
 //!
 //! Invariants: at most one connection per broker in the latest metadata (plus the bootstrap
-//! connection before the first metadata, or while the bootstrap address is not one a broker
-//! advertises), so connections are bounded by [`BROKERS_MAX`]; a connection with requests in
-//! flight is never dropped by a refresh (its broker stays listed until it is idle).
+//! connection before the first metadata names its broker), so connections are bounded by
+//! [`BROKERS_MAX`]; a refresh drops a connection with requests in flight only when its broker
+//! is listed at a new address (restarted), and keeps a busy broker that left the list until
+//! its connection is idle. Callers that cannot lose requests in flight (the producer) refresh
+//! only when they have none.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};

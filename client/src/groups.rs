@@ -116,7 +116,71 @@ async fn list_groups_at(conn: &mut Connection) -> Result<Vec<GroupListing>, Clie
         .collect())
 }
 
+/// Runs a group call, again after the backoff (up to `retries_max` times) while the answer
+/// says the coordinator moved or is not ready (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE,
+/// COORDINATOR_LOAD_IN_PROGRESS): each attempt asks FindCoordinator afresh.
+macro_rules! at_coordinator {
+    ($admin:ident, $call:expr) => {{
+        let mut attempts = 0;
+        loop {
+            match $call {
+                Err(e)
+                    if e.finds_coordinator() && attempts < $admin.cluster.config().retries_max =>
+                {
+                    attempts += 1;
+                    $admin.cluster.backoff().await;
+                }
+                result => break result,
+            }
+        }
+    }};
+}
+
 impl Admin {
+    /// A group's state and members (state `Dead` if the broker does not know it).
+    ///
+    /// # Errors
+    /// Connection or codec errors, or the group's error code (after retries while the
+    /// coordinator moves).
+    pub async fn describe_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
+        at_coordinator!(self, self.describe_group_once(group).await)
+    }
+
+    /// Every committed offset of a group.
+    ///
+    /// # Errors
+    /// Connection or codec errors, or the broker's error code (after retries while the
+    /// coordinator moves).
+    pub async fn committed_offsets(
+        &mut self,
+        group: &str,
+    ) -> Result<Vec<CommittedOffset>, ClientError> {
+        at_coordinator!(self, self.committed_offsets_once(group).await)
+    }
+
+    /// Commits offsets for a group that has no active members (the broker refuses otherwise
+    /// with UNKNOWN_MEMBER_ID): `(topic, partition, offset)`.
+    ///
+    /// # Errors
+    /// Connection or codec errors, or the first partition's error code (after retries while
+    /// the coordinator moves).
+    pub async fn commit_offsets(
+        &mut self,
+        group: &str,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<(), ClientError> {
+        at_coordinator!(self, self.commit_offsets_once(group, offsets).await)
+    }
+
+    /// Deletes an empty group and its committed offsets.
+    ///
+    /// # Errors
+    /// Connection or codec errors, NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND (after retries while
+    /// the coordinator moves).
+    pub async fn delete_group(&mut self, group: &str) -> Result<(), ClientError> {
+        at_coordinator!(self, self.delete_group_once(group).await)
+    }
+
     /// The connection to `group`'s coordinator.
     async fn coordinator_connection(
         &mut self,
@@ -149,11 +213,7 @@ impl Admin {
         Ok(groups)
     }
 
-    /// A group's state and members (state `Dead` if the broker does not know it).
-    ///
-    /// # Errors
-    /// Connection or codec errors, or the group's error code.
-    pub async fn describe_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
+    async fn describe_group_once(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
         let conn = self.coordinator_connection(group).await?;
         let request = DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
         let response: DescribeGroupsResponse = conn
@@ -189,11 +249,7 @@ impl Admin {
         })
     }
 
-    /// Every committed offset of a group.
-    ///
-    /// # Errors
-    /// Connection or codec errors, or the broker's error code.
-    pub async fn committed_offsets(
+    async fn committed_offsets_once(
         &mut self,
         group: &str,
     ) -> Result<Vec<CommittedOffset>, ClientError> {
@@ -225,12 +281,7 @@ impl Admin {
         Ok(out)
     }
 
-    /// Commits offsets for a group that has no active members (the broker refuses otherwise
-    /// with UNKNOWN_MEMBER_ID): `(topic, partition, offset)`.
-    ///
-    /// # Errors
-    /// Connection or codec errors, or the first partition's error code.
-    pub async fn commit_offsets(
+    async fn commit_offsets_once(
         &mut self,
         group: &str,
         offsets: &[(String, i32, i64)],
@@ -267,11 +318,7 @@ impl Admin {
         Ok(())
     }
 
-    /// Deletes an empty group and its committed offsets.
-    ///
-    /// # Errors
-    /// Connection or codec errors, NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND.
-    pub async fn delete_group(&mut self, group: &str) -> Result<(), ClientError> {
+    async fn delete_group_once(&mut self, group: &str) -> Result<(), ClientError> {
         let conn = self.coordinator_connection(group).await?;
         let request = DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]);
         let response: DeleteGroupsResponse = conn
