@@ -497,6 +497,40 @@ mod tests {
     }
 
     #[test]
+    fn take_ready_moves_chosen_batches_and_keeps_the_others_in_order() {
+        let mut acc = Accumulator::new(BatchConfig {
+            ready_batches_max: 8,
+            ..config(1 << 20, Compression::None)
+        });
+        let now = Instant::now();
+        // Ready queue: p0, p1, p2, p0 again, p3 (each closed at once).
+        for partition in [0, 1, 2, 0, 3] {
+            let appended = acc.append("t", partition, 0, None, Some(b"v"), &[], now);
+            assert_eq!(appended.unwrap(), Append::Appended);
+            acc.close("t", partition).unwrap();
+        }
+        assert_eq!(acc.ready_len(), 5);
+        // "Led by this broker": even partitions; one batch per partition; stop at p3.
+        let mut taken = Vec::new();
+        acc.take_ready(&mut taken, |b, so_far| {
+            if b.partition == 3 {
+                Choice::Stop
+            } else if b.partition % 2 == 1 || so_far.iter().any(|x| x.partition == b.partition) {
+                Choice::Skip
+            } else {
+                Choice::Take
+            }
+        });
+        let parts = |v: &[ReadyBatch]| v.iter().map(|b| b.partition).collect::<Vec<_>>();
+        assert_eq!(parts(&taken), vec![0, 2]);
+        let mut rest = Vec::new();
+        while let Some(b) = acc.pop_ready() {
+            rest.push(b);
+        }
+        assert_eq!(parts(&rest), vec![1, 0, 3]);
+    }
+
+    #[test]
     fn records_round_trip_through_spate_wire_parser() {
         for codec in [
             Compression::None,
