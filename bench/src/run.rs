@@ -36,7 +36,8 @@ const CLOCK_READING_RECORDS_MAX: u64 = 64;
 /// Options of `spate-bench run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Broker address.
+    /// Broker address: any broker of a cluster (partitions led by other brokers are produced
+    /// to and fetched from their leaders).
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub bootstrap: std::net::SocketAddr,
     /// Topic (created with --partitions if missing).
@@ -70,7 +71,7 @@ pub struct RunArgs {
     /// Compression: none, gzip, snappy, lz4, zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
-    /// Produce requests in flight, at most.
+    /// Produce requests in flight per broker, at most.
     #[arg(long, default_value_t = 5)]
     pub in_flight: usize,
     /// Consumers verifying and timing every record (0 or 1).
@@ -256,6 +257,33 @@ pub fn run(args: RunArgs, command_line: String) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
+/// How long a topic may take to have a leader for every partition after it was created (in a
+/// cluster, the answering broker learns of it when the controller's change reaches it).
+const LEADERS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The partition count of `topic` once every partition has a leader.
+async fn wait_for_leaders(admin: &mut Admin, topic: &str) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    loop {
+        let metadata = admin.metadata(Some(&[topic])).await?;
+        let partitions = metadata
+            .topics
+            .first()
+            .map_or(&[][..], |t| &t.partitions[..]);
+        let led = partitions.iter().filter(|p| p.leader_id.0 >= 0).count();
+        if !partitions.is_empty() && led == partitions.len() {
+            return Ok(partitions.len() as i32);
+        }
+        if started.elapsed() > LEADERS_TIMEOUT {
+            bail!(
+                "topic {topic}: {led} of {} partitions have a leader after {LEADERS_TIMEOUT:?}",
+                partitions.len()
+            );
+        }
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn run_on_executor(
     args: RunArgs,
     acks: Acks,
@@ -275,14 +303,7 @@ async fn run_on_executor(
         }) => {}
         Err(e) => bail!("creating {}: {e}", args.topic),
     }
-    let metadata = admin.metadata(Some(&[&args.topic])).await?;
-    let partitions = metadata
-        .topics
-        .first()
-        .map_or(0, |t| t.partitions.len() as i32);
-    if partitions < 1 {
-        bail!("topic {} has no partitions", args.topic);
-    }
+    let partitions = wait_for_leaders(&mut admin, &args.topic).await?;
 
     let state = Rc::new(RefCell::new(State {
         start: Instant::now(),

@@ -6,7 +6,8 @@ use spate_wire::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
 use spate_wire::kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
     ListOffsetsRequest, ListOffsetsResponse, MetadataResponse, TopicName,
 };
 use spate_wire::kafka_protocol::protocol::StrBytes;
@@ -14,7 +15,39 @@ use spate_wire::kafka_protocol::protocol::StrBytes;
 use crate::cluster::{AutoCreate, ClientConfig, Cluster};
 use crate::connection::Connection;
 use crate::error::ClientError;
-use crate::protocol::{CREATE_TOPICS_VERSION, DELETE_TOPICS_VERSION, LIST_OFFSETS_VERSION};
+use crate::protocol::{
+    API_VERSIONS_VERSION, CREATE_TOPICS_VERSION, DELETE_TOPICS_VERSION, DESCRIBE_CLUSTER_VERSION,
+    LIST_OFFSETS_VERSION,
+};
+
+/// One broker of a [`ClusterDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerDescription {
+    /// The broker id.
+    pub id: i32,
+    /// The host it advertises.
+    pub host: String,
+    /// The port it advertises.
+    pub port: i32,
+    /// Its rack, if configured.
+    pub rack: Option<String>,
+    /// Whether the controller fenced it (missed heartbeats); `None` when the answer came from
+    /// Metadata, which lists live brokers only and does not say.
+    pub fenced: Option<bool>,
+}
+
+/// The cluster as DescribeCluster (or, from a broker without it, Metadata) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// The cluster id.
+    pub cluster_id: Option<String>,
+    /// The active controller's id, if there is one.
+    pub controller: Option<i32>,
+    /// The brokers, by id.
+    pub brokers: Vec<BrokerDescription>,
+    /// Which API answered.
+    pub source: ApiKey,
+}
 
 /// Where to start reading a partition, or which offset to look up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +114,61 @@ pub async fn list_offset(
     Ok(p.offset)
 }
 
+/// Resolves `spec` for one partition with a ListOffsets call on its leader's connection,
+/// refreshing metadata and retrying (after the backoff, up to `retries_max` times) while the
+/// leader is unknown or moved or its connection fails. The leader's connection must be idle.
+///
+/// # Errors
+/// As [`list_offset`], and [`ClientError::RetriesExhausted`] when retries run out.
+pub async fn list_offset_at_leader(
+    cluster: &mut Cluster,
+    topic: &str,
+    partition: i32,
+    spec: OffsetSpec,
+) -> Result<i64, ClientError> {
+    if let OffsetSpec::Offset(o) = spec {
+        return Ok(o);
+    }
+    let mut attempts = 0;
+    loop {
+        let error = match cluster.leader(topic, partition) {
+            None => ClientError::NoLeader {
+                topic: topic.to_owned(),
+                partition,
+            },
+            Some(leader) => {
+                let result = match cluster.broker_connection(leader).await {
+                    Ok(conn) => list_offset(conn, topic, partition, spec).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(offset) => return Ok(offset),
+                    Err(e) => {
+                        if matches!(e, ClientError::Io { .. } | ClientError::Closed { .. }) {
+                            cluster.disconnect(leader);
+                        }
+                        e
+                    }
+                }
+            }
+        };
+        if !error.is_retriable() {
+            return Err(error);
+        }
+        if attempts >= cluster.config().retries_max {
+            return Err(ClientError::RetriesExhausted {
+                attempts: attempts + 1,
+                last: Box::new(error),
+            });
+        }
+        attempts += 1;
+        if attempts > 1 || cluster.topic(topic).is_some() {
+            cluster.backoff().await;
+        }
+        let _ = cluster.refresh(Some(&[topic]), AutoCreate::Deny).await;
+    }
+}
+
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTopic {
@@ -103,7 +191,8 @@ impl NewTopic {
     }
 }
 
-/// Admin operations over one connection.
+/// Admin operations: topic changes and metadata over any broker's connection, ListOffsets at
+/// each partition's leader, group calls at the group's coordinator.
 #[derive(Debug)]
 pub struct Admin {
     pub(crate) cluster: Cluster,
@@ -222,8 +311,76 @@ impl Admin {
         partition: i32,
         spec: OffsetSpec,
     ) -> Result<i64, ClientError> {
+        list_offset_at_leader(&mut self.cluster, topic, partition, spec).await
+    }
+
+    /// The cluster id, the controller and every broker: DescribeCluster (v2, fenced brokers
+    /// included) if the broker advertises it in ApiVersions, else Metadata.
+    ///
+    /// # Errors
+    /// Connection or codec errors, the broker's error code.
+    pub async fn describe_cluster(&mut self) -> Result<ClusterDescription, ClientError> {
         let conn = self.cluster.connection().await?;
-        list_offset(conn, topic, partition, spec).await
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("spate-client"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let versions: ApiVersionsResponse = conn
+            .call(ApiKey::ApiVersions, API_VERSIONS_VERSION, &request)
+            .await?;
+        ClientError::check(versions.error_code, || "api versions".to_owned())?;
+        let advertised = versions
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == ApiKey::DescribeCluster as i16)
+            .filter(|k| k.max_version >= 0 && k.min_version <= DESCRIBE_CLUSTER_VERSION);
+        let mut description = match advertised {
+            Some(range) => {
+                let version = range.max_version.min(DESCRIBE_CLUSTER_VERSION);
+                let request =
+                    DescribeClusterRequest::default().with_include_fenced_brokers(version >= 2);
+                let response: DescribeClusterResponse = conn
+                    .call(ApiKey::DescribeCluster, version, &request)
+                    .await?;
+                ClientError::check(response.error_code, || "describe cluster".to_owned())?;
+                ClusterDescription {
+                    cluster_id: Some(response.cluster_id.to_string()),
+                    controller: (response.controller_id.0 >= 0).then_some(response.controller_id.0),
+                    brokers: response
+                        .brokers
+                        .iter()
+                        .map(|b| BrokerDescription {
+                            id: b.broker_id.0,
+                            host: b.host.to_string(),
+                            port: b.port,
+                            rack: b.rack.as_ref().map(|r| r.to_string()),
+                            fenced: (version >= 2).then_some(b.is_fenced),
+                        })
+                        .collect(),
+                    source: ApiKey::DescribeCluster,
+                }
+            }
+            None => {
+                let response = self.cluster.refresh(Some(&[]), AutoCreate::Deny).await?;
+                ClusterDescription {
+                    cluster_id: response.cluster_id.as_ref().map(|c| c.to_string()),
+                    controller: (response.controller_id.0 >= 0).then_some(response.controller_id.0),
+                    brokers: response
+                        .brokers
+                        .iter()
+                        .map(|b| BrokerDescription {
+                            id: b.node_id.0,
+                            host: b.host.to_string(),
+                            port: b.port,
+                            rack: b.rack.as_ref().map(|r| r.to_string()),
+                            fenced: None,
+                        })
+                        .collect(),
+                    source: ApiKey::Metadata,
+                }
+            }
+        };
+        description.brokers.sort_by_key(|b| b.id);
+        Ok(description)
     }
 
     /// The cluster's metadata for `topics` (all topics if `None`), without auto-creation.

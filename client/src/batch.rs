@@ -390,6 +390,29 @@ impl Accumulator {
         self.ready.pop_front()
     }
 
+    /// The oldest ready batch, left in the queue.
+    pub fn peek_ready(&self) -> Option<&ReadyBatch> {
+        self.ready.front()
+    }
+
+    /// Moves the ready batches `choose` takes into `out`, in queue order; the others keep
+    /// their places. `choose` sees each batch and what was taken so far, and may stop the
+    /// scan. Per request, not per record: the scan is bounded by the ready queue.
+    pub fn take_ready(
+        &mut self,
+        out: &mut Vec<ReadyBatch>,
+        mut choose: impl FnMut(&ReadyBatch, &[ReadyBatch]) -> Choice,
+    ) {
+        let mut i = 0;
+        while i < self.ready.len() {
+            match choose(&self.ready[i], out) {
+                Choice::Take => out.push(self.ready.remove(i).expect("index checked")),
+                Choice::Skip => i += 1,
+                Choice::Stop => return,
+            }
+        }
+    }
+
     /// Puts a batch back at the front of the queue, for a retry. May exceed
     /// `ready_batches_max` by the batches of the requests in flight, which are themselves
     /// bounded by `in_flight_max`.
@@ -410,6 +433,17 @@ impl Accumulator {
                 .iter()
                 .all(|(_, slots)| slots.iter().all(Option::is_none))
     }
+}
+
+/// What [`Accumulator::take_ready`] does with one ready batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// Move it out.
+    Take,
+    /// Leave it and look at the next.
+    Skip,
+    /// Leave it and end the scan.
+    Stop,
 }
 
 /// Whether [`Accumulator::close_expired`] honours `linger_ms`.
@@ -460,6 +494,40 @@ mod tests {
             seen.push((b.partition, h.base_sequence, h.record_count));
         }
         assert_eq!(seen, vec![(0, 0, 3), (1, 0, 2), (0, 3, 4)]);
+    }
+
+    #[test]
+    fn take_ready_moves_chosen_batches_and_keeps_the_others_in_order() {
+        let mut acc = Accumulator::new(BatchConfig {
+            ready_batches_max: 8,
+            ..config(1 << 20, Compression::None)
+        });
+        let now = Instant::now();
+        // Ready queue: p0, p1, p2, p0 again, p3 (each closed at once).
+        for partition in [0, 1, 2, 0, 3] {
+            let appended = acc.append("t", partition, 0, None, Some(b"v"), &[], now);
+            assert_eq!(appended.unwrap(), Append::Appended);
+            acc.close("t", partition).unwrap();
+        }
+        assert_eq!(acc.ready_len(), 5);
+        // "Led by this broker": even partitions; one batch per partition; stop at p3.
+        let mut taken = Vec::new();
+        acc.take_ready(&mut taken, |b, so_far| {
+            if b.partition == 3 {
+                Choice::Stop
+            } else if b.partition % 2 == 1 || so_far.iter().any(|x| x.partition == b.partition) {
+                Choice::Skip
+            } else {
+                Choice::Take
+            }
+        });
+        let parts = |v: &[ReadyBatch]| v.iter().map(|b| b.partition).collect::<Vec<_>>();
+        assert_eq!(parts(&taken), vec![0, 2]);
+        let mut rest = Vec::new();
+        while let Some(b) = acc.pop_ready() {
+            rest.push(b);
+        }
+        assert_eq!(parts(&rest), vec![1, 0, 3]);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use spate_wire::kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, 
 use spate_wire::kafka_protocol::protocol::StrBytes;
 use spate_wire::records::Records;
 
-use crate::admin::{list_offset, OffsetSpec};
-use crate::cluster::{ClientConfig, Cluster};
+use crate::admin::{list_offset_at_leader, OffsetSpec};
+use crate::cluster::{AutoCreate, BrokerId, ClientConfig, Cluster};
 use crate::error::ClientError;
 use crate::protocol::FETCH_VERSION;
 
@@ -228,17 +228,27 @@ impl Iterator for RecordIter<'_> {
 
 /// A consumer of explicitly assigned partitions (no consumer groups yet).
 ///
-/// After the first [`Consumer::poll`], one Fetch is always in flight: `poll` sends the next
-/// request (from the positions after the records it returns) before handing records back, so
-/// the broker is already collecting data while the application works.
+/// Partitions are fetched from their leaders: one Fetch per leader broker, each naming the
+/// assigned partitions that broker leads. After the first [`Consumer::poll`], one Fetch per
+/// leader is always in flight: `poll` returns the first answer from any broker and sends that
+/// broker its next request (from the positions after the records it returns) before handing
+/// records back, so the brokers are already collecting data while the application works.
+///
+/// A partition whose leader moved (NOT_LEADER_OR_FOLLOWER, ...) or whose broker's connection
+/// broke is fetched again after a metadata refresh (with the backoff); `retries_max` refreshes
+/// in a row without a clean answer end `poll` with the last error.
 #[derive(Debug)]
 pub struct Consumer {
     cluster: Cluster,
     config: ConsumerConfig,
     assignments: Vec<Assignment>,
-    /// Whether a Fetch is in flight, and whether its answer is still wanted (a seek or assign
-    /// since it was sent makes it stale).
-    in_flight: Option<Freshness>,
+    /// The Fetches in flight (one per broker at most), and whether each answer is still
+    /// wanted (a seek or assign since it was sent makes it stale).
+    in_flight: Vec<(BrokerId, Freshness)>,
+    /// Set by an error that says the leaders may have moved.
+    needs_refresh: bool,
+    /// Retriable failures since the last clean answer.
+    failures: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +268,9 @@ impl Consumer {
             cluster,
             config,
             assignments: Vec::new(),
-            in_flight: None,
+            in_flight: Vec::new(),
+            needs_refresh: false,
+            failures: 0,
         })
     }
 
@@ -277,6 +289,10 @@ impl Consumer {
                 "more than assignments_max {} partitions",
                 self.config.assignments_max
             )));
+        }
+        if self.cluster.topic(topic).is_none() {
+            self.drain_in_flight().await?;
+            self.cluster.partitions(topic).await?;
         }
         self.assignments.push(Assignment {
             topic: Arc::from(topic),
@@ -300,8 +316,7 @@ impl Consumer {
             OffsetSpec::Offset(o) => o,
             spec => {
                 self.drain_in_flight().await?;
-                let conn = self.cluster.connection().await?;
-                list_offset(conn, topic, partition, spec).await?
+                list_offset_at_leader(&mut self.cluster, topic, partition, spec).await?
             }
         };
         let a = self
@@ -312,8 +327,8 @@ impl Consumer {
                 ClientError::InvalidArgument(format!("{topic}/{partition} is not assigned"))
             })?;
         a.position = position;
-        if self.in_flight.is_some() {
-            self.in_flight = Some(Freshness::Stale);
+        for (_, freshness) in &mut self.in_flight {
+            *freshness = Freshness::Stale;
         }
         Ok(())
     }
@@ -326,53 +341,141 @@ impl Consumer {
             .map(|a| a.position)
     }
 
-    /// Waits for the next Fetch response (up to `max_wait_ms` on the broker) and returns its
-    /// records; may return no records. Positions move past the returned records.
+    /// Waits for the next Fetch response from any leader (up to `max_wait_ms` on the broker)
+    /// and returns its records; may return no records. Positions move past the returned
+    /// records.
     ///
     /// # Errors
-    /// Connection errors, partition errors from the broker (e.g. offset out of range).
+    /// Partition errors from the broker that a metadata refresh does not cure (e.g. offset out
+    /// of range); [`ClientError::RetriesExhausted`] after `retries_max` refreshes in a row.
     pub async fn poll(&mut self) -> Result<Fetched, ClientError> {
         loop {
-            if self.in_flight.is_none() {
-                self.send_fetch().await?;
-            }
-            let freshness = self.in_flight.take().expect("sent above");
-            let response = self.receive().await?;
-            if freshness == Freshness::Stale {
+            self.send_fetches().await?;
+            let Some((broker, received)) = self.cluster.receive_any().await else {
+                // Nothing in flight: no assigned partition has a reachable leader.
+                self.in_flight.clear();
+                let (topic, partition) = self
+                    .assignments
+                    .first()
+                    .map(|a| (a.topic.to_string(), a.partition))
+                    .expect("send_fetches checked assignments");
+                self.note_failure(ClientError::NoLeader { topic, partition })?;
+                continue;
+            };
+            let freshness = self.take_in_flight(broker);
+            let response = match received.and_then(|raw| raw.decode::<FetchResponse>()) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.cluster.disconnect(broker);
+                    self.note_failure(e)?;
+                    continue;
+                }
+            };
+            if freshness == Some(Freshness::Stale) {
                 continue;
             }
             let fetched = self.take_records(response)?;
-            self.send_fetch().await?;
+            self.send_fetches().await?;
             return Ok(fetched);
         }
     }
 
+    /// Counts a retriable failure and asks for a metadata refresh, or gives up.
+    fn note_failure(&mut self, error: ClientError) -> Result<(), ClientError> {
+        if !error.is_retriable() {
+            return Err(error);
+        }
+        if self.failures >= self.config.client.retries_max {
+            self.failures = 0;
+            return Err(ClientError::RetriesExhausted {
+                attempts: self.config.client.retries_max + 1,
+                last: Box::new(error),
+            });
+        }
+        self.failures += 1;
+        self.needs_refresh = true;
+        Ok(())
+    }
+
+    fn take_in_flight(&mut self, broker: BrokerId) -> Option<Freshness> {
+        let i = self.in_flight.iter().position(|(b, _)| *b == broker)?;
+        Some(self.in_flight.swap_remove(i).1)
+    }
+
     async fn drain_in_flight(&mut self) -> Result<(), ClientError> {
-        if self.in_flight.take().is_some() {
-            self.receive().await?;
+        while !self.in_flight.is_empty() {
+            let Some((broker, received)) = self.cluster.receive_any().await else {
+                self.in_flight.clear();
+                break;
+            };
+            self.take_in_flight(broker);
+            if received.is_err() {
+                self.cluster.disconnect(broker);
+            }
         }
         Ok(())
     }
 
-    async fn receive(&mut self) -> Result<FetchResponse, ClientError> {
-        let conn = self.cluster.connection().await?;
-        let result = match conn.receive().await {
-            Ok(raw) => raw.decode::<FetchResponse>(),
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            self.cluster.disconnect();
-        }
-        result
-    }
-
-    async fn send_fetch(&mut self) -> Result<(), ClientError> {
-        assert!(self.in_flight.is_none());
+    /// Sends a Fetch to every leader of assigned partitions that has none in flight, after a
+    /// metadata refresh if one is due.
+    async fn send_fetches(&mut self) -> Result<(), ClientError> {
         if self.assignments.is_empty() {
             return Err(ClientError::InvalidArgument("no partition assigned".into()));
         }
+        if self.needs_refresh {
+            self.cluster.backoff().await;
+            let mut topics: Vec<&str> = self.assignments.iter().map(|a| &*a.topic).collect();
+            topics.sort_unstable();
+            topics.dedup();
+            let _ = self.cluster.refresh(Some(&topics), AutoCreate::Deny).await;
+            self.needs_refresh = false;
+        }
+        // A Fetch whose connection was dropped (its broker restarted elsewhere) is not coming.
+        let cluster = &self.cluster;
+        self.in_flight.retain(|(b, _)| cluster.in_flight(*b) > 0);
+        let mut leaders: Vec<BrokerId> = Vec::new();
+        let mut leaderless = None;
+        for a in &self.assignments {
+            match self.cluster.leader(&a.topic, a.partition) {
+                Some(b) if !leaders.contains(&b) => leaders.push(b),
+                Some(_) => {}
+                None => leaderless = Some((a.topic.to_string(), a.partition)),
+            }
+        }
+        if let Some((topic, partition)) = leaderless {
+            // The led partitions are still fetched; the others wait for the next refresh.
+            self.note_failure(ClientError::NoLeader { topic, partition })?;
+        }
+        for broker in leaders {
+            if self.in_flight.iter().any(|(b, _)| *b == broker) {
+                continue;
+            }
+            let request = self.fetch_request(broker);
+            let sent = match self.cluster.broker_connection(broker).await {
+                Ok(conn) => {
+                    conn.send(ApiKey::Fetch, FETCH_VERSION, &request, true)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(_) => self.in_flight.push((broker, Freshness::Current)),
+                Err(e) => {
+                    self.cluster.disconnect(broker);
+                    self.note_failure(e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A Fetch for the assigned partitions `broker` leads.
+    fn fetch_request(&self, broker: BrokerId) -> FetchRequest {
         let mut topics: Vec<FetchTopic> = Vec::new();
         for a in &self.assignments {
+            if self.cluster.leader(&a.topic, a.partition) != Some(broker) {
+                continue;
+            }
             let partition = FetchPartition::default()
                 .with_partition(a.partition)
                 .with_fetch_offset(a.position)
@@ -386,22 +489,12 @@ impl Consumer {
                 ),
             }
         }
-        let request = FetchRequest::default()
+        FetchRequest::default()
             .with_replica_id((-1).into())
             .with_max_wait_ms(self.config.max_wait_ms)
             .with_min_bytes(self.config.min_bytes)
             .with_max_bytes(self.config.max_bytes)
-            .with_topics(topics);
-        let conn = self.cluster.connection().await?;
-        if let Err(e) = conn
-            .send(ApiKey::Fetch, FETCH_VERSION, &request, true)
-            .await
-        {
-            self.cluster.disconnect();
-            return Err(e);
-        }
-        self.in_flight = Some(Freshness::Current);
-        Ok(())
+            .with_topics(topics)
     }
 
     /// Turns a response into [`Fetched`] and moves positions past the complete batches in it.
@@ -411,6 +504,7 @@ impl Consumer {
             partitions: Vec::new(),
             decompressed_bytes_max: self.config.decompressed_bytes_max,
         };
+        let mut retry = None;
         for topic in response.responses {
             for p in topic.partitions {
                 let Some(a) = self.assignments.iter_mut().find(|a| {
@@ -418,9 +512,18 @@ impl Consumer {
                 }) else {
                     continue;
                 };
-                ClientError::check(p.error_code, || {
+                let checked = ClientError::check(p.error_code, || {
                     format!("fetch {}/{} at {}", a.topic, a.partition, a.position)
-                })?;
+                });
+                match checked {
+                    Ok(()) => {}
+                    // The leader moved: fetched again from the new one after a refresh.
+                    Err(e) if e.refreshes_metadata() => {
+                        retry = Some(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
                 let Some(records) = p.records else { continue };
                 let start_offset = a.position;
                 let mut end = a.position;
@@ -443,6 +546,10 @@ impl Consumer {
                     });
                 }
             }
+        }
+        match retry {
+            Some(e) => self.note_failure(e)?,
+            None => self.failures = 0,
         }
         Ok(fetched)
     }

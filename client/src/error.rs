@@ -70,6 +70,13 @@ pub enum ClientError {
         /// The partition.
         partition: i32,
     },
+    /// A request had to go to a broker the cluster metadata does not list (or whose host
+    /// does not resolve).
+    #[error("broker {broker} is not in the cluster metadata")]
+    UnknownBroker {
+        /// The broker id.
+        broker: i32,
+    },
     /// The caller used the client outside its documented limits.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -101,17 +108,51 @@ impl ClientError {
     /// Whether retrying the same call after a metadata refresh may succeed.
     pub fn is_retriable(&self) -> bool {
         match self {
-            ClientError::Io { .. } | ClientError::Closed { .. } | ClientError::NoLeader { .. } => {
-                true
-            }
+            ClientError::Io { .. }
+            | ClientError::Closed { .. }
+            | ClientError::NoLeader { .. }
+            | ClientError::UnknownBroker { .. } => true,
             ClientError::Broker { code, .. } => is_retriable_code(*code),
             _ => false,
         }
     }
+
+    /// Whether the cached metadata is likely stale: the leader moved or is unknown, the
+    /// topic is not (yet) known to the broker that answered, or the broker is gone. The
+    /// caller refreshes metadata after the backoff before retrying; other retriable errors
+    /// (a timeout, too few replicas) only wait.
+    pub fn refreshes_metadata(&self) -> bool {
+        match self {
+            ClientError::Io { .. }
+            | ClientError::Closed { .. }
+            | ClientError::NoLeader { .. }
+            | ClientError::UnknownBroker { .. } => true,
+            ClientError::Broker { code, .. } => matches!(
+                code,
+                ErrorCode::NotLeaderOrFollower
+                    | ErrorCode::LeaderNotAvailable
+                    | ErrorCode::UnknownTopicOrPartition
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether a group request should look up the group's coordinator again and retry.
+    pub fn finds_coordinator(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Broker {
+                code: ErrorCode::NotCoordinator
+                    | ErrorCode::CoordinatorNotAvailable
+                    | ErrorCode::CoordinatorLoadInProgress,
+                ..
+            }
+        )
+    }
 }
 
-/// Kafka's retriable errors that a single-broker client can recover from by waiting and
-/// refreshing metadata.
+/// Kafka's retriable errors that the client recovers from by waiting (and refreshing metadata,
+/// see [`ClientError::refreshes_metadata`]).
 fn is_retriable_code(code: ErrorCode) -> bool {
     matches!(
         code,
@@ -125,4 +166,69 @@ fn is_retriable_code(code: ErrorCode) -> bool {
             | ErrorCode::KafkaStorageError
             | ErrorCode::CorruptMessage
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(code: ErrorCode) -> ClientError {
+        ClientError::Broker {
+            code,
+            what: "t/0".to_owned(),
+        }
+    }
+
+    #[test]
+    fn moved_leaders_and_broken_connections_refresh_metadata_and_retry() {
+        let refresh = [
+            broker(ErrorCode::NotLeaderOrFollower),
+            broker(ErrorCode::LeaderNotAvailable),
+            broker(ErrorCode::UnknownTopicOrPartition),
+            ClientError::Closed {
+                addr: "a".to_owned(),
+                in_flight: 1,
+            },
+            ClientError::Io {
+                addr: "a".to_owned(),
+                source: std::io::Error::other("reset"),
+            },
+            ClientError::NoLeader {
+                topic: "t".to_owned(),
+                partition: 0,
+            },
+            ClientError::UnknownBroker { broker: 2 },
+        ];
+        for e in &refresh {
+            assert!(e.refreshes_metadata(), "{e}");
+            assert!(e.is_retriable(), "{e}");
+        }
+        assert_eq!(refresh.iter().filter(|e| e.refreshes_metadata()).count(), 7);
+    }
+
+    #[test]
+    fn other_retriable_errors_wait_without_a_refresh_and_fatal_ones_do_neither() {
+        for code in [ErrorCode::RequestTimedOut, ErrorCode::NotEnoughReplicas] {
+            assert!(broker(code).is_retriable());
+            assert!(!broker(code).refreshes_metadata());
+        }
+        for code in [
+            ErrorCode::TopicAuthorizationFailed,
+            ErrorCode::MessageTooLarge,
+            ErrorCode::InvalidRecord,
+            ErrorCode::OffsetOutOfRange,
+        ] {
+            assert!(!broker(code).is_retriable(), "{code:?}");
+            assert!(!broker(code).refreshes_metadata(), "{code:?}");
+        }
+        assert!(!ClientError::InvalidArgument("x".to_owned()).refreshes_metadata());
+    }
+
+    #[test]
+    fn coordinator_errors_find_the_coordinator_again() {
+        assert!(broker(ErrorCode::NotCoordinator).finds_coordinator());
+        assert!(broker(ErrorCode::CoordinatorNotAvailable).finds_coordinator());
+        assert!(broker(ErrorCode::CoordinatorLoadInProgress).finds_coordinator());
+        assert!(!broker(ErrorCode::NotLeaderOrFollower).finds_coordinator());
+    }
 }

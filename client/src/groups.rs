@@ -1,6 +1,7 @@
 //! Consumer group administration on [`Admin`]: list and describe groups, read and set their
-//! committed offsets, delete them. Spate is single-node, so the bootstrap broker is every
-//! group's coordinator (no FindCoordinator round trip).
+//! committed offsets, delete them. A group's requests go to its coordinator (FindCoordinator,
+//! asked again for each call: admin calls are rare); ListGroups asks every broker, since each
+//! lists only the groups it coordinates.
 
 use spate_wire::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -13,6 +14,7 @@ use spate_wire::kafka_protocol::messages::{
 use spate_wire::kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::admin::Admin;
+use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::protocol::{
     DELETE_GROUPS_VERSION, DESCRIBE_GROUPS_VERSION, LIST_GROUPS_VERSION, OFFSET_COMMIT_VERSION,
@@ -94,38 +96,125 @@ fn decode_assignment(bytes: &[u8]) -> Vec<(String, i32)> {
     }
 }
 
-impl Admin {
-    /// Every consumer group the broker knows.
-    ///
-    /// # Errors
-    /// Connection or codec errors, or the broker's error code.
-    pub async fn list_groups(&mut self) -> Result<Vec<GroupListing>, ClientError> {
-        let conn = self.cluster.connection().await?;
-        let response: ListGroupsResponse = conn
-            .call(
-                ApiKey::ListGroups,
-                LIST_GROUPS_VERSION,
-                &ListGroupsRequest::default(),
-            )
-            .await?;
-        ClientError::check(response.error_code, || "list groups".to_owned())?;
-        Ok(response
-            .groups
-            .into_iter()
-            .map(|g| GroupListing {
-                group_id: g.group_id.0.to_string(),
-                protocol_type: g.protocol_type.to_string(),
-                state: g.group_state.to_string(),
-            })
-            .collect())
-    }
+async fn list_groups_at(conn: &mut Connection) -> Result<Vec<GroupListing>, ClientError> {
+    let response: ListGroupsResponse = conn
+        .call(
+            ApiKey::ListGroups,
+            LIST_GROUPS_VERSION,
+            &ListGroupsRequest::default(),
+        )
+        .await?;
+    ClientError::check(response.error_code, || "list groups".to_owned())?;
+    Ok(response
+        .groups
+        .into_iter()
+        .map(|g| GroupListing {
+            group_id: g.group_id.0.to_string(),
+            protocol_type: g.protocol_type.to_string(),
+            state: g.group_state.to_string(),
+        })
+        .collect())
+}
 
+/// Runs a group call, again after the backoff (up to `retries_max` times) while the answer
+/// says the coordinator moved or is not ready (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE,
+/// COORDINATOR_LOAD_IN_PROGRESS): each attempt asks FindCoordinator afresh.
+macro_rules! at_coordinator {
+    ($admin:ident, $call:expr) => {{
+        let mut attempts = 0;
+        loop {
+            match $call {
+                Err(e)
+                    if e.finds_coordinator() && attempts < $admin.cluster.config().retries_max =>
+                {
+                    attempts += 1;
+                    $admin.cluster.backoff().await;
+                }
+                result => break result,
+            }
+        }
+    }};
+}
+
+impl Admin {
     /// A group's state and members (state `Dead` if the broker does not know it).
     ///
     /// # Errors
-    /// Connection or codec errors, or the group's error code.
+    /// Connection or codec errors, or the group's error code (after retries while the
+    /// coordinator moves).
     pub async fn describe_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
-        let conn = self.cluster.connection().await?;
+        at_coordinator!(self, self.describe_group_once(group).await)
+    }
+
+    /// Every committed offset of a group.
+    ///
+    /// # Errors
+    /// Connection or codec errors, or the broker's error code (after retries while the
+    /// coordinator moves).
+    pub async fn committed_offsets(
+        &mut self,
+        group: &str,
+    ) -> Result<Vec<CommittedOffset>, ClientError> {
+        at_coordinator!(self, self.committed_offsets_once(group).await)
+    }
+
+    /// Commits offsets for a group that has no active members (the broker refuses otherwise
+    /// with UNKNOWN_MEMBER_ID): `(topic, partition, offset)`.
+    ///
+    /// # Errors
+    /// Connection or codec errors, or the first partition's error code (after retries while
+    /// the coordinator moves).
+    pub async fn commit_offsets(
+        &mut self,
+        group: &str,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<(), ClientError> {
+        at_coordinator!(self, self.commit_offsets_once(group, offsets).await)
+    }
+
+    /// Deletes an empty group and its committed offsets.
+    ///
+    /// # Errors
+    /// Connection or codec errors, NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND (after retries while
+    /// the coordinator moves).
+    pub async fn delete_group(&mut self, group: &str) -> Result<(), ClientError> {
+        at_coordinator!(self, self.delete_group_once(group).await)
+    }
+
+    /// The connection to `group`'s coordinator.
+    async fn coordinator_connection(
+        &mut self,
+        group: &str,
+    ) -> Result<&mut Connection, ClientError> {
+        let coordinator = self.cluster.coordinator(group).await?;
+        self.cluster.broker_connection(coordinator).await
+    }
+
+    /// Every consumer group of the cluster: ListGroups at every broker (each lists the groups
+    /// it coordinates), merged.
+    ///
+    /// # Errors
+    /// Connection or codec errors, or a broker's error code.
+    pub async fn list_groups(&mut self) -> Result<Vec<GroupListing>, ClientError> {
+        let brokers: Vec<_> = self.cluster.broker_ids().collect();
+        let mut groups: Vec<GroupListing> = Vec::new();
+        if brokers.is_empty() {
+            let conn = self.cluster.connection().await?;
+            groups.extend(list_groups_at(conn).await?);
+        }
+        for broker in brokers {
+            let conn = self.cluster.broker_connection(broker).await?;
+            for g in list_groups_at(conn).await? {
+                if !groups.iter().any(|x| x.group_id == g.group_id) {
+                    groups.push(g);
+                }
+            }
+        }
+        Ok(groups)
+    }
+
+    async fn describe_group_once(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
+        let conn = self.coordinator_connection(group).await?;
         let request = DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
         let response: DescribeGroupsResponse = conn
             .call(ApiKey::DescribeGroups, DESCRIBE_GROUPS_VERSION, &request)
@@ -160,15 +249,11 @@ impl Admin {
         })
     }
 
-    /// Every committed offset of a group.
-    ///
-    /// # Errors
-    /// Connection or codec errors, or the broker's error code.
-    pub async fn committed_offsets(
+    async fn committed_offsets_once(
         &mut self,
         group: &str,
     ) -> Result<Vec<CommittedOffset>, ClientError> {
-        let conn = self.cluster.connection().await?;
+        let conn = self.coordinator_connection(group).await?;
         let request = OffsetFetchRequest::default()
             .with_group_id(group_id(group))
             .with_topics(None);
@@ -196,12 +281,7 @@ impl Admin {
         Ok(out)
     }
 
-    /// Commits offsets for a group that has no active members (the broker refuses otherwise
-    /// with UNKNOWN_MEMBER_ID): `(topic, partition, offset)`.
-    ///
-    /// # Errors
-    /// Connection or codec errors, or the first partition's error code.
-    pub async fn commit_offsets(
+    async fn commit_offsets_once(
         &mut self,
         group: &str,
         offsets: &[(String, i32, i64)],
@@ -224,7 +304,7 @@ impl Admin {
             .with_group_id(group_id(group))
             .with_generation_id_or_member_epoch(-1)
             .with_topics(topics);
-        let conn = self.cluster.connection().await?;
+        let conn = self.coordinator_connection(group).await?;
         let response: OffsetCommitResponse = conn
             .call(ApiKey::OffsetCommit, OFFSET_COMMIT_VERSION, &request)
             .await?;
@@ -238,12 +318,8 @@ impl Admin {
         Ok(())
     }
 
-    /// Deletes an empty group and its committed offsets.
-    ///
-    /// # Errors
-    /// Connection or codec errors, NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND.
-    pub async fn delete_group(&mut self, group: &str) -> Result<(), ClientError> {
-        let conn = self.cluster.connection().await?;
+    async fn delete_group_once(&mut self, group: &str) -> Result<(), ClientError> {
+        let conn = self.coordinator_connection(group).await?;
         let request = DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]);
         let response: DeleteGroupsResponse = conn
             .call(ApiKey::DeleteGroups, DELETE_GROUPS_VERSION, &request)

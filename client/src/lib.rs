@@ -7,8 +7,12 @@
 //!   [`protocol`] (request framing and response decoding with kafka-protocol);
 //! - [`connection::Connection`]: one TCP connection on the current glommio executor,
 //!   requests pipelined up to `in_flight_max`, responses matched to requests in order;
-//! - [`producer::Producer`], [`consumer::Consumer`], [`admin::Admin`] on top, each owning one
-//!   connection to the bootstrap broker (Spate is single-node; see [`cluster`]).
+//! - [`cluster::Cluster`]: the brokers of the cluster (learned from the bootstrap broker's
+//!   Metadata), one connection per broker opened when first needed, and every partition's
+//!   leader; Produce, Fetch and ListOffsets go to the leader, group calls to the coordinator,
+//!   and a moved leader or a broken connection costs a metadata refresh and a retry;
+//! - [`producer::Producer`], [`consumer::Consumer`], [`admin::Admin`] on top, each owning a
+//!   [`cluster::Cluster`].
 //!
 //! Nothing runs in the background: every type is driven by the task that awaits its methods,
 //! and none is `Send`. Limits (frame size, in-flight requests, ready batches, decompressed
@@ -98,7 +102,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod protocol;
 
-pub use admin::{Admin, NewTopic, OffsetSpec};
+pub use admin::{Admin, BrokerDescription, ClusterDescription, NewTopic, OffsetSpec};
 pub use batch::BatchConfig;
 pub use cluster::ClientConfig;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Fetched};

@@ -15,9 +15,9 @@ use spate_wire::kafka_protocol::protocol::StrBytes;
 use spate_wire::types::Offset;
 
 use crate::batch::{
-    Accumulator, Append, BatchConfig, Header, Linger, ProducerIdentity, ReadyBatch,
+    Accumulator, Append, BatchConfig, Choice, Header, Linger, ProducerIdentity, ReadyBatch,
 };
-use crate::cluster::{ClientConfig, Cluster};
+use crate::cluster::{BrokerId, ClientConfig, Cluster};
 use crate::error::ClientError;
 use crate::partitioner::{partition_for_key, StickyPartitioner};
 use crate::protocol::{INIT_PRODUCER_ID_VERSION, PRODUCE_VERSION};
@@ -108,6 +108,12 @@ pub type DeliveryCallback = Box<dyn FnMut(Delivery)>;
 /// ready-queue limit is reached. Nothing runs in the background: call [`Producer::poll`]
 /// (or `send`/`flush`) regularly so lingering batches go out and responses are read.
 ///
+/// Each request goes to the leader of its partitions: batches are grouped per leader, and
+/// every broker's connection has up to `in_flight_max` requests waiting. Responses are read
+/// oldest request first, whichever broker it went to (a slow broker delays reading the others'
+/// answers, not their sending). A batch whose leader moved (NOT_LEADER_OR_FOLLOWER, ...) or
+/// whose broker's connection broke is queued again and sent after a metadata refresh.
+///
 /// Ordering: batches of a partition are delivered in order unless a retry happens while
 /// others are in flight (as in Kafka without idempotence). With [`Idempotence::On`] a retried
 /// batch is never written twice, but a retry behind later in-flight batches is refused as out
@@ -117,7 +123,8 @@ pub struct Producer {
     config: ProducerConfig,
     acc: Accumulator,
     sticky: HashMap<String, StickyPartitioner>,
-    in_flight: VecDeque<Vec<ReadyBatch>>,
+    /// Requests waiting for a response, oldest first, with the broker each went to.
+    in_flight: VecDeque<InFlight>,
     on_delivery: DeliveryCallback,
     needs_refresh: bool,
     /// The last topic sent to and its partition count: skips the metadata map's hashing for
@@ -170,6 +177,13 @@ impl Clock {
         self.next_ms_at = self.base + Duration::from_millis(since_ms + 1);
         self.ms
     }
+}
+
+/// One Produce request waiting for its response.
+#[derive(Debug)]
+struct InFlight {
+    broker: BrokerId,
+    batches: Vec<ReadyBatch>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -384,9 +398,11 @@ impl Producer {
         Ok(())
     }
 
-    /// Whether another Produce request may go out now.
+    /// Whether another Produce request may go out now to some broker (`in_flight_max` per
+    /// broker connection).
     fn has_send_room(&self) -> bool {
-        self.in_flight.len() < self.config.client.connection.in_flight_max
+        self.in_flight.len()
+            < self.config.client.connection.in_flight_max * self.cluster.broker_count()
     }
 
     /// Sends ready batches, waiting for responses while the connection is full. Batches still
@@ -397,42 +413,55 @@ impl Producer {
     /// clock read per record here was a sixth of the bench's CPU time at 2M records/s. It is
     /// read again after every wait.
     async fn dispatch(&mut self, mut now: Instant) -> Result<(), ClientError> {
-        // Metadata goes over the same connection and needs it idle: refresh once the requests
-        // in flight are answered (their batches may need the retry too).
-        if self.needs_refresh && self.acc.ready_len() > 0 && self.in_flight.is_empty() {
-            self.cluster.backoff().await;
-            let _ = self
-                .cluster
-                .refresh(None, crate::cluster::AutoCreate::Deny)
-                .await;
-            self.needs_refresh = false;
-            self.last_topic = None;
-            now = Instant::now();
-        }
         loop {
-            if self.acc.ready_len() == 0 && self.has_send_room() {
-                self.acc.close_expired(now, Linger::Honour)?;
-            }
-            if self.acc.ready_len() == 0 {
-                return Ok(());
-            }
-            if !self.has_send_room() {
+            // A refresh is due: first read the answers to the requests in flight (their batches
+            // may need the retry too, and a refresh may replace a broker's connection, which
+            // must then have nothing in flight), then refresh, then send.
+            if self.needs_refresh && self.acc.ready_len() > 0 && !self.in_flight.is_empty() {
                 self.receive_one(None).await?;
                 now = Instant::now();
                 continue;
             }
-            if let Err(e) = self.cluster.connection().await {
-                return self.fail_or_retry_all(e).await;
+            if self.needs_refresh && self.acc.ready_len() > 0 {
+                self.cluster.backoff().await;
+                let _ = self
+                    .cluster
+                    .refresh(None, crate::cluster::AutoCreate::Deny)
+                    .await;
+                self.needs_refresh = false;
+                self.last_topic = None;
+                now = Instant::now();
             }
-            let batches = self.take_request_batches();
+            if self.acc.ready_len() == 0 && self.has_send_room() {
+                self.acc.close_expired(now, Linger::Honour)?;
+            }
+            let Some(front) = self.acc.peek_ready() else {
+                return Ok(());
+            };
+            let Some(broker) = self.cluster.leader(&front.topic, front.partition) else {
+                self.no_leader_for_front()?;
+                now = Instant::now();
+                continue;
+            };
+            if self.cluster.in_flight(broker) >= self.config.client.connection.in_flight_max {
+                self.receive_one(None).await?;
+                now = Instant::now();
+                continue;
+            }
+            let batches = self.take_request_batches(broker);
+            if let Err(e) = self.cluster.broker_connection(broker).await {
+                self.in_flight.push_back(InFlight { broker, batches });
+                self.fail_broker(broker, e).await?;
+                continue;
+            }
             let request = build_request(&batches, self.config.acks, self.config.request_timeout_ms);
             let expect_response = self.config.acks != Acks::None;
-            let conn = self.cluster.connection().await?;
+            let conn = self.cluster.broker_connection(broker).await?;
             match conn
                 .send(ApiKey::Produce, PRODUCE_VERSION, &request, expect_response)
                 .await
             {
-                Ok(_) if expect_response => self.in_flight.push_back(batches),
+                Ok(_) if expect_response => self.in_flight.push_back(InFlight { broker, batches }),
                 Ok(_) => {
                     for b in batches {
                         (self.on_delivery)(Delivery {
@@ -444,39 +473,79 @@ impl Producer {
                     }
                 }
                 Err(e) => {
-                    self.in_flight.push_back(batches);
-                    return self.fail_or_retry_all(e).await;
+                    self.in_flight.push_back(InFlight { broker, batches });
+                    self.fail_broker(broker, e).await?;
                 }
             }
         }
     }
 
-    /// Ready batches for one request: up to `request_bytes_max`, one batch per partition
-    /// (a request names each partition once).
-    fn take_request_batches(&mut self) -> Vec<ReadyBatch> {
+    /// The oldest ready batch's partition has no known leader: count an attempt and refresh
+    /// metadata (after the requests in flight are answered), or fail the batch when out of
+    /// retries.
+    fn no_leader_for_front(&mut self) -> Result<(), ClientError> {
+        let mut batch = self.acc.pop_ready().expect("a ready batch was peeked");
+        if batch.attempts < self.config.client.retries_max {
+            batch.attempts += 1;
+            self.acc.push_front(batch);
+            self.needs_refresh = true;
+            return Ok(());
+        }
+        let last = ClientError::NoLeader {
+            topic: batch.topic.to_string(),
+            partition: batch.partition,
+        };
+        (self.on_delivery)(Delivery {
+            topic: batch.topic,
+            partition: batch.partition,
+            record_count: batch.record_count,
+            result: Err(ClientError::RetriesExhausted {
+                attempts: batch.attempts + 1,
+                last: Box::new(last),
+            }),
+        });
+        Ok(())
+    }
+
+    /// Ready batches led by `broker` for one request: up to `request_bytes_max`, one batch
+    /// per partition (a request names each partition once), in queue order; batches of other
+    /// leaders keep their places.
+    fn take_request_batches(&mut self, broker: BrokerId) -> Vec<ReadyBatch> {
         let mut batches: Vec<ReadyBatch> = Vec::new();
         let mut bytes = 0;
-        while let Some(b) = self.acc.pop_ready() {
-            let duplicate = batches
+        let cluster = &self.cluster;
+        let request_bytes_max = self.config.request_bytes_max;
+        self.acc.take_ready(&mut batches, |b, taken| {
+            if cluster.leader(&b.topic, b.partition) != Some(broker) {
+                return Choice::Skip;
+            }
+            if taken
                 .iter()
-                .any(|x| x.partition == b.partition && x.topic == b.topic);
-            let too_big =
-                !batches.is_empty() && bytes + b.records.len() > self.config.request_bytes_max;
-            if duplicate || too_big {
-                self.acc.push_front(b);
-                break;
+                .any(|x| x.partition == b.partition && x.topic == b.topic)
+            {
+                return Choice::Skip;
+            }
+            if !taken.is_empty() && bytes + b.records.len() > request_bytes_max {
+                return Choice::Stop;
             }
             bytes += b.records.len();
-            batches.push(b);
-        }
-        assert!(!batches.is_empty());
+            Choice::Take
+        });
+        assert!(!batches.is_empty(), "the peeked batch is led by the broker");
         batches
     }
 
-    /// Reads one response (waiting at most `wait`, if given) and delivers its batches.
+    /// Reads the response to the oldest request in flight (waiting at most `wait`, if given)
+    /// and delivers its batches.
     async fn receive_one(&mut self, wait: Option<Duration>) -> Result<(), ClientError> {
-        assert!(!self.in_flight.is_empty());
-        let conn = self.cluster.connection().await?;
+        let broker = self.in_flight.front().expect("a request in flight").broker;
+        let Some(conn) = self.cluster.open_connection(broker) else {
+            let closed = ClientError::Closed {
+                addr: format!("broker {}", broker.0),
+                in_flight: 0,
+            };
+            return self.fail_broker(broker, closed).await;
+        };
         let received = match wait {
             None => conn.receive().await.map(Some),
             Some(d) => {
@@ -494,13 +563,13 @@ impl Producer {
         };
         let response = match response {
             Ok(r) => r,
-            Err(e) => return self.fail_or_retry_all(e).await,
+            Err(e) => return self.fail_broker(broker, e).await,
         };
-        let batches = self
+        let request = self
             .in_flight
             .pop_front()
             .expect("a response matches a request");
-        for mut batch in batches {
+        for mut batch in request.batches {
             let result = partition_result(&response, &batch);
             match result {
                 Err(e) if e.is_retriable() && batch.attempts < self.config.client.retries_max => {
@@ -519,14 +588,24 @@ impl Producer {
         Ok(())
     }
 
-    /// After a connection or protocol error: drop the connection and queue every in-flight
-    /// batch again (or fail it when out of retries).
-    async fn fail_or_retry_all(&mut self, error: ClientError) -> Result<(), ClientError> {
-        self.cluster.disconnect();
+    /// After a connection or protocol error with `broker`: drop its connection and queue
+    /// every batch in flight to it again (or fail it when out of retries). Requests to other
+    /// brokers stay in flight.
+    async fn fail_broker(
+        &mut self,
+        broker: BrokerId,
+        error: ClientError,
+    ) -> Result<(), ClientError> {
+        self.cluster.disconnect(broker);
         let retriable = error.is_retriable();
         let mut gave_up = false;
-        while let Some(batches) = self.in_flight.pop_back() {
-            for mut batch in batches.into_iter().rev() {
+        let mut others: VecDeque<InFlight> = VecDeque::with_capacity(self.in_flight.len());
+        while let Some(request) = self.in_flight.pop_back() {
+            if request.broker != broker {
+                others.push_front(request);
+                continue;
+            }
+            for mut batch in request.batches.into_iter().rev() {
                 if retriable && batch.attempts < self.config.client.retries_max {
                     batch.attempts += 1;
                     self.acc.push_front(batch);
@@ -544,6 +623,7 @@ impl Producer {
                 }
             }
         }
+        self.in_flight = others;
         if !retriable || gave_up {
             return Err(error);
         }

@@ -42,6 +42,12 @@ pub const OFFSET_FETCH_VERSION: i16 = 7;
 pub const OFFSET_COMMIT_VERSION: i16 = 8;
 /// DeleteGroups version used.
 pub const DELETE_GROUPS_VERSION: i16 = 2;
+/// FindCoordinator version used (v3: flexible, one key per request).
+pub const FIND_COORDINATOR_VERSION: i16 = 3;
+/// DescribeCluster version used (v2 can list fenced brokers).
+pub const DESCRIBE_CLUSTER_VERSION: i16 = 2;
+/// ApiVersions version used.
+pub const API_VERSIONS_VERSION: i16 = 3;
 
 /// Default bound on a response frame: a Fetch answer is bounded by the request's `max_bytes`
 /// (the consumer's default is 50 MiB), plus framing.

@@ -15,7 +15,11 @@
 //! let _stream = broker.connect();
 //! assert!(broker.stop().success());
 //! ```
+//!
+//! [`Cluster`] starts several brokers as one cluster (`--controller-voters`, every broker a
+//! voter) and waits until each of them lists all brokers and a controller in Metadata.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -204,6 +208,144 @@ impl Drop for Broker {
     }
 }
 
+/// How long a cluster may take until every broker lists every broker and a controller (a
+/// Raft election and each broker's registration, on a busy machine).
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Brokers of one [`Cluster`], at most (node ids are 1..=count).
+pub const CLUSTER_BROKERS_MAX: usize = 9;
+
+/// Several `spate` processes (one core each) forming one cluster: node ids 1..=N, each with a
+/// cluster listener on a free port, all of them controller voters.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The brokers, `brokers[i]` has node id `i + 1`.
+    pub brokers: Vec<Broker>,
+}
+
+impl Cluster {
+    /// Starts `count` brokers on fresh data dirs `<root>/<name>-node<i>-<pid>` with
+    /// `extra_args`, and waits until every broker's Metadata lists `count` brokers and a
+    /// controller.
+    ///
+    /// # Panics
+    /// If `count` is 0 or above [`CLUSTER_BROKERS_MAX`], a broker does not start (as
+    /// [`Broker::start`]), or the cluster is not ready within 60 s.
+    pub fn start(
+        binary: &Path,
+        root: &Path,
+        name: &str,
+        count: usize,
+        extra_args: &[&str],
+    ) -> Cluster {
+        assert!(count > 0 && count <= CLUSTER_BROKERS_MAX, "{count} brokers");
+        let cluster_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let voters = cluster_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let brokers: Vec<Broker> = cluster_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let node_id = (i + 1).to_string();
+                let cluster_listen = format!("127.0.0.1:{port}");
+                let mut args: Vec<&str> = vec![
+                    "--node-id",
+                    &node_id,
+                    "--cluster-listen",
+                    &cluster_listen,
+                    "--controller-voters",
+                    &voters,
+                ];
+                args.extend_from_slice(extra_args);
+                let dir = TestDir::new(root, &format!("{name}-node{}", i + 1));
+                Broker::start(binary, dir, &args)
+            })
+            .collect();
+        let cluster = Cluster { brokers };
+        cluster.wait_ready(count);
+        cluster
+    }
+
+    /// Waits until every running broker's Metadata lists `count` brokers and a controller.
+    ///
+    /// # Panics
+    /// If that takes over 60 s.
+    pub fn wait_ready(&self, count: usize) {
+        let started = Instant::now();
+        for b in &self.brokers {
+            loop {
+                let seen = cluster_view(b.addr);
+                if let Ok((brokers, controller)) = seen {
+                    if brokers == count && controller >= 0 {
+                        break;
+                    }
+                }
+                assert!(
+                    started.elapsed() < CLUSTER_READY_TIMEOUT,
+                    "broker {} not ready within {CLUSTER_READY_TIMEOUT:?}: (brokers, controller) {seen:?}",
+                    b.addr
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Asks the broker at `addr` for Metadata v1 with no topics: (brokers listed, controller id).
+///
+/// # Errors
+/// I/O errors, or `InvalidData` for a response too short to hold those fields.
+pub fn cluster_view(addr: SocketAddr) -> std::io::Result<(usize, i32)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    const CLIENT_ID: &[u8] = b"testkit";
+    let mut request = Vec::new();
+    request.extend_from_slice(&3i16.to_be_bytes()); // api key: Metadata
+    request.extend_from_slice(&1i16.to_be_bytes()); // version 1
+    request.extend_from_slice(&1i32.to_be_bytes()); // correlation id
+    request.extend_from_slice(&(CLIENT_ID.len() as i16).to_be_bytes());
+    request.extend_from_slice(CLIENT_ID);
+    request.extend_from_slice(&0i32.to_be_bytes()); // topics: none
+    let mut frame = (request.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&request);
+    stream.write_all(&frame)?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size)?;
+    let size = usize::try_from(i32::from_be_bytes(size)).unwrap_or(0);
+    if size > 1 << 20 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "metadata response over 1 MiB",
+        ));
+    }
+    let mut body = vec![0u8; size];
+    stream.read_exact(&mut body)?;
+    parse_cluster_view(&body).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "short metadata response")
+    })
+}
+
+/// (broker count, controller id) from a Metadata v1 response (after the size prefix).
+fn parse_cluster_view(body: &[u8]) -> Option<(usize, i32)> {
+    let mut at = 4; // correlation id
+    let i32_at = |at: usize| Some(i32::from_be_bytes(body.get(at..at + 4)?.try_into().ok()?));
+    let i16_at = |at: usize| Some(i16::from_be_bytes(body.get(at..at + 2)?.try_into().ok()?));
+    let brokers = usize::try_from(i32_at(at)?).ok()?;
+    at += 4;
+    for _ in 0..brokers {
+        at += 4; // node id
+        let host = usize::try_from(i16_at(at)?).ok()?;
+        at += 2 + host + 4; // host, port
+        let rack = i16_at(at)?;
+        at += 2 + usize::try_from(rack).unwrap_or(0);
+    }
+    Some((brokers, i32_at(at)?))
+}
+
 fn spawn_accepting(binary: &Path, data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
     for _ in 0..START_ATTEMPTS_MAX {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -332,6 +474,30 @@ mod tests {
         assert!(ports
             .iter()
             .all(|p| (PORT_FIRST..PORT_FIRST + PORT_COUNT).contains(p)));
+    }
+
+    #[test]
+    fn a_metadata_v1_answer_gives_brokers_and_controller() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&9i32.to_be_bytes()); // correlation id
+        body.extend_from_slice(&2i32.to_be_bytes()); // brokers
+        for (id, rack) in [(1i32, None), (2, Some(&b"r1"[..]))] {
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&9i16.to_be_bytes());
+            body.extend_from_slice(b"127.0.0.1");
+            body.extend_from_slice(&9092i32.to_be_bytes());
+            match rack {
+                None => body.extend_from_slice(&(-1i16).to_be_bytes()),
+                Some(r) => {
+                    body.extend_from_slice(&(r.len() as i16).to_be_bytes());
+                    body.extend_from_slice(r);
+                }
+            }
+        }
+        body.extend_from_slice(&2i32.to_be_bytes()); // controller
+        body.extend_from_slice(&0i32.to_be_bytes()); // topics
+        assert_eq!(parse_cluster_view(&body), Some((2, 2)));
+        assert_eq!(parse_cluster_view(&body[..20]), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! `spate-admin`: consumer group administration for a Spate (or Kafka) broker.
+//! `spate-admin`: cluster and consumer group administration for a Spate (or Kafka) cluster.
 //!
 //! ```text
+//! spate-admin [--bootstrap HOST:PORT] cluster [--topics]
 //! spate-admin [--bootstrap HOST:PORT] groups list
 //! spate-admin [--bootstrap HOST:PORT] groups describe GROUP
 //! spate-admin [--bootstrap HOST:PORT] groups reset GROUP (--to-earliest | --to-latest |
@@ -8,27 +9,56 @@
 //! spate-admin [--bootstrap HOST:PORT] groups delete GROUP
 //! ```
 //!
+//! `cluster` prints the cluster id, the controller and every broker (id, address, whether it
+//! is fenced) from DescribeCluster v2, or from Metadata when the broker does not advertise
+//! DescribeCluster (then fencing is unknown, `-`); with `--topics`, every topic's partitions
+//! with their leader and leader epoch.
+//!
 //! `describe` prints each partition's committed offset, log end offset and lag, and the member
 //! it is assigned to. `reset` prints the new offsets and commits them only with `--execute`
 //! (like Kafka's kafka-consumer-groups), and only for a group without active members.
 //!
 //! It lives in the client crate, not in the `spate` binary, so the broker does not depend on a
 //! client and this tool works against any broker the client speaks to.
+//!
+//! Exit codes: 0 done, 1 the cluster refused (a Kafka error, printed by name) or the request
+//! failed otherwise, 2 bad command line, 3 the bootstrap broker could not be reached.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use spate_client::{Admin, ClientConfig, OffsetSpec};
+use spate_client::{Admin, ClientConfig, ClientError, OffsetSpec};
 
 type Error = Box<dyn std::error::Error>;
 
-const USAGE: &str = "usage: spate-admin [--bootstrap HOST:PORT] groups (list | describe GROUP | \
-reset GROUP (--to-earliest | --to-latest | --to-timestamp MS) [--topic TOPIC]... [--execute] | \
-delete GROUP)";
+const USAGE: &str = "\
+usage: spate-admin [--bootstrap HOST:PORT] COMMAND
+
+commands:
+  cluster [--topics]          cluster id, controller, brokers (fenced or not); --topics adds
+                              every partition's leader and leader epoch
+  groups list                 every consumer group
+  groups describe GROUP       members, committed offsets, log end and lag per partition
+  groups reset GROUP (--to-earliest | --to-latest | --to-timestamp MS) [--topic TOPIC]...
+                     [--execute]
+                              new committed offsets (dry run unless --execute)
+  groups delete GROUP         delete an empty group
+
+--bootstrap defaults to 127.0.0.1:9092. Exit codes: 0 done, 1 refused or failed (Kafka errors
+are printed by name), 2 bad command line, 3 broker unreachable.";
+
+/// Exit code for a bad command line.
+const EXIT_USAGE: i32 = 2;
+/// Exit code when the request failed (a Kafka error or otherwise).
+const EXIT_FAILED: i32 = 1;
+/// Exit code when the bootstrap broker cannot be reached.
+const EXIT_UNREACHABLE: i32 = 3;
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
+    Help,
+    Cluster(Topics),
     List,
     Describe(String),
     Reset {
@@ -38,6 +68,13 @@ enum Command {
         execute: Execute,
     },
     Delete(String),
+}
+
+/// Whether `cluster` lists topics and their partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topics {
+    Omit,
+    Include,
 }
 
 /// Whether `reset` commits or only shows what it would do.
@@ -52,6 +89,9 @@ fn parse(args: &[String]) -> Result<(String, Command), String> {
     let mut rest: Vec<&str> = Vec::new();
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--help" || args[i] == "-h" {
+            return Ok((bootstrap, Command::Help));
+        }
         if args[i] == "--bootstrap" {
             bootstrap = args
                 .get(i + 1)
@@ -64,6 +104,9 @@ fn parse(args: &[String]) -> Result<(String, Command), String> {
         }
     }
     let command = match rest.as_slice() {
+        ["help"] => Command::Help,
+        ["cluster"] => Command::Cluster(Topics::Omit),
+        ["cluster", "--topics"] => Command::Cluster(Topics::Include),
         ["groups", "list"] => Command::List,
         ["groups", "describe", group] => Command::Describe((*group).to_owned()),
         ["groups", "delete", group] => Command::Delete((*group).to_owned()),
@@ -99,7 +142,7 @@ fn parse(args: &[String]) -> Result<(String, Command), String> {
                 execute,
             }
         }
-        _ => return Err(USAGE.to_owned()),
+        _ => return Err(format!("unknown command {:?}", rest.join(" "))),
     };
     Ok((bootstrap, command))
 }
@@ -109,6 +152,95 @@ fn resolve(bootstrap: &str) -> Result<SocketAddr, Error> {
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| format!("{bootstrap} resolves to no address").into())
+}
+
+async fn cluster(admin: &mut Admin, topics: Topics) -> Result<(), Error> {
+    let description = admin.describe_cluster().await?;
+    println!(
+        "cluster id: {}",
+        description.cluster_id.as_deref().unwrap_or("-")
+    );
+    match description.controller {
+        Some(id) => println!("controller: {id}"),
+        None => println!("controller: none"),
+    }
+    println!(
+        "brokers: {} (from {:?})",
+        description.brokers.len(),
+        description.source
+    );
+    println!("{:>8} {:<30} {:<7} RACK", "BROKER", "HOST:PORT", "FENCED");
+    for b in &description.brokers {
+        let fenced = match b.fenced {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "-",
+        };
+        println!(
+            "{:>8} {:<30} {fenced:<7} {}",
+            b.id,
+            format!("{}:{}", b.host, b.port),
+            b.rack.as_deref().unwrap_or("-")
+        );
+    }
+    if topics == Topics::Omit {
+        return Ok(());
+    }
+    let metadata = admin.metadata(None).await?;
+    let mut rows = Vec::new();
+    for t in &metadata.topics {
+        let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+        if t.error_code != 0 {
+            rows.push((name, -1, error_name(t.error_code), String::new()));
+            continue;
+        }
+        for p in &t.partitions {
+            let leader = if p.leader_id.0 >= 0 {
+                p.leader_id.0.to_string()
+            } else {
+                error_name(p.error_code)
+            };
+            rows.push((
+                name.clone(),
+                p.partition_index,
+                leader,
+                p.leader_epoch.to_string(),
+            ));
+        }
+    }
+    rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    println!();
+    println!(
+        "{:<30} {:>9} {:>8} {:>12}",
+        "TOPIC", "PARTITION", "LEADER", "LEADER-EPOCH"
+    );
+    for (topic, partition, leader, epoch) in rows {
+        let partition = if partition < 0 {
+            "-".to_owned()
+        } else {
+            partition.to_string()
+        };
+        println!("{topic:<30} {partition:>9} {leader:>8} {epoch:>12}");
+    }
+    Ok(())
+}
+
+/// A Kafka error code by name (`LEADER_NOT_AVAILABLE`), or `none` for 0 (no leader, no error).
+fn error_name(code: i16) -> String {
+    match spate_wire::ErrorCode::try_from(code) {
+        _ if code == 0 => "none".to_owned(),
+        Ok(c) => c.name().to_owned(),
+        Err(_) => format!("error-{code}"),
+    }
+}
+
+/// The exit code for a failed run: unreachable if the bootstrap broker could not be reached
+/// at all, failed otherwise.
+fn exit_code(error: &Error) -> i32 {
+    match error.downcast_ref::<ClientError>() {
+        Some(ClientError::Io { .. } | ClientError::Closed { .. }) => EXIT_UNREACHABLE,
+        _ => EXIT_FAILED,
+    }
 }
 
 async fn list(admin: &mut Admin) -> Result<(), Error> {
@@ -233,6 +365,8 @@ async fn reset(
 async fn run(bootstrap: SocketAddr, command: Command) -> Result<(), Error> {
     let mut admin = Admin::connect(ClientConfig::new(bootstrap)).await?;
     match command {
+        Command::Help => unreachable!("help is printed before connecting"),
+        Command::Cluster(topics) => cluster(&mut admin, topics).await,
         Command::List => list(&mut admin).await,
         Command::Describe(group) => describe(&mut admin, &group).await,
         Command::Reset {
@@ -254,10 +388,14 @@ fn main() {
     let (bootstrap, command) = match parse(&args) {
         Ok(parsed) => parsed,
         Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
+            eprintln!("spate-admin: {message}\n\n{USAGE}");
+            std::process::exit(EXIT_USAGE);
         }
     };
+    if command == Command::Help {
+        println!("{USAGE}");
+        return;
+    }
     let result = resolve(&bootstrap).and_then(|addr| {
         glommio::LocalExecutorBuilder::default()
             // A short-lived tool: little registered memory, so it runs under any memlock limit.
@@ -268,13 +406,30 @@ fn main() {
     });
     if let Err(e) = result {
         eprintln!("spate-admin: {e}");
-        std::process::exit(1);
+        std::process::exit(exit_code(&e));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_errors_are_named_and_unreachable_brokers_have_their_own_exit_code() {
+        assert_eq!(error_name(5), "LEADER_NOT_AVAILABLE");
+        assert_eq!(error_name(0), "none");
+        let io: Error = Box::new(ClientError::Io {
+            addr: "a".to_owned(),
+            source: std::io::Error::other("refused"),
+        });
+        assert_eq!(exit_code(&io), EXIT_UNREACHABLE);
+        let refused: Error = Box::new(ClientError::Broker {
+            code: spate_wire::ErrorCode::NotCoordinator,
+            what: "g".to_owned(),
+        });
+        assert_eq!(exit_code(&refused), EXIT_FAILED);
+        assert!(refused.to_string().contains("NOT_COORDINATOR"));
+    }
 
     fn args(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()
@@ -300,6 +455,19 @@ mod tests {
                 }
             ))
         );
+        assert_eq!(
+            parse(&args("cluster --topics")),
+            Ok((
+                "127.0.0.1:9092".to_owned(),
+                Command::Cluster(Topics::Include)
+            ))
+        );
+        assert_eq!(
+            parse(&args("--bootstrap h:1 cluster")),
+            Ok(("h:1".to_owned(), Command::Cluster(Topics::Omit)))
+        );
+        assert_eq!(parse(&args("cluster --help")).unwrap().1, Command::Help);
+        assert!(parse(&args("cluster --frobnicate")).is_err());
         assert!(parse(&args("groups reset g")).is_err());
         assert!(parse(&args("groups frobnicate")).is_err());
     }

@@ -1,0 +1,369 @@
+//! The client against three real brokers in cluster mode: a 6-partition topic led by all
+//! three, produced to through one broker, read back through another, and `spate-admin cluster
+//! --topics` run against the third; counts and contents checked exactly.
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use common::run;
+use spate_client::{
+    Acks, Admin, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetSpec, Producer,
+    ProducerConfig,
+};
+use spate_testkit::{spate_binary, Cluster};
+
+const BROKERS: usize = 3;
+const PARTITIONS: i32 = 6;
+const RECORDS_PER_PARTITION: usize = 200;
+
+fn start_cluster(name: &str) -> Cluster {
+    Cluster::start(
+        &spate_binary(),
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        &format!("client-{name}"),
+        BROKERS,
+        &["--log-level", "warn"],
+    )
+}
+
+/// Creates `topic` through `addr` and waits until every partition has a leader there;
+/// returns partition -> (leader, leader epoch).
+async fn create_spread_topic(addr: SocketAddr, topic: &str) -> BTreeMap<i32, (i32, i32)> {
+    let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
+    let created = admin
+        .create_topics(&[NewTopic::new(topic, PARTITIONS)])
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let started = Instant::now();
+    loop {
+        let metadata = admin.metadata(Some(&[topic])).await.unwrap();
+        let leaders: BTreeMap<i32, (i32, i32)> = metadata
+            .topics
+            .iter()
+            .filter(|t| t.error_code == 0)
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.leader_id.0 >= 0)
+            .map(|p| (p.partition_index, (p.leader_id.0, p.leader_epoch)))
+            .collect();
+        if leaders.len() == PARTITIONS as usize {
+            return leaders;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "leaders of {topic}: {leaders:?}"
+        );
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn value(partition: i32, i: usize) -> Vec<u8> {
+    format!("p{partition}-{i}").into_bytes()
+}
+
+#[test]
+fn the_client_follows_leaders_across_three_brokers() {
+    let cluster = start_cluster("follows-leaders");
+    let addrs: Vec<SocketAddr> = cluster.brokers.iter().map(|b| b.addr).collect();
+
+    let leaders = run(async move {
+        let leaders = create_spread_topic(addrs[0], "spread").await;
+        let led_by: BTreeSet<i32> = leaders.values().map(|(l, _)| *l).collect();
+        assert_eq!(led_by, BTreeSet::from([1, 2, 3]), "{leaders:?}");
+
+        // Produce to every partition through a client bootstrapped at broker 1 only.
+        let delivered: Rc<RefCell<BTreeMap<i32, usize>>> = Rc::default();
+        let sink = Rc::clone(&delivered);
+        let mut config = ProducerConfig::new(ClientConfig::new(addrs[0]));
+        config.acks = Acks::All;
+        config.batch.linger_ms = 1;
+        let mut producer = Producer::connect(
+            config,
+            Box::new(move |d| {
+                d.result.expect("delivered");
+                *sink.borrow_mut().entry(d.partition).or_default() += d.record_count as usize;
+            }),
+        )
+        .await
+        .unwrap();
+        for i in 0..RECORDS_PER_PARTITION {
+            for partition in 0..PARTITIONS {
+                producer
+                    .send_to("spread", partition, None, Some(&value(partition, i)), &[])
+                    .await
+                    .unwrap();
+            }
+        }
+        producer.flush().await.unwrap();
+        let delivered = delivered.borrow().clone();
+        assert_eq!(delivered.len(), PARTITIONS as usize, "{delivered:?}");
+        assert!(
+            delivered.values().all(|n| *n == RECORDS_PER_PARTITION),
+            "{delivered:?}"
+        );
+
+        // Read everything back through a client bootstrapped at broker 2.
+        let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(addrs[1])))
+            .await
+            .unwrap();
+        for partition in 0..PARTITIONS {
+            consumer
+                .assign("spread", partition, OffsetSpec::Earliest)
+                .await
+                .unwrap();
+        }
+        let want = RECORDS_PER_PARTITION * PARTITIONS as usize;
+        let mut got: BTreeMap<i32, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+        let mut total = 0;
+        let started = Instant::now();
+        while total < want {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "read {total} of {want}"
+            );
+            let fetched = consumer.poll().await.unwrap();
+            for record in fetched.records() {
+                let r = record.unwrap();
+                got.entry(r.partition)
+                    .or_default()
+                    .push((r.offset, r.value.unwrap().to_vec()));
+                total += 1;
+            }
+        }
+        assert_eq!(total, want);
+        for partition in 0..PARTITIONS {
+            let records = &got[&partition];
+            assert_eq!(
+                records.len(),
+                RECORDS_PER_PARTITION,
+                "partition {partition}"
+            );
+            for (i, (offset, v)) in records.iter().enumerate() {
+                assert_eq!(*offset, i as i64, "partition {partition}");
+                assert_eq!(v, &value(partition, i), "partition {partition}");
+            }
+            assert_eq!(
+                consumer.position("spread", partition),
+                Some(RECORDS_PER_PARTITION as i64)
+            );
+        }
+
+        // The log end of every partition, asked at its leader through broker 3.
+        let mut admin = Admin::connect(ClientConfig::new(addrs[2])).await.unwrap();
+        for partition in 0..PARTITIONS {
+            let end = admin
+                .list_offset("spread", partition, OffsetSpec::Latest)
+                .await
+                .unwrap();
+            assert_eq!(end, RECORDS_PER_PARTITION as i64, "partition {partition}");
+        }
+
+        // Group offsets committed through broker 3 reach the coordinator, wherever it is, and
+        // read back through broker 1; every broker is asked for its groups.
+        let offsets: Vec<(String, i32, i64)> = (0..PARTITIONS)
+            .map(|p| {
+                (
+                    "spread".to_owned(),
+                    p,
+                    RECORDS_PER_PARTITION as i64 - 1 - i64::from(p),
+                )
+            })
+            .collect();
+        admin.commit_offsets("readers", &offsets).await.unwrap();
+        let mut other = Admin::connect(ClientConfig::new(addrs[0])).await.unwrap();
+        let committed: Vec<(String, i32, i64)> = other
+            .committed_offsets("readers")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.topic, c.partition, c.offset))
+            .collect();
+        assert_eq!(committed, offsets);
+        let groups = other.list_groups().await.unwrap();
+        assert_eq!(
+            groups.iter().filter(|g| g.group_id == "readers").count(),
+            1,
+            "{groups:?}"
+        );
+        leaders
+    });
+
+    // `spate-admin cluster --topics` at the third broker names all three and every leader.
+    let output = Command::new(env!("CARGO_BIN_EXE_spate-admin"))
+        .arg("--bootstrap")
+        .arg(cluster.brokers[2].addr.to_string())
+        .args(["cluster", "--topics"])
+        .output()
+        .expect("running spate-admin");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "spate-admin cluster failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("brokers: 3 (from DescribeCluster)"),
+        "{stdout}"
+    );
+    let controller: i32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("controller: "))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no controller in:\n{stdout}"));
+    assert!((1..=3).contains(&controller), "{stdout}");
+    for (i, b) in cluster.brokers.iter().enumerate() {
+        let row = format!("{} {}", i + 1, b.addr);
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == row)
+            .unwrap_or_else(|| panic!("no row {row:?} in:\n{stdout}"));
+        assert_eq!(line.split_whitespace().nth(2), Some("no"), "fenced: {line}");
+    }
+    let partition_rows: BTreeMap<i32, (i32, i32)> = stdout
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some("spread"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[1].parse().unwrap(),
+                (f[2].parse().unwrap(), f[3].parse().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(partition_rows.len(), PARTITIONS as usize, "{stdout}");
+    assert_eq!(partition_rows, leaders, "{stdout}");
+}
+
+#[test]
+fn admin_tool_cluster_without_a_broker_exits_unreachable() {
+    // A port nothing listens on: a fresh listener's port, closed again.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_spate-admin"))
+        .arg("--bootstrap")
+        .arg(addr.to_string())
+        .arg("cluster")
+        .output()
+        .expect("running spate-admin");
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let help = Command::new(env!("CARGO_BIN_EXE_spate-admin"))
+        .arg("--help")
+        .output()
+        .expect("running spate-admin");
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("cluster [--topics]"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_spate-admin"))
+        .arg("frobnicate")
+        .output()
+        .expect("running spate-admin");
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// Waits until Metadata at `addr` lists broker `id` at `at` and every partition of `topic` has
+/// a leader.
+async fn wait_for_broker_at(addr: SocketAddr, id: i32, at: SocketAddr, topic: &str) {
+    let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let metadata = admin.metadata(Some(&[topic])).await.unwrap();
+        let listed = metadata
+            .brokers
+            .iter()
+            .any(|b| b.node_id.0 == id && b.port == i32::from(at.port()));
+        let led = metadata
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.leader_id.0 >= 0)
+            .count();
+        if listed && led == PARTITIONS as usize {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "broker {id} at {at}: listed {listed}, {led} partitions led"
+        );
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn producer_and_consumer_find_a_restarted_broker_at_its_new_address() {
+    let mut cluster = start_cluster("restarted-broker");
+    let first = cluster.brokers[0].addr;
+    const PER_ROUND: usize = 50;
+
+    // Round one; broker 2 restarts on a new port; round two with the same clients, which
+    // find their connection to broker 2 closed, refresh metadata and reconnect.
+    run(async move {
+        create_spread_topic(first, "moving").await;
+        let delivered: Rc<RefCell<usize>> = Rc::default();
+        let sink = Rc::clone(&delivered);
+        let mut producer = Producer::connect(
+            ProducerConfig::new(ClientConfig::new(first)),
+            Box::new(move |d| {
+                d.result.expect("delivered");
+                *sink.borrow_mut() += d.record_count as usize;
+            }),
+        )
+        .await
+        .unwrap();
+        let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(first)))
+            .await
+            .unwrap();
+        for partition in 0..PARTITIONS {
+            consumer
+                .assign("moving", partition, OffsetSpec::Earliest)
+                .await
+                .unwrap();
+        }
+        let mut read: BTreeMap<i32, Vec<Vec<u8>>> = BTreeMap::new();
+        for round in 0..2 {
+            if round == 1 {
+                // Blocking the executor is fine here: the brokers are other processes.
+                let broker = &mut cluster.brokers[1];
+                assert!(broker.stop().success());
+                broker.restart();
+                let at = broker.addr;
+                cluster.wait_ready(BROKERS);
+                wait_for_broker_at(first, 2, at, "moving").await;
+            }
+            for i in 0..PER_ROUND {
+                for partition in 0..PARTITIONS {
+                    let v = value(partition, round * PER_ROUND + i);
+                    producer
+                        .send_to("moving", partition, None, Some(&v), &[])
+                        .await
+                        .unwrap();
+                }
+            }
+            producer.flush().await.unwrap();
+            let want = (round + 1) * PER_ROUND * PARTITIONS as usize;
+            assert_eq!(*delivered.borrow(), want);
+            let started = Instant::now();
+            while read.values().map(Vec::len).sum::<usize>() < want {
+                assert!(started.elapsed() < Duration::from_secs(60), "{read:?}");
+                let fetched = consumer.poll().await.unwrap();
+                for record in fetched.records() {
+                    let r = record.unwrap();
+                    read.entry(r.partition)
+                        .or_default()
+                        .push(r.value.unwrap().to_vec());
+                }
+            }
+        }
+        for partition in 0..PARTITIONS {
+            let expected: Vec<Vec<u8>> = (0..2 * PER_ROUND).map(|i| value(partition, i)).collect();
+            assert_eq!(read[&partition], expected, "partition {partition}");
+        }
+    });
+}
