@@ -261,7 +261,9 @@ pub fn run(args: RunArgs, command_line: String) -> anyhow::Result<Summary> {
 /// cluster, the answering broker learns of it when the controller's change reaches it).
 const LEADERS_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The partition count of `topic` once every partition has a leader.
+/// The partition count of `topic` once every partition has a leader, as every broker of the
+/// cluster sees it: a broker whose metadata has not caught up would refuse the first batches
+/// sent to it, and a retried batch may land after later ones of its partition.
 async fn wait_for_leaders(admin: &mut Admin, topic: &str) -> anyhow::Result<i32> {
     let started = Instant::now();
     loop {
@@ -271,7 +273,10 @@ async fn wait_for_leaders(admin: &mut Admin, topic: &str) -> anyhow::Result<i32>
             .first()
             .map_or(&[][..], |t| &t.partitions[..]);
         let led = partitions.iter().filter(|p| p.leader_id.0 >= 0).count();
-        if !partitions.is_empty() && led == partitions.len() {
+        if !partitions.is_empty()
+            && led == partitions.len()
+            && every_broker_sees(&metadata, topic, partitions.len()).await
+        {
             return Ok(partitions.len() as i32);
         }
         if started.elapsed() > LEADERS_TIMEOUT {
@@ -282,6 +287,37 @@ async fn wait_for_leaders(admin: &mut Admin, topic: &str) -> anyhow::Result<i32>
         }
         glommio::timer::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Whether each broker listed in `metadata` lists `topic` with `count` led partitions.
+async fn every_broker_sees(
+    metadata: &spate_wire::kafka_protocol::messages::MetadataResponse,
+    topic: &str,
+    count: usize,
+) -> bool {
+    use std::net::ToSocketAddrs;
+    for broker in &metadata.brokers {
+        let Some(addr) = format!("{}:{}", broker.host.as_str(), broker.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+        else {
+            return false;
+        };
+        let Ok(mut there) = Admin::connect(ClientConfig::new(addr)).await else {
+            return false;
+        };
+        let Ok(seen) = there.metadata(Some(&[topic])).await else {
+            return false;
+        };
+        let led = seen.topics.first().map_or(0, |t| {
+            t.partitions.iter().filter(|p| p.leader_id.0 >= 0).count()
+        });
+        if led != count {
+            return false;
+        }
+    }
+    true
 }
 
 async fn run_on_executor(

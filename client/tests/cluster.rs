@@ -33,15 +33,26 @@ fn start_cluster(name: &str) -> Cluster {
     )
 }
 
-/// Creates `topic` through `addr` and waits until every partition has a leader there;
-/// returns partition -> (leader, leader epoch).
-async fn create_spread_topic(addr: SocketAddr, topic: &str) -> BTreeMap<i32, (i32, i32)> {
-    let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
+/// Creates `topic` through the first of `addrs` and waits until every partition has a leader
+/// as every broker sees it (a broker whose image lags would refuse the first batches, and a
+/// retried batch may land after later ones of its partition); returns partition -> (leader,
+/// leader epoch) as the first broker sees it.
+async fn create_spread_topic(addrs: &[SocketAddr], topic: &str) -> BTreeMap<i32, (i32, i32)> {
+    let mut admin = Admin::connect(ClientConfig::new(addrs[0])).await.unwrap();
     let created = admin
         .create_topics(&[NewTopic::new(topic, PARTITIONS)])
         .await
         .unwrap();
     assert!(created.iter().all(Result::is_ok), "{created:?}");
+    for addr in &addrs[1..] {
+        let mut there = Admin::connect(ClientConfig::new(*addr)).await.unwrap();
+        led_partitions(&mut there, topic).await;
+    }
+    led_partitions(&mut admin, topic).await
+}
+
+/// Waits until `admin`'s broker lists every partition of `topic` with a leader.
+async fn led_partitions(admin: &mut Admin, topic: &str) -> BTreeMap<i32, (i32, i32)> {
     let started = Instant::now();
     loop {
         let metadata = admin.metadata(Some(&[topic])).await.unwrap();
@@ -74,7 +85,7 @@ fn the_client_follows_leaders_across_three_brokers() {
     let addrs: Vec<SocketAddr> = cluster.brokers.iter().map(|b| b.addr).collect();
 
     let leaders = run(async move {
-        let leaders = create_spread_topic(addrs[0], "spread").await;
+        let leaders = create_spread_topic(&addrs, "spread").await;
         let led_by: BTreeSet<i32> = leaders.values().map(|(l, _)| *l).collect();
         assert_eq!(led_by, BTreeSet::from([1, 2, 3]), "{leaders:?}");
 
@@ -300,12 +311,13 @@ async fn wait_for_broker_at(addr: SocketAddr, id: i32, at: SocketAddr, topic: &s
 fn producer_and_consumer_find_a_restarted_broker_at_its_new_address() {
     let mut cluster = start_cluster("restarted-broker");
     let first = cluster.brokers[0].addr;
+    let all: Vec<SocketAddr> = cluster.brokers.iter().map(|b| b.addr).collect();
     const PER_ROUND: usize = 50;
 
     // Round one; broker 2 restarts on a new port; round two with the same clients, which
     // find their connection to broker 2 closed, refresh metadata and reconnect.
     run(async move {
-        create_spread_topic(first, "moving").await;
+        create_spread_topic(&all, "moving").await;
         let delivered: Rc<RefCell<usize>> = Rc::default();
         let sink = Rc::clone(&delivered);
         let mut producer = Producer::connect(
