@@ -632,15 +632,14 @@ impl Core {
         results
     }
 
-    async fn create_partitions(
-        &self,
-        changes: Vec<(String, i32)>,
-    ) -> Vec<(ErrorCode, Option<String>)> {
+    async fn create_partitions(&self, changes: Vec<GrowTopic>) -> Vec<(ErrorCode, Option<String>)> {
         assert_eq!(self.id, CONTROLLER_CORE);
         let _serialized = self.topic_changes.lock().await;
         if let Some(node) = self.cluster_node.get() {
             return crate::cluster::admin::create_partitions(node, changes).await;
         }
+        // A single broker holds every partition; the handler checked an assignment names it.
+        let changes: Vec<(String, i32)> = changes.into_iter().map(|g| (g.name, g.count)).collect();
         let mut results = Vec::with_capacity(changes.len());
         for (name, count) in changes {
             let Some(current) = self.topic(&name) else {

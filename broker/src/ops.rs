@@ -118,6 +118,15 @@ pub struct NewTopic {
     pub assignment: Option<Vec<Vec<i32>>>,
 }
 
+/// A topic to grow to `count` partitions; `assignment` names the replica of each new
+/// partition when the client assigned them, else the controller places them.
+#[derive(Debug, Clone)]
+pub struct GrowTopic {
+    pub name: String,
+    pub count: i32,
+    pub assignment: Option<Vec<Vec<i32>>>,
+}
+
 /// Work sent to another core.
 #[derive(Debug)]
 pub enum CoreRequest {
@@ -136,7 +145,7 @@ pub enum CoreRequest {
     /// To the controller core: delete these topics.
     DeleteTopics(Vec<String>),
     /// To the controller core: grow a topic to this many partitions.
-    CreatePartitions(Vec<(String, i32)>),
+    CreatePartitions(Vec<GrowTopic>),
     /// From the controller to every core: this topic now exists (or changed): open owned
     /// partitions.
     TopicUpserted(TopicMeta),

@@ -164,6 +164,18 @@ def test_confluent_manual_replica_assignment(broker):
     acked = ck.produce_range(p, "assigned", "assigned", range(30), partitions=3)
     assert {part for part, _ in acked.values()} == {0, 1, 2}
 
+    # CreatePartitions takes an assignment for the new partitions too.
+    admin.create_partitions([NewPartitions("assigned", 5, replica_assignment=[[0], [0]])])[
+        "assigned"
+    ].result(timeout=10)
+    assert partition_count(admin, "assigned") == 5
+    with pytest.raises(KafkaException) as excinfo:
+        admin.create_partitions([NewPartitions("assigned", 6, replica_assignment=[[7]])])[
+            "assigned"
+        ].result(timeout=10)
+    assert excinfo.value.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
+    assert partition_count(admin, "assigned") == 5
+
     cases = [
         ("assigned-elsewhere", [[5]], KafkaError.INVALID_REPLICA_ASSIGNMENT),
         ("assigned-twice", [[0, 1]], KafkaError.INVALID_REPLICATION_FACTOR),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from kafka.admin import KafkaAdminClient
 
 import ck
@@ -120,6 +120,13 @@ def test_any_broker_bootstraps_clients_to_a_cluster_of_three(start_broker):
         timeout=20
     )
     assert leaders(brokers[1].bootstrap, "assigned") == {i: r[0] for i, r in enumerate(assigned)}
+    admin.create_partitions([NewPartitions("assigned", 5, replica_assignment=[[2]])])[
+        "assigned"
+    ].result(timeout=20)
+    deadline = Deadline(10)
+    while leaders(brokers[1].bootstrap, "assigned").get(4) != 2:
+        assert not deadline.expired(), "the new partition is not led by broker 2"
+        time.sleep(0.1)
 
     # Every partition takes produce and fetch: librdkafka follows the leaders from any bootstrap.
     count = 1200

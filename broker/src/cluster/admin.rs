@@ -186,16 +186,19 @@ pub async fn delete_topics(node: &ClusterNode, names: Vec<String>) -> TopicResul
 }
 
 /// Grows each topic to its new partition count, here or at the leader.
-pub async fn create_partitions(node: &ClusterNode, changes: Vec<(String, i32)>) -> TopicResults {
+pub async fn create_partitions(
+    node: &ClusterNode,
+    changes: Vec<crate::ops::GrowTopic>,
+) -> TopicResults {
     if !node.quorum.is_leader() {
         let count = changes.len();
         let request = ControllerRequest::CreatePartitions {
             topics: changes
                 .into_iter()
-                .map(|(name, count)| NewPartitions {
-                    name,
-                    count,
-                    assignment: None,
+                .map(|grow| NewPartitions {
+                    name: grow.name,
+                    count: grow.count,
+                    assignment: grow.assignment,
                 })
                 .collect(),
         };
@@ -207,11 +210,16 @@ pub async fn create_partitions(node: &ClusterNode, changes: Vec<(String, i32)>) 
         return results;
     }
     let mut results = Vec::with_capacity(changes.len());
-    for (name, count) in changes {
+    for grow in changes {
+        let assignment = grow.assignment.map(|a| {
+            a.into_iter()
+                .map(|p| p.into_iter().map(NodeId).collect())
+                .collect()
+        });
         let grown = node
             .quorum
             .submit(Box::new(|controller, image, rng, _now| {
-                controller.create_partitions(image, rng, &name, count, None)
+                controller.create_partitions(image, rng, &grow.name, grow.count, assignment)
             }))
             .await
             .map(|_| ());

@@ -7,11 +7,11 @@ use spate_wire::kafka_protocol::messages::create_partitions_response::{
 };
 use spate_wire::ErrorCode;
 
-use super::{call_controller, respond, str_bytes};
+use super::{call_controller, check_replicas, respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::metadata::topics::PARTITIONS_PER_TOPIC_MAX;
-use crate::ops::CoreRequest;
+use crate::ops::{CoreRequest, GrowTopic};
 
 pub async fn handle(
     core: &Core,
@@ -42,21 +42,58 @@ pub async fn handle(
                     meta.partitions
                 )));
             }
-            Some(_) if topic.assignments.is_some() => {
-                result.error_code = ErrorCode::InvalidRequest.code();
-                result.error_message =
-                    Some(str_bytes("manual replica assignment is not supported"));
-            }
-            Some(_) => {
-                if !request.validate_only {
-                    changes.push((results.len(), (name, topic.count)));
+            Some(meta) => {
+                let assignment = match &topic.assignments {
+                    None => Ok(None),
+                    Some(assignments) => {
+                        let new = (topic.count - meta.partitions) as usize;
+                        if assignments.len() != new {
+                            Err((
+                                ErrorCode::InvalidReplicaAssignment,
+                                format!(
+                                    "{} assignments for {new} new partitions",
+                                    assignments.len()
+                                ),
+                            ))
+                        } else {
+                            assignments
+                                .iter()
+                                .enumerate()
+                                .map(|(i, a)| {
+                                    let replicas: Vec<i32> =
+                                        a.broker_ids.iter().map(|b| b.0).collect();
+                                    check_replicas(core, meta.partitions + i as i32, &replicas)
+                                        .map(|()| replicas)
+                                })
+                                .collect::<Result<Vec<_>, _>>()
+                                .map(Some)
+                        }
+                    }
+                };
+                match assignment {
+                    Err((error, message)) => {
+                        result.error_code = error.code();
+                        result.error_message = Some(str_bytes(&message));
+                    }
+                    Ok(assignment) => {
+                        if !request.validate_only {
+                            changes.push((
+                                results.len(),
+                                GrowTopic {
+                                    name,
+                                    count: topic.count,
+                                    assignment,
+                                },
+                            ));
+                        }
+                    }
                 }
             }
         }
         results.push(result);
     }
     if !changes.is_empty() {
-        let (indexes, changes): (Vec<usize>, Vec<(String, i32)>) = changes.into_iter().unzip();
+        let (indexes, changes): (Vec<usize>, Vec<GrowTopic>) = changes.into_iter().unzip();
         let count = changes.len();
         let outcomes = call_controller(core, CoreRequest::CreatePartitions(changes), count).await;
         for (i, (error, message)) in indexes.into_iter().zip(outcomes) {

@@ -11,7 +11,7 @@ use spate_wire::kafka_protocol::messages::create_topics_response::{
 use spate_wire::ErrorCode;
 use uuid::Uuid;
 
-use super::{create_assigned_via_controller, new_topic, respond, str_bytes};
+use super::{check_replicas, create_assigned_via_controller, new_topic, respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::errors::KafkaCode;
@@ -54,33 +54,7 @@ fn check_assignment(
                 )
             })?;
         let replicas: Vec<i32> = entry.broker_ids.iter().map(|b| b.0).collect();
-        match replicas.len() {
-            0 => {
-                return Err((
-                    ErrorCode::InvalidReplicaAssignment,
-                    format!("partition {index} has no replica"),
-                ))
-            }
-            1 => {}
-            n => {
-                return Err((
-                    ErrorCode::InvalidReplicationFactor,
-                    format!(
-                        "partition {index} has {n} replicas: replication is not implemented yet, \
-                         so every partition has exactly one"
-                    ),
-                ))
-            }
-        }
-        if core.config.cluster.is_none() && replicas[0] != core.config.node_id {
-            return Err((
-                ErrorCode::InvalidReplicaAssignment,
-                format!(
-                    "broker {} is not in this cluster (a single broker, node {})",
-                    replicas[0], core.config.node_id
-                ),
-            ));
-        }
+        check_replicas(core, index as i32, &replicas)?;
         by_index[index] = Some(replicas);
     }
     Ok(Some(

@@ -192,6 +192,41 @@ pub fn topic_name(text: &str) -> TopicName {
     TopicName(str_bytes(text))
 }
 
+/// Checks the replicas a client assigned to partition `index`: exactly one (replication is not
+/// implemented yet), and on a single broker that broker (in a cluster the controller checks
+/// the broker is registered).
+///
+/// # Errors
+/// Kafka's code and a message.
+pub fn check_replicas(
+    core: &Core,
+    index: i32,
+    replicas: &[i32],
+) -> Result<(), (ErrorCode, String)> {
+    match replicas {
+        [] => Err((
+            ErrorCode::InvalidReplicaAssignment,
+            format!("partition {index} has no replica"),
+        )),
+        [only] if core.config.cluster.is_none() && *only != core.config.node_id => Err((
+            ErrorCode::InvalidReplicaAssignment,
+            format!(
+                "broker {only} is not in this cluster (a single broker, node {})",
+                core.config.node_id
+            ),
+        )),
+        [_] => Ok(()),
+        more => Err((
+            ErrorCode::InvalidReplicationFactor,
+            format!(
+                "partition {index} has {} replicas: replication is not implemented yet, so every \
+                 partition has exactly one",
+                more.len()
+            ),
+        )),
+    }
+}
+
 /// Checks a topic to create and builds its record: name, partitions (`-1`: the broker
 /// default), replication factor (`-1` or 1 on a single broker) and config overrides.
 ///
