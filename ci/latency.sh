@@ -4,6 +4,10 @@
 # lost (or duplicated/reordered) or the produce-ack p99 is above 3x the baseline's p99: shared CI
 # machines are noisy, so smaller regressions are left to the benchmarks in docs/benchmarks.md.
 #
+# A failed gate is measured once more on a fresh broker and fails CI only if the second run
+# fails too: a regression fails both, a host that took the CPUs away for a few seconds (steal
+# time; the hiccup lines say how much) rarely spoils two runs in a row.
+#
 # Usage: ci/latency.sh              run and gate against ci/latency-baseline/latency.json
 #        ci/latency.sh --update     run and write the result as the new baseline (commit it,
 #                                   with the machine it was measured on in the message)
@@ -33,11 +37,12 @@ if [[ "$(nproc)" -ge 2 ]]; then hiccup_cpus=0,1; fi
 echo "machine stalls before the run (spate-bench hiccup --cpu $hiccup_cpus --duration-s 3):"
 "$target/release/spate-bench" hiccup --cpu "$hiccup_cpus" --duration-s 3 ||
   echo "latency.sh: hiccup measurement failed (reported only)" >&2
-${pin_broker[@]+"${pin_broker[@]}"} "$target/release/spate" --listen "127.0.0.1:$port" --data-dir "$work/data" \
-  --cores 1 --log-level warn &
-broker=$!
+attempts_max=2
+if [[ "$update" == 1 ]]; then attempts_max=1; fi
+broker=""
 stop_broker() {
-  kill "$broker" 2>/dev/null || return 0
+  [[ -n "$broker" ]] || return 0
+  kill "$broker" 2>/dev/null || { broker=""; return 0; }
   # The broker has been seen to hang on SIGTERM after heavy runs: do not hang CI with it.
   for _ in $(seq 50); do kill -0 "$broker" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$broker" 2>/dev/null; then
@@ -45,21 +50,39 @@ stop_broker() {
     kill -9 "$broker" 2>/dev/null || true
   fi
   wait "$broker" 2>/dev/null || true
+  broker=""
   rm -rf "$work/data"
 }
 trap stop_broker EXIT
-for _ in $(seq 100); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  sleep 0.1
+for attempt in $(seq "$attempts_max"); do
+  mkdir -p "$work/data"
+  ${pin_broker[@]+"${pin_broker[@]}"} "$target/release/spate" --listen "127.0.0.1:$port" \
+    --data-dir "$work/data" --cores 1 --log-level warn &
+  broker=$!
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  "$target/release/spate-bench" run --bootstrap "127.0.0.1:$port" --topic latency-ci \
+    --message-bytes 1024 --rate "$rate" --duration-s "$duration" --acks 1 --consumers 1 \
+    ${pin_bench[@]+"${pin_bench[@]}"} --quiet --json "$work/latency.json" --hgrm-prefix "$work/latency" >/dev/null
+  stop_broker
+  if [[ "$update" == 1 ]]; then
+    cp "$work/latency.json" ci/latency-baseline/latency.json
+    cp "$work/latency-ack.hgrm" ci/latency-baseline/latency-ack.hgrm
+    echo "baseline updated: ci/latency-baseline/latency.json"
+    exit 0
+  fi
+  if "$target/release/spate-bench" gate ci/latency-baseline/latency.json "$work/latency.json" \
+    --p99-factor-max 3; then
+    exit 0
+  fi
+  if [[ "$attempt" -lt "$attempts_max" ]]; then
+    echo "latency.sh: gate failed on attempt $attempt; measuring once more on a fresh broker" >&2
+    echo "machine stalls before attempt $((attempt + 1)):"
+    "$target/release/spate-bench" hiccup --cpu "$hiccup_cpus" --duration-s 3 ||
+      echo "latency.sh: hiccup measurement failed (reported only)" >&2
+  fi
 done
-"$target/release/spate-bench" run --bootstrap "127.0.0.1:$port" --topic latency-ci \
-  --message-bytes 1024 --rate "$rate" --duration-s "$duration" --acks 1 --consumers 1 \
-  ${pin_bench[@]+"${pin_bench[@]}"} --quiet --json "$work/latency.json" --hgrm-prefix "$work/latency" >/dev/null
-if [[ "$update" == 1 ]]; then
-  cp "$work/latency.json" ci/latency-baseline/latency.json
-  cp "$work/latency-ack.hgrm" ci/latency-baseline/latency-ack.hgrm
-  echo "baseline updated: ci/latency-baseline/latency.json"
-  exit 0
-fi
-"$target/release/spate-bench" gate ci/latency-baseline/latency.json "$work/latency.json" \
-  --p99-factor-max 3
+echo "latency.sh: gate failed on all $attempts_max attempts" >&2
+exit 1
