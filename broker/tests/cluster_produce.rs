@@ -9,10 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use common::*;
 use spate_testkit::TestDir;
-use spate_wire::batch::{BatchBuilder, BatchSpec};
 use spate_wire::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreateTopicsRequest,
 };
@@ -110,18 +108,10 @@ fn metadata(stream: &mut TcpStream) -> MetadataResponse {
     call(stream, ApiKey::Metadata, 12, &request)
 }
 
-fn batch() -> Bytes {
-    let mut out = BytesMut::new();
-    let mut builder = BatchBuilder::new(&mut out, BatchSpec::default());
-    builder.push(0, None, Some(b"v"), &[]);
-    builder.finish();
-    out.freeze()
-}
-
 fn produce(stream: &mut TcpStream, partition: i32, version: i16) -> ProduceResponse {
     let mut data = PartitionProduceData::default();
     data.index = partition;
-    data.records = Some(batch());
+    data.records = Some(one_record_batch());
     let mut topic = TopicProduceData::default();
     topic.name = TopicName(StrBytes::from_static_str(TOPIC));
     topic.partition_data = vec![data];

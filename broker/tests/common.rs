@@ -154,3 +154,13 @@ pub fn produce(
     let mut response: ProduceResponse = call(stream, ApiKey::Produce, 9, &request);
     response.responses.remove(0).partition_responses.remove(0)
 }
+
+/// A batch of one keyless record, value `v`.
+pub fn one_record_batch() -> bytes::Bytes {
+    use spate_wire::batch::{BatchBuilder, BatchSpec};
+    let mut out = bytes::BytesMut::new();
+    let mut builder = BatchBuilder::new(&mut out, BatchSpec::default());
+    builder.push(0, None, Some(b"v"), &[]);
+    builder.finish();
+    out.freeze()
+}

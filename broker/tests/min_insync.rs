@@ -4,9 +4,7 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
 use common::*;
-use spate_wire::batch::{BatchBuilder, BatchSpec};
 use spate_wire::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
 };
@@ -20,14 +18,6 @@ use spate_wire::kafka_protocol::protocol::StrBytes;
 
 const NOT_ENOUGH_REPLICAS: i16 = 19;
 const ACKS_ALL: i16 = -1;
-
-fn batch() -> Bytes {
-    let mut out = BytesMut::new();
-    let mut builder = BatchBuilder::new(&mut out, BatchSpec::default());
-    builder.push(0, None, Some(b"v"), &[]);
-    builder.finish();
-    out.freeze()
-}
 
 #[test]
 fn acks_all_needs_min_insync_replicas_in_sync() {
@@ -47,10 +37,10 @@ fn acks_all_needs_min_insync_replicas_in_sync() {
     let created: CreateTopicsResponse = call(&mut stream, ApiKey::CreateTopics, 5, &create);
     assert_eq!(created.topics[0].error_code, 0);
 
-    let refused = produce(&mut stream, "guarded", 0, batch(), ACKS_ALL);
+    let refused = produce(&mut stream, "guarded", 0, one_record_batch(), ACKS_ALL);
     assert_eq!(refused.error_code, NOT_ENOUGH_REPLICAS);
     // Nothing was appended: the next acks=1 batch takes offset 0.
-    let taken = produce(&mut stream, "guarded", 0, batch(), 1);
+    let taken = produce(&mut stream, "guarded", 0, one_record_batch(), 1);
     assert_eq!(taken.error_code, 0);
     assert_eq!(taken.base_offset, 0);
 

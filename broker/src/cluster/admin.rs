@@ -5,7 +5,6 @@
 //! quorum's leader, and retry there.
 
 use spate_controller::controller::CreateTopic;
-use spate_controller::ids::NodeId;
 use spate_wire::ErrorCode;
 use tracing::info;
 
@@ -14,8 +13,7 @@ use spate_wire::cluster::{
 };
 
 use super::rpc::RpcError;
-use super::ClusterNode;
-use crate::errors::KafkaCode;
+use super::{assignment_nodes, topic_outcome, ClusterNode};
 use crate::metadata::topics::{TopicMeta, TOPIC_CONFIG_KEYS};
 
 /// How long a forwarded change waits for this broker's image to show it before answering.
@@ -23,15 +21,6 @@ const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Per topic: the error code and message.
 pub type TopicResults = Vec<(ErrorCode, Option<String>)>;
-
-fn outcome(
-    result: Result<(), spate_controller::controller::ControllerError>,
-) -> (ErrorCode, Option<String>) {
-    match result {
-        Ok(()) => (ErrorCode::None, None),
-        Err(e) => (e.kafka_code(), Some(e.to_string())),
-    }
-}
 
 /// A forwarded request's per-topic answers, or the whole request's failure for each topic.
 fn forwarded(
@@ -127,11 +116,7 @@ pub async fn create_topics(node: &ClusterNode, topics: Vec<crate::ops::NewTopic>
             // The controller takes the count from an assignment, as Kafka's does.
             partitions: if assigned { -1 } else { meta.partitions },
             replication_factor: -1,
-            assignment: topic.assignment.map(|a| {
-                a.into_iter()
-                    .map(|p| p.into_iter().map(NodeId).collect())
-                    .collect()
-            }),
+            assignment: topic.assignment.map(assignment_nodes),
             configs,
         };
         let created = node
@@ -144,7 +129,7 @@ pub async fn create_topics(node: &ClusterNode, topics: Vec<crate::ops::NewTopic>
         if created.is_ok() {
             info!(topic = %meta.name, partitions = meta.partitions, "topic created through the metadata log");
         }
-        results.push(outcome(created));
+        results.push(topic_outcome(created));
     }
     results
 }
@@ -180,7 +165,7 @@ pub async fn delete_topics(node: &ClusterNode, names: Vec<String>) -> TopicResul
             }))
             .await
             .map(|_| ());
-        results.push(outcome(deleted));
+        results.push(topic_outcome(deleted));
     }
     results
 }
@@ -211,11 +196,7 @@ pub async fn create_partitions(
     }
     let mut results = Vec::with_capacity(changes.len());
     for grow in changes {
-        let assignment = grow.assignment.map(|a| {
-            a.into_iter()
-                .map(|p| p.into_iter().map(NodeId).collect())
-                .collect()
-        });
+        let assignment = grow.assignment.map(assignment_nodes);
         let grown = node
             .quorum
             .submit(Box::new(|controller, image, rng, _now| {
@@ -223,7 +204,7 @@ pub async fn create_partitions(
             }))
             .await
             .map(|_| ());
-        results.push(outcome(grown));
+        results.push(topic_outcome(grown));
     }
     results
 }

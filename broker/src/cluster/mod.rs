@@ -23,7 +23,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use spate_controller::controller::RegisterBroker;
+use spate_controller::controller::{ControllerError, RegisterBroker};
+
+use crate::errors::KafkaCode;
 use spate_controller::ids::{Incarnation, NodeId};
 use spate_controller::records::Endpoint;
 use spate_storage::sync::AsyncMutex;
@@ -42,6 +44,22 @@ use transport::{Identity, Transport};
 /// One fixed value until cluster ids are generated at formatting time (Kafka's
 /// `kafka-storage format`).
 pub const CLUSTER_ID: &str = "spate-cluster";
+
+/// A client's replica assignment (broker ids, per partition) as the controller takes it.
+pub fn assignment_nodes(assignment: Vec<Vec<i32>>) -> Vec<Vec<NodeId>> {
+    assignment
+        .into_iter()
+        .map(|replicas| replicas.into_iter().map(NodeId).collect())
+        .collect()
+}
+
+/// One topic's answer from the controller, as the error code and message clients get.
+pub fn topic_outcome(result: Result<(), ControllerError>) -> (ErrorCode, Option<String>) {
+    match result {
+        Ok(()) => (ErrorCode::None, None),
+        Err(e) => (e.kafka_code(), Some(e.to_string())),
+    }
+}
 
 /// The cluster side of this broker, on the controller core.
 #[derive(Debug)]

@@ -20,10 +20,10 @@ use spate_wire::cluster::{
     Body, ControllerAnswer, ControllerApi, ControllerRequest, ControllerResponse,
     CreateTopicResult, TopicResult,
 };
-use spate_wire::ErrorCode;
 
 use super::quorum::Quorum;
 use super::transport::Transport;
+use super::{assignment_nodes, topic_outcome};
 use crate::errors::KafkaCode;
 
 /// How long a sender waits for the leader's answer.
@@ -102,13 +102,6 @@ fn refused(api: ControllerApi, error: &ControllerError) -> ControllerResponse {
             ControllerResponse::not_controller(api, leader_hint.map(|n| n.0).filter(|id| *id >= 0))
         }
         other => ControllerResponse::failed(api, other.kafka_code(), &other.to_string()),
-    }
-}
-
-fn topic_outcome(result: Result<(), ControllerError>) -> (ErrorCode, Option<String>) {
-    match result {
-        Ok(()) => (ErrorCode::None, None),
-        Err(e) => (e.kafka_code(), Some(e.to_string())),
     }
 }
 
@@ -197,11 +190,7 @@ pub async fn serve(quorum: Rc<Quorum>, request: ControllerRequest) -> Controller
                     name: topic.name.clone(),
                     partitions: topic.partitions,
                     replication_factor: topic.replication_factor,
-                    assignment: topic.assignment.map(|a| {
-                        a.into_iter()
-                            .map(|p| p.into_iter().map(NodeId).collect())
-                            .collect()
-                    }),
+                    assignment: topic.assignment.map(assignment_nodes),
                     configs: topic.configs,
                 };
                 let created = quorum
@@ -249,11 +238,7 @@ pub async fn serve(quorum: Rc<Quorum>, request: ControllerRequest) -> Controller
             for topic in topics {
                 let name = topic.name.clone();
                 let count = topic.count;
-                let assignment = topic.assignment.map(|a| {
-                    a.into_iter()
-                        .map(|p| p.into_iter().map(NodeId).collect())
-                        .collect()
-                });
+                let assignment = topic.assignment.map(assignment_nodes);
                 let grown = quorum
                     .submit(Box::new(move |controller, image, rng, _now| {
                         controller.create_partitions(image, rng, &name, count, assignment)
