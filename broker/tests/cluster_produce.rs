@@ -149,6 +149,24 @@ fn a_produce_to_the_wrong_broker_names_the_leader() {
     let created: CreateTopicsResponse = call(&mut controller, ApiKey::CreateTopics, 5, &create);
     assert_eq!(created.topics[0].error_code, 0);
 
+    // Every broker learns of the topic when its own image catches up with the commit: wait
+    // until each lists it, or the leader itself may still answer UNKNOWN_TOPIC_OR_PARTITION.
+    for node in &nodes {
+        let mut stream = connect(node.addr);
+        let started = Instant::now();
+        while !metadata(&mut stream)
+            .topics
+            .iter()
+            .any(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(TOPIC))
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{} never listed {TOPIC}",
+                node.addr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let md = metadata(&mut controller);
     let topic = md
         .topics
