@@ -132,7 +132,8 @@ impl Core {
         }
         let all = topics::load_all(&self.config.data_dir)?;
         for meta in all.into_values() {
-            self.upsert_topic(meta).await?;
+            self.upsert_topic(meta.clone(), Phase::Open).await?;
+            self.upsert_topic(meta, Phase::Publish).await?;
         }
         self.groups.load(self).await
     }
@@ -169,8 +170,8 @@ impl Core {
             .cloned()
     }
 
-    /// Records a topic of a single broker and opens the partitions of it this core owns.
-    async fn upsert_topic(&self, meta: TopicMeta) -> anyhow::Result<()> {
+    /// The placements of a topic of a single broker, and which of its partitions this core owns.
+    fn single_broker_placement(&self, meta: &TopicMeta) -> (Vec<Placement>, Vec<bool>) {
         let placements: Vec<Placement> = (0..meta.partitions)
             .map(|index| Placement {
                 leader: Leader::Core(owner_core(&meta.name, index, self.cores)),
@@ -180,12 +181,29 @@ impl Core {
         let hosted: Vec<bool> = (0..meta.partitions)
             .map(|index| owner_core(&meta.name, index, self.cores) == self.id)
             .collect();
-        self.upsert_topic_placed(meta, placements, &hosted).await
+        (placements, hosted)
     }
 
-    /// Applies a committed metadata image (cluster mode): the cluster view, every topic with
-    /// its placements, and the removal of topics that are gone.
-    pub async fn apply_published(&self, published: &crate::cluster::quorum::Published) {
+    /// Applies one round of a topic change of a single broker (see [`Phase`]).
+    async fn upsert_topic(&self, meta: TopicMeta, phase: Phase) -> anyhow::Result<()> {
+        let (placements, hosted) = self.single_broker_placement(&meta);
+        match phase {
+            Phase::Open => self.open_hosted(&meta, &placements, &hosted).await,
+            Phase::Publish => {
+                self.publish_topic(meta, placements);
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies one round of a committed metadata image (cluster mode): first every core opens
+    /// the partitions it keeps; then the cluster view, every topic with its placements, and the
+    /// removal of topics that are gone.
+    pub async fn apply_published(
+        &self,
+        published: &crate::cluster::quorum::Published,
+        phase: Phase,
+    ) {
         let plan = crate::cluster::apply::plan(
             &published.image,
             published.leader,
@@ -195,18 +213,31 @@ impl Core {
             self.cores,
             &self.config.topic_defaults,
         );
+        if phase == Phase::Open {
+            for topic in &plan.topics {
+                if let Err(e) = self
+                    .open_hosted(&topic.meta, &topic.placements, &topic.hosted_here)
+                    .await
+                {
+                    error!(core = self.id, topic = %topic.meta.name, error = %e, "cannot open topic partitions");
+                }
+            }
+            return;
+        }
         *self.cluster.borrow_mut() = plan.view;
         let mut current: std::collections::BTreeSet<String> =
             self.topics.borrow().keys().cloned().collect();
         for topic in plan.topics {
             current.remove(&topic.meta.name);
+            // A partition that failed to open in the first round is tried once more here.
             let name = topic.meta.name.clone();
             if let Err(e) = self
-                .upsert_topic_placed(topic.meta, topic.placements, &topic.hosted_here)
+                .open_hosted(&topic.meta, &topic.placements, &topic.hosted_here)
                 .await
             {
                 error!(core = self.id, topic = %name, error = %e, "cannot open topic partitions");
             }
+            self.publish_topic(topic.meta, topic.placements);
         }
         for gone in current {
             info!(core = self.id, topic = %gone, "topic gone from the metadata log");
@@ -222,12 +253,13 @@ impl Core {
         }
     }
 
-    /// Records a topic with the given placements and opens the partitions marked `hosted` that
-    /// this core has not opened yet.
-    async fn upsert_topic_placed(
+    /// Opens the partitions of a topic marked `hosted` that this core has not opened yet, and
+    /// moves the leader epoch of those it has. Clients see none of it until
+    /// [`Self::publish_topic`]: requests reach a partition only through a route.
+    async fn open_hosted(
         &self,
-        meta: TopicMeta,
-        placements: Vec<Placement>,
+        meta: &TopicMeta,
+        placements: &[Placement],
         hosted: &[bool],
     ) -> anyhow::Result<()> {
         assert_eq!(placements.len(), meta.partitions as usize);
@@ -251,6 +283,15 @@ impl Core {
             let log = Log::open(GlommioDisk, &dir, log_config.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("opening partition {}-{index}: {e}", meta.name))?;
+            // Opening awaits: another round of changes to this topic may have opened the
+            // partition meanwhile. Two logs over one directory would overwrite each other's
+            // records, so the later open is closed unused.
+            if self.partition(&meta.name, index).is_some() {
+                if let Err(e) = log.close().await {
+                    warn!(core = self.id, topic = %meta.name, partition = index, error = %e, "closing a second open of a partition");
+                }
+                continue;
+            }
             let compacted = meta.config.cleanup_policy.compacts();
             let cleaner = if compacted {
                 log.load_cleaner_state().await.unwrap_or_else(|e| {
@@ -295,13 +336,18 @@ impl Core {
                 .or_default()
                 .insert(index, partition);
         }
-        // Last: a route to this core exists only once the partition is open here.
+        Ok(())
+    }
+
+    /// Shows a topic to clients: its metadata and its routes. Never awaits, so a core's view
+    /// of a topic changes in one step.
+    fn publish_topic(&self, meta: TopicMeta, placements: Vec<Placement>) {
+        assert_eq!(placements.len(), meta.partitions as usize);
         self.routes.borrow_mut().set_topic(&meta.name, placements);
         debug!(core = self.id, topic = %meta.name, revision = self.routes.borrow().revision().0, "partition table updated");
         self.topics
             .borrow_mut()
             .insert(meta.name.clone(), Rc::new(meta));
-        Ok(())
     }
 
     async fn remove_topic(&self, name: &str) {
@@ -356,9 +402,9 @@ impl Core {
             CoreRequest::CreatePartitions(changes) => {
                 CoreReply::Topics(self.create_partitions(changes).await)
             }
-            CoreRequest::TopicUpserted(meta) => {
+            CoreRequest::TopicUpserted(meta, phase) => {
                 let name = meta.name.clone();
-                match self.upsert_topic(meta).await {
+                match self.upsert_topic(meta, phase).await {
                     Ok(()) => CoreReply::Topics(vec![(ErrorCode::None, None)]),
                     Err(e) => {
                         error!(core = self.id, topic = %name, error = %e, "cannot open topic partitions");
@@ -374,8 +420,8 @@ impl Core {
                 Some(node) => CoreReply::ProducerId(node.allocate_producer_id().await),
                 None => CoreReply::ProducerId(self.allocate_producer_id().await),
             },
-            CoreRequest::ClusterMetadata(published) => {
-                self.apply_published(&published).await;
+            CoreRequest::ClusterMetadata(published, phase) => {
+                self.apply_published(&published, phase).await;
                 CoreReply::Done
             }
             CoreRequest::Group(call) => {
@@ -478,28 +524,32 @@ impl Core {
         join_all(calls).await
     }
 
-    /// Tells every core about a new or grown topic; the first core's failure to open its
-    /// partitions, if any, as the topic's result (the topic file stays: a restart retries).
+    /// Tells every core about a new or grown topic, in two rounds (see [`Phase`]); the first
+    /// core's failure to open its partitions, if any, as the topic's result (the topic is shown
+    /// all the same, with those partitions unavailable: its file stays, and a restart retries).
     async fn broadcast_upsert(&self, meta: &TopicMeta) -> (ErrorCode, Option<String>) {
-        for reply in self
-            .broadcast(|| CoreRequest::TopicUpserted(meta.clone()))
-            .await
-        {
-            match reply {
-                Some(CoreReply::Topics(mut results)) => match results.pop() {
-                    Some((ErrorCode::None, _)) => {}
-                    Some(failure) => return failure,
-                    None => {}
-                },
-                _ => {
-                    return (
+        let mut outcome = (ErrorCode::None, None);
+        for phase in [Phase::Open, Phase::Publish] {
+            for reply in self
+                .broadcast(|| CoreRequest::TopicUpserted(meta.clone(), phase))
+                .await
+            {
+                let failure = match reply {
+                    Some(CoreReply::Topics(mut results)) => match results.pop() {
+                        Some((ErrorCode::None, _)) | None => continue,
+                        Some(failure) => failure,
+                    },
+                    _ => (
                         ErrorCode::KafkaStorageError,
                         Some("a core did not confirm the topic".to_owned()),
-                    )
+                    ),
+                };
+                if outcome.0 == ErrorCode::None {
+                    outcome = failure;
                 }
             }
         }
-        (ErrorCode::None, None)
+        outcome
     }
 
     async fn produce(&self, op: ProduceOp) -> ProduceResult {

@@ -146,9 +146,9 @@ pub enum CoreRequest {
     DeleteTopics(Vec<String>),
     /// To the controller core: grow a topic to this many partitions.
     CreatePartitions(Vec<GrowTopic>),
-    /// From the controller to every core: this topic now exists (or changed): open owned
-    /// partitions.
-    TopicUpserted(TopicMeta),
+    /// From the controller to every core, in two rounds (see [`Phase`]): this topic now exists
+    /// (or changed).
+    TopicUpserted(TopicMeta, Phase),
     /// From the controller to every core: this topic is gone: close and delete owned
     /// partitions.
     TopicRemoved(String),
@@ -158,7 +158,20 @@ pub enum CoreRequest {
     Group(Box<crate::group::GroupCall>),
     /// From the controller core to every core (cluster mode): the metadata log's committed
     /// image; apply its topics, placements and brokers.
-    ClusterMetadata(std::sync::Arc<crate::cluster::quorum::Published>),
+    ClusterMetadata(std::sync::Arc<crate::cluster::quorum::Published>, Phase),
+}
+
+/// The two rounds in which every core applies a metadata change. A core shows a topic to
+/// clients (Metadata, routes) only in the second round, once every core has opened its
+/// partitions in the first: otherwise a client told of the topic by one core could produce to a
+/// partition whose core has not opened it yet, get a retriable error, and (without
+/// idempotence) have its retry land after later batches, out of order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Open the partitions this core keeps; show nothing yet.
+    Open,
+    /// Show the change: topics, placements, routes, removals.
+    Publish,
 }
 
 /// A core's answer.

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::ClusterSettings;
 use crate::core::Core;
-use crate::ops::CoreRequest;
+use crate::ops::{CoreRequest, Phase};
 use crate::runtime::ShutdownFlag;
 use quorum::{Published, Quorum};
 use transport::{Identity, Transport};
@@ -240,8 +240,10 @@ pub async fn start(
     let publish: quorum::Publish = Box::new(move |published: Arc<Published>| {
         let core = publisher.clone();
         async move {
-            core.broadcast(|| CoreRequest::ClusterMetadata(published.clone()))
-                .await;
+            for phase in [Phase::Open, Phase::Publish] {
+                core.broadcast(|| CoreRequest::ClusterMetadata(published.clone(), phase))
+                    .await;
+            }
         }
         .boxed_local()
     });
