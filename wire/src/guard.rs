@@ -537,6 +537,14 @@ pub(crate) static DELETE_GROUPS: Schema = Schema {
 
 static OFFSET_DELETE_PARTITION: Struct = fields(&[all(I32)]);
 static OFFSET_DELETE_TOPIC: Struct = fields(&[all(Str), all(Structs(&OFFSET_DELETE_PARTITION))]);
+static DESCRIBE_QUORUM_TOPIC: Struct =
+    fields(&[all(Str), all(Structs(&DESCRIBE_QUORUM_PARTITION))]);
+static DESCRIBE_QUORUM_PARTITION: Struct = fields(&[all(I32)]);
+pub(crate) static DESCRIBE_QUORUM: Schema = Schema {
+    // Every version is flexible; v1 and v2 changed only the response.
+    flexible_min: 0,
+    root: fields(&[all(Structs(&DESCRIBE_QUORUM_TOPIC))]),
+};
 pub(crate) static DESCRIBE_CLUSTER: Schema = Schema {
     // Every version is flexible.
     flexible_min: 0,

@@ -21,10 +21,10 @@ use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, SyncGroupRequest,
+    DescribeQuorumRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -78,6 +78,7 @@ pub enum RequestBody {
     ListGroups(ListGroupsRequest),
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
+    DescribeQuorum(DescribeQuorumRequest),
     DescribeCluster(DescribeClusterRequest),
 }
 
@@ -175,6 +176,7 @@ impl RequestBody {
             ApiKey::ListGroups => RequestBody::ListGroups(d.run(&guard::LIST_GROUPS)?),
             ApiKey::DeleteGroups => RequestBody::DeleteGroups(d.run(&guard::DELETE_GROUPS)?),
             ApiKey::OffsetDelete => RequestBody::OffsetDelete(d.run(&guard::OFFSET_DELETE)?),
+            ApiKey::DescribeQuorum => RequestBody::DescribeQuorum(d.run(&guard::DESCRIBE_QUORUM)?),
             ApiKey::DescribeCluster => {
                 RequestBody::DescribeCluster(d.run(&guard::DESCRIBE_CLUSTER)?)
             }
@@ -207,6 +209,7 @@ impl RequestBody {
             RequestBody::ListGroups(_) => ApiKey::ListGroups,
             RequestBody::DeleteGroups(_) => ApiKey::DeleteGroups,
             RequestBody::OffsetDelete(_) => ApiKey::OffsetDelete,
+            RequestBody::DescribeQuorum(_) => ApiKey::DescribeQuorum,
             RequestBody::DescribeCluster(_) => ApiKey::DescribeCluster,
         }
     }
@@ -237,10 +240,10 @@ mod tests {
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::{
         create_partitions_request, create_topics_request, delete_topics_request,
-        describe_configs_request, fetch_request, join_group_request, leave_group_request,
-        list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
-        offset_fetch_request, offset_for_leader_epoch_request, produce_request, sync_group_request,
-        BrokerId, GroupId, TopicName, TransactionalId,
+        describe_configs_request, describe_quorum_request, fetch_request, join_group_request,
+        leave_group_request, list_offsets_request, metadata_request, offset_commit_request,
+        offset_delete_request, offset_fetch_request, offset_for_leader_epoch_request,
+        produce_request, sync_group_request, BrokerId, GroupId, TopicName, TransactionalId,
     };
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -301,6 +304,7 @@ mod tests {
             ApiKey::ListGroups => &guard::LIST_GROUPS,
             ApiKey::DeleteGroups => &guard::DELETE_GROUPS,
             ApiKey::OffsetDelete => &guard::OFFSET_DELETE,
+            ApiKey::DescribeQuorum => &guard::DESCRIBE_QUORUM,
             ApiKey::DescribeCluster => &guard::DESCRIBE_CLUSTER,
             other => panic!("no schema for {other:?}"),
         }
@@ -566,6 +570,17 @@ mod tests {
         r
     }
 
+    fn describe_quorum(_v: i16) -> DescribeQuorumRequest {
+        let mut p = describe_quorum_request::PartitionData::default();
+        p.partition_index = 0;
+        let mut t = describe_quorum_request::TopicData::default();
+        t.topic_name = TopicName(s("__cluster_metadata"));
+        t.partitions = vec![p];
+        let mut r = DescribeQuorumRequest::default();
+        r.topics = vec![t];
+        r
+    }
+
     fn delete_groups(_v: i16) -> DeleteGroupsRequest {
         let mut r = DeleteGroupsRequest::default();
         r.groups_names = vec![GroupId(s("g1")), GroupId(s("g2"))];
@@ -691,6 +706,12 @@ mod tests {
                         offset_delete(v),
                         RequestBody::OffsetDelete,
                     ),
+                    ApiKey::DescribeQuorum => round_trip(
+                        range.api_key,
+                        v,
+                        describe_quorum(v),
+                        RequestBody::DescribeQuorum,
+                    ),
                     ApiKey::DescribeCluster => round_trip(
                         range.api_key,
                         v,
@@ -703,8 +724,8 @@ mod tests {
             }
         }
         // 115 before the group admin APIs, plus DescribeGroups v0-5, ListGroups v0-4,
-        // DeleteGroups v0-2, OffsetDelete v0 and DescribeCluster v0-2.
-        assert_eq!(checked, 115 + 6 + 5 + 3 + 1 + 3);
+        // DeleteGroups v0-2, OffsetDelete v0, DescribeQuorum v0-2 and DescribeCluster v0-2.
+        assert_eq!(checked, 115 + 6 + 5 + 3 + 1 + 3 + 3);
     }
     fn frame(api_key: ApiKey, v: i16, body: &[u8]) -> Bytes {
         let header = RequestHeader {

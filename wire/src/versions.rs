@@ -69,6 +69,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::OffsetDelete, 0, 0),
+    range(ApiKey::DescribeQuorum, 0, 2),
     range(ApiKey::DescribeCluster, 0, 2),
 ];
 
@@ -235,7 +236,8 @@ mod tests {
         assert_eq!(r(ApiKey::ListGroups), Some((0, 4)));
         assert_eq!(r(ApiKey::DeleteGroups), Some((0, 2)));
         assert_eq!(r(ApiKey::OffsetDelete), Some((0, 0)));
-        assert_eq!(SUPPORTED.len(), 23);
+        assert_eq!(r(ApiKey::DescribeQuorum), Some((0, 2)));
+        assert_eq!(SUPPORTED.len(), 24);
         assert_eq!(r(ApiKey::ConsumerGroupHeartbeat), None);
     }
 
