@@ -21,6 +21,7 @@
 //! | 4 | DeleteTopics | names list(u32) of str |
 //! | 5 | CreatePartitions | topics list(u32) of: name str, count i32, assignment Option<assignment> |
 //! | 6 | AllocateProducerIds | node_id i32, incarnation u64 |
+//! | 7 | DescribeQuorum | nothing |
 //!
 //! An assignment is list(u32) of partitions, each a list(u16) of replica ids (i32).
 //!
@@ -33,6 +34,7 @@
 //! | 3 | results list(u32) of: name str, error_code i16, message Option<str>, topic_id 16 bytes, partitions i32 |
 //! | 4, 5 | results list(u32) of: name str, error_code i16, message Option<str> |
 //! | 6 | first_id i64, count i32 |
+//! | 7 | leader i32, term u64, committed u64, voters list(u16) of replica, observers list(u16) of replica; a replica is node_id i32, log_end u64, last_fetch_ms i64, last_caught_up_ms i64 |
 //!
 //! Limits: the per-item ones below, plus three per request ([`CONTROLLER_RPC_CONFIGS_MAX`],
 //! [`CONTROLLER_RPC_ASSIGNED_PARTITIONS_MAX`], [`CONTROLLER_RPC_ASSIGNED_REPLICAS_MAX`]) so that
@@ -175,17 +177,20 @@ pub enum ControllerApi {
     CreatePartitions = 5,
     /// [`ControllerRequest::AllocateProducerIds`] (API 67).
     AllocateProducerIds = 6,
+    /// [`ControllerRequest::DescribeQuorum`], a client's DescribeQuorum (API 55) forwarded.
+    DescribeQuorum = 7,
 }
 
 impl ControllerApi {
     /// Every api, in wire order.
-    pub const ALL: [ControllerApi; 6] = [
+    pub const ALL: [ControllerApi; 7] = [
         ControllerApi::RegisterBroker,
         ControllerApi::Heartbeat,
         ControllerApi::CreateTopics,
         ControllerApi::DeleteTopics,
         ControllerApi::CreatePartitions,
         ControllerApi::AllocateProducerIds,
+        ControllerApi::DescribeQuorum,
     ];
 
     /// The byte on the wire.
@@ -260,6 +265,8 @@ pub enum ControllerRequest {
         /// Its registered run.
         incarnation: u64,
     },
+    /// How far each voter and observer has the metadata log, as only the leader knows.
+    DescribeQuorum,
 }
 
 /// One topic to create.
@@ -372,7 +379,38 @@ pub enum ControllerAnswer {
         /// How many.
         count: i32,
     },
+    /// The quorum as its leader sees it.
+    DescribeQuorum {
+        /// The leader (never negative in a successful answer).
+        leader: i32,
+        /// Its Raft term (Kafka's leader epoch of the metadata partition).
+        term: u64,
+        /// The highest committed offset (Kafka's high watermark).
+        committed: u64,
+        /// At most [`QUORUM_REPLICAS_MAX`].
+        voters: Vec<QuorumReplica>,
+        /// Registered brokers that are not voters, at most [`QUORUM_REPLICAS_MAX`].
+        observers: Vec<QuorumReplica>,
+    },
 }
+
+/// One replica of the metadata log in a [`ControllerAnswer::DescribeQuorum`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuorumReplica {
+    /// The broker.
+    pub node_id: i32,
+    /// The offset after the last one it is known to hold.
+    pub log_end: u64,
+    /// Wall-clock ms of its last fetch (or heartbeat), -1 if unknown.
+    pub last_fetch_ms: i64,
+    /// Wall-clock ms when it last had everything the leader had, -1 if unknown.
+    pub last_caught_up_ms: i64,
+}
+
+/// Most voters or observers in a [`ControllerAnswer::DescribeQuorum`].
+pub const QUORUM_REPLICAS_MAX: usize = 1024;
+/// Encoded size of a [`QuorumReplica`].
+const QUORUM_REPLICA_BYTES: usize = 4 + 8 + 8 + 8;
 
 /// How creating one topic went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -425,6 +463,7 @@ impl ControllerRequest {
             ControllerRequest::DeleteTopics { .. } => ControllerApi::DeleteTopics,
             ControllerRequest::CreatePartitions { .. } => ControllerApi::CreatePartitions,
             ControllerRequest::AllocateProducerIds { .. } => ControllerApi::AllocateProducerIds,
+            ControllerRequest::DescribeQuorum => ControllerApi::DescribeQuorum,
         }
     }
 
@@ -445,9 +484,9 @@ impl ControllerRequest {
                 let rack_bytes = rack.as_ref().map_or(0, String::len);
                 over_limit("rack", rack_bytes, RACK_BYTES_MAX)
             }
-            ControllerRequest::Heartbeat { .. } | ControllerRequest::AllocateProducerIds { .. } => {
-                Ok(())
-            }
+            ControllerRequest::Heartbeat { .. }
+            | ControllerRequest::AllocateProducerIds { .. }
+            | ControllerRequest::DescribeQuorum => Ok(()),
             ControllerRequest::CreateTopics { topics, .. } => {
                 over_limit(
                     "controller rpc topics",
@@ -548,6 +587,7 @@ impl ControllerRequest {
                             .sum::<usize>()
                 }
                 ControllerRequest::AllocateProducerIds { .. } => 4 + 8,
+                ControllerRequest::DescribeQuorum => 0,
             }
     }
 
@@ -632,6 +672,7 @@ impl ControllerRequest {
                 out.put_i32(*node_id);
                 out.put_u64(*incarnation);
             }
+            ControllerRequest::DescribeQuorum => {}
         }
     }
 
@@ -692,6 +733,7 @@ impl ControllerRequest {
                 node_id: r.fixed::<I32>()?.get(),
                 incarnation: r.fixed::<U64>()?.get(),
             },
+            ControllerApi::DescribeQuorum => ControllerRequest::DescribeQuorum,
         };
         reader.finish()?;
         Ok(request)
@@ -708,6 +750,7 @@ impl ControllerAnswer {
             ControllerAnswer::DeleteTopics { .. } => ControllerApi::DeleteTopics,
             ControllerAnswer::CreatePartitions { .. } => ControllerApi::CreatePartitions,
             ControllerAnswer::AllocateProducerIds { .. } => ControllerApi::AllocateProducerIds,
+            ControllerAnswer::DescribeQuorum { .. } => ControllerApi::DescribeQuorum,
         }
     }
 
@@ -732,6 +775,13 @@ impl ControllerAnswer {
             ControllerApi::AllocateProducerIds => ControllerAnswer::AllocateProducerIds {
                 first_id: -1,
                 count: 0,
+            },
+            ControllerApi::DescribeQuorum => ControllerAnswer::DescribeQuorum {
+                leader: -1,
+                term: 0,
+                committed: 0,
+                voters: Vec::new(),
+                observers: Vec::new(),
             },
         }
     }
@@ -799,6 +849,12 @@ impl ControllerResponse {
             ControllerAnswer::RegisterBroker
             | ControllerAnswer::Heartbeat { .. }
             | ControllerAnswer::AllocateProducerIds { .. } => Ok(()),
+            ControllerAnswer::DescribeQuorum {
+                voters, observers, ..
+            } => {
+                over_limit("quorum voters", voters.len(), QUORUM_REPLICAS_MAX)?;
+                over_limit("quorum observers", observers.len(), QUORUM_REPLICAS_MAX)
+            }
             ControllerAnswer::CreateTopics { results } => {
                 over_limit(
                     "controller rpc topics",
@@ -857,6 +913,9 @@ impl ControllerResponse {
                             .sum::<usize>()
                 }
                 ControllerAnswer::AllocateProducerIds { .. } => 8 + 4,
+                ControllerAnswer::DescribeQuorum {
+                    voters, observers, ..
+                } => 4 + 8 + 8 + 2 * 2 + (voters.len() + observers.len()) * QUORUM_REPLICA_BYTES,
             }
     }
 
@@ -912,6 +971,26 @@ impl ControllerResponse {
                 out.put_i64(*first_id);
                 out.put_i32(*count);
             }
+            ControllerAnswer::DescribeQuorum {
+                leader,
+                term,
+                committed,
+                voters,
+                observers,
+            } => {
+                out.put_i32(*leader);
+                out.put_u64(*term);
+                out.put_u64(*committed);
+                for replicas in [voters, observers] {
+                    out.put_u16(replicas.len() as u16);
+                    for replica in replicas {
+                        out.put_i32(replica.node_id);
+                        out.put_u64(replica.log_end);
+                        out.put_i64(replica.last_fetch_ms);
+                        out.put_i64(replica.last_caught_up_ms);
+                    }
+                }
+            }
         }
     }
 
@@ -954,6 +1033,13 @@ impl ControllerResponse {
             ControllerApi::AllocateProducerIds => ControllerAnswer::AllocateProducerIds {
                 first_id: r.fixed::<I64>()?.get(),
                 count: r.fixed::<I32>()?.get(),
+            },
+            ControllerApi::DescribeQuorum => ControllerAnswer::DescribeQuorum {
+                leader: r.fixed::<I32>()?.get(),
+                term: r.fixed::<U64>()?.get(),
+                committed: r.fixed::<U64>()?.get(),
+                voters: read_quorum_replicas(r, "quorum voters")?,
+                observers: read_quorum_replicas(r, "quorum observers")?,
             },
         };
         reader.finish()?;
@@ -1103,6 +1189,25 @@ fn read_name(r: &mut Reader<'_>) -> Result<String, ClusterError> {
 }
 
 /// A u32 count of topics (or results) whose entries take at least `entry_bytes_min` each.
+fn read_quorum_replicas(
+    r: &mut Reader<'_>,
+    what: &'static str,
+) -> Result<Vec<QuorumReplica>, ClusterError> {
+    let count = usize::from(r.fixed::<U16>()?.get());
+    over_limit(what, count, QUORUM_REPLICAS_MAX)?;
+    r.room_for(count, QUORUM_REPLICA_BYTES)?;
+    let mut replicas = Vec::with_capacity(count);
+    for _ in 0..count {
+        replicas.push(QuorumReplica {
+            node_id: r.fixed::<I32>()?.get(),
+            log_end: r.fixed::<U64>()?.get(),
+            last_fetch_ms: r.fixed::<I64>()?.get(),
+            last_caught_up_ms: r.fixed::<I64>()?.get(),
+        });
+    }
+    Ok(replicas)
+}
+
 fn read_topic_count(r: &mut Reader<'_>, entry_bytes_min: usize) -> Result<usize, ClusterError> {
     let count = r.fixed::<U32>()?.get() as usize;
     over_limit("controller rpc topics", count, CONTROLLER_RPC_TOPICS_MAX)?;
@@ -1247,6 +1352,7 @@ mod tests {
                 node_id: 3,
                 incarnation: 9,
             },
+            ControllerRequest::DescribeQuorum,
         ]
     }
 
@@ -1297,6 +1403,32 @@ mod tests {
                 first_id: 5000,
                 count: 1000,
             }),
+            ControllerResponse::ok(ControllerAnswer::DescribeQuorum {
+                leader: 2,
+                term: 7,
+                committed: 1234,
+                voters: vec![
+                    QuorumReplica {
+                        node_id: 1,
+                        log_end: 1230,
+                        last_fetch_ms: 1_700_000_000_000,
+                        last_caught_up_ms: 1_699_999_999_000,
+                    },
+                    QuorumReplica {
+                        node_id: 2,
+                        log_end: 1235,
+                        last_fetch_ms: 1_700_000_000_001,
+                        last_caught_up_ms: 1_700_000_000_001,
+                    },
+                ],
+                observers: vec![QuorumReplica {
+                    node_id: 4,
+                    log_end: 1234,
+                    last_fetch_ms: -1,
+                    last_caught_up_ms: -1,
+                }],
+            }),
+            ControllerResponse::not_controller(ControllerApi::DescribeQuorum, Some(1)),
             ControllerResponse::not_controller(ControllerApi::Heartbeat, Some(2)),
             ControllerResponse::not_controller(ControllerApi::CreateTopics, None),
             ControllerResponse::failed(
@@ -1356,7 +1488,7 @@ mod tests {
             assert_eq!(decode_request(&bytes), Ok(body));
         }
         let responses = responses();
-        assert_eq!(responses.len(), ControllerApi::ALL.len() + 3);
+        assert_eq!(responses.len(), ControllerApi::ALL.len() + 4);
         for response in responses {
             let api = response.api();
             let body = Body::ControllerResponse(response);
@@ -1424,7 +1556,7 @@ mod tests {
 
     #[test]
     fn unknown_apis_are_refused_in_both_directions() {
-        for code in [0u8, 7, 0xff] {
+        for code in [0u8, 8, 0xff] {
             assert_eq!(
                 decode_request(&[code]),
                 Err(ClusterError::UnknownControllerApi(code))
