@@ -209,6 +209,30 @@ struct InFlight {
     held: Vec<Message>,
 }
 
+/// How far one voter's copy of the log matches the leader's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VoterProgress {
+    /// The voter.
+    pub node: NodeId,
+    /// The last offset the leader knows the voter holds (the leader's own: what it persisted).
+    pub matched: MetadataOffset,
+}
+
+/// The quorum as its leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// This node, the leader.
+    pub leader: NodeId,
+    /// The leader's term (Kafka's leader epoch of the metadata partition).
+    pub term: RaftTerm,
+    /// The highest committed offset (Kafka's high watermark of the metadata log).
+    pub committed: MetadataOffset,
+    /// The leader's last offset, committed or not.
+    pub last: MetadataOffset,
+    /// Every voter, the leader included, by node id.
+    pub voters: Vec<VoterProgress>,
+}
+
 /// One voter of the controller quorum. See the module docs.
 pub struct ControllerNode {
     config: NodeConfig,
@@ -348,6 +372,33 @@ impl ControllerNode {
     /// The highest committed offset this node knows.
     pub fn committed(&self) -> MetadataOffset {
         MetadataOffset(self.raw.raft.raft_log.committed)
+    }
+
+    /// The quorum as its leader sees it (DescribeQuorum): `None` on a node that does not lead,
+    /// since only the leader knows how far each voter's copy of the log goes.
+    pub fn quorum_status(&self) -> Option<QuorumStatus> {
+        if !self.is_leader() {
+            return None;
+        }
+        let raft = &self.raw.raft;
+        let mut voters: Vec<VoterProgress> = raft
+            .prs()
+            .iter()
+            .filter_map(|(&id, progress)| {
+                Some(VoterProgress {
+                    node: NodeId::from_raft_id(id)?,
+                    matched: MetadataOffset(progress.matched),
+                })
+            })
+            .collect();
+        voters.sort_by_key(|v| v.node);
+        Some(QuorumStatus {
+            leader: self.id(),
+            term: self.term(),
+            committed: self.committed(),
+            last: MetadataOffset(raft.raft_log.last_index()),
+            voters,
+        })
     }
 
     /// The durable-equivalent log as this node sees it (for tests and diagnostics).

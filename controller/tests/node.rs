@@ -305,3 +305,27 @@ fn an_isolated_follower_does_not_disrupt_the_leader_when_it_returns() {
     assert_eq!(leaders(&c), vec![0]);
     assert_eq!(c.nodes[0].term(), term);
 }
+
+#[test]
+fn only_the_leader_describes_the_quorum_and_it_sees_how_far_each_voter_is() {
+    let mut c = Cluster::new();
+    c.elect(0);
+    assert_eq!(c.nodes[1].quorum_status(), None);
+    // Node 3 hears nothing more: it stays behind while the others commit.
+    c.blocked.push((NodeId(1), NodeId(3)));
+    let id = c.nodes[0].propose(&[record(7)]).unwrap();
+    c.settle();
+    let status = c.nodes[0]
+        .quorum_status()
+        .expect("the leader describes the quorum");
+    assert_eq!(status.leader, NodeId(1));
+    assert_eq!(status.term, id.term);
+    assert_eq!(status.committed, id.offset);
+    assert_eq!(status.last, id.offset);
+    let matched: Vec<(NodeId, MetadataOffset)> =
+        status.voters.iter().map(|v| (v.node, v.matched)).collect();
+    assert_eq!(matched[0], (NodeId(1), id.offset));
+    assert_eq!(matched[1], (NodeId(2), id.offset));
+    assert_eq!(matched[2].0, NodeId(3));
+    assert!(matched[2].1 < id.offset, "node 3 was cut off: {matched:?}");
+}
