@@ -420,6 +420,11 @@ impl Core {
                 Some(node) => CoreReply::ProducerId(node.allocate_producer_id().await),
                 None => CoreReply::ProducerId(self.allocate_producer_id().await),
             },
+            CoreRequest::DescribeQuorum => CoreReply::Quorum(match self.cluster_node.get() {
+                Some(node) => node.describe_quorum().await,
+                // Advertised in cluster mode only: a single broker has no quorum.
+                None => Err(ErrorCode::UnsupportedVersion),
+            }),
             CoreRequest::ClusterMetadata(published, phase) => {
                 self.apply_published(&published, phase).await;
                 CoreReply::Done

@@ -154,6 +154,8 @@ pub enum CoreRequest {
     TopicRemoved(String),
     /// To the controller core: a new producer id (InitProducerId).
     AllocateProducerId,
+    /// To the controller core (cluster mode): the metadata quorum as its leader sees it.
+    DescribeQuorum,
     /// To a group's coordinating core.
     Group(Box<crate::group::GroupCall>),
     /// From the controller core to every core (cluster mode): the metadata log's committed
@@ -185,6 +187,8 @@ pub enum CoreReply {
     Topics(Vec<(ErrorCode, Option<String>)>),
     /// A producer id, or why none could be allocated.
     ProducerId(Result<i64, String>),
+    /// The quorum's description, or the error for the client.
+    Quorum(Result<spate_wire::cluster::ControllerAnswer, ErrorCode>),
     Group(Box<crate::group::GroupAnswer>),
     Done,
 }

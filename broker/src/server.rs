@@ -52,7 +52,11 @@ pub async fn serve_core(
         id,
         config.cores,
         config.clone(),
-        handlers::version_table(),
+        handlers::version_table(if config.cluster.is_some() {
+            handlers::Mode::Cluster
+        } else {
+            handlers::Mode::SingleBroker
+        }),
         Mesh::new(senders),
     ));
     if let Some(mut receivers) = receivers {

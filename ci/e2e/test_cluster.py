@@ -77,6 +77,18 @@ def leaders(bootstrap: str, topic: str) -> dict[int, int]:
         time.sleep(0.1)
 
 
+def describe_quorum(bootstrap: str) -> dict:
+    """The metadata partition's entry of kafka-python's DescribeQuorum answer."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        answer = admin.describe_metadata_quorum()
+    finally:
+        admin.close()
+    partition = answer["topics"][0]["partitions"][0]
+    assert partition["error"] is None, answer
+    return partition
+
+
 def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
@@ -190,6 +202,7 @@ def test_the_quorum_survives_its_leader_and_a_full_restart(start_broker):
     by_id[old].kill9()
     survivor = next(b for i, b in by_id.items() if i != old)
     killed_at = time.monotonic()
+    killed_at_ms = int(time.time() * 1000)
     deadline = Deadline(30)
     while True:
         try:
@@ -207,6 +220,20 @@ def test_the_quorum_survives_its_leader_and_a_full_restart(start_broker):
         f"cluster: controller {old} killed; topic created through controller {md.controller_id} "
         f"{failover_s:.1f}s later"
     )
+
+    # DescribeQuorum (what kafka-metadata-quorum shows), asked of each survivor: the new
+    # leader answers itself, the other asks the leader. The killed voter has fallen behind and
+    # has not been heard from since it died.
+    for b in (b for i, b in by_id.items() if i != old):
+        quorum = describe_quorum(b.bootstrap)
+        assert quorum["leader_id"] == md.controller_id, quorum
+        voters = {v["replica_id"]: v for v in quorum["current_voters"]}
+        assert set(voters) == {1, 2, 3}, quorum
+        assert voters[md.controller_id]["log_end_offset"] >= quorum["high_watermark"] > 0, quorum
+        assert voters[old]["log_end_offset"] < quorum["high_watermark"], quorum
+        assert voters[old]["last_fetch_timestamp"] < killed_at_ms, quorum
+        live = [v for i, v in voters.items() if i != old]
+        assert all(v["last_fetch_timestamp"] >= killed_at_ms for v in live), quorum
 
     # The killed broker comes back with its partitions.
     by_id[old].restart()

@@ -148,6 +148,34 @@ impl ClusterNode {
         self.stop.trigger();
     }
 
+    /// The metadata quorum as its leader sees it (DescribeQuorum): answered here when this
+    /// broker leads, else asked of the leader, as Kafka's brokers forward it.
+    ///
+    /// # Errors
+    /// NOT_LEADER_OR_FOLLOWER when no leader answered (the client retries).
+    pub async fn describe_quorum(&self) -> Result<ControllerAnswer, ErrorCode> {
+        if let Some(answer) = self.quorum.describe() {
+            return Ok(answer);
+        }
+        let response = self
+            .quorum
+            .call_leader(&ControllerRequest::DescribeQuorum)
+            .await
+            .map_err(|e| {
+                debug!(error = %e, "DescribeQuorum not answered by the quorum's leader");
+                ErrorCode::NotLeaderOrFollower
+            })?;
+        match response.answer {
+            answer @ ControllerAnswer::DescribeQuorum { .. }
+                if response.error_code == ErrorCode::None =>
+            {
+                Ok(answer)
+            }
+            // The leader moved between the hint and the call: the client retries.
+            _ => Err(ErrorCode::NotLeaderOrFollower),
+        }
+    }
+
     /// A producer id unique in the cluster, from this broker's block (a new block from the
     /// controller when it is used up).
     ///

@@ -28,7 +28,10 @@ use spate_controller::node::{
 use spate_controller::records::MetadataRecord;
 use spate_controller::rng::SplitMix64;
 use spate_storage::sync::Notify;
-use spate_wire::cluster::{Body, ControllerRequest, ControllerResponse, Raft};
+use spate_wire::cluster::{
+    Body, ControllerAnswer, ControllerRequest, ControllerResponse, QuorumReplica, Raft,
+    QUORUM_REPLICAS_MAX,
+};
 use tracing::{debug, error, info, warn};
 
 use super::raft_file::RaftFile;
@@ -41,6 +44,31 @@ use crate::runtime::ShutdownFlag;
 pub const TICK: Duration = Duration::from_millis(100);
 /// Submits waiting for their entry to commit, at most; beyond it a submit is refused at once.
 pub const SUBMITS_IN_FLIGHT_MAX: usize = 1024;
+
+/// When this leader last heard from a broker, for DescribeQuorum: wall-clock ms, -1 never.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    last_fetch_ms: i64,
+    last_caught_up_ms: i64,
+    /// How far it said it applied the log (heartbeats; voters' come from Raft).
+    metadata_offset: Option<u64>,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            last_fetch_ms: -1,
+            last_caught_up_ms: -1,
+            metadata_offset: None,
+        }
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(-1, |d| d.as_millis() as i64)
+}
 
 /// The committed image as the cores get it, with the quorum's leader.
 #[derive(Debug, Clone)]
@@ -87,6 +115,10 @@ pub struct Quorum {
     rpc: Rpc,
     /// Woken after each image is published to the cores.
     published: Notify,
+    /// Per broker, when this node (as leader) last heard from it; at most
+    /// [`QUORUM_REPLICAS_MAX`] brokers.
+    seen: RefCell<std::collections::BTreeMap<NodeId, Seen>>,
+    voters: Vec<NodeId>,
 }
 
 impl std::fmt::Debug for Quorum {
@@ -110,6 +142,7 @@ impl Quorum {
         publish: Publish,
         shutdown: Arc<ShutdownFlag>,
     ) -> anyhow::Result<Rc<Quorum>> {
+        let voters_kept = voters.clone();
         let (file, store) = RaftFile::open(data_dir, &voters).await?;
         let node = ControllerNode::new(NodeConfig::new(me, voters, seed), store)
             .map_err(|e| anyhow::anyhow!("starting the controller node: {e}"))?;
@@ -128,6 +161,8 @@ impl Quorum {
             failed: Cell::new(false),
             rpc: Rpc::default(),
             published: Notify::default(),
+            seen: RefCell::new(std::collections::BTreeMap::new()),
+            voters: voters_kept,
         });
         // The image replayed from the log, before anything new commits.
         quorum.publish_now().await;
@@ -191,6 +226,85 @@ impl Quorum {
             return Err(RpcError::NoController);
         }
         self.rpc.call(&self.transport, leader.0, request).await
+    }
+
+    /// Records that `node` was heard from now (a Raft message, or a heartbeat saying how far
+    /// it applied the log), for [`Quorum::describe`].
+    pub fn note_seen(&self, node: NodeId, caught_up: bool, metadata_offset: Option<u64>) {
+        let mut seen = self.seen.borrow_mut();
+        if !seen.contains_key(&node) && seen.len() >= QUORUM_REPLICAS_MAX {
+            return;
+        }
+        let now = wall_clock_ms();
+        let entry = seen.entry(node).or_default();
+        entry.last_fetch_ms = now;
+        if let Some(offset) = metadata_offset {
+            entry.metadata_offset = Some(offset);
+        }
+        let caught_up =
+            caught_up || metadata_offset.is_some_and(|o| o >= self.node.borrow().committed().0);
+        if caught_up {
+            entry.last_caught_up_ms = now;
+        }
+    }
+
+    /// The quorum as this leader sees it (DescribeQuorum), or `None` on a node that does not
+    /// lead. Raft indexes start at 1, so a log holding indexes up to N has Kafka's exclusive log
+    /// end offset N, and a commit index N is the high watermark N. Voters' log ends come from Raft; observers (registered brokers that are not
+    /// voters) report theirs in heartbeats.
+    pub fn describe(&self) -> Option<ControllerAnswer> {
+        let node = self.node.borrow();
+        let status = node.quorum_status()?;
+        let seen = self.seen.borrow();
+        let now = wall_clock_ms();
+        let replica = |id: NodeId, log_end: i64| {
+            let s = seen.get(&id).copied().unwrap_or_default();
+            QuorumReplica {
+                node_id: id.0,
+                log_end,
+                last_fetch_ms: s.last_fetch_ms,
+                last_caught_up_ms: s.last_caught_up_ms,
+            }
+        };
+        let voters = status
+            .voters
+            .iter()
+            .map(|v| {
+                if v.node == status.leader {
+                    // The leader is always current with itself.
+                    QuorumReplica {
+                        node_id: v.node.0,
+                        log_end: v.matched.0 as i64,
+                        last_fetch_ms: now,
+                        last_caught_up_ms: now,
+                    }
+                } else {
+                    replica(v.node, v.matched.0 as i64)
+                }
+            })
+            .take(QUORUM_REPLICAS_MAX)
+            .collect();
+        let observers = node
+            .image()
+            .brokers()
+            .keys()
+            .filter(|id| !self.voters.contains(id))
+            .map(|&id| {
+                let log_end = seen
+                    .get(&id)
+                    .and_then(|s| s.metadata_offset)
+                    .map_or(-1, |o| o as i64);
+                replica(id, log_end)
+            })
+            .take(QUORUM_REPLICAS_MAX)
+            .collect();
+        Some(ControllerAnswer::DescribeQuorum {
+            leader: status.leader.0,
+            term: status.term.0,
+            committed: status.committed.0,
+            voters,
+            observers,
+        })
     }
 
     /// Whether this node leads the quorum.
@@ -288,6 +402,9 @@ impl Quorum {
                     if let Err(e) = self.node.borrow_mut().step(message) {
                         debug!(from = inbound.from, error = %e, "raft message refused");
                     }
+                    let from = NodeId(inbound.from);
+                    let caught_up = self.node.borrow().is_caught_up(from);
+                    self.note_seen(from, caught_up, None);
                 }
                 Err(e) => warn!(from = inbound.from, error = %e, "undecodable raft message"),
             },

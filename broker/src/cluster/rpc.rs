@@ -148,9 +148,10 @@ pub async fn serve(quorum: Rc<Quorum>, request: ControllerRequest) -> Controller
             node_id,
             incarnation,
             want_shutdown,
-            ..
+            metadata_offset,
         } => {
             let node = NodeId(node_id);
+            quorum.note_seen(node, false, Some(metadata_offset));
             let incarnation = Incarnation(incarnation);
             let submitted = quorum
                 .submit(Box::new(move |controller, image, _rng, now| {
@@ -169,6 +170,10 @@ pub async fn serve(quorum: Rc<Quorum>, request: ControllerRequest) -> Controller
                 Err(e) => refused(api, &e),
             }
         }
+        ControllerRequest::DescribeQuorum => match quorum.describe() {
+            Some(answer) => ControllerResponse::ok(answer),
+            None => ControllerResponse::not_controller(api, quorum.leader().map(|n| n.0)),
+        },
         ControllerRequest::AllocateProducerIds {
             node_id,
             incarnation,

@@ -17,6 +17,7 @@ use spate_wire::ErrorCode;
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::ops::{CoreRequest, FetchOp, FetchResult};
+use crate::routing::Leader;
 use crate::routing::Route;
 
 /// Longest long-poll honoured, whatever the client asks: bounds how long a request holds
@@ -88,6 +89,18 @@ pub async fn handle(
             p.last_stable_offset = result.high_watermark;
             p.log_start_offset = result.log_start_offset;
             p.aborted_transactions = read_committed.then_some(no_aborted);
+            // v12+ (KIP-595's tagged CurrentLeader): the leader a consumer should move to,
+            // so it does not need a Metadata round trip first.
+            if header.api_version >= 12 && result.error == ErrorCode::NotLeaderOrFollower {
+                if let Some(placed) = core.placement(topic.topic.0.as_str(), partition.partition) {
+                    let leader = match placed.leader {
+                        Leader::Core(_) => core.config.node_id,
+                        Leader::Broker(node) => node.0,
+                        Leader::None => -1,
+                    };
+                    p.current_leader = Some((leader, placed.leader_epoch));
+                }
+            }
             let len = result.bytes as usize;
             encoder.partition(
                 &p,

@@ -12,6 +12,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_quorum;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -42,25 +43,35 @@ use crate::core::{Core, CONTROLLER_CORE};
 use crate::metadata::topics::{self, TopicConfig, TopicError, TopicMeta};
 use crate::ops::{CoreReply, CoreRequest, NewTopic};
 
-/// The APIs this broker implements, and so advertises.
-pub fn version_table() -> VersionTable {
-    VersionTable::new(
-        ApiSet::core()
-            .with(ApiKey::CreatePartitions)
-            .with(ApiKey::FindCoordinator)
-            .with(ApiKey::InitProducerId)
-            .with(ApiKey::JoinGroup)
-            .with(ApiKey::SyncGroup)
-            .with(ApiKey::Heartbeat)
-            .with(ApiKey::LeaveGroup)
-            .with(ApiKey::OffsetCommit)
-            .with(ApiKey::OffsetFetch)
-            .with(ApiKey::ListGroups)
-            .with(ApiKey::DescribeGroups)
-            .with(ApiKey::DeleteGroups)
-            .with(ApiKey::OffsetDelete)
-            .with(ApiKey::DescribeCluster),
-    )
+/// Whether this broker runs alone or in a cluster: what it can answer differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    SingleBroker,
+    Cluster,
+}
+
+/// The APIs this broker implements, and so advertises: DescribeQuorum only in a cluster, since
+/// a single broker has no metadata quorum to describe.
+pub fn version_table(mode: Mode) -> VersionTable {
+    let apis = ApiSet::core()
+        .with(ApiKey::CreatePartitions)
+        .with(ApiKey::FindCoordinator)
+        .with(ApiKey::InitProducerId)
+        .with(ApiKey::JoinGroup)
+        .with(ApiKey::SyncGroup)
+        .with(ApiKey::Heartbeat)
+        .with(ApiKey::LeaveGroup)
+        .with(ApiKey::OffsetCommit)
+        .with(ApiKey::OffsetFetch)
+        .with(ApiKey::ListGroups)
+        .with(ApiKey::DescribeGroups)
+        .with(ApiKey::DeleteGroups)
+        .with(ApiKey::OffsetDelete)
+        .with(ApiKey::DescribeCluster);
+    VersionTable::new(match mode {
+        Mode::SingleBroker => apis,
+        Mode::Cluster => apis.with(ApiKey::DescribeQuorum),
+    })
 }
 
 /// Handles one request frame from `peer`. `None` means: close the connection.
@@ -144,6 +155,9 @@ pub async fn handle(
         RequestBody::DeleteGroups(request) => delete_groups::handle(core, &header, request).await,
         RequestBody::OffsetDelete(request) => offset_delete::handle(core, &header, request).await,
         RequestBody::DescribeCluster(request) => describe_cluster::handle(core, &header, request),
+        RequestBody::DescribeQuorum(request) => {
+            describe_quorum::handle(core, &header, request).await
+        }
         other => {
             warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");
             None
