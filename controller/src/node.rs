@@ -401,6 +401,18 @@ impl ControllerNode {
         })
     }
 
+    /// Whether `voter` holds everything this leader has (false on a node that does not lead):
+    /// the moment DescribeQuorum reports as its last caught-up time.
+    pub fn is_caught_up(&self, voter: NodeId) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        let raft = &self.raw.raft;
+        raft.prs()
+            .get(voter.to_raft_id())
+            .is_some_and(|p| p.matched >= raft.raft_log.last_index())
+    }
+
     /// The durable-equivalent log as this node sees it (for tests and diagnostics).
     pub fn log_store(&self) -> &RaftLogStore {
         self.raw.store()

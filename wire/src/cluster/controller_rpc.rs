@@ -34,7 +34,7 @@
 //! | 3 | results list(u32) of: name str, error_code i16, message Option<str>, topic_id 16 bytes, partitions i32 |
 //! | 4, 5 | results list(u32) of: name str, error_code i16, message Option<str> |
 //! | 6 | first_id i64, count i32 |
-//! | 7 | leader i32, term u64, committed u64, voters list(u16) of replica, observers list(u16) of replica; a replica is node_id i32, log_end u64, last_fetch_ms i64, last_caught_up_ms i64 |
+//! | 7 | leader i32, term u64, committed u64, voters list(u16) of replica, observers list(u16) of replica; a replica is node_id i32, log_end i64, last_fetch_ms i64, last_caught_up_ms i64 |
 //!
 //! Limits: the per-item ones below, plus three per request ([`CONTROLLER_RPC_CONFIGS_MAX`],
 //! [`CONTROLLER_RPC_ASSIGNED_PARTITIONS_MAX`], [`CONTROLLER_RPC_ASSIGNED_REPLICAS_MAX`]) so that
@@ -399,8 +399,8 @@ pub enum ControllerAnswer {
 pub struct QuorumReplica {
     /// The broker.
     pub node_id: i32,
-    /// The offset after the last one it is known to hold.
-    pub log_end: u64,
+    /// The offset after the last one it is known to hold, -1 if unknown.
+    pub log_end: i64,
     /// Wall-clock ms of its last fetch (or heartbeat), -1 if unknown.
     pub last_fetch_ms: i64,
     /// Wall-clock ms when it last had everything the leader had, -1 if unknown.
@@ -985,7 +985,7 @@ impl ControllerResponse {
                     out.put_u16(replicas.len() as u16);
                     for replica in replicas {
                         out.put_i32(replica.node_id);
-                        out.put_u64(replica.log_end);
+                        out.put_i64(replica.log_end);
                         out.put_i64(replica.last_fetch_ms);
                         out.put_i64(replica.last_caught_up_ms);
                     }
@@ -1200,7 +1200,7 @@ fn read_quorum_replicas(
     for _ in 0..count {
         replicas.push(QuorumReplica {
             node_id: r.fixed::<I32>()?.get(),
-            log_end: r.fixed::<U64>()?.get(),
+            log_end: r.fixed::<I64>()?.get(),
             last_fetch_ms: r.fixed::<I64>()?.get(),
             last_caught_up_ms: r.fixed::<I64>()?.get(),
         });
