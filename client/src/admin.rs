@@ -8,7 +8,8 @@ use spate_wire::kafka_protocol::messages::list_offsets_request::{
 use spate_wire::kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataResponse, TopicName,
+    DescribeQuorumRequest, DescribeQuorumResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataResponse, TopicName,
 };
 use spate_wire::kafka_protocol::protocol::StrBytes;
 
@@ -17,7 +18,7 @@ use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::protocol::{
     API_VERSIONS_VERSION, CREATE_TOPICS_VERSION, DELETE_TOPICS_VERSION, DESCRIBE_CLUSTER_VERSION,
-    LIST_OFFSETS_VERSION,
+    DESCRIBE_QUORUM_VERSION, LIST_OFFSETS_VERSION,
 };
 
 /// One broker of a [`ClusterDescription`].
@@ -47,6 +48,34 @@ pub struct ClusterDescription {
     pub brokers: Vec<BrokerDescription>,
     /// Which API answered.
     pub source: ApiKey,
+}
+
+/// One copy of the metadata log in a [`QuorumDescription`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuorumReplica {
+    /// The broker.
+    pub id: i32,
+    /// The offset after the last record it holds (-1: unknown).
+    pub log_end: i64,
+    /// Wall-clock ms the leader last heard from it (-1: unknown).
+    pub last_fetch_ms: i64,
+    /// Wall-clock ms it last had all the leader had (-1: unknown).
+    pub last_caught_up_ms: i64,
+}
+
+/// The metadata quorum as its leader sees it (DescribeQuorum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumDescription {
+    /// The quorum's leader (the active controller).
+    pub leader: i32,
+    /// Its epoch (Raft term).
+    pub epoch: i32,
+    /// The committed end of the metadata log.
+    pub high_watermark: i64,
+    /// The voters, by id.
+    pub voters: Vec<QuorumReplica>,
+    /// Brokers that follow the log without voting, by id.
+    pub observers: Vec<QuorumReplica>,
 }
 
 /// Where to start reading a partition, or which offset to look up.
@@ -381,6 +410,72 @@ impl Admin {
         };
         description.brokers.sort_by_key(|b| b.id);
         Ok(description)
+    }
+
+    /// The metadata quorum (DescribeQuorum), or `None` from a broker that does not advertise
+    /// it (a single broker, which has no quorum).
+    ///
+    /// # Errors
+    /// Connection or codec errors, the broker's error code.
+    pub async fn describe_quorum(&mut self) -> Result<Option<QuorumDescription>, ClientError> {
+        let conn = self.cluster.connection().await?;
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("spate-client"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let versions: ApiVersionsResponse = conn
+            .call(ApiKey::ApiVersions, API_VERSIONS_VERSION, &request)
+            .await?;
+        ClientError::check(versions.error_code, || "api versions".to_owned())?;
+        let Some(range) = versions
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == ApiKey::DescribeQuorum as i16)
+            .filter(|k| k.min_version <= DESCRIBE_QUORUM_VERSION)
+        else {
+            return Ok(None);
+        };
+        let version = range.max_version.min(DESCRIBE_QUORUM_VERSION);
+        use spate_wire::kafka_protocol::messages::describe_quorum_request::{
+            PartitionData, TopicData,
+        };
+        let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        let response: DescribeQuorumResponse =
+            conn.call(ApiKey::DescribeQuorum, version, &request).await?;
+        ClientError::check(response.error_code, || "describe quorum".to_owned())?;
+        let p = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| {
+                ClientError::InvalidArgument("describe quorum: no metadata partition".to_owned())
+            })?;
+        ClientError::check(p.error_code, || "describe quorum".to_owned())?;
+        let replicas = |list: &[spate_wire::kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
+            let mut out: Vec<QuorumReplica> = list
+                .iter()
+                .map(|r| QuorumReplica {
+                    id: r.replica_id.0,
+                    log_end: r.log_end_offset,
+                    last_fetch_ms: if version >= 1 { r.last_fetch_timestamp } else { -1 },
+                    last_caught_up_ms: if version >= 1 {
+                        r.last_caught_up_timestamp
+                    } else {
+                        -1
+                    },
+                })
+                .collect();
+            out.sort_by_key(|r| r.id);
+            out
+        };
+        Ok(Some(QuorumDescription {
+            leader: p.leader_id.0,
+            epoch: p.leader_epoch,
+            high_watermark: p.high_watermark,
+            voters: replicas(&p.current_voters),
+            observers: replicas(&p.observers),
+        }))
     }
 
     /// The cluster's metadata for `topics` (all topics if `None`), without auto-creation.

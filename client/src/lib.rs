@@ -102,7 +102,10 @@ pub mod partitioner;
 pub mod producer;
 pub mod protocol;
 
-pub use admin::{Admin, BrokerDescription, ClusterDescription, NewTopic, OffsetSpec};
+pub use admin::{
+    Admin, BrokerDescription, ClusterDescription, NewTopic, OffsetSpec, QuorumDescription,
+    QuorumReplica,
+};
 pub use batch::BatchConfig;
 pub use cluster::ClientConfig;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Fetched};

@@ -46,6 +46,8 @@ pub const DELETE_GROUPS_VERSION: i16 = 2;
 pub const FIND_COORDINATOR_VERSION: i16 = 3;
 /// DescribeCluster version used (v2 can list fenced brokers).
 pub const DESCRIBE_CLUSTER_VERSION: i16 = 2;
+/// DescribeQuorum version used (v1 adds the fetch and caught-up times).
+pub const DESCRIBE_QUORUM_VERSION: i16 = 1;
 /// ApiVersions version used.
 pub const API_VERSIONS_VERSION: i16 = 3;
 

@@ -235,8 +235,21 @@ fn the_client_follows_leaders_across_three_brokers() {
             .lines()
             .find(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == row)
             .unwrap_or_else(|| panic!("no row {row:?} in:\n{stdout}"));
-        assert_eq!(line.split_whitespace().nth(2), Some("no"), "fenced: {line}");
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f[2], "no", "fenced: {line}");
+        // Every broker is a voter, and each holds the metadata log (its end is known).
+        assert_eq!(f[3], "voter", "quorum role: {line}");
+        assert!(
+            f[4].parse::<i64>().is_ok_and(|end| end > 0),
+            "log end: {line}"
+        );
     }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("metadata quorum: leader {controller} epoch "))),
+        "{stdout}"
+    );
     let partition_rows: BTreeMap<i32, (i32, i32)> = stdout
         .lines()
         .filter(|l| l.split_whitespace().next() == Some("spread"))

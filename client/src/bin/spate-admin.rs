@@ -169,15 +169,53 @@ async fn cluster(admin: &mut Admin, topics: Topics) -> Result<(), Error> {
         description.brokers.len(),
         description.source
     );
-    println!("{:>8} {:<30} {:<7} RACK", "BROKER", "HOST:PORT", "FENCED");
+    // How far each broker has the metadata log, from the quorum's leader (a single broker
+    // has no quorum: the columns then show "-").
+    let quorum = admin.describe_quorum().await?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let replica = |id: i32| {
+        quorum.as_ref().and_then(|q| {
+            q.voters
+                .iter()
+                .map(|r| (r, "voter"))
+                .chain(q.observers.iter().map(|r| (r, "observer")))
+                .find(|(r, _)| r.id == id)
+        })
+    };
+    if let Some(q) = &quorum {
+        println!(
+            "metadata quorum: leader {} epoch {} high watermark {}",
+            q.leader, q.epoch, q.high_watermark
+        );
+    }
+    println!(
+        "{:>8} {:<30} {:<7} {:<8} {:>12} {:>9} {:>13} RACK",
+        "BROKER", "HOST:PORT", "FENCED", "QUORUM", "METADATA-END", "LAG", "LAST-SEEN-MS"
+    );
     for b in &description.brokers {
         let fenced = match b.fenced {
             Some(true) => "yes",
             Some(false) => "no",
             None => "-",
         };
+        let (role, end, lag, seen) = match (replica(b.id), &quorum) {
+            (Some((r, role)), Some(q)) if r.log_end >= 0 => (
+                role,
+                r.log_end.to_string(),
+                (q.high_watermark - r.log_end).max(0).to_string(),
+                if r.last_fetch_ms >= 0 {
+                    (now_ms - r.last_fetch_ms).max(0).to_string()
+                } else {
+                    "-".to_owned()
+                },
+            ),
+            (Some((_, role)), _) => (role, "-".to_owned(), "-".to_owned(), "-".to_owned()),
+            (None, _) => ("-", "-".to_owned(), "-".to_owned(), "-".to_owned()),
+        };
         println!(
-            "{:>8} {:<30} {fenced:<7} {}",
+            "{:>8} {:<30} {fenced:<7} {role:<8} {end:>12} {lag:>9} {seen:>13} {}",
             b.id,
             format!("{}:{}", b.host, b.port),
             b.rack.as_deref().unwrap_or("-")
