@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use spate_storage::io::glommio::GlommioDisk;
-use spate_storage::sync::AsyncMutex;
 use spate_storage::Log;
 use spate_wire::types::{LeaderEpoch, Offset};
 use spate_wire::versions::VersionTable;
@@ -25,7 +24,6 @@ use tracing::{debug, error, info, warn};
 use crate::config::Config;
 use crate::mesh::Mesh;
 use crate::metadata::cluster::ClusterView;
-use crate::metadata::producer_ids::ProducerIdAllocator;
 use crate::metadata::topics::{self, TopicMeta};
 use crate::ops::*;
 pub use crate::partition::Partition;
@@ -67,16 +65,8 @@ pub struct Core {
     /// Cluster mode, on the controller core only: the transport and this broker's voter.
     pub cluster_node: std::cell::OnceCell<crate::cluster::ClusterNode>,
     pub mesh: Mesh,
-    /// Serializes topic changes on the controller core: a change is checked, written and
-    /// broadcast to every core before the next one is even checked. Without it, two clients
-    /// auto-creating one topic at once both passed the existence check while the first
-    /// broadcast was in flight, and every core opened the partitions twice, the second log
-    /// replacing the first and losing what had been acknowledged to it.
-    topic_changes: AsyncMutex<()>,
-    /// The producer id allocator, on the controller core only, loaded on first use. Behind an
-    /// async lock held for a whole allocation, block write included (see
-    /// `allocate_producer_id`).
-    producer_ids: AsyncMutex<Option<ProducerIdAllocator<GlommioDisk>>>,
+    /// Topic changes and producer ids, decided on the controller core.
+    changes: crate::metadata::changes::Changes,
     /// The consumer groups this core coordinates (those of its `__consumer_offsets`
     /// partitions).
     pub groups: crate::group::coordinator::Coordinator,
@@ -116,8 +106,7 @@ impl Core {
             partitions: RefCell::new(HashMap::new()),
             routes: RefCell::new(PartitionTable::new(id)),
             mesh,
-            topic_changes: AsyncMutex::new(()),
-            producer_ids: AsyncMutex::new(None),
+            changes: crate::metadata::changes::Changes::default(),
         }
     }
 
@@ -397,10 +386,14 @@ impl Core {
                 self.wait_for_data(&partitions, wait_ms).await;
                 CoreReply::Done
             }
-            CoreRequest::CreateTopics(metas) => CoreReply::Topics(self.create_topics(metas).await),
-            CoreRequest::DeleteTopics(names) => CoreReply::Topics(self.delete_topics(names).await),
-            CoreRequest::CreatePartitions(changes) => {
-                CoreReply::Topics(self.create_partitions(changes).await)
+            CoreRequest::CreateTopics(metas) => {
+                CoreReply::Topics(self.changes.create_topics(self, metas).await)
+            }
+            CoreRequest::DeleteTopics(names) => {
+                CoreReply::Topics(self.changes.delete_topics(self, names).await)
+            }
+            CoreRequest::CreatePartitions(grown) => {
+                CoreReply::Topics(self.changes.create_partitions(self, grown).await)
             }
             CoreRequest::TopicUpserted(meta, phase) => {
                 let name = meta.name.clone();
@@ -418,7 +411,7 @@ impl Core {
             }
             CoreRequest::AllocateProducerId => match self.cluster_node.get() {
                 Some(node) => CoreReply::ProducerId(node.allocate_producer_id().await),
-                None => CoreReply::ProducerId(self.allocate_producer_id().await),
+                None => CoreReply::ProducerId(self.changes.allocate_producer_id(self).await),
             },
             CoreRequest::DescribeQuorum => CoreReply::Quorum(match self.cluster_node.get() {
                 Some(node) => node.describe_quorum().await,
@@ -433,27 +426,6 @@ impl Core {
                 CoreReply::Group(Box::new(crate::group::run(self, *call).await))
             }
         }
-    }
-
-    /// A new producer id from the durable allocator (controller core only). The block write
-    /// goes through the `Disk` seam, so it awaits; the allocator's lock is held across it, from
-    /// the check of the block's end to the hand-out, so another allocation waits for this one
-    /// and the two cannot interleave (what the synchronous version had from awaiting nothing).
-    /// A call dropped midway releases the lock with no id handed out and the reserved end
-    /// unchanged in memory (at worst the block on disk is already written, and is rewritten).
-    async fn allocate_producer_id(&self) -> Result<i64, String> {
-        assert_eq!(self.id, CONTROLLER_CORE);
-        let mut slot = self.producer_ids.lock().await;
-        if slot.is_none() {
-            let loaded = ProducerIdAllocator::load(GlommioDisk, &self.config.data_dir).await;
-            *slot = Some(loaded.map_err(|e| e.to_string())?);
-        }
-        let allocator = slot.as_mut().expect("loaded above");
-        allocator
-            .allocate()
-            .await
-            .map(|id| id.0)
-            .map_err(|e| e.to_string())
     }
 
     /// Runs `request` on core `to`, directly if that is this core.
@@ -529,34 +501,6 @@ impl Core {
         join_all(calls).await
     }
 
-    /// Tells every core about a new or grown topic, in two rounds (see [`Phase`]); the first
-    /// core's failure to open its partitions, if any, as the topic's result (the topic is shown
-    /// all the same, with those partitions unavailable: its file stays, and a restart retries).
-    async fn broadcast_upsert(&self, meta: &TopicMeta) -> (ErrorCode, Option<String>) {
-        let mut outcome = (ErrorCode::None, None);
-        for phase in [Phase::Open, Phase::Publish] {
-            for reply in self
-                .broadcast(|| CoreRequest::TopicUpserted(meta.clone(), phase))
-                .await
-            {
-                let failure = match reply {
-                    Some(CoreReply::Topics(mut results)) => match results.pop() {
-                        Some((ErrorCode::None, _)) | None => continue,
-                        Some(failure) => failure,
-                    },
-                    _ => (
-                        ErrorCode::KafkaStorageError,
-                        Some("a core did not confirm the topic".to_owned()),
-                    ),
-                };
-                if outcome.0 == ErrorCode::None {
-                    outcome = failure;
-                }
-            }
-        }
-        outcome
-    }
-
     async fn produce(&self, op: ProduceOp) -> ProduceResult {
         let Some(partition) = self.partition(&op.topic, op.partition) else {
             return ProduceResult {
@@ -626,100 +570,6 @@ impl Core {
             },
         )
         .await;
-    }
-
-    async fn create_topics(&self, topics: Vec<NewTopic>) -> Vec<(ErrorCode, Option<String>)> {
-        assert_eq!(self.id, CONTROLLER_CORE);
-        let _serialized = self.topic_changes.lock().await;
-        if let Some(node) = self.cluster_node.get() {
-            return crate::cluster::admin::create_topics(node, topics).await;
-        }
-        // A single broker holds every partition; the handler checked an assignment names it.
-        let metas: Vec<TopicMeta> = topics.into_iter().map(|t| t.meta).collect();
-        let mut results = Vec::with_capacity(metas.len());
-        for meta in metas {
-            if self.topic(&meta.name).is_some() {
-                results.push((
-                    ErrorCode::TopicAlreadyExists,
-                    Some(format!("topic {} already exists", meta.name)),
-                ));
-                continue;
-            }
-            if self.topics.borrow().len() >= topics::TOPICS_MAX {
-                results.push((
-                    ErrorCode::PolicyViolation,
-                    Some(format!("at most {} topics", topics::TOPICS_MAX)),
-                ));
-                continue;
-            }
-            if let Err(e) = topics::save(&GlommioDisk, &self.config.data_dir, &meta).await {
-                error!(topic = %meta.name, error = %e, "writing topic file");
-                results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
-                continue;
-            }
-            info!(topic = %meta.name, partitions = meta.partitions, "topic created");
-            results.push(self.broadcast_upsert(&meta).await);
-        }
-        results
-    }
-
-    async fn delete_topics(&self, names: Vec<String>) -> Vec<(ErrorCode, Option<String>)> {
-        assert_eq!(self.id, CONTROLLER_CORE);
-        let _serialized = self.topic_changes.lock().await;
-        if let Some(node) = self.cluster_node.get() {
-            return crate::cluster::admin::delete_topics(node, names).await;
-        }
-        let mut results = Vec::with_capacity(names.len());
-        for name in names {
-            if self.topic(&name).is_none() {
-                results.push((ErrorCode::UnknownTopicOrPartition, None));
-                continue;
-            }
-            if let Err(e) = topics::remove(&GlommioDisk, &self.config.data_dir, &name).await {
-                results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
-                continue;
-            }
-            info!(topic = %name, "topic deleted");
-            self.broadcast(|| CoreRequest::TopicRemoved(name.clone()))
-                .await;
-            results.push((ErrorCode::None, None));
-        }
-        results
-    }
-
-    async fn create_partitions(&self, changes: Vec<GrowTopic>) -> Vec<(ErrorCode, Option<String>)> {
-        assert_eq!(self.id, CONTROLLER_CORE);
-        let _serialized = self.topic_changes.lock().await;
-        if let Some(node) = self.cluster_node.get() {
-            return crate::cluster::admin::create_partitions(node, changes).await;
-        }
-        // A single broker holds every partition; the handler checked an assignment names it.
-        let changes: Vec<(String, i32)> = changes.into_iter().map(|g| (g.name, g.count)).collect();
-        let mut results = Vec::with_capacity(changes.len());
-        for (name, count) in changes {
-            let Some(current) = self.topic(&name) else {
-                results.push((ErrorCode::UnknownTopicOrPartition, None));
-                continue;
-            };
-            if count <= current.partitions || count > topics::PARTITIONS_PER_TOPIC_MAX {
-                results.push((
-                    ErrorCode::InvalidPartitions,
-                    Some(format!(
-                        "topic has {} partitions; asked for {count}",
-                        current.partitions
-                    )),
-                ));
-                continue;
-            }
-            let mut meta = (*current).clone();
-            meta.partitions = count;
-            if let Err(e) = topics::save(&GlommioDisk, &self.config.data_dir, &meta).await {
-                results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
-                continue;
-            }
-            results.push(self.broadcast_upsert(&meta).await);
-        }
-        results
     }
 
     /// Background work of this core: driving every partition's pending writes and seal,

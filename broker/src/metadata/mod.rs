@@ -1,11 +1,11 @@
 //! What the broker knows about the cluster's topics and ids, apart from the partitions' data:
 //! topic names, configs and files (`topics`), and the producer id allocator (`producer_ids`).
 //!
-//! Today a single broker's controller core (core 0) changes this state, writing each change
-//! durably before it tells every core (see `Core::create_topics`). In cluster mode the same
-//! facts come from the Raft-replicated metadata log, replayed into an image on every broker;
-//! this module is where that image and its application to the cores will live.
+//! A single broker's controller core (core 0) changes this state, writing each change durably
+//! before it tells every core (`changes`). In cluster mode the same facts come from the
+//! Raft-replicated metadata log, replayed into an image on every broker (`crate::cluster`).
 
+pub mod changes;
 pub mod cluster;
 pub mod producer_ids;
 pub mod topics;
