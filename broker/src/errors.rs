@@ -43,9 +43,9 @@ impl KafkaCode for ProducerError {
 impl KafkaCode for StorageError {
     fn kafka_code(&self) -> ErrorCode {
         match self {
-            StorageError::InvalidBatch(_) | StorageError::CorruptBatch { .. } => {
-                ErrorCode::CorruptMessage
-            }
+            StorageError::InvalidBatch(_)
+            | StorageError::CorruptBatch { .. }
+            | StorageError::CorruptRecords { .. } => ErrorCode::CorruptMessage,
             StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
             StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             StorageError::Producer(error) => error.kafka_code(),

@@ -1,11 +1,13 @@
-"""ListOffsets: earliest, latest and by timestamp, through confluent-kafka and kafka-python.
+"""ListOffsets: earliest, latest, by timestamp and by max timestamp (KIP-734), through
+confluent-kafka and kafka-python.
 
-Spate answers a timestamp query at batch granularity (the base offset of the first batch whose
-max timestamp is >= t), so every record here is produced in its own batch; then the answer is
-exactly Kafka's: the first record with timestamp >= t."""
+A timestamp query answers the first *record* with timestamp >= t, as Kafka does, even inside a
+batch: the fixture produces one record per batch, and `test_..._inside_one_batch` puts records
+of several timestamps in one batch."""
 
 import pytest
 from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 from kafka import TopicPartition as KpTopicPartition
 
 import ck
@@ -81,3 +83,63 @@ def test_kafka_python_offsets_for_times(timestamped_topic):
                 assert (answer.offset, answer.timestamp) == (expected, ts_of(expected)), f"t={t}: {answer}"
     finally:
         c.close()
+
+
+def one_batch_topic(broker, topic: str, stamps: list[int]) -> None:
+    """Produces records stamped `stamps` to partition 0 as one batch (a long linger, one flush)."""
+    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    p = ck.producer(broker.bootstrap, acks="all", linger_ms=1000, batch_num_messages=1000)
+    for i, t in enumerate(stamps):
+        p.produce(topic, value=b"r%d" % i, partition=0, timestamp=t)
+    assert p.flush(10) == 0
+
+
+def test_a_timestamp_inside_one_batch_answers_its_record(broker):
+    # Kafka's own example: records stamped 1234 and 999999999999 in one batch.
+    topic = "stamps-in-one-batch"
+    stamps = [1234, 999_999_999_999, 5000]
+    one_batch_topic(broker, topic, stamps)
+    c = ck.consumer(broker.bootstrap)
+    try:
+        for t, expected in [(0, 0), (1234, 0), (1235, 1), (999_999_999_999, 1), (10**12, -1)]:
+            [answer] = c.offsets_for_times([TopicPartition(topic, 0, t)], timeout=10)
+            assert answer.error is None, answer.error
+            assert answer.offset == expected, f"t={t}: {answer}"
+    finally:
+        c.close()
+    kc = kp.consumer(broker.bootstrap)
+    try:
+        tp = KpTopicPartition(topic, 0)
+        answer = kc.offsets_for_times({tp: 1235})[tp]
+        assert (answer.offset, answer.timestamp) == (1, 999_999_999_999)
+    finally:
+        kc.close()
+
+
+def test_confluent_list_offsets_max_timestamp(broker):
+    # The first record carrying the largest timestamp, even in the middle of a batch.
+    topic = "max-timestamp"
+    stamps = [10_000, 70_000, 20_000, 70_000, 30_000]
+    one_batch_topic(broker, topic, stamps)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    tp = TopicPartition(topic, 0)
+    specs = {
+        "max": OffsetSpec.max_timestamp(),
+        "earliest": OffsetSpec.earliest(),
+        "latest": OffsetSpec.latest(),
+        "at 25000": OffsetSpec.for_timestamp(25_000),
+    }
+    got = {}
+    for name, spec in specs.items():
+        result = admin.list_offsets({tp: spec}, request_timeout=10)[tp].result()
+        got[name] = (result.offset, result.timestamp)
+    assert got["max"] == (1, 70_000), got
+    assert got["earliest"][0] == 0, got
+    assert got["latest"][0] == len(stamps), got
+    assert got["at 25000"] == (1, 70_000), got
+
+    # An empty partition has no largest timestamp.
+    ck.create_topic(broker.bootstrap, "max-timestamp-empty", partitions=1)
+    empty = TopicPartition("max-timestamp-empty", 0)
+    result = admin.list_offsets({empty: OffsetSpec.max_timestamp()}, request_timeout=10)[empty].result()
+    assert result.offset == -1, result

@@ -48,6 +48,17 @@ pub enum StorageError {
         /// What check failed.
         reason: BatchError,
     },
+    /// A batch on disk passed its CRC but its records do not decode (or decompress within
+    /// bounds): the partition must not answer from them.
+    #[error("corrupt records in segment {segment}: position {position}: {reason}")]
+    CorruptRecords {
+        /// The segment file.
+        segment: PathBuf,
+        /// Byte position of the batch in the segment.
+        position: u64,
+        /// What the decoder said.
+        reason: spate_wire::WireError,
+    },
     /// A read asked for an offset before the log start or after the log end.
     #[error("offset {offset} out of range [{start}, {end})")]
     OffsetOutOfRange {

@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use common::{batch, join_all, poll_n, read_all, small_config};
 use spate_storage::io::mem::{FaultOp, MemDisk};
 use spate_storage::{block_on, FlushPolicy, Log, LogConfig, ReadChunk, ReadUpTo, StorageError};
+use spate_wire::batch::{BatchBuilder, BatchSpec};
 use spate_wire::types::{LeaderEpoch, Offset};
 
 const DIR: &str = "/data/topic-0";
@@ -197,7 +198,7 @@ fn replay_history(seed: u64) -> MemDisk {
     fill(&log, 3);
     block_on(log.flush()).unwrap();
     fill(&log, 2);
-    block_on(log.offset_for_timestamp(0)).unwrap();
+    block_on(log.offset_for_timestamp(0, Offset(i64::MAX))).unwrap();
     drop(log);
     disk.crash(seed);
     disk
@@ -548,18 +549,21 @@ fn offset_for_timestamp_finds_the_first_batch_at_or_after() {
     let log = open(&disk, FlushPolicy::Never);
     fill(&log, 300);
     assert_eq!(
-        block_on(log.offset_for_timestamp(0)).unwrap(),
+        block_on(log.offset_for_timestamp(0, Offset(i64::MAX))).unwrap(),
         Some((Offset(0), 1000))
     );
     assert_eq!(
-        block_on(log.offset_for_timestamp(1150)).unwrap(),
+        block_on(log.offset_for_timestamp(1150, Offset(i64::MAX))).unwrap(),
         Some((Offset(600), 1150))
     );
     assert_eq!(
-        block_on(log.offset_for_timestamp(1299)).unwrap(),
+        block_on(log.offset_for_timestamp(1299, Offset(i64::MAX))).unwrap(),
         Some((Offset(1196), 1299))
     );
-    assert_eq!(block_on(log.offset_for_timestamp(1300)).unwrap(), None);
+    assert_eq!(
+        block_on(log.offset_for_timestamp(1300, Offset(i64::MAX))).unwrap(),
+        None
+    );
 }
 
 #[test]
@@ -857,7 +861,7 @@ fn a_task_dropped_while_it_waits_for_writes_under_the_lock_loses_none() {
     {
         // A timestamp lookup writes the tail and waits for every write under the lock; it is
         // dropped while they are held.
-        let mut lookup = std::pin::pin!(log.offset_for_timestamp(0));
+        let mut lookup = std::pin::pin!(log.offset_for_timestamp(0, Offset(i64::MAX)));
         assert!(poll_n(lookup.as_mut(), 100).is_none());
         assert_eq!(disk.writes_in_flight(), 2, "the full buffer and the tail");
     }
@@ -866,7 +870,7 @@ fn a_task_dropped_while_it_waits_for_writes_under_the_lock_loses_none() {
     sent.extend(fill(&log, 5));
     assert_eq!(block_on(log.flush()).unwrap(), log.log_end_offset());
     assert_eq!(disk.writes_in_flight(), 0);
-    let found = block_on(log.offset_for_timestamp(1002)).unwrap();
+    let found = block_on(log.offset_for_timestamp(1002, Offset(i64::MAX))).unwrap();
     assert!(found.is_some());
     drop(log);
     assert_recovers(&disk, &sent, 5);
@@ -964,4 +968,85 @@ fn a_failed_write_of_a_sync_fences_the_log_and_appends_made_meanwhile() {
     let all = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).unwrap();
     assert_eq!(all.len() as i64 * 4, end);
     assert!(end <= 16);
+}
+
+/// A batch whose records carry the given timestamps (CreateTime), in order.
+fn batch_stamped(timestamps: &[i64]) -> BytesMut {
+    let mut out = BytesMut::new();
+    let spec = BatchSpec {
+        first_timestamp_ms: timestamps[0],
+        ..BatchSpec::default()
+    };
+    let mut builder = BatchBuilder::new(&mut out, spec);
+    for &ts in timestamps {
+        builder.push(ts, None, Some(b"v"), &[]);
+    }
+    builder.finish();
+    out
+}
+
+#[test]
+fn a_timestamp_lookup_answers_the_first_record_at_or_after_not_the_batch() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    // Kafka's own case: two records stamped 1234 and 999999999999 in one batch.
+    block_on(log.append(batch_stamped(&[1234, 999_999_999_999]), LeaderEpoch(1))).unwrap();
+    block_on(log.append(batch_stamped(&[50, 60, 2000]), LeaderEpoch(1))).unwrap();
+    let end = log.log_end_offset();
+    let at = |ts| block_on(log.offset_for_timestamp(ts, end)).unwrap();
+    assert_eq!(at(0), Some((Offset(0), 1234)));
+    assert_eq!(at(1234), Some((Offset(0), 1234)));
+    assert_eq!(at(1235), Some((Offset(1), 999_999_999_999)));
+    assert_eq!(at(999_999_999_999), Some((Offset(1), 999_999_999_999)));
+    assert_eq!(at(1_000_000_000_000), None);
+    // Below the limit only: the record at offset 1 is not visible yet.
+    assert_eq!(
+        block_on(log.offset_for_timestamp(1235, Offset(1))).unwrap(),
+        None
+    );
+    // In log order, not timestamp order: 1234 at offset 0 is the first at or after 55.
+    assert_eq!(at(55), Some((Offset(0), 1234)));
+}
+
+#[test]
+fn the_max_timestamp_is_the_first_record_that_carries_it_below_the_limit() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    assert_eq!(
+        block_on(log.offset_of_max_timestamp(Offset(0))).unwrap(),
+        None
+    );
+    block_on(log.append(batch_stamped(&[10, 30, 20]), LeaderEpoch(1))).unwrap();
+    block_on(log.append(batch_stamped(&[30, 5]), LeaderEpoch(1))).unwrap();
+    block_on(log.append(batch_stamped(&[7, 90]), LeaderEpoch(1))).unwrap();
+    let end = log.log_end_offset();
+    assert_eq!(end, Offset(7));
+    let max = |limit| block_on(log.offset_of_max_timestamp(limit)).unwrap();
+    assert_eq!(max(end), Some((Offset(6), 90)));
+    // 90 is not visible below offset 6: the first 30 (offset 1) is the largest before it.
+    assert_eq!(max(Offset(6)), Some((Offset(1), 30)));
+    assert_eq!(max(Offset(1)), Some((Offset(0), 10)));
+    assert_eq!(max(Offset(0)), None);
+}
+
+#[test]
+fn the_max_timestamp_is_found_across_rolled_segments() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    // Many batches over several segments; the largest stamp sits in the middle.
+    let mut peak = None;
+    for i in 0..2000i64 {
+        let ts = if i == 700 { 1_000_000 } else { 1000 + i };
+        let info =
+            block_on(log.append(batch_stamped(&[ts - 1, ts, ts - 2]), LeaderEpoch(1))).unwrap();
+        if i == 700 {
+            peak = Some(Offset(info.base_offset.0 + 1));
+        }
+    }
+    assert!(
+        block_on(log.segment_count()) > 1,
+        "the test needs several segments"
+    );
+    let found = block_on(log.offset_of_max_timestamp(log.log_end_offset())).unwrap();
+    assert_eq!(found, Some((peak.unwrap(), 1_000_000)));
 }

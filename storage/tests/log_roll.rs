@@ -161,7 +161,7 @@ fn a_crash_during_the_seal_keeps_every_durable_offset_and_leaves_no_hole() {
         if seed % 2 == 0 {
             // Puts the new segment's buffered batches in its file (a timestamp lookup writes
             // everything out), so the crash may keep some of them.
-            block_on(log.offset_for_timestamp(i64::MAX)).expect("lookup");
+            block_on(log.offset_for_timestamp(i64::MAX, Offset(i64::MAX))).expect("lookup");
         }
         assert_eq!(log.durable_offset(), durable, "nothing new is durable");
         drop(log);
@@ -424,7 +424,7 @@ fn a_timestamp_lookup_waits_for_the_old_segments_writes_not_for_its_seal() {
     let timestamp_ms = 1000 + over_held.0 / 4;
     // Done once the writes completed, with the seal's fdatasync still held.
     let found = waits_until_released(
-        log.offset_for_timestamp(timestamp_ms),
+        log.offset_for_timestamp(timestamp_ms, Offset(i64::MAX)),
         "the lookup reads the old file: it waits for the held write",
         || disk.hold_write_at(None),
         1000,
@@ -525,7 +525,7 @@ fn a_failed_write_of_the_old_segment_fails_its_seal_and_fences_the_log() {
     ));
     assert!(matches!(block_on(log.flush()), Err(StorageError::Fenced)));
     assert!(matches!(
-        block_on(log.offset_for_timestamp(0)),
+        block_on(log.offset_for_timestamp(0, Offset(i64::MAX))),
         Err(StorageError::Fenced)
     ));
     drop(log);

@@ -1,4 +1,6 @@
-//! ListOffsets (key 2): earliest (-2), latest (-1) or the first offset at a timestamp.
+//! ListOffsets (key 2): earliest (-2), latest (-1), the first record at or after a timestamp,
+//! or (v7+, KIP-734) the first record with the largest timestamp (-3), all below the high
+//! watermark.
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;

@@ -12,6 +12,11 @@ use crate::ops::{
     EpochEndOp, EpochEndResult, FetchOp, FetchResult, ListOffsetsOp, ListOffsetsResult,
 };
 
+/// ListOffsets' special timestamps.
+const LATEST_TIMESTAMP: i64 = -1;
+const EARLIEST_TIMESTAMP: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
 impl<D: Disk> Partition<D> {
     /// Whole batches from `op.offset` below the high watermark, at most about `op.bytes_max`.
     pub async fn fetch(&self, op: &FetchOp) -> FetchResult {
@@ -65,7 +70,8 @@ impl<D: Disk> Partition<D> {
         result
     }
 
-    /// The earliest or latest offset, or the first at or after a timestamp.
+    /// ListOffsets for this partition: the latest or earliest offset, the first record at or
+    /// after a timestamp, or the first record with the largest timestamp.
     pub async fn list_offsets(&self, op: &ListOffsetsOp) -> ListOffsetsResult {
         let failed = |error| ListOffsetsResult {
             error,
@@ -80,15 +86,21 @@ impl<D: Disk> Partition<D> {
             leader_epoch: self.leader_epoch(),
         };
         let log = &self.log;
-        match op.timestamp_ms {
-            -1 => found(log.high_watermark(), -1),
-            -2 => found(log.log_start_offset(), -1),
-            t if t < 0 => failed(ErrorCode::UnsupportedVersion),
-            t => match log.offset_for_timestamp(t).await {
+        // Consumers read below the high watermark, so lookups answer from below it only.
+        let visible = log.high_watermark();
+        let looked_up =
+            |answer: Result<Option<(Offset, i64)>, spate_storage::StorageError>| match answer {
                 Ok(Some((offset, timestamp_ms))) => found(offset, timestamp_ms),
                 Ok(None) => found(Offset(-1), -1),
                 Err(e) => failed(e.kafka_code()),
-            },
+            };
+        match op.timestamp_ms {
+            LATEST_TIMESTAMP => found(visible, -1),
+            EARLIEST_TIMESTAMP => found(log.log_start_offset(), -1),
+            // KIP-734 (v7+): the first record carrying the largest timestamp.
+            MAX_TIMESTAMP => looked_up(log.offset_of_max_timestamp(visible).await),
+            t if t < 0 => failed(ErrorCode::UnsupportedVersion),
+            t => looked_up(log.offset_for_timestamp(t, visible).await),
         }
     }
 

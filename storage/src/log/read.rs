@@ -8,7 +8,7 @@
 //! is handed out, so corrupt bytes on disk are never served.
 
 use bytes::Bytes;
-use spate_wire::batch::{verify_crc, BatchError, BatchHeader, BATCH_HEADER_BYTES};
+use spate_wire::batch::{verify_crc, BatchError, BatchHeader, TimestampType, BATCH_HEADER_BYTES};
 use spate_wire::types::{LeaderEpoch, Offset};
 
 use super::{io_err, FileRange, Log, ReadChunk, ReadResult, ReadUpTo, READ_CHUNKS_MAX};
@@ -139,15 +139,21 @@ impl<D: Disk> Log<D> {
         Ok(result)
     }
 
-    /// The first batch whose max timestamp is at least `timestamp_ms` (ListOffsets by time):
-    /// its base offset and max timestamp, or `None` if every batch is older.
+    /// The first record below `limit` whose timestamp is at least `timestamp_ms` (ListOffsets
+    /// by time): its offset and timestamp, or `None` if every record below `limit` is older.
     ///
-    /// Batch granularity: the offset is the batch's first record, which may be older than
-    /// `timestamp_ms` (records are not decoded); consumers then skip a few records.
+    /// Record granularity, as Kafka answers: the batch is found from the time index and its
+    /// headers, then its records are decoded, so a batch holding records stamped 1234 and
+    /// 999999999999 answers the second record's offset for 999999999999. Records at or above
+    /// `limit` (the high watermark) are not visible to consumers and are not answered.
     ///
     /// # Errors
-    /// [`StorageError::CorruptBatch`] for an invalid header on disk; I/O errors.
-    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(Offset, i64)>> {
+    /// [`StorageError::CorruptBatch`] for an invalid header or batch on disk; I/O errors.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+        limit: Offset,
+    ) -> Result<Option<(Offset, i64)>> {
         let mut core = self.core.lock().await;
         // Scanning reads headers from the file, so put the buffered tail there first, and wait
         // for the writes of a closed segment still being sealed (not for its seal: reading
@@ -162,13 +168,92 @@ impl<D: Disk> Log<D> {
             let mut position = entry.position;
             while position < segment.size {
                 let header = read_header(segment, position).await?;
+                if header.base_offset >= limit {
+                    return Ok(None);
+                }
                 if header.max_timestamp_ms >= timestamp_ms {
-                    return Ok(Some((header.base_offset, header.max_timestamp_ms)));
+                    let found =
+                        scan_records(segment, position, &header, limit, |ts| ts >= timestamp_ms)
+                            .await?;
+                    if found.is_some() {
+                        return Ok(found);
+                    }
                 }
                 position += header.total_bytes() as u64;
             }
         }
         Ok(None)
+    }
+
+    /// The first record below `limit` with the largest timestamp (ListOffsets
+    /// MAX_TIMESTAMP, KIP-734): its offset and timestamp, or `None` for a log with no record
+    /// below `limit`.
+    ///
+    /// Each segment's largest timestamp is known from its index; only segments that could beat
+    /// the best so far are read, from the time index's entry for that timestamp.
+    ///
+    /// # Errors
+    /// [`StorageError::CorruptBatch`] for an invalid header or batch on disk; I/O errors.
+    pub async fn offset_of_max_timestamp(&self, limit: Offset) -> Result<Option<(Offset, i64)>> {
+        let mut core = self.core.lock().await;
+        self.write_out(&mut core).await?;
+        self.wait_closed_segment_drained().await?;
+        let mut best: Option<(Offset, i64)> = None;
+        for (&base, segment) in core.segments.iter() {
+            if base >= limit {
+                break;
+            }
+            let segment_max = segment.index.max_timestamp_ms();
+            if segment.size == 0 || best.is_some_and(|(_, ts)| segment_max <= ts) {
+                continue;
+            }
+            // Usually the batch holding the segment's largest timestamp is below `limit`:
+            // found from the time index, one batch decoded.
+            let mut position = segment.index.lookup_time(segment_max).position;
+            let mut direct = None;
+            while position < segment.size {
+                let header = read_header(segment, position).await?;
+                if header.base_offset >= limit {
+                    break;
+                }
+                if header.max_timestamp_ms >= segment_max {
+                    direct =
+                        scan_records(segment, position, &header, limit, |ts| ts >= segment_max)
+                            .await?;
+                    break;
+                }
+                position += header.total_bytes() as u64;
+            }
+            if let Some(found) = direct {
+                best = Some(found);
+                continue;
+            }
+            // The segment's largest timestamp lies at or above `limit` (not yet visible):
+            // the largest one below it needs the whole segment.
+            let mut position = 0;
+            while position < segment.size {
+                let header = read_header(segment, position).await?;
+                if header.base_offset >= limit {
+                    break;
+                }
+                let beats = |ts: i64| best.is_none_or(|(_, b)| ts > b);
+                if beats(header.max_timestamp_ms) {
+                    let mut local: Option<(Offset, i64)> = None;
+                    visit_records(segment, position, &header, limit, |offset, ts| {
+                        if local.is_none_or(|(_, b)| ts > b) {
+                            local = Some((offset, ts));
+                        }
+                        false
+                    })
+                    .await?;
+                    if let Some(found) = local.filter(|&(_, ts)| beats(ts)) {
+                        best = Some(found);
+                    }
+                }
+                position += header.total_bytes() as u64;
+            }
+        }
+        Ok(best)
     }
 
     /// The leader epochs recorded so far.
@@ -250,6 +335,85 @@ async fn file_range<F: DiskFile>(
         first_offset: header.base_offset,
     };
     Ok(Some((range, next)))
+}
+
+/// The first record of the batch at `position` below `limit` whose timestamp passes `wanted`.
+async fn scan_records<F: DiskFile>(
+    segment: &Segment<F>,
+    position: u64,
+    header: &BatchHeader,
+    limit: Offset,
+    wanted: impl Fn(i64) -> bool,
+) -> Result<Option<(Offset, i64)>> {
+    let mut found = None;
+    visit_records(segment, position, header, limit, |offset, ts| {
+        if wanted(ts) {
+            found = Some((offset, ts));
+            return true;
+        }
+        false
+    })
+    .await?;
+    Ok(found)
+}
+
+/// Calls `visit(offset, timestamp)` for each record of the batch at `position` below `limit`,
+/// in order, until it returns true. The batch is read whole and its CRC checked, so corrupt
+/// bytes are an error rather than a wrong answer. A LogAppendTime batch stamps every record
+/// with its max timestamp, as Kafka reads it.
+async fn visit_records<F: DiskFile>(
+    segment: &Segment<F>,
+    position: u64,
+    header: &BatchHeader,
+    limit: Offset,
+    mut visit: impl FnMut(Offset, i64) -> bool,
+) -> Result<()> {
+    let corrupt = |reason| StorageError::CorruptBatch {
+        segment: segment.path.clone(),
+        position,
+        reason,
+    };
+    let bytes = segment
+        .file
+        .read_at(position, header.total_bytes())
+        .await
+        .map_err(io_err("reading", &segment.path))?;
+    verify_crc(&bytes).map_err(corrupt)?;
+    let mut scratch = Vec::new();
+    let records = spate_wire::records::header_records(
+        header,
+        &bytes,
+        &mut scratch,
+        spate_wire::compression::DECOMPRESSED_BYTES_MAX_DEFAULT,
+    )
+    .map_err(|reason| StorageError::CorruptRecords {
+        segment: segment.path.clone(),
+        position,
+        reason,
+    })?;
+    let append_time = header.timestamp_type() == TimestampType::LogAppendTime;
+    for record in records {
+        let record = record.map_err(|reason| StorageError::CorruptRecords {
+            segment: segment.path.clone(),
+            position,
+            reason,
+        })?;
+        let offset = Offset(header.base_offset.0 + i64::from(record.offset_delta));
+        if offset >= limit {
+            break;
+        }
+        let ts = if append_time {
+            header.max_timestamp_ms
+        } else {
+            header
+                .first_timestamp_ms
+                .saturating_add(record.timestamp_delta_ms)
+        };
+        if visit(offset, ts) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn read_header<F: DiskFile>(
