@@ -352,3 +352,35 @@ def test_a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(
     assert {p for p, _ in a2.parse()[1]} == before
     a2.leave()
     b.leave()
+
+
+def test_a_commit_for_a_topic_that_does_not_exist_is_refused_per_partition(broker):
+    """As from Kafka: UNKNOWN_TOPIC_OR_PARTITION for the partitions that do not exist (a topic
+    that was never created, or a partition past the topic's count), while the others in the
+    same request are stored."""
+    from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException
+
+    topic = "commit-target"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(15)
+    c = Consumer({
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": "commit-unknown",
+        "enable.auto.commit": False,
+        "allow.auto.create.topics": False,
+    })
+    try:
+        wanted = [
+            TopicPartition(topic, 0, 5),
+            TopicPartition("never-created", 0, 7),
+            TopicPartition(topic, 9, 3),
+        ]
+        # librdkafka raises the first partition error of a synchronous commit.
+        with pytest.raises(KafkaException) as raised:
+            c.commit(offsets=wanted, asynchronous=False)
+        assert raised.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, raised.value
+        # The partition that exists was stored all the same.
+        committed = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+        assert [tp.offset for tp in committed] == [5, OFFSET_INVALID], committed
+    finally:
+        c.close()

@@ -43,9 +43,25 @@ pub async fn handle(
         })
         .collect();
     let count = offsets.len();
-    let errors = if group_id.is_empty() {
-        vec![ErrorCode::InvalidGroupId; count]
-    } else if count == 0 {
+    // As Kafka: a partition of a topic that does not exist gets UNKNOWN_TOPIC_OR_PARTITION and
+    // is not stored; the others are committed. (Without this, a typo in a topic name was
+    // acknowledged and the offset kept forever.)
+    let known: Vec<bool> = offsets
+        .iter()
+        .map(|(topic, partition, _)| {
+            core.topic(topic)
+                .is_some_and(|meta| (0..meta.partitions).contains(partition))
+        })
+        .collect();
+    let offsets: Vec<(String, i32, OffsetValue)> = offsets
+        .into_iter()
+        .zip(&known)
+        .filter_map(|(o, &k)| k.then_some(o))
+        .collect();
+    let stored = offsets.len();
+    let committed = if group_id.is_empty() {
+        vec![ErrorCode::InvalidGroupId; stored]
+    } else if stored == 0 {
         Vec::new()
     } else {
         let call = GroupCall::Commit {
@@ -57,9 +73,19 @@ pub async fn handle(
         };
         match group::call(core, &group_id, call).await {
             Some(GroupAnswer::Errors(errors)) => errors,
-            _ => vec![ErrorCode::CoordinatorNotAvailable; count],
+            _ => vec![ErrorCode::CoordinatorNotAvailable; stored],
         }
     };
+    assert_eq!(committed.len(), stored, "one result per stored partition");
+    let mut committed = committed.into_iter();
+    let errors: Vec<ErrorCode> = known
+        .iter()
+        .map(|&k| match k {
+            true => committed.next().expect("one per stored partition"),
+            // Checked before the group, as Kafka does: even with an invalid group id.
+            false => ErrorCode::UnknownTopicOrPartition,
+        })
+        .collect();
     assert_eq!(errors.len(), count, "one result per partition");
     let mut errors = errors.into_iter();
     let mut response = OffsetCommitResponse::default();
