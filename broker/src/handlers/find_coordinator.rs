@@ -2,7 +2,10 @@
 //!
 //! On one broker the answer for a group is always this broker (inside it, the group's requests
 //! are forwarded to the core owning its `__consumer_offsets` partition). Transaction
-//! coordination does not exist yet, so transactional keys get COORDINATOR_NOT_AVAILABLE.
+//! coordination does not exist yet: a transactional key gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+//! with a message saying so, the one FindCoordinator error librdkafka (and the Java client)
+//! treat as fatal. COORDINATOR_NOT_AVAILABLE, answered before, is retriable: a transactional
+//! producer waited for its whole timeout and then reported a retriable timeout.
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
@@ -20,6 +23,9 @@ use crate::group::{offsets_topic_meta, partition_for, OFFSETS_TOPIC};
 use crate::routing::Leader;
 
 const KEY_TYPE_GROUP: i8 = 0;
+/// Why a transactional client is refused, in the answer's message for its log.
+pub const TRANSACTIONS_UNSUPPORTED: &str =
+    "Spate does not support transactions yet: use a producer without transactional.id";
 /// Keys one request may name (v4+ batches them): bounds the response.
 const KEYS_PER_REQUEST_MAX: usize = 10_000;
 
@@ -31,8 +37,8 @@ async fn lookup(
 ) -> Result<(BrokerId, StrBytes, i32), (ErrorCode, &'static str)> {
     if key_type != KEY_TYPE_GROUP {
         return Err((
-            ErrorCode::CoordinatorNotAvailable,
-            "transactions are not supported yet",
+            ErrorCode::TransactionalIdAuthorizationFailed,
+            TRANSACTIONS_UNSUPPORTED,
         ));
     }
     let me = || {

@@ -7,9 +7,10 @@
 //! for the life of the data directory.
 //!
 //! Transactions are not implemented: an empty transactional id gets INVALID_REQUEST (as in
-//! Kafka), any other gets COORDINATOR_NOT_AVAILABLE, the same answer FindCoordinator gives for
-//! a transactional key, so a transactional producer waits and then times out instead of being
-//! told something false. Bumping the epoch of a known transactional id comes with transactions.
+//! Kafka), any other TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the answer FindCoordinator gives
+//! for a transactional key (see there why), so a transactional producer fails at once with a
+//! fatal error instead of waiting for its timeout. Bumping the epoch of a known transactional
+//! id comes with transactions.
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
@@ -33,7 +34,11 @@ pub async fn handle(
     response.producer_epoch = -1;
     let error = match &request.transactional_id {
         Some(id) if id.0.is_empty() => ErrorCode::InvalidRequest,
-        Some(_) => ErrorCode::CoordinatorNotAvailable,
+        Some(id) => {
+            info!(core = core.id, transactional_id = %id.0.as_str(), client = ?header.client_id_str(),
+                "transactional producer refused: transactions are not supported yet");
+            ErrorCode::TransactionalIdAuthorizationFailed
+        }
         None => match core
             .call(CONTROLLER_CORE, CoreRequest::AllocateProducerId)
             .await
