@@ -56,7 +56,7 @@ pub use config::{FlushPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use log::{
     AppendInfo, AppendKind, CleanConfig, CleanOutcome, CleanerState, FileRange, IoBudget, Log,
-    ReadChunk, ReadResult, ReadUpTo, RetentionOutcome, Unthrottled, FULL_WRITES_QUEUED_MAX,
-    WRITES_IN_FLIGHT_MAX,
+    ReadChunk, ReadResult, ReadUpTo, ReplicatedAppend, RetentionOutcome, Unthrottled,
+    FULL_WRITES_QUEUED_MAX, WRITES_IN_FLIGHT_MAX,
 };
 pub use sync::block_on;
