@@ -9,7 +9,10 @@ use std::path::Path;
 use bytes::{Bytes, BytesMut};
 use common::{read_all, small_config};
 use spate_storage::io::mem::MemDisk;
-use spate_storage::{block_on, AppendKind, FlushPolicy, Log, LogConfig, ReadUpTo, StorageError};
+use spate_storage::producer_state::ProducerState;
+use spate_storage::{
+    block_on, AppendKind, FlushPolicy, Log, LogConfig, ReadChunk, ReadUpTo, StorageError,
+};
 use spate_wire::batch::{
     set_partition_leader_epoch, BatchBuilder, BatchHeader, BatchSpec, BATCH_HEADER_BYTES,
 };
@@ -342,4 +345,175 @@ fn the_flush_policy_applies_once_per_call() {
         small_config(FlushPolicy::EveryAppend),
     );
     assert_eq!(follower.log_end_offset(), Offset(12));
+}
+
+/// The state a follower must have after a truncation to `end`: what the leader's first batches
+/// up to `end` give.
+fn producers_of(batches: &[Bytes], end: Offset, config: &LogConfig) -> ProducerState {
+    let mut state = ProducerState::new(
+        config.producers_per_partition_max,
+        config.producer_id_expiration_ms,
+    );
+    for b in batches {
+        let header = BatchHeader::parse(b).unwrap();
+        if header.base_offset < end {
+            state.replay(&header);
+        }
+    }
+    state
+}
+
+#[test]
+fn truncation_restores_log_end_epochs_producers_indexes_cache_and_durability() {
+    let (leader_disk, disk) = (MemDisk::new(), MemDisk::new());
+    let (leader, batches) = leader(&leader_disk, 150);
+    let config = small_config(FlushPolicy::GroupCommit {
+        interval_ms: 1,
+        bytes_max: 1 << 30,
+    });
+    let follower = open(&disk, follower_dir(), config.clone());
+    block_on(follower.append_replicated(concat(&batches[..100]))).unwrap();
+    block_on(follower.flush()).unwrap();
+    block_on(follower.append_replicated(concat(&batches[100..]))).unwrap();
+    assert_eq!(follower.log_end_offset(), Offset(450));
+    assert!(follower.durable_offset() < Offset(450));
+    // A divergent suffix: batches of the same epoch the leader never had.
+    let diverged = concat(&[
+        stored(450, 2, 30, 75, Some((7, 999))).freeze(),
+        stored(452, 2, 30, 80, Some((9, 0))).freeze(),
+    ]);
+    block_on(follower.append_replicated(diverged)).unwrap();
+    assert!(block_on(follower.producer_state())
+        .get(ProducerId(9))
+        .is_some());
+    // Cut in the active segment, in the middle of a batch (the log end falls back to its
+    // base), then deep into an older segment; each time check everything, then re-replicate.
+    for cut in [451, 404, 130, 0] {
+        eprintln!(
+            "before cut {cut}: end {} segments {} contents {}",
+            follower.log_end_offset(),
+            block_on(follower.segment_count()),
+            contents(&follower).len()
+        );
+        let end = block_on(follower.truncate_to(Offset(cut))).unwrap();
+        let kept = batches
+            .iter()
+            .take_while(|b| BatchHeader::parse(b).unwrap().last_offset() < Offset(cut))
+            .count();
+        let want_end = Offset(3 * kept as i64);
+        assert_eq!(end, want_end, "cut at {cut}");
+        assert_eq!(follower.log_end_offset(), want_end);
+        // The durability offsets: everything kept is durable, nothing is owed a sync.
+        assert_eq!(follower.durable_offset(), want_end);
+        assert_eq!(follower.high_watermark(), want_end);
+        assert_eq!(follower.unflushed_bytes(), 0);
+        // The epoch cache: entries at or past the cut are gone, the rest as the leader's.
+        let mut epochs = block_on(leader.epochs());
+        epochs.truncate_from_end(want_end);
+        assert_eq!(block_on(follower.epochs()), epochs);
+        // The producer state: the truncated batches' sequences no longer count.
+        assert_eq!(
+            block_on(follower.producer_state()),
+            producers_of(&batches, want_end, &config)
+        );
+        // Reads through the indexes and the tail cache: every offset's batch.
+        assert_eq!(contents(&follower), batches[..kept]);
+        for offset in (0..want_end.0).step_by(7) {
+            let r = block_on(follower.read(Offset(offset), 1, ReadUpTo::LogEnd)).unwrap();
+            let bytes = match &r.chunks[0] {
+                ReadChunk::Memory(b) => b.to_bytes(),
+                ReadChunk::File(range) => block_on(range.load()).unwrap(),
+            };
+            assert_eq!(bytes, batches[offset as usize / 3]);
+        }
+        assert!(matches!(
+            block_on(follower.read(want_end.next(), 1, ReadUpTo::LogEnd)),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+        if let Some(last) = kept.checked_sub(1) {
+            let header = BatchHeader::parse(&batches[last]).unwrap();
+            assert_eq!(
+                block_on(follower.offset_for_timestamp(header.max_timestamp_ms)).unwrap(),
+                Some((header.base_offset, header.max_timestamp_ms))
+            );
+        }
+        // Re-replicated from the cut, the follower equals the leader again.
+        block_on(follower.append_replicated(concat(&batches[kept..]))).unwrap();
+        assert_eq!(contents(&follower), batches);
+        assert_eq!(block_on(follower.epochs()), block_on(leader.epochs()));
+        assert_eq!(
+            block_on(follower.producer_state()),
+            block_on(leader.producer_state())
+        );
+        block_on(follower.truncate_to(want_end)).unwrap();
+    }
+}
+
+/// After a crash and a reopen: the follower holds the first batches of the leader's, byte for
+/// byte, with the epochs and producers those give; returns how many.
+fn assert_prefix_of_leader(
+    follower: &Log<MemDisk>,
+    batches: &[Bytes],
+    leader_epochs: &spate_storage::epoch::EpochCache,
+    config: &LogConfig,
+) -> usize {
+    let got = contents(follower);
+    assert!(got.len() <= batches.len());
+    let differs = got.iter().zip(batches).position(|(a, b)| a != b);
+    assert_eq!(differs, None, "a prefix of the leader's log, byte for byte");
+    let end = follower.log_end_offset();
+    assert_eq!(end, Offset(3 * got.len() as i64));
+    let mut epochs = leader_epochs.clone();
+    epochs.truncate_from_end(end);
+    assert_eq!(block_on(follower.epochs()), epochs);
+    assert_eq!(
+        block_on(follower.producer_state()),
+        producers_of(batches, end, config)
+    );
+    got.len()
+}
+
+#[test]
+fn a_truncation_that_fails_part_way_fences_the_log_and_recovers_a_prefix_never_a_hole() {
+    use spate_storage::io::mem::FaultOp;
+    let (leader_disk, _) = (MemDisk::new(), ());
+    let (leader, batches) = leader(&leader_disk, 300);
+    let leader_epochs = block_on(leader.epochs());
+    let config = small_config(FlushPolicy::Never);
+    let faults = (1..=8)
+        .map(|n| (FaultOp::Remove, n))
+        .chain([(FaultOp::Truncate, 1), (FaultOp::Sync, 1)]);
+    let mut longer = 0;
+    for (op, nth) in faults {
+        for seed in 0..4 {
+            let disk = MemDisk::new();
+            let follower = open(&disk, follower_dir(), config.clone());
+            block_on(follower.append_replicated(concat(&batches))).unwrap();
+            block_on(follower.flush()).unwrap();
+            assert!(block_on(follower.segment_count()) >= 4);
+            disk.fail_nth(op, nth);
+            let err = block_on(follower.truncate_to(Offset(30))).unwrap_err();
+            assert!(!matches!(err, StorageError::Fenced), "{err}");
+            assert!(matches!(
+                block_on(follower.append_replicated(concat(&batches[..1]))),
+                Err(StorageError::Fenced)
+            ));
+            drop(follower);
+            disk.crash(seed);
+            let follower = open(&disk, follower_dir(), config.clone());
+            let kept = assert_prefix_of_leader(&follower, &batches, &leader_epochs, &config);
+            assert!(kept >= 10, "{op:?} {nth}: at least what was asked is kept");
+            if kept > 10 {
+                longer += 1;
+            }
+            // Truncating again finishes the job, and replication resumes from there.
+            assert_eq!(
+                block_on(follower.truncate_to(Offset(30))).unwrap(),
+                Offset(30)
+            );
+            block_on(follower.append_replicated(concat(&batches[10..]))).unwrap();
+            assert_eq!(contents(&follower), batches);
+        }
+    }
+    assert!(longer > 0, "some failures left more than asked");
 }
