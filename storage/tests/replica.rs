@@ -517,3 +517,49 @@ fn a_truncation_that_fails_part_way_fences_the_log_and_recovers_a_prefix_never_a
     }
     assert!(longer > 0, "some failures left more than asked");
 }
+
+#[test]
+fn a_call_dropped_while_its_batches_are_copied_fences_the_log_and_reopen_recovers_a_prefix() {
+    let disk = MemDisk::new();
+    // One epoch throughout, so the call's only waits are for the device's write slots.
+    let batches: Vec<Bytes> = (0..100)
+        .map(|i| stored(3 * i, 3, 300, 1, None).freeze())
+        .collect();
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        write_buffer_bytes_max: 4096,
+        ..small_config(FlushPolicy::Never)
+    };
+    let follower = open(&disk, follower_dir(), config.clone());
+    block_on(follower.append_replicated(concat(&batches[..5]))).unwrap();
+    block_on(follower.flush()).unwrap();
+    // The device stalls: the call fills every queued buffer, then waits for a write slot with
+    // a batch half copied, and the fetcher's task is dropped there.
+    disk.hold_writes(true);
+    {
+        let call = follower.append_replicated(concat(&batches[5..]));
+        assert!(
+            common::poll_n(std::pin::pin!(call), 100).is_none(),
+            "the call waits for the device"
+        );
+    }
+    disk.hold_writes(false);
+    let counted = follower.log_end_offset();
+    assert!(counted > Offset(60), "many batches were counted: {counted}");
+    let again = block_on(follower.append_replicated(concat(&batches[(counted.0 / 3) as usize..])));
+    assert!(matches!(again, Err(StorageError::Fenced)), "{again:?}");
+    drop(follower);
+    // Each round crashes what the previous one left (its re-replication unsynced).
+    for seed in 0..3 {
+        disk.crash(seed);
+        let follower = open(&disk, follower_dir(), config.clone());
+        let got = contents(&follower);
+        let kept = got.len();
+        assert!(kept >= 5);
+        assert_eq!(got, batches[..kept], "a prefix, byte for byte");
+        assert_eq!(follower.log_end_offset(), Offset(3 * kept as i64));
+        assert_eq!(block_on(follower.epochs()).entries().len(), 1);
+        block_on(follower.append_replicated(concat(&batches[kept..]))).unwrap();
+        assert_eq!(contents(&follower), batches);
+    }
+}

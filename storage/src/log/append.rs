@@ -25,6 +25,26 @@ use crate::files::write_atomically;
 use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile};
 use crate::producer_state::{ProducerBatch, Verdict};
 
+/// Fences the log if dropped before `done`: see `append_locked`.
+struct FenceUnlessCopied<'a> {
+    fenced: &'a std::cell::Cell<bool>,
+    copied: bool,
+}
+
+impl FenceUnlessCopied<'_> {
+    fn done(mut self) {
+        self.copied = true;
+    }
+}
+
+impl Drop for FenceUnlessCopied<'_> {
+    fn drop(&mut self) {
+        if !self.copied {
+            self.fenced.set(true);
+        }
+    }
+}
+
 impl<D: Disk> Log<D> {
     /// Appends one record batch, assigning its offsets: `baseOffset` and `partitionLeaderEpoch`
     /// are written into the header (outside the CRC range, so the producer's CRC stays valid).
@@ -177,8 +197,19 @@ impl<D: Disk> Log<D> {
                 header.max_timestamp_ms,
             );
         }
+        // The batch is counted now (log end, index, cache), but its bytes reach the write
+        // buffer across awaits (a full buffer waits for the device). A task dropped in between
+        // would leave the buffer short of bytes the log counts, and the next append tripped an
+        // assertion (or would have written after a hole): fence instead, and the reopen cuts
+        // the torn batch by its CRC.
+        let copying = FenceUnlessCopied {
+            fenced: &self.fenced,
+            copied: false,
+        };
         self.copy_in(core, &head).await?;
-        self.copy_in(core, &records).await
+        self.copy_in(core, &records).await?;
+        copying.done();
+        Ok(())
     }
 
     /// What every append does after it released the core lock, once the log end is `end`:
