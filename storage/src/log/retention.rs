@@ -5,7 +5,7 @@
 //! pending seal first (it would otherwise write the index or snapshot of a segment removed
 //! here); a truncation is durable before it returns (the durable offset is then the new log
 //! end), removes later segments newest first (a crash part way leaves a prefix of the old log,
-//! never a hole), drops the checkpoint that describes cut batches before cutting the file,
+//! never a hole), replaces the index checkpoint by one of the kept batches before cutting the file,
 //! changes the in-memory state only once the files are cut, truncates the epoch cache and
 //! rebuilds the producer state from what is left, fences the log if it fails part way, and
 //! counts itself in `truncations` so that no sync started before it advances the durable
@@ -19,9 +19,11 @@ use super::{io_err, remove_file, remove_if_exists, Core, Log, RetentionOutcome};
 use crate::epoch::EPOCH_FILE_NAME;
 use crate::error::{Result, StorageError};
 use crate::files::write_atomically;
-use crate::index::SegmentIndex;
+use crate::index::{Checkpoint, SegmentIndex};
 use crate::io::{Disk, DiskFile};
-use crate::segment::{file_name, scan, OffsetOrder, ScanEnd, Segment, SNAPSHOT_SUFFIX};
+use crate::segment::{
+    file_name, scan, OffsetOrder, ScanEnd, Segment, INDEX_SUFFIX, SNAPSHOT_SUFFIX,
+};
 
 impl<D: Disk> Log<D> {
     /// Drops idempotent producers idle for `producer_id_expiration_ms` (measured from their
@@ -99,6 +101,10 @@ impl<D: Disk> Log<D> {
             }
             position += header.total_bytes() as u64;
         }
+        // In a compacted segment `offset` may fall in a gap (its batch was cleaned away): the
+        // log then ends at `offset` itself, as Kafka's truncation sets its end to the target,
+        // so a follower fetches from there and not from past a batch the leader may still have.
+        let new_end = new_end.min(offset);
         let mut index = SegmentIndex::new(segment.base, self.config.index_interval_bytes);
         let rescan = scan(
             &*segment.file,
@@ -124,13 +130,17 @@ impl<D: Disk> Log<D> {
         for base in later.iter().rev() {
             self.remove_segment_files(&core.segments[base]).await?;
         }
-        // The checkpoint would describe batches that are gone: drop it before cutting the file.
-        let index_path = segment.index_path(&self.dir);
-        remove_if_exists(&self.disk, &index_path).await?;
-        self.disk
-            .sync_dir(&self.dir)
-            .await
-            .map_err(io_err("syncing", &self.dir))?;
+        // The index checkpoint would describe batches that are gone: before the file is cut it
+        // is replaced (atomically, durably) by one covering exactly the kept batches, valid
+        // before and after the cut. Not just removed: recovery would then rescan this segment,
+        // now the last one, for dense offsets, and cut a compacted segment at its first gap,
+        // losing batches this truncation kept and reported durable.
+        let checkpoint = Checkpoint {
+            covered_bytes: position,
+            next_offset: new_end,
+        };
+        let name = file_name(cut_base, INDEX_SUFFIX);
+        write_atomically(&self.disk, &self.dir, &name, &index.encode(checkpoint)).await?;
         segment
             .file
             .truncate(position)
@@ -153,7 +163,7 @@ impl<D: Disk> Log<D> {
         segment.first_timestamp_ms = rescan.first_timestamp_ms;
         core.write = write;
         self.writes().reset(position);
-        core.checkpointed = 0;
+        core.checkpointed = position;
         core.cache.truncate_from(new_end);
         core.log_end = new_end;
         self.log_end.set(new_end);
