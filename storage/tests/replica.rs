@@ -563,3 +563,34 @@ fn a_call_dropped_while_its_batches_are_copied_fences_the_log_and_reopen_recover
         assert_eq!(contents(&follower), batches);
     }
 }
+
+#[test]
+fn a_call_dropped_while_it_writes_the_epoch_checkpoint_leaves_no_epoch_behind() {
+    let disk = MemDisk::new();
+    let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+    block_on(follower.append_replicated(stored(0, 2, 10, 1, None))).unwrap();
+    let before = block_on(follower.epochs());
+    disk.hold_writes(true);
+    {
+        // Epoch 2 is new: its checkpoint is written before the batch is buffered.
+        let call = follower.append_replicated(stored(2, 2, 10, 2, None));
+        assert!(common::poll_n(std::pin::pin!(call), 100).is_none());
+    }
+    disk.hold_writes(false);
+    assert_eq!(follower.log_end_offset(), Offset(2));
+    assert_eq!(block_on(follower.epochs()), before);
+    // Nothing was counted, so nothing is fenced: the leader's batch of epoch 1 still goes on
+    // (an entry of epoch 2 left behind would refuse it as a regression), then epoch 2.
+    let call = concat(&[
+        stored(2, 2, 10, 1, None).freeze(),
+        stored(4, 2, 10, 2, None).freeze(),
+    ]);
+    let out = block_on(follower.append_replicated(call)).unwrap();
+    assert_eq!(out.log_end, Offset(6));
+    let epochs: Vec<(i32, i64)> = block_on(follower.epochs())
+        .entries()
+        .iter()
+        .map(|e| (e.epoch.0, e.start_offset.0))
+        .collect();
+    assert_eq!(epochs, vec![(1, 0), (2, 4)]);
+}

@@ -19,7 +19,7 @@ use super::writes::{self, Until, WriteKind, Writes};
 use super::{AppendInfo, AppendKind, Core, Log, FULL_WRITES_QUEUED_MAX};
 use crate::cache::{BatchBytes, CachedBatch};
 use crate::config::FlushPolicy;
-use crate::epoch::EPOCH_FILE_NAME;
+use crate::epoch::{EpochCache, EPOCH_FILE_NAME};
 use crate::error::{io_error_kind, IoErrorKind, Result, StorageError};
 use crate::files::write_atomically;
 use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile};
@@ -42,6 +42,18 @@ impl Drop for FenceUnlessCopied<'_> {
         if !self.copied {
             self.fenced.set(true);
         }
+    }
+}
+
+/// Drops the epoch entries at or after `start_offset` when dropped: see `append_locked`.
+struct UndoEpoch<'a> {
+    epochs: &'a mut EpochCache,
+    start_offset: Offset,
+}
+
+impl Drop for UndoEpoch<'_> {
+    fn drop(&mut self) {
+        self.epochs.truncate_from_end(self.start_offset);
     }
 }
 
@@ -180,11 +192,15 @@ impl<D: Disk> Log<D> {
         let base = header.base_offset;
         if core.epochs.assign(header.partition_leader_epoch, base) {
             let encoded = core.epochs.encode();
-            if let Err(e) = write_atomically(&self.disk, &self.dir, EPOCH_FILE_NAME, &encoded).await
-            {
-                core.epochs.truncate_from_end(base);
-                return Err(e);
-            }
+            // Undone if the write fails or the task is dropped while it waits for it: an entry
+            // with no batch would make a follower refuse its leader's next batches as an epoch
+            // regression (and a truncation at the log end changes nothing to remove it).
+            let undo = UndoEpoch {
+                epochs: &mut core.epochs,
+                start_offset: base,
+            };
+            write_atomically(&self.disk, &self.dir, EPOCH_FILE_NAME, &encoded).await?;
+            std::mem::forget(undo);
         }
         let (head, records) = (bytes.header.clone(), bytes.records.clone());
         self.buffer_batch(core, header, bytes);
