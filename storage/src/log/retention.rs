@@ -5,9 +5,9 @@
 //! pending seal first (it would otherwise write the index or snapshot of a segment removed
 //! here); a truncation is durable before it returns (the durable offset is then the new log
 //! end), removes later segments newest first (a crash part way leaves a prefix of the old log,
-//! never a hole), replaces the index checkpoint by one of the kept batches before cutting the file,
-//! changes the in-memory state only once the files are cut, truncates the epoch cache and
-//! rebuilds the producer state from what is left, fences the log if it fails part way, and
+//! never a hole), replaces the index checkpoint by one of the kept batches before cutting the
+//! file, changes the in-memory state only once the files are cut, truncates the epoch cache
+//! and rebuilds the producer state from what is left, fences the log if it fails part way, and
 //! counts itself in `truncations` so that no sync started before it advances the durable
 //! offset; snapshots below the log start go with the segments, the one at the new start stays.
 
@@ -47,7 +47,7 @@ impl<D: Disk> Log<D> {
     /// then on); the reopen recovers a prefix of the log as it was, at least as long as asked.
     pub async fn truncate_to(&self, offset: Offset) -> Result<Offset> {
         // Before `core`: an active-segment checkpoint being written must land before this
-        // removes it, not after.
+        // replaces it, not after.
         let _checkpoint = self.checkpoint.lock().await;
         let mut core = self.core.lock().await;
         // The seal writes the closed segment's index and the snapshot at the active base: both
