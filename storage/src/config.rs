@@ -9,7 +9,7 @@ pub enum FlushPolicy {
     EveryAppend,
     /// Appends return once buffered; a sync covering many appends runs when a caller waits for
     /// durability ([`crate::Log::wait_durable`]), when `bytes_max` unsynced bytes accumulate,
-    /// or when the owner's timer finds [`crate::Log::flush_due`] true (every `interval_ms`).
+    /// or when the owner calls [`crate::Log::flush`] every [`crate::Log::flush_interval_ms`].
     GroupCommit {
         /// Longest time appended data stays unsynced while nobody waits for it.
         interval_ms: u64,

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use spate_wire::batch::BatchError;
-use spate_wire::types::Offset;
+use spate_wire::types::{LeaderEpoch, Offset};
 
 /// What an I/O operation on the disk seam failed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub enum IoErrorKind {
 /// [`StorageError::OffsetOutOfRange`] to OFFSET_OUT_OF_RANGE, [`StorageError::CorruptBatch`] and
 /// [`StorageError::InvalidBatch`] to CORRUPT_MESSAGE, [`StorageError::Producer`] per
 /// [`crate::producer_state::ProducerError`], everything else to KAFKA_STORAGE_ERROR.
+/// [`StorageError::NonContiguousBatch`] and [`StorageError::EpochRegression`] come only from a
+/// follower's appends and are for its replica fetcher (truncate, fetch again), not for clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// A batch handed to `append` is not a valid v2 batch (bad header or CRC); nothing was written.
@@ -58,6 +60,28 @@ pub enum StorageError {
         position: u64,
         /// What the decoder said.
         reason: spate_wire::WireError,
+    },
+    /// A batch handed to `append_replicated` does not start where the log (or the call's
+    /// previous batch) ends: a gap or an overlap with what the follower holds. Nothing of the
+    /// call was written; the follower fetches again from its log end, or truncates first.
+    #[error("replicated batch starts at offset {base_offset}, expected {expected}")]
+    NonContiguousBatch {
+        /// The batch's base offset.
+        base_offset: Offset,
+        /// Where it had to start.
+        expected: Offset,
+    },
+    /// A batch handed to `append_replicated` carries a leader epoch below the latest one the
+    /// log recorded: the follower's log diverged from the leader's and must be truncated by
+    /// epoch first (KIP-101). Nothing of the call was written.
+    #[error("replicated batch at offset {base_offset} has leader epoch {epoch}, below the latest epoch {latest}")]
+    EpochRegression {
+        /// The batch's base offset.
+        base_offset: Offset,
+        /// Its `partitionLeaderEpoch`.
+        epoch: LeaderEpoch,
+        /// The latest epoch the log (or the call's previous batches) recorded.
+        latest: LeaderEpoch,
     },
     /// A read asked for an offset before the log start or after the log end.
     #[error("offset {offset} out of range [{start}, {end})")]

@@ -12,6 +12,14 @@
 //! [`Log::clean`] compacts closed segments (keep each key's latest record, at its offset) for
 //! `cleanup.policy=compact`; the per-batch rules are in [`compaction`].
 //!
+//! A follower copies its leader's log with [`Log::append_replicated`]: whole batches as the
+//! leader stored them, kept byte for byte at the leader's offsets, with the leader epoch each
+//! batch carries recorded in the epoch cache ([`Log::epochs`], [`Log::end_offset_for_epoch`])
+//! and its producer recorded without a verdict. A gap, an overlap, an older epoch or a damaged
+//! batch is refused before anything is written. To cut a divergent suffix (KIP-101) the
+//! follower calls [`Log::truncate_to`], which restores the log end, the epoch cache, the
+//! producer state, the indexes and the tail cache to the kept prefix, durably.
+//!
 //! All file access goes through the [`io::Disk`] seam: [`io::glommio::GlommioDisk`] in
 //! production, [`io::mem::MemDisk`] (torn writes, ENOSPC, EIO, crashes from a seed) in tests.
 //!
@@ -56,7 +64,7 @@ pub use config::{FlushPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use log::{
     AppendInfo, AppendKind, CleanConfig, CleanOutcome, CleanerState, FileRange, IoBudget, Log,
-    ReadChunk, ReadResult, ReadUpTo, RetentionOutcome, Unthrottled, FULL_WRITES_QUEUED_MAX,
-    WRITES_IN_FLIGHT_MAX,
+    ReadChunk, ReadResult, ReadUpTo, ReplicatedAppend, RetentionOutcome, Unthrottled,
+    FULL_WRITES_QUEUED_MAX, WRITES_IN_FLIGHT_MAX,
 };
 pub use sync::block_on;

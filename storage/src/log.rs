@@ -10,6 +10,7 @@
 //!
 //! This file holds the types, the constants and the small accessors; the methods live by
 //! concern in `impl Log` blocks of the submodules: `open` (open, recovery, close), `append`,
+//! `replica` (a follower's append of the leader's batches, offsets kept),
 //! `sync` (wait_durable, flush, group commit, background sync, drive_io), `roll` (roll, seal,
 //! spare segment file), `read` (read, timestamp lookup, epochs), `retention` (retention,
 //! truncation, producer expiry), `clean` (compaction) and `writes` (a segment file's write queue).
@@ -37,6 +38,7 @@ mod append;
 mod clean;
 mod open;
 mod read;
+mod replica;
 mod retention;
 mod roll;
 mod sync;
@@ -45,6 +47,7 @@ pub use clean::{
     CleanConfig, CleanOutcome, CleanerState, IoBudget, Unthrottled, CLEANED_SUFFIX,
     CLEANER_CHECKPOINT_FILE, SWAP_SUFFIX,
 };
+pub use replica::ReplicatedAppend;
 
 /// Most files a partition directory may hold.
 pub const DIR_ENTRIES_MAX: usize = 1 << 20;

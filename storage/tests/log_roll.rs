@@ -261,9 +261,23 @@ fn truncation_into_a_segment_being_sealed_waits_for_the_seal_and_leaves_no_stale
     .expect("truncate");
     assert_eq!(end, cut);
     assert_eq!(block_on(log.segment_count()), 1);
-    // The seal's checkpoint of the cut segment was written before the truncation removed it,
-    // not after; the marker is gone.
-    assert!(names(&disk, ".index").is_empty());
+    // The seal's checkpoint of the cut segment was written before the truncation replaced it
+    // by one of exactly the kept batches, not after; the marker is gone.
+    assert_eq!(names(&disk, ".index"), vec![format!("{:020}.index", 0)]);
+    let index = disk
+        .file_bytes(&dir().join(format!("{:020}.index", 0)))
+        .unwrap();
+    let (_, checkpoint) = spate_storage::index::SegmentIndex::decode(
+        &index,
+        Offset(0),
+        small_config(TIMER_ONLY).index_interval_bytes,
+    )
+    .expect("a valid checkpoint");
+    assert_eq!(checkpoint.next_offset, cut);
+    assert_eq!(
+        checkpoint.covered_bytes,
+        disk.file_bytes(&seg(Offset(0))).unwrap().len() as u64
+    );
     assert!(names(&disk, ".sealing").is_empty());
     sent.truncate((cut.0 / 4) as usize);
     assert_eq!(append_now(&log, &mut sent), cut);

@@ -13,17 +13,49 @@ use spate_wire::batch::{
     set_base_offset, set_partition_leader_epoch, BatchError, BatchHeader, CheckedBatch,
     BATCH_HEADER_BYTES,
 };
-use spate_wire::types::LeaderEpoch;
+use spate_wire::types::{LeaderEpoch, Offset};
 
 use super::writes::{self, Until, WriteKind, Writes};
 use super::{AppendInfo, AppendKind, Core, Log, FULL_WRITES_QUEUED_MAX};
 use crate::cache::{BatchBytes, CachedBatch};
 use crate::config::FlushPolicy;
-use crate::epoch::EPOCH_FILE_NAME;
+use crate::epoch::{EpochCache, EPOCH_FILE_NAME};
 use crate::error::{io_error_kind, IoErrorKind, Result, StorageError};
 use crate::files::write_atomically;
 use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile};
 use crate::producer_state::{ProducerBatch, Verdict};
+
+/// Fences the log if dropped before `done`: see `append_locked`.
+struct FenceUnlessCopied<'a> {
+    fenced: &'a std::cell::Cell<bool>,
+    copied: bool,
+}
+
+impl FenceUnlessCopied<'_> {
+    fn done(mut self) {
+        self.copied = true;
+    }
+}
+
+impl Drop for FenceUnlessCopied<'_> {
+    fn drop(&mut self) {
+        if !self.copied {
+            self.fenced.set(true);
+        }
+    }
+}
+
+/// Drops the epoch entries at or after `start_offset` when dropped: see `append_locked`.
+struct UndoEpoch<'a> {
+    epochs: &'a mut EpochCache,
+    start_offset: Offset,
+}
+
+impl Drop for UndoEpoch<'_> {
+    fn drop(&mut self) {
+        self.epochs.truncate_from_end(self.start_offset);
+    }
+}
 
 impl<D: Disk> Log<D> {
     /// Appends one record batch, assigning its offsets: `baseOffset` and `partitionLeaderEpoch`
@@ -79,14 +111,7 @@ impl<D: Disk> Log<D> {
             });
         }
         let (mut header, batch) = batch.into_parts();
-        // Collect a finished background sync first, so its failure is reported before this batch
-        // is accepted rather than after.
-        self.poll_background_sync().await?;
-        if self.poll_seal()? {
-            self.disk.yield_to_io().await;
-        }
-        self.poll_spare();
-        // Non-idempotent batches (producer id -1) skip the producer state entirely.
+        self.before_append().await?;
         let producer = ProducerBatch::from_header(&header);
         let info = {
             let mut core = self.core.lock().await;
@@ -103,18 +128,7 @@ impl<D: Disk> Log<D> {
                     });
                 }
             }
-            self.maybe_roll(&mut core, &header).await?;
-            self.reserve(&mut core, batch.len()).await?;
             let base = core.log_end;
-            if core.epochs.assign(epoch, base) {
-                let bytes = core.epochs.encode();
-                if let Err(e) =
-                    write_atomically(&self.disk, &self.dir, EPOCH_FILE_NAME, &bytes).await
-                {
-                    core.epochs.truncate_from_end(base);
-                    return Err(e);
-                }
-            }
             let mut head = [0u8; BATCH_HEADER_BYTES];
             head.copy_from_slice(&batch[..BATCH_HEADER_BYTES]);
             set_base_offset(&mut head, base);
@@ -125,18 +139,7 @@ impl<D: Disk> Log<D> {
                 header: core.headers.carve(&head),
                 records: batch.slice(BATCH_HEADER_BYTES..),
             };
-            self.buffer_batch(&mut core, &header, bytes);
-            if let Some(producer) = &producer {
-                core.producers.record(
-                    producer,
-                    base,
-                    header.last_offset(),
-                    header.max_timestamp_ms,
-                );
-            }
-            self.copy_in(&mut core, &head).await?;
-            self.copy_in(&mut core, &batch[BATCH_HEADER_BYTES..])
-                .await?;
+            self.append_locked(&mut core, &header, bytes).await?;
             AppendInfo {
                 base_offset: base,
                 last_offset: header.last_offset(),
@@ -144,18 +147,102 @@ impl<D: Disk> Log<D> {
                 kind: AppendKind::Appended,
             }
         };
+        self.after_append(info.last_offset.next()).await?;
+        Ok(info)
+    }
+
+    /// What every append does before it takes the core lock: collects a finished background
+    /// sync first, so its failure is reported before a batch is accepted rather than after, and
+    /// moves a roll's seal and the spare file on.
+    pub(super) async fn before_append(&self) -> Result<()> {
+        self.poll_background_sync().await?;
+        if self.poll_seal()? {
+            self.disk.yield_to_io().await;
+        }
+        self.poll_spare();
+        Ok(())
+    }
+
+    /// Writes one accepted batch at the log end, under the core lock: rolls if it does not fit
+    /// the active segment, reserves its space, records its leader epoch (the checkpoint file is
+    /// rewritten before the batch's bytes can reach the disk, so no batch is ever durable in an
+    /// epoch the checkpoint lacks), indexes and caches it, records it in its producer's state,
+    /// and copies it into the write buffer. `header` is the batch's header as stored (offsets
+    /// and epoch final) and `bytes` the batch exactly as it will be on disk; their base offset
+    /// must be the log end (asserted). The caller decided the batch is to be written: this
+    /// checks nothing about its producer.
+    ///
+    /// Changes nothing if the roll or the reservation fail (a full disk); a failure after that
+    /// fences the log (a failed write) or leaves the epoch entry unrecorded (a failed checkpoint
+    /// write), so the log never holds a batch its state does not describe.
+    pub(super) async fn append_locked(
+        &self,
+        core: &mut Core<D::File>,
+        header: &BatchHeader,
+        bytes: BatchBytes,
+    ) -> Result<()> {
+        assert_eq!(
+            header.base_offset, core.log_end,
+            "batches are appended at the log end"
+        );
+        assert_eq!(bytes.len(), header.total_bytes());
+        assert_eq!(bytes.header.len(), BATCH_HEADER_BYTES);
+        self.maybe_roll(core, header).await?;
+        self.reserve(core, bytes.len()).await?;
+        let base = header.base_offset;
+        if core.epochs.assign(header.partition_leader_epoch, base) {
+            let encoded = core.epochs.encode();
+            // Undone if the write fails or the task is dropped while it waits for it: an entry
+            // with no batch would make a follower refuse its leader's next batches as an epoch
+            // regression (and a truncation at the log end changes nothing to remove it).
+            let undo = UndoEpoch {
+                epochs: &mut core.epochs,
+                start_offset: base,
+            };
+            write_atomically(&self.disk, &self.dir, EPOCH_FILE_NAME, &encoded).await?;
+            std::mem::forget(undo);
+        }
+        let (head, records) = (bytes.header.clone(), bytes.records.clone());
+        self.buffer_batch(core, header, bytes);
+        // Non-idempotent batches (producer id -1) skip the producer state entirely.
+        if let Some(producer) = ProducerBatch::from_header(header) {
+            core.producers.record(
+                &producer,
+                base,
+                header.last_offset(),
+                header.max_timestamp_ms,
+            );
+        }
+        // The batch is counted now (log end, index, cache), but its bytes reach the write
+        // buffer across awaits (a full buffer waits for the device). A task dropped in between
+        // would leave the buffer short of bytes the log counts, and the next append tripped an
+        // assertion (or would have written after a hole): fence instead, and the reopen cuts
+        // the torn batch by its CRC.
+        let copying = FenceUnlessCopied {
+            fenced: &self.fenced,
+            copied: false,
+        };
+        self.copy_in(core, &head).await?;
+        self.copy_in(core, &records).await?;
+        copying.done();
+        Ok(())
+    }
+
+    /// What every append does after it released the core lock, once the log end is `end`:
+    /// under [`FlushPolicy::EveryAppend`] waits until it is durable; under group commit starts
+    /// a background sync once `bytes_max` unsynced bytes accumulated.
+    pub(super) async fn after_append(&self, end: Offset) -> Result<()> {
         match self.config.flush {
-            FlushPolicy::EveryAppend => self.wait_durable(info.last_offset.next()).await?,
+            FlushPolicy::EveryAppend => self.wait_durable(end).await,
             FlushPolicy::GroupCommit { bytes_max, .. }
                 if self.unflushed_bytes() >= bytes_max
                     && !self.sync_in_flight.get()
                     && !self.sealing() =>
             {
-                self.start_background_sync().await?;
+                self.start_background_sync().await
             }
-            _ => {}
+            _ => Ok(()),
         }
-        Ok(info)
     }
 
     /// Waits until every write of a closed segment still being sealed completed (for what reads

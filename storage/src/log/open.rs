@@ -452,8 +452,19 @@ pub(super) async fn load_tail_block<F: DiskFile>(
     segment: &Segment<F>,
     capacity: usize,
 ) -> Result<WriteBuffer<F::Buf>> {
-    let start = align_down(segment.size);
-    let filled = (segment.size - start) as usize;
+    load_tail_block_at(segment, segment.size, capacity).await
+}
+
+/// [`load_tail_block`] for a segment that is to end at `size` (a truncation reads it before it
+/// cuts the file).
+pub(super) async fn load_tail_block_at<F: DiskFile>(
+    segment: &Segment<F>,
+    size: u64,
+    capacity: usize,
+) -> Result<WriteBuffer<F::Buf>> {
+    assert!(size <= segment.size);
+    let start = align_down(size);
+    let filled = (size - start) as usize;
     let tail = segment
         .file
         .read_at(start, filled)

@@ -3,22 +3,27 @@
 //!
 //! Invariants kept here: retention never deletes the active segment, and both wait for a
 //! pending seal first (it would otherwise write the index or snapshot of a segment removed
-//! here); a truncation is durable before it returns, drops the checkpoint that describes cut
-//! batches before cutting the file, rebuilds the producer state from what is left, and counts
-//! itself in `truncations` so that no sync started before it advances the durable offset;
-//! snapshots below the log start go with the segments, the one at the new start stays.
+//! here); a truncation is durable before it returns (the durable offset is then the new log
+//! end), removes later segments newest first (a crash part way leaves a prefix of the old log,
+//! never a hole), replaces the index checkpoint by one of the kept batches before cutting the
+//! file, changes the in-memory state only once the files are cut, truncates the epoch cache
+//! and rebuilds the producer state from what is left, fences the log if it fails part way, and
+//! counts itself in `truncations` so that no sync started before it advances the durable
+//! offset; snapshots below the log start go with the segments, the one at the new start stays.
 
 use spate_wire::types::Offset;
 
-use super::open::{load_tail_block, rebuild_producers};
+use super::open::{load_tail_block_at, rebuild_producers};
 use super::read::read_header;
 use super::{io_err, remove_file, remove_if_exists, Core, Log, RetentionOutcome};
 use crate::epoch::EPOCH_FILE_NAME;
 use crate::error::{Result, StorageError};
 use crate::files::write_atomically;
-use crate::index::SegmentIndex;
+use crate::index::{Checkpoint, SegmentIndex};
 use crate::io::{Disk, DiskFile};
-use crate::segment::{file_name, scan, OffsetOrder, ScanEnd, Segment, SNAPSHOT_SUFFIX};
+use crate::segment::{
+    file_name, scan, OffsetOrder, ScanEnd, Segment, INDEX_SUFFIX, SNAPSHOT_SUFFIX,
+};
 
 impl<D: Disk> Log<D> {
     /// Drops idempotent producers idle for `producer_id_expiration_ms` (measured from their
@@ -29,13 +34,20 @@ impl<D: Disk> Log<D> {
     }
 
     /// Removes every batch with offsets at or above `offset`, cutting before the batch that
-    /// contains it (the log end may end up below `offset`); durable before it returns.
+    /// contains it (the log end may end up below `offset`); returns the new log end. Durable
+    /// before it returns. A follower cuts its divergent suffix with this (KIP-101): afterwards
+    /// the epoch cache has no entry at or past the new end, the producer state is what the
+    /// batches kept give (a removed batch's sequences no longer count), the indexes and the
+    /// tail cache hold only kept batches, and the durable offset is the new end. An `offset` at
+    /// or past the log end changes nothing.
     ///
     /// # Errors
-    /// [`StorageError::OffsetOutOfRange`] if `offset` is below the log start; I/O errors.
+    /// [`StorageError::OffsetOutOfRange`] if `offset` is below the log start; I/O errors. A
+    /// failure after the first file was changed fences the log ([`StorageError::Fenced`] from
+    /// then on); the reopen recovers a prefix of the log as it was, at least as long as asked.
     pub async fn truncate_to(&self, offset: Offset) -> Result<Offset> {
         // Before `core`: an active-segment checkpoint being written must land before this
-        // removes it, not after.
+        // replaces it, not after.
         let _checkpoint = self.checkpoint.lock().await;
         let mut core = self.core.lock().await;
         // The seal writes the closed segment's index and the snapshot at the active base: both
@@ -55,6 +67,21 @@ impl<D: Disk> Log<D> {
         }
         self.write_out(&mut core).await?;
         self.truncations.set(self.truncations.get() + 1);
+        let result = self.cut_tail(&mut core, offset).await;
+        if result.is_err() {
+            // Part way, the files may already be cut while the producer state or the epoch
+            // checkpoint are not: appends must not go on from a state the files do not back.
+            // A reopen recovers from the files, which hold a prefix of the old log.
+            self.fenced.set(true);
+        }
+        result
+    }
+
+    /// The body of [`Log::truncate_to`] once the active segment is written out: reads what the
+    /// cut needs, changes the files, then the in-memory state in one step (so a failure on the
+    /// files leaves the old state in memory, every byte of it still readable through the open
+    /// files), then rewrites the epoch checkpoint and rebuilds the producer state.
+    async fn cut_tail(&self, core: &mut Core<D::File>, offset: Offset) -> Result<Offset> {
         let (&cut_base, _) = core.segments.range(..=offset).next_back().expect("segment");
         let later: Vec<Offset> = core
             .segments
@@ -62,11 +89,7 @@ impl<D: Disk> Log<D> {
             .skip(1)
             .map(|(b, _)| *b)
             .collect();
-        for base in later {
-            let segment = core.segments.remove(&base).expect("listed segment");
-            self.remove_segment_files(&segment).await?;
-        }
-        let segment = core.segments.get_mut(&cut_base).expect("segment");
+        let segment = core.segments.get(&cut_base).expect("segment");
         // Find the first batch that holds `offset` or later.
         let mut position = segment.index.lookup(offset).position;
         let mut new_end = segment.next_offset;
@@ -78,24 +101,10 @@ impl<D: Disk> Log<D> {
             }
             position += header.total_bytes() as u64;
         }
-        // The checkpoint would describe batches that are gone: drop it before cutting the file.
-        let index_path = segment.index_path(&self.dir);
-        remove_if_exists(&self.disk, &index_path).await?;
-        self.disk
-            .sync_dir(&self.dir)
-            .await
-            .map_err(io_err("syncing", &self.dir))?;
-        segment
-            .file
-            .truncate(position)
-            .await
-            .map_err(io_err("truncating", &segment.path))?;
-        segment
-            .file
-            .fdatasync()
-            .await
-            .map_err(io_err("syncing", &segment.path))?;
-        segment.allocated = position;
+        // In a compacted segment `offset` may fall in a gap (its batch was cleaned away): the
+        // log then ends at `offset` itself, as Kafka's truncation sets its end to the target,
+        // so a follower fetches from there and not from past a batch the leader may still have.
+        let new_end = new_end.min(offset);
         let mut index = SegmentIndex::new(segment.base, self.config.index_interval_bytes);
         let rescan = scan(
             &*segment.file,
@@ -113,20 +122,58 @@ impl<D: Disk> Log<D> {
         );
         // A cleaned segment may have a gap before the cut batch.
         assert!(rescan.next_offset <= new_end);
+        let write =
+            load_tail_block_at(segment, position, self.config.write_buffer_bytes_max).await?;
+        // Newest first: a crash part way leaves the log a prefix of what it was, never one with
+        // a hole that recovery would take for a gap left by compaction (it joins a segment that
+        // ends early to the next one) and so bring removed batches back after it.
+        for base in later.iter().rev() {
+            self.remove_segment_files(&core.segments[base]).await?;
+        }
+        // The index checkpoint would describe batches that are gone: before the file is cut it
+        // is replaced (atomically, durably) by one covering exactly the kept batches, valid
+        // before and after the cut. Not just removed: recovery would then rescan this segment,
+        // now the last one, for dense offsets, and cut a compacted segment at its first gap,
+        // losing batches this truncation kept and reported durable.
+        let checkpoint = Checkpoint {
+            covered_bytes: position,
+            next_offset: new_end,
+        };
+        let name = file_name(cut_base, INDEX_SUFFIX);
+        write_atomically(&self.disk, &self.dir, &name, &index.encode(checkpoint)).await?;
+        segment
+            .file
+            .truncate(position)
+            .await
+            .map_err(io_err("truncating", &segment.path))?;
+        segment
+            .file
+            .fdatasync()
+            .await
+            .map_err(io_err("syncing", &segment.path))?;
+        // The files are cut; now the state, with no await in between.
+        for base in &later {
+            core.segments.remove(base);
+        }
+        let segment = core.segments.get_mut(&cut_base).expect("segment");
+        segment.allocated = position;
         segment.index = index;
         segment.size = position;
         segment.next_offset = new_end;
         segment.first_timestamp_ms = rescan.first_timestamp_ms;
-        core.write = load_tail_block(segment, self.config.write_buffer_bytes_max).await?;
+        core.write = write;
         self.writes().reset(position);
-        core.checkpointed = 0;
+        core.checkpointed = position;
         core.cache.truncate_from(new_end);
         core.log_end = new_end;
         self.log_end.set(new_end);
-        if self.durable.get() > new_end {
-            self.durable.set(new_end);
-        }
-        if core.epochs.truncate_from_end(new_end) {
+        // Everything kept is durable: the closed segments were sealed (the caller waited) and
+        // the cut one was written out and synced above. Syncs in flight no longer count (the
+        // caller bumped `truncations`), and nothing is owed one.
+        self.durable.set(new_end);
+        self.synced_bytes.set(self.appended_bytes.get());
+        let epochs_changed = core.epochs.truncate_from_end(new_end);
+        if epochs_changed {
             write_atomically(
                 &self.disk,
                 &self.dir,
@@ -140,7 +187,7 @@ impl<D: Disk> Log<D> {
             snapshots,
             producers,
             ..
-        } = &mut *core;
+        } = core;
         rebuild_producers(
             &self.disk,
             &self.dir,
