@@ -78,5 +78,6 @@ pub mod ids;
 pub mod image;
 pub mod log_store;
 pub mod node;
+mod partition_change;
 pub mod records;
 pub mod rng;

@@ -192,6 +192,7 @@ impl Sim {
                 writing: VecDeque::new(),
                 controller: Controller::new(ControllerConfig {
                     session_timeout_ms: SESSION_TIMEOUT_MS,
+                    ..ControllerConfig::default()
                 }),
                 replica: MetadataImage::new(),
                 last_applied: 0,
@@ -510,6 +511,7 @@ impl Sim {
         n.was_leader = false;
         n.controller = Controller::new(ControllerConfig {
             session_timeout_ms: SESSION_TIMEOUT_MS,
+            ..ControllerConfig::default()
         });
         n.down_until = self.step + down;
         self.stats.crashes += 1;
