@@ -463,6 +463,12 @@ impl MetadataImage {
                     None if self.brokers.len() >= BROKERS_MAX => {
                         Err(ApplyError::LimitReached { what: "brokers" })
                     }
+                    // A new incarnation starts fenced, so the old one's leadership must have moved
+                    // first, as for a fence (the simulator's stale-view bug found this missing).
+                    Some(_) if self.leads_any(*node) => Err(ApplyError::BrokerState {
+                        node: *node,
+                        reason: "still leads partitions",
+                    }),
                     _ => Ok(()),
                 }
             }
@@ -1122,6 +1128,56 @@ pub(crate) mod tests {
             ),
             Err(ApplyError::TopicExists { name: "a".into() })
         );
+    }
+
+    #[test]
+    fn a_new_incarnation_of_a_leader_is_refused_until_its_leadership_moved() {
+        let mut image = MetadataImage::new();
+        let id = TopicId([6; 16]);
+        let unfence = MetadataRecord::UnfenceBroker {
+            node: NodeId(1),
+            incarnation: Incarnation(1),
+        };
+        image
+            .apply_batch(MetadataOffset(1), &[register(1, 1), unfence])
+            .unwrap();
+        let create = [
+            MetadataRecord::CreateTopic {
+                name: "a".into(),
+                topic_id: id,
+                configs: vec![],
+            },
+            MetadataRecord::CreatePartition {
+                topic_id: id,
+                index: PartitionIndex(0),
+                replicas: vec![NodeId(1)],
+                isr: vec![NodeId(1)],
+                leader: Some(NodeId(1)),
+                leader_epoch: LeaderEpoch(0),
+                partition_epoch: PartitionEpoch(0),
+            },
+        ];
+        image.apply_batch(MetadataOffset(2), &create).unwrap();
+        assert_eq!(
+            image.apply(MetadataOffset(3), &register(1, 2)),
+            Err(ApplyError::BrokerState {
+                node: NodeId(1),
+                reason: "still leads partitions"
+            })
+        );
+        let offline = MetadataRecord::ChangePartition {
+            topic_id: id,
+            index: PartitionIndex(0),
+            leader: LeaderChange::NoLeader,
+            isr: None,
+            replicas: None,
+            leader_epoch: LeaderEpoch(1),
+            partition_epoch: PartitionEpoch(1),
+        };
+        image
+            .apply_batch(MetadataOffset(4), &[offline, register(1, 2)])
+            .unwrap();
+        assert!(image.broker(NodeId(1)).unwrap().fenced);
     }
 
     #[test]
