@@ -22,9 +22,11 @@
 //! grows and shrinks its ISR with [`Controller::alter_partition`] (KIP-497); an operator moves
 //! leadership back to the first replica with [`Controller::elect_preferred_leaders`].
 //!
-//! Unclean leader election is not implemented: the topic config [`UNCLEAN_LEADER_ELECTION_CONFIG`] is
-//! stored like any other and ignored, so a partition whose in-sync replicas are all down waits for one
-//! of them.
+//! Unclean leader election is off unless a topic sets [`UNCLEAN_LEADER_ELECTION_CONFIG`] to `true`:
+//! then a partition whose in-sync replicas are all down is led by its first live replica, with the ISR
+//! reset to that one (whatever only the lost ISR members had is gone), when a broker is fenced or
+//! unfenced and at once when the config is set. Kafka's leader recovery state (KIP-704), which keeps
+//! such a leader's ISR at one until it recovered, is not modelled.
 //!
 //! [`ControllerNode::speculative_image`]: crate::node::ControllerNode::speculative_image
 //! [`ControllerNode::propose`]: crate::node::ControllerNode::propose
@@ -38,7 +40,8 @@ use crate::ids::{
 };
 use crate::image::{topic_name_is_valid, MetadataImage, PartitionState, PARTITIONS_PER_TOPIC_MAX};
 use crate::partition_change::{
-    broker_joins, change_partition, remove_broker, BrokerChange, Election, Eligibility,
+    broker_joins, change_partition, remove_broker, unclean_elections, BrokerChange, Election,
+    Eligibility,
 };
 use crate::records::{
     Endpoint, MetadataRecord, CONFIGS_MAX, CONFIG_KEY_BYTES_MAX, CONFIG_VALUE_BYTES_MAX,
@@ -56,8 +59,8 @@ pub const REPLICATION_FACTOR_MAX_DEFAULT: i16 = 1;
 pub const DEFAULT_REPLICATION_FACTOR_DEFAULT: i16 = 1;
 /// Partitions one ElectLeaders call may name: their records are one batch.
 pub const ELECTION_PARTITIONS_MAX: usize = 1000;
-/// Kafka's topic config that allows electing a replica outside the ISR. Stored, and ignored: see the
-/// module docs.
+/// Kafka's topic config that allows electing a replica outside the ISR when no in-sync one is live
+/// (`true`, in any case; anything else is false). See the module docs.
 pub const UNCLEAN_LEADER_ELECTION_CONFIG: &str = "unclean.leader.election.enable";
 
 const _: () = assert!(REPLICATION_FACTOR_MAX_DEFAULT >= 1);
@@ -686,7 +689,9 @@ impl Controller {
         Ok(vec![MetadataRecord::DeleteTopic { topic_id }])
     }
 
-    /// Sets (`Some`) or removes (`None`) one config of a topic (IncrementalAlterConfigs).
+    /// Sets (`Some`) or removes (`None`) one config of a topic (IncrementalAlterConfigs). Setting
+    /// [`UNCLEAN_LEADER_ELECTION_CONFIG`] to true elects, in the same batch, a leader for each of the
+    /// topic's leaderless partitions that has a live replica.
     ///
     /// # Errors
     ///
@@ -710,12 +715,17 @@ impl Controller {
                 reason: format!("at most {CONFIGS_MAX} configs"),
             });
         }
-        let value = value.map(str::to_string);
-        Ok(vec![MetadataRecord::SetTopicConfig {
+        let unclean_now = key == UNCLEAN_LEADER_ELECTION_CONFIG
+            && value.is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let mut records = vec![MetadataRecord::SetTopicConfig {
             topic_id,
             key: key.into(),
-            value,
-        }])
+            value: value.map(str::to_string),
+        }];
+        if unclean_now {
+            records.extend(unclean_elections(image, topic_id));
+        }
+        Ok(records)
     }
 
     /// Removes a broker from the cluster for good (decommission). It must host no partition: move or
@@ -1793,6 +1803,35 @@ mod tests {
         assert_eq!(h.heartbeat(3), 4, "unfence and three elections");
         let p = h.partition(id, 0);
         assert_eq!((p.leader, p.leader_epoch), (Some(NodeId(3)), epoch.next()));
+    }
+
+    #[test]
+    fn a_topic_that_allows_unclean_election_elects_a_live_replica_outside_the_isr() {
+        let mut h = Harness::replicated(3);
+        let id = h.create("a", 1, 3).unwrap();
+        let order = h.partition(id, 0).replicas;
+        // The first two replicas go down in order: the third is the last in the ISR.
+        h.fence(order[0].0);
+        h.fence(order[1].0);
+        // The first comes back, out of sync: a clean topic waits for the third.
+        h.heartbeat(order[0].0);
+        h.fence(order[2].0);
+        assert_eq!(h.partition(id, 0).leader, None);
+        assert_eq!(h.partition(id, 0).isr, vec![order[2]]);
+        // Allowing unclean election elects the live one at once, with an ISR of just it.
+        let set = h
+            .controller
+            .set_topic_config(&h.image, "a", UNCLEAN_LEADER_ELECTION_CONFIG, Some("TRUE"))
+            .unwrap();
+        assert_eq!(h.commit(set), 2);
+        let p = h.partition(id, 0);
+        assert_eq!((p.leader, p.isr), (Some(order[0]), vec![order[0]]));
+        // Fenced again, nobody is live: leaderless, ISR kept. The second replica comes back and leads.
+        h.fence(order[0].0);
+        assert_eq!(h.partition(id, 0).leader, None);
+        h.heartbeat(order[1].0);
+        let p = h.partition(id, 0);
+        assert_eq!((p.leader, p.isr), (Some(order[1]), vec![order[1]]));
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //!   (KIP-497) and preferred-leader election. Leader and ISR changes follow Kafka's KRaft rules
 //!   without eligible leader replicas: the first in-sync, live replica in replica order leads; the
 //!   ISR never empties; every change bumps the partition epoch, every leader change the leader
-//!   epoch. Unclean election is not implemented.
+//!   epoch. A topic may allow unclean election (`unclean.leader.election.enable`).
 //! - [`node`]: raft-rs's `RawNode` behind `tick`/`step`/`propose`/`ready`/`on_persisted`; snapshots of
 //!   the image bound the log. [`log_store`] is the log as raft-rs reads it and as the disk keeps it.
 //!

@@ -8,11 +8,14 @@
 //! - the leader is a member of the new ISR that may lead (registered, unfenced, not shutting down):
 //!   the current leader if it still qualifies, else the first such replica in replica order (a
 //!   preferred election tries the first replica before the current leader);
-//! - no leader qualifies: the partition has none (unclean election is not implemented);
+//! - no leader qualifies: the partition has none, unless the topic allows unclean election
+//!   (`unclean.leader.election.enable=true`): then the first eligible replica in replica order leads,
+//!   out of sync, and the ISR becomes just it (records only it had are kept, others' may be lost);
 //! - every change bumps the partition epoch; a change of leader, including to or from none, bumps
 //!   the leader epoch, and nothing else does (Kafka 3.6+ no longer bumps it on an ISR shrink);
 //! - nothing changes: no record.
 
+use crate::controller::UNCLEAN_LEADER_ELECTION_CONFIG;
 use crate::ids::{NodeId, PartitionIndex, TopicId};
 use crate::image::{MetadataImage, PartitionState};
 use crate::records::{LeaderChange, MetadataRecord};
@@ -24,6 +27,25 @@ pub(crate) enum Election {
     Online,
     /// ElectLeaders PREFERRED: the first replica if it may lead, else as [`Election::Online`].
     Preferred,
+    /// As [`Election::Online`], and when no ISR member may lead, the first replica that may, with the
+    /// ISR reset to it: the topic chose availability over durability.
+    Unclean,
+}
+
+impl Election {
+    /// The election that keeps a partition of `topic_id` online: [`Election::Unclean`] when the topic
+    /// sets `unclean.leader.election.enable` to true (any case, as Kafka parses booleans).
+    pub(crate) fn online_for(image: &MetadataImage, topic_id: TopicId) -> Election {
+        let unclean = image
+            .topic(topic_id)
+            .and_then(|t| t.configs.get(UNCLEAN_LEADER_ELECTION_CONFIG))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if unclean {
+            Election::Unclean
+        } else {
+            Election::Online
+        }
+    }
 }
 
 /// Who may lead, as the image says, with one broker's state taken as changing in the same batch: the
@@ -78,7 +100,21 @@ pub(crate) fn change_partition(
     } else {
         target_isr
     };
-    let leader = elect(p, &isr, election, eligibility);
+    let (leader, isr) = match elect(p, &isr, election, eligibility) {
+        Some(leader) => (Some(leader), isr),
+        None if election == Election::Unclean => {
+            match p
+                .replicas
+                .iter()
+                .copied()
+                .find(|n| eligibility.may_lead(*n))
+            {
+                Some(leader) => (Some(leader), vec![leader]),
+                None => (None, isr),
+            }
+        }
+        None => (None, isr),
+    };
     let isr_changes = isr != p.isr;
     if leader == p.leader && !isr_changes {
         return None;
@@ -109,7 +145,7 @@ fn elect(
     let valid = |n: &NodeId| isr.contains(n) && eligibility.may_lead(*n);
     let first_valid = || p.replicas.iter().copied().find(valid);
     match election {
-        Election::Online => p.leader.filter(valid).or_else(first_valid),
+        Election::Online | Election::Unclean => p.leader.filter(valid).or_else(first_valid),
         Election::Preferred => p
             .replicas
             .first()
@@ -128,23 +164,41 @@ pub(crate) fn remove_broker(image: &MetadataImage, node: NodeId) -> Vec<Metadata
         .filter(|(_, _, p)| p.isr.contains(&node) || p.leader == Some(node))
         .filter_map(|(topic_id, index, p)| {
             let isr = p.isr.iter().copied().filter(|n| *n != node).collect();
-            change_partition(topic_id, index, p, isr, Election::Online, &eligibility)
+            let election = Election::online_for(image, topic_id);
+            change_partition(topic_id, index, p, isr, election, &eligibility)
         })
         .collect()
 }
 
-/// The records that give leaderless partitions a leader now that `node` may lead again.
+/// The records that give leaderless partitions a leader now that `node` may lead again: those whose
+/// ISR kept it, and, where the topic allows unclean election, those it is a replica of.
 pub(crate) fn broker_joins(image: &MetadataImage, node: NodeId) -> Vec<MetadataRecord> {
     let eligibility = Eligibility::new(image, BrokerChange::Joining(node));
     partitions(image)
-        .filter(|(_, _, p)| p.leader.is_none() && p.isr.contains(&node))
+        .filter(|(_, _, p)| p.leader.is_none() && p.replicas.contains(&node))
         .filter_map(|(topic_id, index, p)| {
+            let election = Election::online_for(image, topic_id);
+            if election != Election::Unclean && !p.isr.contains(&node) {
+                return None;
+            }
+            change_partition(topic_id, index, p, p.isr.clone(), election, &eligibility)
+        })
+        .collect()
+}
+
+/// The records that give each leaderless partition of `topic_id` a leader by unclean election: the
+/// topic has just allowed it.
+pub(crate) fn unclean_elections(image: &MetadataImage, topic_id: TopicId) -> Vec<MetadataRecord> {
+    let eligibility = Eligibility::new(image, BrokerChange::None);
+    partitions(image)
+        .filter(|(id, _, p)| *id == topic_id && p.leader.is_none())
+        .filter_map(|(_, index, p)| {
             change_partition(
                 topic_id,
                 index,
                 p,
                 p.isr.clone(),
-                Election::Online,
+                Election::Unclean,
                 &eligibility,
             )
         })
@@ -296,6 +350,31 @@ mod tests {
             BrokerChange::Joining(NodeId(1)),
         );
         assert_eq!(back, Some((LeaderChange::To(NodeId(1)), None, 4, 8)));
+    }
+
+    #[test]
+    fn an_unclean_election_picks_a_live_replica_outside_the_isr_and_resets_the_isr_to_it() {
+        let image = image(&[1, 2]);
+        let p = state(&[1, 2, 3], &[1], None);
+        let got = change(&image, &p, &[1], Election::Unclean, BrokerChange::None);
+        assert_eq!(
+            got,
+            Some((LeaderChange::To(NodeId(3)), Some(vec![3]), 4, 8))
+        );
+        // An in-sync replica that may lead still comes first.
+        let back = change(
+            &image,
+            &p,
+            &[1],
+            Election::Unclean,
+            BrokerChange::Joining(NodeId(1)),
+        );
+        assert_eq!(back, Some((LeaderChange::To(NodeId(1)), None, 4, 8)));
+        let none = super::tests::image(&[1, 2, 3]);
+        assert_eq!(
+            change(&none, &p, &[1], Election::Unclean, BrokerChange::None),
+            None
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!
 //! Topics are replicated (factor 1 to 3): brokers stop, restart with new incarnations, miss heartbeats
 //! and are fenced, shut down cleanly; partition leaders shrink and grow their ISRs with AlterPartition
-//! (sometimes on a stale view, which must be refused); operators run preferred-leader elections.
+//! (sometimes on a stale view, which must be refused); operators run preferred-leader elections and
+//! allow or forbid unclean leader election on topics.
 //!
 //! Checked after every event: at most one leader per term; every node applies one global sequence of
 //! committed entries, in order, without gaps or changes (so nothing committed is lost or reordered);
@@ -16,8 +17,8 @@
 //! a reference replay at the same offset; producer id blocks never overlap; the image never refuses a
 //! batch the controller built (only the liveness marker, which is meant to be refused). On every
 //! committed image, for every partition: leader ∈ ISR ⊆ replicas, the ISR is never empty, the leader
-//! is never a fenced broker, a leaderless partition has no eligible ISR member (the controller elects
-//! one as soon as there is), leader and partition epochs never go backwards, the partition epoch grows
+//! is never a fenced broker, a leaderless partition has no eligible ISR member (no eligible replica
+//! at all if its topic allows unclean election: the controller elects one as soon as there is), leader and partition epochs never go backwards, the partition epoch grows
 //! with every change and the leader epoch with every change of leader, and no leader epoch of a
 //! partition ever names two leaders. After the faults stop and
 //! the network heals, every node must converge on the same image and a new proposal must commit within
@@ -33,6 +34,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use spate_controller::controller::{
     AlterPartition, Controller, ControllerConfig, CreateTopic, IsrMember, RegisterBroker,
+    UNCLEAN_LEADER_ELECTION_CONFIG,
 };
 use spate_controller::ids::{
     Incarnation, LeaderEpoch, MetadataOffset, MonotonicMs, NodeId, PartitionIndex, RaftTerm,
@@ -107,6 +109,7 @@ struct Stats {
     leader_elections: u64,
     alter_partitions_refused: u64,
     preferred_elections: u64,
+    unclean_elections: u64,
     digest: u64,
 }
 
@@ -198,6 +201,7 @@ impl Stats {
         self.leader_elections += s.leader_elections;
         self.alter_partitions_refused += s.alter_partitions_refused;
         self.preferred_elections += s.preferred_elections;
+        self.unclean_elections += s.unclean_elections;
     }
 }
 
@@ -470,6 +474,10 @@ impl Sim {
         };
         let mut seen = BTreeMap::new();
         for (topic_id, topic) in image.topics() {
+            let unclean = topic
+                .configs
+                .get(UNCLEAN_LEADER_ELECTION_CONFIG)
+                .is_some_and(|v| v == "true");
             for (i, p) in topic.partitions.iter().enumerate() {
                 let at = format!("partition {topic_id}-{i} at {offset}: {p:?}");
                 assert!(!p.isr.is_empty(), "empty isr, {at}");
@@ -481,6 +489,11 @@ impl Sim {
                     assert!(p.isr.contains(&leader), "leader outside the isr, {at}");
                     let b = image.broker(leader);
                     assert!(b.is_some_and(|b| !b.fenced), "fenced leader, {at}");
+                } else if unclean {
+                    assert!(
+                        !p.replicas.iter().any(eligible),
+                        "an eligible replica of an unclean topic does not lead, {at}"
+                    );
                 } else {
                     assert!(
                         !p.isr.iter().any(eligible),
@@ -890,7 +903,18 @@ impl Sim {
                     self.stats.preferred_elections += elections.records.len() as u64;
                     Ok(elections.records)
                 }
-                9 => Ok(Vec::new()),
+                9 => {
+                    // An operator allows unclean leader election on a topic, or takes it back.
+                    let value = ["true", "false"][self.rng.below(2) as usize];
+                    let key = UNCLEAN_LEADER_ELECTION_CONFIG;
+                    match ctrl.set_topic_config(&image, &name, key, Some(value)) {
+                        Ok(records) => {
+                            self.stats.unclean_elections += records.len() as u64 - 1;
+                            Ok(records)
+                        }
+                        Err(_) => Ok(Vec::new()),
+                    }
+                }
                 hb => {
                     let id = (hb - 100) as i32;
                     let inc = Incarnation(self.incarnations.get(&id).copied().unwrap_or(0));
@@ -1145,12 +1169,13 @@ fn the_quorum_stays_safe_and_live_under_faults() {
     // Replication did things too: replicated partitions, ISR changes both ways, elections, refusals.
     assert!(total.replicated_partitions >= n, "{total:?}");
     assert!(
-        total.isr_shrinks >= n && total.isr_expansions >= n / 2,
+        total.isr_shrinks >= n && total.isr_expansions >= n / 4,
         "{total:?}"
     );
     assert!(total.leader_elections >= n / 2, "{total:?}");
     assert!(total.alter_partitions_refused >= n / 10, "{total:?}");
-    assert!(total.preferred_elections >= n / 20, "{total:?}");
+    assert!(total.preferred_elections >= n / 50, "{total:?}");
+    assert!(total.unclean_elections >= n / 200, "{total:?}");
     if n >= 50 {
         assert!(total.snapshots_installed > 0, "{total:?}");
     }
