@@ -506,6 +506,9 @@ impl Controller {
         // Sessions of brokers that left the image go too, so the map stays bounded by BROKERS_MAX.
         self.sessions
             .retain(|node, _| image.broker(*node).is_some());
+        // Every live broker's session is brought up to date first, so that a broker that comes after
+        // the one fenced here still gets its grace period from the first tick that saw it.
+        let mut expired = None;
         for (node, broker) in image.brokers() {
             if broker.fenced {
                 continue;
@@ -520,16 +523,17 @@ impl Controller {
                     last_heartbeat: now,
                 };
             }
-            if now.since_ms(session.last_heartbeat) >= self.config.session_timeout_ms {
-                let mut records = remove_broker(image, *node);
-                records.push(MetadataRecord::FenceBroker {
-                    node: *node,
-                    incarnation: broker.incarnation,
-                });
-                return records;
+            let timed_out = now.since_ms(session.last_heartbeat) >= self.config.session_timeout_ms;
+            if timed_out && expired.is_none() {
+                expired = Some((*node, broker.incarnation));
             }
         }
-        Vec::new()
+        let Some((node, incarnation)) = expired else {
+            return Vec::new();
+        };
+        let mut records = remove_broker(image, node);
+        records.push(MetadataRecord::FenceBroker { node, incarnation });
+        records
     }
 
     /// A broker asks to shut down: in the same batch its leadership moves to other in-sync replicas and
@@ -789,6 +793,11 @@ impl Controller {
     /// (replicas only, no duplicates, the leader in it), and every member's eligibility (registered,
     /// unfenced, not shutting down, same incarnation the leader saw). An accepted change is one
     /// ChangePartition with the partition epoch bumped and the leader and its epoch unchanged.
+    ///
+    /// A request naming several partitions may be served by one call per partition on the same image,
+    /// their records proposed as one batch, as long as no partition is named twice: a second change of
+    /// one partition must be decided on an image that shows the first, or both claim the same epoch
+    /// and the image refuses the batch.
     ///
     /// # Errors
     ///
