@@ -44,8 +44,8 @@ use crate::partition_change::{
     Eligibility,
 };
 use crate::records::{
-    Endpoint, MetadataRecord, CONFIGS_MAX, CONFIG_KEY_BYTES_MAX, CONFIG_VALUE_BYTES_MAX,
-    HOST_BYTES_MAX, RACK_BYTES_MAX, REPLICAS_MAX,
+    Endpoint, LeaderChange, MetadataRecord, BATCH_BYTES_MAX, CONFIGS_MAX, CONFIG_KEY_BYTES_MAX,
+    CONFIG_VALUE_BYTES_MAX, HOST_BYTES_MAX, RACK_BYTES_MAX, RECORDS_PER_BATCH_MAX, REPLICAS_MAX,
 };
 use crate::rng::RandomSource;
 
@@ -62,6 +62,26 @@ pub const ELECTION_PARTITIONS_MAX: usize = 1000;
 /// Kafka's topic config that allows electing a replica outside the ISR when no in-sync one is live
 /// (`true`, in any case; anything else is false). See the module docs.
 pub const UNCLEAN_LEADER_ELECTION_CONFIG: &str = "unclean.leader.election.enable";
+
+/// Partition changes one fence batch may carry. A broker in more ISRs than this is fenced over several
+/// ticks: the first batches move its leaderships (first) and ISR memberships, the last one fences it.
+/// Without the bound, a broker in some 40,000 ISRs would make a batch over [`BATCH_BYTES_MAX`] that
+/// could never be proposed, and it would never be fenced.
+pub const FENCE_PARTITION_CHANGES_PER_BATCH_MAX: usize = 1900;
+/// The largest ChangePartition a fence builds: tag, topic id, index, leader, a full ISR, no replicas,
+/// epochs.
+const FENCE_CHANGE_BYTES_MAX: usize = 1 + 16 + 4 + 5 + (1 + 2 + 4 * REPLICAS_MAX) + 1 + 8;
+/// A FenceBroker record: tag, node, incarnation.
+const FENCE_BROKER_BYTES: usize = 1 + 4 + 8;
+/// A batch's header: format version and count.
+const BATCH_HEADER_BYTES: usize = 1 + 4;
+const _: () = assert!(
+    BATCH_HEADER_BYTES
+        + FENCE_PARTITION_CHANGES_PER_BATCH_MAX * FENCE_CHANGE_BYTES_MAX
+        + FENCE_BROKER_BYTES
+        <= BATCH_BYTES_MAX
+);
+const _: () = assert!(FENCE_PARTITION_CHANGES_PER_BATCH_MAX < RECORDS_PER_BATCH_MAX);
 
 const _: () = assert!(REPLICATION_FACTOR_MAX_DEFAULT >= 1);
 const _: () = assert!(DEFAULT_REPLICATION_FACTOR_DEFAULT <= REPLICATION_FACTOR_MAX_DEFAULT);
@@ -496,7 +516,8 @@ impl Controller {
     }
 
     /// Fences one unfenced broker whose session expired (the lowest id), taking it out of every ISR and
-    /// handing its leadership to other in-sync replicas first. One per call, as Kafka's
+    /// handing its leadership to other in-sync replicas first (over several ticks when it is in more
+    /// than [`FENCE_PARTITION_CHANGES_PER_BATCH_MAX`] ISRs). One per call, as Kafka's
     /// `maybeFenceOneStaleBroker`: the records for the next broker must be built on an image that shows
     /// this one fenced (the caller passes the speculative image, which does once this batch is
     /// proposed), or two fences in one batch would both claim the same next partition epoch.
@@ -532,6 +553,19 @@ impl Controller {
             return Vec::new();
         };
         let mut records = remove_broker(image, node);
+        if records.len() > FENCE_PARTITION_CHANGES_PER_BATCH_MAX {
+            // Leadership moves first: a dead leader costs availability, a dead follower only ISR
+            // size. The rest, and the fence, follow in the next ticks, built on the speculative image
+            // that shows this batch.
+            records.sort_by_key(|r| {
+                !matches!(
+                    r,
+                    MetadataRecord::ChangePartition { leader, .. } if *leader != LeaderChange::Unchanged
+                )
+            });
+            records.truncate(FENCE_PARTITION_CHANGES_PER_BATCH_MAX);
+            return records;
+        }
         records.push(MetadataRecord::FenceBroker { node, incarnation });
         records
     }
@@ -1841,6 +1875,52 @@ mod tests {
         h.heartbeat(order[1].0);
         let p = h.partition(id, 0);
         assert_eq!((p.leader, p.isr), (Some(order[1]), vec![order[1]]));
+    }
+
+    #[test]
+    fn a_broker_in_more_isrs_than_a_batch_holds_is_fenced_over_several_ticks_leaderships_first() {
+        let mut h = Harness::replicated(2);
+        let count = FENCE_PARTITION_CHANGES_PER_BATCH_MAX + 100;
+        let id = h.create("a", count as i32, 2).unwrap();
+        let led = h
+            .image
+            .topic(id)
+            .unwrap()
+            .partitions
+            .iter()
+            .filter(|p| p.leader == Some(NodeId(1)))
+            .count();
+        let late = MonotonicMs(SESSION_TIMEOUT_MS_DEFAULT);
+        h.controller
+            .heartbeat(&h.image, late, NodeId(2), Incarnation(1))
+            .unwrap();
+        let first = h.controller.tick(&h.image, late);
+        assert_eq!(first.len(), FENCE_PARTITION_CHANGES_PER_BATCH_MAX);
+        assert!(crate::records::encode_batch(&first).is_ok());
+        assert!(first[..led].iter().all(|r| matches!(
+            r,
+            MetadataRecord::ChangePartition {
+                leader: LeaderChange::To(NodeId(2)),
+                ..
+            }
+        )));
+        h.commit(first);
+        assert!(
+            !h.image.leads_any(NodeId(1)),
+            "every leadership moved in the first batch"
+        );
+        assert!(!h.image.broker(NodeId(1)).unwrap().fenced);
+        let second = h.controller.tick(&h.image, late);
+        assert_eq!(second.len(), 101, "the other 100 ISRs, then the fence");
+        h.commit(second);
+        assert!(h.image.broker(NodeId(1)).unwrap().fenced);
+        assert!(h
+            .image
+            .topic(id)
+            .unwrap()
+            .partitions
+            .iter()
+            .all(|p| p.isr == vec![NodeId(2)]));
     }
 
     #[test]
