@@ -10,7 +10,7 @@
 //!   preferred election tries the first replica before the current leader);
 //! - no leader qualifies: the partition has none, unless the topic allows unclean election
 //!   (`unclean.leader.election.enable=true`): then the first eligible replica in replica order leads,
-//!   out of sync, and the ISR becomes just it (records only it had are kept, others' may be lost);
+//!   out of sync, and the ISR becomes just it (what the lost ISR members had and it lacks is gone);
 //! - every change bumps the partition epoch; a change of leader, including to or from none, bumps
 //!   the leader epoch, and nothing else does (Kafka 3.6+ no longer bumps it on an ISR shrink);
 //! - nothing changes: no record.
