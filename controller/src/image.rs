@@ -54,7 +54,8 @@ pub struct BrokerRegistration {
 pub struct PartitionState {
     /// The replicas, preferred leader first.
     pub replicas: Vec<NodeId>,
-    /// The in-sync replicas, a subset of `replicas`.
+    /// The in-sync replicas, a non-empty subset of `replicas`. It keeps its last member when that one
+    /// fails, so a leaderless partition's ISR names the broker to wait for.
     pub isr: Vec<NodeId>,
     /// The leader, an unfenced member of `isr`, or `None` when offline.
     pub leader: Option<NodeId>,
@@ -415,6 +416,12 @@ impl MetadataImage {
         if replicas.is_empty() {
             return bad("no replicas");
         }
+        // Kafka's KRaft rule (without eligible leader replicas): the ISR never shrinks to nothing; a
+        // partition whose last in-sync replica fails keeps it in the ISR, leaderless, so that the one
+        // broker known to hold every committed record is the one elected when it is back.
+        if isr.is_empty() {
+            return bad("empty isr");
+        }
         if has_duplicates(replicas) || has_duplicates(isr) {
             return bad("duplicate broker");
         }
@@ -456,6 +463,12 @@ impl MetadataImage {
                     None if self.brokers.len() >= BROKERS_MAX => {
                         Err(ApplyError::LimitReached { what: "brokers" })
                     }
+                    // A new incarnation starts fenced, so the old one's leadership must have moved
+                    // first, as for a fence (the simulator's stale-view bug found this missing).
+                    Some(_) if self.leads_any(*node) => Err(ApplyError::BrokerState {
+                        node: *node,
+                        reason: "still leads partitions",
+                    }),
                     _ => Ok(()),
                 }
             }
@@ -959,14 +972,40 @@ pub(crate) mod tests {
             },
             (4, Some((id, t))) if !unfenced.is_empty() => {
                 let leader = unfenced[usize::from(a) % unfenced.len()];
+                // One to three replicas, the leader first, followers any registered brokers.
+                let mut replicas = vec![leader];
+                let others = image.brokers().keys().filter(|n| **n != leader);
+                replicas.extend(others.take(usize::from(b % 3)));
                 MetadataRecord::CreatePartition {
                     topic_id: *id,
                     index: PartitionIndex(t.partitions.len() as i32),
-                    replicas: vec![leader],
-                    isr: vec![leader],
+                    isr: replicas.clone(),
+                    replicas,
                     leader: Some(leader),
                     leader_epoch: LeaderEpoch(0),
                     partition_epoch: PartitionEpoch(0),
+                }
+            }
+            (5, Some((id, t))) if !t.partitions.is_empty() && b % 3 == 0 => {
+                // An ISR change that keeps the leader: drop the last member that does not lead, or
+                // bring every replica back.
+                let index = usize::from(a) % t.partitions.len();
+                let p = &t.partitions[index];
+                let mut isr = p.isr.clone();
+                match isr.iter().rposition(|n| Some(*n) != p.leader) {
+                    Some(i) if isr.len() > 1 => {
+                        isr.remove(i);
+                    }
+                    _ => isr = p.replicas.clone(),
+                }
+                MetadataRecord::ChangePartition {
+                    topic_id: *id,
+                    index: PartitionIndex(index as i32),
+                    leader: LeaderChange::Unchanged,
+                    isr: Some(isr),
+                    replicas: None,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch.next(),
                 }
             }
             (5, Some((id, t))) if !t.partitions.is_empty() => {
@@ -1088,6 +1127,102 @@ pub(crate) mod tests {
                 }
             ),
             Err(ApplyError::TopicExists { name: "a".into() })
+        );
+    }
+
+    #[test]
+    fn a_new_incarnation_of_a_leader_is_refused_until_its_leadership_moved() {
+        let mut image = MetadataImage::new();
+        let id = TopicId([6; 16]);
+        let unfence = MetadataRecord::UnfenceBroker {
+            node: NodeId(1),
+            incarnation: Incarnation(1),
+        };
+        image
+            .apply_batch(MetadataOffset(1), &[register(1, 1), unfence])
+            .unwrap();
+        let create = [
+            MetadataRecord::CreateTopic {
+                name: "a".into(),
+                topic_id: id,
+                configs: vec![],
+            },
+            MetadataRecord::CreatePartition {
+                topic_id: id,
+                index: PartitionIndex(0),
+                replicas: vec![NodeId(1)],
+                isr: vec![NodeId(1)],
+                leader: Some(NodeId(1)),
+                leader_epoch: LeaderEpoch(0),
+                partition_epoch: PartitionEpoch(0),
+            },
+        ];
+        image.apply_batch(MetadataOffset(2), &create).unwrap();
+        assert_eq!(
+            image.apply(MetadataOffset(3), &register(1, 2)),
+            Err(ApplyError::BrokerState {
+                node: NodeId(1),
+                reason: "still leads partitions"
+            })
+        );
+        let offline = MetadataRecord::ChangePartition {
+            topic_id: id,
+            index: PartitionIndex(0),
+            leader: LeaderChange::NoLeader,
+            isr: None,
+            replicas: None,
+            leader_epoch: LeaderEpoch(1),
+            partition_epoch: PartitionEpoch(1),
+        };
+        image
+            .apply_batch(MetadataOffset(4), &[offline, register(1, 2)])
+            .unwrap();
+        assert!(image.broker(NodeId(1)).unwrap().fenced);
+    }
+
+    #[test]
+    fn an_isr_may_not_become_empty() {
+        let mut image = MetadataImage::new();
+        let id = TopicId([5; 16]);
+        image.apply(MetadataOffset(1), &register(1, 1)).unwrap();
+        let topic = MetadataRecord::CreateTopic {
+            name: "a".into(),
+            topic_id: id,
+            configs: vec![],
+        };
+        let partition = |isr: Vec<NodeId>| MetadataRecord::CreatePartition {
+            topic_id: id,
+            index: PartitionIndex(0),
+            replicas: vec![NodeId(1)],
+            isr,
+            leader: None,
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(0),
+        };
+        let refused = image.apply_batch(MetadataOffset(2), &[topic.clone(), partition(vec![])]);
+        assert_eq!(
+            refused.unwrap_err().error,
+            ApplyError::InvalidAssignment {
+                reason: "empty isr"
+            }
+        );
+        image
+            .apply_batch(MetadataOffset(3), &[topic, partition(vec![NodeId(1)])])
+            .unwrap();
+        let shrink = MetadataRecord::ChangePartition {
+            topic_id: id,
+            index: PartitionIndex(0),
+            leader: LeaderChange::Unchanged,
+            isr: Some(vec![]),
+            replicas: None,
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(1),
+        };
+        assert_eq!(
+            image.apply(MetadataOffset(4), &shrink),
+            Err(ApplyError::InvalidAssignment {
+                reason: "empty isr"
+            })
         );
     }
 

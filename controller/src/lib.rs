@@ -21,7 +21,14 @@
 //! - [`records`]: the record enum and its versioned, bounded binary codec (never panics on input).
 //! - [`image`]: the pure state machine; a batch applies all or nothing, and a batch with an invalid
 //!   record is refused identically everywhere.
-//! - [`controller`]: placement, fencing by session timeout, incarnations, producer id blocks.
+//! - [`controller`]: placement (replication factor capped by
+//!   [`controller::ControllerConfig::replication_factor_max`], 1 by default until followers
+//!   replicate), fencing by session timeout, incarnations, producer id blocks, leader election and
+//!   ISR maintenance on fence, unfence, controlled shutdown and re-registration, AlterPartition
+//!   (KIP-497) and preferred-leader election. Leader and ISR changes follow Kafka's KRaft rules
+//!   without eligible leader replicas: the first in-sync, live replica in replica order leads; the
+//!   ISR never empties; every change bumps the partition epoch, every leader change the leader
+//!   epoch. A topic may allow unclean election (`unclean.leader.election.enable`).
 //! - [`node`]: raft-rs's `RawNode` behind `tick`/`step`/`propose`/`ready`/`on_persisted`; snapshots of
 //!   the image bound the log. [`log_store`] is the log as raft-rs reads it and as the disk keeps it.
 //!
@@ -78,5 +85,6 @@ pub mod ids;
 pub mod image;
 pub mod log_store;
 pub mod node;
+mod partition_change;
 pub mod records;
 pub mod rng;

@@ -6,10 +6,21 @@
 //! register and heartbeat, clients that create and delete topics and allocate producer ids through the
 //! leader's controller, and one non-voting broker that follows the log by fetching committed records.
 //!
+//! Topics are replicated (factor 1 to 3): brokers stop, restart with new incarnations, miss heartbeats
+//! and are fenced, shut down cleanly; partition leaders shrink and grow their ISRs with AlterPartition
+//! (sometimes on a stale view, which must be refused); operators run preferred-leader elections and
+//! allow or forbid unclean leader election on topics.
+//!
 //! Checked after every event: at most one leader per term; every node applies one global sequence of
 //! committed entries, in order, without gaps or changes (so nothing committed is lost or reordered);
 //! every node's image, every broker-side replay of the applied records, and the follower's image equal
-//! a reference replay at the same offset; producer id blocks never overlap. After the faults stop and
+//! a reference replay at the same offset; producer id blocks never overlap; the image never refuses a
+//! batch the controller built (only the liveness marker, which is meant to be refused). On every
+//! committed image, for every partition: leader ∈ ISR ⊆ replicas, the ISR is never empty, the leader
+//! is never a fenced broker, a leaderless partition has no eligible ISR member (no eligible replica
+//! at all if its topic allows unclean election: the controller elects one as soon as there is), leader and partition epochs never go backwards, the partition epoch grows
+//! with every change and the leader epoch with every change of leader, and no leader epoch of a
+//! partition ever names two leaders. After the faults stop and
 //! the network heals, every node must converge on the same image and a new proposal must commit within
 //! a bounded number of ticks.
 //!
@@ -21,9 +32,15 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use spate_controller::controller::{Controller, ControllerConfig, CreateTopic, RegisterBroker};
-use spate_controller::ids::{Incarnation, MetadataOffset, MonotonicMs, NodeId, RaftTerm};
-use spate_controller::image::MetadataImage;
+use spate_controller::controller::{
+    AlterPartition, Controller, ControllerConfig, CreateTopic, IsrMember, RegisterBroker,
+    UNCLEAN_LEADER_ELECTION_CONFIG,
+};
+use spate_controller::ids::{
+    Incarnation, LeaderEpoch, MetadataOffset, MonotonicMs, NodeId, PartitionIndex, RaftTerm,
+    TopicId,
+};
+use spate_controller::image::{MetadataImage, PartitionState};
 use spate_controller::log_store::{PersistBatch, RaftLogStore};
 use spate_controller::node::{
     decode_message, encode_message, Actions, CommittedRead, ControllerNode, MetadataFollower,
@@ -46,6 +63,17 @@ const SEEDS_DEFAULT: u64 = 2000;
 const SESSION_TIMEOUT_MS: u64 = 3000;
 /// The sim snapshots often, so that followers far behind receive snapshots.
 const SNAPSHOT_EVERY_ENTRIES: u64 = 12;
+/// Replication factors up to 3 of the 4 brokers, 2 when a request asks for -1.
+const REPLICATION_FACTOR_MAX: i16 = 3;
+const DEFAULT_REPLICATION_FACTOR: i16 = 2;
+
+fn controller_config() -> ControllerConfig {
+    ControllerConfig {
+        session_timeout_ms: SESSION_TIMEOUT_MS,
+        replication_factor_max: REPLICATION_FACTOR_MAX,
+        default_replication_factor: DEFAULT_REPLICATION_FACTOR,
+    }
+}
 
 /// Bugs the sim can inject, to prove the checker fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +83,9 @@ enum Bug {
     SkippingApplier,
     /// Disks acknowledge batches at once and lose them on crash anyway.
     LyingDisk,
+    /// The controller decides on the committed image instead of the speculative one, so two requests
+    /// in a row do not see each other's records.
+    StaleView,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -72,6 +103,13 @@ struct Stats {
     leaderless_partitions: u64,
     producer_blocks: u64,
     follower_offset: u64,
+    replicated_partitions: u64,
+    isr_shrinks: u64,
+    isr_expansions: u64,
+    leader_elections: u64,
+    alter_partitions_refused: u64,
+    preferred_elections: u64,
+    unclean_elections: u64,
     digest: u64,
 }
 
@@ -118,6 +156,10 @@ struct Sim {
     reference: MetadataImage,
     reference_hashes: Vec<u64>,
     producer_blocks: Vec<(i64, i64)>,
+    /// Every partition's last committed state, to check how each change moves it.
+    partitions: BTreeMap<(TopicId, i32), PartitionState>,
+    /// The leader each (partition, leader epoch) ever had: one per epoch.
+    leaders_by_epoch: BTreeMap<(TopicId, i32, LeaderEpoch), Option<NodeId>>,
     // Clients and brokers.
     incarnations: BTreeMap<i32, u64>,
     brokers_running: BTreeSet<i32>,
@@ -125,6 +167,42 @@ struct Sim {
     follower: MetadataFollower,
     follower_reads: VecDeque<(u64, CommittedRead)>,
     stats: Stats,
+}
+
+impl Stats {
+    fn count_change(&mut self, before: &PartitionState, after: &PartitionState) {
+        match after.isr.len().cmp(&before.isr.len()) {
+            std::cmp::Ordering::Less => self.isr_shrinks += 1,
+            std::cmp::Ordering::Greater => self.isr_expansions += 1,
+            std::cmp::Ordering::Equal => {}
+        }
+        if after.leader.is_some() && after.leader != before.leader {
+            self.leader_elections += 1;
+        }
+    }
+
+    fn add(&mut self, s: &Stats) {
+        self.committed_entries += s.committed_entries;
+        self.proposals_committed += s.proposals_committed;
+        self.records_refused += s.records_refused;
+        self.snapshots_installed += s.snapshots_installed;
+        self.crashes += s.crashes;
+        self.leaders += s.leaders;
+        self.redirects += s.redirects;
+        self.fences += s.fences;
+        self.unfences += s.unfences;
+        self.topics_created += s.topics_created;
+        self.leaderless_partitions += s.leaderless_partitions;
+        self.producer_blocks += s.producer_blocks;
+        self.follower_offset += s.follower_offset;
+        self.replicated_partitions += s.replicated_partitions;
+        self.isr_shrinks += s.isr_shrinks;
+        self.isr_expansions += s.isr_expansions;
+        self.leader_elections += s.leader_elections;
+        self.alter_partitions_refused += s.alter_partitions_refused;
+        self.preferred_elections += s.preferred_elections;
+        self.unclean_elections += s.unclean_elections;
+    }
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -174,6 +252,8 @@ impl Sim {
             reference: MetadataImage::new(),
             reference_hashes: Vec::new(),
             producer_blocks: Vec::new(),
+            partitions: BTreeMap::new(),
+            leaders_by_epoch: BTreeMap::new(),
             incarnations: BTreeMap::new(),
             brokers_running: BTreeSet::new(),
             proposals: BTreeSet::new(),
@@ -190,9 +270,7 @@ impl Sim {
                 node: None,
                 disk,
                 writing: VecDeque::new(),
-                controller: Controller::new(ControllerConfig {
-                    session_timeout_ms: SESSION_TIMEOUT_MS,
-                }),
+                controller: Controller::new(controller_config()),
                 replica: MetadataImage::new(),
                 last_applied: 0,
                 was_leader: false,
@@ -368,14 +446,95 @@ impl Sim {
         self.stats.digest = fnv(&step);
         if records.is_empty() {
             self.reference.skip(offset);
-        } else if self.reference.apply_batch(offset, records).is_err() {
+        } else if let Err(refused) = self.reference.apply_batch(offset, records) {
+            // Every batch is built on the speculative image of a leader whose log, up to that batch, is
+            // exactly what committed before it: so the image refusing one is a controller bug.
+            let marker = [MetadataRecord::UnregisterBroker { node: NodeId(9999) }];
+            assert_eq!(
+                records, marker,
+                "the image refused a controller batch: {refused}"
+            );
             self.stats.records_refused += 1;
         } else {
             for r in records {
                 self.count_and_check(r);
             }
+            self.check_partitions(offset);
         }
         self.reference_hashes.push(image_hash(&self.reference));
+    }
+
+    /// The leader and ISR invariants of the module docs, on the reference image after a committed batch.
+    fn check_partitions(&mut self, offset: MetadataOffset) {
+        let image = &self.reference;
+        let eligible = |n: &NodeId| {
+            image
+                .broker(*n)
+                .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+        };
+        let mut seen = BTreeMap::new();
+        for (topic_id, topic) in image.topics() {
+            let unclean = topic
+                .configs
+                .get(UNCLEAN_LEADER_ELECTION_CONFIG)
+                .is_some_and(|v| v == "true");
+            for (i, p) in topic.partitions.iter().enumerate() {
+                let at = format!("partition {topic_id}-{i} at {offset}: {p:?}");
+                assert!(!p.isr.is_empty(), "empty isr, {at}");
+                assert!(
+                    p.isr.iter().all(|n| p.replicas.contains(n)),
+                    "isr ⊄ replicas, {at}"
+                );
+                if let Some(leader) = p.leader {
+                    assert!(p.isr.contains(&leader), "leader outside the isr, {at}");
+                    let b = image.broker(leader);
+                    assert!(b.is_some_and(|b| !b.fenced), "fenced leader, {at}");
+                } else if unclean {
+                    assert!(
+                        !p.replicas.iter().any(eligible),
+                        "an eligible replica of an unclean topic does not lead, {at}"
+                    );
+                } else {
+                    assert!(
+                        !p.isr.iter().any(eligible),
+                        "an eligible isr member does not lead, {at}"
+                    );
+                }
+                let key = (*topic_id, i as i32);
+                let first = *self
+                    .leaders_by_epoch
+                    .entry((*topic_id, i as i32, p.leader_epoch))
+                    .or_insert(p.leader);
+                assert_eq!(
+                    first, p.leader,
+                    "leader epoch {} names two leaders, {at}",
+                    p.leader_epoch
+                );
+                if let Some(before) = self.partitions.get(&key) {
+                    self.stats.count_change(before, p);
+                    assert!(
+                        p.leader_epoch >= before.leader_epoch,
+                        "leader epoch went back, {at}"
+                    );
+                    if p != before {
+                        assert!(
+                            p.partition_epoch > before.partition_epoch,
+                            "a change kept the partition epoch, was {before:?}, {at}"
+                        );
+                    }
+                    if p.leader != before.leader {
+                        assert!(
+                            p.leader_epoch > before.leader_epoch,
+                            "a new leader kept the leader epoch, was {before:?}, {at}"
+                        );
+                    }
+                } else if p.replicas.len() > 1 {
+                    self.stats.replicated_partitions += 1;
+                }
+                seen.insert(key, p.clone());
+            }
+        }
+        self.partitions = seen;
     }
 
     /// Counts what the run did, and checks that producer id blocks never overlap.
@@ -508,9 +667,7 @@ impl Sim {
         }
         n.node = None;
         n.was_leader = false;
-        n.controller = Controller::new(ControllerConfig {
-            session_timeout_ms: SESSION_TIMEOUT_MS,
-        });
+        n.controller = Controller::new(controller_config());
         n.down_until = self.step + down;
         self.stats.crashes += 1;
     }
@@ -643,15 +800,15 @@ impl Sim {
             }
         }
         if self.chance(300) {
-            requests.push(self.rng.below(9));
+            requests.push(self.rng.below(10));
         }
         for request in requests {
-            let image = self.nodes[i]
-                .node
-                .as_mut()
-                .expect("leader is live")
-                .speculative_image()
-                .clone();
+            let node = self.nodes[i].node.as_mut().expect("leader is live");
+            let image = if self.bug == Bug::StaleView {
+                node.image().clone()
+            } else {
+                node.speculative_image().clone()
+            };
             let pick =
                 |rng: &mut SplitMix64| BROKER_IDS[rng.below(BROKER_IDS.len() as u64) as usize];
             let name = format!("t{}", self.rng.below(6));
@@ -675,7 +832,7 @@ impl Sim {
                     )
                 }
                 1 => {
-                    let rf = [-1, 1, 1, 2][self.rng.below(4) as usize];
+                    let rf = [-1, 1, 2, 3][self.rng.below(4) as usize];
                     let partitions = 1 + self.rng.below(3) as i32;
                     let req = CreateTopic {
                         name,
@@ -704,7 +861,60 @@ impl Sim {
                         Ok(Vec::new())
                     }
                 }
-                6..=8 => Ok(Vec::new()),
+                6 | 7 => {
+                    // A partition leader changes its ISR; one time in four on a lagging view (the
+                    // committed image, not the speculative one), which the controller may refuse.
+                    let lagging = self.rng.below(4) == 0;
+                    let view = if lagging {
+                        self.nodes[i]
+                            .node
+                            .as_ref()
+                            .expect("leader is live")
+                            .image()
+                            .clone()
+                    } else {
+                        image.clone()
+                    };
+                    match self.alter_request(&view) {
+                        Some(req) => match self.nodes[i].controller.alter_partition(&image, &req) {
+                            Ok(outcome) => Ok(outcome.records),
+                            Err(_) => {
+                                self.stats.alter_partitions_refused += 1;
+                                Ok(Vec::new())
+                            }
+                        },
+                        None => Ok(Vec::new()),
+                    }
+                }
+                8 => {
+                    // As Kafka's automatic leader rebalance: every partition not led by its first
+                    // replica, plus the partitions of a random (maybe unknown) topic.
+                    let mut targets: Vec<(String, PartitionIndex)> =
+                        (0..4).map(|p| (name.clone(), PartitionIndex(p))).collect();
+                    for t in image.topics().values() {
+                        for (p, state) in t.partitions.iter().enumerate() {
+                            if state.leader != state.replicas.first().copied() {
+                                targets.push((t.name.clone(), PartitionIndex(p as i32)));
+                            }
+                        }
+                    }
+                    let elections = ctrl.elect_preferred_leaders(&image, &targets);
+                    let elections = elections.expect("within the limit");
+                    self.stats.preferred_elections += elections.records.len() as u64;
+                    Ok(elections.records)
+                }
+                9 => {
+                    // An operator allows unclean leader election on a topic, or takes it back.
+                    let value = ["true", "false"][self.rng.below(2) as usize];
+                    let key = UNCLEAN_LEADER_ELECTION_CONFIG;
+                    match ctrl.set_topic_config(&image, &name, key, Some(value)) {
+                        Ok(records) => {
+                            self.stats.unclean_elections += records.len() as u64 - 1;
+                            Ok(records)
+                        }
+                        Err(_) => Ok(Vec::new()),
+                    }
+                }
                 hb => {
                     let id = (hb - 100) as i32;
                     let inc = Incarnation(self.incarnations.get(&id).copied().unwrap_or(0));
@@ -713,6 +923,68 @@ impl Sim {
             };
             self.propose(i, &records.unwrap_or_default());
         }
+    }
+
+    /// An AlterPartition from the leader of a random partition of `view`, if it is a running broker:
+    /// drop a random follower from the ISR, or add a random replica outside it (with the incarnation
+    /// the view shows, now and then an older one, as a leader that saw a previous run fetch).
+    fn alter_request(&mut self, view: &MetadataImage) -> Option<AlterPartition> {
+        let all: Vec<(TopicId, usize, &PartitionState)> = view
+            .topics()
+            .iter()
+            .flat_map(|(id, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, p)| (*id, i, p))
+            })
+            .filter(|(_, _, p)| p.replicas.len() > 1)
+            .collect();
+        if all.is_empty() {
+            return None;
+        }
+        let (topic_id, index, p) = all[self.rng.below(all.len() as u64) as usize];
+        let leader = p.leader?;
+        if !self.brokers_running.contains(&leader.0) {
+            return None;
+        }
+        let mut isr = p.isr.clone();
+        let followers: Vec<NodeId> = isr.iter().copied().filter(|n| *n != leader).collect();
+        let outside: Vec<NodeId> = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|n| !isr.contains(n))
+            .collect();
+        if !outside.is_empty() && (followers.is_empty() || self.rng.below(2) == 0) {
+            isr.push(outside[self.rng.below(outside.len() as u64) as usize]);
+        } else if !followers.is_empty() {
+            let gone = followers[self.rng.below(followers.len() as u64) as usize];
+            isr.retain(|n| *n != gone);
+        }
+        let stale = self.rng.below(10) == 0;
+        let new_isr = isr
+            .iter()
+            .map(|n| {
+                let current = view.broker(*n).map(|b| b.incarnation);
+                let seen = current.map(|i| Incarnation(i.0 - u64::from(stale)));
+                IsrMember {
+                    node: *n,
+                    incarnation: seen,
+                }
+            })
+            .collect();
+        Some(AlterPartition {
+            node: leader,
+            incarnation: view
+                .broker(leader)
+                .map_or(Incarnation(0), |b| b.incarnation),
+            topic_id,
+            index: PartitionIndex(index as i32),
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr,
+        })
     }
 
     fn follower_fetch(&mut self) {
@@ -871,21 +1143,7 @@ fn the_quorum_stays_safe_and_live_under_faults() {
     let mut total = Stats::default();
     for &seed in &seeds {
         match run_seed(seed, Bug::None) {
-            Ok(s) => {
-                total.committed_entries += s.committed_entries;
-                total.proposals_committed += s.proposals_committed;
-                total.records_refused += s.records_refused;
-                total.snapshots_installed += s.snapshots_installed;
-                total.crashes += s.crashes;
-                total.leaders += s.leaders;
-                total.redirects += s.redirects;
-                total.fences += s.fences;
-                total.unfences += s.unfences;
-                total.topics_created += s.topics_created;
-                total.leaderless_partitions += s.leaderless_partitions;
-                total.producer_blocks += s.producer_blocks;
-                total.follower_offset += s.follower_offset;
-            }
+            Ok(s) => total.add(&s),
             Err(e) => panic!("{e}"),
         }
     }
@@ -908,6 +1166,16 @@ fn the_quorum_stays_safe_and_live_under_faults() {
     assert!(total.fences >= n / 2 && total.unfences >= n, "{total:?}");
     assert!(total.leaderless_partitions >= n / 10, "{total:?}");
     assert!(total.follower_offset >= 10 * n, "{total:?}");
+    // Replication did things too: replicated partitions, ISR changes both ways, elections, refusals.
+    assert!(total.replicated_partitions >= n, "{total:?}");
+    assert!(
+        total.isr_shrinks >= n && total.isr_expansions >= n / 4,
+        "{total:?}"
+    );
+    assert!(total.leader_elections >= n / 2, "{total:?}");
+    assert!(total.alter_partitions_refused >= n / 10, "{total:?}");
+    assert!(total.preferred_elections >= n / 50, "{total:?}");
+    assert!(total.unclean_elections >= n / 200, "{total:?}");
     if n >= 50 {
         assert!(total.snapshots_installed > 0, "{total:?}");
     }
@@ -952,6 +1220,22 @@ fn the_checker_catches_an_applier_that_skips_records() {
         failures
             .iter()
             .all(|f| f.starts_with("SPATE_SIM_SEED=") && f.contains("broker replay differs")),
+        "{failures:?}"
+    );
+}
+
+#[test]
+fn the_checker_catches_a_controller_that_decides_on_a_stale_view() {
+    let failures = failures_with_bug(0..50, Bug::StaleView);
+    assert!(
+        failures.len() >= 10,
+        "only {} of 50 seeds caught: {failures:?}",
+        failures.len()
+    );
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.starts_with("SPATE_SIM_SEED=") && f.contains("refused a controller batch")),
         "{failures:?}"
     );
 }
