@@ -96,6 +96,10 @@ settings! {
     auto_create_topics: bool,
     /// Partitions of an auto-created topic [default: 1].
     num_partitions: i32,
+    /// Replicas of a topic created without a replication factor (Kafka's
+    /// default.replication.factor); above 1 such topics are refused until replication exists
+    /// [default: 1].
+    default_replication_factor: i16,
     /// Default retention by age, ms; -1 keeps forever [default: 604800000].
     retention_ms: i64,
     /// Default retention by size per partition, bytes; -1 means no limit [default: -1].
@@ -294,6 +298,8 @@ fn resolve_cluster(
 #[derive(Debug, Clone)]
 pub struct TopicDefaults {
     pub num_partitions: i32,
+    /// Replicas of a topic created with replication factor -1.
+    pub replication_factor: i16,
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub segment_bytes: u64,
@@ -374,6 +380,12 @@ impl Config {
         let num_partitions = s.num_partitions.unwrap_or(1);
         if num_partitions < 1 {
             bail!("num-partitions must be at least 1, got {num_partitions}");
+        }
+        let default_replication_factor = s.default_replication_factor.unwrap_or(1);
+        if default_replication_factor < 1 {
+            bail!(
+                "default-replication-factor must be at least 1, got {default_replication_factor}"
+            );
         }
         let segment_bytes = s.segment_bytes.unwrap_or(1 << 30);
         if segment_bytes < 4096 {
@@ -466,6 +478,7 @@ impl Config {
             auto_create_topics: s.auto_create_topics.unwrap_or(true),
             topic_defaults: TopicDefaults {
                 num_partitions,
+                replication_factor: default_replication_factor,
                 retention_ms: s.retention_ms.unwrap_or(7 * 24 * 3_600_000),
                 retention_bytes: s.retention_bytes.unwrap_or(-1),
                 segment_bytes,

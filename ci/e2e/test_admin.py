@@ -189,3 +189,21 @@ def test_confluent_manual_replica_assignment(broker):
             )
         assert excinfo.value.args[0].code() == code, name
         assert partition_count(admin, name) is None
+
+
+def test_default_replication_factor_is_the_broker_setting(start_broker):
+    """default.replication.factor (`--default-replication-factor`) is what a topic created
+    without a replication factor gets. Replication does not exist yet, so above 1 such a topic
+    is refused with INVALID_REPLICATION_FACTOR and a message saying why, while an explicit
+    factor of 1 still works; DescribeConfigs shows the setting."""
+    broker = start_broker(cores=1, args=["--default-replication-factor", "3"])
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    with pytest.raises(KafkaException) as refused:
+        admin.create_topics([NewTopic("by-default", num_partitions=1)])["by-default"].result(timeout=10)
+    error = refused.value.args[0]
+    assert error.code() == KafkaError.INVALID_REPLICATION_FACTOR, error
+    assert "replication is not implemented yet" in error.str(), error.str()
+    admin.create_topics([NewTopic("explicit", num_partitions=1, replication_factor=1)])["explicit"].result(timeout=10)
+    resource = ConfigResource(ResourceType.BROKER, "0")  # the default --node-id
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    assert configs["default.replication.factor"].value == "3"

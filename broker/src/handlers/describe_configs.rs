@@ -126,6 +126,10 @@ pub fn handle(
                             config.topic_defaults.num_partitions.to_string(),
                         ),
                         (
+                            "default.replication.factor",
+                            config.topic_defaults.replication_factor.to_string(),
+                        ),
+                        (
                             "auto.create.topics.enable",
                             config.auto_create_topics.to_string(),
                         ),

@@ -242,7 +242,8 @@ pub fn check_replicas(
 }
 
 /// Checks a topic to create and builds its record: name, partitions (`-1`: the broker
-/// default), replication factor (`-1` or 1 on a single broker) and config overrides.
+/// default), replication factor (`-1`: the broker default; it must come to 1 until
+/// replication exists) and config overrides.
 ///
 /// # Errors
 /// The first problem found.
@@ -262,7 +263,13 @@ pub fn new_topic<'a>(
     if !(1..=topics::PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
         return Err(TopicError::InvalidPartitions(partitions));
     }
-    if replication_factor != -1 && replication_factor != 1 {
+    // -1 takes the broker's default.replication.factor, which is checked here too: above 1 it
+    // asks for replication, which does not exist yet.
+    let replication_factor = match replication_factor {
+        -1 => core.config.topic_defaults.replication_factor,
+        n => n,
+    };
+    if replication_factor != 1 {
         return Err(TopicError::InvalidReplicationFactor(replication_factor));
     }
     let mut config = TopicConfig::from_defaults(&core.config.topic_defaults);

@@ -53,7 +53,7 @@ pub enum TopicError {
     #[error("invalid partition count {0}")]
     InvalidPartitions(i32),
     /// INVALID_REPLICATION_FACTOR.
-    #[error("invalid replication factor {0}: this broker keeps one replica")]
+    #[error("invalid replication factor {0}: replication is not implemented yet, every partition has one replica")]
     InvalidReplicationFactor(i16),
     /// INVALID_CONFIG.
     #[error("invalid config {key}={value:?}: {why}")]
