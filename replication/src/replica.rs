@@ -175,6 +175,9 @@ pub enum Event<B> {
     },
     /// As leader: the controller's answer to a proposal.
     AlterPartitionResponse {
+        /// The request it answers (the broker's RPC layer pairs them). An answer to anything but the
+        /// pending proposal is ignored: a late refusal of an earlier copy must not touch a newer one.
+        request: AlterPartitionRequest,
         /// The answer.
         response: AlterPartitionResponse,
         /// The time.
@@ -456,9 +459,11 @@ impl<B: Batch> Replica<B> {
             Event::FetchResponse { response, now_ms } => {
                 self.on_fetch_response(response, now_ms, &mut out)?
             }
-            Event::AlterPartitionResponse { response, now_ms } => {
-                self.on_alter_response(response, now_ms, &mut out)?
-            }
+            Event::AlterPartitionResponse {
+                request,
+                response,
+                now_ms,
+            } => self.on_alter_response(&request, response, now_ms, &mut out)?,
         }
         self.check_invariants();
         Ok(out)
@@ -948,6 +953,7 @@ impl<B: Batch> Replica<B> {
 
     fn on_alter_response(
         &mut self,
+        request: &AlterPartitionRequest,
         response: AlterPartitionResponse,
         now: NowMs,
         out: &mut Vec<Action<B>>,
@@ -958,7 +964,11 @@ impl<B: Batch> Replica<B> {
         let Some(pending) = &mut l.pending else {
             return Ok(());
         };
+        if pending.request != *request {
+            return Ok(());
+        }
         match response {
+            // Applied like metadata: only if newer than what we have.
             Ok(state) => self.on_metadata(state, now, out)?,
             Err(
                 AlterPartitionError::InvalidUpdateVersion | AlterPartitionError::FencedLeaderEpoch,
