@@ -261,7 +261,13 @@ impl Sim {
             packet_seq: 0,
             blocked: BTreeSet::new(),
             drop_per_mille: rng.below(150),
-            delay_steps_max: 1 + rng.below(4),
+            // One seed in four has a slow network (up to 30 steps, longer than a session timeout), so
+            // messages of a deposed leader's epoch arrive long after the controller moved on.
+            delay_steps_max: if rng.below(4) == 0 {
+                1 + rng.below(30)
+            } else {
+                1 + rng.below(4)
+            },
             faults: true,
             committed: Vec::new(),
             leaders_by_epoch: BTreeMap::new(),
@@ -801,17 +807,20 @@ impl Sim {
             }
         }
         if self.chance(10) {
-            // Isolate one broker from everyone (the controller included) or cut one link.
+            // Isolate one broker from everyone, or from the controller only (it goes on leading a
+            // stale epoch for the brokers that still reach it), or cut one link between brokers.
             let i = self.rng.below(BROKERS as u64) as usize;
-            let others: Vec<Peer> = if self.rng.below(2) == 0 {
-                (0..BROKERS)
+            let others: Vec<Peer> = match self.rng.below(3) {
+                0 => (0..BROKERS)
                     .filter(|j| *j != i)
                     .map(Peer::Broker)
                     .chain([Peer::Controller])
-                    .collect()
-            } else {
-                let j = (i + 1 + self.rng.below(BROKERS as u64 - 1) as usize) % BROKERS;
-                vec![Peer::Broker(j)]
+                    .collect(),
+                1 => vec![Peer::Controller],
+                _ => {
+                    let j = (i + 1 + self.rng.below(BROKERS as u64 - 1) as usize) % BROKERS;
+                    vec![Peer::Broker(j)]
+                }
             };
             for o in others {
                 self.blocked.insert((Peer::Broker(i), o));
