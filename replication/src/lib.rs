@@ -53,6 +53,21 @@
 //! - Epochs come only from the controller. A replica told to lead an epoch its log already has refuses
 //!   (it led that epoch before a restart).
 //!
+//! # What the caller must guarantee
+//!
+//! - Carry out `Append` and `Truncate` before stepping the next event, and report `Flushed` only for
+//!   content no truncation has replaced since.
+//! - Pair each fetch answer and AlterPartition answer with the request that asked, over the connection
+//!   that asked: a restarted broker must never take an answer meant for its previous life (correlation
+//!   ids restart with the core).
+//! - After a restart, step `Metadata` only from an image that includes this broker's new registration
+//!   (as a KRaft broker catches up past its registration before publishing). The controller moves
+//!   leadership off a restarted broker; an image from before that may still name it leader of an
+//!   epoch whose records a power loss took, and leading that epoch again would write different records
+//!   at offsets its followers hold for it. The core's own check (refusing an epoch its log has) cannot
+//!   see an epoch that left no record. The simulator found this (seed 1154 before the rule).
+//! - Bound the rest: one `Replica` per partition, fed from one thread (the partition's core).
+//!
 //! # Example
 //!
 //! A partition of one replica: lead, append, and see an acks=all produce answered.
