@@ -52,7 +52,7 @@ const METADATA_RESEND_EVERY_STEPS: u64 = 25;
 /// Entries per fetch answer at most.
 const FETCH_ENTRIES_MAX: usize = 8;
 /// Seeds in the default run; `SPATE_REPL_SEEDS` overrides.
-const SEEDS_DEFAULT: u64 = 1000;
+const SEEDS_DEFAULT: u64 = 4000;
 const BROKERS: usize = 3;
 
 /// A one-record batch in a simulated log.
