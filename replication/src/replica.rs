@@ -521,8 +521,16 @@ impl<B: Batch> Replica<B> {
                     self.leader_state_changed(now, out)
                 }
                 _ => {
+                    // Leading again in a newer epoch straight from leading: nothing truncated our log
+                    // in between, so waiters keep their records and carry over (as Kafka's delayed
+                    // produces do). From any other role there are none.
+                    let carried = match &mut self.role {
+                        Role::Leader(l) => std::mem::take(&mut l.waiters),
+                        _ => VecDeque::new(),
+                    };
                     self.step_down(out);
                     self.become_leader(now, out);
+                    self.adopt_waiters(carried, out);
                 }
             }
             return Ok(());
@@ -554,6 +562,23 @@ impl<B: Batch> Replica<B> {
                 });
             }
             self.role = Role::Idle;
+        }
+    }
+
+    fn adopt_waiters(&mut self, carried: VecDeque<Waiter>, out: &mut Vec<Action<B>>) {
+        match &mut self.role {
+            Role::Leader(l) => {
+                l.waiters = carried;
+                self.complete_waiters(out);
+            }
+            _ => {
+                for w in carried {
+                    out.push(Action::CompleteWaiter {
+                        waiter: w.id,
+                        result: Err(AckError::NotLeaderOrFollower),
+                    });
+                }
+            }
         }
     }
 

@@ -190,6 +190,8 @@ proptest! {
                 next = follower.step(Event::Tick { now_ms: NowMs(now) }).unwrap();
             }
             pending = next;
+            // Follower HW = min(leader HW, own end): never past its log.
+            prop_assert!(follower.high_watermark().0 as usize <= follower_log.len());
             if follower_log == leader_log && leader.high_watermark().0 as usize == leader_log.len() {
                 break;
             }
@@ -553,4 +555,59 @@ fn a_replica_joins_the_isr_only_once_it_reaches_the_leaders_epoch_start() {
         })
         .collect();
     assert_eq!(proposed, vec![vec![NodeId(1), NodeId(3), NodeId(2)]]);
+}
+
+/// The same broker leading a newer epoch straight after the old one keeps its acks=all waiters: its
+/// log was not truncated in between, so the records they wait for are still the ones it appended.
+#[test]
+fn waiters_carry_over_when_the_same_broker_leads_the_next_epoch() {
+    let mut leader: Replica<Entry> =
+        Replica::new(config(1, AckDurability::Replicated), LogState::empty()).unwrap();
+    leader
+        .step(Event::Metadata {
+            state: state(1, 1, &[1, 2]),
+            now_ms: NowMs(0),
+        })
+        .unwrap();
+    leader
+        .step(Event::LeaderAppended {
+            log_end: Offset(1),
+            now_ms: NowMs(0),
+        })
+        .unwrap();
+    leader
+        .step(Event::AwaitAcks {
+            waiter: WaiterId(9),
+            last_offset: Offset(0),
+            timeout_ms: 1_000,
+            now_ms: NowMs(0),
+        })
+        .unwrap();
+    let a = leader
+        .step(Event::Metadata {
+            state: state(1, 2, &[1, 2]),
+            now_ms: NowMs(1),
+        })
+        .unwrap();
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(leader.waiters_len(), 1);
+    assert_eq!(leader.role_epoch(), Some(LeaderEpoch(2)));
+    let request = FetchRequest {
+        replica: NodeId(2),
+        correlation: spate_replication::CorrelationId(1),
+        current_leader_epoch: LeaderEpoch(2),
+        fetch_offset: Offset(1),
+        last_fetched_epoch: Some(LeaderEpoch(1)),
+        durable_end_offset: Offset(1),
+    };
+    let a = leader
+        .step(Event::FetchRequest {
+            request,
+            now_ms: NowMs(2),
+        })
+        .unwrap();
+    assert!(a.contains(&Action::CompleteWaiter {
+        waiter: WaiterId(9),
+        result: Ok(())
+    }));
 }
