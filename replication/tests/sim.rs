@@ -24,7 +24,9 @@
 //! election) and assert the checker catches a loss, so it is not vacuous.
 //!
 //! `SPATE_REPL_SEED=<n>` replays one seed exactly; `SPATE_REPL_SEEDS` sets how many seeds the default run
-//! covers, `SPATE_REPL_SEED_FIRST` where they start. A failure prints the seed and the replay command.
+//! covers, `SPATE_REPL_SEED_FIRST` where they start. A failure prints the seed and the replay command;
+//! `SPATE_REPL_TRACE=1` with a replayed seed prints its crashes, leaderships, produces, truncations,
+//! high watermarks and controller states, step by step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
