@@ -12,8 +12,8 @@
 //! Checked after every event: at most one leader per leader epoch; every record below any replica's
 //! high watermark equals the committed sequence (the union of everything ever below a leader's HW), so
 //! logs agree below the min of their HWs and a consumer never reads a record that is later replaced;
-//! every acknowledged record is committed at its offset; a replica that becomes leader holds the whole
-//! committed sequence; the HW a consumer sees never decreases within a leader epoch. After the faults
+//! every acknowledged record is committed at its offset; a replica that becomes leader of an epoch
+//! holds every record committed in earlier epochs; the HW a consumer sees never decreases within a leader epoch. After the faults
 //! stop, every broker comes back and the network heals: within a bounded time a new produce must be
 //! acknowledged, all three logs must equal the leader's up to its end, and every acknowledged record
 //! must be there.
@@ -190,6 +190,8 @@ struct Sim {
     faults: bool,
     // The checker's model.
     committed: Vec<(LeaderEpoch, u64)>,
+    /// The leader epoch in which each committed record first went below a leader's HW.
+    committed_in: Vec<LeaderEpoch>,
     leaders_by_epoch: BTreeMap<LeaderEpoch, NodeId>,
     consumer_hw_by_epoch: BTreeMap<LeaderEpoch, Offset>,
     consumed: Vec<(LeaderEpoch, u64)>,
@@ -272,6 +274,7 @@ impl Sim {
             },
             faults: true,
             committed: Vec::new(),
+            committed_in: Vec::new(),
             leaders_by_epoch: BTreeMap::new(),
             consumer_hw_by_epoch: BTreeMap::new(),
             consumed: Vec::new(),
@@ -477,9 +480,15 @@ impl Sim {
                 }
             }
             self.stats.leader_changes += 1;
-            // The replica that becomes leader holds every committed record at its offset.
+            // The replica that becomes leader holds every record committed in an earlier epoch, at
+            // its offset. (A deposed broker that learns late of an epoch the controller has since
+            // moved past leads a stale epoch: it need not hold what later epochs committed, and it
+            // cannot commit anything, as its ISR follows the newer leader.)
             let log = &self.brokers[i].disk.log;
             for (o, (e, p)) in self.committed.iter().enumerate() {
+                if self.committed_in[o] >= epoch {
+                    continue;
+                }
                 match log.get(o) {
                     Some(x) if x.epoch == *e && x.payload == *p => {}
                     other => self.fail(format!(
@@ -513,7 +522,15 @@ impl Sim {
                      (epoch {e}, payload {p}) was committed there",
                     x.epoch, x.payload
                 )),
-                None if is_leader => self.committed.push((x.epoch, x.payload)),
+                None if is_leader => {
+                    self.committed.push((x.epoch, x.payload));
+                    let epoch = self.brokers[i]
+                        .replica
+                        .as_ref()
+                        .and_then(|r| r.role_epoch());
+                    self.committed_in
+                        .push(epoch.expect("a leader has an epoch"));
+                }
                 None => self.fail(format!(
                     "follower {id} hw {hw} past the committed end {}",
                     self.committed.len()
