@@ -452,7 +452,8 @@ fn idempotent_produce_dedups_retries_and_refuses_gaps_and_old_epochs() {
         assert_eq!((first.error_code, first.producer_epoch), (0, 0));
         assert!(first.producer_id.0 >= 0);
         assert_ne!(first.producer_id, second.producer_id, "ids are unique");
-        // Transactions do not exist: no id for a transactional producer.
+        // Transactions do not exist: no id for a transactional producer, and a fatal error so it
+        // stops at once.
         let txn = init
             .clone()
             .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("txn"))));
@@ -460,7 +461,7 @@ fn idempotent_produce_dedups_retries_and_refuses_gaps_and_old_epochs() {
             conn.call(ApiKey::InitProducerId, 4, &txn).await.unwrap();
         assert_eq!(
             refused.error_code,
-            ErrorCode::CoordinatorNotAvailable.code()
+            ErrorCode::TransactionalIdAuthorizationFailed.code()
         );
         assert_eq!(refused.producer_id.0, -1);
 
