@@ -256,6 +256,7 @@ impl Core {
         let mut log_config = meta.config.log_config();
         log_config.producer_id_expiration_ms = self.config.producer_id_expiration_ms;
         log_config.producers_per_partition_max = self.config.producers_per_partition_max;
+        let mut opened = 0usize;
         for index in 0..meta.partitions {
             if let Some(open) = self.partition(&meta.name, index) {
                 // A new leadership of a partition this broker keeps (cluster mode).
@@ -291,15 +292,22 @@ impl Core {
             } else {
                 spate_storage::CleanerState::default()
             };
-            info!(
-                core = self.id,
-                topic = %meta.name,
-                partition = index,
-                log_start = %log.log_start_offset(),
-                log_end = %log.log_end_offset(),
-                producers = log.producer_count().await,
-                "partition opened"
-            );
+            // One line per partition only where there was something to recover: a new topic
+            // of fifty partitions (the offsets topic) is one summary line below, not fifty.
+            if log.log_end_offset() > log.log_start_offset() {
+                info!(
+                    core = self.id,
+                    topic = %meta.name,
+                    partition = index,
+                    log_start = %log.log_start_offset(),
+                    log_end = %log.log_end_offset(),
+                    producers = log.producer_count().await,
+                    "partition opened"
+                );
+            } else {
+                debug!(core = self.id, topic = %meta.name, partition = index, "partition opened empty");
+            }
+            opened += 1;
             let writers = if meta.name == crate::group::OFFSETS_TOPIC {
                 Writers::CoordinatorOnly
             } else {
@@ -324,6 +332,9 @@ impl Core {
                 .entry(meta.name.clone())
                 .or_default()
                 .insert(index, partition);
+        }
+        if opened > 0 {
+            info!(core = self.id, topic = %meta.name, partitions = opened, "partitions opened");
         }
         Ok(())
     }

@@ -47,8 +47,11 @@ fn init_logging(config: &config::Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level))
         .map_err(|error| anyhow::anyhow!("bad log filter {:?}: {error}", config.log_level))?;
+    // Colour only on a terminal: escape codes in a log file or journal are noise.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.log_format {
         config::LogFormat::Human => builder.init(),

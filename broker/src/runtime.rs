@@ -219,7 +219,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         cores = config.cores,
         io_memory_bytes_per_core = io_memory,
         locked_bytes_total = io_memory * IO_MEMORY_RINGS * config.cores,
-        memlock_limit_bytes = ?memlock,
+        // Absent when unlimited.
+        memlock_limit_bytes = memlock.map(|b| b as u64),
         "registered buffer budget"
     );
     if let Some(limit) = memlock {

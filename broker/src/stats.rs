@@ -117,15 +117,27 @@ impl CoreStats {
                 .ok()
                 .and_then(|key| ApiKey::try_from(key).ok())
                 .map_or_else(|| format!("api-{key}"), |api| format!("{api:?}"));
+            let (total, queue, handle, send) =
+                (&stats.total, &stats.queue, &stats.handle, &stats.send);
+            // One field per percentile, so JSON logs can be queried without parsing strings.
             info!(
                 core,
                 api = %api,
                 interval_ms = interval.as_millis() as u64,
-                requests = stats.total.len(),
-                total_us = %Percentiles(&stats.total),
-                queue_us = %Percentiles(&stats.queue),
-                handle_us = %Percentiles(&stats.handle),
-                send_us = %Percentiles(&stats.send),
+                requests = total.len(),
+                total_p50_us = total.value_at_quantile(0.5),
+                total_p99_us = total.value_at_quantile(0.99),
+                total_p999_us = total.value_at_quantile(0.999),
+                total_max_us = total.max(),
+                queue_p50_us = queue.value_at_quantile(0.5),
+                queue_p99_us = queue.value_at_quantile(0.99),
+                queue_max_us = queue.max(),
+                handle_p50_us = handle.value_at_quantile(0.5),
+                handle_p99_us = handle.value_at_quantile(0.99),
+                handle_max_us = handle.max(),
+                send_p50_us = send.value_at_quantile(0.5),
+                send_p99_us = send.value_at_quantile(0.99),
+                send_max_us = send.max(),
                 "request time"
             );
             stats.total.reset();
@@ -139,7 +151,10 @@ impl CoreStats {
                 core,
                 interval_ms = interval.as_millis() as u64,
                 appends = append.len(),
-                append_us = %Percentiles(&append),
+                append_p50_us = append.value_at_quantile(0.5),
+                append_p99_us = append.value_at_quantile(0.99),
+                append_p999_us = append.value_at_quantile(0.999),
+                append_max_us = append.max(),
                 "log append time"
             );
             append.reset();
@@ -172,23 +187,6 @@ pub async fn log_loop(
         if stop {
             return;
         }
-    }
-}
-
-/// Formats p50/p99/p99.9/max of a histogram compactly for a log line.
-struct Percentiles<'a>(&'a Histogram<u64>);
-
-impl std::fmt::Display for Percentiles<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let h = self.0;
-        write!(
-            f,
-            "p50={} p99={} p99.9={} max={}",
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99),
-            h.value_at_quantile(0.999),
-            h.max()
-        )
     }
 }
 
