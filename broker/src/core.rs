@@ -519,6 +519,7 @@ impl Core {
                 base_offset: Offset(-1),
                 log_start_offset: Offset(-1),
                 message: Some(format!("{}-{} is not here", op.topic, op.partition)),
+                record_errors: Vec::new(),
             };
         };
         partition.produce(op, &self.stats).await
@@ -718,6 +719,7 @@ routable!(ProduceOp, ProduceResult, Produce, |error| ProduceResult {
     base_offset: Offset(-1),
     log_start_offset: Offset(-1),
     message: None,
+    record_errors: Vec::new(),
 });
 routable!(FetchOp, FetchResult, Fetch, |error| FetchResult::failed(
     error

@@ -95,11 +95,11 @@ impl KafkaCode for ProduceRefused {
     fn kafka_code(&self) -> ErrorCode {
         match self {
             ProduceRefused::Batch(error) => error.kafka_code(),
-            ProduceRefused::NoBatch => ErrorCode::CorruptMessage,
+            ProduceRefused::NoBatch | ProduceRefused::BadRecords(_) => ErrorCode::CorruptMessage,
             ProduceRefused::TooLarge { .. } => ErrorCode::MessageTooLarge,
             ProduceRefused::RecordCount { .. }
             | ProduceRefused::Transactional
-            | ProduceRefused::KeylessRecord(_)
+            | ProduceRefused::KeylessRecords(_)
             | ProduceRefused::SeveralIdempotentBatches => ErrorCode::InvalidRecord,
             ProduceRefused::InternalTopic => ErrorCode::InvalidTopicException,
         }

@@ -40,6 +40,9 @@ pub struct ProduceResult {
     pub log_start_offset: Offset,
     /// Why a batch was refused, for the client's log (Produce v8+ `error_message`).
     pub message: Option<String>,
+    /// The indexes of the records that got the batch refused (Produce v8+ `record_errors`,
+    /// KIP-467), each with `message`; empty otherwise (no allocation).
+    pub record_errors: Vec<i32>,
 }
 
 /// Read one partition from an offset.

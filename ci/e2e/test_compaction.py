@@ -274,3 +274,34 @@ def test_compaction_keeps_the_latest_value_per_key_at_its_offset(start_broker):
     broker.stop_clean()
     broker.restart()
     assert read_all(broker.bootstrap, end) == final
+
+
+def test_kafka_python_is_told_which_records_lacked_a_key(broker):
+    """KIP-467: a batch refused for keyless records on a compacted topic names those records
+    (Produce v8+ record_errors), so the client fails them with Kafka's message and the others
+    with 'part of a batch which had invalid records'."""
+    from kafka import KafkaProducer
+    from kafka.errors import InvalidRecordError
+
+    topic = "compact-record-errors"
+    ck.create_topic(broker.bootstrap, topic, partitions=1, **{"cleanup.policy": "compact"})
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=500, retries=0, acks="all")
+    try:
+        futures = [p.send(topic, key=k, value=b"v%d" % i, partition=0)
+                   for i, k in enumerate([b"a", None, b"b", None])]
+        p.flush(30)
+        errors = []
+        for f in futures:
+            try:
+                f.get(timeout=10)
+                errors.append(None)
+            except Exception as e:  # noqa: BLE001 - the error is what is checked
+                errors.append(e)
+    finally:
+        p.close(timeout=5)
+    assert all(e is not None for e in errors), errors
+    for i in (1, 3):
+        assert isinstance(errors[i], InvalidRecordError), errors
+        assert "Compacted topic cannot accept message without key" in str(errors[i]), errors[i]
+    for i in (0, 2):
+        assert "part of a batch which had one more more invalid records" in str(errors[i]), errors[i]

@@ -7,7 +7,8 @@
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::produce_request::ProduceRequest;
 use spate_wire::kafka_protocol::messages::produce_response::{
-    NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, NodeEndpoint, PartitionProduceResponse, ProduceResponse,
+    TopicProduceResponse,
 };
 use spate_wire::kafka_protocol::messages::BrokerId;
 use spate_wire::ErrorCode;
@@ -77,6 +78,19 @@ pub async fn handle(
                     }
                     if version >= 8 {
                         p.error_message = result.message.as_deref().map(str_bytes);
+                        // KIP-467: which records got the batch refused, so the client fails
+                        // exactly those with the reason.
+                        p.record_errors = result
+                            .record_errors
+                            .iter()
+                            .map(|&index| {
+                                let mut e = BatchIndexAndErrorMessage::default();
+                                e.batch_index = index;
+                                e.batch_index_error_message =
+                                    result.message.as_deref().map(str_bytes);
+                                e
+                            })
+                            .collect();
                     }
                     if version >= 10 && result.error == ErrorCode::NotLeaderOrFollower {
                         if let Some(placed) = core.placement(&topic.name.0, partition.index) {

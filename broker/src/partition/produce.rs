@@ -46,9 +46,13 @@ pub enum ProduceRefused {
     /// Transactional or control batches: transactions are not implemented yet.
     #[error("transactions are not supported yet")]
     Transactional,
-    /// A keyless record for a compacted topic.
+    /// Keyless records for a compacted topic: their indexes among the partition's records
+    /// (KIP-467's `batch_index`), at most [`RECORD_ERRORS_MAX`].
+    #[error("{KEYLESS_MESSAGE}")]
+    KeylessRecords(Vec<i32>),
+    /// A batch's records do not decode.
     #[error("{0}")]
-    KeylessRecord(String),
+    BadRecords(String),
     /// More than one batch from an idempotent producer.
     #[error("an idempotent produce carries exactly one batch per partition")]
     SeveralIdempotentBatches,
@@ -60,22 +64,28 @@ pub enum ProduceRefused {
 /// Kafka's reason for refusing a keyless record on a compacted topic.
 pub const KEYLESS_MESSAGE: &str = "Compacted topic cannot accept message without key";
 
-/// Checks that every record of a (CRC-checked) batch has a key, as Kafka requires of compacted
-/// topics (it answers INVALID_RECORD).
+/// Most per-record errors one partition's answer lists (the rest are refused all the same).
+pub const RECORD_ERRORS_MAX: usize = 1000;
+
+/// Adds to `keyless` the indexes (counted from `first_index`) of the records of a
+/// (CRC-checked) batch that have no key, as Kafka refuses them on compacted topics (it answers
+/// INVALID_RECORD and names each one, KIP-467); returns the batch's record count.
 ///
 /// # Errors
-/// The message to send back.
-pub fn check_keys(batch: &[u8]) -> Result<(), String> {
+/// The decoder's message, when the records do not decode.
+pub fn check_keys(batch: &[u8], first_index: i32, keyless: &mut Vec<i32>) -> Result<i32, String> {
     let mut scratch = Vec::new();
     let (_, records) = batch_records(batch, &mut scratch, DECOMPRESSED_BYTES_MAX_DEFAULT)
         .map_err(|e| e.to_string())?;
+    let mut count = 0i32;
     for record in records {
         let record = record.map_err(|e| e.to_string())?;
-        if record.key.is_none() {
-            return Err(KEYLESS_MESSAGE.to_owned());
+        if record.key.is_none() && keyless.len() < RECORD_ERRORS_MAX {
+            keyless.push(first_index.saturating_add(count));
         }
+        count = count.saturating_add(1);
     }
-    Ok(())
+    Ok(count)
 }
 
 /// Checks a client's records for one partition and splits them into batches, each checked
@@ -95,6 +105,9 @@ pub fn check_produce(
     }
     let mut checked = Vec::with_capacity(1);
     let mut idempotent = false;
+    // Record indexes across the partition's batches (one batch, for any client since v3).
+    let mut first_index = 0i32;
+    let mut keyless = Vec::new();
     for item in batches(records) {
         let (header, batch) = item?;
         // Before the CRC: an oversized batch is refused without reading all of it.
@@ -116,9 +129,14 @@ pub fn check_produce(
         }
         idempotent |= header.producer_id.0 >= 0;
         if compaction == Compaction::Compacted {
-            check_keys(batch.bytes()).map_err(ProduceRefused::KeylessRecord)?;
+            let count = check_keys(batch.bytes(), first_index, &mut keyless)
+                .map_err(ProduceRefused::BadRecords)?;
+            first_index = first_index.saturating_add(count);
         }
         checked.push(batch);
+    }
+    if !keyless.is_empty() {
+        return Err(ProduceRefused::KeylessRecords(keyless));
     }
     if idempotent && checked.len() > 1 {
         // Kafka allows one batch per partition from v3 on; with a producer id the check of one
@@ -140,6 +158,7 @@ fn refused(error: ErrorCode, message: String) -> ProduceResult {
         base_offset: Offset(-1),
         log_start_offset: Offset(-1),
         message: Some(message),
+        record_errors: Vec::new(),
     }
 }
 
@@ -171,12 +190,16 @@ impl<D: Disk> Partition<D> {
             Ok(checked) => checked,
             Err(error) => {
                 let message = match &error {
-                    ProduceRefused::KeylessRecord(_) | ProduceRefused::InternalTopic => {
-                        format!("{error} in topic partition {}-{}", op.topic, op.partition)
+                    ProduceRefused::KeylessRecords(_) | ProduceRefused::InternalTopic => {
+                        format!("{error} in topic partition {}-{}.", op.topic, op.partition)
                     }
                     _ => error.to_string(),
                 };
-                return refused(error.kafka_code(), message);
+                let mut answer = refused(error.kafka_code(), message);
+                if let ProduceRefused::KeylessRecords(indexes) = error {
+                    answer.record_errors = indexes;
+                }
+                return answer;
             }
         };
         let mut first = None;
@@ -241,6 +264,7 @@ impl<D: Disk> Partition<D> {
             base_offset: first.expect("at least one batch"),
             log_start_offset: self.log.log_start_offset(),
             message: None,
+            record_errors: Vec::new(),
         }
     }
 }
@@ -293,25 +317,33 @@ mod tests {
     }
 
     #[test]
-    fn keyless_records_are_refused_like_kafka() {
+    fn keyless_records_are_named_by_their_index_like_kafka() {
+        let mut keyless = Vec::new();
         assert_eq!(
-            check_keys(&batch(&[Some(b"k")], BatchSpec::default())),
-            Ok(())
+            check_keys(&batch(&[Some(b"k")], BatchSpec::default()), 0, &mut keyless),
+            Ok(1)
         );
-        assert_eq!(
-            check_keys(&batch(&[Some(b"k"), None], BatchSpec::default())),
-            Err(KEYLESS_MESSAGE.to_owned())
-        );
+        assert!(keyless.is_empty());
+        let mixed = batch(&[Some(b"k"), None, Some(b"k"), None], BatchSpec::default());
+        assert_eq!(check_keys(&mixed, 5, &mut keyless), Ok(4));
+        assert_eq!(keyless, vec![6, 8]);
     }
 
     #[test]
     fn compacted_topics_refuse_keyless_records_and_size_is_checked() {
         let keyless = batch(&[Some(b"k"), None], BatchSpec::default());
         assert_eq!(check(&keyless, Compaction::NotCompacted), Ok(1));
-        assert!(matches!(
+        assert_eq!(
             check(&keyless, Compaction::Compacted),
-            Err(ProduceRefused::KeylessRecord(_))
-        ));
+            Err(ProduceRefused::KeylessRecords(vec![1]))
+        );
+        // Indexes count across a partition's batches.
+        let mut two = keyless.clone();
+        two.extend_from_slice(&keyless);
+        assert_eq!(
+            check(&two, Compaction::Compacted),
+            Err(ProduceRefused::KeylessRecords(vec![1, 3]))
+        );
         let records = Bytes::copy_from_slice(&keyless);
         assert_eq!(
             check_produce(&records, 10, Writers::Clients, Compaction::NotCompacted),
