@@ -326,6 +326,11 @@ impl Core {
                 cleaner,
                 placements[index as usize].leader_epoch.max(LeaderEpoch(0)),
                 meta.config.min_insync_replicas,
+                crate::partition::Rewrite {
+                    log_append_time: meta.config.timestamp_type
+                        == crate::metadata::topics::TimestampKind::LogAppendTime,
+                    codec: meta.config.compression.codec(),
+                },
             ));
             self.partitions
                 .borrow_mut()
@@ -520,6 +525,7 @@ impl Core {
                 log_start_offset: Offset(-1),
                 message: Some(format!("{}-{} is not here", op.topic, op.partition)),
                 record_errors: Vec::new(),
+                log_append_time_ms: -1,
             };
         };
         partition.produce(op, &self.stats).await
@@ -720,6 +726,7 @@ routable!(ProduceOp, ProduceResult, Produce, |error| ProduceResult {
     log_start_offset: Offset(-1),
     message: None,
     record_errors: Vec::new(),
+    log_append_time_ms: -1,
 });
 routable!(FetchOp, FetchResult, Fetch, |error| FetchResult::failed(
     error

@@ -43,6 +43,8 @@ pub struct ProduceResult {
     /// The indexes of the records that got the batch refused (Produce v8+ `record_errors`,
     /// KIP-467), each with `message`; empty otherwise (no allocation).
     pub record_errors: Vec<i32>,
+    /// The time the batches were stamped with, on a LogAppendTime topic; -1 otherwise.
+    pub log_append_time_ms: i64,
 }
 
 /// Read one partition from an offset.

@@ -382,6 +382,75 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: LeaderEpoch) {
     raw_mut(batch).partition_leader_epoch.set(epoch.0);
 }
 
+/// Stamps a whole batch with the broker's clock, as a topic with
+/// `message.timestamp.type=LogAppendTime` stores it (Kafka's in-place assignment): the
+/// timestamp-type attribute and the max timestamp are set, then the CRC, which covers both, is
+/// computed again. Consumers then read every record's timestamp as `now_ms`.
+///
+/// # Panics
+/// If `batch` is shorter than a header.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let raw = raw_mut(batch);
+    let attributes = raw.attributes.get() | ATTR_TIMESTAMP_TYPE;
+    raw.attributes.set(attributes);
+    raw.max_timestamp_ms.set(now_ms);
+    let crc = compute_crc(batch);
+    raw_mut(batch).crc.set(crc);
+}
+
+/// Writes `batch` (one whole, checked batch) into `out` with its records compressed by
+/// `codec` instead of their own: the header is kept but for the codec bits, the length and the
+/// CRC; the records' bytes are the same once decompressed. A topic with a `compression.type`
+/// stores its batches so.
+///
+/// # Errors
+/// Decompression errors (bounded by `decompressed_bytes_max`) or the compressor's.
+pub fn recompress(
+    batch: &[u8],
+    codec: Compression,
+    decompressed_bytes_max: usize,
+    out: &mut bytes::BytesMut,
+) -> Result<(), crate::WireError> {
+    let header = BatchHeader::parse(batch)?;
+    let total = header.total_bytes();
+    if batch.len() < total {
+        return Err(BatchError::Truncated {
+            needed: total,
+            available: batch.len(),
+        }
+        .into());
+    }
+    let section = &batch[BATCH_HEADER_BYTES..total];
+    let mut plain = Vec::new();
+    let plain: &[u8] = match header.compression() {
+        Compression::None => section,
+        from => {
+            crate::compression::decompress(from, section, &mut plain, decompressed_bytes_max)?;
+            &plain
+        }
+    };
+    let mut packed = Vec::new();
+    let packed: &[u8] = match codec {
+        Compression::None => plain,
+        to => {
+            crate::compression::compress(to, plain, &mut packed)?;
+            &packed
+        }
+    };
+    let length = BATCH_HEADER_BYTES - 12 + packed.len();
+    let length = i32::try_from(length).map_err(|_| BatchError::BadLength(i32::MAX))?;
+    out.clear();
+    out.extend_from_slice(&batch[..BATCH_HEADER_BYTES]);
+    out.extend_from_slice(packed);
+    let raw = raw_mut(out);
+    raw.batch_length.set(length);
+    let attributes = (raw.attributes.get() & !ATTR_COMPRESSION_MASK) | codec.id();
+    raw.attributes.set(attributes);
+    let crc = compute_crc(out);
+    raw_mut(out).crc.set(crc);
+    Ok(())
+}
+
 /// Iterates over the whole batches in a records field (several batches back to back).
 pub fn batches(records: &[u8]) -> Batches<'_> {
     Batches {
@@ -653,6 +722,64 @@ mod tests {
         assert_eq!(header.producer_id, ProducerId::NONE);
         assert!(!header.is_transactional() && !header.is_control());
         verify_crc(&batch).unwrap();
+    }
+
+    #[test]
+    fn log_append_time_stamps_the_batch_and_keeps_its_crc_valid() {
+        let mut batch = build(&[b"a".to_vec(), b"b".to_vec()], 1_000);
+        set_log_append_time(&mut batch, 77_000);
+        verify_crc(&batch).unwrap();
+        let header = BatchHeader::parse(&batch).unwrap();
+        assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
+        assert_eq!(header.max_timestamp_ms, 77_000);
+        assert_eq!(header.first_timestamp_ms, 1_000);
+        assert_eq!(header.record_count, 2);
+    }
+
+    #[test]
+    fn recompressing_keeps_the_records_and_the_header_in_every_codec() {
+        let values: Vec<Vec<u8>> = (0..50).map(|i| vec![b'a' + (i % 26) as u8; 40]).collect();
+        let original = build(&values, 5_000);
+        let records_of = |batch: &[u8]| -> Vec<(i32, i64, Option<Vec<u8>>)> {
+            let mut scratch = Vec::new();
+            let (_, records) = crate::records::batch_records(batch, &mut scratch, 1 << 20).unwrap();
+            records
+                .map(|r| {
+                    let r = r.unwrap();
+                    (
+                        r.offset_delta,
+                        r.timestamp_delta_ms,
+                        r.value.map(<[u8]>::to_vec),
+                    )
+                })
+                .collect()
+        };
+        let want = records_of(&original);
+        let codecs = [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+            Compression::None,
+        ];
+        let mut current = original.to_vec();
+        for codec in codecs {
+            let mut out = BytesMut::new();
+            recompress(&current, codec, 1 << 20, &mut out).unwrap();
+            verify_crc(&out).unwrap();
+            let header = BatchHeader::parse(&out).unwrap();
+            assert_eq!(header.compression(), codec);
+            assert_eq!(header.record_count, 50);
+            assert_eq!(header.first_timestamp_ms, 5_000);
+            assert_eq!(header.total_bytes(), out.len());
+            assert_eq!(records_of(&out), want, "{codec:?}");
+            current = out.to_vec();
+        }
+        assert_eq!(
+            current,
+            original.to_vec(),
+            "back to uncompressed: the same bytes"
+        );
     }
 
     #[test]

@@ -30,8 +30,15 @@ const TYPE_LIST: i8 = 7;
 /// e.g. `cleanup.policy` is a comma-separated list, `segment.bytes` an int.
 fn config_type(name: &str) -> i8 {
     match name {
-        "cleanup.policy" | "log.dirs" => TYPE_LIST,
-        "auto.create.topics.enable" => TYPE_BOOLEAN,
+        "cleanup.policy"
+        | "log.dirs"
+        | "follower.replication.throttled.replicas"
+        | "leader.replication.throttled.replicas" => TYPE_LIST,
+        "auto.create.topics.enable"
+        | "unclean.leader.election.enable"
+        | "preallocate"
+        | "message.downconversion.enable"
+        | "remote.storage.enable" => TYPE_BOOLEAN,
         "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
         "segment.bytes"
         | "max.message.bytes"
@@ -40,7 +47,10 @@ fn config_type(name: &str) -> i8 {
         | "num.partitions"
         | "socket.request.max.bytes"
         | "log.segment.bytes"
-        | "message.max.bytes" => TYPE_INT,
+        | "message.max.bytes"
+        | "index.interval.bytes"
+        | "segment.index.bytes"
+        | "default.replication.factor" => TYPE_INT,
         "delete.retention.ms"
         | "min.compaction.lag.ms"
         | "retention.ms"
@@ -50,8 +60,18 @@ fn config_type(name: &str) -> i8 {
         | "flush.bytes"
         | "log.retention.ms"
         | "log.retention.bytes"
-        | "log.roll.ms" => TYPE_LONG,
-        // flush.policy (Spate's own) and anything not listed.
+        | "log.roll.ms"
+        | "max.compaction.lag.ms"
+        | "message.timestamp.difference.max.ms"
+        | "message.timestamp.before.max.ms"
+        | "message.timestamp.after.max.ms"
+        | "segment.jitter.ms"
+        | "file.delete.delay.ms"
+        | "flush.messages"
+        | "local.retention.ms"
+        | "local.retention.bytes" => TYPE_LONG,
+        // flush.policy (Spate's own), Kafka's string configs (message.timestamp.type,
+        // compression.type, message.format.version) and anything not listed.
         _ => TYPE_STRING,
     }
 }
@@ -179,8 +199,15 @@ mod tests {
         assert_eq!(config_type("retention.ms"), TYPE_LONG);
         assert_eq!(config_type("auto.create.topics.enable"), TYPE_BOOLEAN);
         assert_eq!(config_type("min.cleanable.dirty.ratio"), TYPE_DOUBLE);
-        // Every topic key but Spate's own flush.policy has a non-string type in Kafka.
-        for key in TOPIC_CONFIG_KEYS.iter().filter(|k| **k != "flush.policy") {
+        // Every topic key has Kafka's type; these are strings there too (flush.policy is
+        // Spate's own).
+        let strings = [
+            "flush.policy",
+            "message.timestamp.type",
+            "compression.type",
+            "message.format.version",
+        ];
+        for key in TOPIC_CONFIG_KEYS.iter().filter(|k| !strings.contains(k)) {
             assert_ne!(config_type(key), TYPE_STRING, "{key}");
         }
     }

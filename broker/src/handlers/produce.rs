@@ -73,6 +73,9 @@ pub async fn handle(
                     let result = &results[i];
                     p.error_code = result.error.code();
                     p.base_offset = result.base_offset.0;
+                    if version >= 2 {
+                        p.log_append_time_ms = result.log_append_time_ms;
+                    }
                     if version >= 5 {
                         p.log_start_offset = result.log_start_offset.0;
                     }

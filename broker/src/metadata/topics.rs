@@ -122,9 +122,199 @@ pub struct TopicConfig {
     /// NOT_ENOUGH_REPLICAS, as Kafka refuses it on a topic with fewer in-sync replicas.
     #[serde(default = "default_min_insync_replicas")]
     pub min_insync_replicas: u32,
+    /// `message.timestamp.type`: who stamps the records.
+    #[serde(default)]
+    pub timestamp_type: TimestampKind,
+    /// `compression.type`: the codec batches are stored in.
+    #[serde(default)]
+    pub compression: TopicCompression,
+    /// `index.interval.bytes`: bytes between offset index entries.
+    #[serde(default = "default_index_interval_bytes")]
+    pub index_interval_bytes: u64,
+    /// Kafka topic configs Spate accepts and reports but does not act on (see
+    /// [`STORED_ONLY_CONFIGS`] for each one's reason), by key.
+    #[serde(default)]
+    pub stored: BTreeMap<String, String>,
     /// Keys the creator set explicitly (DescribeConfigs reports the rest as defaults).
     #[serde(default)]
     pub overrides: Vec<String>,
+}
+
+/// `message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum TimestampKind {
+    /// The producer's timestamps are kept (Kafka's default).
+    #[default]
+    CreateTime,
+    /// The broker stamps each batch with its append time.
+    LogAppendTime,
+}
+
+/// `compression.type`: `producer` keeps each batch as sent; any other value is the codec
+/// batches are stored in, and the broker recompresses those that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TopicCompression {
+    /// Kafka's default.
+    #[default]
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl TopicCompression {
+    /// Kafka's names, in Kafka's spelling.
+    const NAMES: [(&'static str, TopicCompression); 6] = [
+        ("producer", TopicCompression::Producer),
+        ("uncompressed", TopicCompression::Uncompressed),
+        ("gzip", TopicCompression::Gzip),
+        ("snappy", TopicCompression::Snappy),
+        ("lz4", TopicCompression::Lz4),
+        ("zstd", TopicCompression::Zstd),
+    ];
+
+    /// The codec batches must be stored in, or `None` to keep the producer's.
+    pub fn codec(self) -> Option<spate_wire::batch::Compression> {
+        use spate_wire::batch::Compression;
+        match self {
+            TopicCompression::Producer => None,
+            TopicCompression::Uncompressed => Some(Compression::None),
+            TopicCompression::Gzip => Some(Compression::Gzip),
+            TopicCompression::Snappy => Some(Compression::Snappy),
+            TopicCompression::Lz4 => Some(Compression::Lz4),
+            TopicCompression::Zstd => Some(Compression::Zstd),
+        }
+    }
+}
+
+/// Kafka topic configs that Spate accepts, validates, stores and reports, but does not act on,
+/// each with its Kafka default, the kind of value, and why it changes nothing here. Tools such
+/// as Terraform and Kafka Streams set several of them; refusing them broke those tools.
+pub const STORED_ONLY_CONFIGS: &[(&str, &str, ConfigKind, &str)] = &[
+    (
+        "max.compaction.lag.ms",
+        "9223372036854775807",
+        ConfigKind::Long { min: 1 },
+        "the cleaner compacts by dirty ratio; a longest lag before cleaning is not enforced",
+    ),
+    (
+        "message.timestamp.difference.max.ms",
+        "9223372036854775807",
+        ConfigKind::Long { min: 0 },
+        "producer timestamps are not checked against the broker's clock",
+    ),
+    (
+        "message.timestamp.before.max.ms",
+        "9223372036854775807",
+        ConfigKind::Long { min: 0 },
+        "producer timestamps are not checked against the broker's clock",
+    ),
+    (
+        "message.timestamp.after.max.ms",
+        "9223372036854775807",
+        ConfigKind::Long { min: 0 },
+        "producer timestamps are not checked against the broker's clock",
+    ),
+    (
+        "unclean.leader.election.enable",
+        "false",
+        ConfigKind::Bool,
+        "read by the cluster's controller; a single broker has no other replica to elect",
+    ),
+    (
+        "segment.index.bytes",
+        "10485760",
+        ConfigKind::Long { min: 4 },
+        "Spate's offset index grows with its segment; there is no preallocated index file",
+    ),
+    (
+        "segment.jitter.ms",
+        "0",
+        ConfigKind::Long { min: 0 },
+        "segments roll exactly at segment.ms",
+    ),
+    (
+        "file.delete.delay.ms",
+        "60000",
+        ConfigKind::Long { min: 0 },
+        "deleted segments are removed at once; no reader holds them (reads are checked copies)",
+    ),
+    (
+        "preallocate",
+        "false",
+        ConfigKind::Bool,
+        "segment files are preallocated by Spate's storage engine as it needs",
+    ),
+    (
+        "flush.messages",
+        "9223372036854775807",
+        ConfigKind::Long { min: 1 },
+        "Spate flushes by flush.policy, flush.ms and flush.bytes",
+    ),
+    (
+        "message.downconversion.enable",
+        "true",
+        ConfigKind::Bool,
+        "only the v2 record format exists in Spate: there is nothing to convert",
+    ),
+    (
+        "message.format.version",
+        "3.0-IV1",
+        ConfigKind::Text,
+        "deprecated in Kafka; Spate stores the v2 format only",
+    ),
+    (
+        "follower.replication.throttled.replicas",
+        "",
+        ConfigKind::Text,
+        "replication throttling is not implemented yet",
+    ),
+    (
+        "leader.replication.throttled.replicas",
+        "",
+        ConfigKind::Text,
+        "replication throttling is not implemented yet",
+    ),
+    (
+        "local.retention.ms",
+        "-2",
+        ConfigKind::Long { min: -2 },
+        "tiered storage is not implemented: all data is local",
+    ),
+    (
+        "local.retention.bytes",
+        "-2",
+        ConfigKind::Long { min: -2 },
+        "tiered storage is not implemented: all data is local",
+    ),
+    (
+        "remote.storage.enable",
+        "false",
+        ConfigKind::Bool,
+        "tiered storage is not implemented: only false is accepted",
+    ),
+];
+
+/// The kind of value a stored-only config takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    /// An integer at least `min`.
+    Long {
+        /// The smallest accepted value.
+        min: i64,
+    },
+    /// `true` or `false`.
+    Bool,
+    /// Any text.
+    Text,
+}
+
+/// Kafka's default `index.interval.bytes`, 4096.
+fn default_index_interval_bytes() -> u64 {
+    4096
 }
 
 /// What happens to old segments (`cleanup.policy`, Kafka's values).
@@ -214,6 +404,26 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "flush.policy",
     "flush.ms",
     "flush.bytes",
+    "message.timestamp.type",
+    "compression.type",
+    "index.interval.bytes",
+    "max.compaction.lag.ms",
+    "message.timestamp.difference.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
+    "unclean.leader.election.enable",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "file.delete.delay.ms",
+    "preallocate",
+    "flush.messages",
+    "message.downconversion.enable",
+    "message.format.version",
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.replicas",
+    "local.retention.ms",
+    "local.retention.bytes",
+    "remote.storage.enable",
 ];
 
 impl TopicConfig {
@@ -233,6 +443,10 @@ impl TopicConfig {
             delete_retention_ms: default_delete_retention_ms(),
             min_compaction_lag_ms: 0,
             min_insync_replicas: default_min_insync_replicas(),
+            timestamp_type: TimestampKind::CreateTime,
+            compression: TopicCompression::Producer,
+            index_interval_bytes: default_index_interval_bytes(),
+            stored: BTreeMap::new(),
             overrides: Vec::new(),
         }
     }
@@ -306,7 +520,45 @@ impl TopicConfig {
             }
             "flush.ms" => self.flush_interval_ms = int(1)? as u64,
             "flush.bytes" => self.flush_bytes_max = int(1)? as u64,
-            _ => return Err(invalid("unknown topic config")),
+            "message.timestamp.type" => {
+                self.timestamp_type = match value.trim() {
+                    "CreateTime" => TimestampKind::CreateTime,
+                    "LogAppendTime" => TimestampKind::LogAppendTime,
+                    _ => return Err(invalid("one of CreateTime, LogAppendTime")),
+                }
+            }
+            "compression.type" => {
+                self.compression = TopicCompression::NAMES
+                    .iter()
+                    .find(|(name, _)| *name == value.trim())
+                    .map(|&(_, c)| c)
+                    .ok_or_else(|| {
+                        invalid("one of producer, uncompressed, gzip, snappy, lz4, zstd")
+                    })?;
+            }
+            "index.interval.bytes" => self.index_interval_bytes = int(1)? as u64,
+            _ => {
+                let Some(&(_, _, kind, _)) = STORED_ONLY_CONFIGS.iter().find(|(k, ..)| *k == key)
+                else {
+                    return Err(invalid("unknown topic config"));
+                };
+                let text = value.trim();
+                match kind {
+                    ConfigKind::Long { min } => {
+                        int(min)?;
+                    }
+                    ConfigKind::Bool => {
+                        if text != "true" && text != "false" {
+                            return Err(invalid("true or false"));
+                        }
+                    }
+                    ConfigKind::Text => {}
+                }
+                if key == "remote.storage.enable" && text == "true" {
+                    return Err(invalid("tiered storage is not implemented"));
+                }
+                self.stored.insert(key.to_owned(), text.to_owned());
+            }
         }
         if !self.overrides.iter().any(|k| k == key) {
             self.overrides.push(key.to_owned());
@@ -337,7 +589,24 @@ impl TopicConfig {
             .to_owned(),
             "flush.ms" => self.flush_interval_ms.to_string(),
             "flush.bytes" => self.flush_bytes_max.to_string(),
-            _ => return None,
+            "message.timestamp.type" => match self.timestamp_type {
+                TimestampKind::CreateTime => "CreateTime",
+                TimestampKind::LogAppendTime => "LogAppendTime",
+            }
+            .to_owned(),
+            "compression.type" => TopicCompression::NAMES
+                .iter()
+                .find(|(_, c)| *c == self.compression)
+                .map_or("producer", |(name, _)| name)
+                .to_owned(),
+            "index.interval.bytes" => self.index_interval_bytes.to_string(),
+            _ => {
+                let (_, default, ..) = STORED_ONLY_CONFIGS.iter().find(|(k, ..)| *k == key)?;
+                self.stored
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| (*default).to_owned())
+            }
         })
     }
 
@@ -370,6 +639,7 @@ impl TopicConfig {
                 FlushMode::Never => FlushPolicy::Never,
             },
             batch_bytes_max,
+            index_interval_bytes: self.index_interval_bytes,
             write_buffer_bytes_max: PARTITION_WRITE_BUFFER_BYTES,
             tail_cache_bytes_max: PARTITION_TAIL_CACHE_BYTES,
             ..defaults

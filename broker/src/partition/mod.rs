@@ -38,6 +38,24 @@ pub enum Writers {
     CoordinatorOnly,
 }
 
+/// How the broker changes a producer's batches before storing them: Kafka's
+/// `message.timestamp.type=LogAppendTime` and `compression.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Stamp each batch with the append time.
+    pub log_append_time: bool,
+    /// Store batches in this codec (recompressing those that differ), or as sent.
+    pub codec: Option<spate_wire::batch::Compression>,
+}
+
+impl Rewrite {
+    /// Batches are stored exactly as produced.
+    pub const NONE: Rewrite = Rewrite {
+        log_append_time: false,
+        codec: None,
+    };
+}
+
 /// Whether the topic's records must carry keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compaction {
@@ -73,6 +91,8 @@ pub struct Partition<D: Disk = GlommioDisk> {
     /// The epoch this broker leads the partition in: written into every batch it appends and
     /// recorded in the log's epoch cache.
     leader_epoch: Cell<LeaderEpoch>,
+    /// What the broker changes in produced batches before storing them.
+    pub rewrite: Rewrite,
 }
 
 impl<D: Disk> Partition<D> {
@@ -85,6 +105,7 @@ impl<D: Disk> Partition<D> {
         cleaner: CleanerState,
         leader_epoch: LeaderEpoch,
         min_insync_replicas: u32,
+        rewrite: Rewrite,
     ) -> Partition<D> {
         assert!(leader_epoch.0 >= 0);
         assert!(min_insync_replicas >= 1);
@@ -99,6 +120,7 @@ impl<D: Disk> Partition<D> {
             writers,
             min_insync_replicas,
             leader_epoch: Cell::new(leader_epoch),
+            rewrite,
         }
     }
 

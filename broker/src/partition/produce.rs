@@ -159,6 +159,7 @@ fn refused(error: ErrorCode, message: String) -> ProduceResult {
         log_start_offset: Offset(-1),
         message: Some(message),
         record_errors: Vec::new(),
+        log_append_time_ms: -1,
     }
 }
 
@@ -200,6 +201,24 @@ impl<D: Disk> Partition<D> {
                     answer.record_errors = indexes;
                 }
                 return answer;
+            }
+        };
+        let log_append_time_ms = if self.rewrite.log_append_time {
+            crate::core::now_ms()
+        } else {
+            -1
+        };
+        let checked = if self.rewrite == super::Rewrite::NONE {
+            checked
+        } else {
+            match rewrite(
+                checked,
+                self.rewrite,
+                log_append_time_ms,
+                self.batch_bytes_max,
+            ) {
+                Ok(rewritten) => rewritten,
+                Err((code, message)) => return refused(code, message),
             }
         };
         let mut first = None;
@@ -265,8 +284,56 @@ impl<D: Disk> Partition<D> {
             log_start_offset: self.log.log_start_offset(),
             message: None,
             record_errors: Vec::new(),
+            log_append_time_ms,
         }
     }
+}
+
+/// Rewrites a partition's checked batches as the topic stores them: recompressed into its
+/// `compression.type` where the producer used another codec, then stamped with the append time
+/// under `message.timestamp.type=LogAppendTime` (after recompression, since the stamp's CRC
+/// covers the new bytes). Each rewritten batch is checked again, and against the topic's
+/// `max.message.bytes` (a batch can grow when it is stored uncompressed).
+fn rewrite(
+    checked: Vec<CheckedBatch>,
+    rewrite: super::Rewrite,
+    now_ms: i64,
+    batch_bytes_max: usize,
+) -> Result<Vec<CheckedBatch>, (ErrorCode, String)> {
+    let mut out = Vec::with_capacity(checked.len());
+    for batch in checked {
+        let mut bytes = match rewrite.codec {
+            Some(codec) if batch.header().compression() != codec => {
+                let mut buffer = bytes::BytesMut::with_capacity(batch.len());
+                spate_wire::batch::recompress(
+                    batch.bytes(),
+                    codec,
+                    DECOMPRESSED_BYTES_MAX_DEFAULT,
+                    &mut buffer,
+                )
+                .map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+                buffer
+            }
+            _ => bytes::BytesMut::from(&batch.bytes()[..]),
+        };
+        if rewrite.log_append_time {
+            spate_wire::batch::set_log_append_time(&mut bytes, now_ms);
+        }
+        if bytes.len() > batch_bytes_max {
+            return Err((
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "batch of {} bytes once stored in the topic's compression.type exceeds \
+                     max.message.bytes {batch_bytes_max}",
+                    bytes.len()
+                ),
+            ));
+        }
+        let checked = CheckedBatch::check(bytes.freeze())
+            .map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+        out.push(checked);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
