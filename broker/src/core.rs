@@ -318,19 +318,22 @@ impl Core {
             } else {
                 Compaction::NotCompacted
             };
-            let partition = Rc::new(Partition::new(
-                log,
-                meta.config.max_message_bytes,
+            let settings = crate::partition::Settings {
+                batch_bytes_max: meta.config.max_message_bytes,
                 compaction,
                 writers,
-                cleaner,
-                placements[index as usize].leader_epoch.max(LeaderEpoch(0)),
-                meta.config.min_insync_replicas,
-                crate::partition::Rewrite {
+                min_insync_replicas: meta.config.min_insync_replicas,
+                rewrite: crate::partition::Rewrite {
                     log_append_time: meta.config.timestamp_type
                         == crate::metadata::topics::TimestampKind::LogAppendTime,
                     codec: meta.config.compression.codec(),
                 },
+            };
+            let partition = Rc::new(Partition::new(
+                log,
+                settings,
+                cleaner,
+                placements[index as usize].leader_epoch.max(LeaderEpoch(0)),
             ));
             self.partitions
                 .borrow_mut()

@@ -95,32 +95,43 @@ pub struct Partition<D: Disk = GlommioDisk> {
     pub rewrite: Rewrite,
 }
 
+/// What a partition takes from its topic's configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Largest batch accepted (`max.message.bytes`).
+    pub batch_bytes_max: usize,
+    /// Whether records need keys and the cleaner visits.
+    pub compaction: Compaction,
+    /// Who may append.
+    pub writers: Writers,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: u32,
+    /// What the broker changes in produced batches.
+    pub rewrite: Rewrite,
+}
+
 impl<D: Disk> Partition<D> {
     /// A partition around an opened log.
     pub fn new(
         log: Log<D>,
-        batch_bytes_max: usize,
-        compaction: Compaction,
-        writers: Writers,
+        settings: Settings,
         cleaner: CleanerState,
         leader_epoch: LeaderEpoch,
-        min_insync_replicas: u32,
-        rewrite: Rewrite,
     ) -> Partition<D> {
         assert!(leader_epoch.0 >= 0);
-        assert!(min_insync_replicas >= 1);
+        assert!(settings.min_insync_replicas >= 1);
         Partition {
             log,
             appended: Notify::default(),
             notified_hw: Cell::new(Offset(-1)),
-            batch_bytes_max,
+            batch_bytes_max: settings.batch_bytes_max,
             flushed_at: Cell::new(Instant::now()),
-            compaction,
+            compaction: settings.compaction,
             cleaner: Cell::new(cleaner),
-            writers,
-            min_insync_replicas,
+            writers: settings.writers,
+            min_insync_replicas: settings.min_insync_replicas,
             leader_epoch: Cell::new(leader_epoch),
-            rewrite,
+            rewrite: settings.rewrite,
         }
     }
 
