@@ -195,20 +195,29 @@ impl ClusterNode {
         &self,
         changes: Vec<IsrChange>,
     ) -> Result<Vec<IsrChangeResult>, ErrorCode> {
-        if self.quorum.is_leader() {
-            return rpc::alter_partitions(&self.quorum, self.node_id, self.incarnation, &changes)
-                .await
-                .map_err(|e| e.kafka_code());
-        }
-        let count = changes.len();
         let request = ControllerRequest::AlterPartition {
             node_id: self.node_id.0,
             incarnation: self.incarnation.0,
             partitions: changes,
         };
+        within_limits(&request)?;
+        let ControllerRequest::AlterPartition {
+            partitions: changes,
+            ..
+        } = &request
+        else {
+            unreachable!("built above")
+        };
+        if self.quorum.is_leader() {
+            return rpc::alter_partitions(&self.quorum, self.node_id, self.incarnation, changes)
+                .await
+                .map_err(|e| e.kafka_code());
+        }
         let response = self.forward(&request).await?;
         match response.answer {
-            ControllerAnswer::AlterPartition { results } if results.len() == count => Ok(results),
+            ControllerAnswer::AlterPartition { results } if results.len() == changes.len() => {
+                Ok(results)
+            }
             _ => Err(ErrorCode::UnknownServerError),
         }
     }
@@ -226,27 +235,27 @@ impl ClusterNode {
         &self,
         partitions: Vec<PartitionName>,
     ) -> Result<Vec<ElectLeadersResult>, ErrorCode> {
+        let request = ControllerRequest::ElectLeaders { partitions };
+        within_limits(&request)?;
+        let ControllerRequest::ElectLeaders { partitions } = &request else {
+            unreachable!("built above")
+        };
         if self.quorum.is_leader() {
             return rpc::elect_preferred_leaders(&self.quorum, partitions)
                 .await
                 .map_err(|e| e.kafka_code());
         }
-        let count = partitions.len();
-        let request = ControllerRequest::ElectLeaders { partitions };
         let response = self.forward(&request).await?;
         match response.answer {
-            ControllerAnswer::ElectLeaders { results } if results.len() == count => Ok(results),
+            ControllerAnswer::ElectLeaders { results } if results.len() == partitions.len() => {
+                Ok(results)
+            }
             _ => Err(ErrorCode::UnknownServerError),
         }
     }
 
     /// Sends `request` to the quorum's leader; its answer when it succeeded as a whole.
     async fn forward(&self, request: &ControllerRequest) -> Result<ControllerResponse, ErrorCode> {
-        // A request over the wire limits is this broker's bug or its client's; it is never sent.
-        request.validate().map_err(|e| {
-            debug!(error = %e, api = ?request.api(), "controller request over a limit");
-            ErrorCode::InvalidRequest
-        })?;
         let response = self.quorum.call_leader(request).await.map_err(|e| {
             debug!(error = %e, api = ?request.api(), "not answered by the quorum's leader");
             ErrorCode::NotController
@@ -309,6 +318,15 @@ impl ClusterNode {
             self.producer_ids.set((first, first + i64::from(count)));
         }
     }
+}
+
+/// Refuses a request over the wire limits whether it would be decided here or sent: the limits
+/// also bound the controller's batch (a request over them is this broker's bug or its client's).
+fn within_limits(request: &ControllerRequest) -> Result<(), ErrorCode> {
+    request.validate().map_err(|e| {
+        debug!(error = %e, api = ?request.api(), "controller request over a limit");
+        ErrorCode::InvalidRequest
+    })
 }
 
 /// Starts the transport and the quorum on the controller core; every committed image is then

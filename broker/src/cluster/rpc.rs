@@ -227,7 +227,7 @@ pub async fn serve(quorum: Rc<Quorum>, request: ControllerRequest) -> Controller
             }
         }
         ControllerRequest::ElectLeaders { partitions } => {
-            match elect_preferred_leaders(&quorum, partitions).await {
+            match elect_preferred_leaders(&quorum, &partitions).await {
                 Ok(results) => ControllerResponse::ok(ControllerAnswer::ElectLeaders { results }),
                 Err(e) => refused(api, &e),
             }
@@ -451,12 +451,12 @@ pub async fn alter_partitions(
 /// for partitions named in the request (it leaves out ELECTION_NOT_NEEDED only when asked to
 /// elect every partition, which this request cannot say).
 pub fn election_results(
-    partitions: Vec<PartitionName>,
+    partitions: &[PartitionName],
     decided: &[ElectionResult],
 ) -> Vec<ElectLeadersResult> {
     assert_eq!(partitions.len(), decided.len(), "one result per partition");
     partitions
-        .into_iter()
+        .iter()
         .zip(decided)
         .map(|(p, result)| {
             let message = match result {
@@ -468,7 +468,7 @@ pub fn election_results(
                 ElectionResult::UnknownTopicOrPartition => Some("no such topic or partition"),
             };
             ElectLeadersResult {
-                topic: p.topic,
+                topic: p.topic.clone(),
                 partition: p.partition,
                 error_code: result.kafka_code(),
                 message: message.map(str::to_owned),
@@ -483,7 +483,7 @@ pub fn election_results(
 /// NOT_CONTROLLER, or the controller's refusal of the whole request.
 pub async fn elect_preferred_leaders(
     quorum: &Quorum,
-    partitions: Vec<PartitionName>,
+    partitions: &[PartitionName],
 ) -> Result<Vec<ElectLeadersResult>, ControllerError> {
     let targets: Vec<(String, PartitionIndex)> = partitions
         .iter()
@@ -725,7 +725,7 @@ mod tests {
             .elect_preferred_leaders(&image(), &targets)
             .unwrap();
         assert_eq!(elections.records.len(), 1);
-        let results = election_results(partitions.clone(), &elections.results);
+        let results = election_results(&partitions, &elections.results);
         let codes: Vec<ErrorCode> = results.iter().map(|r| r.error_code).collect();
         assert_eq!(
             codes,
