@@ -6,12 +6,13 @@
 //! which handler saw it, and a new error variant silently fell into whatever `_` arm each
 //! handler had. A table in one file is reviewed once, and its test pins the mapping.
 
-use spate_controller::controller::ControllerError;
+use spate_controller::controller::{AlterPartitionError, ControllerError, ElectionResult};
 use spate_storage::producer_state::ProducerError;
 use spate_storage::StorageError;
 use spate_wire::batch::BatchError;
 use spate_wire::ErrorCode;
 
+use crate::cluster::rpc::IsrChangeRefused;
 use crate::metadata::producer_ids::AllocError;
 use crate::metadata::topics::TopicError;
 use crate::partition::ProduceRefused;
@@ -91,6 +92,47 @@ impl KafkaCode for ControllerError {
     }
 }
 
+impl KafkaCode for AlterPartitionError {
+    fn kafka_code(&self) -> ErrorCode {
+        // Each variant's doc names its code: the ones Kafka's controller gives a leader, which
+        // the leader's replication core acts on (retry, revert, or wait for metadata).
+        match self {
+            AlterPartitionError::StaleBroker { .. } => ErrorCode::StaleBrokerEpoch,
+            AlterPartitionError::UnknownPartition { .. } => ErrorCode::UnknownTopicOrPartition,
+            AlterPartitionError::EpochsAhead { .. } => ErrorCode::NotController,
+            AlterPartitionError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+            AlterPartitionError::NotLeader { .. } | AlterPartitionError::InvalidIsr { .. } => {
+                ErrorCode::InvalidRequest
+            }
+            AlterPartitionError::InvalidUpdateVersion { .. } => ErrorCode::InvalidUpdateVersion,
+            AlterPartitionError::IneligibleReplica { .. } => ErrorCode::IneligibleReplica,
+        }
+    }
+}
+
+impl KafkaCode for IsrChangeRefused {
+    fn kafka_code(&self) -> ErrorCode {
+        match self {
+            IsrChangeRefused::UnknownTopicId => ErrorCode::UnknownTopicId,
+            IsrChangeRefused::NamedTwice => ErrorCode::InvalidRequest,
+            IsrChangeRefused::Controller(error) => error.kafka_code(),
+        }
+    }
+}
+
+impl KafkaCode for ElectionResult {
+    fn kafka_code(&self) -> ErrorCode {
+        // ELECTION_NOT_NEEDED, not NONE: Kafka's controller answers it for a partition named in
+        // the request whose preferred replica leads already.
+        match self {
+            ElectionResult::Elected => ErrorCode::None,
+            ElectionResult::NotNeeded => ErrorCode::ElectionNotNeeded,
+            ElectionResult::PreferredLeaderNotAvailable => ErrorCode::PreferredLeaderNotAvailable,
+            ElectionResult::UnknownTopicOrPartition => ErrorCode::UnknownTopicOrPartition,
+        }
+    }
+}
+
 impl KafkaCode for ProduceRefused {
     fn kafka_code(&self) -> ErrorCode {
         match self {
@@ -153,6 +195,83 @@ mod tests {
         for (error, code) in cases {
             assert_eq!(error.kafka_code(), code, "{error}");
         }
+    }
+
+    #[test]
+    fn alter_partition_refusals_map_to_the_codes_their_docs_name() {
+        use spate_controller::controller::Ineligible;
+        use spate_controller::ids::{
+            Incarnation, LeaderEpoch, NodeId, PartitionEpoch, PartitionIndex, TopicId,
+        };
+        let cases = [
+            (
+                AlterPartitionError::StaleBroker {
+                    node: NodeId(1),
+                    incarnation: Incarnation(1),
+                },
+                ErrorCode::StaleBrokerEpoch,
+            ),
+            (
+                AlterPartitionError::UnknownPartition {
+                    topic_id: TopicId([1; 16]),
+                    index: PartitionIndex(3),
+                },
+                ErrorCode::UnknownTopicOrPartition,
+            ),
+            (
+                AlterPartitionError::EpochsAhead {
+                    leader_epoch: LeaderEpoch(2),
+                    partition_epoch: PartitionEpoch(2),
+                },
+                ErrorCode::NotController,
+            ),
+            (
+                AlterPartitionError::FencedLeaderEpoch {
+                    sent: LeaderEpoch(1),
+                    current: LeaderEpoch(2),
+                },
+                ErrorCode::FencedLeaderEpoch,
+            ),
+            (
+                AlterPartitionError::NotLeader {
+                    node: NodeId(1),
+                    leader: None,
+                },
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                AlterPartitionError::InvalidUpdateVersion {
+                    sent: PartitionEpoch(1),
+                    current: PartitionEpoch(2),
+                },
+                ErrorCode::InvalidUpdateVersion,
+            ),
+            (
+                AlterPartitionError::InvalidIsr {
+                    reason: "duplicate member",
+                },
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                AlterPartitionError::IneligibleReplica {
+                    node: NodeId(2),
+                    why: Ineligible::Fenced,
+                },
+                ErrorCode::IneligibleReplica,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.kafka_code(), code, "{error}");
+            assert_eq!(IsrChangeRefused::Controller(error).kafka_code(), code);
+        }
+        assert_eq!(
+            IsrChangeRefused::UnknownTopicId.kafka_code(),
+            ErrorCode::UnknownTopicId
+        );
+        assert_eq!(
+            IsrChangeRefused::NamedTwice.kafka_code(),
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]

@@ -29,7 +29,10 @@ use crate::errors::KafkaCode;
 use spate_controller::ids::{Incarnation, NodeId};
 use spate_controller::records::Endpoint;
 use spate_storage::sync::AsyncMutex;
-use spate_wire::cluster::{ControllerAnswer, ControllerRequest};
+use spate_wire::cluster::{
+    ControllerAnswer, ControllerRequest, ControllerResponse, ElectLeadersResult, IsrChange,
+    IsrChangeResult, PartitionName,
+};
 use spate_wire::ErrorCode;
 use tracing::{debug, info, warn};
 
@@ -176,6 +179,93 @@ impl ClusterNode {
         }
     }
 
+    /// This broker, as a partition leader, asks the controller for new ISRs (AlterPartition,
+    /// KIP-497): decided here when this broker leads the quorum, else by the leader. One result
+    /// per change, in order, each given once the change committed; per-partition refusals are
+    /// in the results (`INVALID_UPDATE_VERSION`, `FENCED_LEADER_EPOCH`, `INELIGIBLE_REPLICA`...).
+    ///
+    /// # Errors
+    /// A failure of the whole request: `NOT_CONTROLLER` when no leader answered or leadership
+    /// moved (retry after a backoff), `STALE_BROKER_EPOCH` when this run is not registered yet,
+    /// `INVALID_REQUEST` for a request over the wire limits, `UNKNOWN_SERVER_ERROR` for an
+    /// answer that does not match the request.
+    // Called once the broker replicates: its replication core's ProposeIsr actions come here.
+    #[allow(dead_code)]
+    pub async fn alter_partition(
+        &self,
+        changes: Vec<IsrChange>,
+    ) -> Result<Vec<IsrChangeResult>, ErrorCode> {
+        let request = ControllerRequest::AlterPartition {
+            node_id: self.node_id.0,
+            incarnation: self.incarnation.0,
+            partitions: changes,
+        };
+        within_limits(&request)?;
+        let ControllerRequest::AlterPartition {
+            partitions: changes,
+            ..
+        } = &request
+        else {
+            unreachable!("built above")
+        };
+        if self.quorum.is_leader() {
+            return rpc::alter_partitions(&self.quorum, self.node_id, self.incarnation, changes)
+                .await
+                .map_err(|e| e.kafka_code());
+        }
+        let response = self.forward(&request).await?;
+        match response.answer {
+            ControllerAnswer::AlterPartition { results } if results.len() == changes.len() => {
+                Ok(results)
+            }
+            _ => Err(ErrorCode::UnknownServerError),
+        }
+    }
+
+    /// Moves the leadership of each partition to its preferred replica (a client's
+    /// ElectLeaders, type PREFERRED): here when this broker leads the quorum, else at the
+    /// leader. One result per partition, in order: NONE (elected, once committed),
+    /// `ELECTION_NOT_NEEDED`, `PREFERRED_LEADER_NOT_AVAILABLE`, `UNKNOWN_TOPIC_OR_PARTITION`.
+    ///
+    /// # Errors
+    /// As [`ClusterNode::alter_partition`], for the whole request.
+    // Called once the client ElectLeaders handler (API 43) is wired to the cluster.
+    #[allow(dead_code)]
+    pub async fn elect_preferred_leaders(
+        &self,
+        partitions: Vec<PartitionName>,
+    ) -> Result<Vec<ElectLeadersResult>, ErrorCode> {
+        let request = ControllerRequest::ElectLeaders { partitions };
+        within_limits(&request)?;
+        let ControllerRequest::ElectLeaders { partitions } = &request else {
+            unreachable!("built above")
+        };
+        if self.quorum.is_leader() {
+            return rpc::elect_preferred_leaders(&self.quorum, partitions)
+                .await
+                .map_err(|e| e.kafka_code());
+        }
+        let response = self.forward(&request).await?;
+        match response.answer {
+            ControllerAnswer::ElectLeaders { results } if results.len() == partitions.len() => {
+                Ok(results)
+            }
+            _ => Err(ErrorCode::UnknownServerError),
+        }
+    }
+
+    /// Sends `request` to the quorum's leader; its answer when it succeeded as a whole.
+    async fn forward(&self, request: &ControllerRequest) -> Result<ControllerResponse, ErrorCode> {
+        let response = self.quorum.call_leader(request).await.map_err(|e| {
+            debug!(error = %e, api = ?request.api(), "not answered by the quorum's leader");
+            ErrorCode::NotController
+        })?;
+        match response.error_code {
+            ErrorCode::None => Ok(response),
+            code => Err(code),
+        }
+    }
+
     /// A producer id unique in the cluster, from this broker's block (a new block from the
     /// controller when it is used up).
     ///
@@ -228,6 +318,15 @@ impl ClusterNode {
             self.producer_ids.set((first, first + i64::from(count)));
         }
     }
+}
+
+/// Refuses a request over the wire limits whether it would be decided here or sent: the limits
+/// also bound the controller's batch (a request over them is this broker's bug or its client's).
+fn within_limits(request: &ControllerRequest) -> Result<(), ErrorCode> {
+    request.validate().map_err(|e| {
+        debug!(error = %e, api = ?request.api(), "controller request over a limit");
+        ErrorCode::InvalidRequest
+    })
 }
 
 /// Starts the transport and the quorum on the controller core; every committed image is then

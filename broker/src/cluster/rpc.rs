@@ -6,6 +6,10 @@
 //! it knows of, and the sender asks again there on its next attempt. Responses are matched to
 //! requests by correlation id; a request not answered within [`RPC_TIMEOUT`] fails, and its late
 //! answer is dropped.
+//!
+//! Partition leaders' ISR changes (AlterPartition) and preferred-leader elections are decided by
+//! pure functions ([`decide_isr_changes`], [`election_results`]) that the leader's submit calls,
+//! so that their rules are tested without a quorum.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -13,13 +17,22 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
-use spate_controller::controller::{ControllerError, CreateTopic, RegisterBroker};
-use spate_controller::ids::{Incarnation, NodeId};
-use spate_controller::records::{Endpoint, MetadataRecord};
+use spate_controller::controller::{
+    AlterPartition, AlterPartitionError, Controller, ControllerError, CreateTopic, ElectionResult,
+    IsrMember as ControllerIsrMember, RegisterBroker, ELECTION_PARTITIONS_MAX,
+    FENCE_PARTITION_CHANGES_PER_BATCH_MAX,
+};
+use spate_controller::ids::{
+    Incarnation, LeaderEpoch, NodeId, PartitionEpoch, PartitionIndex, TopicId,
+};
+use spate_controller::image::MetadataImage;
+use spate_controller::records::{Endpoint, MetadataRecord, REPLICAS_MAX};
 use spate_wire::cluster::{
     Body, ControllerAnswer, ControllerApi, ControllerRequest, ControllerResponse,
-    CreateTopicResult, TopicResult,
+    CreateTopicResult, ElectLeadersResult, IsrChange, IsrChangeResult, PartitionName, TopicResult,
+    ALTER_PARTITION_PARTITIONS_MAX, ELECT_LEADERS_PARTITIONS_MAX, REPLICAS_PER_PARTITION_MAX,
 };
+use spate_wire::ErrorCode;
 
 use super::quorum::Quorum;
 use super::transport::Transport;
@@ -30,6 +43,32 @@ use crate::errors::KafkaCode;
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests awaiting an answer, at most.
 pub const RPCS_IN_FLIGHT_MAX: usize = 1024;
+
+// One AlterPartition request is one controller batch. A change is one ChangePartition with a new
+// ISR and nothing else, the shape the controller sized its fence batches by: as many as one fence
+// batch carries fit one batch.
+const _: () = assert!(ALTER_PARTITION_PARTITIONS_MAX <= FENCE_PARTITION_CHANGES_PER_BATCH_MAX);
+// The controller refuses a larger election as a whole; the wire never carries one.
+const _: () = assert!(ELECT_LEADERS_PARTITIONS_MAX <= ELECTION_PARTITIONS_MAX);
+// An ISR the wire accepts is one the controller can hold.
+const _: () = assert!(REPLICAS_PER_PARTITION_MAX <= REPLICAS_MAX);
+
+/// Why one partition of an AlterPartition request was refused (the code each maps to is in
+/// `errors.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IsrChangeRefused {
+    /// The topic id is not in the image. The controller's `UnknownPartition` covers this and an
+    /// index the topic lacks; Kafka answers UNKNOWN_TOPIC_ID for this one only.
+    #[error("unknown topic id")]
+    UnknownTopicId,
+    /// The partition was named earlier in the same request: the controller decides a request's
+    /// changes on one image, and two changes of one partition would claim the same epoch.
+    #[error("partition named twice in one request")]
+    NamedTwice,
+    /// The controller's refusal.
+    #[error(transparent)]
+    Controller(#[from] AlterPartitionError),
+}
 
 /// Why a request got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -170,6 +209,29 @@ pub async fn serve(quorum: Rc<Quorum>, request: ControllerRequest) -> Controller
                 Err(e) => refused(api, &e),
             }
         }
+        ControllerRequest::AlterPartition {
+            node_id,
+            incarnation,
+            partitions,
+        } => {
+            let altered = alter_partitions(
+                &quorum,
+                NodeId(node_id),
+                Incarnation(incarnation),
+                &partitions,
+            )
+            .await;
+            match altered {
+                Ok(results) => ControllerResponse::ok(ControllerAnswer::AlterPartition { results }),
+                Err(e) => refused(api, &e),
+            }
+        }
+        ControllerRequest::ElectLeaders { partitions } => {
+            match elect_preferred_leaders(&quorum, &partitions).await {
+                Ok(results) => ControllerResponse::ok(ControllerAnswer::ElectLeaders { results }),
+                Err(e) => refused(api, &e),
+            }
+        }
         ControllerRequest::DescribeQuorum => match quorum.describe() {
             Some(answer) => ControllerResponse::ok(answer),
             None => ControllerResponse::not_controller(api, quorum.leader().map(|n| n.0)),
@@ -262,6 +324,182 @@ pub async fn serve(quorum: Rc<Quorum>, request: ControllerRequest) -> Controller
     }
 }
 
+/// Decides one AlterPartition request on `image`: the records of every accepted change, as one
+/// batch, and one result per change in request order (an accepted one with the partition's
+/// state once the records are applied).
+///
+/// # Errors
+/// [`ControllerError::StaleBroker`] when `node` is not registered in run `incarnation`: Kafka
+/// checks the broker epoch once per request and fails it whole.
+pub fn decide_isr_changes(
+    controller: &mut Controller,
+    image: &MetadataImage,
+    node: NodeId,
+    incarnation: Incarnation,
+    changes: &[IsrChange],
+) -> Result<(Vec<MetadataRecord>, Vec<IsrChangeResult>), ControllerError> {
+    if image
+        .broker(node)
+        .is_none_or(|b| b.incarnation != incarnation)
+    {
+        return Err(ControllerError::StaleBroker { node, incarnation });
+    }
+    let mut records = Vec::new();
+    let mut results = Vec::with_capacity(changes.len());
+    let mut named = std::collections::HashSet::with_capacity(changes.len());
+    for change in changes {
+        let decided = if named.insert((change.topic_id, change.partition)) {
+            decide_isr_change(controller, image, node, incarnation, change)
+        } else {
+            Err(IsrChangeRefused::NamedTwice)
+        };
+        results.push(match decided {
+            Ok((change_records, result)) => {
+                records.extend(change_records);
+                result
+            }
+            Err(refused) => refused_isr_change(change, &refused),
+        });
+    }
+    Ok((records, results))
+}
+
+fn decide_isr_change(
+    controller: &mut Controller,
+    image: &MetadataImage,
+    node: NodeId,
+    incarnation: Incarnation,
+    change: &IsrChange,
+) -> Result<(Vec<MetadataRecord>, IsrChangeResult), IsrChangeRefused> {
+    let topic_id = TopicId(change.topic_id);
+    let request = AlterPartition {
+        node,
+        incarnation,
+        topic_id,
+        index: PartitionIndex(change.partition),
+        leader_epoch: LeaderEpoch(change.leader_epoch),
+        partition_epoch: PartitionEpoch(change.partition_epoch),
+        new_isr: change
+            .new_isr
+            .iter()
+            .map(|m| ControllerIsrMember {
+                node: NodeId(m.node_id),
+                incarnation: m.incarnation.map(Incarnation),
+            })
+            .collect(),
+    };
+    let outcome = controller
+        .alter_partition(image, &request)
+        .map_err(|e| match e {
+            AlterPartitionError::UnknownPartition { .. } if image.topic(topic_id).is_none() => {
+                IsrChangeRefused::UnknownTopicId
+            }
+            other => IsrChangeRefused::Controller(other),
+        })?;
+    let p = outcome.partition;
+    let result = IsrChangeResult {
+        topic_id: change.topic_id,
+        partition: change.partition,
+        error_code: ErrorCode::None,
+        leader: p.leader.map_or(-1, |n| n.0),
+        leader_epoch: p.leader_epoch.0,
+        partition_epoch: p.partition_epoch.0,
+        isr: p.isr.iter().map(|n| n.0).collect(),
+    };
+    Ok((outcome.records, result))
+}
+
+fn refused_isr_change(change: &IsrChange, refused: &IsrChangeRefused) -> IsrChangeResult {
+    IsrChangeResult {
+        topic_id: change.topic_id,
+        partition: change.partition,
+        error_code: refused.kafka_code(),
+        leader: -1,
+        leader_epoch: -1,
+        partition_epoch: -1,
+        isr: Vec::new(),
+    }
+}
+
+/// Serves an AlterPartition request on the leader: one batch for all its changes, answered once
+/// it committed (at once when nothing changes: then the state answered is one the sender has
+/// seen, since its partition epoch had to match it).
+///
+/// # Errors
+/// NOT_CONTROLLER (this node does not lead, or lost leadership before the batch committed), or
+/// STALE_BROKER_EPOCH for the whole request.
+pub async fn alter_partitions(
+    quorum: &Quorum,
+    node: NodeId,
+    incarnation: Incarnation,
+    changes: &[IsrChange],
+) -> Result<Vec<IsrChangeResult>, ControllerError> {
+    let mut results = Vec::new();
+    quorum
+        .submit(Box::new(|controller, image, _rng, _now| {
+            let (records, decided) =
+                decide_isr_changes(controller, image, node, incarnation, changes)?;
+            results = decided;
+            Ok(records)
+        }))
+        .await?;
+    assert_eq!(results.len(), changes.len(), "one result per change");
+    Ok(results)
+}
+
+/// The answer to each partition of a preferred-leader election, as Kafka's controller gives it
+/// for partitions named in the request (it leaves out ELECTION_NOT_NEEDED only when asked to
+/// elect every partition, which this request cannot say).
+pub fn election_results(
+    partitions: &[PartitionName],
+    decided: &[ElectionResult],
+) -> Vec<ElectLeadersResult> {
+    assert_eq!(partitions.len(), decided.len(), "one result per partition");
+    partitions
+        .iter()
+        .zip(decided)
+        .map(|(p, result)| {
+            let message = match result {
+                ElectionResult::Elected => None,
+                ElectionResult::NotNeeded => Some("the preferred replica leads already"),
+                ElectionResult::PreferredLeaderNotAvailable => {
+                    Some("the preferred replica is out of the isr, fenced or shutting down")
+                }
+                ElectionResult::UnknownTopicOrPartition => Some("no such topic or partition"),
+            };
+            ElectLeadersResult {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                error_code: result.kafka_code(),
+                message: message.map(str::to_owned),
+            }
+        })
+        .collect()
+}
+
+/// Serves a preferred-leader election on the leader, answered once its records committed.
+///
+/// # Errors
+/// NOT_CONTROLLER, or the controller's refusal of the whole request.
+pub async fn elect_preferred_leaders(
+    quorum: &Quorum,
+    partitions: &[PartitionName],
+) -> Result<Vec<ElectLeadersResult>, ControllerError> {
+    let targets: Vec<(String, PartitionIndex)> = partitions
+        .iter()
+        .map(|p| (p.topic.clone(), PartitionIndex(p.partition)))
+        .collect();
+    let mut decided = Vec::new();
+    quorum
+        .submit(Box::new(|controller, image, _rng, _now| {
+            let elections = controller.elect_preferred_leaders(image, &targets)?;
+            decided = elections.results;
+            Ok(elections.records)
+        }))
+        .await?;
+    Ok(election_results(partitions, &decided))
+}
+
 /// Allocates a producer id block for `node` on the leader: `(first id, count)`.
 ///
 /// # Errors
@@ -293,4 +531,221 @@ pub async fn allocate_producer_ids(
         "an allocation carries its block"
     );
     Ok((first_id, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spate_controller::controller::ControllerConfig;
+    use spate_controller::ids::MetadataOffset;
+    use spate_wire::cluster::IsrMember;
+
+    const TOPIC: [u8; 16] = [7; 16];
+
+    fn nodes(ids: &[i32]) -> Vec<NodeId> {
+        ids.iter().copied().map(NodeId).collect()
+    }
+
+    /// Brokers 1 to 3 registered (run 10) and unfenced; topic "t" with partitions 0 (replicas
+    /// and ISR 1, 2, 3), 1 (replicas 2, 1, ISR 1, 2, partition epoch 2) and 2 (replicas 3, 1,
+    /// ISR 1), all led by 1 in leader epoch 4.
+    fn image() -> MetadataImage {
+        let mut records = Vec::new();
+        for node in [1, 2, 3] {
+            let endpoint = Endpoint {
+                host: format!("b{node}"),
+                port: 9090,
+            };
+            records.push(MetadataRecord::RegisterBroker {
+                node: NodeId(node),
+                incarnation: Incarnation(10),
+                client: endpoint.clone(),
+                cluster: endpoint,
+                rack: None,
+            });
+            records.push(MetadataRecord::UnfenceBroker {
+                node: NodeId(node),
+                incarnation: Incarnation(10),
+            });
+        }
+        records.push(MetadataRecord::CreateTopic {
+            name: "t".to_owned(),
+            topic_id: TopicId(TOPIC),
+            configs: Vec::new(),
+        });
+        let partitions = [
+            (&[1, 2, 3][..], &[1, 2, 3][..], 0),
+            (&[2, 1][..], &[1, 2][..], 2),
+            (&[3, 1][..], &[1][..], 0),
+        ];
+        for (index, (replicas, isr, partition_epoch)) in partitions.into_iter().enumerate() {
+            records.push(MetadataRecord::CreatePartition {
+                topic_id: TopicId(TOPIC),
+                index: PartitionIndex(index as i32),
+                replicas: nodes(replicas),
+                isr: nodes(isr),
+                leader: Some(NodeId(1)),
+                leader_epoch: LeaderEpoch(4),
+                partition_epoch: PartitionEpoch(partition_epoch),
+            });
+        }
+        let mut image = MetadataImage::new();
+        for (offset, record) in records.iter().enumerate() {
+            image
+                .apply(MetadataOffset(offset as u64 + 1), record)
+                .unwrap_or_else(|e| panic!("{record:?}: {e}"));
+        }
+        image
+    }
+
+    fn change(topic_id: [u8; 16], partition: i32, partition_epoch: i32, isr: &[i32]) -> IsrChange {
+        IsrChange {
+            topic_id,
+            partition,
+            leader_epoch: 4,
+            partition_epoch,
+            new_isr: isr
+                .iter()
+                .map(|&node_id| IsrMember {
+                    node_id,
+                    incarnation: Some(10),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_alter_partition_request_is_one_batch_with_a_result_per_change_in_order() {
+        let mut image = image();
+        let mut controller = Controller::new(ControllerConfig::default());
+        let changes = [
+            change(TOPIC, 0, 0, &[1, 2]),
+            change(TOPIC, 0, 0, &[1]),
+            change([9; 16], 0, 0, &[1]),
+            change(TOPIC, 7, 0, &[1]),
+            change(TOPIC, 1, 1, &[1]),
+            IsrChange {
+                leader_epoch: 3,
+                ..change(TOPIC, 2, 0, &[1])
+            },
+            change(TOPIC, 2, 0, &[1, 2]),
+        ];
+        let (records, results) = decide_isr_changes(
+            &mut controller,
+            &image,
+            NodeId(1),
+            Incarnation(10),
+            &changes,
+        )
+        .unwrap();
+        let codes: Vec<ErrorCode> = results.iter().map(|r| r.error_code).collect();
+        assert_eq!(
+            codes,
+            [
+                ErrorCode::None,
+                ErrorCode::InvalidRequest, // partition 0 named twice
+                ErrorCode::UnknownTopicId,
+                ErrorCode::UnknownTopicOrPartition,
+                ErrorCode::InvalidUpdateVersion,
+                ErrorCode::FencedLeaderEpoch,
+                ErrorCode::InvalidRequest, // 2 is not a replica of partition 2
+            ]
+        );
+        for (result, change) in results.iter().zip(&changes) {
+            assert_eq!(
+                (result.topic_id, result.partition),
+                (change.topic_id, change.partition)
+            );
+        }
+        assert_eq!(
+            results[0],
+            IsrChangeResult {
+                topic_id: TOPIC,
+                partition: 0,
+                error_code: ErrorCode::None,
+                leader: 1,
+                leader_epoch: 4,
+                partition_epoch: 1,
+                isr: vec![1, 2],
+            }
+        );
+        assert!(results[1..]
+            .iter()
+            .all(|r| r.leader == -1 && r.partition_epoch == -1 && r.isr.is_empty()));
+        // The accepted change is the whole batch, and the image takes it as answered.
+        assert_eq!(records.len(), 1);
+        let next = MetadataOffset(image.last_applied().0 + 1);
+        image.apply_batch(next, &records).unwrap();
+        let p = &image.topic(TopicId(TOPIC)).unwrap().partitions[0];
+        assert_eq!(
+            (p.isr.clone(), p.partition_epoch),
+            (nodes(&[1, 2]), PartitionEpoch(1))
+        );
+    }
+
+    #[test]
+    fn a_stale_incarnation_fails_the_whole_alter_partition_request() {
+        let mut controller = Controller::new(ControllerConfig::default());
+        for (node, incarnation) in [(1, 9), (5, 10)] {
+            let refused = decide_isr_changes(
+                &mut controller,
+                &image(),
+                NodeId(node),
+                Incarnation(incarnation),
+                &[],
+            )
+            .unwrap_err();
+            assert_eq!(
+                refused.kafka_code(),
+                ErrorCode::StaleBrokerEpoch,
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn preferred_elections_answer_as_kafkas_controller_does() {
+        let mut controller = Controller::new(ControllerConfig::default());
+        let named = |topic: &str, partition| PartitionName {
+            topic: topic.to_owned(),
+            partition,
+        };
+        let partitions = vec![
+            named("t", 0), // led by its first replica already
+            named("t", 1), // 2 is in the ISR: elected
+            named("t", 2), // 3 is not
+            named("t", 3),
+            named("nope", 0),
+        ];
+        let targets: Vec<(String, PartitionIndex)> = partitions
+            .iter()
+            .map(|p| (p.topic.clone(), PartitionIndex(p.partition)))
+            .collect();
+        let elections = controller
+            .elect_preferred_leaders(&image(), &targets)
+            .unwrap();
+        assert_eq!(elections.records.len(), 1);
+        let results = election_results(&partitions, &elections.results);
+        let codes: Vec<ErrorCode> = results.iter().map(|r| r.error_code).collect();
+        assert_eq!(
+            codes,
+            [
+                ErrorCode::ElectionNotNeeded,
+                ErrorCode::None,
+                ErrorCode::PreferredLeaderNotAvailable,
+                ErrorCode::UnknownTopicOrPartition,
+                ErrorCode::UnknownTopicOrPartition,
+            ]
+        );
+        for (result, asked) in results.iter().zip(&partitions) {
+            assert_eq!(
+                (&result.topic, result.partition),
+                (&asked.topic, asked.partition)
+            );
+            assert_eq!(
+                result.message.is_none(),
+                result.error_code == ErrorCode::None
+            );
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //!
 //! These carry what Kafka's KRaft brokers send their controller: BrokerRegistration (API 62),
 //! BrokerHeartbeat (63), AllocateProducerIds (67), and the client requests a broker forwards
-//! (KIP-590): CreateTopics, DeleteTopics, CreatePartitions. A request may go to any voter of the
+//! (KIP-590): CreateTopics, DeleteTopics, CreatePartitions, ElectLeaders; and a partition
+//! leader's AlterPartition (API 56, KIP-497) to grow or shrink its ISR. A request may go to any voter of the
 //! quorum; a voter that does not lead answers `NOT_CONTROLLER` with the leader it knows of (if
 //! any) as [`ControllerResponse::leader_hint`], and the sender retries there.
 //!
@@ -22,6 +23,8 @@
 //! | 5 | CreatePartitions | topics list(u32) of: name str, count i32, assignment Option<assignment> |
 //! | 6 | AllocateProducerIds | node_id i32, incarnation u64 |
 //! | 7 | DescribeQuorum | nothing |
+//! | 8 | AlterPartition | node_id i32, incarnation u64, partitions list(u32) of: topic_id 16 bytes, partition i32, leader_epoch i32, partition_epoch i32, new_isr list(u16) of (node_id i32, incarnation Option<u64>) |
+//! | 9 | ElectLeaders | partitions list(u32) of: topic str, partition i32 |
 //!
 //! An assignment is list(u32) of partitions, each a list(u16) of replica ids (i32).
 //!
@@ -35,6 +38,8 @@
 //! | 4, 5 | results list(u32) of: name str, error_code i16, message Option<str> |
 //! | 6 | first_id i64, count i32 |
 //! | 7 | leader i32, term u64, committed u64, voters list(u16) of replica, observers list(u16) of replica; a replica is node_id i32, log_end i64, last_fetch_ms i64, last_caught_up_ms i64 |
+//! | 8 | results list(u32) of: topic_id 16 bytes, partition i32, error_code i16, leader i32, leader_epoch i32, partition_epoch i32, isr list(u16) of i32 |
+//! | 9 | results list(u32) of: topic str, partition i32, error_code i16, message Option<str> |
 //!
 //! Limits: the per-item ones below, plus three per request ([`CONTROLLER_RPC_CONFIGS_MAX`],
 //! [`CONTROLLER_RPC_ASSIGNED_PARTITIONS_MAX`], [`CONTROLLER_RPC_ASSIGNED_REPLICAS_MAX`]) so that
@@ -73,6 +78,13 @@ pub const PARTITIONS_PER_ASSIGNMENT_MAX: usize = 10_000;
 pub const CONTROLLER_RPC_ASSIGNED_PARTITIONS_MAX: usize = 100_000;
 /// Most replica ids in the assignments of one request, all topics together.
 pub const CONTROLLER_RPC_ASSIGNED_REPLICAS_MAX: usize = 1 << 20;
+/// Most partitions in one AlterPartition request, or results in its answer. The controller
+/// proposes one request's changes as one batch, so this bounds that batch (the broker checks
+/// at compile time that this many full-ISR changes fit one).
+pub const ALTER_PARTITION_PARTITIONS_MAX: usize = 1024;
+/// Most partitions in one ElectLeaders request, or results in its answer: the controller's
+/// own limit per election (`ELECTION_PARTITIONS_MAX`), whose records are one batch.
+pub const ELECT_LEADERS_PARTITIONS_MAX: usize = 1000;
 
 // Lengths of strings and of configs and replica lists are u16 on the wire; other counts u32.
 const _: () = assert!(TOPIC_NAME_BYTES_MAX <= u16::MAX as usize);
@@ -84,6 +96,8 @@ const _: () = assert!(CONFIGS_PER_TOPIC_MAX <= u16::MAX as usize);
 const _: () = assert!(REPLICAS_PER_PARTITION_MAX <= u16::MAX as usize);
 const _: () = assert!(CONTROLLER_RPC_TOPICS_MAX <= u32::MAX as usize);
 const _: () = assert!(PARTITIONS_PER_ASSIGNMENT_MAX <= u32::MAX as usize);
+const _: () = assert!(ALTER_PARTITION_PARTITIONS_MAX <= u32::MAX as usize);
+const _: () = assert!(ELECT_LEADERS_PARTITIONS_MAX <= u32::MAX as usize);
 // A per-item limit never exceeds the per-request one it counts toward.
 const _: () = assert!(CONFIGS_PER_TOPIC_MAX <= CONTROLLER_RPC_CONFIGS_MAX);
 const _: () = assert!(PARTITIONS_PER_ASSIGNMENT_MAX <= CONTROLLER_RPC_ASSIGNED_PARTITIONS_MAX);
@@ -133,6 +147,28 @@ const CREATE_TOPICS_RESPONSE_BYTES_MAX: usize = STATUS_BYTES_MAX
     + CONTROLLER_RPC_TOPICS_MAX * (TOPIC_RESULT_BYTES_MAX + TOPIC_ID_BYTES + 4);
 const TOPIC_RESULTS_RESPONSE_BYTES_MAX: usize =
     STATUS_BYTES_MAX + COUNT32_BYTES + CONTROLLER_RPC_TOPICS_MAX * TOPIC_RESULT_BYTES_MAX;
+/// An ISR member of an AlterPartition: node id, incarnation flag and incarnation.
+const ISR_MEMBER_BYTES_MAX: usize = 4 + FLAG_BYTES + 8;
+/// An ISR change without its members: topic id, partition, both epochs, member count.
+const ISR_CHANGE_FIXED_BYTES: usize = TOPIC_ID_BYTES + 4 + 4 + 4 + LEN16_BYTES;
+/// An ISR change result without its ISR: topic id, partition, error code, leader, both epochs,
+/// ISR count.
+const ISR_CHANGE_RESULT_FIXED_BYTES: usize = TOPIC_ID_BYTES + 4 + 2 + 4 + 4 + 4 + LEN16_BYTES;
+const ALTER_PARTITION_BYTES_MAX: usize = API_BYTES
+    + 4
+    + 8
+    + COUNT32_BYTES
+    + ALTER_PARTITION_PARTITIONS_MAX
+        * (ISR_CHANGE_FIXED_BYTES + REPLICAS_PER_PARTITION_MAX * ISR_MEMBER_BYTES_MAX);
+const ALTER_PARTITION_RESPONSE_BYTES_MAX: usize = STATUS_BYTES_MAX
+    + COUNT32_BYTES
+    + ALTER_PARTITION_PARTITIONS_MAX
+        * (ISR_CHANGE_RESULT_FIXED_BYTES + REPLICAS_PER_PARTITION_MAX * REPLICA_ID_BYTES);
+const ELECT_LEADERS_BYTES_MAX: usize =
+    API_BYTES + COUNT32_BYTES + ELECT_LEADERS_PARTITIONS_MAX * (NAME_BYTES_MAX + 4);
+const ELECT_LEADERS_RESPONSE_BYTES_MAX: usize = STATUS_BYTES_MAX
+    + COUNT32_BYTES
+    + ELECT_LEADERS_PARTITIONS_MAX * (NAME_BYTES_MAX + 4 + 2 + MESSAGE_BYTES_MAX);
 
 // The rack's bound is the host's, counted in REGISTER_BROKER_BYTES_MAX's message-sized slot.
 const _: () = assert!(FLAG_BYTES + LEN16_BYTES + RACK_BYTES_MAX <= MESSAGE_BYTES_MAX);
@@ -142,6 +178,10 @@ const _: () = assert!(DELETE_TOPICS_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
 const _: () = assert!(CREATE_PARTITIONS_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
 const _: () = assert!(CREATE_TOPICS_RESPONSE_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
 const _: () = assert!(TOPIC_RESULTS_RESPONSE_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
+const _: () = assert!(ALTER_PARTITION_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
+const _: () = assert!(ALTER_PARTITION_RESPONSE_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
+const _: () = assert!(ELECT_LEADERS_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
+const _: () = assert!(ELECT_LEADERS_RESPONSE_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
 
 /// The largest single reservation a decoder makes, whatever the payload: one assignment's
 /// partitions (`ci/fuzz.sh` reports any allocation of 1 MiB or more as a crash).
@@ -149,6 +189,11 @@ const _: () = assert!(
     PARTITIONS_PER_ASSIGNMENT_MAX * core::mem::size_of::<Vec<i32>>() < 1024 * 1024
         && CONTROLLER_RPC_TOPICS_MAX * core::mem::size_of::<NewTopic>() < 1024 * 1024
         && CONTROLLER_RPC_TOPICS_MAX * core::mem::size_of::<CreateTopicResult>() < 1024 * 1024
+        && ALTER_PARTITION_PARTITIONS_MAX * core::mem::size_of::<IsrChange>() < 1024 * 1024
+        && ALTER_PARTITION_PARTITIONS_MAX * core::mem::size_of::<IsrChangeResult>() < 1024 * 1024
+        && REPLICAS_PER_PARTITION_MAX * core::mem::size_of::<IsrMember>() < 1024 * 1024
+        && ELECT_LEADERS_PARTITIONS_MAX * core::mem::size_of::<ElectLeadersResult>() < 1024 * 1024
+        && ELECT_LEADERS_PARTITIONS_MAX * core::mem::size_of::<PartitionName>() < 1024 * 1024
 );
 
 /// Least bytes of one entry of each list, to refuse a count the payload cannot hold before
@@ -159,6 +204,9 @@ const CONFIG_BYTES_MIN: usize = 2 * LEN16_BYTES;
 const NAME_BYTES_MIN: usize = LEN16_BYTES;
 const TOPIC_RESULT_BYTES_MIN: usize = LEN16_BYTES + 2 + FLAG_BYTES;
 const CREATE_TOPIC_RESULT_BYTES_MIN: usize = TOPIC_RESULT_BYTES_MIN + TOPIC_ID_BYTES + 4;
+const ISR_MEMBER_BYTES_MIN: usize = 4 + FLAG_BYTES;
+const PARTITION_NAME_BYTES_MIN: usize = LEN16_BYTES + 4;
+const ELECT_LEADERS_RESULT_BYTES_MIN: usize = LEN16_BYTES + 4 + 2 + FLAG_BYTES;
 
 /// Which request a controller body is, and which request a response answers: the first byte
 /// of both.
@@ -179,11 +227,16 @@ pub enum ControllerApi {
     AllocateProducerIds = 6,
     /// [`ControllerRequest::DescribeQuorum`], a client's DescribeQuorum (API 55) forwarded.
     DescribeQuorum = 7,
+    /// [`ControllerRequest::AlterPartition`] (API 56, KIP-497): a partition leader's new ISR.
+    AlterPartition = 8,
+    /// [`ControllerRequest::ElectLeaders`], a client's preferred-leader ElectLeaders (API 43)
+    /// forwarded.
+    ElectLeaders = 9,
 }
 
 impl ControllerApi {
     /// Every api, in wire order.
-    pub const ALL: [ControllerApi; 7] = [
+    pub const ALL: [ControllerApi; 9] = [
         ControllerApi::RegisterBroker,
         ControllerApi::Heartbeat,
         ControllerApi::CreateTopics,
@@ -191,6 +244,8 @@ impl ControllerApi {
         ControllerApi::CreatePartitions,
         ControllerApi::AllocateProducerIds,
         ControllerApi::DescribeQuorum,
+        ControllerApi::AlterPartition,
+        ControllerApi::ElectLeaders,
     ];
 
     /// The byte on the wire.
@@ -267,6 +322,56 @@ pub enum ControllerRequest {
     },
     /// How far each voter and observer has the metadata log, as only the leader knows.
     DescribeQuorum,
+    /// A partition leader asks for new ISRs (KIP-497), one change per partition.
+    AlterPartition {
+        /// The sender, which must lead every partition named.
+        node_id: i32,
+        /// Its registered run: a request from an older run is refused as a whole.
+        incarnation: u64,
+        /// At most [`ALTER_PARTITION_PARTITIONS_MAX`]; each partition at most once (a second
+        /// change of one partition is refused, see the controller).
+        partitions: Vec<IsrChange>,
+    },
+    /// Move the leadership of each partition to its preferred (first) replica (a client's
+    /// ElectLeaders with election type PREFERRED, forwarded).
+    ElectLeaders {
+        /// At most [`ELECT_LEADERS_PARTITIONS_MAX`], in the client's order.
+        partitions: Vec<PartitionName>,
+    },
+}
+
+/// One partition's ISR change in an AlterPartition request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    /// The topic.
+    pub topic_id: [u8; 16],
+    /// The partition.
+    pub partition: i32,
+    /// The leader epoch the sender leads in.
+    pub leader_epoch: i32,
+    /// The partition epoch of the state the change was computed from.
+    pub partition_epoch: i32,
+    /// The ISR asked for, at most [`REPLICAS_PER_PARTITION_MAX`] members.
+    pub new_isr: Vec<IsrMember>,
+}
+
+/// A member of a proposed ISR, with the incarnation the leader saw it fetch with (KIP-903), so
+/// that a follower which restarted since is not let back in on its previous run's fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsrMember {
+    /// The broker.
+    pub node_id: i32,
+    /// The incarnation it fetched with; `None` skips that check.
+    pub incarnation: Option<u64>,
+}
+
+/// A partition named by topic and index, as clients name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionName {
+    /// At most [`TOPIC_NAME_BYTES_MAX`] bytes.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
 }
 
 /// One topic to create.
@@ -392,6 +497,50 @@ pub enum ControllerAnswer {
         /// Registered brokers that are not voters, at most [`QUORUM_REPLICAS_MAX`].
         observers: Vec<QuorumReplica>,
     },
+    /// One result per partition asked for, in request order.
+    AlterPartition {
+        /// At most [`ALTER_PARTITION_PARTITIONS_MAX`].
+        results: Vec<IsrChangeResult>,
+    },
+    /// One result per partition asked for, in request order.
+    ElectLeaders {
+        /// At most [`ELECT_LEADERS_PARTITIONS_MAX`].
+        results: Vec<ElectLeadersResult>,
+    },
+}
+
+/// How one partition's ISR change went: its state once the change committed, or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChangeResult {
+    /// The topic.
+    pub topic_id: [u8; 16],
+    /// The partition.
+    pub partition: i32,
+    /// NONE, or why not (`INVALID_UPDATE_VERSION`, `FENCED_LEADER_EPOCH`, `INELIGIBLE_REPLICA`,
+    /// `UNKNOWN_TOPIC_ID`...).
+    pub error_code: ErrorCode,
+    /// The leader, -1 for none (and on error).
+    pub leader: i32,
+    /// The leader epoch (-1 on error).
+    pub leader_epoch: i32,
+    /// The partition epoch of the new state (-1 on error).
+    pub partition_epoch: i32,
+    /// The ISR, at most [`REPLICAS_PER_PARTITION_MAX`] (empty on error).
+    pub isr: Vec<i32>,
+}
+
+/// How a preferred-leader election of one partition went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectLeadersResult {
+    /// At most [`TOPIC_NAME_BYTES_MAX`] bytes.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// NONE (elected), `ELECTION_NOT_NEEDED`, `PREFERRED_LEADER_NOT_AVAILABLE`,
+    /// `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub error_code: ErrorCode,
+    /// For the client, at most [`ERROR_MESSAGE_BYTES_MAX`] bytes.
+    pub message: Option<String>,
 }
 
 /// One replica of the metadata log in a [`ControllerAnswer::DescribeQuorum`].
@@ -464,6 +613,8 @@ impl ControllerRequest {
             ControllerRequest::CreatePartitions { .. } => ControllerApi::CreatePartitions,
             ControllerRequest::AllocateProducerIds { .. } => ControllerApi::AllocateProducerIds,
             ControllerRequest::DescribeQuorum => ControllerApi::DescribeQuorum,
+            ControllerRequest::AlterPartition { .. } => ControllerApi::AlterPartition,
+            ControllerRequest::ElectLeaders { .. } => ControllerApi::ElectLeaders,
         }
     }
 
@@ -536,6 +687,16 @@ impl ControllerRequest {
                 }
                 Ok(())
             }
+            ControllerRequest::AlterPartition { partitions, .. } => {
+                check_isr_change_count(partitions.len())?;
+                partitions
+                    .iter()
+                    .try_for_each(|change| check_isr_len(change.new_isr.len()))
+            }
+            ControllerRequest::ElectLeaders { partitions } => {
+                check_election_count(partitions.len())?;
+                partitions.iter().try_for_each(|p| check_name(&p.topic))
+            }
         }
     }
 
@@ -588,6 +749,28 @@ impl ControllerRequest {
                 }
                 ControllerRequest::AllocateProducerIds { .. } => 4 + 8,
                 ControllerRequest::DescribeQuorum => 0,
+                ControllerRequest::AlterPartition { partitions, .. } => {
+                    4 + 8
+                        + COUNT32_BYTES
+                        + partitions
+                            .iter()
+                            .map(|change| {
+                                ISR_CHANGE_FIXED_BYTES
+                                    + change
+                                        .new_isr
+                                        .iter()
+                                        .map(|m| 4 + FLAG_BYTES + m.incarnation.map_or(0, |_| 8))
+                                        .sum::<usize>()
+                            })
+                            .sum::<usize>()
+                }
+                ControllerRequest::ElectLeaders { partitions } => {
+                    COUNT32_BYTES
+                        + partitions
+                            .iter()
+                            .map(|p| str_bytes(&p.topic) + 4)
+                            .sum::<usize>()
+                }
             }
     }
 
@@ -673,6 +856,39 @@ impl ControllerRequest {
                 out.put_u64(*incarnation);
             }
             ControllerRequest::DescribeQuorum => {}
+            ControllerRequest::AlterPartition {
+                node_id,
+                incarnation,
+                partitions,
+            } => {
+                out.put_i32(*node_id);
+                out.put_u64(*incarnation);
+                out.put_u32(partitions.len() as u32);
+                for change in partitions {
+                    out.put_slice(&change.topic_id);
+                    out.put_i32(change.partition);
+                    out.put_i32(change.leader_epoch);
+                    out.put_i32(change.partition_epoch);
+                    out.put_u16(change.new_isr.len() as u16);
+                    for member in &change.new_isr {
+                        out.put_i32(member.node_id);
+                        match member.incarnation {
+                            None => out.put_u8(0),
+                            Some(incarnation) => {
+                                out.put_u8(1);
+                                out.put_u64(incarnation);
+                            }
+                        }
+                    }
+                }
+            }
+            ControllerRequest::ElectLeaders { partitions } => {
+                out.put_u32(partitions.len() as u32);
+                for p in partitions {
+                    put_str16(out, &p.topic);
+                    out.put_i32(p.partition);
+                }
+            }
         }
     }
 
@@ -734,6 +950,24 @@ impl ControllerRequest {
                 incarnation: r.fixed::<U64>()?.get(),
             },
             ControllerApi::DescribeQuorum => ControllerRequest::DescribeQuorum,
+            ControllerApi::AlterPartition => ControllerRequest::AlterPartition {
+                node_id: r.fixed::<I32>()?.get(),
+                incarnation: r.fixed::<U64>()?.get(),
+                partitions: read_isr_changes(r)?,
+            },
+            ControllerApi::ElectLeaders => {
+                let count = r.fixed::<U32>()?.get() as usize;
+                check_election_count(count)?;
+                r.room_for(count, PARTITION_NAME_BYTES_MIN)?;
+                let mut partitions = Vec::with_capacity(count);
+                for _ in 0..count {
+                    partitions.push(PartitionName {
+                        topic: read_name(r)?,
+                        partition: r.fixed::<I32>()?.get(),
+                    });
+                }
+                ControllerRequest::ElectLeaders { partitions }
+            }
         };
         reader.finish()?;
         Ok(request)
@@ -751,6 +985,8 @@ impl ControllerAnswer {
             ControllerAnswer::CreatePartitions { .. } => ControllerApi::CreatePartitions,
             ControllerAnswer::AllocateProducerIds { .. } => ControllerApi::AllocateProducerIds,
             ControllerAnswer::DescribeQuorum { .. } => ControllerApi::DescribeQuorum,
+            ControllerAnswer::AlterPartition { .. } => ControllerApi::AlterPartition,
+            ControllerAnswer::ElectLeaders { .. } => ControllerApi::ElectLeaders,
         }
     }
 
@@ -782,6 +1018,12 @@ impl ControllerAnswer {
                 committed: 0,
                 voters: Vec::new(),
                 observers: Vec::new(),
+            },
+            ControllerApi::AlterPartition => ControllerAnswer::AlterPartition {
+                results: Vec::new(),
+            },
+            ControllerApi::ElectLeaders => ControllerAnswer::ElectLeaders {
+                results: Vec::new(),
             },
         }
     }
@@ -878,6 +1120,19 @@ impl ControllerResponse {
                     check_message(result.message.as_deref())
                 })
             }
+            ControllerAnswer::AlterPartition { results } => {
+                check_isr_change_count(results.len())?;
+                results
+                    .iter()
+                    .try_for_each(|result| check_isr_len(result.isr.len()))
+            }
+            ControllerAnswer::ElectLeaders { results } => {
+                check_election_count(results.len())?;
+                results.iter().try_for_each(|result| {
+                    check_name(&result.topic)?;
+                    check_message(result.message.as_deref())
+                })
+            }
         }
     }
 
@@ -916,6 +1171,20 @@ impl ControllerResponse {
                 ControllerAnswer::DescribeQuorum {
                     voters, observers, ..
                 } => 4 + 8 + 8 + 2 * 2 + (voters.len() + observers.len()) * QUORUM_REPLICA_BYTES,
+                ControllerAnswer::AlterPartition { results } => {
+                    COUNT32_BYTES
+                        + results
+                            .iter()
+                            .map(|r| ISR_CHANGE_RESULT_FIXED_BYTES + r.isr.len() * REPLICA_ID_BYTES)
+                            .sum::<usize>()
+                }
+                ControllerAnswer::ElectLeaders { results } => {
+                    COUNT32_BYTES
+                        + results
+                            .iter()
+                            .map(|r| str_bytes(&r.topic) + 4 + 2 + opt_str_bytes(&r.message))
+                            .sum::<usize>()
+                }
             }
     }
 
@@ -991,6 +1260,30 @@ impl ControllerResponse {
                     }
                 }
             }
+            ControllerAnswer::AlterPartition { results } => {
+                out.put_u32(results.len() as u32);
+                for result in results {
+                    out.put_slice(&result.topic_id);
+                    out.put_i32(result.partition);
+                    out.put_i16(result.error_code.code());
+                    out.put_i32(result.leader);
+                    out.put_i32(result.leader_epoch);
+                    out.put_i32(result.partition_epoch);
+                    out.put_u16(result.isr.len() as u16);
+                    for id in &result.isr {
+                        out.put_i32(*id);
+                    }
+                }
+            }
+            ControllerAnswer::ElectLeaders { results } => {
+                out.put_u32(results.len() as u32);
+                for result in results {
+                    put_str16(out, &result.topic);
+                    out.put_i32(result.partition);
+                    out.put_i16(result.error_code.code());
+                    put_opt_str(out, result.message.as_deref());
+                }
+            }
         }
     }
 
@@ -1040,6 +1333,12 @@ impl ControllerResponse {
                 committed: r.fixed::<U64>()?.get(),
                 voters: read_quorum_replicas(r, "quorum voters")?,
                 observers: read_quorum_replicas(r, "quorum observers")?,
+            },
+            ControllerApi::AlterPartition => ControllerAnswer::AlterPartition {
+                results: read_isr_change_results(r)?,
+            },
+            ControllerApi::ElectLeaders => ControllerAnswer::ElectLeaders {
+                results: read_elect_leaders_results(r)?,
             },
         };
         reader.finish()?;
@@ -1110,6 +1409,26 @@ fn check_assignment_replicas(count: usize, totals: &mut Totals) -> Result<(), Cl
         count,
         "controller rpc assigned replicas",
         CONTROLLER_RPC_ASSIGNED_REPLICAS_MAX,
+    )
+}
+
+fn check_isr_change_count(count: usize) -> Result<(), ClusterError> {
+    over_limit(
+        "alter partition partitions",
+        count,
+        ALTER_PARTITION_PARTITIONS_MAX,
+    )
+}
+
+fn check_isr_len(count: usize) -> Result<(), ClusterError> {
+    over_limit("isr members", count, REPLICAS_PER_PARTITION_MAX)
+}
+
+fn check_election_count(count: usize) -> Result<(), ClusterError> {
+    over_limit(
+        "elect leaders partitions",
+        count,
+        ELECT_LEADERS_PARTITIONS_MAX,
     )
 }
 
@@ -1277,6 +1596,84 @@ fn read_topic_results(r: &mut Reader<'_>) -> Result<Vec<TopicResult>, ClusterErr
     Ok(results)
 }
 
+fn read_isr_changes(r: &mut Reader<'_>) -> Result<Vec<IsrChange>, ClusterError> {
+    let count = r.fixed::<U32>()?.get() as usize;
+    check_isr_change_count(count)?;
+    r.room_for(count, ISR_CHANGE_FIXED_BYTES)?;
+    let mut changes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let topic_id = *r.fixed::<[u8; 16]>()?;
+        let partition = r.fixed::<I32>()?.get();
+        let leader_epoch = r.fixed::<I32>()?.get();
+        let partition_epoch = r.fixed::<I32>()?.get();
+        let members = usize::from(r.fixed::<U16>()?.get());
+        check_isr_len(members)?;
+        r.room_for(members, ISR_MEMBER_BYTES_MIN)?;
+        let mut new_isr = Vec::with_capacity(members);
+        for _ in 0..members {
+            new_isr.push(IsrMember {
+                node_id: r.fixed::<I32>()?.get(),
+                incarnation: match r.flag("isr member incarnation flag")? {
+                    false => None,
+                    true => Some(r.fixed::<U64>()?.get()),
+                },
+            });
+        }
+        changes.push(IsrChange {
+            topic_id,
+            partition,
+            leader_epoch,
+            partition_epoch,
+            new_isr,
+        });
+    }
+    Ok(changes)
+}
+
+fn read_isr_change_results(r: &mut Reader<'_>) -> Result<Vec<IsrChangeResult>, ClusterError> {
+    let count = r.fixed::<U32>()?.get() as usize;
+    check_isr_change_count(count)?;
+    r.room_for(count, ISR_CHANGE_RESULT_FIXED_BYTES)?;
+    let mut results = Vec::with_capacity(count);
+    for _ in 0..count {
+        let topic_id = *r.fixed::<[u8; 16]>()?;
+        let partition = r.fixed::<I32>()?.get();
+        let error_code = decode_error_code(r.fixed::<I16>()?.get())?;
+        let leader = r.fixed::<I32>()?.get();
+        let leader_epoch = r.fixed::<I32>()?.get();
+        let partition_epoch = r.fixed::<I32>()?.get();
+        let members = usize::from(r.fixed::<U16>()?.get());
+        check_isr_len(members)?;
+        let ids: &[I32] = r.entries(members)?;
+        results.push(IsrChangeResult {
+            topic_id,
+            partition,
+            error_code,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr: ids.iter().map(|id| id.get()).collect(),
+        });
+    }
+    Ok(results)
+}
+
+fn read_elect_leaders_results(r: &mut Reader<'_>) -> Result<Vec<ElectLeadersResult>, ClusterError> {
+    let count = r.fixed::<U32>()?.get() as usize;
+    check_election_count(count)?;
+    r.room_for(count, ELECT_LEADERS_RESULT_BYTES_MIN)?;
+    let mut results = Vec::with_capacity(count);
+    for _ in 0..count {
+        results.push(ElectLeadersResult {
+            topic: read_name(r)?,
+            partition: r.fixed::<I32>()?.get(),
+            error_code: decode_error_code(r.fixed::<I16>()?.get())?,
+            message: read_opt_str(r, ERROR_MESSAGE_BYTES_MAX, "message")?,
+        });
+    }
+    Ok(results)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1353,7 +1750,64 @@ mod tests {
                 incarnation: 9,
             },
             ControllerRequest::DescribeQuorum,
+            alter_partition(),
+            ControllerRequest::ElectLeaders {
+                partitions: vec![
+                    PartitionName {
+                        topic: "orders".into(),
+                        partition: 0,
+                    },
+                    PartitionName {
+                        topic: "é".into(),
+                        partition: -1,
+                    },
+                ],
+            },
         ]
+    }
+
+    fn alter_partition() -> ControllerRequest {
+        ControllerRequest::AlterPartition {
+            node_id: 2,
+            incarnation: 0x0102_0304_0506_0708,
+            partitions: vec![
+                IsrChange {
+                    topic_id: [7; 16],
+                    partition: 1,
+                    leader_epoch: 3,
+                    partition_epoch: 5,
+                    new_isr: vec![
+                        IsrMember {
+                            node_id: 2,
+                            incarnation: None,
+                        },
+                        IsrMember {
+                            node_id: 3,
+                            incarnation: Some(9),
+                        },
+                    ],
+                },
+                IsrChange {
+                    topic_id: [8; 16],
+                    partition: 0,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    new_isr: Vec::new(),
+                },
+            ],
+        }
+    }
+
+    fn isr_change_result() -> IsrChangeResult {
+        IsrChangeResult {
+            topic_id: [7; 16],
+            partition: 1,
+            error_code: ErrorCode::None,
+            leader: 2,
+            leader_epoch: 3,
+            partition_epoch: 6,
+            isr: vec![2, 3],
+        }
     }
 
     fn responses() -> Vec<ControllerResponse> {
@@ -1427,6 +1881,36 @@ mod tests {
                     last_fetch_ms: -1,
                     last_caught_up_ms: -1,
                 }],
+            }),
+            ControllerResponse::ok(ControllerAnswer::AlterPartition {
+                results: vec![
+                    isr_change_result(),
+                    IsrChangeResult {
+                        topic_id: [8; 16],
+                        partition: 0,
+                        error_code: ErrorCode::InvalidUpdateVersion,
+                        leader: -1,
+                        leader_epoch: -1,
+                        partition_epoch: -1,
+                        isr: Vec::new(),
+                    },
+                ],
+            }),
+            ControllerResponse::ok(ControllerAnswer::ElectLeaders {
+                results: vec![
+                    ElectLeadersResult {
+                        topic: "orders".into(),
+                        partition: 0,
+                        error_code: ErrorCode::None,
+                        message: None,
+                    },
+                    ElectLeadersResult {
+                        topic: "é".into(),
+                        partition: -1,
+                        error_code: ErrorCode::UnknownTopicOrPartition,
+                        message: Some("no such partition".into()),
+                    },
+                ],
             }),
             ControllerResponse::not_controller(ControllerApi::DescribeQuorum, Some(1)),
             ControllerResponse::not_controller(ControllerApi::Heartbeat, Some(2)),
@@ -1555,8 +2039,231 @@ mod tests {
     }
 
     #[test]
+    fn alter_partition_layout_is_as_documented() {
+        let bytes = encode(&Body::ControllerRequest(alter_partition()));
+        let mut expected = vec![8u8, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 2];
+        expected.extend_from_slice(&[7; 16]);
+        expected.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 5]); // partition, epochs
+        expected.extend_from_slice(&[0, 2, 0, 0, 0, 2, 0]); // two members: 2, no incarnation
+        expected.extend_from_slice(&[0, 0, 0, 3, 1, 0, 0, 0, 0, 0, 0, 0, 9]); // 3, incarnation 9
+        expected.extend_from_slice(&[8; 16]);
+        expected.extend_from_slice(&[0; 14]); // partition 0, epochs 0, no members
+        assert_eq!(&bytes[..], &expected[..]);
+
+        let response = ControllerResponse::ok(ControllerAnswer::AlterPartition {
+            results: vec![isr_change_result()],
+        });
+        let bytes = encode(&Body::ControllerResponse(response));
+        // api, NONE, no hint, no message, one result.
+        let mut expected = vec![8u8, 0, 0, 0, 0, 0, 0, 0, 1];
+        expected.extend_from_slice(&[7; 16]);
+        expected.extend_from_slice(&[0, 0, 0, 1, 0, 0]); // partition 1, NONE
+        expected.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 6]); // leader, epochs
+        expected.extend_from_slice(&[0, 2, 0, 0, 0, 2, 0, 0, 0, 3]); // isr [2, 3]
+        assert_eq!(&bytes[..], &expected[..]);
+    }
+
+    #[test]
+    fn elect_leaders_layout_is_as_documented() {
+        let request = ControllerRequest::ElectLeaders {
+            partitions: vec![PartitionName {
+                topic: "ab".into(),
+                partition: 3,
+            }],
+        };
+        let bytes = encode(&Body::ControllerRequest(request));
+        assert_eq!(&bytes[..], &[9, 0, 0, 0, 1, 0, 2, b'a', b'b', 0, 0, 0, 3]);
+        let response = ControllerResponse::ok(ControllerAnswer::ElectLeaders {
+            results: vec![ElectLeadersResult {
+                topic: "ab".into(),
+                partition: 3,
+                error_code: ErrorCode::ElectionNotNeeded,
+                message: Some("x".into()),
+            }],
+        });
+        let bytes = encode(&Body::ControllerResponse(response));
+        let expected = [
+            9, 0, 0, 0, 0, // api, NONE, no hint, no message
+            0, 0, 0, 1, 0, 2, b'a', b'b', 0, 0, 0, 3, // one result: "ab", 3
+            0, 84, 1, 0, 1, b'x', // ELECTION_NOT_NEEDED, message "x"
+        ];
+        assert_eq!(&bytes[..], &expected[..]);
+    }
+
+    #[test]
+    fn isr_changes_and_elections_over_their_limits_are_refused_on_both_sides() {
+        let member = IsrMember {
+            node_id: 1,
+            incarnation: Some(1),
+        };
+        let change = |members: usize| IsrChange {
+            topic_id: [1; 16],
+            partition: 0,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            new_isr: vec![member; members],
+        };
+        let alter = |partitions: Vec<IsrChange>| ControllerRequest::AlterPartition {
+            node_id: 1,
+            incarnation: 1,
+            partitions,
+        };
+        let name = |topic: String| PartitionName {
+            topic,
+            partition: 0,
+        };
+        let over = [
+            (
+                alter(vec![change(0); ALTER_PARTITION_PARTITIONS_MAX + 1]),
+                "alter partition partitions",
+            ),
+            (
+                alter(vec![change(REPLICAS_PER_PARTITION_MAX + 1)]),
+                "isr members",
+            ),
+            (
+                ControllerRequest::ElectLeaders {
+                    partitions: vec![name(String::new()); ELECT_LEADERS_PARTITIONS_MAX + 1],
+                },
+                "elect leaders partitions",
+            ),
+            (
+                ControllerRequest::ElectLeaders {
+                    partitions: vec![name("x".repeat(TOPIC_NAME_BYTES_MAX + 1))],
+                },
+                "topic name",
+            ),
+        ];
+        for (request, what) in over {
+            let refused = |error: Option<ClusterError>| matches!(error, Some(ClusterError::OverLimit { what: w, .. }) if w == what);
+            assert!(refused(request.validate().err()), "{what}");
+            assert!(
+                refused(decode_request(&unchecked(&request)).err()),
+                "{what}"
+            );
+        }
+        // Just at the limits is fine.
+        let at = alter(vec![
+            change(REPLICAS_PER_PARTITION_MAX);
+            ALTER_PARTITION_PARTITIONS_MAX
+        ]);
+        let body = Body::ControllerRequest(at);
+        assert_eq!(decode_request(&encode(&body)), Ok(body));
+
+        let result = |isr: usize| IsrChangeResult {
+            isr: vec![1; isr],
+            ..isr_change_result()
+        };
+        let elected = |topic: String, message: Option<String>| ElectLeadersResult {
+            topic,
+            partition: 0,
+            error_code: ErrorCode::None,
+            message,
+        };
+        let over = [
+            (
+                ControllerAnswer::AlterPartition {
+                    results: vec![result(0); ALTER_PARTITION_PARTITIONS_MAX + 1],
+                },
+                "alter partition partitions",
+            ),
+            (
+                ControllerAnswer::AlterPartition {
+                    results: vec![result(REPLICAS_PER_PARTITION_MAX + 1)],
+                },
+                "isr members",
+            ),
+            (
+                ControllerAnswer::ElectLeaders {
+                    results: vec![elected(String::new(), None); ELECT_LEADERS_PARTITIONS_MAX + 1],
+                },
+                "elect leaders partitions",
+            ),
+            (
+                ControllerAnswer::ElectLeaders {
+                    results: vec![elected("x".repeat(TOPIC_NAME_BYTES_MAX + 1), None)],
+                },
+                "topic name",
+            ),
+            (
+                ControllerAnswer::ElectLeaders {
+                    results: vec![elected(
+                        String::new(),
+                        Some("x".repeat(ERROR_MESSAGE_BYTES_MAX + 1)),
+                    )],
+                },
+                "message",
+            ),
+        ];
+        for (answer, what) in over {
+            let response = ControllerResponse::ok(answer);
+            let refused = |error: Option<ClusterError>| matches!(error, Some(ClusterError::OverLimit { what: w, .. }) if w == what);
+            assert!(refused(response.validate().err()), "{what}");
+            assert!(
+                refused(decode_response(&unchecked_response(&response)).err()),
+                "{what}"
+            );
+        }
+        let at = ControllerResponse::ok(ControllerAnswer::ElectLeaders {
+            results: vec![
+                elected("x".repeat(TOPIC_NAME_BYTES_MAX), None);
+                ELECT_LEADERS_PARTITIONS_MAX
+            ],
+        });
+        let body = Body::ControllerResponse(at);
+        assert_eq!(decode_response(&encode(&body)), Ok(body));
+    }
+
+    #[test]
+    fn isr_counts_the_bytes_cannot_hold_are_refused_before_reserving() {
+        // AlterPartition claiming the most partitions, with nothing after.
+        let mut bytes = vec![8u8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        bytes.extend_from_slice(&(ALTER_PARTITION_PARTITIONS_MAX as u32).to_be_bytes());
+        assert_eq!(
+            decode_request(&bytes),
+            Err(ClusterError::Truncated {
+                needed: ALTER_PARTITION_PARTITIONS_MAX * ISR_CHANGE_FIXED_BYTES,
+                available: 0
+            })
+        );
+        // One change claiming the most members.
+        let mut bytes = vec![8u8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+        bytes.extend_from_slice(&[0; 28]);
+        bytes.extend_from_slice(&(REPLICAS_PER_PARTITION_MAX as u16).to_be_bytes());
+        assert_eq!(
+            decode_request(&bytes),
+            Err(ClusterError::Truncated {
+                needed: REPLICAS_PER_PARTITION_MAX * ISR_MEMBER_BYTES_MIN,
+                available: 0
+            })
+        );
+        // Election results claiming the most partitions.
+        let mut bytes = vec![9u8, 0, 0, 0, 0];
+        bytes.extend_from_slice(&(ELECT_LEADERS_PARTITIONS_MAX as u32).to_be_bytes());
+        assert_eq!(
+            decode_response(&bytes),
+            Err(ClusterError::Truncated {
+                needed: ELECT_LEADERS_PARTITIONS_MAX * ELECT_LEADERS_RESULT_BYTES_MIN,
+                available: 0
+            })
+        );
+        // An incarnation flag other than 0 or 1.
+        let mut bad = unchecked(&alter_partition());
+        // api, node, incarnation, count, topic id, partition, epochs, member count, node 2.
+        let at = 1 + 4 + 8 + 4 + 16 + 12 + 2 + 4;
+        assert_eq!(bad[at], 0);
+        bad[at] = 2;
+        assert_eq!(
+            decode_request(&bad),
+            Err(ClusterError::Malformed {
+                what: "isr member incarnation flag"
+            })
+        );
+    }
+
+    #[test]
     fn unknown_apis_are_refused_in_both_directions() {
-        for code in [0u8, 8, 0xff] {
+        for code in [0u8, 10, 0xff] {
             assert_eq!(
                 decode_request(&[code]),
                 Err(ClusterError::UnknownControllerApi(code))
