@@ -9,10 +9,11 @@ use spate_wire::cluster::{
     encode_frame, Body, ClusterError, ControllerAnswer, ControllerApi, ControllerRequest,
     ControllerResponse, CreateTopicResult, EncodedFrame, Envelope, EpochEndOffset,
     EpochEndOffsetQuery, EpochEndOffsetRequest, EpochEndOffsetResponse, EpochEndOffsetResult,
-    ErrorBody, FetchPartition, FetchedPartition, FrameDecoder, FrameKind, Hello, NewPartitions,
-    NewTopic, Raft, RecordChunks, ReplicaFetchRequest, ReplicaFetchResponse, TopicResult,
-    FRAME_HEADER_BYTES, HELLO_VERSION, REPLICA_FETCH_MAX_BYTES_MAX, REPLICA_FETCH_WAIT_MS_MAX,
-    VERSION_MAX, VERSION_MIN,
+    ErrorBody, FetchPartition, FetchedPartition, FrameDecoder, FrameKind, Hello, MetadataBatch,
+    MetadataContent, MetadataFetchRequest, MetadataFetchResponse, NewPartitions, NewTopic, Raft,
+    RecordChunks, ReplicaFetchRequest, ReplicaFetchResponse, TopicResult, FRAME_HEADER_BYTES,
+    HELLO_VERSION, METADATA_FETCH_MAX_BYTES_MAX, METADATA_FETCH_WAIT_MS_MAX,
+    REPLICA_FETCH_MAX_BYTES_MAX, REPLICA_FETCH_WAIT_MS_MAX, VERSION_MAX, VERSION_MIN,
 };
 use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex};
 use spate_wire::ErrorCode;
@@ -344,6 +345,68 @@ fn controller_response() -> impl Strategy<Value = ControllerResponse> {
     )
 }
 
+fn metadata_fetch_request() -> impl Strategy<Value = MetadataFetchRequest> {
+    (
+        any::<i32>(),
+        any::<u64>(),
+        0..=METADATA_FETCH_WAIT_MS_MAX,
+        0..=METADATA_FETCH_MAX_BYTES_MAX,
+    )
+        .prop_map(
+            |(node_id, from_offset, max_wait_ms, max_bytes)| MetadataFetchRequest {
+                node_id,
+                from_offset,
+                max_wait_ms,
+                max_bytes,
+            },
+        )
+}
+
+fn metadata_content() -> impl Strategy<Value = MetadataContent> {
+    prop_oneof![
+        prop::collection::vec(
+            (any::<u64>(), prop::collection::vec(any::<u8>(), 0..40)),
+            0..6
+        )
+        .prop_map(|batches| MetadataContent::Batches(
+            batches
+                .into_iter()
+                .map(|(offset, records)| MetadataBatch {
+                    offset,
+                    records: Bytes::from(records)
+                })
+                .collect()
+        )),
+        (any::<u64>(), prop::collection::vec(any::<u8>(), 0..100)).prop_map(|(offset, bytes)| {
+            MetadataContent::Snapshot {
+                offset,
+                bytes: Bytes::from(bytes),
+            }
+        }),
+    ]
+}
+
+fn metadata_fetch_response() -> impl Strategy<Value = MetadataFetchResponse> {
+    (
+        error_code(),
+        prop::option::of(0..=i32::MAX),
+        any::<u64>(),
+        any::<u64>(),
+        metadata_content(),
+    )
+        .prop_map(
+            |(error_code, leader_id, leader_term, committed_offset, content)| {
+                MetadataFetchResponse {
+                    error_code,
+                    leader_id,
+                    leader_term,
+                    committed_offset,
+                    content,
+                }
+            },
+        )
+}
+
 fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
         hello().prop_map(Body::Hello),
@@ -355,6 +418,8 @@ fn body() -> impl Strategy<Value = Body> {
         error_body().prop_map(Body::Error),
         controller_request().prop_map(Body::ControllerRequest),
         controller_response().prop_map(Body::ControllerResponse),
+        metadata_fetch_request().prop_map(Body::MetadataFetchRequest),
+        metadata_fetch_response().prop_map(Body::MetadataFetchResponse),
     ]
 }
 
@@ -545,6 +610,30 @@ proptest! {
     ) {
         let envelope = Envelope { version: VERSION_MAX, correlation_id: 1, sender_node_id: 1 };
         for body in [Body::ControllerRequest(request), Body::ControllerResponse(response)] {
+            let kind = body.kind();
+            let mut payload = flatten(&encode_frame(&envelope, &body))[FRAME_HEADER_BYTES..].to_vec();
+            let at = at_pick % payload.len();
+            payload[at] = byte;
+            let payload = Bytes::from(payload);
+            if let Ok(decoded) = Body::decode_payload(kind, VERSION_MAX, &payload) {
+                let again = encode_frame(&envelope, &decoded).to_bytes();
+                prop_assert_eq!(&again[FRAME_HEADER_BYTES..], &payload[..]);
+            }
+        }
+    }
+
+    /// Metadata fetch bodies with one byte overwritten (a count, a length, the content byte)
+    /// never make the decoder panic, and whatever it accepts encodes back to the same bytes.
+    #[test]
+    fn damaged_metadata_fetch_bodies_never_panic_and_accepted_ones_are_canonical(
+        request in metadata_fetch_request(),
+        response in metadata_fetch_response(),
+        at_pick in any::<usize>(),
+        byte in any::<u8>(),
+    ) {
+        prop_assert_eq!(response.validate(), Ok(()));
+        let envelope = Envelope { version: VERSION_MAX, correlation_id: 1, sender_node_id: 1 };
+        for body in [Body::MetadataFetchRequest(request), Body::MetadataFetchResponse(response)] {
             let kind = body.kind();
             let mut payload = flatten(&encode_frame(&envelope, &body))[FRAME_HEADER_BYTES..].to_vec();
             let at = at_pick % payload.len();

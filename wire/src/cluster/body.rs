@@ -5,8 +5,8 @@ use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
 
 use crate::cluster::{
     ClusterError, ControllerRequest, ControllerResponse, EpochEndOffsetRequest,
-    EpochEndOffsetResponse, ErrorBody, Frame, FrameKind, Hello, ReplicaFetchRequest,
-    ReplicaFetchResponse, RAFT_MESSAGE_BYTES_MAX,
+    EpochEndOffsetResponse, ErrorBody, Frame, FrameKind, Hello, MetadataFetchRequest,
+    MetadataFetchResponse, ReplicaFetchRequest, ReplicaFetchResponse, RAFT_MESSAGE_BYTES_MAX,
 };
 
 /// One encoded Raft message, opaque here: the controller crate encodes and decodes it. The
@@ -53,6 +53,10 @@ pub enum Body {
     ControllerRequest(ControllerRequest),
     /// [`FrameKind::ControllerResponse`].
     ControllerResponse(ControllerResponse),
+    /// [`FrameKind::MetadataFetchRequest`].
+    MetadataFetchRequest(MetadataFetchRequest),
+    /// [`FrameKind::MetadataFetchResponse`].
+    MetadataFetchResponse(MetadataFetchResponse),
 }
 
 impl Body {
@@ -68,6 +72,8 @@ impl Body {
             Body::Error(_) => FrameKind::Error,
             Body::ControllerRequest(_) => FrameKind::ControllerRequest,
             Body::ControllerResponse(_) => FrameKind::ControllerResponse,
+            Body::MetadataFetchRequest(_) => FrameKind::MetadataFetchRequest,
+            Body::MetadataFetchResponse(_) => FrameKind::MetadataFetchResponse,
         }
     }
 
@@ -128,6 +134,12 @@ impl Body {
             FrameKind::ControllerResponse => {
                 Body::ControllerResponse(ControllerResponse::decode(Reader::new(kind, payload))?)
             }
+            FrameKind::MetadataFetchRequest => Body::MetadataFetchRequest(
+                MetadataFetchRequest::decode(Reader::new(kind, payload))?,
+            ),
+            FrameKind::MetadataFetchResponse => Body::MetadataFetchResponse(
+                MetadataFetchResponse::decode(Reader::new(kind, payload))?,
+            ),
         };
         Ok(body)
     }
@@ -156,6 +168,8 @@ impl Body {
             Body::Error(error) => error.encode(out),
             Body::ControllerRequest(request) => request.encode(out),
             Body::ControllerResponse(response) => response.encode(out),
+            Body::MetadataFetchRequest(request) => request.encode(out),
+            Body::MetadataFetchResponse(response) => response.encode(out, records),
         }
     }
 
@@ -171,6 +185,8 @@ impl Body {
             Body::Error(error) => error.encoded_bytes(),
             Body::ControllerRequest(request) => request.encoded_bytes(),
             Body::ControllerResponse(response) => response.encoded_bytes(),
+            Body::MetadataFetchRequest(request) => request.encoded_bytes(),
+            Body::MetadataFetchResponse(response) => response.encoded_bytes(),
         }
     }
 }

@@ -91,11 +91,16 @@ pub enum FrameKind {
     ControllerRequest = 8,
     /// The controller's answer: [`super::ControllerResponse`].
     ControllerResponse = 9,
+    /// An observer (a broker that is not a voter) asks a voter for committed metadata
+    /// records: [`super::MetadataFetchRequest`]. Added within version 1 like kind 8.
+    MetadataFetchRequest = 10,
+    /// The voter's answer: [`super::MetadataFetchResponse`].
+    MetadataFetchResponse = 11,
 }
 
 impl FrameKind {
     /// Every kind, in wire order.
-    pub const ALL: [FrameKind; 9] = [
+    pub const ALL: [FrameKind; 11] = [
         FrameKind::Hello,
         FrameKind::Raft,
         FrameKind::ReplicaFetchRequest,
@@ -105,6 +110,8 @@ impl FrameKind {
         FrameKind::Error,
         FrameKind::ControllerRequest,
         FrameKind::ControllerResponse,
+        FrameKind::MetadataFetchRequest,
+        FrameKind::MetadataFetchResponse,
     ];
 
     /// The byte in the header.
@@ -545,9 +552,9 @@ mod tests {
         seal(&mut bytes);
         assert_eq!(decode_all(&bytes), Err(ClusterError::UnknownKind(0)));
         let mut bytes = raft_frame(b"x");
-        bytes[6] = 10; // one past the last kind, FrameKind::ControllerResponse
+        bytes[6] = 12; // one past the last kind, FrameKind::MetadataFetchResponse
         seal(&mut bytes);
-        assert_eq!(decode_all(&bytes), Err(ClusterError::UnknownKind(10)));
+        assert_eq!(decode_all(&bytes), Err(ClusterError::UnknownKind(12)));
         let mut bytes = raft_frame(b"x");
         bytes[7] = 0x80;
         seal(&mut bytes);

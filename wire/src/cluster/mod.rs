@@ -14,7 +14,8 @@
 //!   slices of that buffer, never copies;
 //! - [`Body::decode`] turns a frame into a typed body ([`Hello`], [`Raft`],
 //!   [`ReplicaFetchRequest`], [`ReplicaFetchResponse`], [`EpochEndOffsetRequest`],
-//!   [`EpochEndOffsetResponse`], [`ErrorBody`], [`ControllerRequest`], [`ControllerResponse`]);
+//!   [`EpochEndOffsetResponse`], [`ErrorBody`], [`ControllerRequest`], [`ControllerResponse`],
+//!   [`MetadataFetchRequest`], [`MetadataFetchResponse`]);
 //! - [`encode_frame`] turns a body back into buffers for one vectored write: the record batches
 //!   of a [`ReplicaFetchResponse`] are handed back as their own parts, never copied.
 //!
@@ -58,6 +59,7 @@ mod controller_rpc;
 mod epoch;
 mod error;
 pub mod frame;
+mod metadata_fetch;
 mod replica_fetch;
 
 pub use body::{Body, Raft};
@@ -81,6 +83,11 @@ pub use epoch::{
 pub use error::ClusterError;
 pub use frame::{
     encode_frame, EncodedFrame, Envelope, Frame, FrameDecoder, FrameKind, FRAME_HEADER_BYTES, MAGIC,
+};
+pub use metadata_fetch::{
+    MetadataBatch, MetadataContent, MetadataFetchRequest, MetadataFetchResponse,
+    METADATA_BATCH_BYTES_MAX, METADATA_FETCH_BATCHES_MAX, METADATA_FETCH_MAX_BYTES_MAX,
+    METADATA_FETCH_RECORDS_BYTES_MAX, METADATA_FETCH_WAIT_MS_MAX, METADATA_SNAPSHOT_BYTES_MAX,
 };
 pub use replica_fetch::{
     FetchPartition, FetchedPartition, RecordChunks, ReplicaFetchRequest, ReplicaFetchResponse,
