@@ -73,8 +73,10 @@ settings! {
     /// (and, later, replication); needs controller-voters [default: unset: a single broker].
     cluster_listen: SocketAddr,
     /// The controller quorum's voters, as `ID@HOST:PORT,...`, each PORT that voter's
-    /// cluster-listen; usually the first three brokers, each a voter and a broker (combined
-    /// mode). Unset: this broker is a cluster of one, as before [default: unset].
+    /// cluster-listen; usually three brokers, each a voter and a broker (combined mode). A
+    /// broker whose node-id is not among them joins as an observer: it follows the metadata
+    /// log from the voters and holds partitions like any broker. Unset: this broker is a
+    /// cluster of one, as before [default: unset].
     controller_voters: String,
     /// Log format [default: human].
     log_format: LogFormat,
@@ -206,8 +208,24 @@ pub struct Config {
 pub struct ClusterSettings {
     /// Where other brokers connect to this one.
     pub listen: SocketAddr,
+    /// The host other brokers are told to reach the cluster listener at (registered with the
+    /// controller): a voter's own `--controller-voters` host, else the listen address, or the
+    /// advertised host when listening on all addresses.
+    pub advertised_host: String,
     /// The controller quorum, by node id.
     pub voters: Vec<Voter>,
+    /// Whether this broker votes in the quorum or only follows it.
+    pub role: ClusterRole,
+}
+
+/// A broker's part in the controller quorum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterRole {
+    /// Its node id is in `--controller-voters`: it runs a Raft node of the metadata quorum.
+    Voter,
+    /// It is not: it fetches the committed metadata log from the voters (Kafka's KRaft
+    /// observers), and is a broker like any other otherwise.
+    Observer,
 }
 
 /// One voter of the controller quorum.
@@ -270,6 +288,7 @@ fn resolve_cluster(
     node_id: i32,
     listen: Option<SocketAddr>,
     voters: Option<&str>,
+    advertised_host: &str,
 ) -> anyhow::Result<Option<ClusterSettings>> {
     let (listen, voters) = match (listen, voters) {
         (None, None) => return Ok(None),
@@ -279,19 +298,28 @@ fn resolve_cluster(
         }
         (Some(listen), Some(text)) => (listen, parse_voters(text).context("controller-voters")?),
     };
-    let Some(me) = voters.iter().find(|v| v.node_id == node_id) else {
-        bail!(
-            "node-id {node_id} is not among controller-voters: brokers that are not voters are              not supported yet (run every broker as a voter)"
-        );
+    let (role, advertised_host) = match voters.iter().find(|v| v.node_id == node_id) {
+        Some(me) => {
+            if me.port != listen.port() {
+                bail!(
+                    "controller-voters names {}:{} for node {node_id}, but its cluster-listen is {listen}",
+                    me.host,
+                    me.port
+                );
+            }
+            (ClusterRole::Voter, me.host.clone())
+        }
+        // Not a voter: an observer. Its cluster address is registered with the controller, so
+        // an unspecified listen address is replaced by the host clients are told.
+        None if listen.ip().is_unspecified() => (ClusterRole::Observer, advertised_host.to_owned()),
+        None => (ClusterRole::Observer, listen.ip().to_string()),
     };
-    if me.port != listen.port() {
-        bail!(
-            "controller-voters names {}:{} for node {node_id}, but its cluster-listen is {listen}",
-            me.host,
-            me.port
-        );
-    }
-    Ok(Some(ClusterSettings { listen, voters }))
+    Ok(Some(ClusterSettings {
+        listen,
+        advertised_host,
+        voters,
+        role,
+    }))
 }
 
 /// Broker-wide defaults for per-topic settings.
@@ -445,7 +473,12 @@ impl Config {
         if node_id < 0 {
             bail!("node-id must not be negative, got {node_id}");
         }
-        let cluster = resolve_cluster(node_id, s.cluster_listen, s.controller_voters.as_deref())?;
+        let cluster = resolve_cluster(
+            node_id,
+            s.cluster_listen,
+            s.controller_voters.as_deref(),
+            &advertised_host,
+        )?;
         let producers_per_partition_max = s
             .producers_per_partition_max
             .unwrap_or(spate_storage::producer_state::PRODUCERS_PER_PARTITION_MAX_DEFAULT);
@@ -759,6 +792,11 @@ mod tests {
         let cluster = config.cluster.expect("cluster mode");
         assert_eq!(cluster.voters.len(), 3);
         assert_eq!(cluster.listen.port(), 9193);
+        assert_eq!(cluster.role, ClusterRole::Voter);
+        let observer = with(4, Some("127.0.0.1:9195"), Some(voters)).unwrap();
+        let observer = observer.cluster.expect("cluster mode");
+        assert_eq!(observer.role, ClusterRole::Observer);
+        assert_eq!(observer.advertised_host, "127.0.0.1");
         assert!(
             with(0, None, None).unwrap().cluster.is_none(),
             "a single broker"
@@ -768,10 +806,6 @@ mod tests {
             "listener alone"
         );
         assert!(with(2, None, Some(voters)).is_err(), "voters alone");
-        assert!(
-            with(4, Some("127.0.0.1:9195"), Some(voters)).is_err(),
-            "not a voter"
-        );
         assert!(
             with(2, Some("127.0.0.1:9999"), Some(voters)).is_err(),
             "port disagrees"

@@ -68,7 +68,7 @@ fn overrides(meta: &TopicMeta) -> Vec<(String, String)> {
 /// Creates each topic (checked by the broker already: name, partitions, configs), on this
 /// node when it leads the quorum, else forwarded to the leader.
 pub async fn create_topics(node: &ClusterNode, topics: Vec<crate::ops::NewTopic>) -> TopicResults {
-    if !node.quorum.is_leader() {
+    if !node.membership.is_leader() {
         let count = topics.len();
         let request = ControllerRequest::CreateTopics {
             topics: topics
@@ -87,7 +87,7 @@ pub async fn create_topics(node: &ClusterNode, topics: Vec<crate::ops::NewTopic>
                 .collect(),
             validate_only: false,
         };
-        let answer = node.quorum.call_leader(&request).await;
+        let answer = node.membership.call_leader(&request).await;
         let results = forwarded(answer, count, |answer| match answer {
             ControllerAnswer::CreateTopics { results } => Some(
                 results
@@ -98,7 +98,7 @@ pub async fn create_topics(node: &ClusterNode, topics: Vec<crate::ops::NewTopic>
             _ => None,
         });
         let names: Vec<String> = topics.iter().map(|t| t.meta.name.clone()).collect();
-        node.quorum
+        node.membership
             .wait_published(
                 |image| names.iter().all(|n| image.topic_id(n).is_some()),
                 SETTLE_TIMEOUT,
@@ -120,7 +120,7 @@ pub async fn create_topics(node: &ClusterNode, topics: Vec<crate::ops::NewTopic>
             configs,
         };
         let created = node
-            .quorum
+            .membership
             .submit(Box::new(move |controller, image, rng, _now| {
                 controller.create_topic(image, rng, request)
             }))
@@ -136,10 +136,10 @@ pub async fn create_topics(node: &ClusterNode, topics: Vec<crate::ops::NewTopic>
 
 /// Deletes each topic, here or at the leader.
 pub async fn delete_topics(node: &ClusterNode, names: Vec<String>) -> TopicResults {
-    if !node.quorum.is_leader() {
+    if !node.membership.is_leader() {
         let count = names.len();
         let answer = node
-            .quorum
+            .membership
             .call_leader(&ControllerRequest::DeleteTopics {
                 names: names.clone(),
             })
@@ -148,7 +148,7 @@ pub async fn delete_topics(node: &ClusterNode, names: Vec<String>) -> TopicResul
             ControllerAnswer::DeleteTopics { results } => Some(topic_results(results)),
             _ => None,
         });
-        node.quorum
+        node.membership
             .wait_published(
                 |image| names.iter().all(|n| image.topic_id(n).is_none()),
                 SETTLE_TIMEOUT,
@@ -159,7 +159,7 @@ pub async fn delete_topics(node: &ClusterNode, names: Vec<String>) -> TopicResul
     let mut results = Vec::with_capacity(names.len());
     for name in names {
         let deleted = node
-            .quorum
+            .membership
             .submit(Box::new(|controller, image, _rng, _now| {
                 controller.delete_topic(image, &name)
             }))
@@ -175,7 +175,7 @@ pub async fn create_partitions(
     node: &ClusterNode,
     changes: Vec<crate::ops::GrowTopic>,
 ) -> TopicResults {
-    if !node.quorum.is_leader() {
+    if !node.membership.is_leader() {
         let count = changes.len();
         let request = ControllerRequest::CreatePartitions {
             topics: changes
@@ -187,7 +187,7 @@ pub async fn create_partitions(
                 })
                 .collect(),
         };
-        let answer = node.quorum.call_leader(&request).await;
+        let answer = node.membership.call_leader(&request).await;
         let results = forwarded(answer, count, |answer| match answer {
             ControllerAnswer::CreatePartitions { results } => Some(topic_results(results)),
             _ => None,
@@ -198,7 +198,7 @@ pub async fn create_partitions(
     for grow in changes {
         let assignment = grow.assignment.map(assignment_nodes);
         let grown = node
-            .quorum
+            .membership
             .submit(Box::new(|controller, image, rng, _now| {
                 controller.create_partitions(image, rng, &grow.name, grow.count, assignment)
             }))

@@ -1,18 +1,22 @@
 //! A broker as a member of a cluster (`--controller-voters`): the cluster listener and links to
 //! the other brokers ([`transport`]), this broker's voter of the controller quorum ([`quorum`])
-//! with its Raft log on disk ([`raft_file`]), and the translation of the committed metadata
-//! image into what the cores serve ([`apply`]: topics, placements, the cluster view).
+//! with its Raft log on disk ([`raft_file`]) or, on a broker that is not a voter, the observer
+//! that fetches the committed metadata log from the voters ([`observer`]), and the translation
+//! of the committed metadata image into what the cores serve ([`apply`]: topics, placements,
+//! the cluster view). Voters and observers register, heartbeat and shut down alike
+//! ([`Membership`] hides which one this broker is).
 //!
 //! All of it runs on the controller core (core 0); the other cores receive each committed image
 //! over the core mesh and apply it to their own tables, so every core sees metadata changes in
 //! log order. Without `--controller-voters` none of this starts, and a broker is a cluster of
 //! one exactly as before (topic files, core 0 as the controller).
 //!
-//! Deliberately absent for now (see the issue "A cluster of brokers"): brokers that are not
-//! voters, replication factor above 1, moving partitions between brokers.
+//! Deliberately absent for now (see the issue "A cluster of brokers"): replication factor above
+//! 1, moving partitions between brokers, changing the voter set.
 
 pub mod admin;
 pub mod apply;
+pub mod observer;
 pub mod quorum;
 pub mod raft_file;
 pub mod rpc;
@@ -26,7 +30,8 @@ use futures::FutureExt;
 use spate_controller::controller::{ControllerError, RegisterBroker};
 
 use crate::errors::KafkaCode;
-use spate_controller::ids::{Incarnation, NodeId};
+use spate_controller::ids::{Incarnation, MetadataOffset, NodeId};
+use spate_controller::image::MetadataImage;
 use spate_controller::records::Endpoint;
 use spate_storage::sync::AsyncMutex;
 use spate_wire::cluster::{
@@ -36,10 +41,11 @@ use spate_wire::cluster::{
 use spate_wire::ErrorCode;
 use tracing::{debug, info, warn};
 
-use crate::config::ClusterSettings;
+use crate::config::{ClusterRole, ClusterSettings};
 use crate::core::Core;
 use crate::ops::{CoreRequest, Phase};
 use crate::runtime::ShutdownFlag;
+use observer::Observer;
 use quorum::{Published, Quorum};
 use transport::{Identity, Transport};
 
@@ -64,11 +70,106 @@ pub fn topic_outcome(result: Result<(), ControllerError>) -> (ErrorCode, Option<
     }
 }
 
+/// How this broker follows the metadata log: as a voter of the quorum, or as an observer that
+/// fetches it. The calls a broker makes of either are here, so registration, heartbeats,
+/// controlled shutdown and forwarding are the same code for both.
+#[derive(Debug, Clone)]
+pub enum Membership {
+    /// A voter (`--node-id` is in `--controller-voters`).
+    Voter(Rc<Quorum>),
+    /// An observer (it is not).
+    Observer(Rc<Observer>),
+}
+
+impl Membership {
+    /// The quorum's leader, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        match self {
+            Membership::Voter(quorum) => quorum.leader(),
+            Membership::Observer(observer) => observer.leader(),
+        }
+    }
+
+    /// Whether this broker leads the quorum (never, for an observer).
+    pub fn is_leader(&self) -> bool {
+        match self {
+            Membership::Voter(quorum) => quorum.is_leader(),
+            Membership::Observer(_) => false,
+        }
+    }
+
+    /// This broker's voter, if it is one.
+    pub fn quorum(&self) -> Option<&Rc<Quorum>> {
+        match self {
+            Membership::Voter(quorum) => Some(quorum),
+            Membership::Observer(_) => None,
+        }
+    }
+
+    /// Whether this broker's image has `node` registered in run `incarnation`.
+    pub fn is_registered(&self, node: NodeId, incarnation: u64) -> bool {
+        match self {
+            Membership::Voter(quorum) => quorum.is_registered(node, incarnation),
+            Membership::Observer(observer) => observer.is_registered(node, incarnation),
+        }
+    }
+
+    /// How far this broker has applied the metadata log.
+    pub fn applied_offset(&self) -> MetadataOffset {
+        match self {
+            Membership::Voter(quorum) => quorum.applied_offset(),
+            Membership::Observer(observer) => observer.applied_offset(),
+        }
+    }
+
+    /// Sends `request` to the quorum's leader, another broker.
+    ///
+    /// # Errors
+    /// As [`Quorum::call_leader`] and [`Observer::call_leader`].
+    pub async fn call_leader(
+        &self,
+        request: &ControllerRequest,
+    ) -> Result<ControllerResponse, rpc::RpcError> {
+        match self {
+            Membership::Voter(quorum) => quorum.call_leader(request).await,
+            Membership::Observer(observer) => observer.call_leader(request).await,
+        }
+    }
+
+    /// Proposes a request's records on the leader ([`Quorum::submit`]).
+    ///
+    /// # Errors
+    /// As [`Quorum::submit`]; NOT_CONTROLLER on an observer.
+    pub async fn submit(
+        &self,
+        build: Box<quorum::Build<'_>>,
+    ) -> Result<MetadataOffset, ControllerError> {
+        match self {
+            Membership::Voter(quorum) => quorum.submit(build).await,
+            Membership::Observer(observer) => Err(ControllerError::NotController {
+                leader_hint: observer.leader(),
+            }),
+        }
+    }
+
+    /// Waits until this broker's published image satisfies `done`, or `timeout` passes.
+    pub async fn wait_published(
+        &self,
+        done: impl Fn(&MetadataImage) -> bool,
+        timeout: std::time::Duration,
+    ) {
+        match self {
+            Membership::Voter(quorum) => quorum.wait_published(done, timeout).await,
+            Membership::Observer(observer) => observer.wait_published(done, timeout).await,
+        }
+    }
+}
+
 /// The cluster side of this broker, on the controller core.
 #[derive(Debug)]
 pub struct ClusterNode {
-    /// This broker's voter.
-    pub quorum: Rc<Quorum>,
+    /// This broker's voter, or its observer.
+    pub membership: Membership,
     /// This broker.
     pub node_id: NodeId,
     /// This run of the broker: larger than any earlier one of this node id.
@@ -100,19 +201,19 @@ impl ClusterNode {
                 // A broker stopped right after it started may not know the leader yet, or not
                 // be registered in this run: wait for both (within the bound) so that the
                 // controller can fence exactly this run.
-                while self.quorum.leader().is_none() {
+                while self.membership.leader().is_none() {
                     glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
                 }
                 // The membership loop stopped with the shutdown: register this run here if
                 // it had not been yet, so the controller fences this run, not a stale one.
-                while !self.quorum.is_registered(node, incarnation.0) {
-                    if let Err(e) = beat(&self.quorum, &self.registration).await {
+                while !self.membership.is_registered(node, incarnation.0) {
+                    if let Err(e) = beat(&self.membership, &self.registration).await {
                         debug!(error = %e, "registration before controlled shutdown");
                     }
                     glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
                 }
-                if self.quorum.is_leader() {
-                    self.quorum
+                if self.membership.is_leader() {
+                    self.membership
                         .submit(Box::new(move |controller, image, _rng, _now| {
                             controller.controlled_shutdown(image, node, incarnation)
                         }))
@@ -124,9 +225,9 @@ impl ClusterNode {
                         node_id: node.0,
                         incarnation: incarnation.0,
                         want_shutdown: true,
-                        metadata_offset: self.quorum.applied_offset().0,
+                        metadata_offset: self.membership.applied_offset().0,
                     };
-                    match self.quorum.call_leader(&request).await {
+                    match self.membership.call_leader(&request).await {
                         Ok(response) if response.error_code == ErrorCode::None => Ok(()),
                         Ok(response) => Err(format!("{:?}", response.error_code)),
                         Err(e) => Err(e.to_string()),
@@ -157,11 +258,11 @@ impl ClusterNode {
     /// # Errors
     /// NOT_LEADER_OR_FOLLOWER when no leader answered (the client retries).
     pub async fn describe_quorum(&self) -> Result<ControllerAnswer, ErrorCode> {
-        if let Some(answer) = self.quorum.describe() {
+        if let Some(answer) = self.membership.quorum().and_then(|q| q.describe()) {
             return Ok(answer);
         }
         let response = self
-            .quorum
+            .membership
             .call_leader(&ControllerRequest::DescribeQuorum)
             .await
             .map_err(|e| {
@@ -208,8 +309,8 @@ impl ClusterNode {
         else {
             unreachable!("built above")
         };
-        if self.quorum.is_leader() {
-            return rpc::alter_partitions(&self.quorum, self.node_id, self.incarnation, changes)
+        if let Some(quorum) = self.membership.quorum().filter(|q| q.is_leader()) {
+            return rpc::alter_partitions(quorum, self.node_id, self.incarnation, changes)
                 .await
                 .map_err(|e| e.kafka_code());
         }
@@ -240,8 +341,8 @@ impl ClusterNode {
         let ControllerRequest::ElectLeaders { partitions } = &request else {
             unreachable!("built above")
         };
-        if self.quorum.is_leader() {
-            return rpc::elect_preferred_leaders(&self.quorum, partitions)
+        if let Some(quorum) = self.membership.quorum().filter(|q| q.is_leader()) {
+            return rpc::elect_preferred_leaders(quorum, partitions)
                 .await
                 .map_err(|e| e.kafka_code());
         }
@@ -256,7 +357,7 @@ impl ClusterNode {
 
     /// Sends `request` to the quorum's leader; its answer when it succeeded as a whole.
     async fn forward(&self, request: &ControllerRequest) -> Result<ControllerResponse, ErrorCode> {
-        let response = self.quorum.call_leader(request).await.map_err(|e| {
+        let response = self.membership.call_leader(request).await.map_err(|e| {
             debug!(error = %e, api = ?request.api(), "not answered by the quorum's leader");
             ErrorCode::NotController
         })?;
@@ -282,8 +383,9 @@ impl ClusterNode {
             if self.producer_ids.get().0 < self.producer_ids.get().1 {
                 continue; // another caller refilled it meanwhile
             }
-            let (first, count) = if self.quorum.is_leader() {
-                rpc::allocate_producer_ids(&self.quorum, self.node_id, self.incarnation)
+            let leading = self.membership.quorum().filter(|q| q.is_leader());
+            let (first, count) = if let Some(quorum) = leading {
+                rpc::allocate_producer_ids(quorum, self.node_id, self.incarnation)
                     .await
                     .map_err(|e| e.to_string())?
             } else {
@@ -292,7 +394,7 @@ impl ClusterNode {
                     incarnation: self.incarnation.0,
                 };
                 let response = self
-                    .quorum
+                    .membership
                     .call_leader(&request)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -343,6 +445,8 @@ pub async fn start(
     // Wall-clock milliseconds: a restarted broker's incarnation is larger than its last one's
     // (unless the clock went back by more than the restart took).
     let incarnation = crate::core::now_ms().max(1) as u64;
+    // A voter dials the other voters; an observer dials every voter. Nobody dials an observer
+    // (it answers nothing but its own requests' responses so far).
     let peers = settings
         .voters
         .iter()
@@ -374,22 +478,38 @@ pub async fn start(
         }
         .boxed_local()
     });
-    let quorum = Quorum::start(
-        &core.config.data_dir,
-        NodeId(me),
-        voters,
-        incarnation,
-        transport.clone(),
-        publish,
-        stop.clone(),
-    )
-    .await?;
-    let shutdown_for_membership = shutdown;
-    let me_voter = settings
-        .voters
-        .iter()
-        .find(|v| v.node_id == me)
-        .expect("config checked this node is a voter");
+    let membership = match settings.role {
+        ClusterRole::Voter => Membership::Voter(
+            Quorum::start(
+                &core.config.data_dir,
+                NodeId(me),
+                voters,
+                incarnation,
+                transport.clone(),
+                publish,
+                stop.clone(),
+            )
+            .await?,
+        ),
+        ClusterRole::Observer => {
+            info!(
+                node = me,
+                voters = ?voters,
+                "not a controller voter: following the metadata log as an observer"
+            );
+            Membership::Observer(
+                Observer::start(
+                    &core.config.data_dir,
+                    NodeId(me),
+                    voters,
+                    transport.clone(),
+                    publish,
+                    stop.clone(),
+                )
+                .await?,
+            )
+        }
+    };
     let registration = RegisterBroker {
         node: NodeId(me),
         incarnation: Incarnation(incarnation),
@@ -398,19 +518,19 @@ pub async fn start(
             port: core.config.advertised_port,
         },
         cluster: Endpoint {
-            host: me_voter.host.clone(),
-            port: me_voter.port,
+            host: settings.advertised_host.clone(),
+            port: settings.listen.port(),
         },
         rack: None,
     };
-    glommio::spawn_local(membership(
-        quorum.clone(),
+    glommio::spawn_local(membership_loop(
+        membership.clone(),
         registration.clone(),
-        shutdown_for_membership,
+        shutdown,
     ))
     .detach();
     Ok(ClusterNode {
-        quorum,
+        membership,
         node_id: NodeId(me),
         incarnation: Incarnation(incarnation),
         producer_ids: Cell::new((0, 0)),
@@ -426,9 +546,13 @@ pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_mi
 
 /// Registers this broker (once per run) and heartbeats it, so the controller places partitions
 /// on it and keeps it unfenced.
-async fn membership(quorum: Rc<Quorum>, registration: RegisterBroker, shutdown: Arc<ShutdownFlag>) {
+async fn membership_loop(
+    membership: Membership,
+    registration: RegisterBroker,
+    shutdown: Arc<ShutdownFlag>,
+) {
     while !shutdown.is_triggered() {
-        if let Err(e) = beat(&quorum, &registration).await {
+        if let Err(e) = beat(&membership, &registration).await {
             debug!(error = %e, "registration or heartbeat not answered");
         }
         glommio::timer::sleep(HEARTBEAT_INTERVAL).await;
@@ -437,20 +561,20 @@ async fn membership(quorum: Rc<Quorum>, registration: RegisterBroker, shutdown: 
 
 /// One registration (if this run is not registered yet) or heartbeat: proposed here on the
 /// quorum's leader, sent to the leader from anywhere else.
-async fn beat(quorum: &Rc<Quorum>, registration: &RegisterBroker) -> Result<(), String> {
+async fn beat(membership: &Membership, registration: &RegisterBroker) -> Result<(), String> {
     let node = registration.node;
     let incarnation = registration.incarnation;
-    let registered = quorum.is_registered(node, incarnation.0);
-    if quorum.is_leader() {
+    let registered = membership.is_registered(node, incarnation.0);
+    if membership.is_leader() {
         let result = if registered {
-            quorum
+            membership
                 .submit(Box::new(move |controller, image, _rng, now| {
                     controller.heartbeat(image, now, node, incarnation)
                 }))
                 .await
         } else {
             let registration = registration.clone();
-            quorum
+            membership
                 .submit(Box::new(move |controller, image, _rng, now| {
                     controller.register_broker(image, now, registration)
                 }))
@@ -458,7 +582,7 @@ async fn beat(quorum: &Rc<Quorum>, registration: &RegisterBroker) -> Result<(), 
         };
         result.map_err(|e| e.to_string())?;
     } else {
-        if quorum.leader().is_none() {
+        if membership.leader().is_none() {
             return Err("no controller known yet".to_owned());
         }
         let request = if registered {
@@ -466,7 +590,7 @@ async fn beat(quorum: &Rc<Quorum>, registration: &RegisterBroker) -> Result<(), 
                 node_id: node.0,
                 incarnation: incarnation.0,
                 want_shutdown: false,
-                metadata_offset: quorum.applied_offset().0,
+                metadata_offset: membership.applied_offset().0,
             }
         } else {
             ControllerRequest::RegisterBroker {
@@ -479,7 +603,7 @@ async fn beat(quorum: &Rc<Quorum>, registration: &RegisterBroker) -> Result<(), 
                 rack: registration.rack.clone(),
             }
         };
-        let response = quorum
+        let response = membership
             .call_leader(&request)
             .await
             .map_err(|e| e.to_string())?;

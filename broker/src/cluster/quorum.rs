@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
 use spate_controller::controller::{Controller, ControllerConfig, ControllerError};
-use spate_controller::ids::{MetadataOffset, MonotonicMs, NodeId};
+use spate_controller::ids::{MetadataOffset, MonotonicMs, NodeId, RaftTerm};
 use spate_controller::image::MetadataImage;
 use spate_controller::node::{
-    decode_message, encode_message, ControllerNode, NodeConfig, ProposalId,
+    decode_message, encode_message, CommittedRead, ControllerNode, NodeConfig, ProposalId,
 };
 use spate_controller::records::MetadataRecord;
 use spate_controller::rng::SplitMix64;
@@ -119,6 +119,8 @@ pub struct Quorum {
     /// [`QUORUM_REPLICAS_MAX`] brokers.
     seen: RefCell<std::collections::BTreeMap<NodeId, Seen>>,
     voters: Vec<NodeId>,
+    /// Observers' metadata fetches being served (long polls); see `observer::serve_fetch`.
+    pub(super) fetches_in_flight: Cell<usize>,
 }
 
 impl std::fmt::Debug for Quorum {
@@ -163,6 +165,7 @@ impl Quorum {
             published: Notify::default(),
             seen: RefCell::new(std::collections::BTreeMap::new()),
             voters: voters_kept,
+            fetches_in_flight: Cell::new(0),
         });
         // The image replayed from the log, before anything new commits.
         quorum.publish_now().await;
@@ -307,6 +310,22 @@ impl Quorum {
         })
     }
 
+    /// Committed records from `from` on (or the snapshot, when `from` was compacted away), for
+    /// an observer's metadata fetch.
+    pub fn read_committed(&self, from: MetadataOffset) -> CommittedRead {
+        self.node.borrow().read_committed(from)
+    }
+
+    /// This node.
+    pub fn node_id(&self) -> NodeId {
+        self.node.borrow().id()
+    }
+
+    /// This node's Raft term.
+    pub fn term(&self) -> RaftTerm {
+        self.node.borrow().term()
+    }
+
     /// Whether this node leads the quorum.
     pub fn is_leader(&self) -> bool {
         self.node.borrow().is_leader()
@@ -396,6 +415,9 @@ impl Quorum {
             }
             Body::ControllerResponse(response) => {
                 self.rpc.deliver(inbound.correlation_id, response)
+            }
+            Body::MetadataFetchRequest(request) => {
+                super::observer::serve_fetch(self.clone(), request, inbound)
             }
             Body::Raft(raft) => match decode_message(&raft.message) {
                 Ok(message) => {

@@ -3,7 +3,8 @@
 //! Each broker dials every peer once (a [`Link`], redialled with backoff when it breaks) and
 //! accepts the peers' dials on its `--cluster-listen` address. Either side starts with a
 //! [`Hello`] (cluster id, node id, incarnation, protocol versions); a peer with another cluster
-//! id, an unknown node id or no common version gets an Error frame and is closed. After the
+//! id, this broker's own node id or no common version gets an Error frame and is closed. Peers
+//! that are not dialled (observers, which voters do not know in advance) are accepted too. After the
 //! handshake every frame either side receives goes to one inbox, tagged with the sender and the
 //! connection it came on, so a request can be answered on that connection.
 //!
@@ -221,14 +222,7 @@ impl Transport {
             inbox,
         });
         info!(listen = %listen, peers = peers.len(), "cluster listener up");
-        let known: Vec<i32> = peers.iter().map(|(id, _)| *id).collect();
-        glommio::spawn_local(accept_loop(
-            transport.clone(),
-            listener,
-            known,
-            shutdown.clone(),
-        ))
-        .detach();
+        glommio::spawn_local(accept_loop(transport.clone(), listener, shutdown.clone())).detach();
         for link in &transport.links {
             glommio::spawn_local(dial_loop(transport.clone(), link.clone(), shutdown.clone()))
                 .detach();
@@ -275,8 +269,13 @@ impl Transport {
         })
     }
 
-    /// Checks a peer's Hello: the same cluster, a known node, a common version.
-    fn check_hello(&self, hello: &Hello, known: &[i32]) -> Result<(), ErrorBody> {
+    /// Checks a peer's Hello: the same cluster, another node, a common version.
+    ///
+    /// Any node id but this broker's own is accepted: observers (brokers that are not voters)
+    /// are known to nobody before they register with the controller, which they do over this
+    /// very connection. What a peer may do is decided by what it sends (raft-rs refuses Raft
+    /// messages from nodes outside the voter set).
+    fn check_hello(&self, hello: &Hello) -> Result<(), ErrorBody> {
         if hello.cluster_id != self.identity.cluster_id {
             return Err(ErrorBody::new(
                 ErrorCode::InconsistentClusterId,
@@ -286,11 +285,11 @@ impl Transport {
                 ),
             ));
         }
-        if !known.contains(&hello.node_id) {
+        if hello.node_id == self.identity.node_id || hello.node_id < 0 {
             return Err(ErrorBody::new(
                 ErrorCode::InvalidRequest,
                 &format!(
-                    "node {} is not a peer of node {}",
+                    "node id {} cannot be a peer of node {}",
                     hello.node_id, self.identity.node_id
                 ),
             ));
@@ -308,12 +307,7 @@ impl Transport {
     }
 }
 
-async fn accept_loop(
-    transport: Rc<Transport>,
-    listener: TcpListener,
-    known: Vec<i32>,
-    shutdown: Arc<ShutdownFlag>,
-) {
+async fn accept_loop(transport: Rc<Transport>, listener: TcpListener, shutdown: Arc<ShutdownFlag>) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             shutdown.wait().await;
@@ -330,11 +324,10 @@ async fn accept_loop(
             }
         };
         let transport = transport.clone();
-        let known = known.clone();
         let shutdown = shutdown.clone();
         glommio::spawn_local(async move {
             let peer = stream.peer_addr().ok();
-            if let Err(error) = serve_accepted(&transport, stream, &known, &shutdown).await {
+            if let Err(error) = serve_accepted(&transport, stream, &shutdown).await {
                 debug!(?peer, %error, "cluster connection closed");
             }
         })
@@ -346,7 +339,6 @@ async fn accept_loop(
 async fn serve_accepted(
     transport: &Rc<Transport>,
     mut stream: TcpStream,
-    known: &[i32],
     shutdown: &ShutdownFlag,
 ) -> anyhow::Result<()> {
     stream.set_nodelay(true).map_err(std::io::Error::from)?;
@@ -357,7 +349,7 @@ async fn serve_accepted(
         Body::Hello(hello) => hello,
         other => anyhow::bail!("first frame is {:?}, not a Hello", other.kind()),
     };
-    if let Err(refusal) = transport.check_hello(&hello, known) {
+    if let Err(refusal) = transport.check_hello(&hello) {
         warn!(peer = hello.node_id, reason = %refusal.message, "refusing a cluster peer");
         let envelope = Envelope {
             version: VERSION_MAX,
