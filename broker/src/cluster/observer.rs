@@ -45,7 +45,7 @@ use tracing::{debug, info, warn};
 use super::quorum::{Publish, Published, Quorum};
 use super::raft_file::METADATA_DIR_NAME;
 use super::rpc::{Rpc, RpcError};
-use super::transport::{Inbound, Transport};
+use super::transport::{Inbound, SendError, Transport};
 use crate::runtime::ShutdownFlag;
 
 /// How long a voter holds an observer's fetch when it has nothing new: an idle observer costs
@@ -180,6 +180,17 @@ fn encode_entry(records: &[MetadataRecord]) -> Bytes {
     }
     // They were decoded from a committed entry within the batch limits, so they encode again.
     Bytes::from(encode_batch(records).expect("a committed batch encodes again"))
+}
+
+/// Why a metadata fetch got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum FetchError {
+    /// The request could not be queued on the link to the voter.
+    #[error("request not sent: {0}")]
+    NotSent(SendError),
+    /// No answer in time (the voter is down, or its link was, and the request was dropped).
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// See the module docs.
@@ -413,7 +424,7 @@ impl Observer {
     }
 
     /// One fetch from `to`, from the offset after the last applied one.
-    async fn fetch_once(&self, to: NodeId) -> Result<MetadataFetchResponse, RpcError> {
+    async fn fetch_once(&self, to: NodeId) -> Result<MetadataFetchResponse, FetchError> {
         let request = MetadataFetchRequest {
             node_id: self.me.0,
             from_offset: self.follower.borrow().next_offset().0,
@@ -429,7 +440,7 @@ impl Observer {
             .send(to.0, id, &Body::MetadataFetchRequest(request))
         {
             self.fetch_waiter.borrow_mut().take();
-            return Err(RpcError::NotSent(e.to_string()));
+            return Err(FetchError::NotSent(e));
         }
         let timeout = Duration::from_millis(u64::from(FETCH_WAIT_MS)) + FETCH_ANSWER_SLACK;
         let answered = futures_lite::future::or(async { answer.await.ok() }, async {
@@ -438,7 +449,7 @@ impl Observer {
         })
         .await;
         self.fetch_waiter.borrow_mut().take();
-        answered.ok_or(RpcError::TimedOut)
+        answered.ok_or(FetchError::TimedOut(timeout))
     }
 
     /// Applies a fetch's content; whether the image changed.
