@@ -101,7 +101,21 @@ def test_an_observer_joins_follows_the_quorum_and_keeps_its_topics(start_broker)
         try:
             now = metadata(observer.bootstrap)
             if now.controller_id not in (-1, old):
-                create_topic(observer.bootstrap, "after-failover", partitions=4)
+                try:
+                    create_topic(observer.bootstrap, "after-failover", partitions=4)
+                except Exception as e:
+                    # Say what each broker then took for the controller: a create that never
+                    # reaches one was sent to a controller the client was told of.
+                    views = {}
+                    for name, b in [("observer", observer), *by_id.items()]:
+                        try:
+                            views[name] = metadata(b.bootstrap).controller_id if b.running() else "down"
+                        except KafkaException as m:
+                            views[name] = str(m)
+                    raise AssertionError(
+                        f"create after failover failed: {e!r}; controller seen before: "
+                        f"{now.controller_id}; now: {views}"
+                    ) from e
                 break
         except KafkaException:
             pass
