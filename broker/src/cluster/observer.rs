@@ -114,31 +114,39 @@ fn reply(quorum: &Quorum, inbound: &Inbound, response: MetadataFetchResponse) {
 
 /// What this voter has committed from `from` on, within `max_bytes` (the first batch whole).
 fn fetch_answer(quorum: &Quorum, from: MetadataOffset, max_bytes: u32) -> MetadataFetchResponse {
-    let leader_id = quorum.leader().map(|n| n.0);
-    let leader_term = quorum.term().0;
-    let committed_offset = quorum.applied_offset().0;
-    let content = match quorum.read_committed(from) {
+    let view = VoterView {
+        leader_id: quorum.leader().map(|n| n.0),
+        leader_term: quorum.term().0,
+        committed_offset: quorum.applied_offset().0,
+    };
+    answer(view, quorum.read_committed(from), max_bytes)
+}
+
+/// What a voter says of the quorum in every answer.
+#[derive(Debug, Clone, Copy)]
+struct VoterView {
+    leader_id: Option<i32>,
+    leader_term: u64,
+    committed_offset: u64,
+}
+
+/// The answer to a fetch, from what the voter read of its committed log (no I/O, no clock).
+fn answer(view: VoterView, read: CommittedRead, max_bytes: u32) -> MetadataFetchResponse {
+    let failed = |code| MetadataFetchResponse::failed(code, view.leader_id, view.leader_term);
+    let content = match read {
         CommittedRead::Snapshot(bytes) => {
             if bytes.len() > METADATA_SNAPSHOT_BYTES_MAX {
                 warn!(
                     bytes = bytes.len(),
                     "metadata image too large to send to an observer in one frame"
                 );
-                return MetadataFetchResponse::failed(
-                    ErrorCode::MessageTooLarge,
-                    leader_id,
-                    leader_term,
-                );
+                return failed(ErrorCode::MessageTooLarge);
             }
             let offset = match MetadataImage::from_snapshot(&bytes) {
                 Ok(image) => image.last_applied().0,
                 Err(e) => {
                     warn!(error = %e, "this voter's own snapshot does not decode");
-                    return MetadataFetchResponse::failed(
-                        ErrorCode::KafkaStorageError,
-                        leader_id,
-                        leader_term,
-                    );
+                    return failed(ErrorCode::KafkaStorageError);
                 }
             };
             MetadataContent::Snapshot {
@@ -151,6 +159,8 @@ fn fetch_answer(quorum: &Quorum, from: MetadataOffset, max_bytes: u32) -> Metada
             let mut bytes_total = 0usize;
             for (offset, records) in entries.into_iter().take(METADATA_FETCH_BATCHES_MAX) {
                 let encoded = encode_entry(&records);
+                // The first batch goes whole whatever its size, else an observer could never
+                // get past a batch larger than its max_bytes.
                 if !batches.is_empty() && bytes_total + encoded.len() > max_bytes as usize {
                     break;
                 }
@@ -165,9 +175,9 @@ fn fetch_answer(quorum: &Quorum, from: MetadataOffset, max_bytes: u32) -> Metada
     };
     MetadataFetchResponse {
         error_code: ErrorCode::None,
-        leader_id,
-        leader_term,
-        committed_offset,
+        leader_id: view.leader_id,
+        leader_term: view.leader_term,
+        committed_offset: view.committed_offset,
         content,
     }
 }
@@ -456,27 +466,7 @@ impl Observer {
     fn apply(&self, content: MetadataContent) -> bool {
         let mut follower = self.follower.borrow_mut();
         let before = follower.image().last_applied();
-        let read = match content {
-            MetadataContent::Snapshot { bytes, .. } => CommittedRead::Snapshot(bytes.to_vec()),
-            MetadataContent::Batches(batches) => CommittedRead::Records(
-                batches
-                    .into_iter()
-                    .map(|b| {
-                        // An entry that does not decode is skipped by every voter's image
-                        // alike (`apply_entry`): an empty one does the same here.
-                        let records = if b.records.is_empty() {
-                            Vec::new()
-                        } else {
-                            decode_batch(&b.records).unwrap_or_else(|e| {
-                                warn!(offset = b.offset, error = %e, "undecodable metadata batch skipped");
-                                Vec::new()
-                            })
-                        };
-                        (MetadataOffset(b.offset), records)
-                    })
-                    .collect(),
-            ),
-        };
+        let read = committed_read(content);
         if let Err(e) = follower.apply(read) {
             warn!(error = %e, "metadata snapshot from a voter does not decode");
         }
@@ -501,6 +491,31 @@ impl Observer {
         });
         (self.publish)(published).await;
         self.published.notify_all();
+    }
+}
+
+/// A fetch's content as `MetadataFollower` takes it.
+fn committed_read(content: MetadataContent) -> CommittedRead {
+    match content {
+        MetadataContent::Snapshot { bytes, .. } => CommittedRead::Snapshot(bytes.to_vec()),
+        MetadataContent::Batches(batches) => CommittedRead::Records(
+            batches
+                .into_iter()
+                .map(|b| {
+                    // An entry that does not decode is skipped by every voter's image alike
+                    // (the controller's `apply_entry`): an empty one does the same here.
+                    let records = if b.records.is_empty() {
+                        Vec::new()
+                    } else {
+                        decode_batch(&b.records).unwrap_or_else(|e| {
+                            warn!(offset = b.offset, error = %e, "undecodable metadata batch skipped");
+                            Vec::new()
+                        })
+                    };
+                    (MetadataOffset(b.offset), records)
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -618,6 +633,128 @@ mod tests {
         }
         assert!(decode_file(&bytes[..bytes.len() - 1]).is_err());
         assert!(decode_file(&[]).is_err());
+    }
+
+    fn register(node: i32) -> MetadataRecord {
+        MetadataRecord::RegisterBroker {
+            node: NodeId(node),
+            incarnation: spate_controller::ids::Incarnation(7),
+            client: spate_controller::records::Endpoint {
+                host: "127.0.0.1".into(),
+                port: 9092,
+            },
+            cluster: spate_controller::records::Endpoint {
+                host: "127.0.0.1".into(),
+                port: 9192,
+            },
+            rack: None,
+        }
+    }
+
+    const VIEW: VoterView = VoterView {
+        leader_id: Some(2),
+        leader_term: 5,
+        committed_offset: 3,
+    };
+
+    /// Entries 1..=3 of a log: two registrations around an empty entry.
+    fn entries() -> Vec<(MetadataOffset, Vec<MetadataRecord>)> {
+        vec![
+            (MetadataOffset(1), vec![register(1)]),
+            (MetadataOffset(2), Vec::new()),
+            (MetadataOffset(3), vec![register(2), register(3)]),
+        ]
+    }
+
+    fn applied_directly() -> MetadataImage {
+        let mut image = MetadataImage::new();
+        for (offset, records) in entries() {
+            if records.is_empty() {
+                image.skip(offset);
+            } else {
+                image.apply_batch(offset, &records).unwrap();
+            }
+        }
+        image
+    }
+
+    #[test]
+    fn an_observer_fed_a_voters_answers_builds_the_voters_image() {
+        let answered = answer(VIEW, CommittedRead::Records(entries()), FETCH_MAX_BYTES);
+        assert_eq!(answered.error_code, ErrorCode::None);
+        assert_eq!(
+            (
+                answered.leader_id,
+                answered.leader_term,
+                answered.committed_offset
+            ),
+            (Some(2), 5, 3)
+        );
+        let MetadataContent::Batches(batches) = &answered.content else {
+            panic!("batches expected")
+        };
+        assert_eq!(
+            batches.iter().map(|b| b.offset).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(batches[1].records.is_empty(), "an empty entry is no bytes");
+        let mut follower = MetadataFollower::new();
+        assert_eq!(follower.apply(committed_read(answered.content)), Ok(3));
+        assert_eq!(follower.image(), &applied_directly());
+        assert_eq!(follower.next_offset(), MetadataOffset(4));
+    }
+
+    #[test]
+    fn max_bytes_cuts_between_batches_but_the_first_goes_whole() {
+        let answered = answer(VIEW, CommittedRead::Records(entries()), 1);
+        let MetadataContent::Batches(batches) = &answered.content else {
+            panic!("batches expected")
+        };
+        // The first batch is over 1 byte and goes anyway; the empty second one fits no more.
+        assert_eq!(batches.len(), 1);
+        assert!(batches[0].records.len() > 1);
+        let mut follower = MetadataFollower::new();
+        assert_eq!(follower.apply(committed_read(answered.content)), Ok(1));
+        assert_eq!(follower.next_offset(), MetadataOffset(2));
+    }
+
+    #[test]
+    fn a_compacted_offset_is_answered_with_the_snapshot_and_its_offset() {
+        let image = applied_directly();
+        let answered = answer(
+            VIEW,
+            CommittedRead::Snapshot(image.to_snapshot()),
+            FETCH_MAX_BYTES,
+        );
+        let MetadataContent::Snapshot { offset, .. } = &answered.content else {
+            panic!("a snapshot expected")
+        };
+        assert_eq!(*offset, 3);
+        let mut follower = MetadataFollower::new();
+        follower.apply(committed_read(answered.content)).unwrap();
+        assert_eq!(follower.image(), &image);
+        let garbage = answer(
+            VIEW,
+            CommittedRead::Snapshot(vec![0xff; 8]),
+            FETCH_MAX_BYTES,
+        );
+        assert_eq!(garbage.error_code, ErrorCode::KafkaStorageError);
+        assert_eq!(
+            garbage.leader_id,
+            Some(2),
+            "a refusal still names the leader"
+        );
+    }
+
+    #[test]
+    fn an_undecodable_batch_is_skipped_like_the_voters_skip_it() {
+        let content = MetadataContent::Batches(vec![MetadataBatch {
+            offset: 1,
+            records: Bytes::from_static(b"not a batch"),
+        }]);
+        let mut follower = MetadataFollower::new();
+        assert_eq!(follower.apply(committed_read(content)), Ok(1));
+        assert_eq!(follower.next_offset(), MetadataOffset(2));
     }
 
     #[test]
