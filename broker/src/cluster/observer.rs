@@ -201,6 +201,9 @@ enum FetchError {
     /// No answer in time (the voter is down, or its link was, and the request was dropped).
     #[error("no answer within {0:?}")]
     TimedOut(Duration),
+    /// The connection the request went out on closed before the answer came.
+    #[error("the link to the voter went down")]
+    LinkDown,
 }
 
 /// See the module docs.
@@ -219,6 +222,8 @@ pub struct Observer {
     next_fetch_id: Cell<u64>,
     publish: Publish,
     published: Notify,
+    /// The leader the cores were last told of.
+    published_leader: Cell<Option<NodeId>>,
     file: ImageFile,
 }
 
@@ -268,6 +273,7 @@ impl Observer {
             next_fetch_id: Cell::new(0),
             publish,
             published: Notify::default(),
+            published_leader: Cell::new(None),
             file,
         });
         // The image from disk reaches the cores before any client, as a voter's replayed log.
@@ -401,7 +407,6 @@ impl Observer {
             let to = self.target();
             match self.fetch_once(to).await {
                 Ok(response) if response.error_code == ErrorCode::None => {
-                    let leader_before = self.leader.get();
                     match response.leader_id.map(NodeId) {
                         Some(leader) => self.learn_leader(Some(leader)),
                         // Mid-election: the voter still serves what it committed; the next
@@ -412,7 +417,7 @@ impl Observer {
                     if applied {
                         self.persist().await;
                     }
-                    if applied || self.leader.get() != leader_before {
+                    if applied || self.leader.get() != self.published_leader.get() {
                         self.publish_now().await;
                     }
                 }
@@ -422,11 +427,19 @@ impl Observer {
                     if self.leader.get() == Some(to) {
                         self.forget_leader();
                     }
+                    if self.leader.get() != self.published_leader.get() {
+                        self.publish_now().await;
+                    }
                     glommio::timer::sleep(FETCH_BACKOFF).await;
                 }
                 Err(e) => {
                     debug!(voter = to.0, error = %e, "metadata fetch failed; asking another voter");
                     self.forget_leader();
+                    // Clients told of a controller that is gone wait on it; told of none, they
+                    // ask again until one is named.
+                    if self.published_leader.get().is_some() {
+                        self.publish_now().await;
+                    }
                     glommio::timer::sleep(FETCH_BACKOFF).await;
                 }
             }
@@ -445,6 +458,9 @@ impl Observer {
         self.next_fetch_id.set(id);
         let (done, answer) = oneshot::channel();
         *self.fetch_waiter.borrow_mut() = Some((id, done));
+        // Taken before sending: the request goes out on this connection, so its closing means
+        // no answer will come (a voter that died is noticed at once, not after the timeout).
+        let connection = self.transport.link(to.0).map(|link| link.outbox());
         if let Err(e) = self
             .transport
             .send(to.0, id, &Body::MetadataFetchRequest(request))
@@ -453,13 +469,25 @@ impl Observer {
             return Err(FetchError::NotSent(e));
         }
         let timeout = Duration::from_millis(u64::from(FETCH_WAIT_MS)) + FETCH_ANSWER_SLACK;
-        let answered = futures_lite::future::or(async { answer.await.ok() }, async {
-            glommio::timer::sleep(timeout).await;
-            None
-        })
+        let answered = futures_lite::future::or(
+            async { answer.await.map_err(|_| FetchError::LinkDown) },
+            futures_lite::future::or(
+                async {
+                    glommio::timer::sleep(timeout).await;
+                    Err(FetchError::TimedOut(timeout))
+                },
+                async {
+                    match &connection {
+                        Some(outbox) => outbox.closed().await,
+                        None => futures::future::pending::<()>().await,
+                    }
+                    Err(FetchError::LinkDown)
+                },
+            ),
+        )
         .await;
         self.fetch_waiter.borrow_mut().take();
-        answered.ok_or(FetchError::TimedOut(timeout))
+        answered
     }
 
     /// Applies a fetch's content; whether the image changed.
@@ -485,6 +513,7 @@ impl Observer {
     }
 
     async fn publish_now(&self) {
+        self.published_leader.set(self.leader.get());
         let published = Arc::new(Published {
             image: self.follower.borrow().image().clone(),
             leader: self.leader.get(),

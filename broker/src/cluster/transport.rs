@@ -132,6 +132,13 @@ impl Outbox {
         Ok(())
     }
 
+    /// Resolves once the connection is gone: a request queued on it will not be answered.
+    pub async fn closed(&self) {
+        while !self.closed.get() {
+            self.ready.notified().await;
+        }
+    }
+
     fn close(&self) {
         self.closed.set(true);
         self.frames.borrow_mut().clear();
@@ -172,6 +179,12 @@ impl Link {
     /// [`SendError`].
     pub fn send(&self, me: i32, correlation_id: u64, body: &Body) -> Result<(), SendError> {
         self.outbox.borrow().send(me, correlation_id, body)
+    }
+
+    /// The queue of the current connection (or dial): [`Outbox::closed`] says when a request
+    /// sent now can no longer be answered.
+    pub fn outbox(&self) -> Rc<Outbox> {
+        self.outbox.borrow().clone()
     }
 }
 
