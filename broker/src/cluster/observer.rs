@@ -5,8 +5,10 @@
 //!
 //! Both sides live here: [`serve_fetch`] answers a fetch on a voter from its committed log, and
 //! [`Observer`] is the fetching side. An observer asks the leader it last heard of (every answer
-//! carries the leader's id), and another voter in turn when that fails; any voter may answer,
-//! since it serves only what it has committed and applied.
+//! carries the leader's id), and another voter in turn when that fails (the connection closed,
+//! no answer in time, an error); any voter may answer, since it serves only what it has
+//! committed and applied. Between losing a leader and hearing of the next, its clients are told
+//! of no controller: told of a dead one, they would wait on it.
 //!
 //! The applied image is kept on disk (`<data-dir>/__cluster_metadata/observer.image`: the
 //! image's snapshot encoding behind a magic and a CRC-32, replaced atomically after each change),
