@@ -208,16 +208,66 @@ enum FetchError {
     LinkDown,
 }
 
+/// Whom an observer asks: the leader the voters last named, else each voter in turn.
+#[derive(Debug)]
+struct LeaderTracker {
+    voters: Vec<NodeId>,
+    /// The quorum's leader as the last answer said.
+    leader: Cell<Option<NodeId>>,
+    /// The voter to ask when no leader is known.
+    next_voter: Cell<usize>,
+}
+
+impl LeaderTracker {
+    fn new(voters: Vec<NodeId>) -> Self {
+        assert!(!voters.is_empty());
+        LeaderTracker {
+            voters,
+            leader: Cell::new(None),
+            next_voter: Cell::new(0),
+        }
+    }
+
+    fn get(&self) -> Option<NodeId> {
+        self.leader.get()
+    }
+
+    /// The leader if known, else the voter whose turn it is.
+    fn target(&self) -> NodeId {
+        self.leader
+            .get()
+            .unwrap_or_else(|| self.voters[self.next_voter.get() % self.voters.len()])
+    }
+
+    /// Voter `from` named `hint` as the leader (or none).
+    fn learn(&self, from: NodeId, hint: Option<NodeId>) {
+        match hint {
+            Some(leader) if self.voters.contains(&leader) => self.leader.set(Some(leader)),
+            _ => self.lost(from),
+        }
+    }
+
+    /// Voter `voter` did not answer, or knows no leader: unless another voter has named a
+    /// leader meanwhile (heartbeats and fetches ask independently, and a late failure must not
+    /// undo a newer hint), forget the leader and ask a voter other than this one next.
+    fn lost(&self, voter: NodeId) {
+        if self.leader.get().is_some_and(|leader| leader != voter) {
+            return;
+        }
+        self.leader.set(None);
+        if self.target() == voter {
+            self.next_voter.set(self.next_voter.get().wrapping_add(1));
+        }
+    }
+}
+
 /// See the module docs.
 pub struct Observer {
     me: NodeId,
-    voters: Vec<NodeId>,
     transport: Rc<Transport>,
     follower: RefCell<MetadataFollower>,
-    /// The quorum's leader as the last answer said.
-    leader: Cell<Option<NodeId>>,
-    /// The voter to ask when no leader is known: the next one after each failure.
-    next_voter: Cell<usize>,
+    /// Whom to ask.
+    leader: LeaderTracker,
     rpc: Rpc,
     /// The fetch awaiting an answer (one at a time) and its correlation id.
     fetch_waiter: RefCell<Option<(u64, oneshot::Sender<MetadataFetchResponse>)>>,
@@ -265,11 +315,9 @@ impl Observer {
         }
         let observer = Rc::new(Observer {
             me,
-            voters,
             transport,
             follower: RefCell::new(follower),
-            leader: Cell::new(None),
-            next_voter: Cell::new(0),
+            leader: LeaderTracker::new(voters),
             rpc: Rpc::default(),
             fetch_waiter: RefCell::new(None),
             next_fetch_id: Cell::new(0),
@@ -317,11 +365,10 @@ impl Observer {
         let answer = self.rpc.call(&self.transport, to.0, request).await;
         match &answer {
             Ok(response) if response.error_code == ErrorCode::NotController => {
-                let hint = response.leader_hint.map(NodeId);
-                self.learn_leader(hint);
+                self.learn_leader(to, response.leader_hint.map(NodeId));
             }
             Ok(_) => {}
-            Err(_) => self.forget_leader(),
+            Err(_) => self.lost(to),
         }
         answer
     }
@@ -341,24 +388,16 @@ impl Observer {
         }
     }
 
-    /// The leader if known, else the voter whose turn it is.
     fn target(&self) -> NodeId {
-        self.leader
-            .get()
-            .unwrap_or_else(|| self.voters[self.next_voter.get() % self.voters.len()])
+        self.leader.target()
     }
 
-    fn learn_leader(&self, hint: Option<NodeId>) {
-        match hint {
-            Some(leader) if self.voters.contains(&leader) => self.leader.set(Some(leader)),
-            _ => self.forget_leader(),
-        }
+    fn learn_leader(&self, from: NodeId, hint: Option<NodeId>) {
+        self.leader.learn(from, hint);
     }
 
-    /// The leader did not answer (or is not known): ask the next voter next time.
-    fn forget_leader(&self) {
-        self.leader.set(None);
-        self.next_voter.set(self.next_voter.get().wrapping_add(1));
+    fn lost(&self, voter: NodeId) {
+        self.leader.lost(voter);
     }
 
     async fn read_inbox(self: Rc<Self>, shutdown: Arc<ShutdownFlag>) {
@@ -410,10 +449,10 @@ impl Observer {
             match self.fetch_once(to).await {
                 Ok(response) if response.error_code == ErrorCode::None => {
                     match response.leader_id.map(NodeId) {
-                        Some(leader) => self.learn_leader(Some(leader)),
+                        Some(leader) => self.learn_leader(to, Some(leader)),
                         // Mid-election: the voter still serves what it committed; the next
                         // fetch goes to another voter, which may know the new leader.
-                        None => self.forget_leader(),
+                        None => self.lost(to),
                     }
                     let applied = self.apply(response.content);
                     if applied {
@@ -425,9 +464,10 @@ impl Observer {
                 }
                 Ok(response) => {
                     debug!(voter = to.0, code = ?response.error_code, "metadata fetch refused");
-                    self.learn_leader(response.leader_id.map(NodeId));
+                    self.learn_leader(to, response.leader_id.map(NodeId));
                     if self.leader.get() == Some(to) {
-                        self.forget_leader();
+                        // It names itself but cannot serve: ask another.
+                        self.lost(to);
                     }
                     if self.leader.get() != self.published_leader.get() {
                         self.publish_now().await;
@@ -436,10 +476,10 @@ impl Observer {
                 }
                 Err(e) => {
                     debug!(voter = to.0, error = %e, "metadata fetch failed; asking another voter");
-                    self.forget_leader();
+                    self.lost(to);
                     // Clients told of a controller that is gone wait on it; told of none, they
                     // ask again until one is named.
-                    if self.published_leader.get().is_some() {
+                    if self.leader.get() != self.published_leader.get() {
                         self.publish_now().await;
                     }
                     glommio::timer::sleep(FETCH_BACKOFF).await;
@@ -786,6 +826,37 @@ mod tests {
         let mut follower = MetadataFollower::new();
         assert_eq!(follower.apply(committed_read(content)), Ok(1));
         assert_eq!(follower.next_offset(), MetadataOffset(2));
+    }
+
+    #[test]
+    fn an_observer_asks_the_named_leader_else_each_voter_in_turn() {
+        let voters = [NodeId(1), NodeId(2), NodeId(3)];
+        let tracker = LeaderTracker::new(voters.to_vec());
+        assert_eq!(tracker.target(), NodeId(1));
+        // Voter 1 is down: the next one.
+        tracker.lost(NodeId(1));
+        assert_eq!(tracker.target(), NodeId(2));
+        // Voter 2 names 3; a non-voter named as leader is not believed.
+        tracker.learn(NodeId(2), Some(NodeId(3)));
+        assert_eq!(
+            (tracker.get(), tracker.target()),
+            (Some(NodeId(3)), NodeId(3))
+        );
+        tracker.learn(NodeId(3), Some(NodeId(9)));
+        assert_eq!(tracker.get(), None);
+        assert_ne!(
+            tracker.target(),
+            NodeId(3),
+            "not the voter that just failed us"
+        );
+        // A late failure of an old leader does not undo a newer hint.
+        tracker.learn(NodeId(1), Some(NodeId(2)));
+        tracker.lost(NodeId(3));
+        assert_eq!(tracker.get(), Some(NodeId(2)));
+        // The leader itself failing: forgotten, and another voter asked.
+        tracker.lost(NodeId(2));
+        assert_eq!(tracker.get(), None);
+        assert_ne!(tracker.target(), NodeId(2));
     }
 
     #[test]
