@@ -75,6 +75,13 @@ const FILE_HEADER_BYTES: usize = 16;
 /// with nothing at or after `from_offset` yet, the answer waits until there is or
 /// `max_wait_ms` passed.
 pub fn serve_fetch(quorum: Rc<Quorum>, request: MetadataFetchRequest, inbound: Inbound) {
+    // DescribeQuorum's observers: when each last fetched and how far it has applied (the
+    // frame's sender, which the handshake checked, not the body's node id).
+    quorum.note_seen(
+        NodeId(inbound.from),
+        false,
+        Some(request.from_offset.saturating_sub(1)),
+    );
     if quorum.fetches_in_flight.get() >= FETCHES_IN_FLIGHT_MAX {
         let refused = MetadataFetchResponse::failed(
             ErrorCode::ThrottlingQuotaExceeded,
