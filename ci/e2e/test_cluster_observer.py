@@ -20,7 +20,7 @@ from confluent_kafka import KafkaException
 import ck
 from conftest import E2E_METRICS, free_port
 from records import Deadline, check_reads
-from test_cluster import create_topic, wait_for_brokers
+from test_cluster import create_topic, describe_quorum, wait_for_brokers
 
 VOTERS = 3
 OBSERVER_ID = 4
@@ -174,6 +174,18 @@ def test_an_observer_joins_follows_the_quorum_and_keeps_its_topics(start_broker)
     reads = ck.consume_all(observer.bootstrap, "obs-spread", count, partitions=PARTITIONS)
     check_reads("obs", reads, count, partitions=PARTITIONS, acked_offsets=acked)
     assert sum(1 for r in reads if r.partition in on_observer) == count // PARTITIONS * len(on_observer)
+
+    # DescribeQuorum asked of the observer (which forwards it to the leader, as it forwards
+    # admin requests): three voters, and the observer among the observers, fetching and caught
+    # up with the high watermark.
+    asked_ms = time.time() * 1000
+    time.sleep(1.2)  # one long poll: the observer's next fetch comes after this
+    quorum = describe_quorum(observer.bootstrap)
+    assert {v["replica_id"] for v in quorum["current_voters"]} == set(by_id), quorum
+    observers = {o["replica_id"]: o for o in quorum["observers"]}
+    assert set(observers) == {OBSERVER_ID}, quorum
+    assert observers[OBSERVER_ID]["last_fetch_timestamp"] >= asked_ms, quorum
+    assert observers[OBSERVER_ID]["log_end_offset"] >= quorum["high_watermark"] > 0, quorum
 
     # kill -9 the quorum's leader: the observer learns of the new one, a topic created through
     # it afterwards (forwarded to the new controller) appears on it.
