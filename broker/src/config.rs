@@ -298,7 +298,22 @@ fn resolve_cluster(
         }
         (Some(listen), Some(text)) => (listen, parse_voters(text).context("controller-voters")?),
     };
-    let (role, advertised_host) = match voters.iter().find(|v| v.node_id == node_id) {
+    let me = voters.iter().find(|v| v.node_id == node_id);
+    // A voter's own address with another node id is far likelier a wrong --node-id than an
+    // observer meant to take over that voter's port.
+    if let (None, Some(taken)) = (
+        me,
+        voters
+            .iter()
+            .find(|v| v.port == listen.port() && v.host == listen.ip().to_string()),
+    ) {
+        bail!(
+            "cluster-listen {listen} is voter {}'s address in controller-voters, but node-id is \
+             {node_id}; a broker that is not a voter (an observer) needs an address of its own",
+            taken.node_id
+        );
+    }
+    let (role, advertised_host) = match me {
         Some(me) => {
             if me.port != listen.port() {
                 bail!(
@@ -797,6 +812,11 @@ mod tests {
         let observer = observer.cluster.expect("cluster mode");
         assert_eq!(observer.role, ClusterRole::Observer);
         assert_eq!(observer.advertised_host, "127.0.0.1");
+        let error = with(4, Some("127.0.0.1:9193"), Some(voters)).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("voter 2's address"),
+            "an observer on a voter's address: {error:#}"
+        );
         assert!(
             with(0, None, None).unwrap().cluster.is_none(),
             "a single broker"
