@@ -5,6 +5,10 @@
 mod common;
 
 use common::*;
+use spate_wire::kafka_protocol::messages::create_topics_request::{
+    CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
+};
+use spate_wire::kafka_protocol::messages::create_topics_response::CreateTopicsResponse;
 use spate_wire::kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
 };
@@ -19,6 +23,7 @@ use spate_wire::kafka_protocol::protocol::StrBytes;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
+const POLICY_VIOLATION: i16 = 44;
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_owned()))
@@ -98,6 +103,38 @@ fn delete_records_answers_the_low_watermark_in_every_version_and_keeps_it_across
     broker.restart();
     let mut stream = broker.connect();
     assert_eq!(delete_records(&mut stream, 2, "dr", 0, 0), (0, 12));
+}
+
+#[test]
+fn delete_records_is_refused_for_a_compact_only_topic_and_allowed_for_compact_delete() {
+    let broker = start_broker("delete-records-policy", &[]);
+    let mut stream = broker.connect();
+    for (name, policy) in [
+        ("compact-only", "compact"),
+        ("compact-delete", "compact,delete"),
+    ] {
+        let mut config = CreatableTopicConfig::default();
+        config.name = StrBytes::from_static_str("cleanup.policy");
+        config.value = Some(StrBytes::from_static_str(policy));
+        let mut topic = CreatableTopic::default();
+        topic.name = TopicName(StrBytes::from_static_str(name));
+        topic.num_partitions = 1;
+        topic.replication_factor = 1;
+        topic.configs = vec![config];
+        let mut create = CreateTopicsRequest::default();
+        create.topics = vec![topic];
+        create.timeout_ms = 5000;
+        let created: CreateTopicsResponse = call(&mut stream, ApiKey::CreateTopics, 5, &create);
+        assert_eq!(created.topics[0].error_code, 0, "{name}");
+    }
+    assert_eq!(
+        delete_records(&mut stream, 2, "compact-only", 0, 0),
+        (POLICY_VIOLATION, -1)
+    );
+    assert_eq!(
+        delete_records(&mut stream, 2, "compact-delete", 0, -1),
+        (0, 0)
+    );
 }
 
 #[test]
