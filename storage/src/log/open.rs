@@ -174,7 +174,14 @@ impl<D: Disk> Log<D> {
         // A start moved by DeleteRecords; never past the log end (a truncation cut below it
         // and crashed before rewriting it).
         let log_start = match start::load_log_start(&disk, dir).await? {
-            Some(checkpointed) => checkpointed.max(first_base).min(log_end),
+            Some(checkpointed) if checkpointed > log_end => {
+                // The crash took records the start had been moved over (flush policy never,
+                // or a truncation cut below it): rewritten now, or records appended from here
+                // on would be hidden by the stale checkpoint at the next open.
+                start::save_log_start(&disk, dir, log_end).await?;
+                log_end
+            }
+            Some(checkpointed) => checkpointed.max(first_base),
             None => first_base,
         };
         let write = load_tail_block(active, config.write_buffer_bytes_max).await?;

@@ -15,7 +15,7 @@ use spate_wire::types::Offset;
 
 use super::open::{load_tail_block_at, rebuild_producers};
 use super::read::read_header;
-use super::start::{encode_log_start, LOG_START_FILE};
+use super::start::save_log_start;
 use super::{io_err, remove_file, remove_if_exists, Core, Log, RetentionOutcome};
 use crate::epoch::EPOCH_FILE_NAME;
 use crate::error::{Result, StorageError};
@@ -178,13 +178,7 @@ impl<D: Disk> Log<D> {
             // follows the end down, as Kafka's truncateTo does. A crash before this write is
             // clamped the same way at open.
             self.log_start.set(new_end);
-            write_atomically(
-                &self.disk,
-                &self.dir,
-                LOG_START_FILE,
-                &encode_log_start(new_end),
-            )
-            .await?;
+            save_log_start(&self.disk, &self.dir, new_end).await?;
         }
         let epochs_changed = core.epochs.truncate_from_end(new_end);
         if epochs_changed {

@@ -3,7 +3,9 @@
 //! Kafka keeps a `log-start-offset-checkpoint` per log dir; Spate keeps one per partition
 //! directory, [`LOG_START_FILE`], written atomically through the `Disk` seam (tmp, fdatasync,
 //! rename, directory sync) before [`Log::delete_records`] returns. At open the log start is the
-//! larger of the first segment's base and the checkpoint, never past the log end; a checkpoint
+//! larger of the first segment's base and the checkpoint, never past the log end (a checkpoint
+//! past it, left by a crash that took records the start had moved over, is rewritten to the log
+//! end before anything is appended, so it cannot hide later records); a checkpoint
 //! that does not parse is ignored with a warning (the start then falls back to the first
 //! segment's base: records a client deleted may reappear, none is lost).
 //!
@@ -66,6 +68,18 @@ pub(super) async fn load_log_start<D: Disk>(
     Ok(offset)
 }
 
+/// Writes the log start checkpoint in `dir`, atomically and durably.
+///
+/// # Errors
+/// I/O errors; the old checkpoint is then unchanged.
+pub(super) async fn save_log_start<D: Disk>(
+    disk: &D,
+    dir: &std::path::Path,
+    offset: Offset,
+) -> Result<()> {
+    write_atomically(disk, dir, LOG_START_FILE, &encode_log_start(offset)).await
+}
+
 impl<D: Disk> Log<D> {
     /// Moves the log start to `offset` (DeleteRecords): records below it are no longer read,
     /// and whole segments below it are removed (the active segment stays). Durable before it
@@ -93,13 +107,7 @@ impl<D: Disk> Log<D> {
         if offset <= self.log_start.get() {
             return Ok(self.log_start.get());
         }
-        write_atomically(
-            &self.disk,
-            &self.dir,
-            LOG_START_FILE,
-            &encode_log_start(offset),
-        )
-        .await?;
+        save_log_start(&self.disk, &self.dir, offset).await?;
         self.log_start.set(offset);
         self.remove_segments_below_start(&mut core).await?;
         Ok(offset)
