@@ -398,6 +398,12 @@ impl Core {
             CoreRequest::EpochEnd(ops) => {
                 CoreReply::EpochEnd(ops.into_iter().map(|op| self.epoch_end(op)).collect())
             }
+            CoreRequest::DeleteRecords(ops) => CoreReply::DeleteRecords(
+                join_all(ops.into_iter().map(|op| self.delete_records(op))).await,
+            ),
+            CoreRequest::LogSize(ops) => {
+                CoreReply::LogSize(join_all(ops.into_iter().map(|op| self.log_size(op))).await)
+            }
             CoreRequest::WaitForData {
                 partitions,
                 wait_ms,
@@ -549,6 +555,42 @@ impl Core {
                 offset: Offset(-1),
                 timestamp_ms: -1,
                 leader_epoch: LeaderEpoch(-1),
+            },
+        }
+    }
+
+    /// DeleteRecords on an owned partition: refused, as Kafka refuses it, for the internal
+    /// offsets topic (INVALID_TOPIC_EXCEPTION) and for a topic whose `cleanup.policy` does not
+    /// include `delete` (POLICY_VIOLATION).
+    async fn delete_records(&self, op: DeleteRecordsOp) -> DeleteRecordsResult {
+        let failed = |error| DeleteRecordsResult {
+            error,
+            low_watermark: Offset(-1),
+        };
+        let Some(partition) = self.partition(&op.topic, op.partition) else {
+            return failed(ErrorCode::UnknownTopicOrPartition);
+        };
+        if op.topic == crate::group::OFFSETS_TOPIC {
+            return failed(ErrorCode::InvalidTopicException);
+        }
+        let deletes = self
+            .topic(&op.topic)
+            .is_none_or(|meta| meta.config.cleanup_policy.deletes());
+        if !deletes {
+            return failed(ErrorCode::PolicyViolation);
+        }
+        partition.delete_records(&op).await
+    }
+
+    async fn log_size(&self, op: LogSizeOp) -> LogSizeResult {
+        match self.partition(&op.topic, op.partition) {
+            Some(partition) => LogSizeResult {
+                error: ErrorCode::None,
+                size_bytes: partition.log.size_bytes().await,
+            },
+            None => LogSizeResult {
+                error: ErrorCode::UnknownTopicOrPartition,
+                size_bytes: 0,
             },
         }
     }
@@ -741,6 +783,21 @@ routable!(ListOffsetsOp, ListOffsetsResult, ListOffsets, |error| {
         timestamp_ms: -1,
         leader_epoch: LeaderEpoch(-1),
     }
+});
+routable!(
+    DeleteRecordsOp,
+    DeleteRecordsResult,
+    DeleteRecords,
+    |error| {
+        DeleteRecordsResult {
+            error,
+            low_watermark: Offset(-1),
+        }
+    }
+);
+routable!(LogSizeOp, LogSizeResult, LogSize, |error| LogSizeResult {
+    error,
+    size_bytes: 0,
 });
 routable!(EpochEndOp, EpochEndResult, EpochEnd, |error| {
     EpochEndResult {

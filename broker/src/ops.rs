@@ -98,6 +98,38 @@ pub struct ListOffsetsResult {
     pub leader_epoch: LeaderEpoch,
 }
 
+/// Move a partition's log start (DeleteRecords).
+#[derive(Debug, Clone)]
+pub struct DeleteRecordsOp {
+    pub topic: String,
+    pub partition: i32,
+    /// The new log start; -1 is the high watermark.
+    pub offset: i64,
+}
+
+/// The outcome of a [`DeleteRecordsOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteRecordsResult {
+    pub error: ErrorCode,
+    /// The log start afterwards (-1 on error).
+    pub low_watermark: Offset,
+}
+
+/// A partition's size (DescribeLogDirs).
+#[derive(Debug, Clone)]
+pub struct LogSizeOp {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// The outcome of a [`LogSizeOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSizeResult {
+    pub error: ErrorCode,
+    /// Bytes of batches in the partition's segments.
+    pub size_bytes: u64,
+}
+
 /// The end offset of a leader epoch (OffsetForLeaderEpoch).
 #[derive(Debug, Clone)]
 pub struct EpochEndOp {
@@ -139,6 +171,8 @@ pub enum CoreRequest {
     Fetch(Vec<FetchOp>),
     ListOffsets(Vec<ListOffsetsOp>),
     EpochEnd(Vec<EpochEndOp>),
+    DeleteRecords(Vec<DeleteRecordsOp>),
+    LogSize(Vec<LogSizeOp>),
     /// Wait until one of these partitions gets new data, or `wait_ms` passes.
     WaitForData {
         partitions: Vec<(String, i32, Offset)>,
@@ -188,6 +222,8 @@ pub enum CoreReply {
     Fetch(Vec<FetchResult>),
     ListOffsets(Vec<ListOffsetsResult>),
     EpochEnd(Vec<EpochEndResult>),
+    DeleteRecords(Vec<DeleteRecordsResult>),
+    LogSize(Vec<LogSizeResult>),
     /// Per topic: the error code and message.
     Topics(Vec<(ErrorCode, Option<String>)>),
     /// A producer id, or why none could be allocated.

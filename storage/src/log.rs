@@ -13,7 +13,7 @@
 //! `replica` (a follower's append of the leader's batches, offsets kept),
 //! `sync` (wait_durable, flush, group commit, background sync, drive_io), `roll` (roll, seal,
 //! spare segment file), `read` (read, timestamp lookup, epochs), `retention` (retention,
-//! truncation, producer expiry), `clean` (compaction) and `writes` (a segment file's write queue).
+//! truncation, producer expiry), `start` (DeleteRecords' log start and its checkpoint), `clean` (compaction) and `writes` (a segment file's write queue).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +41,7 @@ mod read;
 mod replica;
 mod retention;
 mod roll;
+mod start;
 mod sync;
 mod writes;
 pub use clean::{
@@ -48,6 +49,7 @@ pub use clean::{
     CLEANER_CHECKPOINT_FILE, SWAP_SUFFIX,
 };
 pub use replica::ReplicatedAppend;
+pub use start::LOG_START_FILE;
 
 /// Most files a partition directory may hold.
 pub const DIR_ENTRIES_MAX: usize = 1 << 20;
@@ -433,7 +435,14 @@ impl<D: Disk> Log<D> {
             .is_last_batch_of_producer(producer_id, last_offset)
     }
 
-    /// Number of segments.
+    /// Bytes of batches in the log's segments (what DescribeLogDirs reports as its size;
+    /// preallocated space past them is not counted).
+    pub async fn size_bytes(&self) -> u64 {
+        let core = self.core.lock().await;
+        core.segments.values().map(|s| s.size).sum()
+    }
+
+    /// How many segments the log has (the active one included).
     pub async fn segment_count(&self) -> usize {
         self.core.lock().await.segments.len()
     }

@@ -769,3 +769,42 @@ fn truncation_into_a_compacted_segment_keeps_its_batches_through_a_crash() {
         assert_eq!(block_on(read_records(&log)), kept, "seed {seed}");
     }
 }
+
+#[test]
+fn cleaning_after_delete_records_keeps_the_start_and_serves_only_records_at_or_above_it() {
+    let disk = MemDisk::new();
+    let log = block_on(Log::open(disk.clone(), dir(), config())).unwrap();
+    // Keys 0..20 written over and over: cleaning removes all but the latest of each.
+    for i in 0..200u8 {
+        let b = keyed_batch(&[(i % 20, Some(vec![i; 200]))], Compression::None, 1000);
+        block_on(log.append(b, LeaderEpoch(1))).unwrap();
+    }
+    block_on(log.flush()).unwrap();
+    assert!(block_on(log.segment_count()) >= 3);
+    let start = block_on(log.delete_records(Offset(150))).unwrap();
+    assert_eq!(start, Offset(150));
+    let mut map = OffsetMap::new(1 << 16);
+    let mut state = CleanerState::default();
+    let outcome = block_on(log.clean(
+        &mut map,
+        &mut state,
+        &clean_config(0.0),
+        2000,
+        &mut Unthrottled,
+    ))
+    .unwrap()
+    .expect("cleaned");
+    assert!(outcome.records_removed > 0, "{outcome:?}");
+    assert_eq!(log.log_start_offset(), Offset(150));
+    let after = block_on(read_records(&log));
+    // Nothing below the start is served; every key's latest record (offsets 180..200) is.
+    let offsets: Vec<i64> = after.iter().map(|r| r.0).collect();
+    assert!(offsets.iter().all(|&o| o >= 150), "{offsets:?}");
+    assert!((180..200).all(|o| offsets.contains(&o)), "{offsets:?}");
+    block_on(log.apply_retention(i64::MAX / 2)).unwrap();
+    drop(log);
+    disk.crash(5);
+    let log = block_on(Log::open(disk.clone(), dir(), config())).unwrap();
+    assert_eq!(log.log_start_offset(), Offset(150));
+    assert_eq!(block_on(read_records(&log)), after);
+}

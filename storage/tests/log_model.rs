@@ -26,6 +26,7 @@ enum Op {
     Retention { keep_newest: usize },
     NewEpoch,
     TimestampLookup { back: i64 },
+    DeleteRecords { at: u64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -39,6 +40,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..30).prop_map(|keep_newest| Op::Retention { keep_newest }),
         1 => Just(Op::NewEpoch),
         1 => (-2i64..40).prop_map(|back| Op::TimestampLookup { back }),
+        1 => any::<u64>().prop_map(|at| Op::DeleteRecords { at }),
     ]
 }
 
@@ -156,6 +158,8 @@ fn run(flush: FlushPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let first = &model.batches[at % model.batches.len()];
                 let span = first.last.0 - first.base.0 + 1;
                 let offset = Offset(first.base.0 + ((at / 7) % span as usize) as i64);
+                // The first batch may hold the start (DeleteRecords): nothing below is read.
+                let offset = offset.max(model.start);
                 let result = block_on(log.read(offset, bytes_max, ReadUpTo::LogEnd)).expect("read");
                 prop_assert!(!result.chunks.is_empty());
                 let mut i = model
@@ -188,7 +192,16 @@ fn run(flush: FlushPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Crash { seed } => {
                 model.note_durable(log.durable_offset());
-                let durable = model.durable_offset();
+                // Under flush policy never a start moved by DeleteRecords may lie past the
+                // durable data (the high watermark is the log end there).
+                let durable = model
+                    .durable_offset()
+                    .min(log.durable_offset().max(model.start));
+                let durable = if model.durable == 0 {
+                    durable.min(log.durable_offset())
+                } else {
+                    durable
+                };
                 drop(log);
                 disk.crash(seed);
                 log = block_on(Log::open(disk.clone(), dir, config(flush))).expect("reopen");
@@ -200,6 +213,9 @@ fn run(flush: FlushPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     durable
                 );
                 let kept = model.batches.partition_point(|b| b.last < end);
+                // A start moved inside a batch that the crash took (flush policy never) is
+                // brought down to the recovered end.
+                model.start = model.start.min(end);
                 prop_assert_eq!(
                     kept == 0 && end == model.start
                         || model.batches[..kept]
@@ -224,6 +240,8 @@ fn run(flush: FlushPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let end = block_on(log.truncate_to(offset)).expect("truncate");
                 let kept = model.batches.partition_point(|b| b.last < offset);
                 model.batches.truncate(kept);
+                // A cut inside the batch holding the start brings the start down with it.
+                model.start = model.start.min(end);
                 prop_assert_eq!(end, model.end());
                 model.note_durable(log.durable_offset().min(end));
             }
@@ -233,13 +251,17 @@ fn run(flush: FlushPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let outcome = block_on(log.apply_retention(now)).expect("retention");
                 let start = outcome.log_start_offset;
                 prop_assert!(start <= model.end());
-                let dropped = model.batches.partition_point(|b| b.base < start);
-                // Only batches past retention were deleted, and only whole batches.
+                prop_assert!(start >= model.start);
+                let dropped = model.batches.partition_point(|b| b.last < start);
+                // Only batches past retention were deleted, and only whole batches (the start
+                // may lie inside a batch only where DeleteRecords put it).
                 for b in &model.batches[..dropped] {
                     prop_assert!(b.timestamp_ms < now);
                 }
                 prop_assert!(
-                    dropped == model.batches.len() || model.batches[dropped].base == start
+                    dropped == model.batches.len()
+                        || model.batches[dropped].base == start
+                        || start == model.start
                 );
                 model.batches.drain(..dropped);
                 model.durable = model.durable.saturating_sub(dropped);
@@ -254,8 +276,24 @@ fn run(flush: FlushPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .batches
                     .iter()
                     .find(|b| b.timestamp_ms >= ts)
-                    .map(|b| (b.base, b.timestamp_ms));
+                    .map(|b| (b.base.max(model.start), b.timestamp_ms));
                 prop_assert_eq!(found, want);
+            }
+            Op::DeleteRecords { at } => {
+                let visible = log.high_watermark();
+                let span = (visible.0 - model.start.0) as u64;
+                let offset = Offset(model.start.0 + (at % (span + 1)) as i64);
+                let start = block_on(log.delete_records(offset)).expect("delete records");
+                prop_assert_eq!(start, offset.max(model.start));
+                let dropped = model.batches.partition_point(|b| b.last < start);
+                model.batches.drain(..dropped);
+                model.durable = model.durable.saturating_sub(dropped);
+                model.start = start;
+                // Above the high watermark: refused, nothing moves.
+                // (Read again: the call may have completed a pending seal, which moves it.)
+                let above = Offset(log.high_watermark().0 + 1);
+                prop_assert!(block_on(log.delete_records(above)).is_err());
+                prop_assert_eq!(log.log_start_offset(), start);
             }
         }
         prop_assert!(log.durable_offset() <= log.log_end_offset());

@@ -537,6 +537,18 @@ pub(crate) static DELETE_GROUPS: Schema = Schema {
 
 static OFFSET_DELETE_PARTITION: Struct = fields(&[all(I32)]);
 static OFFSET_DELETE_TOPIC: Struct = fields(&[all(Str), all(Structs(&OFFSET_DELETE_PARTITION))]);
+static DELETE_RECORDS_PARTITION: Struct = fields(&[all(I32), all(I64)]);
+static DELETE_RECORDS_TOPIC: Struct = fields(&[all(Str), all(Structs(&DELETE_RECORDS_PARTITION))]);
+pub(crate) static DELETE_RECORDS: Schema = Schema {
+    flexible_min: 2,
+    root: fields(&[all(Structs(&DELETE_RECORDS_TOPIC)), all(I32)]),
+};
+static DESCRIBE_LOG_DIRS_TOPIC: Struct = fields(&[all(Str), all(I32s)]);
+pub(crate) static DESCRIBE_LOG_DIRS: Schema = Schema {
+    // The topics array is nullable (null: every partition).
+    flexible_min: 2,
+    root: fields(&[all(Structs(&DESCRIBE_LOG_DIRS_TOPIC))]),
+};
 static DESCRIBE_QUORUM_TOPIC: Struct =
     fields(&[all(Str), all(Structs(&DESCRIBE_QUORUM_PARTITION))]);
 static DESCRIBE_QUORUM_PARTITION: Struct = fields(&[all(I32)]);

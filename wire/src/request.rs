@@ -20,11 +20,12 @@
 use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeQuorumRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeQuorumRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -80,6 +81,8 @@ pub enum RequestBody {
     OffsetDelete(OffsetDeleteRequest),
     DescribeQuorum(DescribeQuorumRequest),
     DescribeCluster(DescribeClusterRequest),
+    DeleteRecords(DeleteRecordsRequest),
+    DescribeLogDirs(DescribeLogDirsRequest),
 }
 
 /// A decoded request.
@@ -177,6 +180,10 @@ impl RequestBody {
             ApiKey::DeleteGroups => RequestBody::DeleteGroups(d.run(&guard::DELETE_GROUPS)?),
             ApiKey::OffsetDelete => RequestBody::OffsetDelete(d.run(&guard::OFFSET_DELETE)?),
             ApiKey::DescribeQuorum => RequestBody::DescribeQuorum(d.run(&guard::DESCRIBE_QUORUM)?),
+            ApiKey::DeleteRecords => RequestBody::DeleteRecords(d.run(&guard::DELETE_RECORDS)?),
+            ApiKey::DescribeLogDirs => {
+                RequestBody::DescribeLogDirs(d.run(&guard::DESCRIBE_LOG_DIRS)?)
+            }
             ApiKey::DescribeCluster => {
                 RequestBody::DescribeCluster(d.run(&guard::DESCRIBE_CLUSTER)?)
             }
@@ -211,6 +218,8 @@ impl RequestBody {
             RequestBody::OffsetDelete(_) => ApiKey::OffsetDelete,
             RequestBody::DescribeQuorum(_) => ApiKey::DescribeQuorum,
             RequestBody::DescribeCluster(_) => ApiKey::DescribeCluster,
+            RequestBody::DeleteRecords(_) => ApiKey::DeleteRecords,
+            RequestBody::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
         }
     }
 }
@@ -239,11 +248,12 @@ mod tests {
     use crate::versions::SUPPORTED;
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::{
-        create_partitions_request, create_topics_request, delete_topics_request,
-        describe_configs_request, describe_quorum_request, fetch_request, join_group_request,
-        leave_group_request, list_offsets_request, metadata_request, offset_commit_request,
-        offset_delete_request, offset_fetch_request, offset_for_leader_epoch_request,
-        produce_request, sync_group_request, BrokerId, GroupId, TopicName, TransactionalId,
+        create_partitions_request, create_topics_request, delete_records_request,
+        delete_topics_request, describe_configs_request, describe_log_dirs_request,
+        describe_quorum_request, fetch_request, join_group_request, leave_group_request,
+        list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
+        offset_fetch_request, offset_for_leader_epoch_request, produce_request, sync_group_request,
+        BrokerId, GroupId, TopicName, TransactionalId,
     };
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -306,6 +316,8 @@ mod tests {
             ApiKey::OffsetDelete => &guard::OFFSET_DELETE,
             ApiKey::DescribeQuorum => &guard::DESCRIBE_QUORUM,
             ApiKey::DescribeCluster => &guard::DESCRIBE_CLUSTER,
+            ApiKey::DeleteRecords => &guard::DELETE_RECORDS,
+            ApiKey::DescribeLogDirs => &guard::DESCRIBE_LOG_DIRS,
             other => panic!("no schema for {other:?}"),
         }
     }
@@ -570,6 +582,34 @@ mod tests {
         r
     }
 
+    fn delete_records(_v: i16) -> DeleteRecordsRequest {
+        let mut p = delete_records_request::DeleteRecordsPartition::default();
+        p.partition_index = 3;
+        p.offset = 1234;
+        let mut hw = delete_records_request::DeleteRecordsPartition::default();
+        hw.partition_index = 0;
+        hw.offset = -1;
+        let mut t = delete_records_request::DeleteRecordsTopic::default();
+        t.name = TopicName(s("t1"));
+        t.partitions = vec![p, hw];
+        let mut r = DeleteRecordsRequest::default();
+        r.topics = vec![t];
+        r.timeout_ms = 30000;
+        r
+    }
+
+    fn describe_log_dirs(v: i16) -> DescribeLogDirsRequest {
+        let mut r = DescribeLogDirsRequest::default();
+        // Null (every partition) in one version, a filter in the others.
+        if v != 2 {
+            let mut t = describe_log_dirs_request::DescribableLogDirTopic::default();
+            t.topic = TopicName(s("t1"));
+            t.partitions = vec![0, 1, 2];
+            r.topics = Some(vec![t]);
+        }
+        r
+    }
+
     fn describe_quorum(_v: i16) -> DescribeQuorumRequest {
         let mut p = describe_quorum_request::PartitionData::default();
         p.partition_index = 0;
@@ -712,6 +752,18 @@ mod tests {
                         describe_quorum(v),
                         RequestBody::DescribeQuorum,
                     ),
+                    ApiKey::DeleteRecords => round_trip(
+                        range.api_key,
+                        v,
+                        delete_records(v),
+                        RequestBody::DeleteRecords,
+                    ),
+                    ApiKey::DescribeLogDirs => round_trip(
+                        range.api_key,
+                        v,
+                        describe_log_dirs(v),
+                        RequestBody::DescribeLogDirs,
+                    ),
                     ApiKey::DescribeCluster => round_trip(
                         range.api_key,
                         v,
@@ -724,8 +776,9 @@ mod tests {
             }
         }
         // 115 before the group admin APIs, plus DescribeGroups v0-5, ListGroups v0-4,
-        // DeleteGroups v0-2, OffsetDelete v0, DescribeQuorum v0-2 and DescribeCluster v0-2.
-        assert_eq!(checked, 115 + 6 + 5 + 3 + 1 + 3 + 3);
+        // DeleteGroups v0-2, OffsetDelete v0, DescribeQuorum v0-2, DescribeCluster v0-2,
+        // DeleteRecords v0-2 and DescribeLogDirs v1-4.
+        assert_eq!(checked, 115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4);
     }
     fn frame(api_key: ApiKey, v: i16, body: &[u8]) -> Bytes {
         let header = RequestHeader {

@@ -63,9 +63,11 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::ApiVersions, 0, API_VERSIONS_VERSION_MAX),
     range(ApiKey::CreateTopics, 2, 7),
     range(ApiKey::DeleteTopics, 1, 6),
+    range(ApiKey::DeleteRecords, 0, 2),
     range(ApiKey::InitProducerId, 0, 4),
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
     range(ApiKey::DescribeConfigs, 1, 4),
+    range(ApiKey::DescribeLogDirs, 1, 4),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::OffsetDelete, 0, 0),
@@ -237,7 +239,9 @@ mod tests {
         assert_eq!(r(ApiKey::DeleteGroups), Some((0, 2)));
         assert_eq!(r(ApiKey::OffsetDelete), Some((0, 0)));
         assert_eq!(r(ApiKey::DescribeQuorum), Some((0, 2)));
-        assert_eq!(SUPPORTED.len(), 24);
+        assert_eq!(r(ApiKey::DeleteRecords), Some((0, 2)));
+        assert_eq!(r(ApiKey::DescribeLogDirs), Some((1, 4)));
+        assert_eq!(SUPPORTED.len(), 26);
         assert_eq!(r(ApiKey::ConsumerGroupHeartbeat), None);
     }
 

@@ -8,10 +8,12 @@ mod api_versions;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod describe_quorum;
 mod fetch;
 mod find_coordinator;
@@ -67,7 +69,9 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::DescribeGroups)
         .with(ApiKey::DeleteGroups)
         .with(ApiKey::OffsetDelete)
-        .with(ApiKey::DescribeCluster);
+        .with(ApiKey::DescribeCluster)
+        .with(ApiKey::DeleteRecords)
+        .with(ApiKey::DescribeLogDirs);
     VersionTable::new(match mode {
         Mode::SingleBroker => apis,
         Mode::Cluster => apis.with(ApiKey::DescribeQuorum),
@@ -157,6 +161,10 @@ pub async fn handle(
         RequestBody::DescribeCluster(request) => describe_cluster::handle(core, &header, request),
         RequestBody::DescribeQuorum(request) => {
             describe_quorum::handle(core, &header, request).await
+        }
+        RequestBody::DeleteRecords(request) => delete_records::handle(core, &header, request).await,
+        RequestBody::DescribeLogDirs(request) => {
+            describe_log_dirs::handle(core, &header, request).await
         }
         other => {
             warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");

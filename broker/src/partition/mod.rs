@@ -9,6 +9,7 @@
 //! checked once, by [`check_produce`], and reaches the log as a [`CheckedBatch`] (the CRC is
 //! not computed a second time on the way to the disk).
 
+mod delete;
 mod produce;
 mod read;
 

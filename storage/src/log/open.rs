@@ -19,6 +19,7 @@ use spate_wire::types::Offset;
 
 use super::clean;
 use super::roll::create_segment;
+use super::start;
 use super::writes::Writes;
 use super::{
     io_err, remove_file, Core, Log, SealSlot, SpareState, WriteBuffer, DIR_ENTRIES_MAX,
@@ -169,7 +170,20 @@ impl<D: Disk> Log<D> {
         disk.sync_dir(dir).await.map_err(io_err("syncing", dir))?;
         let active = segments.values().next_back().expect("a log has a segment");
         let log_end = active.next_offset;
-        let log_start = *segments.keys().next().expect("a log has a segment");
+        let first_base = *segments.keys().next().expect("a log has a segment");
+        // A start moved by DeleteRecords; never past the log end (a truncation cut below it
+        // and crashed before rewriting it).
+        let log_start = match start::load_log_start(&disk, dir).await? {
+            Some(checkpointed) if checkpointed > log_end => {
+                // The crash took records the start had been moved over (flush policy never,
+                // or a truncation cut below it): rewritten now, or records appended from here
+                // on would be hidden by the stale checkpoint at the next open.
+                start::save_log_start(&disk, dir, log_end).await?;
+                log_end
+            }
+            Some(checkpointed) => checkpointed.max(first_base),
+            None => first_base,
+        };
         let write = load_tail_block(active, config.write_buffer_bytes_max).await?;
         let writes = Rc::new(Writes::new(active.size, config.write_buffer_bytes_max));
         let epoch_path = dir.join(EPOCH_FILE_NAME);

@@ -160,8 +160,11 @@ impl<D: Disk> Log<D> {
         // needs the bytes on the file, not durable). Under the lock, so no roll moves on.
         self.write_out(&mut core).await?;
         self.wait_closed_segment_drained().await?;
+        // Records below a start moved by DeleteRecords are not answered (Kafka looks from the
+        // log start too), though their batch may still be in the file.
+        let start = self.log_start.get();
         for segment in core.segments.values() {
-            if segment.index.max_timestamp_ms() < timestamp_ms {
+            if segment.index.max_timestamp_ms() < timestamp_ms || segment.next_offset <= start {
                 continue;
             }
             let entry = segment.index.lookup_time(timestamp_ms);
@@ -171,10 +174,9 @@ impl<D: Disk> Log<D> {
                 if header.base_offset >= limit {
                     return Ok(None);
                 }
-                if header.max_timestamp_ms >= timestamp_ms {
-                    let found =
-                        scan_records(segment, position, &header, limit, |ts| ts >= timestamp_ms)
-                            .await?;
+                if header.max_timestamp_ms >= timestamp_ms && header.last_offset() >= start {
+                    let wanted = |offset, ts| offset >= start && ts >= timestamp_ms;
+                    let found = scan_records(segment, position, &header, limit, wanted).await?;
                     if found.is_some() {
                         return Ok(found);
                     }
@@ -218,7 +220,7 @@ impl<D: Disk> Log<D> {
                 }
                 if header.max_timestamp_ms >= segment_max {
                     direct =
-                        scan_records(segment, position, &header, limit, |ts| ts >= segment_max)
+                        scan_records(segment, position, &header, limit, |_, ts| ts >= segment_max)
                             .await?;
                     break;
                 }
@@ -343,11 +345,11 @@ async fn scan_records<F: DiskFile>(
     position: u64,
     header: &BatchHeader,
     limit: Offset,
-    wanted: impl Fn(i64) -> bool,
+    wanted: impl Fn(Offset, i64) -> bool,
 ) -> Result<Option<(Offset, i64)>> {
     let mut found = None;
     visit_records(segment, position, header, limit, |offset, ts| {
-        if wanted(ts) {
+        if wanted(offset, ts) {
             found = Some((offset, ts));
             return true;
         }

@@ -15,6 +15,7 @@ use spate_wire::types::Offset;
 
 use super::open::{load_tail_block_at, rebuild_producers};
 use super::read::read_header;
+use super::start::save_log_start;
 use super::{io_err, remove_file, remove_if_exists, Core, Log, RetentionOutcome};
 use crate::epoch::EPOCH_FILE_NAME;
 use crate::error::{Result, StorageError};
@@ -172,6 +173,13 @@ impl<D: Disk> Log<D> {
         // caller bumped `truncations`), and nothing is owed one.
         self.durable.set(new_end);
         self.synced_bytes.set(self.appended_bytes.get());
+        if self.log_start.get() > new_end {
+            // The cut batch held the start (DeleteRecords moved it inside a batch): the start
+            // follows the end down, as Kafka's truncateTo does. A crash before this write is
+            // clamped the same way at open.
+            self.log_start.set(new_end);
+            save_log_start(&self.disk, &self.dir, new_end).await?;
+        }
         let epochs_changed = core.epochs.truncate_from_end(new_end);
         if epochs_changed {
             write_atomically(
@@ -200,9 +208,9 @@ impl<D: Disk> Log<D> {
         Ok(new_end)
     }
 
-    /// Deletes the oldest closed segments that are past `retention_ms` (their newest batch is
-    /// older than `now_ms - retention_ms`) or beyond `retention_bytes`, and advances the log
-    /// start. Never touches the active segment; readers holding a
+    /// Deletes the closed segments wholly below the log start (DeleteRecords), then the oldest
+    /// closed segments that are past `retention_ms` (their newest batch is older than
+    /// `now_ms - retention_ms`) or beyond `retention_bytes`, and advances the log start. Never touches the active segment; readers holding a
     /// [`FileRange`](super::FileRange) keep their bytes.
     ///
     /// # Errors
@@ -211,12 +219,11 @@ impl<D: Disk> Log<D> {
         let mut core = self.core.lock().await;
         // A segment being sealed may be deleted here; its seal must not write its index after.
         self.wait_sealed().await?;
+        // Segments wholly below a start moved by DeleteRecords go first (those a crash kept
+        // between the checkpoint write and their removal, too).
+        let (mut segments_deleted, mut bytes_deleted) =
+            self.remove_segments_below_start(&mut core).await?;
         let mut total: u64 = core.segments.values().map(|s| s.size).sum();
-        let mut outcome = RetentionOutcome {
-            segments_deleted: 0,
-            bytes_deleted: 0,
-            log_start_offset: self.log_start.get(),
-        };
         loop {
             if core.segments.len() < 2 {
                 break;
@@ -237,33 +244,43 @@ impl<D: Disk> Log<D> {
             let segment = core.segments.remove(&base).expect("segment");
             self.remove_segment_files(&segment).await?;
             total -= segment.size;
-            outcome.segments_deleted += 1;
-            outcome.bytes_deleted += segment.size;
-            let start = *core.segments.keys().next().expect("segment");
-            self.log_start.set(start);
-            outcome.log_start_offset = start;
-            core.cache.drop_before(start);
+            segments_deleted += 1;
+            bytes_deleted += segment.size;
+            let first = *core.segments.keys().next().expect("segment");
+            // A start moved by DeleteRecords may already be past this segment's base.
+            self.log_start.set(self.log_start.get().max(first));
         }
-        if outcome.segments_deleted > 0 {
-            // Kafka's rule: snapshots below the log start go, the producers stay in memory (a
-            // producer whose batches were all deleted is still deduplicated until it expires).
-            // The snapshot at the new log start stays: recovery replays from it.
-            let old: Vec<Offset> = core
-                .snapshots
-                .range(..outcome.log_start_offset)
-                .copied()
-                .collect();
-            for offset in old {
-                core.snapshots.remove(&offset);
-                remove_file(
-                    &self.disk,
-                    &self.dir.join(file_name(offset, SNAPSHOT_SUFFIX)),
-                )
-                .await?;
-            }
+        if segments_deleted > 0 {
+            self.forget_below_start(&mut core).await?;
         }
-        if outcome.segments_deleted > 0 && core.epochs.truncate_from_start(outcome.log_start_offset)
-        {
+        Ok(RetentionOutcome {
+            segments_deleted,
+            bytes_deleted,
+            log_start_offset: self.log_start.get(),
+        })
+    }
+
+    /// After segments below the log start were removed: drops their cached batches, the
+    /// producer snapshots below the start and the epoch entries before it.
+    pub(super) async fn forget_below_start(&self, core: &mut Core<D::File>) -> Result<()> {
+        let start = self.log_start.get();
+        // Only below the first kept segment: the cache also holds batches not yet written,
+        // which a start inside the active segment must not drop.
+        let first = *core.segments.keys().next().expect("segment");
+        core.cache.drop_before(first);
+        // Kafka's rule: snapshots below the log start go, the producers stay in memory (a
+        // producer whose batches were all deleted is still deduplicated until it expires).
+        // The snapshot at the new log start stays: recovery replays from it.
+        let old: Vec<Offset> = core.snapshots.range(..start).copied().collect();
+        for offset in old {
+            core.snapshots.remove(&offset);
+            remove_file(
+                &self.disk,
+                &self.dir.join(file_name(offset, SNAPSHOT_SUFFIX)),
+            )
+            .await?;
+        }
+        if core.epochs.truncate_from_start(start) {
             write_atomically(
                 &self.disk,
                 &self.dir,
@@ -272,10 +289,10 @@ impl<D: Disk> Log<D> {
             )
             .await?;
         }
-        Ok(outcome)
+        Ok(())
     }
 
-    async fn remove_segment_files(&self, segment: &Segment<D::File>) -> Result<()> {
+    pub(super) async fn remove_segment_files(&self, segment: &Segment<D::File>) -> Result<()> {
         let index_path = segment.index_path(&self.dir);
         for path in [&index_path, &segment.path] {
             remove_if_exists(&self.disk, path).await?;
