@@ -78,12 +78,20 @@ def leaders(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 def describe_quorum(bootstrap: str) -> dict:
-    """The metadata partition's entry of kafka-python's DescribeQuorum answer."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        answer = admin.describe_metadata_quorum()
-    finally:
-        admin.close()
+    """The metadata partition's entry of kafka-python's DescribeQuorum answer. kafka-python
+    sends it to a broker of its choosing; until a killed broker is fenced (the 9 s session)
+    Metadata still lists it, and a try that picked it fails to connect: tried again."""
+    deadline = Deadline(30)
+    while True:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            answer = admin.describe_metadata_quorum()
+            break
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            assert not deadline.expired(), f"DescribeQuorum at {bootstrap}: {e!r}"
+            time.sleep(0.5)
+        finally:
+            admin.close()
     partition = answer["topics"][0]["partitions"][0]
     assert partition["error"] is None, answer
     return partition

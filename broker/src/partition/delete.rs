@@ -58,7 +58,7 @@ mod tests {
     use spate_wire::types::LeaderEpoch;
 
     use super::*;
-    use crate::partition::{Compaction, Writers};
+    use crate::partition::{Compaction, Rewrite, Settings, Writers};
 
     fn partition(disk: &MemDisk) -> Partition<MemDisk> {
         let log = block_on(Log::open(
@@ -67,15 +67,14 @@ mod tests {
             LogConfig::default(),
         ))
         .unwrap();
-        Partition::new(
-            log,
-            1 << 20,
-            Compaction::NotCompacted,
-            Writers::Clients,
-            CleanerState::default(),
-            LeaderEpoch(0),
-            1,
-        )
+        let settings = Settings {
+            batch_bytes_max: 1 << 20,
+            compaction: Compaction::NotCompacted,
+            writers: Writers::Clients,
+            min_insync_replicas: 1,
+            rewrite: Rewrite::NONE,
+        };
+        Partition::new(log, settings, CleanerState::default(), LeaderEpoch(0))
     }
 
     fn append(p: &Partition<MemDisk>, records: usize) {
