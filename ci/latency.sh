@@ -4,9 +4,11 @@
 # lost (or duplicated/reordered) or the produce-ack p99 is above 3x the baseline's p99: shared CI
 # machines are noisy, so smaller regressions are left to the benchmarks in docs/benchmarks.md.
 #
-# A failed gate is measured once more on a fresh broker and fails CI only if the second run
-# fails too: a regression fails both, a host that took the CPUs away for a few seconds (steal
-# time; the hiccup lines say how much) rarely spoils two runs in a row.
+# A failed gate is measured again on a fresh broker, up to three runs in all, and fails CI only
+# if every run fails: a regression fails them all, a host that took the CPUs away for a few
+# seconds (steal time; the hiccup lines say how much) rarely spoils three runs in a row. On
+# 2026-12-07 the same build measured ack p99 1.8-3.3 ms in some runs and 6.7-10 ms in others
+# minutes apart on a quiet machine, and 23-26 ms twice in a row with 120-180 ms of steal.
 #
 # Usage: ci/latency.sh              run and gate against ci/latency-baseline/latency.json
 #        ci/latency.sh --update     run and write the result as the new baseline (commit it,
@@ -37,7 +39,7 @@ if [[ "$(nproc)" -ge 2 ]]; then hiccup_cpus=0,1; fi
 echo "machine stalls before the run (spate-bench hiccup --cpu $hiccup_cpus --duration-s 3):"
 "$target/release/spate-bench" hiccup --cpu "$hiccup_cpus" --duration-s 3 ||
   echo "latency.sh: hiccup measurement failed (reported only)" >&2
-attempts_max=2
+attempts_max=3
 if [[ "$update" == 1 ]]; then attempts_max=1; fi
 broker=""
 stop_broker() {
