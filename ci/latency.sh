@@ -6,9 +6,12 @@
 #
 # A failed gate is measured again on a fresh broker, up to three runs in all, and fails CI only
 # if every run fails: a regression fails them all, a host that took the CPUs away for a few
-# seconds (steal time; the hiccup lines say how much) rarely spoils three runs in a row. On
-# 2026-12-07 the same build measured ack p99 1.8-3.3 ms in some runs and 6.7-10 ms in others
-# minutes apart on a quiet machine, and 23-26 ms twice in a row with 120-180 ms of steal.
+# seconds rarely spoils three runs in a row. A run during which the hypervisor stole at least
+# STEAL_PCT_MAX percent of the CPUs (/proc/stat's steal column, printed for every run) does not
+# measure Spate and cannot fail the gate on latency; lost records fail it always. If every run
+# was such a run the gate says it could not judge and passes. On 2026-12-07 the same build
+# measured ack p99 1.8-3.3 ms in some runs and 6.7-10 ms in others minutes apart, and 19-40 ms
+# in runs where vmstat showed 35-43% steal.
 #
 # Usage: ci/latency.sh              run and gate against ci/latency-baseline/latency.json
 #        ci/latency.sh --update     run and write the result as the new baseline (commit it,
@@ -41,6 +44,10 @@ echo "machine stalls before the run (spate-bench hiccup --cpu $hiccup_cpus --dur
   echo "latency.sh: hiccup measurement failed (reported only)" >&2
 attempts_max=3
 if [[ "$update" == 1 ]]; then attempts_max=1; fi
+steal_pct_max="${STEAL_PCT_MAX:-5}"
+# Steal and total jiffies of all CPUs so far.
+cpu_jiffies() { awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+conclusive_failures=0
 broker=""
 stop_broker() {
   [[ -n "$broker" ]] || return 0
@@ -65,9 +72,13 @@ for attempt in $(seq "$attempts_max"); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
     sleep 0.1
   done
+  read -r steal_before total_before < <(cpu_jiffies)
   "$target/release/spate-bench" run --bootstrap "127.0.0.1:$port" --topic latency-ci \
     --message-bytes 1024 --rate "$rate" --duration-s "$duration" --acks 1 --consumers 1 \
     ${pin_bench[@]+"${pin_bench[@]}"} --quiet --json "$work/latency.json" --hgrm-prefix "$work/latency" >/dev/null
+  read -r steal_after total_after < <(cpu_jiffies)
+  steal_pct=$(( (steal_after - steal_before) * 100 / (total_after - total_before + 1) ))
+  echo "latency.sh: attempt $attempt: the host stole ${steal_pct}% of the CPUs during the run"
   stop_broker
   if [[ "$update" == 1 ]]; then
     cp "$work/latency.json" ci/latency-baseline/latency.json
@@ -75,9 +86,20 @@ for attempt in $(seq "$attempts_max"); do
     echo "baseline updated: ci/latency-baseline/latency.json"
     exit 0
   fi
-  if "$target/release/spate-bench" gate ci/latency-baseline/latency.json "$work/latency.json" \
-    --p99-factor-max 3; then
+  if gate_out=$("$target/release/spate-bench" gate ci/latency-baseline/latency.json \
+    "$work/latency.json" --p99-factor-max 3 2>&1); then
+    echo "$gate_out"
     exit 0
+  fi
+  echo "$gate_out"
+  if grep -q "loss check" <<<"$gate_out"; then
+    echo "latency.sh: records were lost, duplicated or reordered" >&2
+    exit 1
+  fi
+  if [[ "$steal_pct" -ge "$steal_pct_max" ]]; then
+    echo "latency.sh: attempt $attempt is inconclusive: ${steal_pct}% steal (limit ${steal_pct_max}%)" >&2
+  else
+    conclusive_failures=$((conclusive_failures + 1))
   fi
   if [[ "$attempt" -lt "$attempts_max" ]]; then
     echo "latency.sh: gate failed on attempt $attempt; measuring once more on a fresh broker" >&2
@@ -86,5 +108,9 @@ for attempt in $(seq "$attempts_max"); do
       echo "latency.sh: hiccup measurement failed (reported only)" >&2
   fi
 done
-echo "latency.sh: gate failed on all $attempts_max attempts" >&2
+if [[ "$conclusive_failures" -eq 0 ]]; then
+  echo "latency.sh: WARNING: the gate could not judge latency: the host stole at least ${steal_pct_max}% of the CPUs in every attempt; no records were lost" >&2
+  exit 0
+fi
+echo "latency.sh: gate failed on all $attempts_max attempts ($conclusive_failures without heavy steal)" >&2
 exit 1
