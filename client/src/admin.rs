@@ -103,6 +103,31 @@ impl OffsetSpec {
     }
 }
 
+/// The version of `api` to use with the broker on `conn`: the highest both it (in its
+/// ApiVersions answer) and this client (`ours`) speak, or `None` if it does not advertise one.
+///
+/// # Errors
+/// Connection or codec errors, the broker's error code.
+async fn negotiated_version(
+    conn: &mut Connection,
+    api: ApiKey,
+    ours: i16,
+) -> Result<Option<i16>, ClientError> {
+    let request = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("spate-client"))
+        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+    let versions: ApiVersionsResponse = conn
+        .call(ApiKey::ApiVersions, API_VERSIONS_VERSION, &request)
+        .await?;
+    ClientError::check(versions.error_code, || "api versions".to_owned())?;
+    Ok(versions
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == api as i16)
+        .filter(|k| k.max_version >= 0 && k.min_version <= ours)
+        .map(|k| k.max_version.min(ours)))
+}
+
 /// Resolves `spec` for one partition with a ListOffsets call on `conn`.
 ///
 /// # Errors
@@ -350,21 +375,10 @@ impl Admin {
     /// Connection or codec errors, the broker's error code.
     pub async fn describe_cluster(&mut self) -> Result<ClusterDescription, ClientError> {
         let conn = self.cluster.connection().await?;
-        let request = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("spate-client"))
-            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let versions: ApiVersionsResponse = conn
-            .call(ApiKey::ApiVersions, API_VERSIONS_VERSION, &request)
-            .await?;
-        ClientError::check(versions.error_code, || "api versions".to_owned())?;
-        let advertised = versions
-            .api_keys
-            .iter()
-            .find(|k| k.api_key == ApiKey::DescribeCluster as i16)
-            .filter(|k| k.max_version >= 0 && k.min_version <= DESCRIBE_CLUSTER_VERSION);
+        let advertised =
+            negotiated_version(conn, ApiKey::DescribeCluster, DESCRIBE_CLUSTER_VERSION).await?;
         let mut description = match advertised {
-            Some(range) => {
-                let version = range.max_version.min(DESCRIBE_CLUSTER_VERSION);
+            Some(version) => {
                 let request =
                     DescribeClusterRequest::default().with_include_fenced_brokers(version >= 2);
                 let response: DescribeClusterResponse = conn
@@ -419,22 +433,11 @@ impl Admin {
     /// Connection or codec errors, the broker's error code.
     pub async fn describe_quorum(&mut self) -> Result<Option<QuorumDescription>, ClientError> {
         let conn = self.cluster.connection().await?;
-        let request = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("spate-client"))
-            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let versions: ApiVersionsResponse = conn
-            .call(ApiKey::ApiVersions, API_VERSIONS_VERSION, &request)
-            .await?;
-        ClientError::check(versions.error_code, || "api versions".to_owned())?;
-        let Some(range) = versions
-            .api_keys
-            .iter()
-            .find(|k| k.api_key == ApiKey::DescribeQuorum as i16)
-            .filter(|k| k.min_version <= DESCRIBE_QUORUM_VERSION)
+        let Some(version) =
+            negotiated_version(conn, ApiKey::DescribeQuorum, DESCRIBE_QUORUM_VERSION).await?
         else {
             return Ok(None);
         };
-        let version = range.max_version.min(DESCRIBE_QUORUM_VERSION);
         use spate_wire::kafka_protocol::messages::describe_quorum_request::{
             PartitionData, TopicData,
         };
