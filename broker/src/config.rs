@@ -78,6 +78,13 @@ settings! {
     /// log from the voters and holds partitions like any broker. Unset: this broker is a
     /// cluster of one, as before [default: unset].
     controller_voters: String,
+    /// A broker that has not heartbeated the controller for this long is fenced: its
+    /// partitions get new leaders (Kafka's broker.session.timeout.ms). Shorter means faster
+    /// failover and more false fencing under load [default: 9000].
+    broker_session_timeout_ms: u64,
+    /// How often a broker heartbeats the controller (Kafka's broker.heartbeat.interval.ms);
+    /// well below the session timeout [default: 1000].
+    broker_heartbeat_interval_ms: u64,
     /// Log format [default: human].
     log_format: LogFormat,
     /// Log filter, in `tracing` env-filter syntax; RUST_LOG also works [default: info].
@@ -99,8 +106,7 @@ settings! {
     /// Partitions of an auto-created topic [default: 1].
     num_partitions: i32,
     /// Replicas of a topic created without a replication factor (Kafka's
-    /// default.replication.factor); above 1 such topics are refused until replication exists
-    /// [default: 1].
+    /// default.replication.factor); above 1 only in a cluster [default: 1].
     default_replication_factor: i16,
     /// Default retention by age, ms; -1 keeps forever [default: 604800000].
     retention_ms: i64,
@@ -152,6 +158,9 @@ settings! {
     /// Most idempotent producers each partition tracks; a new one beyond it is refused with
     /// POLICY_VIOLATION until idle ones expire [default: 10000].
     producers_per_partition_max: usize,
+    /// A follower that has not caught up with its leader for this long leaves the partition's
+    /// in-sync replicas (Kafka's replica.lag.time.max.ms), ms [default: 30000].
+    replica_lag_time_max_ms: u64,
     /// How often each core logs its request-time percentiles per API (queue, handle, send) and
     /// its log append times, ms; 0 turns the lines off [default: 60000].
     stats_interval_ms: u64,
@@ -197,6 +206,8 @@ pub struct Config {
     pub groups: GroupConfig,
     pub producer_id_expiration_ms: i64,
     pub producers_per_partition_max: usize,
+    /// Kafka's replica.lag.time.max.ms.
+    pub replica_lag_time_max_ms: u64,
     /// How often request-time statistics are logged; `None`: never.
     pub stats_interval: Option<std::time::Duration>,
     /// `SPATE_*` environment variables that name no setting (logged at startup).
@@ -216,6 +227,10 @@ pub struct ClusterSettings {
     pub voters: Vec<Voter>,
     /// Whether this broker votes in the quorum or only follows it.
     pub role: ClusterRole,
+    /// Kafka's broker.session.timeout.ms (the controller fences a silent broker after it).
+    pub session_timeout_ms: u64,
+    /// Kafka's broker.heartbeat.interval.ms.
+    pub heartbeat_interval_ms: u64,
 }
 
 /// A broker's part in the controller quorum.
@@ -334,6 +349,8 @@ fn resolve_cluster(
         advertised_host,
         voters,
         role,
+        session_timeout_ms: 9_000,
+        heartbeat_interval_ms: 1_000,
     }))
 }
 
@@ -488,21 +505,40 @@ impl Config {
         if node_id < 0 {
             bail!("node-id must not be negative, got {node_id}");
         }
-        let cluster = resolve_cluster(
+        let mut cluster = resolve_cluster(
             node_id,
             s.cluster_listen,
             s.controller_voters.as_deref(),
             &advertised_host,
         )?;
+        if let Some(cluster) = &mut cluster {
+            cluster.session_timeout_ms = s.broker_session_timeout_ms.unwrap_or(9_000);
+            cluster.heartbeat_interval_ms = s.broker_heartbeat_interval_ms.unwrap_or(1_000);
+            if cluster.heartbeat_interval_ms == 0
+                || cluster.heartbeat_interval_ms >= cluster.session_timeout_ms
+            {
+                bail!(
+                    "broker-heartbeat-interval-ms ({}) must be at least 1 and below \
+                     broker-session-timeout-ms ({})",
+                    cluster.heartbeat_interval_ms,
+                    cluster.session_timeout_ms
+                );
+            }
+        }
         let producers_per_partition_max = s
             .producers_per_partition_max
             .unwrap_or(spate_storage::producer_state::PRODUCERS_PER_PARTITION_MAX_DEFAULT);
         if producers_per_partition_max == 0 {
             bail!("producers-per-partition-max must be at least 1");
         }
+        let replica_lag_time_max_ms = s.replica_lag_time_max_ms.unwrap_or(30_000);
+        if replica_lag_time_max_ms == 0 {
+            bail!("replica-lag-time-max-ms must be at least 1");
+        }
         Ok(Config {
             cleaner,
             groups,
+            replica_lag_time_max_ms,
             producer_id_expiration_ms,
             producers_per_partition_max,
             stats_interval: match s.stats_interval_ms.unwrap_or(60_000) {

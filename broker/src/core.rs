@@ -72,6 +72,8 @@ pub struct Core {
     pub groups: crate::group::coordinator::Coordinator,
     /// Request and append times, logged every `stats-interval-ms`.
     pub stats: crate::stats::CoreStats,
+    /// Cluster mode: this core's side of partition replication.
+    pub replication: crate::cluster::replication::CoreReplication,
 }
 
 impl std::fmt::Debug for Core {
@@ -107,7 +109,19 @@ impl Core {
             routes: RefCell::new(PartitionTable::new(id)),
             mesh,
             changes: crate::metadata::changes::Changes::default(),
+            replication: crate::cluster::replication::CoreReplication::default(),
         }
+    }
+
+    /// The partitions this core owns that replicate (cluster mode).
+    pub fn replicated_partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|p| p.replica.is_some())
+            .cloned()
+            .collect()
     }
 
     /// Reads every topic file and opens (recovers) the partitions this core owns.
@@ -216,6 +230,15 @@ impl Core {
         *self.cluster.borrow_mut() = plan.view;
         let mut current: std::collections::BTreeSet<String> =
             self.topics.borrow().keys().cloned().collect();
+        let registered = published
+            .image
+            .broker(spate_controller::ids::NodeId(self.config.node_id))
+            .is_some_and(|b| b.incarnation.0 == crate::cluster::replication::incarnation());
+        let states: Vec<_> = plan
+            .topics
+            .iter()
+            .map(|t| (t.meta.name.clone(), t.hosted_here.clone(), t.states.clone()))
+            .collect();
         for topic in plan.topics {
             current.remove(&topic.meta.name);
             // A partition that failed to open in the first round is tried once more here.
@@ -231,6 +254,9 @@ impl Core {
         for gone in current {
             info!(core = self.id, topic = %gone, "topic gone from the metadata log");
             self.remove_topic(&gone).await;
+        }
+        if registered {
+            crate::cluster::replication::apply_states(self, &states).await;
         }
         // Partitions stay with their broker (replication factor 1), so the groups of this
         // core's offsets partitions are rebuilt once, when the offsets topic first appears.
@@ -329,12 +355,19 @@ impl Core {
                     codec: meta.config.compression.codec(),
                 },
             };
-            let partition = Rc::new(Partition::new(
+            let replica = if self.config.cluster.is_some() {
+                Some(crate::cluster::replication::new_slot(self, meta, index, &log).await?)
+            } else {
+                None
+            };
+            let mut partition = Partition::new(
                 log,
                 settings,
                 cleaner,
                 placements[index as usize].leader_epoch.max(LeaderEpoch(0)),
-            ));
+            );
+            partition.replica = replica;
+            let partition = Rc::new(partition);
             self.partitions
                 .borrow_mut()
                 .entry(meta.name.clone())
@@ -447,6 +480,30 @@ impl Core {
                 self.apply_published(&published, phase).await;
                 CoreReply::Done
             }
+            CoreRequest::ReplicaSend { to, request } => {
+                let answer = match self.cluster_node.get() {
+                    Some(node) => node.replica_rpc.call(&node.transport, to, request).await,
+                    None => None,
+                };
+                CoreReply::ReplicaFetched(answer)
+            }
+            CoreRequest::ReplicaServe(op) => {
+                CoreReply::ReplicaServed(crate::cluster::replication::serve(self, op).await)
+            }
+            CoreRequest::ReplicaWait {
+                partitions,
+                wait_ms,
+            } => {
+                crate::cluster::replication::wait_for_growth(self, &partitions, wait_ms).await;
+                CoreReply::Done
+            }
+            CoreRequest::AlterIsr(change) => CoreReply::IsrChanged(match self.cluster_node.get() {
+                Some(node) => node
+                    .alter_partition(vec![change])
+                    .await
+                    .and_then(|mut results| results.pop().ok_or(ErrorCode::UnknownServerError)),
+                None => Err(ErrorCode::NotController),
+            }),
             CoreRequest::Group(call) => {
                 CoreReply::Group(Box::new(crate::group::run(self, *call).await))
             }
@@ -614,7 +671,7 @@ impl Core {
             let Some(partition) = self.partition(topic, *index) else {
                 return;
             };
-            if partition.log.high_watermark() > *offset {
+            if partition.high_watermark() > *offset {
                 return;
             }
             waits.push(partition);

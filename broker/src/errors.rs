@@ -110,6 +110,54 @@ impl KafkaCode for AlterPartitionError {
     }
 }
 
+impl KafkaCode for spate_replication::ProduceRefusal {
+    fn kafka_code(&self) -> ErrorCode {
+        use spate_replication::ProduceRefusal as R;
+        match self {
+            R::NotLeaderOrFollower => ErrorCode::NotLeaderOrFollower,
+            R::NotEnoughReplicas => ErrorCode::NotEnoughReplicas,
+            // Too many acks=all produces wait on this partition: the client retries later.
+            R::WaitersFull => ErrorCode::RequestTimedOut,
+        }
+    }
+}
+
+impl KafkaCode for spate_replication::AckError {
+    fn kafka_code(&self) -> ErrorCode {
+        use spate_replication::AckError as A;
+        match self {
+            A::NotLeaderOrFollower => ErrorCode::NotLeaderOrFollower,
+            A::NotEnoughReplicasAfterAppend => ErrorCode::NotEnoughReplicasAfterAppend,
+            A::RequestTimedOut => ErrorCode::RequestTimedOut,
+        }
+    }
+}
+
+impl KafkaCode for spate_replication::FetchError {
+    fn kafka_code(&self) -> ErrorCode {
+        use spate_replication::FetchError as F;
+        match self {
+            F::NotLeaderOrFollower => ErrorCode::NotLeaderOrFollower,
+            F::FencedLeaderEpoch => ErrorCode::FencedLeaderEpoch,
+            F::UnknownLeaderEpoch => ErrorCode::UnknownLeaderEpoch,
+            F::NotAReplica => ErrorCode::ReplicaNotAvailable,
+            F::OffsetOutOfRange => ErrorCode::OffsetOutOfRange,
+        }
+    }
+}
+
+/// A leader's fetch error as the follower's replica takes it back.
+pub fn fetch_error_of(code: ErrorCode) -> spate_replication::FetchError {
+    use spate_replication::FetchError as F;
+    match code {
+        ErrorCode::FencedLeaderEpoch => F::FencedLeaderEpoch,
+        ErrorCode::UnknownLeaderEpoch => F::UnknownLeaderEpoch,
+        ErrorCode::ReplicaNotAvailable => F::NotAReplica,
+        ErrorCode::OffsetOutOfRange => F::OffsetOutOfRange,
+        _ => F::NotLeaderOrFollower,
+    }
+}
+
 impl KafkaCode for IsrChangeRefused {
     fn kafka_code(&self) -> ErrorCode {
         match self {

@@ -153,6 +153,8 @@ pub struct EpochEndResult {
 pub struct NewTopic {
     pub meta: TopicMeta,
     pub assignment: Option<Vec<Vec<i32>>>,
+    /// Replicas per partition; -1: the broker's default.replication.factor.
+    pub replication_factor: i16,
 }
 
 /// A topic to grow to `count` partitions; `assignment` names the replica of each new
@@ -200,6 +202,21 @@ pub enum CoreRequest {
     /// From the controller core to every core (cluster mode): the metadata log's committed
     /// image; apply its topics, placements and brokers.
     ClusterMetadata(std::sync::Arc<crate::cluster::quorum::Published>, Phase),
+    /// To core 0 (cluster mode): send a follower's fetch frame to a leader, and answer with
+    /// the leader's response.
+    ReplicaSend {
+        to: i32,
+        request: spate_wire::cluster::ReplicaFetchRequest,
+    },
+    /// From core 0 to a partition's owner: a follower's fetches for partitions led here.
+    ReplicaServe(crate::cluster::replication::ServeOp),
+    /// From core 0 to a partition's owner: wait until one of these grows past the offset.
+    ReplicaWait {
+        partitions: Vec<(String, i32, Offset)>,
+        wait_ms: u64,
+    },
+    /// To core 0 (cluster mode): a leader's ISR change for the controller.
+    AlterIsr(spate_wire::cluster::IsrChange),
 }
 
 /// The two rounds in which every core applies a metadata change. A core shows a topic to
@@ -218,6 +235,12 @@ pub enum Phase {
 /// A core's answer.
 #[derive(Debug)]
 pub enum CoreReply {
+    /// The leader's answer to a follower's frame, if one came.
+    ReplicaFetched(Option<spate_wire::cluster::ReplicaFetchResponse>),
+    /// A core's answers to a follower's fetches.
+    ReplicaServed(Vec<spate_wire::cluster::FetchedPartition>),
+    /// The controller's answer to an ISR change.
+    IsrChanged(Result<spate_wire::cluster::IsrChangeResult, ErrorCode>),
     Produce(Vec<ProduceResult>),
     Fetch(Vec<FetchResult>),
     ListOffsets(Vec<ListOffsetsResult>),

@@ -102,6 +102,13 @@ pub async fn serve_core(
         shutdown.clone(),
     ))
     .detach();
+    if config.cluster.is_some() {
+        glommio::spawn_local(crate::cluster::replication::run(
+            core.clone(),
+            shutdown.clone(),
+        ))
+        .detach();
+    }
     // Cluster mode: the controller core joins the quorum; the image replayed from the metadata
     // log reaches every core (opening its partitions) before this returns.
     if let (Some(settings), crate::core::CONTROLLER_CORE) = (&config.cluster, id) {

@@ -204,6 +204,9 @@ pub enum ReadUpTo {
     HighWatermark,
     /// Everything written, durable or not (for replication to followers).
     LogEnd,
+    /// Only data below this offset (or the log end, if lower): a replicated partition's high
+    /// watermark, which the replication protocol keeps, not the log.
+    Below(Offset),
 }
 
 /// A byte range of a segment file holding whole batches, to be sent zero-copy or loaded.

@@ -62,6 +62,18 @@ impl<T> AsyncMutex<T> {
         }
     }
 
+    /// The lock if nobody holds it now, without waiting (for periodic work that can skip a turn).
+    pub fn try_lock(&self) -> Option<Guard<'_, T>> {
+        if self.locked.get() {
+            return None;
+        }
+        self.locked.set(true);
+        Some(Guard {
+            mutex: self,
+            value: Some(self.value.borrow_mut()),
+        })
+    }
+
     /// Consumes the mutex and returns the value.
     pub fn into_inner(self) -> T {
         self.value.into_inner()

@@ -61,6 +61,7 @@ fn fetch_partition() -> impl Strategy<Value = FetchPartition> {
                 fetch_offset: Offset(offset),
                 current_leader_epoch: LeaderEpoch(current),
                 last_fetched_epoch: LeaderEpoch(last),
+                durable_end_offset: Offset(offset / 2),
             },
         )
 }

@@ -80,7 +80,11 @@ pub async fn create_topics(node: &ClusterNode, topics: Vec<crate::ops::NewTopic>
                     } else {
                         topic.meta.partitions
                     },
-                    replication_factor: -1,
+                    replication_factor: if topic.assignment.is_some() {
+                        -1
+                    } else {
+                        topic.replication_factor
+                    },
                     assignment: topic.assignment.clone(),
                     configs: overrides(&topic.meta),
                 })
@@ -115,7 +119,11 @@ pub async fn create_topics(node: &ClusterNode, topics: Vec<crate::ops::NewTopic>
             name: meta.name.clone(),
             // The controller takes the count from an assignment, as Kafka's does.
             partitions: if assigned { -1 } else { meta.partitions },
-            replication_factor: -1,
+            replication_factor: if assigned {
+                -1
+            } else {
+                topic.replication_factor
+            },
             assignment: topic.assignment.map(assignment_nodes),
             configs,
         };

@@ -26,6 +26,8 @@ pub struct TopicPlan {
     pub placements: Vec<Placement>,
     /// Which partitions this core keeps a log of.
     pub hosted_here: Vec<bool>,
+    /// Each partition's replicas, leader, epochs and ISR, for its replication state.
+    pub states: Vec<spate_replication::PartitionState>,
 }
 
 /// Everything a core applies from one image.
@@ -102,12 +104,26 @@ pub fn plan(
                         && owner_core(&topic.name, index as i32, cores) == core
                 })
                 .collect();
+            let states = topic
+                .partitions
+                .iter()
+                .map(super::replication::partition_state)
+                .collect();
             TopicPlan {
+                states,
                 meta: TopicMeta {
                     name: topic.name.clone(),
                     id: id.0,
                     partitions: topic.partitions.len() as i32,
                     config,
+                    replica_sets: topic
+                        .partitions
+                        .iter()
+                        .map(|p| crate::metadata::topics::ReplicaSet {
+                            replicas: p.replicas.iter().map(|n| n.0).collect(),
+                            isr: p.isr.iter().map(|n| n.0).collect(),
+                        })
+                        .collect(),
                 },
                 placements,
                 hosted_here,

@@ -19,6 +19,7 @@ pub mod apply;
 pub mod observer;
 pub mod quorum;
 pub mod raft_file;
+pub mod replication;
 pub mod rpc;
 pub mod transport;
 
@@ -183,6 +184,10 @@ pub struct ClusterNode {
     stop: Arc<ShutdownFlag>,
     /// What this broker registers as.
     registration: RegisterBroker,
+    /// The links to the other brokers (replication frames go out through them).
+    pub transport: Rc<Transport>,
+    /// Answers to this broker's replication frames.
+    pub replica_rpc: Rc<replication::ReplicaRpc>,
 }
 
 /// How long a stopping broker waits for the controller to take note of it.
@@ -444,7 +449,7 @@ pub async fn start(
     let me = core.config.node_id;
     // Wall-clock milliseconds: a restarted broker's incarnation is larger than its last one's
     // (unless the clock went back by more than the restart took).
-    let incarnation = crate::core::now_ms().max(1) as u64;
+    let incarnation = replication::incarnation();
     // A voter dials the other voters; an observer dials every voter. Nobody dials an observer
     // (it answers nothing but its own requests' responses so far).
     let peers = settings
@@ -482,11 +487,14 @@ pub async fn start(
         ClusterRole::Voter => Membership::Voter(
             Quorum::start(
                 &core.config.data_dir,
-                NodeId(me),
-                voters,
-                incarnation,
+                quorum::VoterIdentity {
+                    me: NodeId(me),
+                    voters,
+                    seed: incarnation,
+                },
                 transport.clone(),
                 publish,
+                controller_config(&core.config, settings)?,
                 stop.clone(),
             )
             .await?,
@@ -526,10 +534,21 @@ pub async fn start(
     glommio::spawn_local(membership_loop(
         membership.clone(),
         registration.clone(),
+        std::time::Duration::from_millis(settings.heartbeat_interval_ms),
         shutdown,
     ))
     .detach();
+    let replica_rpc = Rc::new(replication::ReplicaRpc::default());
+    glommio::spawn_local(replication::serve_inbox(
+        core.clone(),
+        transport.clone(),
+        replica_rpc.clone(),
+        stop.clone(),
+    ))
+    .detach();
     Ok(ClusterNode {
+        transport,
+        replica_rpc,
         membership,
         node_id: NodeId(me),
         incarnation: Incarnation(incarnation),
@@ -540,22 +559,35 @@ pub async fn start(
     })
 }
 
-/// How often this broker tells the controller it is alive (Kafka's broker.heartbeat.interval.ms
-/// default is 2 s against a 9 s session).
-pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1000);
+/// The controller's settings from the broker's flags.
+fn controller_config(
+    config: &crate::config::Config,
+    settings: &ClusterSettings,
+) -> anyhow::Result<spate_controller::controller::ControllerConfig> {
+    let controller = spate_controller::controller::ControllerConfig {
+        session_timeout_ms: settings.session_timeout_ms,
+        replication_factor_max: spate_replication::messages::REPLICAS_MAX as i16,
+        default_replication_factor: config.topic_defaults.replication_factor,
+    };
+    controller
+        .validate()
+        .map_err(|e| anyhow::anyhow!("controller settings: {e}"))?;
+    Ok(controller)
+}
 
 /// Registers this broker (once per run) and heartbeats it, so the controller places partitions
 /// on it and keeps it unfenced.
 async fn membership_loop(
     membership: Membership,
     registration: RegisterBroker,
+    interval: std::time::Duration,
     shutdown: Arc<ShutdownFlag>,
 ) {
     while !shutdown.is_triggered() {
         if let Err(e) = beat(&membership, &registration).await {
             debug!(error = %e, "registration or heartbeat not answered");
         }
-        glommio::timer::sleep(HEARTBEAT_INTERVAL).await;
+        glommio::timer::sleep(interval).await;
     }
 }
 

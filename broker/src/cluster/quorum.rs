@@ -129,6 +129,18 @@ impl std::fmt::Debug for Quorum {
     }
 }
 
+/// Who this voter is: its node id, the voter set, and the seed of its randomness (election
+/// timeouts, placement).
+#[derive(Debug, Clone)]
+pub struct VoterIdentity {
+    /// This node.
+    pub me: NodeId,
+    /// Every voter, this one included.
+    pub voters: Vec<NodeId>,
+    /// The seed (this run's incarnation).
+    pub seed: u64,
+}
+
 impl Quorum {
     /// Replays the log under `data_dir`, starts the node, and spawns the driver, inbox and tick
     /// tasks.
@@ -137,20 +149,20 @@ impl Quorum {
     /// If the log cannot be replayed or the node refuses its configuration.
     pub async fn start(
         data_dir: &std::path::Path,
-        me: NodeId,
-        voters: Vec<NodeId>,
-        seed: u64,
+        identity: VoterIdentity,
         transport: Rc<Transport>,
         publish: Publish,
+        controller_config: ControllerConfig,
         shutdown: Arc<ShutdownFlag>,
     ) -> anyhow::Result<Rc<Quorum>> {
+        let VoterIdentity { me, voters, seed } = identity;
         let voters_kept = voters.clone();
         let (file, store) = RaftFile::open(data_dir, &voters).await?;
         let node = ControllerNode::new(NodeConfig::new(me, voters, seed), store)
             .map_err(|e| anyhow::anyhow!("starting the controller node: {e}"))?;
         let quorum = Rc::new(Quorum {
             node: RefCell::new(node),
-            controller: RefCell::new(Controller::new(ControllerConfig::default())),
+            controller: RefCell::new(Controller::new(controller_config)),
             rng: RefCell::new(SplitMix64::new(seed)),
             file,
             transport,

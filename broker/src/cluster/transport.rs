@@ -194,6 +194,10 @@ pub struct Transport {
     links: Vec<Rc<Link>>,
     inbox_sender: LocalSender<Inbound>,
     inbox: LocalReceiver<Inbound>,
+    /// Replication frames (follower fetches and their answers) go here, not to the quorum's
+    /// inbox: partition data must not queue behind metadata, nor metadata behind it.
+    replica_sender: LocalSender<Inbound>,
+    replica_inbox: LocalReceiver<Inbound>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -218,6 +222,7 @@ impl Transport {
         let listener = TcpListener::bind(listen)
             .map_err(|error| anyhow::anyhow!("binding the cluster listener {listen}: {error}"))?;
         let (inbox_sender, inbox) = local_channel::new_bounded(INBOX_FRAMES_MAX);
+        let (replica_sender, replica_inbox) = local_channel::new_bounded(INBOX_FRAMES_MAX);
         let links = peers
             .iter()
             .map(|(node_id, address)| {
@@ -233,6 +238,8 @@ impl Transport {
             links,
             inbox_sender,
             inbox,
+            replica_sender,
+            replica_inbox,
         });
         info!(listen = %listen, peers = peers.len(), "cluster listener up");
         glommio::spawn_local(accept_loop(transport.clone(), listener, shutdown.clone())).detach();
@@ -267,6 +274,14 @@ impl Transport {
     /// The next frame from any peer.
     pub async fn recv(&self) -> Inbound {
         self.inbox
+            .recv()
+            .await
+            .expect("the transport holds a sender")
+    }
+
+    /// The next replication frame from any peer.
+    pub async fn recv_replica(&self) -> Inbound {
+        self.replica_inbox
             .recv()
             .await
             .expect("the transport holds a sender")
@@ -492,13 +507,22 @@ async fn run_connection(
                     return Err(error.into());
                 }
             };
+            let replication = matches!(
+                body,
+                Body::ReplicaFetchRequest(_) | Body::ReplicaFetchResponse(_)
+            );
             let inbound = Inbound {
                 from: peer,
                 correlation_id: frame.envelope.correlation_id,
                 body,
                 connection: outbox.clone(),
             };
-            if transport.inbox_sender.send(inbound).await.is_err() {
+            let inbox = if replication {
+                &transport.replica_sender
+            } else {
+                &transport.inbox_sender
+            };
+            if inbox.send(inbound).await.is_err() {
                 return anyhow::Result::<()>::Ok(());
             }
         }

@@ -236,6 +236,7 @@ pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::metadata::to
         id: crate::metadata::topics::new_topic_id(),
         partitions: config.groups.offsets_partitions,
         config: topic_config,
+        replica_sets: Vec::new(),
     }
 }
 

@@ -111,14 +111,24 @@ pub async fn handle(
                     }
                     if version >= 5 {
                         result.num_partitions = meta.partitions;
-                        result.replication_factor = 1;
+                        result.replication_factor = match topic.replication_factor {
+                            -1 => core.config.topic_defaults.replication_factor,
+                            n => n,
+                        };
                     }
                     if core.topic(name).is_some() {
                         result.error_code = ErrorCode::TopicAlreadyExists.code();
                         result.error_message =
                             Some(str_bytes(&format!("topic '{name}' already exists")));
                     } else if !request.validate_only {
-                        to_create.push((results.len(), NewTopic { meta, assignment }));
+                        to_create.push((
+                            results.len(),
+                            NewTopic {
+                                meta,
+                                assignment,
+                                replication_factor: topic.replication_factor,
+                            },
+                        ));
                     }
                 }
                 Err(e) => {

@@ -37,6 +37,7 @@ fn config_type(name: &str) -> i8 {
         "auto.create.topics.enable"
         | "unclean.leader.election.enable"
         | "preallocate"
+        | "write.caching"
         | "message.downconversion.enable"
         | "remote.storage.enable" => TYPE_BOOLEAN,
         "min.cleanable.dirty.ratio" => TYPE_DOUBLE,

@@ -167,9 +167,17 @@ fn fill_topic(
             if version >= 7 {
                 partition.leader_epoch = placed.map_or(-1, |p| p.leader_epoch.0);
             }
-            // Replication factor 1: the leader is the one replica, and in sync.
-            partition.replica_nodes = leader.into_iter().collect();
-            partition.isr_nodes = leader.into_iter().collect();
+            match meta.replica_sets.get(index as usize) {
+                Some(set) => {
+                    partition.replica_nodes = set.replicas.iter().map(|&n| BrokerId(n)).collect();
+                    partition.isr_nodes = set.isr.iter().map(|&n| BrokerId(n)).collect();
+                }
+                // A single broker: it is the one replica, and in sync.
+                None => {
+                    partition.replica_nodes = leader.into_iter().collect();
+                    partition.isr_nodes = leader.into_iter().collect();
+                }
+            }
             partition
         })
         .collect();

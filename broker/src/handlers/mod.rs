@@ -238,14 +238,31 @@ pub fn check_replicas(
             ),
         )),
         [_] => Ok(()),
-        more => Err((
+        more if core.config.cluster.is_none() => Err((
             ErrorCode::InvalidReplicationFactor,
             format!(
-                "partition {index} has {} replicas: replication is not implemented yet, so every \
-                 partition has exactly one",
+                "partition {index} has {} replicas: a single broker holds exactly one",
                 more.len()
             ),
         )),
+        more => {
+            let mut distinct = more.to_vec();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() != more.len() {
+                return Err((
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!("partition {index} names a broker twice"),
+                ));
+            }
+            if more.len() > spate_replication::messages::REPLICAS_MAX {
+                return Err((
+                    ErrorCode::InvalidReplicationFactor,
+                    format!("partition {index} has {} replicas", more.len()),
+                ));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -277,7 +294,14 @@ pub fn new_topic<'a>(
         -1 => core.config.topic_defaults.replication_factor,
         n => n,
     };
-    if replication_factor != 1 {
+    // A single broker holds one replica of each partition; a cluster's controller checks the
+    // factor against the brokers it has.
+    let replicas_max = if core.config.cluster.is_some() {
+        spate_replication::messages::REPLICAS_MAX as i16
+    } else {
+        1
+    };
+    if !(1..=replicas_max).contains(&replication_factor) {
         return Err(TopicError::InvalidReplicationFactor(replication_factor));
     }
     let mut config = TopicConfig::from_defaults(&core.config.topic_defaults);
@@ -292,6 +316,7 @@ pub fn new_topic<'a>(
         id: topics::new_topic_id(),
         partitions,
         config,
+        replica_sets: Vec::new(),
     })
 }
 
@@ -326,6 +351,7 @@ pub async fn create_via_controller(
         .map(|meta| NewTopic {
             meta,
             assignment: None,
+            replication_factor: -1,
         })
         .collect();
     create_assigned_via_controller(core, topics).await

@@ -128,6 +128,12 @@ pub struct TopicConfig {
     /// `compression.type`: the codec batches are stored in.
     #[serde(default)]
     pub compression: TopicCompression,
+    /// `write.caching` (Redpanda's name): `false`, the default, counts a record toward the
+    /// replicated high watermark (acks=all, consumer visibility) only once every in-sync
+    /// replica has fsynced it; `true` once every in-sync replica has it in memory, fsynced or
+    /// not (Kafka's rule). See docs/DURABILITY.md.
+    #[serde(default)]
+    pub write_caching: bool,
     /// `index.interval.bytes`: bytes between offset index entries.
     #[serde(default = "default_index_interval_bytes")]
     pub index_interval_bytes: u64,
@@ -406,6 +412,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "flush.bytes",
     "message.timestamp.type",
     "compression.type",
+    "write.caching",
     "index.interval.bytes",
     "max.compaction.lag.ms",
     "message.timestamp.difference.max.ms",
@@ -445,6 +452,7 @@ impl TopicConfig {
             min_insync_replicas: default_min_insync_replicas(),
             timestamp_type: TimestampKind::CreateTime,
             compression: TopicCompression::Producer,
+            write_caching: false,
             index_interval_bytes: default_index_interval_bytes(),
             stored: BTreeMap::new(),
             overrides: Vec::new(),
@@ -492,6 +500,13 @@ impl TopicConfig {
                     return Err(invalid("out of range"));
                 }
                 self.min_insync_replicas = v as u32;
+            }
+            "write.caching" => {
+                self.write_caching = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid("true or false")),
+                }
             }
             "retention.ms" => self.retention_ms = int(-1)?,
             "retention.bytes" => self.retention_bytes = int(-1)?,
@@ -576,6 +591,7 @@ impl TopicConfig {
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "write.caching" => self.write_caching.to_string(),
             "retention.ms" => self.retention_ms.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
             "segment.bytes" => self.segment_bytes.to_string(),
@@ -665,6 +681,18 @@ pub struct TopicMeta {
     pub id: [u8; 16],
     pub partitions: i32,
     pub config: TopicConfig,
+    /// Cluster mode: each partition's replicas and in-sync replicas (broker ids), as the
+    /// metadata log has them, for Metadata answers. Empty on a single broker (the one broker
+    /// is every partition's only replica) and never written to topic files.
+    #[serde(skip, default)]
+    pub replica_sets: Vec<ReplicaSet>,
+}
+
+/// One partition's replicas and in-sync replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplicaSet {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
 }
 
 /// Where topic files live.
@@ -888,6 +916,7 @@ mod tests {
             id: new_topic_id(),
             partitions,
             config: TopicConfig::from_defaults(&defaults()),
+            replica_sets: Vec::new(),
         }
     }
 

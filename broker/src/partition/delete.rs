@@ -23,7 +23,7 @@ impl<D: Disk> Partition<D> {
             low_watermark: Offset(-1),
         };
         let offset = match op.offset {
-            HIGH_WATERMARK => self.log.high_watermark(),
+            HIGH_WATERMARK => self.high_watermark(),
             o if o < 0 => return failed(ErrorCode::OffsetOutOfRange),
             o => Offset(o),
         };

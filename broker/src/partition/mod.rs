@@ -12,6 +12,7 @@
 mod delete;
 mod produce;
 mod read;
+pub mod replica;
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -94,6 +95,12 @@ pub struct Partition<D: Disk = GlommioDisk> {
     leader_epoch: Cell<LeaderEpoch>,
     /// What the broker changes in produced batches before storing them.
     pub rewrite: Rewrite,
+    /// Cluster mode: the partition's replication state (leader or follower, high watermark,
+    /// acks=all waits). `None` on a single broker, whose high watermark is the log's durable
+    /// offset.
+    pub replica: Option<replica::ReplicaSlot>,
+    /// Woken at every leader append: followers' fetches long-poll on it.
+    pub grew: Notify,
 }
 
 /// What a partition takes from its topic's configs.
@@ -133,12 +140,34 @@ impl<D: Disk> Partition<D> {
             min_insync_replicas: settings.min_insync_replicas,
             leader_epoch: Cell::new(leader_epoch),
             rewrite: settings.rewrite,
+            replica: None,
+            grew: Notify::default(),
         }
     }
 
-    /// The epoch this broker leads the partition in.
+    /// What consumers may read up to: the replicated high watermark in cluster mode, else the
+    /// log's (its durable offset under group commit).
+    pub fn high_watermark(&self) -> Offset {
+        match &self.replica {
+            Some(slot) => slot.high_watermark().max(self.log.log_start_offset()),
+            None => self.log.high_watermark(),
+        }
+    }
+
+    /// How far reads for consumers may go.
+    pub fn consumer_limit(&self) -> spate_storage::ReadUpTo {
+        match &self.replica {
+            Some(_) => spate_storage::ReadUpTo::Below(self.high_watermark()),
+            None => spate_storage::ReadUpTo::HighWatermark,
+        }
+    }
+
+    /// The epoch this broker leads the partition in (or follows, in cluster mode).
     pub fn leader_epoch(&self) -> LeaderEpoch {
-        self.leader_epoch.get()
+        match self.replica.as_ref().and_then(|slot| slot.epoch()) {
+            Some(epoch) => epoch,
+            None => self.leader_epoch.get(),
+        }
     }
 
     /// Takes a newer leader epoch (this broker leads the partition again, cluster mode).
@@ -163,7 +192,7 @@ impl<D: Disk> Partition<D> {
 
     /// Wakes long-polling fetches if the high watermark moved since they were last woken.
     pub fn notify_if_advanced(&self) {
-        let hw = self.log.high_watermark();
+        let hw = self.high_watermark();
         if hw != self.notified_hw.get() {
             self.notified_hw.set(hw);
             self.appended.notify_all();

@@ -171,7 +171,10 @@ impl<D: Disk> Partition<D> {
         op: ProduceOp,
         stats: &CoreStats,
     ) -> ProduceResult {
-        if op.durability == Durability::Flushed && self.min_insync_replicas > IN_SYNC_REPLICAS {
+        if self.replica.is_none()
+            && op.durability == Durability::Flushed
+            && self.min_insync_replicas > IN_SYNC_REPLICAS
+        {
             // Refused before the append, as Kafka does when the in-sync set is too small.
             return refused(
                 ErrorCode::NotEnoughReplicas,
@@ -221,6 +224,11 @@ impl<D: Disk> Partition<D> {
                 Err((code, message)) => return refused(code, message),
             }
         };
+        if let Some(slot) = &self.replica {
+            return self
+                .produce_replicated(slot, op, checked, log_append_time_ms, stats)
+                .await;
+        }
         let mut first = None;
         let mut last = Offset(-1);
         for batch in checked {
@@ -274,6 +282,92 @@ impl<D: Disk> Partition<D> {
                         ErrorCode::RequestTimedOut,
                         format!("not durable within timeout_ms {}", op.timeout_ms),
                     );
+                }
+            }
+            self.notify_if_advanced();
+        }
+        ProduceResult {
+            error: ErrorCode::None,
+            base_offset: first.expect("at least one batch"),
+            log_start_offset: self.log.log_start_offset(),
+            message: None,
+            record_errors: Vec::new(),
+            log_append_time_ms,
+        }
+    }
+}
+
+impl<D: Disk> Partition<D> {
+    /// Appends checked batches as the partition's leader in cluster mode, then for acks=all
+    /// waits until the in-sync replicas have them (the replicated high watermark passes them).
+    async fn produce_replicated(
+        &self,
+        slot: &super::replica::ReplicaSlot,
+        op: ProduceOp,
+        checked: Vec<CheckedBatch>,
+        log_append_time_ms: i64,
+        stats: &CoreStats,
+    ) -> ProduceResult {
+        let acks = match op.durability {
+            Durability::Flushed => spate_replication::Acks::All,
+            _ => spate_replication::Acks::Leader,
+        };
+        let hold = match slot.begin_append(acks).await {
+            Ok(hold) => hold,
+            Err(refusal) => {
+                let message = format!("{refusal} for {}-{}", op.topic, op.partition);
+                return refused(KafkaCode::kafka_code(&refusal), message);
+            }
+        };
+        let mut first = None;
+        let mut last = Offset(-1);
+        let mut failure = None;
+        for batch in checked {
+            let append_started = Instant::now();
+            let appended = self.log.append_checked(batch, hold.epoch).await;
+            stats.record_append(append_started.elapsed());
+            match appended {
+                Ok(info) => {
+                    first.get_or_insert(info.base_offset);
+                    last = info.last_offset;
+                }
+                Err(e) => {
+                    if !matches!(e, StorageError::Producer(_)) {
+                        warn!(topic = %op.topic, partition = op.partition, error = %e, "append failed");
+                    }
+                    failure = Some(refused(e.kafka_code(), e.to_string()));
+                    break;
+                }
+            }
+        }
+        slot.appended(hold, &self.log);
+        self.grew.notify_all();
+        if let Some(failure) = failure {
+            return failure;
+        }
+        if acks == spate_replication::Acks::All {
+            let waiting = slot.await_acks(last, op.timeout_ms);
+            // The replica answers at its timeout; this bound only guards against a waiter lost
+            // with its replica (a deleted partition).
+            let bound = Duration::from_millis(op.timeout_ms.saturating_add(5_000));
+            let outcome = futures_lite::future::or(async { waiting.await.ok() }, async {
+                glommio::timer::sleep(bound).await;
+                None
+            })
+            .await;
+            match outcome {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    return refused(
+                        KafkaCode::kafka_code(&e),
+                        format!("{e} for {}-{}", op.topic, op.partition),
+                    )
+                }
+                None => {
+                    return refused(
+                        ErrorCode::RequestTimedOut,
+                        format!("not replicated within timeout_ms {}", op.timeout_ms),
+                    )
                 }
             }
             self.notify_if_advanced();

@@ -1,7 +1,7 @@
 //! Reads on the owning core: Fetch, ListOffsets and OffsetForLeaderEpoch of one partition.
 
 use spate_storage::io::Disk;
-use spate_storage::{ReadChunk, ReadUpTo};
+use spate_storage::ReadChunk;
 use spate_wire::types::{LeaderEpoch, Offset};
 use spate_wire::ErrorCode;
 use tracing::{error, warn};
@@ -23,7 +23,7 @@ impl<D: Disk> Partition<D> {
         let log = &self.log;
         let mut result = FetchResult {
             error: ErrorCode::None,
-            high_watermark: log.high_watermark(),
+            high_watermark: self.high_watermark(),
             log_start_offset: log.log_start_offset(),
             records: Vec::new(),
             bytes: 0,
@@ -32,7 +32,7 @@ impl<D: Disk> Partition<D> {
             return result;
         }
         let read = match log
-            .read(op.offset, op.bytes_max, ReadUpTo::HighWatermark)
+            .read(op.offset, op.bytes_max, self.consumer_limit())
             .await
         {
             Ok(read) => read,
@@ -87,7 +87,7 @@ impl<D: Disk> Partition<D> {
         };
         let log = &self.log;
         // Consumers read below the high watermark, so lookups answer from below it only.
-        let visible = log.high_watermark();
+        let visible = self.high_watermark();
         let looked_up =
             |answer: Result<Option<(Offset, i64)>, spate_storage::StorageError>| match answer {
                 Ok(Some((offset, timestamp_ms))) => found(offset, timestamp_ms),

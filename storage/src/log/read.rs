@@ -81,6 +81,7 @@ impl<D: Disk> Log<D> {
         let limit = match up_to {
             ReadUpTo::HighWatermark => self.high_watermark(),
             ReadUpTo::LogEnd => self.log_end.get(),
+            ReadUpTo::Below(offset) => offset.min(self.log_end.get()),
         };
         let core = self.core.lock().await;
         let start = self.log_start.get();

@@ -61,7 +61,7 @@ const REQUEST_PARTITION_BYTES: usize = core::mem::size_of::<RawFetchPartition>()
 const RESPONSE_FIXED_BYTES: usize = core::mem::size_of::<RawFetchResponse>();
 const RESPONSE_PARTITION_BYTES: usize = core::mem::size_of::<RawFetchedPartition>();
 
-const _: () = assert!(REQUEST_FIXED_BYTES == 28 && REQUEST_PARTITION_BYTES == 36);
+const _: () = assert!(REQUEST_FIXED_BYTES == 28 && REQUEST_PARTITION_BYTES == 44);
 const _: () = assert!(RESPONSE_FIXED_BYTES == 6 && RESPONSE_PARTITION_BYTES == 58);
 const _: () = assert!(
     REQUEST_FIXED_BYTES + REPLICA_FETCH_PARTITIONS_MAX * REQUEST_PARTITION_BYTES
@@ -95,6 +95,10 @@ pub struct FetchPartition {
     /// The epoch of the last batch in the follower's log ([`LeaderEpoch::NONE`] if empty), for
     /// the leader's divergence check.
     pub last_fetched_epoch: LeaderEpoch,
+    /// Everything below this is fsynced on the follower: the leader counts it, not
+    /// `fetch_offset`, toward the high watermark of a topic whose acknowledgements wait for
+    /// fsyncs (`ack.durability=replicated-and-flushed`). At most `fetch_offset`.
+    pub durable_end_offset: Offset,
 }
 
 /// A follower's fetch: long-polled until `min_bytes` are there or `max_wait_ms` has passed.
@@ -135,6 +139,7 @@ struct RawFetchPartition {
     fetch_offset: I64,
     current_leader_epoch: I32,
     last_fetched_epoch: I32,
+    durable_end_offset: I64,
 }
 
 impl ReplicaFetchRequest {
@@ -162,6 +167,7 @@ impl ReplicaFetchRequest {
                 fetch_offset: I64::new(p.fetch_offset.0),
                 current_leader_epoch: I32::new(p.current_leader_epoch.0),
                 last_fetched_epoch: I32::new(p.last_fetched_epoch.0),
+                durable_end_offset: I64::new(p.durable_end_offset.0),
             };
             out.put_slice(raw.as_bytes());
         }
@@ -205,6 +211,7 @@ impl ReplicaFetchRequest {
                 fetch_offset: Offset(p.fetch_offset.get()),
                 current_leader_epoch: LeaderEpoch(p.current_leader_epoch.get()),
                 last_fetched_epoch: LeaderEpoch(p.last_fetched_epoch.get()),
+                durable_end_offset: Offset(p.durable_end_offset.get()),
             })
             .collect();
         Ok(ReplicaFetchRequest {
@@ -482,6 +489,7 @@ mod tests {
                 fetch_offset: Offset(1000),
                 current_leader_epoch: LeaderEpoch(5),
                 last_fetched_epoch: LeaderEpoch(4),
+                durable_end_offset: Offset(990),
             }],
         }
     }
@@ -508,11 +516,12 @@ mod tests {
     fn request_layout_is_as_documented_and_round_trips() {
         let body = Body::ReplicaFetchRequest(request());
         let bytes = payload(&body);
-        assert_eq!(bytes.len(), 28 + 36);
+        assert_eq!(bytes.len(), 28 + 44);
         assert_eq!(&bytes[0..4], &2i32.to_be_bytes());
         assert_eq!(&bytes[24..28], &1u32.to_be_bytes());
         assert_eq!(&bytes[28..44], &[7; 16]);
         assert_eq!(&bytes[48..56], &1000i64.to_be_bytes());
+        assert_eq!(&bytes[64..72], &990i64.to_be_bytes());
         assert_eq!(
             Body::decode_payload(FrameKind::ReplicaFetchRequest, 1, &bytes),
             Ok(body)
@@ -552,13 +561,13 @@ mod tests {
         assert!(matches!(
             with(24, 2u32.to_be_bytes()),
             Err(ClusterError::Truncated {
-                needed: 72,
-                available: 36
+                needed: 88,
+                available: 44
             })
         ));
         assert!(matches!(
             with(24, 0u32.to_be_bytes()),
-            Err(ClusterError::TrailingBytes { extra: 36, .. })
+            Err(ClusterError::TrailingBytes { extra: 44, .. })
         ));
     }
 

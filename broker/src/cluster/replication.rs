@@ -1,0 +1,822 @@
+//! Partition replication between brokers: the followers' fetchers, the leaders' answers, and
+//! the ISR proposals, around each partition's [`ReplicaSlot`] (the sans-I/O protocol of
+//! `spate-replication`).
+//!
+//! Shape (docs/ARCHITECTURE.md, "Replication"):
+//! - **Follower side, on every core.** Each replica asks for fetches through its core's
+//!   [`Outgoing`] queue. The core's [`run`] loop batches them into one `ReplicaFetchRequest`
+//!   frame per leader broker (one frame in flight per leader and core), hands it to core 0,
+//!   which owns the cluster transport, and feeds each partition's answer back to its replica,
+//!   which appends (or truncates) and asks for the next fetch at once: a busy follower is never
+//!   more than a round trip behind.
+//! - **Leader side.** Core 0 takes the frame off the transport's replication inbox and asks each
+//!   core owning some of its partitions to step the fetch and read the records. If no partition
+//!   has anything, the frame is long-polled (up to [`FETCH_MAX_WAIT_MS`]) until one of them
+//!   grows, so an idle follower costs a frame every half second, not a loop.
+//! - **ISR changes** the replicas propose go to the controller through core 0
+//!   (`ClusterNode::alter_partition`), and the answer is stepped back on the owning core.
+//!
+//! Limits: frames carry at most [`REPLICA_FETCH_PARTITIONS_MAX`] partitions and about
+//! [`FETCH_BYTES_MAX`] of records; each replica has at most one fetch in flight and one
+//! proposal pending, so every queue here is bounded by the partitions a core owns.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use spate_replication::{
+    AckDurability, AlterPartitionError as RAlterError, AlterPartitionRequest,
+    AlterPartitionResponse, CorrelationId, EpochHistory, FetchAnswer, FetchRequest, FetchResponse,
+    LeaderEpoch as RLeaderEpoch, LogState, NodeId as RNodeId, Offset as ROffset,
+    PartitionEpoch as RPartitionEpoch, PartitionState, Replica, ReplicaConfig,
+};
+use spate_storage::io::glommio::GlommioDisk;
+use spate_storage::{Log, ReadChunk, ReadUpTo};
+use spate_wire::cluster::{
+    Body, EpochEndOffset, FetchPartition, FetchedPartition, IsrChange, IsrChangeResult, IsrMember,
+    RecordChunks, ReplicaFetchRequest, ReplicaFetchResponse, REPLICA_FETCH_PARTITIONS_MAX,
+    REPLICA_FETCH_RECORDS_BYTES_MAX,
+};
+use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex};
+use spate_wire::ErrorCode;
+use tracing::{debug, warn};
+
+use super::transport::{Inbound, Transport};
+use crate::core::Core;
+use crate::errors::{fetch_error_of, KafkaCode};
+use crate::metadata::topics::TopicMeta;
+use crate::ops::{CoreReply, CoreRequest};
+use crate::partition::replica::{split_batches, Outgoing, PartitionKey, ReplicaSlot};
+use crate::routing::owner_core;
+use crate::runtime::ShutdownFlag;
+
+/// How long a leader holds a fetch that found nothing, waiting for records.
+pub const FETCH_MAX_WAIT_MS: u32 = 500;
+/// Record bytes a follower asks for per frame (each core answering gets its share; a batch
+/// larger than the share still comes whole).
+pub const FETCH_BYTES_MAX: u32 = 4 << 20;
+/// How often replicas are ticked (waiter timeouts, ISR lag checks, retries, durability).
+pub const TICK: Duration = Duration::from_millis(50);
+/// A follower's pause after an error or an empty answer: short, since answers are long-polled.
+const FETCH_BACKOFF_MS: u64 = 50;
+/// A fetch with no answer after this long is presumed lost.
+const FETCH_TIMEOUT_MS: u64 = 15_000;
+/// How long core 0 waits for a leader's answer beyond its long-poll.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A pending ISR proposal is sent again after this long.
+const ALTER_PARTITION_RETRY_MS: u64 = 2_000;
+/// acks=all produces waiting per partition, at most.
+const WAITERS_MAX: usize = 4_096;
+/// Frames awaiting an answer on core 0, at most.
+const FRAMES_IN_FLIGHT_MAX: usize = 4_096;
+
+/// This run of the broker, the same on every core: registered with the controller, sent in
+/// fetches, and compared with the image's registration before a replica takes metadata.
+pub fn incarnation() -> u64 {
+    static INCARNATION: OnceLock<u64> = OnceLock::new();
+    // Wall-clock milliseconds: a restarted broker's incarnation is larger than its last one's
+    // (unless the clock went back by more than the restart took).
+    *INCARNATION.get_or_init(|| crate::core::now_ms().max(1) as u64)
+}
+
+/// One core's replication state.
+#[derive(Debug, Default)]
+pub struct CoreReplication {
+    /// What the core's replicas ask of the outside.
+    pub outgoing: Rc<Outgoing>,
+    /// Fetches waiting for their leader's frame, by leader.
+    pending: RefCell<BTreeMap<i32, Vec<(PartitionKey, FetchRequest)>>>,
+    /// Leaders with a frame in flight from this core.
+    in_flight: RefCell<BTreeSet<i32>>,
+    /// The incarnation each follower last fetched with (for AlterPartition's check that an
+    /// ISR member is the run that caught up, KIP-903).
+    incarnations: RefCell<HashMap<i32, u64>>,
+}
+
+/// Core 0's correlation of replication frames with their answers.
+#[derive(Debug, Default)]
+pub struct ReplicaRpc {
+    next_id: Cell<u64>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<ReplicaFetchResponse>>>,
+}
+
+impl ReplicaRpc {
+    /// Sends a follower's frame to `to` and waits for the answer.
+    pub async fn call(
+        &self,
+        transport: &Transport,
+        to: i32,
+        request: ReplicaFetchRequest,
+    ) -> Option<ReplicaFetchResponse> {
+        if self.pending.borrow().len() >= FRAMES_IN_FLIGHT_MAX {
+            return None;
+        }
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        let wait = Duration::from_millis(u64::from(request.max_wait_ms)) + ANSWER_TIMEOUT;
+        let (done, answer) = oneshot::channel();
+        self.pending.borrow_mut().insert(id, done);
+        if let Err(e) = transport.send(to, id, &Body::ReplicaFetchRequest(request)) {
+            self.pending.borrow_mut().remove(&id);
+            debug!(to, error = %e, "replica fetch not sent");
+            return None;
+        }
+        let answered = futures_lite::future::or(async { answer.await.ok() }, async {
+            glommio::timer::sleep(wait).await;
+            None
+        })
+        .await;
+        self.pending.borrow_mut().remove(&id);
+        answered
+    }
+
+    fn deliver(&self, correlation_id: u64, response: ReplicaFetchResponse) {
+        if let Some(waiter) = self.pending.borrow_mut().remove(&correlation_id) {
+            let _ = waiter.send(response);
+        }
+    }
+}
+
+/// The replica settings of a topic's partitions on this broker.
+fn replica_config(core: &Core, meta: &TopicMeta) -> ReplicaConfig {
+    let durability = if meta.config.write_caching {
+        AckDurability::Replicated
+    } else {
+        AckDurability::ReplicatedAndFlushed
+    };
+    let mut config = ReplicaConfig::new(RNodeId(core.config.node_id), durability);
+    config.min_insync_replicas = (meta.config.min_insync_replicas as usize)
+        .clamp(1, spate_replication::messages::REPLICAS_MAX);
+    config.replica_lag_time_max_ms = core.config.replica_lag_time_max_ms.max(1);
+    config.fetch_backoff_ms = FETCH_BACKOFF_MS;
+    config.fetch_timeout_ms = FETCH_TIMEOUT_MS;
+    config.alter_partition_retry_ms = ALTER_PARTITION_RETRY_MS;
+    config.waiters_max = WAITERS_MAX;
+    config
+}
+
+/// The replication state of a partition just opened from `log`.
+///
+/// # Errors
+/// If the log's epoch history or the settings are refused by the protocol.
+pub async fn new_slot(
+    core: &Core,
+    meta: &TopicMeta,
+    index: i32,
+    log: &Log<GlommioDisk>,
+) -> anyhow::Result<ReplicaSlot> {
+    let epochs = log
+        .epochs()
+        .await
+        .entries()
+        .iter()
+        .map(|e| (RLeaderEpoch(e.epoch.0), ROffset(e.start_offset.0)))
+        .collect();
+    let state = LogState {
+        log_end: ROffset(log.log_end_offset().0),
+        durable_end: ROffset(log.durable_offset().0),
+        // No checkpoint yet: the high watermark is learnt again from the leader (or, leading,
+        // from the followers' fetches), so consumers never see past what is committed.
+        high_watermark: ROffset(0),
+        epochs: EpochHistory::from_entries(epochs)
+            .map_err(|e| anyhow::anyhow!("{}-{index}: {e}", meta.name))?,
+    };
+    let config = replica_config(core, meta);
+    let flush_before_fetch = config.ack_durability == AckDurability::ReplicatedAndFlushed;
+    let replica = Replica::new(config, state).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = PartitionKey {
+        topic: Rc::from(meta.name.as_str()),
+        topic_id: meta.id,
+        partition: index,
+    };
+    Ok(ReplicaSlot::new(
+        key,
+        core.replication.outgoing.clone(),
+        replica,
+        flush_before_fetch,
+    ))
+}
+
+/// The controller's state of a partition as the replication protocol takes it.
+pub fn partition_state(p: &spate_controller::image::PartitionState) -> PartitionState {
+    PartitionState {
+        replicas: p.replicas.iter().map(|n| RNodeId(n.0)).collect(),
+        leader: p.leader.map(|n| RNodeId(n.0)),
+        leader_epoch: RLeaderEpoch(p.leader_epoch.0),
+        partition_epoch: RPartitionEpoch(p.partition_epoch.0),
+        isr: p.isr.iter().map(|n| RNodeId(n.0)).collect(),
+    }
+}
+
+/// Hands each partition this core keeps its controller state. Only once the image has this
+/// run's registration: an older image may name this broker leader of an epoch a crash took
+/// records of (the replication crate's rule).
+pub async fn apply_states(core: &Core, topics: &[(String, Vec<bool>, Vec<PartitionState>)]) {
+    for (name, hosted, states) in topics {
+        for (index, state) in states.iter().enumerate() {
+            if !hosted[index] {
+                continue;
+            }
+            let Some(partition) = core.partition(name, index as i32) else {
+                continue;
+            };
+            if let Some(slot) = &partition.replica {
+                slot.metadata(state.clone(), &partition.log).await;
+                partition.notify_if_advanced();
+            }
+        }
+    }
+}
+
+/// The core's replication loop: ticks the replicas, sends their fetches batched per leader,
+/// and their ISR proposals to the controller. Runs until shutdown.
+pub async fn run(core: Rc<Core>, shutdown: Arc<ShutdownFlag>) {
+    let outgoing = core.replication.outgoing.clone();
+    let mut ticked = Instant::now();
+    let mut owned = Vec::new();
+    while !shutdown.is_triggered() {
+        let queued =
+            !outgoing.fetches.borrow().is_empty() || !outgoing.proposals.borrow().is_empty();
+        if !queued {
+            futures_lite::future::or(outgoing.ready.notified(), async {
+                glommio::timer::sleep(TICK).await;
+            })
+            .await;
+        }
+        if ticked.elapsed() >= TICK {
+            ticked = Instant::now();
+            owned.extend(core.replicated_partitions());
+            for partition in &owned {
+                if let Some(slot) = &partition.replica {
+                    slot.tick(&partition.log);
+                }
+                partition.notify_if_advanced();
+            }
+            owned.clear();
+        }
+        let proposals = std::mem::take(&mut *outgoing.proposals.borrow_mut());
+        for (key, request) in proposals {
+            glommio::spawn_local(propose(core.clone(), key, request)).detach();
+        }
+        let fetches = std::mem::take(&mut *outgoing.fetches.borrow_mut());
+        {
+            let mut pending = core.replication.pending.borrow_mut();
+            for (key, to, request) in fetches {
+                pending.entry(to.0).or_default().push((key, request));
+            }
+        }
+        let ready: Vec<i32> = {
+            let pending = core.replication.pending.borrow();
+            let in_flight = core.replication.in_flight.borrow();
+            pending
+                .iter()
+                .filter(|(leader, items)| !items.is_empty() && !in_flight.contains(leader))
+                .map(|(leader, _)| *leader)
+                .collect()
+        };
+        for leader in ready {
+            let items = {
+                let mut pending = core.replication.pending.borrow_mut();
+                let queue = pending.get_mut(&leader).expect("listed above");
+                let take = queue.len().min(REPLICA_FETCH_PARTITIONS_MAX);
+                queue.drain(..take).collect::<Vec<_>>()
+            };
+            core.replication.in_flight.borrow_mut().insert(leader);
+            glommio::spawn_local(fetch_from(core.clone(), leader, items)).detach();
+        }
+    }
+}
+
+/// Sends one frame of fetches to `leader` (through core 0) and feeds the answers back.
+async fn fetch_from(core: Rc<Core>, leader: i32, items: Vec<(PartitionKey, FetchRequest)>) {
+    let partitions = items
+        .iter()
+        .map(|(key, request)| {
+            // The durable end may have moved since the replica asked (its flush finished):
+            // the newer one is as true, and saves a round trip under replicated-and-flushed.
+            let durable = core
+                .partition(&key.topic, key.partition)
+                .and_then(|p| p.replica.as_ref().map(|slot| slot.durable_end()))
+                .map_or(request.durable_end_offset.0, |d| d.0)
+                .max(request.durable_end_offset.0)
+                .min(request.fetch_offset.0);
+            FetchPartition {
+                topic_id: key.topic_id,
+                partition: PartitionIndex(key.partition),
+                fetch_offset: Offset(request.fetch_offset.0),
+                current_leader_epoch: LeaderEpoch(request.current_leader_epoch.0),
+                last_fetched_epoch: LeaderEpoch(request.last_fetched_epoch.map_or(-1, |e| e.0)),
+                durable_end_offset: Offset(durable),
+            }
+        })
+        .collect();
+    let request = ReplicaFetchRequest {
+        replica_node_id: core.config.node_id,
+        replica_incarnation: incarnation(),
+        max_wait_ms: FETCH_MAX_WAIT_MS,
+        min_bytes: 1,
+        max_bytes: FETCH_BYTES_MAX,
+        partitions,
+    };
+    let reply = core
+        .call(
+            crate::core::CONTROLLER_CORE,
+            CoreRequest::ReplicaSend {
+                to: leader,
+                request,
+            },
+        )
+        .await;
+    let response = match reply {
+        Some(CoreReply::ReplicaFetched(Some(response)))
+            if response.error_code == ErrorCode::None
+                && response.partitions.len() == items.len() =>
+        {
+            Some(response)
+        }
+        Some(CoreReply::ReplicaFetched(Some(response))) => {
+            debug!(leader, error = ?response.error_code, "replica fetch refused");
+            None
+        }
+        _ => None,
+    };
+    let mut fetched = response.map(|r| r.partitions.into_iter());
+    for (key, request) in items {
+        let answer = fetched.as_mut().and_then(|f| f.next());
+        let Some(partition) = core.partition(&key.topic, key.partition) else {
+            continue;
+        };
+        let Some(slot) = &partition.replica else {
+            continue;
+        };
+        let lost = |correlation| FetchResponse {
+            leader: RNodeId(leader),
+            correlation,
+            answer: FetchAnswer::Error(spate_replication::FetchError::NotLeaderOrFollower),
+            batches: Vec::new(),
+        };
+        let (response, records) = match answer {
+            Some(fetched)
+                if fetched.topic_id == key.topic_id && fetched.partition.0 == key.partition =>
+            {
+                match follower_answer(leader, &request, fetched) {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        warn!(topic = %key.topic, partition = key.partition, leader, error = %e, "leader sent records that are not batches");
+                        (lost(request.correlation), bytes::Bytes::new())
+                    }
+                }
+            }
+            _ => (lost(request.correlation), bytes::Bytes::new()),
+        };
+        slot.fetch_response(response, records, &partition.log).await;
+    }
+    core.replication.in_flight.borrow_mut().remove(&leader);
+    core.replication.outgoing.ready.notify_all();
+}
+
+/// A leader's answer for one partition, as the follower's replica takes it.
+fn follower_answer(
+    leader: i32,
+    request: &FetchRequest,
+    fetched: FetchedPartition,
+) -> Result<
+    (
+        FetchResponse<crate::partition::replica::FetchedBatch>,
+        bytes::Bytes,
+    ),
+    String,
+> {
+    let high_watermark = ROffset(fetched.high_watermark.0.max(0));
+    let answer = if fetched.error_code != ErrorCode::None {
+        FetchAnswer::Error(fetch_error_of(fetched.error_code))
+    } else if let Some(diverging) = fetched.diverging_epoch {
+        FetchAnswer::Diverging {
+            epoch: RLeaderEpoch(diverging.leader_epoch.0.max(0)),
+            end_offset: ROffset(diverging.end_offset.0.max(0)),
+            high_watermark,
+        }
+    } else {
+        FetchAnswer::Records {
+            from: request.fetch_offset,
+            high_watermark,
+        }
+    };
+    let (records, batches) = if matches!(answer, FetchAnswer::Records { .. }) {
+        split_batches(&fetched.records.to_bytes())?
+    } else {
+        (bytes::Bytes::new(), Vec::new())
+    };
+    Ok((
+        FetchResponse {
+            leader: RNodeId(leader),
+            correlation: request.correlation,
+            answer,
+            batches,
+        },
+        records,
+    ))
+}
+
+/// Sends a replica's ISR proposal to the controller and steps the answer.
+async fn propose(core: Rc<Core>, key: PartitionKey, request: AlterPartitionRequest) {
+    let me = core.config.node_id;
+    let new_isr = {
+        let incarnations = core.replication.incarnations.borrow();
+        request
+            .new_isr
+            .iter()
+            .map(|n| IsrMember {
+                node_id: n.0,
+                incarnation: if n.0 == me {
+                    Some(incarnation())
+                } else {
+                    incarnations.get(&n.0).copied()
+                },
+            })
+            .collect()
+    };
+    let change = IsrChange {
+        topic_id: key.topic_id,
+        partition: key.partition,
+        leader_epoch: request.leader_epoch.0,
+        partition_epoch: request.partition_epoch.0,
+        new_isr,
+    };
+    let reply = core
+        .call(crate::core::CONTROLLER_CORE, CoreRequest::AlterIsr(change))
+        .await;
+    let Some(partition) = core.partition(&key.topic, key.partition) else {
+        return;
+    };
+    let Some(slot) = &partition.replica else {
+        return;
+    };
+    let response: AlterPartitionResponse = match reply {
+        Some(CoreReply::IsrChanged(Ok(result))) => isr_answer(slot, &result),
+        Some(CoreReply::IsrChanged(Err(code))) => {
+            debug!(topic = %key.topic, partition = key.partition, error = ?code, "AlterPartition not decided");
+            Err(RAlterError::OperationNotAttempted)
+        }
+        _ => Err(RAlterError::OperationNotAttempted),
+    };
+    slot.alter_partition_response(request, response, &partition.log)
+        .await;
+    partition.notify_if_advanced();
+}
+
+fn isr_answer(slot: &ReplicaSlot, result: &IsrChangeResult) -> AlterPartitionResponse {
+    match result.error_code {
+        ErrorCode::None => {
+            let replicas = slot
+                .partition_state()
+                .map(|s| s.replicas)
+                .ok_or(RAlterError::OperationNotAttempted)?;
+            Ok(PartitionState {
+                replicas,
+                leader: (result.leader >= 0).then_some(RNodeId(result.leader)),
+                leader_epoch: RLeaderEpoch(result.leader_epoch),
+                partition_epoch: RPartitionEpoch(result.partition_epoch),
+                isr: result.isr.iter().map(|n| RNodeId(*n)).collect(),
+            })
+        }
+        ErrorCode::InvalidUpdateVersion => Err(RAlterError::InvalidUpdateVersion),
+        ErrorCode::FencedLeaderEpoch => Err(RAlterError::FencedLeaderEpoch),
+        ErrorCode::IneligibleReplica => Err(RAlterError::IneligibleReplica),
+        _ => Err(RAlterError::OperationNotAttempted),
+    }
+}
+
+/// What core 0 asks of a core owning some of a frame's partitions.
+#[derive(Debug)]
+pub struct ServeOp {
+    /// The fetching follower.
+    pub replica: i32,
+    /// Its run.
+    pub incarnation: u64,
+    /// Whether to step the fetch (the first round) or only read again (after a long-poll).
+    pub step: bool,
+    /// Record bytes this core may send.
+    pub bytes_max: u64,
+    /// The partitions, with their topic names.
+    pub partitions: Vec<(String, FetchPartition)>,
+}
+
+/// Runs a frame's fetches for the partitions of this core: steps each (counting the follower's
+/// position), then reads the records the answer says.
+pub async fn serve(core: &Core, op: ServeOp) -> Vec<FetchedPartition> {
+    core.replication
+        .incarnations
+        .borrow_mut()
+        .insert(op.replica, op.incarnation);
+    let mut budget = op.bytes_max;
+    let mut out = Vec::with_capacity(op.partitions.len());
+    for (name, wanted) in &op.partitions {
+        out.push(serve_partition(core, &op, name, wanted, &mut budget).await);
+    }
+    out
+}
+
+fn failed(wanted: &FetchPartition, error_code: ErrorCode) -> FetchedPartition {
+    FetchedPartition {
+        topic_id: wanted.topic_id,
+        partition: wanted.partition,
+        error_code,
+        high_watermark: Offset(-1),
+        log_start_offset: Offset(-1),
+        leader_epoch: LeaderEpoch(-1),
+        diverging_epoch: None,
+        records: RecordChunks::new(),
+    }
+}
+
+async fn serve_partition(
+    core: &Core,
+    op: &ServeOp,
+    name: &str,
+    wanted: &FetchPartition,
+    budget: &mut u64,
+) -> FetchedPartition {
+    let Some(partition) = core.partition(name, wanted.partition.0) else {
+        return failed(wanted, ErrorCode::NotLeaderOrFollower);
+    };
+    let Some(slot) = &partition.replica else {
+        return failed(wanted, ErrorCode::NotLeaderOrFollower);
+    };
+    let mut out = failed(wanted, ErrorCode::None);
+    out.log_start_offset = partition.log.log_start_offset();
+    let from = if op.step {
+        let request = FetchRequest {
+            replica: RNodeId(op.replica),
+            correlation: CorrelationId(0),
+            current_leader_epoch: RLeaderEpoch(wanted.current_leader_epoch.0),
+            fetch_offset: ROffset(wanted.fetch_offset.0),
+            last_fetched_epoch: (wanted.last_fetched_epoch.0 >= 0)
+                .then_some(RLeaderEpoch(wanted.last_fetched_epoch.0)),
+            durable_end_offset: ROffset(wanted.durable_end_offset.0.min(wanted.fetch_offset.0)),
+        };
+        let answers = slot.fetch_request(request, &partition.log).await;
+        // A follower may now count toward the high watermark.
+        partition.notify_if_advanced();
+        match answers.into_iter().next().map(|(_, _, answer)| answer) {
+            Some(FetchAnswer::Records {
+                from,
+                high_watermark,
+            }) => {
+                out.high_watermark = Offset(high_watermark.0);
+                Offset(from.0)
+            }
+            Some(FetchAnswer::Diverging {
+                epoch,
+                end_offset,
+                high_watermark,
+            }) => {
+                out.high_watermark = Offset(high_watermark.0);
+                out.leader_epoch = slot.epoch().unwrap_or(LeaderEpoch(-1));
+                out.diverging_epoch = Some(EpochEndOffset {
+                    leader_epoch: LeaderEpoch(epoch.0),
+                    end_offset: Offset(end_offset.0),
+                });
+                return out;
+            }
+            Some(FetchAnswer::Error(e)) => return failed(wanted, KafkaCode::kafka_code(&e)),
+            None => return failed(wanted, ErrorCode::NotLeaderOrFollower),
+        }
+    } else {
+        if !slot.is_leader() || slot.epoch() != Some(wanted.current_leader_epoch) {
+            return failed(wanted, ErrorCode::NotLeaderOrFollower);
+        }
+        out.high_watermark = slot.high_watermark();
+        wanted.fetch_offset
+    };
+    out.leader_epoch = slot.epoch().unwrap_or(LeaderEpoch(-1));
+    if *budget == 0 || from >= partition.log.log_end_offset() {
+        return out;
+    }
+    let read = match partition.log.read(from, *budget, ReadUpTo::LogEnd).await {
+        Ok(read) => read,
+        Err(e) => {
+            let code = e.kafka_code();
+            if code != ErrorCode::OffsetOutOfRange {
+                warn!(topic = name, partition = wanted.partition.0, error = %e, "reading for a follower");
+            }
+            return failed(wanted, code);
+        }
+    };
+    for chunk in read.chunks {
+        match chunk {
+            ReadChunk::Memory(batch) => {
+                out.records.push(batch.header);
+                out.records.push(batch.records);
+            }
+            ReadChunk::File(range) => match range.load().await {
+                Ok(bytes) => out.records.push(bytes),
+                Err(e) => {
+                    warn!(topic = name, partition = wanted.partition.0, error = %e, "reading a segment for a follower");
+                    break;
+                }
+            },
+        }
+    }
+    *budget = budget.saturating_sub(out.records.len() as u64);
+    out
+}
+
+/// Waits until one of these partitions (owned here) grows past the offset, or `wait_ms` passes.
+pub async fn wait_for_growth(core: &Core, partitions: &[(String, i32, Offset)], wait_ms: u64) {
+    let mut waits = Vec::new();
+    for (topic, index, offset) in partitions {
+        let Some(partition) = core.partition(topic, *index) else {
+            return;
+        };
+        if partition.log.log_end_offset() > *offset {
+            return;
+        }
+        waits.push(partition);
+    }
+    if waits.is_empty() {
+        return;
+    }
+    let grown = futures::future::select_all(waits.iter().map(|p| Box::pin(p.grew.notified())));
+    futures_lite::future::or(
+        async {
+            grown.await;
+        },
+        async {
+            glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
+        },
+    )
+    .await;
+}
+
+/// Core 0's loop over the transport's replication frames: followers' fetches are served,
+/// answers to this broker's fetches delivered.
+pub async fn serve_inbox(
+    core: Rc<Core>,
+    transport: Rc<Transport>,
+    rpc: Rc<ReplicaRpc>,
+    shutdown: Arc<ShutdownFlag>,
+) {
+    loop {
+        let inbound =
+            futures_lite::future::or(async { Some(transport.recv_replica().await) }, async {
+                shutdown.wait().await;
+                None
+            })
+            .await;
+        let Some(inbound) = inbound else { return };
+        match inbound.body {
+            Body::ReplicaFetchResponse(response) => rpc.deliver(inbound.correlation_id, response),
+            Body::ReplicaFetchRequest(_) => {
+                let core = core.clone();
+                let me = transport.node_id();
+                glommio::spawn_local(async move { serve_frame(core, me, inbound).await }).detach();
+            }
+            other => debug!(kind = ?other.kind(), "not a replication frame"),
+        }
+    }
+}
+
+/// A frame's partitions owned by one core: their indexes in the frame, and the partitions.
+type CoreShare = (Vec<usize>, Vec<(String, FetchPartition)>);
+
+/// Answers one follower's frame: every owning core steps and reads its partitions; if none had
+/// records, the frame waits for one to grow (or the follower's wait), then reads again.
+async fn serve_frame(core: Rc<Core>, me: i32, inbound: Inbound) {
+    let Body::ReplicaFetchRequest(request) = inbound.body else {
+        unreachable!("checked by the caller")
+    };
+    if request.replica_node_id != inbound.from {
+        warn!(
+            from = inbound.from,
+            claimed = request.replica_node_id,
+            "replica fetch for another node; ignored"
+        );
+        return;
+    }
+    let names: HashMap<[u8; 16], String> = core
+        .topics
+        .borrow()
+        .values()
+        .map(|m| (m.id, m.name.clone()))
+        .collect();
+    let count = request.partitions.len();
+    let mut results: Vec<Option<FetchedPartition>> = (0..count).map(|_| None).collect();
+    // By owning core: (indexes into the request, partitions).
+    let mut by_core: BTreeMap<usize, CoreShare> = BTreeMap::new();
+    for (i, wanted) in request.partitions.iter().enumerate() {
+        match names.get(&wanted.topic_id) {
+            Some(name) => {
+                let owner = owner_core(name, wanted.partition.0, core.cores);
+                let entry = by_core.entry(owner).or_default();
+                entry.0.push(i);
+                entry.1.push((name.clone(), *wanted));
+            }
+            None => results[i] = Some(failed(wanted, ErrorCode::UnknownTopicOrPartition)),
+        }
+    }
+    let share = u64::from(request.max_bytes) / by_core.len().max(1) as u64;
+    let round = |step: bool| {
+        let core = &core;
+        let request = &request;
+        let by_core = &by_core;
+        async move {
+            let calls = by_core.iter().map(|(owner, (_, partitions))| {
+                core.call(
+                    *owner,
+                    CoreRequest::ReplicaServe(ServeOp {
+                        replica: request.replica_node_id,
+                        incarnation: request.replica_incarnation,
+                        step,
+                        bytes_max: share,
+                        partitions: partitions.clone(),
+                    }),
+                )
+            });
+            futures::future::join_all(calls).await
+        }
+    };
+    let mut replies = round(true).await;
+    let idle = |replies: &[Option<CoreReply>]| {
+        replies.iter().all(|reply| match reply {
+            Some(CoreReply::ReplicaServed(parts)) => parts.iter().all(|p| {
+                p.error_code == ErrorCode::None
+                    && p.diverging_epoch.is_none()
+                    && p.records.is_empty()
+            }),
+            _ => false,
+        })
+    };
+    if request.max_wait_ms > 0 && !by_core.is_empty() && idle(&replies) {
+        let waits = by_core.iter().map(|(owner, (_, partitions))| {
+            let partitions = partitions
+                .iter()
+                .map(|(name, p)| (name.clone(), p.partition.0, p.fetch_offset))
+                .collect();
+            Box::pin(core.call(
+                *owner,
+                CoreRequest::ReplicaWait {
+                    partitions,
+                    wait_ms: u64::from(request.max_wait_ms),
+                },
+            ))
+        });
+        futures::future::select_all(waits).await;
+        let again = round(false).await;
+        // A partition that lost leadership meanwhile keeps its first answer.
+        for (first, second) in replies.iter_mut().zip(again) {
+            if let (Some(CoreReply::ReplicaServed(first)), Some(CoreReply::ReplicaServed(second))) =
+                (first.as_mut(), second)
+            {
+                for (a, b) in first.iter_mut().zip(second) {
+                    if b.error_code == ErrorCode::None {
+                        *a = b;
+                    }
+                }
+            }
+        }
+    }
+    for ((_, (indexes, partitions)), reply) in by_core.iter().zip(replies) {
+        match reply {
+            Some(CoreReply::ReplicaServed(parts)) if parts.len() == indexes.len() => {
+                for (i, part) in indexes.iter().zip(parts) {
+                    results[*i] = Some(part);
+                }
+            }
+            _ => {
+                for (i, (_, wanted)) in indexes.iter().zip(partitions) {
+                    results[*i] = Some(failed(wanted, ErrorCode::NotLeaderOrFollower));
+                }
+            }
+        }
+    }
+    // Each core may exceed its share by one batch: drop records past the frame's limit (the
+    // follower asks again from the same offset).
+    let mut total = 0usize;
+    let partitions = results
+        .into_iter()
+        .map(|r| {
+            let mut part = r.expect("every partition has a result");
+            total += part.records.len();
+            if total > REPLICA_FETCH_RECORDS_BYTES_MAX {
+                total -= part.records.len();
+                part.records = RecordChunks::new();
+            }
+            part
+        })
+        .collect();
+    let response = ReplicaFetchResponse {
+        error_code: ErrorCode::None,
+        partitions,
+    };
+    if let Err(e) = inbound.connection.send(
+        me,
+        inbound.correlation_id,
+        &Body::ReplicaFetchResponse(response),
+    ) {
+        debug!(to = inbound.from, error = %e, "replica fetch answer not sent");
+    }
+}

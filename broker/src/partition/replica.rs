@@ -1,0 +1,465 @@
+//! A replicated partition's side of the replication protocol (cluster mode): the partition's
+//! [`Replica`] state machine from `spate-replication`, fed on the owning core, and the carrying
+//! out of what it asks that touches the partition itself (follower appends and truncations,
+//! acks=all answers, consumers woken by the high watermark). What goes beyond the partition
+//! (fetches to send to the leader, ISR proposals to the controller, answers to followers) is
+//! handed back to the caller as [`Effects`]: the core's fetcher and core 0's transport carry
+//! those out.
+//!
+//! Invariants: every event is stepped under `io`, and an `Append` or `Truncate` the replica asks
+//! for is done on the log before `io` is released, so the replica's log end is the log's at
+//! every release (the replica counts an append as soon as it asks for it). A leader's produce
+//! holds `io` from `check_produce` to `LeaderAppended`, so a role change never lands between a
+//! leader's check and its append (Kafka's `leaderIsrUpdateLock`). Flushed is reported with the
+//! log's durable offset read under `io`, which truncation lowers, so it never covers content a
+//! truncation replaced.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use spate_replication::{
+    Acks, Action, AlterPartitionRequest, AlterPartitionResponse, Batch, CorrelationId, Event,
+    FetchAnswer, FetchRequest, FetchResponse, LeaderEpoch as RLeaderEpoch, NodeId as RNodeId,
+    NowMs, Offset as ROffset, PartitionState, ProduceRefusal, Replica, WaiterId,
+};
+use spate_storage::io::Disk;
+use spate_storage::sync::{AsyncMutex, Guard};
+use spate_storage::Log;
+use spate_wire::batch::batches;
+use spate_wire::types::{LeaderEpoch, Offset};
+use tracing::{debug, error, warn};
+
+/// Milliseconds since this process started: the replicas' clock (monotonic, one per process).
+pub fn now() -> NowMs {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    NowMs(start.elapsed().as_millis() as u64)
+}
+
+/// What the replica needs of a batch the follower fetched: where it sits and its epoch. The
+/// bytes travel beside it (a fetch's batches are appended as the one buffer they came in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchedBatch {
+    base: ROffset,
+    last: ROffset,
+    epoch: RLeaderEpoch,
+}
+
+impl Batch for FetchedBatch {
+    fn base_offset(&self) -> ROffset {
+        self.base
+    }
+    fn last_offset(&self) -> ROffset {
+        self.last
+    }
+    fn epoch(&self) -> RLeaderEpoch {
+        self.epoch
+    }
+}
+
+/// Splits fetched records into whole batches; a trailing partial batch (a leader's read cut
+/// by its byte budget) is dropped: the bytes returned are exactly the batches returned.
+///
+/// # Errors
+/// The reason, for records that are not v2 batches (the caller refuses the whole answer).
+pub fn split_batches(records: &Bytes) -> Result<(Bytes, Vec<FetchedBatch>), String> {
+    let mut out = Vec::new();
+    let mut whole = 0usize;
+    for item in batches(records) {
+        let (header, raw) = match item {
+            Ok(item) => item,
+            Err(spate_wire::batch::BatchError::Truncated { .. }) => break,
+            Err(e) => return Err(e.to_string()),
+        };
+        out.push(FetchedBatch {
+            base: ROffset(header.base_offset.0),
+            last: ROffset(header.last_offset().0),
+            epoch: RLeaderEpoch(header.partition_leader_epoch.0.max(0)),
+        });
+        whole += raw.len();
+    }
+    Ok((records.slice(..whole), out))
+}
+
+/// Names a replicated partition in what leaves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionKey {
+    /// The topic's name.
+    pub topic: std::rc::Rc<str>,
+    /// The topic's id (what the cluster protocol names topics by).
+    pub topic_id: [u8; 16],
+    /// The partition.
+    pub partition: i32,
+}
+
+/// A core's queue of what its replicas ask of the outside: fetches for the core's fetcher, ISR
+/// proposals for the controller. Bounded by the partitions: each has at most one fetch in
+/// flight and one proposal pending (retried every few seconds).
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    /// Fetches to send, by leader.
+    pub fetches: RefCell<Vec<(PartitionKey, RNodeId, FetchRequest)>>,
+    /// ISR changes to propose.
+    pub proposals: RefCell<Vec<(PartitionKey, AlterPartitionRequest)>>,
+    /// Woken when either gets an entry.
+    pub ready: spate_storage::sync::Notify,
+}
+
+/// What a step asks of the outside, before it is queued on [`Outgoing`].
+#[derive(Debug, Default)]
+struct Effects {
+    /// Fetches to send to the leader (at most one per partition is in flight).
+    pub fetches: Vec<(RNodeId, FetchRequest)>,
+    /// ISR changes to propose to the controller.
+    pub proposals: Vec<AlterPartitionRequest>,
+    /// Answers to followers' fetches: for `Records`, read from `from` on.
+    pub answers: Vec<(RNodeId, CorrelationId, FetchAnswer)>,
+}
+
+/// The outcome of an acks=all wait.
+pub type AckOutcome = Result<(), spate_replication::AckError>;
+
+/// Answers to followers' fetches: for `Records`, read from `from` on.
+pub type Answers = Vec<(RNodeId, CorrelationId, FetchAnswer)>;
+
+/// The replication state of one partition; see the module doc.
+pub struct ReplicaSlot {
+    key: PartitionKey,
+    outgoing: std::rc::Rc<Outgoing>,
+    replica: RefCell<Replica<FetchedBatch>>,
+    io: AsyncMutex<()>,
+    waiters: RefCell<HashMap<WaiterId, oneshot::Sender<AckOutcome>>>,
+    next_waiter: Cell<u64>,
+    /// Whether followers fsync fetched records before the next fetch reports them.
+    flush_before_fetch: bool,
+}
+
+impl std::fmt::Debug for ReplicaSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaSlot")
+            .field("role", &self.replica.borrow().role())
+            .finish()
+    }
+}
+
+/// A produce's hold on the partition between its check and its append.
+pub struct Appending<'a> {
+    _io: Guard<'a, ()>,
+    /// The epoch to stamp the batches with.
+    pub epoch: LeaderEpoch,
+}
+
+impl ReplicaSlot {
+    /// A slot around a new replica.
+    pub fn new(
+        key: PartitionKey,
+        outgoing: std::rc::Rc<Outgoing>,
+        replica: Replica<FetchedBatch>,
+        flush_before_fetch: bool,
+    ) -> ReplicaSlot {
+        ReplicaSlot {
+            key,
+            outgoing,
+            replica: RefCell::new(replica),
+            io: AsyncMutex::new(()),
+            waiters: RefCell::new(HashMap::new()),
+            next_waiter: Cell::new(0),
+            flush_before_fetch,
+        }
+    }
+
+    /// The high watermark: consumers read below it.
+    pub fn high_watermark(&self) -> Offset {
+        Offset(self.replica.borrow().high_watermark().0)
+    }
+
+    /// Whether this broker leads the partition now.
+    pub fn is_leader(&self) -> bool {
+        self.replica.borrow().role() == spate_replication::RoleKind::Leader
+    }
+
+    /// The epoch this replica leads or follows in.
+    pub fn epoch(&self) -> Option<LeaderEpoch> {
+        self.replica.borrow().role_epoch().map(|e| LeaderEpoch(e.0))
+    }
+
+    /// The controller's state of the partition, as last applied.
+    pub fn partition_state(&self) -> Option<PartitionState> {
+        self.replica.borrow().partition_state().cloned()
+    }
+
+    /// Checks a produce against the replica's role and ISR, and holds the partition until
+    /// [`Self::appended`]: no role change can land in between.
+    ///
+    /// # Errors
+    /// Why the produce is refused before anything is appended.
+    pub async fn begin_append(&self, acks: Acks) -> Result<Appending<'_>, ProduceRefusal> {
+        let io = self.io.lock().await;
+        let epoch = self.replica.borrow().check_produce(acks)?;
+        Ok(Appending {
+            _io: io,
+            epoch: LeaderEpoch(epoch.0),
+        })
+    }
+
+    /// The leader appended: its log now ends at `log_end`. Releases the hold.
+    pub fn appended<D: Disk>(&self, hold: Appending<'_>, log: &Log<D>) {
+        let event = Event::LeaderAppended {
+            log_end: ROffset(log.log_end_offset().0),
+            now_ms: now(),
+        };
+        let effects = self.step_sync(event);
+        drop(hold);
+        self.dispatch(effects);
+    }
+
+    /// Registers an acks=all wait for the records up to `last_offset`; the receiver resolves
+    /// when the high watermark passes them, leadership moves, or `timeout_ms` passes.
+    pub fn await_acks(
+        &self,
+        last_offset: Offset,
+        timeout_ms: u64,
+    ) -> oneshot::Receiver<AckOutcome> {
+        let id = WaiterId(self.next_waiter.get());
+        self.next_waiter.set(id.0 + 1);
+        let (done, receiver) = oneshot::channel();
+        self.waiters.borrow_mut().insert(id, done);
+        let effects = self.step_sync(Event::AwaitAcks {
+            waiter: id,
+            last_offset: ROffset(last_offset.0),
+            timeout_ms,
+            now_ms: now(),
+        });
+        self.dispatch(effects);
+        receiver
+    }
+
+    /// Queues what leaves the partition; returns the answers to followers for the caller.
+    fn dispatch(&self, effects: Effects) -> Answers {
+        if !effects.fetches.is_empty() || !effects.proposals.is_empty() {
+            let mut fetches = self.outgoing.fetches.borrow_mut();
+            for (to, request) in effects.fetches {
+                fetches.push((self.key.clone(), to, request));
+            }
+            let mut proposals = self.outgoing.proposals.borrow_mut();
+            for request in effects.proposals {
+                proposals.push((self.key.clone(), request));
+            }
+            self.outgoing.ready.notify_all();
+        }
+        effects.answers
+    }
+
+    /// Steps an event that asks for no log work (never `Append` or `Truncate`), without `io`:
+    /// callers hold it or step events that cannot race an append.
+    fn step_sync(&self, event: Event<FetchedBatch>) -> Effects {
+        let actions = match self.replica.borrow_mut().step(event) {
+            Ok(actions) => actions,
+            Err(e) => {
+                error!(error = %e, "replication refused an event");
+                return Effects::default();
+            }
+        };
+        let mut effects = Effects::default();
+        for action in actions {
+            match action {
+                Action::Append { .. } | Action::Truncate { .. } => {
+                    unreachable!("only fetch responses ask for log work")
+                }
+                other => self.simple_action(other, &mut effects),
+            }
+        }
+        effects
+    }
+
+    fn simple_action(&self, action: Action<FetchedBatch>, effects: &mut Effects) {
+        match action {
+            Action::SendFetch { to, request } => effects.fetches.push((to, request)),
+            Action::AnswerFetch {
+                to,
+                correlation,
+                answer,
+            } => effects.answers.push((to, correlation, answer)),
+            Action::ProposeIsr { request } => effects.proposals.push(request),
+            Action::CompleteWaiter { waiter, result } => {
+                if let Some(done) = self.waiters.borrow_mut().remove(&waiter) {
+                    let _ = done.send(result);
+                }
+            }
+            // The partition's maintenance wakes consumers when the high watermark moved.
+            Action::HighWatermark { .. } => {}
+            Action::Append { .. } | Action::Truncate { .. } => unreachable!("handled by caller"),
+        }
+    }
+
+    /// Steps an event under `io` that may ask for log work, and does that work.
+    async fn step_with_log<D: Disk>(
+        &self,
+        event: Event<FetchedBatch>,
+        log: &Log<D>,
+        records: Option<Bytes>,
+    ) -> Answers {
+        let _io = self.io.lock().await;
+        let effects = self.step_locked(event, log, records).await;
+        self.dispatch(effects)
+    }
+
+    async fn step_locked<D: Disk>(
+        &self,
+        event: Event<FetchedBatch>,
+        log: &Log<D>,
+        records: Option<Bytes>,
+    ) -> Effects {
+        let actions = match self.replica.borrow_mut().step(event) {
+            Ok(actions) => actions,
+            Err(e) => {
+                warn!(topic = %self.key.topic, partition = self.key.partition, error = %e, "replication refused an event");
+                return Effects::default();
+            }
+        };
+        let mut effects = Effects::default();
+        let mut records = records;
+        let mut appended = false;
+        for action in actions {
+            match action {
+                Action::Append { batches } => {
+                    let bytes = records
+                        .take()
+                        .expect("an append comes from a fetch response");
+                    match log.append_replicated(bytes).await {
+                        Ok(done) => {
+                            appended = true;
+                            assert_eq!(done.batches, batches.len(), "appended as fetched");
+                        }
+                        Err(e) => {
+                            // The replica counted the batches; the log has not got them. The
+                            // log is fenced or full: stop here, the broker must be restarted
+                            // (its recovery reads the log as it is).
+                            error!(error = %e, "follower append failed");
+                            return effects;
+                        }
+                    }
+                }
+                Action::Truncate { to } => {
+                    debug!(to = to.0, "truncating to the leader's log");
+                    if let Err(e) = log.truncate_to(Offset(to.0)).await {
+                        error!(error = %e, to = to.0, "follower truncation failed");
+                        return effects;
+                    }
+                }
+                other => self.simple_action(other, &mut effects),
+            }
+        }
+        if appended && self.flush_before_fetch {
+            // Under replicated-and-flushed the leader counts only what followers fsynced, so
+            // the fetch that reports these records waits for their fsync.
+            match log.flush().await {
+                Ok(_) => {
+                    let event = Event::Flushed {
+                        durable_end: ROffset(log.durable_offset().0),
+                        now_ms: now(),
+                    };
+                    let more = self.step_sync(event);
+                    effects.fetches.extend(more.fetches);
+                    effects.proposals.extend(more.proposals);
+                }
+                Err(e) => error!(error = %e, "follower flush failed"),
+            }
+        }
+        effects
+    }
+
+    /// The controller's new state of the partition.
+    pub async fn metadata<D: Disk>(&self, state: PartitionState, log: &Log<D>) {
+        self.step_with_log(
+            Event::Metadata {
+                state,
+                now_ms: now(),
+            },
+            log,
+            None,
+        )
+        .await;
+    }
+
+    /// A follower's fetch (as leader): the answer to send it.
+    pub async fn fetch_request<D: Disk>(&self, request: FetchRequest, log: &Log<D>) -> Answers {
+        self.step_with_log(
+            Event::FetchRequest {
+                request,
+                now_ms: now(),
+            },
+            log,
+            None,
+        )
+        .await
+    }
+
+    /// The leader's answer to this replica's fetch (as follower), with its records.
+    pub async fn fetch_response<D: Disk>(
+        &self,
+        response: FetchResponse<FetchedBatch>,
+        records: Bytes,
+        log: &Log<D>,
+    ) {
+        self.step_with_log(
+            Event::FetchResponse {
+                response,
+                now_ms: now(),
+            },
+            log,
+            Some(records),
+        )
+        .await;
+    }
+
+    /// The controller's answer to this replica's ISR proposal.
+    pub async fn alter_partition_response<D: Disk>(
+        &self,
+        request: AlterPartitionRequest,
+        response: AlterPartitionResponse,
+        log: &Log<D>,
+    ) {
+        self.step_with_log(
+            Event::AlterPartitionResponse {
+                request,
+                response,
+                now_ms: now(),
+            },
+            log,
+            None,
+        )
+        .await;
+    }
+
+    /// Time passed, and the log's durable offset may have moved: timeouts, ISR lag checks,
+    /// retries, and the high watermark under replicated-and-flushed. Skipped when the partition
+    /// is busy (the next tick does it).
+    pub fn tick<D: Disk>(&self, log: &Log<D>) {
+        let Some(_io) = self.io.try_lock() else {
+            return;
+        };
+        let mut effects = Effects::default();
+        let durable = ROffset(log.durable_offset().0);
+        if durable > self.replica.borrow().durable_end() {
+            effects = self.step_sync(Event::Flushed {
+                durable_end: durable,
+                now_ms: now(),
+            });
+        }
+        let more = self.step_sync(Event::Tick { now_ms: now() });
+        effects.fetches.extend(more.fetches);
+        effects.proposals.extend(more.proposals);
+        effects.answers.extend(more.answers);
+        self.dispatch(effects);
+    }
+
+    /// The replica's durable end (a follower reports it with each fetch).
+    pub fn durable_end(&self) -> Offset {
+        Offset(self.replica.borrow().durable_end().0)
+    }
+}
