@@ -161,14 +161,17 @@ def test_replicated_topic_survives_leader_kills(start_broker):
 
     failovers = []
     alive = dict(by_id)
-    for round_ in range(2):
-        leader_id = partitions_of(next(iter(alive.values())).bootstrap, topic)[0].leader
+    for round_ in range(5):
+        some = next(iter(alive.values())).bootstrap
+        leader_id = partitions_of(some, topic)[0].leader
+        controller = AdminClient({"bootstrap.servers": some}).list_topics(timeout=10).controller_id
+        print(f"round {round_}: killing node {leader_id} (controller: {controller})")
         victim = alive.pop(leader_id)
         victim.kill9()
         killed_at = time.monotonic()
         # Keep writing through the fault; the partition's first acknowledgement after the
         # kill comes from its new leader.
-        produce_for(4.0)
+        produce_for(3.0)
         p.flush(60)
         after = [t for t in acked.ack_times.get(0, []) if t > killed_at]
         assert after, f"round {round_}: partition 0 acknowledged nothing after the kill"

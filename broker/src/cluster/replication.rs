@@ -119,15 +119,27 @@ impl ReplicaRpc {
         let wait = Duration::from_millis(u64::from(request.max_wait_ms)) + ANSWER_TIMEOUT;
         let (done, answer) = oneshot::channel();
         self.pending.borrow_mut().insert(id, done);
+        // Once the queue the frame went on closes, no answer can come (as in `Rpc::call`).
+        let outbox = transport.link(to).map(|link| link.outbox());
         if let Err(e) = transport.send(to, id, &Body::ReplicaFetchRequest(request)) {
             self.pending.borrow_mut().remove(&id);
             debug!(to, error = %e, "replica fetch not sent");
             return None;
         }
-        let answered = futures_lite::future::or(async { answer.await.ok() }, async {
-            glommio::timer::sleep(wait).await;
+        let lost = async {
+            match &outbox {
+                Some(outbox) => outbox.closed().await,
+                None => std::future::pending().await,
+            }
             None
-        })
+        };
+        let answered = futures_lite::future::or(
+            futures_lite::future::or(async { answer.await.ok() }, lost),
+            async {
+                glommio::timer::sleep(wait).await;
+                None
+            },
+        )
         .await;
         self.pending.borrow_mut().remove(&id);
         answered

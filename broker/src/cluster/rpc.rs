@@ -114,14 +114,28 @@ impl Rpc {
         let (done, answer) = oneshot::channel();
         self.pending.borrow_mut().insert(id, done);
         let body = Body::ControllerRequest(request.clone());
+        // The queue the request goes on: once it closes (the connection broke, or a redial
+        // failed) no answer can come, and waiting out the timeout would hold up the caller,
+        // a heartbeat above all, long enough for the new controller to fence this broker.
+        let outbox = transport.link(to).map(|link| link.outbox());
         if let Err(e) = transport.send(to, id, &body) {
             self.pending.borrow_mut().remove(&id);
             return Err(RpcError::NotSent(e.to_string()));
         }
-        let answered = futures_lite::future::or(async { answer.await.ok() }, async {
-            glommio::timer::sleep(RPC_TIMEOUT).await;
+        let lost = async {
+            match &outbox {
+                Some(outbox) => outbox.closed().await,
+                None => std::future::pending().await,
+            }
             None
-        })
+        };
+        let answered = futures_lite::future::or(
+            futures_lite::future::or(async { answer.await.ok() }, lost),
+            async {
+                glommio::timer::sleep(RPC_TIMEOUT).await;
+                None
+            },
+        )
         .await;
         self.pending.borrow_mut().remove(&id);
         answered.ok_or(RpcError::TimedOut)
