@@ -138,6 +138,9 @@ settings! {
     log_cleaner_backoff_ms: u64,
     /// Partitions of `__consumer_offsets` when it is first created [default: 50].
     offsets_topic_partitions: i32,
+    /// Replicas of each `__consumer_offsets` partition in a cluster, at most the live brokers
+    /// when it is created (Kafka's offsets.topic.replication.factor) [default: 3].
+    offsets_topic_replication_factor: i16,
     /// How long the first rebalance of an empty group waits for more members, ms
     /// (Kafka's group.initial.rebalance.delay.ms) [default: 3000].
     group_initial_rebalance_delay_ms: u64,
@@ -382,6 +385,7 @@ pub struct CleanerSettings {
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
     pub offsets_partitions: i32,
+    pub offsets_replication_factor: i16,
     pub groups_per_core_max: usize,
     pub limits: crate::group::state::GroupLimits,
 }
@@ -484,8 +488,18 @@ impl Config {
         if session_min > session_max || session_max > i32::MAX as u64 {
             bail!("group-min-session-timeout-ms {session_min} must not exceed group-max-session-timeout-ms {session_max} (at most {})", i32::MAX);
         }
+        let offsets_replication_factor = s.offsets_topic_replication_factor.unwrap_or(3);
+        if !(1..=spate_replication::messages::REPLICAS_MAX as i16)
+            .contains(&offsets_replication_factor)
+        {
+            bail!(
+                "offsets-topic-replication-factor must be between 1 and {}, got {offsets_replication_factor}",
+                spate_replication::messages::REPLICAS_MAX
+            );
+        }
         let groups = GroupConfig {
             offsets_partitions,
+            offsets_replication_factor,
             groups_per_core_max: s.groups_per_core_max.unwrap_or(10_000).max(1),
             limits: crate::group::state::GroupLimits {
                 members_per_group_max: s.members_per_group_max.unwrap_or(1000).max(1),

@@ -60,8 +60,6 @@ pub struct Core {
     routes: RefCell<PartitionTable>,
     /// The cluster as clients are told of it (Metadata, DescribeCluster).
     pub cluster: RefCell<ClusterView>,
-    /// Cluster mode: whether the groups of this core's offsets partitions were rebuilt.
-    groups_loaded: std::cell::Cell<bool>,
     /// Cluster mode, on the controller core only: the transport and this broker's voter.
     pub cluster_node: std::cell::OnceCell<crate::cluster::ClusterNode>,
     pub mesh: Mesh,
@@ -74,6 +72,34 @@ pub struct Core {
     pub stats: crate::stats::CoreStats,
     /// Cluster mode: this core's side of partition replication.
     pub replication: crate::cluster::replication::CoreReplication,
+    /// Partitions being opened now (see [`Opening`]).
+    opening: RefCell<std::collections::HashSet<(String, i32)>>,
+}
+
+/// A claim on opening one partition: while it lives no other round opens the same one.
+struct Opening<'a> {
+    set: &'a RefCell<std::collections::HashSet<(String, i32)>>,
+    key: (String, i32),
+}
+
+impl<'a> Opening<'a> {
+    /// The claim, or `None` if another round holds it.
+    fn claim(
+        set: &'a RefCell<std::collections::HashSet<(String, i32)>>,
+        topic: &str,
+        index: i32,
+    ) -> Option<Opening<'a>> {
+        let key = (topic.to_owned(), index);
+        set.borrow_mut()
+            .insert(key.clone())
+            .then_some(Opening { set, key })
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.set.borrow_mut().remove(&self.key);
+    }
 }
 
 impl std::fmt::Debug for Core {
@@ -101,7 +127,6 @@ impl Core {
             ),
             cluster: RefCell::new(ClusterView::single_node(&config)),
             cluster_node: std::cell::OnceCell::new(),
-            groups_loaded: std::cell::Cell::new(false),
             config,
             versions,
             topics: RefCell::new(BTreeMap::new()),
@@ -110,6 +135,7 @@ impl Core {
             mesh,
             changes: crate::metadata::changes::Changes::default(),
             replication: crate::cluster::replication::CoreReplication::default(),
+            opening: RefCell::new(std::collections::HashSet::new()),
         }
     }
 
@@ -258,14 +284,8 @@ impl Core {
         if registered {
             crate::cluster::replication::apply_states(self, &states).await;
         }
-        // Partitions stay with their broker (replication factor 1), so the groups of this
-        // core's offsets partitions are rebuilt once, when the offsets topic first appears.
-        if !self.groups_loaded.get() && self.topic(crate::group::OFFSETS_TOPIC).is_some() {
-            self.groups_loaded.set(true);
-            if let Err(e) = self.groups.load(self).await {
-                error!(core = self.id, error = %e, "rebuilding consumer groups from the offsets topic");
-            }
-        }
+        // The groups of an offsets partition are rebuilt from its log whenever this broker
+        // becomes its leader (`apply_states`): a coordinator moves with the leadership.
     }
 
     /// Opens the partitions of a topic marked `hosted` that this core has not opened yet, and
@@ -295,19 +315,16 @@ impl Core {
             if !hosted[index as usize] {
                 continue;
             }
+            // Opening awaits, and another round of changes to this topic may try to open the
+            // same partition meanwhile: two logs over one directory would overwrite each
+            // other's files (recovery, checkpoints, snapshots), so the later round skips it.
+            let Some(_opening) = Opening::claim(&self.opening, &meta.name, index) else {
+                continue;
+            };
             let dir = topics::partition_dir(&self.config.data_dir, &meta.name, index);
             let log = Log::open(GlommioDisk, &dir, log_config.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("opening partition {}-{index}: {e}", meta.name))?;
-            // Opening awaits: another round of changes to this topic may have opened the
-            // partition meanwhile. Two logs over one directory would overwrite each other's
-            // records, so the later open is closed unused.
-            if self.partition(&meta.name, index).is_some() {
-                if let Err(e) = log.close().await {
-                    warn!(core = self.id, topic = %meta.name, partition = index, error = %e, "closing a second open of a partition");
-                }
-                continue;
-            }
             let compacted = meta.config.cleanup_policy.compacts();
             let cleaner = if compacted {
                 log.load_cleaner_state().await.unwrap_or_else(|e| {
@@ -402,6 +419,9 @@ impl Core {
         for (index, partition) in owned {
             // Wake long-polls so they see the partition is gone.
             partition.appended.notify_all();
+            if let Some(slot) = &partition.replica {
+                slot.close().await;
+            }
             let dir = topics::partition_dir(&self.config.data_dir, name, index);
             if let Ok(partition) = Rc::try_unwrap(partition) {
                 if let Err(e) = partition.log.close().await {
@@ -774,6 +794,12 @@ impl Core {
             .drain()
             .flat_map(|(topic, m)| m.into_iter().map(move |(i, p)| (topic.clone(), i, p)))
             .collect();
+        // Replication first: a follower's append in progress finishes, and none starts after.
+        for (_, _, partition) in &owned {
+            if let Some(slot) = &partition.replica {
+                slot.close().await;
+            }
+        }
         for (topic, index, partition) in owned {
             match Rc::try_unwrap(partition) {
                 Ok(partition) => {

@@ -182,3 +182,81 @@ def test_replicated_topic_survives_leader_kills(start_broker):
     assert not acked.errors, acked.errors[:5]
     print(f"failover (kill -9 of the leader to its successor's first acks=all ack): {failovers} s")
     check_read_back(brokers[0].bootstrap, topic, acked)
+
+
+def test_group_coordinator_moves_with_its_offsets_partition(start_broker):
+    """Committed offsets live in `__consumer_offsets`, replicated three times; when the group's
+    coordinator (the leader of its offsets partition) is killed, the new leader rebuilds the
+    group from the log and answers the committed offsets."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    brokers = start_cluster(start_broker)
+    by_id = {i + 1: b for i, b in enumerate(brokers)}
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+    topic = "grouped"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=3)])[
+        topic
+    ].result(timeout=20)
+    wait_full_isr(bootstrap, topic)
+    p = producer(bootstrap)
+    for i in range(300):
+        p.produce(topic, value=f"g{i:05d}".encode(), partition=i % PARTITIONS)
+    assert p.flush(30) == 0
+
+    def consumer():
+        return Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "movers",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+            }
+        )
+
+    c = consumer()
+    c.subscribe([topic])
+    got = []
+    deadline = Deadline(60)
+    while len(got) < 150 and not deadline.expired():
+        for m in c.consume(num_messages=50, timeout=0.5):
+            if m.error() is None:
+                got.append(m)
+    assert len(got) >= 150, len(got)
+    committed = c.commit(asynchronous=False)
+    expected = {(tp.partition, tp.offset) for tp in committed}
+    c.close()
+
+    # The offsets topic is replicated on all three brokers.
+    offsets = partitions_of(bootstrap, "__consumer_offsets")
+    assert {len(p.replicas) for p in offsets.values()} == {3}
+
+    coordinator = admin.describe_consumer_groups(["movers"])["movers"].result(timeout=20).coordinator.id
+    by_id[coordinator].kill9()
+    alive = [b for i, b in by_id.items() if i != coordinator]
+    bootstrap_alive = ",".join(b.bootstrap for b in alive)
+    deadline = Deadline(60)
+    while True:
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap_alive,
+                "group.id": "movers",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            answered = c.committed([TopicPartition(topic, i) for i in range(PARTITIONS)], timeout=10)
+            if {(tp.partition, tp.offset) for tp in answered} == expected:
+                break
+            seen = answered
+        except Exception as e:  # noqa: BLE001 - retried: the coordinator is moving
+            seen = e
+        finally:
+            c.close()
+        assert not deadline.expired(), f"committed offsets after the kill: {seen}, expected {expected}"
+        time.sleep(0.5)
+    # The admin client must outlive its future (a dropped client fails it with _DESTROY).
+    admin_alive = AdminClient({"bootstrap.servers": bootstrap_alive})
+    described = admin_alive.describe_consumer_groups(["movers"])["movers"].result(timeout=20)
+    assert described.coordinator.id != coordinator

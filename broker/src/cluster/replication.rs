@@ -236,8 +236,20 @@ pub async fn apply_states(core: &Core, topics: &[(String, Vec<bool>, Vec<Partiti
                 continue;
             };
             if let Some(slot) = &partition.replica {
+                let led = slot.is_leader();
                 slot.metadata(state.clone(), &partition.log).await;
                 partition.notify_if_advanced();
+                if name == crate::group::OFFSETS_TOPIC && led != slot.is_leader() {
+                    // The partition's groups move with its leadership.
+                    if slot.is_leader() {
+                        if let Err(e) = core.groups.reload_partition(core, index as i32).await {
+                            warn!(partition = index, error = %e, "rebuilding the groups of an offsets partition");
+                        }
+                    } else {
+                        core.groups
+                            .forget_partition(index as i32, states.len() as i32);
+                    }
+                }
             }
         }
     }

@@ -24,7 +24,7 @@ use spate_wire::batch::{batches, BatchBuilder, BatchSpec};
 use spate_wire::records::batch_records;
 use spate_wire::types::Offset;
 use spate_wire::ErrorCode;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::records::{self, OffsetKey, OffsetValue, RecordKey};
 use super::state::{
@@ -435,6 +435,81 @@ impl Coordinator {
         errors
     }
 
+    /// Forgets the groups and committed offsets of offsets partition `index` (of `partitions`):
+    /// another broker coordinates them now. Their parked calls are answered NOT_COORDINATOR.
+    pub fn forget_partition(&self, index: i32, partitions: i32) {
+        let mine = |group: &str| super::partition_for(group, partitions) == index;
+        self.groups.borrow_mut().retain(|id, _| !mine(id));
+        self.offsets.borrow_mut().retain(|id, _| !mine(id));
+        self.restored.borrow_mut().retain(|id, _| !mine(id));
+        let parked: Vec<WaiterKey> = self
+            .waiters
+            .borrow()
+            .keys()
+            .filter(|(group, _, _)| mine(group))
+            .cloned()
+            .collect();
+        for key in parked {
+            if let Some(sender) = self.waiters.borrow_mut().remove(&key) {
+                let answer = match key.2 {
+                    Phase::Join => {
+                        Parked::Join(JoinResponse::error(ErrorCode::NotCoordinator, &key.1))
+                    }
+                    Phase::Sync => Parked::Sync(SyncResponse::error(ErrorCode::NotCoordinator)),
+                };
+                let _ = sender.send(answer);
+            }
+        }
+    }
+
+    /// Rebuilds the groups and committed offsets of offsets partition `index` from its log:
+    /// this broker has just become its leader (a coordinator moves with the partition's
+    /// leadership, as in Kafka), and what it held before is stale.
+    ///
+    /// # Errors
+    /// If the partition cannot be read.
+    pub async fn reload_partition(&self, core: &Core, index: i32) -> anyhow::Result<()> {
+        let Some(meta) = core.topic(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        self.forget_partition(index, meta.partitions);
+        let Some(partition) = core.partition(OFFSETS_TOPIC, index) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let loaded = self.load_partition(&partition).await?;
+        let now = self.now_ms();
+        let restored: Vec<(String, GroupSnapshot)> = self
+            .restored
+            .borrow_mut()
+            .drain()
+            .filter_map(|(id, (_, snapshot))| snapshot.map(|s| (id, s)))
+            .collect();
+        let groups = restored.len();
+        for (id, snapshot) in restored {
+            let group = Group::restore(&id, self.limits, snapshot, now);
+            self.groups.borrow_mut().insert(id, group);
+        }
+        // Fifty empty partitions led at once (a new cluster) are not fifty lines.
+        if loaded > 0 {
+            info!(
+                core = core.id,
+                partition = index,
+                records = loaded,
+                groups,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "offsets partition led here: its groups rebuilt from the log"
+            );
+        } else {
+            debug!(
+                core = core.id,
+                partition = index,
+                "offsets partition led here, empty"
+            );
+        }
+        Ok(())
+    }
+
     /// Rebuilds committed offsets from the offsets partitions this core owns.
     ///
     /// # Errors
@@ -817,8 +892,19 @@ fn offsets_partition(core: &Core, group_id: &str) -> Option<Rc<Partition>> {
     core.partition(OFFSETS_TOPIC, partition_for(group_id, partitions))
 }
 
-/// Appends one batch and waits until it is durable; the base offset.
+/// Appends one batch and waits until it is committed (durable on a single broker; in a
+/// cluster, in every in-sync replica of the offsets partition, as Kafka writes offsets with
+/// acks=all); the base offset.
 async fn append_durably(partition: Rc<Partition>, batch: BytesMut) -> Result<Offset, ErrorCode> {
+    if partition.replica.is_some() {
+        return partition
+            .append_internal(batch.freeze(), COMMIT_TIMEOUT_MS)
+            .await
+            .map_err(|e| {
+                warn!(error = %e, "appending to the offsets topic");
+                ErrorCode::CoordinatorNotAvailable
+            });
+    }
     let info = match partition.log.append(batch, partition.leader_epoch()).await {
         Ok(info) => info,
         Err(e) => {
@@ -840,6 +926,10 @@ async fn append_durably(partition: Rc<Partition>, batch: BytesMut) -> Result<Off
         }
     }
 }
+
+/// How long an offsets-topic write waits for its in-sync replicas (Kafka's
+/// offsets.commit.timeout.ms default).
+const COMMIT_TIMEOUT_MS: u64 = 5_000;
 
 /// Stores a group's snapshot (or its deletion) in its offsets partition, in the background:
 /// answers to members do not wait for it. If it is lost in a crash, the restarted coordinator

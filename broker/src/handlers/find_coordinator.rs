@@ -16,7 +16,7 @@ use spate_wire::kafka_protocol::messages::BrokerId;
 use spate_wire::kafka_protocol::protocol::StrBytes;
 use spate_wire::ErrorCode;
 
-use super::{create_via_controller, respond, str_bytes};
+use super::{create_assigned_via_controller, respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::group::{offsets_topic_meta, partition_for, OFFSETS_TOPIC};
@@ -55,7 +55,23 @@ async fn lookup(
     // offsets topic is created on first use, as Kafka does (by then the brokers are up, so its
     // partitions spread over them).
     let Some(offsets) = core.topic(OFFSETS_TOPIC) else {
-        create_via_controller(core, vec![offsets_topic_meta(&core.config)]).await;
+        // Kafka refuses to create it with fewer live brokers than its replication factor;
+        // Spate takes what there is, so a cluster of one or two brokers has groups too.
+        let live = core.cluster.borrow().brokers.len().max(1);
+        let replication_factor = core
+            .config
+            .groups
+            .offsets_replication_factor
+            .min(i16::try_from(live).unwrap_or(i16::MAX));
+        create_assigned_via_controller(
+            core,
+            vec![crate::ops::NewTopic {
+                meta: offsets_topic_meta(&core.config),
+                assignment: None,
+                replication_factor,
+            }],
+        )
+        .await;
         return Err((
             ErrorCode::CoordinatorNotAvailable,
             "the offsets topic is being created",

@@ -298,6 +298,34 @@ impl<D: Disk> Partition<D> {
 }
 
 impl<D: Disk> Partition<D> {
+    /// Appends a batch the broker itself wrote (the group coordinator's offsets and group
+    /// records) as the partition's leader, and waits until the in-sync replicas have it.
+    ///
+    /// # Errors
+    /// Why it was not appended or not replicated within `timeout_ms`.
+    pub async fn append_internal(&self, batch: Bytes, timeout_ms: u64) -> Result<Offset, String> {
+        let Some(slot) = &self.replica else {
+            return Err("not a replicated partition".to_owned());
+        };
+        let hold = slot
+            .begin_append(spate_replication::Acks::All)
+            .await
+            .map_err(|e| e.to_string())?;
+        let appended = self.log.append(batch, hold.epoch).await;
+        slot.appended(hold, &self.log);
+        self.grew.notify_all();
+        let info = appended.map_err(|e| e.to_string())?;
+        let waiting = slot.await_acks(info.last_offset, timeout_ms);
+        match waiting.await {
+            Ok(Ok(())) => {
+                self.notify_if_advanced();
+                Ok(info.base_offset)
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("partition closed".to_owned()),
+        }
+    }
+
     /// Appends checked batches as the partition's leader in cluster mode, then for acks=all
     /// waits until the in-sync replicas have them (the replicated high watermark passes them).
     async fn produce_replicated(

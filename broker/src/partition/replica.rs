@@ -136,6 +136,8 @@ pub struct ReplicaSlot {
     next_waiter: Cell<u64>,
     /// Whether followers fsync fetched records before the next fetch reports them.
     flush_before_fetch: bool,
+    /// Set at shutdown: no event touches the log any more (it is being closed).
+    closed: Cell<bool>,
 }
 
 impl std::fmt::Debug for ReplicaSlot {
@@ -169,6 +171,7 @@ impl ReplicaSlot {
             waiters: RefCell::new(HashMap::new()),
             next_waiter: Cell::new(0),
             flush_before_fetch,
+            closed: Cell::new(false),
         }
     }
 
@@ -199,6 +202,9 @@ impl ReplicaSlot {
     /// Why the produce is refused before anything is appended.
     pub async fn begin_append(&self, acks: Acks) -> Result<Appending<'_>, ProduceRefusal> {
         let io = self.io.lock().await;
+        if self.closed.get() {
+            return Err(ProduceRefusal::NotLeaderOrFollower);
+        }
         let epoch = self.replica.borrow().check_produce(acks)?;
         Ok(Appending {
             _io: io,
@@ -304,6 +310,9 @@ impl ReplicaSlot {
         records: Option<Bytes>,
     ) -> Answers {
         let _io = self.io.lock().await;
+        if self.closed.get() {
+            return Answers::new();
+        }
         let effects = self.step_locked(event, log, records).await;
         self.dispatch(effects)
     }
@@ -456,6 +465,13 @@ impl ReplicaSlot {
         effects.proposals.extend(more.proposals);
         effects.answers.extend(more.answers);
         self.dispatch(effects);
+    }
+
+    /// Stops the replica touching the log: waits for the step in progress (a follower's append,
+    /// say), then refuses every later one. Called before the log is closed.
+    pub async fn close(&self) {
+        let _io = self.io.lock().await;
+        self.closed.set(true);
     }
 
     /// The replica's durable end (a follower reports it with each fetch).
