@@ -72,6 +72,8 @@ pub struct Core {
     pub groups: crate::group::coordinator::Coordinator,
     /// Request and append times, logged every `stats-interval-ms`.
     pub stats: crate::stats::CoreStats,
+    /// Counters for the Prometheus metrics (`metrics.rs`).
+    pub metrics: crate::metrics::CoreMetrics,
 }
 
 impl std::fmt::Debug for Core {
@@ -93,6 +95,7 @@ impl Core {
             id,
             cores,
             stats: crate::stats::CoreStats::default(),
+            metrics: crate::metrics::CoreMetrics::default(),
             groups: crate::group::coordinator::Coordinator::new(
                 config.groups.limits,
                 config.groups.groups_per_core_max,
@@ -449,6 +452,9 @@ impl Core {
             }
             CoreRequest::Group(call) => {
                 CoreReply::Group(Box::new(crate::group::run(self, *call).await))
+            }
+            CoreRequest::Metrics => {
+                CoreReply::Metrics(Box::new(crate::metrics::snapshot(self).await))
             }
         }
     }

@@ -17,6 +17,7 @@ mod group;
 mod handlers;
 mod mesh;
 mod metadata;
+mod metrics;
 mod ops;
 mod partition;
 mod routing;

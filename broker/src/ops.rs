@@ -200,6 +200,8 @@ pub enum CoreRequest {
     /// From the controller core to every core (cluster mode): the metadata log's committed
     /// image; apply its topics, placements and brokers.
     ClusterMetadata(std::sync::Arc<crate::cluster::quorum::Published>, Phase),
+    /// From the core serving the admin listener to every core: a metrics snapshot.
+    Metrics,
 }
 
 /// The two rounds in which every core applies a metadata change. A core shows a topic to
@@ -231,5 +233,6 @@ pub enum CoreReply {
     /// The quorum's description, or the error for the client.
     Quorum(Result<spate_wire::cluster::ControllerAnswer, ErrorCode>),
     Group(Box<crate::group::GroupAnswer>),
+    Metrics(Box<crate::metrics::Snapshot>),
     Done,
 }

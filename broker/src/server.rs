@@ -147,6 +147,7 @@ pub async fn serve_core(
                 "connection limit reached: closing new connection"
             );
             drop(stream);
+            core.metrics.connection_refused();
             continue;
         }
         let guard = connections.enter();
@@ -154,6 +155,7 @@ pub async fn serve_core(
         let shutdown = shutdown.clone();
         glommio::spawn_local(async move {
             let _guard = guard;
+            let _counted = core.metrics.connection_opened();
             let peer = stream.peer_addr().ok();
             debug!(core = core.id, ?peer, "connection opened");
             if let Err(error) = connection::serve(stream, &core, &shutdown).await {
