@@ -4,6 +4,7 @@
 //! executor per core, `server` accepts connections on each core, `connection` turns bytes into
 //! requests and responses, and `handlers` holds one module per Kafka API.
 
+mod admin;
 mod cleaner;
 mod cluster;
 mod config;

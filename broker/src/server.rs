@@ -32,6 +32,7 @@ const STARTUP_POLL: Duration = Duration::from_millis(1);
 pub async fn serve_core(
     config: Arc<Config>,
     mesh_builder: Option<mesh::Builder>,
+    admin_listener: Option<std::net::TcpListener>,
     shutdown: Arc<ShutdownFlag>,
 ) -> anyhow::Result<()> {
     let (id, senders, receivers) = match mesh_builder {
@@ -79,6 +80,15 @@ pub async fn serve_core(
             })
             .detach();
         }
+    }
+    // Before recovery, so /health answers and /ready says why not while partitions load.
+    if let Some(listener) = admin_listener {
+        glommio::spawn_local(crate::admin::serve(
+            listener,
+            core.clone(),
+            shutdown.clone(),
+        ))
+        .detach();
     }
     let started = Instant::now();
     core.load().await?;
