@@ -936,6 +936,46 @@ mod tests {
         }
     }
 
+    /// Every metric the shipped dashboard and the metrics doc name is one the broker renders.
+    #[test]
+    fn the_dashboard_and_the_doc_name_only_rendered_metrics() {
+        let mut full = snapshot(0);
+        full.fsync = Some(LatencyBuckets::default().to_histogram());
+        full.produce_errors = vec![("CORRUPT_MESSAGE", 1)];
+        full.fetch_errors = vec![("OFFSET_OUT_OF_RANGE", 1)];
+        full.queues = vec![QueueTotals {
+            name: "default".to_owned(),
+            runtime_us: 1,
+            runs: 1,
+            shares: 1000,
+        }];
+        let text = render(&[full], Health { ready: true });
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        for (file, content) in [
+            ("grafana-dashboard.json", include_str!("../../../docs/grafana-dashboard.json")),
+            ("METRICS.md", include_str!("../../../docs/METRICS.md")),
+        ] {
+            let mut named = 0;
+            for (at, _) in content.match_indices("spate_") {
+                let name: String = content[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let family = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(&name);
+                assert!(families.contains(&family), "{file} names {name}, not rendered");
+                named += 1;
+            }
+            assert!(named >= 10, "{file} names only {named} metrics");
+        }
+    }
+
     #[test]
     fn render_sums_cores_and_announces_each_family_once() {
         let text = render(&[snapshot(0), snapshot(1)], Health { ready: true });
