@@ -66,7 +66,7 @@ impl LatencyBuckets {
     }
 
     /// As data for the snapshot.
-    pub fn to_histogram(&self) -> Histogram {
+    pub fn to_histogram(self) -> Histogram {
         Histogram {
             bounds_us: &REQUEST_BOUNDS_US,
             counts: self.counts.to_vec(),
@@ -360,6 +360,17 @@ pub fn record_count(chunks: &[bytes::Bytes]) -> u64 {
     records
 }
 
+/// One family of a table of families: name, help and how to read its value from `T`.
+type Family<T, V> = (&'static str, &'static str, fn(&T) -> V);
+/// The same with a kind and whether the value is microseconds shown as seconds.
+type QueueFamily = (
+    &'static str,
+    &'static str,
+    Kind,
+    bool,
+    fn(&QueueTotals) -> u64,
+);
+
 /// A partition's offsets and size, from its owning core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
@@ -514,7 +525,7 @@ fn render_partitions(e: &mut Exposition, snapshots: &[Snapshot]) {
     let mut partitions: Vec<&PartitionState> =
         snapshots.iter().flat_map(|s| &s.partitions).collect();
     partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    let gauges: [(&str, &str, fn(&PartitionState) -> i64); 3] = [
+    let gauges: [Family<PartitionState, i64>; 3] = [
         (
             "spate_partition_log_start_offset",
             "The partition's first offset still in the log.",
@@ -567,7 +578,7 @@ fn render_traffic(e: &mut Exposition, snapshots: &[Snapshot]) {
                 .add(traffic);
         }
     }
-    let counters: [(&str, &str, fn(&Traffic) -> u64); 4] = [
+    let counters: [Family<Traffic, u64>; 4] = [
         (
             "spate_partition_produced_bytes_total",
             "Bytes of record batches appended by producers.",
@@ -754,7 +765,7 @@ fn render_connections(e: &mut Exposition, snapshots: &[Snapshot]) {
 fn render_executors(e: &mut Exposition, snapshots: &[Snapshot]) {
     let mut cores: Vec<&Snapshot> = snapshots.iter().collect();
     cores.sort_by_key(|s| s.core);
-    let seconds: [(&str, &str, fn(&ExecutorTotals) -> u64); 2] = [
+    let seconds: [Family<ExecutorTotals, u64>; 2] = [
         (
             "spate_executor_busy_seconds_total",
             "Time the core's executor ran tasks or polled for I/O (not sleeping or spinning).",
@@ -773,7 +784,7 @@ fn render_executors(e: &mut Exposition, snapshots: &[Snapshot]) {
             e.sample_seconds(name, &[("core", &core)], value(&s.executor));
         }
     }
-    let counts: [(&str, &str, fn(&ExecutorTotals) -> u64); 2] = [
+    let counts: [Family<ExecutorTotals, u64>; 2] = [
         (
             "spate_executor_tasks_total",
             "Tasks the core's executor ran.",
@@ -792,7 +803,7 @@ fn render_executors(e: &mut Exposition, snapshots: &[Snapshot]) {
             e.sample(name, &[("core", &core)], value(&s.executor));
         }
     }
-    let queues: [(&str, &str, Kind, bool, fn(&QueueTotals) -> u64); 3] = [
+    let queues: [QueueFamily; 3] = [
         (
             "spate_task_queue_runtime_seconds_total",
             "Time the task queue's tasks ran.",
@@ -956,7 +967,10 @@ mod tests {
             .map(|l| l.split(' ').next().unwrap())
             .collect();
         for (file, content) in [
-            ("grafana-dashboard.json", include_str!("../../../docs/grafana-dashboard.json")),
+            (
+                "grafana-dashboard.json",
+                include_str!("../../../docs/grafana-dashboard.json"),
+            ),
             ("METRICS.md", include_str!("../../../docs/METRICS.md")),
         ] {
             let mut named = 0;
@@ -969,7 +983,10 @@ mod tests {
                     .iter()
                     .find_map(|suffix| name.strip_suffix(suffix))
                     .unwrap_or(&name);
-                assert!(families.contains(&family), "{file} names {name}, not rendered");
+                assert!(
+                    families.contains(&family),
+                    "{file} names {name}, not rendered"
+                );
                 named += 1;
             }
             assert!(named >= 10, "{file} names only {named} metrics");
