@@ -230,3 +230,33 @@ def test_a_second_broker_on_the_same_admin_port_refuses_to_start(start_broker, t
     finally:
         shutil.rmtree(second.data_dir, ignore_errors=True)
     assert http_get(first.admin_address, "/health")[0] == 200
+
+
+READY_REASONS = ("joining the cluster", "not registered with the controller yet",
+                 "recovering partitions")
+
+
+def test_cluster_brokers_are_ready_once_registered(start_broker):
+    """In a cluster /ready waits for the broker's registration; each broker has its own admin
+    port, and every one of three voters turns ready (503 before, with a known reason)."""
+    cluster_ports = [free_port() for _ in range(3)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(cluster_ports))
+    brokers = [
+        start_broker(cores=1, name=f"node{i + 1}", args=[
+            "--node-id", str(i + 1), "--cluster-listen", f"127.0.0.1:{port}",
+            "--controller-voters", voters])
+        for i, port in enumerate(cluster_ports)
+    ]
+    assert len({b.admin_port for b in brokers}) == 3
+    for b in brokers:
+        deadline = time.monotonic() + 30
+        while True:
+            status, _, body = http_get(b.admin_address, "/ready")
+            if status == 200:
+                break
+            assert status == 503 and body.startswith("not ready: "), (status, body)
+            assert body[len("not ready: "):].strip() in READY_REASONS, body
+            assert time.monotonic() < deadline, f"{b.name} not ready after 30 s: {body}"
+            time.sleep(0.2)
+        _, _, text = http_get(b.admin_address, "/metrics")
+        assert "\nspate_ready 1\n" in text
