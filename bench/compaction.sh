@@ -39,7 +39,7 @@ start_broker() {
     local dir=$1 log=$2
     shift 2
     port=$(free_port)
-    taskset -c 0 "$spate" --listen 127.0.0.1:"$port" --data-dir "$dir" --cores 1 "$@" >"$log" 2>&1 &
+    taskset -c 0 "$spate" --listen 127.0.0.1:"$port" --admin-listen 127.0.0.1:0 --data-dir "$dir" --cores 1 "$@" >"$log" 2>&1 &
     broker_pid=$!
     for _ in $(seq 300); do
         if grep -q "accepting connections" "$log"; then return 0; fi

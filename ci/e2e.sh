@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests: the release `spate` binary against real Kafka clients (confluent-kafka,
-# kafka-python, aiokafka, kcat). Idempotent; needs only the Rust toolchain, Python 3.11 and pip
-# (kcat comes from Debian when missing). Exits non-zero on any failure, including "no tests ran".
+# kafka-python, aiokafka, kcat) and Prometheus. Idempotent; needs only the Rust toolchain,
+# Python 3.11 and pip (kcat and prometheus come from Debian when missing). Exits non-zero on
+# any failure, including "no tests ran".
 #
 #   bash ci/e2e.sh              # whole suite
 #   bash ci/e2e.sh -k latency   # extra arguments go to pytest
@@ -22,6 +23,17 @@ if ! command -v kcat >/dev/null 2>&1; then
     fi
 fi
 kcat -V 2>&1 | head -n 1
+
+# test_metrics.py starts Debian's real Prometheus server to scrape the broker; missing, that
+# test fails (it never skips), so a failed install stops here with the reason.
+echo "== e2e: prometheus"
+if ! command -v prometheus >/dev/null 2>&1; then
+    if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }; then
+        echo "e2e: FAILED to install prometheus with apt-get (need root and Debian/Ubuntu apt sources)" >&2
+        exit 1
+    fi
+fi
+prometheus --version 2>&1 | head -n 1
 
 echo "== e2e: python venv (.venv)"
 python=${PYTHON:-python3}

@@ -66,7 +66,7 @@ trap stop_broker EXIT
 for attempt in $(seq "$attempts_max"); do
   mkdir -p "$work/data"
   ${pin_broker[@]+"${pin_broker[@]}"} "$target/release/spate" --listen "127.0.0.1:$port" \
-    --data-dir "$work/data" --cores 1 --log-level warn &
+    --admin-listen 127.0.0.1:0 --data-dir "$work/data" --cores 1 --log-level warn &
   broker=$!
   for _ in $(seq 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi

@@ -38,6 +38,7 @@ pub fn spawn(core: Rc<Core>, shutdown: Arc<ShutdownFlag>) -> glommio::Task<()> {
         Latency::NotImportant,
         "log-cleaner",
     );
+    core.metrics.name_queue(queue, "log-cleaner");
     glommio::spawn_local_into(run(core, shutdown), queue).expect("the cleaner queue exists")
 }
 

@@ -63,6 +63,9 @@ settings! {
     listen: SocketAddr,
     /// host:port that clients are told to connect to (Metadata) [default: the listen address].
     advertised_listener: String,
+    /// Address of the HTTP admin listener (/metrics for Prometheus, /health, /ready), or
+    /// `none` to run without it; port 0 picks a free port (logged) [default: 127.0.0.1:9644].
+    admin_listen: String,
     /// Directory holding topics and partition logs [default: ./spate-data].
     data_dir: PathBuf,
     /// Number of cores (executors) to run, each pinned to one CPU [default: all CPUs].
@@ -188,6 +191,8 @@ pub struct Cli {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The admin listener's address; `None`: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
     pub advertised_host: String,
     pub advertised_port: u16,
     pub data_dir: PathBuf,
@@ -426,6 +431,7 @@ impl Config {
             Some(text) => parse_host_port(text)?,
             None => (listen.ip().to_string(), listen.port()),
         };
+        let admin_listen = parse_admin_listen(s.admin_listen.as_deref())?;
         let available = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cores = s.cores.unwrap_or(available);
         if cores == 0 || cores > CORES_MAX {
@@ -560,6 +566,7 @@ impl Config {
                 ms => Some(std::time::Duration::from_millis(ms)),
             },
             listen,
+            admin_listen,
             advertised_host,
             advertised_port,
             data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("./spate-data")),
@@ -589,6 +596,22 @@ impl Config {
                 flush_bytes_max: s.flush_bytes_max.unwrap_or(64 << 20),
             },
         })
+    }
+}
+
+/// The admin listener's default address: Redpanda's admin port, on loopback only, since the
+/// endpoints need no credentials.
+pub const ADMIN_LISTEN_DEFAULT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9644);
+
+/// `--admin-listen`: an address, or `none` (also `off` or empty) for no admin listener.
+fn parse_admin_listen(text: Option<&str>) -> anyhow::Result<Option<SocketAddr>> {
+    match text.map(str::trim) {
+        None => Ok(Some(ADMIN_LISTEN_DEFAULT)),
+        Some("" | "none" | "off") => Ok(None),
+        Some(text) => text.parse().map(Some).with_context(|| {
+            format!("admin-listen must be host:port (an IP address) or none, got {text:?}")
+        }),
     }
 }
 
@@ -692,6 +715,27 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<Vec<_>>()
             .into_iter()
+    }
+
+    #[test]
+    fn admin_listen_defaults_to_loopback_9644_and_can_be_turned_off() {
+        let admin = |text: Option<&str>| {
+            Config::resolve(Settings {
+                admin_listen: text.map(str::to_owned),
+                ..Settings::default()
+            })
+            .map(|c| c.admin_listen)
+        };
+        assert_eq!(
+            admin(None).unwrap(),
+            Some("127.0.0.1:9644".parse().unwrap())
+        );
+        assert_eq!(admin(Some("none")).unwrap(), None);
+        assert_eq!(
+            admin(Some("0.0.0.0:0")).unwrap(),
+            Some("0.0.0.0:0".parse().unwrap())
+        );
+        assert!(admin(Some("localhost")).is_err());
     }
 
     #[test]

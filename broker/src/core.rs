@@ -74,6 +74,8 @@ pub struct Core {
     pub replication: crate::cluster::replication::CoreReplication,
     /// Partitions being opened now (see [`Opening`]).
     opening: RefCell<std::collections::HashSet<(String, i32)>>,
+    /// Counters for the Prometheus metrics (`metrics.rs`).
+    pub metrics: crate::metrics::CoreMetrics,
 }
 
 /// A claim on opening one partition: while it lives no other round opens the same one.
@@ -121,6 +123,7 @@ impl Core {
             id,
             cores,
             stats: crate::stats::CoreStats::default(),
+            metrics: crate::metrics::CoreMetrics::default(),
             groups: crate::group::coordinator::Coordinator::new(
                 config.groups.limits,
                 config.groups.groups_per_core_max,
@@ -526,6 +529,9 @@ impl Core {
             }),
             CoreRequest::Group(call) => {
                 CoreReply::Group(Box::new(crate::group::run(self, *call).await))
+            }
+            CoreRequest::Metrics => {
+                CoreReply::Metrics(Box::new(crate::metrics::snapshot(self).await))
             }
         }
     }

@@ -4,6 +4,7 @@
 //! executor per core, `server` accepts connections on each core, `connection` turns bytes into
 //! requests and responses, and `handlers` holds one module per Kafka API.
 
+mod admin;
 mod cleaner;
 mod cluster;
 mod config;
@@ -17,6 +18,7 @@ mod group;
 mod handlers;
 mod mesh;
 mod metadata;
+mod metrics;
 mod ops;
 mod partition;
 mod routing;

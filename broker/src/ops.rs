@@ -217,6 +217,8 @@ pub enum CoreRequest {
     },
     /// To core 0 (cluster mode): a leader's ISR change for the controller.
     AlterIsr(spate_wire::cluster::IsrChange),
+    /// From the core serving the admin listener to every core: a metrics snapshot.
+    Metrics,
 }
 
 /// The two rounds in which every core applies a metadata change. A core shows a topic to
@@ -254,5 +256,6 @@ pub enum CoreReply {
     /// The quorum's description, or the error for the client.
     Quorum(Result<spate_wire::cluster::ControllerAnswer, ErrorCode>),
     Group(Box<crate::group::GroupAnswer>),
+    Metrics(Box<crate::metrics::Snapshot>),
     Done,
 }

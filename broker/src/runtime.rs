@@ -265,6 +265,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
+    // Bound here, by std, without SO_REUSEPORT: a second broker on the same admin port must
+    // fail now with a clear message, not share the port (see `admin`). Core 0 serves it.
+    let mut admin_listener = match config.admin_listen {
+        Some(addr) => Some(std::net::TcpListener::bind(addr).with_context(|| {
+            format!(
+                "admin-listen {addr} is not available (another broker? give each broker its \
+                 own --admin-listen, or --admin-listen none)"
+            )
+        })?),
+        None => None,
+    };
+
     let shutdown = Arc::new(ShutdownFlag::default());
     spawn_signal_thread(shutdown.clone())?;
 
@@ -287,6 +299,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let config = config.clone();
         let shutdown = shutdown.clone();
         let mesh = mesh.clone();
+        let admin = if core == crate::core::CONTROLLER_CORE {
+            admin_listener.take()
+        } else {
+            None
+        };
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("spate-core-{core}"))
             .io_memory(io_memory)
@@ -301,7 +318,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                     }
                     info!(core, ?cpus, "io_uring workers moved");
                 }
-                let result = server::serve_core(config, mesh, shutdown.clone()).await;
+                let result = server::serve_core(config, mesh, admin, shutdown.clone()).await;
                 if result.is_err() {
                     // The other cores may be waiting at a barrier for this one.
                     shutdown.trigger();

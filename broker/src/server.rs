@@ -32,6 +32,7 @@ const STARTUP_POLL: Duration = Duration::from_millis(1);
 pub async fn serve_core(
     config: Arc<Config>,
     mesh_builder: Option<mesh::Builder>,
+    admin_listener: Option<std::net::TcpListener>,
     shutdown: Arc<ShutdownFlag>,
 ) -> anyhow::Result<()> {
     let (id, senders, receivers) = match mesh_builder {
@@ -79,6 +80,15 @@ pub async fn serve_core(
             })
             .detach();
         }
+    }
+    // Before recovery, so /health answers and /ready says why not while partitions load.
+    if let Some(listener) = admin_listener {
+        glommio::spawn_local(crate::admin::serve(
+            listener,
+            core.clone(),
+            shutdown.clone(),
+        ))
+        .detach();
     }
     let started = Instant::now();
     core.load().await?;
@@ -154,6 +164,7 @@ pub async fn serve_core(
                 "connection limit reached: closing new connection"
             );
             drop(stream);
+            core.metrics.connection_refused();
             continue;
         }
         let guard = connections.enter();
@@ -161,6 +172,7 @@ pub async fn serve_core(
         let shutdown = shutdown.clone();
         glommio::spawn_local(async move {
             let _guard = guard;
+            let _counted = core.metrics.connection_opened();
             let peer = stream.peer_addr().ok();
             debug!(core = core.id, ?peer, "connection opened");
             if let Err(error) = connection::serve(stream, &core, &shutdown).await {

@@ -43,6 +43,9 @@ struct ApiStats {
     queue: Histogram<u64>,
     handle: Histogram<u64>,
     send: Histogram<u64>,
+    /// Total time at Prometheus' fixed bounds, never reset (the histograms above are, at every
+    /// log line).
+    cumulative: crate::metrics::LatencyBuckets,
 }
 
 impl ApiStats {
@@ -56,6 +59,7 @@ impl ApiStats {
             queue: histogram(),
             handle: histogram(),
             send: histogram(),
+            cumulative: crate::metrics::LatencyBuckets::default(),
         }
     }
 }
@@ -98,6 +102,19 @@ impl CoreStats {
         stats.queue.saturating_record(micros(times.queue));
         stats.handle.saturating_record(micros(times.handle));
         stats.send.saturating_record(micros(times.send));
+        stats.cumulative.record(total);
+    }
+
+    /// Every API's request times since the start, by API name, for the metrics.
+    pub fn request_latency(&self) -> Vec<(String, crate::metrics::Histogram)> {
+        self.apis
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter_map(|(key, slot)| {
+                Some((api_name(key), slot.as_ref()?.cumulative.to_histogram()))
+            })
+            .collect()
     }
 
     /// Records the time of one `Log::append` call.
@@ -113,10 +130,7 @@ impl CoreStats {
             if stats.total.is_empty() {
                 continue;
             }
-            let api = i16::try_from(key)
-                .ok()
-                .and_then(|key| ApiKey::try_from(key).ok())
-                .map_or_else(|| format!("api-{key}"), |api| format!("{api:?}"));
+            let api = api_name(key);
             let (total, queue, handle, send) =
                 (&stats.total, &stats.queue, &stats.handle, &stats.send);
             // One field per percentile, so JSON logs can be queried without parsing strings.
@@ -160,6 +174,14 @@ impl CoreStats {
             append.reset();
         }
     }
+}
+
+/// An API's name as Kafka's sources spell it (`Produce`), or `api-<key>`.
+fn api_name(key: usize) -> String {
+    i16::try_from(key)
+        .ok()
+        .and_then(|key| ApiKey::try_from(key).ok())
+        .map_or_else(|| format!("api-{key}"), |api| format!("{api:?}"))
 }
 
 /// Logs `core`'s statistics every `interval` until shutdown, and once more at shutdown so a

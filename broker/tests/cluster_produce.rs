@@ -75,6 +75,7 @@ fn start_cluster(name: &str) -> Vec<Node> {
             command
                 .args(["--node-id", &(i + 1).to_string(), "--cores", "1"])
                 .args(["--listen", &client[i].to_string()])
+                .args(["--admin-listen", "127.0.0.1:0"])
                 .args(["--cluster-listen", &cluster[i].to_string()])
                 .args(["--controller-voters", &voters.join(",")])
                 .arg("--data-dir")

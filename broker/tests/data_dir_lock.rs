@@ -52,6 +52,7 @@ fn a_second_broker_on_a_used_data_dir_exits_and_the_first_keeps_serving() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_spate"));
     command
         .args(["--listen", &format!("127.0.0.1:{port}"), "--cores", "1"])
+        .args(["--admin-listen", "none"])
         .arg("--data-dir")
         .arg(broker.data_dir())
         .env_remove("RUST_LOG")

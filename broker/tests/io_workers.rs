@@ -105,6 +105,8 @@ fn the_broker_refuses_to_start_on_cpus_that_are_not_online() {
         .args([
             "--listen",
             "127.0.0.1:1",
+            "--admin-listen",
+            "none",
             "--cores",
             "1",
             "--io-worker-cpus",

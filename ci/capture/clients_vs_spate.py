@@ -51,7 +51,7 @@ class Spate:
 
     def __enter__(self):
         self.proc = subprocess.Popen(
-            [self.binary, "--listen", self.bootstrap, "--data-dir", self.data_dir, "--cores", "1",
+            [self.binary, "--listen", self.bootstrap, "--admin-listen", "127.0.0.1:0", "--data-dir", self.data_dir, "--cores", "1",
              "--log-level", "warn"], stdout=self.log, stderr=self.log)
         deadline = time.time() + TIMEOUT_S
         while time.time() < deadline:

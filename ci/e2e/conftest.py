@@ -72,6 +72,9 @@ class Broker:
     def __init__(self, name: str, log_dir: Path, cores: int, extra_args: list[str]):
         self.name = name
         self.port = free_port()
+        # Its own admin port (/metrics, /health, /ready): brokers of one test, or of tests
+        # running side by side, must not meet on the default 9644.
+        self.admin_port = free_port()
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=data_root()))
         self.log_path = log_dir / f"{name}.log"
         self.cores = cores
@@ -83,10 +86,17 @@ class Broker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def admin_address(self) -> str:
+        return f"127.0.0.1:{self.admin_port}"
+
     def command(self) -> list[str]:
+        admin = [] if any(a.startswith("--admin-listen") for a in self.extra_args) else [
+            "--admin-listen", self.admin_address]
         return [
             str(spate_bin()),
             "--listen", self.bootstrap,
+            *admin,
             "--data-dir", str(self.data_dir),
             "--cores", str(self.cores),
             *self.extra_args,

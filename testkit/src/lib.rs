@@ -350,6 +350,11 @@ fn spawn_accepting(binary: &Path, data_dir: &Path, args: &[String]) -> (Child, S
     for _ in 0..START_ATTEMPTS_MAX {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut command = Command::new(binary);
+        // Every broker gets its own admin port (port 0: the kernel picks a free one), so
+        // brokers of parallel tests never clash on the default 9644; a test may name its own.
+        if !args.iter().any(|a| a.starts_with("--admin-listen")) {
+            command.args(["--admin-listen", "127.0.0.1:0"]);
+        }
         command
             .arg("--listen")
             .arg(addr.to_string())

@@ -306,6 +306,25 @@ impl Coordinator {
         });
     }
 
+    /// Every committed offset of every group this core coordinates, as (group, topic,
+    /// partition, offset), for the metrics. Bounded by the group limits.
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        self.offsets
+            .borrow()
+            .iter()
+            .flat_map(|(group, offsets)| {
+                offsets.iter().map(move |((topic, partition), committed)| {
+                    (
+                        group.clone(),
+                        topic.clone(),
+                        *partition,
+                        committed.value.offset,
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// The committed offsets of a group: all of them (`None`) or the named partitions (absent
     /// ones as `None`).
     pub fn fetch_offsets(

@@ -62,6 +62,17 @@ pub async fn handle(
         results = core.scatter(ops.clone()).await;
     }
     trim_to_max_bytes(&mut results, max_bytes);
+    for (op, result) in ops.iter().zip(&results) {
+        if result.error == ErrorCode::None {
+            if result.bytes > 0 {
+                let records = crate::metrics::record_count(&result.records);
+                core.metrics
+                    .fetched(&op.topic, op.partition, result.bytes, records);
+            }
+        } else {
+            core.metrics.fetch_error(result.error);
+        }
+    }
 
     let read_committed = request.isolation_level == 1;
     let mut encoder = match FetchResponseEncoder::new(

@@ -30,14 +30,17 @@ pub async fn handle(
         _ => None,
     };
     let mut ops = Vec::new();
-    // Per partition: Ok(index into ops) or an error decided here.
-    let mut plan: Vec<Result<usize, ErrorCode>> = Vec::new();
+    // Per partition: Ok(index into ops, with its bytes and records for the metrics) or an
+    // error decided here.
+    let mut plan: Vec<Result<(usize, u64, u64), ErrorCode>> = Vec::new();
     for topic in &request.topic_data {
         for partition in &topic.partition_data {
             let step = match (durability, &partition.records) {
                 (None, _) => Err(ErrorCode::InvalidRequiredAcks),
                 (Some(_), None) => Err(ErrorCode::CorruptMessage),
                 (Some(durability), Some(records)) => {
+                    let bytes = records.len() as u64;
+                    let count = crate::metrics::record_count(std::slice::from_ref(records));
                     ops.push(ProduceOp {
                         topic: topic.name.0.to_string(),
                         partition: partition.index,
@@ -45,13 +48,14 @@ pub async fn handle(
                         durability,
                         timeout_ms: u64::try_from(request.timeout_ms).unwrap_or(0),
                     });
-                    Ok(ops.len() - 1)
+                    Ok((ops.len() - 1, bytes, count))
                 }
             };
             plan.push(step);
         }
     }
     let results: Vec<ProduceResult> = core.scatter(ops).await;
+    count(core, &request, &plan, &results);
     if request.acks == 0 {
         return Some(Vec::new());
     }
@@ -69,7 +73,7 @@ pub async fn handle(
             p.index = partition.index;
             p.log_append_time_ms = -1;
             match plan.next().expect("one step per partition") {
-                Ok(i) => {
+                Ok((i, _, _)) => {
                     let result = &results[i];
                     p.error_code = result.error.code();
                     p.base_offset = result.base_offset.0;
@@ -136,4 +140,30 @@ pub async fn handle(
             .collect();
     }
     respond(header, &response)
+}
+
+/// Counts what was appended and what was refused, per partition (before an acks=0 request
+/// returns without an answer, so those count too).
+fn count(
+    core: &Core,
+    request: &ProduceRequest,
+    plan: &[Result<(usize, u64, u64), ErrorCode>],
+    results: &[ProduceResult],
+) {
+    let partitions = request
+        .topic_data
+        .iter()
+        .flat_map(|t| t.partition_data.iter().map(move |p| (t, p)));
+    for ((topic, partition), step) in partitions.zip(plan) {
+        let error = match step {
+            Ok((i, bytes, records)) if results[*i].error == ErrorCode::None => {
+                core.metrics
+                    .produced(&topic.name.0, partition.index, *bytes, *records);
+                continue;
+            }
+            Ok((i, _, _)) => results[*i].error,
+            Err(error) => *error,
+        };
+        core.metrics.produce_error(error);
+    }
 }

@@ -26,6 +26,58 @@ impl AlignedBuf for GlommioBuf {
     }
 }
 
+/// Upper bounds (inclusive) of the fdatasync time buckets, in microseconds: from a fast NVMe
+/// flush (~50 us) to a disk that stalls for seconds.
+pub const SYNC_BUCKET_BOUNDS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    5_000_000,
+];
+
+/// How long this thread's fdatasync calls took since it started: a count per bucket of
+/// [`SYNC_BUCKET_BOUNDS_US`] (not cumulative; the last slot counts the calls above every
+/// bound), their total and their sum. Kept per thread because each glommio executor is one
+/// thread, so recording takes no lock; the broker reads it on each core for its metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncTimes {
+    /// Calls per bucket; `buckets[SYNC_BUCKET_BOUNDS_US.len()]` counts the slower ones.
+    pub buckets: [u64; SYNC_BUCKET_BOUNDS_US.len() + 1],
+    /// Calls recorded.
+    pub count: u64,
+    /// Their total time, microseconds.
+    pub sum_us: u64,
+}
+
+impl SyncTimes {
+    fn add(&mut self, elapsed: std::time::Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = SYNC_BUCKET_BOUNDS_US.partition_point(|&bound| bound < us);
+        self.buckets[bucket] += 1;
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+}
+
+/// One thread's [`SyncTimes`], behind a `Cell` (the executor's thread owns it).
+#[derive(Debug, Default)]
+struct SyncTimesCell(std::cell::Cell<SyncTimes>);
+
+impl SyncTimesCell {
+    fn record(&self, elapsed: std::time::Duration) {
+        let mut times = self.0.get();
+        times.add(elapsed);
+        self.0.set(times);
+    }
+}
+
+thread_local! {
+    static SYNC_TIMES: SyncTimesCell = SyncTimesCell::default();
+}
+
+/// The fdatasync times of [`GlommioFile`]s on the calling thread (one executor) so far.
+pub fn sync_times() -> SyncTimes {
+    SYNC_TIMES.with(|times| times.0.get())
+}
+
 /// Files on a real filesystem through glommio. Must be used inside a glommio executor.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GlommioDisk;
@@ -148,7 +200,10 @@ impl DiskFile for GlommioFile {
     }
 
     async fn fdatasync(&self) -> io::Result<()> {
-        self.file.fdatasync().await.map_err(to_io)
+        let started = std::time::Instant::now();
+        let result = self.file.fdatasync().await.map_err(to_io);
+        SYNC_TIMES.with(|times| times.record(started.elapsed()));
+        result
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
@@ -210,4 +265,24 @@ pub async fn prime_io_poll_probe(dir: &Path) -> io::Result<()> {
         file.close().await.map_err(to_io)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn sync_times_land_in_the_first_bucket_whose_bound_covers_them() {
+        let mut times = SyncTimes::default();
+        times.add(Duration::from_micros(50)); // on a bound: that bucket
+        times.add(Duration::from_micros(51));
+        times.add(Duration::from_secs(60)); // above every bound
+        assert_eq!(times.buckets[0], 1);
+        assert_eq!(times.buckets[1], 1);
+        assert_eq!(times.buckets[SYNC_BUCKET_BOUNDS_US.len()], 1);
+        assert_eq!(times.count, 3);
+        assert_eq!(times.sum_us, 50 + 51 + 60_000_000);
+    }
 }
