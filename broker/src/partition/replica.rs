@@ -479,3 +479,195 @@ impl ReplicaSlot {
         Offset(self.replica.borrow().durable_end().0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The glue between the protocol and real logs (on the in-memory disk), without a network:
+    //! a leader and a follower slot, fetches carried by hand as the broker's fetcher would.
+
+    use std::path::Path;
+    use std::rc::Rc;
+
+    use bytes::BytesMut;
+    use spate_replication::{AckDurability, LogState, ReplicaConfig};
+    use spate_storage::io::mem::MemDisk;
+    use spate_storage::{block_on, LogConfig, ReadChunk, ReadUpTo};
+    use spate_wire::batch::{BatchBuilder, BatchSpec};
+
+    use super::*;
+
+    fn log(disk: &MemDisk, dir: &str) -> Log<MemDisk> {
+        block_on(Log::open(
+            disk.clone(),
+            Path::new(dir),
+            LogConfig::default(),
+        ))
+        .unwrap()
+    }
+
+    fn slot(node: i32, outgoing: &Rc<Outgoing>) -> ReplicaSlot {
+        let config = ReplicaConfig::new(RNodeId(node), AckDurability::ReplicatedAndFlushed);
+        let replica = Replica::new(config, LogState::empty()).unwrap();
+        let key = PartitionKey {
+            topic: Rc::from("t"),
+            topic_id: [1; 16],
+            partition: 0,
+        };
+        ReplicaSlot::new(key, outgoing.clone(), replica, true)
+    }
+
+    fn state(epoch: i32, partition_epoch: i32) -> PartitionState {
+        PartitionState {
+            replicas: vec![RNodeId(1), RNodeId(2)],
+            leader: Some(RNodeId(1)),
+            leader_epoch: RLeaderEpoch(epoch),
+            partition_epoch: spate_replication::PartitionEpoch(partition_epoch),
+            isr: vec![RNodeId(1), RNodeId(2)],
+        }
+    }
+
+    fn batch(records: usize) -> Bytes {
+        let mut out = BytesMut::new();
+        let mut builder = BatchBuilder::new(&mut out, BatchSpec::default());
+        for _ in 0..records {
+            builder.push(0, None, Some(b"value"), &[]);
+        }
+        builder.finish();
+        out.freeze()
+    }
+
+    /// Reads what a leader's answer says to send, as `cluster::replication` does.
+    fn read_from(log: &Log<MemDisk>, from: Offset) -> Bytes {
+        if from >= log.log_end_offset() {
+            return Bytes::new();
+        }
+        let read = block_on(log.read(from, 1 << 20, ReadUpTo::LogEnd)).unwrap();
+        let mut out = BytesMut::new();
+        for chunk in read.chunks {
+            match chunk {
+                ReadChunk::Memory(b) => {
+                    out.extend_from_slice(&b.header);
+                    out.extend_from_slice(&b.records);
+                }
+                ReadChunk::File(range) => out.extend_from_slice(&block_on(range.load()).unwrap()),
+            }
+        }
+        out.freeze()
+    }
+
+    /// Carries the follower's queued fetch to the leader and the answer back.
+    fn round_trip(
+        leader: &ReplicaSlot,
+        leader_log: &Log<MemDisk>,
+        follower: &ReplicaSlot,
+        follower_log: &Log<MemDisk>,
+        follower_out: &Outgoing,
+    ) -> bool {
+        let Some((_, to, mut request)) = follower_out.fetches.borrow_mut().pop() else {
+            return false;
+        };
+        // As the fetcher does at send time: the durable end may have moved since the replica
+        // asked (it fsynced after its append).
+        request.durable_end_offset = ROffset(follower.durable_end().0).min(request.fetch_offset);
+        assert_eq!(to, RNodeId(1));
+        let answers = block_on(leader.fetch_request(request.clone(), leader_log));
+        let (_, _, answer) = answers.into_iter().next().expect("one answer");
+        let records = match answer {
+            FetchAnswer::Records { from, .. } => read_from(leader_log, Offset(from.0)),
+            _ => Bytes::new(),
+        };
+        let (records, batches) = split_batches(&records).unwrap();
+        let response = FetchResponse {
+            leader: RNodeId(1),
+            correlation: request.correlation,
+            answer,
+            batches,
+        };
+        block_on(follower.fetch_response(response, records, follower_log));
+        true
+    }
+
+    #[test]
+    fn a_follower_copies_the_leaders_batches_and_acks_wait_for_its_fsync() {
+        let disk = MemDisk::new();
+        let (leader_out, follower_out) =
+            (Rc::new(Outgoing::default()), Rc::new(Outgoing::default()));
+        let (leader_log, follower_log) = (log(&disk, "/l/t-0"), log(&disk, "/f/t-0"));
+        let leader = slot(1, &leader_out);
+        let follower = slot(2, &follower_out);
+        block_on(leader.metadata(state(1, 1), &leader_log));
+        block_on(follower.metadata(state(1, 1), &follower_log));
+        assert!(leader.is_leader() && !follower.is_leader());
+
+        // The leader appends two batches in its epoch; an acks=all wait is registered.
+        let hold = block_on(leader.begin_append(Acks::All)).unwrap();
+        assert_eq!(hold.epoch, LeaderEpoch(1));
+        block_on(leader_log.append(batch(3), hold.epoch)).unwrap();
+        let info = block_on(leader_log.append(batch(2), hold.epoch)).unwrap();
+        leader.appended(hold, &leader_log);
+        let mut acked = leader.await_acks(info.last_offset, 10_000);
+        assert_eq!(acked.try_recv(), Ok(None), "nothing replicated yet");
+
+        // The follower's first fetch (asked at metadata) brings both batches; it fsyncs them
+        // and its next fetch reports them durable.
+        assert!(round_trip(
+            &leader,
+            &leader_log,
+            &follower,
+            &follower_log,
+            &follower_out
+        ));
+        assert_eq!(follower_log.log_end_offset(), Offset(5));
+        assert_eq!(follower_log.durable_offset(), Offset(5));
+        assert_eq!(
+            read_from(&follower_log, Offset(0)),
+            read_from(&leader_log, Offset(0))
+        );
+        assert_eq!(
+            acked.try_recv(),
+            Ok(None),
+            "the leader has not fsynced its own copy"
+        );
+        block_on(leader_log.flush()).unwrap();
+        leader.tick(&leader_log);
+        assert!(round_trip(
+            &leader,
+            &leader_log,
+            &follower,
+            &follower_log,
+            &follower_out
+        ));
+        assert_eq!(leader.high_watermark(), Offset(5));
+        assert_eq!(acked.try_recv(), Ok(Some(Ok(()))));
+    }
+
+    #[test]
+    fn a_new_leader_epoch_fails_waiters_and_fetched_garbage_is_refused() {
+        let disk = MemDisk::new();
+        let out = Rc::new(Outgoing::default());
+        let leader_log = log(&disk, "/l/t-0");
+        let leader = slot(1, &out);
+        block_on(leader.metadata(state(1, 1), &leader_log));
+        let hold = block_on(leader.begin_append(Acks::All)).unwrap();
+        let info = block_on(leader_log.append(batch(1), hold.epoch)).unwrap();
+        leader.appended(hold, &leader_log);
+        let mut acked = leader.await_acks(info.last_offset, 10_000);
+        // Leadership moves to broker 2.
+        let mut moved = state(2, 2);
+        moved.leader = Some(RNodeId(2));
+        block_on(leader.metadata(moved, &leader_log));
+        assert!(!leader.is_leader());
+        assert_eq!(
+            acked.try_recv(),
+            Ok(Some(Err(spate_replication::AckError::NotLeaderOrFollower)))
+        );
+        assert!(block_on(leader.begin_append(Acks::Leader)).is_err());
+        // Bytes that are not batches are refused whole; a truncated last batch is dropped.
+        assert!(split_batches(&Bytes::from_static(&[0xff; 80])).is_err());
+        let two = [batch(1), batch(1)].concat();
+        let cut = Bytes::from(two[..two.len() - 5].to_vec());
+        let (kept, batches) = split_batches(&cut).unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(kept.len(), batch(1).len());
+    }
+}
