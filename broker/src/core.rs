@@ -520,6 +520,12 @@ impl Core {
                 crate::cluster::replication::wait_for_growth(self, &partitions, wait_ms).await;
                 CoreReply::Done
             }
+            CoreRequest::ElectPreferred(partitions) => {
+                CoreReply::Elected(match self.cluster_node.get() {
+                    Some(node) => node.elect_preferred_leaders(partitions).await,
+                    None => Err(ErrorCode::NotController),
+                })
+            }
             CoreRequest::AlterIsr(change) => CoreReply::IsrChanged(match self.cluster_node.get() {
                 Some(node) => node
                     .alter_partition(vec![change])

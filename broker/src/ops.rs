@@ -217,6 +217,8 @@ pub enum CoreRequest {
     },
     /// To core 0 (cluster mode): a leader's ISR change for the controller.
     AlterIsr(spate_wire::cluster::IsrChange),
+    /// To core 0 (cluster mode): a client's preferred-leader election (ElectLeaders).
+    ElectPreferred(Vec<spate_wire::cluster::PartitionName>),
     /// From the core serving the admin listener to every core: a metrics snapshot.
     Metrics,
 }
@@ -243,6 +245,8 @@ pub enum CoreReply {
     ReplicaServed(Vec<spate_wire::cluster::FetchedPartition>),
     /// The controller's answer to an ISR change.
     IsrChanged(Result<spate_wire::cluster::IsrChangeResult, ErrorCode>),
+    /// The controller's answer to a preferred-leader election, one result per partition.
+    Elected(Result<Vec<spate_wire::cluster::ElectLeadersResult>, ErrorCode>),
     Produce(Vec<ProduceResult>),
     Fetch(Vec<FetchResult>),
     ListOffsets(Vec<ListOffsetsResult>),

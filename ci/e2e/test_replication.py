@@ -183,6 +183,31 @@ def test_replicated_topic_survives_leader_kills(start_broker):
     print(f"failover (kill -9 of the leader to its successor's first acks=all ack): {failovers} s")
     check_read_back(brokers[0].bootstrap, topic, acked)
 
+    # After the kills, leadership has drifted off the preferred (first) replicas: a preferred
+    # election (ElectLeaders, as kafka-leader-election runs it) moves it back.
+    from confluent_kafka import TopicPartition
+    from confluent_kafka._model import ElectionType
+
+    elect_admin = AdminClient({"bootstrap.servers": bootstrap})
+    results = elect_admin.elect_leaders(
+        ElectionType.PREFERRED, [TopicPartition(topic, i) for i in range(PARTITIONS)]
+    ).result(timeout=30)
+    assert len(results) == PARTITIONS
+    for tp, error in results.items():
+        # NONE (elected) or ELECTION_NOT_NEEDED (already the preferred one).
+        assert error is None or error.code() == 84, (tp, error)
+    deadline = Deadline(20)
+    while True:
+        parts = partitions_of(bootstrap, topic)
+        if all(p.leader == p.replicas[0] for p in parts.values()):
+            break
+        assert not deadline.expired(), {i: (p.leader, p.replicas) for i, p in parts.items()}
+        time.sleep(0.2)
+    again = elect_admin.elect_leaders(
+        ElectionType.PREFERRED, [TopicPartition(topic, 0)]
+    ).result(timeout=30)
+    assert [e.code() for e in again.values()] == [84], again  # ELECTION_NOT_NEEDED
+
 
 def test_group_coordinator_moves_with_its_offsets_partition(start_broker):
     """Committed offsets live in `__consumer_offsets`, replicated three times; when the group's

@@ -163,6 +163,14 @@ class Cluster:
                 ],
             )
         self.bootstrap = ",".join(b.bootstrap for b in self.brokers.values())
+        deadline = Deadline(30)
+        for b in self.brokers.values():
+            while True:
+                md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10)
+                if len(md.brokers) == BROKERS and md.controller_id >= 0:
+                    break
+                assert not deadline.expired(), f"{b.name} sees brokers {sorted(md.brokers)}"
+                time.sleep(0.2)
 
     def isolate(self, node: int, cut: bool):
         for (src, dst), proxy in self.proxies.items():
@@ -390,13 +398,13 @@ def test_replication_under_fault(start_broker, fault):
             follower = next(n for n in cluster.brokers if n != leader)
             history.note(f"kill -9 follower {follower}")
             cluster.brokers[follower].kill9()
-            time.sleep(5)
+            time.sleep(8)
             fault_end = time.monotonic()
             cluster.brokers[follower].restart()
         elif fault == "leader_sigstop":
             history.note(f"SIGSTOP leader {leader}")
             cluster.brokers[leader].proc.send_signal(signal.SIGSTOP)
-            time.sleep(SESSION_MS / 1000 * 3)
+            time.sleep(8)
             fault_end = time.monotonic()
             history.note(f"SIGCONT leader {leader}")
             cluster.brokers[leader].proc.send_signal(signal.SIGCONT)
@@ -423,7 +431,7 @@ def test_replication_under_fault(start_broker, fault):
             torn = tear_tails(cluster.brokers[victim].data_dir)
             history.note(f"tore {torn} segment tails")
             assert torn > 0
-            time.sleep(2)
+            time.sleep(7)
             fault_end = time.monotonic()
             cluster.brokers[victim].restart()
         else:

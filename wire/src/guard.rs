@@ -557,6 +557,12 @@ pub(crate) static DESCRIBE_QUORUM: Schema = Schema {
     flexible_min: 0,
     root: fields(&[all(Structs(&DESCRIBE_QUORUM_TOPIC))]),
 };
+static ELECT_LEADERS_TOPIC: Struct = fields(&[all(Str), all(I32s)]);
+pub(crate) static ELECT_LEADERS: Schema = Schema {
+    flexible_min: 2,
+    // election_type (v1+), topic_partitions (nullable: every partition), timeout_ms.
+    root: fields(&[f(I8, 1, ANY), all(Structs(&ELECT_LEADERS_TOPIC)), all(I32)]),
+};
 pub(crate) static DESCRIBE_CLUSTER: Schema = Schema {
     // Every version is flexible.
     flexible_min: 0,

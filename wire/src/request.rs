@@ -21,11 +21,11 @@ use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeQuorumRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    SyncGroupRequest,
+    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeQuorumRequest, ElectLeadersRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
+    ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -80,6 +80,7 @@ pub enum RequestBody {
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
     DescribeQuorum(DescribeQuorumRequest),
+    ElectLeaders(ElectLeadersRequest),
     DescribeCluster(DescribeClusterRequest),
     DeleteRecords(DeleteRecordsRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
@@ -180,6 +181,7 @@ impl RequestBody {
             ApiKey::DeleteGroups => RequestBody::DeleteGroups(d.run(&guard::DELETE_GROUPS)?),
             ApiKey::OffsetDelete => RequestBody::OffsetDelete(d.run(&guard::OFFSET_DELETE)?),
             ApiKey::DescribeQuorum => RequestBody::DescribeQuorum(d.run(&guard::DESCRIBE_QUORUM)?),
+            ApiKey::ElectLeaders => RequestBody::ElectLeaders(d.run(&guard::ELECT_LEADERS)?),
             ApiKey::DeleteRecords => RequestBody::DeleteRecords(d.run(&guard::DELETE_RECORDS)?),
             ApiKey::DescribeLogDirs => {
                 RequestBody::DescribeLogDirs(d.run(&guard::DESCRIBE_LOG_DIRS)?)
@@ -217,6 +219,7 @@ impl RequestBody {
             RequestBody::DeleteGroups(_) => ApiKey::DeleteGroups,
             RequestBody::OffsetDelete(_) => ApiKey::OffsetDelete,
             RequestBody::DescribeQuorum(_) => ApiKey::DescribeQuorum,
+            RequestBody::ElectLeaders(_) => ApiKey::ElectLeaders,
             RequestBody::DescribeCluster(_) => ApiKey::DescribeCluster,
             RequestBody::DeleteRecords(_) => ApiKey::DeleteRecords,
             RequestBody::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
@@ -250,10 +253,10 @@ mod tests {
     use kafka_protocol::messages::{
         create_partitions_request, create_topics_request, delete_records_request,
         delete_topics_request, describe_configs_request, describe_log_dirs_request,
-        describe_quorum_request, fetch_request, join_group_request, leave_group_request,
-        list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
-        offset_fetch_request, offset_for_leader_epoch_request, produce_request, sync_group_request,
-        BrokerId, GroupId, TopicName, TransactionalId,
+        describe_quorum_request, elect_leaders_request, fetch_request, join_group_request,
+        leave_group_request, list_offsets_request, metadata_request, offset_commit_request,
+        offset_delete_request, offset_fetch_request, offset_for_leader_epoch_request,
+        produce_request, sync_group_request, BrokerId, GroupId, TopicName, TransactionalId,
     };
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -315,6 +318,7 @@ mod tests {
             ApiKey::DeleteGroups => &guard::DELETE_GROUPS,
             ApiKey::OffsetDelete => &guard::OFFSET_DELETE,
             ApiKey::DescribeQuorum => &guard::DESCRIBE_QUORUM,
+            ApiKey::ElectLeaders => &guard::ELECT_LEADERS,
             ApiKey::DescribeCluster => &guard::DESCRIBE_CLUSTER,
             ApiKey::DeleteRecords => &guard::DELETE_RECORDS,
             ApiKey::DescribeLogDirs => &guard::DESCRIBE_LOG_DIRS,
@@ -621,6 +625,22 @@ mod tests {
         r
     }
 
+    fn elect_leaders(v: i16) -> ElectLeadersRequest {
+        let mut r = ElectLeadersRequest::default();
+        if v >= 1 {
+            r.election_type = 1;
+        }
+        // Null (every partition) in one version, a list in the others.
+        if v != 1 {
+            let mut t = elect_leaders_request::TopicPartitions::default();
+            t.topic = TopicName(s("t1"));
+            t.partitions = vec![0, 2];
+            r.topic_partitions = Some(vec![t]);
+        }
+        r.timeout_ms = 30_000;
+        r
+    }
+
     fn delete_groups(_v: i16) -> DeleteGroupsRequest {
         let mut r = DeleteGroupsRequest::default();
         r.groups_names = vec![GroupId(s("g1")), GroupId(s("g2"))];
@@ -752,6 +772,12 @@ mod tests {
                         describe_quorum(v),
                         RequestBody::DescribeQuorum,
                     ),
+                    ApiKey::ElectLeaders => round_trip(
+                        range.api_key,
+                        v,
+                        elect_leaders(v),
+                        RequestBody::ElectLeaders,
+                    ),
                     ApiKey::DeleteRecords => round_trip(
                         range.api_key,
                         v,
@@ -777,8 +803,8 @@ mod tests {
         }
         // 115 before the group admin APIs, plus DescribeGroups v0-5, ListGroups v0-4,
         // DeleteGroups v0-2, OffsetDelete v0, DescribeQuorum v0-2, DescribeCluster v0-2,
-        // DeleteRecords v0-2 and DescribeLogDirs v1-4.
-        assert_eq!(checked, 115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4);
+        // DeleteRecords v0-2, DescribeLogDirs v1-4 and ElectLeaders v0-2.
+        assert_eq!(checked, 115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4 + 3);
     }
     fn frame(api_key: ApiKey, v: i16, body: &[u8]) -> Bytes {
         let header = RequestHeader {

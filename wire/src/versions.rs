@@ -70,6 +70,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::DescribeLogDirs, 1, 4),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::DeleteGroups, 0, 2),
+    range(ApiKey::ElectLeaders, 0, 2),
     range(ApiKey::OffsetDelete, 0, 0),
     range(ApiKey::DescribeQuorum, 0, 2),
     range(ApiKey::DescribeCluster, 0, 2),
@@ -241,7 +242,8 @@ mod tests {
         assert_eq!(r(ApiKey::DescribeQuorum), Some((0, 2)));
         assert_eq!(r(ApiKey::DeleteRecords), Some((0, 2)));
         assert_eq!(r(ApiKey::DescribeLogDirs), Some((1, 4)));
-        assert_eq!(SUPPORTED.len(), 26);
+        assert_eq!(r(ApiKey::ElectLeaders), Some((0, 2)));
+        assert_eq!(SUPPORTED.len(), 27);
         assert_eq!(r(ApiKey::ConsumerGroupHeartbeat), None);
     }
 

@@ -295,8 +295,6 @@ impl ClusterNode {
     /// moved (retry after a backoff), `STALE_BROKER_EPOCH` when this run is not registered yet,
     /// `INVALID_REQUEST` for a request over the wire limits, `UNKNOWN_SERVER_ERROR` for an
     /// answer that does not match the request.
-    // Called once the broker replicates: its replication core's ProposeIsr actions come here.
-    #[allow(dead_code)]
     pub async fn alter_partition(
         &self,
         changes: Vec<IsrChange>,
@@ -335,8 +333,6 @@ impl ClusterNode {
     ///
     /// # Errors
     /// As [`ClusterNode::alter_partition`], for the whole request.
-    // Called once the client ElectLeaders handler (API 43) is wired to the cluster.
-    #[allow(dead_code)]
     pub async fn elect_preferred_leaders(
         &self,
         partitions: Vec<PartitionName>,

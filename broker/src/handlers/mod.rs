@@ -15,6 +15,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -52,8 +53,9 @@ pub enum Mode {
     Cluster,
 }
 
-/// The APIs this broker implements, and so advertises: DescribeQuorum only in a cluster, since
-/// a single broker has no metadata quorum to describe.
+/// The APIs this broker implements, and so advertises: DescribeQuorum and ElectLeaders only in
+/// a cluster, since a single broker has no metadata quorum to describe and no other replica to
+/// elect.
 pub fn version_table(mode: Mode) -> VersionTable {
     let apis = ApiSet::core()
         .with(ApiKey::CreatePartitions)
@@ -74,7 +76,7 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::DescribeLogDirs);
     VersionTable::new(match mode {
         Mode::SingleBroker => apis,
-        Mode::Cluster => apis.with(ApiKey::DescribeQuorum),
+        Mode::Cluster => apis.with(ApiKey::DescribeQuorum).with(ApiKey::ElectLeaders),
     })
 }
 
@@ -163,6 +165,7 @@ pub async fn handle(
             describe_quorum::handle(core, &header, request).await
         }
         RequestBody::DeleteRecords(request) => delete_records::handle(core, &header, request).await,
+        RequestBody::ElectLeaders(request) => elect_leaders::handle(core, &header, request).await,
         RequestBody::DescribeLogDirs(request) => {
             describe_log_dirs::handle(core, &header, request).await
         }
