@@ -192,6 +192,9 @@ impl<D: Disk> Partition<D> {
 
     /// Wakes long-polling fetches if the high watermark moved since they were last woken.
     pub fn notify_if_advanced(&self) {
+        if let Some(slot) = &self.replica {
+            slot.note_durable(&self.log);
+        }
         let hw = self.high_watermark();
         if hw != self.notified_hw.get() {
             self.notified_hw.set(hw);

@@ -224,9 +224,9 @@ impl<D: Disk> Partition<D> {
                 Err((code, message)) => return refused(code, message),
             }
         };
-        if let Some(slot) = &self.replica {
+        if self.replica.is_some() {
             return self
-                .produce_replicated(slot, op, checked, log_append_time_ms, stats)
+                .produce_replicated(op, checked, log_append_time_ms, stats)
                 .await;
         }
         let mut first = None;
@@ -329,13 +329,13 @@ impl<D: Disk> Partition<D> {
     /// Appends checked batches as the partition's leader in cluster mode, then for acks=all
     /// waits until the in-sync replicas have them (the replicated high watermark passes them).
     async fn produce_replicated(
-        &self,
-        slot: &super::replica::ReplicaSlot,
+        self: &std::rc::Rc<Self>,
         op: ProduceOp,
         checked: Vec<CheckedBatch>,
         log_append_time_ms: i64,
         stats: &CoreStats,
     ) -> ProduceResult {
+        let slot = self.replica.as_ref().expect("checked by the caller");
         let acks = match op.durability {
             Durability::Flushed => spate_replication::Acks::All,
             _ => spate_replication::Acks::Leader,
@@ -375,6 +375,18 @@ impl<D: Disk> Partition<D> {
         }
         if acks == spate_replication::Acks::All {
             let waiting = slot.await_acks(last, op.timeout_ms);
+            // The leader's own copy counts once fsynced (unless write.caching): start that sync
+            // now rather than at the next group commit, in a task of its own (a sync is never
+            // cancelled), and count it the moment it completes.
+            if slot.counts_fsynced() {
+                let partition = self.clone();
+                glommio::spawn_local(async move {
+                    if partition.log.wait_durable(last.next()).await.is_ok() {
+                        partition.notify_if_advanced();
+                    }
+                })
+                .detach();
+            }
             // The replica answers at its timeout; this bound only guards against a waiter lost
             // with its replica (a deleted partition).
             let bound = Duration::from_millis(op.timeout_ms.saturating_add(5_000));

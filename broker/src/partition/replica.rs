@@ -180,6 +180,12 @@ impl ReplicaSlot {
         Offset(self.replica.borrow().high_watermark().0)
     }
 
+    /// Whether records count toward the high watermark only once fsynced (the topic's
+    /// `write.caching=false`).
+    pub fn counts_fsynced(&self) -> bool {
+        self.flush_before_fetch
+    }
+
     /// Whether this broker leads the partition now.
     pub fn is_leader(&self) -> bool {
         self.replica.borrow().role() == spate_replication::RoleKind::Leader
@@ -443,6 +449,24 @@ impl ReplicaSlot {
             None,
         )
         .await;
+    }
+
+    /// The log's durable offset may have moved (a flush finished): counts it now, so an
+    /// acks=all produce is answered when its fsync completes rather than at the next tick.
+    /// Cheap when nothing moved; skipped when the partition is busy (the caller retries).
+    pub fn note_durable<D: Disk>(&self, log: &Log<D>) {
+        let durable = ROffset(log.durable_offset().0);
+        if durable <= self.replica.borrow().durable_end() {
+            return;
+        }
+        let Some(_io) = self.io.try_lock() else {
+            return;
+        };
+        let effects = self.step_sync(Event::Flushed {
+            durable_end: durable,
+            now_ms: now(),
+        });
+        self.dispatch(effects);
     }
 
     /// Time passed, and the log's durable offset may have moved: timeouts, ISR lag checks,
