@@ -255,6 +255,8 @@ fn the_client_follows_leaders_across_three_brokers() {
         .filter(|l| l.split_whitespace().next() == Some("spread"))
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
+            // Replication factor 1: the leader is the one replica, and in sync.
+            assert_eq!((f[4], f[5]), (f[2], f[2]), "replicas and ISR: {l}");
             (
                 f[1].parse().unwrap(),
                 (f[2].parse().unwrap(), f[3].parse().unwrap()),

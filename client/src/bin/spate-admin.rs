@@ -229,7 +229,14 @@ async fn cluster(admin: &mut Admin, topics: Topics) -> Result<(), Error> {
     for t in &metadata.topics {
         let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
         if t.error_code != 0 {
-            rows.push((name, -1, error_name(t.error_code), String::new()));
+            rows.push((
+                name,
+                -1,
+                error_name(t.error_code),
+                String::new(),
+                String::new(),
+                String::new(),
+            ));
             continue;
         }
         for p in &t.partitions {
@@ -238,27 +245,37 @@ async fn cluster(admin: &mut Admin, topics: Topics) -> Result<(), Error> {
             } else {
                 error_name(p.error_code)
             };
+            let ids = |ids: &[spate_wire::kafka_protocol::messages::BrokerId]| {
+                let list: Vec<String> = ids.iter().map(|b| b.0.to_string()).collect();
+                if list.is_empty() {
+                    "-".to_owned()
+                } else {
+                    list.join(",")
+                }
+            };
             rows.push((
                 name.clone(),
                 p.partition_index,
                 leader,
                 p.leader_epoch.to_string(),
+                ids(&p.replica_nodes),
+                ids(&p.isr_nodes),
             ));
         }
     }
     rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     println!();
     println!(
-        "{:<30} {:>9} {:>8} {:>12}",
-        "TOPIC", "PARTITION", "LEADER", "LEADER-EPOCH"
+        "{:<30} {:>9} {:>8} {:>12} {:<16} IN-SYNC",
+        "TOPIC", "PARTITION", "LEADER", "LEADER-EPOCH", "REPLICAS"
     );
-    for (topic, partition, leader, epoch) in rows {
+    for (topic, partition, leader, epoch, replicas, isr) in rows {
         let partition = if partition < 0 {
             "-".to_owned()
         } else {
             partition.to_string()
         };
-        println!("{topic:<30} {partition:>9} {leader:>8} {epoch:>12}");
+        println!("{topic:<30} {partition:>9} {leader:>8} {epoch:>12} {replicas:<16} {isr}");
     }
     Ok(())
 }
