@@ -373,6 +373,23 @@ def tear_tails(data_dir: Path) -> int:
     return torn
 
 
+def under_replicated(broker, at_least: int, timeout_s: float) -> int:
+    """The broker's `spate_under_replicated_partitions`, once it is at least `at_least`."""
+    import urllib.request
+
+    deadline = Deadline(timeout_s)
+    value = None
+    while True:
+        with urllib.request.urlopen(f"http://{broker.admin_address}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("spate_under_replicated_partitions "):
+                    value = int(float(line.split()[1]))
+        if value is not None and value >= at_least:
+            return value
+        assert not deadline.expired(), f"spate_under_replicated_partitions is {value}"
+        time.sleep(0.2)
+
+
 FAULTS = ["follower_kill", "leader_sigstop", "kill_all", "leader_isolated", "torn_tail"]
 
 
@@ -398,7 +415,11 @@ def test_replication_under_fault(start_broker, fault):
             follower = next(n for n in cluster.brokers if n != leader)
             history.note(f"kill -9 follower {follower}")
             cluster.brokers[follower].kill9()
-            time.sleep(8)
+            # Once the follower is fenced, the leader's /metrics counts its partitions as
+            # under-replicated (Kafka's UnderReplicatedPartitions), what an operator alerts on.
+            under = under_replicated(cluster.brokers[leader], at_least=1, timeout_s=8)
+            history.note(f"leader {leader} reports {under} under-replicated partitions")
+            time.sleep(max(0.0, 8 - (time.monotonic() - fault_start)))
             fault_end = time.monotonic()
             cluster.brokers[follower].restart()
         elif fault == "leader_sigstop":

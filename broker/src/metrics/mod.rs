@@ -380,6 +380,11 @@ pub struct PartitionState {
     pub log_end_offset: i64,
     pub high_watermark: i64,
     pub size_bytes: u64,
+    /// Replicas and in-sync replicas as this broker knows them (1 and 1 on a single broker).
+    pub replicas: i64,
+    pub in_sync_replicas: i64,
+    /// Whether this broker leads the partition (always on a single broker).
+    pub leader: bool,
 }
 
 /// A group's committed offset of one partition, from its coordinating core.
@@ -439,6 +444,17 @@ pub async fn snapshot(core: &Core) -> Snapshot {
                 log_end_offset: log.log_end_offset().0,
                 high_watermark: partition.high_watermark().0,
                 size_bytes: log.size_bytes().await,
+                replicas: partition
+                    .replica
+                    .as_ref()
+                    .and_then(|r| r.partition_state())
+                    .map_or(1, |s| s.replicas.len() as i64),
+                in_sync_replicas: partition
+                    .replica
+                    .as_ref()
+                    .and_then(|r| r.partition_state())
+                    .map_or(1, |s| s.isr.len() as i64),
+                leader: partition.replica.as_ref().is_none_or(|r| r.is_leader()),
             });
         }
     }
@@ -525,7 +541,7 @@ fn render_partitions(e: &mut Exposition, snapshots: &[Snapshot]) {
     let mut partitions: Vec<&PartitionState> =
         snapshots.iter().flat_map(|s| &s.partitions).collect();
     partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    let gauges: [Family<PartitionState, i64>; 3] = [
+    let gauges: [Family<PartitionState, i64>; 6] = [
         (
             "spate_partition_log_start_offset",
             "The partition's first offset still in the log.",
@@ -541,6 +557,21 @@ fn render_partitions(e: &mut Exposition, snapshots: &[Snapshot]) {
             "The offset below which consumers may read (durable under the flush policy).",
             |p| p.high_watermark,
         ),
+        (
+            "spate_partition_replicas",
+            "The partition's replicas, as the controller assigned them.",
+            |p| p.replicas,
+        ),
+        (
+            "spate_partition_in_sync_replicas",
+            "The partition's in-sync replicas, as the controller's last state says.",
+            |p| p.in_sync_replicas,
+        ),
+        (
+            "spate_partition_leader",
+            "1 if this broker leads the partition, else 0 (a follower's copy).",
+            |p| i64::from(p.leader),
+        ),
     ];
     for (name, help, value) in gauges {
         e.family(name, help, Kind::Gauge);
@@ -553,6 +584,17 @@ fn render_partitions(e: &mut Exposition, snapshots: &[Snapshot]) {
             );
         }
     }
+    e.family(
+        "spate_under_replicated_partitions",
+        "Partitions this broker leads with fewer in-sync replicas than replicas (Kafka's \
+         UnderReplicatedPartitions).",
+        Kind::Gauge,
+    );
+    let under = partitions
+        .iter()
+        .filter(|p| p.leader && p.in_sync_replicas < p.replicas)
+        .count();
+    e.sample_signed("spate_under_replicated_partitions", &[], under as i64);
     e.family(
         "spate_partition_size_bytes",
         "Bytes of record batches in the partition's segments on disk.",
@@ -925,6 +967,9 @@ mod tests {
                 log_end_offset: 10,
                 high_watermark: 10,
                 size_bytes: 1000,
+                replicas: 3,
+                in_sync_replicas: 2,
+                leader: true,
             }],
             traffic: vec![(
                 "t0".to_owned(),
