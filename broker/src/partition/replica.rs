@@ -240,13 +240,24 @@ impl ReplicaSlot {
         self.next_waiter.set(id.0 + 1);
         let (done, receiver) = oneshot::channel();
         self.waiters.borrow_mut().insert(id, done);
-        let effects = self.step_sync(Event::AwaitAcks {
+        let stepped = self.try_step_sync(Event::AwaitAcks {
             waiter: id,
             last_offset: ROffset(last_offset.0),
             timeout_ms,
             now_ms: now(),
         });
-        self.dispatch(effects);
+        match stepped {
+            Some(effects) => {
+                self.dispatch(effects);
+            }
+            // Refused (the replica does not have the offset): answered now, not left waiting
+            // in the map for ever.
+            None => {
+                if let Some(done) = self.waiters.borrow_mut().remove(&id) {
+                    let _ = done.send(Err(spate_replication::AckError::RequestTimedOut));
+                }
+            }
+        }
         receiver
     }
 
@@ -269,11 +280,16 @@ impl ReplicaSlot {
     /// Steps an event that asks for no log work (never `Append` or `Truncate`), without `io`:
     /// callers hold it or step events that cannot race an append.
     fn step_sync(&self, event: Event<FetchedBatch>) -> Effects {
+        self.try_step_sync(event).unwrap_or_default()
+    }
+
+    /// As [`Self::step_sync`]; `None` when the replica refused the event (logged).
+    fn try_step_sync(&self, event: Event<FetchedBatch>) -> Option<Effects> {
         let actions = match self.replica.borrow_mut().step(event) {
             Ok(actions) => actions,
             Err(e) => {
-                error!(error = %e, "replication refused an event");
-                return Effects::default();
+                error!(topic = %self.key.topic, partition = self.key.partition, error = %e, "replication refused an event");
+                return None;
             }
         };
         let mut effects = Effects::default();
@@ -285,7 +301,7 @@ impl ReplicaSlot {
                 other => self.simple_action(other, &mut effects),
             }
         }
-        effects
+        Some(effects)
     }
 
     fn simple_action(&self, action: Action<FetchedBatch>, effects: &mut Effects) {
