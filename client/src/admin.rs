@@ -8,8 +8,8 @@ use spate_wire::kafka_protocol::messages::list_offsets_request::{
 use spate_wire::kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeQuorumRequest, DescribeQuorumResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataResponse, TopicName,
+    DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataResponse, TopicName,
 };
 use spate_wire::kafka_protocol::protocol::StrBytes;
 
@@ -18,7 +18,7 @@ use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::protocol::{
     API_VERSIONS_VERSION, CREATE_TOPICS_VERSION, DELETE_TOPICS_VERSION, DESCRIBE_CLUSTER_VERSION,
-    DESCRIBE_QUORUM_VERSION, LIST_OFFSETS_VERSION,
+    DESCRIBE_QUORUM_VERSION, ELECT_LEADERS_VERSION, LIST_OFFSETS_VERSION,
 };
 
 /// One broker of a [`ClusterDescription`].
@@ -490,5 +490,62 @@ impl Admin {
         topics: Option<&[&str]>,
     ) -> Result<MetadataResponse, ClientError> {
         self.cluster.refresh(topics, AutoCreate::Deny).await
+    }
+
+    /// Preferred-leader election (ElectLeaders, type PREFERRED): moves each partition's
+    /// leadership back to its first replica, as `kafka-leader-election --election-type
+    /// PREFERRED` does. `None`: every partition. One (topic, partition, error code) per
+    /// partition, sorted: 0 when elected, ELECTION_NOT_NEEDED (84) when the preferred replica
+    /// leads already.
+    ///
+    /// # Errors
+    /// Connection or codec errors, a request-level error code, or a broker that does not
+    /// offer ElectLeaders (a single broker).
+    pub async fn elect_preferred_leaders(
+        &mut self,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<(String, i32, i16)>, ClientError> {
+        use spate_wire::kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+        let conn = self.cluster.connection().await?;
+        let Some(version) =
+            negotiated_version(conn, ApiKey::ElectLeaders, ELECT_LEADERS_VERSION).await?
+        else {
+            return Err(ClientError::InvalidArgument(
+                "the broker does not offer ElectLeaders (a single broker has no other replica)"
+                    .to_owned(),
+            ));
+        };
+        let topics = partitions.map(|partitions| {
+            let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+            for (topic, partition) in partitions {
+                by_topic.entry(topic).or_default().push(*partition);
+            }
+            by_topic
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    TopicPartitions::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                        .with_partitions(partitions)
+                })
+                .collect()
+        });
+        let request = ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(topics)
+            .with_timeout_ms(30_000);
+        let response: ElectLeadersResponse =
+            conn.call(ApiKey::ElectLeaders, version, &request).await?;
+        ClientError::check(response.error_code, || "elect leaders".to_owned())?;
+        let mut out: Vec<(String, i32, i16)> = response
+            .replica_election_results
+            .iter()
+            .flat_map(|t| {
+                t.partition_result
+                    .iter()
+                    .map(|p| (t.topic.0.to_string(), p.partition_id, p.error_code))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }

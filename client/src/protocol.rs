@@ -48,6 +48,8 @@ pub const FIND_COORDINATOR_VERSION: i16 = 3;
 pub const DESCRIBE_CLUSTER_VERSION: i16 = 2;
 /// DescribeQuorum version used (v1 adds the fetch and caught-up times).
 pub const DESCRIBE_QUORUM_VERSION: i16 = 1;
+/// ElectLeaders version the admin client asks for at most (v1 adds the election type).
+pub const ELECT_LEADERS_VERSION: i16 = 2;
 /// ApiVersions version used.
 pub const API_VERSIONS_VERSION: i16 = 3;
 

@@ -265,6 +265,30 @@ fn the_client_follows_leaders_across_three_brokers() {
         .collect();
     assert_eq!(partition_rows.len(), PARTITIONS as usize, "{stdout}");
     assert_eq!(partition_rows, leaders, "{stdout}");
+
+    // `spate-admin elect-leaders --topic spread`: one replica per partition, so the preferred
+    // replica leads every one already.
+    let output = Command::new(env!("CARGO_BIN_EXE_spate-admin"))
+        .arg("--bootstrap")
+        .arg(cluster.brokers[1].addr.to_string())
+        .args(["elect-leaders", "--topic", "spread"])
+        .output()
+        .expect("running spate-admin");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "spate-admin elect-leaders failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some("spread"))
+        .collect();
+    assert_eq!(rows.len(), PARTITIONS as usize, "{stdout}");
+    assert!(
+        rows.iter().all(|r| r.contains("ELECTION_NOT_NEEDED")),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -7,12 +7,17 @@
 //! spate-admin [--bootstrap HOST:PORT] groups reset GROUP (--to-earliest | --to-latest |
 //!             --to-timestamp MS) [--topic TOPIC]... [--execute]
 //! spate-admin [--bootstrap HOST:PORT] groups delete GROUP
+//! spate-admin [--bootstrap HOST:PORT] elect-leaders [--topic TOPIC]...
 //! ```
 //!
 //! `cluster` prints the cluster id, the controller and every broker (id, address, whether it
 //! is fenced) from DescribeCluster v2, or from Metadata when the broker does not advertise
 //! DescribeCluster (then fencing is unknown, `-`); with `--topics`, every topic's partitions
-//! with their leader and leader epoch.
+//! with their leader, leader epoch, replicas and in-sync replicas.
+//!
+//! `elect-leaders` moves the leadership of every partition (or those of the topics named) back
+//! to its preferred (first) replica, as `kafka-leader-election --election-type PREFERRED`, and
+//! prints each partition's outcome; it fails (exit 1) when a partition could not be elected.
 //!
 //! `describe` prints each partition's committed offset, log end offset and lag, and the member
 //! it is assigned to. `reset` prints the new offsets and commits them only with `--execute`
@@ -36,7 +41,9 @@ usage: spate-admin [--bootstrap HOST:PORT] COMMAND
 
 commands:
   cluster [--topics]          cluster id, controller, brokers (fenced or not); --topics adds
-                              every partition's leader and leader epoch
+                              every partition's leader, leader epoch, replicas and ISR
+  elect-leaders [--topic TOPIC]...
+                              move leadership back to each partition's preferred replica
   groups list                 every consumer group
   groups describe GROUP       members, committed offsets, log end and lag per partition
   groups reset GROUP (--to-earliest | --to-latest | --to-timestamp MS) [--topic TOPIC]...
@@ -68,6 +75,8 @@ enum Command {
         execute: Execute,
     },
     Delete(String),
+    /// Preferred-leader election for these topics' partitions (all topics when empty).
+    ElectLeaders(Vec<String>),
 }
 
 /// Whether `cluster` lists topics and their partitions.
@@ -108,6 +117,21 @@ fn parse(args: &[String]) -> Result<(String, Command), String> {
         ["cluster"] => Command::Cluster(Topics::Omit),
         ["cluster", "--topics"] => Command::Cluster(Topics::Include),
         ["groups", "list"] => Command::List,
+        ["elect-leaders", options @ ..] => {
+            let mut topics = Vec::new();
+            let mut j = 0;
+            while j < options.len() {
+                match options[j] {
+                    "--topic" => {
+                        let topic = options.get(j + 1).ok_or("--topic needs TOPIC")?;
+                        topics.push((*topic).to_owned());
+                        j += 2;
+                    }
+                    other => return Err(format!("unknown elect-leaders option {other}")),
+                }
+            }
+            Command::ElectLeaders(topics)
+        }
         ["groups", "describe", group] => Command::Describe((*group).to_owned()),
         ["groups", "delete", group] => Command::Delete((*group).to_owned()),
         ["groups", "reset", group, options @ ..] => {
@@ -435,7 +459,51 @@ async fn run(bootstrap: SocketAddr, command: Command) -> Result<(), Error> {
             println!("deleted group {group}");
             Ok(())
         }
+        Command::ElectLeaders(topics) => elect_leaders(&mut admin, topics).await,
     }
+}
+
+/// ELECTION_NOT_NEEDED: the preferred replica leads already.
+const ELECTION_NOT_NEEDED: i16 = 84;
+
+async fn elect_leaders(admin: &mut Admin, topics: Vec<String>) -> Result<(), Error> {
+    let partitions = if topics.is_empty() {
+        None
+    } else {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let metadata = admin.metadata(Some(&names)).await?;
+        let mut named = Vec::new();
+        for t in &metadata.topics {
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            if t.error_code != 0 {
+                return Err(format!("topic {name}: {}", error_name(t.error_code)).into());
+            }
+            named.extend(
+                t.partitions
+                    .iter()
+                    .map(|p| (name.clone(), p.partition_index)),
+            );
+        }
+        Some(named)
+    };
+    let results = admin.elect_preferred_leaders(partitions.as_deref()).await?;
+    println!("{:<30} {:>9} RESULT", "TOPIC", "PARTITION");
+    let mut failed = 0usize;
+    for (topic, partition, code) in &results {
+        let outcome = match *code {
+            0 => "elected".to_owned(),
+            ELECTION_NOT_NEEDED => "ELECTION_NOT_NEEDED (the preferred replica leads)".to_owned(),
+            other => {
+                failed += 1;
+                error_name(other)
+            }
+        };
+        println!("{topic:<30} {partition:>9} {outcome}");
+    }
+    if failed > 0 {
+        return Err(format!("{failed} of {} partitions not elected", results.len()).into());
+    }
+    Ok(())
 }
 
 fn main() {
@@ -496,6 +564,19 @@ mod tests {
             parse(&args("groups list")),
             Ok(("127.0.0.1:9092".to_owned(), Command::List))
         );
+        assert_eq!(
+            parse(&args("elect-leaders --topic a --topic b")),
+            Ok((
+                "127.0.0.1:9092".to_owned(),
+                Command::ElectLeaders(vec!["a".to_owned(), "b".to_owned()])
+            ))
+        );
+        assert_eq!(
+            parse(&args("elect-leaders")),
+            Ok(("127.0.0.1:9092".to_owned(), Command::ElectLeaders(vec![])))
+        );
+        assert!(parse(&args("elect-leaders --topic")).is_err());
+        assert!(parse(&args("elect-leaders --bogus")).is_err());
         assert_eq!(
             parse(&args(
                 "--bootstrap h:1 groups reset g --to-timestamp 5 --topic t --execute"
