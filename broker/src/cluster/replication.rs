@@ -844,3 +844,85 @@ async fn serve_frame(core: Rc<Core>, me: i32, inbound: Inbound) {
         debug!(to = inbound.from, error = %e, "replica fetch answer not sent");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spate_replication::FetchError;
+
+    fn request(fetch_offset: i64) -> FetchRequest {
+        FetchRequest {
+            replica: RNodeId(2),
+            correlation: CorrelationId(9),
+            current_leader_epoch: RLeaderEpoch(3),
+            fetch_offset: ROffset(fetch_offset),
+            last_fetched_epoch: Some(RLeaderEpoch(2)),
+            durable_end_offset: ROffset(fetch_offset),
+        }
+    }
+
+    fn fetched(error_code: ErrorCode) -> FetchedPartition {
+        FetchedPartition {
+            topic_id: [1; 16],
+            partition: PartitionIndex(0),
+            error_code,
+            high_watermark: Offset(7),
+            log_start_offset: Offset(0),
+            leader_epoch: LeaderEpoch(3),
+            diverging_epoch: None,
+            records: RecordChunks::new(),
+        }
+    }
+
+    #[test]
+    fn a_leaders_answer_becomes_the_replicas_fetch_response() {
+        // Records (none here) from the fetch offset, with the leader's high watermark.
+        let (response, records) =
+            follower_answer(1, &request(5), fetched(ErrorCode::None)).unwrap();
+        assert_eq!(response.leader, RNodeId(1));
+        assert_eq!(response.correlation, CorrelationId(9));
+        assert_eq!(
+            response.answer,
+            FetchAnswer::Records {
+                from: ROffset(5),
+                high_watermark: ROffset(7)
+            }
+        );
+        assert!(records.is_empty() && response.batches.is_empty());
+        // A diverging epoch wins over records.
+        let mut diverging = fetched(ErrorCode::None);
+        diverging.diverging_epoch = Some(EpochEndOffset {
+            leader_epoch: LeaderEpoch(2),
+            end_offset: Offset(4),
+        });
+        let (response, _) = follower_answer(1, &request(5), diverging).unwrap();
+        assert_eq!(
+            response.answer,
+            FetchAnswer::Diverging {
+                epoch: RLeaderEpoch(2),
+                end_offset: ROffset(4),
+                high_watermark: ROffset(7)
+            }
+        );
+        // Errors map back to the protocol's; unknown codes read as "not the leader" (retry).
+        for (code, expected) in [
+            (ErrorCode::FencedLeaderEpoch, FetchError::FencedLeaderEpoch),
+            (
+                ErrorCode::UnknownLeaderEpoch,
+                FetchError::UnknownLeaderEpoch,
+            ),
+            (ErrorCode::OffsetOutOfRange, FetchError::OffsetOutOfRange),
+            (
+                ErrorCode::UnknownTopicOrPartition,
+                FetchError::NotLeaderOrFollower,
+            ),
+        ] {
+            let (response, _) = follower_answer(1, &request(5), fetched(code)).unwrap();
+            assert_eq!(response.answer, FetchAnswer::Error(expected), "{code:?}");
+        }
+        // Bytes that are not batches are refused whole.
+        let mut garbage = fetched(ErrorCode::None);
+        garbage.records = RecordChunks::from(bytes::Bytes::from_static(&[0xff; 70]));
+        assert!(follower_answer(1, &request(5), garbage).is_err());
+    }
+}
