@@ -463,8 +463,9 @@ impl Core {
             CoreRequest::WaitForData {
                 partitions,
                 wait_ms,
+                reader,
             } => {
-                self.wait_for_data(&partitions, wait_ms).await;
+                self.wait_for_data(&partitions, wait_ms, reader).await;
                 CoreReply::Done
             }
             CoreRequest::CreateTopics(metas) => {
@@ -512,13 +513,6 @@ impl Core {
             }
             CoreRequest::ReplicaServe(op) => {
                 CoreReply::ReplicaServed(crate::cluster::replication::serve(self, op).await)
-            }
-            CoreRequest::ReplicaWait {
-                partitions,
-                wait_ms,
-            } => {
-                crate::cluster::replication::wait_for_growth(self, &partitions, wait_ms).await;
-                CoreReply::Done
             }
             CoreRequest::ElectPreferred(partitions) => {
                 CoreReply::Elected(match self.cluster_node.get() {
@@ -695,15 +689,20 @@ impl Core {
         }
     }
 
-    /// Waits until one of `partitions` (owned here) has data beyond the given offset, or
-    /// `wait_ms` passes.
-    pub async fn wait_for_data(&self, partitions: &[(String, i32, Offset)], wait_ms: u64) {
+    /// Waits until one of `partitions` (owned here) has data beyond the given offset for
+    /// `reader`, or `wait_ms` passes.
+    pub async fn wait_for_data(
+        &self,
+        partitions: &[(String, i32, Offset)],
+        wait_ms: u64,
+        reader: crate::partition::Reader,
+    ) {
         let mut waits = Vec::new();
         for (topic, index, offset) in partitions {
             let Some(partition) = self.partition(topic, *index) else {
                 return;
             };
-            if partition.high_watermark() > *offset {
+            if partition.readable_end(reader) > *offset {
                 return;
             }
             waits.push(partition);
@@ -711,8 +710,11 @@ impl Core {
         if waits.is_empty() {
             return;
         }
-        let notified =
-            futures::future::select_all(waits.iter().map(|p| Box::pin(p.appended.notified())));
+        let notified = futures::future::select_all(
+            waits
+                .iter()
+                .map(|p| Box::pin(p.more_for(reader).notified())),
+        );
         futures_lite::future::or(
             async {
                 notified.await;

@@ -175,10 +175,12 @@ pub enum CoreRequest {
     EpochEnd(Vec<EpochEndOp>),
     DeleteRecords(Vec<DeleteRecordsOp>),
     LogSize(Vec<LogSizeOp>),
-    /// Wait until one of these partitions gets new data, or `wait_ms` passes.
+    /// Wait until one of these partitions gets new data for `reader` (a consumer's long-poll,
+    /// or a follower's frame on its leader), or `wait_ms` passes.
     WaitForData {
         partitions: Vec<(String, i32, Offset)>,
         wait_ms: u64,
+        reader: crate::partition::Reader,
     },
     /// To the controller core: create these topics (validated there, written durably), then
     /// tell every core.
@@ -210,11 +212,6 @@ pub enum CoreRequest {
     },
     /// From core 0 to a partition's owner: a follower's fetches for partitions led here.
     ReplicaServe(crate::cluster::replication::ServeOp),
-    /// From core 0 to a partition's owner: wait until one of these grows past the offset.
-    ReplicaWait {
-        partitions: Vec<(String, i32, Offset)>,
-        wait_ms: u64,
-    },
     /// To core 0 (cluster mode): a leader's ISR change for the controller.
     AlterIsr(spate_wire::cluster::IsrChange),
     /// To core 0 (cluster mode): a client's preferred-leader election (ElectLeaders).

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use futures::channel::oneshot;
 use glommio::io::OpenOptions;
 use spate_controller::ids::{MetadataOffset, NodeId};
 use spate_controller::image::MetadataImage;
@@ -46,8 +45,8 @@ use tracing::{debug, info, warn};
 
 use super::quorum::{Publish, Published, Quorum};
 use super::raft_file::METADATA_DIR_NAME;
-use super::rpc::{Rpc, RpcError};
-use super::transport::{Inbound, SendError, Transport};
+use super::rpc::{Calls, Rpc, RpcError};
+use super::transport::{Inbound, Transport};
 use crate::runtime::ShutdownFlag;
 
 /// How long a voter holds an observer's fetch when it has nothing new: an idle observer costs
@@ -201,20 +200,6 @@ fn encode_entry(records: &[MetadataRecord]) -> Bytes {
     Bytes::from(encode_batch(records).expect("a committed batch encodes again"))
 }
 
-/// Why a metadata fetch got no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum FetchError {
-    /// The request could not be queued on the link to the voter.
-    #[error("request not sent: {0}")]
-    NotSent(SendError),
-    /// No answer in time (the voter is down, or its link was, and the request was dropped).
-    #[error("no answer within {0:?}")]
-    TimedOut(Duration),
-    /// The connection the request went out on closed before the answer came.
-    #[error("the link to the voter went down")]
-    LinkDown,
-}
-
 /// Whom an observer asks: the leader the voters last named, else each voter in turn.
 #[derive(Debug)]
 struct LeaderTracker {
@@ -276,9 +261,8 @@ pub struct Observer {
     /// Whom to ask.
     leader: LeaderTracker,
     rpc: Rpc,
-    /// The fetch awaiting an answer (one at a time) and its correlation id.
-    fetch_waiter: RefCell<Option<(u64, oneshot::Sender<MetadataFetchResponse>)>>,
-    next_fetch_id: Cell<u64>,
+    /// The metadata fetch awaiting an answer (the fetch loop sends one at a time).
+    fetches: Calls<MetadataFetchResponse>,
     publish: Publish,
     published: Notify,
     /// The leader the cores were last told of.
@@ -326,8 +310,7 @@ impl Observer {
             follower: RefCell::new(follower),
             leader: LeaderTracker::new(voters),
             rpc: Rpc::default(),
-            fetch_waiter: RefCell::new(None),
-            next_fetch_id: Cell::new(0),
+            fetches: Calls::new(1),
             publish,
             published: Notify::default(),
             published_leader: Cell::new(None),
@@ -421,14 +404,7 @@ impl Observer {
                     self.rpc.deliver(inbound.correlation_id, response)
                 }
                 Body::MetadataFetchResponse(response) => {
-                    let mut waiter = self.fetch_waiter.borrow_mut();
-                    if waiter
-                        .as_ref()
-                        .is_some_and(|(id, _)| *id == inbound.correlation_id)
-                    {
-                        let (_, done) = waiter.take().expect("checked");
-                        let _ = done.send(response);
-                    }
+                    self.fetches.deliver(inbound.correlation_id, response)
                 }
                 Body::ControllerRequest(request) => {
                     // Another broker took this one for a voter: point it at the leader.
@@ -495,48 +471,20 @@ impl Observer {
         }
     }
 
-    /// One fetch from `to`, from the offset after the last applied one.
-    async fn fetch_once(&self, to: NodeId) -> Result<MetadataFetchResponse, FetchError> {
+    /// One fetch from `to`, from the offset after the last applied one. A voter that died is
+    /// noticed when the connection closes, not after the timeout.
+    async fn fetch_once(&self, to: NodeId) -> Result<MetadataFetchResponse, RpcError> {
         let request = MetadataFetchRequest {
             node_id: self.me.0,
             from_offset: self.follower.borrow().next_offset().0,
             max_wait_ms: FETCH_WAIT_MS,
             max_bytes: FETCH_MAX_BYTES,
         };
-        let id = self.next_fetch_id.get() + 1;
-        self.next_fetch_id.set(id);
-        let (done, answer) = oneshot::channel();
-        *self.fetch_waiter.borrow_mut() = Some((id, done));
-        // Taken before sending: the request goes out on this connection, so its closing means
-        // no answer will come (a voter that died is noticed at once, not after the timeout).
-        let connection = self.transport.link(to.0).map(|link| link.outbox());
-        if let Err(e) = self
-            .transport
-            .send(to.0, id, &Body::MetadataFetchRequest(request))
-        {
-            self.fetch_waiter.borrow_mut().take();
-            return Err(FetchError::NotSent(e));
-        }
         let timeout = Duration::from_millis(u64::from(FETCH_WAIT_MS)) + FETCH_ANSWER_SLACK;
-        let answered = futures_lite::future::or(
-            async { answer.await.map_err(|_| FetchError::LinkDown) },
-            futures_lite::future::or(
-                async {
-                    glommio::timer::sleep(timeout).await;
-                    Err(FetchError::TimedOut(timeout))
-                },
-                async {
-                    match &connection {
-                        Some(outbox) => outbox.closed().await,
-                        None => futures::future::pending::<()>().await,
-                    }
-                    Err(FetchError::LinkDown)
-                },
-            ),
-        )
-        .await;
-        self.fetch_waiter.borrow_mut().take();
-        answered
+        let body = Body::MetadataFetchRequest(request);
+        self.fetches
+            .call(&self.transport, to.0, &body, timeout)
+            .await
     }
 
     /// Applies a fetch's content; whether the image changed.

@@ -20,13 +20,12 @@
 //! [`FETCH_BYTES_MAX`] of records; each replica has at most one fetch in flight and one
 //! proposal pending, so every queue here is bounded by the partitions a core owns.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::channel::oneshot;
 use spate_replication::{
     AckDurability, AlterPartitionError as RAlterError, AlterPartitionRequest,
     AlterPartitionResponse, CorrelationId, EpochHistory, FetchAnswer, FetchRequest, FetchResponse,
@@ -44,6 +43,7 @@ use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex};
 use spate_wire::ErrorCode;
 use tracing::{debug, warn};
 
+use super::rpc::Calls;
 use super::transport::{Inbound, Transport};
 use crate::core::Core;
 use crate::errors::{fetch_error_of, KafkaCode};
@@ -97,58 +97,41 @@ pub struct CoreReplication {
 }
 
 /// Core 0's correlation of replication frames with their answers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReplicaRpc {
-    next_id: Cell<u64>,
-    pending: RefCell<HashMap<u64, oneshot::Sender<ReplicaFetchResponse>>>,
+    calls: Calls<ReplicaFetchResponse>,
+}
+
+impl Default for ReplicaRpc {
+    fn default() -> ReplicaRpc {
+        ReplicaRpc {
+            calls: Calls::new(FRAMES_IN_FLIGHT_MAX),
+        }
+    }
 }
 
 impl ReplicaRpc {
-    /// Sends a follower's frame to `to` and waits for the answer.
+    /// Sends a follower's frame to `to` and waits for the answer (the leader's long-poll plus
+    /// [`ANSWER_TIMEOUT`]); `None` when none came.
     pub async fn call(
         &self,
         transport: &Transport,
         to: i32,
         request: ReplicaFetchRequest,
     ) -> Option<ReplicaFetchResponse> {
-        if self.pending.borrow().len() >= FRAMES_IN_FLIGHT_MAX {
-            return None;
-        }
-        let id = self.next_id.get() + 1;
-        self.next_id.set(id);
         let wait = Duration::from_millis(u64::from(request.max_wait_ms)) + ANSWER_TIMEOUT;
-        let (done, answer) = oneshot::channel();
-        self.pending.borrow_mut().insert(id, done);
-        // Once the queue the frame went on closes, no answer can come (as in `Rpc::call`).
-        let outbox = transport.link(to).map(|link| link.outbox());
-        if let Err(e) = transport.send(to, id, &Body::ReplicaFetchRequest(request)) {
-            self.pending.borrow_mut().remove(&id);
-            debug!(to, error = %e, "replica fetch not sent");
-            return None;
-        }
-        let lost = async {
-            match &outbox {
-                Some(outbox) => outbox.closed().await,
-                None => std::future::pending().await,
-            }
-            None
-        };
-        let answered = futures_lite::future::or(
-            futures_lite::future::or(async { answer.await.ok() }, lost),
-            async {
-                glommio::timer::sleep(wait).await;
+        let body = Body::ReplicaFetchRequest(request);
+        match self.calls.call(transport, to, &body, wait).await {
+            Ok(response) => Some(response),
+            Err(e) => {
+                debug!(to, error = %e, "replica fetch not answered");
                 None
-            },
-        )
-        .await;
-        self.pending.borrow_mut().remove(&id);
-        answered
+            }
+        }
     }
 
     fn deliver(&self, correlation_id: u64, response: ReplicaFetchResponse) {
-        if let Some(waiter) = self.pending.borrow_mut().remove(&correlation_id) {
-            let _ = waiter.send(response);
-        }
+        self.calls.deliver(correlation_id, response);
     }
 }
 
@@ -260,7 +243,6 @@ pub async fn apply_states(core: &Core, topics: &[(String, Vec<bool>, Vec<Partiti
 pub async fn run(core: Rc<Core>, shutdown: Arc<ShutdownFlag>) {
     let outgoing = core.replication.outgoing.clone();
     let mut ticked = Instant::now();
-    let mut owned = Vec::new();
     while !shutdown.is_triggered() {
         let queued =
             !outgoing.fetches.borrow().is_empty() || !outgoing.proposals.borrow().is_empty();
@@ -272,14 +254,13 @@ pub async fn run(core: Rc<Core>, shutdown: Arc<ShutdownFlag>) {
         }
         if ticked.elapsed() >= TICK {
             ticked = Instant::now();
-            owned.extend(core.replicated_partitions());
-            for partition in &owned {
-                if let Some(slot) = &partition.replica {
-                    slot.tick(&partition.log);
-                }
+            for partition in core.replicated_partitions() {
+                // Durability first (it may complete waiters), then the timeouts.
                 partition.notify_if_advanced();
+                if let Some(slot) = &partition.replica {
+                    slot.tick();
+                }
             }
-            owned.clear();
         }
         let proposals = std::mem::take(&mut *outgoing.proposals.borrow_mut());
         for (key, request) in proposals {
@@ -649,33 +630,6 @@ async fn serve_partition(
     out
 }
 
-/// Waits until one of these partitions (owned here) grows past the offset, or `wait_ms` passes.
-pub async fn wait_for_growth(core: &Core, partitions: &[(String, i32, Offset)], wait_ms: u64) {
-    let mut waits = Vec::new();
-    for (topic, index, offset) in partitions {
-        let Some(partition) = core.partition(topic, *index) else {
-            return;
-        };
-        if partition.log.log_end_offset() > *offset {
-            return;
-        }
-        waits.push(partition);
-    }
-    if waits.is_empty() {
-        return;
-    }
-    let grown = futures::future::select_all(waits.iter().map(|p| Box::pin(p.grew.notified())));
-    futures_lite::future::or(
-        async {
-            grown.await;
-        },
-        async {
-            glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
-        },
-    )
-    .await;
-}
-
 /// Core 0's loop over the transport's replication frames: followers' fetches are served,
 /// answers to this broker's fetches delivered.
 pub async fn serve_inbox(
@@ -782,9 +736,10 @@ async fn serve_frame(core: Rc<Core>, me: i32, inbound: Inbound) {
                 .collect();
             Box::pin(core.call(
                 *owner,
-                CoreRequest::ReplicaWait {
+                CoreRequest::WaitForData {
                     partitions,
                     wait_ms: u64::from(request.max_wait_ms),
+                    reader: crate::partition::Reader::Follower,
                 },
             ))
         });

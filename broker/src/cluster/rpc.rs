@@ -79,46 +79,59 @@ pub enum RpcError {
     /// The request could not be queued.
     #[error("request not sent: {0}")]
     NotSent(String),
-    /// No answer in time.
-    #[error("no answer within {RPC_TIMEOUT:?}")]
+    /// No answer in time, or the connection the request went out on closed first (no answer
+    /// can come then).
+    #[error("no answer (timed out, or the connection closed)")]
     TimedOut,
 }
 
-/// The sender's side: correlation ids and the answers awaited.
-#[derive(Debug, Default)]
-pub struct Rpc {
+/// Requests sent to peers over the transport and the answers awaited, paired by correlation
+/// id: the controller RPCs here and the followers' replication frames share it. A request is
+/// answered, or fails once the connection it went out on closes (no answer can come), or at its
+/// timeout; a late answer is dropped.
+#[derive(Debug)]
+pub struct Calls<T> {
     next_id: Cell<u64>,
-    pending: RefCell<HashMap<u64, oneshot::Sender<ControllerResponse>>>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<T>>>,
+    in_flight_max: usize,
 }
 
-impl Rpc {
-    /// Sends `request` to `to` and waits for its answer.
+impl<T> Calls<T> {
+    /// No call in flight; at most `in_flight_max` at once.
+    pub fn new(in_flight_max: usize) -> Calls<T> {
+        assert!(in_flight_max > 0);
+        Calls {
+            next_id: Cell::new(0),
+            pending: RefCell::new(HashMap::new()),
+            in_flight_max,
+        }
+    }
+
+    /// Sends `body` to `to` and waits up to `timeout` for its answer.
     ///
     /// # Errors
-    /// [`RpcError`].
+    /// [`RpcError::NotSent`] (too many in flight, or the queue refused it),
+    /// [`RpcError::TimedOut`] (no answer in time, or the connection closed first).
     pub async fn call(
         &self,
         transport: &Transport,
         to: i32,
-        request: &ControllerRequest,
-    ) -> Result<ControllerResponse, RpcError> {
-        if self.pending.borrow().len() >= RPCS_IN_FLIGHT_MAX {
+        body: &Body,
+        timeout: Duration,
+    ) -> Result<T, RpcError> {
+        if self.pending.borrow().len() >= self.in_flight_max {
             return Err(RpcError::NotSent("too many requests in flight".to_owned()));
         }
-        request
-            .validate()
-            .map_err(|e| RpcError::NotSent(e.to_string()))?;
         // Correlation id 0 is the handshake's.
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
         let (done, answer) = oneshot::channel();
         self.pending.borrow_mut().insert(id, done);
-        let body = Body::ControllerRequest(request.clone());
         // The queue the request goes on: once it closes (the connection broke, or a redial
         // failed) no answer can come, and waiting out the timeout would hold up the caller,
         // a heartbeat above all, long enough for the new controller to fence this broker.
         let outbox = transport.link(to).map(|link| link.outbox());
-        if let Err(e) = transport.send(to, id, &body) {
+        if let Err(e) = transport.send(to, id, body) {
             self.pending.borrow_mut().remove(&id);
             return Err(RpcError::NotSent(e.to_string()));
         }
@@ -132,7 +145,7 @@ impl Rpc {
         let answered = futures_lite::future::or(
             futures_lite::future::or(async { answer.await.ok() }, lost),
             async {
-                glommio::timer::sleep(RPC_TIMEOUT).await;
+                glommio::timer::sleep(timeout).await;
                 None
             },
         )
@@ -142,10 +155,48 @@ impl Rpc {
     }
 
     /// Hands an answer to the request waiting for it (a late one is dropped).
-    pub fn deliver(&self, correlation_id: u64, response: ControllerResponse) {
+    pub fn deliver(&self, correlation_id: u64, answer: T) {
         if let Some(waiter) = self.pending.borrow_mut().remove(&correlation_id) {
-            let _ = waiter.send(response);
+            let _ = waiter.send(answer);
         }
+    }
+}
+
+/// The sender's side of controller requests.
+#[derive(Debug)]
+pub struct Rpc {
+    calls: Calls<ControllerResponse>,
+}
+
+impl Default for Rpc {
+    fn default() -> Rpc {
+        Rpc {
+            calls: Calls::new(RPCS_IN_FLIGHT_MAX),
+        }
+    }
+}
+
+impl Rpc {
+    /// Sends `request` to `to` and waits for its answer.
+    ///
+    /// # Errors
+    /// [`RpcError`].
+    pub async fn call(
+        &self,
+        transport: &Transport,
+        to: i32,
+        request: &ControllerRequest,
+    ) -> Result<ControllerResponse, RpcError> {
+        request
+            .validate()
+            .map_err(|e| RpcError::NotSent(e.to_string()))?;
+        let body = Body::ControllerRequest(request.clone());
+        self.calls.call(transport, to, &body, RPC_TIMEOUT).await
+    }
+
+    /// Hands an answer to the request waiting for it (a late one is dropped).
+    pub fn deliver(&self, correlation_id: u64, response: ControllerResponse) {
+        self.calls.deliver(correlation_id, response);
     }
 }
 

@@ -158,11 +158,18 @@ async fn wait_for_data(core: &Core, ops: &[FetchOp], results: &[FetchResult], wa
             continue;
         }
         if owner == core.id {
-            waits.push(async move { core.wait_for_data(&partitions, wait_ms).await }.boxed_local());
+            waits.push(
+                async move {
+                    core.wait_for_data(&partitions, wait_ms, crate::partition::Reader::Consumer)
+                        .await
+                }
+                .boxed_local(),
+            );
         } else {
             let request = CoreRequest::WaitForData {
                 partitions,
                 wait_ms,
+                reader: crate::partition::Reader::Consumer,
             };
             waits.push(
                 async move {

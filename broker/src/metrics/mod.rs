@@ -437,6 +437,12 @@ pub async fn snapshot(core: &Core) -> Snapshot {
                 continue; // owned by another core or broker
             };
             let log = &partition.log;
+            // A single broker is every partition's one replica, in sync and leading.
+            let (replicas, in_sync_replicas) = partition
+                .replica
+                .as_ref()
+                .and_then(|r| r.partition_state())
+                .map_or((1, 1), |s| (s.replicas.len() as i64, s.isr.len() as i64));
             partitions.push(PartitionState {
                 topic: topic.clone(),
                 partition: index,
@@ -444,16 +450,8 @@ pub async fn snapshot(core: &Core) -> Snapshot {
                 log_end_offset: log.log_end_offset().0,
                 high_watermark: partition.high_watermark().0,
                 size_bytes: log.size_bytes().await,
-                replicas: partition
-                    .replica
-                    .as_ref()
-                    .and_then(|r| r.partition_state())
-                    .map_or(1, |s| s.replicas.len() as i64),
-                in_sync_replicas: partition
-                    .replica
-                    .as_ref()
-                    .and_then(|r| r.partition_state())
-                    .map_or(1, |s| s.isr.len() as i64),
+                replicas,
+                in_sync_replicas,
                 leader: partition.replica.as_ref().is_none_or(|r| r.is_leader()),
             });
         }

@@ -67,6 +67,15 @@ pub enum Compaction {
     NotCompacted,
 }
 
+/// Who reads a partition, and so how far it may read and which notify says there is more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// Consumers: below the high watermark.
+    Consumer,
+    /// Followers fetching from this leader: below the log end.
+    Follower,
+}
+
 /// A partition this core owns.
 pub struct Partition<D: Disk = GlommioDisk> {
     /// The commit log.
@@ -151,6 +160,22 @@ impl<D: Disk> Partition<D> {
         match &self.replica {
             Some(slot) => slot.high_watermark().max(self.log.log_start_offset()),
             None => self.log.high_watermark(),
+        }
+    }
+
+    /// Where `reader`'s reads end now.
+    pub fn readable_end(&self, reader: Reader) -> Offset {
+        match reader {
+            Reader::Consumer => self.high_watermark(),
+            Reader::Follower => self.log.log_end_offset(),
+        }
+    }
+
+    /// Woken when [`Self::readable_end`] for `reader` moves.
+    pub fn more_for(&self, reader: Reader) -> &Notify {
+        match reader {
+            Reader::Consumer => &self.appended,
+            Reader::Follower => &self.grew,
         }
     }
 

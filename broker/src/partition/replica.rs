@@ -485,25 +485,14 @@ impl ReplicaSlot {
         self.dispatch(effects);
     }
 
-    /// Time passed, and the log's durable offset may have moved: timeouts, ISR lag checks,
-    /// retries, and the high watermark under replicated-and-flushed. Skipped when the partition
-    /// is busy (the next tick does it).
-    pub fn tick<D: Disk>(&self, log: &Log<D>) {
+    /// Time passed: waiter timeouts, ISR lag checks, fetch and proposal retries. Skipped when
+    /// the partition is busy (the next tick does it). Durability is counted apart, by
+    /// [`Self::note_durable`].
+    pub fn tick(&self) {
         let Some(_io) = self.io.try_lock() else {
             return;
         };
-        let mut effects = Effects::default();
-        let durable = ROffset(log.durable_offset().0);
-        if durable > self.replica.borrow().durable_end() {
-            effects = self.step_sync(Event::Flushed {
-                durable_end: durable,
-                now_ms: now(),
-            });
-        }
-        let more = self.step_sync(Event::Tick { now_ms: now() });
-        effects.fetches.extend(more.fetches);
-        effects.proposals.extend(more.proposals);
-        effects.answers.extend(more.answers);
+        let effects = self.step_sync(Event::Tick { now_ms: now() });
         self.dispatch(effects);
     }
 
@@ -669,7 +658,7 @@ mod tests {
             "the leader has not fsynced its own copy"
         );
         block_on(leader_log.flush()).unwrap();
-        leader.tick(&leader_log);
+        leader.note_durable(&leader_log);
         assert!(round_trip(
             &leader,
             &leader_log,
