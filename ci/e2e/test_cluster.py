@@ -22,7 +22,11 @@ BROKERS = 3
 PARTITIONS = 6
 
 
-def start_cluster(start_broker):
+def start_cluster(start_broker, extra_args: list[str] | None = None):
+    """Three voters of one core each, until every one lists the three and a controller.
+    `extra_args` go to every broker (default: this module's partition count)."""
+    if extra_args is None:
+        extra_args = ["--num-partitions", str(PARTITIONS)]
     cluster_ports = [free_port() for _ in range(BROKERS)]
     voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(cluster_ports))
     brokers = []
@@ -35,7 +39,7 @@ def start_cluster(start_broker):
                     "--node-id", str(i + 1),
                     "--cluster-listen", f"127.0.0.1:{port}",
                     "--controller-voters", voters,
-                    "--num-partitions", str(PARTITIONS),
+                    *extra_args,
                 ],
             )
         )

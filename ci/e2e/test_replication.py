@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import ck
-from conftest import free_port
+import test_cluster
 from records import Deadline
 
 BROKERS = 3
@@ -23,32 +23,13 @@ HEARTBEAT_MS = 250
 
 
 def start_cluster(start_broker):
-    cluster_ports = [free_port() for _ in range(BROKERS)]
-    voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(cluster_ports))
-    brokers = []
-    for i, port in enumerate(cluster_ports):
-        brokers.append(
-            start_broker(
-                cores=1,
-                name=f"node{i + 1}",
-                args=[
-                    "--node-id", str(i + 1),
-                    "--cluster-listen", f"127.0.0.1:{port}",
-                    "--controller-voters", voters,
-                    "--broker-session-timeout-ms", str(SESSION_MS),
-                    "--broker-heartbeat-interval-ms", str(HEARTBEAT_MS),
-                ],
-            )
-        )
-    deadline = Deadline(30)
-    for b in brokers:
-        while True:
-            md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10)
-            if len(md.brokers) == BROKERS and md.controller_id >= 0:
-                break
-            assert not deadline.expired(), f"{b.name} sees {sorted(md.brokers)}"
-            time.sleep(0.2)
-    return brokers
+    return test_cluster.start_cluster(
+        start_broker,
+        extra_args=[
+            "--broker-session-timeout-ms", str(SESSION_MS),
+            "--broker-heartbeat-interval-ms", str(HEARTBEAT_MS),
+        ],
+    )
 
 
 def partitions_of(bootstrap: str, topic: str):

@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import free_port
 from records import Deadline
+from test_cluster import wait_for_brokers
 
 BROKERS = 3
 PARTITIONS = 3
@@ -163,14 +164,8 @@ class Cluster:
                 ],
             )
         self.bootstrap = ",".join(b.bootstrap for b in self.brokers.values())
-        deadline = Deadline(30)
         for b in self.brokers.values():
-            while True:
-                md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10)
-                if len(md.brokers) == BROKERS and md.controller_id >= 0:
-                    break
-                assert not deadline.expired(), f"{b.name} sees brokers {sorted(md.brokers)}"
-                time.sleep(0.2)
+            wait_for_brokers(b.bootstrap, BROKERS)
 
     def isolate(self, node: int, cut: bool):
         for (src, dst), proxy in self.proxies.items():
