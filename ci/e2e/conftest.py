@@ -30,6 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 LOG_TAIL_LINES_MAX = 80
+# Starts tried when the broker's admin port turns out to be taken (see Broker.start).
+ADMIN_PORT_ATTEMPTS = 3
 
 
 def target_dir() -> Path:
@@ -104,19 +106,31 @@ class Broker:
 
     def start(self) -> "Broker":
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=broker_env(),
-            )
-        self._wait_accepting()
-        return self
+        for attempt in range(ADMIN_PORT_ATTEMPTS):
+            self.starts += 1
+            with open(self.log_path, "ab") as log:
+                log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
+                log.flush()
+                self.proc = subprocess.Popen(
+                    self.command(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=broker_env(),
+                )
+            try:
+                self._wait_accepting()
+                return self
+            except AssertionError as e:
+                # The admin port was picked from the ephemeral range (free_port), so between
+                # two starts a client's outgoing connection may hold it; the broker binds it
+                # without SO_REUSEPORT (on purpose: two brokers must not share it) and exits.
+                # Another free port is taken; any other startup failure is the test's.
+                taken = f"admin-listen {self.admin_address} is not available" in str(e)
+                if not taken or attempt + 1 == ADMIN_PORT_ATTEMPTS:
+                    raise
+                self.admin_port = free_port()
+        raise AssertionError("unreachable")
 
     def _wait_accepting(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
