@@ -10,7 +10,8 @@
 # each on loopback (a cluster of three voters), the bench on the same machine; each run is
 # `spate-bench run` with 100 B records, acks=all, one partition, closed loop (RATE=0) or open
 # loop at RATE msg/s, for DURATION_S s. Prints one line per run and leaves JSON summaries and
-# broker logs in $OUT (default target dir/replication-bench).
+# broker logs in $OUT (default target dir/replication-bench); the brokers' data dirs (gigabytes
+# after a few runs) are removed on exit.
 #
 # The topics: `rf1` (replication factor 1) and `rf3` (replication factor 3, min.insync.replicas
 # 2, write.caching as WRITE_CACHING, default false: followers fsync before they count). Both are
@@ -31,7 +32,7 @@ test -x "$spate" && test -x "$bench" && test -x "$python"
 rm -rf "$out"
 mkdir -p "$out"
 pids=()
-trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done; wait; true' EXIT
+trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done; wait; rm -rf "$out"/data?; true' EXIT
 
 free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
