@@ -13,9 +13,9 @@
 //!
 //! # Replication
 //!
-//! [`ControllerConfig::replication_factor_max`] (1 by default) caps the replication factor: with 1,
-//! CreateTopics refuses more with today's "replication is not implemented yet", so the broker keeps
-//! refusing replicated topics until its followers work. Whatever the factor, leaders and ISRs follow
+//! [`ControllerConfig::replication_factor_max`] caps the replication factor (1 by default here; the
+//! broker sets it to `REPLICAS_MAX`): with 1, CreateTopics refuses more with "replication is not
+//! implemented yet", the answer of a build without follower replication. Whatever the factor, leaders and ISRs follow
 //! Kafka's KRaft rules (written once, in `partition_change.rs`): a broker that is fenced, shuts down or
 //! registers a new incarnation leaves every ISR and hands its leadership to the first in-sync, live
 //! replica; the last member of an ISR stays, leaderless, and leads again when it is back; a leader
@@ -38,7 +38,9 @@ use thiserror::Error;
 use crate::ids::{
     Incarnation, LeaderEpoch, MonotonicMs, NodeId, PartitionEpoch, PartitionIndex, TopicId,
 };
-use crate::image::{topic_name_is_valid, MetadataImage, PartitionState, PARTITIONS_PER_TOPIC_MAX};
+use crate::image::{
+    topic_name_is_valid, MetadataImage, PartitionState, BROKERS_MAX, PARTITIONS_PER_TOPIC_MAX,
+};
 use crate::partition_change::{
     broker_joins, change_partition, remove_broker, unclean_elections, BrokerChange, Election,
     Eligibility,
@@ -53,7 +55,8 @@ use crate::rng::RandomSource;
 pub const SESSION_TIMEOUT_MS_DEFAULT: u64 = 9000;
 /// Producer ids handed out per request, as Kafka's `ProducerIdManager` block.
 pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
-/// The default of [`ControllerConfig::replication_factor_max`]: 1, until follower replication works.
+/// The default of [`ControllerConfig::replication_factor_max`]: 1 (the broker, whose followers
+/// replicate, passes `REPLICAS_MAX`).
 pub const REPLICATION_FACTOR_MAX_DEFAULT: i16 = 1;
 /// The default of [`ControllerConfig::default_replication_factor`] (Kafka's `default.replication.factor`).
 pub const DEFAULT_REPLICATION_FACTOR_DEFAULT: i16 = 1;
@@ -393,11 +396,14 @@ struct Session {
     last_heartbeat: MonotonicMs,
 }
 
-/// The controller's in-memory state: broker sessions. See the module docs.
+/// The controller's in-memory state: broker sessions, and the brokers this node's transport finds
+/// gone. See the module docs.
 #[derive(Debug, Clone, Default)]
 pub struct Controller {
     config: ControllerConfig,
     sessions: BTreeMap<NodeId, Session>,
+    /// Brokers (by the incarnation last seen) that refuse connections: see [`Self::set_unreachable`].
+    unreachable: BTreeMap<NodeId, Incarnation>,
 }
 
 impl Controller {
@@ -414,7 +420,27 @@ impl Controller {
         Self {
             config,
             sessions: BTreeMap::new(),
+            unreachable: BTreeMap::new(),
         }
+    }
+
+    /// Says which brokers are known to be gone: their cluster address refuses connections, so no
+    /// process of theirs listens there (a broker binds it before it registers and holds it until
+    /// it exits). Each is named with the incarnation it last answered as; the next [`Self::tick`]
+    /// fences it at once rather than after the session timeout, and its heartbeats do not unfence
+    /// it while it stays here. A new incarnation (the broker restarted) is not affected.
+    ///
+    /// This is what makes failover after a crash (`kill -9`, an OOM kill, a panic) fast: the
+    /// kernel refuses connections to a dead process's port at once. A broker that is stopped,
+    /// hung, or cut off by the network still answers nothing rather than refusing, and is fenced
+    /// by its session as before. Fencing early is never unsafe, only a cost in availability.
+    pub fn set_unreachable(&mut self, unreachable: BTreeMap<NodeId, Incarnation>) {
+        assert!(unreachable.len() <= BROKERS_MAX);
+        self.unreachable = unreachable;
+    }
+
+    fn is_unreachable(&self, node: NodeId, incarnation: Incarnation) -> bool {
+        self.unreachable.get(&node) == Some(&incarnation)
     }
 
     /// Forgets every session: call when this node stops leading, so that a later term starts with
@@ -506,7 +532,10 @@ impl Controller {
                 last_heartbeat: now,
             },
         );
-        if !broker.fenced || broker.in_controlled_shutdown {
+        // A heartbeat that was on its way when the broker's port started refusing connections
+        // must not unfence it: the next tick would fence it again.
+        if !broker.fenced || broker.in_controlled_shutdown || self.is_unreachable(node, incarnation)
+        {
             return Ok(Vec::new());
         }
         // The unfence comes first in the batch: the image refuses a fenced leader.
@@ -544,7 +573,8 @@ impl Controller {
                     last_heartbeat: now,
                 };
             }
-            let timed_out = now.since_ms(session.last_heartbeat) >= self.config.session_timeout_ms;
+            let timed_out = now.since_ms(session.last_heartbeat) >= self.config.session_timeout_ms
+                || self.unreachable.get(node) == Some(&broker.incarnation);
             if timed_out && expired.is_none() {
                 expired = Some((*node, broker.incarnation));
             }
@@ -1454,6 +1484,51 @@ mod tests {
             h.controller.delete_topic(&h.image, "m"),
             Err(ControllerError::UnknownTopic { .. })
         ));
+    }
+
+    #[test]
+    fn a_broker_whose_port_refuses_is_fenced_at_once_and_only_its_old_incarnation() {
+        let mut h = Harness::with_config(ControllerConfig {
+            replication_factor_max: 3,
+            ..ControllerConfig::default()
+        });
+        h.start_broker(1, 1, 0);
+        h.start_broker(2, 1, 0);
+        let id = h.create("a", 2, 2).unwrap();
+        // A fresh heartbeat does not protect a broker whose port refuses connections.
+        h.controller
+            .heartbeat(&h.image, MonotonicMs(10), NodeId(1), Incarnation(1))
+            .unwrap();
+        h.controller
+            .set_unreachable(BTreeMap::from([(NodeId(1), Incarnation(1))]));
+        let records = h.controller.tick(&h.image, MonotonicMs(11));
+        h.commit(records);
+        assert!(h.image.broker(NodeId(1)).unwrap().fenced);
+        assert!(!h.image.broker(NodeId(2)).unwrap().fenced);
+        let parts = &h.image.topic(id).unwrap().partitions;
+        assert!(parts
+            .iter()
+            .all(|p| p.leader == Some(NodeId(2)) && p.isr == vec![NodeId(2)]));
+        // A heartbeat still on its way from the dead process does not unfence it.
+        let records = h
+            .controller
+            .heartbeat(&h.image, MonotonicMs(12), NodeId(1), Incarnation(1))
+            .unwrap();
+        assert!(records.is_empty());
+        // Once the port answers again (the mark is lifted), the same incarnation's heartbeat
+        // unfences it.
+        h.controller.set_unreachable(BTreeMap::new());
+        let records = h
+            .controller
+            .heartbeat(&h.image, MonotonicMs(13), NodeId(1), Incarnation(1))
+            .unwrap();
+        assert!(!records.is_empty());
+        h.commit(records);
+        assert!(!h.image.broker(NodeId(1)).unwrap().fenced);
+        // An old incarnation marked unreachable does not fence the new one.
+        h.controller
+            .set_unreachable(BTreeMap::from([(NodeId(2), Incarnation(0))]));
+        assert!(h.controller.tick(&h.image, MonotonicMs(14)).is_empty());
     }
 
     #[test]

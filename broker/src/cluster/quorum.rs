@@ -13,6 +13,7 @@
 //! in the term it was proposed in and the image that contains it was published to every core.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
 use spate_controller::controller::{Controller, ControllerConfig, ControllerError};
-use spate_controller::ids::{MetadataOffset, MonotonicMs, NodeId, RaftTerm};
+use spate_controller::ids::{Incarnation, MetadataOffset, MonotonicMs, NodeId, RaftTerm};
 use spate_controller::image::MetadataImage;
 use spate_controller::node::{
     decode_message, encode_message, CommittedRead, ControllerNode, NodeConfig, ProposalId,
@@ -117,7 +118,7 @@ pub struct Quorum {
     published: Notify,
     /// Per broker, when this node (as leader) last heard from it; at most
     /// [`QUORUM_REPLICAS_MAX`] brokers.
-    seen: RefCell<std::collections::BTreeMap<NodeId, Seen>>,
+    seen: RefCell<BTreeMap<NodeId, Seen>>,
     voters: Vec<NodeId>,
     /// Observers' metadata fetches being served (long polls); see `observer::serve_fetch`.
     pub(super) fetches_in_flight: Cell<usize>,
@@ -175,7 +176,7 @@ impl Quorum {
             failed: Cell::new(false),
             rpc: Rpc::default(),
             published: Notify::default(),
-            seen: RefCell::new(std::collections::BTreeMap::new()),
+            seen: RefCell::new(BTreeMap::new()),
             voters: voters_kept,
             fetches_in_flight: Cell::new(0),
         });
@@ -457,11 +458,19 @@ impl Quorum {
             self.node.borrow_mut().tick();
             self.watch_leadership();
             if self.is_leader() {
-                // Fence brokers whose session ran out; usually nothing to propose.
+                // Fence brokers whose session ran out or whose port refuses connections;
+                // usually nothing to propose.
+                let unreachable: BTreeMap<NodeId, Incarnation> = self
+                    .transport
+                    .unreachable_peers()
+                    .into_iter()
+                    .map(|(node, incarnation)| (NodeId(node), Incarnation(incarnation)))
+                    .collect();
                 let quorum = self.clone();
                 glommio::spawn_local(async move {
                     let fenced = quorum
-                        .submit(Box::new(|controller, image, _rng, now| {
+                        .submit(Box::new(move |controller, image, _rng, now| {
+                            controller.set_unreachable(unreachable);
                             Ok(controller.tick(image, now))
                         }))
                         .await;

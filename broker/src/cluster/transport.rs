@@ -170,6 +170,11 @@ pub struct Link {
     pub node_id: i32,
     address: String,
     outbox: RefCell<Rc<Outbox>>,
+    /// The incarnation the peer last said Hello as.
+    incarnation: Cell<Option<u64>>,
+    /// The last dial was refused (nothing listens at the peer's address) and none has
+    /// succeeded since.
+    refused: Cell<bool>,
 }
 
 impl Link {
@@ -230,6 +235,8 @@ impl Transport {
                     node_id: *node_id,
                     address: address.clone(),
                     outbox: RefCell::new(Rc::new(Outbox::default())),
+                    incarnation: Cell::new(None),
+                    refused: Cell::new(false),
                 })
             })
             .collect();
@@ -269,6 +276,19 @@ impl Transport {
             Some(link) => link.send(self.identity.node_id, correlation_id, body),
             None => Err(SendError::Closed),
         }
+    }
+
+    /// The peers whose address refuses connections, each with the incarnation it last said
+    /// Hello as (a peer never reached in this run is not named: there is no incarnation to
+    /// fence). A process that exits, however it dies, leaves its port refusing at once, so this
+    /// is how the controller tells a crashed broker from a silent one (see
+    /// `Controller::set_unreachable`).
+    pub fn unreachable_peers(&self) -> Vec<(i32, u64)> {
+        self.links
+            .iter()
+            .filter(|link| link.refused.get())
+            .filter_map(|link| Some((link.node_id, link.incarnation.get()?)))
+            .collect()
     }
 
     /// The next frame from any peer.
@@ -415,6 +435,17 @@ async fn dial_loop(transport: Rc<Transport>, link: Rc<Link>, shutdown: Arc<Shutd
         match dial(&transport, &link, &shutdown).await {
             Ok(()) => backoff = REDIAL_BACKOFF_FIRST,
             Err(error) => {
+                let refused = error
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+                if refused && !link.refused.replace(true) {
+                    info!(
+                        peer = link.node_id,
+                        address = %link.address,
+                        incarnation = ?link.incarnation.get(),
+                        "cluster peer refuses connections: its process is gone"
+                    );
+                }
                 debug!(peer = link.node_id, address = %link.address, %error, "cluster link down");
             }
         }
@@ -447,7 +478,10 @@ async fn dial(
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let first = with_timeout(read_frame(&mut stream, &decoder, &mut buf)).await??;
     match Body::decode(&first)? {
-        Body::Hello(hello) if hello.node_id == link.node_id => {}
+        Body::Hello(hello) if hello.node_id == link.node_id => {
+            link.incarnation.set(Some(hello.incarnation));
+            link.refused.set(false);
+        }
         Body::Hello(hello) => anyhow::bail!(
             "dialled node {} but node {} answered",
             link.node_id,
