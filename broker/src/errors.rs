@@ -44,9 +44,12 @@ impl KafkaCode for ProducerError {
 impl KafkaCode for StorageError {
     fn kafka_code(&self) -> ErrorCode {
         match self {
-            StorageError::InvalidBatch(_)
-            | StorageError::CorruptBatch { .. }
-            | StorageError::CorruptRecords { .. } => ErrorCode::CorruptMessage,
+            StorageError::InvalidBatch(_) => ErrorCode::CorruptMessage,
+            // Bytes on this broker's disk went bad: the client's request was fine, and it
+            // retries (after a metadata refresh), as for any storage error.
+            StorageError::CorruptBatch { .. } | StorageError::CorruptRecords { .. } => {
+                ErrorCode::KafkaStorageError
+            }
             StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
             StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             StorageError::Producer(error) => error.kafka_code(),

@@ -63,8 +63,8 @@ pub mod sync;
 pub use config::{FlushPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use log::{
-    AppendInfo, AppendKind, CleanConfig, CleanOutcome, CleanerState, FileRange, IoBudget, Log,
-    ReadChunk, ReadResult, ReadUpTo, ReplicatedAppend, RetentionOutcome, Unthrottled,
-    FULL_WRITES_QUEUED_MAX, LOG_START_FILE, WRITES_IN_FLIGHT_MAX,
+    AppendInfo, AppendKind, CleanConfig, CleanOutcome, CleanerState, FileRange, IoBudget,
+    LoadedRange, Log, ReadChunk, ReadResult, ReadUpTo, ReplicatedAppend, RetentionOutcome,
+    Unthrottled, FULL_WRITES_QUEUED_MAX, LOG_START_FILE, WRITES_IN_FLIGHT_MAX,
 };
 pub use sync::block_on;

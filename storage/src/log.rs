@@ -48,6 +48,7 @@ pub use clean::{
     CleanConfig, CleanOutcome, CleanerState, IoBudget, Unthrottled, CLEANED_SUFFIX,
     CLEANER_CHECKPOINT_FILE, SWAP_SUFFIX,
 };
+pub use read::LoadedRange;
 pub use replica::ReplicatedAppend;
 pub use start::LOG_START_FILE;
 

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use common::{batch, join_all, poll_n, read_all, small_config};
 use spate_storage::io::mem::{FaultOp, MemDisk};
 use spate_storage::{block_on, FlushPolicy, Log, LogConfig, ReadChunk, ReadUpTo, StorageError};
-use spate_wire::batch::{BatchBuilder, BatchSpec};
+use spate_wire::batch::{batches, BatchBuilder, BatchSpec};
 use spate_wire::types::{LeaderEpoch, Offset};
 
 const DIR: &str = "/data/topic-0";
@@ -241,6 +241,29 @@ fn flipped_bit_in_a_closed_segment_is_reported_and_never_served() {
         matches!(err, StorageError::CorruptBatch { ref segment, .. } if *segment == seg(0)),
         "{err}"
     );
+    // A reader that takes what is intact gets the two batches before the bad one, and the
+    // damage beside them; a read from the bad batch gets nothing and the damage.
+    let read = block_on(log.read(Offset(0), 1 << 20, ReadUpTo::LogEnd)).unwrap();
+    let ReadChunk::File(range) = &read.chunks[0] else {
+        panic!("a closed segment is read from its file")
+    };
+    let loaded = block_on(range.load_valid()).unwrap();
+    assert_eq!(loaded.bytes.len() as u64, 2 * len);
+    let offsets: Vec<_> = batches(&loaded.bytes)
+        .map(|b| b.unwrap().0.base_offset)
+        .collect();
+    assert_eq!(offsets, [Offset(0), Offset(4)]);
+    assert!(
+        matches!(loaded.damage, Some(StorageError::CorruptBatch { position, .. }) if position == 2 * len),
+        "{:?}",
+        loaded.damage
+    );
+    let read = block_on(log.read(Offset(8), 1 << 20, ReadUpTo::LogEnd)).unwrap();
+    let ReadChunk::File(range) = &read.chunks[0] else {
+        panic!("a closed segment is read from its file")
+    };
+    let loaded = block_on(range.load_valid()).unwrap();
+    assert!(loaded.bytes.is_empty() && loaded.damage.is_some());
     drop(log);
     // Without the index checkpoint the segment is rescanned and the partition refuses to open.
     block_on(spate_storage::io::Disk::remove(

@@ -41,7 +41,7 @@ use spate_wire::cluster::{
 };
 use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex};
 use spate_wire::ErrorCode;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::rpc::Calls;
 use super::transport::{Inbound, Transport};
@@ -617,8 +617,16 @@ async fn serve_partition(
                 out.records.push(batch.header);
                 out.records.push(batch.records);
             }
-            ReadChunk::File(range) => match range.load().await {
-                Ok(bytes) => out.records.push(bytes),
+            ReadChunk::File(range) => match range.load_valid().await {
+                Ok(loaded) => {
+                    out.records.push(loaded.bytes);
+                    if let Some(damage) = loaded.damage {
+                        // The follower gets the intact batches before it and asks again
+                        // from the damaged one.
+                        error!(topic = name, partition = wanted.partition.0, error = %damage, "corrupt batch on disk, not sent to a follower");
+                        break;
+                    }
+                }
                 Err(e) => {
                     warn!(topic = name, partition = wanted.partition.0, error = %e, "reading a segment for a follower");
                     break;

@@ -53,8 +53,8 @@ impl<D: Disk> Partition<D> {
                     result.records.push(batch.records);
                     continue;
                 }
-                ReadChunk::File(range) => match range.load().await {
-                    Ok(bytes) => bytes,
+                ReadChunk::File(range) => match range.load_valid().await {
+                    Ok(loaded) => loaded,
                     Err(e) => {
                         error!(topic = %op.topic, partition = op.partition, error = %e, "reading segment");
                         if result.records.is_empty() {
@@ -64,8 +64,19 @@ impl<D: Disk> Partition<D> {
                     }
                 },
             };
-            result.bytes += bytes.len() as u64;
-            result.records.push(bytes);
+            if !bytes.bytes.is_empty() {
+                result.bytes += bytes.bytes.len() as u64;
+                result.records.push(bytes.bytes);
+            }
+            if let Some(damage) = bytes.damage {
+                // The intact batches before it are served; the consumer meets the damage on
+                // its next fetch, as a retriable storage error.
+                error!(topic = %op.topic, partition = op.partition, error = %damage, "corrupt batch on disk, not served");
+                if result.records.is_empty() {
+                    result.error = damage.kafka_code();
+                }
+                break;
+            }
         }
         result
     }

@@ -25,6 +25,20 @@ impl<F: DiskFile> FileRange<F> {
     /// # Errors
     /// [`StorageError::CorruptBatch`] if a batch fails a check; I/O errors.
     pub async fn load(&self) -> Result<Bytes> {
+        let loaded = self.load_valid().await?;
+        match loaded.damage {
+            None => Ok(loaded.bytes),
+            Some(damage) => Err(damage),
+        }
+    }
+
+    /// As [`Self::load`], but a batch that fails its checks ends the range instead of failing
+    /// it: the batches before it are returned (a reader gets what is intact, and meets the
+    /// damage on its next read, at the bad batch), with the failure beside them.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn load_valid(&self) -> Result<LoadedRange> {
         let bytes = self
             .file
             .read_at(self.position, self.length as usize)
@@ -32,26 +46,37 @@ impl<F: DiskFile> FileRange<F> {
             .map_err(|e| StorageError::from_io("reading", &self.path, e))?;
         let mut at = 0usize;
         let mut expected = self.first_offset;
+        let mut damage = None;
         for item in spate_wire::batch::batches(&bytes) {
             let corrupt = |reason| StorageError::CorruptBatch {
                 segment: self.path.clone(),
                 position: self.position + at as u64,
                 reason,
             };
-            let (header, batch) = item.map_err(corrupt)?;
-            verify_crc(batch).map_err(corrupt)?;
-            // Offsets only grow; compaction leaves gaps where it removed whole batches.
-            if header.base_offset < expected {
-                return Err(corrupt(BatchError::BadOffsets {
-                    last_offset_delta: header.last_offset_delta,
-                    record_count: header.record_count,
-                }));
+            let checked = item.and_then(|(header, batch)| {
+                verify_crc(batch)?;
+                // Offsets only grow; compaction leaves gaps where it removed whole batches.
+                if header.base_offset < expected {
+                    return Err(BatchError::BadOffsets {
+                        last_offset_delta: header.last_offset_delta,
+                        record_count: header.record_count,
+                    });
+                }
+                Ok((header, batch.len()))
+            });
+            match checked {
+                Ok((header, len)) => {
+                    expected = header.last_offset().next();
+                    at += len;
+                }
+                Err(reason) => {
+                    damage = Some(corrupt(reason));
+                    break;
+                }
             }
-            expected = header.last_offset().next();
-            at += batch.len();
         }
-        if at as u64 != self.length {
-            return Err(StorageError::CorruptBatch {
+        if damage.is_none() && at as u64 != self.length {
+            damage = Some(StorageError::CorruptBatch {
                 segment: self.path.clone(),
                 position: self.position + at as u64,
                 reason: BatchError::Truncated {
@@ -60,8 +85,21 @@ impl<F: DiskFile> FileRange<F> {
                 },
             });
         }
-        Ok(bytes)
+        Ok(LoadedRange {
+            bytes: bytes.slice(..at),
+            damage,
+        })
     }
+}
+
+/// What [`FileRange::load_valid`] read: the intact batches from the range's start, and why the
+/// rest was not returned, if it was not.
+#[derive(Debug)]
+pub struct LoadedRange {
+    /// Whole, checked batches from the range's first one; empty if that one is damaged.
+    pub bytes: Bytes,
+    /// The check the first batch after `bytes` failed ([`StorageError::CorruptBatch`]).
+    pub damage: Option<StorageError>,
 }
 
 impl<D: Disk> Log<D> {
