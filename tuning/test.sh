@@ -67,7 +67,7 @@ mkdir "$data"
 chmod 777 "$data"
 
 rc=0
-./check --data-dir "$data" >"$tmp/check.txt" 2>"$tmp/check.err" || rc=$?
+./check --pid self --data-dir "$data" >"$tmp/check.txt" 2>"$tmp/check.err" || rc=$?
 [ "$rc" -eq 0 ] || { cat "$tmp/check.txt" "$tmp/check.err" >&2; fail "check exited $rc"; }
 [ ! -s "$tmp/check.err" ] || { cat "$tmp/check.err" >&2; fail "check wrote to stderr"; }
 assert_report "$tmp/check.txt" "check"
@@ -76,7 +76,7 @@ grep -qE "^OK +o_direct +4 KiB write\+read with O_DIRECT ok in $data" "$tmp/chec
 ok "check reports all $((${#required_items[@]})) required items, exit 0, leaves the data dir empty"
 
 if have python3; then
-    ./check --data-dir "$data" --json >"$tmp/check.json" || fail "check --json exited $?"
+    ./check --pid self --data-dir "$data" --json >"$tmp/check.json" || fail "check --json exited $?"
     python3 -m json.tool "$tmp/check.json" >/dev/null || fail "check --json is not valid JSON"
     text_items=$(grep -cE '^(OK|WARN|FAIL|INFO) ' "$tmp/check.txt")
     python3 - "$tmp/check.json" "$text_items" <<'EOF' || fail "check --json content"
@@ -98,7 +98,7 @@ fi
 
 if [ "$can_drop" -eq 1 ]; then
     rc=0
-    as_nobody ./check --data-dir "$data" >"$tmp/check-nobody.txt" 2>&1 || rc=$?
+    as_nobody ./check --pid self --data-dir "$data" >"$tmp/check-nobody.txt" 2>&1 || rc=$?
     [ "$rc" -eq 0 ] || { cat "$tmp/check-nobody.txt" >&2; fail "check as nobody exited $rc"; }
     assert_report "$tmp/check-nobody.txt" "check as nobody"
     ok "check runs as an unprivileged user"
@@ -110,7 +110,7 @@ fi
 if [ "$is_root" -eq 1 ] && have unshare && unshare -m sh -c 'mount -t tmpfs none /sys' >/dev/null 2>&1; then
     rc=0
     # shellcheck disable=SC2016 # $1 is expanded by the inner sh
-    unshare -m sh -c 'mount -t tmpfs none /sys && exec ./check --data-dir "$1"' sh "$data" >"$tmp/check-nosys.txt" 2>&1 || rc=$?
+    unshare -m sh -c 'mount -t tmpfs none /sys && exec ./check --pid self --data-dir "$1"' sh "$data" >"$tmp/check-nosys.txt" 2>&1 || rc=$?
     [ "$rc" -eq 0 ] || { cat "$tmp/check-nosys.txt" >&2; fail "check without /sys exited $rc"; }
     assert_report "$tmp/check-nosys.txt" "check without /sys"
     grep -qE '^INFO +thp enabled +unknown \(no /sys/kernel/mm/transparent_hugepage\)' "$tmp/check-nosys.txt" ||
@@ -131,6 +131,73 @@ ok "check rejects bad --cores with exit 2"
 ./check --pid $$ >"$tmp/check-pid.txt" || fail "check --pid exited $?"
 grep -q "limits of pid $$ (" "$tmp/check-pid.txt" || fail "check --pid $$ does not read that process's limits"
 ok "check --pid reads another process's limits"
+
+# Which broker, and its data dir: stand-in brokers (a script named spate, so its process is
+# named spate, holding <data-dir>/.lock open as the broker does) in a private PID namespace,
+# where no other broker on this machine can be seen.
+if [ "$is_root" -eq 1 ] && have unshare && unshare --pid --fork --mount-proc true 2>/dev/null; then
+    mkdir -p "$tmp/brokers/bin" "$tmp/brokers/one" "$tmp/brokers/two" "$tmp/brokers/cwd/rel" "$tmp/brokers/elsewhere"
+    mkfifo "$tmp/brokers/never"
+    cat >"$tmp/brokers/bin/spate" <<'EOF_SPATE'
+#!/bin/bash
+# Stand-in broker: with --lock, holds <data dir>/.lock open (the real broker flocks it); the
+# data dir comes from --data-dir or SPATE_DATA_DIR, as the broker's does.
+dir=${SPATE_DATA_DIR:-./spate-data} lock=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --data-dir) dir=$2; shift 2 ;;
+        --lock) lock=1; shift ;;
+        *) shift ;;
+    esac
+done
+[ "$lock" -eq 0 ] || exec 9>>"$dir/.lock"
+read -r -t 60 _ <>"$NEVER"
+EOF_SPATE
+    chmod +x "$tmp/brokers/bin/spate"
+    cat >"$tmp/brokers/scenario.sh" <<'EOF_SCENARIO'
+set -u
+b=$1 check=$2
+fail() { echo "FAIL: $*" >&2; exit 1; }
+export NEVER="$b/never"
+"$b/bin/spate" --lock --data-dir "$b/one" & one=$!
+SPATE_DATA_DIR="$b/two" "$b/bin/spate" --lock & two=$!
+for _ in $(seq 50); do [ -e "$b/one/.lock" ] && [ -e "$b/two/.lock" ] && break; sleep 0.1; done
+cd "$b/elsewhere"
+rc=0
+"$check" >"$b/several.txt" 2>"$b/several.err" || rc=$?
+[ "$rc" -eq 2 ] || fail "check with two brokers exited $rc, want 2"
+[ ! -s "$b/several.txt" ] || fail "check with two brokers printed a report"
+grep -q '^check: 2 processes named spate are running; pick the broker to check with --pid PID' "$b/several.err" || fail "no refusal: $(cat "$b/several.err")"
+grep -qE "^  $one  .*$b/bin/spate --lock --data-dir $b/one" "$b/several.err" || fail "pid $one not listed: $(cat "$b/several.err")"
+grep -qE "^  $two  .*$b/bin/spate --lock$" "$b/several.err" || fail "pid $two not listed: $(cat "$b/several.err")"
+echo "ok: check refuses to pick between two brokers and lists both"
+"$check" --pid "$two" >"$b/pid.txt" 2>&1 || fail "check --pid $two exited $?"
+grep -q "data dir $b/two, limits of pid $two (spate)" "$b/pid.txt" || fail "check --pid $two: $(head -1 "$b/pid.txt")"
+grep -qE "^INFO +data dir +$b/two \(of pid $two\)" "$b/pid.txt" || fail "check --pid $two: $(grep 'data dir' "$b/pid.txt")"
+grep -qE "^OK +o_direct +4 KiB write\+read with O_DIRECT ok in $b/two" "$b/pid.txt" || fail "O_DIRECT probe not in $b/two"
+"$check" --pid self >"$b/self.txt" 2>&1 || fail "check --pid self with two brokers exited $?"
+grep -q "data dir \., limits of this shell" "$b/self.txt" || fail "check --pid self: $(head -1 "$b/self.txt")"
+"$check" --pid "$two" --data-dir "$b/one" >"$b/both.txt" 2>&1 || fail "check --pid --data-dir exited $?"
+grep -q "data dir $b/one, limits of pid $two" "$b/both.txt" || fail "--data-dir does not win: $(head -1 "$b/both.txt")"
+echo "ok: check --pid takes that broker's data dir from its lock file (set by SPATE_DATA_DIR); --data-dir and --pid self override"
+kill "$one" "$two"; wait
+# One broker, its data dir relative to its own working directory and no lock: found by its
+# command line, not by this shell's directory.
+(cd "$b/cwd" && exec "$b/bin/spate" --data-dir rel) & solo=$!
+for _ in $(seq 50); do [ "$(cat "/proc/$solo/comm" 2>/dev/null)" = spate ] && break; sleep 0.1; done
+"$check" >"$b/solo.txt" 2>&1 || fail "check with one broker exited $?"
+grep -q "data dir $b/cwd/rel, limits of pid $solo (spate)" "$b/solo.txt" || fail "one broker: $(head -1 "$b/solo.txt")"
+echo "ok: check picks the one running broker and resolves its --data-dir against its working directory"
+kill "$solo"; wait
+EOF_SCENARIO
+    rc=0
+    unshare --pid --fork --mount-proc bash "$tmp/brokers/scenario.sh" "$tmp/brokers" "$PWD/check" >"$tmp/brokers.out" 2>&1 || rc=$?
+    cat "$tmp/brokers.out"
+    [ "$rc" -eq 0 ] || fail "broker selection scenario exited $rc"
+    passed=$((passed + $(grep -c '^ok: ' "$tmp/brokers.out")))
+else
+    echo "skip: choosing between brokers (not root, or no private PID namespace)"
+fi
 
 # Without --cores, the broker's CPUs come from the threads of the process given by --pid that are
 # pinned to a single CPU (glommio pins one executor thread per CPU).
@@ -172,7 +239,7 @@ exit 1
 EOF_DD
 chmod +x "$tmp/fakebin/"*
 rc=0
-PATH="$tmp/fakebin:$PATH" ./check --data-dir "$data" >"$tmp/check-fatal.txt" 2>&1 || rc=$?
+PATH="$tmp/fakebin:$PATH" ./check --pid self --data-dir "$data" >"$tmp/check-fatal.txt" 2>&1 || rc=$?
 [ "$rc" -eq 1 ] || { cat "$tmp/check-fatal.txt" >&2; fail "check with fatal findings exited $rc, want 1"; }
 grep -qE '^FAIL +kernel +5\.4\.0-old ' "$tmp/check-fatal.txt" || fail "old kernel is not FAIL"
 grep -qE '^FAIL +io_uring +probe: io_uring_setup failed: Operation not permitted' "$tmp/check-fatal.txt" || fail "blocked io_uring is not FAIL"
@@ -202,7 +269,7 @@ else
     echo "skip: memlock thresholds (hard limit $hard_kib KiB < 7680 KiB)"
 fi
 
-./check --cores "$first_cpu" >"$tmp/check-cores.txt" || fail "check --cores $first_cpu exited $?"
+./check --pid self --cores "$first_cpu" >"$tmp/check-cores.txt" || fail "check --cores $first_cpu exited $?"
 grep -qE "^INFO +broker cores +$first_cpu \(1 of" "$tmp/check-cores.txt" || fail "check --cores $first_cpu: broker cores line"
 ok "check --cores $first_cpu reports one broker core"
 

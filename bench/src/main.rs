@@ -1,11 +1,13 @@
 //! spate-bench: load generator for Spate (and any Kafka broker the client can talk to).
 //!
 //! - `spate-bench run [options]`: produce (open loop at `--rate`, or closed loop), optionally
-//!   consume and verify every record; prints a progress line per second, then the JSON summary;
-//!   `--json` and `--hgrm-prefix` write it and the latency histograms to files.
+//!   consume and verify every record; prints a progress line per second (not with `--quiet`),
+//!   then a human summary; `--json PATH` writes the JSON summary (`--json -`: to stdout, the
+//!   human summary then goes to stderr), `--hgrm-prefix` the latency histograms.
 //! - `spate-bench compare A.json B.json`: side-by-side table with B/A ratios.
 //! - `spate-bench gate BASELINE.json CANDIDATE.json`: CI check (loss, p99 within 3x).
-//! - `spate-bench plot A.json [B.json ...] -o out.svg`: latency by percentile.
+//! - `spate-bench plot A.json [B.json ...] -o out.svg [--log-y]`: latency by percentile, each
+//!   run named by its `--label`.
 //! - `spate-bench disk --dir D`: raw sequential O_DIRECT write bandwidth of a directory (`run`
 //!   measures it around a run with `--raw-disk-dir`).
 //! - `spate-bench hiccup --cpu 0,1`: how often and how long the machine takes each CPU away
@@ -18,7 +20,7 @@ mod plot;
 mod report;
 mod run;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -67,7 +69,8 @@ enum Command {
     /// Measure how long the machine stalls a pinned thread on each CPU (interrupts, kernel
     /// threads, steal): run it before trusting a latency run.
     Hiccup(hiccup::HiccupArgs),
-    /// Plot latency percentiles of one or more JSON summaries as SVG.
+    /// Plot latency percentiles of one or more JSON summaries as SVG; each run is named by its
+    /// `--label`, else its file name.
     Plot {
         /// Summaries.
         #[arg(required = true)]
@@ -78,6 +81,10 @@ enum Command {
         /// Which latency.
         #[arg(long, value_enum, default_value_t = Metric::Ack)]
         metric: Metric,
+        /// Logarithmic latency axis (one decade per step), so runs milliseconds apart and
+        /// runs seconds apart are both readable on one chart.
+        #[arg(long)]
+        log_y: bool,
     },
 }
 
@@ -95,32 +102,48 @@ fn load(path: &PathBuf) -> anyhow::Result<report::Summary> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// Where `run --json` sends the JSON summary: `-` is stdout.
+fn json_to_stdout(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+/// Prints the human summary of a run (on stdout, or on stderr when the JSON goes to stdout) and
+/// writes its JSON summary where `--json` asked.
+fn report_run(summary: &report::Summary, json: Option<&Path>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(summary)?;
+    // Written, not `print!`ed: a closed stdout (`| head`) is an error to report, not a panic.
+    let mut stdout = std::io::stdout().lock();
+    match json {
+        Some(path) if json_to_stdout(path) => {
+            eprint!("{summary}");
+            writeln!(stdout, "{text}")?;
+        }
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            write!(stdout, "{summary}")?;
+            writeln!(stdout, "json:         {}", path.display())?;
+        }
+        None => write!(stdout, "{summary}")?,
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     match Cli::parse().command {
         Command::Run(args) => {
-            let json_path = args.json.clone();
+            let json = args.json.clone();
             let summary = run::run(*args, command_line)?;
-            let text = serde_json::to_string_pretty(&summary)?;
-            if let Some(path) = json_path {
-                std::fs::write(&path, &text)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            let mut brief = summary.clone();
-            brief.ack_latency.distribution.clear();
-            brief.e2e_latency.distribution.clear();
-            brief.send_lag.distribution.clear();
-            println!("{}", serde_json::to_string_pretty(&brief)?);
-            if brief.loss_check.ran && !brief.loss_check.ok {
-                anyhow::bail!("loss check failed: {:?}", brief.loss_check);
+            report_run(&summary, json.as_deref())?;
+            if summary.loss_check.ran && !summary.loss_check.ok {
+                anyhow::bail!("loss check failed: {:?}", summary.loss_check);
             }
         }
         Command::Compare { a, b } => {
             let (sa, sb) = (load(&a)?, load(&b)?);
-            print!(
-                "{}",
-                compare::table(&a.display().to_string(), &sa, &b.display().to_string(), &sb)
-            );
+            let names = report::names(&[a, b], &[sa.clone(), sb.clone()]);
+            print!("{}", compare::table(&names[0], &sa, &names[1], &sb));
         }
         Command::Gate {
             baseline,
@@ -154,24 +177,30 @@ fn main() -> anyhow::Result<()> {
             inputs,
             output,
             metric,
+            log_y,
         } => {
             let summaries: Vec<_> = inputs.iter().map(load).collect::<Result<_, _>>()?;
-            let series: Vec<(String, &report::LatencySummary)> = inputs
-                .iter()
+            let series: Vec<(String, &report::LatencySummary)> = report::names(&inputs, &summaries)
+                .into_iter()
                 .zip(&summaries)
-                .map(|(p, s)| {
+                .map(|(name, s)| {
                     let l = match metric {
                         Metric::Ack => &s.ack_latency,
                         Metric::E2e => &s.e2e_latency,
                     };
-                    (p.display().to_string(), l)
+                    (name, l)
                 })
                 .collect();
             let title = match metric {
                 Metric::Ack => "produce ack latency by percentile",
                 Metric::E2e => "end-to-end latency by percentile",
             };
-            std::fs::write(&output, plot::svg(title, &series))
+            let y_axis = if log_y {
+                plot::YAxis::Log
+            } else {
+                plot::YAxis::Linear
+            };
+            std::fs::write(&output, plot::svg(title, &series, y_axis))
                 .with_context(|| format!("writing {}", output.display()))?;
         }
     }

@@ -86,9 +86,13 @@ pub struct RunArgs {
     /// Pin the bench's executor to this CPU.
     #[arg(long)]
     pub cpu: Option<usize>,
-    /// Write the JSON summary here.
-    #[arg(long)]
+    /// Write the JSON summary (with the full latency distributions `plot` draws) to this file;
+    /// `-` writes it to stdout and moves the human summary to stderr.
+    #[arg(long, value_name = "PATH")]
     pub json: Option<std::path::PathBuf>,
+    /// A name for the run, stored in the JSON summary; `plot` and `compare` show it.
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
     /// Write `<prefix>-ack.hgrm` and `<prefix>-e2e.hgrm`.
     #[arg(long)]
     pub hgrm_prefix: Option<String>,
@@ -104,7 +108,7 @@ pub struct RunArgs {
     /// interrupt) per short idle gap, at the price of a busy core. 0 = sleep at once.
     #[arg(long, default_value_t = 0)]
     pub spin_before_park_us: u64,
-    /// No progress line.
+    /// No progress line each second (the summary at the end is still printed).
     #[arg(long)]
     pub quiet: bool,
     /// Also measure raw sequential O_DIRECT write bandwidth in this directory (put it on the
@@ -433,6 +437,7 @@ async fn run_on_executor(
     };
     let summary = Summary {
         command_line,
+        label: args.label.clone(),
         message_bytes: args.message_bytes,
         target_rate: args.rate,
         acks: args.acks.clone(),
