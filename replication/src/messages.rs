@@ -112,6 +112,15 @@ pub enum FetchAnswer {
         /// The leader's high watermark.
         high_watermark: Offset,
     },
+    /// The follower's fetch offset is below the leader's log start (retention or DeleteRecords
+    /// removed those records, say while the follower was down): it empties its log and starts
+    /// it at `log_start` (Kafka's OFFSET_OUT_OF_RANGE answer and `truncateFullyAndStartAt`).
+    BelowLogStart {
+        /// The leader's log start.
+        log_start: Offset,
+        /// The leader's high watermark.
+        high_watermark: Offset,
+    },
     /// Refused.
     Error(FetchError),
 }

@@ -163,6 +163,8 @@ pub enum Event<B> {
     FetchRequest {
         /// The request.
         request: FetchRequest,
+        /// The leader's log start now (retention and DeleteRecords move it outside the core).
+        log_start: Offset,
         /// The time.
         now_ms: NowMs,
     },
@@ -215,6 +217,12 @@ pub enum Action<B> {
     Truncate {
         /// The new log end.
         to: Offset,
+    },
+    /// Remove every record and start the log again, empty, at `start`, past its end (follower,
+    /// when the leader's log starts there: [`FetchAnswer::BelowLogStart`]).
+    RestartAt {
+        /// The new log start and end.
+        start: Offset,
     },
     /// Send this AlterPartition to the controller.
     ProposeIsr {
@@ -455,7 +463,11 @@ impl<B: Batch> Replica<B> {
                 durable_end,
                 now_ms,
             } => self.on_flushed(durable_end, now_ms, &mut out)?,
-            Event::FetchRequest { request, now_ms } => self.on_fetch(request, now_ms, &mut out),
+            Event::FetchRequest {
+                request,
+                log_start,
+                now_ms,
+            } => self.on_fetch(request, log_start, now_ms, &mut out),
             Event::FetchResponse { response, now_ms } => {
                 self.on_fetch_response(response, now_ms, &mut out)?
             }
@@ -822,8 +834,14 @@ impl<B: Batch> Replica<B> {
         Ok(())
     }
 
-    fn on_fetch(&mut self, req: FetchRequest, now: NowMs, out: &mut Vec<Action<B>>) {
-        let answer = self.answer_fetch(&req, now, out);
+    fn on_fetch(
+        &mut self,
+        req: FetchRequest,
+        log_start: Offset,
+        now: NowMs,
+        out: &mut Vec<Action<B>>,
+    ) {
+        let answer = self.answer_fetch(&req, log_start, now, out);
         out.push(Action::AnswerFetch {
             to: req.replica,
             correlation: req.correlation,
@@ -834,6 +852,7 @@ impl<B: Batch> Replica<B> {
     fn answer_fetch(
         &mut self,
         req: &FetchRequest,
+        log_start: Offset,
         now: NowMs,
         out: &mut Vec<Action<B>>,
     ) -> FetchAnswer {
@@ -850,6 +869,16 @@ impl<B: Batch> Replica<B> {
             return FetchAnswer::Error(FetchError::NotAReplica);
         }
         let hw = self.high_watermark;
+        // The log start never passes the log end; clamped, not asserted, as it comes from
+        // outside the core.
+        let log_start = log_start.min(self.log_end);
+        if req.fetch_offset < log_start {
+            // Not counted: the follower has none of what it would need to count.
+            return FetchAnswer::BelowLogStart {
+                log_start,
+                high_watermark: hw,
+            };
+        }
         match req.last_fetched_epoch {
             Some(fetched) => match self.epochs.end_offset_for(fetched, self.log_end) {
                 Some((epoch, end_offset)) if epoch < fetched || end_offset < req.fetch_offset => {
@@ -864,8 +893,9 @@ impl<B: Batch> Replica<B> {
                 // epoch, since a leader's own epoch is its latest.
                 None => return FetchAnswer::Error(FetchError::OffsetOutOfRange),
             },
-            // An empty follower log fetches from 0; anything else must name its last epoch.
-            None if req.fetch_offset.0 != 0 => {
+            // An empty follower log fetches from our start (0, or where it restarted after a
+            // `BelowLogStart`); anything else must name its last epoch.
+            None if req.fetch_offset != log_start => {
                 return FetchAnswer::Error(FetchError::OffsetOutOfRange)
             }
             None => {}
@@ -1101,6 +1131,21 @@ impl<B: Batch> Replica<B> {
                 epoch, end_offset, ..
             } => {
                 self.truncate_diverging(epoch, end_offset, out);
+                self.maybe_fetch(now, out);
+            }
+            FetchAnswer::BelowLogStart { log_start, .. } => {
+                if log_start <= self.log_end {
+                    // Answers a fetch from before an append that caught up: ask again.
+                    f.next_fetch_ms = backoff;
+                    return Ok(());
+                }
+                // Our whole log is below the leader's start: nothing of it can be fetched
+                // after, so it goes, and the log starts again where the leader's does. The
+                // empty log is durable once the action is done (before the next event).
+                out.push(Action::RestartAt { start: log_start });
+                self.log_end = log_start;
+                self.durable_end = log_start;
+                self.epochs = EpochHistory::new();
                 self.maybe_fetch(now, out);
             }
             FetchAnswer::Records {

@@ -159,7 +159,7 @@ proptest! {
             for action in pending.drain(..) {
                 match action {
                     Action::SendFetch { request, .. } => {
-                        for a in leader.step(Event::FetchRequest { request, now_ms: NowMs(now) }).unwrap() {
+                        for a in leader.step(Event::FetchRequest { request, log_start: Offset(0), now_ms: NowMs(now) }).unwrap() {
                             if let Action::AnswerFetch { correlation, answer, .. } = a {
                                 let batches = match answer {
                                     FetchAnswer::Records { from, .. } => leader_log
@@ -252,7 +252,7 @@ proptest! {
                         last_fetched_epoch: if end > 0 { Some(LeaderEpoch(1)) } else { None },
                         durable_end_offset: Offset(dur),
                     };
-                    leader.step(Event::FetchRequest { request, now_ms: now }).unwrap()
+                    leader.step(Event::FetchRequest { request, log_start: Offset(0), now_ms: now }).unwrap()
                 }
             };
             let own = if flushed { durable } else { log_end };
@@ -303,6 +303,7 @@ fn a_leader_fences_old_epochs_and_reports_divergence() {
         let a = leader
             .step(Event::FetchRequest {
                 request: req,
+                log_start: Offset(0),
                 now_ms: NowMs(1),
             })
             .unwrap();
@@ -534,6 +535,7 @@ fn a_replica_joins_the_isr_only_once_it_reaches_the_leaders_epoch_start() {
     let a = leader
         .step(Event::FetchRequest {
             request: fetch(3),
+            log_start: Offset(0),
             now_ms: NowMs(1),
         })
         .unwrap();
@@ -544,6 +546,7 @@ fn a_replica_joins_the_isr_only_once_it_reaches_the_leaders_epoch_start() {
     let a = leader
         .step(Event::FetchRequest {
             request: fetch(5),
+            log_start: Offset(0),
             now_ms: NowMs(2),
         })
         .unwrap();
@@ -603,6 +606,7 @@ fn waiters_carry_over_when_the_same_broker_leads_the_next_epoch() {
     let a = leader
         .step(Event::FetchRequest {
             request,
+            log_start: Offset(0),
             now_ms: NowMs(2),
         })
         .unwrap();
@@ -610,4 +614,103 @@ fn waiters_carry_over_when_the_same_broker_leads_the_next_epoch() {
         waiter: WaiterId(9),
         result: Ok(())
     }));
+}
+
+/// A follower whose log ends below the leader's log start (retention or DeleteRecords removed the
+/// records it lacks, say while it was down) restarts its log, empty, at the leader's start, and
+/// then fetches from there without naming an epoch; the leader accepts exactly that.
+#[test]
+fn a_follower_behind_the_leaders_log_start_restarts_there() {
+    let mut leader_log = Vec::new();
+    push_run(&mut leader_log, 1, 6, 0);
+    push_run(&mut leader_log, 2, 6, 0);
+    let mut leader: Replica<Entry> =
+        Replica::new(config(1, AckDurability::Replicated), log_state(&leader_log)).unwrap();
+    leader
+        .step(Event::Metadata {
+            state: state(1, 3, &[1, 3]),
+            now_ms: NowMs(0),
+        })
+        .unwrap();
+    let mut follower_log = Vec::new();
+    push_run(&mut follower_log, 1, 3, 0);
+    let mut follower: Replica<Entry> = Replica::new(
+        config(2, AckDurability::Replicated),
+        log_state(&follower_log),
+    )
+    .unwrap();
+    let sent = follower
+        .step(Event::Metadata {
+            state: state(1, 3, &[1, 3]),
+            now_ms: NowMs(0),
+        })
+        .unwrap();
+    let request = |actions: &[Action<Entry>]| {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::SendFetch { request, .. } => Some(request.clone()),
+                _ => None,
+            })
+            .expect("a fetch")
+    };
+    let first = request(&sent);
+    assert_eq!(first.fetch_offset, Offset(3));
+    // The leader's log now starts at 8: the follower's fetch is below it, and not counted.
+    let answer = |leader: &mut Replica<Entry>, req: FetchRequest, now: u64| {
+        leader
+            .step(Event::FetchRequest {
+                request: req,
+                log_start: Offset(8),
+                now_ms: NowMs(now),
+            })
+            .unwrap()
+            .into_iter()
+            .find_map(|a| match a {
+                Action::AnswerFetch { answer, .. } => Some(answer),
+                _ => None,
+            })
+            .expect("an answer")
+    };
+    let below = answer(&mut leader, first.clone(), 1);
+    assert_eq!(
+        below,
+        FetchAnswer::BelowLogStart {
+            log_start: Offset(8),
+            high_watermark: Offset(0)
+        }
+    );
+    let actions = follower
+        .step(Event::FetchResponse {
+            response: FetchResponse {
+                leader: NodeId(1),
+                correlation: first.correlation,
+                answer: below,
+                batches: Vec::new(),
+            },
+            now_ms: NowMs(2),
+        })
+        .unwrap();
+    assert_eq!(actions[0], Action::RestartAt { start: Offset(8) });
+    let next = request(&actions);
+    assert_eq!(
+        (next.fetch_offset, next.last_fetched_epoch),
+        (Offset(8), None)
+    );
+    // The leader serves an empty log at its start, epoch or not, and nothing else without one.
+    assert_eq!(
+        answer(&mut leader, next.clone(), 3),
+        FetchAnswer::Records {
+            from: Offset(8),
+            high_watermark: Offset(0)
+        }
+    );
+    let elsewhere = FetchRequest {
+        fetch_offset: Offset(9),
+        ..next
+    };
+    assert!(matches!(
+        answer(&mut leader, elsewhere, 4),
+        FetchAnswer::Error(_)
+    ));
 }

@@ -418,7 +418,9 @@ impl Sim {
                             let end = log.len().min(start + FETCH_ENTRIES_MAX);
                             log[start..end].to_vec()
                         }
-                        FetchAnswer::Diverging { .. } | FetchAnswer::Error(_) => Vec::new(),
+                        FetchAnswer::Diverging { .. }
+                        | FetchAnswer::BelowLogStart { .. }
+                        | FetchAnswer::Error(_) => Vec::new(),
                     };
                     let resp = FetchResponse {
                         leader: self.brokers[i].id,
@@ -446,6 +448,12 @@ impl Sim {
                     disk.durable = disk.durable.min(to.0 as usize);
                     disk.hw_checkpoint = disk.hw_checkpoint.min(to);
                     self.stats.truncations += 1;
+                }
+                Action::RestartAt { start } => {
+                    unreachable!(
+                        "broker {} restarts at {start}: no simulated log moves its start",
+                        i + 1
+                    )
                 }
                 Action::ProposeIsr { request } => {
                     self.send(Peer::Broker(i), Peer::Controller, Msg::Alter(request))
@@ -612,6 +620,8 @@ impl Sim {
                     let event = match p.msg {
                         Msg::Fetch(request) => Event::FetchRequest {
                             request,
+                            // The simulated logs keep every record: nothing moves a start.
+                            log_start: Offset(0),
                             now_ms: now,
                         },
                         Msg::FetchResp(response) => Event::FetchResponse {

@@ -595,3 +595,109 @@ fn a_call_dropped_while_it_writes_the_epoch_checkpoint_leaves_no_epoch_behind() 
         .collect();
     assert_eq!(epochs, vec![(1, 0), (2, 4)]);
 }
+
+/// A follower whose leader's log now starts past the follower's end empties its log and starts
+/// it there: reads below refuse, the leader's batches from there append, and all of it holds
+/// after a reopen and after a power loss at any point of the reset (the log reopens either as
+/// it was or as reset, never as a mix that would count the old records as below the new start
+/// or the gap as data).
+#[test]
+fn a_follower_behind_its_leaders_start_restarts_empty_at_that_start() {
+    let disk = MemDisk::new();
+    let (_leader, batches) = leader(&disk, 12);
+    // The follower has the first four batches (offsets 0..12), synced.
+    let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+    block_on(follower.append_replicated(concat(&batches[..4]))).unwrap();
+    block_on(follower.flush()).unwrap();
+    // Not past the end: refused, nothing changed.
+    for start in [Offset(0), Offset(12)] {
+        assert!(matches!(
+            block_on(follower.truncate_fully_and_start_at(start)),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+    }
+    assert_eq!(follower.log_end_offset(), Offset(12));
+    // The leader deleted everything below offset 24 (batch 8).
+    block_on(follower.truncate_fully_and_start_at(Offset(24))).unwrap();
+    assert_eq!(follower.log_start_offset(), Offset(24));
+    assert_eq!(follower.log_end_offset(), Offset(24));
+    assert!(contents(&follower).is_empty());
+    assert!(matches!(
+        block_on(follower.read(Offset(3), 1 << 20, ReadUpTo::LogEnd)),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(block_on(follower.epochs()).latest(), None);
+    // The leader's batches from there append, with their epochs.
+    let out = block_on(follower.append_replicated(concat(&batches[8..]))).unwrap();
+    assert_eq!(out.log_end, Offset(36));
+    assert_eq!(contents(&follower), batches[8..].to_vec());
+    assert_eq!(
+        block_on(follower.epochs()).latest().map(|e| e.epoch),
+        Some(LeaderEpoch(6))
+    );
+    block_on(follower.flush()).unwrap();
+    drop(follower);
+    let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+    assert_eq!(follower.log_start_offset(), Offset(24));
+    assert_eq!(contents(&follower), batches[8..].to_vec());
+    drop(follower);
+
+    // A power loss during the reset, at every point: reopened, the log is the old one (or the
+    // old one emptied at its end) or the empty one at 24, each whole.
+    let mut outcomes = std::collections::BTreeSet::new();
+    for seed in 0..40 {
+        let disk = MemDisk::new();
+        let (_leader, batches) = leader(&disk, 12);
+        let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+        block_on(follower.append_replicated(concat(&batches[..4]))).unwrap();
+        block_on(follower.flush()).unwrap();
+        // Stop the reset part way: its `seed % 8`-th operation fails, or none does.
+        let fault = seed % 8;
+        if fault < 4 {
+            let op = [
+                spate_storage::io::mem::FaultOp::Rename,
+                spate_storage::io::mem::FaultOp::Allocate,
+                spate_storage::io::mem::FaultOp::Remove,
+                spate_storage::io::mem::FaultOp::Sync,
+            ][fault as usize];
+            disk.fail_nth(op, 1);
+        }
+        let result = block_on(follower.truncate_fully_and_start_at(Offset(24)));
+        if result.is_err() {
+            // A failure part way fences the log: nothing more is appended to it.
+            assert!(matches!(
+                block_on(follower.append_replicated(concat(&batches[8..9]))),
+                Err(StorageError::Fenced)
+            ));
+        }
+        drop(follower);
+        disk.crash(seed);
+        let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+        let state = (
+            follower.log_start_offset(),
+            follower.log_end_offset(),
+            contents(&follower),
+        );
+        if state.1 == Offset(12) {
+            // The old log; its start may have moved to its end (the new start was durable,
+            // the new segment not: a start past the end is clamped to it), hiding records
+            // the leader no longer has either.
+            match state.0 {
+                Offset(0) => assert_eq!(state.2, batches[..4].to_vec()),
+                Offset(12) => assert!(state.2.is_empty()),
+                other => panic!("seed {seed}: start {other:?}"),
+            }
+        } else {
+            assert_eq!((state.0, state.1), (Offset(24), Offset(24)), "seed {seed}");
+            assert!(state.2.is_empty());
+            // The reset log takes the leader's batches from its start.
+            block_on(follower.append_replicated(concat(&batches[8..]))).unwrap();
+        }
+        outcomes.insert(state.1);
+    }
+    assert_eq!(
+        outcomes.len(),
+        2,
+        "some runs kept the old log, some the reset one"
+    );
+}

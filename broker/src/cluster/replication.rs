@@ -363,10 +363,13 @@ async fn fetch_from(core: Rc<Core>, leader: i32, items: Vec<(PartitionKey, Fetch
             answer: FetchAnswer::Error(spate_replication::FetchError::NotLeaderOrFollower),
             batches: Vec::new(),
         };
+        let mut leader_start = None;
         let (response, records) = match answer {
             Some(fetched)
                 if fetched.topic_id == key.topic_id && fetched.partition.0 == key.partition =>
             {
+                leader_start =
+                    (fetched.log_start_offset.0 >= 0).then_some(fetched.log_start_offset);
                 match follower_answer(leader, &request, fetched) {
                     Ok(answer) => answer,
                     Err(e) => {
@@ -377,7 +380,14 @@ async fn fetch_from(core: Rc<Core>, leader: i32, items: Vec<(PartitionKey, Fetch
             }
             _ => (lost(request.correlation), bytes::Bytes::new()),
         };
+        let leader_start = match &response.answer {
+            FetchAnswer::Records { .. } => Some(leader_start),
+            _ => None,
+        };
         slot.fetch_response(response, records, &partition.log).await;
+        if let Some(start) = leader_start.flatten() {
+            slot.follow_log_start(start, &partition.log).await;
+        }
     }
     core.replication.in_flight.borrow_mut().remove(&leader);
     core.replication.outgoing.ready.notify_all();
@@ -396,7 +406,14 @@ fn follower_answer(
     String,
 > {
     let high_watermark = ROffset(fetched.high_watermark.0.max(0));
-    let answer = if fetched.error_code != ErrorCode::None {
+    let answer = if fetched.error_code == ErrorCode::OffsetOutOfRange
+        && fetched.log_start_offset.0 > request.fetch_offset.0
+    {
+        FetchAnswer::BelowLogStart {
+            log_start: ROffset(fetched.log_start_offset.0),
+            high_watermark,
+        }
+    } else if fetched.error_code != ErrorCode::None {
         FetchAnswer::Error(fetch_error_of(fetched.error_code))
     } else if let Some(diverging) = fetched.diverging_epoch {
         FetchAnswer::Diverging {
@@ -585,6 +602,17 @@ async fn serve_partition(
                     leader_epoch: LeaderEpoch(epoch.0),
                     end_offset: Offset(end_offset.0),
                 });
+                return out;
+            }
+            Some(FetchAnswer::BelowLogStart {
+                log_start,
+                high_watermark,
+            }) => {
+                // Kafka's answer: OFFSET_OUT_OF_RANGE with the log start to restart from.
+                out.error_code = ErrorCode::OffsetOutOfRange;
+                out.log_start_offset = Offset(log_start.0);
+                out.high_watermark = Offset(high_watermark.0);
+                out.leader_epoch = slot.epoch().unwrap_or(LeaderEpoch(-1));
                 return out;
             }
             Some(FetchAnswer::Error(e)) => return failed(wanted, KafkaCode::kafka_code(&e)),
@@ -883,6 +911,18 @@ mod tests {
             let (response, _) = follower_answer(1, &request(5), fetched(code)).unwrap();
             assert_eq!(response.answer, FetchAnswer::Error(expected), "{code:?}");
         }
+        // OFFSET_OUT_OF_RANGE with a log start past the fetch offset: the leader no longer has
+        // what the replica lacks, and it restarts its log there.
+        let mut below = fetched(ErrorCode::OffsetOutOfRange);
+        below.log_start_offset = Offset(40);
+        let (response, _) = follower_answer(1, &request(5), below).unwrap();
+        assert_eq!(
+            response.answer,
+            FetchAnswer::BelowLogStart {
+                log_start: ROffset(40),
+                high_watermark: ROffset(7)
+            }
+        );
         // Bytes that are not batches are refused whole.
         let mut garbage = fetched(ErrorCode::None);
         garbage.records = RecordChunks::from(bytes::Bytes::from_static(&[0xff; 70]));

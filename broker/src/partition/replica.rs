@@ -31,7 +31,7 @@ use spate_storage::sync::{AsyncMutex, Guard};
 use spate_storage::Log;
 use spate_wire::batch::batches;
 use spate_wire::types::{LeaderEpoch, Offset};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 /// Milliseconds since this process started: the replicas' clock (monotonic, one per process).
 pub fn now() -> NowMs {
@@ -295,7 +295,7 @@ impl ReplicaSlot {
         let mut effects = Effects::default();
         for action in actions {
             match action {
-                Action::Append { .. } | Action::Truncate { .. } => {
+                Action::Append { .. } | Action::Truncate { .. } | Action::RestartAt { .. } => {
                     unreachable!("only fetch responses ask for log work")
                 }
                 other => self.simple_action(other, &mut effects),
@@ -320,7 +320,9 @@ impl ReplicaSlot {
             }
             // The partition's maintenance wakes consumers when the high watermark moved.
             Action::HighWatermark { .. } => {}
-            Action::Append { .. } | Action::Truncate { .. } => unreachable!("handled by caller"),
+            Action::Append { .. } | Action::Truncate { .. } | Action::RestartAt { .. } => {
+                unreachable!("handled by caller")
+            }
         }
     }
 
@@ -382,6 +384,19 @@ impl ReplicaSlot {
                         return effects;
                     }
                 }
+                Action::RestartAt { start } => {
+                    info!(
+                        topic = %self.key.topic,
+                        partition = self.key.partition,
+                        log_end = log.log_end_offset().0,
+                        start = start.0,
+                        "the leader's log starts past this replica's end: emptying the log to fetch from its start"
+                    );
+                    if let Err(e) = log.truncate_fully_and_start_at(Offset(start.0)).await {
+                        error!(error = %e, start = start.0, "follower log restart failed");
+                        return effects;
+                    }
+                }
                 other => self.simple_action(other, &mut effects),
             }
         }
@@ -422,6 +437,7 @@ impl ReplicaSlot {
         self.step_with_log(
             Event::FetchRequest {
                 request,
+                log_start: ROffset(log.log_start_offset().0),
                 now_ms: now(),
             },
             log,
@@ -446,6 +462,25 @@ impl ReplicaSlot {
             Some(records),
         )
         .await;
+    }
+
+    /// Follows the leader's log start (moved by its retention or by DeleteRecords), so records
+    /// deleted there do not come back should this replica lead: up to the leader's start, but
+    /// never past this replica's high watermark (Kafka's bound on a follower's start too).
+    pub async fn follow_log_start<D: Disk>(&self, leader_start: Offset, log: &Log<D>) {
+        let target = leader_start
+            .min(self.high_watermark())
+            .min(log.high_watermark());
+        if target <= log.log_start_offset() {
+            return;
+        }
+        let _io = self.io.lock().await;
+        if self.closed.get() {
+            return;
+        }
+        if let Err(e) = log.delete_records(target).await {
+            warn!(topic = %self.key.topic, partition = self.key.partition, error = %e, "following the leader's log start failed");
+        }
     }
 
     /// The controller's answer to this replica's ISR proposal.

@@ -9,6 +9,8 @@
 //! every idempotent batch without a verdict (the leader gave it), so it matches the leader's and
 //! a later leader still answers a retry as a duplicate.
 
+use std::rc::Rc;
+
 use bytes::Bytes;
 use spate_wire::batch::{batches, CheckedBatch, BATCH_HEADER_BYTES};
 use spate_wire::types::{LeaderEpoch, Offset};
@@ -141,4 +143,99 @@ fn check_follows<F: DiskFile>(core: &Core<F>, checked: &[CheckedBatch]) -> Resul
         latest = Some(epoch);
     }
     Ok(())
+}
+
+impl<D: Disk> Log<D> {
+    /// Empties the log and starts it again, empty, at `start`, past its end: what a follower
+    /// does when its leader no longer has the records after this follower's end (retention or
+    /// DeleteRecords moved the leader's start past it, say after the follower was down for
+    /// longer than `retention.ms`, or it comes back with an empty disk). Kafka's
+    /// `truncateFullyAndStartAt`. Every segment, producer snapshot and epoch entry goes; the
+    /// producer state starts empty (the batches that described it are gone on the leader too).
+    ///
+    /// Crash-safe in this order: the log start checkpoint first (a crash now reopens the old
+    /// log, the checkpoint past its end rewritten to it), then the new empty segment (a crash
+    /// now reopens an empty log at `start`; the old segments lie below the start and the next
+    /// retention pass removes them), then the old files.
+    ///
+    /// # Errors
+    /// [`StorageError::OffsetOutOfRange`] if `start` is not past the log end (a follower then
+    /// truncates or moves its start instead); [`StorageError::Fenced`]; I/O errors, after which
+    /// the log is fenced (a reopen recovers one of the states above).
+    pub async fn truncate_fully_and_start_at(&self, start: Offset) -> Result<()> {
+        // As in `truncate_to`: no active-segment checkpoint may land after this.
+        let _checkpoint = self.checkpoint.lock().await;
+        let mut core = self.core.lock().await;
+        self.wait_sealed().await?;
+        self.check_fenced()?;
+        if start <= core.log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: start,
+                start: self.log_start.get(),
+                end: core.log_end,
+            });
+        }
+        // No write of the old active segment may still be in flight when its buffers move on.
+        self.write_out(&mut core).await?;
+        self.truncations.set(self.truncations.get() + 1);
+        let result = self.restart_at(&mut core, start).await;
+        if result.is_err() {
+            self.fenced.set(true);
+        }
+        result
+    }
+
+    async fn restart_at(&self, core: &mut Core<D::File>, start: Offset) -> Result<()> {
+        super::start::save_log_start(&self.disk, &self.dir, start).await?;
+        let new = super::roll::create_segment(&self.disk, &self.dir, &self.config, start).await?;
+        let old: Vec<Offset> = core.segments.keys().copied().collect();
+        for base in old.iter().rev() {
+            self.remove_segment_files(&core.segments[base]).await?;
+        }
+        for offset in std::mem::take(&mut core.snapshots) {
+            let path = self.dir.join(crate::segment::file_name(
+                offset,
+                crate::segment::SNAPSHOT_SUFFIX,
+            ));
+            super::remove_if_exists(&self.disk, &path).await?;
+        }
+        // The new file gets a queue of its own, with the old one's buffers (as at a roll).
+        let capacity = self.config.write_buffer_bytes_max;
+        let mut spares = self.writes().retire();
+        let buf = spares.pop().unwrap_or_else(|| new.file.alloc_buf(capacity));
+        let writes = super::writes::Writes::new(0, capacity);
+        for spare in spares {
+            writes.give_spare(spare);
+        }
+        core.epochs = crate::epoch::EpochCache::default();
+        crate::files::write_atomically(
+            &self.disk,
+            &self.dir,
+            crate::epoch::EPOCH_FILE_NAME,
+            &core.epochs.encode(),
+        )
+        .await?;
+        // The files are changed; now the state, with no await in between.
+        core.segments.clear();
+        core.segments.insert(start, new);
+        core.write = super::WriteBuffer {
+            buf: Some(buf),
+            start: 0,
+            filled: 0,
+        };
+        *self.writes.borrow_mut() = Rc::new(writes);
+        core.checkpointed = 0;
+        core.cache.truncate_from(Offset(0));
+        core.producers = crate::producer_state::ProducerState::new(
+            self.config.producers_per_partition_max,
+            self.config.producer_id_expiration_ms,
+        );
+        core.log_end = start;
+        self.log_end.set(start);
+        self.log_start.set(start);
+        // Nothing is left to sync: the empty log is durable as it is.
+        self.durable.set(start);
+        self.synced_bytes.set(self.appended_bytes.get());
+        Ok(())
+    }
 }
