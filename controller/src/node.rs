@@ -49,6 +49,9 @@ use crate::rng::{RandomSource, SplitMix64};
 pub const ELECTION_TICKS_DEFAULT: usize = 10;
 /// Ticks between a leader's heartbeats.
 pub const HEARTBEAT_TICKS_DEFAULT: usize = 2;
+/// Ticks a voter told the leader is gone ([`ControllerNode::leader_gone`]) waits before it
+/// campaigns itself, leaving the designated successor's election to finish first.
+pub const LEADER_GONE_GRACE_TICKS: usize = 3;
 /// Applied entries between two snapshots of the image.
 pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 1024;
 /// The largest append message raft-rs builds (it always sends at least one entry); room for the largest batch.
@@ -453,6 +456,44 @@ impl ControllerNode {
         }
     }
 
+    /// The quorum leader's process is known to be gone (its broker's cluster port refuses
+    /// connections, which only happens once no process listens there): instead of waiting out
+    /// an election timeout, this voter stops honouring the leader's lease (so it grants votes at
+    /// once), and the lowest-id other voter campaigns now. Only the one campaigns, so the
+    /// survivors do not split the vote; if it cannot win (its log is behind, or it is gone
+    /// too), the others' timeouts, already run down to the minimum, elect one as usual. Safety
+    /// does not depend on this (Raft's never does on timing); reads go through ReadIndex, not
+    /// leases, so an ended lease cannot serve a stale read.
+    pub fn leader_gone(&mut self, leader: NodeId) {
+        if self.raw.raft.state != StateRole::Follower || self.leader() != Some(leader) {
+            return;
+        }
+        // A snapshot from the leader is in the store but not yet durable here, so raft-rs's
+        // applied index is still below it: a campaign now would read the compacted entries
+        // after that index (raft-rs panics). Rare (the leader died right after sending a
+        // snapshot); the election timeout then runs as usual.
+        if self.raw.raft.raft_log.applied < self.raw.store().snapshot_index() {
+            return;
+        }
+        let timeout = self.raw.raft.election_timeout();
+        let raft = &mut self.raw.raft;
+        raft.election_elapsed = raft.election_elapsed.max(timeout);
+        let successor = self
+            .config
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v != leader)
+            .min();
+        if successor == Some(self.config.node) {
+            self.campaign();
+        } else if raft.randomized_election_timeout() < timeout + LEADER_GONE_GRACE_TICKS {
+            // Its own timeout must not fire before the successor's votes arrive: two
+            // candidates at once would split the vote.
+            raft.set_randomized_election_timeout(timeout + LEADER_GONE_GRACE_TICKS);
+        }
+    }
+
     /// Starts an election now (tests; or a broker that knows the leader is gone).
     pub fn campaign(&mut self) {
         // Refused only when this node already leads or cannot be promoted, which is not an error here.
@@ -654,8 +695,13 @@ impl ControllerNode {
     fn maybe_compact(&mut self, actions: &mut Actions) {
         let applied = self.image.last_applied().0;
         let store = self.raw.store();
+        // Not past what raft-rs counts as applied (the image may be ahead: committed entries
+        // are applied before they are durable here, raft-rs's applied index waits for that):
+        // raft-rs reads the entries after its applied index when it campaigns, and would find
+        // them compacted (a panic the simulator found once elections could start at any time).
         if applied < store.snapshot_index() + self.config.snapshot_every_entries
             || applied > store.last_index().unwrap_or(0)
+            || applied > self.raw.raft.raft_log.applied
         {
             return;
         }

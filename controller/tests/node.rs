@@ -329,3 +329,43 @@ fn only_the_leader_describes_the_quorum_and_it_sees_how_far_each_voter_is() {
     assert_eq!(matched[2].0, NodeId(3));
     assert!(matched[2].1 < id.offset, "node 3 was cut off: {matched:?}");
 }
+
+/// When the leader's process is known to be gone (every survivor's transport sees its port
+/// refuse), the survivors elect a new leader at once, not after an election timeout: the
+/// lowest-id survivor campaigns and the other, its lease ended and its own timeout held back,
+/// votes for it.
+#[test]
+fn survivors_told_the_leader_is_gone_elect_a_new_one_without_waiting_for_a_timeout() {
+    for dead in 0..3 {
+        let mut c = Cluster::new();
+        c.elect(dead);
+        let term = c.nodes[dead].term();
+        c.down[dead] = true;
+        let leader = c.nodes[dead].id();
+        // One tick: far below the election timeout (10 ticks).
+        for i in (0..3).filter(|i| *i != dead) {
+            c.nodes[i].leader_gone(leader);
+        }
+        run_ticks(&mut c, 1);
+        let now = leaders(&c);
+        assert_eq!(now.len(), 1, "killed node {}: leaders {now:?}", dead + 1);
+        let lowest = (0..3).find(|i| *i != dead).unwrap();
+        assert_eq!(now, vec![lowest]);
+        assert!(c.nodes[lowest].term() > term);
+        // It commits, with the other survivor.
+        let id = c.nodes[lowest].propose(&[record(7)]).unwrap();
+        c.settle();
+        for i in (0..3).filter(|i| *i != dead) {
+            assert!(c.nodes[i].image().last_applied() >= id.offset);
+        }
+    }
+    // A live leader is not deposed by a stale report about another node.
+    let mut c = Cluster::new();
+    c.elect(0);
+    let term = c.nodes[0].term();
+    c.nodes[1].leader_gone(NodeId(3));
+    c.nodes[2].leader_gone(NodeId(2));
+    run_ticks(&mut c, 3);
+    assert_eq!(leaders(&c), vec![0]);
+    assert_eq!(c.nodes[0].term(), term);
+}

@@ -2,7 +2,10 @@
 //!
 //! Each seed builds a cluster of 3 or 5 voters with a simulated network (drops, delays, duplicates,
 //! reordering, symmetric and one-way partitions), a simulated disk per node (batches become durable in
-//! order after a delay; a crash loses what was not acknowledged), crashes and restarts, brokers that
+//! order after a delay; a crash loses what was not acknowledged), crashes and restarts (after half the
+//! crashes the survivors are told the node is gone, as a refused connection tells a broker, and run the
+//! election at once: `ControllerNode::leader_gone`; and now and then a node is told so of a live node,
+//! which safety must not depend on), brokers that
 //! register and heartbeat, clients that create and delete topics and allocate producer ids through the
 //! leader's controller, and one non-voting broker that follows the log by fetching committed records.
 //!
@@ -670,6 +673,17 @@ impl Sim {
         n.controller = Controller::new(controller_config());
         n.down_until = self.step + down;
         self.stats.crashes += 1;
+        // Its port now refuses connections: the brokers' transports notice, and a voter that
+        // followed it as leader runs the election without waiting (`leader_gone`). Not always:
+        // a host crash or a cut network leaves only the timeout.
+        if self.chance(500) {
+            let gone = self.nodes[i].id;
+            for n in &mut self.nodes {
+                if let Some(node) = n.node.as_mut() {
+                    node.leader_gone(gone);
+                }
+            }
+        }
     }
 
     fn restart(&mut self, i: usize) {
@@ -691,6 +705,15 @@ impl Sim {
         if self.chance(8) {
             let i = self.rng.below(self.nodes.len() as u64) as usize;
             self.crash(i);
+        }
+        // A wrong report that a live node is gone (safety never rests on these hints; at worst
+        // a leader is replaced for nothing).
+        if self.chance(20) {
+            let i = self.rng.below(self.nodes.len() as u64) as usize;
+            let gone = self.voters[self.rng.below(self.voters.len() as u64) as usize];
+            if let Some(node) = self.nodes[i].node.as_mut() {
+                node.leader_gone(gone);
+            }
         }
         if self.chance(15) {
             let a = self.voters[self.rng.below(self.voters.len() as u64) as usize];

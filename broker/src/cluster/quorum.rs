@@ -455,14 +455,21 @@ impl Quorum {
     async fn tick(self: Rc<Self>, shutdown: Arc<ShutdownFlag>) {
         while !shutdown.is_triggered() {
             glommio::timer::sleep(TICK).await;
-            self.node.borrow_mut().tick();
+            let unreachable = self.transport.unreachable_peers();
+            {
+                let mut node = self.node.borrow_mut();
+                if let Some(leader) = node.leader() {
+                    if unreachable.iter().any(|(peer, _)| *peer == leader.0) {
+                        node.leader_gone(leader);
+                    }
+                }
+                node.tick();
+            }
             self.watch_leadership();
             if self.is_leader() {
                 // Fence brokers whose session ran out or whose port refuses connections;
                 // usually nothing to propose.
-                let unreachable: BTreeMap<NodeId, Incarnation> = self
-                    .transport
-                    .unreachable_peers()
+                let unreachable: BTreeMap<NodeId, Incarnation> = unreachable
                     .into_iter()
                     .map(|(node, incarnation)| (NodeId(node), Incarnation(incarnation)))
                     .collect();
