@@ -1703,11 +1703,22 @@ impl Sim {
         }
     }
 
-    /// Isolates one broker from everyone (a leader cut off keeps leading its stale epoch for
-    /// whoever still reaches it), or cuts its links one way, or one link both ways.
+    /// Isolates one broker from everyone, or cuts its links one way, or one link both ways.
     fn cut_links(&mut self) {
         let n = self.brokers.len();
-        let i = self.rng.below(n as u64) as usize;
+        // Half the time the broker is a partition's leader (per the controller), the case that
+        // matters most: it goes on leading its epoch for whoever still reaches it.
+        let p = self.rng.below(PARTITIONS as u64) as usize;
+        let leader = match self.rng.below(2) {
+            0 => self
+                .raft_leader()
+                .and_then(|j| self.topic_states(j)?[p].leader),
+            _ => None,
+        };
+        let i = match leader {
+            Some(l) => l.0 as usize - 1,
+            None => self.rng.below(n as u64) as usize,
+        };
         let others: Vec<usize> = (0..n).filter(|j| *j != i).collect();
         match self.rng.below(4) {
             0 => {

@@ -122,9 +122,11 @@ impl PartitionModel {
         for (o, rec) in log.iter().enumerate().take(to).skip(from) {
             match (self.committed.get(o), leading) {
                 (Some(c), _) if c == rec => {}
-                (Some(c), _) => return Err(format!(
+                (Some(c), _) => {
+                    return Err(format!(
                     "offset {o} is {rec:?} below the high watermark, but {c:?} was committed there"
-                )),
+                ))
+                }
                 (None, Some(epoch)) if o == self.committed.len() => {
                     self.committed.push(*rec);
                     self.committed_in.push(epoch);
