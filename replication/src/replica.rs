@@ -273,9 +273,8 @@ struct PendingIsr {
     request: AlterPartitionRequest,
     /// Current ISR ∪ proposed: what the high watermark counts while the outcome is unknown.
     maximal: Vec<NodeId>,
+    /// When it was last sent, or last refused as stale: it is sent again a retry interval later.
     sent_ms: NowMs,
-    /// The controller answered "epoch moved": do not resend; metadata will settle it.
-    awaiting_metadata: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -1002,7 +1001,6 @@ impl<B: Batch> Replica<B> {
             request,
             maximal,
             sent_ms: now,
-            awaiting_metadata: false,
         });
     }
 
@@ -1029,8 +1027,12 @@ impl<B: Batch> Replica<B> {
                 AlterPartitionError::InvalidUpdateVersion | AlterPartitionError::FencedLeaderEpoch,
             ) => {
                 // Maybe applied by an earlier copy of this request: keep counting the maximal ISR
-                // until the controller's state arrives.
-                pending.awaiting_metadata = true;
+                // until the controller's state arrives. But not forever: the controller may have
+                // decided on a state it had not committed yet and then lost with its leadership, and
+                // then no metadata ever comes. So the proposal is sent again a retry interval later
+                // (refused again, harmlessly, if the state did move); the whole-cluster simulation
+                // found a leader whose ISR could never grow again (spate-sim seed 3).
+                pending.sent_ms = now;
             }
             Err(
                 AlterPartitionError::IneligibleReplica | AlterPartitionError::OperationNotAttempted,
@@ -1058,9 +1060,7 @@ impl<B: Batch> Replica<B> {
                     false
                 });
                 if let Some(p) = &mut l.pending {
-                    if !p.awaiting_metadata
-                        && now.since_ms(p.sent_ms) >= self.config.alter_partition_retry_ms
-                    {
+                    if now.since_ms(p.sent_ms) >= self.config.alter_partition_retry_ms {
                         p.sent_ms = now;
                         out.push(Action::ProposeIsr {
                             request: p.request.clone(),
