@@ -218,8 +218,9 @@ pub enum Action<B> {
         /// The new log end.
         to: Offset,
     },
-    /// Remove every record and start the log again, empty, at `start`, past its end (follower,
-    /// when the leader's log starts there: [`FetchAnswer::BelowLogStart`]).
+    /// Remove every record and start the log again, empty, at `start` (follower, when the
+    /// leader's log starts there, [`FetchAnswer::BelowLogStart`]: past its end; or, for a log so
+    /// restarted and still empty, at the base of the batch holding its end).
     RestartAt {
         /// The new log start and end.
         start: Offset,
@@ -1210,6 +1211,23 @@ impl<B: Batch> Replica<B> {
         let Role::Follower(f) = &self.role else {
             return Ok(());
         };
+        // A log restarted at the leader's start ([`FetchAnswer::BelowLogStart`]) may start
+        // inside a batch (the leader's start moved to an offset within one), and the leader
+        // sends whole batches: the first then begins before our end. Our log holds nothing
+        // fetched (no epoch recorded; every batch a leader writes has one), so it restarts at
+        // that batch's base, as Kafka's follower does on UnexpectedAppendOffsetException; the
+        // records below the leader's start that come with it are hidden again when this
+        // replica follows the leader's start after the append.
+        if let Some(first) = batches.first() {
+            let inside = first.base_offset() < self.log_end && first.last_offset() >= self.log_end;
+            if inside && self.epochs.latest().is_none() {
+                let start = first.base_offset();
+                out.push(Action::RestartAt { start });
+                self.log_end = start;
+                self.durable_end = start;
+                self.high_watermark = self.high_watermark.min(start);
+            }
+        }
         let mut end = self.log_end;
         let mut epoch = self.epochs.latest();
         for b in &batches {

@@ -782,3 +782,86 @@ fn a_proposal_refused_as_stale_is_sent_again_when_no_metadata_follows() {
         }]
     );
 }
+
+/// A log restarted at the leader's start holds nothing; the leader sends whole batches, so when
+/// its start fell inside a batch the first one begins before our end: the empty log restarts at
+/// that batch's base and takes it. A log holding fetched records is never restarted so.
+#[test]
+fn an_empty_restarted_log_restarts_at_the_base_of_the_batch_holding_its_end() {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Span(i64, i64);
+    impl Batch for Span {
+        fn base_offset(&self) -> Offset {
+            Offset(self.0)
+        }
+        fn last_offset(&self) -> Offset {
+            Offset(self.1)
+        }
+        fn epoch(&self) -> LeaderEpoch {
+            LeaderEpoch(1)
+        }
+    }
+    let restarted = LogState {
+        log_end: Offset(8),
+        durable_end: Offset(8),
+        high_watermark: Offset(0),
+        epochs: EpochHistory::new(),
+    };
+    let mut follower: Replica<Span> =
+        Replica::new(config(2, AckDurability::Replicated), restarted).unwrap();
+    let sent = follower
+        .step(Event::Metadata {
+            state: state(1, 3, &[1, 3]),
+            now_ms: NowMs(0),
+        })
+        .unwrap();
+    let Some(Action::SendFetch { request, .. }) = sent.into_iter().next() else {
+        panic!("a fetch")
+    };
+    assert_eq!(
+        (request.fetch_offset, request.last_fetched_epoch),
+        (Offset(8), None)
+    );
+    let answer = |correlation| FetchResponse {
+        leader: NodeId(1),
+        correlation,
+        answer: FetchAnswer::Records {
+            from: Offset(8),
+            high_watermark: Offset(12),
+        },
+        batches: vec![Span(6, 9), Span(10, 11)],
+    };
+    let actions = follower
+        .step(Event::FetchResponse {
+            response: answer(request.correlation),
+            now_ms: NowMs(1),
+        })
+        .unwrap();
+    assert_eq!(actions[0], Action::RestartAt { start: Offset(6) });
+    assert_eq!(
+        actions[1],
+        Action::Append {
+            batches: vec![Span(6, 9), Span(10, 11)]
+        }
+    );
+    assert_eq!(follower.log_end(), Offset(12));
+    // Now it holds records: a batch reaching back before its end is refused, not a restart.
+    let Some(Action::SendFetch { request, .. }) = actions
+        .into_iter()
+        .find(|a| matches!(a, Action::SendFetch { .. }))
+    else {
+        panic!("a fetch")
+    };
+    let mut overlapping = answer(request.correlation);
+    overlapping.answer = FetchAnswer::Records {
+        from: Offset(12),
+        high_watermark: Offset(12),
+    };
+    overlapping.batches = vec![Span(11, 13)];
+    assert!(follower
+        .step(Event::FetchResponse {
+            response: overlapping,
+            now_ms: NowMs(2),
+        })
+        .is_err());
+}

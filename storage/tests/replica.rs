@@ -627,6 +627,15 @@ fn a_follower_behind_its_leaders_start_restarts_empty_at_that_start() {
         Err(StorageError::OffsetOutOfRange { .. })
     ));
     assert_eq!(block_on(follower.epochs()).latest(), None);
+    // An empty log may restart anywhere but at its end (the leader's start fell inside a batch:
+    // the follower restarts at the batch's base).
+    assert!(block_on(follower.truncate_fully_and_start_at(Offset(24))).is_err());
+    block_on(follower.truncate_fully_and_start_at(Offset(21))).unwrap();
+    assert_eq!(
+        (follower.log_start_offset(), follower.log_end_offset()),
+        (Offset(21), Offset(21))
+    );
+    block_on(follower.truncate_fully_and_start_at(Offset(24))).unwrap();
     // The leader's batches from there append, with their epochs.
     let out = block_on(follower.append_replicated(concat(&batches[8..]))).unwrap();
     assert_eq!(out.log_end, Offset(36));

@@ -160,7 +160,8 @@ impl<D: Disk> Log<D> {
     ///
     /// # Errors
     /// [`StorageError::OffsetOutOfRange`] if `start` is not past the log end (a follower then
-    /// truncates or moves its start instead); [`StorageError::Fenced`]; I/O errors, after which
+    /// truncates or moves its start instead), unless the log is empty and `start` is not its
+    /// end; [`StorageError::Fenced`]; I/O errors, after which
     /// the log is fenced (a reopen recovers one of the states above).
     pub async fn truncate_fully_and_start_at(&self, start: Offset) -> Result<()> {
         // As in `truncate_to`: no active-segment checkpoint may land after this.
@@ -168,7 +169,10 @@ impl<D: Disk> Log<D> {
         let mut core = self.core.lock().await;
         self.wait_sealed().await?;
         self.check_fenced()?;
-        if start <= core.log_end {
+        // Past the end; or anywhere for a log that holds nothing (a follower restarted at its
+        // leader's start, which fell inside a batch, restarts again at that batch's base).
+        let empty = self.log_start.get() == core.log_end;
+        if start <= core.log_end && !(empty && start != core.log_end) {
             return Err(StorageError::OffsetOutOfRange {
                 offset: start,
                 start: self.log_start.get(),
