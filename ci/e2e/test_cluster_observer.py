@@ -263,3 +263,68 @@ def test_an_observer_joins_follows_the_quorum_and_keeps_its_topics(start_broker)
     E2E_METRICS.append(
         f"observer: killed with SIGKILL, fenced {time.monotonic() - killed_at:.1f}s later"
     )
+
+
+def test_partitions_led_by_an_observer_replicate(start_broker):
+    """Replication factor 3 over three voters and an observer: the observer leads some
+    partitions, and voters (which know only each other from their flags) must fetch from it.
+    Every acks=all write is acknowledged, on every partition, and every partition keeps all
+    three replicas in sync; then the observer is killed with SIGKILL, is fenced at once (its
+    port refuses connections), and its partitions move to in-sync voters with every record."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    voters, observer = start_cluster_with_observer(start_broker)
+    bootstrap = ",".join(b.bootstrap for b in [*voters, observer])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = "observed"
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=3,
+                                  config={"min.insync.replicas": "2"})])[topic].result(timeout=20)
+
+    def partitions():
+        return admin.list_topics(topic=topic, timeout=10).topics[topic].partitions
+
+    deadline = Deadline(30)
+    while True:
+        parts = partitions()
+        if len(parts) == PARTITIONS and all(len(p.isrs) == 3 for p in parts.values()):
+            break
+        assert not deadline.expired(), {i: (p.leader, p.isrs) for i, p in parts.items()}
+        time.sleep(0.2)
+    led = [i for i, p in parts.items() if p.leader == OBSERVER_ID]
+    assert led, f"the observer leads none of {PARTITIONS} partitions: {parts}"
+
+    acked: dict[bytes, tuple[int, int]] = {}
+    errors: list[str] = []
+
+    def on_delivery(err, msg):
+        if err is not None:
+            errors.append(str(err))
+        else:
+            acked[msg.value()] = (msg.partition(), msg.offset())
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                  "linger.ms": 2, "message.timeout.ms": 30000})
+    for i in range(2000):
+        p.produce(topic, value=f"o{i:05d}".encode(), partition=i % PARTITIONS,
+                  on_delivery=on_delivery)
+        if i % 200 == 0:
+            p.poll(0)
+    assert p.flush(40) == 0 and not errors, errors[:3]
+    assert len(acked) == 2000
+    assert all(len(p.isrs) == 3 for p in partitions().values()), partitions()
+
+    observer.kill9()
+    deadline = Deadline(15)
+    while True:
+        parts = partitions()
+        if all(p.leader in (1, 2, 3) for p in parts.values()):
+            break
+        assert not deadline.expired(), {i: (p.leader, p.isrs) for i, p in parts.items()}
+        time.sleep(0.2)
+    reads = ck.consume_all(",".join(b.bootstrap for b in voters), topic, len(acked),
+                           partitions=PARTITIONS)
+    seen = {r.value: (r.partition, r.offset) for r in reads}
+    assert len(reads) == len(acked)
+    for value, where in acked.items():
+        assert seen.get(value) == where, (value, where, seen.get(value))

@@ -446,8 +446,8 @@ pub async fn start(
     // Wall-clock milliseconds: a restarted broker's incarnation is larger than its last one's
     // (unless the clock went back by more than the restart took).
     let incarnation = replication::incarnation();
-    // A voter dials the other voters; an observer dials every voter. Nobody dials an observer
-    // (it answers nothing but its own requests' responses so far).
+    // A voter dials the other voters; an observer dials every voter. Every other registered
+    // broker (observers) is dialled once the metadata image names it (`publish` below).
     let peers = settings
         .voters
         .iter()
@@ -469,8 +469,17 @@ pub async fn start(
     )?;
     let voters: Vec<NodeId> = settings.voters.iter().map(|v| NodeId(v.node_id)).collect();
     let publisher = core.clone();
+    let dialler = transport.clone();
     let publish: quorum::Publish = Box::new(move |published: Arc<Published>| {
         let core = publisher.clone();
+        // Every registered broker becomes a peer (observers are not in the voters' flags):
+        // followers fetch from whichever broker leads their partition.
+        for (node, broker) in published.image.brokers() {
+            dialler.ensure_peer(
+                node.0,
+                format!("{}:{}", broker.cluster.host, broker.cluster.port),
+            );
+        }
         async move {
             for phase in [Phase::Open, Phase::Publish] {
                 core.broadcast(|| CoreRequest::ClusterMetadata(published.clone(), phase))

@@ -6,7 +6,9 @@
 //! id, this broker's own node id or no common version gets an Error frame and is closed. Peers
 //! that are not dialled (observers, which voters do not know in advance) are accepted too. After the
 //! handshake every frame either side receives goes to one inbox, tagged with the sender and the
-//! connection it came on, so a request can be answered on that connection.
+//! connection it came on, so a request can be answered on that connection. Brokers that are not
+//! voters are dialled too once the metadata image registers them ([`Transport::ensure_peer`]),
+//! so a follower can fetch from any partition leader.
 //!
 //! Everything here runs on one executor (the controller core): links and connections are
 //! `Rc`s, queues are `RefCell`s, and nothing is shared with other threads.
@@ -168,7 +170,9 @@ impl Outbox {
 pub struct Link {
     /// The peer.
     pub node_id: i32,
-    address: String,
+    /// Where it listens: fixed for a voter (`--controller-voters`), the latest registration's
+    /// for a broker learnt from the metadata image.
+    address: RefCell<String>,
     outbox: RefCell<Rc<Outbox>>,
     /// The incarnation the peer last said Hello as.
     incarnation: Cell<Option<u64>>,
@@ -196,7 +200,11 @@ impl Link {
 /// The transport: links to every peer, the listener, and the inbox.
 pub struct Transport {
     identity: Identity,
-    links: Vec<Rc<Link>>,
+    /// The voters' links from the start, then one per broker the metadata image registers
+    /// ([`Transport::ensure_peer`]); at most `BROKERS_MAX`, never removed (a broker that
+    /// left costs a redial every few seconds).
+    links: RefCell<Vec<Rc<Link>>>,
+    shutdown: Arc<ShutdownFlag>,
     inbox_sender: LocalSender<Inbound>,
     inbox: LocalReceiver<Inbound>,
     /// Replication frames (follower fetches and their answers) go here, not to the quorum's
@@ -233,7 +241,7 @@ impl Transport {
             .map(|(node_id, address)| {
                 Rc::new(Link {
                     node_id: *node_id,
-                    address: address.clone(),
+                    address: RefCell::new(address.clone()),
                     outbox: RefCell::new(Rc::new(Outbox::default())),
                     incarnation: Cell::new(None),
                     refused: Cell::new(false),
@@ -242,7 +250,8 @@ impl Transport {
             .collect();
         let transport = Rc::new(Transport {
             identity,
-            links,
+            links: RefCell::new(links),
+            shutdown: shutdown.clone(),
             inbox_sender,
             inbox,
             replica_sender,
@@ -250,11 +259,46 @@ impl Transport {
         });
         info!(listen = %listen, peers = peers.len(), "cluster listener up");
         glommio::spawn_local(accept_loop(transport.clone(), listener, shutdown.clone())).detach();
-        for link in &transport.links {
+        for link in transport.links.borrow().iter() {
             glommio::spawn_local(dial_loop(transport.clone(), link.clone(), shutdown.clone()))
                 .detach();
         }
         Ok(transport)
+    }
+
+    /// Dials `node_id` at `address` from now on, if it is not a peer yet (or follows it to a new
+    /// address). Voters know each other from their flags; every other broker (an observer) is
+    /// learnt from its registration in the metadata image, so that followers can fetch from a
+    /// partition leader whatever its role, and a crashed one is seen refusing connections.
+    pub fn ensure_peer(self: &Rc<Self>, node_id: i32, address: String) {
+        if node_id == self.identity.node_id {
+            return;
+        }
+        if let Some(link) = self.link(node_id) {
+            if *link.address.borrow() != address {
+                info!(peer = node_id, %address, "cluster peer moved");
+                *link.address.borrow_mut() = address;
+            }
+            return;
+        }
+        let mut links = self.links.borrow_mut();
+        if links.len() >= spate_controller::image::BROKERS_MAX {
+            warn!(
+                peer = node_id,
+                "too many cluster peers; not dialling another"
+            );
+            return;
+        }
+        let link = Rc::new(Link {
+            node_id,
+            address: RefCell::new(address),
+            outbox: RefCell::new(Rc::new(Outbox::default())),
+            incarnation: Cell::new(None),
+            refused: Cell::new(false),
+        });
+        links.push(link.clone());
+        drop(links);
+        glommio::spawn_local(dial_loop(self.clone(), link, self.shutdown.clone())).detach();
     }
 
     /// This node's id.
@@ -263,8 +307,12 @@ impl Transport {
     }
 
     /// The link to `node_id`, if it is a peer.
-    pub fn link(&self, node_id: i32) -> Option<&Rc<Link>> {
-        self.links.iter().find(|l| l.node_id == node_id)
+    pub fn link(&self, node_id: i32) -> Option<Rc<Link>> {
+        self.links
+            .borrow()
+            .iter()
+            .find(|l| l.node_id == node_id)
+            .cloned()
     }
 
     /// Queues a frame for a peer.
@@ -285,6 +333,7 @@ impl Transport {
     /// `Controller::set_unreachable`).
     pub fn unreachable_peers(&self) -> Vec<(i32, u64)> {
         self.links
+            .borrow()
             .iter()
             .filter(|link| link.refused.get())
             .filter_map(|link| Some((link.node_id, link.incarnation.get()?)))
@@ -441,12 +490,12 @@ async fn dial_loop(transport: Rc<Transport>, link: Rc<Link>, shutdown: Arc<Shutd
                 if refused && !link.refused.replace(true) {
                     info!(
                         peer = link.node_id,
-                        address = %link.address,
+                        address = %link.address.borrow(),
                         incarnation = ?link.incarnation.get(),
                         "cluster peer refuses connections: its process is gone"
                     );
                 }
-                debug!(peer = link.node_id, address = %link.address, %error, "cluster link down");
+                debug!(peer = link.node_id, address = %link.address.borrow(), %error, "cluster link down");
             }
         }
         // A fresh queue per connection: what was queued for a dead one is stale.
@@ -463,11 +512,11 @@ async fn dial(
     shutdown: &ShutdownFlag,
 ) -> anyhow::Result<()> {
     // Resolved at each dial, so a peer that moved is found again.
-    let address = link
-        .address
+    let named = link.address.borrow().clone();
+    let address = named
         .to_socket_addrs()?
         .next()
-        .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", link.address))?;
+        .ok_or_else(|| anyhow::anyhow!("{named} resolves to no address"))?;
     let mut stream = with_timeout(TcpStream::connect(address))
         .await?
         .map_err(std::io::Error::from)?;
@@ -490,7 +539,7 @@ async fn dial(
         Body::Error(error) => anyhow::bail!("refused by the peer: {}", error.message),
         other => anyhow::bail!("peer answered {:?}, not a Hello", other.kind()),
     }
-    info!(peer = link.node_id, address = %link.address, "cluster link up");
+    info!(peer = link.node_id, address = %link.address.borrow(), "cluster link up");
     let outbox = link.outbox.borrow().clone();
     run_connection(
         transport,
