@@ -2,7 +2,8 @@
 Metadata lists the replicas and in-sync replicas, acks=all producers are answered once the
 in-sync replicas have the records, and when a partition's leader is killed with SIGKILL a
 follower takes over with every acknowledged record, at its acknowledged offset. The failover
-time (kill to the first acks=all write acknowledged by the successor) is printed."""
+time (kill to the first acks=all write acknowledged by the successor, default sessions) is
+printed."""
 
 from __future__ import annotations
 
@@ -22,14 +23,13 @@ SESSION_MS = 1500
 HEARTBEAT_MS = 250
 
 
-def start_cluster(start_broker):
-    return test_cluster.start_cluster(
-        start_broker,
-        extra_args=[
-            "--broker-session-timeout-ms", str(SESSION_MS),
-            "--broker-heartbeat-interval-ms", str(HEARTBEAT_MS),
-        ],
-    )
+def start_cluster(start_broker, short_session: bool = True):
+    """Three voters; with `short_session`, sessions short enough that a broker that stops
+    heartbeating is fenced within seconds (a killed one is fenced at once either way: its port
+    refuses connections)."""
+    args = ["--broker-session-timeout-ms", str(SESSION_MS),
+            "--broker-heartbeat-interval-ms", str(HEARTBEAT_MS)] if short_session else []
+    return test_cluster.start_cluster(start_broker, extra_args=args)
 
 
 def partitions_of(bootstrap: str, topic: str):
@@ -102,7 +102,9 @@ def check_read_back(bootstrap: str, topic: str, acked: Acked):
 
 
 def test_replicated_topic_survives_leader_kills(start_broker):
-    brokers = start_cluster(start_broker)
+    # Default sessions (9 s, Kafka's): a killed leader is fenced because its port refuses
+    # connections, not because its session ran out, so failover takes well under the session.
+    brokers = start_cluster(start_broker, short_session=False)
     by_id = {i + 1: b for i, b in enumerate(brokers)}
     topic = "replicated"
     admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
@@ -162,6 +164,9 @@ def test_replicated_topic_survives_leader_kills(start_broker):
         wait_full_isr(victim.bootstrap, topic, timeout_s=60)
     assert not acked.errors, acked.errors[:5]
     print(f"failover (kill -9 of the leader to its successor's first acks=all ack): {failovers} s")
+    # Every kill is fenced well before the 9 s session would run out (a loose bound: the
+    # machine is shared; the measured times are in docs/DURABILITY.md).
+    assert max(failovers) < 6.0, failovers
     check_read_back(brokers[0].bootstrap, topic, acked)
 
     # After the kills, leadership has drifted off the preferred (first) replicas: a preferred
