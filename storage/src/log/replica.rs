@@ -98,10 +98,10 @@ impl<D: Disk> Log<D> {
         let mut out = Vec::new();
         for item in batches(records) {
             let (header, raw) = item.map_err(StorageError::InvalidBatch)?;
-            if header.total_bytes() > self.config.batch_bytes_max {
+            if header.total_bytes() > self.config().batch_bytes_max {
                 return Err(StorageError::BatchTooLarge {
                     bytes: header.total_bytes(),
-                    bytes_max: self.config.batch_bytes_max,
+                    bytes_max: self.config().batch_bytes_max,
                 });
             }
             let batch =
