@@ -19,14 +19,14 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeQuorumRequest, ElectLeadersRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, SyncGroupRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest, DescribeQuorumRequest,
+    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -260,13 +260,13 @@ mod tests {
     use crate::versions::SUPPORTED;
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::{
-        alter_configs_request, create_partitions_request, create_topics_request, delete_records_request,
-        delete_topics_request, describe_configs_request, describe_log_dirs_request,
-        describe_quorum_request, elect_leaders_request, fetch_request,
-        incremental_alter_configs_request, join_group_request,
-        leave_group_request, list_offsets_request, metadata_request, offset_commit_request,
-        offset_delete_request, offset_fetch_request, offset_for_leader_epoch_request,
-        produce_request, sync_group_request, BrokerId, GroupId, TopicName, TransactionalId,
+        alter_configs_request, create_partitions_request, create_topics_request,
+        delete_records_request, delete_topics_request, describe_configs_request,
+        describe_log_dirs_request, describe_quorum_request, elect_leaders_request, fetch_request,
+        incremental_alter_configs_request, join_group_request, leave_group_request,
+        list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
+        offset_fetch_request, offset_for_leader_epoch_request, produce_request, sync_group_request,
+        BrokerId, GroupId, TopicName, TransactionalId,
     };
     use kafka_protocol::protocol::{Encodable, StrBytes};
 

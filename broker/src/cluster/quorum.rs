@@ -121,6 +121,9 @@ pub struct Quorum {
     voters: Vec<NodeId>,
     /// Observers' metadata fetches being served (long polls); see `observer::serve_fetch`.
     pub(super) fetches_in_flight: Cell<usize>,
+    /// This broker's topic config defaults, over which the leader checks a topic config change
+    /// it decides (a forwarded AlterConfigs included).
+    topic_defaults: crate::config::TopicDefaults,
 }
 
 impl std::fmt::Debug for Quorum {
@@ -153,6 +156,7 @@ impl Quorum {
         transport: Rc<Transport>,
         publish: Publish,
         controller_config: ControllerConfig,
+        topic_defaults: crate::config::TopicDefaults,
         shutdown: Arc<ShutdownFlag>,
     ) -> anyhow::Result<Rc<Quorum>> {
         let VoterIdentity { me, voters, seed } = identity;
@@ -178,6 +182,7 @@ impl Quorum {
             seen: RefCell::new(std::collections::BTreeMap::new()),
             voters: voters_kept,
             fetches_in_flight: Cell::new(0),
+            topic_defaults,
         });
         // The image replayed from the log, before anything new commits.
         quorum.publish_now().await;
@@ -185,6 +190,11 @@ impl Quorum {
         glommio::spawn_local(quorum.clone().read_inbox(shutdown.clone())).detach();
         glommio::spawn_local(quorum.clone().tick(shutdown)).detach();
         Ok(quorum)
+    }
+
+    /// The topic config defaults a change is checked over.
+    pub fn topic_defaults(&self) -> &crate::config::TopicDefaults {
+        &self.topic_defaults
     }
 
     /// The quorum's leader, if this node knows it.
