@@ -115,6 +115,8 @@ pub struct Quorum {
     rpc: Rpc,
     /// Woken after each image is published to the cores.
     published: Notify,
+    /// The offset of the image the cores last finished applying.
+    published_offset: Cell<MetadataOffset>,
     /// Per broker, when this node (as leader) last heard from it; at most
     /// [`QUORUM_REPLICAS_MAX`] brokers.
     seen: RefCell<std::collections::BTreeMap<NodeId, Seen>>,
@@ -179,6 +181,7 @@ impl Quorum {
             failed: Cell::new(false),
             rpc: Rpc::default(),
             published: Notify::default(),
+            published_offset: Cell::new(MetadataOffset(0)),
             seen: RefCell::new(std::collections::BTreeMap::new()),
             voters: voters_kept,
             fetches_in_flight: Cell::new(0),
@@ -597,7 +600,9 @@ impl Quorum {
             image: self.node.borrow().image().clone(),
             leader,
         });
+        let offset = published.image.last_applied();
         (self.publish)(published).await;
+        self.published_offset.set(offset);
         self.published.notify_all();
     }
 
@@ -605,7 +610,18 @@ impl Quorum {
     /// leader answered a forwarded change, so that this broker's next Metadata answer shows it.
     pub async fn wait_published(&self, done: impl Fn(&MetadataImage) -> bool, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !done(self.node.borrow().image()) {
+        // The predicate is asked of the applied image; the cores have it once an image at
+        // least as new was published to them.
+        let published = |offset: MetadataOffset| self.published_offset.get() >= offset;
+        loop {
+            let satisfied_at = {
+                let held = self.node.borrow();
+                let image = held.image();
+                done(image).then(|| image.last_applied())
+            };
+            if satisfied_at.is_some_and(published) {
+                return;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
