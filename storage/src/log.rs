@@ -396,7 +396,8 @@ impl<D: Disk> Log<D> {
         };
         assert_eq!(fixed(&old), fixed(&config), "only live settings change");
         if old.flush == FlushPolicy::Never && config.flush != FlushPolicy::Never {
-            self.hw_floor.set(self.hw_floor.get().max(self.log_end.get()));
+            self.hw_floor
+                .set(self.hw_floor.get().max(self.log_end.get()));
         }
         self.config.set(config);
     }

@@ -1068,7 +1068,10 @@ fn a_live_config_change_applies_at_the_next_append_and_retention_pass() {
     let big = batch(4, 400, 5000, 1);
     assert!(matches!(
         block_on(log.append(big, LeaderEpoch(1))),
-        Err(StorageError::BatchTooLarge { bytes_max: 1024, .. })
+        Err(StorageError::BatchTooLarge {
+            bytes_max: 1024,
+            ..
+        })
     ));
     fill(&log, 100);
     let segments = block_on(log.segment_count());
@@ -1093,7 +1096,11 @@ fn leaving_flush_never_keeps_the_high_watermark_where_it_was() {
     // Nothing was synced, yet what consumers could read stays readable.
     assert_eq!(log.high_watermark(), Offset(40));
     fill(&log, 2);
-    assert_eq!(log.high_watermark(), Offset(40), "new appends wait for a sync");
+    assert_eq!(
+        log.high_watermark(),
+        Offset(40),
+        "new appends wait for a sync"
+    );
     block_on(log.wait_durable(Offset(48))).unwrap();
     assert_eq!(log.high_watermark(), Offset(48));
 }
