@@ -376,6 +376,9 @@ pub struct TopicDefaults {
     pub flush_mode: FlushMode,
     pub flush_interval_ms: u64,
     pub flush_bytes_max: u64,
+    /// The topic config keys whose default was set on this broker (flag, file or environment)
+    /// rather than left at Spate's own: DescribeConfigs reports them as STATIC_BROKER_CONFIG.
+    pub set_on_broker: Vec<&'static str>,
 }
 
 /// The log cleaner of each core.
@@ -594,6 +597,19 @@ impl Config {
                 // 64 MiB: at 1 GB/s a 5 ms interval already syncs every ~5 MB; 4 MiB added a
                 // sync per 4 MiB and cut 1 KiB produce from ~1M to ~0.7M msg/s (benchmarks.md).
                 flush_bytes_max: s.flush_bytes_max.unwrap_or(64 << 20),
+                set_on_broker: [
+                    ("retention.ms", s.retention_ms.is_some()),
+                    ("retention.bytes", s.retention_bytes.is_some()),
+                    ("segment.bytes", s.segment_bytes.is_some()),
+                    ("segment.ms", s.segment_ms.is_some()),
+                    ("max.message.bytes", s.max_message_bytes.is_some()),
+                    ("flush.policy", s.flush_mode.is_some()),
+                    ("flush.ms", s.flush_interval_ms.is_some()),
+                    ("flush.bytes", s.flush_bytes_max.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(key, set)| set.then_some(key))
+                .collect(),
             },
         })
     }
@@ -748,6 +764,7 @@ mod tests {
         assert_eq!(config.frame_bytes_max, 100 * 1024 * 1024);
         assert_eq!(config.topic_defaults.num_partitions, 1);
         assert_eq!(config.topic_defaults.flush_mode, FlushMode::Group);
+        assert!(config.topic_defaults.set_on_broker.is_empty());
         assert!(config.auto_create_topics);
     }
 
@@ -770,6 +787,10 @@ mod tests {
         assert_eq!(config.topic_defaults.segment_bytes, 10_000);
         assert_eq!(config.topic_defaults.num_partitions, 3);
         assert_eq!(config.topic_defaults.flush_mode, FlushMode::EveryAppend);
+        assert_eq!(
+            config.topic_defaults.set_on_broker,
+            vec!["segment.bytes", "flush.policy"]
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::metadata::cluster::ClusterView;
 use crate::metadata::topics::{self, TopicMeta};
 use crate::ops::*;
 pub use crate::partition::Partition;
-use crate::partition::{Compaction, Writers, SINGLE_NODE_LEADER_EPOCH};
+use crate::partition::SINGLE_NODE_LEADER_EPOCH;
 use crate::routing::{owner_core, Leader, PartitionTable, Placement, Route};
 
 /// The core that owns topic metadata: creates and deletes topics, in one order for everyone.
@@ -76,6 +76,9 @@ pub struct Core {
     opening: RefCell<std::collections::HashSet<(String, i32)>>,
     /// Counters for the Prometheus metrics (`metrics.rs`).
     pub metrics: crate::metrics::CoreMetrics,
+    /// A topic's retention settings changed: the maintenance task runs a retention pass at its
+    /// next tick instead of waiting for the 30 s one.
+    retention_due: std::cell::Cell<bool>,
 }
 
 /// A claim on opening one partition: while it lives no other round opens the same one.
@@ -139,6 +142,7 @@ impl Core {
             changes: crate::metadata::changes::Changes::default(),
             replication: crate::cluster::replication::CoreReplication::default(),
             opening: RefCell::new(std::collections::HashSet::new()),
+            retention_due: std::cell::Cell::new(false),
         }
     }
 
@@ -302,9 +306,7 @@ impl Core {
     ) -> anyhow::Result<()> {
         assert_eq!(placements.len(), meta.partitions as usize);
         assert_eq!(hosted.len(), meta.partitions as usize);
-        let mut log_config = meta.config.log_config();
-        log_config.producer_id_expiration_ms = self.config.producer_id_expiration_ms;
-        log_config.producers_per_partition_max = self.config.producers_per_partition_max;
+        let log_config = self.log_config(meta);
         let mut opened = 0usize;
         for index in 0..meta.partitions {
             if let Some(open) = self.partition(&meta.name, index) {
@@ -325,7 +327,7 @@ impl Core {
                 continue;
             };
             let dir = topics::partition_dir(&self.config.data_dir, &meta.name, index);
-            let log = Log::open(GlommioDisk, &dir, log_config.clone())
+            let log = Log::open(GlommioDisk, &dir, log_config)
                 .await
                 .map_err(|e| anyhow::anyhow!("opening partition {}-{index}: {e}", meta.name))?;
             let compacted = meta.config.cleanup_policy.compacts();
@@ -354,27 +356,7 @@ impl Core {
                 debug!(core = self.id, topic = %meta.name, partition = index, "partition opened empty");
             }
             opened += 1;
-            let writers = if meta.name == crate::group::OFFSETS_TOPIC {
-                Writers::CoordinatorOnly
-            } else {
-                Writers::Clients
-            };
-            let compaction = if compacted {
-                Compaction::Compacted
-            } else {
-                Compaction::NotCompacted
-            };
-            let settings = crate::partition::Settings {
-                batch_bytes_max: meta.config.max_message_bytes,
-                compaction,
-                writers,
-                min_insync_replicas: meta.config.min_insync_replicas,
-                rewrite: crate::partition::Rewrite {
-                    log_append_time: meta.config.timestamp_type
-                        == crate::metadata::topics::TimestampKind::LogAppendTime,
-                    codec: meta.config.compression.codec(),
-                },
-            };
+            let settings = crate::partition::Settings::of(meta);
             let replica = if self.config.cluster.is_some() {
                 Some(crate::cluster::replication::new_slot(self, meta, index, &log).await?)
             } else {
@@ -400,10 +382,50 @@ impl Core {
         Ok(())
     }
 
+    /// The settings of a log of `meta`'s partitions on this broker.
+    fn log_config(&self, meta: &TopicMeta) -> spate_storage::LogConfig {
+        let mut log_config = meta.config.log_config();
+        log_config.producer_id_expiration_ms = self.config.producer_id_expiration_ms;
+        log_config.producers_per_partition_max = self.config.producers_per_partition_max;
+        log_config
+    }
+
+    /// Applies a topic's changed configs to the partitions this core owns (a live
+    /// AlterConfigs, from a topic file or a metadata image): each log's and partition's
+    /// settings are replaced in place, so the next op sees them; a retention pass follows at
+    /// the next maintenance tick. Never awaits.
+    fn apply_config_change(&self, old: &TopicMeta, new: &TopicMeta) {
+        if old.config == new.config {
+            return;
+        }
+        let log_config = self.log_config(new);
+        let settings = crate::partition::Settings::of(new);
+        let mut changed = 0usize;
+        if let Some(owned) = self.partitions.borrow().get(&new.name) {
+            for partition in owned.values() {
+                partition.log.set_config(log_config);
+                partition.set_settings(settings);
+                if let Some(slot) = &partition.replica {
+                    slot.set_min_insync_replicas(new.config.min_insync_replicas);
+                }
+                changed += 1;
+            }
+        }
+        self.retention_due.set(true);
+        if changed > 0 {
+            info!(core = self.id, topic = %new.name, partitions = changed, "topic config applied");
+        }
+    }
+
     /// Shows a topic to clients: its metadata and its routes. Never awaits, so a core's view
     /// of a topic changes in one step.
     fn publish_topic(&self, meta: TopicMeta, placements: Vec<Placement>) {
         assert_eq!(placements.len(), meta.partitions as usize);
+        if let Some(old) = self.topic(&meta.name) {
+            if old.id == meta.id {
+                self.apply_config_change(&old, &meta);
+            }
+        }
         self.routes.borrow_mut().set_topic(&meta.name, placements);
         debug!(core = self.id, topic = %meta.name, revision = self.routes.borrow().revision().0, "partition table updated");
         self.topics
@@ -477,6 +499,11 @@ impl Core {
             CoreRequest::CreatePartitions(grown) => {
                 CoreReply::Topics(self.changes.create_partitions(self, grown).await)
             }
+            CoreRequest::AlterConfigs(topics, validate_only) => CoreReply::Topics(
+                self.changes
+                    .alter_configs(self, topics, validate_only)
+                    .await,
+            ),
             CoreRequest::TopicUpserted(meta, phase) => {
                 let name = meta.name.clone();
                 match self.upsert_topic(meta, phase).await {
@@ -761,7 +788,7 @@ impl Core {
                 // requests' acks=all waits: catch every high watermark move here.
                 partition.notify_if_advanced();
             }
-            if since_retention >= RETENTION_TICK {
+            if since_retention >= RETENTION_TICK || self.retention_due.take() {
                 since_retention = Duration::ZERO;
                 let now_ms = now_ms();
                 for partition in &owned {

@@ -13,6 +13,7 @@ use spate_wire::batch::BatchError;
 use spate_wire::ErrorCode;
 
 use crate::cluster::rpc::IsrChangeRefused;
+use crate::metadata::alter::AlterError;
 use crate::metadata::producer_ids::AllocError;
 use crate::metadata::topics::TopicError;
 use crate::partition::ProduceRefused;
@@ -66,6 +67,15 @@ impl KafkaCode for TopicError {
             TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
             TopicError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
             TopicError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+        }
+    }
+}
+
+impl KafkaCode for AlterError {
+    fn kafka_code(&self) -> ErrorCode {
+        match self {
+            AlterError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            AlterError::InvalidConfig(_) => ErrorCode::InvalidConfig,
         }
     }
 }

@@ -166,6 +166,22 @@ pub struct GrowTopic {
     pub assignment: Option<Vec<Vec<i32>>>,
 }
 
+/// One topic's config change, as a client asked for it.
+#[derive(Debug, Clone)]
+pub struct AlterTopic {
+    pub name: String,
+    pub alteration: crate::metadata::alter::Alteration,
+}
+
+/// Whether a change is only checked (Kafka's `validate_only`) or made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidateOnly {
+    /// Check it, change nothing.
+    Yes,
+    /// Check and make it.
+    No,
+}
+
 /// Work sent to another core.
 #[derive(Debug)]
 pub enum CoreRequest {
@@ -189,6 +205,9 @@ pub enum CoreRequest {
     DeleteTopics(Vec<String>),
     /// To the controller core: grow a topic to this many partitions.
     CreatePartitions(Vec<GrowTopic>),
+    /// To the controller core: change these topics' configs (checked there against the
+    /// topic's current overrides, written durably), then tell every core.
+    AlterConfigs(Vec<AlterTopic>, ValidateOnly),
     /// From the controller to every core, in two rounds (see [`Phase`]): this topic now exists
     /// (or changed).
     TopicUpserted(TopicMeta, Phase),

@@ -18,8 +18,47 @@ use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::protocol::{
     API_VERSIONS_VERSION, CREATE_TOPICS_VERSION, DELETE_TOPICS_VERSION, DESCRIBE_CLUSTER_VERSION,
-    DESCRIBE_QUORUM_VERSION, ELECT_LEADERS_VERSION, LIST_OFFSETS_VERSION,
+    DESCRIBE_CONFIGS_VERSION, DESCRIBE_QUORUM_VERSION, ELECT_LEADERS_VERSION,
+    INCREMENTAL_ALTER_CONFIGS_VERSION, LIST_OFFSETS_VERSION,
 };
+
+/// One operation of [`Admin::alter_topic_configs`], Kafka's IncrementalAlterConfigs ops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOperation {
+    /// Set the config to this value.
+    Set(String),
+    /// Remove the topic's override (back to the broker's default).
+    Delete,
+    /// Add these comma-separated items to a list config.
+    Append(String),
+    /// Remove these comma-separated items from a list config.
+    Subtract(String),
+}
+
+/// One config of a topic as DescribeConfigs reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfigEntry {
+    /// The config's name.
+    pub name: String,
+    /// Its value (`None` for sensitive configs).
+    pub value: Option<String>,
+    /// Where it comes from: Kafka's source name (`DYNAMIC_TOPIC_CONFIG`, `STATIC_BROKER_CONFIG`,
+    /// `DEFAULT_CONFIG`...).
+    pub source: &'static str,
+}
+
+/// Kafka's config source names, by number.
+fn config_source_name(source: i8) -> &'static str {
+    match source {
+        1 => "DYNAMIC_TOPIC_CONFIG",
+        2 => "DYNAMIC_BROKER_CONFIG",
+        3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+        4 => "STATIC_BROKER_CONFIG",
+        5 => "DEFAULT_CONFIG",
+        6 => "DYNAMIC_BROKER_LOGGER_CONFIG",
+        _ => "UNKNOWN",
+    }
+}
 
 /// One broker of a [`ClusterDescription`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -548,4 +587,118 @@ impl Admin {
         out.sort();
         Ok(out)
     }
+
+    /// Changes one topic's configs with IncrementalAlterConfigs (`validate_only`: check, change
+    /// nothing). The operations apply in order, all or none.
+    ///
+    /// # Errors
+    /// Connection or codec errors; the topic's error code with the broker's message
+    /// ([`ClientError::Broker`], e.g. INVALID_CONFIG); a broker without IncrementalAlterConfigs.
+    pub async fn alter_topic_configs(
+        &mut self,
+        topic: &str,
+        ops: &[(String, ConfigOperation)],
+        validate_only: bool,
+    ) -> Result<(), ClientError> {
+        use spate_wire::kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        use spate_wire::kafka_protocol::messages::{
+            IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+        };
+        let conn = self.cluster.connection().await?;
+        let Some(version) = negotiated_version(
+            conn,
+            ApiKey::IncrementalAlterConfigs,
+            INCREMENTAL_ALTER_CONFIGS_VERSION,
+        )
+        .await?
+        else {
+            return Err(ClientError::InvalidArgument(
+                "the broker does not offer IncrementalAlterConfigs".to_owned(),
+            ));
+        };
+        let configs = ops
+            .iter()
+            .map(|(key, op)| {
+                let (code, value) = match op {
+                    ConfigOperation::Set(v) => (0, Some(v.as_str())),
+                    ConfigOperation::Delete => (1, None),
+                    ConfigOperation::Append(v) => (2, Some(v.as_str())),
+                    ConfigOperation::Subtract(v) => (3, Some(v.as_str())),
+                };
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(key.clone()))
+                    .with_config_operation(code)
+                    .with_value(value.map(|v| StrBytes::from_string(v.to_owned())))
+            })
+            .collect();
+        let request = IncrementalAlterConfigsRequest::default()
+            .with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configs(configs)])
+            .with_validate_only(validate_only);
+        let response: IncrementalAlterConfigsResponse = conn
+            .call(ApiKey::IncrementalAlterConfigs, version, &request)
+            .await?;
+        let Some(result) = response.responses.first() else {
+            return Err(ClientError::InvalidArgument(
+                "IncrementalAlterConfigs answered no resource".to_owned(),
+            ));
+        };
+        ClientError::check(result.error_code, || {
+            let message = result.error_message.as_deref().unwrap_or("");
+            format!("topic {topic}: {message}")
+        })
+    }
+
+    /// Every config of one topic with its value and source (DescribeConfigs).
+    ///
+    /// # Errors
+    /// Connection or codec errors, the topic's error code (UNKNOWN_TOPIC_OR_PARTITION).
+    pub async fn describe_topic_configs(
+        &mut self,
+        topic: &str,
+    ) -> Result<Vec<TopicConfigEntry>, ClientError> {
+        use spate_wire::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use spate_wire::kafka_protocol::messages::{
+            DescribeConfigsRequest, DescribeConfigsResponse,
+        };
+        let conn = self.cluster.connection().await?;
+        let Some(version) =
+            negotiated_version(conn, ApiKey::DescribeConfigs, DESCRIBE_CONFIGS_VERSION).await?
+        else {
+            return Err(ClientError::InvalidArgument(
+                "the broker does not offer DescribeConfigs".to_owned(),
+            ));
+        };
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configuration_keys(None),
+        ]);
+        let response: DescribeConfigsResponse = conn
+            .call(ApiKey::DescribeConfigs, version, &request)
+            .await?;
+        let Some(result) = response.results.first() else {
+            return Err(ClientError::InvalidArgument(
+                "DescribeConfigs answered no resource".to_owned(),
+            ));
+        };
+        ClientError::check(result.error_code, || format!("topic {topic}"))?;
+        Ok(result
+            .configs
+            .iter()
+            .map(|c| TopicConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.as_ref().map(|v| v.to_string()),
+                source: config_source_name(c.config_source),
+            })
+            .collect())
+    }
 }
+
+/// Kafka's resource type of a topic in config requests.
+const TOPIC_RESOURCE: i8 = 2;

@@ -50,6 +50,10 @@ pub const DESCRIBE_CLUSTER_VERSION: i16 = 2;
 pub const DESCRIBE_QUORUM_VERSION: i16 = 1;
 /// ElectLeaders version the admin client asks for at most (v1 adds the election type).
 pub const ELECT_LEADERS_VERSION: i16 = 2;
+/// IncrementalAlterConfigs version the admin client asks for at most.
+pub const INCREMENTAL_ALTER_CONFIGS_VERSION: i16 = 1;
+/// DescribeConfigs version the admin client asks for at most (v3 adds config types).
+pub const DESCRIBE_CONFIGS_VERSION: i16 = 4;
 /// ApiVersions version used.
 pub const API_VERSIONS_VERSION: i16 = 3;
 

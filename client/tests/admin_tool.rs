@@ -135,3 +135,81 @@ fn admin_tool_lists_describes_resets_and_deletes_a_group() {
         assert!(committed(&mut admin).await.is_empty());
     });
 }
+
+/// The `topics describe-config` row of `key`: (value, source).
+fn config_row(describe: &str, key: &str) -> (String, String) {
+    let line = describe
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(key))
+        .unwrap_or_else(|| panic!("no row for {key} in:\n{describe}"));
+    let f: Vec<&str> = line.split_whitespace().collect();
+    (f[1].to_owned(), f[2].to_owned())
+}
+
+#[test]
+fn admin_tool_changes_and_describes_topic_configs() {
+    let broker = start_broker("admin-tool-configs");
+    let addr = broker.addr;
+    run(async move {
+        let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
+        let created = admin.create_topics(&[NewTopic::new("c", 1)]).await.unwrap();
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        let before = admin_tool(&broker, &["topics", "describe-config", "c"]);
+        assert_eq!(
+            config_row(&before, "cleanup.policy"),
+            ("delete".into(), "DEFAULT_CONFIG".into())
+        );
+        let changed = admin_tool(
+            &broker,
+            &[
+                "topics",
+                "alter-config",
+                "c",
+                "--set",
+                "retention.ms=60000",
+                "--append",
+                "cleanup.policy=compact",
+            ],
+        );
+        assert!(changed.contains("changed retention.ms"), "{changed}");
+        let after = admin_tool(&broker, &["topics", "describe-config", "c"]);
+        assert_eq!(
+            config_row(&after, "retention.ms"),
+            ("60000".into(), "DYNAMIC_TOPIC_CONFIG".into())
+        );
+        assert_eq!(
+            config_row(&after, "cleanup.policy"),
+            ("compact,delete".into(), "DYNAMIC_TOPIC_CONFIG".into())
+        );
+        admin_tool(
+            &broker,
+            &["topics", "alter-config", "c", "--delete", "retention.ms"],
+        );
+        admin_tool(
+            &broker,
+            &[
+                "topics",
+                "alter-config",
+                "c",
+                "--set",
+                "segment.ms=1",
+                "--validate-only",
+            ],
+        );
+        let last = admin_tool(&broker, &["topics", "describe-config", "c"]);
+        assert_eq!(config_row(&last, "retention.ms").1, "DEFAULT_CONFIG");
+        assert_eq!(config_row(&last, "segment.ms").1, "DEFAULT_CONFIG");
+        // A refusal exits 1 with the Kafka error by name and the broker's reason.
+        let refused = Command::new(env!("CARGO_BIN_EXE_spate-admin"))
+            .args(["--bootstrap", &addr.to_string()])
+            .args(["topics", "alter-config", "c", "--set", "retention.ms=soon"])
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("INVALID_CONFIG") && stderr.contains("not an integer"),
+            "{stderr}"
+        );
+    });
+}

@@ -418,3 +418,66 @@ fn producer_and_consumer_find_a_restarted_broker_at_its_new_address() {
         }
     });
 }
+
+/// IncrementalAlterConfigs sent to each broker in turn (two of them are not the controller and
+/// forward it): each answers only once its own image holds the change, so a DescribeConfigs
+/// at the same broker right after sees it; a refusal is forwarded back with its code.
+#[test]
+fn every_broker_takes_a_topic_config_change_and_shows_it_at_once() {
+    use spate_client::ConfigOperation;
+    let cluster = start_cluster("alter-configs");
+    let all: Vec<SocketAddr> = cluster.brokers.iter().map(|b| b.addr).collect();
+    run(async move {
+        create_spread_topic(&all, "altered").await;
+        for (i, addr) in all.iter().enumerate() {
+            let mut admin = Admin::connect(ClientConfig::new(*addr)).await.unwrap();
+            let retention = (60_000 + i).to_string();
+            admin
+                .alter_topic_configs(
+                    "altered",
+                    &[
+                        (
+                            "retention.ms".to_owned(),
+                            ConfigOperation::Set(retention.clone()),
+                        ),
+                        (
+                            "cleanup.policy".to_owned(),
+                            ConfigOperation::Append("compact".to_owned()),
+                        ),
+                    ],
+                    false,
+                )
+                .await
+                .unwrap();
+            let configs = admin.describe_topic_configs("altered").await.unwrap();
+            let get = |key: &str| {
+                configs
+                    .iter()
+                    .find(|c| c.name == key)
+                    .map(|c| (c.value.clone().unwrap(), c.source))
+                    .unwrap()
+            };
+            assert_eq!(get("retention.ms"), (retention, "DYNAMIC_TOPIC_CONFIG"));
+            assert_eq!(
+                get("cleanup.policy"),
+                ("compact,delete".to_owned(), "DYNAMIC_TOPIC_CONFIG")
+            );
+            let refused = admin
+                .alter_topic_configs(
+                    "altered",
+                    &[(
+                        "segment.bytes".to_owned(),
+                        ConfigOperation::Set("12".to_owned()),
+                    )],
+                    false,
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                refused.to_string().contains("INVALID_CONFIG"),
+                "broker {}: {refused}",
+                i + 1
+            );
+        }
+    });
+}

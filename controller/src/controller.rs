@@ -31,7 +31,7 @@
 //! [`ControllerNode::speculative_image`]: crate::node::ControllerNode::speculative_image
 //! [`ControllerNode::propose`]: crate::node::ControllerNode::propose
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
@@ -790,6 +790,64 @@ impl Controller {
             key: key.into(),
             value: value.map(str::to_string),
         }];
+        if unclean_now {
+            records.extend(unclean_elections(image, topic_id));
+        }
+        Ok(records)
+    }
+
+    /// Changes several configs of one topic at once (IncrementalAlterConfigs, AlterConfigs):
+    /// one [`MetadataRecord::SetTopicConfig`] per change, in order, so the batch applies all or
+    /// nothing. The broker decided the changes (Kafka's operations, the values' checks) on
+    /// `image`; this checks what the image must hold. Turning
+    /// [`UNCLEAN_LEADER_ELECTION_CONFIG`] on elects as [`Controller::set_topic_config`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`ControllerError::UnknownTopic`], [`ControllerError::InvalidConfig`] for an empty or
+    /// over-long key or value, a key named twice, or more than [`CONFIGS_MAX`] configs after
+    /// the change.
+    pub fn alter_topic_configs(
+        &mut self,
+        image: &MetadataImage,
+        name: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<Vec<MetadataRecord>, ControllerError> {
+        let topic_id = image
+            .topic_id(name)
+            .ok_or_else(|| ControllerError::UnknownTopic { name: name.into() })?;
+        let pairs: Vec<(String, String)> = changes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+            .collect();
+        check_configs(&pairs)?;
+        let configs = &image.topic(topic_id).expect("indexed by name").configs;
+        let mut keys: BTreeSet<&str> = configs.keys().map(String::as_str).collect();
+        for (key, value) in changes {
+            match value {
+                Some(_) => keys.insert(key),
+                None => keys.remove(key.as_str()),
+            };
+        }
+        if keys.len() > CONFIGS_MAX {
+            return Err(ControllerError::InvalidConfig {
+                reason: format!("at most {CONFIGS_MAX} configs"),
+            });
+        }
+        let unclean_now = changes.iter().any(|(key, value)| {
+            key == UNCLEAN_LEADER_ELECTION_CONFIG
+                && value
+                    .as_deref()
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        });
+        let mut records: Vec<MetadataRecord> = changes
+            .iter()
+            .map(|(key, value)| MetadataRecord::SetTopicConfig {
+                topic_id,
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect();
         if unclean_now {
             records.extend(unclean_elections(image, topic_id));
         }
@@ -1627,6 +1685,48 @@ mod tests {
             .heartbeat(&h.image, MonotonicMs(300), NodeId(1), Incarnation(2))
             .unwrap();
         assert!(records.is_empty());
+    }
+
+    #[test]
+    fn several_configs_change_in_one_batch() {
+        let mut h = Harness::new();
+        h.start_broker(1, 1, 0);
+        let id = h.create("a", 1, 1).unwrap();
+        let set = h
+            .controller
+            .set_topic_config(&h.image, "a", "retention.ms", Some("1000"))
+            .unwrap();
+        h.commit(set);
+        let changes = vec![
+            ("retention.ms".to_owned(), None),
+            ("segment.bytes".to_owned(), Some("16384".to_owned())),
+            ("cleanup.policy".to_owned(), Some("compact".to_owned())),
+        ];
+        let records = h
+            .controller
+            .alter_topic_configs(&h.image, "a", &changes)
+            .unwrap();
+        assert_eq!(records.len(), 3);
+        h.commit(records);
+        let configs = &h.image.topic(id).unwrap().configs;
+        assert_eq!(configs.len(), 2);
+        assert_eq!(
+            configs.get("segment.bytes").map(String::as_str),
+            Some("16384")
+        );
+        assert!(!configs.contains_key("retention.ms"));
+        assert!(matches!(
+            h.controller.alter_topic_configs(&h.image, "nope", &changes),
+            Err(ControllerError::UnknownTopic { .. })
+        ));
+        let twice = vec![
+            ("segment.ms".to_owned(), Some("1".to_owned())),
+            ("segment.ms".to_owned(), None),
+        ];
+        assert!(matches!(
+            h.controller.alter_topic_configs(&h.image, "a", &twice),
+            Err(ControllerError::InvalidConfig { .. })
+        ));
     }
 
     #[test]

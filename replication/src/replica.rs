@@ -358,6 +358,24 @@ impl<B: Batch> Replica<B> {
         &self.config
     }
 
+    /// Changes `min.insync.replicas` (a live topic config change): acks=all requests admitted
+    /// and waiters completed from the next event on count against the new value.
+    ///
+    /// # Errors
+    /// [`ReplicationError::InvalidConfig`] for 0 or more than [`REPLICAS_MAX`]; nothing changes.
+    pub fn set_min_insync_replicas(
+        &mut self,
+        min_insync_replicas: usize,
+    ) -> Result<(), ReplicationError> {
+        let config = ReplicaConfig {
+            min_insync_replicas,
+            ..self.config.clone()
+        };
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     /// The role.
     pub fn role(&self) -> RoleKind {
         match self.role {

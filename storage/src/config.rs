@@ -22,7 +22,7 @@ pub enum FlushPolicy {
 }
 
 /// Settings of one partition log. [`LogConfig::default`] gives Kafka-like defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogConfig {
     /// A segment is rolled before it would grow past this size.
     pub segment_bytes_max: u64,

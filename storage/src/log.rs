@@ -294,7 +294,9 @@ struct Core<F: DiskFile> {
 pub struct Log<D: Disk> {
     disk: D,
     dir: PathBuf,
-    config: LogConfig,
+    // Replaced whole by `set_config` (live topic config changes); read by copy, so no borrow
+    // is held across an await.
+    config: Cell<LogConfig>,
     core: AsyncMutex<Core<D::File>>,
     // The active segment's writes not yet completed, outside the lock: syncs wait for theirs
     // without it. Added to only under the lock, and replaced by a new queue at a roll (the old
@@ -324,6 +326,10 @@ pub struct Log<D: Disk> {
     appended_bytes: Cell<u64>,
     synced_bytes: Cell<u64>,
     truncations: Cell<u64>,
+    // What consumers could already read when the flush policy left `Never` (whose high
+    // watermark is the log end): the high watermark stays at least this, so it never goes
+    // back while the first syncs under the new policy catch up (`set_config`).
+    hw_floor: Cell<Offset>,
 }
 
 fn io_err<'a>(
@@ -352,20 +358,54 @@ impl<D: Disk> Log<D> {
     /// What consumers may read up to: the durable offset, or the log end under
     /// [`FlushPolicy::Never`] (where durability comes from replication, not from this log).
     pub fn high_watermark(&self) -> Offset {
-        match self.config.flush {
+        match self.config().flush {
             FlushPolicy::Never => self.log_end.get(),
-            _ => self.durable.get(),
+            _ => self.durable.get().max(self.hw_floor.get()),
         }
     }
 
     /// The configuration.
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    pub fn config(&self) -> LogConfig {
+        self.config.get()
+    }
+
+    /// Changes the settings a topic config change may change on an open log (a live
+    /// IncrementalAlterConfigs): segment size and age, retention, the flush policy, the largest
+    /// batch and the index interval. Each takes effect at its next use: the next append's roll
+    /// check and size check, the next retention pass, the next flush decision, the next
+    /// segment's index. Nothing already written changes, and nothing waits.
+    ///
+    /// Leaving [`FlushPolicy::Never`], whose high watermark is the log end, keeps the high
+    /// watermark at the log end of that moment until syncs pass it, so it never goes back.
+    ///
+    /// # Panics
+    /// If `config` fails [`LogConfig::validate`] or differs in a setting that sizes memory or
+    /// files the log already holds (write buffer, tail cache, preallocation, checkpoint step,
+    /// producer limits): a programmer error in the caller.
+    pub fn set_config(&self, config: LogConfig) {
+        config.validate();
+        let old = self.config();
+        let fixed = |c: &LogConfig| {
+            (
+                c.write_buffer_bytes_max,
+                c.tail_cache_bytes_max,
+                c.preallocate_bytes,
+                c.active_checkpoint_bytes,
+                c.producers_per_partition_max,
+                c.producer_id_expiration_ms,
+            )
+        };
+        assert_eq!(fixed(&old), fixed(&config), "only live settings change");
+        if old.flush == FlushPolicy::Never && config.flush != FlushPolicy::Never {
+            self.hw_floor
+                .set(self.hw_floor.get().max(self.log_end.get()));
+        }
+        self.config.set(config);
     }
 
     /// How often the owner should call [`Log::flush`] under group commit (`None` otherwise).
     pub fn flush_interval_ms(&self) -> Option<u64> {
-        match self.config.flush {
+        match self.config().flush {
             FlushPolicy::GroupCommit { interval_ms, .. } => Some(interval_ms),
             _ => None,
         }

@@ -281,7 +281,7 @@ fn compaction_swaps_segments_on_dma_files_and_old_ranges_stay_readable() {
             segment_bytes_max: 64 << 10,
             ..config(FlushPolicy::EveryAppend)
         };
-        let log = Log::open(GlommioDisk, &dir, config.clone()).await.unwrap();
+        let log = Log::open(GlommioDisk, &dir, config).await.unwrap();
         // 20 rounds over 8 keys, 1 KiB values: many segments, 8 live keys.
         for round in 0..20u8 {
             for key in 0..8u8 {

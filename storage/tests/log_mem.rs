@@ -1073,3 +1073,57 @@ fn the_max_timestamp_is_found_across_rolled_segments() {
     let found = block_on(log.offset_of_max_timestamp(log.log_end_offset())).unwrap();
     assert_eq!(found, Some((peak.unwrap(), 1_000_000)));
 }
+
+#[test]
+fn a_live_config_change_applies_at_the_next_append_and_retention_pass() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    // 100 batches of ~450 bytes: under the 64 KiB segments, one segment.
+    fill(&log, 100);
+    assert_eq!(block_on(log.segment_count()), 1);
+    let mut config = log.config();
+    config.segment_bytes_max = 16 << 10;
+    config.retention_bytes = Some(20 << 10);
+    config.batch_bytes_max = 1024;
+    log.set_config(config);
+    assert_eq!(log.config(), config);
+    // The larger batch is refused by the new limit; the next ones roll at the new size.
+    let big = batch(4, 400, 5000, 1);
+    assert!(matches!(
+        block_on(log.append(big, LeaderEpoch(1))),
+        Err(StorageError::BatchTooLarge {
+            bytes_max: 1024,
+            ..
+        })
+    ));
+    fill(&log, 100);
+    let segments = block_on(log.segment_count());
+    assert!(segments >= 3, "{segments} segments");
+    let outcome = block_on(log.apply_retention(0)).unwrap();
+    assert!(outcome.segments_deleted >= 2, "{outcome:?}");
+    assert!(log.log_start_offset() >= Offset(400));
+}
+
+#[test]
+fn leaving_flush_never_keeps_the_high_watermark_where_it_was() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 10);
+    assert_eq!(log.high_watermark(), Offset(40));
+    let mut config = log.config();
+    config.flush = FlushPolicy::GroupCommit {
+        interval_ms: 5,
+        bytes_max: 1 << 20,
+    };
+    log.set_config(config);
+    // Nothing was synced, yet what consumers could read stays readable.
+    assert_eq!(log.high_watermark(), Offset(40));
+    fill(&log, 2);
+    assert_eq!(
+        log.high_watermark(),
+        Offset(40),
+        "new appends wait for a sync"
+    );
+    block_on(log.wait_durable(Offset(48))).unwrap();
+    assert_eq!(log.high_watermark(), Offset(48));
+}

@@ -206,7 +206,7 @@ fn retention_drops_old_snapshots_and_keeps_producers_deduplicated() {
     let disk = MemDisk::new();
     let mut config = small_config(FlushPolicy::Never);
     config.retention_bytes = Some(70 << 10);
-    let log = open_with(&disk, config.clone());
+    let log = open_with(&disk, config);
     let mut seq = 0;
     for _ in 0..150 {
         append(&log, pbatch(4, 0, seq, 12, 0)).unwrap();

@@ -371,7 +371,7 @@ fn truncation_restores_log_end_epochs_producers_indexes_cache_and_durability() {
         interval_ms: 1,
         bytes_max: 1 << 30,
     });
-    let follower = open(&disk, follower_dir(), config.clone());
+    let follower = open(&disk, follower_dir(), config);
     block_on(follower.append_replicated(concat(&batches[..100]))).unwrap();
     block_on(follower.flush()).unwrap();
     block_on(follower.append_replicated(concat(&batches[100..]))).unwrap();
@@ -488,7 +488,7 @@ fn a_truncation_that_fails_part_way_fences_the_log_and_recovers_a_prefix_never_a
     for (op, nth) in faults {
         for seed in 0..4 {
             let disk = MemDisk::new();
-            let follower = open(&disk, follower_dir(), config.clone());
+            let follower = open(&disk, follower_dir(), config);
             block_on(follower.append_replicated(concat(&batches))).unwrap();
             block_on(follower.flush()).unwrap();
             assert!(block_on(follower.segment_count()) >= 4);
@@ -501,7 +501,7 @@ fn a_truncation_that_fails_part_way_fences_the_log_and_recovers_a_prefix_never_a
             ));
             drop(follower);
             disk.crash(seed);
-            let follower = open(&disk, follower_dir(), config.clone());
+            let follower = open(&disk, follower_dir(), config);
             let kept = assert_prefix_of_leader(&follower, &batches, &leader_epochs, &config);
             assert!(kept >= 10, "{op:?} {nth}: at least what was asked is kept");
             if kept > 10 {
@@ -531,7 +531,7 @@ fn a_call_dropped_while_its_batches_are_copied_fences_the_log_and_reopen_recover
         write_buffer_bytes_max: 4096,
         ..small_config(FlushPolicy::Never)
     };
-    let follower = open(&disk, follower_dir(), config.clone());
+    let follower = open(&disk, follower_dir(), config);
     block_on(follower.append_replicated(concat(&batches[..5]))).unwrap();
     block_on(follower.flush()).unwrap();
     // The device stalls: the call fills every queued buffer, then waits for a write slot with
@@ -553,7 +553,7 @@ fn a_call_dropped_while_its_batches_are_copied_fences_the_log_and_reopen_recover
     // Each round crashes what the previous one left (its re-replication unsynced).
     for seed in 0..3 {
         disk.crash(seed);
-        let follower = open(&disk, follower_dir(), config.clone());
+        let follower = open(&disk, follower_dir(), config);
         let got = contents(&follower);
         let kept = got.len();
         assert!(kept >= 5);

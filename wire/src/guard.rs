@@ -452,6 +452,25 @@ pub(crate) static DESCRIBE_CONFIGS: Schema = Schema {
     ]),
 };
 
+static ALTER_CONFIGS_CONFIG: Struct = fields(&[all(Str), all(Str)]);
+static ALTER_CONFIGS_RESOURCE: Struct =
+    fields(&[all(I8), all(Str), all(Structs(&ALTER_CONFIGS_CONFIG))]);
+pub(crate) static ALTER_CONFIGS: Schema = Schema {
+    flexible_min: 2,
+    root: fields(&[all(Structs(&ALTER_CONFIGS_RESOURCE)), all(I8)]),
+};
+
+static INCREMENTAL_ALTER_CONFIGS_CONFIG: Struct = fields(&[all(Str), all(I8), all(Str)]);
+static INCREMENTAL_ALTER_CONFIGS_RESOURCE: Struct = fields(&[
+    all(I8),
+    all(Str),
+    all(Structs(&INCREMENTAL_ALTER_CONFIGS_CONFIG)),
+]);
+pub(crate) static INCREMENTAL_ALTER_CONFIGS: Schema = Schema {
+    flexible_min: 1,
+    root: fields(&[all(Structs(&INCREMENTAL_ALTER_CONFIGS_RESOURCE)), all(I8)]),
+};
+
 static OFFSET_FOR_LEADER_EPOCH_PARTITION: Struct = fields(&[all(I32), f(I32, 2, ANY), all(I32)]);
 static OFFSET_FOR_LEADER_EPOCH_TOPIC: Struct =
     fields(&[all(Str), all(Structs(&OFFSET_FOR_LEADER_EPOCH_PARTITION))]);

@@ -19,13 +19,14 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeQuorumRequest, ElectLeadersRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, SyncGroupRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest, DescribeQuorumRequest,
+    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -84,6 +85,8 @@ pub enum RequestBody {
     DescribeCluster(DescribeClusterRequest),
     DeleteRecords(DeleteRecordsRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
+    AlterConfigs(AlterConfigsRequest),
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
 }
 
 /// A decoded request.
@@ -189,6 +192,10 @@ impl RequestBody {
             ApiKey::DescribeCluster => {
                 RequestBody::DescribeCluster(d.run(&guard::DESCRIBE_CLUSTER)?)
             }
+            ApiKey::AlterConfigs => RequestBody::AlterConfigs(d.run(&guard::ALTER_CONFIGS)?),
+            ApiKey::IncrementalAlterConfigs => {
+                RequestBody::IncrementalAlterConfigs(d.run(&guard::INCREMENTAL_ALTER_CONFIGS)?)
+            }
             other => return Err(WireError::UnsupportedApi(other)),
         })
     }
@@ -223,6 +230,8 @@ impl RequestBody {
             RequestBody::DescribeCluster(_) => ApiKey::DescribeCluster,
             RequestBody::DeleteRecords(_) => ApiKey::DeleteRecords,
             RequestBody::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
+            RequestBody::AlterConfigs(_) => ApiKey::AlterConfigs,
+            RequestBody::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
         }
     }
 }
@@ -251,12 +260,13 @@ mod tests {
     use crate::versions::SUPPORTED;
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::{
-        create_partitions_request, create_topics_request, delete_records_request,
-        delete_topics_request, describe_configs_request, describe_log_dirs_request,
-        describe_quorum_request, elect_leaders_request, fetch_request, join_group_request,
-        leave_group_request, list_offsets_request, metadata_request, offset_commit_request,
-        offset_delete_request, offset_fetch_request, offset_for_leader_epoch_request,
-        produce_request, sync_group_request, BrokerId, GroupId, TopicName, TransactionalId,
+        alter_configs_request, create_partitions_request, create_topics_request,
+        delete_records_request, delete_topics_request, describe_configs_request,
+        describe_log_dirs_request, describe_quorum_request, elect_leaders_request, fetch_request,
+        incremental_alter_configs_request, join_group_request, leave_group_request,
+        list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
+        offset_fetch_request, offset_for_leader_epoch_request, produce_request, sync_group_request,
+        BrokerId, GroupId, TopicName, TransactionalId,
     };
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -322,6 +332,8 @@ mod tests {
             ApiKey::DescribeCluster => &guard::DESCRIBE_CLUSTER,
             ApiKey::DeleteRecords => &guard::DELETE_RECORDS,
             ApiKey::DescribeLogDirs => &guard::DESCRIBE_LOG_DIRS,
+            ApiKey::AlterConfigs => &guard::ALTER_CONFIGS,
+            ApiKey::IncrementalAlterConfigs => &guard::INCREMENTAL_ALTER_CONFIGS,
             other => panic!("no schema for {other:?}"),
         }
     }
@@ -438,6 +450,42 @@ mod tests {
         res.configuration_keys = Some(vec![s("cleanup.policy")]);
         let mut r = DescribeConfigsRequest::default();
         r.resources = vec![res];
+        r
+    }
+
+    fn alter_configs(_v: i16) -> AlterConfigsRequest {
+        let mut c = alter_configs_request::AlterableConfig::default();
+        c.name = s("retention.ms");
+        c.value = Some(s("60000"));
+        let mut cleared = alter_configs_request::AlterableConfig::default();
+        cleared.name = s("segment.ms");
+        cleared.value = None;
+        let mut res = alter_configs_request::AlterConfigsResource::default();
+        res.resource_type = 2;
+        res.resource_name = s("t");
+        res.configs = vec![c, cleared];
+        let mut r = AlterConfigsRequest::default();
+        r.resources = vec![res];
+        r.validate_only = true;
+        r
+    }
+
+    fn incremental_alter_configs(_v: i16) -> IncrementalAlterConfigsRequest {
+        let mut set = incremental_alter_configs_request::AlterableConfig::default();
+        set.name = s("cleanup.policy");
+        set.config_operation = 2;
+        set.value = Some(s("compact"));
+        let mut delete = incremental_alter_configs_request::AlterableConfig::default();
+        delete.name = s("retention.ms");
+        delete.config_operation = 1;
+        delete.value = None;
+        let mut res = incremental_alter_configs_request::AlterConfigsResource::default();
+        res.resource_type = 2;
+        res.resource_name = s("t");
+        res.configs = vec![set, delete];
+        let mut r = IncrementalAlterConfigsRequest::default();
+        r.resources = vec![res];
+        r.validate_only = true;
         r
     }
 
@@ -796,6 +844,18 @@ mod tests {
                         describe_cluster(v),
                         RequestBody::DescribeCluster,
                     ),
+                    ApiKey::AlterConfigs => round_trip(
+                        range.api_key,
+                        v,
+                        alter_configs(v),
+                        RequestBody::AlterConfigs,
+                    ),
+                    ApiKey::IncrementalAlterConfigs => round_trip(
+                        range.api_key,
+                        v,
+                        incremental_alter_configs(v),
+                        RequestBody::IncrementalAlterConfigs,
+                    ),
                     other => panic!("no sample for {other:?}"),
                 }
                 checked += 1;
@@ -803,8 +863,9 @@ mod tests {
         }
         // 115 before the group admin APIs, plus DescribeGroups v0-5, ListGroups v0-4,
         // DeleteGroups v0-2, OffsetDelete v0, DescribeQuorum v0-2, DescribeCluster v0-2,
-        // DeleteRecords v0-2, DescribeLogDirs v1-4 and ElectLeaders v0-2.
-        assert_eq!(checked, 115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4 + 3);
+        // DeleteRecords v0-2, DescribeLogDirs v1-4, ElectLeaders v0-2, AlterConfigs v0-2 and
+        // IncrementalAlterConfigs v0-1.
+        assert_eq!(checked, 115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4 + 3 + 3 + 2);
     }
     fn frame(api_key: ApiKey, v: i16, body: &[u8]) -> Bytes {
         let header = RequestHeader {
@@ -990,6 +1051,10 @@ mod tests {
             size_of::<create_partitions_request::CreatePartitionsTopic>(),
             size_of::<create_partitions_request::CreatePartitionsAssignment>(),
             size_of::<describe_configs_request::DescribeConfigsResource>(),
+            size_of::<alter_configs_request::AlterConfigsResource>(),
+            size_of::<alter_configs_request::AlterableConfig>(),
+            size_of::<incremental_alter_configs_request::AlterConfigsResource>(),
+            size_of::<incremental_alter_configs_request::AlterableConfig>(),
             size_of::<offset_for_leader_epoch_request::OffsetForLeaderTopic>(),
             size_of::<offset_for_leader_epoch_request::OffsetForLeaderPartition>(),
             size_of::<join_group_request::JoinGroupRequestProtocol>(),

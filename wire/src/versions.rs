@@ -67,10 +67,12 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::InitProducerId, 0, 4),
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
     range(ApiKey::DescribeConfigs, 1, 4),
+    range(ApiKey::AlterConfigs, 0, 2),
     range(ApiKey::DescribeLogDirs, 1, 4),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::ElectLeaders, 0, 2),
+    range(ApiKey::IncrementalAlterConfigs, 0, 1),
     range(ApiKey::OffsetDelete, 0, 0),
     range(ApiKey::DescribeQuorum, 0, 2),
     range(ApiKey::DescribeCluster, 0, 2),
@@ -243,7 +245,9 @@ mod tests {
         assert_eq!(r(ApiKey::DeleteRecords), Some((0, 2)));
         assert_eq!(r(ApiKey::DescribeLogDirs), Some((1, 4)));
         assert_eq!(r(ApiKey::ElectLeaders), Some((0, 2)));
-        assert_eq!(SUPPORTED.len(), 27);
+        assert_eq!(r(ApiKey::AlterConfigs), Some((0, 2)));
+        assert_eq!(r(ApiKey::IncrementalAlterConfigs), Some((0, 1)));
+        assert_eq!(SUPPORTED.len(), 29);
         assert_eq!(r(ApiKey::ConsumerGroupHeartbeat), None);
     }
 

@@ -6,14 +6,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 use spate_wire::cluster::frame::seal;
 use spate_wire::cluster::{
-    encode_frame, Body, ClusterError, ControllerAnswer, ControllerApi, ControllerRequest,
-    ControllerResponse, CreateTopicResult, EncodedFrame, Envelope, EpochEndOffset,
-    EpochEndOffsetQuery, EpochEndOffsetRequest, EpochEndOffsetResponse, EpochEndOffsetResult,
-    ErrorBody, FetchPartition, FetchedPartition, FrameDecoder, FrameKind, Hello, MetadataBatch,
-    MetadataContent, MetadataFetchRequest, MetadataFetchResponse, NewPartitions, NewTopic, Raft,
-    RecordChunks, ReplicaFetchRequest, ReplicaFetchResponse, TopicResult, FRAME_HEADER_BYTES,
-    HELLO_VERSION, METADATA_FETCH_MAX_BYTES_MAX, METADATA_FETCH_WAIT_MS_MAX,
-    REPLICA_FETCH_MAX_BYTES_MAX, REPLICA_FETCH_WAIT_MS_MAX, VERSION_MAX, VERSION_MIN,
+    encode_frame, AlterTopicConfigs, Body, ClusterError, ConfigOp, ControllerAnswer, ControllerApi,
+    ControllerRequest, ControllerResponse, CreateTopicResult, EncodedFrame, Envelope,
+    EpochEndOffset, EpochEndOffsetQuery, EpochEndOffsetRequest, EpochEndOffsetResponse,
+    EpochEndOffsetResult, ErrorBody, FetchPartition, FetchedPartition, FrameDecoder, FrameKind,
+    Hello, MetadataBatch, MetadataContent, MetadataFetchRequest, MetadataFetchResponse,
+    NewPartitions, NewTopic, Raft, RecordChunks, ReplicaFetchRequest, ReplicaFetchResponse,
+    TopicResult, FRAME_HEADER_BYTES, HELLO_VERSION, METADATA_FETCH_MAX_BYTES_MAX,
+    METADATA_FETCH_WAIT_MS_MAX, REPLICA_FETCH_MAX_BYTES_MAX, REPLICA_FETCH_WAIT_MS_MAX,
+    VERSION_MAX, VERSION_MIN,
 };
 use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex};
 use spate_wire::ErrorCode;
@@ -287,7 +288,25 @@ fn controller_request() -> impl Strategy<Value = ControllerRequest> {
                 incarnation,
             }
         }),
+        (prop::collection::vec(alter_topic(), 0..5), any::<bool>()).prop_map(
+            |(topics, validate_only)| ControllerRequest::AlterConfigs {
+                topics,
+                validate_only,
+            }
+        ),
     ]
+}
+
+fn alter_topic() -> impl Strategy<Value = AlterTopicConfigs> {
+    let op = (short_str(), any::<u8>(), prop::option::of(short_str()))
+        .prop_map(|(key, op, value)| ConfigOp { key, op, value });
+    (short_str(), any::<bool>(), prop::collection::vec(op, 0..5)).prop_map(
+        |(name, replace_all, ops)| AlterTopicConfigs {
+            name,
+            replace_all,
+            ops,
+        },
+    )
 }
 
 fn topic_result() -> impl Strategy<Value = TopicResult> {
@@ -327,6 +346,12 @@ fn controller_answer() -> impl Strategy<Value = ControllerAnswer> {
         any::<(i64, i32)>().prop_map(|(first_id, count)| {
             ControllerAnswer::AllocateProducerIds { first_id, count }
         }),
+        (prop::collection::vec(topic_result(), 0..6), any::<u64>()).prop_map(
+            |(results, metadata_offset)| ControllerAnswer::AlterConfigs {
+                results,
+                metadata_offset
+            }
+        ),
     ]
 }
 

@@ -500,6 +500,7 @@ pub async fn start(
                 transport.clone(),
                 publish,
                 controller_config(&core.config, settings)?,
+                core.config.topic_defaults.clone(),
                 stop.clone(),
             )
             .await?,

@@ -265,6 +265,8 @@ pub struct Observer {
     fetches: Calls<MetadataFetchResponse>,
     publish: Publish,
     published: Notify,
+    /// The offset of the image the cores last finished applying.
+    published_offset: Cell<MetadataOffset>,
     /// The leader the cores were last told of.
     published_leader: Cell<Option<NodeId>>,
     file: ImageFile,
@@ -313,6 +315,7 @@ impl Observer {
             fetches: Calls::new(1),
             publish,
             published: Notify::default(),
+            published_offset: Cell::new(MetadataOffset(0)),
             published_leader: Cell::new(None),
             file,
         });
@@ -366,7 +369,18 @@ impl Observer {
     /// Waits until the published image satisfies `done`, or `timeout` passes.
     pub async fn wait_published(&self, done: impl Fn(&MetadataImage) -> bool, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !done(self.follower.borrow().image()) {
+        // The predicate is asked of the applied image; the cores have it once an image at
+        // least as new was published to them.
+        let published = |offset: MetadataOffset| self.published_offset.get() >= offset;
+        loop {
+            let satisfied_at = {
+                let held = self.follower.borrow();
+                let image = held.image();
+                done(image).then(|| image.last_applied())
+            };
+            if satisfied_at.is_some_and(published) {
+                return;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
@@ -515,7 +529,9 @@ impl Observer {
             image: self.follower.borrow().image().clone(),
             leader: self.leader.get(),
         });
+        let offset = published.image.last_applied();
         (self.publish)(published).await;
+        self.published_offset.set(offset);
         self.published.notify_all();
     }
 }

@@ -116,12 +116,17 @@ pub struct Quorum {
     rpc: Rpc,
     /// Woken after each image is published to the cores.
     published: Notify,
+    /// The offset of the image the cores last finished applying.
+    published_offset: Cell<MetadataOffset>,
     /// Per broker, when this node (as leader) last heard from it; at most
     /// [`QUORUM_REPLICAS_MAX`] brokers.
     seen: RefCell<BTreeMap<NodeId, Seen>>,
     voters: Vec<NodeId>,
     /// Observers' metadata fetches being served (long polls); see `observer::serve_fetch`.
     pub(super) fetches_in_flight: Cell<usize>,
+    /// This broker's topic config defaults, over which the leader checks a topic config change
+    /// it decides (a forwarded AlterConfigs included).
+    topic_defaults: crate::config::TopicDefaults,
 }
 
 impl std::fmt::Debug for Quorum {
@@ -154,6 +159,7 @@ impl Quorum {
         transport: Rc<Transport>,
         publish: Publish,
         controller_config: ControllerConfig,
+        topic_defaults: crate::config::TopicDefaults,
         shutdown: Arc<ShutdownFlag>,
     ) -> anyhow::Result<Rc<Quorum>> {
         let VoterIdentity { me, voters, seed } = identity;
@@ -176,9 +182,11 @@ impl Quorum {
             failed: Cell::new(false),
             rpc: Rpc::default(),
             published: Notify::default(),
+            published_offset: Cell::new(MetadataOffset(0)),
             seen: RefCell::new(BTreeMap::new()),
             voters: voters_kept,
             fetches_in_flight: Cell::new(0),
+            topic_defaults,
         });
         // The image replayed from the log, before anything new commits.
         quorum.publish_now().await;
@@ -186,6 +194,11 @@ impl Quorum {
         glommio::spawn_local(quorum.clone().read_inbox(shutdown.clone())).detach();
         glommio::spawn_local(quorum.clone().tick(shutdown)).detach();
         Ok(quorum)
+    }
+
+    /// The topic config defaults a change is checked over.
+    pub fn topic_defaults(&self) -> &crate::config::TopicDefaults {
+        &self.topic_defaults
     }
 
     /// The quorum's leader, if this node knows it.
@@ -603,7 +616,9 @@ impl Quorum {
             image: self.node.borrow().image().clone(),
             leader,
         });
+        let offset = published.image.last_applied();
         (self.publish)(published).await;
+        self.published_offset.set(offset);
         self.published.notify_all();
     }
 
@@ -611,7 +626,18 @@ impl Quorum {
     /// leader answered a forwarded change, so that this broker's next Metadata answer shows it.
     pub async fn wait_published(&self, done: impl Fn(&MetadataImage) -> bool, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !done(self.node.borrow().image()) {
+        // The predicate is asked of the applied image; the cores have it once an image at
+        // least as new was published to them.
+        let published = |offset: MetadataOffset| self.published_offset.get() >= offset;
+        loop {
+            let satisfied_at = {
+                let held = self.node.borrow();
+                let image = held.image();
+                done(image).then(|| image.last_applied())
+            };
+            if satisfied_at.is_some_and(published) {
+                return;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;

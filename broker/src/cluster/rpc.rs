@@ -386,6 +386,47 @@ pub async fn serve(quorum: Rc<Quorum>, request: ControllerRequest) -> Controller
             }
             ControllerResponse::ok(ControllerAnswer::CreatePartitions { results })
         }
+        ControllerRequest::AlterConfigs {
+            topics,
+            validate_only,
+        } => {
+            // A topic whose ops do not decode is answered alone; the others go on.
+            let mut results: Vec<Option<TopicResult>> = Vec::with_capacity(topics.len());
+            let mut decoded = Vec::with_capacity(topics.len());
+            for topic in topics {
+                let name = topic.name.clone();
+                match super::admin::alter_from_wire(topic) {
+                    Ok(topic) => {
+                        results.push(None);
+                        decoded.push(topic);
+                    }
+                    Err(e) => results.push(Some(TopicResult {
+                        name,
+                        error_code: e.kafka_code(),
+                        message: Some(e.to_string()),
+                    })),
+                }
+            }
+            let validate_only = if validate_only {
+                crate::ops::ValidateOnly::Yes
+            } else {
+                crate::ops::ValidateOnly::No
+            };
+            let Some((altered, metadata_offset)) =
+                super::admin::alter_on_leader(&quorum, decoded, validate_only).await
+            else {
+                return ControllerResponse::not_controller(api, quorum.leader().map(|n| n.0));
+            };
+            let mut altered = altered.into_iter();
+            let results = results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| altered.next().expect("one result per topic")))
+                .collect();
+            ControllerResponse::ok(ControllerAnswer::AlterConfigs {
+                results,
+                metadata_offset,
+            })
+        }
     }
 }
 

@@ -433,7 +433,7 @@ impl Coordinator {
             );
         }
         builder.finish();
-        if batch.len() > log.batch_bytes_max {
+        if batch.len() > log.settings().batch_bytes_max {
             return vec![ErrorCode::InvalidCommitOffsetSize; count];
         }
         let base = match append_durably(log, batch).await {
@@ -975,7 +975,7 @@ fn persist_group(core: &Core, group_id: &str, snapshot: Option<GroupSnapshot>) {
     );
     builder.push(now, Some(&key), snapshot.as_ref().map(|_| &value[..]), &[]);
     builder.finish();
-    if batch.len() > partition.batch_bytes_max {
+    if batch.len() > partition.settings().batch_bytes_max {
         warn!(
             group = group_id,
             bytes = batch.len(),

@@ -1,16 +1,25 @@
 //! DescribeConfigs (key 32): the configs of topics (type 2) and of this broker (type 4).
+//!
+//! A topic config's source is Kafka's: DYNAMIC_TOPIC_CONFIG when set on the topic (at creation
+//! or by AlterConfigs), else STATIC_BROKER_CONFIG when this broker's settings (flags, file,
+//! environment) set its default, else DEFAULT_CONFIG. With `include_synonyms`, each entry lists
+//! where its value could come from, highest precedence first, as Kafka's `ConfigHelper` does:
+//! the topic override, then the broker setting under Kafka's broker name for it
+//! (`log.retention.ms` for `retention.ms`...), then the built-in default under that name.
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use spate_wire::kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+    DescribeConfigsSynonym,
 };
 use spate_wire::ErrorCode;
 
 use super::{respond, str_bytes};
+use crate::config::TopicDefaults;
 use crate::connection::ResponseParts;
 use crate::core::Core;
-use crate::metadata::topics::{TopicConfig, TOPIC_CONFIG_KEYS};
+use crate::metadata::topics::{TopicConfig, TopicMeta, TOPIC_CONFIG_KEYS};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -77,6 +86,90 @@ fn config_type(name: &str) -> i8 {
     }
 }
 
+/// The broker config Kafka names as a topic config's default (its first synonym in
+/// `ServerTopicConfigSynonyms`), or Spate's own name for the two flush settings Kafka lacks.
+/// `None`: no broker setting stands behind it.
+pub fn broker_synonym(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "segment.bytes" => "log.segment.bytes",
+        "segment.ms" => "log.roll.ms",
+        "segment.jitter.ms" => "log.roll.jitter.ms",
+        "segment.index.bytes" => "log.index.size.max.bytes",
+        "flush.messages" => "log.flush.interval.messages",
+        "flush.ms" => "log.flush.interval.ms",
+        "flush.policy" => "log.flush.policy",
+        "flush.bytes" => "log.flush.bytes",
+        "retention.bytes" => "log.retention.bytes",
+        "retention.ms" => "log.retention.ms",
+        "max.message.bytes" => "message.max.bytes",
+        "index.interval.bytes" => "log.index.interval.bytes",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
+        "file.delete.delay.ms" => "log.segment.delete.delay.ms",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "cleanup.policy" => "log.cleanup.policy",
+        "unclean.leader.election.enable" => "unclean.leader.election.enable",
+        "min.insync.replicas" => "min.insync.replicas",
+        "compression.type" => "compression.type",
+        "preallocate" => "log.preallocate",
+        "message.format.version" => "log.message.format.version",
+        "message.timestamp.type" => "log.message.timestamp.type",
+        "message.timestamp.difference.max.ms" => "log.message.timestamp.difference.max.ms",
+        "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
+        "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
+        "message.downconversion.enable" => "log.message.downconversion.enable",
+        "local.retention.ms" => "log.local.retention.ms",
+        "local.retention.bytes" => "log.local.retention.bytes",
+        _ => return None,
+    })
+}
+
+fn synonym(name: &str, value: String, source: i8) -> DescribeConfigsSynonym {
+    let mut s = DescribeConfigsSynonym::default();
+    s.name = str_bytes(name);
+    s.value = Some(str_bytes(&value));
+    s.source = source;
+    s
+}
+
+/// Spate's built-in topic defaults, what a broker started with no settings has.
+fn builtin_defaults() -> &'static TopicConfig {
+    static BUILTIN: std::sync::OnceLock<TopicConfig> = std::sync::OnceLock::new();
+    BUILTIN.get_or_init(|| {
+        let config = crate::config::Config::resolve(crate::config::Settings::default())
+            .expect("the built-in settings resolve");
+        TopicConfig::from_defaults(&config.topic_defaults)
+    })
+}
+
+/// One topic config's value, source and synonyms (highest precedence first), Kafka's way.
+pub fn topic_entry_sources(
+    meta: &TopicMeta,
+    key: &str,
+    defaults: &TopicDefaults,
+) -> (String, i8, Vec<DescribeConfigsSynonym>) {
+    let value = meta.config.get(key).expect("listed keys have values");
+    let mut synonyms = Vec::new();
+    if meta.config.is_override(key) {
+        synonyms.push(synonym(key, value.clone(), SOURCE_TOPIC));
+    }
+    if let Some(broker_name) = broker_synonym(key) {
+        if defaults.set_on_broker.contains(&key) {
+            let on_broker = TopicConfig::from_defaults(defaults)
+                .get(key)
+                .expect("listed keys have values");
+            synonyms.push(synonym(broker_name, on_broker, SOURCE_STATIC_BROKER));
+        }
+        let builtin = builtin_defaults()
+            .get(key)
+            .expect("listed keys have values");
+        synonyms.push(synonym(broker_name, builtin, SOURCE_DEFAULT));
+    }
+    let source = synonyms.first().map_or(SOURCE_DEFAULT, |s| s.source);
+    (value, source, synonyms)
+}
+
 fn entry(
     name: &str,
     value: String,
@@ -116,15 +209,13 @@ pub fn handle(
             RESOURCE_TOPIC => match core.topic(resource.resource_name.as_str()) {
                 Some(meta) => {
                     for key in TOPIC_CONFIG_KEYS.iter().filter(|k| wanted(k)) {
-                        let value = meta.config.get(key).expect("listed keys have values");
-                        let source = if meta.config.is_override(key) {
-                            SOURCE_TOPIC
-                        } else {
-                            SOURCE_DEFAULT
-                        };
-                        result
-                            .configs
-                            .push(entry(key, value, source, false, header.api_version));
+                        let (value, source, synonyms) =
+                            topic_entry_sources(&meta, key, &core.config.topic_defaults);
+                        let mut e = entry(key, value, source, false, header.api_version);
+                        if request.include_synonyms {
+                            e.synonyms = synonyms;
+                        }
+                        result.configs.push(e);
                     }
                 }
                 None => {
@@ -192,6 +283,81 @@ pub fn handle(
 mod tests {
     use super::*;
     use crate::metadata::topics::TOPIC_CONFIG_KEYS;
+
+    fn meta(config: TopicConfig) -> TopicMeta {
+        TopicMeta {
+            name: "t".to_owned(),
+            id: [1; 16],
+            partitions: 1,
+            config,
+            replica_sets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sources_and_synonyms_follow_kafkas_precedence() {
+        use crate::config::{Config, Settings};
+        let flags = Settings {
+            retention_ms: Some(60_000),
+            ..Settings::default()
+        };
+        let defaults = Config::resolve(flags).unwrap().topic_defaults;
+        let mut config = TopicConfig::from_defaults(&defaults);
+        config.set("segment.bytes", "16384").unwrap();
+        config.set("retention.ms", "1000").unwrap();
+        let topic = meta(config);
+        let names = |synonyms: &[DescribeConfigsSynonym]| -> Vec<(String, String, i8)> {
+            synonyms
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.to_string(),
+                        s.value.as_ref().unwrap().to_string(),
+                        s.source,
+                    )
+                })
+                .collect()
+        };
+        // Set on the topic, with a broker setting and a built-in default behind it.
+        let (value, source, synonyms) = topic_entry_sources(&topic, "retention.ms", &defaults);
+        assert_eq!((value.as_str(), source), ("1000", SOURCE_TOPIC));
+        assert_eq!(
+            names(&synonyms),
+            vec![
+                ("retention.ms".into(), "1000".into(), SOURCE_TOPIC),
+                (
+                    "log.retention.ms".into(),
+                    "60000".into(),
+                    SOURCE_STATIC_BROKER
+                ),
+                (
+                    "log.retention.ms".into(),
+                    "604800000".into(),
+                    SOURCE_DEFAULT
+                ),
+            ]
+        );
+        // Set on the topic only.
+        let (_, source, synonyms) = topic_entry_sources(&topic, "segment.bytes", &defaults);
+        assert_eq!(source, SOURCE_TOPIC);
+        assert_eq!(synonyms.len(), 2);
+        assert_eq!(synonyms[1].name.as_str(), "log.segment.bytes");
+        // Not set on the topic: the broker's setting wins.
+        let plain = meta(TopicConfig::from_defaults(&defaults));
+        let (value, source, synonyms) = topic_entry_sources(&plain, "retention.ms", &defaults);
+        assert_eq!((value.as_str(), source), ("60000", SOURCE_STATIC_BROKER));
+        assert_eq!(synonyms.len(), 2);
+        // Neither: the default, whose synonym is the broker name.
+        let (_, source, synonyms) = topic_entry_sources(&plain, "cleanup.policy", &defaults);
+        assert_eq!(source, SOURCE_DEFAULT);
+        assert_eq!(
+            names(&synonyms),
+            vec![("log.cleanup.policy".into(), "delete".into(), SOURCE_DEFAULT)]
+        );
+        // No broker setting behind it at all: a default with no synonym.
+        let (_, source, synonyms) = topic_entry_sources(&plain, "write.caching", &defaults);
+        assert_eq!((source, synonyms.len()), (SOURCE_DEFAULT, 0));
+    }
 
     #[test]
     fn types_match_kafka_for_every_described_key() {

@@ -4,6 +4,7 @@
 //! header cannot be read, or whose API or version is not advertised, closes the connection
 //! (Kafka does the same: there is no response layout to answer in).
 
+mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -19,6 +20,7 @@ mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
@@ -73,7 +75,9 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::OffsetDelete)
         .with(ApiKey::DescribeCluster)
         .with(ApiKey::DeleteRecords)
-        .with(ApiKey::DescribeLogDirs);
+        .with(ApiKey::DescribeLogDirs)
+        .with(ApiKey::AlterConfigs)
+        .with(ApiKey::IncrementalAlterConfigs);
     VersionTable::new(match mode {
         Mode::SingleBroker => apis,
         Mode::Cluster => apis.with(ApiKey::DescribeQuorum).with(ApiKey::ElectLeaders),
@@ -168,6 +172,10 @@ pub async fn handle(
         RequestBody::ElectLeaders(request) => elect_leaders::handle(core, &header, request).await,
         RequestBody::DescribeLogDirs(request) => {
             describe_log_dirs::handle(core, &header, request).await
+        }
+        RequestBody::AlterConfigs(request) => alter_configs::handle(core, &header, request).await,
+        RequestBody::IncrementalAlterConfigs(request) => {
+            incremental_alter_configs::handle(core, &header, request).await
         }
         other => {
             warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");

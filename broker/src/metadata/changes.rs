@@ -15,9 +15,11 @@ use spate_wire::ErrorCode;
 use tracing::{error, info};
 
 use crate::core::{Core, CONTROLLER_CORE};
+use crate::errors::KafkaCode;
+use crate::metadata::alter;
 use crate::metadata::producer_ids::ProducerIdAllocator;
 use crate::metadata::topics::{self, TopicMeta};
-use crate::ops::{CoreReply, CoreRequest, GrowTopic, NewTopic, Phase};
+use crate::ops::{AlterTopic, CoreReply, CoreRequest, GrowTopic, NewTopic, Phase, ValidateOnly};
 
 /// The controller core's topic-change lock and producer id allocator.
 pub struct Changes {
@@ -166,6 +168,63 @@ impl Changes {
                 results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
                 continue;
             }
+            results.push(broadcast_upsert(core, &meta).await);
+        }
+        results
+    }
+}
+
+impl Changes {
+    /// Changes topics' configs (IncrementalAlterConfigs, AlterConfigs), one topic at a time: the
+    /// alteration is decided on the topic's current overrides (`metadata::alter`), the topic
+    /// file rewritten durably, then every core applies the new config to the partitions it
+    /// owns. `ValidateOnly::Yes` decides and stops. In cluster mode the controller decides and
+    /// the change arrives with the next image.
+    pub async fn alter_configs(
+        &self,
+        core: &Core,
+        topics: Vec<AlterTopic>,
+        validate_only: ValidateOnly,
+    ) -> Vec<(ErrorCode, Option<String>)> {
+        assert_eq!(core.id, CONTROLLER_CORE);
+        let _serialized = self.serialized.lock().await;
+        if let Some(node) = core.cluster_node.get() {
+            return crate::cluster::admin::alter_configs(node, topics, validate_only).await;
+        }
+        let defaults = &core.config.topic_defaults;
+        let mut results = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let current = core.topic(&topic.name);
+            let overrides = current
+                .as_ref()
+                .map(|meta| meta.config.override_map())
+                .unwrap_or_default();
+            let altered = match alter::alter(&overrides, &topic.alteration, defaults) {
+                Ok(altered) => altered,
+                Err(e) => {
+                    results.push((e.kafka_code(), Some(e.to_string())));
+                    continue;
+                }
+            };
+            let Some(current) = current else {
+                results.push((
+                    ErrorCode::UnknownTopicOrPartition,
+                    Some(format!("topic {} does not exist", topic.name)),
+                ));
+                continue;
+            };
+            if validate_only == ValidateOnly::Yes || altered.changed.is_empty() {
+                results.push((ErrorCode::None, None));
+                continue;
+            }
+            let mut meta = (*current).clone();
+            meta.config = altered.config;
+            if let Err(e) = topics::save(&GlommioDisk, &core.config.data_dir, &meta).await {
+                error!(topic = %meta.name, error = %e, "writing topic file");
+                results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
+                continue;
+            }
+            info!(topic = %meta.name, changed = ?altered.changed, "topic configs altered");
             results.push(broadcast_upsert(core, &meta).await);
         }
         results

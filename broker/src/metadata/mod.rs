@@ -5,6 +5,7 @@
 //! before it tells every core (`changes`). In cluster mode the same facts come from the
 //! Raft-replicated metadata log, replayed into an image on every broker (`crate::cluster`).
 
+pub mod alter;
 pub mod changes;
 pub mod cluster;
 pub mod producer_ids;

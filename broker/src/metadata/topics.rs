@@ -631,6 +631,29 @@ impl TopicConfig {
         self.overrides.iter().any(|k| k == key)
     }
 
+    /// The broker defaults with `overrides` set over them, in key order.
+    ///
+    /// # Errors
+    /// [`TopicError::InvalidConfig`] for the first unknown key or bad value.
+    pub fn from_overrides(
+        defaults: &TopicDefaults,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig, TopicError> {
+        let mut config = TopicConfig::from_defaults(defaults);
+        for (key, value) in overrides {
+            config.set(key, value)?;
+        }
+        Ok(config)
+    }
+
+    /// The keys set on this topic with their values, as the metadata log keeps them.
+    pub fn override_map(&self) -> BTreeMap<String, String> {
+        self.overrides
+            .iter()
+            .filter_map(|key| Some((key.clone(), self.get(key)?)))
+            .collect()
+    }
+
     /// The storage engine's settings for one partition of this topic.
     pub fn log_config(&self) -> LogConfig {
         let defaults = LogConfig::default();

@@ -86,24 +86,16 @@ pub struct Partition<D: Disk = GlommioDisk> {
     pub appended: Notify,
     /// The high watermark consumers were last woken for.
     pub notified_hw: Cell<Offset>,
-    /// Largest batch accepted (the topic's max.message.bytes).
-    pub batch_bytes_max: usize,
+    /// What the partition takes from its topic's configs; replaced whole when they change
+    /// (`set_settings`), read by copy, so an op sees one consistent set.
+    settings: Cell<Settings>,
     /// When the maintenance task last flushed this partition (group commit timing).
     pub flushed_at: Cell<Instant>,
-    /// Compacted topics need keys, and the cleaner visits their partitions.
-    pub compaction: Compaction,
     /// The cleaner's memory of this partition (first dirty offset, tombstone horizon).
     pub cleaner: Cell<CleanerState>,
-    /// Who may append.
-    pub writers: Writers,
-    /// The topic's `min.insync.replicas`; the in-sync set is this broker alone until
-    /// replication lands.
-    pub min_insync_replicas: u32,
     /// The epoch this broker leads the partition in: written into every batch it appends and
     /// recorded in the log's epoch cache.
     leader_epoch: Cell<LeaderEpoch>,
-    /// What the broker changes in produced batches before storing them.
-    pub rewrite: Rewrite,
     /// Cluster mode: the partition's replication state (leader or follower, high watermark,
     /// acks=all waits). `None` on a single broker, whose high watermark is the log's durable
     /// offset.
@@ -121,10 +113,36 @@ pub struct Settings {
     pub compaction: Compaction,
     /// Who may append.
     pub writers: Writers,
-    /// `min.insync.replicas`.
+    /// `min.insync.replicas`; on a single broker the in-sync set is this broker alone.
     pub min_insync_replicas: u32,
     /// What the broker changes in produced batches.
     pub rewrite: Rewrite,
+}
+
+impl Settings {
+    /// The settings of a partition of `meta`.
+    pub fn of(meta: &crate::metadata::topics::TopicMeta) -> Settings {
+        let config = &meta.config;
+        Settings {
+            batch_bytes_max: config.max_message_bytes,
+            compaction: if config.cleanup_policy.compacts() {
+                Compaction::Compacted
+            } else {
+                Compaction::NotCompacted
+            },
+            writers: if meta.name == crate::group::OFFSETS_TOPIC {
+                Writers::CoordinatorOnly
+            } else {
+                Writers::Clients
+            },
+            min_insync_replicas: config.min_insync_replicas,
+            rewrite: Rewrite {
+                log_append_time: config.timestamp_type
+                    == crate::metadata::topics::TimestampKind::LogAppendTime,
+                codec: config.compression.codec(),
+            },
+        }
+    }
 }
 
 impl<D: Disk> Partition<D> {
@@ -141,17 +159,29 @@ impl<D: Disk> Partition<D> {
             log,
             appended: Notify::default(),
             notified_hw: Cell::new(Offset(-1)),
-            batch_bytes_max: settings.batch_bytes_max,
+            settings: Cell::new(settings),
             flushed_at: Cell::new(Instant::now()),
-            compaction: settings.compaction,
             cleaner: Cell::new(cleaner),
-            writers: settings.writers,
-            min_insync_replicas: settings.min_insync_replicas,
             leader_epoch: Cell::new(leader_epoch),
-            rewrite: settings.rewrite,
             replica: None,
             grew: Notify::default(),
         }
+    }
+
+    /// What the partition takes from its topic's configs now.
+    pub fn settings(&self) -> Settings {
+        self.settings.get()
+    }
+
+    /// Takes the settings of a changed topic config; the next op sees them (an op in flight
+    /// keeps the set it read). Who may write never changes.
+    ///
+    /// # Panics
+    /// If `settings` breaks [`Partition::new`]'s rules or changes the writers.
+    pub fn set_settings(&self, settings: Settings) {
+        assert!(settings.min_insync_replicas >= 1);
+        assert_eq!(settings.writers, self.settings().writers);
+        self.settings.set(settings);
     }
 
     /// What consumers may read up to: the replicated high watermark in cluster mode, else the

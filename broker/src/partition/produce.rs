@@ -171,9 +171,10 @@ impl<D: Disk> Partition<D> {
         op: ProduceOp,
         stats: &CoreStats,
     ) -> ProduceResult {
+        let settings = self.settings();
         if self.replica.is_none()
             && op.durability == Durability::Flushed
-            && self.min_insync_replicas > IN_SYNC_REPLICAS
+            && settings.min_insync_replicas > IN_SYNC_REPLICAS
         {
             // Refused before the append, as Kafka does when the in-sync set is too small.
             return refused(
@@ -181,15 +182,15 @@ impl<D: Disk> Partition<D> {
                 format!(
                     "min.insync.replicas is {} but {}-{} has {IN_SYNC_REPLICAS} in-sync replica \
                      (replication is not implemented yet)",
-                    self.min_insync_replicas, op.topic, op.partition
+                    settings.min_insync_replicas, op.topic, op.partition
                 ),
             );
         }
         let checked = match check_produce(
             &op.records,
-            self.batch_bytes_max,
-            self.writers,
-            self.compaction,
+            settings.batch_bytes_max,
+            settings.writers,
+            settings.compaction,
         ) {
             Ok(checked) => checked,
             Err(error) => {
@@ -206,19 +207,19 @@ impl<D: Disk> Partition<D> {
                 return answer;
             }
         };
-        let log_append_time_ms = if self.rewrite.log_append_time {
+        let log_append_time_ms = if settings.rewrite.log_append_time {
             crate::core::now_ms()
         } else {
             -1
         };
-        let checked = if self.rewrite == super::Rewrite::NONE {
+        let checked = if settings.rewrite == super::Rewrite::NONE {
             checked
         } else {
             match rewrite(
                 checked,
-                self.rewrite,
+                settings.rewrite,
                 log_append_time_ms,
-                self.batch_bytes_max,
+                settings.batch_bytes_max,
             ) {
                 Ok(rewritten) => rewritten,
                 Err((code, message)) => return refused(code, message),

@@ -175,6 +175,16 @@ impl ReplicaSlot {
         }
     }
 
+    /// Takes the topic's new `min.insync.replicas` (clamped to what a replica set can hold,
+    /// as at creation).
+    pub fn set_min_insync_replicas(&self, min_insync_replicas: u32) {
+        let n = (min_insync_replicas as usize).clamp(1, spate_replication::messages::REPLICAS_MAX);
+        self.replica
+            .borrow_mut()
+            .set_min_insync_replicas(n)
+            .expect("clamped into range");
+    }
+
     /// The high watermark: consumers read below it.
     pub fn high_watermark(&self) -> Offset {
         Offset(self.replica.borrow().high_watermark().0)

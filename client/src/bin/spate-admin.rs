@@ -8,7 +8,17 @@
 //!             --to-timestamp MS) [--topic TOPIC]... [--execute]
 //! spate-admin [--bootstrap HOST:PORT] groups delete GROUP
 //! spate-admin [--bootstrap HOST:PORT] elect-leaders [--topic TOPIC]...
+//! spate-admin [--bootstrap HOST:PORT] topics describe-config TOPIC
+//! spate-admin [--bootstrap HOST:PORT] topics alter-config TOPIC [--set KEY=VALUE]...
+//!             [--delete KEY]... [--append KEY=VALUE]... [--subtract KEY=VALUE]...
+//!             [--validate-only]
 //! ```
+//!
+//! `topics describe-config` prints every config of a topic with its value and source
+//! (DYNAMIC_TOPIC_CONFIG when set on the topic, STATIC_BROKER_CONFIG when a broker setting
+//! gives the default, DEFAULT_CONFIG). `topics alter-config` changes them live with
+//! IncrementalAlterConfigs, like `kafka-configs --alter --add-config/--delete-config`: the
+//! operations apply in the order given, all or none; `--validate-only` checks them only.
 //!
 //! `cluster` prints the cluster id, the controller and every broker (id, address, whether it
 //! is fenced) from DescribeCluster v2, or from Metadata when the broker does not advertise
@@ -32,7 +42,7 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use spate_client::{Admin, ClientConfig, ClientError, OffsetSpec};
+use spate_client::{Admin, ClientConfig, ClientError, ConfigOperation, OffsetSpec};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -50,6 +60,11 @@ commands:
                      [--execute]
                               new committed offsets (dry run unless --execute)
   groups delete GROUP         delete an empty group
+  topics describe-config TOPIC
+                              every config of a topic, its value and its source
+  topics alter-config TOPIC [--set KEY=VALUE]... [--delete KEY]... [--append KEY=VALUE]...
+                            [--subtract KEY=VALUE]... [--validate-only]
+                              change a topic's configs live (IncrementalAlterConfigs)
 
 --bootstrap defaults to 127.0.0.1:9092. Exit codes: 0 done, 1 refused or failed (Kafka errors
 are printed by name), 2 bad command line, 3 broker unreachable.";
@@ -77,6 +92,14 @@ enum Command {
     Delete(String),
     /// Preferred-leader election for these topics' partitions (all topics when empty).
     ElectLeaders(Vec<String>),
+    /// A topic's configs with their sources.
+    DescribeConfig(String),
+    /// Change a topic's configs.
+    AlterConfig {
+        topic: String,
+        ops: Vec<(String, ConfigOperation)>,
+        validate_only: bool,
+    },
 }
 
 /// Whether `cluster` lists topics and their partitions.
@@ -133,6 +156,8 @@ fn parse(args: &[String]) -> Result<(String, Command), String> {
             Command::ElectLeaders(topics)
         }
         ["groups", "describe", group] => Command::Describe((*group).to_owned()),
+        ["topics", "describe-config", topic] => Command::DescribeConfig((*topic).to_owned()),
+        ["topics", "alter-config", topic, options @ ..] => parse_alter_config(topic, options)?,
         ["groups", "delete", group] => Command::Delete((*group).to_owned()),
         ["groups", "reset", group, options @ ..] => {
             let mut to = None;
@@ -169,6 +194,82 @@ fn parse(args: &[String]) -> Result<(String, Command), String> {
         _ => return Err(format!("unknown command {:?}", rest.join(" "))),
     };
     Ok((bootstrap, command))
+}
+
+fn parse_alter_config(topic: &str, options: &[&str]) -> Result<Command, String> {
+    let mut ops = Vec::new();
+    let mut validate_only = false;
+    let mut j = 0;
+    while j < options.len() {
+        let option = options[j];
+        if option == "--validate-only" {
+            validate_only = true;
+            j += 1;
+            continue;
+        }
+        let operand = options
+            .get(j + 1)
+            .ok_or_else(|| format!("{option} needs an operand"))?;
+        let pair = || {
+            operand
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| format!("{option} needs KEY=VALUE, got {operand}"))
+        };
+        let op = match option {
+            "--set" => pair().map(|(k, v)| (k, ConfigOperation::Set(v)))?,
+            "--append" => pair().map(|(k, v)| (k, ConfigOperation::Append(v)))?,
+            "--subtract" => pair().map(|(k, v)| (k, ConfigOperation::Subtract(v)))?,
+            "--delete" => ((*operand).to_owned(), ConfigOperation::Delete),
+            other => return Err(format!("unknown alter-config option {other}")),
+        };
+        ops.push(op);
+        j += 2;
+    }
+    if ops.is_empty() {
+        return Err(
+            "alter-config needs at least one --set, --delete, --append or --subtract".into(),
+        );
+    }
+    Ok(Command::AlterConfig {
+        topic: topic.to_owned(),
+        ops,
+        validate_only,
+    })
+}
+
+async fn describe_config(admin: &mut Admin, topic: &str) -> Result<(), Error> {
+    let configs = admin.describe_topic_configs(topic).await?;
+    println!("{:<40} {:<24} SOURCE", "CONFIG", "VALUE");
+    for c in configs {
+        let value = c.value.as_deref().unwrap_or("(sensitive)");
+        println!("{:<40} {:<24} {}", c.name, value, c.source);
+    }
+    Ok(())
+}
+
+async fn alter_config(
+    admin: &mut Admin,
+    topic: &str,
+    ops: &[(String, ConfigOperation)],
+    validate_only: bool,
+) -> Result<(), Error> {
+    admin.alter_topic_configs(topic, ops, validate_only).await?;
+    let done = if validate_only {
+        "would change"
+    } else {
+        "changed"
+    };
+    for (key, op) in ops {
+        let what = match op {
+            ConfigOperation::Set(v) => format!("set to {v}"),
+            ConfigOperation::Delete => "back to its default".to_owned(),
+            ConfigOperation::Append(v) => format!("{v} appended"),
+            ConfigOperation::Subtract(v) => format!("{v} removed"),
+        };
+        println!("{topic}: {done} {key}: {what}");
+    }
+    Ok(())
 }
 
 fn resolve(bootstrap: &str) -> Result<SocketAddr, Error> {
@@ -460,6 +561,12 @@ async fn run(bootstrap: SocketAddr, command: Command) -> Result<(), Error> {
             Ok(())
         }
         Command::ElectLeaders(topics) => elect_leaders(&mut admin, topics).await,
+        Command::DescribeConfig(topic) => describe_config(&mut admin, &topic).await,
+        Command::AlterConfig {
+            topic,
+            ops,
+            validate_only,
+        } => alter_config(&mut admin, &topic, &ops, validate_only).await,
     }
 }
 
@@ -606,5 +713,39 @@ mod tests {
         assert!(parse(&args("cluster --frobnicate")).is_err());
         assert!(parse(&args("groups reset g")).is_err());
         assert!(parse(&args("groups frobnicate")).is_err());
+        assert_eq!(
+            parse(&args(
+                "topics alter-config t --set retention.ms=1000 --delete segment.bytes \
+                 --append cleanup.policy=compact --subtract cleanup.policy=delete --validate-only"
+            ))
+            .unwrap()
+            .1,
+            Command::AlterConfig {
+                topic: "t".to_owned(),
+                ops: vec![
+                    (
+                        "retention.ms".to_owned(),
+                        ConfigOperation::Set("1000".to_owned())
+                    ),
+                    ("segment.bytes".to_owned(), ConfigOperation::Delete),
+                    (
+                        "cleanup.policy".to_owned(),
+                        ConfigOperation::Append("compact".to_owned())
+                    ),
+                    (
+                        "cleanup.policy".to_owned(),
+                        ConfigOperation::Subtract("delete".to_owned())
+                    ),
+                ],
+                validate_only: true,
+            }
+        );
+        assert_eq!(
+            parse(&args("topics describe-config t")).unwrap().1,
+            Command::DescribeConfig("t".to_owned())
+        );
+        assert!(parse(&args("topics alter-config t")).is_err());
+        assert!(parse(&args("topics alter-config t --set novalue")).is_err());
+        assert!(parse(&args("topics alter-config t --set")).is_err());
     }
 }

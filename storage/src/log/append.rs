@@ -75,10 +75,10 @@ impl<D: Disk> Log<D> {
     /// is kept as the given `Bytes` (a slice of the request, typically) for the tail cache.
     pub async fn append(&self, batch: impl Into<Bytes>, epoch: LeaderEpoch) -> Result<AppendInfo> {
         let batch: Bytes = batch.into();
-        if batch.len() > self.config.batch_bytes_max {
+        if batch.len() > self.config().batch_bytes_max {
             return Err(StorageError::BatchTooLarge {
                 bytes: batch.len(),
-                bytes_max: self.config.batch_bytes_max,
+                bytes_max: self.config().batch_bytes_max,
             });
         }
         if let Ok(header) = BatchHeader::parse(&batch) {
@@ -104,10 +104,10 @@ impl<D: Disk> Log<D> {
         batch: CheckedBatch,
         epoch: LeaderEpoch,
     ) -> Result<AppendInfo> {
-        if batch.len() > self.config.batch_bytes_max {
+        if batch.len() > self.config().batch_bytes_max {
             return Err(StorageError::BatchTooLarge {
                 bytes: batch.len(),
-                bytes_max: self.config.batch_bytes_max,
+                bytes_max: self.config().batch_bytes_max,
             });
         }
         let (mut header, batch) = batch.into_parts();
@@ -232,7 +232,7 @@ impl<D: Disk> Log<D> {
     /// under [`FlushPolicy::EveryAppend`] waits until it is durable; under group commit starts
     /// a background sync once `bytes_max` unsynced bytes accumulated.
     pub(super) async fn after_append(&self, end: Offset) -> Result<()> {
-        match self.config.flush {
+        match self.config().flush {
             FlushPolicy::EveryAppend => self.wait_durable(end).await,
             FlushPolicy::GroupCommit { bytes_max, .. }
                 if self.unflushed_bytes() >= bytes_max
@@ -332,8 +332,8 @@ impl<D: Disk> Log<D> {
         // for the file's writes in flight, 0.5-1.5 ms on the test machine, so a busy partition
         // takes a few steps per segment instead of one per 64 MiB, while an idle one holds
         // only the first step and no segment holds more than twice what it was written.
-        let step = (active.allocated + active.allocated.max(self.config.preallocate_bytes))
-            .min(align_up(self.config.segment_bytes_max));
+        let step = (active.allocated + active.allocated.max(self.config().preallocate_bytes))
+            .min(align_up(self.config().segment_bytes_max));
         for target in [step.max(needed), needed] {
             match active.file.pre_allocate(target).await {
                 Ok(()) => {
@@ -350,7 +350,7 @@ impl<D: Disk> Log<D> {
     /// Copies a batch into the write buffer; each time the buffer fills, it is submitted as one
     /// write and appending continues in a spare buffer while that write is in flight.
     async fn copy_in(&self, core: &mut Core<D::File>, mut data: &[u8]) -> Result<()> {
-        let capacity = self.config.write_buffer_bytes_max;
+        let capacity = self.config().write_buffer_bytes_max;
         while !data.is_empty() {
             let write = &mut core.write;
             let buf = write.buf.as_mut().expect("write buffer present");
@@ -370,7 +370,7 @@ impl<D: Disk> Log<D> {
     /// disjoint block ranges; one that overlaps a sync's tail write still in flight is chained
     /// behind it (see `writes`), so this never waits for a sync.
     async fn submit_full_buffer(&self, core: &mut Core<D::File>) -> Result<()> {
-        let capacity = self.config.write_buffer_bytes_max;
+        let capacity = self.config().write_buffer_bytes_max;
         // The tail cache evicts oldest first and never an unwritten batch, so while one of the
         // closed segment's writes is pending nothing appended since can be evicted either: a
         // device that completes the new segment's writes and leaves one of the old behind (out

@@ -380,7 +380,7 @@ impl<D: Disk> Log<D> {
         let mut bytes = 0u64;
         for &segment in segments {
             let fits = groups.last().is_some_and(|g| {
-                bytes + segment.size <= self.config.segment_bytes_max
+                bytes + segment.size <= self.config().segment_bytes_max
                     && segment.next_offset.0 - g[0].base.0 < i64::from(i32::MAX)
             });
             if fits {
@@ -415,7 +415,7 @@ impl<D: Disk> Log<D> {
             .open(&cleaned_path, OpenMode::CreateTruncate)
             .await
             .map_err(io_err("creating", &cleaned_path))?;
-        let mut writer = CleanedWriter::new(file, base, &self.config);
+        let mut writer = CleanedWriter::new(file, base, &self.config());
         let mut scratch = FilterScratch::default();
         let mut rewritten = BytesMut::new();
         // The latest batch of every idempotent producer, as of now: one in this group must

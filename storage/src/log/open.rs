@@ -235,7 +235,7 @@ impl<D: Disk> Log<D> {
         Ok(Log {
             disk,
             dir: dir.to_owned(),
-            config,
+            config: Cell::new(config),
             core: AsyncMutex::new(core),
             writes: std::cell::RefCell::new(writes),
             checkpoint: AsyncMutex::new(()),
@@ -254,6 +254,7 @@ impl<D: Disk> Log<D> {
             appended_bytes: Cell::new(0),
             synced_bytes: Cell::new(0),
             truncations: Cell::new(0),
+            hw_floor: Cell::new(Offset(0)),
         })
     }
 

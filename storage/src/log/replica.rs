@@ -100,10 +100,10 @@ impl<D: Disk> Log<D> {
         let mut out = Vec::new();
         for item in batches(records) {
             let (header, raw) = item.map_err(StorageError::InvalidBatch)?;
-            if header.total_bytes() > self.config.batch_bytes_max {
+            if header.total_bytes() > self.config().batch_bytes_max {
                 return Err(StorageError::BatchTooLarge {
                     bytes: header.total_bytes(),
-                    bytes_max: self.config.batch_bytes_max,
+                    bytes_max: self.config().batch_bytes_max,
                 });
             }
             let batch =
@@ -190,8 +190,9 @@ impl<D: Disk> Log<D> {
     }
 
     async fn restart_at(&self, core: &mut Core<D::File>, start: Offset) -> Result<()> {
+        let config = self.config();
         super::start::save_log_start(&self.disk, &self.dir, start).await?;
-        let new = super::roll::create_segment(&self.disk, &self.dir, &self.config, start).await?;
+        let new = super::roll::create_segment(&self.disk, &self.dir, &config, start).await?;
         let old: Vec<Offset> = core.segments.keys().copied().collect();
         for base in old.iter().rev() {
             self.remove_segment_files(&core.segments[base]).await?;
@@ -204,7 +205,7 @@ impl<D: Disk> Log<D> {
             super::remove_if_exists(&self.disk, &path).await?;
         }
         // The new file gets a queue of its own, with the old one's buffers (as at a roll).
-        let capacity = self.config.write_buffer_bytes_max;
+        let capacity = config.write_buffer_bytes_max;
         let mut spares = self.writes().retire();
         let buf = spares.pop().unwrap_or_else(|| new.file.alloc_buf(capacity));
         let writes = super::writes::Writes::new(0, capacity);
@@ -231,8 +232,8 @@ impl<D: Disk> Log<D> {
         core.checkpointed = 0;
         core.cache.truncate_from(Offset(0));
         core.producers = crate::producer_state::ProducerState::new(
-            self.config.producers_per_partition_max,
-            self.config.producer_id_expiration_ms,
+            config.producers_per_partition_max,
+            config.producer_id_expiration_ms,
         );
         core.log_end = start;
         self.log_end.set(start);

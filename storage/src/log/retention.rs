@@ -106,7 +106,7 @@ impl<D: Disk> Log<D> {
         // log then ends at `offset` itself, as Kafka's truncation sets its end to the target,
         // so a follower fetches from there and not from past a batch the leader may still have.
         let new_end = new_end.min(offset);
-        let mut index = SegmentIndex::new(segment.base, self.config.index_interval_bytes);
+        let mut index = SegmentIndex::new(segment.base, self.config().index_interval_bytes);
         let rescan = scan(
             &*segment.file,
             position,
@@ -124,7 +124,7 @@ impl<D: Disk> Log<D> {
         // A cleaned segment may have a gap before the cut batch.
         assert!(rescan.next_offset <= new_end);
         let write =
-            load_tail_block_at(segment, position, self.config.write_buffer_bytes_max).await?;
+            load_tail_block_at(segment, position, self.config().write_buffer_bytes_max).await?;
         // Newest first: a crash part way leaves the log a prefix of what it was, never one with
         // a hole that recovery would take for a gap left by compaction (it joins a segment that
         // ends early to the next one) and so bring removed batches back after it.
@@ -172,6 +172,7 @@ impl<D: Disk> Log<D> {
         // the cut one was written out and synced above. Syncs in flight no longer count (the
         // caller bumped `truncations`), and nothing is owed one.
         self.durable.set(new_end);
+        self.hw_floor.set(self.hw_floor.get().min(new_end));
         self.synced_bytes.set(self.appended_bytes.get());
         if self.log_start.get() > new_end {
             // The cut batch held the start (DeleteRecords moved it inside a batch): the start
@@ -230,11 +231,11 @@ impl<D: Disk> Log<D> {
             }
             let oldest = core.segments.values().next().expect("segment");
             let expired = self
-                .config
+                .config()
                 .retention_ms
                 .is_some_and(|ms| oldest.index.max_timestamp_ms() < now_ms.saturating_sub(ms));
             let oversize = self
-                .config
+                .config()
                 .retention_bytes
                 .is_some_and(|bytes_max| total - oldest.size >= bytes_max);
             if !expired && !oversize {

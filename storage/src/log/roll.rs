@@ -147,9 +147,9 @@ impl<D: Disk> Log<D> {
         if active.is_empty() {
             return Ok(());
         }
-        let too_big = active.size + header.total_bytes() as u64 > self.config.segment_bytes_max;
+        let too_big = active.size + header.total_bytes() as u64 > self.config().segment_bytes_max;
         let too_old = active.first_timestamp_ms.is_some_and(|first| {
-            header.max_timestamp_ms.saturating_sub(first) > self.config.segment_ms
+            header.max_timestamp_ms.saturating_sub(first) > self.config().segment_ms
         });
         if too_big || too_old {
             self.roll(core).await?;
@@ -200,7 +200,7 @@ impl<D: Disk> Log<D> {
         };
         let new = match spare {
             Some(spare) => self.adopt_spare(spare, core.log_end).await,
-            None => create_segment(&self.disk, &self.dir, &self.config, core.log_end).await,
+            None => create_segment(&self.disk, &self.dir, &self.config(), core.log_end).await,
         };
         let new = match new {
             Ok(new) => new,
@@ -256,7 +256,7 @@ impl<D: Disk> Log<D> {
         );
         // The new file gets a queue of its own; the old one's spare buffers move to it, so the
         // appends that follow cause no page faults.
-        let capacity = self.config.write_buffer_bytes_max;
+        let capacity = self.config().write_buffer_bytes_max;
         let mut spares = old_writes.retire();
         let buf = spares.pop().unwrap_or_else(|| new.file.alloc_buf(capacity));
         let new_writes = Writes::new(0, capacity);
@@ -315,7 +315,7 @@ impl<D: Disk> Log<D> {
             base,
             file: Rc::new(file),
             path,
-            index: SegmentIndex::new(base, self.config.index_interval_bytes),
+            index: SegmentIndex::new(base, self.config().index_interval_bytes),
             size: 0,
             next_offset: base,
             first_timestamp_ms: None,
@@ -428,7 +428,7 @@ impl<D: Disk> Log<D> {
             matches!(*spare, SpareState::None),
             "the roll that started this seal took the spare"
         );
-        let bytes = first_allocation_bytes(&self.config);
+        let bytes = first_allocation_bytes(&self.config());
         *spare = SpareState::Making(Box::pin(create_spare(
             self.disk.clone(),
             self.dir.clone(),

@@ -159,7 +159,7 @@ impl<D: Disk> Log<D> {
         let (name, bytes) = {
             let core = self.core.lock().await;
             if self.truncations.get() != meta.truncations
-                || meta.position < core.checkpointed + self.config.active_checkpoint_bytes
+                || meta.position < core.checkpointed + self.config().active_checkpoint_bytes
             {
                 return Ok(());
             }

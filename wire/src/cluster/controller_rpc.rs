@@ -25,6 +25,7 @@
 //! | 7 | DescribeQuorum | nothing |
 //! | 8 | AlterPartition | node_id i32, incarnation u64, partitions list(u32) of: topic_id 16 bytes, partition i32, leader_epoch i32, partition_epoch i32, new_isr list(u16) of (node_id i32, incarnation Option<u64>) |
 //! | 9 | ElectLeaders | partitions list(u32) of: topic str, partition i32 |
+//! | 10 | AlterConfigs | validate_only bool, topics list(u32) of: name str, replace_all bool, ops list(u16) of (key str, op u8, value Option<str>) |
 //!
 //! An assignment is list(u32) of partitions, each a list(u16) of replica ids (i32).
 //!
@@ -40,6 +41,7 @@
 //! | 7 | leader i32, term u64, committed u64, voters list(u16) of replica, observers list(u16) of replica; a replica is node_id i32, log_end i64, last_fetch_ms i64, last_caught_up_ms i64 |
 //! | 8 | results list(u32) of: topic_id 16 bytes, partition i32, error_code i16, leader i32, leader_epoch i32, partition_epoch i32, isr list(u16) of i32 |
 //! | 9 | results list(u32) of: topic str, partition i32, error_code i16, message Option<str> |
+//! | 10 | results list(u32) of: name str, error_code i16, message Option<str>; then metadata_offset u64 |
 //!
 //! Limits: the per-item ones below, plus three per request ([`CONTROLLER_RPC_CONFIGS_MAX`],
 //! [`CONTROLLER_RPC_ASSIGNED_PARTITIONS_MAX`], [`CONTROLLER_RPC_ASSIGNED_REPLICAS_MAX`]) so that
@@ -112,6 +114,10 @@ const NAME_BYTES_MAX: usize = LEN16_BYTES + TOPIC_NAME_BYTES_MAX;
 const MESSAGE_BYTES_MAX: usize = FLAG_BYTES + LEN16_BYTES + ERROR_MESSAGE_BYTES_MAX;
 const CONFIG_BYTES_MAX: usize =
     LEN16_BYTES + CONFIG_KEY_BYTES_MAX + LEN16_BYTES + CONFIG_VALUE_BYTES_MAX;
+/// A topic of AlterConfigs without its ops: name, replace_all, op count.
+const ALTER_TOPIC_FIXED_BYTES_MAX: usize = NAME_BYTES_MAX + FLAG_BYTES + LEN16_BYTES;
+/// One op of AlterConfigs: key, op, value flag and value.
+const CONFIG_OP_BYTES_MAX: usize = CONFIG_BYTES_MAX + 1 + FLAG_BYTES;
 /// A new topic without its assignment's partitions and its configs: name, partitions,
 /// replication_factor, assignment flag and partition count, config count.
 const NEW_TOPIC_FIXED_BYTES_MAX: usize = NAME_BYTES_MAX + 4 + 2 + FLAG_BYTES + COUNT32_BYTES + 2;
@@ -164,6 +170,12 @@ const ALTER_PARTITION_RESPONSE_BYTES_MAX: usize = STATUS_BYTES_MAX
     + COUNT32_BYTES
     + ALTER_PARTITION_PARTITIONS_MAX
         * (ISR_CHANGE_RESULT_FIXED_BYTES + REPLICAS_PER_PARTITION_MAX * REPLICA_ID_BYTES);
+const ALTER_CONFIGS_BYTES_MAX: usize = API_BYTES
+    + FLAG_BYTES
+    + COUNT32_BYTES
+    + CONTROLLER_RPC_TOPICS_MAX * ALTER_TOPIC_FIXED_BYTES_MAX
+    + CONTROLLER_RPC_CONFIGS_MAX * CONFIG_OP_BYTES_MAX;
+const ALTER_CONFIGS_RESPONSE_BYTES_MAX: usize = TOPIC_RESULTS_RESPONSE_BYTES_MAX + 8;
 const ELECT_LEADERS_BYTES_MAX: usize =
     API_BYTES + COUNT32_BYTES + ELECT_LEADERS_PARTITIONS_MAX * (NAME_BYTES_MAX + 4);
 const ELECT_LEADERS_RESPONSE_BYTES_MAX: usize = STATUS_BYTES_MAX
@@ -181,6 +193,8 @@ const _: () = assert!(TOPIC_RESULTS_RESPONSE_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_
 const _: () = assert!(ALTER_PARTITION_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
 const _: () = assert!(ALTER_PARTITION_RESPONSE_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
 const _: () = assert!(ELECT_LEADERS_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
+const _: () = assert!(ALTER_CONFIGS_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
+const _: () = assert!(ALTER_CONFIGS_RESPONSE_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
 const _: () = assert!(ELECT_LEADERS_RESPONSE_BYTES_MAX <= CLUSTER_PAYLOAD_BYTES_MAX);
 
 /// The largest single reservation a decoder makes, whatever the payload: one assignment's
@@ -194,6 +208,8 @@ const _: () = assert!(
         && REPLICAS_PER_PARTITION_MAX * core::mem::size_of::<IsrMember>() < 1024 * 1024
         && ELECT_LEADERS_PARTITIONS_MAX * core::mem::size_of::<ElectLeadersResult>() < 1024 * 1024
         && ELECT_LEADERS_PARTITIONS_MAX * core::mem::size_of::<PartitionName>() < 1024 * 1024
+        && CONTROLLER_RPC_TOPICS_MAX * core::mem::size_of::<AlterTopicConfigs>() < 1024 * 1024
+        && CONFIGS_PER_TOPIC_MAX * core::mem::size_of::<ConfigOp>() < 1024 * 1024
 );
 
 /// Least bytes of one entry of each list, to refuse a count the payload cannot hold before
@@ -207,6 +223,8 @@ const CREATE_TOPIC_RESULT_BYTES_MIN: usize = TOPIC_RESULT_BYTES_MIN + TOPIC_ID_B
 const ISR_MEMBER_BYTES_MIN: usize = 4 + FLAG_BYTES;
 const PARTITION_NAME_BYTES_MIN: usize = LEN16_BYTES + 4;
 const ELECT_LEADERS_RESULT_BYTES_MIN: usize = LEN16_BYTES + 4 + 2 + FLAG_BYTES;
+const ALTER_TOPIC_BYTES_MIN: usize = LEN16_BYTES + FLAG_BYTES + LEN16_BYTES;
+const CONFIG_OP_BYTES_MIN: usize = LEN16_BYTES + 1 + FLAG_BYTES;
 
 /// Which request a controller body is, and which request a response answers: the first byte
 /// of both.
@@ -232,11 +250,14 @@ pub enum ControllerApi {
     /// [`ControllerRequest::ElectLeaders`], a client's preferred-leader ElectLeaders (API 43)
     /// forwarded.
     ElectLeaders = 9,
+    /// [`ControllerRequest::AlterConfigs`], a client's IncrementalAlterConfigs (API 44) or
+    /// AlterConfigs (API 33) of topics, forwarded.
+    AlterConfigs = 10,
 }
 
 impl ControllerApi {
     /// Every api, in wire order.
-    pub const ALL: [ControllerApi; 9] = [
+    pub const ALL: [ControllerApi; 10] = [
         ControllerApi::RegisterBroker,
         ControllerApi::Heartbeat,
         ControllerApi::CreateTopics,
@@ -246,6 +267,7 @@ impl ControllerApi {
         ControllerApi::DescribeQuorum,
         ControllerApi::AlterPartition,
         ControllerApi::ElectLeaders,
+        ControllerApi::AlterConfigs,
     ];
 
     /// The byte on the wire.
@@ -338,6 +360,39 @@ pub enum ControllerRequest {
         /// At most [`ELECT_LEADERS_PARTITIONS_MAX`], in the client's order.
         partitions: Vec<PartitionName>,
     },
+    /// Change topics' configs (a client's IncrementalAlterConfigs or AlterConfigs of topic
+    /// resources, forwarded): the controller applies the ops to the topic's overrides as it
+    /// has them, checks the result and commits the changed keys.
+    AlterConfigs {
+        /// At most [`CONTROLLER_RPC_TOPICS_MAX`]; ops of all topics together at most
+        /// [`CONTROLLER_RPC_CONFIGS_MAX`].
+        topics: Vec<AlterTopicConfigs>,
+        /// Only check that the changes could be made.
+        validate_only: bool,
+    },
+}
+
+/// One topic's config changes in an AlterConfigs request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlterTopicConfigs {
+    /// At most [`TOPIC_NAME_BYTES_MAX`] bytes.
+    pub name: String,
+    /// Kafka's legacy AlterConfigs: the ops (all SET) are the topic's whole set of overrides,
+    /// and every other override is removed.
+    pub replace_all: bool,
+    /// In the client's order, at most [`CONFIGS_PER_TOPIC_MAX`].
+    pub ops: Vec<ConfigOp>,
+}
+
+/// One config operation, as IncrementalAlterConfigs has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigOp {
+    /// At most [`CONFIG_KEY_BYTES_MAX`] bytes.
+    pub key: String,
+    /// Kafka's operation: 0 SET, 1 DELETE, 2 APPEND, 3 SUBTRACT (the controller refuses others).
+    pub op: u8,
+    /// At most [`CONFIG_VALUE_BYTES_MAX`] bytes; `None` for DELETE.
+    pub value: Option<String>,
 }
 
 /// One partition's ISR change in an AlterPartition request.
@@ -507,6 +562,14 @@ pub enum ControllerAnswer {
         /// At most [`ELECT_LEADERS_PARTITIONS_MAX`].
         results: Vec<ElectLeadersResult>,
     },
+    /// One result per topic asked for, in request order.
+    AlterConfigs {
+        /// At most [`CONTROLLER_RPC_TOPICS_MAX`].
+        results: Vec<TopicResult>,
+        /// The metadata log offset that holds every change made (0 if none): a forwarding
+        /// broker answers its client once its own image got that far.
+        metadata_offset: u64,
+    },
 }
 
 /// How one partition's ISR change went: its state once the change committed, or why not.
@@ -615,6 +678,7 @@ impl ControllerRequest {
             ControllerRequest::DescribeQuorum => ControllerApi::DescribeQuorum,
             ControllerRequest::AlterPartition { .. } => ControllerApi::AlterPartition,
             ControllerRequest::ElectLeaders { .. } => ControllerApi::ElectLeaders,
+            ControllerRequest::AlterConfigs { .. } => ControllerApi::AlterConfigs,
         }
     }
 
@@ -697,6 +761,30 @@ impl ControllerRequest {
                 check_election_count(partitions.len())?;
                 partitions.iter().try_for_each(|p| check_name(&p.topic))
             }
+            ControllerRequest::AlterConfigs { topics, .. } => {
+                over_limit(
+                    "controller rpc topics",
+                    topics.len(),
+                    CONTROLLER_RPC_TOPICS_MAX,
+                )?;
+                let mut totals = Totals::default();
+                for topic in topics {
+                    check_name(&topic.name)?;
+                    over_limit("configs per topic", topic.ops.len(), CONFIGS_PER_TOPIC_MAX)?;
+                    add(
+                        &mut totals.configs,
+                        topic.ops.len(),
+                        "controller rpc configs",
+                        CONTROLLER_RPC_CONFIGS_MAX,
+                    )?;
+                    for op in &topic.ops {
+                        over_limit("config key", op.key.len(), CONFIG_KEY_BYTES_MAX)?;
+                        let value_bytes = op.value.as_ref().map_or(0, String::len);
+                        over_limit("config value", value_bytes, CONFIG_VALUE_BYTES_MAX)?;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
@@ -769,6 +857,22 @@ impl ControllerRequest {
                         + partitions
                             .iter()
                             .map(|p| str_bytes(&p.topic) + 4)
+                            .sum::<usize>()
+                }
+                ControllerRequest::AlterConfigs { topics, .. } => {
+                    FLAG_BYTES
+                        + COUNT32_BYTES
+                        + topics
+                            .iter()
+                            .map(|t| {
+                                str_bytes(&t.name)
+                                    + FLAG_BYTES
+                                    + LEN16_BYTES
+                                    + t.ops
+                                        .iter()
+                                        .map(|o| str_bytes(&o.key) + 1 + opt_str_bytes(&o.value))
+                                        .sum::<usize>()
+                            })
                             .sum::<usize>()
                 }
             }
@@ -889,6 +993,23 @@ impl ControllerRequest {
                     out.put_i32(p.partition);
                 }
             }
+            ControllerRequest::AlterConfigs {
+                topics,
+                validate_only,
+            } => {
+                out.put_u8(u8::from(*validate_only));
+                out.put_u32(topics.len() as u32);
+                for topic in topics {
+                    put_str16(out, &topic.name);
+                    out.put_u8(u8::from(topic.replace_all));
+                    out.put_u16(topic.ops.len() as u16);
+                    for op in &topic.ops {
+                        put_str16(out, &op.key);
+                        out.put_u8(op.op);
+                        put_opt_str(out, op.value.as_deref());
+                    }
+                }
+            }
         }
     }
 
@@ -968,6 +1089,19 @@ impl ControllerRequest {
                 }
                 ControllerRequest::ElectLeaders { partitions }
             }
+            ControllerApi::AlterConfigs => {
+                let validate_only = r.flag("validate_only flag")?;
+                let count = read_topic_count(r, ALTER_TOPIC_BYTES_MIN)?;
+                let mut totals = Totals::default();
+                let mut topics = Vec::with_capacity(count);
+                for _ in 0..count {
+                    topics.push(read_alter_topic(r, &mut totals)?);
+                }
+                ControllerRequest::AlterConfigs {
+                    topics,
+                    validate_only,
+                }
+            }
         };
         reader.finish()?;
         Ok(request)
@@ -987,6 +1121,7 @@ impl ControllerAnswer {
             ControllerAnswer::DescribeQuorum { .. } => ControllerApi::DescribeQuorum,
             ControllerAnswer::AlterPartition { .. } => ControllerApi::AlterPartition,
             ControllerAnswer::ElectLeaders { .. } => ControllerApi::ElectLeaders,
+            ControllerAnswer::AlterConfigs { .. } => ControllerApi::AlterConfigs,
         }
     }
 
@@ -1024,6 +1159,10 @@ impl ControllerAnswer {
             },
             ControllerApi::ElectLeaders => ControllerAnswer::ElectLeaders {
                 results: Vec::new(),
+            },
+            ControllerApi::AlterConfigs => ControllerAnswer::AlterConfigs {
+                results: Vec::new(),
+                metadata_offset: 0,
             },
         }
     }
@@ -1109,7 +1248,8 @@ impl ControllerResponse {
                 })
             }
             ControllerAnswer::DeleteTopics { results }
-            | ControllerAnswer::CreatePartitions { results } => {
+            | ControllerAnswer::CreatePartitions { results }
+            | ControllerAnswer::AlterConfigs { results, .. } => {
                 over_limit(
                     "controller rpc topics",
                     results.len(),
@@ -1166,6 +1306,14 @@ impl ControllerResponse {
                             .iter()
                             .map(|r| str_bytes(&r.name) + 2 + opt_str_bytes(&r.message))
                             .sum::<usize>()
+                }
+                ControllerAnswer::AlterConfigs { results, .. } => {
+                    COUNT32_BYTES
+                        + results
+                            .iter()
+                            .map(|r| str_bytes(&r.name) + 2 + opt_str_bytes(&r.message))
+                            .sum::<usize>()
+                        + 8
                 }
                 ControllerAnswer::AllocateProducerIds { .. } => 8 + 4,
                 ControllerAnswer::DescribeQuorum {
@@ -1229,12 +1377,14 @@ impl ControllerResponse {
             }
             ControllerAnswer::DeleteTopics { results }
             | ControllerAnswer::CreatePartitions { results } => {
-                out.put_u32(results.len() as u32);
-                for result in results {
-                    put_str16(out, &result.name);
-                    out.put_i16(result.error_code.code());
-                    put_opt_str(out, result.message.as_deref());
-                }
+                put_topic_results(out, results);
+            }
+            ControllerAnswer::AlterConfigs {
+                results,
+                metadata_offset,
+            } => {
+                put_topic_results(out, results);
+                out.put_u64(*metadata_offset);
             }
             ControllerAnswer::AllocateProducerIds { first_id, count } => {
                 out.put_i64(*first_id);
@@ -1339,6 +1489,10 @@ impl ControllerResponse {
             },
             ControllerApi::ElectLeaders => ControllerAnswer::ElectLeaders {
                 results: read_elect_leaders_results(r)?,
+            },
+            ControllerApi::AlterConfigs => ControllerAnswer::AlterConfigs {
+                results: read_topic_results(r)?,
+                metadata_offset: r.fixed::<U64>()?.get(),
             },
         };
         reader.finish()?;
@@ -1583,6 +1737,45 @@ fn read_assignment(
     Ok(Some(partitions))
 }
 
+fn put_topic_results(out: &mut BytesMut, results: &[TopicResult]) {
+    out.put_u32(results.len() as u32);
+    for result in results {
+        put_str16(out, &result.name);
+        out.put_i16(result.error_code.code());
+        put_opt_str(out, result.message.as_deref());
+    }
+}
+
+fn read_alter_topic(
+    r: &mut Reader<'_>,
+    totals: &mut Totals,
+) -> Result<AlterTopicConfigs, ClusterError> {
+    let name = read_name(r)?;
+    let replace_all = r.flag("replace_all flag")?;
+    let count = usize::from(r.fixed::<U16>()?.get());
+    over_limit("configs per topic", count, CONFIGS_PER_TOPIC_MAX)?;
+    add(
+        &mut totals.configs,
+        count,
+        "controller rpc configs",
+        CONTROLLER_RPC_CONFIGS_MAX,
+    )?;
+    r.room_for(count, CONFIG_OP_BYTES_MIN)?;
+    let mut ops = Vec::with_capacity(count);
+    for _ in 0..count {
+        ops.push(ConfigOp {
+            key: read_str(r, CONFIG_KEY_BYTES_MAX, "config key")?,
+            op: r.u8()?,
+            value: read_opt_str(r, CONFIG_VALUE_BYTES_MAX, "config value")?,
+        });
+    }
+    Ok(AlterTopicConfigs {
+        name,
+        replace_all,
+        ops,
+    })
+}
+
 fn read_topic_results(r: &mut Reader<'_>) -> Result<Vec<TopicResult>, ClusterError> {
     let count = read_topic_count(r, TOPIC_RESULT_BYTES_MIN)?;
     let mut results = Vec::with_capacity(count);
@@ -1763,6 +1956,32 @@ mod tests {
                     },
                 ],
             },
+            ControllerRequest::AlterConfigs {
+                topics: vec![
+                    AlterTopicConfigs {
+                        name: "orders".into(),
+                        replace_all: false,
+                        ops: vec![
+                            ConfigOp {
+                                key: "retention.ms".into(),
+                                op: 0,
+                                value: Some("60000".into()),
+                            },
+                            ConfigOp {
+                                key: "segment.bytes".into(),
+                                op: 1,
+                                value: None,
+                            },
+                        ],
+                    },
+                    AlterTopicConfigs {
+                        name: "é".into(),
+                        replace_all: true,
+                        ops: Vec::new(),
+                    },
+                ],
+                validate_only: true,
+            },
         ]
     }
 
@@ -1911,6 +2130,14 @@ mod tests {
                         message: Some("no such partition".into()),
                     },
                 ],
+            }),
+            ControllerResponse::ok(ControllerAnswer::AlterConfigs {
+                results: vec![TopicResult {
+                    name: "orders".into(),
+                    error_code: ErrorCode::InvalidConfig,
+                    message: Some("unknown topic config".into()),
+                }],
+                metadata_offset: 77,
             }),
             ControllerResponse::not_controller(ControllerApi::DescribeQuorum, Some(1)),
             ControllerResponse::not_controller(ControllerApi::Heartbeat, Some(2)),
@@ -2263,7 +2490,7 @@ mod tests {
 
     #[test]
     fn unknown_apis_are_refused_in_both_directions() {
-        for code in [0u8, 10, 0xff] {
+        for code in [0u8, 11, 0xff] {
             assert_eq!(
                 decode_request(&[code]),
                 Err(ClusterError::UnknownControllerApi(code))

@@ -67,14 +67,14 @@ pub use control::{
     negotiate_version, ErrorBody, Hello, CLUSTER_ID_BYTES_MAX, ERROR_MESSAGE_BYTES_MAX,
 };
 pub use controller_rpc::{
-    ControllerAnswer, ControllerApi, ControllerRequest, ControllerResponse, CreateTopicResult,
-    ElectLeadersResult, IsrChange, IsrChangeResult, IsrMember, NewPartitions, NewTopic,
-    PartitionName, QuorumReplica, TopicResult, ALTER_PARTITION_PARTITIONS_MAX,
-    CONFIGS_PER_TOPIC_MAX, CONFIG_KEY_BYTES_MAX, CONFIG_VALUE_BYTES_MAX,
-    CONTROLLER_RPC_ASSIGNED_PARTITIONS_MAX, CONTROLLER_RPC_ASSIGNED_REPLICAS_MAX,
-    CONTROLLER_RPC_CONFIGS_MAX, CONTROLLER_RPC_TOPICS_MAX, ELECT_LEADERS_PARTITIONS_MAX,
-    HOST_BYTES_MAX, PARTITIONS_PER_ASSIGNMENT_MAX, QUORUM_REPLICAS_MAX, RACK_BYTES_MAX,
-    REPLICAS_PER_PARTITION_MAX, TOPIC_NAME_BYTES_MAX,
+    AlterTopicConfigs, ConfigOp, ControllerAnswer, ControllerApi, ControllerRequest,
+    ControllerResponse, CreateTopicResult, ElectLeadersResult, IsrChange, IsrChangeResult,
+    IsrMember, NewPartitions, NewTopic, PartitionName, QuorumReplica, TopicResult,
+    ALTER_PARTITION_PARTITIONS_MAX, CONFIGS_PER_TOPIC_MAX, CONFIG_KEY_BYTES_MAX,
+    CONFIG_VALUE_BYTES_MAX, CONTROLLER_RPC_ASSIGNED_PARTITIONS_MAX,
+    CONTROLLER_RPC_ASSIGNED_REPLICAS_MAX, CONTROLLER_RPC_CONFIGS_MAX, CONTROLLER_RPC_TOPICS_MAX,
+    ELECT_LEADERS_PARTITIONS_MAX, HOST_BYTES_MAX, PARTITIONS_PER_ASSIGNMENT_MAX,
+    QUORUM_REPLICAS_MAX, RACK_BYTES_MAX, REPLICAS_PER_PARTITION_MAX, TOPIC_NAME_BYTES_MAX,
 };
 pub use epoch::{
     EpochEndOffset, EpochEndOffsetQuery, EpochEndOffsetRequest, EpochEndOffsetResponse,
