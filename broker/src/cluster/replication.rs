@@ -20,7 +20,7 @@
 //! [`FETCH_BYTES_MAX`] of records; each replica has at most one fetch in flight and one
 //! proposal pending, so every queue here is bounded by the partitions a core owns.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
@@ -666,6 +666,10 @@ async fn serve_partition(
     out
 }
 
+/// Followers' frames served at once by this broker, over all peers: one per follower core per
+/// leader in normal operation (16 brokers of 64 cores each stay below it).
+const SERVED_FRAMES_MAX: usize = 1024;
+
 /// Core 0's loop over the transport's replication frames: followers' fetches are served,
 /// answers to this broker's fetches delivered.
 pub async fn serve_inbox(
@@ -674,6 +678,7 @@ pub async fn serve_inbox(
     rpc: Rc<ReplicaRpc>,
     shutdown: Arc<ShutdownFlag>,
 ) {
+    let serving = Rc::new(Cell::new(0usize));
     loop {
         let inbound =
             futures_lite::future::or(async { Some(transport.recv_replica().await) }, async {
@@ -684,10 +689,33 @@ pub async fn serve_inbox(
         let Some(inbound) = inbound else { return };
         match inbound.body {
             Body::ReplicaFetchResponse(response) => rpc.deliver(inbound.correlation_id, response),
+            Body::ReplicaFetchRequest(_) if serving.get() >= SERVED_FRAMES_MAX => {
+                // Each follower core keeps one frame in flight per leader, so this is only
+                // reached by a peer that misbehaves: refused whole, it backs off and retries.
+                warn!(
+                    from = inbound.from,
+                    "too many replica fetches in flight; refused"
+                );
+                let refusal = ReplicaFetchResponse {
+                    error_code: ErrorCode::ThrottlingQuotaExceeded,
+                    partitions: Vec::new(),
+                };
+                let _ = inbound.connection.send(
+                    transport.node_id(),
+                    inbound.correlation_id,
+                    &Body::ReplicaFetchResponse(refusal),
+                );
+            }
             Body::ReplicaFetchRequest(_) => {
                 let core = core.clone();
                 let me = transport.node_id();
-                glommio::spawn_local(async move { serve_frame(core, me, inbound).await }).detach();
+                let serving = serving.clone();
+                serving.set(serving.get() + 1);
+                glommio::spawn_local(async move {
+                    serve_frame(core, me, inbound).await;
+                    serving.set(serving.get() - 1);
+                })
+                .detach();
             }
             other => debug!(kind = ?other.kind(), "not a replication frame"),
         }
