@@ -21,8 +21,8 @@ pub enum IoErrorKind {
 }
 
 /// An error from the storage engine. The broker maps it to a Kafka error code:
-/// [`StorageError::OffsetOutOfRange`] to OFFSET_OUT_OF_RANGE, [`StorageError::CorruptBatch`] and
-/// [`StorageError::InvalidBatch`] to CORRUPT_MESSAGE, [`StorageError::Producer`] per
+/// [`StorageError::OffsetOutOfRange`] to OFFSET_OUT_OF_RANGE, [`StorageError::InvalidBatch`] to
+/// CORRUPT_MESSAGE, [`StorageError::Producer`] per
 /// [`crate::producer_state::ProducerError`], everything else to KAFKA_STORAGE_ERROR.
 /// [`StorageError::NonContiguousBatch`] and [`StorageError::EpochRegression`] come only from a
 /// follower's appends and are for its replica fetcher (truncate, fetch again), not for clients.
@@ -111,6 +111,14 @@ pub enum StorageError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// A damaged segment could not be rebuilt from another replica (see `Log::repair_segment`).
+    #[error("cannot repair the segment holding offset {offset}: {reason}")]
+    NotRepairable {
+        /// The first offset a read could not return.
+        offset: Offset,
+        /// Why.
+        reason: String,
     },
     /// A previous write or sync failed in a way that leaves the on-disk state unknown (EIO on
     /// fdatasync): the log refuses further appends until it is reopened, which re-validates the

@@ -64,7 +64,8 @@ pub use config::{FlushPolicy, LogConfig};
 pub use error::{Result, StorageError};
 pub use log::{
     AppendInfo, AppendKind, CleanConfig, CleanOutcome, CleanerState, FileRange, IoBudget,
-    LoadedRange, Log, ReadChunk, ReadResult, ReadUpTo, ReplicatedAppend, RetentionOutcome,
-    Unthrottled, FULL_WRITES_QUEUED_MAX, LOG_START_FILE, WRITES_IN_FLIGHT_MAX,
+    LoadedRange, Log, ReadChunk, ReadResult, ReadUpTo, RepairOutcome, ReplicatedAppend,
+    RetentionOutcome, Unthrottled, FULL_WRITES_QUEUED_MAX, LOG_START_FILE, REPAIR_FETCH_BYTES_MAX,
+    WRITES_IN_FLIGHT_MAX,
 };
 pub use sync::block_on;

@@ -38,6 +38,7 @@ mod append;
 mod clean;
 mod open;
 mod read;
+mod repair;
 mod replica;
 mod retention;
 mod roll;
@@ -49,6 +50,7 @@ pub use clean::{
     CLEANER_CHECKPOINT_FILE, SWAP_SUFFIX,
 };
 pub use read::LoadedRange;
+pub use repair::{RepairOutcome, REPAIR_FETCH_BYTES_MAX};
 pub use replica::ReplicatedAppend;
 pub use start::LOG_START_FILE;
 
@@ -226,6 +228,9 @@ pub struct FileRange<F> {
     pub length: u64,
     /// Base offset of the first batch.
     pub first_offset: Offset,
+    /// Every batch in the range ends below this offset (where the read goes on): a batch that
+    /// claims more has a damaged header (the base offset is outside the CRC).
+    pub end_offset: Offset,
 }
 
 /// One piece of a read result.

@@ -1127,3 +1127,25 @@ fn leaving_flush_never_keeps_the_high_watermark_where_it_was() {
     block_on(log.wait_durable(Offset(48))).unwrap();
     assert_eq!(log.high_watermark(), Offset(48));
 }
+
+/// A batch's base offset is not covered by its CRC: one flipped far past the range a read
+/// covers is caught as damage too, not served as a jump in offsets.
+#[test]
+fn a_flipped_base_offset_is_reported_and_never_served() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 300);
+    block_on(log.close()).unwrap();
+    let len = batch(4, 100, 0, 0).len() as u64;
+    // The high byte of the third batch's base offset.
+    disk.flip_bit(&seg(0), 2 * len, 4);
+    let log = open(&disk, FlushPolicy::Never);
+    let read = block_on(log.read(Offset(0), 1 << 20, ReadUpTo::LogEnd)).unwrap();
+    let ReadChunk::File(range) = &read.chunks[0] else {
+        panic!("a closed segment is read from its file")
+    };
+    let loaded = block_on(range.load_valid()).unwrap();
+    assert_eq!(loaded.bytes.len() as u64, 2 * len);
+    assert_eq!(loaded.resume_at, Offset(8));
+    assert!(loaded.damage.is_some());
+}

@@ -710,3 +710,93 @@ fn a_follower_behind_its_leaders_start_restarts_empty_at_that_start() {
         "some runs kept the old log, some the reset one"
     );
 }
+
+/// Bit rot in a closed segment of a replica: reads stop before the bad batch, and the segment is
+/// rebuilt from this log's intact batches and another replica's from the damage on; afterwards
+/// every batch reads back as the other replica has it, also after a reopen. The active segment
+/// and a source whose batches do not fit are refused, changing nothing.
+#[test]
+fn a_damaged_closed_segment_is_repaired_from_another_replica() {
+    let disk = MemDisk::new();
+    let (leader, batches) = leader(&disk, 150);
+    let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+    block_on(follower.append_replicated(concat(&batches))).unwrap();
+    block_on(follower.flush()).unwrap();
+    assert!(block_on(follower.segment_count()) >= 3);
+    drop(follower);
+    // Rot inside the 11th batch of the first segment.
+    let len = batches[0].len() as u64;
+    let seg0 = follower_dir().join(format!("{:020}.log", 0));
+    disk.flip_bit(&seg0, 10 * len + 100, 2);
+    let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+    let read = block_on(follower.read(Offset(0), 1 << 20, ReadUpTo::LogEnd)).unwrap();
+    let ReadChunk::File(range) = &read.chunks[0] else {
+        panic!("a closed segment is read from its file")
+    };
+    let loaded = block_on(range.load_valid()).unwrap();
+    assert_eq!(loaded.bytes.len() as u64, 10 * len);
+    assert!(loaded.damage.is_some());
+    let damaged = Offset(30);
+
+    // The leader's batches from an offset, as a replica's read answers them.
+    let from_leader = |from: Offset| {
+        let leader = &leader;
+        async move {
+            let read = leader
+                .read(
+                    from,
+                    spate_storage::REPAIR_FETCH_BYTES_MAX as u64,
+                    ReadUpTo::LogEnd,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = BytesMut::new();
+            for chunk in &read.chunks {
+                match chunk {
+                    ReadChunk::Memory(b) => out.extend_from_slice(&b.to_bytes()),
+                    ReadChunk::File(r) => out.extend_from_slice(&r.load().await.unwrap()),
+                }
+            }
+            Ok(out.freeze())
+        }
+    };
+    // Not a closed segment: refused.
+    let last = follower.log_end_offset();
+    assert!(matches!(
+        block_on(follower.repair_segment(Offset(last.0 - 1), from_leader)),
+        Err(StorageError::NotRepairable { .. })
+    ));
+    // A source whose batch boundaries differ: refused, nothing swapped.
+    let ninth = batches[9].clone();
+    let shifted = |_from: Offset| {
+        let ninth = ninth.clone();
+        async move { Ok(ninth) }
+    };
+    assert!(matches!(
+        block_on(follower.repair_segment(damaged, shifted)),
+        Err(StorageError::NotRepairable { .. })
+    ));
+    assert!(block_on(read_all(&follower, Offset(0), ReadUpTo::LogEnd)).is_err());
+
+    let outcome = block_on(follower.repair_segment(damaged, from_leader)).unwrap();
+    assert_eq!(outcome.segment, Offset(0));
+    assert_eq!(outcome.batches_kept, 10);
+    assert!(outcome.batches_fetched > 0 && !outcome.superseded);
+    assert_eq!(contents(&follower), batches);
+    drop(follower);
+    let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+    assert_eq!(contents(&follower), batches);
+    // No leftover files from the swap.
+    let names = block_on(spate_storage::io::Disk::list_dir(
+        &disk,
+        follower_dir(),
+        1000,
+    ))
+    .unwrap();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.ends_with(".cleaned") && !n.ends_with(".swap")),
+        "{names:?}"
+    );
+}

@@ -41,7 +41,7 @@ use spate_wire::cluster::{
 };
 use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex};
 use spate_wire::ErrorCode;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::rpc::Calls;
 use super::transport::{Inbound, Transport};
@@ -94,6 +94,8 @@ pub struct CoreReplication {
     /// The incarnation each follower last fetched with (for AlterPartition's check that an
     /// ISR member is the run that caught up, KIP-903).
     incarnations: RefCell<HashMap<i32, u64>>,
+    /// Partitions whose damaged segment is being repaired (at most one repair each).
+    repairing: RefCell<BTreeSet<(std::rc::Rc<str>, i32)>>,
 }
 
 /// Core 0's correlation of replication frames with their answers.
@@ -259,6 +261,21 @@ pub async fn run(core: Rc<Core>, shutdown: Arc<ShutdownFlag>) {
                 partition.notify_if_advanced();
                 if let Some(slot) = &partition.replica {
                     slot.tick();
+                    if let Some(damaged) = partition.damaged.take() {
+                        let key = (slot.key().topic.clone(), slot.key().partition);
+                        if core.replication.repairing.borrow_mut().insert(key.clone()) {
+                            let core = core.clone();
+                            let partition = partition.clone();
+                            glommio::spawn_local(async move {
+                                repair(&core, &partition, damaged).await;
+                                // A repair that failed is tried again at the next damaged
+                                // read, not in a loop.
+                                glommio::timer::sleep(REPAIR_RETRY).await;
+                                core.replication.repairing.borrow_mut().remove(&key);
+                            })
+                            .detach();
+                        }
+                    }
                 }
             }
         }
@@ -292,6 +309,107 @@ pub async fn run(core: Rc<Core>, shutdown: Arc<ShutdownFlag>) {
             core.replication.in_flight.borrow_mut().insert(leader);
             glommio::spawn_local(fetch_from(core.clone(), leader, items)).detach();
         }
+    }
+}
+
+/// The fetch epoch of a repair read ([`repair`]): not a follower's fetch but a read of another
+/// replica's log below its high watermark, answered by any replica, leader or follower, and
+/// never counted by the replication protocol (docs/CLUSTER-PROTOCOL.md).
+const REPAIR_READ_EPOCH: LeaderEpoch = LeaderEpoch(-1);
+/// A partition's next repair starts no sooner than this after the last one ended.
+const REPAIR_RETRY: Duration = Duration::from_secs(1);
+
+/// Rebuilds the closed segment holding `damaged` (the first offset a read found hidden by a
+/// batch that failed its CRC) from another in-sync replica: this log's intact batches before
+/// the damage, that replica's from it on (`Log::repair_segment`). Each in-sync replica is
+/// tried in turn; the outcome is logged.
+async fn repair(core: &Rc<Core>, partition: &Rc<crate::partition::Partition>, damaged: Offset) {
+    let Some(slot) = &partition.replica else {
+        return;
+    };
+    let key = slot.key().clone();
+    let me = core.config.node_id;
+    let sources: Vec<i32> = slot
+        .partition_state()
+        .map(|s| s.isr.iter().map(|n| n.0).filter(|n| *n != me).collect())
+        .unwrap_or_default();
+    if sources.is_empty() {
+        error!(topic = %key.topic, partition = key.partition, offset = damaged.0, "a damaged segment has no in-sync replica to be repaired from; its records stay unreadable here");
+        return;
+    }
+    for source in sources {
+        let fetch = |from: Offset| {
+            let core = core.clone();
+            let key = key.clone();
+            async move { repair_read(&core, source, &key, from).await }
+        };
+        match partition.log.repair_segment(damaged, fetch).await {
+            Ok(outcome) => {
+                info!(
+                    topic = %key.topic,
+                    partition = key.partition,
+                    from = source,
+                    segment = outcome.segment.0,
+                    batches_kept = outcome.batches_kept,
+                    batches_fetched = outcome.batches_fetched,
+                    superseded = outcome.superseded,
+                    "damaged segment repaired from another replica"
+                );
+                return;
+            }
+            Err(e) => {
+                warn!(topic = %key.topic, partition = key.partition, from = source, error = %e, "repairing a damaged segment failed");
+            }
+        }
+    }
+}
+
+/// One repair read of `source`'s log from `from`: whole batches below its high watermark.
+async fn repair_read(
+    core: &Core,
+    source: i32,
+    key: &PartitionKey,
+    from: Offset,
+) -> Result<bytes::Bytes, String> {
+    let request = ReplicaFetchRequest {
+        replica_node_id: core.config.node_id,
+        replica_incarnation: incarnation(),
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: spate_storage::REPAIR_FETCH_BYTES_MAX as u32,
+        partitions: vec![FetchPartition {
+            topic_id: key.topic_id,
+            partition: PartitionIndex(key.partition),
+            fetch_offset: from,
+            current_leader_epoch: REPAIR_READ_EPOCH,
+            last_fetched_epoch: LeaderEpoch(-1),
+            durable_end_offset: Offset(-1),
+        }],
+    };
+    let reply = core
+        .call(
+            crate::core::CONTROLLER_CORE,
+            CoreRequest::ReplicaSend {
+                to: source,
+                request,
+            },
+        )
+        .await;
+    match reply {
+        Some(CoreReply::ReplicaFetched(Some(response)))
+            if response.error_code == ErrorCode::None =>
+        {
+            match response.partitions.into_iter().next() {
+                Some(p) if p.error_code == ErrorCode::None => Ok(p.records.to_bytes()),
+                Some(p) => Err(format!("replica {source} answered {:?}", p.error_code)),
+                None => Err(format!("replica {source} answered nothing")),
+            }
+        }
+        Some(CoreReply::ReplicaFetched(Some(response))) => Err(format!(
+            "replica {source} refused: {:?}",
+            response.error_code
+        )),
+        _ => Err(format!("replica {source} did not answer")),
     }
 }
 
@@ -570,6 +688,40 @@ async fn serve_partition(
     };
     let mut out = failed(wanted, ErrorCode::None);
     out.log_start_offset = partition.log.log_start_offset();
+    if wanted.current_leader_epoch == REPAIR_READ_EPOCH {
+        // A repair read: whole batches below this replica's high watermark, whatever its
+        // role; nothing is stepped or counted.
+        let limit = slot.high_watermark();
+        out.high_watermark = limit;
+        let read = partition
+            .log
+            .read(wanted.fetch_offset, *budget, ReadUpTo::Below(limit))
+            .await;
+        let read = match read {
+            Ok(read) => read,
+            Err(e) => return failed(wanted, e.kafka_code()),
+        };
+        for chunk in read.chunks {
+            match chunk {
+                ReadChunk::Memory(batch) => {
+                    out.records.push(batch.header);
+                    out.records.push(batch.records);
+                }
+                ReadChunk::File(range) => match range.load_valid().await {
+                    Ok(loaded) => {
+                        out.records.push(loaded.bytes);
+                        if loaded.damage.is_some() {
+                            partition.damaged.set(Some(loaded.resume_at));
+                            break;
+                        }
+                    }
+                    Err(e) => return failed(wanted, e.kafka_code()),
+                },
+            }
+        }
+        *budget = budget.saturating_sub(out.records.len() as u64);
+        return out;
+    }
     let from = if op.step {
         let request = FetchRequest {
             replica: RNodeId(op.replica),
@@ -650,8 +802,9 @@ async fn serve_partition(
                     out.records.push(loaded.bytes);
                     if let Some(damage) = loaded.damage {
                         // The follower gets the intact batches before it and asks again
-                        // from the damaged one.
+                        // from the damaged one, once it is repaired.
                         error!(topic = name, partition = wanted.partition.0, error = %damage, "corrupt batch on disk, not sent to a follower");
+                        partition.damaged.set(Some(loaded.resume_at));
                         break;
                     }
                 }

@@ -102,6 +102,9 @@ pub struct Partition<D: Disk = GlommioDisk> {
     pub replica: Option<replica::ReplicaSlot>,
     /// Woken at every leader append: followers' fetches long-poll on it.
     pub grew: Notify,
+    /// The first offset a read found hidden by a damaged batch (a failed CRC on disk), until
+    /// the replication loop repairs its segment from another replica (cluster mode).
+    pub damaged: Cell<Option<Offset>>,
 }
 
 /// What a partition takes from its topic's configs.
@@ -165,6 +168,7 @@ impl<D: Disk> Partition<D> {
             leader_epoch: Cell::new(leader_epoch),
             replica: None,
             grew: Notify::default(),
+            damaged: Cell::new(None),
         }
     }
 

@@ -70,8 +70,10 @@ impl<D: Disk> Partition<D> {
             }
             if let Some(damage) = bytes.damage {
                 // The intact batches before it are served; the consumer meets the damage on
-                // its next fetch, as a retriable storage error.
+                // its next fetch, as a retriable storage error, until the segment is repaired
+                // from another replica.
                 error!(topic = %op.topic, partition = op.partition, error = %damage, "corrupt batch on disk, not served");
+                self.damaged.set(Some(bytes.resume_at));
                 if result.records.is_empty() {
                     result.error = damage.kafka_code();
                 }

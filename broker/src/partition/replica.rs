@@ -185,6 +185,11 @@ impl ReplicaSlot {
             .expect("clamped into range");
     }
 
+    /// The partition's key (topic, its id, partition).
+    pub fn key(&self) -> &PartitionKey {
+        &self.key
+    }
+
     /// The high watermark: consumers read below it.
     pub fn high_watermark(&self) -> Offset {
         Offset(self.replica.borrow().high_watermark().0)

@@ -133,12 +133,12 @@ impl IoBudget for Unthrottled {
 
 /// A closed segment as the cleaner saw it when it started.
 #[derive(Debug)]
-struct Snapshot<F> {
-    base: Offset,
-    next_offset: Offset,
-    size: u64,
-    file: Rc<F>,
-    path: std::path::PathBuf,
+pub(super) struct Snapshot<F> {
+    pub(super) base: Offset,
+    pub(super) next_offset: Offset,
+    pub(super) size: u64,
+    pub(super) file: Rc<F>,
+    pub(super) path: std::path::PathBuf,
 }
 
 impl CleanerState {
@@ -495,7 +495,7 @@ impl<D: Disk> Log<D> {
 
     /// Swaps the cleaned file in for `group` if the group is still what the cleaner read.
     /// Returns `false` (and deletes the cleaned file) if the log changed meanwhile.
-    async fn install(
+    pub(super) async fn install(
         &self,
         group: &[&Snapshot<D::File>],
         base: Offset,
@@ -571,7 +571,7 @@ impl<D: Disk> Log<D> {
 }
 
 /// Names a cleaned or swap file after the offsets it covers: `<base>.<end><suffix>`.
-fn swap_name(base: Offset, end: Offset, suffix: &str) -> String {
+pub(super) fn swap_name(base: Offset, end: Offset, suffix: &str) -> String {
     format!("{:020}.{:020}{suffix}", base.0, end.0)
 }
 
@@ -661,16 +661,16 @@ fn uncleanable<F>(
 }
 
 /// One batch read back from a segment, with its header parsed once for every later step.
-struct StoredBatch {
+pub(super) struct StoredBatch {
     /// Byte position of the batch in its segment.
-    position: u64,
-    header: BatchHeader,
+    pub(super) position: u64,
+    pub(super) header: BatchHeader,
     /// The whole batch, CRC-checked.
-    bytes: Bytes,
+    pub(super) bytes: Bytes,
 }
 
 /// Reads a closed segment batch by batch in large chunks, checking each batch's CRC32C.
-struct SegmentReader<'a, F> {
+pub(super) struct SegmentReader<'a, F> {
     segment: &'a Snapshot<F>,
     position: u64,
     chunk: Bytes,
@@ -678,7 +678,7 @@ struct SegmentReader<'a, F> {
 }
 
 impl<'a, F: DiskFile> SegmentReader<'a, F> {
-    fn new(segment: &'a Snapshot<F>) -> Self {
+    pub(super) fn new(segment: &'a Snapshot<F>) -> Self {
         SegmentReader {
             segment,
             position: 0,
@@ -701,7 +701,7 @@ impl<'a, F: DiskFile> SegmentReader<'a, F> {
     }
 
     /// The next batch, or `None` at the end of the segment.
-    async fn next(&mut self, budget: &mut impl IoBudget) -> Result<Option<StoredBatch>> {
+    pub(super) async fn next(&mut self, budget: &mut impl IoBudget) -> Result<Option<StoredBatch>> {
         let s = self.segment;
         if self.position >= s.size {
             return Ok(None);
@@ -745,7 +745,7 @@ impl<'a, F: DiskFile> SegmentReader<'a, F> {
 }
 
 /// What a finished cleaned file holds.
-struct Written<F> {
+pub(super) struct Written<F> {
     file: F,
     size: u64,
     index: SegmentIndex,
@@ -753,7 +753,7 @@ struct Written<F> {
 }
 
 /// Writes a cleaned segment sequentially through one aligned buffer (direct I/O rules).
-struct CleanedWriter<F: DiskFile> {
+pub(super) struct CleanedWriter<F: DiskFile> {
     file: F,
     buf: F::Buf,
     capacity: usize,
@@ -764,7 +764,7 @@ struct CleanedWriter<F: DiskFile> {
 }
 
 impl<F: DiskFile> CleanedWriter<F> {
-    fn new(file: F, base: Offset, config: &crate::LogConfig) -> Self {
+    pub(super) fn new(file: F, base: Offset, config: &crate::LogConfig) -> Self {
         let capacity = config.write_buffer_bytes_max;
         let buf = file.alloc_buf(capacity);
         CleanedWriter {
@@ -778,7 +778,7 @@ impl<F: DiskFile> CleanedWriter<F> {
         }
     }
 
-    async fn push(
+    pub(super) async fn push(
         &mut self,
         batch: ParsedBatch<'_>,
         path: &Path,
@@ -811,7 +811,11 @@ impl<F: DiskFile> CleanedWriter<F> {
     }
 
     /// Writes the rest (zero-padded to a block), cuts the file to its exact size and syncs it.
-    async fn finish(mut self, path: &Path, budget: &mut impl IoBudget) -> Result<Written<F>> {
+    pub(super) async fn finish(
+        mut self,
+        path: &Path,
+        budget: &mut impl IoBudget,
+    ) -> Result<Written<F>> {
         let size = self.buf_start + self.filled as u64;
         if self.filled > 0 {
             let len = align_up(self.filled as u64) as usize;

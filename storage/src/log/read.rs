@@ -56,7 +56,9 @@ impl<F: DiskFile> FileRange<F> {
             let checked = item.and_then(|(header, batch)| {
                 verify_crc(batch)?;
                 // Offsets only grow; compaction leaves gaps where it removed whole batches.
-                if header.base_offset < expected {
+                // The base offset is not covered by the CRC: one that went past the range's
+                // end is caught here, one that went back by the check against the previous.
+                if header.base_offset < expected || header.last_offset() >= self.end_offset {
                     return Err(BatchError::BadOffsets {
                         last_offset_delta: header.last_offset_delta,
                         record_count: header.record_count,
@@ -88,6 +90,7 @@ impl<F: DiskFile> FileRange<F> {
         Ok(LoadedRange {
             bytes: bytes.slice(..at),
             damage,
+            resume_at: expected,
         })
     }
 }
@@ -100,6 +103,9 @@ pub struct LoadedRange {
     pub bytes: Bytes,
     /// The check the first batch after `bytes` failed ([`StorageError::CorruptBatch`]).
     pub damage: Option<StorageError>,
+    /// The offset after the batches returned (the range's first offset if none): where a
+    /// reader goes on, and, with `damage`, the first offset the damage hides.
+    pub resume_at: Offset,
 }
 
 impl<D: Disk> Log<D> {
@@ -374,6 +380,7 @@ async fn file_range<F: DiskFile>(
         position,
         length: end - position,
         first_offset: header.base_offset,
+        end_offset: next,
     };
     Ok(Some((range, next)))
 }
