@@ -2,7 +2,8 @@
 //!
 //! Start here: `config` reads flags/file/environment, `runtime` starts one pinned glommio
 //! executor per core, `server` accepts connections on each core, `connection` turns bytes into
-//! requests and responses, and `handlers` holds one module per Kafka API.
+//! requests and responses, and `handlers` holds one module per Kafka API. `spate admin ...`
+//! runs the admin command line (`spate_client::cli`) instead of a broker.
 
 mod admin;
 mod cleaner;
@@ -29,6 +30,14 @@ mod stats;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
+    // `spate admin ...` is the admin command line of the client crate (the same as
+    // `spate-admin ...`), dispatched before the broker's flags are parsed.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new("admin")) {
+        std::process::exit(spate_client::cli::main(
+            "spate admin",
+            std::env::args_os().skip(2),
+        ));
+    }
     let config = config::Config::load()?;
     init_logging(&config)?;
     tracing::info!(

@@ -17,9 +17,10 @@ use crate::cluster::{AutoCreate, ClientConfig, Cluster};
 use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::protocol::{
-    API_VERSIONS_VERSION, CREATE_TOPICS_VERSION, DELETE_TOPICS_VERSION, DESCRIBE_CLUSTER_VERSION,
-    DESCRIBE_CONFIGS_VERSION, DESCRIBE_QUORUM_VERSION, ELECT_LEADERS_VERSION,
-    INCREMENTAL_ALTER_CONFIGS_VERSION, LIST_OFFSETS_VERSION,
+    API_VERSIONS_VERSION, CREATE_PARTITIONS_VERSION, CREATE_TOPICS_VERSION, DELETE_RECORDS_VERSION,
+    DELETE_TOPICS_VERSION, DESCRIBE_CLUSTER_VERSION, DESCRIBE_CONFIGS_VERSION,
+    DESCRIBE_QUORUM_VERSION, ELECT_LEADERS_VERSION, INCREMENTAL_ALTER_CONFIGS_VERSION,
+    LIST_OFFSETS_VERSION,
 };
 
 /// One operation of [`Admin::alter_topic_configs`], Kafka's IncrementalAlterConfigs ops.
@@ -269,6 +270,8 @@ pub struct NewTopic {
     pub name: String,
     /// Partitions (-1: the broker's default).
     pub partitions: i32,
+    /// Copies of each partition (-1: the broker's default).
+    pub replication_factor: i16,
     /// Topic configs (`retention.ms`, ...).
     pub configs: Vec<(String, String)>,
 }
@@ -279,6 +282,7 @@ impl NewTopic {
         NewTopic {
             name: name.to_string(),
             partitions,
+            replication_factor: -1,
             configs: Vec::new(),
         }
     }
@@ -323,7 +327,7 @@ impl Admin {
                         CreatableTopic::default()
                             .with_name(TopicName(StrBytes::from_string(t.name.clone())))
                             .with_num_partitions(t.partitions)
-                            .with_replication_factor(-1)
+                            .with_replication_factor(t.replication_factor)
                             .with_configs(
                                 t.configs
                                     .iter()
@@ -351,7 +355,9 @@ impl Admin {
                     .ok_or_else(|| {
                         ClientError::InvalidArgument(format!("no result for topic {}", t.name))
                     })?;
-                ClientError::check(r.error_code, || format!("create topic {}", t.name))
+                ClientError::check(r.error_code, || {
+                    with_message(format!("create topic {}", t.name), &r.error_message)
+                })
             })
             .collect())
     }
@@ -653,6 +659,105 @@ impl Admin {
         })
     }
 
+    /// Grows `topic` to `count` partitions in all (CreatePartitions), the broker placing the
+    /// new ones, as `kafka-topics --alter --partitions`.
+    ///
+    /// # Errors
+    /// Connection or codec errors; the topic's error code with the broker's message
+    /// (INVALID_PARTITIONS when `count` is not above the current count,
+    /// UNKNOWN_TOPIC_OR_PARTITION); a broker without CreatePartitions.
+    pub async fn create_partitions(&mut self, topic: &str, count: i32) -> Result<(), ClientError> {
+        use spate_wire::kafka_protocol::messages::CreatePartitionsResponse;
+        let conn = self.cluster.connection().await?;
+        let Some(version) =
+            negotiated_version(conn, ApiKey::CreatePartitions, CREATE_PARTITIONS_VERSION).await?
+        else {
+            return Err(ClientError::InvalidArgument(
+                "the broker does not offer CreatePartitions".to_owned(),
+            ));
+        };
+        let request = create_partitions_request(topic, count, self.timeout_ms);
+        let response: CreatePartitionsResponse = conn
+            .call(ApiKey::CreatePartitions, version, &request)
+            .await?;
+        let result = response
+            .results
+            .iter()
+            .find(|r| r.name.0.as_str() == topic)
+            .ok_or_else(|| ClientError::InvalidArgument(format!("no result for topic {topic}")))?;
+        ClientError::check(result.error_code, || {
+            with_message(format!("add partitions to {topic}"), &result.error_message)
+        })
+    }
+
+    /// Deletes the records of one partition below `offset` (DeleteRecords at the partition's
+    /// leader, as `kafka-delete-records`); -1 means the high watermark (everything). Returns
+    /// the partition's new log start offset (low watermark). Retries, after a metadata
+    /// refresh, while the leader is unknown or moved.
+    ///
+    /// # Errors
+    /// Connection or codec errors; the partition's error code (OFFSET_OUT_OF_RANGE above the
+    /// high watermark, UNKNOWN_TOPIC_OR_PARTITION); [`ClientError::RetriesExhausted`].
+    pub async fn delete_records(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, ClientError> {
+        let mut attempts = 0;
+        loop {
+            let error = match self.delete_records_once(topic, partition, offset).await {
+                Ok(low_watermark) => return Ok(low_watermark),
+                Err(e) => e,
+            };
+            if !error.is_retriable() || attempts >= self.cluster.config().retries_max {
+                return Err(error);
+            }
+            attempts += 1;
+            self.cluster.backoff().await;
+            let _ = self.cluster.refresh(Some(&[topic]), AutoCreate::Deny).await;
+        }
+    }
+
+    async fn delete_records_once(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, ClientError> {
+        use spate_wire::kafka_protocol::messages::DeleteRecordsResponse;
+        if self.cluster.topic(topic).is_none() {
+            self.cluster
+                .refresh(Some(&[topic]), AutoCreate::Deny)
+                .await?;
+        }
+        let leader =
+            self.cluster
+                .leader(topic, partition)
+                .ok_or_else(|| ClientError::NoLeader {
+                    topic: topic.to_owned(),
+                    partition,
+                })?;
+        let request = delete_records_request(topic, partition, offset, self.timeout_ms);
+        let result = match self.cluster.broker_connection(leader).await {
+            Ok(conn) => {
+                conn.call(ApiKey::DeleteRecords, DELETE_RECORDS_VERSION, &request)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let response: DeleteRecordsResponse = match result {
+            Ok(response) => response,
+            Err(e) => {
+                if matches!(e, ClientError::Io { .. } | ClientError::Closed { .. }) {
+                    self.cluster.disconnect(leader);
+                }
+                return Err(e);
+            }
+        };
+        delete_records_low_watermark(&response, topic, partition)
+    }
+
     /// Every config of one topic with its value and source (DescribeConfigs).
     ///
     /// # Errors
@@ -700,5 +805,146 @@ impl Admin {
     }
 }
 
+/// `what`, followed by the broker's error message when it sent one.
+fn with_message(what: String, message: &Option<StrBytes>) -> String {
+    match message.as_deref() {
+        Some(m) if !m.is_empty() => format!("{what}: {m}"),
+        _ => what,
+    }
+}
+
+/// A CreatePartitions request growing `topic` to `count` partitions, placement left to the
+/// broker.
+fn create_partitions_request(
+    topic: &str,
+    count: i32,
+    timeout_ms: i32,
+) -> spate_wire::kafka_protocol::messages::CreatePartitionsRequest {
+    use spate_wire::kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    spate_wire::kafka_protocol::messages::CreatePartitionsRequest::default()
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_count(count)
+            .with_assignments(None)])
+        .with_timeout_ms(timeout_ms)
+        .with_validate_only(false)
+}
+
+/// A DeleteRecords request for one partition: delete below `offset`.
+fn delete_records_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout_ms: i32,
+) -> spate_wire::kafka_protocol::messages::DeleteRecordsRequest {
+    use spate_wire::kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    spate_wire::kafka_protocol::messages::DeleteRecordsRequest::default()
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(partition)
+                .with_offset(offset)])])
+        .with_timeout_ms(timeout_ms)
+}
+
+/// The new log start of `topic`/`partition` in a DeleteRecords answer.
+///
+/// # Errors
+/// The partition's error code; [`ClientError::InvalidArgument`] if the answer lacks it.
+fn delete_records_low_watermark(
+    response: &spate_wire::kafka_protocol::messages::DeleteRecordsResponse,
+    topic: &str,
+    partition: i32,
+) -> Result<i64, ClientError> {
+    let p = response
+        .topics
+        .iter()
+        .filter(|t| t.name.0.as_str() == topic)
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.partition_index == partition)
+        .ok_or_else(|| {
+            ClientError::InvalidArgument(format!(
+                "delete records response lacks {topic}/{partition}"
+            ))
+        })?;
+    ClientError::check(p.error_code, || {
+        format!("delete records {topic}/{partition}")
+    })?;
+    Ok(p.low_watermark)
+}
+
 /// Kafka's resource type of a topic in config requests.
 const TOPIC_RESOURCE: i8 = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spate_wire::kafka_protocol::messages::delete_records_response::{
+        DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+    };
+    use spate_wire::kafka_protocol::messages::DeleteRecordsResponse;
+    use spate_wire::ErrorCode;
+
+    #[test]
+    fn create_partitions_asks_for_the_total_count_and_leaves_placement_to_the_broker() {
+        let request = create_partitions_request("t", 5, 1000);
+        assert_eq!(request.topics.len(), 1);
+        assert_eq!(request.topics[0].name.0.as_str(), "t");
+        assert_eq!(request.topics[0].count, 5);
+        assert_eq!(request.topics[0].assignments, None);
+        assert!(!request.validate_only);
+        assert_eq!(request.timeout_ms, 1000);
+    }
+
+    fn delete_answer(partition: i32, low_watermark: i64, error_code: i16) -> DeleteRecordsResponse {
+        DeleteRecordsResponse::default().with_topics(vec![DeleteRecordsTopicResult::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![DeleteRecordsPartitionResult::default()
+                .with_partition_index(partition)
+                .with_low_watermark(low_watermark)
+                .with_error_code(error_code)])])
+    }
+
+    #[test]
+    fn delete_records_names_one_partition_and_reads_back_its_new_log_start() {
+        let request = delete_records_request("t", 2, 40, 1000);
+        assert_eq!(request.topics.len(), 1);
+        let p = &request.topics[0].partitions;
+        assert_eq!((p.len(), p[0].partition_index, p[0].offset), (1, 2, 40));
+        assert_eq!(
+            delete_records_low_watermark(&delete_answer(2, 40, 0), "t", 2).unwrap(),
+            40
+        );
+        let refused = delete_records_low_watermark(&delete_answer(2, -1, 1), "t", 2).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ClientError::Broker {
+                    code: ErrorCode::OffsetOutOfRange,
+                    ..
+                }
+            ),
+            "{refused}"
+        );
+        assert!(matches!(
+            delete_records_low_watermark(&delete_answer(3, 0, 0), "t", 2),
+            Err(ClientError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn broker_messages_follow_what_failed() {
+        let message = Some(StrBytes::from_static_str("count must grow"));
+        assert_eq!(
+            with_message("add partitions to t".to_owned(), &message),
+            "add partitions to t: count must grow"
+        );
+        assert_eq!(with_message("x".to_owned(), &None), "x");
+        assert_eq!(
+            with_message("x".to_owned(), &Some(StrBytes::from_static_str(""))),
+            "x"
+        );
+    }
+}

@@ -93,6 +93,7 @@
 
 pub mod admin;
 pub mod batch;
+pub mod cli;
 pub mod cluster;
 pub mod connection;
 pub mod consumer;

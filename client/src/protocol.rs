@@ -54,6 +54,10 @@ pub const ELECT_LEADERS_VERSION: i16 = 2;
 pub const INCREMENTAL_ALTER_CONFIGS_VERSION: i16 = 1;
 /// DescribeConfigs version the admin client asks for at most (v3 adds config types).
 pub const DESCRIBE_CONFIGS_VERSION: i16 = 4;
+/// CreatePartitions version the admin client asks for at most (v2 is flexible).
+pub const CREATE_PARTITIONS_VERSION: i16 = 3;
+/// DeleteRecords version used (v2 is flexible; Spate serves 0 to 2).
+pub const DELETE_RECORDS_VERSION: i16 = 2;
 /// ApiVersions version used.
 pub const API_VERSIONS_VERSION: i16 = 3;
 

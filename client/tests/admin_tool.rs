@@ -83,7 +83,13 @@ fn admin_tool_lists_describes_resets_and_deletes_a_group() {
             "{list}"
         );
         let describe = admin_tool(&broker, &["groups", "describe", "g"]);
+        assert!(describe.contains(" MEMBER HOST CLIENT"), "{describe}");
         assert_eq!(row(&describe, "0"), ("20".into(), "25".into(), "5".into()));
+        let json = admin_tool(&broker, &["--format", "json", "groups", "describe", "g"]);
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(json["partitions"][0]["committed_offset"], 20);
+        assert_eq!(json["partitions"][0]["lag"], 5);
+        assert_eq!(json["partitions"][0]["host"], serde_json::Value::Null);
         assert_eq!(row(&describe, "1"), ("10".into(), "10".into(), "0".into()));
 
         let dry = admin_tool(&broker, &["groups", "reset", "g", "--to-earliest"]);
