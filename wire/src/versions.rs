@@ -71,6 +71,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::ElectLeaders, 0, 2),
+    range(ApiKey::AlterPartitionReassignments, 0, 0),
+    range(ApiKey::ListPartitionReassignments, 0, 0),
     range(ApiKey::OffsetDelete, 0, 0),
     range(ApiKey::DescribeQuorum, 0, 2),
     range(ApiKey::DescribeCluster, 0, 2),
@@ -243,7 +245,9 @@ mod tests {
         assert_eq!(r(ApiKey::DeleteRecords), Some((0, 2)));
         assert_eq!(r(ApiKey::DescribeLogDirs), Some((1, 4)));
         assert_eq!(r(ApiKey::ElectLeaders), Some((0, 2)));
-        assert_eq!(SUPPORTED.len(), 27);
+        assert_eq!(r(ApiKey::AlterPartitionReassignments), Some((0, 0)));
+        assert_eq!(r(ApiKey::ListPartitionReassignments), Some((0, 0)));
+        assert_eq!(SUPPORTED.len(), 29);
         assert_eq!(r(ApiKey::ConsumerGroupHeartbeat), None);
     }
 
