@@ -1136,6 +1136,12 @@ impl Controller {
                 "the manual partition assignment includes an empty replica list",
             ));
         }
+        if target.len() > REPLICAS_MAX {
+            return Err(assignment_error(&format!(
+                "{} replicas, at most {REPLICAS_MAX}",
+                target.len()
+            )));
+        }
         if let Some(n) = target.iter().find(|n| image.broker(**n).is_none()) {
             return Err(assignment_error(&format!(
                 "the manual partition assignment includes broker {n}, but no such broker is registered"
