@@ -219,7 +219,10 @@ pub enum Action<B> {
         to: Offset,
     },
     /// Remove every record and start the log again, empty, at `start`, past its end (follower,
-    /// when the leader's log starts there: [`FetchAnswer::BelowLogStart`]).
+    /// when the leader's log starts there: [`FetchAnswer::BelowLogStart`]); or, when the log is
+    /// empty, back at the base offset of the leader's first batch, which holds the log's end
+    /// (the leader's start fell inside that batch, and batches are sent whole). Batches to
+    /// append may follow in the same step.
     RestartAt {
         /// The new log start and end.
         start: Offset,
@@ -1155,6 +1158,7 @@ impl<B: Batch> Replica<B> {
                 if from != self.log_end {
                     return Ok(()); // answers a fetch from before a truncation
                 }
+                self.restart_before_straddling_batch(&resp.batches, out);
                 let empty = resp.batches.is_empty();
                 self.append_fetched(resp.batches, out)?;
                 let hw = high_watermark.min(self.log_end);
@@ -1169,6 +1173,27 @@ impl<B: Batch> Replica<B> {
             }
         }
         Ok(())
+    }
+
+    /// An empty log (no epoch: nothing appended since it started, or restarted, at its end)
+    /// whose first fetched batch starts below its end and holds it: the leader's log start
+    /// fell inside that batch (DeleteRecords moves the start to any offset), and it comes whole.
+    /// The log restarts at the batch's base so that it appends, as Kafka's follower does on its
+    /// `UnexpectedAppendOffsetException`.
+    fn restart_before_straddling_batch(&mut self, batches: &[B], out: &mut Vec<Action<B>>) {
+        let Some(first) = batches.first() else { return };
+        if self.epochs.latest().is_some()
+            || first.base_offset() >= self.log_end
+            || first.last_offset() < self.log_end
+        {
+            return;
+        }
+        out.push(Action::RestartAt {
+            start: first.base_offset(),
+        });
+        self.log_end = first.base_offset();
+        self.durable_end = first.base_offset();
+        self.high_watermark = self.high_watermark.min(self.log_end);
     }
 
     /// Kafka's follower truncation on a diverging epoch (KIP-279): to the smaller of the leader's end

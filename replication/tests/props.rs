@@ -714,3 +714,122 @@ fn a_follower_behind_the_leaders_log_start_restarts_there() {
         FetchAnswer::Error(_)
     ));
 }
+
+/// A batch of several offsets, for the leader whose log start falls inside one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Span {
+    base: Offset,
+    last: Offset,
+    epoch: LeaderEpoch,
+}
+
+impl Batch for Span {
+    fn base_offset(&self) -> Offset {
+        self.base
+    }
+    fn last_offset(&self) -> Offset {
+        self.last
+    }
+    fn epoch(&self) -> LeaderEpoch {
+        self.epoch
+    }
+}
+
+/// An empty replica (a broker a reassignment adds) restarted at the leader's start, 8, whose
+/// first fetched batch holds offsets 6 to 9 (DeleteRecords moved the start inside it, and the
+/// leader sends it whole): the log restarts at 6 and appends it, as Kafka's follower does, instead
+/// of refusing the answer as a gap forever.
+#[test]
+fn an_empty_follower_restarts_at_the_base_of_a_batch_that_holds_its_end() {
+    let empty = LogState {
+        log_end: Offset(0),
+        durable_end: Offset(0),
+        high_watermark: Offset(0),
+        epochs: EpochHistory::new(),
+    };
+    let mut follower: Replica<Span> =
+        Replica::new(config(2, AckDurability::Replicated), empty).unwrap();
+    let fetch_of = |actions: &[Action<Span>]| {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::SendFetch { request, .. } => Some(request.clone()),
+                _ => None,
+            })
+            .expect("a fetch")
+    };
+    let first = fetch_of(
+        &follower
+            .step(Event::Metadata {
+                state: state(1, 3, &[1, 3]),
+                now_ms: NowMs(0),
+            })
+            .unwrap(),
+    );
+    let restarted = follower
+        .step(Event::FetchResponse {
+            response: FetchResponse {
+                leader: NodeId(1),
+                correlation: first.correlation,
+                answer: FetchAnswer::BelowLogStart {
+                    log_start: Offset(8),
+                    high_watermark: Offset(12),
+                },
+                batches: Vec::new(),
+            },
+            now_ms: NowMs(1),
+        })
+        .unwrap();
+    assert_eq!(restarted[0], Action::RestartAt { start: Offset(8) });
+    let next = fetch_of(&restarted);
+    assert_eq!(
+        (next.fetch_offset, next.last_fetched_epoch),
+        (Offset(8), None)
+    );
+    let span = |base: i64, last: i64| Span {
+        base: Offset(base),
+        last: Offset(last),
+        epoch: LeaderEpoch(2),
+    };
+    let actions = follower
+        .step(Event::FetchResponse {
+            response: FetchResponse {
+                leader: NodeId(1),
+                correlation: next.correlation,
+                answer: FetchAnswer::Records {
+                    from: Offset(8),
+                    high_watermark: Offset(12),
+                },
+                batches: vec![span(6, 9), span(10, 11)],
+            },
+            now_ms: NowMs(2),
+        })
+        .unwrap();
+    assert_eq!(actions[0], Action::RestartAt { start: Offset(6) });
+    assert_eq!(
+        actions[1],
+        Action::Append {
+            batches: vec![span(6, 9), span(10, 11)]
+        }
+    );
+    let after = fetch_of(&actions);
+    assert_eq!(
+        (after.fetch_offset, after.last_fetched_epoch),
+        (Offset(12), Some(LeaderEpoch(2)))
+    );
+    // A log with records is never restarted this way: a batch that does not continue it is
+    // refused, as before.
+    let refused = follower.step(Event::FetchResponse {
+        response: FetchResponse {
+            leader: NodeId(1),
+            correlation: after.correlation,
+            answer: FetchAnswer::Records {
+                from: Offset(12),
+                high_watermark: Offset(12),
+            },
+            batches: vec![span(11, 13)],
+        },
+        now_ms: NowMs(3),
+    });
+    assert!(refused.is_err());
+}

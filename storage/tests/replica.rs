@@ -701,3 +701,76 @@ fn a_follower_behind_its_leaders_start_restarts_empty_at_that_start() {
         "some runs kept the old log, some the reset one"
     );
 }
+
+/// An empty follower log restarted at the leader's start, 25, which fell inside the leader's
+/// batch 24..27 (DeleteRecords moves a start to any offset, and the batch comes whole): it
+/// starts again back at 24 and takes the batch. A log with records may not go back. After a
+/// power loss at any point of the move back, the log reopens empty, at 25, at 24 or (its old
+/// empty files removed, the new one not yet made) at 0, never with a hole.
+#[test]
+fn an_empty_follower_log_restarts_back_at_the_base_of_a_batch_that_holds_its_end() {
+    let disk = MemDisk::new();
+    let (_leader, batches) = leader(&disk, 12);
+    let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+    block_on(follower.append_replicated(concat(&batches[..4]))).unwrap();
+    block_on(follower.flush()).unwrap();
+    assert!(
+        matches!(
+            block_on(follower.truncate_fully_and_start_at(Offset(6))),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ),
+        "a log with records does not go back"
+    );
+    block_on(follower.truncate_fully_and_start_at(Offset(25))).unwrap();
+    assert!(matches!(
+        block_on(follower.truncate_fully_and_start_at(Offset(25))),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    block_on(follower.truncate_fully_and_start_at(Offset(24))).unwrap();
+    assert_eq!(
+        (follower.log_start_offset(), follower.log_end_offset()),
+        (Offset(24), Offset(24))
+    );
+    block_on(follower.append_replicated(concat(&batches[8..]))).unwrap();
+    assert_eq!(contents(&follower), batches[8..].to_vec());
+    block_on(follower.flush()).unwrap();
+    drop(follower);
+    let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+    assert_eq!(contents(&follower), batches[8..].to_vec());
+    drop(follower);
+
+    let mut outcomes = std::collections::BTreeSet::new();
+    for seed in 0..40 {
+        let disk = MemDisk::new();
+        let (_leader, batches) = leader(&disk, 12);
+        let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+        block_on(follower.truncate_fully_and_start_at(Offset(25))).unwrap();
+        block_on(follower.flush()).unwrap();
+        let fault = seed % 8;
+        if fault < 4 {
+            let op = [
+                spate_storage::io::mem::FaultOp::Rename,
+                spate_storage::io::mem::FaultOp::Allocate,
+                spate_storage::io::mem::FaultOp::Remove,
+                spate_storage::io::mem::FaultOp::Sync,
+            ][fault as usize];
+            disk.fail_nth(op, 1);
+        }
+        let _ = block_on(follower.truncate_fully_and_start_at(Offset(24)));
+        drop(follower);
+        disk.crash(seed);
+        let follower = open(&disk, follower_dir(), small_config(FlushPolicy::Never));
+        let (start, end) = (follower.log_start_offset(), follower.log_end_offset());
+        assert_eq!(start, end, "seed {seed}: the log reopens empty");
+        assert!(contents(&follower).is_empty(), "seed {seed}");
+        assert!(
+            [Offset(0), Offset(24), Offset(25)].contains(&end),
+            "seed {seed}: {end:?}"
+        );
+        if end == Offset(24) {
+            block_on(follower.append_replicated(concat(&batches[8..]))).unwrap();
+        }
+        outcomes.insert(end);
+    }
+    assert!(outcomes.contains(&Offset(24)), "{outcomes:?}");
+}

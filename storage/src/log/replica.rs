@@ -153,22 +153,31 @@ impl<D: Disk> Log<D> {
     /// `truncateFullyAndStartAt`. Every segment, producer snapshot and epoch entry goes; the
     /// producer state starts empty (the batches that described it are gone on the leader too).
     ///
+    /// An empty log (start = end) may also start again *before* its end: the leader's start
+    /// fell inside a batch, which the leader sends whole, from its base offset (Kafka restarts
+    /// the follower's log at that base too).
+    ///
     /// Crash-safe in this order: the log start checkpoint first (a crash now reopens the old
-    /// log, the checkpoint past its end rewritten to it), then the new empty segment (a crash
-    /// now reopens an empty log at `start`; the old segments lie below the start and the next
-    /// retention pass removes them), then the old files.
+    /// log, the checkpoint past its end rewritten to it, or below its first segment raised to
+    /// it), then the new empty segment (a crash now reopens an empty log at `start`; the old
+    /// segments lie below the start and the next retention pass removes them), then the old
+    /// files. Going back, the old (empty) files go before the new segment is made, as a
+    /// segment below them would join them into one log with a hole: a crash between reopens
+    /// an empty log at 0, which the follower restarts again.
     ///
     /// # Errors
-    /// [`StorageError::OffsetOutOfRange`] if `start` is not past the log end (a follower then
-    /// truncates or moves its start instead); [`StorageError::Fenced`]; I/O errors, after which
-    /// the log is fenced (a reopen recovers one of the states above).
+    /// [`StorageError::OffsetOutOfRange`] if `start` is not past the log end and the log is not
+    /// empty, or is the end itself (a follower then truncates or moves its start instead);
+    /// [`StorageError::Fenced`]; I/O errors, after which the log is fenced (a reopen recovers
+    /// one of the states above).
     pub async fn truncate_fully_and_start_at(&self, start: Offset) -> Result<()> {
         // As in `truncate_to`: no active-segment checkpoint may land after this.
         let _checkpoint = self.checkpoint.lock().await;
         let mut core = self.core.lock().await;
         self.wait_sealed().await?;
         self.check_fenced()?;
-        if start <= core.log_end {
+        let empty = self.log_start.get() == core.log_end;
+        if start == core.log_end || (start < core.log_end && !empty) {
             return Err(StorageError::OffsetOutOfRange {
                 offset: start,
                 start: self.log_start.get(),
@@ -187,10 +196,18 @@ impl<D: Disk> Log<D> {
 
     async fn restart_at(&self, core: &mut Core<D::File>, start: Offset) -> Result<()> {
         super::start::save_log_start(&self.disk, &self.dir, start).await?;
-        let new = super::roll::create_segment(&self.disk, &self.dir, &self.config, start).await?;
         let old: Vec<Offset> = core.segments.keys().copied().collect();
-        for base in old.iter().rev() {
-            self.remove_segment_files(&core.segments[base]).await?;
+        let back = start < core.log_end;
+        if back {
+            for base in old.iter().rev() {
+                self.remove_segment_files(&core.segments[base]).await?;
+            }
+        }
+        let new = super::roll::create_segment(&self.disk, &self.dir, &self.config, start).await?;
+        if !back {
+            for base in old.iter().rev() {
+                self.remove_segment_files(&core.segments[base]).await?;
+            }
         }
         for offset in std::mem::take(&mut core.snapshots) {
             let path = self.dir.join(crate::segment::file_name(
