@@ -4,6 +4,7 @@
 //! header cannot be read, or whose API or version is not advertised, closes the connection
 //! (Kafka does the same: there is no response layout to answer in).
 
+mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -24,6 +25,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -53,9 +55,9 @@ pub enum Mode {
     Cluster,
 }
 
-/// The APIs this broker implements, and so advertises: DescribeQuorum and ElectLeaders only in
-/// a cluster, since a single broker has no metadata quorum to describe and no other replica to
-/// elect.
+/// The APIs this broker implements, and so advertises: DescribeQuorum, ElectLeaders and the
+/// reassignment APIs only in a cluster, since a single broker has no metadata quorum to
+/// describe and no other replica to elect or move to.
 pub fn version_table(mode: Mode) -> VersionTable {
     let apis = ApiSet::core()
         .with(ApiKey::CreatePartitions)
@@ -76,7 +78,11 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::DescribeLogDirs);
     VersionTable::new(match mode {
         Mode::SingleBroker => apis,
-        Mode::Cluster => apis.with(ApiKey::DescribeQuorum).with(ApiKey::ElectLeaders),
+        Mode::Cluster => apis
+            .with(ApiKey::DescribeQuorum)
+            .with(ApiKey::ElectLeaders)
+            .with(ApiKey::AlterPartitionReassignments)
+            .with(ApiKey::ListPartitionReassignments),
     })
 }
 
@@ -166,6 +172,12 @@ pub async fn handle(
         }
         RequestBody::DeleteRecords(request) => delete_records::handle(core, &header, request).await,
         RequestBody::ElectLeaders(request) => elect_leaders::handle(core, &header, request).await,
+        RequestBody::AlterPartitionReassignments(request) => {
+            alter_partition_reassignments::handle(core, &header, request).await
+        }
+        RequestBody::ListPartitionReassignments(request) => {
+            list_partition_reassignments::handle(core, &header, request)
+        }
         RequestBody::DescribeLogDirs(request) => {
             describe_log_dirs::handle(core, &header, request).await
         }
