@@ -103,8 +103,8 @@ pub mod producer;
 pub mod protocol;
 
 pub use admin::{
-    Admin, BrokerDescription, ClusterDescription, NewTopic, OffsetSpec, QuorumDescription,
-    QuorumReplica,
+    Admin, BrokerDescription, ClusterDescription, MoveResult, NewTopic, OffsetSpec, OngoingMove,
+    PartitionMove, QuorumDescription, QuorumReplica,
 };
 pub use batch::BatchConfig;
 pub use cluster::ClientConfig;

@@ -50,6 +50,10 @@ pub const DESCRIBE_CLUSTER_VERSION: i16 = 2;
 pub const DESCRIBE_QUORUM_VERSION: i16 = 1;
 /// ElectLeaders version the admin client asks for at most (v1 adds the election type).
 pub const ELECT_LEADERS_VERSION: i16 = 2;
+/// AlterPartitionReassignments version the admin client asks for at most.
+pub const ALTER_PARTITION_REASSIGNMENTS_VERSION: i16 = 0;
+/// ListPartitionReassignments version the admin client asks for at most.
+pub const LIST_PARTITION_REASSIGNMENTS_VERSION: i16 = 0;
 /// ApiVersions version used.
 pub const API_VERSIONS_VERSION: i16 = 3;
 

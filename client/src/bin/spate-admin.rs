@@ -8,6 +8,9 @@
 //!             --to-timestamp MS) [--topic TOPIC]... [--execute]
 //! spate-admin [--bootstrap HOST:PORT] groups delete GROUP
 //! spate-admin [--bootstrap HOST:PORT] elect-leaders [--topic TOPIC]...
+//! spate-admin [--bootstrap HOST:PORT] reassign --topic TOPIC --partition N (--replicas IDS | --cancel)
+//! spate-admin [--bootstrap HOST:PORT] reassign --file PLAN.json [--cancel]
+//! spate-admin [--bootstrap HOST:PORT] reassignments [--topic TOPIC]...
 //! ```
 //!
 //! `cluster` prints the cluster id, the controller and every broker (id, address, whether it
@@ -18,6 +21,15 @@
 //! `elect-leaders` moves the leadership of every partition (or those of the topics named) back
 //! to its preferred (first) replica, as `kafka-leader-election --election-type PREFERRED`, and
 //! prints each partition's outcome; it fails (exit 1) when a partition could not be elected.
+//!
+//! `reassign` moves a partition to other brokers (KIP-455), as `kafka-reassign-partitions
+//! --execute`: `--replicas 3,1,2` names the target replicas, preferred leader first; the new ones
+//! catch up from the leader, then the ones not named are removed. `--file` takes Kafka's
+//! reassignment JSON (`{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[3,1]}]}`,
+//! other fields ignored). `--cancel` stops the ongoing move of the partition (or of every
+//! partition in the file) and returns it to its original replicas. It prints each partition's
+//! outcome and fails (exit 1) when one was refused. `reassignments` lists the moves in progress
+//! (every one, or those of the topics named): replicas, and those being added and removed.
 //!
 //! `describe` prints each partition's committed offset, log end offset and lag, and the member
 //! it is assigned to. `reset` prints the new offsets and commits them only with `--execute`
@@ -32,7 +44,7 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use spate_client::{Admin, ClientConfig, ClientError, OffsetSpec};
+use spate_client::{Admin, ClientConfig, ClientError, OffsetSpec, PartitionMove};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -44,6 +56,12 @@ commands:
                               every partition's leader, leader epoch, replicas and ISR
   elect-leaders [--topic TOPIC]...
                               move leadership back to each partition's preferred replica
+  reassign --topic TOPIC --partition N (--replicas ID,ID,... | --cancel)
+  reassign --file PLAN.json [--cancel]
+                              move partitions to other brokers (Kafka's reassignment JSON in
+                              --file), or cancel their ongoing move
+  reassignments [--topic TOPIC]...
+                              moves in progress: replicas, adding, removing
   groups list                 every consumer group
   groups describe GROUP       members, committed offsets, log end and lag per partition
   groups reset GROUP (--to-earliest | --to-latest | --to-timestamp MS) [--topic TOPIC]...
@@ -77,6 +95,10 @@ enum Command {
     Delete(String),
     /// Preferred-leader election for these topics' partitions (all topics when empty).
     ElectLeaders(Vec<String>),
+    /// Start or cancel partition moves.
+    Reassign(Vec<PartitionMove>),
+    /// Moves in progress of these topics (all when empty).
+    Reassignments(Vec<String>),
 }
 
 /// Whether `cluster` lists topics and their partitions.
@@ -132,6 +154,22 @@ fn parse(args: &[String]) -> Result<(String, Command), String> {
             }
             Command::ElectLeaders(topics)
         }
+        ["reassign", options @ ..] => Command::Reassign(parse_reassign(options)?),
+        ["reassignments", options @ ..] => {
+            let mut topics = Vec::new();
+            let mut j = 0;
+            while j < options.len() {
+                match options[j] {
+                    "--topic" => {
+                        let topic = options.get(j + 1).ok_or("--topic needs TOPIC")?;
+                        topics.push((*topic).to_owned());
+                        j += 2;
+                    }
+                    other => return Err(format!("unknown reassignments option {other}")),
+                }
+            }
+            Command::Reassignments(topics)
+        }
         ["groups", "describe", group] => Command::Describe((*group).to_owned()),
         ["groups", "delete", group] => Command::Delete((*group).to_owned()),
         ["groups", "reset", group, options @ ..] => {
@@ -169,6 +207,119 @@ fn parse(args: &[String]) -> Result<(String, Command), String> {
         _ => return Err(format!("unknown command {:?}", rest.join(" "))),
     };
     Ok((bootstrap, command))
+}
+
+/// `reassign`'s options: one partition from `--topic`/`--partition`/`--replicas`, or every
+/// partition of a `--file`; `--cancel` instead of replicas.
+fn parse_reassign(options: &[&str]) -> Result<Vec<PartitionMove>, String> {
+    let (mut topic, mut partition, mut replicas, mut file, mut cancel) =
+        (None, None, None, None, false);
+    let mut j = 0;
+    while j < options.len() {
+        let value = || {
+            options
+                .get(j + 1)
+                .copied()
+                .ok_or(format!("{} needs a value", options[j]))
+        };
+        match options[j] {
+            "--topic" => topic = Some(value()?.to_owned()),
+            "--partition" => {
+                let v = value()?;
+                partition = Some(v.parse::<i32>().map_err(|_| format!("bad partition {v}"))?);
+            }
+            "--replicas" => replicas = Some(parse_replicas(value()?)?),
+            "--file" => file = Some(value()?.to_owned()),
+            "--cancel" => {
+                cancel = true;
+                j += 1;
+                continue;
+            }
+            other => return Err(format!("unknown reassign option {other}")),
+        }
+        j += 2;
+    }
+    if let Some(path) = file {
+        if topic.is_some() || partition.is_some() || replicas.is_some() {
+            return Err("--file replaces --topic, --partition and --replicas".to_owned());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+        let mut moves = parse_plan(&text).map_err(|e| format!("{path}: {e}"))?;
+        if cancel {
+            for m in &mut moves {
+                m.replicas = None;
+            }
+        }
+        return Ok(moves);
+    }
+    let topic = topic.ok_or("reassign needs --topic (or --file)")?;
+    let partition = partition.ok_or("reassign needs --partition")?;
+    let replicas = match (replicas, cancel) {
+        (Some(r), false) => Some(r),
+        (None, true) => None,
+        (Some(_), true) => return Err("--replicas and --cancel exclude each other".to_owned()),
+        (None, false) => return Err("reassign needs --replicas or --cancel".to_owned()),
+    };
+    Ok(vec![PartitionMove {
+        topic,
+        partition,
+        replicas,
+    }])
+}
+
+/// `3,1,2` as broker ids.
+fn parse_replicas(list: &str) -> Result<Vec<i32>, String> {
+    list.split(',')
+        .map(|id| {
+            id.trim()
+                .parse::<i32>()
+                .map_err(|_| format!("bad broker id {id:?} in --replicas"))
+        })
+        .collect()
+}
+
+/// Kafka's reassignment JSON: `{"version":1,"partitions":[{"topic":..,"partition":..,
+/// "replicas":[..]},..]}`; `log_dirs` and other fields are ignored.
+fn parse_plan(text: &str) -> Result<Vec<PartitionMove>, String> {
+    let plan: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let version = plan.get("version").and_then(|v| v.as_i64()).unwrap_or(1);
+    if version != 1 {
+        return Err(format!("unknown plan version {version}"));
+    }
+    let partitions = plan
+        .get("partitions")
+        .and_then(|p| p.as_array())
+        .ok_or("no \"partitions\" array")?;
+    partitions
+        .iter()
+        .map(|p| {
+            let topic = p
+                .get("topic")
+                .and_then(|t| t.as_str())
+                .ok_or("a partition without \"topic\"")?;
+            let partition = p
+                .get("partition")
+                .and_then(|n| n.as_i64())
+                .and_then(|n| i32::try_from(n).ok())
+                .ok_or("a partition without a \"partition\" number")?;
+            let replicas = p
+                .get("replicas")
+                .and_then(|r| r.as_array())
+                .ok_or("a partition without a \"replicas\" array")?
+                .iter()
+                .map(|id| {
+                    id.as_i64()
+                        .and_then(|id| i32::try_from(id).ok())
+                        .ok_or("a replica that is not a broker id")
+                })
+                .collect::<Result<Vec<i32>, _>>()?;
+            Ok(PartitionMove {
+                topic: topic.to_owned(),
+                partition,
+                replicas: Some(replicas),
+            })
+        })
+        .collect()
 }
 
 fn resolve(bootstrap: &str) -> Result<SocketAddr, Error> {
@@ -460,7 +611,66 @@ async fn run(bootstrap: SocketAddr, command: Command) -> Result<(), Error> {
             Ok(())
         }
         Command::ElectLeaders(topics) => elect_leaders(&mut admin, topics).await,
+        Command::Reassign(moves) => reassign(&mut admin, moves).await,
+        Command::Reassignments(topics) => reassignments(&mut admin, topics).await,
     }
+}
+
+async fn reassign(admin: &mut Admin, moves: Vec<PartitionMove>) -> Result<(), Error> {
+    let results = admin.alter_partition_reassignments(&moves).await?;
+    println!("{:<30} {:>9} RESULT", "TOPIC", "PARTITION");
+    let mut failed = 0usize;
+    for (r, m) in results.iter().zip(&moves) {
+        let outcome = match (r.error_code, &m.replicas) {
+            (0, Some(replicas)) => format!("moving to {}", join(replicas)),
+            (0, None) => "cancelled".to_owned(),
+            (code, _) => {
+                failed += 1;
+                match &r.message {
+                    Some(message) => format!("{} ({message})", error_name(code)),
+                    None => error_name(code),
+                }
+            }
+        };
+        println!("{:<30} {:>9} {outcome}", r.topic, r.partition);
+    }
+    if failed > 0 {
+        return Err(format!("{failed} of {} partitions refused", results.len()).into());
+    }
+    Ok(())
+}
+
+async fn reassignments(admin: &mut Admin, topics: Vec<String>) -> Result<(), Error> {
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let named = (!names.is_empty()).then_some(names.as_slice());
+    let ongoing = admin.list_partition_reassignments(named).await?;
+    if ongoing.is_empty() {
+        println!("no reassignment in progress");
+        return Ok(());
+    }
+    println!(
+        "{:<30} {:>9} {:<16} {:<12} REMOVING",
+        "TOPIC", "PARTITION", "REPLICAS", "ADDING"
+    );
+    for o in &ongoing {
+        println!(
+            "{:<30} {:>9} {:<16} {:<12} {}",
+            o.topic,
+            o.partition,
+            join(&o.replicas),
+            join(&o.adding),
+            join(&o.removing)
+        );
+    }
+    Ok(())
+}
+
+/// `[3, 1]` as `3,1` (`-` when empty).
+fn join(ids: &[i32]) -> String {
+    if ids.is_empty() {
+        return "-".to_owned();
+    }
+    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// ELECTION_NOT_NEEDED: the preferred replica leads already.
@@ -576,6 +786,53 @@ mod tests {
             Ok(("127.0.0.1:9092".to_owned(), Command::ElectLeaders(vec![])))
         );
         assert!(parse(&args("elect-leaders --topic")).is_err());
+        assert_eq!(
+            parse(&args("reassign --topic t --partition 2 --replicas 3,1")),
+            Ok((
+                "127.0.0.1:9092".to_owned(),
+                Command::Reassign(vec![PartitionMove {
+                    topic: "t".to_owned(),
+                    partition: 2,
+                    replicas: Some(vec![3, 1]),
+                }])
+            ))
+        );
+        assert_eq!(
+            parse(&args("reassign --topic t --partition 0 --cancel")),
+            Ok((
+                "127.0.0.1:9092".to_owned(),
+                Command::Reassign(vec![PartitionMove {
+                    topic: "t".to_owned(),
+                    partition: 0,
+                    replicas: None,
+                }])
+            ))
+        );
+        assert!(parse(&args("reassign --topic t --partition 0")).is_err());
+        assert!(parse(&args(
+            "reassign --topic t --partition 0 --replicas 1 --cancel"
+        ))
+        .is_err());
+        assert!(parse(&args("reassign --topic t --partition x --replicas 1")).is_err());
+        assert!(parse(&args("reassign --topic t --partition 0 --replicas 1,a")).is_err());
+        assert_eq!(
+            parse(&args("reassignments --topic a")),
+            Ok((
+                "127.0.0.1:9092".to_owned(),
+                Command::Reassignments(vec!["a".to_owned()])
+            ))
+        );
+        let plan = r#"{"version":1,"partitions":[{"topic":"t","partition":1,"replicas":[4,2],"log_dirs":["any","any"]}]}"#;
+        assert_eq!(
+            parse_plan(plan),
+            Ok(vec![PartitionMove {
+                topic: "t".to_owned(),
+                partition: 1,
+                replicas: Some(vec![4, 2]),
+            }])
+        );
+        assert!(parse_plan(r#"{"version":1,"partitions":[{"topic":"t"}]}"#).is_err());
+        assert!(parse_plan(r#"{"version":2,"partitions":[]}"#).is_err());
         assert!(parse(&args("elect-leaders --bogus")).is_err());
         assert_eq!(
             parse(&args(
