@@ -1156,13 +1156,8 @@ impl Controller {
                 "the manual partition assignment includes the broker {n} more than once"
             )));
         }
-        let original: Vec<NodeId> = p
-            .replicas
-            .iter()
-            .copied()
-            .filter(|n| !p.adding.contains(n))
-            .collect();
-        let during = target.len() + original.iter().filter(|n| !target.contains(n)).count();
+        // The replicas during the move, as `reassignment_target` makes them.
+        let during = target.len() + p.replicas.iter().filter(|n| !target.contains(n)).count();
         let max = usize::try_from(self.config.replication_factor_max).unwrap_or(1);
         if during > max {
             return Err(assignment_error(&format!(
@@ -1269,8 +1264,10 @@ fn check_new_isr(
 
 /// Where a reassignment to `target` takes `p` (Kafka's `PartitionReassignmentReplicas` from the
 /// current replicas): target order first, then the current replicas it drops, which are removing;
-/// adding and removing sorted. The current replicas of a partition already being reassigned are
-/// its original ones (`replicas - adding`), as Kafka computes them from `replicas`.
+/// adding and removing sorted. As in Kafka, the current replicas are all of `replicas`, those an
+/// ongoing move adds included: a move replaced before it completed removes the replicas it was
+/// adding unless the new target names them, and a target given again lists its not yet
+/// completed replicas as plain ones (adding empty), completing on the same condition.
 fn reassignment_target(p: &PartitionState, target: &[NodeId]) -> Target {
     let mut removing: Vec<NodeId> = p
         .replicas
@@ -2886,7 +2883,8 @@ mod tests {
         );
         let named = [("r".to_string(), vec![PartitionIndex(0), PartitionIndex(7)])];
         assert_eq!(list_partition_reassignments(&h.image, Some(&named)), listed);
-        // A new target replaces the ongoing one, from the original replicas.
+        // A new target replaces the ongoing one, from every current replica (3, which the
+        // first move was adding, is now removed with 1).
         assert_eq!(reassign(&mut h, "r", 0, Some(&[2, 4])), Ok(1));
         let p = h.partition(id, 0);
         assert_eq!(p.replicas, nodes(&[2, 4, 1, 3]));
@@ -2894,8 +2892,8 @@ mod tests {
             (p.adding.clone(), p.removing.clone()),
             (nodes(&[4]), nodes(&[1, 3]))
         );
-        // 3 joined the ISR meanwhile? It did not; cancel: back to the original replicas (in
-        // Kafka's order: the current list without the adding ones).
+        // Cancel: the replicas without the adding ones, in the current order (Kafka's revert;
+        // 3, added by the replaced move, stays).
         assert_eq!(reassign(&mut h, "r", 0, None), Ok(1));
         let q = h.partition(id, 0);
         assert_eq!(q.replicas, nodes(&[2, 1, 3]));
@@ -2923,6 +2921,26 @@ mod tests {
         assert_eq!(
             (q.replicas.clone(), q.isr.clone(), q.leader),
             (nodes(&[3]), nodes(&[3]), Some(NodeId(3)))
+        );
+        assert_partition_invariants(&h.image);
+    }
+
+    #[test]
+    fn a_move_replaced_mid_way_counts_every_current_replica_against_the_limit() {
+        let (mut h, id) = reassignable(6, &[1, 2]);
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[3, 4])), Ok(1));
+        // 5, 6 and the four current replicas: six during the move, above the limit of 4.
+        assert!(matches!(
+            reassign(&mut h, "r", 0, Some(&[5, 6])),
+            Err(ControllerError::InvalidReplicaAssignment { .. })
+        ));
+        // Given again, the same target keeps the move (3 and 4 now plain replicas).
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[3, 4])), Ok(1));
+        let p = h.partition(id, 0);
+        assert_eq!(p.replicas, nodes(&[3, 4, 1, 2]));
+        assert_eq!(
+            (p.adding.clone(), p.removing.clone()),
+            (vec![], nodes(&[1, 2]))
         );
         assert_partition_invariants(&h.image);
     }
