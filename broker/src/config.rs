@@ -167,6 +167,11 @@ settings! {
     /// A follower that has not caught up with its leader for this long leaves the partition's
     /// in-sync replicas (Kafka's replica.lag.time.max.ms), ms [default: 30000].
     replica_lag_time_max_ms: u64,
+    /// Caps the rate at which this broker, as a follower, fetches records for replicas a
+    /// reassignment is adding (their catch-up), in bytes per second over the whole broker
+    /// (shared evenly by its cores); 0 means unlimited. Kafka's
+    /// follower.replication.throttled.rate for the moving replicas [default: 0].
+    reassignment_throttle_bytes_per_sec: u64,
     /// How often each core logs its request-time percentiles per API (queue, handle, send) and
     /// its log append times, ms; 0 turns the lines off [default: 60000].
     stats_interval_ms: u64,
@@ -216,6 +221,9 @@ pub struct Config {
     pub producers_per_partition_max: usize,
     /// Kafka's replica.lag.time.max.ms.
     pub replica_lag_time_max_ms: u64,
+    /// Bytes per second the followers of this broker fetch for replicas being added by a
+    /// reassignment, all cores together; `None`: unlimited.
+    pub reassignment_throttle_bytes_per_sec: Option<u64>,
     /// How often request-time statistics are logged; `None`: never.
     pub stats_interval: Option<std::time::Duration>,
     /// `SPATE_*` environment variables that name no setting (logged at startup).
@@ -558,10 +566,14 @@ impl Config {
         if replica_lag_time_max_ms == 0 {
             bail!("replica-lag-time-max-ms must be at least 1");
         }
+        let reassignment_throttle_bytes_per_sec = s
+            .reassignment_throttle_bytes_per_sec
+            .filter(|rate| *rate > 0);
         Ok(Config {
             cleaner,
             groups,
             replica_lag_time_max_ms,
+            reassignment_throttle_bytes_per_sec,
             producer_id_expiration_ms,
             producers_per_partition_max,
             stats_interval: match s.stats_interval_ms.unwrap_or(60_000) {

@@ -79,6 +79,9 @@ pub struct Core {
     /// A topic's retention settings changed: the maintenance task runs a retention pass at its
     /// next tick instead of waiting for the 30 s one.
     retention_due: std::cell::Cell<bool>,
+    /// Cluster mode: the last metadata image this core published (ListPartitionReassignments
+    /// answers from it).
+    published: RefCell<Option<Arc<crate::cluster::quorum::Published>>>,
 }
 
 /// A claim on opening one partition: while it lives no other round opens the same one.
@@ -141,6 +144,7 @@ impl Core {
             mesh,
             changes: crate::metadata::changes::Changes::default(),
             replication: crate::cluster::replication::CoreReplication::default(),
+            published: RefCell::new(None),
             opening: RefCell::new(std::collections::HashSet::new()),
             retention_due: std::cell::Cell::new(false),
         }
@@ -237,7 +241,7 @@ impl Core {
     /// removal of topics that are gone.
     pub async fn apply_published(
         &self,
-        published: &crate::cluster::quorum::Published,
+        published: &Arc<crate::cluster::quorum::Published>,
         phase: Phase,
     ) {
         let plan = crate::cluster::apply::plan(
@@ -261,6 +265,7 @@ impl Core {
             return;
         }
         *self.cluster.borrow_mut() = plan.view;
+        *self.published.borrow_mut() = Some(published.clone());
         let mut current: std::collections::BTreeSet<String> =
             self.topics.borrow().keys().cloned().collect();
         let registered = published
@@ -282,7 +287,9 @@ impl Core {
             {
                 error!(core = self.id, topic = %name, error = %e, "cannot open topic partitions");
             }
+            let hosted = topic.hosted_here.clone();
             self.publish_topic(topic.meta, topic.placements);
+            self.close_unhosted(&name, &hosted).await;
         }
         for gone in current {
             info!(core = self.id, topic = %gone, "topic gone from the metadata log");
@@ -442,20 +449,60 @@ impl Core {
             .remove(name)
             .unwrap_or_default();
         for (index, partition) in owned {
-            // Wake long-polls so they see the partition is gone.
-            partition.appended.notify_all();
-            if let Some(slot) = &partition.replica {
-                slot.close().await;
+            self.drop_partition(name, index, partition).await;
+        }
+    }
+
+    /// The last metadata image this core published (cluster mode), `None` before the first.
+    pub fn published(&self) -> Option<Arc<crate::cluster::quorum::Published>> {
+        self.published.borrow().clone()
+    }
+
+    /// Closes the partitions of `topic` this core keeps that the image no longer places here
+    /// (a reassignment moved them to other brokers) and deletes their data, as Kafka's brokers
+    /// delete a replica they stop hosting. Their routes already point elsewhere.
+    async fn close_unhosted(&self, topic: &str, hosted: &[bool]) {
+        let gone: Vec<(i32, Rc<Partition>)> = {
+            let mut partitions = self.partitions.borrow_mut();
+            let Some(owned) = partitions.get_mut(topic) else {
+                return;
+            };
+            let indexes: Vec<i32> = owned
+                .keys()
+                .copied()
+                .filter(|i| !usize::try_from(*i).is_ok_and(|i| hosted.get(i) == Some(&true)))
+                .collect();
+            indexes
+                .into_iter()
+                .filter_map(|i| owned.remove(&i).map(|p| (i, p)))
+                .collect()
+        };
+        for (index, partition) in gone {
+            info!(
+                core = self.id,
+                topic,
+                partition = index,
+                "replica moved off this broker; deleting it"
+            );
+            self.drop_partition(topic, index, partition).await;
+        }
+    }
+
+    /// Closes a partition taken out of this core's map and deletes its directory.
+    async fn drop_partition(&self, name: &str, index: i32, partition: Rc<Partition>) {
+        // Wake long-polls so they see the partition is gone.
+        partition.appended.notify_all();
+        if let Some(slot) = &partition.replica {
+            slot.close().await;
+        }
+        let dir = topics::partition_dir(&self.config.data_dir, name, index);
+        if let Ok(partition) = Rc::try_unwrap(partition) {
+            if let Err(e) = partition.log.close().await {
+                warn!(core = self.id, topic = name, partition = index, error = %e, "closing a removed partition");
             }
-            let dir = topics::partition_dir(&self.config.data_dir, name, index);
-            if let Ok(partition) = Rc::try_unwrap(partition) {
-                if let Err(e) = partition.log.close().await {
-                    warn!(core = self.id, topic = name, partition = index, error = %e, "closing deleted partition");
-                }
-            }
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                warn!(core = self.id, dir = %dir.display(), error = %e, "removing deleted partition");
-            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            warn!(core = self.id, dir = %dir.display(), error = %e, "removing a partition's data");
         }
     }
 
@@ -544,6 +591,12 @@ impl Core {
             CoreRequest::ElectPreferred(partitions) => {
                 CoreReply::Elected(match self.cluster_node.get() {
                     Some(node) => node.elect_preferred_leaders(partitions).await,
+                    None => Err(ErrorCode::NotController),
+                })
+            }
+            CoreRequest::Reassign(requests) => {
+                CoreReply::Reassigned(match self.cluster_node.get() {
+                    Some(node) => node.alter_partition_reassignments(requests).await,
                     None => Err(ErrorCode::NotController),
                 })
             }

@@ -235,6 +235,8 @@ pub enum CoreRequest {
     AlterIsr(spate_wire::cluster::IsrChange),
     /// To core 0 (cluster mode): a client's preferred-leader election (ElectLeaders).
     ElectPreferred(Vec<spate_wire::cluster::PartitionName>),
+    /// To core 0 (cluster mode): a client's AlterPartitionReassignments.
+    Reassign(Vec<spate_controller::controller::Reassign>),
     /// From the core serving the admin listener to every core: a metrics snapshot.
     Metrics,
 }
@@ -263,6 +265,9 @@ pub enum CoreReply {
     IsrChanged(Result<spate_wire::cluster::IsrChangeResult, ErrorCode>),
     /// The controller's answer to a preferred-leader election, one result per partition.
     Elected(Result<Vec<spate_wire::cluster::ElectLeadersResult>, ErrorCode>),
+    /// The controller's answer to AlterPartitionReassignments: per partition, the error code
+    /// and message.
+    Reassigned(Result<Vec<(ErrorCode, Option<String>)>, ErrorCode>),
     Produce(Vec<ProduceResult>),
     Fetch(Vec<FetchResult>),
     ListOffsets(Vec<ListOffsetsResult>),

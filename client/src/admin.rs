@@ -17,10 +17,10 @@ use crate::cluster::{AutoCreate, ClientConfig, Cluster};
 use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::protocol::{
-    API_VERSIONS_VERSION, CREATE_PARTITIONS_VERSION, CREATE_TOPICS_VERSION, DELETE_RECORDS_VERSION,
-    DELETE_TOPICS_VERSION, DESCRIBE_CLUSTER_VERSION, DESCRIBE_CONFIGS_VERSION,
-    DESCRIBE_QUORUM_VERSION, ELECT_LEADERS_VERSION, INCREMENTAL_ALTER_CONFIGS_VERSION,
-    LIST_OFFSETS_VERSION,
+    ALTER_PARTITION_REASSIGNMENTS_VERSION, API_VERSIONS_VERSION, CREATE_PARTITIONS_VERSION,
+    CREATE_TOPICS_VERSION, DELETE_RECORDS_VERSION, DELETE_TOPICS_VERSION, DESCRIBE_CLUSTER_VERSION,
+    DESCRIBE_CONFIGS_VERSION, DESCRIBE_QUORUM_VERSION, ELECT_LEADERS_VERSION,
+    INCREMENTAL_ALTER_CONFIGS_VERSION, LIST_OFFSETS_VERSION, LIST_PARTITION_REASSIGNMENTS_VERSION,
 };
 
 /// One operation of [`Admin::alter_topic_configs`], Kafka's IncrementalAlterConfigs ops.
@@ -117,6 +117,49 @@ pub struct QuorumDescription {
     /// Brokers that follow the log without voting, by id.
     pub observers: Vec<QuorumReplica>,
 }
+
+/// One partition's move for [`Admin::alter_partition_reassignments`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMove {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The replicas to move to, preferred leader first; `None` cancels the ongoing move.
+    pub replicas: Option<Vec<i32>>,
+}
+
+/// One partition's answer to [`Admin::alter_partition_reassignments`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveResult {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// 0 when the move started (or was cancelled), else the Kafka error code.
+    pub error_code: i16,
+    /// The controller's explanation of an error.
+    pub message: Option<String>,
+}
+
+/// An ongoing reassignment, as ListPartitionReassignments reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OngoingMove {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Every replica during the move: the target ones first, then those being removed.
+    pub replicas: Vec<i32>,
+    /// Replicas being added (catching up).
+    pub adding: Vec<i32>,
+    /// Replicas removed once every target replica is in sync.
+    pub removing: Vec<i32>,
+}
+
+/// How many times a request that only the controller serves is sent again after
+/// NOT_CONTROLLER (the controller moved between the Metadata answer and the request).
+const CONTROLLER_ATTEMPTS_MAX: usize = 5;
 
 /// Where to start reading a partition, or which offset to look up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -535,6 +578,179 @@ impl Admin {
         topics: Option<&[&str]>,
     ) -> Result<MetadataResponse, ClientError> {
         self.cluster.refresh(topics, AutoCreate::Deny).await
+    }
+
+    /// Starts, replaces or cancels partition reassignments (AlterPartitionReassignments,
+    /// KIP-455), as `kafka-reassign-partitions --execute` (or `--cancel`) does. Sent to the
+    /// controller the latest Metadata names, again after a refresh when it answers
+    /// NOT_CONTROLLER. One result per partition, in the order given.
+    ///
+    /// # Errors
+    /// Connection or codec errors, a request-level error code, or a cluster that does not offer
+    /// the API (a single broker).
+    pub async fn alter_partition_reassignments(
+        &mut self,
+        moves: &[PartitionMove],
+    ) -> Result<Vec<MoveResult>, ClientError> {
+        use spate_wire::kafka_protocol::messages::alter_partition_reassignments_request::{
+            ReassignablePartition, ReassignableTopic,
+        };
+        use spate_wire::kafka_protocol::messages::{
+            AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+        };
+        // One entry per topic, in first-seen order, so the answer maps back to `moves`.
+        let mut topics: Vec<ReassignableTopic> = Vec::new();
+        for m in moves {
+            let partition = ReassignablePartition::default()
+                .with_partition_index(m.partition)
+                .with_replicas(
+                    m.replicas
+                        .as_ref()
+                        .map(|r| r.iter().copied().map(BrokerId).collect()),
+                );
+            match topics.iter_mut().find(|t| t.name.0.as_str() == m.topic) {
+                Some(t) => t.partitions.push(partition),
+                None => topics.push(
+                    ReassignableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(m.topic.clone())))
+                        .with_partitions(vec![partition]),
+                ),
+            }
+        }
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(60_000)
+            .with_topics(topics);
+        let mut attempt = 0;
+        let response: AlterPartitionReassignmentsResponse = loop {
+            attempt += 1;
+            let conn = self.controller_connection().await?;
+            let Some(version) = negotiated_version(
+                conn,
+                ApiKey::AlterPartitionReassignments,
+                ALTER_PARTITION_REASSIGNMENTS_VERSION,
+            )
+            .await?
+            else {
+                return Err(ClientError::InvalidArgument(
+                    "the broker does not offer AlterPartitionReassignments (a single broker has no other broker to move to)"
+                        .to_owned(),
+                ));
+            };
+            let response: AlterPartitionReassignmentsResponse = conn
+                .call(ApiKey::AlterPartitionReassignments, version, &request)
+                .await?;
+            let not_controller = spate_wire::ErrorCode::NotController.code();
+            if response.error_code == not_controller && attempt < CONTROLLER_ATTEMPTS_MAX {
+                self.cluster.backoff().await;
+                continue;
+            }
+            break response;
+        };
+        ClientError::check(response.error_code, || {
+            let message = response.error_message.as_ref().map(|m| m.to_string());
+            format!(
+                "alter partition reassignments: {}",
+                message.unwrap_or_default()
+            )
+        })?;
+        Ok(response
+            .responses
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| MoveResult {
+                    topic: t.name.0.to_string(),
+                    partition: p.partition_index,
+                    error_code: p.error_code,
+                    message: p.error_message.as_ref().map(|m| m.to_string()),
+                })
+            })
+            .collect())
+    }
+
+    /// The ongoing reassignments (ListPartitionReassignments): every one when `topics` is
+    /// `None`, else those of the named topics' partitions (all their partitions, read from
+    /// Metadata), sorted by topic and partition.
+    ///
+    /// # Errors
+    /// Connection or codec errors, a request-level error code, or a cluster that does not offer
+    /// the API.
+    pub async fn list_partition_reassignments(
+        &mut self,
+        topics: Option<&[&str]>,
+    ) -> Result<Vec<OngoingMove>, ClientError> {
+        use spate_wire::kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+        use spate_wire::kafka_protocol::messages::{
+            ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+        };
+        let named = match topics {
+            None => None,
+            Some(names) => {
+                let metadata = self.metadata(Some(names)).await?;
+                Some(
+                    metadata
+                        .topics
+                        .iter()
+                        .filter(|t| t.error_code == 0)
+                        .map(|t| {
+                            ListPartitionReassignmentsTopics::default()
+                                .with_name(t.name.clone().unwrap_or_default())
+                                .with_partition_indexes(
+                                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                                )
+                        })
+                        .collect(),
+                )
+            }
+        };
+        let conn = self.cluster.connection().await?;
+        let Some(version) = negotiated_version(
+            conn,
+            ApiKey::ListPartitionReassignments,
+            LIST_PARTITION_REASSIGNMENTS_VERSION,
+        )
+        .await?
+        else {
+            return Err(ClientError::InvalidArgument(
+                "the broker does not offer ListPartitionReassignments (a single broker)".to_owned(),
+            ));
+        };
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(60_000)
+            .with_topics(named);
+        let response: ListPartitionReassignmentsResponse = conn
+            .call(ApiKey::ListPartitionReassignments, version, &request)
+            .await?;
+        ClientError::check(response.error_code, || {
+            "list partition reassignments".to_owned()
+        })?;
+        let ids = |b: &[spate_wire::kafka_protocol::messages::BrokerId]| -> Vec<i32> {
+            b.iter().map(|b| b.0).collect()
+        };
+        let mut out: Vec<OngoingMove> = response
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| OngoingMove {
+                    topic: t.name.0.to_string(),
+                    partition: p.partition_index,
+                    replicas: ids(&p.replicas),
+                    adding: ids(&p.adding_replicas),
+                    removing: ids(&p.removing_replicas),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(out)
+    }
+
+    /// A connection to the controller, as a fresh Metadata answer names it (any broker when it
+    /// names none).
+    async fn controller_connection(&mut self) -> Result<&mut Connection, ClientError> {
+        self.cluster.refresh(Some(&[]), AutoCreate::Deny).await?;
+        match self.cluster.controller() {
+            Some(id) => self.cluster.broker_connection(id).await,
+            None => self.cluster.connection().await,
+        }
     }
 
     /// Preferred-leader election (ElectLeaders, type PREFERRED): moves each partition's

@@ -58,6 +58,10 @@ pub const DESCRIBE_CONFIGS_VERSION: i16 = 4;
 pub const CREATE_PARTITIONS_VERSION: i16 = 3;
 /// DeleteRecords version used (v2 is flexible; Spate serves 0 to 2).
 pub const DELETE_RECORDS_VERSION: i16 = 2;
+/// AlterPartitionReassignments version the admin client asks for at most.
+pub const ALTER_PARTITION_REASSIGNMENTS_VERSION: i16 = 0;
+/// ListPartitionReassignments version the admin client asks for at most.
+pub const LIST_PARTITION_REASSIGNMENTS_VERSION: i16 = 0;
 /// ApiVersions version used.
 pub const API_VERSIONS_VERSION: i16 = 3;
 

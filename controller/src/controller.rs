@@ -42,8 +42,8 @@ use crate::image::{
     topic_name_is_valid, MetadataImage, PartitionState, BROKERS_MAX, PARTITIONS_PER_TOPIC_MAX,
 };
 use crate::partition_change::{
-    broker_joins, change_partition, remove_broker, unclean_elections, BrokerChange, Election,
-    Eligibility,
+    broker_joins, build_change, change_partition, remove_broker, unclean_elections, BrokerChange,
+    Election, Eligibility, Target,
 };
 use crate::records::{
     Endpoint, LeaderChange, MetadataRecord, BATCH_BYTES_MAX, CONFIGS_MAX, CONFIG_KEY_BYTES_MAX,
@@ -62,6 +62,15 @@ pub const REPLICATION_FACTOR_MAX_DEFAULT: i16 = 1;
 pub const DEFAULT_REPLICATION_FACTOR_DEFAULT: i16 = 1;
 /// Partitions one ElectLeaders call may name: their records are one batch.
 pub const ELECTION_PARTITIONS_MAX: usize = 1000;
+/// Partitions one AlterPartitionReassignments call may name: their records are one batch, and a
+/// reassignment's record can carry four lists of [`REPLICAS_MAX`] brokers.
+pub const REASSIGNMENT_PARTITIONS_MAX: usize = 500;
+/// The largest ChangePartition a reassignment builds: tag, topic id, index, leader, ISR, replicas,
+/// epochs, adding and removing.
+const REASSIGN_CHANGE_BYTES_MAX: usize = 1 + 16 + 4 + 5 + 4 * (1 + 2 + 4 * REPLICAS_MAX) + 8;
+const _: () = assert!(
+    BATCH_HEADER_BYTES + REASSIGNMENT_PARTITIONS_MAX * REASSIGN_CHANGE_BYTES_MAX <= BATCH_BYTES_MAX
+);
 /// Kafka's topic config that allows electing a replica outside the ISR when no in-sync one is live
 /// (`true`, in any case; anything else is false). See the module docs.
 pub const UNCLEAN_LEADER_ELECTION_CONFIG: &str = "unclean.leader.election.enable";
@@ -72,8 +81,18 @@ pub const UNCLEAN_LEADER_ELECTION_CONFIG: &str = "unclean.leader.election.enable
 /// could never be proposed, and it would never be fenced.
 pub const FENCE_PARTITION_CHANGES_PER_BATCH_MAX: usize = 1900;
 /// The largest ChangePartition a fence builds: tag, topic id, index, leader, a full ISR, no replicas,
-/// epochs.
-const FENCE_CHANGE_BYTES_MAX: usize = 1 + 16 + 4 + 5 + (1 + 2 + 4 * REPLICAS_MAX) + 1 + 8;
+/// epochs; or, when an unclean election completes a reassignment, an ISR of one, the full replicas
+/// and the emptied adding and removing lists.
+const FENCE_CHANGE_BYTES_MAX: usize = {
+    let isr_change = 1 + 16 + 4 + 5 + (1 + 2 + 4 * REPLICAS_MAX) + 1 + 8;
+    let unclean_completion =
+        1 + 16 + 4 + 5 + (1 + 2 + 4) + (1 + 2 + 4 * REPLICAS_MAX) + 8 + 2 * (1 + 2);
+    if isr_change > unclean_completion {
+        isr_change
+    } else {
+        unclean_completion
+    }
+};
 /// A FenceBroker record: tag, node, incarnation.
 const FENCE_BROKER_BYTES: usize = 1 + 4 + 8;
 /// A batch's header: format version and count.
@@ -144,6 +163,23 @@ pub enum ControllerError {
     /// INVALID_REQUEST, for a registration with malformed fields.
     #[error("invalid registration: {reason}")]
     InvalidRegistration {
+        /// Why.
+        reason: String,
+    },
+    /// UNKNOWN_TOPIC_OR_PARTITION, for a partition index the topic lacks.
+    #[error("unknown partition {index} of topic {name}")]
+    UnknownPartition {
+        /// The topic.
+        name: String,
+        /// The partition.
+        index: PartitionIndex,
+    },
+    /// NO_REASSIGNMENT_IN_PROGRESS: a cancel names a partition that is not being reassigned.
+    #[error("no reassignment in progress")]
+    NoReassignmentInProgress,
+    /// INVALID_REQUEST, for a request that breaks a rule of its own shape.
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
         /// Why.
         reason: String,
     },
@@ -335,6 +371,45 @@ pub struct AlterPartitionOutcome {
     pub records: Vec<MetadataRecord>,
     /// The partition's new state: leader, ISR and epochs to answer with.
     pub partition: PartitionState,
+    /// The change completes a reassignment: replicas leave, the leader epoch moves and the leader
+    /// may too. Kafka answers such a request NEW_LEADER_ELECTED, so that the sender waits for the
+    /// metadata instead of taking the answer as its new state.
+    pub reassignment_completed: bool,
+}
+
+/// One partition of an AlterPartitionReassignments request (KIP-455).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassign {
+    /// The topic's name.
+    pub topic: String,
+    /// The partition.
+    pub index: PartitionIndex,
+    /// The replicas to move to, preferred leader first; `None` cancels the ongoing reassignment.
+    pub target: Option<Vec<NodeId>>,
+}
+
+/// What [`Controller::alter_partition_reassignments`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassignments {
+    /// The records, as one batch.
+    pub records: Vec<MetadataRecord>,
+    /// One result per requested partition, in request order.
+    pub results: Vec<Result<(), ControllerError>>,
+}
+
+/// One ongoing reassignment, as ListPartitionReassignments answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    /// The topic's name.
+    pub topic: String,
+    /// The partition.
+    pub index: PartitionIndex,
+    /// Every replica: the target ones in target order, then the removing ones.
+    pub replicas: Vec<NodeId>,
+    /// Replicas being added.
+    pub adding: Vec<NodeId>,
+    /// Replicas being removed.
+    pub removing: Vec<NodeId>,
 }
 
 /// The result of a preferred-leader election for one partition, as Kafka's ElectLeaders answers it.
@@ -955,22 +1030,16 @@ impl Controller {
             Election::Online,
             &eligibility,
         );
-        let mut partition = p.clone();
-        if let Some(MetadataRecord::ChangePartition {
-            isr: Some(isr),
-            leader,
-            partition_epoch,
-            ..
-        }) = &record
-        {
-            // The leader is in the new ISR and unfenced, so the online election keeps it.
-            assert_eq!(*leader, crate::records::LeaderChange::Unchanged);
-            partition.isr = isr.clone();
-            partition.partition_epoch = *partition_epoch;
-        }
+        // The leader is in the new ISR and unfenced, so the online election keeps it, unless the
+        // change completes a reassignment that removes it (Kafka's NEW_LEADER_ELECTED case).
+        let partition = record
+            .as_ref()
+            .map_or_else(|| p.clone(), |r| p.changed_by(r));
+        let reassignment_completed = p.is_reassigning() && !partition.is_reassigning();
         Ok(AlterPartitionOutcome {
             records: record.into_iter().collect(),
             partition,
+            reassignment_completed,
         })
     }
 
@@ -1025,6 +1094,135 @@ impl Controller {
             elections.results.push(result);
         }
         Ok(elections)
+    }
+
+    /// AlterPartitionReassignments (KIP-455), Kafka's rules: for each partition, a target starts
+    /// (or replaces) a reassignment, with replicas = target then the current replicas not in it
+    /// (removing), adding = target - current; it completes at once when every target replica is in
+    /// the ISR already (a reordering, or a shrink), else when the leader's AlterPartition grows the
+    /// ISR to hold them all. `None` cancels: the adding replicas leave the replicas and the ISR and
+    /// the removing ones stay; when no ISR member would be left, only a topic that allows unclean
+    /// election reverts (to its first original replica), else INVALID_REPLICA_ASSIGNMENT.
+    ///
+    /// A target must be non-empty, name registered brokers (fenced ones are allowed, as in Kafka:
+    /// the move waits for them) each once, and the replicas during the move must stay within
+    /// [`ControllerConfig::replication_factor_max`]. A partition named twice in one request is
+    /// refused the second time (INVALID_REQUEST): each change is decided on the same image.
+    ///
+    /// # Errors
+    ///
+    /// [`ControllerError::InvalidRequest`] for more than [`REASSIGNMENT_PARTITIONS_MAX`]
+    /// partitions; refusals of single partitions are in [`Reassignments::results`].
+    pub fn alter_partition_reassignments(
+        &mut self,
+        image: &MetadataImage,
+        requests: &[Reassign],
+    ) -> Result<Reassignments, ControllerError> {
+        if requests.len() > REASSIGNMENT_PARTITIONS_MAX {
+            return Err(ControllerError::InvalidRequest {
+                reason: format!(
+                    "{} partitions to reassign, at most {REASSIGNMENT_PARTITIONS_MAX}",
+                    requests.len()
+                ),
+            });
+        }
+        let mut named: Vec<(TopicId, PartitionIndex)> = Vec::new();
+        let mut out = Reassignments {
+            records: Vec::new(),
+            results: Vec::with_capacity(requests.len()),
+        };
+        for req in requests {
+            let decided = self.reassign_one(image, req, &mut named);
+            out.results.push(decided.map(|record| {
+                out.records.extend(record);
+            }));
+        }
+        Ok(out)
+    }
+
+    fn reassign_one(
+        &self,
+        image: &MetadataImage,
+        req: &Reassign,
+        named: &mut Vec<(TopicId, PartitionIndex)>,
+    ) -> Result<Option<MetadataRecord>, ControllerError> {
+        let topic_id = image
+            .topic_id(&req.topic)
+            .ok_or_else(|| ControllerError::UnknownTopic {
+                name: req.topic.clone(),
+            })?;
+        let p = partition(image, topic_id, req.index).ok_or_else(|| {
+            ControllerError::UnknownPartition {
+                name: req.topic.clone(),
+                index: req.index,
+            }
+        })?;
+        if named.contains(&(topic_id, req.index)) {
+            return Err(ControllerError::InvalidRequest {
+                reason: "partition named twice in one request".into(),
+            });
+        }
+        named.push((topic_id, req.index));
+        let eligibility = Eligibility::new(image, BrokerChange::None);
+        let election = Election::online_for(image, topic_id);
+        let target = match &req.target {
+            None => revert_target(p, election)?,
+            Some(target) => {
+                self.check_reassignment_target(image, p, target)?;
+                reassignment_target(p, target)
+            }
+        };
+        Ok(build_change(
+            topic_id,
+            req.index,
+            p,
+            target,
+            election,
+            &eligibility,
+        ))
+    }
+
+    /// Kafka's `validateManualPartitionAssignment`, and the replica limit during the move.
+    fn check_reassignment_target(
+        &self,
+        image: &MetadataImage,
+        p: &PartitionState,
+        target: &[NodeId],
+    ) -> Result<(), ControllerError> {
+        if target.is_empty() {
+            return Err(assignment_error(
+                "the manual partition assignment includes an empty replica list",
+            ));
+        }
+        if target.len() > REPLICAS_MAX {
+            return Err(assignment_error(&format!(
+                "{} replicas, at most {REPLICAS_MAX}",
+                target.len()
+            )));
+        }
+        if let Some(n) = target.iter().find(|n| image.broker(**n).is_none()) {
+            return Err(assignment_error(&format!(
+                "the manual partition assignment includes broker {n}, but no such broker is registered"
+            )));
+        }
+        if let Some((_, n)) = target
+            .iter()
+            .enumerate()
+            .find(|(i, n)| target[..*i].contains(n))
+        {
+            return Err(assignment_error(&format!(
+                "the manual partition assignment includes the broker {n} more than once"
+            )));
+        }
+        // The replicas during the move, as `reassignment_target` makes them.
+        let during = target.len() + p.replicas.iter().filter(|n| !target.contains(n)).count();
+        let max = usize::try_from(self.config.replication_factor_max).unwrap_or(1);
+        if during > max {
+            return Err(assignment_error(&format!(
+                "{during} replicas during the move, above this cluster's limit of {max}"
+            )));
+        }
+        Ok(())
     }
 
     fn check_replication_factor(&self, factor: i16) -> Result<(), ControllerError> {
@@ -1120,6 +1318,120 @@ fn check_new_isr(
         }
     }
     Ok(nodes)
+}
+
+/// Where a reassignment to `target` takes `p` (Kafka's `PartitionReassignmentReplicas` from the
+/// current replicas): target order first, then the current replicas it drops, which are removing;
+/// adding and removing sorted. As in Kafka, the current replicas are all of `replicas`, those an
+/// ongoing move adds included: a move replaced before it completed removes the replicas it was
+/// adding unless the new target names them, and a target given again lists its not yet
+/// completed replicas as plain ones (adding empty), completing on the same condition.
+fn reassignment_target(p: &PartitionState, target: &[NodeId]) -> Target {
+    let mut removing: Vec<NodeId> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|n| !target.contains(n))
+        .collect();
+    removing.sort();
+    let mut adding: Vec<NodeId> = target
+        .iter()
+        .copied()
+        .filter(|n| !p.replicas.contains(n))
+        .collect();
+    adding.sort();
+    let mut replicas = target.to_vec();
+    replicas.extend(&removing);
+    Target {
+        replicas,
+        isr: p.isr.clone(),
+        adding,
+        removing,
+        complete: true,
+    }
+}
+
+/// Kafka's `PartitionReassignmentRevert`: the replicas without the adding ones, the ISR without
+/// them too; when that empties the ISR, the first original replica, only if the topic allows an
+/// unclean election.
+fn revert_target(p: &PartitionState, election: Election) -> Result<Target, ControllerError> {
+    if !p.is_reassigning() {
+        return Err(ControllerError::NoReassignmentInProgress);
+    }
+    let replicas: Vec<NodeId> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|n| !p.adding.contains(n))
+        .collect();
+    let mut isr: Vec<NodeId> = p
+        .isr
+        .iter()
+        .copied()
+        .filter(|n| !p.adding.contains(n))
+        .collect();
+    if isr.is_empty() {
+        if election != Election::Unclean {
+            return Err(assignment_error(
+                "reverting the reassignment would require an unclean leader election",
+            ));
+        }
+        isr.push(
+            *replicas
+                .first()
+                .expect("the image keeps a replica that is not adding"),
+        );
+    }
+    Ok(Target {
+        replicas,
+        isr,
+        adding: Vec::new(),
+        removing: Vec::new(),
+        complete: true,
+    })
+}
+
+/// The ongoing reassignments of `image` (ListPartitionReassignments): every one when `topics` is
+/// `None`, else those of the named partitions (unknown ones left out, as Kafka does), in topic
+/// name and partition order for `None`, request order otherwise.
+pub fn list_partition_reassignments(
+    image: &MetadataImage,
+    topics: Option<&[(String, Vec<PartitionIndex>)]>,
+) -> Vec<OngoingReassignment> {
+    let ongoing = |name: &str, index: PartitionIndex, p: &PartitionState| {
+        p.is_reassigning().then(|| OngoingReassignment {
+            topic: name.to_owned(),
+            index,
+            replicas: p.replicas.clone(),
+            adding: p.adding.clone(),
+            removing: p.removing.clone(),
+        })
+    };
+    match topics {
+        None => {
+            let mut all: Vec<OngoingReassignment> = image
+                .topics()
+                .values()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, p)| ongoing(&t.name, PartitionIndex(i as i32), p))
+                })
+                .collect();
+            all.sort_by(|a, b| (&a.topic, a.index).cmp(&(&b.topic, b.index)));
+            all
+        }
+        Some(topics) => topics
+            .iter()
+            .flat_map(|(name, indexes)| {
+                indexes.iter().filter_map(move |index| {
+                    let id = image.topic_id(name)?;
+                    ongoing(name, *index, partition(image, id, *index)?)
+                })
+            })
+            .collect(),
+    }
 }
 
 fn assignment_error(reason: &str) -> ControllerError {
@@ -2481,6 +2793,7 @@ mod tests {
                 };
                 assert!(!p.isr.is_empty(), "{p:?}");
                 assert!(p.isr.iter().all(|n| p.replicas.contains(n)), "{p:?}");
+                assert_reassignment_consistent(p);
                 match p.leader {
                     Some(l) => assert!(p.isr.contains(&l) && eligible(&l), "{p:?}"),
                     None if unclean => assert!(!p.replicas.iter().any(eligible), "{p:?}"),
@@ -2490,6 +2803,310 @@ mod tests {
         }
     }
 
+    /// A reassignment's lists are sorted sets of replicas, disjoint, with some replica kept, and
+    /// never completable: every change that could complete one does.
+    fn assert_reassignment_consistent(p: &PartitionState) {
+        let sorted = |l: &[NodeId]| l.windows(2).all(|w| w[0] < w[1]);
+        assert!(sorted(&p.adding) && sorted(&p.removing), "{p:?}");
+        assert!(
+            p.adding
+                .iter()
+                .chain(&p.removing)
+                .all(|n| p.replicas.contains(n)),
+            "{p:?}"
+        );
+        assert!(!p.adding.iter().any(|n| p.removing.contains(n)), "{p:?}");
+        let target = p.target_replicas();
+        assert!(!target.is_empty(), "{p:?}");
+        if p.is_reassigning() {
+            let kept: Vec<NodeId> = p
+                .isr
+                .iter()
+                .copied()
+                .filter(|n| !p.removing.contains(n))
+                .collect();
+            assert!(
+                kept.is_empty() || !target.iter().all(|n| kept.contains(n)),
+                "a completable reassignment was left in progress: {p:?}"
+            );
+        }
+    }
+
+    fn reassign(
+        h: &mut Harness,
+        topic: &str,
+        index: i32,
+        target: Option<&[i32]>,
+    ) -> Result<usize, ControllerError> {
+        let req = Reassign {
+            topic: topic.into(),
+            index: PartitionIndex(index),
+            target: target.map(nodes),
+        };
+        let mut out = h
+            .controller
+            .alter_partition_reassignments(&h.image, &[req])
+            .unwrap();
+        out.results.pop().unwrap()?;
+        Ok(h.commit(out.records))
+    }
+
+    /// Brokers 1..=`brokers`, topic "r" with one partition on `replicas` (all in sync, the first
+    /// leading).
+    fn reassignable(brokers: i32, replicas: &[i32]) -> (Harness, TopicId) {
+        let mut h = Harness::with_config(ControllerConfig {
+            replication_factor_max: 4,
+            ..ControllerConfig::default()
+        });
+        for node in 1..=brokers {
+            h.start_broker(node, 1, 0);
+        }
+        let req = CreateTopic {
+            name: "r".into(),
+            partitions: -1,
+            replication_factor: -1,
+            assignment: Some(vec![nodes(replicas)]),
+            configs: vec![],
+        };
+        let records = h
+            .controller
+            .create_topic(&h.image, &mut h.rng, req)
+            .unwrap();
+        h.commit(records);
+        let id = h.image.topic_id("r").unwrap();
+        (h, id)
+    }
+
+    #[test]
+    fn a_reassignment_adds_replicas_and_completes_when_the_leader_grows_the_isr_to_them() {
+        let (mut h, id) = reassignable(4, &[1, 2]);
+        let before = h.partition(id, 0);
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[3, 4])), Ok(1));
+        let p = h.partition(id, 0);
+        assert_eq!(
+            p.replicas,
+            nodes(&[3, 4, 1, 2]),
+            "target first, then removing"
+        );
+        assert_eq!(
+            (p.adding.clone(), p.removing.clone()),
+            (nodes(&[3, 4]), nodes(&[1, 2]))
+        );
+        assert_eq!(p.isr, nodes(&[1, 2]));
+        assert_eq!(p.leader, Some(NodeId(1)));
+        assert_eq!(p.leader_epoch, before.leader_epoch, "no replica left yet");
+        assert_eq!(p.partition_epoch, before.partition_epoch.next());
+        assert_partition_invariants(&h.image);
+
+        // One new replica in sync: not yet complete.
+        let outcome = h
+            .controller
+            .alter_partition(&h.image, &alter(&h, id, 1, &[1, 2, 3]))
+            .unwrap();
+        assert!(!outcome.reassignment_completed);
+        h.commit(outcome.records);
+        assert!(h.partition(id, 0).is_reassigning());
+
+        // Both: the reassignment completes in the same change, and the removed leader hands over
+        // to the first target replica, with a new leader epoch.
+        let p = h.partition(id, 0);
+        let outcome = h
+            .controller
+            .alter_partition(&h.image, &alter(&h, id, 1, &[1, 2, 3, 4]))
+            .unwrap();
+        assert!(outcome.reassignment_completed);
+        assert_eq!(outcome.partition.leader, Some(NodeId(3)));
+        h.commit(outcome.records);
+        let done = h.partition(id, 0);
+        assert_eq!(done, outcome.partition, "the answer is the committed state");
+        assert_eq!(done.replicas, nodes(&[3, 4]));
+        assert_eq!(done.isr, nodes(&[3, 4]));
+        assert_eq!(done.leader, Some(NodeId(3)));
+        assert!(!done.is_reassigning());
+        assert_eq!(done.leader_epoch, p.leader_epoch.next());
+        assert_eq!(done.partition_epoch, p.partition_epoch.next());
+        assert!(!h.image.hosts_any(NodeId(1)) && !h.image.hosts_any(NodeId(2)));
+        assert_eq!(list_partition_reassignments(&h.image, None), vec![]);
+    }
+
+    #[test]
+    fn a_reassignment_that_keeps_the_leader_bumps_its_epoch_only_when_a_replica_leaves() {
+        let (mut h, id) = reassignable(3, &[1, 2, 3]);
+        // A reordering completes at once and nobody leaves: the leader keeps its epoch.
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[3, 1, 2])), Ok(1));
+        let p = h.partition(id, 0);
+        assert_eq!(
+            (p.replicas.clone(), p.leader),
+            (nodes(&[3, 1, 2]), Some(NodeId(1)))
+        );
+        assert!(!p.is_reassigning());
+        assert_eq!(p.leader_epoch, LeaderEpoch(0));
+        // A shrink whose target is in sync completes at once; 3 leaves, so the epoch moves
+        // although 1 keeps leading.
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[1, 2])), Ok(1));
+        let q = h.partition(id, 0);
+        assert_eq!(
+            (q.replicas.clone(), q.isr.clone()),
+            (nodes(&[1, 2]), nodes(&[1, 2]))
+        );
+        assert_eq!(q.leader, Some(NodeId(1)));
+        assert_eq!(q.leader_epoch, LeaderEpoch(1));
+        assert_eq!(q.partition_epoch, p.partition_epoch.next());
+        // The same target again changes nothing.
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[1, 2])), Ok(0));
+    }
+
+    #[test]
+    fn cancelling_a_reassignment_drops_the_adding_replicas_and_keeps_the_removing_ones() {
+        let (mut h, id) = reassignable(4, &[1, 2]);
+        assert_eq!(
+            reassign(&mut h, "r", 0, None),
+            Err(ControllerError::NoReassignmentInProgress)
+        );
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[2, 3])), Ok(1));
+        let p = h.partition(id, 0);
+        assert_eq!(p.replicas, nodes(&[2, 3, 1]));
+        assert_eq!(
+            (p.adding.clone(), p.removing.clone()),
+            (nodes(&[3]), nodes(&[1]))
+        );
+        let listed = list_partition_reassignments(&h.image, None);
+        assert_eq!(
+            listed,
+            vec![OngoingReassignment {
+                topic: "r".into(),
+                index: PartitionIndex(0),
+                replicas: nodes(&[2, 3, 1]),
+                adding: nodes(&[3]),
+                removing: nodes(&[1]),
+            }]
+        );
+        let named = [("r".to_string(), vec![PartitionIndex(0), PartitionIndex(7)])];
+        assert_eq!(list_partition_reassignments(&h.image, Some(&named)), listed);
+        // A new target replaces the ongoing one, from every current replica (3, which the
+        // first move was adding, is now removed with 1).
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[2, 4])), Ok(1));
+        let p = h.partition(id, 0);
+        assert_eq!(p.replicas, nodes(&[2, 4, 1, 3]));
+        assert_eq!(
+            (p.adding.clone(), p.removing.clone()),
+            (nodes(&[4]), nodes(&[1, 3]))
+        );
+        // Cancel: the replicas without the adding ones, in the current order (Kafka's revert;
+        // 3, added by the replaced move, stays).
+        assert_eq!(reassign(&mut h, "r", 0, None), Ok(1));
+        let q = h.partition(id, 0);
+        assert_eq!(q.replicas, nodes(&[2, 1, 3]));
+        assert!(!q.is_reassigning());
+        assert_eq!(q.leader, Some(NodeId(1)));
+        assert_eq!(q.leader_epoch, p.leader_epoch.next(), "4 left the replicas");
+        assert_partition_invariants(&h.image);
+    }
+
+    #[test]
+    fn a_leader_fenced_during_a_reassignment_hands_over_and_the_move_completes_later() {
+        let (mut h, id) = reassignable(3, &[1, 2]);
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[3])), Ok(1));
+        h.fence(1);
+        let p = h.partition(id, 0);
+        assert_eq!((p.leader, p.isr.clone()), (Some(NodeId(2)), nodes(&[2])));
+        assert!(p.is_reassigning(), "3 is not in sync yet");
+        let outcome = h
+            .controller
+            .alter_partition(&h.image, &alter(&h, id, 2, &[2, 3]))
+            .unwrap();
+        assert!(outcome.reassignment_completed);
+        h.commit(outcome.records);
+        let q = h.partition(id, 0);
+        assert_eq!(
+            (q.replicas.clone(), q.isr.clone(), q.leader),
+            (nodes(&[3]), nodes(&[3]), Some(NodeId(3)))
+        );
+        assert_partition_invariants(&h.image);
+    }
+
+    #[test]
+    fn a_move_replaced_mid_way_counts_every_current_replica_against_the_limit() {
+        let (mut h, id) = reassignable(6, &[1, 2]);
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[3, 4])), Ok(1));
+        // 5, 6 and the four current replicas: six during the move, above the limit of 4.
+        assert!(matches!(
+            reassign(&mut h, "r", 0, Some(&[5, 6])),
+            Err(ControllerError::InvalidReplicaAssignment { .. })
+        ));
+        // Given again, the same target keeps the move (3 and 4 now plain replicas).
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[3, 4])), Ok(1));
+        let p = h.partition(id, 0);
+        assert_eq!(p.replicas, nodes(&[3, 4, 1, 2]));
+        assert_eq!(
+            (p.adding.clone(), p.removing.clone()),
+            (vec![], nodes(&[1, 2]))
+        );
+        assert_partition_invariants(&h.image);
+    }
+
+    #[test]
+    fn reassignment_targets_are_validated_as_kafka_validates_them() {
+        let (mut h, _) = reassignable(5, &[1, 2]);
+        h.fence(5);
+        let invalid = |r: Result<usize, ControllerError>| {
+            matches!(r, Err(ControllerError::InvalidReplicaAssignment { .. }))
+        };
+        assert!(invalid(reassign(&mut h, "r", 0, Some(&[]))));
+        assert!(invalid(reassign(&mut h, "r", 0, Some(&[1, 1]))));
+        assert!(
+            invalid(reassign(&mut h, "r", 0, Some(&[1, 9]))),
+            "unregistered"
+        );
+        assert!(
+            invalid(reassign(&mut h, "r", 0, Some(&[3, 4, 5]))),
+            "5 replicas during the move, limit 4"
+        );
+        assert!(matches!(
+            reassign(&mut h, "nope", 0, Some(&[1])),
+            Err(ControllerError::UnknownTopic { .. })
+        ));
+        assert!(matches!(
+            reassign(&mut h, "r", 1, Some(&[1])),
+            Err(ControllerError::UnknownPartition { .. })
+        ));
+        // A fenced broker may be a target, as in Kafka: the move waits for it.
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[1, 5])), Ok(1));
+        let twice = [
+            Reassign {
+                topic: "r".into(),
+                index: PartitionIndex(0),
+                target: None,
+            },
+            Reassign {
+                topic: "r".into(),
+                index: PartitionIndex(0),
+                target: None,
+            },
+        ];
+        let out = h
+            .controller
+            .alter_partition_reassignments(&h.image, &twice)
+            .unwrap();
+        assert_eq!(out.records.len(), 1);
+        assert!(out.results[0].is_ok());
+        assert!(matches!(
+            out.results[1],
+            Err(ControllerError::InvalidRequest { .. })
+        ));
+        let many: Vec<Reassign> = (0..=REASSIGNMENT_PARTITIONS_MAX)
+            .map(|i| Reassign {
+                topic: "r".into(),
+                index: PartitionIndex(i as i32),
+                target: None,
+            })
+            .collect();
+        assert!(h
+            .controller
+            .alter_partition_reassignments(&h.image, &many)
+            .is_err());
+    }
+
     proptest::proptest! {
         /// Random operations on a four-broker cluster with replicated topics, each batch committed at
         /// once: the image accepts every batch the controller builds (Harness::commit panics
@@ -2497,7 +3114,7 @@ mod tests {
         /// faults; this finds the same class of bug with a shrunk, readable case.
         #[test]
         fn every_controller_batch_is_valid_and_keeps_the_partition_invariants(
-            ops in proptest::collection::vec((0u8..9, 1i32..=4, proptest::prelude::any::<u8>()), 1..80),
+            ops in proptest::collection::vec((0u8..11, 1i32..=4, proptest::prelude::any::<u8>()), 1..80),
         ) {
             let mut h = Harness::replicated(4);
             let mut now = 0u64;
@@ -2560,6 +3177,27 @@ mod tests {
                                 h.controller.alter_partition(&h.image, &req).map(|o| o.records).unwrap_or_default()
                             }
                             _ => Vec::new(),
+                        }
+                    }
+                    9 | 10 => {
+                        // An operator moves a partition to one to three brokers from `x`'s bits,
+                        // or cancels its move.
+                        let all: Vec<(String, usize)> = h.image.topics().values()
+                            .flat_map(|t| (0..t.partitions.len()).map(|i| (t.name.clone(), i)))
+                            .collect();
+                        match all.get(usize::from(x) % all.len().max(1)) {
+                            Some((name, i)) => {
+                                let target = (op == 9).then(|| {
+                                    let mut t: Vec<NodeId> = (1..=4).filter(|b| x & (1 << b) != 0).map(NodeId).collect();
+                                    if t.is_empty() { t.push(n) }
+                                    t.truncate(3);
+                                    if x & 1 == 1 { t.reverse() }
+                                    t
+                                });
+                                let req = Reassign { topic: name.clone(), index: PartitionIndex(*i as i32), target };
+                                h.controller.alter_partition_reassignments(&h.image, &[req]).unwrap().records
+                            }
+                            None => Vec::new(),
                         }
                     }
                     7 => {

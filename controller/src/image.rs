@@ -30,7 +30,9 @@ pub const PARTITIONS_PER_TOPIC_MAX: usize = 10_000;
 /// Producer ids one record may hand out.
 pub const PRODUCER_ID_COUNT_MAX: i32 = 1_000_000;
 /// The snapshot format version written by this build.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+/// The oldest snapshot format this build reads: version 1 has no reassignment lists (read as empty).
+pub const SNAPSHOT_FORMAT_VERSION_MIN: u8 = 1;
 
 /// A registered broker, as the image knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +65,67 @@ pub struct PartitionState {
     pub leader_epoch: LeaderEpoch,
     /// Bumped on every change.
     pub partition_epoch: PartitionEpoch,
+    /// Replicas an ongoing reassignment adds (KIP-455): in `replicas`, catching up, ascending.
+    /// Empty when no reassignment is in progress.
+    pub adding: Vec<NodeId>,
+    /// Replicas an ongoing reassignment removes once every target replica is in sync: in
+    /// `replicas` (after the target ones), ascending, disjoint from `adding`.
+    pub removing: Vec<NodeId>,
+}
+
+impl PartitionState {
+    /// Whether a reassignment is in progress (Kafka's `isReassignmentInProgress`).
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas the ongoing reassignment aims for, in the order asked: `replicas` without
+    /// `removing` (the same as `replicas` when none is in progress).
+    pub fn target_replicas(&self) -> Vec<NodeId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|n| !self.removing.contains(n))
+            .collect()
+    }
+
+    /// The state after `record`, a [`MetadataRecord::ChangePartition`] of this partition that the
+    /// image accepted (or would accept); any other record leaves it as is.
+    pub fn changed_by(&self, record: &MetadataRecord) -> PartitionState {
+        let mut p = self.clone();
+        if let MetadataRecord::ChangePartition {
+            leader,
+            isr,
+            replicas,
+            leader_epoch,
+            partition_epoch,
+            adding,
+            removing,
+            ..
+        } = record
+        {
+            match leader {
+                LeaderChange::Unchanged => {}
+                LeaderChange::NoLeader => p.leader = None,
+                LeaderChange::To(n) => p.leader = Some(*n),
+            }
+            if let Some(isr) = isr {
+                p.isr = isr.clone();
+            }
+            if let Some(replicas) = replicas {
+                p.replicas = replicas.clone();
+            }
+            if let Some(adding) = adding {
+                p.adding = adding.clone();
+            }
+            if let Some(removing) = removing {
+                p.removing = removing.clone();
+            }
+            p.leader_epoch = *leader_epoch;
+            p.partition_epoch = *partition_epoch;
+        }
+        p
+    }
 }
 
 /// One topic.
@@ -202,6 +265,28 @@ pub fn topic_name_is_valid(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// A reassignment's lists: each a set of replicas, disjoint, and not every replica removed.
+fn check_reassignment(
+    replicas: &[NodeId],
+    adding: &[NodeId],
+    removing: &[NodeId],
+) -> Result<(), ApplyError> {
+    let bad = |reason| Err(ApplyError::InvalidAssignment { reason });
+    if has_duplicates(adding) || has_duplicates(removing) {
+        return bad("duplicate adding or removing replica");
+    }
+    if adding.iter().chain(removing).any(|n| !replicas.contains(n)) {
+        return bad("adding or removing replica not a replica");
+    }
+    if adding.iter().any(|n| removing.contains(n)) {
+        return bad("replica both adding and removing");
+    }
+    if replicas.iter().all(|n| removing.contains(n)) {
+        return bad("every replica removing");
+    }
+    Ok(())
 }
 
 fn has_duplicates(nodes: &[NodeId]) -> bool {
@@ -587,6 +672,8 @@ impl MetadataImage {
                 replicas,
                 leader_epoch,
                 partition_epoch,
+                adding,
+                removing,
             } => {
                 let p = self.partition(*topic_id, *index)?;
                 let new_leader = match leader {
@@ -599,19 +686,25 @@ impl MetadataImage {
                         reason: "partition epoch does not grow",
                     });
                 }
-                if new_leader != p.leader && *leader_epoch <= p.leader_epoch {
+                // A record that names a leader, even the current one, starts a new leader epoch
+                // (Kafka names the leader it keeps when a reassignment takes replicas away, so
+                // that they are fenced); one that leaves the leader unchanged keeps the epoch.
+                if *leader != LeaderChange::Unchanged && *leader_epoch <= p.leader_epoch {
                     return Err(ApplyError::InvalidEpoch {
                         reason: "leader changes but its epoch does not grow",
                     });
                 }
-                if new_leader == p.leader && *leader_epoch != p.leader_epoch {
+                if *leader == LeaderChange::Unchanged && *leader_epoch != p.leader_epoch {
                     return Err(ApplyError::InvalidEpoch {
                         reason: "leader epoch moves without a leader change",
                     });
                 }
                 let replicas = replicas.as_deref().unwrap_or(&p.replicas);
                 let isr = isr.as_deref().unwrap_or(&p.isr);
-                self.check_assignment(replicas, isr, new_leader)
+                let adding = adding.as_deref().unwrap_or(&p.adding);
+                let removing = removing.as_deref().unwrap_or(&p.removing);
+                self.check_assignment(replicas, isr, new_leader)?;
+                check_reassignment(replicas, adding, removing)
             }
             MetadataRecord::DeleteTopic { topic_id }
             | MetadataRecord::SetTopicConfig { topic_id, .. } => {
@@ -719,32 +812,16 @@ impl MetadataImage {
                         leader: *leader,
                         leader_epoch: *leader_epoch,
                         partition_epoch: *partition_epoch,
+                        adding: Vec::new(),
+                        removing: Vec::new(),
                     });
             }
             MetadataRecord::ChangePartition {
-                topic_id,
-                index,
-                leader,
-                isr,
-                replicas,
-                leader_epoch,
-                partition_epoch,
+                topic_id, index, ..
             } => {
                 let topic = self.topics.get_mut(topic_id).expect("checked");
                 let p = &mut topic.partitions[index.0 as usize];
-                match leader {
-                    LeaderChange::Unchanged => {}
-                    LeaderChange::NoLeader => p.leader = None,
-                    LeaderChange::To(n) => p.leader = Some(*n),
-                }
-                if let Some(isr) = isr {
-                    p.isr = isr.clone();
-                }
-                if let Some(replicas) = replicas {
-                    p.replicas = replicas.clone();
-                }
-                p.leader_epoch = *leader_epoch;
-                p.partition_epoch = *partition_epoch;
+                *p = p.changed_by(record);
             }
             MetadataRecord::DeleteTopic { topic_id } => {
                 let topic = self.topics.remove(topic_id).expect("checked");
@@ -787,9 +864,16 @@ impl MetadataImage {
 
     /// Encodes the whole image. A snapshot at offset N plus the records after N rebuilds the image.
     pub fn to_snapshot(&self) -> Vec<u8> {
+        self.to_snapshot_in(SNAPSHOT_FORMAT_VERSION)
+    }
+
+    /// [`Self::to_snapshot`] in format `version`; version 1 drops the reassignment lists (tests
+    /// write it to check that this build still reads it).
+    fn to_snapshot_in(&self, version: u8) -> Vec<u8> {
+        assert!((SNAPSHOT_FORMAT_VERSION_MIN..=SNAPSHOT_FORMAT_VERSION).contains(&version));
         let mut out = Vec::with_capacity(256);
         let mut w = Writer { out: &mut out };
-        w.u8(SNAPSHOT_FORMAT_VERSION);
+        w.u8(version);
         w.u64(self.last_applied.0);
         w.i64(self.next_producer_id);
         w.count32(self.brokers.len(), BROKERS_MAX);
@@ -818,6 +902,10 @@ impl MetadataImage {
                 write_opt_node(&mut w, p.leader);
                 w.i32(p.leader_epoch.0);
                 w.i32(p.partition_epoch.0);
+                if version >= 2 {
+                    write_nodes(&mut w, &p.adding);
+                    write_nodes(&mut w, &p.removing);
+                }
             }
         }
         out
@@ -836,7 +924,7 @@ impl MetadataImage {
         };
         let mut r = Reader::new(bytes);
         let version = r.u8("snapshot version")?;
-        if version != SNAPSHOT_FORMAT_VERSION {
+        if !(SNAPSHOT_FORMAT_VERSION_MIN..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::UnknownVersion {
                 what: "snapshot",
                 version,
@@ -885,13 +973,20 @@ impl MetadataImage {
             // Each partition takes at least 13 bytes, so `n` cannot make us allocate more than the input.
             let mut partitions = Vec::new();
             for _ in 0..n {
-                partitions.push(PartitionState {
+                let mut p = PartitionState {
                     replicas: read_nodes(&mut r, "replicas")?,
                     isr: read_nodes(&mut r, "isr")?,
                     leader: read_opt_node(&mut r)?,
                     leader_epoch: LeaderEpoch(r.i32("leader epoch")?),
                     partition_epoch: PartitionEpoch(r.i32("partition epoch")?),
-                });
+                    adding: Vec::new(),
+                    removing: Vec::new(),
+                };
+                if version >= 2 {
+                    p.adding = read_nodes(&mut r, "adding replicas")?;
+                    p.removing = read_nodes(&mut r, "removing replicas")?;
+                }
+                partitions.push(p);
             }
             if image
                 .topics
@@ -1006,6 +1101,60 @@ pub(crate) mod tests {
                     replicas: None,
                     leader_epoch: p.leader_epoch,
                     partition_epoch: p.partition_epoch.next(),
+                    adding: None,
+                    removing: None,
+                }
+            }
+            (5, Some((id, t))) if !t.partitions.is_empty() && b % 3 == 1 => {
+                // A reassignment starts (a registered broker outside the replicas is added, the
+                // last replica that does not lead removed), or the ongoing one is cancelled.
+                let index = usize::from(a) % t.partitions.len();
+                let p = &t.partitions[index];
+                let (replicas, adding, removing) = if p.is_reassigning() {
+                    let original: Vec<NodeId> = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|n| !p.adding.contains(n))
+                        .collect();
+                    (original, vec![], vec![])
+                } else {
+                    let outside = image.brokers().keys().find(|n| !p.replicas.contains(n));
+                    let adding: Vec<NodeId> = outside.into_iter().copied().collect();
+                    let removing: Vec<NodeId> = p
+                        .replicas
+                        .iter()
+                        .rev()
+                        .find(|n| Some(**n) != p.leader && p.replicas.len() > 1)
+                        .into_iter()
+                        .copied()
+                        .collect();
+                    let mut replicas: Vec<NodeId> = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|n| !removing.contains(n))
+                        .collect();
+                    replicas.extend(&adding);
+                    replicas.extend(&removing);
+                    (replicas, adding, removing)
+                };
+                let isr = p
+                    .isr
+                    .iter()
+                    .copied()
+                    .filter(|n| replicas.contains(n))
+                    .collect();
+                MetadataRecord::ChangePartition {
+                    topic_id: *id,
+                    index: PartitionIndex(index as i32),
+                    leader: LeaderChange::Unchanged,
+                    isr: Some(isr),
+                    replicas: Some(replicas),
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch.next(),
+                    adding: Some(adding),
+                    removing: Some(removing),
                 }
             }
             (5, Some((id, t))) if !t.partitions.is_empty() => {
@@ -1023,6 +1172,8 @@ pub(crate) mod tests {
                     replicas: None,
                     leader_epoch: p.leader_epoch.next(),
                     partition_epoch: p.partition_epoch.next(),
+                    adding: None,
+                    removing: None,
                 }
             }
             (6, Some((id, _))) => MetadataRecord::DeleteTopic { topic_id: *id },
@@ -1103,19 +1254,31 @@ pub(crate) mod tests {
             replicas: None,
             leader_epoch: LeaderEpoch(le),
             partition_epoch: PartitionEpoch(pe),
+            adding: None,
+            removing: None,
         };
         assert!(matches!(
             apply(&mut image, change(LeaderChange::Unchanged, 0, 0)),
             Err(ApplyError::InvalidEpoch { .. })
         ));
         assert!(matches!(
-            apply(&mut image, change(LeaderChange::NoLeader, 1, 1)),
+            apply(&mut image, change(LeaderChange::Unchanged, 1, 1)),
+            Err(ApplyError::InvalidEpoch { .. })
+        ));
+        assert!(matches!(
+            apply(&mut image, change(LeaderChange::NoLeader, 0, 1)),
             Err(ApplyError::InvalidEpoch { .. })
         ));
         apply(&mut image, change(LeaderChange::Unchanged, 0, 1)).unwrap();
+        // Naming the leader it keeps bumps the epoch (a reassignment that removes replicas).
+        apply(&mut image, change(LeaderChange::NoLeader, 1, 2)).unwrap();
+        assert_eq!(
+            image.topic(id).unwrap().partitions[0].leader_epoch,
+            LeaderEpoch(1)
+        );
         assert_eq!(
             image.topic(id).unwrap().partitions[0].partition_epoch,
-            PartitionEpoch(1)
+            PartitionEpoch(2)
         );
         assert_eq!(
             apply(
@@ -1173,6 +1336,8 @@ pub(crate) mod tests {
             replicas: None,
             leader_epoch: LeaderEpoch(1),
             partition_epoch: PartitionEpoch(1),
+            adding: None,
+            removing: None,
         };
         image
             .apply_batch(MetadataOffset(4), &[offline, register(1, 2)])
@@ -1217,6 +1382,8 @@ pub(crate) mod tests {
             replicas: None,
             leader_epoch: LeaderEpoch(0),
             partition_epoch: PartitionEpoch(1),
+            adding: None,
+            removing: None,
         };
         assert_eq!(
             image.apply(MetadataOffset(4), &shrink),
@@ -1291,6 +1458,73 @@ pub(crate) mod tests {
         assert!(image.apply(MetadataOffset(3), &alloc(0)).is_err());
         image.apply(MetadataOffset(4), &alloc(1000)).unwrap();
         assert_eq!(image.next_producer_id(), 2000);
+    }
+
+    #[test]
+    fn reassignment_lists_must_be_disjoint_sets_of_replicas_and_snapshots_keep_them() {
+        let mut image = MetadataImage::new();
+        let mut offset = 0;
+        let mut apply = |image: &mut MetadataImage, records: &[MetadataRecord]| {
+            offset += 1;
+            image.apply_batch(MetadataOffset(offset), records)
+        };
+        for n in 1..=3 {
+            apply(&mut image, &[register(n, 1)]).unwrap();
+        }
+        let id = TopicId([3; 16]);
+        let topic = MetadataRecord::CreateTopic {
+            name: "r".into(),
+            topic_id: id,
+            configs: vec![],
+        };
+        let partition = MetadataRecord::CreatePartition {
+            topic_id: id,
+            index: PartitionIndex(0),
+            replicas: vec![NodeId(1)],
+            isr: vec![NodeId(1)],
+            leader: None,
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(0),
+        };
+        apply(&mut image, &[topic, partition]).unwrap();
+        let v1 = image.to_snapshot_in(1);
+        let reassign = |adding: &[i32], removing: &[i32]| MetadataRecord::ChangePartition {
+            topic_id: id,
+            index: PartitionIndex(0),
+            leader: LeaderChange::Unchanged,
+            isr: None,
+            replicas: Some(vec![NodeId(2), NodeId(1)]),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(1),
+            adding: Some(adding.iter().copied().map(NodeId).collect()),
+            removing: Some(removing.iter().copied().map(NodeId).collect()),
+        };
+        for (adding, removing, reason) in [
+            (&[2, 2][..], &[][..], "duplicate adding or removing replica"),
+            (&[3], &[], "adding or removing replica not a replica"),
+            (&[2], &[2], "replica both adding and removing"),
+            (&[], &[1, 2], "every replica removing"),
+        ] {
+            assert_eq!(
+                apply(&mut image, &[reassign(adding, removing)]).map_err(|e| e.error),
+                Err(ApplyError::InvalidAssignment { reason }),
+            );
+        }
+        apply(&mut image, &[reassign(&[2], &[1])]).unwrap();
+        let p = &image.topic(id).unwrap().partitions[0];
+        assert_eq!(
+            (p.adding.clone(), p.removing.clone()),
+            (vec![NodeId(2)], vec![NodeId(1)])
+        );
+        assert_eq!(p.target_replicas(), vec![NodeId(2)]);
+        assert_eq!(
+            MetadataImage::from_snapshot(&image.to_snapshot()),
+            Ok(image.clone())
+        );
+        // A version 1 snapshot (written before reassignment) still reads, with empty lists.
+        let old = MetadataImage::from_snapshot(&v1).unwrap();
+        assert!(!old.topic(id).unwrap().partitions[0].is_reassigning());
+        assert_eq!(old.to_snapshot_in(1), v1);
     }
 
     fn build(

@@ -1,7 +1,7 @@
 //! How a partition's leader and ISR change: the one place that builds
 //! [`MetadataRecord::ChangePartition`] records, so that fencing, unfencing, controlled shutdown,
-//! re-registration, AlterPartition and preferred-leader election follow the same rules (the role
-//! Kafka's `PartitionChangeBuilder` plays in KRaft):
+//! re-registration, AlterPartition, preferred-leader election and reassignment follow the same
+//! rules (the role Kafka's `PartitionChangeBuilder` plays in KRaft):
 //!
 //! - the ISR never becomes empty: a change that would remove its last member keeps it, so a leaderless
 //!   partition's ISR names the broker known to hold every committed record;
@@ -11,8 +11,12 @@
 //! - no leader qualifies: the partition has none, unless the topic allows unclean election
 //!   (`unclean.leader.election.enable=true`): then the first eligible replica in replica order leads,
 //!   out of sync, and the ISR becomes just it (what the lost ISR members had and it lacks is gone);
+//! - a reassignment (KIP-455) completes in the first change whose ISR holds every target replica:
+//!   the removing replicas leave the replicas and the ISR, the adding and removing lists clear, and
+//!   the leader, if it was removed, is elected among the target replicas in target order;
 //! - every change bumps the partition epoch; a change of leader, including to or from none, bumps
-//!   the leader epoch, and nothing else does (Kafka 3.6+ no longer bumps it on an ISR shrink);
+//!   the leader epoch, and so does a replica leaving the replicas (Kafka's rule, so that it is
+//!   fenced); nothing else does (Kafka 3.6+ no longer bumps it on an ISR shrink);
 //! - nothing changes: no record.
 
 use crate::controller::UNCLEAN_LEADER_ELECTION_CONFIG;
@@ -85,6 +89,54 @@ impl<'a> Eligibility<'a> {
     }
 }
 
+/// What a change aims a partition at before its leader is chosen (Kafka's `PartitionChangeBuilder`
+/// targets): replicas in order, ISR, and a reassignment's adding and removing replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) replicas: Vec<NodeId>,
+    pub(crate) isr: Vec<NodeId>,
+    pub(crate) adding: Vec<NodeId>,
+    pub(crate) removing: Vec<NodeId>,
+    /// Whether to complete a reassignment this change makes completable (see [`build_change`]).
+    pub(crate) complete: bool,
+}
+
+impl Target {
+    /// The partition as it is, with `isr` as the new ISR (kept as is if empty).
+    pub(crate) fn isr(p: &PartitionState, isr: Vec<NodeId>) -> Target {
+        Target {
+            replicas: p.replicas.clone(),
+            isr: if isr.is_empty() { p.isr.clone() } else { isr },
+            adding: p.adding.clone(),
+            removing: p.removing.clone(),
+            complete: true,
+        }
+    }
+
+    /// Kafka's `maybeCompleteReassignment`: once every target replica (the replicas not being
+    /// removed) is in the ISR, the removing ones leave the replicas and the ISR and the lists
+    /// clear. Not when that would leave no replica or an empty ISR.
+    fn complete_reassignment(&mut self) {
+        if self.adding.is_empty() && self.removing.is_empty() {
+            return;
+        }
+        let kept = |list: &[NodeId]| -> Vec<NodeId> {
+            list.iter()
+                .copied()
+                .filter(|n| !self.removing.contains(n))
+                .collect()
+        };
+        let (isr, replicas) = (kept(&self.isr), kept(&self.replicas));
+        if isr.is_empty() || replicas.is_empty() || !replicas.iter().all(|n| isr.contains(n)) {
+            return;
+        }
+        self.isr = isr;
+        self.replicas = replicas;
+        self.adding.clear();
+        self.removing.clear();
+    }
+}
+
 /// The record that takes partition `p` to `target_isr` (kept as is if empty) with a leader chosen by
 /// `election`, or `None` when nothing would change.
 pub(crate) fn change_partition(
@@ -95,31 +147,68 @@ pub(crate) fn change_partition(
     election: Election,
     eligibility: &Eligibility<'_>,
 ) -> Option<MetadataRecord> {
-    let isr = if target_isr.is_empty() {
-        p.isr.clone()
-    } else {
-        target_isr
-    };
-    let (leader, isr) = match elect(p, &isr, election, eligibility) {
-        Some(leader) => (Some(leader), isr),
+    let target = Target::isr(p, target_isr);
+    build_change(topic_id, index, p, target, election, eligibility)
+}
+
+/// The record that takes partition `p` to `target` with a leader chosen by `election`, or `None`
+/// when nothing would change. In Kafka's order: a reassignment the target ISR makes completable
+/// is completed first (unless `target.complete` is false), then the leader is elected among the
+/// target replicas, then the leader epoch is bumped if the leader changes or a replica leaves.
+pub(crate) fn build_change(
+    topic_id: TopicId,
+    index: PartitionIndex,
+    p: &PartitionState,
+    mut target: Target,
+    election: Election,
+    eligibility: &Eligibility<'_>,
+) -> Option<MetadataRecord> {
+    assert!(!target.isr.is_empty() && !target.replicas.is_empty());
+    if target.complete {
+        target.complete_reassignment();
+    }
+    let leader = match elect(p, &target, election, eligibility) {
+        Some(leader) => Some(leader),
         None if election == Election::Unclean => {
-            match p
+            let unclean = target
                 .replicas
                 .iter()
                 .copied()
-                .find(|n| eligibility.may_lead(*n))
-            {
-                Some(leader) => (Some(leader), vec![leader]),
-                None => (None, isr),
+                .find(|n| eligibility.may_lead(*n));
+            if let Some(leader) = unclean {
+                // The ISR becomes the new leader alone. That can make a reassignment completable
+                // (an adding replica elected, every target replica now "in sync"): complete it
+                // now, even in a fence, so that no committed state is left completable (see
+                // `remove_broker`). Such a record's ISR is one broker, so it stays within the
+                // fence batches' per-record bound (`FENCE_CHANGE_BYTES_MAX`).
+                target.isr = vec![leader];
+                target.complete_reassignment();
+                assert!(
+                    target.isr.contains(&leader),
+                    "completion keeps a kept leader"
+                );
             }
+            unclean
         }
-        None => (None, isr),
+        None => None,
     };
+    let isr = target.isr;
     let isr_changes = isr != p.isr;
-    if leader == p.leader && !isr_changes {
+    let replicas_change = target.replicas != p.replicas;
+    let adding_changes = target.adding != p.adding;
+    let removing_changes = target.removing != p.removing;
+    if leader == p.leader
+        && !isr_changes
+        && !replicas_change
+        && !adding_changes
+        && !removing_changes
+    {
         return None;
     }
-    let (leader_change, leader_epoch) = if leader == p.leader {
+    // Kafka bumps the leader epoch when a replica leaves, so that it is fenced at once (its
+    // fetches carry the old epoch) and the leader starts its follower set afresh.
+    let replica_leaves = p.replicas.iter().any(|n| !target.replicas.contains(n));
+    let (leader_change, leader_epoch) = if leader == p.leader && !replica_leaves {
         (LeaderChange::Unchanged, p.leader_epoch)
     } else {
         let change = leader.map_or(LeaderChange::NoLeader, LeaderChange::To);
@@ -130,23 +219,25 @@ pub(crate) fn change_partition(
         index,
         leader: leader_change,
         isr: isr_changes.then_some(isr),
-        replicas: None,
+        replicas: replicas_change.then_some(target.replicas),
         leader_epoch,
         partition_epoch: p.partition_epoch.next(),
+        adding: adding_changes.then_some(target.adding),
+        removing: removing_changes.then_some(target.removing),
     })
 }
 
 fn elect(
     p: &PartitionState,
-    isr: &[NodeId],
+    target: &Target,
     election: Election,
     eligibility: &Eligibility<'_>,
 ) -> Option<NodeId> {
-    let valid = |n: &NodeId| isr.contains(n) && eligibility.may_lead(*n);
-    let first_valid = || p.replicas.iter().copied().find(valid);
+    let valid = |n: &NodeId| target.isr.contains(n) && eligibility.may_lead(*n);
+    let first_valid = || target.replicas.iter().copied().find(valid);
     match election {
         Election::Online | Election::Unclean => p.leader.filter(valid).or_else(first_valid),
-        Election::Preferred => p
+        Election::Preferred => target
             .replicas
             .first()
             .copied()
@@ -165,7 +256,14 @@ pub(crate) fn remove_broker(image: &MetadataImage, node: NodeId) -> Vec<Metadata
         .filter_map(|(topic_id, index, p)| {
             let isr = p.isr.iter().copied().filter(|n| *n != node).collect();
             let election = Election::online_for(image, topic_id);
-            change_partition(topic_id, index, p, isr, election, &eligibility)
+            // Taking a member out of an ISR never makes a reassignment completable (completion
+            // needs more of the ISR, not less, and every committed state has been tried), so a
+            // fence never changes replicas: its records keep the size its batches are bounded by.
+            let target = Target {
+                complete: false,
+                ..Target::isr(p, isr)
+            };
+            build_change(topic_id, index, p, target, election, &eligibility)
         })
         .collect()
 }
@@ -258,6 +356,8 @@ mod tests {
             leader: leader.map(NodeId),
             leader_epoch: LeaderEpoch(3),
             partition_epoch: PartitionEpoch(7),
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 

@@ -168,6 +168,10 @@ pub enum MetadataRecord {
         leader_epoch: LeaderEpoch,
         /// The partition epoch after the change: larger than the current one.
         partition_epoch: PartitionEpoch,
+        /// The replicas a reassignment adds, if they change (`Some(vec![])` clears them).
+        adding: Option<Vec<NodeId>>,
+        /// The replicas a reassignment removes, if they change (`Some(vec![])` clears them).
+        removing: Option<Vec<NodeId>>,
     },
     /// The topic and its partitions are gone.
     DeleteTopic {
@@ -206,6 +210,10 @@ mod tag {
     pub const DELETE_TOPIC: u8 = 9;
     pub const SET_TOPIC_CONFIG: u8 = 10;
     pub const ALLOCATE_PRODUCER_IDS: u8 = 11;
+    /// A ChangePartition that also changes a reassignment's adding or removing replicas: tag 8's
+    /// fields, then `adding` and `removing` as optional lists. A change that touches neither is
+    /// still written as tag 8, so logs written before reassignment existed read the same.
+    pub const CHANGE_PARTITION_REASSIGNMENT: u8 = 12;
 }
 
 impl MetadataRecord {
@@ -319,8 +327,15 @@ impl MetadataRecord {
                 replicas,
                 leader_epoch,
                 partition_epoch,
+                adding,
+                removing,
             } => {
-                w.u8(tag::CHANGE_PARTITION);
+                let reassignment = adding.is_some() || removing.is_some();
+                w.u8(if reassignment {
+                    tag::CHANGE_PARTITION_REASSIGNMENT
+                } else {
+                    tag::CHANGE_PARTITION
+                });
                 w.bytes16(&topic_id.0);
                 w.i32(index.0);
                 match leader {
@@ -342,6 +357,17 @@ impl MetadataRecord {
                 }
                 w.i32(leader_epoch.0);
                 w.i32(partition_epoch.0);
+                if reassignment {
+                    for list in [adding, removing] {
+                        match list {
+                            None => w.u8(0),
+                            Some(nodes) => {
+                                w.u8(1);
+                                write_nodes(w, nodes);
+                            }
+                        }
+                    }
+                }
             }
             MetadataRecord::DeleteTopic { topic_id } => {
                 w.u8(tag::DELETE_TOPIC);
@@ -420,7 +446,7 @@ impl MetadataRecord {
                 leader_epoch: LeaderEpoch(r.i32("leader epoch")?),
                 partition_epoch: PartitionEpoch(r.i32("partition epoch")?),
             },
-            tag::CHANGE_PARTITION => {
+            t @ (tag::CHANGE_PARTITION | tag::CHANGE_PARTITION_REASSIGNMENT) => {
                 let topic_id = TopicId(r.bytes16("topic id")?);
                 let index = PartitionIndex(r.i32("partition index")?);
                 let leader = match r.u8("leader change")? {
@@ -436,14 +462,32 @@ impl MetadataRecord {
                 };
                 let isr = read_opt_nodes(r, "isr")?;
                 let replicas = read_opt_nodes(r, "replicas")?;
+                let leader_epoch = LeaderEpoch(r.i32("leader epoch")?);
+                let partition_epoch = PartitionEpoch(r.i32("partition epoch")?);
+                let (adding, removing) = if t == tag::CHANGE_PARTITION_REASSIGNMENT {
+                    let adding = read_opt_nodes(r, "adding replicas")?;
+                    let removing = read_opt_nodes(r, "removing replicas")?;
+                    if adding.is_none() && removing.is_none() {
+                        // The encoder writes tag 8 for this: only one encoding per record.
+                        return Err(DecodeError::Invalid {
+                            what: "reassignment change",
+                            reason: "neither adding nor removing replicas".into(),
+                        });
+                    }
+                    (adding, removing)
+                } else {
+                    (None, None)
+                };
                 MetadataRecord::ChangePartition {
                     topic_id,
                     index,
                     leader,
                     isr,
                     replicas,
-                    leader_epoch: LeaderEpoch(r.i32("leader epoch")?),
-                    partition_epoch: PartitionEpoch(r.i32("partition epoch")?),
+                    leader_epoch,
+                    partition_epoch,
+                    adding,
+                    removing,
                 }
             }
             tag::DELETE_TOPIC => MetadataRecord::DeleteTopic {
@@ -739,19 +783,25 @@ pub(crate) mod strategies {
                 proptest::option::of(nodes()),
                 proptest::option::of(nodes()),
                 0i32..4,
-                0i32..4
+                0i32..4,
+                proptest::option::of(nodes()),
+                proptest::option::of(nodes()),
             )
-                .prop_map(|(topic_id, index, leader, isr, replicas, le, pe)| {
-                    MetadataRecord::ChangePartition {
-                        topic_id,
-                        index: PartitionIndex(index),
-                        leader,
-                        isr,
-                        replicas,
-                        leader_epoch: LeaderEpoch(le),
-                        partition_epoch: PartitionEpoch(pe),
+                .prop_map(
+                    |(topic_id, index, leader, isr, replicas, le, pe, adding, removing)| {
+                        MetadataRecord::ChangePartition {
+                            topic_id,
+                            index: PartitionIndex(index),
+                            leader,
+                            isr,
+                            replicas,
+                            leader_epoch: LeaderEpoch(le),
+                            partition_epoch: PartitionEpoch(pe),
+                            adding,
+                            removing,
+                        }
                     }
-                }),
+                ),
             topic_id().prop_map(|topic_id| MetadataRecord::DeleteTopic { topic_id }),
             (
                 topic_id(),
@@ -845,6 +895,35 @@ mod tests {
         assert!(matches!(
             decode_batch(&[RECORD_FORMAT_VERSION, 0xff, 0xff, 0xff, 0xff]),
             Err(DecodeError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn a_change_without_reassignment_lists_keeps_the_old_layout() {
+        let change = |adding: Option<Vec<NodeId>>| MetadataRecord::ChangePartition {
+            topic_id: TopicId([1; 16]),
+            index: PartitionIndex(0),
+            leader: LeaderChange::Unchanged,
+            isr: None,
+            replicas: None,
+            leader_epoch: LeaderEpoch(1),
+            partition_epoch: PartitionEpoch(2),
+            adding,
+            removing: None,
+        };
+        let old = change(None).to_bytes();
+        assert_eq!(old[1], tag::CHANGE_PARTITION);
+        assert_eq!(old.len(), 2 + 16 + 4 + 1 + 1 + 1 + 4 + 4);
+        let new = change(Some(vec![NodeId(4)])).to_bytes();
+        assert_eq!(new[1], tag::CHANGE_PARTITION_REASSIGNMENT);
+        assert_eq!(&new[2..old.len()], &old[2..]);
+        // The new tag with neither list is not a second encoding of the old record.
+        let mut neither = old.clone();
+        neither[1] = tag::CHANGE_PARTITION_REASSIGNMENT;
+        neither.extend_from_slice(&[0, 0]);
+        assert!(matches!(
+            MetadataRecord::from_bytes(&neither),
+            Err(DecodeError::Invalid { .. })
         ));
     }
 

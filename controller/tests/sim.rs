@@ -11,8 +11,10 @@
 //!
 //! Topics are replicated (factor 1 to 3): brokers stop, restart with new incarnations, miss heartbeats
 //! and are fenced, shut down cleanly; partition leaders shrink and grow their ISRs with AlterPartition
-//! (sometimes on a stale view, which must be refused); operators run preferred-leader elections and
-//! allow or forbid unclean leader election on topics.
+//! (sometimes on a stale view, which must be refused); operators run preferred-leader elections,
+//! allow or forbid unclean leader election on topics, and reassign partitions to other brokers or
+//! cancel a reassignment (KIP-455), which completes when a leader's AlterPartition brings every target
+//! replica into the ISR.
 //!
 //! Checked after every event: at most one leader per term; every node applies one global sequence of
 //! committed entries, in order, without gaps or changes (so nothing committed is lost or reordered);
@@ -23,7 +25,9 @@
 //! is never a fenced broker, a leaderless partition has no eligible ISR member (no eligible replica
 //! at all if its topic allows unclean election: the controller elects one as soon as there is), leader and partition epochs never go backwards, the partition epoch grows
 //! with every change and the leader epoch with every change of leader, and no leader epoch of a
-//! partition ever names two leaders. After the faults stop and
+//! partition ever names two leaders; a reassignment's adding and removing replicas are sorted,
+//! disjoint replicas, some replica is kept, and no reassignment is left in progress once its ISR holds
+//! every target replica. After the faults stop and
 //! the network heals, every node must converge on the same image and a new proposal must commit within
 //! a bounded number of ticks.
 //!
@@ -36,7 +40,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use spate_controller::controller::{
-    AlterPartition, Controller, ControllerConfig, CreateTopic, IsrMember, RegisterBroker,
+    AlterPartition, Controller, ControllerConfig, CreateTopic, IsrMember, Reassign, RegisterBroker,
     UNCLEAN_LEADER_ELECTION_CONFIG,
 };
 use spate_controller::ids::{
@@ -113,6 +117,8 @@ struct Stats {
     alter_partitions_refused: u64,
     preferred_elections: u64,
     unclean_elections: u64,
+    reassignments_started: u64,
+    reassignments_completed: u64,
     digest: u64,
 }
 
@@ -182,6 +188,18 @@ impl Stats {
         if after.leader.is_some() && after.leader != before.leader {
             self.leader_elections += 1;
         }
+        if !before.is_reassigning() && after.is_reassigning() {
+            self.reassignments_started += 1;
+        }
+        if before.is_reassigning() && !after.is_reassigning() {
+            self.reassignments_completed += 1;
+        }
+        if !before.is_reassigning() && !after.is_reassigning() && before.replicas != after.replicas
+        {
+            // A move that completed at once (a reordering, or a shrink whose target is in sync).
+            self.reassignments_started += 1;
+            self.reassignments_completed += 1;
+        }
     }
 
     fn add(&mut self, s: &Stats) {
@@ -205,6 +223,8 @@ impl Stats {
         self.alter_partitions_refused += s.alter_partitions_refused;
         self.preferred_elections += s.preferred_elections;
         self.unclean_elections += s.unclean_elections;
+        self.reassignments_started += s.reassignments_started;
+        self.reassignments_completed += s.reassignments_completed;
     }
 }
 
@@ -503,6 +523,7 @@ impl Sim {
                         "an eligible isr member does not lead, {at}"
                     );
                 }
+                check_reassignment(p, &at);
                 let key = (*topic_id, i as i32);
                 let first = *self
                     .leaders_by_epoch
@@ -823,7 +844,7 @@ impl Sim {
             }
         }
         if self.chance(300) {
-            requests.push(self.rng.below(10));
+            requests.push(self.rng.below(11));
         }
         for request in requests {
             let node = self.nodes[i].node.as_mut().expect("leader is live");
@@ -937,6 +958,29 @@ impl Sim {
                         }
                         Err(_) => Ok(Vec::new()),
                     }
+                }
+                10 => {
+                    // An operator moves a random partition to one to three random brokers, or (one
+                    // time in four) cancels its move; refusals (no move to cancel, an unknown
+                    // partition) are fine.
+                    let index = PartitionIndex(self.rng.below(4) as i32);
+                    let target = (self.rng.below(4) != 0).then(|| {
+                        let mut target = Vec::new();
+                        for _ in 0..=self.rng.below(3) {
+                            let id = NodeId(pick(&mut self.rng));
+                            if !target.contains(&id) {
+                                target.push(id);
+                            }
+                        }
+                        target
+                    });
+                    let req = Reassign {
+                        topic: name,
+                        index,
+                        target,
+                    };
+                    let out = ctrl.alter_partition_reassignments(&image, &[req]);
+                    Ok(out.expect("within the limit").records)
                 }
                 hb => {
                     let id = (hb - 100) as i32;
@@ -1154,6 +1198,41 @@ fn run_seed(seed: u64, bug: Bug) -> Result<Stats, String> {
     })
 }
 
+/// A reassignment's lists on a committed partition: sorted sets of replicas, disjoint, some replica
+/// kept, and never a reassignment whose ISR already holds every target replica.
+fn check_reassignment(p: &PartitionState, at: &str) {
+    let sorted = |l: &[NodeId]| l.windows(2).all(|w| w[0] < w[1]);
+    assert!(
+        sorted(&p.adding) && sorted(&p.removing),
+        "unsorted lists, {at}"
+    );
+    assert!(
+        p.adding
+            .iter()
+            .chain(&p.removing)
+            .all(|n| p.replicas.contains(n)),
+        "adding or removing ⊄ replicas, {at}"
+    );
+    assert!(
+        !p.adding.iter().any(|n| p.removing.contains(n)),
+        "a replica both adding and removing, {at}"
+    );
+    let target = p.target_replicas();
+    assert!(!target.is_empty(), "every replica removing, {at}");
+    if p.is_reassigning() {
+        let kept: Vec<NodeId> = p
+            .isr
+            .iter()
+            .copied()
+            .filter(|n| !p.removing.contains(n))
+            .collect();
+        assert!(
+            kept.is_empty() || !target.iter().all(|n| kept.contains(n)),
+            "a completable reassignment left in progress, {at}"
+        );
+    }
+}
+
 #[test]
 fn the_quorum_stays_safe_and_live_under_faults() {
     let seeds: Vec<u64> = match env_u64("SPATE_SIM_SEED") {
@@ -1199,6 +1278,10 @@ fn the_quorum_stays_safe_and_live_under_faults() {
     assert!(total.alter_partitions_refused >= n / 10, "{total:?}");
     assert!(total.preferred_elections >= n / 50, "{total:?}");
     assert!(total.unclean_elections >= n / 200, "{total:?}");
+    assert!(
+        total.reassignments_started >= n / 10 && total.reassignments_completed >= n / 50,
+        "{total:?}"
+    );
     if n >= 50 {
         assert!(total.snapshots_installed > 0, "{total:?}");
     }

@@ -582,6 +582,27 @@ pub(crate) static ELECT_LEADERS: Schema = Schema {
     // election_type (v1+), topic_partitions (nullable: every partition), timeout_ms.
     root: fields(&[f(I8, 1, ANY), all(Structs(&ELECT_LEADERS_TOPIC)), all(I32)]),
 };
+static ALTER_REASSIGNMENTS_PARTITION: Struct = fields(&[all(I32), all(I32s)]);
+static ALTER_REASSIGNMENTS_TOPIC: Struct =
+    fields(&[all(Str), all(Structs(&ALTER_REASSIGNMENTS_PARTITION))]);
+pub(crate) static ALTER_PARTITION_REASSIGNMENTS: Schema = Schema {
+    // Every version is flexible.
+    flexible_min: 0,
+    // timeout_ms, allow_replication_factor_change (v1+, KIP-860), topics (each partition's
+    // replicas nullable: null cancels).
+    root: fields(&[
+        all(I32),
+        f(I8, 1, ANY),
+        all(Structs(&ALTER_REASSIGNMENTS_TOPIC)),
+    ]),
+};
+static LIST_REASSIGNMENTS_TOPIC: Struct = fields(&[all(Str), all(I32s)]);
+pub(crate) static LIST_PARTITION_REASSIGNMENTS: Schema = Schema {
+    // Every version is flexible.
+    flexible_min: 0,
+    // timeout_ms, topics (nullable: every ongoing reassignment).
+    root: fields(&[all(I32), all(Structs(&LIST_REASSIGNMENTS_TOPIC))]),
+};
 pub(crate) static DESCRIBE_CLUSTER: Schema = Schema {
     // Every version is flexible.
     flexible_min: 0,

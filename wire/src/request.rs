@@ -19,12 +19,13 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest, DescribeQuorumRequest,
-    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeLogDirsRequest, DescribeQuorumRequest, ElectLeadersRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
     SyncGroupRequest,
 };
@@ -82,6 +83,8 @@ pub enum RequestBody {
     OffsetDelete(OffsetDeleteRequest),
     DescribeQuorum(DescribeQuorumRequest),
     ElectLeaders(ElectLeadersRequest),
+    AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
+    ListPartitionReassignments(ListPartitionReassignmentsRequest),
     DescribeCluster(DescribeClusterRequest),
     DeleteRecords(DeleteRecordsRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
@@ -185,6 +188,12 @@ impl RequestBody {
             ApiKey::OffsetDelete => RequestBody::OffsetDelete(d.run(&guard::OFFSET_DELETE)?),
             ApiKey::DescribeQuorum => RequestBody::DescribeQuorum(d.run(&guard::DESCRIBE_QUORUM)?),
             ApiKey::ElectLeaders => RequestBody::ElectLeaders(d.run(&guard::ELECT_LEADERS)?),
+            ApiKey::AlterPartitionReassignments => RequestBody::AlterPartitionReassignments(
+                d.run(&guard::ALTER_PARTITION_REASSIGNMENTS)?,
+            ),
+            ApiKey::ListPartitionReassignments => RequestBody::ListPartitionReassignments(
+                d.run(&guard::LIST_PARTITION_REASSIGNMENTS)?,
+            ),
             ApiKey::DeleteRecords => RequestBody::DeleteRecords(d.run(&guard::DELETE_RECORDS)?),
             ApiKey::DescribeLogDirs => {
                 RequestBody::DescribeLogDirs(d.run(&guard::DESCRIBE_LOG_DIRS)?)
@@ -227,6 +236,8 @@ impl RequestBody {
             RequestBody::OffsetDelete(_) => ApiKey::OffsetDelete,
             RequestBody::DescribeQuorum(_) => ApiKey::DescribeQuorum,
             RequestBody::ElectLeaders(_) => ApiKey::ElectLeaders,
+            RequestBody::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
+            RequestBody::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
             RequestBody::DescribeCluster(_) => ApiKey::DescribeCluster,
             RequestBody::DeleteRecords(_) => ApiKey::DeleteRecords,
             RequestBody::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
@@ -260,13 +271,14 @@ mod tests {
     use crate::versions::SUPPORTED;
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::{
-        alter_configs_request, create_partitions_request, create_topics_request,
-        delete_records_request, delete_topics_request, describe_configs_request,
-        describe_log_dirs_request, describe_quorum_request, elect_leaders_request, fetch_request,
-        incremental_alter_configs_request, join_group_request, leave_group_request,
-        list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
-        offset_fetch_request, offset_for_leader_epoch_request, produce_request, sync_group_request,
-        BrokerId, GroupId, TopicName, TransactionalId,
+        alter_configs_request, alter_partition_reassignments_request, create_partitions_request,
+        create_topics_request, delete_records_request, delete_topics_request,
+        describe_configs_request, describe_log_dirs_request, describe_quorum_request,
+        elect_leaders_request, fetch_request, incremental_alter_configs_request,
+        join_group_request, leave_group_request, list_offsets_request,
+        list_partition_reassignments_request, metadata_request, offset_commit_request,
+        offset_delete_request, offset_fetch_request, offset_for_leader_epoch_request,
+        produce_request, sync_group_request, BrokerId, GroupId, TopicName, TransactionalId,
     };
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -329,6 +341,8 @@ mod tests {
             ApiKey::OffsetDelete => &guard::OFFSET_DELETE,
             ApiKey::DescribeQuorum => &guard::DESCRIBE_QUORUM,
             ApiKey::ElectLeaders => &guard::ELECT_LEADERS,
+            ApiKey::AlterPartitionReassignments => &guard::ALTER_PARTITION_REASSIGNMENTS,
+            ApiKey::ListPartitionReassignments => &guard::LIST_PARTITION_REASSIGNMENTS,
             ApiKey::DescribeCluster => &guard::DESCRIBE_CLUSTER,
             ApiKey::DeleteRecords => &guard::DELETE_RECORDS,
             ApiKey::DescribeLogDirs => &guard::DESCRIBE_LOG_DIRS,
@@ -689,6 +703,33 @@ mod tests {
         r
     }
 
+    fn alter_partition_reassignments(_v: i16) -> AlterPartitionReassignmentsRequest {
+        let mut move_to = alter_partition_reassignments_request::ReassignablePartition::default();
+        move_to.partition_index = 0;
+        move_to.replicas = Some(vec![BrokerId(3), BrokerId(1)]);
+        let mut cancel = alter_partition_reassignments_request::ReassignablePartition::default();
+        cancel.partition_index = 2;
+        cancel.replicas = None;
+        let mut t = alter_partition_reassignments_request::ReassignableTopic::default();
+        t.name = TopicName(s("t1"));
+        t.partitions = vec![move_to, cancel];
+        let mut r = AlterPartitionReassignmentsRequest::default();
+        r.timeout_ms = 60_000;
+        r.topics = vec![t];
+        r
+    }
+
+    fn list_partition_reassignments(_v: i16) -> ListPartitionReassignmentsRequest {
+        let mut t =
+            list_partition_reassignments_request::ListPartitionReassignmentsTopics::default();
+        t.name = TopicName(s("t1"));
+        t.partition_indexes = vec![0, 1];
+        let mut r = ListPartitionReassignmentsRequest::default();
+        r.timeout_ms = 60_000;
+        r.topics = Some(vec![t]);
+        r
+    }
+
     fn delete_groups(_v: i16) -> DeleteGroupsRequest {
         let mut r = DeleteGroupsRequest::default();
         r.groups_names = vec![GroupId(s("g1")), GroupId(s("g2"))];
@@ -826,6 +867,18 @@ mod tests {
                         elect_leaders(v),
                         RequestBody::ElectLeaders,
                     ),
+                    ApiKey::AlterPartitionReassignments => round_trip(
+                        range.api_key,
+                        v,
+                        alter_partition_reassignments(v),
+                        RequestBody::AlterPartitionReassignments,
+                    ),
+                    ApiKey::ListPartitionReassignments => round_trip(
+                        range.api_key,
+                        v,
+                        list_partition_reassignments(v),
+                        RequestBody::ListPartitionReassignments,
+                    ),
                     ApiKey::DeleteRecords => round_trip(
                         range.api_key,
                         v,
@@ -863,9 +916,13 @@ mod tests {
         }
         // 115 before the group admin APIs, plus DescribeGroups v0-5, ListGroups v0-4,
         // DeleteGroups v0-2, OffsetDelete v0, DescribeQuorum v0-2, DescribeCluster v0-2,
-        // DeleteRecords v0-2, DescribeLogDirs v1-4, ElectLeaders v0-2, AlterConfigs v0-2 and
-        // IncrementalAlterConfigs v0-1.
-        assert_eq!(checked, 115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4 + 3 + 3 + 2);
+        // DeleteRecords v0-2, DescribeLogDirs v1-4, ElectLeaders v0-2, AlterConfigs v0-2,
+        // IncrementalAlterConfigs v0-1, AlterPartitionReassignments v0 and
+        // ListPartitionReassignments v0.
+        assert_eq!(
+            checked,
+            115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4 + 3 + 3 + 2 + 1 + 1
+        );
     }
     fn frame(api_key: ApiKey, v: i16, body: &[u8]) -> Bytes {
         let header = RequestHeader {

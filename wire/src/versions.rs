@@ -73,6 +73,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::ElectLeaders, 0, 2),
     range(ApiKey::IncrementalAlterConfigs, 0, 1),
+    range(ApiKey::AlterPartitionReassignments, 0, 0),
+    range(ApiKey::ListPartitionReassignments, 0, 0),
     range(ApiKey::OffsetDelete, 0, 0),
     range(ApiKey::DescribeQuorum, 0, 2),
     range(ApiKey::DescribeCluster, 0, 2),
@@ -247,7 +249,9 @@ mod tests {
         assert_eq!(r(ApiKey::ElectLeaders), Some((0, 2)));
         assert_eq!(r(ApiKey::AlterConfigs), Some((0, 2)));
         assert_eq!(r(ApiKey::IncrementalAlterConfigs), Some((0, 1)));
-        assert_eq!(SUPPORTED.len(), 29);
+        assert_eq!(r(ApiKey::AlterPartitionReassignments), Some((0, 0)));
+        assert_eq!(r(ApiKey::ListPartitionReassignments), Some((0, 0)));
+        assert_eq!(SUPPORTED.len(), 31);
         assert_eq!(r(ApiKey::ConsumerGroupHeartbeat), None);
     }
 

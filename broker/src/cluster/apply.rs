@@ -122,6 +122,7 @@ pub fn plan(
                         .map(|p| crate::metadata::topics::ReplicaSet {
                             replicas: p.replicas.iter().map(|n| n.0).collect(),
                             isr: p.isr.iter().map(|n| n.0).collect(),
+                            adding: p.adding.iter().map(|n| n.0).collect(),
                         })
                         .collect(),
                 },

@@ -28,7 +28,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use spate_controller::controller::{ControllerError, RegisterBroker};
+use spate_controller::controller::{ControllerError, Reassign, RegisterBroker};
 
 use crate::errors::KafkaCode;
 use spate_controller::ids::{Incarnation, MetadataOffset, NodeId};
@@ -354,6 +354,42 @@ impl ClusterNode {
             }
             _ => Err(ErrorCode::UnknownServerError),
         }
+    }
+
+    /// Starts, replaces or cancels partition reassignments (a client's
+    /// AlterPartitionReassignments): one result per partition, in order, given once the batch
+    /// committed and every core of this broker shows it. Decided only here on the quorum's
+    /// leader: another broker answers NOT_CONTROLLER, and clients retry at the controller their
+    /// Metadata names (as they did with Kafka's ZooKeeper-era brokers), so this needs no
+    /// controller RPC of its own.
+    ///
+    /// # Errors
+    /// `NOT_CONTROLLER` (this broker does not lead the quorum, or stopped before the batch
+    /// committed), `INVALID_REQUEST` for more partitions than one batch holds.
+    pub async fn alter_partition_reassignments(
+        &self,
+        requests: Vec<Reassign>,
+    ) -> Result<Vec<(ErrorCode, Option<String>)>, ErrorCode> {
+        let Some(quorum) = self.membership.quorum().filter(|q| q.is_leader()) else {
+            return Err(ErrorCode::NotController);
+        };
+        let mut decided = Vec::new();
+        quorum
+            .submit(Box::new(|controller, image, _rng, _now| {
+                let out = controller.alter_partition_reassignments(image, &requests)?;
+                decided = out.results;
+                Ok(out.records)
+            }))
+            .await
+            .map_err(|e| e.kafka_code())?;
+        assert_eq!(decided.len(), requests.len(), "one result per partition");
+        Ok(decided
+            .into_iter()
+            .map(|result| match result {
+                Ok(()) => (ErrorCode::None, None),
+                Err(e) => (e.kafka_code(), Some(e.to_string())),
+            })
+            .collect())
     }
 
     /// Sends `request` to the quorum's leader; its answer when it succeeded as a whole.

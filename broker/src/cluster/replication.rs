@@ -96,6 +96,65 @@ pub struct CoreReplication {
     incarnations: RefCell<HashMap<i32, u64>>,
     /// Partitions whose damaged segment is being repaired (at most one repair each).
     repairing: RefCell<BTreeSet<(std::rc::Rc<str>, i32)>>,
+    /// Fetches of replicas a reassignment is adding, held back by the throttle (at most one
+    /// per partition: a newer fetch of the same partition replaces the held one).
+    throttled: RefCell<Vec<(PartitionKey, RNodeId, FetchRequest)>>,
+    /// When the throttle lets the held fetches go (see [`Throttle`]).
+    throttle: RefCell<Throttle>,
+}
+
+/// The catch-up throttle of one core (`--reassignment-throttle-bytes-per-sec` shared by the
+/// cores): every record byte fetched for a replica being added pushes `open_at` forward by
+/// `bytes / rate`, and those replicas' next fetches wait until then. So over any stretch longer
+/// than one answer, their fetch rate stays at most the core's share; replicas in the ISR, and
+/// out-of-sync replicas that are not being added, are never held.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    open_at: Option<Instant>,
+}
+
+impl Throttle {
+    /// Whether held fetches may go at `now`.
+    pub fn is_open(&self, now: Instant) -> bool {
+        self.open_at.is_none_or(|at| now >= at)
+    }
+
+    /// Counts `bytes` fetched at `now` against `rate_bytes_per_sec`.
+    pub fn charge(&mut self, now: Instant, bytes: u64, rate_bytes_per_sec: u64) {
+        assert!(rate_bytes_per_sec > 0);
+        let from = self.open_at.map_or(now, |at| at.max(now));
+        let wait = Duration::from_secs_f64(bytes as f64 / rate_bytes_per_sec as f64);
+        self.open_at = Some(from + wait);
+    }
+}
+
+/// This core's share of the broker's reassignment throttle, bytes per second; `None`:
+/// unlimited.
+fn throttle_rate(core: &Core) -> Option<u64> {
+    core.config
+        .reassignment_throttle_bytes_per_sec
+        .map(|rate| (rate / core.cores as u64).max(1))
+}
+
+/// Whether fetches for `key` are throttled: the throttle is on and a reassignment is adding
+/// this broker as a replica of the partition.
+fn is_throttled(core: &Core, key: &PartitionKey) -> bool {
+    throttle_rate(core).is_some()
+        && core.topics.borrow().get(&*key.topic).is_some_and(|meta| {
+            usize::try_from(key.partition)
+                .ok()
+                .and_then(|i| meta.replica_sets.get(i))
+                .is_some_and(|set| set.adding.contains(&core.config.node_id))
+        })
+}
+
+/// Record bytes one frame of only throttled fetches asks for: about a quarter second of the
+/// core's share, so that a slow rate makes short pauses rather than one long one (a fetch held
+/// past the replica's fetch timeout would be sent again); the first batch still comes whole.
+fn throttled_frame_bytes(rate_bytes_per_sec: u64) -> u32 {
+    u32::try_from(rate_bytes_per_sec / 4)
+        .unwrap_or(u32::MAX)
+        .clamp(64 << 10, FETCH_BYTES_MAX)
 }
 
 /// Core 0's correlation of replication frames with their answers.
@@ -286,8 +345,19 @@ pub async fn run(core: Rc<Core>, shutdown: Arc<ShutdownFlag>) {
         let fetches = std::mem::take(&mut *outgoing.fetches.borrow_mut());
         {
             let mut pending = core.replication.pending.borrow_mut();
+            let mut throttled = core.replication.throttled.borrow_mut();
             for (key, to, request) in fetches {
-                pending.entry(to.0).or_default().push((key, request));
+                if is_throttled(&core, &key) {
+                    throttled.retain(|(k, _, _)| *k != key);
+                    throttled.push((key, to, request));
+                } else {
+                    pending.entry(to.0).or_default().push((key, request));
+                }
+            }
+            if !throttled.is_empty() && core.replication.throttle.borrow().is_open(Instant::now()) {
+                for (key, to, request) in throttled.drain(..) {
+                    pending.entry(to.0).or_default().push((key, request));
+                }
             }
         }
         let ready: Vec<i32> = {
@@ -436,12 +506,20 @@ async fn fetch_from(core: Rc<Core>, leader: i32, items: Vec<(PartitionKey, Fetch
             }
         })
         .collect();
+    let throttled: Vec<bool> = items
+        .iter()
+        .map(|(key, _)| is_throttled(&core, key))
+        .collect();
+    let max_bytes = match throttle_rate(&core) {
+        Some(rate) if throttled.iter().all(|t| *t) => throttled_frame_bytes(rate),
+        _ => FETCH_BYTES_MAX,
+    };
     let request = ReplicaFetchRequest {
         replica_node_id: core.config.node_id,
         replica_incarnation: incarnation(),
         max_wait_ms: FETCH_MAX_WAIT_MS,
         min_bytes: 1,
-        max_bytes: FETCH_BYTES_MAX,
+        max_bytes,
         partitions,
     };
     let reply = core
@@ -467,8 +545,12 @@ async fn fetch_from(core: Rc<Core>, leader: i32, items: Vec<(PartitionKey, Fetch
         _ => None,
     };
     let mut fetched = response.map(|r| r.partitions.into_iter());
-    for (key, request) in items {
+    let mut throttled_bytes = 0u64;
+    for ((key, request), throttled) in items.into_iter().zip(throttled) {
         let answer = fetched.as_mut().and_then(|f| f.next());
+        if throttled {
+            throttled_bytes += answer.as_ref().map_or(0, |a| a.records.len() as u64);
+        }
         let Some(partition) = core.partition(&key.topic, key.partition) else {
             continue;
         };
@@ -506,6 +588,12 @@ async fn fetch_from(core: Rc<Core>, leader: i32, items: Vec<(PartitionKey, Fetch
         if let Some(start) = leader_start.flatten() {
             slot.follow_log_start(start, &partition.log).await;
         }
+    }
+    if let (Some(rate), true) = (throttle_rate(&core), throttled_bytes > 0) {
+        core.replication
+            .throttle
+            .borrow_mut()
+            .charge(Instant::now(), throttled_bytes, rate);
     }
     core.replication.in_flight.borrow_mut().remove(&leader);
     core.replication.outgoing.ready.notify_all();
@@ -624,7 +712,11 @@ fn isr_answer(slot: &ReplicaSlot, result: &IsrChangeResult) -> AlterPartitionRes
             })
         }
         ErrorCode::InvalidUpdateVersion => Err(RAlterError::InvalidUpdateVersion),
-        ErrorCode::FencedLeaderEpoch => Err(RAlterError::FencedLeaderEpoch),
+        // NEW_LEADER_ELECTED: the change completed a reassignment; like a fenced epoch, the
+        // replica waits for the metadata that carries the new state.
+        ErrorCode::FencedLeaderEpoch | ErrorCode::NewLeaderElected => {
+            Err(RAlterError::FencedLeaderEpoch)
+        }
         ErrorCode::IneligibleReplica => Err(RAlterError::IneligibleReplica),
         _ => Err(RAlterError::OperationNotAttempted),
     }
@@ -1021,6 +1113,32 @@ async fn serve_frame(core: Rc<Core>, me: i32, inbound: Inbound) {
 mod tests {
     use super::*;
     use spate_replication::FetchError;
+
+    #[test]
+    fn the_throttle_closes_for_the_time_its_bytes_take_at_the_rate() {
+        let mut throttle = Throttle::default();
+        let start = Instant::now();
+        assert!(throttle.is_open(start), "open before anything was fetched");
+        throttle.charge(start, 500_000, 1_000_000);
+        assert!(!throttle.is_open(start + Duration::from_millis(499)));
+        assert!(throttle.is_open(start + Duration::from_millis(500)));
+        // Bytes fetched while closed queue behind the earlier ones.
+        throttle.charge(start + Duration::from_millis(100), 1_000_000, 1_000_000);
+        assert!(!throttle.is_open(start + Duration::from_millis(1499)));
+        assert!(throttle.is_open(start + Duration::from_millis(1500)));
+        // Once open, a charge counts from now, not from the past.
+        let later = start + Duration::from_secs(10);
+        throttle.charge(later, 100_000, 1_000_000);
+        assert!(!throttle.is_open(later + Duration::from_millis(99)));
+        assert!(throttle.is_open(later + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn throttled_frames_ask_for_a_quarter_second_within_bounds() {
+        assert_eq!(throttled_frame_bytes(1_000_000), 250_000);
+        assert_eq!(throttled_frame_bytes(1), 64 << 10);
+        assert_eq!(throttled_frame_bytes(u64::MAX), FETCH_BYTES_MAX);
+    }
 
     fn request(fetch_offset: i64) -> FetchRequest {
         FetchRequest {

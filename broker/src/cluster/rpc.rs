@@ -48,6 +48,17 @@ pub const RPCS_IN_FLIGHT_MAX: usize = 1024;
 // ISR and nothing else, the shape the controller sized its fence batches by: as many as one fence
 // batch carries fit one batch.
 const _: () = assert!(ALTER_PARTITION_PARTITIONS_MAX <= FENCE_PARTITION_CHANGES_PER_BATCH_MAX);
+// ...unless the change completes a reassignment: then it also carries the replicas and the
+// emptied adding and removing lists. This broker caps a partition's replicas (during a move too)
+// at the replication crate's limit, so even a request of such changes fits one batch.
+const _: () = {
+    let replicas = spate_replication::messages::REPLICAS_MAX;
+    let completing = 1 + 16 + 4 + 5 + 2 * (1 + 2 + 4 * replicas) + 8 + 2 * (1 + 2);
+    assert!(
+        5 + ALTER_PARTITION_PARTITIONS_MAX * completing
+            <= spate_controller::records::BATCH_BYTES_MAX
+    );
+};
 // The controller refuses a larger election as a whole; the wire never carries one.
 const _: () = assert!(ELECT_LEADERS_PARTITIONS_MAX <= ELECTION_PARTITIONS_MAX);
 // An ISR the wire accepts is one the controller can hold.
@@ -502,6 +513,21 @@ fn decide_isr_change(
             }
             other => IsrChangeRefused::Controller(other),
         })?;
+    if outcome.reassignment_completed {
+        // Kafka's answer when an AlterPartition completes a reassignment (KIP-455): the records
+        // commit, but the sender must take the new state (replicas gone, a new leader epoch,
+        // maybe a new leader) from the metadata, not from this answer.
+        let result = IsrChangeResult {
+            topic_id: change.topic_id,
+            partition: change.partition,
+            error_code: ErrorCode::NewLeaderElected,
+            leader: -1,
+            leader_epoch: -1,
+            partition_epoch: -1,
+            isr: Vec::new(),
+        };
+        return Ok((outcome.records, result));
+    }
     let p = outcome.partition;
     let result = IsrChangeResult {
         topic_id: change.topic_id,
@@ -786,6 +812,53 @@ mod tests {
         assert_eq!(
             (p.isr.clone(), p.partition_epoch),
             (nodes(&[1, 2]), PartitionEpoch(1))
+        );
+    }
+
+    #[test]
+    fn an_isr_change_that_completes_a_reassignment_is_answered_new_leader_elected() {
+        let mut image = image();
+        let mut controller = Controller::new(ControllerConfig {
+            replication_factor_max: 3,
+            ..ControllerConfig::default()
+        });
+        // Partition 2 (replicas 3, 1, ISR 1) moves to 1, 2: 2 is added, 3 removed.
+        let moved = controller
+            .alter_partition_reassignments(
+                &image,
+                &[spate_controller::controller::Reassign {
+                    topic: "t".into(),
+                    index: PartitionIndex(2),
+                    target: Some(nodes(&[1, 2])),
+                }],
+            )
+            .unwrap();
+        let next = MetadataOffset(image.last_applied().0 + 1);
+        image.apply_batch(next, &moved.records).unwrap();
+        let p = image.topic(TopicId(TOPIC)).unwrap().partitions[2].clone();
+        assert!(p.is_reassigning());
+        let (records, results) = decide_isr_changes(
+            &mut controller,
+            &image,
+            NodeId(1),
+            Incarnation(10),
+            &[change(TOPIC, 2, p.partition_epoch.0, &[1, 2])],
+        )
+        .unwrap();
+        assert_eq!(results[0].error_code, ErrorCode::NewLeaderElected);
+        assert_eq!((results[0].leader, results[0].leader_epoch), (-1, -1));
+        let next = MetadataOffset(image.last_applied().0 + 1);
+        image.apply_batch(next, &records).unwrap();
+        let done = &image.topic(TopicId(TOPIC)).unwrap().partitions[2];
+        assert_eq!(
+            (done.replicas.clone(), done.isr.clone()),
+            (nodes(&[1, 2]), nodes(&[1, 2]))
+        );
+        assert_eq!(done.leader, Some(NodeId(1)));
+        assert_eq!(
+            done.leader_epoch,
+            p.leader_epoch.next(),
+            "3 left the replicas"
         );
     }
 

@@ -5,6 +5,7 @@
 //! (Kafka does the same: there is no response layout to answer in).
 
 mod alter_configs;
+mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -26,6 +27,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -55,9 +57,9 @@ pub enum Mode {
     Cluster,
 }
 
-/// The APIs this broker implements, and so advertises: DescribeQuorum and ElectLeaders only in
-/// a cluster, since a single broker has no metadata quorum to describe and no other replica to
-/// elect.
+/// The APIs this broker implements, and so advertises: DescribeQuorum, ElectLeaders and the
+/// reassignment APIs only in a cluster, since a single broker has no metadata quorum to
+/// describe and no other replica to elect or move to.
 pub fn version_table(mode: Mode) -> VersionTable {
     let apis = ApiSet::core()
         .with(ApiKey::CreatePartitions)
@@ -80,7 +82,11 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::IncrementalAlterConfigs);
     VersionTable::new(match mode {
         Mode::SingleBroker => apis,
-        Mode::Cluster => apis.with(ApiKey::DescribeQuorum).with(ApiKey::ElectLeaders),
+        Mode::Cluster => apis
+            .with(ApiKey::DescribeQuorum)
+            .with(ApiKey::ElectLeaders)
+            .with(ApiKey::AlterPartitionReassignments)
+            .with(ApiKey::ListPartitionReassignments),
     })
 }
 
@@ -170,6 +176,12 @@ pub async fn handle(
         }
         RequestBody::DeleteRecords(request) => delete_records::handle(core, &header, request).await,
         RequestBody::ElectLeaders(request) => elect_leaders::handle(core, &header, request).await,
+        RequestBody::AlterPartitionReassignments(request) => {
+            alter_partition_reassignments::handle(core, &header, request).await
+        }
+        RequestBody::ListPartitionReassignments(request) => {
+            list_partition_reassignments::handle(core, &header, request)
+        }
         RequestBody::DescribeLogDirs(request) => {
             describe_log_dirs::handle(core, &header, request).await
         }

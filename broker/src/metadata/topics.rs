@@ -716,6 +716,8 @@ pub struct TopicMeta {
 pub struct ReplicaSet {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Replicas an ongoing reassignment adds (their catch-up fetches may be throttled).
+    pub adding: Vec<i32>,
 }
 
 /// Where topic files live.

@@ -405,7 +405,7 @@ impl ReplicaSlot {
                         partition = self.key.partition,
                         log_end = log.log_end_offset().0,
                         start = start.0,
-                        "the leader's log starts past this replica's end: emptying the log to fetch from its start"
+                        "the leader's log starts elsewhere than this replica's end: emptying the log to fetch from its start"
                     );
                     if let Err(e) = log.truncate_fully_and_start_at(Offset(start.0)).await {
                         error!(error = %e, start = start.0, "follower log restart failed");

@@ -20,6 +20,7 @@
 
 mod cluster;
 mod groups;
+mod reassign;
 mod topics;
 
 use std::ffi::OsString;
@@ -91,6 +92,14 @@ enum Command {
     /// Move leadership back to each partition's preferred (first) replica.
     ElectLeaders {
         /// Only this topic's partitions (repeatable; default: every partition).
+        #[arg(long = "topic", value_name = "TOPIC")]
+        topics: Vec<String>,
+    },
+    /// Move partitions to other brokers (KIP-455), or cancel a move.
+    Reassign(reassign::ReassignArgs),
+    /// Partition moves in progress: replicas, those being added and removed.
+    Reassignments {
+        /// Only this topic's moves (repeatable; default: every one).
         #[arg(long = "topic", value_name = "TOPIC")]
         topics: Vec<String>,
     },
@@ -179,6 +188,8 @@ async fn run(
     match command {
         Command::Cluster { topics } => cluster::cluster(admin, topics, &mut out).await,
         Command::ElectLeaders { topics } => cluster::elect_leaders(admin, topics, &mut out).await,
+        Command::Reassign(args) => reassign::reassign(admin, args, &mut out).await,
+        Command::Reassignments { topics } => reassign::reassignments(admin, topics, &mut out).await,
         Command::Groups(command) => groups::run(admin, command, &mut out).await,
         Command::Topics(command) => topics::run(admin, command, alter_ops, &mut out).await,
     }
