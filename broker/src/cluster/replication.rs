@@ -793,23 +793,8 @@ async fn serve_partition(
             Ok(read) => read,
             Err(e) => return failed(wanted, e.kafka_code()),
         };
-        for chunk in read.chunks {
-            match chunk {
-                ReadChunk::Memory(batch) => {
-                    out.records.push(batch.header);
-                    out.records.push(batch.records);
-                }
-                ReadChunk::File(range) => match range.load_valid().await {
-                    Ok(loaded) => {
-                        out.records.push(loaded.bytes);
-                        if loaded.damage.is_some() {
-                            partition.damaged.set(Some(loaded.resume_at));
-                            break;
-                        }
-                    }
-                    Err(e) => return failed(wanted, e.kafka_code()),
-                },
-            }
+        if let Err(e) = take_records(&partition, name, wanted, read.chunks, &mut out).await {
+            return failed(wanted, e.kafka_code());
         }
         *budget = budget.saturating_sub(out.records.len() as u64);
         return out;
@@ -883,32 +868,42 @@ async fn serve_partition(
             return failed(wanted, code);
         }
     };
-    for chunk in read.chunks {
+    if let Err(e) = take_records(&partition, name, wanted, read.chunks, &mut out).await {
+        // What was read before the failure still goes.
+        warn!(topic = name, partition = wanted.partition.0, error = %e, "reading a segment for a follower");
+    }
+    *budget = budget.saturating_sub(out.records.len() as u64);
+    out
+}
+
+/// Puts a read's batches into `out`, as stored. A batch that fails its checks ends them: the
+/// replica gets the intact batches before it and asks again from the damaged one, once the
+/// partition (marked here) is repaired. An I/O error ends them too, and is returned.
+async fn take_records<D: spate_storage::io::Disk>(
+    partition: &crate::partition::Partition<D>,
+    name: &str,
+    wanted: &FetchPartition,
+    chunks: Vec<ReadChunk<D::File>>,
+    out: &mut FetchedPartition,
+) -> Result<(), spate_storage::StorageError> {
+    for chunk in chunks {
         match chunk {
             ReadChunk::Memory(batch) => {
                 out.records.push(batch.header);
                 out.records.push(batch.records);
             }
-            ReadChunk::File(range) => match range.load_valid().await {
-                Ok(loaded) => {
-                    out.records.push(loaded.bytes);
-                    if let Some(damage) = loaded.damage {
-                        // The follower gets the intact batches before it and asks again
-                        // from the damaged one, once it is repaired.
-                        error!(topic = name, partition = wanted.partition.0, error = %damage, "corrupt batch on disk, not sent to a follower");
-                        partition.damaged.set(Some(loaded.resume_at));
-                        break;
-                    }
-                }
-                Err(e) => {
-                    warn!(topic = name, partition = wanted.partition.0, error = %e, "reading a segment for a follower");
+            ReadChunk::File(range) => {
+                let loaded = range.load_valid().await?;
+                out.records.push(loaded.bytes);
+                if let Some(damage) = loaded.damage {
+                    error!(topic = name, partition = wanted.partition.0, error = %damage, "corrupt batch on disk, not sent to a replica");
+                    partition.damaged.set(Some(loaded.resume_at));
                     break;
                 }
-            },
+            }
         }
     }
-    *budget = budget.saturating_sub(out.records.len() as u64);
-    out
+    Ok(())
 }
 
 /// Followers' frames served at once by this broker, over all peers: one per follower core per
