@@ -42,6 +42,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r ci/e2e/requirements.txt
 
+echo "== e2e: python venv for quixstreams (.venv-quix)"
+# Its own venv: quixstreams pins an older confluent-kafka than the suite's (requirements-quix.txt).
+if [ ! -x .venv-quix/bin/python ]; then
+    "$python" -m venv .venv-quix
+fi
+.venv-quix/bin/python -m pip install --quiet --disable-pip-version-check -r ci/e2e/requirements-quix.txt
+
 echo "== e2e: cargo build --release -p spate-broker"
 cargo build --release -p spate-broker
 export SPATE_BIN=${SPATE_BIN:-$CARGO_TARGET_DIR/release/spate}
