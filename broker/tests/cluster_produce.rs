@@ -6,8 +6,9 @@
 
 mod common;
 
+use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,13 +42,30 @@ const TOPIC: &str = "placed";
 struct Node {
     child: Child,
     addr: SocketAddr,
+    /// The broker's stderr: its tail is printed when the test fails, else it is removed.
+    log: PathBuf,
     _dir: TestDir,
 }
+
+/// Lines of a broker's log shown when a test fails.
+const LOG_TAIL_LINES: usize = 60;
 
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!(
+                "--- tail of {} ---\n{}",
+                self.log.display(),
+                tail.join("\n")
+            );
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
@@ -71,18 +89,22 @@ fn start_cluster(name: &str) -> Vec<Node> {
     (0..3)
         .map(|i| {
             let dir = TestDir::new(root, &format!("{name}-{i}"));
+            let log = dir.path().with_extension("log");
+            let stderr = File::create(&log).expect("creating the broker's log");
             let mut command = Command::new(env!("CARGO_BIN_EXE_spate"));
             command
                 .args(["--node-id", &(i + 1).to_string(), "--cores", "1"])
                 .args(["--listen", &client[i].to_string()])
-                .args(["--admin-listen", "127.0.0.1:0"])
+                // No admin listener: its port, picked by the kernel, could be one `free_addr`
+                // handed out for another broker of a test running beside this one.
+                .args(["--admin-listen", "none"])
                 .args(["--cluster-listen", &cluster[i].to_string()])
                 .args(["--controller-voters", &voters.join(",")])
                 .arg("--data-dir")
                 .arg(dir.path())
                 .env_remove("RUST_LOG")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null());
+                .stderr(stderr);
             for (name, _) in std::env::vars_os() {
                 if name.to_string_lossy().starts_with("SPATE_") {
                     command.env_remove(name);
@@ -91,6 +113,7 @@ fn start_cluster(name: &str) -> Vec<Node> {
             Node {
                 child: command.spawn().expect("spawning spate"),
                 addr: client[i],
+                log,
                 _dir: dir,
             }
         })
