@@ -260,3 +260,35 @@ def test_cluster_brokers_are_ready_once_registered(start_broker):
             time.sleep(0.2)
         _, _, text = http_get(b.admin_address, "/metrics")
         assert "\nspate_ready 1\n" in text
+
+    # The metadata quorum as each broker sees it: one leader everyone agrees on, and only it
+    # reports the commit index and each voter's lag, which reaches 0 once all caught up.
+    def samples(b: Broker) -> dict[str, float]:
+        _, _, text = http_get(b.admin_address, "/metrics")
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("spate_metadata_"):
+                series, value = line.rsplit(" ", 1)
+                out[series] = float(value)
+        return out
+
+    deadline = time.monotonic() + 30
+    while True:
+        seen = {b.name: samples(b) for b in brokers}
+        leaders = {s.get("spate_metadata_quorum_leader") for s in seen.values()}
+        leading = [name for name, s in seen.items() if "spate_metadata_committed_offset" in s]
+        lags = [v for s in seen.values() for k, v in s.items() if k.startswith("spate_metadata_replica_lag{")]
+        settled = len(leaders) == 1 and len(leading) == 1 and len(lags) == 3 and max(lags) == 0
+        if settled:
+            break
+        assert time.monotonic() < deadline, f"quorum metrics did not settle in 30 s: {seen}"
+        time.sleep(0.2)
+    (leader,) = leaders
+    assert leading == [f"node{int(leader)}"], (leading, leader)
+    for name, s in seen.items():
+        assert s["spate_metadata_quorum_voter"] == 1, (name, s)
+        assert s["spate_metadata_applied_offset"] > 0, (name, s)
+    lead = seen[leading[0]]
+    assert lead["spate_metadata_committed_offset"] > 0
+    for node in (1, 2, 3):
+        assert lead[f'spate_metadata_replica_lag{{node="{node}",role="voter"}}'] == 0, lead

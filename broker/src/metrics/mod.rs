@@ -396,6 +396,74 @@ pub struct CommittedOffset {
     pub offset: i64,
 }
 
+/// One replica of the metadata log as the quorum's leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumReplicaLag {
+    pub node: i32,
+    /// `"voter"` or `"observer"`.
+    pub role: &'static str,
+    /// The leader's commit index minus the replica's log end (0 when ahead of it).
+    pub lag: u64,
+}
+
+/// The metadata quorum as this broker sees it: cluster mode only, from the controller core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumMetrics {
+    /// Whether this broker votes in the quorum (else it observes the log).
+    pub voter: bool,
+    /// The quorum's leader as this broker knows it.
+    pub leader: Option<i32>,
+    /// How far this broker has applied the metadata log (entries).
+    pub applied_offset: u64,
+    /// On the quorum's leader only: its commit index and every replica's lag behind it.
+    pub led: Option<(u64, Vec<QuorumReplicaLag>)>,
+}
+
+impl QuorumMetrics {
+    /// Reads `membership` (on the controller core, where it lives).
+    pub fn of(membership: &crate::cluster::Membership) -> QuorumMetrics {
+        use spate_wire::cluster::ControllerAnswer;
+        let led = membership
+            .quorum()
+            .and_then(|q| q.describe())
+            .and_then(|answer| {
+                let ControllerAnswer::DescribeQuorum {
+                    committed,
+                    voters,
+                    observers,
+                    ..
+                } = answer
+                else {
+                    return None;
+                };
+                let lag = |role: &'static str| {
+                    move |r: spate_wire::cluster::QuorumReplica| {
+                        // A replica whose log end is unknown (-1: not heard from since this leader
+                        // took over) is left out rather than shown as the whole log behind.
+                        let log_end = u64::try_from(r.log_end).ok()?;
+                        Some(QuorumReplicaLag {
+                            node: r.node_id,
+                            role,
+                            lag: committed.saturating_sub(log_end),
+                        })
+                    }
+                };
+                let replicas = voters
+                    .into_iter()
+                    .filter_map(lag("voter"))
+                    .chain(observers.into_iter().filter_map(lag("observer")))
+                    .collect();
+                Some((committed, replicas))
+            });
+        QuorumMetrics {
+            voter: membership.quorum().is_some(),
+            leader: membership.leader().map(|n| n.0),
+            applied_offset: membership.applied_offset().0,
+            led,
+        }
+    }
+}
+
 /// Everything one core reports for a scrape: plain data, `Send`, built on that core.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -413,6 +481,8 @@ pub struct Snapshot {
     pub executor: ExecutorTotals,
     pub queues: Vec<QueueTotals>,
     pub committed: Vec<CommittedOffset>,
+    /// The metadata quorum (the controller core of a broker in a cluster only).
+    pub quorum: Option<QuorumMetrics>,
 }
 
 /// This core's snapshot. Runs on the core itself (locally or as `CoreRequest::Metrics`).
@@ -497,6 +567,10 @@ pub async fn snapshot(core: &Core) -> Snapshot {
                 offset,
             })
             .collect(),
+        quorum: core
+            .cluster_node
+            .get()
+            .map(|node| QuorumMetrics::of(&node.membership)),
     }
 }
 
@@ -532,7 +606,62 @@ pub fn render(snapshots: &[Snapshot], health: Health) -> String {
     render_requests(&mut e, snapshots);
     render_connections(&mut e, snapshots);
     render_executors(&mut e, snapshots);
+    if let Some(quorum) = snapshots.iter().find_map(|s| s.quorum.as_ref()) {
+        render_quorum(&mut e, quorum);
+    }
     e.into_string()
+}
+
+/// The metadata quorum's families, rendered only in cluster mode (a single broker has none).
+fn render_quorum(e: &mut Exposition, q: &QuorumMetrics) {
+    e.family(
+        "spate_metadata_quorum_voter",
+        "1 if this broker votes in the metadata quorum, 0 if it observes the metadata log.",
+        Kind::Gauge,
+    );
+    e.sample("spate_metadata_quorum_voter", &[], u64::from(q.voter));
+    e.family(
+        "spate_metadata_quorum_leader",
+        "The metadata quorum's leader (its node id) as this broker knows it, -1 if unknown.",
+        Kind::Gauge,
+    );
+    e.sample_signed(
+        "spate_metadata_quorum_leader",
+        &[],
+        q.leader.map_or(-1, i64::from),
+    );
+    e.family(
+        "spate_metadata_applied_offset",
+        "How far this broker has applied the metadata log (entries).",
+        Kind::Gauge,
+    );
+    e.sample("spate_metadata_applied_offset", &[], q.applied_offset);
+    // Only the leader knows the others' progress; on other brokers these families are absent,
+    // so a sum over the cluster counts each lag once.
+    let Some((committed, replicas)) = &q.led else {
+        return;
+    };
+    e.family(
+        "spate_metadata_committed_offset",
+        "The metadata log's commit index (Kafka's high watermark of __cluster_metadata), on the \
+         quorum's leader only.",
+        Kind::Gauge,
+    );
+    e.sample("spate_metadata_committed_offset", &[], *committed);
+    e.family(
+        "spate_metadata_replica_lag",
+        "Entries of the committed metadata log a voter or observer does not have yet, on the \
+         quorum's leader only.",
+        Kind::Gauge,
+    );
+    for r in replicas {
+        let node = r.node.to_string();
+        e.sample(
+            "spate_metadata_replica_lag",
+            &[("node", &node), ("role", r.role)],
+            r.lag,
+        );
+    }
 }
 
 fn render_partitions(e: &mut Exposition, snapshots: &[Snapshot]) {
@@ -1003,6 +1132,19 @@ mod tests {
             runs: 1,
             shares: 1000,
         }];
+        full.quorum = Some(QuorumMetrics {
+            voter: true,
+            leader: Some(1),
+            applied_offset: 40,
+            led: Some((
+                42,
+                vec![QuorumReplicaLag {
+                    node: 2,
+                    role: "voter",
+                    lag: 2,
+                }],
+            )),
+        });
         let text = render(&[full], Health { ready: true });
         let families: Vec<&str> = text
             .lines()
