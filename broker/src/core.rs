@@ -808,6 +808,38 @@ impl Core {
 
     /// Background work of this core: driving every partition's pending writes and seal,
     /// group-commit flushes and retention. Runs until shutdown.
+    /// In a cluster, a log fenced by an I/O failure (a full or failing disk) stops the broker,
+    /// as Kafka halts a broker whose only log dir failed: its controlled shutdown moves the
+    /// leaderships it holds to in-sync replicas on healthy disks, where a broker that stayed
+    /// up would refuse that partition's writes until restarted. A single broker keeps serving
+    /// reads and its other partitions instead (it has no replica to hand over to). The process
+    /// exits non-zero, so a supervisor restarts it; recovery reads the files as they are.
+    fn stop_if_a_log_failed(&self, shutdown: &crate::runtime::ShutdownFlag) {
+        if self.config.cluster.is_none() || shutdown.is_triggered() {
+            return;
+        }
+        let failed = self
+            .partitions
+            .borrow()
+            .iter()
+            .find_map(|(topic, partitions)| {
+                partitions
+                    .iter()
+                    .find(|(_, p)| p.log.is_fenced())
+                    .map(|(index, _)| (topic.clone(), *index))
+            });
+        let Some((topic, index)) = failed else {
+            return;
+        };
+        let reason = format!(
+            "the log of {topic}-{index} failed (an i/o error: disk full or failing, see the error above); \
+             stopping the broker so that its partitions' leadership moves to replicas on healthy \
+             disks; free space or replace the disk, then start it again"
+        );
+        error!(core = self.id, "{reason}");
+        shutdown.fail(reason);
+    }
+
     pub async fn maintain(self: Rc<Self>, shutdown: Arc<crate::runtime::ShutdownFlag>) {
         let mut since_retention = Duration::ZERO;
         // Reused every tick (one allocation, not one per millisecond); emptied before each sleep
@@ -841,6 +873,7 @@ impl Core {
                 // requests' acks=all waits: catch every high watermark move here.
                 partition.notify_if_advanced();
             }
+            self.stop_if_a_log_failed(&shutdown);
             if since_retention >= RETENTION_TICK || self.retention_due.take() {
                 since_retention = Duration::ZERO;
                 let now_ms = now_ms();

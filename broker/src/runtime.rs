@@ -159,6 +159,9 @@ fn allowed_cpus() -> Vec<usize> {
 #[derive(Debug, Default)]
 pub struct ShutdownFlag {
     triggered: AtomicBool,
+    /// Why the broker stops on its own (a failed data dir), if it does: the process then exits
+    /// non-zero with this message after the usual controlled shutdown.
+    failure: std::sync::OnceLock<String>,
     loaded_cores: std::sync::atomic::AtomicUsize,
     drained_cores: std::sync::atomic::AtomicUsize,
 }
@@ -167,6 +170,18 @@ impl ShutdownFlag {
     /// Asks every core to stop accepting and drain.
     pub fn trigger(&self) {
         self.triggered.store(true, Ordering::Release);
+    }
+
+    /// Stops the broker because it cannot go on serving (`reason`, logged by the caller): the
+    /// same drain as a signal's, then a non-zero exit. The first reason is kept.
+    pub fn fail(&self, reason: String) {
+        let _ = self.failure.set(reason);
+        self.trigger();
+    }
+
+    /// The reason given to [`ShutdownFlag::fail`], if any.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     /// Whether shutdown was asked for.
@@ -340,6 +355,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             shutdown.trigger();
             first_error.get_or_insert(error);
         }
+    }
+    if let (None, Some(reason)) = (&first_error, shutdown.failure()) {
+        first_error = Some(anyhow::anyhow!("{reason}"));
     }
     match first_error {
         Some(error) => Err(error),

@@ -71,13 +71,16 @@ def free_port() -> int:
 class Broker:
     """One spate process; restartable on the same port and data directory."""
 
-    def __init__(self, name: str, log_dir: Path, cores: int, extra_args: list[str]):
+    def __init__(self, name: str, log_dir: Path, cores: int, extra_args: list[str],
+                 data_dir: Path | None = None):
         self.name = name
         self.port = free_port()
         # Its own admin port (/metrics, /health, /ready): brokers of one test, or of tests
         # running side by side, must not meet on the default 9644.
         self.admin_port = free_port()
-        self.data_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=data_root()))
+        if data_dir is None:
+            data_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=data_root()))
+        self.data_dir = data_dir
         self.log_path = log_dir / f"{name}.log"
         self.cores = cores
         self.extra_args = list(extra_args)
@@ -227,13 +230,15 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def start_broker(request, tmp_path):
-    """Factory: start_broker(cores=2, args=[...]) -> a running Broker."""
+    """Factory: start_broker(cores=2, args=[...]) -> a running Broker (`data_dir`: a directory of
+    the test's own, e.g. on a small filesystem; by default a fresh one under the data root)."""
     brokers: list[Broker] = []
     request.node.spate_brokers = brokers
 
-    def start(cores: int = 2, args: list[str] | None = None, name: str | None = None) -> Broker:
+    def start(cores: int = 2, args: list[str] | None = None, name: str | None = None,
+              data_dir: Path | None = None) -> Broker:
         name = name or f"spate{len(brokers)}"
-        broker = Broker(name, tmp_path, cores, args if args is not None else [])
+        broker = Broker(name, tmp_path, cores, args if args is not None else [], data_dir)
         brokers.append(broker)
         return broker.start()
 

@@ -17,9 +17,14 @@ acknowledged while the fault lasted. On failure the run's history is printed."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import socket
+import struct
+import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,7 +34,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import free_port
+from conftest import data_root, free_port
 from records import Deadline
 from test_cluster import wait_for_brokers
 
@@ -137,7 +142,7 @@ class History:
 
 
 class Cluster:
-    def __init__(self, start_broker, proxied: bool):
+    def __init__(self, start_broker, proxied: bool, data_dirs: dict[int, Path] | None = None):
         self.ports = [free_port() for _ in range(BROKERS)]
         self.proxies: dict[tuple[int, int], Proxy] = {}
         self.brokers = {}
@@ -155,6 +160,7 @@ class Cluster:
             self.brokers[node] = start_broker(
                 cores=1,
                 name=f"node{node}",
+                data_dir=(data_dirs or {}).get(node),
                 args=[
                     "--node-id", str(node),
                     "--cluster-listen", f"127.0.0.1:{self.ports[i]}",
@@ -469,3 +475,113 @@ def test_replication_under_fault(start_broker, fault):
         read_back(cluster, history)
     finally:
         cluster.close()
+
+
+class SmallDisk:
+    """An ext4 filesystem of its own (a loop-mounted image) for one broker's data dir, so the
+    test can fail that broker's disk and only its disk. Needs root and a loop device."""
+
+    IMAGE_BYTES = 768 << 20
+    # ext4's shutdown ioctl (EXT4_IOC_SHUTDOWN, _IOR('X', 125, __u32)) with
+    # EXT4_GOING_FLAGS_NOLOGFLUSH: from then on every read, write and sync on the filesystem
+    # fails with EIO, and what its journal had not committed is lost, as when a disk dies.
+    EXT4_IOC_SHUTDOWN = 0x8004587D
+    GOING_NOLOGFLUSH = 2
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.image = root / "disk.img"
+        self.mount = root / "mnt"
+        self.mount.mkdir()
+        with open(self.image, "wb") as f:
+            f.truncate(self.IMAGE_BYTES)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(self.image)], check=True)
+        self._mount()
+
+    def _mount(self):
+        subprocess.run(["mount", "-o", "loop", str(self.image), str(self.mount)], check=True)
+
+    def fail(self):
+        fd = os.open(self.mount, os.O_RDONLY)
+        try:
+            fcntl.ioctl(fd, self.EXT4_IOC_SHUTDOWN, struct.pack("I", self.GOING_NOLOGFLUSH))
+        finally:
+            os.close(fd)
+
+    def replace(self):
+        """The operator's fix: the filesystem is unmounted and mounted again (ext4 replays its
+        journal), once nothing uses it."""
+        subprocess.run(["umount", str(self.mount)], check=True)
+        self._mount()
+
+    def close(self):
+        subprocess.run(["umount", "-l", str(self.mount)], check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def test_a_leader_whose_disk_fails_hands_over_and_exits(start_broker, tmp_path):
+    """Broker 1 leads every partition from a disk of its own, which then fails (every I/O
+    returns EIO) while an acks=all producer writes. Its logs fence at their next write or sync,
+    and a broker that cannot write must not keep leadership it cannot use: it stops
+    (controlled shutdown, so the controller moves each leadership to an in-sync replica),
+    exits non-zero naming the partition, and writes go on with the other two. Once the disk is
+    back it restarts, truncates what the dead disk lost, catches up and rejoins every ISR;
+    nothing acknowledged is lost."""
+    try:
+        root = Path(tempfile.mkdtemp(prefix="small-disk-", dir=data_root()))
+        disk = SmallDisk(root)
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"no loop-mounted filesystem here (needs root and /dev/loop*): {e}")
+    cluster = None
+    history = History()
+    try:
+        cluster = Cluster(start_broker, proxied=False, data_dirs={1: disk.mount / "node1"})
+        admin = cluster.admin()
+        admin.create_topics(
+            [NewTopic(TOPIC, num_partitions=PARTITIONS, replica_assignment=[[1, 2, 3], [1, 3, 2], [1, 2, 3]],
+                      config={"min.insync.replicas": "2"})]
+        )[TOPIC].result(timeout=30)
+        cluster.wait_full_isr()
+        assert {p.leader for p in cluster.partitions().values()} == {1}
+        load = Load(cluster, history)
+        load.start()
+        time.sleep(3)
+        history.note(f"before the fault: {len(history.acked)} acked")
+        fault_start = time.monotonic()
+        disk.fail()
+        history.note("broker 1's disk failed")
+        victim = cluster.brokers[1]
+        deadline = Deadline(60)
+        while victim.running():
+            assert not deadline.expired(), f"broker 1 still running on a failed disk\n{history.report()}"
+            time.sleep(0.2)
+        code = victim.proc.returncode
+        history.note(f"broker 1 exited with {code}")
+        assert code is not None and code > 0, f"exit status {code}\n{history.report()}"
+        log = victim.log_path.read_text(errors="replace")
+        assert "stopping the broker so that its partitions' leadership moves" in log, victim.log_tail()
+        time.sleep(5)
+        fault_end = time.monotonic()
+        during = history.acks_between(fault_start, fault_end)
+        history.note(f"acked after the disk failed, before it came back: {during}")
+        assert during > 0, f"no progress while broker 1 was out\n{history.report()}"
+        assert all(p.leader in (2, 3) for p in cluster.partitions().values())
+        disk.replace()
+        victim.restart()
+        cluster.wait_full_isr(timeout_s=90)
+        history.note("ISR full again")
+        time.sleep(2)
+        load.finish()
+        print(history.report())
+        assert len(history.acked) >= 1000, history.report()
+        assert not history.errors, history.report()
+        assert not history.consumed_out_of_order, history.report()
+        read_back(cluster, history)
+    finally:
+        if cluster is not None:
+            cluster.close()
+            # The broker must leave the mount before it can go.
+            for b in cluster.brokers.values():
+                if b.running():
+                    b.stop()
+        disk.close()

@@ -459,6 +459,12 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
+    /// Whether a failed write, sync or seal fenced the log: it takes no more appends until the
+    /// partition is reopened (recovery then reads the files as they are).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.get() || self.writes().failure().is_some()
+    }
+
     /// Number of idempotent producers the partition remembers.
     pub async fn producer_count(&self) -> usize {
         self.core.lock().await.producers.len()
