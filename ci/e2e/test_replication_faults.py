@@ -142,7 +142,8 @@ class History:
 
 
 class Cluster:
-    def __init__(self, start_broker, proxied: bool, data_dirs: dict[int, Path] | None = None):
+    def __init__(self, start_broker, proxied: bool, data_dirs: dict[int, Path] | None = None,
+                 extra_args: tuple[str, ...] = ()):
         self.ports = [free_port() for _ in range(BROKERS)]
         self.proxies: dict[tuple[int, int], Proxy] = {}
         self.brokers = {}
@@ -167,6 +168,7 @@ class Cluster:
                     "--controller-voters", ",".join(entries),
                     "--broker-session-timeout-ms", str(SESSION_MS),
                     "--broker-heartbeat-interval-ms", str(HEARTBEAT_MS),
+                    *extra_args,
                 ],
             )
         self.bootstrap = ",".join(b.bootstrap for b in self.brokers.values())
@@ -501,6 +503,22 @@ class SmallDisk:
     def _mount(self):
         subprocess.run(["mount", "-o", "loop", str(self.image), str(self.mount)], check=True)
 
+    def fill(self) -> int:
+        """Takes every free byte (root's reserved blocks too); returns how many."""
+        taken = 0
+        chunk = b"\0" * (1 << 20)
+        with open(self.mount / "filler", "wb", buffering=0) as f:
+            for size in (1 << 20, 1 << 16, 1 << 12):
+                try:
+                    while True:
+                        taken += f.write(chunk[:size])
+                except OSError:
+                    pass
+        return taken
+
+    def free(self):
+        (self.mount / "filler").unlink(missing_ok=True)
+
     def fail(self):
         fd = os.open(self.mount, os.O_RDONLY)
         try:
@@ -581,6 +599,72 @@ def test_a_leader_whose_disk_fails_hands_over_and_exits(start_broker, tmp_path):
         if cluster is not None:
             cluster.close()
             # The broker must leave the mount before it can go.
+            for b in cluster.brokers.values():
+                if b.running():
+                    b.stop()
+        disk.close()
+
+
+def test_a_follower_whose_disk_fills_catches_up_once_space_is_freed(start_broker, tmp_path):
+    """Broker 3 follows every partition from a small disk of its own, which the test fills
+    while an acks=all producer writes (small segments, so its next roll needs space). Its
+    appends fail with the disk full, which changes nothing in its log: it leaves the ISRs after
+    the lag time and writes go on with the other two. Once space is freed it fetches again from
+    its log's real end and rejoins every ISR without a restart; nothing acknowledged is lost."""
+    try:
+        root = Path(tempfile.mkdtemp(prefix="small-disk-", dir=data_root()))
+        disk = SmallDisk(root)
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"no loop-mounted filesystem here (needs root and /dev/loop*): {e}")
+    cluster = None
+    history = History()
+    try:
+        cluster = Cluster(start_broker, proxied=False, data_dirs={3: disk.mount / "node3"},
+                          extra_args=("--replica-lag-time-max-ms", "3000"))
+        admin = cluster.admin()
+        admin.create_topics(
+            [NewTopic(TOPIC, num_partitions=PARTITIONS, replica_assignment=[[1, 2, 3], [1, 3, 2], [1, 2, 3]],
+                      config={"min.insync.replicas": "2", "segment.bytes": str(1 << 20)})]
+        )[TOPIC].result(timeout=30)
+        cluster.wait_full_isr()
+        load = Load(cluster, history)
+        load.start()
+        time.sleep(3)
+        history.note(f"before the fault: {len(history.acked)} acked")
+        taken = disk.fill()
+        fault_start = time.monotonic()
+        history.note(f"filled broker 3's disk ({taken >> 20} MiB)")
+        victim = cluster.brokers[3]
+        deadline = Deadline(60)
+        while "follower append failed" not in victim.log_path.read_text(errors="replace"):
+            assert not deadline.expired(), f"broker 3 never failed an append\n{history.report()}"
+            time.sleep(0.2)
+        history.note("broker 3's appends fail")
+        out = Deadline(30)
+        while any(3 in p.isrs for p in cluster.partitions().values()):
+            assert not out.expired(), f"broker 3 still in an ISR\n{history.report()}"
+            time.sleep(0.2)
+        history.note("broker 3 left every ISR")
+        time.sleep(3)
+        fault_end = time.monotonic()
+        during = history.acks_between(fault_start, fault_end)
+        history.note(f"acked while broker 3's disk was full: {during}")
+        assert during > 0, f"no progress while broker 3's disk was full\n{history.report()}"
+        disk.free()
+        history.note("space freed")
+        cluster.wait_full_isr(timeout_s=60)
+        history.note("ISR full again")
+        assert victim.running() and victim.starts == 1, "broker 3 was restarted"
+        time.sleep(2)
+        load.finish()
+        print(history.report())
+        assert len(history.acked) >= 1000, history.report()
+        assert not history.errors, history.report()
+        assert not history.consumed_out_of_order, history.report()
+        read_back(cluster, history)
+    finally:
+        if cluster is not None:
+            cluster.close()
             for b in cluster.brokers.values():
                 if b.running():
                     b.stop()

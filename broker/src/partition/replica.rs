@@ -22,9 +22,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use spate_replication::{
-    Acks, Action, AlterPartitionRequest, AlterPartitionResponse, Batch, CorrelationId, Event,
-    FetchAnswer, FetchRequest, FetchResponse, LeaderEpoch as RLeaderEpoch, NodeId as RNodeId,
-    NowMs, Offset as ROffset, PartitionState, ProduceRefusal, Replica, WaiterId,
+    Acks, Action, AlterPartitionRequest, AlterPartitionResponse, Batch, CorrelationId,
+    EpochHistory, Event, FetchAnswer, FetchRequest, FetchResponse, LeaderEpoch as RLeaderEpoch,
+    LogState, NodeId as RNodeId, NowMs, Offset as ROffset, PartitionState, ProduceRefusal, Replica,
+    WaiterId,
 };
 use spate_storage::io::Disk;
 use spate_storage::sync::{AsyncMutex, Guard};
@@ -125,6 +126,9 @@ pub type AckOutcome = Result<(), spate_replication::AckError>;
 
 /// Answers to followers' fetches: for `Records`, read from `from` on.
 pub type Answers = Vec<(RNodeId, CorrelationId, FetchAnswer)>;
+
+/// How long a follower whose append failed (a full disk) waits before fetching again.
+const FOLLOWER_APPEND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The replication state of one partition; see the module doc.
 pub struct ReplicaSlot {
@@ -384,11 +388,20 @@ impl ReplicaSlot {
                             assert_eq!(done.batches, batches.len(), "appended as fetched");
                         }
                         Err(e) => {
-                            // The replica counted the batches; the log has not got them. The
-                            // log is fenced or full: stop here, the broker must be restarted
-                            // (its recovery reads the log as it is).
-                            error!(error = %e, "follower append failed");
-                            return effects;
+                            // The replica counted the batches; the log has not got them. A
+                            // fenced log stops the broker (`Core::maintain`); a full disk
+                            // refuses before changing anything, so the replica starts again
+                            // from the log as it is and fetches the same batches again, after
+                            // a pause that keeps a full disk from turning into a busy loop.
+                            error!(
+                                topic = %self.key.topic,
+                                partition = self.key.partition,
+                                error = %e,
+                                retry_in_ms = FOLLOWER_APPEND_RETRY.as_millis() as u64,
+                                "follower append failed"
+                            );
+                            glommio::timer::sleep(FOLLOWER_APPEND_RETRY).await;
+                            return Box::pin(self.restart_from_log(log)).await;
                         }
                     }
                 }
@@ -432,6 +445,57 @@ impl ReplicaSlot {
             }
         }
         effects
+    }
+
+    /// Replaces the replica by one built from `log` as it is (its end, durable end and epoch
+    /// history; the high watermark kept), then applies the controller's last state to it again,
+    /// so a follower fetches from the log's real end. Called under `io`.
+    async fn restart_from_log<D: Disk>(&self, log: &Log<D>) -> Effects {
+        let (config, state, high_watermark) = {
+            let replica = self.replica.borrow();
+            (
+                replica.config().clone(),
+                replica.partition_state().cloned(),
+                replica.high_watermark(),
+            )
+        };
+        let epochs = log
+            .epochs()
+            .await
+            .entries()
+            .iter()
+            .map(|e| (RLeaderEpoch(e.epoch.0), ROffset(e.start_offset.0)))
+            .collect();
+        let fresh = EpochHistory::from_entries(epochs)
+            .map_err(|e| e.to_string())
+            .and_then(|epochs| {
+                let state = LogState {
+                    log_end: ROffset(log.log_end_offset().0),
+                    durable_end: ROffset(log.durable_offset().0),
+                    high_watermark,
+                    epochs,
+                };
+                Replica::new(config, state).map_err(|e| e.to_string())
+            });
+        match fresh {
+            Ok(fresh) => *self.replica.borrow_mut() = fresh,
+            Err(e) => {
+                error!(topic = %self.key.topic, partition = self.key.partition, error = %e, "the replica could not start again from its log");
+                return Effects::default();
+            }
+        }
+        let Some(state) = state else {
+            return Effects::default();
+        };
+        self.step_locked(
+            Event::Metadata {
+                state,
+                now_ms: now(),
+            },
+            log,
+            None,
+        )
+        .await
     }
 
     /// The controller's new state of the partition.
