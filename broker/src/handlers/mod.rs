@@ -41,6 +41,7 @@ use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::{ApiKey, TopicName};
 use spate_wire::kafka_protocol::protocol::{Encodable, StrBytes};
 use spate_wire::request::{RequestBody, RequestLimits};
+use spate_wire::types::LeaderEpoch;
 use spate_wire::versions::{ApiSet, VersionTable};
 use spate_wire::ErrorCode;
 use tracing::{debug, warn};
@@ -194,6 +195,12 @@ pub async fn handle(
             None
         }
     }
+}
+
+/// The leader epoch a client sent as current, if the request's version has the field (from
+/// `since`) and the client set it (-1 means "not known", and is not checked).
+pub fn current_leader_epoch(version: i16, since: i16, epoch: i32) -> Option<LeaderEpoch> {
+    (version >= since && epoch >= 0).then_some(LeaderEpoch(epoch))
 }
 
 /// Encodes `body` as the response to `header`, in the version the request used.
