@@ -102,7 +102,8 @@ impl KafkaCode for ControllerError {
             ControllerError::InvalidReplicaAssignment { .. } => ErrorCode::InvalidReplicaAssignment,
             ControllerError::UnknownTopic { .. } => ErrorCode::UnknownTopicOrPartition,
             ControllerError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
-            ControllerError::InvalidTopicName { .. } => ErrorCode::InvalidTopicException,
+            ControllerError::InvalidTopicName { .. }
+            | ControllerError::TopicNameCollides { .. } => ErrorCode::InvalidTopicException,
             ControllerError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
             ControllerError::InvalidRegistration { .. } => ErrorCode::InvalidRequest,
             ControllerError::StaleBroker { .. } => ErrorCode::StaleBrokerEpoch,

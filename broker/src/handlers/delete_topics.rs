@@ -32,15 +32,53 @@ pub async fn handle(
     );
 
     let version = header.api_version;
+    // As Kafka's ControllerApis.deleteTopics: a topic named twice (by name or by id) is not
+    // deleted and gets one INVALID_REQUEST answer; so is an entry naming both name and id.
+    let count = |key: &(Option<String>, Uuid)| {
+        wanted
+            .iter()
+            .filter(|w| match (&key.0, &w.0) {
+                (Some(a), Some(b)) => a == b,
+                (None, None) => key.1 == w.1,
+                _ => false,
+            })
+            .count()
+    };
+    let repeated: Vec<bool> = wanted.iter().map(|w| count(w) > 1).collect();
+    let mut answered_repeats: Vec<(Option<String>, Uuid)> = Vec::new();
     let mut results = Vec::with_capacity(wanted.len());
     let mut names = Vec::new();
-    for (name, id) in wanted {
-        let meta = core.topic_by_name_or_id(name.as_deref(), *id.as_bytes());
+    for ((name, id), repeated) in wanted.into_iter().zip(repeated) {
         let mut result = DeletableTopicResult::default();
         result.name = name.as_deref().map(topic_name);
         if version >= 6 {
             result.topic_id = id;
         }
+        let refusal = if name.is_some() && !id.is_nil() {
+            Some("You may not specify both topic name and topic id.")
+        } else if repeated {
+            let key = (name.clone(), id);
+            if answered_repeats.contains(&key) {
+                continue;
+            }
+            answered_repeats.push(key);
+            Some(if name.is_some() {
+                "Duplicate topic name."
+            } else {
+                "Duplicate topic id."
+            })
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
+            result.error_code = ErrorCode::InvalidRequest.code();
+            if version >= 5 {
+                result.error_message = Some(str_bytes(message));
+            }
+            results.push(result);
+            continue;
+        }
+        let meta = core.topic_by_name_or_id(name.as_deref(), *id.as_bytes());
         match meta {
             // Kafka refuses to delete its internal topics too: every group's offsets live there.
             Some(meta) if meta.name == crate::group::OFFSETS_TOPIC => {
