@@ -1208,6 +1208,28 @@ const CASES: &[Case] = &[
             code(result.error_code)
         },
     },
+    Case {
+        name: "create a topic (v5+) answers with its configs and their sources (KIP-525)",
+        kafka: Code(E::None),
+        kafka_source: "ReplicationControlManager.java createTopic (CreatableTopicResult configs, when authorized to describe them)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let name = c.unique("with-configs");
+            let result = c
+                .create(vec![creatable(&name, 1, 1, &[("retention.ms", "4242")])], false)
+                .remove(0);
+            let configs = result.configs.unwrap_or_default();
+            let retention = configs
+                .iter()
+                .find(|e| e.name.as_str() == "retention.ms")
+                .expect("retention.ms in the answer");
+            assert_eq!(retention.value.as_deref(), Some("4242"));
+            assert_eq!(retention.config_source, 1, "DYNAMIC_TOPIC_CONFIG");
+            assert!(configs.iter().any(|e| e.name.as_str() == "cleanup.policy"));
+            code(result.error_code)
+        },
+    },
     // ---- DeleteTopics ----
     Case {
         name: "delete a topic that does not exist, by name",
