@@ -6,6 +6,8 @@
 
 mod alter_configs;
 mod alter_partition_reassignments;
+#[cfg(test)]
+mod api_doc_tests;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
