@@ -1,10 +1,12 @@
 //! Kafka's broker-side error and edge cases, each with Spate's answer beside it.
 //!
-//! One table ([`CASES`]) read by one test function: each case names what Kafka's broker answers
-//! (and the Kafka source file and function that decides it, read from apache/kafka trunk of
-//! October 2024), what Spate answers, and, where the two differ, why. Every case sends its
-//! request to one real running `spate` and asserts Spate's answer, so a change of behaviour
-//! shows up here as a diff against Kafka, not as a silent drift.
+//! One table ([`CASES`]) read by one test function: each case names what Kafka's broker
+//! answers (and the Kafka source file and function that decides it, read from apache/kafka
+//! trunk at commit 1eb76443, October 2024), what Spate answers, and, where the two differ, why.
+//! Every case sends its request to a real running `spate` (a single broker, or a one-broker
+//! cluster for the APIs only a cluster advertises and for leader epochs above 0) and asserts
+//! Spate's answer, so a change of behaviour shows up here as a diff against Kafka, not as a
+//! silent drift.
 //!
 //! Adding a case: a row with a request built by the `run` function, which returns the error
 //! code it got (or [`Answer::Closed`] when the broker closes the connection). Extra facts a
@@ -655,7 +657,7 @@ const CASES: &[Case] = &[
     Case {
         name: "produce a batch whose CRC does not match",
         kafka: Code(E::CorruptMessage),
-        kafka_source: "UnifiedLog.java analyzeAndValidateRecords (batch.ensureValid: CorruptRecordException)",
+        kafka_source: "UnifiedLog.scala analyzeAndValidateRecords (batch.ensureValid: CorruptRecordException)",
         spate: Code(E::CorruptMessage),
         why: "",
         run: |c| {
@@ -668,7 +670,7 @@ const CASES: &[Case] = &[
     Case {
         name: "produce a batch larger than the topic's max.message.bytes",
         kafka: Code(E::MessageTooLarge),
-        kafka_source: "UnifiedLog.java analyzeAndValidateRecords (batchSize > maxMessageSize: RecordTooLargeException)",
+        kafka_source: "UnifiedLog.scala analyzeAndValidateRecords (batchSize > maxMessageSize: RecordTooLargeException)",
         spate: Code(E::MessageTooLarge),
         why: "",
         run: |c| c.produce("small", 0, batch(20, false, 0)),
@@ -791,7 +793,7 @@ const CASES: &[Case] = &[
     Case {
         name: "fetch past the log end offset",
         kafka: Code(E::OffsetOutOfRange),
-        kafka_source: "LocalLog.java read (offset > end: OffsetOutOfRangeException), ReplicaManager.readFromLog",
+        kafka_source: "LocalLog.scala read (offset > end: OffsetOutOfRangeException), ReplicaManager.readFromLog",
         spate: Code(E::OffsetOutOfRange),
         why: "",
         run: |c| code(c.fetch(T, 0, T_RECORDS + 10, -1).error_code),
@@ -799,7 +801,7 @@ const CASES: &[Case] = &[
     Case {
         name: "fetch at the log end offset waits and returns no records",
         kafka: Code(E::None),
-        kafka_source: "LocalLog.java read (startOffset == end: empty FetchDataInfo)",
+        kafka_source: "LocalLog.scala read (startOffset == end: empty FetchDataInfo)",
         spate: Code(E::None),
         why: "",
         run: |c| {
@@ -812,7 +814,7 @@ const CASES: &[Case] = &[
     Case {
         name: "fetch at a negative offset",
         kafka: Code(E::OffsetOutOfRange),
-        kafka_source: "LocalLog.java read (startOffset < logStartOffset: OffsetOutOfRangeException)",
+        kafka_source: "LocalLog.scala read (startOffset < logStartOffset: OffsetOutOfRangeException)",
         spate: Code(E::OffsetOutOfRange),
         why: "",
         run: |c| code(c.fetch(T, 0, -5, -1).error_code),
@@ -820,7 +822,7 @@ const CASES: &[Case] = &[
     Case {
         name: "fetch below the log start offset after DeleteRecords",
         kafka: Code(E::OffsetOutOfRange),
-        kafka_source: "LocalLog.java read / UnifiedLog.read (offset < logStartOffset)",
+        kafka_source: "LocalLog.scala read / UnifiedLog.read (offset < logStartOffset)",
         spate: Code(E::OffsetOutOfRange),
         why: "",
         run: |c| {
@@ -918,7 +920,7 @@ const CASES: &[Case] = &[
     Case {
         name: "list offsets by max timestamp (-3) in v7",
         kafka: Code(E::None),
-        kafka_source: "UnifiedLog.java fetchOffsetByTimestamp (MAX_TIMESTAMP)",
+        kafka_source: "UnifiedLog.scala fetchOffsetByTimestamp (MAX_TIMESTAMP)",
         spate: Code(E::None),
         why: "",
         run: |c| {
@@ -1356,7 +1358,7 @@ const CASES: &[Case] = &[
     Case {
         name: "delete records above the high watermark",
         kafka: Code(E::OffsetOutOfRange),
-        kafka_source: "UnifiedLog.java maybeIncrementLogStartOffset (newLogStartOffset > highWatermark: OffsetOutOfRangeException)",
+        kafka_source: "UnifiedLog.scala maybeIncrementLogStartOffset (newLogStartOffset > highWatermark: OffsetOutOfRangeException)",
         spate: Code(E::OffsetOutOfRange),
         why: "",
         run: |c| code(c.delete_records(T, 1, 1_000).error_code),
@@ -1393,7 +1395,7 @@ const CASES: &[Case] = &[
     Case {
         name: "delete records below the log start offset leaves it",
         kafka: Code(E::None),
-        kafka_source: "UnifiedLog.java maybeIncrementLogStartOffset (only moves forward; answers the current low watermark)",
+        kafka_source: "UnifiedLog.scala maybeIncrementLogStartOffset (only moves forward; answers the current low watermark)",
         spate: Code(E::None),
         why: "",
         run: |c| {
@@ -1515,7 +1517,7 @@ const CASES: &[Case] = &[
     Case {
         name: "offset for the current leader epoch is the log end",
         kafka: Code(E::None),
-        kafka_source: "UnifiedLog.java endOffsetForEpoch (latest epoch: log end offset)",
+        kafka_source: "UnifiedLog.scala endOffsetForEpoch (latest epoch: log end offset)",
         spate: Code(E::None),
         why: "",
         run: |c| {
