@@ -2171,6 +2171,60 @@ const CASES: &[Case] = &[
         why: "a single Spate broker has no other replica to elect, so it does not advertise ElectLeaders (nor the reassignment APIs or DescribeQuorum); a request for it closes the connection like any API not advertised",
         run: |c| c.closes(ApiKey::ElectLeaders, 2, &ElectLeadersRequest::default()),
     },
+    Case {
+        name: "metadata (v10) asked for authorized operations, on a broker without ACLs",
+        kafka: Code(E::None),
+        kafka_source: "AuthHelper.scala authorizedOperations (no authorizer: every operation of AclEntry.supportedOperations)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let request = MetadataRequest::default()
+                .with_include_cluster_authorized_operations(true)
+                .with_include_topic_authorized_operations(true)
+                .with_topics(Some(vec![
+                    metadata_request::MetadataRequestTopic::default().with_name(Some(tn(T))),
+                ]));
+            let response: MetadataResponse = c.call(ApiKey::Metadata, 10, &request);
+            // READ..ALTER_CONFIGS for a topic; CREATE, CLUSTER_ACTION, ... for the cluster.
+            assert_eq!(response.topics[0].topic_authorized_operations, 3576);
+            assert_eq!(response.cluster_authorized_operations, 8096);
+            let unasked: MetadataResponse = c.call(ApiKey::Metadata, 10, &MetadataRequest::default().with_topics(Some(vec![])));
+            assert_eq!(unasked.cluster_authorized_operations, i32::MIN, "not asked: not provided");
+            code(response.topics[0].error_code)
+        },
+    },
+    Case {
+        name: "describe groups (v5) asked for authorized operations, on a broker without ACLs",
+        kafka: Code(E::None),
+        kafka_source: "KafkaApis.scala handleDescribeGroupsRequest -> AuthHelper.authorizedOperations (GROUP)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let (group, _, _) = c.stable("g-ops");
+            let request = DescribeGroupsRequest::default()
+                .with_groups(vec![gid(&group)])
+                .with_include_authorized_operations(true);
+            let response: DescribeGroupsResponse = c.call(ApiKey::DescribeGroups, 5, &request);
+            assert_eq!(response.groups[0].authorized_operations, 3400);
+            assert_eq!(response.groups[0].members.len(), 1);
+            code(response.groups[0].error_code)
+        },
+    },
+    Case {
+        name: "describe cluster asked for authorized operations, on a broker without ACLs",
+        kafka: Code(E::None),
+        kafka_source: "AuthHelper.scala computeDescribeClusterResponse (includeClusterAuthorizedOperations)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let request = DescribeClusterRequest::default()
+                .with_endpoint_type(1)
+                .with_include_cluster_authorized_operations(true);
+            let response: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, 1, &request);
+            assert_eq!(response.cluster_authorized_operations, 8096);
+            code(response.error_code)
+        },
+    },
     // ---- Versions and APIs not advertised ----
     Case {
         name: "ApiVersions in a version newer than the broker knows",

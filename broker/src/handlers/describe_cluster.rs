@@ -25,8 +25,6 @@ use crate::core::Core;
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 /// `endpoint_type` of a request for controller endpoints (KIP-919).
 const ENDPOINT_TYPE_CONTROLLERS: i8 = 2;
-/// "Not provided", Kafka's value when authorized operations were not asked for or computed.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub fn handle(
     core: &Core,
@@ -35,7 +33,10 @@ pub fn handle(
 ) -> Option<ResponseParts> {
     let version = header.api_version;
     let mut response = DescribeClusterResponse::default();
-    response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    response.cluster_authorized_operations = super::authorized_operations::if_asked(
+        request.include_cluster_authorized_operations,
+        super::authorized_operations::CLUSTER,
+    );
     if version >= 1 {
         response.endpoint_type = ENDPOINT_TYPE_BROKERS;
         if request.endpoint_type != ENDPOINT_TYPE_BROKERS {

@@ -9,6 +9,7 @@ mod alter_partition_reassignments;
 #[cfg(test)]
 mod api_doc_tests;
 mod api_versions;
+mod authorized_operations;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
