@@ -1746,12 +1746,12 @@ const CASES: &[Case] = &[
         name: "leave (v4) a group that does not exist",
         kafka: Code(E::UnknownMemberId),
         kafka_source: "GroupMetadataManager.java classicGroupLeave (GroupIdNotFoundException: UnknownMemberIdException, top level)",
-        spate: Code(E::None),
-        why: "differs by mistake, not fixed yet: Spate answers UNKNOWN_MEMBER_ID for each member and NONE at the top, because the group layer's answer does not tell an unknown group from unknown members; clients treat both as having left",
+        spate: Code(E::UnknownMemberId),
+        why: "",
         run: |c| {
             let group = c.unique("g-noleave");
             let r = c.leave(&group, "someone");
-            assert_eq!(r.members[0].error_code, E::UnknownMemberId.code());
+            assert!(r.members.is_empty(), "a whole-request error lists no member");
             code(r.error_code)
         },
     },
