@@ -1,5 +1,7 @@
 //! DeleteTopics (key 20): by name (all versions) or by topic id (v6+), through the controller.
 
+use std::collections::{HashMap, HashSet};
+
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
 use spate_wire::kafka_protocol::messages::delete_topics_response::{
@@ -34,18 +36,17 @@ pub async fn handle(
     let version = header.api_version;
     // As Kafka's ControllerApis.deleteTopics: a topic named twice (by name or by id) is not
     // deleted and gets one INVALID_REQUEST answer; so is an entry naming both name and id.
-    let count = |key: &(Option<String>, Uuid)| {
-        wanted
-            .iter()
-            .filter(|w| match (&key.0, &w.0) {
-                (Some(a), Some(b)) => a == b,
-                (None, None) => key.1 == w.1,
-                _ => false,
-            })
-            .count()
+    // Named by name, or (without a name) by id.
+    let key = |w: &(Option<String>, Uuid)| match &w.0 {
+        Some(name) => (Some(name.clone()), Uuid::nil()),
+        None => (None, w.1),
     };
-    let repeated: Vec<bool> = wanted.iter().map(|w| count(w) > 1).collect();
-    let mut answered_repeats: Vec<(Option<String>, Uuid)> = Vec::new();
+    let mut counts: HashMap<(Option<String>, Uuid), usize> = HashMap::new();
+    for w in &wanted {
+        *counts.entry(key(w)).or_default() += 1;
+    }
+    let repeated: Vec<bool> = wanted.iter().map(|w| counts[&key(w)] > 1).collect();
+    let mut answered_repeats: HashSet<(Option<String>, Uuid)> = HashSet::new();
     let mut results = Vec::with_capacity(wanted.len());
     let mut names = Vec::new();
     for ((name, id), repeated) in wanted.into_iter().zip(repeated) {
@@ -57,11 +58,9 @@ pub async fn handle(
         let refusal = if name.is_some() && !id.is_nil() {
             Some("You may not specify both topic name and topic id.")
         } else if repeated {
-            let key = (name.clone(), id);
-            if answered_repeats.contains(&key) {
+            if !answered_repeats.insert((name.clone(), id)) {
                 continue;
             }
-            answered_repeats.push(key);
             Some(if name.is_some() {
                 "Duplicate topic name."
             } else {
