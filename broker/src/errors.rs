@@ -26,7 +26,12 @@ pub trait KafkaCode {
 
 impl KafkaCode for BatchError {
     fn kafka_code(&self) -> ErrorCode {
-        ErrorCode::CorruptMessage
+        match self {
+            // Not a v2 batch (message formats v0/v1): Kafka's ProduceRequest.validateRecords
+            // answers INVALID_RECORD: the bytes are whole, in a format Produce v3+ refuses.
+            BatchError::BadMagic(_) => ErrorCode::InvalidRecord,
+            _ => ErrorCode::CorruptMessage,
+        }
     }
 }
 
@@ -97,7 +102,8 @@ impl KafkaCode for ControllerError {
             ControllerError::InvalidReplicaAssignment { .. } => ErrorCode::InvalidReplicaAssignment,
             ControllerError::UnknownTopic { .. } => ErrorCode::UnknownTopicOrPartition,
             ControllerError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
-            ControllerError::InvalidTopicName { .. } => ErrorCode::InvalidTopicException,
+            ControllerError::InvalidTopicName { .. }
+            | ControllerError::TopicNameCollides { .. } => ErrorCode::InvalidTopicException,
             ControllerError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
             ControllerError::InvalidRegistration { .. } => ErrorCode::InvalidRequest,
             ControllerError::StaleBroker { .. } => ErrorCode::StaleBrokerEpoch,
@@ -201,12 +207,14 @@ impl KafkaCode for ProduceRefused {
     fn kafka_code(&self) -> ErrorCode {
         match self {
             ProduceRefused::Batch(error) => error.kafka_code(),
-            ProduceRefused::NoBatch | ProduceRefused::BadRecords(_) => ErrorCode::CorruptMessage,
+            ProduceRefused::BadRecords(_) => ErrorCode::CorruptMessage,
             ProduceRefused::TooLarge { .. } => ErrorCode::MessageTooLarge,
             ProduceRefused::RecordCount { .. }
             | ProduceRefused::Transactional
             | ProduceRefused::KeylessRecords(_)
-            | ProduceRefused::SeveralIdempotentBatches => ErrorCode::InvalidRecord,
+            // Kafka's ProduceRequest.validateRecords: not exactly one batch is INVALID_RECORD.
+            | ProduceRefused::NoBatch
+            | ProduceRefused::SeveralBatches => ErrorCode::InvalidRecord,
             ProduceRefused::InternalTopic => ErrorCode::InvalidTopicException,
         }
     }
@@ -356,8 +364,25 @@ mod tests {
             .kafka_code(),
             ErrorCode::MessageTooLarge
         );
+        // Kafka's ProduceRequest.validateRecords (v3+): exactly one v2 batch.
         assert_eq!(
             ProduceRefused::NoBatch.kafka_code(),
+            ErrorCode::InvalidRecord
+        );
+        assert_eq!(
+            ProduceRefused::SeveralBatches.kafka_code(),
+            ErrorCode::InvalidRecord
+        );
+        assert_eq!(
+            ProduceRefused::Batch(BatchError::BadMagic(1)).kafka_code(),
+            ErrorCode::InvalidRecord
+        );
+        assert_eq!(
+            ProduceRefused::Batch(BatchError::CrcMismatch {
+                stored: 1,
+                computed: 2
+            })
+            .kafka_code(),
             ErrorCode::CorruptMessage
         );
     }

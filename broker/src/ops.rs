@@ -54,6 +54,8 @@ pub struct FetchOp {
     pub partition: i32,
     pub offset: Offset,
     pub bytes_max: u64,
+    /// The leader epoch the client believes current (Fetch v9+), checked as Kafka does.
+    pub current_leader_epoch: Option<LeaderEpoch>,
 }
 
 /// The outcome of a [`FetchOp`]: whole batches, loaded into memory.
@@ -86,6 +88,8 @@ pub struct ListOffsetsOp {
     pub partition: i32,
     /// -1 latest, -2 earliest, otherwise a timestamp in ms.
     pub timestamp_ms: i64,
+    /// The leader epoch the client believes current (ListOffsets v4+), checked as Kafka does.
+    pub current_leader_epoch: Option<LeaderEpoch>,
 }
 
 /// The outcome of a [`ListOffsetsOp`].
@@ -136,6 +140,8 @@ pub struct EpochEndOp {
     pub topic: String,
     pub partition: i32,
     pub leader_epoch: i32,
+    /// The leader epoch the client believes current (OffsetForLeaderEpoch v2+).
+    pub current_leader_epoch: Option<LeaderEpoch>,
 }
 
 /// The outcome of an [`EpochEndOp`].

@@ -154,6 +154,14 @@ pub enum ControllerError {
         /// The name.
         name: String,
     },
+    /// INVALID_TOPIC_EXCEPTION: the name differs from an existing topic's only in '.' and '_'.
+    #[error("topic {name:?} collides with existing topic {existing:?}")]
+    TopicNameCollides {
+        /// The name.
+        name: String,
+        /// The existing topic's name.
+        existing: String,
+    },
     /// INVALID_CONFIG.
     #[error("invalid config: {reason}")]
     InvalidConfig {
@@ -730,6 +738,16 @@ impl Controller {
         }
         if image.topic_id(&req.name).is_some() {
             return Err(ControllerError::TopicAlreadyExists { name: req.name });
+        }
+        if let Some(existing) = image
+            .topics()
+            .values()
+            .find(|t| crate::image::topic_names_collide(&t.name, &req.name))
+        {
+            return Err(ControllerError::TopicNameCollides {
+                name: req.name,
+                existing: existing.name.clone(),
+            });
         }
         check_configs(&req.configs)?;
         let assignment = match req.assignment {
@@ -1772,6 +1790,14 @@ mod tests {
             h.create("b!", 1, 1),
             Err(ControllerError::InvalidTopicName { .. })
         ));
+        h.create("dot.ted", 1, 1).unwrap();
+        assert_eq!(
+            h.create("dot_ted", 1, 1),
+            Err(ControllerError::TopicNameCollides {
+                name: "dot_ted".into(),
+                existing: "dot.ted".into()
+            })
+        );
         assert!(matches!(
             h.create("b", 0, 1),
             Err(ControllerError::InvalidPartitions { .. })

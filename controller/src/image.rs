@@ -267,6 +267,14 @@ pub fn topic_name_is_valid(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
+/// Whether two different topic names collide in metric names, where Kafka's brokers write '.'
+/// as '_': Kafka refuses a topic whose name collides with an existing one's
+/// (`ReplicationControlManager.createTopics`, INVALID_TOPIC_EXCEPTION).
+pub fn topic_names_collide(a: &str, b: &str) -> bool {
+    let same = |x: u8, y: u8| x == y || (matches!(x, b'.' | b'_') && matches!(y, b'.' | b'_'));
+    a != b && a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| same(x, y))
+}
+
 /// A reassignment's lists: each a set of replicas, disjoint, and not every replica removed.
 fn check_reassignment(
     replicas: &[NodeId],

@@ -286,10 +286,18 @@ impl Coordinator {
     }
 
     /// LeaveGroup: one error per member.
-    pub fn leave(&self, core: &Core, group_id: &str, members: &[LeavingMember]) -> Vec<ErrorCode> {
+    ///
+    /// # Errors
+    /// UNKNOWN_MEMBER_ID for a group that does not exist: Kafka answers it for the whole
+    /// request (`GroupMetadataManager.classicGroupLeave`), not per member.
+    pub fn leave(
+        &self,
+        core: &Core,
+        group_id: &str,
+        members: &[LeavingMember],
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
         let now = self.now_ms();
         self.with_group(core, group_id, false, |g| g.leave(now, members))
-            .unwrap_or_else(|e| vec![e; members.len()])
     }
 
     /// Expires sessions and ends rebalances whose deadline passed; forgets empty groups that

@@ -94,7 +94,7 @@ pub enum GroupCall {
 pub enum GroupAnswer {
     Join(JoinResponse),
     Sync(SyncResponse),
-    /// Heartbeat and Delete.
+    /// Heartbeat and Delete; Leave for a group that does not exist.
     Error(ErrorCode),
     /// One error per member (Leave) or partition (Commit).
     Errors(Vec<ErrorCode>),
@@ -153,9 +153,10 @@ pub async fn run(core: &Core, call: GroupCall) -> GroupAnswer {
             instance_id.as_deref(),
             generation_id,
         )),
-        GroupCall::Leave { group, members } => {
-            GroupAnswer::Errors(groups.leave(core, &group, &members))
-        }
+        GroupCall::Leave { group, members } => match groups.leave(core, &group, &members) {
+            Ok(errors) => GroupAnswer::Errors(errors),
+            Err(error) => GroupAnswer::Error(error),
+        },
         GroupCall::Commit {
             group,
             member_id,

@@ -19,6 +19,7 @@ use super::{respond, str_bytes};
 use crate::config::TopicDefaults;
 use crate::connection::ResponseParts;
 use crate::core::Core;
+use crate::errors::KafkaCode;
 use crate::metadata::topics::{TopicConfig, TopicMeta, TOPIC_CONFIG_KEYS};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -218,10 +219,20 @@ pub fn handle(
                         result.configs.push(e);
                     }
                 }
-                None => {
-                    result.error_code = ErrorCode::UnknownTopicOrPartition.code();
-                    result.error_message = Some(str_bytes("unknown topic"));
-                }
+                // As Kafka's ConfigHelper (Topic.validate first): an invalid name is
+                // INVALID_TOPIC_EXCEPTION, a valid unknown one UNKNOWN_TOPIC_OR_PARTITION.
+                None => match crate::metadata::topics::validate_topic_name(
+                    resource.resource_name.as_str(),
+                ) {
+                    Err(error) => {
+                        result.error_code = error.kafka_code().code();
+                        result.error_message = Some(str_bytes(&error.to_string()));
+                    }
+                    Ok(()) => {
+                        result.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                        result.error_message = Some(str_bytes("unknown topic"));
+                    }
+                },
             },
             RESOURCE_BROKER => {
                 let name = resource.resource_name.as_str();

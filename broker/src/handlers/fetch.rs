@@ -38,6 +38,11 @@ pub async fn handle(
                 partition: p.partition,
                 offset: Offset(p.fetch_offset),
                 bytes_max: u64::try_from(p.partition_max_bytes).unwrap_or(0),
+                current_leader_epoch: super::current_leader_epoch(
+                    header.api_version,
+                    9,
+                    p.current_leader_epoch,
+                ),
             })
         })
         .collect();

@@ -23,6 +23,7 @@ use crate::group::{offsets_topic_meta, partition_for, OFFSETS_TOPIC};
 use crate::routing::Leader;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 /// Why a transactional client is refused, in the answer's message for its log.
 pub const TRANSACTIONS_UNSUPPORTED: &str =
     "Spate does not support transactions yet: use a producer without transactional.id";
@@ -35,11 +36,16 @@ async fn lookup(
     key_type: i8,
     key: &str,
 ) -> Result<(BrokerId, StrBytes, i32), (ErrorCode, &'static str)> {
-    if key_type != KEY_TYPE_GROUP {
+    if key_type == KEY_TYPE_TRANSACTION {
         return Err((
             ErrorCode::TransactionalIdAuthorizationFailed,
             TRANSACTIONS_UNSUPPORTED,
         ));
+    }
+    if key_type != KEY_TYPE_GROUP {
+        // Kafka's CoordinatorType.forId refuses a type it does not know (share coordinators,
+        // type 2, do not exist here either).
+        return Err((ErrorCode::InvalidRequest, "unknown coordinator key type"));
     }
     let me = || {
         (

@@ -32,7 +32,11 @@ pub async fn handle(
     let mut response = InitProducerIdResponse::default();
     response.producer_id = WireProducerId(-1);
     response.producer_epoch = -1;
+    // v3+ may name the producer's current id and epoch: both or neither, as Kafka's
+    // KafkaApis.handleInitProducerIdRequest requires.
+    let half_named = (request.producer_id.0 == -1) != (request.producer_epoch == -1);
     let error = match &request.transactional_id {
+        _ if half_named => ErrorCode::InvalidRequest,
         Some(id) if id.0.is_empty() => ErrorCode::InvalidRequest,
         Some(id) => {
             info!(core = core.id, transactional_id = %id.0.as_str(), client = ?header.client_id_str(),

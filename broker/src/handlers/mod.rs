@@ -6,7 +6,10 @@
 
 mod alter_configs;
 mod alter_partition_reassignments;
+#[cfg(test)]
+mod api_doc_tests;
 mod api_versions;
+mod authorized_operations;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -41,6 +44,7 @@ use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::{ApiKey, TopicName};
 use spate_wire::kafka_protocol::protocol::{Encodable, StrBytes};
 use spate_wire::request::{RequestBody, RequestLimits};
+use spate_wire::types::LeaderEpoch;
 use spate_wire::versions::{ApiSet, VersionTable};
 use spate_wire::ErrorCode;
 use tracing::{debug, warn};
@@ -194,6 +198,12 @@ pub async fn handle(
             None
         }
     }
+}
+
+/// The leader epoch a client sent as current, if the request's version has the field (from
+/// `since`) and the client set it (-1 means "not known", and is not checked).
+pub fn current_leader_epoch(version: i16, since: i16, epoch: i32) -> Option<LeaderEpoch> {
+    (version >= since && epoch >= 0).then_some(LeaderEpoch(epoch))
 }
 
 /// Encodes `body` as the response to `header`, in the version the request used.

@@ -23,6 +23,7 @@ use spate_storage::sync::Notify;
 use spate_storage::{CleanerState, Log};
 use spate_wire::batch::CheckedBatch;
 use spate_wire::types::{LeaderEpoch, Offset};
+use spate_wire::ErrorCode;
 
 pub use produce::ProduceRefused;
 
@@ -229,6 +230,15 @@ impl<D: Disk> Partition<D> {
         }
     }
 
+    /// Checks the leader epoch a client sent (Fetch v9+, ListOffsets v4+, OffsetForLeaderEpoch
+    /// v2+) against this partition's, as Kafka's `Partition.checkCurrentLeaderEpoch` does: an
+    /// older one is FENCED_LEADER_EPOCH (the client's metadata is stale: it refreshes), a newer
+    /// one UNKNOWN_LEADER_EPOCH (this broker is behind: the client retries). `None` (the
+    /// client sent -1, or an old version) is not checked.
+    pub fn check_current_leader_epoch(&self, remote: Option<LeaderEpoch>) -> Result<(), ErrorCode> {
+        check_leader_epoch(self.leader_epoch(), remote)
+    }
+
     /// Takes a newer leader epoch (this broker leads the partition again, cluster mode).
     ///
     /// # Panics
@@ -272,5 +282,38 @@ impl<D: Disk> Partition<D> {
             }
             None => false,
         }
+    }
+}
+
+/// [`Partition::check_current_leader_epoch`]'s rule: the client's epoch (if it sent one)
+/// against this partition's.
+fn check_leader_epoch(local: LeaderEpoch, remote: Option<LeaderEpoch>) -> Result<(), ErrorCode> {
+    let Some(remote) = remote else {
+        return Ok(());
+    };
+    match remote.0.cmp(&local.0) {
+        std::cmp::Ordering::Less => Err(ErrorCode::FencedLeaderEpoch),
+        std::cmp::Ordering::Greater => Err(ErrorCode::UnknownLeaderEpoch),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod leader_epoch_tests {
+    use super::*;
+
+    #[test]
+    fn a_client_epoch_is_checked_like_kafka() {
+        let local = LeaderEpoch(5);
+        assert_eq!(check_leader_epoch(local, None), Ok(()));
+        assert_eq!(check_leader_epoch(local, Some(LeaderEpoch(5))), Ok(()));
+        assert_eq!(
+            check_leader_epoch(local, Some(LeaderEpoch(4))),
+            Err(ErrorCode::FencedLeaderEpoch)
+        );
+        assert_eq!(
+            check_leader_epoch(local, Some(LeaderEpoch(6))),
+            Err(ErrorCode::UnknownLeaderEpoch)
+        );
     }
 }

@@ -28,6 +28,9 @@ impl<D: Disk> Partition<D> {
             records: Vec::new(),
             bytes: 0,
         };
+        if let Err(error) = self.check_current_leader_epoch(op.current_leader_epoch) {
+            return FetchResult::failed(error);
+        }
         if op.offset == result.high_watermark {
             return result;
         }
@@ -98,6 +101,9 @@ impl<D: Disk> Partition<D> {
             timestamp_ms,
             leader_epoch: self.leader_epoch(),
         };
+        if let Err(error) = self.check_current_leader_epoch(op.current_leader_epoch) {
+            return failed(error);
+        }
         let log = &self.log;
         // Consumers read below the high watermark, so lookups answer from below it only.
         let visible = self.high_watermark();
@@ -123,6 +129,13 @@ impl<D: Disk> Partition<D> {
     /// and a later one is unknown. Answering from the log's epoch cache, as a follower
     /// truncating after a failover needs (KIP-101/279), comes with replication.
     pub fn epoch_end(&self, op: &EpochEndOp) -> EpochEndResult {
+        if let Err(error) = self.check_current_leader_epoch(op.current_leader_epoch) {
+            return EpochEndResult {
+                error,
+                leader_epoch: -1,
+                end_offset: Offset(-1),
+            };
+        }
         let epoch = self.leader_epoch();
         if op.leader_epoch > epoch.0 {
             return EpochEndResult {
