@@ -614,6 +614,13 @@ impl Core {
                 };
                 CoreReply::Decommissioned(code, message)
             }
+            CoreRequest::Unregister(node) => {
+                let (code, message) = match self.cluster_node.get() {
+                    Some(cluster) => cluster.unregister_broker(node).await,
+                    None => (ErrorCode::UnsupportedVersion, None),
+                };
+                CoreReply::Unregistered(code, message)
+            }
             CoreRequest::AlterIsr(change) => CoreReply::IsrChanged(match self.cluster_node.get() {
                 Some(node) => node
                     .alter_partition(vec![change])

@@ -244,6 +244,8 @@ pub enum CoreRequest {
         spate_controller::controller::Decommission,
         ValidateOnly,
     ),
+    /// To core 0 (cluster mode): a client's UnregisterBroker.
+    Unregister(spate_controller::ids::NodeId),
     /// From the core serving the admin listener to every core: a metrics snapshot.
     Metrics,
 }
@@ -277,6 +279,8 @@ pub enum CoreReply {
     Reassigned(Result<Vec<(ErrorCode, Option<String>)>, ErrorCode>),
     /// The controller's answer to a decommission: the error code and message.
     Decommissioned(ErrorCode, Option<String>),
+    /// The controller's answer to UnregisterBroker: the error code and message.
+    Unregistered(ErrorCode, Option<String>),
     Produce(Vec<ProduceResult>),
     Fetch(Vec<FetchResult>),
     ListOffsets(Vec<ListOffsetsResult>),

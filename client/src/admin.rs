@@ -21,6 +21,7 @@ use crate::protocol::{
     CREATE_TOPICS_VERSION, DELETE_RECORDS_VERSION, DELETE_TOPICS_VERSION, DESCRIBE_CLUSTER_VERSION,
     DESCRIBE_CONFIGS_VERSION, DESCRIBE_QUORUM_VERSION, ELECT_LEADERS_VERSION,
     INCREMENTAL_ALTER_CONFIGS_VERSION, LIST_OFFSETS_VERSION, LIST_PARTITION_REASSIGNMENTS_VERSION,
+    UNREGISTER_BROKER_VERSION,
 };
 
 /// One operation of [`Admin::alter_topic_configs`], Kafka's IncrementalAlterConfigs ops.
@@ -1084,6 +1085,46 @@ impl Admin {
             }
             return ClientError::check(result.error_code, || {
                 with_message(format!("broker {node}"), &result.error_message)
+            });
+        }
+    }
+
+    /// Removes broker `node`'s registration for good (UnregisterBroker, as `kafka-cluster.sh
+    /// unregister`): the last step of a decommission, once it holds no replica and is stopped.
+    /// Sent to the controller the latest Metadata names (again after NOT_CONTROLLER).
+    ///
+    /// # Errors
+    /// Connection or codec errors; the broker's refusal ([`ClientError::Broker`]):
+    /// BROKER_ID_NOT_REGISTERED, INVALID_REQUEST while it is still a replica; a broker that
+    /// does not offer the API (a single broker).
+    pub async fn unregister_broker(&mut self, node: i32) -> Result<(), ClientError> {
+        use spate_wire::kafka_protocol::messages::{
+            BrokerId, UnregisterBrokerRequest, UnregisterBrokerResponse,
+        };
+        let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(node));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let conn = self.controller_connection().await?;
+            let Some(version) =
+                negotiated_version(conn, ApiKey::UnregisterBroker, UNREGISTER_BROKER_VERSION)
+                    .await?
+            else {
+                return Err(ClientError::InvalidArgument(
+                    "the broker does not offer UnregisterBroker (a single broker has no other broker)"
+                        .to_owned(),
+                ));
+            };
+            let response: UnregisterBrokerResponse = conn
+                .call(ApiKey::UnregisterBroker, version, &request)
+                .await?;
+            let not_controller = spate_wire::ErrorCode::NotController.code();
+            if response.error_code == not_controller && attempt < CONTROLLER_ATTEMPTS_MAX {
+                self.cluster.backoff().await;
+                continue;
+            }
+            return ClientError::check(response.error_code, || {
+                with_message(format!("broker {node}"), &response.error_message)
             });
         }
     }

@@ -1061,7 +1061,7 @@ impl Controller {
     /// # Errors
     ///
     /// [`ControllerError::BrokerNotRegistered`] if it is not registered (Kafka's
-    /// BROKER_ID_NOT_REGISTERED), [`ControllerError::InvalidReplicaAssignment`] if it still hosts
+    /// BROKER_ID_NOT_REGISTERED), [`ControllerError::InvalidRequest`] if it still hosts
     /// partitions.
     pub fn unregister_broker(
         &mut self,
@@ -1072,9 +1072,11 @@ impl Controller {
             return Err(ControllerError::BrokerNotRegistered { node });
         }
         if image.hosts_any(node) {
-            return Err(assignment_error(&format!(
-                "broker {node} still hosts partitions"
-            )));
+            return Err(ControllerError::InvalidRequest {
+                reason: format!(
+                    "broker {node} is still a replica of some partitions: decommission it first"
+                ),
+            });
         }
         self.sessions.remove(&node);
         Ok(vec![MetadataRecord::UnregisterBroker { node }])
@@ -3521,7 +3523,7 @@ mod tests {
         // An unregistration of a broker that still hosts replicas is refused.
         assert!(matches!(
             h.controller.unregister_broker(&h.image, NodeId(2)),
-            Err(ControllerError::InvalidReplicaAssignment { .. })
+            Err(ControllerError::InvalidRequest { .. })
         ));
     }
 

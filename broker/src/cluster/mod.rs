@@ -426,6 +426,28 @@ impl ClusterNode {
         }
     }
 
+    /// Removes `node`'s registration (a client's UnregisterBroker), once it hosts no replica,
+    /// answered once the record committed and every core of this broker shows it. Decided only
+    /// here on the quorum's leader: another broker answers NOT_CONTROLLER. The error code and
+    /// message: NONE, BROKER_ID_NOT_REGISTERED, INVALID_REQUEST (still a replica), NOT_CONTROLLER.
+    pub async fn unregister_broker(&self, node: NodeId) -> (ErrorCode, Option<String>) {
+        let Some(quorum) = self.membership.quorum().filter(|q| q.is_leader()) else {
+            return (ErrorCode::NotController, None);
+        };
+        let submitted = quorum
+            .submit(Box::new(move |controller, image, _rng, _now| {
+                controller.unregister_broker(image, node)
+            }))
+            .await;
+        match submitted {
+            Ok(_) => {
+                info!(node = node.0, "broker unregistered");
+                (ErrorCode::None, None)
+            }
+            Err(e) => (e.kafka_code(), Some(e.to_string())),
+        }
+    }
+
     /// Sends `request` to the quorum's leader; its answer when it succeeded as a whole.
     async fn forward(&self, request: &ControllerRequest) -> Result<ControllerResponse, ErrorCode> {
         let response = self.membership.call_leader(request).await.map_err(|e| {

@@ -34,6 +34,11 @@ pub(super) enum ClusterAction {
         /// The broker's id.
         id: i32,
     },
+    /// Remove a stopped broker that holds no replica from the cluster (UnregisterBroker).
+    Unregister {
+        /// The broker's id.
+        id: i32,
+    },
 }
 
 pub(super) async fn action(
@@ -46,6 +51,15 @@ pub(super) async fn action(
             admin.decommission_broker(id, Decommission::Start).await?;
             let status = admin.decommission_status(id).await?;
             print_status(&status, out);
+            Ok(())
+        }
+        ClusterAction::Unregister { id } => {
+            admin.unregister_broker(id).await?;
+            if out.json() {
+                out.document(&json!({ "broker": id, "unregistered": true }));
+            } else {
+                out.line(format!("broker {id} unregistered"));
+            }
             Ok(())
         }
         ClusterAction::Recommission { id } => {
