@@ -16,7 +16,10 @@ to the brokers that have none of the partition. Checked:
 - every partition ends with 3 replicas, all in sync, none on broker 4, and a leader;
 - every acknowledged record is read back at its acknowledged offset, dense, no duplicates, and
   the producer had no error;
-- `recommission 4` makes it a normal broker again: a new topic is placed on it too.
+- `recommission 4` makes it a normal broker again: a new topic is placed on it too;
+- the whole way out: drained again, stopped and unregistered (UnregisterBroker), the cluster
+  lists three brokers; unregistering a broker that is still a replica is INVALID_REQUEST, an
+  unknown one BROKER_ID_NOT_REGISTERED.
 """
 
 from __future__ import annotations
@@ -191,6 +194,13 @@ def test_a_drained_broker_ends_with_no_replica_and_no_acknowledged_record_is_los
 
     check_read_back(bootstrap, acked)
 
+    # A broker that is still a replica cannot be unregistered.
+    hosting = spate_admin(one, "cluster", "unregister", "3")
+    assert hosting.returncode == 1, (hosting.stdout, hosting.stderr)
+    assert "INVALID_REQUEST" in hosting.stderr and "decommission it first" in hosting.stderr, (
+        hosting.stderr
+    )
+
     # Recommissioned, it takes new replicas again: four brokers, eight partitions of three
     # replicas cannot all avoid it.
     back = spate_admin(one, "cluster", "recommission", str(DRAINED))
@@ -202,3 +212,28 @@ def test_a_drained_broker_ends_with_no_replica_and_no_acknowledged_record_is_los
         assert not deadline.expired()
         time.sleep(0.2)
     assert any(DRAINED in q.replicas for q in partitions_of(one, "after").values())
+
+    # The whole way out: drain again, stop it, unregister it (UnregisterBroker, as
+    # kafka-cluster.sh unregister); the cluster then lists three brokers.
+    again = spate_admin(one, "cluster", "decommission", str(DRAINED))
+    assert again.returncode == 0, again.stderr
+    waited = spate_admin(one, "cluster", "decommission-status", str(DRAINED), "--wait-secs", "30")
+    assert waited.returncode == 0, (waited.stdout, waited.stderr)
+    assert brokers[DRAINED].stop() == 0
+
+    def registered() -> list[int]:
+        done = spate_admin(one, "--format", "json", "cluster")
+        assert done.returncode == 0, done.stderr
+        return sorted(b["id"] for b in json.loads(done.stdout)["brokers"])
+
+    assert registered() == [1, 2, 3, 4]  # stopped, fenced, still registered
+    gone = spate_admin(one, "cluster", "unregister", str(DRAINED))
+    assert gone.returncode == 0, gone.stderr
+    assert f"broker {DRAINED} unregistered" in gone.stdout, gone.stdout
+    # Broker 1's image may trail the controller's by a moment.
+    deadline = Deadline(10)
+    while registered() != [1, 2, 3]:
+        assert not deadline.expired(), registered()
+        time.sleep(0.2)
+    again = spate_admin(one, "cluster", "unregister", str(DRAINED))
+    assert again.returncode == 1 and "BROKER_ID_NOT_REGISTERED" in again.stderr, again.stderr
