@@ -600,6 +600,27 @@ impl Core {
                     None => Err(ErrorCode::NotController),
                 })
             }
+            CoreRequest::Decommission(node, request, validate_only) => {
+                let (code, message) = match self.cluster_node.get() {
+                    Some(cluster) => {
+                        cluster
+                            .decommission_broker(node, request, validate_only)
+                            .await
+                    }
+                    None => (
+                        ErrorCode::InvalidRequest,
+                        Some("a single broker cannot be decommissioned".to_owned()),
+                    ),
+                };
+                CoreReply::Decommissioned(code, message)
+            }
+            CoreRequest::Unregister(node) => {
+                let (code, message) = match self.cluster_node.get() {
+                    Some(cluster) => cluster.unregister_broker(node).await,
+                    None => (ErrorCode::UnsupportedVersion, None),
+                };
+                CoreReply::Unregistered(code, message)
+            }
             CoreRequest::AlterIsr(change) => CoreReply::IsrChanged(match self.cluster_node.get() {
                 Some(node) => node
                     .alter_partition(vec![change])

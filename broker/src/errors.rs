@@ -107,6 +107,7 @@ impl KafkaCode for ControllerError {
             ControllerError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
             ControllerError::InvalidRegistration { .. } => ErrorCode::InvalidRequest,
             ControllerError::StaleBroker { .. } => ErrorCode::StaleBrokerEpoch,
+            ControllerError::BrokerNotRegistered { .. } => ErrorCode::BrokerIdNotRegistered,
             ControllerError::UnknownPartition { .. } => ErrorCode::UnknownTopicOrPartition,
             ControllerError::NoReassignmentInProgress => ErrorCode::NoReassignmentInProgress,
             ControllerError::InvalidRequest { .. } => ErrorCode::InvalidRequest,

@@ -243,6 +243,15 @@ pub enum CoreRequest {
     ElectPreferred(Vec<spate_wire::cluster::PartitionName>),
     /// To core 0 (cluster mode): a client's AlterPartitionReassignments.
     Reassign(Vec<spate_controller::controller::Reassign>),
+    /// To core 0 (cluster mode): an operator starts or cancels a broker's decommission (the
+    /// broker config `spate.decommission`); with `ValidateOnly::Yes`, decided but not made.
+    Decommission(
+        spate_controller::ids::NodeId,
+        spate_controller::controller::Decommission,
+        ValidateOnly,
+    ),
+    /// To core 0 (cluster mode): a client's UnregisterBroker.
+    Unregister(spate_controller::ids::NodeId),
     /// From the core serving the admin listener to every core: a metrics snapshot.
     Metrics,
 }
@@ -274,6 +283,10 @@ pub enum CoreReply {
     /// The controller's answer to AlterPartitionReassignments: per partition, the error code
     /// and message.
     Reassigned(Result<Vec<(ErrorCode, Option<String>)>, ErrorCode>),
+    /// The controller's answer to a decommission: the error code and message.
+    Decommissioned(ErrorCode, Option<String>),
+    /// The controller's answer to UnregisterBroker: the error code and message.
+    Unregistered(ErrorCode, Option<String>),
     Produce(Vec<ProduceResult>),
     Fetch(Vec<FetchResult>),
     ListOffsets(Vec<ListOffsetsResult>),

@@ -603,6 +603,11 @@ pub(crate) static LIST_PARTITION_REASSIGNMENTS: Schema = Schema {
     // timeout_ms, topics (nullable: every ongoing reassignment).
     root: fields(&[all(I32), all(Structs(&LIST_REASSIGNMENTS_TOPIC))]),
 };
+pub(crate) static UNREGISTER_BROKER: Schema = Schema {
+    // Every version is flexible; broker_id.
+    flexible_min: 0,
+    root: fields(&[all(I32)]),
+};
 pub(crate) static DESCRIBE_CLUSTER: Schema = Schema {
     // Every version is flexible.
     flexible_min: 0,

@@ -27,7 +27,7 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    SyncGroupRequest,
+    SyncGroupRequest, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -86,6 +86,7 @@ pub enum RequestBody {
     AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
     ListPartitionReassignments(ListPartitionReassignmentsRequest),
     DescribeCluster(DescribeClusterRequest),
+    UnregisterBroker(UnregisterBrokerRequest),
     DeleteRecords(DeleteRecordsRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
     AlterConfigs(AlterConfigsRequest),
@@ -201,6 +202,9 @@ impl RequestBody {
             ApiKey::DescribeCluster => {
                 RequestBody::DescribeCluster(d.run(&guard::DESCRIBE_CLUSTER)?)
             }
+            ApiKey::UnregisterBroker => {
+                RequestBody::UnregisterBroker(d.run(&guard::UNREGISTER_BROKER)?)
+            }
             ApiKey::AlterConfigs => RequestBody::AlterConfigs(d.run(&guard::ALTER_CONFIGS)?),
             ApiKey::IncrementalAlterConfigs => {
                 RequestBody::IncrementalAlterConfigs(d.run(&guard::INCREMENTAL_ALTER_CONFIGS)?)
@@ -239,6 +243,7 @@ impl RequestBody {
             RequestBody::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
             RequestBody::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
             RequestBody::DescribeCluster(_) => ApiKey::DescribeCluster,
+            RequestBody::UnregisterBroker(_) => ApiKey::UnregisterBroker,
             RequestBody::DeleteRecords(_) => ApiKey::DeleteRecords,
             RequestBody::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
             RequestBody::AlterConfigs(_) => ApiKey::AlterConfigs,
@@ -344,6 +349,7 @@ mod tests {
             ApiKey::AlterPartitionReassignments => &guard::ALTER_PARTITION_REASSIGNMENTS,
             ApiKey::ListPartitionReassignments => &guard::LIST_PARTITION_REASSIGNMENTS,
             ApiKey::DescribeCluster => &guard::DESCRIBE_CLUSTER,
+            ApiKey::UnregisterBroker => &guard::UNREGISTER_BROKER,
             ApiKey::DeleteRecords => &guard::DELETE_RECORDS,
             ApiKey::DescribeLogDirs => &guard::DESCRIBE_LOG_DIRS,
             ApiKey::AlterConfigs => &guard::ALTER_CONFIGS,
@@ -897,6 +903,13 @@ mod tests {
                         describe_cluster(v),
                         RequestBody::DescribeCluster,
                     ),
+                    ApiKey::UnregisterBroker => round_trip(
+                        range.api_key,
+                        v,
+                        UnregisterBrokerRequest::default()
+                            .with_broker_id(kafka_protocol::messages::BrokerId(4)),
+                        RequestBody::UnregisterBroker,
+                    ),
                     ApiKey::AlterConfigs => round_trip(
                         range.api_key,
                         v,
@@ -918,10 +931,10 @@ mod tests {
         // DeleteGroups v0-2, OffsetDelete v0, DescribeQuorum v0-2, DescribeCluster v0-2,
         // DeleteRecords v0-2, DescribeLogDirs v1-4, ElectLeaders v0-2, AlterConfigs v0-2,
         // IncrementalAlterConfigs v0-1, AlterPartitionReassignments v0 and
-        // ListPartitionReassignments v0.
+        // ListPartitionReassignments v0, UnregisterBroker v0.
         assert_eq!(
             checked,
-            115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4 + 3 + 3 + 2 + 1 + 1
+            115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4 + 3 + 3 + 2 + 1 + 1 + 1
         );
     }
     fn frame(api_key: ApiKey, v: i16, body: &[u8]) -> Bytes {

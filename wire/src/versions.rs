@@ -78,6 +78,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::OffsetDelete, 0, 0),
     range(ApiKey::DescribeQuorum, 0, 2),
     range(ApiKey::DescribeCluster, 0, 2),
+    range(ApiKey::UnregisterBroker, 0, 0),
 ];
 
 const _: () = {
@@ -251,7 +252,7 @@ mod tests {
         assert_eq!(r(ApiKey::IncrementalAlterConfigs), Some((0, 1)));
         assert_eq!(r(ApiKey::AlterPartitionReassignments), Some((0, 0)));
         assert_eq!(r(ApiKey::ListPartitionReassignments), Some((0, 0)));
-        assert_eq!(SUPPORTED.len(), 31);
+        assert_eq!(SUPPORTED.len(), 32);
         assert_eq!(r(ApiKey::ConsumerGroupHeartbeat), None);
     }
 

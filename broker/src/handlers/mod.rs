@@ -38,6 +38,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod unregister_broker;
 
 use bytes::{Bytes, BytesMut};
 use spate_wire::header::RequestHeader;
@@ -61,9 +62,10 @@ pub enum Mode {
     Cluster,
 }
 
-/// The APIs this broker implements, and so advertises: DescribeQuorum, ElectLeaders and the
-/// reassignment APIs only in a cluster, since a single broker has no metadata quorum to
-/// describe and no other replica to elect or move to.
+/// The APIs this broker implements, and so advertises: DescribeQuorum, ElectLeaders, the
+/// reassignment APIs and UnregisterBroker only in a cluster, since a single broker has no
+/// metadata quorum to describe, no other replica to elect or move to, and no other broker to
+/// unregister.
 pub fn version_table(mode: Mode) -> VersionTable {
     let apis = ApiSet::core()
         .with(ApiKey::CreatePartitions)
@@ -90,7 +92,8 @@ pub fn version_table(mode: Mode) -> VersionTable {
             .with(ApiKey::DescribeQuorum)
             .with(ApiKey::ElectLeaders)
             .with(ApiKey::AlterPartitionReassignments)
-            .with(ApiKey::ListPartitionReassignments),
+            .with(ApiKey::ListPartitionReassignments)
+            .with(ApiKey::UnregisterBroker),
     })
 }
 
@@ -175,6 +178,9 @@ pub async fn handle(
         RequestBody::DeleteGroups(request) => delete_groups::handle(core, &header, request).await,
         RequestBody::OffsetDelete(request) => offset_delete::handle(core, &header, request).await,
         RequestBody::DescribeCluster(request) => describe_cluster::handle(core, &header, request),
+        RequestBody::UnregisterBroker(request) => {
+            unregister_broker::handle(core, &header, request).await
+        }
         RequestBody::DescribeQuorum(request) => {
             describe_quorum::handle(core, &header, request).await
         }
