@@ -395,6 +395,7 @@ impl<D: Disk> Log<D> {
                 c.write_buffer_bytes_max,
                 c.tail_cache_bytes_max,
                 c.preallocate_bytes,
+                c.preallocate_step_bytes_max,
                 c.active_checkpoint_bytes,
                 c.producers_per_partition_max,
                 c.producer_id_expiration_ms,

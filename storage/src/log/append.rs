@@ -328,12 +328,17 @@ impl<D: Disk> Log<D> {
         if needed <= active.allocated {
             return Ok(());
         }
-        // Each step doubles the allocation (at least `preallocate_bytes`): an fallocate waits
-        // for the file's writes in flight, 0.5-1.5 ms on the test machine, so a busy partition
-        // takes a few steps per segment instead of one per 64 MiB, while an idle one holds
-        // only the first step and no segment holds more than twice what it was written.
-        let step = (active.allocated + active.allocated.max(self.config().preallocate_bytes))
-            .min(align_up(self.config().segment_bytes_max));
+        // Each step doubles the allocation (at least `preallocate_bytes`, at most
+        // `preallocate_step_bytes_max`): an fallocate waits for the file's writes in flight,
+        // 0.5-1.5 ms on the test machine, so a busy partition takes a few steps per segment,
+        // while an idle one holds only the first step and no segment holds more than twice
+        // what it was written, or one step more.
+        let config = self.config();
+        let step_bytes = active
+            .allocated
+            .max(config.preallocate_bytes)
+            .min(config.preallocate_step_bytes_max);
+        let step = (active.allocated + step_bytes).min(align_up(config.segment_bytes_max));
         for target in [step.max(needed), needed] {
             match active.file.pre_allocate(target).await {
                 Ok(()) => {

@@ -428,7 +428,7 @@ impl<D: Disk> Log<D> {
             matches!(*spare, SpareState::None),
             "the roll that started this seal took the spare"
         );
-        let bytes = first_allocation_bytes(&self.config());
+        let bytes = spare_allocation_bytes(&self.config(), meta.position);
         *spare = SpareState::Making(Box::pin(create_spare(
             self.disk.clone(),
             self.dir.clone(),
@@ -446,6 +446,15 @@ impl<D: Disk> Log<D> {
 fn first_allocation_bytes(config: &LogConfig) -> u64 {
     config
         .preallocate_bytes
+        .min(align_up(config.segment_bytes_max))
+}
+
+/// What the next segment's file is preallocated to after a segment of `closed_bytes` was
+/// sealed: a busy partition (whose segments fill) starts its next one at a full step, so it
+/// keeps few fallocates per segment; one rolled by time with little in it starts small again.
+fn spare_allocation_bytes(config: &LogConfig, closed_bytes: u64) -> u64 {
+    align_up(closed_bytes)
+        .clamp(config.preallocate_bytes, config.preallocate_step_bytes_max)
         .min(align_up(config.segment_bytes_max))
 }
 
