@@ -257,18 +257,12 @@ impl<D: Disk> Log<D> {
         // The new file gets a queue of its own; the old one's spare buffers move to it, so the
         // appends that follow cause no page faults.
         let capacity = self.config().write_buffer_bytes_max;
-        let mut spares = old_writes.retire();
-        let buf = spares.pop().unwrap_or_else(|| new.file.alloc_buf(capacity));
         let new_writes = Writes::new(0, capacity);
-        for spare in spares {
-            new_writes.give_spare(spare);
+        for (buf, grant) in old_writes.retire() {
+            new_writes.give_spare(buf, grant);
         }
         core.segments.insert(new_base, new);
-        core.write = WriteBuffer {
-            buf: Some(buf),
-            start: 0,
-            filled: 0,
-        };
+        core.write = WriteBuffer::released(0);
         // A sync in flight keeps its `Rc` of the old queue and goes on waiting for the old
         // file's writes.
         *self.writes.borrow_mut() = Rc::new(new_writes);
