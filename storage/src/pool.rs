@@ -19,7 +19,12 @@
 //! tail. A log gives its buffers
 //! back when it goes idle (`Log::release_idle_buffers`), so an idle partition holds none.
 //!
-//! The budget is per thread because a log lives on one executor; there is no lock.
+//! The tail caches of a core's logs share a second budget ([`set_cache_budget_bytes`]): a
+//! cache evicts its written batches while the core's caches together are over it, not only
+//! while it is over its own `tail_cache_bytes_max`, so the memory they pin (they hold slices
+//! of the producers' requests) is bounded per core too.
+//!
+//! The budgets are per thread because a log lives on one executor; there is no lock.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -40,6 +45,8 @@ struct Pool {
     bytes_peak: Cell<usize>,
     overdrafts: Cell<u64>,
     shrunk: Cell<u64>,
+    cache_bytes_max: Cell<usize>,
+    cache_bytes: Cell<usize>,
 }
 
 thread_local! {
@@ -50,6 +57,8 @@ thread_local! {
             bytes_peak: Cell::new(0),
             overdrafts: Cell::new(0),
             shrunk: Cell::new(0),
+            cache_bytes_max: Cell::new(UNBOUNDED),
+            cache_bytes: Cell::new(0),
         }
     };
 }
@@ -68,6 +77,10 @@ pub struct PoolStats {
     pub overdrafts: u64,
     /// Buffers granted smaller than asked because the budget was short.
     pub shrunk: u64,
+    /// The tail caches' budget (`usize::MAX`: unbounded).
+    pub cache_bytes_max: usize,
+    /// Bytes the tail caches of this thread's logs hold.
+    pub cache_bytes: usize,
 }
 
 /// Sets the calling thread's (executor's) write-buffer budget. Grants already made stay.
@@ -87,7 +100,33 @@ pub fn stats() -> PoolStats {
         bytes_peak: p.bytes_peak.get(),
         overdrafts: p.overdrafts.get(),
         shrunk: p.shrunk.get(),
+        cache_bytes_max: p.cache_bytes_max.get(),
+        cache_bytes: p.cache_bytes.get(),
     })
+}
+
+/// Sets the calling thread's budget for its logs' tail caches together.
+pub fn set_cache_budget_bytes(bytes_max: usize) {
+    POOL.with(|p| p.cache_bytes_max.set(bytes_max));
+}
+
+/// A tail cache on this thread took `bytes` more.
+pub(crate) fn cache_grew(bytes: usize) {
+    POOL.with(|p| p.cache_bytes.set(p.cache_bytes.get() + bytes));
+}
+
+/// A tail cache on this thread let `bytes` go.
+pub(crate) fn cache_shrank(bytes: usize) {
+    POOL.with(|p| {
+        let held = p.cache_bytes.get();
+        assert!(held >= bytes, "a cache gives back what it took");
+        p.cache_bytes.set(held - bytes);
+    });
+}
+
+/// Whether this thread's tail caches together hold more than their budget.
+pub(crate) fn cache_over_budget() -> bool {
+    POOL.with(|p| p.cache_bytes.get() > p.cache_bytes_max.get())
 }
 
 /// Bytes of write buffer granted from this thread's budget; given back when dropped. Not

@@ -125,3 +125,47 @@ fn logs_sharing_a_budget_too_small_for_them_all_write_every_batch() {
     }
     assert_eq!(pool::stats().bytes_used, 0, "closed logs hold no buffer");
 }
+
+#[test]
+fn the_tail_caches_of_a_core_stay_within_their_budget() {
+    let budget = 64 << 10;
+    pool::set_cache_budget_bytes(budget);
+    let disk = MemDisk::new();
+    // Each cache alone may hold 1 MiB: only the core's budget bounds them here.
+    let config = LogConfig {
+        tail_cache_bytes_max: 1 << 20,
+        ..config()
+    };
+    let logs: Vec<_> = (0..4)
+        .map(|i| block_on(Log::open(disk.clone(), &dir(i), config)).expect("open"))
+        .collect();
+    let mut sent: Vec<Vec<BytesMut>> = vec![Vec::new(); logs.len()];
+    for round in 0..100u64 {
+        for (i, log) in logs.iter().enumerate() {
+            let b = batch(4, 500, 1000 + round as i64, round * 4 + i as u64);
+            block_on(log.append(b.clone(), LeaderEpoch(1))).expect("append");
+            sent[i].push(b);
+        }
+    }
+    let appended: usize = sent.iter().flatten().map(|b| b.len()).sum();
+    assert!(appended > 10 * budget, "far more appended than the budget");
+    // Written batches were evicted as the logs appended; only unwritten ones (up to a write
+    // buffer and its queue per log) may be beyond the budget.
+    assert!(pool::stats().cache_bytes <= budget + 4 * (9 * (32 << 10)));
+    for log in &logs {
+        block_on(log.flush()).expect("flush");
+        // Idle: the second call lets go of what is written.
+        log.release_idle_buffers();
+        log.release_idle_buffers();
+    }
+    assert!(pool::stats().cache_bytes <= budget, "{:?}", pool::stats());
+    for (log, sent) in logs.iter().zip(&sent) {
+        assert_holds(log, sent);
+    }
+    drop(logs);
+    assert_eq!(
+        pool::stats().cache_bytes,
+        0,
+        "dropped caches give everything back"
+    );
+}

@@ -506,6 +506,16 @@ impl<D: Disk> Log<D> {
         let Some(mut core) = self.core.try_lock() else {
             return false;
         };
+        // While the core's caches are over their budget, an idle partition gives back its
+        // written batches too (appending ones evict theirs as they append).
+        let active_base = *core
+            .segments
+            .keys()
+            .next_back()
+            .expect("a log has a segment");
+        core.cache.evict(|b| {
+            b.position + b.bytes.len() as u64 <= self.written_in(active_base, b.segment, u64::MAX)
+        });
         if core.write.buf.is_none() && !writes.has_spares() {
             return false;
         }
