@@ -36,6 +36,9 @@ pub const CONTROLLER_CORE: usize = 0;
 const FLUSH_TICK: Duration = Duration::from_millis(1);
 /// How often a core applies retention to its partitions.
 const RETENTION_TICK: Duration = Duration::from_secs(30);
+/// How often idle partitions give their write buffers back to the core's budget: a partition
+/// not appended to for one to two of these lets them go (`Log::release_idle_buffers`).
+const IDLE_BUFFERS_TICK: Duration = Duration::from_millis(100);
 
 /// An op that names a partition and can be routed to its owner.
 pub trait Routable: Sized + Send + 'static {
@@ -810,12 +813,14 @@ impl Core {
     /// group-commit flushes and retention. Runs until shutdown.
     pub async fn maintain(self: Rc<Self>, shutdown: Arc<crate::runtime::ShutdownFlag>) {
         let mut since_retention = Duration::ZERO;
+        let mut since_idle_check = Duration::ZERO;
         // Reused every tick (one allocation, not one per millisecond); emptied before each sleep
         // so a deleted partition is not kept alive by it.
         let mut owned: Vec<Rc<Partition>> = Vec::new();
         while !shutdown.is_triggered() {
             glommio::timer::sleep(FLUSH_TICK).await;
             since_retention += FLUSH_TICK;
+            since_idle_check += FLUSH_TICK;
             owned.extend(
                 self.partitions
                     .borrow()
@@ -840,6 +845,12 @@ impl Core {
                 // Flushes also happen inside appends (flush-bytes-max) and for other
                 // requests' acks=all waits: catch every high watermark move here.
                 partition.notify_if_advanced();
+            }
+            if since_idle_check >= IDLE_BUFFERS_TICK {
+                since_idle_check = Duration::ZERO;
+                for partition in &owned {
+                    partition.log.release_idle_buffers();
+                }
             }
             if since_retention >= RETENTION_TICK || self.retention_due.take() {
                 since_retention = Duration::ZERO;
