@@ -100,6 +100,13 @@ settings! {
     /// Bytes of io_uring registered buffer memory per executor; it counts three times against
     /// RLIMIT_MEMLOCK [default: fit the limit, at most 8 MiB].
     io_memory_bytes: usize,
+    /// Bytes of partition write buffers per core, shared by every partition the core owns: a
+    /// written partition takes its buffers from it and an idle one gives them back, so memory
+    /// is bounded by this, not by the partition count. Under pressure partitions get smaller
+    /// buffers (down to 16 KiB) and wait for their own writes. The partitions' tail caches
+    /// (recent batches for consumers) share as much again [default: 1/64 of the machine's
+    /// memory divided among the cores, between 12 MiB and 32 MiB per core].
+    write_buffer_pool_bytes: usize,
     /// Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes) [default: 104857600].
     frame_bytes_max: usize,
     /// Most client connections per core [default: 10000].
@@ -209,6 +216,8 @@ pub struct Config {
     pub log_level: String,
     /// `None`: derive from RLIMIT_MEMLOCK at startup.
     pub io_memory_bytes: Option<usize>,
+    /// Write-buffer budget per core (`None`: derived from the machine's memory at start).
+    pub write_buffer_pool_bytes: Option<usize>,
     /// `None`: the kernel's default (each executor's own CPU).
     pub io_worker_cpus: Option<Vec<usize>>,
     pub frame_bytes_max: usize,
@@ -458,6 +467,12 @@ impl Config {
         if !(1024..=FRAME_BYTES_MAX_LIMIT).contains(&frame_bytes_max) {
             bail!("frame-bytes-max must be between 1024 and {FRAME_BYTES_MAX_LIMIT}, got {frame_bytes_max}");
         }
+        if let Some(bytes) = s.write_buffer_pool_bytes {
+            let min = spate_storage::pool::WRITE_BUFFER_BYTES_MIN;
+            if bytes < min {
+                bail!("write-buffer-pool-bytes must be at least {min}, got {bytes}");
+            }
+        }
         let num_partitions = s.num_partitions.unwrap_or(1);
         if num_partitions < 1 {
             bail!("num-partitions must be at least 1, got {num_partitions}");
@@ -591,6 +606,7 @@ impl Config {
             log_format: s.log_format.unwrap_or(LogFormat::Human),
             log_level: s.log_level.unwrap_or_else(|| "info".to_owned()),
             io_memory_bytes: s.io_memory_bytes,
+            write_buffer_pool_bytes: s.write_buffer_pool_bytes,
             io_worker_cpus,
             frame_bytes_max,
             connections_per_core_max,

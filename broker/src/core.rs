@@ -36,6 +36,9 @@ pub const CONTROLLER_CORE: usize = 0;
 const FLUSH_TICK: Duration = Duration::from_millis(1);
 /// How often a core applies retention to its partitions.
 const RETENTION_TICK: Duration = Duration::from_secs(30);
+/// How often idle partitions give their write buffers back to the core's budget: a partition
+/// not appended to for one to two of these lets them go (`Log::release_idle_buffers`).
+const IDLE_BUFFERS_TICK: Duration = Duration::from_millis(100);
 
 /// An op that names a partition and can be routed to its owner.
 pub trait Routable: Sized + Send + 'static {
@@ -827,8 +830,6 @@ impl Core {
         .await;
     }
 
-    /// Background work of this core: driving every partition's pending writes and seal,
-    /// group-commit flushes and retention. Runs until shutdown.
     /// In a cluster, a log fenced by an I/O failure (a full or failing disk) stops the broker,
     /// as Kafka halts a broker whose only log dir failed: its controlled shutdown moves the
     /// leaderships it holds to in-sync replicas on healthy disks, where a broker that stayed
@@ -861,14 +862,18 @@ impl Core {
         shutdown.fail(reason);
     }
 
+    /// Background work of this core: driving every partition's pending writes and seal,
+    /// group-commit flushes and retention. Runs until shutdown.
     pub async fn maintain(self: Rc<Self>, shutdown: Arc<crate::runtime::ShutdownFlag>) {
         let mut since_retention = Duration::ZERO;
+        let mut since_idle_check = Duration::ZERO;
         // Reused every tick (one allocation, not one per millisecond); emptied before each sleep
         // so a deleted partition is not kept alive by it.
         let mut owned: Vec<Rc<Partition>> = Vec::new();
         while !shutdown.is_triggered() {
             glommio::timer::sleep(FLUSH_TICK).await;
             since_retention += FLUSH_TICK;
+            since_idle_check += FLUSH_TICK;
             owned.extend(
                 self.partitions
                     .borrow()
@@ -895,6 +900,12 @@ impl Core {
                 partition.notify_if_advanced();
             }
             self.stop_if_a_log_failed(&shutdown);
+            if since_idle_check >= IDLE_BUFFERS_TICK {
+                since_idle_check = Duration::ZERO;
+                for partition in &owned {
+                    partition.log.release_idle_buffers();
+                }
+            }
             if since_retention >= RETENTION_TICK || self.retention_due.take() {
                 since_retention = Duration::ZERO;
                 let now_ms = now_ms();

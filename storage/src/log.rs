@@ -269,12 +269,37 @@ pub struct RetentionOutcome {
 /// `[start, start + filled)`, `start` block-aligned: possibly some bytes already written by a
 /// sync (a sync writes from the last block it had not fully written, so the partial last block
 /// is rewritten in place), then bytes not yet written. When it is full it is written whole and
-/// replaced by a spare buffer, so batches may straddle two buffers.
+/// the next append takes another (a spare, or one from the core's budget: `crate::pool`), so
+/// batches may straddle two buffers.
+///
+/// Without a buffer (`buf` is `None`: a log just opened, a new segment, a full buffer just
+/// handed to the device, or a log gone idle) every byte it describes is already on the file,
+/// and the next append reads the partial last block back into the buffer it takes.
 #[derive(Debug)]
 struct WriteBuffer<B> {
     buf: Option<B>,
+    // The buffer's share of the core's write-buffer budget; `Some` exactly when `buf` is.
+    grant: Option<crate::pool::Grant>,
     start: u64,
     filled: usize,
+}
+
+impl<B> WriteBuffer<B> {
+    /// No buffer, for a segment whose bytes below `size` are all on its file.
+    fn released(size: u64) -> Self {
+        let start = crate::io::align_down(size);
+        WriteBuffer {
+            buf: None,
+            grant: None,
+            start,
+            filled: (size - start) as usize,
+        }
+    }
+
+    /// File position after the last byte appended.
+    fn end(&self) -> u64 {
+        self.start + self.filled as u64
+    }
 }
 
 #[derive(Debug)]
@@ -335,6 +360,8 @@ pub struct Log<D: Disk> {
     // watermark is the log end): the high watermark stays at least this, so it never goes
     // back while the first syncs under the new policy catch up (`set_config`).
     hw_floor: Cell<Offset>,
+    // `appended_bytes` when `release_idle_buffers` last looked: unchanged since means idle.
+    idle_mark: Cell<u64>,
 }
 
 fn io_err<'a>(
@@ -395,6 +422,7 @@ impl<D: Disk> Log<D> {
                 c.write_buffer_bytes_max,
                 c.tail_cache_bytes_max,
                 c.preallocate_bytes,
+                c.preallocate_step_bytes_max,
                 c.active_checkpoint_bytes,
                 c.producers_per_partition_max,
                 c.producer_id_expiration_ms,

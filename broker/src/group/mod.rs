@@ -215,9 +215,9 @@ pub fn new_member_id(client_id: &str) -> String {
 
 /// The `__consumer_offsets` topic as created at first start: compacted like Kafka's (the last
 /// commit per group, topic and partition stays; tombstones of deleted offsets and groups go
-/// after `delete.retention.ms`), never deleted by time or size. Small segments because segment files
-/// are preallocated up to `segment.bytes` (64 MiB steps otherwise): 50 partitions would reserve
-/// 3.2 GiB of disk on a broker that has not seen a single commit.
+/// after `delete.retention.ms`), never deleted by time or size. Small segments so the cleaner,
+/// which never touches the active segment, has closed ones to compact (and a segment file is
+/// preallocated in steps up to `segment.bytes`, starting at 16 KiB).
 pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::metadata::topics::TopicMeta {
     let mut topic_config =
         crate::metadata::topics::TopicConfig::from_defaults(&config.topic_defaults);
