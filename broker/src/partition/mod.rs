@@ -15,6 +15,7 @@ mod read;
 pub mod replica;
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use spate_storage::io::glommio::GlommioDisk;
@@ -23,6 +24,7 @@ use spate_storage::sync::Notify;
 use spate_storage::{CleanerState, Log};
 use spate_wire::batch::CheckedBatch;
 use spate_wire::types::{LeaderEpoch, Offset};
+use tracing::error;
 
 pub use produce::ProduceRefused;
 
@@ -89,8 +91,11 @@ pub struct Partition<D: Disk = GlommioDisk> {
     /// What the partition takes from its topic's configs; replaced whole when they change
     /// (`set_settings`), read by copy, so an op sees one consistent set.
     settings: Cell<Settings>,
-    /// When the maintenance task last flushed this partition (group commit timing).
+    /// When the maintenance task or the commit task last flushed this partition (group
+    /// commit timing).
     pub flushed_at: Cell<Instant>,
+    /// Whether a commit task (`request_commit`) is running for this partition: at most one is.
+    committing: Cell<bool>,
     /// The cleaner's memory of this partition (first dirty offset, tombstone horizon).
     pub cleaner: Cell<CleanerState>,
     /// The epoch this broker leads the partition in: written into every batch it appends and
@@ -164,6 +169,7 @@ impl<D: Disk> Partition<D> {
             notified_hw: Cell::new(Offset(-1)),
             settings: Cell::new(settings),
             flushed_at: Cell::new(Instant::now()),
+            committing: Cell::new(false),
             cleaner: Cell::new(cleaner),
             leader_epoch: Cell::new(leader_epoch),
             replica: None,
@@ -261,16 +267,69 @@ impl<D: Disk> Partition<D> {
         }
     }
 
-    /// Whether group commit owes this partition a flush: data is waiting and the interval
-    /// passed since the last one.
+    /// Whether group commit owes this partition a flush: data is waiting, no commit task is
+    /// at it, and the interval passed since the last one. With the commit task following the
+    /// device this is the backstop that makes `flush.ms` an upper bound, e.g. for data a
+    /// failed commit task left behind.
     pub fn flush_due(&self, now: Instant) -> bool {
         match self.log.flush_interval_ms() {
             Some(interval_ms) => {
                 self.log.unflushed_bytes() > 0
+                    && !self.committing.get()
                     && now.duration_since(self.flushed_at.get())
                         >= Duration::from_millis(interval_ms)
             }
             None => false,
+        }
+    }
+}
+
+impl<D: Disk + 'static> Partition<D> {
+    /// Group commit that follows the device: starts a commit task if appended data is waiting
+    /// and none runs. The task leads an fdatasync at once and, while it is in flight, appends
+    /// gather for the next one, which it starts the moment the previous completed; it ends
+    /// when nothing is left to sync. So an appended record waits for at most the sync in
+    /// flight plus its own, not for a timer, and consumers (who read only durable records by
+    /// default) and acks=all producers see it one fdatasync after the append.
+    ///
+    /// One task per partition with unsynced data, none for an idle one; the syncs of a core's
+    /// partitions are submitted to its io_uring together. A no-op unless the flush policy is
+    /// group commit (`every-append` syncs in the append, `never` leaves syncs to rolls).
+    pub fn request_commit(self: &Rc<Self>) {
+        if self.committing.get() || self.log.flush_interval_ms().is_none() || !self.has_unsynced() {
+            return;
+        }
+        self.committing.set(true);
+        let partition = self.clone();
+        glommio::spawn_local(async move { partition.commit_while_unsynced().await }).detach();
+    }
+
+    /// Whether records were appended that no completed sync covers. By offsets, not bytes: a
+    /// flush returns once the durable offset reached the log end, so the task's loop ends.
+    fn has_unsynced(&self) -> bool {
+        self.log.durable_offset() < self.log.log_end_offset()
+    }
+
+    async fn commit_while_unsynced(&self) {
+        // Cleared however the task ends, so the next append can start another.
+        struct Committing<'a>(&'a Cell<bool>);
+        impl Drop for Committing<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _committing = Committing(&self.committing);
+        while self.has_unsynced() && self.log.flush_interval_ms().is_some() {
+            // `flush` joins a sync in flight (an acks=all waiter's) and leads the next one for
+            // everything appended meanwhile.
+            let flushed = self.log.flush().await;
+            self.flushed_at.set(Instant::now());
+            self.notify_if_advanced();
+            if let Err(e) = flushed {
+                // The log is fenced: appends fail from now on, nothing more to sync.
+                error!(error = %e, "group commit failed");
+                return;
+            }
         }
     }
 }
