@@ -26,6 +26,7 @@ use spate_wire::batch::CheckedBatch;
 use spate_wire::types::{LeaderEpoch, Offset};
 use tracing::error;
 
+pub use crate::metadata::topics::Visibility;
 pub use produce::ProduceRefused;
 
 /// The leader epoch of every partition of a single broker, which never changes leader. The
@@ -96,6 +97,10 @@ pub struct Partition<D: Disk = GlommioDisk> {
     pub flushed_at: Cell<Instant>,
     /// Whether a commit task (`request_commit`) is running for this partition: at most one is.
     committing: Cell<bool>,
+    /// What consumers could already read when `spate.visibility` went from `appended` to
+    /// `durable`: the high watermark stays at least this, so it never goes back while the
+    /// syncs catch up with what was visible.
+    visible_floor: Cell<Offset>,
     /// The cleaner's memory of this partition (first dirty offset, tombstone horizon).
     pub cleaner: Cell<CleanerState>,
     /// The epoch this broker leads the partition in: written into every batch it appends and
@@ -125,6 +130,8 @@ pub struct Settings {
     pub min_insync_replicas: u32,
     /// What the broker changes in produced batches.
     pub rewrite: Rewrite,
+    /// `spate.visibility`: what consumers may read of a partition this broker holds alone.
+    pub visibility: Visibility,
 }
 
 impl Settings {
@@ -149,6 +156,7 @@ impl Settings {
                     == crate::metadata::topics::TimestampKind::LogAppendTime,
                 codec: config.compression.codec(),
             },
+            visibility: config.visibility,
         }
     }
 }
@@ -170,6 +178,7 @@ impl<D: Disk> Partition<D> {
             settings: Cell::new(settings),
             flushed_at: Cell::new(Instant::now()),
             committing: Cell::new(false),
+            visible_floor: Cell::new(Offset(0)),
             cleaner: Cell::new(cleaner),
             leader_epoch: Cell::new(leader_epoch),
             replica: None,
@@ -190,16 +199,28 @@ impl<D: Disk> Partition<D> {
     /// If `settings` breaks [`Partition::new`]'s rules or changes the writers.
     pub fn set_settings(&self, settings: Settings) {
         assert!(settings.min_insync_replicas >= 1);
-        assert_eq!(settings.writers, self.settings().writers);
+        let old = self.settings();
+        assert_eq!(settings.writers, old.writers);
+        if old.visibility == Visibility::Appended && settings.visibility == Visibility::Durable {
+            // Consumers may have read up to the log end: never take that back.
+            self.visible_floor
+                .set(self.visible_floor.get().max(self.log.log_end_offset()));
+        }
         self.settings.set(settings);
     }
 
-    /// What consumers may read up to: the replicated high watermark in cluster mode, else the
-    /// log's (its durable offset under group commit).
+    /// What consumers may read up to: the replicated high watermark in cluster mode, else, by
+    /// `spate.visibility`, the log's (its durable offset under group commit) or its end.
     pub fn high_watermark(&self) -> Offset {
         match &self.replica {
             Some(slot) => slot.high_watermark().max(self.log.log_start_offset()),
-            None => self.log.high_watermark(),
+            None => match self.settings().visibility {
+                Visibility::Durable => self
+                    .log
+                    .high_watermark()
+                    .max(self.visible_floor.get().min(self.log.log_end_offset())),
+                Visibility::Appended => self.log.log_end_offset(),
+            },
         }
     }
 
@@ -221,10 +242,7 @@ impl<D: Disk> Partition<D> {
 
     /// How far reads for consumers may go.
     pub fn consumer_limit(&self) -> spate_storage::ReadUpTo {
-        match &self.replica {
-            Some(_) => spate_storage::ReadUpTo::Below(self.high_watermark()),
-            None => spate_storage::ReadUpTo::HighWatermark,
-        }
+        spate_storage::ReadUpTo::Below(self.high_watermark())
     }
 
     /// The epoch this broker leads the partition in (or follows, in cluster mode).

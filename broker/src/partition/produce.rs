@@ -257,6 +257,8 @@ impl<D: Disk> Partition<D> {
                 }
             }
         }
+        // Wakes consumers at once under `spate.visibility=appended`; under `durable` the commit
+        // task wakes them when its sync covers these batches.
         self.notify_if_advanced();
         self.request_commit();
         if op.durability == Durability::Flushed {
