@@ -4,10 +4,12 @@
 # records were lost (or duplicated/reordered), the produce-ack p99 is above 3x the baseline's
 # p99, or the end-to-end (produce to consume) p99 is above E2E_P99_FACTOR_MAX x the baseline's:
 # shared CI machines are noisy, so smaller regressions are left to the benchmarks in
-# docs/benchmarks.md. The end-to-end p99 is what a consumer waits (one group-commit fdatasync
-# under the default visibility); the factor was set from measured runs (docs/benchmarks.md,
-# "CI latency gate"), so that a noisy run passes and a return to a timer-driven group commit
-# (end-to-end p99 8 ms at the old baseline) fails.
+# docs/benchmarks.md. The end-to-end p99 is what a consumer waits (about two group-commit
+# fdatasyncs under the default visibility); the factor was set from measured runs
+# (docs/benchmarks.md, "CI latency gate"): runs on a machine at load average 15 stayed below
+# it, while a consumer left waiting for its fetch's max wait (a missed wake-up) or a broker
+# stall of tens of milliseconds exceeds it. The committed baseline is the timer-driven group
+# commit's (8 ms end-to-end p99), so a return to the timer is not caught by this gate.
 #
 # A failed gate is measured again on a fresh broker, up to three runs in all, and fails CI only
 # if every run fails: a regression fails them all, a host that took the CPUs away for a few
