@@ -30,8 +30,9 @@ pub enum LogFormat {
 pub enum FlushMode {
     /// fdatasync after every append before it is acknowledged (acks=all waits for it).
     EveryAppend,
-    /// Group commit: one fdatasync every `flush-interval-ms` or `flush-bytes-max`, shared by all
-    /// appends in between.
+    /// Group commit: an fdatasync starts as soon as data is unsynced and none is in flight,
+    /// shared by every append that arrived meanwhile; `flush-interval-ms` and
+    /// `flush-bytes-max` are upper bounds.
     Group,
     /// Never fdatasync on the append path; rely on replication (and on the OS eventually).
     Never,
@@ -130,11 +131,11 @@ settings! {
     max_message_bytes: usize,
     /// Default flush policy [default: group].
     flush_mode: FlushMode,
-    /// Group commit interval, ms [default: 5].
+    /// Longest unsynced data waits under group commit, ms [default: 5]: a backstop, since
+    /// syncs follow the device (the next starts when the one in flight completes).
     flush_interval_ms: u64,
-    /// Group commit after this many unflushed bytes, also between two interval ticks
-    /// [default: 67108864]. The interval bounds how long an acks=1 batch stays unsynced; this
-    /// only caps the bytes at very high rates, and each extra sync costs throughput.
+    /// Group commit after this many unflushed bytes, also between two syncs
+    /// [default: 67108864]. This only caps the bytes at very high rates.
     flush_bytes_max: u64,
     /// I/O budget of each core's log cleaner (reads plus writes), bytes per second; Kafka's
     /// log.cleaner.io.max.bytes.per.second. Low by default: cleaner reads compete with appends

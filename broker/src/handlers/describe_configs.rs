@@ -89,7 +89,7 @@ fn config_type(name: &str) -> i8 {
         | "flush.messages"
         | "local.retention.ms"
         | "local.retention.bytes" => TYPE_LONG,
-        // flush.policy (Spate's own), Kafka's string configs (message.timestamp.type,
+        // flush.policy and spate.visibility (Spate's own), Kafka's string configs (message.timestamp.type,
         // compression.type, message.format.version) and anything not listed.
         _ => TYPE_STRING,
     }
@@ -434,6 +434,7 @@ mod tests {
         // Spate's own).
         let strings = [
             "flush.policy",
+            "spate.visibility",
             "message.timestamp.type",
             "compression.type",
             "message.format.version",

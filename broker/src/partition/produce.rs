@@ -262,7 +262,10 @@ impl<D: Disk> Partition<D> {
                 }
             }
         }
+        // Wakes consumers at once under `spate.visibility=appended`; under `durable` the commit
+        // task wakes them when its sync covers these batches.
         self.notify_if_advanced();
+        self.request_commit();
         if op.durability == Durability::Flushed {
             // The wait runs as its own task so a timeout never cancels a sync this request
             // happens to lead: it finishes anyway. The log is not proven live under cancelled
@@ -376,6 +379,9 @@ impl<D: Disk> Partition<D> {
         }
         slot.appended(hold, &self.log);
         self.grew.notify_all();
+        // The leader's own copy counts toward the high watermark once fsynced (unless
+        // write.caching): sync it as soon as the device can, for acks=1 batches too.
+        self.request_commit();
         if let Some(failure) = failure {
             return failure;
         }
