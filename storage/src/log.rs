@@ -480,6 +480,12 @@ impl<D: Disk> Log<D> {
         unstable.map_or(hw, |first| first.min(hw))
     }
 
+    /// The first offset of the earliest open transaction (`None`: none is open); the last
+    /// stable offset of a partition whose high watermark the log does not keep (replicated).
+    pub async fn first_unstable_offset(&self) -> Option<Offset> {
+        self.core.lock().await.producers.first_unstable_offset()
+    }
+
     /// The aborted transactions a `read_committed` read of `[from, below)` must list.
     pub async fn aborted_transactions(
         &self,

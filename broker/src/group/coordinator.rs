@@ -914,7 +914,10 @@ fn offsets_partition(core: &Core, group_id: &str) -> Option<Rc<Partition>> {
 /// Appends one batch and waits until it is committed (durable on a single broker; in a
 /// cluster, in every in-sync replica of the offsets partition, as Kafka writes offsets with
 /// acks=all); the base offset.
-async fn append_durably(partition: Rc<Partition>, batch: BytesMut) -> Result<Offset, ErrorCode> {
+pub(crate) async fn append_durably(
+    partition: Rc<Partition>,
+    batch: BytesMut,
+) -> Result<Offset, ErrorCode> {
     if partition.replica.is_some() {
         return partition
             .append_internal(batch.freeze(), COMMIT_TIMEOUT_MS)

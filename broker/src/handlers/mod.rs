@@ -4,6 +4,7 @@
 //! header cannot be read, or whose API or version is not advertised, closes the connection
 //! (Kafka does the same: there is no response layout to answer in).
 
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
@@ -18,6 +19,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -81,7 +83,8 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::AlterConfigs)
         .with(ApiKey::IncrementalAlterConfigs);
     VersionTable::new(match mode {
-        Mode::SingleBroker => apis,
+        // Transactions are coordinated on a single broker only so far (see `crate::txn`).
+        Mode::SingleBroker => apis.with(ApiKey::AddPartitionsToTxn).with(ApiKey::EndTxn),
         Mode::Cluster => apis
             .with(ApiKey::DescribeQuorum)
             .with(ApiKey::ElectLeaders)
@@ -189,6 +192,10 @@ pub async fn handle(
         RequestBody::IncrementalAlterConfigs(request) => {
             incremental_alter_configs::handle(core, &header, request).await
         }
+        RequestBody::AddPartitionsToTxn(request) => {
+            add_partitions_to_txn::handle(core, &header, request).await
+        }
+        RequestBody::EndTxn(request) => end_txn::handle(core, &header, request).await,
         other => {
             warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");
             None
