@@ -242,6 +242,7 @@ impl KafkaCode for ProduceRefused {
             ProduceRefused::TooLarge { .. } => ErrorCode::MessageTooLarge,
             ProduceRefused::RecordCount { .. }
             | ProduceRefused::ControlBatch
+            | ProduceRefused::TransactionalWithoutSequence
             | ProduceRefused::KeylessRecords(_)
             | ProduceRefused::SeveralIdempotentBatches => ErrorCode::InvalidRecord,
             ProduceRefused::InternalTopic => ErrorCode::InvalidTopicException,

@@ -152,3 +152,64 @@ def test_kill9_mid_transaction_then_restart_aborts_it_at_its_timeout(broker):
     everything = ck.consume_all(broker.bootstrap, topic, 110, partitions=PARTITIONS, settle_s=1.0,
                                 isolation_level="read_uncommitted")
     assert len(everything) == 110
+
+
+def test_consume_transform_produce_commits_offsets_in_the_transaction(broker):
+    src, dst, group = "ctp-in", "ctp-out", "ctp-group"
+    inputs = 300
+    ck.create_topic(broker.bootstrap, src, partitions=PARTITIONS)
+    ck.create_topic(broker.bootstrap, dst, partitions=PARTITIONS)
+    plain = ck.producer(broker.bootstrap)
+    for j in range(inputs):
+        plain.produce(src, value=f"in-{j}".encode(), partition=j % PARTITIONS)
+    assert plain.flush(30) == 0
+
+    consumer = ck.consumer(broker.bootstrap, group_id=group, isolation_level="read_committed")
+    consumer.subscribe([src])
+    p = txn_producer(broker.bootstrap, "ctp-txn")
+    p.init_transactions(30)
+    processed = 0
+    aborted_once = False
+    deadline = Deadline(90)
+    while processed < inputs and not deadline.expired():
+        msgs = [m for m in consumer.consume(num_messages=40, timeout=1.0) if m.error() is None]
+        if not msgs:
+            continue
+        p.begin_transaction()
+        for m in msgs:
+            p.produce(dst, value=b"out-" + m.value(), partition=m.partition())
+        p.send_offsets_to_transaction(consumer.position(consumer.assignment()),
+                                      consumer.consumer_group_metadata(), 30)
+        if not aborted_once:
+            # The first batch is aborted: its output and its offsets are dropped, and the
+            # consumer goes back to the committed offsets to process it again.
+            aborted_once = True
+            assert p.flush(30) == 0
+            p.abort_transaction(30)
+            committed = consumer.committed(consumer.assignment(), timeout=10)
+            for tp in committed:
+                consumer.seek(TopicPartition(tp.topic, tp.partition,
+                                             tp.offset if tp.offset >= 0 else 0))
+            continue
+        p.commit_transaction(30)
+        processed += len(msgs)
+    consumer.close()
+    assert processed == inputs, f"processed {processed} of {inputs}"
+
+    got = values(ck.consume_all(broker.bootstrap, dst, inputs, partitions=PARTITIONS,
+                                settle_s=2.0, isolation_level="read_committed"))
+    assert sorted(got) == sorted(f"out-in-{j}" for j in range(inputs)), f"{len(got)} outputs"
+
+    def committed_total() -> int:
+        c = ck.consumer(broker.bootstrap, group_id=group)
+        try:
+            tps = c.committed([TopicPartition(src, q) for q in range(PARTITIONS)], timeout=10)
+            return sum(tp.offset for tp in tps)
+        finally:
+            c.close()
+
+    assert committed_total() == inputs
+    # The transactional offsets are rebuilt from __consumer_offsets after a crash.
+    broker.kill9()
+    broker.restart()
+    assert committed_total() == inputs

@@ -293,9 +293,13 @@ impl ProducerState {
     /// The [`ProducerError`] the batch is refused with.
     pub fn check(&self, batch: &ProducerBatch) -> Result<Verdict, ProducerError> {
         let producer_id = batch.producer_id;
-        if let BatchKind::Control(_) = batch.kind {
-            // Markers carry no sequence; only an older epoch is refused (a zombie
-            // coordinator's marker after the producer was fenced).
+        let coordinator_written =
+            batch.kind == BatchKind::Transactional && batch.first_sequence < 0;
+        if matches!(batch.kind, BatchKind::Control(_)) || coordinator_written {
+            // Markers carry no sequence, nor do the transactional offset commits a group
+            // coordinator writes for a producer (Kafka's `AppendOrigin.COORDINATOR`; clients'
+            // batches without a sequence are refused before they reach the log): only an older
+            // epoch is refused (a zombie's write after the producer was fenced).
             return match self.producers.get(&producer_id) {
                 Some(entry) if batch.epoch < entry.epoch => {
                     Err(ProducerError::InvalidProducerEpoch {
@@ -383,6 +387,11 @@ impl ProducerState {
             self.open_txns.insert(batch.producer_id, first_offset);
             self.open_by_offset
                 .insert((first_offset, batch.producer_id));
+        }
+        if batch.first_sequence < 0 {
+            // Coordinator-written (see `check`): no sequence to remember, only the epoch.
+            self.record_control(batch, None, last_offset, max_timestamp_ms);
+            return;
         }
         let entry = self
             .producers

@@ -188,3 +188,22 @@ fn aborted_transactions_outlive_segment_rolls_through_snapshots() {
     assert_eq!(aborted(&log), expected);
     assert_eq!(lso(&log), log.log_end_offset());
 }
+
+#[test]
+fn coordinator_written_transactional_batches_need_no_sequence_but_a_current_epoch() {
+    let disk = MemDisk::new();
+    let log = open(&disk);
+    append(&log, tbatch(5, 2, 0, 1)).unwrap(); // 0: the producer's data, epoch 2
+                                               // A group coordinator's offsets for the same producer: no sequence (-1).
+    assert_eq!(append(&log, tbatch(5, 2, -1, 2)).unwrap(), Offset(1));
+    assert_eq!(lso(&log), Offset(0));
+    // An older epoch is refused even without a sequence.
+    assert!(matches!(
+        append(&log, tbatch(5, 1, -1, 1)).unwrap_err(),
+        StorageError::Producer(ProducerError::InvalidProducerEpoch { .. })
+    ));
+    append(&log, marker(5, 2, ControlType::Commit)).unwrap();
+    assert_eq!(lso(&log), log.log_end_offset());
+    // The producer's sequence continues where its own data left it.
+    append(&log, tbatch(5, 2, 1, 1)).unwrap();
+}

@@ -4,6 +4,7 @@
 //! header cannot be read, or whose API or version is not advertised, closes the connection
 //! (Kafka does the same: there is no response layout to answer in).
 
+mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
@@ -37,6 +38,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 use bytes::{Bytes, BytesMut};
 use spate_wire::header::RequestHeader;
@@ -84,7 +86,11 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::IncrementalAlterConfigs);
     VersionTable::new(match mode {
         // Transactions are coordinated on a single broker only so far (see `crate::txn`).
-        Mode::SingleBroker => apis.with(ApiKey::AddPartitionsToTxn).with(ApiKey::EndTxn),
+        Mode::SingleBroker => apis
+            .with(ApiKey::AddPartitionsToTxn)
+            .with(ApiKey::AddOffsetsToTxn)
+            .with(ApiKey::EndTxn)
+            .with(ApiKey::TxnOffsetCommit),
         Mode::Cluster => apis
             .with(ApiKey::DescribeQuorum)
             .with(ApiKey::ElectLeaders)
@@ -196,6 +202,12 @@ pub async fn handle(
             add_partitions_to_txn::handle(core, &header, request).await
         }
         RequestBody::EndTxn(request) => end_txn::handle(core, &header, request).await,
+        RequestBody::AddOffsetsToTxn(request) => {
+            add_offsets_to_txn::handle(core, &header, request).await
+        }
+        RequestBody::TxnOffsetCommit(request) => {
+            txn_offset_commit::handle(core, &header, request).await
+        }
         other => {
             warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");
             None

@@ -50,6 +50,10 @@ pub enum ProduceRefused {
     /// producer did not add it with AddPartitionsToTxn, or its transaction ended).
     #[error("partition is not in the producer's transaction")]
     NotInTransaction,
+    /// A transactional batch without a sequence: only the broker's own coordinators write
+    /// those (transactional offset commits); a client's must carry one.
+    #[error("transactional batch without a sequence number")]
+    TransactionalWithoutSequence,
     /// Keyless records for a compacted topic: their indexes among the partition's records
     /// (KIP-467's `batch_index`), at most [`RECORD_ERRORS_MAX`].
     #[error("{KEYLESS_MESSAGE}")]
@@ -134,6 +138,9 @@ pub fn check_produce(
         }
         if header.is_transactional() && transaction != TxnCheck::Verified {
             return Err(ProduceRefused::NotInTransaction);
+        }
+        if header.is_transactional() && header.base_sequence < 0 {
+            return Err(ProduceRefused::TransactionalWithoutSequence);
         }
         idempotent |= header.producer_id.0 >= 0;
         if compaction == Compaction::Compacted {

@@ -418,6 +418,11 @@ pub async fn write_marker(core: &Core, op: MarkerOp) -> Result<(), ErrorCode> {
         warn!(core = core.id, topic = %op.topic, partition = op.partition, ?error, "writing a transaction marker");
         return Err(error);
     }
+    if op.topic == crate::group::OFFSETS_TOPIC {
+        // The group coordinator of this offsets partition runs on this core (its owner).
+        core.groups
+            .complete_txn_offsets(op.partition, op.producer_id, op.commit);
+    }
     Ok(())
 }
 
