@@ -213,3 +213,30 @@ def test_consume_transform_produce_commits_offsets_in_the_transaction(broker):
     broker.kill9()
     broker.restart()
     assert committed_total() == inputs
+
+
+def test_kafka_python_transactional_producer(broker):
+    from kafka import KafkaProducer
+
+    topic = "txn-kp"
+    ck.create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="txn-kp-id")
+    try:
+        p.init_transactions()
+        p.begin_transaction()
+        for j in range(20):
+            p.send(topic, value=f"kp-commit-{j}".encode(), partition=j % PARTITIONS)
+        p.commit_transaction()
+        p.begin_transaction()
+        for j in range(20):
+            p.send(topic, value=f"kp-abort-{j}".encode(), partition=j % PARTITIONS)
+        p.flush()
+        p.abort_transaction()
+    finally:
+        p.close(timeout=5)
+    got = values(ck.consume_all(broker.bootstrap, topic, 20, partitions=PARTITIONS, settle_s=2.0,
+                                isolation_level="read_committed"))
+    assert sorted(got) == sorted(f"kp-commit-{j}" for j in range(20))
+    everything = ck.consume_all(broker.bootstrap, topic, 40, partitions=PARTITIONS, settle_s=1.0,
+                                isolation_level="read_uncommitted")
+    assert len(everything) == 40
