@@ -71,6 +71,9 @@ pub struct Core {
     /// The consumer groups this core coordinates (those of its `__consumer_offsets`
     /// partitions).
     pub groups: crate::group::coordinator::Coordinator,
+    /// The transactional ids this core coordinates (those of its `__transaction_state`
+    /// partitions) and their pending marker writes.
+    pub txns: crate::txn::TxnShell,
     /// Request and append times, logged every `stats-interval-ms`.
     pub stats: crate::stats::CoreStats,
     /// Cluster mode: this core's side of partition replication.
@@ -137,6 +140,7 @@ impl Core {
                 config.groups.limits,
                 config.groups.groups_per_core_max,
             ),
+            txns: crate::txn::TxnShell::default(),
             cluster: RefCell::new(ClusterView::single_node(&config)),
             cluster_node: std::cell::OnceCell::new(),
             config,
@@ -178,7 +182,8 @@ impl Core {
             self.upsert_topic(meta.clone(), Phase::Open).await?;
             self.upsert_topic(meta, Phase::Publish).await?;
         }
-        self.groups.load(self).await
+        self.groups.load(self).await?;
+        self.txns.load(self).await
     }
 
     /// Where work for a partition goes, as this core's partition table says.
@@ -633,6 +638,10 @@ impl Core {
             }),
             CoreRequest::Group(call) => {
                 CoreReply::Group(Box::new(crate::group::run(self, *call).await))
+            }
+            CoreRequest::Txn(call) => CoreReply::Txn(Box::new(crate::txn::run(self, *call).await)),
+            CoreRequest::WriteTxnMarker(op) => {
+                CoreReply::Marker(crate::txn::write_marker(self, op).await)
             }
             CoreRequest::Metrics => {
                 CoreReply::Metrics(Box::new(crate::metrics::snapshot(self).await))

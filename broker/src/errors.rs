@@ -204,6 +204,43 @@ impl KafkaCode for ElectionResult {
     }
 }
 
+impl KafkaCode for spate_txn::state::TxnError {
+    fn kafka_code(&self) -> ErrorCode {
+        use spate_txn::state::TxnError;
+        match self {
+            TxnError::ConcurrentTransactions => ErrorCode::ConcurrentTransactions,
+            TxnError::ProducerFenced => ErrorCode::ProducerFenced,
+            TxnError::InvalidProducerIdMapping => ErrorCode::InvalidProducerIdMapping,
+            TxnError::InvalidTxnState(_) => ErrorCode::InvalidTxnState,
+            TxnError::InvalidTransactionTimeout(_) => ErrorCode::InvalidTransactionTimeout,
+            TxnError::EmptyTransactionalId => ErrorCode::InvalidRequest,
+            // Retriable: the client waits and tries again.
+            TxnError::Bound(_) | TxnError::AppendFailed => ErrorCode::CoordinatorNotAvailable,
+        }
+    }
+}
+
+/// PRODUCER_FENCED as a request of `version` may receive it: KIP-588 added it to
+/// InitProducerId v4, AddPartitionsToTxn v2, AddOffsetsToTxn v2, EndTxn v2 and TxnOffsetCommit
+/// v3 (`since`); older versions get INVALID_PRODUCER_EPOCH, as Kafka answers them.
+pub fn fenced_for_version(error: ErrorCode, version: i16, since: i16) -> ErrorCode {
+    if error == ErrorCode::ProducerFenced && version < since {
+        ErrorCode::InvalidProducerEpoch
+    } else {
+        error
+    }
+}
+
+/// The error code of a transaction coordinator's answer (`None` on success).
+pub fn txn_answer_code(answer: &crate::txn::TxnAnswer) -> ErrorCode {
+    use spate_txn::state::Answer;
+    match answer {
+        crate::txn::TxnAnswer::Answer(Answer::Error(error)) => error.kafka_code(),
+        crate::txn::TxnAnswer::Answer(_) | crate::txn::TxnAnswer::Verified(_) => ErrorCode::None,
+        crate::txn::TxnAnswer::Failed(error) => *error,
+    }
+}
+
 impl KafkaCode for ProduceRefused {
     fn kafka_code(&self) -> ErrorCode {
         match self {
@@ -211,12 +248,14 @@ impl KafkaCode for ProduceRefused {
             ProduceRefused::BadRecords(_) => ErrorCode::CorruptMessage,
             ProduceRefused::TooLarge { .. } => ErrorCode::MessageTooLarge,
             ProduceRefused::RecordCount { .. }
-            | ProduceRefused::Transactional
+            | ProduceRefused::ControlBatch
+            | ProduceRefused::TransactionalWithoutSequence
             | ProduceRefused::KeylessRecords(_)
             // Kafka's ProduceRequest.validateRecords: not exactly one batch is INVALID_RECORD.
             | ProduceRefused::NoBatch
             | ProduceRefused::SeveralBatches => ErrorCode::InvalidRecord,
             ProduceRefused::InternalTopic => ErrorCode::InvalidTopicException,
+            ProduceRefused::NotInTransaction => ErrorCode::InvalidTxnState,
         }
     }
 }
@@ -350,7 +389,7 @@ mod tests {
     #[test]
     fn refused_produce_batches_map_to_kafkas_codes() {
         assert_eq!(
-            ProduceRefused::Transactional.kafka_code(),
+            ProduceRefused::ControlBatch.kafka_code(),
             ErrorCode::InvalidRecord
         );
         assert_eq!(

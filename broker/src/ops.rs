@@ -21,6 +21,18 @@ pub struct ProduceOp {
     pub durability: Durability,
     /// How long an acks=all request may wait for durability (the request's `timeout_ms`).
     pub timeout_ms: u64,
+    /// Whether the producer's transaction coordinator confirmed this partition is in its
+    /// transaction (KIP-890): only then are transactional batches accepted.
+    pub transaction: TxnCheck,
+}
+
+/// The coordinator's confirmation for a Produce's transactional batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnCheck {
+    /// Not asked, or the partition is not in the producer's open transaction.
+    Unverified,
+    /// The partition is in the open transaction of the batch's producer id and epoch.
+    Verified,
 }
 
 /// What an acknowledgement waits for.
@@ -56,6 +68,17 @@ pub struct FetchOp {
     pub bytes_max: u64,
     /// The leader epoch the client believes current (Fetch v9+), checked as Kafka does.
     pub current_leader_epoch: Option<LeaderEpoch>,
+    pub isolation: Isolation,
+}
+
+/// A Fetch's isolation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Everything below the high watermark.
+    ReadUncommitted,
+    /// Only below the last stable offset, with the aborted transactions listed so the client
+    /// skips their records.
+    ReadCommitted,
 }
 
 /// The outcome of a [`FetchOp`]: whole batches, loaded into memory.
@@ -63,6 +86,10 @@ pub struct FetchOp {
 pub struct FetchResult {
     pub error: ErrorCode,
     pub high_watermark: Offset,
+    /// read_committed: the last stable offset; read_uncommitted: the high watermark.
+    pub last_stable_offset: Offset,
+    /// read_committed: the aborted transactions in the range read.
+    pub aborted: Vec<spate_wire::fetch::AbortedTransaction>,
     pub log_start_offset: Offset,
     pub records: Vec<Bytes>,
     pub bytes: u64,
@@ -74,6 +101,8 @@ impl FetchResult {
         FetchResult {
             error,
             high_watermark: Offset(-1),
+            last_stable_offset: Offset(-1),
+            aborted: Vec::new(),
             log_start_offset: Offset(-1),
             records: Vec::new(),
             bytes: 0,
@@ -226,6 +255,10 @@ pub enum CoreRequest {
     DescribeQuorum,
     /// To a group's coordinating core.
     Group(Box<crate::group::GroupCall>),
+    /// To a transactional id's coordinating core.
+    Txn(Box<crate::txn::TxnCall>),
+    /// To a partition's owner: append a transaction marker.
+    WriteTxnMarker(crate::txn::MarkerOp),
     /// From the controller core to every core (cluster mode): the metadata log's committed
     /// image; apply its topics, placements and brokers.
     ClusterMetadata(std::sync::Arc<crate::cluster::quorum::Published>, Phase),
@@ -300,6 +333,9 @@ pub enum CoreReply {
     /// The quorum's description, or the error for the client.
     Quorum(Result<spate_wire::cluster::ControllerAnswer, ErrorCode>),
     Group(Box<crate::group::GroupAnswer>),
+    Txn(Box<crate::txn::TxnAnswer>),
+    /// Whether a transaction marker was appended (and is durable).
+    Marker(Result<(), ErrorCode>),
     Metrics(Box<crate::metrics::Snapshot>),
     Done,
 }

@@ -504,6 +504,35 @@ impl<D: Disk> Log<D> {
         self.core.lock().await.producers.clone()
     }
 
+    /// The last stable offset (Kafka's LSO): the first offset of the earliest open transaction,
+    /// or the high watermark if it is lower or none is open. A `read_committed` reader sees only
+    /// what is below it. Takes the core lock (transaction state changes under it with each
+    /// append), so it is asked once per read, not per batch.
+    pub async fn last_stable_offset(&self) -> Offset {
+        let unstable = self.core.lock().await.producers.first_unstable_offset();
+        let hw = self.high_watermark();
+        unstable.map_or(hw, |first| first.min(hw))
+    }
+
+    /// The first offset of the earliest open transaction (`None`: none is open); the last
+    /// stable offset of a partition whose high watermark the log does not keep (replicated).
+    pub async fn first_unstable_offset(&self) -> Option<Offset> {
+        self.core.lock().await.producers.first_unstable_offset()
+    }
+
+    /// The aborted transactions a `read_committed` read of `[from, below)` must list.
+    pub async fn aborted_transactions(
+        &self,
+        from: Offset,
+        below: Offset,
+    ) -> Vec<crate::producer_state::AbortedTxn> {
+        self.core
+            .lock()
+            .await
+            .producers
+            .aborted_between(from, below)
+    }
+
     /// Whether the batch ending at `last_offset` is the latest batch of `producer_id`, which a
     /// compacting rewrite must keep so a retry of it is still recognised as a duplicate.
     pub async fn is_last_batch_of_producer(

@@ -70,6 +70,13 @@ pub enum GroupCall {
         generation_id: i32,
         offsets: Vec<(String, i32, OffsetValue)>,
     },
+    /// TxnOffsetCommit (the caller checked the transaction).
+    TxnCommit {
+        group: String,
+        producer_id: spate_wire::types::ProducerId,
+        epoch: spate_wire::types::ProducerEpoch,
+        offsets: Vec<(String, i32, OffsetValue)>,
+    },
     /// `partitions: None` asks for every committed partition.
     FetchOffsets {
         group: String,
@@ -173,6 +180,16 @@ pub async fn run(core: &Core, call: GroupCall) -> GroupAnswer {
                     generation_id,
                     offsets,
                 )
+                .await,
+        ),
+        GroupCall::TxnCommit {
+            group,
+            producer_id,
+            epoch,
+            offsets,
+        } => GroupAnswer::Errors(
+            groups
+                .txn_commit(core, &group, producer_id, epoch, offsets)
                 .await,
         ),
         GroupCall::FetchOffsets { group, partitions } => {

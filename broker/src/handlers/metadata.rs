@@ -158,7 +158,8 @@ fn fill_topic(
     }
     // Kafka lists its offsets topic as internal (Metadata v1+); clients skip it in regex
     // subscriptions.
-    topic.is_internal = version >= 1 && meta.name == crate::group::OFFSETS_TOPIC;
+    topic.is_internal = version >= 1
+        && (meta.name == crate::group::OFFSETS_TOPIC || meta.name == crate::txn::TXN_TOPIC);
     topic.partitions = (0..meta.partitions)
         .map(|index| {
             let mut partition = MetadataResponsePartition::default();

@@ -4,6 +4,8 @@
 //! header cannot be read, or whose API or version is not advertised, closes the connection
 //! (Kafka does the same: there is no response layout to answer in).
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
 #[cfg(test)]
@@ -21,6 +23,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -38,6 +41,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 mod unregister_broker;
 
 use bytes::{Bytes, BytesMut};
@@ -87,7 +91,12 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::AlterConfigs)
         .with(ApiKey::IncrementalAlterConfigs);
     VersionTable::new(match mode {
-        Mode::SingleBroker => apis,
+        // Transactions are coordinated on a single broker only so far (see `crate::txn`).
+        Mode::SingleBroker => apis
+            .with(ApiKey::AddPartitionsToTxn)
+            .with(ApiKey::AddOffsetsToTxn)
+            .with(ApiKey::EndTxn)
+            .with(ApiKey::TxnOffsetCommit),
         Mode::Cluster => apis
             .with(ApiKey::DescribeQuorum)
             .with(ApiKey::ElectLeaders)
@@ -198,6 +207,16 @@ pub async fn handle(
         RequestBody::AlterConfigs(request) => alter_configs::handle(core, &header, request).await,
         RequestBody::IncrementalAlterConfigs(request) => {
             incremental_alter_configs::handle(core, &header, request).await
+        }
+        RequestBody::AddPartitionsToTxn(request) => {
+            add_partitions_to_txn::handle(core, &header, request).await
+        }
+        RequestBody::EndTxn(request) => end_txn::handle(core, &header, request).await,
+        RequestBody::AddOffsetsToTxn(request) => {
+            add_offsets_to_txn::handle(core, &header, request).await
+        }
+        RequestBody::TxnOffsetCommit(request) => {
+            txn_offset_commit::handle(core, &header, request).await
         }
         other => {
             warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");

@@ -146,7 +146,9 @@ impl Settings {
             } else {
                 Compaction::NotCompacted
             },
-            writers: if meta.name == crate::group::OFFSETS_TOPIC {
+            writers: if meta.name == crate::group::OFFSETS_TOPIC
+                || meta.name == crate::txn::TXN_TOPIC
+            {
                 Writers::CoordinatorOnly
             } else {
                 Writers::Clients

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use super::{Compaction, Partition, Writers};
 use crate::errors::KafkaCode;
-use crate::ops::{Durability, ProduceOp, ProduceResult};
+use crate::ops::{Durability, ProduceOp, ProduceResult, TxnCheck};
 use crate::stats::CoreStats;
 
 /// Why a partition's records were refused before anything was appended.
@@ -43,9 +43,17 @@ pub enum ProduceRefused {
         /// The declared last offset delta.
         last_offset_delta: i32,
     },
-    /// Transactional or control batches: transactions are not implemented yet.
-    #[error("transactions are not supported yet")]
-    Transactional,
+    /// A control batch from a client (only the transaction coordinator writes markers).
+    #[error("control batches are written by the broker only")]
+    ControlBatch,
+    /// A transactional batch for a partition not in the producer's transaction (KIP-890: the
+    /// producer did not add it with AddPartitionsToTxn, or its transaction ended).
+    #[error("partition is not in the producer's transaction")]
+    NotInTransaction,
+    /// A transactional batch without a sequence: only the broker's own coordinators write
+    /// those (transactional offset commits); a client's must carry one.
+    #[error("transactional batch without a sequence number")]
+    TransactionalWithoutSequence,
     /// Keyless records for a compacted topic: their indexes among the partition's records
     /// (KIP-467's `batch_index`), at most [`RECORD_ERRORS_MAX`].
     #[error("{KEYLESS_MESSAGE}")]
@@ -103,6 +111,7 @@ pub fn check_produce(
     batch_bytes_max: usize,
     writers: Writers,
     compaction: Compaction,
+    transaction: TxnCheck,
 ) -> Result<Vec<CheckedBatch>, ProduceRefused> {
     if writers == Writers::CoordinatorOnly {
         return Err(ProduceRefused::InternalTopic);
@@ -137,8 +146,14 @@ pub fn check_produce(
                 last_offset_delta: header.last_offset_delta,
             });
         }
-        if header.is_transactional() || header.is_control() {
-            return Err(ProduceRefused::Transactional);
+        if header.is_control() {
+            return Err(ProduceRefused::ControlBatch);
+        }
+        if header.is_transactional() && transaction != TxnCheck::Verified {
+            return Err(ProduceRefused::NotInTransaction);
+        }
+        if header.is_transactional() && header.base_sequence < 0 {
+            return Err(ProduceRefused::TransactionalWithoutSequence);
         }
         if compaction == Compaction::Compacted {
             check_keys(batch.bytes(), 0, &mut keyless).map_err(ProduceRefused::BadRecords)?;
@@ -196,6 +211,7 @@ impl<D: Disk> Partition<D> {
             settings.batch_bytes_max,
             settings.writers,
             settings.compaction,
+            op.transaction,
         ) {
             Ok(checked) => checked,
             Err(error) => {
@@ -488,6 +504,48 @@ mod tests {
     use bytes::BytesMut;
     use spate_wire::batch::{BatchBuilder, BatchSpec};
 
+    #[test]
+    fn transactional_batches_need_a_verified_transaction_and_markers_are_never_accepted() {
+        let spec = BatchSpec {
+            producer_id: spate_wire::types::ProducerId(4),
+            producer_epoch: spate_wire::types::ProducerEpoch(0),
+            base_sequence: 0,
+            ..BatchSpec::default()
+        };
+        let mut txn = batch(&[Some(b"k")], spec);
+        spate_wire::batch::set_transactional(&mut txn);
+        let txn = Bytes::copy_from_slice(&txn);
+        let check = |records: &Bytes, verdict| {
+            check_produce(
+                records,
+                1 << 20,
+                Writers::Clients,
+                Compaction::NotCompacted,
+                verdict,
+            )
+            .map(|b| b.len())
+        };
+        assert_eq!(
+            check(&txn, TxnCheck::Unverified),
+            Err(ProduceRefused::NotInTransaction)
+        );
+        assert_eq!(check(&txn, TxnCheck::Verified), Ok(1));
+        let mut marker = BytesMut::new();
+        spate_wire::batch::put_txn_marker(
+            &mut marker,
+            spate_wire::types::ProducerId(4),
+            spate_wire::types::ProducerEpoch(0),
+            0,
+            spate_wire::batch::ControlType::Commit,
+            0,
+        );
+        let marker = Bytes::copy_from_slice(&marker);
+        assert_eq!(
+            check(&marker, TxnCheck::Verified),
+            Err(ProduceRefused::ControlBatch)
+        );
+    }
+
     fn batch(keys: &[Option<&[u8]>], spec: BatchSpec) -> BytesMut {
         let mut out = BytesMut::new();
         let mut builder = BatchBuilder::new(&mut out, spec);
@@ -504,6 +562,7 @@ mod tests {
             1 << 20,
             Writers::Clients,
             compaction,
+            TxnCheck::Unverified,
         )
         .map(|batches| batches.len())
     }
@@ -568,7 +627,13 @@ mod tests {
         );
         let records = Bytes::copy_from_slice(&keyless);
         assert_eq!(
-            check_produce(&records, 10, Writers::Clients, Compaction::NotCompacted),
+            check_produce(
+                &records,
+                10,
+                Writers::Clients,
+                Compaction::NotCompacted,
+                TxnCheck::Unverified
+            ),
             Err(ProduceRefused::TooLarge {
                 bytes: keyless.len(),
                 bytes_max: 10
@@ -579,7 +644,8 @@ mod tests {
                 &records,
                 1 << 20,
                 Writers::CoordinatorOnly,
-                Compaction::NotCompacted
+                Compaction::NotCompacted,
+                TxnCheck::Unverified
             ),
             Err(ProduceRefused::InternalTopic)
         );

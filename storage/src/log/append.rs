@@ -115,7 +115,7 @@ impl<D: Disk> Log<D> {
         }
         let (mut header, batch) = batch.into_parts();
         self.before_append().await?;
-        let producer = ProducerBatch::from_header(&header);
+        let producer = ProducerBatch::from_batch(&header, &batch[BATCH_HEADER_BYTES..]);
         let info = {
             let mut core = self.core.lock().await;
             self.check_fenced()?;
@@ -208,7 +208,7 @@ impl<D: Disk> Log<D> {
         let (head, records) = (bytes.header.clone(), bytes.records.clone());
         self.buffer_batch(core, header, bytes);
         // Non-idempotent batches (producer id -1) skip the producer state entirely.
-        if let Some(producer) = ProducerBatch::from_header(header) {
+        if let Some(producer) = ProducerBatch::from_batch(header, &records) {
             core.producers.record(
                 &producer,
                 base,

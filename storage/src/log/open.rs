@@ -505,6 +505,7 @@ pub(super) async fn rebuild_producers<D: Disk>(
             replay_segment(segment, from, producers).await?;
         }
     }
+    producers.trim_aborted(log_start);
     Ok(from)
 }
 
@@ -542,7 +543,22 @@ async fn replay_segment<F: DiskFile>(
                 reason,
             })?;
         if header.last_offset() >= from {
-            producers.replay(&header);
+            let at_records = at + BATCH_HEADER_BYTES;
+            let end = at + header.total_bytes();
+            if header.is_control() && end > chunk.len() {
+                // A marker's type is in its record: read the whole (small) batch.
+                let whole = segment
+                    .file
+                    .read_at(position, header.total_bytes())
+                    .await
+                    .map_err(io_err("reading", &segment.path))?;
+                producers.replay(&header, whole.get(BATCH_HEADER_BYTES..).unwrap_or(&[]));
+            } else {
+                producers.replay(
+                    &header,
+                    &chunk[at_records.min(chunk.len())..end.min(chunk.len())],
+                );
+            }
         }
         position += header.total_bytes() as u64;
     }
