@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # CI latency check: a release broker on CPU 0, spate-bench on CPU 1, 15 s at a fixed rate with
-# 1 KiB messages and acks=1, compared with the committed baseline. Fails only if records were
-# lost (or duplicated/reordered) or the produce-ack p99 is above 3x the baseline's p99: shared CI
-# machines are noisy, so smaller regressions are left to the benchmarks in docs/benchmarks.md.
+# 1 KiB messages and acks=1 and a consumer, compared with the committed baseline. Fails only if
+# records were lost (or duplicated/reordered), the produce-ack p99 is above 3x the baseline's
+# p99, or the end-to-end (produce to consume) p99 is above E2E_P99_FACTOR_MAX x the baseline's:
+# shared CI machines are noisy, so smaller regressions are left to the benchmarks in
+# docs/benchmarks.md. The end-to-end p99 is what a consumer waits (about two group-commit
+# fdatasyncs under the default visibility); the factor was set from measured runs
+# (docs/benchmarks.md, "CI latency gate"): runs on a machine at load average 15 stayed below
+# it, while a consumer left waiting for its fetch's max wait (a missed wake-up) or a broker
+# stall of tens of milliseconds exceeds it. The committed baseline is the timer-driven group
+# commit's (8 ms end-to-end p99), so a return to the timer is not caught by this gate.
 #
 # A failed gate is measured again on a fresh broker, up to three runs in all, and fails CI only
 # if every run fails: a regression fails them all, a host that took the CPUs away for a few
@@ -16,13 +23,15 @@
 # Usage: ci/latency.sh              run and gate against ci/latency-baseline/latency.json
 #        ci/latency.sh --update     run and write the result as the new baseline (commit it,
 #                                   with the machine it was measured on in the message)
-# Env:   LATENCY_RATE (default 20000 msg/s), LATENCY_DURATION_S (15), CARGO_TARGET_DIR.
+# Env:   LATENCY_RATE (default 20000 msg/s), LATENCY_DURATION_S (15), E2E_P99_FACTOR_MAX (3),
+#        CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 update=0
 if [[ "${1:-}" == "--update" ]]; then update=1; fi
 rate="${LATENCY_RATE:-20000}"
 duration="${LATENCY_DURATION_S:-15}"
+e2e_p99_factor_max="${E2E_P99_FACTOR_MAX:-3}"
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p spate-broker -p spate-bench >&2
 work="$target/latency-ci"
@@ -87,7 +96,7 @@ for attempt in $(seq "$attempts_max"); do
     exit 0
   fi
   if gate_out=$("$target/release/spate-bench" gate ci/latency-baseline/latency.json \
-    "$work/latency.json" --p99-factor-max 3 2>&1); then
+    "$work/latency.json" --p99-factor-max 3 --e2e-p99-factor-max "$e2e_p99_factor_max" 2>&1); then
     echo "$gate_out"
     exit 0
   fi

@@ -94,19 +94,54 @@ pub fn table(a_name: &str, a: &Summary, b_name: &str, b: &Summary) -> String {
     out
 }
 
-/// The CI latency gate: the candidate fails if it lost records (or its loss check did not run)
-/// or its ack p99 is above `p99_factor_max` times the baseline's. Returns the reasons.
-pub fn gate(baseline: &Summary, candidate: &Summary, p99_factor_max: f64) -> Vec<String> {
+/// Allowed p99 ratios of the CI latency gate, candidate over baseline.
+#[derive(Debug, Clone, Copy)]
+pub struct GateLimits {
+    /// For the produce-ack p99.
+    pub ack_p99_factor_max: f64,
+    /// For the end-to-end (produce to consume) p99.
+    pub e2e_p99_factor_max: f64,
+}
+
+/// The CI latency gate: the candidate fails if it lost records (or its loss check did not run),
+/// its ack p99 is above `ack_p99_factor_max` times the baseline's, or, when the baseline
+/// consumed, its end-to-end p99 is above `e2e_p99_factor_max` times the baseline's (a candidate
+/// that consumed nothing then fails too). Returns the reasons.
+pub fn gate(baseline: &Summary, candidate: &Summary, limits: GateLimits) -> Vec<String> {
     let mut failures = Vec::new();
     if !candidate.loss_check.ran || !candidate.loss_check.ok {
         failures.push(format!("loss check: {:?}", candidate.loss_check));
     }
-    let limit = baseline.ack_latency.p99_us * p99_factor_max;
-    if candidate.ack_latency.p99_us > limit {
-        failures.push(format!(
-            "ack p99 {:.1} us is above {p99_factor_max} x baseline {:.1} us",
-            candidate.ack_latency.p99_us, baseline.ack_latency.p99_us
-        ));
+    let checks = [
+        (
+            "ack",
+            &baseline.ack_latency,
+            &candidate.ack_latency,
+            limits.ack_p99_factor_max,
+        ),
+        (
+            "e2e",
+            &baseline.e2e_latency,
+            &candidate.e2e_latency,
+            limits.e2e_p99_factor_max,
+        ),
+    ];
+    for (what, base, cand, factor) in checks {
+        if base.count == 0 {
+            // Nothing to compare with (an ack-only baseline has no end-to-end latencies).
+            continue;
+        }
+        if cand.count == 0 {
+            failures.push(format!("no {what} latencies measured"));
+            continue;
+        }
+        let limit = base.p99_us * factor;
+        if cand.p99_us > limit {
+            failures.push(format!(
+                "{what} p99 {:.1} us is above {factor} x baseline {:.1} us",
+                cand.p99_us, base.p99_us
+            ));
+        }
     }
     failures
 }
@@ -117,12 +152,15 @@ mod tests {
     use crate::report::LossCheck;
 
     #[test]
-    fn gate_fails_on_loss_or_slow_p99_only() {
-        let with = |p99_us: f64, ok: bool| Summary {
-            ack_latency: LatencySummary {
-                p99_us,
-                ..Default::default()
-            },
+    fn gate_fails_on_loss_or_slow_ack_or_e2e_p99_only() {
+        let latency = |p99_us: f64| LatencySummary {
+            count: 1000,
+            p99_us,
+            ..Default::default()
+        };
+        let with = |ack_p99_us: f64, e2e_p99_us: f64, ok: bool| Summary {
+            ack_latency: latency(ack_p99_us),
+            e2e_latency: latency(e2e_p99_us),
             loss_check: LossCheck {
                 ran: true,
                 ok,
@@ -130,11 +168,26 @@ mod tests {
             },
             ..Default::default()
         };
-        let base = with(100.0, true);
-        assert!(gate(&base, &with(299.0, true), 3.0).is_empty());
-        assert_eq!(gate(&base, &with(301.0, true), 3.0).len(), 1);
-        assert_eq!(gate(&base, &with(50.0, false), 3.0).len(), 1);
-        assert_eq!(gate(&base, &with(400.0, false), 3.0).len(), 2);
+        let limits = GateLimits {
+            ack_p99_factor_max: 3.0,
+            e2e_p99_factor_max: 2.0,
+        };
+        let base = with(100.0, 1000.0, true);
+        assert!(gate(&base, &with(299.0, 1999.0, true), limits).is_empty());
+        assert_eq!(gate(&base, &with(301.0, 1000.0, true), limits).len(), 1);
+        let slow_e2e = gate(&base, &with(100.0, 2001.0, true), limits);
+        assert_eq!(slow_e2e.len(), 1);
+        assert!(slow_e2e[0].starts_with("e2e p99"), "{slow_e2e:?}");
+        assert_eq!(gate(&base, &with(50.0, 500.0, false), limits).len(), 1);
+        assert_eq!(gate(&base, &with(400.0, 3000.0, false), limits).len(), 3);
+        // A candidate that consumed nothing cannot pass the end-to-end check.
+        let mut unconsumed = with(100.0, 0.0, true);
+        unconsumed.e2e_latency.count = 0;
+        assert_eq!(gate(&base, &unconsumed, limits).len(), 1);
+        // A baseline without end-to-end latencies gates on the ack p99 only.
+        let mut ack_only = with(100.0, 0.0, true);
+        ack_only.e2e_latency.count = 0;
+        assert!(gate(&ack_only, &with(299.0, 99_999.0, true), limits).is_empty());
     }
 
     #[test]

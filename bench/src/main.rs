@@ -5,7 +5,8 @@
 //!   then a human summary; `--json PATH` writes the JSON summary (`--json -`: to stdout, the
 //!   human summary then goes to stderr), `--hgrm-prefix` the latency histograms.
 //! - `spate-bench compare A.json B.json`: side-by-side table with B/A ratios.
-//! - `spate-bench gate BASELINE.json CANDIDATE.json`: CI check (loss, p99 within 3x).
+//! - `spate-bench gate BASELINE.json CANDIDATE.json`: CI check (loss, ack and end-to-end p99
+//!   within given factors of the baseline's).
 //! - `spate-bench plot A.json [B.json ...] -o out.svg [--log-y]`: latency by percentile, each
 //!   run named by its `--label`.
 //! - `spate-bench disk --dir D`: raw sequential O_DIRECT write bandwidth of a directory (`run`
@@ -43,16 +44,20 @@ enum Command {
         /// Candidate.
         b: PathBuf,
     },
-    /// CI gate: exit 1 if the candidate lost records or its ack p99 is above
-    /// `--p99-factor-max` times the baseline's.
+    /// CI gate: exit 1 if the candidate lost records, its ack p99 is above `--p99-factor-max`
+    /// times the baseline's, or its end-to-end p99 above `--e2e-p99-factor-max` times the
+    /// baseline's (when the baseline has end-to-end latencies).
     Gate {
         /// Baseline summary.
         baseline: PathBuf,
         /// Candidate summary.
         candidate: PathBuf,
-        /// Allowed p99 ratio.
+        /// Allowed ack p99 ratio.
         #[arg(long, default_value_t = 3.0)]
         p99_factor_max: f64,
+        /// Allowed end-to-end p99 ratio.
+        #[arg(long, default_value_t = 3.0)]
+        e2e_p99_factor_max: f64,
     },
     /// Measure raw sequential O_DIRECT write bandwidth of a directory.
     Disk {
@@ -149,10 +154,15 @@ fn main() -> anyhow::Result<()> {
             baseline,
             candidate,
             p99_factor_max,
+            e2e_p99_factor_max,
         } => {
             let (sa, sb) = (load(&baseline)?, load(&candidate)?);
             print!("{}", compare::table("baseline", &sa, "candidate", &sb));
-            let failures = compare::gate(&sa, &sb, p99_factor_max);
+            let limits = compare::GateLimits {
+                ack_p99_factor_max: p99_factor_max,
+                e2e_p99_factor_max,
+            };
+            let failures = compare::gate(&sa, &sb, limits);
             if !failures.is_empty() {
                 anyhow::bail!("latency gate failed: {}", failures.join("; "));
             }

@@ -1,5 +1,8 @@
-//! The load generator: one producer task, an optional consumer task and a progress task on
-//! one glommio executor (pin it with `--cpu`).
+//! The load generator: producer tasks (`--producers`, each with its own connections and its
+//! share of the partitions), an optional consumer task and a progress task on one glommio
+//! executor (pin it with `--cpu`). Setup (topic creation, leaders, ListOffsets) retries
+//! retriable broker errors with a backoff, so it works against a broker whose new topic's
+//! leaders take a moment to be ready.
 //!
 //! Open loop (`--rate N`): record `i` is due at `start + i / N`; its latencies are measured
 //! from that intended time, so a stall that delays later sends shows up in their latency
@@ -74,6 +77,16 @@ pub struct RunArgs {
     /// Produce requests in flight per broker, at most.
     #[arg(long, default_value_t = 5)]
     pub in_flight: usize,
+    /// Producers, each with its own connections, sending to its share of the partitions
+    /// (partition `p` goes to producer `p % producers`) at its share of `--rate`: a run over
+    /// many partitions is then not limited by one connection. At most `--partitions`.
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Seconds setup may spend retrying retriable broker errors (a topic created a moment ago
+    /// whose leader is not ready yet answers NOT_LEADER_OR_FOLLOWER for a while on Kafka),
+    /// with a backoff that doubles up to a second, as clients do.
+    #[arg(long, default_value_t = 60.0)]
+    pub setup_timeout_s: f64,
     /// Consumers verifying and timing every record (0 or 1).
     #[arg(long, default_value_t = 1)]
     pub consumers: u32,
@@ -223,6 +236,9 @@ pub fn run(args: RunArgs, command_line: String) -> anyhow::Result<Summary> {
     if args.partitions < 1 || args.consumers > 1 {
         bail!("--partitions must be positive and --consumers 0 or 1");
     }
+    if args.producers < 1 || args.producers > args.partitions as usize {
+        bail!("--producers must be between 1 and --partitions");
+    }
     let acks = parse_acks(&args.acks)?;
     let compression = parse_compression(&args.compression)?;
     let placement = match args.cpu {
@@ -261,17 +277,55 @@ pub fn run(args: RunArgs, command_line: String) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-/// How long a topic may take to have a leader for every partition after it was created (in a
-/// cluster, the answering broker learns of it when the controller's change reaches it).
-const LEADERS_TIMEOUT: Duration = Duration::from_secs(10);
+/// First pause before a setup step is retried; it doubles up to `SETUP_BACKOFF_MAX`.
+const SETUP_BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Longest pause between two attempts of a setup step.
+const SETUP_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Whether a setup call may succeed if tried again later: a retriable Kafka error (the
+/// client's own retries may have given up on it already, after half a second).
+fn retriable(e: &ClientError) -> bool {
+    match e {
+        ClientError::RetriesExhausted { last, .. } => retriable(last),
+        e => e.is_retriable(),
+    }
+}
+
+/// Retries `step` while it fails with a retriable error, with a doubling backoff, until
+/// `deadline`; returns its first success or its last error.
+async fn retry_setup<T>(
+    deadline: Instant,
+    what: &str,
+    mut step: impl AsyncFnMut() -> Result<T, ClientError>,
+) -> anyhow::Result<T> {
+    let mut backoff = SETUP_BACKOFF_MIN;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match step().await {
+            Ok(value) => return Ok(value),
+            Err(e) if retriable(&e) && Instant::now() + backoff < deadline => {
+                glommio::timer::sleep(backoff).await;
+                backoff = (backoff * 2).min(SETUP_BACKOFF_MAX);
+            }
+            Err(e) => bail!("{what}: {e} (after {attempts} attempts)"),
+        }
+    }
+}
 
 /// The partition count of `topic` once every partition has a leader, as every broker of the
 /// cluster sees it: a broker whose metadata has not caught up would refuse the first batches
 /// sent to it, and a retried batch may land after later ones of its partition.
-async fn wait_for_leaders(admin: &mut Admin, topic: &str) -> anyhow::Result<i32> {
-    let started = Instant::now();
+async fn wait_for_leaders(
+    admin: &mut Admin,
+    topic: &str,
+    deadline: Instant,
+) -> anyhow::Result<i32> {
     loop {
-        let metadata = admin.metadata(Some(&[topic])).await?;
+        let metadata = retry_setup(deadline, "metadata", async || {
+            admin.metadata(Some(&[topic])).await
+        })
+        .await?;
         let partitions = metadata
             .topics
             .first()
@@ -283,9 +337,9 @@ async fn wait_for_leaders(admin: &mut Admin, topic: &str) -> anyhow::Result<i32>
         {
             return Ok(partitions.len() as i32);
         }
-        if started.elapsed() > LEADERS_TIMEOUT {
+        if Instant::now() > deadline {
             bail!(
-                "topic {topic}: {led} of {} partitions have a leader after {LEADERS_TIMEOUT:?}",
+                "topic {topic}: {led} of {} partitions have a leader after the setup timeout",
                 partitions.len()
             );
         }
@@ -331,10 +385,17 @@ async fn run_on_executor(
     command_line: String,
 ) -> anyhow::Result<Summary> {
     let client = ClientConfig::new(args.bootstrap);
-    let mut admin = Admin::connect(client.clone()).await?;
-    let created = admin
-        .create_topics(&[NewTopic::new(&args.topic, args.partitions)])
-        .await?;
+    let deadline = Instant::now() + Duration::from_secs_f64(args.setup_timeout_s);
+    let mut admin = retry_setup(deadline, "connecting", async || {
+        Admin::connect(client.clone()).await
+    })
+    .await?;
+    let created = retry_setup(deadline, "creating the topic", async || {
+        admin
+            .create_topics(&[NewTopic::new(&args.topic, args.partitions)])
+            .await
+    })
+    .await?;
     match &created[0] {
         Ok(()) => {}
         Err(ClientError::Broker {
@@ -343,7 +404,13 @@ async fn run_on_executor(
         }) => {}
         Err(e) => bail!("creating {}: {e}", args.topic),
     }
-    let partitions = wait_for_leaders(&mut admin, &args.topic).await?;
+    let partitions = wait_for_leaders(&mut admin, &args.topic, deadline).await?;
+    if args.producers > partitions as usize {
+        bail!(
+            "--producers {} above the topic's {partitions} partitions",
+            args.producers
+        );
+    }
 
     let state = Rc::new(RefCell::new(State {
         start: Instant::now(),
@@ -371,25 +438,48 @@ async fn run_on_executor(
         config.max_wait_ms = 100;
         config.partition_max_bytes = args.fetch_partition_bytes;
         config.max_bytes = config.max_bytes.max(args.fetch_partition_bytes);
-        let mut c = Consumer::connect(config).await?;
+        let mut c = retry_setup(deadline, "connecting the consumer", async || {
+            Consumer::connect(config.clone()).await
+        })
+        .await?;
         for p in 0..partitions {
-            c.assign(&args.topic, p, OffsetSpec::Latest).await?;
+            // ListOffsets at the leader: a leader that is not ready yet answers
+            // NOT_LEADER_OR_FOLLOWER, retried like a client would. `assign` adds the
+            // partition before it looks the offset up, so a retry only seeks.
+            retry_setup(deadline, "listing offsets", async || {
+                if c.position(&args.topic, p).is_some() {
+                    c.seek(&args.topic, p, OffsetSpec::Latest).await
+                } else {
+                    c.assign(&args.topic, p, OffsetSpec::Latest).await
+                }
+            })
+            .await?;
         }
         consumer = Some(c);
     }
 
-    let mut config = ProducerConfig::new(client);
-    config.acks = acks;
-    if args.idempotence {
-        config.idempotence = Idempotence::On;
+    let mut producers = Vec::with_capacity(args.producers);
+    for _ in 0..args.producers {
+        let mut config = ProducerConfig::new(client.clone());
+        config.acks = acks;
+        if args.idempotence {
+            config.idempotence = Idempotence::On;
+        }
+        config.batch.batch_bytes_max = args.batch_bytes;
+        config.batch.linger_ms = args.linger_ms;
+        config.batch.compression = compression;
+        config.client.connection.in_flight_max = args.in_flight;
+        let producer = retry_setup(deadline, "connecting a producer", async || {
+            let sink = Rc::clone(&state);
+            Producer::connect(
+                config.clone(),
+                Box::new(move |d| sink.borrow_mut().on_delivery(d)),
+            )
+            .await
+        })
+        .await?;
+        producers.push(producer);
     }
-    config.batch.batch_bytes_max = args.batch_bytes;
-    config.batch.linger_ms = args.linger_ms;
-    config.batch.compression = compression;
-    config.client.connection.in_flight_max = args.in_flight;
-    let sink = Rc::clone(&state);
-    let producer =
-        Producer::connect(config, Box::new(move |d| sink.borrow_mut().on_delivery(d))).await?;
 
     state.borrow_mut().start = Instant::now();
     let progress = (!args.quiet).then(|| {
@@ -402,7 +492,25 @@ async fn run_on_executor(
         let drain = Duration::from_secs_f64(args.drain_timeout_s);
         glommio::spawn_local(async move { consume(c, s, drain).await })
     });
-    let produce_result = produce(producer, Rc::clone(&state), &args, partitions).await;
+    let share = Share {
+        count: args.producers,
+        partitions,
+    };
+    let tasks: Vec<_> = producers
+        .into_iter()
+        .enumerate()
+        .map(|(index, producer)| {
+            let (state, args) = (Rc::clone(&state), args.clone());
+            glommio::spawn_local(async move { produce(producer, state, &args, share, index).await })
+        })
+        .collect();
+    let mut produce_result = Ok(());
+    for task in tasks {
+        let result = task.await;
+        if produce_result.is_ok() {
+            produce_result = result;
+        }
+    }
     state.borrow_mut().sending_done = true;
     if let Some(task) = consumer_task {
         task.await?;
@@ -464,16 +572,46 @@ async fn run_on_executor(
     Ok(summary)
 }
 
+/// How the producers split the work.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    /// Producers.
+    count: usize,
+    /// Partitions of the topic.
+    partitions: i32,
+}
+
+impl Share {
+    /// The partitions producer `index` sends to: those congruent to it modulo the count.
+    fn partitions_of(self, index: usize) -> Vec<i32> {
+        (0..self.partitions)
+            .filter(|p| *p as usize % self.count == index)
+            .collect()
+    }
+
+    /// The sequence number of producer `index`'s `local`-th record: unique across producers
+    /// (the consumer's duplicate check), increasing per partition (its order check).
+    fn seq(self, index: usize, local: u64) -> u64 {
+        local * self.count as u64 + index as u64
+    }
+}
+
+/// One producer's open (or closed) loop over its share of the partitions.
 async fn produce(
     mut producer: Producer,
     state: Rc<RefCell<State>>,
     args: &RunArgs,
-    partitions: i32,
+    share: Share,
+    index: usize,
 ) -> anyhow::Result<()> {
+    let mine = share.partitions_of(index);
+    assert!(!mine.is_empty(), "at most one producer per partition");
     let start = state.borrow().start;
     let duration = Duration::from_secs_f64(args.duration_s);
+    // Each producer sends its share of the rate: the records due over all producers are
+    // spread as with one.
     let interval_ns = if args.rate > 0 {
-        1e9 / args.rate as f64
+        1e9 * share.count as f64 / args.rate as f64
     } else {
         0.0
     };
@@ -514,9 +652,9 @@ async fn produce(
             continue;
         }
         // Round-robin: every partition's batch fills at the same pace.
-        let partition = (seq % partitions as u64) as i32;
+        let partition = mine[(seq % mine.len() as u64) as usize];
         value[0..8].copy_from_slice(&intended_ns.to_le_bytes());
-        value[8..16].copy_from_slice(&seq.to_le_bytes());
+        value[8..16].copy_from_slice(&share.seq(index, seq).to_le_bytes());
         {
             let mut s = state.borrow_mut();
             s.pending[partition as usize].push_back(intended_ns);
@@ -533,7 +671,8 @@ async fn produce(
         seq += 1;
     }
     producer.flush().await?;
-    state.borrow_mut().send_end = start.elapsed();
+    let mut s = state.borrow_mut();
+    s.send_end = s.send_end.max(start.elapsed());
     Ok(())
 }
 
@@ -591,5 +730,104 @@ async fn progress(state: Rc<RefCell<State>>, message_bytes: usize) {
             s.failed
         );
         last = (sent, acked, consumed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker_error(code: ErrorCode) -> ClientError {
+        ClientError::Broker {
+            code,
+            what: "test".to_owned(),
+        }
+    }
+
+    fn on_executor<T: Send + 'static>(f: impl AsyncFnOnce() -> T + Send + 'static) -> T {
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .spawn(move || async move { f().await })
+            .expect("executor")
+            .join()
+            .expect("joined")
+    }
+
+    #[test]
+    fn setup_retries_a_leader_that_is_not_ready_until_it_answers() {
+        let (attempts, value) = on_executor(async || {
+            let mut attempts = 0u32;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let value = retry_setup(deadline, "listing offsets", async || {
+                attempts += 1;
+                match attempts {
+                    1 => Err(broker_error(ErrorCode::NotLeaderOrFollower)),
+                    // As the client reports it once its own retries gave up.
+                    2 => Err(ClientError::RetriesExhausted {
+                        attempts: 6,
+                        last: Box::new(broker_error(ErrorCode::LeaderNotAvailable)),
+                    }),
+                    _ => Ok(42),
+                }
+            })
+            .await
+            .expect("succeeds on the third attempt");
+            (attempts, value)
+        });
+        assert_eq!((attempts, value), (3, 42));
+    }
+
+    #[test]
+    fn setup_gives_up_at_once_on_an_error_a_retry_cannot_cure() {
+        let (attempts, message) = on_executor(async || {
+            let mut attempts = 0u32;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let error = retry_setup(deadline, "creating the topic", async || {
+                attempts += 1;
+                Err::<(), _>(broker_error(ErrorCode::TopicAuthorizationFailed))
+            })
+            .await
+            .expect_err("not retriable");
+            (attempts, error.to_string())
+        });
+        assert_eq!(attempts, 1, "{message}");
+        assert!(message.starts_with("creating the topic: "), "{message}");
+    }
+
+    #[test]
+    fn setup_stops_retrying_at_the_deadline() {
+        let (attempts, elapsed) = on_executor(async || {
+            let mut attempts = 0u32;
+            let started = Instant::now();
+            let deadline = started + Duration::from_millis(300);
+            let result = retry_setup(deadline, "metadata", async || {
+                attempts += 1;
+                Err::<(), _>(broker_error(ErrorCode::NotLeaderOrFollower))
+            })
+            .await;
+            assert!(result.is_err());
+            (attempts, started.elapsed())
+        });
+        // 50 and 100 ms pauses fit before the deadline, the next (200 ms) would not; a slow
+        // machine may fit one pause fewer. It never sleeps past the deadline.
+        assert!((2..=3).contains(&attempts), "{attempts}");
+        assert!(elapsed < Duration::from_millis(300), "{elapsed:?}");
+    }
+
+    #[test]
+    fn producers_share_partitions_and_sequence_numbers_without_overlap() {
+        let share = Share {
+            count: 3,
+            partitions: 8,
+        };
+        let all: Vec<i32> = (0..3).flat_map(|i| share.partitions_of(i)).collect();
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..8).collect::<Vec<_>>());
+        let mut seqs: Vec<u64> = (0..3)
+            .flat_map(|i| (0..100).map(move |local| share.seq(i, local)))
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 300);
     }
 }

@@ -129,3 +129,41 @@ fn run_prints_a_human_summary_and_writes_the_json_where_asked() {
         "{table}"
     );
 }
+
+#[test]
+fn producers_share_the_partitions_and_every_record_is_consumed_once() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let broker = Broker::start(
+        &spate_binary(),
+        TestDir::new(root, "bench-producers"),
+        &["--log-level", "warn"],
+    );
+    let out = TestDir::new(root, "bench-producers-files");
+    let json = out.path().join("producers.json");
+    run(
+        &broker,
+        "producers",
+        &[
+            "--partitions",
+            "8",
+            "--producers",
+            "3",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // Three producers at a third of 1000/s each for 1 s; a slow machine may fall behind.
+    assert!(count(&summary, "sent") >= 250, "{summary}");
+    assert_eq!(count(&summary, "acked"), count(&summary, "sent"));
+    let check = &summary["loss_check"];
+    assert_eq!(check["ok"], true, "{summary}");
+    assert_eq!(
+        check["received"].as_u64(),
+        Some(count(&summary, "sent")),
+        "{summary}"
+    );
+    assert_eq!(check["duplicates"].as_u64(), Some(0), "{summary}");
+    assert_eq!(check["out_of_order"].as_u64(), Some(0), "{summary}");
+}

@@ -30,8 +30,9 @@ pub enum LogFormat {
 pub enum FlushMode {
     /// fdatasync after every append before it is acknowledged (acks=all waits for it).
     EveryAppend,
-    /// Group commit: one fdatasync every `flush-interval-ms` or `flush-bytes-max`, shared by all
-    /// appends in between.
+    /// Group commit: an fdatasync starts as soon as data is unsynced and none is in flight,
+    /// shared by every append that arrived meanwhile; `flush-interval-ms` and
+    /// `flush-bytes-max` are upper bounds.
     Group,
     /// Never fdatasync on the append path; rely on replication (and on the OS eventually).
     Never,
@@ -100,6 +101,13 @@ settings! {
     /// Bytes of io_uring registered buffer memory per executor; it counts three times against
     /// RLIMIT_MEMLOCK [default: fit the limit, at most 8 MiB].
     io_memory_bytes: usize,
+    /// Bytes of partition write buffers per core, shared by every partition the core owns: a
+    /// written partition takes its buffers from it and an idle one gives them back, so memory
+    /// is bounded by this, not by the partition count. Under pressure partitions get smaller
+    /// buffers (down to 16 KiB) and wait for their own writes. The partitions' tail caches
+    /// (recent batches for consumers) share as much again [default: 1/64 of the machine's
+    /// memory divided among the cores, between 12 MiB and 32 MiB per core].
+    write_buffer_pool_bytes: usize,
     /// Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes) [default: 104857600].
     frame_bytes_max: usize,
     /// Most client connections per core [default: 10000].
@@ -123,11 +131,11 @@ settings! {
     max_message_bytes: usize,
     /// Default flush policy [default: group].
     flush_mode: FlushMode,
-    /// Group commit interval, ms [default: 5].
+    /// Longest unsynced data waits under group commit, ms [default: 5]: a backstop, since
+    /// syncs follow the device (the next starts when the one in flight completes).
     flush_interval_ms: u64,
-    /// Group commit after this many unflushed bytes, also between two interval ticks
-    /// [default: 67108864]. The interval bounds how long an acks=1 batch stays unsynced; this
-    /// only caps the bytes at very high rates, and each extra sync costs throughput.
+    /// Group commit after this many unflushed bytes, also between two syncs
+    /// [default: 67108864]. This only caps the bytes at very high rates.
     flush_bytes_max: u64,
     /// I/O budget of each core's log cleaner (reads plus writes), bytes per second; Kafka's
     /// log.cleaner.io.max.bytes.per.second. Low by default: cleaner reads compete with appends
@@ -209,6 +217,8 @@ pub struct Config {
     pub log_level: String,
     /// `None`: derive from RLIMIT_MEMLOCK at startup.
     pub io_memory_bytes: Option<usize>,
+    /// Write-buffer budget per core (`None`: derived from the machine's memory at start).
+    pub write_buffer_pool_bytes: Option<usize>,
     /// `None`: the kernel's default (each executor's own CPU).
     pub io_worker_cpus: Option<Vec<usize>>,
     pub frame_bytes_max: usize,
@@ -458,6 +468,12 @@ impl Config {
         if !(1024..=FRAME_BYTES_MAX_LIMIT).contains(&frame_bytes_max) {
             bail!("frame-bytes-max must be between 1024 and {FRAME_BYTES_MAX_LIMIT}, got {frame_bytes_max}");
         }
+        if let Some(bytes) = s.write_buffer_pool_bytes {
+            let min = spate_storage::pool::WRITE_BUFFER_BYTES_MIN;
+            if bytes < min {
+                bail!("write-buffer-pool-bytes must be at least {min}, got {bytes}");
+            }
+        }
         let num_partitions = s.num_partitions.unwrap_or(1);
         if num_partitions < 1 {
             bail!("num-partitions must be at least 1, got {num_partitions}");
@@ -591,6 +607,7 @@ impl Config {
             log_format: s.log_format.unwrap_or(LogFormat::Human),
             log_level: s.log_level.unwrap_or_else(|| "info".to_owned()),
             io_memory_bytes: s.io_memory_bytes,
+            write_buffer_pool_bytes: s.write_buffer_pool_bytes,
             io_worker_cpus,
             frame_bytes_max,
             connections_per_core_max,

@@ -36,6 +36,9 @@ pub const CONTROLLER_CORE: usize = 0;
 const FLUSH_TICK: Duration = Duration::from_millis(1);
 /// How often a core applies retention to its partitions.
 const RETENTION_TICK: Duration = Duration::from_secs(30);
+/// How often idle partitions give their write buffers back to the core's budget: a partition
+/// not appended to for one to two of these lets them go (`Log::release_idle_buffers`).
+const IDLE_BUFFERS_TICK: Duration = Duration::from_millis(100);
 
 /// An op that names a partition and can be routed to its owner.
 pub trait Routable: Sized + Send + 'static {
@@ -68,6 +71,9 @@ pub struct Core {
     /// The consumer groups this core coordinates (those of its `__consumer_offsets`
     /// partitions).
     pub groups: crate::group::coordinator::Coordinator,
+    /// The transactional ids this core coordinates (those of its `__transaction_state`
+    /// partitions) and their pending marker writes.
+    pub txns: crate::txn::TxnShell,
     /// Request and append times, logged every `stats-interval-ms`.
     pub stats: crate::stats::CoreStats,
     /// Cluster mode: this core's side of partition replication.
@@ -134,6 +140,7 @@ impl Core {
                 config.groups.limits,
                 config.groups.groups_per_core_max,
             ),
+            txns: crate::txn::TxnShell::default(),
             cluster: RefCell::new(ClusterView::single_node(&config)),
             cluster_node: std::cell::OnceCell::new(),
             config,
@@ -175,7 +182,8 @@ impl Core {
             self.upsert_topic(meta.clone(), Phase::Open).await?;
             self.upsert_topic(meta, Phase::Publish).await?;
         }
-        self.groups.load(self).await
+        self.groups.load(self).await?;
+        self.txns.load(self).await
     }
 
     /// Where work for a partition goes, as this core's partition table says.
@@ -600,6 +608,27 @@ impl Core {
                     None => Err(ErrorCode::NotController),
                 })
             }
+            CoreRequest::Decommission(node, request, validate_only) => {
+                let (code, message) = match self.cluster_node.get() {
+                    Some(cluster) => {
+                        cluster
+                            .decommission_broker(node, request, validate_only)
+                            .await
+                    }
+                    None => (
+                        ErrorCode::InvalidRequest,
+                        Some("a single broker cannot be decommissioned".to_owned()),
+                    ),
+                };
+                CoreReply::Decommissioned(code, message)
+            }
+            CoreRequest::Unregister(node) => {
+                let (code, message) = match self.cluster_node.get() {
+                    Some(cluster) => cluster.unregister_broker(node).await,
+                    None => (ErrorCode::UnsupportedVersion, None),
+                };
+                CoreReply::Unregistered(code, message)
+            }
             CoreRequest::AlterIsr(change) => CoreReply::IsrChanged(match self.cluster_node.get() {
                 Some(node) => node
                     .alter_partition(vec![change])
@@ -609,6 +638,10 @@ impl Core {
             }),
             CoreRequest::Group(call) => {
                 CoreReply::Group(Box::new(crate::group::run(self, *call).await))
+            }
+            CoreRequest::Txn(call) => CoreReply::Txn(Box::new(crate::txn::run(self, *call).await)),
+            CoreRequest::WriteTxnMarker(op) => {
+                CoreReply::Marker(crate::txn::write_marker(self, op).await)
             }
             CoreRequest::Metrics => {
                 CoreReply::Metrics(Box::new(crate::metrics::snapshot(self).await))
@@ -806,8 +839,6 @@ impl Core {
         .await;
     }
 
-    /// Background work of this core: driving every partition's pending writes and seal,
-    /// group-commit flushes and retention. Runs until shutdown.
     /// In a cluster, a log fenced by an I/O failure (a full or failing disk) stops the broker,
     /// as Kafka halts a broker whose only log dir failed: its controlled shutdown moves the
     /// leaderships it holds to in-sync replicas on healthy disks, where a broker that stayed
@@ -840,14 +871,18 @@ impl Core {
         shutdown.fail(reason);
     }
 
+    /// Background work of this core: driving every partition's pending writes and seal,
+    /// group-commit flushes and retention. Runs until shutdown.
     pub async fn maintain(self: Rc<Self>, shutdown: Arc<crate::runtime::ShutdownFlag>) {
         let mut since_retention = Duration::ZERO;
+        let mut since_idle_check = Duration::ZERO;
         // Reused every tick (one allocation, not one per millisecond); emptied before each sleep
         // so a deleted partition is not kept alive by it.
         let mut owned: Vec<Rc<Partition>> = Vec::new();
         while !shutdown.is_triggered() {
             glommio::timer::sleep(FLUSH_TICK).await;
             since_retention += FLUSH_TICK;
+            since_idle_check += FLUSH_TICK;
             owned.extend(
                 self.partitions
                     .borrow()
@@ -874,6 +909,12 @@ impl Core {
                 partition.notify_if_advanced();
             }
             self.stop_if_a_log_failed(&shutdown);
+            if since_idle_check >= IDLE_BUFFERS_TICK {
+                since_idle_check = Duration::ZERO;
+                for partition in &owned {
+                    partition.log.release_idle_buffers();
+                }
+            }
             if since_retention >= RETENTION_TICK || self.retention_due.take() {
                 since_retention = Duration::ZERO;
                 let now_ms = now_ms();

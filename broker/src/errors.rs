@@ -26,7 +26,12 @@ pub trait KafkaCode {
 
 impl KafkaCode for BatchError {
     fn kafka_code(&self) -> ErrorCode {
-        ErrorCode::CorruptMessage
+        match self {
+            // Not a v2 batch (message formats v0/v1): Kafka's ProduceRequest.validateRecords
+            // answers INVALID_RECORD: the bytes are whole, in a format Produce v3+ refuses.
+            BatchError::BadMagic(_) => ErrorCode::InvalidRecord,
+            _ => ErrorCode::CorruptMessage,
+        }
     }
 }
 
@@ -97,10 +102,12 @@ impl KafkaCode for ControllerError {
             ControllerError::InvalidReplicaAssignment { .. } => ErrorCode::InvalidReplicaAssignment,
             ControllerError::UnknownTopic { .. } => ErrorCode::UnknownTopicOrPartition,
             ControllerError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
-            ControllerError::InvalidTopicName { .. } => ErrorCode::InvalidTopicException,
+            ControllerError::InvalidTopicName { .. }
+            | ControllerError::TopicNameCollides { .. } => ErrorCode::InvalidTopicException,
             ControllerError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
             ControllerError::InvalidRegistration { .. } => ErrorCode::InvalidRequest,
             ControllerError::StaleBroker { .. } => ErrorCode::StaleBrokerEpoch,
+            ControllerError::BrokerNotRegistered { .. } => ErrorCode::BrokerIdNotRegistered,
             ControllerError::UnknownPartition { .. } => ErrorCode::UnknownTopicOrPartition,
             ControllerError::NoReassignmentInProgress => ErrorCode::NoReassignmentInProgress,
             ControllerError::InvalidRequest { .. } => ErrorCode::InvalidRequest,
@@ -197,17 +204,58 @@ impl KafkaCode for ElectionResult {
     }
 }
 
+impl KafkaCode for spate_txn::state::TxnError {
+    fn kafka_code(&self) -> ErrorCode {
+        use spate_txn::state::TxnError;
+        match self {
+            TxnError::ConcurrentTransactions => ErrorCode::ConcurrentTransactions,
+            TxnError::ProducerFenced => ErrorCode::ProducerFenced,
+            TxnError::InvalidProducerIdMapping => ErrorCode::InvalidProducerIdMapping,
+            TxnError::InvalidTxnState(_) => ErrorCode::InvalidTxnState,
+            TxnError::InvalidTransactionTimeout(_) => ErrorCode::InvalidTransactionTimeout,
+            TxnError::EmptyTransactionalId => ErrorCode::InvalidRequest,
+            // Retriable: the client waits and tries again.
+            TxnError::Bound(_) | TxnError::AppendFailed => ErrorCode::CoordinatorNotAvailable,
+        }
+    }
+}
+
+/// PRODUCER_FENCED as a request of `version` may receive it: KIP-588 added it to
+/// InitProducerId v4, AddPartitionsToTxn v2, AddOffsetsToTxn v2, EndTxn v2 and TxnOffsetCommit
+/// v3 (`since`); older versions get INVALID_PRODUCER_EPOCH, as Kafka answers them.
+pub fn fenced_for_version(error: ErrorCode, version: i16, since: i16) -> ErrorCode {
+    if error == ErrorCode::ProducerFenced && version < since {
+        ErrorCode::InvalidProducerEpoch
+    } else {
+        error
+    }
+}
+
+/// The error code of a transaction coordinator's answer (`None` on success).
+pub fn txn_answer_code(answer: &crate::txn::TxnAnswer) -> ErrorCode {
+    use spate_txn::state::Answer;
+    match answer {
+        crate::txn::TxnAnswer::Answer(Answer::Error(error)) => error.kafka_code(),
+        crate::txn::TxnAnswer::Answer(_) | crate::txn::TxnAnswer::Verified(_) => ErrorCode::None,
+        crate::txn::TxnAnswer::Failed(error) => *error,
+    }
+}
+
 impl KafkaCode for ProduceRefused {
     fn kafka_code(&self) -> ErrorCode {
         match self {
             ProduceRefused::Batch(error) => error.kafka_code(),
-            ProduceRefused::NoBatch | ProduceRefused::BadRecords(_) => ErrorCode::CorruptMessage,
+            ProduceRefused::BadRecords(_) => ErrorCode::CorruptMessage,
             ProduceRefused::TooLarge { .. } => ErrorCode::MessageTooLarge,
             ProduceRefused::RecordCount { .. }
-            | ProduceRefused::Transactional
+            | ProduceRefused::ControlBatch
+            | ProduceRefused::TransactionalWithoutSequence
             | ProduceRefused::KeylessRecords(_)
-            | ProduceRefused::SeveralIdempotentBatches => ErrorCode::InvalidRecord,
+            // Kafka's ProduceRequest.validateRecords: not exactly one batch is INVALID_RECORD.
+            | ProduceRefused::NoBatch
+            | ProduceRefused::SeveralBatches => ErrorCode::InvalidRecord,
             ProduceRefused::InternalTopic => ErrorCode::InvalidTopicException,
+            ProduceRefused::NotInTransaction => ErrorCode::InvalidTxnState,
         }
     }
 }
@@ -341,7 +389,7 @@ mod tests {
     #[test]
     fn refused_produce_batches_map_to_kafkas_codes() {
         assert_eq!(
-            ProduceRefused::Transactional.kafka_code(),
+            ProduceRefused::ControlBatch.kafka_code(),
             ErrorCode::InvalidRecord
         );
         assert_eq!(
@@ -356,8 +404,25 @@ mod tests {
             .kafka_code(),
             ErrorCode::MessageTooLarge
         );
+        // Kafka's ProduceRequest.validateRecords (v3+): exactly one v2 batch.
         assert_eq!(
             ProduceRefused::NoBatch.kafka_code(),
+            ErrorCode::InvalidRecord
+        );
+        assert_eq!(
+            ProduceRefused::SeveralBatches.kafka_code(),
+            ErrorCode::InvalidRecord
+        );
+        assert_eq!(
+            ProduceRefused::Batch(BatchError::BadMagic(1)).kafka_code(),
+            ErrorCode::InvalidRecord
+        );
+        assert_eq!(
+            ProduceRefused::Batch(BatchError::CrcMismatch {
+                stored: 1,
+                computed: 2
+            })
+            .kafka_code(),
             ErrorCode::CorruptMessage
         );
     }

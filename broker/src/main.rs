@@ -26,6 +26,7 @@ mod routing;
 mod runtime;
 mod server;
 mod stats;
+mod txn;
 
 use tracing_subscriber::EnvFilter;
 

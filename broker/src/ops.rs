@@ -21,6 +21,18 @@ pub struct ProduceOp {
     pub durability: Durability,
     /// How long an acks=all request may wait for durability (the request's `timeout_ms`).
     pub timeout_ms: u64,
+    /// Whether the producer's transaction coordinator confirmed this partition is in its
+    /// transaction (KIP-890): only then are transactional batches accepted.
+    pub transaction: TxnCheck,
+}
+
+/// The coordinator's confirmation for a Produce's transactional batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnCheck {
+    /// Not asked, or the partition is not in the producer's open transaction.
+    Unverified,
+    /// The partition is in the open transaction of the batch's producer id and epoch.
+    Verified,
 }
 
 /// What an acknowledgement waits for.
@@ -54,6 +66,19 @@ pub struct FetchOp {
     pub partition: i32,
     pub offset: Offset,
     pub bytes_max: u64,
+    /// The leader epoch the client believes current (Fetch v9+), checked as Kafka does.
+    pub current_leader_epoch: Option<LeaderEpoch>,
+    pub isolation: Isolation,
+}
+
+/// A Fetch's isolation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Everything below the high watermark.
+    ReadUncommitted,
+    /// Only below the last stable offset, with the aborted transactions listed so the client
+    /// skips their records.
+    ReadCommitted,
 }
 
 /// The outcome of a [`FetchOp`]: whole batches, loaded into memory.
@@ -61,6 +86,10 @@ pub struct FetchOp {
 pub struct FetchResult {
     pub error: ErrorCode,
     pub high_watermark: Offset,
+    /// read_committed: the last stable offset; read_uncommitted: the high watermark.
+    pub last_stable_offset: Offset,
+    /// read_committed: the aborted transactions in the range read.
+    pub aborted: Vec<spate_wire::fetch::AbortedTransaction>,
     pub log_start_offset: Offset,
     pub records: Vec<Bytes>,
     pub bytes: u64,
@@ -72,6 +101,8 @@ impl FetchResult {
         FetchResult {
             error,
             high_watermark: Offset(-1),
+            last_stable_offset: Offset(-1),
+            aborted: Vec::new(),
             log_start_offset: Offset(-1),
             records: Vec::new(),
             bytes: 0,
@@ -86,6 +117,8 @@ pub struct ListOffsetsOp {
     pub partition: i32,
     /// -1 latest, -2 earliest, otherwise a timestamp in ms.
     pub timestamp_ms: i64,
+    /// The leader epoch the client believes current (ListOffsets v4+), checked as Kafka does.
+    pub current_leader_epoch: Option<LeaderEpoch>,
 }
 
 /// The outcome of a [`ListOffsetsOp`].
@@ -136,6 +169,8 @@ pub struct EpochEndOp {
     pub topic: String,
     pub partition: i32,
     pub leader_epoch: i32,
+    /// The leader epoch the client believes current (OffsetForLeaderEpoch v2+).
+    pub current_leader_epoch: Option<LeaderEpoch>,
 }
 
 /// The outcome of an [`EpochEndOp`].
@@ -220,6 +255,10 @@ pub enum CoreRequest {
     DescribeQuorum,
     /// To a group's coordinating core.
     Group(Box<crate::group::GroupCall>),
+    /// To a transactional id's coordinating core.
+    Txn(Box<crate::txn::TxnCall>),
+    /// To a partition's owner: append a transaction marker.
+    WriteTxnMarker(crate::txn::MarkerOp),
     /// From the controller core to every core (cluster mode): the metadata log's committed
     /// image; apply its topics, placements and brokers.
     ClusterMetadata(std::sync::Arc<crate::cluster::quorum::Published>, Phase),
@@ -237,6 +276,15 @@ pub enum CoreRequest {
     ElectPreferred(Vec<spate_wire::cluster::PartitionName>),
     /// To core 0 (cluster mode): a client's AlterPartitionReassignments.
     Reassign(Vec<spate_controller::controller::Reassign>),
+    /// To core 0 (cluster mode): an operator starts or cancels a broker's decommission (the
+    /// broker config `spate.decommission`); with `ValidateOnly::Yes`, decided but not made.
+    Decommission(
+        spate_controller::ids::NodeId,
+        spate_controller::controller::Decommission,
+        ValidateOnly,
+    ),
+    /// To core 0 (cluster mode): a client's UnregisterBroker.
+    Unregister(spate_controller::ids::NodeId),
     /// From the core serving the admin listener to every core: a metrics snapshot.
     Metrics,
 }
@@ -268,6 +316,10 @@ pub enum CoreReply {
     /// The controller's answer to AlterPartitionReassignments: per partition, the error code
     /// and message.
     Reassigned(Result<Vec<(ErrorCode, Option<String>)>, ErrorCode>),
+    /// The controller's answer to a decommission: the error code and message.
+    Decommissioned(ErrorCode, Option<String>),
+    /// The controller's answer to UnregisterBroker: the error code and message.
+    Unregistered(ErrorCode, Option<String>),
     Produce(Vec<ProduceResult>),
     Fetch(Vec<FetchResult>),
     ListOffsets(Vec<ListOffsetsResult>),
@@ -281,6 +333,9 @@ pub enum CoreReply {
     /// The quorum's description, or the error for the client.
     Quorum(Result<spate_wire::cluster::ControllerAnswer, ErrorCode>),
     Group(Box<crate::group::GroupAnswer>),
+    Txn(Box<crate::txn::TxnAnswer>),
+    /// Whether a transaction marker was appended (and is durable).
+    Marker(Result<(), ErrorCode>),
     Metrics(Box<crate::metrics::Snapshot>),
     Done,
 }

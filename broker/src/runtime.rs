@@ -55,6 +55,84 @@ pub fn memlock_limit_bytes() -> anyhow::Result<Option<usize>> {
     Ok(Some(usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)))
 }
 
+/// Open files a broker with many partitions needs, at least, before it warns: each open
+/// partition keeps its active segment and sealed segments open (and sockets count too), so the
+/// common soft limit of 1024 runs out at a few hundred partitions.
+pub const NOFILE_WANTED_MIN: u64 = 65_536;
+
+/// What raising the soft RLIMIT_NOFILE did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NofileLimit {
+    /// The soft limit before.
+    pub before: u64,
+    /// The soft limit now.
+    pub now: u64,
+    /// The hard limit (the most an unprivileged process may raise its soft limit to).
+    pub hard: u64,
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit, as Kafka's start scripts and systemd units
+/// ask operators to: thousands of partitions keep thousands of segment files open.
+///
+/// # Errors
+/// If getrlimit or setrlimit fails.
+pub fn raise_nofile_limit() -> std::io::Result<NofileLimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and touches nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we pass and touches nothing else.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(NofileLimit {
+        before,
+        now: limit.rlim_max,
+        hard: limit.rlim_max,
+    })
+}
+
+/// Share of the machine's memory the write-buffer budgets take by default, all cores together.
+const WRITE_BUFFER_POOL_MEMORY_DIVISOR: u64 = 64;
+/// Bounds of the default write-buffer budget per core (the tail caches get as much again):
+/// the floor holds one busy partition's 1 MiB buffer, its eight queued writes and spares; the
+/// cap keeps a two-core broker with hundreds of busy partitions well under 256 MiB.
+const WRITE_BUFFER_POOL_BYTES_DEFAULT_MIN: usize = 12 << 20;
+const WRITE_BUFFER_POOL_BYTES_DEFAULT_MAX: usize = 32 << 20;
+
+/// The default write-buffer budget per core: 1/64 of `memory_bytes` (the machine's memory, if
+/// known) shared by `cores`, within 12-32 MiB per core.
+pub fn write_buffer_pool_default_bytes(memory_bytes: Option<u64>, cores: usize) -> usize {
+    assert!(cores > 0);
+    let Some(memory) = memory_bytes else {
+        return WRITE_BUFFER_POOL_BYTES_DEFAULT_MIN;
+    };
+    let share = memory / WRITE_BUFFER_POOL_MEMORY_DIVISOR / cores as u64;
+    usize::try_from(share).unwrap_or(usize::MAX).clamp(
+        WRITE_BUFFER_POOL_BYTES_DEFAULT_MIN,
+        WRITE_BUFFER_POOL_BYTES_DEFAULT_MAX,
+    )
+}
+
+/// The machine's memory (MemTotal of /proc/meminfo), if it can be read.
+fn memory_total_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// io_memory per executor that fits `cores` executors into the locked-memory limit.
 pub fn io_memory_budget_bytes(memlock_limit_bytes: Option<usize>, cores: usize) -> usize {
     assert!(cores > 0);
@@ -226,6 +304,33 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some(worker_cpus) = &config.io_worker_cpus {
         check_online(worker_cpus).context("io-worker-cpus")?;
     }
+    match raise_nofile_limit() {
+        Ok(limit) if limit.now < NOFILE_WANTED_MIN => warn!(
+            soft_before = limit.before,
+            soft_now = limit.now,
+            hard = limit.hard,
+            "RLIMIT_NOFILE is low: each partition keeps its segment files open, so a broker with \
+             many partitions will fail to open files (raise the hard limit: ulimit -Hn, or \
+             LimitNOFILE= in a systemd unit)"
+        ),
+        Ok(limit) => info!(
+            soft_before = limit.before,
+            soft_now = limit.now,
+            "open file limit raised to the hard limit"
+        ),
+        Err(e) => warn!(
+            error = %e,
+            "could not raise RLIMIT_NOFILE to its hard limit: a broker with many partitions may \
+             fail to open files"
+        ),
+    }
+    let write_buffer_pool = config
+        .write_buffer_pool_bytes
+        .unwrap_or_else(|| write_buffer_pool_default_bytes(memory_total_bytes(), config.cores));
+    info!(
+        bytes_per_core = write_buffer_pool,
+        "write buffer and tail cache budgets per core (write-buffer-pool-bytes)"
+    );
     let memlock = memlock_limit_bytes()?;
     let io_memory = config
         .io_memory_bytes
@@ -323,6 +428,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .name(&format!("spate-core-{core}"))
             .io_memory(io_memory)
             .spawn(move || async move {
+                spate_storage::pool::set_budget_bytes(write_buffer_pool);
+                // The tail caches pin the producers' request buffers: as much again.
+                spate_storage::pool::set_cache_budget_bytes(write_buffer_pool);
                 if let Some(cpus) = &config.io_worker_cpus {
                     if let Err(error) = set_io_worker_cpus(cpus) {
                         shutdown.trigger();
@@ -503,6 +611,20 @@ impl Drop for TaskGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_write_buffer_budget_is_a_share_of_memory_within_bounds() {
+        let gib = 1u64 << 30;
+        // 1/64 of 2 GiB over two cores: 16 MiB each.
+        assert_eq!(write_buffer_pool_default_bytes(Some(2 * gib), 2), 16 << 20);
+        // A small machine gets the floor, a large one the cap.
+        assert_eq!(write_buffer_pool_default_bytes(Some(gib), 4), 12 << 20);
+        assert_eq!(
+            write_buffer_pool_default_bytes(Some(256 * gib), 1),
+            32 << 20
+        );
+        assert_eq!(write_buffer_pool_default_bytes(None, 1), 12 << 20);
+    }
 
     #[test]
     fn listen_check_sees_only_listening_sockets() {

@@ -21,6 +21,7 @@ use crate::protocol::{
     CREATE_TOPICS_VERSION, DELETE_RECORDS_VERSION, DELETE_TOPICS_VERSION, DESCRIBE_CLUSTER_VERSION,
     DESCRIBE_CONFIGS_VERSION, DESCRIBE_QUORUM_VERSION, ELECT_LEADERS_VERSION,
     INCREMENTAL_ALTER_CONFIGS_VERSION, LIST_OFFSETS_VERSION, LIST_PARTITION_REASSIGNMENTS_VERSION,
+    UNREGISTER_BROKER_VERSION,
 };
 
 /// One operation of [`Admin::alter_topic_configs`], Kafka's IncrementalAlterConfigs ops.
@@ -1019,7 +1020,224 @@ impl Admin {
             })
             .collect())
     }
+
+    /// Starts (`Decommission::Start`) or cancels the decommission of broker `node`: the
+    /// controller moves its leaderships, then its replicas, to the other brokers and places
+    /// nothing new on it. Spate's broker config `spate.decommission` set with
+    /// IncrementalAlterConfigs, sent to the controller the latest Metadata names (again after
+    /// NOT_CONTROLLER).
+    ///
+    /// # Errors
+    /// Connection or codec errors; the broker's refusal ([`ClientError::Broker`]):
+    /// BROKER_ID_NOT_REGISTERED, INVALID_REPLICATION_FACTOR when the brokers left could not
+    /// hold some partition's replicas, INVALID_REQUEST on a single broker.
+    pub async fn decommission_broker(
+        &mut self,
+        node: i32,
+        request: Decommission,
+    ) -> Result<(), ClientError> {
+        use spate_wire::kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        use spate_wire::kafka_protocol::messages::{
+            IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+        };
+        let value = match request {
+            Decommission::Start => "true",
+            Decommission::Cancel => "false",
+        };
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(BROKER_RESOURCE)
+                .with_resource_name(StrBytes::from_string(node.to_string()))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str(DECOMMISSION_CONFIG))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str(value)))]),
+        ]);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let conn = self.controller_connection().await?;
+            let Some(version) = negotiated_version(
+                conn,
+                ApiKey::IncrementalAlterConfigs,
+                INCREMENTAL_ALTER_CONFIGS_VERSION,
+            )
+            .await?
+            else {
+                return Err(ClientError::InvalidArgument(
+                    "the broker does not offer IncrementalAlterConfigs".to_owned(),
+                ));
+            };
+            let response: IncrementalAlterConfigsResponse = conn
+                .call(ApiKey::IncrementalAlterConfigs, version, &request)
+                .await?;
+            let Some(result) = response.responses.first() else {
+                return Err(ClientError::InvalidArgument(
+                    "IncrementalAlterConfigs answered no resource".to_owned(),
+                ));
+            };
+            let not_controller = spate_wire::ErrorCode::NotController.code();
+            if result.error_code == not_controller && attempt < CONTROLLER_ATTEMPTS_MAX {
+                self.cluster.backoff().await;
+                continue;
+            }
+            return ClientError::check(result.error_code, || {
+                with_message(format!("broker {node}"), &result.error_message)
+            });
+        }
+    }
+
+    /// Removes broker `node`'s registration for good (UnregisterBroker, as `kafka-cluster.sh
+    /// unregister`): the last step of a decommission, once it holds no replica and is stopped.
+    /// Sent to the controller the latest Metadata names (again after NOT_CONTROLLER).
+    ///
+    /// # Errors
+    /// Connection or codec errors; the broker's refusal ([`ClientError::Broker`]):
+    /// BROKER_ID_NOT_REGISTERED, INVALID_REQUEST while it is still a replica; a broker that
+    /// does not offer the API (a single broker).
+    pub async fn unregister_broker(&mut self, node: i32) -> Result<(), ClientError> {
+        use spate_wire::kafka_protocol::messages::{
+            BrokerId, UnregisterBrokerRequest, UnregisterBrokerResponse,
+        };
+        let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(node));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let conn = self.controller_connection().await?;
+            let Some(version) =
+                negotiated_version(conn, ApiKey::UnregisterBroker, UNREGISTER_BROKER_VERSION)
+                    .await?
+            else {
+                return Err(ClientError::InvalidArgument(
+                    "the broker does not offer UnregisterBroker (a single broker has no other broker)"
+                        .to_owned(),
+                ));
+            };
+            let response: UnregisterBrokerResponse = conn
+                .call(ApiKey::UnregisterBroker, version, &request)
+                .await?;
+            let not_controller = spate_wire::ErrorCode::NotController.code();
+            if response.error_code == not_controller && attempt < CONTROLLER_ATTEMPTS_MAX {
+                self.cluster.backoff().await;
+                continue;
+            }
+            return ClientError::check(response.error_code, || {
+                with_message(format!("broker {node}"), &response.error_message)
+            });
+        }
+    }
+
+    /// How far the decommission of broker `node` is, from the `spate.decommission*` entries
+    /// DescribeConfigs gives for it (any broker of the cluster answers from its image; this
+    /// asks the controller).
+    ///
+    /// # Errors
+    /// Connection or codec errors; INVALID_REQUEST from a single broker or for an unknown id
+    /// (no such entries), or entries that do not parse.
+    pub async fn decommission_status(
+        &mut self,
+        node: i32,
+    ) -> Result<DecommissionStatus, ClientError> {
+        use spate_wire::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use spate_wire::kafka_protocol::messages::{
+            DescribeConfigsRequest, DescribeConfigsResponse,
+        };
+        // The controller's image is the first to show a decommission it just accepted.
+        let conn = self.controller_connection().await?;
+        let Some(version) =
+            negotiated_version(conn, ApiKey::DescribeConfigs, DESCRIBE_CONFIGS_VERSION).await?
+        else {
+            return Err(ClientError::InvalidArgument(
+                "the broker does not offer DescribeConfigs".to_owned(),
+            ));
+        };
+        let keys = [
+            DECOMMISSION_CONFIG,
+            "spate.decommission.replicas",
+            "spate.decommission.leaderships",
+            "spate.decommission.moving",
+        ];
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(BROKER_RESOURCE)
+                .with_resource_name(StrBytes::from_string(node.to_string()))
+                .with_configuration_keys(Some(
+                    keys.iter().map(|k| StrBytes::from_static_str(k)).collect(),
+                )),
+        ]);
+        let response: DescribeConfigsResponse = conn
+            .call(ApiKey::DescribeConfigs, version, &request)
+            .await?;
+        let Some(result) = response.results.first() else {
+            return Err(ClientError::InvalidArgument(
+                "DescribeConfigs answered no resource".to_owned(),
+            ));
+        };
+        ClientError::check(result.error_code, || {
+            with_message(format!("broker {node}"), &result.error_message)
+        })?;
+        let value = |key: &str| -> Result<String, ClientError> {
+            result
+                .configs
+                .iter()
+                .find(|c| c.name.as_str() == key)
+                .and_then(|c| c.value.as_ref().map(|v| v.to_string()))
+                .ok_or_else(|| {
+                    ClientError::InvalidArgument(format!(
+                        "broker {node}: no {key} (not a broker of a cluster?)"
+                    ))
+                })
+        };
+        let count = |key: &str| -> Result<usize, ClientError> {
+            value(key)?
+                .parse()
+                .map_err(|_| ClientError::InvalidArgument(format!("{key} is not a count")))
+        };
+        Ok(DecommissionStatus {
+            node,
+            draining: value(DECOMMISSION_CONFIG)? == "true",
+            replicas: count("spate.decommission.replicas")?,
+            leaderships: count("spate.decommission.leaderships")?,
+            moving: count("spate.decommission.moving")?,
+        })
+    }
 }
+
+/// Start or cancel a decommission ([`Admin::decommission_broker`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decommission {
+    /// Start draining the broker.
+    Start,
+    /// Stop draining it (recommission).
+    Cancel,
+}
+
+/// A broker's decommission progress ([`Admin::decommission_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecommissionStatus {
+    /// The broker.
+    pub node: i32,
+    /// Whether it is draining.
+    pub draining: bool,
+    /// Partitions it is still a replica of.
+    pub replicas: usize,
+    /// Partitions it still leads.
+    pub leaderships: usize,
+    /// Partitions being moved off it now.
+    pub moving: usize,
+}
+
+impl DecommissionStatus {
+    /// Draining and holding no replica: it may be stopped and unregistered.
+    pub fn is_complete(&self) -> bool {
+        self.draining && self.replicas == 0
+    }
+}
+
+/// The broker config that starts or cancels a decommission.
+pub const DECOMMISSION_CONFIG: &str = "spate.decommission";
 
 /// `what`, followed by the broker's error message when it sent one.
 fn with_message(what: String, message: &Option<StrBytes>) -> String {
@@ -1093,6 +1311,8 @@ fn delete_records_low_watermark(
 
 /// Kafka's resource type of a topic in config requests.
 const TOPIC_RESOURCE: i8 = 2;
+/// Kafka's resource type of a broker's configs.
+const BROKER_RESOURCE: i8 = 4;
 
 #[cfg(test)]
 mod tests {

@@ -104,8 +104,9 @@ pub mod producer;
 pub mod protocol;
 
 pub use admin::{
-    Admin, BrokerDescription, ClusterDescription, ConfigOperation, MoveResult, NewTopic,
-    OffsetSpec, OngoingMove, PartitionMove, QuorumDescription, QuorumReplica, TopicConfigEntry,
+    Admin, BrokerDescription, ClusterDescription, ConfigOperation, Decommission,
+    DecommissionStatus, MoveResult, NewTopic, OffsetSpec, OngoingMove, PartitionMove,
+    QuorumDescription, QuorumReplica, TopicConfigEntry,
 };
 pub use batch::BatchConfig;
 pub use cluster::ClientConfig;

@@ -56,6 +56,8 @@ pub const INCREMENTAL_ALTER_CONFIGS_VERSION: i16 = 1;
 pub const DESCRIBE_CONFIGS_VERSION: i16 = 4;
 /// CreatePartitions version the admin client asks for at most (v2 is flexible).
 pub const CREATE_PARTITIONS_VERSION: i16 = 3;
+/// UnregisterBroker version used (Kafka has only v0).
+pub const UNREGISTER_BROKER_VERSION: i16 = 0;
 /// DeleteRecords version used (v2 is flexible; Spate serves 0 to 2).
 pub const DELETE_RECORDS_VERSION: i16 = 2;
 /// AlterPartitionReassignments version the admin client asks for at most.

@@ -42,8 +42,8 @@ use crate::image::{
     topic_name_is_valid, MetadataImage, PartitionState, BROKERS_MAX, PARTITIONS_PER_TOPIC_MAX,
 };
 use crate::partition_change::{
-    broker_joins, build_change, change_partition, remove_broker, unclean_elections, BrokerChange,
-    Election, Eligibility, Target,
+    broker_joins, build_change, change_partition, partitions, remove_broker, unclean_elections,
+    BrokerChange, Election, Eligibility, Target,
 };
 use crate::records::{
     Endpoint, LeaderChange, MetadataRecord, BATCH_BYTES_MAX, CONFIGS_MAX, CONFIG_KEY_BYTES_MAX,
@@ -71,6 +71,20 @@ const REASSIGN_CHANGE_BYTES_MAX: usize = 1 + 16 + 4 + 5 + 4 * (1 + 2 + 4 * REPLI
 const _: () = assert!(
     BATCH_HEADER_BYTES + REASSIGNMENT_PARTITIONS_MAX * REASSIGN_CHANGE_BYTES_MAX <= BATCH_BYTES_MAX
 );
+/// Partitions the drain of decommissioned brokers moves at once: a new move starts only while
+/// fewer are under way. Each move's catch-up is throttled as any reassignment's
+/// (`--reassignment-throttle-bytes-per-sec`), so this bounds the replicas catching up, the
+/// open files they need, and the records of one tick's batch.
+pub const DRAIN_MOVES_IN_FLIGHT_MAX: usize = 64;
+/// Leaderships one tick moves off draining brokers (one ChangePartition each, ISR unchanged).
+pub const DRAIN_LEADERSHIPS_PER_TICK_MAX: usize = 1000;
+const _: () = assert!(DRAIN_MOVES_IN_FLIGHT_MAX <= REASSIGNMENT_PARTITIONS_MAX);
+// A leadership move is a ChangePartition with a new leader and nothing else.
+const _: () = assert!(
+    BATCH_HEADER_BYTES + DRAIN_LEADERSHIPS_PER_TICK_MAX * (1 + 16 + 4 + 5 + 3 + 8)
+        <= BATCH_BYTES_MAX
+);
+
 /// Kafka's topic config that allows electing a replica outside the ISR when no in-sync one is live
 /// (`true`, in any case; anything else is false). See the module docs.
 pub const UNCLEAN_LEADER_ELECTION_CONFIG: &str = "unclean.leader.election.enable";
@@ -154,6 +168,14 @@ pub enum ControllerError {
         /// The name.
         name: String,
     },
+    /// INVALID_TOPIC_EXCEPTION: the name differs from an existing topic's only in '.' and '_'.
+    #[error("topic {name:?} collides with existing topic {existing:?}")]
+    TopicNameCollides {
+        /// The name.
+        name: String,
+        /// The existing topic's name.
+        existing: String,
+    },
     /// INVALID_CONFIG.
     #[error("invalid config: {reason}")]
     InvalidConfig {
@@ -182,6 +204,13 @@ pub enum ControllerError {
     InvalidRequest {
         /// Why.
         reason: String,
+    },
+    /// BROKER_ID_NOT_REGISTERED (Kafka's answer to UnregisterBroker for an unknown id): an
+    /// operator named a broker the cluster does not know.
+    #[error("broker {node} is not registered")]
+    BrokerNotRegistered {
+        /// The broker.
+        node: NodeId,
     },
     /// STALE_BROKER_EPOCH: the request comes from an older run of the broker, or one that is not registered.
     #[error("stale or unknown broker {node} incarnation {incarnation}")]
@@ -434,6 +463,60 @@ pub struct Elections {
     pub results: Vec<ElectionResult>,
 }
 
+/// An operator's decommission request ([`Controller::decommission_broker`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decommission {
+    /// Start draining the broker (again, after a cancel).
+    Start,
+    /// Stop draining it: it takes new replicas again (recommission). Moves already under way
+    /// complete; what moved stays moved.
+    Cancel,
+}
+
+/// How far a broker's decommission is ([`decommission_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecommissionStatus {
+    /// Whether it is draining.
+    pub draining: bool,
+    /// Partitions it is still a replica of (those being moved off it included).
+    pub replicas: usize,
+    /// Partitions it still leads.
+    pub leaderships: usize,
+    /// Partitions being moved off it now.
+    pub moving: usize,
+}
+
+impl DecommissionStatus {
+    /// Draining and empty: it may be shut down and unregistered.
+    pub fn is_complete(&self) -> bool {
+        self.draining && self.replicas == 0
+    }
+}
+
+/// A broker's decommission progress, read from `image` (any broker can answer it); `None` for
+/// an unregistered broker.
+pub fn decommission_status(image: &MetadataImage, node: NodeId) -> Option<DecommissionStatus> {
+    let broker = image.broker(node)?;
+    let mut status = DecommissionStatus {
+        draining: broker.draining,
+        replicas: 0,
+        leaderships: 0,
+        moving: 0,
+    };
+    for (_, _, p) in partitions(image) {
+        if p.replicas.contains(&node) {
+            status.replicas += 1;
+            if p.removing.contains(&node) {
+                status.moving += 1;
+            }
+        }
+        if p.leader == Some(node) {
+            status.leaderships += 1;
+        }
+    }
+    Some(status)
+}
+
 /// A broker's registration request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisterBroker {
@@ -655,7 +738,8 @@ impl Controller {
             }
         }
         let Some((node, incarnation)) = expired else {
-            return Vec::new();
+            // Fencing first: a drain decided on an image about to fence a broker could pick it.
+            return drain(image);
         };
         let mut records = remove_broker(image, node);
         if records.len() > FENCE_PARTITION_CHANGES_PER_BATCH_MAX {
@@ -730,6 +814,16 @@ impl Controller {
         }
         if image.topic_id(&req.name).is_some() {
             return Err(ControllerError::TopicAlreadyExists { name: req.name });
+        }
+        if let Some(existing) = image
+            .topics()
+            .values()
+            .find(|t| crate::image::topic_names_collide(&t.name, &req.name))
+        {
+            return Err(ControllerError::TopicNameCollides {
+                name: req.name,
+                existing: existing.name.clone(),
+            });
         }
         check_configs(&req.configs)?;
         let assignment = match req.assignment {
@@ -929,28 +1023,78 @@ impl Controller {
         Ok(records)
     }
 
+    /// An operator starts or cancels the decommission of `node` (one
+    /// [`MetadataRecord::SetBrokerDraining`], none when it is already in that state). While it
+    /// drains, [`Self::tick`] moves its leaderships to other in-sync replicas, then its replicas
+    /// to other brokers by reassignment (KIP-455: the new replica catches up, throttled, joins the
+    /// ISR, and only then is the draining one removed), at most [`DRAIN_MOVES_IN_FLIGHT_MAX`] at
+    /// once; placement and reassignment targets leave it out. Once it hosts nothing
+    /// ([`decommission_status`]) it can be stopped and unregistered.
+    ///
+    /// # Errors
+    ///
+    /// [`ControllerError::BrokerNotRegistered`] for an unknown broker;
+    /// [`ControllerError::InvalidReplicationFactor`] when some partition it hosts could not keep
+    /// its replication factor on the brokers that would not be draining.
+    pub fn decommission_broker(
+        &mut self,
+        image: &MetadataImage,
+        node: NodeId,
+        request: Decommission,
+    ) -> Result<Vec<MetadataRecord>, ControllerError> {
+        let broker = image
+            .broker(node)
+            .ok_or(ControllerError::BrokerNotRegistered { node })?;
+        let draining = request == Decommission::Start;
+        if broker.draining == draining {
+            return Ok(Vec::new());
+        }
+        if draining {
+            let staying = image
+                .brokers()
+                .iter()
+                .filter(|(n, b)| **n != node && !b.draining)
+                .count();
+            let short = partitions(image).find(|(_, _, p)| {
+                p.replicas.contains(&node) && p.target_replicas().len() > staying
+            });
+            if let Some((topic_id, index, p)) = short {
+                let name = image.topic(topic_id).map_or("?", |t| t.name.as_str());
+                return Err(ControllerError::InvalidReplicationFactor {
+                    reason: format!(
+                        "cannot decommission broker {node}: partition {name}-{} has {} replicas \
+                         and only {staying} registered brokers would not be draining",
+                        index.0,
+                        p.target_replicas().len()
+                    ),
+                });
+            }
+        }
+        Ok(vec![MetadataRecord::SetBrokerDraining { node, draining }])
+    }
+
     /// Removes a broker from the cluster for good (decommission). It must host no partition: move or
     /// delete them first.
     ///
     /// # Errors
     ///
-    /// [`ControllerError::StaleBroker`] if it is not registered, [`ControllerError::InvalidReplicaAssignment`]
-    /// if it still hosts partitions.
+    /// [`ControllerError::BrokerNotRegistered`] if it is not registered (Kafka's
+    /// BROKER_ID_NOT_REGISTERED), [`ControllerError::InvalidRequest`] if it still hosts
+    /// partitions.
     pub fn unregister_broker(
         &mut self,
         image: &MetadataImage,
         node: NodeId,
     ) -> Result<Vec<MetadataRecord>, ControllerError> {
         if image.broker(node).is_none() {
-            return Err(ControllerError::StaleBroker {
-                node,
-                incarnation: Incarnation(0),
-            });
+            return Err(ControllerError::BrokerNotRegistered { node });
         }
         if image.hosts_any(node) {
-            return Err(assignment_error(&format!(
-                "broker {node} still hosts partitions"
-            )));
+            return Err(ControllerError::InvalidRequest {
+                reason: format!(
+                    "broker {node} is still a replica of some partitions: decommission it first"
+                ),
+            });
         }
         self.sessions.remove(&node);
         Ok(vec![MetadataRecord::UnregisterBroker { node }])
@@ -1212,6 +1356,14 @@ impl Controller {
         {
             return Err(assignment_error(&format!(
                 "the manual partition assignment includes the broker {n} more than once"
+            )));
+        }
+        if let Some(n) = target
+            .iter()
+            .find(|n| !p.replicas.contains(n) && image.broker(**n).is_some_and(|b| b.draining))
+        {
+            return Err(assignment_error(&format!(
+                "broker {n} is being decommissioned and takes no new replicas"
             )));
         }
         // The replicas during the move, as `reassignment_target` makes them.
@@ -1495,6 +1647,14 @@ fn check_assignment(
         if let Some(n) = replicas.iter().find(|n| image.broker(**n).is_none()) {
             return Err(assignment_error(&format!("broker {n} is not registered")));
         }
+        if let Some(n) = replicas
+            .iter()
+            .find(|n| image.broker(**n).is_some_and(|b| b.draining))
+        {
+            return Err(assignment_error(&format!(
+                "broker {n} is being decommissioned and takes no new replicas"
+            )));
+        }
     }
     // At most REPLICAS_MAX, checked above, which fits an i16.
     Ok(assignment[0].len() as i16)
@@ -1512,10 +1672,11 @@ fn place(
     count: usize,
     factor: i16,
 ) -> Result<Vec<Vec<NodeId>>, ControllerError> {
+    // A draining broker (decommission) takes no new replica.
     let live: Vec<NodeId> = image
         .brokers()
         .iter()
-        .filter(|(_, b)| !b.fenced)
+        .filter(|(_, b)| !b.fenced && !b.draining)
         .map(|(n, _)| *n)
         .collect();
     let n = live.len();
@@ -1523,7 +1684,8 @@ fn place(
     if factor > n {
         return Err(ControllerError::InvalidReplicationFactor {
             reason: format!(
-                "replication factor {factor} is larger than the {n} available (unfenced) brokers"
+                "replication factor {factor} is larger than the {n} available (unfenced, not \
+                 draining) brokers"
             ),
         });
     }
@@ -1543,6 +1705,137 @@ fn place(
             replicas
         })
         .collect())
+}
+
+/// One tick's step of the drain of decommissioned brokers (see
+/// [`Controller::decommission_broker`]): the leaderships draining brokers hold where another
+/// in-sync replica may lead (those alone, as long as there are any, so leadership leaves first),
+/// else new moves for partitions that list a draining broker and are not being reassigned,
+/// while fewer than [`DRAIN_MOVES_IN_FLIGHT_MAX`] moves off draining brokers are under way. A
+/// move keeps the other replicas in their order and adds replacements after them, so the
+/// preferred leader stays a replica that was in sync. Decided afresh on each tick's image, so a
+/// new controller carries on where the last one stopped.
+fn drain(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let draining: BTreeSet<NodeId> = image
+        .brokers()
+        .iter()
+        .filter(|(_, b)| b.draining)
+        .map(|(n, _)| *n)
+        .collect();
+    if draining.is_empty() {
+        return Vec::new();
+    }
+    let is_draining = |n: &NodeId| draining.contains(n);
+    let normal = Eligibility::new(image, BrokerChange::None);
+    let avoiding = Eligibility::new(image, BrokerChange::AvoidDraining);
+    let mut records = Vec::new();
+    for (topic_id, index, p) in partitions(image) {
+        if !p.leader.is_some_and(|l| is_draining(&l)) {
+            continue;
+        }
+        // Only where another member may lead: the avoiding election would otherwise leave the
+        // partition leaderless.
+        if !p.isr.iter().any(|n| !is_draining(n) && normal.may_lead(*n)) {
+            continue;
+        }
+        let isr = p.isr.clone();
+        records.extend(change_partition(
+            topic_id,
+            index,
+            p,
+            isr,
+            Election::Online,
+            &avoiding,
+        ));
+        if records.len() == DRAIN_LEADERSHIPS_PER_TICK_MAX {
+            break;
+        }
+    }
+    if !records.is_empty() {
+        return records;
+    }
+    let mut in_flight = partitions(image)
+        .filter(|(_, _, p)| p.removing.iter().any(is_draining))
+        .count();
+    let mut load: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for (_, _, p) in partitions(image) {
+        for n in &p.replicas {
+            *load.entry(*n).or_default() += 1;
+        }
+    }
+    for (topic_id, index, p) in partitions(image) {
+        if in_flight >= DRAIN_MOVES_IN_FLIGHT_MAX {
+            break;
+        }
+        if p.is_reassigning() || !p.replicas.iter().any(is_draining) {
+            continue;
+        }
+        let kept: Vec<NodeId> = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|n| !is_draining(n))
+            .collect();
+        let need = p.replicas.len() - kept.len();
+        // No broker to move to now (too few live ones): the next tick tries again.
+        let Some(added) = replacements(image, &kept, need, &load) else {
+            continue;
+        };
+        for n in &added {
+            *load.entry(*n).or_default() += 1;
+        }
+        let mut target = kept;
+        target.extend(added);
+        let election = Election::online_for(image, topic_id);
+        let change = build_change(
+            topic_id,
+            index,
+            p,
+            reassignment_target(p, &target),
+            election,
+            &normal,
+        );
+        if let Some(record) = change {
+            records.push(record);
+            in_flight += 1;
+        }
+    }
+    records
+}
+
+/// `need` brokers to take a partition's draining replicas: live (unfenced, not shutting down),
+/// not draining, not among `kept`; on racks `kept` does not use yet where racks are known, then
+/// the least loaded (fewest replicas, counting this tick's moves), then the lowest id. `None`
+/// when there are not enough.
+fn replacements(
+    image: &MetadataImage,
+    kept: &[NodeId],
+    need: usize,
+    load: &BTreeMap<NodeId, usize>,
+) -> Option<Vec<NodeId>> {
+    let racks_known = image.brokers().values().any(|b| b.rack.is_some());
+    let rack = |n: &NodeId| image.broker(*n).and_then(|b| b.rack.as_deref());
+    let mut used_racks: Vec<Option<&str>> = kept.iter().map(rack).collect();
+    let mut chosen: Vec<NodeId> = Vec::with_capacity(need);
+    for _ in 0..need {
+        let (best, b) = image
+            .brokers()
+            .iter()
+            .filter(|(n, b)| {
+                !b.fenced
+                    && !b.in_controlled_shutdown
+                    && !b.draining
+                    && !kept.contains(n)
+                    && !chosen.contains(n)
+            })
+            .min_by_key(|(n, b)| {
+                let rack_taken = racks_known && used_racks.contains(&b.rack.as_deref());
+                (rack_taken, load.get(n).copied().unwrap_or(0), **n)
+            })?;
+        chosen.push(*best);
+        used_racks.push(b.rack.as_deref());
+    }
+    Some(chosen)
 }
 
 fn new_topic_id(image: &MetadataImage, rng: &mut impl RandomSource) -> TopicId {
@@ -1772,6 +2065,14 @@ mod tests {
             h.create("b!", 1, 1),
             Err(ControllerError::InvalidTopicName { .. })
         ));
+        h.create("dot.ted", 1, 1).unwrap();
+        assert_eq!(
+            h.create("dot_ted", 1, 1),
+            Err(ControllerError::TopicNameCollides {
+                name: "dot_ted".into(),
+                existing: "dot.ted".into()
+            })
+        );
         assert!(matches!(
             h.create("b", 0, 1),
             Err(ControllerError::InvalidPartitions { .. })
@@ -3107,6 +3408,260 @@ mod tests {
             .is_err());
     }
 
+    /// Every leader grows its ISR to the replicas its partition is adding (they caught up), as
+    /// the leaders' AlterPartition would; the number of partitions changed.
+    fn catch_up_all(h: &mut Harness) -> usize {
+        let mut changed = 0;
+        for (id, t) in h.image.topics().clone() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let Some(leader) = p.leader.filter(|_| !p.adding.is_empty()) else {
+                    continue;
+                };
+                let mut isr = p.isr.clone();
+                isr.extend(p.adding.iter().filter(|n| !p.isr.contains(n)));
+                let req = AlterPartition {
+                    node: leader,
+                    incarnation: h.image.broker(leader).unwrap().incarnation,
+                    topic_id: id,
+                    index: PartitionIndex(i as i32),
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    new_isr: isr
+                        .iter()
+                        .map(|n| IsrMember {
+                            node: *n,
+                            incarnation: None,
+                        })
+                        .collect(),
+                };
+                let out = h.controller.alter_partition(&h.image, &req).unwrap();
+                changed += h.commit(out.records);
+            }
+        }
+        changed
+    }
+
+    fn decommission(
+        h: &mut Harness,
+        node: i32,
+        request: Decommission,
+    ) -> Result<usize, ControllerError> {
+        let records = h
+            .controller
+            .decommission_broker(&h.image, NodeId(node), request)?;
+        Ok(h.commit(records))
+    }
+
+    #[test]
+    fn a_drained_broker_hands_over_its_leaderships_first_then_its_replicas_move_and_it_unregisters()
+    {
+        let mut h = Harness::replicated(4);
+        let id = h.create("d", 12, 3).unwrap();
+        let before = decommission_status(&h.image, NodeId(1)).unwrap();
+        assert!(!before.draining && before.replicas == 9 && before.leaderships == 3);
+        assert_eq!(decommission(&mut h, 1, Decommission::Start), Ok(1));
+        // Asking again changes nothing.
+        assert_eq!(decommission(&mut h, 1, Decommission::Start), Ok(0));
+        // The first tick moves leadership only, to the next in-sync replica, with a new epoch.
+        let epochs: Vec<LeaderEpoch> = (0..12).map(|i| h.partition(id, i).leader_epoch).collect();
+        let records = h.controller.tick(&h.image, MonotonicMs(0));
+        assert_eq!(records.len(), 3);
+        h.commit(records);
+        for (i, epoch) in epochs.iter().enumerate() {
+            let p = h.partition(id, i);
+            assert_ne!(p.leader, Some(NodeId(1)));
+            assert_eq!(p.replicas.len(), 3);
+            assert!(!p.is_reassigning(), "replicas move after leaderships");
+            if *epoch != p.leader_epoch {
+                assert_eq!(p.leader_epoch, epoch.next());
+                assert_eq!(
+                    p.isr.len(),
+                    3,
+                    "the draining broker stays in sync meanwhile"
+                );
+            }
+        }
+        let status = decommission_status(&h.image, NodeId(1)).unwrap();
+        assert_eq!(
+            (status.leaderships, status.replicas, status.moving),
+            (0, 9, 0)
+        );
+        // The next tick starts one move per partition on broker 1, to broker 4 each time (the
+        // only one outside those replicas), kept replicas first.
+        let records = h.controller.tick(&h.image, MonotonicMs(0));
+        h.commit(records);
+        let status = decommission_status(&h.image, NodeId(1)).unwrap();
+        assert_eq!((status.replicas, status.moving), (9, 9));
+        assert!(!status.is_complete());
+        // Nothing more to do until the new replicas catch up.
+        assert!(h.controller.tick(&h.image, MonotonicMs(0)).is_empty());
+        // A new controller (failover) carries on from the image alone.
+        h.controller = Controller::new(h.controller.config);
+        assert!(h.controller.tick(&h.image, MonotonicMs(0)).is_empty());
+        assert_eq!(catch_up_all(&mut h), 9);
+        let status = decommission_status(&h.image, NodeId(1)).unwrap();
+        assert_eq!((status.replicas, status.moving), (0, 0));
+        assert!(status.is_complete());
+        for i in 0..12 {
+            let p = h.partition(id, i);
+            assert_eq!(p.replicas.len(), 3);
+            assert_eq!(p.isr.len(), 3);
+            assert!(!p.replicas.contains(&NodeId(1)) && !p.is_reassigning());
+            assert_ne!(p.leader, None);
+        }
+        assert_partition_invariants(&h.image);
+        assert!(h.controller.tick(&h.image, MonotonicMs(0)).is_empty());
+        let records = h.controller.unregister_broker(&h.image, NodeId(1)).unwrap();
+        h.commit(records);
+        assert!(h.image.broker(NodeId(1)).is_none());
+        assert_eq!(decommission_status(&h.image, NodeId(1)), None);
+    }
+
+    #[test]
+    fn a_decommission_that_would_break_a_replication_factor_or_names_no_broker_is_refused() {
+        let mut h = Harness::replicated(3);
+        h.create("three", 2, 3).unwrap();
+        match decommission(&mut h, 2, Decommission::Start) {
+            Err(ControllerError::InvalidReplicationFactor { reason }) => {
+                assert!(
+                    reason.contains("3 replicas") && reason.contains("only 2"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            decommission(&mut h, 9, Decommission::Start),
+            Err(ControllerError::BrokerNotRegistered { node: NodeId(9) })
+        );
+        assert_eq!(
+            h.controller.unregister_broker(&h.image, NodeId(9)),
+            Err(ControllerError::BrokerNotRegistered { node: NodeId(9) })
+        );
+        assert!(!h.image.broker(NodeId(2)).unwrap().draining);
+        // With a fourth broker there is room; then draining a second one is refused again.
+        h.start_broker(4, 1, 0);
+        assert_eq!(decommission(&mut h, 2, Decommission::Start), Ok(1));
+        assert!(matches!(
+            decommission(&mut h, 3, Decommission::Start),
+            Err(ControllerError::InvalidReplicationFactor { .. })
+        ));
+        // An unregistration of a broker that still hosts replicas is refused.
+        assert!(matches!(
+            h.controller.unregister_broker(&h.image, NodeId(2)),
+            Err(ControllerError::InvalidRequest { .. })
+        ));
+    }
+
+    #[test]
+    fn a_draining_broker_takes_no_new_replicas_until_it_is_recommissioned() {
+        let (mut h, _) = reassignable(3, &[1, 2]);
+        assert_eq!(decommission(&mut h, 3, Decommission::Start), Ok(1));
+        // Placement leaves it out, and says why a factor of 3 no longer fits.
+        let id = h.create("placed", 6, 2).unwrap();
+        let t = h.image.topic(id).unwrap();
+        assert!(t
+            .partitions
+            .iter()
+            .all(|p| !p.replicas.contains(&NodeId(3))));
+        match h.create("wide", 1, 3) {
+            Err(ControllerError::InvalidReplicationFactor { reason }) => {
+                assert!(reason.contains("not draining"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A manual assignment or a reassignment may not add it either.
+        let manual = CreateTopic {
+            name: "manual".into(),
+            partitions: -1,
+            replication_factor: -1,
+            assignment: Some(vec![nodes(&[3, 1])]),
+            configs: vec![],
+        };
+        assert!(matches!(
+            h.controller.create_topic(&h.image, &mut h.rng, manual),
+            Err(ControllerError::InvalidReplicaAssignment { .. })
+        ));
+        match reassign(&mut h, "r", 0, Some(&[1, 3])) {
+            Err(ControllerError::InvalidReplicaAssignment { reason }) => {
+                assert!(reason.contains("decommissioned"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Cancelled: it is a normal broker again.
+        assert_eq!(decommission(&mut h, 3, Decommission::Cancel), Ok(1));
+        assert_eq!(decommission(&mut h, 3, Decommission::Cancel), Ok(0));
+        assert!(!decommission_status(&h.image, NodeId(3)).unwrap().draining);
+        assert_eq!(reassign(&mut h, "r", 0, Some(&[1, 3])), Ok(1));
+        h.create("wide", 1, 3).unwrap();
+    }
+
+    #[test]
+    fn a_drain_survives_a_restart_of_the_broker_and_waits_for_a_live_target() {
+        let (mut h, id) = reassignable(3, &[1, 2]);
+        assert_eq!(decommission(&mut h, 2, Decommission::Start), Ok(1));
+        // Broker 3, the only place to move to, is fenced: nothing moves yet.
+        h.fence(3);
+        assert!(h.controller.tick(&h.image, MonotonicMs(0)).is_empty());
+        // Broker 2 restarts: its new incarnation is still draining.
+        h.start_broker(2, 2, 0);
+        assert!(h.image.broker(NodeId(2)).unwrap().draining);
+        h.start_broker(3, 2, 0);
+        let records = h.controller.tick(&h.image, MonotonicMs(0));
+        h.commit(records);
+        let p = h.partition(id, 0);
+        assert_eq!(
+            (p.adding.clone(), p.removing.clone()),
+            (nodes(&[3]), nodes(&[2]))
+        );
+        assert_eq!(p.replicas, nodes(&[1, 3, 2]));
+        assert_eq!(catch_up_all(&mut h), 1);
+        assert_eq!(h.partition(id, 0).replicas, nodes(&[1, 3]));
+    }
+
+    #[test]
+    fn a_drain_moves_replicas_to_racks_the_partition_does_not_use_yet() {
+        let mut h = Harness::replicated(0);
+        for (node, rack) in [(1, "a"), (2, "b"), (3, "a"), (4, "c")] {
+            let endpoint = Endpoint {
+                host: format!("b{node}"),
+                port: 9092,
+            };
+            let req = RegisterBroker {
+                node: NodeId(node),
+                incarnation: Incarnation(1),
+                client: endpoint.clone(),
+                cluster: endpoint,
+                rack: Some(rack.into()),
+            };
+            let records = h
+                .controller
+                .register_broker(&h.image, MonotonicMs(0), req)
+                .unwrap();
+            h.commit(records);
+            h.heartbeat(node);
+        }
+        let req = CreateTopic {
+            name: "racked".into(),
+            partitions: -1,
+            replication_factor: -1,
+            assignment: Some(vec![nodes(&[1, 2])]),
+            configs: vec![],
+        };
+        let records = h
+            .controller
+            .create_topic(&h.image, &mut h.rng, req)
+            .unwrap();
+        h.commit(records);
+        let id = h.image.topic_id("racked").unwrap();
+        // Broker 2 (rack b) drains: 3 is the least loaded and lowest id, but shares rack a with
+        // broker 1; 4 (rack c) is chosen.
+        decommission(&mut h, 2, Decommission::Start).unwrap();
+        let records = h.controller.tick(&h.image, MonotonicMs(0));
+        h.commit(records);
+        assert_eq!(h.partition(id, 0).adding, nodes(&[4]));
+    }
+
     proptest::proptest! {
         /// Random operations on a four-broker cluster with replicated topics, each batch committed at
         /// once: the image accepts every batch the controller builds (Harness::commit panics
@@ -3114,7 +3669,7 @@ mod tests {
         /// faults; this finds the same class of bug with a shrunk, readable case.
         #[test]
         fn every_controller_batch_is_valid_and_keeps_the_partition_invariants(
-            ops in proptest::collection::vec((0u8..11, 1i32..=4, proptest::prelude::any::<u8>()), 1..80),
+            ops in proptest::collection::vec((0u8..13, 1i32..=4, proptest::prelude::any::<u8>()), 1..80),
         ) {
             let mut h = Harness::replicated(4);
             let mut now = 0u64;
@@ -3199,6 +3754,12 @@ mod tests {
                             }
                             None => Vec::new(),
                         }
+                    }
+                    11 | 12 => {
+                        // An operator drains a broker or cancels its drain; the ticks (op 2)
+                        // move its work.
+                        let request = if op == 11 { Decommission::Start } else { Decommission::Cancel };
+                        h.controller.decommission_broker(&h.image, n, request).unwrap_or_default()
                     }
                     7 => {
                         let targets: Vec<(String, PartitionIndex)> = h.image.topics().values()

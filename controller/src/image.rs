@@ -30,8 +30,9 @@ pub const PARTITIONS_PER_TOPIC_MAX: usize = 10_000;
 /// Producer ids one record may hand out.
 pub const PRODUCER_ID_COUNT_MAX: i32 = 1_000_000;
 /// The snapshot format version written by this build.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
-/// The oldest snapshot format this build reads: version 1 has no reassignment lists (read as empty).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
+/// The oldest snapshot format this build reads: version 1 has no reassignment lists (read as
+/// empty), versions 1 and 2 no draining flag (read as not draining).
 pub const SNAPSHOT_FORMAT_VERSION_MIN: u8 = 1;
 
 /// A registered broker, as the image knows it.
@@ -49,6 +50,10 @@ pub struct BrokerRegistration {
     pub fenced: bool,
     /// It asked to shut down; it stays fenced until it registers again.
     pub in_controlled_shutdown: bool,
+    /// An operator is decommissioning it ([`MetadataRecord::SetBrokerDraining`]): the controller
+    /// moves its leaderships and replicas away and places nothing new on it. Kept across its
+    /// re-registrations.
+    pub draining: bool,
 }
 
 /// One partition's assignment and leadership.
@@ -267,6 +272,14 @@ pub fn topic_name_is_valid(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
+/// Whether two different topic names collide in metric names, where Kafka's brokers write '.'
+/// as '_': Kafka refuses a topic whose name collides with an existing one's
+/// (`ReplicationControlManager.createTopics`, INVALID_TOPIC_EXCEPTION).
+pub fn topic_names_collide(a: &str, b: &str) -> bool {
+    let same = |x: u8, y: u8| x == y || (matches!(x, b'.' | b'_') && matches!(y, b'.' | b'_'));
+    a != b && a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| same(x, y))
+}
+
 /// A reassignment's lists: each a set of replicas, disjoint, and not every replica removed.
 fn check_reassignment(
     replicas: &[NodeId],
@@ -406,7 +419,8 @@ impl MetadataImage {
                     | MetadataRecord::FenceBroker { node, .. }
                     | MetadataRecord::UnfenceBroker { node, .. }
                     | MetadataRecord::ControlledShutdown { node, .. }
-                    | MetadataRecord::UnregisterBroker { node } => {
+                    | MetadataRecord::UnregisterBroker { node }
+                    | MetadataRecord::SetBrokerDraining { node, .. } => {
                         if saved_brokers.insert(*node) {
                             undo.push(Undo::Broker(*node, self.brokers.get(node).cloned()));
                         }
@@ -609,6 +623,12 @@ impl MetadataImage {
                 }
                 Ok(())
             }
+            MetadataRecord::SetBrokerDraining { node, .. } => {
+                if !self.brokers.contains_key(node) {
+                    return Err(ApplyError::UnknownBroker { node: *node });
+                }
+                Ok(())
+            }
             MetadataRecord::CreateTopic {
                 name,
                 topic_id,
@@ -757,6 +777,8 @@ impl MetadataImage {
                 cluster,
                 rack,
             } => {
+                // A decommission outlives restarts: the operator asked for the broker, not a run.
+                let draining = self.brokers.get(node).is_some_and(|b| b.draining);
                 let registration = BrokerRegistration {
                     incarnation: *incarnation,
                     client: client.clone(),
@@ -764,6 +786,7 @@ impl MetadataImage {
                     rack: rack.clone(),
                     fenced: true,
                     in_controlled_shutdown: false,
+                    draining,
                 };
                 self.brokers.insert(*node, registration);
             }
@@ -776,6 +799,9 @@ impl MetadataImage {
             }
             MetadataRecord::UnregisterBroker { node } => {
                 self.brokers.remove(node);
+            }
+            MetadataRecord::SetBrokerDraining { node, draining } => {
+                self.broker_mut(*node).draining = *draining;
             }
             MetadataRecord::CreateTopic {
                 name,
@@ -885,6 +911,9 @@ impl MetadataImage {
             write_opt_str(&mut w, b.rack.as_deref(), RACK_BYTES_MAX);
             w.bool(b.fenced);
             w.bool(b.in_controlled_shutdown);
+            if version >= 3 {
+                w.bool(b.draining);
+            }
         }
         w.count32(self.topics.len(), TOPICS_MAX);
         for (topic_id, t) in &self.topics {
@@ -937,14 +966,18 @@ impl MetadataImage {
         };
         for _ in 0..r.count32("brokers", BROKERS_MAX)? {
             let node = NodeId(r.i32("node")?);
-            let b = BrokerRegistration {
+            let mut b = BrokerRegistration {
                 incarnation: Incarnation(r.u64("incarnation")?),
                 client: read_endpoint(&mut r)?,
                 cluster: read_endpoint(&mut r)?,
                 rack: read_opt_str(&mut r, "rack", RACK_BYTES_MAX)?,
                 fenced: r.bool("fenced")?,
                 in_controlled_shutdown: r.bool("in controlled shutdown")?,
+                draining: false,
             };
+            if version >= 3 {
+                b.draining = r.bool("draining")?;
+            }
             if image
                 .brokers
                 .last_key_value()
@@ -1186,6 +1219,10 @@ pub(crate) mod tests {
                 node,
                 first_id: image.next_producer_id(),
                 count: 1000,
+            },
+            (9, _) if b % 2 == 0 => MetadataRecord::SetBrokerDraining {
+                node,
+                draining: b % 4 == 0,
             },
             _ => MetadataRecord::ControlledShutdown { node, incarnation },
         }
@@ -1525,6 +1562,49 @@ pub(crate) mod tests {
         let old = MetadataImage::from_snapshot(&v1).unwrap();
         assert!(!old.topic(id).unwrap().partitions[0].is_reassigning());
         assert_eq!(old.to_snapshot_in(1), v1);
+    }
+
+    #[test]
+    fn a_draining_flag_outlives_re_registration_and_snapshots_and_older_snapshots_read_without_it()
+    {
+        let mut image = MetadataImage::new();
+        image
+            .apply_batch(MetadataOffset(1), &[register(1, 1)])
+            .unwrap();
+        let v2 = image.to_snapshot_in(2);
+        let drain = |draining| MetadataRecord::SetBrokerDraining {
+            node: NodeId(1),
+            draining,
+        };
+        image
+            .apply_batch(MetadataOffset(2), &[drain(true)])
+            .unwrap();
+        image
+            .apply_batch(MetadataOffset(3), &[register(1, 2)])
+            .unwrap();
+        assert!(image.broker(NodeId(1)).unwrap().draining);
+        assert_eq!(
+            MetadataImage::from_snapshot(&image.to_snapshot()),
+            Ok(image.clone())
+        );
+        let old = MetadataImage::from_snapshot(&v2).unwrap();
+        assert!(!old.broker(NodeId(1)).unwrap().draining);
+        assert_eq!(
+            image
+                .apply_batch(
+                    MetadataOffset(4),
+                    &[MetadataRecord::SetBrokerDraining {
+                        node: NodeId(7),
+                        draining: true
+                    }]
+                )
+                .map_err(|e| e.error),
+            Err(ApplyError::UnknownBroker { node: NodeId(7) })
+        );
+        image
+            .apply_batch(MetadataOffset(5), &[drain(false)])
+            .unwrap();
+        assert!(!image.broker(NodeId(1)).unwrap().draining);
     }
 
     fn build(

@@ -69,6 +69,8 @@ pub(crate) enum BrokerChange {
     Leaving(NodeId),
     /// This broker is being unfenced: it may lead.
     Joining(NodeId),
+    /// Draining brokers (decommission) may not lead: their leaderships are being moved away.
+    AvoidDraining,
 }
 
 impl<'a> Eligibility<'a> {
@@ -83,9 +85,11 @@ impl<'a> Eligibility<'a> {
             BrokerChange::Joining(n) if n == node => return true,
             _ => {}
         }
-        self.image
-            .broker(node)
-            .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+        let avoid_draining = self.change == BrokerChange::AvoidDraining;
+        self.image.broker(node).is_some_and(|b| {
+            let avoided = avoid_draining && b.draining;
+            !(b.fenced || b.in_controlled_shutdown || avoided)
+        })
     }
 }
 

@@ -187,6 +187,16 @@ pub enum MetadataRecord {
         /// The value, or `None` to return to the default.
         value: Option<String>,
     },
+    /// An operator starts (`true`) or cancels (`false`) the decommission of a broker: while it
+    /// drains, the controller moves its leaderships and then its replicas to other brokers, and
+    /// places nothing new on it. The flag outlives the broker's restarts (a new incarnation
+    /// keeps draining) and goes with its unregistration.
+    SetBrokerDraining {
+        /// Its id.
+        node: NodeId,
+        /// Whether it drains from now on.
+        draining: bool,
+    },
     /// A block of producer ids handed to one broker, `[first_id, first_id + count)`.
     AllocateProducerIds {
         /// The broker that asked.
@@ -214,6 +224,7 @@ mod tag {
     /// fields, then `adding` and `removing` as optional lists. A change that touches neither is
     /// still written as tag 8, so logs written before reassignment existed read the same.
     pub const CHANGE_PARTITION_REASSIGNMENT: u8 = 12;
+    pub const SET_BROKER_DRAINING: u8 = 13;
 }
 
 impl MetadataRecord {
@@ -383,6 +394,11 @@ impl MetadataRecord {
                 w.str(key, CONFIG_KEY_BYTES_MAX);
                 write_opt_str(w, value.as_deref(), CONFIG_VALUE_BYTES_MAX);
             }
+            MetadataRecord::SetBrokerDraining { node, draining } => {
+                w.u8(tag::SET_BROKER_DRAINING);
+                w.i32(node.0);
+                w.bool(*draining);
+            }
             MetadataRecord::AllocateProducerIds {
                 node,
                 first_id,
@@ -497,6 +513,10 @@ impl MetadataRecord {
                 topic_id: TopicId(r.bytes16("topic id")?),
                 key: r.str("config key", CONFIG_KEY_BYTES_MAX)?,
                 value: read_opt_str(r, "config value", CONFIG_VALUE_BYTES_MAX)?,
+            },
+            tag::SET_BROKER_DRAINING => MetadataRecord::SetBrokerDraining {
+                node: NodeId(r.i32("node")?),
+                draining: r.bool("draining")?,
             },
             tag::ALLOCATE_PRODUCER_IDS => MetadataRecord::AllocateProducerIds {
                 node: NodeId(r.i32("node")?),
@@ -743,6 +763,8 @@ pub(crate) mod strategies {
                 incarnation: Incarnation(i)
             }),
             node().prop_map(|node| MetadataRecord::UnregisterBroker { node }),
+            (node(), any::<bool>())
+                .prop_map(|(node, draining)| MetadataRecord::SetBrokerDraining { node, draining }),
             (
                 text(TOPIC_NAME_BYTES_MAX),
                 topic_id(),

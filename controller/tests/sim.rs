@@ -14,7 +14,8 @@
 //! (sometimes on a stale view, which must be refused); operators run preferred-leader elections,
 //! allow or forbid unclean leader election on topics, and reassign partitions to other brokers or
 //! cancel a reassignment (KIP-455), which completes when a leader's AlterPartition brings every target
-//! replica into the ISR.
+//! replica into the ISR, and decommission brokers (or cancel), whose leaderships and replicas the
+//! controller's ticks then move away by such reassignments.
 //!
 //! Checked after every event: at most one leader per term; every node applies one global sequence of
 //! committed entries, in order, without gaps or changes (so nothing committed is lost or reordered);
@@ -40,8 +41,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use spate_controller::controller::{
-    AlterPartition, Controller, ControllerConfig, CreateTopic, IsrMember, Reassign, RegisterBroker,
-    UNCLEAN_LEADER_ELECTION_CONFIG,
+    AlterPartition, Controller, ControllerConfig, CreateTopic, Decommission, IsrMember, Reassign,
+    RegisterBroker, UNCLEAN_LEADER_ELECTION_CONFIG,
 };
 use spate_controller::ids::{
     Incarnation, LeaderEpoch, MetadataOffset, MonotonicMs, NodeId, PartitionIndex, RaftTerm,
@@ -119,6 +120,7 @@ struct Stats {
     unclean_elections: u64,
     reassignments_started: u64,
     reassignments_completed: u64,
+    decommissions: u64,
     digest: u64,
 }
 
@@ -225,6 +227,7 @@ impl Stats {
         self.unclean_elections += s.unclean_elections;
         self.reassignments_started += s.reassignments_started;
         self.reassignments_completed += s.reassignments_completed;
+        self.decommissions += s.decommissions;
     }
 }
 
@@ -844,7 +847,7 @@ impl Sim {
             }
         }
         if self.chance(300) {
-            requests.push(self.rng.below(11));
+            requests.push(self.rng.below(12));
         }
         for request in requests {
             let node = self.nodes[i].node.as_mut().expect("leader is live");
@@ -981,6 +984,24 @@ impl Sim {
                     };
                     let out = ctrl.alter_partition_reassignments(&image, &[req]);
                     Ok(out.expect("within the limit").records)
+                }
+                11 => {
+                    // An operator decommissions a random broker (the ticks drain it) or, one
+                    // time in three, cancels; refusals (unknown broker, too few brokers left
+                    // for some partition's factor) are fine.
+                    let id = NodeId(pick(&mut self.rng));
+                    let request = if self.rng.below(3) == 0 {
+                        Decommission::Cancel
+                    } else {
+                        Decommission::Start
+                    };
+                    let records = ctrl.decommission_broker(&image, id, request);
+                    if request == Decommission::Start
+                        && records.as_ref().is_ok_and(|r| !r.is_empty())
+                    {
+                        self.stats.decommissions += 1;
+                    }
+                    records.or(Ok(Vec::new()))
                 }
                 hb => {
                     let id = (hb - 100) as i32;
@@ -1282,6 +1303,8 @@ fn the_quorum_stays_safe_and_live_under_faults() {
         total.reassignments_started >= n / 10 && total.reassignments_completed >= n / 50,
         "{total:?}"
     );
+    // Decommissions started (their drains run in the ticks, as reassignments).
+    assert!(total.decommissions >= n / 4, "{total:?}");
     if n >= 50 {
         assert!(total.snapshots_installed > 0, "{total:?}");
     }

@@ -99,6 +99,7 @@ async fn log_append(dir: &Path, total: u64, records: usize, mode: Mode) -> f64 {
         batch_bytes_max: 2 << 20,
         retention_ms: None,
         preallocate_bytes: env_or("SPATE_BENCH_PREALLOC_MIB", 64) << 20,
+        preallocate_step_bytes_max: env_or("SPATE_BENCH_PREALLOC_MIB", 64) << 20,
         ..LogConfig::default()
     };
     let log = Rc::new(

@@ -78,7 +78,8 @@ pub struct CachedBatch {
     pub bytes: BatchBytes,
 }
 
-/// Recent batches, oldest first, bounded by `bytes_max` plus the unwritten ones.
+/// Recent batches, oldest first, bounded by `bytes_max` plus the unwritten ones, and evicted
+/// further while the core's caches together are over their budget (`crate::pool`).
 #[derive(Debug)]
 pub struct TailCache {
     batches: VecDeque<CachedBatch>,
@@ -110,16 +111,24 @@ impl TailCache {
             assert_eq!(last.last.next(), batch.base, "cached batches must be dense");
         }
         self.bytes += batch.bytes.len();
+        crate::pool::cache_grew(batch.bytes.len());
         self.batches.push_back(batch);
     }
 
-    /// Evicts the oldest batches while over budget, but only those `is_written` says are on disk.
+    fn shrink(&mut self, bytes: usize) {
+        self.bytes -= bytes;
+        crate::pool::cache_shrank(bytes);
+    }
+
+    /// Evicts the oldest batches while over budget (its own, or the core's for all caches), but
+    /// only those `is_written` says are on disk.
     pub fn evict(&mut self, is_written: impl Fn(&CachedBatch) -> bool) {
-        while self.bytes > self.bytes_max {
+        while self.bytes > self.bytes_max || (self.bytes > 0 && crate::pool::cache_over_budget()) {
             match self.batches.front() {
                 Some(front) if is_written(front) => {
-                    self.bytes -= front.bytes.len();
+                    let len = front.bytes.len();
                     self.batches.pop_front();
+                    self.shrink(len);
                 }
                 _ => break,
             }
@@ -145,7 +154,7 @@ impl TailCache {
     pub fn truncate_from(&mut self, offset: Offset) {
         while self.batches.back().is_some_and(|b| b.base >= offset) {
             if let Some(b) = self.batches.pop_back() {
-                self.bytes -= b.bytes.len();
+                self.shrink(b.bytes.len());
             }
         }
     }
@@ -154,9 +163,15 @@ impl TailCache {
     pub fn drop_before(&mut self, offset: Offset) {
         while self.batches.front().is_some_and(|b| b.base < offset) {
             if let Some(b) = self.batches.pop_front() {
-                self.bytes -= b.bytes.len();
+                self.shrink(b.bytes.len());
             }
         }
+    }
+}
+
+impl Drop for TailCache {
+    fn drop(&mut self) {
+        crate::pool::cache_shrank(self.bytes);
     }
 }
 

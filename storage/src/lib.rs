@@ -56,6 +56,7 @@ pub mod files;
 pub mod index;
 pub mod io;
 pub mod log;
+pub mod pool;
 pub mod producer_state;
 pub mod segment;
 pub mod sync;

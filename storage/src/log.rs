@@ -269,12 +269,37 @@ pub struct RetentionOutcome {
 /// `[start, start + filled)`, `start` block-aligned: possibly some bytes already written by a
 /// sync (a sync writes from the last block it had not fully written, so the partial last block
 /// is rewritten in place), then bytes not yet written. When it is full it is written whole and
-/// replaced by a spare buffer, so batches may straddle two buffers.
+/// the next append takes another (a spare, or one from the core's budget: `crate::pool`), so
+/// batches may straddle two buffers.
+///
+/// Without a buffer (`buf` is `None`: a log just opened, a new segment, a full buffer just
+/// handed to the device, or a log gone idle) every byte it describes is already on the file,
+/// and the next append reads the partial last block back into the buffer it takes.
 #[derive(Debug)]
 struct WriteBuffer<B> {
     buf: Option<B>,
+    // The buffer's share of the core's write-buffer budget; `Some` exactly when `buf` is.
+    grant: Option<crate::pool::Grant>,
     start: u64,
     filled: usize,
+}
+
+impl<B> WriteBuffer<B> {
+    /// No buffer, for a segment whose bytes below `size` are all on its file.
+    fn released(size: u64) -> Self {
+        let start = crate::io::align_down(size);
+        WriteBuffer {
+            buf: None,
+            grant: None,
+            start,
+            filled: (size - start) as usize,
+        }
+    }
+
+    /// File position after the last byte appended.
+    fn end(&self) -> u64 {
+        self.start + self.filled as u64
+    }
 }
 
 #[derive(Debug)]
@@ -335,6 +360,8 @@ pub struct Log<D: Disk> {
     // watermark is the log end): the high watermark stays at least this, so it never goes
     // back while the first syncs under the new policy catch up (`set_config`).
     hw_floor: Cell<Offset>,
+    // `appended_bytes` when `release_idle_buffers` last looked: unchanged since means idle.
+    idle_mark: Cell<u64>,
 }
 
 fn io_err<'a>(
@@ -395,6 +422,7 @@ impl<D: Disk> Log<D> {
                 c.write_buffer_bytes_max,
                 c.tail_cache_bytes_max,
                 c.preallocate_bytes,
+                c.preallocate_step_bytes_max,
                 c.active_checkpoint_bytes,
                 c.producers_per_partition_max,
                 c.producer_id_expiration_ms,
@@ -474,6 +502,35 @@ impl<D: Disk> Log<D> {
     /// producer's last batch, and for tests).
     pub async fn producer_state(&self) -> ProducerState {
         self.core.lock().await.producers.clone()
+    }
+
+    /// The last stable offset (Kafka's LSO): the first offset of the earliest open transaction,
+    /// or the high watermark if it is lower or none is open. A `read_committed` reader sees only
+    /// what is below it. Takes the core lock (transaction state changes under it with each
+    /// append), so it is asked once per read, not per batch.
+    pub async fn last_stable_offset(&self) -> Offset {
+        let unstable = self.core.lock().await.producers.first_unstable_offset();
+        let hw = self.high_watermark();
+        unstable.map_or(hw, |first| first.min(hw))
+    }
+
+    /// The first offset of the earliest open transaction (`None`: none is open); the last
+    /// stable offset of a partition whose high watermark the log does not keep (replicated).
+    pub async fn first_unstable_offset(&self) -> Option<Offset> {
+        self.core.lock().await.producers.first_unstable_offset()
+    }
+
+    /// The aborted transactions a `read_committed` read of `[from, below)` must list.
+    pub async fn aborted_transactions(
+        &self,
+        from: Offset,
+        below: Offset,
+    ) -> Vec<crate::producer_state::AbortedTxn> {
+        self.core
+            .lock()
+            .await
+            .producers
+            .aborted_between(from, below)
     }
 
     /// Whether the batch ending at `last_offset` is the latest batch of `producer_id`, which a

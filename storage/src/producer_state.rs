@@ -27,13 +27,25 @@
 //! producers is bounded by `producers_max`; a new producer beyond it is refused with
 //! [`ProducerError::TooManyProducers`] (Kafka has no such bound).
 //!
+//! Transactions: a transactional batch opens its producer's transaction in this partition (at its
+//! first offset) unless one is open; a transaction marker (control batch, COMMIT or ABORT, with
+//! the producer's epoch and no sequence) closes it. A marker is refused only for an epoch older
+//! than the producer's (Kafka's fencing of zombie coordinators' markers); it never enters the
+//! duplicate window. The first offset of the earliest open transaction bounds the last stable
+//! offset ([`ProducerState::first_unstable_offset`]); each aborted transaction is remembered
+//! ([`AbortedTxn`], Kafka's aborted-transaction index) until retention drops the log below its
+//! marker ([`ProducerState::trim_aborted`]). Both are in the snapshot (version 2), so recovery
+//! knows them without reading the whole log. A producer with an open transaction never expires.
+//!
 //! For log compaction: the last batch of every producer must survive a rewrite, or a retry of it
 //! would be appended again. [`ProducerState::is_last_batch_of_producer`] answers that per batch;
 //! [`ProducerState::last_batch_offsets`] lists them.
 
 use std::collections::{HashMap, VecDeque};
 
-use spate_wire::batch::BatchHeader;
+use std::collections::BTreeSet;
+
+use spate_wire::batch::{control_type_of_records, BatchHeader, ControlType};
 use spate_wire::types::{Offset, ProducerEpoch, ProducerId};
 
 /// Batches remembered per producer, for duplicate detection (Kafka's
@@ -54,7 +66,12 @@ const SNAPSHOT_PRODUCER_BYTES: usize = 8 + 2 + 8 + 1;
 /// Bytes before the first producer: magic, version, crc32, offset, count.
 const SNAPSHOT_HEADER_BYTES: usize = 4 + 2 + 4 + 8 + 4;
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SPPS";
-const SNAPSHOT_VERSION: u16 = 1;
+/// Version 2 adds the open transactions and the aborted ones after the producers.
+const SNAPSHOT_VERSION: u16 = 2;
+/// Bytes of one open transaction in a snapshot.
+const SNAPSHOT_OPEN_TXN_BYTES: usize = 8 + 8;
+/// Bytes of one aborted transaction in a snapshot.
+const SNAPSHOT_ABORTED_TXN_BYTES: usize = 8 + 8 + 8;
 
 /// What one appended batch of a producer covered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,20 +116,58 @@ pub struct ProducerBatch {
     pub first_sequence: i32,
     /// Sequence of the last record.
     pub last_sequence: i32,
+    /// Idempotent data, transactional data or a control batch.
+    pub kind: BatchKind,
+}
+
+/// What a batch with a producer id is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchKind {
+    /// Data outside a transaction.
+    Idempotent,
+    /// Data in the producer's transaction.
+    Transactional,
+    /// A control batch: a transaction marker (`Some`) or another control record Spate does not
+    /// interpret (`None`, e.g. KRaft's leader-change records), which only moves the epoch.
+    Control(Option<ControlType>),
+}
+
+/// An aborted transaction in a partition, as a `read_committed` Fetch lists it: its records
+/// are the producer's batches from `first_offset` up to the ABORT marker at `last_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    /// The producer.
+    pub producer_id: ProducerId,
+    /// Offset of the transaction's first batch in this partition.
+    pub first_offset: Offset,
+    /// Offset of its ABORT marker.
+    pub last_offset: Offset,
 }
 
 impl ProducerBatch {
-    /// The producer fields of `header`, or `None` for a batch without a producer id (Kafka's
-    /// `hasProducerId`: any id above -1).
-    pub fn from_header(header: &BatchHeader) -> Option<ProducerBatch> {
+    /// The producer fields of a batch given as its header and the bytes after the header (only
+    /// read for a control batch: its first record says COMMIT or ABORT), or `None` for a batch
+    /// without a producer id (Kafka's `hasProducerId`: any id above -1).
+    pub fn from_batch(header: &BatchHeader, records: &[u8]) -> Option<ProducerBatch> {
         if header.producer_id.0 < 0 {
             return None;
         }
+        let kind = if header.is_control() {
+            BatchKind::Control(control_type_of_records(header, records))
+        } else if header.is_transactional() {
+            BatchKind::Transactional
+        } else {
+            BatchKind::Idempotent
+        };
         Some(ProducerBatch {
             producer_id: header.producer_id,
             epoch: header.producer_epoch,
             first_sequence: header.base_sequence,
-            last_sequence: increment_sequence(header.base_sequence, header.last_offset_delta),
+            last_sequence: increment_sequence(
+                header.base_sequence.max(0),
+                header.last_offset_delta,
+            ),
+            kind,
         })
     }
 }
@@ -191,6 +246,12 @@ pub struct ProducerState {
     producers: HashMap<ProducerId, ProducerEntry>,
     producers_max: usize,
     expiration_ms: i64,
+    /// First offset of each producer's open transaction.
+    open_txns: HashMap<ProducerId, Offset>,
+    /// The same, ordered by first offset (the earliest bounds the last stable offset).
+    open_by_offset: BTreeSet<(Offset, ProducerId)>,
+    /// Aborted transactions, by growing marker offset.
+    aborted: VecDeque<AbortedTxn>,
 }
 
 impl ProducerState {
@@ -205,6 +266,9 @@ impl ProducerState {
             producers: HashMap::new(),
             producers_max,
             expiration_ms,
+            open_txns: HashMap::new(),
+            open_by_offset: BTreeSet::new(),
+            aborted: VecDeque::new(),
         }
     }
 
@@ -229,6 +293,24 @@ impl ProducerState {
     /// The [`ProducerError`] the batch is refused with.
     pub fn check(&self, batch: &ProducerBatch) -> Result<Verdict, ProducerError> {
         let producer_id = batch.producer_id;
+        let coordinator_written =
+            batch.kind == BatchKind::Transactional && batch.first_sequence < 0;
+        if matches!(batch.kind, BatchKind::Control(_)) || coordinator_written {
+            // Markers carry no sequence, nor do the transactional offset commits a group
+            // coordinator writes for a producer (Kafka's `AppendOrigin.COORDINATOR`; clients'
+            // batches without a sequence are refused before they reach the log): only an older
+            // epoch is refused (a zombie's write after the producer was fenced).
+            return match self.producers.get(&producer_id) {
+                Some(entry) if batch.epoch < entry.epoch => {
+                    Err(ProducerError::InvalidProducerEpoch {
+                        producer_id,
+                        epoch: batch.epoch,
+                        current: entry.epoch,
+                    })
+                }
+                _ => Ok(Verdict::Append),
+            };
+        }
         if batch.first_sequence < 0 {
             return Err(ProducerError::InvalidSequence {
                 producer_id,
@@ -295,6 +377,22 @@ impl ProducerState {
         max_timestamp_ms: i64,
     ) {
         assert!(first_offset <= last_offset);
+        if let BatchKind::Control(marker) = batch.kind {
+            self.record_control(batch, marker, last_offset, max_timestamp_ms);
+            return;
+        }
+        if batch.kind == BatchKind::Transactional
+            && !self.open_txns.contains_key(&batch.producer_id)
+        {
+            self.open_txns.insert(batch.producer_id, first_offset);
+            self.open_by_offset
+                .insert((first_offset, batch.producer_id));
+        }
+        if batch.first_sequence < 0 {
+            // Coordinator-written (see `check`): no sequence to remember, only the epoch.
+            self.record_control(batch, None, last_offset, max_timestamp_ms);
+            return;
+        }
         let entry = self
             .producers
             .entry(batch.producer_id)
@@ -326,10 +424,106 @@ impl ProducerState {
         entry.last_timestamp_ms = max_timestamp_ms;
     }
 
-    /// Recovery: remembers a batch read back from the log (already checked when appended).
+    /// A control batch at `offset`: moves the producer's epoch and, for a marker, closes its
+    /// open transaction (remembering it if aborted).
+    fn record_control(
+        &mut self,
+        batch: &ProducerBatch,
+        marker: Option<ControlType>,
+        offset: Offset,
+        max_timestamp_ms: i64,
+    ) {
+        let entry = self
+            .producers
+            .entry(batch.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: batch.epoch,
+                batches: VecDeque::with_capacity(BATCHES_PER_PRODUCER_MAX),
+                last_timestamp_ms: max_timestamp_ms,
+            });
+        if batch.epoch > entry.epoch {
+            // A bumped epoch (the coordinator fenced the producer): the next data batch of the
+            // new epoch starts at sequence 0.
+            entry.epoch = batch.epoch;
+            entry.batches.clear();
+        }
+        entry.last_timestamp_ms = entry.last_timestamp_ms.max(max_timestamp_ms);
+        if marker.is_none() {
+            return;
+        }
+        let Some(first_offset) = self.open_txns.remove(&batch.producer_id) else {
+            // No data of this transaction here (or a marker written twice): nothing to close.
+            return;
+        };
+        assert!(
+            first_offset < offset,
+            "a marker follows its transaction's data"
+        );
+        self.open_by_offset
+            .remove(&(first_offset, batch.producer_id));
+        if marker == Some(ControlType::Abort) {
+            if let Some(last) = self.aborted.back() {
+                assert!(
+                    last.last_offset < offset,
+                    "markers are appended in offset order"
+                );
+            }
+            self.aborted.push_back(AbortedTxn {
+                producer_id: batch.producer_id,
+                first_offset,
+                last_offset: offset,
+            });
+        }
+    }
+
+    /// The first offset of the earliest open transaction: the last stable offset is at most
+    /// this (`None`: no transaction is open).
+    pub fn first_unstable_offset(&self) -> Option<Offset> {
+        self.open_by_offset.first().map(|(offset, _)| *offset)
+    }
+
+    /// Number of open transactions.
+    pub fn open_transactions(&self) -> usize {
+        self.open_txns.len()
+    }
+
+    /// The aborted transactions a read of `[from, below)` must list (Kafka's
+    /// `collectAbortedTxns`: marker at or after `from`, first offset below `below`), oldest
+    /// first.
+    pub fn aborted_between(&self, from: Offset, below: Offset) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|t| t.last_offset < from);
+        self.aborted
+            .range(start..)
+            .filter(|t| t.first_offset < below)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions whose marker is below `log_start` (retention deleted them).
+    pub fn trim_aborted(&mut self, log_start: Offset) {
+        while self
+            .aborted
+            .front()
+            .is_some_and(|t| t.last_offset < log_start)
+        {
+            self.aborted.pop_front();
+        }
+    }
+
+    /// Recovery: remembers a batch read back from the log (already checked when appended),
+    /// given as its header and the bytes after it (see [`ProducerBatch::from_batch`]).
     /// Batches without a producer id are ignored.
-    pub fn replay(&mut self, header: &BatchHeader) {
-        if let Some(batch) = ProducerBatch::from_header(header) {
+    pub fn replay(&mut self, header: &BatchHeader, records: &[u8]) {
+        if let Some(batch) = ProducerBatch::from_batch(header, records) {
+            if let BatchKind::Control(_) = batch.kind {
+                self.record(
+                    &batch,
+                    header.base_offset,
+                    header.last_offset(),
+                    header.max_timestamp_ms,
+                );
+                return;
+            }
             if self.producers.get(&batch.producer_id).is_some_and(|e| {
                 e.batches
                     .back()
@@ -351,14 +545,19 @@ impl ProducerState {
     pub fn remove_expired(&mut self, now_ms: i64) -> usize {
         let before = self.producers.len();
         let expiration_ms = self.expiration_ms;
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp_ms) < expiration_ms);
+        let open = &self.open_txns;
+        self.producers.retain(|id, e| {
+            open.contains_key(id) || now_ms.saturating_sub(e.last_timestamp_ms) < expiration_ms
+        });
         before - self.producers.len()
     }
 
     /// Forgets every producer (before a rebuild).
     pub fn clear(&mut self) {
         self.producers.clear();
+        self.open_txns.clear();
+        self.open_by_offset.clear();
+        self.aborted.clear();
     }
 
     /// For compaction: whether the batch ending at `last_offset` is the latest batch of
@@ -408,6 +607,20 @@ impl ProducerState {
                 out.extend_from_slice(&b.max_timestamp_ms.to_be_bytes());
             }
         }
+        let open = u32::try_from(self.open_by_offset.len()).expect("open transactions are bounded");
+        out.extend_from_slice(&open.to_be_bytes());
+        for (first, id) in &self.open_by_offset {
+            debug_assert!(*first < offset);
+            out.extend_from_slice(&id.0.to_be_bytes());
+            out.extend_from_slice(&first.0.to_be_bytes());
+        }
+        let aborted = u32::try_from(self.aborted.len()).expect("aborted transactions fit u32");
+        out.extend_from_slice(&aborted.to_be_bytes());
+        for t in &self.aborted {
+            out.extend_from_slice(&t.producer_id.0.to_be_bytes());
+            out.extend_from_slice(&t.first_offset.0.to_be_bytes());
+            out.extend_from_slice(&t.last_offset.0.to_be_bytes());
+        }
         let crc = crc32fast::hash(&out[10..]);
         out[6..10].copy_from_slice(&crc.to_be_bytes());
         out
@@ -416,9 +629,12 @@ impl ProducerState {
     /// Replaces the state with a snapshot's; returns the snapshot's offset. `None` (state
     /// unchanged) if the bytes are not a whole, valid snapshot.
     pub fn load_snapshot(&mut self, bytes: &[u8]) -> Option<Offset> {
-        let (offset, producers) = decode_snapshot(bytes)?;
-        self.producers = producers;
-        Some(offset)
+        let snapshot = decode_snapshot(bytes)?;
+        self.producers = snapshot.producers;
+        self.open_by_offset = snapshot.open.iter().map(|(id, o)| (*o, *id)).collect();
+        self.open_txns = snapshot.open.into_iter().collect();
+        self.aborted = snapshot.aborted;
+        Some(snapshot.offset)
     }
 }
 
@@ -438,9 +654,21 @@ impl Reader<'_> {
     }
 }
 
-fn decode_snapshot(bytes: &[u8]) -> Option<(Offset, HashMap<ProducerId, ProducerEntry>)> {
+struct Snapshot {
+    offset: Offset,
+    producers: HashMap<ProducerId, ProducerEntry>,
+    open: Vec<(ProducerId, Offset)>,
+    aborted: VecDeque<AbortedTxn>,
+}
+
+fn decode_snapshot(bytes: &[u8]) -> Option<Snapshot> {
     let mut r = Reader(bytes);
-    if &r.take::<4>()? != SNAPSHOT_MAGIC || u16::from_be_bytes(r.take()?) != SNAPSHOT_VERSION {
+    if &r.take::<4>()? != SNAPSHOT_MAGIC {
+        return None;
+    }
+    // Version 1 (before transactions) has no transaction sections.
+    let version = u16::from_be_bytes(r.take()?);
+    if version != 1 && version != SNAPSHOT_VERSION {
         return None;
     }
     let crc = u32::from_be_bytes(r.take()?);
@@ -486,10 +714,51 @@ fn decode_snapshot(bytes: &[u8]) -> Option<(Offset, HashMap<ProducerId, Producer
             return None;
         }
     }
+    let mut open = Vec::new();
+    let mut aborted = VecDeque::new();
+    if version >= 2 {
+        let count = u32::from_be_bytes(r.take()?) as usize;
+        if count > r.0.len() / SNAPSHOT_OPEN_TXN_BYTES {
+            return None;
+        }
+        let mut seen = std::collections::HashSet::with_capacity(count);
+        for _ in 0..count {
+            let id = ProducerId(r.i64()?);
+            let first = Offset(r.i64()?);
+            if id.0 < 0 || first >= offset || !seen.insert(id) {
+                return None;
+            }
+            open.push((id, first));
+        }
+        let count = u32::from_be_bytes(r.take()?) as usize;
+        if count > r.0.len() / SNAPSHOT_ABORTED_TXN_BYTES {
+            return None;
+        }
+        aborted.reserve(count);
+        for _ in 0..count {
+            let t = AbortedTxn {
+                producer_id: ProducerId(r.i64()?),
+                first_offset: Offset(r.i64()?),
+                last_offset: Offset(r.i64()?),
+            };
+            let ordered = aborted
+                .back()
+                .is_none_or(|p: &AbortedTxn| p.last_offset < t.last_offset);
+            if t.first_offset >= t.last_offset || t.last_offset >= offset || !ordered {
+                return None;
+            }
+            aborted.push_back(t);
+        }
+    }
     if !r.0.is_empty() {
         return None;
     }
-    Some((offset, producers))
+    Some(Snapshot {
+        offset,
+        producers,
+        open,
+        aborted,
+    })
 }
 
 #[cfg(test)]
@@ -504,6 +773,7 @@ mod tests {
             epoch: ProducerEpoch(epoch),
             first_sequence: first,
             last_sequence: increment_sequence(first, records - 1),
+            kind: BatchKind::Idempotent,
         }
     }
 
@@ -718,6 +988,63 @@ mod tests {
         }
     }
 
+    fn txn(pid: i64, epoch: i16, kind: BatchKind) -> ProducerBatch {
+        ProducerBatch {
+            producer_id: ProducerId(pid),
+            epoch: ProducerEpoch(epoch),
+            first_sequence: if matches!(kind, BatchKind::Control(_)) {
+                -1
+            } else {
+                0
+            },
+            last_sequence: 0,
+            kind,
+        }
+    }
+
+    #[test]
+    fn open_and_aborted_transactions_round_trip_through_a_snapshot() {
+        let mut s = state();
+        s.record(
+            &txn(1, 0, BatchKind::Transactional),
+            Offset(0),
+            Offset(0),
+            1,
+        );
+        s.record(
+            &txn(2, 0, BatchKind::Transactional),
+            Offset(1),
+            Offset(1),
+            1,
+        );
+        let abort = BatchKind::Control(Some(ControlType::Abort));
+        assert_eq!(s.check(&txn(1, 0, abort)), Ok(Verdict::Append));
+        s.record(&txn(1, 0, abort), Offset(2), Offset(2), 1);
+        assert_eq!(s.first_unstable_offset(), Some(Offset(1)));
+        assert_eq!(s.open_transactions(), 1);
+        // Producer 2 stays open: it never expires while its transaction is open.
+        assert_eq!(s.remove_expired(i64::MAX / 2), 1);
+        assert_eq!(s.first_unstable_offset(), Some(Offset(1)));
+        let bytes = s.encode_snapshot(Offset(3));
+        let mut back = state();
+        assert_eq!(back.load_snapshot(&bytes), Some(Offset(3)));
+        assert_eq!(back, s);
+        // Producer 1 expired; its aborted transaction is still listed.
+        let aborted = AbortedTxn {
+            producer_id: ProducerId(1),
+            first_offset: Offset(0),
+            last_offset: Offset(2),
+        };
+        assert_eq!(back.aborted_between(Offset(0), Offset(3)), vec![aborted]);
+        back.trim_aborted(Offset(3));
+        assert!(back.aborted_between(Offset(0), Offset(3)).is_empty());
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert_eq!(state().load_snapshot(&bad), None, "flipped byte {i}");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn any_bytes_load_as_a_snapshot_or_change_nothing(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
@@ -741,6 +1068,7 @@ mod tests {
                         epoch: ProducerEpoch(epoch),
                         first_sequence: k as i32,
                         last_sequence: k as i32,
+                        kind: BatchKind::Idempotent,
                     };
                     s.record(&b, Offset(end), Offset(end), end);
                     end += 1;

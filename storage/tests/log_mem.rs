@@ -350,6 +350,54 @@ fn preallocation_steps_double_so_a_segment_takes_few_of_them() {
     assert_eq!(block_on(log.segment_count()), 1);
 }
 
+#[test]
+fn preallocation_steps_are_capped_and_a_grown_file_recovers_whole() {
+    let disk = MemDisk::new();
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        preallocate_bytes: 4 << 10,
+        preallocate_step_bytes_max: 16 << 10,
+        ..small_config(FlushPolicy::EveryAppend)
+    };
+    let log = block_on(Log::open(disk.clone(), dir(), config)).expect("open");
+    let segment = disk
+        .paths()
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .expect("the first segment");
+    let file_len = || disk.file_bytes(&segment).expect("segment").len() as u64;
+    assert_eq!(
+        file_len(),
+        4 << 10,
+        "an empty partition holds one small step"
+    );
+    let mut lengths = vec![file_len()];
+    let mut sent = Vec::new();
+    for i in 0..200u64 {
+        let b = batch(4, 100, 1000 + i as i64, i);
+        block_on(log.append(b.clone(), LeaderEpoch(1))).expect("append");
+        sent.push(b);
+        if file_len() != *lengths.last().expect("a length") {
+            lengths.push(file_len());
+        }
+    }
+    let size = block_on(log.size_bytes());
+    assert!(size > 64 << 10, "the appends needed several capped steps");
+    // Doubling up to the cap, then one cap per step: never more than a step ahead.
+    assert_eq!(lengths[..4], [4 << 10, 8 << 10, 16 << 10, 32 << 10]);
+    for pair in lengths.windows(2).skip(3) {
+        assert_eq!(pair[1] - pair[0], 16 << 10);
+    }
+    assert!(file_len() - size <= 16 << 10);
+    // Crash with the grown file (zeros after the data): recovery finds every batch.
+    drop(log);
+    disk.crash(7);
+    let log = block_on(Log::open(disk.clone(), dir(), config)).expect("reopen");
+    let back = block_on(read_all(&log, Offset(0), ReadUpTo::LogEnd)).expect("read");
+    assert_eq!(back.len(), sent.len());
+    block_on(log.close()).expect("close");
+}
+
 /// A log with 4 KiB write buffers (so a few appends fill one) and one batch appended, whose
 /// first write (the epoch file's, at position 0) must happen before a hold by position.
 fn small_buffer_log(disk: &MemDisk) -> Log<MemDisk> {

@@ -66,7 +66,9 @@ fn config(flush: FlushPolicy) -> LogConfig {
         tail_cache_bytes_max: 2 << 10,
         write_buffer_bytes_max: 8 << 10,
         batch_bytes_max: 4 << 10,
+        // One-block steps: segment files grow while the model appends, crashes and recovers.
         preallocate_bytes: 4 << 10,
+        preallocate_step_bytes_max: 4 << 10,
         active_checkpoint_bytes: 1 << 10,
         ..LogConfig::default()
     }

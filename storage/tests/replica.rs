@@ -357,7 +357,7 @@ fn producers_of(batches: &[Bytes], end: Offset, config: &LogConfig) -> ProducerS
     for b in batches {
         let header = BatchHeader::parse(b).unwrap();
         if header.base_offset < end {
-            state.replay(&header);
+            state.replay(&header, &b[spate_wire::batch::BATCH_HEADER_BYTES..]);
         }
     }
     state

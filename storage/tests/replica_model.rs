@@ -202,7 +202,7 @@ impl Leader {
             config.producer_id_expiration_ms,
         );
         for h in &self.headers[..n] {
-            state.replay(h);
+            state.replay(h, &[]);
         }
         state
     }

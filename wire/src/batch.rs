@@ -687,10 +687,150 @@ pub fn put_bytes_field(out: &mut BytesMut, field: Option<&[u8]>) {
     }
 }
 
+/// The type of a transaction marker (Kafka's `ControlRecordType`: ABORT = 0, COMMIT = 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ControlType {
+    /// The producer's open transaction in this partition is aborted.
+    Abort,
+    /// The producer's open transaction in this partition is committed.
+    Commit,
+}
+
+impl ControlType {
+    /// The type id in the control record's key.
+    pub fn id(self) -> i16 {
+        match self {
+            ControlType::Abort => 0,
+            ControlType::Commit => 1,
+        }
+    }
+}
+
+/// Writes a transaction marker at the end of `out`, as a Kafka transaction coordinator has it
+/// written: one control record (key `version: i16 = 0, type: i16`, value `version: i16 = 0,
+/// coordinator_epoch: i32`) in an uncompressed batch flagged transactional and control, with the
+/// producer's id and epoch and no sequence. Returns the batch's length.
+pub fn put_txn_marker(
+    out: &mut BytesMut,
+    producer_id: ProducerId,
+    producer_epoch: ProducerEpoch,
+    coordinator_epoch: i32,
+    control: ControlType,
+    timestamp_ms: i64,
+) -> usize {
+    let start = out.len();
+    let mut key = [0u8; 4];
+    key[2..].copy_from_slice(&control.id().to_be_bytes());
+    let mut value = [0u8; 6];
+    value[2..].copy_from_slice(&coordinator_epoch.to_be_bytes());
+    let mut builder = BatchBuilder::new(
+        out,
+        BatchSpec {
+            first_timestamp_ms: timestamp_ms,
+            producer_id,
+            producer_epoch,
+            base_sequence: -1,
+            ..BatchSpec::default()
+        },
+    );
+    builder.push(timestamp_ms, Some(&key), Some(&value), &[]);
+    let len = builder.finish();
+    let batch = &mut out[start..];
+    raw_mut(batch)
+        .attributes
+        .set(ATTR_TRANSACTIONAL | ATTR_CONTROL);
+    let crc = compute_crc(batch);
+    raw_mut(batch).crc.set(crc);
+    len
+}
+
+/// Flags a finished batch as transactional (as a transactional producer sends it) and
+/// recomputes its CRC.
+///
+/// # Panics
+/// If `batch` is shorter than a header.
+pub fn set_transactional(batch: &mut [u8]) {
+    let raw = raw_mut(batch);
+    let attributes = raw.attributes.get();
+    raw.attributes.set(attributes | ATTR_TRANSACTIONAL);
+    let crc = compute_crc(batch);
+    raw_mut(batch).crc.set(crc);
+}
+
+/// Reads a zig-zag varint of a record.
+fn read_record_varint(cur: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = cur.split_first()?;
+        *cur = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// The marker type of a control batch (the type in its first record's key), or `None` if the
+/// batch is not an uncompressed control batch whose first record carries a version-0 control
+/// key. Reads only the first record.
+pub fn control_type(batch: &[u8]) -> Option<ControlType> {
+    let header = BatchHeader::parse(batch).ok()?;
+    control_type_of_records(&header, batch.get(BATCH_HEADER_BYTES..)?)
+}
+
+/// [`control_type`] of a batch given as its parsed header and the bytes after the header (at
+/// least its first record).
+pub fn control_type_of_records(header: &BatchHeader, records: &[u8]) -> Option<ControlType> {
+    if !header.is_control() || header.compression() != Compression::None {
+        return None;
+    }
+    let mut cur = records;
+    let _length = read_record_varint(&mut cur)?;
+    let (_attributes, rest) = cur.split_first()?;
+    cur = rest;
+    let _timestamp_delta = read_record_varint(&mut cur)?;
+    let _offset_delta = read_record_varint(&mut cur)?;
+    let key_len = read_record_varint(&mut cur)?;
+    if key_len < 4 {
+        return None;
+    }
+    let key = cur.get(..4)?;
+    if i16::from_be_bytes([key[0], key[1]]) != 0 {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(ControlType::Abort),
+        1 => Some(ControlType::Commit),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn txn_markers_are_control_batches_whose_type_reads_back() {
+        for control in [ControlType::Abort, ControlType::Commit] {
+            let mut out = BytesMut::new();
+            let len = put_txn_marker(&mut out, ProducerId(42), ProducerEpoch(3), 7, control, 1000);
+            assert_eq!(len, out.len());
+            verify_crc(&out).unwrap();
+            let header = BatchHeader::parse(&out).unwrap();
+            assert!(header.is_control() && header.is_transactional());
+            assert_eq!(
+                (header.producer_id, header.producer_epoch),
+                (ProducerId(42), ProducerEpoch(3))
+            );
+            assert_eq!((header.base_sequence, header.record_count), (-1, 1));
+            assert_eq!(control_type(&out), Some(control));
+        }
+        // A data batch is not a marker.
+        let data = build(&[b"x".to_vec()], 0);
+        assert_eq!(control_type(&data), None);
+    }
 
     fn build(values: &[Vec<u8>], first_timestamp_ms: i64) -> BytesMut {
         let mut out = BytesMut::new();

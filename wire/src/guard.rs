@@ -489,6 +489,53 @@ pub(crate) static INIT_PRODUCER_ID: Schema = Schema {
     root: fields(&[all(Str), all(I32), f(I64, 3, ANY), f(I16, 3, ANY)]),
 };
 
+static ADD_PARTITIONS_TO_TXN_TOPIC: Struct = fields(&[all(Str), all(I32s)]);
+static ADD_PARTITIONS_TO_TXN_TRANSACTION: Struct = fields(&[
+    all(Str),
+    all(I64),
+    all(I16),
+    all(I8),
+    all(Structs(&ADD_PARTITIONS_TO_TXN_TOPIC)),
+]);
+pub(crate) static ADD_PARTITIONS_TO_TXN: Schema = Schema {
+    flexible_min: 3,
+    root: fields(&[
+        f(Structs(&ADD_PARTITIONS_TO_TXN_TRANSACTION), 4, ANY),
+        f(Str, 0, 3),
+        f(I64, 0, 3),
+        f(I16, 0, 3),
+        f(Structs(&ADD_PARTITIONS_TO_TXN_TOPIC), 0, 3),
+    ]),
+};
+
+pub(crate) static ADD_OFFSETS_TO_TXN: Schema = Schema {
+    flexible_min: 3,
+    root: fields(&[all(Str), all(I64), all(I16), all(Str)]),
+};
+
+pub(crate) static END_TXN: Schema = Schema {
+    flexible_min: 3,
+    root: fields(&[all(Str), all(I64), all(I16), all(I8)]),
+};
+
+static TXN_OFFSET_COMMIT_PARTITION: Struct =
+    fields(&[all(I32), all(I64), f(I32, 2, ANY), all(Str)]);
+static TXN_OFFSET_COMMIT_TOPIC: Struct =
+    fields(&[all(Str), all(Structs(&TXN_OFFSET_COMMIT_PARTITION))]);
+pub(crate) static TXN_OFFSET_COMMIT: Schema = Schema {
+    flexible_min: 3,
+    root: fields(&[
+        all(Str),
+        all(Str),
+        all(I64),
+        all(I16),
+        f(I32, 3, ANY),
+        f(Str, 3, ANY),
+        f(Str, 3, ANY),
+        all(Structs(&TXN_OFFSET_COMMIT_TOPIC)),
+    ]),
+};
+
 pub(crate) static FIND_COORDINATOR: Schema = Schema {
     flexible_min: 3,
     root: fields(&[f(Str, 0, 3), f(I8, 1, ANY), f(Strs, 4, ANY)]),
@@ -602,6 +649,11 @@ pub(crate) static LIST_PARTITION_REASSIGNMENTS: Schema = Schema {
     flexible_min: 0,
     // timeout_ms, topics (nullable: every ongoing reassignment).
     root: fields(&[all(I32), all(Structs(&LIST_REASSIGNMENTS_TOPIC))]),
+};
+pub(crate) static UNREGISTER_BROKER: Schema = Schema {
+    // Every version is flexible; broker_id.
+    flexible_min: 0,
+    root: fields(&[all(I32)]),
 };
 pub(crate) static DESCRIBE_CLUSTER: Schema = Schema {
     // Every version is flexible.

@@ -19,15 +19,16 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, DescribeQuorumRequest, ElectLeadersRequest, FetchRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest,
+    AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    DescribeQuorumRequest, ElectLeadersRequest, EndTxnRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    SyncGroupRequest,
+    SyncGroupRequest, TxnOffsetCommitRequest, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -86,10 +87,15 @@ pub enum RequestBody {
     AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
     ListPartitionReassignments(ListPartitionReassignmentsRequest),
     DescribeCluster(DescribeClusterRequest),
+    UnregisterBroker(UnregisterBrokerRequest),
     DeleteRecords(DeleteRecordsRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
     AlterConfigs(AlterConfigsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    AddPartitionsToTxn(AddPartitionsToTxnRequest),
+    AddOffsetsToTxn(AddOffsetsToTxnRequest),
+    EndTxn(EndTxnRequest),
+    TxnOffsetCommit(TxnOffsetCommitRequest),
 }
 
 /// A decoded request.
@@ -201,9 +207,22 @@ impl RequestBody {
             ApiKey::DescribeCluster => {
                 RequestBody::DescribeCluster(d.run(&guard::DESCRIBE_CLUSTER)?)
             }
+            ApiKey::UnregisterBroker => {
+                RequestBody::UnregisterBroker(d.run(&guard::UNREGISTER_BROKER)?)
+            }
             ApiKey::AlterConfigs => RequestBody::AlterConfigs(d.run(&guard::ALTER_CONFIGS)?),
             ApiKey::IncrementalAlterConfigs => {
                 RequestBody::IncrementalAlterConfigs(d.run(&guard::INCREMENTAL_ALTER_CONFIGS)?)
+            }
+            ApiKey::AddPartitionsToTxn => {
+                RequestBody::AddPartitionsToTxn(d.run(&guard::ADD_PARTITIONS_TO_TXN)?)
+            }
+            ApiKey::AddOffsetsToTxn => {
+                RequestBody::AddOffsetsToTxn(d.run(&guard::ADD_OFFSETS_TO_TXN)?)
+            }
+            ApiKey::EndTxn => RequestBody::EndTxn(d.run(&guard::END_TXN)?),
+            ApiKey::TxnOffsetCommit => {
+                RequestBody::TxnOffsetCommit(d.run(&guard::TXN_OFFSET_COMMIT)?)
             }
             other => return Err(WireError::UnsupportedApi(other)),
         })
@@ -238,7 +257,12 @@ impl RequestBody {
             RequestBody::ElectLeaders(_) => ApiKey::ElectLeaders,
             RequestBody::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
             RequestBody::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
+            RequestBody::AddPartitionsToTxn(_) => ApiKey::AddPartitionsToTxn,
+            RequestBody::AddOffsetsToTxn(_) => ApiKey::AddOffsetsToTxn,
+            RequestBody::EndTxn(_) => ApiKey::EndTxn,
+            RequestBody::TxnOffsetCommit(_) => ApiKey::TxnOffsetCommit,
             RequestBody::DescribeCluster(_) => ApiKey::DescribeCluster,
+            RequestBody::UnregisterBroker(_) => ApiKey::UnregisterBroker,
             RequestBody::DeleteRecords(_) => ApiKey::DeleteRecords,
             RequestBody::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
             RequestBody::AlterConfigs(_) => ApiKey::AlterConfigs,
@@ -271,14 +295,15 @@ mod tests {
     use crate::versions::SUPPORTED;
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::{
-        alter_configs_request, alter_partition_reassignments_request, create_partitions_request,
-        create_topics_request, delete_records_request, delete_topics_request,
-        describe_configs_request, describe_log_dirs_request, describe_quorum_request,
-        elect_leaders_request, fetch_request, incremental_alter_configs_request,
-        join_group_request, leave_group_request, list_offsets_request,
-        list_partition_reassignments_request, metadata_request, offset_commit_request,
-        offset_delete_request, offset_fetch_request, offset_for_leader_epoch_request,
-        produce_request, sync_group_request, BrokerId, GroupId, TopicName, TransactionalId,
+        add_partitions_to_txn_request, alter_configs_request,
+        alter_partition_reassignments_request, create_partitions_request, create_topics_request,
+        delete_records_request, delete_topics_request, describe_configs_request,
+        describe_log_dirs_request, describe_quorum_request, elect_leaders_request, fetch_request,
+        incremental_alter_configs_request, join_group_request, leave_group_request,
+        list_offsets_request, list_partition_reassignments_request, metadata_request,
+        offset_commit_request, offset_delete_request, offset_fetch_request,
+        offset_for_leader_epoch_request, produce_request, sync_group_request,
+        txn_offset_commit_request, BrokerId, GroupId, ProducerId, TopicName, TransactionalId,
     };
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -344,10 +369,15 @@ mod tests {
             ApiKey::AlterPartitionReassignments => &guard::ALTER_PARTITION_REASSIGNMENTS,
             ApiKey::ListPartitionReassignments => &guard::LIST_PARTITION_REASSIGNMENTS,
             ApiKey::DescribeCluster => &guard::DESCRIBE_CLUSTER,
+            ApiKey::UnregisterBroker => &guard::UNREGISTER_BROKER,
             ApiKey::DeleteRecords => &guard::DELETE_RECORDS,
             ApiKey::DescribeLogDirs => &guard::DESCRIBE_LOG_DIRS,
             ApiKey::AlterConfigs => &guard::ALTER_CONFIGS,
             ApiKey::IncrementalAlterConfigs => &guard::INCREMENTAL_ALTER_CONFIGS,
+            ApiKey::AddPartitionsToTxn => &guard::ADD_PARTITIONS_TO_TXN,
+            ApiKey::AddOffsetsToTxn => &guard::ADD_OFFSETS_TO_TXN,
+            ApiKey::EndTxn => &guard::END_TXN,
+            ApiKey::TxnOffsetCommit => &guard::TXN_OFFSET_COMMIT,
             other => panic!("no schema for {other:?}"),
         }
     }
@@ -528,6 +558,61 @@ mod tests {
         let mut r = InitProducerIdRequest::default();
         r.transactional_id = None;
         r.transaction_timeout_ms = 60_000;
+        r
+    }
+
+    fn add_partitions_to_txn(_v: i16) -> AddPartitionsToTxnRequest {
+        let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+        t.name = TopicName(s("t"));
+        t.partitions = vec![0, 3];
+        let mut r = AddPartitionsToTxnRequest::default();
+        r.v3_and_below_transactional_id = TransactionalId(s("tx"));
+        r.v3_and_below_producer_id = ProducerId(9);
+        r.v3_and_below_producer_epoch = 2;
+        r.v3_and_below_topics = vec![t];
+        r
+    }
+
+    fn add_offsets_to_txn(_v: i16) -> AddOffsetsToTxnRequest {
+        let mut r = AddOffsetsToTxnRequest::default();
+        r.transactional_id = TransactionalId(s("tx"));
+        r.producer_id = ProducerId(9);
+        r.producer_epoch = 2;
+        r.group_id = GroupId(s("g"));
+        r
+    }
+
+    fn end_txn(_v: i16) -> EndTxnRequest {
+        let mut r = EndTxnRequest::default();
+        r.transactional_id = TransactionalId(s("tx"));
+        r.producer_id = ProducerId(9);
+        r.producer_epoch = 2;
+        r.committed = true;
+        r
+    }
+
+    fn txn_offset_commit(v: i16) -> TxnOffsetCommitRequest {
+        let mut p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+        p.partition_index = 1;
+        p.committed_offset = 42;
+        if v >= 2 {
+            p.committed_leader_epoch = 3;
+        }
+        p.committed_metadata = Some(s("m"));
+        let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+        t.name = TopicName(s("t"));
+        t.partitions = vec![p];
+        let mut r = TxnOffsetCommitRequest::default();
+        r.transactional_id = TransactionalId(s("tx"));
+        r.group_id = GroupId(s("g"));
+        r.producer_id = ProducerId(9);
+        r.producer_epoch = 2;
+        if v >= 3 {
+            r.generation_id = 4;
+            r.member_id = s("m-1");
+            r.group_instance_id = Some(s("i"));
+        }
+        r.topics = vec![t];
         r
     }
 
@@ -897,6 +982,13 @@ mod tests {
                         describe_cluster(v),
                         RequestBody::DescribeCluster,
                     ),
+                    ApiKey::UnregisterBroker => round_trip(
+                        range.api_key,
+                        v,
+                        UnregisterBrokerRequest::default()
+                            .with_broker_id(kafka_protocol::messages::BrokerId(4)),
+                        RequestBody::UnregisterBroker,
+                    ),
                     ApiKey::AlterConfigs => round_trip(
                         range.api_key,
                         v,
@@ -909,6 +1001,25 @@ mod tests {
                         incremental_alter_configs(v),
                         RequestBody::IncrementalAlterConfigs,
                     ),
+                    ApiKey::AddPartitionsToTxn => round_trip(
+                        range.api_key,
+                        v,
+                        add_partitions_to_txn(v),
+                        RequestBody::AddPartitionsToTxn,
+                    ),
+                    ApiKey::AddOffsetsToTxn => round_trip(
+                        range.api_key,
+                        v,
+                        add_offsets_to_txn(v),
+                        RequestBody::AddOffsetsToTxn,
+                    ),
+                    ApiKey::EndTxn => round_trip(range.api_key, v, end_txn(v), RequestBody::EndTxn),
+                    ApiKey::TxnOffsetCommit => round_trip(
+                        range.api_key,
+                        v,
+                        txn_offset_commit(v),
+                        RequestBody::TxnOffsetCommit,
+                    ),
                     other => panic!("no sample for {other:?}"),
                 }
                 checked += 1;
@@ -918,10 +1029,11 @@ mod tests {
         // DeleteGroups v0-2, OffsetDelete v0, DescribeQuorum v0-2, DescribeCluster v0-2,
         // DeleteRecords v0-2, DescribeLogDirs v1-4, ElectLeaders v0-2, AlterConfigs v0-2,
         // IncrementalAlterConfigs v0-1, AlterPartitionReassignments v0 and
-        // ListPartitionReassignments v0.
+        // ListPartitionReassignments v0; then AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and
+        // TxnOffsetCommit v0-3; UnregisterBroker v0.
         assert_eq!(
             checked,
-            115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4 + 3 + 3 + 2 + 1 + 1
+            115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4 + 3 + 3 + 2 + 1 + 1 + 4 * 4 + 1
         );
     }
     fn frame(api_key: ApiKey, v: i16, body: &[u8]) -> Bytes {

@@ -66,6 +66,13 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::DeleteRecords, 0, 2),
     range(ApiKey::InitProducerId, 0, 4),
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // The transaction APIs in the form clients before KIP-890 part 2 send (AddPartitionsToTxn v4+
+    // is the batched broker-to-broker form; EndTxn v5 and TxnOffsetCommit/AddOffsetsToTxn v4
+    // come with transaction.version 2).
+    range(ApiKey::AddPartitionsToTxn, 0, 3),
+    range(ApiKey::AddOffsetsToTxn, 0, 3),
+    range(ApiKey::EndTxn, 0, 3),
+    range(ApiKey::TxnOffsetCommit, 0, 3),
     range(ApiKey::DescribeConfigs, 1, 4),
     range(ApiKey::AlterConfigs, 0, 2),
     range(ApiKey::DescribeLogDirs, 1, 4),
@@ -78,6 +85,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::OffsetDelete, 0, 0),
     range(ApiKey::DescribeQuorum, 0, 2),
     range(ApiKey::DescribeCluster, 0, 2),
+    range(ApiKey::UnregisterBroker, 0, 0),
 ];
 
 const _: () = {
@@ -251,7 +259,11 @@ mod tests {
         assert_eq!(r(ApiKey::IncrementalAlterConfigs), Some((0, 1)));
         assert_eq!(r(ApiKey::AlterPartitionReassignments), Some((0, 0)));
         assert_eq!(r(ApiKey::ListPartitionReassignments), Some((0, 0)));
-        assert_eq!(SUPPORTED.len(), 31);
+        assert_eq!(r(ApiKey::AddPartitionsToTxn), Some((0, 3)));
+        assert_eq!(r(ApiKey::AddOffsetsToTxn), Some((0, 3)));
+        assert_eq!(r(ApiKey::EndTxn), Some((0, 3)));
+        assert_eq!(r(ApiKey::TxnOffsetCommit), Some((0, 3)));
+        assert_eq!(SUPPORTED.len(), 36);
         assert_eq!(r(ApiKey::ConsumerGroupHeartbeat), None);
     }
 

@@ -76,14 +76,14 @@ proptest! {
     /// and fall back to v0 with UNSUPPORTED_VERSION for newer requests.
     #[test]
     fn api_versions_answers_list_exactly_the_enabled_apis(
-        enabled_mask in any::<u32>(),
+        enabled_mask in any::<u64>(),
         request_version in 0i16..12,
         correlation_id in any::<i32>(),
     ) {
         let enabled = SUPPORTED
             .iter()
             .enumerate()
-            .filter(|(i, _)| enabled_mask & (1 << i) != 0)
+            .filter(|(i, _)| enabled_mask & (1u64 << i) != 0)
             .fold(ApiSet::EMPTY, |set, (_, r)| set.with(r.api_key));
         let table = VersionTable::new(enabled);
         let mut out = BytesMut::new();

@@ -28,7 +28,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use spate_controller::controller::{ControllerError, Reassign, RegisterBroker};
+use spate_controller::controller::{ControllerError, Decommission, Reassign, RegisterBroker};
 
 use crate::errors::KafkaCode;
 use spate_controller::ids::{Incarnation, MetadataOffset, NodeId};
@@ -44,7 +44,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{ClusterRole, ClusterSettings};
 use crate::core::Core;
-use crate::ops::{CoreRequest, Phase};
+use crate::ops::{CoreRequest, Phase, ValidateOnly};
 use crate::runtime::ShutdownFlag;
 use observer::Observer;
 use quorum::{Published, Quorum};
@@ -390,6 +390,62 @@ impl ClusterNode {
                 Err(e) => (e.kafka_code(), Some(e.to_string())),
             })
             .collect())
+    }
+
+    /// Starts or cancels the decommission of `node` (the broker config `spate.decommission`,
+    /// see `handlers/alter_configs.rs`), answered once the record committed and every core of
+    /// this broker shows it. Decided only here on the quorum's leader, as reassignments are:
+    /// another broker answers NOT_CONTROLLER and the client retries at the controller.
+    /// `ValidateOnly::Yes` decides without proposing. The error code and message, NONE when
+    /// accepted: BROKER_ID_NOT_REGISTERED, INVALID_REPLICATION_FACTOR (the brokers left could
+    /// not hold some partition's replicas), NOT_CONTROLLER.
+    pub async fn decommission_broker(
+        &self,
+        node: NodeId,
+        request: Decommission,
+        validate_only: ValidateOnly,
+    ) -> (ErrorCode, Option<String>) {
+        let Some(quorum) = self.membership.quorum().filter(|q| q.is_leader()) else {
+            return (ErrorCode::NotController, None);
+        };
+        let submitted = quorum
+            .submit(Box::new(move |controller, image, _rng, _now| {
+                let records = controller.decommission_broker(image, node, request)?;
+                Ok(match validate_only {
+                    ValidateOnly::Yes => Vec::new(),
+                    ValidateOnly::No => records,
+                })
+            }))
+            .await;
+        match submitted {
+            Ok(_) => {
+                info!(node = node.0, ?request, "decommission");
+                (ErrorCode::None, None)
+            }
+            Err(e) => (e.kafka_code(), Some(e.to_string())),
+        }
+    }
+
+    /// Removes `node`'s registration (a client's UnregisterBroker), once it hosts no replica,
+    /// answered once the record committed and every core of this broker shows it. Decided only
+    /// here on the quorum's leader: another broker answers NOT_CONTROLLER. The error code and
+    /// message: NONE, BROKER_ID_NOT_REGISTERED, INVALID_REQUEST (still a replica), NOT_CONTROLLER.
+    pub async fn unregister_broker(&self, node: NodeId) -> (ErrorCode, Option<String>) {
+        let Some(quorum) = self.membership.quorum().filter(|q| q.is_leader()) else {
+            return (ErrorCode::NotController, None);
+        };
+        let submitted = quorum
+            .submit(Box::new(move |controller, image, _rng, _now| {
+                controller.unregister_broker(image, node)
+            }))
+            .await;
+        match submitted {
+            Ok(_) => {
+                info!(node = node.0, "broker unregistered");
+                (ErrorCode::None, None)
+            }
+            Err(e) => (e.kafka_code(), Some(e.to_string())),
+        }
     }
 
     /// Sends `request` to the quorum's leader; its answer when it succeeded as a whole.

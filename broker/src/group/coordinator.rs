@@ -22,7 +22,7 @@ use spate_storage::ReadChunk;
 use spate_storage::ReadUpTo;
 use spate_wire::batch::{batches, BatchBuilder, BatchSpec};
 use spate_wire::records::batch_records;
-use spate_wire::types::Offset;
+use spate_wire::types::{Offset, ProducerEpoch, ProducerId};
 use spate_wire::ErrorCode;
 use tracing::{debug, info, warn};
 
@@ -102,7 +102,17 @@ pub struct Coordinator {
     stopping: std::cell::Cell<bool>,
     /// While loading: the latest group record of each group (`None`: deleted).
     restored: RefCell<HashMap<String, (Offset, Option<GroupSnapshot>)>>,
+    /// Offsets committed in open transactions (TxnOffsetCommit), by offsets partition and
+    /// producer: written to the log as the producer's transactional batches, applied when the
+    /// transaction's COMMIT marker reaches that partition, dropped at its ABORT marker.
+    txn_offsets: RefCell<HashMap<(i32, ProducerId), Vec<TxnOffset>>>,
 }
+
+/// An offset committed in an open transaction: group, topic, partition, value, log offset.
+type TxnOffset = (String, String, i32, OffsetValue, Offset);
+
+/// Most offsets one producer may have pending in one offsets partition.
+const TXN_OFFSETS_PER_PRODUCER_MAX: usize = 100_000;
 
 impl std::fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,6 +134,7 @@ impl Coordinator {
             waiters: RefCell::new(HashMap::new()),
             restored: RefCell::new(HashMap::new()),
             stopping: std::cell::Cell::new(false),
+            txn_offsets: RefCell::new(HashMap::new()),
         }
     }
 
@@ -286,10 +297,18 @@ impl Coordinator {
     }
 
     /// LeaveGroup: one error per member.
-    pub fn leave(&self, core: &Core, group_id: &str, members: &[LeavingMember]) -> Vec<ErrorCode> {
+    ///
+    /// # Errors
+    /// UNKNOWN_MEMBER_ID for a group that does not exist: Kafka answers it for the whole
+    /// request (`GroupMetadataManager.classicGroupLeave`), not per member.
+    pub fn leave(
+        &self,
+        core: &Core,
+        group_id: &str,
+        members: &[LeavingMember],
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
         let now = self.now_ms();
         self.with_group(core, group_id, false, |g| g.leave(now, members))
-            .unwrap_or_else(|e| vec![e; members.len()])
     }
 
     /// Expires sessions and ends rebalances whose deadline passed; forgets empty groups that
@@ -454,6 +473,113 @@ impl Coordinator {
         errors
     }
 
+    /// TxnOffsetCommit: appends the offsets as one transactional batch of `producer_id` at
+    /// `epoch` (no sequence, as Kafka's coordinator writes them) to the group's offsets
+    /// partition, waits until it is durable, and keeps them pending until the transaction's
+    /// marker reaches that partition ([`Coordinator::complete_txn_offsets`]). The caller checked
+    /// that the partition is in the producer's transaction. One error per partition, in order.
+    pub async fn txn_commit(
+        &self,
+        core: &Core,
+        group_id: &str,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        offsets: Vec<(String, i32, OffsetValue)>,
+    ) -> Vec<ErrorCode> {
+        let count = offsets.len();
+        if offsets
+            .iter()
+            .any(|(_, _, v)| v.metadata.len() > OFFSET_METADATA_BYTES_MAX)
+        {
+            return vec![ErrorCode::OffsetMetadataTooLarge; count];
+        }
+        let Some(log) = offsets_partition(core, group_id) else {
+            return vec![ErrorCode::CoordinatorNotAvailable; count];
+        };
+        let partitions = core.topic(OFFSETS_TOPIC).map_or(1, |t| t.partitions);
+        let index = partition_for(group_id, partitions);
+        let pending = self
+            .txn_offsets
+            .borrow()
+            .get(&(index, producer_id))
+            .map_or(0, Vec::len);
+        if count == 0 {
+            return Vec::new();
+        }
+        if pending + count > TXN_OFFSETS_PER_PRODUCER_MAX {
+            return vec![ErrorCode::InvalidCommitOffsetSize; count];
+        }
+        let mut batch = BytesMut::new();
+        let mut key = BytesMut::new();
+        let mut value_bytes = BytesMut::new();
+        let mut builder = BatchBuilder::new(
+            &mut batch,
+            BatchSpec {
+                first_timestamp_ms: now_ms(),
+                producer_id,
+                producer_epoch: epoch,
+                base_sequence: -1,
+                ..BatchSpec::default()
+            },
+        );
+        for (topic, partition, value) in &offsets {
+            key.clear();
+            value_bytes.clear();
+            records::encode_key(
+                &OffsetKey {
+                    group: group_id.to_owned(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                },
+                &mut key,
+            );
+            records::encode_value(value, &mut value_bytes);
+            builder.push(
+                value.commit_timestamp_ms,
+                Some(&key),
+                Some(&value_bytes),
+                &[],
+            );
+        }
+        builder.finish();
+        spate_wire::batch::set_transactional(&mut batch);
+        if batch.len() > log.settings().batch_bytes_max {
+            return vec![ErrorCode::InvalidCommitOffsetSize; count];
+        }
+        let base = match append_durably(log, batch).await {
+            Ok(base) => base,
+            Err(error) => return vec![error; count],
+        };
+        let mut all = self.txn_offsets.borrow_mut();
+        let pending = all.entry((index, producer_id)).or_default();
+        for (n, (topic, partition, value)) in offsets.into_iter().enumerate() {
+            pending.push((
+                group_id.to_owned(),
+                topic,
+                partition,
+                value,
+                Offset(base.0 + n as i64),
+            ));
+        }
+        vec![ErrorCode::None; count]
+    }
+
+    /// A transaction marker of `producer_id` reached offsets partition `index`: its pending
+    /// offsets there become committed (`commit`) or are dropped.
+    pub fn complete_txn_offsets(&self, index: i32, producer_id: ProducerId, commit: bool) {
+        let Some(pending) = self.txn_offsets.borrow_mut().remove(&(index, producer_id)) else {
+            return;
+        };
+        if !commit {
+            return;
+        }
+        let mut all = self.offsets.borrow_mut();
+        for (group_id, topic, partition, value, log_offset) in pending {
+            let group = all.entry(group_id).or_default();
+            apply(group, topic, partition, Some(value), log_offset);
+        }
+    }
+
     /// Forgets the groups and committed offsets of offsets partition `index` (of `partitions`):
     /// another broker coordinates them now. Their parked calls are answered NOT_COORDINATOR.
     pub fn forget_partition(&self, index: i32, partitions: i32) {
@@ -461,6 +587,9 @@ impl Coordinator {
         self.groups.borrow_mut().retain(|id, _| !mine(id));
         self.offsets.borrow_mut().retain(|id, _| !mine(id));
         self.restored.borrow_mut().retain(|id, _| !mine(id));
+        self.txn_offsets
+            .borrow_mut()
+            .retain(|(i, _), _| *i != index);
         let parked: Vec<WaiterKey> = self
             .waiters
             .borrow()
@@ -496,7 +625,7 @@ impl Coordinator {
             return Ok(());
         };
         let started = Instant::now();
-        let loaded = self.load_partition(&partition).await?;
+        let loaded = self.load_partition(&partition, index).await?;
         let now = self.now_ms();
         let restored: Vec<(String, GroupSnapshot)> = self
             .restored
@@ -543,7 +672,7 @@ impl Coordinator {
             let Some(partition) = core.partition(OFFSETS_TOPIC, index) else {
                 continue;
             };
-            loaded += self.load_partition(&partition).await?;
+            loaded += self.load_partition(&partition, index).await?;
         }
         let now = self.now_ms();
         let restored: Vec<(String, GroupSnapshot)> = self
@@ -569,7 +698,7 @@ impl Coordinator {
         Ok(())
     }
 
-    async fn load_partition(&self, partition: &Partition) -> anyhow::Result<u64> {
+    async fn load_partition(&self, partition: &Partition, index: i32) -> anyhow::Result<u64> {
         let log = &partition.log;
         let end = log.log_end_offset();
         let mut next = log.log_start_offset();
@@ -590,22 +719,61 @@ impl Coordinator {
                     let (header, batch) = item?;
                     next = header.last_offset().next();
                     if header.is_control() {
+                        // A transaction's marker: its offsets read before become committed or
+                        // are dropped, as when the marker was first written.
+                        let commit = spate_wire::batch::control_type(batch)
+                            == Some(spate_wire::batch::ControlType::Commit);
+                        self.complete_txn_offsets(index, header.producer_id, commit);
                         continue;
                     }
+                    let transactional = header.is_transactional();
                     let (header, records) =
                         batch_records(batch, &mut scratch, LOAD_DECOMPRESSED_BYTES_MAX)?;
-                    let mut all = self.offsets.borrow_mut();
                     for record in records {
                         let record = record?;
                         let offset = Offset(header.base_offset.0 + i64::from(record.offset_delta));
                         count += 1;
-                        self.apply_record(&mut all, record.key, record.value, offset);
+                        if transactional {
+                            self.load_txn_offset(
+                                index,
+                                header.producer_id,
+                                record.key,
+                                record.value,
+                                offset,
+                            );
+                        } else {
+                            let mut all = self.offsets.borrow_mut();
+                            self.apply_record(&mut all, record.key, record.value, offset);
+                        }
                     }
                 }
             }
             next = next.max(read.next_offset);
         }
         Ok(count)
+    }
+
+    /// Loading: an offset committed in a transaction, pending until its marker is read (or
+    /// written, if the transaction is still open).
+    fn load_txn_offset(
+        &self,
+        index: i32,
+        producer_id: ProducerId,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        offset: Offset,
+    ) {
+        let Some(Ok(Some(RecordKey::Offset(key)))) = key.map(records::decode_key) else {
+            return;
+        };
+        let Some(Ok(value)) = value.map(records::decode_value) else {
+            return;
+        };
+        self.txn_offsets
+            .borrow_mut()
+            .entry((index, producer_id))
+            .or_default()
+            .push((key.group, key.topic, key.partition, value, offset));
     }
 
     fn apply_record(
@@ -914,7 +1082,10 @@ fn offsets_partition(core: &Core, group_id: &str) -> Option<Rc<Partition>> {
 /// Appends one batch and waits until it is committed (durable on a single broker; in a
 /// cluster, in every in-sync replica of the offsets partition, as Kafka writes offsets with
 /// acks=all); the base offset.
-async fn append_durably(partition: Rc<Partition>, batch: BytesMut) -> Result<Offset, ErrorCode> {
+pub(crate) async fn append_durably(
+    partition: Rc<Partition>,
+    batch: BytesMut,
+) -> Result<Offset, ErrorCode> {
     if partition.replica.is_some() {
         return partition
             .append_internal(batch.freeze(), COMMIT_TIMEOUT_MS)

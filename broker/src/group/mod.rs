@@ -70,6 +70,13 @@ pub enum GroupCall {
         generation_id: i32,
         offsets: Vec<(String, i32, OffsetValue)>,
     },
+    /// TxnOffsetCommit (the caller checked the transaction).
+    TxnCommit {
+        group: String,
+        producer_id: spate_wire::types::ProducerId,
+        epoch: spate_wire::types::ProducerEpoch,
+        offsets: Vec<(String, i32, OffsetValue)>,
+    },
     /// `partitions: None` asks for every committed partition.
     FetchOffsets {
         group: String,
@@ -94,7 +101,7 @@ pub enum GroupCall {
 pub enum GroupAnswer {
     Join(JoinResponse),
     Sync(SyncResponse),
-    /// Heartbeat and Delete.
+    /// Heartbeat and Delete; Leave for a group that does not exist.
     Error(ErrorCode),
     /// One error per member (Leave) or partition (Commit).
     Errors(Vec<ErrorCode>),
@@ -153,9 +160,10 @@ pub async fn run(core: &Core, call: GroupCall) -> GroupAnswer {
             instance_id.as_deref(),
             generation_id,
         )),
-        GroupCall::Leave { group, members } => {
-            GroupAnswer::Errors(groups.leave(core, &group, &members))
-        }
+        GroupCall::Leave { group, members } => match groups.leave(core, &group, &members) {
+            Ok(errors) => GroupAnswer::Errors(errors),
+            Err(error) => GroupAnswer::Error(error),
+        },
         GroupCall::Commit {
             group,
             member_id,
@@ -172,6 +180,16 @@ pub async fn run(core: &Core, call: GroupCall) -> GroupAnswer {
                     generation_id,
                     offsets,
                 )
+                .await,
+        ),
+        GroupCall::TxnCommit {
+            group,
+            producer_id,
+            epoch,
+            offsets,
+        } => GroupAnswer::Errors(
+            groups
+                .txn_commit(core, &group, producer_id, epoch, offsets)
                 .await,
         ),
         GroupCall::FetchOffsets { group, partitions } => {
@@ -214,9 +232,9 @@ pub fn new_member_id(client_id: &str) -> String {
 
 /// The `__consumer_offsets` topic as created at first start: compacted like Kafka's (the last
 /// commit per group, topic and partition stays; tombstones of deleted offsets and groups go
-/// after `delete.retention.ms`), never deleted by time or size. Small segments because segment files
-/// are preallocated up to `segment.bytes` (64 MiB steps otherwise): 50 partitions would reserve
-/// 3.2 GiB of disk on a broker that has not seen a single commit.
+/// after `delete.retention.ms`), never deleted by time or size. Small segments so the cleaner,
+/// which never touches the active segment, has closed ones to compact (and a segment file is
+/// preallocated in steps up to `segment.bytes`, starting at 16 KiB).
 pub fn offsets_topic_meta(config: &crate::config::Config) -> crate::metadata::topics::TopicMeta {
     let mut topic_config =
         crate::metadata::topics::TopicConfig::from_defaults(&config.topic_defaults);

@@ -6,15 +6,17 @@ use spate_wire::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreateTopicsRequest,
 };
 use spate_wire::kafka_protocol::messages::create_topics_response::{
-    CreatableTopicResult, CreateTopicsResponse,
+    CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
 };
 use spate_wire::ErrorCode;
 use uuid::Uuid;
 
+use super::describe_configs::topic_entry_sources;
 use super::{check_replicas, create_assigned_via_controller, new_topic, respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::errors::KafkaCode;
+use crate::metadata::topics::TOPIC_CONFIG_KEYS;
 use crate::ops::NewTopic;
 
 /// A client's replica assignment (Kafka's `assignments`), checked: one list of replicas per
@@ -115,8 +117,30 @@ pub async fn handle(
                             -1 => core.config.topic_defaults.replication_factor,
                             n => n,
                         };
+                        // KIP-525: the new topic's configs with their sources, as
+                        // DescribeConfigs would give them (clients show them after creating).
+                        result.configs = Some(
+                            TOPIC_CONFIG_KEYS
+                                .iter()
+                                .map(|key| {
+                                    let (value, source, _) = topic_entry_sources(
+                                        &meta,
+                                        key,
+                                        &core.config.topic_defaults,
+                                    );
+                                    let mut c = CreatableTopicConfigs::default();
+                                    c.name = str_bytes(key);
+                                    c.value = Some(str_bytes(&value));
+                                    c.config_source = source;
+                                    c.read_only = false;
+                                    c.is_sensitive = false;
+                                    c
+                                })
+                                .collect(),
+                        );
                     }
                     if core.topic(name).is_some() {
+                        result.configs = None;
                         result.error_code = ErrorCode::TopicAlreadyExists.code();
                         result.error_message =
                             Some(str_bytes(&format!("topic '{name}' already exists")));
@@ -142,6 +166,9 @@ pub async fn handle(
     let (indexes, topics): (Vec<usize>, Vec<_>) = to_create.into_iter().unzip();
     let outcomes = create_assigned_via_controller(core, topics).await;
     for (i, (error, message)) in indexes.into_iter().zip(outcomes) {
+        if error != ErrorCode::None {
+            results[i].configs = None;
+        }
         results[i].error_code = error.code();
         results[i].error_message = message.as_deref().map(str_bytes);
     }

@@ -23,8 +23,8 @@ use crate::core::Core;
 
 /// `endpoint_type` of a request for broker endpoints (v1+); v0 implies it.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
-/// "Not provided", Kafka's value when authorized operations were not asked for or computed.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// `endpoint_type` of a request for controller endpoints (KIP-919).
+const ENDPOINT_TYPE_CONTROLLERS: i8 = 2;
 
 pub fn handle(
     core: &Core,
@@ -33,15 +33,28 @@ pub fn handle(
 ) -> Option<ResponseParts> {
     let version = header.api_version;
     let mut response = DescribeClusterResponse::default();
-    response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    response.cluster_authorized_operations = super::authorized_operations::if_asked(
+        request.include_cluster_authorized_operations,
+        super::authorized_operations::CLUSTER,
+    );
     if version >= 1 {
         response.endpoint_type = ENDPOINT_TYPE_BROKERS;
         if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
             response.endpoint_type = request.endpoint_type;
-            response.error_code = ErrorCode::MismatchedEndpointType.code();
-            response.error_message = Some(str_bytes(
-                "this is a broker listener: it describes brokers, not controllers",
-            ));
+            // As Kafka's AuthHelper.computeDescribeClusterResponse: a type that does not
+            // exist is UNSUPPORTED_ENDPOINT_TYPE, the controllers' type MISMATCHED_ENDPOINT_TYPE.
+            if request.endpoint_type == ENDPOINT_TYPE_CONTROLLERS {
+                response.error_code = ErrorCode::MismatchedEndpointType.code();
+                response.error_message = Some(str_bytes(
+                    "this is a broker listener: it describes brokers, not controllers",
+                ));
+            } else {
+                response.error_code = ErrorCode::UnsupportedEndpointType.code();
+                response.error_message = Some(str_bytes(&format!(
+                    "unsupported endpoint type {}",
+                    request.endpoint_type
+                )));
+            }
             response.controller_id = BrokerId(-1);
             return respond(header, &response);
         }

@@ -15,16 +15,21 @@ use spate_wire::kafka_protocol::messages::describe_configs_response::{
 };
 use spate_wire::ErrorCode;
 
+use spate_controller::ids::NodeId;
+
+use super::alter_configs::DECOMMISSION_CONFIG;
 use super::{respond, str_bytes};
 use crate::config::TopicDefaults;
 use crate::connection::ResponseParts;
 use crate::core::Core;
+use crate::errors::KafkaCode;
 use crate::metadata::topics::{TopicConfig, TopicMeta, TOPIC_CONFIG_KEYS};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 // Config sources, as Kafka numbers them.
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 // Config types (v3+), as Kafka's ConfigDef declares them.
@@ -48,7 +53,8 @@ fn config_type(name: &str) -> i8 {
         | "preallocate"
         | "write.caching"
         | "message.downconversion.enable"
-        | "remote.storage.enable" => TYPE_BOOLEAN,
+        | "remote.storage.enable"
+        | "spate.decommission" => TYPE_BOOLEAN,
         "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
         "segment.bytes"
         | "max.message.bytes"
@@ -60,7 +66,10 @@ fn config_type(name: &str) -> i8 {
         | "message.max.bytes"
         | "index.interval.bytes"
         | "segment.index.bytes"
-        | "default.replication.factor" => TYPE_INT,
+        | "default.replication.factor"
+        | "spate.decommission.replicas"
+        | "spate.decommission.leaderships"
+        | "spate.decommission.moving" => TYPE_INT,
         "delete.retention.ms"
         | "min.compaction.lag.ms"
         | "retention.ms"
@@ -80,7 +89,7 @@ fn config_type(name: &str) -> i8 {
         | "flush.messages"
         | "local.retention.ms"
         | "local.retention.bytes" => TYPE_LONG,
-        // flush.policy (Spate's own), Kafka's string configs (message.timestamp.type,
+        // flush.policy and spate.visibility (Spate's own), Kafka's string configs (message.timestamp.type,
         // compression.type, message.format.version) and anything not listed.
         _ => TYPE_STRING,
     }
@@ -189,6 +198,42 @@ fn entry(
     e
 }
 
+/// The decommission entries of broker `node` in a cluster (see `alter_configs.rs`): whether it
+/// drains (the one writable key), and what it still hosts, leads and is having moved off it.
+/// `None` outside a cluster or for a broker the image does not know.
+fn decommission_entries(core: &Core, node: &str) -> Option<Vec<(&'static str, String, i8)>> {
+    let published = core.published()?;
+    let id = node.parse::<i32>().ok()?;
+    let status = spate_controller::controller::decommission_status(&published.image, NodeId(id))?;
+    let drain_source = if status.draining {
+        SOURCE_DYNAMIC_BROKER
+    } else {
+        SOURCE_DEFAULT
+    };
+    Some(vec![
+        (
+            DECOMMISSION_CONFIG,
+            status.draining.to_string(),
+            drain_source,
+        ),
+        (
+            "spate.decommission.replicas",
+            status.replicas.to_string(),
+            SOURCE_DEFAULT,
+        ),
+        (
+            "spate.decommission.leaderships",
+            status.leaderships.to_string(),
+            SOURCE_DEFAULT,
+        ),
+        (
+            "spate.decommission.moving",
+            status.moving.to_string(),
+            SOURCE_DEFAULT,
+        ),
+    ])
+}
+
 pub fn handle(
     core: &Core,
     header: &RequestHeader,
@@ -218,14 +263,33 @@ pub fn handle(
                         result.configs.push(e);
                     }
                 }
-                None => {
-                    result.error_code = ErrorCode::UnknownTopicOrPartition.code();
-                    result.error_message = Some(str_bytes("unknown topic"));
-                }
+                // As Kafka's ConfigHelper (Topic.validate first): an invalid name is
+                // INVALID_TOPIC_EXCEPTION, a valid unknown one UNKNOWN_TOPIC_OR_PARTITION.
+                None => match crate::metadata::topics::validate_topic_name(
+                    resource.resource_name.as_str(),
+                ) {
+                    Err(error) => {
+                        result.error_code = error.kafka_code().code();
+                        result.error_message = Some(str_bytes(&error.to_string()));
+                    }
+                    Ok(()) => {
+                        result.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                        result.error_message = Some(str_bytes("unknown topic"));
+                    }
+                },
             },
             RESOURCE_BROKER => {
                 let name = resource.resource_name.as_str();
-                if !name.is_empty() && name != core.config.node_id.to_string() {
+                let decommission = decommission_entries(core, name).unwrap_or_default();
+                for (key, value, source) in decommission.iter().filter(|(k, ..)| wanted(k)) {
+                    // Only the flag is writable; the progress is the controller's.
+                    let read_only = *key != DECOMMISSION_CONFIG;
+                    let e = entry(key, value.clone(), *source, read_only, header.api_version);
+                    result.configs.push(e);
+                }
+                if !decommission.is_empty() && name != core.config.node_id.to_string() {
+                    // Another broker of the cluster: only what the image says of it.
+                } else if !name.is_empty() && name != core.config.node_id.to_string() {
                     result.error_code = ErrorCode::InvalidRequest.code();
                     result.error_message = Some(str_bytes("unknown broker id"));
                 } else {
@@ -370,6 +434,7 @@ mod tests {
         // Spate's own).
         let strings = [
             "flush.policy",
+            "spate.visibility",
             "message.timestamp.type",
             "compression.type",
             "message.format.version",

@@ -48,6 +48,10 @@ pub async fn handle(
                 let d = found.pop().expect("one");
                 out.error_code = d.error.code();
                 out.group_state = str_bytes(d.state);
+                out.authorized_operations = super::authorized_operations::if_asked(
+                    version >= 3 && request.include_authorized_operations,
+                    super::authorized_operations::GROUP,
+                );
                 out.protocol_type = str_bytes(&d.protocol_type);
                 out.protocol_data = str_bytes(&d.protocol_name);
                 out.members = d

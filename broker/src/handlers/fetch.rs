@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use futures::future::{select_all, FutureExt, LocalBoxFuture};
-use spate_wire::fetch::{AbortedTransaction, FetchResponseEncoder, Part, PartitionHeader, Records};
+use spate_wire::fetch::{FetchResponseEncoder, Part, PartitionHeader, Records};
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::fetch_request::FetchRequest;
 use spate_wire::types::{Offset, PartitionIndex};
@@ -16,7 +16,7 @@ use spate_wire::ErrorCode;
 
 use crate::connection::ResponseParts;
 use crate::core::Core;
-use crate::ops::{CoreRequest, FetchOp, FetchResult};
+use crate::ops::{CoreRequest, FetchOp, FetchResult, Isolation};
 use crate::routing::Leader;
 use crate::routing::Route;
 
@@ -38,6 +38,16 @@ pub async fn handle(
                 partition: p.partition,
                 offset: Offset(p.fetch_offset),
                 bytes_max: u64::try_from(p.partition_max_bytes).unwrap_or(0),
+                current_leader_epoch: super::current_leader_epoch(
+                    header.api_version,
+                    9,
+                    p.current_leader_epoch,
+                ),
+                isolation: if request.isolation_level == 1 {
+                    Isolation::ReadCommitted
+                } else {
+                    Isolation::ReadUncommitted
+                },
             })
         })
         .collect();
@@ -88,7 +98,6 @@ pub async fn handle(
             return None;
         }
     };
-    let no_aborted: &[AbortedTransaction] = &[];
     let mut results = results.into_iter();
     for topic in &request.topics {
         encoder.topic(topic.topic.0.as_str(), topic.partitions.len());
@@ -97,9 +106,9 @@ pub async fn handle(
             let mut p = PartitionHeader::new(PartitionIndex(partition.partition));
             p.error_code = result.error;
             p.high_watermark = result.high_watermark;
-            p.last_stable_offset = result.high_watermark;
+            p.last_stable_offset = result.last_stable_offset;
             p.log_start_offset = result.log_start_offset;
-            p.aborted_transactions = read_committed.then_some(no_aborted);
+            p.aborted_transactions = read_committed.then_some(&result.aborted[..]);
             // v12+ (KIP-595's tagged CurrentLeader): the leader a consumer should move to,
             // so it does not need a Metadata round trip first.
             if header.api_version >= 12 && result.error == ErrorCode::NotLeaderOrFollower {
@@ -138,11 +147,15 @@ async fn wait_for_data(core: &Core, ops: &[FetchOp], results: &[FetchResult], wa
     let mut by_core: Vec<Vec<(String, i32, Offset)>> = vec![Vec::new(); core.cores];
     for (op, result) in ops.iter().zip(results) {
         // Wake when the high watermark passes what the consumer already has.
-        let seen = if result.records.is_empty() {
-            op.offset
-        } else {
-            result.high_watermark
-        };
+        // A read_committed read held back by an open transaction waits for the high watermark
+        // to move (the marker that ends it is appended past it), not for the data it already
+        // cannot see.
+        let seen =
+            if result.records.is_empty() && result.last_stable_offset >= result.high_watermark {
+                op.offset
+            } else {
+                result.high_watermark
+            };
         let owner = match core.route(&op.topic, op.partition) {
             Route::ThisCore => core.id,
             Route::OtherCore(owner) => owner,

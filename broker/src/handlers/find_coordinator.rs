@@ -1,11 +1,12 @@
 //! FindCoordinator (key 10): which broker coordinates a consumer group (or a transactional id).
 //!
-//! On one broker the answer for a group is always this broker (inside it, the group's requests
-//! are forwarded to the core owning its `__consumer_offsets` partition). Transaction
-//! coordination does not exist yet: a transactional key gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-//! with a message saying so, the one FindCoordinator error librdkafka (and the Java client)
-//! treat as fatal. COORDINATOR_NOT_AVAILABLE, answered before, is retriable: a transactional
-//! producer waited for its whole timeout and then reported a retriable timeout.
+//! On one broker the answer for a group or a transactional id is always this broker (inside
+//! it, the requests are forwarded to the core owning the key's `__consumer_offsets` or
+//! `__transaction_state` partition; the latter topic is created at the first transactional
+//! key). In a cluster transactions are not coordinated yet: a transactional key gets
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED with a message saying so, the one FindCoordinator error
+//! librdkafka (and the Java client) treat as fatal, so a transactional producer fails at once
+//! instead of waiting for its timeout on a retriable error.
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
@@ -23,9 +24,10 @@ use crate::group::{offsets_topic_meta, partition_for, OFFSETS_TOPIC};
 use crate::routing::Leader;
 
 const KEY_TYPE_GROUP: i8 = 0;
-/// Why a transactional client is refused, in the answer's message for its log.
+const KEY_TYPE_TRANSACTION: i8 = 1;
+/// Why a transactional client is refused in a cluster, in the answer's message for its log.
 pub const TRANSACTIONS_UNSUPPORTED: &str =
-    "Spate does not support transactions yet: use a producer without transactional.id";
+    "Spate does not support transactions in a cluster yet: use a single broker or a producer without transactional.id";
 /// Keys one request may name (v4+ batches them): bounds the response.
 const KEYS_PER_REQUEST_MAX: usize = 10_000;
 
@@ -35,12 +37,6 @@ async fn lookup(
     key_type: i8,
     key: &str,
 ) -> Result<(BrokerId, StrBytes, i32), (ErrorCode, &'static str)> {
-    if key_type != KEY_TYPE_GROUP {
-        return Err((
-            ErrorCode::TransactionalIdAuthorizationFailed,
-            TRANSACTIONS_UNSUPPORTED,
-        ));
-    }
     let me = || {
         (
             BrokerId(core.config.node_id),
@@ -48,6 +44,22 @@ async fn lookup(
             i32::from(core.config.advertised_port),
         )
     };
+    match key_type {
+        KEY_TYPE_GROUP => {}
+        KEY_TYPE_TRANSACTION if core.config.cluster.is_none() => {
+            return match crate::txn::ensure_topic(core).await {
+                Ok(()) => Ok(me()),
+                Err(error) => Err((error, "the transaction state topic is being created")),
+            };
+        }
+        KEY_TYPE_TRANSACTION => {
+            return Err((
+                ErrorCode::TransactionalIdAuthorizationFailed,
+                TRANSACTIONS_UNSUPPORTED,
+            ))
+        }
+        _ => return Err((ErrorCode::InvalidRequest, "unknown coordinator key type")),
+    }
     if core.config.cluster.is_none() {
         return Ok(me());
     }

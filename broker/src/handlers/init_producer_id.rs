@@ -6,11 +6,12 @@
 //! from the controller core's durable allocator (`crate::metadata::producer_ids`), so they are unique
 //! for the life of the data directory.
 //!
-//! Transactions are not implemented: an empty transactional id gets INVALID_REQUEST (as in
-//! Kafka), any other TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the answer FindCoordinator gives
-//! for a transactional key (see there why), so a transactional producer fails at once with a
-//! fatal error instead of waiting for its timeout. Bumping the epoch of a known transactional
-//! id comes with transactions.
+//! With a transactional id (single broker) the call goes to the id's transaction coordinator
+//! (`crate::txn`): a new id gets a fresh producer id and epoch 0, a known one a bumped epoch
+//! (fencing older instances; an open transaction is aborted first and the client told to
+//! retry with CONCURRENT_TRANSACTIONS). An empty transactional id gets INVALID_REQUEST (as in
+//! Kafka). In a cluster a transactional id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as
+//! FindCoordinator answers there (see that handler why).
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
@@ -19,10 +20,15 @@ use spate_wire::kafka_protocol::messages::ProducerId as WireProducerId;
 use spate_wire::ErrorCode;
 use tracing::{error, info};
 
+use spate_txn::state::Answer;
+use spate_wire::types::{ProducerEpoch, ProducerId};
+
 use super::respond;
 use crate::connection::ResponseParts;
 use crate::core::{Core, CONTROLLER_CORE};
+use crate::errors::{fenced_for_version, txn_answer_code};
 use crate::ops::{CoreReply, CoreRequest};
+use crate::txn::{TxnAnswer, TxnCall};
 
 pub async fn handle(
     core: &Core,
@@ -32,12 +38,39 @@ pub async fn handle(
     let mut response = InitProducerIdResponse::default();
     response.producer_id = WireProducerId(-1);
     response.producer_epoch = -1;
+    // v3+ may name the producer's current id and epoch: both or neither, as Kafka's
+    // KafkaApis.handleInitProducerIdRequest requires.
+    let half_named = (request.producer_id.0 == -1) != (request.producer_epoch == -1);
     let error = match &request.transactional_id {
+        _ if half_named => ErrorCode::InvalidRequest,
         Some(id) if id.0.is_empty() => ErrorCode::InvalidRequest,
-        Some(id) => {
+        Some(id) if core.config.cluster.is_some() => {
             info!(core = core.id, transactional_id = %id.0.as_str(), client = ?header.client_id_str(),
-                "transactional producer refused: transactions are not supported yet");
+                "transactional producer refused: transactions are not supported in a cluster yet");
             ErrorCode::TransactionalIdAuthorizationFailed
+        }
+        Some(id) => {
+            // v3+ (KIP-360): the producer id and epoch the client had, -1 if none.
+            let expected = (request.producer_id.0 >= 0).then_some((
+                ProducerId(request.producer_id.0),
+                ProducerEpoch(request.producer_epoch),
+            ));
+            let answer = crate::txn::call(
+                core,
+                id.0.as_str(),
+                TxnCall::Init {
+                    id: id.0.to_string(),
+                    timeout_ms: request.transaction_timeout_ms,
+                    expected,
+                },
+            )
+            .await;
+            if let TxnAnswer::Answer(Answer::ProducerIdAndEpoch(pid, epoch)) = answer {
+                info!(core = core.id, transactional_id = %id.0.as_str(), producer_id = pid.0, epoch = epoch.0, "transactional producer initialized");
+                response.producer_id = WireProducerId(pid.0);
+                response.producer_epoch = epoch.0;
+            }
+            fenced_for_version(txn_answer_code(&answer), header.api_version, 4)
         }
         None => match core
             .call(CONTROLLER_CORE, CoreRequest::AllocateProducerId)

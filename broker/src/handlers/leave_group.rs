@@ -39,28 +39,34 @@ pub async fn handle(
             instance_id: None,
         }]
     };
-    let errors = if group_id.is_empty() {
-        vec![ErrorCode::InvalidGroupId; members.len()]
+    // Ok: one error per member; Err: one for the whole request (the group id is empty or
+    // unknown, or its coordinator unreachable), as Kafka answers those.
+    let errors: Result<Vec<ErrorCode>, ErrorCode> = if group_id.is_empty() {
+        Err(ErrorCode::InvalidGroupId)
     } else {
         let call = GroupCall::Leave {
             group: group_id.clone(),
             members: members.clone(),
         };
         match group::call(core, &group_id, call).await {
-            Some(GroupAnswer::Errors(errors)) => errors,
-            _ => vec![ErrorCode::CoordinatorNotAvailable; members.len()],
+            Some(GroupAnswer::Errors(errors)) => Ok(errors),
+            Some(GroupAnswer::Error(error)) => Err(error),
+            _ => Err(ErrorCode::CoordinatorNotAvailable),
+        }
+    };
+    let errors = match errors {
+        Ok(errors) => errors,
+        Err(error) => {
+            let mut out = LeaveGroupResponse::default();
+            out.error_code = error.code();
+            return respond(header, &out);
         }
     };
     assert_eq!(errors.len(), members.len(), "one result per member");
     let mut out = LeaveGroupResponse::default();
     if version >= 3 {
         // The top-level error is for the whole request; per-member errors go in the list.
-        out.error_code = match errors.first() {
-            Some(ErrorCode::InvalidGroupId | ErrorCode::CoordinatorNotAvailable) => {
-                errors[0].code()
-            }
-            _ => ErrorCode::None.code(),
-        };
+        out.error_code = ErrorCode::None.code();
         out.members = members
             .iter()
             .zip(&errors)

@@ -10,7 +10,9 @@ use spate_wire::kafka_protocol::messages::BrokerId;
 use spate_wire::ErrorCode;
 use uuid::Uuid;
 
-use super::{create_via_controller, new_topic, respond, str_bytes, topic_name};
+use super::{
+    authorized_operations, create_via_controller, new_topic, respond, str_bytes, topic_name,
+};
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::errors::KafkaCode;
@@ -60,7 +62,15 @@ pub async fn handle(
     if version >= 1 {
         response.controller_id = BrokerId(view.controller_id);
     }
-    response.cluster_authorized_operations = i32::MIN;
+    let topic_operations = authorized_operations::if_asked(
+        version >= 8 && request.include_topic_authorized_operations,
+        authorized_operations::TOPIC,
+    );
+    // v8-v10 (KIP-430; v11 moved it to DescribeCluster).
+    response.cluster_authorized_operations = authorized_operations::if_asked(
+        (8..=10).contains(&version) && request.include_cluster_authorized_operations,
+        authorized_operations::CLUSTER,
+    );
 
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let all = match &request.topics {
@@ -105,7 +115,7 @@ pub async fn handle(
 
     for (name, id) in requested {
         let mut topic = MetadataResponseTopic::default();
-        topic.topic_authorized_operations = i32::MIN;
+        topic.topic_authorized_operations = topic_operations;
         let meta = core.topic_by_name_or_id(name.as_deref(), *id.as_bytes());
         match meta {
             Some(meta) => fill_topic(&mut topic, &meta, node, version, |index| {
@@ -148,7 +158,8 @@ fn fill_topic(
     }
     // Kafka lists its offsets topic as internal (Metadata v1+); clients skip it in regex
     // subscriptions.
-    topic.is_internal = version >= 1 && meta.name == crate::group::OFFSETS_TOPIC;
+    topic.is_internal = version >= 1
+        && (meta.name == crate::group::OFFSETS_TOPIC || meta.name == crate::txn::TXN_TOPIC);
     topic.partitions = (0..meta.partitions)
         .map(|index| {
             let mut partition = MetadataResponsePartition::default();

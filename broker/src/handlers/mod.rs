@@ -4,9 +4,14 @@
 //! header cannot be read, or whose API or version is not advertised, closes the connection
 //! (Kafka does the same: there is no response layout to answer in).
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
+#[cfg(test)]
+mod api_doc_tests;
 mod api_versions;
+mod authorized_operations;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -18,6 +23,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -35,12 +41,15 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
+mod unregister_broker;
 
 use bytes::{Bytes, BytesMut};
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::{ApiKey, TopicName};
 use spate_wire::kafka_protocol::protocol::{Encodable, StrBytes};
 use spate_wire::request::{RequestBody, RequestLimits};
+use spate_wire::types::LeaderEpoch;
 use spate_wire::versions::{ApiSet, VersionTable};
 use spate_wire::ErrorCode;
 use tracing::{debug, warn};
@@ -57,9 +66,10 @@ pub enum Mode {
     Cluster,
 }
 
-/// The APIs this broker implements, and so advertises: DescribeQuorum, ElectLeaders and the
-/// reassignment APIs only in a cluster, since a single broker has no metadata quorum to
-/// describe and no other replica to elect or move to.
+/// The APIs this broker implements, and so advertises: DescribeQuorum, ElectLeaders, the
+/// reassignment APIs and UnregisterBroker only in a cluster, since a single broker has no
+/// metadata quorum to describe, no other replica to elect or move to, and no other broker to
+/// unregister.
 pub fn version_table(mode: Mode) -> VersionTable {
     let apis = ApiSet::core()
         .with(ApiKey::CreatePartitions)
@@ -81,12 +91,18 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::AlterConfigs)
         .with(ApiKey::IncrementalAlterConfigs);
     VersionTable::new(match mode {
-        Mode::SingleBroker => apis,
+        // Transactions are coordinated on a single broker only so far (see `crate::txn`).
+        Mode::SingleBroker => apis
+            .with(ApiKey::AddPartitionsToTxn)
+            .with(ApiKey::AddOffsetsToTxn)
+            .with(ApiKey::EndTxn)
+            .with(ApiKey::TxnOffsetCommit),
         Mode::Cluster => apis
             .with(ApiKey::DescribeQuorum)
             .with(ApiKey::ElectLeaders)
             .with(ApiKey::AlterPartitionReassignments)
-            .with(ApiKey::ListPartitionReassignments),
+            .with(ApiKey::ListPartitionReassignments)
+            .with(ApiKey::UnregisterBroker),
     })
 }
 
@@ -171,6 +187,9 @@ pub async fn handle(
         RequestBody::DeleteGroups(request) => delete_groups::handle(core, &header, request).await,
         RequestBody::OffsetDelete(request) => offset_delete::handle(core, &header, request).await,
         RequestBody::DescribeCluster(request) => describe_cluster::handle(core, &header, request),
+        RequestBody::UnregisterBroker(request) => {
+            unregister_broker::handle(core, &header, request).await
+        }
         RequestBody::DescribeQuorum(request) => {
             describe_quorum::handle(core, &header, request).await
         }
@@ -189,11 +208,27 @@ pub async fn handle(
         RequestBody::IncrementalAlterConfigs(request) => {
             incremental_alter_configs::handle(core, &header, request).await
         }
+        RequestBody::AddPartitionsToTxn(request) => {
+            add_partitions_to_txn::handle(core, &header, request).await
+        }
+        RequestBody::EndTxn(request) => end_txn::handle(core, &header, request).await,
+        RequestBody::AddOffsetsToTxn(request) => {
+            add_offsets_to_txn::handle(core, &header, request).await
+        }
+        RequestBody::TxnOffsetCommit(request) => {
+            txn_offset_commit::handle(core, &header, request).await
+        }
         other => {
             warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");
             None
         }
     }
+}
+
+/// The leader epoch a client sent as current, if the request's version has the field (from
+/// `since`) and the client set it (-1 means "not known", and is not checked).
+pub fn current_leader_epoch(version: i16, since: i16, epoch: i32) -> Option<LeaderEpoch> {
+    (version >= since && epoch >= 0).then_some(LeaderEpoch(epoch))
 }
 
 /// Encodes `body` as the response to `header`, in the version the request used.

@@ -25,6 +25,11 @@ pub async fn handle(
                 topic: t.topic.0.to_string(),
                 partition: p.partition,
                 leader_epoch: p.leader_epoch,
+                current_leader_epoch: super::current_leader_epoch(
+                    header.api_version,
+                    2,
+                    p.current_leader_epoch,
+                ),
             })
         })
         .collect();

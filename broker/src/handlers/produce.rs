@@ -3,7 +3,11 @@
 //! The records of a partition are checked whole (framing, CRC32C, record counts, size) before
 //! any is appended. acks=0 gets no response at all (as in Kafka); acks=1 is answered once the
 //! batches are in the log; acks=-1 once they are durable under the topic's flush policy.
+//!
+//! Transactional batches are accepted only for partitions the producer's transaction
+//! coordinator confirms are in its open transaction (one Verify call per request).
 
+use spate_wire::batch::BatchHeader;
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::produce_request::ProduceRequest;
 use spate_wire::kafka_protocol::messages::produce_response::{
@@ -16,8 +20,9 @@ use spate_wire::ErrorCode;
 use super::{respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
-use crate::ops::{Durability, ProduceOp, ProduceResult};
+use crate::ops::{Durability, ProduceOp, ProduceResult, TxnCheck};
 use crate::routing::Leader;
+use crate::txn::{TxnAnswer, TxnCall};
 
 pub async fn handle(
     core: &Core,
@@ -47,12 +52,20 @@ pub async fn handle(
                         records: records.clone(),
                         durability,
                         timeout_ms: u64::try_from(request.timeout_ms).unwrap_or(0),
+                        transaction: TxnCheck::Unverified,
                     });
                     Ok((ops.len() - 1, bytes, count))
                 }
             };
             plan.push(step);
         }
+    }
+    if let Some(id) = request
+        .transactional_id
+        .as_ref()
+        .filter(|id| !id.0.is_empty())
+    {
+        verify_transaction(core, id.0.as_str(), &mut ops).await;
     }
     let results: Vec<ProduceResult> = core.scatter(ops).await;
     count(core, &request, &plan, &results);
@@ -140,6 +153,54 @@ pub async fn handle(
             .collect();
     }
     respond(header, &response)
+}
+
+/// Asks the transactional id's coordinator which partitions are in the open transaction of the
+/// producer id and epoch of the request's transactional batches (one call per request), and
+/// marks those ops verified; the partitions refuse transactional batches of the others
+/// (KIP-890's defence against a late or misdirected write).
+async fn verify_transaction(core: &Core, id: &str, ops: &mut [ProduceOp]) {
+    let mut producer = None;
+    let mut asked = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let Ok(header) = BatchHeader::parse(&op.records) else {
+            continue;
+        };
+        if !header.is_transactional() {
+            continue;
+        }
+        let this = (header.producer_id, header.producer_epoch);
+        if *producer.get_or_insert(this) != this {
+            // A request mixing producers is refused for the others.
+            continue;
+        }
+        asked.push(i);
+    }
+    let Some((producer_id, epoch)) = producer else {
+        return;
+    };
+    let partitions = asked
+        .iter()
+        .map(|&i| (ops[i].topic.clone(), ops[i].partition))
+        .collect();
+    let answer = crate::txn::call(
+        core,
+        id,
+        TxnCall::Verify {
+            id: id.to_owned(),
+            producer_id,
+            epoch,
+            partitions,
+        },
+    )
+    .await;
+    if let TxnAnswer::Verified(verified) = answer {
+        for (&i, ok) in asked.iter().zip(verified) {
+            if ok {
+                ops[i].transaction = TxnCheck::Verified;
+            }
+        }
+    }
 }
 
 /// Counts what was appended and what was refused, per partition (before an acks=0 request

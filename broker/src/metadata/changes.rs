@@ -88,6 +88,22 @@ impl Changes {
                 ));
                 continue;
             }
+            let collides = core
+                .topics
+                .borrow()
+                .keys()
+                .find(|existing| spate_controller::image::topic_names_collide(existing, &meta.name))
+                .cloned();
+            if let Some(existing) = collides {
+                results.push((
+                    ErrorCode::InvalidTopicException,
+                    Some(format!(
+                        "topic {} collides with existing topic {existing}",
+                        meta.name
+                    )),
+                ));
+                continue;
+            }
             if core.topics.borrow().len() >= topics::TOPICS_MAX {
                 results.push((
                     ErrorCode::PolicyViolation,

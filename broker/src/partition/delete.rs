@@ -73,6 +73,7 @@ mod tests {
             writers: Writers::Clients,
             min_insync_replicas: 1,
             rewrite: Rewrite::NONE,
+            visibility: crate::partition::Visibility::Durable,
         };
         Partition::new(log, settings, CleanerState::default(), LeaderEpoch(0))
     }
@@ -131,5 +132,45 @@ mod tests {
         drop(p);
         disk.crash(7);
         assert_eq!(partition(&disk).log.log_start_offset(), Offset(15));
+    }
+
+    #[test]
+    fn visibility_decides_what_consumers_read_and_never_goes_back() {
+        use crate::partition::Visibility;
+        let disk = MemDisk::new();
+        let p = partition(&disk);
+        append(&p, 10);
+        // Appended, not synced: hidden under `durable`, the default.
+        let mut out = BytesMut::new();
+        let mut builder = BatchBuilder::new(&mut out, BatchSpec::default());
+        for _ in 0..5 {
+            builder.push(0, None, Some(b"v"), &[]);
+        }
+        builder.finish();
+        block_on(p.log.append(out, LeaderEpoch(0))).unwrap();
+        assert_eq!(p.log.log_end_offset(), Offset(15));
+        assert_eq!(p.high_watermark(), Offset(10));
+        let read = |p: &Partition<MemDisk>| {
+            block_on(p.log.read(Offset(0), 1 << 20, p.consumer_limit()))
+                .unwrap()
+                .next_offset
+        };
+        assert_eq!(read(&p), Offset(10));
+        // `appended`: everything appended is visible.
+        let appended = Settings {
+            visibility: Visibility::Appended,
+            ..p.settings()
+        };
+        p.set_settings(appended);
+        assert_eq!(p.high_watermark(), Offset(15));
+        assert_eq!(read(&p), Offset(15));
+        // Back to `durable` before the sync: what consumers could read stays readable.
+        p.set_settings(Settings {
+            visibility: Visibility::Durable,
+            ..appended
+        });
+        assert_eq!(p.log.durable_offset(), Offset(10));
+        assert_eq!(p.high_watermark(), Offset(15));
+        assert_eq!(read(&p), Offset(15));
     }
 }

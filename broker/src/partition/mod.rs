@@ -15,6 +15,7 @@ mod read;
 pub mod replica;
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use spate_storage::io::glommio::GlommioDisk;
@@ -23,7 +24,10 @@ use spate_storage::sync::Notify;
 use spate_storage::{CleanerState, Log};
 use spate_wire::batch::CheckedBatch;
 use spate_wire::types::{LeaderEpoch, Offset};
+use spate_wire::ErrorCode;
+use tracing::error;
 
+pub use crate::metadata::topics::Visibility;
 pub use produce::ProduceRefused;
 
 /// The leader epoch of every partition of a single broker, which never changes leader. The
@@ -89,8 +93,15 @@ pub struct Partition<D: Disk = GlommioDisk> {
     /// What the partition takes from its topic's configs; replaced whole when they change
     /// (`set_settings`), read by copy, so an op sees one consistent set.
     settings: Cell<Settings>,
-    /// When the maintenance task last flushed this partition (group commit timing).
+    /// When the maintenance task or the commit task last flushed this partition (group
+    /// commit timing).
     pub flushed_at: Cell<Instant>,
+    /// Whether a commit task (`request_commit`) is running for this partition: at most one is.
+    committing: Cell<bool>,
+    /// What consumers could already read when `spate.visibility` went from `appended` to
+    /// `durable`: the high watermark stays at least this, so it never goes back while the
+    /// syncs catch up with what was visible.
+    visible_floor: Cell<Offset>,
     /// The cleaner's memory of this partition (first dirty offset, tombstone horizon).
     pub cleaner: Cell<CleanerState>,
     /// The epoch this broker leads the partition in: written into every batch it appends and
@@ -120,6 +131,8 @@ pub struct Settings {
     pub min_insync_replicas: u32,
     /// What the broker changes in produced batches.
     pub rewrite: Rewrite,
+    /// `spate.visibility`: what consumers may read of a partition this broker holds alone.
+    pub visibility: Visibility,
 }
 
 impl Settings {
@@ -133,7 +146,9 @@ impl Settings {
             } else {
                 Compaction::NotCompacted
             },
-            writers: if meta.name == crate::group::OFFSETS_TOPIC {
+            writers: if meta.name == crate::group::OFFSETS_TOPIC
+                || meta.name == crate::txn::TXN_TOPIC
+            {
                 Writers::CoordinatorOnly
             } else {
                 Writers::Clients
@@ -144,6 +159,7 @@ impl Settings {
                     == crate::metadata::topics::TimestampKind::LogAppendTime,
                 codec: config.compression.codec(),
             },
+            visibility: config.visibility,
         }
     }
 }
@@ -164,6 +180,8 @@ impl<D: Disk> Partition<D> {
             notified_hw: Cell::new(Offset(-1)),
             settings: Cell::new(settings),
             flushed_at: Cell::new(Instant::now()),
+            committing: Cell::new(false),
+            visible_floor: Cell::new(Offset(0)),
             cleaner: Cell::new(cleaner),
             leader_epoch: Cell::new(leader_epoch),
             replica: None,
@@ -184,16 +202,28 @@ impl<D: Disk> Partition<D> {
     /// If `settings` breaks [`Partition::new`]'s rules or changes the writers.
     pub fn set_settings(&self, settings: Settings) {
         assert!(settings.min_insync_replicas >= 1);
-        assert_eq!(settings.writers, self.settings().writers);
+        let old = self.settings();
+        assert_eq!(settings.writers, old.writers);
+        if old.visibility == Visibility::Appended && settings.visibility == Visibility::Durable {
+            // Consumers may have read up to the log end: never take that back.
+            self.visible_floor
+                .set(self.visible_floor.get().max(self.log.log_end_offset()));
+        }
         self.settings.set(settings);
     }
 
-    /// What consumers may read up to: the replicated high watermark in cluster mode, else the
-    /// log's (its durable offset under group commit).
+    /// What consumers may read up to: the replicated high watermark in cluster mode, else, by
+    /// `spate.visibility`, the log's (its durable offset under group commit) or its end.
     pub fn high_watermark(&self) -> Offset {
         match &self.replica {
             Some(slot) => slot.high_watermark().max(self.log.log_start_offset()),
-            None => self.log.high_watermark(),
+            None => match self.settings().visibility {
+                Visibility::Durable => self
+                    .log
+                    .high_watermark()
+                    .max(self.visible_floor.get().min(self.log.log_end_offset())),
+                Visibility::Appended => self.log.log_end_offset(),
+            },
         }
     }
 
@@ -215,10 +245,7 @@ impl<D: Disk> Partition<D> {
 
     /// How far reads for consumers may go.
     pub fn consumer_limit(&self) -> spate_storage::ReadUpTo {
-        match &self.replica {
-            Some(_) => spate_storage::ReadUpTo::Below(self.high_watermark()),
-            None => spate_storage::ReadUpTo::HighWatermark,
-        }
+        spate_storage::ReadUpTo::Below(self.high_watermark())
     }
 
     /// The epoch this broker leads the partition in (or follows, in cluster mode).
@@ -227,6 +254,15 @@ impl<D: Disk> Partition<D> {
             Some(epoch) => epoch,
             None => self.leader_epoch.get(),
         }
+    }
+
+    /// Checks the leader epoch a client sent (Fetch v9+, ListOffsets v4+, OffsetForLeaderEpoch
+    /// v2+) against this partition's, as Kafka's `Partition.checkCurrentLeaderEpoch` does: an
+    /// older one is FENCED_LEADER_EPOCH (the client's metadata is stale: it refreshes), a newer
+    /// one UNKNOWN_LEADER_EPOCH (this broker is behind: the client retries). `None` (the
+    /// client sent -1, or an old version) is not checked.
+    pub fn check_current_leader_epoch(&self, remote: Option<LeaderEpoch>) -> Result<(), ErrorCode> {
+        check_leader_epoch(self.leader_epoch(), remote)
     }
 
     /// Takes a newer leader epoch (this broker leads the partition again, cluster mode).
@@ -261,16 +297,102 @@ impl<D: Disk> Partition<D> {
         }
     }
 
-    /// Whether group commit owes this partition a flush: data is waiting and the interval
-    /// passed since the last one.
+    /// Whether group commit owes this partition a flush: data is waiting, no commit task is
+    /// at it, and the interval passed since the last one. With the commit task following the
+    /// device this is the backstop that makes `flush.ms` an upper bound, e.g. for data a
+    /// failed commit task left behind.
     pub fn flush_due(&self, now: Instant) -> bool {
         match self.log.flush_interval_ms() {
             Some(interval_ms) => {
                 self.log.unflushed_bytes() > 0
+                    && !self.committing.get()
                     && now.duration_since(self.flushed_at.get())
                         >= Duration::from_millis(interval_ms)
             }
             None => false,
+        }
+    }
+}
+
+/// [`Partition::check_current_leader_epoch`]'s rule: the client's epoch (if it sent one)
+/// against this partition's.
+fn check_leader_epoch(local: LeaderEpoch, remote: Option<LeaderEpoch>) -> Result<(), ErrorCode> {
+    let Some(remote) = remote else {
+        return Ok(());
+    };
+    match remote.0.cmp(&local.0) {
+        std::cmp::Ordering::Less => Err(ErrorCode::FencedLeaderEpoch),
+        std::cmp::Ordering::Greater => Err(ErrorCode::UnknownLeaderEpoch),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod leader_epoch_tests {
+    use super::*;
+
+    #[test]
+    fn a_client_epoch_is_checked_like_kafka() {
+        let local = LeaderEpoch(5);
+        assert_eq!(check_leader_epoch(local, None), Ok(()));
+        assert_eq!(check_leader_epoch(local, Some(LeaderEpoch(5))), Ok(()));
+        assert_eq!(
+            check_leader_epoch(local, Some(LeaderEpoch(4))),
+            Err(ErrorCode::FencedLeaderEpoch)
+        );
+        assert_eq!(
+            check_leader_epoch(local, Some(LeaderEpoch(6))),
+            Err(ErrorCode::UnknownLeaderEpoch)
+        );
+    }
+}
+
+impl<D: Disk + 'static> Partition<D> {
+    /// Group commit that follows the device: starts a commit task if appended data is waiting
+    /// and none runs. The task leads an fdatasync at once and, while it is in flight, appends
+    /// gather for the next one, which it starts the moment the previous completed; it ends
+    /// when nothing is left to sync. So an appended record waits for at most the sync in
+    /// flight plus its own, not for a timer, and consumers (who read only durable records by
+    /// default) and acks=all producers see it one fdatasync after the append.
+    ///
+    /// One task per partition with unsynced data, none for an idle one; the syncs of a core's
+    /// partitions are submitted to its io_uring together. A no-op unless the flush policy is
+    /// group commit (`every-append` syncs in the append, `never` leaves syncs to rolls).
+    pub fn request_commit(self: &Rc<Self>) {
+        if self.committing.get() || self.log.flush_interval_ms().is_none() || !self.has_unsynced() {
+            return;
+        }
+        self.committing.set(true);
+        let partition = self.clone();
+        glommio::spawn_local(async move { partition.commit_while_unsynced().await }).detach();
+    }
+
+    /// Whether records were appended that no completed sync covers. By offsets, not bytes: a
+    /// flush returns once the durable offset reached the log end, so the task's loop ends.
+    fn has_unsynced(&self) -> bool {
+        self.log.durable_offset() < self.log.log_end_offset()
+    }
+
+    async fn commit_while_unsynced(&self) {
+        // Cleared however the task ends, so the next append can start another.
+        struct Committing<'a>(&'a Cell<bool>);
+        impl Drop for Committing<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _committing = Committing(&self.committing);
+        while self.has_unsynced() && self.log.flush_interval_ms().is_some() {
+            // `flush` joins a sync in flight (an acks=all waiter's) and leads the next one for
+            // everything appended meanwhile.
+            let flushed = self.log.flush().await;
+            self.flushed_at.set(Instant::now());
+            self.notify_if_advanced();
+            if let Err(e) = flushed {
+                // The log is fenced: appends fail from now on, nothing more to sync.
+                error!(error = %e, "group commit failed");
+                return;
+            }
         }
     }
 }

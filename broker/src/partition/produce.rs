@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use spate_storage::io::Disk;
 use spate_storage::{AppendKind, StorageError};
-use spate_wire::batch::{batches, BatchError, CheckedBatch};
+use spate_wire::batch::{batches, BatchError, CheckedBatch, MAGIC_V2};
 use spate_wire::compression::DECOMPRESSED_BYTES_MAX_DEFAULT;
 use spate_wire::records::batch_records;
 use spate_wire::types::Offset;
@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use super::{Compaction, Partition, Writers};
 use crate::errors::KafkaCode;
-use crate::ops::{Durability, ProduceOp, ProduceResult};
+use crate::ops::{Durability, ProduceOp, ProduceResult, TxnCheck};
 use crate::stats::CoreStats;
 
 /// Why a partition's records were refused before anything was appended.
@@ -43,9 +43,17 @@ pub enum ProduceRefused {
         /// The declared last offset delta.
         last_offset_delta: i32,
     },
-    /// Transactional or control batches: transactions are not implemented yet.
-    #[error("transactions are not supported yet")]
-    Transactional,
+    /// A control batch from a client (only the transaction coordinator writes markers).
+    #[error("control batches are written by the broker only")]
+    ControlBatch,
+    /// A transactional batch for a partition not in the producer's transaction (KIP-890: the
+    /// producer did not add it with AddPartitionsToTxn, or its transaction ended).
+    #[error("partition is not in the producer's transaction")]
+    NotInTransaction,
+    /// A transactional batch without a sequence: only the broker's own coordinators write
+    /// those (transactional offset commits); a client's must carry one.
+    #[error("transactional batch without a sequence number")]
+    TransactionalWithoutSequence,
     /// Keyless records for a compacted topic: their indexes among the partition's records
     /// (KIP-467's `batch_index`), at most [`RECORD_ERRORS_MAX`].
     #[error("{KEYLESS_MESSAGE}")]
@@ -53,13 +61,18 @@ pub enum ProduceRefused {
     /// A batch's records do not decode.
     #[error("{0}")]
     BadRecords(String),
-    /// More than one batch from an idempotent producer.
-    #[error("an idempotent produce carries exactly one batch per partition")]
-    SeveralIdempotentBatches,
+    /// More than one batch for the partition: Produce v3+ carries exactly one, as Kafka's
+    /// `ProduceRequest.validateRecords` requires (every client sends one).
+    #[error("produce requests carry exactly one record batch per partition")]
+    SeveralBatches,
     /// A client's records for a topic only the broker writes.
     #[error("cannot append to an internal topic")]
     InternalTopic,
 }
+
+/// Where the magic byte is in a batch or message: after base offset (8) and length (4), and,
+/// in a v2 batch, the partition leader epoch (4); in v0/v1 messages, after the CRC (4).
+const MAGIC_POSITION: usize = 16;
 
 /// Kafka's reason for refusing a keyless record on a compacted topic.
 pub const KEYLESS_MESSAGE: &str = "Compacted topic cannot accept message without key";
@@ -88,9 +101,8 @@ pub fn check_keys(batch: &[u8], first_index: i32, keyless: &mut Vec<i32>) -> Res
     Ok(count)
 }
 
-/// Checks a client's records for one partition and splits them into batches, each checked
-/// once (structure, CRC, size): a partition's records are all-or-nothing, so every batch is
-/// checked before any is appended.
+/// Checks a client's records for one partition: exactly one batch (as Kafka requires from
+/// Produce v3 on), whole, a v2 batch with a good CRC, within the size limit.
 ///
 /// # Errors
 /// The first problem found.
@@ -99,16 +111,26 @@ pub fn check_produce(
     batch_bytes_max: usize,
     writers: Writers,
     compaction: Compaction,
+    transaction: TxnCheck,
 ) -> Result<Vec<CheckedBatch>, ProduceRefused> {
     if writers == Writers::CoordinatorOnly {
         return Err(ProduceRefused::InternalTopic);
     }
+    // The magic byte sits at the same place in every message format (after the offset and
+    // length fields): an old-format message set is refused for its format, as Kafka's
+    // ProduceRequest.validateRecords does, even when it is too short for a v2 header.
+    if let Some(&magic) = records.get(MAGIC_POSITION) {
+        if magic as i8 != MAGIC_V2 {
+            return Err(BatchError::BadMagic(magic as i8).into());
+        }
+    }
     let mut checked = Vec::with_capacity(1);
-    let mut idempotent = false;
-    // Record indexes across the partition's batches (one batch, for any client since v3).
-    let mut first_index = 0i32;
     let mut keyless = Vec::new();
     for item in batches(records) {
+        // Before looking at a second batch at all, as Kafka checks the count first.
+        if !checked.is_empty() {
+            return Err(ProduceRefused::SeveralBatches);
+        }
         let (header, batch) = item?;
         // Before the CRC: an oversized batch is refused without reading all of it.
         if batch.len() > batch_bytes_max {
@@ -124,24 +146,22 @@ pub fn check_produce(
                 last_offset_delta: header.last_offset_delta,
             });
         }
-        if header.is_transactional() || header.is_control() {
-            return Err(ProduceRefused::Transactional);
+        if header.is_control() {
+            return Err(ProduceRefused::ControlBatch);
         }
-        idempotent |= header.producer_id.0 >= 0;
+        if header.is_transactional() && transaction != TxnCheck::Verified {
+            return Err(ProduceRefused::NotInTransaction);
+        }
+        if header.is_transactional() && header.base_sequence < 0 {
+            return Err(ProduceRefused::TransactionalWithoutSequence);
+        }
         if compaction == Compaction::Compacted {
-            let count = check_keys(batch.bytes(), first_index, &mut keyless)
-                .map_err(ProduceRefused::BadRecords)?;
-            first_index = first_index.saturating_add(count);
+            check_keys(batch.bytes(), 0, &mut keyless).map_err(ProduceRefused::BadRecords)?;
         }
         checked.push(batch);
     }
     if !keyless.is_empty() {
         return Err(ProduceRefused::KeylessRecords(keyless));
-    }
-    if idempotent && checked.len() > 1 {
-        // Kafka allows one batch per partition from v3 on; with a producer id the check of one
-        // batch against the producer state must not leave the others half done.
-        return Err(ProduceRefused::SeveralIdempotentBatches);
     }
     if checked.is_empty() {
         return Err(ProduceRefused::NoBatch);
@@ -191,6 +211,7 @@ impl<D: Disk> Partition<D> {
             settings.batch_bytes_max,
             settings.writers,
             settings.compaction,
+            op.transaction,
         ) {
             Ok(checked) => checked,
             Err(error) => {
@@ -257,7 +278,10 @@ impl<D: Disk> Partition<D> {
                 }
             }
         }
+        // Wakes consumers at once under `spate.visibility=appended`; under `durable` the commit
+        // task wakes them when its sync covers these batches.
         self.notify_if_advanced();
+        self.request_commit();
         if op.durability == Durability::Flushed {
             // The wait runs as its own task so a timeout never cancels a sync this request
             // happens to lead: it finishes anyway. The log is not proven live under cancelled
@@ -371,6 +395,9 @@ impl<D: Disk> Partition<D> {
         }
         slot.appended(hold, &self.log);
         self.grew.notify_all();
+        // The leader's own copy counts toward the high watermark once fsynced (unless
+        // write.caching): sync it as soon as the device can, for acks=1 batches too.
+        self.request_commit();
         if let Some(failure) = failure {
             return failure;
         }
@@ -477,6 +504,48 @@ mod tests {
     use bytes::BytesMut;
     use spate_wire::batch::{BatchBuilder, BatchSpec};
 
+    #[test]
+    fn transactional_batches_need_a_verified_transaction_and_markers_are_never_accepted() {
+        let spec = BatchSpec {
+            producer_id: spate_wire::types::ProducerId(4),
+            producer_epoch: spate_wire::types::ProducerEpoch(0),
+            base_sequence: 0,
+            ..BatchSpec::default()
+        };
+        let mut txn = batch(&[Some(b"k")], spec);
+        spate_wire::batch::set_transactional(&mut txn);
+        let txn = Bytes::copy_from_slice(&txn);
+        let check = |records: &Bytes, verdict| {
+            check_produce(
+                records,
+                1 << 20,
+                Writers::Clients,
+                Compaction::NotCompacted,
+                verdict,
+            )
+            .map(|b| b.len())
+        };
+        assert_eq!(
+            check(&txn, TxnCheck::Unverified),
+            Err(ProduceRefused::NotInTransaction)
+        );
+        assert_eq!(check(&txn, TxnCheck::Verified), Ok(1));
+        let mut marker = BytesMut::new();
+        spate_wire::batch::put_txn_marker(
+            &mut marker,
+            spate_wire::types::ProducerId(4),
+            spate_wire::types::ProducerEpoch(0),
+            0,
+            spate_wire::batch::ControlType::Commit,
+            0,
+        );
+        let marker = Bytes::copy_from_slice(&marker);
+        assert_eq!(
+            check(&marker, TxnCheck::Verified),
+            Err(ProduceRefused::ControlBatch)
+        );
+    }
+
     fn batch(keys: &[Option<&[u8]>], spec: BatchSpec) -> BytesMut {
         let mut out = BytesMut::new();
         let mut builder = BatchBuilder::new(&mut out, spec);
@@ -493,25 +562,42 @@ mod tests {
             1 << 20,
             Writers::Clients,
             compaction,
+            TxnCheck::Unverified,
         )
         .map(|batches| batches.len())
     }
 
     #[test]
-    fn every_batch_is_checked_before_any_is_taken() {
+    fn a_partition_carries_exactly_one_whole_batch_like_kafka() {
         let good = batch(&[Some(b"k")], BatchSpec::default());
+        assert_eq!(check(&good, Compaction::NotCompacted), Ok(1));
         let mut two = good.clone();
         two.extend_from_slice(&good);
-        assert_eq!(check(&two, Compaction::NotCompacted), Ok(2));
-        let mut bad_second = good.clone();
+        assert_eq!(
+            check(&two, Compaction::NotCompacted),
+            Err(ProduceRefused::SeveralBatches)
+        );
         let mut corrupt = good.clone();
         let last = corrupt.len() - 1;
         corrupt[last] ^= 1;
-        bad_second.extend_from_slice(&corrupt);
         assert!(matches!(
-            check(&bad_second, Compaction::NotCompacted),
+            check(&corrupt, Compaction::NotCompacted),
             Err(ProduceRefused::Batch(BatchError::CrcMismatch { .. }))
         ));
+        // A second batch is refused before it is read, as Kafka counts batches first.
+        let mut bad_second = good.clone();
+        bad_second.extend_from_slice(&corrupt);
+        assert_eq!(
+            check(&bad_second, Compaction::NotCompacted),
+            Err(ProduceRefused::SeveralBatches)
+        );
+        // Message format v1 (magic at the same place): refused for its format.
+        let mut v1 = good.clone();
+        v1[MAGIC_POSITION] = 1;
+        assert_eq!(
+            check(&v1[..40], Compaction::NotCompacted),
+            Err(ProduceRefused::Batch(BatchError::BadMagic(1)))
+        );
         assert_eq!(
             check(&[], Compaction::NotCompacted),
             Err(ProduceRefused::NoBatch)
@@ -539,16 +625,15 @@ mod tests {
             check(&keyless, Compaction::Compacted),
             Err(ProduceRefused::KeylessRecords(vec![1]))
         );
-        // Indexes count across a partition's batches.
-        let mut two = keyless.clone();
-        two.extend_from_slice(&keyless);
-        assert_eq!(
-            check(&two, Compaction::Compacted),
-            Err(ProduceRefused::KeylessRecords(vec![1, 3]))
-        );
         let records = Bytes::copy_from_slice(&keyless);
         assert_eq!(
-            check_produce(&records, 10, Writers::Clients, Compaction::NotCompacted),
+            check_produce(
+                &records,
+                10,
+                Writers::Clients,
+                Compaction::NotCompacted,
+                TxnCheck::Unverified
+            ),
             Err(ProduceRefused::TooLarge {
                 bytes: keyless.len(),
                 bytes_max: 10
@@ -559,7 +644,8 @@ mod tests {
                 &records,
                 1 << 20,
                 Writers::CoordinatorOnly,
-                Compaction::NotCompacted
+                Compaction::NotCompacted,
+                TxnCheck::Unverified
             ),
             Err(ProduceRefused::InternalTopic)
         );
@@ -579,7 +665,7 @@ mod tests {
         two.extend_from_slice(&one);
         assert_eq!(
             check(&two, Compaction::NotCompacted),
-            Err(ProduceRefused::SeveralIdempotentBatches)
+            Err(ProduceRefused::SeveralBatches)
         );
     }
 }

@@ -1,7 +1,8 @@
 //! Reads on the owning core: Fetch, ListOffsets and OffsetForLeaderEpoch of one partition.
 
 use spate_storage::io::Disk;
-use spate_storage::ReadChunk;
+use spate_storage::{ReadChunk, ReadUpTo};
+use spate_wire::fetch::AbortedTransaction;
 use spate_wire::types::{LeaderEpoch, Offset};
 use spate_wire::ErrorCode;
 use tracing::{error, warn};
@@ -9,7 +10,7 @@ use tracing::{error, warn};
 use super::Partition;
 use crate::errors::KafkaCode;
 use crate::ops::{
-    EpochEndOp, EpochEndResult, FetchOp, FetchResult, ListOffsetsOp, ListOffsetsResult,
+    EpochEndOp, EpochEndResult, FetchOp, FetchResult, Isolation, ListOffsetsOp, ListOffsetsResult,
 };
 
 /// ListOffsets' special timestamps.
@@ -18,23 +19,47 @@ const EARLIEST_TIMESTAMP: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
 impl<D: Disk> Partition<D> {
-    /// Whole batches from `op.offset` below the high watermark, at most about `op.bytes_max`.
+    /// Whole batches from `op.offset` below the high watermark (read_committed: below the last
+    /// stable offset, with the aborted transactions from `op.offset` on), at most about
+    /// `op.bytes_max`.
     pub async fn fetch(&self, op: &FetchOp) -> FetchResult {
         let log = &self.log;
+        let high_watermark = self.high_watermark();
         let mut result = FetchResult {
             error: ErrorCode::None,
-            high_watermark: self.high_watermark(),
+            high_watermark,
+            last_stable_offset: high_watermark,
+            aborted: Vec::new(),
             log_start_offset: log.log_start_offset(),
             records: Vec::new(),
             bytes: 0,
         };
-        if op.offset == result.high_watermark {
+        if let Err(error) = self.check_current_leader_epoch(op.current_leader_epoch) {
+            return FetchResult::failed(error);
+        }
+        let limit = match op.isolation {
+            Isolation::ReadUncommitted => self.consumer_limit(),
+            Isolation::ReadCommitted => {
+                if let Some(first) = log.first_unstable_offset().await {
+                    result.last_stable_offset = first.min(high_watermark);
+                }
+                let lso = result.last_stable_offset;
+                result.aborted = log
+                    .aborted_transactions(op.offset, lso)
+                    .await
+                    .into_iter()
+                    .map(|t| AbortedTransaction {
+                        producer_id: t.producer_id,
+                        first_offset: t.first_offset,
+                    })
+                    .collect();
+                ReadUpTo::Below(lso)
+            }
+        };
+        if op.offset == result.last_stable_offset {
             return result;
         }
-        let read = match log
-            .read(op.offset, op.bytes_max, self.consumer_limit())
-            .await
-        {
+        let read = match log.read(op.offset, op.bytes_max, limit).await {
             Ok(read) => read,
             Err(e) => {
                 result.error = e.kafka_code();
@@ -98,6 +123,9 @@ impl<D: Disk> Partition<D> {
             timestamp_ms,
             leader_epoch: self.leader_epoch(),
         };
+        if let Err(error) = self.check_current_leader_epoch(op.current_leader_epoch) {
+            return failed(error);
+        }
         let log = &self.log;
         // Consumers read below the high watermark, so lookups answer from below it only.
         let visible = self.high_watermark();
@@ -123,6 +151,13 @@ impl<D: Disk> Partition<D> {
     /// and a later one is unknown. Answering from the log's epoch cache, as a follower
     /// truncating after a failover needs (KIP-101/279), comes with replication.
     pub fn epoch_end(&self, op: &EpochEndOp) -> EpochEndResult {
+        if let Err(error) = self.check_current_leader_epoch(op.current_leader_epoch) {
+            return EpochEndResult {
+                error,
+                leader_epoch: -1,
+                end_offset: Offset(-1),
+            };
+        }
         let epoch = self.leader_epoch();
         if op.leader_epoch > epoch.0 {
             return EpochEndResult {

@@ -1,9 +1,133 @@
-//! `cluster` (brokers, quorum, optionally every partition) and `elect-leaders`.
+//! `cluster` (brokers, quorum, optionally every partition), its decommission actions, and
+//! `elect-leaders`.
 
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
 use serde_json::{json, Value};
 
 use super::{error_name, Error, Out};
-use crate::{Admin, QuorumDescription, QuorumReplica};
+use crate::{Admin, Decommission, DecommissionStatus, QuorumDescription, QuorumReplica};
+
+/// How often `decommission-status --wait-secs` asks again.
+const DECOMMISSION_POLL: Duration = Duration::from_millis(500);
+
+/// `cluster`'s actions on one broker.
+#[derive(Debug, Subcommand)]
+pub(super) enum ClusterAction {
+    /// Take a broker out: the controller moves its leaderships, then its replicas (throttled
+    /// as reassignments are), to the other brokers, and places nothing new on it.
+    Decommission {
+        /// The broker's id.
+        id: i32,
+    },
+    /// How far a decommission is: replicas, leaderships and moves left on the broker.
+    DecommissionStatus {
+        /// The broker's id.
+        id: i32,
+        /// Wait up to this long for the broker to hold no replica (exit 1 if it still does).
+        #[arg(long, value_name = "SECONDS")]
+        wait_secs: Option<u64>,
+    },
+    /// Cancel a decommission: the broker takes new replicas again (what moved stays moved).
+    Recommission {
+        /// The broker's id.
+        id: i32,
+    },
+    /// Remove a stopped broker that holds no replica from the cluster (UnregisterBroker).
+    Unregister {
+        /// The broker's id.
+        id: i32,
+    },
+}
+
+pub(super) async fn action(
+    admin: &mut Admin,
+    action: ClusterAction,
+    out: &mut Out<'_>,
+) -> Result<(), Error> {
+    match action {
+        ClusterAction::Decommission { id } => {
+            admin.decommission_broker(id, Decommission::Start).await?;
+            let status = admin.decommission_status(id).await?;
+            print_status(&status, out);
+            Ok(())
+        }
+        ClusterAction::Unregister { id } => {
+            admin.unregister_broker(id).await?;
+            if out.json() {
+                out.document(&json!({ "broker": id, "unregistered": true }));
+            } else {
+                out.line(format!("broker {id} unregistered"));
+            }
+            Ok(())
+        }
+        ClusterAction::Recommission { id } => {
+            admin.decommission_broker(id, Decommission::Cancel).await?;
+            let status = admin.decommission_status(id).await?;
+            print_status(&status, out);
+            Ok(())
+        }
+        ClusterAction::DecommissionStatus { id, wait_secs } => {
+            let deadline = wait_secs.map(|s| Instant::now() + Duration::from_secs(s));
+            loop {
+                let status = admin.decommission_status(id).await?;
+                let waiting = status.draining && !status.is_complete();
+                match deadline {
+                    Some(deadline) if waiting && Instant::now() < deadline => {
+                        glommio::timer::sleep(DECOMMISSION_POLL).await;
+                    }
+                    Some(_) if waiting => {
+                        print_status(&status, out);
+                        return Err(format!(
+                            "broker {id} still holds {} replicas",
+                            status.replicas
+                        )
+                        .into());
+                    }
+                    _ => {
+                        print_status(&status, out);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn print_status(status: &DecommissionStatus, out: &mut Out<'_>) {
+    let state = match (status.draining, status.is_complete()) {
+        (false, _) => "active",
+        (true, false) => "draining",
+        (true, true) => "decommissioned",
+    };
+    if out.json() {
+        out.document(&json!({
+            "broker": status.node,
+            "state": state,
+            "draining": status.draining,
+            "complete": status.is_complete(),
+            "replicas": status.replicas,
+            "leaderships": status.leaderships,
+            "moving": status.moving,
+        }));
+    } else {
+        out.line(format!(
+            "{:>6} {:<14} {:>8} {:>11} {:>6}",
+            "BROKER", "STATE", "REPLICAS", "LEADERSHIPS", "MOVING"
+        ));
+        out.line(format!(
+            "{:>6} {:<14} {:>8} {:>11} {:>6}",
+            status.node, state, status.replicas, status.leaderships, status.moving
+        ));
+        if status.is_complete() {
+            out.line(format!(
+                "broker {} holds no replica: it can be stopped and unregistered",
+                status.node
+            ));
+        }
+    }
+}
 
 /// ELECTION_NOT_NEEDED: the preferred replica leads already.
 const ELECTION_NOT_NEEDED: i16 = 84;

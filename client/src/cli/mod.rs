@@ -83,11 +83,13 @@ enum Format {
 /// The command table.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Cluster id, controller and brokers (fenced or not, metadata lag).
+    /// Cluster id, controller and brokers (fenced or not, metadata lag); decommission brokers.
     Cluster {
         /// Also list every partition's leader, leader epoch, replicas and ISR.
         #[arg(long)]
         topics: bool,
+        #[command(subcommand)]
+        action: Option<cluster::ClusterAction>,
     },
     /// Move leadership back to each partition's preferred (first) replica.
     ElectLeaders {
@@ -186,7 +188,14 @@ async fn run(
     let admin = &mut admin;
     let mut out = Out { text: out, format };
     match command {
-        Command::Cluster { topics } => cluster::cluster(admin, topics, &mut out).await,
+        Command::Cluster {
+            action: Some(action),
+            ..
+        } => cluster::action(admin, action, &mut out).await,
+        Command::Cluster {
+            topics,
+            action: None,
+        } => cluster::cluster(admin, topics, &mut out).await,
         Command::ElectLeaders { topics } => cluster::elect_leaders(admin, topics, &mut out).await,
         Command::Reassign(args) => reassign::reassign(admin, args, &mut out).await,
         Command::Reassignments { topics } => reassign::reassignments(admin, topics, &mut out).await,
@@ -321,7 +330,32 @@ mod tests {
     fn command_lines_parse() {
         let cli = parse("--bootstrap h:1 cluster --topics").unwrap();
         assert_eq!(cli.bootstrap, "h:1");
-        assert!(matches!(cli.command, Command::Cluster { topics: true }));
+        assert!(matches!(
+            cli.command,
+            Command::Cluster {
+                topics: true,
+                action: None
+            }
+        ));
+        let cli = parse("cluster decommission 3").unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Cluster {
+                action: Some(cluster::ClusterAction::Decommission { id: 3 }),
+                ..
+            }
+        ));
+        let cli = parse("cluster decommission-status 3 --wait-secs 30").unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Cluster {
+                action: Some(cluster::ClusterAction::DecommissionStatus {
+                    id: 3,
+                    wait_secs: Some(30)
+                }),
+                ..
+            }
+        ));
         // Global flags go anywhere.
         let cli = parse("topics list --format json").unwrap();
         assert_eq!(cli.format, Format::Json);

@@ -8,6 +8,8 @@
 //! `FULL_WRITES_QUEUED_MAX` full buffers and one tail copy are queued per segment; a batch stays
 //! in the tail cache until its write completed.
 
+use std::rc::Rc;
+
 use bytes::Bytes;
 use spate_wire::batch::{
     set_base_offset, set_partition_leader_epoch, BatchError, BatchHeader, CheckedBatch,
@@ -16,13 +18,14 @@ use spate_wire::batch::{
 use spate_wire::types::{LeaderEpoch, Offset};
 
 use super::writes::{self, Until, WriteKind, Writes};
-use super::{AppendInfo, AppendKind, Core, Log, FULL_WRITES_QUEUED_MAX};
+use super::{io_err, AppendInfo, AppendKind, Core, Log, WriteBuffer, FULL_WRITES_QUEUED_MAX};
 use crate::cache::{BatchBytes, CachedBatch};
 use crate::config::FlushPolicy;
 use crate::epoch::{EpochCache, EPOCH_FILE_NAME};
 use crate::error::{io_error_kind, IoErrorKind, Result, StorageError};
 use crate::files::write_atomically;
 use crate::io::{align_down, align_up, AlignedBuf, Disk, DiskFile};
+use crate::pool;
 use crate::producer_state::{ProducerBatch, Verdict};
 
 /// Fences the log if dropped before `done`: see `append_locked`.
@@ -112,7 +115,7 @@ impl<D: Disk> Log<D> {
         }
         let (mut header, batch) = batch.into_parts();
         self.before_append().await?;
-        let producer = ProducerBatch::from_header(&header);
+        let producer = ProducerBatch::from_batch(&header, &batch[BATCH_HEADER_BYTES..]);
         let info = {
             let mut core = self.core.lock().await;
             self.check_fenced()?;
@@ -205,7 +208,7 @@ impl<D: Disk> Log<D> {
         let (head, records) = (bytes.header.clone(), bytes.records.clone());
         self.buffer_batch(core, header, bytes);
         // Non-idempotent batches (producer id -1) skip the producer state entirely.
-        if let Some(producer) = ProducerBatch::from_header(header) {
+        if let Some(producer) = ProducerBatch::from_batch(header, &records) {
             core.producers.record(
                 &producer,
                 base,
@@ -328,12 +331,17 @@ impl<D: Disk> Log<D> {
         if needed <= active.allocated {
             return Ok(());
         }
-        // Each step doubles the allocation (at least `preallocate_bytes`): an fallocate waits
-        // for the file's writes in flight, 0.5-1.5 ms on the test machine, so a busy partition
-        // takes a few steps per segment instead of one per 64 MiB, while an idle one holds
-        // only the first step and no segment holds more than twice what it was written.
-        let step = (active.allocated + active.allocated.max(self.config().preallocate_bytes))
-            .min(align_up(self.config().segment_bytes_max));
+        // Each step doubles the allocation (at least `preallocate_bytes`, at most
+        // `preallocate_step_bytes_max`): an fallocate waits for the file's writes in flight,
+        // 0.5-1.5 ms on the test machine, so a busy partition takes a few steps per segment,
+        // while an idle one holds only the first step and no segment holds more than twice
+        // what it was written, or one step more.
+        let config = self.config();
+        let step_bytes = active
+            .allocated
+            .max(config.preallocate_bytes)
+            .min(config.preallocate_step_bytes_max);
+        let step = (active.allocated + step_bytes).min(align_up(config.segment_bytes_max));
         for target in [step.max(needed), needed] {
             match active.file.pre_allocate(target).await {
                 Ok(()) => {
@@ -350,10 +358,12 @@ impl<D: Disk> Log<D> {
     /// Copies a batch into the write buffer; each time the buffer fills, it is submitted as one
     /// write and appending continues in a spare buffer while that write is in flight.
     async fn copy_in(&self, core: &mut Core<D::File>, mut data: &[u8]) -> Result<()> {
-        let capacity = self.config().write_buffer_bytes_max;
         while !data.is_empty() {
+            self.ensure_buffer(core).await?;
             let write = &mut core.write;
             let buf = write.buf.as_mut().expect("write buffer present");
+            // The buffer's own size: a short budget gives smaller ones.
+            let capacity = buf.as_slice().len();
             let n = (capacity - write.filled).min(data.len());
             buf.as_mut_slice()[write.filled..write.filled + n].copy_from_slice(&data[..n]);
             write.filled += n;
@@ -370,7 +380,7 @@ impl<D: Disk> Log<D> {
     /// disjoint block ranges; one that overlaps a sync's tail write still in flight is chained
     /// behind it (see `writes`), so this never waits for a sync.
     async fn submit_full_buffer(&self, core: &mut Core<D::File>) -> Result<()> {
-        let capacity = self.config().write_buffer_bytes_max;
+        let usual_bytes = self.config().write_buffer_bytes_max;
         // The tail cache evicts oldest first and never an unwritten batch, so while one of the
         // closed segment's writes is pending nothing appended since can be evicted either: a
         // device that completes the new segment's writes and leaves one of the old behind (out
@@ -378,7 +388,7 @@ impl<D: Disk> Log<D> {
         // segment's written buffers, its queue, and the closed segment's queue. The old writes
         // were submitted before the new ones, so a device that completes writes about in order
         // drained them by the time eight new buffers are written: no wait then.
-        if self.writes().written() >= (FULL_WRITES_QUEUED_MAX * capacity) as u64 {
+        if self.writes().written() >= (FULL_WRITES_QUEUED_MAX * usual_bytes) as u64 {
             self.wait_closed_segment_drained().await?;
         }
         // Waits for the device, not for a sync: the writes drain at its bandwidth.
@@ -389,21 +399,140 @@ impl<D: Disk> Log<D> {
             .values()
             .next_back()
             .expect("a log has a segment");
-        let next = match self.writes().take_spare() {
-            Some(buf) => buf,
-            None => active.file.alloc_buf(capacity),
-        };
-        let buf = core.write.buf.replace(next).expect("write buffer present");
+        // The next append takes the next buffer (`ensure_buffer`): none is held meanwhile.
+        let buf = core.write.buf.take().expect("write buffer present");
+        let grant = core.write.grant.take().expect("a buffer has its grant");
+        let capacity = buf.as_slice().len();
         assert_eq!(core.write.filled, capacity);
         let position = core.write.start;
         core.write.start += capacity as u64;
         core.write.filled = 0;
         let end = position + capacity as u64;
-        self.writes()
-            .add(WriteKind::Full, active.file.clone(), buf, position, end);
+        self.writes().add(
+            WriteKind::Full,
+            active.file.clone(),
+            buf,
+            Some(grant),
+            position,
+            end,
+        );
         // Submitted (or chained); glommio hands it to the kernel when this task yields.
         self.disk.yield_to_io().await;
         self.check_fenced()
+    }
+
+    /// Gives the active segment a write buffer if it has none (a log just opened, a new
+    /// segment, a full buffer just handed to the device, a log that went idle): a spare, else
+    /// one from the core's budget (smaller if the budget is short), else, while this log's own
+    /// full buffers are queued, the first of them to come back (backpressure that waits on
+    /// nothing but this log's device writes), else the minimum beyond the budget. Reads the
+    /// partial last block back from the file: a log lets its buffer go only once everything
+    /// in it was written.
+    async fn ensure_buffer(&self, core: &mut Core<D::File>) -> Result<()> {
+        if core.write.buf.is_some() {
+            return Ok(());
+        }
+        let wanted = self.config().write_buffer_bytes_max;
+        let file = Rc::clone(
+            &core
+                .segments
+                .values()
+                .next_back()
+                .expect("a log has a segment")
+                .file,
+        );
+        let (mut buf, grant) = loop {
+            if let Some(spare) = self.writes().take_spare() {
+                break spare;
+            }
+            if let Some(grant) = pool::try_grant(wanted) {
+                break (file.alloc_buf(grant.bytes()), grant);
+            }
+            let queued = self.writes().full_queued();
+            if queued == 0 {
+                let grant = pool::grant_or_minimum(wanted);
+                break (file.alloc_buf(grant.bytes()), grant);
+            }
+            // One of them completes and comes back as a spare (or, if the device kept it,
+            // gives its grant back): either way the next turn has a buffer.
+            self.wait_writes(Until::FullBelow(queued)).await?;
+        };
+        assert_eq!(buf.as_slice().len(), grant.bytes());
+        let end = core.write.end();
+        let start = align_down(end);
+        let partial = (end - start) as usize;
+        if partial > 0 {
+            assert!(
+                self.writes().written() >= end,
+                "a buffer is let go only once written"
+            );
+            let path = file.path();
+            let tail = file
+                .read_at(start, partial)
+                .await
+                .map_err(io_err("reading", &path))?;
+            if tail.len() != partial {
+                return Err(StorageError::from_io(
+                    "reading",
+                    &path,
+                    std::io::Error::other("short read of the tail block"),
+                ));
+            }
+            buf.as_mut_slice()[..partial].copy_from_slice(&tail);
+        }
+        core.write = WriteBuffer {
+            buf: Some(buf),
+            grant: Some(grant),
+            start,
+            filled: partial,
+        };
+        Ok(())
+    }
+
+    /// Lets go of the write buffers (the one being filled and the spares) if nothing was
+    /// appended since the last call and every write completed, so an idle partition holds
+    /// none of the core's budget; adds the write of an unwritten tail first if there is one
+    /// (no fdatasync: durability is unchanged), for the next call to find it written. Never
+    /// waits: skips the turn if the log is busy. Returns whether it let buffers go.
+    ///
+    /// The owner calls it periodically (the broker every ~100 ms), so a partition idle for
+    /// one to two periods gives its buffers back, and one appended to steadily keeps them.
+    pub fn release_idle_buffers(&self) -> bool {
+        let appended = self.appended_bytes.get();
+        if self.idle_mark.replace(appended) != appended || self.fenced.get() {
+            return false;
+        }
+        let writes = self.writes();
+        let Some(mut core) = self.core.try_lock() else {
+            return false;
+        };
+        // While the core's caches are over their budget, an idle partition gives back its
+        // written batches too (appending ones evict theirs as they append).
+        let active_base = *core
+            .segments
+            .keys()
+            .next_back()
+            .expect("a log has a segment");
+        core.cache.evict(|b| {
+            b.position + b.bytes.len() as u64 <= self.written_in(active_base, b.segment, u64::MAX)
+        });
+        if core.write.buf.is_none() && !writes.has_spares() {
+            return false;
+        }
+        if !writes.is_idle() {
+            return false;
+        }
+        if writes.issued() < core.write.end() {
+            // Written now, let go at the next call (if nothing is appended meanwhile). Nothing
+            // is queued, so this is the only tail write, as syncs expect (they wait for a
+            // leftover one first, like a dropped sync's).
+            self.add_tail_write(&mut core);
+            return false;
+        }
+        assert_eq!(writes.written(), core.write.end());
+        core.write = WriteBuffer::released(core.write.end());
+        writes.drop_spares();
+        true
     }
 
     /// Adds the write of everything appended and not yet covered by a write: the blocks from
@@ -431,7 +560,7 @@ impl<D: Disk> Log<D> {
         out.as_mut_slice()[..data].copy_from_slice(&buf.as_slice()[offset..offset + data]);
         out.as_mut_slice()[data..].fill(0);
         self.writes()
-            .add(WriteKind::Tail, active.file.clone(), out, from, end)
+            .add(WriteKind::Tail, active.file.clone(), out, None, from, end)
     }
 
     /// Writes everything out and waits until all writes of the active segment completed (under

@@ -31,7 +31,7 @@ use crate::epoch::{EpochCache, EPOCH_FILE_NAME};
 use crate::error::{Result, StorageError};
 use crate::files::{read_whole, write_atomically};
 use crate::index::{Checkpoint, SegmentIndex};
-use crate::io::{align_down, AlignedBuf, Disk, DiskFile, OpenMode};
+use crate::io::{Disk, DiskFile, OpenMode};
 use crate::producer_state::ProducerState;
 use crate::segment::{
     file_name, parse_file_name, scan, OffsetOrder, Scan, ScanEnd, Segment, INDEX_SUFFIX,
@@ -184,7 +184,8 @@ impl<D: Disk> Log<D> {
             Some(checkpointed) => checkpointed.max(first_base),
             None => first_base,
         };
-        let write = load_tail_block(active, config.write_buffer_bytes_max).await?;
+        // No write buffer until the first append: a partition nobody writes holds none.
+        let write = WriteBuffer::released(active.size);
         let writes = Rc::new(Writes::new(active.size, config.write_buffer_bytes_max));
         let epoch_path = dir.join(EPOCH_FILE_NAME);
         let mut epochs = match read_whole(&disk, &epoch_path).await? {
@@ -255,6 +256,7 @@ impl<D: Disk> Log<D> {
             synced_bytes: Cell::new(0),
             truncations: Cell::new(0),
             hw_floor: Cell::new(Offset(0)),
+            idle_mark: Cell::new(u64::MAX),
         })
     }
 
@@ -462,45 +464,6 @@ async fn recover_segment<D: Disk>(
     Ok((segment, from))
 }
 
-/// A write buffer for the active segment holding its partial last block, read back from disk.
-pub(super) async fn load_tail_block<F: DiskFile>(
-    segment: &Segment<F>,
-    capacity: usize,
-) -> Result<WriteBuffer<F::Buf>> {
-    load_tail_block_at(segment, segment.size, capacity).await
-}
-
-/// [`load_tail_block`] for a segment that is to end at `size` (a truncation reads it before it
-/// cuts the file).
-pub(super) async fn load_tail_block_at<F: DiskFile>(
-    segment: &Segment<F>,
-    size: u64,
-    capacity: usize,
-) -> Result<WriteBuffer<F::Buf>> {
-    assert!(size <= segment.size);
-    let start = align_down(size);
-    let filled = (size - start) as usize;
-    let tail = segment
-        .file
-        .read_at(start, filled)
-        .await
-        .map_err(io_err("reading", &segment.path))?;
-    if tail.len() != filled {
-        return Err(StorageError::from_io(
-            "reading",
-            &segment.path,
-            std::io::Error::other("short read of the tail block"),
-        ));
-    }
-    let mut buf = segment.file.alloc_buf(capacity);
-    buf.as_mut_slice()[..filled].copy_from_slice(&tail);
-    Ok(WriteBuffer {
-        buf: Some(buf),
-        start,
-        filled,
-    })
-}
-
 /// Rebuilds the producer state for the log `segments` hold: drops snapshots past the log end,
 /// loads the newest valid one, and replays the batch headers after it (or from the log start
 /// when there is none). All batches must be in the files (nothing buffered). Returns where the
@@ -542,6 +505,7 @@ pub(super) async fn rebuild_producers<D: Disk>(
             replay_segment(segment, from, producers).await?;
         }
     }
+    producers.trim_aborted(log_start);
     Ok(from)
 }
 
@@ -579,7 +543,22 @@ async fn replay_segment<F: DiskFile>(
                 reason,
             })?;
         if header.last_offset() >= from {
-            producers.replay(&header);
+            let at_records = at + BATCH_HEADER_BYTES;
+            let end = at + header.total_bytes();
+            if header.is_control() && end > chunk.len() {
+                // A marker's type is in its record: read the whole (small) batch.
+                let whole = segment
+                    .file
+                    .read_at(position, header.total_bytes())
+                    .await
+                    .map_err(io_err("reading", &segment.path))?;
+                producers.replay(&header, whole.get(BATCH_HEADER_BYTES..).unwrap_or(&[]));
+            } else {
+                producers.replay(
+                    &header,
+                    &chunk[at_records.min(chunk.len())..end.min(chunk.len())],
+                );
+            }
         }
         position += header.total_bytes() as u64;
     }

@@ -206,11 +206,9 @@ impl<D: Disk> Log<D> {
         }
         // The new file gets a queue of its own, with the old one's buffers (as at a roll).
         let capacity = config.write_buffer_bytes_max;
-        let mut spares = self.writes().retire();
-        let buf = spares.pop().unwrap_or_else(|| new.file.alloc_buf(capacity));
         let writes = super::writes::Writes::new(0, capacity);
-        for spare in spares {
-            writes.give_spare(spare);
+        for (buf, grant) in self.writes().retire() {
+            writes.give_spare(buf, grant);
         }
         core.epochs = crate::epoch::EpochCache::default();
         crate::files::write_atomically(
@@ -223,11 +221,7 @@ impl<D: Disk> Log<D> {
         // The files are changed; now the state, with no await in between.
         core.segments.clear();
         core.segments.insert(start, new);
-        core.write = super::WriteBuffer {
-            buf: Some(buf),
-            start: 0,
-            filled: 0,
-        };
+        core.write = super::WriteBuffer::released(0);
         *self.writes.borrow_mut() = Rc::new(writes);
         core.checkpointed = 0;
         core.cache.truncate_from(Offset(0));

@@ -13,7 +13,7 @@
 
 use spate_wire::types::Offset;
 
-use super::open::{load_tail_block_at, rebuild_producers};
+use super::open::rebuild_producers;
 use super::read::read_header;
 use super::start::save_log_start;
 use super::{io_err, remove_file, remove_if_exists, Core, Log, RetentionOutcome};
@@ -123,8 +123,8 @@ impl<D: Disk> Log<D> {
         );
         // A cleaned segment may have a gap before the cut batch.
         assert!(rescan.next_offset <= new_end);
-        let write =
-            load_tail_block_at(segment, position, self.config().write_buffer_bytes_max).await?;
+        // The partial last block is read back at the next append, from the cut file.
+        let write = super::WriteBuffer::released(position);
         // Newest first: a crash part way leaves the log a prefix of what it was, never one with
         // a hole that recovery would take for a gap left by compaction (it joins a segment that
         // ends early to the next one) and so bring removed batches back after it.

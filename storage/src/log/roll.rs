@@ -257,18 +257,12 @@ impl<D: Disk> Log<D> {
         // The new file gets a queue of its own; the old one's spare buffers move to it, so the
         // appends that follow cause no page faults.
         let capacity = self.config().write_buffer_bytes_max;
-        let mut spares = old_writes.retire();
-        let buf = spares.pop().unwrap_or_else(|| new.file.alloc_buf(capacity));
         let new_writes = Writes::new(0, capacity);
-        for spare in spares {
-            new_writes.give_spare(spare);
+        for (buf, grant) in old_writes.retire() {
+            new_writes.give_spare(buf, grant);
         }
         core.segments.insert(new_base, new);
-        core.write = WriteBuffer {
-            buf: Some(buf),
-            start: 0,
-            filled: 0,
-        };
+        core.write = WriteBuffer::released(0);
         // A sync in flight keeps its `Rc` of the old queue and goes on waiting for the old
         // file's writes.
         *self.writes.borrow_mut() = Rc::new(new_writes);
@@ -428,7 +422,7 @@ impl<D: Disk> Log<D> {
             matches!(*spare, SpareState::None),
             "the roll that started this seal took the spare"
         );
-        let bytes = first_allocation_bytes(&self.config());
+        let bytes = spare_allocation_bytes(&self.config(), meta.position);
         *spare = SpareState::Making(Box::pin(create_spare(
             self.disk.clone(),
             self.dir.clone(),
@@ -446,6 +440,15 @@ impl<D: Disk> Log<D> {
 fn first_allocation_bytes(config: &LogConfig) -> u64 {
     config
         .preallocate_bytes
+        .min(align_up(config.segment_bytes_max))
+}
+
+/// What the next segment's file is preallocated to after a segment of `closed_bytes` was
+/// sealed: a busy partition (whose segments fill) starts its next one at a full step, so it
+/// keeps few fallocates per segment; one rolled by time with little in it starts small again.
+fn spare_allocation_bytes(config: &LogConfig, closed_bytes: u64) -> u64 {
+    align_up(closed_bytes)
+        .clamp(config.preallocate_bytes, config.preallocate_step_bytes_max)
         .min(align_up(config.segment_bytes_max))
 }
 

@@ -37,6 +37,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use crate::error::StorageError;
 use crate::io::{AlignedBuf, DiskFile, BLOCK_BYTES};
+use crate::pool::Grant;
 use crate::sync::WAITERS_MAX;
 
 /// Most full-buffer writes queued (in flight or chained) per queue. While a seal is pending
@@ -103,6 +104,8 @@ struct Queued<F: DiskFile> {
     data_end: u64,
     file: Rc<F>,
     stage: Stage<F::Buf>,
+    // A full buffer's share of the core's write-buffer budget, kept until it completes.
+    grant: Option<Grant>,
 }
 
 impl<F: DiskFile> Queued<F> {
@@ -124,8 +127,9 @@ struct State<F: DiskFile> {
     issued: u64,
     // Data ranges of completed writes not yet joined to `written` (an earlier write is pending).
     done: Vec<(u64, u64)>,
-    // Buffers back from completed full-buffer writes, reused so appends cause no page faults.
-    spare: Vec<F::Buf>,
+    // Buffers back from completed full-buffer writes, reused so appends cause no page faults,
+    // each with its grant from the core's budget.
+    spare: Vec<(F::Buf, Grant)>,
     buffer_bytes: usize,
     // The segment was rolled away from: no write is added any more, and buffers back from
     // completed writes are freed (the new segment's queue took the spare ones).
@@ -153,20 +157,24 @@ impl<F: DiskFile> State<F> {
         }
     }
 
-    /// Keeps `buf` for reuse if it is a write buffer of the usual size, fewer than
-    /// `SPARE_BUFFERS_MAX` are kept and the queue is not retired; drops it otherwise.
-    fn keep_spare(&mut self, buf: F::Buf) {
+    /// Keeps `buf` for reuse if it is a write buffer no larger than the usual size (a short
+    /// budget gives smaller ones), fewer than `SPARE_BUFFERS_MAX` are kept and the queue is not
+    /// retired; drops it (and gives its grant back) otherwise.
+    fn keep_spare(&mut self, buf: F::Buf, grant: Grant) {
+        let len = buf.as_slice().len();
         if !self.retired
             && self.spare.len() < SPARE_BUFFERS_MAX
-            && buf.as_slice().len() == self.buffer_bytes
+            && len <= self.buffer_bytes
+            && len == grant.bytes()
         {
-            self.spare.push(buf);
+            self.spare.push((buf, grant));
         }
     }
 
-    fn complete(&mut self, write: Queued<F>, result: io::Result<()>, back: Option<F::Buf>) {
-        if let Some(buf) = back.filter(|_| write.kind == WriteKind::Full) {
-            self.keep_spare(buf);
+    fn complete(&mut self, mut write: Queued<F>, result: io::Result<()>, back: Option<F::Buf>) {
+        let grant = write.grant.take();
+        if let (Some(buf), Some(grant)) = (back.filter(|_| write.kind == WriteKind::Full), grant) {
+            self.keep_spare(buf, grant);
         }
         match result {
             Ok(()) => {
@@ -333,21 +341,44 @@ impl<F: DiskFile> Writes<F> {
         self.state.borrow().next_seq
     }
 
-    /// A buffer back from a completed full-buffer write, if any.
-    pub(super) fn take_spare(&self) -> Option<F::Buf> {
+    /// A buffer back from a completed full-buffer write, if any, with its grant.
+    pub(super) fn take_spare(&self) -> Option<(F::Buf, Grant)> {
         self.state.borrow_mut().spare.pop()
     }
 
-    /// Keeps `buf` (a write buffer of the usual size) for reuse, if fewer than
-    /// `SPARE_BUFFERS_MAX` are kept; drops it otherwise.
-    pub(super) fn give_spare(&self, buf: F::Buf) {
-        self.state.borrow_mut().keep_spare(buf);
+    /// Keeps `buf` (a write buffer) for reuse, if fewer than `SPARE_BUFFERS_MAX` are kept;
+    /// drops it otherwise.
+    pub(super) fn give_spare(&self, buf: F::Buf, grant: Grant) {
+        self.state.borrow_mut().keep_spare(buf, grant);
+    }
+
+    /// Whether nothing is queued and no write failed: every buffer handed to the queue came
+    /// back (as a spare, or freed).
+    pub(super) fn is_idle(&self) -> bool {
+        let state = self.state.borrow();
+        state.queue.is_empty() && !state.failed
+    }
+
+    /// Full-buffer writes queued (in flight or chained).
+    pub(super) fn full_queued(&self) -> usize {
+        self.state.borrow().count(WriteKind::Full)
+    }
+
+    /// Whether spare buffers are kept.
+    pub(super) fn has_spares(&self) -> bool {
+        !self.state.borrow().spare.is_empty()
+    }
+
+    /// Frees the spare buffers (an idle log holds none), giving their grants back.
+    pub(super) fn drop_spares(&self) {
+        let spares = std::mem::take(&mut self.state.borrow_mut().spare);
+        drop(spares);
     }
 
     /// Marks the queue as the closed segment's after a roll: no write is added any more (the
     /// queued ones go on completing), buffers of writes completing later are freed, and the
     /// spare buffers kept so far are handed back, for the new segment's queue.
-    pub(super) fn retire(&self) -> Vec<F::Buf> {
+    pub(super) fn retire(&self) -> Vec<(F::Buf, Grant)> {
         let mut state = self.state.borrow_mut();
         assert!(!state.retired, "retired once");
         state.retired = true;
@@ -377,6 +408,7 @@ impl<F: DiskFile> Writes<F> {
         kind: WriteKind,
         file: Rc<F>,
         buf: F::Buf,
+        grant: Option<Grant>,
         start: u64,
         data_end: u64,
     ) -> bool {
@@ -397,6 +429,11 @@ impl<F: DiskFile> Writes<F> {
             assert!(state.queue.len() < QUEUED_WRITES_MAX);
             assert!(!state.failed, "no writes after a failure");
             assert!(!state.retired, "no writes to a closed segment");
+            assert_eq!(
+                kind == WriteKind::Full,
+                grant.is_some(),
+                "full buffers carry a grant"
+            );
             let seq = state.next_seq;
             state.next_seq += 1;
             state.added = true;
@@ -409,6 +446,7 @@ impl<F: DiskFile> Writes<F> {
                 data_end,
                 file,
                 stage: Stage::Chained(Some(buf)),
+                grant,
             });
         }
         self.drive()

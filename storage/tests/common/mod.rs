@@ -45,6 +45,7 @@ pub fn small_config(flush: FlushPolicy) -> LogConfig {
         write_buffer_bytes_max: 32 << 10,
         batch_bytes_max: 16 << 10,
         preallocate_bytes: 16 << 10,
+        preallocate_step_bytes_max: 32 << 10,
         active_checkpoint_bytes: 8 << 10,
         producers_per_partition_max: 1000,
         producer_id_expiration_ms: 24 * 3600 * 1000,
