@@ -333,6 +333,8 @@ fn log_config() -> LogConfig {
         write_buffer_bytes_max: 4 << 10,
         batch_bytes_max: 16 << 10,
         preallocate_bytes: 4 << 10,
+        // Small steps too, so a run grows segments by several preallocations.
+        preallocate_step_bytes_max: 8 << 10,
         active_checkpoint_bytes: 4 << 10,
         producers_per_partition_max: 100,
         producer_id_expiration_ms: 24 * 3600 * 1000,

@@ -327,26 +327,6 @@ fn check_leader_epoch(local: LeaderEpoch, remote: Option<LeaderEpoch>) -> Result
     }
 }
 
-#[cfg(test)]
-mod leader_epoch_tests {
-    use super::*;
-
-    #[test]
-    fn a_client_epoch_is_checked_like_kafka() {
-        let local = LeaderEpoch(5);
-        assert_eq!(check_leader_epoch(local, None), Ok(()));
-        assert_eq!(check_leader_epoch(local, Some(LeaderEpoch(5))), Ok(()));
-        assert_eq!(
-            check_leader_epoch(local, Some(LeaderEpoch(4))),
-            Err(ErrorCode::FencedLeaderEpoch)
-        );
-        assert_eq!(
-            check_leader_epoch(local, Some(LeaderEpoch(6))),
-            Err(ErrorCode::UnknownLeaderEpoch)
-        );
-    }
-}
-
 impl<D: Disk + 'static> Partition<D> {
     /// Group commit that follows the device: starts a commit task if appended data is waiting
     /// and none runs. The task leads an fdatasync at once and, while it is in flight, appends
@@ -394,5 +374,25 @@ impl<D: Disk + 'static> Partition<D> {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod leader_epoch_tests {
+    use super::*;
+
+    #[test]
+    fn a_client_epoch_is_checked_like_kafka() {
+        let local = LeaderEpoch(5);
+        assert_eq!(check_leader_epoch(local, None), Ok(()));
+        assert_eq!(check_leader_epoch(local, Some(LeaderEpoch(5))), Ok(()));
+        assert_eq!(
+            check_leader_epoch(local, Some(LeaderEpoch(4))),
+            Err(ErrorCode::FencedLeaderEpoch)
+        );
+        assert_eq!(
+            check_leader_epoch(local, Some(LeaderEpoch(6))),
+            Err(ErrorCode::UnknownLeaderEpoch)
+        );
     }
 }
