@@ -452,8 +452,8 @@ fn idempotent_produce_dedups_retries_and_refuses_gaps_and_old_epochs() {
         assert_eq!((first.error_code, first.producer_epoch), (0, 0));
         assert!(first.producer_id.0 >= 0);
         assert_ne!(first.producer_id, second.producer_id, "ids are unique");
-        // Transactions do not exist: no id for a transactional producer, and a fatal error so it
-        // stops at once.
+        // A transactional id needs a valid transaction timeout (Kafka's INVALID_TRANSACTION_TIMEOUT
+        // otherwise); with one it gets its own producer id, epoch 0.
         let txn = init
             .clone()
             .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("txn"))));
@@ -461,9 +461,17 @@ fn idempotent_produce_dedups_retries_and_refuses_gaps_and_old_epochs() {
             conn.call(ApiKey::InitProducerId, 4, &txn).await.unwrap();
         assert_eq!(
             refused.error_code,
-            ErrorCode::TransactionalIdAuthorizationFailed.code()
+            ErrorCode::InvalidTransactionTimeout.code()
         );
         assert_eq!(refused.producer_id.0, -1);
+        let txn = txn.with_transaction_timeout_ms(10_000);
+        let transactional: InitProducerIdResponse =
+            conn.call(ApiKey::InitProducerId, 4, &txn).await.unwrap();
+        assert_eq!(
+            (transactional.error_code, transactional.producer_epoch),
+            (0, 0)
+        );
+        assert!(![first.producer_id, second.producer_id].contains(&transactional.producer_id));
 
         let pid = first.producer_id.0;
         assert_eq!(
