@@ -529,7 +529,7 @@ impl Core {
                 join_all(ops.into_iter().map(|op| self.list_offsets(op))).await,
             ),
             CoreRequest::EpochEnd(ops) => {
-                CoreReply::EpochEnd(ops.into_iter().map(|op| self.epoch_end(op)).collect())
+                CoreReply::EpochEnd(join_all(ops.into_iter().map(|op| self.epoch_end(op))).await)
             }
             CoreRequest::DeleteRecords(ops) => CoreReply::DeleteRecords(
                 join_all(ops.into_iter().map(|op| self.delete_records(op))).await,
@@ -791,9 +791,9 @@ impl Core {
         }
     }
 
-    fn epoch_end(&self, op: EpochEndOp) -> EpochEndResult {
+    async fn epoch_end(&self, op: EpochEndOp) -> EpochEndResult {
         match self.partition(&op.topic, op.partition) {
-            Some(partition) => partition.epoch_end(&op),
+            Some(partition) => partition.epoch_end(&op).await,
             None => EpochEndResult {
                 error: ErrorCode::UnknownTopicOrPartition,
                 leader_epoch: -1,

@@ -119,6 +119,8 @@ pub struct ListOffsetsOp {
     pub timestamp_ms: i64,
     /// The leader epoch the client believes current (ListOffsets v4+), checked as Kafka does.
     pub current_leader_epoch: Option<LeaderEpoch>,
+    /// ListOffsets v2+: read_committed answers from below the last stable offset.
+    pub isolation: Isolation,
 }
 
 /// The outcome of a [`ListOffsetsOp`].

@@ -240,3 +240,48 @@ def test_kafka_python_transactional_producer(broker):
     everything = ck.consume_all(broker.bootstrap, topic, 40, partitions=PARTITIONS, settle_s=1.0,
                                 isolation_level="read_uncommitted")
     assert len(everything) == 40
+
+
+def test_list_offsets_answers_read_committed_from_the_last_stable_offset(broker):
+    """ListOffsets v2+ carries the consumer's isolation level: "latest" is the last stable
+    offset for read_committed (an open transaction holds it at its first record) and the high
+    watermark for read_uncommitted, as Kafka answers. kafka-python sends its consumer's
+    isolation level in ListOffsets (end_offsets)."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KafkaTopicPartition
+
+    topic = "txn-list-offsets"
+    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    tp = KafkaTopicPartition(topic, 0)
+
+    def latest(isolation: str) -> int:
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level=isolation)
+        try:
+            return consumer.end_offsets([tp])[tp]
+        finally:
+            consumer.close()
+
+    def wait_for(isolation: str, expected: int) -> None:
+        deadline = Deadline(20)
+        while (got := latest(isolation)) != expected:
+            assert not deadline.expired(), f"{isolation} latest {got}, expected {expected}"
+            time.sleep(0.2)
+
+    p = txn_producer(broker.bootstrap, "txn-list-offsets-producer")
+    p.init_transactions(30)
+    p.begin_transaction()
+    for j in range(3):
+        p.produce(topic, value=f"committed-{j}".encode(), partition=0)
+    p.commit_transaction(30)  # offsets 0-2, the COMMIT marker at 3
+    wait_for("read_committed", 4)
+
+    p.begin_transaction()
+    for j in range(5):
+        p.produce(topic, value=f"open-{j}".encode(), partition=0)
+    assert p.flush(30) == 0  # offsets 4-8, the transaction still open
+    wait_for("read_uncommitted", 9)
+    assert latest("read_committed") == 4, "the open transaction holds the last stable offset"
+
+    p.commit_transaction(30)  # its COMMIT marker at 9
+    wait_for("read_committed", 10)
+    assert latest("read_uncommitted") == 10

@@ -399,6 +399,17 @@ impl<B: Batch> Replica<B> {
         self.high_watermark
     }
 
+    /// While leading: where this leader epoch's records start (the log end when leadership
+    /// began). Until the high watermark reaches it, the high watermark may be below the one the
+    /// previous leader answered (followers learn it a fetch late), so ListOffsets answers
+    /// OFFSET_NOT_AVAILABLE then, as Kafka does.
+    pub fn leader_epoch_start(&self) -> Option<Offset> {
+        match &self.role {
+            Role::Leader(l) => Some(l.epoch_start),
+            _ => None,
+        }
+    }
+
     /// The log end as the core counts it.
     pub fn log_end(&self) -> Offset {
         self.log_end

@@ -532,6 +532,8 @@ fn a_replica_joins_the_isr_only_once_it_reaches_the_leaders_epoch_start() {
         })
         .unwrap();
     assert_eq!(leader.high_watermark(), Offset(2));
+    // The broker answers OFFSET_NOT_AVAILABLE to ListOffsets while the HW is below this.
+    assert_eq!(leader.leader_epoch_start(), Some(Offset(5)));
     let a = leader
         .step(Event::FetchRequest {
             request: fetch(3),
@@ -558,6 +560,16 @@ fn a_replica_joins_the_isr_only_once_it_reaches_the_leaders_epoch_start() {
         })
         .collect();
     assert_eq!(proposed, vec![vec![NodeId(1), NodeId(3), NodeId(2)]]);
+    // A follower has no epoch start of its own.
+    let mut follower: Replica<Entry> =
+        Replica::new(config(2, AckDurability::Replicated), log_state(&log)).unwrap();
+    follower
+        .step(Event::Metadata {
+            state: state(1, 2, &[1, 2]),
+            now_ms: NowMs(0),
+        })
+        .unwrap();
+    assert_eq!(follower.leader_epoch_start(), None);
 }
 
 /// The same broker leading a newer epoch straight after the old one keeps its acks=all waiters: its

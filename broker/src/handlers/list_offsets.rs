@@ -19,7 +19,7 @@ use spate_wire::ErrorCode;
 use super::respond;
 use crate::connection::ResponseParts;
 use crate::core::Core;
-use crate::ops::ListOffsetsOp;
+use crate::ops::{Isolation, ListOffsetsOp};
 
 /// KIP-734's timestamp: the offset of the largest timestamp, from v7 on.
 const MAX_TIMESTAMP: i64 = -3;
@@ -58,6 +58,11 @@ pub async fn handle(
                         4,
                         p.current_leader_epoch,
                     ),
+                    isolation: if request.isolation_level == 1 {
+                        Isolation::ReadCommitted
+                    } else {
+                        Isolation::ReadUncommitted
+                    },
                 });
                 Ok(ops.len() - 1)
             };

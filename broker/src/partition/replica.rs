@@ -199,6 +199,15 @@ impl ReplicaSlot {
         Offset(self.replica.borrow().high_watermark().0)
     }
 
+    /// While leading: where this leader epoch's records start (see
+    /// [`spate_replication::Replica::leader_epoch_start`]).
+    pub fn leader_epoch_start(&self) -> Option<Offset> {
+        self.replica
+            .borrow()
+            .leader_epoch_start()
+            .map(|start| Offset(start.0))
+    }
+
     /// Whether records count toward the high watermark only once fsynced (the topic's
     /// `write.caching=false`).
     pub fn counts_fsynced(&self) -> bool {
