@@ -876,6 +876,7 @@ impl Core {
     pub async fn maintain(self: Rc<Self>, shutdown: Arc<crate::runtime::ShutdownFlag>) {
         let mut since_retention = Duration::ZERO;
         let mut since_idle_check = Duration::ZERO;
+        let mut since_hw_checkpoint = Duration::ZERO;
         // Reused every tick (one allocation, not one per millisecond); emptied before each sleep
         // so a deleted partition is not kept alive by it.
         let mut owned: Vec<Rc<Partition>> = Vec::new();
@@ -883,6 +884,7 @@ impl Core {
             glommio::timer::sleep(FLUSH_TICK).await;
             since_retention += FLUSH_TICK;
             since_idle_check += FLUSH_TICK;
+            since_hw_checkpoint += FLUSH_TICK;
             owned.extend(
                 self.partitions
                     .borrow()
@@ -914,6 +916,10 @@ impl Core {
                 for partition in &owned {
                     partition.log.release_idle_buffers();
                 }
+            }
+            if since_hw_checkpoint >= crate::cluster::hw_checkpoint::HW_CHECKPOINT_INTERVAL {
+                since_hw_checkpoint = Duration::ZERO;
+                self.checkpoint_high_watermarks(&owned).await;
             }
             if since_retention >= RETENTION_TICK || self.retention_due.take() {
                 since_retention = Duration::ZERO;
@@ -954,6 +960,29 @@ impl Core {
         out
     }
 
+    /// Writes this core's high watermark checkpoint from `partitions` (its own; those without
+    /// a replica, on a single broker, have none to keep).
+    async fn checkpoint_high_watermarks(&self, partitions: &[Rc<Partition>]) {
+        let entries: Vec<_> = partitions
+            .iter()
+            .filter_map(|p| {
+                let slot = p.replica.as_ref()?;
+                let key = slot.key();
+                Some(((key.topic_id, key.partition), slot.high_watermark()))
+            })
+            .collect();
+        if entries.is_empty() && self.config.cluster.is_none() {
+            return;
+        }
+        crate::cluster::replication::checkpoint_high_watermarks(
+            &self.replication,
+            &self.config.data_dir,
+            self.id,
+            entries,
+        )
+        .await;
+    }
+
     /// Flushes and closes every partition (clean shutdown: the next start needs no scan).
     pub async fn close_all(&self) {
         let owned: Vec<(String, i32, Rc<Partition>)> = self
@@ -968,6 +997,10 @@ impl Core {
                 slot.close().await;
             }
         }
+        // The high watermarks as they end, so the next start serves what was committed at once.
+        let partitions: Vec<Rc<Partition>> = owned.iter().map(|(_, _, p)| p.clone()).collect();
+        self.checkpoint_high_watermarks(&partitions).await;
+        drop(partitions);
         for (topic, index, partition) in owned {
             match Rc::try_unwrap(partition) {
                 Ok(partition) => {

@@ -278,6 +278,10 @@ struct Broker {
     disk: MemDisk,
     parts: Vec<Option<Part>>,
     stopped: Vec<Option<Stopped>>,
+    /// Each partition's high watermark checkpoint as the broker keeps it (a durable file,
+    /// written now and then with the current high watermark, never lowered by a truncation):
+    /// a restarted replica starts from it, capped at its recovered log end.
+    hw_checkpoints: Vec<Offset>,
     /// The incarnation each follower last fetched with, for the ISR proposals (KIP-903).
     fetch_incarnations: BTreeMap<NodeId, u64>,
 }
@@ -460,6 +464,7 @@ impl Sim {
                 disk: MemDisk::new(),
                 parts: (0..PARTITIONS).map(|_| None).collect(),
                 stopped: (0..PARTITIONS).map(|_| None).collect(),
+                hw_checkpoints: vec![Offset(0); PARTITIONS],
                 fetch_incarnations: BTreeMap::new(),
             })
             .collect();
@@ -1174,8 +1179,9 @@ impl Sim {
         let state = spate_replication::LogState {
             log_end: Offset(log.log_end_offset().0),
             durable_end: Offset(log.durable_offset().0),
-            // No checkpoint, as the broker: the high watermark is learnt again.
-            high_watermark: Offset(0),
+            // The broker's checkpoint (`Replica::new` caps it at the log end); the rest is
+            // learnt again.
+            high_watermark: self.brokers[i].hw_checkpoints[p],
             epochs: EpochHistory::from_entries(epochs).expect("the log's epochs are ordered"),
         };
         let config = ReplicaConfig {
@@ -1508,6 +1514,11 @@ impl Sim {
         }
         part.hw_checked = hw.0 as usize;
         self.stats.committed = self.models.iter().map(|m| m.committed.len() as u64).sum();
+        // The broker writes its checkpoint every few seconds: here at one high watermark
+        // move in eight, so a restart finds it anywhere from current to long stale.
+        if self.chance(125) {
+            self.brokers[i].hw_checkpoints[p] = hw;
+        }
         if let Some(epoch) = leading {
             let seen = self.leader_hw.entry((p, epoch)).or_insert(hw);
             if hw < *seen {

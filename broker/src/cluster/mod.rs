@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod hw_checkpoint;
 pub mod observer;
 pub mod quorum;
 pub mod raft_file;

@@ -43,6 +43,7 @@ use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex};
 use spate_wire::ErrorCode;
 use tracing::{debug, error, info, warn};
 
+use super::hw_checkpoint::PartitionId;
 use super::rpc::Calls;
 use super::transport::{Inbound, Transport};
 use crate::core::Core;
@@ -101,6 +102,51 @@ pub struct CoreReplication {
     throttled: RefCell<Vec<(PartitionKey, RNodeId, FetchRequest)>>,
     /// When the throttle lets the held fetches go (see [`Throttle`]).
     throttle: RefCell<Throttle>,
+    /// The high watermarks earlier runs checkpointed (every core's file), loaded when the
+    /// first replica opens (see [`super::hw_checkpoint`]).
+    checkpointed: RefCell<Option<Rc<HashMap<PartitionId, Offset>>>>,
+    /// What this core last wrote to its checkpoint file: an unchanged set is not written again.
+    hw_written: RefCell<Option<Vec<(PartitionId, Offset)>>>,
+}
+
+impl CoreReplication {
+    /// The checkpointed high watermark of a partition (0 if none), loading the files once.
+    async fn checkpointed_high_watermark(
+        &self,
+        data_dir: &std::path::Path,
+        id: PartitionId,
+    ) -> Offset {
+        let loaded = self.checkpointed.borrow().clone();
+        let map = match loaded {
+            Some(map) => map,
+            None => {
+                let map = Rc::new(super::hw_checkpoint::load(data_dir).await);
+                // Another replica opening meanwhile may have loaded it too: the same files.
+                self.checkpointed.borrow_mut().get_or_insert(map).clone()
+            }
+        };
+        map.get(&id).copied().unwrap_or(Offset(0))
+    }
+}
+
+/// Writes core `core`'s high watermark checkpoint with its replicas' high watermarks, unless
+/// they are what it last wrote. A failed write is logged: the old file stays, only older.
+pub async fn checkpoint_high_watermarks(
+    replication: &CoreReplication,
+    data_dir: &std::path::Path,
+    core: usize,
+    mut entries: Vec<(PartitionId, Offset)>,
+) {
+    entries.sort_unstable();
+    if replication.hw_written.borrow().as_ref() == Some(&entries) {
+        return;
+    }
+    match super::hw_checkpoint::save(data_dir, core, &entries).await {
+        Ok(()) => *replication.hw_written.borrow_mut() = Some(entries),
+        Err(e) => {
+            warn!(core, error = %e, "writing the high watermark checkpoint failed; the previous one stays")
+        }
+    }
 }
 
 /// The catch-up throttle of one core (`--reassignment-throttle-bytes-per-sec` shared by the
@@ -234,9 +280,15 @@ pub async fn new_slot(
     let state = LogState {
         log_end: ROffset(log.log_end_offset().0),
         durable_end: ROffset(log.durable_offset().0),
-        // No checkpoint yet: the high watermark is learnt again from the leader (or, leading,
-        // from the followers' fetches), so consumers never see past what is committed.
-        high_watermark: ROffset(0),
+        // What the last run checkpointed, capped at the log end by the replica; the rest is
+        // learnt again from the leader (or, leading, from the followers' fetches), so
+        // consumers never see past what is committed.
+        high_watermark: ROffset(
+            core.replication
+                .checkpointed_high_watermark(&core.config.data_dir, (meta.id, index))
+                .await
+                .0,
+        ),
         epochs: EpochHistory::from_entries(epochs)
             .map_err(|e| anyhow::anyhow!("{}-{index}: {e}", meta.name))?,
     };
