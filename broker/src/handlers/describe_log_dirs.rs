@@ -25,9 +25,9 @@ pub async fn handle(
     request: DescribeLogDirsRequest,
 ) -> Option<ResponseParts> {
     let ops = wanted_partitions(core, &request);
-    let results = core.scatter(ops.clone()).await;
+    let results = core.scatter_to_replicas(ops.clone()).await;
     // Partitions held elsewhere (another broker, or gone) are left out, as Kafka lists only
-    // the replicas in its own log dirs.
+    // the replicas in its own log dirs; followers' replicas are listed as leaders' are.
     let mut topics: BTreeMap<&str, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
     for (op, result) in ops.iter().zip(&results) {
         if result.error != ErrorCode::None {
