@@ -804,13 +804,22 @@ impl Core {
 
     async fn log_size(&self, op: LogSizeOp) -> LogSizeResult {
         match self.partition(&op.topic, op.partition) {
-            Some(partition) => LogSizeResult {
-                error: ErrorCode::None,
-                size_bytes: partition.log.size_bytes().await,
-            },
+            Some(partition) => {
+                let size_bytes = partition.log.size_bytes().await;
+                // Both read after the await with none between them, so they are of one
+                // moment (an append during the size's read cannot fall between them).
+                LogSizeResult {
+                    error: ErrorCode::None,
+                    size_bytes,
+                    log_end_offset: partition.log.log_end_offset(),
+                    high_watermark: partition.high_watermark(),
+                }
+            }
             None => LogSizeResult {
                 error: ErrorCode::UnknownTopicOrPartition,
                 size_bytes: 0,
+                log_end_offset: Offset(-1),
+                high_watermark: Offset(-1),
             },
         }
     }
@@ -1073,6 +1082,8 @@ routable!(
 routable!(LogSizeOp, LogSizeResult, LogSize, |error| LogSizeResult {
     error,
     size_bytes: 0,
+    log_end_offset: Offset(-1),
+    high_watermark: Offset(-1),
 });
 routable!(EpochEndOp, EpochEndResult, EpochEnd, |error| {
     EpochEndResult {
