@@ -265,8 +265,14 @@ pub(super) async fn cluster(
 ) -> Result<(), Error> {
     let description = admin.describe_cluster().await?;
     // How far each broker has the metadata log, from the quorum's leader (a single broker
-    // has no quorum: the columns then show "-").
-    let quorum = admin.describe_quorum().await?;
+    // has no quorum: the columns then show "-"). A retriable refusal means the quorum has no
+    // leader for the moment (the old one stopped, a new one is being elected): shown as
+    // unknown rather than failing the command, which is most wanted while a broker is down.
+    let (quorum, quorum_error) = match admin.describe_quorum().await {
+        Ok(quorum) => (quorum, None),
+        Err(e) if e.is_retriable() => (None, Some(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -309,6 +315,7 @@ pub(super) async fn cluster(
             "source": format!("{:?}", description.source),
             "brokers": brokers,
             "metadata_quorum": quorum,
+            "metadata_quorum_error": quorum_error,
         });
         if let Some(rows) = &partitions {
             document["partitions"] = rows
@@ -348,6 +355,9 @@ pub(super) async fn cluster(
             "metadata quorum: leader {} epoch {} high watermark {}",
             q.leader, q.epoch, q.high_watermark
         ));
+    }
+    if let Some(error) = &quorum_error {
+        out.line(format!("metadata quorum: unknown for now ({error})"));
     }
     out.line(format!(
         "{:>8} {:<30} {:<7} {:<8} {:>12} {:>9} {:>13} RACK",
