@@ -664,26 +664,50 @@ impl Core {
     }
 
     /// Runs each op on the core owning its partition, all cores in parallel, and returns the
-    /// results in the order of `ops`.
+    /// results in the order of `ops`. Ops for partitions another broker leads (or nobody)
+    /// fail with NOT_LEADER_OR_FOLLOWER.
     pub async fn scatter<O: Routable>(&self, ops: Vec<O>) -> Vec<O::Result> {
+        self.scatter_by(ops, |topic, partition| match self.route(topic, partition) {
+            Route::ThisCore => Ok(self.id),
+            Route::OtherCore(core) => Ok(core),
+            Route::OtherBroker(_) | Route::NoLeader => Err(ErrorCode::NotLeaderOrFollower),
+            Route::NotHere => Err(ErrorCode::UnknownTopicOrPartition),
+        })
+        .await
+    }
+
+    /// As [`Self::scatter`], but to the core that holds this broker's replica of each
+    /// partition whoever leads it: a follower's replica too (DescribeLogDirs lists every
+    /// replica in a broker's log dirs, as Kafka's does). A partition this broker holds no
+    /// replica of fails on that core with UNKNOWN_TOPIC_OR_PARTITION.
+    pub async fn scatter_to_replicas<O: Routable>(&self, ops: Vec<O>) -> Vec<O::Result> {
+        self.scatter_by(ops, |topic, partition| {
+            Ok(owner_core(topic, partition, self.cores))
+        })
+        .await
+    }
+
+    /// Runs each op on the core `core_of` names for its partition, or fails it with the error
+    /// `core_of` gives, and returns the results in the order of `ops`.
+    async fn scatter_by<O: Routable>(
+        &self,
+        ops: Vec<O>,
+        core_of: impl Fn(&str, i32) -> Result<usize, ErrorCode>,
+    ) -> Vec<O::Result> {
         let count = ops.len();
         let mut by_core: Vec<(Vec<usize>, Vec<O>)> =
             (0..self.cores).map(|_| (Vec::new(), Vec::new())).collect();
         let mut slots: Vec<Option<O::Result>> = (0..count).map(|_| None).collect();
         for (i, op) in ops.into_iter().enumerate() {
             let (topic, partition) = op.key();
-            let owner = match self.route(topic, partition) {
-                Route::ThisCore => self.id,
-                Route::OtherCore(core) => core,
-                Route::OtherBroker(_) | Route::NoLeader => {
-                    slots[i] = Some(op.failed(ErrorCode::NotLeaderOrFollower));
-                    continue;
-                }
-                Route::NotHere => {
-                    slots[i] = Some(op.failed(ErrorCode::UnknownTopicOrPartition));
+            let owner = match core_of(topic, partition) {
+                Ok(core) => core,
+                Err(error) => {
+                    slots[i] = Some(op.failed(error));
                     continue;
                 }
             };
+            assert!(owner < self.cores, "core {owner} of {}", self.cores);
             by_core[owner].0.push(i);
             by_core[owner].1.push(op);
         }
@@ -780,13 +804,22 @@ impl Core {
 
     async fn log_size(&self, op: LogSizeOp) -> LogSizeResult {
         match self.partition(&op.topic, op.partition) {
-            Some(partition) => LogSizeResult {
-                error: ErrorCode::None,
-                size_bytes: partition.log.size_bytes().await,
-            },
+            Some(partition) => {
+                let size_bytes = partition.log.size_bytes().await;
+                // Both read after the await with none between them, so they are of one
+                // moment (an append during the size's read cannot fall between them).
+                LogSizeResult {
+                    error: ErrorCode::None,
+                    size_bytes,
+                    log_end_offset: partition.log.log_end_offset(),
+                    high_watermark: partition.high_watermark(),
+                }
+            }
             None => LogSizeResult {
                 error: ErrorCode::UnknownTopicOrPartition,
                 size_bytes: 0,
+                log_end_offset: Offset(-1),
+                high_watermark: Offset(-1),
             },
         }
     }
@@ -1082,6 +1115,8 @@ routable!(
 routable!(LogSizeOp, LogSizeResult, LogSize, |error| LogSizeResult {
     error,
     size_bytes: 0,
+    log_end_offset: Offset(-1),
+    high_watermark: Offset(-1),
 });
 routable!(EpochEndOp, EpochEndResult, EpochEnd, |error| {
     EpochEndResult {

@@ -150,19 +150,24 @@ pub struct DeleteRecordsResult {
     pub low_watermark: Offset,
 }
 
-/// A partition's size (DescribeLogDirs).
+/// A partition's size and how far this replica's log reaches (DescribeLogDirs).
 #[derive(Debug, Clone)]
 pub struct LogSizeOp {
     pub topic: String,
     pub partition: i32,
 }
 
-/// The outcome of a [`LogSizeOp`].
+/// The outcome of a [`LogSizeOp`], read at one moment on the owning core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSizeResult {
     pub error: ErrorCode,
     /// Bytes of batches in the partition's segments.
     pub size_bytes: u64,
+    /// This replica's log end (-1 on error).
+    pub log_end_offset: Offset,
+    /// The partition's high watermark as this broker knows it (-1 on error). A follower's
+    /// trails the leader's by up to a fetch round trip, and never passes its own log end.
+    pub high_watermark: Offset,
 }
 
 /// The end offset of a leader epoch (OffsetForLeaderEpoch).

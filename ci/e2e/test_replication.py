@@ -3,17 +3,22 @@ Metadata lists the replicas and in-sync replicas, acks=all producers are answere
 in-sync replicas have the records, and when a partition's leader is killed with SIGKILL a
 follower takes over with every acknowledged record, at its acknowledged offset. The failover
 time (kill to the first acks=all write acknowledged by the successor, default sessions) is
-printed."""
+printed. `spate admin cluster --topics` shows each replica's lag: 0 once caught up, unknown for a
+stopped broker, and 0 again once it is back and has caught up."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 
 import ck
 import test_cluster
+from conftest import broker_env, spate_bin
 from records import Deadline
 
 BROKERS = 3
@@ -271,3 +276,88 @@ def test_group_coordinator_moves_with_its_offsets_partition(start_broker):
     admin_alive = AdminClient({"bootstrap.servers": bootstrap_alive})
     described = admin_alive.describe_consumer_groups(["movers"])["movers"].result(timeout=20)
     assert described.coordinator.id != coordinator
+
+
+def spate_admin(bootstrap: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(spate_bin()), "admin", "--bootstrap", bootstrap, *args],
+        capture_output=True, text=True, timeout=60, env=broker_env(),
+    )
+
+
+def partition_lags(bootstrap: str, topic: str) -> dict[int, dict[str, int | None]]:
+    """Each partition's `lag` object in `spate admin --format json cluster --topics`; the
+    command must succeed whichever broker is down."""
+    done = spate_admin(bootstrap, "--format", "json", "cluster", "--topics")
+    assert done.returncode == 0, done.stderr
+    rows = [r for r in json.loads(done.stdout)["partitions"] if r["topic"] == topic]
+    for r in rows:
+        assert sorted(r["lag"]) == sorted(str(b) for b in r["replicas"]), r
+    return {r["partition"]: r["lag"] for r in rows}
+
+
+def wait_lags(bootstrap: str, topic: str, expected: dict[str, int | None], timeout_s: float = 30.0):
+    """Until every partition of `topic` shows exactly the lags `expected` (broker -> lag)."""
+    deadline = Deadline(timeout_s)
+    while True:
+        lags = partition_lags(bootstrap, topic)
+        if len(lags) == PARTITIONS and all(lag == expected for lag in lags.values()):
+            return lags
+        assert not deadline.expired(), f"lags {lags}, waiting for {expected}"
+        time.sleep(0.3)
+
+
+def test_spate_admin_shows_each_replicas_lag_and_a_stopped_broker_as_unknown(start_broker):
+    brokers = start_cluster(start_broker)
+    by_id = {i + 1: b for i, b in enumerate(brokers)}
+    one = by_id[1].bootstrap
+    topic = "lagging"
+    # The admin client must outlive its future (a dropped client fails it with _DESTROY).
+    admin = AdminClient({"bootstrap.servers": one})
+    admin.create_topics(
+        [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=3)]
+    )[topic].result(timeout=20)
+    wait_full_isr(one, topic)
+    p = ck.producer(one, acks="all")
+    ck.produce_range(p, topic, "before", range(3000), partitions=PARTITIONS)
+    all_caught_up = {str(b): 0 for b in by_id}
+    wait_lags(one, topic, all_caught_up)
+
+    # Kafka's own view (kafka-python asks every broker): each of the three holds every
+    # partition, with Kafka's offset lag 0 (a replica's high watermark never passes its log
+    # end). confluent-kafka 2.16 has no describe_log_dirs.
+    kp_admin = KafkaAdminClient(bootstrap_servers=one, request_timeout_ms=15_000)
+    try:
+        dirs = kp_admin.describe_log_dirs()
+    finally:
+        kp_admin.close()
+    assert len(dirs) == len(by_id), dirs
+    for entry in dirs:
+        [log_dir] = entry["log_dirs"]
+        [t] = [t for t in log_dir["topics"] if t["name"] == topic]
+        assert sorted(q["partition_index"] for q in t["partitions"]) == list(range(PARTITIONS))
+        assert all(q["offset_lag"] == 0 and q["partition_size"] > 0 for q in t["partitions"]), t
+
+    # The controller (the metadata quorum's leader) stops: the quorum elects another, its
+    # partitions' leaderships move, acks=1 writes go on without it, and the command must not
+    # fail meanwhile (the quorum shows as unknown while it has no leader).
+    stopped = AdminClient({"bootstrap.servers": one}).list_topics(timeout=10).controller_id
+    assert stopped in by_id, stopped
+    one = by_id[1 if stopped != 1 else 2].bootstrap
+    by_id[stopped].stop_clean()
+    p = ck.producer(one, acks=1)
+    acked = ck.produce_range(p, topic, "after", range(3000, 6000), partitions=PARTITIONS)
+    assert len(acked) == 3000
+    down = {**all_caught_up, str(stopped): None}
+    wait_lags(one, topic, down)
+    table = spate_admin(one, "cluster", "--topics")
+    assert table.returncode == 0, table.stderr
+    rows = [line for line in table.stdout.splitlines() if line.startswith(topic)]
+    assert len(rows) == PARTITIONS and all(f"{stopped}:-" in r for r in rows), table.stdout
+    assert "LAG" in table.stdout
+    print(f"spate admin cluster --topics with broker {stopped} stopped:\n{table.stdout}")
+
+    # Back: it fetches what it missed and shows 0 again, in sync.
+    by_id[stopped].restart()
+    wait_full_isr(one, topic, timeout_s=60)
+    wait_lags(one, topic, all_caught_up, timeout_s=60)

@@ -19,9 +19,9 @@ use crate::error::ClientError;
 use crate::protocol::{
     ALTER_PARTITION_REASSIGNMENTS_VERSION, API_VERSIONS_VERSION, CREATE_PARTITIONS_VERSION,
     CREATE_TOPICS_VERSION, DELETE_RECORDS_VERSION, DELETE_TOPICS_VERSION, DESCRIBE_CLUSTER_VERSION,
-    DESCRIBE_CONFIGS_VERSION, DESCRIBE_QUORUM_VERSION, ELECT_LEADERS_VERSION,
-    INCREMENTAL_ALTER_CONFIGS_VERSION, LIST_OFFSETS_VERSION, LIST_PARTITION_REASSIGNMENTS_VERSION,
-    UNREGISTER_BROKER_VERSION,
+    DESCRIBE_CONFIGS_VERSION, DESCRIBE_LOG_DIRS_VERSION, DESCRIBE_QUORUM_VERSION,
+    ELECT_LEADERS_VERSION, INCREMENTAL_ALTER_CONFIGS_VERSION, LIST_OFFSETS_VERSION,
+    LIST_PARTITION_REASSIGNMENTS_VERSION, UNREGISTER_BROKER_VERSION,
 };
 
 /// One operation of [`Admin::alter_topic_configs`], Kafka's IncrementalAlterConfigs ops.
@@ -102,6 +102,22 @@ pub struct QuorumReplica {
     pub last_fetch_ms: i64,
     /// Wall-clock ms it last had all the leader had (-1: unknown).
     pub last_caught_up_ms: i64,
+}
+
+/// One partition replica a broker holds, as its DescribeLogDirs answer describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaLogDir {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Bytes of its log's segments.
+    pub size_bytes: i64,
+    /// Kafka's offset lag: the partition's high watermark as this broker knows it less the
+    /// replica's log end, at least 0 (so 0 on a follower however far behind it is).
+    pub offset_lag: i64,
+    /// The replica's log end, from Spate's tag (`None` from a broker that does not send it).
+    pub log_end_offset: Option<i64>,
 }
 
 /// The metadata quorum as its leader sees it (DescribeQuorum).
@@ -740,6 +756,73 @@ impl Admin {
                 })
             })
             .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(out)
+    }
+
+    /// Every partition replica broker `node` holds (DescribeLogDirs for all topics, sent to
+    /// that broker), sorted by topic and partition. A connection that failed is dropped, so a
+    /// later call reconnects.
+    ///
+    /// # Errors
+    /// [`ClientError::UnknownBroker`] if the latest metadata does not list `node` (a stopped
+    /// broker, once fenced), connection or codec errors (a broker that is down), the broker's
+    /// error code, a broker that does not offer DescribeLogDirs.
+    pub async fn describe_log_dirs(
+        &mut self,
+        node: i32,
+    ) -> Result<Vec<ReplicaLogDir>, ClientError> {
+        let id = crate::cluster::BrokerId(node);
+        let answer = self.describe_log_dirs_at(id).await;
+        if matches!(
+            answer,
+            Err(ClientError::Io { .. } | ClientError::Closed { .. })
+        ) {
+            self.cluster.disconnect(id);
+        }
+        answer
+    }
+
+    async fn describe_log_dirs_at(
+        &mut self,
+        id: crate::cluster::BrokerId,
+    ) -> Result<Vec<ReplicaLogDir>, ClientError> {
+        use spate_wire::kafka_protocol::messages::{
+            DescribeLogDirsRequest, DescribeLogDirsResponse,
+        };
+        let conn = self.cluster.broker_connection(id).await?;
+        let Some(version) =
+            negotiated_version(conn, ApiKey::DescribeLogDirs, DESCRIBE_LOG_DIRS_VERSION).await?
+        else {
+            return Err(ClientError::InvalidArgument(format!(
+                "broker {} does not offer DescribeLogDirs",
+                id.0
+            )));
+        };
+        // No topics named: every partition the broker holds.
+        let request = DescribeLogDirsRequest::default().with_topics(None);
+        let response: DescribeLogDirsResponse = conn
+            .call(ApiKey::DescribeLogDirs, version, &request)
+            .await?;
+        ClientError::check(response.error_code, || format!("broker {}", id.0))?;
+        let mut out = Vec::new();
+        for dir in &response.results {
+            ClientError::check(dir.error_code, || {
+                format!("broker {} log dir {}", id.0, dir.log_dir)
+            })?;
+            for t in &dir.topics {
+                for p in t.partitions.iter().filter(|p| !p.is_future_key) {
+                    out.push(ReplicaLogDir {
+                        topic: t.name.0.to_string(),
+                        partition: p.partition_index,
+                        size_bytes: p.partition_size,
+                        offset_lag: p.offset_lag,
+                        log_end_offset: spate_wire::tags::log_end_offset(&p.unknown_tagged_fields)
+                            .map(|o| o.0),
+                    });
+                }
+            }
+        }
         out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         Ok(out)
     }

@@ -106,7 +106,7 @@ pub mod protocol;
 pub use admin::{
     Admin, BrokerDescription, ClusterDescription, ConfigOperation, Decommission,
     DecommissionStatus, MoveResult, NewTopic, OffsetSpec, OngoingMove, PartitionMove,
-    QuorumDescription, QuorumReplica, TopicConfigEntry,
+    QuorumDescription, QuorumReplica, ReplicaLogDir, TopicConfigEntry,
 };
 pub use batch::BatchConfig;
 pub use cluster::ClientConfig;

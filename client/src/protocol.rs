@@ -64,6 +64,8 @@ pub const DELETE_RECORDS_VERSION: i16 = 2;
 pub const ALTER_PARTITION_REASSIGNMENTS_VERSION: i16 = 0;
 /// ListPartitionReassignments version the admin client asks for at most.
 pub const LIST_PARTITION_REASSIGNMENTS_VERSION: i16 = 0;
+/// DescribeLogDirs version the admin client asks for at most (v2+ carry Spate's log end tag).
+pub const DESCRIBE_LOG_DIRS_VERSION: i16 = 4;
 /// ApiVersions version used.
 pub const API_VERSIONS_VERSION: i16 = 3;
 

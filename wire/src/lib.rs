@@ -58,6 +58,7 @@ pub mod header;
 pub mod records;
 pub mod request;
 pub mod response;
+pub mod tags;
 pub mod versions;
 
 pub use error::{ErrorCode, WireError};

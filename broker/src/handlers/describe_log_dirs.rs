@@ -1,6 +1,14 @@
 //! DescribeLogDirs (key 35): the data dir as the one log dir, with the size of every partition
-//! this broker holds (bytes of batches in its segments), offset lag 0 and no future replicas.
+//! this broker holds (bytes of batches in its segments), its offset lag and no future replicas.
 //! Kafka's tools and UIs ask it for partition sizes.
+//!
+//! The offset lag is Kafka's (`ReplicaManager.getLogEndOffsetLag` for a current log): how far
+//! this replica's log end is below the partition's high watermark as this broker knows it,
+//! never below 0. A follower takes the leader's high watermark from each fetch answer, capped
+//! at its own log end as Kafka's follower does, so its lag is 0 even while it is far behind the
+//! leader: Kafka's number says nothing about replication lag. For that, v2+ answers also carry
+//! each replica's log end in a Spate tag ([`spate_wire::tags::LOG_END_OFFSET_TAG`]), which a
+//! Kafka client skips and `spate admin cluster --topics` compares with the leader's.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +20,8 @@ use spate_wire::kafka_protocol::messages::describe_log_dirs_response::{
 };
 use spate_wire::kafka_protocol::messages::TopicName;
 use spate_wire::kafka_protocol::protocol::StrBytes;
+use spate_wire::tags::put_log_end_offset;
+use spate_wire::types::Offset;
 use spate_wire::ErrorCode;
 
 use super::respond;
@@ -25,9 +35,9 @@ pub async fn handle(
     request: DescribeLogDirsRequest,
 ) -> Option<ResponseParts> {
     let ops = wanted_partitions(core, &request);
-    let results = core.scatter(ops.clone()).await;
+    let results = core.scatter_to_replicas(ops.clone()).await;
     // Partitions held elsewhere (another broker, or gone) are left out, as Kafka lists only
-    // the replicas in its own log dirs.
+    // the replicas in its own log dirs; followers' replicas are listed as leaders' are.
     let mut topics: BTreeMap<&str, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
     for (op, result) in ops.iter().zip(&results) {
         if result.error != ErrorCode::None {
@@ -36,8 +46,9 @@ pub async fn handle(
         let mut p = DescribeLogDirsPartition::default();
         p.partition_index = op.partition;
         p.partition_size = i64::try_from(result.size_bytes).unwrap_or(i64::MAX);
-        p.offset_lag = 0;
+        p.offset_lag = offset_lag(result.high_watermark, result.log_end_offset);
         p.is_future_key = false;
+        put_log_end_offset(&mut p.unknown_tagged_fields, result.log_end_offset);
         topics.entry(&op.topic).or_default().push(p);
     }
     let data_dir = &core.config.data_dir;
@@ -55,6 +66,11 @@ pub async fn handle(
     response.error_code = ErrorCode::None.code();
     response.results = vec![dir];
     respond(header, &response)
+}
+
+/// Kafka's offset lag of a current log: the high watermark less the log end, at least 0.
+fn offset_lag(high_watermark: Offset, log_end: Offset) -> i64 {
+    (high_watermark.0 - log_end.0).max(0)
 }
 
 /// Every partition of every topic for a null filter, else the named partitions of the named
@@ -113,4 +129,19 @@ fn volume_bytes(dir: &Path) -> (i64, i64) {
         (stat.f_blocks as i64).saturating_mul(block),
         (stat.f_bavail as i64).saturating_mul(block),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_lag_is_the_high_watermark_less_the_log_end_and_never_negative() {
+        // A leader (and a follower, whose high watermark is capped at its log end): 0.
+        assert_eq!(offset_lag(Offset(100), Offset(100)), 0);
+        assert_eq!(offset_lag(Offset(90), Offset(100)), 0);
+        // Were a log's end below the high watermark it knows: the difference.
+        assert_eq!(offset_lag(Offset(1620), Offset(100)), 1520);
+        assert_eq!(offset_lag(Offset(0), Offset(0)), 0);
+    }
 }

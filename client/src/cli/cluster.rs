@@ -1,13 +1,16 @@
 //! `cluster` (brokers, quorum, optionally every partition), its decommission actions, and
 //! `elect-leaders`.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use serde_json::{json, Value};
 
 use super::{error_name, Error, Out};
-use crate::{Admin, Decommission, DecommissionStatus, QuorumDescription, QuorumReplica};
+use crate::{
+    Admin, Decommission, DecommissionStatus, QuorumDescription, QuorumReplica, ReplicaLogDir,
+};
 
 /// How often `decommission-status --wait-secs` asks again.
 const DECOMMISSION_POLL: Duration = Duration::from_millis(500);
@@ -192,7 +195,67 @@ struct PartitionRow {
     leader_epoch: Option<i32>,
     replicas: Vec<i32>,
     isr: Vec<i32>,
+    /// Each replica's lag, in the order of `replicas`.
+    lags: Vec<ReplicaLag>,
     error: Option<String>,
+}
+
+/// How far one replica's log end is behind its leader's, in records; `None` when its broker
+/// did not answer (it is down) or does not list the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReplicaLag {
+    broker: i32,
+    lag: Option<i64>,
+}
+
+/// The DescribeLogDirs answers of the brokers that answered: broker, then (topic, partition).
+type LogDirs = BTreeMap<i32, BTreeMap<(String, i32), ReplicaLogDir>>;
+
+/// Each replica's lag. Where both the leader's and the replica's log ends are known (Spate's
+/// tag), the difference, at least 0: the answers are taken one broker after the other, so a
+/// follower read after the leader may be ahead of it by what was appended in between. Else
+/// Kafka's offset lag from the replica's own broker (0 on a live follower, as in Kafka).
+fn replica_lags(
+    topic: &str,
+    partition: i32,
+    replicas: &[i32],
+    leader: Option<i32>,
+    dirs: &LogDirs,
+) -> Vec<ReplicaLag> {
+    let key = (topic.to_owned(), partition);
+    let held = |broker: i32| dirs.get(&broker).and_then(|d| d.get(&key));
+    let leader_end = leader.and_then(held).and_then(|r| r.log_end_offset);
+    replicas
+        .iter()
+        .map(|&broker| ReplicaLag {
+            broker,
+            lag: held(broker).map(|r| match (leader_end, r.log_end_offset) {
+                (Some(leader_end), Some(end)) => (leader_end - end).max(0),
+                _ => r.offset_lag,
+            }),
+        })
+        .collect()
+}
+
+/// The LAG column: `broker:lag` per replica, `-` for an unknown lag (`1:0 2:0 3:-`).
+fn lag_text(lags: &[ReplicaLag]) -> String {
+    if lags.is_empty() {
+        return "-".to_owned();
+    }
+    lags.iter()
+        .map(|l| format!("{}:{}", l.broker, text(l.lag)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The `lag` object of `--format json`: broker id (as a string, JSON's keys are) to lag, null
+/// when unknown.
+fn lag_json(lags: &[ReplicaLag]) -> Value {
+    Value::Object(
+        lags.iter()
+            .map(|l| (l.broker.to_string(), json!(l.lag)))
+            .collect(),
+    )
 }
 
 pub(super) async fn cluster(
@@ -202,8 +265,14 @@ pub(super) async fn cluster(
 ) -> Result<(), Error> {
     let description = admin.describe_cluster().await?;
     // How far each broker has the metadata log, from the quorum's leader (a single broker
-    // has no quorum: the columns then show "-").
-    let quorum = admin.describe_quorum().await?;
+    // has no quorum: the columns then show "-"). A retriable refusal means the quorum has no
+    // leader for the moment (the old one stopped, a new one is being elected): shown as
+    // unknown rather than failing the command, which is most wanted while a broker is down.
+    let (quorum, quorum_error) = match admin.describe_quorum().await {
+        Ok(quorum) => (quorum, None),
+        Err(e) if e.is_retriable() => (None, Some(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -246,6 +315,7 @@ pub(super) async fn cluster(
             "source": format!("{:?}", description.source),
             "brokers": brokers,
             "metadata_quorum": quorum,
+            "metadata_quorum_error": quorum_error,
         });
         if let Some(rows) = &partitions {
             document["partitions"] = rows
@@ -258,6 +328,7 @@ pub(super) async fn cluster(
                         "leader_epoch": r.leader_epoch,
                         "replicas": r.replicas,
                         "isr": r.isr,
+                        "lag": lag_json(&r.lags),
                         "error": r.error,
                     })
                 })
@@ -284,6 +355,9 @@ pub(super) async fn cluster(
             "metadata quorum: leader {} epoch {} high watermark {}",
             q.leader, q.epoch, q.high_watermark
         ));
+    }
+    if let Some(error) = &quorum_error {
+        out.line(format!("metadata quorum: unknown for now ({error})"));
     }
     out.line(format!(
         "{:>8} {:<30} {:<7} {:<8} {:>12} {:>9} {:>13} RACK",
@@ -312,8 +386,8 @@ pub(super) async fn cluster(
     };
     out.line("");
     out.line(format!(
-        "{:<30} {:>9} {:>8} {:>12} {:<16} IN-SYNC",
-        "TOPIC", "PARTITION", "LEADER", "LEADER-EPOCH", "REPLICAS"
+        "{:<30} {:>9} {:>8} {:>12} {:<16} {:<16} LAG",
+        "TOPIC", "PARTITION", "LEADER", "LEADER-EPOCH", "REPLICAS", "IN-SYNC"
     ));
     for r in rows {
         let ids = |ids: &[i32]| {
@@ -329,19 +403,44 @@ pub(super) async fn cluster(
             (None, None) => "none".to_owned(),
         };
         out.line(format!(
-            "{:<30} {:>9} {leader:>8} {:>12} {:<16} {}",
+            "{:<30} {:>9} {leader:>8} {:>12} {:<16} {:<16} {}",
             r.topic,
             text(r.partition),
             text(r.leader_epoch),
             ids(&r.replicas),
-            ids(&r.isr)
+            ids(&r.isr),
+            lag_text(&r.lags)
         ));
     }
     Ok(())
 }
 
+/// Asks every broker that holds a replica for its log dirs. A broker that fails to answer (it
+/// is down, or fenced and so no longer listed) is left out: its replicas' lags show as
+/// unknown, and the command goes on.
+async fn log_dirs(admin: &mut Admin, brokers: impl IntoIterator<Item = i32>) -> LogDirs {
+    let mut dirs = LogDirs::new();
+    for broker in brokers {
+        if let Ok(replicas) = admin.describe_log_dirs(broker).await {
+            let held = replicas
+                .into_iter()
+                .map(|r| ((r.topic.clone(), r.partition), r))
+                .collect();
+            dirs.insert(broker, held);
+        }
+    }
+    dirs
+}
+
 async fn partition_rows(admin: &mut Admin) -> Result<Vec<PartitionRow>, Error> {
     let metadata = admin.metadata(None).await?;
+    let brokers: std::collections::BTreeSet<i32> = metadata
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .flat_map(|p| p.replica_nodes.iter().map(|b| b.0))
+        .collect();
+    let dirs = log_dirs(admin, brokers).await;
     let mut rows = Vec::new();
     for t in &metadata.topics {
         let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
@@ -353,17 +452,21 @@ async fn partition_rows(admin: &mut Admin) -> Result<Vec<PartitionRow>, Error> {
                 leader_epoch: None,
                 replicas: Vec::new(),
                 isr: Vec::new(),
+                lags: Vec::new(),
                 error: Some(error_name(t.error_code)),
             });
             continue;
         }
         for p in &t.partitions {
+            let leader = (p.leader_id.0 >= 0).then_some(p.leader_id.0);
+            let replicas: Vec<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
             rows.push(PartitionRow {
                 topic: name.clone(),
                 partition: Some(p.partition_index),
-                leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
+                leader,
                 leader_epoch: Some(p.leader_epoch),
-                replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                lags: replica_lags(&name, p.partition_index, &replicas, leader, &dirs),
+                replicas,
                 isr: p.isr_nodes.iter().map(|b| b.0).collect(),
                 error: (p.error_code != 0).then(|| error_name(p.error_code)),
             });
@@ -429,4 +532,76 @@ pub(super) async fn elect_leaders(
         return Err(format!("{failed} of {} partitions not elected", results.len()).into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(topic: &str, partition: i32, offset_lag: i64, end: Option<i64>) -> ReplicaLogDir {
+        ReplicaLogDir {
+            topic: topic.to_owned(),
+            partition,
+            size_bytes: 0,
+            offset_lag,
+            log_end_offset: end,
+        }
+    }
+
+    fn dirs(answers: &[(i32, ReplicaLogDir)]) -> LogDirs {
+        let mut dirs = LogDirs::new();
+        for (broker, r) in answers {
+            dirs.entry(*broker)
+                .or_default()
+                .insert((r.topic.clone(), r.partition), r.clone());
+        }
+        dirs
+    }
+
+    fn lag(broker: i32, lag: Option<i64>) -> ReplicaLag {
+        ReplicaLag { broker, lag }
+    }
+
+    #[test]
+    fn a_replica_lags_by_the_leaders_log_end_less_its_own() {
+        let dirs = dirs(&[
+            (1, held("t", 0, 0, Some(2000))),
+            (2, held("t", 0, 0, Some(2000))),
+            (3, held("t", 0, 0, Some(480))),
+            // Read after the leader, a follower may be ahead of what the leader reported.
+            (2, held("t", 1, 0, Some(12))),
+            (1, held("t", 1, 0, Some(10))),
+        ]);
+        let lags = replica_lags("t", 0, &[1, 2, 3], Some(1), &dirs);
+        assert_eq!(lags, [lag(1, Some(0)), lag(2, Some(0)), lag(3, Some(1520))]);
+        assert_eq!(lag_text(&lags), "1:0 2:0 3:1520");
+        let lags = replica_lags("t", 1, &[1, 2], Some(1), &dirs);
+        assert_eq!(lags, [lag(1, Some(0)), lag(2, Some(0))]);
+    }
+
+    #[test]
+    fn a_broker_that_did_not_answer_leaves_its_replicas_unknown() {
+        // Broker 3 is down: no answer; broker 2 answered without the partition.
+        let dirs = dirs(&[
+            (1, held("t", 0, 0, Some(50))),
+            (2, held("u", 0, 0, Some(9))),
+        ]);
+        let lags = replica_lags("t", 0, &[1, 2, 3], Some(1), &dirs);
+        assert_eq!(lags, [lag(1, Some(0)), lag(2, None), lag(3, None)]);
+        assert_eq!(lag_text(&lags), "1:0 2:- 3:-");
+        assert_eq!(lag_json(&lags), json!({"1": 0, "2": null, "3": null}));
+        assert_eq!(lag_text(&[]), "-");
+        assert_eq!(lag_json(&[]), json!({}));
+    }
+
+    #[test]
+    fn without_log_ends_the_lag_is_kafkas_offset_lag() {
+        // A broker that does not send Spate's tag (Kafka, or DescribeLogDirs v1), or a leader
+        // that did not answer: each replica's own offset lag.
+        let dirs = dirs(&[(1, held("t", 0, 0, None)), (2, held("t", 0, 7, Some(5)))]);
+        let lags = replica_lags("t", 0, &[1, 2], Some(1), &dirs);
+        assert_eq!(lags, [lag(1, Some(0)), lag(2, Some(7))]);
+        let lags = replica_lags("t", 0, &[1, 2], None, &dirs);
+        assert_eq!(lags, [lag(1, Some(0)), lag(2, Some(7))]);
+    }
 }

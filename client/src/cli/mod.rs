@@ -85,7 +85,8 @@ enum Format {
 enum Command {
     /// Cluster id, controller and brokers (fenced or not, metadata lag); decommission brokers.
     Cluster {
-        /// Also list every partition's leader, leader epoch, replicas and ISR.
+        /// Also list every partition's leader, leader epoch, replicas, ISR and each replica's
+        /// lag (DescribeLogDirs to every broker; "-" for a broker that does not answer).
         #[arg(long)]
         topics: bool,
         #[command(subcommand)]
