@@ -361,3 +361,58 @@ def test_spate_admin_shows_each_replicas_lag_and_a_stopped_broker_as_unknown(sta
     by_id[stopped].restart()
     wait_full_isr(one, topic, timeout_s=60)
     wait_lags(one, topic, all_caught_up, timeout_s=60)
+
+
+def test_a_clean_stop_checkpoints_every_replicas_high_watermark(start_broker):
+    """A broker stopped cleanly leaves its replicas' high watermarks in its data dir
+    (`high-watermark-checkpoint-core-N`, Kafka's replication-offset-checkpoint), which the next
+    start begins from: here every one of its three replicas at the partition's high watermark,
+    and after the restart every acknowledged record is read back."""
+    brokers = start_cluster(start_broker)
+    bootstrap = brokers[0].bootstrap
+    topic = "hw-checkpoint"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics(
+        [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=BROKERS)]
+    )[topic].result(timeout=30)
+    wait_full_isr(bootstrap, topic)
+    acked = Acked()
+    p = producer(bootstrap)
+    per_partition = 200
+    for partition in range(PARTITIONS):
+        for j in range(per_partition):
+            p.produce(topic, value=f"{partition}-{j}".encode(), partition=partition,
+                      on_delivery=acked.on_delivery)
+    assert p.flush(30) == 0 and not acked.errors, acked.errors
+    ends = [high for _, high in ck.high_watermarks(bootstrap, topic, PARTITIONS)]
+    assert ends == [per_partition] * PARTITIONS, ends
+    # Every follower has fetched the high watermark once the leader has it (within a fetch).
+    wait_full_isr(bootstrap, topic)
+    time.sleep(1.0)
+
+    stopped = brokers[2]
+    assert stopped.stop() == 0
+    files = sorted(stopped.data_dir.glob("high-watermark-checkpoint-core-*"))
+    assert files, list(stopped.data_dir.iterdir())
+    # Entries are keyed by topic id (hex): the topic's are its three partitions' (the file also
+    # holds __consumer_offsets', created by the read-back helpers' groups).
+    from confluent_kafka import TopicCollection
+    described = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout=10)
+    uuid = described.topic_id
+    topic_id = b"".join(
+        bits.to_bytes(8, "big", signed=True)
+        for bits in (uuid.get_most_significant_bits(), uuid.get_least_significant_bits())
+    ).hex()
+    checkpointed = {}
+    for path in files:
+        lines = path.read_text().splitlines()
+        assert lines[0] == "0" and int(lines[1]) == len(lines) - 2, lines
+        for line in lines[2:]:
+            tid, partition, offset = line.split()
+            if tid == topic_id:
+                checkpointed[int(partition)] = int(offset)
+    assert checkpointed == {i: per_partition for i in range(PARTITIONS)}, (topic_id, checkpointed)
+
+    stopped.restart()
+    wait_full_isr(bootstrap, topic)
+    check_read_back(bootstrap, topic, acked)
