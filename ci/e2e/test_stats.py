@@ -112,3 +112,22 @@ def test_a_json_log_has_structured_fields_not_option_debug(start_broker):
         assert "Some(" not in line, line
         assert not option_debug_in(json.loads(line)), line
 
+
+def test_a_fresh_broker_sums_up_consumer_offsets_in_a_few_lines(start_broker):
+    """A fresh broker creates `__consumer_offsets` (50 partitions) and opens it: its startup
+    log says so in a summary, not in one INFO line per partition as it once did."""
+    broker = start_broker(cores=2, args=["--log-format", "json"])
+    ck.create_topic(broker.bootstrap, "after-startup", partitions=1)
+    broker.stop_clean()
+
+    text = broker.log_path.read_text(errors="replace")
+    mentions = [
+        line
+        for line in text.splitlines()
+        if line.startswith("{")
+        and json.loads(line).get("level") == "INFO"
+        and "__consumer_offsets" in line
+    ]
+    # At least the line saying it was created, so this cannot pass on an empty log.
+    assert any("created __consumer_offsets" in line for line in mentions), text[:3000]
+    assert len(mentions) < 15, "\n".join(mentions)
