@@ -481,3 +481,151 @@ fn every_broker_takes_a_topic_config_change_and_shows_it_at_once() {
         }
     });
 }
+
+/// Runs `spate-admin --format json ARGS` at `addr`, asserts it succeeded and returns its JSON.
+fn admin_json(addr: SocketAddr, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_spate-admin"))
+        .arg("--bootstrap")
+        .arg(addr.to_string())
+        .args(["--format", "json"])
+        .args(args)
+        .output()
+        .expect("running spate-admin");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "spate-admin {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// The replica ids of `topic`'s partition 0 in a `cluster --topics` document.
+fn replicas_in(cluster: &serde_json::Value, topic: &str) -> Option<Vec<i32>> {
+    let row = cluster["partitions"]
+        .as_array()?
+        .iter()
+        .find(|p| p["topic"] == topic && p["partition"] == 0)?;
+    serde_json::from_value(row["replicas"].clone()).ok()
+}
+
+/// `spate-admin reassign` moves a replicated partition onto the broker that did not hold it:
+/// `reassignments` shows the move while it runs (the broker being added, the one being
+/// removed) and nothing once it is done, `cluster --topics` then lists the target replicas,
+/// and every record produced before the move is still there.
+#[test]
+fn admin_tool_reassigns_a_replicated_partition_to_another_broker() {
+    const RECORDS: i64 = 300;
+    let cluster = start_cluster("reassign");
+    let addr = cluster.brokers[0].addr;
+    run(async move {
+        let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
+        let mut topic = NewTopic::new("moved", 1);
+        topic.replication_factor = 2;
+        let created = admin.create_topics(&[topic]).await.unwrap();
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        let mut config = ProducerConfig::new(ClientConfig::new(addr));
+        config.acks = Acks::All;
+        let mut producer = Producer::connect(
+            config,
+            Box::new(|d| {
+                d.result.expect("delivered");
+            }),
+        )
+        .await
+        .unwrap();
+        for i in 0..RECORDS {
+            producer
+                .send_to("moved", 0, None, Some(&value(0, i as usize)), &[])
+                .await
+                .unwrap();
+        }
+        producer.flush().await.unwrap();
+        let end = admin
+            .list_offset("moved", 0, OffsetSpec::Latest)
+            .await
+            .unwrap();
+        assert_eq!(end, RECORDS);
+    });
+
+    let started = Instant::now();
+    let replicas = loop {
+        let document = admin_json(addr, &["cluster", "--topics"]);
+        if let Some(replicas) = replicas_in(&document, "moved").filter(|r| r.len() == 2) {
+            break replicas;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{document}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let outsider = (1..=BROKERS as i32)
+        .find(|id| !replicas.contains(id))
+        .expect("three brokers, two replicas");
+    // Keep the first replica, swap the second for the broker that had none.
+    let target = vec![outsider, replicas[0]];
+    let removed = replicas[1];
+    let target_text = format!("{},{}", target[0], target[1]);
+
+    let moved = admin_json(
+        addr,
+        &[
+            "reassign",
+            "--topic",
+            "moved",
+            "--partition",
+            "0",
+            "--replicas",
+            &target_text,
+        ],
+    );
+    assert_eq!(moved[0]["topic"], "moved", "{moved}");
+    assert_eq!(moved[0]["error"], serde_json::Value::Null, "{moved}");
+    assert_eq!(moved[0]["replicas"], serde_json::json!(target), "{moved}");
+
+    // In progress (the outsider being added, the second replica being removed) or already done
+    // (no entry); never anything else, and done within the deadline.
+    let mut seen_in_progress = 0;
+    let started = Instant::now();
+    loop {
+        let ongoing = admin_json(addr, &["reassignments", "--topic", "moved"]);
+        let rows = ongoing.as_array().expect("an array of moves");
+        if rows.is_empty() {
+            break;
+        }
+        assert_eq!(rows.len(), 1, "{ongoing}");
+        assert_eq!(rows[0]["partition"], 0, "{ongoing}");
+        assert_eq!(
+            rows[0]["adding"],
+            serde_json::json!([outsider]),
+            "{ongoing}"
+        );
+        assert_eq!(
+            rows[0]["removing"],
+            serde_json::json!([removed]),
+            "{ongoing}"
+        );
+        seen_in_progress += 1;
+        assert!(started.elapsed() < Duration::from_secs(60), "{ongoing}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("reassignment seen in progress {seen_in_progress} times");
+
+    let started = Instant::now();
+    loop {
+        let document = admin_json(addr, &["cluster", "--topics"]);
+        let now: Option<BTreeSet<i32>> =
+            replicas_in(&document, "moved").map(|r| r.into_iter().collect());
+        if now == Some(target.iter().copied().collect()) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{document}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run(async move {
+        let mut admin = Admin::connect(ClientConfig::new(addr)).await.unwrap();
+        let end = admin
+            .list_offset("moved", 0, OffsetSpec::Latest)
+            .await
+            .unwrap();
+        assert_eq!(end, RECORDS, "the moved partition kept every record");
+    });
+}

@@ -515,7 +515,14 @@ impl Quorum {
         self.was_leader.set(leading);
         self.controller.borrow_mut().reset();
         let term = self.node.borrow().term();
-        info!(leading, term = term.0, leader = ?self.leader(), "controller quorum leadership changed");
+        // An Option is a structured value: the leader's id, or no field while there is none
+        // (Debug would log the text `Some(3)`).
+        info!(
+            leading,
+            term = term.0,
+            leader = self.leader().map(|n| n.0),
+            "controller quorum leadership changed"
+        );
         if !leading {
             let hint = self.leader();
             for waiter in self.waiters.borrow_mut().drain(..) {

@@ -491,7 +491,7 @@ async fn dial_loop(transport: Rc<Transport>, link: Rc<Link>, shutdown: Arc<Shutd
                     info!(
                         peer = link.node_id,
                         address = %link.address.borrow(),
-                        incarnation = ?link.incarnation.get(),
+                        incarnation = link.incarnation.get(),
                         "cluster peer refuses connections: its process is gone"
                     );
                 }

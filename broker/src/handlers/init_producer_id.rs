@@ -45,7 +45,7 @@ pub async fn handle(
         _ if half_named => ErrorCode::InvalidRequest,
         Some(id) if id.0.is_empty() => ErrorCode::InvalidRequest,
         Some(id) if core.config.cluster.is_some() => {
-            info!(core = core.id, transactional_id = %id.0.as_str(), client = ?header.client_id_str(),
+            info!(core = core.id, transactional_id = %id.0.as_str(), client = header.client_id_str().unwrap_or("-"),
                 "transactional producer refused: transactions are not supported in a cluster yet");
             ErrorCode::TransactionalIdAuthorizationFailed
         }
@@ -77,7 +77,12 @@ pub async fn handle(
             .await
         {
             Some(CoreReply::ProducerId(Ok(id))) => {
-                info!(core = core.id, producer_id = id, client = ?header.client_id_str(), "producer id allocated");
+                info!(
+                    core = core.id,
+                    producer_id = id,
+                    client = header.client_id_str().unwrap_or("-"),
+                    "producer id allocated"
+                );
                 response.producer_id = WireProducerId(id);
                 response.producer_epoch = 0;
                 ErrorCode::None

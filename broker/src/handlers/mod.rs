@@ -128,11 +128,13 @@ pub async fn handle(
     match core.versions.range(header.api_key) {
         Some(range) if range.contains(header.api_version) => {}
         _ => {
+            // "-" for a client that sent no client id (or not UTF-8): a string either way,
+            // never Debug's `Some("...")` in a JSON log.
             warn!(
                 core = core.id,
                 api = ?header.api_key,
                 version = header.api_version,
-                client = ?header.client_id_str(),
+                client = header.client_id_str().unwrap_or("-"),
                 "request for an API or version this broker does not advertise; closing connection"
             );
             return None;
@@ -146,7 +148,7 @@ pub async fn handle(
                 core = core.id,
                 api = ?header.api_key,
                 version = header.api_version,
-                client = ?header.client_id_str(),
+                client = header.client_id_str().unwrap_or("-"),
                 %error,
                 "malformed request; closing connection"
             );

@@ -240,7 +240,7 @@ impl Changes {
                 results.push((ErrorCode::KafkaStorageError, Some(e.to_string())));
                 continue;
             }
-            info!(topic = %meta.name, changed = ?altered.changed, "topic configs altered");
+            info!(topic = %meta.name, changed = %changed_text(&altered.changed), "topic configs altered");
             results.push(broadcast_upsert(core, &meta).await);
         }
         results
@@ -273,4 +273,33 @@ async fn broadcast_upsert(core: &Core, meta: &TopicMeta) -> (ErrorCode, Option<S
         }
     }
     outcome
+}
+
+/// The altered keys as one log field, `key=value` or `key (default)` for an override removed,
+/// comma-separated: Debug of the list would put `Some("...")` and `None` into JSON logs.
+fn changed_text(changed: &[(String, Option<String>)]) -> String {
+    let parts: Vec<String> = changed
+        .iter()
+        .map(|(key, value)| match value {
+            Some(value) => format!("{key}={value}"),
+            None => format!("{key} (default)"),
+        })
+        .collect();
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_text;
+
+    #[test]
+    fn altered_configs_log_as_plain_text_without_option_debug() {
+        let changed = vec![
+            ("retention.ms".to_owned(), Some("1000".to_owned())),
+            ("cleanup.policy".to_owned(), None),
+        ];
+        let text = changed_text(&changed);
+        assert_eq!(text, "retention.ms=1000, cleanup.policy (default)");
+        assert!(!text.contains("Some(") && !text.contains("None"), "{text}");
+    }
 }

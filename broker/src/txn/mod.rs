@@ -242,7 +242,12 @@ pub async fn ensure_topic(core: &Core) -> Result<(), ErrorCode> {
             Ok(())
         }
         other => {
-            warn!(core = core.id, ?other, "cannot create __transaction_state");
+            // No field when the controller gave no answer at all.
+            warn!(
+                core = core.id,
+                error = other.map(tracing::field::display),
+                "cannot create __transaction_state"
+            );
             Err(ErrorCode::CoordinatorNotAvailable)
         }
     }

@@ -19,6 +19,8 @@
 //! module of its noun (`topics`, `groups`, `cluster`) and an arm in `run`.
 
 mod cluster;
+#[cfg(test)]
+mod doc_tests;
 mod groups;
 mod reassign;
 mod topics;
