@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 import ck
 from records import Deadline
@@ -285,3 +285,49 @@ def test_list_offsets_answers_read_committed_from_the_last_stable_offset(broker)
     p.commit_transaction(30)  # its COMMIT marker at 9
     wait_for("read_committed", 10)
     assert latest("read_uncommitted") == 10
+
+
+def test_offset_fetch_answers_unstable_while_a_transaction_holds_the_groups_offsets(broker):
+    """KIP-447: while a transaction holds offsets of a group (send_offsets_to_transaction, not
+    yet committed), OffsetFetch with require_stable (librdkafka sends it for read_committed
+    consumers) answers UNSTABLE_OFFSET_COMMIT, which the client retries, instead of the offset
+    the transaction is about to replace: a consumer taking over the partition would otherwise
+    reprocess what the transaction wrote. A read_uncommitted consumer still gets the last
+    committed offset; once the transaction commits, both get the new one."""
+    from confluent_kafka import OFFSET_INVALID, Consumer
+
+    topic = "txn-stable-offsets"
+    group = "txn-stable-offsets-group"
+    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    tp = TopicPartition(topic, 0)
+
+    def consumer(isolation: str) -> Consumer:
+        return Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "isolation.level": isolation})
+
+    source = consumer("read_committed")
+    stable = consumer("read_committed")
+    latest = consumer("read_uncommitted")
+    try:
+        p = txn_producer(broker.bootstrap, "txn-stable-offsets-producer")
+        p.init_transactions(30)
+        p.begin_transaction()
+        p.produce(topic, value=b"out", partition=0)
+        p.send_offsets_to_transaction([TopicPartition(topic, 0, 5)],
+                                      source.consumer_group_metadata(), 30)
+
+        with pytest.raises(KafkaException) as pending:
+            stable.committed([tp], timeout=3)
+        assert pending.value.args[0].code() in (KafkaError._TIMED_OUT,
+                                                KafkaError.UNSTABLE_OFFSET_COMMIT), pending.value
+        assert latest.committed([tp], timeout=10)[0].offset == OFFSET_INVALID
+
+        p.commit_transaction(30)
+        deadline = Deadline(20)
+        while (got := stable.committed([tp], timeout=10)[0].offset) != 5:
+            assert not deadline.expired(), got
+            time.sleep(0.2)
+        assert latest.committed([tp], timeout=10)[0].offset == 5
+    finally:
+        for c in (source, stable, latest):
+            c.close()

@@ -12,7 +12,7 @@
 //! the latest record in the log (commits finishing out of order do not go back).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,10 @@ pub struct Coordinator {
     /// transaction's COMMIT marker reaches that partition, dropped at its ABORT marker.
     txn_offsets: RefCell<HashMap<(i32, ProducerId), Vec<TxnOffset>>>,
 }
+
+/// A partition's answer to OffsetFetch: its committed offset (`Ok(None)`: none), or an error
+/// (UNSTABLE_OFFSET_COMMIT).
+pub type FetchedOffset = Result<Option<OffsetValue>, ErrorCode>;
 
 /// An offset committed in an open transaction: group, topic, partition, value, log offset.
 type TxnOffset = (String, String, i32, OffsetValue, Offset);
@@ -350,14 +354,37 @@ impl Coordinator {
         &self,
         group_id: &str,
         partitions: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Vec<(String, i32, Option<OffsetValue>)> {
+        require_stable: bool,
+    ) -> Vec<(String, i32, FetchedOffset)> {
+        // KIP-447: with require_stable, a partition whose offsets an open transaction holds is
+        // not answered with the offset the transaction is about to replace (a consumer taking
+        // over would reprocess what the transaction already wrote): the client retries until
+        // the transaction ends. Kafka's GroupMetadataManager.getOffsets.
+        let pending: HashSet<(String, i32)> = if require_stable {
+            self.txn_offsets
+                .borrow()
+                .values()
+                .flatten()
+                .filter(|(group, ..)| group == group_id)
+                .map(|(_, topic, partition, ..)| (topic.clone(), *partition))
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let answer = |topic: &str, partition: i32, value: Option<OffsetValue>| -> FetchedOffset {
+            if pending.contains(&(topic.to_owned(), partition)) {
+                Err(ErrorCode::UnstableOffsetCommit)
+            } else {
+                Ok(value)
+            }
+        };
         let offsets = self.offsets.borrow();
         let group = offsets.get(group_id);
         match partitions {
             None => group
                 .map(|g| {
                     g.iter()
-                        .map(|((t, p), c)| (t.clone(), *p, Some(c.value.clone())))
+                        .map(|((t, p), c)| (t.clone(), *p, answer(t, *p, Some(c.value.clone()))))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -368,7 +395,8 @@ impl Coordinator {
                     let value = group
                         .and_then(|g| g.get(&(topic.clone(), p)))
                         .map(|c| c.value.clone());
-                    (topic, p, value)
+                    let committed = answer(&topic, p, value);
+                    (topic, p, committed)
                 })
                 .collect(),
         }

@@ -77,10 +77,13 @@ pub enum GroupCall {
         epoch: spate_wire::types::ProducerEpoch,
         offsets: Vec<(String, i32, OffsetValue)>,
     },
-    /// `partitions: None` asks for every committed partition.
+    /// `partitions: None` asks for every committed partition. `require_stable` (OffsetFetch
+    /// v7+, KIP-447): a partition with offsets pending in an open transaction answers
+    /// UNSTABLE_OFFSET_COMMIT instead of its last committed offset.
     FetchOffsets {
         group: String,
         partitions: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
     },
     /// Every group of the receiving core.
     List,
@@ -105,7 +108,7 @@ pub enum GroupAnswer {
     Error(ErrorCode),
     /// One error per member (Leave) or partition (Commit).
     Errors(Vec<ErrorCode>),
-    Offsets(Vec<(String, i32, Option<OffsetValue>)>),
+    Offsets(Vec<(String, i32, coordinator::FetchedOffset)>),
     /// (group, protocol type, state).
     List(Vec<(String, String, &'static str)>),
     Describe(Vec<coordinator::GroupDescription>),
@@ -192,9 +195,11 @@ pub async fn run(core: &Core, call: GroupCall) -> GroupAnswer {
                 .txn_commit(core, &group, producer_id, epoch, offsets)
                 .await,
         ),
-        GroupCall::FetchOffsets { group, partitions } => {
-            GroupAnswer::Offsets(groups.fetch_offsets(&group, partitions))
-        }
+        GroupCall::FetchOffsets {
+            group,
+            partitions,
+            require_stable,
+        } => GroupAnswer::Offsets(groups.fetch_offsets(&group, partitions, require_stable)),
         GroupCall::List => GroupAnswer::List(groups.list()),
         GroupCall::Describe { groups: ids } => {
             GroupAnswer::Describe(ids.iter().map(|id| groups.describe(id)).collect())

@@ -12,20 +12,21 @@ use spate_wire::ErrorCode;
 use super::{respond, str_bytes, topic_name};
 use crate::connection::ResponseParts;
 use crate::core::Core;
-use crate::group::records::OffsetValue;
+use crate::group::coordinator::FetchedOffset;
 use crate::group::{self, GroupAnswer, GroupCall};
 
 /// Groups one v8+ request may name: bounds the response.
 const GROUPS_PER_REQUEST_MAX: usize = 1_000;
 
-/// A topic's partitions with their committed offsets (`None`: nothing committed).
-type TopicOffsets = (String, Vec<(i32, Option<OffsetValue>)>);
-type Fetched = Result<Vec<(String, i32, Option<OffsetValue>)>, ErrorCode>;
+/// A topic's partitions with their committed offsets (`Ok(None)`: nothing committed).
+type TopicOffsets = (String, Vec<(i32, FetchedOffset)>);
+type Fetched = Result<Vec<(String, i32, FetchedOffset)>, ErrorCode>;
 
 async fn fetch_group(
     core: &Core,
     group_id: &str,
     partitions: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Fetched {
     if group_id.is_empty() {
         return Err(ErrorCode::InvalidGroupId);
@@ -33,6 +34,7 @@ async fn fetch_group(
     let call = GroupCall::FetchOffsets {
         group: group_id.to_owned(),
         partitions,
+        require_stable,
     };
     match group::call(core, group_id, call).await {
         Some(GroupAnswer::Offsets(offsets)) => Ok(offsets),
@@ -40,8 +42,8 @@ async fn fetch_group(
     }
 }
 
-/// Committed offsets in topic order (the order of the request, or of the store for "all").
-fn by_topic(offsets: Vec<(String, i32, Option<OffsetValue>)>) -> Vec<TopicOffsets> {
+/// FetchedOffset offsets in topic order (the order of the request, or of the store for "all").
+fn by_topic(offsets: Vec<(String, i32, FetchedOffset)>) -> Vec<TopicOffsets> {
     let mut topics: Vec<TopicOffsets> = Vec::new();
     for (topic, partition, value) in offsets {
         match topics.last_mut() {
@@ -67,7 +69,8 @@ pub async fn handle(
                     .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            let fetched = fetch_group(core, &group.group_id.0, partitions).await;
+            let fetched =
+                fetch_group(core, &group.group_id.0, partitions, request.require_stable).await;
             let mut out = OffsetFetchResponseGroup::default();
             out.group_id = GroupId(str_bytes(&group.group_id.0));
             match fetched {
@@ -78,7 +81,7 @@ pub async fn handle(
                         for (index, value) in partitions {
                             let mut p = OffsetFetchResponsePartitions::default();
                             p.partition_index = index;
-                            fill(
+                            p.error_code = fill(
                                 value,
                                 &mut p.committed_offset,
                                 &mut p.committed_leader_epoch,
@@ -101,7 +104,15 @@ pub async fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    match fetch_group(core, &request.group_id.0, partitions).await {
+    // require_stable exists from v7 on (decoded as false before).
+    match fetch_group(
+        core,
+        &request.group_id.0,
+        partitions,
+        request.require_stable,
+    )
+    .await
+    {
         Ok(offsets) => {
             for (topic, partitions) in by_topic(offsets) {
                 let mut t = OffsetFetchResponseTopic::default();
@@ -110,7 +121,8 @@ pub async fn handle(
                     let mut p = OffsetFetchResponsePartition::default();
                     p.partition_index = index;
                     let mut epoch = -1;
-                    fill(value, &mut p.committed_offset, &mut epoch, &mut p.metadata);
+                    p.error_code =
+                        fill(value, &mut p.committed_offset, &mut epoch, &mut p.metadata);
                     if version >= 5 {
                         p.committed_leader_epoch = epoch;
                     }
@@ -142,22 +154,25 @@ pub async fn handle(
     respond(header, &response)
 }
 
+/// Fills a partition's answer; returns its error code.
 fn fill(
-    value: Option<OffsetValue>,
+    value: FetchedOffset,
     offset: &mut i64,
     epoch: &mut i32,
     metadata: &mut Option<spate_wire::kafka_protocol::protocol::StrBytes>,
-) {
+) -> i16 {
     match value {
-        Some(v) => {
+        Ok(Some(v)) => {
             *offset = v.offset;
             *epoch = v.leader_epoch;
             *metadata = Some(str_bytes(&v.metadata));
+            ErrorCode::None.code()
         }
-        None => {
+        Ok(None) | Err(_) => {
             *offset = -1;
             *epoch = -1;
             *metadata = Some(str_bytes(""));
+            value.err().unwrap_or(ErrorCode::None).code()
         }
     }
 }
