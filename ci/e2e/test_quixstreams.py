@@ -11,12 +11,21 @@ still open, its partial count only in the store and the changelog. The store's d
 then deleted, as when an application moves to a fresh machine, so the second run must rebuild
 it from the changelog on Spate (read from the start of a compacted topic) before the rest of
 that window arrives. Any record lost or counted twice anywhere (input, repartition topic,
-changelog, committed offsets) changes a count."""
+changelog, committed offsets) changes a count.
+
+The same application with processing_guarantee="exactly-once" (transactions on a single
+broker) is killed with SIGKILL while a checkpoint's transaction is open, with records of it in
+the log, and restarted with its state dir as the kill left it. Each closed window must still be
+emitted once with its exact count: the killed transaction's repartitioned clicks, changelog
+updates and window outputs are aborted, and the restart redoes them from the offsets committed
+in the last committed transaction."""
 
 from __future__ import annotations
 
 import json
+import random
 import shutil
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -27,7 +36,8 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 import ck
-from conftest import REPO_ROOT
+from conftest import E2E_METRICS, REPO_ROOT
+from records import Deadline
 
 QUIX_PYTHON = REPO_ROOT / ".venv-quix" / "bin" / "python"
 APP = Path(__file__).resolve().parent / "quix_app.py"
@@ -73,10 +83,14 @@ def produce_clicks(bootstrap: str, topic: str, times: list[int], seq0: int) -> l
     return sent
 
 
-def run_app(bootstrap: str, input_topic: str, output_topic: str, state_dir: Path, log: Path) -> None:
+def app_command(bootstrap: str, input_topic: str, output_topic: str, state_dir: Path, *extra: str) -> list[str]:
+    return [str(QUIX_PYTHON), str(APP), bootstrap, input_topic, output_topic, str(state_dir), str(IDLE_TIMEOUT_S), *extra]
+
+
+def run_app(bootstrap: str, input_topic: str, output_topic: str, state_dir: Path, log: Path, *extra: str) -> None:
     with log.open("a") as out:
         proc = subprocess.run(
-            [str(QUIX_PYTHON), str(APP), bootstrap, input_topic, output_topic, str(state_dir), str(IDLE_TIMEOUT_S)],
+            app_command(bootstrap, input_topic, output_topic, state_dir, *extra),
             stdout=out,
             stderr=subprocess.STDOUT,
             timeout=APP_TIMEOUT_S,
@@ -85,7 +99,7 @@ def run_app(bootstrap: str, input_topic: str, output_topic: str, state_dir: Path
 
 
 def read_output(bootstrap: str, topic: str) -> list[dict]:
-    c = ck.consumer(bootstrap)
+    c = ck.consumer(bootstrap, isolation_level="read_committed")
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
         c.assign([TopicPartition(topic, p, -2) for p in parts])
@@ -171,3 +185,95 @@ def test_quixstreams_repartition_and_windowed_count_are_exact_across_a_restore(s
         resource = ConfigResource(ConfigResource.Type.TOPIC, name)
         config = admin.describe_configs([resource])[resource].result(timeout=10)
         assert config["cleanup.policy"].value == "compact", (name, config["cleanup.policy"].value)
+
+
+# The exactly-once run: windows of clicks produced before the app starts, and work per click so
+# that processing them takes several checkpoints (commit_interval 1 s) and a kill lands inside
+# one.
+EOS_WINDOWS = 6
+EOS_PER_CLICK_MS = 3
+EOS_KILL_AFTER_S = (1.0, 2.5)
+
+
+def count_records(bootstrap: str, topic: str, isolation_level: str, quiet_s: float = 1.5) -> int:
+    """Records of `topic` a consumer at `isolation_level` reads from the beginning until
+    nothing more arrives for `quiet_s`. (Fetch, not ListOffsets: Spate's ListOffsets answers
+    the high watermark at both isolation levels; see test_transactions.py.)"""
+    c = ck.consumer(bootstrap, isolation_level=isolation_level)
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        c.assign([TopicPartition(topic, p, -2) for p in parts])
+        count = 0
+        quiet = Deadline(quiet_s)
+        while not quiet.expired():
+            msgs = c.consume(num_messages=10_000, timeout=0.2)
+            for m in msgs:
+                assert m.error() is None, m.error()
+            if msgs:
+                count += len(msgs)
+                quiet = Deadline(quiet_s)
+        return count
+    finally:
+        c.close()
+
+
+def test_quixstreams_exactly_once_windowed_count_is_exact_across_a_kill9(start_broker, tmp_path):
+    if not QUIX_PYTHON.is_file():
+        pytest.fail(f"{QUIX_PYTHON} missing: ci/e2e.sh creates .venv-quix from ci/e2e/requirements-quix.txt")
+    broker = start_broker(cores=2)
+    bootstrap = broker.bootstrap
+    input_topic, output_topic = "clicks-eos", "click-counts-eos"
+    ck.create_topic(bootstrap, input_topic, partitions=INPUT_PARTITIONS)
+    ck.create_topic(bootstrap, output_topic, partitions=1)
+    now_ms = int(time.time() * 1000)
+    base_ms = now_ms - now_ms % WINDOW_MS - 3_600_000
+    times = [base_ms + w * WINDOW_MS + (i * WINDOW_MS) // CLICKS_PER_WINDOW
+             for w in range(EOS_WINDOWS) for i in range(CLICKS_PER_WINDOW)]
+    sent = produce_clicks(bootstrap, input_topic, times, 0)
+    state_dir = tmp_path / "quix-state"
+    log = tmp_path / "quix-app.log"
+    command = app_command(bootstrap, input_topic, output_topic, state_dir, "exactly-once", str(EOS_PER_CLICK_MS))
+
+    seed = random.randrange(1 << 32)
+    with log.open("a") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = Deadline(60)
+        while "PROCESSING" not in log.read_text(errors="replace"):
+            assert proc.poll() is None, f"app exited {proc.returncode}:\n{log.read_text()[-6000:]}"
+            assert not deadline.expired(), f"no click processed in 60 s:\n{log.read_text()[-6000:]}"
+            time.sleep(0.05)
+        time.sleep(random.Random(seed).uniform(*EOS_KILL_AFTER_S))
+        assert proc.poll() is None, f"app ended before the kill (seed {seed}):\n{log.read_text()[-6000:]}"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    repartition = [t for t in topics if t.startswith("repartition__")]
+    assert len(repartition) == 1, sorted(topics)
+    # The kill left a transaction open with clicks of it already in the repartition topic:
+    # read_committed readers stop at its first offset.
+    held = (count_records(bootstrap, repartition[0], "read_uncommitted")
+            - count_records(bootstrap, repartition[0], "read_committed"))
+    assert held > 0, f"the kill (seed {seed}) left no open transaction with records"
+
+    run_app(bootstrap, input_topic, output_topic, state_dir, log, "exactly-once", str(EOS_PER_CLICK_MS))
+
+    output = read_output(bootstrap, output_topic)
+    got: Counter = Counter()
+    for o in output:
+        key = (o["user"], o["start"])
+        assert key not in got, f"window {key} emitted twice (seed {seed}): {output}"
+        got[key] = o["count"]
+    want = expected_counts(sent, base_ms + (EOS_WINDOWS - 1) * WINDOW_MS)
+    assert len(want) == USERS * (EOS_WINDOWS - 1)
+    assert got == want, f"seed {seed}"
+    # The killed transaction was aborted and its clicks redone: read_committed readers of the
+    # repartition topic see each click once, read_uncommitted ones the aborted copies too.
+    assert count_records(bootstrap, repartition[0], "read_committed") == len(sent)
+    everything = count_records(bootstrap, repartition[0], "read_uncommitted")
+    assert everything >= len(sent) + held, f"{everything} repartitioned, {len(sent)} clicks, {held} held"
+    E2E_METRICS.append(f"quixstreams exactly-once: the kill (seed {seed}) left {held} repartitioned clicks "
+                       f"in an open transaction; {everything} repartitioned in all for {len(sent)} clicks")
