@@ -12,8 +12,7 @@ It stops by itself once no input has arrived for IDLE_TIMEOUT_S, committing what
 
 GUARANTEE is quixstreams' processing_guarantee, "at-least-once" (the default) or
 "exactly-once". PER_CLICK_MS (default 0) is work done per input click, so a run lasts long
-enough for the test to kill it while a checkpoint is open; the first click processed prints
-"PROCESSING" to stdout.
+enough for the test to kill it while a checkpoint is open.
 """
 
 from __future__ import annotations
@@ -59,15 +58,7 @@ def main() -> int:
 
     sdf = app.dataframe(clicks)
     if per_click_s:
-        started = []
-
-        def work(_click) -> None:
-            if not started:
-                started.append(True)
-                print("PROCESSING", flush=True)
-            time.sleep(per_click_s)
-
-        sdf = sdf.update(work)
+        sdf = sdf.update(lambda _click: time.sleep(per_click_s))
     sdf = sdf.group_by("user", name="by_user")
     sdf = sdf.tumbling_window(WINDOW_MS).count().final()
     sdf = sdf.apply(
