@@ -3,14 +3,18 @@ read_committed consumer sees exactly the records of committed transactions and n
 aborted ones; a producer fenced by a newer instance with the same transactional.id fails with
 a fatal error; a transaction left open by a kill -9 of the broker holds the last stable offset
 until the restarted coordinator aborts it at its timeout, and is never seen by read_committed
-consumers."""
+consumers. A read_committed consumer that starts at the latest offset while a transaction is
+open starts at the last stable offset, so it reads that transaction once it commits (ListOffsets
+answers read_committed clients from the last stable offset); OffsetFetch with require_stable
+waits while a transaction holds a group's offsets (KIP-447)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 import ck
 from records import Deadline
@@ -28,6 +32,13 @@ def produce_txn(p, topic: str, tag: str, count: int) -> None:
     for j in range(count):
         p.produce(topic, key=f"{tag}-{j}".encode(), value=f"{tag}-{j}".encode(),
                   partition=j % PARTITIONS)
+    p.poll(0)
+
+
+def produce_txn_to(p, topic: str, tag: str, count: int) -> None:
+    """`count` records to partition 0, in order."""
+    for j in range(count):
+        p.produce(topic, value=f"{tag}-{j}".encode(), partition=0)
     p.poll(0)
 
 
@@ -294,7 +305,7 @@ def test_offset_fetch_answers_unstable_while_a_transaction_holds_the_groups_offs
     the transaction is about to replace: a consumer taking over the partition would otherwise
     reprocess what the transaction wrote. A read_uncommitted consumer still gets the last
     committed offset; once the transaction commits, both get the new one."""
-    from confluent_kafka import OFFSET_INVALID, Consumer
+    from confluent_kafka import OFFSET_INVALID
 
     topic = "txn-stable-offsets"
     group = "txn-stable-offsets-group"
@@ -331,3 +342,64 @@ def test_offset_fetch_answers_unstable_while_a_transaction_holds_the_groups_offs
     finally:
         for c in (source, stable, latest):
             c.close()
+
+
+def test_read_committed_consumer_from_latest_reads_an_open_transaction_once_committed(broker):
+    topic = "txn-latest"
+    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    tp = TopicPartition(topic, 0)
+    p = txn_producer(broker.bootstrap, "txn-latest-id")
+    p.init_transactions(30)
+    p.begin_transaction()
+    produce_txn_to(p, topic, "before", 10)
+    p.commit_transaction(30)
+    p.begin_transaction()
+    produce_txn_to(p, topic, "open", 5)
+    assert p.flush(30) == 0
+    # The log: before-0..9 at offsets 0-9, their COMMIT marker at 10, open-0..4 at 11-15.
+    last_stable, high_watermark = 11, 16
+
+    # ListOffsets latest at each isolation level (librdkafka sends the consumer's).
+    latest = {}
+    for isolation in ("read_uncommitted", "read_committed"):
+        probe = ck.consumer(broker.bootstrap, isolation_level=isolation)
+        try:
+            latest[isolation] = probe.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+        finally:
+            probe.close()
+
+    # What it means to an application: a read_committed consumer starting from the latest
+    # offset now must read the open transaction's records once they commit.
+    # librdkafka's position() stays unset until a record is delivered; its statistics show
+    # the offset the fetcher resolved "latest" to.
+    fetcher: dict = {}
+
+    def on_stats(raw: str) -> None:
+        fetcher.update(json.loads(raw)["topics"].get(topic, {}).get("partitions", {}).get("0", {}))
+
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "txn-latest-group",
+                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                  "statistics.interval.ms": 100, "stats_cb": on_stats})
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_END)])
+        deadline = Deadline(15)
+        while fetcher.get("fetch_state") != "active":
+            assert not deadline.expired(), f"the consumer never started fetching: {fetcher}"
+            assert not [m for m in c.consume(num_messages=100, timeout=0.1) if m.error() is None]
+        start = fetcher["next_offset"]
+        p.commit_transaction(30)
+        p.begin_transaction()
+        produce_txn_to(p, topic, "after", 3)
+        p.commit_transaction(30)
+        got: list[str] = []
+        deadline = Deadline(15)
+        while len(got) < 8 and not deadline.expired():
+            got.extend(m.value().decode() for m in c.consume(num_messages=100, timeout=0.5)
+                       if m.error() is None)
+        got.extend(m.value().decode() for m in c.consume(num_messages=100, timeout=1.0)
+                   if m.error() is None)
+    finally:
+        c.close()
+    assert latest == {"read_uncommitted": high_watermark, "read_committed": last_stable}
+    assert start == last_stable
+    assert got == [f"open-{j}" for j in range(5)] + [f"after-{j}" for j in range(3)]
