@@ -59,8 +59,9 @@ struct Case {
 /// topic `t` (2 partitions, 3 records in partition 0), `compacted` (cleanup.policy=compact),
 /// `small` (max.message.bytes=100).
 ///
-/// The APIs a single broker does not advertise (ElectLeaders, the reassignment APIs) are
-/// asked of a one-broker cluster (`cluster_conn`), which has its own topic `t`.
+/// The APIs a single broker does not advertise (ElectLeaders, the reassignment APIs,
+/// DescribeQuorum, UnregisterBroker) are asked of a one-broker cluster (`cluster_conn`), which
+/// has its own topic `t`. The transaction APIs are advertised by a single broker only.
 struct Ctx {
     broker: Broker,
     conn: TcpStream,
@@ -86,6 +87,19 @@ fn gid(v: &str) -> GroupId {
 
 fn code(raw: i16) -> Answer {
     Code(E::try_from(raw).unwrap_or_else(|_| panic!("unknown error code {raw}")))
+}
+
+/// Whether the broker closes `conn` on this request instead of answering.
+fn closes_on<Req: Encodable>(mut conn: TcpStream, key: ApiKey, version: i16, r: &Req) -> Answer {
+    let frame = encode_request(key, version, 5, r);
+    let mut framed = (frame.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&frame);
+    std::io::Write::write_all(&mut conn, &framed).unwrap();
+    if is_closed(&mut conn, Duration::from_secs(5)) {
+        Closed
+    } else {
+        Code(E::None)
+    }
 }
 
 /// A batch of `count` records (keys optional), timestamps `timestamp_ms`.
@@ -151,16 +165,7 @@ impl Ctx {
 
     /// Whether the broker closes a fresh connection on this request instead of answering.
     fn closes<Req: Encodable>(&mut self, key: ApiKey, version: i16, r: &Req) -> Answer {
-        let mut conn = self.broker.connect();
-        let frame = encode_request(key, version, 5, r);
-        let mut framed = (frame.len() as i32).to_be_bytes().to_vec();
-        framed.extend_from_slice(&frame);
-        std::io::Write::write_all(&mut conn, &framed).unwrap();
-        if is_closed(&mut conn, Duration::from_secs(5)) {
-            Closed
-        } else {
-            Code(E::None)
-        }
+        closes_on(self.broker.connect(), key, version, r)
     }
 
     fn produce_records(
@@ -598,6 +603,211 @@ impl Ctx {
         let mut response: OffsetForLeaderEpochResponse =
             self.call(ApiKey::OffsetForLeaderEpoch, 4, &request);
         response.topics.remove(0).partitions.remove(0)
+    }
+
+    fn list_groups(&mut self, states: &[&str]) -> ListGroupsResponse {
+        let request = ListGroupsRequest::default()
+            .with_states_filter(states.iter().map(|state| s(state)).collect());
+        let response: ListGroupsResponse = self.call(ApiKey::ListGroups, 4, &request);
+        response
+    }
+
+    /// The state ListGroups (v4, no filter) reports for `group`; `None` when it is not listed.
+    fn listed_state(&mut self, group: &str, states: &[&str]) -> Option<String> {
+        let response = self.list_groups(states);
+        assert_eq!(response.error_code, 0, "list groups top-level error");
+        response
+            .groups
+            .iter()
+            .find(|g| g.group_id.0.as_str() == group)
+            .map(|g| g.group_state.to_string())
+    }
+
+    /// Legacy AlterConfigs (v2): `configs` replace every override of the resource.
+    fn alter(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        configs: &[(&str, &str)],
+        validate_only: bool,
+    ) -> Answer {
+        let request = AlterConfigsRequest::default()
+            .with_validate_only(validate_only)
+            .with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(s(name))
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|&(k, v)| {
+                            alter_configs_request::AlterableConfig::default()
+                                .with_name(s(k))
+                                .with_value(Some(s(v)))
+                        })
+                        .collect(),
+                )]);
+        let response: AlterConfigsResponse = self.call(ApiKey::AlterConfigs, 2, &request);
+        assert_eq!(response.responses.len(), 1, "one answer per resource");
+        code(response.responses[0].error_code)
+    }
+
+    /// A transactional producer of its own: a fresh transactional id, its producer id and
+    /// epoch (0) from InitProducerId.
+    fn txn_producer(&mut self, prefix: &str) -> (String, i64, i16) {
+        let id = self.unique(prefix);
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(&id))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let response: InitProducerIdResponse = self.call(ApiKey::InitProducerId, 4, &request);
+        assert_eq!(code(response.error_code), Code(E::None), "init of {id}");
+        (id, response.producer_id.0, response.producer_epoch)
+    }
+
+    /// AddPartitionsToTxn (v0-v3); the error code of every partition, in request order.
+    fn add_partitions(
+        &mut self,
+        version: i16,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(&str, i32)],
+    ) -> Vec<Answer> {
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(s(id)))
+            .with_v3_and_below_producer_id(ProducerId(producer_id))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(
+                partitions
+                    .iter()
+                    .map(|&(topic, p)| {
+                        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                            .with_name(tn(topic))
+                            .with_partitions(vec![p])
+                    })
+                    .collect(),
+            );
+        let response: AddPartitionsToTxnResponse =
+            self.call(ApiKey::AddPartitionsToTxn, version, &request);
+        let answers: Vec<(String, i32, Answer)> = response
+            .results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| {
+                t.results_by_partition.iter().map(|p| {
+                    (
+                        t.name.0.to_string(),
+                        p.partition_index,
+                        code(p.partition_error_code),
+                    )
+                })
+            })
+            .collect();
+        // Answers are matched by name: the order of topics in the answer is not promised.
+        partitions
+            .iter()
+            .map(|&(topic, p)| {
+                answers
+                    .iter()
+                    .find(|(t, i, _)| t == topic && *i == p)
+                    .unwrap_or_else(|| panic!("an answer for {topic}-{p}"))
+                    .2
+            })
+            .collect()
+    }
+
+    /// AddPartitionsToTxn (v3) of one partition.
+    fn add_partition(&mut self, id: &str, producer_id: i64, epoch: i16, topic: &str) -> Answer {
+        self.add_partitions(3, id, producer_id, epoch, &[(topic, 0)])[0]
+    }
+
+    fn add_offsets(
+        &mut self,
+        version: i16,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+    ) -> Answer {
+        let request = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch)
+            .with_group_id(gid(group));
+        let response: AddOffsetsToTxnResponse =
+            self.call(ApiKey::AddOffsetsToTxn, version, &request);
+        code(response.error_code)
+    }
+
+    fn end_txn(
+        &mut self,
+        version: i16,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Answer {
+        let request = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch)
+            .with_committed(commit);
+        let response: EndTxnResponse = self.call(ApiKey::EndTxn, version, &request);
+        code(response.error_code)
+    }
+
+    /// EndTxn (v3), retried while the previous transaction's markers are being written
+    /// (CONCURRENT_TRANSACTIONS, which Kafka answers in that window too).
+    fn end_txn_settled(&mut self, id: &str, producer_id: i64, epoch: i16, commit: bool) -> Answer {
+        for _ in 0..250 {
+            let answer = self.end_txn(3, id, producer_id, epoch, commit);
+            if answer != Code(E::ConcurrentTransactions) {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Code(E::ConcurrentTransactions)
+    }
+
+    /// TxnOffsetCommit (v3) of offset 1 for `topic`-0; the partition's error code.
+    #[allow(clippy::too_many_arguments)]
+    fn txn_commit(
+        &mut self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+        member: &str,
+        generation: i32,
+        topic: &str,
+    ) -> Answer {
+        let request = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_group_id(gid(group))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch)
+            .with_generation_id(generation)
+            .with_member_id(s(member))
+            .with_topics(vec![
+                txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                    .with_name(tn(topic))
+                    .with_partitions(vec![
+                        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(1)
+                            .with_committed_leader_epoch(-1)
+                            .with_committed_metadata(Some(s(""))),
+                    ]),
+            ]);
+        let response: TxnOffsetCommitResponse = self.call(ApiKey::TxnOffsetCommit, 3, &request);
+        code(response.topics[0].partitions[0].error_code)
+    }
+
+    /// A transactional producer whose open transaction holds `group`'s offsets partition.
+    fn txn_with_offsets(&mut self, prefix: &str, group: &str) -> (String, i64, i16) {
+        let (id, pid, epoch) = self.txn_producer(prefix);
+        assert_eq!(self.add_offsets(3, &id, pid, epoch, group), Code(E::None));
+        (id, pid, epoch)
     }
 }
 
@@ -2068,6 +2278,611 @@ const CASES: &[Case] = &[
             answer
         },
     },
+    // ---- AlterConfigs (legacy) ----
+    Case {
+        name: "alter (legacy) the configs of a topic that does not exist",
+        kafka: Code(E::UnknownTopicOrPartition),
+        kafka_source: "ConfigurationControlManager.java legacyAlterConfigResource -> validateAlterConfig (existenceChecker: UNKNOWN_TOPIC_OR_PARTITION)",
+        spate: Code(E::UnknownTopicOrPartition),
+        why: "",
+        run: |c| c.alter(RESOURCE_TOPIC, "no-such-topic", &[("retention.ms", "1000")], false),
+    },
+    Case {
+        name: "alter (legacy) a config to an invalid value",
+        kafka: Code(E::InvalidConfig),
+        kafka_source: "ConfigurationControlManager.java validateAlterConfig (LogConfig.validate: ConfigException -> INVALID_CONFIG)",
+        spate: Code(E::InvalidConfig),
+        why: "",
+        run: |c| {
+            let name = c.topic_with_records("legacy-bad-value", 0);
+            let before = c.topic_config(&name, "retention.ms");
+            let answer = c.alter(RESOURCE_TOPIC, &name, &[("retention.ms", "soon")], false);
+            assert_eq!(c.topic_config(&name, "retention.ms"), before);
+            answer
+        },
+    },
+    Case {
+        name: "alter (legacy) an unknown config",
+        kafka: Code(E::InvalidConfig),
+        kafka_source: "ConfigurationControlManager.java validateAlterConfig -> ControllerConfigurationValidator.validate (LogConfig.validate: unknown topic config)",
+        spate: Code(E::InvalidConfig),
+        why: "",
+        run: |c| {
+            let name = c.topic_with_records("legacy-unknown", 0);
+            c.alter(RESOURCE_TOPIC, &name, &[("no.such.config", "1")], false)
+        },
+    },
+    Case {
+        name: "alter (legacy) naming one config twice",
+        kafka: Code(E::InvalidRequest),
+        kafka_source: "ConfigAdminManager.scala preprocess (AlterConfigsRequestData: \"Error due to duplicate config keys\")",
+        spate: Code(E::InvalidRequest),
+        why: "",
+        run: |c| {
+            let name = c.topic_with_records("legacy-twice", 0);
+            c.alter(RESOURCE_TOPIC, &name, &[("retention.ms", "1000"), ("retention.ms", "2000")], false)
+        },
+    },
+    Case {
+        name: "alter (legacy) a resource type that does not exist",
+        kafka: Code(E::InvalidRequest),
+        kafka_source: "ConfigAdminManager.scala preprocess (AlterConfigsRequestData, other type: \"Unknown resource type\")",
+        spate: Code(E::InvalidRequest),
+        why: "",
+        run: |c| c.alter(99, "x", &[("retention.ms", "1000")], false),
+    },
+    Case {
+        name: "alter (legacy) a dynamic config of this broker",
+        kafka: Code(E::None),
+        kafka_source: "ConfigAdminManager.scala preprocess (BROKER: validateResourceNameIsCurrentNodeId, validateBrokerConfigChange) -> ConfigurationControlManager.legacyAlterConfigs",
+        spate: Code(E::InvalidRequest),
+        why: "not implemented: Spate's broker configs are static (command-line flags), so AlterConfigs of a BROKER resource is refused, as docs/KAFKA-APIS.md says",
+        run: |c| {
+            let id = c.metadata(&[T], false).brokers[0].node_id.0;
+            c.alter(RESOURCE_BROKER, &id.to_string(), &[("log.cleaner.threads", "2")], false)
+        },
+    },
+    Case {
+        name: "alter (legacy) the configs of another broker id",
+        kafka: Code(E::InvalidRequest),
+        kafka_source: "ConfigAdminManager.scala preprocess -> validateResourceNameIsCurrentNodeId (\"Unexpected broker id\")",
+        spate: Code(E::InvalidRequest),
+        why: "",
+        run: |c| c.alter(RESOURCE_BROKER, "4242", &[("log.cleaner.threads", "2")], false),
+    },
+    Case {
+        name: "alter (legacy) naming one resource twice",
+        kafka: Code(E::InvalidRequest),
+        kafka_source: "ConfigAdminManager.scala preprocess (AlterConfigsRequestData: \"Each resource must appear at most once.\" for both)",
+        spate: Code(E::InvalidRequest),
+        why: "",
+        run: |c| {
+            let name = c.topic_with_records("legacy-resource-twice", 0);
+            let before = c.topic_config(&name, "retention.ms");
+            let resource = alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(s(&name))
+                .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                    .with_name(s("retention.ms"))
+                    .with_value(Some(s("12345")))]);
+            let request = AlterConfigsRequest::default().with_resources(vec![resource.clone(), resource]);
+            let response: AlterConfigsResponse = c.call(ApiKey::AlterConfigs, 2, &request);
+            assert_eq!(response.responses.len(), 2, "{:?}", response.responses);
+            assert_eq!(response.responses[0].error_code, response.responses[1].error_code);
+            assert_eq!(c.topic_config(&name, "retention.ms"), before);
+            code(response.responses[0].error_code)
+        },
+    },
+    Case {
+        name: "alter (legacy) with validate_only changes nothing",
+        kafka: Code(E::None),
+        kafka_source: "ControllerApis.scala handleLegacyAlterConfigs -> QuorumController.legacyAlterConfigs (validateOnly: records dropped)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let name = c.topic_with_records("legacy-validate", 0);
+            let before = c.topic_config(&name, "retention.ms");
+            let answer = c.alter(RESOURCE_TOPIC, &name, &[("retention.ms", "12345")], true);
+            assert_eq!(c.topic_config(&name, "retention.ms"), before);
+            answer
+        },
+    },
+    Case {
+        name: "alter (legacy) replaces every override: one left out returns to its default",
+        kafka: Code(E::None),
+        kafka_source: "ConfigurationControlManager.java legacyAlterConfigResource (recordsImplicitlyDeleted: overrides not named are removed)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let name = c.unique("legacy-replace");
+            let configs = [("retention.ms", "4242")];
+            assert_eq!(c.create_one(creatable(&name, 1, 1, &configs)), Code(E::None));
+            let answer = c.alter(RESOURCE_TOPIC, &name, &[("max.message.bytes", "2000")], false);
+            assert_eq!(c.topic_config(&name, "max.message.bytes"), "2000");
+            assert_ne!(c.topic_config(&name, "retention.ms"), "4242", "the override left out is gone");
+            answer
+        },
+    },
+    // ---- ListGroups ----
+    Case {
+        name: "list groups (v4) filtered by a state that does not exist lists none",
+        kafka: Code(E::None),
+        kafka_source: "GroupMetadataManager.java listGroups (statesFilter: group.isInStates, no match, no error)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let (_group, _, _) = c.stable("g-list-any");
+            let response = c.list_groups(&["NoSuchState"]);
+            assert!(response.groups.is_empty(), "{:?}", response.groups);
+            code(response.error_code)
+        },
+    },
+    Case {
+        name: "list groups (v4) names a group in each state with its state",
+        kafka: Code(E::None),
+        kafka_source: "GroupMetadataManager.java listGroups (asListedGroup: ClassicGroupState.toString)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let (stable, _, _) = c.stable("g-list-stable");
+            let completing = c.unique("g-list-completing");
+            c.joined(&completing);
+            let empty = c.unique("g-list-empty");
+            assert_eq!(c.commit(8, &empty, "", -1, T, 0, ""), Code(E::None));
+            assert_eq!(c.listed_state(&stable, &[]).as_deref(), Some("Stable"));
+            assert_eq!(
+                c.listed_state(&completing, &[]).as_deref(),
+                Some("CompletingRebalance")
+            );
+            assert_eq!(c.listed_state(&empty, &[]).as_deref(), Some("Empty"));
+            let response = c.list_groups(&[]);
+            let listed = response.groups.iter().find(|g| g.group_id.0.as_str() == stable);
+            assert_eq!(listed.map(|g| g.protocol_type.as_str()), Some("consumer"));
+            code(response.error_code)
+        },
+    },
+    Case {
+        name: "list groups (v4) filtered by a state lists only the groups in it",
+        kafka: Code(E::None),
+        kafka_source: "GroupMetadataManager.java listGroups (statesFilter)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let (stable, _, _) = c.stable("g-filter-stable");
+            let empty = c.unique("g-filter-empty");
+            assert_eq!(c.commit(8, &empty, "", -1, T, 0, ""), Code(E::None));
+            assert_eq!(c.listed_state(&empty, &["Empty"]).as_deref(), Some("Empty"));
+            assert_eq!(c.listed_state(&stable, &["Empty"]), None);
+            let response = c.list_groups(&["Empty"]);
+            assert!(response.groups.iter().all(|g| g.group_state.as_str() == "Empty"));
+            code(response.error_code)
+        },
+    },
+    Case {
+        name: "list groups (v4) filtered by a state in lower case",
+        kafka: Code(E::None),
+        kafka_source: "GroupMetadataManager.java listGroups (caseInsensitiveFilterSet: states compared in lower case)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let (stable, _, _) = c.stable("g-filter-lower");
+            let listed = c.listed_state(&stable, &["stable"]);
+            assert_eq!(listed.as_deref(), Some("Stable"), "\"stable\" matches Stable");
+            Code(E::None)
+        },
+    },
+    // ---- AddPartitionsToTxn ----
+    Case {
+        name: "add partitions to the transaction of a transactional id never initialized",
+        kafka: Code(E::InvalidProducerIdMapping),
+        kafka_source: "TransactionCoordinator.scala handleAddPartitionsToTransaction (getTransactionState None: INVALID_PRODUCER_ID_MAPPING)",
+        spate: Code(E::InvalidProducerIdMapping),
+        why: "",
+        run: |c| {
+            let id = c.unique("txn-never");
+            c.add_partition(&id, 4242, 0, T)
+        },
+    },
+    Case {
+        name: "add partitions with a producer id other than the transactional id's",
+        kafka: Code(E::InvalidProducerIdMapping),
+        kafka_source: "TransactionCoordinator.scala handleAddPartitionsToTransaction (producerId != txnMetadata.producerId)",
+        spate: Code(E::InvalidProducerIdMapping),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-other-pid");
+            c.add_partition(&id, pid + 1000, epoch, T)
+        },
+    },
+    Case {
+        name: "add partitions (v3) with a producer epoch other than the current one",
+        kafka: Code(E::ProducerFenced),
+        kafka_source: "TransactionCoordinator.scala handleAddPartitionsToTransaction (producerEpoch != txnMetadata.producerEpoch: PRODUCER_FENCED)",
+        spate: Code(E::ProducerFenced),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-fenced-v3");
+            c.add_partition(&id, pid, epoch + 1, T)
+        },
+    },
+    Case {
+        name: "add partitions (v1) with a producer epoch other than the current one",
+        kafka: Code(E::InvalidProducerEpoch),
+        kafka_source: "KafkaApis.scala handleAddPartitionsToTxnRequest (version < 2: PRODUCER_FENCED sent as INVALID_PRODUCER_EPOCH)",
+        spate: Code(E::InvalidProducerEpoch),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-fenced-v1");
+            c.add_partitions(1, &id, pid, epoch + 1, &[(T, 0)])[0]
+        },
+    },
+    Case {
+        name: "add partitions with a topic that does not exist: the others are not attempted",
+        kafka: Code(E::UnknownTopicOrPartition),
+        kafka_source: "KafkaApis.scala handleAddPartitionsToTxnRequest (!metadataCache.contains: UNKNOWN_TOPIC_OR_PARTITION, the rest OPERATION_NOT_ATTEMPTED)",
+        spate: Code(E::UnknownTopicOrPartition),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-unknown-topic");
+            let answers = c.add_partitions(3, &id, pid, epoch, &[(T, 0), ("no-such-topic", 0)]);
+            assert_eq!(answers[0], Code(E::OperationNotAttempted));
+            // Nothing was added: the transaction is not open, so there is nothing to end.
+            assert_eq!(c.end_txn(3, &id, pid, epoch, true), Code(E::InvalidTxnState));
+            answers[1]
+        },
+    },
+    Case {
+        name: "add partitions with an empty transactional id",
+        kafka: Code(E::InvalidRequest),
+        kafka_source: "TransactionCoordinator.scala handleAddPartitionsToTransaction (transactionalId empty: INVALID_REQUEST)",
+        spate: Code(E::InvalidProducerIdMapping),
+        why: "not implemented: Spate makes no empty-transactional-id check here; \"\" is looked up as any other id, and none was initialized (InitProducerId refuses \"\"), so the answer is the unknown id's",
+        run: |c| c.add_partition("", 4242, 0, T),
+    },
+    Case {
+        name: "add partitions opens the transaction, and adding them again is accepted",
+        kafka: Code(E::None),
+        kafka_source: "TransactionCoordinator.scala handleAddPartitionsToTransaction (Ongoing and partitions already in it: NONE)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-add");
+            let answers = c.add_partitions(3, &id, pid, epoch, &[(T, 0), (T, 1)]);
+            assert_eq!(answers, vec![Code(E::None), Code(E::None)]);
+            let again = c.add_partition(&id, pid, epoch, T);
+            assert_eq!(c.end_txn(3, &id, pid, epoch, false), Code(E::None));
+            again
+        },
+    },
+    // ---- AddOffsetsToTxn ----
+    Case {
+        name: "add offsets to the transaction of a transactional id never initialized",
+        kafka: Code(E::InvalidProducerIdMapping),
+        kafka_source: "KafkaApis.scala handleAddOffsetsToTxnRequest -> TransactionCoordinator.handleAddPartitionsToTransaction (INVALID_PRODUCER_ID_MAPPING)",
+        spate: Code(E::InvalidProducerIdMapping),
+        why: "",
+        run: |c| {
+            let id = c.unique("txn-offsets-never");
+            c.add_offsets(3, &id, 4242, 0, "g")
+        },
+    },
+    Case {
+        name: "add offsets (v3) with a producer epoch other than the current one",
+        kafka: Code(E::ProducerFenced),
+        kafka_source: "TransactionCoordinator.scala handleAddPartitionsToTransaction (PRODUCER_FENCED)",
+        spate: Code(E::ProducerFenced),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-offsets-fenced-v3");
+            c.add_offsets(3, &id, pid, epoch + 1, "g")
+        },
+    },
+    Case {
+        name: "add offsets (v1) with a producer epoch other than the current one",
+        kafka: Code(E::InvalidProducerEpoch),
+        kafka_source: "KafkaApis.scala handleAddOffsetsToTxnRequest (version < 2: PRODUCER_FENCED sent as INVALID_PRODUCER_EPOCH)",
+        spate: Code(E::InvalidProducerEpoch),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-offsets-fenced-v1");
+            c.add_offsets(1, &id, pid, epoch + 1, "g")
+        },
+    },
+    Case {
+        name: "add offsets with an empty transactional id",
+        kafka: Code(E::InvalidRequest),
+        kafka_source: "TransactionCoordinator.scala handleAddPartitionsToTransaction (transactionalId empty: INVALID_REQUEST)",
+        spate: Code(E::InvalidProducerIdMapping),
+        why: "not implemented: Spate makes no empty-transactional-id check here; \"\" is looked up as any other id, and none was initialized (InitProducerId refuses \"\"), so the answer is the unknown id's",
+        run: |c| c.add_offsets(3, "", 4242, 0, "g"),
+    },
+    Case {
+        name: "add offsets of an empty group id",
+        kafka: Code(E::None),
+        kafka_source: "KafkaApis.scala handleAddOffsetsToTxnRequest (groupCoordinator.partitionFor(\"\"): no group id check)",
+        spate: Code(E::InvalidGroupId),
+        why: "Spate checks the group id first, as its group APIs (and Kafka's TxnOffsetCommit) do; Kafka's AddOffsetsToTxn makes no group id check and adds the partition that \"\" hashes to",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-offsets-empty-group");
+            c.add_offsets(3, &id, pid, epoch, "")
+        },
+    },
+    Case {
+        name: "add offsets of a group opens the transaction",
+        kafka: Code(E::None),
+        kafka_source: "TransactionCoordinator.scala handleAddPartitionsToTransaction (__consumer_offsets partition of the group)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-offsets");
+            let answer = c.add_offsets(3, &id, pid, epoch, "g-txn-offsets");
+            assert_eq!(c.end_txn(3, &id, pid, epoch, false), Code(E::None), "a transaction to end");
+            answer
+        },
+    },
+    // ---- EndTxn ----
+    Case {
+        name: "end the transaction of a transactional id never initialized",
+        kafka: Code(E::InvalidProducerIdMapping),
+        kafka_source: "TransactionCoordinator.scala endTransaction (getTransactionState None: INVALID_PRODUCER_ID_MAPPING)",
+        spate: Code(E::InvalidProducerIdMapping),
+        why: "",
+        run: |c| {
+            let id = c.unique("txn-end-never");
+            c.end_txn(3, &id, 4242, 0, true)
+        },
+    },
+    Case {
+        name: "end a transaction when none is open",
+        kafka: Code(E::InvalidTxnState),
+        kafka_source: "TransactionCoordinator.scala endTransaction (state Empty: logInvalidStateTransitionAndReturnError, INVALID_TXN_STATE)",
+        spate: Code(E::InvalidTxnState),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-end-none");
+            c.end_txn(3, &id, pid, epoch, true)
+        },
+    },
+    Case {
+        name: "end a transaction (v3) with a producer epoch other than the current one",
+        kafka: Code(E::ProducerFenced),
+        kafka_source: "TransactionCoordinator.scala endTransaction (!isValidEpoch: PRODUCER_FENCED)",
+        spate: Code(E::ProducerFenced),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-end-fenced-v3");
+            assert_eq!(c.add_partition(&id, pid, epoch, T), Code(E::None));
+            c.end_txn(3, &id, pid, epoch + 1, true)
+        },
+    },
+    Case {
+        name: "end a transaction (v1) with a producer epoch other than the current one",
+        kafka: Code(E::InvalidProducerEpoch),
+        kafka_source: "KafkaApis.scala handleEndTxnRequest (version < 2: PRODUCER_FENCED sent as INVALID_PRODUCER_EPOCH)",
+        spate: Code(E::InvalidProducerEpoch),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-end-fenced-v1");
+            assert_eq!(c.add_partition(&id, pid, epoch, T), Code(E::None));
+            c.end_txn(1, &id, pid, epoch + 1, true)
+        },
+    },
+    Case {
+        name: "end a transaction with a producer id other than the transactional id's",
+        kafka: Code(E::InvalidProducerIdMapping),
+        kafka_source: "TransactionCoordinator.scala endTransaction (txnMetadata.producerId != producerId: INVALID_PRODUCER_ID_MAPPING)",
+        spate: Code(E::InvalidProducerIdMapping),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-end-other-pid");
+            assert_eq!(c.add_partition(&id, pid, epoch, T), Code(E::None));
+            c.end_txn(3, &id, pid + 1000, epoch, true)
+        },
+    },
+    Case {
+        name: "end a transaction with an empty transactional id",
+        kafka: Code(E::InvalidRequest),
+        kafka_source: "TransactionCoordinator.scala endTransaction (transactionalId empty: INVALID_REQUEST)",
+        spate: Code(E::InvalidProducerIdMapping),
+        why: "not implemented: Spate makes no empty-transactional-id check here; \"\" is looked up as any other id, and none was initialized (InitProducerId refuses \"\"), so the answer is the unknown id's",
+        run: |c| c.end_txn(3, "", 4242, 0, true),
+    },
+    Case {
+        name: "commit an open transaction, then commit it again (a retry)",
+        kafka: Code(E::None),
+        kafka_source: "TransactionCoordinator.scala endTransaction (Ongoing: PrepareCommit; CompleteCommit and COMMIT: NONE)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-commit");
+            assert_eq!(c.add_partition(&id, pid, epoch, T), Code(E::None));
+            assert_eq!(c.end_txn(3, &id, pid, epoch, true), Code(E::None));
+            c.end_txn_settled(&id, pid, epoch, true)
+        },
+    },
+    Case {
+        name: "abort an open transaction, then abort it again (a retry)",
+        kafka: Code(E::None),
+        kafka_source: "TransactionCoordinator.scala endTransaction (Ongoing: PrepareAbort; CompleteAbort and ABORT: NONE)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-abort");
+            assert_eq!(c.add_partition(&id, pid, epoch, T), Code(E::None));
+            assert_eq!(c.end_txn(3, &id, pid, epoch, false), Code(E::None));
+            c.end_txn_settled(&id, pid, epoch, false)
+        },
+    },
+    Case {
+        name: "commit a transaction that was aborted",
+        kafka: Code(E::InvalidTxnState),
+        kafka_source: "TransactionCoordinator.scala endTransaction (CompleteAbort and COMMIT: INVALID_TXN_STATE)",
+        spate: Code(E::InvalidTxnState),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-abort-commit");
+            assert_eq!(c.add_partition(&id, pid, epoch, T), Code(E::None));
+            assert_eq!(c.end_txn(3, &id, pid, epoch, false), Code(E::None));
+            c.end_txn_settled(&id, pid, epoch, true)
+        },
+    },
+    Case {
+        name: "end a transaction on a broker of a cluster",
+        kafka: Code(E::InvalidProducerIdMapping),
+        kafka_source: "KafkaApis.scala handleEndTxnRequest -> TransactionCoordinator.endTransaction (every broker hosts a transaction coordinator; unknown id: INVALID_PRODUCER_ID_MAPPING)",
+        spate: Closed,
+        why: "not implemented: transactions are coordinated on a single broker only (broker/src/txn), so a cluster broker does not advertise the transaction APIs and closes the connection on them like any API not advertised",
+        run: |c| {
+            let request = EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("txn-in-cluster")))
+                .with_producer_id(ProducerId(4242))
+                .with_producer_epoch(0)
+                .with_committed(true);
+            closes_on(c._cluster.brokers[0].connect(), ApiKey::EndTxn, 3, &request)
+        },
+    },
+    Case {
+        name: "abort a transaction that was committed",
+        kafka: Code(E::InvalidTxnState),
+        kafka_source: "TransactionCoordinator.scala endTransaction (CompleteCommit and ABORT: INVALID_TXN_STATE)",
+        spate: Code(E::InvalidTxnState),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-commit-abort");
+            assert_eq!(c.add_partition(&id, pid, epoch, T), Code(E::None));
+            assert_eq!(c.end_txn(3, &id, pid, epoch, true), Code(E::None));
+            c.end_txn_settled(&id, pid, epoch, false)
+        },
+    },
+    // ---- TxnOffsetCommit ----
+    Case {
+        name: "commit offsets in a transaction that does not hold the group's offsets partition",
+        kafka: Code(E::InvalidTxnState),
+        kafka_source: "CoordinatorPartitionWriter.scala maybeStartTransactionVerification -> TransactionCoordinator.handleVerifyPartitionsInTransaction (TRANSACTION_ABORTABLE), AddPartitionsToTxnManager (sent as INVALID_TXN_STATE before v4)",
+        spate: Code(E::InvalidTxnState),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-commit-not-added");
+            let group = c.unique("g-txn-not-added");
+            c.txn_commit(&id, pid, epoch, &group, "", -1, T)
+        },
+    },
+    Case {
+        name: "commit offsets in a transaction of a transactional id never initialized",
+        kafka: Code(E::InvalidProducerIdMapping),
+        kafka_source: "TransactionCoordinator.scala handleVerifyPartitionsInTransaction (getTransactionState None: INVALID_PRODUCER_ID_MAPPING)",
+        spate: Code(E::InvalidTxnState),
+        why: "Spate's TxnOffsetCommit asks the coordinator only whether the group's offsets partition is in the transaction of this producer id and epoch (TxnCall::Verify in handlers/txn_offset_commit.rs); an unknown transactional id is just not in one: INVALID_TXN_STATE",
+        run: |c| {
+            let id = c.unique("txn-commit-never");
+            let group = c.unique("g-txn-never");
+            c.txn_commit(&id, 4242, 0, &group, "", -1, T)
+        },
+    },
+    Case {
+        name: "commit offsets (v3) in a transaction with a producer epoch other than the current one",
+        kafka: Code(E::InvalidProducerEpoch),
+        kafka_source: "TransactionCoordinator.scala handleVerifyPartitionsInTransaction (PRODUCER_FENCED), AddPartitionsToTxnManager (sent as INVALID_PRODUCER_EPOCH)",
+        spate: Code(E::InvalidTxnState),
+        why: "Spate's TxnOffsetCommit asks the coordinator only whether the group's offsets partition is in the transaction of this producer id and epoch (TxnCall::Verify in handlers/txn_offset_commit.rs); a wrong producer epoch is just not in one: INVALID_TXN_STATE",
+        run: |c| {
+            let group = c.unique("g-txn-fenced");
+            let (id, pid, epoch) = c.txn_with_offsets("txn-commit-fenced", &group);
+            let answer = c.txn_commit(&id, pid, epoch + 1, &group, "", -1, T);
+            assert_eq!(c.end_txn(3, &id, pid, epoch, false), Code(E::None));
+            answer
+        },
+    },
+    Case {
+        name: "commit offsets in a transaction for a topic that does not exist",
+        kafka: Code(E::UnknownTopicOrPartition),
+        kafka_source: "KafkaApis.scala handleTxnOffsetCommitRequest (!metadataCache.contains: UNKNOWN_TOPIC_OR_PARTITION)",
+        spate: Code(E::None),
+        why: "not implemented: handlers/txn_offset_commit.rs does not check that the committed topics exist; the offset is written in the transaction",
+        run: |c| {
+            let group = c.unique("g-txn-unknown-topic");
+            let (id, pid, epoch) = c.txn_with_offsets("txn-commit-unknown-topic", &group);
+            let answer = c.txn_commit(&id, pid, epoch, &group, "", -1, "no-such-topic");
+            assert_eq!(c.end_txn(3, &id, pid, epoch, false), Code(E::None));
+            answer
+        },
+    },
+    Case {
+        name: "commit offsets in a transaction with a generation of a group that does not exist",
+        kafka: Code(E::IllegalGeneration),
+        kafka_source: "OffsetMetadataManager.java validateTransactionalOffsetCommit (no group, generationId >= 0: ILLEGAL_GENERATION)",
+        spate: Code(E::None),
+        why: "not implemented: KIP-447's member and generation checks of TxnOffsetCommit (v3) are not made (handlers/txn_offset_commit.rs says so); the offset is written in the transaction",
+        run: |c| {
+            let group = c.unique("g-txn-ghost");
+            let (id, pid, epoch) = c.txn_with_offsets("txn-commit-ghost", &group);
+            let answer = c.txn_commit(&id, pid, epoch, &group, "someone", 3, T);
+            assert_eq!(c.end_txn(3, &id, pid, epoch, false), Code(E::None));
+            answer
+        },
+    },
+    Case {
+        name: "commit offsets in a transaction with a stale generation",
+        kafka: Code(E::IllegalGeneration),
+        kafka_source: "OffsetMetadataManager.java validateTransactionalOffsetCommit -> ClassicGroup.validateOffsetCommit (isTransactional, generationId != this.generationId: ILLEGAL_GENERATION)",
+        spate: Code(E::None),
+        why: "not implemented: KIP-447's member and generation checks of TxnOffsetCommit (v3) are not made (handlers/txn_offset_commit.rs says so); the offset is written in the transaction",
+        run: |c| {
+            let (group, member, generation) = c.stable("g-txn-stale");
+            let (id, pid, epoch) = c.txn_with_offsets("txn-commit-stale", &group);
+            let answer = c.txn_commit(&id, pid, epoch, &group, &member, generation + 1, T);
+            assert_eq!(c.end_txn(3, &id, pid, epoch, false), Code(E::None));
+            answer
+        },
+    },
+    Case {
+        name: "commit offsets in a transaction with a member id the group does not know",
+        kafka: Code(E::UnknownMemberId),
+        kafka_source: "ClassicGroup.java validateOffsetCommit (generationId >= 0) -> validateMember (UNKNOWN_MEMBER_ID)",
+        spate: Code(E::None),
+        why: "not implemented: KIP-447's member and generation checks of TxnOffsetCommit (v3) are not made (handlers/txn_offset_commit.rs says so); the offset is written in the transaction",
+        run: |c| {
+            let (group, _, generation) = c.stable("g-txn-stranger");
+            let (id, pid, epoch) = c.txn_with_offsets("txn-commit-stranger", &group);
+            let answer = c.txn_commit(&id, pid, epoch, &group, "stranger", generation, T);
+            assert_eq!(c.end_txn(3, &id, pid, epoch, false), Code(E::None));
+            answer
+        },
+    },
+    Case {
+        name: "commit offsets in a transaction with an empty group id",
+        kafka: Code(E::InvalidGroupId),
+        kafka_source: "GroupCoordinatorService.java commitTransactionalOffsets (isGroupIdNotEmpty: INVALID_GROUP_ID)",
+        spate: Code(E::InvalidGroupId),
+        why: "",
+        run: |c| {
+            let (id, pid, epoch) = c.txn_producer("txn-commit-empty-group");
+            c.txn_commit(&id, pid, epoch, "", "", -1, T)
+        },
+    },
+    Case {
+        name: "commit offsets in a transaction: visible once it commits",
+        kafka: Code(E::None),
+        kafka_source: "OffsetMetadataManager.java commitTransactionalOffset (pending until the COMMIT marker, replayEndTransactionMarker)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let group = c.unique("g-txn-visible");
+            let (id, pid, epoch) = c.txn_with_offsets("txn-commit-visible", &group);
+            let answer = c.txn_commit(&id, pid, epoch, &group, "", -1, T);
+            assert_eq!(c.end_txn(3, &id, pid, epoch, true), Code(E::None));
+            let mut committed = -1;
+            for _ in 0..250 {
+                committed = c.offset_fetch(&group, T, 0).topics[0].partitions[0].committed_offset;
+                if committed == 1 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(committed, 1, "the offset after the commit");
+            answer
+        },
+    },
     // ---- Admin APIs of the cluster ----
     Case {
         name: "elect the preferred leader of a partition it already leads",
@@ -2225,6 +3040,100 @@ const CASES: &[Case] = &[
             code(response.error_code)
         },
     },
+    // ---- DescribeQuorum / UnregisterBroker (cluster only) ----
+    Case {
+        name: "describe the quorum of __cluster_metadata-0",
+        kafka: Code(E::None),
+        kafka_source: "KafkaRaftClient.java handleDescribeQuorumRequest (leader: singletonDescribeQuorumResponse)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let response = describe_quorum(c, &[("__cluster_metadata", 0)]);
+            assert_eq!(response.error_code, 0, "top-level error");
+            let p = &response.topics[0].partitions[0];
+            let id = cluster_broker_id(c);
+            assert_eq!(p.leader_id.0, id, "the one broker leads");
+            assert!(p.leader_epoch >= 1 && p.high_watermark >= 0, "{p:?}");
+            assert!(p.current_voters.iter().any(|v| v.replica_id.0 == id));
+            code(p.error_code)
+        },
+    },
+    Case {
+        name: "describe the quorum of a partition other than __cluster_metadata-0",
+        kafka: Code(E::UnknownTopicOrPartition),
+        kafka_source: "KafkaRaftClient.java handleDescribeQuorumRequest (!hasValidTopicPartition: UNKNOWN_TOPIC_OR_PARTITION per partition)",
+        spate: Code(E::UnknownTopicOrPartition),
+        why: "",
+        run: |c| {
+            let response = describe_quorum(c, &[("__cluster_metadata", 1)]);
+            assert_eq!(response.error_code, 0, "top-level error");
+            code(response.topics[0].partitions[0].error_code)
+        },
+    },
+    Case {
+        name: "describe the quorum of a topic other than __cluster_metadata",
+        kafka: Code(E::UnknownTopicOrPartition),
+        kafka_source: "KafkaRaftClient.java handleDescribeQuorumRequest (!hasValidTopicPartition: UNKNOWN_TOPIC_OR_PARTITION per partition)",
+        spate: Code(E::UnknownTopicOrPartition),
+        why: "",
+        run: |c| code(describe_quorum(c, &[(T, 0)]).topics[0].partitions[0].error_code),
+    },
+    Case {
+        name: "describe the quorum of __cluster_metadata-0 together with another partition",
+        kafka: Code(E::UnknownTopicOrPartition),
+        kafka_source: "RaftUtil.java hasValidTopicPartition (exactly one topic with one partition, else every partition UNKNOWN_TOPIC_OR_PARTITION)",
+        spate: Code(E::None),
+        why: "Spate answers each partition on its own: __cluster_metadata-0 gets the quorum and the other UNKNOWN_TOPIC_OR_PARTITION; Kafka refuses every partition unless the request names exactly that one",
+        run: |c| {
+            let response = describe_quorum(c, &[("__cluster_metadata", 0), (T, 0)]);
+            let codes: Vec<i16> = response
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+                .collect();
+            assert_eq!(codes.len(), 2, "an answer per partition");
+            assert_eq!(code(codes[1]), Code(E::UnknownTopicOrPartition));
+            code(codes[0])
+        },
+    },
+    Case {
+        name: "DescribeQuorum on a single broker",
+        kafka: Code(E::None),
+        kafka_source: "KafkaApis.scala (DESCRIBE_QUORUM forwarded to the controller, forwardToController)",
+        spate: Closed,
+        why: "a single Spate broker has no metadata quorum, so it does not advertise DescribeQuorum; a request for it closes the connection like any API not advertised",
+        run: |c| c.closes(ApiKey::DescribeQuorum, 2, &DescribeQuorumRequest::default()),
+    },
+    Case {
+        name: "unregister a broker id that is not registered",
+        kafka: Code(E::BrokerIdNotRegistered),
+        kafka_source: "ReplicationControlManager.java unregisterBroker (registration == null: BrokerIdNotRegisteredException)",
+        spate: Code(E::BrokerIdNotRegistered),
+        why: "",
+        run: |c| unregister(c, 4242),
+    },
+    Case {
+        name: "unregister a broker that is running and hosts replicas",
+        kafka: Code(E::None),
+        kafka_source: "ReplicationControlManager.java unregisterBroker -> handleBrokerUnregistered (no check of liveness or replicas)",
+        spate: Code(E::InvalidRequest),
+        why: "Spate refuses to unregister a broker that is still a replica of some partition (its replicas would point at nobody) and asks for a decommission first, as docs/KAFKA-APIS.md says",
+        run: |c| {
+            let id = cluster_broker_id(c);
+            let answer = unregister(c, id);
+            // Still registered: the cluster still names it.
+            assert_eq!(cluster_broker_id(c), id);
+            answer
+        },
+    },
+    Case {
+        name: "UnregisterBroker on a single broker",
+        kafka: Code(E::None),
+        kafka_source: "KafkaApis.scala (UNREGISTER_BROKER forwarded to the controller, forwardToController)",
+        spate: Closed,
+        why: "a single Spate broker has no cluster registration, so it does not advertise UnregisterBroker; a request for it closes the connection like any API not advertised",
+        run: |c| c.closes(ApiKey::UnregisterBroker, 0, &UnregisterBrokerRequest::default()),
+    },
     // ---- Versions and APIs not advertised ----
     Case {
         name: "ApiVersions in a version newer than the broker knows",
@@ -2320,6 +3229,37 @@ fn describe_cluster(c: &mut Ctx, endpoint_type: i8) -> Answer {
     let request = DescribeClusterRequest::default().with_endpoint_type(endpoint_type);
     let response: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, 1, &request);
     code(response.error_code)
+}
+
+fn describe_quorum(c: &mut Ctx, partitions: &[(&str, i32)]) -> DescribeQuorumResponse {
+    let request = DescribeQuorumRequest::default().with_topics(
+        partitions
+            .iter()
+            .map(|&(topic, p)| {
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(tn(topic))
+                    .with_partitions(vec![
+                        describe_quorum_request::PartitionData::default().with_partition_index(p)
+                    ])
+            })
+            .collect(),
+    );
+    call(&mut c.cluster_conn, ApiKey::DescribeQuorum, 2, &request)
+}
+
+fn unregister(c: &mut Ctx, broker_id: i32) -> Answer {
+    let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker_id));
+    let response: UnregisterBrokerResponse =
+        call(&mut c.cluster_conn, ApiKey::UnregisterBroker, 0, &request);
+    code(response.error_code)
+}
+
+/// The id of the one-broker cluster's broker, as its Metadata names it.
+fn cluster_broker_id(c: &mut Ctx) -> i32 {
+    let request = MetadataRequest::default().with_topics(Some(vec![]));
+    let response: MetadataResponse = call(&mut c.cluster_conn, ApiKey::Metadata, 12, &request);
+    assert_eq!(response.brokers.len(), 1, "one registered broker");
+    response.brokers[0].node_id.0
 }
 
 /// Creates `topic` (2 partitions) in the cluster, retrying while its broker is not yet
@@ -2453,7 +3393,7 @@ fn kafka_error_and_edge_cases_side_by_side_with_spate() {
         CASES.len(),
         differ
     );
-    assert!(CASES.len() >= 60, "breadth: {} cases", CASES.len());
+    assert!(CASES.len() >= 190, "breadth: {} cases", CASES.len());
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}",
