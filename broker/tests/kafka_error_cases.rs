@@ -2535,8 +2535,8 @@ const CASES: &[Case] = &[
         name: "add partitions with an empty transactional id",
         kafka: Code(E::InvalidRequest),
         kafka_source: "TransactionCoordinator.scala handleAddPartitionsToTransaction (transactionalId empty: INVALID_REQUEST)",
-        spate: Code(E::InvalidProducerIdMapping),
-        why: "not implemented: Spate makes no empty-transactional-id check here; \"\" is looked up as any other id, and none was initialized (InitProducerId refuses \"\"), so the answer is the unknown id's",
+        spate: Code(E::InvalidRequest),
+        why: "",
         run: |c| c.add_partition("", 4242, 0, T),
     },
     Case {
@@ -2592,8 +2592,8 @@ const CASES: &[Case] = &[
         name: "add offsets with an empty transactional id",
         kafka: Code(E::InvalidRequest),
         kafka_source: "TransactionCoordinator.scala handleAddPartitionsToTransaction (transactionalId empty: INVALID_REQUEST)",
-        spate: Code(E::InvalidProducerIdMapping),
-        why: "not implemented: Spate makes no empty-transactional-id check here; \"\" is looked up as any other id, and none was initialized (InitProducerId refuses \"\"), so the answer is the unknown id's",
+        spate: Code(E::InvalidRequest),
+        why: "",
         run: |c| c.add_offsets(3, "", 4242, 0, "g"),
     },
     Case {
@@ -2683,8 +2683,8 @@ const CASES: &[Case] = &[
         name: "end a transaction with an empty transactional id",
         kafka: Code(E::InvalidRequest),
         kafka_source: "TransactionCoordinator.scala endTransaction (transactionalId empty: INVALID_REQUEST)",
-        spate: Code(E::InvalidProducerIdMapping),
-        why: "not implemented: Spate makes no empty-transactional-id check here; \"\" is looked up as any other id, and none was initialized (InitProducerId refuses \"\"), so the answer is the unknown id's",
+        spate: Code(E::InvalidRequest),
+        why: "",
         run: |c| c.end_txn(3, "", 4242, 0, true),
     },
     Case {
@@ -2797,8 +2797,8 @@ const CASES: &[Case] = &[
         name: "commit offsets in a transaction for a topic that does not exist",
         kafka: Code(E::UnknownTopicOrPartition),
         kafka_source: "KafkaApis.scala handleTxnOffsetCommitRequest (!metadataCache.contains: UNKNOWN_TOPIC_OR_PARTITION)",
-        spate: Code(E::None),
-        why: "not implemented: handlers/txn_offset_commit.rs does not check that the committed topics exist; the offset is written in the transaction",
+        spate: Code(E::UnknownTopicOrPartition),
+        why: "",
         run: |c| {
             let group = c.unique("g-txn-unknown-topic");
             let (id, pid, epoch) = c.txn_with_offsets("txn-commit-unknown-topic", &group);
@@ -3082,8 +3082,8 @@ const CASES: &[Case] = &[
         name: "describe the quorum of __cluster_metadata-0 together with another partition",
         kafka: Code(E::UnknownTopicOrPartition),
         kafka_source: "RaftUtil.java hasValidTopicPartition (exactly one topic with one partition, else every partition UNKNOWN_TOPIC_OR_PARTITION)",
-        spate: Code(E::None),
-        why: "Spate answers each partition on its own: __cluster_metadata-0 gets the quorum and the other UNKNOWN_TOPIC_OR_PARTITION; Kafka refuses every partition unless the request names exactly that one",
+        spate: Code(E::UnknownTopicOrPartition),
+        why: "",
         run: |c| {
             let response = describe_quorum(c, &[("__cluster_metadata", 0), (T, 0)]);
             let codes: Vec<i16> = response

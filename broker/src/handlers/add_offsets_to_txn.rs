@@ -22,6 +22,9 @@ pub async fn handle(
 ) -> Option<ResponseParts> {
     let error = if core.config.cluster.is_some() {
         ErrorCode::TransactionalIdAuthorizationFailed
+    } else if request.transactional_id.0.is_empty() {
+        // Kafka's TransactionCoordinator.handleAddPartitionsToTransaction.
+        ErrorCode::InvalidRequest
     } else if request.group_id.0.is_empty() {
         ErrorCode::InvalidGroupId
     } else {

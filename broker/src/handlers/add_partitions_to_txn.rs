@@ -39,7 +39,9 @@ pub async fn handle(
     }
     let error = if core.config.cluster.is_some() {
         ErrorCode::TransactionalIdAuthorizationFailed
-    } else if partitions.len() > PARTITIONS_PER_REQUEST_MAX {
+    } else if partitions.len() > PARTITIONS_PER_REQUEST_MAX || id.is_empty() {
+        // An empty transactional id: Kafka's TransactionCoordinator
+        // .handleAddPartitionsToTransaction.
         ErrorCode::InvalidRequest
     } else if unknown {
         ErrorCode::OperationNotAttempted

@@ -7,8 +7,8 @@
 //! Only the quorum's leader knows the followers' progress, so a broker that does not lead asks
 //! the leader over the cluster listener, as Kafka's brokers forward this request to the active
 //! controller. Advertised in cluster mode only: a single broker has no metadata quorum. The
-//! metadata log is Kafka's `__cluster_metadata` partition 0; any other partition asked for gets
-//! UNKNOWN_TOPIC_OR_PARTITION, as from Kafka.
+//! metadata log is Kafka's `__cluster_metadata` partition 0; a request naming anything else, or
+//! more, gets UNKNOWN_TOPIC_OR_PARTITION for every partition, as from Kafka.
 
 use spate_wire::cluster::ControllerAnswer;
 use spate_wire::header::RequestHeader;
@@ -42,10 +42,17 @@ pub async fn handle(
         Some(CoreReply::Quorum(answer)) => answer,
         _ => Err(ErrorCode::NotLeaderOrFollower),
     };
+    // Kafka (RaftUtil.hasValidTopicPartition) describes the quorum only for a request naming
+    // exactly `__cluster_metadata` partition 0; any other request gets
+    // UNKNOWN_TOPIC_OR_PARTITION for every partition it names.
+    let valid = request.topics.len() == 1
+        && request.topics[0].topic_name.0.as_str() == METADATA_TOPIC
+        && request.topics[0].partitions.len() == 1
+        && request.topics[0].partitions[0].partition_index == 0;
     let mut response = DescribeQuorumResponse::default();
     for topic in request.topics {
         let mut out = TopicData::default();
-        let is_metadata = topic.topic_name.0.as_str() == METADATA_TOPIC;
+        let is_metadata = valid;
         out.topic_name = topic_name(topic.topic_name.0.as_str());
         for partition in topic.partitions {
             let mut p = PartitionData::default();

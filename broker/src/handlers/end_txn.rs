@@ -23,6 +23,9 @@ pub async fn handle(
 ) -> Option<ResponseParts> {
     let error = if core.config.cluster.is_some() {
         ErrorCode::TransactionalIdAuthorizationFailed
+    } else if request.transactional_id.0.is_empty() {
+        // Kafka's TransactionCoordinator.endTransaction.
+        ErrorCode::InvalidRequest
     } else {
         let id = request.transactional_id.0.to_string();
         let answer = crate::txn::call(

@@ -56,8 +56,24 @@ pub async fn handle(
             })
         })
         .collect();
+    // Partitions that do not exist are refused one by one and the others committed, as Kafka's
+    // KafkaApis.handleTxnOffsetCommitRequest does.
+    let exists: Vec<bool> = offsets
+        .iter()
+        .map(|(topic, partition, _)| {
+            core.topic(topic)
+                .is_some_and(|t| (0..t.partitions).contains(partition))
+        })
+        .collect();
+    let offsets: Vec<(String, i32, OffsetValue)> = offsets
+        .into_iter()
+        .zip(&exists)
+        .filter_map(|(offset, &exists)| exists.then_some(offset))
+        .collect();
     let count = offsets.len();
-    let errors = if core.config.cluster.is_some() {
+    let errors = if count == 0 {
+        Vec::new()
+    } else if core.config.cluster.is_some() {
         vec![ErrorCode::TransactionalIdAuthorizationFailed; count]
     } else if group_id.is_empty() {
         vec![ErrorCode::InvalidGroupId; count]
@@ -101,6 +117,7 @@ pub async fn handle(
         }
     };
     let mut errors = errors.into_iter();
+    let mut exists = exists.into_iter();
     let mut response = TxnOffsetCommitResponse::default();
     for topic in &request.topics {
         let mut out = TxnOffsetCommitResponseTopic::default();
@@ -108,7 +125,11 @@ pub async fn handle(
         for partition in &topic.partitions {
             let mut p = TxnOffsetCommitResponsePartition::default();
             p.partition_index = partition.partition_index;
-            p.error_code = errors.next().unwrap_or(ErrorCode::None).code();
+            p.error_code = if exists.next().unwrap_or(false) {
+                errors.next().unwrap_or(ErrorCode::None).code()
+            } else {
+                ErrorCode::UnknownTopicOrPartition.code()
+            };
             out.partitions.push(p);
         }
         response.topics.push(out);
