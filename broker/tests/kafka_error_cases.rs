@@ -2771,8 +2771,8 @@ const CASES: &[Case] = &[
         name: "commit offsets in a transaction of a transactional id never initialized",
         kafka: Code(E::InvalidProducerIdMapping),
         kafka_source: "TransactionCoordinator.scala handleVerifyPartitionsInTransaction (getTransactionState None: INVALID_PRODUCER_ID_MAPPING)",
-        spate: Code(E::InvalidTxnState),
-        why: "Spate's TxnOffsetCommit asks the coordinator only whether the group's offsets partition is in the transaction of this producer id and epoch (TxnCall::Verify in handlers/txn_offset_commit.rs); an unknown transactional id is just not in one: INVALID_TXN_STATE",
+        spate: Code(E::InvalidProducerIdMapping),
+        why: "",
         run: |c| {
             let id = c.unique("txn-commit-never");
             let group = c.unique("g-txn-never");
@@ -2783,8 +2783,8 @@ const CASES: &[Case] = &[
         name: "commit offsets (v3) in a transaction with a producer epoch other than the current one",
         kafka: Code(E::InvalidProducerEpoch),
         kafka_source: "TransactionCoordinator.scala handleVerifyPartitionsInTransaction (PRODUCER_FENCED), AddPartitionsToTxnManager (sent as INVALID_PRODUCER_EPOCH)",
-        spate: Code(E::InvalidTxnState),
-        why: "Spate's TxnOffsetCommit asks the coordinator only whether the group's offsets partition is in the transaction of this producer id and epoch (TxnCall::Verify in handlers/txn_offset_commit.rs); a wrong producer epoch is just not in one: INVALID_TXN_STATE",
+        spate: Code(E::InvalidProducerEpoch),
+        why: "",
         run: |c| {
             let group = c.unique("g-txn-fenced");
             let (id, pid, epoch) = c.txn_with_offsets("txn-commit-fenced", &group);

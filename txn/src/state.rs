@@ -579,6 +579,41 @@ impl TxnCoordinator {
         self.begin(id, target, Purpose::Client)
     }
 
+    /// The producer checks of a verification (KIP-890: a partition leader or the group
+    /// coordinator asking whether a producer's data belongs to its transaction), as Kafka's
+    /// `handleVerifyPartitionsInTransaction` makes them before looking at partitions: an unknown
+    /// id or another producer id is INVALID_PRODUCER_ID_MAPPING, another epoch PRODUCER_FENCED,
+    /// a change in flight or a transaction being completed CONCURRENT_TRANSACTIONS.
+    ///
+    /// # Errors
+    /// As above.
+    pub fn verify_producer(
+        &self,
+        id: &str,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+    ) -> Result<(), TxnError> {
+        let entry = self
+            .txns
+            .get(id)
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        if entry.meta.producer_id != producer_id {
+            return Err(TxnError::InvalidProducerIdMapping);
+        }
+        if entry.meta.producer_epoch != epoch {
+            return Err(TxnError::ProducerFenced);
+        }
+        if entry.pending.is_some()
+            || matches!(
+                entry.meta.state,
+                TxnState::PrepareCommit | TxnState::PrepareAbort
+            )
+        {
+            return Err(TxnError::ConcurrentTransactions);
+        }
+        Ok(())
+    }
+
     /// Whether `partition` is in the open transaction of `producer_id` at `epoch` (KIP-890's
     /// check before a transactional batch is appended).
     pub fn is_in_transaction(

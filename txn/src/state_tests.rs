@@ -75,6 +75,20 @@ fn commit_writes_commit_markers_to_every_added_partition() {
     );
     assert!(c.is_in_transaction("a", PID, e, &tp("y", 1)));
     assert!(!c.is_in_transaction("a", PID, e, &tp("y", 0)));
+    // A verification checks the producer first, with Kafka's errors.
+    assert_eq!(c.verify_producer("a", PID, e), Ok(()));
+    assert_eq!(
+        c.verify_producer("unknown", PID, e),
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        c.verify_producer("a", ProducerId(PID.0 + 1), e),
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        c.verify_producer("a", PID, ProducerEpoch(1)),
+        Err(TxnError::ProducerFenced)
+    );
     let step = c.end_txn("a", PID, e, TxnResult::Commit, 7);
     let after = run(&mut c, "a", step);
     assert_eq!(after.answer, Some(Answer::Done));
@@ -83,6 +97,10 @@ fn commit_writes_commit_markers_to_every_added_partition() {
     assert_eq!(markers.partitions, vec![tp("x", 0), tp("y", 1)]);
     assert_eq!(markers.producer_epoch, e);
     // While the markers are written, the producer waits.
+    assert_eq!(
+        c.verify_producer("a", PID, e),
+        Err(TxnError::ConcurrentTransactions)
+    );
     assert_eq!(
         c.add_partitions("a", PID, e, &[tp("x", 0)], 8),
         Step::Answer(Answer::Error(TxnError::ConcurrentTransactions))

@@ -8,7 +8,7 @@
 //! otherwise every partition gets INVALID_TXN_STATE, or the coordinator's error (fenced, not the
 //! id's producer). Kafka's KIP-447 member and generation checks (v3) are not made.
 
-use spate_txn::state::Answer;
+use spate_txn::state::{Answer, TxnError};
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequest;
 use spate_wire::kafka_protocol::messages::txn_offset_commit_response::{
@@ -97,6 +97,11 @@ pub async fn handle(
         let error = match verified {
             TxnAnswer::Verified(v) if v.first() == Some(&true) => ErrorCode::None,
             TxnAnswer::Verified(_) => ErrorCode::InvalidTxnState,
+            // Kafka's AddPartitionsToTxnManager sends a fenced producer's verification back
+            // as INVALID_PRODUCER_EPOCH.
+            TxnAnswer::Answer(Answer::Error(TxnError::ProducerFenced)) => {
+                ErrorCode::InvalidProducerEpoch
+            }
             TxnAnswer::Answer(Answer::Error(e)) => crate::errors::KafkaCode::kafka_code(&e),
             TxnAnswer::Answer(_) => ErrorCode::InvalidTxnState,
             TxnAnswer::Failed(e) => e,

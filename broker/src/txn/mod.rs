@@ -348,6 +348,9 @@ pub async fn run(core: &Core, call: TxnCall) -> TxnAnswer {
             partitions,
         } => {
             let c = shell.coordinator.borrow();
+            if let Err(e) = c.verify_producer(&id, producer_id, epoch) {
+                return TxnAnswer::Answer(Answer::Error(e));
+            }
             let verified = partitions_of(&partitions)
                 .iter()
                 .map(|tp| c.is_in_transaction(&id, producer_id, epoch, tp))
