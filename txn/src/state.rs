@@ -583,7 +583,7 @@ impl TxnCoordinator {
     /// coordinator asking whether a producer's data belongs to its transaction), as Kafka's
     /// `handleVerifyPartitionsInTransaction` makes them before looking at partitions: an unknown
     /// id or another producer id is INVALID_PRODUCER_ID_MAPPING, another epoch PRODUCER_FENCED,
-    /// a change in flight or a transaction being completed CONCURRENT_TRANSACTIONS.
+    /// a transaction being completed CONCURRENT_TRANSACTIONS.
     ///
     /// # Errors
     /// As above.
@@ -603,12 +603,13 @@ impl TxnCoordinator {
         if entry.meta.producer_epoch != epoch {
             return Err(TxnError::ProducerFenced);
         }
-        if entry.pending.is_some()
-            || matches!(
-                entry.meta.state,
-                TxnState::PrepareCommit | TxnState::PrepareAbort
-            )
-        {
+        // Not refused while another change's record is in flight (Kafka refuses then): the
+        // partitions already in the transaction stay in it, and a produce to them while the
+        // producer adds others must not fail (Spate's Produce has no retriable answer for it).
+        if matches!(
+            entry.meta.state,
+            TxnState::PrepareCommit | TxnState::PrepareAbort
+        ) {
             return Err(TxnError::ConcurrentTransactions);
         }
         Ok(())
