@@ -15,7 +15,10 @@ use spate_storage::AppendKind;
 use spate_storage::{
     block_on, CleanConfig, CleanerState, FlushPolicy, Log, LogConfig, ReadUpTo, Unthrottled,
 };
-use spate_wire::batch::{compute_crc, BatchBuilder, BatchSpec, Compression, BATCH_HEADER_BYTES};
+use spate_wire::batch::{
+    compute_crc, put_txn_marker, set_transactional, BatchBuilder, BatchSpec, Compression,
+    ControlType, BATCH_HEADER_BYTES,
+};
 use spate_wire::compression::compress;
 use spate_wire::records::batch_records;
 use spate_wire::types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
@@ -807,4 +810,142 @@ fn cleaning_after_delete_records_keeps_the_start_and_serves_only_records_at_or_a
     let log = block_on(Log::open(disk.clone(), dir(), config())).unwrap();
     assert_eq!(log.log_start_offset(), Offset(150));
     assert_eq!(block_on(read_records(&log)), after);
+}
+
+/// A keyed batch of transactional producer `pid` (epoch 0).
+fn txn_keyed(pid: i64, seq: i32, records: &[Rec]) -> BytesMut {
+    let mut out = BytesMut::new();
+    let mut b = BatchBuilder::new(
+        &mut out,
+        BatchSpec {
+            producer_id: ProducerId(pid),
+            producer_epoch: ProducerEpoch(0),
+            base_sequence: seq,
+            first_timestamp_ms: 1000,
+            ..BatchSpec::default()
+        },
+    );
+    for (key, value) in records {
+        b.push(1000, Some(&[b'k', *key]), value.as_deref(), &[]);
+    }
+    b.finish();
+    set_transactional(&mut out);
+    out
+}
+
+fn txn_marker(pid: i64, control: ControlType) -> BytesMut {
+    let mut out = BytesMut::new();
+    put_txn_marker(
+        &mut out,
+        ProducerId(pid),
+        ProducerEpoch(0),
+        0,
+        control,
+        1000,
+    );
+    out
+}
+
+/// Appends `batches` single-record batches over keys 20-23, enough to roll segments.
+async fn filler(log: &Log<MemDisk>, batches: u8) {
+    for i in 0..batches {
+        let rec: Rec = (20 + i % 4, Some(vec![i; 200]));
+        log.append(
+            keyed_batch(std::slice::from_ref(&rec), Compression::None, 1000),
+            LeaderEpoch(0),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+fn values_of(read: &[(i64, u8, Option<Vec<u8>>)], key: u8) -> Vec<Vec<u8>> {
+    read.iter()
+        .filter(|(_, k, _)| *k == key)
+        .filter_map(|(_, _, v)| v.clone())
+        .collect()
+}
+
+#[test]
+fn aborted_records_never_supersede_and_open_transactions_are_not_cleaned() {
+    block_on(async {
+        let disk = MemDisk::new();
+        let log = Log::open(disk, dir(), config()).await.unwrap();
+        let committed: Rec = (1, Some(b"committed".to_vec()));
+        log.append(
+            keyed_batch(&[committed], Compression::None, 1000),
+            LeaderEpoch(0),
+        )
+        .await
+        .unwrap();
+        // An aborted transaction writes key 1 again: read_committed readers skip it, so the
+        // committed value must survive cleaning.
+        log.append(
+            txn_keyed(7, 0, &[(1, Some(b"aborted".to_vec()))]),
+            LeaderEpoch(0),
+        )
+        .await
+        .unwrap();
+        log.append(txn_marker(7, ControlType::Abort), LeaderEpoch(0))
+            .await
+            .unwrap();
+        filler(&log, 40).await;
+        // A transaction left open: nothing from it on may be cleaned yet.
+        let open = log
+            .append(
+                txn_keyed(8, 0, &[(1, Some(b"open".to_vec()))]),
+                LeaderEpoch(0),
+            )
+            .await
+            .unwrap()
+            .base_offset;
+        filler(&log, 40).await;
+        let mut map = OffsetMap::new(1 << 16);
+        let mut state = CleanerState::default();
+        let outcome = log
+            .clean(
+                &mut map,
+                &mut state,
+                &clean_config(0.0),
+                10_000,
+                &mut Unthrottled,
+            )
+            .await
+            .unwrap()
+            .expect("due");
+        assert!(outcome.records_removed > 0, "{outcome:?}");
+        assert!(
+            outcome.cleaned_up_to <= open,
+            "cleaned up to {:?}, past the open transaction at {open:?}",
+            outcome.cleaned_up_to
+        );
+        let read = read_records(&log).await;
+        assert!(
+            values_of(&read, 1).contains(&b"committed".to_vec()),
+            "the committed value of key 1 was cleaned away: {:?}",
+            values_of(&read, 1)
+        );
+
+        // Once it commits, the cleaner goes past it, and its record supersedes the old value.
+        log.append(txn_marker(8, ControlType::Commit), LeaderEpoch(0))
+            .await
+            .unwrap();
+        filler(&log, 40).await;
+        let outcome = log
+            .clean(
+                &mut map,
+                &mut state,
+                &clean_config(0.0),
+                10_001,
+                &mut Unthrottled,
+            )
+            .await
+            .unwrap()
+            .expect("due");
+        assert!(outcome.cleaned_up_to > open, "{outcome:?}");
+        let read = read_records(&log).await;
+        let key1 = values_of(&read, 1);
+        assert!(key1.contains(&b"open".to_vec()), "{key1:?}");
+        assert!(!key1.contains(&b"committed".to_vec()), "{key1:?}");
+    });
 }

@@ -216,8 +216,18 @@ impl<D: Disk> Log<D> {
         if !ratio_due && !tombstones_due {
             return Ok(None);
         }
+        // Aborted transactions' records never supersede anything: a key whose newest record
+        // was aborted keeps its committed value (read_committed readers skip the aborted one).
+        let aborted = {
+            let below = cleanable.last().map_or(first_dirty, |s| s.next_offset);
+            self.core
+                .lock()
+                .await
+                .producers
+                .aborted_between(first_dirty, below)
+        };
         let Some(end) = self
-            .build_offset_map(&cleanable, first_dirty, map, config, budget)
+            .build_offset_map(&cleanable, first_dirty, &aborted, map, config, budget)
             .await?
         else {
             return Ok(None);
@@ -264,8 +274,11 @@ impl<D: Disk> Log<D> {
         Ok(Some(outcome))
     }
 
-    /// The closed segments whose newest record is at least `min_compaction_lag_ms` old, oldest
-    /// first, stopping at the first younger one (cleaning never skips over a segment). Returns
+    /// The closed segments whose newest record is at least `min_compaction_lag_ms` old and that
+    /// end at or below the first offset of an open transaction (its records may still be
+    /// aborted, so they must not supersede anything yet: Kafka's cleaner stops at the first
+    /// unstable offset too), oldest first, stopping at the first that is not (cleaning never
+    /// skips over a segment). Returns
     /// once all their bytes are on their files: the segment the last roll closed may still have
     /// writes queued, which this waits for (without the lock).
     ///
@@ -280,11 +293,13 @@ impl<D: Disk> Log<D> {
             let core = self.core.lock().await;
             let closed = core.segments.len() - 1;
             let lag_end_ms = now_ms.saturating_sub(config.min_compaction_lag_ms);
+            let unstable = core.producers.first_unstable_offset();
             let segments: Vec<Snapshot<D::File>> = core
                 .segments
                 .values()
                 .take(closed)
                 .take_while(|s| s.index.max_timestamp_ms() <= lag_end_ms)
+                .take_while(|s| unstable.is_none_or(|first| s.next_offset <= first))
                 .map(|s| Snapshot {
                     base: s.base,
                     next_offset: s.next_offset,
@@ -313,6 +328,7 @@ impl<D: Disk> Log<D> {
         &self,
         cleanable: &[Snapshot<D::File>],
         first_dirty: Offset,
+        aborted: &[crate::producer_state::AbortedTxn],
         map: &mut OffsetMap,
         config: &CleanConfig,
         budget: &mut impl IoBudget,
@@ -341,7 +357,7 @@ impl<D: Disk> Log<D> {
                 let records =
                     header_records(&header, &bytes, &mut scratch, config.decompressed_bytes_max)
                         .map_err(|e| uncleanable(segment, position, e))?;
-                if header.is_control() {
+                if header.is_control() || is_aborted(&header, aborted) {
                     continue;
                 }
                 for record in records {
@@ -840,4 +856,15 @@ impl<F: DiskFile> CleanedWriter<F> {
             first_timestamp_ms: self.first_timestamp_ms,
         })
     }
+}
+
+/// Whether `header`'s batch belongs to one of the `aborted` transactions (its producer's, and
+/// between its first batch and its ABORT marker).
+fn is_aborted(header: &BatchHeader, aborted: &[crate::producer_state::AbortedTxn]) -> bool {
+    header.is_transactional()
+        && aborted.iter().any(|t| {
+            t.producer_id == header.producer_id
+                && t.first_offset <= header.base_offset
+                && header.base_offset < t.last_offset
+        })
 }
