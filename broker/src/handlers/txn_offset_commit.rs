@@ -82,7 +82,10 @@ pub async fn handle(
             TxnAnswer::Verified(v) if v.first() == Some(&true) => ErrorCode::None,
             TxnAnswer::Verified(_) => ErrorCode::InvalidTxnState,
             TxnAnswer::Answer(Answer::Error(e)) => crate::errors::KafkaCode::kafka_code(&e),
-            TxnAnswer::Answer(_) => ErrorCode::InvalidTxnState,
+            // Listed and Described answer other calls: not an answer to Verify.
+            TxnAnswer::Answer(_) | TxnAnswer::Listed(_) | TxnAnswer::Described(_) => {
+                ErrorCode::InvalidTxnState
+            }
             TxnAnswer::Failed(e) => e,
         };
         if error != ErrorCode::None {
