@@ -7,7 +7,10 @@ on two partitions, one initialised only. ListTransactions lists both with their 
 states (and honours its state, producer id and duration filters), DescribeTransactions shows the
 open transaction as Ongoing with its partitions, DescribeProducers shows the producer on those
 partitions with the offset its transaction started at. After the commit the state is
-CompleteCommit, with no partitions, and the producer has no open transaction any more."""
+CompleteCommit, with no partitions, and the producer has no open transaction any more.
+
+DescribeProducers reads partitions, not coordinators, so a cluster answers it too: each
+partition's leader shows an idempotent producer, a follower answers NOT_LEADER_OR_FOLLOWER."""
 
 from __future__ import annotations
 
@@ -16,10 +19,17 @@ import time
 import pytest
 from kafka import TopicPartition as KpTopicPartition
 from kafka.admin import KafkaAdminClient
-from kafka.errors import TransactionalIdNotFoundError, UnknownTopicOrPartitionError
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.errors import (
+    NotLeaderForPartitionError,
+    TransactionalIdNotFoundError,
+    UnknownTopicOrPartitionError,
+)
 from kafka.protocol.admin.transactions import ListTransactionsRequest
 
 import ck
+from test_cluster import leaders, start_cluster
 
 TOPIC = "txn-admin"
 PARTITIONS = 3
@@ -140,5 +150,40 @@ def test_open_transaction_is_listed_described_and_shown_on_its_partitions(broker
             active = producers[KpTopicPartition(TOPIC, p)].active_producers
             assert [a.producer_id for a in active] == [open_pid]
             assert active[0].current_transaction_start_offset == -1
+    finally:
+        admin.close()
+
+
+def test_describe_producers_in_a_cluster_is_answered_by_each_partition_leader(start_broker):
+    brokers = start_cluster(start_broker)
+    topic = "txn-admin-cluster"
+    admin_ck = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    admin_ck.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=3)])[
+        topic].result(timeout=15)
+    placed = leaders(brokers[0].bootstrap, topic)
+    assert len(placed) == PARTITIONS
+    p = Producer({"bootstrap.servers": brokers[0].bootstrap, "acks": "all",
+                  "enable.idempotence": True, "linger.ms": 5})
+    for j in range(RECORDS * PARTITIONS):
+        p.produce(topic, value=f"v{j}".encode(), partition=j % PARTITIONS)
+    assert p.flush(30) == 0
+
+    admin = KafkaAdminClient(bootstrap_servers=brokers[0].bootstrap)
+    try:
+        tps = [KpTopicPartition(topic, i) for i in range(PARTITIONS)]
+        producers = admin.describe_producers(tps)
+        assert set(producers) == set(tps)
+        pids = set()
+        for tp in tps:
+            active = producers[tp].active_producers
+            assert len(active) == 1, (tp, active)
+            assert active[0].last_sequence == RECORDS - 1
+            assert active[0].current_transaction_start_offset == -1
+            pids.add(active[0].producer_id)
+        assert len(pids) == 1 and pids.pop() >= 0, "one idempotent producer on every partition"
+        # A follower of partition 0 (every broker holds a replica) does not answer for it.
+        follower = next(i for i in (1, 2, 3) if i != placed[0])
+        with pytest.raises(NotLeaderForPartitionError):
+            admin.describe_producers([tps[0]], broker_id=follower)
     finally:
         admin.close()

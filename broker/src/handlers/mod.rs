@@ -72,8 +72,9 @@ pub enum Mode {
 /// The APIs this broker implements, and so advertises: DescribeQuorum, ElectLeaders, the
 /// reassignment APIs and UnregisterBroker only in a cluster, since a single broker has no
 /// metadata quorum to describe, no other replica to elect or move to, and no other broker to
-/// unregister; the transaction APIs (admin ones included: ListTransactions,
-/// DescribeTransactions, DescribeProducers) on a single broker only.
+/// unregister; the transaction APIs (ListTransactions and DescribeTransactions included) on a
+/// single broker only, as the coordinators run only there (DescribeProducers reads partitions,
+/// and is answered in both modes).
 pub fn version_table(mode: Mode) -> VersionTable {
     let apis = ApiSet::core()
         .with(ApiKey::CreatePartitions)
@@ -93,7 +94,9 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::DeleteRecords)
         .with(ApiKey::DescribeLogDirs)
         .with(ApiKey::AlterConfigs)
-        .with(ApiKey::IncrementalAlterConfigs);
+        .with(ApiKey::IncrementalAlterConfigs)
+        // Partition-level, answered by the partition's leader: in a cluster too.
+        .with(ApiKey::DescribeProducers);
     VersionTable::new(match mode {
         // Transactions are coordinated on a single broker only so far (see `crate::txn`).
         Mode::SingleBroker => apis
@@ -102,9 +105,7 @@ pub fn version_table(mode: Mode) -> VersionTable {
             .with(ApiKey::EndTxn)
             .with(ApiKey::TxnOffsetCommit)
             .with(ApiKey::ListTransactions)
-            .with(ApiKey::DescribeTransactions)
-            // Partition-level and answered by the leader, but not tried in a cluster yet.
-            .with(ApiKey::DescribeProducers),
+            .with(ApiKey::DescribeTransactions),
         Mode::Cluster => apis
             .with(ApiKey::DescribeQuorum)
             .with(ApiKey::ElectLeaders)
