@@ -537,6 +537,9 @@ impl Core {
             CoreRequest::LogSize(ops) => {
                 CoreReply::LogSize(join_all(ops.into_iter().map(|op| self.log_size(op))).await)
             }
+            CoreRequest::Producers(ops) => {
+                CoreReply::Producers(join_all(ops.into_iter().map(|op| self.producers(op))).await)
+            }
             CoreRequest::WaitForData {
                 partitions,
                 wait_ms,
@@ -820,6 +823,19 @@ impl Core {
                 size_bytes: 0,
                 log_end_offset: Offset(-1),
                 high_watermark: Offset(-1),
+            },
+        }
+    }
+
+    async fn producers(&self, op: ProducersOp) -> ProducersResult {
+        match self.partition(&op.topic, op.partition) {
+            Some(partition) => ProducersResult {
+                error: ErrorCode::None,
+                producers: partition.log.active_producers().await,
+            },
+            None => ProducersResult {
+                error: ErrorCode::UnknownTopicOrPartition,
+                producers: Vec::new(),
             },
         }
     }
@@ -1117,6 +1133,12 @@ routable!(LogSizeOp, LogSizeResult, LogSize, |error| LogSizeResult {
     size_bytes: 0,
     log_end_offset: Offset(-1),
     high_watermark: Offset(-1),
+});
+routable!(ProducersOp, ProducersResult, Producers, |error| {
+    ProducersResult {
+        error,
+        producers: Vec::new(),
+    }
 });
 routable!(EpochEndOp, EpochEndResult, EpochEnd, |error| {
     EpochEndResult {

@@ -236,7 +236,10 @@ pub fn txn_answer_code(answer: &crate::txn::TxnAnswer) -> ErrorCode {
     use spate_txn::state::Answer;
     match answer {
         crate::txn::TxnAnswer::Answer(Answer::Error(error)) => error.kafka_code(),
-        crate::txn::TxnAnswer::Answer(_) | crate::txn::TxnAnswer::Verified(_) => ErrorCode::None,
+        crate::txn::TxnAnswer::Answer(_)
+        | crate::txn::TxnAnswer::Verified(_)
+        | crate::txn::TxnAnswer::Listed(_)
+        | crate::txn::TxnAnswer::Described(_) => ErrorCode::None,
         crate::txn::TxnAnswer::Failed(error) => *error,
     }
 }

@@ -224,6 +224,20 @@ pub enum ValidateOnly {
     No,
 }
 
+/// A partition's producers (DescribeProducers), read on the core leading it.
+#[derive(Debug, Clone)]
+pub struct ProducersOp {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// The outcome of a [`ProducersOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducersResult {
+    pub error: ErrorCode,
+    pub producers: Vec<spate_storage::producer_state::ActiveProducer>,
+}
+
 /// Work sent to another core.
 #[derive(Debug)]
 pub enum CoreRequest {
@@ -233,6 +247,7 @@ pub enum CoreRequest {
     EpochEnd(Vec<EpochEndOp>),
     DeleteRecords(Vec<DeleteRecordsOp>),
     LogSize(Vec<LogSizeOp>),
+    Producers(Vec<ProducersOp>),
     /// Wait until one of these partitions gets new data for `reader` (a consumer's long-poll,
     /// or a follower's frame on its leader), or `wait_ms` passes.
     WaitForData {
@@ -333,6 +348,7 @@ pub enum CoreReply {
     EpochEnd(Vec<EpochEndResult>),
     DeleteRecords(Vec<DeleteRecordsResult>),
     LogSize(Vec<LogSizeResult>),
+    Producers(Vec<ProducersResult>),
     /// Per topic: the error code and message.
     Topics(Vec<(ErrorCode, Option<String>)>),
     /// A producer id, or why none could be allocated.

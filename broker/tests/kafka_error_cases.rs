@@ -2959,6 +2959,66 @@ const CASES: &[Case] = &[
         },
     },
     Case {
+        name: "describe a transactional id no coordinator knows",
+        kafka: Code(E::TransactionalIdNotFound),
+        kafka_source: "TransactionCoordinator.scala handleDescribeTransactions (Right(None): TRANSACTIONAL_ID_NOT_FOUND)",
+        spate: Code(E::TransactionalIdNotFound),
+        why: "",
+        run: |c| {
+            let request = DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(s("no-such-txn"))]);
+            let response: DescribeTransactionsResponse =
+                c.call(ApiKey::DescribeTransactions, 0, &request);
+            assert_eq!(response.transaction_states.len(), 1);
+            let state = &response.transaction_states[0];
+            assert_eq!(&*state.transactional_id.0, "no-such-txn");
+            code(state.error_code)
+        },
+    },
+    Case {
+        name: "list transactions with a state name Kafka does not know",
+        kafka: Code(E::None),
+        kafka_source: "TransactionStateManager.scala listTransactionStates (unknown names in unknownStateFilters, nothing matches them)",
+        spate: Code(E::None),
+        why: "",
+        run: |c| {
+            let request = ListTransactionsRequest::default()
+                .with_state_filters(vec![s("Sleeping")])
+                .with_duration_filter(-1);
+            let response: ListTransactionsResponse =
+                c.call(ApiKey::ListTransactions, 1, &request);
+            let unknown: Vec<&str> = response
+                .unknown_state_filters
+                .iter()
+                .map(|f| &**f)
+                .collect();
+            assert_eq!(unknown, ["Sleeping"]);
+            assert!(response.transaction_states.is_empty());
+            code(response.error_code)
+        },
+    },
+    Case {
+        name: "describe the producers of a partition that does not exist",
+        kafka: Code(E::UnknownTopicOrPartition),
+        kafka_source: "ReplicaManager.scala activeProducerState (getPartitionOrError: UNKNOWN_TOPIC_OR_PARTITION)",
+        spate: Code(E::UnknownTopicOrPartition),
+        why: "",
+        run: |c| {
+            let request = DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(tn(T))
+                    .with_partition_indexes(vec![0, 99]),
+            ]);
+            let response: DescribeProducersResponse =
+                c.call(ApiKey::DescribeProducers, 0, &request);
+            let partitions = &response.topics[0].partitions;
+            assert_eq!(partitions.len(), 2);
+            assert_eq!(partitions[0].error_code, 0, "partition 0 of t exists");
+            assert_eq!(partitions[1].partition_index, 99);
+            code(partitions[1].error_code)
+        },
+    },
+    Case {
         name: "list partition reassignments of a topic that does not exist lists none",
         kafka: Code(E::None),
         kafka_source: "ReplicationControlManager.java listPartitionReassignments (unknown topics skipped)",

@@ -138,7 +138,8 @@ def check_generic(name, frame, manifest):
     return errors
 
 
-CHECKS = {0: check_generic, 1: check_fetch, 2: check_generic, 3: check_generic, 18: check_api_versions}
+CHECKS = {0: check_generic, 1: check_fetch, 2: check_generic, 3: check_generic, 18: check_api_versions,
+          61: check_generic, 65: check_generic, 66: check_generic}
 
 
 def main():

@@ -498,6 +498,12 @@ impl<D: Disk> Log<D> {
         self.core.lock().await.producers.len()
     }
 
+    /// The producers this partition remembers, with their open transactions
+    /// (DescribeProducers).
+    pub async fn active_producers(&self) -> Vec<crate::producer_state::ActiveProducer> {
+        self.core.lock().await.producers.active_producers()
+    }
+
     /// A copy of the idempotent-producer state (for log compaction, which must keep each
     /// producer's last batch, and for tests).
     pub async fn producer_state(&self) -> ProducerState {

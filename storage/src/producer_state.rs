@@ -105,6 +105,21 @@ impl ProducerEntry {
     }
 }
 
+/// One producer of a partition as Kafka's DescribeProducers shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// The producer id.
+    pub producer_id: ProducerId,
+    /// The epoch of its latest batch or marker.
+    pub epoch: ProducerEpoch,
+    /// Sequence of its last record in this epoch (-1 if none since the epoch began).
+    pub last_sequence: i32,
+    /// Max timestamp of its latest batch.
+    pub last_timestamp_ms: i64,
+    /// First offset of its open transaction, if one is open here.
+    pub txn_start_offset: Option<Offset>,
+}
+
 /// The producer fields of a batch header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerBatch {
@@ -285,6 +300,27 @@ impl ProducerState {
     /// A producer's entry.
     pub fn get(&self, producer_id: ProducerId) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
+    }
+
+    /// Every remembered producer, by producer id.
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        let mut active: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, entry)| ActiveProducer {
+                producer_id,
+                epoch: entry.epoch,
+                last_sequence: entry.last_sequence().unwrap_or(-1),
+                last_timestamp_ms: entry.last_timestamp_ms,
+                txn_start_offset: self.open_txns.get(&producer_id).copied(),
+            })
+            .collect();
+        active.sort_by_key(|p| p.producer_id.0);
+        debug_assert!(self
+            .open_txns
+            .keys()
+            .all(|id| self.producers.contains_key(id)));
+        active
     }
 
     /// Decides what to do with `batch` (see the module doc for the rules). Changes nothing.
@@ -1000,6 +1036,37 @@ mod tests {
             last_sequence: 0,
             kind,
         }
+    }
+
+    #[test]
+    fn active_producers_show_the_open_transaction_until_its_marker() {
+        let mut s = state();
+        s.record(
+            &txn(2, 3, BatchKind::Transactional),
+            Offset(5),
+            Offset(5),
+            40,
+        );
+        s.record(
+            &txn(1, 0, BatchKind::Transactional),
+            Offset(6),
+            Offset(6),
+            50,
+        );
+        let active = s.active_producers();
+        assert_eq!(active.len(), 2);
+        assert_eq!(active[0].producer_id, ProducerId(1));
+        assert_eq!(active[0].txn_start_offset, Some(Offset(6)));
+        assert_eq!(active[1].epoch, ProducerEpoch(3));
+        assert_eq!(active[1].last_sequence, 0);
+        assert_eq!(active[1].last_timestamp_ms, 40);
+        assert_eq!(active[1].txn_start_offset, Some(Offset(5)));
+        let commit = BatchKind::Control(Some(ControlType::Commit));
+        s.record(&txn(2, 3, commit), Offset(7), Offset(7), 60);
+        let active = s.active_producers();
+        assert_eq!(active[1].txn_start_offset, None);
+        assert_eq!(active[1].last_timestamp_ms, 60);
+        assert_eq!(active[0].txn_start_offset, Some(Offset(6)));
     }
 
     #[test]

@@ -46,6 +46,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod records;
 pub mod state;
 

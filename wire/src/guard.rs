@@ -56,6 +56,8 @@ pub(crate) enum Ty {
     Structs(&'static Struct),
     /// Array of int32.
     I32s,
+    /// Array of int64.
+    I64s,
     /// Array of strings.
     Strs,
 }
@@ -203,6 +205,10 @@ impl Walk<'_> {
                 let count = self.count(4)?;
                 self.skip(count * 4)
             }
+            Ty::I64s => {
+                let count = self.count(8)?;
+                self.skip(count * 8)
+            }
             Ty::Strs => {
                 let count = self.count(if self.flexible { 1 } else { 2 })?;
                 for _ in 0..count {
@@ -286,9 +292,9 @@ impl Walk<'_> {
             (Ty::I64, _) => 8,
             (Ty::Uuid, _) => 16,
             (Ty::Struct(s), _) => self.struct_min_bytes(s),
-            (Ty::Str | Ty::Bytes | Ty::Structs(_) | Ty::I32s | Ty::Strs, true) => 1,
+            (Ty::Str | Ty::Bytes | Ty::Structs(_) | Ty::I32s | Ty::I64s | Ty::Strs, true) => 1,
             (Ty::Str, false) => 2,
-            (Ty::Bytes | Ty::Structs(_) | Ty::I32s | Ty::Strs, false) => 4,
+            (Ty::Bytes | Ty::Structs(_) | Ty::I32s | Ty::I64s | Ty::Strs, false) => 4,
         }
     }
 }
@@ -303,7 +309,7 @@ enum LenKind {
 // the versions kafka-protocol 0.18 decodes. Nullability is not tracked: the walk accepts null
 // everywhere and leaves refusing it to the generated decoder.
 
-use Ty::{Bytes, I32s, Str, Strs, Structs, Uuid, I16, I32, I64, I8};
+use Ty::{Bytes, I32s, I64s, Str, Strs, Structs, Uuid, I16, I32, I64, I8};
 
 static PRODUCE_PARTITION: Struct = fields(&[all(I32), all(Bytes)]);
 static PRODUCE_TOPIC: Struct = fields(&[
@@ -660,6 +666,24 @@ pub(crate) static DESCRIBE_CLUSTER: Schema = Schema {
     flexible_min: 0,
     // include_cluster_authorized_operations, endpoint_type (v1+), include_fenced_brokers (v2+).
     root: fields(&[all(I8), f(I8, 1, ANY), f(I8, 2, ANY)]),
+};
+
+static DESCRIBE_PRODUCERS_TOPIC: Struct = fields(&[all(Str), all(I32s)]);
+pub(crate) static DESCRIBE_PRODUCERS: Schema = Schema {
+    // Every version is flexible; topics, each with its partition indexes.
+    flexible_min: 0,
+    root: fields(&[all(Structs(&DESCRIBE_PRODUCERS_TOPIC))]),
+};
+pub(crate) static DESCRIBE_TRANSACTIONS: Schema = Schema {
+    // Every version is flexible; transactional ids.
+    flexible_min: 0,
+    root: fields(&[all(Strs)]),
+};
+pub(crate) static LIST_TRANSACTIONS: Schema = Schema {
+    // Every version is flexible; state filters, producer id filters, duration filter (v1+,
+    // KIP-994), transactional id pattern (v2+, KIP-1152; decoded, not advertised).
+    flexible_min: 0,
+    root: fields(&[all(Strs), all(I64s), f(I64, 1, ANY), f(Str, 2, ANY)]),
 };
 
 pub(crate) static OFFSET_DELETE: Schema = Schema {

@@ -23,12 +23,13 @@ use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest,
     CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
     DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
-    DescribeQuorumRequest, ElectLeadersRequest, EndTxnRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    SyncGroupRequest, TxnOffsetCommitRequest, UnregisterBrokerRequest,
+    DescribeProducersRequest, DescribeQuorumRequest, DescribeTransactionsRequest,
+    ElectLeadersRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
+    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
+    TxnOffsetCommitRequest, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -96,6 +97,9 @@ pub enum RequestBody {
     AddOffsetsToTxn(AddOffsetsToTxnRequest),
     EndTxn(EndTxnRequest),
     TxnOffsetCommit(TxnOffsetCommitRequest),
+    DescribeProducers(DescribeProducersRequest),
+    DescribeTransactions(DescribeTransactionsRequest),
+    ListTransactions(ListTransactionsRequest),
 }
 
 /// A decoded request.
@@ -224,6 +228,15 @@ impl RequestBody {
             ApiKey::TxnOffsetCommit => {
                 RequestBody::TxnOffsetCommit(d.run(&guard::TXN_OFFSET_COMMIT)?)
             }
+            ApiKey::DescribeProducers => {
+                RequestBody::DescribeProducers(d.run(&guard::DESCRIBE_PRODUCERS)?)
+            }
+            ApiKey::DescribeTransactions => {
+                RequestBody::DescribeTransactions(d.run(&guard::DESCRIBE_TRANSACTIONS)?)
+            }
+            ApiKey::ListTransactions => {
+                RequestBody::ListTransactions(d.run(&guard::LIST_TRANSACTIONS)?)
+            }
             other => return Err(WireError::UnsupportedApi(other)),
         })
     }
@@ -261,6 +274,9 @@ impl RequestBody {
             RequestBody::AddOffsetsToTxn(_) => ApiKey::AddOffsetsToTxn,
             RequestBody::EndTxn(_) => ApiKey::EndTxn,
             RequestBody::TxnOffsetCommit(_) => ApiKey::TxnOffsetCommit,
+            RequestBody::DescribeProducers(_) => ApiKey::DescribeProducers,
+            RequestBody::DescribeTransactions(_) => ApiKey::DescribeTransactions,
+            RequestBody::ListTransactions(_) => ApiKey::ListTransactions,
             RequestBody::DescribeCluster(_) => ApiKey::DescribeCluster,
             RequestBody::UnregisterBroker(_) => ApiKey::UnregisterBroker,
             RequestBody::DeleteRecords(_) => ApiKey::DeleteRecords,
@@ -298,12 +314,13 @@ mod tests {
         add_partitions_to_txn_request, alter_configs_request,
         alter_partition_reassignments_request, create_partitions_request, create_topics_request,
         delete_records_request, delete_topics_request, describe_configs_request,
-        describe_log_dirs_request, describe_quorum_request, elect_leaders_request, fetch_request,
-        incremental_alter_configs_request, join_group_request, leave_group_request,
-        list_offsets_request, list_partition_reassignments_request, metadata_request,
-        offset_commit_request, offset_delete_request, offset_fetch_request,
-        offset_for_leader_epoch_request, produce_request, sync_group_request,
-        txn_offset_commit_request, BrokerId, GroupId, ProducerId, TopicName, TransactionalId,
+        describe_log_dirs_request, describe_producers_request, describe_quorum_request,
+        elect_leaders_request, fetch_request, incremental_alter_configs_request,
+        join_group_request, leave_group_request, list_offsets_request,
+        list_partition_reassignments_request, metadata_request, offset_commit_request,
+        offset_delete_request, offset_fetch_request, offset_for_leader_epoch_request,
+        produce_request, sync_group_request, txn_offset_commit_request, BrokerId, GroupId,
+        ProducerId, TopicName, TransactionalId,
     };
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -378,6 +395,9 @@ mod tests {
             ApiKey::AddOffsetsToTxn => &guard::ADD_OFFSETS_TO_TXN,
             ApiKey::EndTxn => &guard::END_TXN,
             ApiKey::TxnOffsetCommit => &guard::TXN_OFFSET_COMMIT,
+            ApiKey::DescribeProducers => &guard::DESCRIBE_PRODUCERS,
+            ApiKey::DescribeTransactions => &guard::DESCRIBE_TRANSACTIONS,
+            ApiKey::ListTransactions => &guard::LIST_TRANSACTIONS,
             other => panic!("no schema for {other:?}"),
         }
     }
@@ -613,6 +633,23 @@ mod tests {
             r.group_instance_id = Some(s("i"));
         }
         r.topics = vec![t];
+        r
+    }
+
+    fn describe_producers() -> DescribeProducersRequest {
+        let mut t = describe_producers_request::TopicRequest::default();
+        t.name = TopicName(s("t"));
+        t.partition_indexes = vec![0, 2];
+        DescribeProducersRequest::default().with_topics(vec![t])
+    }
+
+    fn list_transactions(v: i16) -> ListTransactionsRequest {
+        let mut r = ListTransactionsRequest::default();
+        r.state_filters = vec![s("Ongoing"), s("Unknown")];
+        r.producer_id_filters = vec![ProducerId(7), ProducerId(1 << 40)];
+        if v >= 1 {
+            r.duration_filter = 60_000;
+        }
         r
     }
 
@@ -1020,6 +1057,27 @@ mod tests {
                         txn_offset_commit(v),
                         RequestBody::TxnOffsetCommit,
                     ),
+                    ApiKey::DescribeProducers => round_trip(
+                        range.api_key,
+                        v,
+                        describe_producers(),
+                        RequestBody::DescribeProducers,
+                    ),
+                    ApiKey::DescribeTransactions => round_trip(
+                        range.api_key,
+                        v,
+                        DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                            TransactionalId(s("app-1")),
+                            TransactionalId(s("app-2")),
+                        ]),
+                        RequestBody::DescribeTransactions,
+                    ),
+                    ApiKey::ListTransactions => round_trip(
+                        range.api_key,
+                        v,
+                        list_transactions(v),
+                        RequestBody::ListTransactions,
+                    ),
                     other => panic!("no sample for {other:?}"),
                 }
                 checked += 1;
@@ -1030,10 +1088,11 @@ mod tests {
         // DeleteRecords v0-2, DescribeLogDirs v1-4, ElectLeaders v0-2, AlterConfigs v0-2,
         // IncrementalAlterConfigs v0-1, AlterPartitionReassignments v0 and
         // ListPartitionReassignments v0; then AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and
-        // TxnOffsetCommit v0-3; UnregisterBroker v0.
+        // TxnOffsetCommit v0-3; UnregisterBroker v0; DescribeProducers v0,
+        // DescribeTransactions v0 and ListTransactions v0-1.
         assert_eq!(
             checked,
-            115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4 + 3 + 3 + 2 + 1 + 1 + 4 * 4 + 1
+            115 + 6 + 5 + 3 + 1 + 3 + 3 + 3 + 4 + 3 + 3 + 2 + 1 + 1 + 4 * 4 + 1 + 1 + 1 + 2
         );
     }
     fn frame(api_key: ApiKey, v: i16, body: &[u8]) -> Bytes {
@@ -1062,6 +1121,26 @@ mod tests {
             Err(WireError::LengthExceedsInput {
                 declared: i32::MAX as u64,
                 remaining: 4
+            })
+        );
+    }
+
+    #[test]
+    fn a_huge_producer_id_filter_count_is_refused() {
+        // ListTransactions v0: no state filters, then 2^20 producer ids (8 bytes each) backed
+        // by 16 bytes.
+        let mut body = vec![1];
+        body.extend_from_slice(&[0x81, 0x80, 0x40]);
+        body.extend_from_slice(&[0; 16]);
+        let err = decode_request(
+            frame(ApiKey::ListTransactions, 0, &body),
+            &RequestLimits::default(),
+        );
+        assert_eq!(
+            err,
+            Err(WireError::LengthExceedsInput {
+                declared: 1 << 20,
+                remaining: 16
             })
         );
     }
@@ -1234,6 +1313,7 @@ mod tests {
             size_of::<offset_fetch_request::OffsetFetchRequestTopic>(),
             size_of::<offset_fetch_request::OffsetFetchRequestGroup>(),
             size_of::<offset_fetch_request::OffsetFetchRequestTopics>(),
+            size_of::<describe_producers_request::TopicRequest>(),
             size_of::<StrBytes>(),
         ];
         let largest = sizes.into_iter().max().unwrap();

@@ -88,7 +88,7 @@ mod tests {
             let body = ApiVersionsResponse::decode(&mut frame, v).unwrap();
             assert!(!frame.has_remaining());
             assert_eq!(body.error_code, 0);
-            assert_eq!(body.api_keys.len(), 36);
+            assert_eq!(body.api_keys.len(), 39);
             let fetch = body.api_keys.iter().find(|k| k.api_key == 1).unwrap();
             assert_eq!((fetch.min_version, fetch.max_version), (4, 12));
         }

@@ -85,7 +85,11 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::OffsetDelete, 0, 0),
     range(ApiKey::DescribeQuorum, 0, 2),
     range(ApiKey::DescribeCluster, 0, 2),
+    range(ApiKey::DescribeProducers, 0, 0),
     range(ApiKey::UnregisterBroker, 0, 0),
+    range(ApiKey::DescribeTransactions, 0, 0),
+    // v2 adds a transactional id pattern (KIP-1152), not implemented.
+    range(ApiKey::ListTransactions, 0, 1),
 ];
 
 const _: () = {
@@ -263,7 +267,10 @@ mod tests {
         assert_eq!(r(ApiKey::AddOffsetsToTxn), Some((0, 3)));
         assert_eq!(r(ApiKey::EndTxn), Some((0, 3)));
         assert_eq!(r(ApiKey::TxnOffsetCommit), Some((0, 3)));
-        assert_eq!(SUPPORTED.len(), 36);
+        assert_eq!(r(ApiKey::DescribeProducers), Some((0, 0)));
+        assert_eq!(r(ApiKey::DescribeTransactions), Some((0, 0)));
+        assert_eq!(r(ApiKey::ListTransactions), Some((0, 1)));
+        assert_eq!(SUPPORTED.len(), 39);
         assert_eq!(r(ApiKey::ConsumerGroupHeartbeat), None);
     }
 

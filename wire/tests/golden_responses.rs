@@ -392,3 +392,104 @@ fn list_offsets_responses_match_their_golden_files() {
         check_golden(&format!("list_offsets-v{version}"), &frame, &manifest);
     }
 }
+
+#[test]
+fn transaction_admin_responses_match_their_golden_files() {
+    use spate_wire::kafka_protocol::messages::describe_producers_response::{
+        PartitionResponse, ProducerState, TopicResponse,
+    };
+    use spate_wire::kafka_protocol::messages::{
+        describe_transactions_response, list_transactions_response, DescribeProducersResponse,
+        DescribeTransactionsResponse, ListTransactionsResponse, ProducerId as KpProducerId,
+        TransactionalId,
+    };
+    let txn_id = |s: &'static str| TransactionalId(StrBytes::from_static_str(s));
+
+    for version in [0i16, 1] {
+        let body = ListTransactionsResponse::default()
+            .with_unknown_state_filters(vec![StrBytes::from_static_str("Bogus")])
+            .with_transaction_states(vec![list_transactions_response::TransactionState::default(
+            )
+            .with_transactional_id(txn_id("golden-txn"))
+            .with_producer_id(KpProducerId(42))
+            .with_transaction_state(StrBytes::from_static_str("Ongoing"))]);
+        let correlation = 6600 + i32::from(version);
+        let frame = frame_of(ApiKey::ListTransactions, version, correlation, &body);
+        let expect = json!({
+            "throttle_time_ms": 0, "error_code": 0, "unknown_state_filters": ["Bogus"],
+            "transaction_states": [{
+                "transactional_id": "golden-txn", "producer_id": 42, "transaction_state": "Ongoing",
+            }],
+        });
+        let manifest = json!({
+            "api_key": 66, "api_version": version, "correlation_id": correlation, "expect": expect,
+        });
+        check_golden(&format!("list_transactions-v{version}"), &frame, &manifest);
+    }
+
+    let body = DescribeTransactionsResponse::default().with_transaction_states(vec![
+        describe_transactions_response::TransactionState::default()
+            .with_transactional_id(txn_id("golden-txn"))
+            .with_transaction_state(StrBytes::from_static_str("Ongoing"))
+            .with_transaction_timeout_ms(60_000)
+            .with_transaction_start_time_ms(1_700_000_000_000)
+            .with_producer_id(KpProducerId(42))
+            .with_producer_epoch(3)
+            .with_topics(vec![describe_transactions_response::TopicData::default()
+                .with_topic(name("golden-out"))
+                .with_partitions(vec![0, 2])]),
+        describe_transactions_response::TransactionState::default()
+            .with_error_code(ErrorCode::TransactionalIdNotFound.code())
+            .with_transactional_id(txn_id("unknown")),
+    ]);
+    let frame = frame_of(ApiKey::DescribeTransactions, 0, 6500, &body);
+    let expect = json!({
+        "throttle_time_ms": 0,
+        "transaction_states": [
+            {
+                "error_code": 0, "transactional_id": "golden-txn", "transaction_state": "Ongoing",
+                "transaction_timeout_ms": 60_000, "transaction_start_time_ms": 1_700_000_000_000i64,
+                "producer_id": 42, "producer_epoch": 3,
+                "topics": [{"topic": "golden-out", "partitions": [0, 2]}],
+            },
+            {"error_code": 105, "transactional_id": "unknown"},
+        ],
+    });
+    let manifest = json!({
+        "api_key": 65, "api_version": 0, "correlation_id": 6500, "expect": expect,
+    });
+    check_golden("describe_transactions-v0", &frame, &manifest);
+
+    let body = DescribeProducersResponse::default().with_topics(vec![TopicResponse::default()
+        .with_name(name("golden-out"))
+        .with_partitions(vec![
+            PartitionResponse::default()
+                .with_partition_index(0)
+                .with_active_producers(vec![ProducerState::default()
+                    .with_producer_id(KpProducerId(42))
+                    .with_producer_epoch(3)
+                    .with_last_sequence(9)
+                    .with_last_timestamp(1_700_000_000_000)
+                    .with_coordinator_epoch(-1)
+                    .with_current_txn_start_offset(17)]),
+            PartitionResponse::default()
+                .with_partition_index(7)
+                .with_error_code(ErrorCode::UnknownTopicOrPartition.code()),
+        ])]);
+    let frame = frame_of(ApiKey::DescribeProducers, 0, 6100, &body);
+    let expect = json!({
+        "throttle_time_ms": 0,
+        "topics": [{"name": "golden-out", "partitions": [
+            {"partition_index": 0, "error_code": 0, "active_producers": [{
+                "producer_id": 42, "producer_epoch": 3, "last_sequence": 9,
+                "last_timestamp": 1_700_000_000_000i64, "coordinator_epoch": -1,
+                "current_txn_start_offset": 17,
+            }]},
+            {"partition_index": 7, "error_code": 3, "active_producers": []},
+        ]}],
+    });
+    let manifest = json!({
+        "api_key": 61, "api_version": 0, "correlation_id": 6100, "expect": expect,
+    });
+    check_golden("describe_producers-v0", &frame, &manifest);
+}

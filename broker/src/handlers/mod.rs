@@ -21,7 +21,9 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_producers;
 mod describe_quorum;
+mod describe_transactions;
 mod elect_leaders;
 mod end_txn;
 mod fetch;
@@ -34,6 +36,7 @@ mod leave_group;
 mod list_groups;
 mod list_offsets;
 mod list_partition_reassignments;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -69,7 +72,9 @@ pub enum Mode {
 /// The APIs this broker implements, and so advertises: DescribeQuorum, ElectLeaders, the
 /// reassignment APIs and UnregisterBroker only in a cluster, since a single broker has no
 /// metadata quorum to describe, no other replica to elect or move to, and no other broker to
-/// unregister.
+/// unregister; the transaction APIs (ListTransactions and DescribeTransactions included) on a
+/// single broker only, as the coordinators run only there (DescribeProducers reads partitions,
+/// and is answered in both modes).
 pub fn version_table(mode: Mode) -> VersionTable {
     let apis = ApiSet::core()
         .with(ApiKey::CreatePartitions)
@@ -89,14 +94,18 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::DeleteRecords)
         .with(ApiKey::DescribeLogDirs)
         .with(ApiKey::AlterConfigs)
-        .with(ApiKey::IncrementalAlterConfigs);
+        .with(ApiKey::IncrementalAlterConfigs)
+        // Partition-level, answered by the partition's leader: in a cluster too.
+        .with(ApiKey::DescribeProducers);
     VersionTable::new(match mode {
         // Transactions are coordinated on a single broker only so far (see `crate::txn`).
         Mode::SingleBroker => apis
             .with(ApiKey::AddPartitionsToTxn)
             .with(ApiKey::AddOffsetsToTxn)
             .with(ApiKey::EndTxn)
-            .with(ApiKey::TxnOffsetCommit),
+            .with(ApiKey::TxnOffsetCommit)
+            .with(ApiKey::ListTransactions)
+            .with(ApiKey::DescribeTransactions),
         Mode::Cluster => apis
             .with(ApiKey::DescribeQuorum)
             .with(ApiKey::ElectLeaders)
@@ -219,6 +228,15 @@ pub async fn handle(
         }
         RequestBody::TxnOffsetCommit(request) => {
             txn_offset_commit::handle(core, &header, request).await
+        }
+        RequestBody::ListTransactions(request) => {
+            list_transactions::handle(core, &header, request).await
+        }
+        RequestBody::DescribeTransactions(request) => {
+            describe_transactions::handle(core, &header, request).await
+        }
+        RequestBody::DescribeProducers(request) => {
+            describe_producers::handle(core, &header, request).await
         }
         other => {
             warn!(core = core.id, api = ?other.api_key(), "advertised API without a handler; closing connection");

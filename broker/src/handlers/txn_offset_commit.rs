@@ -103,7 +103,10 @@ pub async fn handle(
                 ErrorCode::InvalidProducerEpoch
             }
             TxnAnswer::Answer(Answer::Error(e)) => crate::errors::KafkaCode::kafka_code(&e),
-            TxnAnswer::Answer(_) => ErrorCode::InvalidTxnState,
+            // Listed and Described answer other calls: not an answer to Verify.
+            TxnAnswer::Answer(_) | TxnAnswer::Listed(_) | TxnAnswer::Described(_) => {
+                ErrorCode::InvalidTxnState
+            }
             TxnAnswer::Failed(e) => e,
         };
         if error != ErrorCode::None {

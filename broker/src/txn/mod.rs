@@ -14,7 +14,11 @@
 //!
 //! Deliberately absent: cluster mode (the APIs are not advertised there and a transactional
 //! FindCoordinator or InitProducerId is refused, see `handlers/find_coordinator.rs`),
-//! transactional-id expiry, DescribeTransactions/ListTransactions.
+//! transactional-id expiry.
+//!
+//! The admin APIs read the coordinators without changing them: ListTransactions sends
+//! [`TxnCall::List`] to every core, DescribeTransactions [`TxnCall::Describe`] to the id's
+//! coordinating core ([`describe`], which never creates `__transaction_state`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -22,9 +26,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use spate_storage::{ReadChunk, ReadUpTo};
+use spate_txn::admin::{ListFilter, ListedTxn};
 use spate_txn::records::{partition_for, StateRecord};
 use spate_txn::state::{
-    Answer, MarkerWrite, Step, TopicPartition, TxnConfig, TxnCoordinator, TxnResult,
+    Answer, MarkerWrite, Step, TopicPartition, TxnConfig, TxnCoordinator, TxnMetadata, TxnResult,
 };
 use spate_wire::batch::{batches, put_txn_marker, BatchBuilder, BatchSpec, ControlType};
 use spate_wire::records::batch_records;
@@ -84,6 +89,10 @@ pub enum TxnCall {
         epoch: ProducerEpoch,
         partitions: Vec<(String, i32)>,
     },
+    /// ListTransactions: this core's transactional ids that pass the filter.
+    List(ListFilter),
+    /// DescribeTransactions: the durable state of one id.
+    Describe { id: String },
 }
 
 /// The answer to a [`TxnCall`].
@@ -91,6 +100,9 @@ pub enum TxnCall {
 pub enum TxnAnswer {
     Answer(Answer),
     Verified(Vec<bool>),
+    Listed(Vec<ListedTxn>),
+    /// `None`: the id is not known here.
+    Described(Option<Box<TxnMetadata>>),
     /// The call could not run (no coordinator here, a failed append).
     Failed(ErrorCode),
 }
@@ -267,6 +279,52 @@ pub async fn call(core: &Core, id: &str, call: TxnCall) -> TxnAnswer {
     }
 }
 
+/// The durable state of `id` from its coordinating core, or the error Kafka answers in
+/// DescribeTransactions: TRANSACTIONAL_ID_NOT_FOUND for an id no coordinator here knows (or
+/// when no transaction was ever coordinated: `__transaction_state` does not exist, and is not
+/// created by a describe), NOT_COORDINATOR when another broker coordinates it,
+/// COORDINATOR_NOT_AVAILABLE when no one does or the core cannot be reached.
+pub async fn describe(core: &Core, id: &str) -> Result<TxnMetadata, ErrorCode> {
+    let Some(meta) = core.topic(TXN_TOPIC) else {
+        return Err(ErrorCode::TransactionalIdNotFound);
+    };
+    let to = match core.route(TXN_TOPIC, partition_for(id, meta.partitions)) {
+        Route::ThisCore => core.id,
+        Route::OtherCore(owner) => owner,
+        Route::OtherBroker(_) => return Err(ErrorCode::NotCoordinator),
+        Route::NoLeader | Route::NotHere => return Err(ErrorCode::CoordinatorNotAvailable),
+    };
+    let call = TxnCall::Describe { id: id.to_owned() };
+    match core.call(to, CoreRequest::Txn(Box::new(call))).await {
+        Some(CoreReply::Txn(answer)) => match *answer {
+            TxnAnswer::Described(Some(meta)) => Ok(*meta),
+            TxnAnswer::Described(None) => Err(ErrorCode::TransactionalIdNotFound),
+            _ => Err(ErrorCode::CoordinatorNotAvailable),
+        },
+        _ => Err(ErrorCode::CoordinatorNotAvailable),
+    }
+}
+
+/// The transactional ids of every core's coordinator that pass `filter`, sorted by id;
+/// COORDINATOR_NOT_AVAILABLE if a core could not be asked.
+pub async fn list(core: &Core, filter: ListFilter) -> Result<Vec<ListedTxn>, ErrorCode> {
+    let replies = core
+        .broadcast(|| CoreRequest::Txn(Box::new(TxnCall::List(filter.clone()))))
+        .await;
+    let mut listed = Vec::new();
+    for reply in replies {
+        match reply {
+            Some(CoreReply::Txn(answer)) => match *answer {
+                TxnAnswer::Listed(some) => listed.extend(some),
+                _ => return Err(ErrorCode::CoordinatorNotAvailable),
+            },
+            _ => return Err(ErrorCode::CoordinatorNotAvailable),
+        }
+    }
+    listed.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+    Ok(listed)
+}
+
 fn partitions_of(list: &[(String, i32)]) -> Vec<TopicPartition> {
     list.iter()
         .map(|(t, p)| TopicPartition::new(t, *p))
@@ -356,6 +414,13 @@ pub async fn run(core: &Core, call: TxnCall) -> TxnAnswer {
                 .map(|tp| c.is_in_transaction(&id, producer_id, epoch, tp))
                 .collect();
             return TxnAnswer::Verified(verified);
+        }
+        TxnCall::List(filter) => {
+            return TxnAnswer::Listed(shell.coordinator.borrow().list(&filter, now));
+        }
+        TxnCall::Describe { id } => {
+            let meta = shell.coordinator.borrow().get(&id).cloned().map(Box::new);
+            return TxnAnswer::Described(meta);
         }
     };
     match step {
