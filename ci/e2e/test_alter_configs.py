@@ -7,7 +7,9 @@ synonyms), kafka-python (legacy alter_configs, reset_configs, describe_configs),
 produce the new max.message.bytes refuses). Effects checked: old segments deleted and the log
 start moved by a lowered retention.bytes after segment.bytes was lowered, MESSAGE_TOO_LARGE
 for a record over a lowered max.message.bytes, keyless records refused once cleanup.policy is
-compact."""
+compact, no fdatasync for acks=1 appends under flush.policy=never and one per batch under
+every-append (the broker's fsync count in /metrics), old segments deleted by a lowered
+retention.ms."""
 
 from __future__ import annotations
 
@@ -288,3 +290,65 @@ def test_a_cluster_applies_a_change_on_every_broker_and_after_a_restart(start_br
         "every leader, the restarted one included, to refuse the large record",
         lambda: produce_outcomes(victim.bootstrap, topic, big) == ["MSG_SIZE_TOO_LARGE"] * 3,
         timeout_s=60)
+
+
+def fsyncs(broker) -> float:
+    """The broker's fdatasync count so far (`spate_fsync_duration_seconds_count`)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{broker.admin_address}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    counts = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith("spate_fsync_duration_seconds_count")]
+    assert counts, "no fsync histogram in /metrics"
+    return sum(counts)
+
+
+def test_flush_policy_and_retention_ms_change_live(start_broker):
+    """flush.policy and retention.ms set with IncrementalAlterConfigs take effect on the running
+    broker: under `never` acks=1 appends are not synced (the broker's fsync count stays put
+    while 50 batches go in), under `every-append` every batch is synced before its answer (one
+    fsync or more per batch); a lowered retention.ms deletes the old closed segments at once."""
+    broker = start_broker(cores=1)
+    topic = "live-flush-retention"
+    ck.create_topic(broker.bootstrap, topic, partitions=1)
+    # acks=1: acks=all forces a sync under every policy on one broker (DURABILITY.md).
+    p = ck.producer(broker.bootstrap, acks="1", linger_ms=0)
+
+    def produce_batches(count: int, tag: str) -> None:
+        for i in range(count):
+            p.produce(topic, value=f"{tag}-{i}".encode() * 50, partition=0)
+            assert p.flush(30) == 0  # one batch each
+
+    alter(broker.bootstrap, topic, [("flush.policy", "SET", "never")])
+    assert describe(broker.bootstrap, topic)["flush.policy"].value == "never"
+    produce_batches(5, "warm-up")  # the topic's first append opens what it needs
+    before = fsyncs(broker)
+    produce_batches(50, "never")
+    unsynced = fsyncs(broker) - before
+    assert unsynced <= 2, f"{unsynced} fsyncs for 50 batches under flush.policy=never"
+
+    alter(broker.bootstrap, topic, [("flush.policy", "SET", "every-append")])
+    before = fsyncs(broker)
+    produce_batches(50, "every")
+    synced = fsyncs(broker) - before
+    assert synced >= 50, f"only {synced} fsyncs for 50 batches under flush.policy=every-append"
+
+    # Another topic with small segments of records stamped an hour ago, then a retention.ms
+    # below their age: the closed segments go without a restart.
+    aged = "live-retention"
+    ck.create_topic(broker.bootstrap, aged, partitions=1)
+    alter(broker.bootstrap, aged, [("segment.bytes", "SET", "16384")])
+    old_ms = int(time.time() * 1000) - 3_600_000
+    small = ck.producer(broker.bootstrap, acks="all", batch_size=4096, linger_ms=1)
+    for _ in range(200):
+        small.produce(aged, value=b"x" * 1000, partition=0, timestamp=old_ms)
+        small.poll(0)
+    assert small.flush(30) == 0
+    assert segments(broker, aged) >= 5
+    low, high = ck.high_watermarks(broker.bootstrap, aged, partitions=1)[0]
+    assert (low, high) == (0, 200)
+    alter(broker.bootstrap, aged, [("retention.ms", "SET", "600000")])
+    wait_until("retention.ms to delete the old segments", lambda: segments(broker, aged) <= 1)
+    low, high_after = ck.high_watermarks(broker.bootstrap, aged, partitions=1)[0]
+    assert high_after == high and low > 0, (low, high_after)
