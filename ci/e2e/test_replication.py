@@ -3,7 +3,8 @@ Metadata lists the replicas and in-sync replicas, acks=all producers are answere
 in-sync replicas have the records, and when a partition's leader is killed with SIGKILL a
 follower takes over with every acknowledged record, at its acknowledged offset. The failover
 time (kill to the first acks=all write acknowledged by the successor, default sessions) is
-printed. `spate admin cluster --topics` shows each replica's lag: 0 once caught up, unknown for a
+printed. kafka-python's producer and consumer keep working through a leader's kill -9 too.
+`spate admin cluster --topics` shows each replica's lag: 0 once caught up, unknown for a
 stopped broker, and 0 again once it is back and has caught up."""
 
 from __future__ import annotations
@@ -416,3 +417,100 @@ def test_a_clean_stop_checkpoints_every_replicas_high_watermark(start_broker):
     stopped.restart()
     wait_full_isr(bootstrap, topic)
     check_read_back(bootstrap, topic, acked)
+
+
+def test_kafka_python_produces_and_consumes_through_a_leader_kill(start_broker):
+    """kafka-python, unmodified, through a kill -9 of a partition's leader: its idempotent
+    acks=all producer keeps writing (an acknowledgement from the successor after the kill) and
+    its consumer, reading all partitions, keeps reading; every acknowledged value is consumed
+    exactly once at its acknowledged offset, and the consumer's offsets only increase."""
+    import threading
+
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KpTopicPartition
+
+    brokers = start_cluster(start_broker, short_session=False)
+    topic = "kp-failover"
+    admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    admin.create_topics(
+        [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=3,
+                  config={"min.insync.replicas": "2"})]
+    )[topic].result(timeout=20)
+    wait_full_isr(brokers[0].bootstrap, topic)
+    bootstrap = [b.bootstrap for b in brokers]
+
+    acked: dict[bytes, tuple[int, int, float]] = {}
+    errors: list[str] = []
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                             linger_ms=2, retry_backoff_ms=50, metadata_max_age_ms=1000,
+                             request_timeout_ms=10000, delivery_timeout_ms=120000)
+
+    consumed: dict[bytes, tuple[int, int]] = {}
+    went_back: list[str] = []
+    stop = threading.Event()
+
+    def consume():
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                 metadata_max_age_ms=1000, retry_backoff_ms=50)
+        consumer.assign([KpTopicPartition(topic, i) for i in range(PARTITIONS)])
+        consumer.seek_to_beginning()
+        last: dict[int, int] = {}
+        try:
+            while not stop.is_set():
+                for records in consumer.poll(timeout_ms=200).values():
+                    for r in records:
+                        if r.offset <= last.get(r.partition, -1):
+                            went_back.append(f"{r.partition}: {last[r.partition]} then {r.offset}")
+                        last[r.partition] = r.offset
+                        if r.value in consumed:
+                            went_back.append(f"{r.value!r} twice")
+                        consumed[r.value] = (r.partition, r.offset)
+        finally:
+            consumer.close()
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    seq = 0
+
+    def produce_for(seconds: float):
+        nonlocal seq
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            value = f"kp{seq:08d}".encode()
+            future = producer.send(topic, value=value, partition=seq % PARTITIONS)
+            future.add_callback(
+                lambda md, value=value: acked.__setitem__(
+                    value, (md.partition, md.offset, time.monotonic())))
+            future.add_errback(lambda e: errors.append(repr(e)))
+            seq += 1
+            if seq % 200 == 0:
+                time.sleep(0.01)
+
+    try:
+        produce_for(2.0)
+        producer.flush(30)
+        assert len(acked) >= 1000, f"only {len(acked)} writes acknowledged before the fault"
+        leader_id = partitions_of(brokers[0].bootstrap, topic)[0].leader
+        victim = brokers[leader_id - 1]
+        victim.kill9()
+        killed_at = time.monotonic()
+        produce_for(4.0)
+        producer.flush(120)
+        assert not errors, errors[:5]
+        after = [t for (p, _, t) in acked.values() if p == 0 and t > killed_at]
+        assert after, "partition 0 acknowledged nothing after its leader's kill"
+        print(f"kafka-python failover (kill -9 to the successor's first ack): "
+              f"{min(after) - killed_at:.3f} s, {len(acked)} acknowledged")
+        victim.restart()
+        deadline = Deadline(60)
+        while not all(v in consumed for v in acked):
+            assert not deadline.expired(), (
+                f"{sum(v not in consumed for v in acked)} acknowledged values never consumed")
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        reader.join(timeout=10)
+        producer.close(timeout=10)
+    assert not went_back, went_back[:5]
+    for value, (partition, offset, _) in acked.items():
+        assert consumed[value] == (partition, offset), (value, consumed[value], partition, offset)
