@@ -2811,8 +2811,8 @@ const CASES: &[Case] = &[
         name: "commit offsets in a transaction with a generation of a group that does not exist",
         kafka: Code(E::IllegalGeneration),
         kafka_source: "OffsetMetadataManager.java validateTransactionalOffsetCommit (no group, generationId >= 0: ILLEGAL_GENERATION)",
-        spate: Code(E::None),
-        why: "not implemented: KIP-447's member and generation checks of TxnOffsetCommit (v3) are not made (handlers/txn_offset_commit.rs says so); the offset is written in the transaction",
+        spate: Code(E::IllegalGeneration),
+        why: "",
         run: |c| {
             let group = c.unique("g-txn-ghost");
             let (id, pid, epoch) = c.txn_with_offsets("txn-commit-ghost", &group);
@@ -2825,8 +2825,8 @@ const CASES: &[Case] = &[
         name: "commit offsets in a transaction with a stale generation",
         kafka: Code(E::IllegalGeneration),
         kafka_source: "OffsetMetadataManager.java validateTransactionalOffsetCommit -> ClassicGroup.validateOffsetCommit (isTransactional, generationId != this.generationId: ILLEGAL_GENERATION)",
-        spate: Code(E::None),
-        why: "not implemented: KIP-447's member and generation checks of TxnOffsetCommit (v3) are not made (handlers/txn_offset_commit.rs says so); the offset is written in the transaction",
+        spate: Code(E::IllegalGeneration),
+        why: "",
         run: |c| {
             let (group, member, generation) = c.stable("g-txn-stale");
             let (id, pid, epoch) = c.txn_with_offsets("txn-commit-stale", &group);
@@ -2839,8 +2839,8 @@ const CASES: &[Case] = &[
         name: "commit offsets in a transaction with a member id the group does not know",
         kafka: Code(E::UnknownMemberId),
         kafka_source: "ClassicGroup.java validateOffsetCommit (generationId >= 0) -> validateMember (UNKNOWN_MEMBER_ID)",
-        spate: Code(E::None),
-        why: "not implemented: KIP-447's member and generation checks of TxnOffsetCommit (v3) are not made (handlers/txn_offset_commit.rs says so); the offset is written in the transaction",
+        spate: Code(E::UnknownMemberId),
+        why: "",
         run: |c| {
             let (group, _, generation) = c.stable("g-txn-stranger");
             let (id, pid, epoch) = c.txn_with_offsets("txn-commit-stranger", &group);

@@ -112,6 +112,15 @@ pub struct Coordinator {
 /// (UNSTABLE_OFFSET_COMMIT).
 pub type FetchedOffset = Result<Option<OffsetValue>, ErrorCode>;
 
+/// Who commits offsets in a transaction (TxnOffsetCommit v3+, KIP-447; older versions send
+/// generation -1 and no member).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub generation_id: i32,
+}
+
 /// An offset committed in an open transaction: group, topic, partition, value, log offset.
 type TxnOffset = (String, String, i32, OffsetValue, Offset);
 
@@ -512,6 +521,7 @@ impl Coordinator {
         group_id: &str,
         producer_id: ProducerId,
         epoch: ProducerEpoch,
+        member: &CommitMember,
         offsets: Vec<(String, i32, OffsetValue)>,
     ) -> Vec<ErrorCode> {
         let count = offsets.len();
@@ -520,6 +530,29 @@ impl Coordinator {
             .any(|(_, _, v)| v.metadata.len() > OFFSET_METADATA_BYTES_MAX)
         {
             return vec![ErrorCode::OffsetMetadataTooLarge; count];
+        }
+        // KIP-447: a consumer that names its membership must be a current member of this
+        // generation (a zombie instance after a rebalance is refused), as an OffsetCommit's
+        // is; without one (generation -1, no member) the commit is not checked, as Kafka's
+        // validateOffsetCommit lets a transactional commit through.
+        if member.generation_id >= 0 || !member.member_id.is_empty() || member.instance_id.is_some()
+        {
+            let checked = self.with_group(core, group_id, false, |g| {
+                g.validate_commit(
+                    &member.member_id,
+                    member.instance_id.as_deref(),
+                    member.generation_id,
+                )
+            });
+            let checked = match checked {
+                // A generation for a group this coordinator does not know.
+                Err(ErrorCode::UnknownMemberId) => Err(ErrorCode::IllegalGeneration),
+                Err(error) => Err(error),
+                Ok(inner) => inner.map(|_: CommitKind| ()),
+            };
+            if let Err(error) = checked {
+                return vec![error; count];
+            }
         }
         let Some(log) = offsets_partition(core, group_id) else {
             return vec![ErrorCode::CoordinatorNotAvailable; count];

@@ -75,6 +75,9 @@ pub enum GroupCall {
         group: String,
         producer_id: spate_wire::types::ProducerId,
         epoch: spate_wire::types::ProducerEpoch,
+        /// TxnOffsetCommit v3+ (KIP-447): the committing consumer's membership, checked as an
+        /// OffsetCommit's is (generation -1 and no member: not checked).
+        member: coordinator::CommitMember,
         offsets: Vec<(String, i32, OffsetValue)>,
     },
     /// `partitions: None` asks for every committed partition. `require_stable` (OffsetFetch
@@ -189,10 +192,11 @@ pub async fn run(core: &Core, call: GroupCall) -> GroupAnswer {
             group,
             producer_id,
             epoch,
+            member,
             offsets,
         } => GroupAnswer::Errors(
             groups
-                .txn_commit(core, &group, producer_id, epoch, offsets)
+                .txn_commit(core, &group, producer_id, epoch, &member, offsets)
                 .await,
         ),
         GroupCall::FetchOffsets {

@@ -6,7 +6,8 @@
 //!
 //! The group's offsets partition must be in the producer's transaction (AddOffsetsToTxn first):
 //! otherwise every partition gets INVALID_TXN_STATE, or the coordinator's error (fenced, not the
-//! id's producer). Kafka's KIP-447 member and generation checks (v3) are not made.
+//! id's producer). v3 carries the consumer's membership (KIP-447), checked as an OffsetCommit's:
+//! a member of an older generation gets ILLEGAL_GENERATION, an unknown one UNKNOWN_MEMBER_ID.
 
 use spate_txn::state::{Answer, TxnError};
 use spate_wire::header::RequestHeader;
@@ -21,6 +22,7 @@ use super::respond;
 use crate::connection::ResponseParts;
 use crate::core::{now_ms, Core};
 use crate::errors::fenced_for_version;
+use crate::group::coordinator::CommitMember;
 use crate::group::records::OffsetValue;
 use crate::group::{self, partition_for, GroupAnswer, GroupCall, OFFSETS_TOPIC};
 use crate::txn::{TxnAnswer, TxnCall};
@@ -116,6 +118,12 @@ pub async fn handle(
                 group: group_id.clone(),
                 producer_id,
                 epoch,
+                // v0-2 decode as generation -1 and no member: not checked.
+                member: CommitMember {
+                    member_id: request.member_id.to_string(),
+                    instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
+                    generation_id: request.generation_id,
+                },
                 offsets,
             };
             match group::call(core, &group_id, call).await {
