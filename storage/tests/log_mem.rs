@@ -1197,3 +1197,35 @@ fn a_flipped_base_offset_is_reported_and_never_served() {
     assert_eq!(loaded.resume_at, Offset(8));
     assert!(loaded.damage.is_some());
 }
+
+/// A preallocation step that fails with an I/O error (not a full disk) fences the log, as a
+/// failed write does: the device is failing, and a broker must notice rather than refuse every
+/// append forever. (A full disk refuses the append and leaves the log open.)
+#[test]
+fn a_failed_preallocation_step_fences_the_log() {
+    let disk = MemDisk::new();
+    let log = open(&disk, FlushPolicy::Never);
+    fill(&log, 2);
+    disk.fail_nth(FaultOp::Allocate, 1);
+    let mut failed = None;
+    // Batches of ~450 bytes: the first 16 KiB step runs out within about 40 of them.
+    for i in 0..200u64 {
+        if let Err(e) = block_on(log.append(batch(4, 100, 2000 + i as i64, i), LeaderEpoch(1))) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let failed = failed.expect("a preallocation step was needed and failed");
+    assert!(
+        !matches!(failed, StorageError::DiskFull { .. }),
+        "{failed:?}"
+    );
+    assert!(
+        log.is_fenced(),
+        "an I/O error while preallocating must fence the log"
+    );
+    assert!(matches!(
+        block_on(log.append(batch(4, 100, 9999, 1), LeaderEpoch(1))),
+        Err(StorageError::Fenced)
+    ));
+}

@@ -349,7 +349,16 @@ impl<D: Disk> Log<D> {
                     return Ok(());
                 }
                 Err(e) if io_error_kind(&e) == IoErrorKind::NoSpace && target != needed => {}
-                Err(e) => return Err(StorageError::from_io("preallocating", &active.path, e)),
+                Err(e) => {
+                    // A full disk refuses this append and changes nothing: a later one may fit
+                    // once space is freed. Any other failure is the device's, as a failed write
+                    // is, and fences the log (the broker then hands its partitions over instead
+                    // of refusing appends forever on a dead disk).
+                    if io_error_kind(&e) != IoErrorKind::NoSpace {
+                        self.fenced.set(true);
+                    }
+                    return Err(StorageError::from_io("preallocating", &active.path, e));
+                }
             }
         }
         unreachable!("the loop returns on its last iteration")
