@@ -925,7 +925,6 @@ impl Core {
     pub async fn maintain(self: Rc<Self>, shutdown: Arc<crate::runtime::ShutdownFlag>) {
         let mut since_retention = Duration::ZERO;
         let mut since_idle_check = Duration::ZERO;
-        let mut since_hw_checkpoint = Duration::ZERO;
         // Reused every tick (one allocation, not one per millisecond); emptied before each sleep
         // so a deleted partition is not kept alive by it.
         let mut owned: Vec<Rc<Partition>> = Vec::new();
@@ -933,7 +932,6 @@ impl Core {
             glommio::timer::sleep(FLUSH_TICK).await;
             since_retention += FLUSH_TICK;
             since_idle_check += FLUSH_TICK;
-            since_hw_checkpoint += FLUSH_TICK;
             owned.extend(
                 self.partitions
                     .borrow()
@@ -965,10 +963,6 @@ impl Core {
                 for partition in &owned {
                     partition.log.release_idle_buffers();
                 }
-            }
-            if since_hw_checkpoint >= crate::cluster::hw_checkpoint::HW_CHECKPOINT_INTERVAL {
-                since_hw_checkpoint = Duration::ZERO;
-                self.checkpoint_high_watermarks(&owned).await;
             }
             if since_retention >= RETENTION_TICK || self.retention_due.take() {
                 since_retention = Duration::ZERO;
