@@ -1003,29 +1003,6 @@ impl Core {
         out
     }
 
-    /// Writes this core's high watermark checkpoint from `partitions` (its own; those without
-    /// a replica, on a single broker, have none to keep).
-    async fn checkpoint_high_watermarks(&self, partitions: &[Rc<Partition>]) {
-        let entries: Vec<_> = partitions
-            .iter()
-            .filter_map(|p| {
-                let slot = p.replica.as_ref()?;
-                let key = slot.key();
-                Some(((key.topic_id, key.partition), slot.high_watermark()))
-            })
-            .collect();
-        if entries.is_empty() && self.config.cluster.is_none() {
-            return;
-        }
-        crate::cluster::replication::checkpoint_high_watermarks(
-            &self.replication,
-            &self.config.data_dir,
-            self.id,
-            entries,
-        )
-        .await;
-    }
-
     /// Flushes and closes every partition (clean shutdown: the next start needs no scan).
     pub async fn close_all(&self) {
         let owned: Vec<(String, i32, Rc<Partition>)> = self
@@ -1040,10 +1017,11 @@ impl Core {
                 slot.close().await;
             }
         }
-        // The high watermarks as they end, so the next start serves what was committed at once.
-        let partitions: Vec<Rc<Partition>> = owned.iter().map(|(_, _, p)| p.clone()).collect();
-        self.checkpoint_high_watermarks(&partitions).await;
-        drop(partitions);
+        // The high watermarks as they end, so the next start serves what was committed at once;
+        // read now (no await since the replicas closed), written once the logs are closed, so
+        // the write adds no wait between the two (a removal racing the close would find more
+        // time to delete a partition's directory under it).
+        let high_watermarks = high_watermarks_of(owned.iter().map(|(_, _, p)| p));
         for (topic, index, partition) in owned {
             match Rc::try_unwrap(partition) {
                 Ok(partition) => {
@@ -1058,6 +1036,15 @@ impl Core {
                     }
                 }
             }
+        }
+        if !high_watermarks.is_empty() || self.config.cluster.is_some() {
+            crate::cluster::replication::checkpoint_high_watermarks(
+                &self.replication,
+                &self.config.data_dir,
+                self.id,
+                high_watermarks,
+            )
+            .await;
         }
     }
 }
@@ -1141,3 +1128,17 @@ routable!(EpochEndOp, EpochEndResult, EpochEnd, |error| {
         end_offset: Offset(-1),
     }
 });
+
+/// Each replicated partition's high watermark, keyed as the checkpoint keys it (partitions
+/// without a replica, on a single broker, have none to keep).
+fn high_watermarks_of<'a>(
+    partitions: impl Iterator<Item = &'a Rc<Partition>>,
+) -> Vec<(crate::cluster::hw_checkpoint::PartitionId, Offset)> {
+    partitions
+        .filter_map(|p| {
+            let slot = p.replica.as_ref()?;
+            let key = slot.key();
+            Some(((key.topic_id, key.partition), slot.high_watermark()))
+        })
+        .collect()
+}
