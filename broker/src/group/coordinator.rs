@@ -411,6 +411,31 @@ impl Coordinator {
         }
     }
 
+    /// Whether this committer may commit offsets of `group_id` (`Group::validate_commit`);
+    /// `standalone_allowed` lets a commit create the group's entry (no generation, no member).
+    /// Without it, a group this coordinator does not know is ILLEGAL_GENERATION, as Kafka
+    /// answers a commit with a generation for such a group.
+    fn check_committer(
+        &self,
+        core: &Core,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        standalone_allowed: bool,
+    ) -> Result<(), ErrorCode> {
+        let checked = self.with_group(core, group_id, standalone_allowed, |g| {
+            g.validate_commit(member_id, instance_id, generation_id)
+        });
+        match checked {
+            Err(ErrorCode::UnknownMemberId) if !standalone_allowed => {
+                Err(ErrorCode::IllegalGeneration)
+            }
+            Err(error) => Err(error),
+            Ok(inner) => inner.map(|_: CommitKind| ()),
+        }
+    }
+
     /// OffsetCommit: checks the member, appends one batch with a record per partition to the
     /// group's offsets partition, waits until it is durable, then applies it. One error per
     /// partition, in order.
@@ -425,19 +450,15 @@ impl Coordinator {
     ) -> Vec<ErrorCode> {
         let count = offsets.len();
         let standalone_allowed = generation_id < 0 && member_id.is_empty();
-        let checked = self.with_group(core, group_id, standalone_allowed, |g| {
-            g.validate_commit(member_id, instance_id, generation_id)
-        });
-        let checked = match checked {
-            // Kafka: a commit with a generation for a group it does not know.
-            Err(ErrorCode::UnknownMemberId) if !standalone_allowed => {
-                Err(ErrorCode::IllegalGeneration)
-            }
-            Err(error) => Err(error),
-            Ok(inner) => inner,
-        };
         // Members and standalone committers (admin tools) are stored alike.
-        if let Err(error) = checked.map(|_: CommitKind| ()) {
+        if let Err(error) = self.check_committer(
+            core,
+            group_id,
+            member_id,
+            instance_id,
+            generation_id,
+            standalone_allowed,
+        ) {
             return vec![error; count];
         }
         let mut errors = vec![ErrorCode::None; count];
@@ -459,36 +480,15 @@ impl Coordinator {
         let Some(log) = offsets_partition(core, group_id) else {
             return vec![ErrorCode::CoordinatorNotAvailable; count];
         };
-        let mut batch = BytesMut::new();
-        let mut key = BytesMut::new();
-        let mut value_bytes = BytesMut::new();
-        let mut builder = BatchBuilder::new(
-            &mut batch,
+        let batch = offsets_batch(
+            group_id,
             BatchSpec {
                 first_timestamp_ms: now_ms(),
                 ..BatchSpec::default()
             },
+            keep.iter()
+                .map(|(_, topic, partition, value)| (topic, *partition, value)),
         );
-        for (_, topic, partition, value) in &keep {
-            key.clear();
-            value_bytes.clear();
-            records::encode_key(
-                &OffsetKey {
-                    group: group_id.to_owned(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                },
-                &mut key,
-            );
-            records::encode_value(value, &mut value_bytes);
-            builder.push(
-                value.commit_timestamp_ms,
-                Some(&key),
-                Some(&value_bytes),
-                &[],
-            );
-        }
-        builder.finish();
         if batch.len() > log.settings().batch_bytes_max {
             return vec![ErrorCode::InvalidCommitOffsetSize; count];
         }
@@ -537,20 +537,14 @@ impl Coordinator {
         // validateOffsetCommit lets a transactional commit through.
         if member.generation_id >= 0 || !member.member_id.is_empty() || member.instance_id.is_some()
         {
-            let checked = self.with_group(core, group_id, false, |g| {
-                g.validate_commit(
-                    &member.member_id,
-                    member.instance_id.as_deref(),
-                    member.generation_id,
-                )
-            });
-            let checked = match checked {
-                // A generation for a group this coordinator does not know.
-                Err(ErrorCode::UnknownMemberId) => Err(ErrorCode::IllegalGeneration),
-                Err(error) => Err(error),
-                Ok(inner) => inner.map(|_: CommitKind| ()),
-            };
-            if let Err(error) = checked {
+            if let Err(error) = self.check_committer(
+                core,
+                group_id,
+                &member.member_id,
+                member.instance_id.as_deref(),
+                member.generation_id,
+                false,
+            ) {
                 return vec![error; count];
             }
         }
@@ -570,11 +564,8 @@ impl Coordinator {
         if pending + count > TXN_OFFSETS_PER_PRODUCER_MAX {
             return vec![ErrorCode::InvalidCommitOffsetSize; count];
         }
-        let mut batch = BytesMut::new();
-        let mut key = BytesMut::new();
-        let mut value_bytes = BytesMut::new();
-        let mut builder = BatchBuilder::new(
-            &mut batch,
+        let mut batch = offsets_batch(
+            group_id,
             BatchSpec {
                 first_timestamp_ms: now_ms(),
                 producer_id,
@@ -582,27 +573,10 @@ impl Coordinator {
                 base_sequence: -1,
                 ..BatchSpec::default()
             },
+            offsets
+                .iter()
+                .map(|(topic, partition, value)| (topic, *partition, value)),
         );
-        for (topic, partition, value) in &offsets {
-            key.clear();
-            value_bytes.clear();
-            records::encode_key(
-                &OffsetKey {
-                    group: group_id.to_owned(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                },
-                &mut key,
-            );
-            records::encode_value(value, &mut value_bytes);
-            builder.push(
-                value.commit_timestamp_ms,
-                Some(&key),
-                Some(&value_bytes),
-                &[],
-            );
-        }
-        builder.finish();
         spate_wire::batch::set_transactional(&mut batch);
         if batch.len() > log.settings().batch_bytes_max {
             return vec![ErrorCode::InvalidCommitOffsetSize; count];
@@ -1230,6 +1204,40 @@ pub async fn tick_loop(core: Rc<Core>, shutdown: std::sync::Arc<crate::runtime::
         core.groups.tick(&core);
     }
     core.groups.release_parked();
+}
+
+/// One batch with a record per committed offset of `group_id` (key and value in
+/// `__consumer_offsets`' layout), under `spec`: what OffsetCommit and TxnOffsetCommit append.
+fn offsets_batch<'a>(
+    group_id: &str,
+    spec: BatchSpec,
+    offsets: impl Iterator<Item = (&'a String, i32, &'a OffsetValue)>,
+) -> BytesMut {
+    let mut batch = BytesMut::new();
+    let mut key = BytesMut::new();
+    let mut value_bytes = BytesMut::new();
+    let mut builder = BatchBuilder::new(&mut batch, spec);
+    for (topic, partition, value) in offsets {
+        key.clear();
+        value_bytes.clear();
+        records::encode_key(
+            &OffsetKey {
+                group: group_id.to_owned(),
+                topic: topic.clone(),
+                partition,
+            },
+            &mut key,
+        );
+        records::encode_value(value, &mut value_bytes);
+        builder.push(
+            value.commit_timestamp_ms,
+            Some(&key),
+            Some(&value_bytes),
+            &[],
+        );
+    }
+    builder.finish();
+    batch
 }
 
 #[cfg(test)]
