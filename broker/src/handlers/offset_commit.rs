@@ -43,21 +43,7 @@ pub async fn handle(
         })
         .collect();
     let count = offsets.len();
-    // As Kafka: a partition of a topic that does not exist gets UNKNOWN_TOPIC_OR_PARTITION and
-    // is not stored; the others are committed. (Without this, a typo in a topic name was
-    // acknowledged and the offset kept forever.)
-    let known: Vec<bool> = offsets
-        .iter()
-        .map(|(topic, partition, _)| {
-            core.topic(topic)
-                .is_some_and(|meta| (0..meta.partitions).contains(partition))
-        })
-        .collect();
-    let offsets: Vec<(String, i32, OffsetValue)> = offsets
-        .into_iter()
-        .zip(&known)
-        .filter_map(|(o, &k)| k.then_some(o))
-        .collect();
+    let (known, offsets) = existing_partitions(core, offsets);
     let stored = offsets.len();
     let committed = if group_id.is_empty() {
         vec![ErrorCode::InvalidGroupId; stored]
@@ -101,4 +87,27 @@ pub async fn handle(
         response.topics.push(out);
     }
     respond(header, &response)
+}
+
+/// As Kafka (OffsetCommit and TxnOffsetCommit alike): a partition of a topic that does not exist
+/// gets UNKNOWN_TOPIC_OR_PARTITION and is not stored; the others are committed. (Without this,
+/// a typo in a topic name was acknowledged and the offset kept forever.) Returns, per offset in
+/// order, whether its partition exists, and the offsets that do.
+pub(super) fn existing_partitions(
+    core: &Core,
+    offsets: Vec<(String, i32, OffsetValue)>,
+) -> (Vec<bool>, Vec<(String, i32, OffsetValue)>) {
+    let known: Vec<bool> = offsets
+        .iter()
+        .map(|(topic, partition, _)| {
+            core.topic(topic)
+                .is_some_and(|meta| (0..meta.partitions).contains(partition))
+        })
+        .collect();
+    let offsets = offsets
+        .into_iter()
+        .zip(&known)
+        .filter_map(|(o, &k)| k.then_some(o))
+        .collect();
+    (known, offsets)
 }

@@ -60,18 +60,7 @@ pub async fn handle(
         .collect();
     // Partitions that do not exist are refused one by one and the others committed, as Kafka's
     // KafkaApis.handleTxnOffsetCommitRequest does.
-    let exists: Vec<bool> = offsets
-        .iter()
-        .map(|(topic, partition, _)| {
-            core.topic(topic)
-                .is_some_and(|t| (0..t.partitions).contains(partition))
-        })
-        .collect();
-    let offsets: Vec<(String, i32, OffsetValue)> = offsets
-        .into_iter()
-        .zip(&exists)
-        .filter_map(|(offset, &exists)| exists.then_some(offset))
-        .collect();
+    let (exists, offsets) = super::offset_commit::existing_partitions(core, offsets);
     let count = offsets.len();
     let errors = if count == 0 {
         Vec::new()
