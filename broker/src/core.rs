@@ -85,6 +85,15 @@ pub struct Core {
     /// A topic's retention settings changed: the maintenance task runs a retention pass at its
     /// next tick instead of waiting for the 30 s one.
     retention_due: std::cell::Cell<bool>,
+    /// Set when [`Core::close_all`] starts: a metadata round that arrives after (the mesh keeps
+    /// serving other cores until every core stops) opens no partition. One opened then would
+    /// be a second log over a directory the shutdown is closing: its recovery removes the
+    /// close's temporary checkpoint file under it (glommio then panics, ENOENT).
+    closing: std::cell::Cell<bool>,
+    /// Partitions taken out of the map whose close and directory removal are in flight: a
+    /// round that places one here again waits for the removal before opening it, or the
+    /// removal would delete the new replica's files.
+    dropping: RefCell<std::collections::HashSet<(String, i32)>>,
     /// Cluster mode: the last metadata image this core published (ListPartitionReassignments
     /// answers from it).
     published: RefCell<Option<Arc<crate::cluster::quorum::Published>>>,
@@ -154,6 +163,8 @@ impl Core {
             published: RefCell::new(None),
             opening: RefCell::new(std::collections::HashSet::new()),
             retention_due: std::cell::Cell::new(false),
+            closing: std::cell::Cell::new(false),
+            dropping: RefCell::new(std::collections::HashSet::new()),
         }
     }
 
@@ -341,10 +352,25 @@ impl Core {
             let Some(_opening) = Opening::claim(&self.opening, &meta.name, index) else {
                 continue;
             };
+            let key = (meta.name.clone(), index);
+            while self.dropping.borrow().contains(&key) && !self.closing.get() {
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            if self.closing.get() {
+                return Ok(());
+            }
             let dir = topics::partition_dir(&self.config.data_dir, &meta.name, index);
             let log = Log::open(GlommioDisk, &dir, log_config)
                 .await
                 .map_err(|e| anyhow::anyhow!("opening partition {}-{index}: {e}", meta.name))?;
+            if self.closing.get() {
+                // The shutdown began while this log opened: close it here, since `close_all`
+                // has already taken the map it would have been in.
+                if let Err(e) = log.close().await {
+                    warn!(core = self.id, topic = %meta.name, partition = index, error = %e, "closing a partition opened during shutdown");
+                }
+                return Ok(());
+            }
             let compacted = meta.config.cleanup_policy.compacts();
             let cleaner = if compacted {
                 log.load_cleaner_state().await.unwrap_or_else(|e| {
@@ -498,6 +524,14 @@ impl Core {
 
     /// Closes a partition taken out of this core's map and deletes its directory.
     async fn drop_partition(&self, name: &str, index: i32, partition: Rc<Partition>) {
+        let key = (name.to_owned(), index);
+        self.dropping.borrow_mut().insert(key.clone());
+        self.drop_partition_files(name, index, partition).await;
+        self.dropping.borrow_mut().remove(&key);
+    }
+
+    /// [`Self::drop_partition`]'s work, while its key is in `dropping`.
+    async fn drop_partition_files(&self, name: &str, index: i32, partition: Rc<Partition>) {
         // Wake long-polls so they see the partition is gone.
         partition.appended.notify_all();
         if let Some(slot) = &partition.replica {
@@ -1005,6 +1039,7 @@ impl Core {
 
     /// Flushes and closes every partition (clean shutdown: the next start needs no scan).
     pub async fn close_all(&self) {
+        self.closing.set(true);
         let owned: Vec<(String, i32, Rc<Partition>)> = self
             .partitions
             .borrow_mut()
