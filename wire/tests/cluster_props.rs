@@ -12,11 +12,12 @@ use spate_wire::cluster::{
     EpochEndOffsetResult, ErrorBody, FetchPartition, FetchedPartition, FrameDecoder, FrameKind,
     Hello, MetadataBatch, MetadataContent, MetadataFetchRequest, MetadataFetchResponse,
     NewPartitions, NewTopic, Raft, RecordChunks, ReplicaFetchRequest, ReplicaFetchResponse,
-    TopicResult, FRAME_HEADER_BYTES, HELLO_VERSION, METADATA_FETCH_MAX_BYTES_MAX,
-    METADATA_FETCH_WAIT_MS_MAX, REPLICA_FETCH_MAX_BYTES_MAX, REPLICA_FETCH_WAIT_MS_MAX,
-    VERSION_MAX, VERSION_MIN,
+    TopicResult, TxnMarker, TxnMarkerResult, TxnMarkersRequest, TxnMarkersResponse,
+    TxnVerifyRequest, TxnVerifyResponse, FRAME_HEADER_BYTES, HELLO_VERSION,
+    METADATA_FETCH_MAX_BYTES_MAX, METADATA_FETCH_WAIT_MS_MAX, REPLICA_FETCH_MAX_BYTES_MAX,
+    REPLICA_FETCH_WAIT_MS_MAX, VERSION_MAX, VERSION_MIN,
 };
-use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex};
+use spate_wire::types::{LeaderEpoch, Offset, PartitionIndex, ProducerEpoch, ProducerId};
 use spate_wire::ErrorCode;
 
 fn error_code() -> impl Strategy<Value = ErrorCode> {
@@ -433,6 +434,77 @@ fn metadata_fetch_response() -> impl Strategy<Value = MetadataFetchResponse> {
         )
 }
 
+fn txn_markers_request() -> impl Strategy<Value = TxnMarkersRequest> {
+    prop::collection::vec(
+        (
+            any::<[u8; 16]>(),
+            any::<i32>(),
+            any::<i64>(),
+            any::<i16>(),
+            any::<bool>(),
+        ),
+        0..8,
+    )
+    .prop_map(|markers| TxnMarkersRequest {
+        markers: markers
+            .into_iter()
+            .map(|(topic_id, partition, pid, epoch, commit)| TxnMarker {
+                topic_id,
+                partition: PartitionIndex(partition),
+                producer_id: ProducerId(pid),
+                producer_epoch: ProducerEpoch(epoch),
+                commit,
+            })
+            .collect(),
+    })
+}
+
+fn txn_markers_response() -> impl Strategy<Value = TxnMarkersResponse> {
+    prop::collection::vec((any::<[u8; 16]>(), any::<i32>(), error_code()), 0..8).prop_map(
+        |markers| TxnMarkersResponse {
+            markers: markers
+                .into_iter()
+                .map(|(topic_id, partition, error_code)| TxnMarkerResult {
+                    topic_id,
+                    partition: PartitionIndex(partition),
+                    error_code,
+                })
+                .collect(),
+        },
+    )
+}
+
+fn txn_verify_request() -> impl Strategy<Value = TxnVerifyRequest> {
+    (
+        short_str(),
+        any::<i64>(),
+        any::<i16>(),
+        prop::collection::vec((short_str(), any::<i32>()), 0..6),
+    )
+        .prop_map(|(id, pid, epoch, partitions)| TxnVerifyRequest {
+            transactional_id: id,
+            producer_id: ProducerId(pid),
+            producer_epoch: ProducerEpoch(epoch),
+            partitions: partitions
+                .into_iter()
+                .map(|(name, p)| (name, PartitionIndex(p)))
+                .collect(),
+        })
+}
+
+fn txn_verify_response() -> impl Strategy<Value = TxnVerifyResponse> {
+    prop_oneof![
+        prop::collection::vec(any::<bool>(), 0..10).prop_map(|verified| TxnVerifyResponse {
+            error_code: ErrorCode::None,
+            verified,
+        }),
+        error_code().prop_map(|error_code| TxnVerifyResponse {
+            error_code,
+            verified: Vec::new(),
+        }),
+    ]
+}
+
 fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
         hello().prop_map(Body::Hello),
@@ -446,6 +518,10 @@ fn body() -> impl Strategy<Value = Body> {
         controller_response().prop_map(Body::ControllerResponse),
         metadata_fetch_request().prop_map(Body::MetadataFetchRequest),
         metadata_fetch_response().prop_map(Body::MetadataFetchResponse),
+        txn_markers_request().prop_map(Body::TxnMarkersRequest),
+        txn_markers_response().prop_map(Body::TxnMarkersResponse),
+        txn_verify_request().prop_map(Body::TxnVerifyRequest),
+        txn_verify_response().prop_map(Body::TxnVerifyResponse),
     ]
 }
 

@@ -6,7 +6,8 @@ use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
 use crate::cluster::{
     ClusterError, ControllerRequest, ControllerResponse, EpochEndOffsetRequest,
     EpochEndOffsetResponse, ErrorBody, Frame, FrameKind, Hello, MetadataFetchRequest,
-    MetadataFetchResponse, ReplicaFetchRequest, ReplicaFetchResponse, RAFT_MESSAGE_BYTES_MAX,
+    MetadataFetchResponse, ReplicaFetchRequest, ReplicaFetchResponse, TxnMarkersRequest,
+    TxnMarkersResponse, TxnVerifyRequest, TxnVerifyResponse, RAFT_MESSAGE_BYTES_MAX,
 };
 
 /// One encoded Raft message, opaque here: the controller crate encodes and decodes it. The
@@ -57,6 +58,14 @@ pub enum Body {
     MetadataFetchRequest(MetadataFetchRequest),
     /// [`FrameKind::MetadataFetchResponse`].
     MetadataFetchResponse(MetadataFetchResponse),
+    /// [`FrameKind::TxnMarkersRequest`].
+    TxnMarkersRequest(TxnMarkersRequest),
+    /// [`FrameKind::TxnMarkersResponse`].
+    TxnMarkersResponse(TxnMarkersResponse),
+    /// [`FrameKind::TxnVerifyRequest`].
+    TxnVerifyRequest(TxnVerifyRequest),
+    /// [`FrameKind::TxnVerifyResponse`].
+    TxnVerifyResponse(TxnVerifyResponse),
 }
 
 impl Body {
@@ -74,6 +83,10 @@ impl Body {
             Body::ControllerResponse(_) => FrameKind::ControllerResponse,
             Body::MetadataFetchRequest(_) => FrameKind::MetadataFetchRequest,
             Body::MetadataFetchResponse(_) => FrameKind::MetadataFetchResponse,
+            Body::TxnMarkersRequest(_) => FrameKind::TxnMarkersRequest,
+            Body::TxnMarkersResponse(_) => FrameKind::TxnMarkersResponse,
+            Body::TxnVerifyRequest(_) => FrameKind::TxnVerifyRequest,
+            Body::TxnVerifyResponse(_) => FrameKind::TxnVerifyResponse,
         }
     }
 
@@ -140,6 +153,18 @@ impl Body {
             FrameKind::MetadataFetchResponse => Body::MetadataFetchResponse(
                 MetadataFetchResponse::decode(Reader::new(kind, payload))?,
             ),
+            FrameKind::TxnMarkersRequest => {
+                Body::TxnMarkersRequest(TxnMarkersRequest::decode(Reader::new(kind, payload))?)
+            }
+            FrameKind::TxnMarkersResponse => {
+                Body::TxnMarkersResponse(TxnMarkersResponse::decode(Reader::new(kind, payload))?)
+            }
+            FrameKind::TxnVerifyRequest => {
+                Body::TxnVerifyRequest(TxnVerifyRequest::decode(Reader::new(kind, payload))?)
+            }
+            FrameKind::TxnVerifyResponse => {
+                Body::TxnVerifyResponse(TxnVerifyResponse::decode(Reader::new(kind, payload))?)
+            }
         };
         Ok(body)
     }
@@ -170,6 +195,10 @@ impl Body {
             Body::ControllerResponse(response) => response.encode(out),
             Body::MetadataFetchRequest(request) => request.encode(out),
             Body::MetadataFetchResponse(response) => response.encode(out, records),
+            Body::TxnMarkersRequest(request) => request.encode(out),
+            Body::TxnMarkersResponse(response) => response.encode(out),
+            Body::TxnVerifyRequest(request) => request.encode(out),
+            Body::TxnVerifyResponse(response) => response.encode(out),
         }
     }
 
@@ -187,6 +216,10 @@ impl Body {
             Body::ControllerResponse(response) => response.encoded_bytes(),
             Body::MetadataFetchRequest(request) => request.encoded_bytes(),
             Body::MetadataFetchResponse(response) => response.encoded_bytes(),
+            Body::TxnMarkersRequest(request) => request.encoded_bytes(),
+            Body::TxnMarkersResponse(response) => response.encoded_bytes(),
+            Body::TxnVerifyRequest(request) => request.encoded_bytes(),
+            Body::TxnVerifyResponse(response) => response.encoded_bytes(),
         }
     }
 }

@@ -96,11 +96,21 @@ pub enum FrameKind {
     MetadataFetchRequest = 10,
     /// The voter's answer: [`super::MetadataFetchResponse`].
     MetadataFetchResponse = 11,
+    /// A transaction coordinator asks a partition leader to write markers:
+    /// [`super::TxnMarkersRequest`]. Added within version 1 like kind 8.
+    TxnMarkersRequest = 12,
+    /// The leader's answer: [`super::TxnMarkersResponse`].
+    TxnMarkersResponse = 13,
+    /// A partition leader asks a transactional id's coordinator which partitions are in the
+    /// producer's transaction: [`super::TxnVerifyRequest`]. Added within version 1 like kind 8.
+    TxnVerifyRequest = 14,
+    /// The coordinator's answer: [`super::TxnVerifyResponse`].
+    TxnVerifyResponse = 15,
 }
 
 impl FrameKind {
     /// Every kind, in wire order.
-    pub const ALL: [FrameKind; 11] = [
+    pub const ALL: [FrameKind; 15] = [
         FrameKind::Hello,
         FrameKind::Raft,
         FrameKind::ReplicaFetchRequest,
@@ -112,6 +122,10 @@ impl FrameKind {
         FrameKind::ControllerResponse,
         FrameKind::MetadataFetchRequest,
         FrameKind::MetadataFetchResponse,
+        FrameKind::TxnMarkersRequest,
+        FrameKind::TxnMarkersResponse,
+        FrameKind::TxnVerifyRequest,
+        FrameKind::TxnVerifyResponse,
     ];
 
     /// The byte in the header.
@@ -552,9 +566,9 @@ mod tests {
         seal(&mut bytes);
         assert_eq!(decode_all(&bytes), Err(ClusterError::UnknownKind(0)));
         let mut bytes = raft_frame(b"x");
-        bytes[6] = 12; // one past the last kind, FrameKind::MetadataFetchResponse
+        bytes[6] = 16; // one past the last kind, FrameKind::TxnVerifyResponse
         seal(&mut bytes);
-        assert_eq!(decode_all(&bytes), Err(ClusterError::UnknownKind(12)));
+        assert_eq!(decode_all(&bytes), Err(ClusterError::UnknownKind(16)));
         let mut bytes = raft_frame(b"x");
         bytes[7] = 0x80;
         seal(&mut bytes);

@@ -61,6 +61,7 @@ mod error;
 pub mod frame;
 mod metadata_fetch;
 mod replica_fetch;
+mod txn;
 
 pub use body::{Body, Raft};
 pub use control::{
@@ -93,6 +94,10 @@ pub use replica_fetch::{
     FetchPartition, FetchedPartition, RecordChunks, ReplicaFetchRequest, ReplicaFetchResponse,
     REPLICA_FETCH_BATCH_BYTES_MAX, REPLICA_FETCH_MAX_BYTES_MAX, REPLICA_FETCH_PARTITIONS_MAX,
     REPLICA_FETCH_RECORDS_BYTES_MAX, REPLICA_FETCH_WAIT_MS_MAX,
+};
+pub use txn::{
+    TxnMarker, TxnMarkerResult, TxnMarkersRequest, TxnMarkersResponse, TxnVerifyRequest,
+    TxnVerifyResponse, TRANSACTIONAL_ID_BYTES_MAX, TXN_MARKERS_MAX, TXN_VERIFY_PARTITIONS_MAX,
 };
 
 /// Oldest protocol version this build speaks.
