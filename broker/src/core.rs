@@ -630,6 +630,13 @@ impl Core {
                 };
                 CoreReply::ReplicaFetched(answer)
             }
+            CoreRequest::TxnPeer { to, call } => {
+                let answer = match self.cluster_node.get() {
+                    Some(node) => node.txn_rpc.call(&node.transport, to, call).await,
+                    None => None,
+                };
+                CoreReply::TxnPeer(answer)
+            }
             CoreRequest::ReplicaServe(op) => {
                 CoreReply::ReplicaServed(crate::cluster::replication::serve(self, op).await)
             }

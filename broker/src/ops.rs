@@ -290,6 +290,12 @@ pub enum CoreRequest {
         to: i32,
         request: spate_wire::cluster::ReplicaFetchRequest,
     },
+    /// To core 0 (cluster mode): send a transaction call to another broker, and answer with
+    /// its response.
+    TxnPeer {
+        to: i32,
+        call: crate::txn::TxnPeerCall,
+    },
     /// From core 0 to a partition's owner: a follower's fetches for partitions led here.
     ReplicaServe(crate::cluster::replication::ServeOp),
     /// To core 0 (cluster mode): a leader's ISR change for the controller.
@@ -327,6 +333,8 @@ pub enum Phase {
 /// A core's answer.
 #[derive(Debug)]
 pub enum CoreReply {
+    /// Another broker's answer to a transaction call, if one came.
+    TxnPeer(Option<crate::txn::TxnPeerAnswer>),
     /// The leader's answer to a follower's frame, if one came.
     ReplicaFetched(Option<spate_wire::cluster::ReplicaFetchResponse>),
     /// A core's answers to a follower's fetches.

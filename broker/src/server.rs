@@ -112,9 +112,7 @@ pub async fn serve_core(
         shutdown.clone(),
     ))
     .detach();
-    if config.cluster.is_none() {
-        glommio::spawn_local(crate::txn::txn_loop(core.clone(), shutdown.clone())).detach();
-    }
+    glommio::spawn_local(crate::txn::txn_loop(core.clone(), shutdown.clone())).detach();
     if config.cluster.is_some() {
         glommio::spawn_local(crate::cluster::replication::run(
             core.clone(),

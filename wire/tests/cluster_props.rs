@@ -445,7 +445,10 @@ fn txn_markers_request() -> impl Strategy<Value = TxnMarkersRequest> {
         ),
         0..8,
     )
-    .prop_map(|markers| TxnMarkersRequest {
+    .prop_flat_map(|markers| (any::<i32>(), any::<i32>(), Just(markers)))
+    .prop_map(|(partition, epoch, markers)| TxnMarkersRequest {
+        coordinator_partition: PartitionIndex(partition),
+        coordinator_epoch: LeaderEpoch(epoch),
         markers: markers
             .into_iter()
             .map(|(topic_id, partition, pid, epoch, commit)| TxnMarker {

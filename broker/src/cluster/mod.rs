@@ -23,6 +23,7 @@ pub mod raft_file;
 pub mod replication;
 pub mod rpc;
 pub mod transport;
+pub mod txn_rpc;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -189,6 +190,8 @@ pub struct ClusterNode {
     pub transport: Rc<Transport>,
     /// Answers to this broker's replication frames.
     pub replica_rpc: Rc<replication::ReplicaRpc>,
+    /// Answers to this broker's transaction frames (markers, verifications).
+    pub txn_rpc: Rc<txn_rpc::TxnRpc>,
 }
 
 /// How long a stopping broker waits for the controller to take note of it.
@@ -638,16 +641,19 @@ pub async fn start(
     ))
     .detach();
     let replica_rpc = Rc::new(replication::ReplicaRpc::default());
+    let txn_rpc = Rc::new(txn_rpc::TxnRpc::default());
     glommio::spawn_local(replication::serve_inbox(
         core.clone(),
         transport.clone(),
         replica_rpc.clone(),
+        txn_rpc.clone(),
         stop.clone(),
     ))
     .detach();
     Ok(ClusterNode {
         transport,
         replica_rpc,
+        txn_rpc,
         membership,
         node_id: NodeId(me),
         incarnation: Incarnation(incarnation),

@@ -335,6 +335,17 @@ pub async fn apply_states(core: &Core, topics: &[(String, Vec<bool>, Vec<Partiti
                 let led = slot.is_leader();
                 slot.metadata(state.clone(), &partition.log).await;
                 partition.notify_if_advanced();
+                if name == crate::txn::TXN_TOPIC && led != slot.is_leader() {
+                    // So do the transactional ids of a transaction state partition.
+                    if slot.is_leader() {
+                        if let Err(e) = core.txns.load_partition(core, index as i32).await {
+                            warn!(partition = index, error = %e, "loading a transaction state partition");
+                        }
+                    } else {
+                        core.txns
+                            .unload_partition(index as i32, states.len() as i32);
+                    }
+                }
                 if name == crate::group::OFFSETS_TOPIC && led != slot.is_leader() {
                     // The partition's groups move with its leadership.
                     if slot.is_leader() {
@@ -968,6 +979,7 @@ pub async fn serve_inbox(
     core: Rc<Core>,
     transport: Rc<Transport>,
     rpc: Rc<ReplicaRpc>,
+    txn_rpc: Rc<super::txn_rpc::TxnRpc>,
     shutdown: Arc<ShutdownFlag>,
 ) {
     let serving = Rc::new(Cell::new(0usize));
@@ -979,6 +991,11 @@ pub async fn serve_inbox(
             })
             .await;
         let Some(inbound) = inbound else { return };
+        // Transaction frames share this inbox (and its task on core 0).
+        let Some(inbound) = super::txn_rpc::dispatch(&core, &txn_rpc, transport.node_id(), inbound)
+        else {
+            continue;
+        };
         match inbound.body {
             Body::ReplicaFetchResponse(response) => rpc.deliver(inbound.correlation_id, response),
             Body::ReplicaFetchRequest(_) if serving.get() >= SERVED_FRAMES_MAX => {

@@ -592,7 +592,12 @@ async fn run_connection(
             };
             let replication = matches!(
                 body,
-                Body::ReplicaFetchRequest(_) | Body::ReplicaFetchResponse(_)
+                Body::ReplicaFetchRequest(_)
+                    | Body::ReplicaFetchResponse(_)
+                    | Body::TxnMarkersRequest(_)
+                    | Body::TxnMarkersResponse(_)
+                    | Body::TxnVerifyRequest(_)
+                    | Body::TxnVerifyResponse(_)
             );
             let inbound = Inbound {
                 from: peer,

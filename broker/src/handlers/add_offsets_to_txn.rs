@@ -20,9 +20,7 @@ pub async fn handle(
     header: &RequestHeader,
     request: AddOffsetsToTxnRequest,
 ) -> Option<ResponseParts> {
-    let error = if core.config.cluster.is_some() {
-        ErrorCode::TransactionalIdAuthorizationFailed
-    } else if request.transactional_id.0.is_empty() {
+    let error = if request.transactional_id.0.is_empty() {
         // Kafka's TransactionCoordinator.handleAddPartitionsToTransaction.
         ErrorCode::InvalidRequest
     } else if request.group_id.0.is_empty() {

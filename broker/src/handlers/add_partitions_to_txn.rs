@@ -37,9 +37,7 @@ pub async fn handle(
             partitions.push((topic.name.0.to_string(), p));
         }
     }
-    let error = if core.config.cluster.is_some() {
-        ErrorCode::TransactionalIdAuthorizationFailed
-    } else if partitions.len() > PARTITIONS_PER_REQUEST_MAX || id.is_empty() {
+    let error = if partitions.len() > PARTITIONS_PER_REQUEST_MAX || id.is_empty() {
         // An empty transactional id: Kafka's TransactionCoordinator
         // .handleAddPartitionsToTransaction.
         ErrorCode::InvalidRequest

@@ -21,9 +21,7 @@ pub async fn handle(
     header: &RequestHeader,
     request: EndTxnRequest,
 ) -> Option<ResponseParts> {
-    let error = if core.config.cluster.is_some() {
-        ErrorCode::TransactionalIdAuthorizationFailed
-    } else if request.transactional_id.0.is_empty() {
+    let error = if request.transactional_id.0.is_empty() {
         // Kafka's TransactionCoordinator.endTransaction.
         ErrorCode::InvalidRequest
     } else {

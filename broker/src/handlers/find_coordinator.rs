@@ -3,10 +3,9 @@
 //! On one broker the answer for a group or a transactional id is always this broker (inside
 //! it, the requests are forwarded to the core owning the key's `__consumer_offsets` or
 //! `__transaction_state` partition; the latter topic is created at the first transactional
-//! key). In a cluster transactions are not coordinated yet: a transactional key gets
-//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED with a message saying so, the one FindCoordinator error
-//! librdkafka (and the Java client) treat as fatal, so a transactional producer fails at once
-//! instead of waiting for its timeout on a retriable error.
+//! key). In a cluster it is the leader of that partition; either topic is created at the first
+//! key that needs it, replicated (`offsets.topic.replication.factor`, capped at the live
+//! brokers), and COORDINATOR_NOT_AVAILABLE is answered until its partitions have leaders.
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
@@ -22,12 +21,10 @@ use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::group::{offsets_topic_meta, partition_for, OFFSETS_TOPIC};
 use crate::routing::Leader;
+use crate::txn::TXN_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
-/// Why a transactional client is refused in a cluster, in the answer's message for its log.
-pub const TRANSACTIONS_UNSUPPORTED: &str =
-    "Spate does not support transactions in a cluster yet: use a single broker or a producer without transactional.id";
 /// Keys one request may name (v4+ batches them): bounds the response.
 const KEYS_PER_REQUEST_MAX: usize = 10_000;
 
@@ -44,29 +41,38 @@ async fn lookup(
             i32::from(core.config.advertised_port),
         )
     };
-    match key_type {
-        KEY_TYPE_GROUP => {}
-        KEY_TYPE_TRANSACTION if core.config.cluster.is_none() => {
-            return match crate::txn::ensure_topic(core).await {
-                Ok(()) => Ok(me()),
-                Err(error) => Err((error, "the transaction state topic is being created")),
-            };
-        }
+    let (topic, partitions) = match key_type {
+        KEY_TYPE_GROUP => (
+            OFFSETS_TOPIC,
+            core.topic(OFFSETS_TOPIC).map(|t| t.partitions),
+        ),
         KEY_TYPE_TRANSACTION => {
-            return Err((
-                ErrorCode::TransactionalIdAuthorizationFailed,
-                TRANSACTIONS_UNSUPPORTED,
-            ))
+            if core.config.cluster.is_none() {
+                return match crate::txn::ensure_topic(core).await {
+                    Ok(()) => Ok(me()),
+                    Err(error) => Err((error, "the transaction state topic is being created")),
+                };
+            }
+            (TXN_TOPIC, core.topic(TXN_TOPIC).map(|t| t.partitions))
         }
         _ => return Err((ErrorCode::InvalidRequest, "unknown coordinator key type")),
-    }
+    };
     if core.config.cluster.is_none() {
         return Ok(me());
     }
-    // Cluster mode: the coordinator is the leader of the group's offsets partition, and the
-    // offsets topic is created on first use, as Kafka does (by then the brokers are up, so its
-    // partitions spread over them).
-    let Some(offsets) = core.topic(OFFSETS_TOPIC) else {
+    // Cluster mode: the coordinator is the leader of the key's partition, and the topic is
+    // created on first use, as Kafka does (by then the brokers are up, so its partitions
+    // spread over them).
+    let Some(partitions) = partitions else {
+        if topic == TXN_TOPIC {
+            // Created with its replication factor; its partitions need leaders before they
+            // can coordinate, so the client asks again.
+            let _ = crate::txn::ensure_topic(core).await;
+            return Err((
+                ErrorCode::CoordinatorNotAvailable,
+                "the transaction state topic is being created",
+            ));
+        }
         // Kafka refuses to create it with fewer live brokers than its replication factor;
         // Spate takes what there is, so a cluster of one or two brokers has groups too.
         let live = core.cluster.borrow().brokers.len().max(1);
@@ -89,8 +95,12 @@ async fn lookup(
             "the offsets topic is being created",
         ));
     };
-    let partition = partition_for(key, offsets.partitions);
-    match core.placement(OFFSETS_TOPIC, partition).map(|p| p.leader) {
+    let partition = if topic == TXN_TOPIC {
+        spate_txn::records::partition_for(key, partitions)
+    } else {
+        partition_for(key, partitions)
+    };
+    match core.placement(topic, partition).map(|p| p.leader) {
         Some(Leader::Core(_)) => Ok(me()),
         Some(Leader::Broker(node)) => {
             let view = core.cluster.borrow();
@@ -104,7 +114,7 @@ async fn lookup(
         }
         Some(Leader::None) | None => Err((
             ErrorCode::CoordinatorNotAvailable,
-            "the group's offsets partition has no leader",
+            "the key's coordinating partition has no leader",
         )),
     }
 }

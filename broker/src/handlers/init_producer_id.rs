@@ -6,12 +6,12 @@
 //! from the controller core's durable allocator (`crate::metadata::producer_ids`), so they are unique
 //! for the life of the data directory.
 //!
-//! With a transactional id (single broker) the call goes to the id's transaction coordinator
-//! (`crate::txn`): a new id gets a fresh producer id and epoch 0, a known one a bumped epoch
-//! (fencing older instances; an open transaction is aborted first and the client told to
-//! retry with CONCURRENT_TRANSACTIONS). An empty transactional id gets INVALID_REQUEST (as in
-//! Kafka). In a cluster a transactional id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as
-//! FindCoordinator answers there (see that handler why).
+//! With a transactional id the call goes to the id's transaction coordinator (`crate::txn`;
+//! in a cluster the client sends it to the broker FindCoordinator named, the leader of the
+//! id's `__transaction_state` partition): a new id gets a fresh producer id and epoch 0, a
+//! known one a bumped epoch (fencing older instances; an open transaction is aborted first and
+//! the client told to retry with CONCURRENT_TRANSACTIONS). An empty transactional id gets
+//! INVALID_REQUEST (as in Kafka).
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
@@ -44,11 +44,6 @@ pub async fn handle(
     let error = match &request.transactional_id {
         _ if half_named => ErrorCode::InvalidRequest,
         Some(id) if id.0.is_empty() => ErrorCode::InvalidRequest,
-        Some(id) if core.config.cluster.is_some() => {
-            info!(core = core.id, transactional_id = %id.0.as_str(), client = header.client_id_str().unwrap_or("-"),
-                "transactional producer refused: transactions are not supported in a cluster yet");
-            ErrorCode::TransactionalIdAuthorizationFailed
-        }
         Some(id) => {
             // v3+ (KIP-360): the producer id and epoch the client had, -1 if none.
             let expected = (request.producer_id.0 >= 0).then_some((

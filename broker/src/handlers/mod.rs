@@ -72,9 +72,7 @@ pub enum Mode {
 /// The APIs this broker implements, and so advertises: DescribeQuorum, ElectLeaders, the
 /// reassignment APIs and UnregisterBroker only in a cluster, since a single broker has no
 /// metadata quorum to describe, no other replica to elect or move to, and no other broker to
-/// unregister; the transaction APIs (ListTransactions and DescribeTransactions included) on a
-/// single broker only, as the coordinators run only there (DescribeProducers reads partitions,
-/// and is answered in both modes).
+/// unregister.
 pub fn version_table(mode: Mode) -> VersionTable {
     let apis = ApiSet::core()
         .with(ApiKey::CreatePartitions)
@@ -95,17 +93,18 @@ pub fn version_table(mode: Mode) -> VersionTable {
         .with(ApiKey::DescribeLogDirs)
         .with(ApiKey::AlterConfigs)
         .with(ApiKey::IncrementalAlterConfigs)
-        // Partition-level, answered by the partition's leader: in a cluster too.
-        .with(ApiKey::DescribeProducers);
+        .with(ApiKey::DescribeProducers)
+        // Coordinated by the leader of the id's `__transaction_state` partition (see
+        // `crate::txn`); ListTransactions lists this broker's coordinators, and Kafka's admin
+        // client asks every broker, as with Kafka.
+        .with(ApiKey::AddPartitionsToTxn)
+        .with(ApiKey::AddOffsetsToTxn)
+        .with(ApiKey::EndTxn)
+        .with(ApiKey::TxnOffsetCommit)
+        .with(ApiKey::ListTransactions)
+        .with(ApiKey::DescribeTransactions);
     VersionTable::new(match mode {
-        // Transactions are coordinated on a single broker only so far (see `crate::txn`).
-        Mode::SingleBroker => apis
-            .with(ApiKey::AddPartitionsToTxn)
-            .with(ApiKey::AddOffsetsToTxn)
-            .with(ApiKey::EndTxn)
-            .with(ApiKey::TxnOffsetCommit)
-            .with(ApiKey::ListTransactions)
-            .with(ApiKey::DescribeTransactions),
+        Mode::SingleBroker => apis,
         Mode::Cluster => apis
             .with(ApiKey::DescribeQuorum)
             .with(ApiKey::ElectLeaders)

@@ -22,7 +22,6 @@ use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::ops::{Durability, ProduceOp, ProduceResult, TxnCheck};
 use crate::routing::Leader;
-use crate::txn::{TxnAnswer, TxnCall};
 
 pub async fn handle(
     core: &Core,
@@ -183,18 +182,9 @@ async fn verify_transaction(core: &Core, id: &str, ops: &mut [ProduceOp]) {
         .iter()
         .map(|&i| (ops[i].topic.clone(), ops[i].partition))
         .collect();
-    let answer = crate::txn::call(
-        core,
-        id,
-        TxnCall::Verify {
-            id: id.to_owned(),
-            producer_id,
-            epoch,
-            partitions,
-        },
-    )
-    .await;
-    if let TxnAnswer::Verified(verified) = answer {
+    // Refused (not verified) on any error: the producer's batches get INVALID_TXN_STATE, as
+    // Kafka's partition leader answers when its verification fails.
+    if let Ok(verified) = crate::txn::verify(core, id, producer_id, epoch, partitions).await {
         for (&i, ok) in asked.iter().zip(verified) {
             if ok {
                 ops[i].transaction = TxnCheck::Verified;

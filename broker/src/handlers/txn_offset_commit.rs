@@ -9,7 +9,6 @@
 //! id's producer). v3 carries the consumer's membership (KIP-447), checked as an OffsetCommit's:
 //! a member of an older generation gets ILLEGAL_GENERATION, an unknown one UNKNOWN_MEMBER_ID.
 
-use spate_txn::state::{Answer, TxnError};
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequest;
 use spate_wire::kafka_protocol::messages::txn_offset_commit_response::{
@@ -25,7 +24,6 @@ use crate::errors::fenced_for_version;
 use crate::group::coordinator::CommitMember;
 use crate::group::records::OffsetValue;
 use crate::group::{self, partition_for, GroupAnswer, GroupCall, OFFSETS_TOPIC};
-use crate::txn::{TxnAnswer, TxnCall};
 
 pub async fn handle(
     core: &Core,
@@ -64,8 +62,6 @@ pub async fn handle(
     let count = offsets.len();
     let errors = if count == 0 {
         Vec::new()
-    } else if core.config.cluster.is_some() {
-        vec![ErrorCode::TransactionalIdAuthorizationFailed; count]
     } else if group_id.is_empty() {
         vec![ErrorCode::InvalidGroupId; count]
     } else {
@@ -74,31 +70,21 @@ pub async fn handle(
             .map_or(core.config.groups.offsets_partitions, |t| t.partitions);
         let offsets_partition = partition_for(&group_id, partitions);
         let id = request.transactional_id.0.to_string();
-        let verified = crate::txn::call(
+        let verified = crate::txn::verify(
             core,
-            &id.clone(),
-            TxnCall::Verify {
-                id,
-                producer_id,
-                epoch,
-                partitions: vec![(OFFSETS_TOPIC.to_owned(), offsets_partition)],
-            },
+            &id,
+            producer_id,
+            epoch,
+            vec![(OFFSETS_TOPIC.to_owned(), offsets_partition)],
         )
         .await;
         let error = match verified {
-            TxnAnswer::Verified(v) if v.first() == Some(&true) => ErrorCode::None,
-            TxnAnswer::Verified(_) => ErrorCode::InvalidTxnState,
+            Ok(v) if v.first() == Some(&true) => ErrorCode::None,
+            Ok(_) => ErrorCode::InvalidTxnState,
             // Kafka's AddPartitionsToTxnManager sends a fenced producer's verification back
             // as INVALID_PRODUCER_EPOCH.
-            TxnAnswer::Answer(Answer::Error(TxnError::ProducerFenced)) => {
-                ErrorCode::InvalidProducerEpoch
-            }
-            TxnAnswer::Answer(Answer::Error(e)) => crate::errors::KafkaCode::kafka_code(&e),
-            // Listed and Described answer other calls: not an answer to Verify.
-            TxnAnswer::Answer(_) | TxnAnswer::Listed(_) | TxnAnswer::Described(_) => {
-                ErrorCode::InvalidTxnState
-            }
-            TxnAnswer::Failed(e) => e,
+            Err(ErrorCode::ProducerFenced) => ErrorCode::InvalidProducerEpoch,
+            Err(e) => e,
         };
         if error != ErrorCode::None {
             vec![fenced_for_version(error, header.api_version, 3); count]

@@ -12,15 +12,26 @@
 //! `__transaction_state` partitions before clients are accepted, and queues the markers of
 //! transactions that were decided but not completed.
 //!
-//! Deliberately absent: cluster mode (the APIs are not advertised there and a transactional
-//! FindCoordinator or InitProducerId is refused, see `handlers/find_coordinator.rs`),
-//! transactional-id expiry.
+//! In a cluster `__transaction_state` is replicated (`transaction.state.log.replication.factor`,
+//! 3 where three brokers exist) and a partition's transactional ids are coordinated by its
+//! leader: the state is loaded from the partition's log when this broker becomes its leader
+//! ([`TxnShell::load_partition`], from `cluster::replication::apply_states`) and forgotten when
+//! it stops ([`TxnShell::unload_partition`]); until loaded its ids are answered
+//! COORDINATOR_LOAD_IN_PROGRESS. State records are appended as acks=all writes. Markers for
+//! partitions led elsewhere go to their leaders over the cluster listener
+//! (`cluster::txn_rpc`), and a partition leader verifies transactional batches (KIP-890) with a
+//! coordinator on another broker the same way.
+//!
+//! Deliberately absent: transactional-id expiry, coordinator epochs in markers (Kafka fences a
+//! deposed coordinator's late markers with them; here a deposed coordinator's marker write can
+//! only repeat a decision the new one also writes, since both read it from the same log).
 //!
 //! The admin APIs read the coordinators without changing them: ListTransactions sends
 //! [`TxnCall::List`] to every core, DescribeTransactions [`TxnCall::Describe`] to the id's
 //! coordinating core ([`describe`], which never creates `__transaction_state`).
 
 use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -29,13 +40,20 @@ use spate_storage::{ReadChunk, ReadUpTo};
 use spate_txn::admin::{ListFilter, ListedTxn};
 use spate_txn::records::{partition_for, StateRecord};
 use spate_txn::state::{
-    Answer, MarkerWrite, Step, TopicPartition, TxnConfig, TxnCoordinator, TxnMetadata, TxnResult,
+    AfterAppend, Answer, MarkerWrite, Step, TopicPartition, TxnConfig, TxnCoordinator, TxnError,
+    TxnMetadata, TxnResult,
 };
 use spate_wire::batch::{batches, put_txn_marker, BatchBuilder, BatchSpec, ControlType};
+use spate_wire::cluster::{
+    TxnMarker, TxnMarkerResult, TxnMarkersRequest, TxnMarkersResponse, TxnVerifyRequest,
+    TxnVerifyResponse, TXN_MARKERS_MAX,
+};
 use spate_wire::records::batch_records;
-use spate_wire::types::{ProducerEpoch, ProducerId};
+use spate_wire::types::{
+    LeaderEpoch as WireLeaderEpoch, PartitionIndex, ProducerEpoch, ProducerId,
+};
 use spate_wire::ErrorCode;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::core::{now_ms, Core, Partition, CONTROLLER_CORE};
 use crate::ops::{CoreReply, CoreRequest};
@@ -122,6 +140,12 @@ pub struct MarkerOp {
 pub struct TxnShell {
     coordinator: RefCell<TxnCoordinator>,
     markers: RefCell<Vec<MarkerWrite>>,
+    /// Cluster mode: the `__transaction_state` partitions whose ids are loaded on this core
+    /// (this broker leads them). A single broker loads all of its own at startup.
+    loaded: RefCell<BTreeSet<i32>>,
+    /// Per partition, bumped each time its ids are forgotten: an append or a load that began
+    /// before does not touch the coordinator after (its entries are gone, or newer).
+    generations: RefCell<HashMap<i32, u64>>,
 }
 
 impl Default for TxnShell {
@@ -129,6 +153,8 @@ impl Default for TxnShell {
         TxnShell {
             coordinator: RefCell::new(TxnCoordinator::new(TxnConfig::default())),
             markers: RefCell::new(Vec::new()),
+            loaded: RefCell::new(BTreeSet::new()),
+            generations: RefCell::new(HashMap::new()),
         }
     }
 }
@@ -178,6 +204,98 @@ impl TxnShell {
         }
         Ok(())
     }
+
+    fn generation(&self, partition: i32) -> u64 {
+        self.generations
+            .borrow()
+            .get(&partition)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Cluster mode: loads the ids of `__transaction_state` partition `index`, which this
+    /// broker now leads, from its log, and queues the markers of its decided transactions.
+    ///
+    /// # Errors
+    /// If the partition cannot be read; its ids stay unloaded (COORDINATOR_LOAD_IN_PROGRESS)
+    /// until the next leadership change.
+    pub async fn load_partition(&self, core: &Core, index: i32) -> anyhow::Result<()> {
+        let Some(partition) = core.partition(TXN_TOPIC, index) else {
+            return Ok(());
+        };
+        let generation = self.generation(index);
+        let mut records = Vec::new();
+        load_partition(&partition, &mut records).await?;
+        if self.generation(index) != generation {
+            // Led no more by the time it was read.
+            return Ok(());
+        }
+        let partitions = txn_partitions(core);
+        let count = records.len();
+        let markers = self.coordinator.borrow_mut().load(records);
+        let mut resumed = 0usize;
+        // `load` returns the decided transactions of every loaded partition: only this one's
+        // are new here.
+        for write in markers {
+            if partition_for(&write.transactional_id, partitions) == index {
+                resumed += 1;
+                self.queue(write);
+            }
+        }
+        self.loaded.borrow_mut().insert(index);
+        if count > 0 {
+            info!(
+                core = core.id,
+                partition = index,
+                records = count,
+                resumed,
+                "transaction state partition loaded; coordinating its ids"
+            );
+        } else {
+            debug!(
+                core = core.id,
+                partition = index,
+                "empty transaction state partition led here"
+            );
+        }
+        Ok(())
+    }
+
+    /// Cluster mode: forgets the ids of `__transaction_state` partition `index` (this broker no
+    /// longer leads it) and their queued marker writes; the new leader loads them from its log.
+    pub fn unload_partition(&self, index: i32, partitions: i32) {
+        *self.generations.borrow_mut().entry(index).or_default() += 1;
+        self.loaded.borrow_mut().remove(&index);
+        self.coordinator.borrow_mut().unload(index, partitions);
+        self.markers
+            .borrow_mut()
+            .retain(|w| partition_for(&w.transactional_id, partitions) != index);
+    }
+
+    /// Whether the ids of `partition` can be served on this core now.
+    fn serves(&self, core: &Core, partition: i32) -> bool {
+        core.config.cluster.is_none() || self.loaded.borrow().contains(&partition)
+    }
+
+    /// Applies the outcome of an append begun in `generation` of the id's partition, unless
+    /// the partition was unloaded since (then `None`: the id is not coordinated here now).
+    fn appended(&self, core: &Core, id: &str, generation: u64, ok: bool) -> Option<AfterAppend> {
+        let partition = partition_for(id, txn_partitions(core));
+        if self.generation(partition) != generation || !self.coordinator.borrow().is_pending(id) {
+            return None;
+        }
+        let after = self.coordinator.borrow_mut().appended(id, ok);
+        if let Some(write) = &after.markers {
+            self.queue(write.clone());
+        }
+        Some(after)
+    }
+}
+
+/// The partitions of `__transaction_state`, as created (or as it will be).
+fn txn_partitions(core: &Core) -> i32 {
+    core.topic(TXN_TOPIC)
+        .map_or(TXN_PARTITIONS, |t| t.partitions)
 }
 
 async fn load_partition(partition: &Partition, out: &mut Vec<StateRecord>) -> anyhow::Result<()> {
@@ -217,18 +335,6 @@ async fn load_partition(partition: &Partition, out: &mut Vec<StateRecord>) -> an
     Ok(())
 }
 
-/// The core coordinating `id`, `None` when its partition is not on this broker.
-pub fn coordinator_core(core: &Core, id: &str) -> Option<usize> {
-    let partitions = core
-        .topic(TXN_TOPIC)
-        .map_or(TXN_PARTITIONS, |t| t.partitions);
-    match core.route(TXN_TOPIC, partition_for(id, partitions)) {
-        Route::ThisCore => Some(core.id),
-        Route::OtherCore(owner) => Some(owner),
-        Route::OtherBroker(_) | Route::NoLeader | Route::NotHere => None,
-    }
-}
-
 /// Creates `__transaction_state` on first use, as Kafka does (a broker that never sees a
 /// transactional producer never has it); an error code if it is not there now.
 pub async fn ensure_topic(core: &Core) -> Result<(), ErrorCode> {
@@ -240,7 +346,7 @@ pub async fn ensure_topic(core: &Core) -> Result<(), ErrorCode> {
         vec![crate::ops::NewTopic {
             meta: txn_topic_meta(&core.config),
             assignment: None,
-            replication_factor: 1,
+            replication_factor: txn_replication_factor(core),
         }],
     )
     .await;
@@ -265,13 +371,33 @@ pub async fn ensure_topic(core: &Core) -> Result<(), ErrorCode> {
     }
 }
 
+/// `transaction.state.log.replication.factor` (Kafka's default 3), capped at the live brokers:
+/// Kafka refuses to create the topic with fewer, Spate takes what there is, as for
+/// `__consumer_offsets`. 1 on a single broker.
+fn txn_replication_factor(core: &Core) -> i16 {
+    if core.config.cluster.is_none() {
+        return 1;
+    }
+    let live = core.cluster.borrow().brokers.len().max(1);
+    core.config
+        .groups
+        .offsets_replication_factor
+        .min(i16::try_from(live).unwrap_or(i16::MAX))
+}
+
 /// Runs `call` on the core coordinating its id.
 pub async fn call(core: &Core, id: &str, call: TxnCall) -> TxnAnswer {
     if let Err(error) = ensure_topic(core).await {
         return TxnAnswer::Failed(error);
     }
-    let Some(to) = coordinator_core(core, id) else {
-        return TxnAnswer::Failed(ErrorCode::CoordinatorNotAvailable);
+    let to = match core.route(TXN_TOPIC, partition_for(id, txn_partitions(core))) {
+        Route::ThisCore => core.id,
+        Route::OtherCore(owner) => owner,
+        // The client asked the wrong broker (its leadership moved): it finds the new one.
+        Route::OtherBroker(_) => return TxnAnswer::Failed(ErrorCode::NotCoordinator),
+        Route::NoLeader | Route::NotHere => {
+            return TxnAnswer::Failed(ErrorCode::CoordinatorNotAvailable)
+        }
     };
     match core.call(to, CoreRequest::Txn(Box::new(call))).await {
         Some(CoreReply::Txn(answer)) => *answer,
@@ -335,6 +461,22 @@ fn partitions_of(list: &[(String, i32)]) -> Vec<TopicPartition> {
 pub async fn run(core: &Core, call: TxnCall) -> TxnAnswer {
     let shell = &core.txns;
     let now = now_ms();
+    let id_partition = match &call {
+        TxnCall::Init { id, .. }
+        | TxnCall::Add { id, .. }
+        | TxnCall::End { id, .. }
+        | TxnCall::Verify { id, .. }
+        | TxnCall::Describe { id } => Some(partition_for(id, txn_partitions(core))),
+        TxnCall::List(_) => None,
+    };
+    if let Some(partition) = id_partition {
+        if !shell.serves(core, partition) {
+            // Led here, not loaded yet (or being given up): clients retry, as Kafka's
+            // coordinator answers while it loads.
+            return TxnAnswer::Failed(ErrorCode::CoordinatorLoadInProgress);
+        }
+    }
+    let generation = id_partition.map_or(0, |p| shell.generation(p));
     let (id, step) = match call {
         TxnCall::Init {
             id,
@@ -428,13 +570,14 @@ pub async fn run(core: &Core, call: TxnCall) -> TxnAnswer {
         Step::NeedProducerId => TxnAnswer::Failed(ErrorCode::CoordinatorNotAvailable),
         Step::Append(record) => {
             let ok = append_record(core, &record).await;
-            let after = shell.coordinator.borrow_mut().appended(&id, ok);
-            if let Some(write) = after.markers {
-                shell.queue(write);
-            }
-            match after.answer {
-                Some(answer) => TxnAnswer::Answer(answer),
-                None => TxnAnswer::Failed(ErrorCode::CoordinatorNotAvailable),
+            match shell.appended(core, &id, generation, ok) {
+                Some(AfterAppend {
+                    answer: Some(answer),
+                    ..
+                }) => TxnAnswer::Answer(answer),
+                Some(_) => TxnAnswer::Failed(ErrorCode::CoordinatorNotAvailable),
+                // Given up meanwhile: the client finds the new coordinator.
+                None => TxnAnswer::Failed(ErrorCode::NotCoordinator),
             }
         }
     }
@@ -499,10 +642,13 @@ pub async fn write_marker(core: &Core, op: MarkerOp) -> Result<(), ErrorCode> {
     Ok(())
 }
 
-/// Writes every marker of `write` on the partitions' owning cores; whether all were written.
+/// Writes every marker of `write`: on this broker's owning cores, and through the cluster
+/// listener on the leaders of partitions led elsewhere; whether all were written.
 async fn write_markers(core: &Core, write: &MarkerWrite) -> bool {
     let commit = write.result == TxnResult::Commit;
-    let calls = write.partitions.iter().map(|tp| {
+    let mut local = Vec::new();
+    let mut remote: BTreeMap<i32, Vec<TxnMarker>> = BTreeMap::new();
+    for tp in &write.partitions {
         let op = MarkerOp {
             topic: tp.topic.clone(),
             partition: tp.partition,
@@ -510,24 +656,262 @@ async fn write_markers(core: &Core, write: &MarkerWrite) -> bool {
             epoch: write.producer_epoch,
             commit,
         };
-        async move {
-            let owner = match core.route(&op.topic, op.partition) {
-                Route::ThisCore => core.id,
-                Route::OtherCore(owner) => owner,
-                // Deleted since it was added: nothing to mark.
-                Route::NotHere => return true,
-                Route::OtherBroker(_) | Route::NoLeader => return false,
+        match core.route(&op.topic, op.partition) {
+            Route::ThisCore => local.push((core.id, op)),
+            Route::OtherCore(owner) => local.push((owner, op)),
+            // Deleted since it was added: nothing to mark.
+            Route::NotHere => {}
+            Route::OtherBroker(node) => {
+                let Some(meta) = core.topic(&op.topic) else {
+                    continue;
+                };
+                remote.entry(node.0).or_default().push(TxnMarker {
+                    topic_id: meta.id,
+                    partition: PartitionIndex(op.partition),
+                    producer_id: op.producer_id,
+                    producer_epoch: op.epoch,
+                    commit,
+                });
+            }
+            Route::NoLeader => return false,
+        }
+    }
+    let local = local.into_iter().map(|(owner, op)| async move {
+        matches!(
+            core.call(owner, CoreRequest::WriteTxnMarker(op)).await,
+            Some(CoreReply::Marker(Ok(())))
+        )
+    });
+    // Sent with this coordinator's leader epoch of the id's partition, so that a leader that
+    // knows of a newer one refuses them (a deposed coordinator's late markers).
+    let coordinator_partition = partition_for(&write.transactional_id, txn_partitions(core));
+    let coordinator_epoch = core
+        .placement(TXN_TOPIC, coordinator_partition)
+        .map_or(WireLeaderEpoch(-1), |p| WireLeaderEpoch(p.leader_epoch.0));
+    let remote = remote.into_iter().map(|(to, markers)| async move {
+        let chunks = markers.chunks(TXN_MARKERS_MAX).map(|chunk| {
+            let request = TxnMarkersRequest {
+                coordinator_partition: PartitionIndex(coordinator_partition),
+                coordinator_epoch,
+                markers: chunk.to_vec(),
             };
-            matches!(
-                core.call(owner, CoreRequest::WriteTxnMarker(op)).await,
-                Some(CoreReply::Marker(Ok(())))
-            )
+            async move {
+                match crate::cluster::txn_rpc::send(core, to, TxnPeerCall::Markers(request)).await
+                {
+                    Some(TxnPeerAnswer::Markers(response)) => {
+                        let failed = response
+                            .markers
+                            .iter()
+                            .find(|m| m.error_code != ErrorCode::None);
+                        if let Some(m) = failed {
+                            debug!(to, partition = m.partition.0, error = ?m.error_code, "a marker was not written; retried");
+                        }
+                        response.markers.len() == chunk.len() && failed.is_none()
+                    }
+                    _ => false,
+                }
+            }
+        });
+        futures::future::join_all(chunks)
+            .await
+            .into_iter()
+            .all(|ok| ok)
+    });
+    let (local, remote) = futures::future::join(
+        futures::future::join_all(local),
+        futures::future::join_all(remote),
+    )
+    .await;
+    local.into_iter().chain(remote).all(|ok| ok)
+}
+
+/// Writes markers another broker's coordinator sent for partitions this broker leads (run on
+/// core 0, which holds the cluster listener): each on its owning core, durably, as acks=all.
+pub async fn serve_markers(core: &Core, request: TxnMarkersRequest) -> TxnMarkersResponse {
+    let deposed = core
+        .placement(TXN_TOPIC, request.coordinator_partition.0)
+        .is_some_and(|p| p.leader_epoch.0 > request.coordinator_epoch.0);
+    if deposed {
+        warn!(
+            core = core.id,
+            partition = request.coordinator_partition.0,
+            epoch = request.coordinator_epoch.0,
+            "markers from a deposed transaction coordinator; refused"
+        );
+        return TxnMarkersResponse {
+            markers: request
+                .markers
+                .iter()
+                .map(|m| TxnMarkerResult {
+                    topic_id: m.topic_id,
+                    partition: m.partition,
+                    error_code: ErrorCode::TransactionCoordinatorFenced,
+                })
+                .collect(),
+        };
+    }
+    let names: HashMap<[u8; 16], String> = core
+        .topics
+        .borrow()
+        .values()
+        .map(|m| (m.id, m.name.clone()))
+        .collect();
+    let writes = request.markers.iter().map(|m| {
+        let name = names.get(&m.topic_id).cloned();
+        async move {
+            let error_code = match name {
+                None => ErrorCode::UnknownTopicOrPartition,
+                Some(topic) => {
+                    let owner = match core.route(&topic, m.partition.0) {
+                        Route::ThisCore => Some(core.id),
+                        Route::OtherCore(owner) => Some(owner),
+                        Route::NotHere => None,
+                        Route::OtherBroker(_) | Route::NoLeader => None,
+                    };
+                    match owner {
+                        None => ErrorCode::NotLeaderOrFollower,
+                        Some(owner) => {
+                            let op = MarkerOp {
+                                topic,
+                                partition: m.partition.0,
+                                producer_id: m.producer_id,
+                                epoch: m.producer_epoch,
+                                commit: m.commit,
+                            };
+                            match core.call(owner, CoreRequest::WriteTxnMarker(op)).await {
+                                Some(CoreReply::Marker(Ok(()))) => ErrorCode::None,
+                                Some(CoreReply::Marker(Err(e))) => e,
+                                _ => ErrorCode::NotLeaderOrFollower,
+                            }
+                        }
+                    }
+                }
+            };
+            TxnMarkerResult {
+                topic_id: m.topic_id,
+                partition: m.partition,
+                error_code,
+            }
         }
     });
-    futures::future::join_all(calls)
-        .await
+    TxnMarkersResponse {
+        markers: futures::future::join_all(writes).await,
+    }
+}
+
+/// KIP-890's check, asked by a partition leader: which of `partitions` are in the open
+/// transaction of `producer_id` and `epoch` of `id`, from its coordinator on this broker or
+/// another one. Errors: PRODUCER_FENCED (an older epoch), NOT_COORDINATOR,
+/// COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS, or the coordinator's others.
+pub async fn verify(
+    core: &Core,
+    id: &str,
+    producer_id: ProducerId,
+    epoch: ProducerEpoch,
+    partitions: Vec<(String, i32)>,
+) -> Result<Vec<bool>, ErrorCode> {
+    let route = core
+        .topic(TXN_TOPIC)
+        .map(|meta| core.route(TXN_TOPIC, partition_for(id, meta.partitions)));
+    let node = match route {
+        Some(Route::OtherBroker(node)) => node.0,
+        Some(Route::NoLeader) => return Err(ErrorCode::CoordinatorNotAvailable),
+        // This broker (or on a single broker, where `call` creates the topic).
+        _ => return verify_here(core, id, producer_id, epoch, partitions).await,
+    };
+    let count = partitions.len();
+    let request = TxnVerifyRequest {
+        transactional_id: id.to_owned(),
+        producer_id,
+        producer_epoch: epoch,
+        partitions: partitions
+            .into_iter()
+            .map(|(t, p)| (t, PartitionIndex(p)))
+            .collect(),
+    };
+    match crate::cluster::txn_rpc::send(core, node, TxnPeerCall::Verify(request)).await {
+        Some(TxnPeerAnswer::Verify(answer)) if answer.error_code != ErrorCode::None => {
+            Err(answer.error_code)
+        }
+        Some(TxnPeerAnswer::Verify(answer)) if answer.verified.len() == count => {
+            Ok(answer.verified)
+        }
+        _ => Err(ErrorCode::CoordinatorNotAvailable),
+    }
+}
+
+/// [`verify`] by this broker's coordinator (also what a peer's [`TxnVerifyRequest`] gets).
+pub async fn verify_here(
+    core: &Core,
+    id: &str,
+    producer_id: ProducerId,
+    epoch: ProducerEpoch,
+    partitions: Vec<(String, i32)>,
+) -> Result<Vec<bool>, ErrorCode> {
+    let call = TxnCall::Verify {
+        id: id.to_owned(),
+        producer_id,
+        epoch,
+        partitions,
+    };
+    match self::call(core, id, call).await {
+        TxnAnswer::Verified(verified) => Ok(verified),
+        TxnAnswer::Answer(Answer::Error(TxnError::ProducerFenced)) => {
+            Err(ErrorCode::ProducerFenced)
+        }
+        TxnAnswer::Answer(Answer::Error(e)) => Err(crate::errors::KafkaCode::kafka_code(&e)),
+        // Listed and Described answer other calls: not an answer to Verify.
+        TxnAnswer::Answer(_) | TxnAnswer::Listed(_) | TxnAnswer::Described(_) => {
+            Err(ErrorCode::InvalidTxnState)
+        }
+        TxnAnswer::Failed(e) => Err(e),
+    }
+}
+
+/// A peer's [`TxnVerifyRequest`], answered by this broker's coordinator.
+pub async fn serve_verify(core: &Core, request: TxnVerifyRequest) -> TxnVerifyResponse {
+    let partitions = request
+        .partitions
         .into_iter()
-        .all(|ok| ok)
+        .map(|(t, p)| (t, p.0))
+        .collect();
+    let answer = if core.topic(TXN_TOPIC).is_none() {
+        // Never created here: not this broker's to answer.
+        Err(ErrorCode::NotCoordinator)
+    } else {
+        verify_here(
+            core,
+            &request.transactional_id,
+            request.producer_id,
+            request.producer_epoch,
+            partitions,
+        )
+        .await
+    };
+    match answer {
+        Ok(verified) => TxnVerifyResponse {
+            error_code: ErrorCode::None,
+            verified,
+        },
+        Err(error_code) => TxnVerifyResponse {
+            error_code,
+            verified: Vec::new(),
+        },
+    }
+}
+
+/// A call to another broker over the cluster listener.
+#[derive(Debug, Clone)]
+pub enum TxnPeerCall {
+    Markers(TxnMarkersRequest),
+    Verify(TxnVerifyRequest),
+}
+
+/// Its answer.
+#[derive(Debug, Clone)]
+pub enum TxnPeerAnswer {
+    Markers(TxnMarkersResponse),
+    Verify(TxnVerifyResponse),
 }
 
 /// Writes queued markers, completes their transactions, and aborts timed-out ones, until
@@ -540,40 +924,47 @@ pub async fn txn_loop(core: Rc<Core>, shutdown: std::sync::Arc<crate::runtime::S
         if now - last_timeout_check >= TIMEOUT_CHECK_INTERVAL_MS {
             last_timeout_check = now;
             let expired = core.txns.coordinator.borrow_mut().tick(now);
+            let partitions = txn_partitions(&core);
             for record in expired {
                 let id = record.transactional_id.clone();
+                let generation = core.txns.generation(partition_for(&id, partitions));
                 info!(core = core.id, transactional_id = %id, "aborting a transaction past its timeout");
                 let ok = append_record(&core, &record).await;
-                let after = core.txns.coordinator.borrow_mut().appended(&id, ok);
-                if let Some(write) = after.markers {
-                    core.txns.queue(write);
-                }
+                core.txns.appended(&core, &id, generation, ok);
             }
         }
         let queued: Vec<MarkerWrite> = core.txns.markers.borrow_mut().drain(..).collect();
-        for write in queued {
-            if !write_markers(&core, &write).await {
-                // Retried at the next pass (the partition's core or disk is back by then).
-                core.txns.queue(write);
-                continue;
-            }
-            let record = core
-                .txns
-                .coordinator
-                .borrow_mut()
-                .markers_written(&write, now_ms());
-            let Some(record) = record else { continue };
-            let ok = append_record(&core, &record).await;
-            let after = core
-                .txns
-                .coordinator
-                .borrow_mut()
-                .appended(&write.transactional_id, ok);
-            if let Some(write) = after.markers {
-                core.txns.queue(write);
-            }
-        }
+        // Each decided transaction on its own: one whose partition leader does not answer
+        // (a stopped peer, up to the call's timeout) holds up no other.
+        futures::future::join_all(queued.into_iter().map(|write| complete(&core, write))).await;
     }
+}
+
+/// Writes the markers of one decided transaction and then appends its `Complete*` record; a
+/// write that fails is queued again for the next pass.
+async fn complete(core: &Core, write: MarkerWrite) {
+    let partitions = txn_partitions(core);
+    let partition = partition_for(&write.transactional_id, partitions);
+    let generation = core.txns.generation(partition);
+    let written = write_markers(core, &write).await;
+    if core.txns.generation(partition) != generation {
+        // Given up meanwhile: the new coordinator writes them.
+        return;
+    }
+    if !written {
+        // Retried at the next pass (the partition's core, disk or leader is back by then).
+        core.txns.queue(write);
+        return;
+    }
+    let record = core
+        .txns
+        .coordinator
+        .borrow_mut()
+        .markers_written(&write, now_ms());
+    let Some(record) = record else { return };
+    let ok = append_record(core, &record).await;
+    core.txns
+        .appended(core, &write.transactional_id, generation, ok);
 }
 
 /// The `__transaction_state` topic as created at first start: compacted, never deleted by

@@ -8,8 +8,14 @@
 //!
 //! | bytes | field |
 //! |-------|-------|
-//! | 0..4  | marker_count (at most [`TXN_MARKERS_MAX`]) |
-//! | 4..   | marker_count x 31 bytes: topic_id (16), partition (4), producer_id (8), producer_epoch (2), commit (1: 0 or 1) |
+//! | 0..4  | coordinator_partition: the `__transaction_state` partition of the transaction |
+//! | 4..8  | coordinator_epoch: the coordinator's leader epoch of that partition |
+//! | 8..12 | marker_count (at most [`TXN_MARKERS_MAX`]) |
+//! | 12..  | marker_count x 31 bytes: topic_id (16), partition (4), producer_id (8), producer_epoch (2), commit (1: 0 or 1) |
+//!
+//! A leader whose metadata shows a newer leader epoch of the coordinator's partition refuses
+//! the markers (TRANSACTION_COORDINATOR_FENCED): a deposed coordinator's late marker must not
+//! end a later transaction of the same producer epoch (Kafka's coordinator epoch).
 //!
 //! Markers response:
 //!
@@ -44,7 +50,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 use crate::cluster::body::{over_limit, put_str16, Reader};
 use crate::cluster::control::decode_error_code;
 use crate::cluster::{ClusterError, CLUSTER_PAYLOAD_BYTES_MAX, TOPIC_NAME_BYTES_MAX};
-use crate::types::{PartitionIndex, ProducerEpoch, ProducerId};
+use crate::types::{LeaderEpoch, PartitionIndex, ProducerEpoch, ProducerId};
 use crate::ErrorCode;
 
 /// Most markers in one request: a transaction's partitions on one broker (Kafka does not bound
@@ -63,7 +69,7 @@ const VERIFY_ENTRY_BYTES_MIN: usize = 2 + 4;
 
 const _: () = assert!(MARKER_BYTES == 31 && MARKER_RESULT_BYTES == 22);
 const _: () = assert!(VERIFY_FIXED_BYTES == 12);
-const _: () = assert!(4 + TXN_MARKERS_MAX * MARKER_BYTES <= CLUSTER_PAYLOAD_BYTES_MAX);
+const _: () = assert!(12 + TXN_MARKERS_MAX * MARKER_BYTES <= CLUSTER_PAYLOAD_BYTES_MAX);
 const _: () = assert!(
     VERIFY_FIXED_BYTES
         + TRANSACTIONAL_ID_BYTES_MAX
@@ -90,6 +96,10 @@ pub struct TxnMarker {
 /// A coordinator asks a partition leader to write markers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnMarkersRequest {
+    /// The `__transaction_state` partition whose leader coordinates the transaction.
+    pub coordinator_partition: PartitionIndex,
+    /// The coordinator's leader epoch of that partition.
+    pub coordinator_epoch: LeaderEpoch,
     /// The markers, on partitions the receiver leads.
     pub markers: Vec<TxnMarker>,
 }
@@ -164,11 +174,13 @@ struct RawVerify {
 
 impl TxnMarkersRequest {
     pub(crate) fn encoded_bytes(&self) -> usize {
-        4 + self.markers.len() * MARKER_BYTES
+        12 + self.markers.len() * MARKER_BYTES
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         assert!(self.markers.len() <= TXN_MARKERS_MAX);
+        out.put_i32(self.coordinator_partition.0);
+        out.put_i32(self.coordinator_epoch.0);
         out.put_u32(self.markers.len() as u32);
         for m in &self.markers {
             let raw = RawMarker {
@@ -183,6 +195,8 @@ impl TxnMarkersRequest {
     }
 
     pub(crate) fn decode(mut reader: Reader<'_>) -> Result<TxnMarkersRequest, ClusterError> {
+        let coordinator_partition = PartitionIndex(reader.fixed::<I32>()?.get());
+        let coordinator_epoch = LeaderEpoch(reader.fixed::<I32>()?.get());
         let count = reader.fixed::<U32>()?.get() as usize;
         over_limit("transaction markers", count, TXN_MARKERS_MAX)?;
         let entries: &[RawMarker] = reader.entries(count)?;
@@ -206,7 +220,11 @@ impl TxnMarkersRequest {
                 commit,
             });
         }
-        Ok(TxnMarkersRequest { markers })
+        Ok(TxnMarkersRequest {
+            coordinator_partition,
+            coordinator_epoch,
+            markers,
+        })
     }
 }
 
@@ -363,6 +381,8 @@ mod tests {
     #[test]
     fn markers_layout_is_as_documented_and_round_trips() {
         let body = Body::TxnMarkersRequest(TxnMarkersRequest {
+            coordinator_partition: PartitionIndex(17),
+            coordinator_epoch: LeaderEpoch(4),
             markers: vec![TxnMarker {
                 topic_id: [7; 16],
                 partition: PartitionIndex(2),
@@ -372,9 +392,10 @@ mod tests {
             }],
         });
         let bytes = encode(&body);
-        assert_eq!(bytes.len(), 4 + 31);
-        assert_eq!(&bytes[24..32], &1000i64.to_be_bytes());
-        assert_eq!(bytes[34], 1);
+        assert_eq!(bytes.len(), 12 + 31);
+        assert_eq!(&bytes[4..8], &4i32.to_be_bytes());
+        assert_eq!(&bytes[32..40], &1000i64.to_be_bytes());
+        assert_eq!(bytes[42], 1);
         assert_eq!(
             Body::decode_payload(FrameKind::TxnMarkersRequest, 1, &bytes),
             Ok(body)
@@ -396,7 +417,8 @@ mod tests {
 
     #[test]
     fn a_marker_type_other_than_0_or_1_is_refused() {
-        let mut bytes = vec![0, 0, 0, 1];
+        let mut bytes = vec![0; 8];
+        bytes.extend_from_slice(&[0, 0, 0, 1]);
         bytes.extend_from_slice(&[0; 30]);
         bytes.push(2);
         assert_eq!(
@@ -446,7 +468,7 @@ mod tests {
 
     #[test]
     fn counts_over_the_limit_or_the_bytes_are_refused() {
-        let mut bytes = Vec::new();
+        let mut bytes = vec![0; 8];
         bytes.extend_from_slice(&(TXN_MARKERS_MAX as u32 + 1).to_be_bytes());
         assert!(matches!(
             Body::decode_payload(FrameKind::TxnMarkersRequest, 1, &Bytes::from(bytes)),
