@@ -259,6 +259,7 @@ impl KafkaCode for ProduceRefused {
             | ProduceRefused::SeveralBatches => ErrorCode::InvalidRecord,
             ProduceRefused::InternalTopic => ErrorCode::InvalidTopicException,
             ProduceRefused::NotInTransaction => ErrorCode::InvalidTxnState,
+            ProduceRefused::Unverifiable(code) => *code,
         }
     }
 }

@@ -33,6 +33,10 @@ pub enum TxnCheck {
     Unverified,
     /// The partition is in the open transaction of the batch's producer id and epoch.
     Verified,
+    /// The coordinator could not say (it moved, is loading, or did not answer), or refused the
+    /// producer: the batches are refused with this code, as Kafka's partition leader does
+    /// (retriable coordinator errors become NOT_ENOUGH_REPLICAS, which every client retries).
+    Failed(ErrorCode),
 }
 
 /// What an acknowledgement waits for.

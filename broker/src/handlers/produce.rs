@@ -182,12 +182,30 @@ async fn verify_transaction(core: &Core, id: &str, ops: &mut [ProduceOp]) {
         .iter()
         .map(|&i| (ops[i].topic.clone(), ops[i].partition))
         .collect();
-    // Refused (not verified) on any error: the producer's batches get INVALID_TXN_STATE, as
-    // Kafka's partition leader answers when its verification fails.
-    if let Ok(verified) = crate::txn::verify(core, id, producer_id, epoch, partitions).await {
-        for (&i, ok) in asked.iter().zip(verified) {
-            if ok {
-                ops[i].transaction = TxnCheck::Verified;
+    match crate::txn::verify(core, id, producer_id, epoch, partitions).await {
+        // Those not in the transaction stay unverified: INVALID_TXN_STATE.
+        Ok(verified) => {
+            for (&i, ok) in asked.iter().zip(verified) {
+                if ok {
+                    ops[i].transaction = TxnCheck::Verified;
+                }
+            }
+        }
+        Err(error) => {
+            // Kafka's ReplicaManager: a coordinator that moved, loads or cannot be reached is
+            // answered NOT_ENOUGH_REPLICAS, retriable for every client and without a metadata
+            // refresh; other errors (a fenced producer) go back as they are.
+            let code = match error {
+                ErrorCode::ConcurrentTransactions
+                | ErrorCode::NetworkException
+                | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::NotCoordinator => ErrorCode::NotEnoughReplicas,
+                ErrorCode::InvalidTxnState => ErrorCode::InvalidTxnState,
+                other => other,
+            };
+            for &i in &asked {
+                ops[i].transaction = TxnCheck::Failed(code);
             }
         }
     }

@@ -50,6 +50,9 @@ pub enum ProduceRefused {
     /// producer did not add it with AddPartitionsToTxn, or its transaction ended).
     #[error("partition is not in the producer's transaction")]
     NotInTransaction,
+    /// The coordinator's verification failed with this code (already as the producer gets it).
+    #[error("the transaction coordinator could not verify the partition: {0:?}")]
+    Unverifiable(ErrorCode),
     /// A transactional batch without a sequence: only the broker's own coordinators write
     /// those (transactional offset commits); a client's must carry one.
     #[error("transactional batch without a sequence number")]
@@ -149,8 +152,12 @@ pub fn check_produce(
         if header.is_control() {
             return Err(ProduceRefused::ControlBatch);
         }
-        if header.is_transactional() && transaction != TxnCheck::Verified {
-            return Err(ProduceRefused::NotInTransaction);
+        if header.is_transactional() {
+            match transaction {
+                TxnCheck::Verified => {}
+                TxnCheck::Unverified => return Err(ProduceRefused::NotInTransaction),
+                TxnCheck::Failed(code) => return Err(ProduceRefused::Unverifiable(code)),
+            }
         }
         if header.is_transactional() && header.base_sequence < 0 {
             return Err(ProduceRefused::TransactionalWithoutSequence);
@@ -530,6 +537,11 @@ mod tests {
             Err(ProduceRefused::NotInTransaction)
         );
         assert_eq!(check(&txn, TxnCheck::Verified), Ok(1));
+        // A coordinator that could not answer: refused with the code the handler chose.
+        assert_eq!(
+            check(&txn, TxnCheck::Failed(ErrorCode::NotEnoughReplicas)),
+            Err(ProduceRefused::Unverifiable(ErrorCode::NotEnoughReplicas))
+        );
         let mut marker = BytesMut::new();
         spate_wire::batch::put_txn_marker(
             &mut marker,
