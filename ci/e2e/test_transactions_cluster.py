@@ -186,10 +186,13 @@ def test_transactional_loop_through_kills_of_the_coordinator_and_a_data_leader(s
     attempts_aborted = 0
     killed: list[str] = []
     restarted = []
+    stalls: list[float] = []
+    killed_at: list[float] = []
 
     def kill_coordinator():
         coordinator = coordinator_node(brokers[0].bootstrap, txn_id)
         by_node[coordinator].kill9()
+        killed_at.append(time.monotonic())
         killed.append(f"coordinator node{coordinator}")
 
     def kill_data_leader():
@@ -201,6 +204,7 @@ def test_transactional_loop_through_kills_of_the_coordinator_and_a_data_leader(s
         time.sleep(3)
         data_leader = leaders(alive.bootstrap, topic)[0]
         by_node[data_leader].kill9()
+        killed_at.append(time.monotonic())
         killed.append(f"data leader node{data_leader}")
 
     t = 0
@@ -212,6 +216,9 @@ def test_transactional_loop_through_kills_of_the_coordinator_and_a_data_leader(s
         elif t == 9 and len(killed) == 1:
             hook = kill_data_leader
         if run_transaction(p, topic, t, records, hook):
+            if hook is not None:
+                # From the kill to the commit the producer saw.
+                stalls.append(round(time.monotonic() - killed_at[-1], 1))
             committed.append(t)
             t += 1
         else:
@@ -228,4 +235,4 @@ def test_transactional_loop_through_kills_of_the_coordinator_and_a_data_leader(s
     assert not missing, f"committed records missing: {sorted(missing)[:10]}"
     assert not extra, f"duplicated or aborted records visible: {sorted(extra)[:10]}"
     print(f"transactions: {len(committed)} committed, {attempts_aborted} attempts aborted, "
-          f"killed {killed}")
+          f"killed {killed}; commits came {stalls} s after the kills")
