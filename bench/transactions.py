@@ -13,8 +13,9 @@ committed (transactional) per second; for the transactional producer, the commit
     cargo build --release -p spate-broker
     python3 bench/transactions.py --spate target/release/spate --seconds 10 --commit-ms 100
 
-It starts the broker itself (on a temporary data dir, one core unless `--cores`), runs each
-producer `--rounds` times alternating, and prints the median of the rounds and each round.
+It starts the broker itself (on a temporary data dir, one core unless `--cores`; `--brokers 3`
+starts a cluster of three and makes the topic's replication factor 3), runs each producer
+`--rounds` times alternating, and prints the median of the rounds and each round.
 """
 
 from __future__ import annotations
@@ -37,24 +38,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_broker(binary: str, cores: int) -> tuple[subprocess.Popen, str, str]:
-    data = tempfile.mkdtemp(prefix="spate-txn-bench-")
-    port = free_port()
-    admin = free_port()
-    proc = subprocess.Popen(
-        [binary, "--listen", f"127.0.0.1:{port}", "--data-dir", data, "--cores", str(cores),
-         "--admin-listen", f"127.0.0.1:{admin}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    bootstrap = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+def start_brokers(binary: str, cores: int, count: int) -> tuple[list, str, list[str]]:
+    """`count` brokers (one alone, or a cluster of `count` voters) on temporary data dirs."""
+    procs, datas, bootstraps = [], [], []
+    cluster_ports = [free_port() for _ in range(count)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(cluster_ports))
+    for i in range(count):
+        data = tempfile.mkdtemp(prefix="spate-txn-bench-")
+        port = free_port()
+        command = [binary, "--listen", f"127.0.0.1:{port}", "--data-dir", data, "--cores",
+                   str(cores), "--admin-listen", f"127.0.0.1:{free_port()}"]
+        if count > 1:
+            command += ["--node-id", str(i + 1), "--cluster-listen",
+                        f"127.0.0.1:{cluster_ports[i]}", "--controller-voters", voters]
+        procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        datas.append(data)
+        bootstraps.append(f"127.0.0.1:{port}")
+    bootstrap = ",".join(bootstraps)
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=1)
-            return proc, bootstrap, data
+            md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=1)
+            if len(md.brokers) == count:
+                return procs, bootstrap, datas
         except KafkaException:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("broker did not start")
+            pass
+        time.sleep(0.2)
+    for proc in procs:
+        proc.kill()
+    raise SystemExit("brokers did not start")
 
 
 def drive(p: Producer, topic: str, value: bytes, partitions: int, until: float,
@@ -118,6 +131,8 @@ def main() -> None:
     parser.add_argument("--spate", default="target/release/spate")
     parser.add_argument("--bootstrap", help="use a running broker instead of starting one")
     parser.add_argument("--cores", type=int, default=1)
+    parser.add_argument("--brokers", type=int, default=1,
+                        help="start a cluster of this many brokers (replication factor = it)")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--commit-ms", type=int, default=100)
     parser.add_argument("--partitions", type=int, default=4)
@@ -125,14 +140,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    proc = data = None
+    procs, datas = [], []
     bootstrap = args.bootstrap
     if bootstrap is None:
-        proc, bootstrap, data = start_broker(args.spate, args.cores)
+        procs, bootstrap, datas = start_brokers(args.spate, args.cores, args.brokers)
     try:
         topic = f"txn-bench-{int(time.time())}"
-        AdminClient({"bootstrap.servers": bootstrap}).create_topics(
-            [NewTopic(topic, num_partitions=args.partitions, replication_factor=1)]
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics(
+            [NewTopic(topic, num_partitions=args.partitions, replication_factor=args.brokers)]
         )[topic].result(timeout=30)
         value = b"x" * args.value_bytes
         idem, txn = [], []
@@ -150,10 +166,11 @@ def main() -> None:
               f"(commit every {args.commit_ms} ms) {mt:,.0f}/s, ratio {mt / mi:.2f}; commit p50 "
               f"{statistics.median(x['commit_p50_ms'] for x in txn):.1f} ms")
     finally:
-        if proc is not None:
+        for proc in procs:
             proc.terminate()
+        for proc in procs:
             proc.wait(timeout=30)
-        if data is not None:
+        for data in datas:
             shutil.rmtree(data, ignore_errors=True)
 
 

@@ -335,7 +335,11 @@ impl<D: Disk> Partition<D> {
     ///
     /// # Errors
     /// Why it was not appended or not replicated within `timeout_ms`.
-    pub async fn append_internal(&self, batch: Bytes, timeout_ms: u64) -> Result<Offset, String> {
+    pub async fn append_internal(
+        self: &std::rc::Rc<Self>,
+        batch: Bytes,
+        timeout_ms: u64,
+    ) -> Result<Offset, String> {
         let Some(slot) = &self.replica else {
             return Err("not a replicated partition".to_owned());
         };
@@ -346,8 +350,14 @@ impl<D: Disk> Partition<D> {
         let appended = self.log.append(batch, hold.epoch).await;
         slot.appended(hold, &self.log);
         self.grew.notify_all();
+        self.request_commit();
         let info = appended.map_err(|e| e.to_string())?;
         let waiting = slot.await_acks(info.last_offset, timeout_ms);
+        // As a client's acks=all produce: the leader's own copy counts once fsynced, so that
+        // sync starts now and counts the moment it completes, not at the next group commit
+        // or replication tick (without it every coordinator write, a transaction's state and
+        // markers and a group's offsets, waited out a follower's 500 ms long-poll).
+        self.count_own_copy_when_durable(slot, info.last_offset);
         match waiting.await {
             Ok(Ok(())) => {
                 self.notify_if_advanced();
@@ -355,6 +365,25 @@ impl<D: Disk> Partition<D> {
             }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("partition closed".to_owned()),
+        }
+    }
+
+    /// The leader's own copy counts toward the high watermark once fsynced (unless
+    /// write.caching): starts that sync now rather than at the next group commit, in a task of
+    /// its own (a sync is never cancelled), and counts it the moment it completes.
+    fn count_own_copy_when_durable(
+        self: &std::rc::Rc<Self>,
+        slot: &crate::partition::replica::ReplicaSlot,
+        last: Offset,
+    ) {
+        if slot.counts_fsynced() {
+            let partition = self.clone();
+            glommio::spawn_local(async move {
+                if partition.log.wait_durable(last.next()).await.is_ok() {
+                    partition.notify_if_advanced();
+                }
+            })
+            .detach();
         }
     }
 
@@ -410,18 +439,7 @@ impl<D: Disk> Partition<D> {
         }
         if acks == spate_replication::Acks::All {
             let waiting = slot.await_acks(last, op.timeout_ms);
-            // The leader's own copy counts once fsynced (unless write.caching): start that sync
-            // now rather than at the next group commit, in a task of its own (a sync is never
-            // cancelled), and count it the moment it completes.
-            if slot.counts_fsynced() {
-                let partition = self.clone();
-                glommio::spawn_local(async move {
-                    if partition.log.wait_durable(last.next()).await.is_ok() {
-                        partition.notify_if_advanced();
-                    }
-                })
-                .detach();
-            }
+            self.count_own_copy_when_durable(slot, last);
             // The replica answers at its timeout; this bound only guards against a waiter lost
             // with its replica (a deleted partition).
             let bound = Duration::from_millis(op.timeout_ms.saturating_add(5_000));
