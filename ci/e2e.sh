@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests: the release `spate` binary against real Kafka clients (confluent-kafka,
-# kafka-python, aiokafka, kcat) and Prometheus. Idempotent; needs only the Rust toolchain,
-# Python 3.11 and pip (kcat and prometheus come from Debian when missing). Exits non-zero on
+# kafka-python, aiokafka, kcat, Kafka's Java client) and Prometheus. Idempotent; needs only the
+# Rust toolchain, Python 3.11 and pip (kcat, prometheus, a JDK and Maven come from Debian when
+# missing; the Java client's jars from Maven, else from PyPI, see ci/java/setup.sh). Exits non-zero on
 # any failure, including "no tests ran".
 #
 #   bash ci/e2e.sh              # whole suite
@@ -34,6 +35,17 @@ if ! command -v prometheus >/dev/null 2>&1; then
     fi
 fi
 prometheus --version 2>&1 | head -n 1
+
+# test_java_client.py runs Kafka's Java client: a JDK and Maven (apt, when missing) and the
+# kafka-clients jars, resolved once into a cache outside the clone (ci/java/setup.sh). A failure
+# here is reported and the Java tests skip with the reason; the rest of the suite still runs.
+echo "== e2e: java client (JDK, Maven, kafka-clients jars)"
+if java_classpath_file=$(bash ci/java/setup.sh); then
+    java -version 2>&1 | head -n 1
+    echo "kafka-clients jars: $java_classpath_file"
+else
+    echo "e2e: WARNING: the Java client could not be set up; test_java_client.py will skip" >&2
+fi
 
 echo "== e2e: python venv (.venv)"
 python=${PYTHON:-python3}
