@@ -48,8 +48,14 @@ pub struct ReplicaConfig {
     pub min_insync_replicas: usize,
     /// `replica.lag.time.max.ms` (Kafka: 30 s): an ISR member not caught up for longer is proposed out.
     pub replica_lag_time_max_ms: u64,
-    /// Wait before the next fetch after an empty answer or an error (`replica.fetch.backoff.ms`).
+    /// Wait before the next fetch after an error (`replica.fetch.backoff.ms`).
     pub fetch_backoff_ms: u64,
+    /// Wait before the next fetch after an empty answer. A leader that long-polls (the broker's
+    /// do) answers empty only after waiting for records, or at once because another partition
+    /// of the same frame had some: either way the next fetch should go at once (0), or this
+    /// partition falls out of step with the others it shares frames with and waits behind their
+    /// long-poll. A leader that answers at once (test harnesses) needs a pause here.
+    pub empty_fetch_backoff_ms: u64,
     /// A fetch with no answer after this long is presumed lost and sent again.
     pub fetch_timeout_ms: u64,
     /// An AlterPartition with no answer after this long is sent again.
@@ -62,7 +68,8 @@ pub struct ReplicaConfig {
 pub const WAITERS_MAX_LIMIT: usize = 65_536;
 
 impl ReplicaConfig {
-    /// Settings with Kafka's defaults for `node` (lag 30 s, backoff 1 s, min.insync 1).
+    /// Settings with Kafka's defaults for `node` (lag 30 s, backoff 1 s, min.insync 1; 1 s
+    /// after an empty answer too, for a leader that does not long-poll).
     pub fn new(node: NodeId, ack_durability: AckDurability) -> Self {
         Self {
             node,
@@ -70,6 +77,7 @@ impl ReplicaConfig {
             min_insync_replicas: 1,
             replica_lag_time_max_ms: 30_000,
             fetch_backoff_ms: 1_000,
+            empty_fetch_backoff_ms: 1_000,
             fetch_timeout_ms: 30_000,
             alter_partition_retry_ms: 5_000,
             waiters_max: 4_096,
@@ -1193,7 +1201,11 @@ impl<B: Batch> Replica<B> {
                     out.push(Action::HighWatermark { offset: hw });
                 }
                 if let Role::Follower(f) = &mut self.role {
-                    f.next_fetch_ms = if empty { backoff } else { now };
+                    f.next_fetch_ms = if empty {
+                        NowMs(now.0.saturating_add(self.config.empty_fetch_backoff_ms))
+                    } else {
+                        now
+                    };
                 }
                 self.maybe_fetch(now, out);
             }

@@ -100,6 +100,7 @@ fn config(node: i32, durability: AckDurability) -> ReplicaConfig {
         min_insync_replicas: 2,
         replica_lag_time_max_ms: 1_000,
         fetch_backoff_ms: 10,
+        empty_fetch_backoff_ms: 10,
         fetch_timeout_ms: 100,
         alter_partition_retry_ms: 100,
         waiters_max: 256,
@@ -876,4 +877,62 @@ fn an_empty_restarted_log_restarts_at_the_base_of_the_batch_holding_its_end() {
             now_ms: NowMs(2),
         })
         .is_err());
+}
+
+/// A long-polling leader's empty answer is followed by the next fetch at once when
+/// `empty_fetch_backoff_ms` is 0 (the broker's setting), and only after the pause otherwise. A
+/// pause there made a broker's partitions fall out of step within a frame: one waited behind
+/// another's 500 ms long-poll, and acks=all after a lull took up to the long-poll.
+#[test]
+fn an_empty_answer_is_followed_at_once_or_after_the_empty_fetch_backoff() {
+    for (pause, expected_at) in [(0u64, 5u64), (10, 15)] {
+        let mut cfg = config(2, AckDurability::Replicated);
+        cfg.empty_fetch_backoff_ms = pause;
+        let mut follower: Replica<Entry> = Replica::new(cfg, log_state(&[])).unwrap();
+        let sent = follower
+            .step(Event::Metadata {
+                state: state(1, 1, &[1, 2]),
+                now_ms: NowMs(0),
+            })
+            .unwrap();
+        let first = sent
+            .iter()
+            .find_map(|a| match a {
+                Action::SendFetch { request, .. } => Some(request.clone()),
+                _ => None,
+            })
+            .expect("a fetch");
+        let actions = follower
+            .step(Event::FetchResponse {
+                response: FetchResponse {
+                    leader: NodeId(1),
+                    correlation: first.correlation,
+                    answer: FetchAnswer::Records {
+                        from: Offset(0),
+                        high_watermark: Offset(0),
+                    },
+                    batches: Vec::new(),
+                },
+                now_ms: NowMs(5),
+            })
+            .unwrap();
+        let fetch_now = actions
+            .iter()
+            .any(|a| matches!(a, Action::SendFetch { .. }));
+        assert_eq!(fetch_now, pause == 0, "pause {pause}");
+        if pause > 0 {
+            let early = follower
+                .step(Event::Tick {
+                    now_ms: NowMs(expected_at - 1),
+                })
+                .unwrap();
+            assert!(!early.iter().any(|a| matches!(a, Action::SendFetch { .. })));
+            let due = follower
+                .step(Event::Tick {
+                    now_ms: NowMs(expected_at),
+                })
+                .unwrap();
+            assert!(due.iter().any(|a| matches!(a, Action::SendFetch { .. })));
+        }
+    }
 }

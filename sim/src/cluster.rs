@@ -1190,6 +1190,7 @@ impl Sim {
             min_insync_replicas: MIN_INSYNC_REPLICAS,
             replica_lag_time_max_ms: 300,
             fetch_backoff_ms: 20,
+            empty_fetch_backoff_ms: 20,
             fetch_timeout_ms: 150,
             alter_partition_retry_ms: 100,
             waiters_max: 64,

@@ -61,7 +61,7 @@ pub const FETCH_MAX_WAIT_MS: u32 = 500;
 pub const FETCH_BYTES_MAX: u32 = 4 << 20;
 /// How often replicas are ticked (waiter timeouts, ISR lag checks, retries, durability).
 pub const TICK: Duration = Duration::from_millis(50);
-/// A follower's pause after an error or an empty answer: short, since answers are long-polled.
+/// A follower's pause after an error (an empty answer is followed at once: it was long-polled).
 const FETCH_BACKOFF_MS: u64 = 50;
 /// A fetch with no answer after this long is presumed lost.
 const FETCH_TIMEOUT_MS: u64 = 15_000;
@@ -254,6 +254,8 @@ fn replica_config(core: &Core, meta: &TopicMeta) -> ReplicaConfig {
         .clamp(1, spate_replication::messages::REPLICAS_MAX);
     config.replica_lag_time_max_ms = core.config.replica_lag_time_max_ms.max(1);
     config.fetch_backoff_ms = FETCH_BACKOFF_MS;
+    // This broker's leaders long-poll (FETCH_MAX_WAIT_MS): an empty answer already waited.
+    config.empty_fetch_backoff_ms = 0;
     config.fetch_timeout_ms = FETCH_TIMEOUT_MS;
     config.alter_partition_retry_ms = ALTER_PARTITION_RETRY_MS;
     config.waiters_max = WAITERS_MAX;
