@@ -207,6 +207,15 @@ impl Core {
         self.routes.borrow().placement(topic, partition)
     }
 
+    /// Every topic's name by its id (cluster frames name topics by id).
+    pub fn topic_names_by_id(&self) -> HashMap<[u8; 16], String> {
+        self.topics
+            .borrow()
+            .values()
+            .map(|m| (m.id, m.name.clone()))
+            .collect()
+    }
+
     /// A topic's metadata, if it exists.
     pub fn topic(&self, name: &str) -> Option<Rc<TopicMeta>> {
         self.topics.borrow().get(name).cloned()

@@ -1050,12 +1050,7 @@ async fn serve_frame(core: Rc<Core>, me: i32, inbound: Inbound) {
         );
         return;
     }
-    let names: HashMap<[u8; 16], String> = core
-        .topics
-        .borrow()
-        .values()
-        .map(|m| (m.id, m.name.clone()))
-        .collect();
+    let names = core.topic_names_by_id();
     let count = request.partitions.len();
     let mut results: Vec<Option<FetchedPartition>> = (0..count).map(|_| None).collect();
     // By owning core: (indexes into the request, partitions).

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use spate_wire::cluster::{Body, TxnMarkerResult, TxnMarkersResponse, TxnVerifyResponse};
+use spate_wire::cluster::{Body, TxnMarkersResponse, TxnVerifyResponse};
 use spate_wire::ErrorCode;
 use tracing::{debug, warn};
 
@@ -137,17 +137,10 @@ pub fn dispatch(core: &Rc<Core>, rpc: &Rc<TxnRpc>, me: i32, inbound: Inbound) ->
 /// Answers a request over the limit with a retriable error for each part.
 fn refuse(me: i32, inbound: Inbound) {
     let body = match &inbound.body {
-        Body::TxnMarkersRequest(request) => Body::TxnMarkersResponse(TxnMarkersResponse {
-            markers: request
-                .markers
-                .iter()
-                .map(|m| TxnMarkerResult {
-                    topic_id: m.topic_id,
-                    partition: m.partition,
-                    error_code: ErrorCode::ThrottlingQuotaExceeded,
-                })
-                .collect(),
-        }),
+        Body::TxnMarkersRequest(request) => Body::TxnMarkersResponse(crate::txn::refused_markers(
+            request,
+            ErrorCode::ThrottlingQuotaExceeded,
+        )),
         Body::TxnVerifyRequest(_) => Body::TxnVerifyResponse(TxnVerifyResponse {
             error_code: ErrorCode::ThrottlingQuotaExceeded,
             verified: Vec::new(),

@@ -738,24 +738,9 @@ pub async fn serve_markers(core: &Core, request: TxnMarkersRequest) -> TxnMarker
             epoch = request.coordinator_epoch.0,
             "markers from a deposed transaction coordinator; refused"
         );
-        return TxnMarkersResponse {
-            markers: request
-                .markers
-                .iter()
-                .map(|m| TxnMarkerResult {
-                    topic_id: m.topic_id,
-                    partition: m.partition,
-                    error_code: ErrorCode::TransactionCoordinatorFenced,
-                })
-                .collect(),
-        };
+        return refused_markers(&request, ErrorCode::TransactionCoordinatorFenced);
     }
-    let names: HashMap<[u8; 16], String> = core
-        .topics
-        .borrow()
-        .values()
-        .map(|m| (m.id, m.name.clone()))
-        .collect();
+    let names = core.topic_names_by_id();
     let writes = request.markers.iter().map(|m| {
         let name = names.get(&m.topic_id).cloned();
         async move {
@@ -796,6 +781,21 @@ pub async fn serve_markers(core: &Core, request: TxnMarkersRequest) -> TxnMarker
     });
     TxnMarkersResponse {
         markers: futures::future::join_all(writes).await,
+    }
+}
+
+/// The answer to `request` with `error_code` for every marker: none was written.
+pub fn refused_markers(request: &TxnMarkersRequest, error_code: ErrorCode) -> TxnMarkersResponse {
+    TxnMarkersResponse {
+        markers: request
+            .markers
+            .iter()
+            .map(|m| TxnMarkerResult {
+                topic_id: m.topic_id,
+                partition: m.partition,
+                error_code,
+            })
+            .collect(),
     }
 }
 
