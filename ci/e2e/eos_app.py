@@ -22,6 +22,7 @@ Usage: eos_app.py BOOTSTRAP INPUT OUTPUT GROUP TXN_ID BATCH PER_RECORD_MS IDLE_S
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -45,8 +46,10 @@ def main() -> int:
 
     # The same transactional.id on every start: init_transactions fences the killed instance
     # and aborts the transaction it left open, instead of leaving it to its timeout.
+    # librdkafka's debug contexts (e.g. eos,txn,cgrp) for a run being investigated.
+    debug = {"debug": os.environ["EOS_APP_DEBUG"]} if os.environ.get("EOS_APP_DEBUG") else {}
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id,
-                         "linger.ms": 5})
+                         "linger.ms": 5, **debug})
     producer.init_transactions(30)
     say("READY")
     # A static member: the restarted instance takes the killed one's place (and partitions) at
@@ -54,7 +57,8 @@ def main() -> int:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                          "group.instance.id": f"{group}-member-0",
                          "isolation.level": "read_committed", "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest", "enable.partition.eof": False})
+                         "auto.offset.reset": "earliest", "enable.partition.eof": False,
+                         **debug})
     consumer.subscribe([src])
 
     txn = 0
