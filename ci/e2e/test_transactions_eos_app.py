@@ -70,6 +70,22 @@ def input_value(j: int) -> bytes:
     return b"in-%05d" % j
 
 
+def assert_each_input_once(bootstrap: str, context: str) -> None:
+    """A read_committed consumer of the output sees each input's output exactly once, in input
+    order per partition."""
+    committed = ck.consume_all(bootstrap, DST, INPUTS, partitions=PARTITIONS, settle_s=2.0,
+                               isolation_level="read_committed")
+    by_partition: dict[int, list[bytes]] = defaultdict(list)
+    for r in sorted(committed, key=lambda r: (r.partition, r.offset)):
+        by_partition[r.partition].append(r.value)
+    for part in range(PARTITIONS):
+        want = [b"out:" + input_value(j) for j in range(part, INPUTS, PARTITIONS)]
+        got = by_partition[part]
+        dups = len(got) - len(set(got))
+        assert got == want, (f"partition {part}: {len(got)} outputs ({dups} duplicated), "
+                             f"{len(want)} inputs; {context}")
+
+
 def test_killed_consume_transform_produce_app_outputs_each_input_exactly_once(broker, tmp_path):
     ck.create_topic(broker.bootstrap, SRC, partitions=PARTITIONS)
     ck.create_topic(broker.bootstrap, DST, partitions=PARTITIONS)
@@ -110,17 +126,7 @@ def test_killed_consume_transform_produce_app_outputs_each_input_exactly_once(br
     assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
     assert progress(log)[-1] == "DONE"
 
-    committed = ck.consume_all(broker.bootstrap, DST, INPUTS, partitions=PARTITIONS,
-                               settle_s=2.0, isolation_level="read_committed")
-    by_partition: dict[int, list[bytes]] = defaultdict(list)
-    for r in sorted(committed, key=lambda r: (r.partition, r.offset)):
-        by_partition[r.partition].append(r.value)
-    for part in range(PARTITIONS):
-        want = [b"out:" + input_value(j) for j in range(part, INPUTS, PARTITIONS)]
-        got = by_partition[part]
-        dups = len(got) - len(set(got))
-        assert got == want, (f"partition {part}: {len(got)} outputs ({dups} duplicated), "
-                             f"{len(want)} inputs; kills {kills} (seed {seed})")
+    assert_each_input_once(broker.bootstrap, f"kills {kills} (seed {seed})")
 
     everything = ck.consume_all(broker.bootstrap, DST, INPUTS + sum(acknowledged_then_killed),
                                 partitions=PARTITIONS, settle_s=1.0,
@@ -228,17 +234,7 @@ def test_app_in_a_cluster_outputs_each_input_exactly_once_through_broker_kills(s
         assert not deadline.expired(), f"the app never finished: {ended}"
         proc, log = start()
 
-    committed = ck.consume_all(bootstrap, DST, INPUTS, partitions=PARTITIONS, settle_s=2.0,
-                               isolation_level="read_committed")
-    by_partition: dict[int, list[bytes]] = defaultdict(list)
-    for r in sorted(committed, key=lambda r: (r.partition, r.offset)):
-        by_partition[r.partition].append(r.value)
-    for part in range(PARTITIONS):
-        want = [b"out:" + input_value(j) for j in range(part, INPUTS, PARTITIONS)]
-        got = by_partition[part]
-        dups = len(got) - len(set(got))
-        assert got == want, (f"partition {part}: {len(got)} outputs ({dups} duplicated), "
-                             f"{len(want)} inputs; killed {victims}; app runs ended: {ended}")
+    assert_each_input_once(bootstrap, f"killed {victims}; app runs ended: {ended}")
     c = ck.consumer(bootstrap, group_id=GROUP)
     try:
         offsets = c.committed([TopicPartition(SRC, q) for q in range(PARTITIONS)], timeout=10)
