@@ -27,19 +27,13 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// The `__consumer_offsets` partition of a group: Kafka's `abs(groupId.hashCode) % partitions`,
 /// with Java's `String.hashCode` over UTF-16 code units, so a group lands on the same partition
-/// number as in Kafka.
+/// number as in Kafka. The same rule places a transactional id in `__transaction_state`, so
+/// one function (`spate_txn::records::partition_for`) computes both.
 ///
 /// # Panics
 /// If `partitions` is not positive.
 pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
-    assert!(partitions > 0);
-    let mut hash: i32 = 0;
-    for unit in group_id.encode_utf16() {
-        hash = hash.wrapping_mul(31).wrapping_add(i32::from(unit));
-    }
-    // Kafka's Utils.abs maps i32::MIN to 0.
-    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
-    positive % partitions
+    spate_txn::records::partition_for(group_id, partitions)
 }
 
 /// A group request, as plain data that can cross cores.
@@ -237,6 +231,21 @@ pub fn new_member_id(client_id: &str) -> String {
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+/// The replication factor `__consumer_offsets` and `__transaction_state` are created with:
+/// `offsets.topic.replication.factor` (Kafka's default 3) capped at the live brokers, since
+/// Kafka refuses to create them with fewer and Spate takes what there is (a cluster of one or
+/// two brokers has groups and transactions too); 1 on a single broker.
+pub fn internal_topic_replication_factor(core: &Core) -> i16 {
+    if core.config.cluster.is_none() {
+        return 1;
+    }
+    let live = core.cluster.borrow().brokers.len().max(1);
+    core.config
+        .groups
+        .offsets_replication_factor
+        .min(i16::try_from(live).unwrap_or(i16::MAX))
 }
 
 /// The `__consumer_offsets` topic as created at first start: compacted like Kafka's (the last

@@ -73,20 +73,12 @@ async fn lookup(
                 "the transaction state topic is being created",
             ));
         }
-        // Kafka refuses to create it with fewer live brokers than its replication factor;
-        // Spate takes what there is, so a cluster of one or two brokers has groups too.
-        let live = core.cluster.borrow().brokers.len().max(1);
-        let replication_factor = core
-            .config
-            .groups
-            .offsets_replication_factor
-            .min(i16::try_from(live).unwrap_or(i16::MAX));
         create_assigned_via_controller(
             core,
             vec![crate::ops::NewTopic {
                 meta: offsets_topic_meta(&core.config),
                 assignment: None,
-                replication_factor,
+                replication_factor: crate::group::internal_topic_replication_factor(core),
             }],
         )
         .await;
@@ -95,11 +87,8 @@ async fn lookup(
             "the offsets topic is being created",
         ));
     };
-    let partition = if topic == TXN_TOPIC {
-        spate_txn::records::partition_for(key, partitions)
-    } else {
-        partition_for(key, partitions)
-    };
+    // One rule for both topics: Kafka's `abs(key.hashCode) % partitions`.
+    let partition = partition_for(key, partitions);
     match core.placement(topic, partition).map(|p| p.leader) {
         Some(Leader::Core(_)) => Ok(me()),
         Some(Leader::Broker(node)) => {

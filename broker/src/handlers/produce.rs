@@ -201,7 +201,6 @@ async fn verify_transaction(core: &Core, id: &str, ops: &mut [ProduceOp]) {
                 | ErrorCode::CoordinatorLoadInProgress
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::NotCoordinator => ErrorCode::NotEnoughReplicas,
-                ErrorCode::InvalidTxnState => ErrorCode::InvalidTxnState,
                 other => other,
             };
             for &i in &asked {

@@ -346,7 +346,7 @@ pub async fn ensure_topic(core: &Core) -> Result<(), ErrorCode> {
         vec![crate::ops::NewTopic {
             meta: txn_topic_meta(&core.config),
             assignment: None,
-            replication_factor: txn_replication_factor(core),
+            replication_factor: crate::group::internal_topic_replication_factor(core),
         }],
     )
     .await;
@@ -371,18 +371,17 @@ pub async fn ensure_topic(core: &Core) -> Result<(), ErrorCode> {
     }
 }
 
-/// `transaction.state.log.replication.factor` (Kafka's default 3), capped at the live brokers:
-/// Kafka refuses to create the topic with fewer, Spate takes what there is, as for
-/// `__consumer_offsets`. 1 on a single broker.
-fn txn_replication_factor(core: &Core) -> i16 {
-    if core.config.cluster.is_none() {
-        return 1;
+/// The core of this broker coordinating `id` (of `partitions` state partitions), or the error
+/// a client gets: NOT_COORDINATOR when another broker leads its partition (the client asked the
+/// wrong broker, or the leadership moved: it finds the new one), COORDINATOR_NOT_AVAILABLE when
+/// no one does.
+fn coordinating_core(core: &Core, id: &str, partitions: i32) -> Result<usize, ErrorCode> {
+    match core.route(TXN_TOPIC, partition_for(id, partitions)) {
+        Route::ThisCore => Ok(core.id),
+        Route::OtherCore(owner) => Ok(owner),
+        Route::OtherBroker(_) => Err(ErrorCode::NotCoordinator),
+        Route::NoLeader | Route::NotHere => Err(ErrorCode::CoordinatorNotAvailable),
     }
-    let live = core.cluster.borrow().brokers.len().max(1);
-    core.config
-        .groups
-        .offsets_replication_factor
-        .min(i16::try_from(live).unwrap_or(i16::MAX))
 }
 
 /// Runs `call` on the core coordinating its id.
@@ -390,14 +389,9 @@ pub async fn call(core: &Core, id: &str, call: TxnCall) -> TxnAnswer {
     if let Err(error) = ensure_topic(core).await {
         return TxnAnswer::Failed(error);
     }
-    let to = match core.route(TXN_TOPIC, partition_for(id, txn_partitions(core))) {
-        Route::ThisCore => core.id,
-        Route::OtherCore(owner) => owner,
-        // The client asked the wrong broker (its leadership moved): it finds the new one.
-        Route::OtherBroker(_) => return TxnAnswer::Failed(ErrorCode::NotCoordinator),
-        Route::NoLeader | Route::NotHere => {
-            return TxnAnswer::Failed(ErrorCode::CoordinatorNotAvailable)
-        }
+    let to = match coordinating_core(core, id, txn_partitions(core)) {
+        Ok(to) => to,
+        Err(error) => return TxnAnswer::Failed(error),
     };
     match core.call(to, CoreRequest::Txn(Box::new(call))).await {
         Some(CoreReply::Txn(answer)) => *answer,
@@ -414,12 +408,7 @@ pub async fn describe(core: &Core, id: &str) -> Result<TxnMetadata, ErrorCode> {
     let Some(meta) = core.topic(TXN_TOPIC) else {
         return Err(ErrorCode::TransactionalIdNotFound);
     };
-    let to = match core.route(TXN_TOPIC, partition_for(id, meta.partitions)) {
-        Route::ThisCore => core.id,
-        Route::OtherCore(owner) => owner,
-        Route::OtherBroker(_) => return Err(ErrorCode::NotCoordinator),
-        Route::NoLeader | Route::NotHere => return Err(ErrorCode::CoordinatorNotAvailable),
-    };
+    let to = coordinating_core(core, id, meta.partitions)?;
     let call = TxnCall::Describe { id: id.to_owned() };
     match core.call(to, CoreRequest::Txn(Box::new(call))).await {
         Some(CoreReply::Txn(answer)) => match *answer {
@@ -586,10 +575,7 @@ pub async fn run(core: &Core, call: TxnCall) -> TxnAnswer {
 /// Appends one state record to its `__transaction_state` partition and waits until it is
 /// durable; whether it is.
 async fn append_record(core: &Core, record: &StateRecord) -> bool {
-    let partitions = core
-        .topic(TXN_TOPIC)
-        .map_or(TXN_PARTITIONS, |t| t.partitions);
-    let index = partition_for(&record.transactional_id, partitions);
+    let index = partition_for(&record.transactional_id, txn_partitions(core));
     let Some(partition) = core.partition(TXN_TOPIC, index) else {
         warn!(
             core = core.id,
