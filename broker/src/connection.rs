@@ -6,6 +6,7 @@
 //! produce needs per-connection order. Bytes that arrive meanwhile wait in the read buffer,
 //! bounded by the frame limit.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -16,6 +17,8 @@ use tracing::{debug, warn};
 
 use crate::core::Core;
 use crate::handlers;
+use crate::handoff::{Affinity, Handoff};
+use crate::ops::{CoreReply, CoreRequest};
 use crate::runtime::ShutdownFlag;
 use crate::stats::RequestTimes;
 
@@ -103,7 +106,39 @@ async fn write_parts(stream: &mut TcpStream, parts: &[Bytes]) -> std::io::Result
 /// A response to send: the frame (prefix, header, body) as one or more buffers, sent in order.
 pub type ResponseParts = Vec<Bytes>;
 
-/// Serves one connection until the peer closes it, it breaks the protocol, or shutdown.
+/// What a connection's handlers know of its client.
+#[derive(Debug)]
+pub struct Client {
+    /// For group members' client host (DescribeGroups), as Kafka reports it.
+    pub peer: Option<IpAddr>,
+    /// Where its partitions live, to move it to their core (`crate::handoff`).
+    pub affinity: Affinity,
+}
+
+/// The state of a connection another core handed to this one.
+#[derive(Debug)]
+pub struct Carried {
+    /// Bytes read and not yet handled: the next requests.
+    pub unread: BytesMut,
+    pub peer: Option<IpAddr>,
+    /// Moves so far, this one included, and when this one happened.
+    pub moves: u32,
+    pub moved_at: Instant,
+}
+
+/// How serving a connection on this core ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The peer closed it, or shutdown did, or a request closes it (Kafka's rule for a
+    /// request it cannot answer).
+    Closed,
+    /// Core `to` serves it from now on.
+    Moved { to: usize },
+}
+
+/// Serves one connection until the peer closes it, it breaks the protocol, shutdown, or it
+/// moves to the core that owns its partitions. `carried` is the state of a connection
+/// another core handed over; `None` for one accepted here.
 ///
 /// # Errors
 /// On socket errors and on frames that cannot be answered (the connection is then closed, as
@@ -112,14 +147,28 @@ pub async fn serve(
     mut stream: TcpStream,
     core: &Core,
     shutdown: &ShutdownFlag,
-) -> anyhow::Result<()> {
+    carried: Option<Carried>,
+) -> anyhow::Result<Served> {
     stream
         .set_nodelay(true)
         .map_err(|error| anyhow::anyhow!("setting TCP_NODELAY: {error}"))?;
     let decoder = FrameDecoder::new(core.config.frame_bytes_max);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    // For group members' client host (DescribeGroups), as Kafka reports it.
-    let peer = stream.peer_addr().ok().map(|addr| addr.ip());
+    let (mut buf, client) = match carried {
+        None => (
+            BytesMut::with_capacity(READ_CHUNK_BYTES),
+            Client {
+                peer: stream.peer_addr().ok().map(|addr| addr.ip()),
+                affinity: Affinity::new(core.cores),
+            },
+        ),
+        Some(carried) => (
+            carried.unread,
+            Client {
+                peer: carried.peer,
+                affinity: Affinity::carried(core.cores, carried.moves, Some(carried.moved_at)),
+            },
+        ),
+    };
     // When the last read completed: the frames it completed have waited since then.
     let mut read_at = Instant::now();
     loop {
@@ -133,9 +182,9 @@ pub async fn serve(
                 _ => -1,
             };
             let handle_at = Instant::now();
-            let Some(parts) = handlers::handle(core, frame, peer).await else {
+            let Some(parts) = handlers::handle(core, frame, &client).await else {
                 // Kafka closes the connection on requests it cannot parse the header of.
-                return Ok(());
+                return Ok(Served::Closed);
             };
             let send_at = Instant::now();
             write_parts(&mut stream, &parts).await?;
@@ -148,10 +197,17 @@ pub async fn serve(
                     send: sent_at - send_at,
                 },
             );
+            // Between two requests, every one read so far answered: the one place a move
+            // keeps the connection's order.
+            if let Some(to) = client.affinity.move_due(core.id, sent_at) {
+                if hand_over(&stream, core, to, &buf, &client, sent_at).await {
+                    return Ok(Served::Moved { to });
+                }
+            }
         }
         if shutdown.is_triggered() {
             debug!(core = core.id, "shutdown: closing idle connection");
-            return Ok(());
+            return Ok(Served::Closed);
         }
         // A large frame is read in one go (its size was already checked against the limit);
         // otherwise a chunk that may hold several small requests.
@@ -168,12 +224,50 @@ pub async fn serve(
             None => continue,
             Some(result) => {
                 if result? == 0 {
-                    return Ok(());
+                    return Ok(Served::Closed);
                 }
                 read_at = Instant::now();
             }
         }
     }
+}
+
+/// Offers the connection to core `to`: a duplicate of its socket and a copy of its unread
+/// bytes. `true` if that core took it, and this one must drop it without another read or
+/// write; `false` if it stays here (the other core is stopping, full, or gone), unchanged.
+async fn hand_over(
+    stream: &TcpStream,
+    core: &Core,
+    to: usize,
+    unread: &BytesMut,
+    client: &Client,
+    now: Instant,
+) -> bool {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the stream owns this descriptor and outlives the borrow; duplicating it does
+    // not touch the stream's state.
+    let socket = match unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned() {
+        Ok(socket) => socket,
+        Err(error) => {
+            // Out of descriptors, most likely: serving it here is still right.
+            debug!(core = core.id, %error, "not moving a connection: dup failed");
+            return false;
+        }
+    };
+    // A copy, so a refused handoff leaves this connection as it was. Rarely more than one
+    // read's chunk, once per move.
+    let handoff = Handoff {
+        socket,
+        unread: BytesMut::from(&unread[..]),
+        peer: client.peer,
+        moves: client.affinity.moves() + 1,
+        moved_at: now,
+    };
+    matches!(
+        core.call(to, CoreRequest::AdoptConnection(Box::new(handoff)))
+            .await,
+        Some(CoreReply::Adopted(true))
+    )
 }
 
 /// Appends at most `want` bytes from the socket to `buf`, received straight into its spare

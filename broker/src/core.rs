@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use glommio::channels::local_channel::LocalSender;
 use spate_storage::io::glommio::GlommioDisk;
 use spate_storage::Log;
 use spate_wire::types::{LeaderEpoch, Offset};
@@ -97,6 +98,9 @@ pub struct Core {
     /// Cluster mode: the last metadata image this core published (ListPartitionReassignments
     /// answers from it).
     published: RefCell<Option<Arc<crate::cluster::quorum::Published>>>,
+    /// Connections other cores hand to this one (see `crate::handoff`), for the accept loop,
+    /// which sets this while it accepts.
+    handoffs: RefCell<Option<LocalSender<crate::handoff::Handoff>>>,
 }
 
 /// A claim on opening one partition: while it lives no other round opens the same one.
@@ -165,7 +169,29 @@ impl Core {
             retention_due: std::cell::Cell::new(false),
             closing: std::cell::Cell::new(false),
             dropping: RefCell::new(std::collections::HashSet::new()),
+            handoffs: RefCell::new(None),
         }
+    }
+
+    /// Lets other cores hand connections to this one: they arrive on `sender`'s receiver.
+    /// `None` when the accept loop stops: a connection handed over after that would have
+    /// nobody to serve it, so it stays where it is.
+    pub fn accept_handoffs(&self, sender: Option<LocalSender<crate::handoff::Handoff>>) {
+        *self.handoffs.borrow_mut() = sender;
+    }
+
+    /// Takes a connection another core hands over, unless this core no longer accepts
+    /// connections, is at its connection limit, or has a full queue of them; then the
+    /// other core keeps serving it.
+    fn adopt(&self, handoff: crate::handoff::Handoff) -> bool {
+        let handoffs = self.handoffs.borrow();
+        let Some(sender) = handoffs.as_ref() else {
+            return false;
+        };
+        if self.metrics.connections_active() >= self.config.connections_per_core_max as u64 {
+            return false;
+        }
+        sender.try_send(handoff).is_ok()
     }
 
     /// The partitions this core owns that replicate (cluster mode).
@@ -696,6 +722,7 @@ impl Core {
             CoreRequest::WriteTxnMarker(op) => {
                 CoreReply::Marker(crate::txn::write_marker(self, op).await)
             }
+            CoreRequest::AdoptConnection(handoff) => CoreReply::Adopted(self.adopt(*handoff)),
             CoreRequest::Metrics => {
                 CoreReply::Metrics(Box::new(crate::metrics::snapshot(self).await))
             }
@@ -723,6 +750,28 @@ impl Core {
         self.scatter_by(ops, |topic, partition| match self.route(topic, partition) {
             Route::ThisCore => Ok(self.id),
             Route::OtherCore(core) => Ok(core),
+            Route::OtherBroker(_) | Route::NoLeader => Err(ErrorCode::NotLeaderOrFollower),
+            Route::NotHere => Err(ErrorCode::UnknownTopicOrPartition),
+        })
+        .await
+    }
+
+    /// As [`Self::scatter`], and notes the core of each op routed within this broker in
+    /// `affinity`, the connection's tally (see `crate::handoff`).
+    pub async fn scatter_noting<O: Routable>(
+        &self,
+        ops: Vec<O>,
+        affinity: &crate::handoff::Affinity,
+    ) -> Vec<O::Result> {
+        self.scatter_by(ops, |topic, partition| match self.route(topic, partition) {
+            Route::ThisCore => {
+                affinity.note(self.id);
+                Ok(self.id)
+            }
+            Route::OtherCore(core) => {
+                affinity.note(core);
+                Ok(core)
+            }
             Route::OtherBroker(_) | Route::NoLeader => Err(ErrorCode::NotLeaderOrFollower),
             Route::NotHere => Err(ErrorCode::UnknownTopicOrPartition),
         })

@@ -17,6 +17,7 @@ mod errors;
 #[allow(dead_code)]
 mod group;
 mod handlers;
+mod handoff;
 mod mesh;
 mod metadata;
 mod metrics;

@@ -319,6 +319,9 @@ pub enum CoreRequest {
     Unregister(spate_controller::ids::NodeId),
     /// From the core serving the admin listener to every core: a metrics snapshot.
     Metrics,
+    /// From a connection's core to the core owning its partitions: serve this connection from
+    /// now on (`crate::handoff`).
+    AdoptConnection(Box<crate::handoff::Handoff>),
 }
 
 /// The two rounds in which every core applies a metadata change. A core shows a topic to
@@ -372,5 +375,7 @@ pub enum CoreReply {
     /// Whether a transaction marker was appended (and is durable).
     Marker(Result<(), ErrorCode>),
     Metrics(Box<crate::metrics::Snapshot>),
+    /// Whether a core took a connection handed to it.
+    Adopted(bool),
     Done,
 }

@@ -2,6 +2,7 @@
 //! connections on its listener (SO_REUSEPORT, so the kernel spreads connections over cores),
 //! serves requests from other cores, and drains on shutdown.
 
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -22,6 +23,55 @@ use crate::runtime::{ShutdownFlag, TaskCounter};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 const STARTUP_POLL: Duration = Duration::from_millis(1);
+/// Connections handed to a core and not yet picked up: beyond this the handing core keeps
+/// serving its connection.
+const HANDOFFS_QUEUED_MAX: usize = 64;
+
+/// Serves one client connection in a task of its own, counted in `connections` so shutdown
+/// can wait for it; `carried` is the state of a connection another core handed over.
+fn spawn_connection(
+    core: &Rc<Core>,
+    shutdown: &Arc<ShutdownFlag>,
+    connections: &Rc<TaskCounter>,
+    stream: glommio::net::TcpStream,
+    carried: Option<connection::Carried>,
+) {
+    let guard = connections.enter();
+    let core = core.clone();
+    let shutdown = shutdown.clone();
+    glommio::spawn_local(async move {
+        let _guard = guard;
+        let _counted = match carried {
+            None => core.metrics.connection_opened(),
+            Some(_) => core.metrics.connection_moved_in(),
+        };
+        let peer = stream.peer_addr().ok();
+        match &carried {
+            None => debug!(core = core.id, ?peer, "connection opened"),
+            Some(carried) => {
+                debug!(
+                    core = core.id,
+                    ?peer,
+                    moves = carried.moves,
+                    "connection handed over"
+                )
+            }
+        }
+        match connection::serve(stream, &core, &shutdown, carried).await {
+            Ok(connection::Served::Closed) => {}
+            Ok(connection::Served::Moved { to }) => {
+                debug!(
+                    core = core.id,
+                    ?peer,
+                    to,
+                    "connection moved to its partitions' core"
+                )
+            }
+            Err(error) => debug!(core = core.id, ?peer, %error, "connection closed with error"),
+        }
+    })
+    .detach();
+}
 
 /// Serves one core until shutdown; returns once its connections have drained and its
 /// partitions are flushed and closed.
@@ -142,6 +192,32 @@ pub async fn serve_core(
         .map_err(|error| anyhow::anyhow!("core {id}: binding {}: {error}", config.listen))?;
     info!(core = id, listen = %config.listen, "accepting connections");
     let connections = Rc::new(TaskCounter::default());
+    // Connections other cores hand to this one, served like those accepted here. A task of
+    // its own: glommio's accept is not cancel-safe (a connection accepted as the future is
+    // dropped would be lost), so the accept loop below waits on nothing else but shutdown.
+    let (handoffs, handed) = glommio::channels::local_channel::new_bounded(HANDOFFS_QUEUED_MAX);
+    core.accept_handoffs(Some(handoffs));
+    {
+        let core = core.clone();
+        let shutdown = shutdown.clone();
+        let connections = connections.clone();
+        glommio::spawn_local(async move {
+            while let Some(handoff) = handed.recv().await {
+                // SAFETY: the handoff owns this descriptor (a duplicate of the socket made
+                // for it); the stream takes it over.
+                let stream =
+                    unsafe { glommio::net::TcpStream::from_raw_fd(handoff.socket.into_raw_fd()) };
+                let carried = connection::Carried {
+                    unread: handoff.unread,
+                    peer: handoff.peer,
+                    moves: handoff.moves,
+                    moved_at: handoff.moved_at,
+                };
+                spawn_connection(&core, &shutdown, &connections, stream, Some(carried));
+            }
+        })
+        .detach();
+    }
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             shutdown.wait().await;
@@ -168,21 +244,11 @@ pub async fn serve_core(
             core.metrics.connection_refused();
             continue;
         }
-        let guard = connections.enter();
-        let core = core.clone();
-        let shutdown = shutdown.clone();
-        glommio::spawn_local(async move {
-            let _guard = guard;
-            let _counted = core.metrics.connection_opened();
-            let peer = stream.peer_addr().ok();
-            debug!(core = core.id, ?peer, "connection opened");
-            if let Err(error) = connection::serve(stream, &core, &shutdown).await {
-                debug!(core = core.id, ?peer, %error, "connection closed with error");
-            }
-        })
-        .detach();
+        spawn_connection(&core, &shutdown, &connections, stream, None);
     }
     drop(listener);
+    // Connections handed over from now on stay on their cores (see `Core::accept_handoffs`).
+    core.accept_handoffs(None);
     if let Some(node) = core.cluster_node.get() {
         // Before draining: clients that reconnect elsewhere find the partitions already marked
         // leaderless instead of waiting out a session timeout.

@@ -16,6 +16,7 @@ use spate_wire::ErrorCode;
 
 use crate::connection::ResponseParts;
 use crate::core::Core;
+use crate::handoff::Affinity;
 use crate::ops::{CoreRequest, FetchOp, FetchResult, Isolation};
 use crate::routing::Leader;
 use crate::routing::Route;
@@ -28,6 +29,7 @@ pub async fn handle(
     core: &Core,
     header: &RequestHeader,
     request: FetchRequest,
+    affinity: &Affinity,
 ) -> Option<ResponseParts> {
     let ops: Vec<FetchOp> = request
         .topics
@@ -60,7 +62,8 @@ pub async fn handle(
     );
     let deadline = Instant::now() + wait;
 
-    let mut results = core.scatter(ops.clone()).await;
+    // Only the first round is noted: a long-poll's later rounds name the same partitions.
+    let mut results = core.scatter_noting(ops.clone(), affinity).await;
     loop {
         let bytes: u64 = results.iter().map(|r| r.bytes).sum();
         let has_error = results.iter().any(|r| r.error != ErrorCode::None);

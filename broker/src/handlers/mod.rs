@@ -57,7 +57,7 @@ use spate_wire::versions::{ApiSet, VersionTable};
 use spate_wire::ErrorCode;
 use tracing::{debug, warn};
 
-use crate::connection::ResponseParts;
+use crate::connection::{Client, ResponseParts};
 use crate::core::{Core, CONTROLLER_CORE};
 use crate::metadata::topics::{self, TopicConfig, TopicError, TopicMeta};
 use crate::ops::{CoreReply, CoreRequest, NewTopic};
@@ -114,12 +114,8 @@ pub fn version_table(mode: Mode) -> VersionTable {
     })
 }
 
-/// Handles one request frame from `peer`. `None` means: close the connection.
-pub async fn handle(
-    core: &Core,
-    frame: Bytes,
-    peer: Option<std::net::IpAddr>,
-) -> Option<ResponseParts> {
+/// Handles one request frame from `client`. `None` means: close the connection.
+pub async fn handle(core: &Core, frame: Bytes, client: &Client) -> Option<ResponseParts> {
     let mut rest = frame.clone();
     let header = match RequestHeader::decode(&mut rest) {
         Ok(header) => header,
@@ -166,8 +162,12 @@ pub async fn handle(
     debug!(core = core.id, api = ?header.api_key, version = header.api_version, "request");
     match body {
         RequestBody::Metadata(request) => metadata::handle(core, &header, request).await,
-        RequestBody::Produce(request) => produce::handle(core, &header, request).await,
-        RequestBody::Fetch(request) => fetch::handle(core, &header, request).await,
+        RequestBody::Produce(request) => {
+            produce::handle(core, &header, request, &client.affinity).await
+        }
+        RequestBody::Fetch(request) => {
+            fetch::handle(core, &header, request, &client.affinity).await
+        }
         RequestBody::ListOffsets(request) => list_offsets::handle(core, &header, request).await,
         RequestBody::CreateTopics(request) => create_topics::handle(core, &header, request).await,
         RequestBody::DeleteTopics(request) => delete_topics::handle(core, &header, request).await,
@@ -184,7 +184,9 @@ pub async fn handle(
         RequestBody::OffsetForLeaderEpoch(request) => {
             offset_for_leader_epoch::handle(core, &header, request).await
         }
-        RequestBody::JoinGroup(request) => join_group::handle(core, &header, request, peer).await,
+        RequestBody::JoinGroup(request) => {
+            join_group::handle(core, &header, request, client.peer).await
+        }
         RequestBody::SyncGroup(request) => sync_group::handle(core, &header, request).await,
         RequestBody::Heartbeat(request) => heartbeat::handle(core, &header, request).await,
         RequestBody::LeaveGroup(request) => leave_group::handle(core, &header, request).await,

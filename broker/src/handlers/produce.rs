@@ -20,6 +20,7 @@ use spate_wire::ErrorCode;
 use super::{respond, str_bytes};
 use crate::connection::ResponseParts;
 use crate::core::Core;
+use crate::handoff::Affinity;
 use crate::ops::{Durability, ProduceOp, ProduceResult, TxnCheck};
 use crate::routing::Leader;
 
@@ -27,6 +28,7 @@ pub async fn handle(
     core: &Core,
     header: &RequestHeader,
     request: ProduceRequest,
+    affinity: &Affinity,
 ) -> Option<ResponseParts> {
     let durability = match request.acks {
         -1 => Some(Durability::Flushed),
@@ -66,7 +68,7 @@ pub async fn handle(
     {
         verify_transaction(core, id.0.as_str(), &mut ops).await;
     }
-    let results: Vec<ProduceResult> = core.scatter(ops).await;
+    let results: Vec<ProduceResult> = core.scatter_noting(ops, affinity).await;
     count(core, &request, &plan, &results);
     if request.acks == 0 {
         return Some(Vec::new());

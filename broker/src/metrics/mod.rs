@@ -183,6 +183,7 @@ pub struct CoreMetrics {
     connections_active: Cell<u64>,
     connections_accepted: Cell<u64>,
     connections_refused: Cell<u64>,
+    connections_moved_in: Cell<u64>,
     executor: Cell<ExecutorTotals>,
     /// By task queue index.
     queues: RefCell<BTreeMap<usize, QueueTotals>>,
@@ -261,6 +262,21 @@ impl CoreMetrics {
         self.connections_active
             .set(self.connections_active.get() + 1);
         ConnectionGuard(self)
+    }
+
+    /// Counts a connection another core handed to this one (`crate::handoff`); it counts as
+    /// active until the guard drops, and is not counted as accepted again.
+    pub fn connection_moved_in(&self) -> ConnectionGuard<'_> {
+        self.connections_moved_in
+            .set(self.connections_moved_in.get() + 1);
+        self.connections_active
+            .set(self.connections_active.get() + 1);
+        ConnectionGuard(self)
+    }
+
+    /// Client connections this core serves now.
+    pub fn connections_active(&self) -> u64 {
+        self.connections_active.get()
     }
 
     /// Counts a connection closed at once because the core was at its connection limit.
@@ -478,6 +494,7 @@ pub struct Snapshot {
     pub connections_active: u64,
     pub connections_accepted: u64,
     pub connections_refused: u64,
+    pub connections_moved_in: u64,
     pub executor: ExecutorTotals,
     pub queues: Vec<QueueTotals>,
     pub committed: Vec<CommittedOffset>,
@@ -554,6 +571,7 @@ pub async fn snapshot(core: &Core) -> Snapshot {
         connections_active: metrics.connections_active.get(),
         connections_accepted: metrics.connections_accepted.get(),
         connections_refused: metrics.connections_refused.get(),
+        connections_moved_in: metrics.connections_moved_in.get(),
         executor: metrics.executor.get(),
         queues: metrics.queues.borrow().values().cloned().collect(),
         committed: core
@@ -928,6 +946,17 @@ fn render_connections(e: &mut Exposition, snapshots: &[Snapshot]) {
         "spate_connections_refused_total",
         &[],
         sum(|s| s.connections_refused),
+    );
+    e.family(
+        "spate_connections_moved_total",
+        "Kafka client connections handed from the core that accepted them to the core owning \
+         their partitions.",
+        Kind::Counter,
+    );
+    e.sample(
+        "spate_connections_moved_total",
+        &[],
+        sum(|s| s.connections_moved_in),
     );
 }
 
