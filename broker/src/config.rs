@@ -169,6 +169,14 @@ settings! {
     /// An idempotent producer idle this long is forgotten by each partition (Kafka's
     /// producer.id.expiration.ms), ms [default: 86400000].
     producer_id_expiration_ms: i64,
+    /// Longest transaction timeout a transactional producer may ask for (Kafka's
+    /// transaction.max.timeout.ms); a longer one is refused with INVALID_TRANSACTION_TIMEOUT,
+    /// ms [default: 900000].
+    transaction_max_timeout_ms: i32,
+    /// A transactional id with no transaction open whose state has not changed for this long
+    /// is forgotten by its coordinator (Kafka's transactional.id.expiration.ms), ms
+    /// [default: 604800000].
+    transactional_id_expiration_ms: i64,
     /// Most idempotent producers each partition tracks; a new one beyond it is refused with
     /// POLICY_VIOLATION until idle ones expire [default: 10000].
     producers_per_partition_max: usize,
@@ -229,6 +237,8 @@ pub struct Config {
     pub groups: GroupConfig,
     pub producer_id_expiration_ms: i64,
     pub producers_per_partition_max: usize,
+    /// The transaction coordinators' settings.
+    pub transactions: spate_txn::state::TxnConfig,
     /// Kafka's replica.lag.time.max.ms.
     pub replica_lag_time_max_ms: u64,
     /// Bytes per second the followers of this broker fetch for replicas being added by a
@@ -548,6 +558,28 @@ impl Config {
         if producer_id_expiration_ms < 1 {
             bail!("producer-id-expiration-ms must be at least 1, got {producer_id_expiration_ms}");
         }
+        let defaults = spate_txn::state::TxnConfig::default();
+        let transactions = spate_txn::state::TxnConfig {
+            timeout_max_ms: s
+                .transaction_max_timeout_ms
+                .unwrap_or(defaults.timeout_max_ms),
+            id_expiration_ms: s
+                .transactional_id_expiration_ms
+                .unwrap_or(defaults.id_expiration_ms),
+            ..defaults
+        };
+        if transactions.timeout_max_ms < 1 {
+            bail!(
+                "transaction-max-timeout-ms must be at least 1, got {}",
+                transactions.timeout_max_ms
+            );
+        }
+        if transactions.id_expiration_ms < 1 {
+            bail!(
+                "transactional-id-expiration-ms must be at least 1, got {}",
+                transactions.id_expiration_ms
+            );
+        }
         let node_id = s.node_id.unwrap_or(0);
         if node_id < 0 {
             bail!("node-id must not be negative, got {node_id}");
@@ -592,6 +624,7 @@ impl Config {
             reassignment_throttle_bytes_per_sec,
             producer_id_expiration_ms,
             producers_per_partition_max,
+            transactions,
             stats_interval: match s.stats_interval_ms.unwrap_or(60_000) {
                 0 => None,
                 ms => Some(std::time::Duration::from_millis(ms)),

@@ -153,7 +153,7 @@ impl Core {
                 config.groups.limits,
                 config.groups.groups_per_core_max,
             ),
-            txns: crate::txn::TxnShell::default(),
+            txns: crate::txn::TxnShell::new(config.transactions),
             cluster: RefCell::new(ClusterView::single_node(&config)),
             cluster_node: std::cell::OnceCell::new(),
             config,

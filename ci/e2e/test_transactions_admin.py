@@ -154,6 +154,56 @@ def test_open_transaction_is_listed_described_and_shown_on_its_partitions(broker
         admin.close()
 
 
+EXPIRATION_MS = 3_000
+
+
+def test_an_idle_transactional_id_expires_and_stays_gone_after_a_restart(start_broker):
+    """transactional.id.expiration.ms (here 3 s): an id whose last transaction completed is
+    forgotten by its coordinator (a tombstone in __transaction_state), an open one is not, the
+    tombstone survives a restart, and the id comes back as a new producer."""
+    broker = start_broker(args=["--transactional-id-expiration-ms", str(EXPIRATION_MS)])
+    ck.create_topic(broker.bootstrap, TOPIC, partitions=PARTITIONS)
+    done = ck.producer(broker.bootstrap, transactional_id="txn-expiring")
+    kept = ck.producer(broker.bootstrap, transactional_id="txn-kept-open",
+                       transaction_timeout_ms=TIMEOUT_MS)
+    for p in (done, kept):
+        p.init_transactions(30)
+        p.begin_transaction()
+        p.produce(TOPIC, value=b"v", partition=0)
+        assert p.flush(30) == 0
+    done.commit_transaction(30)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        first_pid = listed(admin)["txn-expiring"][0]
+        deadline = time.monotonic() + EXPIRATION_MS / 1000 + 15
+        while "txn-expiring" in listed(admin) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        remaining = listed(admin)
+        assert "txn-expiring" not in remaining, "the idle id did not expire"
+        assert remaining["txn-kept-open"][1] == "Ongoing", "an open transaction never expires"
+        with pytest.raises(TransactionalIdNotFoundError):
+            admin.describe_transactions(["txn-expiring"])
+    finally:
+        admin.close()
+    kept.abort_transaction(30)
+
+    broker.stop()
+    broker.start()
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        assert "txn-expiring" not in listed(admin), "the tombstone was lost by the restart"
+        again = ck.producer(broker.bootstrap, transactional_id="txn-expiring")
+        again.init_transactions(30)
+        again.begin_transaction()
+        again.produce(TOPIC, value=b"w", partition=1)
+        again.commit_transaction(30)
+        new_pid, state = listed(admin)["txn-expiring"]
+        assert state in ("PrepareCommit", "CompleteCommit")
+        assert new_pid != first_pid, "an expired id comes back with a new producer id"
+    finally:
+        admin.close()
+
+
 def test_describe_producers_in_a_cluster_is_answered_by_each_partition_leader(start_broker):
     brokers = start_cluster(start_broker)
     topic = "txn-admin-cluster"

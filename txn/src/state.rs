@@ -150,7 +150,7 @@ pub struct TxnMetadata {
 }
 
 impl TxnMetadata {
-    fn to_value(&self) -> TxnValue {
+    pub(crate) fn to_value(&self) -> TxnValue {
         TxnValue {
             producer_id: self.producer_id,
             producer_epoch: self.producer_epoch,
@@ -233,6 +233,10 @@ pub struct TxnConfig {
     pub partitions_per_txn_max: usize,
     /// Most transactional ids one coordinator remembers.
     pub transactional_ids_max: usize,
+    /// `transactional.id.expiration.ms` (Kafka's default: 7 days): an id with no transaction
+    /// open whose state has not changed for this long is forgotten (a tombstone in its
+    /// `__transaction_state` partition), freeing its slot under `transactional_ids_max`.
+    pub id_expiration_ms: i64,
 }
 
 impl Default for TxnConfig {
@@ -241,6 +245,7 @@ impl Default for TxnConfig {
             timeout_max_ms: 900_000,
             partitions_per_txn_max: 10_000,
             transactional_ids_max: 100_000,
+            id_expiration_ms: 604_800_000,
         }
     }
 }
@@ -341,6 +346,7 @@ impl TxnCoordinator {
     pub fn new(config: TxnConfig) -> TxnCoordinator {
         assert!(config.timeout_max_ms > 0);
         assert!(config.partitions_per_txn_max > 0 && config.transactional_ids_max > 0);
+        assert!(config.id_expiration_ms > 0);
         TxnCoordinator {
             config,
             txns: HashMap::new(),
@@ -681,9 +687,49 @@ impl TxnCoordinator {
     }
 
     /// Aborts transactions open for longer than their timeout, bumping the epoch so the
-    /// producer is fenced (Kafka's `abortTimedOutTransactions`). Each record returned is appended
-    /// and reported with [`TxnCoordinator::appended`] like any other.
+    /// producer is fenced (Kafka's `abortTimedOutTransactions`), and expires ids idle for
+    /// longer than `id_expiration_ms` (Kafka's `removeExpiredTransactionalIds`: only with no
+    /// transaction open or being decided). Each record returned is appended and reported with
+    /// [`TxnCoordinator::appended`] like any other; an expiry's is a tombstone, and the id is
+    /// forgotten once it is durable.
     pub fn tick(&mut self, now_ms: i64) -> Vec<StateRecord> {
+        let mut records = self.abort_timed_out(now_ms);
+        records.extend(self.expire_idle(now_ms));
+        records
+    }
+
+    fn expire_idle(&mut self, now_ms: i64) -> Vec<StateRecord> {
+        let expiration_ms = self.config.id_expiration_ms;
+        let mut idle: Vec<String> = self
+            .txns
+            .iter()
+            .filter(|(_, e)| {
+                e.pending.is_none()
+                    && matches!(
+                        e.meta.state,
+                        TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                    )
+                    && now_ms.saturating_sub(e.meta.last_update_ms) > expiration_ms
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        idle.sort();
+        idle.into_iter()
+            .map(|id| {
+                let entry = self.txns.get_mut(&id).expect("listed above");
+                let mut target = entry.meta.clone();
+                target.state = TxnState::Dead;
+                target.last_update_ms = now_ms;
+                entry.pending = Some((target, Purpose::Internal));
+                StateRecord {
+                    transactional_id: id,
+                    value: None,
+                }
+            })
+            .collect()
+    }
+
+    fn abort_timed_out(&mut self, now_ms: i64) -> Vec<StateRecord> {
         let mut expired: Vec<String> = self
             .txns
             .iter()
@@ -737,6 +783,14 @@ impl TxnCoordinator {
             // their report retries the completion.
             let markers = self.txns.get(id).and_then(|e| e.meta.marker_write(id));
             return AfterAppend { answer, markers };
+        }
+        if target.state == TxnState::Dead {
+            // The tombstone is durable: the id is gone, as after a load that reads it.
+            self.txns.remove(id);
+            return AfterAppend {
+                answer: None,
+                markers: None,
+            };
         }
         assert!(
             target.producer_id != entry.meta.producer_id

@@ -2,6 +2,7 @@
 
 use spate_wire::types::{ProducerEpoch, ProducerId};
 
+use crate::records::StateRecord;
 use crate::state::*;
 
 const PID: ProducerId = ProducerId(100);
@@ -306,4 +307,81 @@ fn load_resumes_markers_of_decided_transactions() {
     assert_eq!(markers[0].partitions, vec![tp("x", 3)]);
     complete(&mut restarted, &markers[0]);
     assert_eq!(restarted.get("a").unwrap().state, TxnState::CompleteAbort);
+}
+
+#[test]
+fn an_idle_id_expires_with_a_tombstone_and_comes_back_as_new() {
+    let config = TxnConfig {
+        id_expiration_ms: 60_000,
+        ..TxnConfig::default()
+    };
+    let mut c = TxnCoordinator::new(config);
+    init(&mut c, "idle", 1_000);
+    init(&mut c, "busy", 1_000);
+    // "busy" has a transaction open (within its timeout): open ids never expire.
+    let step = c.add_partitions("busy", PID, ProducerEpoch(0), &[tp("x", 0)], 55_000);
+    run(&mut c, "busy", step);
+    assert!(
+        c.tick(61_000).is_empty(),
+        "not idle for longer than the expiration yet"
+    );
+
+    let expired = c.tick(61_001);
+    assert_eq!(expired.len(), 1);
+    assert!(expired[0].value.is_none(), "a tombstone");
+    assert_eq!(expired[0].transactional_id, "idle");
+    assert!(c.is_pending("idle"));
+    // While the tombstone is in flight the id is busy, not gone.
+    assert_eq!(
+        c.init_producer_id("idle", 10_000, None, None, 61_002),
+        Step::Answer(Answer::Error(TxnError::ConcurrentTransactions))
+    );
+    let after = c.appended("idle", true);
+    assert_eq!((after.answer, after.markers), (None, None));
+    assert!(
+        c.get("idle").is_none(),
+        "forgotten once the tombstone is durable"
+    );
+    // The next InitProducerId starts over with a new producer id.
+    assert_eq!(
+        c.init_producer_id("idle", 10_000, None, None, 62_000),
+        Step::NeedProducerId
+    );
+}
+
+#[test]
+fn a_failed_tombstone_keeps_the_id_and_the_next_tick_expires_it_again() {
+    let config = TxnConfig {
+        id_expiration_ms: 60_000,
+        ..TxnConfig::default()
+    };
+    let mut c = TxnCoordinator::new(config);
+    init(&mut c, "a", 0);
+    let before = c.get("a").unwrap().clone();
+    assert_eq!(c.tick(60_001).len(), 1);
+    let after = c.appended("a", false);
+    assert_eq!((after.answer, after.markers), (None, None));
+    assert_eq!(c.get("a"), Some(&before));
+    let again = c.tick(60_002);
+    assert_eq!(again.len(), 1);
+    assert!(again[0].value.is_none());
+}
+
+#[test]
+fn a_tombstone_read_back_forgets_the_id() {
+    let mut c = TxnCoordinator::new(TxnConfig::default());
+    init(&mut c, "a", 0);
+    let value = c.get("a").unwrap().to_value();
+    let mut reloaded = TxnCoordinator::new(TxnConfig::default());
+    reloaded.load([
+        StateRecord {
+            transactional_id: "a".into(),
+            value: Some(value),
+        },
+        StateRecord {
+            transactional_id: "a".into(),
+            value: None,
+        },
+    ]);
+    assert!(reloaded.get("a").is_none());
 }

@@ -9,7 +9,7 @@
 //! alone. At the end everything in flight is drained and every open transaction times out; then
 //! each data record must be decided by the first marker of its producer after it, every record of
 //! one transaction must get the same outcome, and an acknowledged commit (abort) must be a commit
-//! (abort).
+//! (abort). Ids idle for `ID_EXPIRATION_MS` expire (a tombstone) and come back as new ones.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -22,6 +22,15 @@ const IDS: [&str; 2] = ["a", "b"];
 const CLIENTS: usize = 4; // clients 0 and 2 use "a", 1 and 3 use "b"
 const PARTITIONS: i32 = 3;
 const TIMEOUT_MS: i32 = 1_000;
+/// Short enough that ids expire (and come back with new producer ids) within a case.
+const ID_EXPIRATION_MS: i64 = 1_200;
+
+fn config() -> TxnConfig {
+    TxnConfig {
+        id_expiration_ms: ID_EXPIRATION_MS,
+        ..TxnConfig::default()
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -93,7 +102,7 @@ fn tp(p: i32) -> TopicPartition {
 impl Harness {
     fn new() -> Harness {
         Harness {
-            coordinator: TxnCoordinator::new(TxnConfig::default()),
+            coordinator: TxnCoordinator::new(config()),
             durable: Vec::new(),
             in_flight: Vec::new(),
             markers: Vec::new(),
@@ -256,7 +265,7 @@ impl Harness {
                     }
                 }
                 self.markers.clear();
-                self.coordinator = TxnCoordinator::new(TxnConfig::default());
+                self.coordinator = TxnCoordinator::new(config());
                 self.markers = self.coordinator.load(self.durable.clone());
             }
         }
@@ -321,7 +330,11 @@ impl Harness {
             let mut ongoing = false;
             let mut decided: HashMap<u32, TxnState> = HashMap::new();
             for r in self.durable.iter().filter(|r| r.transactional_id == *id) {
-                let state = r.value.as_ref().unwrap().state;
+                // A tombstone (the id expired) ends whatever was there, like a non-Ongoing state.
+                let Some(state) = r.value.as_ref().map(|v| v.state) else {
+                    ongoing = false;
+                    continue;
+                };
                 if state == TxnState::Ongoing && !ongoing {
                     n += 1;
                 }

@@ -22,7 +22,10 @@
 //! (`cluster::txn_rpc`), and a partition leader verifies transactional batches (KIP-890) with a
 //! coordinator on another broker the same way.
 //!
-//! Deliberately absent: transactional-id expiry, coordinator epochs in markers (Kafka fences a
+//! Ids idle for `--transactional-id-expiration-ms` are expired by [`txn_loop`]'s tick (a
+//! tombstone, as Kafka writes).
+//!
+//! Deliberately absent: coordinator epochs in markers (Kafka fences a
 //! deposed coordinator's late markers with them; here a deposed coordinator's marker write can
 //! only repeat a decision the new one also writes, since both read it from the same log).
 //!
@@ -148,18 +151,17 @@ pub struct TxnShell {
     generations: RefCell<HashMap<i32, u64>>,
 }
 
-impl Default for TxnShell {
-    fn default() -> TxnShell {
+impl TxnShell {
+    /// The coordinators of a core, with the broker's transaction settings.
+    pub fn new(config: TxnConfig) -> TxnShell {
         TxnShell {
-            coordinator: RefCell::new(TxnCoordinator::new(TxnConfig::default())),
+            coordinator: RefCell::new(TxnCoordinator::new(config)),
             markers: RefCell::new(Vec::new()),
             loaded: RefCell::new(BTreeSet::new()),
             generations: RefCell::new(HashMap::new()),
         }
     }
-}
 
-impl TxnShell {
     fn queue(&self, write: MarkerWrite) {
         let mut markers = self.markers.borrow_mut();
         if markers.len() >= QUEUED_MARKERS_MAX {
@@ -900,8 +902,8 @@ pub enum TxnPeerAnswer {
     Verify(TxnVerifyResponse),
 }
 
-/// Writes queued markers, completes their transactions, and aborts timed-out ones, until
-/// shutdown.
+/// Writes queued markers, completes their transactions, aborts timed-out ones and expires
+/// idle transactional ids, until shutdown.
 pub async fn txn_loop(core: Rc<Core>, shutdown: std::sync::Arc<crate::runtime::ShutdownFlag>) {
     let mut last_timeout_check = 0i64;
     while !shutdown.is_triggered() {
@@ -914,7 +916,14 @@ pub async fn txn_loop(core: Rc<Core>, shutdown: std::sync::Arc<crate::runtime::S
             for record in expired {
                 let id = record.transactional_id.clone();
                 let generation = core.txns.generation(partition_for(&id, partitions));
-                info!(core = core.id, transactional_id = %id, "aborting a transaction past its timeout");
+                match record.value {
+                    Some(_) => {
+                        info!(core = core.id, transactional_id = %id, "aborting a transaction past its timeout")
+                    }
+                    None => {
+                        info!(core = core.id, transactional_id = %id, "expiring a transactional id idle past transactional-id-expiration-ms")
+                    }
+                }
                 let ok = append_record(&core, &record).await;
                 core.txns.appended(&core, &id, generation, ok);
             }
