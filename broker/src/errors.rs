@@ -59,6 +59,8 @@ impl KafkaCode for StorageError {
             StorageError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
             StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             StorageError::Producer(error) => error.kafka_code(),
+            // Kafka's answer to a transactional batch outside its producer's transaction.
+            StorageError::NoOngoingTransaction { .. } => ErrorCode::InvalidTxnState,
             // Disk full, I/O errors, a fenced log: the client retries, and an operator looks.
             _ => ErrorCode::KafkaStorageError,
         }
@@ -292,6 +294,13 @@ mod tests {
                 ErrorCode::OffsetOutOfRange,
             ),
             (StorageError::Fenced, ErrorCode::KafkaStorageError),
+            (
+                StorageError::NoOngoingTransaction {
+                    producer_id: 1,
+                    epoch: 0,
+                },
+                ErrorCode::InvalidTxnState,
+            ),
             (
                 StorageError::DiskFull {
                     op: "appending",

@@ -125,6 +125,15 @@ pub enum StorageError {
     /// tail. Retrying an fsync after EIO is known to lose data silently on Linux.
     #[error("log is fenced after an earlier i/o failure; reopen the partition")]
     Fenced,
+    /// A transactional batch appended with [`crate::log::TxnAdmission::OngoingOnly`] whose
+    /// producer has no transaction open here in its epoch; nothing was written.
+    #[error("no transaction of producer {producer_id} in epoch {epoch} is open here")]
+    NoOngoingTransaction {
+        /// The batch's producer id.
+        producer_id: i64,
+        /// The batch's producer epoch.
+        epoch: i16,
+    },
     /// An idempotent producer's batch was refused by the partition's producer state; nothing
     /// was written.
     #[error(transparent)]

@@ -66,7 +66,7 @@ pub use error::{Result, StorageError};
 pub use log::{
     AppendInfo, AppendKind, CleanConfig, CleanOutcome, CleanerState, FileRange, IoBudget,
     LoadedRange, Log, ReadChunk, ReadResult, ReadUpTo, RepairOutcome, ReplicatedAppend,
-    RetentionOutcome, Unthrottled, FULL_WRITES_QUEUED_MAX, LOG_START_FILE, REPAIR_FETCH_BYTES_MAX,
-    WRITES_IN_FLIGHT_MAX,
+    RetentionOutcome, TxnAdmission, Unthrottled, FULL_WRITES_QUEUED_MAX, LOG_START_FILE,
+    REPAIR_FETCH_BYTES_MAX, WRITES_IN_FLIGHT_MAX,
 };
 pub use sync::block_on;

@@ -45,6 +45,7 @@ mod roll;
 mod start;
 mod sync;
 mod writes;
+pub use append::TxnAdmission;
 pub use clean::{
     CleanConfig, CleanOutcome, CleanerState, IoBudget, Unthrottled, CLEANED_SUFFIX,
     CLEANER_CHECKPOINT_FILE, SWAP_SUFFIX,

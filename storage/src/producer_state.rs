@@ -518,6 +518,17 @@ impl ProducerState {
         self.open_by_offset.first().map(|(offset, _)| *offset)
     }
 
+    /// Whether `producer_id` has a transaction open here in `epoch` (Kafka's
+    /// `hasOngoingTransaction`): a transactional batch of that producer and epoch then belongs
+    /// to it, since its marker (which closes it) is not written yet.
+    pub fn in_transaction(&self, producer_id: ProducerId, epoch: ProducerEpoch) -> bool {
+        self.open_txns.contains_key(&producer_id)
+            && self
+                .producers
+                .get(&producer_id)
+                .is_some_and(|entry| entry.epoch == epoch)
+    }
+
     /// Number of open transactions.
     pub fn open_transactions(&self) -> usize {
         self.open_txns.len()

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use common::small_config;
 use spate_storage::io::mem::MemDisk;
 use spate_storage::producer_state::{AbortedTxn, ProducerError};
-use spate_storage::{block_on, FlushPolicy, Log, StorageError};
+use spate_storage::{block_on, FlushPolicy, Log, StorageError, TxnAdmission};
 use spate_wire::batch::{put_txn_marker, set_transactional, BatchBuilder, BatchSpec, ControlType};
 use spate_wire::types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
@@ -206,4 +206,53 @@ fn coordinator_written_transactional_batches_need_no_sequence_but_a_current_epoc
     assert_eq!(lso(&log), log.log_end_offset());
     // The producer's sequence continues where its own data left it.
     append(&log, tbatch(5, 2, 1, 1)).unwrap();
+}
+
+/// Appends `b` admitted only if it continues its producer's open transaction.
+fn append_if_ongoing(log: &Log<MemDisk>, b: BytesMut) -> Result<Offset, StorageError> {
+    let batch = spate_wire::batch::CheckedBatch::check(b.freeze()).expect("a valid batch");
+    block_on(log.append_checked(batch, LeaderEpoch(0), TxnAdmission::OngoingOnly))
+        .map(|i| i.base_offset)
+}
+
+#[test]
+fn an_unverified_transactional_batch_is_admitted_only_inside_its_open_transaction() {
+    let disk = MemDisk::new();
+    let log = open(&disk);
+    let refused = |r: Result<Offset, StorageError>| {
+        matches!(r, Err(StorageError::NoOngoingTransaction { producer_id: 1, .. }))
+    };
+    // No transaction open: nothing to continue.
+    assert!(refused(append_if_ongoing(&log, tbatch(1, 0, 0, 1))));
+    assert_eq!(log.log_end_offset(), Offset(0), "nothing written");
+    append(&log, tbatch(1, 0, 0, 1)).unwrap();
+    // Open in epoch 0: a batch of epoch 0 continues it.
+    assert_eq!(append_if_ongoing(&log, tbatch(1, 0, 1, 2)).unwrap(), Offset(1));
+    // Another epoch of the same producer is not that transaction.
+    let other_epoch = append_if_ongoing(&log, tbatch(1, 1, 0, 1));
+    assert!(matches!(
+        other_epoch,
+        Err(StorageError::NoOngoingTransaction { epoch: 1, .. })
+    ));
+    // Non-transactional batches are not gated.
+    assert_eq!(
+        append_if_ongoing(&log, tbatch_plain(9)).unwrap(),
+        Offset(3)
+    );
+    // Once the marker closes the transaction, a late batch of it is refused (KIP-890: it
+    // would open a transaction nobody ends).
+    append(&log, marker(1, 0, ControlType::Commit)).unwrap();
+    assert!(refused(append_if_ongoing(&log, tbatch(1, 0, 3, 1))));
+    assert_eq!(lso(&log), log.log_end_offset(), "no transaction left open");
+}
+
+/// A plain (non-transactional, non-idempotent) batch of `records` records.
+fn tbatch_plain(records: usize) -> BytesMut {
+    let mut out = BytesMut::new();
+    let mut builder = BatchBuilder::new(&mut out, BatchSpec::default());
+    for _ in 0..records {
+        builder.push(0, None, Some(&[1u8; 10]), &[]);
+    }
+    builder.finish();
+    out
 }

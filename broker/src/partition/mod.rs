@@ -281,8 +281,11 @@ impl<D: Disk> Partition<D> {
     pub async fn append(
         &self,
         batch: CheckedBatch,
+        admission: spate_storage::TxnAdmission,
     ) -> spate_storage::Result<spate_storage::log::AppendInfo> {
-        self.log.append_checked(batch, self.leader_epoch()).await
+        self.log
+            .append_checked(batch, self.leader_epoch(), admission)
+            .await
     }
 
     /// Wakes long-polling fetches if the high watermark moved since they were last woken.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use spate_storage::io::Disk;
-use spate_storage::{AppendKind, StorageError};
+use spate_storage::{AppendKind, StorageError, TxnAdmission};
 use spate_wire::batch::{batches, BatchError, CheckedBatch, MAGIC_V2};
 use spate_wire::compression::DECOMPRESSED_BYTES_MAX_DEFAULT;
 use spate_wire::records::batch_records;
@@ -213,27 +213,46 @@ impl<D: Disk> Partition<D> {
                 ),
             );
         }
-        let checked = match check_produce(
-            &op.records,
-            settings.batch_bytes_max,
-            settings.writers,
-            settings.compaction,
-            op.transaction,
-        ) {
-            Ok(checked) => checked,
-            Err(error) => {
-                let message = match &error {
-                    ProduceRefused::KeylessRecords(_) | ProduceRefused::InternalTopic => {
-                        format!("{error} in topic partition {}-{}.", op.topic, op.partition)
-                    }
-                    _ => error.to_string(),
-                };
-                let mut answer = refused(error.kafka_code(), message);
-                if let ProduceRefused::KeylessRecords(indexes) = error {
-                    answer.record_errors = indexes;
+        let check = |transaction| {
+            check_produce(
+                &op.records,
+                settings.batch_bytes_max,
+                settings.writers,
+                settings.compaction,
+                transaction,
+            )
+        };
+        let refuse = |error: ProduceRefused| {
+            let message = match &error {
+                ProduceRefused::KeylessRecords(_) | ProduceRefused::InternalTopic => {
+                    format!("{error} in topic partition {}-{}.", op.topic, op.partition)
                 }
-                return answer;
+                _ => error.to_string(),
+            };
+            let mut answer = refused(error.kafka_code(), message);
+            if let ProduceRefused::KeylessRecords(indexes) = error {
+                answer.record_errors = indexes;
             }
+            answer
+        };
+        // A transactional batch its coordinator did not confirm (or could not: it is moving)
+        // is still taken if it continues its producer's transaction open here, checked at the
+        // append under the log's lock: Kafka's leader asks the coordinator only for a partition
+        // without that transaction ongoing, so an open transaction keeps producing through a
+        // coordinator failover. `unless_ongoing` is the answer otherwise.
+        let (checked, unless_ongoing) = match check(op.transaction) {
+            Ok(checked) => (checked, None),
+            Err(refusal @ (ProduceRefused::NotInTransaction | ProduceRefused::Unverifiable(_))) => {
+                match check(TxnCheck::Verified) {
+                    Ok(checked) => (checked, Some(refusal)),
+                    Err(error) => return refuse(error),
+                }
+            }
+            Err(error) => return refuse(error),
+        };
+        let admission = match unless_ongoing {
+            None => TxnAdmission::Any,
+            Some(_) => TxnAdmission::OngoingOnly,
         };
         let log_append_time_ms = if settings.rewrite.log_append_time {
             crate::core::now_ms()
@@ -254,15 +273,21 @@ impl<D: Disk> Partition<D> {
             }
         };
         if self.replica.is_some() {
-            return self
-                .produce_replicated(op, checked, log_append_time_ms, stats)
+            let answer = self
+                .produce_replicated(&op, checked, log_append_time_ms, admission, stats)
                 .await;
+            return match (answer.error, unless_ongoing) {
+                // Only the append's NoOngoingTransaction answers this code here (a request
+                // carries one batch, refused before the append otherwise).
+                (ErrorCode::InvalidTxnState, Some(refusal)) => refuse(refusal),
+                _ => answer,
+            };
         }
         let mut first = None;
         let mut last = Offset(-1);
         for batch in checked {
             let append_started = Instant::now();
-            let appended = self.append(batch).await;
+            let appended = self.append(batch, admission).await;
             stats.record_append(append_started.elapsed());
             match appended {
                 Ok(info) => {
@@ -277,6 +302,9 @@ impl<D: Disk> Partition<D> {
                 Err(StorageError::Producer(e)) => {
                     debug!(topic = %op.topic, partition = op.partition, error = %e, "batch refused by producer state");
                     return refused(e.kafka_code(), e.to_string());
+                }
+                Err(StorageError::NoOngoingTransaction { .. }) => {
+                    return refuse(unless_ongoing.expect("only refused when admitted so"));
                 }
                 Err(e) => {
                     warn!(topic = %op.topic, partition = op.partition, error = %e, "append failed");
@@ -391,9 +419,10 @@ impl<D: Disk> Partition<D> {
     /// waits until the in-sync replicas have them (the replicated high watermark passes them).
     async fn produce_replicated(
         self: &std::rc::Rc<Self>,
-        op: ProduceOp,
+        op: &ProduceOp,
         checked: Vec<CheckedBatch>,
         log_append_time_ms: i64,
+        admission: TxnAdmission,
         stats: &CoreStats,
     ) -> ProduceResult {
         let slot = self.replica.as_ref().expect("checked by the caller");
@@ -413,7 +442,7 @@ impl<D: Disk> Partition<D> {
         let mut failure = None;
         for batch in checked {
             let append_started = Instant::now();
-            let appended = self.log.append_checked(batch, hold.epoch).await;
+            let appended = self.log.append_checked(batch, hold.epoch, admission).await;
             stats.record_append(append_started.elapsed());
             match appended {
                 Ok(info) => {

@@ -60,6 +60,18 @@ impl Drop for UndoEpoch<'_> {
     }
 }
 
+/// Which transactional batches an append takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnAdmission {
+    /// Any (the caller verified the batch's transaction, or it is not transactional).
+    Any,
+    /// A transactional batch only if its producer has a transaction open here in the batch's
+    /// epoch (the batch continues it), else [`StorageError::NoOngoingTransaction`]: how a
+    /// partition leader admits a transactional batch its coordinator could not confirm, as
+    /// Kafka skips verification for a partition with the producer's transaction ongoing.
+    OngoingOnly,
+}
+
 impl<D: Disk> Log<D> {
     /// Appends one record batch, assigning its offsets: `baseOffset` and `partitionLeaderEpoch`
     /// are written into the header (outside the CRC range, so the producer's CRC stays valid).
@@ -93,7 +105,7 @@ impl<D: Disk> Log<D> {
             }
         }
         let batch = CheckedBatch::check(batch).map_err(StorageError::InvalidBatch)?;
-        self.append_checked(batch, epoch).await
+        self.append_checked(batch, epoch, TxnAdmission::Any).await
     }
 
     /// [`Log::append`] of a batch whose structure and CRC the caller already checked (the
@@ -106,6 +118,7 @@ impl<D: Disk> Log<D> {
         &self,
         batch: CheckedBatch,
         epoch: LeaderEpoch,
+        admission: TxnAdmission,
     ) -> Result<AppendInfo> {
         if batch.len() > self.config().batch_bytes_max {
             return Err(StorageError::BatchTooLarge {
@@ -119,6 +132,19 @@ impl<D: Disk> Log<D> {
         let info = {
             let mut core = self.core.lock().await;
             self.check_fenced()?;
+            // Under the lock a marker is also written with, so the transaction cannot close
+            // between this check and the append.
+            if admission == TxnAdmission::OngoingOnly
+                && header.is_transactional()
+                && !core
+                    .producers
+                    .in_transaction(header.producer_id, header.producer_epoch)
+            {
+                return Err(StorageError::NoOngoingTransaction {
+                    producer_id: header.producer_id.0,
+                    epoch: header.producer_epoch.0,
+                });
+            }
             // Checked and recorded under the same lock as the append, so two appends of one
             // producer in flight at once cannot both pass the check.
             if let Some(producer) = &producer {
