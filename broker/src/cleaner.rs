@@ -76,6 +76,8 @@ async fn run(core: Rc<Core>, shutdown: Arc<ShutdownFlag>) {
                     bytes_after = outcome.bytes_after,
                     records_removed = outcome.records_removed,
                     tombstones_removed = outcome.tombstones_removed,
+                    aborted_records_removed = outcome.aborted_records_removed,
+                    markers_removed = outcome.markers_removed,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "log cleaned"
                 ),

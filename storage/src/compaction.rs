@@ -19,20 +19,33 @@
 //!   A later cleaning after that instant drops the tombstones. The horizon travels with the
 //!   batch, so no per-segment state is needed.
 //! - Compressed batches are decompressed (bounded), filtered and recompressed with their codec.
-//! - Control batches are kept as they are (transaction markers; see the hook in
-//!   [`filter_batch`]).
+//! - Transactions ([`TxnTracker`], Kafka's `CleanedTransactionMetadata`): a pass walks the log
+//!   in offset order. Every batch of an aborted transaction goes (the records of aborted
+//!   transactions never enter the key map either). A COMMIT marker is discardable once the pass
+//!   read no batch of its transaction before it, an ABORT marker once the pass read none of its
+//!   aborted batches (an earlier pass removed them): a marker never goes while data it decides
+//!   is in the log. A discardable marker gets a delete horizon like a tombstone batch (the
+//!   first cleaning that finds it discardable) and goes at the first cleaning after it. Other
+//!   control records are kept. The caller must then forget the aborted transaction a removed
+//!   ABORT marker closed (the aborted index must never name a transaction whose marker is gone:
+//!   a `read_committed` reader would skip that producer's later batches until an ABORT that
+//!   never comes), and never clean past the first unstable offset (an open transaction may
+//!   still abort).
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use bytes::{BufMut, BytesMut};
 use spate_wire::batch::{
-    compute_crc, put_bytes_field, put_varint, varint_len, BatchHeader, Compression,
+    compute_crc, put_bytes_field, put_varint, varint_len, BatchHeader, Compression, ControlType,
     BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD_BYTES,
 };
 use spate_wire::compression::compress;
 use spate_wire::records::{header_records, Record, Records};
-use spate_wire::types::Offset;
+use spate_wire::types::{Offset, ProducerId};
 use spate_wire::WireError;
+
+use crate::producer_state::AbortedTxn;
 
 /// Attribute bit 6: the batch's `baseTimestamp` is its delete horizon (Kafka's
 /// `DELETE_HORIZON_FLAG_MASK`).
@@ -260,9 +273,12 @@ pub struct BatchFiltered {
     pub records_removed: u32,
     /// Tombstones dropped because their horizon passed.
     pub tombstones_removed: u32,
-    /// The delete horizon of the kept batch, if it still holds a tombstone: the next cleaning
-    /// after this instant can drop it.
+    /// The delete horizon of the kept batch, if it still holds a tombstone or is a marker
+    /// waiting to go: the next cleaning after this instant can drop it.
     pub tombstone_horizon_ms: Option<i64>,
+    /// Whether this was a transaction marker whose records (its COMMIT or ABORT) went: the
+    /// caller forgets the aborted transaction it closed (see [`crate::log::Log::clean`]).
+    pub marker_removed: bool,
 }
 
 /// One whole batch and its parsed header, parsed once by whoever read the batch and passed
@@ -314,14 +330,244 @@ pub fn delete_horizon_ms(header: &BatchHeader) -> Option<i64> {
     (header.attributes & ATTR_DELETE_HORIZON != 0).then_some(header.first_timestamp_ms)
 }
 
-/// Decides which records of `batch` (one whole, CRC-checked batch) stay, and when the batch
-/// changes, appends the rewritten batch to `out`.
+/// What a transaction makes of a batch, as [`TxnTracker::on_batch`] decides it in a cleaning's
+/// pass over the log in offset order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchRole {
+    /// Data outside any aborted transaction: records go by key (superseded, keyless, expired
+    /// tombstone).
+    Data,
+    /// Data of an aborted transaction: every record goes (`read_committed` readers never see
+    /// them, and `read_uncommitted` readers of a compacted topic get no promise about them).
+    Aborted,
+    /// A control batch that must stay as it is: a marker some batch of whose transaction is
+    /// still in the log (removing it first would leave that data without its decision), or a
+    /// control record Spate does not interpret.
+    MarkerKept,
+    /// A marker no batch of whose transaction is left: it goes once its delete horizon passed,
+    /// the first cleaning that finds it so starting the horizon (KIP-534, as for tombstones), so
+    /// that a consumer behind by less than `delete.retention.ms` still sees the decision.
+    MarkerDiscardable,
+}
+
+/// A cleaning's view of the transactions it walks through (Kafka's
+/// `CleanedTransactionMetadata`): fed every batch of the cleaned range in offset order, before
+/// filtering, it tells which data batches belong to aborted transactions and which markers
+/// have no batch of their transaction left.
+///
+/// "Left" means physically present when this pass reads it: a data batch this pass empties
+/// still counts, so its marker goes at the earliest in the next pass. That order matters for
+/// recovery too: a batch read back without its marker would reopen a transaction forever.
+#[derive(Debug, Default)]
+pub struct TxnTracker {
+    /// The partition's aborted transactions not yet reached, by growing first offset.
+    aborted: VecDeque<AbortedTxn>,
+    /// Per producer, the aborted transaction the pass is inside, and whether it read a batch of
+    /// it.
+    ongoing_aborted: HashMap<ProducerId, bool>,
+    /// Producers inside a transaction the pass read a non-aborted batch of.
+    ongoing_committed: HashSet<ProducerId>,
+}
+
+impl TxnTracker {
+    /// A tracker for one pass, given the aborted transactions whose records may lie in it (at
+    /// least all those with a first offset below the pass's end).
+    pub fn new(mut aborted: Vec<AbortedTxn>) -> TxnTracker {
+        aborted.sort_unstable_by_key(|t| (t.first_offset, t.last_offset));
+        TxnTracker {
+            aborted: aborted.into(),
+            ongoing_aborted: HashMap::new(),
+            ongoing_committed: HashSet::new(),
+        }
+    }
+
+    /// The role of the next batch, given its header and, for a control batch, the control type
+    /// of its first record (`None` if it has none or Spate does not know it).
+    ///
+    /// # Panics
+    /// If batches are not fed in offset order (checked in debug builds only).
+    pub fn on_batch(&mut self, header: &BatchHeader, control: Option<ControlType>) -> BatchRole {
+        // Enter every aborted transaction that started at or before this batch: from here on,
+        // its producer's transactional batches are aborted ones until its ABORT marker.
+        while let Some(t) = self
+            .aborted
+            .front()
+            .filter(|t| t.first_offset <= header.last_offset())
+        {
+            self.ongoing_aborted.entry(t.producer_id).or_insert(false);
+            self.aborted.pop_front();
+        }
+        let producer = header.producer_id;
+        if header.is_control() {
+            return match control {
+                Some(ControlType::Abort) => match self.ongoing_aborted.remove(&producer) {
+                    Some(true) => BatchRole::MarkerKept,
+                    // Its data went in an earlier pass, or it never had any here.
+                    Some(false) | None => BatchRole::MarkerDiscardable,
+                },
+                Some(ControlType::Commit) => {
+                    if self.ongoing_committed.remove(&producer) {
+                        BatchRole::MarkerKept
+                    } else {
+                        BatchRole::MarkerDiscardable
+                    }
+                }
+                // A marker an earlier cleaning emptied (kept as a header for its producer's
+                // epoch) holds nothing for readers.
+                None if header.record_count == 0 => BatchRole::MarkerDiscardable,
+                None => BatchRole::MarkerKept,
+            };
+        }
+        if !header.is_transactional() {
+            return BatchRole::Data;
+        }
+        match self.ongoing_aborted.get_mut(&producer) {
+            Some(seen) => {
+                *seen = true;
+                BatchRole::Aborted
+            }
+            None => {
+                self.ongoing_committed.insert(producer);
+                BatchRole::Data
+            }
+        }
+    }
+}
+
+/// Decides which records of `batch` (one whole, CRC-checked batch) stay, given its `role` in
+/// its transaction, and when the batch changes, appends the rewritten batch to `out`.
 ///
 /// # Errors
 /// [`WireError`] if the records cannot be decoded or decompressed (the batch passed its CRC, so
 /// this is a producer's malformed batch or a decompression bound; the caller stops cleaning the
 /// partition rather than drop data it cannot read).
+///
+/// # Panics
+/// If `role` does not fit the batch: a marker role for a data batch, or the reverse.
+#[allow(clippy::too_many_arguments)]
 pub fn filter_batch(
+    batch: ParsedBatch<'_>,
+    map: &OffsetMap,
+    tombstones: TombstonePolicy,
+    role: BatchRole,
+    empty: EmptyBatch,
+    scratch: &mut FilterScratch,
+    decompressed_bytes_max: usize,
+    out: &mut BytesMut,
+) -> Result<BatchFiltered, WireError> {
+    let header = batch.header;
+    let result = BatchFiltered {
+        verdict: BatchVerdict::Keep,
+        header,
+        records_before: u32::try_from(header.record_count).unwrap_or(0),
+        records_removed: 0,
+        tombstones_removed: 0,
+        tombstone_horizon_ms: None,
+        marker_removed: false,
+    };
+    let is_marker_role = matches!(role, BatchRole::MarkerKept | BatchRole::MarkerDiscardable);
+    assert_eq!(
+        header.is_control(),
+        is_marker_role,
+        "a marker role is for control batches only"
+    );
+    match role {
+        BatchRole::Data => filter_data(
+            batch,
+            map,
+            tombstones,
+            empty,
+            scratch,
+            decompressed_bytes_max,
+            out,
+            result,
+        ),
+        BatchRole::Aborted => Ok(drop_records(batch, empty, out, result)),
+        BatchRole::MarkerKept => Ok(result),
+        BatchRole::MarkerDiscardable => filter_marker(
+            batch,
+            tombstones,
+            empty,
+            scratch,
+            decompressed_bytes_max,
+            out,
+            result,
+        ),
+    }
+}
+
+/// Every record of `batch` goes: the batch disappears or stays as a bare header.
+fn drop_records(
+    batch: ParsedBatch<'_>,
+    empty: EmptyBatch,
+    out: &mut BytesMut,
+    mut result: BatchFiltered,
+) -> BatchFiltered {
+    result.records_removed = result.records_before;
+    result.tombstone_horizon_ms = None;
+    result.verdict = match empty {
+        EmptyBatch::Remove => BatchVerdict::Remove,
+        // Already a bare header: nothing to rewrite.
+        EmptyBatch::KeepHeader if result.records_before == 0 => BatchVerdict::Keep,
+        EmptyBatch::KeepHeader => {
+            result.header = put_empty_batch(batch.bytes, &batch.header, out);
+            BatchVerdict::Rewritten
+        }
+    };
+    result
+}
+
+/// A marker with no batch of its transaction left: starts its delete horizon, keeps it until
+/// then, drops it after.
+fn filter_marker(
+    batch: ParsedBatch<'_>,
+    policy: TombstonePolicy,
+    empty: EmptyBatch,
+    scratch: &mut FilterScratch,
+    decompressed_bytes_max: usize,
+    out: &mut BytesMut,
+    mut result: BatchFiltered,
+) -> Result<BatchFiltered, WireError> {
+    let header = batch.header;
+    let horizon = delete_horizon_ms(&header);
+    if result.records_before == 0 || horizon.is_some_and(|h| policy.now_ms >= h) {
+        result.marker_removed = result.records_before > 0;
+        return Ok(drop_records(batch, empty, out, result));
+    }
+    if let Some(h) = horizon {
+        result.tombstone_horizon_ms = Some(h);
+        return Ok(result);
+    }
+    // The first cleaning that finds it discardable: the horizon starts now, carried by the
+    // batch itself as for tombstones.
+    let h = policy.now_ms.saturating_add(policy.delete_retention_ms);
+    let kept = {
+        let records = header_records(
+            &header,
+            batch.bytes,
+            &mut scratch.decompressed,
+            decompressed_bytes_max,
+        )?;
+        let mut kept = 0u32;
+        for record in records {
+            record?;
+            kept += 1;
+        }
+        kept
+    };
+    assert_eq!(
+        kept, result.records_before,
+        "the iterator yields record_count records"
+    );
+    result.header = put_filtered(batch, kept, |_| true, Some(h), scratch, out)?;
+    result.tombstone_horizon_ms = Some(h);
+    result.verdict = BatchVerdict::Rewritten;
+    Ok(result)
+}
+
+/// A data batch: records go by key.
+#[allow(clippy::too_many_arguments)]
+fn filter_data(
     batch: ParsedBatch<'_>,
     map: &OffsetMap,
     tombstones: TombstonePolicy,
@@ -329,23 +575,9 @@ pub fn filter_batch(
     scratch: &mut FilterScratch,
     decompressed_bytes_max: usize,
     out: &mut BytesMut,
+    mut result: BatchFiltered,
 ) -> Result<BatchFiltered, WireError> {
     let header = batch.header;
-    let batch = batch.bytes;
-    let mut result = BatchFiltered {
-        verdict: BatchVerdict::Keep,
-        header,
-        records_before: u32::try_from(header.record_count).unwrap_or(0),
-        records_removed: 0,
-        tombstones_removed: 0,
-        tombstone_horizon_ms: None,
-    };
-    if header.is_control() {
-        // TODO(transactions): Kafka drops a transaction marker once no record of its
-        // transaction is left and its delete horizon passed. Until transactions exist, markers
-        // (which nothing writes yet) are kept as they are.
-        return Ok(result);
-    }
     let horizon = delete_horizon_ms(&header);
     let expired = horizon.is_some_and(|h| tombstones.now_ms >= h);
     let retain = |record: &Record<'_>| -> Retain {
@@ -365,7 +597,7 @@ pub fn filter_batch(
     let (kept, tombstones_kept) = {
         let records = header_records(
             &header,
-            batch,
+            batch.bytes,
             &mut scratch.decompressed,
             decompressed_bytes_max,
         )?;
@@ -403,37 +635,44 @@ pub fn filter_batch(
         result.tombstone_horizon_ms = new_horizon;
     }
     if kept == 0 {
-        result.verdict = match empty {
-            EmptyBatch::Remove => BatchVerdict::Remove,
-            EmptyBatch::KeepHeader => {
-                result.header = put_empty_batch(batch, &header, out);
-                // Nothing of the records is left, tombstones included: no horizon to keep.
-                result.tombstone_horizon_ms = None;
-                BatchVerdict::Rewritten
-            }
-        };
-        return Ok(result);
+        return Ok(drop_records(batch, empty, out, result));
     }
     if result.records_removed == 0 && !needs_horizon {
         return Ok(result);
     }
-    let base_timestamp_ms = match new_horizon {
-        Some(h) => h,
-        None => header.first_timestamp_ms,
-    };
-    // Second pass: re-encode the kept records, timestamps re-based on the new base, from the
-    // section the first pass read (a compressed batch's is still in the scratch buffer: not
-    // decompressed twice).
+    let keep = |record: &Record<'_>| matches!(retain(record), Retain::Keep | Retain::KeepTombstone);
+    result.header = put_filtered(batch, kept, keep, new_horizon, scratch, out)?;
+    result.verdict = BatchVerdict::Rewritten;
+    Ok(result)
+}
+
+/// Appends `batch` rewritten with the `kept` records `keep` accepts, from the section the
+/// caller's `header_records` left (a compressed batch's is still in the scratch buffer: not
+/// decompressed twice). With a `horizon`, it becomes the base timestamp and attribute bit 6 is
+/// set; record timestamps are re-based so each keeps its absolute value. Returns the new
+/// header.
+fn put_filtered(
+    batch: ParsedBatch<'_>,
+    kept: u32,
+    keep: impl Fn(&Record<'_>) -> bool,
+    horizon: Option<i64>,
+    scratch: &mut FilterScratch,
+    out: &mut BytesMut,
+) -> Result<BatchHeader, WireError> {
+    let header = batch.header;
+    let batch = batch.bytes;
+    let base_timestamp_ms = horizon.unwrap_or(header.first_timestamp_ms);
     scratch.records.clear();
     {
         let section: &[u8] = match header.compression() {
             Compression::None => &batch[BATCH_HEADER_BYTES..header.total_bytes()],
             _ => &scratch.decompressed,
         };
-        let records = Records::new(section, result.records_before as usize);
+        let records_before = u32::try_from(header.record_count).unwrap_or(0);
+        let records = Records::new(section, records_before as usize);
         for record in records {
             let record = record?;
-            if matches!(retain(&record), Retain::Keep | Retain::KeepTombstone) {
+            if keep(&record) {
                 let timestamp_ms = header.first_timestamp_ms + record.timestamp_delta_ms;
                 put_record_rebased(
                     &mut scratch.records,
@@ -458,7 +697,7 @@ pub fn filter_batch(
     let batch_length = i32::try_from(new.len() - BATCH_LOG_OVERHEAD_BYTES)
         .map_err(|_| WireError::Malformed { what: "batch size" })?;
     let mut attributes = header.attributes;
-    if new_horizon.is_some() {
+    if horizon.is_some() {
         attributes |= ATTR_DELETE_HORIZON;
     }
     // v2 header layout: baseOffset 0, batchLength 8, partitionLeaderEpoch 12, magic 16, crc 17,
@@ -470,7 +709,7 @@ pub fn filter_batch(
     new[57..61].copy_from_slice(&(kept as i32).to_be_bytes());
     let crc = compute_crc(new);
     new[17..21].copy_from_slice(&crc.to_be_bytes());
-    result.header = BatchHeader {
+    let rewritten = BatchHeader {
         batch_length,
         crc,
         attributes,
@@ -478,9 +717,8 @@ pub fn filter_batch(
         record_count: kept as i32,
         ..header
     };
-    debug_assert_eq!(BatchHeader::parse(new), Ok(result.header));
-    result.verdict = BatchVerdict::Rewritten;
-    Ok(result)
+    debug_assert_eq!(BatchHeader::parse(new), Ok(rewritten));
+    Ok(rewritten)
 }
 
 /// Appends `batch` as a header without records: same offsets (`baseOffset`,
@@ -627,6 +865,7 @@ mod tests {
             ParsedBatch::parse(input).unwrap(),
             map,
             policy(now_ms),
+            BatchRole::Data,
             EmptyBatch::Remove,
             &mut FilterScratch::default(),
             DECOMPRESSED_BYTES_MAX_DEFAULT,
@@ -707,6 +946,7 @@ mod tests {
             ParsedBatch::parse(&input).unwrap(),
             &map,
             policy(0),
+            BatchRole::Data,
             EmptyBatch::KeepHeader,
             &mut FilterScratch::default(),
             DECOMPRESSED_BYTES_MAX_DEFAULT,
@@ -847,6 +1087,396 @@ mod tests {
                 ],
                 "{codec:?}"
             );
+        }
+    }
+
+    /// Transactions in a log, for the tracker and the pass model below.
+    mod txn {
+        use super::*;
+        use crate::producer_state::ProducerState;
+        use proptest::prelude::*;
+        use spate_wire::batch::{control_type, put_txn_marker, set_transactional};
+        use std::collections::BTreeMap;
+
+        const RETENTION_MS: i64 = 500;
+
+        fn with_base(mut b: BytesMut, base: i64) -> BytesMut {
+            // baseOffset is outside the CRC.
+            b[0..8].copy_from_slice(&base.to_be_bytes());
+            b
+        }
+
+        /// A batch of producer `pid` (transactional or not) at `base` with `keys` (value = its
+        /// offset, so every value is unique; `None` key 255 is written as a tombstone).
+        fn data(base: i64, pid: i64, transactional: bool, keys: &[u8]) -> BytesMut {
+            let mut out = BytesMut::new();
+            let mut b = BatchBuilder::new(
+                &mut out,
+                BatchSpec {
+                    base_offset: Offset(base),
+                    first_timestamp_ms: 1000,
+                    producer_id: ProducerId(pid),
+                    producer_epoch: ProducerEpoch(0),
+                    base_sequence: 0,
+                },
+            );
+            for (i, k) in keys.iter().enumerate() {
+                let value = (base + i as i64).to_be_bytes();
+                let value = (k % 5 != 4).then_some(&value[..]);
+                b.push(1000, Some(&[*k % 5]), value, &[]);
+            }
+            b.finish();
+            if transactional {
+                set_transactional(&mut out);
+            }
+            out
+        }
+
+        fn marker(base: i64, pid: i64, control: ControlType) -> BytesMut {
+            let mut out = BytesMut::new();
+            put_txn_marker(
+                &mut out,
+                ProducerId(pid),
+                ProducerEpoch(0),
+                0,
+                control,
+                1000,
+            );
+            with_base(out, base)
+        }
+
+        fn header(b: &[u8]) -> BatchHeader {
+            BatchHeader::parse(b).unwrap()
+        }
+
+        fn aborted_of(log: &[BytesMut]) -> Vec<AbortedTxn> {
+            let mut state = ProducerState::new(1000, i64::MAX);
+            for b in log {
+                state.replay(&header(b), &b[BATCH_HEADER_BYTES..]);
+            }
+            assert_eq!(
+                state.first_unstable_offset(),
+                None,
+                "no transaction left open"
+            );
+            state.aborted_between(Offset(0), Offset(i64::MAX))
+        }
+
+        #[test]
+        fn the_tracker_drops_aborted_data_and_frees_markers_with_no_data_left() {
+            // Producer 1 aborts [0, 2), marker at 2; producer 2 commits [1], marker at 3;
+            // producer 3 commits with no data here (marker at 4).
+            let log = [
+                data(0, 1, true, &[0]),
+                data(1, 2, true, &[1]),
+                data(2, 3, false, &[2]),
+                marker(3, 1, ControlType::Abort),
+                marker(4, 2, ControlType::Commit),
+                marker(5, 3, ControlType::Commit),
+            ];
+            let aborted = aborted_of(&log);
+            assert_eq!(aborted.len(), 1);
+            let mut t = TxnTracker::new(aborted.clone());
+            let roles: Vec<BatchRole> = log
+                .iter()
+                .map(|b| t.on_batch(&header(b), control_type(b)))
+                .collect();
+            use BatchRole::*;
+            assert_eq!(
+                roles,
+                vec![
+                    Aborted,
+                    Data,
+                    Data,
+                    MarkerKept,
+                    MarkerKept,
+                    MarkerDiscardable
+                ]
+            );
+            // The next pass, after the data went: both markers are discardable.
+            let mut t = TxnTracker::new(aborted);
+            let roles: Vec<BatchRole> = [&log[2], &log[3], &log[4]]
+                .iter()
+                .map(|b| t.on_batch(&header(b), control_type(b)))
+                .collect();
+            assert_eq!(roles, vec![Data, MarkerDiscardable, MarkerDiscardable]);
+        }
+
+        #[test]
+        fn a_discardable_marker_gets_a_horizon_then_goes_after_it() {
+            let input = marker(9, 1, ControlType::Commit);
+            let map = OffsetMap::new(OFFSET_MAP_BYTES_MIN);
+            let mut out = BytesMut::new();
+            let filter = |input: &[u8], now_ms, role, out: &mut BytesMut| {
+                out.clear();
+                filter_batch(
+                    ParsedBatch::parse(input).unwrap(),
+                    &map,
+                    policy(now_ms),
+                    role,
+                    EmptyBatch::Remove,
+                    &mut FilterScratch::default(),
+                    DECOMPRESSED_BYTES_MAX_DEFAULT,
+                    out,
+                )
+                .unwrap()
+            };
+            let kept = filter(&input, 10_000, BatchRole::MarkerKept, &mut out);
+            assert_eq!(kept.verdict, BatchVerdict::Keep);
+            let first = filter(&input, 10_000, BatchRole::MarkerDiscardable, &mut out);
+            assert_eq!(first.verdict, BatchVerdict::Rewritten);
+            assert_eq!(first.tombstone_horizon_ms, Some(10_500));
+            assert!(!first.marker_removed);
+            let with_horizon = out.clone();
+            let h = header(&with_horizon);
+            assert_eq!(delete_horizon_ms(&h), Some(10_500));
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!(control_type(&with_horizon), Some(ControlType::Commit));
+            assert_eq!(h.max_timestamp_ms, 1000);
+            let before = filter(
+                &with_horizon,
+                10_499,
+                BatchRole::MarkerDiscardable,
+                &mut out,
+            );
+            assert_eq!(before.verdict, BatchVerdict::Keep);
+            assert_eq!(before.tombstone_horizon_ms, Some(10_500));
+            let after = filter(
+                &with_horizon,
+                10_500,
+                BatchRole::MarkerDiscardable,
+                &mut out,
+            );
+            assert_eq!(after.verdict, BatchVerdict::Remove);
+            assert!(after.marker_removed);
+        }
+
+        /// One cleaning of the whole `log` at `now_ms`, as `Log::clean` does it; returns the
+        /// cleaned log and the ABORT markers removed.
+        fn pass(
+            log: &[BytesMut],
+            aborted: &[AbortedTxn],
+            now_ms: i64,
+        ) -> (Vec<BytesMut>, Vec<Offset>) {
+            let mut map = OffsetMap::new(1 << 16);
+            let mut t = TxnTracker::new(aborted.to_vec());
+            let mut scratch = Vec::new();
+            for b in log {
+                let h = header(b);
+                if t.on_batch(&h, control_type(b)) != BatchRole::Data {
+                    continue;
+                }
+                let (_, records) = batch_records(b, &mut scratch, 1 << 20).unwrap();
+                for r in records {
+                    let r = r.unwrap();
+                    let offset = Offset(h.base_offset.0 + i64::from(r.offset_delta));
+                    map.insert(r.key.unwrap(), offset).unwrap();
+                }
+            }
+            // Each producer's latest data batch stays as a header at least, as `Log::clean`
+            // keeps it for the producer state.
+            let mut last_of_producer = HashMap::new();
+            for b in log {
+                let h = header(b);
+                if h.producer_id.0 >= 0 && !h.is_control() {
+                    last_of_producer.insert(h.producer_id, h.base_offset);
+                }
+            }
+            let mut t = TxnTracker::new(aborted.to_vec());
+            let mut cleaned = Vec::new();
+            let mut removed = Vec::new();
+            let mut filter_scratch = FilterScratch::default();
+            for b in log {
+                let h = header(b);
+                let control = control_type(b);
+                let role = t.on_batch(&h, control);
+                let mut out = BytesMut::new();
+                let f = filter_batch(
+                    ParsedBatch::parse(b).unwrap(),
+                    &map,
+                    TombstonePolicy {
+                        now_ms,
+                        delete_retention_ms: RETENTION_MS,
+                    },
+                    role,
+                    if !h.is_control()
+                        && last_of_producer.get(&h.producer_id) == Some(&h.base_offset)
+                    {
+                        EmptyBatch::KeepHeader
+                    } else {
+                        EmptyBatch::Remove
+                    },
+                    &mut filter_scratch,
+                    DECOMPRESSED_BYTES_MAX_DEFAULT,
+                    &mut out,
+                )
+                .unwrap();
+                if f.marker_removed && control == Some(ControlType::Abort) {
+                    removed.push(h.base_offset);
+                }
+                match f.verdict {
+                    BatchVerdict::Keep => cleaned.push(b.clone()),
+                    BatchVerdict::Rewritten => cleaned.push(out),
+                    BatchVerdict::Remove => {}
+                }
+            }
+            (cleaned, removed)
+        }
+
+        /// What a `read_committed` consumer makes of `log` given the aborted index (Kafka's
+        /// consumer algorithm), as the latest value per key.
+        fn read_committed(log: &[BytesMut], aborted: &[AbortedTxn]) -> BTreeMap<u8, Vec<u8>> {
+            let mut pending: Vec<AbortedTxn> = aborted.to_vec();
+            pending.sort_by_key(|t| std::cmp::Reverse(t.first_offset));
+            let mut aborting = HashSet::new();
+            let mut view = BTreeMap::new();
+            let mut scratch = Vec::new();
+            for b in log {
+                let h = header(b);
+                while pending
+                    .last()
+                    .is_some_and(|t| t.first_offset <= h.last_offset())
+                {
+                    aborting.insert(pending.pop().unwrap().producer_id);
+                }
+                if h.is_control() {
+                    if control_type(b) == Some(ControlType::Abort) {
+                        aborting.remove(&h.producer_id);
+                    }
+                    continue;
+                }
+                if h.is_transactional() && aborting.contains(&h.producer_id) {
+                    continue;
+                }
+                let (_, records) = batch_records(b, &mut scratch, 1 << 20).unwrap();
+                for r in records {
+                    let r = r.unwrap();
+                    let key = r.key.unwrap()[0];
+                    match r.value {
+                        Some(v) => view.insert(key, v.to_vec()),
+                        None => view.remove(&key),
+                    };
+                }
+            }
+            view
+        }
+
+        /// Checks the log is one a broker could serve: every transactional data batch is
+        /// followed by its producer's marker, every aborted entry names a marker still there,
+        /// and a replay leaves no transaction open.
+        fn check_consistent(log: &[BytesMut], aborted: &[AbortedTxn]) {
+            let headers: Vec<BatchHeader> = log.iter().map(|b| header(b)).collect();
+            for (i, h) in headers.iter().enumerate() {
+                if h.is_transactional() && !h.is_control() {
+                    assert!(
+                        headers[i + 1..]
+                            .iter()
+                            .any(|m| m.is_control() && m.producer_id == h.producer_id),
+                        "batch at {:?} lost its marker",
+                        h.base_offset
+                    );
+                }
+            }
+            for t in aborted {
+                assert!(
+                    headers
+                        .iter()
+                        .any(|m| m.is_control() && m.base_offset == t.last_offset),
+                    "aborted entry {t:?} outlived its marker"
+                );
+            }
+            aborted_of(log);
+        }
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Data(i64, Vec<u8>),
+            Plain(Vec<u8>),
+            End(i64, bool),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                3 => (1i64..4, proptest::collection::vec(0u8..10, 1..4)).prop_map(|(p, k)| Step::Data(p, k)),
+                1 => proptest::collection::vec(0u8..10, 1..3).prop_map(Step::Plain),
+                2 => (1i64..4, any::<bool>()).prop_map(|(p, c)| Step::End(p, c)),
+            ]
+        }
+
+        fn build(steps: &[Step]) -> Vec<BytesMut> {
+            let mut log: Vec<BytesMut> = Vec::new();
+            let mut open = std::collections::BTreeSet::new();
+            let next = |log: &[BytesMut]| log.last().map_or(0, |b| header(b).last_offset().0 + 1);
+            for s in steps {
+                let at = next(&log);
+                match s {
+                    Step::Data(p, keys) => {
+                        open.insert(*p);
+                        log.push(data(at, *p, true, keys));
+                    }
+                    Step::Plain(keys) => log.push(data(at, -1, false, keys)),
+                    Step::End(p, commit) => {
+                        open.remove(p);
+                        let c = if *commit {
+                            ControlType::Commit
+                        } else {
+                            ControlType::Abort
+                        };
+                        log.push(marker(at, *p, c));
+                    }
+                }
+            }
+            // The cleaner stops at the first unstable offset: end with every transaction decided.
+            for p in open {
+                let at = next(&log);
+                log.push(marker(at, p, ControlType::Commit));
+            }
+            log
+        }
+
+        proptest! {
+            #[test]
+            fn repeated_cleanings_keep_the_committed_view_and_drop_markers_after_their_data(
+                steps in proptest::collection::vec(step(), 1..40)
+            ) {
+                let mut log = build(&steps);
+                let mut aborted = aborted_of(&log);
+                let view = read_committed(&log, &aborted);
+                for i in 1..=4 {
+                    let now_ms = i * (RETENTION_MS + 1);
+                    let (cleaned, removed) = pass(&log, &aborted, now_ms);
+                    aborted.retain(|t| !removed.contains(&t.last_offset));
+                    log = cleaned;
+                    check_consistent(&log, &aborted);
+                    prop_assert_eq!(&read_committed(&log, &aborted), &view, "after pass {}", i);
+                    // A reader that lost the index entries of gone markers reads the same.
+                    prop_assert_eq!(&read_committed(&log, &aborted_of(&log)), &view);
+                }
+                // Converged: no record of an aborted transaction is left, and a marker stays only
+                // right after a batch of its transaction (an aborted one only as the bare header
+                // its producer's state needs).
+                let headers: Vec<BatchHeader> = log.iter().map(|b| header(b)).collect();
+                for t in &aborted {
+                    prop_assert!(headers.iter().all(|h| h.is_control()
+                        || h.producer_id != t.producer_id
+                        || h.base_offset < t.first_offset
+                        || h.base_offset > t.last_offset
+                        || h.record_count == 0));
+                }
+                for (i, m) in headers.iter().enumerate().filter(|(_, m)| m.is_control()) {
+                    let previous = headers[..i]
+                        .iter()
+                        .rev()
+                        .find(|h| h.producer_id == m.producer_id);
+                    prop_assert!(
+                        previous.is_some_and(|h| !h.is_control()),
+                        "marker at {:?} outlived its data", m.base_offset
+                    );
+                    if control_type(&log[i]) == Some(ControlType::Abort) {
+                        prop_assert_eq!(previous.map(|h| h.record_count), Some(0));
+                    }
+                }
+            }
         }
     }
 }

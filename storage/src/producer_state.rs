@@ -557,6 +557,28 @@ impl ProducerState {
         }
     }
 
+    /// Forgets the aborted transactions whose ABORT marker sat at one of `markers` (sorted):
+    /// the cleaner removed those markers, after every batch of their transactions. An entry
+    /// must not outlive its marker: a `read_committed` reader that is handed it skips the
+    /// producer's batches from its first offset until it reads that producer's ABORT marker,
+    /// which would then be a later, unrelated one, or none.
+    pub fn forget_aborted(&mut self, markers: &[Offset]) {
+        debug_assert!(markers.is_sorted(), "markers sorted");
+        self.aborted
+            .retain(|t| markers.binary_search(&t.last_offset).is_err());
+    }
+
+    /// For compaction: producers whose current epoch only a marker carries (no data batch of
+    /// that epoch is remembered, e.g. the coordinator bumped it when it fenced them). Such a
+    /// marker stays in the log as a header without records, as Kafka keeps it, so that a
+    /// rebuild from the log alone still knows the epoch and fences older ones.
+    pub fn epochs_held_by_markers(&self) -> impl Iterator<Item = (ProducerId, ProducerEpoch)> + '_ {
+        self.producers
+            .iter()
+            .filter(|(_, e)| e.batches.is_empty())
+            .map(|(id, e)| (*id, e.epoch))
+    }
+
     /// Recovery: remembers a batch read back from the log (already checked when appended),
     /// given as its header and the bytes after it (see [`ProducerBatch::from_batch`]).
     /// Batches without a producer id are ignored.

@@ -11,9 +11,11 @@ use proptest::prelude::*;
 use spate_storage::compaction::OffsetMap;
 use spate_storage::io::mem::{FaultOp, MemDisk};
 use spate_storage::io::Disk;
+use spate_storage::producer_state::AbortedTxn;
 use spate_storage::AppendKind;
 use spate_storage::{
-    block_on, CleanConfig, CleanerState, FlushPolicy, Log, LogConfig, ReadUpTo, Unthrottled,
+    block_on, CleanConfig, CleanOutcome, CleanerState, FlushPolicy, Log, LogConfig, ReadUpTo,
+    Unthrottled,
 };
 use spate_wire::batch::{
     compute_crc, put_txn_marker, set_transactional, BatchBuilder, BatchSpec, Compression,
@@ -947,5 +949,162 @@ fn aborted_records_never_supersede_and_open_transactions_are_not_cleaned() {
         let key1 = values_of(&read, 1);
         assert!(key1.contains(&b"open".to_vec()), "{key1:?}");
         assert!(!key1.contains(&b"committed".to_vec()), "{key1:?}");
+    });
+}
+
+/// Every batch header readable from the start.
+async fn headers(log: &Log<MemDisk>) -> Vec<spate_wire::batch::BatchHeader> {
+    common::read_all(log, log.log_start_offset(), ReadUpTo::LogEnd)
+        .await
+        .expect("read")
+        .iter()
+        .map(|(_, bytes)| spate_wire::batch::BatchHeader::parse(bytes).unwrap())
+        .collect()
+}
+
+/// Cleans everything cleanable at `now_ms` (a fresh cleaner state: the whole log is dirty).
+async fn clean_all(log: &Log<MemDisk>, now_ms: i64) -> (CleanOutcome, CleanerState) {
+    let mut map = OffsetMap::new(1 << 16);
+    let mut state = CleanerState::default();
+    let outcome = log
+        .clean(
+            &mut map,
+            &mut state,
+            &clean_config(0.0),
+            now_ms,
+            &mut Unthrottled,
+        )
+        .await
+        .unwrap()
+        .expect("due");
+    (outcome, state)
+}
+
+fn aborted_txns(log: &Log<MemDisk>) -> Vec<AbortedTxn> {
+    block_on(log.aborted_transactions(Offset(0), Offset(i64::MAX)))
+}
+
+#[test]
+fn aborted_records_go_first_and_markers_after_their_data_and_horizon() {
+    block_on(async {
+        let disk = MemDisk::new();
+        let log = Log::open(disk.clone(), dir(), config()).await.unwrap();
+        let append = |b: BytesMut| {
+            let log = &log;
+            async move { log.append(b, LeaderEpoch(0)).await.unwrap().base_offset }
+        };
+        append(keyed_batch(
+            &[(1, Some(b"plain".to_vec()))],
+            Compression::None,
+            1000,
+        ))
+        .await;
+        append(txn_keyed(7, 0, &[(1, Some(b"c1".to_vec()))])).await;
+        append(txn_marker(7, ControlType::Commit)).await;
+        // Producer 8's transaction stays open across rolls (snapshots hold it open), then
+        // aborts.
+        append(txn_keyed(
+            8,
+            0,
+            &[(2, Some(b"a2".to_vec())), (1, Some(b"a1".to_vec()))],
+        ))
+        .await;
+        filler(&log, 30).await;
+        let abort = append(txn_marker(8, ControlType::Abort)).await;
+        append(txn_keyed(7, 1, &[(1, Some(b"c2".to_vec()))])).await;
+        let kept_commit = append(txn_marker(7, ControlType::Commit)).await;
+        // Producer 8 goes on outside a transaction: its aborted batch is no longer its latest
+        // (which would stay as a header, and keep its marker, for the producer state), and no
+        // later marker of its own would close a transaction a stale snapshot held open (as
+        // when a producer expires).
+        let mut idempotent = txn_keyed(8, 2, &[(4, Some(b"p8".to_vec()))]);
+        let attributes = i16::from_be_bytes([idempotent[21], idempotent[22]]) & !0x10;
+        idempotent[21..23].copy_from_slice(&attributes.to_be_bytes());
+        let crc = compute_crc(&idempotent);
+        idempotent[17..21].copy_from_slice(&crc.to_be_bytes());
+        append(idempotent).await;
+        filler(&log, 30).await;
+        let aborted_before = aborted_txns(&log);
+        assert_eq!(aborted_before.len(), 1);
+        assert_eq!(aborted_before[0].last_offset, abort);
+
+        // First cleaning: the aborted records go; every marker stays (it read their data).
+        let (first, _) = clean_all(&log, 10_000).await;
+        assert_eq!(first.aborted_records_removed, 2, "{first:?}");
+        assert_eq!(first.markers_removed, 0, "{first:?}");
+        assert_eq!(aborted_txns(&log), aborted_before);
+        let read = read_records(&log).await;
+        assert!(values_of(&read, 2).is_empty(), "{read:?}");
+        assert_eq!(values_of(&read, 1), vec![b"c2".to_vec()]);
+
+        // Second: producer 7's first marker and the ABORT have no data left: their horizon
+        // starts.
+        let (second, state) = clean_all(&log, 10_001).await;
+        assert_eq!(second.markers_removed, 0, "{second:?}");
+        assert_eq!(
+            state.tombstone_horizon_ms,
+            Some(10_001 + DELETE_RETENTION_MS)
+        );
+        let markers = |hs: &[spate_wire::batch::BatchHeader]| {
+            hs.iter()
+                .filter(|h| h.is_control())
+                .map(|h| h.base_offset)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(markers(&headers(&log).await).len(), 3);
+
+        // Third, at the horizon: they go, and the aborted index forgets the ABORT's entry.
+        let (third, _) = clean_all(&log, 10_001 + DELETE_RETENTION_MS).await;
+        assert_eq!(third.markers_removed, 2, "{third:?}");
+        assert!(aborted_txns(&log).is_empty());
+        let after = headers(&log).await;
+        assert_eq!(markers(&after), vec![kept_commit]);
+        assert!(
+            after.iter().all(|h| !(h.producer_id == ProducerId(8)
+                && h.is_transactional()
+                && h.base_offset < abort)),
+            "no batch of the aborted transaction is left"
+        );
+        let read = read_records(&log).await;
+        assert_eq!(values_of(&read, 1), vec![b"c2".to_vec()]);
+        assert_eq!(values_of(&read, 4), vec![b"p8".to_vec()]);
+        let end = log.log_end_offset();
+        assert_eq!(log.first_unstable_offset().await, None);
+        drop(log);
+
+        // A rebuild from any snapshot left (newest first, each round losing the newest) or from
+        // the log alone agrees: no stale aborted entry, and no transaction held open by a
+        // snapshot whose closing marker went.
+        let snapshot_names = |disk: &MemDisk| {
+            let mut names: Vec<String> = names(disk)
+                .into_iter()
+                .filter(|n| n.ends_with(".snapshot"))
+                .collect();
+            names.sort();
+            names
+        };
+        let mut snapshots = snapshot_names(&disk);
+        assert!(!snapshots.is_empty());
+        loop {
+            let log = Log::open(disk.clone(), dir(), config()).await.unwrap();
+            assert_eq!(log.log_end_offset(), end);
+            assert!(aborted_txns(&log).is_empty(), "{snapshots:?}");
+            assert_eq!(log.first_unstable_offset().await, None, "{snapshots:?}");
+            assert_eq!(
+                values_of(&read_records(&log).await, 1),
+                vec![b"c2".to_vec()]
+            );
+            log.close().await.unwrap();
+            // Next round from the next older snapshot: drop the newest, and whatever this
+            // open and close wrote.
+            let Some(newest) = snapshots.pop() else {
+                break;
+            };
+            for name in snapshot_names(&disk) {
+                if name == newest || !snapshots.contains(&name) {
+                    disk.remove(&dir().join(name)).await.unwrap();
+                }
+            }
+        }
     });
 }

@@ -23,22 +23,27 @@ use std::path::Path;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use spate_wire::batch::{verify_crc, BatchHeader, BATCH_HEADER_BYTES};
+use spate_wire::batch::{
+    control_type_of_records, verify_crc, BatchHeader, ControlType, BATCH_HEADER_BYTES,
+};
 use spate_wire::records::header_records;
-use spate_wire::types::Offset;
+use spate_wire::types::{Offset, ProducerEpoch, ProducerId};
 
 use super::open::write_index;
-use super::{io_err, remove_if_exists, Log};
+use super::{io_err, remove_if_exists, Core, Log};
 use crate::compaction::{
-    filter_batch, BatchVerdict, EmptyBatch, FilterScratch, MapFull, OffsetMap, ParsedBatch,
-    TombstonePolicy,
+    filter_batch, BatchRole, BatchVerdict, EmptyBatch, FilterScratch, MapFull, OffsetMap,
+    ParsedBatch, TombstonePolicy, TxnTracker,
 };
 use crate::config::RECOVERY_BATCH_BYTES_MAX;
 use crate::error::{Result, StorageError};
 use crate::files::{read_whole, write_atomically};
 use crate::index::SegmentIndex;
 use crate::io::{align_up, AlignedBuf, Disk, DiskFile, OpenMode};
-use crate::segment::{file_name, parse_file_name, Segment, INDEX_SUFFIX, LOG_SUFFIX};
+use crate::producer_state::ProducerState;
+use crate::segment::{
+    file_name, parse_file_name, Segment, INDEX_SUFFIX, LOG_SUFFIX, SNAPSHOT_SUFFIX,
+};
 
 /// Suffix of a cleaned segment still being written (deleted by recovery).
 pub const CLEANED_SUFFIX: &str = ".cleaned";
@@ -104,6 +109,11 @@ pub struct CleanOutcome {
     pub records_removed: u64,
     /// Of which tombstones past their horizon.
     pub tombstones_removed: u64,
+    /// Of which records of aborted transactions.
+    pub aborted_records_removed: u64,
+    /// Transaction markers removed (their horizon passed and no batch of their transaction was
+    /// left).
+    pub markers_removed: u64,
     /// Groups skipped because the log changed under the cleaner (retention, truncation).
     pub groups_skipped: usize,
 }
@@ -243,6 +253,20 @@ impl<D: Disk> Log<D> {
         };
         let to_clean: Vec<&Snapshot<D::File>> =
             cleanable.iter().filter(|s| s.next_offset <= end).collect();
+        // The rewrite walks every cleanable segment from the first, so it needs every aborted
+        // transaction with data below `end` (all decided: `end` is at or below the first
+        // unstable offset), and which markers hold their producer's epoch.
+        let (aborted, mut marker_epochs) = {
+            let core = self.core.lock().await;
+            let aborted = core.producers.aborted_between(Offset(0), end);
+            let epochs: Vec<(ProducerId, ProducerEpoch)> =
+                core.producers.epochs_held_by_markers().collect();
+            (aborted, epochs)
+        };
+        marker_epochs.sort_unstable();
+        // One tracker for the whole pass, across groups: a transaction's data and its marker
+        // may lie in different groups.
+        let mut txns = TxnTracker::new(aborted);
         for group in self.groups(&to_clean) {
             let finished = self
                 .clean_group(
@@ -251,6 +275,8 @@ impl<D: Disk> Log<D> {
                     policy,
                     config,
                     budget,
+                    &mut txns,
+                    &marker_epochs,
                     &mut outcome,
                     &mut horizon,
                 )
@@ -420,6 +446,8 @@ impl<D: Disk> Log<D> {
         policy: TombstonePolicy,
         config: &CleanConfig,
         budget: &mut impl IoBudget,
+        txns: &mut TxnTracker,
+        marker_epochs: &[(ProducerId, ProducerEpoch)],
         outcome: &mut CleanOutcome,
         horizon: &mut Option<i64>,
     ) -> Result<bool> {
@@ -443,6 +471,7 @@ impl<D: Disk> Log<D> {
             core.producers.last_batch_offsets().collect()
         };
         producer_last.sort_unstable();
+        let mut removed = RemovedMarkers::default();
         for segment in &group {
             outcome.bytes_before += segment.size;
             let mut reader = SegmentReader::new(segment);
@@ -453,8 +482,19 @@ impl<D: Disk> Log<D> {
             }) = reader.next(budget).await?
             {
                 rewritten.clear();
-                let producers_last = header.producer_id.0 >= 0
-                    && producer_last.binary_search(&header.last_offset()).is_ok();
+                let control = control_type_of_records(
+                    &header,
+                    bytes.get(BATCH_HEADER_BYTES..).unwrap_or(&[]),
+                );
+                let role = txns.on_batch(&header, control);
+                let producers_last = if header.is_control() {
+                    marker_epochs
+                        .binary_search(&(header.producer_id, header.producer_epoch))
+                        .is_ok()
+                } else {
+                    header.producer_id.0 >= 0
+                        && producer_last.binary_search(&header.last_offset()).is_ok()
+                };
                 let empty = if producers_last {
                     EmptyBatch::KeepHeader
                 } else {
@@ -464,6 +504,7 @@ impl<D: Disk> Log<D> {
                     ParsedBatch::new(header, &bytes),
                     map,
                     policy,
+                    role,
                     empty,
                     &mut scratch,
                     config.decompressed_bytes_max,
@@ -472,6 +513,13 @@ impl<D: Disk> Log<D> {
                 .map_err(|e| uncleanable(segment, position, e))?;
                 outcome.records_removed += u64::from(filtered.records_removed);
                 outcome.tombstones_removed += u64::from(filtered.tombstones_removed);
+                if role == BatchRole::Aborted {
+                    outcome.aborted_records_removed += u64::from(filtered.records_removed);
+                }
+                if filtered.marker_removed {
+                    outcome.markers_removed += 1;
+                    removed.add(header.base_offset, control);
+                }
                 if let Some(h) = filtered.tombstone_horizon_ms {
                     *horizon = Some(horizon.map_or(h, |old: i64| old.min(h)));
                 }
@@ -500,13 +548,70 @@ impl<D: Disk> Log<D> {
         }
         let written = writer.finish(&cleaned_path, budget).await?;
         outcome.bytes_after += written.size;
-        if self.install(&group, base, end, written).await? {
+        if self.install(&group, base, end, written, &removed).await? {
             outcome.segments_before += group.len();
             outcome.segments_after += 1;
         } else {
             outcome.groups_skipped += 1;
         }
         Ok(true)
+    }
+
+    /// Makes the producer state and its snapshots forget what the markers `removed` from a
+    /// group closed, durably: the aborted transactions they ended leave the in-memory index and
+    /// every snapshot, and the snapshots at or below the last removed marker are deleted, since
+    /// one of them may hold a transaction open that only a removed marker closed (a rebuild from
+    /// it would keep that transaction open forever and the last stable offset with it). The
+    /// newest snapshot is above the cleaned segments, so recovery loses little replay.
+    async fn forget_removed_markers(
+        &self,
+        core: &mut Core<D::File>,
+        removed: &RemovedMarkers,
+    ) -> Result<()> {
+        let Some(last) = removed.last else {
+            return Ok(());
+        };
+        let stale: Vec<Offset> = core.snapshots.range(..=last).copied().collect();
+        for offset in stale {
+            core.snapshots.remove(&offset);
+            remove_if_exists(
+                &self.disk,
+                &self.dir.join(file_name(offset, SNAPSHOT_SUFFIX)),
+            )
+            .await?;
+        }
+        if removed.aborts.is_empty() {
+            return Ok(());
+        }
+        let later: Vec<Offset> = core.snapshots.iter().copied().collect();
+        for offset in later {
+            let name = file_name(offset, SNAPSHOT_SUFFIX);
+            let path = self.dir.join(&name);
+            let Some(bytes) = read_whole(&self.disk, &path).await? else {
+                continue;
+            };
+            let mut state = ProducerState::new(
+                self.config().producers_per_partition_max,
+                self.config().producer_id_expiration_ms,
+            );
+            if state.load_snapshot(&bytes) != Some(offset) {
+                // Damaged: recovery would skip it anyway; gone, it cannot be misread.
+                core.snapshots.remove(&offset);
+                remove_if_exists(&self.disk, &path).await?;
+                continue;
+            }
+            state.forget_aborted(&removed.aborts);
+            let rewritten = state.encode_snapshot(offset);
+            if rewritten != bytes.as_ref() {
+                write_atomically(&self.disk, &self.dir, &name, &rewritten).await?;
+            }
+        }
+        self.disk
+            .sync_dir(&self.dir)
+            .await
+            .map_err(io_err("syncing", &self.dir))?;
+        core.producers.forget_aborted(&removed.aborts);
+        Ok(())
     }
 
     /// Swaps the cleaned file in for `group` if the group is still what the cleaner read.
@@ -517,6 +622,7 @@ impl<D: Disk> Log<D> {
         base: Offset,
         end: Offset,
         written: Written<D::File>,
+        removed: &RemovedMarkers,
     ) -> Result<bool> {
         let cleaned_path = self.dir.join(swap_name(base, end, CLEANED_SUFFIX));
         let mut core = self.core.lock().await;
@@ -545,6 +651,9 @@ impl<D: Disk> Log<D> {
                 .map_err(io_err("removing", &cleaned_path))?;
             return Ok(false);
         }
+        // Before the commit point: a crash in between leaves markers whose transactions have
+        // no data left, which an aborted index without them reads the same.
+        self.forget_removed_markers(&mut core, removed).await?;
         let swap_path = self.dir.join(swap_name(base, end, SWAP_SUFFIX));
         self.disk
             .rename(&cleaned_path, &swap_path)
@@ -583,6 +692,25 @@ impl<D: Disk> Log<D> {
         // already holding them keep a consistent (older) view.
         core.cache.drop_before(end);
         Ok(true)
+    }
+}
+
+/// The transaction markers a group's rewrite removed.
+#[derive(Debug, Default)]
+pub(super) struct RemovedMarkers {
+    /// Offsets of the removed ABORT markers, growing.
+    aborts: Vec<Offset>,
+    /// Offset of the last removed marker of any kind.
+    last: Option<Offset>,
+}
+
+impl RemovedMarkers {
+    fn add(&mut self, offset: Offset, control: Option<ControlType>) {
+        assert!(self.last.is_none_or(|l| l < offset), "offsets grow");
+        self.last = Some(offset);
+        if control == Some(ControlType::Abort) {
+            self.aborts.push(offset);
+        }
     }
 }
 

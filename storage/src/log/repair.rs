@@ -20,7 +20,7 @@ use spate_wire::batch::{batches, verify_crc};
 use spate_wire::types::Offset;
 
 use super::clean::{
-    swap_name, CleanedWriter, SegmentReader, Snapshot, StoredBatch, CLEANED_SUFFIX,
+    swap_name, CleanedWriter, RemovedMarkers, SegmentReader, Snapshot, StoredBatch, CLEANED_SUFFIX,
 };
 use super::{io_err, Log, Unthrottled};
 use crate::compaction::ParsedBatch;
@@ -179,7 +179,9 @@ impl<D: Disk> Log<D> {
             let _ = self.disk.remove(&cleaned_path).await;
             return Err(not_repairable("the replica had nothing from there".into()));
         }
-        outcome.superseded = !self.install(&[&segment], base, end, written).await?;
+        outcome.superseded = !self
+            .install(&[&segment], base, end, written, &RemovedMarkers::default())
+            .await?;
         Ok(outcome)
     }
 }
