@@ -400,11 +400,18 @@ impl TxnTracker {
         let producer = header.producer_id;
         if header.is_control() {
             return match control {
-                Some(ControlType::Abort) => match self.ongoing_aborted.remove(&producer) {
-                    Some(true) => BatchRole::MarkerKept,
-                    // Its data went in an earlier pass, or it never had any here.
-                    Some(false) | None => BatchRole::MarkerDiscardable,
-                },
+                Some(ControlType::Abort) => {
+                    let read_aborted = self.ongoing_aborted.remove(&producer) == Some(true);
+                    // Batches the index did not name as aborted (only below the log start,
+                    // where retention trims its entries) still are this transaction's.
+                    let read_unnamed = self.ongoing_committed.remove(&producer);
+                    if read_aborted || read_unnamed {
+                        BatchRole::MarkerKept
+                    } else {
+                        // Its data went in an earlier pass, or it never had any here.
+                        BatchRole::MarkerDiscardable
+                    }
+                }
                 Some(ControlType::Commit) => {
                     if self.ongoing_committed.remove(&producer) {
                         BatchRole::MarkerKept
