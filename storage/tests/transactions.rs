@@ -220,14 +220,20 @@ fn an_unverified_transactional_batch_is_admitted_only_inside_its_open_transactio
     let disk = MemDisk::new();
     let log = open(&disk);
     let refused = |r: Result<Offset, StorageError>| {
-        matches!(r, Err(StorageError::NoOngoingTransaction { producer_id: 1, .. }))
+        matches!(
+            r,
+            Err(StorageError::NoOngoingTransaction { producer_id: 1, .. })
+        )
     };
     // No transaction open: nothing to continue.
     assert!(refused(append_if_ongoing(&log, tbatch(1, 0, 0, 1))));
     assert_eq!(log.log_end_offset(), Offset(0), "nothing written");
     append(&log, tbatch(1, 0, 0, 1)).unwrap();
     // Open in epoch 0: a batch of epoch 0 continues it.
-    assert_eq!(append_if_ongoing(&log, tbatch(1, 0, 1, 2)).unwrap(), Offset(1));
+    assert_eq!(
+        append_if_ongoing(&log, tbatch(1, 0, 1, 2)).unwrap(),
+        Offset(1)
+    );
     // Another epoch of the same producer is not that transaction.
     let other_epoch = append_if_ongoing(&log, tbatch(1, 1, 0, 1));
     assert!(matches!(
@@ -235,10 +241,7 @@ fn an_unverified_transactional_batch_is_admitted_only_inside_its_open_transactio
         Err(StorageError::NoOngoingTransaction { epoch: 1, .. })
     ));
     // Non-transactional batches are not gated.
-    assert_eq!(
-        append_if_ongoing(&log, tbatch_plain(9)).unwrap(),
-        Offset(3)
-    );
+    assert_eq!(append_if_ongoing(&log, tbatch_plain(9)).unwrap(), Offset(3));
     // Once the marker closes the transaction, a late batch of it is refused (KIP-890: it
     // would open a transaction nobody ends).
     append(&log, marker(1, 0, ControlType::Commit)).unwrap();
