@@ -115,9 +115,10 @@ impl ClusterView {
     ///
     /// Only a broker whose process this broker saw gone (`gone`: its cluster port refuses
     /// connections) lingers, since only that fence comes before Kafka's would. One fenced
-    /// because its session expired (stopped, hung or cut off) is dropped where Kafka drops
-    /// it too; listing it longer would only point clients at a broker whose connections stay
-    /// open but silent.
+    /// because its session expired (stopped, hung or cut off) is where Kafka would drop it
+    /// too, and keeping it listed harms: its connections stay open but unanswered, and
+    /// librdkafka sent its metadata refreshes there (a SIGSTOPped leader's clients made no
+    /// progress for its whole stop).
     pub fn linger_after(
         &mut self,
         before: &ClusterView,
