@@ -297,7 +297,6 @@ impl Core {
         &self,
         published: &Arc<crate::cluster::quorum::Published>,
         phase: Phase,
-        gone: &[i32],
     ) {
         let plan = crate::cluster::apply::plan(
             &published.image,
@@ -321,11 +320,9 @@ impl Core {
         }
         let mut view = plan.view;
         if let Some(cluster) = &self.config.cluster {
-            // Brokers seen gone and fenced since the last image stay in Metadata for a
-            // session's length.
+            // Brokers fenced since the last image stay in Metadata for a session's length.
             view.linger_after(
                 &self.cluster.borrow(),
-                gone,
                 Instant::now(),
                 Duration::from_millis(cluster.session_timeout_ms),
             );
@@ -666,8 +663,8 @@ impl Core {
                 // Advertised in cluster mode only: a single broker has no quorum.
                 None => Err(ErrorCode::UnsupportedVersion),
             }),
-            CoreRequest::ClusterMetadata(published, phase, gone) => {
-                self.apply_published(&published, phase, &gone).await;
+            CoreRequest::ClusterMetadata(published, phase) => {
+                self.apply_published(&published, phase).await;
                 CoreReply::Done
             }
             CoreRequest::ReplicaSend { to, request } => {

@@ -112,27 +112,12 @@ impl ClusterView {
     /// no timeout (librdkafka issues #5511 and #5456). Listed, the handle lives on: each failed
     /// connect wakes the request, which asks FindCoordinator again and finds the new coordinator.
     /// `linger` is the session timeout, so a dead broker is listed at least as long as in Kafka.
-    ///
-    /// Only a broker whose process this broker saw gone (`gone`: its cluster port refuses
-    /// connections) lingers, since only that fence comes before Kafka's would. One fenced
-    /// because its session expired (stopped, hung or cut off) is where Kafka would drop it
-    /// too, and keeping it listed harms: its connections stay open but unanswered, and
-    /// librdkafka sent its metadata refreshes there (a SIGSTOPped leader's clients made no
-    /// progress for its whole stop).
-    pub fn linger_after(
-        &mut self,
-        before: &ClusterView,
-        gone: &[i32],
-        now: Instant,
-        linger: Duration,
-    ) {
+    pub fn linger_after(&mut self, before: &ClusterView, now: Instant, linger: Duration) {
         for fenced in &mut self.fenced {
             let node = fenced.endpoint.node_id;
             fenced.listed_until = match fenced.cause {
                 FenceCause::ControlledShutdown => None,
-                FenceCause::Lost
-                    if before.brokers.iter().any(|b| b.node_id == node) && gone.contains(&node) =>
-                {
+                FenceCause::Lost if before.brokers.iter().any(|b| b.node_id == node) => {
                     Some(now + linger)
                 }
                 FenceCause::Lost => before
@@ -150,8 +135,6 @@ mod tests {
     use super::*;
 
     const LINGER: Duration = Duration::from_secs(9);
-    /// Every broker these tests fence was seen gone, except where a test says otherwise.
-    const GONE: [i32; 3] = [1, 2, 3];
 
     fn endpoint(node_id: i32) -> BrokerEndpoint {
         BrokerEndpoint {
@@ -184,20 +167,11 @@ mod tests {
     }
 
     #[test]
-    fn a_broker_fenced_but_not_seen_gone_is_dropped_at_once() {
-        // Its session expired (stopped or cut off): Kafka drops it at that fence too.
-        let t0 = Instant::now();
-        let mut after = view(&[1, 2], &[(3, FenceCause::Lost)]);
-        after.linger_after(&view(&[1, 2, 3], &[]), &[], t0, LINGER);
-        assert_eq!(listed(&after, t0), [1, 2]);
-    }
-
-    #[test]
     fn a_broker_fenced_as_lost_is_listed_for_the_linger_then_dropped() {
         let t0 = Instant::now();
         let before = view(&[1, 2, 3], &[]);
         let mut after = view(&[1, 2], &[(3, FenceCause::Lost)]);
-        after.linger_after(&before, &GONE, t0, LINGER);
+        after.linger_after(&before, t0, LINGER);
         assert_eq!(listed(&after, t0), [1, 2, 3]);
         assert_eq!(
             listed(&after, t0 + LINGER - Duration::from_millis(1)),
@@ -212,10 +186,10 @@ mod tests {
     fn a_lingering_broker_keeps_its_deadline_through_later_images() {
         let t0 = Instant::now();
         let mut fenced = view(&[1, 2], &[(3, FenceCause::Lost)]);
-        fenced.linger_after(&view(&[1, 2, 3], &[]), &GONE, t0, LINGER);
+        fenced.linger_after(&view(&[1, 2, 3], &[]), t0, LINGER);
         // Later images (a topic created, say) do not restart it.
         let mut later = view(&[1, 2], &[(3, FenceCause::Lost)]);
-        later.linger_after(&fenced, &GONE, t0 + Duration::from_secs(5), LINGER);
+        later.linger_after(&fenced, t0 + Duration::from_secs(5), LINGER);
         assert_eq!(later.fenced[0].listed_until, Some(t0 + LINGER));
         assert_eq!(listed(&later, t0 + LINGER), [1, 2]);
     }
@@ -224,13 +198,13 @@ mod tests {
     fn a_controlled_shutdown_leaves_metadata_at_once() {
         let t0 = Instant::now();
         let mut after = view(&[1, 2], &[(3, FenceCause::ControlledShutdown)]);
-        after.linger_after(&view(&[1, 2, 3], &[]), &GONE, t0, LINGER);
+        after.linger_after(&view(&[1, 2, 3], &[]), t0, LINGER);
         assert_eq!(listed(&after, t0), [1, 2]);
         // Nor does a lingering broker that then shuts down stay listed.
         let mut lost = view(&[1, 2], &[(3, FenceCause::Lost)]);
-        lost.linger_after(&view(&[1, 2, 3], &[]), &GONE, t0, LINGER);
+        lost.linger_after(&view(&[1, 2, 3], &[]), t0, LINGER);
         let mut shut = view(&[1, 2], &[(3, FenceCause::ControlledShutdown)]);
-        shut.linger_after(&lost, &GONE, t0, LINGER);
+        shut.linger_after(&lost, t0, LINGER);
         assert_eq!(listed(&shut, t0), [1, 2]);
     }
 
@@ -239,7 +213,7 @@ mod tests {
         // A broker that starts knows nothing of when the others were fenced.
         let t0 = Instant::now();
         let mut first = view(&[1, 2], &[(3, FenceCause::Lost)]);
-        first.linger_after(&view(&[1], &[]), &GONE, t0, LINGER);
+        first.linger_after(&view(&[1], &[]), t0, LINGER);
         assert_eq!(listed(&first, t0), [1, 2]);
     }
 
@@ -247,13 +221,13 @@ mod tests {
     fn a_broker_back_from_lingering_is_listed_once_as_live() {
         let t0 = Instant::now();
         let mut fenced = view(&[1, 2], &[(3, FenceCause::Lost)]);
-        fenced.linger_after(&view(&[1, 2, 3], &[]), &GONE, t0, LINGER);
+        fenced.linger_after(&view(&[1, 2, 3], &[]), t0, LINGER);
         // Restarted within the linger: registered again (fenced until caught up), then live.
         let mut registered = view(&[1, 2], &[(3, FenceCause::Lost)]);
-        registered.linger_after(&fenced, &GONE, t0 + Duration::from_secs(2), LINGER);
+        registered.linger_after(&fenced, t0 + Duration::from_secs(2), LINGER);
         assert_eq!(listed(&registered, t0 + Duration::from_secs(2)), [1, 2, 3]);
         let mut live = view(&[1, 2, 3], &[]);
-        live.linger_after(&registered, &GONE, t0 + Duration::from_secs(3), LINGER);
+        live.linger_after(&registered, t0 + Duration::from_secs(3), LINGER);
         assert_eq!(listed(&live, t0 + Duration::from_secs(3)), [1, 2, 3]);
     }
 }
