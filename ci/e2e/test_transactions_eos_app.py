@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from confluent_kafka import TopicPartition
 
 import ck
@@ -148,6 +149,20 @@ def test_killed_consume_transform_produce_app_outputs_each_input_exactly_once(br
     assert [tp.offset for tp in offsets] == [INPUTS // PARTITIONS] * PARTITIONS
 
 
+@pytest.mark.xfail(run=False, reason=(
+    "#21, open: found 2026-12-07, not understood. With EOS_APP_DEBUG=eos,cgrp,protocol "
+    "(librdkafka 2.16.1): the broker holding the group's offsets partition is killed, another "
+    "broker takes the partition over and rebuilds the group within a second, the consumer "
+    "heartbeats to it fine; then the producer's send_offsets_to_transaction gets "
+    "AddOffsetsToTxn NO_ERROR from the (live) transaction coordinator and after that the "
+    "producer logs nothing at all for 120 s: no FindCoordinator for the group, no "
+    "TxnOffsetCommit, and its 30 s API timeout never fires. Reproduced 2 of 3 runs. Reading "
+    "librdkafka's rdkafka_coord.c: a coord_req whose cached coordinator broker is down waits "
+    "for that broker's next state change to UP and has no timer of its own. Suspect: Spate "
+    "fences a killed broker at once and drops it from Metadata, so librdkafka may retire "
+    "that broker before it can come UP again (Kafka keeps it listed for its 9 s session). "
+    "Next: debug contexts 'broker,coord,metadata' to confirm, then decide (e.g. keep a fenced "
+    "broker in Metadata for a grace period)."))
 def test_app_in_a_cluster_outputs_each_input_exactly_once_through_broker_kills(start_broker,
                                                                                tmp_path):
     """The same app on a cluster of three (topics of replication factor 3): kill -9 of the
