@@ -318,16 +318,7 @@ impl Core {
             }
             return;
         }
-        let mut view = plan.view;
-        if let Some(cluster) = &self.config.cluster {
-            // Brokers fenced since the last image stay in Metadata for a session's length.
-            view.linger_after(
-                &self.cluster.borrow(),
-                Instant::now(),
-                Duration::from_millis(cluster.session_timeout_ms),
-            );
-        }
-        *self.cluster.borrow_mut() = view;
+        *self.cluster.borrow_mut() = plan.view;
         *self.published.borrow_mut() = Some(published.clone());
         let mut current: std::collections::BTreeSet<String> =
             self.topics.borrow().keys().cloned().collect();

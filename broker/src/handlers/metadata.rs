@@ -1,9 +1,5 @@
 //! Metadata (key 3): brokers, topics and partition leaders. This broker leads every partition.
 //! Unknown topics are created on the spot when auto-creation is on and the client allows it.
-//! In a cluster the brokers listed are the live ones and, for a session's length after their
-//! fence, brokers fenced without a controlled shutdown (`ClusterView::linger_after` says why).
-
-use std::time::Instant;
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::metadata_request::MetadataRequest;
@@ -20,7 +16,6 @@ use super::{
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::errors::KafkaCode;
-use crate::metadata::cluster::BrokerEndpoint;
 use crate::metadata::topics::TopicMeta;
 use crate::routing::{Leader, Placement};
 
@@ -36,20 +31,19 @@ pub async fn handle(
     let node = BrokerId(core.config.node_id);
     let mut response = MetadataResponse::default();
     // A copy: the view may change while this request waits for an auto-creation below.
-    let view = core.cluster.borrow().clone();
-    // The live brokers, and fenced ones still lingering (`ClusterView::linger_after`).
-    let mut listed: Vec<BrokerEndpoint> = view.listed(Instant::now()).cloned().collect();
-    if !listed.iter().any(|b| b.node_id == node.0) {
+    let mut view = core.cluster.borrow().clone();
+    if !view.brokers.iter().any(|b| b.node_id == node.0) {
         // A broker that has not joined its cluster yet (just started, no controller elected)
         // still lists itself: librdkafka treats an answer without brokers as a failed request.
-        listed.push(BrokerEndpoint {
+        view.brokers.push(crate::metadata::cluster::BrokerEndpoint {
             node_id: node.0,
             host: core.config.advertised_host.clone(),
             port: core.config.advertised_port,
             rack: None,
         });
     }
-    response.brokers = listed
+    response.brokers = view
+        .brokers
         .iter()
         .map(|b| {
             let mut broker = MetadataResponseBroker::default();
