@@ -747,13 +747,8 @@ impl Core {
     /// results in the order of `ops`. Ops for partitions another broker leads (or nobody)
     /// fail with NOT_LEADER_OR_FOLLOWER.
     pub async fn scatter<O: Routable>(&self, ops: Vec<O>) -> Vec<O::Result> {
-        self.scatter_by(ops, |topic, partition| match self.route(topic, partition) {
-            Route::ThisCore => Ok(self.id),
-            Route::OtherCore(core) => Ok(core),
-            Route::OtherBroker(_) | Route::NoLeader => Err(ErrorCode::NotLeaderOrFollower),
-            Route::NotHere => Err(ErrorCode::UnknownTopicOrPartition),
-        })
-        .await
+        self.scatter_by(ops, |topic, partition| self.leading_core(topic, partition))
+            .await
     }
 
     /// As [`Self::scatter`], and notes the core of each op routed within this broker in
@@ -763,19 +758,22 @@ impl Core {
         ops: Vec<O>,
         affinity: &crate::handoff::Affinity,
     ) -> Vec<O::Result> {
-        self.scatter_by(ops, |topic, partition| match self.route(topic, partition) {
-            Route::ThisCore => {
-                affinity.note(self.id);
-                Ok(self.id)
-            }
-            Route::OtherCore(core) => {
-                affinity.note(core);
-                Ok(core)
-            }
-            Route::OtherBroker(_) | Route::NoLeader => Err(ErrorCode::NotLeaderOrFollower),
-            Route::NotHere => Err(ErrorCode::UnknownTopicOrPartition),
+        self.scatter_by(ops, |topic, partition| {
+            let core = self.leading_core(topic, partition)?;
+            affinity.note(core);
+            Ok(core)
         })
         .await
+    }
+
+    /// The core of this broker that leads a partition, or the error an op for it gets.
+    fn leading_core(&self, topic: &str, partition: i32) -> Result<usize, ErrorCode> {
+        match self.route(topic, partition) {
+            Route::ThisCore => Ok(self.id),
+            Route::OtherCore(core) => Ok(core),
+            Route::OtherBroker(_) | Route::NoLeader => Err(ErrorCode::NotLeaderOrFollower),
+            Route::NotHere => Err(ErrorCode::UnknownTopicOrPartition),
+        }
     }
 
     /// As [`Self::scatter`], but to the core that holds this broker's replica of each
