@@ -186,6 +186,8 @@ pub struct ClusterNode {
     stop: Arc<ShutdownFlag>,
     /// What this broker registers as.
     registration: RegisterBroker,
+    /// How often it heartbeats, and the session that keeps alive.
+    beat_timing: BeatTiming,
     /// The links to the other brokers (replication frames go out through them).
     pub transport: Rc<Transport>,
     /// Answers to this broker's replication frames.
@@ -216,7 +218,9 @@ impl ClusterNode {
                 // The membership loop stopped with the shutdown: register this run here if
                 // it had not been yet, so the controller fences this run, not a stale one.
                 while !self.membership.is_registered(node, incarnation.0) {
-                    if let Err(e) = beat(&self.membership, &self.registration).await {
+                    if let Err(e) =
+                        beat(&self.membership, &self.registration, self.beat_timing).await
+                    {
                         debug!(error = %e, "registration before controlled shutdown");
                     }
                     glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
@@ -633,10 +637,14 @@ pub async fn start(
         },
         rack: None,
     };
+    let beat_timing = BeatTiming {
+        interval: std::time::Duration::from_millis(settings.heartbeat_interval_ms),
+        session: std::time::Duration::from_millis(settings.session_timeout_ms),
+    };
     glommio::spawn_local(membership_loop(
         membership.clone(),
         registration.clone(),
-        std::time::Duration::from_millis(settings.heartbeat_interval_ms),
+        beat_timing,
         shutdown,
     ))
     .detach();
@@ -661,6 +669,7 @@ pub async fn start(
         producer_id_refill: AsyncMutex::new(()),
         stop,
         registration,
+        beat_timing,
     })
 }
 
@@ -685,20 +694,50 @@ fn controller_config(
 async fn membership_loop(
     membership: Membership,
     registration: RegisterBroker,
-    interval: std::time::Duration,
+    timing: BeatTiming,
     shutdown: Arc<ShutdownFlag>,
 ) {
     while !shutdown.is_triggered() {
-        if let Err(e) = beat(&membership, &registration).await {
+        if let Err(e) = beat(&membership, &registration, timing).await {
             debug!(error = %e, "registration or heartbeat not answered");
         }
-        glommio::timer::sleep(interval).await;
+        glommio::timer::sleep(timing.interval).await;
+    }
+}
+
+/// How often a broker heartbeats, and the session its heartbeats keep alive.
+#[derive(Debug, Clone, Copy)]
+struct BeatTiming {
+    interval: std::time::Duration,
+    session: std::time::Duration,
+}
+
+/// How often a heartbeat on its way checks whether the quorum's leader it was sent to still
+/// leads.
+const BEAT_LEADER_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Resolves once the quorum's leader, as this broker sees it, is no longer `called`, or once
+/// `limit` has passed.
+async fn leader_moved(membership: &Membership, called: Option<NodeId>, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while membership.leader() == called && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(BEAT_LEADER_POLL).await;
     }
 }
 
 /// One registration (if this run is not registered yet) or heartbeat: proposed here on the
 /// quorum's leader, sent to the leader from anywhere else.
-async fn beat(membership: &Membership, registration: &RegisterBroker) -> Result<(), String> {
+///
+/// A heartbeat sent to the leader is given up as soon as another node leads, and after one
+/// session timeout at most: a call waiting for an answer from a stopped controller (SIGSTOP,
+/// a hung host) would otherwise hold every later heartbeat for the RPC timeout, longer than the
+/// session, and the new controller would fence this live broker (every broker, itself
+/// included, when the stopped one led the quorum).
+async fn beat(
+    membership: &Membership,
+    registration: &RegisterBroker,
+    timing: BeatTiming,
+) -> Result<(), String> {
     let node = registration.node;
     let incarnation = registration.incarnation;
     let registered = membership.is_registered(node, incarnation.0);
@@ -740,10 +779,22 @@ async fn beat(membership: &Membership, registration: &RegisterBroker) -> Result<
                 rack: registration.rack.clone(),
             }
         };
-        let response = membership
-            .call_leader(&request)
-            .await
-            .map_err(|e| e.to_string())?;
+        let called = membership.leader();
+        let answer = futures_lite::future::or(
+            async { Some(membership.call_leader(&request).await) },
+            async {
+                leader_moved(membership, called, timing.session).await;
+                None
+            },
+        )
+        .await;
+        let Some(answer) = answer else {
+            return Err(format!(
+                "abandoned: the quorum's leader moved from {:?} or did not answer within the session",
+                called.map(|n| n.0)
+            ));
+        };
+        let response = answer.map_err(|e| e.to_string())?;
         if response.error_code != ErrorCode::None {
             return Err(format!(
                 "{:?} {}",

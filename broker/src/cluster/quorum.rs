@@ -491,7 +491,17 @@ impl Quorum {
                     let fenced = quorum
                         .submit(Box::new(move |controller, image, _rng, now| {
                             controller.set_unreachable(unreachable);
-                            Ok(controller.tick(image, now))
+                            let records = controller.tick(image, now);
+                            for record in &records {
+                                if let MetadataRecord::FenceBroker { node, incarnation } = record {
+                                    info!(
+                                        node = node.0,
+                                        incarnation = incarnation.0,
+                                        "fencing a broker: its session expired or its port refuses connections"
+                                    );
+                                }
+                            }
+                            Ok(records)
                         }))
                         .await;
                     if let Err(e) = fenced {

@@ -138,12 +138,17 @@ impl<T> Calls<T> {
         self.next_id.set(id);
         let (done, answer) = oneshot::channel();
         self.pending.borrow_mut().insert(id, done);
+        // A caller may give up on a call (a heartbeat whose controller lost its leadership):
+        // its entry goes with it, or calls to a peer that never answers would fill the map.
+        let _forget = Forget {
+            pending: &self.pending,
+            id,
+        };
         // The queue the request goes on: once it closes (the connection broke, or a redial
         // failed) no answer can come, and waiting out the timeout would hold up the caller,
         // a heartbeat above all, long enough for the new controller to fence this broker.
         let outbox = transport.link(to).map(|link| link.outbox());
         if let Err(e) = transport.send(to, id, body) {
-            self.pending.borrow_mut().remove(&id);
             return Err(RpcError::NotSent(e.to_string()));
         }
         let lost = async {
@@ -161,7 +166,6 @@ impl<T> Calls<T> {
             },
         )
         .await;
-        self.pending.borrow_mut().remove(&id);
         answered.ok_or(RpcError::TimedOut)
     }
 
@@ -170,6 +174,19 @@ impl<T> Calls<T> {
         if let Some(waiter) = self.pending.borrow_mut().remove(&correlation_id) {
             let _ = waiter.send(answer);
         }
+    }
+}
+
+/// Removes a call's entry when the call ends: answered, failed, timed out, or dropped by its
+/// caller.
+struct Forget<'a, T> {
+    pending: &'a RefCell<HashMap<u64, oneshot::Sender<T>>>,
+    id: u64,
+}
+
+impl<T> Drop for Forget<'_, T> {
+    fn drop(&mut self) {
+        self.pending.borrow_mut().remove(&self.id);
     }
 }
 
