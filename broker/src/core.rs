@@ -1017,6 +1017,35 @@ impl Core {
         shutdown.fail(reason);
     }
 
+    /// Writes this core's high watermark checkpoint every
+    /// [`HW_CHECKPOINT_INTERVAL`](crate::cluster::hw_checkpoint::HW_CHECKPOINT_INTERVAL) when
+    /// its replicas' high watermarks changed, until shutdown (whose
+    /// [`close_all`](Core::close_all) writes the last one). A task of its own: the write's
+    /// fdatasync holds up nothing but the next write.
+    pub async fn checkpoint_loop(self: Rc<Self>, shutdown: Arc<crate::runtime::ShutdownFlag>) {
+        loop {
+            futures_lite::future::or(
+                glommio::timer::sleep(crate::cluster::hw_checkpoint::HW_CHECKPOINT_INTERVAL),
+                shutdown.wait(),
+            )
+            .await;
+            if shutdown.is_triggered() || self.closing.get() {
+                return;
+            }
+            let high_watermarks = {
+                let partitions = self.partitions.borrow();
+                high_watermarks_of(partitions.values().flat_map(|m| m.values()))
+            };
+            crate::cluster::replication::checkpoint_high_watermarks(
+                &self.replication,
+                &self.config.data_dir,
+                self.id,
+                high_watermarks,
+            )
+            .await;
+        }
+    }
+
     /// Background work of this core: driving every partition's pending writes and seal,
     /// group-commit flushes and retention. Runs until shutdown.
     pub async fn maintain(self: Rc<Self>, shutdown: Arc<crate::runtime::ShutdownFlag>) {

@@ -169,6 +169,7 @@ pub async fn serve_core(
             shutdown.clone(),
         ))
         .detach();
+        glommio::spawn_local(core.clone().checkpoint_loop(shutdown.clone())).detach();
     }
     // Cluster mode: the controller core joins the quorum; the image replayed from the metadata
     // log reaches every core (opening its partitions) before this returns.

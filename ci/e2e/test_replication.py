@@ -13,6 +13,7 @@ import json
 import subprocess
 import time
 
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.admin import KafkaAdminClient
@@ -364,11 +365,13 @@ def test_spate_admin_shows_each_replicas_lag_and_a_stopped_broker_as_unknown(sta
     wait_lags(one, topic, all_caught_up, timeout_s=60)
 
 
-def test_a_clean_stop_checkpoints_every_replicas_high_watermark(start_broker):
-    """A broker stopped cleanly leaves its replicas' high watermarks in its data dir
+@pytest.mark.parametrize("how", ["clean_stop", "kill9"])
+def test_a_stopped_broker_leaves_every_replicas_high_watermark_checkpointed(start_broker, how):
+    """A broker leaves its replicas' high watermarks in its data dir
     (`high-watermark-checkpoint-core-N`, Kafka's replication-offset-checkpoint), which the next
     start begins from: here every one of its three replicas at the partition's high watermark,
-    and after the restart every acknowledged record is read back."""
+    and after the restart every acknowledged record is read back. A clean stop writes the file
+    as it closes; a broker killed with kill -9 has the one written within the last 5 s."""
     brokers = start_cluster(start_broker)
     bootstrap = brokers[0].bootstrap
     topic = "hw-checkpoint"
@@ -392,7 +395,12 @@ def test_a_clean_stop_checkpoints_every_replicas_high_watermark(start_broker):
     time.sleep(1.0)
 
     stopped = brokers[2]
-    assert stopped.stop() == 0
+    if how == "clean_stop":
+        assert stopped.stop() == 0
+    else:
+        # Past one checkpoint interval (5 s) since the high watermarks last moved.
+        time.sleep(6)
+        stopped.kill9()
     files = sorted(stopped.data_dir.glob("high-watermark-checkpoint-core-*"))
     assert files, list(stopped.data_dir.iterdir())
     # Entries are keyed by topic id (hex): the topic's are its three partitions' (the file also

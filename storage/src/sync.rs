@@ -34,6 +34,12 @@ pub struct Guard<'a, T> {
     value: Option<RefMut<'a, T>>,
 }
 
+impl<T: Default> Default for AsyncMutex<T> {
+    fn default() -> Self {
+        AsyncMutex::new(T::default())
+    }
+}
+
 impl<T> AsyncMutex<T> {
     /// A new unlocked mutex.
     pub fn new(value: T) -> Self {

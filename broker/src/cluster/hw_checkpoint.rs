@@ -1,13 +1,8 @@
 //! The high watermark checkpoint (Kafka's `replication-offset-checkpoint`): each core writes the
-//! high watermarks of the replicas it owns to one file in the data dir at a clean shutdown, and
-//! a restarted broker starts each replica from it instead of from 0.
-//!
-//! Not yet periodic (Kafka writes it every 5 s): a version that wrote it from the core's
-//! maintenance loop every 5 s stalled that loop's high watermark notifications while a peer
-//! was SIGSTOPped (acks=all stopped for the whole fault in 2 of 3 runs of
-//! `test_replication_faults.py`'s leader_sigstop; cause not found yet), so only the clean
-//! shutdown writes it for now. After a crash the replicas start from the last clean stop's
-//! values (older, so still safe) or 0.
+//! high watermarks of the replicas it owns to one file in the data dir every
+//! [`HW_CHECKPOINT_INTERVAL`] when they changed (from a task of its own, so a slow disk holds up
+//! nothing else) and at a clean shutdown, and a restarted broker starts each replica from it
+//! instead of from 0.
 //!
 //! Why: without it a restarted leader's consumers see nothing until its followers have fetched
 //! again, and a leader whose followers are down serves nothing already committed until the ISR
@@ -37,6 +32,8 @@ use spate_storage::io::glommio::GlommioDisk;
 use spate_wire::types::Offset;
 use tracing::warn;
 
+/// How often a core writes its file (Kafka's `replica.high.watermark.checkpoint.interval.ms`).
+pub const HW_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// The files' names: this prefix and the core's index.
 pub const FILE_PREFIX: &str = "high-watermark-checkpoint-core-";
 /// The format's version (the first line).

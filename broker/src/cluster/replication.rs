@@ -33,6 +33,7 @@ use spate_replication::{
     PartitionEpoch as RPartitionEpoch, PartitionState, Replica, ReplicaConfig,
 };
 use spate_storage::io::glommio::GlommioDisk;
+use spate_storage::sync::AsyncMutex;
 use spate_storage::{Log, ReadChunk, ReadUpTo};
 use spate_wire::cluster::{
     Body, EpochEndOffset, FetchPartition, FetchedPartition, IsrChange, IsrChangeResult, IsrMember,
@@ -105,8 +106,10 @@ pub struct CoreReplication {
     /// The high watermarks earlier runs checkpointed (every core's file), loaded when the
     /// first replica opens (see [`super::hw_checkpoint`]).
     checkpointed: RefCell<Option<Rc<HashMap<PartitionId, Offset>>>>,
-    /// What this core last wrote to its checkpoint file: an unchanged set is not written again.
-    hw_written: RefCell<Option<Vec<(PartitionId, Offset)>>>,
+    /// What this core last wrote to its checkpoint file (an unchanged set is not written
+    /// again), held across a write: the periodic write and the one at shutdown replace the
+    /// same file through the same temporary name, so they must never overlap.
+    hw_written: AsyncMutex<Option<Vec<(PartitionId, Offset)>>>,
 }
 
 impl CoreReplication {
@@ -138,11 +141,12 @@ pub async fn checkpoint_high_watermarks(
     mut entries: Vec<(PartitionId, Offset)>,
 ) {
     entries.sort_unstable();
-    if replication.hw_written.borrow().as_ref() == Some(&entries) {
+    let mut written = replication.hw_written.lock().await;
+    if written.as_ref() == Some(&entries) {
         return;
     }
     match super::hw_checkpoint::save(data_dir, core, &entries).await {
-        Ok(()) => *replication.hw_written.borrow_mut() = Some(entries),
+        Ok(()) => *written = Some(entries),
         Err(e) => {
             warn!(core, error = %e, "writing the high watermark checkpoint failed; the previous one stays")
         }
