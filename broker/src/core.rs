@@ -318,14 +318,17 @@ impl Core {
             }
             return;
         }
-        *self.cluster.borrow_mut() = plan.view;
-        *self.published.borrow_mut() = Some(published.clone());
-        let mut current: std::collections::BTreeSet<String> =
-            self.topics.borrow().keys().cloned().collect();
         let registered = published
             .image
             .broker(spate_controller::ids::NodeId(self.config.node_id))
             .is_some_and(|b| b.incarnation.0 == crate::cluster::replication::incarnation());
+        *self.cluster.borrow_mut() = ClusterView {
+            caught_up: registered,
+            ..plan.view
+        };
+        *self.published.borrow_mut() = Some(published.clone());
+        let mut current: std::collections::BTreeSet<String> =
+            self.topics.borrow().keys().cloned().collect();
         let states: Vec<_> = plan
             .topics
             .iter()

@@ -427,6 +427,42 @@ def test_a_stopped_broker_leaves_every_replicas_high_watermark_checkpointed(star
     check_read_back(bootstrap, topic, acked)
 
 
+def test_a_restarted_broker_answers_metadata_only_once_caught_up(start_broker):
+    """A broker killed while it led a partition comes back with a metadata log that still says
+    it leads. Asked for Metadata right after its restart, it must not say so: it answers once
+    the image it applied holds its new registration (as Kafka's broker serves nothing before
+    its first metadata catch-up), so clients are sent to the leader elected meanwhile."""
+    brokers = start_cluster(start_broker)
+    by_id = {i + 1: b for i, b in enumerate(brokers)}
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+    topic = "catch-up"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics(
+        [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=BROKERS)]
+    )[topic].result(timeout=30)
+    wait_full_isr(bootstrap, topic)
+    victim = partitions_of(bootstrap, topic)[0].leader
+    led_before = {i for i, p in partitions_of(bootstrap, topic).items() if p.leader == victim}
+    by_id[victim].kill9()
+    survivors = ",".join(b.bootstrap for i, b in by_id.items() if i != victim)
+    deadline = Deadline(30)
+    while True:
+        now = partitions_of(survivors, topic)
+        if all(now[i].leader not in (-1, victim) for i in led_before):
+            break
+        assert not deadline.expired(), {i: (p.leader, p.isrs) for i, p in now.items()}
+        time.sleep(0.1)
+    by_id[victim].restart()
+    # Asked of the restarted broker alone, at once.
+    seen = partitions_of(by_id[victim].bootstrap, topic)
+    for i in led_before:
+        assert seen[i].leader != victim, (
+            f"partition {i}: the restarted broker {victim} names itself leader, as before its "
+            f"kill: {[(j, p.leader, p.isrs) for j, p in seen.items()]}"
+        )
+    wait_full_isr(bootstrap, topic)
+
+
 def test_kafka_python_produces_and_consumes_through_a_leader_kill(start_broker):
     """kafka-python, unmodified, through a kill -9 of a partition's leader: its idempotent
     acks=all producer keeps writing (an acknowledgement from the successor after the kill) and

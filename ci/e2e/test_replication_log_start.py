@@ -77,8 +77,8 @@ def test_a_follower_behind_the_leaders_log_start_catches_up_from_it(start_broker
                                   config={"min.insync.replicas": "2"})])[TOPIC].result(timeout=20)
 
     def full_isr(asked: str = bootstrap):
-        # Asked of brokers that have been up: one just restarted answers from the metadata
-        # log it replayed until it catches up (a stale ISR).
+        # Asked of brokers that have been up (one just restarted answers once caught up, or
+        # after 5 s without a quorum, from the metadata log it replayed).
         p = partitions_of(asked, TOPIC).get(0)
         if p is None:
             return "not listed yet"

@@ -67,6 +67,8 @@ pub fn plan(
         controller_id: leader.map_or(-1, |n| n.0),
         brokers: endpoints(false),
         fenced: endpoints(true),
+        // Set by the core, which knows this run's incarnation.
+        caught_up: false,
     };
     let topics = image
         .topics()

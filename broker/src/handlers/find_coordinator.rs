@@ -115,6 +115,8 @@ pub async fn handle(
 ) -> Option<ResponseParts> {
     let version = header.api_version;
     let mut response = FindCoordinatorResponse::default();
+    // As Metadata: no coordinator named from a replayed, possibly old, image.
+    crate::metadata::cluster::ClusterView::wait_caught_up(&core.cluster).await;
     if version >= 4 {
         for key in request.coordinator_keys.iter().take(KEYS_PER_REQUEST_MAX) {
             let mut c = Coordinator::default();

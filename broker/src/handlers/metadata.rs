@@ -16,6 +16,7 @@ use super::{
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::errors::KafkaCode;
+use crate::metadata::cluster::ClusterView;
 use crate::metadata::topics::TopicMeta;
 use crate::routing::{Leader, Placement};
 
@@ -30,6 +31,10 @@ pub async fn handle(
     let version = header.api_version;
     let node = BrokerId(core.config.node_id);
     let mut response = MetadataResponse::default();
+    // A broker just restarted answers from the metadata log it replayed only once it has
+    // caught up (or after a bound): leaders and in-sync replicas from before its restart would
+    // send clients to the wrong brokers, and tools to wrong conclusions.
+    ClusterView::wait_caught_up(&core.cluster).await;
     // A copy: the view may change while this request waits for an auto-creation below.
     let mut view = core.cluster.borrow().clone();
     if !view.brokers.iter().any(|b| b.node_id == node.0) {
