@@ -5,7 +5,8 @@ follower takes over with every acknowledged record, at its acknowledged offset. 
 time (kill to the first acks=all write acknowledged by the successor, default sessions) is
 printed. kafka-python's producer and consumer keep working through a leader's kill -9 too.
 `spate admin cluster --topics` shows each replica's lag: 0 once caught up, unknown for a
-stopped broker, and 0 again once it is back and has caught up."""
+stopped broker, and 0 again once it is back and has caught up; a leader's /metrics shows the
+lags too (`spate_partition_replica_lag_records`), growing while a follower is down."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import ck
 import test_cluster
 from conftest import broker_env, spate_bin
 from records import Deadline
+from test_metrics import http_get
 
 BROKERS = 3
 PARTITIONS = 3
@@ -558,3 +560,106 @@ def test_kafka_python_produces_and_consumes_through_a_leader_kill(start_broker):
     assert not went_back, went_back[:5]
     for value, (partition, offset, _) in acked.items():
         assert consumed[value] == (partition, offset), (value, consumed[value], partition, offset)
+
+
+def replica_lags_on(broker, topic: str) -> dict[tuple[int, int], int]:
+    """`spate_partition_replica_lag_records` of `topic` on `broker`'s /metrics:
+    (partition, replica) -> lag."""
+    status, _, text = http_get(broker.admin_address, "/metrics")
+    assert status == 200, text
+    prefix = f'spate_partition_replica_lag_records{{topic="{topic}",partition="'
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            series, value = line.rsplit(" ", 1)
+            partition, replica = series[len(prefix):].split('",replica="')
+            out[(int(partition), int(replica.rstrip('"}')))] = int(value)
+    return out
+
+
+def wait_replica_lags(by_id, topic: str, want, timeout_s: float = 30.0):
+    """Until `want(leaders, lags)` holds, with `leaders` partition -> leader (from Metadata) and
+    `lags` broker -> its series; returns both."""
+    deadline = Deadline(timeout_s)
+    while True:
+        leaders = {i: p.leader for i, p in partitions_of(by_id[min(by_id)].bootstrap, topic).items()}
+        lags = {n: replica_lags_on(b, topic) for n, b in by_id.items() if b.running()}
+        if want(leaders, lags):
+            return leaders, lags
+        assert not deadline.expired(), f"leaders {leaders}, lags {lags}"
+        time.sleep(0.3)
+
+
+def test_a_leader_exports_each_followers_lag_which_grows_while_it_is_down(start_broker):
+    """`spate_partition_replica_lag_records` on /metrics: only a partition's leader exports it,
+    one series per follower, 0 once caught up. A follower killed with kill -9 stays in its
+    leaders' series (they keep its last fetch offset) with a lag that grows by exactly what is
+    appended meanwhile; restarted, it catches up and its lag returns to 0."""
+    brokers = start_cluster(start_broker)
+    by_id = {i + 1: b for i, b in enumerate(brokers)}
+    topic = "follower-lag"
+    admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    admin.create_topics(
+        [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=BROKERS)]
+    )[topic].result(timeout=20)
+    wait_full_isr(brokers[0].bootstrap, topic)
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+    acked = ck.produce_range(
+        ck.producer(bootstrap, acks="all"), topic, "before", range(3000), partitions=PARTITIONS
+    )
+    assert len(acked) == 3000
+
+    def all_caught_up(leaders, lags):
+        # Each broker exports exactly its led partitions' two followers, every one at 0.
+        expected = {
+            n: {(p, r): 0 for p, leader in leaders.items() if leader == n for r in by_id if r != n}
+            for n in lags
+        }
+        return lags == expected
+
+    leaders, _ = wait_replica_lags(by_id, topic, all_caught_up)
+
+    # Kill a follower that is not the controller (the controller's death would hold ISR changes
+    # until the quorum elects another, beside the point here).
+    controller = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).controller_id
+    victim = max(n for n in by_id if n != controller)
+    kept = {p: leader for p, leader in leaders.items() if leader != victim}
+    assert kept, leaders
+    by_id[victim].kill9()
+    survivors = ",".join(b.bootstrap for n, b in by_id.items() if n != victim)
+    p = ck.producer(survivors, acks=1)
+    after = ck.produce_range(p, topic, "down", range(3000, 6000), partitions=PARTITIONS)
+    appended = {q: sum(1 for part, _ in after.values() if part == q) for q in kept}
+    assert all(n > 0 for n in appended.values()), appended
+
+    # On each partition it did not lead, the leader (unchanged) shows its lag as everything
+    # appended since, while the live follower catches up to 0.
+    def victim_behind(by: dict[int, int]):
+        def check(leaders, lags):
+            if any(leaders[q] != kept[q] for q in kept):
+                return False
+            for q, leader in kept.items():
+                mine = lags[leader]
+                other = next(r for r in by_id if r not in (leader, victim))
+                if mine.get((q, victim)) != by[q] or mine.get((q, other)) != 0:
+                    return False
+            return True
+
+        return check
+
+    _, lags = wait_replica_lags(by_id, topic, victim_behind(appended))
+    print(f"lags with broker {victim} down: {lags}")
+    # It grows with every append while the follower is down.
+    more = ck.produce_range(p, topic, "more", range(6000, 7500), partitions=PARTITIONS)
+    for _, (part, _) in more.items():
+        if part in appended:
+            appended[part] += 1
+    wait_replica_lags(by_id, topic, victim_behind(appended))
+
+    # Back: it fetches what it missed and shows 0 again on every leader.
+    by_id[victim].restart()
+    wait_full_isr(bootstrap, topic, timeout_s=60)
+    wait_replica_lags(by_id, topic, all_caught_up, timeout_s=60)
+    reads = ck.consume_all(bootstrap, topic, 7500, partitions=PARTITIONS, timeout_s=60)
+    assert len(reads) == 7500
+

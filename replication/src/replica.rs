@@ -446,6 +446,24 @@ impl<B: Batch> Replica<B> {
         }
     }
 
+    /// As leader: how many records each follower is behind, its log end from its last valid fetch
+    /// in this leader epoch (what the high watermark and the ISR count) below the leader's log end,
+    /// in replica order. A follower that has not fetched in this epoch is left out: the leader
+    /// does not know its log end. Empty on a follower or an idle replica.
+    pub fn follower_lags(&self) -> Vec<(NodeId, u64)> {
+        let Role::Leader(l) = &self.role else {
+            return Vec::new();
+        };
+        l.followers
+            .iter()
+            .filter_map(|(node, p)| {
+                // Never negative: `check_invariants` holds every follower at or below the log end.
+                let end = p.end?;
+                Some((*node, (self.log_end.0 - end.0) as u64))
+            })
+            .collect()
+    }
+
     /// acks=all waiters pending.
     pub fn waiters_len(&self) -> usize {
         match &self.role {
@@ -527,6 +545,11 @@ impl<B: Batch> Replica<B> {
             );
             assert!(l.waiters.len() <= self.config.waiters_max);
             assert!(l.followers.len() < REPLICAS_MAX);
+            // A fetch offset past the log end is refused, and a leader's log end only grows.
+            assert!(
+                l.followers.values().all(|p| p.end <= Some(self.log_end)),
+                "follower past the leader's log end"
+            );
             assert_eq!(
                 self.epochs.latest(),
                 Some(l.epoch),

@@ -936,3 +936,53 @@ fn an_empty_answer_is_followed_at_once_or_after_the_empty_fetch_backoff() {
         }
     }
 }
+
+/// The leader's follower lags are its log end less each follower's last fetch offset in this
+/// epoch; a follower not heard from in the epoch is left out, and a follower has none.
+#[test]
+fn a_leader_reports_each_fetching_followers_lag_behind_its_log_end() {
+    let mut leader: Replica<Entry> =
+        Replica::new(config(1, AckDurability::Replicated), LogState::empty()).unwrap();
+    leader
+        .step(Event::Metadata {
+            state: state(1, 1, &[1, 2, 3]),
+            now_ms: NowMs(0),
+        })
+        .unwrap();
+    assert_eq!(leader.follower_lags(), vec![]);
+    let append = |leader: &mut Replica<Entry>, end: i64| {
+        leader
+            .step(Event::LeaderAppended {
+                log_end: Offset(end),
+                now_ms: NowMs(0),
+            })
+            .unwrap();
+    };
+    let fetch = |leader: &mut Replica<Entry>, replica: i32, offset: i64| {
+        let request = FetchRequest {
+            replica: NodeId(replica),
+            correlation: spate_replication::CorrelationId(1),
+            current_leader_epoch: LeaderEpoch(1),
+            fetch_offset: Offset(offset),
+            last_fetched_epoch: (offset > 0).then_some(LeaderEpoch(1)),
+            durable_end_offset: Offset(offset),
+        };
+        leader
+            .step(Event::FetchRequest {
+                request,
+                log_start: Offset(0),
+                now_ms: NowMs(0),
+            })
+            .unwrap();
+    };
+    append(&mut leader, 10);
+    fetch(&mut leader, 2, 4);
+    assert_eq!(leader.follower_lags(), vec![(NodeId(2), 6)]);
+    fetch(&mut leader, 3, 10);
+    assert_eq!(leader.follower_lags(), vec![(NodeId(2), 6), (NodeId(3), 0)]);
+    append(&mut leader, 12);
+    assert_eq!(leader.follower_lags(), vec![(NodeId(2), 8), (NodeId(3), 2)]);
+    let follower: Replica<Entry> =
+        Replica::new(config(2, AckDurability::Replicated), LogState::empty()).unwrap();
+    assert_eq!(follower.follower_lags(), vec![]);
+}

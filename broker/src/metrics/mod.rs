@@ -401,6 +401,9 @@ pub struct PartitionState {
     pub in_sync_replicas: i64,
     /// Whether this broker leads the partition (always on a single broker).
     pub leader: bool,
+    /// On the leader of a replicated partition: each follower (broker id) and the records its
+    /// last fetch was behind the log end. Empty elsewhere.
+    pub replica_lags: Vec<(i32, u64)>,
 }
 
 /// A group's committed offset of one partition, from its coordinating core.
@@ -540,6 +543,10 @@ pub async fn snapshot(core: &Core) -> Snapshot {
                 replicas,
                 in_sync_replicas,
                 leader: partition.replica.as_ref().is_none_or(|r| r.is_leader()),
+                replica_lags: partition
+                    .replica
+                    .as_ref()
+                    .map_or_else(Vec::new, |r| r.follower_lags()),
             });
         }
     }
@@ -740,6 +747,27 @@ fn render_partitions(e: &mut Exposition, snapshots: &[Snapshot]) {
         .filter(|p| p.leader && p.in_sync_replicas < p.replicas)
         .count();
     e.sample_signed("spate_under_replicated_partitions", &[], under as i64);
+    e.family(
+        "spate_partition_replica_lag_records",
+        "On the partition's leader: records a follower's last fetch was behind the leader's log \
+         end (a follower not heard from since this leader took over is absent).",
+        Kind::Gauge,
+    );
+    for p in &partitions {
+        let partition = p.partition.to_string();
+        for (replica, lag) in &p.replica_lags {
+            let replica = replica.to_string();
+            e.sample(
+                "spate_partition_replica_lag_records",
+                &[
+                    ("topic", &p.topic),
+                    ("partition", &partition),
+                    ("replica", &replica),
+                ],
+                *lag,
+            );
+        }
+    }
     e.family(
         "spate_partition_size_bytes",
         "Bytes of record batches in the partition's segments on disk.",
@@ -1126,6 +1154,7 @@ mod tests {
                 replicas: 3,
                 in_sync_replicas: 2,
                 leader: true,
+                replica_lags: vec![(2, 3), (3, 0)],
             }],
             traffic: vec![(
                 "t0".to_owned(),
@@ -1229,6 +1258,15 @@ mod tests {
             "spate_consumer_group_lag{group=\"g\\\"1\",topic=\"t0\",partition=\"0\"} 6"
         );
         assert_eq!(line("spate_ready "), "spate_ready 1");
+        assert_eq!(
+            line("spate_partition_replica_lag_records{topic=\"t1\""),
+            "spate_partition_replica_lag_records{topic=\"t1\",partition=\"0\",replica=\"2\"} 3"
+        );
+        let lags: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("spate_partition_replica_lag_records{"))
+            .collect();
+        assert_eq!(lags.len(), 4, "two followers of t0/0 and of t1/0: {lags:?}");
         let mut families: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -224,6 +224,17 @@ impl ReplicaSlot {
         self.replica.borrow().role_epoch().map(|e| LeaderEpoch(e.0))
     }
 
+    /// While leading: each follower (by broker id) and how many records its last fetch in this
+    /// leader epoch was behind the log end (see [`Replica::follower_lags`]); empty otherwise.
+    pub fn follower_lags(&self) -> Vec<(i32, u64)> {
+        self.replica
+            .borrow()
+            .follower_lags()
+            .into_iter()
+            .map(|(node, lag)| (node.0, lag))
+            .collect()
+    }
+
     /// The controller's state of the partition, as last applied.
     pub fn partition_state(&self) -> Option<PartitionState> {
         self.replica.borrow().partition_state().cloned()
