@@ -6,7 +6,9 @@ time (kill to the first acks=all write acknowledged by the successor, default se
 printed. kafka-python's producer and consumer keep working through a leader's kill -9 too.
 `spate admin cluster --topics` shows each replica's lag: 0 once caught up, unknown for a
 stopped broker, and 0 again once it is back and has caught up; a leader's /metrics shows the
-lags too (`spate_partition_replica_lag_records`), growing while a follower is down."""
+lags too (`spate_partition_replica_lag_records`), growing while a follower is down. With
+min.insync.replicas=2 and the ISR down to the leader, acks=all is refused NOT_ENOUGH_REPLICAS
+while acks=1 goes on."""
 
 from __future__ import annotations
 
@@ -15,13 +17,13 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.admin import KafkaAdminClient
 
 import ck
 import test_cluster
-from conftest import broker_env, spate_bin
+from conftest import broker_env, free_port, spate_bin
 from records import Deadline
 from test_metrics import http_get
 
@@ -663,3 +665,101 @@ def test_a_leader_exports_each_followers_lag_which_grows_while_it_is_down(start_
     reads = ck.consume_all(bootstrap, topic, 7500, partitions=PARTITIONS, timeout_s=60)
     assert len(reads) == 7500
 
+
+def test_acks_all_is_refused_with_not_enough_replicas_once_the_isr_is_below_min_insync(start_broker):
+    """min.insync.replicas=2 on replication factor 3, and two of the three brokers killed with
+    kill -9: once they are fenced the ISR is the leader alone, and an acks=all produce is answered
+    NOT_ENOUGH_REPLICAS (19) with nothing appended, while acks=1 is still acknowledged. Restarted,
+    the two rejoin the ISR and acks=all is acknowledged again; every acknowledged record is read
+    back at its offset, and no refused one is.
+
+    Node 1 is the metadata quorum's only voter (2 and 3 observe it): with three voters, killing
+    two would leave the quorum without a majority, so the controller could not commit the ISR
+    shrink and acks=all would time out instead (as in Kafka). Every partition is placed on
+    1, 2, 3 so that node 1, which stays up, leads them all."""
+    cluster_ports = [free_port() for _ in range(BROKERS)]
+    voters = f"1@127.0.0.1:{cluster_ports[0]}"
+    brokers = [
+        start_broker(cores=1, name=f"node{i + 1}", args=[
+            "--node-id", str(i + 1),
+            "--cluster-listen", f"127.0.0.1:{port}",
+            "--controller-voters", voters,
+            "--broker-session-timeout-ms", str(SESSION_MS),
+            "--broker-heartbeat-interval-ms", str(HEARTBEAT_MS),
+        ])
+        for i, port in enumerate(cluster_ports)
+    ]
+    for b in brokers:
+        test_cluster.wait_for_brokers(b.bootstrap, BROKERS)
+    one = brokers[0]
+    topic = "min-insync"
+    admin = AdminClient({"bootstrap.servers": one.bootstrap})
+    admin.create_topics(
+        [
+            NewTopic(
+                topic,
+                num_partitions=PARTITIONS,
+                replica_assignment=[[1, 2, 3]] * PARTITIONS,
+                config={"min.insync.replicas": "2"},
+            )
+        ]
+    )[topic].result(timeout=20)
+    parts = wait_full_isr(one.bootstrap, topic)
+    assert {p.leader for p in parts.values()} == {1}, parts
+
+    acked = Acked()
+
+    def produce(acks: str, tag: str, count: int, on_delivery) -> None:
+        # No retries and no idempotence: the first answer is the delivery report's.
+        p = Producer({
+            "bootstrap.servers": one.bootstrap,
+            "acks": acks,
+            "retries": 0,
+            "enable.idempotence": False,
+            "message.timeout.ms": 15000,
+            "linger.ms": 2,
+        })
+        for j in range(count):
+            p.produce(topic, value=f"{tag}-{j}".encode(), partition=j % PARTITIONS,
+                      on_delivery=on_delivery)
+        assert p.flush(30) == 0
+
+    produce("all", "before", 300, acked.on_delivery)
+    assert len(acked.by_value) == 300 and not acked.errors, acked.errors
+
+    brokers[1].kill9()
+    brokers[2].kill9()
+    deadline = Deadline(30)
+    while True:
+        parts = partitions_of(one.bootstrap, topic)
+        if all(p.isrs == [1] and p.leader == 1 for p in parts.values()):
+            break
+        assert not deadline.expired(), {i: (p.leader, p.isrs) for i, p in parts.items()}
+        time.sleep(0.2)
+
+    refused: list = []
+
+    def on_refused(err, msg):
+        refused.append(err.code() if err is not None else ("acked", msg.partition(), msg.offset()))
+
+    produce("all", "refused", 30, on_refused)
+    assert refused == [KafkaError.NOT_ENOUGH_REPLICAS] * 30, refused
+    ends = [high for _, high in ck.high_watermarks(one.bootstrap, topic, PARTITIONS)]
+    assert sum(ends) == 300, f"a refused record was appended: high watermarks {ends}"
+    # Counted per partition of a Produce request: at least one refused batch per partition.
+    _, _, text = http_get(one.admin_address, "/metrics")
+    counted = [
+        int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+        if line.startswith('spate_produce_errors_total{error="NOT_ENOUGH_REPLICAS"} ')
+    ]
+    assert counted and PARTITIONS <= counted[0] <= 30, counted
+
+    produce("1", "leader-only", 300, acked.on_delivery)
+    assert len(acked.by_value) == 600 and not acked.errors, acked.errors
+
+    brokers[1].restart()
+    brokers[2].restart()
+    wait_full_isr(one.bootstrap, topic, timeout_s=60)
+    produce("all", "after", 300, acked.on_delivery)
+    assert len(acked.by_value) == 900 and not acked.errors, acked.errors
+    check_read_back(",".join(b.bootstrap for b in brokers), topic, acked)
