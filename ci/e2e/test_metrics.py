@@ -292,3 +292,42 @@ def test_cluster_brokers_are_ready_once_registered(start_broker):
     assert lead["spate_metadata_committed_offset"] > 0
     for node in (1, 2, 3):
         assert lead[f'spate_metadata_replica_lag{{node="{node}",role="voter"}}'] == 0, lead
+
+
+def test_ready_is_503_until_a_cluster_broker_can_register(start_broker):
+    """A cluster broker whose controller quorum cannot form (one of three voters running) serves
+    Kafka clients' port and /health but answers /ready 503 with a documented reason for as
+    long as it cannot register (here 3 s, sampled), and 200 once a second voter starts, a
+    quorum elects a controller and it registers."""
+    cluster_ports = [free_port() for _ in range(3)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(cluster_ports))
+
+    def node(i: int) -> Broker:
+        return start_broker(cores=1, name=f"node{i + 1}", args=[
+            "--node-id", str(i + 1), "--cluster-listen", f"127.0.0.1:{cluster_ports[i]}",
+            "--controller-voters", voters])
+
+    first = node(0)
+    assert http_get(first.admin_address, "/health")[0] == 200
+    not_ready = []
+    until = time.monotonic() + 3
+    while time.monotonic() < until:
+        status, content_type, body = http_get(first.admin_address, "/ready")
+        assert (status, content_type) == (503, "text/plain; charset=utf-8"), (status, body)
+        assert body.startswith("not ready: ") and body.endswith("\n"), body
+        assert body[len("not ready: "):-1] in READY_REASONS, body
+        not_ready.append(body)
+        time.sleep(0.1)
+    assert len(not_ready) >= 10, not_ready
+    _, _, text = http_get(first.admin_address, "/metrics")
+    assert "\nspate_ready 0\n" in text
+
+    node(1)
+    deadline = time.monotonic() + 30
+    while (status := http_get(first.admin_address, "/ready"))[0] != 200:
+        assert status[0] == 503 and status[2][len("not ready: "):-1] in READY_REASONS, status
+        assert time.monotonic() < deadline, f"not ready 30 s after a quorum could form: {status}"
+        time.sleep(0.2)
+    assert status == (200, "text/plain; charset=utf-8", "ready\n")
+    _, _, text = http_get(first.admin_address, "/metrics")
+    assert "\nspate_ready 1\n" in text

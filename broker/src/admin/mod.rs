@@ -41,29 +41,106 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// Why the broker is not ready; its `Display` is the reason `/ready` sends with a 503
+/// (`not ready: <reason>`), listed in `docs/METRICS.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotReady {
+    /// A signal or a fatal error started the shutdown.
+    ShuttingDown,
+    /// In a cluster: the node has not started its cluster role yet.
+    JoiningCluster,
+    /// In a cluster: this run of the broker (its incarnation) is not registered yet.
+    NotRegistered,
+    /// Some core has not finished recovering its partitions.
+    RecoveringPartitions,
+}
+
+impl NotReady {
+    /// The reason sent after `not ready: `.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotReady::ShuttingDown => "shutting down",
+            NotReady::JoiningCluster => "joining the cluster",
+            NotReady::NotRegistered => "not registered with the controller yet",
+            NotReady::RecoveringPartitions => "recovering partitions",
+        }
+    }
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a broker in a cluster stands with the controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// A single broker: no controller to register with.
+    Standalone,
+    /// In a cluster, before the node's cluster role has started.
+    Joining,
+    /// In a cluster, started but this incarnation not registered yet.
+    Unregistered,
+    /// In a cluster, this incarnation registered.
+    Registered,
+}
+
+/// What readiness is decided from, read from the core and the shutdown flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadinessInputs {
+    /// The shutdown has started.
+    pub shutting_down: bool,
+    /// Where the broker stands with the controller.
+    pub membership: Membership,
+    /// Every core has recovered its partitions.
+    pub all_loaded: bool,
+}
+
+/// Whether a broker in this state is ready for clients: no I/O, the rule alone.
+///
+/// # Errors
+/// The first reason it is not: shutting down, then the cluster, then recovery.
+pub fn readiness_of(inputs: ReadinessInputs) -> Result<(), NotReady> {
+    if inputs.shutting_down {
+        return Err(NotReady::ShuttingDown);
+    }
+    match inputs.membership {
+        Membership::Joining => return Err(NotReady::JoiningCluster),
+        Membership::Unregistered => return Err(NotReady::NotRegistered),
+        Membership::Standalone | Membership::Registered => {}
+    }
+    if !inputs.all_loaded {
+        return Err(NotReady::RecoveringPartitions);
+    }
+    Ok(())
+}
+
 /// Whether the broker is ready for clients, or why not.
 ///
 /// # Errors
-/// A short reason, sent with a 503.
-pub fn readiness(core: &Core, shutdown: &ShutdownFlag) -> Result<(), &'static str> {
-    if shutdown.is_triggered() {
-        return Err("shutting down");
-    }
-    if core.config.cluster.is_some() {
-        let Some(node) = core.cluster_node.get() else {
-            return Err("joining the cluster");
-        };
-        if !node
-            .membership
-            .is_registered(node.node_id, node.incarnation.0)
-        {
-            return Err("not registered with the controller yet");
+/// The reason, sent with a 503.
+pub fn readiness(core: &Core, shutdown: &ShutdownFlag) -> Result<(), NotReady> {
+    let membership = if core.config.cluster.is_none() {
+        Membership::Standalone
+    } else {
+        match core.cluster_node.get() {
+            None => Membership::Joining,
+            Some(node)
+                if node
+                    .membership
+                    .is_registered(node.node_id, node.incarnation.0) =>
+            {
+                Membership::Registered
+            }
+            Some(_) => Membership::Unregistered,
         }
-    }
-    if !shutdown.all_loaded(core.cores) {
-        return Err("recovering partitions");
-    }
-    Ok(())
+    };
+    readiness_of(ReadinessInputs {
+        shutting_down: shutdown.is_triggered(),
+        membership,
+        all_loaded: shutdown.all_loaded(core.cores),
+    })
 }
 
 /// Serves the admin listener until the executor stops. `listener` is bound and listening.
@@ -163,10 +240,10 @@ async fn answer(
 ) -> (Status, &'static str, String) {
     match path {
         "/health" => (Status::OK, TEXT, "ok\n".to_owned()),
-        "/ready" => match readiness(core, shutdown) {
-            Ok(()) => (Status::OK, TEXT, "ready\n".to_owned()),
-            Err(reason) => (Status::UNAVAILABLE, TEXT, format!("not ready: {reason}\n")),
-        },
+        "/ready" => {
+            let (status, body) = ready_answer(readiness(core, shutdown));
+            (status, TEXT, body)
+        }
         "/metrics" => match gather(core).await {
             Ok(snapshots) => {
                 let health = crate::metrics::Health {
@@ -185,6 +262,14 @@ async fn answer(
             TEXT,
             "not found: try /metrics, /health or /ready\n".to_owned(),
         ),
+    }
+}
+
+/// `/ready`'s status and body for a readiness verdict: 200 `ready`, or 503 `not ready: <reason>`.
+fn ready_answer(verdict: Result<(), NotReady>) -> (Status, String) {
+    match verdict {
+        Ok(()) => (Status::OK, "ready\n".to_owned()),
+        Err(reason) => (Status::UNAVAILABLE, format!("not ready: {reason}\n")),
     }
 }
 
@@ -259,5 +344,140 @@ async fn send(
     match written {
         Some(result) => result,
         None => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reason, in the order `readiness_of` checks them.
+    const ALL: [NotReady; 4] = [
+        NotReady::ShuttingDown,
+        NotReady::JoiningCluster,
+        NotReady::NotRegistered,
+        NotReady::RecoveringPartitions,
+    ];
+
+    const READY: ReadinessInputs = ReadinessInputs {
+        shutting_down: false,
+        membership: Membership::Standalone,
+        all_loaded: true,
+    };
+
+    #[test]
+    fn a_recovered_broker_is_ready_alone_or_registered_in_a_cluster() {
+        assert_eq!(readiness_of(READY), Ok(()));
+        let registered = ReadinessInputs {
+            membership: Membership::Registered,
+            ..READY
+        };
+        assert_eq!(readiness_of(registered), Ok(()));
+        assert_eq!(ready_answer(Ok(())), (Status::OK, "ready\n".to_owned()));
+    }
+
+    /// Each reason forced alone, every other input ready: /ready answers 503 with that reason.
+    #[test]
+    fn each_not_ready_reason_alone_answers_503_with_its_reason() {
+        let cases = [
+            (
+                ReadinessInputs {
+                    shutting_down: true,
+                    ..READY
+                },
+                NotReady::ShuttingDown,
+                "not ready: shutting down\n",
+            ),
+            (
+                ReadinessInputs {
+                    membership: Membership::Joining,
+                    ..READY
+                },
+                NotReady::JoiningCluster,
+                "not ready: joining the cluster\n",
+            ),
+            (
+                ReadinessInputs {
+                    membership: Membership::Unregistered,
+                    ..READY
+                },
+                NotReady::NotRegistered,
+                "not ready: not registered with the controller yet\n",
+            ),
+            (
+                ReadinessInputs {
+                    all_loaded: false,
+                    ..READY
+                },
+                NotReady::RecoveringPartitions,
+                "not ready: recovering partitions\n",
+            ),
+        ];
+        assert_eq!(cases.len(), ALL.len());
+        for (inputs, reason, body) in cases {
+            assert_eq!(readiness_of(inputs), Err(reason), "{inputs:?}");
+            assert_eq!(
+                ready_answer(readiness_of(inputs)),
+                (Status::UNAVAILABLE, body.to_owned()),
+                "{inputs:?}"
+            );
+        }
+    }
+
+    /// Every combination of inputs: ready only when nothing is wrong, else the first reason in
+    /// `ALL` order (shutdown before the cluster before recovery).
+    #[test]
+    fn the_first_reason_in_order_is_reported_for_every_combination() {
+        let memberships = [
+            Membership::Standalone,
+            Membership::Joining,
+            Membership::Unregistered,
+            Membership::Registered,
+        ];
+        let mut verdicts = 0;
+        for shutting_down in [false, true] {
+            for membership in memberships {
+                for all_loaded in [false, true] {
+                    let inputs = ReadinessInputs {
+                        shutting_down,
+                        membership,
+                        all_loaded,
+                    };
+                    let expected = if shutting_down {
+                        Err(NotReady::ShuttingDown)
+                    } else if membership == Membership::Joining {
+                        Err(NotReady::JoiningCluster)
+                    } else if membership == Membership::Unregistered {
+                        Err(NotReady::NotRegistered)
+                    } else if !all_loaded {
+                        Err(NotReady::RecoveringPartitions)
+                    } else {
+                        Ok(())
+                    };
+                    assert_eq!(readiness_of(inputs), expected, "{inputs:?}");
+                    verdicts += 1;
+                }
+            }
+        }
+        assert_eq!(verdicts, 16);
+    }
+
+    /// docs/METRICS.md lists every reason /ready can give, and no other.
+    #[test]
+    fn metrics_doc_lists_every_not_ready_reason() {
+        let doc = include_str!("../../../docs/METRICS.md");
+        let row = doc
+            .lines()
+            .find(|line| line.starts_with("| `/ready` |"))
+            .expect("docs/METRICS.md has a /ready row");
+        for reason in ALL {
+            assert!(
+                row.contains(&format!("`{reason}`")),
+                "docs/METRICS.md's /ready row does not name `{reason}`"
+            );
+        }
+        let named = row.matches('`').count() / 2;
+        // `/ready`, `200 ready`, `503 not ready: <reason>`, then one per reason.
+        assert_eq!(named, 3 + ALL.len(), "{row}");
     }
 }
