@@ -9,4 +9,6 @@ pub mod alter;
 pub mod changes;
 pub mod cluster;
 pub mod producer_ids;
+#[cfg(test)]
+mod topic_config_doc_tests;
 pub mod topics;
