@@ -305,3 +305,67 @@ def test_kafka_python_is_told_which_records_lacked_a_key(broker):
         assert "Compacted topic cannot accept message without key" in str(errors[i]), errors[i]
     for i in (0, 2):
         assert "part of a batch which had one more more invalid records" in str(errors[i]), errors[i]
+
+
+def _deliveries(bootstrap: str, topic: str, keys: list[bytes | None], **config) -> list:
+    """Produces one record per key to partition 0 of `topic` with confluent-kafka and returns
+    each record's delivery report, in produce order: (error or None, offset)."""
+    reports: list = [None] * len(keys)
+
+    def on_delivery(i):
+        return lambda err, msg: reports.__setitem__(i, (err, msg.offset()))
+
+    p = ck.producer(bootstrap, retries=0, acks="all", **config)
+    for i, k in enumerate(keys):
+        p.produce(topic, key=k, value=b"v%d" % i, partition=0, on_delivery=on_delivery(i))
+    assert p.flush(30) == 0, "records left undelivered"
+    assert all(r is not None for r in reports), reports
+    return reports
+
+
+def test_confluent_kafka_is_told_which_records_lacked_a_key(broker):
+    """KIP-467 with librdkafka (its own test 0011, test_message_single_partition_record_fail):
+    one batch with keyed and keyless records on a compacted topic is refused whole, and the
+    Produce response's record_errors let librdkafka fail the keyless records with
+    INVALID_RECORD (Kafka's message) and the keyed ones with its local
+    _INVALID_DIFFERENT_RECORD; nothing of that batch is written. Sent one record per batch, the
+    keyed records are written and only the keyless ones fail."""
+    topic = "compact-record-errors-ck"
+    ck.create_topic(broker.bootstrap, topic, partitions=1, **{"cleanup.policy": "compact"})
+    keys = [b"a", None, b"b", None, b"c"]
+    keyless = {i for i, k in enumerate(keys) if k is None}
+
+    # One batch: linger long enough that all five records leave together.
+    batched = _deliveries(broker.bootstrap, topic, keys, linger_ms=1000)
+    for i, (err, _) in enumerate(batched):
+        assert err is not None, f"record {i} of the refused batch was acknowledged: {batched}"
+        if i in keyless:
+            # The delivery report carries the code only: confluent-kafka's KafkaError has
+            # librdkafka's text for it, not the broker's message (kafka-python's test checks
+            # that message).
+            assert err.code() == KafkaError.INVALID_RECORD, (i, err)
+        else:
+            assert err.code() == KafkaError._INVALID_DIFFERENT_RECORD, (i, err)
+
+    # One record per batch: the keyed ones are written, in order, from offset 0.
+    single = _deliveries(broker.bootstrap, topic, keys, linger_ms=0, batch_num_messages=1)
+    written = [(i, off) for i, (err, off) in enumerate(single) if err is None]
+    assert [i for i, _ in written] == [i for i in range(len(keys)) if i not in keyless], single
+    assert [off for _, off in written] == list(range(len(written))), single
+    for i in keyless:
+        assert single[i][0].code() == KafkaError.INVALID_RECORD, single
+
+    # The log holds exactly the keyed records of the second run: none of the refused batch.
+    c = ck.consumer(broker.bootstrap)
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        got = []
+        deadline = Deadline(30)
+        while len(got) < len(written) and not deadline.expired():
+            msg = c.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got.append((msg.offset(), msg.key()))
+        assert c.poll(2) is None, "more records than the keyed ones of the second run"
+    finally:
+        c.close()
+    assert got == [(off, keys[i]) for i, off in written], got
