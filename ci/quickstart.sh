@@ -79,9 +79,21 @@ fi
 
 # The block is sourced by a wrapper shell, so `&` and `kill %1` work as in a terminal; the
 # wrapper then waits for whatever the block left running. -e and pipefail: any command that
-# fails, such as the grep on /metrics, fails the run.
+# fails, such as the grep on /metrics, fails the run. However the wrapper ends (a failed
+# command, the timeout's SIGTERM), it stops what the block started in the background first:
+# an orphaned broker would hold the clone's data dir (and, on the host, the ports).
 cat >"$work/run.sh" <<'EOF'
 set -eo pipefail
+stop_jobs() {
+    local pids
+    pids=$(jobs -p)
+    if [ -n "$pids" ]; then
+        kill $pids 2>/dev/null || true
+        wait $pids 2>/dev/null || true
+    fi
+}
+trap stop_jobs EXIT
+trap 'exit 143' TERM
 if [ "$2" = isolated ]; then ip link set lo up; fi
 source "$1"
 wait
@@ -102,7 +114,8 @@ echo "-- stdout"
 cat "$work/stdout"
 echo "-- stderr (last 20 lines)"
 tail -n 20 "$work/stderr"
-[ "$status" -eq 0 ] || fail "the block exited $status (124: it did not end within ${run_timeout_s}s)"
+[ "$status" -ne 124 ] || fail "the block did not end within ${run_timeout_s}s"
+[ "$status" -eq 0 ] || fail "the block exited $status"
 
 # The documented outcome.
 grep -qx 'ready' "$work/stdout" || fail "/ready never printed ready"
