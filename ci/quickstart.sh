@@ -11,7 +11,9 @@
 # command has no network in the namespace, so the clone's dependencies are fetched first
 # (`cargo fetch`).
 #
-# The clone lives at $CARGO_TARGET_DIR/quickstart/clone and is reset and cleaned (`git clean
+# In a checkout whose tracked files are HEAD's (CI's clean clone) it runs in place, and the
+# block's build is the e2e suite's, already done. Otherwise the clone lives at
+# $CARGO_TARGET_DIR/quickstart/clone and is reset and cleaned (`git clean
 # -fdx`) on each run except for its own `target/`, so a rerun builds only what changed. The
 # first run seeds that `target/` from $CARGO_TARGET_DIR/release (dependencies built with the
 # same toolchain), so it does not compile every dependency again.
@@ -61,19 +63,30 @@ block=$(printf '%s\n' "$readme" | awk '
 echo "== quickstart: README.md at $head"
 printf '%s\n' "$block" | sed 's/^/  | /'
 
-echo "== quickstart: clean clone in $clone"
 mkdir -p "$work"
-if [ ! -d "$clone/.git" ]; then
-    rm -rf "$clone"
-    git clone --quiet --no-checkout "$repo" "$clone"
-fi
-git -C "$clone" fetch --quiet --no-tags "$repo" "$head"
-git -C "$clone" checkout --quiet --force --detach "$head"
-git -C "$clone" clean -q -fdx -e /target
-if [ ! -d "$clone/target/release" ] && [ -d "$CARGO_TARGET_DIR/release" ]; then
-    echo "seeding $clone/target/release from $CARGO_TARGET_DIR/release"
-    mkdir -p "$clone/target"
-    cp -a "$CARGO_TARGET_DIR/release" "$clone/target/release"
+# A checkout whose tracked files are HEAD's (CI's clean clone of main) is what a user gets:
+# the block runs in it, and its build is then the one the e2e suite already did. Anywhere
+# else (a working tree with edits, or SPATE_QUICKSTART_CLONE=1) it runs in a clean clone,
+# whose first build recompiles the workspace's crates (some minutes).
+if [ "${SPATE_QUICKSTART_CLONE:-0}" != 1 ] && [ -z "$(git status --porcelain --untracked-files=no)" ] &&
+    [ ! -e "$repo/spate-data" ] && [ "$CARGO_TARGET_DIR" = "$repo/target" ]; then
+    clone=$repo
+    echo "== quickstart: in this checkout (its tracked files are HEAD's)"
+    trap 'rm -rf "$repo/spate-data"' EXIT
+else
+    echo "== quickstart: clean clone in $clone"
+    if [ ! -d "$clone/.git" ]; then
+        rm -rf "$clone"
+        git clone --quiet --no-checkout "$repo" "$clone"
+    fi
+    git -C "$clone" fetch --quiet --no-tags "$repo" "$head"
+    git -C "$clone" checkout --quiet --force --detach "$head"
+    git -C "$clone" clean -q -fdx -e /target
+    if [ ! -d "$clone/target/release" ] && [ -d "$CARGO_TARGET_DIR/release" ]; then
+        echo "seeding $clone/target/release from $CARGO_TARGET_DIR/release"
+        mkdir -p "$clone/target"
+        cp -a "$CARGO_TARGET_DIR/release" "$clone/target/release"
+    fi
 fi
 (cd "$clone" && env -u CARGO_TARGET_DIR cargo fetch --quiet)
 
