@@ -297,6 +297,7 @@ impl Core {
         &self,
         published: &Arc<crate::cluster::quorum::Published>,
         phase: Phase,
+        gone: &[i32],
     ) {
         let plan = crate::cluster::apply::plan(
             &published.image,
@@ -322,10 +323,21 @@ impl Core {
             .image
             .broker(spate_controller::ids::NodeId(self.config.node_id))
             .is_some_and(|b| b.incarnation.0 == crate::cluster::replication::incarnation());
-        *self.cluster.borrow_mut() = ClusterView {
+        let mut view = ClusterView {
             caught_up: registered,
             ..plan.view
         };
+        if let Some(cluster) = &self.config.cluster {
+            // Brokers seen gone and fenced since the last image stay in Metadata for a
+            // session's length.
+            view.linger_after(
+                &self.cluster.borrow(),
+                gone,
+                Instant::now(),
+                Duration::from_millis(cluster.session_timeout_ms),
+            );
+        }
+        *self.cluster.borrow_mut() = view;
         *self.published.borrow_mut() = Some(published.clone());
         let mut current: std::collections::BTreeSet<String> =
             self.topics.borrow().keys().cloned().collect();
@@ -657,8 +669,8 @@ impl Core {
                 // Advertised in cluster mode only: a single broker has no quorum.
                 None => Err(ErrorCode::UnsupportedVersion),
             }),
-            CoreRequest::ClusterMetadata(published, phase) => {
-                self.apply_published(&published, phase).await;
+            CoreRequest::ClusterMetadata(published, phase, gone) => {
+                self.apply_published(&published, phase, &gone).await;
                 CoreReply::Done
             }
             CoreRequest::ReplicaSend { to, request } => {

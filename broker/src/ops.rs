@@ -287,7 +287,13 @@ pub enum CoreRequest {
     WriteTxnMarker(crate::txn::MarkerOp),
     /// From the controller core to every core (cluster mode): the metadata log's committed
     /// image; apply its topics, placements and brokers.
-    ClusterMetadata(std::sync::Arc<crate::cluster::quorum::Published>, Phase),
+    /// The last field: the brokers whose process core 0's transport sees gone (their
+    /// cluster port refuses connections), for `ClusterView::linger_after`.
+    ClusterMetadata(
+        std::sync::Arc<crate::cluster::quorum::Published>,
+        Phase,
+        std::sync::Arc<[i32]>,
+    ),
     /// To core 0 (cluster mode): send a follower's fetch frame to a leader, and answer with
     /// the leader's response.
     ReplicaSend {

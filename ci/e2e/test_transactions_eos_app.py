@@ -24,7 +24,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 from confluent_kafka import TopicPartition
 
 import ck
@@ -149,17 +148,6 @@ def test_killed_consume_transform_produce_app_outputs_each_input_exactly_once(br
     assert [tp.offset for tp in offsets] == [INPUTS // PARTITIONS] * PARTITIONS
 
 
-@pytest.mark.xfail(run=False, reason=(
-    "#21, open. Mechanism confirmed 2026-12-07 (session 8, librdkafka 2.16 sources and "
-    "EOS_APP_DEBUG=eos,broker,metadata): Spate fences a killed broker at once and Metadata "
-    "stops listing it; librdkafka then retires its handle for that broker while its coordinator "
-    "cache still names it as the group's coordinator, and the next TxnOffsetCommit coordinator "
-    "request waits for a state change of the retired handle that never comes, with no timeout "
-    "(librdkafka issues #5511, #5456). Keeping a broker seen gone in Metadata for a session "
-    "(Kafka lists a dead broker until its session expires) fixed it (12/12 runs), but made "
-    "test_replication_log_start's restarted follower report its old log start 1 run in 2, so "
-    "it was reverted (see the session-8 note); the next fix must pass both."
-))
 def test_app_in_a_cluster_outputs_each_input_exactly_once_through_broker_kills(start_broker,
                                                                                tmp_path):
     """The same app on a cluster of three (topics of replication factor 3): kill -9 of the

@@ -4,16 +4,16 @@
 //! For each topic: its [`TopicMeta`] (configs parsed over the broker's defaults), each
 //! partition's [`Placement`] (led on a core of this broker, by another broker, or by nobody) and
 //! whether this core keeps its log (this broker is a replica and the partition falls on this
-//! core). For the cluster: the [`ClusterView`] clients are told of (unfenced brokers, the quorum's
-//! leader as the controller).
+//! core). For the cluster: the [`ClusterView`] clients are told of (unfenced brokers, fenced ones
+//! with the cause, the quorum's leader as the controller).
 
 use spate_controller::ids::NodeId;
-use spate_controller::image::MetadataImage;
+use spate_controller::image::{BrokerRegistration, MetadataImage};
 use spate_wire::types::LeaderEpoch;
 use tracing::warn;
 
 use crate::config::TopicDefaults;
-use crate::metadata::cluster::{BrokerEndpoint, ClusterView};
+use crate::metadata::cluster::{BrokerEndpoint, ClusterView, FenceCause, FencedBroker};
 use crate::metadata::topics::{TopicConfig, TopicMeta};
 use crate::routing::{owner_core, Leader, NodeId as RouteNodeId, Placement};
 
@@ -49,24 +49,37 @@ pub fn plan(
     cores: usize,
     defaults: &TopicDefaults,
 ) -> Plan {
-    let endpoints = |fenced: bool| {
-        image
-            .brokers()
-            .iter()
-            .filter(|(_, b)| b.fenced == fenced)
-            .map(|(node, b)| BrokerEndpoint {
-                node_id: node.0,
-                host: b.client.host.clone(),
-                port: b.client.port,
-                rack: b.rack.clone(),
-            })
-            .collect()
+    let endpoint = |node: &NodeId, b: &BrokerRegistration| BrokerEndpoint {
+        node_id: node.0,
+        host: b.client.host.clone(),
+        port: b.client.port,
+        rack: b.rack.clone(),
     };
     let view = ClusterView {
         cluster_id: cluster_id.to_owned(),
         controller_id: leader.map_or(-1, |n| n.0),
-        brokers: endpoints(false),
-        fenced: endpoints(true),
+        brokers: image
+            .brokers()
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .map(|(node, b)| endpoint(node, b))
+            .collect(),
+        // Whether Metadata still lists one depends on the view before this one
+        // (`ClusterView::linger_after`, on the core).
+        fenced: image
+            .brokers()
+            .iter()
+            .filter(|(_, b)| b.fenced)
+            .map(|(node, b)| FencedBroker {
+                endpoint: endpoint(node, b),
+                cause: if b.in_controlled_shutdown {
+                    FenceCause::ControlledShutdown
+                } else {
+                    FenceCause::Lost
+                },
+                listed_until: None,
+            })
+            .collect(),
         // Set by the core, which knows this run's incarnation.
         caught_up: false,
     };
@@ -202,13 +215,34 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_in_controlled_shutdown_is_fenced_for_that_cause() {
+        let mut image = image();
+        // Broker 3 leads nothing, so it may shut down.
+        image
+            .apply(
+                MetadataOffset(1000),
+                &MetadataRecord::ControlledShutdown {
+                    node: NodeId(3),
+                    incarnation: Incarnation(10),
+                },
+            )
+            .unwrap();
+        let plan = plan(&image, Some(NodeId(2)), "c", 1, 0, 1, &defaults());
+        assert_eq!(plan.view.fenced.len(), 1);
+        assert_eq!(plan.view.fenced[0].endpoint.node_id, 3);
+        assert_eq!(plan.view.fenced[0].cause, FenceCause::ControlledShutdown);
+    }
+
+    #[test]
     fn a_core_serves_its_own_partitions_and_routes_the_others_to_their_brokers() {
         let plan = plan(&image(), Some(NodeId(2)), "c", 1, 0, 1, &defaults());
         assert_eq!(plan.view.controller_id, 2);
         let live: Vec<i32> = plan.view.brokers.iter().map(|b| b.node_id).collect();
         assert_eq!(live, [1, 2], "the fenced broker is not listed as live");
         assert_eq!(plan.view.fenced.len(), 1);
-        assert_eq!(plan.view.fenced[0].node_id, 3);
+        assert_eq!(plan.view.fenced[0].endpoint.node_id, 3);
+        assert_eq!(plan.view.fenced[0].cause, FenceCause::Lost);
+        assert_eq!(plan.view.fenced[0].listed_until, None);
         assert_eq!(plan.view.brokers[0].host, "b1");
         let topic = &plan.topics[0];
         assert_eq!(topic.meta.name, "t");

@@ -580,10 +580,17 @@ pub async fn start(
                 format!("{}:{}", broker.cluster.host, broker.cluster.port),
             );
         }
+        let gone: Arc<[i32]> = dialler
+            .unreachable_peers()
+            .into_iter()
+            .map(|(node, _)| node)
+            .collect();
         async move {
             for phase in [Phase::Open, Phase::Publish] {
-                core.broadcast(|| CoreRequest::ClusterMetadata(published.clone(), phase))
-                    .await;
+                core.broadcast(|| {
+                    CoreRequest::ClusterMetadata(published.clone(), phase, gone.clone())
+                })
+                .await;
             }
         }
         .boxed_local()

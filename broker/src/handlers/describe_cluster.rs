@@ -63,12 +63,14 @@ pub fn handle(
     response.cluster_id = str_bytes(&view.cluster_id);
     response.controller_id = BrokerId(view.controller_id);
     let with_fenced = version >= 2 && request.include_fenced_brokers;
+    // A fenced broker Metadata still lists for a while (`ClusterView::linger_after`) is shown
+    // here as what it is: fenced.
     let fenced = if with_fenced { &view.fenced[..] } else { &[] };
     response.brokers = view
         .brokers
         .iter()
         .map(|b| (b, false))
-        .chain(fenced.iter().map(|b| (b, true)))
+        .chain(fenced.iter().map(|f| (&f.endpoint, true)))
         .map(|(b, is_fenced)| {
             let mut broker = DescribeClusterBroker::default();
             broker.broker_id = BrokerId(b.node_id);

@@ -1,5 +1,9 @@
 //! Metadata (key 3): brokers, topics and partition leaders. This broker leads every partition.
 //! Unknown topics are created on the spot when auto-creation is on and the client allows it.
+//! In a cluster the brokers listed are the live ones and, for a session's length after their
+//! fence, brokers fenced without a controlled shutdown (`ClusterView::linger_after` says why).
+
+use std::time::Instant;
 
 use spate_wire::header::RequestHeader;
 use spate_wire::kafka_protocol::messages::metadata_request::MetadataRequest;
@@ -17,6 +21,7 @@ use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::errors::KafkaCode;
 use crate::metadata::cluster::ClusterView;
+use crate::metadata::cluster::BrokerEndpoint;
 use crate::metadata::topics::TopicMeta;
 use crate::routing::{Leader, Placement};
 
@@ -36,19 +41,20 @@ pub async fn handle(
     // send clients to the wrong brokers, and tools to wrong conclusions.
     ClusterView::wait_caught_up(&core.cluster).await;
     // A copy: the view may change while this request waits for an auto-creation below.
-    let mut view = core.cluster.borrow().clone();
-    if !view.brokers.iter().any(|b| b.node_id == node.0) {
+    let view = core.cluster.borrow().clone();
+    // The live brokers, and fenced ones still lingering (`ClusterView::linger_after`).
+    let mut listed: Vec<BrokerEndpoint> = view.listed(Instant::now()).cloned().collect();
+    if !listed.iter().any(|b| b.node_id == node.0) {
         // A broker that has not joined its cluster yet (just started, no controller elected)
         // still lists itself: librdkafka treats an answer without brokers as a failed request.
-        view.brokers.push(crate::metadata::cluster::BrokerEndpoint {
+        listed.push(BrokerEndpoint {
             node_id: node.0,
             host: core.config.advertised_host.clone(),
             port: core.config.advertised_port,
             rack: None,
         });
     }
-    response.brokers = view
-        .brokers
+    response.brokers = listed
         .iter()
         .map(|b| {
             let mut broker = MetadataResponseBroker::default();
