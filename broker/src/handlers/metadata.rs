@@ -20,8 +20,8 @@ use super::{
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::errors::KafkaCode;
-use crate::metadata::cluster::ClusterView;
 use crate::metadata::cluster::BrokerEndpoint;
+use crate::metadata::cluster::ClusterView;
 use crate::metadata::topics::TopicMeta;
 use crate::routing::{Leader, Placement};
 
