@@ -716,6 +716,10 @@ impl Core {
                 };
                 CoreReply::Decommissioned(code, message)
             }
+            CoreRequest::SetThrottle(throttle) => {
+                self.replication.dynamic_throttle.set(throttle);
+                CoreReply::ThrottleSet
+            }
             CoreRequest::Unregister(node) => {
                 let (code, message) = match self.cluster_node.get() {
                     Some(cluster) => cluster.unregister_broker(node).await,

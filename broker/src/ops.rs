@@ -323,6 +323,9 @@ pub enum CoreRequest {
     ),
     /// To core 0 (cluster mode): a client's UnregisterBroker.
     Unregister(spate_controller::ids::NodeId),
+    /// To every core: the replication throttle rates set at runtime (the dynamic broker
+    /// configs `*.replication.throttled.rate`).
+    SetThrottle(crate::cluster::replication::DynamicThrottle),
     /// From the core serving the admin listener to every core: a metrics snapshot.
     Metrics,
     /// From a connection's core to the core owning its partitions: serve this connection from
@@ -363,6 +366,8 @@ pub enum CoreReply {
     Decommissioned(ErrorCode, Option<String>),
     /// The controller's answer to UnregisterBroker: the error code and message.
     Unregistered(ErrorCode, Option<String>),
+    /// A core took the new throttle rates.
+    ThrottleSet,
     Produce(Vec<ProduceResult>),
     Fetch(Vec<FetchResult>),
     ListOffsets(Vec<ListOffsetsResult>),

@@ -9,8 +9,13 @@ brokers 3 and 4. Checked:
 
 - while it moves, ListPartitionReassignments shows replicas 3,4,1,2, adding 3,4 and removing 1,2;
   the new replicas are empty and start their logs at the leader's start (OFFSET_OUT_OF_RANGE,
-  then restart there); broker 4's catch-up is throttled (`--reassignment-throttle-bytes-per-sec`),
-  so the move takes at least the time the throttle allows for the bytes it copied;
+  then restart there); broker 4's catch-up is throttled, so the move takes at least the time
+  the throttle allows for the bytes it copied: in one run by its flag
+  (`--reassignment-throttle-bytes-per-sec`), in the other as `kafka-reassign-partitions
+  --throttle` does it, by the dynamic broker configs `follower.replication.throttled.rate` and
+  `leader.replication.throttled.rate` set on broker 4 with confluent-kafka's
+  incremental_alter_configs (and the topic's `*.replication.throttled.replicas`), described back,
+  refused with a bad value, and deleted once the move is done;
 - the move completes on its own: the list empties, Metadata shows replicas and ISR 3,4 led by 3,
   and brokers 1 and 2 delete the partition's directory;
 - cancelling with nothing to cancel is NO_REASSIGNMENT_IN_PROGRESS, and a move to a broker that is
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka import TopicPartition as CkTopicPartition
@@ -44,8 +50,8 @@ SESSION_MS = 1500
 HEARTBEAT_MS = 250
 
 
-def start_cluster(start_broker, throttle_on: int):
-    """Voters 1..3 and observer 4; `throttle_on` gets the reassignment throttle."""
+def start_cluster(start_broker, throttle_on: int | None):
+    """Voters 1..3 and observer 4; `throttle_on` gets the reassignment throttle flag."""
     ports = [free_port() for _ in range(4)]
     voters = ",".join(f"{i + 1}@127.0.0.1:{ports[i]}" for i in range(3))
     brokers = {}
@@ -109,12 +115,55 @@ def produce(bootstrap: str) -> dict[bytes, int]:
     return acked
 
 
-def test_a_partition_moves_to_brokers_that_had_none_of_it(start_broker):
-    brokers = start_cluster(start_broker, throttle_on=4)
+THROTTLE_RATES = ("follower.replication.throttled.rate", "leader.replication.throttled.rate")
+
+
+def alter_broker(admin: AdminClient, broker: str, op, configs: dict[str, str]):
+    """IncrementalAlterConfigs of broker resource `broker` (an id, or "" for the cluster)."""
+    from confluent_kafka.admin import ConfigEntry, ConfigResource, ResourceType
+
+    resource = ConfigResource(ResourceType.BROKER, broker, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=op) for k, v in configs.items()])
+    return list(admin.incremental_alter_configs([resource]).values())[0]
+
+
+def throttle_dynamically(admin: AdminClient):
+    """As `kafka-reassign-partitions --throttle` does: the rates on the adding broker (4), the
+    throttled replicas on the topic; with the refusals checked first."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    rates = {key: str(THROTTLE_BYTES_PER_SEC) for key in THROTTLE_RATES}
+    # (confluent-kafka refuses a cluster-wide broker resource itself, before sending.)
+    for broker, bad in (("4", {THROTTLE_RATES[0]: "fast"}), ("4", {THROTTLE_RATES[0]: "0"})):
+        try:
+            alter_broker(admin, broker, AlterConfigOpType.SET, bad).result(timeout=20)
+        except KafkaException as e:
+            assert e.args[0].name() in ("INVALID_REQUEST", "INVALID_CONFIG"), e
+        else:
+            raise AssertionError(f"broker {broker!r}: {bad} was taken")
+    alter_broker(admin, "4", AlterConfigOpType.SET, rates).result(timeout=20)
+    topic = ConfigResource(ResourceType.TOPIC, TOPIC, incremental_configs=[
+        ConfigEntry("leader.replication.throttled.replicas", "0:1,0:2",
+                    incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("follower.replication.throttled.replicas", "0:3,0:4",
+                    incremental_operation=AlterConfigOpType.SET)])
+    list(admin.incremental_alter_configs([topic]).values())[0].result(timeout=20)
+    described = list(admin.describe_configs(
+        [ConfigResource(ResourceType.BROKER, "4")]).values())[0].result(timeout=20)
+    for key in THROTTLE_RATES:
+        assert described[key].value == str(THROTTLE_BYTES_PER_SEC), described[key]
+
+
+@pytest.mark.parametrize("throttle", ["flag", "dynamic_configs"])
+def test_a_partition_moves_to_brokers_that_had_none_of_it(start_broker, throttle):
+    brokers = start_cluster(start_broker, throttle_on=4 if throttle == "flag" else None)
     bootstrap = ",".join(b.bootstrap for b in brokers.values())
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(TOPIC, 1, replica_assignment=[[1, 2]])])[TOPIC].result(timeout=20)
     wait_for_state(bootstrap, (1, [1, 2], [1, 2]))
+    if throttle == "dynamic_configs":
+        throttle_dynamically(admin)
     acked = produce(bootstrap)
     low = admin.delete_records([CkTopicPartition(TOPIC, 0, DELETED_BELOW)])
     assert list(low.values())[0].result(timeout=30).low_watermark == DELETED_BELOW
@@ -148,6 +197,15 @@ def test_a_partition_moves_to_brokers_that_had_none_of_it(start_broker):
     floor_s = (copied - 2 * 64 * 1024) / THROTTLE_BYTES_PER_SEC
     print(f"moved {copied} bytes in {took_s:.1f}s (throttle floor {floor_s:.1f}s)")
     assert took_s >= floor_s * 0.9, (took_s, floor_s)
+    if throttle == "dynamic_configs":
+        # As `kafka-reassign-partitions --verify` does once the move is done.
+        from confluent_kafka.admin import AlterConfigOpType, ConfigResource, ResourceType
+
+        alter_broker(admin, "4", AlterConfigOpType.DELETE,
+                     {key: "" for key in THROTTLE_RATES}).result(timeout=20)
+        described = list(admin.describe_configs(
+            [ConfigResource(ResourceType.BROKER, "4")]).values())[0].result(timeout=20)
+        assert described[THROTTLE_RATES[0]].value == str(2**63 - 1), described[THROTTLE_RATES[0]]
 
     wait_for_state(bootstrap, (3, [3, 4], [3, 4]))
     for node in (1, 2):

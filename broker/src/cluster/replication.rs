@@ -103,6 +103,8 @@ pub struct CoreReplication {
     throttled: RefCell<Vec<(PartitionKey, RNodeId, FetchRequest)>>,
     /// When the throttle lets the held fetches go (see [`Throttle`]).
     throttle: RefCell<Throttle>,
+    /// The throttle rates set at runtime (the same on every core).
+    pub dynamic_throttle: Cell<DynamicThrottle>,
     /// The high watermarks earlier runs checkpointed (every core's file), loaded when the
     /// first replica opens (see [`super::hw_checkpoint`]).
     checkpointed: RefCell<Option<Rc<HashMap<PartitionId, Offset>>>>,
@@ -181,9 +183,37 @@ impl Throttle {
 /// This core's share of the broker's reassignment throttle, bytes per second; `None`:
 /// unlimited.
 fn throttle_rate(core: &Core) -> Option<u64> {
-    core.config
-        .reassignment_throttle_bytes_per_sec
+    core.replication
+        .dynamic_throttle
+        .get()
+        .rate()
+        .or(core.config.reassignment_throttle_bytes_per_sec)
         .map(|rate| (rate / core.cores as u64).max(1))
+}
+
+/// The replication throttle set at runtime on this broker: Kafka's dynamic broker configs
+/// `follower.replication.throttled.rate` and `leader.replication.throttled.rate` (bytes per
+/// second), which `kafka-reassign-partitions --throttle` sets on each broker and removes at
+/// `--verify`. Kept in memory on every core, so a restart goes back to
+/// `--reassignment-throttle-bytes-per-sec`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DynamicThrottle {
+    /// `follower.replication.throttled.rate`, if set.
+    pub follower_bytes_per_sec: Option<u64>,
+    /// `leader.replication.throttled.rate`, if set.
+    pub leader_bytes_per_sec: Option<u64>,
+}
+
+impl DynamicThrottle {
+    /// The rate this broker's catch-up fetches are held to, if either is set: the smaller.
+    /// Spate throttles on the follower's side only (the fetches of replicas a reassignment is
+    /// adding), so a leader's rate bounds the same traffic from the receiving end.
+    pub fn rate(&self) -> Option<u64> {
+        match (self.follower_bytes_per_sec, self.leader_bytes_per_sec) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// Whether fetches for `key` are throttled: the throttle is on and a reassignment is adding

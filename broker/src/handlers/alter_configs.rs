@@ -6,7 +6,11 @@
 //! per-resource checks Kafka's brokers make before forwarding (`ConfigAdminManager.preprocess`)
 //! and the answers for resources Spate has no dynamic configs for.
 //!
-//! One broker config is dynamic: [`DECOMMISSION_CONFIG`] (`spate.decommission`) on the broker
+//! Three broker configs are dynamic. Kafka's replication throttle rates,
+//! [`FOLLOWER_THROTTLE_CONFIG`] and [`LEADER_THROTTLE_CONFIG`], which
+//! `kafka-reassign-partitions --throttle` sets on each broker by id and removes at `--verify`:
+//! applied at once on every core, in memory (a restart goes back to
+//! `--reassignment-throttle-bytes-per-sec`). And [`DECOMMISSION_CONFIG`] (`spate.decommission`) on the broker
 //! resource named by a broker's id. Setting it to `true` asks the controller to decommission
 //! that broker (move its leaderships and replicas to the others, place nothing new on it);
 //! `false` or DELETE cancels. Kafka has no API for draining a broker (its tools reassign by
@@ -24,6 +28,7 @@ use spate_wire::kafka_protocol::messages::alter_configs_response::{
 use spate_wire::ErrorCode;
 
 use super::{call_controller, respond, str_bytes};
+use crate::cluster::replication::DynamicThrottle;
 use crate::connection::ResponseParts;
 use crate::core::Core;
 use crate::core::CONTROLLER_CORE;
@@ -33,10 +38,18 @@ use crate::metadata::topics;
 use crate::ops::{AlterTopic, CoreReply, CoreRequest, ValidateOnly};
 use spate_controller::controller::Decommission;
 use spate_controller::ids::NodeId;
+use tracing::info;
 
 /// The broker config whose change starts (`true`) or cancels (`false`, DELETE) the named
 /// broker's decommission; described with the progress keys below.
 pub const DECOMMISSION_CONFIG: &str = "spate.decommission";
+/// Kafka's dynamic broker config for the rate of a follower's replication of throttled
+/// replicas (bytes per second); here the rate of this broker's catch-up fetches for replicas a
+/// reassignment is adding ([`DynamicThrottle`]).
+pub const FOLLOWER_THROTTLE_CONFIG: &str = "follower.replication.throttled.rate";
+/// Kafka's leader-side twin of [`FOLLOWER_THROTTLE_CONFIG`]; Spate applies the smaller of
+/// the two on the follower's side.
+pub const LEADER_THROTTLE_CONFIG: &str = "leader.replication.throttled.rate";
 
 /// Kafka's resource types.
 pub(super) const RESOURCE_TOPIC: i8 = 2;
@@ -61,22 +74,8 @@ fn invalid_request(message: String) -> Outcome {
 /// id, and Spate has no dynamic broker configs, so any config named is refused as Kafka refuses
 /// a static one.
 fn broker_resource(core: &Core, resource: &Resource, alteration: &Alteration) -> Outcome {
-    if !resource.name.is_empty() {
-        match resource.name.parse::<i32>() {
-            Err(_) => {
-                return invalid_request(format!(
-                    "Node id must be an integer, but it is: {}",
-                    resource.name
-                ))
-            }
-            Ok(id) if id != core.config.node_id => {
-                return invalid_request(format!(
-                    "Unexpected broker id, expected {}, but received {}",
-                    core.config.node_id, resource.name
-                ))
-            }
-            Ok(_) => {}
-        }
+    if let Err(refused) = check_broker_name(core, resource) {
+        return refused;
     }
     let keys: Vec<&str> = match alteration {
         Alteration::Incremental(changes) => changes.iter().map(|c| c.key.as_str()).collect(),
@@ -90,6 +89,136 @@ fn broker_resource(core: &Core, resource: &Resource, alteration: &Alteration) ->
          config file, environment) and take a restart",
         keys.join(", ")
     ))
+}
+
+/// Kafka's check of a broker resource's name: empty (cluster-wide) or this broker's id.
+fn check_broker_name(core: &Core, resource: &Resource) -> Result<(), Outcome> {
+    if resource.name.is_empty() {
+        return Ok(());
+    }
+    match resource.name.parse::<i32>() {
+        Err(_) => Err(invalid_request(format!(
+            "Node id must be an integer, but it is: {}",
+            resource.name
+        ))),
+        Ok(id) if id != core.config.node_id => Err(invalid_request(format!(
+            "Unexpected broker id, expected {}, but received {}",
+            core.config.node_id, resource.name
+        ))),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The throttle rates a broker resource's alteration asks for: `None` unless every key it
+/// names is [`FOLLOWER_THROTTLE_CONFIG`] or [`LEADER_THROTTLE_CONFIG`], else the rates this
+/// broker would have after it (an incremental change starts from the current ones, a legacy
+/// AlterConfigs from none), or why it is refused.
+fn throttle_request(
+    core: &Core,
+    resource: &Resource,
+    alteration: &Alteration,
+) -> Option<Result<DynamicThrottle, Outcome>> {
+    let keys: Vec<&str> = match alteration {
+        Alteration::Incremental(changes) => changes.iter().map(|c| c.key.as_str()).collect(),
+        Alteration::Replace(configs) => configs.iter().map(|(k, _)| k.as_str()).collect(),
+    };
+    if keys.is_empty()
+        || !keys
+            .iter()
+            .all(|k| *k == FOLLOWER_THROTTLE_CONFIG || *k == LEADER_THROTTLE_CONFIG)
+    {
+        return None;
+    }
+    Some((|| {
+        check_broker_name(core, resource)?;
+        if resource.name.is_empty() {
+            return Err(invalid_request(format!(
+                "{} are set per broker here: name the broker's id (as \
+                 kafka-reassign-partitions --throttle does); a cluster-wide default is not kept",
+                keys.join(", ")
+            )));
+        }
+        let mut throttle = match alteration {
+            Alteration::Incremental(_) => core.replication.dynamic_throttle.get(),
+            Alteration::Replace(_) => DynamicThrottle::default(),
+        };
+        match alteration {
+            Alteration::Incremental(changes) => {
+                for change in changes {
+                    let value = match change.op {
+                        AlterOp::Set => throttle_rate(&change.key, change.value.as_deref())?,
+                        AlterOp::Delete => None,
+                        AlterOp::Append | AlterOp::Subtract => {
+                            return Err((
+                                ErrorCode::InvalidConfig,
+                                Some(format!("{} is not a list", change.key)),
+                            ))
+                        }
+                    };
+                    set_rate(&mut throttle, &change.key, value);
+                }
+            }
+            Alteration::Replace(configs) => {
+                for (key, value) in configs {
+                    let value = throttle_rate(key, value.as_deref())?;
+                    set_rate(&mut throttle, key, value);
+                }
+            }
+        }
+        Ok(throttle)
+    })())
+}
+
+fn set_rate(throttle: &mut DynamicThrottle, key: &str, value: Option<u64>) {
+    if key == FOLLOWER_THROTTLE_CONFIG {
+        throttle.follower_bytes_per_sec = value;
+    } else {
+        throttle.leader_bytes_per_sec = value;
+    }
+}
+
+/// A throttle rate's value: bytes per second, at least 1; Kafka's default (`i64::MAX`) means
+/// no throttle.
+fn throttle_rate(key: &str, value: Option<&str>) -> Result<Option<u64>, Outcome> {
+    match value.map(str::trim).map(str::parse::<i64>) {
+        Some(Ok(i64::MAX)) => Ok(None),
+        Some(Ok(rate)) if rate >= 1 => Ok(Some(rate as u64)),
+        _ => Err((
+            ErrorCode::InvalidConfig,
+            Some(format!(
+                "{key} is a rate in bytes per second, at least 1, not {}",
+                value.unwrap_or("null")
+            )),
+        )),
+    }
+}
+
+/// Gives every core the new throttle rates, unless only validating.
+async fn set_throttle(
+    core: &Core,
+    throttle: DynamicThrottle,
+    validate_only: ValidateOnly,
+) -> Outcome {
+    if validate_only == ValidateOnly::Yes {
+        return (ErrorCode::None, None);
+    }
+    let replies = core.broadcast(|| CoreRequest::SetThrottle(throttle)).await;
+    if replies
+        .iter()
+        .all(|r| matches!(r, Some(CoreReply::ThrottleSet)))
+    {
+        info!(
+            follower_bytes_per_sec = throttle.follower_bytes_per_sec,
+            leader_bytes_per_sec = throttle.leader_bytes_per_sec,
+            "replication throttle changed"
+        );
+        (ErrorCode::None, None)
+    } else {
+        (
+            ErrorCode::UnknownServerError,
+            Some("not every core took the throttle".to_owned()),
+        )
+    }
 }
 
 /// The decommission a broker resource's alteration asks for: `None` when it does not name
@@ -182,6 +311,7 @@ pub(super) async fn change_configs(
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(resources.len());
     let mut topics = Vec::new();
     let mut decommissions = Vec::new();
+    let mut throttles = Vec::new();
     for (i, resource) in resources.iter().enumerate() {
         let repeated = resources.iter().enumerate().any(|(j, other)| {
             j != i && other.resource_type == resource.resource_type && other.name == resource.name
@@ -221,7 +351,14 @@ pub(super) async fn change_configs(
                 }
             },
             RESOURCE_BROKER => match decommission_request(resource, alteration) {
-                None => Some(broker_resource(core, resource, alteration)),
+                None => match throttle_request(core, resource, alteration) {
+                    None => Some(broker_resource(core, resource, alteration)),
+                    Some(Err(refused)) => Some(refused),
+                    Some(Ok(throttle)) => {
+                        throttles.push((i, throttle));
+                        None
+                    }
+                },
                 Some(Err(refused)) => Some(refused),
                 Some(Ok((node, request))) => {
                     decommissions.push((i, node, request));
@@ -244,6 +381,9 @@ pub(super) async fn change_configs(
     };
     for (i, node, request) in decommissions {
         outcomes[i] = Some(decommission(core, node, request, validate_only).await);
+    }
+    for (i, throttle) in throttles {
+        outcomes[i] = Some(set_throttle(core, throttle, validate_only).await);
     }
     if !topics.is_empty() {
         let (indexes, topics): (Vec<usize>, Vec<AlterTopic>) = topics.into_iter().unzip();
@@ -315,6 +455,35 @@ mod tests {
             name: name.to_owned(),
             alteration: Ok(Alteration::Incremental(changes)),
         }
+    }
+
+    #[test]
+    fn throttle_rates_are_whole_bytes_per_second_and_kafkas_default_means_none() {
+        assert_eq!(
+            throttle_rate(FOLLOWER_THROTTLE_CONFIG, Some("150000")),
+            Ok(Some(150_000))
+        );
+        assert_eq!(
+            throttle_rate(FOLLOWER_THROTTLE_CONFIG, Some(" 1 ")),
+            Ok(Some(1))
+        );
+        assert_eq!(
+            throttle_rate(LEADER_THROTTLE_CONFIG, Some("9223372036854775807")),
+            Ok(None)
+        );
+        for bad in [Some("0"), Some("-5"), Some("fast"), Some("1.5"), None] {
+            let refused = throttle_rate(LEADER_THROTTLE_CONFIG, bad).unwrap_err();
+            assert_eq!(refused.0, ErrorCode::InvalidConfig, "{bad:?}");
+        }
+        let both = DynamicThrottle {
+            follower_bytes_per_sec: Some(300),
+            leader_bytes_per_sec: Some(200),
+        };
+        assert_eq!(both.rate(), Some(200));
+        assert_eq!(DynamicThrottle::default().rate(), None);
+        let mut one = DynamicThrottle::default();
+        set_rate(&mut one, LEADER_THROTTLE_CONFIG, Some(7));
+        assert_eq!((one.follower_bytes_per_sec, one.rate()), (None, Some(7)));
     }
 
     fn decided(resource: &Resource) -> Option<Result<(NodeId, Decommission), ErrorCode>> {

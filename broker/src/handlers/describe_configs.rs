@@ -17,7 +17,7 @@ use spate_wire::ErrorCode;
 
 use spate_controller::ids::NodeId;
 
-use super::alter_configs::DECOMMISSION_CONFIG;
+use super::alter_configs::{DECOMMISSION_CONFIG, FOLLOWER_THROTTLE_CONFIG, LEADER_THROTTLE_CONFIG};
 use super::{respond, str_bytes};
 use crate::config::TopicDefaults;
 use crate::connection::ResponseParts;
@@ -329,6 +329,24 @@ pub fn handle(
                             true,
                             header.api_version,
                         ));
+                    }
+                    // The replication throttle rates, writable (alter_configs.rs): set at
+                    // runtime, or Kafka's default (no throttle).
+                    let throttle = core.replication.dynamic_throttle.get();
+                    for (key, rate) in [
+                        (FOLLOWER_THROTTLE_CONFIG, throttle.follower_bytes_per_sec),
+                        (LEADER_THROTTLE_CONFIG, throttle.leader_bytes_per_sec),
+                    ] {
+                        if !wanted(key) {
+                            continue;
+                        }
+                        let (value, source) = match rate {
+                            Some(rate) => (rate.to_string(), SOURCE_DYNAMIC_BROKER),
+                            None => (i64::MAX.to_string(), SOURCE_DEFAULT),
+                        };
+                        result
+                            .configs
+                            .push(entry(key, value, source, false, header.api_version));
                     }
                 }
             }
