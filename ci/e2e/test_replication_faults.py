@@ -2,6 +2,8 @@
 with 3 partitions, replication factor 3 and min.insync.replicas=2, an idempotent acks=all
 producer writing unique values and a consumer reading along, while one fault strikes:
 
+- the partition leader killed with SIGKILL five times in a row (each restarted and caught up
+  before the next);
 - a follower killed with SIGKILL (and restarted);
 - the leader stopped with SIGSTOP past the fencing timeout, then SIGCONT;
 - the same, for a leader that also leads the metadata quorum (a new controller must be elected
@@ -395,8 +397,8 @@ def under_replicated(broker, at_least: int, timeout_s: float) -> int:
         time.sleep(0.2)
 
 
-FAULTS = ["follower_kill", "leader_sigstop", "controller_sigstop", "kill_all", "leader_isolated",
-          "torn_tail"]
+FAULTS = ["leader_kill_5x", "follower_kill", "leader_sigstop", "controller_sigstop", "kill_all",
+          "leader_isolated", "torn_tail"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -425,7 +427,23 @@ def test_replication_under_fault(start_broker, fault):
             if not led:
                 pytest.skip(f"the quorum leader {controller} leads no partition of {TOPIC}")
             leader = controller
-        if fault == "follower_kill":
+        if fault == "leader_kill_5x":
+            # Five times in a row: the partition's current leader is killed, a successor must
+            # take over, and the killed broker comes back and catches up before the next kill
+            # (so a majority stays up throughout).
+            for round_ in range(5):
+                victim = leader_of(cluster)
+                history.note(f"kill -9 leader {victim} (round {round_ + 1})")
+                cluster.brokers[victim].kill9()
+                deadline = Deadline(30)
+                while leader_of(cluster) == victim:
+                    assert not deadline.expired(), f"no new leader\n{history.report()}"
+                    time.sleep(0.1)
+                time.sleep(2)
+                cluster.brokers[victim].restart()
+                cluster.wait_full_isr(timeout_s=90)
+            fault_end = time.monotonic()
+        elif fault == "follower_kill":
             follower = next(n for n in cluster.brokers if n != leader)
             history.note(f"kill -9 follower {follower}")
             cluster.brokers[follower].kill9()
