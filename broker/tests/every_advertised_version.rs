@@ -1247,11 +1247,25 @@ fn sweep(addrs: &[SocketAddr], mode: &str) -> usize {
     };
     // The probe topic, replicated on every broker, with one record in it.
     s.create(PROBE_TOPIC, addrs.len() as i16).unwrap();
-    s.leader = s.leader_of(PROBE_TOPIC).unwrap();
-    let mut conn = Sweep::connect(s.leader).unwrap();
-    let produced = produce(&mut conn, PROBE_TOPIC, 0, one_record_batch(), -1);
-    assert_eq!(produced.error_code, 0, "fixture record");
-    drop(conn);
+    // The leader Metadata names may not have applied the new topic's image yet (it answers
+    // UNKNOWN_TOPIC_OR_PARTITION or NOT_LEADER_OR_FOLLOWER for a moment): asked again, as a
+    // client would.
+    let started = Instant::now();
+    loop {
+        s.leader = s.leader_of(PROBE_TOPIC).unwrap();
+        let mut conn = Sweep::connect(s.leader).unwrap();
+        let produced = produce(&mut conn, PROBE_TOPIC, 0, one_record_batch(), -1);
+        // 3 UNKNOWN_TOPIC_OR_PARTITION, 5 LEADER_NOT_AVAILABLE, 6 NOT_LEADER_OR_FOLLOWER.
+        if produced.error_code == 0 {
+            break;
+        }
+        assert!(
+            [3, 5, 6].contains(&produced.error_code) && started.elapsed() < Duration::from_secs(30),
+            "fixture record: error {}",
+            produced.error_code
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     for refused in REFUSED {
         let range = table.iter().find(|(k, _, _)| *k == refused.api_key as i16);
