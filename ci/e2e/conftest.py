@@ -62,10 +62,20 @@ def broker_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SPATE_")}
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, and never one this test session handed out before: the kernel may
+    give the same ephemeral port to two calls in a row once the first probe closes, and a
+    broker given it twice (as --listen and --admin-listen, say) fails to start."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class Broker:
