@@ -1036,6 +1036,20 @@ impl Core {
         shutdown.fail(reason);
     }
 
+    /// Writes this core's high watermark checkpoint file with `entries`, unless unchanged.
+    async fn checkpoint_high_watermarks(
+        &self,
+        entries: Vec<(crate::cluster::hw_checkpoint::PartitionId, Offset)>,
+    ) {
+        crate::cluster::replication::checkpoint_high_watermarks(
+            &self.replication,
+            &self.config.data_dir,
+            self.id,
+            entries,
+        )
+        .await;
+    }
+
     /// Writes this core's high watermark checkpoint every
     /// [`HW_CHECKPOINT_INTERVAL`](crate::cluster::hw_checkpoint::HW_CHECKPOINT_INTERVAL) when
     /// its replicas' high watermarks changed, until shutdown (whose
@@ -1055,13 +1069,7 @@ impl Core {
                 let partitions = self.partitions.borrow();
                 high_watermarks_of(partitions.values().flat_map(|m| m.values()))
             };
-            crate::cluster::replication::checkpoint_high_watermarks(
-                &self.replication,
-                &self.config.data_dir,
-                self.id,
-                high_watermarks,
-            )
-            .await;
+            self.checkpoint_high_watermarks(high_watermarks).await;
         }
     }
 
@@ -1184,13 +1192,7 @@ impl Core {
             }
         }
         if !high_watermarks.is_empty() || self.config.cluster.is_some() {
-            crate::cluster::replication::checkpoint_high_watermarks(
-                &self.replication,
-                &self.config.data_dir,
-                self.id,
-                high_watermarks,
-            )
-            .await;
+            self.checkpoint_high_watermarks(high_watermarks).await;
         }
     }
 }

@@ -77,10 +77,7 @@ fn broker_resource(core: &Core, resource: &Resource, alteration: &Alteration) ->
     if let Err(refused) = check_broker_name(core, resource) {
         return refused;
     }
-    let keys: Vec<&str> = match alteration {
-        Alteration::Incremental(changes) => changes.iter().map(|c| c.key.as_str()).collect(),
-        Alteration::Replace(configs) => configs.iter().map(|(k, _)| k.as_str()).collect(),
-    };
+    let keys = alteration.keys();
     if keys.is_empty() {
         return (ErrorCode::None, None);
     }
@@ -118,10 +115,7 @@ fn throttle_request(
     resource: &Resource,
     alteration: &Alteration,
 ) -> Option<Result<DynamicThrottle, Outcome>> {
-    let keys: Vec<&str> = match alteration {
-        Alteration::Incremental(changes) => changes.iter().map(|c| c.key.as_str()).collect(),
-        Alteration::Replace(configs) => configs.iter().map(|(k, _)| k.as_str()).collect(),
-    };
+    let keys = alteration.keys();
     if keys.is_empty()
         || !keys
             .iter()
@@ -227,22 +221,19 @@ fn decommission_request(
     resource: &Resource,
     alteration: &Alteration,
 ) -> Option<Result<(NodeId, Decommission), Outcome>> {
-    let (keys, value): (Vec<&str>, Option<Option<&str>>) = match alteration {
+    let keys = alteration.keys();
+    let value: Option<Option<&str>> = match alteration {
         Alteration::Incremental(changes) => {
             let ours = changes.iter().find(|c| c.key == DECOMMISSION_CONFIG);
-            let value = ours.map(|c| match c.op {
+            ours.map(|c| match c.op {
                 AlterOp::Set => c.value.as_deref(),
                 AlterOp::Delete => Some("false"),
                 AlterOp::Append | AlterOp::Subtract => Some("(a list operation)"),
-            });
-            (changes.iter().map(|c| c.key.as_str()).collect(), value)
+            })
         }
         Alteration::Replace(configs) => {
             let ours = configs.iter().find(|(k, _)| k == DECOMMISSION_CONFIG);
-            (
-                configs.iter().map(|(k, _)| k.as_str()).collect(),
-                ours.map(|(_, v)| v.as_deref()),
-            )
+            ours.map(|(_, v)| v.as_deref())
         }
     };
     let value = value?;

@@ -90,6 +90,16 @@ pub enum Alteration {
     Replace(Vec<(String, Option<String>)>),
 }
 
+impl Alteration {
+    /// The config names it touches, in request order.
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            Alteration::Incremental(changes) => changes.iter().map(|c| c.key.as_str()).collect(),
+            Alteration::Replace(configs) => configs.iter().map(|(k, _)| k.as_str()).collect(),
+        }
+    }
+}
+
 /// Why an alteration was refused; each maps to one Kafka error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AlterError {
