@@ -115,6 +115,8 @@ struct State {
     path_faults: Vec<(FaultOp, PathBuf)>,
     calls: BTreeMap<FaultOp, u64>,
     syncs: u64,
+    // Bytes of all completed writes, padding included: what a device would have been sent.
+    written_bytes: u64,
     // Writes submitted and not completed: (file identity, start, end). Two overlapping ones at
     // once are a bug on a real device (completion order undefined), so they panic here.
     writes_in_flight: Vec<(usize, u64, u64)>,
@@ -371,6 +373,11 @@ impl MemDisk {
         self.state.borrow().syncs
     }
 
+    /// Bytes of all writes completed so far, on all files (a rewrite counts again).
+    pub fn written_bytes(&self) -> u64 {
+        self.state.borrow().written_bytes
+    }
+
     /// Names of all files, sorted.
     pub fn paths(&self) -> Vec<PathBuf> {
         self.state.borrow().names.keys().cloned().collect()
@@ -554,6 +561,7 @@ impl DiskFile for MemFileHandle {
         if let Err(e) = state.check_space(grow) {
             return (Err(e), Some(buf));
         }
+        state.written_bytes += buf.0.len() as u64;
         f = self.file.borrow_mut();
         f.push(FileOp::Write {
             pos,
