@@ -159,10 +159,13 @@ impl<F: DiskFile> State<F> {
 
     /// Keeps `buf` for reuse if it is a write buffer no larger than the usual size (a short
     /// budget gives smaller ones), fewer than `SPARE_BUFFERS_MAX` are kept and the queue is not
-    /// retired; drops it (and gives its grant back) otherwise.
+    /// retired; drops it (and gives its grant back) otherwise. A second spare is kept only
+    /// while the core's budget could grant one like it anyway: when the budget is short, it
+    /// serves partitions that hold no buffer better than an idle spare here.
     fn keep_spare(&mut self, buf: F::Buf, grant: Grant) {
         let len = buf.as_slice().len();
         if !self.retired
+            && (self.spare.is_empty() || !crate::pool::is_short_of(len))
             && self.spare.len() < SPARE_BUFFERS_MAX
             && len <= self.buffer_bytes
             && len == grant.bytes()
@@ -561,7 +564,41 @@ impl Wake for FanOut {
 
 #[cfg(test)]
 mod tests {
-    use super::join_ranges;
+    use super::{join_ranges, Writes};
+    use crate::io::mem::MemDisk;
+    use crate::io::{Disk, DiskFile, OpenMode};
+    use crate::pool;
+
+    #[test]
+    fn a_second_spare_goes_back_to_a_short_budget() {
+        let disk = MemDisk::new();
+        let file = crate::block_on(disk.open(
+            std::path::Path::new("/spare-test.log"),
+            OpenMode::CreateTruncate,
+        ))
+        .expect("open");
+        let buffer_bytes = 64 << 10;
+        let writes: Writes<crate::io::mem::MemFileHandle> = Writes::new(0, buffer_bytes);
+        let spare = || {
+            let grant = pool::try_grant(buffer_bytes).expect("budget");
+            (file.alloc_buf(grant.bytes()), grant)
+        };
+        // Room for more: both spares are kept.
+        pool::set_budget_bytes(1 << 20);
+        let (a, b) = (spare(), spare());
+        writes.give_spare(a.0, a.1);
+        writes.give_spare(b.0, b.1);
+        assert!(writes.take_spare().is_some() && writes.take_spare().is_some());
+        assert!(writes.take_spare().is_none());
+        // The budget holds no other buffer of that size: the first spare is kept (the log's
+        // next buffer), the second given back for logs that have none.
+        pool::set_budget_bytes(2 * buffer_bytes);
+        let (a, b) = (spare(), spare());
+        writes.give_spare(a.0, a.1);
+        writes.give_spare(b.0, b.1);
+        assert_eq!(pool::stats().bytes_used, buffer_bytes);
+        assert!(writes.take_spare().is_some() && writes.take_spare().is_none());
+    }
 
     #[test]
     fn written_advances_only_over_completed_ranges_without_a_hole() {
