@@ -105,14 +105,25 @@ pub fn raise_nofile_limit() -> std::io::Result<NofileLimit> {
 
 /// Share of the machine's memory the write-buffer budgets take by default, all cores together.
 const WRITE_BUFFER_POOL_MEMORY_DIVISOR: u64 = 64;
-/// Bounds of the default write-buffer budget per core (the tail caches get as much again):
+/// Bounds of the default write-buffer budget per core (the tail caches get half as much):
 /// the floor holds one busy partition's 1 MiB buffer, its eight queued writes and spares; the
-/// cap keeps a two-core broker with hundreds of busy partitions well under 256 MiB.
+/// cap keeps a two-core broker with hundreds of busy partitions under 256 MiB (2 x 96 MiB of
+/// budgets). At 32 MiB, 128 partitions written at full speed on two cores got a third less
+/// throughput than with an unbounded budget (buffers of a few KiB, appends waiting for their
+/// own writes); at 64 MiB the rate is that of the unbounded budget (docs/benchmarks.md).
 const WRITE_BUFFER_POOL_BYTES_DEFAULT_MIN: usize = 12 << 20;
-const WRITE_BUFFER_POOL_BYTES_DEFAULT_MAX: usize = 32 << 20;
+const WRITE_BUFFER_POOL_BYTES_DEFAULT_MAX: usize = 64 << 20;
+
+/// The tail caches' budget per core for a write-buffer budget of `write_buffer_pool` bytes:
+/// half of it. A larger cache budget did not speed up 128 partitions read while written
+/// (consumers read recent batches), but its memory is resident: the caches pin the producers'
+/// request buffers.
+pub fn tail_cache_budget_bytes(write_buffer_pool: usize) -> usize {
+    write_buffer_pool / 2
+}
 
 /// The default write-buffer budget per core: 1/64 of `memory_bytes` (the machine's memory, if
-/// known) shared by `cores`, within 12-32 MiB per core.
+/// known) shared by `cores`, within 12-64 MiB per core.
 pub fn write_buffer_pool_default_bytes(memory_bytes: Option<u64>, cores: usize) -> usize {
     assert!(cores > 0);
     let Some(memory) = memory_bytes else {
@@ -328,7 +339,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .write_buffer_pool_bytes
         .unwrap_or_else(|| write_buffer_pool_default_bytes(memory_total_bytes(), config.cores));
     info!(
-        bytes_per_core = write_buffer_pool,
+        write_buffer_bytes_per_core = write_buffer_pool,
+        tail_cache_bytes_per_core = tail_cache_budget_bytes(write_buffer_pool),
         "write buffer and tail cache budgets per core (write-buffer-pool-bytes)"
     );
     let memlock = memlock_limit_bytes()?;
@@ -429,8 +441,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .io_memory(io_memory)
             .spawn(move || async move {
                 spate_storage::pool::set_budget_bytes(write_buffer_pool);
-                // The tail caches pin the producers' request buffers: as much again.
-                spate_storage::pool::set_cache_budget_bytes(write_buffer_pool);
+                spate_storage::pool::set_cache_budget_bytes(tail_cache_budget_bytes(
+                    write_buffer_pool,
+                ));
                 if let Some(cpus) = &config.io_worker_cpus {
                     if let Err(error) = set_io_worker_cpus(cpus) {
                         shutdown.trigger();
@@ -621,7 +634,7 @@ mod tests {
         assert_eq!(write_buffer_pool_default_bytes(Some(gib), 4), 12 << 20);
         assert_eq!(
             write_buffer_pool_default_bytes(Some(256 * gib), 1),
-            32 << 20
+            64 << 20
         );
         assert_eq!(write_buffer_pool_default_bytes(None, 1), 12 << 20);
     }

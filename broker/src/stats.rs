@@ -173,6 +173,21 @@ impl CoreStats {
             );
             append.reset();
         }
+        // The write buffers' and tail caches' budgets (cumulative counts since the start): a
+        // budget too small for the partitions written shows as `shrunk` and `overdrafts`
+        // growing, and appends then wait for their own writes.
+        let pool = spate_storage::pool::stats();
+        info!(
+            core,
+            write_buffer_bytes_max = pool.bytes_max,
+            write_buffer_bytes_used = pool.bytes_used,
+            write_buffer_bytes_peak = pool.bytes_peak,
+            write_buffers_shrunk = pool.shrunk,
+            write_buffer_overdrafts = pool.overdrafts,
+            tail_cache_bytes_max = pool.cache_bytes_max,
+            tail_cache_bytes = pool.cache_bytes,
+            "write buffer pool"
+        );
     }
 }
 
