@@ -105,7 +105,7 @@ settings! {
     /// written partition takes its buffers from it and an idle one gives them back, so memory
     /// is bounded by this, not by the partition count. Under pressure partitions get smaller
     /// buffers (down to 16 KiB) and wait for their own writes. The partitions' tail caches
-    /// (recent batches for consumers) share half as much [default: 1/64 of the machine's
+    /// (recent batches for consumers) share a quarter of that [default: 1/64 of the machine's
     /// memory divided among the cores, between 12 MiB and 64 MiB per core].
     write_buffer_pool_bytes: usize,
     /// Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes) [default: 104857600].

@@ -105,9 +105,9 @@ pub fn raise_nofile_limit() -> std::io::Result<NofileLimit> {
 
 /// Share of the machine's memory the write-buffer budgets take by default, all cores together.
 const WRITE_BUFFER_POOL_MEMORY_DIVISOR: u64 = 64;
-/// Bounds of the default write-buffer budget per core (the tail caches get half as much):
+/// Bounds of the default write-buffer budget per core (the tail caches get a quarter of it):
 /// the floor holds one busy partition's 1 MiB buffer, its eight queued writes and spares; the
-/// cap keeps a two-core broker with hundreds of busy partitions under 256 MiB (2 x 96 MiB of
+/// cap keeps a two-core broker with a thousand busy partitions under 256 MiB (2 x 80 MiB of
 /// budgets). At 32 MiB, 128 partitions written at full speed on two cores got a third less
 /// throughput than with an unbounded budget (buffers of a few KiB, appends waiting for their
 /// own writes); at 64 MiB the rate is that of the unbounded budget (docs/benchmarks.md).
@@ -115,11 +115,12 @@ const WRITE_BUFFER_POOL_BYTES_DEFAULT_MIN: usize = 12 << 20;
 const WRITE_BUFFER_POOL_BYTES_DEFAULT_MAX: usize = 64 << 20;
 
 /// The tail caches' budget per core for a write-buffer budget of `write_buffer_pool` bytes:
-/// half of it. A larger cache budget did not speed up 128 partitions read while written
-/// (consumers read recent batches), but its memory is resident: the caches pin the producers'
-/// request buffers.
+/// a quarter of it. A larger cache budget (as large as the write budget) did not speed up 128
+/// partitions read while written (consumers read recent batches), but its memory is resident:
+/// the caches pin the producers' request buffers, and with 1,000 partitions written the broker
+/// went over 256 MiB with caches half the write budget.
 pub fn tail_cache_budget_bytes(write_buffer_pool: usize) -> usize {
-    write_buffer_pool / 2
+    write_buffer_pool / 4
 }
 
 /// The default write-buffer budget per core: 1/64 of `memory_bytes` (the machine's memory, if
