@@ -194,6 +194,17 @@ def test_prometheus_scrapes_what_a_producer_sent(start_broker, prometheus_for):
     assert fsyncs and float(fsyncs[0]["value"][1]) >= 1, fsyncs  # acks=all waited for them
     connections = prom.query("spate_connections_accepted_total")
     assert connections and float(connections[0]["value"][1]) >= 1, connections
+    # Each core's write-buffer budget and what its partitions hold (none once idle, at most
+    # the budget plus the minimum buffers of partitions that had none).
+    budgets = prom.query("spate_write_buffer_budget_bytes")
+    assert sorted(s["metric"]["core"] for s in budgets) == ["0", "1"], budgets
+    assert all(float(s["value"][1]) >= 12 << 20 for s in budgets), budgets
+    held = prom.query("spate_write_buffer_bytes")
+    assert sorted(s["metric"]["core"] for s in held) == ["0", "1"], held
+    caches = prom.query("spate_tail_cache_budget_bytes")
+    assert all(float(s["value"][1]) * 4 == float(b["value"][1])
+               for s, b in zip(sorted(caches, key=lambda s: s["metric"]["core"]),
+                               sorted(budgets, key=lambda s: s["metric"]["core"]))), caches
 
     # The exposition itself: one TYPE per family, the content type Prometheus asks for.
     status, content_type, text = http_get(admin, "/metrics")

@@ -67,7 +67,7 @@ thread_local! {
 }
 
 /// What the calling thread's budget holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStats {
     /// The budget (`usize::MAX`: unbounded).
     pub bytes_max: usize,

@@ -20,6 +20,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use spate_storage::pool::PoolStats;
 use spate_wire::batch::BATCH_HEADER_BYTES;
 use spate_wire::ErrorCode;
 
@@ -499,6 +500,8 @@ pub struct Snapshot {
     pub connections_refused: u64,
     pub connections_moved_in: u64,
     pub executor: ExecutorTotals,
+    /// The core's write-buffer and tail-cache budgets and what they hold.
+    pub pool: PoolStats,
     pub queues: Vec<QueueTotals>,
     pub committed: Vec<CommittedOffset>,
     /// The metadata quorum (the controller core of a broker in a cluster only).
@@ -580,6 +583,7 @@ pub async fn snapshot(core: &Core) -> Snapshot {
         connections_refused: metrics.connections_refused.get(),
         connections_moved_in: metrics.connections_moved_in.get(),
         executor: metrics.executor.get(),
+        pool: spate_storage::pool::stats(),
         queues: metrics.queues.borrow().values().cloned().collect(),
         committed: core
             .groups
@@ -631,6 +635,7 @@ pub fn render(snapshots: &[Snapshot], health: Health) -> String {
     render_requests(&mut e, snapshots);
     render_connections(&mut e, snapshots);
     render_executors(&mut e, snapshots);
+    render_pools(&mut e, snapshots);
     if let Some(quorum) = snapshots.iter().find_map(|s| s.quorum.as_ref()) {
         render_quorum(&mut e, quorum);
     }
@@ -988,6 +993,63 @@ fn render_connections(e: &mut Exposition, snapshots: &[Snapshot]) {
     );
 }
 
+/// Each core's write-buffer and tail-cache budgets (`storage::pool`): a budget too small for
+/// the partitions written shows as `shrunk` and `overdrafts` growing.
+fn render_pools(e: &mut Exposition, snapshots: &[Snapshot]) {
+    type PoolFamily = (&'static str, &'static str, Kind, fn(&PoolStats) -> u64);
+    let mut cores: Vec<&Snapshot> = snapshots.iter().collect();
+    cores.sort_by_key(|s| s.core);
+    fn bytes(b: usize) -> u64 {
+        u64::try_from(b).unwrap_or(u64::MAX)
+    }
+    let families: [PoolFamily; 6] = [
+        (
+            "spate_write_buffer_bytes",
+            "Bytes of write buffers the core's partitions hold (granted from its budget).",
+            Kind::Gauge,
+            |p| bytes(p.bytes_used),
+        ),
+        (
+            "spate_write_buffer_budget_bytes",
+            "The core's write-buffer budget (write-buffer-pool-bytes).",
+            Kind::Gauge,
+            |p| bytes(p.bytes_max),
+        ),
+        (
+            "spate_write_buffers_shrunk_total",
+            "Write buffers granted smaller than asked because the core's budget was short.",
+            Kind::Counter,
+            |p| p.shrunk,
+        ),
+        (
+            "spate_write_buffer_overdrafts_total",
+            "Minimum-size write buffers granted beyond the core's budget (a partition with none \
+             never waits for another).",
+            Kind::Counter,
+            |p| p.overdrafts,
+        ),
+        (
+            "spate_tail_cache_bytes",
+            "Bytes the core's tail caches (recent batches for consumers) hold.",
+            Kind::Gauge,
+            |p| bytes(p.cache_bytes),
+        ),
+        (
+            "spate_tail_cache_budget_bytes",
+            "The core's tail-cache budget.",
+            Kind::Gauge,
+            |p| bytes(p.cache_bytes_max),
+        ),
+    ];
+    for (name, help, kind, value) in families {
+        e.family(name, help, kind);
+        for s in &cores {
+            let core = s.core.to_string();
+            e.sample(name, &[("core", &core)], value(&s.pool));
+        }
+    }
+}
+
 fn render_executors(e: &mut Exposition, snapshots: &[Snapshot]) {
     let mut cores: Vec<&Snapshot> = snapshots.iter().collect();
     cores.sort_by_key(|s| s.core);
@@ -1233,6 +1295,37 @@ mod tests {
                 named += 1;
             }
             assert!(named >= 10, "{file} names only {named} metrics");
+        }
+    }
+
+    #[test]
+    fn each_cores_write_buffer_pool_is_its_own_series() {
+        let mut cores = [snapshot(0), snapshot(1)];
+        for (i, core) in cores.iter_mut().enumerate() {
+            core.pool = PoolStats {
+                bytes_max: 64 << 20,
+                bytes_used: (i + 1) << 20,
+                shrunk: 3 + i as u64,
+                overdrafts: i as u64,
+                cache_bytes_max: 16 << 20,
+                cache_bytes: 4096,
+                ..PoolStats::default()
+            };
+        }
+        let text = render(&cores, Health { ready: true });
+        for expected in [
+            "spate_write_buffer_bytes{core=\"0\"} 1048576",
+            "spate_write_buffer_bytes{core=\"1\"} 2097152",
+            "spate_write_buffer_budget_bytes{core=\"1\"} 67108864",
+            "spate_write_buffers_shrunk_total{core=\"1\"} 4",
+            "spate_write_buffer_overdrafts_total{core=\"0\"} 0",
+            "spate_tail_cache_bytes{core=\"0\"} 4096",
+            "spate_tail_cache_budget_bytes{core=\"0\"} 16777216",
+        ] {
+            assert!(
+                text.lines().any(|l| l == expected),
+                "no {expected} in\n{text}"
+            );
         }
     }
 
