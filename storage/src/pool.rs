@@ -51,6 +51,13 @@ struct Pool {
     cache_bytes: Cell<usize>,
 }
 
+impl Pool {
+    /// Bytes of the budget not granted (none while overdrawn).
+    fn free(&self) -> usize {
+        self.bytes_max.get().saturating_sub(self.bytes_used.get())
+    }
+}
+
 thread_local! {
     static POOL: Pool = const {
         Pool {
@@ -111,7 +118,7 @@ pub fn stats() -> PoolStats {
 /// Whether the calling thread's budget has less than `bytes` left: a log then gives a spare
 /// buffer of that size back instead of keeping it, for partitions that have none.
 pub fn is_short_of(bytes: usize) -> bool {
-    POOL.with(|p| p.bytes_max.get().saturating_sub(p.bytes_used.get()) < bytes)
+    POOL.with(|p| p.free() < bytes)
 }
 
 /// Sets the calling thread's budget for its logs' tail caches together.
@@ -196,7 +203,7 @@ fn minimum(wanted: usize) -> usize {
 pub fn try_grant(wanted: usize) -> Option<Grant> {
     assert!(wanted % BLOCK_BYTES == 0 && wanted > 0);
     POOL.with(|p| {
-        let free = p.bytes_max.get().saturating_sub(p.bytes_used.get());
+        let free = p.free();
         let fair = p.bytes_max.get() / (p.grants.get() + 1);
         let mut bytes = wanted;
         while bytes > free || (bytes > fair && bytes / 2 >= minimum(wanted)) {

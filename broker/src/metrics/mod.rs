@@ -993,66 +993,79 @@ fn render_connections(e: &mut Exposition, snapshots: &[Snapshot]) {
     );
 }
 
+/// The snapshots in core order, for families with one sample per core.
+fn cores_in_order(snapshots: &[Snapshot]) -> Vec<&Snapshot> {
+    let mut cores: Vec<&Snapshot> = snapshots.iter().collect();
+    cores.sort_by_key(|s| s.core);
+    cores
+}
+
+/// A table of families of one kind, each with one sample per core (label `core`), read from
+/// the part of each core's snapshot that `part` picks.
+fn render_per_core<T>(
+    e: &mut Exposition,
+    cores: &[&Snapshot],
+    kind: Kind,
+    part: fn(&Snapshot) -> &T,
+    families: &[Family<T, u64>],
+) {
+    for (name, help, value) in families {
+        e.family(name, help, kind);
+        for s in cores {
+            let core = s.core.to_string();
+            e.sample(name, &[("core", &core)], value(part(s)));
+        }
+    }
+}
+
 /// Each core's write-buffer and tail-cache budgets (`storage::pool`): a budget too small for
 /// the partitions written shows as `shrunk` and `overdrafts` growing.
 fn render_pools(e: &mut Exposition, snapshots: &[Snapshot]) {
-    type PoolFamily = (&'static str, &'static str, Kind, fn(&PoolStats) -> u64);
-    let mut cores: Vec<&Snapshot> = snapshots.iter().collect();
-    cores.sort_by_key(|s| s.core);
     fn bytes(b: usize) -> u64 {
         u64::try_from(b).unwrap_or(u64::MAX)
     }
-    let families: [PoolFamily; 6] = [
+    let cores = cores_in_order(snapshots);
+    let gauges: [Family<PoolStats, u64>; 4] = [
         (
             "spate_write_buffer_bytes",
             "Bytes of write buffers the core's partitions hold (granted from its budget).",
-            Kind::Gauge,
             |p| bytes(p.bytes_used),
         ),
         (
             "spate_write_buffer_budget_bytes",
             "The core's write-buffer budget (write-buffer-pool-bytes).",
-            Kind::Gauge,
             |p| bytes(p.bytes_max),
         ),
         (
+            "spate_tail_cache_bytes",
+            "Bytes the core's tail caches (recent batches for consumers) hold.",
+            |p| bytes(p.cache_bytes),
+        ),
+        (
+            "spate_tail_cache_budget_bytes",
+            "The core's tail-cache budget.",
+            |p| bytes(p.cache_bytes_max),
+        ),
+    ];
+    render_per_core(e, &cores, Kind::Gauge, |s| &s.pool, &gauges);
+    let counters: [Family<PoolStats, u64>; 2] = [
+        (
             "spate_write_buffers_shrunk_total",
             "Write buffers granted smaller than asked because the core's budget was short.",
-            Kind::Counter,
             |p| p.shrunk,
         ),
         (
             "spate_write_buffer_overdrafts_total",
             "Minimum-size write buffers granted beyond the core's budget (a partition with none \
              never waits for another).",
-            Kind::Counter,
             |p| p.overdrafts,
         ),
-        (
-            "spate_tail_cache_bytes",
-            "Bytes the core's tail caches (recent batches for consumers) hold.",
-            Kind::Gauge,
-            |p| bytes(p.cache_bytes),
-        ),
-        (
-            "spate_tail_cache_budget_bytes",
-            "The core's tail-cache budget.",
-            Kind::Gauge,
-            |p| bytes(p.cache_bytes_max),
-        ),
     ];
-    for (name, help, kind, value) in families {
-        e.family(name, help, kind);
-        for s in &cores {
-            let core = s.core.to_string();
-            e.sample(name, &[("core", &core)], value(&s.pool));
-        }
-    }
+    render_per_core(e, &cores, Kind::Counter, |s| &s.pool, &counters);
 }
 
 fn render_executors(e: &mut Exposition, snapshots: &[Snapshot]) {
-    let mut cores: Vec<&Snapshot> = snapshots.iter().collect();
-    cores.sort_by_key(|s| s.core);
+    let cores = cores_in_order(snapshots);
     let seconds: [Family<ExecutorTotals, u64>; 2] = [
         (
             "spate_executor_busy_seconds_total",
@@ -1084,13 +1097,7 @@ fn render_executors(e: &mut Exposition, snapshots: &[Snapshot]) {
             |t| t.scheduler_runs,
         ),
     ];
-    for (name, help, value) in counts {
-        e.family(name, help, Kind::Counter);
-        for s in &cores {
-            let core = s.core.to_string();
-            e.sample(name, &[("core", &core)], value(&s.executor));
-        }
-    }
+    render_per_core(e, &cores, Kind::Counter, |s| &s.executor, &counts);
     let queues: [QueueFamily; 3] = [
         (
             "spate_task_queue_runtime_seconds_total",
